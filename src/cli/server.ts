@@ -1,0 +1,63 @@
+import { createWriteStream } from 'node:fs'
+import * as path from 'node:path'
+import { mountTree, Mounted } from '../fs/fuse-binding'
+import { TreeOps } from '../fs/ops'
+import { AttributeFile } from '../fs/nodes'
+import { buildSysfsTree, dirAt } from '../fs/sysfs-tree'
+import { Machine } from '../hw/machine'
+import { loadSchema } from '../topology/attributes'
+import { loadTopology } from '../topology/topology'
+import { DEFAULT_TOPOLOGY } from '../util/paths'
+import { TraceLog } from '../util/trace'
+import { prepareMountPoint } from './mount-point'
+
+export interface ServerOptions {
+  dir: string
+  topology?: string
+  /** Mount over a directory that has content. */
+  force?: boolean
+  /** Append trace lines to this file as well. */
+  log?: string
+  /** Echo trace lines here (the foreground server's stderr). */
+  echo?: (line: string) => void
+}
+
+export interface Server {
+  readonly dir: string
+  readonly machine: Machine
+  readonly ops: TreeOps
+  readonly trace: TraceLog
+  readonly notes: string[]
+  stop(): Promise<void>
+}
+
+/** Loads the schema and topology, builds the tree and mounts it. Throws with a readable message. */
+export async function startServer(opts: ServerOptions): Promise<Server> {
+  const dir = path.resolve(opts.dir)
+  const topology = opts.topology ?? DEFAULT_TOPOLOGY
+  const schema = loadSchema()
+  const machine = loadTopology(topology)
+  const state = await prepareMountPoint(dir)
+  if (state.hasContent && !opts.force) throw new Error(`mount point ${dir} is not empty (use --force to mount over it)`)
+
+  const log = opts.log ? createWriteStream(opts.log, { flags: 'a' }) : undefined
+  const trace = new TraceLog(4096, (line) => {
+    opts.echo?.(line)
+    log?.write(`${line}\n`)
+  })
+  const root = buildSysfsTree(machine, schema)
+  // who serves this mount: `iommufs unmount` reads the pid here
+  dirAt(root, '/sys/kernel/debug/iommufd').add('server', new AttributeFile(() => `pid ${process.pid}\ntopology ${path.resolve(topology)}\n`))
+  const ops = new TreeOps(root, trace)
+  const mounted: Mounted = await mountTree(dir, ops, { nonEmpty: state.hasAnyEntry })
+  const notes = state.recoveredStale ? [`recovered a stale mount on ${dir}`] : []
+  let stopping: Promise<void> | undefined
+  return {
+    dir,
+    machine,
+    ops,
+    trace,
+    notes,
+    stop: () => (stopping ??= mounted.unmount().finally(() => log?.end())),
+  }
+}

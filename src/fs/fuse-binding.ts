@@ -1,0 +1,103 @@
+/**
+ * The only module that knows fuse-native: it mounts a TreeOps on a directory
+ * and turns every callback into a call that can neither throw nor hang.
+ */
+import { execFile } from 'node:child_process'
+import Fuse = require('fuse-native')
+import { ErrnoError, ERRNO } from '../util/errno'
+import { TreeOps, Stat } from './ops'
+
+/**
+ * Kernel caching, chosen per what the tree holds: direct_io on every file, so
+ * reads always reach the model (attribute values and replies change, and a
+ * re-read of one descriptor must see the current value); attribute and entry
+ * timeouts 0, because directories of the debug tree appear and vanish with
+ * contexts and objects. fuse-native's option whitelist cannot express these,
+ * hence the override.
+ */
+const KERNEL_OPTIONS = ['direct_io', 'attr_timeout=0', 'entry_timeout=0', 'negative_timeout=0']
+
+class IommufsFuse extends Fuse {
+  constructor(mnt: string, ops: Fuse.FuseOps, private readonly extra: string[]) {
+    super(mnt, ops, { fsname: 'iommufs', subtype: 'iommufs', force: false, mkdir: false })
+  }
+
+  override _fuseOptions(): string {
+    const base = super._fuseOptions()
+    const extra = [...KERNEL_OPTIONS, ...this.extra].join(',')
+    return base ? `${base},${extra}` : `-o${extra}`
+  }
+}
+
+/** Unmounts lazily with fusermount, falling back to umount -l (root). */
+export function detach(dir: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile('fusermount', ['-uz', dir], (e1) => {
+      if (!e1) return resolve()
+      execFile('umount', ['-l', dir], (e2) => (e2 ? reject(new Error(`cannot unmount ${dir}: ${e2.message.trim()}`)) : resolve()))
+    })
+  })
+}
+
+Fuse.unmount = (mnt, cb) => {
+  detach(mnt).then(() => cb(null), (e: Error) => cb(e))
+}
+
+export interface Mounted {
+  unmount(): Promise<void>
+}
+
+export function mountTree(dir: string, ops: TreeOps, opts: { nonEmpty?: boolean } = {}): Promise<Mounted> {
+  const started = new Date()
+  const toStat = (s: Stat): Fuse.FuseStat => ({ ...s, uid: 0, gid: 0, mtime: started, atime: started, ctime: started })
+
+  /** Runs one operation: an ErrnoError becomes its errno, anything else EIO plus a trace line. */
+  const run = <T>(op: string, p: string, fn: () => T): T | number => {
+    try {
+      return fn()
+    } catch (e) {
+      if (e instanceof ErrnoError) return -e.code
+      ops.trace.emit('bug', `${op} ${p}: ${e instanceof Error ? (e.stack ?? e.message).split('\n').slice(0, 3).join(' | ') : String(e)}`)
+      return -ERRNO.EIO
+    }
+  }
+  const reply = <T>(op: string, p: string, cb: (err: number, v?: T) => void, fn: () => T): void => {
+    const r = run(op, p, fn)
+    if (typeof r === 'number' && r < 0) cb(r)
+    else cb(0, r as T)
+  }
+  const denied = (_p: string, ...rest: unknown[]): void => (rest[rest.length - 1] as (e: number) => void)(-ERRNO.EACCES)
+
+  const fuseOps: Fuse.FuseOps = {
+    getattr: (p, cb) => reply('getattr', p, cb, () => toStat(ops.getattr(p))),
+    readdir: (p, cb) => reply('readdir', p, cb, () => ops.readdir(p)),
+    readlink: (p, cb) => reply('readlink', p, cb, () => ops.readlink(p)),
+    open: (p, flags, cb) => reply('open', p, cb, () => ops.open(p, flags)),
+    read: (p, fh, buf, len, pos, cb) => {
+      const r = run('read', p, () => ops.read(fh, pos, len).copy(buf, 0))
+      cb(r)
+    },
+    write: (p, fh, buf, len, pos, cb) => {
+      // buf is libfuse's memory and is gone after cb: copy it first
+      const data = Buffer.from(buf.subarray(0, len))
+      cb(run('write', p, () => ops.write(fh, pos, data)))
+    },
+    truncate: (p, _size, cb) => reply('truncate', p, cb, () => ops.truncate(p)),
+    ftruncate: (p, _fh, _size, cb) => reply('ftruncate', p, cb, () => ops.truncate(p)),
+    release: (p, fh, cb) => reply('release', p, cb, () => ops.release(fh)),
+    create: denied,
+    mkdir: denied,
+    unlink: denied,
+    rmdir: denied,
+  }
+
+  const fuse = new IommufsFuse(dir, fuseOps, opts.nonEmpty ? ['nonempty'] : [])
+  return new Promise((resolve, reject) => {
+    fuse.mount((err) => {
+      if (err) return reject(new Error(`cannot mount ${dir}: ${err.message}`))
+      resolve({
+        unmount: () => new Promise<void>((res, rej) => fuse.unmount((e) => (e ? rej(e) : res()))),
+      })
+    })
+  })
+}

@@ -1,0 +1,127 @@
+import { ErrnoError } from '../util/errno'
+
+/**
+ * The filesystem as the model presents it: directories, files and symlinks.
+ * Knows nothing of FUSE; the ops module turns it into file operations.
+ */
+export type FsNode = DirNode | FileNode | LinkNode
+
+export interface DirNode {
+  readonly kind: 'dir'
+  /** The names in this directory now, in listing order. */
+  names(): string[]
+  child(name: string): FsNode | undefined
+}
+
+export interface FileNode {
+  readonly kind: 'file'
+  /** Permission bits, as sysfs shows them (0444, 0644, 0200...). */
+  readonly mode: number
+  /** What stat reports; sysfs attributes say 4096 whatever their length. */
+  size(): number
+  open(access: Access): OpenFile
+}
+
+export interface LinkNode {
+  readonly kind: 'link'
+  /** Absolute path inside the mount; readlink answers it relative to the link. */
+  readonly target: string
+}
+
+export type Access = 'read' | 'write' | 'readwrite'
+
+/** One open() of a file: all its per-descriptor state lives here. */
+export interface OpenFile {
+  read(pos: number, len: number): Buffer
+  write(pos: number, data: Buffer): number
+  release(): void
+}
+
+/** A directory whose entries are fixed once built. */
+export class StaticDir implements DirNode {
+  readonly kind = 'dir'
+  private readonly entries = new Map<string, FsNode>()
+
+  add(name: string, node: FsNode): this {
+    if (this.entries.has(name)) throw new Error(`duplicate entry ${name}`)
+    this.entries.set(name, node)
+    return this
+  }
+
+  /** The sub-directory `name`, made on first use. */
+  dir(name: string): StaticDir {
+    const existing = this.entries.get(name)
+    if (existing instanceof StaticDir) return existing
+    if (existing) throw new Error(`${name} is not a directory`)
+    const d = new StaticDir()
+    this.entries.set(name, d)
+    return d
+  }
+
+  names(): string[] {
+    return [...this.entries.keys()]
+  }
+
+  child(name: string): FsNode | undefined {
+    return this.entries.get(name)
+  }
+}
+
+/** A directory whose entries are computed on every look (contexts, objects). */
+export class LiveDir implements DirNode {
+  readonly kind = 'dir'
+  constructor(private readonly list: () => Iterable<[string, FsNode]>) {}
+
+  names(): string[] {
+    return [...this.list()].map(([n]) => n)
+  }
+
+  child(name: string): FsNode | undefined {
+    for (const [n, node] of this.list()) if (n === name) return node
+    return undefined
+  }
+}
+
+export const SYSFS_SIZE = 4096
+const MAX_STORE = 4096
+
+/**
+ * A sysfs-style attribute: `show` renders the whole value; the text is taken
+ * once per open and again whenever the descriptor reads offset 0, so a reader
+ * using small chunks never sees a torn value and `pread(fd, 0)` sees the current one.
+ * `store`, when given, receives each write without its trailing newline.
+ */
+export class AttributeFile implements FileNode {
+  readonly kind = 'file'
+  readonly mode: number
+
+  constructor(private readonly show: () => string, private readonly store?: (text: string) => void, mode?: number) {
+    this.mode = mode ?? (store ? 0o644 : 0o444)
+  }
+
+  size(): number {
+    return SYSFS_SIZE
+  }
+
+  open(): OpenFile {
+    let snapshot: Buffer | undefined
+    return {
+      read: (pos, len) => {
+        if (pos === 0 || !snapshot) snapshot = Buffer.from(this.show())
+        return snapshot.subarray(Math.min(pos, snapshot.length), Math.min(pos + len, snapshot.length))
+      },
+      write: (pos, data) => {
+        if (!this.store) throw new ErrnoError('EACCES', 'read-only attribute')
+        if (pos !== 0) throw new ErrnoError('EINVAL', 'attributes are written whole, at offset 0')
+        if (data.length > MAX_STORE) throw new ErrnoError('E2BIG', `attribute writes are at most ${MAX_STORE} bytes`)
+        this.store(data.toString('utf8').replace(/\n$/, ''))
+        return data.length
+      },
+      release: () => {},
+    }
+  }
+}
+
+export function symlink(target: string): LinkNode {
+  return { kind: 'link', target }
+}

@@ -1,0 +1,114 @@
+import * as path from 'node:path'
+import { ErrnoError } from '../util/errno'
+import { TraceLog } from '../util/trace'
+import { Access, DirNode, FsNode, OpenFile } from './nodes'
+
+export interface Stat {
+  mode: number
+  size: number
+  nlink: number
+}
+
+const S_IFDIR = 0o040000
+const S_IFREG = 0o100000
+const S_IFLNK = 0o120000
+const O_ACCMODE = 3
+
+/**
+ * The file operations of a mounted tree, independent of any FUSE binding.
+ * Every method either returns its result or throws ErrnoError; the binding
+ * turns anything else into EIO.
+ */
+export class TreeOps {
+  private readonly handles = new Map<number, OpenFile>()
+  private nextHandle = 1
+
+  constructor(private readonly root: DirNode, readonly trace: TraceLog) {}
+
+  resolve(p: string): FsNode {
+    let node: FsNode = this.root
+    for (const name of p.split('/')) {
+      if (name === '') continue
+      if (node.kind !== 'dir') throw new ErrnoError('ENOTDIR', `${p}: not a directory`)
+      const next: FsNode | undefined = node.child(name)
+      if (!next) throw new ErrnoError('ENOENT', `${p}: no such entry`)
+      node = next
+    }
+    return node
+  }
+
+  getattr(p: string): Stat {
+    const node = this.resolve(p)
+    switch (node.kind) {
+      case 'dir':
+        return { mode: S_IFDIR | 0o755, size: 0, nlink: 2 }
+      case 'link':
+        return { mode: S_IFLNK | 0o777, size: this.readlink(p).length, nlink: 1 }
+      case 'file':
+        return { mode: S_IFREG | node.mode, size: node.size(), nlink: 1 }
+    }
+  }
+
+  readdir(p: string): string[] {
+    const node = this.resolve(p)
+    if (node.kind !== 'dir') throw new ErrnoError('ENOTDIR', `${p}: not a directory`)
+    return node.names()
+  }
+
+  readlink(p: string): string {
+    const node = this.resolve(p)
+    if (node.kind !== 'link') throw new ErrnoError('EINVAL', `${p}: not a symlink`)
+    return path.posix.relative(path.posix.dirname(p), node.target)
+  }
+
+  open(p: string, flags: number): number {
+    const node = this.resolve(p)
+    if (node.kind === 'dir') throw new ErrnoError('EISDIR', `${p}: is a directory`)
+    if (node.kind !== 'file') throw new ErrnoError('ELOOP', `${p}: symlink`)
+    const access: Access = ['read', 'write', 'readwrite'][flags & O_ACCMODE] as Access
+    if (access !== 'read' && !(node.mode & 0o222)) throw new ErrnoError('EACCES', `${p}: read-only`)
+    if (access !== 'write' && !(node.mode & 0o444)) throw new ErrnoError('EACCES', `${p}: write-only`)
+    const fh = this.allocHandle()
+    this.handles.set(fh, node.open(access))
+    return fh
+  }
+
+  /** `>` truncates before writing; sysfs files have nothing to truncate. */
+  truncate(p: string): void {
+    const node = this.resolve(p)
+    if (node.kind !== 'file') throw new ErrnoError('EISDIR', `${p}: not a file`)
+    if (!(node.mode & 0o222)) throw new ErrnoError('EACCES', `${p}: read-only`)
+  }
+
+  read(fh: number, pos: number, len: number): Buffer {
+    return this.handle(fh).read(pos, len)
+  }
+
+  write(fh: number, pos: number, data: Buffer): number {
+    return this.handle(fh).write(pos, data)
+  }
+
+  release(fh: number): void {
+    const h = this.handles.get(fh)
+    this.handles.delete(fh)
+    h?.release()
+  }
+
+  get openHandles(): number {
+    return this.handles.size
+  }
+
+  private handle(fh: number): OpenFile {
+    const h = this.handles.get(fh)
+    if (!h) throw new ErrnoError('EBADF', `no open file ${fh}`)
+    return h
+  }
+
+  private allocHandle(): number {
+    // fuse-native carries fh as a nonzero uint32
+    do {
+      this.nextHandle = this.nextHandle >= 0xffffffff ? 1 : this.nextHandle + 1
+    } while (this.handles.has(this.nextHandle))
+    return this.nextHandle
+  }
+}

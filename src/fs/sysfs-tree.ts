@@ -1,0 +1,61 @@
+import { Machine } from '../hw/machine'
+import { AttributeOwner, Schema, Subject, deviceOwner, groupOwner, renderAttribute, unitOwner } from '../topology/attributes'
+import { AttributeFile, StaticDir, symlink } from './nodes'
+
+/** Where each kind of subject lives in the tree; the one place these paths are spelled. */
+export const SUBJECT_DIRS: Record<Subject, string> = {
+  'arm-smmu-v3': '/sys/class/iommu/<iommu>',
+  'intel-vtd': '/sys/class/iommu/<iommu>',
+  'pci-device': '/sys/bus/pci/devices/<bdf>',
+  'iommu-group': '/sys/kernel/iommu_groups/<group>',
+}
+
+function subjectPath(subject: Subject, name: string): string {
+  return SUBJECT_DIRS[subject].replace(/<[^>]+>/, name)
+}
+
+/** The directory at an absolute path, made as needed. */
+export function dirAt(root: StaticDir, p: string): StaticDir {
+  return p
+    .split('/')
+    .filter(Boolean)
+    .reduce((d, name) => d.dir(name), root)
+}
+
+/** Puts a subject's attribute groups into its directory; absent attributes get no file. */
+function addAttributes(root: StaticDir, schema: Schema, subject: Subject, name: string, owner: AttributeOwner): void {
+  const base = subjectPath(subject, name)
+  for (const g of schema.groupsFor(subject)) {
+    const dir = dirAt(root, g.directory === '.' ? base : `${base}/${g.directory}`)
+    for (const a of g.attributes) {
+      if (renderAttribute(a, owner) === undefined) continue
+      dir.add(a.name, new AttributeFile(() => `${renderAttribute(a, owner)}\n`, undefined, a.mode))
+    }
+  }
+}
+
+/** The sysfs part of the tree: IOMMU classes, PCI devices, IOMMU groups and their links. */
+export function buildSysfsTree(machine: Machine, schema: Schema, root = new StaticDir()): StaticDir {
+  for (const unit of machine.units) {
+    const unitDir = subjectPath(unit.kind, unit.name)
+    dirAt(root, unitDir)
+    addAttributes(root, schema, unit.kind, unit.name, unitOwner(unit))
+    const devices = dirAt(root, `${unitDir}/devices`)
+    for (const d of unit.devices) devices.add(d.bdf, symlink(subjectPath('pci-device', d.bdf)))
+  }
+  for (const d of machine.devices) {
+    const devDir = dirAt(root, subjectPath('pci-device', d.bdf))
+    addAttributes(root, schema, 'pci-device', d.bdf, deviceOwner(d))
+    devDir.add('iommu', symlink(subjectPath(d.unit.kind, d.unit.name)))
+    devDir.add('iommu_group', symlink(subjectPath('iommu-group', String(d.group.id))))
+  }
+  for (const g of machine.groups) {
+    const groupDir = subjectPath('iommu-group', String(g.id))
+    const devices = dirAt(root, `${groupDir}/devices`)
+    for (const d of g.devices) devices.add(d.bdf, symlink(subjectPath('pci-device', d.bdf)))
+    addAttributes(root, schema, 'iommu-group', String(g.id), groupOwner(g))
+  }
+  dirAt(root, '/sys/kernel/debug/iommufd')
+  dirAt(root, '/dev')
+  return root
+}

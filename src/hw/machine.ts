@@ -1,0 +1,24 @@
+import { IommuGroup, IommuUnit, PciDevice } from './unit'
+
+/** The whole modelled platform: IOMMU instances, their devices and IOMMU groups. */
+export class Machine {
+  private readonly unitsByName: Map<string, IommuUnit>
+  private readonly devicesByBdf: Map<string, PciDevice>
+
+  constructor(readonly units: readonly IommuUnit[], readonly groups: readonly IommuGroup[]) {
+    this.unitsByName = new Map(units.map((u) => [u.name, u]))
+    this.devicesByBdf = new Map(units.flatMap((u) => u.devices.map((d) => [d.bdf, d] as const)))
+  }
+
+  get devices(): PciDevice[] {
+    return [...this.devicesByBdf.values()]
+  }
+
+  unit(name: string): IommuUnit | undefined {
+    return this.unitsByName.get(name)
+  }
+
+  device(bdf: string): PciDevice | undefined {
+    return this.devicesByBdf.get(bdf)
+  }
+}

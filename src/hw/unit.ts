@@ -1,0 +1,46 @@
+import { RegisterFile } from './registers'
+
+export type IommuKind = 'arm-smmu-v3' | 'intel-vtd'
+
+/** An IOVA window the platform reserves (the MSI doorbell, for example). */
+export interface ReservedRegion {
+  readonly start: bigint
+  readonly last: bigint
+  readonly type: 'msi' | 'direct' | 'direct-relaxable' | 'reserved'
+}
+
+/** A PCI function behind an IOMMU. */
+export interface PciDevice {
+  readonly bdf: string
+  readonly vendor: number
+  readonly device: number
+  readonly unit: IommuUnit
+  /** SMMUv3 StreamID; for VT-d the PCI requester ID (bus << 8 | devfn). */
+  readonly streamId: number
+  readonly group: IommuGroup
+  /** N of /dev/vfio/devices/vfio<N>. */
+  readonly vfioIndex: number
+}
+
+export interface IommuGroup {
+  readonly id: number
+  readonly devices: PciDevice[]
+  readonly type: 'DMA' | 'DMA-FQ' | 'identity'
+}
+
+/** What every IOMMU instance has: a name, a base address, its ID registers and devices. */
+export abstract class IommuUnit {
+  readonly devices: PciDevice[] = []
+
+  constructor(readonly kind: IommuKind, readonly name: string, readonly base: bigint, private regs: RegisterFile) {}
+
+  get registers(): RegisterFile {
+    return this.regs
+  }
+
+  /** The platform's reserved IOVA windows behind this IOMMU, in address order. */
+  abstract reservedRegions(): readonly ReservedRegion[]
+
+  /** Live counters and properties shown in the feature tree (by schema name). */
+  abstract property(name: string): bigint | undefined
+}

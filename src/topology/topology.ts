@@ -1,0 +1,140 @@
+import { DataError, DataNode } from '../util/data-file'
+import { Machine } from '../hw/machine'
+import { RegisterFile, registerModel } from '../hw/registers'
+import { Smmuv3 } from '../hw/smmuv3/smmuv3'
+import { IommuGroup, IommuKind, IommuUnit, PciDevice } from '../hw/unit'
+import { Vtd } from '../hw/vtd/vtd'
+
+const KINDS: readonly IommuKind[] = ['arm-smmu-v3', 'intel-vtd']
+const BDF = /^([0-9a-f]{4}):([0-9a-f]{2}):([0-1][0-9a-f])\.([0-7])$/
+/** Shown in a device's vendor/device files when the topology names none (a virtio network function). */
+export const DEFAULT_PCI_ID = { vendor: 0x1af4, device: 0x1041 }
+
+function loadRegisters(node: DataNode, kind: IommuKind): RegisterFile {
+  const model = registerModel(kind)
+  const words = new Map<string, bigint>()
+  for (const [name, value] of node.entries()) {
+    const def = model.registers.get(name)
+    if (!def) {
+      throw new DataError(node.file, value.key, `a register of ${kind} (${[...model.registers.keys()].join(', ')})`, `"${name}"`)
+    }
+    words.set(name, value.int(0n, (1n << BigInt(def.width)) - 1n))
+  }
+  for (const name of model.registers.keys()) {
+    if (!words.has(name)) node.get(name) // throws: names the missing register
+  }
+  return new RegisterFile(model, words)
+}
+
+/** bus << 8 | device << 3 | function: the PCI requester ID VT-d sees. */
+function requesterId(bdf: string): number {
+  const m = BDF.exec(bdf)!
+  return (parseInt(m[2], 16) << 8) | (parseInt(m[3], 16) << 3) | parseInt(m[4], 16)
+}
+
+/**
+ * Reads and validates a topology file and builds the machine it describes.
+ * Any mistake throws a DataError naming the file, the key and what was expected.
+ */
+export function loadTopology(file: string): Machine {
+  const root = DataNode.load(file).only(['iommus'])
+  const units: IommuUnit[] = []
+  const groups = new Map<number, IommuGroup>()
+  const seenBdf = new Map<string, string>()
+  const seenBase = new Map<bigint, string>()
+  let vfioIndex = 0
+  let vtdIndex = 0
+  const iommus = root.get('iommus').list()
+  if (iommus.length === 0) root.get('iommus').fail('at least one IOMMU')
+
+  for (const spec of iommus) {
+    spec.only(['kind', 'base', 'registers', 'devices'])
+    const kindNode = spec.get('kind')
+    const kind = kindNode.str() as IommuKind
+    if (!KINDS.includes(kind)) kindNode.fail(`one of ${KINDS.join(', ')}`)
+    const baseNode = spec.get('base')
+    const base = baseNode.int(0n, (1n << 64n) - 1n)
+    if (base % 0x1000n !== 0n) baseNode.fail('a 4 KiB aligned address')
+    const other = seenBase.get(base)
+    if (other) baseNode.fail(`an address not used by ${other}`)
+    seenBase.set(base, spec.key)
+    const regs = loadRegisters(spec.get('registers'), kind)
+    const unit: IommuUnit = kind === 'arm-smmu-v3' ? new Smmuv3(base, regs) : new Vtd(vtdIndex++, base, regs)
+    const seenSid = new Map<number, string>()
+
+    for (const dev of spec.get('devices').list()) {
+      dev.only(['bdf', 'stream_id', 'vendor', 'device', 'group'])
+      const bdfNode = dev.get('bdf')
+      const bdf = bdfNode.str().toLowerCase()
+      if (!BDF.test(bdf)) bdfNode.fail('a PCI address "dddd:bb:dd.f"')
+      const dup = seenBdf.get(bdf)
+      if (dup) bdfNode.fail(`a PCI address not already used by ${dup}`)
+      seenBdf.set(bdf, dev.key)
+
+      let streamId: number
+      if (kind === 'arm-smmu-v3') {
+        const sidBits = Number(regs.field('IDR1.SIDSIZE'))
+        const sidNode = dev.get('stream_id')
+        streamId = Number(sidNode.int(0n, (1n << BigInt(sidBits)) - 1n))
+        const clash = seenSid.get(streamId)
+        if (clash) sidNode.fail(`a StreamID not already used by ${clash}`)
+        seenSid.set(streamId, dev.key)
+      } else {
+        if (dev.has('stream_id')) dev.get('stream_id').fail('no stream_id (VT-d devices are named by their PCI requester ID)')
+        streamId = requesterId(bdf)
+      }
+
+      const groupId = dev.has('group') ? dev.get('group').num(0, 0xffff) : firstFreeGroup(groups)
+      let group = groups.get(groupId)
+      if (!group) {
+        group = { id: groupId, devices: [], type: 'DMA' }
+        groups.set(groupId, group)
+      } else if (group.devices[0].unit !== unit) {
+        dev.get('group').fail(`a group whose devices are behind ${unit.name} (group ${groupId} is behind ${group.devices[0].unit.name})`)
+      }
+      const device: PciDevice = {
+        bdf,
+        vendor: dev.has('vendor') ? dev.get('vendor').num(0, 0xffff) : DEFAULT_PCI_ID.vendor,
+        device: dev.has('device') ? dev.get('device').num(0, 0xffff) : DEFAULT_PCI_ID.device,
+        unit,
+        streamId,
+        group,
+        vfioIndex: vfioIndex++,
+      }
+      group.devices.push(device)
+      unit.devices.push(device)
+    }
+    units.push(unit)
+  }
+  return new Machine(units, [...groups.values()].sort((a, b) => a.id - b.id))
+}
+
+function firstFreeGroup(groups: Map<number, IommuGroup>): number {
+  let id = 0
+  while (groups.has(id)) id++
+  return id
+}
+
+/** A human summary of a machine, as `iommufs topology check` prints it. */
+export function describeMachine(m: Machine): string {
+  const lines = [`${m.units.length} IOMMUs, ${m.devices.length} devices, ${m.groups.length} IOMMU groups`]
+  for (const u of m.units) {
+    const r = u.registers
+    const features =
+      u instanceof Smmuv3
+        ? [r.flag('IDR0.S1P') && 'stage1', r.flag('IDR0.S2P') && 'stage2', u.supportsNesting && 'nesting', r.flag('IDR0.ATS') && 'ats']
+        : u instanceof Vtd
+          ? [r.flag('ECAP.SMTS') && 'scalable-mode', u.supportsNesting && 'nesting', r.flag('ECAP.PASID') && 'pasid', r.flag('ECAP.DT') && 'ats']
+          : []
+    lines.push(`${u.name}  ${u.kind}  base 0x${u.base.toString(16)}  ${features.filter(Boolean).join(' ')}  ${u.devices.length} devices`)
+    for (const d of u.devices) {
+      const id = u.kind === 'arm-smmu-v3' ? `StreamID 0x${d.streamId.toString(16)}` : `RID 0x${d.streamId.toString(16).padStart(4, '0')}`
+      lines.push(`  ${d.bdf}  ${id}  group ${d.group.id}  vfio${d.vfioIndex}  [${hex4(d.vendor)}:${hex4(d.device)}]`)
+    }
+  }
+  return lines.join('\n') + '\n'
+}
+
+function hex4(n: number): string {
+  return n.toString(16).padStart(4, '0')
+}
