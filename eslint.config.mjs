@@ -7,6 +7,8 @@ export default tseslint.config(
     rules: {
       '@typescript-eslint/no-explicit-any': 'error',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
+      // `import X = require('m')` is how TypeScript imports an `export =` module (fuse-native)
+      '@typescript-eslint/no-require-imports': ['error', { allowAsImport: true }],
     },
   },
 )

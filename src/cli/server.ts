@@ -2,8 +2,12 @@ import { createWriteStream } from 'node:fs'
 import * as path from 'node:path'
 import { mountTree, Mounted } from '../fs/fuse-binding'
 import { TreeOps } from '../fs/ops'
+import { debugTree } from '../fs/debug-tree'
 import { AttributeFile } from '../fs/nodes'
 import { buildSysfsTree, dirAt } from '../fs/sysfs-tree'
+import { TransactionFile } from '../fs/transaction-file'
+import { World } from '../iommufd/world'
+import { IommuSession, VfioDeviceSession } from '../uapi/session'
 import { Machine } from '../hw/machine'
 import { loadSchema } from '../topology/attributes'
 import { loadTopology } from '../topology/topology'
@@ -25,6 +29,7 @@ export interface ServerOptions {
 export interface Server {
   readonly dir: string
   readonly machine: Machine
+  readonly world: World
   readonly ops: TreeOps
   readonly trace: TraceLog
   readonly notes: string[]
@@ -45,9 +50,14 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
     opts.echo?.(line)
     log?.write(`${line}\n`)
   })
+  const world = new World(machine, trace)
   const root = buildSysfsTree(machine, schema)
   // who serves this mount: `iommufs unmount` reads the pid here
-  dirAt(root, '/sys/kernel/debug/iommufd').add('server', new AttributeFile(() => `pid ${process.pid}\ntopology ${path.resolve(topology)}\n`))
+  const server = new AttributeFile(() => `pid ${process.pid}\ntopology ${path.resolve(topology)}\n`)
+  dirAt(root, '/sys/kernel/debug').add('iommufd', debugTree(world, [['server', server]]))
+  dirAt(root, '/dev').add('iommu', new TransactionFile(() => new IommuSession(world)))
+  const vfio = dirAt(root, '/dev/vfio/devices')
+  for (const d of machine.devices) vfio.add(`vfio${d.vfioIndex}`, new TransactionFile(() => new VfioDeviceSession(world, d)))
   const ops = new TreeOps(root, trace)
   const mounted: Mounted = await mountTree(dir, ops, { nonEmpty: state.hasAnyEntry })
   const notes = state.recoveredStale ? [`recovered a stale mount on ${dir}`] : []
@@ -55,6 +65,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
   return {
     dir,
     machine,
+    world,
     ops,
     trace,
     notes,

@@ -55,7 +55,5 @@ export function buildSysfsTree(machine: Machine, schema: Schema, root = new Stat
     for (const d of g.devices) devices.add(d.bdf, symlink(subjectPath('pci-device', d.bdf)))
     addAttributes(root, schema, 'iommu-group', String(g.id), groupOwner(g))
   }
-  dirAt(root, '/sys/kernel/debug/iommufd')
-  dirAt(root, '/dev')
   return root
 }

@@ -38,9 +38,18 @@ export abstract class IommuUnit {
     return this.regs
   }
 
+  /** IOVA bits a domain on this unit translates; addresses above are outside its aperture. */
+  abstract readonly iovaBits: number
+
+  /** The unit can track dirty pages in a paging domain. */
+  abstract readonly dirtyTracking: boolean
+
   /** The platform's reserved IOVA windows behind this IOMMU, in address order. */
   abstract reservedRegions(): readonly ReservedRegion[]
 
   /** Live counters and properties shown in the feature tree (by schema name). */
   abstract property(name: string): bigint | undefined
+
+  /** Text dumps of the hardware state the host driver programmed, by file name. */
+  abstract debugFiles(): Record<string, () => string>
 }

@@ -27,6 +27,7 @@ export const ERRNO = {
   EMSGSIZE: 90,
   EOPNOTSUPP: 95,
   EADDRINUSE: 98,
+  EPROTO: 71,
   ETIMEDOUT: 110,
 } as const
 

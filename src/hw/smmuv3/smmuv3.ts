@@ -1,5 +1,16 @@
+import { IdPool } from '../id-pool'
 import { IommuUnit, ReservedRegion } from '../unit'
 import { RegisterFile } from '../registers'
+
+/** What the host driver has installed in a stream's STE. */
+export interface PhysicalSte {
+  readonly config: 'abort' | 'bypass' | 's1-translate' | 's2-translate' | 'nested'
+  readonly vmid?: number
+  readonly asid?: number
+  /** The guest's STE words merged in, for a nested STE. */
+  readonly guest?: readonly [bigint, bigint]
+  readonly ats: boolean
+}
 
 /** The kernel reserves this IOVA window for MSI doorbells behind an SMMU (MSI_IOVA_BASE, 1 MiB). */
 const MSI_WINDOW: ReservedRegion = { start: 0x8000000n, last: 0x80fffffn, type: 'msi' }
@@ -9,8 +20,30 @@ export class Smmuv3 extends IommuUnit {
   /** The names property() answers, for schema validation. */
   static readonly properties: readonly string[] = ['address']
 
+  /** VMIDs for stage-2 configurations and vIOMMUs; 0 is left unused. */
+  readonly vmids: IdPool
+  readonly asids: IdPool
+  /** Installed STEs by StreamID; a stream not here has the kernel's default domain. */
+  readonly streams = new Map<number, PhysicalSte>()
+
   constructor(base: bigint, registers: RegisterFile) {
     super('arm-smmu-v3', Smmuv3.nameFor(base), base, registers)
+    this.vmids = new IdPool(1, registers.flag('IDR0.VMID16') ? 1 << 16 : 1 << 8)
+    this.asids = new IdPool(1, registers.flag('IDR0.ASID16') ? 1 << 16 : 1 << 8)
+  }
+
+  /** Stage-1 input address bits (VAX extends 48 to 52). */
+  get iovaBits(): number {
+    return this.registers.field('IDR5.VAX') === 1n ? 52 : 48
+  }
+
+  /** Vendor data for a vIOMMU needs S2FWB (or a CANWBS device), as the kernel checks. */
+  get supportsViommu(): boolean {
+    return this.supportsNesting && this.registers.flag('IDR3.FWB')
+  }
+
+  get dirtyTracking(): boolean {
+    return this.registers.field('IDR0.HTTU') === 2n
   }
 
   /** The kernel's device name for an SMMUv3 at `base`. */
@@ -30,5 +63,23 @@ export class Smmuv3 extends IommuUnit {
   property(name: string): bigint | undefined {
     if (name === 'address') return this.base
     return undefined
+  }
+
+  debugFiles(): Record<string, () => string> {
+    return {
+      stream_table: () => {
+        const rows = [...this.streams].sort(([a], [b]) => a - b)
+        const lines = rows.map(([sid, ste]) => {
+          const parts = [`sid=0x${sid.toString(16)}`, `config=${ste.config}`]
+          if (ste.vmid !== undefined) parts.push(`vmid=${ste.vmid}`)
+          if (ste.asid !== undefined) parts.push(`asid=${ste.asid}`)
+          if (ste.guest) parts.push(`guest_ste=0x${ste.guest[0].toString(16).padStart(16, '0')},0x${ste.guest[1].toString(16).padStart(16, '0')}`)
+          parts.push(`ats=${ste.ats ? 1 : 0}`)
+          return parts.join(' ')
+        })
+        return `${this.name}: ${rows.length} installed STE${rows.length === 1 ? '' : 's'}\n${lines.map((l) => `${l}\n`).join('')}`
+      },
+      vmids: () => `${this.vmids.inUse}\n`,
+    }
   }
 }

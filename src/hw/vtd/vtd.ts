@@ -1,5 +1,15 @@
+import { IdPool } from '../id-pool'
 import { IommuUnit, ReservedRegion } from '../unit'
 import { RegisterFile } from '../registers'
+
+/** What the host driver has programmed for a requester ID (its RID_PASID entry). */
+export interface PasidEntry {
+  readonly pgtt: 'second-stage' | 'nested'
+  readonly did: number
+  /** Guest first-stage table pointer, for a nested entry. */
+  readonly flptr?: bigint
+  readonly addrWidth?: number
+}
 
 /** The interrupt address range, reserved behind every VT-d unit. */
 const INTERRUPT_WINDOW: ReservedRegion = { start: 0xfee00000n, last: 0xfeefffffn, type: 'msi' }
@@ -9,10 +19,21 @@ export class Vtd extends IommuUnit {
   /** The names property() answers, for schema validation. */
   static readonly properties: readonly string[] = ['address', 'domains_used']
 
-  private readonly domainIds = new Set<number>()
+  /** Domain IDs; 0 is reserved by the architecture. */
+  readonly domainIds: IdPool
+  readonly pasidEntries = new Map<number, PasidEntry>()
 
   constructor(index: number, base: bigint, registers: RegisterFile) {
     super('intel-vtd', `dmar${index}`, base, registers)
+    this.domainIds = new IdPool(1, 2 ** (4 + 2 * Number(registers.field('CAP.ND'))))
+  }
+
+  get iovaBits(): number {
+    return Number(this.registers.field('CAP.MGAW')) + 1
+  }
+
+  get dirtyTracking(): boolean {
+    return this.registers.flag('ECAP.SLADS')
   }
 
   /** cap_ndoms: 2^(4 + 2*ND). */
@@ -21,27 +42,12 @@ export class Vtd extends IommuUnit {
   }
 
   get domainsUsed(): number {
-    return this.domainIds.size
+    return this.domainIds.inUse
   }
 
   /** Nesting needs scalable mode and ECAP.NEST, as the kernel checks. */
   get supportsNesting(): boolean {
     return this.registers.flag('ECAP.SMTS') && this.registers.flag('ECAP.NEST')
-  }
-
-  /** Allocates the lowest free domain ID (0 is reserved by the architecture). */
-  allocDomainId(): number | undefined {
-    for (let id = 1; id < this.domainsSupported; id++) {
-      if (!this.domainIds.has(id)) {
-        this.domainIds.add(id)
-        return id
-      }
-    }
-    return undefined
-  }
-
-  freeDomainId(id: number): void {
-    this.domainIds.delete(id)
   }
 
   reservedRegions(): readonly ReservedRegion[] {
@@ -52,5 +58,20 @@ export class Vtd extends IommuUnit {
     if (name === 'address') return this.base
     if (name === 'domains_used') return BigInt(this.domainsUsed)
     return undefined
+  }
+
+  debugFiles(): Record<string, () => string> {
+    return {
+      pasid_table: () => {
+        const rows = [...this.pasidEntries].sort(([a], [b]) => a - b)
+        const lines = rows.map(([rid, e]) => {
+          const bdf = `${(rid >> 8).toString(16).padStart(2, '0')}:${((rid >> 3) & 0x1f).toString(16).padStart(2, '0')}.${rid & 7}`
+          const parts = [`rid=${bdf}`, 'pasid=0 (RID_PASID)', `pgtt=${e.pgtt}`, `did=${e.did}`]
+          if (e.flptr !== undefined) parts.push(`flptr=0x${e.flptr.toString(16)}`, `addr_width=${e.addrWidth}`)
+          return parts.join(' ')
+        })
+        return `${this.name}: ${rows.length} PASID entr${rows.length === 1 ? 'y' : 'ies'}\n${lines.map((l) => `${l}\n`).join('')}`
+      },
+    }
   }
 }

@@ -1,0 +1,72 @@
+import { IommufdContext } from '../iommufd/context'
+import { World } from '../iommufd/world'
+import { AttributeFile, DirNode, FsNode, LiveDir, StaticDir } from './nodes'
+
+/** key: value lines. */
+function lines(pairs: [string, string][]): string {
+  return pairs.map(([k, v]) => `${k}: ${v}\n`).join('')
+}
+
+/** Objects and their references, for Graphviz. */
+function graph(ctx: IommufdContext): string {
+  const nodes: string[] = []
+  const edges: string[] = []
+  for (const o of ctx.objects.objects()) {
+    const info = new Map(o.describe())
+    const extra = info.get('pci') ?? (info.has('vmid') ? `vmid ${info.get('vmid')}` : info.get('virt_id') ? `virt_id ${info.get('virt_id')}` : '')
+    nodes.push(`  o${o.id} [label="${o.id}: ${o.type}${extra ? `\\n${extra}` : ''}"];`)
+    const ref = (key: string, label: string): void => {
+      const v = info.get(key)
+      const id = v && /^\d+/.exec(v)?.[0]
+      if (id) edges.push(`  o${o.id} -> o${id} [label="${label}"];`)
+    }
+    ref('ioas', 'ioas')
+    ref('parent', 'parent')
+    ref('viommu', 'viommu')
+    ref('device', 'device')
+    ref('attached', 'attached')
+  }
+  return `digraph context${ctx.id} {\n  node [shape=box];\n${nodes.join('\n')}\n${edges.join('\n')}\n}\n`
+}
+
+function summary(ctx: IommufdContext): string {
+  const objs = ctx.objects.objects()
+  const rows = objs.map((o) => {
+    const d = new Map(o.describe())
+    const detail = ['ioas', 'parent', 'viommu', 'pci', 'attached', 'vmid', 'virt_id', 'ste.config'].filter((k) => d.has(k)).map((k) => `${k}=${d.get(k)}`)
+    return `${String(o.id).padStart(4)}  ${o.type.padEnd(12)} users=${o.users}  ${detail.join(' ')}`
+  })
+  const tomb = ctx.objects.tombstones().map((id) => `${String(id).padStart(4)}  (tombstone: destroyed with its device; the ID returns when the context closes)`)
+  return `context ${ctx.id}: ${objs.length} objects\n${[...rows, ...tomb].map((r) => `${r}\n`).join('')}`
+}
+
+function contextDir(ctx: IommufdContext): FsNode {
+  return new LiveDir(() => {
+    const entries: [string, FsNode][] = [
+      ['objects', new AttributeFile(() => summary(ctx))],
+      ['graph.dot', new AttributeFile(() => graph(ctx))],
+    ]
+    for (const o of ctx.objects.objects()) entries.push([`${o.id}.${o.type}`, new AttributeFile(() => lines(o.describe()))])
+    return entries
+  })
+}
+
+/**
+ * sys/kernel/debug/iommufd/: one directory per live context (named by its ID:
+ * objects, graph), the physical IOMMUs' programmed state, the trace, and
+ * whatever else the server adds.
+ */
+export function debugTree(world: World, extra: [string, FsNode][] = []): DirNode {
+  const fixed = new StaticDir()
+  fixed.add('trace', new AttributeFile(() => world.trace.recent().map((l) => `${l}\n`).join('')))
+  const hw = fixed.dir('iommu')
+  for (const unit of world.machine.units) {
+    const d = hw.dir(unit.name)
+    for (const [name, show] of Object.entries(unit.debugFiles())) d.add(name, new AttributeFile(show))
+  }
+  for (const [name, node] of extra) fixed.add(name, node)
+  return new LiveDir(() => [
+    ...fixed.names().map((n): [string, FsNode] => [n, fixed.child(n)!]),
+    ...[...world.contexts.values()].map((c): [string, FsNode] => [String(c.id), contextDir(c)]),
+  ])
+}

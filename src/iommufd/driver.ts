@@ -1,0 +1,163 @@
+import { IommuUnit, PciDevice } from '../hw/unit'
+import { Smmuv3 } from '../hw/smmuv3/smmuv3'
+
+import { checkNestedAttach } from '../hw/vtd/s1'
+import { Vtd } from '../hw/vtd/vtd'
+import { ErrnoError } from '../util/errno'
+import { Hwpt, HwptNested, HwptPaging } from './hwpt'
+
+/** iommu_hw_info_type. */
+export const HwInfoType = { NONE: 0, INTEL_VTD: 1, ARM_SMMUV3: 2, TEGRA241_CMDQV: 3, AMD: 4 } as const
+/** iommufd_hw_capabilities. */
+export const HwCap = { DIRTY_TRACKING: 1n << 0n, PCI_PASID_EXEC: 1n << 1n, PCI_PASID_PRIV: 1n << 2n, PCI_ATS_NOT_SUPPORTED: 1n << 3n } as const
+/** The VT-d hw-info flag the kernel always sets: read-only mappings refused on a nest parent. */
+export const VTD_ERRATA_772415_SPR17 = 1
+
+export type HwInfo =
+  | { type: typeof HwInfoType.ARM_SMMUV3; flags: number; idr: bigint[]; iidr: bigint; aidr: bigint }
+  | { type: typeof HwInfoType.INTEL_VTD; flags: number; cap_reg: bigint; ecap_reg: bigint }
+
+/**
+ * The per-vendor half of the model: what the SMMUv3 and VT-d drivers report
+ * and check, and how they program their hardware when a device attaches.
+ */
+export interface Driver {
+  hwInfo(unit: IommuUnit): HwInfo
+  capabilities(unit: IommuUnit): bigint
+  maxPasidLog2(unit: IommuUnit): number
+  /** Refuses a paging domain the hardware cannot build (flags already checked by the core). */
+  checkPaging(unit: IommuUnit, flags: number): void
+  /** Takes the hardware ID `hwpt` holds on the device's unit (shared by its devices there). */
+  acquire(dev: PciDevice, hwpt: Hwpt): void
+  release(dev: PciDevice, hwpt: Hwpt): void
+  /** Writes the device's translation entry for `hwpt` (acquired), or a blocking entry. */
+  program(dev: PciDevice, hwpt: Hwpt | undefined): void
+  /** The device left iommufd: its entry goes back to the kernel's default domain. */
+  forget(dev: PciDevice): void
+  /** Attach-time checks a nested HWPT makes of a device; throws without changing anything. */
+  checkNestedAttach(dev: PciDevice, hwpt: HwptNested, hasVdevice: boolean): void
+}
+
+function takeTag(hwpt: Hwpt, unit: IommuUnit, alloc: () => number | undefined): void {
+  let tag = hwpt.tags.get(unit)
+  if (!tag) {
+    const id = alloc()
+    if (id === undefined) throw new ErrnoError('ENOSPC', `${unit.name}: no free hardware domain ID`)
+    tag = { id, refs: 0 }
+    hwpt.tags.set(unit, tag)
+  }
+  tag.refs++
+}
+
+function dropTag(hwpt: Hwpt, unit: IommuUnit, free: (id: number) => void): void {
+  const tag = hwpt.tags.get(unit)
+  if (!tag) return
+  if (--tag.refs === 0) {
+    free(tag.id)
+    hwpt.tags.delete(unit)
+  }
+}
+
+const smmuDriver: Driver = {
+  hwInfo(unit) {
+    const r = unit.registers
+    return {
+      type: HwInfoType.ARM_SMMUV3,
+      flags: 0,
+      idr: ['IDR0', 'IDR1', 'IDR2', 'IDR3', 'IDR4', 'IDR5'].map((n) => r.word(n)),
+      iidr: r.word('IIDR'),
+      aidr: r.word('AIDR'),
+    }
+  },
+  capabilities(unit) {
+    return (unit.dirtyTracking ? HwCap.DIRTY_TRACKING : 0n) | (unit.registers.flag('IDR0.ATS') ? 0n : HwCap.PCI_ATS_NOT_SUPPORTED)
+  },
+  maxPasidLog2(unit) {
+    return Number(unit.registers.field('IDR1.SSIDSIZE'))
+  },
+  checkPaging(unit, flags) {
+    const smmu = unit as Smmuv3
+    if (flags & 1 && !smmu.supportsNesting) throw new ErrnoError('EOPNOTSUPP', `flags=NEST_PARENT: ${unit.name} lacks stage 1 and stage 2 (IDR0.S1P, IDR0.S2P)`)
+    if (flags & 8 && !smmu.registers.field('IDR1.SSIDSIZE')) throw new ErrnoError('EOPNOTSUPP', `flags=PASID: ${unit.name} has no SubstreamIDs`)
+  },
+  acquire(dev, hwpt) {
+    const smmu = dev.unit as Smmuv3
+    if (!(hwpt instanceof HwptPaging)) return // nested: the vIOMMU's VMID
+    takeTag(hwpt, smmu, () => (hwpt.nestParent ? smmu.vmids.alloc() : smmu.asids.alloc()))
+  },
+  release(dev, hwpt) {
+    const smmu = dev.unit as Smmuv3
+    if (hwpt instanceof HwptPaging) dropTag(hwpt, smmu, (id) => (hwpt.nestParent ? smmu.vmids.free(id) : smmu.asids.free(id)))
+  },
+  program(dev, hwpt) {
+    const smmu = dev.unit as Smmuv3
+    if (!hwpt) return void smmu.streams.set(dev.streamId, { config: 'abort', ats: false })
+    if (hwpt instanceof HwptPaging) {
+      const id = hwpt.tags.get(smmu)!.id
+      smmu.streams.set(dev.streamId, hwpt.nestParent ? { config: 's2-translate', vmid: id, ats: false } : { config: 's1-translate', asid: id, ats: false })
+      return
+    }
+    const nested = hwpt as HwptNested
+    if (nested.data.kind !== 'arm-smmu-v3' || !nested.viommu) throw new Error('SMMUv3 nested HWPT without a vIOMMU')
+    const ste = nested.data.ste
+    const vmid = nested.viommu.vmid
+    if (ste.config === 's1-translate') smmu.streams.set(dev.streamId, { config: 'nested', vmid, guest: ste.words, ats: ste.ats })
+    else if (ste.config === 'bypass') smmu.streams.set(dev.streamId, { config: 's2-translate', vmid, ats: false })
+    else smmu.streams.set(dev.streamId, { config: 'abort', ats: false })
+  },
+  forget(dev) {
+    ;(dev.unit as Smmuv3).streams.delete(dev.streamId)
+  },
+  checkNestedAttach(dev, hwpt, hasVdevice) {
+    if (hwpt.data.kind !== 'arm-smmu-v3') throw new ErrnoError('EINVAL', 'not an SMMUv3 nested HWPT')
+    if (hwpt.viommu && hwpt.viommu.unit !== dev.unit) throw new ErrnoError('EINVAL', `pt_id=${hwpt.id}: its vIOMMU is on ${hwpt.viommu.unit.name}, the device is behind ${dev.unit.name}`)
+    if (hwpt.data.ste.config === 's1-translate' && !hasVdevice) {
+      throw new ErrnoError('ENOENT', `pt_id=${hwpt.id}: an S1-translate STE needs a vDEVICE (vSID) for ${dev.bdf} in vIOMMU ${hwpt.viommu?.id}`)
+    }
+  },
+}
+
+const vtdDriver: Driver = {
+  hwInfo(unit) {
+    return { type: HwInfoType.INTEL_VTD, flags: VTD_ERRATA_772415_SPR17, cap_reg: unit.registers.word('CAP'), ecap_reg: unit.registers.word('ECAP') }
+  },
+  capabilities(unit) {
+    return (unit.dirtyTracking ? HwCap.DIRTY_TRACKING : 0n) | (unit.registers.flag('ECAP.DT') ? 0n : HwCap.PCI_ATS_NOT_SUPPORTED)
+  },
+  maxPasidLog2(unit) {
+    return unit.registers.flag('ECAP.PASID') ? Number(unit.registers.field('ECAP.PSS')) + 1 : 0
+  },
+  checkPaging(unit, flags) {
+    const vtd = unit as Vtd
+    if (flags & 1 && !vtd.supportsNesting) throw new ErrnoError('EOPNOTSUPP', `flags=NEST_PARENT: ${unit.name} lacks nesting (ECAP.NEST with scalable mode)`)
+    if (flags & 8 && !vtd.registers.flag('ECAP.PASID')) throw new ErrnoError('EOPNOTSUPP', `flags=PASID: ${unit.name} has no PASID support`)
+  },
+  acquire(dev, hwpt) {
+    const vtd = dev.unit as Vtd
+    takeTag(hwpt, vtd, () => vtd.domainIds.alloc())
+  },
+  release(dev, hwpt) {
+    const vtd = dev.unit as Vtd
+    dropTag(hwpt, vtd, (id) => vtd.domainIds.free(id))
+  },
+  program(dev, hwpt) {
+    const vtd = dev.unit as Vtd
+    if (!hwpt) return void vtd.pasidEntries.delete(dev.streamId)
+    const did = hwpt.tags.get(vtd)!.id
+    if (hwpt instanceof HwptNested && hwpt.data.kind === 'intel-vtd') {
+      vtd.pasidEntries.set(dev.streamId, { pgtt: 'nested', did, flptr: hwpt.data.s1.pgtblAddr, addrWidth: hwpt.data.s1.addrWidth })
+    } else vtd.pasidEntries.set(dev.streamId, { pgtt: 'second-stage', did })
+  },
+  forget(dev) {
+    ;(dev.unit as Vtd).pasidEntries.delete(dev.streamId)
+  },
+  checkNestedAttach(dev, hwpt) {
+    if (hwpt.data.kind !== 'intel-vtd') throw new ErrnoError('EINVAL', 'not a VT-d nested HWPT')
+    checkNestedAttach(dev.unit as Vtd, hwpt.data.s1)
+  },
+}
+
+export function driverFor(unit: IommuUnit): Driver {
+  return unit.kind === 'arm-smmu-v3' ? smmuDriver : vtdDriver
+}
+

@@ -1,0 +1,189 @@
+import { ErrnoError } from '../util/errno'
+import { IommufdObject } from './objects'
+import type { HwptPaging } from './hwpt'
+
+export const ULONG_MAX = (1n << 64n) - 1n
+export const PAGE_SIZE = 4096n
+
+/** An inclusive IOVA range. */
+export interface IovaRange {
+  readonly start: bigint
+  readonly last: bigint
+}
+
+/** IOMMU_IOAS_MAP flags. */
+export const MapFlag = { FIXED_IOVA: 1 << 0, WRITEABLE: 1 << 1, READABLE: 1 << 2 } as const
+const MAP_FLAGS = MapFlag.FIXED_IOVA | MapFlag.WRITEABLE | MapFlag.READABLE
+
+/** A mapping: IOVA range -> user address. No memory is touched; the user address is recorded. */
+export interface Area {
+  readonly iova: bigint
+  readonly length: bigint
+  readonly userVa: bigint
+  readonly flags: number
+}
+
+function hex(v: bigint): string {
+  return `0x${v.toString(16)}`
+}
+
+function overlaps(a: IovaRange, b: IovaRange): boolean {
+  return a.start <= b.last && b.start <= a.last
+}
+
+/** Subtracts `holes` from `ranges` (all inclusive, sorted result). */
+export function subtract(ranges: readonly IovaRange[], holes: readonly IovaRange[]): IovaRange[] {
+  let out = [...ranges]
+  for (const h of holes) {
+    out = out.flatMap((r) => {
+      if (!overlaps(r, h)) return [r]
+      const parts: IovaRange[] = []
+      if (r.start < h.start) parts.push({ start: r.start, last: h.start - 1n })
+      if (r.last > h.last) parts.push({ start: h.last + 1n, last: r.last })
+      return parts
+    })
+  }
+  return out.sort((a, b) => (a.start < b.start ? -1 : 1))
+}
+
+function lowestSetBit(v: bigint): bigint {
+  return v === 0n ? 1n << 63n : v & -v
+}
+
+function roundUpPow2(v: bigint): bigint {
+  let p = 1n
+  while (p < v) p <<= 1n
+  return p
+}
+
+export interface MapRequest {
+  flags: number
+  length: bigint
+  iova: bigint
+  userVa: bigint
+}
+
+/** An I/O address space: the areas mapped into it and the IOVA rules devices impose on it. */
+export class Ioas extends IommufdObject {
+  readonly type = 'ioas'
+  readonly areas: Area[] = []
+  allowed: IovaRange[] | undefined
+  hugePages = true
+  /** Paging HWPTs built on this IOAS (they hold a reference on it). */
+  readonly hwpts = new Set<HwptPaging>()
+
+  /** 1 until a domain exists, then the smallest page size of the domains (4 KiB here). */
+  get alignment(): bigint {
+    return this.hwpts.size ? PAGE_SIZE : 1n
+  }
+
+  /** IOVA ranges no attached device may use: reserved windows and space beyond each aperture. */
+  reserved(): IovaRange[] {
+    const out: IovaRange[] = []
+    for (const h of this.hwpts) {
+      for (const unit of h.units()) {
+        out.push(...unit.reservedRegions().map((r) => ({ start: r.start, last: r.last })))
+        if (unit.iovaBits < 64) out.push({ start: 1n << BigInt(unit.iovaBits), last: ULONG_MAX })
+      }
+    }
+    return out
+  }
+
+  /** The usable IOVA ranges, as IOMMU_IOAS_IOVA_RANGES reports them. */
+  ranges(): IovaRange[] {
+    return subtract(this.allowed ?? [{ start: 0n, last: ULONG_MAX }], this.reserved())
+  }
+
+  setAllowed(ranges: IovaRange[]): void {
+    ranges.forEach((r, i) => {
+      if (r.start >= r.last) throw new ErrnoError('EINVAL', `allowed_iovas[${i}]: start ${hex(r.start)} must be below last ${hex(r.last)}`)
+      ranges.forEach((o, j) => {
+        if (j > i && overlaps(r, o)) throw new ErrnoError('EINVAL', `allowed_iovas[${i}] overlaps allowed_iovas[${j}]`)
+      })
+    })
+    for (const res of this.reserved()) {
+      const hit = ranges.findIndex((r) => overlaps(r, res))
+      if (hit >= 0) throw new ErrnoError('EADDRINUSE', `allowed_iovas[${hit}] covers reserved IOVAs ${hex(res.start)}-${hex(res.last)}`)
+    }
+    this.allowed = ranges.length ? [...ranges].sort((a, b) => (a.start < b.start ? -1 : 1)) : undefined
+  }
+
+  /** Validates and places a mapping; returns it without inserting (the caller commits). */
+  planMap(req: MapRequest, what = 'iova'): Area {
+    const align = this.alignment
+    if (req.length === 0n) throw new ErrnoError('EINVAL', 'length=0: nothing to map')
+    if (req.length % align) throw new ErrnoError('EINVAL', `length=${hex(req.length)}: not a multiple of the IOVA alignment ${hex(align)}`)
+    if (req.flags & MapFlag.FIXED_IOVA) {
+      if (req.iova % align) throw new ErrnoError('EINVAL', `${what}=${hex(req.iova)}: not aligned to ${hex(align)}`)
+      const last = req.iova + req.length - 1n
+      if (last > ULONG_MAX) throw new ErrnoError('EOVERFLOW', `${what}=${hex(req.iova)} + length overflows`)
+      const range = { start: req.iova, last }
+      const res = this.reserved().find((r) => overlaps(r, range))
+      if (res) throw new ErrnoError('EINVAL', `${what}=${hex(req.iova)}: range hits reserved IOVAs ${hex(res.start)}-${hex(res.last)}`)
+      const clash = this.areas.find((a) => overlaps(range, { start: a.iova, last: a.iova + a.length - 1n }))
+      if (clash) throw new ErrnoError('EEXIST', `${what}=${hex(req.iova)}: overlaps the mapping at ${hex(clash.iova)}`)
+      return { iova: req.iova, length: req.length, userVa: req.userVa, flags: req.flags & ~MapFlag.FIXED_IOVA }
+    }
+    return { iova: this.allocIova(req.length, req.userVa), length: req.length, userVa: req.userVa, flags: req.flags }
+  }
+
+  insert(area: Area): void {
+    this.areas.push(area)
+    this.areas.sort((a, b) => (a.iova < b.iova ? -1 : 1))
+  }
+
+  /**
+   * First fit in [PAGE_SIZE, ULONG_MAX - PAGE_SIZE] within the usable ranges,
+   * aligned like the user address (up to the length's power of two) so huge pages stay possible.
+   */
+  private allocIova(length: bigint, userVa: bigint): bigint {
+    const want = lowestSetBit(userVa) < roundUpPow2(length) ? lowestSetBit(userVa) : roundUpPow2(length)
+    const align = want > this.alignment ? want : this.alignment
+    const window = subtract(this.ranges(), [
+      { start: 0n, last: PAGE_SIZE - 1n },
+      { start: ULONG_MAX - PAGE_SIZE + 1n, last: ULONG_MAX },
+    ])
+    const free = subtract(
+      window,
+      this.areas.map((a) => ({ start: a.iova, last: a.iova + a.length - 1n })),
+    )
+    for (const r of free) {
+      const start = ((r.start + align - 1n) / align) * align
+      if (start + length - 1n <= r.last && start + length - 1n >= start) return start
+    }
+    throw new ErrnoError('ENOSPC', `no free IOVA hole of ${hex(length)} bytes`)
+  }
+
+  /** The areas fully inside [iova, last]; ENOENT if any area is cut or none is inside. */
+  areasIn(iova: bigint, last: bigint): Area[] {
+    const hit = this.areas.filter((a) => a.iova <= last && iova <= a.iova + a.length - 1n)
+    const cut = hit.find((a) => a.iova < iova || a.iova + a.length - 1n > last)
+    if (cut) throw new ErrnoError('ENOENT', `the mapping at ${hex(cut.iova)} (${hex(cut.length)} bytes) is only partly inside the range; mappings are unmapped whole`)
+    if (!hit.length) throw new ErrnoError('ENOENT', `nothing is mapped in ${hex(iova)}-${hex(last)}`)
+    return hit
+  }
+
+  removeAreas(areas: Area[]): bigint {
+    for (const a of areas) this.areas.splice(this.areas.indexOf(a), 1)
+    return areas.reduce((n, a) => n + a.length, 0n)
+  }
+
+  describe(): [string, string][] {
+    return [
+      ['type', 'ioas'],
+      ['users', String(this.users)],
+      ['hwpts', [...this.hwpts].map((h) => h.id).join(' ') || '-'],
+      ['iova_alignment', hex(this.alignment)],
+      ['allowed_iovas', this.allowed?.map((r) => `${hex(r.start)}-${hex(r.last)}`).join(' ') ?? 'all'],
+      ['iova_ranges', this.ranges().map((r) => `${hex(r.start)}-${hex(r.last)}`).join(' ')],
+      ['huge_pages', this.hugePages ? '1' : '0'],
+      ['mappings', String(this.areas.length)],
+      ...this.areas.map((a, i): [string, string] => [
+        `map${i}`,
+        `iova=${hex(a.iova)} length=${hex(a.length)} user_va=${hex(a.userVa)} ${a.flags & MapFlag.READABLE ? 'r' : '-'}${a.flags & MapFlag.WRITEABLE ? 'w' : '-'}`,
+      ]),
+    ]
+  }
+}
+
+export { MAP_FLAGS }

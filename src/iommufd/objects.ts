@@ -1,0 +1,74 @@
+import { ErrnoError } from '../util/errno'
+
+export type ObjectType = 'ioas' | 'hwpt_paging' | 'hwpt_nested' | 'device' | 'viommu' | 'vdevice'
+
+/**
+ * An object in a context's ID table. `users` counts the references other
+ * objects (and attached devices) hold; DESTROY needs it at zero, as the
+ * kernel needs the table's reference to be the only one.
+ */
+export abstract class IommufdObject {
+  id = 0
+  users = 0
+  abstract readonly type: ObjectType
+
+  /** Key/value lines for the debug tree, in display order. */
+  abstract describe(): [string, string][]
+
+  /** Short label for listings and graphs. */
+  label(): string {
+    return `${this.type} ${this.id}`
+  }
+}
+
+/** IDs live in [1, 2^31 - 1]; the lowest free one is always taken, as xarray ALLOC1 does. */
+const MAX_ID = 0x7fffffff
+
+export class ObjectTable {
+  private readonly slots = new Map<number, IommufdObject | 'tombstone'>()
+
+  insert<T extends IommufdObject>(obj: T): T {
+    let id = 1
+    while (this.slots.has(id)) id++
+    if (id > MAX_ID) throw new ErrnoError('ENOSPC', 'no free object ID')
+    obj.id = id
+    this.slots.set(id, obj)
+    return obj
+  }
+
+  /** A typed lookup: a missing ID and one of another type look the same (ENOENT). */
+  get<T extends IommufdObject>(id: number, field: string, ...types: ObjectType[]): T {
+    const o = this.slots.get(id)
+    if (!o || o === 'tombstone' || (types.length > 0 && !types.includes(o.type))) {
+      const what = types.length ? types.join(' or ') : 'object'
+      throw new ErrnoError('ENOENT', `${field}=${id}: no ${what} with that ID`)
+    }
+    return o as T
+  }
+
+  find(id: number): IommufdObject | undefined {
+    const o = this.slots.get(id)
+    return o === 'tombstone' ? undefined : o
+  }
+
+  remove(obj: IommufdObject): void {
+    this.slots.delete(obj.id)
+  }
+
+  /** Keeps the ID reserved (lookups give ENOENT) until the context closes. */
+  tombstone(obj: IommufdObject): void {
+    this.slots.set(obj.id, 'tombstone')
+  }
+
+  objects(): IommufdObject[] {
+    return [...this.slots.values()].filter((o): o is IommufdObject => o !== 'tombstone').sort((a, b) => a.id - b.id)
+  }
+
+  tombstones(): number[] {
+    return [...this.slots].filter(([, o]) => o === 'tombstone').map(([id]) => id)
+  }
+
+  get size(): number {
+    return this.slots.size
+  }
+}

@@ -1,0 +1,33 @@
+import { Machine } from '../hw/machine'
+import { PciDevice } from '../hw/unit'
+import { TraceLog } from '../util/trace'
+import { IommufdContext } from './context'
+
+/** Everything the contexts share: the machine, which context owns each device, the trace. */
+export class World {
+  readonly contexts = new Map<number, IommufdContext>()
+  private readonly owners = new Map<PciDevice, IommufdContext>()
+  private nextContext = 1
+
+  constructor(readonly machine: Machine, readonly trace: TraceLog = new TraceLog()) {}
+
+  open(): IommufdContext {
+    const ctx = new IommufdContext(this.nextContext++, this)
+    this.contexts.set(ctx.id, ctx)
+    return ctx
+  }
+
+  close(ctx: IommufdContext): void {
+    ctx.close()
+    this.contexts.delete(ctx.id)
+  }
+
+  ownerOf(pci: PciDevice): IommufdContext | undefined {
+    return this.owners.get(pci)
+  }
+
+  setOwner(pci: PciDevice, ctx: IommufdContext | undefined): void {
+    if (ctx) this.owners.set(pci, ctx)
+    else this.owners.delete(pci)
+  }
+}

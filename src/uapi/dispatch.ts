@@ -1,0 +1,103 @@
+import { IommufdContext } from '../iommufd/context'
+import { PciDevice } from '../hw/unit'
+import { ErrnoError, ErrnoName } from '../util/errno'
+import { IoctlError, Ioctl, ioctlByCmd } from './ioctls'
+import { StructValue, decode, encodeInto } from './layout'
+import { UserMemory } from './memory'
+
+/** No single user buffer may exceed this (16 MiB); larger requests are refused with ENOMEM. */
+export const MAX_USER_BUFFER = 16 << 20
+
+export interface IoctlRequest {
+  readonly cmd: number
+  /** The caller's struct: at least its first u32 (size or argsz), normally that many bytes. */
+  readonly struct: Buffer
+  /** Buffers the struct's pointers name, by address; 'fault' marks one the caller cannot read. */
+  readonly buffers: ReadonlyMap<bigint, Buffer | 'fault'>
+  /** For VFIO cdev commands: the device addressed. */
+  readonly device?: PciDevice
+  /** When true, a pointer whose buffer was not sent is asked for (retry) instead of faulting. */
+  readonly mayRetry?: boolean
+}
+
+/** A buffer the caller must send before the ioctl can run. */
+export interface BufferNeed {
+  readonly addr: bigint
+  readonly len: number
+  readonly field: string
+}
+
+export interface IoctlReply {
+  readonly ioctl?: Ioctl
+  /** undefined = success. */
+  readonly errno?: ErrnoName
+  readonly message: string
+  /** The decoded request (zero-extended), when it got that far. */
+  readonly req?: StructValue
+  /** The fields the kernel wrote back, by name. */
+  readonly out?: StructValue
+  /** The struct bytes written back (min(size, struct size)), when anything is. */
+  readonly struct?: Buffer
+  readonly written: ReadonlyMap<bigint, Buffer>
+  readonly needs?: readonly BufferNeed[]
+}
+
+export interface DispatchEnv {
+  readonly ctx?: IommufdContext
+  readonly contextById?: (id: number) => IommufdContext | undefined
+}
+
+function fail(errno: ErrnoName, message: string, extra: Partial<IoctlReply> = {}): IoctlReply {
+  return { errno, message, written: new Map(), ...extra }
+}
+
+/**
+ * Runs one ioctl as the kernel does: look the number up, apply the size rules
+ * (below minimum: EINVAL; short: zero-filled; long with a nonzero tail: E2BIG),
+ * fetch the user buffers, run the handler and write the struct back.
+ * Bugs (anything but an ErrnoError) are left to the caller.
+ */
+export function dispatch(env: DispatchEnv, r: IoctlRequest): IoctlReply {
+  const ioctl = ioctlByCmd(r.cmd)
+  if (!ioctl) return fail('ENOTTY', `ioctl 0x${r.cmd.toString(16)}: not an iommufd or VFIO cdev command`)
+  const L = ioctl.layout
+  const sizeName = ioctl.family === 'vfio' ? 'argsz' : 'size'
+  if (r.struct.length < 4) return fail('EFAULT', `${sizeName}: the struct's first u32 is missing`, { ioctl })
+  const size = r.struct.readUInt32LE(0)
+  if (size < ioctl.minSize) return fail('EINVAL', `${sizeName}=${size}: ${ioctl.name} needs at least ${ioctl.minSize}`, { ioctl })
+  const have = Math.min(size, r.struct.length)
+  if (have < Math.min(size, L.size)) return fail('EFAULT', `${sizeName}=${size}: only ${r.struct.length} bytes of the struct were sent`, { ioctl })
+  if (ioctl.family === 'iommufd' && size > L.size) {
+    const tail = r.struct.subarray(L.size, have)
+    if (have < size || tail.some((x) => x !== 0)) {
+      return fail('E2BIG', `${sizeName}=${size}: bytes past the ${L.size}-byte ${L.name} must be zero`, { ioctl })
+    }
+  }
+  const full = Buffer.alloc(L.size)
+  r.struct.copy(full, 0, 0, Math.min(have, L.size))
+  const req = decode(L, full)
+
+  const needs: BufferNeed[] = []
+  for (const f of L.fields) {
+    if (!f.pointer) continue
+    const len = f.pointer.length(req)
+    if (len > BigInt(MAX_USER_BUFFER)) return fail('ENOMEM', `${f.name}: a ${len}-byte buffer is more than iommufs accepts (${MAX_USER_BUFFER})`, { ioctl, req })
+    const addr = req[f.name] as bigint
+    if (f.pointer.flow !== 'out' && len > 0n && addr !== 0n && !r.buffers.has(addr)) needs.push({ addr, len: Number(len), field: f.name })
+  }
+  if (needs.length && r.mayRetry) return { ioctl, message: 'retry with these buffers', req, needs, written: new Map() }
+
+  const mem = new UserMemory(r.buffers)
+  const writeBack = (out: StructValue): Buffer => {
+    encodeInto(L, full, out)
+    return Buffer.from(full.subarray(0, Math.min(size, L.size)))
+  }
+  try {
+    const out = ioctl.handler({ ctx: env.ctx, req, mem, device: r.device, contextById: env.contextById })
+    return { ioctl, message: '', req, out, struct: writeBack(out), written: mem.written }
+  } catch (e) {
+    if (e instanceof IoctlError) return fail(e.errno, e.message, { ioctl, req, out: e.out, struct: writeBack(e.out), written: mem.written })
+    if (e instanceof ErrnoError) return fail(e.errno, e.message, { ioctl, req })
+    throw e
+  }
+}

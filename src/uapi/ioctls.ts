@@ -1,0 +1,264 @@
+import { IommufdContext, VendorData } from '../iommufd/context'
+import { HwInfoType } from '../iommufd/driver'
+import { HwptDataType } from '../iommufd/hwpt'
+import { IovaRange } from '../iommufd/ioas'
+import { PciDevice } from '../hw/unit'
+import { ErrnoError } from '../util/errno'
+import { StructLayout, StructValue, decode, encode } from './layout'
+import { UserMemory } from './memory'
+import { VfioAttachFlag, VfioBindFlag } from './names'
+import * as S from './structs'
+
+/** An error whose ioctl still writes fields back (EMSGSIZE's num_iovas, INVALIDATE's entry_num). */
+export class IoctlError extends ErrnoError {
+  constructor(inner: ErrnoError, readonly out: StructValue) {
+    super(inner.errno, inner.message)
+  }
+}
+
+export interface Call {
+  /** The context the command acts in (absent on a VFIO device file not yet bound). */
+  readonly ctx?: IommufdContext
+  readonly req: StructValue
+  readonly mem: UserMemory
+  /** The device a VFIO cdev command addresses. */
+  readonly device?: PciDevice
+  /** Resolves the `iommufd` field of VFIO_DEVICE_BIND_IOMMUFD (a context ID here). */
+  readonly contextById?: (id: number) => IommufdContext | undefined
+}
+
+export interface Ioctl {
+  /** The kernel's name, e.g. IOMMU_IOAS_ALLOC. */
+  readonly name: string
+  /** The text protocol's short name, e.g. IOAS_ALLOC. */
+  readonly short: string
+  readonly cmd: number
+  readonly layout: StructLayout
+  /** offsetofend of the last field of the first version: smaller sizes are EINVAL. */
+  readonly minSize: number
+  /** iommufd zero-extends and refuses nonzero tails (E2BIG); VFIO reads its minimum and ignores the rest. */
+  readonly family: 'iommufd' | 'vfio'
+  readonly handler: (call: Call) => StructValue
+}
+
+function ctxOf(c: Call): IommufdContext {
+  if (!c.ctx) throw new ErrnoError('EINVAL', 'this device file is not bound to an iommufd (VFIO_DEVICE_BIND_IOMMUFD first)')
+  return c.ctx
+}
+
+const u = (s: StructValue, f: string): number => Number(s[f] as bigint)
+const b = (s: StructValue, f: string): bigint => s[f] as bigint
+
+const IOMMUFD_TYPE = 0x3b
+const iommufdCmd = (nr: number): number => (IOMMUFD_TYPE << 8) | nr
+/** VFIO ioctls are _IO(VFIO_TYPE, VFIO_BASE + n) with the same type character. */
+const vfioCmd = (n: number): number => (IOMMUFD_TYPE << 8) | (100 + n)
+
+function notModelled(what: string): (call: Call) => StructValue {
+  return () => {
+    throw new ErrnoError('EOPNOTSUPP', `${what} is not modelled by iommufs`)
+  }
+}
+
+/** iommu_copy_struct_from_user: the driver's struct behind data_uptr, with its length rules. */
+function vendorData(call: Call): VendorData {
+  const type = u(call.req, 'data_type')
+  const len = u(call.req, 'data_len')
+  const copy = (want: number, layout: StructLayout, min: number): StructValue => {
+    if (type !== want) throw new ErrnoError('EINVAL', `data_type=${type}: the driver expects ${want} (${layout.name})`)
+    if (len < min || len > layout.size) throw new ErrnoError('EINVAL', `data_len=${len}: ${layout.name} takes ${min === layout.size ? min : `${min} to ${layout.size}`} bytes`)
+    const bytes = Buffer.alloc(layout.size)
+    call.mem.read(b(call.req, 'data_uptr'), BigInt(len), 'data_uptr').copy(bytes)
+    return decode(layout, bytes)
+  }
+  return {
+    type,
+    len,
+    armSte: () => {
+      const s = copy(HwptDataType.ARM_SMMUV3, S.iommu_hwpt_arm_smmuv3, S.iommu_hwpt_arm_smmuv3.size)
+      const [w0, w1] = s.ste as bigint[]
+      return [w0, w1]
+    },
+    vtdS1: () => {
+      const s = copy(HwptDataType.VTD_S1, S.iommu_hwpt_vtd_s1, S.iommu_hwpt_vtd_s1.size)
+      return { flags: b(s, 'flags'), pgtblAddr: b(s, 'pgtbl_addr'), addrWidth: u(s, 'addr_width'), reserved: u(s, '__reserved') }
+    },
+  }
+}
+
+function readRanges(call: Call): IovaRange[] {
+  const count = u(call.req, 'num_iovas')
+  const raw = call.mem.read(b(call.req, 'allowed_iovas'), BigInt(count) * 16n, 'allowed_iovas')
+  return Array.from({ length: count }, (_, i) => {
+    const r = decode(S.iommu_iova_range, raw.subarray(i * 16, i * 16 + 16))
+    return { start: b(r, 'start'), last: b(r, 'last') }
+  })
+}
+
+function ioasIovaRanges(call: Call): StructValue {
+  const { ranges, alignment } = ctxOf(call).ioasIovaRanges(u(call.req, 'ioas_id'), u(call.req, '__reserved'))
+  const capacity = u(call.req, 'num_iovas')
+  const fit = ranges.slice(0, capacity)
+  call.mem.write(b(call.req, 'allowed_iovas'), Buffer.concat(fit.map((r) => encode(S.iommu_iova_range, { start: r.start, last: r.last }))), 'allowed_iovas')
+  const out = { num_iovas: BigInt(ranges.length), out_iova_alignment: alignment }
+  if (ranges.length > capacity) throw new IoctlError(new ErrnoError('EMSGSIZE', `num_iovas=${capacity}: ${ranges.length} ranges do not fit`), out)
+  return out
+}
+
+function hwInfo(call: Call): StructValue {
+  const r = call.req
+  const reservedBytes = (r.__reserved as bigint[]).reduce((a, x) => (a << 8n) | x, 0n)
+  const { info, maxPasidLog2, capabilities } = ctxOf(call).hwInfo(u(r, 'flags'), u(r, 'dev_id'), u(r, 'out_data_type'), reservedBytes)
+  const { type, ...fields } = info
+  const blob = encode(type === HwInfoType.ARM_SMMUV3 ? S.iommu_hw_info_arm_smmuv3 : S.iommu_hw_info_vtd, {
+    ...Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, Array.isArray(v) ? v : BigInt(v)])),
+  })
+  // the user's buffer gets min(its length, the blob) and zeros after
+  const userLen = u(r, 'data_len')
+  const user = Buffer.alloc(userLen)
+  blob.copy(user, 0, 0, Math.min(userLen, blob.length))
+  call.mem.write(b(r, 'data_uptr'), user, 'data_uptr')
+  return { data_len: BigInt(blob.length), out_data_type: BigInt(type), out_max_pasid_log2: BigInt(maxPasidLog2), out_capabilities: capabilities }
+}
+
+function requireDevice(call: Call): PciDevice {
+  if (!call.device) throw new ErrnoError('EINVAL', 'no device: send VFIO commands to a dev/vfio/devices/vfio<N> node, or name the device (pci= or dev_id=)')
+  return call.device
+}
+
+/** The context a bound device lives in, and its object. */
+function boundDevice(call: Call): number {
+  const pci = requireDevice(call)
+  const dev = ctxOf(call).objects.objects().find((o) => o.type === 'device' && 'pci' in o && o.pci === pci)
+  if (!dev) throw new ErrnoError('EINVAL', `${pci.bdf}: not bound to context ${ctxOf(call).id} (VFIO_DEVICE_BIND_IOMMUFD first)`)
+  return dev.id
+}
+
+function vfioFlags(call: Call, known: number): void {
+  const flags = u(call.req, 'flags')
+  if (flags & ~known) throw new ErrnoError('EINVAL', `flags=0x${flags.toString(16)}: unknown bits`)
+}
+
+function ioctl(name: string, nr: number, layout: StructLayout, lastOriginal: string, handler: (c: Call) => StructValue): Ioctl {
+  return { name, short: name.replace(/^IOMMU_/, ''), cmd: iommufdCmd(nr), layout, minSize: layout.endOf(lastOriginal), family: 'iommufd', handler }
+}
+
+function vfio(name: string, short: string, n: number, layout: StructLayout, minField: string, handler: (c: Call) => StructValue): Ioctl {
+  return { name, short, cmd: vfioCmd(n), layout, minSize: layout.endOf(minField), family: 'vfio', handler }
+}
+
+/** The ioctl table: number, struct, minimum size and handler, as the kernel's iommufd_ioctl_ops. */
+export const IOCTLS: readonly Ioctl[] = [
+  ioctl('IOMMU_DESTROY', 0x80, S.iommu_destroy, 'id', (c) => (ctxOf(c).destroy(u(c.req, 'id')), {})),
+  ioctl('IOMMU_IOAS_ALLOC', 0x81, S.iommu_ioas_alloc, 'out_ioas_id', (c) => ({ out_ioas_id: BigInt(ctxOf(c).ioasAlloc(u(c.req, 'flags'))) })),
+  ioctl('IOMMU_IOAS_ALLOW_IOVAS', 0x82, S.iommu_ioas_allow_iovas, 'allowed_iovas', (c) => {
+    ctxOf(c).ioasAllowIovas(u(c.req, 'ioas_id'), u(c.req, '__reserved'), () => readRanges(c))
+    return {}
+  }),
+  ioctl('IOMMU_IOAS_COPY', 0x83, S.iommu_ioas_copy, 'src_iova', (c) => ({
+    dst_iova: ctxOf(c).ioasCopy({
+      flags: u(c.req, 'flags'),
+      dstIoasId: u(c.req, 'dst_ioas_id'),
+      srcIoasId: u(c.req, 'src_ioas_id'),
+      length: b(c.req, 'length'),
+      dstIova: b(c.req, 'dst_iova'),
+      srcIova: b(c.req, 'src_iova'),
+    }),
+  })),
+  ioctl('IOMMU_IOAS_IOVA_RANGES', 0x84, S.iommu_ioas_iova_ranges, 'out_iova_alignment', ioasIovaRanges),
+  ioctl('IOMMU_IOAS_MAP', 0x85, S.iommu_ioas_map, 'iova', (c) => ({
+    iova: ctxOf(c).ioasMap({
+      flags: u(c.req, 'flags'),
+      ioasId: u(c.req, 'ioas_id'),
+      reserved: u(c.req, '__reserved'),
+      userVa: b(c.req, 'user_va'),
+      length: b(c.req, 'length'),
+      iova: b(c.req, 'iova'),
+    }),
+  })),
+  ioctl('IOMMU_IOAS_UNMAP', 0x86, S.iommu_ioas_unmap, 'length', (c) => ({ length: ctxOf(c).ioasUnmap(u(c.req, 'ioas_id'), b(c.req, 'iova'), b(c.req, 'length')) })),
+  ioctl('IOMMU_OPTION', 0x87, S.iommu_option, 'val64', (c) => ({
+    val64: ctxOf(c).option(u(c.req, 'option_id'), u(c.req, 'op'), u(c.req, '__reserved'), u(c.req, 'object_id'), b(c.req, 'val64')),
+  })),
+  ioctl('IOMMU_VFIO_IOAS', 0x88, S.iommu_vfio_ioas, '__reserved', (c) => ({
+    ioas_id: BigInt(ctxOf(c).vfioIoasOp(u(c.req, 'ioas_id'), u(c.req, 'op'), u(c.req, '__reserved'))),
+  })),
+  ioctl('IOMMU_HWPT_ALLOC', 0x89, S.iommu_hwpt_alloc, '__reserved', (c) => ({
+    out_hwpt_id: BigInt(
+      ctxOf(c).hwptAlloc({
+        flags: u(c.req, 'flags'),
+        devId: u(c.req, 'dev_id'),
+        ptId: u(c.req, 'pt_id'),
+        reserved: u(c.req, '__reserved'),
+        data: vendorData(c),
+        faultId: u(c.req, 'fault_id'),
+      }),
+    ),
+  })),
+  ioctl('IOMMU_GET_HW_INFO', 0x8a, S.iommu_hw_info, 'data_uptr', hwInfo),
+  ioctl('IOMMU_HWPT_SET_DIRTY_TRACKING', 0x8b, S.iommu_hwpt_set_dirty_tracking, '__reserved', (c) => {
+    ctxOf(c).setDirtyTracking(u(c.req, 'flags'), u(c.req, 'hwpt_id'), u(c.req, '__reserved'))
+    return {}
+  }),
+  ioctl('IOMMU_HWPT_GET_DIRTY_BITMAP', 0x8c, S.iommu_hwpt_get_dirty_bitmap, 'data', (c) => {
+    const r = c.req
+    const bytes = ctxOf(c).dirtyBitmap(u(r, 'hwpt_id'), u(r, 'flags'), u(r, '__reserved'), b(r, 'iova'), b(r, 'length'), b(r, 'page_size'))
+    c.mem.write(b(r, 'data'), Buffer.alloc(Number(bytes)), 'data')
+    return {}
+  }),
+  ioctl('IOMMU_HWPT_INVALIDATE', 0x8d, S.iommu_hwpt_invalidate, '__reserved', notModelled('IOMMU_HWPT_INVALIDATE')),
+  ioctl('IOMMU_FAULT_QUEUE_ALLOC', 0x8e, S.iommu_fault_alloc, 'out_fault_fd', notModelled('a fault queue (PRI)')),
+  ioctl('IOMMU_IOAS_MAP_FILE', 0x8f, S.iommu_ioas_map_file, 'iova', () => {
+    throw new ErrnoError('EBADF', 'fd: the caller\'s file descriptors are not visible to the model; use IOMMU_IOAS_MAP')
+  }),
+  ioctl('IOMMU_VIOMMU_ALLOC', 0x90, S.iommu_viommu_alloc, 'out_viommu_id', (c) => ({
+    out_viommu_id: BigInt(ctxOf(c).viommuAlloc(u(c.req, 'flags'), u(c.req, 'type'), u(c.req, 'dev_id'), u(c.req, 'hwpt_id'))),
+  })),
+  ioctl('IOMMU_VDEVICE_ALLOC', 0x91, S.iommu_vdevice_alloc, 'virt_id', (c) => ({
+    out_vdevice_id: BigInt(ctxOf(c).vdeviceAlloc(u(c.req, 'viommu_id'), u(c.req, 'dev_id'), b(c.req, 'virt_id'))),
+  })),
+  ioctl('IOMMU_IOAS_CHANGE_PROCESS', 0x92, S.iommu_ioas_change_process, '__reserved', (c) => (ctxOf(c).ioasChangeProcess(u(c.req, '__reserved')), {})),
+  ioctl('IOMMU_VEVENTQ_ALLOC', 0x93, S.iommu_veventq_alloc, 'out_veventq_fd', notModelled('a vEVENTQ')),
+  ioctl('IOMMU_HW_QUEUE_ALLOC', 0x94, S.iommu_hw_queue_alloc, 'length', notModelled('a HW queue (Tegra241 CMDQV)')),
+
+  vfio('VFIO_DEVICE_GET_INFO', 'DEVICE_GET_INFO', 7, S.vfio_device_info, 'num_irqs', (c) => {
+    requireDevice(c)
+    // a PCI function that can be reset: 9 regions (BAR0-5, ROM, config, VGA) and 5 IRQ types
+    return { flags: 0x3n, num_regions: 9n, num_irqs: 5n, cap_offset: 0n }
+  }),
+  vfio('VFIO_DEVICE_BIND_IOMMUFD', 'DEVICE_BIND', 18, S.vfio_device_bind_iommufd, 'out_devid', (c) => {
+    vfioFlags(c, VfioBindFlag.TOKEN)
+    const pci = requireDevice(c)
+    let ctx = c.ctx
+    if (c.contextById) {
+      const named = c.contextById(Number(c.req.iommufd as bigint))
+      if (!named) throw new ErrnoError('EBADF', `iommufd=${c.req.iommufd}: not an iommufd context`)
+      ctx = named
+    }
+    if (!ctx) throw new ErrnoError('EBADF', 'iommufd: no context to bind to')
+    return { out_devid: BigInt(ctx.bind(pci)) }
+  }),
+  vfio('VFIO_DEVICE_ATTACH_IOMMUFD_PT', 'DEVICE_ATTACH', 19, S.vfio_device_attach_iommufd_pt, 'pt_id', (c) => {
+    vfioFlags(c, VfioAttachFlag.PASID)
+    if (u(c.req, 'flags') & VfioAttachFlag.PASID) throw new ErrnoError('EOPNOTSUPP', 'flags=PASID: PASID attach is not modelled')
+    return { pt_id: BigInt(ctxOf(c).attach(boundDevice(c), u(c.req, 'pt_id'))) }
+  }),
+  vfio('VFIO_DEVICE_DETACH_IOMMUFD_PT', 'DEVICE_DETACH', 20, S.vfio_device_detach_iommufd_pt, 'flags', (c) => {
+    vfioFlags(c, VfioAttachFlag.PASID)
+    if (u(c.req, 'flags') & VfioAttachFlag.PASID) throw new ErrnoError('EOPNOTSUPP', 'flags=PASID: PASID detach is not modelled')
+    ctxOf(c).detach(boundDevice(c))
+    return {}
+  }),
+]
+
+const BY_CMD = new Map(IOCTLS.map((i) => [i.cmd, i]))
+
+export function ioctlByCmd(cmd: number): Ioctl | undefined {
+  return BY_CMD.get(cmd)
+}
+
+/** IOAS_ALLOC, ioas_alloc, IOMMU_IOAS_ALLOC, DEVICE_BIND... */
+export function ioctlByName(name: string): Ioctl | undefined {
+  const n = name.toUpperCase()
+  return IOCTLS.find((i) => i.name === n || i.short === n || `IOMMU_${i.short}` === n)
+}

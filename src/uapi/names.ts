@@ -1,0 +1,49 @@
+import { DirtyBitmapFlag, DirtyTrackingFlag, HwInfoFlag, IommuOption, OptionOp, VfioIoasOp } from '../iommufd/context'
+import { HwCap, HwInfoType } from '../iommufd/driver'
+import { HwptAllocFlag, HwptDataType } from '../iommufd/hwpt'
+import { MapFlag } from '../iommufd/ioas'
+import { ViommuType } from '../iommufd/viommu'
+import { VTD_S1_FLAGS } from '../hw/vtd/s1'
+
+/** Symbolic names a text request may use for a field's values (flags combine with |). */
+export interface NameSet {
+  readonly kind: 'enum' | 'flags'
+  readonly values: Readonly<Record<string, number | bigint>>
+}
+
+const e = (values: Record<string, number | bigint>): NameSet => ({ kind: 'enum', values })
+const f = (values: Record<string, number | bigint>): NameSet => ({ kind: 'flags', values })
+
+/** VFIO_DEVICE_ATTACH_PASID / VFIO_DEVICE_DETACH_PASID. */
+export const VfioAttachFlag = { PASID: 1 } as const
+/** VFIO_DEVICE_BIND_FLAG_TOKEN. */
+export const VfioBindFlag = { TOKEN: 1 } as const
+
+export const NAMES: Readonly<Record<string, NameSet>> = {
+  ioas_map_flags: f(MapFlag),
+  iommufd_hwpt_alloc_flags: f(HwptAllocFlag),
+  iommu_hwpt_data_type: e(HwptDataType),
+  iommu_hw_info_type: e(HwInfoType),
+  iommufd_hw_capabilities: f(HwCap),
+  iommufd_hw_info_flags: f(HwInfoFlag),
+  iommu_viommu_type: e(ViommuType),
+  iommufd_option: e(IommuOption),
+  iommufd_option_ops: e(OptionOp),
+  iommufd_vfio_ioas_op: e(VfioIoasOp),
+  iommufd_hwpt_set_dirty_tracking_flags: f(DirtyTrackingFlag),
+  iommufd_hwpt_get_dirty_bitmap_flags: f(DirtyBitmapFlag),
+  iommu_hwpt_vtd_s1_flags: f(VTD_S1_FLAGS),
+  vfio_device_attach_flags: f(VfioAttachFlag),
+}
+
+/**
+ * The value of one name: "NEST_PARENT", or any spelling that ends in it
+ * after an IOMMU_/VFIO_ prefix ("IOMMU_HWPT_ALLOC_NEST_PARENT"), any case.
+ */
+export function lookupName(set: NameSet, token: string): bigint | undefined {
+  const t = token.toUpperCase()
+  for (const [name, v] of Object.entries(set.values)) {
+    if (t === name || ((t.startsWith('IOMMU_') || t.startsWith('VFIO_')) && t.endsWith(`_${name}`))) return BigInt(v)
+  }
+  return undefined
+}

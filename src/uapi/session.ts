@@ -1,0 +1,214 @@
+import { IommufdContext } from '../iommufd/context'
+import { Device } from '../iommufd/device'
+import { World } from '../iommufd/world'
+import { PciDevice } from '../hw/unit'
+import { ErrnoError } from '../util/errno'
+import { DispatchEnv, IoctlReply, dispatch } from './dispatch'
+import { decodeRequest, encodeError, encodeReply, frameLength, looksLikeFrame } from './frame'
+import { ioctlByCmd } from './ioctls'
+import { DeviceResolver, formatReply, parseText } from './text'
+
+/** A text line longer than this is refused (EMSGSIZE) rather than buffered without end. */
+export const MAX_LINE = 4096
+
+/** Where a context's debug directory is, relative to the mount root. */
+export function contextPath(id: number): string {
+  return `/sys/kernel/debug/iommufd/${id}`
+}
+
+/**
+ * One open file of a transaction node: requests are written, replies read
+ * back on the same descriptor. Text lines and binary frames may be mixed;
+ * each write's replies replace the previous ones. Reads at any offset past
+ * the last write start at the reply's beginning, so both read() after
+ * write() and pread(fd, 0) see the whole reply.
+ */
+export abstract class Session {
+  private pending: Buffer = Buffer.alloc(0)
+  private reply: Buffer = Buffer.alloc(0)
+  private replyBase = 0
+
+  constructor(protected readonly world: World) {}
+
+  protected abstract env(): DispatchEnv
+  /** The device a VFIO command addresses, from a frame's target (N+1 = vfioN) or the node itself. */
+  protected abstract frameDevice(target: number): PciDevice | undefined
+  protected abstract get label(): string
+  /** Text requests this node answers itself (CONTEXT on dev/iommu). */
+  protected special(_line: string): string | undefined {
+    return undefined
+  }
+  protected afterReply(_reply: IoctlReply): void {}
+  abstract release(): void
+
+  write(pos: number, data: Buffer): number {
+    this.pending = this.pending.length ? Buffer.concat([this.pending, data]) : data
+    const replies: Buffer[] = []
+    try {
+      for (;;) {
+        if (!this.pending.length) break
+        if (looksLikeFrame(this.pending)) {
+          const total = frameLength(this.pending)
+          if (total === undefined || this.pending.length < total) break
+          const frame = this.pending.subarray(0, total)
+          this.pending = this.pending.subarray(total)
+          replies.push(this.handleFrame(frame))
+          continue
+        }
+        const nl = this.pending.indexOf(0x0a)
+        if (nl < 0) {
+          if (this.pending.length > MAX_LINE) throw new ErrnoError('EMSGSIZE', `request line longer than ${MAX_LINE} bytes`)
+          break
+        }
+        const line = this.pending.subarray(0, nl).toString('utf8')
+        this.pending = this.pending.subarray(nl + 1)
+        const r = nl > MAX_LINE ? `err EMSGSIZE request line longer than ${MAX_LINE} bytes` : this.handleLine(line)
+        if (r !== undefined) replies.push(Buffer.from(`${r}\n`))
+      }
+    } catch (e) {
+      this.pending = Buffer.alloc(0)
+      if (!(e instanceof ErrnoError)) throw e
+      this.world.trace.emit(this.label, `refused write: ${e.errno} ${e.message}`)
+      throw e
+    }
+    if (replies.length) {
+      this.reply = Buffer.concat(replies)
+      this.replyBase = pos + data.length
+    }
+    return data.length
+  }
+
+  read(pos: number, len: number): Buffer {
+    const off = pos >= this.replyBase ? pos - this.replyBase : pos
+    return this.reply.subarray(Math.min(off, this.reply.length), Math.min(off + len, this.reply.length))
+  }
+
+  private bug(where: string, e: unknown): ErrnoError {
+    const what = e instanceof Error ? (e.stack ?? e.message).split('\n').slice(0, 3).join(' | ') : String(e)
+    this.world.trace.emit('bug', `${this.label} ${where}: ${what}`)
+    return new ErrnoError('EIO', 'internal error in iommufs (the trace has the details); nothing was changed that the reply does not say')
+  }
+
+  private handleLine(raw: string): string | undefined {
+    const line = raw.trim()
+    if (!line || line.startsWith('#')) return undefined
+    let out: string
+    try {
+      out = this.special(line) ?? this.textRequest(line)
+    } catch (e) {
+      const err = e instanceof ErrnoError ? e : this.bug(line.split(' ')[0], e)
+      out = `err ${err.errno} ${err.message}`
+    }
+    this.world.trace.emit(this.label, `${line} -> ${out}`)
+    return out
+  }
+
+  private resolver(): DeviceResolver {
+    const ctx = this.env().ctx
+    return {
+      byPci: (bdf) => this.world.machine.device(bdf),
+      byDevId: (id) => {
+        const o = ctx?.objects.find(id)
+        return o instanceof Device ? o.pci : undefined
+      },
+    }
+  }
+
+  private textRequest(line: string): string {
+    const parsed = parseText(line, this.resolver())
+    const reply = dispatch(this.env(), { ...parsed, device: parsed.device ?? this.frameDevice(0), mayRetry: false })
+    this.afterReply(reply)
+    return formatReply(reply)
+  }
+
+  private handleFrame(frame: Buffer): Buffer {
+    let cmd = 0
+    try {
+      const req = decodeRequest(frame)
+      cmd = req.cmd
+      const device = this.frameDevice(req.target)
+      if (req.target && !device) throw new ErrnoError('ENODEV', `frame target=${req.target}: no /dev/vfio/devices/vfio${req.target - 1}`)
+      const reply = dispatch(this.env(), { cmd, struct: req.struct, buffers: req.buffers, device, mayRetry: true })
+      this.afterReply(reply)
+      const name = reply.ioctl?.name ?? `0x${cmd.toString(16)}`
+      this.world.trace.emit(this.label, `frame ${name} -> ${reply.needs ? 'retry' : reply.errno ?? 'ok'}${reply.message ? ` ${reply.message}` : ''}`)
+      return encodeReply(cmd, reply)
+    } catch (e) {
+      const err = e instanceof ErrnoError ? e : this.bug(`frame ${ioctlByCmd(cmd)?.name ?? cmd}`, e)
+      return encodeError(cmd, err)
+    }
+  }
+}
+
+/** An open of dev/iommu: a new iommufd context, destroyed when the last descriptor closes. */
+export class IommuSession extends Session {
+  readonly ctx: IommufdContext
+
+  constructor(world: World) {
+    super(world)
+    this.ctx = world.open()
+    world.trace.emit(this.label, 'opened')
+  }
+
+  protected get label(): string {
+    return `ctx${this.ctx.id}`
+  }
+
+  protected env(): DispatchEnv {
+    return { ctx: this.ctx }
+  }
+
+  protected frameDevice(target: number): PciDevice | undefined {
+    return target ? this.world.machine.devices.find((d) => d.vfioIndex === target - 1) : undefined
+  }
+
+  protected override special(line: string): string | undefined {
+    const [name, ...rest] = line.split(/\s+/)
+    const n = name.toUpperCase()
+    if (n !== 'CONTEXT' && n !== 'IOMMUFS_CONTEXT') return undefined
+    if (rest.length) throw new ErrnoError('EINVAL', `${rest[0]}: CONTEXT takes no arguments`)
+    return `ok id=${this.ctx.id} path=${contextPath(this.ctx.id)}`
+  }
+
+  release(): void {
+    this.world.close(this.ctx)
+    this.world.trace.emit(this.label, 'closed: all objects destroyed')
+  }
+}
+
+/**
+ * An open of dev/vfio/devices/vfioN: VFIO cdev commands for that device.
+ * VFIO_DEVICE_BIND_IOMMUFD's iommufd field names a context by ID; closing
+ * the file unbinds the device, as closing a VFIO cdev does.
+ */
+export class VfioDeviceSession extends Session {
+  private bound: IommufdContext | undefined
+
+  constructor(world: World, readonly device: PciDevice) {
+    super(world)
+  }
+
+  protected get label(): string {
+    return `vfio${this.device.vfioIndex}`
+  }
+
+  protected env(): DispatchEnv {
+    return { ctx: this.bound, contextById: (id) => this.world.contexts.get(id) }
+  }
+
+  protected frameDevice(): PciDevice | undefined {
+    return this.device
+  }
+
+  protected override afterReply(reply: IoctlReply): void {
+    if (reply.ioctl?.short === 'DEVICE_BIND' && !reply.errno) this.bound = this.world.ownerOf(this.device)
+  }
+
+  release(): void {
+    const ctx = this.bound
+    if (!ctx || this.world.ownerOf(this.device) !== ctx) return
+    const dev = ctx.objects.objects().find((o): o is Device => o instanceof Device && o.pci === this.device)
+    if (dev) ctx.unbind(dev)
+    this.world.trace.emit(this.label, `closed: ${this.device.bdf} unbound from context ${ctx.id}`)
+  }
+}

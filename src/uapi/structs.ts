@@ -1,0 +1,337 @@
+import { StructLayout, StructValue, struct } from './layout'
+
+/** The u64 count of bytes a pointer field's buffer spans, from the decoded struct. */
+const n = (s: StructValue, f: string): bigint => s[f] as bigint
+
+export const iommu_iova_range = struct('iommu_iova_range', [
+  ['start', { type: 'u64' }],
+  ['last', { type: 'u64' }],
+])
+
+// ---- iommufd commands (include/uapi/linux/iommufd.h) ----
+
+export const iommu_destroy = struct('iommu_destroy', [
+  ['size', { type: 'u32' }],
+  ['id', { type: 'u32' }],
+])
+
+export const iommu_ioas_alloc = struct('iommu_ioas_alloc', [
+  ['size', { type: 'u32' }],
+  ['flags', { type: 'u32', show: 'hex' }],
+  ['out_ioas_id', { type: 'u32' }],
+])
+
+export const iommu_ioas_allow_iovas = struct('iommu_ioas_allow_iovas', [
+  ['size', { type: 'u32' }],
+  ['ioas_id', { type: 'u32' }],
+  ['num_iovas', { type: 'u32' }],
+  ['__reserved', { type: 'u32' }],
+  ['allowed_iovas', { type: 'u64', pointer: { length: (s) => n(s, 'num_iovas') * 16n, flow: 'in', element: 'iommu_iova_range' } }],
+])
+
+export const iommu_ioas_copy = struct('iommu_ioas_copy', [
+  ['size', { type: 'u32' }],
+  ['flags', { type: 'u32', show: 'hex', names: 'ioas_map_flags' }],
+  ['dst_ioas_id', { type: 'u32' }],
+  ['src_ioas_id', { type: 'u32' }],
+  ['length', { type: 'u64' }],
+  ['dst_iova', { type: 'u64', dir: 'inout' }],
+  ['src_iova', { type: 'u64' }],
+])
+
+export const iommu_ioas_iova_ranges = struct('iommu_ioas_iova_ranges', [
+  ['size', { type: 'u32' }],
+  ['ioas_id', { type: 'u32' }],
+  ['num_iovas', { type: 'u32', dir: 'inout' }],
+  ['__reserved', { type: 'u32' }],
+  ['allowed_iovas', { type: 'u64', pointer: { length: (s) => n(s, 'num_iovas') * 16n, flow: 'out', element: 'iommu_iova_range' } }],
+  ['out_iova_alignment', { type: 'u64' }],
+])
+
+export const iommu_ioas_map = struct('iommu_ioas_map', [
+  ['size', { type: 'u32' }],
+  ['flags', { type: 'u32', show: 'hex', names: 'ioas_map_flags' }],
+  ['ioas_id', { type: 'u32' }],
+  ['__reserved', { type: 'u32' }],
+  ['user_va', { type: 'u64' }],
+  ['length', { type: 'u64' }],
+  ['iova', { type: 'u64', dir: 'inout' }],
+])
+
+export const iommu_ioas_unmap = struct('iommu_ioas_unmap', [
+  ['size', { type: 'u32' }],
+  ['ioas_id', { type: 'u32' }],
+  ['iova', { type: 'u64' }],
+  ['length', { type: 'u64', dir: 'inout' }],
+])
+
+export const iommu_option = struct('iommu_option', [
+  ['size', { type: 'u32' }],
+  ['option_id', { type: 'u32', names: 'iommufd_option' }],
+  ['op', { type: 'u16', names: 'iommufd_option_ops' }],
+  ['__reserved', { type: 'u16' }],
+  ['object_id', { type: 'u32' }],
+  ['val64', { type: 'u64', dir: 'inout', show: 'dec' }],
+])
+
+export const iommu_vfio_ioas = struct('iommu_vfio_ioas', [
+  ['size', { type: 'u32' }],
+  ['ioas_id', { type: 'u32', dir: 'inout' }],
+  ['op', { type: 'u16', names: 'iommufd_vfio_ioas_op' }],
+  ['__reserved', { type: 'u16' }],
+])
+
+export const iommu_hwpt_alloc = struct('iommu_hwpt_alloc', [
+  ['size', { type: 'u32' }],
+  ['flags', { type: 'u32', show: 'hex', names: 'iommufd_hwpt_alloc_flags' }],
+  ['dev_id', { type: 'u32' }],
+  ['pt_id', { type: 'u32' }],
+  ['out_hwpt_id', { type: 'u32' }],
+  ['__reserved', { type: 'u32' }],
+  ['data_type', { type: 'u32', names: 'iommu_hwpt_data_type' }],
+  ['data_len', { type: 'u32' }],
+  [
+    'data_uptr',
+    {
+      type: 'u64',
+      pointer: { length: (s) => n(s, 'data_len'), flow: 'in', vendor: { typeField: 'data_type', layouts: { 1: 'iommu_hwpt_vtd_s1', 2: 'iommu_hwpt_arm_smmuv3' } } },
+    },
+  ],
+  ['fault_id', { type: 'u32' }],
+  ['__reserved2', { type: 'u32', dir: 'in' }],
+])
+
+export const iommu_hw_info = struct('iommu_hw_info', [
+  ['size', { type: 'u32' }],
+  ['flags', { type: 'u32', show: 'hex', names: 'iommufd_hw_info_flags' }],
+  ['dev_id', { type: 'u32' }],
+  ['data_len', { type: 'u32', dir: 'inout' }],
+  [
+    'data_uptr',
+    {
+      type: 'u64',
+      pointer: { length: (s) => n(s, 'data_len'), flow: 'out', vendor: { typeField: 'out_data_type', layouts: { 1: 'iommu_hw_info_vtd', 2: 'iommu_hw_info_arm_smmuv3' } } },
+    },
+  ],
+  // a union: in_data_type going in, out_data_type coming back
+  ['out_data_type', { type: 'u32', dir: 'inout', names: 'iommu_hw_info_type' }],
+  ['out_max_pasid_log2', { type: 'u8' }],
+  ['__reserved', { type: 'u8', count: 3 }],
+  ['out_capabilities', { type: 'u64' }],
+])
+
+export const iommu_hwpt_set_dirty_tracking = struct('iommu_hwpt_set_dirty_tracking', [
+  ['size', { type: 'u32' }],
+  ['flags', { type: 'u32', show: 'hex', names: 'iommufd_hwpt_set_dirty_tracking_flags' }],
+  ['hwpt_id', { type: 'u32' }],
+  ['__reserved', { type: 'u32' }],
+])
+
+export const iommu_hwpt_get_dirty_bitmap = struct('iommu_hwpt_get_dirty_bitmap', [
+  ['size', { type: 'u32' }],
+  ['hwpt_id', { type: 'u32' }],
+  ['flags', { type: 'u32', show: 'hex', names: 'iommufd_hwpt_get_dirty_bitmap_flags' }],
+  ['__reserved', { type: 'u32' }],
+  ['iova', { type: 'u64' }],
+  ['length', { type: 'u64' }],
+  ['page_size', { type: 'u64' }],
+  [
+    'data',
+    {
+      type: 'u64',
+      pointer: {
+        length: (s) => (n(s, 'page_size') ? ((n(s, 'length') / n(s, 'page_size') + 63n) / 64n) * 8n : 0n),
+        flow: 'out',
+      },
+    },
+  ],
+])
+
+export const iommu_hwpt_invalidate = struct('iommu_hwpt_invalidate', [
+  ['size', { type: 'u32' }],
+  ['hwpt_id', { type: 'u32' }],
+  [
+    'data_uptr',
+    {
+      type: 'u64',
+      pointer: {
+        length: (s) => n(s, 'entry_len') * n(s, 'entry_num'),
+        flow: 'in',
+        vendor: { typeField: 'data_type', layouts: { 0: 'iommu_hwpt_vtd_s1_invalidate', 1: 'iommu_viommu_arm_smmuv3_invalidate' }, array: true },
+      },
+    },
+  ],
+  ['data_type', { type: 'u32', names: 'iommu_hwpt_invalidate_data_type' }],
+  ['entry_len', { type: 'u32' }],
+  ['entry_num', { type: 'u32', dir: 'inout' }],
+  ['__reserved', { type: 'u32' }],
+])
+
+export const iommu_fault_alloc = struct('iommu_fault_alloc', [
+  ['size', { type: 'u32' }],
+  ['flags', { type: 'u32', show: 'hex' }],
+  ['out_fault_id', { type: 'u32' }],
+  ['out_fault_fd', { type: 'u32' }],
+])
+
+export const iommu_ioas_map_file = struct('iommu_ioas_map_file', [
+  ['size', { type: 'u32' }],
+  ['flags', { type: 'u32', show: 'hex', names: 'ioas_map_flags' }],
+  ['ioas_id', { type: 'u32' }],
+  ['fd', { type: 's32' }],
+  ['start', { type: 'u64' }],
+  ['length', { type: 'u64' }],
+  ['iova', { type: 'u64', dir: 'inout' }],
+])
+
+export const iommu_viommu_alloc = struct('iommu_viommu_alloc', [
+  ['size', { type: 'u32' }],
+  ['flags', { type: 'u32', show: 'hex' }],
+  ['type', { type: 'u32', names: 'iommu_viommu_type' }],
+  ['dev_id', { type: 'u32' }],
+  ['hwpt_id', { type: 'u32' }],
+  ['out_viommu_id', { type: 'u32' }],
+  ['data_len', { type: 'u32' }],
+  ['__reserved', { type: 'u32', dir: 'in' }],
+  ['data_uptr', { type: 'u64', pointer: { length: (s) => n(s, 'data_len'), flow: 'inout' } }],
+])
+
+export const iommu_vdevice_alloc = struct('iommu_vdevice_alloc', [
+  ['size', { type: 'u32' }],
+  ['viommu_id', { type: 'u32' }],
+  ['dev_id', { type: 'u32' }],
+  ['out_vdevice_id', { type: 'u32' }],
+  ['virt_id', { type: 'u64' }],
+])
+
+export const iommu_ioas_change_process = struct('iommu_ioas_change_process', [
+  ['size', { type: 'u32' }],
+  ['__reserved', { type: 'u32' }],
+])
+
+export const iommu_veventq_alloc = struct('iommu_veventq_alloc', [
+  ['size', { type: 'u32' }],
+  ['flags', { type: 'u32', show: 'hex' }],
+  ['viommu_id', { type: 'u32' }],
+  ['type', { type: 'u32' }],
+  ['veventq_depth', { type: 'u32' }],
+  ['out_veventq_id', { type: 'u32' }],
+  ['out_veventq_fd', { type: 'u32' }],
+  ['__reserved', { type: 'u32' }],
+])
+
+export const iommu_hw_queue_alloc = struct('iommu_hw_queue_alloc', [
+  ['size', { type: 'u32' }],
+  ['flags', { type: 'u32', show: 'hex' }],
+  ['viommu_id', { type: 'u32' }],
+  ['type', { type: 'u32' }],
+  ['index', { type: 'u32' }],
+  ['out_hw_queue_id', { type: 'u32' }],
+  ['nesting_parent_iova', { type: 'u64' }],
+  ['length', { type: 'u64' }],
+])
+
+// ---- driver data behind data_uptr ----
+
+export const iommu_hwpt_arm_smmuv3 = struct('iommu_hwpt_arm_smmuv3', [['ste', { type: 'u64', count: 2 }]])
+
+export const iommu_hwpt_vtd_s1 = struct('iommu_hwpt_vtd_s1', [
+  ['flags', { type: 'u64', names: 'iommu_hwpt_vtd_s1_flags' }],
+  ['pgtbl_addr', { type: 'u64' }],
+  ['addr_width', { type: 'u32' }],
+  ['__reserved', { type: 'u32', dir: 'in' }],
+])
+
+export const iommu_hw_info_arm_smmuv3 = struct('iommu_hw_info_arm_smmuv3', [
+  ['flags', { type: 'u32', dir: 'out', show: 'hex' }],
+  ['__reserved', { type: 'u32' }],
+  ['idr', { type: 'u32', count: 6, dir: 'out', show: 'hex' }],
+  ['iidr', { type: 'u32', dir: 'out', show: 'hex' }],
+  ['aidr', { type: 'u32', dir: 'out', show: 'hex' }],
+])
+
+export const iommu_hw_info_vtd = struct('iommu_hw_info_vtd', [
+  ['flags', { type: 'u32', dir: 'out', show: 'hex' }],
+  ['__reserved', { type: 'u32' }],
+  ['cap_reg', { type: 'u64', dir: 'out' }],
+  ['ecap_reg', { type: 'u64', dir: 'out' }],
+])
+
+export const iommu_hwpt_vtd_s1_invalidate = struct('iommu_hwpt_vtd_s1_invalidate', [
+  ['addr', { type: 'u64' }],
+  ['npages', { type: 'u64' }],
+  ['flags', { type: 'u32', show: 'hex', names: 'iommu_hwpt_vtd_s1_invalidate_flags' }],
+  ['__reserved', { type: 'u32' }],
+])
+
+export const iommu_viommu_arm_smmuv3_invalidate = struct('iommu_viommu_arm_smmuv3_invalidate', [['cmd', { type: 'u64', count: 2 }]])
+
+// ---- VFIO cdev (include/uapi/linux/vfio.h) ----
+
+export const vfio_device_bind_iommufd = struct('vfio_device_bind_iommufd', [
+  ['argsz', { type: 'u32' }],
+  ['flags', { type: 'u32', show: 'hex' }],
+  ['iommufd', { type: 's32' }],
+  ['out_devid', { type: 'u32' }],
+  ['token_uuid_ptr', { type: 'u64' }],
+])
+
+export const vfio_device_attach_iommufd_pt = struct('vfio_device_attach_iommufd_pt', [
+  ['argsz', { type: 'u32' }],
+  ['flags', { type: 'u32', show: 'hex', names: 'vfio_device_attach_flags' }],
+  ['pt_id', { type: 'u32', dir: 'inout' }],
+  ['pasid', { type: 'u32' }],
+])
+
+export const vfio_device_detach_iommufd_pt = struct('vfio_device_detach_iommufd_pt', [
+  ['argsz', { type: 'u32' }],
+  ['flags', { type: 'u32', show: 'hex', names: 'vfio_device_attach_flags' }],
+  ['pasid', { type: 'u32' }],
+])
+
+export const vfio_device_info = struct('vfio_device_info', [
+  ['argsz', { type: 'u32' }],
+  ['flags', { type: 'u32', dir: 'out', show: 'hex' }],
+  ['num_regions', { type: 'u32', dir: 'out' }],
+  ['num_irqs', { type: 'u32', dir: 'out' }],
+  ['cap_offset', { type: 'u32', dir: 'out' }],
+  ['pad', { type: 'u32', dir: 'reserved' }],
+])
+
+/** Every layout by struct name. */
+export const STRUCTS: ReadonlyMap<string, StructLayout> = new Map(
+  [
+    iommu_iova_range,
+    iommu_destroy,
+    iommu_ioas_alloc,
+    iommu_ioas_allow_iovas,
+    iommu_ioas_copy,
+    iommu_ioas_iova_ranges,
+    iommu_ioas_map,
+    iommu_ioas_unmap,
+    iommu_option,
+    iommu_vfio_ioas,
+    iommu_hwpt_alloc,
+    iommu_hw_info,
+    iommu_hwpt_set_dirty_tracking,
+    iommu_hwpt_get_dirty_bitmap,
+    iommu_hwpt_invalidate,
+    iommu_fault_alloc,
+    iommu_ioas_map_file,
+    iommu_viommu_alloc,
+    iommu_vdevice_alloc,
+    iommu_ioas_change_process,
+    iommu_veventq_alloc,
+    iommu_hw_queue_alloc,
+    iommu_hwpt_arm_smmuv3,
+    iommu_hwpt_vtd_s1,
+    iommu_hw_info_arm_smmuv3,
+    iommu_hw_info_vtd,
+    iommu_hwpt_vtd_s1_invalidate,
+    iommu_viommu_arm_smmuv3_invalidate,
+    vfio_device_bind_iommufd,
+    vfio_device_attach_iommufd_pt,
+    vfio_device_detach_iommufd_pt,
+    vfio_device_info,
+  ].map((l) => [l.name, l]),
+)
