@@ -12,8 +12,12 @@ export const FRAME_HEADER = 32
 export const MAX_FRAME = MAX_USER_BUFFER + (1 << 20)
 
 export const FrameKind = { REQUEST: 1, REPLY: 2, RETRY: 3 } as const
-/** Buffer entry flags: in a request, FAULT = the caller cannot read that memory (no data follows). */
-export const BufferFlag = { FAULT: 1 } as const
+/**
+ * Buffer entry flags in a request: FAULT = the caller cannot read that memory
+ * (no data follows); FD = not memory but a file descriptor of the caller's:
+ * `addr` is the fd number and the 4 data bytes the iommufd context ID it is open on.
+ */
+export const BufferFlag = { FAULT: 1, FD: 2 } as const
 
 const pad8 = (n: number): number => (n + 7) & ~7
 
@@ -23,6 +27,8 @@ export interface RequestFrame {
   readonly target: number
   readonly struct: Buffer
   readonly buffers: Map<bigint, Buffer | 'fault'>
+  /** The caller's iommufd descriptors: fd number -> context ID. */
+  readonly fds: Map<number, number>
 }
 
 /** True when `buf` starts with (a prefix of) the frame magic. */
@@ -58,6 +64,7 @@ export function decodeRequest(buf: Buffer): RequestFrame {
   const struct = Buffer.from(buf.subarray(off, off + structLen))
   off += pad8(structLen)
   const buffers = new Map<bigint, Buffer | 'fault'>()
+  const fds = new Map<number, number>()
   for (let i = 0; i < nbuf; i++) {
     need(16, `buffer ${i} header`)
     const addr = buf.readBigUInt64LE(off)
@@ -69,10 +76,13 @@ export function decodeRequest(buf: Buffer): RequestFrame {
       continue
     }
     need(len, `buffer ${i} data`)
-    buffers.set(addr, Buffer.from(buf.subarray(off, off + len)))
+    if (flags & BufferFlag.FD) {
+      if (len !== 4) throw new ErrnoError('EINVAL', `frame: fd entry ${i} must carry 4 bytes (a context ID)`)
+      fds.set(Number(addr), buf.readUInt32LE(off))
+    } else buffers.set(addr, Buffer.from(buf.subarray(off, off + len)))
     off += pad8(len)
   }
-  return { cmd, target, struct, buffers }
+  return { cmd, target, struct, buffers, fds }
 }
 
 interface Entry {
@@ -112,8 +122,13 @@ function build(kind: number, cmd: number, word16: number, struct: Buffer, entrie
   return out
 }
 
-export function encodeRequest(f: RequestFrame): Buffer {
+export function encodeRequest(f: Omit<RequestFrame, 'fds'> & { fds?: Map<number, number> }): Buffer {
   const entries: Entry[] = [...f.buffers].map(([addr, b]) => (b === 'fault' ? { addr, len: 0, flags: BufferFlag.FAULT } : { addr, len: b.length, flags: 0, data: b }))
+  for (const [fd, ctx] of f.fds ?? []) {
+    const data = Buffer.alloc(4)
+    data.writeUInt32LE(ctx)
+    entries.push({ addr: BigInt(fd), len: 4, flags: BufferFlag.FD, data })
+  }
   return build(FrameKind.REQUEST, f.cmd, f.target, f.struct, entries)
 }
 

@@ -30,7 +30,8 @@ export abstract class Session {
 
   constructor(protected readonly world: World) {}
 
-  protected abstract env(): DispatchEnv
+  /** `fds` maps a frame's caller descriptors to context IDs (for VFIO_DEVICE_BIND_IOMMUFD). */
+  protected abstract env(fds?: ReadonlyMap<number, number>): DispatchEnv
   /** The device a VFIO command addresses, from a frame's target (N+1 = vfioN) or the node itself. */
   protected abstract frameDevice(target: number): PciDevice | undefined
   protected abstract get label(): string
@@ -128,7 +129,7 @@ export abstract class Session {
       cmd = req.cmd
       const device = this.frameDevice(req.target)
       if (req.target && !device) throw new ErrnoError('ENODEV', `frame target=${req.target}: no /dev/vfio/devices/vfio${req.target - 1}`)
-      const reply = dispatch(this.env(), { cmd, struct: req.struct, buffers: req.buffers, device, mayRetry: true })
+      const reply = dispatch(this.env(req.fds), { cmd, struct: req.struct, buffers: req.buffers, device, mayRetry: true })
       this.afterReply(reply)
       const name = reply.ioctl?.name ?? `0x${cmd.toString(16)}`
       this.world.trace.emit(this.label, `frame ${name} -> ${reply.needs ? 'retry' : reply.errno ?? 'ok'}${reply.message ? ` ${reply.message}` : ''}`)
@@ -192,8 +193,8 @@ export class VfioDeviceSession extends Session {
     return `vfio${this.device.vfioIndex}`
   }
 
-  protected env(): DispatchEnv {
-    return { ctx: this.bound, contextById: (id) => this.world.contexts.get(id) }
+  protected env(fds?: ReadonlyMap<number, number>): DispatchEnv {
+    return { ctx: this.bound, contextById: (id) => this.world.contexts.get(fds?.get(id) ?? id) }
   }
 
   protected frameDevice(): PciDevice | undefined {
