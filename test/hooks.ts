@@ -1,6 +1,6 @@
 /**
  * Mocha root hook: after the whole run, lazily unmounts every fuse.iommufs
- * mount a test left behind in a temp dir named iommufs-test-*, and removes
+ * mount a test of this run left behind (temp dirs named iommufs-test-<pid>-*), and removes
  * the directory when it is empty. Tests unmount their own mounts; this is the
  * net under them.
  */

@@ -12,7 +12,8 @@ import { PACKAGE_ROOT } from '../../src/util/paths'
 export { PACKAGE_ROOT }
 /** The compiled command line, `iommufs`. */
 export const CLI = path.join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js')
-export const TEMP_PREFIX = 'iommufs-test-'
+/** Temp mount points of this test run (the pid keeps concurrent runs out of each other's sweep). */
+export const TEMP_PREFIX = `iommufs-test-${process.pid}-`
 
 export interface RunResult {
   code: number
