@@ -9,6 +9,8 @@ import { abiDocument, loadSchema } from '../topology/attributes'
 import { describeMachine, loadTopology } from '../topology/topology'
 import { DataError } from '../util/data-file'
 import { PACKAGE_ROOT } from '../util/paths'
+import { EXEC_HELP, execCommand } from './exec'
+import { HEADER_HELP, headerCommand } from './header'
 import { iommufsMounts } from './mount-point'
 import { startServer } from './server'
 
@@ -28,6 +30,8 @@ commands:
   unmount DIR
   topology check FILE
   schema --abi
+  exec [--mount DIR] -- PROGRAM [ARGS...]
+  header
 
 'iommufs <command> --help' describes a command.
 `,
@@ -57,6 +61,8 @@ reported with the file, the key and what was expected; exit status 1.
 Prints the documentation of every attribute in sysfs-schema/, in the style of
 the kernel's Documentation/ABI.
 `,
+  exec: EXEC_HELP,
+  header: HEADER_HELP,
 }
 
 interface Parsed {
@@ -210,6 +216,8 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   unmount: unmountCommand,
   topology: topologyCommand,
   schema: schemaCommand,
+  exec: execCommand,
+  header: headerCommand,
 }
 
 async function main(argv: string[]): Promise<number> {

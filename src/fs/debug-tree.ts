@@ -1,6 +1,8 @@
 import { IommufdContext } from '../iommufd/context'
+import { IommufdObject, MmioFile } from '../iommufd/objects'
+import { ErrnoError } from '../util/errno'
 import { World } from '../iommufd/world'
-import { AttributeFile, DirNode, FsNode, LiveDir, StaticDir } from './nodes'
+import { AttributeFile, DirNode, FileNode, FsNode, LiveDir, StaticDir } from './nodes'
 
 /** key: value lines. */
 function lines(pairs: [string, string][]): string {
@@ -40,13 +42,39 @@ function summary(ctx: IommufdContext): string {
   return `context ${ctx.id}: ${objs.length} objects\n${[...rows, ...tomb].map((r) => `${r}\n`).join('')}`
 }
 
+/** A register-like file: reads and writes go straight to the object, at any offset. */
+function mmio(f: MmioFile): FileNode {
+  return {
+    kind: 'file',
+    mode: f.mode,
+    size: () => f.size(),
+    open: () => ({
+      read: (pos, len) => f.read(pos, len),
+      write: (pos, data) => {
+        if (!f.write) throw new ErrnoError('EACCES', 'read-only register')
+        return f.write(pos, data)
+      },
+      release: () => {},
+    }),
+  }
+}
+
+/** An object's entry: a file of key: value lines, or a directory when it has register files. */
+function objectNode(o: IommufdObject): FsNode {
+  const info = new AttributeFile(() => lines(o.describe()))
+  if (!o.files) return info
+  const dir = new StaticDir().add('info', info)
+  for (const [name, f] of Object.entries(o.files())) dir.add(name, mmio(f))
+  return dir
+}
+
 function contextDir(ctx: IommufdContext): FsNode {
   return new LiveDir(() => {
     const entries: [string, FsNode][] = [
       ['objects', new AttributeFile(() => summary(ctx))],
       ['graph.dot', new AttributeFile(() => graph(ctx))],
     ]
-    for (const o of ctx.objects.objects()) entries.push([`${o.id}.${o.type}`, new AttributeFile(() => lines(o.describe()))])
+    for (const o of ctx.objects.objects()) entries.push([`${o.id}.${o.type}`, objectNode(o)])
     return entries
   })
 }
@@ -62,7 +90,20 @@ export function debugTree(world: World, extra: [string, FsNode][] = []): DirNode
   const hw = fixed.dir('iommu')
   for (const unit of world.machine.units) {
     const d = hw.dir(unit.name)
-    for (const [name, show] of Object.entries(unit.debugFiles())) d.add(name, new AttributeFile(show))
+    for (const [name, f] of Object.entries(unit.debugFiles())) {
+      const store = f.store?.bind(f)
+      d.add(
+        name,
+        new AttributeFile(
+          () => f.show(),
+          store &&
+            ((text: string) => {
+              store(text)
+              world.trace.emit(unit.name, `${name} <- ${text}`)
+            }),
+        ),
+      )
+    }
   }
   for (const [name, node] of extra) fixed.add(name, node)
   return new LiveDir(() => [

@@ -28,6 +28,12 @@ export interface IommuGroup {
   readonly type: 'DMA' | 'DMA-FQ' | 'identity'
 }
 
+/** A debug file of a unit: a text dump, writable where `store` is given. */
+export interface DebugFile {
+  show(): string
+  store?(text: string): void
+}
+
 /** What every IOMMU instance has: a name, a base address, its ID registers and devices. */
 export abstract class IommuUnit {
   readonly devices: PciDevice[] = []
@@ -50,6 +56,6 @@ export abstract class IommuUnit {
   /** Live counters and properties shown in the feature tree (by schema name). */
   abstract property(name: string): bigint | undefined
 
-  /** Text dumps of the hardware state the host driver programmed, by file name. */
-  abstract debugFiles(): Record<string, () => string>
+  /** Text dumps of the hardware state the host driver programmed (and fault injection), by file name. */
+  abstract debugFiles(): Record<string, DebugFile>
 }

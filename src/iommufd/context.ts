@@ -7,7 +7,11 @@ import { Device } from './device'
 import { HwInfo, HwInfoType, driverFor } from './driver'
 import { Hwpt, HwptAllocFlag, HwptDataType, HwptNested, HwptPaging } from './hwpt'
 import { Area, Ioas, IovaRange, MAP_FLAGS, MapFlag, ULONG_MAX } from './ioas'
+import { Command } from '../hw/smmuv3/commands'
+import { RingIndex } from '../hw/ring'
+import { EntryArray, InvalidateDataType, PartialError, VtdInvEntry, armInvalidate, consumeGuestQueue, vtdInvalidate, vtdInvalidateOne } from './invalidate'
 import { IommufdObject, ObjectTable } from './objects'
+import { Vcmdq } from './vcmdq'
 import { Vdevice } from './vdevice'
 import { Viommu, ViommuType } from './viommu'
 import type { World } from './world'
@@ -60,6 +64,30 @@ export interface CopyArgs {
   dstIova: bigint
   srcIova: bigint
 }
+
+/** The ring invalidation form: a queue of `entryNum` = 2^indexBits entries and its indexes. */
+export interface RingArgs {
+  hwptId: number
+  reserved: number
+  dataType: number
+  indexBits: number
+  entryNum: number
+  entryLen: number
+  prod: number
+  cons: number
+  /** Reads entry `index` with the vendor's copy rules. */
+  armEntry(index: number): Command
+  vtdEntry(index: number): VtdInvEntry
+}
+
+export interface RingOutcome {
+  /** CONS to write back: PROD on success, else the failing entry (SMMUv3: ERR in bits 30:24). */
+  readonly cons: number
+  readonly error?: ErrnoError
+}
+
+/** CONS.ERR bits a caller may hand back unchanged after an error; ignored on input. */
+const CONS_ERR_BITS = 0x7f000000
 
 export interface HwptAllocArgs {
   flags: number
@@ -123,10 +151,11 @@ export class IommufdContext {
     mustBeZero(a.reserved, '__reserved')
     this.checkMapArgs(a.flags, [['iova', a.iova], ['length', a.length]])
     const ioas = this.ioas(a.ioasId)
-    if (a.userVa === 0n) throw new ErrnoError('EFAULT', 'user_va=0: cannot pin pages at address 0')
-    if (a.userVa + a.length - 1n > ULONG_MAX) throw new ErrnoError('EOVERFLOW', 'user_va + length overflows')
+    if (a.length !== 0n && a.userVa + a.length - 1n > ULONG_MAX) throw new ErrnoError('EOVERFLOW', 'user_va + length overflows')
     const area = ioas.planMap(a)
     this.checkReadOnly(ioas, a.flags)
+    // pinning the user pages is the kernel's last step (§3.6): EFAULT comes after every other check
+    if (a.userVa === 0n) throw new ErrnoError('EFAULT', 'user_va=0: cannot pin pages at address 0')
     ioas.insert(area)
     return area.iova
   }
@@ -239,6 +268,7 @@ export class IommufdContext {
 
   private planNestedOnParent(dev: Device, parent: HwptPaging, a: HwptAllocArgs): HwptNested {
     unknownFlags(a.flags, HwptAllocFlag.FAULT_ID_VALID | HwptAllocFlag.PASID)
+    if (a.data.len === 0) throw new ErrnoError('EOPNOTSUPP', `data_len=0: a nested HWPT needs driver data (data_type and data)`)
     const unit = dev.pci.unit
     if (unit.kind === 'arm-smmu-v3') throw new ErrnoError('EOPNOTSUPP', `pt_id=${parent.id}: an SMMUv3 nested HWPT is allocated on a vIOMMU, not on its parent`)
     if (parent.auto || !parent.nestParent || parent.kind !== unit.kind) {
@@ -253,6 +283,7 @@ export class IommufdContext {
   private planNestedOnViommu(dev: Device, viommu: Viommu, a: HwptAllocArgs): HwptNested {
     if (dev.pci.unit !== viommu.unit) throw new ErrnoError('EINVAL', `dev_id=${dev.id}: behind ${dev.pci.unit.name}, vIOMMU ${viommu.id} is on ${viommu.unit.name}`)
     unknownFlags(a.flags, HwptAllocFlag.FAULT_ID_VALID | HwptAllocFlag.PASID)
+    if (a.data.len === 0) throw new ErrnoError('EOPNOTSUPP', `data_len=0: a nested HWPT needs driver data (data_type and data)`)
     if (a.flags & HwptAllocFlag.PASID) throw new ErrnoError('EOPNOTSUPP', 'flags=PASID: an SMMUv3 nested HWPT takes no flags')
     const ste = validateGuestSte(a.data.armSte())
     return new HwptNested(viommu.parent, viommu, { kind: 'arm-smmu-v3', ste })
@@ -312,6 +343,69 @@ export class IommufdContext {
     }
     if (!(hwpt.flags & HwptAllocFlag.DIRTY_TRACKING)) throw new ErrnoError('EOPNOTSUPP', `hwpt_id=${hwptId}: no dirty tracking`)
     return ((length / pageSize + 63n) / 64n) * 8n
+  }
+
+  // ---- invalidation ----
+
+  /** IOMMU_HWPT_INVALIDATE (array form): returns the number of entries handled; errors carry it too. */
+  hwptInvalidate(hwptId: number, reserved: number, dataUptr: bigint, arr: EntryArray): number {
+    if (reserved) throw new PartialError('EOPNOTSUPP', `__reserved=${reserved}: must be 0`, 0)
+    if (arr.entryNum && (dataUptr === 0n || arr.entryLen === 0)) throw new PartialError('EINVAL', `entry_num=${arr.entryNum} needs data_uptr and entry_len`, 0)
+    if (arr.entryLen > 4096 || arr.entryNum > 1 << 19) throw new PartialError('EINVAL', `${arr.entryLen > 4096 ? `entry_len=${arr.entryLen} is above 4096` : `entry_num=${arr.entryNum} is above 524288`}`, 0)
+    const target = this.objects.find(hwptId)
+    if (!target) throw new PartialError('ENOENT', `hwpt_id=${hwptId}: no such object`, 0)
+    if (target instanceof Viommu) return armInvalidate(target, arr)
+    if (target instanceof HwptNested) {
+      if (target.data.kind !== 'intel-vtd') throw new PartialError('EOPNOTSUPP', `hwpt_id=${hwptId}: an SMMUv3 nested HWPT is invalidated through its vIOMMU (${target.viommu?.id})`, 0)
+      return vtdInvalidate(target, arr)
+    }
+    throw new PartialError('EINVAL', `hwpt_id=${hwptId}: is a ${target.type}; invalidate a vIOMMU (SMMUv3) or a nested HWPT (VT-d)`, 0)
+  }
+
+  /** The ring form: consumes entries from CONS to PROD; see RingOutcome. */
+  hwptInvalidateRing(a: RingArgs): RingOutcome {
+    if (a.reserved) throw new ErrnoError('EOPNOTSUPP', `__reserved=${a.reserved}: must be 0`)
+    if (!Number.isInteger(a.indexBits) || a.indexBits < 1 || a.indexBits > 31) throw new ErrnoError('EINVAL', `q_index_bits=${a.indexBits}: must be 1..31`)
+    const ring = new RingIndex(a.indexBits)
+    if (a.entryNum !== ring.size) throw new ErrnoError('EINVAL', `q_entry_num=${a.entryNum}: a ring with q_index_bits=${a.indexBits} has ${ring.size} entries`)
+    if (a.entryLen === 0 || a.entryLen % 8) throw new ErrnoError('EINVAL', `q_entry_len=${a.entryLen}: must be a nonzero multiple of 8`)
+    if (a.entryLen > 4096) throw new ErrnoError('EINVAL', `q_entry_len=${a.entryLen}: above 4096`)
+    if (!ring.valid(a.prod)) throw new ErrnoError('EINVAL', `q_prod=0x${a.prod.toString(16)}: beyond the index bits and wrap flag (mask 0x${ring.mask.toString(16)})`)
+    const cons = a.cons & ~CONS_ERR_BITS
+    if (!ring.valid(cons)) throw new ErrnoError('EINVAL', `q_cons=0x${a.cons.toString(16)}: beyond the index bits and wrap flag (mask 0x${ring.mask.toString(16)})`)
+    if (ring.count(a.prod, cons) > ring.size) throw new ErrnoError('EINVAL', `q_prod=0x${a.prod.toString(16)}, q_cons=0x${cons.toString(16)}: more than ${ring.size} entries apart`)
+    const target = this.objects.find(a.hwptId)
+    if (!target) throw new ErrnoError('ENOENT', `hwpt_id=${a.hwptId}: no such object`)
+    if (target instanceof Viommu) {
+      if (a.dataType !== InvalidateDataType.ARM_SMMUV3) throw new ErrnoError('EINVAL', `data_type=${a.dataType}: a vIOMMU takes ARM_SMMUV3 (1)`)
+      const r = consumeGuestQueue(target, ring, (i) => a.armEntry(i), cons, a.prod)
+      return r.error ? { cons: r.cons, error: new ErrnoError('EIO', `entry ${r.error.index}: ${r.error.message} (CONS.ERR=CERROR_${r.error.cerror})`) } : { cons: r.cons }
+    }
+    if (target instanceof HwptNested && target.data.kind === 'intel-vtd') {
+      if (a.dataType !== InvalidateDataType.VTD_S1) throw new ErrnoError('EINVAL', `data_type=${a.dataType}: a VT-d nested HWPT takes VTD_S1 (0)`)
+      let c = cons
+      for (; c !== a.prod; c = ring.next(c)) {
+        try {
+          vtdInvalidateOne(target, a.vtdEntry(ring.index(c)), ring.index(c))
+        } catch (e) {
+          if (e instanceof ErrnoError) return { cons: c, error: e }
+          throw e
+        }
+      }
+      return { cons: c }
+    }
+    throw new ErrnoError('EINVAL', `hwpt_id=${a.hwptId}: is a ${target.type}; invalidate a vIOMMU (SMMUv3) or a VT-d nested HWPT`)
+  }
+
+  /** A software command queue for a vIOMMU, 2^log2size entries. */
+  vcmdqAlloc(flags: number, viommuId: number, log2size: number): number {
+    unknownFlags(flags, 0)
+    const viommu = this.objects.get<Viommu>(viommuId, 'viommu_id', 'viommu')
+    const max = Math.min(Number(viommu.unit.registers.field('IDR1.CMDQS')), 19)
+    if (log2size < 1 || log2size > max) throw new ErrnoError('EINVAL', `log2size=${log2size}: ${viommu.unit.name} takes 1..${max} (IDR1.CMDQS)`)
+    const q = this.objects.insert(new Vcmdq(viommu, log2size))
+    viommu.users++
+    return q.id
   }
 
   // ---- vIOMMU and vDEVICE ----
@@ -469,6 +563,8 @@ export class IommufdContext {
       obj.unit.vmids.free(obj.vmid)
     } else if (obj instanceof Vdevice) {
       this.unlinkVdevice(obj)
+    } else if (obj instanceof Vcmdq) {
+      obj.viommu.users--
     } else if (obj instanceof Ioas && this.vfioIoas === obj) {
       this.vfioIoas = undefined
     }

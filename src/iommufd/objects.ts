@@ -1,6 +1,14 @@
 import { ErrnoError } from '../util/errno'
 
-export type ObjectType = 'ioas' | 'hwpt_paging' | 'hwpt_nested' | 'device' | 'viommu' | 'vdevice'
+export type ObjectType = 'ioas' | 'hwpt_paging' | 'hwpt_nested' | 'device' | 'viommu' | 'vdevice' | 'vcmdq'
+
+/** A file of an object that behaves like a device register or memory (MMIO). */
+export interface MmioFile {
+  readonly mode: number
+  size(): number
+  read(pos: number, len: number): Buffer
+  write?(pos: number, data: Buffer): number
+}
 
 /**
  * An object in a context's ID table. `users` counts the references other
@@ -14,6 +22,9 @@ export abstract class IommufdObject {
 
   /** Key/value lines for the debug tree, in display order. */
   abstract describe(): [string, string][]
+
+  /** Register-like files the object exposes in the debug tree (a directory), if any. */
+  files?(): Record<string, MmioFile>
 
   /** Short label for listings and graphs. */
   label(): string {

@@ -1,4 +1,6 @@
 import { IommufdContext, VendorData } from '../iommufd/context'
+import { EntryArray, PartialError, VtdInvEntry } from '../iommufd/invalidate'
+import { Command } from '../hw/smmuv3/commands'
 import { HwInfoType } from '../iommufd/driver'
 import { HwptDataType } from '../iommufd/hwpt'
 import { IovaRange } from '../iommufd/ioas'
@@ -84,6 +86,79 @@ function vendorData(call: Call): VendorData {
       return { flags: b(s, 'flags'), pgtblAddr: b(s, 'pgtbl_addr'), addrWidth: u(s, 'addr_width'), reserved: u(s, '__reserved') }
     },
   }
+}
+
+/** An ARM command entry of `len` bytes: zero-extended if shorter, E2BIG if longer with a nonzero tail. */
+function copyArmEntry(bytes: Buffer, index: number): Command {
+  const L = S.iommu_viommu_arm_smmuv3_invalidate
+  if (bytes.length > L.size && bytes.subarray(L.size).some((x) => x !== 0)) throw new ErrnoError('E2BIG', `entry ${index}: bytes past the 16-byte command are nonzero`)
+  const full = Buffer.alloc(L.size)
+  bytes.copy(full, 0, 0, Math.min(bytes.length, L.size))
+  const [w0, w1] = decode(L, full).cmd as bigint[]
+  return [w0, w1]
+}
+
+/** A VT-d entry: exactly the struct's size, else EINVAL (driver data is stricter than the main struct). */
+function copyVtdEntry(bytes: Buffer, index: number): VtdInvEntry {
+  const L = S.iommu_hwpt_vtd_s1_invalidate
+  if (bytes.length !== L.size) throw new ErrnoError('EINVAL', `entry ${index}: entry_len=${bytes.length}, iommu_hwpt_vtd_s1_invalidate is ${L.size} bytes`)
+  const e = decode(L, bytes)
+  return { addr: b(e, 'addr'), npages: b(e, 'npages'), flags: u(e, 'flags'), reserved: u(e, '__reserved') }
+}
+
+function entryArray(call: Call): EntryArray {
+  const r = call.req
+  const addr = b(r, 'data_uptr')
+  const len = u(r, 'entry_len')
+  const num = u(r, 'entry_num')
+  return {
+    type: u(r, 'data_type'),
+    entryLen: len,
+    entryNum: num,
+    armCommands: () => {
+      const raw = call.mem.read(addr, BigInt(len) * BigInt(num), 'data_uptr')
+      return Array.from({ length: num }, (_, i) => copyArmEntry(raw.subarray(i * len, (i + 1) * len), i))
+    },
+    vtdEntry: (i) => copyVtdEntry(call.mem.read(addr + BigInt(i * len), BigInt(len), 'data_uptr'), i),
+  }
+}
+
+function hwptInvalidate(call: Call): StructValue {
+  const r = call.req
+  try {
+    const handled = ctxOf(call).hwptInvalidate(u(r, 'hwpt_id'), u(r, '__reserved'), b(r, 'data_uptr'), entryArray(call))
+    return { entry_num: BigInt(handled) }
+  } catch (e) {
+    // entry_num is always written back: the driver's count, or 0 before it ran
+    if (e instanceof ErrnoError) throw new IoctlError(e, { entry_num: BigInt(e instanceof PartialError ? e.handled : 0) })
+    throw e
+  }
+}
+
+function hwptInvalidateRing(call: Call): StructValue {
+  const r = call.req
+  const q = b(r, 'q_uptr')
+  const len = u(r, 'q_entry_len')
+  const consAddr = b(r, 'q_cons_uptr')
+  const cons = call.mem.read(consAddr, 4n, 'q_cons_uptr').readUInt32LE(0)
+  const entry = (i: number): Buffer => call.mem.read(q + BigInt(i * len), BigInt(len), 'q_uptr')
+  const outcome = ctxOf(call).hwptInvalidateRing({
+    hwptId: u(r, 'hwpt_id'),
+    reserved: u(r, '__reserved'),
+    dataType: u(r, 'data_type'),
+    indexBits: u(r, 'q_index_bits'),
+    entryNum: u(r, 'q_entry_num'),
+    entryLen: len,
+    prod: u(r, 'q_prod'),
+    cons,
+    armEntry: (i) => copyArmEntry(entry(i), i),
+    vtdEntry: (i) => copyVtdEntry(entry(i), i),
+  })
+  const out = Buffer.alloc(4)
+  out.writeUInt32LE(outcome.cons >>> 0)
+  call.mem.write(consAddr, out, 'q_cons_uptr')
+  if (outcome.error) throw new IoctlError(outcome.error, {})
+  return {}
 }
 
 function readRanges(call: Call): IovaRange[] {
@@ -206,7 +281,7 @@ export const IOCTLS: readonly Ioctl[] = [
     c.mem.write(b(r, 'data'), Buffer.alloc(Number(bytes)), 'data')
     return {}
   }),
-  ioctl('IOMMU_HWPT_INVALIDATE', 0x8d, S.iommu_hwpt_invalidate, '__reserved', notModelled('IOMMU_HWPT_INVALIDATE')),
+  ioctl('IOMMU_HWPT_INVALIDATE', 0x8d, S.iommu_hwpt_invalidate, '__reserved', hwptInvalidate),
   ioctl('IOMMU_FAULT_QUEUE_ALLOC', 0x8e, S.iommu_fault_alloc, 'out_fault_fd', notModelled('a fault queue (PRI)')),
   ioctl('IOMMU_IOAS_MAP_FILE', 0x8f, S.iommu_ioas_map_file, 'iova', () => {
     throw new ErrnoError('EBADF', 'fd: the caller\'s file descriptors are not visible to the model; use IOMMU_IOAS_MAP')
@@ -220,6 +295,15 @@ export const IOCTLS: readonly Ioctl[] = [
   ioctl('IOMMU_IOAS_CHANGE_PROCESS', 0x92, S.iommu_ioas_change_process, '__reserved', (c) => (ctxOf(c).ioasChangeProcess(u(c.req, '__reserved')), {})),
   ioctl('IOMMU_VEVENTQ_ALLOC', 0x93, S.iommu_veventq_alloc, 'out_veventq_fd', notModelled('a vEVENTQ')),
   ioctl('IOMMU_HW_QUEUE_ALLOC', 0x94, S.iommu_hw_queue_alloc, 'length', notModelled('a HW queue (Tegra241 CMDQV)')),
+
+  // iommufs extensions, in a range the kernel does not use (docs/extensions.md)
+  { ...ioctl('IOMMUFS_HWPT_INVALIDATE_RING', 0xc0, S.iommufs_hwpt_invalidate_ring, '__reserved', hwptInvalidateRing), short: 'HWPT_INVALIDATE_RING' },
+  {
+    ...ioctl('IOMMUFS_VCMDQ_ALLOC', 0xc1, S.iommufs_vcmdq_alloc, 'out_vcmdq_id', (c) => ({
+      out_vcmdq_id: BigInt(ctxOf(c).vcmdqAlloc(u(c.req, 'flags'), u(c.req, 'viommu_id'), u(c.req, 'log2size'))),
+    })),
+    short: 'VCMDQ_ALLOC',
+  },
 
   vfio('VFIO_DEVICE_GET_INFO', 'DEVICE_GET_INFO', 7, S.vfio_device_info, 'num_irqs', (c) => {
     requireDevice(c)

@@ -18,6 +18,8 @@ export interface PointerSpec {
   /** Bytes the buffer spans, computed from the decoded struct. */
   readonly length: (s: StructValue) => bigint
   readonly flow: 'in' | 'out' | 'inout'
+  /** Text words of this buffer are u32 instead of u64. */
+  readonly word32?: boolean
   /** Layout of one element, for text encoding of arrays of structs. */
   readonly element?: string
   /** A driver struct chosen by a type field: struct name by type value. */

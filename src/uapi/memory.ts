@@ -10,13 +10,14 @@ export class UserMemory {
 
   constructor(private readonly supplied: ReadonlyMap<bigint, Buffer | 'fault'>) {}
 
+  /** `len` bytes at `addr`, from whichever supplied buffer holds them all. */
   read(addr: bigint, len: bigint, field: string): Buffer {
     if (len === 0n) return Buffer.alloc(0)
-    const b = this.supplied.get(addr)
-    if (addr === 0n || b === undefined || b === 'fault' || BigInt(b.length) < len) {
-      throw new ErrnoError('EFAULT', `${field}=0x${addr.toString(16)}: cannot read ${len} bytes there`)
+    for (const [base, b] of this.supplied) {
+      if (b === 'fault' || addr === 0n || addr < base || addr + len > base + BigInt(b.length)) continue
+      return b.subarray(Number(addr - base), Number(addr - base + len))
     }
-    return b.subarray(0, Number(len))
+    throw new ErrnoError('EFAULT', `${field}=0x${addr.toString(16)}: cannot read ${len} bytes there`)
   }
 
   write(addr: bigint, data: Buffer, field: string): void {

@@ -2,6 +2,7 @@ import { DirtyBitmapFlag, DirtyTrackingFlag, HwInfoFlag, IommuOption, OptionOp, 
 import { HwCap, HwInfoType } from '../iommufd/driver'
 import { HwptAllocFlag, HwptDataType } from '../iommufd/hwpt'
 import { MapFlag } from '../iommufd/ioas'
+import { InvalidateDataType, VtdInvFlag } from '../iommufd/invalidate'
 import { ViommuType } from '../iommufd/viommu'
 import { VTD_S1_FLAGS } from '../hw/vtd/s1'
 
@@ -34,6 +35,8 @@ export const NAMES: Readonly<Record<string, NameSet>> = {
   iommufd_hwpt_get_dirty_bitmap_flags: f(DirtyBitmapFlag),
   iommu_hwpt_vtd_s1_flags: f(VTD_S1_FLAGS),
   vfio_device_attach_flags: f(VfioAttachFlag),
+  iommu_hwpt_invalidate_data_type: e(InvalidateDataType),
+  iommu_hwpt_vtd_s1_invalidate_flags: f(VtdInvFlag),
 }
 
 /**

@@ -231,6 +231,41 @@ export const iommu_hw_queue_alloc = struct('iommu_hw_queue_alloc', [
   ['length', { type: 'u64' }],
 ])
 
+// ---- iommufs extensions (private command numbers, docs/extensions.md) ----
+
+/** The ring invalidation form proposed with the first HWPT_INVALIDATE drafts, plus data_type. */
+export const iommufs_hwpt_invalidate_ring = struct('iommufs_hwpt_invalidate_ring', [
+  ['size', { type: 'u32' }],
+  ['hwpt_id', { type: 'u32' }],
+  [
+    'q_uptr',
+    {
+      type: 'u64',
+      pointer: {
+        length: (s) => n(s, 'q_entry_num') * n(s, 'q_entry_len'),
+        flow: 'in',
+        vendor: { typeField: 'data_type', layouts: { 0: 'iommu_hwpt_vtd_s1_invalidate', 1: 'iommu_viommu_arm_smmuv3_invalidate' }, array: true },
+      },
+    },
+  ],
+  ['q_cons_uptr', { type: 'u64', pointer: { length: () => 4n, flow: 'inout', word32: true } }],
+  ['q_prod', { type: 'u32', show: 'hex' }],
+  ['q_index_bits', { type: 'u32' }],
+  ['q_entry_num', { type: 'u32' }],
+  ['q_entry_len', { type: 'u32' }],
+  ['data_type', { type: 'u32', names: 'iommu_hwpt_invalidate_data_type' }],
+  ['__reserved', { type: 'u32' }],
+])
+
+export const iommufs_vcmdq_alloc = struct('iommufs_vcmdq_alloc', [
+  ['size', { type: 'u32' }],
+  ['flags', { type: 'u32', show: 'hex' }],
+  ['viommu_id', { type: 'u32' }],
+  ['log2size', { type: 'u32' }],
+  ['out_vcmdq_id', { type: 'u32' }],
+  ['__reserved', { type: 'u32' }],
+])
+
 // ---- driver data behind data_uptr ----
 
 export const iommu_hwpt_arm_smmuv3 = struct('iommu_hwpt_arm_smmuv3', [['ste', { type: 'u64', count: 2 }]])
@@ -323,6 +358,8 @@ export const STRUCTS: ReadonlyMap<string, StructLayout> = new Map(
     iommu_ioas_change_process,
     iommu_veventq_alloc,
     iommu_hw_queue_alloc,
+    iommufs_hwpt_invalidate_ring,
+    iommufs_vcmdq_alloc,
     iommu_hwpt_arm_smmuv3,
     iommu_hwpt_vtd_s1,
     iommu_hw_info_arm_smmuv3,

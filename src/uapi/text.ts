@@ -1,3 +1,5 @@
+import { parseCommand } from '../hw/smmuv3/commands'
+import { InvalidateDataType } from '../iommufd/invalidate'
 import { PciDevice } from '../hw/unit'
 import { ErrnoError } from '../util/errno'
 import { IoctlReply, IoctlRequest } from './dispatch'
@@ -16,6 +18,29 @@ import { STRUCTS } from './structs'
  * field of that name). Each request becomes the exact struct bytes and
  * buffers a program would pass, and goes through the same dispatcher.
  */
+
+/** Repeatable keys giving invalidation entries symbolically: SMMUv3 commands and VT-d entries. */
+const ENTRY_KEYS = { cmd: InvalidateDataType.ARM_SMMUV3, entry: InvalidateDataType.VTD_S1 } as const
+/** Ring size a text ring request gets when it names none. */
+const DEFAULT_RING_BITS = 4n
+
+/** "addr=0x1000,npages=4,leaf" or "all" -> an iommu_hwpt_vtd_s1_invalidate. */
+function vtdEntry(text: string): Buffer {
+  const L = STRUCTS.get('iommu_hwpt_vtd_s1_invalidate')!
+  if (text.trim().toLowerCase() === 'all') return encode(L, { addr: 0n, npages: (1n << 64n) - 1n })
+  const v: StructValue = {}
+  for (const tok of text.split(/[\s,]+/).filter(Boolean)) {
+    const [k, val] = tok.includes('=') ? tok.split('=', 2) : [tok, '1']
+    if (k.toLowerCase() === 'leaf') {
+      v.flags = ((v.flags as bigint | undefined) ?? 0n) | 1n
+      continue
+    }
+    const f = L.fields.find((x) => x.name === k)
+    if (!f) bad(`entry ${k}`, 'not a field of iommu_hwpt_vtd_s1_invalidate (addr, npages, flags, __reserved) or "leaf"/"all"')
+    v[k] = parseField(`entry ${k}`, val, f) as bigint
+  }
+  return encode(L, v)
+}
 
 /** Where text buffers pretend to live: one 16 MiB slot per pointer field. */
 const BUFFER_BASE = 0x7f1000000000n
@@ -76,12 +101,14 @@ function parseField(key: string, value: string, f: FieldSpec): bigint | bigint[]
   return [...vals, ...Array<bigint>(f.count - vals.length).fill(0n)]
 }
 
-function words(key: string, value: string): Buffer {
+function words(key: string, value: string, word32 = false): Buffer {
   const list = value.split(',').map((w) => parseNumber(key, w))
-  const buf = Buffer.alloc(list.length * 8)
+  const size = word32 ? 4 : 8
+  const buf = Buffer.alloc(list.length * size)
   list.forEach((w, i) => {
-    if (w < 0n || w >= 1n << 64n) bad(key, `${w} does not fit u64`)
-    buf.writeBigUInt64LE(w, i * 8)
+    if (w < 0n || w >= 1n << BigInt(size * 8)) bad(key, `${w} does not fit u${size * 8}`)
+    if (word32) buf.writeUInt32LE(Number(w), i * 4)
+    else buf.writeBigUInt64LE(w, i * 8)
   })
   return buf
 }
@@ -103,18 +130,24 @@ export function parseText(line: string, devices: DeviceResolver): ParsedText {
   const vendorFields = new Map<FieldSpec, Map<string, string>>()
   let device: PciDevice | undefined
   const pointers = L.fields.filter((f) => f.pointer)
+  const entries: { type: number; data: Buffer }[] = []
+  const arrayPtr = pointers.find((p) => p.pointer!.vendor?.array)
 
   for (const tok of tokens) {
     const eq = tok.indexOf('=')
     if (eq <= 0) bad(tok, 'expected key=value')
     const key = tok.slice(0, eq)
     const value = tok.slice(eq + 1)
+    if (arrayPtr && (key === 'cmd' || key === 'entry')) {
+      entries.push({ type: ENTRY_KEYS[key], data: key === 'cmd' ? encodeCommand(parseCommand(value)) : vtdEntry(value) })
+      continue
+    }
     if (given.has(key)) bad(key, 'given twice')
     given.add(key)
     const f = L.fields.find((x) => x.name === key)
     const ptr = pointers.find((p) => textKey(p) === key && p.pointer!.flow !== 'out')
     if (ptr) {
-      payload.set(ptr, words(key, value))
+      payload.set(ptr, words(key, value, ptr.pointer!.word32))
     } else if (f) {
       values[key] = parseField(key, value, f)
     } else if (ioctl.family === 'vfio' && (key === 'pci' || key === 'dev_id')) {
@@ -152,6 +185,8 @@ export function parseText(line: string, devices: DeviceResolver): ParsedText {
     payload.set(p, encode(vl, sv))
   }
 
+  if (entries.length) placeEntries(arrayPtr!, entries, values, given, payload)
+
   // lay the buffers out and fill in the counts they imply
   const buffers = new Map<bigint, Buffer>()
   pointers.forEach((p, i) => {
@@ -177,6 +212,50 @@ export function parseText(line: string, devices: DeviceResolver): ParsedText {
   const struct = Buffer.alloc(size)
   full.copy(struct, 0, 0, Math.min(size, full.length))
   return { ioctl, cmd: ioctl.cmd, struct, buffers, device }
+}
+
+function encodeCommand(c: readonly [bigint, bigint]): Buffer {
+  const b = Buffer.alloc(16)
+  b.writeBigUInt64LE(c[0], 0)
+  b.writeBigUInt64LE(c[1], 8)
+  return b
+}
+
+/**
+ * Symbolic entries become the entry array: for HWPT_INVALIDATE in order
+ * (entry_len, entry_num and data_type follow unless given); for the ring form
+ * into the slots from CONS on, with PROD after the last one.
+ */
+function placeEntries(p: FieldSpec, entries: { type: number; data: Buffer }[], values: StructValue, given: Set<string>, payload: Map<FieldSpec, Buffer>): void {
+  const type = entries[0].type
+  if (entries.some((e) => e.type !== type)) bad('cmd/entry', 'SMMUv3 commands (cmd=) and VT-d entries (entry=) do not mix')
+  if (given.has('data_type') && Number(values.data_type as bigint) !== type) bad('data_type', `disagrees with the ${type === 1 ? 'cmd=' : 'entry='} entries`)
+  values.data_type = BigInt(type)
+  const natural = entries[0].data.length
+  if (p.name === 'data_uptr') {
+    const len = given.has('entry_len') ? Number(values.entry_len as bigint) : natural
+    if (!given.has('entry_len')) values.entry_len = BigInt(len)
+    if (!given.has('entry_num')) values.entry_num = BigInt(entries.length)
+    payload.set(p, Buffer.concat(entries.map((e) => { const b = Buffer.alloc(len); e.data.copy(b, 0, 0, Math.min(len, e.data.length)); return b })))
+    return
+  }
+  const bitsN = given.has('q_index_bits') ? (values.q_index_bits as bigint) : DEFAULT_RING_BITS
+  values.q_index_bits = bitsN
+  const slots = given.has('q_entry_num') ? Number(values.q_entry_num as bigint) : 2 ** Number(bitsN)
+  values.q_entry_num = BigInt(slots)
+  const len = given.has('q_entry_len') ? Number(values.q_entry_len as bigint) : natural
+  values.q_entry_len = BigInt(len)
+  const size = 2 ** Number(bitsN)
+  const consBuf = payload.get([...payload.keys()].find((k) => k.name === 'q_cons_uptr')!)
+  let pos = consBuf ? consBuf.readUInt32LE(0) & (size * 2 - 1) : 0
+  const ring = Buffer.alloc(Math.max(slots, 0) * len)
+  for (const e of entries) {
+    const at = (pos % size) * len
+    if (at + len <= ring.length) e.data.copy(ring, at, 0, Math.min(len, e.data.length))
+    pos = (pos + 1) % (size * 2)
+  }
+  if (!given.has('q_prod')) values.q_prod = BigInt(pos)
+  payload.set(p, ring)
 }
 
 function show(f: FieldSpec, v: bigint | bigint[]): string {
@@ -205,6 +284,9 @@ function outBuffers(reply: IoctlReply, full: StructValue): string[] {
     } else if (v) {
       const vl = STRUCTS.get(v.layouts[Number(full[v.typeField] as bigint)] ?? '')
       if (vl && data.length >= vl.size) out.push(...fieldsOf(vl, decode(vl, data), ['out', 'inout']))
+    } else if (p.pointer!.word32) {
+      const ws = Array.from({ length: data.length / 4 }, (_, i) => `0x${data.readUInt32LE(i * 4).toString(16)}`)
+      out.push(`${textKey(p)}=${ws.join(',')}`)
     } else {
       const ws = Array.from({ length: data.length / 8 }, (_, i) => `0x${data.readBigUInt64LE(i * 8).toString(16)}`)
       out.push(`${textKey(p)}=${ws.join(',')}`)
@@ -217,6 +299,7 @@ function outBuffers(reply: IoctlReply, full: StructValue): string[] {
 export function formatReply(reply: IoctlReply): string {
   if (reply.errno) {
     const wrote = reply.out && reply.ioctl ? Object.keys(reply.out).map((k) => `${k}=${show(reply.ioctl!.layout.field(k), reply.out![k])}`) : []
+    if (reply.req && reply.ioctl) wrote.push(...outBuffers(reply, { ...reply.req, ...(reply.out ?? {}) }))
     return `err ${reply.errno} ${reply.message}${wrote.length ? ` (written back: ${wrote.join(' ')})` : ''}`
   }
   const L = reply.ioctl!.layout

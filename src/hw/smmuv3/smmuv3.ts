@@ -1,5 +1,8 @@
+import { ErrnoError } from '../../util/errno'
 import { IdPool } from '../id-pool'
-import { IommuUnit, ReservedRegion } from '../unit'
+import { DebugFile, IommuUnit, ReservedRegion } from '../unit'
+import { CERROR, CerrorName } from './commands'
+import { HostCommandQueue } from './cmdq'
 import { RegisterFile } from '../registers'
 
 /** What the host driver has installed in a stream's STE. */
@@ -25,11 +28,33 @@ export class Smmuv3 extends IommuUnit {
   readonly asids: IdPool
   /** Installed STEs by StreamID; a stream not here has the kernel's default domain. */
   readonly streams = new Map<number, PhysicalSte>()
+  /** The host driver's command queue, where converted guest invalidations end up. */
+  readonly cmdq: HostCommandQueue
+  /** A command error armed by fault injection: the next guest command consumed fails with it. */
+  private injected: CerrorName | undefined
 
   constructor(base: bigint, registers: RegisterFile) {
     super('arm-smmu-v3', Smmuv3.nameFor(base), base, registers)
     this.vmids = new IdPool(1, registers.flag('IDR0.VMID16') ? 1 << 16 : 1 << 8)
     this.asids = new IdPool(1, registers.flag('IDR0.ASID16') ? 1 << 16 : 1 << 8)
+    this.cmdq = new HostCommandQueue(this.name, Math.min(Math.max(Number(registers.field('IDR1.CMDQS')), 1), 19))
+  }
+
+  /** Arms a one-shot command error (CERROR_ILL, _ABT or _ATC_INV_SYNC). */
+  inject(error: CerrorName | undefined): void {
+    this.injected = error
+  }
+
+  /** The armed error if it applies to a command of this kind, disarming it. */
+  takeInjection(isSync: boolean): CerrorName | undefined {
+    const e = this.injected
+    if (!e || (e === 'ATC_INV_SYNC') !== isSync) return undefined
+    this.injected = undefined
+    return e
+  }
+
+  get armedInjection(): CerrorName | undefined {
+    return this.injected
   }
 
   /** Stage-1 input address bits (VAX extends 48 to 52). */
@@ -65,9 +90,8 @@ export class Smmuv3 extends IommuUnit {
     return undefined
   }
 
-  debugFiles(): Record<string, () => string> {
-    return {
-      stream_table: () => {
+  debugFiles(): Record<string, DebugFile> {
+    const stream_table = (): string => {
         const rows = [...this.streams].sort(([a], [b]) => a - b)
         const lines = rows.map(([sid, ste]) => {
           const parts = [`sid=0x${sid.toString(16)}`, `config=${ste.config}`]
@@ -78,8 +102,22 @@ export class Smmuv3 extends IommuUnit {
           return parts.join(' ')
         })
         return `${this.name}: ${rows.length} installed STE${rows.length === 1 ? '' : 's'}\n${lines.map((l) => `${l}\n`).join('')}`
+    }
+    return {
+      stream_table: { show: stream_table },
+      vmids_used: { show: () => `${this.vmids.inUse}\n` },
+      cmdq: { show: () => this.cmdq.dump() },
+      inject_cerror: {
+        show: () => `${this.injected ?? 'none'}\n`,
+        store: (text) => {
+          const t = text.trim().toUpperCase().replace(/^CERROR_/, '')
+          if (t === 'NONE' || t === '0') return this.inject(undefined)
+          const byNumber = Object.entries(CERROR).find(([, v]) => String(v) === t)?.[0]
+          const name = (byNumber ?? t) as CerrorName
+          if (!(name in CERROR) || name === 'NONE') throw new ErrnoError('EINVAL', `inject_cerror: "${text}" is not ILL, ABT, ATC_INV_SYNC or none`)
+          this.inject(name)
+        },
       },
-      vmids: () => `${this.vmids.inUse}\n`,
     }
   }
 }

@@ -1,5 +1,7 @@
+import { ErrnoError } from '../../util/errno'
 import { IdPool } from '../id-pool'
-import { IommuUnit, ReservedRegion } from '../unit'
+import { DebugFile, IommuUnit, ReservedRegion } from '../unit'
+import { FSTS, InvalidationQueue, QiErrorName } from './qi'
 import { RegisterFile } from '../registers'
 
 /** What the host driver has programmed for a requester ID (its RID_PASID entry). */
@@ -22,10 +24,29 @@ export class Vtd extends IommuUnit {
   /** Domain IDs; 0 is reserved by the architecture. */
   readonly domainIds: IdPool
   readonly pasidEntries = new Map<number, PasidEntry>()
+  /** The host driver's invalidation queue. */
+  readonly qi: InvalidationQueue
+  /** Fault status register (the invalidation-queue bits IQE, ICE, ITE); write 1 to clear. */
+  fsts = 0
+  /** A queue error armed by fault injection: the next invalidation submitted reports it. */
+  private injected: QiErrorName | undefined
 
   constructor(index: number, base: bigint, registers: RegisterFile) {
     super('intel-vtd', `dmar${index}`, base, registers)
     this.domainIds = new IdPool(1, 2 ** (4 + 2 * Number(registers.field('CAP.ND'))))
+    this.qi = new InvalidationQueue(this.name, 0x100000000n + BigInt(index) * 0x100000n)
+  }
+
+  inject(error: QiErrorName | undefined): void {
+    this.injected = error
+  }
+
+  /** The armed queue error, disarming it; the hardware latches it in FSTS. */
+  takeInjection(): QiErrorName | undefined {
+    const e = this.injected
+    this.injected = undefined
+    if (e) this.fsts |= FSTS[e]
+    return e
   }
 
   get iovaBits(): number {
@@ -60,9 +81,8 @@ export class Vtd extends IommuUnit {
     return undefined
   }
 
-  debugFiles(): Record<string, () => string> {
-    return {
-      pasid_table: () => {
+  debugFiles(): Record<string, DebugFile> {
+    const pasid_table = (): string => {
         const rows = [...this.pasidEntries].sort(([a], [b]) => a - b)
         const lines = rows.map(([rid, e]) => {
           const bdf = `${(rid >> 8).toString(16).padStart(2, '0')}:${((rid >> 3) & 0x1f).toString(16).padStart(2, '0')}.${rid & 7}`
@@ -71,6 +91,28 @@ export class Vtd extends IommuUnit {
           return parts.join(' ')
         })
         return `${this.name}: ${rows.length} PASID entr${rows.length === 1 ? 'y' : 'ies'}\n${lines.map((l) => `${l}\n`).join('')}`
+    }
+    const names = (bitsSet: number): string => (Object.entries(FSTS).filter(([, b]) => bitsSet & b).map(([n]) => n).join(' ') || '-')
+    return {
+      pasid_table: { show: pasid_table },
+      invalidation_queue: { show: () => this.qi.dump() },
+      fault_status: {
+        show: () => `0x${this.fsts.toString(16).padStart(8, '0')} ${names(this.fsts)}\n`,
+        store: (text) => {
+          const t = text.trim()
+          const v = /^(0x[0-9a-f]+|[0-9]+)$/i.test(t) ? Number(t) : undefined
+          if (v === undefined) throw new ErrnoError('EINVAL', `fault_status: "${text}" is not a number (bits to clear)`)
+          this.fsts &= ~v
+        },
+      },
+      inject_qi_error: {
+        show: () => `${this.injected ?? 'none'}\n`,
+        store: (text) => {
+          const t = text.trim().toUpperCase()
+          if (t === 'NONE') return this.inject(undefined)
+          if (!(t in FSTS)) throw new ErrnoError('EINVAL', `inject_qi_error: "${text}" is not IQE, ICE, ITE or none`)
+          this.inject(t as QiErrorName)
+        },
       },
     }
   }

@@ -1,0 +1,168 @@
+/**
+ * `iommufs exec [--mount DIR] -- PROGRAM ARGS...`: runs an unmodified program
+ * with the ioctl shim preloaded, so its open("/dev/iommu") and ioctl() calls
+ * reach the model on an iommufs mount.
+ */
+import { spawn } from 'node:child_process'
+import { accessSync, closeSync, constants as fsConstants, existsSync, openSync, readSync, statSync } from 'node:fs'
+import { constants as osConstants } from 'node:os'
+import * as path from 'node:path'
+import { PACKAGE_ROOT } from '../util/paths'
+import { iommufsMounts } from './mount-point'
+
+export const EXEC_HELP = `usage: iommufs exec [--mount DIR] -- PROGRAM [ARGS...]
+
+Runs PROGRAM with the ioctl shim preloaded (LD_PRELOAD): its opens of
+/dev/iommu and /dev/vfio/devices/vfio<N> go to the mount's nodes and its
+ioctl() calls on them are answered by the model, as the kernel would answer
+them. Other files and descriptors are untouched. Exits with PROGRAM's status.
+
+  --mount DIR   the iommufs mount (default: the only one in /proc/self/mounts)
+
+Environment given to PROGRAM: IOMMUFS_MOUNT (the mount, absolute) and
+LD_PRELOAD (the shim appended). IOMMUFS_SHIM_TRACE=1 makes the shim print
+each forwarded ioctl and the server's message on stderr. A statically linked
+PROGRAM is refused: LD_PRELOAD cannot reach it.
+`
+
+/** The shim `make` builds. */
+export const SHIM_PATH = path.join(PACKAGE_ROOT, 'dist', 'ioctl-shim', 'libiommufs-shim.so')
+
+/** A refusal: one line on stderr, exit status 2. */
+class ExecError extends Error {}
+
+interface ExecArgs {
+  mount?: string
+  program: string
+  args: string[]
+}
+
+function parseExecArgs(argv: string[]): ExecArgs | 'help' {
+  let mount: string | undefined
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]
+    if (a === '--help' || a === '-h') return 'help'
+    if (a === '--') {
+      if (i + 1 >= argv.length) throw new ExecError('no PROGRAM after -- (see iommufs exec --help)')
+      return { mount, program: argv[i + 1], args: argv.slice(i + 2) }
+    }
+    if (a === '--mount' || a.startsWith('--mount=')) {
+      const v = a === '--mount' ? argv[++i] : a.slice('--mount='.length)
+      if (v === undefined || v === '') throw new ExecError('--mount needs a directory')
+      mount = v
+      continue
+    }
+    if (a.startsWith('-')) throw new ExecError(`unknown option ${a} (see iommufs exec --help)`)
+    return { mount, program: a, args: argv.slice(i + 1) }
+  }
+  throw new ExecError('no PROGRAM given (usage: iommufs exec [--mount DIR] -- PROGRAM [ARGS...])')
+}
+
+/** PROGRAM as execvp would find it: a name with a slash is a path, else the first executable in PATH. */
+export function resolveProgram(program: string, envPath = process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin'): string | undefined {
+  const executable = (p: string): boolean => {
+    try {
+      accessSync(p, fsConstants.X_OK)
+      return statSync(p).isFile()
+    } catch {
+      return false
+    }
+  }
+  if (program.includes('/')) return executable(program) ? path.resolve(program) : undefined
+  for (const dir of envPath.split(':')) {
+    const p = path.join(dir || '.', program)
+    if (executable(p)) return path.resolve(p)
+  }
+  return undefined
+}
+
+const PT_INTERP = 3
+
+/**
+ * 'static' for an ELF file without a PT_INTERP program header (no dynamic
+ * loader, so LD_PRELOAD is never read), 'dynamic' for one with it, 'other'
+ * for anything else (a script: its interpreter is what runs).
+ */
+export function elfLinkage(file: string): 'static' | 'dynamic' | 'other' {
+  const fd = openSync(file, 'r')
+  try {
+    const read = (pos: number, len: number): Buffer => {
+      const b = Buffer.alloc(len)
+      const n = readSync(fd, b, 0, len, pos)
+      return b.subarray(0, n)
+    }
+    const ident = read(0, 64)
+    if (ident.length < 52 || ident.readUInt32BE(0) !== 0x7f454c46) return 'other'
+    const is64 = ident[4] === 2
+    const le = ident[5] !== 2
+    const u16 = (b: Buffer, o: number): number => (le ? b.readUInt16LE(o) : b.readUInt16BE(o))
+    const u32 = (b: Buffer, o: number): number => (le ? b.readUInt32LE(o) : b.readUInt32BE(o))
+    const u64 = (b: Buffer, o: number): number => Number(le ? b.readBigUInt64LE(o) : b.readBigUInt64BE(o))
+    const phoff = is64 ? u64(ident, 32) : u32(ident, 28)
+    const phentsize = u16(ident, is64 ? 54 : 42)
+    const phnum = u16(ident, is64 ? 56 : 44)
+    if (!phentsize || !phnum) return 'static'
+    const ph = read(phoff, phentsize * phnum)
+    for (let i = 0; i + 4 <= ph.length && i < phnum * phentsize; i += phentsize) if (u32(ph, i) === PT_INTERP) return 'dynamic'
+    return 'static'
+  } finally {
+    closeSync(fd)
+  }
+}
+
+async function defaultMount(): Promise<string> {
+  const mounts = await iommufsMounts()
+  if (mounts.length === 1) return mounts[0]
+  if (!mounts.length) throw new ExecError('no iommufs mount found in /proc/self/mounts (mount one, or name it with --mount DIR)')
+  throw new ExecError(`${mounts.length} iommufs mounts (${mounts.join(', ')}): name one with --mount DIR`)
+}
+
+async function run(argv: string[]): Promise<number> {
+  const parsed = parseExecArgs(argv)
+  if (parsed === 'help') {
+    process.stdout.write(EXEC_HELP)
+    return 0
+  }
+  const mount = parsed.mount !== undefined ? path.resolve(parsed.mount) : await defaultMount()
+  if (!(await iommufsMounts()).includes(mount)) throw new ExecError(`${mount} is not an iommufs mount`)
+  if (!existsSync(SHIM_PATH)) throw new ExecError(`the ioctl shim is not built (${SHIM_PATH}): run make shim`)
+  const program = resolveProgram(parsed.program)
+  if (!program) throw new ExecError(`${parsed.program}: no such executable${parsed.program.includes('/') ? '' : ' in PATH'}`)
+  if (elfLinkage(program) === 'static') {
+    throw new ExecError(`${parsed.program}: statically linked (no ELF interpreter): LD_PRELOAD cannot reach it, so the ioctl shim cannot either`)
+  }
+
+  const preload = process.env.LD_PRELOAD ? `${process.env.LD_PRELOAD}:${SHIM_PATH}` : SHIM_PATH
+  const child = spawn(program, parsed.args, {
+    argv0: parsed.program,
+    stdio: 'inherit',
+    env: { ...process.env, LD_PRELOAD: preload, IOMMUFS_MOUNT: mount },
+  })
+  // like a shell: the program gets the terminal's signals; we report how it ended
+  const forward = (sig: NodeJS.Signals): void => {
+    child.kill(sig)
+  }
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT']
+  for (const s of signals) process.on(s, forward)
+  return new Promise((resolve) => {
+    child.on('error', (e) => {
+      process.stderr.write(`iommufs: ${parsed.program}: ${e.message}\n`)
+      resolve(127)
+    })
+    child.on('exit', (code, signal) => {
+      for (const s of signals) process.off(s, forward)
+      resolve(code ?? 128 + (signal ? osConstants.signals[signal] : 0))
+    })
+  })
+}
+
+/** The command: its own errors are one line and exit status 2. */
+export async function execCommand(argv: string[]): Promise<number> {
+  try {
+    return await run(argv)
+  } catch (e) {
+    if (!(e instanceof ExecError)) throw e
+    process.stderr.write(`iommufs: ${e.message}\n`)
+    return 2
+  }
+}

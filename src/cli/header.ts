@@ -1,0 +1,183 @@
+/**
+ * `iommufs header`: the C header of the uAPI the model implements, printed
+ * from the same tables the server decodes with (src/uapi/structs.ts for the
+ * layouts, src/uapi/ioctls.ts for the numbers, src/uapi/names.ts for the
+ * enums). C programs (examples/c) compile against it, so a struct has one
+ * definition; the header's _Static_asserts make gcc check that C lays it out
+ * at the offsets the table computed.
+ */
+import { VTD_ERRATA_772415_SPR17 } from '../iommufd/driver'
+import { IOCTLS, Ioctl } from '../uapi/ioctls'
+import { FieldSpec, Scalar, StructLayout } from '../uapi/layout'
+import { NAMES, VfioBindFlag } from '../uapi/names'
+import { STRUCTS, iommu_hwpt_invalidate } from '../uapi/structs'
+
+export const HEADER_HELP = `usage: iommufs header
+
+Prints iommufd.h: the ioctl numbers, struct layouts and enums of
+include/uapi/linux/iommufd.h and the VFIO cdev commands, as the model
+implements them (generated from src/uapi). \`make\` writes it to
+dist/include/iommufd.h for the C examples.
+`
+
+const C_TYPE: Record<Scalar, string> = { u8: '__u8', u16: '__u16', u32: '__u32', s32: '__s32', u64: '__aligned_u64' }
+
+/**
+ * C spelling of each name set's constants: the kernel's enum name and the
+ * constant's prefix (IOMMU_HWPT_ALLOC_ + NEST_PARENT). A value whose kernel
+ * name breaks the pattern is listed in full.
+ */
+const ENUMS: Record<string, { cname: string; prefix: string; except?: Record<string, string> }> = {
+  ioas_map_flags: { cname: 'iommufd_ioas_map_flags', prefix: 'IOMMU_IOAS_MAP_' },
+  iommufd_hwpt_alloc_flags: { cname: 'iommufd_hwpt_alloc_flags', prefix: 'IOMMU_HWPT_ALLOC_', except: { FAULT_ID_VALID: 'IOMMU_HWPT_FAULT_ID_VALID' } },
+  iommu_hwpt_data_type: { cname: 'iommu_hwpt_data_type', prefix: 'IOMMU_HWPT_DATA_' },
+  iommu_hw_info_type: { cname: 'iommu_hw_info_type', prefix: 'IOMMU_HW_INFO_TYPE_' },
+  iommufd_hw_capabilities: { cname: 'iommufd_hw_capabilities', prefix: 'IOMMU_HW_CAP_' },
+  iommufd_hw_info_flags: { cname: 'iommufd_hw_info_flags', prefix: 'IOMMU_HW_INFO_FLAG_' },
+  iommu_viommu_type: { cname: 'iommu_viommu_type', prefix: 'IOMMU_VIOMMU_TYPE_' },
+  iommufd_option: { cname: 'iommufd_option', prefix: 'IOMMU_OPTION_' },
+  iommufd_option_ops: { cname: 'iommufd_option_ops', prefix: 'IOMMU_OPTION_OP_' },
+  iommufd_vfio_ioas_op: { cname: 'iommufd_vfio_ioas_op', prefix: 'IOMMU_VFIO_IOAS_' },
+  iommufd_hwpt_set_dirty_tracking_flags: { cname: 'iommufd_hwpt_set_dirty_tracking_flags', prefix: 'IOMMU_HWPT_DIRTY_TRACKING_' },
+  iommufd_hwpt_get_dirty_bitmap_flags: { cname: 'iommufd_hwpt_get_dirty_bitmap_flags', prefix: 'IOMMU_HWPT_GET_DIRTY_BITMAP_' },
+  iommu_hwpt_vtd_s1_flags: { cname: 'iommu_hwpt_vtd_s1_flags', prefix: 'IOMMU_VTD_S1_' },
+}
+
+/** Name sets spelled elsewhere in the header (the VFIO flags sit with their structs). */
+const NOT_ENUMS = new Set(['vfio_device_attach_flags'])
+
+/** Invalidation data types: the kernel names each after the struct it selects. */
+const INVALIDATE_TYPE_NAME: Record<string, string> = {
+  iommu_hwpt_vtd_s1_invalidate: 'IOMMU_HWPT_INVALIDATE_DATA_VTD_S1',
+  iommu_viommu_arm_smmuv3_invalidate: 'IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3',
+}
+
+/** Fields the kernel declares as a union of an in and an out name. */
+const UNION_ALIASES: Record<string, Record<string, string>> = {
+  iommu_hw_info: { out_data_type: 'in_data_type' },
+}
+
+function hex(v: number | bigint): string {
+  return `0x${v.toString(16)}`
+}
+
+function fieldDecl(l: StructLayout, f: FieldSpec): string {
+  const arr = f.count > 1 ? `[${f.count}]` : ''
+  const alias = UNION_ALIASES[l.name]?.[f.name]
+  const note = f.pointer ? ` /* user pointer: ${f.pointer.flow} buffer */` : ''
+  if (alias) return `\tunion {\n\t\t${C_TYPE[f.type]} ${alias}${arr};\n\t\t${C_TYPE[f.type]} ${f.name}${arr};\n\t};${note}`
+  return `\t${C_TYPE[f.type]} ${f.name}${arr};${note}`
+}
+
+function structDef(l: StructLayout): string {
+  const lines = [`struct ${l.name} {`, ...l.fields.map((f) => fieldDecl(l, f)), '};']
+  lines.push('#ifndef __cplusplus')
+  lines.push(`_Static_assert(sizeof(struct ${l.name}) == ${l.size}, "struct ${l.name} is ${l.size} bytes");`)
+  for (const f of l.fields) {
+    lines.push(`_Static_assert(__builtin_offsetof(struct ${l.name}, ${f.name}) == ${f.offset}, "${l.name}.${f.name} at ${f.offset}");`)
+  }
+  lines.push('#endif')
+  return lines.join('\n')
+}
+
+function enumDef(set: string): string {
+  const spec = ENUMS[set]
+  const values = NAMES[set]
+  if (!spec) {
+    const list = Object.entries(values.values).map(([k, v]) => `${k}=${hex(v)}`).join(', ')
+    return `/* ${set}: ${list} (no C spelling known to \`iommufs header\`) */`
+  }
+  const body = Object.entries(values.values).map(([k, v]) => `\t${spec.except?.[k] ?? spec.prefix + k} = ${hex(v)}${typeof v === 'bigint' && v > 0x7fffffffn ? 'ULL' : ''},`)
+  return [`enum ${spec.cname} {`, ...body, '};'].join('\n')
+}
+
+function cmdName(i: Ioctl): string {
+  return `IOMMUFD_CMD_${i.name.replace(/^IOMMU_/, '')}`
+}
+
+function ioctlDefine(i: Ioctl): string {
+  const nr = i.cmd & 0xff
+  const min = i.minSize === i.layout.size ? '' : `, size >= ${i.minSize}`
+  if (i.family === 'vfio') return `#define ${i.name} _IO(VFIO_TYPE, VFIO_BASE + ${nr - 100}) /* ${hex(i.cmd)}: struct ${i.layout.name}, argsz >= ${i.minSize} */`
+  return `#define ${i.name} _IO(IOMMUFD_TYPE, ${cmdName(i)}) /* ${hex(i.cmd)}: struct ${i.layout.name}${min} */`
+}
+
+/** The whole header text. */
+export function iommufdHeader(): string {
+  const iommufd = IOCTLS.filter((i) => i.family === 'iommufd')
+  const vfio = IOCTLS.filter((i) => i.family === 'vfio')
+  const byLayout = new Map<string, Ioctl[]>()
+  for (const i of IOCTLS) byLayout.set(i.layout.name, [...(byLayout.get(i.layout.name) ?? []), i])
+  const layouts = [...STRUCTS.values()]
+  const out: string[] = []
+
+  out.push(`/* SPDX-License-Identifier: MIT */
+/*
+ * iommufd.h: the iommufd and VFIO cdev uAPI as iommufs models it (numbers,
+ * struct layouts and enums of include/uapi/linux/iommufd.h and the VFIO cdev
+ * part of include/uapi/linux/vfio.h).
+ *
+ * GENERATED by \`iommufs header\` from src/uapi/structs.ts, src/uapi/ioctls.ts
+ * and src/uapi/names.ts. Do not edit: change the tables and rebuild.
+ */
+#ifndef _IOMMUFS_IOMMUFD_H
+#define _IOMMUFS_IOMMUFD_H
+
+#include <linux/ioctl.h>
+#include <linux/types.h>
+
+#ifndef __aligned_u64
+#define __aligned_u64 __u64 __attribute__((aligned(8)))
+#endif
+
+#define IOMMUFD_TYPE (';')
+
+enum {`)
+  for (const i of iommufd) out.push(`\t${cmdName(i)} = ${hex(i.cmd & 0xff)},`)
+  out.push('};\n')
+
+  for (const set of Object.keys(NAMES)) if (!NOT_ENUMS.has(set)) out.push(enumDef(set), '')
+  const inv = iommu_hwpt_invalidate.field('data_uptr').pointer?.vendor?.layouts ?? {}
+  out.push('enum iommu_hwpt_invalidate_data_type {')
+  for (const [v, layout] of Object.entries(inv)) out.push(`\t${INVALIDATE_TYPE_NAME[layout] ?? `IOMMUFS_INVALIDATE_DATA_${layout.toUpperCase()}`} = ${v},`)
+  out.push('};', '')
+  out.push(`#define IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17 ${hex(VTD_ERRATA_772415_SPR17)}`, '')
+
+  out.push('/* ---- iommufd commands ---- */', '')
+  for (const l of layouts.filter((x) => !x.name.startsWith('vfio_') && byLayout.has(x.name))) {
+    out.push(structDef(l), ...(byLayout.get(l.name) ?? []).map(ioctlDefine), '')
+  }
+  out.push('/* ---- driver data behind user pointers ---- */', '')
+  for (const l of layouts.filter((x) => !x.name.startsWith('vfio_') && !byLayout.has(x.name))) out.push(structDef(l), '')
+
+  out.push(`/* ---- VFIO cdev commands (skipped where <linux/vfio.h> already defined them) ---- */
+
+#ifndef VFIO_TYPE
+#define VFIO_TYPE (';')
+#define VFIO_BASE 100
+#endif
+`)
+  for (const i of vfio) {
+    const attachFlags = i.layout.fields.some((f) => f.names === 'vfio_device_attach_flags')
+    const verb = i.name.includes('DETACH') ? 'DETACH' : 'ATTACH'
+    out.push(`#ifndef ${i.name}`, structDef(i.layout))
+    if (attachFlags) for (const [k, v] of Object.entries(NAMES.vfio_device_attach_flags.values)) out.push(`#define VFIO_DEVICE_${verb}_${k} ${hex(v)}`)
+    if (i.name === 'VFIO_DEVICE_BIND_IOMMUFD') for (const [k, v] of Object.entries(VfioBindFlag)) out.push(`#define VFIO_DEVICE_BIND_FLAG_${k} ${hex(v)}`)
+    out.push(ioctlDefine(i), '#endif', '')
+  }
+  out.push('#endif /* _IOMMUFS_IOMMUFD_H */')
+  return `${out.join('\n')}\n`
+}
+
+export async function headerCommand(args: string[]): Promise<number> {
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(HEADER_HELP)
+    return 0
+  }
+  if (args.length) {
+    process.stderr.write(`iommufs: header takes no arguments, got "${args[0]}" (see iommufs header --help)\n`)
+    return 2
+  }
+  process.stdout.write(iommufdHeader())
+  return 0
+}

@@ -1,0 +1,136 @@
+import { bits, get, set } from '../bits'
+
+/** A 256-bit invalidation descriptor (scalable mode uses all four qwords). */
+export type Descriptor = readonly [bigint, bigint, bigint, bigint]
+
+/** Descriptor types (qw0 bits 3:0). */
+export const DESC_TYPE = { CC: 1, IOTLB: 2, DEV_IOTLB: 3, IEC: 4, WAIT: 5, P_IOTLB: 6, PC: 7, DEV_IOTLB_PASID: 8 } as const
+const TYPE_NAMES = new Map(Object.entries(DESC_TYPE).map(([k, v]) => [v, k]))
+
+/** Descriptor fields, each named once (word, bits). */
+const Q = {
+  type: bits('TYPE', 3, 0),
+  // PASID-based IOTLB (type 6)
+  pGran: bits('G', 5, 4),
+  pDid: bits('DID', 31, 16),
+  pPasid: bits('PASID', 51, 32),
+  pAm: bits('AM', 5, 0),
+  pIh: bits('IH', 6),
+  addr: bits('ADDR', 63, 12),
+  // device TLB (type 3)
+  dPfsidLo: bits('PFSID_LO', 15, 12),
+  dQdep: bits('QDEP', 20, 16),
+  dSid: bits('SID', 47, 32),
+  dPfsidHi: bits('PFSID_HI', 63, 52),
+  dSize: bits('S', 0),
+  // wait (type 5)
+  wIf: bits('IF', 4),
+  wSw: bits('SW', 5),
+  wFn: bits('FN', 6),
+  wData: bits('STATUS_DATA', 63, 32),
+}
+
+/** PASID-IOTLB granularity: all mappings of the PASID, or page-selective within it. */
+export const P_IOTLB_GRAN = { NONG_PASID: 2, PSI_PASID: 3 } as const
+/** Status the hardware writes when a wait descriptor completes. */
+export const QI_DONE = 2
+/** Invalidation queue length the kernel allocates (entries). */
+export const QI_LENGTH = 256
+
+export function pasidIotlb(did: number, pasid: number, gran: number, addr: bigint, am: number, ih: boolean): Descriptor {
+  let qw0 = set(0n, Q.type, BigInt(DESC_TYPE.P_IOTLB))
+  qw0 = set(set(set(qw0, Q.pGran, BigInt(gran)), Q.pDid, BigInt(did)), Q.pPasid, BigInt(pasid))
+  const qw1 = set(set(set(0n, Q.addr, addr >> 12n), Q.pAm, BigInt(am)), Q.pIh, ih ? 1n : 0n)
+  return [qw0, qw1, 0n, 0n]
+}
+
+export function devIotlb(sid: number, pfsid: number, qdep: number, addr: bigint, sizeBit: boolean): Descriptor {
+  let qw0 = set(0n, Q.type, BigInt(DESC_TYPE.DEV_IOTLB))
+  qw0 = set(set(set(set(qw0, Q.dPfsidLo, BigInt(pfsid & 0xf)), Q.dQdep, BigInt(qdep)), Q.dSid, BigInt(sid)), Q.dPfsidHi, BigInt(pfsid >> 4))
+  const qw1 = set(set(0n, Q.addr, addr >> 12n), Q.dSize, sizeBit ? 1n : 0n)
+  return [qw0, qw1, 0n, 0n]
+}
+
+export function waitDesc(statusAddr: bigint): Descriptor {
+  const qw0 = set(set(set(0n, Q.type, BigInt(DESC_TYPE.WAIT)), Q.wSw, 1n), Q.wData, BigInt(QI_DONE))
+  return [qw0, statusAddr, 0n, 0n]
+}
+
+function hex(v: bigint): string {
+  return `0x${v.toString(16)}`
+}
+
+/** "P_IOTLB did=1 pasid=0 gran=PSI addr=0x1000 am=0 ih=1" */
+export function describeDescriptor(d: Descriptor): string {
+  const type = Number(get(d[0], Q.type))
+  const name = TYPE_NAMES.get(type as never) ?? `TYPE_${type}`
+  switch (type) {
+    case DESC_TYPE.P_IOTLB: {
+      const g = Number(get(d[0], Q.pGran))
+      const gran = g === P_IOTLB_GRAN.PSI_PASID ? 'page-selective' : g === P_IOTLB_GRAN.NONG_PASID ? 'all-in-pasid' : `reserved(${g})`
+      const base = `${name} did=${get(d[0], Q.pDid)} pasid=${get(d[0], Q.pPasid)} gran=${gran}`
+      return g === P_IOTLB_GRAN.PSI_PASID ? `${base} addr=${hex(get(d[1], Q.addr) << 12n)} am=${get(d[1], Q.pAm)} ih=${get(d[1], Q.pIh)}` : base
+    }
+    case DESC_TYPE.DEV_IOTLB: {
+      const sid = Number(get(d[0], Q.dSid))
+      const bdf = `${(sid >> 8).toString(16).padStart(2, '0')}:${((sid >> 3) & 0x1f).toString(16).padStart(2, '0')}.${sid & 7}`
+      return `${name} sid=${bdf} qdep=${get(d[0], Q.dQdep)} addr=${hex(get(d[1], Q.addr) << 12n)} s=${get(d[1], Q.dSize)}`
+    }
+    case DESC_TYPE.WAIT:
+      return `${name} sw=${get(d[0], Q.wSw)} if=${get(d[0], Q.wIf)} fn=${get(d[0], Q.wFn)} status_data=${get(d[0], Q.wData)} status_addr=${hex(d[1])}`
+    default:
+      return name
+  }
+}
+
+/** VT-d fault status register bits the invalidation queue can raise. */
+export const FSTS = { IQE: 1 << 4, ICE: 1 << 5, ITE: 1 << 6 } as const
+export type QiErrorName = keyof typeof FSTS
+
+/**
+ * The host's VT-d invalidation queue: the driver writes descriptors at the
+ * tail and a wait descriptor after each batch; the hardware consumes them at
+ * once (head = tail). Entries stay until overwritten, for inspection.
+ */
+export class InvalidationQueue {
+  private readonly slots: (Descriptor | undefined)[] = new Array<Descriptor | undefined>(QI_LENGTH)
+  private readonly status: number[] = new Array<number>(QI_LENGTH).fill(0)
+  head = 0
+  tail = 0
+  submitted = 0
+  /** Physical address the model pretends the queue and status words live at. */
+  readonly base: bigint
+
+  constructor(readonly owner: string, base: bigint) {
+    this.base = base
+  }
+
+  /** Appends descriptors plus a wait descriptor, and completes them. */
+  submit(descs: readonly Descriptor[]): void {
+    const waitIndex = (this.tail + descs.length) % QI_LENGTH
+    for (const d of [...descs, waitDesc(this.base + 0x10000n + BigInt(waitIndex * 4))]) {
+      this.slots[this.tail] = d
+      this.status[this.tail] = QI_DONE
+      this.tail = (this.tail + 1) % QI_LENGTH
+      this.submitted++
+    }
+    this.head = this.tail
+  }
+
+  /** In the kernel's invalidation_queue debugfs format (256-bit descriptors), plus a decoded column. */
+  dump(): string {
+    const lines = [
+      `Invalidation queue on IOMMU: ${this.owner}`,
+      ` Base: 0x${this.base.toString(16)}\tHead: ${this.head}\tTail: ${this.tail}`,
+      'Index\t\tqw0\t\t\tqw1\t\t\tqw2\t\t\tqw3\t\t\tstatus\t\tdecoded',
+    ]
+    const count = Math.min(this.submitted, QI_LENGTH)
+    for (let i = 0; i < count; i++) {
+      const idx = (this.tail - count + i + QI_LENGTH) % QI_LENGTH
+      const d = this.slots[idx]!
+      const words = d.map((w) => w.toString(16).padStart(16, '0')).join('\t')
+      lines.push(`${String(idx).padStart(5)}\t${words}\t${this.status[idx].toString(16).padStart(8, '0')}\t${describeDescriptor(d)}`)
+    }
+    return lines.join('\n') + '\n'
+  }
+}

@@ -1,0 +1,217 @@
+import { CERROR, CerrorName, Command, HOST_SYNC, OP, describeCommand, field, opcodeName, opcodeOf, withField } from '../hw/smmuv3/commands'
+import { RingIndex } from '../hw/ring'
+import { Descriptor, P_IOTLB_GRAN, devIotlb, pasidIotlb } from '../hw/vtd/qi'
+import { Vtd } from '../hw/vtd/vtd'
+import { ErrnoError, ErrnoName } from '../util/errno'
+import { HwptNested } from './hwpt'
+import { ULONG_MAX } from './ioas'
+import { Viommu } from './viommu'
+
+/** iommu_hwpt_invalidate_data_type. */
+export const InvalidateDataType = { VTD_S1: 0, ARM_SMMUV3: 1 } as const
+/** iommu_hwpt_vtd_s1_invalidate_flags. */
+export const VtdInvFlag = { LEAF: 1 } as const
+/** The host driver issues at most this many commands before a CMD_SYNC (one CMDQ batch minus the sync). */
+export const CMDQ_BATCH = 63
+
+/** An invalidation that failed after `handled` entries (entry_num is written back as that). */
+export class PartialError extends ErrnoError {
+  constructor(errno: ErrnoName, message: string, readonly handled: number) {
+    super(errno, message)
+  }
+}
+
+/** A VT-d stage-1 invalidation entry (iommu_hwpt_vtd_s1_invalidate). */
+export interface VtdInvEntry {
+  readonly addr: bigint
+  readonly npages: bigint
+  readonly flags: number
+  readonly reserved: number
+}
+
+/**
+ * The user's entry array, copied with each driver's rules when it asks
+ * (the kernel's iommu_user_data_array): ARM copies all commands at once,
+ * VT-d one entry at a time.
+ */
+export interface EntryArray {
+  readonly type: number
+  readonly entryLen: number
+  readonly entryNum: number
+  armCommands(): Command[]
+  vtdEntry(index: number): VtdInvEntry
+}
+
+/** A guest command the vIOMMU refused, with the CMDQ error a guest queue shows for it. */
+class CommandError extends ErrnoError {
+  constructor(readonly cerror: CerrorName, message: string) {
+    super('EIO', message)
+  }
+}
+
+/**
+ * Turns a guest command into what the host issues, as the kernel's vSMMU
+ * does: TLBIs get the vIOMMU's VMID, NSNH_ALL becomes NH_ALL, SID-carrying
+ * commands have the vSID replaced by the physical StreamID. Returns 'sync'
+ * for a CMD_SYNC where the caller allows one.
+ */
+export function convertCommand(viommu: Viommu, cmd: Command, syncAllowed: boolean): Command | 'sync' {
+  const op = opcodeOf(cmd)
+  const vmid = BigInt(viommu.vmid)
+  switch (op) {
+    case OP.TLBI_NSNH_ALL:
+      return withField([BigInt(OP.TLBI_NH_ALL), 0n], 'vmid', vmid)
+    case OP.TLBI_NH_ALL:
+    case OP.TLBI_NH_ASID:
+    case OP.TLBI_NH_VA:
+    case OP.TLBI_NH_VAA:
+      return withField(cmd, 'vmid', vmid)
+    case OP.ATC_INV:
+    case OP.CFGI_CD:
+    case OP.CFGI_CD_ALL: {
+      const vsid = field(cmd, 'sid')
+      const psid = viommu.physicalSid(vsid)
+      if (psid === undefined) throw new CommandError('ILL', `${opcodeName(op)}: vSID 0x${vsid.toString(16)} has no vDEVICE in vIOMMU ${viommu.id}`)
+      return withField(cmd, 'sid', BigInt(psid))
+    }
+    case OP.SYNC:
+      if (syncAllowed) return 'sync'
+      throw new CommandError('ILL', 'CMD_SYNC: not accepted through the ioctl (the VMM completes syncs itself)')
+    default:
+      throw new CommandError('ILL', `${opcodeName(op)}: opcode 0x${op.toString(16)} is not accepted through a vIOMMU`)
+  }
+}
+
+/** HWPT_INVALIDATE on a vIOMMU (array form), with the kernel's batching and its entry_num quirk. */
+export function armInvalidate(viommu: Viommu, arr: EntryArray): number {
+  if (arr.type !== InvalidateDataType.ARM_SMMUV3) throw new PartialError('EINVAL', `data_type=${arr.type}: a vIOMMU takes ARM_SMMUV3 (1)`, 0)
+  if (arr.entryNum === 0) throw new PartialError('EINVAL', 'entry_num=0: the SMMUv3 driver refuses an empty array', 0)
+  const cmds = arr.armCommands()
+  const smmu = viommu.unit
+  let batch: Command[] = []
+  let batchStart = 0
+  for (let i = 0; i < cmds.length; i++) {
+    const injected = smmu.takeInjection(false)
+    try {
+      if (injected) throw new CommandError(injected, `injected CERROR_${injected}`)
+      batch.push(convertCommand(viommu, cmds[i], false) as Command)
+    } catch (e) {
+      if (!(e instanceof CommandError)) throw e
+      // converted commands of this batch are counted as handled but never issued (kernel quirk)
+      throw new PartialError('EIO', `entry ${i} (${describeCommand(cmds[i])}): ${e.message}`, i)
+    }
+    if (batch.length === CMDQ_BATCH || i === cmds.length - 1) {
+      if (smmu.takeInjection(true)) throw new PartialError('ETIMEDOUT', `entries ${batchStart}-${i}: CMD_SYNC timed out (injected CERROR_ATC_INV_SYNC)`, i)
+      smmu.cmdq.issue([...batch, HOST_SYNC])
+      batch = []
+      batchStart = i + 1
+    }
+  }
+  return cmds.length
+}
+
+export interface RingResult {
+  /** Final CONS: index with wrap flag, plus ERR in bits 30:24 on a command error. */
+  readonly cons: number
+  readonly error?: { readonly cerror: CerrorName; readonly index: number; readonly message: string }
+}
+
+/**
+ * Consumes a guest SMMUv3 command queue from CONS to PROD, as the hardware
+ * would: commands go out in batches closed by CMD_SYNC (the guest's own
+ * CMD_SYNC closes a batch too); an illegal command stops consumption with
+ * CONS on it and CERROR_ILL in CONS.ERR.
+ */
+export function consumeGuestQueue(viommu: Viommu, ring: RingIndex, read: (index: number) => Command, cons: number, prod: number): RingResult {
+  const smmu = viommu.unit
+  let batch: Command[] = []
+  const flush = (): void => {
+    if (batch.length) smmu.cmdq.issue([...batch, HOST_SYNC])
+    batch = []
+  }
+  for (; cons !== prod; cons = ring.next(cons)) {
+    const cmd = read(ring.index(cons))
+    const isSync = opcodeOf(cmd) === OP.SYNC
+    let conv: Command | 'sync'
+    try {
+      const injected = smmu.takeInjection(isSync)
+      if (injected) throw new CommandError(injected, `injected CERROR_${injected}`)
+      conv = convertCommand(viommu, cmd, true)
+    } catch (e) {
+      if (!(e instanceof CommandError)) throw e
+      flush()
+      return { cons: cons | (CERROR[e.cerror] << 24), error: { cerror: e.cerror, index: ring.index(cons), message: `${describeCommand(cmd)}: ${e.message}` } }
+    }
+    if (conv === 'sync') flush()
+    else {
+      batch.push(conv)
+      if (batch.length === CMDQ_BATCH) flush()
+    }
+  }
+  flush()
+  return { cons }
+}
+
+/** The descriptors the VT-d driver issues for one stage-1 invalidation of `hwpt` on `unit`. */
+function vtdDescriptors(unit: Vtd, hwpt: HwptNested, e: VtdInvEntry): Descriptor[] {
+  const tag = hwpt.tags.get(unit)
+  if (!tag) return []
+  const all = e.npages === ULONG_MAX && e.addr === 0n
+  let am = 0
+  if (!all) {
+    while (1n << BigInt(am) < e.npages && am < 63) am++
+    // widen until the aligned block covers the whole range
+    while (am < 52 && (e.addr >> BigInt(12 + am)) !== ((e.addr + e.npages * 4096n - 1n) >> BigInt(12 + am))) am++
+  }
+  const psi = !all && am <= Number(unit.registers.field('CAP.MAMV'))
+  const base = psi ? (e.addr >> BigInt(12 + am)) << BigInt(12 + am) : 0n
+  const leaf = (e.flags & VtdInvFlag.LEAF) !== 0
+  const out: Descriptor[] = [pasidIotlb(tag.id, 0, psi ? P_IOTLB_GRAN.PSI_PASID : P_IOTLB_GRAN.NONG_PASID, base, psi ? am : 0, leaf)]
+  if (unit.registers.flag('ECAP.DT')) {
+    for (const dev of hwpt.devices) {
+      if (dev.pci.unit !== unit) continue
+      // size encoding: the low address bits set below the block size, S = 1
+      const addr = psi ? (am ? base | ((1n << BigInt(11 + am)) - 1n) : base) : (1n << 63n) - 1n - 0xfffn
+      out.push(devIotlb(dev.pci.streamId, dev.pci.streamId, 0, addr, !psi || am > 0))
+    }
+  }
+  return out
+}
+
+/** Validates one VT-d entry as the driver does. */
+function checkVtdEntry(e: VtdInvEntry, i: number): void {
+  if (e.flags & ~VtdInvFlag.LEAF || e.reserved) {
+    throw new PartialError('EOPNOTSUPP', `entry ${i}: ${e.reserved ? `__reserved=${e.reserved}` : `flags=0x${e.flags.toString(16)}`} must be 0 or LEAF`, i)
+  }
+  if (e.addr % 4096n) throw new PartialError('EINVAL', `entry ${i}: addr=0x${e.addr.toString(16)} is not 4 KiB aligned`, i)
+  if (e.npages === ULONG_MAX && e.addr !== 0n) throw new PartialError('EINVAL', `entry ${i}: npages=U64_MAX ("all") needs addr=0`, i)
+}
+
+/** Invalidates a VT-d nested HWPT for one entry; the queue may report an injected error. */
+export function vtdInvalidateOne(hwpt: HwptNested, e: VtdInvEntry, i: number): void {
+  checkVtdEntry(e, i)
+  for (const unit of hwpt.tags.keys()) {
+    const vtd = unit as Vtd
+    const descs = vtdDescriptors(vtd, hwpt, e)
+    if (!descs.length) continue
+    vtd.qi.submit(descs)
+    const error = vtd.takeInjection()
+    if (error) throw new PartialError('EIO', `entry ${i}: ${vtd.name}'s invalidation queue reported ${error} (FSTS 0x${vtd.fsts.toString(16)})`, i)
+  }
+}
+
+/** HWPT_INVALIDATE on a VT-d nested HWPT (array form). */
+export function vtdInvalidate(hwpt: HwptNested, arr: EntryArray): number {
+  if (arr.type !== InvalidateDataType.VTD_S1) throw new PartialError('EINVAL', `data_type=${arr.type}: a VT-d nested HWPT takes VTD_S1 (0)`, 0)
+  for (let i = 0; i < arr.entryNum; i++) {
+    let e: VtdInvEntry
+    try {
+      e = arr.vtdEntry(i)
+    } catch (err) {
+      if (err instanceof ErrnoError) throw new PartialError(err.errno, `entry ${i}: ${err.message}`, i)
+      throw err
+    }
+    vtdInvalidateOne(hwpt, e, i)
+  }
+  return arr.entryNum
+}
