@@ -110,11 +110,17 @@ export function elfLinkage(file: string): 'static' | 'dynamic' | 'other' {
   }
 }
 
+/** The mount to use without --mount: the only one there is, else the reason there is none. */
+export function chooseMount(mounts: readonly string[]): { mount: string } | { error: string } {
+  if (mounts.length === 1) return { mount: mounts[0] }
+  if (!mounts.length) return { error: 'no iommufs mount found in /proc/self/mounts (mount one, or name it with --mount DIR)' }
+  return { error: `${mounts.length} iommufs mounts (${mounts.join(', ')}): name one with --mount DIR` }
+}
+
 async function defaultMount(): Promise<string> {
-  const mounts = await iommufsMounts()
-  if (mounts.length === 1) return mounts[0]
-  if (!mounts.length) throw new ExecError('no iommufs mount found in /proc/self/mounts (mount one, or name it with --mount DIR)')
-  throw new ExecError(`${mounts.length} iommufs mounts (${mounts.join(', ')}): name one with --mount DIR`)
+  const chosen = chooseMount(await iommufsMounts())
+  if ('error' in chosen) throw new ExecError(chosen.error)
+  return chosen.mount
 }
 
 async function run(argv: string[]): Promise<number> {

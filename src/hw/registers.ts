@@ -1,6 +1,7 @@
 import * as path from 'node:path'
 import { DataError, DataNode } from '../util/data-file'
 import { SCHEMA_DIR } from '../util/paths'
+import { get as extractField, mask as fieldMask, set as depositField } from './bits'
 
 /** One named bit field of a register, as in QEMU's FIELD(reg, name, shift, length). */
 export interface FieldDef {
@@ -28,17 +29,8 @@ export interface RegisterModel {
   readonly registers: ReadonlyMap<string, RegisterDef>
 }
 
-export function fieldMask(f: FieldDef): bigint {
-  return ((1n << BigInt(f.hi - f.lo + 1)) - 1n) << BigInt(f.lo)
-}
-
-export function extractField(word: bigint, f: FieldDef): bigint {
-  return (word & fieldMask(f)) >> BigInt(f.lo)
-}
-
-export function depositField(word: bigint, f: FieldDef, value: bigint): bigint {
-  return (word & ~fieldMask(f)) | ((value << BigInt(f.lo)) & fieldMask(f))
-}
+/** A register field is a named bit range like any other: the bit helpers apply. */
+export { mask as fieldMask, get as extractField, set as depositField } from './bits'
 
 export function describeBits(f: FieldDef): string {
   return f.hi === f.lo ? `bit ${f.lo}` : `bits ${f.hi}:${f.lo}`

@@ -465,7 +465,13 @@ export class IommufdContext {
       this.checkAttach(dev, pt)
       const auto = new HwptPaging(dev.pci.unit.kind, pt, 0, true)
       this.commitHwpt(auto)
-      return this.attachTo(dev, auto)
+      try {
+        return this.attachTo(dev, auto)
+      } catch (e) {
+        // a failed attach leaves no auto domain behind (no half-made object, no leaked ID)
+        this.destroyObject(auto)
+        throw e
+      }
     }
     if (!(pt instanceof Hwpt)) throw new ErrnoError('EINVAL', `pt_id=${ptId}: is a ${pt.type}, expected an IOAS or a HWPT`)
     return this.attachTo(dev, pt)

@@ -214,6 +214,12 @@ function vfioFlags(call: Call, known: number): void {
   if (flags & ~known) throw new ErrnoError('EINVAL', `flags=0x${flags.toString(16)}: unknown bits`)
 }
 
+/** ATTACH/DETACH: only the RID (no PASID) form is modelled. */
+function noPasid(call: Call, verb: string): void {
+  vfioFlags(call, VfioAttachFlag.PASID)
+  if (u(call.req, 'flags') & VfioAttachFlag.PASID) throw new ErrnoError('EOPNOTSUPP', `flags=PASID: PASID ${verb} is not modelled`)
+}
+
 function ioctl(name: string, nr: number, layout: StructLayout, lastOriginal: string, handler: (c: Call) => StructValue): Ioctl {
   return { name, short: name.replace(/^IOMMU_/, ''), cmd: iommufdCmd(nr), layout, minSize: layout.endOf(lastOriginal), family: 'iommufd', handler }
 }
@@ -270,7 +276,8 @@ export const IOCTLS: readonly Ioctl[] = [
       }),
     ),
   })),
-  ioctl('IOMMU_GET_HW_INFO', 0x8a, S.iommu_hw_info, 'data_uptr', hwInfo),
+  // the kernel's IOCTL_OP entry names __reserved: min size 32 (§2)
+  ioctl('IOMMU_GET_HW_INFO', 0x8a, S.iommu_hw_info, '__reserved', hwInfo),
   ioctl('IOMMU_HWPT_SET_DIRTY_TRACKING', 0x8b, S.iommu_hwpt_set_dirty_tracking, '__reserved', (c) => {
     ctxOf(c).setDirtyTracking(u(c.req, 'flags'), u(c.req, 'hwpt_id'), u(c.req, '__reserved'))
     return {}
@@ -323,13 +330,11 @@ export const IOCTLS: readonly Ioctl[] = [
     return { out_devid: BigInt(ctx.bind(pci)) }
   }),
   vfio('VFIO_DEVICE_ATTACH_IOMMUFD_PT', 'DEVICE_ATTACH', 19, S.vfio_device_attach_iommufd_pt, 'pt_id', (c) => {
-    vfioFlags(c, VfioAttachFlag.PASID)
-    if (u(c.req, 'flags') & VfioAttachFlag.PASID) throw new ErrnoError('EOPNOTSUPP', 'flags=PASID: PASID attach is not modelled')
+    noPasid(c, 'attach')
     return { pt_id: BigInt(ctxOf(c).attach(boundDevice(c), u(c.req, 'pt_id'))) }
   }),
   vfio('VFIO_DEVICE_DETACH_IOMMUFD_PT', 'DEVICE_DETACH', 20, S.vfio_device_detach_iommufd_pt, 'flags', (c) => {
-    vfioFlags(c, VfioAttachFlag.PASID)
-    if (u(c.req, 'flags') & VfioAttachFlag.PASID) throw new ErrnoError('EOPNOTSUPP', 'flags=PASID: PASID detach is not modelled')
+    noPasid(c, 'detach')
     ctxOf(c).detach(boundDevice(c))
     return {}
   }),
