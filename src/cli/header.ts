@@ -10,7 +10,7 @@ import { VTD_ERRATA_772415_SPR17 } from '../iommufd/driver'
 import { IOCTLS, Ioctl } from '../uapi/ioctls'
 import { FieldSpec, Scalar, StructLayout } from '../uapi/layout'
 import { NAMES, VfioBindFlag } from '../uapi/names'
-import { STRUCTS, iommu_hwpt_invalidate } from '../uapi/structs'
+import { STRUCTS } from '../uapi/structs'
 
 export const HEADER_HELP = `usage: iommufs header
 
@@ -41,16 +41,16 @@ const ENUMS: Record<string, { cname: string; prefix: string; except?: Record<str
   iommufd_hwpt_set_dirty_tracking_flags: { cname: 'iommufd_hwpt_set_dirty_tracking_flags', prefix: 'IOMMU_HWPT_DIRTY_TRACKING_' },
   iommufd_hwpt_get_dirty_bitmap_flags: { cname: 'iommufd_hwpt_get_dirty_bitmap_flags', prefix: 'IOMMU_HWPT_GET_DIRTY_BITMAP_' },
   iommu_hwpt_vtd_s1_flags: { cname: 'iommu_hwpt_vtd_s1_flags', prefix: 'IOMMU_VTD_S1_' },
+  iommu_hwpt_invalidate_data_type: {
+    cname: 'iommu_hwpt_invalidate_data_type',
+    prefix: 'IOMMU_HWPT_INVALIDATE_DATA_',
+    except: { ARM_SMMUV3: 'IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3' },
+  },
+  iommu_hwpt_vtd_s1_invalidate_flags: { cname: 'iommu_hwpt_vtd_s1_invalidate_flags', prefix: 'IOMMU_VTD_INV_FLAGS_' },
 }
 
 /** Name sets spelled elsewhere in the header (the VFIO flags sit with their structs). */
 const NOT_ENUMS = new Set(['vfio_device_attach_flags'])
-
-/** Invalidation data types: the kernel names each after the struct it selects. */
-const INVALIDATE_TYPE_NAME: Record<string, string> = {
-  iommu_hwpt_vtd_s1_invalidate: 'IOMMU_HWPT_INVALIDATE_DATA_VTD_S1',
-  iommu_viommu_arm_smmuv3_invalidate: 'IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3',
-}
 
 /** Fields the kernel declares as a union of an in and an out name. */
 const UNION_ALIASES: Record<string, Record<string, string>> = {
@@ -137,10 +137,6 @@ enum {`)
   out.push('};\n')
 
   for (const set of Object.keys(NAMES)) if (!NOT_ENUMS.has(set)) out.push(enumDef(set), '')
-  const inv = iommu_hwpt_invalidate.field('data_uptr').pointer?.vendor?.layouts ?? {}
-  out.push('enum iommu_hwpt_invalidate_data_type {')
-  for (const [v, layout] of Object.entries(inv)) out.push(`\t${INVALIDATE_TYPE_NAME[layout] ?? `IOMMUFS_INVALIDATE_DATA_${layout.toUpperCase()}`} = ${v},`)
-  out.push('};', '')
   out.push(`#define IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17 ${hex(VTD_ERRATA_772415_SPR17)}`, '')
 
   out.push('/* ---- iommufd commands ---- */', '')

@@ -1,0 +1,1004 @@
+/*
+ * iommufs ioctl shim (LD_PRELOAD): unmodified programs open /dev/iommu and
+ * /dev/vfio/devices/vfio<N> and issue real ioctl() calls; the shim sends each
+ * one to an iommufs mount as a binary frame (docs/frames.md) and writes the
+ * reply back into the program's memory where the kernel would.
+ *
+ *   IOMMUFS_MOUNT=/path/to/mount LD_PRELOAD=.../libiommufs-shim.so program
+ *   IOMMUFS_SHIM_TRACE=1   one line per forwarded ioctl on stderr (with the server's message)
+ *
+ * The shim knows no struct layout: it reads the first u32 (size, or argsz for
+ * VFIO), sends that many bytes, and sends the buffers the server names in a
+ * RETRY frame. Every access to the caller's memory goes through
+ * process_vm_readv/process_vm_writev on our own pid, so a bad pointer is
+ * EFAULT, never a crash.
+ */
+#define _GNU_SOURCE
+#undef _FORTIFY_SOURCE
+#include <ctype.h>
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "iommufs-shim.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+/* ---- configuration ---- */
+
+static char mount_dir[PATH_MAX];
+static int trace_on;
+
+static void load_config(void)
+{
+	const char *m = getenv("IOMMUFS_MOUNT");
+	const char *t = getenv("IOMMUFS_SHIM_TRACE");
+	trace_on = t && *t && strcmp(t, "0") != 0;
+	if (!m || !*m)
+		return;
+	size_t n = strlen(m);
+	while (n > 1 && m[n - 1] == '/')
+		n--;
+	if (n >= sizeof mount_dir)
+		return;
+	memcpy(mount_dir, m, n);
+	mount_dir[n] = 0;
+}
+
+static const char *errname(int e)
+{
+	const char *n = strerrorname_np(e);
+	return n ? n : "E?";
+}
+
+static void trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void trace(const char *fmt, ...)
+{
+	if (!trace_on)
+		return;
+	char line[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n > sizeof line - 2)
+		n = sizeof line - 2;
+	line[n++] = '\n';
+	ssize_t w = write(2, line, (size_t)n);
+	(void)w;
+}
+
+/* ---- the real libc functions ---- */
+
+static struct {
+	int (*open)(const char *, int, ...);
+	int (*open64)(const char *, int, ...);
+	int (*openat)(int, const char *, int, ...);
+	int (*openat64)(int, const char *, int, ...);
+	int (*open_2)(const char *, int);
+	int (*open64_2)(const char *, int);
+	int (*openat_2)(int, const char *, int);
+	int (*openat64_2)(int, const char *, int);
+	int (*ioctl)(int, unsigned long, ...);
+	int (*close)(int);
+	int (*close_range)(unsigned int, unsigned int, int);
+	int (*dup)(int);
+	int (*dup2)(int, int);
+	int (*dup3)(int, int, int);
+	int (*fcntl)(int, int, ...);
+	int (*fcntl64)(int, int, ...);
+} real;
+
+static pthread_once_t resolved = PTHREAD_ONCE_INIT;
+
+static void *next(const char *name)
+{
+	return dlsym(RTLD_NEXT, name);
+}
+
+static void resolve(void)
+{
+	real.open = next("open");
+	real.open64 = next("open64");
+	real.openat = next("openat");
+	real.openat64 = next("openat64");
+	real.open_2 = next("__open_2");
+	real.open64_2 = next("__open64_2");
+	real.openat_2 = next("__openat_2");
+	real.openat64_2 = next("__openat64_2");
+	real.ioctl = next("ioctl");
+	real.close = next("close");
+	real.close_range = next("close_range");
+	real.dup = next("dup");
+	real.dup2 = next("dup2");
+	real.dup3 = next("dup3");
+	real.fcntl = next("fcntl");
+	real.fcntl64 = next("fcntl64");
+	/* older libcs lack some variants: fall back to the plain call */
+	if (!real.open64)
+		real.open64 = real.open;
+	if (!real.openat64)
+		real.openat64 = real.openat;
+	if (!real.fcntl64)
+		real.fcntl64 = real.fcntl;
+	load_config();
+}
+
+#define RESOLVE() pthread_once(&resolved, resolve)
+
+/* ---- descriptor bookkeeping: which fds are ours, and each iommufd's context ID ---- */
+
+enum fd_kind { FD_NONE = 0, FD_IOMMU = 1, FD_VFIO = 2 };
+
+struct slot {
+	uint8_t kind;
+	uint8_t ctx_known;
+	uint32_t ctx;
+};
+
+static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct slot *slots;
+static size_t nslots;
+
+static struct slot slot_get(int fd)
+{
+	struct slot s = { 0 };
+	if (fd < 0)
+		return s;
+	pthread_mutex_lock(&table_lock);
+	if ((size_t)fd < nslots)
+		s = slots[fd];
+	pthread_mutex_unlock(&table_lock);
+	return s;
+}
+
+/* Caller holds table_lock. */
+static int slot_reserve(int fd)
+{
+	if ((size_t)fd < nslots)
+		return 0;
+	size_t n = nslots ? nslots : 64;
+	while (n <= (size_t)fd)
+		n *= 2;
+	struct slot *p = realloc(slots, n * sizeof *p);
+	if (!p)
+		return -1;
+	memset(p + nslots, 0, (n - nslots) * sizeof *p);
+	slots = p;
+	nslots = n;
+	return 0;
+}
+
+static void slot_set(int fd, struct slot s)
+{
+	if (fd < 0)
+		return;
+	pthread_mutex_lock(&table_lock);
+	if (s.kind == FD_NONE) {
+		if ((size_t)fd < nslots)
+			slots[fd] = s;
+	} else if (slot_reserve(fd) == 0) {
+		slots[fd] = s;
+	}
+	pthread_mutex_unlock(&table_lock);
+}
+
+static void slot_clear(int fd)
+{
+	struct slot none = { 0 };
+	slot_set(fd, none);
+}
+
+/* After dup-like calls: `to` now refers to what `from` does. */
+static void slot_copy(int from, int to)
+{
+	slot_set(to, slot_get(from));
+}
+
+/* ---- the caller's memory ---- */
+
+/*
+ * A sandbox (seccomp) may forbid process_vm_readv/writev even on our own pid:
+ * then every ioctl would look like a bad pointer, so say why, once.
+ */
+static void check_vm_errno(const char *call)
+{
+	static int warned;
+	if ((errno == ENOSYS || errno == EPERM) && !__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED)) {
+		char line[160];
+		int n = snprintf(line, sizeof line, "iommufs-shim: %s: %s; ioctls on iommufs nodes will fail with EFAULT\n", call, errname(errno));
+		if (n > 0) {
+			ssize_t w = write(2, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+			(void)w;
+		}
+	}
+}
+
+/* Bytes read at addr (may be short at an unmapped page), or -1. */
+static ssize_t mem_read(uint64_t addr, void *dst, size_t len)
+{
+	if (len == 0)
+		return 0;
+	struct iovec local = { dst, len };
+	struct iovec remote = { (void *)(uintptr_t)addr, len };
+	ssize_t n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+	if (n < 0)
+		check_vm_errno("process_vm_readv");
+	return n;
+}
+
+static int mem_write(uint64_t addr, const void *src, size_t len)
+{
+	if (len == 0)
+		return 0;
+	struct iovec local = { (void *)src, len };
+	struct iovec remote = { (void *)(uintptr_t)addr, len };
+	ssize_t n = process_vm_writev(getpid(), &local, 1, &remote, 1, 0);
+	if (n < 0)
+		check_vm_errno("process_vm_writev");
+	return n == (ssize_t)len ? 0 : -1;
+}
+
+/* ---- frames ---- */
+
+struct entry {
+	uint64_t addr;
+	uint32_t len;
+	uint32_t flags;
+	uint8_t *data; /* len bytes, or NULL for FAULT */
+};
+
+struct request {
+	uint32_t cmd;
+	const uint8_t *st;
+	uint32_t st_len;
+	struct entry *e;
+	size_t ne, cap;
+};
+
+static int add_entry(struct request *r, struct entry e)
+{
+	if (r->ne == r->cap) {
+		size_t n = r->cap ? r->cap * 2 : 8;
+		struct entry *p = realloc(r->e, n * sizeof *p);
+		if (!p)
+			return -1;
+		r->e = p;
+		r->cap = n;
+	}
+	r->e[r->ne++] = e;
+	return 0;
+}
+
+static void free_request(struct request *r)
+{
+	for (size_t i = 0; i < r->ne; i++)
+		free(r->e[i].data);
+	free(r->e);
+}
+
+/* The REQUEST frame for r, malloc'd; *len its size. NULL with errno on failure. */
+static uint8_t *build_request(const struct request *r, size_t *len)
+{
+	size_t total = IOMF_HEADER + IOMF_PAD8(r->st_len);
+	for (size_t i = 0; i < r->ne; i++)
+		total += sizeof(struct iomf_buffer) + (r->e[i].data ? IOMF_PAD8(r->e[i].len) : 0);
+	if (total > IOMF_MAX_FRAME) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	uint8_t *f = calloc(1, total);
+	if (!f)
+		return NULL;
+	struct iomf_header h = {
+		.magic = IOMF_MAGIC,
+		.version = IOMF_VERSION,
+		.kind = IOMF_REQUEST,
+		.total_len = (uint32_t)total,
+		.cmd = r->cmd,
+		.target_or_errno = 0,
+		.struct_len = r->st_len,
+		.nbuf = (uint32_t)r->ne,
+		.msg_len = 0,
+	};
+	memcpy(f, &h, sizeof h);
+	size_t off = IOMF_HEADER;
+	if (r->st_len)
+		memcpy(f + off, r->st, r->st_len);
+	off += IOMF_PAD8(r->st_len);
+	for (size_t i = 0; i < r->ne; i++) {
+		struct iomf_buffer b = { r->e[i].addr, r->e[i].len, r->e[i].flags };
+		memcpy(f + off, &b, sizeof b);
+		off += sizeof b;
+		if (r->e[i].data) {
+			memcpy(f + off, r->e[i].data, r->e[i].len);
+			off += IOMF_PAD8(r->e[i].len);
+		}
+	}
+	*len = total;
+	return f;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+	size_t done = 0;
+	while (done < n) {
+		ssize_t w = pwrite(fd, p + done, n - done, (off_t)done);
+		if (w < 0)
+			return -1;
+		if (w == 0) {
+			errno = EIO;
+			return -1;
+		}
+		done += (size_t)w;
+	}
+	return 0;
+}
+
+/*
+ * Reads the reply to a request of `sent` bytes. Offsets at or past the end of
+ * the last write read the reply from its beginning (docs/frames.md), so the
+ * kernel may split a large read into several requests without losing bytes.
+ */
+static uint8_t *read_reply(int fd, size_t sent, size_t *len)
+{
+	size_t cap = 4096, have = 0, total = 0;
+	uint8_t *buf = malloc(cap);
+	if (!buf)
+		return NULL;
+	for (;;) {
+		size_t want = (total ? total : cap) - have;
+		ssize_t n = pread(fd, buf + have, want, (off_t)(sent + have));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			goto fail;
+		if (n == 0)
+			break;
+		have += (size_t)n;
+		if (!total && have >= IOMF_HEADER) {
+			struct iomf_header h;
+			memcpy(&h, buf, sizeof h);
+			if (h.magic != IOMF_MAGIC || h.version != IOMF_VERSION || h.total_len < IOMF_HEADER || h.total_len > IOMF_MAX_FRAME) {
+				errno = EPROTO;
+				goto fail;
+			}
+			total = h.total_len;
+			if (total > cap) {
+				uint8_t *p = realloc(buf, total);
+				if (!p)
+					goto fail;
+				buf = p;
+				cap = total;
+			}
+		}
+		if (total && have >= total)
+			break;
+		if (!total && have == cap)
+			break;
+	}
+	if (!total || have < total) {
+		errno = EIO;
+		goto fail;
+	}
+	*len = total;
+	return buf;
+fail:
+	free(buf);
+	return NULL;
+}
+
+struct reply {
+	struct iomf_header h;
+	const uint8_t *st;
+	struct {
+		uint64_t addr;
+		uint32_t len;
+		const uint8_t *data;
+	} *b;
+	const char *msg;
+};
+
+/* Splits a reply frame into its parts (pointers into f). -1 if it is malformed. */
+static int parse_reply(const uint8_t *f, size_t n, struct reply *r)
+{
+	memcpy(&r->h, f, sizeof r->h);
+	size_t off = IOMF_HEADER;
+	if (r->h.kind != IOMF_REPLY && r->h.kind != IOMF_RETRY)
+		return -1;
+	if (r->h.struct_len > n - off)
+		return -1;
+	r->st = f + off;
+	off += IOMF_PAD8(r->h.struct_len);
+	if (r->h.nbuf > n / sizeof(struct iomf_buffer))
+		return -1;
+	r->b = calloc(r->h.nbuf ? r->h.nbuf : 1, sizeof *r->b);
+	if (!r->b)
+		return -1;
+	for (uint32_t i = 0; i < r->h.nbuf; i++) {
+		struct iomf_buffer b;
+		if (off + sizeof b > n)
+			return -1;
+		memcpy(&b, f + off, sizeof b);
+		off += sizeof b;
+		r->b[i].addr = b.addr;
+		r->b[i].len = b.len;
+		r->b[i].data = NULL;
+		if (r->h.kind == IOMF_REPLY) {
+			if (b.len > n - off)
+				return -1;
+			r->b[i].data = f + off;
+			off += IOMF_PAD8(b.len);
+		}
+	}
+	if (r->h.msg_len > n - (off < n ? off : n))
+		return -1;
+	r->msg = (const char *)f + off;
+	return 0;
+}
+
+/* One request/reply exchange on fd (caller holds io_lock). The reply frame is malloc'd. */
+static uint8_t *exchange(int fd, const struct request *r, size_t *len)
+{
+	size_t n;
+	uint8_t *f = build_request(r, &n);
+	if (!f)
+		return NULL;
+	int rc = write_all(fd, f, n);
+	free(f);
+	if (rc < 0)
+		return NULL;
+	return read_reply(fd, n, len);
+}
+
+/* ---- transactions ---- */
+
+static pthread_mutex_t io_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/*
+ * The text request CONTEXT on an iommufd answers "ok id=<N> path=...".
+ * Caller holds io_lock. On failure, `why` (if given) says what went wrong.
+ */
+static int query_context(int fd, uint32_t *id, char *why, size_t why_len)
+{
+	static const char req[] = "CONTEXT\n";
+	char buf[256];
+	if (write_all(fd, (const uint8_t *)req, sizeof req - 1) < 0) {
+		if (why)
+			snprintf(why, why_len, "writing CONTEXT: %s", errname(errno));
+		return -1;
+	}
+	ssize_t n;
+	do
+		n = pread(fd, buf, sizeof buf - 1, (off_t)(sizeof req - 1));
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		if (why)
+			snprintf(why, why_len, "reading the CONTEXT reply: %s", errname(errno));
+		return -1;
+	}
+	buf[n] = 0;
+	buf[strcspn(buf, "\n")] = 0;
+	char *end = buf;
+	unsigned long v = strncmp(buf, "ok id=", 6) == 0 ? strtoul(buf + 6, &end, 10) : 0;
+	if (end == buf || end == buf + 6 || v == 0 || v > UINT32_MAX) {
+		if (why)
+			snprintf(why, why_len, "CONTEXT answered \"%.200s\"", buf);
+		errno = EPROTO;
+		return -1;
+	}
+	*id = (uint32_t)v;
+	return 0;
+}
+
+/* Adds an FD entry for every iommufd the program has open (for VFIO_DEVICE_BIND_IOMMUFD). Caller holds io_lock. */
+static int add_iommufds(struct request *r)
+{
+	pthread_mutex_lock(&table_lock);
+	size_t n = nslots;
+	struct slot *copy = n ? malloc(n * sizeof *copy) : NULL;
+	if (copy)
+		memcpy(copy, slots, n * sizeof *copy);
+	pthread_mutex_unlock(&table_lock);
+	if (n && !copy)
+		return -1;
+	for (size_t fd = 0; fd < n; fd++) {
+		if (copy[fd].kind != FD_IOMMU)
+			continue;
+		if (!copy[fd].ctx_known) {
+			/* inherited across exec: ask once */
+			if (query_context((int)fd, &copy[fd].ctx, NULL, 0) < 0)
+				continue;
+			copy[fd].ctx_known = 1;
+			slot_set((int)fd, copy[fd]);
+		}
+		uint8_t *d = malloc(4);
+		if (!d)
+			break;
+		memcpy(d, &copy[fd].ctx, 4);
+		struct entry e = { .addr = fd, .len = 4, .flags = IOMF_BUF_FD, .data = d };
+		if (add_entry(r, e) < 0) {
+			free(d);
+			break;
+		}
+	}
+	free(copy);
+	return 0;
+}
+
+static int has_buffer(const struct request *r, uint64_t addr, uint32_t len)
+{
+	for (size_t i = 0; i < r->ne; i++)
+		if (r->e[i].flags != IOMF_BUF_FD && r->e[i].addr == addr && (r->e[i].len >= len || !r->e[i].data))
+			return 1;
+	return 0;
+}
+
+/* Rounds of RETRY before giving up: the server names every buffer at once, from the struct alone. */
+#define MAX_ROUNDS 4
+
+static int forward_ioctl(int fd, struct slot s, uint32_t cmd, void *arg)
+{
+	uint64_t addr = (uintptr_t)arg;
+	uint32_t size = 0;
+	uint8_t *st = NULL;
+	uint32_t st_len = 0;
+	int short_read = 0;
+
+	/*
+	 * The first u32 is the size. If it cannot be read, the struct goes out
+	 * empty: the server answers ENOTTY for an unknown command first, else
+	 * EFAULT, in the kernel's order.
+	 */
+	if (mem_read(addr, &size, 4) == 4) {
+		uint32_t want = size < 4 ? 4 : size > IOMF_MAX_STRUCT ? IOMF_MAX_STRUCT : size;
+		st = malloc(want);
+		if (!st)
+			return errno = ENOMEM, -1;
+		ssize_t got = mem_read(addr, st, want);
+		if (got < 4) {
+			/* unmapped between the two reads: send the size alone */
+			memcpy(st, &size, 4);
+			got = 4;
+		}
+		st_len = (uint32_t)got;
+		short_read = st_len < want;
+	}
+
+	struct request r = { .cmd = cmd, .st = st, .st_len = st_len };
+	uint8_t *f = NULL;
+	size_t flen = 0;
+	struct reply rep = { 0 };
+	int err = 0;
+
+	pthread_mutex_lock(&io_lock);
+	if (s.kind == FD_VFIO)
+		add_iommufds(&r);
+	for (int round = 0;; round++) {
+		f = exchange(fd, &r, &flen);
+		if (!f) {
+			err = errno ? errno : EIO;
+			break;
+		}
+		if (parse_reply(f, flen, &rep) < 0) {
+			err = EPROTO;
+			break;
+		}
+		if (rep.h.kind == IOMF_REPLY)
+			break;
+		/* RETRY: fetch the named buffers from our memory and send again */
+		if (round + 1 >= MAX_ROUNDS) {
+			err = EPROTO;
+			break;
+		}
+		for (uint32_t i = 0; i < rep.h.nbuf; i++) {
+			uint64_t a = rep.b[i].addr;
+			uint32_t l = rep.b[i].len;
+			if (has_buffer(&r, a, l))
+				continue;
+			struct entry e = { .addr = a, .len = l, .flags = 0, .data = malloc(l ? l : 1) };
+			if (!e.data || mem_read(a, e.data, l) != (ssize_t)l) {
+				free(e.data);
+				e.data = NULL;
+				e.len = 0;
+				e.flags = IOMF_BUF_FAULT;
+			}
+			if (add_entry(&r, e) < 0) {
+				free(e.data);
+				err = ENOMEM;
+				break;
+			}
+		}
+		free(rep.b);
+		rep.b = NULL;
+		free(f);
+		f = NULL;
+		if (err)
+			break;
+	}
+	pthread_mutex_unlock(&io_lock);
+
+	if (!err) {
+		err = (int)rep.h.target_or_errno;
+		/* the struct as written back, then the out buffers, where the kernel would put them */
+		if (rep.h.struct_len && mem_write(addr, rep.st, rep.h.struct_len) < 0)
+			err = EFAULT;
+		for (uint32_t i = 0; i < rep.h.nbuf; i++)
+			if (mem_write(rep.b[i].addr, rep.b[i].data, rep.b[i].len) < 0)
+				err = EFAULT;
+		/* a tail we could not read is a fault, not nonzero bytes */
+		if (short_read && err == E2BIG)
+			err = EFAULT;
+		trace("iommufs-shim: ioctl(%d, 0x%x) = %s%s%.*s", fd, cmd, err ? errname(err) : "0", rep.h.msg_len ? ": " : "",
+		      (int)rep.h.msg_len, rep.msg);
+	} else {
+		trace("iommufs-shim: ioctl(%d, 0x%x): transport error %s", fd, cmd, errname(err));
+	}
+	free(rep.b);
+	free(f);
+	free_request(&r);
+	free(st);
+	if (err) {
+		errno = err;
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Commands the kernel's VFS handles itself before any driver sees them
+ * (fs/ioctl.c do_vfs_ioctl): they act on the descriptor, so they go to the
+ * real ioctl on the mount's file.
+ */
+static int vfs_generic(unsigned long req)
+{
+	switch (req) {
+	case FIOCLEX:
+	case FIONCLEX:
+	case FIONBIO:
+	case FIOASYNC:
+	case FIOQSIZE:
+		return 1;
+	}
+	return 0;
+}
+
+EXPORT int ioctl(int fd, unsigned long req, ...)
+{
+	va_list ap;
+	va_start(ap, req);
+	void *arg = va_arg(ap, void *);
+	va_end(ap);
+	RESOLVE();
+	struct slot s = slot_get(fd);
+	if (s.kind == FD_NONE || vfs_generic(req))
+		return real.ioctl(fd, req, arg);
+	return forward_ioctl(fd, s, (uint32_t)req, arg);
+}
+
+/* ---- opens ---- */
+
+/* The mount's node for path, if path is /dev/iommu or /dev/vfio/devices/vfio<N>. */
+static int redirect(const char *path, char *out, size_t cap, int *kind)
+{
+	static const char vfio[] = "/dev/vfio/devices/vfio";
+	if (!path || !mount_dir[0])
+		return 0;
+	if (strcmp(path, "/dev/iommu") == 0) {
+		*kind = FD_IOMMU;
+	} else if (strncmp(path, vfio, sizeof vfio - 1) == 0) {
+		const char *d = path + sizeof vfio - 1;
+		if (!*d)
+			return 0;
+		for (const char *c = d; *c; c++)
+			if (!isdigit((unsigned char)*c))
+				return 0;
+		*kind = FD_VFIO;
+	} else {
+		return 0;
+	}
+	int n = snprintf(out, cap, "%s%s", mount_dir, path);
+	return n > 0 && (size_t)n < cap;
+}
+
+/*
+ * The nodes are transaction files: always read-write (as a real /dev/iommu
+ * is opened), never appending or truncating, whatever the program asked.
+ */
+static int node_flags(int flags)
+{
+	return (flags & ~(O_ACCMODE | O_APPEND | O_TRUNC | O_CREAT | O_EXCL | O_DIRECTORY)) | O_RDWR;
+}
+
+/* Records a redirected open of `node`; an iommufd learns its context ID. */
+static int opened(int fd, int kind, const char *node)
+{
+	if (fd < 0)
+		return fd;
+	struct slot s = { .kind = (uint8_t)kind };
+	if (kind == FD_IOMMU) {
+		char why[320];
+		pthread_mutex_lock(&io_lock);
+		int rc = query_context(fd, &s.ctx, why, sizeof why);
+		pthread_mutex_unlock(&io_lock);
+		if (rc < 0) {
+			/* not an iommufd we can use: say why (always), and fail the open */
+			char line[PATH_MAX + 400];
+			int n = snprintf(line, sizeof line, "iommufs-shim: %s: no iommufd context: %s\n", node, why);
+			if (n > 0) {
+				ssize_t w = write(2, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+				(void)w;
+			}
+			real.close(fd);
+			errno = EIO;
+			return -1;
+		}
+		s.ctx_known = 1;
+	}
+	slot_set(fd, s);
+	if (kind == FD_IOMMU)
+		trace("iommufs-shim: fd %d = %s (iommufd context %u)", fd, node, s.ctx);
+	else
+		trace("iommufs-shim: fd %d = %s", fd, node);
+	return fd;
+}
+
+static mode_t mode_arg(int flags, va_list ap)
+{
+	return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE ? (mode_t)va_arg(ap, int) : 0;
+}
+
+EXPORT int open(const char *path, int flags, ...)
+{
+	va_list ap;
+	va_start(ap, flags);
+	mode_t mode = mode_arg(flags, ap);
+	va_end(ap);
+	RESOLVE();
+	char p[PATH_MAX];
+	int kind;
+	if (redirect(path, p, sizeof p, &kind))
+		return opened(real.open(p, node_flags(flags)), kind, p);
+	return real.open(path, flags, mode);
+}
+
+EXPORT int open64(const char *path, int flags, ...)
+{
+	va_list ap;
+	va_start(ap, flags);
+	mode_t mode = mode_arg(flags, ap);
+	va_end(ap);
+	RESOLVE();
+	char p[PATH_MAX];
+	int kind;
+	if (redirect(path, p, sizeof p, &kind))
+		return opened(real.open64(p, node_flags(flags)), kind, p);
+	return real.open64(path, flags, mode);
+}
+
+EXPORT int openat(int dirfd, const char *path, int flags, ...)
+{
+	va_list ap;
+	va_start(ap, flags);
+	mode_t mode = mode_arg(flags, ap);
+	va_end(ap);
+	RESOLVE();
+	char p[PATH_MAX];
+	int kind;
+	if (redirect(path, p, sizeof p, &kind))
+		return opened(real.openat(dirfd, p, node_flags(flags)), kind, p);
+	return real.openat(dirfd, path, flags, mode);
+}
+
+EXPORT int openat64(int dirfd, const char *path, int flags, ...)
+{
+	va_list ap;
+	va_start(ap, flags);
+	mode_t mode = mode_arg(flags, ap);
+	va_end(ap);
+	RESOLVE();
+	char p[PATH_MAX];
+	int kind;
+	if (redirect(path, p, sizeof p, &kind))
+		return opened(real.openat64(dirfd, p, node_flags(flags)), kind, p);
+	return real.openat64(dirfd, path, flags, mode);
+}
+
+/* The fortified variants (-D_FORTIFY_SOURCE) take no mode. */
+EXPORT int __open_2(const char *path, int flags)
+{
+	RESOLVE();
+	char p[PATH_MAX];
+	int kind;
+	if (redirect(path, p, sizeof p, &kind))
+		return opened(real.open(p, node_flags(flags)), kind, p);
+	return real.open_2(path, flags);
+}
+
+EXPORT int __open64_2(const char *path, int flags)
+{
+	RESOLVE();
+	char p[PATH_MAX];
+	int kind;
+	if (redirect(path, p, sizeof p, &kind))
+		return opened(real.open64(p, node_flags(flags)), kind, p);
+	return real.open64_2(path, flags);
+}
+
+EXPORT int __openat_2(int dirfd, const char *path, int flags)
+{
+	RESOLVE();
+	char p[PATH_MAX];
+	int kind;
+	if (redirect(path, p, sizeof p, &kind))
+		return opened(real.openat(dirfd, p, node_flags(flags)), kind, p);
+	return real.openat_2(dirfd, path, flags);
+}
+
+EXPORT int __openat64_2(int dirfd, const char *path, int flags)
+{
+	RESOLVE();
+	char p[PATH_MAX];
+	int kind;
+	if (redirect(path, p, sizeof p, &kind))
+		return opened(real.openat64(dirfd, p, node_flags(flags)), kind, p);
+	return real.openat64_2(dirfd, path, flags);
+}
+
+/* ---- descriptors: close and the dup family keep the table right ---- */
+
+EXPORT int close(int fd)
+{
+	RESOLVE();
+	/* forget first: once closed, another thread's open may get this number */
+	slot_clear(fd);
+	return real.close(fd);
+}
+
+EXPORT int close_range(unsigned int first, unsigned int last, int flags)
+{
+	RESOLVE();
+	if (!real.close_range) {
+		errno = ENOSYS;
+		return -1;
+	}
+	int rc = real.close_range(first, last, flags);
+	if (rc == 0 && !(flags & CLOSE_RANGE_CLOEXEC)) {
+		pthread_mutex_lock(&table_lock);
+		for (size_t fd = first; fd < nslots && fd <= last; fd++)
+			memset(&slots[fd], 0, sizeof slots[fd]);
+		pthread_mutex_unlock(&table_lock);
+	}
+	return rc;
+}
+
+EXPORT int dup(int fd)
+{
+	RESOLVE();
+	int r = real.dup(fd);
+	if (r >= 0)
+		slot_copy(fd, r);
+	return r;
+}
+
+EXPORT int dup2(int fd, int to)
+{
+	RESOLVE();
+	int r = real.dup2(fd, to);
+	if (r >= 0 && fd != to)
+		slot_copy(fd, r);
+	return r;
+}
+
+EXPORT int dup3(int fd, int to, int flags)
+{
+	RESOLVE();
+	int r = real.dup3(fd, to, flags);
+	if (r >= 0)
+		slot_copy(fd, r);
+	return r;
+}
+
+static int fcntl_common(int (*fn)(int, int, ...), int fd, int cmd, void *arg)
+{
+	int r = fn(fd, cmd, arg);
+	if (r >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC))
+		slot_copy(fd, r);
+	return r;
+}
+
+EXPORT int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	va_start(ap, cmd);
+	void *arg = va_arg(ap, void *);
+	va_end(ap);
+	RESOLVE();
+	return fcntl_common(real.fcntl, fd, cmd, arg);
+}
+
+EXPORT int fcntl64(int fd, int cmd, ...)
+{
+	va_list ap;
+	va_start(ap, cmd);
+	void *arg = va_arg(ap, void *);
+	va_end(ap);
+	RESOLVE();
+	return fcntl_common(real.fcntl64, fd, cmd, arg);
+}
+
+/* ---- start-up ---- */
+
+/*
+ * Descriptors inherited across exec (a shell's `exec 3<>/dev/iommu`, a
+ * parent that passed its iommufd) are recognised by where they point; an
+ * iommufd's context ID is asked for when it is first needed.
+ */
+static void adopt_inherited(void)
+{
+	char root[PATH_MAX];
+	if (!mount_dir[0] || !realpath(mount_dir, root))
+		return;
+	char iommu[PATH_MAX + 16], vfio[PATH_MAX + 32];
+	snprintf(iommu, sizeof iommu, "%s/dev/iommu", root);
+	snprintf(vfio, sizeof vfio, "%s/dev/vfio/devices/vfio", root);
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		return;
+	int self = dirfd(d);
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		char *end;
+		long fd = strtol(de->d_name, &end, 10);
+		if (*end || end == de->d_name || fd == self)
+			continue;
+		char link[64], target[PATH_MAX];
+		snprintf(link, sizeof link, "/proc/self/fd/%ld", fd);
+		ssize_t n = readlink(link, target, sizeof target - 1);
+		if (n <= 0)
+			continue;
+		target[n] = 0;
+		struct slot s = { 0 };
+		if (strcmp(target, iommu) == 0)
+			s.kind = FD_IOMMU;
+		else if (strncmp(target, vfio, strlen(vfio)) == 0)
+			s.kind = FD_VFIO;
+		if (s.kind)
+			slot_set((int)fd, s);
+	}
+	closedir(d);
+}
+
+/* A fork while another thread is mid-transaction must not inherit a held lock. */
+static void before_fork(void)
+{
+	pthread_mutex_lock(&io_lock);
+	pthread_mutex_lock(&table_lock);
+}
+
+static void after_fork(void)
+{
+	pthread_mutex_unlock(&table_lock);
+	pthread_mutex_unlock(&io_lock);
+}
+
+__attribute__((constructor)) static void shim_init(void)
+{
+	RESOLVE();
+	adopt_inherited();
+	pthread_atfork(before_fork, after_fork, after_fork);
+}

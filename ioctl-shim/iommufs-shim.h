@@ -1,0 +1,58 @@
+/*
+ * iommufs ioctl shim: the binary frame format of docs/frames.md, and nothing
+ * else. The shim knows no ioctl struct: it sends the caller's `size` (or
+ * `argsz`) bytes and lets the server name, in a RETRY frame, every buffer the
+ * struct's pointers refer to (as CUSE's retry iovecs do).
+ *
+ * All integers are little endian; sections are padded to 8 bytes.
+ */
+#ifndef IOMMUFS_SHIM_H
+#define IOMMUFS_SHIM_H
+
+#include <stdint.h>
+
+#define IOMF_MAGIC 0x464d4f49u /* "IOMF" */
+#define IOMF_VERSION 1
+#define IOMF_HEADER 32u
+
+enum iomf_kind {
+	IOMF_REQUEST = 1,
+	IOMF_REPLY = 2,
+	IOMF_RETRY = 3,
+};
+
+/* Buffer entry flags in a REQUEST. */
+enum iomf_buffer_flags {
+	IOMF_BUF_FAULT = 1, /* the caller cannot read addr: no data follows */
+	IOMF_BUF_FD = 2,    /* addr is an fd number; 4 data bytes: its iommufd context ID */
+};
+
+struct iomf_header {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t kind;
+	uint32_t total_len;
+	uint32_t cmd;
+	uint32_t target_or_errno; /* REQUEST: 0 or N+1 (vfioN); REPLY: positive errno or 0 */
+	uint32_t struct_len;
+	uint32_t nbuf;
+	uint32_t msg_len;
+};
+
+struct iomf_buffer {
+	uint64_t addr;
+	uint32_t len;
+	uint32_t flags;
+};
+
+/* The most struct bytes the shim sends (a larger size is the server's E2BIG/EINVAL to give). */
+#define IOMF_MAX_STRUCT (64u * 1024u)
+/* The server refuses frames above 17 MiB; the shim never builds one. */
+#define IOMF_MAX_FRAME (17u * 1024u * 1024u)
+
+#define IOMF_PAD8(n) (((n) + 7u) & ~(uint32_t)7u)
+
+_Static_assert(sizeof(struct iomf_header) == IOMF_HEADER, "frame header is 32 bytes");
+_Static_assert(sizeof(struct iomf_buffer) == 16, "buffer entry header is 16 bytes");
+
+#endif
