@@ -62,6 +62,8 @@ export class HwptPaging extends Hwpt {
     const out = new Set<IommuUnit>()
     for (const d of this.devices) out.add(d.pci.unit)
     for (const c of this.children) for (const d of c.devices) out.add(d.pci.unit)
+    // SMMUv3 nested HWPTs hang off the vIOMMUs built on this domain; their devices translate through it too
+    for (const v of this.viommus) for (const c of v.nested) for (const d of c.devices) out.add(d.pci.unit)
     return out
   }
 
