@@ -28,7 +28,7 @@ function graph(ctx: IommufdContext): string {
     ref('device', 'device')
     ref('attached', 'attached')
   }
-  return `digraph context${ctx.id} {\n  node [shape=box];\n${nodes.join('\n')}\n${edges.join('\n')}\n}\n`
+  return `digraph context${ctx.id} {\n  node [shape=box];\n${[...nodes, ...edges].map((l) => `${l}\n`).join('')}}\n`
 }
 
 function summary(ctx: IommufdContext): string {

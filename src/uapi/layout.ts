@@ -37,6 +37,8 @@ export interface FieldSpec {
   /** Name of the enum or flag set whose names the text codec accepts. */
   readonly names?: string
   readonly pointer?: PointerSpec
+  /** Another name the field goes by in a union (in_data_type for out_data_type). */
+  readonly alias?: string
 }
 
 export interface StructLayout {
@@ -58,6 +60,7 @@ export interface FieldDecl {
   show?: Show
   names?: string
   pointer?: PointerSpec
+  alias?: string
 }
 
 export function struct(name: string, decls: [string, FieldDecl][]): StructLayout {
@@ -76,6 +79,7 @@ export function struct(name: string, decls: [string, FieldDecl][]): StructLayout
       show: d.show ?? (d.type === 'u64' || d.pointer ? 'hex' : 'dec'),
       names: d.names,
       pointer: d.pointer,
+      alias: d.alias,
     }
     offset += w * f.count
     return f

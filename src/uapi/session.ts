@@ -117,7 +117,11 @@ export abstract class Session {
 
   private textRequest(line: string): string {
     const parsed = parseText(line, this.resolver())
-    const reply = dispatch(this.env(), { ...parsed, device: parsed.device ?? this.frameDevice(0), mayRetry: false })
+    const own = this.frameDevice(0)
+    if (own && parsed.device && parsed.device !== own) {
+      throw new ErrnoError('EINVAL', `${parsed.device.bdf}: this file is vfio${own.vfioIndex} (${own.bdf}); a device node addresses its own device only`)
+    }
+    const reply = dispatch(this.env(), { ...parsed, device: parsed.device ?? own, mayRetry: false })
     this.afterReply(reply)
     return formatReply(reply)
   }

@@ -114,7 +114,7 @@ export const iommu_hw_info = struct('iommu_hw_info', [
     },
   ],
   // a union: in_data_type going in, out_data_type coming back
-  ['out_data_type', { type: 'u32', dir: 'inout', names: 'iommu_hw_info_type' }],
+  ['out_data_type', { type: 'u32', dir: 'inout', names: 'iommu_hw_info_type', alias: 'in_data_type' }],
   ['out_max_pasid_log2', { type: 'u8' }],
   ['__reserved', { type: 'u8', count: 3 }],
   ['out_capabilities', { type: 'u64' }],

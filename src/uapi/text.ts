@@ -2,7 +2,7 @@ import { parseCommand } from '../hw/smmuv3/commands'
 import { InvalidateDataType } from '../iommufd/invalidate'
 import { PciDevice } from '../hw/unit'
 import { ErrnoError } from '../util/errno'
-import { IoctlReply, IoctlRequest } from './dispatch'
+import { IoctlReply, IoctlRequest, MAX_USER_BUFFER } from './dispatch'
 import { Ioctl, ioctlByName } from './ioctls'
 import { FieldSpec, StructLayout, StructValue, decode, encode, scalarWidth } from './layout'
 import { NAMES, lookupName } from './names'
@@ -144,12 +144,15 @@ export function parseText(line: string, devices: DeviceResolver): ParsedText {
     }
     if (given.has(key)) bad(key, 'given twice')
     given.add(key)
-    const f = L.fields.find((x) => x.name === key)
+    const f = L.fields.find((x) => x.name === key || x.alias === key)
     const ptr = pointers.find((p) => textKey(p) === key && p.pointer!.flow !== 'out')
     if (ptr) {
       payload.set(ptr, words(key, value, ptr.pointer!.word32))
     } else if (f) {
-      values[key] = parseField(key, value, f)
+      const other = key === f.name ? f.alias : f.name
+      if (other && given.has(other)) bad(key, `${f.name} and ${f.alias} are one field`)
+      given.add(f.name)
+      values[f.name] = parseField(key, value, f)
     } else if (ioctl.family === 'vfio' && (key === 'pci' || key === 'dev_id')) {
       device = key === 'pci' ? devices.byPci(value.toLowerCase()) : devices.byDevId(Number(parseNumber(key, value)))
       if (!device) throw new ErrnoError(key === 'pci' ? 'ENODEV' : 'ENOENT', `${key}=${value}: no such ${key === 'pci' ? 'PCI device' : 'bound device'}`)
@@ -185,7 +188,7 @@ export function parseText(line: string, devices: DeviceResolver): ParsedText {
     payload.set(p, encode(vl, sv))
   }
 
-  if (entries.length) placeEntries(arrayPtr!, entries, values, given, payload)
+  if (entries.length) placeEntries(arrayPtr!, entries, values, given, payload, pointers.find((x) => x.name === 'q_cons_uptr'))
 
   // lay the buffers out and fill in the counts they imply
   const buffers = new Map<bigint, Buffer>()
@@ -226,7 +229,7 @@ function encodeCommand(c: readonly [bigint, bigint]): Buffer {
  * (entry_len, entry_num and data_type follow unless given); for the ring form
  * into the slots from CONS on, with PROD after the last one.
  */
-function placeEntries(p: FieldSpec, entries: { type: number; data: Buffer }[], values: StructValue, given: Set<string>, payload: Map<FieldSpec, Buffer>): void {
+function placeEntries(p: FieldSpec, entries: { type: number; data: Buffer }[], values: StructValue, given: Set<string>, payload: Map<FieldSpec, Buffer>, consPtr?: FieldSpec): void {
   const type = entries[0].type
   if (entries.some((e) => e.type !== type)) bad('cmd/entry', 'SMMUv3 commands (cmd=) and VT-d entries (entry=) do not mix')
   if (given.has('data_type') && Number(values.data_type as bigint) !== type) bad('data_type', `disagrees with the ${type === 1 ? 'cmd=' : 'entry='} entries`)
@@ -241,13 +244,19 @@ function placeEntries(p: FieldSpec, entries: { type: number; data: Buffer }[], v
   }
   const bitsN = given.has('q_index_bits') ? (values.q_index_bits as bigint) : DEFAULT_RING_BITS
   values.q_index_bits = bitsN
-  const slots = given.has('q_entry_num') ? Number(values.q_entry_num as bigint) : 2 ** Number(bitsN)
+  // index bits outside 1..31 get no implied entry count: the handler refuses them (EINVAL)
+  const implied = bitsN >= 1n && bitsN <= 31n ? 2 ** Number(bitsN) : 0
+  const slots = given.has('q_entry_num') ? Number(values.q_entry_num as bigint) : implied
   values.q_entry_num = BigInt(slots)
   const len = given.has('q_entry_len') ? Number(values.q_entry_len as bigint) : natural
   values.q_entry_len = BigInt(len)
   const size = 2 ** Number(bitsN)
-  const consBuf = payload.get([...payload.keys()].find((k) => k.name === 'q_cons_uptr')!)
+  // the entries are placed from CONS; without q_cons= that is 0, and a CONS word of 0 is sent
+  if (consPtr && !payload.has(consPtr)) payload.set(consPtr, Buffer.alloc(4))
+  const consBuf = consPtr && payload.get(consPtr)
   let pos = consBuf ? consBuf.readUInt32LE(0) & (size * 2 - 1) : 0
+  // a queue above the dispatcher's buffer limit is not built: the request is refused (ENOMEM) before it is read
+  if (slots * len > MAX_USER_BUFFER) return
   const ring = Buffer.alloc(Math.max(slots, 0) * len)
   for (const e of entries) {
     const at = (pos % size) * len

@@ -1,0 +1,55 @@
+/**
+ * Transaction-node details: union field aliases in text, a VFIO device node
+ * addressing only its own device, and the trace ring.
+ */
+import { strict as assert } from 'node:assert'
+import { VfioDeviceSession } from '../../src/uapi/session'
+import { TraceLog } from '../../src/util/trace'
+import { DEV, IommuBench, parseOk } from '../helpers/iommufd'
+
+function vfioSend(s: VfioDeviceSession, line: string): string {
+  s.write(0, Buffer.from(`${line}\n`))
+  return s.read(0, 4096).toString('utf8').trimEnd()
+}
+
+describe('text requests name union fields either way', () => {
+  it('GET_HW_INFO takes in_data_type as well as out_data_type', () => {
+    const t = new IommuBench()
+    const dev = t.bind(DEV.smmu0a)
+    assert.equal(t.ok(`GET_HW_INFO dev_id=${dev} flags=INPUT_TYPE in_data_type=ARM_SMMUV3`).out_data_type, '2')
+    const before = t.dump()
+    assert.match(t.send(`GET_HW_INFO dev_id=${dev} flags=INPUT_TYPE in_data_type=INTEL_VTD`), /^err EOPNOTSUPP in_data_type=1: /)
+    assert.match(t.send(`GET_HW_INFO dev_id=${dev} in_data_type=2 out_data_type=2`), /^err EINVAL out_data_type: given twice/)
+    assert.equal(t.dump(), before)
+  })
+})
+
+describe('a dev/vfio/devices/vfio<N> file addresses its own device only', () => {
+  it('refuses pci= naming another device, binds nothing, and stays unbound', () => {
+    const t = new IommuBench()
+    const own = t.world.machine.device(DEV.smmu0a)!
+    const file = new VfioDeviceSession(t.world, own)
+    const before = t.dump()
+    assert.match(vfioSend(file, `DEVICE_BIND pci=${DEV.smmu0b} iommufd=${t.ctx.id}`), /^err EINVAL 0000:00:02\.0: this file is vfio0 \(0000:00:01\.0\)/)
+    assert.equal(t.dump(), before)
+    // its own device binds, into the named context
+    assert.equal(parseOk(vfioSend(file, `DEVICE_BIND pci=${DEV.smmu0a} iommufd=${t.ctx.id}`)).out_devid, '1')
+    assert.equal(t.world.ownerOf(own), t.ctx)
+    file.release()
+    assert.equal(t.world.ownerOf(own), undefined)
+  })
+})
+
+describe('the trace ring', () => {
+  it('keeps the last `capacity` lines in order across wraps, numbered from 1', () => {
+    const seen: string[] = []
+    const log = new TraceLog(3, (l) => seen.push(l))
+    for (let i = 1; i <= 7; i++) log.emit('t', `line ${i}`)
+    assert.deepEqual(
+      log.recent().map((l) => l.replace(/^\[\s*(\d+)\] t: /, '$1 ')),
+      ['5 line 5', '6 line 6', '7 line 7'],
+    )
+    assert.equal(log.count, 7)
+    assert.equal(seen.length, 7)
+  })
+})
