@@ -379,6 +379,7 @@ export class IommufdContext {
     if (target instanceof Viommu) {
       if (a.dataType !== InvalidateDataType.ARM_SMMUV3) throw new ErrnoError('EINVAL', `data_type=${a.dataType}: a vIOMMU takes ARM_SMMUV3 (1)`)
       const r = consumeGuestQueue(target, ring, (i) => a.armEntry(i), cons, a.prod)
+      if (r.fault) return { cons: r.cons, error: r.fault }
       return r.error ? { cons: r.cons, error: new ErrnoError('EIO', `entry ${r.error.index}: ${r.error.message} (CONS.ERR=CERROR_${r.error.cerror})`) } : { cons: r.cons }
     }
     if (target instanceof HwptNested && target.data.kind === 'intel-vtd') {
@@ -403,7 +404,7 @@ export class IommufdContext {
     const viommu = this.objects.get<Viommu>(viommuId, 'viommu_id', 'viommu')
     const max = Math.min(Number(viommu.unit.registers.field('IDR1.CMDQS')), 19)
     if (log2size < 1 || log2size > max) throw new ErrnoError('EINVAL', `log2size=${log2size}: ${viommu.unit.name} takes 1..${max} (IDR1.CMDQS)`)
-    const q = this.objects.insert(new Vcmdq(viommu, log2size))
+    const q = this.objects.insert(new Vcmdq(viommu, log2size, (m) => this.world.trace.emit(`ctx${this.id}`, m)))
     viommu.users++
     return q.id
   }

@@ -114,6 +114,8 @@ export interface RingResult {
   /** Final CONS: index with wrap flag, plus ERR in bits 30:24 on a command error. */
   readonly cons: number
   readonly error?: { readonly cerror: CerrorName; readonly index: number; readonly message: string }
+  /** An entry that could not be read (E2BIG tail, EFAULT): CONS names it, without ERR bits. */
+  readonly fault?: ErrnoError
 }
 
 /**
@@ -130,7 +132,15 @@ export function consumeGuestQueue(viommu: Viommu, ring: RingIndex, read: (index:
     batch = []
   }
   for (; cons !== prod; cons = ring.next(cons)) {
-    const cmd = read(ring.index(cons))
+    let cmd: Command
+    try {
+      cmd = read(ring.index(cons))
+    } catch (e) {
+      // a malformed entry stops consumption like a refused command: what came before is issued
+      if (!(e instanceof ErrnoError)) throw e
+      flush()
+      return { cons, fault: e }
+    }
     const isSync = opcodeOf(cmd) === OP.SYNC
     let conv: Command | 'sync'
     try {

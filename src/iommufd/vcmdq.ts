@@ -41,7 +41,8 @@ export class Vcmdq extends IommufdObject {
   gerrorn = 0
   lastError = ''
 
-  constructor(readonly viommu: Viommu, readonly log2size: number) {
+  /** `onEvent` receives halts and resumes (the trace: an injected error firing here shows there). */
+  constructor(readonly viommu: Viommu, readonly log2size: number, private readonly onEvent: (message: string) => void = () => {}) {
     super()
     this.ring = new RingIndex(log2size)
     this.mem = Buffer.alloc(this.ring.size * ENTRY)
@@ -67,6 +68,7 @@ export class Vcmdq extends IommufdObject {
       this.err = CERROR[r.error.cerror]
       this.gerror ^= GERROR_CMDQ_ERR
       this.lastError = `CERROR_${r.error.cerror} at index ${r.error.index}: ${r.error.message}`
+      this.onEvent(`vcmdq ${this.id} halted: ${this.lastError}`)
     }
   }
 
@@ -82,6 +84,7 @@ export class Vcmdq extends IommufdObject {
     const wasHalted = this.halted
     this.gerrorn = v
     if (wasHalted && !this.halted) {
+      this.onEvent(`vcmdq ${this.id}: GERRORN acknowledged, resuming at CONS ${RingIndex.hex(this.consIdx)}`)
       this.err = 0
       this.consume()
     }
