@@ -250,7 +250,7 @@ export class IommufdContext {
     if (pt instanceof Ioas) hwpt = this.planPaging(dev, pt, a)
     else if (pt instanceof HwptPaging) hwpt = this.planNestedOnParent(dev, pt, a)
     else if (pt instanceof Viommu) hwpt = this.planNestedOnViommu(dev, pt, a)
-    else throw new ErrnoError('EINVAL', `pt_id=${a.ptId}: is a ${pt.type}, expected an IOAS, a nest-parent HWPT or a vIOMMU`)
+    else throw new ErrnoError('EINVAL', `pt_id=${a.ptId}: is a ${pt.type} object; expected an IOAS, a nest-parent HWPT or a vIOMMU`)
     if (a.flags & HwptAllocFlag.FAULT_ID_VALID) throw new ErrnoError('ENOENT', `fault_id=${a.faultId}: no fault queue with that ID`)
     return this.commitHwpt(hwpt)
   }
@@ -359,7 +359,7 @@ export class IommufdContext {
       if (target.data.kind !== 'intel-vtd') throw new PartialError('EOPNOTSUPP', `hwpt_id=${hwptId}: an SMMUv3 nested HWPT is invalidated through its vIOMMU (${target.viommu?.id})`, 0)
       return vtdInvalidate(target, arr)
     }
-    throw new PartialError('EINVAL', `hwpt_id=${hwptId}: is a ${target.type}; invalidate a vIOMMU (SMMUv3) or a nested HWPT (VT-d)`, 0)
+    throw new PartialError('EINVAL', `hwpt_id=${hwptId}: is a ${target.type} object; invalidate a vIOMMU (SMMUv3) or a nested HWPT (VT-d)`, 0)
   }
 
   /** The ring form: consumes entries from CONS to PROD; see RingOutcome. */
@@ -382,7 +382,10 @@ export class IommufdContext {
       if (r.fault) return { cons: r.cons, error: r.fault }
       return r.error ? { cons: r.cons, error: new ErrnoError('EIO', `entry ${r.error.index}: ${r.error.message} (CONS.ERR=CERROR_${r.error.cerror})`) } : { cons: r.cons }
     }
-    if (target instanceof HwptNested && target.data.kind === 'intel-vtd') {
+    if (target instanceof HwptNested && target.data.kind !== 'intel-vtd') {
+      throw new ErrnoError('EOPNOTSUPP', `hwpt_id=${a.hwptId}: an SMMUv3 nested HWPT is invalidated through its vIOMMU (${target.viommu?.id})`)
+    }
+    if (target instanceof HwptNested) {
       if (a.dataType !== InvalidateDataType.VTD_S1) throw new ErrnoError('EINVAL', `data_type=${a.dataType}: a VT-d nested HWPT takes VTD_S1 (0)`)
       let c = cons
       for (; c !== a.prod; c = ring.next(c)) {
@@ -395,7 +398,7 @@ export class IommufdContext {
       }
       return { cons: c }
     }
-    throw new ErrnoError('EINVAL', `hwpt_id=${a.hwptId}: is a ${target.type}; invalidate a vIOMMU (SMMUv3) or a VT-d nested HWPT`)
+    throw new ErrnoError('EINVAL', `hwpt_id=${a.hwptId}: is a ${target.type} object; invalidate a vIOMMU (SMMUv3) or a VT-d nested HWPT`)
   }
 
   /** A software command queue for a vIOMMU, 2^log2size entries. */
@@ -474,7 +477,7 @@ export class IommufdContext {
         throw e
       }
     }
-    if (!(pt instanceof Hwpt)) throw new ErrnoError('EINVAL', `pt_id=${ptId}: is a ${pt.type}, expected an IOAS or a HWPT`)
+    if (!(pt instanceof Hwpt)) throw new ErrnoError('EINVAL', `pt_id=${ptId}: is a ${pt.type} object; expected an IOAS or a HWPT`)
     return this.attachTo(dev, pt)
   }
 

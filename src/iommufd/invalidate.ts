@@ -71,14 +71,14 @@ export function convertCommand(viommu: Viommu, cmd: Command, syncAllowed: boolea
     case OP.CFGI_CD_ALL: {
       const vsid = field(cmd, 'sid')
       const psid = viommu.physicalSid(vsid)
-      if (psid === undefined) throw new CommandError('ILL', `${opcodeName(op)}: vSID 0x${vsid.toString(16)} has no vDEVICE in vIOMMU ${viommu.id}`)
+      if (psid === undefined) throw new CommandError('ILL', `vSID 0x${vsid.toString(16)} has no vDEVICE in vIOMMU ${viommu.id}`)
       return withField(cmd, 'sid', BigInt(psid))
     }
     case OP.SYNC:
       if (syncAllowed) return 'sync'
-      throw new CommandError('ILL', 'CMD_SYNC: not accepted through the ioctl (the VMM completes syncs itself)')
+      throw new CommandError('ILL', 'not accepted through the ioctl (the VMM completes syncs itself)')
     default:
-      throw new CommandError('ILL', `${opcodeName(op)}: opcode 0x${op.toString(16)} is not accepted through a vIOMMU`)
+      throw new CommandError('ILL', `opcode 0x${op.toString(16)} (${opcodeName(op)}) is not accepted through a vIOMMU`)
   }
 }
 
@@ -204,8 +204,8 @@ export function vtdInvalidateOne(hwpt: HwptNested, e: VtdInvEntry, i: number): v
     const vtd = unit as Vtd
     const descs = vtdDescriptors(vtd, hwpt, e)
     if (!descs.length) continue
-    vtd.qi.submit(descs)
     const error = vtd.takeInjection()
+    vtd.qi.submit(descs, error)
     if (error) throw new PartialError('EIO', `entry ${i}: ${vtd.name}'s invalidation queue reported ${error} (FSTS 0x${vtd.fsts.toString(16)})`, i)
   }
 }

@@ -66,7 +66,8 @@ function renderTree(node: FsNode, at: string, out: string[]): void {
       renderTree(node.child(name)!, `${at}/${name}`, out)
     }
   } else if (node.kind === 'file') {
-    out.push(`== ${at}\n${node.open('read').read(0, 1 << 20).toString('utf8')}`)
+    // write-only files (a vCMDQ's `cmd`) have nothing to show
+    if (node.mode & 0o444) out.push(`== ${at}\n${node.open('read').read(0, 1 << 20).toString('utf8')}`)
   } else {
     out.push(`== ${at} -> ${node.target}`)
   }

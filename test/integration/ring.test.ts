@@ -63,7 +63,7 @@ describe('invalidation through the mount', () => {
         for (const want of [
           '  vIOMMU 4 owns VMID 2 on smmu3.0x0000000009050000; vsid_map: 0x10->0x8',
           '  < ok entry_num=2',
-          '  < err EIO entry 1 (CFGI_STE sid=0x10): CFGI_STE: opcode 0x3 is not accepted through a vIOMMU (written back: entry_num=1)',
+          '  < err EIO entry 1 (CFGI_STE sid=0x10): opcode 0x3 (CFGI_STE) is not accepted through a vIOMMU (written back: entry_num=1)',
           '  < ok q_cons=0x11',
           '  < ok q_cons=0x12',
           '  CONS index 16 (slot 0, wrap 1), ERR 1 = CERROR_ILL',

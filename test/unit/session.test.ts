@@ -53,3 +53,33 @@ describe('the trace ring', () => {
     assert.equal(seen.length, 7)
   })
 })
+
+describe('invalidation targets', () => {
+  it('an SMMUv3 nested HWPT is EOPNOTSUPP in the ring form as in the array form (invalidate its vIOMMU)', () => {
+    const t = new IommuBench()
+    const dev = t.bind(DEV.smmu0a)
+    const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
+    const parent = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas} flags=NEST_PARENT`, 'out_hwpt_id')
+    const viommu = t.id(`VIOMMU_ALLOC type=ARM_SMMUV3 dev_id=${dev} hwpt_id=${parent}`, 'out_viommu_id')
+    const nested = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${viommu} ste=0x1,0`, 'out_hwpt_id')
+    const before = t.dump()
+    assert.match(t.send(`HWPT_INVALIDATE hwpt_id=${nested} cmd=TLBI_NH_ALL`), /^err EOPNOTSUPP hwpt_id=\d+: an SMMUv3 nested HWPT is invalidated through its vIOMMU/)
+    assert.match(t.send(`HWPT_INVALIDATE_RING hwpt_id=${nested} cmd=TLBI_NH_ALL`), /^err EOPNOTSUPP hwpt_id=\d+: an SMMUv3 nested HWPT is invalidated through its vIOMMU/)
+    assert.equal(t.dump(), before)
+  })
+
+  it('an injected VT-d queue error aborts the batch: its status words read QI_ABORT (3)', () => {
+    const t = new IommuBench()
+    const dev = t.bind(DEV.vtdA)
+    const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
+    const parent = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas} flags=NEST_PARENT`, 'out_hwpt_id')
+    const nested = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${parent} data.pgtbl_addr=0x1000 data.addr_width=48`, 'out_hwpt_id')
+    t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${nested}`)
+    const vtd = t.world.machine.unit('dmar0')!
+    vtd.debugFiles().inject_qi_error.store!('ICE')
+    assert.match(t.send(`HWPT_INVALIDATE hwpt_id=${nested} entry=all`), /^err EIO entry 0: dmar0's invalidation queue reported ICE/)
+    const rows = vtd.debugFiles().invalidation_queue.show().split('\n').filter((l) => /^\s+\d+\t/.test(l))
+    assert.ok(rows.length >= 2)
+    for (const r of rows) assert.equal(r.split('\t')[5], '00000003')
+  })
+})

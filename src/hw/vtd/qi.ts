@@ -32,8 +32,9 @@ const Q = {
 
 /** PASID-IOTLB granularity: all mappings of the PASID, or page-selective within it. */
 export const P_IOTLB_GRAN = { NONG_PASID: 2, PSI_PASID: 3 } as const
-/** Status the hardware writes when a wait descriptor completes. */
+/** Status the hardware writes when a wait descriptor completes; the driver marks an aborted batch QI_ABORT. */
 export const QI_DONE = 2
+export const QI_ABORT = 3
 /** Invalidation queue length the kernel allocates (entries). */
 export const QI_LENGTH = 256
 
@@ -105,12 +106,16 @@ export class InvalidationQueue {
     this.base = base
   }
 
-  /** Appends descriptors plus a wait descriptor, and completes them. */
-  submit(descs: readonly Descriptor[]): void {
+  /**
+   * Appends descriptors plus a wait descriptor and completes them, or, when
+   * the hardware reports `error` (IQE, ICE, ITE), aborts the batch: its
+   * status words say QI_ABORT.
+   */
+  submit(descs: readonly Descriptor[], error?: QiErrorName): void {
     const waitIndex = (this.tail + descs.length) % QI_LENGTH
     for (const d of [...descs, waitDesc(this.base + 0x10000n + BigInt(waitIndex * 4))]) {
       this.slots[this.tail] = d
-      this.status[this.tail] = QI_DONE
+      this.status[this.tail] = error ? QI_ABORT : QI_DONE
       this.tail = (this.tail + 1) % QI_LENGTH
       this.submitted++
     }
