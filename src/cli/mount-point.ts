@@ -13,13 +13,14 @@ export interface MountPointState {
   recoveredStale: boolean
 }
 
+/** Mount points of type fuse.iommufs, as /proc/self/mounts spells them (octal escapes decoded). */
 export async function iommufsMounts(): Promise<string[]> {
   const text = await fsp.readFile('/proc/self/mounts', 'utf8')
   return text
     .split('\n')
     .map((l) => l.split(' '))
     .filter((f) => f[2] === 'fuse.iommufs')
-    .map((f) => f[1].replace(/\\040/g, ' '))
+    .map((f) => f[1].replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8))))
 }
 
 /**

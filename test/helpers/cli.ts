@@ -54,15 +54,9 @@ export function makeTempDir(): Promise<string> {
   return fsp.mkdtemp(path.join(tmpdir(), TEMP_PREFIX))
 }
 
-/** Mount points of type fuse.iommufs, as /proc/self/mounts spells them (octal escapes decoded). */
-export async function iommufsMountPoints(): Promise<string[]> {
-  const text = await fsp.readFile('/proc/self/mounts', 'utf8')
-  return text
-    .split('\n')
-    .map((l) => l.split(' '))
-    .filter((f) => f[2] === 'fuse.iommufs')
-    .map((f) => f[1].replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8))))
-}
+/** Mount points of type fuse.iommufs (the CLI's own reading of /proc/self/mounts). */
+export { iommufsMounts as iommufsMountPoints } from '../../src/cli/mount-point'
+import { iommufsMounts as iommufsMountPoints } from '../../src/cli/mount-point'
 
 export async function isMounted(dir: string): Promise<boolean> {
   return (await iommufsMountPoints()).includes(dir)

@@ -22,37 +22,14 @@ import { IoctlReply, dispatch } from '../../src/uapi/dispatch'
 import { ioctlByName } from '../../src/uapi/ioctls'
 import { StructValue, encode } from '../../src/uapi/layout'
 import { IommuSession } from '../../src/uapi/session'
+import { DMAR0, Fields, SMMU0, U64_MAX, parseOk, renderTree } from './iommufd'
 import { loadTopology } from '../../src/topology/topology'
 import { ErrnoError } from '../../src/util/errno'
 import { DEFAULT_TOPOLOGY } from '../../src/util/paths'
 
-export const SMMU0 = 'smmu3.0x0000000009050000'
-export const DMAR0 = 'dmar0'
-export const U64_MAX = (1n << 64n) - 1n
+export { DMAR0, Fields, SMMU0, U64_MAX, parseOk }
 /** CMD_SYNC as the host driver closes a batch (CS = SEV). */
 export const HOST_SYNC_WORDS: Command = [0x2046n, 0n]
-
-export type Fields = Record<string, string>
-
-export function parseOk(line: string): Fields {
-  assert.match(line, /^ok( |$)/, `expected an ok reply, got: ${line}`)
-  const out: Fields = {}
-  for (const tok of line.split(' ').slice(1)) {
-    const eq = tok.indexOf('=')
-    out[tok.slice(0, eq)] = tok.slice(eq + 1)
-  }
-  return out
-}
-
-/** Every readable file under a debug-tree node, rendered ("== path" then its text); `trace` is left out. */
-function render(node: FsNode, at: string, out: string[]): void {
-  if (node.kind === 'dir') {
-    for (const name of node.names()) if (!(at === '' && name === 'trace')) render(node.child(name)!, `${at}/${name}`, out)
-  } else if (node.kind === 'file') {
-    if (!(node.mode & 0o444)) return // write-only (a vCMDQ's cmd)
-    out.push(`== ${at}\n${node.open('read').read(0, 1 << 22).toString('latin1')}`)
-  } else out.push(`== ${at} -> ${node.target}`)
-}
 
 /** A dev/iommu open on a fresh default machine. */
 export class InvSession {
@@ -83,7 +60,7 @@ export class InvSession {
   /** Everything a request can change: the whole debug tree (contexts, objects, queues, injection state) but the trace. */
   dump(): string {
     const out: string[] = []
-    render(debugTree(this.world), '', out)
+    renderTree(debugTree(this.world), '', out)
     return out.join('\n')
   }
 

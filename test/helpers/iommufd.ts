@@ -58,8 +58,12 @@ export function parseOk(line: string): Fields {
   return out
 }
 
-/** Every file under a debug-tree node, rendered: "== path" then its text. `trace` (which grows with every request) is left out. */
-function renderTree(node: FsNode, at: string, out: string[]): void {
+/**
+ * Every readable file under a debug-tree node, rendered: "== path" then its
+ * bytes (latin1, so binary files such as a vCMDQ ring compare exactly).
+ * `trace` (which grows with every request) is left out.
+ */
+export function renderTree(node: FsNode, at: string, out: string[]): void {
   if (node.kind === 'dir') {
     for (const name of node.names()) {
       if (at === '' && name === 'trace') continue
@@ -67,7 +71,7 @@ function renderTree(node: FsNode, at: string, out: string[]): void {
     }
   } else if (node.kind === 'file') {
     // write-only files (a vCMDQ's `cmd`) have nothing to show
-    if (node.mode & 0o444) out.push(`== ${at}\n${node.open('read').read(0, 1 << 20).toString('utf8')}`)
+    if (node.mode & 0o444) out.push(`== ${at}\n${node.open('read').read(0, 1 << 22).toString('latin1')}`)
   } else {
     out.push(`== ${at} -> ${node.target}`)
   }
