@@ -52,25 +52,21 @@ const ENUMS: Record<string, { cname: string; prefix: string; except?: Record<str
 /** Name sets spelled elsewhere in the header (the VFIO flags sit with their structs). */
 const NOT_ENUMS = new Set(['vfio_device_attach_flags'])
 
-/** Fields the kernel declares as a union of an in and an out name. */
-const UNION_ALIASES: Record<string, Record<string, string>> = {
-  iommu_hw_info: { out_data_type: 'in_data_type' },
-}
-
 function hex(v: number | bigint): string {
   return `0x${v.toString(16)}`
 }
 
-function fieldDecl(l: StructLayout, f: FieldSpec): string {
+/** A field; one with an alias is the kernel's union of an in and an out name. */
+function fieldDecl(f: FieldSpec): string {
   const arr = f.count > 1 ? `[${f.count}]` : ''
-  const alias = UNION_ALIASES[l.name]?.[f.name]
+  const alias = f.alias
   const note = f.pointer ? ` /* user pointer: ${f.pointer.flow} buffer */` : ''
   if (alias) return `\tunion {\n\t\t${C_TYPE[f.type]} ${alias}${arr};\n\t\t${C_TYPE[f.type]} ${f.name}${arr};\n\t};${note}`
   return `\t${C_TYPE[f.type]} ${f.name}${arr};${note}`
 }
 
 function structDef(l: StructLayout): string {
-  const lines = [`struct ${l.name} {`, ...l.fields.map((f) => fieldDecl(l, f)), '};']
+  const lines = [`struct ${l.name} {`, ...l.fields.map(fieldDecl), '};']
   lines.push('#ifndef __cplusplus')
   lines.push(`_Static_assert(sizeof(struct ${l.name}) == ${l.size}, "struct ${l.name} is ${l.size} bytes");`)
   for (const f of l.fields) {
