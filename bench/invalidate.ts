@@ -20,11 +20,7 @@
  * The server is a separate process (`iommufs mount --daemon`), so this process
  * uses synchronous fs calls on the mount. It always unmounts.
  */
-import { execFile } from 'node:child_process'
-import { closeSync, openSync, promises as fsp, readSync, writeSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import * as path from 'node:path'
-import { promisify } from 'node:util'
+import { readSync, writeSync } from 'node:fs'
 import { World } from '../src/iommufd/world'
 import { loadTopology } from '../src/topology/topology'
 import { dispatch } from '../src/uapi/dispatch'
@@ -32,14 +28,12 @@ import { decodeReply, encodeRequest } from '../src/uapi/frame'
 import { Ioctl, ioctlByName } from '../src/uapi/ioctls'
 import { StructValue, encode } from '../src/uapi/layout'
 import { IommuSession } from '../src/uapi/session'
-import { DEFAULT_TOPOLOGY, PACKAGE_ROOT } from '../src/util/paths'
-
-const execFileP = promisify(execFile)
+import { DEFAULT_TOPOLOGY } from '../src/util/paths'
+import { interrupted, median, runBench, throwIfInterrupted, withBenchMount, withDevIommu, yieldToSignals } from './common'
 
 const INDEX_BITS = 12
 const ENTRIES = 1 << INDEX_BITS
 const ENTRY_LEN = 16
-const CLI = path.join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js')
 const Q_ADDR = 0x7f0000000000n
 const CONS_ADDR = 0x7f0100000000n
 const ARM_SMMUV3 = 1n
@@ -180,11 +174,6 @@ interface Target {
   readonly rates: number[]
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
-}
-
 /** Commands per second of one round of `t`. */
 function round(t: Target): number {
   const t0 = process.hrtime.bigint()
@@ -194,76 +183,46 @@ function round(t: Target): number {
 }
 
 const fmt = (v: number): string => Math.round(v).toLocaleString('en-US')
-const rel = (p: string): string => (p.startsWith(process.cwd() + path.sep) ? path.relative(process.cwd(), p) : p)
-const shellWords = (words: string[]): string => words.map((w) => (/^[\w./:=@%+-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`)).join(' ')
-
-let interrupted = false
 
 async function main(): Promise<number> {
-  process.stdout.write(`$ ${shellWords([process.argv0, ...process.argv.slice(1).map(rel)])}\n`)
   const ri = process.argv.indexOf('--rounds')
   const rounds = ri > 0 ? Number(process.argv[ri + 1]) : 7
   if (!Number.isInteger(rounds) || rounds < 1) throw new Error('--rounds takes a positive integer')
   const queue = makeQueue()
 
-  const dir = await fsp.mkdtemp(path.join(tmpdir(), 'iommufs-bench-'))
-  const mountArgs = [CLI, 'mount', dir, '--topology', DEFAULT_TOPOLOGY, '--daemon']
-  process.stdout.write(`mount: ${shellWords(['node', ...mountArgs.map(rel)])}\n`)
-  let mounted = false
-  let fd: number | undefined
-  try {
-    const { stdout } = await execFileP(process.execPath, mountArgs)
-    mounted = true
-    process.stdout.write(`server pid ${stdout.trim()}\n`)
-    fd = openSync(path.join(dir, 'dev/iommu'), 'r+')
-    mountSetup(fd)
-
-    const targets: Target[] = [
-      { name: '(1) in-process ring, 4096 entries', run: inProcess(queue), reps: 20, rates: [] },
-      { name: '(2) mount, one 4096-entry ring frame', run: mountRing(fd, queue), reps: 10, rates: [] },
-      { name: '(3) mount, 4096 single-entry frames', run: mountSingles(fd, queue), reps: 1, rates: [] },
-      { name: '(4) baseline: read 4096 entries', run: baseline(queue), reps: 2000, rates: [] },
-    ]
-    process.stdout.write(`${ENTRIES} SMMUv3 commands (TLBI_NH_VA / ATC_INV vSID 0x10) per iteration; ${rounds} rounds, targets interleaved; median of the rounds\n`)
-    for (const t of targets) round(t) // warm-up
-    for (let r = 0; r < rounds && !interrupted; r++) {
-      for (const t of targets) t.rates.push(round(t))
-      await new Promise((res) => setImmediate(res)) // lets a Ctrl-C be handled between rounds
-    }
-    if (interrupted) throw new Error('interrupted')
-
-    const width = Math.max(...targets.map((t) => t.name.length))
-    process.stdout.write(`${'target'.padEnd(width)}  ${'commands/s'.padStart(14)}  ${'min'.padStart(14)}  ${'max'.padStart(14)}\n`)
-    const med = targets.map((t) => {
-      const m = median(t.rates)
-      process.stdout.write(`${t.name.padEnd(width)}  ${fmt(m).padStart(14)}  ${fmt(Math.min(...t.rates)).padStart(14)}  ${fmt(Math.max(...t.rates)).padStart(14)}\n`)
-      return m
-    })
-    process.stdout.write(`ratio (1)/(4) in-process ring / baseline read: ${(med[0] / med[3]).toFixed(3)}\n`)
-    process.stdout.write(`ratio (2)/(1) mount ring / in-process ring:    ${(med[1] / med[0]).toFixed(3)}\n`)
-    process.stdout.write(`ratio (2)/(3) one ring frame / single frames:  ${(med[1] / med[2]).toFixed(1)}\n`)
-    if (sink === 0x5a5a5a5an) process.stdout.write('\n') // keeps the baseline's reads observable
-    return 0
-  } finally {
-    if (fd !== undefined) closeSync(fd)
-    if (mounted) {
-      try {
-        await execFileP(process.execPath, [CLI, 'unmount', dir])
-      } catch (e) {
-        process.stderr.write(`iommufs unmount failed (${(e as Error).message.trim()}); detaching\n`)
-        await execFileP('umount', ['-l', dir]).catch(() => {})
-      }
-    }
-    await fsp.rmdir(dir).catch((e: Error) => process.stderr.write(`cannot remove ${dir}: ${e.message}\n`))
-  }
+  return withBenchMount((dir) => withDevIommu(dir, (fd) => measure(fd, queue, rounds)))
 }
 
-process.on('SIGINT', () => (interrupted = true))
-process.on('SIGTERM', () => (interrupted = true))
-main().then(
-  (code) => process.exit(code),
-  (e: unknown) => {
-    process.stderr.write(`invalidate: ${e instanceof Error ? e.message : String(e)}\n`)
-    process.exit(interrupted ? 130 : 1)
-  },
-)
+/** Sets up the mount's context on `fd`, runs `rounds` interleaved rounds of the four targets and prints the table and ratios. */
+async function measure(fd: number, queue: Buffer, rounds: number): Promise<number> {
+  mountSetup(fd)
+
+  const targets: Target[] = [
+    { name: '(1) in-process ring, 4096 entries', run: inProcess(queue), reps: 20, rates: [] },
+    { name: '(2) mount, one 4096-entry ring frame', run: mountRing(fd, queue), reps: 10, rates: [] },
+    { name: '(3) mount, 4096 single-entry frames', run: mountSingles(fd, queue), reps: 1, rates: [] },
+    { name: '(4) baseline: read 4096 entries', run: baseline(queue), reps: 2000, rates: [] },
+  ]
+  process.stdout.write(`${ENTRIES} SMMUv3 commands (TLBI_NH_VA / ATC_INV vSID 0x10) per iteration; ${rounds} rounds, targets interleaved; median of the rounds\n`)
+  for (const t of targets) round(t) // warm-up
+  for (let r = 0; r < rounds && !interrupted(); r++) {
+    for (const t of targets) t.rates.push(round(t))
+    await yieldToSignals() // lets a Ctrl-C be handled between rounds
+  }
+  throwIfInterrupted()
+
+  const width = Math.max(...targets.map((t) => t.name.length))
+  process.stdout.write(`${'target'.padEnd(width)}  ${'commands/s'.padStart(14)}  ${'min'.padStart(14)}  ${'max'.padStart(14)}\n`)
+  const med = targets.map((t) => {
+    const m = median(t.rates)
+    process.stdout.write(`${t.name.padEnd(width)}  ${fmt(m).padStart(14)}  ${fmt(Math.min(...t.rates)).padStart(14)}  ${fmt(Math.max(...t.rates)).padStart(14)}\n`)
+    return m
+  })
+  process.stdout.write(`ratio (1)/(4) in-process ring / baseline read: ${(med[0] / med[3]).toFixed(3)}\n`)
+  process.stdout.write(`ratio (2)/(1) mount ring / in-process ring:    ${(med[1] / med[0]).toFixed(3)}\n`)
+  process.stdout.write(`ratio (2)/(3) one ring frame / single frames:  ${(med[1] / med[2]).toFixed(1)}\n`)
+  if (sink === 0x5a5a5a5an) process.stdout.write('\n') // keeps the baseline's reads observable
+  return 0
+}
+
+runBench('invalidate', main)

@@ -14,25 +14,19 @@
  * The server is a separate process (`iommufs mount --daemon`), so this process
  * may use synchronous fs calls on the mount. It always unmounts.
  */
-import { execFile } from 'node:child_process'
-import { closeSync, openSync, promises as fsp, readSync, writeSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import * as path from 'node:path'
-import { promisify } from 'node:util'
+import { readSync, writeSync } from 'node:fs'
 import { World } from '../src/iommufd/world'
 import { decodeReply, encodeRequest } from '../src/uapi/frame'
 import { ioctlByName } from '../src/uapi/ioctls'
 import { decode, encode } from '../src/uapi/layout'
 import { IommuSession } from '../src/uapi/session'
 import { loadTopology } from '../src/topology/topology'
-import { DEFAULT_TOPOLOGY, PACKAGE_ROOT } from '../src/util/paths'
-
-const execFileP = promisify(execFile)
+import { DEFAULT_TOPOLOGY } from '../src/util/paths'
+import { interrupted, runBench, throwIfInterrupted, withBenchMount, withDevIommu, yieldToSignals } from './common'
 
 const WARMUP = 500
 const ITERATIONS = 20000
 const CHUNK = 500
-const CLI = path.join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js')
 const RANGES = ioctlByName('IOAS_IOVA_RANGES')!
 /** The out buffer's address in the frame (only the address travels; the reply carries the data). */
 const RANGES_AT = 0x7f0000010000n
@@ -85,93 +79,61 @@ function sessionSend(s: IommuSession): (req: Buffer) => Buffer {
   }
 }
 
-const rel = (p: string): string => (p.startsWith(process.cwd() + path.sep) ? path.relative(process.cwd(), p) : p)
-const shellWords = (words: string[]): string => words.map((w) => (/^[\w./:=@%+-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`)).join(' ')
-
-let interrupted = false
-
 async function main(): Promise<number> {
-  process.stdout.write(`$ ${shellWords([process.argv0, ...process.argv.slice(1).map(rel)])}\n`)
-  const dir = await fsp.mkdtemp(path.join(tmpdir(), 'iommufs-bench-'))
-  const mountArgs = [CLI, 'mount', dir, '--topology', DEFAULT_TOPOLOGY, '--daemon']
-  process.stdout.write(`mount: ${shellWords(['node', ...mountArgs.map(rel)])}\n`)
-  let mounted = false
-  let fd: number | undefined
-  try {
-    const { stdout } = await execFileP(process.execPath, mountArgs)
-    mounted = true
-    process.stdout.write(`server pid ${stdout.trim()}\n`)
-
-    fd = openSync(path.join(dir, 'dev', 'iommu'), 'r+')
-    const session = new IommuSession(new World(loadTopology(DEFAULT_TOPOLOGY)))
-    const mount = mountSend(fd)
-    const local = sessionSend(session)
-    for (const l of SETUP) {
-      for (const [name, send] of [['mount', mount], ['in-process', local]] as const) {
-        const r = send(Buffer.from(`${l}\n`)).toString()
-        if (!r.startsWith('ok')) throw new Error(`${name} setup: ${l} -> ${r.trim()}`)
-      }
-    }
-
-    const targets: Target[] = [
-      { name: 'mount, text line', send: mount, line: true, ns: 0n, count: 0 },
-      { name: 'mount, binary frame', send: mount, line: false, ns: 0n, count: 0 },
-      { name: 'in-process, text line', send: local, line: true, ns: 0n, count: 0 },
-      { name: 'in-process, binary frame', send: local, line: false, ns: 0n, count: 0 },
-    ]
-    for (const t of targets) {
-      const req = t.line ? LINE : FRAME
-      const check = t.line ? checkLine : checkFrame
-      check(t.name, t.send(req))
-      for (let i = 0; i < WARMUP; i++) t.send(req)
-    }
-
-    process.stdout.write(`request: ${LINE.toString().trim()} (frame: ${FRAME.length} bytes); ${WARMUP} warm-up + ${ITERATIONS} measured each, in chunks of ${CHUNK}\n`)
-    for (let done = 0; done < ITERATIONS && !interrupted; done += CHUNK) {
-      for (const t of targets) {
-        const req = t.line ? LINE : FRAME
-        const t0 = process.hrtime.bigint()
-        for (let i = 0; i < CHUNK; i++) t.send(req)
-        t.ns += process.hrtime.bigint() - t0
-        t.count += CHUNK
-      }
-      await new Promise((r) => setImmediate(r)) // lets a Ctrl-C be handled between chunks
-    }
-    if (interrupted) throw new Error('interrupted')
-    for (const t of targets) (t.line ? checkLine : checkFrame)(t.name, t.send(t.line ? LINE : FRAME))
-
-    const rate = (t: Target): number => t.count / (Number(t.ns) / 1e9)
-    const width = Math.max(...targets.map((t) => t.name.length))
-    process.stdout.write(`${'target'.padEnd(width)}  ${'requests/s'.padStart(12)}  ${'µs/request'.padStart(11)}\n`)
-    for (const t of targets) {
-      process.stdout.write(`${t.name.padEnd(width)}  ${rate(t).toFixed(0).padStart(12)}  ${(1e6 / rate(t)).toFixed(2).padStart(11)}\n`)
-    }
-    const [mt, mf, lt, lf] = targets.map(rate)
-    process.stdout.write(`ratio in-process/mount, text:   ${(lt / mt).toFixed(1)}x\n`)
-    process.stdout.write(`ratio in-process/mount, frame:  ${(lf / mf).toFixed(1)}x\n`)
-    process.stdout.write(`ratio frame/text through the mount: ${(mf / mt).toFixed(2)}x\n`)
-    process.stdout.write(`ratio frame/text in-process:        ${(lf / lt).toFixed(2)}x\n`)
-    return 0
-  } finally {
-    if (fd !== undefined) closeSync(fd)
-    if (mounted) {
-      try {
-        await execFileP(process.execPath, [CLI, 'unmount', dir])
-      } catch (e) {
-        process.stderr.write(`iommufs unmount failed (${(e as Error).message.trim()}); detaching\n`)
-        await execFileP('umount', ['-l', dir]).catch(() => {})
-      }
-    }
-    await fsp.rmdir(dir).catch((e: Error) => process.stderr.write(`cannot remove ${dir}: ${e.message}\n`))
-  }
+  return withBenchMount((dir) => withDevIommu(dir, measure))
 }
 
-process.on('SIGINT', () => (interrupted = true))
-process.on('SIGTERM', () => (interrupted = true))
-main().then(
-  (code) => process.exit(code),
-  (e: unknown) => {
-    process.stderr.write(`transactions: ${e instanceof Error ? e.message : String(e)}\n`)
-    process.exit(interrupted ? 130 : 1)
-  },
-)
+/** Sets up both contexts, runs the four targets in alternating chunks and prints the table and ratios; `fd` is the mount's dev/iommu. */
+async function measure(fd: number): Promise<number> {
+  const session = new IommuSession(new World(loadTopology(DEFAULT_TOPOLOGY)))
+  const mount = mountSend(fd)
+  const local = sessionSend(session)
+  for (const l of SETUP) {
+    for (const [name, send] of [['mount', mount], ['in-process', local]] as const) {
+      const r = send(Buffer.from(`${l}\n`)).toString()
+      if (!r.startsWith('ok')) throw new Error(`${name} setup: ${l} -> ${r.trim()}`)
+    }
+  }
+
+  const targets: Target[] = [
+    { name: 'mount, text line', send: mount, line: true, ns: 0n, count: 0 },
+    { name: 'mount, binary frame', send: mount, line: false, ns: 0n, count: 0 },
+    { name: 'in-process, text line', send: local, line: true, ns: 0n, count: 0 },
+    { name: 'in-process, binary frame', send: local, line: false, ns: 0n, count: 0 },
+  ]
+  for (const t of targets) {
+    const req = t.line ? LINE : FRAME
+    const check = t.line ? checkLine : checkFrame
+    check(t.name, t.send(req))
+    for (let i = 0; i < WARMUP; i++) t.send(req)
+  }
+
+  process.stdout.write(`request: ${LINE.toString().trim()} (frame: ${FRAME.length} bytes); ${WARMUP} warm-up + ${ITERATIONS} measured each, in chunks of ${CHUNK}\n`)
+  for (let done = 0; done < ITERATIONS && !interrupted(); done += CHUNK) {
+    for (const t of targets) {
+      const req = t.line ? LINE : FRAME
+      const t0 = process.hrtime.bigint()
+      for (let i = 0; i < CHUNK; i++) t.send(req)
+      t.ns += process.hrtime.bigint() - t0
+      t.count += CHUNK
+    }
+    await yieldToSignals() // lets a Ctrl-C be handled between chunks
+  }
+  throwIfInterrupted()
+  for (const t of targets) (t.line ? checkLine : checkFrame)(t.name, t.send(t.line ? LINE : FRAME))
+
+  const rate = (t: Target): number => t.count / (Number(t.ns) / 1e9)
+  const width = Math.max(...targets.map((t) => t.name.length))
+  process.stdout.write(`${'target'.padEnd(width)}  ${'requests/s'.padStart(12)}  ${'µs/request'.padStart(11)}\n`)
+  for (const t of targets) {
+    process.stdout.write(`${t.name.padEnd(width)}  ${rate(t).toFixed(0).padStart(12)}  ${(1e6 / rate(t)).toFixed(2).padStart(11)}\n`)
+  }
+  const [mt, mf, lt, lf] = targets.map(rate)
+  process.stdout.write(`ratio in-process/mount, text:   ${(lt / mt).toFixed(1)}x\n`)
+  process.stdout.write(`ratio in-process/mount, frame:  ${(lf / mf).toFixed(1)}x\n`)
+  process.stdout.write(`ratio frame/text through the mount: ${(mf / mt).toFixed(2)}x\n`)
+  process.stdout.write(`ratio frame/text in-process:        ${(lf / lt).toFixed(2)}x\n`)
+  return 0
+}
+
+runBench('transactions', main)
