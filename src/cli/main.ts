@@ -222,9 +222,10 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv
-  if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+  if (cmd === undefined) throw new UsageError('missing command (see iommufs --help)')
+  if (cmd === '--help' || cmd === '-h' || cmd === 'help') {
     process.stdout.write(HELP.main)
-    return cmd === undefined ? 2 : 0
+    return 0
   }
   if (cmd === '--version') {
     process.stdout.write(`iommufs ${VERSION}\n`)

@@ -11,7 +11,8 @@ export class DataError extends Error {
 
 function describe(v: unknown): string {
   if (v === null || v === undefined) return 'nothing'
-  if (typeof v === 'bigint') return `${v}`
+  // addresses and register words are written in hex; say them back that way
+  if (typeof v === 'bigint') return v > 9n ? `0x${v.toString(16)}` : `${v}`
   if (typeof v === 'string') return JSON.stringify(v)
   if (Array.isArray(v)) return 'a list'
   if (typeof v === 'object') return 'a mapping'

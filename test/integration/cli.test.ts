@@ -46,7 +46,7 @@ describe('iommufs command line', () => {
         const r = await iommufs(['topology', 'check', file])
         assert.equal(r.code, 1)
         assert.equal(r.stdout, '')
-        assert.equal(r.stderr, `iommufs: ${file}: iommus[1].devices[1].stream_id: expected a StreamID not already used by iommus[1].devices[0], got 256\n`)
+        assert.equal(r.stderr, `iommufs: ${file}: iommus[1].devices[1].stream_id: expected a StreamID not already used by iommus[1].devices[0], got 0x100\n`)
       } finally {
         await data.cleanup()
       }
@@ -75,6 +75,7 @@ describe('iommufs command line', () => {
 
   describe('usage errors: one line on stderr, exit 2', () => {
     const cases: [string[], string | RegExp][] = [
+      [[], 'iommufs: missing command (see iommufs --help)\n'],
       [['frob'], 'iommufs: unknown command "frob" (see iommufs --help)\n'],
       [['mount'], 'iommufs: expected 1 argument, got 0 (see iommufs mount --help)\n'],
       [['mount', 'a', 'b'], 'iommufs: expected 1 argument, got 2 (see iommufs mount --help)\n'],
@@ -87,7 +88,7 @@ describe('iommufs command line', () => {
       [['schema', '--abi', 'extra'], 'iommufs: expected 0 arguments, got 1 (see iommufs schema --help)\n'],
     ]
     for (const [args, expected] of cases) {
-      it(`iommufs ${args.join(' ')}`, async () => {
+      it(`iommufs ${args.join(' ') || '(no arguments)'}`, async () => {
         const r = await iommufs(args)
         assert.equal(r.code, 2)
         assert.equal(r.stdout, '')
@@ -108,7 +109,7 @@ describe('iommufs command line', () => {
       [['schema', '--help'], 'usage: iommufs schema --abi\n'],
     ]
     for (const [args, first] of cases) {
-      it(`iommufs ${args.join(' ')}`, async () => {
+      it(`iommufs ${args.join(' ') || '(no arguments)'}`, async () => {
         const r = await iommufs(args)
         assert.equal(r.code, 0, r.stderr)
         assert.equal(r.stderr, '')

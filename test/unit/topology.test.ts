@@ -167,7 +167,7 @@ describe('topology loading', () => {
       [
         'register word too wide',
         (t) => edit(t, 'IDR2: 0x0', 'IDR2: 0x100000000'),
-        (f) => `${f}: iommus[0].registers.IDR2: expected an integer in [0, 0xffffffff], got 4294967296`,
+        (f) => `${f}: iommus[0].registers.IDR2: expected an integer in [0, 0xffffffff], got 0x100000000`,
       ],
       [
         'bad bdf',
@@ -187,7 +187,7 @@ describe('topology loading', () => {
       [
         'stream_id beyond SIDSIZE (16 bits)',
         (t) => edit(t, 'stream_id: 0x10', 'stream_id: 0x10000'),
-        (f) => `${f}: iommus[0].devices[1].stream_id: expected an integer in [0, 0xffff], got 65536`,
+        (f) => `${f}: iommus[0].devices[1].stream_id: expected an integer in [0, 0xffff], got 0x10000`,
       ],
       [
         'stream_id on a VT-d device',
@@ -202,7 +202,7 @@ describe('topology loading', () => {
       [
         'unaligned base',
         (t) => edit(t, 'base: 0xfed90000', 'base: 0xfed90800'),
-        (f) => `${f}: iommus[1].base: expected a 4 KiB aligned address, got 4275636224`,
+        (f) => `${f}: iommus[1].base: expected a 4 KiB aligned address, got 0xfed90800`,
       ],
       [
         'invalid YAML',
