@@ -47,8 +47,19 @@ export abstract class IommuUnit {
   /** IOVA bits a domain on this unit translates; addresses above are outside its aperture. */
   abstract readonly iovaBits: number
 
-  /** The unit can track dirty pages in a paging domain. */
+  /** The unit can track dirty pages in a paging domain (the driver's rule, in the subclass). */
   abstract readonly dirtyTracking: boolean
+
+  /** The driver supports nested (stage 1 over stage 2) domains on this unit. */
+  abstract readonly supportsNesting: boolean
+
+  /** Properties every unit answers: the base address and its derived capabilities (0/1). */
+  protected commonProperty(name: string): bigint | undefined {
+    if (name === 'address') return this.base
+    if (name === 'nesting') return this.supportsNesting ? 1n : 0n
+    if (name === 'dirty_tracking') return this.dirtyTracking ? 1n : 0n
+    return undefined
+  }
 
   /** The platform's reserved IOVA windows behind this IOMMU, in address order. */
   abstract reservedRegions(): readonly ReservedRegion[]

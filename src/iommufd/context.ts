@@ -274,7 +274,7 @@ export class IommufdContext {
     if (parent.auto || !parent.nestParent || parent.kind !== unit.kind) {
       throw new ErrnoError('EINVAL', `pt_id=${parent.id}: not a NEST_PARENT HWPT of ${unit.kind}${parent.auto ? ' (auto domains never are)' : ''}`)
     }
-    if (!(unit as { supportsNesting?: boolean }).supportsNesting) throw new ErrnoError('EOPNOTSUPP', `${unit.name}: nesting unsupported`)
+    if (!unit.supportsNesting) throw new ErrnoError('EOPNOTSUPP', `${unit.name}: nesting unsupported`)
     if (a.flags & HwptAllocFlag.PASID && !unit.registers.flag('ECAP.PASID')) throw new ErrnoError('EOPNOTSUPP', `flags=PASID: ${unit.name} has no PASID support`)
     if (a.data.type !== HwptDataType.VTD_S1) throw new ErrnoError('EOPNOTSUPP', `data_type=${a.data.type}: ${unit.name} takes VTD_S1 (1)`)
     return new HwptNested(parent, undefined, { kind: 'intel-vtd', s1: a.data.vtdS1() })

@@ -4,7 +4,7 @@ import { Smmuv3 } from '../hw/smmuv3/smmuv3'
 import { checkNestedAttach } from '../hw/vtd/s1'
 import { Vtd } from '../hw/vtd/vtd'
 import { ErrnoError } from '../util/errno'
-import { Hwpt, HwptNested, HwptPaging } from './hwpt'
+import { Hwpt, HwptAllocFlag, HwptNested, HwptPaging } from './hwpt'
 
 /** iommu_hw_info_type. */
 export const HwInfoType = { NONE: 0, INTEL_VTD: 1, ARM_SMMUV3: 2, TEGRA241_CMDQV: 3, AMD: 4 } as const
@@ -77,8 +77,8 @@ const smmuDriver: Driver = {
   },
   checkPaging(unit, flags) {
     const smmu = unit as Smmuv3
-    if (flags & 1 && !smmu.supportsNesting) throw new ErrnoError('EOPNOTSUPP', `flags=NEST_PARENT: ${unit.name} lacks stage 1 and stage 2 (IDR0.S1P, IDR0.S2P)`)
-    if (flags & 8 && !smmu.registers.field('IDR1.SSIDSIZE')) throw new ErrnoError('EOPNOTSUPP', `flags=PASID: ${unit.name} has no SubstreamIDs`)
+    if (flags & HwptAllocFlag.NEST_PARENT && !smmu.supportsNesting) throw new ErrnoError('EOPNOTSUPP', `flags=NEST_PARENT: ${unit.name} lacks stage 1 and stage 2 (IDR0.S1P, IDR0.S2P)`)
+    if (flags & HwptAllocFlag.PASID && !smmu.registers.field('IDR1.SSIDSIZE')) throw new ErrnoError('EOPNOTSUPP', `flags=PASID: ${unit.name} has no SubstreamIDs`)
   },
   acquire(dev, hwpt) {
     const smmu = dev.unit as Smmuv3
@@ -129,8 +129,8 @@ const vtdDriver: Driver = {
   },
   checkPaging(unit, flags) {
     const vtd = unit as Vtd
-    if (flags & 1 && !vtd.supportsNesting) throw new ErrnoError('EOPNOTSUPP', `flags=NEST_PARENT: ${unit.name} lacks nesting (ECAP.NEST with scalable mode)`)
-    if (flags & 8 && !vtd.registers.flag('ECAP.PASID')) throw new ErrnoError('EOPNOTSUPP', `flags=PASID: ${unit.name} has no PASID support`)
+    if (flags & HwptAllocFlag.NEST_PARENT && !vtd.supportsNesting) throw new ErrnoError('EOPNOTSUPP', `flags=NEST_PARENT: ${unit.name} lacks nesting (ECAP.NEST with scalable mode)`)
+    if (flags & HwptAllocFlag.PASID && !vtd.registers.flag('ECAP.PASID')) throw new ErrnoError('EOPNOTSUPP', `flags=PASID: ${unit.name} has no PASID support`)
   },
   acquire(dev, hwpt) {
     const vtd = dev.unit as Vtd

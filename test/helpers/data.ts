@@ -1,4 +1,6 @@
 /** In-process helpers for unit tests: temp data files and rendering a unit's attributes. */
+import { Smmuv3 } from '../../src/hw/smmuv3/smmuv3'
+import { Vtd } from '../../src/hw/vtd/vtd'
 import { promises as fsp } from 'node:fs'
 import * as path from 'node:path'
 import { RegisterFile } from '../../src/hw/registers'
@@ -27,12 +29,19 @@ export function edit(text: string, from: string, to: string): string {
   return text.slice(0, at) + to + text.slice(at + from.length)
 }
 
+/** The same unit as a topology with other register words would build it. */
+function rebuilt(unit: IommuUnit, regs: RegisterFile): IommuUnit {
+  if (regs === unit.registers) return unit
+  return unit instanceof Smmuv3 ? new Smmuv3(unit.base, regs) : new Vtd(Number(unit.name.replace('dmar', '')), unit.base, regs)
+}
+
 /**
  * Every attribute file of `unit` as the tree would show it, keyed "<directory>/<name>",
  * computed from `regs` (default: the unit's own registers). Absent attributes have no key.
  */
 export function renderUnit(schema: Schema, unit: IommuUnit, regs: RegisterFile = unit.registers): Map<string, string> {
-  const owner = { registers: regs, property: (n: string) => unit.property(n) }
+  const built = rebuilt(unit, regs)
+  const owner = { registers: built.registers, property: (n: string) => built.property(n) }
   const out = new Map<string, string>()
   for (const g of schema.groupsFor(unit.kind)) {
     for (const a of g.attributes) {

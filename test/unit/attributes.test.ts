@@ -109,6 +109,9 @@ describe('attribute schema and rendering', () => {
       ['ECAP.NEST 1 -> 0', 'vtd', 'ECAP.NEST', () => 0n, ['intel-iommu/ecap', 'intel-vtd/nested']],
       ['ECAP.PASID 1 -> 0', 'vtd', 'ECAP.PASID', () => 0n, ['intel-iommu/ecap', 'intel-vtd/pasid_bits']],
       ['VER.MIN 0 -> 1', 'vtd', 'VER.MIN', () => 1n, ['intel-iommu/version']],
+      // dirty tracking follows the drivers' rules: VT-d needs SMPWC as well as SLADS; HTTU alone says nothing of it here
+      ['ECAP.SMPWC 1 -> 0', 'vtd', 'ECAP.SMPWC', () => 0n, ['intel-iommu/ecap', 'intel-vtd/dirty_tracking']],
+      ['ECAP.SMTS 1 -> 0', 'vtd', 'ECAP.SMTS', () => 0n, ['intel-iommu/ecap', 'intel-vtd/dirty_tracking', 'intel-vtd/nested', 'intel-vtd/scalable_mode']],
     ]
     for (const [what, which, ref, to, expected] of cases) {
       it(what, () => {
@@ -241,7 +244,7 @@ describe('attribute schema and rendering', () => {
         'unknown property',
         'intel-iommu.yaml',
         (t) => edit(t, 'property: domains_used', 'property: domains_free'),
-        (f) => `${f}: attributes.domains_used.property: expected one of the properties address, domains_used, got "domains_free"`,
+        (f) => `${f}: attributes.domains_used.property: expected one of the properties address, domains_used, nesting, dirty_tracking, got "domains_free"`,
       ],
       [
         'bad format',

@@ -3,6 +3,8 @@
  * addressing only its own device, and the trace ring.
  */
 import { strict as assert } from 'node:assert'
+import { Smmuv3 } from '../../src/hw/smmuv3/smmuv3'
+import { Vtd } from '../../src/hw/vtd/vtd'
 import { VfioDeviceSession } from '../../src/uapi/session'
 import { TraceLog } from '../../src/util/trace'
 import { DEV, IommuBench, parseOk } from '../helpers/iommufd'
@@ -81,5 +83,30 @@ describe('invalidation targets', () => {
     const rows = vtd.debugFiles().invalidation_queue.show().split('\n').filter((l) => /^\s+\d+\t/.test(l))
     assert.ok(rows.length >= 2)
     for (const r of rows) assert.equal(r.split('\t')[5], '00000003')
+  })
+})
+
+describe('dirty tracking follows the drivers\' rules', () => {
+  it('SMMUv3 needs HTTU access+dirty on coherent tables: without IDR0.COHACC, DIRTY_TRACKING is EOPNOTSUPP and not a capability', () => {
+    const t = new IommuBench()
+    const smmu = t.world.machine.unit('smmu3.0x0000000009050000') as Smmuv3
+    const dev = t.bind(DEV.smmu0a)
+    const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
+    assert.equal(t.ok(`GET_HW_INFO dev_id=${dev}`).out_capabilities, '0x1')
+    Object.defineProperty(smmu, 'registers', { value: smmu.registers.withField('IDR0.COHACC', 0n) })
+    assert.equal(t.ok(`GET_HW_INFO dev_id=${dev}`).out_capabilities, '0x0')
+    const before = t.dump()
+    assert.match(t.send(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas} flags=DIRTY_TRACKING`), /^err EOPNOTSUPP flags=DIRTY_TRACKING: smmu3\.0x0000000009050000 cannot track dirty pages/)
+    assert.equal(t.dump(), before)
+  })
+
+  it('VT-d needs scalable mode, SLADS and SMPWC: without ECAP.SMPWC, DIRTY_TRACKING is EOPNOTSUPP', () => {
+    const t = new IommuBench()
+    const vtd = t.world.machine.unit('dmar0') as Vtd
+    const dev = t.bind(DEV.vtdA)
+    const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
+    Object.defineProperty(vtd, 'registers', { value: vtd.registers.withField('ECAP.SMPWC', 0n) })
+    assert.equal(t.ok(`GET_HW_INFO dev_id=${dev}`).out_capabilities, '0x0')
+    assert.match(t.send(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas} flags=DIRTY_TRACKING`), /^err EOPNOTSUPP flags=DIRTY_TRACKING: dmar0 cannot track dirty pages/)
   })
 })

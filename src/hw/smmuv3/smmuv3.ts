@@ -21,7 +21,7 @@ const MSI_WINDOW: ReservedRegion = { start: 0x8000000n, last: 0x80fffffn, type: 
 /** An ARM SMMUv3 instance: identification registers plus the state the host driver keeps. */
 export class Smmuv3 extends IommuUnit {
   /** The names property() answers, for schema validation. */
-  static readonly properties: readonly string[] = ['address']
+  static readonly properties: readonly string[] = ['address', 'nesting', 'dirty_tracking']
 
   /** VMIDs for stage-2 configurations and vIOMMUs; 0 is left unused. */
   readonly vmids: IdPool
@@ -67,8 +67,9 @@ export class Smmuv3 extends IommuUnit {
     return this.supportsNesting && this.registers.flag('IDR3.FWB')
   }
 
+  /** Hardware dirty-state updates on coherent tables, as the driver requires (arm_smmu_dbm_capable). */
   get dirtyTracking(): boolean {
-    return this.registers.field('IDR0.HTTU') === 2n
+    return this.registers.field('IDR0.HTTU') === 2n && this.registers.flag('IDR0.COHACC')
   }
 
   /** The kernel's device name for an SMMUv3 at `base`. */
@@ -86,8 +87,7 @@ export class Smmuv3 extends IommuUnit {
   }
 
   property(name: string): bigint | undefined {
-    if (name === 'address') return this.base
-    return undefined
+    return this.commonProperty(name)
   }
 
   debugFiles(): Record<string, DebugFile> {

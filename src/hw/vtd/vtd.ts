@@ -19,7 +19,7 @@ const INTERRUPT_WINDOW: ReservedRegion = { start: 0xfee00000n, last: 0xfeefffffn
 /** An Intel VT-d remapping unit: CAP/ECAP/VER plus its domain-ID space. */
 export class Vtd extends IommuUnit {
   /** The names property() answers, for schema validation. */
-  static readonly properties: readonly string[] = ['address', 'domains_used']
+  static readonly properties: readonly string[] = ['address', 'domains_used', 'nesting', 'dirty_tracking']
 
   /** Domain IDs; 0 is reserved by the architecture. */
   readonly domainIds: IdPool
@@ -53,8 +53,10 @@ export class Vtd extends IommuUnit {
     return Number(this.registers.field('CAP.MGAW')) + 1
   }
 
+  /** Second-stage A/D bits in scalable mode, with scalable-mode page-walk coherency. */
   get dirtyTracking(): boolean {
-    return this.registers.flag('ECAP.SLADS')
+    const r = this.registers
+    return r.flag('ECAP.SMTS') && r.flag('ECAP.SLADS') && r.flag('ECAP.SMPWC')
   }
 
   /** cap_ndoms: 2^(4 + 2*ND). */
@@ -76,9 +78,8 @@ export class Vtd extends IommuUnit {
   }
 
   property(name: string): bigint | undefined {
-    if (name === 'address') return this.base
     if (name === 'domains_used') return BigInt(this.domainsUsed)
-    return undefined
+    return this.commonProperty(name)
   }
 
   debugFiles(): Record<string, DebugFile> {
