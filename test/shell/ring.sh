@@ -6,20 +6,7 @@
 #   usage: ring.sh MOUNT_POINT
 # Prints one "ok ..." line per check; on the first failure prints "not ok ..."
 # with what was seen and exits 1 (2 for bad usage).
-set -u
-export LC_ALL=C
-
-if [ $# -ne 1 ]; then
-  echo "usage: $0 MOUNT_POINT" >&2
-  exit 2
-fi
-M=$(cd "$1" 2>/dev/null && pwd -P) || { echo "not ok - $1 is not a directory"; exit 1; }
-n=0
-
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-fail() { n=$((n + 1)); echo "not ok $n - $*"; exit 1; }
-# same VALUE EXPECTED DESCRIPTION
-same() { if [ "$1" = "$2" ]; then ok "$3"; else fail "$3: got '$1', expected '$2'"; fi; }
+. "$(dirname "$0")/lib.sh"
 # has TEXT REGEX DESCRIPTION
 has() { if grep -Eq -- "$2" <<<"$1"; then ok "$3"; else fail "$3: no line matching /$2/ in:"$'\n'"$1"; fi; }
 

@@ -3,22 +3,7 @@
 #   usage: tree.sh MOUNT_POINT
 # Prints one "ok ..." line per check; on the first failure prints "not ok ..."
 # with what was seen and exits 1 (2 for bad usage).
-set -u
-export LC_ALL=C
-
-if [ $# -ne 1 ]; then
-  echo "usage: $0 MOUNT_POINT" >&2
-  exit 2
-fi
-M=$(cd "$1" 2>/dev/null && pwd -P) || { echo "not ok - $1 is not a directory"; exit 1; }
-n=0
-
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-fail() { n=$((n + 1)); echo "not ok $n - $*"; exit 1; }
-# check DESCRIPTION COMMAND...: runs the command, ok if it succeeds
-check() { local what=$1; shift; if "$@"; then ok "$what"; else fail "$what"; fi; }
-# same VALUE EXPECTED DESCRIPTION
-same() { if [ "$1" = "$2" ]; then ok "$3"; else fail "$3: got '$1', expected '$2'"; fi; }
+. "$(dirname "$0")/lib.sh"
 
 check "mount point is a fuse.iommufs mount" grep -q " $M fuse.iommufs " /proc/mounts
 check "sys/class/iommu is a directory" test -d "$M/sys/class/iommu"
