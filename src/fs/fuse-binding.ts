@@ -8,14 +8,19 @@ import { ErrnoError, ERRNO } from '../util/errno'
 import { TreeOps, Stat } from './ops'
 
 /**
- * Kernel caching, chosen per what the tree holds: direct_io on every file, so
- * reads always reach the model (attribute values and replies change, and a
- * re-read of one descriptor must see the current value); attribute and entry
- * timeouts 0, because directories of the debug tree appear and vanish with
- * contexts and objects. fuse-native's option whitelist cannot express these,
- * hence the override.
+ * Kernel caching, chosen per what the tree holds (fuse-native can only set
+ * these for the whole mount):
+ * - direct_io: every read reaches the model. Attribute values, replies and
+ *   debug files change, and a re-read of one descriptor must see the current value.
+ * - attr_timeout=0: attributes are never cached, so stat of an entry that has
+ *   gone (a closed context, a destroyed object) asks the server and gets ENOENT.
+ * - entry_timeout=1: a name's lookup is remembered for a second. Path walks
+ *   of the static tree then cost no request per component, and nothing goes
+ *   stale: opens and stats still reach the server, which resolves the path.
+ * - negative_timeout=0: a missing name is never remembered, so new contexts
+ *   and objects appear at once.
  */
-const KERNEL_OPTIONS = ['direct_io', 'attr_timeout=0', 'entry_timeout=0', 'negative_timeout=0']
+const KERNEL_OPTIONS = ['direct_io', 'attr_timeout=0', 'entry_timeout=1', 'negative_timeout=0']
 
 class IommufsFuse extends Fuse {
   constructor(mnt: string, ops: Fuse.FuseOps, private readonly extra: string[]) {
