@@ -1,6 +1,7 @@
 import { IommufdContext } from '../iommufd/context'
 import { IommufdObject, MmioFile } from '../iommufd/objects'
 import { ErrnoError } from '../util/errno'
+import { TraceLog } from '../util/trace'
 import { World } from '../iommufd/world'
 import { AttributeFile, DirNode, FileNode, FsNode, LiveDir, StaticDir } from './nodes'
 
@@ -79,6 +80,70 @@ function contextDir(ctx: IommufdContext): FsNode {
   })
 }
 
+/** The most a trace_pipe read hands out at once. */
+const PIPE_CHUNK = 64 * 1024
+/**
+ * How long a trace_pipe read with nothing new waits before answering EOF.
+ * Bounded because a read the server has received cannot be interrupted (FUSE
+ * interrupts never reach a fuse-native server): the reader is unkillable
+ * while it waits.
+ */
+export const PIPE_WAIT_MS = 1000
+
+/**
+ * trace_pipe: each open reads the lines emitted after it opened, as they
+ * come; a read with nothing new waits up to PIPE_WAIT_MS for the next line,
+ * then ends (EOF). Closing the file ends a wait at once.
+ */
+function tracePipe(trace: TraceLog): FileNode {
+  return {
+    kind: 'file',
+    mode: 0o444,
+    size: () => 0,
+    open: () => {
+      let cursor = trace.count
+      let wake: (() => void) | undefined
+      /** Whole lines that fit in `len` (at least one, cut if it alone is longer); the cursor moves past them. */
+      const take = (len: number): Buffer => {
+        const lines = trace.since(cursor)
+        const room = Math.min(len, PIPE_CHUNK)
+        const out: Buffer[] = []
+        let used = 0
+        let k = 0
+        for (; k < lines.length; k++) {
+          const b = Buffer.from(`${lines[k]}\n`)
+          if (k > 0 && used + b.length > room) break
+          out.push(b)
+          used += b.length
+        }
+        // lines the ring dropped before this reader got them are skipped
+        cursor = trace.count - lines.length + k
+        return Buffer.concat(out).subarray(0, room)
+      }
+      return {
+        read: (_pos, len) => {
+          if (trace.count > cursor) return take(len)
+          return new Promise<Buffer>((resolve) => {
+            const finish = (data: () => Buffer): void => {
+              off()
+              clearTimeout(timer)
+              wake = undefined
+              resolve(data())
+            }
+            const off = trace.onEmit(() => finish(() => take(len)))
+            const timer = setTimeout(() => finish(() => Buffer.alloc(0)), PIPE_WAIT_MS)
+            wake = () => finish(() => Buffer.alloc(0))
+          })
+        },
+        write: () => {
+          throw new ErrnoError('EACCES', 'trace_pipe is read-only')
+        },
+        release: () => wake?.(),
+      }
+    },
+  }
+}
+
 /**
  * sys/kernel/debug/iommufd/: one directory per live context (named by its ID:
  * objects, graph), the physical IOMMUs' programmed state, the trace, and
@@ -87,6 +152,7 @@ function contextDir(ctx: IommufdContext): FsNode {
 export function debugTree(world: World, extra: [string, FsNode][] = []): DirNode {
   const fixed = new StaticDir()
   fixed.add('trace', new AttributeFile(() => world.trace.recent().map((l) => `${l}\n`).join('')))
+  fixed.add('trace_pipe', tracePipe(world.trace))
   const hw = fixed.dir('iommu')
   for (const unit of world.machine.units) {
     const d = hw.dir(unit.name)

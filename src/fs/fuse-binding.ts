@@ -24,7 +24,8 @@ const KERNEL_OPTIONS = ['direct_io', 'attr_timeout=0', 'entry_timeout=1', 'negat
 
 class IommufsFuse extends Fuse {
   constructor(mnt: string, ops: Fuse.FuseOps, private readonly extra: string[]) {
-    super(mnt, ops, { fsname: 'iommufs', subtype: 'iommufs', force: false, mkdir: false })
+    // no per-request timer: every handler answers at once, except reads that wait on purpose (trace_pipe)
+    super(mnt, ops, { fsname: 'iommufs', subtype: 'iommufs', force: false, mkdir: false, timeout: false })
   }
 
   override _fuseOptions(): string {
@@ -56,14 +57,18 @@ export function mountTree(dir: string, ops: TreeOps, opts: { nonEmpty?: boolean 
   const started = new Date()
   const toStat = (s: Stat): Fuse.FuseStat => ({ ...s, uid: 0, gid: 0, mtime: started, atime: started, ctime: started })
 
-  /** Runs one operation: an ErrnoError becomes its errno, anything else EIO plus a trace line. */
+  /** An ErrnoError becomes its errno; anything else is a bug: EIO plus a trace line. */
+  const errnoOf = (op: string, p: string, e: unknown): number => {
+    if (e instanceof ErrnoError) return -e.code
+    ops.trace.emit('bug', `${op} ${p}: ${e instanceof Error ? (e.stack ?? e.message).split('\n').slice(0, 3).join(' | ') : String(e)}`)
+    return -ERRNO.EIO
+  }
+  /** Runs one operation, its failure turned into a negative errno. */
   const run = <T>(op: string, p: string, fn: () => T): T | number => {
     try {
       return fn()
     } catch (e) {
-      if (e instanceof ErrnoError) return -e.code
-      ops.trace.emit('bug', `${op} ${p}: ${e instanceof Error ? (e.stack ?? e.message).split('\n').slice(0, 3).join(' | ') : String(e)}`)
-      return -ERRNO.EIO
+      return errnoOf(op, p, e)
     }
   }
   const reply = <T>(op: string, p: string, cb: (err: number, v?: T) => void, fn: () => T): void => {
@@ -79,8 +84,11 @@ export function mountTree(dir: string, ops: TreeOps, opts: { nonEmpty?: boolean 
     readlink: (p, cb) => reply('readlink', p, cb, () => ops.readlink(p)),
     open: (p, flags, cb) => reply('open', p, cb, () => ops.open(p, flags)),
     read: (p, fh, buf, len, pos, cb) => {
-      const r = run('read', p, () => ops.read(fh, pos, len).copy(buf, 0))
-      cb(r)
+      // libfuse's buffer stays valid until cb, also for a read that waits
+      const r = run('read', p, () => ops.read(fh, pos, len))
+      if (typeof r === 'number') cb(r)
+      else if (r instanceof Promise) r.then((data) => cb(data.copy(buf, 0)), (e: unknown) => cb(errnoOf('read', p, e)))
+      else cb(r.copy(buf, 0))
     },
     write: (p, fh, buf, len, pos, cb) => {
       // buf is libfuse's memory and is gone after cb: copy it first

@@ -32,7 +32,8 @@ export type Access = 'read' | 'write' | 'readwrite'
 
 /** One open() of a file: all its per-descriptor state lives here. */
 export interface OpenFile {
-  read(pos: number, len: number): Buffer
+  /** The bytes at `pos`; a promise when the read waits for data (trace_pipe). */
+  read(pos: number, len: number): Buffer | Promise<Buffer>
   write(pos: number, data: Buffer): number
   release(): void
 }

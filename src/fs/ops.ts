@@ -80,7 +80,7 @@ export class TreeOps {
     if (!(node.mode & 0o222)) throw new ErrnoError('EACCES', `${p}: read-only`)
   }
 
-  read(fh: number, pos: number, len: number): Buffer {
+  read(fh: number, pos: number, len: number): Buffer | Promise<Buffer> {
     return this.handle(fh).read(pos, len)
   }
 

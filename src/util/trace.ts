@@ -1,13 +1,15 @@
 /**
  * The live trace: one line per notable event (a handler bug, a request, an
- * injected fault). Kept in a bounded ring for the debug tree's trace file and
- * optionally echoed to a stream (the server's stderr).
+ * injected fault). Kept in a bounded ring for the debug tree's trace files,
+ * offered to listeners as it happens (trace_pipe), and optionally echoed to a
+ * stream (the server's stderr).
  */
 export class TraceLog {
   private readonly ring: string[] = []
   /** Where the next line goes once the ring is full. */
   private next = 0
   private seq = 0
+  private readonly listeners = new Set<() => void>()
 
   constructor(private readonly capacity = 4096, private readonly echo?: (line: string) => void) {}
 
@@ -19,6 +21,7 @@ export class TraceLog {
       this.next = (this.next + 1) % this.capacity
     }
     this.echo?.(line)
+    for (const l of [...this.listeners]) l()
   }
 
   /** The lines still held, oldest first. */
@@ -26,6 +29,19 @@ export class TraceLog {
     return this.ring.length < this.capacity ? this.ring : [...this.ring.slice(this.next), ...this.ring.slice(0, this.next)]
   }
 
+  /** The lines numbered above `seq` that are still held, oldest first. */
+  since(seq: number): readonly string[] {
+    const held = this.recent()
+    return held.slice(Math.max(0, held.length - (this.seq - seq)))
+  }
+
+  /** Calls `listener` after every line until the returned function is called. */
+  onEmit(listener: () => void): () => void {
+    this.listeners.add(listener)
+    return () => this.listeners.delete(listener)
+  }
+
+  /** The number of the last line emitted (0 before any). */
   get count(): number {
     return this.seq
   }

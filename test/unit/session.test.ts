@@ -3,6 +3,7 @@
  * addressing only its own device, and the trace ring.
  */
 import { strict as assert } from 'node:assert'
+import { debugTree } from '../../src/fs/debug-tree'
 import { Smmuv3 } from '../../src/hw/smmuv3/smmuv3'
 import { Vtd } from '../../src/hw/vtd/vtd'
 import { VfioDeviceSession } from '../../src/uapi/session'
@@ -108,5 +109,36 @@ describe('dirty tracking follows the drivers\' rules', () => {
     Object.defineProperty(vtd, 'registers', { value: vtd.registers.withField('ECAP.SMPWC', 0n) })
     assert.equal(t.ok(`GET_HW_INFO dev_id=${dev}`).out_capabilities, '0x0')
     assert.match(t.send(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas} flags=DIRTY_TRACKING`), /^err EOPNOTSUPP flags=DIRTY_TRACKING: dmar0 cannot track dirty pages/)
+  })
+})
+
+describe('trace_pipe reads', () => {
+  const pipe = (world: IommuBench['world']) => {
+    const node = debugTree(world).child('trace_pipe')
+    assert.ok(node && node.kind === 'file')
+    return node.open('read')
+  }
+
+  it('hand out whole lines that fit, in order, none lost or repeated', async () => {
+    const t = new IommuBench()
+    const f = pipe(t.world)
+    for (let i = 1; i <= 3; i++) t.world.trace.emit('test', `line ${i}`)
+    const first = (await f.read(0, 30)).toString()
+    assert.match(first, /^\[\s+\d+\] test: line 1\n$/)
+    const rest = (await f.read(0, 4096)).toString()
+    assert.deepEqual(rest.trim().split('\n').map((l) => l.replace(/^\[\s*\d+\] /, '')), ['test: line 2', 'test: line 3'])
+    f.release()
+  })
+
+  it('a read with nothing new waits for the next line; release ends a wait with EOF', async () => {
+    const t = new IommuBench()
+    const f = pipe(t.world)
+    const waiting = f.read(0, 4096)
+    assert.ok(waiting instanceof Promise)
+    t.world.trace.emit('test', 'late')
+    assert.match((await waiting).toString(), /test: late\n$/)
+    const second = f.read(0, 4096)
+    f.release()
+    assert.equal((await second).length, 0)
   })
 })
