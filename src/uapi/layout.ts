@@ -17,6 +17,8 @@ export type Show = 'dec' | 'hex'
 export interface PointerSpec {
   /** Bytes the buffer spans, computed from the decoded struct. */
   readonly length: (s: StructValue) => bigint
+  /** When the length is a count field times an element size: which field, the size, and the count a text request gets when it gives none. */
+  readonly count?: { readonly field: string; readonly unit: number; readonly textDefault?: bigint }
   readonly flow: 'in' | 'out' | 'inout'
   /** Text words of this buffer are u32 instead of u64. */
   readonly word32?: boolean

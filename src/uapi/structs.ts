@@ -1,7 +1,13 @@
-import { StructLayout, StructValue, struct } from './layout'
+import { PointerSpec, StructLayout, StructValue, struct } from './layout'
 
 /** The u64 count of bytes a pointer field's buffer spans, from the decoded struct. */
 const n = (s: StructValue, f: string): bigint => s[f] as bigint
+
+/** A buffer of `field` elements of `unit` bytes each (the text codec fills `field` in from the data given). */
+const counted = (field: string, unit: number, textDefault?: bigint): Pick<PointerSpec, 'length' | 'count'> => ({
+  length: (s) => n(s, field) * BigInt(unit),
+  count: { field, unit, textDefault },
+})
 
 export const iommu_iova_range = struct('iommu_iova_range', [
   ['start', { type: 'u64' }],
@@ -26,7 +32,7 @@ export const iommu_ioas_allow_iovas = struct('iommu_ioas_allow_iovas', [
   ['ioas_id', { type: 'u32' }],
   ['num_iovas', { type: 'u32' }],
   ['__reserved', { type: 'u32' }],
-  ['allowed_iovas', { type: 'u64', pointer: { length: (s) => n(s, 'num_iovas') * 16n, flow: 'in', element: 'iommu_iova_range' } }],
+  ['allowed_iovas', { type: 'u64', pointer: { ...counted('num_iovas', 16), flow: 'in', element: 'iommu_iova_range' } }],
 ])
 
 export const iommu_ioas_copy = struct('iommu_ioas_copy', [
@@ -44,7 +50,7 @@ export const iommu_ioas_iova_ranges = struct('iommu_ioas_iova_ranges', [
   ['ioas_id', { type: 'u32' }],
   ['num_iovas', { type: 'u32', dir: 'inout' }],
   ['__reserved', { type: 'u32' }],
-  ['allowed_iovas', { type: 'u64', pointer: { length: (s) => n(s, 'num_iovas') * 16n, flow: 'out', element: 'iommu_iova_range' } }],
+  ['allowed_iovas', { type: 'u64', pointer: { ...counted('num_iovas', 16, 16n), flow: 'out', element: 'iommu_iova_range' } }],
   ['out_iova_alignment', { type: 'u64' }],
 ])
 
@@ -94,7 +100,7 @@ export const iommu_hwpt_alloc = struct('iommu_hwpt_alloc', [
     'data_uptr',
     {
       type: 'u64',
-      pointer: { length: (s) => n(s, 'data_len'), flow: 'in', vendor: { typeField: 'data_type', layouts: { 1: 'iommu_hwpt_vtd_s1', 2: 'iommu_hwpt_arm_smmuv3' } } },
+      pointer: { ...counted('data_len', 1), flow: 'in', vendor: { typeField: 'data_type', layouts: { 1: 'iommu_hwpt_vtd_s1', 2: 'iommu_hwpt_arm_smmuv3' } } },
     },
   ],
   ['fault_id', { type: 'u32' }],
@@ -110,7 +116,8 @@ export const iommu_hw_info = struct('iommu_hw_info', [
     'data_uptr',
     {
       type: 'u64',
-      pointer: { length: (s) => n(s, 'data_len'), flow: 'out', vendor: { typeField: 'out_data_type', layouts: { 1: 'iommu_hw_info_vtd', 2: 'iommu_hw_info_arm_smmuv3' } } },
+      // room for any driver's blob when a text request names no length
+      pointer: { ...counted('data_len', 1, 64n), flow: 'out', vendor: { typeField: 'out_data_type', layouts: { 1: 'iommu_hw_info_vtd', 2: 'iommu_hw_info_arm_smmuv3' } } },
     },
   ],
   // a union: in_data_type going in, out_data_type coming back
@@ -193,7 +200,7 @@ export const iommu_viommu_alloc = struct('iommu_viommu_alloc', [
   ['out_viommu_id', { type: 'u32' }],
   ['data_len', { type: 'u32' }],
   ['__reserved', { type: 'u32', dir: 'in' }],
-  ['data_uptr', { type: 'u64', pointer: { length: (s) => n(s, 'data_len'), flow: 'inout' } }],
+  ['data_uptr', { type: 'u64', pointer: { ...counted('data_len', 1), flow: 'inout' } }],
 ])
 
 export const iommu_vdevice_alloc = struct('iommu_vdevice_alloc', [

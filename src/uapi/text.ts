@@ -45,9 +45,6 @@ function vtdEntry(text: string): Buffer {
 /** Where text buffers pretend to live: one 16 MiB slot per pointer field. */
 const BUFFER_BASE = 0x7f1000000000n
 const BUFFER_STRIDE = 0x1000000n
-/** Capacities a text request gets for output buffers when it names none. */
-const DEFAULT_RANGES = 16n
-const DEFAULT_HW_INFO_LEN = 64n
 
 export interface DeviceResolver {
   byPci(bdf: string): PciDevice | undefined
@@ -198,15 +195,18 @@ export function parseText(line: string, devices: DeviceResolver): ParsedText {
     if (data) {
       values[p.name] = addr
       buffers.set(addr, data)
-      if (p.name === 'allowed_iovas' && !given.has('num_iovas')) {
-        if (data.length % 16) bad('allowed_iovas', 'takes start,last pairs')
-        values.num_iovas = BigInt(data.length / 16)
+      const c = p.pointer!.count
+      if (c && !given.has(c.field)) {
+        if (data.length % c.unit) {
+          const el = p.pointer!.element ? STRUCTS.get(p.pointer!.element)! : undefined
+          bad(textKey(p), el ? `takes ${el.fields.map((f) => f.name).join(',')} pairs (whole ${el.name} entries)` : `takes whole ${c.unit}-byte elements`)
+        }
+        values[c.field] = BigInt(data.length / c.unit)
       }
-      if (p.name === 'data_uptr' && L.fields.some((x) => x.name === 'data_len') && !given.has('data_len')) values.data_len = BigInt(data.length)
     } else if (p.pointer!.flow === 'out' && !given.has(p.name)) {
       values[p.name] = addr
-      if (p.name === 'allowed_iovas' && !given.has('num_iovas')) values.num_iovas = DEFAULT_RANGES
-      if (ioctl.short === 'GET_HW_INFO' && !given.has('data_len')) values.data_len = DEFAULT_HW_INFO_LEN
+      const c = p.pointer!.count
+      if (c?.textDefault !== undefined && !given.has(c.field)) values[c.field] = c.textDefault
     }
   })
 
