@@ -101,6 +101,8 @@ export interface HwptAllocArgs {
 /** One iommufd file: an object table and the operations of the uAPI on it. */
 export class IommufdContext {
   readonly objects = new ObjectTable()
+  /** The devices bound here, by PCI function (each is also in `objects`). */
+  private readonly bound = new Map<PciDevice, Device>()
   vfioIoas: Ioas | undefined
   rlimitMode = 0n
 
@@ -454,8 +456,14 @@ export class IommufdContext {
     const owner = this.world.ownerOf(pci)
     if (owner) throw new ErrnoError('EBUSY', `${pci.bdf}: already bound to context ${owner.id}`)
     const dev = this.objects.insert(new Device(pci))
+    this.bound.set(pci, dev)
     this.world.setOwner(pci, this)
     return dev.id
+  }
+
+  /** The device object `pci` is bound as in this context, if it is. */
+  deviceOf(pci: PciDevice): Device | undefined {
+    return this.bound.get(pci)
   }
 
   /** Attaches or replaces; returns the HWPT actually attached (an auto domain for an IOAS). */
@@ -536,6 +544,7 @@ export class IommufdContext {
     this.detach(dev.id)
     driverFor(dev.pci.unit).forget(dev.pci)
     this.objects.remove(dev)
+    this.bound.delete(dev.pci)
     this.world.setOwner(dev.pci, undefined)
   }
 
@@ -583,11 +592,13 @@ export class IommufdContext {
 
   /** Closing the last file: unbind devices, then destroy everything, leaves first. */
   close(): void {
-    for (const o of this.objects.objects()) if (o instanceof Device) this.unbind(o)
-    for (let left = this.objects.objects(); left.length; left = this.objects.objects()) {
-      const leaf = left.find((o) => o.users === 0)
-      if (!leaf) throw new Error(`context ${this.id}: objects reference each other: ${left.map((o) => o.label()).join(', ')}`)
-      this.destroyObject(leaf)
+    for (const dev of [...this.bound.values()]) this.unbind(dev)
+    // each pass destroys the objects nothing uses any more; that frees the next layer
+    for (let left = this.objects.objects(); left.length; ) {
+      const leaves = left.filter((o) => o.users === 0)
+      if (!leaves.length) throw new Error(`context ${this.id}: objects reference each other: ${left.map((o) => o.label()).join(', ')}`)
+      for (const o of leaves) if (o.users === 0) this.destroyObject(o)
+      left = left.filter((o) => this.objects.find(o.id) === o)
     }
   }
 }

@@ -201,10 +201,10 @@ function requireDevice(call: Call): PciDevice {
   return call.device
 }
 
-/** The context a bound device lives in, and its object. */
+/** The ID the addressed device is bound as in the context (EINVAL when it is not bound there). */
 function boundDevice(call: Call): number {
   const pci = requireDevice(call)
-  const dev = ctxOf(call).objects.objects().find((o) => o.type === 'device' && 'pci' in o && o.pci === pci)
+  const dev = ctxOf(call).deviceOf(pci)
   if (!dev) throw new ErrnoError('EINVAL', `${pci.bdf}: not bound to context ${ctxOf(call).id} (VFIO_DEVICE_BIND_IOMMUFD first)`)
   return dev.id
 }

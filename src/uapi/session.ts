@@ -212,7 +212,7 @@ export class VfioDeviceSession extends Session {
   release(): void {
     const ctx = this.bound
     if (!ctx || this.world.ownerOf(this.device) !== ctx) return
-    const dev = ctx.objects.objects().find((o): o is Device => o instanceof Device && o.pci === this.device)
+    const dev = ctx.deviceOf(this.device)
     if (dev) ctx.unbind(dev)
     this.world.trace.emit(this.label, `closed: ${this.device.bdf} unbound from context ${ctx.id}`)
   }
