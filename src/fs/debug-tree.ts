@@ -69,15 +69,18 @@ function objectNode(o: IommufdObject): FsNode {
   return dir
 }
 
+/** An object's entry name: "<id>.<type>". */
+const objectName = (o: IommufdObject): string => `${o.id}.${o.type}`
+
 function contextDir(ctx: IommufdContext): FsNode {
-  return new LiveDir(() => {
-    const entries: [string, FsNode][] = [
-      ['objects', new AttributeFile(() => summary(ctx))],
-      ['graph.dot', new AttributeFile(() => graph(ctx))],
-    ]
-    for (const o of ctx.objects.objects()) entries.push([`${o.id}.${o.type}`, objectNode(o)])
-    return entries
-  })
+  const fixed = new StaticDir().add('objects', new AttributeFile(() => summary(ctx))).add('graph.dot', new AttributeFile(() => graph(ctx)))
+  return new LiveDir(
+    () => [...fixed.names(), ...ctx.objects.objects().map(objectName)],
+    (name) => {
+      const o = ctx.objects.find(Number(name.split('.')[0]))
+      return fixed.child(name) ?? (o && objectName(o) === name ? objectNode(o) : undefined)
+    },
+  )
 }
 
 /** The most a trace_pipe read hands out at once. */
@@ -172,8 +175,11 @@ export function debugTree(world: World, extra: [string, FsNode][] = []): DirNode
     }
   }
   for (const [name, node] of extra) fixed.add(name, node)
-  return new LiveDir(() => [
-    ...fixed.names().map((n): [string, FsNode] => [n, fixed.child(n)!]),
-    ...[...world.contexts.values()].map((c): [string, FsNode] => [String(c.id), contextDir(c)]),
-  ])
+  return new LiveDir(
+    () => [...fixed.names(), ...[...world.contexts.keys()].map(String)],
+    (name) => {
+      const ctx = /^\d+$/.test(name) ? world.contexts.get(Number(name)) : undefined
+      return fixed.child(name) ?? (ctx && contextDir(ctx))
+    },
+  )
 }

@@ -68,18 +68,21 @@ export class StaticDir implements DirNode {
   }
 }
 
-/** A directory whose entries are computed on every look (contexts, objects). */
+/** A directory whose entries are computed on every look (contexts, objects): a listing and a lookup by name. */
 export class LiveDir implements DirNode {
   readonly kind = 'dir'
-  constructor(private readonly list: () => Iterable<[string, FsNode]>) {}
+
+  constructor(
+    private readonly list: () => string[],
+    private readonly lookup: (name: string) => FsNode | undefined,
+  ) {}
 
   names(): string[] {
-    return [...this.list()].map(([n]) => n)
+    return this.list()
   }
 
   child(name: string): FsNode | undefined {
-    for (const [n, node] of this.list()) if (n === name) return node
-    return undefined
+    return this.lookup(name)
   }
 }
 

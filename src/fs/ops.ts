@@ -14,6 +14,11 @@ const S_IFREG = 0o100000
 const S_IFLNK = 0o120000
 const O_ACCMODE = 3
 
+/** A link's target as readlink answers it: relative to the link's directory, so it resolves inside the mount. */
+function relativeTarget(linkPath: string, target: string): string {
+  return path.posix.relative(path.posix.dirname(linkPath), target)
+}
+
 /**
  * The file operations of a mounted tree, independent of any FUSE binding.
  * Every method either returns its result or throws ErrnoError; the binding
@@ -43,7 +48,7 @@ export class TreeOps {
       case 'dir':
         return { mode: S_IFDIR | 0o755, size: 0, nlink: 2 }
       case 'link':
-        return { mode: S_IFLNK | 0o777, size: this.readlink(p).length, nlink: 1 }
+        return { mode: S_IFLNK | 0o777, size: relativeTarget(p, node.target).length, nlink: 1 }
       case 'file':
         return { mode: S_IFREG | node.mode, size: node.size(), nlink: 1 }
     }
@@ -58,7 +63,7 @@ export class TreeOps {
   readlink(p: string): string {
     const node = this.resolve(p)
     if (node.kind !== 'link') throw new ErrnoError('EINVAL', `${p}: not a symlink`)
-    return path.posix.relative(path.posix.dirname(p), node.target)
+    return relativeTarget(p, node.target)
   }
 
   open(p: string, flags: number): number {

@@ -31,8 +31,11 @@ export class TraceLog {
 
   /** The lines numbered above `seq` that are still held, oldest first. */
   since(seq: number): readonly string[] {
-    const held = this.recent()
-    return held.slice(Math.max(0, held.length - (this.seq - seq)))
+    const n = Math.max(0, Math.min(this.seq - seq, this.ring.length))
+    if (this.ring.length < this.capacity) return this.ring.slice(this.ring.length - n)
+    // the newest n lines end just before `next`, wrapping round the ring
+    const start = (this.next - n + this.capacity) % this.capacity
+    return start + n <= this.capacity ? this.ring.slice(start, start + n) : [...this.ring.slice(start), ...this.ring.slice(0, (start + n) % this.capacity)]
   }
 
   /** Calls `listener` after every line until the returned function is called. */

@@ -54,6 +54,14 @@ describe('the trace ring', () => {
     )
     assert.equal(log.count, 7)
     assert.equal(seen.length, 7)
+    // since() across the wrap: only what is still held, oldest first
+    const tail = (seq: number): string[] => log.since(seq).map((l) => l.replace(/^\[\s*(\d+)\] t: /, '$1 '))
+    assert.deepEqual(tail(0), ['5 line 5', '6 line 6', '7 line 7'])
+    assert.deepEqual(tail(5), ['6 line 6', '7 line 7'])
+    assert.deepEqual(tail(6), ['7 line 7'])
+    assert.deepEqual(tail(7), [])
+    log.emit('t', 'line 8')
+    assert.deepEqual(tail(6), ['7 line 7', '8 line 8'])
   })
 })
 
