@@ -452,7 +452,7 @@ r 3 "HWPT_ALLOC dev_id=1 pt_id=2 flags=NEST_PARENT" parent
 r 3 "VIOMMU_ALLOC type=ARM_SMMUV3 dev_id=1 hwpt_id=3" viommu
 r 3 "VDEVICE_ALLOC viommu_id=4 dev_id=1 virt_id=0x10" vdevice
 exec 5>&-
-for i in $(seq 100); do grep -q tombstone sys/kernel/debug/iommufd/$id/objects && break; sleep 0.05; done
+until grep -q tombstone sys/kernel/debug/iommufd/$id/objects; do :; done   # the unbind lands when the server handles RELEASE
 r 3 "DESTROY id=5" destroy-vdevice
 r 3 IOAS_ALLOC ioas-a
 r 3 IOAS_ALLOC ioas-b

@@ -8,11 +8,12 @@ describe('sys/kernel/debug/iommufd/trace_pipe', () => {
       const r = await sh(
         [
           'exec 4<>dev/iommu; echo IOAS_ALLOC >&4; read -u 4 r; exec 4>&-', // before the reader opens: not shown
-          'cat sys/kernel/debug/iommufd/trace_pipe > /tmp/trace_pipe.$$ & reader=$!',
-          'sleep 0.3',
+          // close() returns before the server handles RELEASE: wait for the state, so its line is not shown either
+          'until [ ! -e sys/kernel/debug/iommufd/1 ]; do :; done',
+          // the shell opens trace_pipe itself, so the stream has begun before the next line runs
+          'exec 5<sys/kernel/debug/iommufd/trace_pipe; cat <&5 > /tmp/trace_pipe.$$ & reader=$!; exec 5<&-',
           'exec 3<>dev/iommu',
           'echo IOAS_ALLOC >&3; read -u 3 r',
-          'sleep 0.3', // a gap shorter than the wait: the same cat goes on
           'echo "DESTROY id=1" >&3; read -u 3 r',
           'exec 3>&-',
           'wait $reader; echo "cat exit $?"',

@@ -17,3 +17,8 @@ fail() { n=$((n + 1)); echo "not ok $n - $*"; exit 1; }
 check() { local what=$1; shift; if "$@"; then ok "$what"; else fail "$what"; fi; }
 # same VALUE EXPECTED DESCRIPTION
 same() { if [ "$1" = "$2" ]; then ok "$3"; else fail "$3: got '$1', expected '$2'"; fi; }
+# gone PATH: waits until PATH no longer exists. close() returns before the
+# server has handled the RELEASE the kernel queued for it, so a closed
+# context's directory goes a moment later: wait for that state, never a time.
+# The bound (20 s) only turns a lost RELEASE into a failure instead of a hang.
+gone() { local end=$((SECONDS + 20)); while [ -e "$1" ]; do [ "$SECONDS" -lt "$end" ] || return 1; done; }
