@@ -13,6 +13,7 @@
 import { existsSync, readSync, writeSync } from 'node:fs'
 import * as path from 'node:path'
 import { SHIM_PATH } from '../src/cli/exec'
+import { ioasAlloc } from '../src/iommufd/ioas'
 import { World } from '../src/iommufd/world'
 import { dispatch } from '../src/uapi/dispatch'
 import { decodeReply, encodeRequest } from '../src/uapi/frame'
@@ -68,7 +69,7 @@ async function measure(dir: string, client: FrameClient): Promise<number> {
   const world = new World(loadTopology(DEFAULT_TOPOLOGY))
   const ctx = world.open()
   const env = { ctx }
-  const ioasId = ctx.ioasAlloc(0)
+  const ioasId = ioasAlloc(ctx, 0)
   const inReq = { cmd: RANGES.cmd, struct: rangesStruct(ioasId), buffers: new Map<bigint, Buffer | 'fault'>(), mayRetry: false }
   const inCheck = dispatch(env, inReq)
   if (inCheck.errno) throw new Error(`in-process IOAS_IOVA_RANGES: ${inCheck.errno} ${inCheck.message}`)

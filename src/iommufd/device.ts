@@ -1,5 +1,10 @@
 import { PciDevice } from '../hw/unit'
-import { Hwpt } from './hwpt'
+import { ErrnoError } from '../util/errno'
+import { hex, mustBeZero, unknownFlags } from './checks'
+import type { IommufdContext } from './context'
+import { HwInfo, HwInfoType, driverFor } from './driver'
+import { Hwpt, HwptNested, HwptPaging } from './hwpt'
+import { Area, Ioas, ULONG_MAX } from './ioas'
 import { IommufdObject } from './objects'
 import type { Vdevice } from './vdevice'
 
@@ -24,4 +29,114 @@ export class Device extends IommufdObject {
       ['vdevice', this.vdevice ? String(this.vdevice.id) : '-'],
     ]
   }
+}
+
+// ---- handlers (VFIO cdev bind/attach/detach, IOMMU_GET_HW_INFO), as the kernel's device.c ----
+
+export const HwInfoFlag = { INPUT_TYPE: 1 } as const
+
+/** VFIO_DEVICE_BIND_IOMMUFD: one context at a time may own a PCI function. */
+export function bind(ctx: IommufdContext, pci: PciDevice): number {
+  const owner = ctx.world.ownerOf(pci)
+  if (owner) throw new ErrnoError('EBUSY', `${pci.bdf}: already bound to context ${owner.id}`)
+  const dev = ctx.objects.insert(new Device(pci))
+  ctx.bound.set(pci, dev)
+  ctx.world.setOwner(pci, ctx)
+  return dev.id
+}
+
+/** Attaches or replaces; returns the HWPT actually attached (an auto domain for an IOAS). */
+export function attach(ctx: IommufdContext, devId: number, ptId: number): number {
+  const dev = ctx.device(devId)
+  const pt = ctx.objects.find(ptId)
+  if (!pt) throw new ErrnoError('ENOENT', `pt_id=${ptId}: no such object`)
+  if (pt instanceof Ioas) {
+    const reuse = [...pt.hwpts].find((h) => h.auto && h.kind === dev.pci.unit.kind)
+    if (reuse) return attachTo(ctx, dev, reuse)
+    checkAttach(dev, pt)
+    const auto = new HwptPaging(dev.pci.unit.kind, pt, 0, true)
+    ctx.commitHwpt(auto)
+    try {
+      return attachTo(ctx, dev, auto)
+    } catch (e) {
+      // a failed attach leaves no auto domain behind (no half-made object, no leaked ID)
+      ctx.destroyObject(auto)
+      throw e
+    }
+  }
+  if (!(pt instanceof Hwpt)) throw new ErrnoError('EINVAL', `pt_id=${ptId}: is a ${pt.type} object; expected an IOAS or a HWPT`)
+  return attachTo(ctx, dev, pt)
+}
+
+/** The checks attaching `dev` to a domain over `ioas` makes: the device's reserved IOVAs must be free. */
+function checkAttach(dev: Device, ioas: Ioas): void {
+  const unit = dev.pci.unit
+  const holes = [...unit.reservedRegions(), ...(unit.iovaBits < 64 ? [{ start: 1n << BigInt(unit.iovaBits), last: ULONG_MAX }] : [])]
+  for (const h of holes) {
+    const hit = ioas.areas.find((a: Area) => a.iova <= h.last && h.start <= a.iova + a.length - 1n)
+    if (hit) throw new ErrnoError('EADDRINUSE', `IOAS ${ioas.id} maps ${hex(hit.iova)}, which ${unit.name} reserves (${hex(h.start)}-${hex(h.last)})`)
+    const allowed = ioas.allowed?.findIndex((r) => r.start <= h.last && h.start <= r.last) ?? -1
+    if (allowed >= 0) throw new ErrnoError('EADDRINUSE', `IOAS ${ioas.id} allows ${hex(ioas.allowed![allowed].start)}-${hex(ioas.allowed![allowed].last)}, which ${unit.name} reserves`)
+  }
+}
+
+function attachTo(ctx: IommufdContext, dev: Device, hwpt: Hwpt): number {
+  if (dev.hwpt === hwpt) return hwpt.id
+  if (hwpt.kind !== dev.pci.unit.kind) throw new ErrnoError('EINVAL', `pt_id=${hwpt.id}: a ${hwpt.kind} domain cannot hold ${dev.pci.bdf} (behind ${dev.pci.unit.name})`)
+  if (hwpt instanceof HwptNested) driverFor(dev.pci.unit).checkNestedAttach(dev.pci, hwpt, dev.vdevice !== undefined && dev.vdevice.viommu === hwpt.viommu)
+  checkAttach(dev, hwpt.paging.ioas)
+  const driver = driverFor(dev.pci.unit)
+  const old = dev.hwpt
+  driver.acquire(dev.pci, hwpt)
+  driver.program(dev.pci, hwpt)
+  hwpt.devices.add(dev)
+  hwpt.users++
+  dev.hwpt = hwpt
+  if (old) dropDomain(ctx, dev, old)
+  return hwpt.id
+}
+
+/** The device no longer uses `hwpt`: release its hardware ID there; an auto domain dies with its last device. */
+function dropDomain(ctx: IommufdContext, dev: Device, hwpt: Hwpt): void {
+  hwpt.devices.delete(dev)
+  hwpt.users--
+  driverFor(dev.pci.unit).release(dev.pci, hwpt)
+  if (hwpt instanceof HwptPaging && hwpt.auto && hwpt.devices.size === 0) ctx.destroyObject(hwpt)
+}
+
+export function detach(ctx: IommufdContext, devId: number): void {
+  const dev = ctx.device(devId)
+  const hwpt = dev.hwpt
+  if (!hwpt) return
+  dev.hwpt = undefined
+  driverFor(dev.pci.unit).program(dev.pci, undefined)
+  dropDomain(ctx, dev, hwpt)
+}
+
+/** The device's VFIO file closed: detach, and destroy its vDEVICE, whose ID stays reserved until close. */
+export function unbind(ctx: IommufdContext, dev: Device): void {
+  if (dev.vdevice) {
+    const vd = dev.vdevice
+    ctx.unlinkVdevice(vd)
+    ctx.objects.tombstone(vd)
+  }
+  detach(ctx, dev.id)
+  driverFor(dev.pci.unit).forget(dev.pci)
+  ctx.objects.remove(dev)
+  ctx.bound.delete(dev.pci)
+  ctx.world.setOwner(dev.pci, undefined)
+}
+
+/** IOMMU_GET_HW_INFO: the unit's info struct, its PASID width and capabilities. */
+export function hwInfo(ctx: IommufdContext, flags: number, devId: number, inType: number, reserved: bigint): { info: HwInfo; maxPasidLog2: number; capabilities: bigint } {
+  unknownFlags(flags, HwInfoFlag.INPUT_TYPE)
+  mustBeZero(reserved, '__reserved')
+  const dev = ctx.device(devId)
+  const unit = dev.pci.unit
+  const driver = driverFor(unit)
+  const info = driver.hwInfo(unit)
+  if (flags & HwInfoFlag.INPUT_TYPE && inType !== HwInfoType.NONE && inType !== info.type) {
+    throw new ErrnoError('EOPNOTSUPP', `in_data_type=${inType}: ${unit.name} reports type ${info.type}`)
+  }
+  return { info, maxPasidLog2: driver.maxPasidLog2(unit), capabilities: driver.capabilities(unit) }
 }

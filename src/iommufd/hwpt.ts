@@ -1,10 +1,14 @@
 import { IommuKind, IommuUnit } from '../hw/unit'
-import { GuestSte, describeSte } from '../hw/smmuv3/ste'
+import { GuestSte, describeSte, validateGuestSte } from '../hw/smmuv3/ste'
 import { VtdS1 } from '../hw/vtd/s1'
-import { Ioas } from './ioas'
+import { ErrnoError } from '../util/errno'
+import { hex, mustBeZero, unknownFlags } from './checks'
+import type { IommufdContext } from './context'
+import { driverFor } from './driver'
+import { Ioas, ULONG_MAX } from './ioas'
 import { IommufdObject } from './objects'
 import type { Device } from './device'
-import type { Viommu } from './viommu'
+import { Viommu } from './viommu'
 
 /** IOMMU_HWPT_ALLOC flags. */
 export const HwptAllocFlag = { NEST_PARENT: 1 << 0, DIRTY_TRACKING: 1 << 1, FAULT_ID_VALID: 1 << 2, PASID: 1 << 3 } as const
@@ -118,4 +122,103 @@ export class HwptNested extends Hwpt {
     }
     return [...lines, ...this.attachedLines()]
   }
+}
+
+// ---- handlers (IOMMU_HWPT_ALLOC, dirty tracking), as the kernel's hw_pagetable.c ----
+
+/**
+ * Driver data behind a user pointer (HWPT_ALLOC's data_uptr), copied only when
+ * the driver asks, with the kernel's rules: a type mismatch or a length outside
+ * [minimum, struct size] is EINVAL.
+ */
+export interface VendorData {
+  readonly type: number
+  readonly len: number
+  armSte(): [bigint, bigint]
+  vtdS1(): VtdS1
+}
+
+export interface HwptAllocArgs {
+  flags: number
+  devId: number
+  ptId: number
+  reserved: number
+  data: VendorData
+  faultId: number
+}
+
+export const DirtyTrackingFlag = { ENABLE: 1 } as const
+export const DirtyBitmapFlag = { NO_CLEAR: 1 } as const
+
+export function hwptAlloc(ctx: IommufdContext, a: HwptAllocArgs): number {
+  mustBeZero(a.reserved, '__reserved')
+  if ((a.data.type === HwptDataType.NONE) !== (a.data.len === 0)) {
+    throw new ErrnoError('EINVAL', `data_type=${a.data.type} with data_len=${a.data.len}: data needs a type and a type needs data`)
+  }
+  const dev = ctx.device(a.devId)
+  const pt = ctx.objects.find(a.ptId)
+  if (!pt) throw new ErrnoError('EINVAL', `pt_id=${a.ptId}: no such object`)
+  let hwpt: Hwpt
+  if (pt instanceof Ioas) hwpt = planPaging(dev, pt, a)
+  else if (pt instanceof HwptPaging) hwpt = planNestedOnParent(dev, pt, a)
+  else if (pt instanceof Viommu) hwpt = planNestedOnViommu(dev, pt, a)
+  else throw new ErrnoError('EINVAL', `pt_id=${a.ptId}: is a ${pt.type} object; expected an IOAS, a nest-parent HWPT or a vIOMMU`)
+  if (a.flags & HwptAllocFlag.FAULT_ID_VALID) throw new ErrnoError('ENOENT', `fault_id=${a.faultId}: no fault queue with that ID`)
+  return ctx.commitHwpt(hwpt)
+}
+
+function planPaging(dev: Device, ioas: Ioas, a: HwptAllocArgs): HwptPaging {
+  const all = HwptAllocFlag.NEST_PARENT | HwptAllocFlag.DIRTY_TRACKING | HwptAllocFlag.FAULT_ID_VALID | HwptAllocFlag.PASID
+  unknownFlags(a.flags, all)
+  const unit = dev.pci.unit
+  if (a.flags & HwptAllocFlag.DIRTY_TRACKING && !unit.dirtyTracking) throw new ErrnoError('EOPNOTSUPP', `flags=DIRTY_TRACKING: ${unit.name} cannot track dirty pages`)
+  if (a.flags & HwptAllocFlag.FAULT_ID_VALID && a.flags & HwptAllocFlag.NEST_PARENT) throw new ErrnoError('EOPNOTSUPP', 'flags: FAULT_ID_VALID and NEST_PARENT exclude each other')
+  if (a.data.type !== HwptDataType.NONE) throw new ErrnoError('EOPNOTSUPP', `data_type=${a.data.type}: a paging HWPT takes no driver data`)
+  driverFor(unit).checkPaging(unit, a.flags)
+  return new HwptPaging(unit.kind, ioas, a.flags, false)
+}
+
+function planNestedOnParent(dev: Device, parent: HwptPaging, a: HwptAllocArgs): HwptNested {
+  unknownFlags(a.flags, HwptAllocFlag.FAULT_ID_VALID | HwptAllocFlag.PASID)
+  if (a.data.len === 0) throw new ErrnoError('EOPNOTSUPP', `data_len=0: a nested HWPT needs driver data (data_type and data)`)
+  const unit = dev.pci.unit
+  if (unit.kind === 'arm-smmu-v3') throw new ErrnoError('EOPNOTSUPP', `pt_id=${parent.id}: an SMMUv3 nested HWPT is allocated on a vIOMMU, not on its parent`)
+  if (parent.auto || !parent.nestParent || parent.kind !== unit.kind) {
+    throw new ErrnoError('EINVAL', `pt_id=${parent.id}: not a NEST_PARENT HWPT of ${unit.kind}${parent.auto ? ' (auto domains never are)' : ''}`)
+  }
+  if (!unit.supportsNesting) throw new ErrnoError('EOPNOTSUPP', `${unit.name}: nesting unsupported`)
+  if (a.flags & HwptAllocFlag.PASID && !unit.registers.flag('ECAP.PASID')) throw new ErrnoError('EOPNOTSUPP', `flags=PASID: ${unit.name} has no PASID support`)
+  if (a.data.type !== HwptDataType.VTD_S1) throw new ErrnoError('EOPNOTSUPP', `data_type=${a.data.type}: ${unit.name} takes VTD_S1 (1)`)
+  return new HwptNested(parent, undefined, { kind: 'intel-vtd', s1: a.data.vtdS1() })
+}
+
+function planNestedOnViommu(dev: Device, viommu: Viommu, a: HwptAllocArgs): HwptNested {
+  if (dev.pci.unit !== viommu.unit) throw new ErrnoError('EINVAL', `dev_id=${dev.id}: behind ${dev.pci.unit.name}, vIOMMU ${viommu.id} is on ${viommu.unit.name}`)
+  unknownFlags(a.flags, HwptAllocFlag.FAULT_ID_VALID | HwptAllocFlag.PASID)
+  if (a.data.len === 0) throw new ErrnoError('EOPNOTSUPP', `data_len=0: a nested HWPT needs driver data (data_type and data)`)
+  if (a.flags & HwptAllocFlag.PASID) throw new ErrnoError('EOPNOTSUPP', 'flags=PASID: an SMMUv3 nested HWPT takes no flags')
+  const ste = validateGuestSte(a.data.armSte())
+  return new HwptNested(viommu.parent, viommu, { kind: 'arm-smmu-v3', ste })
+}
+
+export function setDirtyTracking(ctx: IommufdContext, flags: number, hwptId: number, reserved: number): void {
+  unknownFlags(flags, DirtyTrackingFlag.ENABLE)
+  mustBeZero(reserved, '__reserved')
+  const hwpt = ctx.paging(hwptId)
+  if (!(hwpt.flags & HwptAllocFlag.DIRTY_TRACKING)) throw new ErrnoError('EOPNOTSUPP', `hwpt_id=${hwptId}: allocated without DIRTY_TRACKING`)
+  hwpt.dirtyTrackingEnabled = (flags & DirtyTrackingFlag.ENABLE) !== 0
+}
+
+/** No device does DMA here, so every page reads clean; the checks are the kernel's. Returns the bitmap's size in bytes. */
+export function dirtyBitmap(ctx: IommufdContext, hwptId: number, flags: number, reserved: number, iova: bigint, length: bigint, pageSize: bigint): bigint {
+  unknownFlags(flags, DirtyBitmapFlag.NO_CLEAR)
+  mustBeZero(reserved, '__reserved')
+  const hwpt = ctx.paging(hwptId)
+  if (iova + length - 1n > ULONG_MAX || iova + length - 1n < iova) throw new ErrnoError('EOVERFLOW', 'iova + length overflows')
+  const align = hwpt.ioas.alignment
+  if (pageSize === 0n || iova % pageSize || length % pageSize || iova % align || (iova + length) % align) {
+    throw new ErrnoError('EINVAL', `iova/length/page_size: must be aligned to page_size and the IOVA alignment ${hex(align)}`)
+  }
+  if (!(hwpt.flags & HwptAllocFlag.DIRTY_TRACKING)) throw new ErrnoError('EOPNOTSUPP', `hwpt_id=${hwptId}: no dirty tracking`)
+  return ((length / pageSize + 63n) / 64n) * 8n
 }

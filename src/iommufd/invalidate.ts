@@ -3,6 +3,7 @@ import { RingIndex } from '../hw/ring'
 import { Descriptor, P_IOTLB_GRAN, devIotlb, pasidIotlb } from '../hw/vtd/qi'
 import { Vtd } from '../hw/vtd/vtd'
 import { ErrnoError, ErrnoName } from '../util/errno'
+import type { IommufdContext } from './context'
 import { HwptNested } from './hwpt'
 import { ULONG_MAX } from './ioas'
 import { Viommu } from './viommu'
@@ -224,4 +225,84 @@ export function vtdInvalidate(hwpt: HwptNested, arr: EntryArray): number {
     vtdInvalidateOne(hwpt, e, i)
   }
   return arr.entryNum
+}
+
+// ---- handlers (IOMMU_HWPT_INVALIDATE and the ring form) ----
+
+/** The ring invalidation form: a queue of `entryNum` = 2^indexBits entries and its indexes. */
+export interface RingArgs {
+  hwptId: number
+  reserved: number
+  dataType: number
+  indexBits: number
+  entryNum: number
+  entryLen: number
+  prod: number
+  cons: number
+  /** Reads entry `index` with the vendor's copy rules. */
+  armEntry(index: number): Command
+  vtdEntry(index: number): VtdInvEntry
+}
+
+export interface RingOutcome {
+  /** CONS to write back: PROD on success, else the failing entry (SMMUv3: ERR in bits 30:24). */
+  readonly cons: number
+  readonly error?: ErrnoError
+}
+
+/** CONS.ERR bits a caller may hand back unchanged after an error; ignored on input. */
+const CONS_ERR_BITS = 0x7f000000
+
+/** IOMMU_HWPT_INVALIDATE (array form): returns the number of entries handled; errors carry it too. */
+export function hwptInvalidate(ctx: IommufdContext, hwptId: number, reserved: number, dataUptr: bigint, arr: EntryArray): number {
+  if (reserved) throw new PartialError('EOPNOTSUPP', `__reserved=${reserved}: must be 0`, 0)
+  if (arr.entryNum && (dataUptr === 0n || arr.entryLen === 0)) throw new PartialError('EINVAL', `entry_num=${arr.entryNum} needs data_uptr and entry_len`, 0)
+  if (arr.entryLen > 4096 || arr.entryNum > 1 << 19) throw new PartialError('EINVAL', `${arr.entryLen > 4096 ? `entry_len=${arr.entryLen} is above 4096` : `entry_num=${arr.entryNum} is above 524288`}`, 0)
+  const target = ctx.objects.find(hwptId)
+  if (!target) throw new PartialError('ENOENT', `hwpt_id=${hwptId}: no such object`, 0)
+  if (target instanceof Viommu) return armInvalidate(target, arr)
+  if (target instanceof HwptNested) {
+    if (target.data.kind !== 'intel-vtd') throw new PartialError('EOPNOTSUPP', `hwpt_id=${hwptId}: an SMMUv3 nested HWPT is invalidated through its vIOMMU (${target.viommu?.id})`, 0)
+    return vtdInvalidate(target, arr)
+  }
+  throw new PartialError('EINVAL', `hwpt_id=${hwptId}: is a ${target.type} object; invalidate a vIOMMU (SMMUv3) or a nested HWPT (VT-d)`, 0)
+}
+
+/** The ring form: consumes entries from CONS to PROD; see RingOutcome. */
+export function hwptInvalidateRing(ctx: IommufdContext, a: RingArgs): RingOutcome {
+  if (a.reserved) throw new ErrnoError('EOPNOTSUPP', `__reserved=${a.reserved}: must be 0`)
+  if (!Number.isInteger(a.indexBits) || a.indexBits < 1 || a.indexBits > 31) throw new ErrnoError('EINVAL', `q_index_bits=${a.indexBits}: must be 1..31`)
+  const ring = new RingIndex(a.indexBits)
+  if (a.entryNum !== ring.size) throw new ErrnoError('EINVAL', `q_entry_num=${a.entryNum}: a ring with q_index_bits=${a.indexBits} has ${ring.size} entries`)
+  if (a.entryLen === 0 || a.entryLen % 8) throw new ErrnoError('EINVAL', `q_entry_len=${a.entryLen}: must be a nonzero multiple of 8`)
+  if (a.entryLen > 4096) throw new ErrnoError('EINVAL', `q_entry_len=${a.entryLen}: above 4096`)
+  if (!ring.valid(a.prod)) throw new ErrnoError('EINVAL', `q_prod=0x${a.prod.toString(16)}: beyond the index bits and wrap flag (mask 0x${ring.mask.toString(16)})`)
+  const cons = a.cons & ~CONS_ERR_BITS
+  if (!ring.valid(cons)) throw new ErrnoError('EINVAL', `q_cons=0x${a.cons.toString(16)}: beyond the index bits and wrap flag (mask 0x${ring.mask.toString(16)})`)
+  if (ring.count(a.prod, cons) > ring.size) throw new ErrnoError('EINVAL', `q_prod=0x${a.prod.toString(16)}, q_cons=0x${cons.toString(16)}: more than ${ring.size} entries apart`)
+  const target = ctx.objects.find(a.hwptId)
+  if (!target) throw new ErrnoError('ENOENT', `hwpt_id=${a.hwptId}: no such object`)
+  if (target instanceof Viommu) {
+    if (a.dataType !== InvalidateDataType.ARM_SMMUV3) throw new ErrnoError('EINVAL', `data_type=${a.dataType}: a vIOMMU takes ARM_SMMUV3 (1)`)
+    const r = consumeGuestQueue(target, ring, (i) => a.armEntry(i), cons, a.prod)
+    if (r.fault) return { cons: r.cons, error: r.fault }
+    return r.error ? { cons: r.cons, error: new ErrnoError('EIO', `entry ${r.error.index}: ${r.error.message} (CONS.ERR=CERROR_${r.error.cerror})`) } : { cons: r.cons }
+  }
+  if (target instanceof HwptNested && target.data.kind !== 'intel-vtd') {
+    throw new ErrnoError('EOPNOTSUPP', `hwpt_id=${a.hwptId}: an SMMUv3 nested HWPT is invalidated through its vIOMMU (${target.viommu?.id})`)
+  }
+  if (target instanceof HwptNested) {
+    if (a.dataType !== InvalidateDataType.VTD_S1) throw new ErrnoError('EINVAL', `data_type=${a.dataType}: a VT-d nested HWPT takes VTD_S1 (0)`)
+    let c = cons
+    for (; c !== a.prod; c = ring.next(c)) {
+      try {
+        vtdInvalidateOne(target, a.vtdEntry(ring.index(c)), ring.index(c))
+      } catch (e) {
+        if (e instanceof ErrnoError) return { cons: c, error: e }
+        throw e
+      }
+    }
+    return { cons: c }
+  }
+  throw new ErrnoError('EINVAL', `hwpt_id=${a.hwptId}: is a ${target.type} object; invalidate a vIOMMU (SMMUv3) or a VT-d nested HWPT`)
 }

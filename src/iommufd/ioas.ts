@@ -1,4 +1,6 @@
 import { ErrnoError } from '../util/errno'
+import { hex, mustBeZero, unknownFlags } from './checks'
+import type { IommufdContext } from './context'
 import { IommufdObject } from './objects'
 import type { HwptPaging } from './hwpt'
 
@@ -21,10 +23,6 @@ export interface Area {
   readonly length: bigint
   readonly userVa: bigint
   readonly flags: number
-}
-
-function hex(v: bigint): string {
-  return `0x${v.toString(16)}`
 }
 
 function overlaps(a: IovaRange, b: IovaRange): boolean {
@@ -187,3 +185,113 @@ export class Ioas extends IommufdObject {
 }
 
 export { MAP_FLAGS }
+
+// ---- handlers (IOMMU_IOAS_*, the IOAS half of IOMMU_OPTION), as the kernel's ioas.c ----
+
+export interface MapArgs {
+  flags: number
+  ioasId: number
+  reserved: number
+  userVa: bigint
+  length: bigint
+  iova: bigint
+}
+
+export interface CopyArgs {
+  flags: number
+  dstIoasId: number
+  srcIoasId: number
+  length: bigint
+  dstIova: bigint
+  srcIova: bigint
+}
+
+export function ioasAlloc(ctx: IommufdContext, flags: number): number {
+  unknownFlags(flags, 0)
+  return ctx.objects.insert(new Ioas()).id
+}
+
+export function ioasAllowIovas(ctx: IommufdContext, ioasId: number, reserved: number, ranges: () => IovaRange[]): void {
+  mustBeZero(reserved, '__reserved')
+  const ioas = ctx.ioas(ioasId)
+  ioas.setAllowed(ranges())
+}
+
+export function ioasIovaRanges(ctx: IommufdContext, ioasId: number, reserved: number): { ranges: IovaRange[]; alignment: bigint } {
+  mustBeZero(reserved, '__reserved')
+  const ioas = ctx.ioas(ioasId)
+  return { ranges: ioas.ranges(), alignment: ioas.alignment }
+}
+
+function checkMapArgs(flags: number, addrs: [string, bigint][]): void {
+  unknownFlags(flags, MAP_FLAGS)
+  for (const [name, v] of addrs) if (v >= ULONG_MAX) throw new ErrnoError('EOVERFLOW', `${name}=${hex(v)}: too large`)
+  if (!(flags & (MapFlag.READABLE | MapFlag.WRITEABLE))) throw new ErrnoError('EINVAL', `flags=${hex(flags)}: needs READABLE or WRITEABLE`)
+}
+
+/** VT-d erratum: read-only mappings are refused in an IOAS under a VT-d nest parent. */
+function checkReadOnly(ioas: Ioas, flags: number): void {
+  if (flags & MapFlag.WRITEABLE) return
+  const parent = [...ioas.hwpts].find((h) => h.nestParent && h.kind === 'intel-vtd')
+  if (parent) throw new ErrnoError('EINVAL', `flags: read-only mappings are refused under VT-d nest parent HWPT ${parent.id} (ERRATA_772415_SPR17)`)
+}
+
+export function ioasMap(ctx: IommufdContext, a: MapArgs): bigint {
+  unknownFlags(a.flags, MAP_FLAGS)
+  mustBeZero(a.reserved, '__reserved')
+  checkMapArgs(a.flags, [['iova', a.iova], ['length', a.length]])
+  const ioas = ctx.ioas(a.ioasId)
+  if (a.length !== 0n && a.userVa + a.length - 1n > ULONG_MAX) throw new ErrnoError('EOVERFLOW', 'user_va + length overflows')
+  const area = ioas.planMap(a)
+  checkReadOnly(ioas, a.flags)
+  // pinning the user pages is the kernel's last step (§3.6): EFAULT comes after every other check
+  if (a.userVa === 0n) throw new ErrnoError('EFAULT', 'user_va=0: cannot pin pages at address 0')
+  ioas.insert(area)
+  return area.iova
+}
+
+export function ioasUnmap(ctx: IommufdContext, ioasId: number, iova: bigint, length: bigint): bigint {
+  const ioas = ctx.ioas(ioasId)
+  if (iova === 0n && length === ULONG_MAX) return ioas.removeAreas([...ioas.areas])
+  if (iova >= ULONG_MAX || length >= ULONG_MAX) throw new ErrnoError('EOVERFLOW', `${iova >= ULONG_MAX ? 'iova' : 'length'} too large`)
+  if (length === 0n) throw new ErrnoError('EINVAL', 'length=0')
+  const last = iova + length - 1n
+  if (last > ULONG_MAX) throw new ErrnoError('EOVERFLOW', 'iova + length overflows')
+  return ioas.removeAreas(ioas.areasIn(iova, last))
+}
+
+export function ioasCopy(ctx: IommufdContext, a: CopyArgs): bigint {
+  checkMapArgs(a.flags, [
+    ['dst_iova', a.dstIova],
+    ['src_iova', a.srcIova],
+    ['length', a.length],
+  ])
+  const src = ctx.ioas(a.srcIoasId, 'src_ioas_id')
+  const dst = ctx.ioas(a.dstIoasId, 'dst_ioas_id')
+  if (a.length === 0n) throw new ErrnoError('EINVAL', 'length=0')
+  const areas = src.areasIn(a.srcIova, a.srcIova + a.length - 1n)
+  let expect = a.srcIova
+  for (const s of areas) {
+    if (s.iova !== expect) throw new ErrnoError('ENOENT', `src_iova: hole at ${hex(expect)} in the source range`)
+    expect = s.iova + s.length
+  }
+  if (expect !== a.srcIova + a.length) throw new ErrnoError('ENOENT', `src_iova: the source range ends inside a hole at ${hex(expect)}`)
+  const area = dst.planMap({ flags: a.flags, length: a.length, iova: a.dstIova, userVa: areas[0].userVa }, 'dst_iova')
+  checkReadOnly(dst, a.flags)
+  dst.insert(area)
+  return area.iova
+}
+
+export function ioasChangeProcess(ctx: IommufdContext, reserved: number): void {
+  mustBeZero(reserved, '__reserved')
+  const mapped = ctx.objects.objects().find((o): o is Ioas => o instanceof Ioas && o.areas.length > 0)
+  if (mapped) throw new ErrnoError('EINVAL', `IOAS ${mapped.id} has mappings made with IOAS_MAP; only IOAS_MAP_FILE mappings can change process`)
+}
+
+/** IOMMU_OPTION HUGE_PAGES on an IOAS: GET, or SET to 0 or 1. */
+export function ioasOption(ioas: Ioas, set: boolean, val64: bigint): bigint {
+  if (!set) return ioas.hugePages ? 1n : 0n
+  if (val64 > 1n) throw new ErrnoError('EINVAL', `val64=${val64}: expected 0 or 1`)
+  ioas.hugePages = val64 === 1n
+  return val64
+}

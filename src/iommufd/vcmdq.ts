@@ -1,6 +1,8 @@
 import { CERROR, CONS_ERR_MASK, Command, describeCommand, parseCommand } from '../hw/smmuv3/commands'
 import { RingIndex } from '../hw/ring'
 import { ErrnoError } from '../util/errno'
+import { unknownFlags } from './checks'
+import type { IommufdContext } from './context'
 import { consumeGuestQueue } from './invalidate'
 import { IommufdObject, MmioFile } from './objects'
 import { Viommu } from './viommu'
@@ -170,4 +172,15 @@ export class Vcmdq extends IommufdObject {
       ['last_error', this.lastError || '-'],
     ]
   }
+}
+
+/** IOMMUFS_VCMDQ_ALLOC: a software command queue for a vIOMMU, 2^log2size entries. */
+export function vcmdqAlloc(ctx: IommufdContext, flags: number, viommuId: number, log2size: number): number {
+  unknownFlags(flags, 0)
+  const viommu = ctx.objects.get<Viommu>(viommuId, 'viommu_id', 'viommu')
+  const max = Math.min(Number(viommu.unit.registers.field('IDR1.CMDQS')), 19)
+  if (log2size < 1 || log2size > max) throw new ErrnoError('EINVAL', `log2size=${log2size}: ${viommu.unit.name} takes 1..${max} (IDR1.CMDQS)`)
+  const q = ctx.objects.insert(new Vcmdq(viommu, log2size, (m) => ctx.world.trace.emit(`ctx${ctx.id}`, m)))
+  viommu.users++
+  return q.id
 }

@@ -1,8 +1,15 @@
-import { IommufdContext, VendorData } from '../iommufd/context'
+import { IommufdContext } from '../iommufd/context'
+import * as device from '../iommufd/device'
+import * as hwpt from '../iommufd/hwpt'
+import * as ioas from '../iommufd/ioas'
+import * as invalidate from '../iommufd/invalidate'
+import * as vcmdq from '../iommufd/vcmdq'
+import { vfioIoasOp } from '../iommufd/vfio-compat'
+import * as viommu from '../iommufd/viommu'
 import { EntryArray, PartialError, VtdInvEntry } from '../iommufd/invalidate'
 import { Command } from '../hw/smmuv3/commands'
 import { HwInfoType } from '../iommufd/driver'
-import { HwptDataType } from '../iommufd/hwpt'
+import { HwptDataType, VendorData } from '../iommufd/hwpt'
 import { IovaRange } from '../iommufd/ioas'
 import { PciDevice } from '../hw/unit'
 import { ErrnoError } from '../util/errno'
@@ -126,7 +133,7 @@ function entryArray(call: Call): EntryArray {
 function hwptInvalidate(call: Call): StructValue {
   const r = call.req
   try {
-    const handled = ctxOf(call).hwptInvalidate(u(r, 'hwpt_id'), u(r, '__reserved'), b(r, 'data_uptr'), entryArray(call))
+    const handled = invalidate.hwptInvalidate(ctxOf(call), u(r, 'hwpt_id'), u(r, '__reserved'), b(r, 'data_uptr'), entryArray(call))
     return { entry_num: BigInt(handled) }
   } catch (e) {
     // entry_num is always written back: the driver's count, or 0 before it ran
@@ -142,7 +149,7 @@ function hwptInvalidateRing(call: Call): StructValue {
   const consAddr = b(r, 'q_cons_uptr')
   const cons = call.mem.read(consAddr, 4n, 'q_cons_uptr').readUInt32LE(0)
   const entry = (i: number): Buffer => call.mem.read(q + BigInt(i * len), BigInt(len), 'q_uptr')
-  const outcome = ctxOf(call).hwptInvalidateRing({
+  const outcome = invalidate.hwptInvalidateRing(ctxOf(call), {
     hwptId: u(r, 'hwpt_id'),
     reserved: u(r, '__reserved'),
     dataType: u(r, 'data_type'),
@@ -171,7 +178,7 @@ function readRanges(call: Call): IovaRange[] {
 }
 
 function ioasIovaRanges(call: Call): StructValue {
-  const { ranges, alignment } = ctxOf(call).ioasIovaRanges(u(call.req, 'ioas_id'), u(call.req, '__reserved'))
+  const { ranges, alignment } = ioas.ioasIovaRanges(ctxOf(call), u(call.req, 'ioas_id'), u(call.req, '__reserved'))
   const capacity = u(call.req, 'num_iovas')
   const fit = ranges.slice(0, capacity)
   call.mem.write(b(call.req, 'allowed_iovas'), Buffer.concat(fit.map((r) => encode(S.iommu_iova_range, { start: r.start, last: r.last }))), 'allowed_iovas')
@@ -183,7 +190,7 @@ function ioasIovaRanges(call: Call): StructValue {
 function hwInfo(call: Call): StructValue {
   const r = call.req
   const reservedBytes = (r.__reserved as bigint[]).reduce((a, x) => (a << 8n) | x, 0n)
-  const { info, maxPasidLog2, capabilities } = ctxOf(call).hwInfo(u(r, 'flags'), u(r, 'dev_id'), u(r, 'out_data_type'), reservedBytes)
+  const { info, maxPasidLog2, capabilities } = device.hwInfo(ctxOf(call), u(r, 'flags'), u(r, 'dev_id'), u(r, 'out_data_type'), reservedBytes)
   const { type, ...fields } = info
   const blob = encode(type === HwInfoType.ARM_SMMUV3 ? S.iommu_hw_info_arm_smmuv3 : S.iommu_hw_info_vtd, {
     ...Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, Array.isArray(v) ? v : BigInt(v)])),
@@ -231,13 +238,13 @@ function vfio(name: string, short: string, n: number, layout: StructLayout, minF
 /** The ioctl table: number, struct, minimum size and handler, as the kernel's iommufd_ioctl_ops. */
 export const IOCTLS: readonly Ioctl[] = [
   ioctl('IOMMU_DESTROY', 0x80, S.iommu_destroy, 'id', (c) => (ctxOf(c).destroy(u(c.req, 'id')), {})),
-  ioctl('IOMMU_IOAS_ALLOC', 0x81, S.iommu_ioas_alloc, 'out_ioas_id', (c) => ({ out_ioas_id: BigInt(ctxOf(c).ioasAlloc(u(c.req, 'flags'))) })),
+  ioctl('IOMMU_IOAS_ALLOC', 0x81, S.iommu_ioas_alloc, 'out_ioas_id', (c) => ({ out_ioas_id: BigInt(ioas.ioasAlloc(ctxOf(c), u(c.req, 'flags'))) })),
   ioctl('IOMMU_IOAS_ALLOW_IOVAS', 0x82, S.iommu_ioas_allow_iovas, 'allowed_iovas', (c) => {
-    ctxOf(c).ioasAllowIovas(u(c.req, 'ioas_id'), u(c.req, '__reserved'), () => readRanges(c))
+    ioas.ioasAllowIovas(ctxOf(c), u(c.req, 'ioas_id'), u(c.req, '__reserved'), () => readRanges(c))
     return {}
   }),
   ioctl('IOMMU_IOAS_COPY', 0x83, S.iommu_ioas_copy, 'src_iova', (c) => ({
-    dst_iova: ctxOf(c).ioasCopy({
+    dst_iova: ioas.ioasCopy(ctxOf(c), {
       flags: u(c.req, 'flags'),
       dstIoasId: u(c.req, 'dst_ioas_id'),
       srcIoasId: u(c.req, 'src_ioas_id'),
@@ -248,7 +255,7 @@ export const IOCTLS: readonly Ioctl[] = [
   })),
   ioctl('IOMMU_IOAS_IOVA_RANGES', 0x84, S.iommu_ioas_iova_ranges, 'out_iova_alignment', ioasIovaRanges),
   ioctl('IOMMU_IOAS_MAP', 0x85, S.iommu_ioas_map, 'iova', (c) => ({
-    iova: ctxOf(c).ioasMap({
+    iova: ioas.ioasMap(ctxOf(c), {
       flags: u(c.req, 'flags'),
       ioasId: u(c.req, 'ioas_id'),
       reserved: u(c.req, '__reserved'),
@@ -257,16 +264,16 @@ export const IOCTLS: readonly Ioctl[] = [
       iova: b(c.req, 'iova'),
     }),
   })),
-  ioctl('IOMMU_IOAS_UNMAP', 0x86, S.iommu_ioas_unmap, 'length', (c) => ({ length: ctxOf(c).ioasUnmap(u(c.req, 'ioas_id'), b(c.req, 'iova'), b(c.req, 'length')) })),
+  ioctl('IOMMU_IOAS_UNMAP', 0x86, S.iommu_ioas_unmap, 'length', (c) => ({ length: ioas.ioasUnmap(ctxOf(c), u(c.req, 'ioas_id'), b(c.req, 'iova'), b(c.req, 'length')) })),
   ioctl('IOMMU_OPTION', 0x87, S.iommu_option, 'val64', (c) => ({
     val64: ctxOf(c).option(u(c.req, 'option_id'), u(c.req, 'op'), u(c.req, '__reserved'), u(c.req, 'object_id'), b(c.req, 'val64')),
   })),
   ioctl('IOMMU_VFIO_IOAS', 0x88, S.iommu_vfio_ioas, '__reserved', (c) => ({
-    ioas_id: BigInt(ctxOf(c).vfioIoasOp(u(c.req, 'ioas_id'), u(c.req, 'op'), u(c.req, '__reserved'))),
+    ioas_id: BigInt(vfioIoasOp(ctxOf(c), u(c.req, 'ioas_id'), u(c.req, 'op'), u(c.req, '__reserved'))),
   })),
   ioctl('IOMMU_HWPT_ALLOC', 0x89, S.iommu_hwpt_alloc, '__reserved', (c) => ({
     out_hwpt_id: BigInt(
-      ctxOf(c).hwptAlloc({
+      hwpt.hwptAlloc(ctxOf(c), {
         flags: u(c.req, 'flags'),
         devId: u(c.req, 'dev_id'),
         ptId: u(c.req, 'pt_id'),
@@ -279,12 +286,12 @@ export const IOCTLS: readonly Ioctl[] = [
   // the kernel's IOCTL_OP entry names __reserved: min size 32 (§2)
   ioctl('IOMMU_GET_HW_INFO', 0x8a, S.iommu_hw_info, '__reserved', hwInfo),
   ioctl('IOMMU_HWPT_SET_DIRTY_TRACKING', 0x8b, S.iommu_hwpt_set_dirty_tracking, '__reserved', (c) => {
-    ctxOf(c).setDirtyTracking(u(c.req, 'flags'), u(c.req, 'hwpt_id'), u(c.req, '__reserved'))
+    hwpt.setDirtyTracking(ctxOf(c), u(c.req, 'flags'), u(c.req, 'hwpt_id'), u(c.req, '__reserved'))
     return {}
   }),
   ioctl('IOMMU_HWPT_GET_DIRTY_BITMAP', 0x8c, S.iommu_hwpt_get_dirty_bitmap, 'data', (c) => {
     const r = c.req
-    const bytes = ctxOf(c).dirtyBitmap(u(r, 'hwpt_id'), u(r, 'flags'), u(r, '__reserved'), b(r, 'iova'), b(r, 'length'), b(r, 'page_size'))
+    const bytes = hwpt.dirtyBitmap(ctxOf(c), u(r, 'hwpt_id'), u(r, 'flags'), u(r, '__reserved'), b(r, 'iova'), b(r, 'length'), b(r, 'page_size'))
     c.mem.write(b(r, 'data'), Buffer.alloc(Number(bytes)), 'data')
     return {}
   }),
@@ -294,12 +301,12 @@ export const IOCTLS: readonly Ioctl[] = [
     throw new ErrnoError('EBADF', 'fd: the caller\'s file descriptors are not visible to the model; use IOMMU_IOAS_MAP')
   }),
   ioctl('IOMMU_VIOMMU_ALLOC', 0x90, S.iommu_viommu_alloc, 'out_viommu_id', (c) => ({
-    out_viommu_id: BigInt(ctxOf(c).viommuAlloc(u(c.req, 'flags'), u(c.req, 'type'), u(c.req, 'dev_id'), u(c.req, 'hwpt_id'))),
+    out_viommu_id: BigInt(viommu.viommuAlloc(ctxOf(c), u(c.req, 'flags'), u(c.req, 'type'), u(c.req, 'dev_id'), u(c.req, 'hwpt_id'))),
   })),
   ioctl('IOMMU_VDEVICE_ALLOC', 0x91, S.iommu_vdevice_alloc, 'virt_id', (c) => ({
-    out_vdevice_id: BigInt(ctxOf(c).vdeviceAlloc(u(c.req, 'viommu_id'), u(c.req, 'dev_id'), b(c.req, 'virt_id'))),
+    out_vdevice_id: BigInt(viommu.vdeviceAlloc(ctxOf(c), u(c.req, 'viommu_id'), u(c.req, 'dev_id'), b(c.req, 'virt_id'))),
   })),
-  ioctl('IOMMU_IOAS_CHANGE_PROCESS', 0x92, S.iommu_ioas_change_process, '__reserved', (c) => (ctxOf(c).ioasChangeProcess(u(c.req, '__reserved')), {})),
+  ioctl('IOMMU_IOAS_CHANGE_PROCESS', 0x92, S.iommu_ioas_change_process, '__reserved', (c) => (ioas.ioasChangeProcess(ctxOf(c), u(c.req, '__reserved')), {})),
   ioctl('IOMMU_VEVENTQ_ALLOC', 0x93, S.iommu_veventq_alloc, 'out_veventq_fd', notModelled('a vEVENTQ')),
   ioctl('IOMMU_HW_QUEUE_ALLOC', 0x94, S.iommu_hw_queue_alloc, 'length', notModelled('a HW queue (Tegra241 CMDQV)')),
 
@@ -307,7 +314,7 @@ export const IOCTLS: readonly Ioctl[] = [
   { ...ioctl('IOMMUFS_HWPT_INVALIDATE_RING', 0xc0, S.iommufs_hwpt_invalidate_ring, '__reserved', hwptInvalidateRing), short: 'HWPT_INVALIDATE_RING' },
   {
     ...ioctl('IOMMUFS_VCMDQ_ALLOC', 0xc1, S.iommufs_vcmdq_alloc, 'out_vcmdq_id', (c) => ({
-      out_vcmdq_id: BigInt(ctxOf(c).vcmdqAlloc(u(c.req, 'flags'), u(c.req, 'viommu_id'), u(c.req, 'log2size'))),
+      out_vcmdq_id: BigInt(vcmdq.vcmdqAlloc(ctxOf(c), u(c.req, 'flags'), u(c.req, 'viommu_id'), u(c.req, 'log2size'))),
     })),
     short: 'VCMDQ_ALLOC',
   },
@@ -327,15 +334,15 @@ export const IOCTLS: readonly Ioctl[] = [
       ctx = named
     }
     if (!ctx) throw new ErrnoError('EBADF', 'iommufd: no context to bind to')
-    return { out_devid: BigInt(ctx.bind(pci)) }
+    return { out_devid: BigInt(device.bind(ctx, pci)) }
   }),
   vfio('VFIO_DEVICE_ATTACH_IOMMUFD_PT', 'DEVICE_ATTACH', 19, S.vfio_device_attach_iommufd_pt, 'pt_id', (c) => {
     noPasid(c, 'attach')
-    return { pt_id: BigInt(ctxOf(c).attach(boundDevice(c), u(c.req, 'pt_id'))) }
+    return { pt_id: BigInt(device.attach(ctxOf(c), boundDevice(c), u(c.req, 'pt_id'))) }
   }),
   vfio('VFIO_DEVICE_DETACH_IOMMUFD_PT', 'DEVICE_DETACH', 20, S.vfio_device_detach_iommufd_pt, 'flags', (c) => {
     noPasid(c, 'detach')
-    ctxOf(c).detach(boundDevice(c))
+    device.detach(ctxOf(c), boundDevice(c))
     return {}
   }),
 ]

@@ -1,5 +1,5 @@
 import { IommufdContext } from '../iommufd/context'
-import { Device } from '../iommufd/device'
+import { Device, unbind } from '../iommufd/device'
 import { World } from '../iommufd/world'
 import { PciDevice } from '../hw/unit'
 import { ErrnoError } from '../util/errno'
@@ -213,7 +213,7 @@ export class VfioDeviceSession extends Session {
     const ctx = this.bound
     if (!ctx || this.world.ownerOf(this.device) !== ctx) return
     const dev = ctx.deviceOf(this.device)
-    if (dev) ctx.unbind(dev)
+    if (dev) unbind(ctx, dev)
     this.world.trace.emit(this.label, `closed: ${this.device.bdf} unbound from context ${ctx.id}`)
   }
 }
