@@ -3,15 +3,18 @@
 
 MOUNT_DIR ?= mount
 TOPOLOGY ?= sysfs-schema/topologies/default.yaml
-DEBIAN_PACKAGES := libfuse2 fuse gcc libc6-dev make bash coreutils
+DEBIAN_PACKAGES := libfuse2 fuse libfuse3-dev pkg-config gcc g++ libc6-dev make python3 bash coreutils
 STAMP := node_modules/.installed
 
-.PHONY: all setup deps build ts shim header examples mount test unit lint bench clean
+.PHONY: all setup deps build ts native shim header examples mount test unit lint bench clean
 
 all: build
 
-# Debian packages: libfuse2 is what fuse-native's prebuilt addon links,
-# fuse provides fusermount (unmounting), gcc builds the ioctl shim.
+# Debian packages: libfuse3-dev (with pkg-config, gcc/g++, make, python3 for
+# node-gyp) builds the libfuse3 binding, the default backend; libfuse2 is what
+# fuse-native's prebuilt addon links (the fallback backend), fuse provides
+# fusermount; gcc builds the ioctl shim. Debian's fuse3 package is not needed
+# (as root, libfuse3 mounts with mount(2)) and would replace fuse.
 deps:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
@@ -27,14 +30,29 @@ $(STAMP): package.json package-lock.json
 
 setup: deps $(STAMP)
 
-# build = the TypeScript, the ioctl shim, the generated C header and the C programs
+# build = the TypeScript, the libfuse3 binding, the ioctl shim, the generated C header and the C programs
 build: setup
 	$(MAKE) --no-print-directory ts
-	$(MAKE) --no-print-directory shim examples
+	$(MAKE) --no-print-directory native shim examples
 
 ts:
 	npx tsc -p .
 	chmod +x dist/src/cli/main.js
+
+# ---- the libfuse3 binding (native/fuse3), built with node-gyp against the installed Node's own
+# headers (--nodedir: nothing is downloaded); node-gyp is the copy npm bundles ----
+NATIVE := dist/native/fuse3.node
+NODE_DIR := $(shell node -p "require('path').resolve(process.execPath, '../..')")
+NODE_GYP := $(shell node -p "require('path').join(require('fs').realpathSync('$(shell command -v npm)'), '../../node_modules/node-gyp/bin/node-gyp.js')")
+
+native: $(NATIVE)
+
+$(NATIVE): native/fuse3/fuse3.c native/fuse3/binding.gyp
+	@test -f "$(NODE_DIR)/include/node/node_api.h" || { echo "Node's headers are not in $(NODE_DIR)/include/node"; exit 1; }
+	@test -f "$(NODE_GYP)" || { echo "node-gyp (bundled with npm) not found at $(NODE_GYP)"; exit 1; }
+	cd native/fuse3 && node "$(NODE_GYP)" rebuild --nodedir="$(NODE_DIR)" --loglevel=warn
+	@mkdir -p $(@D)
+	cp native/fuse3/build/Release/fuse3.node $@
 
 # ---- ioctl shim (LD_PRELOAD; run programs under it with `iommufs exec -- PROGRAM`) ----
 CC := gcc
@@ -87,4 +105,4 @@ bench: build
 	node dist/bench/invalidate.js
 
 clean:
-	rm -rf dist
+	rm -rf dist native/fuse3/build

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process'
 import { promises as fsp, readFileSync } from 'node:fs'
 import * as path from 'node:path'
 import { parseArgs } from 'node:util'
-import { detach } from '../fs/fuse-binding'
+import { BACKENDS, Backend, detach } from '../fs/fuse-binding'
 import { SUBJECT_DIRS } from '../fs/sysfs-tree'
 import { abiDocument, loadSchema } from '../topology/attributes'
 import { describeMachine, loadTopology } from '../topology/topology'
@@ -26,7 +26,7 @@ Mounts a FUSE filesystem modelling ARM SMMUv3 and Intel VT-d IOMMUs: sysfs
 feature files, an iommufd-like /dev/iommu node and a debug tree.
 
 commands:
-  mount DIR [--topology FILE] [--daemon] [--force] [--log FILE]
+  mount DIR [--topology FILE] [--daemon] [--force] [--log FILE] [--backend NAME]
   unmount DIR
   topology check FILE
   schema --abi
@@ -35,7 +35,7 @@ commands:
 
 'iommufs <command> --help' describes a command.
 `,
-  mount: `usage: iommufs mount DIR [--topology FILE] [--daemon] [--force] [--log FILE]
+  mount: `usage: iommufs mount DIR [--topology FILE] [--daemon] [--force] [--log FILE] [--backend NAME]
 
 Mounts the model on DIR and serves it in the foreground until Ctrl-C
 (SIGINT) or SIGTERM, which unmount and exit 0. A stale mount left by a
@@ -45,6 +45,9 @@ killed server is recovered first.
   --daemon         return once the mount answers; prints the server's pid
   --force          mount even if DIR has content
   --log FILE       append the trace (handler bugs, requests) to FILE
+  --backend NAME   libfuse3 (default) or fuse-native (the fallback for a
+                   machine without libfuse3: no kernel caching, poll,
+                   interrupts, real ioctl() or per-caller replies)
 `,
   unmount: `usage: iommufs unmount DIR
 
@@ -90,11 +93,15 @@ function parse(args: string[], options: Record<string, { type: 'string' | 'boole
 async function mountCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse(
     args,
-    { topology: { type: 'string' }, daemon: { type: 'boolean' }, force: { type: 'boolean' }, log: { type: 'string' } },
+    { topology: { type: 'string' }, daemon: { type: 'boolean' }, force: { type: 'boolean' }, log: { type: 'string' }, backend: { type: 'string' } },
     1,
     'mount',
   )
   const dir = positionals[0]
+  const backend = values.backend as string | undefined
+  if (backend !== undefined && !(BACKENDS as readonly string[]).includes(backend)) {
+    throw new UsageError(`--backend ${backend}: expected one of ${BACKENDS.join(', ')}`)
+  }
   if (values.daemon) return daemonize(args.filter((a) => a !== '--daemon'))
   const quietAfterReady = process.env.IOMMUFS_READY_LINE === '1'
 
@@ -104,6 +111,9 @@ async function mountCommand(args: string[]): Promise<number> {
     force: values.force === true,
     log: values.log as string | undefined,
     echo: quietAfterReady ? undefined : (line) => process.stderr.write(`${line}\n`),
+    backend: backend as Backend | undefined,
+    // unmounted from outside: nothing left to serve
+    onEnded: () => process.exit(0),
   })
   let exiting = false
   const shutdown = (why: string): void => {

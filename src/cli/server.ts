@@ -1,6 +1,6 @@
 import { createWriteStream } from 'node:fs'
 import * as path from 'node:path'
-import { mountTree, Mounted } from '../fs/fuse-binding'
+import { Backend, mountTree, Mounted } from '../fs/fuse-binding'
 import { TreeOps } from '../fs/ops'
 import { debugTree } from '../fs/debug-tree'
 import { AttributeFile } from '../fs/nodes'
@@ -24,6 +24,10 @@ export interface ServerOptions {
   log?: string
   /** Echo trace lines here (the foreground server's stderr). */
   echo?: (line: string) => void
+  /** The FUSE backend (default libfuse3). */
+  backend?: Backend
+  /** Called when the mount goes away from outside (umount, an aborted connection). */
+  onEnded?: () => void
 }
 
 export interface Server {
@@ -59,7 +63,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
   const vfio = dirAt(root, '/dev/vfio/devices')
   for (const d of machine.devices) vfio.add(`vfio${d.vfioIndex}`, new TransactionFile(() => new VfioDeviceSession(world, d)))
   const ops = new TreeOps(root, trace)
-  const mounted: Mounted = await mountTree(dir, ops, { nonEmpty: state.hasAnyEntry })
+  const mounted: Mounted = await mountTree(dir, ops, { nonEmpty: state.hasAnyEntry, backend: opts.backend, onEnded: opts.onEnded })
   const notes = state.recoveredStale ? [`recovered a stale mount on ${dir}`] : []
   let stopping: Promise<void> | undefined
   return {

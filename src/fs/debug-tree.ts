@@ -85,18 +85,12 @@ function contextDir(ctx: IommufdContext): FsNode {
 
 /** The most a trace_pipe read hands out at once. */
 const PIPE_CHUNK = 64 * 1024
-/**
- * How long a trace_pipe read with nothing new waits before answering EOF.
- * Bounded because a read the server has received cannot be interrupted (FUSE
- * interrupts never reach a fuse-native server): the reader is unkillable
- * while it waits.
- */
-export const PIPE_WAIT_MS = 1000
 
 /**
  * trace_pipe: each open reads the lines emitted after it opened, as they
- * come; a read with nothing new waits up to PIPE_WAIT_MS for the next line,
- * then ends (EOF). Closing the file ends a wait at once.
+ * come; a read with nothing new waits for the next line, as tracefs does,
+ * until the reader is interrupted (a signal: EINTR) or closes the file (EOF).
+ * poll() says readable when a line is waiting.
  */
 function tracePipe(trace: TraceLog): FileNode {
   return {
@@ -105,7 +99,7 @@ function tracePipe(trace: TraceLog): FileNode {
     size: () => 0,
     open: () => {
       let cursor = trace.count
-      let wake: (() => void) | undefined
+      const ends = new Set<() => void>()
       /** Whole lines that fit in `len` (at least one, cut if it alone is longer); the cursor moves past them. */
       const take = (len: number): Buffer => {
         const lines = trace.since(cursor)
@@ -124,24 +118,35 @@ function tracePipe(trace: TraceLog): FileNode {
         return Buffer.concat(out).subarray(0, room)
       }
       return {
-        read: (_pos, len) => {
+        read: (_pos, len, caller) => {
           if (trace.count > cursor) return take(len)
           return new Promise<Buffer>((resolve) => {
             const finish = (data: () => Buffer): void => {
               off()
-              clearTimeout(timer)
-              wake = undefined
+              ends.delete(end)
               resolve(data())
             }
             const off = trace.onEmit(() => finish(() => take(len)))
-            const timer = setTimeout(() => finish(() => Buffer.alloc(0)), PIPE_WAIT_MS)
-            wake = () => finish(() => Buffer.alloc(0))
+            // closing the file ends the wait with EOF; an interrupted reader takes nothing
+            const end = (): void => finish(() => Buffer.alloc(0))
+            ends.add(end)
+            caller?.onCancel(end)
           })
         },
         write: () => {
           throw new ErrnoError('EACCES', 'trace_pipe is read-only')
         },
-        release: () => wake?.(),
+        release: () => {
+          for (const end of [...ends]) end()
+        },
+        readable: () => trace.count > cursor,
+        whenReadable: (fn) => {
+          const off = trace.onEmit(() => {
+            off()
+            fn()
+          })
+          return off
+        },
       }
     },
   }

@@ -1,116 +1,24 @@
 /**
- * The only module that knows fuse-native: it mounts a TreeOps on a directory
- * and turns every callback into a call that can neither throw nor hang.
+ * The one module the server mounts through: it picks a FUSE backend and
+ * mounts a TreeOps with it. Nothing above knows which backend serves.
  */
-import { execFile } from 'node:child_process'
-import Fuse = require('fuse-native')
-import { ErrnoError, ERRNO } from '../util/errno'
-import { TreeOps, Stat } from './ops'
+import { BackendOptions, Mounted } from './fuse-common'
+import { TreeOps } from './ops'
 
-/**
- * Kernel caching, chosen per what the tree holds (fuse-native can only set
- * these for the whole mount):
- * - direct_io: every read reaches the model. Attribute values, replies and
- *   debug files change, and a re-read of one descriptor must see the current value.
- * - attr_timeout=0: attributes are never cached, so stat of an entry that has
- *   gone (a closed context, a destroyed object) asks the server and gets ENOENT.
- * - entry_timeout=1: a name's lookup is remembered for a second. Path walks
- *   of the static tree then cost no request per component, and nothing goes
- *   stale: opens and stats still reach the server, which resolves the path.
- * - negative_timeout=0: a missing name is never remembered, so new contexts
- *   and objects appear at once.
- */
-const KERNEL_OPTIONS = ['direct_io', 'attr_timeout=0', 'entry_timeout=1', 'negative_timeout=0']
+export type { Mounted } from './fuse-common'
+export { detach } from './unmount'
 
-class IommufsFuse extends Fuse {
-  constructor(mnt: string, ops: Fuse.FuseOps, private readonly extra: string[]) {
-    // no per-request timer: every handler answers at once, except reads that wait on purpose (trace_pipe)
-    super(mnt, ops, { fsname: 'iommufs', subtype: 'iommufs', force: false, mkdir: false, timeout: false })
-  }
+/** libfuse3: per-file caching, poll, interrupts, ioctl, callers. fuse-native: the fallback for machines without libfuse3. */
+export const BACKENDS = ['libfuse3', 'fuse-native'] as const
+export type Backend = (typeof BACKENDS)[number]
+export const DEFAULT_BACKEND: Backend = 'libfuse3'
 
-  override _fuseOptions(): string {
-    const base = super._fuseOptions()
-    const extra = [...KERNEL_OPTIONS, ...this.extra].join(',')
-    return base ? `${base},${extra}` : `-o${extra}`
-  }
+export interface MountOptions extends BackendOptions {
+  backend?: Backend
 }
 
-/** Unmounts lazily with fusermount, falling back to umount -l (root). */
-export function detach(dir: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    execFile('fusermount', ['-uz', dir], (e1) => {
-      if (!e1) return resolve()
-      execFile('umount', ['-l', dir], (e2) => (e2 ? reject(new Error(`cannot unmount ${dir}: ${e2.message.trim()}`)) : resolve()))
-    })
-  })
-}
-
-Fuse.unmount = (mnt, cb) => {
-  detach(mnt).then(() => cb(null), (e: Error) => cb(e))
-}
-
-export interface Mounted {
-  unmount(): Promise<void>
-}
-
-export function mountTree(dir: string, ops: TreeOps, opts: { nonEmpty?: boolean } = {}): Promise<Mounted> {
-  const started = new Date()
-  const toStat = (s: Stat): Fuse.FuseStat => ({ ...s, uid: 0, gid: 0, mtime: started, atime: started, ctime: started })
-
-  /** An ErrnoError becomes its errno; anything else is a bug: EIO plus a trace line. */
-  const errnoOf = (op: string, p: string, e: unknown): number => {
-    if (e instanceof ErrnoError) return -e.code
-    ops.trace.emit('bug', `${op} ${p}: ${e instanceof Error ? (e.stack ?? e.message).split('\n').slice(0, 3).join(' | ') : String(e)}`)
-    return -ERRNO.EIO
-  }
-  /** Runs one operation, its failure turned into a negative errno. */
-  const run = <T>(op: string, p: string, fn: () => T): T | number => {
-    try {
-      return fn()
-    } catch (e) {
-      return errnoOf(op, p, e)
-    }
-  }
-  const reply = <T>(op: string, p: string, cb: (err: number, v?: T) => void, fn: () => T): void => {
-    const r = run(op, p, fn)
-    if (typeof r === 'number' && r < 0) cb(r)
-    else cb(0, r as T)
-  }
-  const denied = (_p: string, ...rest: unknown[]): void => (rest[rest.length - 1] as (e: number) => void)(-ERRNO.EACCES)
-
-  const fuseOps: Fuse.FuseOps = {
-    getattr: (p, cb) => reply('getattr', p, cb, () => toStat(ops.getattr(p))),
-    readdir: (p, cb) => reply('readdir', p, cb, () => ops.readdir(p)),
-    readlink: (p, cb) => reply('readlink', p, cb, () => ops.readlink(p)),
-    open: (p, flags, cb) => reply('open', p, cb, () => ops.open(p, flags)),
-    read: (p, fh, buf, len, pos, cb) => {
-      // libfuse's buffer stays valid until cb, also for a read that waits
-      const r = run('read', p, () => ops.read(fh, pos, len))
-      if (typeof r === 'number') cb(r)
-      else if (r instanceof Promise) r.then((data) => cb(data.copy(buf, 0)), (e: unknown) => cb(errnoOf('read', p, e)))
-      else cb(r.copy(buf, 0))
-    },
-    write: (p, fh, buf, len, pos, cb) => {
-      // buf is libfuse's memory and is gone after cb: copy it first
-      const data = Buffer.from(buf.subarray(0, len))
-      cb(run('write', p, () => ops.write(fh, pos, data)))
-    },
-    truncate: (p, _size, cb) => reply('truncate', p, cb, () => ops.truncate(p)),
-    ftruncate: (p, _fh, _size, cb) => reply('ftruncate', p, cb, () => ops.truncate(p)),
-    release: (p, fh, cb) => reply('release', p, cb, () => ops.release(fh)),
-    create: denied,
-    mkdir: denied,
-    unlink: denied,
-    rmdir: denied,
-  }
-
-  const fuse = new IommufsFuse(dir, fuseOps, opts.nonEmpty ? ['nonempty'] : [])
-  return new Promise((resolve, reject) => {
-    fuse.mount((err) => {
-      if (err) return reject(new Error(`cannot mount ${dir}: ${err.message}`))
-      resolve({
-        unmount: () => new Promise<void>((res, rej) => fuse.unmount((e) => (e ? rej(e) : res()))),
-      })
-    })
-  })
+export async function mountTree(dir: string, ops: TreeOps, opts: MountOptions = {}): Promise<Mounted> {
+  // each backend is loaded only when used: a machine may lack the other's library
+  if ((opts.backend ?? DEFAULT_BACKEND) === 'fuse-native') return (await import('./fuse-native-backend')).mountFuseNative(dir, ops, opts)
+  return (await import('./libfuse3-backend')).mountLibfuse3(dir, ops, opts)
 }

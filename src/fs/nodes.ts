@@ -17,9 +17,11 @@ export interface FileNode {
   readonly kind: 'file'
   /** Permission bits, as sysfs shows them (0444, 0644, 0200...). */
   readonly mode: number
-  /** What stat reports; sysfs attributes say 4096 whatever their length. */
+  /** What stat reports; sysfs attributes say 4096 whatever their length, constant ones their exact length. */
   size(): number
   open(access: Access): OpenFile
+  /** The content never changes while mounted, so the kernel may cache it (with the exact size). */
+  readonly constant?: boolean
 }
 
 export interface LinkNode {
@@ -30,12 +32,34 @@ export interface LinkNode {
 
 export type Access = 'read' | 'write' | 'readwrite'
 
+/** Who makes a request, as far as the FUSE binding can tell. */
+export interface Caller {
+  /** The requesting thread's id as the kernel reports it; 0 when the binding cannot tell. */
+  readonly pid: number
+  /** What to do if the caller stops waiting (a signal interrupted it); only reads that wait register this. */
+  onCancel(fn: () => void): void
+  /** The caller's memory, for ioctl arguments; absent when the binding cannot reach it. */
+  readonly memory?: ProcessMemory
+}
+
+/** Another process's memory, as root reads it (process_vm_readv/writev); errors are negative errnos. */
+export interface ProcessMemory {
+  read(pid: number, addr: bigint, len: number): Buffer | number
+  write(pid: number, addr: bigint, data: Buffer): number
+}
+
 /** One open() of a file: all its per-descriptor state lives here. */
 export interface OpenFile {
   /** The bytes at `pos`; a promise when the read waits for data (trace_pipe). */
-  read(pos: number, len: number): Buffer | Promise<Buffer>
-  write(pos: number, data: Buffer): number
+  read(pos: number, len: number, caller?: Caller): Buffer | Promise<Buffer>
+  write(pos: number, data: Buffer, caller?: Caller): number
   release(): void
+  /** For poll(): whether a read would answer at once; absent = always. */
+  readable?(): boolean
+  /** Calls `fn` once when a read would answer at once; returns the cancel. */
+  whenReadable?(fn: () => void): () => void
+  /** A real ioctl() on the descriptor: its argument is read from and written to the caller's memory. Returns ioctl()'s value. */
+  ioctl?(cmd: number, arg: bigint, caller: Caller): number
 }
 
 /** A directory whose entries are fixed once built. */
@@ -99,12 +123,13 @@ export class AttributeFile implements FileNode {
   readonly kind = 'file'
   readonly mode: number
 
-  constructor(private readonly show: () => string, private readonly store?: (text: string) => void, mode?: number) {
+  /** `constant`: `show` always renders the same text (a feature file of the topology). */
+  constructor(private readonly show: () => string, private readonly store?: (text: string) => void, mode?: number, readonly constant = false) {
     this.mode = mode ?? (store ? 0o644 : 0o444)
   }
 
   size(): number {
-    return SYSFS_SIZE
+    return this.constant ? Buffer.byteLength(this.show()) : SYSFS_SIZE
   }
 
   open(): OpenFile {

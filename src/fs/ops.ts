@@ -1,7 +1,7 @@
 import * as path from 'node:path'
 import { ErrnoError } from '../util/errno'
 import { TraceLog } from '../util/trace'
-import { Access, DirNode, FsNode, OpenFile } from './nodes'
+import { Access, Caller, DirNode, FsNode, OpenFile } from './nodes'
 
 export interface Stat {
   mode: number
@@ -85,12 +85,33 @@ export class TreeOps {
     if (!(node.mode & 0o222)) throw new ErrnoError('EACCES', `${p}: read-only`)
   }
 
-  read(fh: number, pos: number, len: number): Buffer | Promise<Buffer> {
-    return this.handle(fh).read(pos, len)
+  read(fh: number, pos: number, len: number, caller?: Caller): Buffer | Promise<Buffer> {
+    return this.handle(fh).read(pos, len, caller)
   }
 
-  write(fh: number, pos: number, data: Buffer): number {
-    return this.handle(fh).write(pos, data)
+  write(fh: number, pos: number, data: Buffer, caller?: Caller): number {
+    return this.handle(fh).write(pos, data, caller)
+  }
+
+  /** A real ioctl(): ENOTTY on files that take none. */
+  ioctl(fh: number, cmd: number, arg: bigint, caller: Caller): number {
+    const h = this.handle(fh)
+    if (!h.ioctl) throw new ErrnoError('ENOTTY', `ioctl 0x${cmd.toString(16)}: this file takes no ioctls`)
+    return h.ioctl(cmd, arg, caller)
+  }
+
+  /** For poll(): whether a read answers at once, and a way to hear when it will. */
+  readable(fh: number): boolean {
+    return this.handle(fh).readable?.() ?? true
+  }
+
+  whenReadable(fh: number, fn: () => void): () => void {
+    const h = this.handle(fh)
+    if (!h.whenReadable) {
+      fn()
+      return () => {}
+    }
+    return h.whenReadable(fn)
   }
 
   release(fh: number): void {

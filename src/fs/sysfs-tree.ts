@@ -29,7 +29,9 @@ function addAttributes(root: StaticDir, schema: Schema, subject: Subject, name: 
     const dir = dirAt(root, g.directory === '.' ? base : `${base}/${g.directory}`)
     for (const a of g.attributes) {
       if (renderAttribute(a, owner) === undefined) continue
-      dir.add(a.name, new AttributeFile(() => `${renderAttribute(a, owner)}\n`, undefined, a.mode))
+      // registers and constants are fixed by the topology; properties (domains_used...) follow the model
+      const constant = a.value.kind !== 'property'
+      dir.add(a.name, new AttributeFile(() => `${renderAttribute(a, owner)}\n`, undefined, a.mode, constant))
     }
   }
 }

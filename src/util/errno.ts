@@ -2,6 +2,7 @@
 export const ERRNO = {
   EPERM: 1,
   ENOENT: 2,
+  EINTR: 4,
   EIO: 5,
   E2BIG: 7,
   EBADF: 9,
@@ -29,6 +30,7 @@ export const ERRNO = {
   EADDRINUSE: 98,
   EPROTO: 71,
   ETIMEDOUT: 110,
+  ESTALE: 116,
 } as const
 
 export type ErrnoName = keyof typeof ERRNO

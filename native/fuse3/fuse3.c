@@ -1,0 +1,694 @@
+/*
+ * A libfuse3 low-level session served from Node's main loop.
+ *
+ * The session fd is watched with uv_poll on the loop Node runs; each readable
+ * event drains the requests the kernel queued and hands each one to JS
+ * synchronously, in the order the kernel queued them (one thread, no hop).
+ * JS answers a request at once or later: requests are kept in a table under a
+ * small integer id, and every reply function takes that id, so a late or
+ * repeated reply is refused instead of touching freed memory.
+ */
+#define _GNU_SOURCE
+#define FUSE_USE_VERSION 35
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <node_api.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <uv.h>
+
+/* operation codes handed to JS (kept in step with src/fs/libfuse3.ts) */
+enum {
+  OP_INIT = 0, OP_LOOKUP, OP_FORGET, OP_GETATTR, OP_READLINK, OP_OPEN, OP_READ, OP_WRITE,
+  OP_RELEASE, OP_READDIR, OP_SETATTR, OP_IOCTL, OP_POLL, OP_INTERRUPT, OP_ENDED
+};
+
+/* per-open flags JS gives replyOpen */
+enum { OPEN_DIRECT_IO = 1, OPEN_KEEP_CACHE = 2, OPEN_NONSEEKABLE = 4, OPEN_NOFLUSH = 8 };
+
+typedef struct session {
+  struct fuse_session *se;
+  napi_env env;
+  napi_ref handler;    /* function(op, id, ino, a, b, c, d) */
+  napi_ref receiver;   /* `this` for the handler */
+  napi_async_context async;
+  uv_poll_t poll;
+  struct fuse_buf buf;
+  int mounted, closed, ended;
+  double start;        /* mtime/atime/ctime of every node, seconds */
+} session;
+
+/* ---- the request table: id -> pending request ---- */
+typedef struct { fuse_req_t req; session *s; } slot;
+static slot *slots;
+static uint32_t nslots, freehead; /* free list threaded through .req == NULL entries via freenext */
+static uint32_t *freenext;
+
+static uint32_t slot_put(session *s, fuse_req_t req) {
+  if (!freehead) {
+    uint32_t n = nslots ? nslots * 2 : 256;
+    slots = realloc(slots, n * sizeof *slots);
+    freenext = realloc(freenext, n * sizeof *freenext);
+    if (!slots || !freenext) abort();
+    for (uint32_t i = n; i-- > (nslots ? nslots : 1);) {
+      slots[i].req = NULL;
+      slots[i].s = NULL;
+      freenext[i] = freehead;
+      freehead = i;
+    }
+    nslots = n;
+  }
+  uint32_t id = freehead;
+  freehead = freenext[id];
+  slots[id].req = req;
+  slots[id].s = s;
+  return id;
+}
+
+static fuse_req_t slot_take(uint32_t id) {
+  if (id == 0 || id >= nslots || !slots[id].req) return NULL;
+  fuse_req_t r = slots[id].req;
+  slots[id].req = NULL;
+  slots[id].s = NULL;
+  freenext[id] = freehead;
+  freehead = id;
+  return r;
+}
+
+/* ---- poll handles: id -> fuse_pollhandle ---- */
+static struct fuse_pollhandle **polls;
+static uint32_t npolls;
+
+static uint32_t poll_put(struct fuse_pollhandle *ph) {
+  for (uint32_t i = 1; i < npolls; i++)
+    if (!polls[i]) { polls[i] = ph; return i; }
+  uint32_t n = npolls ? npolls * 2 : 64;
+  polls = realloc(polls, n * sizeof *polls);
+  if (!polls) abort();
+  memset(polls + npolls, 0, (n - npolls) * sizeof *polls);
+  uint32_t id = npolls ? npolls : 1;
+  npolls = n;
+  polls[id] = ph;
+  return id;
+}
+
+/* interrupts seen while processing a request; handed to JS after it returns */
+static uint32_t pending_intr[256];
+static int npending_intr;
+
+/* ---- calling JS ---- */
+static napi_value num(napi_env env, double v) {
+  napi_value r;
+  napi_create_double(env, v, &r);
+  return r;
+}
+
+/* The handler, synchronously. An exception escaping JS is a bug in the binding's
+ * wrapper: the request (if still pending) gets EIO and the exception goes to
+ * Node's uncaught-exception handling when the callback scope closes. */
+static void call_js(session *s, uint32_t id, int argc, napi_value *argv) {
+  napi_env env = s->env;
+  napi_value fn, recv, result;
+  if (napi_get_reference_value(env, s->handler, &fn) != napi_ok) return;
+  if (napi_get_reference_value(env, s->receiver, &recv) != napi_ok) return;
+  if (napi_call_function(env, recv, fn, argc, argv, &result) != napi_ok) {
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (pending) {
+      napi_value exc;
+      napi_get_and_clear_last_exception(env, &exc);
+    }
+    fuse_req_t r = id ? slot_take(id) : NULL;
+    if (r) fuse_reply_err(r, EIO);
+  }
+}
+
+static session *ses(fuse_req_t req) { return fuse_req_userdata(req); }
+
+static void dispatch(fuse_req_t req, int op, double ino, int argc, napi_value *rest) {
+  session *s = ses(req);
+  napi_env env = s->env;
+  uint32_t id = req ? slot_put(s, req) : 0;
+  napi_value argv[8];
+  argv[0] = num(env, op);
+  argv[1] = num(env, id);
+  argv[2] = num(env, ino);
+  for (int i = 0; i < argc; i++) argv[3 + i] = rest[i];
+  call_js(s, id, 3 + argc, argv);
+}
+
+/* ---- libfuse operations ---- */
+static void op_init(void *userdata, struct fuse_conn_info *conn) {
+  session *s = userdata;
+  /* one request at a time, in queue order: no parallel dir ops, no async reads */
+  conn->want &= ~FUSE_CAP_ASYNC_READ;
+  napi_value argv[3] = { num(s->env, OP_INIT), num(s->env, 0), num(s->env, 0) };
+  call_js(s, 0, 3, argv);
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  napi_value a[1];
+  napi_create_string_utf8(ses(req)->env, name, NAPI_AUTO_LENGTH, &a[0]);
+  dispatch(req, OP_LOOKUP, parent, 1, a);
+}
+
+static void forget_one(session *s, fuse_ino_t ino, uint64_t n) {
+  napi_value argv[4] = { num(s->env, OP_FORGET), num(s->env, 0), num(s->env, ino), num(s->env, (double)n) };
+  call_js(s, 0, 4, argv);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  forget_one(ses(req), ino, nlookup);
+  fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f) {
+  for (size_t i = 0; i < count; i++) forget_one(ses(req), f[i].ino, f[i].nlookup);
+  fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  (void)fi;
+  dispatch(req, OP_GETATTR, ino, 0, NULL);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino) { dispatch(req, OP_READLINK, ino, 0, NULL); }
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  napi_env env = ses(req)->env;
+  napi_value a[2] = { num(env, fi->flags), num(env, fuse_req_ctx(req)->pid) };
+  dispatch(req, OP_OPEN, ino, 2, a);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  napi_env env = ses(req)->env;
+  napi_value a[4] = { num(env, (double)fi->fh), num(env, size), num(env, (double)off), num(env, fuse_req_ctx(req)->pid) };
+  dispatch(req, OP_READ, ino, 4, a);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t off, struct fuse_file_info *fi) {
+  napi_env env = ses(req)->env;
+  napi_value a[4];
+  void *copy;
+  a[0] = num(env, (double)fi->fh);
+  /* JS may keep the bytes (a partial request line), so they are copied out of libfuse's buffer */
+  if (napi_create_buffer_copy(env, size, data, &copy, &a[1]) != napi_ok) {
+    fuse_reply_err(req, ENOMEM);
+    return;
+  }
+  a[2] = num(env, (double)off);
+  a[3] = num(env, fuse_req_ctx(req)->pid);
+  dispatch(req, OP_WRITE, ino, 4, a);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  (void)ino; (void)fi;
+  fuse_reply_err(req, 0);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  napi_value a[1] = { num(ses(req)->env, (double)fi->fh) };
+  dispatch(req, OP_RELEASE, ino, 1, a);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  (void)fi;
+  napi_env env = ses(req)->env;
+  napi_value a[2] = { num(env, size), num(env, (double)off) };
+  dispatch(req, OP_READDIR, ino, 2, a);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi) {
+  napi_env env = ses(req)->env;
+  napi_value a[3] = { num(env, to_set), num(env, (double)attr->st_size), num(env, fi ? (double)fi->fh : 0) };
+  dispatch(req, OP_SETATTR, ino, 3, a);
+}
+
+static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg, struct fuse_file_info *fi,
+                     unsigned flags, const void *in_buf, size_t in_bufsz, size_t out_bufsz) {
+  napi_env env = ses(req)->env;
+  napi_value a[5];
+  void *copy;
+  if (flags & FUSE_IOCTL_COMPAT) {
+    fuse_reply_err(req, ENOSYS); /* 32-bit callers: pointers would need translating */
+    return;
+  }
+  a[0] = num(env, (double)fi->fh);
+  a[1] = num(env, cmd);
+  napi_create_bigint_uint64(env, (uint64_t)(uintptr_t)arg, &a[2]);
+  if (napi_create_buffer_copy(env, in_bufsz, in_buf ? in_buf : "", &copy, &a[3]) != napi_ok) {
+    fuse_reply_err(req, ENOMEM);
+    return;
+  }
+  a[4] = num(env, fuse_req_ctx(req)->pid);
+  (void)out_bufsz;
+  dispatch(req, OP_IOCTL, ino, 5, a);
+}
+
+static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct fuse_pollhandle *ph) {
+  napi_env env = ses(req)->env;
+  napi_value a[2] = { num(env, (double)fi->fh), num(env, ph ? poll_put(ph) : 0) };
+  dispatch(req, OP_POLL, ino, 2, a);
+}
+
+static void on_interrupt(fuse_req_t req, void *data) {
+  (void)req;
+  if (npending_intr < (int)(sizeof pending_intr / sizeof *pending_intr)) pending_intr[npending_intr++] = (uint32_t)(uintptr_t)data;
+}
+
+static void op_deny(fuse_req_t req) { fuse_reply_err(req, EACCES); }
+static void op_create(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, struct fuse_file_info *fi) { (void)p; (void)n; (void)m; (void)fi; op_deny(req); }
+static void op_mknod(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, dev_t d) { (void)p; (void)n; (void)m; (void)d; op_deny(req); }
+static void op_mkdir(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m) { (void)p; (void)n; (void)m; op_deny(req); }
+static void op_unlink(fuse_req_t req, fuse_ino_t p, const char *n) { (void)p; (void)n; op_deny(req); }
+
+static const struct fuse_lowlevel_ops OPS = {
+  .init = op_init,
+  .lookup = op_lookup,
+  .forget = op_forget,
+  .forget_multi = op_forget_multi,
+  .getattr = op_getattr,
+  .readlink = op_readlink,
+  .open = op_open,
+  .read = op_read,
+  .write = op_write,
+  .flush = op_flush,
+  .release = op_release,
+  .readdir = op_readdir,
+  .setattr = op_setattr,
+  .ioctl = op_ioctl,
+  .poll = op_poll,
+  .create = op_create,
+  .mknod = op_mknod,
+  .mkdir = op_mkdir,
+  .unlink = op_unlink,
+  .rmdir = op_unlink,
+};
+
+/* ---- the loop ---- */
+static void on_closed(uv_handle_t *h) {
+  session *s = h->data;
+  free(s->buf.mem);
+  free(s);
+}
+
+static void stop_polling(session *s) {
+  if (s->closed) return;
+  s->closed = 1;
+  uv_poll_stop(&s->poll);
+}
+
+static void on_readable(uv_poll_t *h, int status, int events) {
+  (void)events;
+  session *s = h->data;
+  napi_env env = s->env;
+  napi_handle_scope hs;
+  napi_callback_scope cs;
+  napi_value resource;
+  napi_open_handle_scope(env, &hs);
+  napi_create_object(env, &resource);
+  /* a callback scope: promise jobs and nextTicks JS queued run when it closes */
+  napi_open_callback_scope(env, resource, s->async, &cs);
+  int ended = status < 0;
+  /* a bounded batch, so timers and other I/O get their turn under load */
+  for (int i = 0; i < 64 && !ended && s->se; i++) {
+    int res = fuse_session_receive_buf(s->se, &s->buf);
+    if (res == -EINTR || res == -EAGAIN) break;
+    if (res <= 0 || fuse_session_exited(s->se)) { ended = 1; break; }
+    fuse_session_process_buf(s->se, &s->buf);
+    for (int k = 0; k < npending_intr; k++) {
+      napi_value argv[3] = { num(env, OP_INTERRUPT), num(env, pending_intr[k]), num(env, 0) };
+      call_js(s, 0, 3, argv);
+    }
+    npending_intr = 0;
+  }
+  if (ended && !s->ended && s->se) {
+    /* unmounted from outside (or the connection was aborted) */
+    s->ended = 1;
+    stop_polling(s);
+    napi_value argv[3] = { num(env, OP_ENDED), num(env, 0), num(env, 0) };
+    call_js(s, 0, 3, argv);
+  }
+  napi_close_callback_scope(env, cs);
+  napi_close_handle_scope(env, hs);
+}
+
+/* ---- exported functions ---- */
+static napi_value js_undefined(napi_env env) {
+  napi_value u;
+  napi_get_undefined(env, &u);
+  return u;
+}
+
+static napi_value throw_errno(napi_env env, const char *what, int err) {
+  char msg[512];
+  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
+  napi_value code, m, e;
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
+  napi_create_int32(env, err, &code);
+  napi_create_error(env, NULL, m, &e);
+  napi_set_named_property(env, e, "errno", code);
+  napi_throw(env, e);
+  return NULL;
+}
+
+static double arg_num(napi_env env, napi_value v) {
+  double d = 0;
+  napi_get_value_double(env, v, &d);
+  return d;
+}
+
+static session *arg_session(napi_env env, napi_value v) {
+  session *s = NULL;
+  napi_get_value_external(env, v, (void **)&s);
+  return s;
+}
+
+/* mount(dir, options, handler, receiver, startSeconds) -> session */
+static napi_value js_mount(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  char dir[4096], opts[1024];
+  size_t len;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 5) return throw_errno(env, "mount", EINVAL);
+  if (napi_get_value_string_utf8(env, argv[0], dir, sizeof dir, &len) != napi_ok) return throw_errno(env, "mount dir", EINVAL);
+  if (napi_get_value_string_utf8(env, argv[1], opts, sizeof opts, &len) != napi_ok) return throw_errno(env, "mount options", EINVAL);
+
+  session *s = calloc(1, sizeof *s);
+  if (!s) return throw_errno(env, "mount", ENOMEM);
+  s->env = env;
+  s->start = arg_num(env, argv[4]);
+  char *fargv[] = { "iommufs", "-o", opts, NULL };
+  struct fuse_args args = FUSE_ARGS_INIT(3, fargv);
+  s->se = fuse_session_new(&args, &OPS, sizeof OPS, s);
+  if (!s->se) {
+    free(s);
+    return throw_errno(env, "fuse_session_new (bad options?)", EINVAL);
+  }
+  if (fuse_session_mount(s->se, dir) != 0) {
+    int err = errno ? errno : EIO;
+    fuse_session_destroy(s->se);
+    free(s);
+    return throw_errno(env, "fuse_session_mount", err);
+  }
+  s->mounted = 1;
+  napi_create_reference(env, argv[2], 1, &s->handler);
+  napi_create_reference(env, argv[3], 1, &s->receiver);
+  napi_value name;
+  napi_create_string_utf8(env, "iommufs-fuse3", NAPI_AUTO_LENGTH, &name);
+  napi_async_init(env, NULL, name, &s->async);
+  uv_loop_t *loop;
+  napi_get_uv_event_loop(env, &loop);
+  uv_poll_init(loop, &s->poll, fuse_session_fd(s->se)); /* sets O_NONBLOCK: receive_buf then answers -EAGAIN when drained */
+  s->poll.data = s;
+  uv_poll_start(&s->poll, UV_READABLE, on_readable);
+  napi_value ext;
+  napi_create_external(env, s, NULL, NULL, &ext);
+  return ext;
+}
+
+/* unmount(session): stops serving, unmounts (lazily), frees the session */
+static napi_value js_unmount(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  session *s = arg_session(env, argv[0]);
+  if (!s || !s->se) return js_undefined(env);
+  stop_polling(s);
+  /* requests still held by JS can no longer be answered */
+  for (uint32_t i = 1; i < nslots; i++)
+    if (slots[i].req && slots[i].s == s) slot_take(i);
+  if (s->mounted) fuse_session_unmount(s->se);
+  fuse_session_destroy(s->se);
+  s->se = NULL;
+  napi_delete_reference(env, s->handler);
+  napi_delete_reference(env, s->receiver);
+  napi_async_destroy(env, s->async);
+  uv_close((uv_handle_t *)&s->poll, on_closed);
+  return js_undefined(env);
+}
+
+static fuse_req_t take_arg(napi_env env, napi_value v) {
+  fuse_req_t r = slot_take((uint32_t)arg_num(env, v));
+  if (!r) napi_throw_error(env, NULL, "no pending FUSE request with this id (answered twice?)");
+  return r;
+}
+
+static napi_value ret_int(napi_env env, int v) {
+  napi_value r;
+  napi_create_int32(env, v, &r);
+  return r;
+}
+
+#define ARGS(n) size_t argc = n; napi_value argv[n]; napi_get_cb_info(env, info, &argc, argv, NULL, NULL)
+
+/* replyErr(id, errno) */
+static napi_value js_reply_err(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  fuse_req_t r = take_arg(env, argv[0]);
+  return r ? ret_int(env, fuse_reply_err(r, (int)arg_num(env, argv[1]))) : NULL;
+}
+
+static void fill_attr(session *s, struct stat *st, double ino, double mode, double nlink, double size) {
+  memset(st, 0, sizeof *st);
+  st->st_ino = (ino_t)ino;
+  st->st_mode = (mode_t)mode;
+  st->st_nlink = (nlink_t)nlink;
+  st->st_size = (off_t)size;
+  st->st_blksize = 4096;
+  st->st_blocks = ((off_t)size + 511) / 512;
+  st->st_atime = st->st_mtime = st->st_ctime = (time_t)s->start;
+}
+
+/* replyEntry(id, ino, mode, nlink, size, attrTimeout, entryTimeout); ino 0 = a cached "no such name" */
+static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
+  ARGS(7);
+  uint32_t id = (uint32_t)arg_num(env, argv[0]);
+  session *s = id < nslots ? slots[id].s : NULL;
+  fuse_req_t r = take_arg(env, argv[0]);
+  if (!r) return NULL;
+  struct fuse_entry_param e;
+  memset(&e, 0, sizeof e);
+  e.ino = (fuse_ino_t)arg_num(env, argv[1]);
+  fill_attr(s, &e.attr, arg_num(env, argv[1]), arg_num(env, argv[2]), arg_num(env, argv[3]), arg_num(env, argv[4]));
+  e.attr_timeout = arg_num(env, argv[5]);
+  e.entry_timeout = arg_num(env, argv[6]);
+  return ret_int(env, fuse_reply_entry(r, &e));
+}
+
+/* replyAttr(id, ino, mode, nlink, size, attrTimeout) */
+static napi_value js_reply_attr(napi_env env, napi_callback_info info) {
+  ARGS(6);
+  uint32_t id = (uint32_t)arg_num(env, argv[0]);
+  session *s = id < nslots ? slots[id].s : NULL;
+  fuse_req_t r = take_arg(env, argv[0]);
+  if (!r) return NULL;
+  struct stat st;
+  fill_attr(s, &st, arg_num(env, argv[1]), arg_num(env, argv[2]), arg_num(env, argv[3]), arg_num(env, argv[4]));
+  return ret_int(env, fuse_reply_attr(r, &st, arg_num(env, argv[5])));
+}
+
+/* replyOpen(id, fh, flags) */
+static napi_value js_reply_open(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  fuse_req_t r = take_arg(env, argv[0]);
+  if (!r) return NULL;
+  struct fuse_file_info fi;
+  memset(&fi, 0, sizeof fi);
+  fi.fh = (uint64_t)arg_num(env, argv[1]);
+  int f = (int)arg_num(env, argv[2]);
+  fi.direct_io = !!(f & OPEN_DIRECT_IO);
+  fi.keep_cache = !!(f & OPEN_KEEP_CACHE);
+  fi.nonseekable = !!(f & OPEN_NONSEEKABLE);
+  fi.noflush = !!(f & OPEN_NOFLUSH);
+  return ret_int(env, fuse_reply_open(r, &fi));
+}
+
+/* replyBuf(id, buffer|string): read data, or a readlink target when a string */
+static napi_value js_reply_buf(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  fuse_req_t r = take_arg(env, argv[0]);
+  if (!r) return NULL;
+  napi_valuetype t;
+  napi_typeof(env, argv[1], &t);
+  if (t == napi_string) {
+    char target[4096];
+    size_t len;
+    napi_get_value_string_utf8(env, argv[1], target, sizeof target, &len);
+    return ret_int(env, fuse_reply_readlink(r, target));
+  }
+  void *data = NULL;
+  size_t len = 0;
+  napi_get_buffer_info(env, argv[1], &data, &len);
+  return ret_int(env, fuse_reply_buf(r, data, len));
+}
+
+/* replyWrite(id, count) */
+static napi_value js_reply_write(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  fuse_req_t r = take_arg(env, argv[0]);
+  return r ? ret_int(env, fuse_reply_write(r, (size_t)arg_num(env, argv[1]))) : NULL;
+}
+
+/* replyDir(id, size, off, names[], inos[], modes[]): entries from index off that fit in size */
+static napi_value js_reply_dir(napi_env env, napi_callback_info info) {
+  ARGS(6);
+  fuse_req_t r = take_arg(env, argv[0]);
+  if (!r) return NULL;
+  size_t size = (size_t)arg_num(env, argv[1]);
+  uint32_t off = (uint32_t)arg_num(env, argv[2]), n = 0;
+  napi_get_array_length(env, argv[3], &n);
+  char *buf = malloc(size ? size : 1);
+  if (!buf) return ret_int(env, fuse_reply_err(r, ENOMEM));
+  size_t used = 0;
+  for (uint32_t i = off; i < n; i++) {
+    napi_value nv, iv, mv;
+    char name[1024];
+    size_t len;
+    napi_get_element(env, argv[3], i, &nv);
+    napi_get_element(env, argv[4], i, &iv);
+    napi_get_element(env, argv[5], i, &mv);
+    napi_get_value_string_utf8(env, nv, name, sizeof name, &len);
+    struct stat st;
+    memset(&st, 0, sizeof st);
+    st.st_ino = (ino_t)arg_num(env, iv);
+    st.st_mode = (mode_t)arg_num(env, mv);
+    size_t need = fuse_add_direntry(r, buf + used, size - used, name, &st, i + 1);
+    if (need > size - used) break;
+    used += need;
+  }
+  int rc = fuse_reply_buf(r, buf, used);
+  free(buf);
+  return ret_int(env, rc);
+}
+
+/* replyIoctl(id, result, buffer?) */
+static napi_value js_reply_ioctl(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  fuse_req_t r = take_arg(env, argv[0]);
+  if (!r) return NULL;
+  void *data = NULL;
+  size_t len = 0;
+  if (argc >= 3) napi_get_buffer_info(env, argv[2], &data, &len);
+  return ret_int(env, fuse_reply_ioctl(r, (int)arg_num(env, argv[1]), data, len));
+}
+
+/* replyPoll(id, revents) */
+static napi_value js_reply_poll(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  fuse_req_t r = take_arg(env, argv[0]);
+  return r ? ret_int(env, fuse_reply_poll(r, (unsigned)arg_num(env, argv[1]))) : NULL;
+}
+
+/* onInterrupt(id): a request JS keeps pending is to be reported (OP_INTERRUPT) if the caller is signalled */
+static napi_value js_on_interrupt(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  uint32_t id = (uint32_t)arg_num(env, argv[0]);
+  if (id && id < nslots && slots[id].req) fuse_req_interrupt_func(slots[id].req, on_interrupt, (void *)(uintptr_t)id);
+  return js_undefined(env);
+}
+
+/* notifyPoll(pollId, keep): wakes the poller; the handle is freed unless keep */
+static napi_value js_notify_poll(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  uint32_t id = (uint32_t)arg_num(env, argv[0]);
+  bool keep = false;
+  if (argc >= 2) napi_get_value_bool(env, argv[1], &keep);
+  if (!id || id >= npolls || !polls[id]) return ret_int(env, -EINVAL);
+  int rc = fuse_lowlevel_notify_poll(polls[id]);
+  if (!keep) {
+    fuse_pollhandle_destroy(polls[id]);
+    polls[id] = NULL;
+  }
+  return ret_int(env, rc);
+}
+
+/* dropPoll(pollId): frees a handle without waking anyone */
+static napi_value js_drop_poll(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  uint32_t id = (uint32_t)arg_num(env, argv[0]);
+  if (id && id < npolls && polls[id]) {
+    fuse_pollhandle_destroy(polls[id]);
+    polls[id] = NULL;
+  }
+  return js_undefined(env);
+}
+
+/* invalInode(session, ino): drops the kernel's cached data and attributes of ino */
+static napi_value js_inval_inode(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  session *s = arg_session(env, argv[0]);
+  if (!s || !s->se) return ret_int(env, -ENODEV);
+  return ret_int(env, fuse_lowlevel_notify_inval_inode(s->se, (fuse_ino_t)arg_num(env, argv[1]), 0, 0));
+}
+
+/* invalEntry(session, parentIno, name): drops the kernel's cached lookup of name */
+static napi_value js_inval_entry(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  session *s = arg_session(env, argv[0]);
+  if (!s || !s->se) return ret_int(env, -ENODEV);
+  char name[1024];
+  size_t len;
+  napi_get_value_string_utf8(env, argv[2], name, sizeof name, &len);
+  return ret_int(env, fuse_lowlevel_notify_inval_entry(s->se, (fuse_ino_t)arg_num(env, argv[1]), name, len));
+}
+
+/* vmRead(pid, addr, len) -> Buffer | -errno: the caller's memory, by process_vm_readv */
+static napi_value js_vm_read(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  int pid = (int)arg_num(env, argv[0]);
+  uint64_t addr;
+  bool lossless;
+  napi_get_value_bigint_uint64(env, argv[1], &addr, &lossless);
+  size_t len = (size_t)arg_num(env, argv[2]);
+  void *data;
+  napi_value buf;
+  if (napi_create_buffer(env, len, &data, &buf) != napi_ok) return ret_int(env, -ENOMEM);
+  if (!len) return buf;
+  struct iovec local = { data, len }, remote = { (void *)(uintptr_t)addr, len };
+  ssize_t n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+  if (n < 0) return ret_int(env, -errno);
+  if ((size_t)n != len) return ret_int(env, -EFAULT);
+  return buf;
+}
+
+/* vmWrite(pid, addr, buffer) -> 0 | -errno */
+static napi_value js_vm_write(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  int pid = (int)arg_num(env, argv[0]);
+  uint64_t addr;
+  bool lossless;
+  napi_get_value_bigint_uint64(env, argv[1], &addr, &lossless);
+  void *data = NULL;
+  size_t len = 0;
+  napi_get_buffer_info(env, argv[2], &data, &len);
+  if (!len) return ret_int(env, 0);
+  struct iovec local = { data, len }, remote = { (void *)(uintptr_t)addr, len };
+  ssize_t n = process_vm_writev(pid, &local, 1, &remote, 1, 0);
+  if (n < 0) return ret_int(env, -errno);
+  return ret_int(env, (size_t)n == len ? 0 : -EFAULT);
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  const struct { const char *name; napi_callback fn; } fns[] = {
+    { "mount", js_mount }, { "unmount", js_unmount },
+    { "replyErr", js_reply_err }, { "replyEntry", js_reply_entry }, { "replyAttr", js_reply_attr },
+    { "replyOpen", js_reply_open }, { "replyBuf", js_reply_buf }, { "replyWrite", js_reply_write },
+    { "replyDir", js_reply_dir }, { "replyIoctl", js_reply_ioctl }, { "replyPoll", js_reply_poll },
+    { "onInterrupt", js_on_interrupt }, { "notifyPoll", js_notify_poll }, { "dropPoll", js_drop_poll },
+    { "invalInode", js_inval_inode }, { "invalEntry", js_inval_entry },
+    { "vmRead", js_vm_read }, { "vmWrite", js_vm_write },
+  };
+  for (size_t i = 0; i < sizeof fns / sizeof *fns; i++) {
+    napi_value f;
+    napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f);
+    napi_set_named_property(env, exports, fns[i].name, f);
+  }
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

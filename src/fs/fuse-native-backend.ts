@@ -1,0 +1,125 @@
+/**
+ * The fallback backend, fuse-native (libfuse2's high-level API, a thread per
+ * request handed to JS): it mounts a TreeOps on a directory and turns every
+ * callback into a call that can neither throw nor hang. It cannot set caching
+ * per file, has no poll, interrupt or ioctl, and does not say who calls.
+ */
+import Fuse = require('fuse-native')
+import { ERRNO } from '../util/errno'
+import { BackendOptions, Mounted, errnoOf as errnoFor } from './fuse-common'
+import { detach } from './unmount'
+import { Caller } from './nodes'
+import { TreeOps, Stat } from './ops'
+
+/**
+ * Kernel caching, chosen per what the tree holds (fuse-native can only set
+ * these for the whole mount):
+ * - direct_io: every read reaches the model. Attribute values, replies and
+ *   debug files change, and a re-read of one descriptor must see the current value.
+ * - attr_timeout=0: attributes are never cached, so stat of an entry that has
+ *   gone (a closed context, a destroyed object) asks the server and gets ENOENT.
+ * - entry_timeout=1: a name's lookup is remembered for a second. Path walks
+ *   of the static tree then cost no request per component, and nothing goes
+ *   stale: opens and stats still reach the server, which resolves the path.
+ * - negative_timeout=0: a missing name is never remembered, so new contexts
+ *   and objects appear at once.
+ */
+const KERNEL_OPTIONS = ['direct_io', 'attr_timeout=0', 'entry_timeout=1', 'negative_timeout=0']
+
+class IommufsFuse extends Fuse {
+  constructor(mnt: string, ops: Fuse.FuseOps, private readonly extra: string[]) {
+    // no per-request timer: every handler answers at once, except reads that wait on purpose (trace_pipe)
+    super(mnt, ops, { fsname: 'iommufs', subtype: 'iommufs', force: false, mkdir: false, timeout: false })
+  }
+
+  override _fuseOptions(): string {
+    const base = super._fuseOptions()
+    const extra = [...KERNEL_OPTIONS, ...this.extra].join(',')
+    return base ? `${base},${extra}` : `-o${extra}`
+  }
+}
+
+/**
+ * How long a read that waits (trace_pipe) may wait here before it ends with
+ * EOF: interrupts never reach a fuse-native server, so a waiting reader could
+ * not be killed otherwise.
+ */
+export const WAIT_LIMIT_MS = 1000
+
+/** A caller with no pid whose wait is cancelled after WAIT_LIMIT_MS. */
+function boundedWait(): Caller & { start(): void; stop(): void } {
+  const cancels: (() => void)[] = []
+  let timer: NodeJS.Timeout | undefined
+  return {
+    pid: 0,
+    onCancel: (fn) => void cancels.push(fn),
+    start: () => {
+      timer = setTimeout(() => cancels.forEach((fn) => fn()), WAIT_LIMIT_MS)
+    },
+    stop: () => clearTimeout(timer),
+  }
+}
+
+Fuse.unmount = (mnt, cb) => {
+  detach(mnt).then(() => cb(null), (e: Error) => cb(e))
+}
+
+export function mountFuseNative(dir: string, ops: TreeOps, opts: BackendOptions = {}): Promise<Mounted> {
+  const started = new Date()
+  const toStat = (s: Stat): Fuse.FuseStat => ({ ...s, uid: 0, gid: 0, mtime: started, atime: started, ctime: started })
+
+  const errnoOf = (op: string, p: string, e: unknown): number => -errnoFor(ops.trace, op, p, e)
+  /** Runs one operation, its failure turned into a negative errno. */
+  const run = <T>(op: string, p: string, fn: () => T): T | number => {
+    try {
+      return fn()
+    } catch (e) {
+      return errnoOf(op, p, e)
+    }
+  }
+  const reply = <T>(op: string, p: string, cb: (err: number, v?: T) => void, fn: () => T): void => {
+    const r = run(op, p, fn)
+    if (typeof r === 'number' && r < 0) cb(r)
+    else cb(0, r as T)
+  }
+  const denied = (_p: string, ...rest: unknown[]): void => (rest[rest.length - 1] as (e: number) => void)(-ERRNO.EACCES)
+
+  const fuseOps: Fuse.FuseOps = {
+    getattr: (p, cb) => reply('getattr', p, cb, () => toStat(ops.getattr(p))),
+    readdir: (p, cb) => reply('readdir', p, cb, () => ops.readdir(p)),
+    readlink: (p, cb) => reply('readlink', p, cb, () => ops.readlink(p)),
+    open: (p, flags, cb) => reply('open', p, cb, () => ops.open(p, flags)),
+    read: (p, fh, buf, len, pos, cb) => {
+      // libfuse's buffer stays valid until cb, also for a read that waits
+      const caller = boundedWait()
+      const r = run('read', p, () => ops.read(fh, pos, len, caller))
+      if (typeof r === 'number') cb(r)
+      else if (r instanceof Promise) {
+        caller.start()
+        r.then((data) => cb(data.copy(buf, 0)), (e: unknown) => cb(errnoOf('read', p, e))).finally(() => caller.stop())
+      } else cb(r.copy(buf, 0))
+    },
+    write: (p, fh, buf, len, pos, cb) => {
+      // buf is libfuse's memory and is gone after cb: copy it first
+      const data = Buffer.from(buf.subarray(0, len))
+      cb(run('write', p, () => ops.write(fh, pos, data)))
+    },
+    truncate: (p, _size, cb) => reply('truncate', p, cb, () => ops.truncate(p)),
+    ftruncate: (p, _fh, _size, cb) => reply('ftruncate', p, cb, () => ops.truncate(p)),
+    release: (p, fh, cb) => reply('release', p, cb, () => ops.release(fh)),
+    create: denied,
+    mkdir: denied,
+    unlink: denied,
+    rmdir: denied,
+  }
+
+  const fuse = new IommufsFuse(dir, fuseOps, opts.nonEmpty ? ['nonempty'] : [])
+  return new Promise((resolve, reject) => {
+    fuse.mount((err) => {
+      if (err) return reject(new Error(`cannot mount ${dir}: ${err.message}`))
+      resolve({
+        unmount: () => new Promise<void>((res, rej) => fuse.unmount((e) => (e ? rej(e) : res()))),
+      })
+    })
+  })
+}

@@ -1,0 +1,348 @@
+/**
+ * The default backend: libfuse3's low-level API through a small addon
+ * (native/fuse3) that reads the session fd on Node's main loop and calls
+ * `handle` synchronously for each request, in the order the kernel queued
+ * them. Paths become inode numbers here; everything above sees paths.
+ *
+ * Caching per file kind:
+ * - constant files (feature files) in a directory whose entries never change:
+ *   kernel page cache (keep_cache), the exact size, day-long attribute and
+ *   entry timeouts. A re-read costs no request beyond OPEN and RELEASE.
+ * - everything else: direct_io (every read reaches the model, also a re-read
+ *   of one descriptor at offset 0) and attribute timeout 0.
+ * - entries of directories computed on every look (contexts, objects):
+ *   entry timeout 0, so a context's directory disappears at the moment it closes.
+ */
+import * as path from 'node:path'
+import { ErrnoError, ERRNO } from '../util/errno'
+import { PACKAGE_ROOT } from '../util/paths'
+import { BackendOptions, Mounted, errnoOf } from './fuse-common'
+import { Caller, FsNode, ProcessMemory, StaticDir } from './nodes'
+import { TreeOps } from './ops'
+
+/** What native/fuse3 exports (all reply functions return libfuse's result, 0 or -errno). */
+interface Fuse3Addon {
+  mount(dir: string, options: string, handler: Handler, receiver: object, startSeconds: number): object
+  unmount(session: object): void
+  replyErr(id: number, errno: number): number
+  replyEntry(id: number, ino: number, mode: number, nlink: number, size: number, attrTimeout: number, entryTimeout: number): number
+  replyAttr(id: number, ino: number, mode: number, nlink: number, size: number, attrTimeout: number): number
+  replyOpen(id: number, fh: number, flags: number): number
+  replyBuf(id: number, data: Buffer | string): number
+  replyWrite(id: number, count: number): number
+  replyDir(id: number, size: number, off: number, names: string[], inos: number[], modes: number[]): number
+  replyIoctl(id: number, result: number, data?: Buffer): number
+  replyPoll(id: number, revents: number): number
+  onInterrupt(id: number): void
+  notifyPoll(pollId: number, keep?: boolean): number
+  dropPoll(pollId: number): void
+  invalInode(session: object, ino: number): number
+  invalEntry(session: object, parent: number, name: string): number
+  vmRead(pid: number, addr: bigint, len: number): Buffer | number
+  vmWrite(pid: number, addr: bigint, data: Buffer): number
+}
+
+type Handler = (op: number, id: number, ino: number, a?: unknown, b?: unknown, c?: unknown, d?: unknown, e?: unknown) => void
+
+/** Operation codes, as native/fuse3/fuse3.c numbers them. */
+const OP = {
+  INIT: 0, LOOKUP: 1, FORGET: 2, GETATTR: 3, READLINK: 4, OPEN: 5, READ: 6, WRITE: 7,
+  RELEASE: 8, READDIR: 9, SETATTR: 10, IOCTL: 11, POLL: 12, INTERRUPT: 13, ENDED: 14,
+} as const
+const OP_NAMES = Object.fromEntries(Object.entries(OP).map(([k, v]) => [v, k.toLowerCase()]))
+
+const OPEN_DIRECT_IO = 1
+const OPEN_KEEP_CACHE = 2
+const OPEN_NOFLUSH = 8
+const FATTR_SIZE = 1 << 3
+const S_IFMT = 0o170000
+const POLLIN = 0x1
+const POLLOUT = 0x4
+const POLLRDNORM = 0x40
+const POLLWRNORM = 0x100
+
+/** How long the kernel may keep what never changes (a day). */
+const FOREVER = 86400
+
+export const ADDON_PATH = path.join(PACKAGE_ROOT, 'dist', 'native', 'fuse3.node')
+
+let addon: Fuse3Addon | undefined
+function loadAddon(): Fuse3Addon {
+  if (addon) return addon
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    addon = require(ADDON_PATH) as Fuse3Addon
+  } catch (e) {
+    throw new Error(`the libfuse3 binding is not usable (${ADDON_PATH}: ${(e as Error).message.split('\n')[0]}): run make build, or mount with --backend fuse-native`)
+  }
+  return addon
+}
+
+/** The caller's memory through process_vm_readv/writev (root, same pid namespace). */
+export function processMemory(): ProcessMemory {
+  const a = loadAddon()
+  return { read: (pid, addr, len) => a.vmRead(pid, addr, len), write: (pid, addr, data) => a.vmWrite(pid, addr, data) }
+}
+
+interface Inode {
+  readonly ino: number
+  readonly path: string
+  /** S_IFMT of what the kernel was told: a path that comes back as another type gets a new number. */
+  readonly type: number
+  /** Its path cannot go away (every directory above it has fixed entries). */
+  readonly stable: boolean
+  lookups: number
+}
+
+/** Inode numbers for paths, held while the kernel remembers them (lookup counts, FORGET). */
+class InodeTable {
+  private readonly byIno = new Map<number, Inode>()
+  private readonly byPath = new Map<string, Inode>()
+  private next = 2
+
+  constructor() {
+    const root: Inode = { ino: 1, path: '/', type: 0o040000, stable: true, lookups: 1 }
+    this.byIno.set(1, root)
+    this.byPath.set('/', root)
+  }
+
+  get(ino: number): Inode {
+    const n = this.byIno.get(ino)
+    if (!n) throw new ErrnoError('ESTALE', `inode ${ino} is not known`)
+    return n
+  }
+
+  known(p: string): number {
+    return this.byPath.get(p)?.ino ?? 0
+  }
+
+  /** The inode for a looked-up path, one more lookup counted. */
+  lookup(p: string, type: number, stable: boolean): Inode {
+    let n = this.byPath.get(p)
+    if (n && n.type !== type) {
+      this.byPath.delete(p)
+      n = undefined
+    }
+    if (!n) {
+      n = { ino: this.next++, path: p, type, stable, lookups: 0 }
+      this.byIno.set(n.ino, n)
+      this.byPath.set(p, n)
+    }
+    n.lookups++
+    return n
+  }
+
+  forget(ino: number, count: number): void {
+    const n = this.byIno.get(ino)
+    if (!n || ino === 1) return
+    n.lookups -= count
+    if (n.lookups > 0) return
+    this.byIno.delete(ino)
+    if (this.byPath.get(n.path) === n) this.byPath.delete(n.path)
+  }
+}
+
+/** A caller for one request; what it registers to do on an interrupt runs if one comes. */
+class RequestCaller implements Caller {
+  cancels?: (() => void)[]
+  constructor(readonly pid: number, readonly memory: ProcessMemory | undefined) {}
+  onCancel(fn: () => void): void {
+    ;(this.cancels ??= []).push(fn)
+  }
+}
+
+const childPath = (parent: string, name: string): string => (parent === '/' ? `/${name}` : `${parent}/${name}`)
+
+export function mountLibfuse3(dir: string, ops: TreeOps, opts: BackendOptions = {}): Promise<Mounted> {
+  const a = loadAddon()
+  const inodes = new InodeTable()
+  const memory = processMemory()
+  /** Requests answered later (a read that waits), with what to do if the caller is interrupted. */
+  const waiting = new Map<number, RequestCaller>()
+  /** Each open file's pending poll handle, so a newer poll replaces it. */
+  const polls = new Map<number, { id: number; cancel: () => void }>()
+  let session: object | undefined
+  let ready: (() => void) | undefined
+
+  const fail = (id: number, op: number, p: string, e: unknown): void => {
+    a.replyErr(id, errnoOf(ops.trace, OP_NAMES[op], p, e))
+  }
+  const attrOf = (node: FsNode, p: string): { mode: number; nlink: number; size: number } => {
+    const s = ops.getattr(p)
+    // a file the kernel caches has its exact size; the rest say what sysfs says
+    return { mode: s.mode, nlink: s.nlink, size: node.kind === 'file' && node.constant ? node.size() : s.size }
+  }
+  const cached = (node: FsNode, stable: boolean): boolean => stable && (node.kind !== 'file' || node.constant === true)
+
+  const lookup = (id: number, parent: number, name: string): void => {
+    const dirNode = inodes.get(parent)
+    const p = childPath(dirNode.path, name)
+    const node = ops.resolve(p)
+    const stat = attrOf(node, p)
+    const stable = dirNode.stable && ops.resolve(dirNode.path) instanceof StaticDir
+    const n = inodes.lookup(p, stat.mode & S_IFMT, stable)
+    const ttl = cached(node, stable) ? FOREVER : 0
+    a.replyEntry(id, n.ino, stat.mode, stat.nlink, stat.size, ttl, stable ? FOREVER : 0)
+  }
+
+  const getattr = (id: number, ino: number): void => {
+    const n = inodes.get(ino)
+    const node = ops.resolve(n.path)
+    const stat = attrOf(node, n.path)
+    a.replyAttr(id, ino, stat.mode, stat.nlink, stat.size, cached(node, n.stable) ? FOREVER : 0)
+  }
+
+  const open = (id: number, ino: number, flags: number): void => {
+    const n = inodes.get(ino)
+    const fh = ops.open(n.path, flags)
+    const node = ops.resolve(n.path)
+    const keep = node.kind === 'file' && node.constant === true && n.stable
+    if (a.replyOpen(id, fh, (keep ? OPEN_KEEP_CACHE : OPEN_DIRECT_IO) | OPEN_NOFLUSH) !== 0) ops.release(fh) // the opener was interrupted
+  }
+
+  const read = (id: number, ino: number, fh: number, size: number, off: number, pid: number): void => {
+    const caller = new RequestCaller(pid, memory)
+    const r = ops.read(fh, off, size, caller)
+    if (!(r instanceof Promise)) {
+      a.replyBuf(id, r)
+      return
+    }
+    // answered later: an interrupt (the caller got a signal) ends the wait with EINTR
+    waiting.set(id, caller)
+    a.onInterrupt(id)
+    r.then(
+      (data) => waiting.delete(id) && a.replyBuf(id, data),
+      (e: unknown) => waiting.delete(id) && fail(id, OP.READ, inodes.get(ino).path, e),
+    )
+  }
+
+  const interrupt = (id: number): void => {
+    const caller = waiting.get(id)
+    if (!caller) return
+    waiting.delete(id)
+    for (const fn of caller.cancels ?? []) fn()
+    a.replyErr(id, ERRNO.EINTR)
+  }
+
+  const readdir = (id: number, ino: number, size: number, off: number): void => {
+    const n = inodes.get(ino)
+    const names = ['.', '..', ...ops.readdir(n.path)]
+    const inos = names.map((name, i) => (i < 2 ? ino : inodes.known(childPath(n.path, name)) || 0xffffffff))
+    a.replyDir(id, size, off, names, inos, names.map(() => 0))
+  }
+
+  const setattr = (id: number, ino: number, toSet: number): void => {
+    const n = inodes.get(ino)
+    if (toSet & ~FATTR_SIZE & 0xff) throw new ErrnoError('EPERM', `${n.path}: only the size can be set (to truncate before writing)`)
+    ops.truncate(n.path)
+    getattr(id, ino)
+  }
+
+  const ioctl = (id: number, fh: number, cmd: number, arg: bigint, pid: number): void => {
+    const result = ops.ioctl(fh, cmd, arg, new RequestCaller(pid, memory))
+    a.replyIoctl(id, result)
+  }
+
+  const poll = (id: number, fh: number, pollId: number): void => {
+    const old = polls.get(fh)
+    if (old && pollId) {
+      old.cancel()
+      a.dropPoll(old.id)
+      polls.delete(fh)
+    }
+    const ready = ops.readable(fh)
+    if (!ready && pollId) {
+      const cancel = ops.whenReadable(fh, () => {
+        polls.delete(fh)
+        a.notifyPoll(pollId)
+      })
+      polls.set(fh, { id: pollId, cancel })
+    } else if (pollId) a.dropPoll(pollId)
+    a.replyPoll(id, (ready ? POLLIN | POLLRDNORM : 0) | POLLOUT | POLLWRNORM)
+  }
+
+  const release = (id: number, fh: number): void => {
+    const p = polls.get(fh)
+    if (p) {
+      p.cancel()
+      a.dropPoll(p.id)
+      polls.delete(fh)
+    }
+    ops.release(fh)
+    a.replyErr(id, 0)
+  }
+
+  const handle: Handler = (op, id, ino, x, y, z, w, v) => {
+    try {
+      switch (op) {
+        case OP.LOOKUP:
+          return lookup(id, ino, x as string)
+        case OP.GETATTR:
+          return getattr(id, ino)
+        case OP.OPEN:
+          return open(id, ino, x as number)
+        case OP.READ:
+          return read(id, ino, x as number, y as number, z as number, w as number)
+        case OP.WRITE: {
+          const n = ops.write(x as number, z as number, y as Buffer, new RequestCaller(w as number, memory))
+          a.replyWrite(id, n)
+          return
+        }
+        case OP.RELEASE:
+          return release(id, x as number)
+        case OP.FORGET:
+          return inodes.forget(ino, x as number)
+        case OP.READLINK:
+          a.replyBuf(id, ops.readlink(inodes.get(ino).path))
+          return
+        case OP.READDIR:
+          return readdir(id, ino, x as number, y as number)
+        case OP.SETATTR:
+          return setattr(id, ino, x as number)
+        case OP.IOCTL:
+          return ioctl(id, x as number, y as number, z as bigint, v as number)
+        case OP.POLL:
+          return poll(id, x as number, y as number)
+        case OP.INTERRUPT:
+          return interrupt(id)
+        case OP.INIT:
+          ready?.()
+          return
+        case OP.ENDED:
+          opts.onEnded?.()
+          return
+      }
+    } catch (e) {
+      if (!id) return
+      let p = `ino ${ino}`
+      try {
+        p = inodes.get(ino).path
+      } catch {
+        // the path is only for the trace line
+      }
+      fail(id, op, p, e)
+    }
+  }
+
+  return new Promise((resolve, reject) => {
+    ready = () => {
+      ready = undefined
+      let unmounting: Promise<void> | undefined
+      resolve({
+        unmount: () =>
+          (unmounting ??= new Promise<void>((res) => {
+            for (const [, p] of polls) p.cancel()
+            if (session) a.unmount(session)
+            session = undefined
+            res()
+          })),
+      })
+    }
+    try {
+      // one request at a time, answered in order; other users may not enter (as before: no allow_other)
+      session = a.mount(dir, 'fsname=iommufs,subtype=iommufs', handle, {}, Math.floor(Date.now() / 1000))
+    } catch (e) {
+      reject(new Error(`cannot mount ${dir}: ${(e as Error).message}`))
+    }
+  })
+}

@@ -1,0 +1,102 @@
+/**
+ * The FUSE transport: request order, caching per file kind, and the
+ * fuse-native fallback backend. Real mounts, driven from bash.
+ */
+import { strict as assert } from 'node:assert'
+import { sh, withMount } from '../helpers/mount'
+
+const DOMAINS_USED = 'sys/class/iommu/dmar0/intel-iommu/domains_used'
+const VTD_DEV = '0000:02:00.0'
+const CAP = 'sys/class/iommu/dmar0/intel-iommu/cap'
+
+describe('FUSE transport (libfuse3 backend)', () => {
+  it('close() then a check of the context directory, 200 times, with no waiting: the directory is always gone', async () => {
+    await withMount(async (m) => {
+      // close() queues RELEASE before it returns and the server answers in queue order,
+      // so the stat after it is answered once the context is destroyed
+      const r = await sh(
+        `stale=0
+for i in $(seq 200); do
+  exec 3<>dev/iommu
+  echo CONTEXT >&3; read -u 3 reply
+  ctx=\${reply#ok id=}; ctx=\${ctx%% *}
+  [ -d sys/kernel/debug/iommufd/$ctx ] || echo "context $ctx has no directory while open"
+  exec 3>&-
+  [ ! -e sys/kernel/debug/iommufd/$ctx ] || stale=$((stale + 1))
+done
+echo "last $ctx stale $stale"`,
+        { cwd: m.dir },
+      )
+      assert.equal(r.code, 0, r.stderr)
+      assert.equal(r.stdout, 'last 200 stale 0\n')
+    })
+  })
+
+  it('a value the model changes is never stale: a new read and a re-read of the same fd at offset 0 see it at once', async () => {
+    await withMount(async (m) => {
+      // fd 4 stays open on domains_used across the change; `read` from it after a rewind is pread(fd, 0)
+      const py = [
+        'import os',
+        `du = os.open("${DOMAINS_USED}", os.O_RDONLY)`,
+        'print("fd", os.pread(du, 4096, 0).decode().strip())',
+        'ctl = os.open("dev/iommu", os.O_RDWR)',
+        'def req(line):',
+        '    os.write(ctl, (line + "\\n").encode())',
+        '    return os.pread(ctl, 4096, 0).decode().strip()',
+        `req("DEVICE_BIND pci=${VTD_DEV}")`,
+        'req("IOAS_ALLOC")',
+        'objs = os.open("sys/kernel/debug/iommufd/" + req("CONTEXT").split()[1][3:] + "/objects", os.O_RDONLY)',
+        'print("objects", os.pread(objs, 4096, 0).decode().splitlines()[0])',
+        'print(req("DEVICE_ATTACH dev_id=1 pt_id=2"))',
+        'print("fd", os.pread(du, 4096, 0).decode().strip())',
+        `print("new", open("${DOMAINS_USED}").read().strip())`,
+        'print("objects", os.pread(objs, 4096, 0).decode().splitlines()[0])',
+        'print(req("DEVICE_DETACH dev_id=1"))',
+        'print("fd", os.pread(du, 4096, 0).decode().strip())',
+        `print("new", open("${DOMAINS_USED}").read().strip())`,
+      ].join('\n')
+      const r = await sh(`python3 -c '${py}'`, { cwd: m.dir })
+      assert.equal(r.code, 0, r.stderr)
+      const lines = r.stdout.split('\n')
+      assert.deepEqual(lines.slice(0, 8), [
+        'fd 0',
+        'objects context 1: 2 objects',
+        'ok pt_id=3',
+        'fd 1',
+        'new 1',
+        'objects context 1: 3 objects',
+        'ok',
+        'fd 0',
+      ])
+      assert.equal(lines[8], 'new 0')
+    })
+  })
+
+  it('a feature file the kernel caches reads the same through every path: cat, pread at 0, a second open', async () => {
+    await withMount(async (m) => {
+      const r = await sh(`a=$(cat ${CAP}); b=$(cat ${CAP}); exec 3<${CAP}; read -u 3 c; echo "$a $b $c $(stat -c %s ${CAP})"`, { cwd: m.dir })
+      assert.equal(r.code, 0, r.stderr)
+      const [a, b, c, size] = r.stdout.trim().split(' ')
+      assert.match(a, /^[0-9a-f]+$/)
+      assert.deepEqual([b, c, Number(size)], [a, a, a.length + 1])
+    })
+  })
+})
+
+describe('FUSE transport (fuse-native fallback)', () => {
+  it('serves the feature tree and a dev/iommu transaction', async () => {
+    await withMount(
+      async (m) => {
+        const r = await sh(
+          // the server has libfuse2 loaded, not libfuse3
+          `cat sys/class/iommu/dmar0/intel-vtd/model; exec 3<>dev/iommu; echo IOAS_ALLOC >&3; read -u 3 r; echo "$r"
+grep -o 'libfuse3\\?\\.so\\.[0-9]' /proc/${m.pid}/maps | sort -u`,
+          { cwd: m.dir },
+        )
+        assert.equal(r.code, 0, r.stderr)
+        assert.equal(r.stdout, '1\nok out_ioas_id=1\nlibfuse.so.2\n')
+      },
+      { args: ['--backend', 'fuse-native'] },
+    )
+  })
+})
