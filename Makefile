@@ -76,7 +76,9 @@ header:
 
 # ---- C programs written against the kernel uAPI (examples/c) and the benchmark's ioctl loop ----
 C_EXAMPLES := nested-smmuv3 nested-vtd errors fds threads
-EXAMPLE_BINS := $(addprefix dist/examples/c/,$(C_EXAMPLES)) dist/bench/ioctl-loop
+# test programs (test/c): the same helpers as the examples
+C_TESTS := fork-share
+EXAMPLE_BINS := $(addprefix dist/examples/c/,$(C_EXAMPLES)) $(addprefix dist/test/c/,$(C_TESTS)) dist/bench/ioctl-loop
 
 examples: header
 	@$(MAKE) --no-print-directory $(EXAMPLE_BINS)
@@ -84,6 +86,10 @@ examples: header
 dist/examples/c/%: examples/c/%.c examples/c/example.h $(HEADER)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_EXAMPLES) -o $@ $< -lpthread
+
+dist/test/c/%: test/c/%.c examples/c/example.h $(HEADER)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_EXAMPLES) -Iexamples/c -o $@ $<
 
 dist/bench/ioctl-loop: bench/ioctl-loop.c $(HEADER)
 	@mkdir -p $(@D)

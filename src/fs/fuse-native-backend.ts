@@ -52,6 +52,7 @@ function boundedWait(): Caller & { start(): void; stop(): void } {
   let timer: NodeJS.Timeout | undefined
   return {
     pid: 0,
+    tid: 0,
     onCancel: (fn) => void cancels.push(fn),
     start: () => {
       timer = setTimeout(() => cancels.forEach((fn) => fn()), WAIT_LIMIT_MS)

@@ -13,6 +13,7 @@
  * - entries of directories computed on every look (contexts, objects):
  *   entry timeout 0, so a context's directory disappears at the moment it closes.
  */
+import { readFileSync } from 'node:fs'
 import * as path from 'node:path'
 import { ErrnoError, ERRNO } from '../util/errno'
 import { PACKAGE_ROOT } from '../util/paths'
@@ -142,10 +143,32 @@ class InodeTable {
   }
 }
 
+/** Thread ids (what FUSE reports) to process ids; bounded, rebuilt when full. */
+const tgids = new Map<number, number>()
+const MAX_TGIDS = 4096
+
+/** The process a thread belongs to: replies are per process, so a program's I/O threads share them. */
+function tgidOf(tid: number): number {
+  let t = tgids.get(tid)
+  if (t !== undefined) return t
+  try {
+    t = Number(/^Tgid:\s*(\d+)$/m.exec(readFileSync(`/proc/${tid}/status`, 'latin1'))?.[1] ?? tid)
+  } catch {
+    t = tid // gone already, or another pid namespace
+  }
+  if (tgids.size >= MAX_TGIDS) tgids.clear()
+  tgids.set(tid, t)
+  return t
+}
+
 /** A caller for one request; what it registers to do on an interrupt runs if one comes. */
 class RequestCaller implements Caller {
   cancels?: (() => void)[]
-  constructor(readonly pid: number, readonly memory: ProcessMemory | undefined) {}
+  readonly pid: number
+  /** `tid`: the thread FUSE names; `pid` is its process. */
+  constructor(readonly tid: number, readonly memory: ProcessMemory | undefined) {
+    this.pid = tid ? tgidOf(tid) : 0
+  }
   onCancel(fn: () => void): void {
     ;(this.cancels ??= []).push(fn)
   }

@@ -34,8 +34,10 @@ export type Access = 'read' | 'write' | 'readwrite'
 
 /** Who makes a request, as far as the FUSE binding can tell. */
 export interface Caller {
-  /** The requesting thread's id as the kernel reports it; 0 when the binding cannot tell. */
+  /** The requesting process (thread group) id; 0 when the binding cannot tell. */
   readonly pid: number
+  /** The requesting thread, as the kernel reports it (0 when unknown); its memory is the process's. */
+  readonly tid: number
   /** What to do if the caller stops waiting (a signal interrupted it); only reads that wait register this. */
   onCancel(fn: () => void): void
   /** The caller's memory, for ioctl arguments; absent when the binding cannot reach it. */

@@ -16,17 +16,37 @@ export function contextPath(id: number): string {
   return `/sys/kernel/debug/iommufd/${id}`
 }
 
+/** Who writes or reads, as the transport reports it: the process id (0 = unknown). */
+export interface Requester {
+  readonly pid: number
+}
+
+/** One caller's state on a descriptor: its unfinished request bytes and its last reply. */
+interface CallerState {
+  pending: Buffer
+  reply: Buffer
+  /** The file offset just past the write that produced `reply`. */
+  replyBase: number
+}
+
+/** Callers remembered per descriptor; the one heard from longest ago is dropped beyond this. */
+const MAX_CALLERS = 256
+
 /**
  * One open file of a transaction node: requests are written, replies read
  * back on the same descriptor. Text lines and binary frames may be mixed;
  * each write's replies replace the previous ones. Reads at any offset past
  * the last write start at the reply's beginning, so both read() after
  * write() and pread(fd, 0) see the whole reply.
+ *
+ * Replies are kept per calling process: processes sharing the descriptor
+ * after fork() each read the replies to their own requests (threads of one
+ * process share theirs, as a program's I/O threads must). A caller that has
+ * written nothing reads the latest reply.
  */
 export abstract class Session {
-  private pending: Buffer = Buffer.alloc(0)
-  private reply: Buffer = Buffer.alloc(0)
-  private replyBase = 0
+  private readonly callers = new Map<number, CallerState>()
+  private latest: CallerState = { pending: Buffer.alloc(0), reply: Buffer.alloc(0), replyBase: 0 }
 
   constructor(protected readonly world: World) {}
 
@@ -42,46 +62,63 @@ export abstract class Session {
   protected afterReply(_reply: IoctlReply): void {}
   abstract release(): void
 
-  write(pos: number, data: Buffer): number {
-    this.pending = this.pending.length ? Buffer.concat([this.pending, data]) : data
+  /** The state of the caller `pid` (0: the one state of an unknown caller), made on its first write. */
+  private stateFor(pid: number): CallerState {
+    let st = this.callers.get(pid)
+    if (st) {
+      // most recently heard from last, so the first key is the one to drop
+      this.callers.delete(pid)
+    } else {
+      st = { pending: Buffer.alloc(0), reply: this.latest.reply, replyBase: this.latest.replyBase }
+      if (this.callers.size >= MAX_CALLERS) this.callers.delete(this.callers.keys().next().value as number)
+    }
+    this.callers.set(pid, st)
+    return st
+  }
+
+  write(pos: number, data: Buffer, caller?: Requester): number {
+    const st = this.stateFor(caller?.pid ?? 0)
+    st.pending = st.pending.length ? Buffer.concat([st.pending, data]) : data
     const replies: Buffer[] = []
     try {
       for (;;) {
-        if (!this.pending.length) break
-        if (looksLikeFrame(this.pending)) {
-          const total = frameLength(this.pending)
-          if (total === undefined || this.pending.length < total) break
-          const frame = this.pending.subarray(0, total)
-          this.pending = this.pending.subarray(total)
+        if (!st.pending.length) break
+        if (looksLikeFrame(st.pending)) {
+          const total = frameLength(st.pending)
+          if (total === undefined || st.pending.length < total) break
+          const frame = st.pending.subarray(0, total)
+          st.pending = st.pending.subarray(total)
           replies.push(this.handleFrame(frame))
           continue
         }
-        const nl = this.pending.indexOf(0x0a)
+        const nl = st.pending.indexOf(0x0a)
         if (nl < 0) {
-          if (this.pending.length > MAX_LINE) throw new ErrnoError('EMSGSIZE', `request line longer than ${MAX_LINE} bytes`)
+          if (st.pending.length > MAX_LINE) throw new ErrnoError('EMSGSIZE', `request line longer than ${MAX_LINE} bytes`)
           break
         }
-        const line = this.pending.subarray(0, nl).toString('utf8')
-        this.pending = this.pending.subarray(nl + 1)
+        const line = st.pending.subarray(0, nl).toString('utf8')
+        st.pending = st.pending.subarray(nl + 1)
         const r = nl > MAX_LINE ? `err EMSGSIZE request line longer than ${MAX_LINE} bytes` : this.handleLine(line)
         if (r !== undefined) replies.push(Buffer.from(`${r}\n`))
       }
     } catch (e) {
-      this.pending = Buffer.alloc(0)
+      st.pending = Buffer.alloc(0)
       if (!(e instanceof ErrnoError)) throw e
       this.world.trace.emit(this.label, `refused write: ${e.errno} ${e.message}`)
       throw e
     }
     if (replies.length) {
-      this.reply = Buffer.concat(replies)
-      this.replyBase = pos + data.length
+      st.reply = Buffer.concat(replies)
+      st.replyBase = pos + data.length
+      this.latest = st
     }
     return data.length
   }
 
-  read(pos: number, len: number): Buffer {
-    const off = pos >= this.replyBase ? pos - this.replyBase : pos
-    return this.reply.subarray(Math.min(off, this.reply.length), Math.min(off + len, this.reply.length))
+  read(pos: number, len: number, caller?: Requester): Buffer {
+    const st = this.callers.get(caller?.pid ?? 0) ?? this.latest
+    const off = pos >= st.replyBase ? pos - st.replyBase : pos
+    return st.reply.subarray(Math.min(off, st.reply.length), Math.min(off + len, st.reply.length))
   }
 
   private bug(where: string, e: unknown): ErrnoError {

@@ -234,6 +234,14 @@ describe('ioctl shim: unmodified programs with real ioctl() calls', function () 
     })
   })
 
+  it('fork-share.c: two processes sharing one iommufd after fork, both busy, each read their own replies (0 crossed)', async () => {
+    await withMount(async (m) => {
+      const r = await exec(m, path.join(PACKAGE_ROOT, 'dist', 'test', 'c', 'fork-share'), ['200'])
+      assert.equal(r.code, 0, r.stdout + r.stderr)
+      assert.equal(r.stdout, 'processes=2 iterations=200 crossed=0\n')
+    })
+  })
+
   it('ioctl_demo.py: fcntl.ioctl with ctypes structs under the shim', async () => {
     await withMount(async (m) => {
       const r = await exec(m, 'python3', [PY_DEMO])
