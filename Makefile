@@ -78,7 +78,7 @@ header:
 C_EXAMPLES := nested-smmuv3 nested-vtd errors fds threads
 # test programs (test/c): the same helpers as the examples
 C_TESTS := fork-share
-EXAMPLE_BINS := $(addprefix dist/examples/c/,$(C_EXAMPLES)) $(addprefix dist/test/c/,$(C_TESTS)) dist/bench/ioctl-loop
+EXAMPLE_BINS := $(addprefix dist/examples/c/,$(C_EXAMPLES)) $(addprefix dist/test/c/,$(C_TESTS)) dist/test/c/real-ioctl dist/bench/ioctl-loop
 
 examples: header
 	@$(MAKE) --no-print-directory $(EXAMPLE_BINS)
@@ -90,6 +90,11 @@ dist/examples/c/%: examples/c/%.c examples/c/example.h $(HEADER)
 dist/test/c/%: test/c/%.c examples/c/example.h $(HEADER)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_EXAMPLES) -Iexamples/c -o $@ $<
+
+# static on purpose: no LD_PRELOAD can reach it, only real ioctl()s through the mount
+dist/test/c/real-ioctl: test/c/real-ioctl.c examples/c/example.h $(HEADER)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_EXAMPLES) -Iexamples/c -static -o $@ $<
 
 dist/bench/ioctl-loop: bench/ioctl-loop.c $(HEADER)
 	@mkdir -p $(@D)

@@ -1,7 +1,8 @@
 /**
- * `iommufs exec [--mount DIR] -- PROGRAM ARGS...`: runs an unmodified program
- * with the ioctl shim preloaded, so its open("/dev/iommu") and ioctl() calls
- * reach the model on an iommufs mount.
+ * `iommufs exec [--mount DIR] [--namespace] -- PROGRAM ARGS...`: runs an
+ * unmodified program so that its open("/dev/iommu") and ioctl() calls reach
+ * the model on an iommufs mount: with the ioctl shim preloaded, or in a
+ * private mount namespace where the real paths are the mount's.
  */
 import { spawn } from 'node:child_process'
 import { accessSync, closeSync, constants as fsConstants, existsSync, openSync, readSync, statSync } from 'node:fs'
@@ -10,7 +11,7 @@ import * as path from 'node:path'
 import { PACKAGE_ROOT } from '../util/paths'
 import { iommufsMounts } from './mount-point'
 
-export const EXEC_HELP = `usage: iommufs exec [--mount DIR] -- PROGRAM [ARGS...]
+export const EXEC_HELP = `usage: iommufs exec [--mount DIR] [--namespace] -- PROGRAM [ARGS...]
 
 Runs PROGRAM with the ioctl shim preloaded (LD_PRELOAD): its opens of
 /dev/iommu and /dev/vfio/devices/vfio<N> go to the mount's nodes and its
@@ -18,6 +19,12 @@ ioctl() calls on them are answered by the model, as the kernel would answer
 them. Other files and descriptors are untouched. Exits with PROGRAM's status.
 
   --mount DIR   the iommufs mount (default: the only one in /proc/self/mounts)
+  --namespace   no shim: run PROGRAM (root only) in a private mount namespace
+                where /dev/iommu, /dev/vfio/devices/*, /sys/class/iommu,
+                /sys/bus/pci/devices and /sys/kernel/iommu_groups are the
+                mount's (the rest of /dev is the machine's). Its real ioctl()
+                calls reach the model (libfuse3 backend), so static binaries
+                and raw syscalls work too; nothing outside it changes.
 
 Environment given to PROGRAM: IOMMUFS_MOUNT (the mount, absolute) and
 LD_PRELOAD (the shim appended). IOMMUFS_SHIM_TRACE=1 makes the shim print
@@ -33,18 +40,24 @@ class ExecError extends Error {}
 
 interface ExecArgs {
   mount?: string
+  namespace: boolean
   program: string
   args: string[]
 }
 
 function parseExecArgs(argv: string[]): ExecArgs | 'help' {
   let mount: string | undefined
+  let namespace = false
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     if (a === '--help' || a === '-h') return 'help'
     if (a === '--') {
       if (i + 1 >= argv.length) throw new ExecError('no PROGRAM after -- (see iommufs exec --help)')
-      return { mount, program: argv[i + 1], args: argv.slice(i + 2) }
+      return { mount, namespace, program: argv[i + 1], args: argv.slice(i + 2) }
+    }
+    if (a === '--namespace') {
+      namespace = true
+      continue
     }
     if (a === '--mount' || a.startsWith('--mount=')) {
       const v = a === '--mount' ? argv[++i] : a.slice('--mount='.length)
@@ -53,9 +66,9 @@ function parseExecArgs(argv: string[]): ExecArgs | 'help' {
       continue
     }
     if (a.startsWith('-')) throw new ExecError(`unknown option ${a} (see iommufs exec --help)`)
-    return { mount, program: a, args: argv.slice(i + 1) }
+    return { mount, namespace, program: a, args: argv.slice(i + 1) }
   }
-  throw new ExecError('no PROGRAM given (usage: iommufs exec [--mount DIR] -- PROGRAM [ARGS...])')
+  throw new ExecError('no PROGRAM given (usage: iommufs exec [--mount DIR] [--namespace] -- PROGRAM [ARGS...])')
 }
 
 /** PROGRAM as execvp would find it: a name with a slash is a path, else the first executable in PATH. */
@@ -110,6 +123,42 @@ export function elfLinkage(file: string): 'static' | 'dynamic' | 'other' {
   }
 }
 
+/**
+ * Runs inside `unshare --mount --propagation private` as `sh -c SCRIPT
+ * iommufs-ns MOUNT PROGRAM ARGS...`. The machine's /dev lacks /dev/iommu and
+ * /dev/vfio, and files made there would show outside, so a new /dev is built
+ * on a tmpfs: the old one's nodes and links copied (cp -a makes device nodes),
+ * its directories bound, the mount's nodes bound in; then it is moved over
+ * /dev. The sysfs directories exist on every machine and are bound over.
+ */
+const NAMESPACE_SCRIPT = `set -e
+M=$1; shift
+stage=$(mktemp -d /run/iommufs-dev.XXXXXX)
+mount -t tmpfs -o mode=755 iommufs-dev "$stage"
+for e in /dev/* /dev/.[!.]*; do
+  [ -e "$e" ] || [ -L "$e" ] || continue
+  if [ -d "$e" ] && [ ! -L "$e" ]; then
+    mkdir "$stage/\${e#/dev/}"
+    mount --rbind "$e" "$stage/\${e#/dev/}"
+  else
+    cp -a "$e" "$stage/"
+  fi
+done
+: > "$stage/iommu"
+mount --bind "$M/dev/iommu" "$stage/iommu"
+mkdir -p "$stage/vfio/devices"
+for d in "$M"/dev/vfio/devices/*; do
+  : > "$stage/vfio/devices/\${d##*/}"
+  mount --bind "$d" "$stage/vfio/devices/\${d##*/}"
+done
+mount --move "$stage" /dev
+rmdir "$stage"
+for s in class/iommu bus/pci/devices kernel/iommu_groups; do
+  mount --bind "$M/sys/$s" "/sys/$s"
+done
+exec "$@"
+`
+
 /** The mount to use without --mount: the only one there is, else the reason there is none. */
 export function chooseMount(mounts: readonly string[]): { mount: string } | { error: string } {
   if (mounts.length === 1) return { mount: mounts[0] }
@@ -131,19 +180,26 @@ async function run(argv: string[]): Promise<number> {
   }
   const mount = parsed.mount !== undefined ? path.resolve(parsed.mount) : await defaultMount()
   if (!(await iommufsMounts()).includes(mount)) throw new ExecError(`${mount} is not an iommufs mount`)
-  if (!existsSync(SHIM_PATH)) throw new ExecError(`the ioctl shim is not built (${SHIM_PATH}): run make shim`)
   const program = resolveProgram(parsed.program)
   if (!program) throw new ExecError(`${parsed.program}: no such executable${parsed.program.includes('/') ? '' : ' in PATH'}`)
-  if (elfLinkage(program) === 'static') {
-    throw new ExecError(`${parsed.program}: statically linked (no ELF interpreter): LD_PRELOAD cannot reach it, so the ioctl shim cannot either`)
+  let child
+  if (parsed.namespace) {
+    if (process.getuid?.() !== 0) throw new ExecError('--namespace needs root (it makes a mount namespace and bind mounts)')
+    child = spawn('unshare', ['--mount', '--propagation', 'private', '--', '/bin/sh', '-c', NAMESPACE_SCRIPT, 'iommufs-ns', mount, program, ...parsed.args], {
+      stdio: 'inherit',
+    })
+  } else {
+    if (!existsSync(SHIM_PATH)) throw new ExecError(`the ioctl shim is not built (${SHIM_PATH}): run make shim`)
+    if (elfLinkage(program) === 'static') {
+      throw new ExecError(`${parsed.program}: statically linked (no ELF interpreter): LD_PRELOAD cannot reach it, so the ioctl shim cannot either (use --namespace)`)
+    }
+    const preload = process.env.LD_PRELOAD ? `${process.env.LD_PRELOAD}:${SHIM_PATH}` : SHIM_PATH
+    child = spawn(program, parsed.args, {
+      argv0: parsed.program,
+      stdio: 'inherit',
+      env: { ...process.env, LD_PRELOAD: preload, IOMMUFS_MOUNT: mount },
+    })
   }
-
-  const preload = process.env.LD_PRELOAD ? `${process.env.LD_PRELOAD}:${SHIM_PATH}` : SHIM_PATH
-  const child = spawn(program, parsed.args, {
-    argv0: parsed.program,
-    stdio: 'inherit',
-    env: { ...process.env, LD_PRELOAD: preload, IOMMUFS_MOUNT: mount },
-  })
   // like a shell: the program gets the terminal's signals; we report how it ended
   const forward = (sig: NodeJS.Signals): void => {
     child.kill(sig)

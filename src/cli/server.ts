@@ -59,7 +59,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
   // who serves this mount: `iommufs unmount` reads the pid here
   const server = new AttributeFile(() => `pid ${process.pid}\ntopology ${path.resolve(topology)}\n`)
   dirAt(root, '/sys/kernel/debug').add('iommufd', debugTree(world, [['server', server]]))
-  dirAt(root, '/dev').add('iommu', new TransactionFile(() => new IommuSession(world)))
+  dirAt(root, '/dev').add('iommu', new TransactionFile((caller) => new IommuSession(world, caller?.pid)))
   const vfio = dirAt(root, '/dev/vfio/devices')
   for (const d of machine.devices) vfio.add(`vfio${d.vfioIndex}`, new TransactionFile(() => new VfioDeviceSession(world, d)))
   const ops = new TreeOps(root, trace)

@@ -215,9 +215,9 @@ export function mountLibfuse3(dir: string, ops: TreeOps, opts: BackendOptions = 
     a.replyAttr(id, ino, stat.mode, stat.nlink, stat.size, cached(node, n.stable) ? FOREVER : 0)
   }
 
-  const open = (id: number, ino: number, flags: number): void => {
+  const open = (id: number, ino: number, flags: number, pid: number): void => {
     const n = inodes.get(ino)
-    const fh = ops.open(n.path, flags)
+    const fh = ops.open(n.path, flags, new RequestCaller(pid, memory))
     const node = ops.resolve(n.path)
     const keep = node.kind === 'file' && node.constant === true && n.stable
     if (a.replyOpen(id, fh, (keep ? OPEN_KEEP_CACHE : OPEN_DIRECT_IO) | OPEN_NOFLUSH) !== 0) ops.release(fh) // the opener was interrupted
@@ -303,7 +303,7 @@ export function mountLibfuse3(dir: string, ops: TreeOps, opts: BackendOptions = 
         case OP.GETATTR:
           return getattr(id, ino)
         case OP.OPEN:
-          return open(id, ino, x as number)
+          return open(id, ino, x as number, y as number)
         case OP.READ:
           return read(id, ino, x as number, y as number, z as number, w as number)
         case OP.WRITE: {

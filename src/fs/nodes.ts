@@ -1,4 +1,7 @@
+import { ProcessMemory } from '../uapi/memory'
 import { ErrnoError } from '../util/errno'
+
+export type { ProcessMemory }
 
 /**
  * The filesystem as the model presents it: directories, files and symlinks.
@@ -19,7 +22,8 @@ export interface FileNode {
   readonly mode: number
   /** What stat reports; sysfs attributes say 4096 whatever their length, constant ones their exact length. */
   size(): number
-  open(access: Access): OpenFile
+  /** `caller`: who opens, when the binding can tell. */
+  open(access: Access, caller?: Caller): OpenFile
   /** The content never changes while mounted, so the kernel may cache it (with the exact size). */
   readonly constant?: boolean
 }
@@ -42,12 +46,6 @@ export interface Caller {
   onCancel(fn: () => void): void
   /** The caller's memory, for ioctl arguments; absent when the binding cannot reach it. */
   readonly memory?: ProcessMemory
-}
-
-/** Another process's memory, as root reads it (process_vm_readv/writev); errors are negative errnos. */
-export interface ProcessMemory {
-  read(pid: number, addr: bigint, len: number): Buffer | number
-  write(pid: number, addr: bigint, data: Buffer): number
 }
 
 /** One open() of a file: all its per-descriptor state lives here. */

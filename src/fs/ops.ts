@@ -66,7 +66,7 @@ export class TreeOps {
     return relativeTarget(p, node.target)
   }
 
-  open(p: string, flags: number): number {
+  open(p: string, flags: number, caller?: Caller): number {
     const node = this.resolve(p)
     if (node.kind === 'dir') throw new ErrnoError('EISDIR', `${p}: is a directory`)
     if (node.kind !== 'file') throw new ErrnoError('ELOOP', `${p}: symlink`)
@@ -74,7 +74,7 @@ export class TreeOps {
     if (access !== 'read' && !(node.mode & 0o222)) throw new ErrnoError('EACCES', `${p}: read-only`)
     if (access !== 'write' && !(node.mode & 0o444)) throw new ErrnoError('EACCES', `${p}: write-only`)
     const fh = this.allocHandle()
-    this.handles.set(fh, node.open(access))
+    this.handles.set(fh, node.open(access, caller))
     return fh
   }
 

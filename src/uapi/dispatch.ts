@@ -18,6 +18,8 @@ export interface IoctlRequest {
   readonly device?: PciDevice
   /** When true, a pointer whose buffer was not sent is asked for (retry) instead of faulting. */
   readonly mayRetry?: boolean
+  /** The caller's memory itself (a real ioctl): pointers are followed there instead of into `buffers`. */
+  readonly memory?: UserMemory
 }
 
 /** A buffer the caller must send before the ioctl can run. */
@@ -87,7 +89,7 @@ export function dispatch(env: DispatchEnv, r: IoctlRequest): IoctlReply {
   }
   if (needs.length && r.mayRetry) return { ioctl, message: 'retry with these buffers', req, needs, written: new Map() }
 
-  const mem = new UserMemory(r.buffers)
+  const mem = r.memory ?? new UserMemory(r.buffers)
   const writeBack = (out: StructValue): Buffer => {
     encodeInto(L, full, out)
     return Buffer.from(full.subarray(0, Math.min(size, L.size)))

@@ -3,9 +3,11 @@ import { Device, unbind } from '../iommufd/device'
 import { World } from '../iommufd/world'
 import { PciDevice } from '../hw/unit'
 import { ErrnoError } from '../util/errno'
-import { DispatchEnv, IoctlReply, dispatch } from './dispatch'
+import { readlinkSync } from 'node:fs'
+import { DispatchEnv, IoctlReply, MAX_USER_BUFFER, dispatch } from './dispatch'
 import { decodeRequest, encodeError, encodeReply, frameLength, looksLikeFrame } from './frame'
 import { ioctlByCmd } from './ioctls'
+import { PidMemory, ProcessMemory } from './memory'
 import { DeviceResolver, formatReply, parseText } from './text'
 
 /** A text line longer than this is refused (EMSGSIZE) rather than buffered without end. */
@@ -20,6 +22,15 @@ export function contextPath(id: number): string {
 export interface Requester {
   readonly pid: number
 }
+
+/** The maker of a real ioctl(): its process, its thread, and a way into its memory. */
+export interface IoctlCaller extends Requester {
+  readonly tid: number
+  readonly memory?: ProcessMemory
+}
+
+/** Which process opened each live context (real ioctls name a context by the caller's descriptor). */
+const openers = new WeakMap<IommufdContext, number>()
 
 /** One caller's state on a descriptor: its unfinished request bytes and its last reply. */
 interface CallerState {
@@ -121,6 +132,54 @@ export abstract class Session {
     return st.reply.subarray(Math.min(off, st.reply.length), Math.min(off + len, st.reply.length))
   }
 
+  /** The environment of a real ioctl (VFIO resolves the caller's iommufd descriptor). */
+  protected ioctlEnv(_caller: IoctlCaller): DispatchEnv {
+    return this.env()
+  }
+
+  /**
+   * A real ioctl(): the struct at `arg` and every buffer it points to are
+   * read from and written to the caller's memory, in one round trip, through
+   * the same dispatcher as frames and text. The struct is probed for writing
+   * before anything runs, so a struct the caller cannot write changes nothing.
+   */
+  ioctl(cmd: number, arg: bigint, caller: IoctlCaller): number {
+    const io = ioctlByCmd(cmd)
+    if (!io) throw new ErrnoError('ENOTTY', `ioctl 0x${cmd.toString(16)}: not an iommufd or VFIO cdev command`)
+    const mem = caller.memory
+    if (!mem) throw new ErrnoError('ENOTTY', `${io.name}: this mount cannot reach the caller's memory (run the program under the shim)`)
+    const who = caller.tid || caller.pid
+    const fault = (what: string, r: number): ErrnoError => {
+      // a bad address is the caller's mistake; anything else (EPERM, ESRCH) is worth a trace line
+      if (r !== -14) this.world.trace.emit(this.label, `ioctl ${io.name}: cannot ${what} the memory of process ${who} (errno ${-r})`)
+      return new ErrnoError('EFAULT', `arg=0x${arg.toString(16)}: cannot ${what} the ${io.layout.name} there`)
+    }
+    const head = mem.read(who, arg, 4)
+    if (typeof head === 'number') throw fault('read', head)
+    const size = head.readUInt32LE(0)
+    // iommufd checks that bytes past its struct are zero, VFIO ignores them
+    const want = io.family === 'iommufd' ? size : Math.min(size, io.layout.size)
+    if (want > MAX_USER_BUFFER) throw new ErrnoError('E2BIG', `size=${size}: more than iommufs reads (${MAX_USER_BUFFER})`)
+    const struct = want <= 4 ? head : mem.read(who, arg, want)
+    if (typeof struct === 'number') throw fault('read', struct)
+    const probe = mem.write(who, arg, struct.subarray(0, Math.min(size, io.layout.size, struct.length)))
+    if (probe !== 0) throw fault('write', probe)
+    let reply: IoctlReply
+    try {
+      reply = dispatch(this.ioctlEnv(caller), { cmd, struct, buffers: new Map(), device: this.frameDevice(0), memory: new PidMemory(mem, who) })
+    } catch (e) {
+      throw e instanceof ErrnoError ? e : this.bug(`ioctl ${io.name}`, e)
+    }
+    this.afterReply(reply)
+    this.world.trace.emit(this.label, `ioctl ${io.name} -> ${reply.errno ?? 'ok'}${reply.message ? ` ${reply.message}` : ''}`)
+    if (reply.struct) {
+      const r = mem.write(who, arg, reply.struct)
+      if (r !== 0) throw fault('write', r)
+    }
+    if (reply.errno) throw new ErrnoError(reply.errno, reply.message)
+    return 0
+  }
+
   private bug(where: string, e: unknown): ErrnoError {
     const what = e instanceof Error ? (e.stack ?? e.message).split('\n').slice(0, 3).join(' | ') : String(e)
     this.world.trace.emit('bug', `${this.label} ${where}: ${what}`)
@@ -186,9 +245,11 @@ export abstract class Session {
 export class IommuSession extends Session {
   readonly ctx: IommufdContext
 
-  constructor(world: World) {
+  /** `opener`: the process that opened the file, when the transport says. */
+  constructor(world: World, opener?: number) {
     super(world)
     this.ctx = world.open()
+    if (opener) openers.set(this.ctx, opener)
     world.trace.emit(this.label, 'opened')
   }
 
@@ -240,6 +301,30 @@ export class VfioDeviceSession extends Session {
 
   protected frameDevice(): PciDevice | undefined {
     return this.device
+  }
+
+  /**
+   * VFIO_DEVICE_BIND_IOMMUFD's `iommufd` is a descriptor of the caller: it
+   * must be open on dev/iommu, and it names the context that process opened.
+   * The kernel does not tell a server which open a descriptor is, so a
+   * process with several contexts open is asked to use the shim.
+   */
+  protected override ioctlEnv(caller: IoctlCaller): DispatchEnv {
+    return {
+      ...this.env(),
+      contextById: (fd) => {
+        let target = ''
+        try {
+          target = readlinkSync(`/proc/${caller.tid || caller.pid}/fd/${fd}`)
+        } catch {
+          throw new ErrnoError('EBADF', `iommufd=${fd}: not an open descriptor of the caller`)
+        }
+        if (!target.endsWith('/dev/iommu')) throw new ErrnoError('EBADF', `iommufd=${fd}: ${target} is not an iommufd`)
+        const mine = [...this.world.contexts.values()].filter((c) => openers.get(c) === caller.pid)
+        if (mine.length > 1) throw new ErrnoError('EINVAL', `iommufd=${fd}: this process has ${mine.length} iommufd contexts open, which a real ioctl cannot tell apart (use the shim)`)
+        return mine[0]
+      },
+    }
   }
 
   protected override afterReply(reply: IoctlReply): void {

@@ -388,7 +388,7 @@ describe('ioctl shim: unmodified programs with real ioctl() calls', function () 
           const s = await exec(m, bin)
           assert.equal(s.code, 2)
           assert.equal(s.stdout, '')
-          assert.equal(s.stderr, `iommufs: ${bin}: statically linked (no ELF interpreter): LD_PRELOAD cannot reach it, so the ioctl shim cannot either\n`)
+          assert.equal(s.stderr, `iommufs: ${bin}: statically linked (no ELF interpreter): LD_PRELOAD cannot reach it, so the ioctl shim cannot either (use --namespace)\n`)
         })
       } finally {
         await fsp.rm(dir, { recursive: true, force: true })
@@ -398,7 +398,7 @@ describe('ioctl shim: unmodified programs with real ioctl() calls', function () 
     it('bad use is one line and exit 2', async () => {
       const none = await iommufs(['exec'])
       assert.equal(none.code, 2)
-      assert.equal(none.stderr, 'iommufs: no PROGRAM given (usage: iommufs exec [--mount DIR] -- PROGRAM [ARGS...])\n')
+      assert.equal(none.stderr, 'iommufs: no PROGRAM given (usage: iommufs exec [--mount DIR] [--namespace] -- PROGRAM [ARGS...])\n')
       const dir = await makeTempDir()
       try {
         const notMount = await iommufs(['exec', '--mount', dir, '--', 'true'])
@@ -414,7 +414,7 @@ describe('ioctl shim: unmodified programs with real ioctl() calls', function () 
       })
       const help = await iommufs(['exec', '--help'])
       assert.equal(help.code, 0)
-      assert.match(help.stdout, /^usage: iommufs exec \[--mount DIR\] -- PROGRAM \[ARGS\.\.\.\]$/m)
+      assert.match(help.stdout, /^usage: iommufs exec \[--mount DIR\] \[--namespace\] -- PROGRAM \[ARGS\.\.\.\]$/m)
     })
 
     it('without --mount uses the only iommufs mount, else says why not', () => {

@@ -1,0 +1,64 @@
+/*
+ * Real ioctl() calls on an iommufs mount's nodes, with no shim: built with
+ * gcc -static, so nothing could be preloaded. Opens the paths it is given
+ * (default /dev/iommu and /dev/vfio/devices/vfio0, as in `iommufs exec
+ * --namespace`) and prints one line per step.
+ *
+ *   real-ioctl [IOMMU_NODE [VFIO_NODE]]
+ */
+#include "example.h" /* first: it sets _GNU_SOURCE */
+
+#include <sys/mman.h>
+
+static void result(const char *step, int err)
+{
+	printf("%s: %s\n", step, err ? errno_name(err) : "ok");
+}
+
+int main(int argc, char **argv)
+{
+	int fd = open_node(argc > 1 ? argv[1] : "/dev/iommu");
+	int vfio = open_node(argc > 2 ? argv[2] : "/dev/vfio/devices/vfio0");
+
+	struct iommu_ioas_alloc a = { .size = sizeof(a) };
+	MUST("IOAS_ALLOC", fd, IOMMU_IOAS_ALLOC, &a);
+	printf(" out_ioas_id=%u\n", a.out_ioas_id);
+
+	/* the struct pointer itself is bad: EFAULT, no IOAS made */
+	result("IOAS_ALLOC arg=8", do_ioctl(fd, IOMMU_IOAS_ALLOC, (void *)8));
+	/* a struct in read-only memory: the ID could not be written back, so nothing is made */
+	struct iommu_ioas_alloc *ro = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ro->size = sizeof(*ro);
+	mprotect(ro, 4096, PROT_READ);
+	result("IOAS_ALLOC read-only struct", do_ioctl(fd, IOMMU_IOAS_ALLOC, ro));
+	/* a number iommufd does not have */
+	result("ioctl _IO(';', 0x7f)", do_ioctl(fd, _IO(';', 0x7f), &a));
+	/* the IDs go on from 1: the failed calls made nothing */
+	struct iommu_ioas_alloc b = { .size = sizeof(b) };
+	MUST("IOAS_ALLOC again", fd, IOMMU_IOAS_ALLOC, &b);
+	printf(" out_ioas_id=%u\n", b.out_ioas_id);
+
+	/* an input array followed into the caller's memory, an output array written there */
+	struct iommu_iova_range want = { .start = 0x100000, .last = 0x1fffff };
+	struct iommu_ioas_allow_iovas allow = { .size = sizeof(allow), .ioas_id = a.out_ioas_id, .num_iovas = 1, .allowed_iovas = (uintptr_t)&want };
+	MUST("IOAS_ALLOW_IOVAS", fd, IOMMU_IOAS_ALLOW_IOVAS, &allow);
+	printf("\n");
+	struct iommu_iova_range got[2] = { 0 };
+	struct iommu_ioas_iova_ranges r = { .size = sizeof(r), .ioas_id = a.out_ioas_id, .num_iovas = 2, .allowed_iovas = (uintptr_t)got };
+	MUST("IOAS_IOVA_RANGES", fd, IOMMU_IOAS_IOVA_RANGES, &r);
+	printf(" num_iovas=%u start=0x%llx last=0x%llx\n", r.num_iovas, (unsigned long long)got[0].start, (unsigned long long)got[0].last);
+	/* the output array's pointer is bad */
+	r.allowed_iovas = 16;
+	result("IOAS_IOVA_RANGES allowed_iovas=16", do_ioctl(fd, IOMMU_IOAS_IOVA_RANGES, &r));
+
+	/* VFIO cdev: bind names the iommufd by this process's descriptor */
+	struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind), .iommufd = fd };
+	MUST("VFIO_DEVICE_BIND_IOMMUFD", vfio, VFIO_DEVICE_BIND_IOMMUFD, &bind);
+	printf(" out_devid=%u\n", bind.out_devid);
+	struct vfio_device_attach_iommufd_pt at = { .argsz = sizeof(at), .pt_id = a.out_ioas_id };
+	MUST("VFIO_DEVICE_ATTACH_IOMMUFD_PT", vfio, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at);
+	printf(" pt_id=%u\n", at.pt_id);
+	close(vfio);
+	close(fd);
+	return 0;
+}

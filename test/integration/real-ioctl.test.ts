@@ -1,0 +1,101 @@
+/**
+ * Real ioctl() on dev/iommu and dev/vfio/devices/vfio<N> (FUSE_IOCTL, the
+ * libfuse3 backend): a static C program with no shim, the C examples in
+ * `iommufs exec --namespace`, and a caller whose memory cannot be read.
+ */
+import { strict as assert } from 'node:assert'
+import { promises as fsp } from 'node:fs'
+import * as path from 'node:path'
+import * as sinon from 'sinon'
+import { startServer, Server } from '../../src/cli/server'
+import { ADDON_PATH } from '../../src/fs/libfuse3-backend'
+import { iommufs, lazyUnmount, makeTempDir, PACKAGE_ROOT, run } from '../helpers/cli'
+import { TestMount, withMount } from '../helpers/mount'
+
+const REAL_IOCTL = path.join(PACKAGE_ROOT, 'dist', 'test', 'c', 'real-ioctl')
+const C_DIR = path.join(PACKAGE_ROOT, 'dist', 'examples', 'c')
+
+const EXPECTED = `IOAS_ALLOC: ok out_ioas_id=1
+IOAS_ALLOC arg=8: EFAULT
+IOAS_ALLOC read-only struct: EFAULT
+ioctl _IO(';', 0x7f): ENOTTY
+IOAS_ALLOC again: ok out_ioas_id=2
+IOAS_ALLOW_IOVAS: ok
+IOAS_IOVA_RANGES: ok num_iovas=1 start=0x100000 last=0x1fffff
+IOAS_IOVA_RANGES allowed_iovas=16: EFAULT
+VFIO_DEVICE_BIND_IOMMUFD: ok out_devid=3
+VFIO_DEVICE_ATTACH_IOMMUFD_PT: ok pt_id=4
+`
+
+const nsExec = (m: TestMount, program: string, args: string[] = []) => iommufs(['exec', '--mount', m.dir, '--namespace', '--', program, ...args])
+
+describe('real ioctl() through FUSE_IOCTL (no shim)', () => {
+  it('a static program on the mount paths: IDs, arrays in and out; bad pointers EFAULT and unknown numbers ENOTTY change nothing', async () => {
+    await withMount(async (m) => {
+      const r = await run(REAL_IOCTL, [m.path('dev/iommu'), m.path('dev/vfio/devices/vfio0')])
+      assert.equal(r.code, 0, r.stdout + r.stderr)
+      assert.equal(r.stdout, EXPECTED)
+      const trace = await fsp.readFile(m.path('sys/kernel/debug/iommufd/trace'), 'utf8')
+      assert.match(trace, /ctx1: ioctl IOMMU_IOAS_ALLOC -> ok\n/)
+      assert.match(trace, /vfio0: ioctl VFIO_DEVICE_BIND_IOMMUFD -> ok\n/)
+    })
+  })
+
+  it('exec --namespace: the same program opens /dev/iommu and /dev/vfio/devices/vfio0 themselves', async () => {
+    await withMount(async (m) => {
+      const r = await nsExec(m, REAL_IOCTL)
+      assert.equal(r.code, 0, r.stdout + r.stderr)
+      assert.equal(r.stdout, EXPECTED)
+    })
+  })
+
+  it('exec --namespace: every C example passes with real ioctls and prints what it prints under the shim', async () => {
+    await withMount(async (m) => {
+      for (const e of ['nested-smmuv3', 'nested-vtd', 'errors', 'fds', 'threads']) {
+        const ns = await nsExec(m, path.join(C_DIR, e))
+        const shim = await iommufs(['exec', '--mount', m.dir, '--', path.join(C_DIR, e)])
+        assert.equal(ns.code, 0, `${e}: ${ns.stdout}${ns.stderr}`)
+        assert.equal(shim.code, 0, `${e}: ${shim.stdout}${shim.stderr}`)
+        assert.equal(ns.stdout, shim.stdout, e)
+      }
+    })
+  })
+
+  it('exec --namespace changes nothing outside: /dev/iommu does not appear on the machine', async () => {
+    await withMount(async (m) => {
+      const inside = await nsExec(m, 'sh', ['-c', 'test -e /dev/iommu && ls /sys/class/iommu'])
+      assert.equal(inside.code, 0, inside.stderr)
+      assert.equal(inside.stdout, 'dmar0\nsmmu3.0x0000000009050000\nsmmu3.0x0000000009060000\n')
+      const outside = await run('sh', ['-c', 'ls /sys/class/iommu; test -e /dev/iommu; echo $?'])
+      assert.ok(!outside.stdout.includes('dmar0'), outside.stdout)
+      assert.match(outside.stdout, /(^|\n)1\n$/, 'no /dev/iommu outside')
+    })
+  })
+})
+
+describe('real ioctl() from a process the server cannot read (in-process mount, injected fault)', () => {
+  it('EFAULT at once with a trace line naming the process, and the mount keeps serving', async () => {
+    const dir = await makeTempDir()
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const addon = require(ADDON_PATH) as { vmRead: (...a: unknown[]) => unknown }
+    const stub = sinon.stub(addon, 'vmRead').returns(-1 /* EPERM */)
+    let server: Server | undefined
+    try {
+      server = await startServer({ dir })
+      const nodes = [path.join(dir, 'dev/iommu'), path.join(dir, 'dev/vfio/devices/vfio0')]
+      const r = await run(REAL_IOCTL, nodes)
+      assert.equal(r.code, 1)
+      assert.equal(r.stdout, 'IOAS_ALLOC: err EFAULT\n')
+      const lines = server.trace.recent().filter((l) => l.includes('cannot read the memory'))
+      assert.equal(lines.length, 1, server.trace.recent().join('\n'))
+      assert.match(lines[0], /ctx\d+: ioctl IOMMU_IOAS_ALLOC: cannot read the memory of process \d+ \(errno 1\)$/)
+      stub.restore()
+      assert.equal((await run(REAL_IOCTL, nodes)).stdout, EXPECTED)
+    } finally {
+      stub.restore()
+      await server?.stop()
+      await lazyUnmount(dir)
+      await fsp.rmdir(dir)
+    }
+  })
+})
