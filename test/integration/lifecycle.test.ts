@@ -1,4 +1,5 @@
 import { strict as assert } from 'node:assert'
+import { spawn } from 'node:child_process'
 import { promises as fsp } from 'node:fs'
 import * as sinon from 'sinon'
 import { startServer, Server } from '../../src/cli/server'
@@ -42,6 +43,30 @@ describe('server lifecycle', () => {
       assert.deepEqual(exit, { code: 0, signal: null })
       assert.equal(await inProcMounts(dir), 0)
       assert.deepEqual(await fsp.readdir(dir), [])
+    })
+  }
+
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    it(`${signal} under load (4 busy clients): unmounts and exits 0`, async () => {
+      const srv = await serve()
+      // two readers (feature and dynamic files, the trace), two transaction loops
+      const loops = [
+        `cat ${dir}/${MODEL} >/dev/null; echo started; while :; do cat ${dir}/${MODEL} ${dir}/sys/class/iommu/dmar0/intel-iommu/domains_used; done`,
+        `cat ${dir}/sys/kernel/debug/iommufd/trace >/dev/null; echo started; while :; do cat ${dir}/sys/kernel/debug/iommufd/trace; done`,
+        `exec 3<>${dir}/dev/iommu; echo IOAS_ALLOC >&3; read -u 3 r; echo started; while :; do echo IOAS_ALLOC >&3; read -u 3 r; done`,
+        `exec 3<>${dir}/dev/iommu; echo CONTEXT >&3; read -u 3 r; echo started; while :; do echo CONTEXT >&3; read -u 3 r; done`,
+      ]
+      // each client says "started" once its first request was answered
+      const clients = loops.map((l) => spawn('bash', ['-c', l], { stdio: ['ignore', 'pipe', 'ignore'] }))
+      try {
+        await Promise.all(clients.map((c) => new Promise((resolve) => c.stdout!.once('data', resolve))))
+        srv.child.kill(signal)
+        const exit = await waitExit(srv.exited, 5000)
+        assert.deepEqual(exit, { code: 0, signal: null })
+        assert.equal(await inProcMounts(dir), 0)
+      } finally {
+        for (const c of clients) c.kill('SIGKILL')
+      }
     })
   }
 
