@@ -78,7 +78,8 @@ header:
 C_EXAMPLES := nested-smmuv3 nested-vtd errors fds threads
 # test programs (test/c): the same helpers as the examples
 C_TESTS := fork-share
-EXAMPLE_BINS := $(addprefix dist/examples/c/,$(C_EXAMPLES)) $(addprefix dist/test/c/,$(C_TESTS)) dist/test/c/real-ioctl dist/bench/ioctl-loop
+EXAMPLE_BINS := $(addprefix dist/examples/c/,$(C_EXAMPLES)) $(addprefix dist/test/c/,$(C_TESTS)) dist/test/c/real-ioctl \
+  dist/bench/ioctl-loop dist/bench/transport-loop dist/bench/ref-server
 
 examples: header
 	@$(MAKE) --no-print-directory $(EXAMPLE_BINS)
@@ -100,6 +101,15 @@ dist/bench/ioctl-loop: bench/ioctl-loop.c $(HEADER)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_EXAMPLES) -o $@ $<
 
+dist/bench/transport-loop: bench/transport-loop.c $(HEADER)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_EXAMPLES) -o $@ $<
+
+# the transport benchmark's C reference server (libfuse3 low level)
+dist/bench/ref-server: bench/ref-server.c
+	@mkdir -p $(@D)
+	$(CC) -O2 -Wall -Wextra $$(pkg-config --cflags fuse3) -o $@ $< $$(pkg-config --libs fuse3)
+
 mount: build
 	node dist/src/cli/main.js mount $(MOUNT_DIR) --topology $(TOPOLOGY)
 
@@ -114,6 +124,7 @@ bench: build
 	node dist/bench/ioctl.js
 	node dist/bench/transactions.js
 	node dist/bench/invalidate.js
+	node dist/bench/transport.js
 
 clean:
 	rm -rf dist native/fuse3/build

@@ -1,0 +1,146 @@
+/**
+ * The FUSE transport against C references, all measured in one run per
+ * backend (dist/bench/transport-loop interleaves the targets in chunks):
+ *   static attribute   iommufs feature file (kernel-cached)  vs  a real sysfs file
+ *   dynamic attribute  iommufs domains_used (direct_io)       vs  the C libfuse3 reference's direct_io file
+ *   text transaction   dev/iommu write + read                 vs  the C reference's echo node
+ *   ioctl              a real ioctl() (FUSE_IOCTL)            vs  the same request as a frame on dev/iommu
+ * The C reference (dist/bench/ref-server) is a single-threaded libfuse3
+ * low-level server mounted for this run. Prints medians, p99s, ratios
+ * against the targets in the issue, and the machine's load.
+ *
+ *   make bench        (node dist/bench/transport.js [--backend libfuse3|fuse-native])
+ */
+import { spawn } from 'node:child_process'
+import { existsSync, promises as fsp, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import * as path from 'node:path'
+import { encodeRequest } from '../src/uapi/frame'
+import { ioctlByName } from '../src/uapi/ioctls'
+import { encode } from '../src/uapi/layout'
+import { PACKAGE_ROOT } from '../src/util/paths'
+import { CLI, execFileP, rel, runBench, shellWords } from './common'
+
+const ROUNDS = 10
+const ITERATIONS = 3000
+const LOOP = path.join(PACKAGE_ROOT, 'dist', 'bench', 'transport-loop')
+const REF = path.join(PACKAGE_ROOT, 'dist', 'bench', 'ref-server')
+const STATIC = 'sys/class/iommu/smmu3.0x0000000009050000/arm-smmu-v3/model'
+const DYNAMIC = 'sys/class/iommu/dmar0/intel-iommu/domains_used'
+const SYSFS_CANDIDATES = ['/sys/kernel/mm/transparent_hugepage/enabled', '/sys/devices/system/cpu/online', '/sys/kernel/profiling']
+/** The frame's out buffer: only its address travels. */
+const RANGES_AT = 0x7f0000010000n
+
+interface Row {
+  name: string
+  medianNs: number
+  p99Ns: number
+}
+
+/** The C reference server on a fresh directory, until `fn` is done. */
+async function withReference<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await fsp.mkdtemp(path.join(tmpdir(), 'iommufs-bench-ref-'))
+  const srv = spawn(REF, [dir], { stdio: ['ignore', 'pipe', 'inherit'] })
+  try {
+    await new Promise<void>((resolve, reject) => {
+      srv.stdout!.once('data', () => resolve())
+      srv.once('exit', (code) => reject(new Error(`ref-server exited (${code})`)))
+    })
+    // READY is printed before the INIT handshake: the first access waits for it
+    readFileSync(path.join(dir, 'file'))
+    return await fn(dir)
+  } finally {
+    const gone = new Promise((r) => srv.once('exit', r))
+    srv.kill('SIGTERM')
+    await gone
+    await fsp.rmdir(dir).catch(() => {})
+  }
+}
+
+/** Mounts iommufs with `backend` (--daemon), runs fn, always unmounts. */
+async function withIommufs<T>(backend: string, fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await fsp.mkdtemp(path.join(tmpdir(), 'iommufs-bench-'))
+  const args = [CLI, 'mount', dir, '--daemon', '--backend', backend]
+  process.stdout.write(`mount: ${shellWords(['node', ...args.map(rel)])}\n`)
+  try {
+    await execFileP(process.execPath, args)
+    return await fn(dir)
+  } finally {
+    await execFileP(process.execPath, [CLI, 'unmount', dir]).catch(() => execFileP('umount', ['-l', dir]))
+    await fsp.rmdir(dir).catch(() => {})
+  }
+}
+
+async function loop(targets: string[]): Promise<Row[]> {
+  process.stdout.write(`$ ${shellWords([rel(LOOP), String(ROUNDS), String(ITERATIONS), ...targets.map((t) => t.replace(/:\/tmp\/[^/]+/, ':…'))])}\n`)
+  const { stdout } = await execFileP(LOOP, [String(ROUNDS), String(ITERATIONS), ...targets], { maxBuffer: 1 << 20 })
+  return stdout
+    .trim()
+    .split('\n')
+    .map((l) => {
+      const [med, p99, ...name] = l.split(' ')
+      return { name: name.join(' '), medianNs: Number(med), p99Ns: Number(p99) }
+    })
+}
+
+async function measure(backend: string, sysfs: string, frameFile: string): Promise<void> {
+  await withReference((ref) =>
+    withIommufs(backend, async (dir) => {
+      const iommu = path.join(dir, 'dev/iommu')
+      const targets = [
+        `read:${path.join(dir, STATIC)}`,
+        `read:${sysfs}`,
+        `read:${path.join(dir, DYNAMIC)}`,
+        `read:${path.join(ref, 'file')}`,
+        `txn:${iommu}:IOAS_IOVA_RANGES ioas_id=1`,
+        `txn:${iommu}:CONTEXT`,
+        `txn:${path.join(ref, 'echo')}:IOAS_IOVA_RANGES ioas_id=1`,
+        `frame:${iommu}:${frameFile}`,
+        ...(backend === 'libfuse3' ? [`ioctl:${iommu}`] : []),
+      ]
+      const rows = await loop(targets)
+      const label = ['static attribute (iommufs)', 'real sysfs file', 'dynamic attribute (iommufs)', 'C libfuse3 direct_io file', 'dev/iommu text IOAS_IOVA_RANGES', 'dev/iommu text CONTEXT', 'C libfuse3 echo node', 'IOAS_IOVA_RANGES as a frame', 'IOAS_IOVA_RANGES as ioctl()']
+      const us = (ns: number): string => (ns / 1000).toFixed(1).padStart(8)
+      const width = Math.max(...label.map((l) => l.length))
+      process.stdout.write(`${'target'.padEnd(width)}  median µs    p99 µs\n`)
+      rows.forEach((r, i) => process.stdout.write(`${label[i].padEnd(width)}  ${us(r.medianNs)}  ${us(r.p99Ns)}\n`))
+      const ratio = (a: number, b: number, target: number, what: string): void => {
+        const x = rows[a].medianNs / rows[b].medianNs
+        process.stdout.write(`ratio ${what}: ${x.toFixed(2)}x (target ≤ ${target}x: ${x <= target ? 'met' : 'NOT met'})\n`)
+      }
+      ratio(0, 1, 1.5, 'static attribute / real sysfs')
+      ratio(2, 3, 1.3, 'dynamic attribute / C direct_io file')
+      ratio(4, 6, 2.0, 'dev/iommu text transaction / C echo node')
+      if (rows.length > 8) ratio(8, 7, 1.2, 'ioctl() / the same request as a frame')
+    }),
+  )
+}
+
+async function main(): Promise<number> {
+  const i = process.argv.indexOf('--backend')
+  const backends = i > 0 ? [process.argv[i + 1]] : ['libfuse3', 'fuse-native']
+  for (const f of [LOOP, REF]) if (!existsSync(f)) throw new Error(`${rel(f)} is not built: run make build`)
+  const sysfs = SYSFS_CANDIDATES.find((f) => existsSync(f))
+  if (!sysfs) throw new Error(`none of ${SYSFS_CANDIDATES.join(', ')} exists on this machine`)
+  const ranges = ioctlByName('IOAS_IOVA_RANGES')!
+  const frame = encodeRequest({
+    cmd: ranges.cmd,
+    target: 0,
+    struct: encode(ranges.layout, { size: BigInt(ranges.layout.size), ioas_id: 1n, num_iovas: 4n, allowed_iovas: RANGES_AT }),
+    buffers: new Map(),
+  })
+  const frameFile = path.join(tmpdir(), `iommufs-bench-frame-${process.pid}.hex`)
+  writeFileSync(frameFile, frame.toString('hex'))
+  try {
+    for (const b of backends) {
+      process.stdout.write(`\n== backend ${b}; load ${readFileSync('/proc/loadavg', 'utf8').trim()}\n`)
+      await measure(b, sysfs, frameFile)
+    }
+    process.stdout.write(`load after: ${readFileSync('/proc/loadavg', 'utf8').trim()}\n`)
+  } finally {
+    await fsp.rm(frameFile, { force: true })
+  }
+  return 0
+}
+
+runBench('transport', main)
