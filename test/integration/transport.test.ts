@@ -99,4 +99,14 @@ grep -o 'libfuse3\\?\\.so\\.[0-9]' /proc/${m.pid}/maps | sort -u`,
       { args: ['--backend', 'fuse-native'] },
     )
   })
+
+  it('a trace_pipe read with nothing new ends with EOF (no interrupt could reach a waiting read)', async () => {
+    await withMount(
+      async (m) => {
+        const r = await sh('cat sys/kernel/debug/iommufd/trace_pipe; echo "cat exit $?"', { cwd: m.dir })
+        assert.equal(r.stdout, 'cat exit 0\n')
+      },
+      { args: ['--backend', 'fuse-native'] },
+    )
+  })
 })
