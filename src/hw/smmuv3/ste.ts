@@ -20,6 +20,33 @@ export const STE1 = {
   EATS: bits('EATS', 29, 28),
 } as const
 
+/** Stage-2 fields (words 2 and 3). */
+export const STE2 = {
+  S2VMID: bits('S2VMID', 15, 0),
+  S2T0SZ: bits('S2T0SZ', 37, 32),
+  S2SL0: bits('S2SL0', 39, 38),
+  S2TG: bits('S2TG', 47, 46),
+  S2PS: bits('S2PS', 50, 48),
+  S2AA64: bits('S2AA64', 51),
+  S2ENDI: bits('S2ENDI', 52),
+  S2AFFD: bits('S2AFFD', 53),
+  S2PTW: bits('S2PTW', 54),
+  S2HD: bits('S2HD', 55),
+  S2HA: bits('S2HA', 56),
+  S2S: bits('S2S', 57),
+  S2R: bits('S2R', 58),
+} as const
+
+export const STE3 = {
+  S2TTB: bits('S2TTB', 51, 4),
+} as const
+
+/** A 2-level stream table's L1 descriptor. */
+export const L1STD = {
+  SPAN: bits('SPAN', 4, 0),
+  L2PTR: bits('L2PTR', 51, 6),
+} as const
+
 /** STE.Config values. */
 export const STE_CFG = { ABORT: 0n, BYPASS: 4n, S1_TRANS: 5n, S2_TRANS: 6n, NESTED: 7n } as const
 export const CFG_NAMES = new Map<bigint, string>([

@@ -1,0 +1,263 @@
+import { hex } from '../bits'
+import { Command, field, opcodeName, opcodeOf } from './commands'
+import { ContextConfig, Step, StreamConfig, describePerms } from './walk'
+
+/**
+ * An SMMUv3's caches, tagged as the architecture tags them (§2.1 of the
+ * reference, SPEC 3.17): a TLB of leaf translations by {VMID, ASID or
+ * global, address} and stage (stage-1, combined stage 1+2, stage-2 only),
+ * configuration caches (STE by StreamID, CD by StreamID+SubstreamID), and
+ * the ATCs of ATS-capable endpoints by {StreamID, PASID}. Each is LRU with a
+ * fixed capacity. invalidate() applies one command's scope, no more, no less.
+ */
+
+export type TlbKind = 'S1' | 'S12' | 'S2'
+
+export interface TlbEntry {
+  readonly kind: TlbKind
+  readonly vmid: number
+  /** undefined: a global entry (nG = 0), matching every ASID. */
+  readonly asid?: number
+  /** Input address (VA, or IPA for S2) the entry starts at, aligned to size. */
+  readonly base: bigint
+  readonly size: bigint
+  readonly level: number
+  /** Granule shift of the tables the entry came from (range TLBI's TG matches it). */
+  readonly granule: number
+  readonly out: bigint
+  readonly perms: number
+  /** When it was filled (the unit's clock). */
+  readonly since: number
+  /** The transaction that filled it and the descriptors it was built from (the sanitizer compares them). */
+  readonly sid: number
+  readonly ssid?: number
+  readonly steps: readonly Step[]
+}
+
+export interface SteEntry {
+  readonly sid: number
+  readonly stream: StreamConfig
+  readonly steps: readonly Step[]
+  readonly since: number
+}
+
+export interface CdEntry {
+  readonly sid: number
+  readonly ssid: number
+  readonly context: ContextConfig
+  readonly steps: readonly Step[]
+  readonly since: number
+}
+
+export interface AtcEntry {
+  readonly sid: number
+  /** undefined: a translation for requests without a PASID. */
+  readonly ssid?: number
+  readonly base: bigint
+  readonly size: bigint
+  readonly out: bigint
+  readonly perms: number
+  readonly since: number
+}
+
+export interface CacheSizes {
+  readonly tlb: number
+  readonly ste: number
+  readonly cd: number
+  readonly atc: number
+}
+
+export const DEFAULT_CACHE_SIZES: CacheSizes = { tlb: 2048, ste: 256, cd: 256, atc: 64 }
+
+/** A map that forgets its least recently used entry past `capacity`. */
+class Lru<K, V> {
+  readonly map = new Map<K, V>()
+
+  constructor(readonly capacity: number) {}
+
+  get(k: K): V | undefined {
+    const v = this.map.get(k)
+    if (v !== undefined) {
+      this.map.delete(k)
+      this.map.set(k, v)
+    }
+    return v
+  }
+
+  set(k: K, v: V): void {
+    this.map.delete(k)
+    this.map.set(k, v)
+    if (this.map.size > this.capacity) this.map.delete(this.map.keys().next().value as K)
+  }
+
+  /** Deletes every entry `pred` holds for; returns how many. */
+  drop(pred: (v: V) => boolean): number {
+    let n = 0
+    for (const [k, v] of this.map) {
+      if (pred(v)) {
+        this.map.delete(k)
+        n++
+      }
+    }
+    return n
+  }
+
+  get size(): number {
+    return this.map.size
+  }
+}
+
+function tlbKey(stage2: boolean, vmid: number, asid: number | undefined, base: bigint, size: bigint): string {
+  return `${stage2 ? 2 : 1}/${vmid}/${asid ?? 'g'}/${base}/${size}`
+}
+
+/** The address span a TLBI covers: one address (TG = 0), or the range form's (NUM+1) x 2^SCALE granules. */
+export interface TlbiSpan {
+  readonly start: bigint
+  readonly end: bigint
+  /** Only entries from tables of this granule (range form). */
+  readonly granule?: number
+  /** Only leaves at this level (TTL hint). */
+  readonly ttl?: number
+}
+
+export function tlbiSpan(cmd: Command): TlbiSpan {
+  const addr = field(cmd, 'addr')
+  const tg = Number(field(cmd, 'tg'))
+  const ttl = Number(field(cmd, 'ttl'))
+  if (tg === 0) return { start: addr, end: addr + 1n }
+  const granule = [0, 12, 14, 16][tg]
+  const len = (field(cmd, 'num') + 1n) << (field(cmd, 'scale') + BigInt(granule))
+  return { start: addr, end: addr + len, granule, ttl: ttl || undefined }
+}
+
+function hits(e: { base: bigint; size: bigint; granule?: number; level?: number }, s: TlbiSpan): boolean {
+  if (s.granule !== undefined && e.granule !== undefined && e.granule !== s.granule) return false
+  if (s.ttl !== undefined && e.level !== undefined && e.level !== s.ttl) return false
+  return e.base < s.end && s.start < e.base + e.size
+}
+
+export class Smmuv3Caches {
+  readonly tlb: Lru<string, TlbEntry>
+  readonly ste: Lru<number, SteEntry>
+  readonly cd: Lru<string, CdEntry>
+  readonly atc: Lru<string, AtcEntry>
+  /** The leaf sizes present in the TLB (a lookup tries each). */
+  private readonly sizes = new Set<bigint>()
+  hits = 0
+  misses = 0
+
+  constructor(readonly sizesCfg: CacheSizes = DEFAULT_CACHE_SIZES) {
+    this.tlb = new Lru(sizesCfg.tlb)
+    this.ste = new Lru(sizesCfg.ste)
+    this.cd = new Lru(sizesCfg.cd)
+    this.atc = new Lru(sizesCfg.atc)
+  }
+
+  /** A leaf for (VMID, ASID) covering `addr` (stage-1 or combined), or a stage-2 entry for an IPA. */
+  lookup(stage2: boolean, vmid: number, asid: number | undefined, addr: bigint): TlbEntry | undefined {
+    for (const size of this.sizes) {
+      const base = addr & ~(size - 1n)
+      const e = (asid !== undefined ? this.tlb.get(tlbKey(stage2, vmid, asid, base, size)) : undefined) ?? this.tlb.get(tlbKey(stage2, vmid, undefined, base, size))
+      if (e) return e
+    }
+    return undefined
+  }
+
+  fill(e: TlbEntry): void {
+    this.sizes.add(e.size)
+    this.tlb.set(tlbKey(e.kind === 'S2', e.vmid, e.asid, e.base, e.size), e)
+  }
+
+  atcLookup(sid: number, ssid: number | undefined, addr: bigint): AtcEntry | undefined {
+    for (const e of this.atc.map.values()) if (e.sid === sid && e.ssid === ssid && addr >= e.base && addr < e.base + e.size) return this.atc.get(atcKey(e))
+    return undefined
+  }
+
+  atcFill(e: AtcEntry): void {
+    this.atc.set(atcKey(e), e)
+  }
+
+  /** Applies one command's invalidation scope (SPEC 4.3-4.5); returns the entries dropped. */
+  invalidate(cmd: Command): number {
+    const name = opcodeName(opcodeOf(cmd))
+    const vmid = Number(field(cmd, 'vmid'))
+    const asid = Number(field(cmd, 'asid'))
+    const sid = Number(field(cmd, 'sid'))
+    const s1 = (e: TlbEntry): boolean => e.kind !== 'S2' && e.vmid === vmid
+    switch (name) {
+      case 'TLBI_NH_ALL':
+        return this.tlb.drop(s1)
+      case 'TLBI_NH_ASID':
+        return this.tlb.drop((e) => s1(e) && e.asid === asid)
+      case 'TLBI_NH_VA': {
+        const span = tlbiSpan(cmd)
+        return this.tlb.drop((e) => s1(e) && (e.asid === asid || e.asid === undefined) && hits(e, span))
+      }
+      case 'TLBI_NH_VAA': {
+        const span = tlbiSpan(cmd)
+        return this.tlb.drop((e) => s1(e) && hits(e, span))
+      }
+      case 'TLBI_S2_IPA': {
+        const span = tlbiSpan(cmd)
+        return this.tlb.drop((e) => e.kind === 'S2' && e.vmid === vmid && hits(e, span))
+      }
+      case 'TLBI_S12_VMALL':
+        return this.tlb.drop((e) => e.vmid === vmid)
+      case 'TLBI_NSNH_ALL':
+        return this.tlb.drop(() => true)
+      case 'CFGI_STE':
+        return this.ste.drop((e) => e.sid === sid) + this.cd.drop((e) => e.sid === sid)
+      case 'CFGI_ALL': {
+        const range = Number(field(cmd, 'range'))
+        if (range >= 31) return this.ste.drop(() => true) + this.cd.drop(() => true)
+        const span = 2 ** (range + 1)
+        const lo = sid - (sid % span)
+        const inRange = (e: { sid: number }): boolean => e.sid >= lo && e.sid < lo + span
+        return this.ste.drop(inRange) + this.cd.drop(inRange)
+      }
+      case 'CFGI_CD': {
+        const ssid = Number(field(cmd, 'ssid'))
+        return this.cd.drop((e) => e.sid === sid && e.ssid === ssid)
+      }
+      case 'CFGI_CD_ALL':
+        return this.cd.drop((e) => e.sid === sid)
+      case 'ATC_INV': {
+        const size = field(cmd, 'size')
+        const all = size >= 52n
+        const span = 4096n << size
+        const start = field(cmd, 'addr') & ~(span - 1n)
+        const ssv = field(cmd, 'ssv') === 1n
+        const ssid = Number(field(cmd, 'ssid'))
+        return this.atc.drop((e) => e.sid === sid && (!ssv || e.ssid === ssid) && (all || (e.base < start + span && start < e.base + e.size)))
+      }
+      default:
+        // EL2/EL3 regimes are never filled here; PREFETCH, PRI_RESP, RESUME, SYNC drop nothing
+        return 0
+    }
+  }
+
+  /** Text dumps for the debug tree, one entry a line. */
+  dumpTlb(): string {
+    const rows = [...this.tlb.map.values()].map(
+      (e) =>
+        `${e.kind.padEnd(3)} vmid=${e.vmid} asid=${e.asid ?? 'global'} addr=${hex(e.base)} size=${hex(e.size)} level=${e.level} granule=${1 << e.granule} out=${hex(e.out)} ${describePerms(e.perms)} since=${e.since}`,
+    )
+    return `TLB: ${this.tlb.size}/${this.tlb.capacity} entries, ${this.hits} hits, ${this.misses} misses\n${rows.map((r) => `${r}\n`).join('')}`
+  }
+
+  dumpConfig(): string {
+    const ste = [...this.ste.map.values()].map((e) => `STE sid=${hex(e.sid)} config=${e.stream.config} vmid=${e.stream.vmid} addr=${hex(e.stream.steAddr)} since=${e.since}`)
+    const cd = [...this.cd.map.values()].map((e) => `CD  sid=${hex(e.sid)} ssid=${hex(e.ssid)} asid=${e.context.asid} addr=${hex(e.context.cdAddr)} since=${e.since}`)
+    return `STE cache: ${this.ste.size}/${this.ste.capacity}, CD cache: ${this.cd.size}/${this.cd.capacity}\n${[...ste, ...cd].map((r) => `${r}\n`).join('')}`
+  }
+
+  dumpAtc(): string {
+    const rows = [...this.atc.map.values()].map((e) => `sid=${hex(e.sid)} pasid=${e.ssid ?? 'none'} addr=${hex(e.base)} size=${hex(e.size)} out=${hex(e.out)} ${describePerms(e.perms)} since=${e.since}`)
+    return `ATC: ${this.atc.size}/${this.atc.capacity}\n${rows.map((r) => `${r}\n`).join('')}`
+  }
+}
+
+function atcKey(e: { sid: number; ssid?: number; base: bigint; size: bigint }): string {
+  return `${e.sid}/${e.ssid ?? '-'}/${e.base}/${e.size}`
+}

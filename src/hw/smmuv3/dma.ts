@@ -1,0 +1,347 @@
+import { Abort, isAbort } from '../../memory/backing'
+import { MemoryPort } from '../../memory/physical'
+import { hex } from '../bits'
+import { AtcEntry, Smmuv3Caches, TlbEntry } from './caches'
+import { SmmuEvent } from './events'
+import { Finding, Sanitizer, changedDescriptor } from './sanitizer'
+import { ContextConfig, Features, PERM_ALL, Smmuv3Walker, Step, StreamConfig, StreamTable, Transaction, Translation, describePerms, permFor } from './walk'
+
+/** A device's request: a read or write of `len` bytes, or (ats) a translation request only. */
+export interface DmaRequest {
+  readonly sid: number
+  readonly ssid?: number
+  readonly addr: bigint
+  readonly len: number
+  readonly write: boolean
+  readonly data?: Buffer
+  readonly priv?: boolean
+  readonly exec?: boolean
+  /** The endpoint uses its ATC (ATS): translated requests, translation requests on a miss. */
+  readonly ats?: boolean
+}
+
+/** One translated piece of a request (a request is cut where translations end). */
+export interface Piece {
+  readonly addr: bigint
+  readonly len: number
+  readonly out: bigint
+  readonly perms: number
+  /** Where the translation came from. */
+  readonly source: 'walk' | 'tlb' | 'atc'
+  readonly steps: readonly Step[]
+}
+
+export interface DmaResult {
+  readonly pieces: Piece[]
+  /** Read data (as far as it got). */
+  readonly data?: Buffer
+  /** The transaction ended in this fault (its event record). */
+  readonly event?: SmmuEvent
+  /** The memory behind the output address did not answer (external abort). */
+  readonly abort?: string
+  /** Findings this request raised; in strict mode the first one stopped it. */
+  readonly findings: Finding[]
+  readonly stopped?: Finding
+  /** An ATS translation request's answer. */
+  readonly ats?: { readonly out: bigint; readonly size: bigint; readonly perms: number }
+}
+
+/** The biggest single request a port takes. */
+export const DMA_MAX = 1 << 20
+
+/** `out` is the output address of the transaction's own address. */
+type Outcome = { ok: true; t: Translation | AtcTranslation; out: bigint; source: 'walk' | 'tlb' | 'atc'; steps: Step[] } | { ok: false; event: SmmuEvent; steps: Step[] } | { ok: false; stopped: Finding; steps: Step[] }
+
+/**
+ * An SMMUv3's transaction path: config caches, TLB, walk on a miss, the
+ * endpoints' ATCs, and the sanitizer's second look on every hit. Memory is
+ * the host physical address space; the unit supplies the stream table.
+ */
+export class Smmuv3Dma {
+  readonly walker: Smmuv3Walker
+  readonly sanitizer = new Sanitizer()
+  /** Recorded events, newest last (the event queue as the host driver would read it). */
+  readonly events: SmmuEvent[] = []
+  private clock = 0
+
+  constructor(readonly mem: MemoryPort, features: Features, readonly caches: Smmuv3Caches, private readonly strtab: () => StreamTable, private readonly now?: () => number) {
+    this.walker = new Smmuv3Walker(mem, features)
+  }
+
+  private tick(): number {
+    return this.now ? this.now() : ++this.clock
+  }
+
+  /** Reads or writes through the SMMU, one translation at a time; a fault or abort ends it. */
+  access(req: DmaRequest): DmaResult {
+    const pieces: Piece[] = []
+    const findings: Finding[] = []
+    const chunks: Buffer[] = []
+    let done = 0
+    // an ATS request of length 0 is a translation request alone
+    const len = req.ats && req.len === 0 ? 1 : req.len
+    while (done < len) {
+      const addr = req.addr + BigInt(done)
+      const txn: Transaction = { sid: req.sid, ssid: req.ssid, addr, write: req.write, priv: req.priv, exec: req.exec }
+      const got = req.ats ? this.viaAtc(txn, findings) : this.translate(txn, findings)
+      if (!got.ok) {
+        const data = req.write ? undefined : Buffer.concat(chunks)
+        if ('stopped' in got) return { pieces, data, findings, stopped: got.stopped }
+        this.record(got.event)
+        return { pieces, data, findings, event: got.event }
+      }
+      const t = got.t
+      const n = Math.min(len - done, Number(t.base + t.size - addr))
+      pieces.push({ addr, len: n, out: got.out, perms: t.perms, source: got.source, steps: got.steps })
+      if (req.ats && !req.len) return { pieces, findings, ats: { out: got.out, size: t.size, perms: t.perms } }
+      const r = this.move(got.out, req, done, n, chunks)
+      if (r) return { pieces, data: req.write ? undefined : Buffer.concat(chunks), findings, abort: r.abort }
+      done += n
+    }
+    return { pieces, data: req.write ? undefined : Buffer.concat(chunks), findings }
+  }
+
+  /** Moves `n` bytes at the output address. */
+  private move(out: bigint, req: DmaRequest, done: number, n: number, chunks: Buffer[]): Abort | undefined {
+    if (req.write) return this.mem.write(out, (req.data ?? Buffer.alloc(req.len)).subarray(done, done + n))
+    const b = this.mem.read(out, n)
+    if (isAbort(b)) return b
+    chunks.push(b)
+    return undefined
+  }
+
+  private record(e: SmmuEvent): void {
+    if (!e.recorded) return
+    this.events.push(e)
+    if (this.events.length > 256) this.events.shift()
+  }
+
+  /** One translation through the caches; fills them on a miss. */
+  translate(txn: Transaction, findings: Finding[]): Outcome {
+    const steps: Step[] = []
+    const caches = this.caches
+    const strict = (): boolean => this.sanitizer.mode === 'strict'
+    // configuration: the STE
+    let stream: StreamConfig
+    const steHit = caches.ste.get(txn.sid)
+    if (steHit) {
+      stream = steHit.stream
+      if (this.sanitizer.mode !== 'off') {
+        const f = this.checkConfig(txn, 'STE', steHit.steps, steHit.since, `CFGI_STE sid=${hex(txn.sid)}`)
+        if (f) {
+          findings.push(f)
+          if (strict()) return { ok: false, stopped: f, steps }
+        }
+      }
+    } else {
+      try {
+        stream = this.walker.stream(txn, this.strtab(), steps)
+      } catch (e) {
+        return this.faultOf(e, steps)
+      }
+      caches.ste.set(txn.sid, { sid: txn.sid, stream, steps: [...steps], since: this.tick() })
+    }
+    // configuration: the CD, under the SubstreamID the STE selects
+    let ctx: ContextConfig | undefined
+    const cdIndex = stream.config === 's1' || stream.config === 'nested' ? (txn.ssid ?? (stream.cdMax === 0 || stream.s1dss === 2 ? 0 : undefined)) : undefined
+    const cdKey = `${txn.sid}/${cdIndex}`
+    const cdHit = cdIndex !== undefined && (txn.ssid === undefined || txn.ssid !== 0 || stream.s1dss !== 2) ? caches.cd.get(cdKey) : undefined
+    if (cdHit) {
+      ctx = cdHit.context
+      if (this.sanitizer.mode !== 'off') {
+        const f = this.checkConfig(txn, 'CD', cdHit.steps, cdHit.since, `CFGI_CD sid=${hex(txn.sid)} ssid=${hex(cdIndex!)} leaf`)
+        if (f) {
+          findings.push(f)
+          if (strict()) return { ok: false, stopped: f, steps }
+        }
+      }
+    } else if (stream.config === 's1' || stream.config === 'nested') {
+      const before = steps.length
+      try {
+        ctx = this.walker.context(txn, stream, steps)
+      } catch (e) {
+        return this.faultOf(e, steps)
+      }
+      if (ctx && cdIndex !== undefined) caches.cd.set(cdKey, { sid: txn.sid, ssid: cdIndex, context: ctx, steps: steps.slice(before), since: this.tick() })
+    }
+    // the TLB
+    const stage2 = stream.config === 's2' || (stream.config === 'nested' && !ctx)
+    const tlbUsed = stream.config !== 'bypass' && stream.config !== 'abort' && (stage2 || ctx !== undefined)
+    if (tlbUsed) {
+      const hit = caches.lookup(stage2, stream.vmid, ctx?.asid, txn.addr)
+      if (hit && hit.perms & permFor(txn)) {
+        caches.hits++
+        if (this.sanitizer.mode !== 'off') {
+          const f = this.checkTlb(txn, hit)
+          if (f) {
+            findings.push(f)
+            if (strict()) return { ok: false, stopped: f, steps }
+          }
+        }
+        return { ok: true, t: fromEntry(hit, stream, ctx), out: hit.out + (txn.addr - hit.base), source: 'tlb', steps }
+      }
+      caches.misses++
+    }
+    let t: Translation
+    try {
+      t = this.walker.translateWith(txn, stream, ctx, steps)
+    } catch (e) {
+      return this.faultOf(e, steps)
+    }
+    if (t.kind !== 'bypass') {
+      caches.fill({
+        kind: t.kind,
+        vmid: t.vmid,
+        asid: t.asid,
+        base: t.base,
+        size: t.size,
+        level: t.level,
+        granule: t.granule,
+        out: t.out - (txn.addr - t.base),
+        perms: t.perms,
+        since: this.tick(),
+        sid: txn.sid,
+        ssid: txn.ssid,
+        steps: steps.filter((s) => s.what === 's1' || s.what === 's2'),
+      })
+    }
+    return { ok: true, t, out: t.out, source: 'walk', steps }
+  }
+
+  private faultOf(e: unknown, steps: Step[]): Outcome {
+    if (e instanceof Error && 'event' in e) return { ok: false, event: (e as Error & { event: SmmuEvent }).event, steps }
+    throw e
+  }
+
+  /** A second look at a config cache hit: have the STE/CD words changed? */
+  private checkConfig(txn: Transaction, cache: 'STE' | 'CD', steps: readonly Step[], since: number, command: string): Finding | undefined {
+    const structs = steps.filter((s) => s.what === (cache === 'STE' ? 'ste' : 'cd') || s.what === (cache === 'STE' ? 'l1std' : 'l1cd'))
+    const words = cache === 'STE' ? 8 : 8
+    for (const s of structs) {
+      const whole = s.what === 'ste' || s.what === 'cd'
+      const cachedWords = whole ? this.cachedWords(txn, cache) : [s.desc]
+      const now = this.mem.read(s.addr, whole ? words * 8 : 8)
+      const nowWords = isAbort(now) ? undefined : Array.from({ length: now.length / 8 }, (_, i) => now.readBigUInt64LE(i * 8))
+      const i = nowWords ? cachedWords.findIndex((w, k) => w !== nowWords[k]) : 0
+      if (i < 0) continue
+      return this.sanitizer.record({
+        cache,
+        sid: txn.sid,
+        ssid: txn.ssid,
+        addr: txn.addr,
+        cached: { since, summary: `${s.what} word ${i} = ${hex(cachedWords[i], 16)}` },
+        now: { summary: nowWords ? `${s.what} word ${i} = ${hex(nowWords[i], 16)}` : 'abort' },
+        changed: { what: s.what, level: 0, addr: s.addr + BigInt(i * 8), old: cachedWords[i], now: nowWords ? nowWords[i] : 'abort' },
+        command,
+        at: this.tick(),
+      })
+    }
+    return undefined
+  }
+
+  private cachedWords(txn: Transaction, cache: 'STE' | 'CD'): readonly bigint[] {
+    const ste = this.caches.ste.map.get(txn.sid)!
+    if (cache === 'STE') return ste.stream.ste
+    for (const e of this.caches.cd.map.values()) if (e.sid === txn.sid && (e.ssid === (txn.ssid ?? 0))) return e.context.cd
+    return []
+  }
+
+  /** A second look at a TLB hit: walk afresh (no caches, no updates) and compare. */
+  private checkTlb(txn: Transaction, e: TlbEntry): Finding | undefined {
+    const fresh = this.freshWalk(txn)
+    const cachedOut = e.out + (txn.addr - e.base)
+    const command =
+      e.kind === 'S2'
+        ? `TLBI_S2_IPA vmid=${e.vmid} addr=${hex(e.base)} leaf`
+        : e.asid === undefined
+          ? `TLBI_NH_VAA vmid=${e.vmid} addr=${hex(e.base)} leaf`
+          : `TLBI_NH_VA vmid=${e.vmid} asid=${e.asid} addr=${hex(e.base)} leaf`
+    if (fresh.ok) {
+      const nowOut = fresh.t.out
+      if (nowOut === cachedOut && (e.perms & ~fresh.t.perms) === 0) return undefined
+    }
+    return this.sanitizer.record({
+      cache: 'TLB',
+      sid: txn.sid,
+      ssid: txn.ssid,
+      addr: txn.addr,
+      cached: { out: cachedOut, perms: e.perms, since: e.since, summary: `${e.kind} out=${hex(cachedOut)} ${describePerms(e.perms)}` },
+      now: fresh.ok ? { out: fresh.t.out, perms: fresh.t.perms, summary: `out=${hex(fresh.t.out)} ${describePerms(fresh.t.perms)}` } : { fault: fresh.event, summary: fresh.event.name },
+      changed: changedDescriptor(this.mem, e.steps),
+      command,
+      at: this.tick(),
+    })
+  }
+
+  private freshWalk(txn: Transaction): { ok: true; t: Translation & { out: bigint } } | { ok: false; event: SmmuEvent } {
+    this.walker.dryRun = true
+    try {
+      const r = this.walker.translate(txn, this.strtab())
+      return r.ok ? { ok: true, t: r } : { ok: false, event: r.event }
+    } finally {
+      this.walker.dryRun = false
+    }
+  }
+
+  /** A request through the endpoint's ATC: a hit is used as is; a miss is an ATS translation request that fills it. */
+  private viaAtc(txn: Transaction, findings: Finding[]): Outcome {
+    const hit = this.caches.atcLookup(txn.sid, txn.ssid, txn.addr)
+    if (hit && hit.perms & permFor(txn)) {
+      if (this.sanitizer.mode !== 'off') {
+        const f = this.checkAtc(txn, hit)
+        if (f) {
+          findings.push(f)
+          if (this.sanitizer.mode === 'strict') return { ok: false, stopped: f, steps: [] }
+        }
+      }
+      const out = hit.out + (txn.addr - hit.base)
+      return { ok: true, t: { ...atcTranslation(hit), out }, source: 'atc', steps: [], out }
+    }
+    const r = this.translate(txn, findings)
+    if (!r.ok) return r
+    if (r.t.stream && r.t.stream.eats === 0) {
+      const event: SmmuEvent = { name: 'F_BAD_ATS_TREQ', sid: txn.sid, ssid: txn.ssid, input: txn.addr, rnw: !txn.write, reason: 'an ATS translation request while STE.EATS = 0', recorded: true }
+      return { ok: false, event, steps: r.steps }
+    }
+    const base = txn.addr & ~0xfffn
+    const entry: AtcEntry = { sid: txn.sid, ssid: txn.ssid, base, size: 0x1000n, out: r.out - (txn.addr - base), perms: r.t.perms, since: this.tick() }
+    this.caches.atcFill(entry)
+    return r
+  }
+
+  private checkAtc(txn: Transaction, e: AtcEntry): Finding | undefined {
+    const fresh = this.freshWalk(txn)
+    const cachedOut = e.out + (txn.addr - e.base)
+    if (fresh.ok && fresh.t.out === cachedOut && (e.perms & ~fresh.t.perms) === 0) return undefined
+    const ssv = txn.ssid !== undefined ? ` ssv ssid=${hex(txn.ssid)}` : ''
+    return this.sanitizer.record({
+      cache: 'ATC',
+      sid: txn.sid,
+      ssid: txn.ssid,
+      addr: txn.addr,
+      cached: { out: cachedOut, perms: e.perms, since: e.since, summary: `ATC out=${hex(cachedOut)} ${describePerms(e.perms)}` },
+      now: fresh.ok ? { out: fresh.t.out, perms: fresh.t.perms, summary: `out=${hex(fresh.t.out)} ${describePerms(fresh.t.perms)}` } : { fault: fresh.event, summary: fresh.event.name },
+      command: `ATC_INV sid=${hex(txn.sid)}${ssv} addr=${hex(e.base)} size=0`,
+      at: this.tick(),
+    })
+  }
+}
+
+/** What an ATC hit knows: no stream or context, the endpoint has only the translation. */
+interface AtcTranslation {
+  readonly out: bigint
+  readonly base: bigint
+  readonly size: bigint
+  readonly perms: number
+  readonly stream?: undefined
+}
+
+function atcTranslation(e: AtcEntry): AtcTranslation {
+  return { out: e.out, base: e.base, size: e.size, perms: e.perms }
+}
+
+function fromEntry(e: TlbEntry, stream: StreamConfig, ctx: ContextConfig | undefined): Translation {
+  return { kind: e.kind, out: e.out, base: e.base, size: e.size, level: e.level, granule: e.granule, perms: e.perms, vmid: e.vmid, asid: e.asid, global: e.asid === undefined, steps: [], stream, context: ctx }
+}
+
+export { PERM_ALL }

@@ -1,0 +1,268 @@
+import { Abort, isAbort } from '../../memory/backing'
+import { MemoryPort } from '../../memory/physical'
+
+/**
+ * The VMSAv8-64 translation table format both SMMUv3 stages use: descriptor
+ * bits, the level geometry of a granule, and a writer that builds tables the
+ * way Linux's io-pgtable-arm does (largest aligned block first).
+ */
+export const D = {
+  VALID: 1n << 0n,
+  /** At levels 0-2: 1 = table, 0 = block. At level 3: 1 = page (0 is invalid). */
+  TABLE: 1n << 1n,
+  ATTR_SHIFT: 2n,
+  /** Stage 1: AP[1], unprivileged access allowed. Stage 2: S2AP[0], read. */
+  AP1: 1n << 6n,
+  /** Stage 1: AP[2], read-only. Stage 2: S2AP[1], write. */
+  AP2: 1n << 7n,
+  SH_INNER: 3n << 8n,
+  AF: 1n << 10n,
+  NG: 1n << 11n,
+  DBM: 1n << 51n,
+  PXN: 1n << 53n,
+  UXN: 1n << 54n,
+  PXN_TABLE: 1n << 59n,
+  XN_TABLE: 1n << 60n,
+  /** APTable[0]: no unprivileged access below. */
+  AP_TABLE_NO_EL0: 1n << 61n,
+  /** APTable[1]: read-only below. */
+  AP_TABLE_RO: 1n << 62n,
+} as const
+/** Stage-2 XN[1:0]. */
+export const S2_XN = 3n << 53n
+/** Linux's stage-2 MemAttr for normal write-back memory. */
+export const S2_MEMATTR_WB = 0xfn << 2n
+/** Linux's stage-1 AttrIndx for normal write-back memory (MAIR index 1). */
+export const S1_ATTR_WB = 1n << 2n
+
+export type Stage = 1 | 2
+export type GranuleShift = 12 | 14 | 16
+
+/** Where a table walk starts and how many bits each level resolves. */
+export class Geometry {
+  readonly bpl: number
+  readonly levels: number
+  readonly startLevel: number
+
+  constructor(readonly granule: GranuleShift, readonly ias: number, startLevel?: number) {
+    this.bpl = granule - 3
+    this.startLevel = startLevel ?? 4 - Math.ceil((ias - granule) / this.bpl)
+    this.levels = 4 - this.startLevel
+  }
+
+  /**
+   * A stage-2 geometry as Linux picks it: where the natural start level
+   * would need a tiny top table, concatenate up to 16 tables one level down
+   * (4K with a 40/42-bit IPA, 16K with 48 or 40 bits).
+   */
+  static stage2(granule: GranuleShift, ias: number): Geometry {
+    const natural = new Geometry(granule, ias)
+    const start = natural.startLevel
+    const concat = (granule === 12 && start === 0 && (ias === 40 || ias === 42)) || (granule === 14 && ((start === 0 && ias === 48) || (start === 1 && ias === 40)))
+    return concat ? new Geometry(granule, ias, start + 1) : natural
+  }
+
+  /** The lowest input bit level `l` resolves (an entry there maps 2^shift bytes). */
+  shift(level: number): number {
+    return (4 - level) * this.bpl + 3
+  }
+
+  /** Bytes one entry at `level` maps. */
+  size(level: number): bigint {
+    return 1n << BigInt(this.shift(level))
+  }
+
+  /** Entries in a table at `level` (the start level may be smaller or concatenated). */
+  entries(level: number): bigint {
+    if (level === this.startLevel) return 1n << BigInt(Math.max(this.ias - this.shift(level), 0))
+    return 1n << BigInt(this.bpl)
+  }
+
+  index(addr: bigint, level: number): bigint {
+    return (addr >> BigInt(this.shift(level))) & (this.entries(level) - 1n)
+  }
+
+  /** Whether a block (not a page) may end a walk at `level` for this granule (48-bit output). */
+  blockAllowed(level: number): boolean {
+    if (this.granule === 12) return level === 1 || level === 2
+    return level === 2
+  }
+
+  /** The output/next-table address field of a descriptor: bits [47:granule] (and [51:48] for 64K). */
+  address(desc: bigint, level: number, leaf: boolean): bigint {
+    const low = BigInt(leaf ? this.shift(level) : this.granule)
+    let a = desc & ((1n << 48n) - 1n) & ~((1n << low) - 1n)
+    if (this.granule === 16) a |= ((desc >> 12n) & 0xfn) << 48n
+    return a
+  }
+
+  /** The table size in bytes at `level`. */
+  tableBytes(level: number): bigint {
+    return this.entries(level) * 8n
+  }
+}
+
+/** The permissions a mapping is made with (IOMMU_READ/WRITE/NOEXEC/PRIV). */
+export interface Prot {
+  readonly read: boolean
+  readonly write: boolean
+  readonly exec?: boolean
+  /** Only privileged accesses (stage 1: AP[1] = 0). */
+  readonly priv?: boolean
+}
+
+/** Memory a table writer may allocate table pages from. */
+export interface TableMemory extends MemoryPort {
+  alloc(bytes: bigint, align: bigint): bigint
+  free?(addr: bigint, bytes: bigint): void
+}
+
+export interface TableOptions {
+  readonly stage: Stage
+  readonly geometry: Geometry
+  /** Stage 1 with the HD quirk: writable leaves get DBM (born writable-dirty). */
+  readonly dirtyBitModifier?: boolean
+  /** Stage 1: non-global leaves (nG), as Linux writes them. Default true. */
+  readonly nonGlobal?: boolean
+}
+
+/**
+ * A page table in `mem`, written as io-pgtable-arm writes one. Addresses in
+ * the tables are those of `mem` (physical for the host, IPAs for a guest's
+ * tables). map()/unmap() throw on misuse: they are the driver's or a test's.
+ */
+export class PageTable {
+  readonly root: bigint
+
+  constructor(readonly mem: TableMemory, readonly opts: TableOptions, root?: bigint) {
+    const g = opts.geometry
+    const bytes = g.tableBytes(g.startLevel)
+    const align = bytes > 1n << BigInt(g.granule) ? bytes : 1n << BigInt(g.granule)
+    this.root = root ?? mem.alloc(bytes, align)
+  }
+
+  /** The leaf bits for `prot` at this stage. */
+  leafBits(prot: Prot): bigint {
+    const exec = prot.exec ?? false
+    if (this.opts.stage === 2) {
+      let d = D.AF | D.SH_INNER | S2_MEMATTR_WB
+      if (prot.read) d |= D.AP1
+      if (prot.write) d |= D.AP2
+      if (!exec) d |= S2_XN
+      return d
+    }
+    let d = D.AF | D.SH_INNER | S1_ATTR_WB
+    if (this.opts.nonGlobal ?? true) d |= D.NG
+    if (!prot.priv) d |= D.AP1
+    if (!prot.write) d |= D.AP2
+    else if (this.opts.dirtyBitModifier) d |= D.DBM
+    if (!exec) d |= D.UXN | D.PXN
+    return d
+  }
+
+  /** Maps [iova, iova+size) to pa with the largest aligned blocks. */
+  map(iova: bigint, pa: bigint, size: bigint, prot: Prot): void {
+    const g = this.opts.geometry
+    const page = 1n << BigInt(g.granule)
+    if ((iova | pa | size) & (page - 1n)) throw new Error(`map 0x${iova.toString(16)}: not aligned to the ${page} byte granule`)
+    const bits = this.leafBits(prot)
+    let done = 0n
+    while (done < size) {
+      const va = iova + done
+      const out = pa + done
+      let level = 3
+      for (let l = g.startLevel; l < 3; l++) {
+        const s = g.size(l)
+        if (g.blockAllowed(l) && ((va | out) & (s - 1n)) === 0n && size - done >= s) {
+          level = l
+          break
+        }
+      }
+      const slot = this.slot(va, level, true)
+      this.writeDesc(slot, out | bits | D.VALID | (level === 3 ? D.TABLE : 0n))
+      done += g.size(level)
+    }
+  }
+
+  /** Removes every leaf in [iova, iova+size), splitting a block that is only partly inside. */
+  unmap(iova: bigint, size: bigint): void {
+    const g = this.opts.geometry
+    let va = iova
+    const end = iova + size
+    while (va < end) {
+      const found = this.find(va)
+      if (!found) {
+        va += 1n << BigInt(g.granule)
+        continue
+      }
+      const s = g.size(found.level)
+      const base = va & ~(s - 1n)
+      if (base >= iova && base + s <= end) {
+        this.writeDesc(found.slot, 0n)
+        va = base + s
+      } else {
+        this.split(found.slot, found.level, found.desc)
+      }
+    }
+  }
+
+  /** The descriptor address and value of the leaf mapping `va`, if any. */
+  find(va: bigint): { slot: bigint; level: number; desc: bigint } | undefined {
+    const g = this.opts.geometry
+    let table = this.root
+    for (let level = g.startLevel; level <= 3; level++) {
+      const slot = table + g.index(va, level) * 8n
+      const desc = this.readDesc(slot)
+      if (!(desc & D.VALID)) return undefined
+      if (level === 3 || !(desc & D.TABLE)) return { slot, level, desc }
+      table = g.address(desc, level, false)
+    }
+    return undefined
+  }
+
+  /** The descriptor slot for `va` at `level`, creating tables on the way when asked. */
+  slot(va: bigint, level: number, create: boolean): bigint {
+    const g = this.opts.geometry
+    let table = this.root
+    for (let l = g.startLevel; l < level; l++) {
+      const slot = table + g.index(va, l) * 8n
+      const desc = this.readDesc(slot)
+      if (desc & D.VALID && desc & D.TABLE) {
+        table = g.address(desc, l, false)
+        continue
+      }
+      if (desc & D.VALID) throw new Error(`0x${va.toString(16)}: a block at level ${l} is in the way`)
+      if (!create) throw new Error(`0x${va.toString(16)}: no table at level ${l}`)
+      const bytes = 1n << BigInt(g.granule)
+      const next = this.mem.alloc(bytes, bytes)
+      this.writeDesc(slot, next | D.TABLE | D.VALID)
+      table = next
+    }
+    return table + g.index(va, level) * 8n
+  }
+
+  /** Replaces a block by a table of the next level with the same mapping. */
+  private split(slot: bigint, level: number, desc: bigint): void {
+    const g = this.opts.geometry
+    const bytes = 1n << BigInt(g.granule)
+    const table = this.mem.alloc(bytes, bytes)
+    const out = g.address(desc, level, true)
+    const attrs = desc & ~(((1n << 48n) - 1n) & ~0xfffn) & ~D.TABLE
+    const child = level + 1
+    for (let i = 0n; i < g.entries(child); i++) {
+      this.writeDesc(table + i * 8n, (out + i * g.size(child)) | attrs | (child === 3 ? D.TABLE : 0n))
+    }
+    this.writeDesc(slot, table | D.TABLE | D.VALID)
+  }
+
+  readDesc(addr: bigint): bigint {
+    const v = this.mem.read64(addr)
+    if (isAbort(v)) throw new Error(`table read at 0x${addr.toString(16)}: ${(v as Abort).abort}`)
+    return v
+  }
+
+  writeDesc(addr: bigint, v: bigint): void {
+    const r = this.mem.write64(addr, v)
+    if (r) throw new Error(`table write at 0x${addr.toString(16)}: ${r.abort}`)
+  }
+}

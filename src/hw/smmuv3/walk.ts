@@ -1,0 +1,509 @@
+import { isAbort } from '../../memory/backing'
+import { MemoryPort } from '../../memory/physical'
+import { get, hex } from '../bits'
+import { CD0, CD1, CD2, L1CD, PS_BITS, S2TG_SHIFT, TG0_SHIFT, TG1_SHIFT } from './cd'
+import { EventClass, EventName, SmmuEvent } from './events'
+import { D, Geometry, GranuleShift } from './pgtable'
+import { L1STD, STE0, STE1, STE2, STE3 } from './ste'
+
+/**
+ * The SMMUv3 translation of one transaction, as the architecture defines it
+ * (§3.3, §5, §7.3.22): stream table -> STE -> (CD, through stage 2 when
+ * nested) -> stage-1 walk (each table access through stage 2 when nested) ->
+ * stage-2 walk; access flag and dirty-state updates; the one event a failing
+ * transaction records. It reads memory only: caching is tlb.ts's job.
+ */
+
+/** Allowed accesses, as bits: privileged R/W/X, then unprivileged R/W/X. */
+export const PERM = { PR: 1, PW: 2, PX: 4, UR: 8, UW: 16, UX: 32 } as const
+export const PERM_ALL = 63
+
+export function describePerms(p: number): string {
+  const one = (r: number, w: number, x: number): string => `${p & r ? 'r' : '-'}${p & w ? 'w' : '-'}${p & x ? 'x' : '-'}`
+  return `priv:${one(PERM.PR, PERM.PW, PERM.PX)} user:${one(PERM.UR, PERM.UW, PERM.UX)}`
+}
+
+/** The access a transaction makes. */
+export interface Access {
+  readonly write: boolean
+  readonly exec?: boolean
+  readonly priv?: boolean
+}
+
+export function permFor(a: Access): number {
+  if (a.priv) return a.exec ? PERM.PX : a.write ? PERM.PW : PERM.PR
+  return a.exec ? PERM.UX : a.write ? PERM.UW : PERM.UR
+}
+
+export interface Transaction extends Access {
+  readonly sid: number
+  readonly ssid?: number
+  readonly addr: bigint
+}
+
+/** One memory read of the walk, for the user to see. */
+export interface Step {
+  readonly what: 'l1std' | 'ste' | 'l1cd' | 'cd' | 's1' | 's2'
+  readonly level: number
+  /** The table (or structure) base, in the address space that names it. */
+  readonly table: bigint
+  /** The physical address read. */
+  readonly addr: bigint
+  readonly desc: bigint
+  /** Bits the walk set in the descriptor (AF, dirty), if any. */
+  readonly updated?: bigint
+}
+
+export function describeStep(s: Step): string {
+  const lvl = s.what === 's1' || s.what === 's2' ? ` level=${s.level}` : ''
+  const upd = s.updated !== undefined ? ` updated=${hex(s.updated)}` : ''
+  return `${s.what}${lvl} table=${hex(s.table)} addr=${hex(s.addr)} desc=${hex(s.desc, 16)}${upd}`
+}
+
+/** How the stream table is programmed (SMMU_STRTAB_BASE / _BASE_CFG). */
+export interface StreamTable {
+  readonly base: bigint
+  readonly log2size: number
+  /** 0 = linear; otherwise the 2-level SPLIT (6, 8 or 10). */
+  readonly split: number
+}
+
+/** What the SMMU implements (from its ID registers). */
+export interface Features {
+  readonly s1: boolean
+  readonly s2: boolean
+  /** IDR0.HTTU: 0 none, 1 AF, 2 AF and dirty. */
+  readonly httu: number
+  readonly oasBits: number
+  readonly ssidBits: number
+}
+
+/** One stage's translation regime, decoded from an STE or CD. */
+export interface Regime {
+  readonly stage: 1 | 2
+  readonly geometry: Geometry
+  readonly ttb: bigint
+  readonly oasBits: number
+  readonly ha: boolean
+  readonly hd: boolean
+  readonly affd: boolean
+  readonly record: boolean
+  /** Stage 1 only: the input region is TTB1's (addresses counted down from 2^64). */
+  readonly upper?: boolean
+}
+
+export interface StreamConfig {
+  readonly steAddr: bigint
+  readonly ste: readonly bigint[]
+  readonly config: 'abort' | 'bypass' | 's1' | 's2' | 'nested'
+  readonly vmid: number
+  readonly s2?: Regime
+  readonly cdMax: number
+  readonly cdFmt: number
+  readonly ctxPtr: bigint
+  readonly s1dss: number
+  readonly eats: number
+}
+
+export interface ContextConfig {
+  readonly cdAddr: bigint
+  readonly cd: readonly bigint[]
+  readonly asid: number
+  readonly tt0?: Regime
+  readonly tt1?: Regime
+  readonly t0sz: number
+  readonly t1sz: number
+}
+
+/** A stage's successful result. */
+export interface StageOk {
+  readonly out: bigint
+  readonly level: number
+  /** Bytes the leaf maps. */
+  readonly size: bigint
+  readonly perms: number
+  readonly global: boolean
+}
+
+export type Fault = { readonly event: SmmuEvent; readonly steps: Step[] }
+
+/** A finished translation: where the access goes and everything a cache would tag it with. */
+export interface Translation {
+  readonly kind: 'bypass' | 'S1' | 'S2' | 'S12'
+  readonly out: bigint
+  /** The input region this result covers (aligned), for caching. */
+  readonly base: bigint
+  readonly size: bigint
+  readonly level: number
+  /** Granule shift of the tables the leaf came from. */
+  readonly granule: number
+  readonly perms: number
+  readonly vmid: number
+  readonly asid?: number
+  readonly global: boolean
+  readonly steps: Step[]
+  readonly stream: StreamConfig
+  readonly context?: ContextConfig
+}
+
+export type WalkResult = ({ ok: true } & Translation) | ({ ok: false } & Fault)
+
+function rangeOf(v: number, lo: number, hi: number): boolean {
+  return v >= lo && v <= hi
+}
+
+class WalkFault extends Error {
+  constructor(readonly event: SmmuEvent) {
+    super(event.name)
+  }
+}
+
+/** Walks one transaction through the tables in `mem`. */
+export class Smmuv3Walker {
+  /** Walk without writing back AF/dirty updates (the sanitizer's second look must not change memory). */
+  dryRun = false
+
+  constructor(readonly mem: MemoryPort, readonly features: Features) {}
+
+  translate(txn: Transaction, strtab: StreamTable): WalkResult {
+    const steps: Step[] = []
+    try {
+      const stream = this.stream(txn, strtab, steps)
+      return { ok: true, ...this.translateWith(txn, stream, undefined, steps) }
+    } catch (e) {
+      if (e instanceof WalkFault) return { ok: false, event: e.event, steps }
+      throw e
+    }
+  }
+
+  /** The translation given a decoded stream (and context, if already known): the cache-hit path of config caches. */
+  translateWith(txn: Transaction, stream: StreamConfig, known: ContextConfig | undefined, steps: Step[]): Translation {
+    const base = { stream, steps, vmid: stream.vmid }
+    if (stream.config === 'abort') throw this.fault(txn, 'C_BAD_STE', 'STE.Config = abort: the transaction is terminated (no event is recorded for it)', { recorded: false })
+    if (txn.ssid !== undefined && (stream.config === 'bypass' || stream.config === 's2')) throw this.fault(txn, 'C_BAD_SUBSTREAMID', 'a SubstreamID on a stream with stage 1 disabled')
+    const bypass = { ...base, kind: 'bypass' as const, out: txn.addr, base: txn.addr & ~0xfffn, size: 0x1000n, level: 3, granule: 12, perms: PERM_ALL, global: true }
+    const s2only = (): Translation => {
+      const r = this.stage(stream.s2!, txn.addr, txn, txn, 'IN', steps)
+      return { ...base, kind: 'S2', out: r.out, base: txn.addr & ~(r.size - 1n), size: r.size, level: r.level, granule: stream.s2!.geometry.granule, perms: r.perms, global: true }
+    }
+    if (stream.config === 'bypass') return bypass
+    if (stream.config === 's2') return s2only()
+    const ctx = known ?? this.context(txn, stream, steps)
+    // S1DSS = bypass: stage 1 is skipped for a transaction without a SubstreamID
+    if (!ctx) return stream.config === 's1' ? bypass : s2only()
+    const regime = this.s1Regime(txn, ctx)
+    const s1 = this.stage(regime, txn.addr, txn, txn, 'IN', steps, stream.config === 'nested' ? stream.s2 : undefined)
+    let out = s1.out
+    let size = s1.size
+    let perms = s1.perms
+    let level = s1.level
+    if (stream.config === 'nested') {
+      const s2 = this.stage(stream.s2!, s1.out, txn, txn, 'IN', steps)
+      out = s2.out
+      if (s2.size < size) {
+        size = s2.size
+        level = s2.level
+      }
+      perms &= s2.perms
+    }
+    return {
+      ...base,
+      kind: stream.config === 'nested' ? 'S12' : 'S1',
+      context: ctx,
+      out,
+      base: txn.addr & ~(size - 1n),
+      size,
+      level,
+      granule: regime.geometry.granule,
+      perms,
+      asid: s1.global ? undefined : ctx.asid,
+      global: s1.global,
+    }
+  }
+
+  /** The STE for the transaction's StreamID, decoded and checked. */
+  stream(txn: Transaction, strtab: StreamTable, steps: Step[]): StreamConfig {
+    const sid = BigInt(txn.sid)
+    let steAddr: bigint
+    if (!strtab.split) {
+      if (txn.sid >= 2 ** strtab.log2size) throw this.fault(txn, 'C_BAD_STREAMID', `StreamID ${hex(txn.sid)} is beyond the stream table (2^${strtab.log2size} entries)`)
+      steAddr = strtab.base + sid * 64n
+    } else {
+      if (txn.sid >= 2 ** strtab.log2size) throw this.fault(txn, 'C_BAD_STREAMID', `StreamID ${hex(txn.sid)} is beyond the stream table (2^${strtab.log2size} entries)`)
+      const l1Addr = strtab.base + (sid >> BigInt(strtab.split)) * 8n
+      const l1 = this.read(l1Addr, txn, 'F_STE_FETCH', 'reading the L1STD')
+      steps.push({ what: 'l1std', level: 1, table: strtab.base, addr: l1Addr, desc: l1 })
+      const span = Number(get(l1, L1STD.SPAN))
+      if (span === 0 || span > strtab.split + 1) throw this.fault(txn, 'C_BAD_STREAMID', `L1STD.Span=${span} (0 is invalid, at most SPLIT+1=${strtab.split + 1})`)
+      const index = sid & ((1n << BigInt(strtab.split)) - 1n)
+      if (index >= 1n << BigInt(span - 1)) throw this.fault(txn, 'C_BAD_STREAMID', `StreamID ${hex(txn.sid)}: L2 index ${index} is beyond the span (${1 << (span - 1)} STEs)`)
+      steAddr = (get(l1, L1STD.L2PTR) << 6n) + index * 64n
+    }
+    const ste = this.readWords(steAddr, 8, txn, 'F_STE_FETCH', 'reading the STE')
+    steps.push({ what: 'ste', level: 0, table: strtab.base, addr: steAddr, desc: ste[0] })
+    return this.decodeSte(txn, steAddr, ste)
+  }
+
+  private decodeSte(txn: Transaction, steAddr: bigint, ste: bigint[]): StreamConfig {
+    const bad = (why: string): WalkFault => this.fault(txn, 'C_BAD_STE', why)
+    if (!get(ste[0], STE0.V)) throw bad('STE.V = 0')
+    const cfgBits = Number(get(ste[0], STE0.CFG))
+    const common = {
+      steAddr,
+      ste,
+      vmid: Number(get(ste[2], STE2.S2VMID)),
+      cdMax: Number(get(ste[0], STE0.S1CDMAX)),
+      cdFmt: Number(get(ste[0], STE0.S1FMT)),
+      ctxPtr: get(ste[0], STE0.S1CTXPTR) << 6n,
+      s1dss: Number(get(ste[1], STE1.S1DSS)),
+      eats: Number(get(ste[1], STE1.EATS)),
+    }
+    if (cfgBits < 4) return { ...common, config: 'abort' }
+    if (cfgBits === 4) return { ...common, config: 'bypass' }
+    const s1 = (cfgBits & 1) === 1
+    const s2on = (cfgBits & 2) === 2
+    if (s1 && !this.features.s1) throw bad('STE.Config enables stage 1, which this SMMU does not implement (IDR0.S1P = 0)')
+    if (s2on && !this.features.s2) throw bad('STE.Config enables stage 2, which this SMMU does not implement (IDR0.S2P = 0)')
+    if (s1 && common.cdMax > this.features.ssidBits) throw bad(`STE.S1CDMax=${common.cdMax} exceeds IDR1.SSIDSIZE=${this.features.ssidBits}`)
+    if (get(ste[1], STE1.S1STALLD) && s1) {
+      // accepted: this model never stalls
+    }
+    const s2 = s2on ? this.decodeS2(ste, bad) : undefined
+    return { ...common, config: s1 && s2on ? 'nested' : s1 ? 's1' : 's2', s2 }
+  }
+
+  private decodeS2(ste: bigint[], bad: (why: string) => WalkFault): Regime {
+    const w2 = ste[2]
+    if (!get(w2, STE2.S2AA64)) throw bad('STE.S2AA64 = 0: only VMSAv8-64 tables are supported')
+    if (get(w2, STE2.S2ENDI)) throw bad('STE.S2ENDI = 1: big-endian tables are not supported')
+    if (get(w2, STE2.S2S)) throw bad('STE.S2S = 1: this SMMU does not stall')
+    const tg = S2TG_SHIFT[Number(get(w2, STE2.S2TG))] as GranuleShift | undefined
+    if (!tg) throw bad('STE.S2TG = 3 is reserved')
+    const t0sz = Number(get(w2, STE2.S2T0SZ))
+    const ias = 64 - t0sz
+    if (!rangeOf(t0sz, tg === 16 ? 12 : 16, 39)) throw bad(`STE.S2T0SZ=${t0sz} is outside ${tg === 16 ? 12 : 16}..39`)
+    const sl0 = Number(get(w2, STE2.S2SL0))
+    if (sl0 === 3) throw bad('STE.S2SL0 = 3 is reserved')
+    const start = tg === 12 ? 2 - sl0 : 3 - sl0
+    const geometry = new Geometry(tg, ias, start)
+    const topBits = ias - geometry.shift(start)
+    if (topBits < 1 || topBits > geometry.bpl + 4) throw bad(`STE.S2SL0=${sl0} does not fit S2T0SZ=${t0sz} (start level ${start} would need ${topBits > 0 ? 2 ** Math.max(topBits - geometry.bpl, 0) : 0} concatenated tables)`)
+    const ha = get(w2, STE2.S2HA) === 1n
+    const hd = get(w2, STE2.S2HD) === 1n
+    if ((ha && this.features.httu < 1) || (hd && this.features.httu < 2)) throw bad(`STE.S2HA/S2HD set beyond IDR0.HTTU=${this.features.httu}`)
+    const oasBits = Math.min(PS_BITS[Number(get(w2, STE2.S2PS))], this.features.oasBits)
+    const ttb = get(ste[3], STE3.S2TTB) << 4n
+    if (ttb >> BigInt(oasBits)) throw bad(`STE.S2TTB=${hex(ttb)} is beyond the ${oasBits}-bit output size`)
+    return { stage: 2, geometry, ttb, oasBits, ha, hd: ha && hd, affd: get(w2, STE2.S2AFFD) === 1n, record: get(w2, STE2.S2R) === 1n }
+  }
+
+  /** The CD for the transaction (undefined: stage 1 bypassed by S1DSS). */
+  context(txn: Transaction, stream: StreamConfig, steps: Step[]): ContextConfig | undefined {
+    let ssid = txn.ssid
+    if (stream.cdMax === 0) {
+      if (ssid !== undefined) throw this.fault(txn, 'C_BAD_SUBSTREAMID', 'a SubstreamID with STE.S1CDMax = 0 (substreams disabled)')
+      ssid = 0
+    } else if (ssid === undefined) {
+      if (stream.s1dss === 1) return undefined
+      if (stream.s1dss !== 2) throw this.fault(txn, 'F_STREAM_DISABLED', 'no SubstreamID and STE.S1DSS = terminate')
+      ssid = 0
+    } else {
+      if (ssid >= 2 ** stream.cdMax) throw this.fault(txn, 'C_BAD_SUBSTREAMID', `SubstreamID ${hex(ssid)} is at or beyond 2^S1CDMax (${2 ** stream.cdMax})`)
+      if (ssid === 0 && stream.s1dss === 2) throw this.fault(txn, 'F_STREAM_DISABLED', 'SubstreamID 0 with STE.S1DSS = substream 0 (reserved for non-substream traffic)')
+    }
+    const nested = stream.config === 'nested'
+    const fmt = stream.cdFmt === 3 ? 0 : stream.cdFmt
+    const id = BigInt(ssid)
+    let cdAddr: bigint
+    if (stream.cdMax === 0 || fmt === 0) cdAddr = stream.ctxPtr + id * 64n
+    else {
+      const split = fmt === 1 ? 6n : 10n
+      const l1Ipa = stream.ctxPtr + (id >> split) * 8n
+      const l1Pa = nested ? this.stage(stream.s2!, l1Ipa, txn, { write: false }, 'CD', steps).out : l1Ipa
+      const l1 = this.read(l1Pa, txn, 'F_CD_FETCH', 'reading the L1CD')
+      steps.push({ what: 'l1cd', level: 1, table: stream.ctxPtr, addr: l1Pa, desc: l1 })
+      if (!get(l1, L1CD.V)) throw this.fault(txn, 'C_BAD_SUBSTREAMID', `L1CD for SubstreamID ${hex(ssid)} is invalid (V = 0)`)
+      cdAddr = (get(l1, L1CD.L2PTR) << 12n) + (id & ((1n << split) - 1n)) * 64n
+    }
+    const cdPa = nested ? this.stage(stream.s2!, cdAddr, txn, { write: false }, 'CD', steps).out : cdAddr
+    const cd = this.readWords(cdPa, 8, txn, 'F_CD_FETCH', 'reading the CD')
+    steps.push({ what: 'cd', level: 0, table: stream.ctxPtr, addr: cdPa, desc: cd[0] })
+    return this.decodeCd(txn, cdPa, cd)
+  }
+
+  private decodeCd(txn: Transaction, cdAddr: bigint, cd: bigint[]): ContextConfig {
+    const bad = (why: string): WalkFault => this.fault(txn, 'C_BAD_CD', why)
+    const w0 = cd[0]
+    if (!get(w0, CD0.V)) throw bad('CD.V = 0')
+    if (!get(w0, CD0.AA64)) throw bad('CD.AA64 = 0: only VMSAv8-64 tables are supported')
+    if (!get(w0, CD0.A)) throw bad('CD.A = 0: terminated transactions must abort')
+    if (get(w0, CD0.S)) throw bad('CD.S = 1: this SMMU does not stall')
+    if (get(w0, CD0.ENDI)) throw bad('CD.ENDI = 1: big-endian tables are not supported')
+    const ha = get(w0, CD0.HA) === 1n
+    const hd = get(w0, CD0.HD) === 1n
+    if ((ha && this.features.httu < 1) || (hd && this.features.httu < 2)) throw bad(`CD.HA/HD set beyond IDR0.HTTU=${this.features.httu}`)
+    const oasBits = Math.min(PS_BITS[Number(get(w0, CD0.IPS))], this.features.oasBits)
+    const common = { oasBits, ha, hd: ha && hd, affd: get(w0, CD0.AFFD) === 1n, record: get(w0, CD0.R) === 1n, stage: 1 as const }
+    const t0sz = Number(get(w0, CD0.T0SZ))
+    const t1sz = Number(get(w0, CD0.T1SZ))
+    let tt0: Regime | undefined
+    let tt1: Regime | undefined
+    if (!get(w0, CD0.EPD0)) {
+      const tg = TG0_SHIFT[Number(get(w0, CD0.TG0))] as GranuleShift | undefined
+      if (!tg) throw bad('CD.TG0 = 3 is reserved')
+      if (!rangeOf(t0sz, 16, 39)) throw bad(`CD.T0SZ=${t0sz} is outside 16..39`)
+      const ttb = get(cd[1], CD1.TTB0) << 4n
+      if (ttb >> BigInt(oasBits)) throw bad(`CD.TTB0=${hex(ttb)} is beyond the ${oasBits}-bit output size`)
+      tt0 = { ...common, geometry: new Geometry(tg, 64 - t0sz), ttb }
+    }
+    if (!get(w0, CD0.EPD1)) {
+      const tg = TG1_SHIFT[Number(get(w0, CD0.TG1))] as GranuleShift | undefined
+      if (!tg) throw bad('CD.TG1 = 0 is reserved')
+      if (!rangeOf(t1sz, 16, 39)) throw bad(`CD.T1SZ=${t1sz} is outside 16..39`)
+      const ttb = get(cd[2], CD2.TTB1) << 4n
+      if (ttb >> BigInt(oasBits)) throw bad(`CD.TTB1=${hex(ttb)} is beyond the ${oasBits}-bit output size`)
+      tt1 = { ...common, geometry: new Geometry(tg, 64 - t1sz), ttb, upper: true }
+    }
+    return { cdAddr, cd, asid: Number(get(w0, CD0.ASID)), tt0, tt1, t0sz, t1sz }
+  }
+
+  /** TTB0 for the low region, TTB1 for the high one; elsewhere, or a disabled one, is a translation fault. */
+  private s1Regime(txn: Transaction, ctx: ContextConfig): Regime {
+    const a = txn.addr
+    if (a >> BigInt(64 - ctx.t0sz) === 0n) {
+      if (ctx.tt0) return ctx.tt0
+      throw this.fault(txn, 'F_TRANSLATION', 'CD.EPD0 = 1: no walks through TTB0', { cls: 'IN', s2: false })
+    }
+    if (a >> BigInt(64 - ctx.t1sz) === (1n << BigInt(ctx.t1sz)) - 1n) {
+      if (ctx.tt1) return ctx.tt1
+      throw this.fault(txn, 'F_TRANSLATION', `${hex(a)} is in the TTB1 region and CD.EPD1 = 1`, { cls: 'IN', s2: false })
+    }
+    throw this.fault(txn, 'F_TRANSLATION', `${hex(a)} is outside both input ranges (T0SZ=${ctx.t0sz}, T1SZ=${ctx.t1sz})`, { cls: 'IN', s2: false })
+  }
+
+  /**
+   * One stage's walk of `addr`. `s2` translates each table access when this
+   * is a nested stage 1. `cls` is what a stage-2 fault here reports.
+   */
+  stage(r: Regime, addr: bigint, txn: Transaction, access: Access, cls: EventClass, steps: Step[], s2?: Regime): StageOk {
+    const g = r.geometry
+    const s2fault = r.stage === 2
+    const faultAt = (name: EventName, why: string, extra: Partial<SmmuEvent> = {}): WalkFault =>
+      this.fault(txn, name, why, { s2: s2fault, cls: s2fault ? cls : extra.cls ?? 'IN', ipa: s2fault ? addr : undefined, rnw: !access.write, recorded: r.record, ...extra })
+    const input = r.upper ? addr & ((1n << BigInt(g.ias)) - 1n) : addr
+    if (!r.upper && input >> BigInt(g.ias)) throw faultAt('F_TRANSLATION', `${hex(addr)} is beyond the ${g.ias}-bit input range of stage ${r.stage}`)
+    let table = r.ttb
+    let apTable = 0n
+    let xnTable = 0n
+    let pxnTable = 0n
+    for (let level = g.startLevel; level <= 3; level++) {
+      const slotIpa = table + g.index(input, level) * 8n
+      const slot = s2 ? this.stage(s2, slotIpa, txn, { write: false }, 'TT', steps).out : slotIpa
+      const v = this.mem.read64(slot)
+      if (isAbort(v)) throw faultAt('F_WALK_EABT', `stage ${r.stage} level ${level} descriptor at ${hex(slot)}: ${v.abort}`, { cls: 'TT', s2: false, ipa: undefined, fetch: slot, recorded: true })
+      let desc = v
+      const step: { -readonly [K in keyof Step]: Step[K] } = { what: r.stage === 1 ? 's1' : 's2', level, table, addr: slot, desc }
+      steps.push(step)
+      if (!(desc & D.VALID)) throw faultAt('F_TRANSLATION', `stage ${r.stage} level ${level}: invalid descriptor`)
+      const isTable = level < 3 && (desc & D.TABLE) !== 0n
+      if (level === 3 && !(desc & D.TABLE)) throw faultAt('F_TRANSLATION', `stage ${r.stage} level 3: a block descriptor is invalid at the last level`)
+      if (!isTable && level < 3 && !g.blockAllowed(level)) throw faultAt('F_TRANSLATION', `stage ${r.stage} level ${level}: no blocks at this level with a ${1 << g.granule}-byte granule`)
+      const next = g.address(desc, level, !isTable)
+      if (next >> BigInt(r.oasBits)) throw faultAt('F_ADDR_SIZE', `stage ${r.stage} level ${level}: address ${hex(next)} is beyond the ${r.oasBits}-bit output size`)
+      if (isTable) {
+        if (r.stage === 1) {
+          apTable |= desc & (D.AP_TABLE_RO | D.AP_TABLE_NO_EL0)
+          xnTable |= desc & D.XN_TABLE
+          pxnTable |= desc & D.PXN_TABLE
+        }
+        table = next
+        continue
+      }
+      // the leaf: access flag, then permissions (with a dirty-state update where allowed)
+      let update = 0n
+      if (!(desc & D.AF)) {
+        if (r.ha) update |= D.AF
+        else if (!r.affd) throw faultAt('F_ACCESS', `stage ${r.stage} level ${level}: AF = 0 and hardware access-flag update is off`)
+      }
+      let perms = r.stage === 1 ? s1Perms(desc, apTable, xnTable, pxnTable) : s2Perms(desc)
+      const want = permFor(access)
+      if (!(perms & want) && access.write && desc & D.DBM && r.hd && !(r.stage === 1 && apTable & D.AP_TABLE_RO)) {
+        // writable-clean -> writable-dirty (§3.13): S1 clears AP[2], S2 sets S2AP[1]
+        const dirty = r.stage === 1 ? desc & ~D.AP2 : desc | D.AP2
+        const after = r.stage === 1 ? s1Perms(dirty, apTable, xnTable, pxnTable) : s2Perms(dirty)
+        if (after & want) {
+          update |= D.AF
+          desc = dirty
+          perms = after
+        }
+      }
+      if (!(perms & want)) {
+        throw faultAt('F_PERMISSION', `stage ${r.stage} level ${level}: a ${access.priv ? 'privileged' : 'unprivileged'} ${access.exec ? 'instruction fetch' : access.write ? 'write' : 'read'} is not allowed (${describePerms(perms)})`)
+      }
+      if (update || desc !== v) {
+        const newDesc = desc | update
+        if (s2) this.stage(s2, slotIpa, txn, { write: true }, 'TT', steps)
+        const w = this.dryRun ? undefined : this.mem.write64(slot, newDesc)
+        if (w) throw faultAt('F_WALK_EABT', `stage ${r.stage} level ${level}: updating the descriptor at ${hex(slot)}: ${w.abort}`, { cls: 'TT', s2: false, ipa: undefined, fetch: slot, recorded: true })
+        step.updated = newDesc ^ v
+        step.desc = newDesc
+      }
+      const size = g.size(level)
+      const out = next | (input & (size - 1n))
+      return { out, level, size, perms, global: r.stage === 2 || !(desc & D.NG) }
+    }
+    throw new Error('unreachable: the walk ends at level 3')
+  }
+
+  private read(addr: bigint, txn: Transaction, name: EventName, what: string): bigint {
+    const v = this.mem.read64(addr)
+    if (isAbort(v)) throw this.fault(txn, name, `${what} at ${hex(addr)}: ${v.abort}`, { fetch: addr })
+    return v
+  }
+
+  private readWords(addr: bigint, n: number, txn: Transaction, name: EventName, what: string): bigint[] {
+    const b = this.mem.read(addr, n * 8)
+    if (isAbort(b)) throw this.fault(txn, name, `${what} at ${hex(addr)}: ${b.abort}`, { fetch: addr })
+    return Array.from({ length: n }, (_, i) => b.readBigUInt64LE(i * 8))
+  }
+
+  private fault(txn: Transaction, name: EventName, reason: string, extra: Partial<SmmuEvent> = {}): WalkFault {
+    return new WalkFault({
+      name,
+      sid: txn.sid,
+      ssid: txn.ssid,
+      input: txn.addr,
+      pnu: txn.priv ?? false,
+      ind: txn.exec ?? false,
+      rnw: !txn.write,
+      recorded: true,
+      ...extra,
+      reason,
+    })
+  }
+}
+
+/** Stage-1 permissions of a leaf under the hierarchical APTable/XNTable/PXNTable bits. */
+export function s1Perms(desc: bigint, apTable: bigint, xnTable: bigint, pxnTable: bigint): number {
+  const ro = (desc & D.AP2) !== 0n || (apTable & D.AP_TABLE_RO) !== 0n
+  const user = (desc & D.AP1) !== 0n && !(apTable & D.AP_TABLE_NO_EL0)
+  const uxn = (desc & D.UXN) !== 0n || xnTable !== 0n
+  const pxn = (desc & D.PXN) !== 0n || pxnTable !== 0n || xnTable !== 0n
+  let p = PERM.PR
+  if (!ro) p |= PERM.PW
+  if (!pxn) p |= PERM.PX
+  if (user) {
+    p |= PERM.UR
+    if (!ro) p |= PERM.UW
+    if (!uxn) p |= PERM.UX
+  }
+  return p
+}
+
+/** Stage-2 permissions of a leaf: S2AP read/write, XN[1] for execution at any privilege. */
+export function s2Perms(desc: bigint): number {
+  const r = (desc & D.AP1) !== 0n
+  const w = (desc & D.AP2) !== 0n
+  const x = r && !(desc & (1n << 54n))
+  return (r ? PERM.PR | PERM.UR : 0) | (w ? PERM.PW | PERM.UW : 0) | (x ? PERM.PX | PERM.UX : 0)
+}

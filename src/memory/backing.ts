@@ -1,0 +1,147 @@
+import * as fs from 'node:fs'
+
+/** Why a memory access could not complete: the architecture's external abort, with the cause. */
+export interface Abort {
+  readonly abort: string
+}
+
+export function isAbort(v: unknown): v is Abort {
+  return typeof v === 'object' && v !== null && 'abort' in v
+}
+
+/**
+ * What sits behind a range of addresses a DMA can reach: offsets are the
+ * backing's own (a process's virtual address, a file offset). A failed access
+ * is an Abort, never an exception: DMA faults are results.
+ */
+export interface Backing {
+  /** "pid 1234", "file /tmp/guest.img", "none". */
+  readonly label: string
+  read(offset: bigint, len: number): Buffer | Abort
+  write(offset: bigint, data: Buffer): Abort | undefined
+  /** Lets go of what the backing holds (an open file); later accesses abort. */
+  release(): void
+}
+
+/** No memory: a text IOAS_MAP of a bare user_va. Every access is an external abort. */
+export class NoBacking implements Backing {
+  readonly label = 'none'
+
+  read(): Abort {
+    return { abort: 'no memory behind this mapping' }
+  }
+
+  write(): Abort {
+    return { abort: 'no memory behind this mapping' }
+  }
+
+  release(): void {}
+}
+
+/** The bytes of an open file descriptor by position; `what` names it in aborts. */
+abstract class FdBacking implements Backing {
+  protected fd: number | undefined
+
+  protected constructor(readonly label: string, fd: number) {
+    this.fd = fd
+  }
+
+  protected abstract gone(): string
+
+  read(offset: bigint, len: number): Buffer | Abort {
+    if (this.fd === undefined) return { abort: `${this.label}: released` }
+    const out = Buffer.alloc(len)
+    try {
+      const n = fs.readSync(this.fd, out, 0, len, offset)
+      if (n < len) return { abort: `${this.label}: ${this.gone()} at 0x${(offset + BigInt(n)).toString(16)}` }
+      return out
+    } catch (e) {
+      return { abort: `${this.label}: ${(e as NodeJS.ErrnoException).code ?? 'error'} reading 0x${offset.toString(16)}` }
+    }
+  }
+
+  write(offset: bigint, data: Buffer): Abort | undefined {
+    if (this.fd === undefined) return { abort: `${this.label}: released` }
+    try {
+      const n = fs.writeSync(this.fd, data, 0, data.length, Number(offset))
+      if (n < data.length) return { abort: `${this.label}: ${this.gone()} at 0x${(offset + BigInt(n)).toString(16)}` }
+      return undefined
+    } catch (e) {
+      return { abort: `${this.label}: ${(e as NodeJS.ErrnoException).code ?? 'error'} writing 0x${offset.toString(16)}` }
+    }
+  }
+
+  release(): void {
+    if (this.fd !== undefined) fs.closeSync(this.fd)
+    this.fd = undefined
+  }
+}
+
+/**
+ * A mapped file (IOAS_MAP_FILE), held open while mapped as the kernel holds
+ * the file. A DMA beyond the file's current end (it was truncated after the
+ * map) is an external abort, as a bus error would be.
+ */
+export class FileBacking extends FdBacking {
+  private constructor(label: string, fd: number) {
+    super(label, fd)
+  }
+
+  /** Opens `path` read-write (read-only if `writable` is false); throws the open's error. */
+  static open(path: string, writable = true): FileBacking {
+    return new FileBacking(`file ${path}`, fs.openSync(path, writable ? 'r+' : 'r'))
+  }
+
+  /** The file's size now. */
+  size(): bigint {
+    return this.fd === undefined ? 0n : BigInt(fs.fstatSync(this.fd).size)
+  }
+
+  protected gone(): string {
+    return 'beyond the end of the file'
+  }
+}
+
+/**
+ * The memory of a live process, by virtual address (/proc/PID/mem, as
+ * process_vm_readv would reach it; the server runs as root). Opened once, at
+ * map time, so a recycled PID never reaches another process. Once the process
+ * has exited every DMA is an external abort: the model holds no pinned pages.
+ */
+export class ProcessBacking extends FdBacking {
+  private constructor(readonly pid: number, fd: number) {
+    super(`pid ${pid}`, fd)
+  }
+
+  static open(pid: number): ProcessBacking {
+    return new ProcessBacking(pid, fs.openSync(`/proc/${pid}/mem`, 'r+'))
+  }
+
+  /**
+   * The first address of [va, va+len) the process has not mapped, or
+   * undefined when all of it is mapped: the pin at IOAS_MAP time fails there
+   * (EFAULT), as pin_user_pages would.
+   */
+  static firstUnmapped(pid: number, va: bigint, len: bigint): bigint | undefined {
+    const maps = fs
+      .readFileSync(`/proc/${pid}/maps`, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => {
+        const [lo, hi] = l.split(' ')[0].split('-')
+        return { start: BigInt(`0x${lo}`), end: BigInt(`0x${hi}`) }
+      })
+    let at = va
+    const end = va + len
+    while (at < end) {
+      const m = maps.find((r) => r.start <= at && at < r.end)
+      if (!m) return at
+      at = m.end
+    }
+    return undefined
+  }
+
+  protected gone(): string {
+    return 'not mapped (or the process has exited)'
+  }
+}

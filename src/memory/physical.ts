@@ -1,0 +1,167 @@
+import { Abort, Backing, isAbort } from './backing'
+
+/** Byte access to an address space, as a bus master sees it: an Abort where nothing answers. */
+export interface MemoryPort {
+  read(addr: bigint, len: number): Buffer | Abort
+  write(addr: bigint, data: Buffer): Abort | undefined
+  read64(addr: bigint): bigint | Abort
+  write64(addr: bigint, value: bigint): Abort | undefined
+}
+
+const PAGE = 4096n
+const PAGE_SHIFT = 12n
+
+/** A window of physical addresses onto a backing (what pinning a mapping gives the IOMMU). */
+export interface Window {
+  readonly pa: bigint
+  readonly length: bigint
+  readonly backing: Backing
+  /** The backing's offset at `pa`. */
+  readonly offset: bigint
+}
+
+/** Where the allocators start: table RAM low, windows high, so a dump tells them apart. */
+const RAM_BASE = 0x4000_0000n
+const WINDOW_BASE = 0x80_0000_0000n
+
+/**
+ * The host's physical address space: zeroed RAM pages the host driver takes
+ * for the tables it builds (stream tables, CDs, page tables), and windows
+ * onto the memory behind mappings. Anything else is an external abort.
+ */
+export class PhysicalMemory implements MemoryPort {
+  private readonly pages = new Map<bigint, Buffer>()
+  /** Sorted by pa. */
+  private readonly windows: Window[] = []
+  private nextRam = RAM_BASE
+  private nextWindow = WINDOW_BASE
+
+  /** Zeroed RAM of `bytes` (rounded up to pages), aligned to `align` (at least a page). */
+  alloc(bytes: number | bigint, align: bigint = PAGE): bigint {
+    const a = align > PAGE ? align : PAGE
+    const pa = ((this.nextRam + a - 1n) / a) * a
+    const n = (BigInt(bytes) + PAGE - 1n) / PAGE
+    for (let i = 0n; i < n; i++) this.pages.set((pa >> PAGE_SHIFT) + i, Buffer.alloc(Number(PAGE)))
+    this.nextRam = pa + n * PAGE
+    return pa
+  }
+
+  /** Gives back RAM from alloc(); its addresses then abort. */
+  free(pa: bigint, bytes: number | bigint): void {
+    const n = (BigInt(bytes) + PAGE - 1n) / PAGE
+    for (let i = 0n; i < n; i++) this.pages.delete((pa >> PAGE_SHIFT) + i)
+  }
+
+  /** Pages of table RAM in use. */
+  get ramPages(): number {
+    return this.pages.size
+  }
+
+  /** Places a window of `length` bytes onto `backing` from `offset`, aligned for block mappings. */
+  map(length: bigint, backing: Backing, offset = 0n, align?: bigint): bigint {
+    let a = align ?? 1n << 30n
+    while (a > PAGE && a > length) a >>= 1n
+    const pa = ((this.nextWindow + a - 1n) / a) * a
+    this.nextWindow = pa + ((length + PAGE - 1n) / PAGE) * PAGE
+    this.mapAt(pa, length, backing, offset)
+    return pa
+  }
+
+  /** Places a window at a chosen address (a test's guest RAM); it must not overlap another. */
+  mapAt(pa: bigint, length: bigint, backing: Backing, offset = 0n): void {
+    if (this.windows.some((w) => pa < w.pa + w.length && w.pa < pa + length)) throw new Error(`window 0x${pa.toString(16)} overlaps another`)
+    this.windows.push({ pa, length, backing, offset })
+    this.windows.sort((x, y) => (x.pa < y.pa ? -1 : 1))
+  }
+
+  /** Removes the window at `pa` and returns it. */
+  unmap(pa: bigint): Window | undefined {
+    const i = this.windows.findIndex((w) => w.pa === pa)
+    return i < 0 ? undefined : this.windows.splice(i, 1)[0]
+  }
+
+  private window(pa: bigint): Window | undefined {
+    let lo = 0
+    let hi = this.windows.length - 1
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1
+      const w = this.windows[mid]
+      if (pa < w.pa) hi = mid - 1
+      else if (pa >= w.pa + w.length) lo = mid + 1
+      else return w
+    }
+    return undefined
+  }
+
+  read64(pa: bigint): bigint | Abort {
+    const page = this.pages.get(pa >> PAGE_SHIFT)
+    if (page && (pa & 7n) === 0n) return page.readBigUInt64LE(Number(pa & (PAGE - 1n)))
+    const b = this.read(pa, 8)
+    return isAbort(b) ? b : b.readBigUInt64LE(0)
+  }
+
+  write64(pa: bigint, value: bigint): Abort | undefined {
+    const page = this.pages.get(pa >> PAGE_SHIFT)
+    if (page && (pa & 7n) === 0n) {
+      page.writeBigUInt64LE(value, Number(pa & (PAGE - 1n)))
+      return undefined
+    }
+    const b = Buffer.alloc(8)
+    b.writeBigUInt64LE(value)
+    return this.write(pa, b)
+  }
+
+  read(pa: bigint, len: number): Buffer | Abort {
+    const out = Buffer.alloc(len)
+    const bad = this.each(pa, len, (at, n, done) => {
+      const page = this.pages.get(at >> PAGE_SHIFT)
+      if (page) {
+        const off = Number(at & (PAGE - 1n))
+        page.copy(out, done, off, off + n)
+        return undefined
+      }
+      const w = this.window(at)!
+      const got = w.backing.read(w.offset + (at - w.pa), n)
+      if (isAbort(got)) return got
+      got.copy(out, done)
+      return undefined
+    })
+    return bad ?? out
+  }
+
+  write(pa: bigint, data: Buffer): Abort | undefined {
+    return this.each(pa, data.length, (at, n, done) => {
+      const page = this.pages.get(at >> PAGE_SHIFT)
+      if (page) {
+        data.copy(page, Number(at & (PAGE - 1n)), done, done + n)
+        return undefined
+      }
+      const w = this.window(at)!
+      return w.backing.write(w.offset + (at - w.pa), data.subarray(done, done + n))
+    })
+  }
+
+  /** Splits [pa, pa+len) into runs within one RAM page or one window; stops at the first abort. */
+  private each(pa: bigint, len: number, fn: (at: bigint, n: number, done: number) => Abort | undefined): Abort | undefined {
+    let done = 0
+    while (done < len) {
+      const at = pa + BigInt(done)
+      let n: number
+      if (this.pages.has(at >> PAGE_SHIFT)) n = Math.min(len - done, Number(PAGE - (at & (PAGE - 1n))))
+      else {
+        const w = this.window(at)
+        if (!w) return { abort: `no memory at physical address 0x${at.toString(16)}` }
+        n = Math.min(len - done, Number(w.pa + w.length - at))
+      }
+      const r = fn(at, n, done)
+      if (r) return r
+      done += n
+    }
+    return undefined
+  }
+
+  /** The windows, for the debug tree. */
+  dump(): string {
+    return this.windows.map((w) => `0x${w.pa.toString(16)}-0x${(w.pa + w.length - 1n).toString(16)} ${w.backing.label} +0x${w.offset.toString(16)}\n`).join('')
+  }
+}
