@@ -3,6 +3,7 @@ import { IommufdObject, MmioFile } from '../iommufd/objects'
 import { ErrnoError } from '../util/errno'
 import { TraceLog } from '../util/trace'
 import { World } from '../iommufd/world'
+import { dmaPort } from './dma-file'
 import { AttributeFile, DirNode, FileNode, FsNode, LiveDir, StaticDir } from './nodes'
 
 /** key: value lines. */
@@ -179,6 +180,9 @@ export function debugTree(world: World, extra: [string, FsNode][] = []): DirNode
       )
     }
   }
+  // one DMA port per PCI device
+  const dma = fixed.dir('dma')
+  for (const d of world.machine.devices) dma.add(d.bdf, dmaPort(world, d.bdf))
   for (const [name, node] of extra) fixed.add(name, node)
   return new LiveDir(
     () => [...fixed.names(), ...[...world.contexts.keys()].map(String)],

@@ -1,11 +1,15 @@
+import { PhysicalMemory } from '../memory/physical'
 import { IommuGroup, IommuUnit, PciDevice } from './unit'
 
 /** The whole modelled platform: IOMMU instances, their devices and IOMMU groups. */
 export class Machine {
   private readonly unitsByName: Map<string, IommuUnit>
   private readonly devicesByBdf: Map<string, PciDevice>
+  /** Host physical memory: every unit's tables and the windows onto mapped memory. */
+  readonly memory = new PhysicalMemory()
 
   constructor(readonly units: readonly IommuUnit[], readonly groups: readonly IommuGroup[]) {
+    for (const u of units) u.memory = this.memory
     this.unitsByName = new Map(units.map((u) => [u.name, u]))
     this.devicesByBdf = new Map(units.flatMap((u) => u.devices.map((d) => [d.bdf, d] as const)))
   }

@@ -1,3 +1,4 @@
+import { PhysicalMemory } from '../memory/physical'
 import { RegisterFile } from './registers'
 
 export type IommuKind = 'arm-smmu-v3' | 'intel-vtd'
@@ -37,6 +38,8 @@ export interface DebugFile {
 /** What every IOMMU instance has: a name, a base address, its ID registers and devices. */
 export abstract class IommuUnit {
   readonly devices: PciDevice[] = []
+  /** The host physical address space the unit reaches (the machine shares one among its units). */
+  memory = new PhysicalMemory()
 
   constructor(readonly kind: IommuKind, readonly name: string, readonly base: bigint, private regs: RegisterFile) {}
 

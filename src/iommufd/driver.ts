@@ -1,10 +1,11 @@
 import { IommuUnit, PciDevice } from '../hw/unit'
-import { Smmuv3 } from '../hw/smmuv3/smmuv3'
+import { PhysicalSte, Smmuv3 } from '../hw/smmuv3/smmuv3'
 
 import { checkNestedAttach } from '../hw/vtd/s1'
 import { Vtd } from '../hw/vtd/vtd'
 import { ErrnoError } from '../util/errno'
 import { Hwpt, HwptAllocFlag, HwptNested, HwptPaging } from './hwpt'
+import { installSte } from './smmu-host'
 
 /** iommu_hw_info_type. */
 export const HwInfoType = { NONE: 0, INTEL_VTD: 1, ARM_SMMUV3: 2, TEGRA241_CMDQV: 3, AMD: 4 } as const
@@ -91,22 +92,29 @@ const smmuDriver: Driver = {
   },
   program(dev, hwpt) {
     const smmu = dev.unit as Smmuv3
-    if (!hwpt) return void smmu.streams.set(dev.streamId, { config: 'abort', ats: false })
+    const set = (ste: PhysicalSte, domain?: HwptPaging): void => {
+      smmu.streams.set(dev.streamId, ste)
+      installSte(smmu, dev, ste, domain)
+    }
+    if (!hwpt) return set({ config: 'abort', ats: false })
     if (hwpt instanceof HwptPaging) {
       const id = hwpt.tags.get(smmu)!.id
-      smmu.streams.set(dev.streamId, hwpt.nestParent ? { config: 's2-translate', vmid: id, ats: false } : { config: 's1-translate', asid: id, ats: false })
-      return
+      return set(hwpt.nestParent ? { config: 's2-translate', vmid: id, ats: false } : { config: 's1-translate', asid: id, ats: false }, hwpt)
     }
     const nested = hwpt as HwptNested
     if (nested.data.kind !== 'arm-smmu-v3' || !nested.viommu) throw new Error('SMMUv3 nested HWPT without a vIOMMU')
     const ste = nested.data.ste
     const vmid = nested.viommu.vmid
-    if (ste.config === 's1-translate') smmu.streams.set(dev.streamId, { config: 'nested', vmid, guest: ste.words, ats: ste.ats })
-    else if (ste.config === 'bypass') smmu.streams.set(dev.streamId, { config: 's2-translate', vmid, ats: false })
-    else smmu.streams.set(dev.streamId, { config: 'abort', ats: false })
+    const parent = nested.viommu.parent
+    if (ste.config === 's1-translate') set({ config: 'nested', vmid, guest: ste.words, ats: ste.ats }, parent)
+    else if (ste.config === 'bypass') set({ config: 's2-translate', vmid, ats: false }, parent)
+    else set({ config: 'abort', ats: false })
   },
   forget(dev) {
-    ;(dev.unit as Smmuv3).streams.delete(dev.streamId)
+    const smmu = dev.unit as Smmuv3
+    smmu.streams.delete(dev.streamId)
+    // back to the kernel's own domain, which the model does not translate: an abort STE
+    installSte(smmu, dev, { config: 'abort', ats: false }, undefined)
   },
   checkNestedAttach(dev, hwpt, hasVdevice) {
     if (hwpt.data.kind !== 'arm-smmu-v3') throw new ErrnoError('EINVAL', 'not an SMMUv3 nested HWPT')

@@ -3,6 +3,8 @@ import { hex, mustBeZero, unknownFlags } from './checks'
 import type { IommufdContext } from './context'
 import { IommufdObject } from './objects'
 import type { HwptPaging } from './hwpt'
+import type { FileBacking, MemoryRef } from '../memory/backing'
+import { areaMapped, areasUnmapped } from './smmu-host'
 
 export const ULONG_MAX = (1n << 64n) - 1n
 export const PAGE_SIZE = 4096n
@@ -23,6 +25,8 @@ export interface Area {
   readonly length: bigint
   readonly userVa: bigint
   readonly flags: number
+  /** What DMA through the mapping reaches; none (an external abort) when absent. */
+  readonly memory?: MemoryRef
 }
 
 function overlaps(a: IovaRange, b: IovaRange): boolean {
@@ -59,6 +63,7 @@ export interface MapRequest {
   length: bigint
   iova: bigint
   userVa: bigint
+  memory?: MemoryRef
 }
 
 /** An I/O address space: the areas mapped into it and the IOVA rules devices impose on it. */
@@ -120,14 +125,15 @@ export class Ioas extends IommufdObject {
       if (res) throw new ErrnoError('EINVAL', `${what}=${hex(req.iova)}: range hits reserved IOVAs ${hex(res.start)}-${hex(res.last)}`)
       const clash = this.areas.find((a) => overlaps(range, { start: a.iova, last: a.iova + a.length - 1n }))
       if (clash) throw new ErrnoError('EEXIST', `${what}=${hex(req.iova)}: overlaps the mapping at ${hex(clash.iova)}`)
-      return { iova: req.iova, length: req.length, userVa: req.userVa, flags: req.flags & ~MapFlag.FIXED_IOVA }
+      return { iova: req.iova, length: req.length, userVa: req.userVa, flags: req.flags & ~MapFlag.FIXED_IOVA, memory: req.memory }
     }
-    return { iova: this.allocIova(req.length, req.userVa), length: req.length, userVa: req.userVa, flags: req.flags }
+    return { iova: this.allocIova(req.length, req.userVa), length: req.length, userVa: req.userVa, flags: req.flags, memory: req.memory }
   }
 
   insert(area: Area): void {
     this.areas.push(area)
     this.areas.sort((a, b) => (a.iova < b.iova ? -1 : 1))
+    areaMapped(this, area)
   }
 
   /**
@@ -162,6 +168,7 @@ export class Ioas extends IommufdObject {
   }
 
   removeAreas(areas: Area[]): bigint {
+    areasUnmapped(this, areas)
     for (const a of areas) this.areas.splice(this.areas.indexOf(a), 1)
     return areas.reduce((n, a) => n + a.length, 0n)
   }
@@ -250,6 +257,37 @@ export function ioasMap(ctx: IommufdContext, a: MapArgs): bigint {
   return area.iova
 }
 
+export interface MapFileArgs {
+  flags: number
+  ioasId: number
+  length: bigint
+  iova: bigint
+  /** File offset of the first byte. */
+  start: bigint
+}
+
+/**
+ * IOMMU_IOAS_MAP_FILE: the mapping reaches the file from `start`, which must
+ * lie inside it with `length` (EINVAL otherwise); the file is held open while
+ * mapped. `open` opens the caller's file (EBADF when there is none).
+ */
+export function ioasMapFile(ctx: IommufdContext, a: MapFileArgs, open: (writable: boolean) => FileBacking): bigint {
+  unknownFlags(a.flags, MAP_FLAGS)
+  checkMapArgs(a.flags, [['iova', a.iova], ['length', a.length], ['start', a.start]])
+  const ioas = ctx.ioas(a.ioasId)
+  if (a.start + a.length - 1n > ULONG_MAX) throw new ErrnoError('EOVERFLOW', 'start + length overflows')
+  const area = ioas.planMap({ flags: a.flags, length: a.length, iova: a.iova, userVa: a.start })
+  checkReadOnly(ioas, a.flags)
+  const file = open((a.flags & MapFlag.WRITEABLE) !== 0)
+  const size = file.size()
+  if (a.start + a.length > size) {
+    file.release()
+    throw new ErrnoError('EINVAL', `start=${hex(a.start)} length=${hex(a.length)}: beyond the end of the file (${hex(size)} bytes)`)
+  }
+  ioas.insert({ ...area, memory: { backing: file, offset: a.start } })
+  return area.iova
+}
+
 export function ioasUnmap(ctx: IommufdContext, ioasId: number, iova: bigint, length: bigint): bigint {
   const ioas = ctx.ioas(ioasId)
   if (iova === 0n && length === ULONG_MAX) return ioas.removeAreas([...ioas.areas])
@@ -276,8 +314,12 @@ export function ioasCopy(ctx: IommufdContext, a: CopyArgs): bigint {
     expect = s.iova + s.length
   }
   if (expect !== a.srcIova + a.length) throw new ErrnoError('ENOENT', `src_iova: the source range ends inside a hole at ${hex(expect)}`)
-  const area = dst.planMap({ flags: a.flags, length: a.length, iova: a.dstIova, userVa: areas[0].userVa }, 'dst_iova')
+  // the copy reaches the memory of the first source area (a copy spanning several sources keeps the first's backing)
+  const from = areas[0].memory
+  const memory = from && { backing: from.backing, offset: from.offset + (a.srcIova - areas[0].iova) }
+  const area = dst.planMap({ flags: a.flags, length: a.length, iova: a.dstIova, userVa: areas[0].userVa, memory }, 'dst_iova')
   checkReadOnly(dst, a.flags)
+  from?.backing.hold()
   dst.insert(area)
   return area.iova
 }

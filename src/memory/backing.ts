@@ -19,8 +19,16 @@ export interface Backing {
   readonly label: string
   read(offset: bigint, len: number): Buffer | Abort
   write(offset: bigint, data: Buffer): Abort | undefined
-  /** Lets go of what the backing holds (an open file); later accesses abort. */
+  /** One more mapping uses it. */
+  hold(): void
+  /** One mapping fewer; the last lets go of what the backing holds (an open file), and later accesses abort. */
   release(): void
+}
+
+/** Where a mapping's bytes are: a backing, from an offset in it. */
+export interface MemoryRef {
+  readonly backing: Backing
+  readonly offset: bigint
 }
 
 /** No memory: a text IOAS_MAP of a bare user_va. Every access is an external abort. */
@@ -35,12 +43,15 @@ export class NoBacking implements Backing {
     return { abort: 'no memory behind this mapping' }
   }
 
+  hold(): void {}
+
   release(): void {}
 }
 
 /** The bytes of an open file descriptor by position; `what` names it in aborts. */
 abstract class FdBacking implements Backing {
   protected fd: number | undefined
+  private refs = 1
 
   protected constructor(readonly label: string, fd: number) {
     this.fd = fd
@@ -71,9 +82,19 @@ abstract class FdBacking implements Backing {
     }
   }
 
+  hold(): void {
+    this.refs++
+  }
+
   release(): void {
+    if (--this.refs > 0) return
     if (this.fd !== undefined) fs.closeSync(this.fd)
     this.fd = undefined
+  }
+
+  /** Still open (some mapping holds it). */
+  get open(): boolean {
+    return this.fd !== undefined
   }
 }
 

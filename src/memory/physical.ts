@@ -21,7 +21,7 @@ export interface Window {
 }
 
 /** Where the allocators start: table RAM low, windows high, so a dump tells them apart. */
-const RAM_BASE = 0x4000_0000n
+const RAM_BASE = 0x10_0000_0000n
 const WINDOW_BASE = 0x80_0000_0000n
 
 /**

@@ -20,6 +20,8 @@ export interface IoctlRequest {
   readonly mayRetry?: boolean
   /** The caller's memory itself (a real ioctl): pointers are followed there instead of into `buffers`. */
   readonly memory?: UserMemory
+  /** Files the caller names by path (text `path=`), by the fd number the struct carries. */
+  readonly files?: ReadonlyMap<number, string>
 }
 
 /** A buffer the caller must send before the ioctl can run. */
@@ -95,7 +97,7 @@ export function dispatch(env: DispatchEnv, r: IoctlRequest): IoctlReply {
     return Buffer.from(full.subarray(0, Math.min(size, L.size)))
   }
   try {
-    const out = ioctl.handler({ ctx: env.ctx, req, mem, device: r.device, contextById: env.contextById })
+    const out = ioctl.handler({ ctx: env.ctx, req, mem, device: r.device, contextById: env.contextById, files: r.files })
     return { ioctl, message: '', req, out, struct: writeBack(out), written: mem.written }
   } catch (e) {
     if (e instanceof IoctlError) return fail(e.errno, e.message, { ioctl, req, out: e.out, struct: writeBack(e.out), written: mem.written })

@@ -12,6 +12,7 @@ import { HwInfoType } from '../iommufd/driver'
 import { HwptDataType, VendorData } from '../iommufd/hwpt'
 import { IovaRange } from '../iommufd/ioas'
 import { PciDevice } from '../hw/unit'
+import { FileBacking } from '../memory/backing'
 import { ErrnoError } from '../util/errno'
 import { StructLayout, StructValue, decode, encode } from './layout'
 import { UserMemory } from './memory'
@@ -34,6 +35,8 @@ export interface Call {
   readonly device?: PciDevice
   /** Resolves the `iommufd` field of VFIO_DEVICE_BIND_IOMMUFD (a context ID here). */
   readonly contextById?: (id: number) => IommufdContext | undefined
+  /** Files named by path for fd fields (text `path=`). */
+  readonly files?: ReadonlyMap<number, string>
 }
 
 export interface Ioctl {
@@ -297,8 +300,18 @@ export const IOCTLS: readonly Ioctl[] = [
   }),
   ioctl('IOMMU_HWPT_INVALIDATE', 0x8d, S.iommu_hwpt_invalidate, '__reserved', hwptInvalidate),
   ioctl('IOMMU_FAULT_QUEUE_ALLOC', 0x8e, S.iommu_fault_alloc, 'out_fault_fd', notModelled('a fault queue (PRI)')),
-  ioctl('IOMMU_IOAS_MAP_FILE', 0x8f, S.iommu_ioas_map_file, 'iova', () => {
-    throw new ErrnoError('EBADF', 'fd: the caller\'s file descriptors are not visible to the model; use IOMMU_IOAS_MAP')
+  ioctl('IOMMU_IOAS_MAP_FILE', 0x8f, S.iommu_ioas_map_file, 'iova', (c) => {
+    const fd = Number(c.req.fd as bigint)
+    const path = c.files?.get(fd)
+    const open = (writable: boolean): FileBacking => {
+      if (path === undefined) throw new ErrnoError('EBADF', `fd=${fd}: the caller's file descriptors are not visible to the model; name the file with path= (text)`)
+      try {
+        return FileBacking.open(path, writable)
+      } catch (e) {
+        throw new ErrnoError('EBADF', `path=${path}: ${(e as NodeJS.ErrnoException).code ?? 'cannot open'}`)
+      }
+    }
+    return { iova: ioas.ioasMapFile(ctxOf(c), { flags: u(c.req, 'flags'), ioasId: u(c.req, 'ioas_id'), start: b(c.req, 'start'), length: b(c.req, 'length'), iova: b(c.req, 'iova') }, open) }
   }),
   ioctl('IOMMU_VIOMMU_ALLOC', 0x90, S.iommu_viommu_alloc, 'out_viommu_id', (c) => ({
     out_viommu_id: BigInt(viommu.viommuAlloc(ctxOf(c), u(c.req, 'flags'), u(c.req, 'type'), u(c.req, 'dev_id'), u(c.req, 'hwpt_id'))),

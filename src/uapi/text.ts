@@ -114,6 +114,9 @@ function vendorLayouts(f: FieldSpec): StructLayout[] {
   return Object.values(f.pointer?.vendor?.layouts ?? {}).map((n) => STRUCTS.get(n)!)
 }
 
+/** The fd number a text `path=` file stands for in the struct. */
+const PATH_FD = -1
+
 /** Parses one request line into the struct bytes and buffers of the ioctl it names. */
 export function parseText(line: string, devices: DeviceResolver): ParsedText {
   const [name, ...tokens] = line.trim().split(/\s+/)
@@ -129,6 +132,7 @@ export function parseText(line: string, devices: DeviceResolver): ParsedText {
   const pointers = L.fields.filter((f) => f.pointer)
   const entries: { type: number; data: Buffer }[] = []
   const arrayPtr = pointers.find((p) => p.pointer!.vendor?.array)
+  const files = new Map<number, string>()
 
   for (const tok of tokens) {
     const eq = tok.indexOf('=')
@@ -141,6 +145,11 @@ export function parseText(line: string, devices: DeviceResolver): ParsedText {
     }
     if (given.has(key)) bad(key, 'given twice')
     given.add(key)
+    if (key === 'path' && L.fields.some((x) => x.name === 'fd')) {
+      // an extension for shells: the file by path instead of a descriptor number
+      files.set(PATH_FD, value)
+      continue
+    }
     const f = L.fields.find((x) => x.name === key || x.alias === key)
     const ptr = pointers.find((p) => textKey(p) === key && p.pointer!.flow !== 'out')
     if (ptr) {
@@ -210,11 +219,15 @@ export function parseText(line: string, devices: DeviceResolver): ParsedText {
     }
   })
 
+  if (files.size) {
+    if (given.has('fd')) bad('path', 'path= and fd= name the same file; give one')
+    values.fd = BigInt(PATH_FD)
+  }
   const full = encode(L, values)
   const size = Number(values[sizeField] as bigint)
   const struct = Buffer.alloc(size)
   full.copy(struct, 0, 0, Math.min(size, full.length))
-  return { ioctl, cmd: ioctl.cmd, struct, buffers, device }
+  return { ioctl, cmd: ioctl.cmd, struct, buffers, device, files }
 }
 
 function encodeCommand(c: readonly [bigint, bigint]): Buffer {

@@ -35,6 +35,13 @@ export const HOST_SYNC_WORDS: Command = [0x2046n, 0n]
 export class InvSession {
   readonly world = new World(loadTopology(DEFAULT_TOPOLOGY))
   readonly session = new IommuSession(this.world)
+  /** Commands the host driver issued during setup (its CFGIs on attach), not counted by issued(). */
+  issuedBase = 0
+
+  /** Commands the physical queue took since setup. */
+  issued(): number {
+    return this.smmu().cmdq.issued - this.issuedBase
+  }
 
   get ctx(): IommuSession['ctx'] {
     return this.session.ctx
@@ -137,6 +144,7 @@ export function armNest(t: InvSession): { dev: number; ioas: number; parent: num
   const vdevice = t.id(`VDEVICE_ALLOC viommu_id=${viommu} dev_id=${dev} virt_id=0x10`, 'out_vdevice_id')
   const v = t.ctx.objects.find(viommu)
   assert.ok(v instanceof Viommu)
+  t.issuedBase = t.smmu().cmdq.issued
   return { dev, ioas, parent, viommu, vdevice, vmid: v.vmid }
 }
 

@@ -14,7 +14,8 @@ export class HostCommandQueue {
   /** Commands issued since the queue was created. */
   issued = 0
 
-  constructor(readonly owner: string, log2size: number) {
+  /** `consume` is the hardware acting on each command (cache invalidation), in queue order. */
+  constructor(readonly owner: string, log2size: number, private readonly consume?: (cmd: Command) => void) {
     this.ring = new RingIndex(log2size)
     this.slots = new Array<Command | undefined>(this.ring.size)
   }
@@ -25,6 +26,7 @@ export class HostCommandQueue {
       this.slots[this.ring.index(this.prod)] = c
       this.prod = this.ring.next(this.prod)
       this.issued++
+      this.consume?.(c)
     }
     this.cons = this.prod
   }

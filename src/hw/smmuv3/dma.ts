@@ -42,6 +42,8 @@ export interface DmaResult {
   /** Findings this request raised; in strict mode the first one stopped it. */
   readonly findings: Finding[]
   readonly stopped?: Finding
+  /** The descriptors the failing translation read (with event or stopped). */
+  readonly faultSteps?: readonly Step[]
   /** An ATS translation request's answer. */
   readonly ats?: { readonly out: bigint; readonly size: bigint; readonly perms: number }
 }
@@ -62,14 +64,16 @@ export class Smmuv3Dma {
   readonly sanitizer = new Sanitizer()
   /** Recorded events, newest last (the event queue as the host driver would read it). */
   readonly events: SmmuEvent[] = []
-  private clock = 0
+  private ticks = 0
+  /** What "when" means for cache entries and findings (the trace sequence, when a world sets it). */
+  clock: (() => number) | undefined
 
-  constructor(readonly mem: MemoryPort, features: Features, readonly caches: Smmuv3Caches, private readonly strtab: () => StreamTable, private readonly now?: () => number) {
+  constructor(readonly mem: MemoryPort, features: Features, readonly caches: Smmuv3Caches, private readonly strtab: () => StreamTable) {
     this.walker = new Smmuv3Walker(mem, features)
   }
 
   private tick(): number {
-    return this.now ? this.now() : ++this.clock
+    return this.clock ? this.clock() : ++this.ticks
   }
 
   /** Reads or writes through the SMMU, one translation at a time; a fault or abort ends it. */
@@ -86,9 +90,9 @@ export class Smmuv3Dma {
       const got = req.ats ? this.viaAtc(txn, findings) : this.translate(txn, findings)
       if (!got.ok) {
         const data = req.write ? undefined : Buffer.concat(chunks)
-        if ('stopped' in got) return { pieces, data, findings, stopped: got.stopped }
+        if ('stopped' in got) return { pieces, data, findings, stopped: got.stopped, faultSteps: got.steps }
         this.record(got.event)
-        return { pieces, data, findings, event: got.event }
+        return { pieces, data, findings, event: got.event, faultSteps: got.steps }
       }
       const t = got.t
       const n = Math.min(len - done, Number(t.base + t.size - addr))

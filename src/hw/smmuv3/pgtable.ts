@@ -184,8 +184,9 @@ export class PageTable {
     }
   }
 
-  /** Removes every leaf in [iova, iova+size), splitting a block that is only partly inside. */
-  unmap(iova: bigint, size: bigint): void {
+  /** Removes every leaf in [iova, iova+size), splitting a block that is only partly inside; returns the levels of the leaves removed. */
+  unmap(iova: bigint, size: bigint): Set<number> {
+    const levels = new Set<number>()
     const g = this.opts.geometry
     let va = iova
     const end = iova + size
@@ -199,11 +200,13 @@ export class PageTable {
       const base = va & ~(s - 1n)
       if (base >= iova && base + s <= end) {
         this.writeDesc(found.slot, 0n)
+        levels.add(found.level)
         va = base + s
       } else {
         this.split(found.slot, found.level, found.desc)
       }
     }
+    return levels
   }
 
   /** The descriptor address and value of the leaf mapping `va`, if any. */

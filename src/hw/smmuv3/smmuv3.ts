@@ -4,6 +4,13 @@ import { DebugFile, IommuUnit, ReservedRegion } from '../unit'
 import { CERROR, CerrorName } from './commands'
 import { HostCommandQueue } from './cmdq'
 import { RegisterFile } from '../registers'
+import { wordBytes } from './build'
+import { Smmuv3Caches } from './caches'
+import { Smmuv3Dma } from './dma'
+import { describeEvent, encodeEvent } from './events'
+import { SANITIZER_MODES, SanitizerMode } from './sanitizer'
+import { StreamTable } from './walk'
+import { PS_BITS } from './cd'
 
 /** What the host driver has installed in a stream's STE. */
 export interface PhysicalSte {
@@ -14,6 +21,9 @@ export interface PhysicalSte {
   readonly guest?: readonly [bigint, bigint]
   readonly ats: boolean
 }
+
+/** V = 1, Config = abort: what Linux writes for a stream no domain owns. */
+const ABORT_STE: readonly bigint[] = [1n, 0n, 0n, 0n, 0n, 0n, 0n, 0n]
 
 /** The kernel reserves this IOVA window for MSI doorbells behind an SMMU (MSI_IOVA_BASE, 1 MiB). */
 const MSI_WINDOW: ReservedRegion = { start: 0x8000000n, last: 0x80fffffn, type: 'msi' }
@@ -32,12 +42,65 @@ export class Smmuv3 extends IommuUnit {
   readonly cmdq: HostCommandQueue
   /** A command error armed by fault injection: the next guest command consumed fails with it. */
   private injected: CerrorName | undefined
+  /** TLB, config caches and the endpoints' ATCs. */
+  readonly caches = new Smmuv3Caches()
+  private table: StreamTable | undefined
+  private engine: Smmuv3Dma | undefined
 
   constructor(base: bigint, registers: RegisterFile) {
     super('arm-smmu-v3', Smmuv3.nameFor(base), base, registers)
     this.vmids = new IdPool(1, registers.flag('IDR0.VMID16') ? 1 << 16 : 1 << 8)
     this.asids = new IdPool(1, registers.flag('IDR0.ASID16') ? 1 << 16 : 1 << 8)
-    this.cmdq = new HostCommandQueue(this.name, Math.min(Math.max(Number(registers.field('IDR1.CMDQS')), 1), 19))
+    this.cmdq = new HostCommandQueue(this.name, Math.min(Math.max(Number(registers.field('IDR1.CMDQS')), 1), 19), (c) => this.caches.invalidate(c))
+  }
+
+  /**
+   * The stream table, allocated on first use as Linux sizes it: 2-level with
+   * SPLIT 8 when IDR0.ST_LEVEL allows, else linear, for IDR1.SIDSIZE bits.
+   */
+  get strtab(): StreamTable {
+    if (!this.table) {
+      const log2size = Number(this.registers.field('IDR1.SIDSIZE'))
+      const twoLevel = this.registers.field('IDR0.ST_LEVEL') === 1n && log2size > 8
+      const split = twoLevel ? 8 : 0
+      const base = twoLevel ? this.memory.alloc(8 << (log2size - split)) : this.memory.alloc(64 * 2 ** log2size)
+      this.table = { base, log2size, split }
+      // as the driver's probe does: every stream starts with an abort STE (disable_bypass)
+      for (const d of this.devices) this.writeSte(d.streamId, ABORT_STE)
+    }
+    return this.table
+  }
+
+  /** Writes a StreamID's STE into the stream table (an L2 table is allocated for it if needed); returns its address. */
+  writeSte(sid: number, words: readonly bigint[]): bigint {
+    const t = this.strtab
+    let addr: bigint
+    if (!t.split) addr = t.base + BigInt(sid) * 64n
+    else {
+      const l1 = t.base + BigInt(sid >> t.split) * 8n
+      let desc = this.memory.read64(l1) as bigint
+      if (!desc) {
+        desc = this.memory.alloc(64 << t.split) | BigInt(t.split + 1)
+        this.memory.write64(l1, desc)
+      }
+      addr = (desc & ~0x3fn & ((1n << 52n) - 1n)) + BigInt(sid & ((1 << t.split) - 1)) * 64n
+    }
+    this.memory.write(addr, wordBytes(words))
+    return addr
+  }
+
+  /** The transaction path: walks, caches, sanitizer, over the machine's memory. */
+  get dma(): Smmuv3Dma {
+    if (!this.engine) {
+      const r = this.registers
+      this.engine = new Smmuv3Dma(
+        this.memory,
+        { s1: r.flag('IDR0.S1P'), s2: r.flag('IDR0.S2P'), httu: Number(r.field('IDR0.HTTU')), oasBits: PS_BITS[Number(r.field('IDR5.OAS'))] ?? 48, ssidBits: Number(r.field('IDR1.SSIDSIZE')) },
+        this.caches,
+        () => this.strtab,
+      )
+    }
+    return this.engine
   }
 
   /** Arms a one-shot command error (CERROR_ILL, _ABT or _ATC_INV_SYNC). */
@@ -107,6 +170,25 @@ export class Smmuv3 extends IommuUnit {
       stream_table: { show: stream_table },
       vmids_used: { show: () => `${this.vmids.inUse}\n` },
       cmdq: { show: () => this.cmdq.dump() },
+      tlb: { show: () => this.caches.dumpTlb() },
+      config_cache: { show: () => this.caches.dumpConfig() },
+      atc: { show: () => this.caches.dumpAtc() },
+      events: {
+        show: () =>
+          this.dma.events
+            .map((e) => `${encodeEvent(e).map((w) => w.toString(16).padStart(16, '0')).join(' ')}  ${describeEvent(e)}\n`)
+            .join(''),
+      },
+      sanitizer: {
+        show: () => `${this.dma.sanitizer.mode} findings=${this.dma.sanitizer.count}\n`,
+        store: (text) => {
+          const mode = text.trim() as SanitizerMode
+          if (!SANITIZER_MODES.includes(mode)) throw new ErrnoError('EINVAL', `sanitizer: "${text.trim()}" is not off, report or strict`)
+          this.dma.sanitizer.mode = mode
+        },
+      },
+      findings: { show: () => this.dma.sanitizer.dumpText() },
+      'findings.json': { show: () => this.dma.sanitizer.dumpJson() },
       inject_cerror: {
         show: () => `${this.injected ?? 'none'}\n`,
         store: (text) => {

@@ -179,7 +179,7 @@ export class Smmuv3Walker {
   /** The translation given a decoded stream (and context, if already known): the cache-hit path of config caches. */
   translateWith(txn: Transaction, stream: StreamConfig, known: ContextConfig | undefined, steps: Step[]): Translation {
     const base = { stream, steps, vmid: stream.vmid }
-    if (stream.config === 'abort') throw this.fault(txn, 'C_BAD_STE', 'STE.Config = abort: the transaction is terminated (no event is recorded for it)', { recorded: false })
+    if (stream.config === 'abort') throw this.fault(txn, 'C_BAD_STE', 'STE.Config = abort: terminated without an event', { recorded: false })
     if (txn.ssid !== undefined && (stream.config === 'bypass' || stream.config === 's2')) throw this.fault(txn, 'C_BAD_SUBSTREAMID', 'a SubstreamID on a stream with stage 1 disabled')
     const bypass = { ...base, kind: 'bypass' as const, out: txn.addr, base: txn.addr & ~0xfffn, size: 0x1000n, level: 3, granule: 12, perms: PERM_ALL, global: true }
     const s2only = (): Translation => {

@@ -1,0 +1,66 @@
+import { deviceDma } from '../iommufd/dma'
+import { World } from '../iommufd/world'
+import { formatDmaReply, parseDmaRequest } from '../uapi/dma-text'
+import { ErrnoError } from '../util/errno'
+import { FileNode, OpenFile, SYSFS_SIZE } from './nodes'
+
+/** Longest request line (a 1 MiB write in hex, plus the rest). */
+const MAX_LINE = (2 << 20) + 256
+
+/**
+ * A device's DMA port: write a request line, read the reply on the same
+ * descriptor (each open has its own). A request that cannot be made fails
+ * the write with its errno; the reply then reads "err ERRNO message".
+ */
+export function dmaPort(world: World, bdf: string): FileNode {
+  return {
+    kind: 'file',
+    mode: 0o600,
+    size: () => SYSFS_SIZE,
+    open: (): OpenFile => {
+      let pending = ''
+      let reply = Buffer.alloc(0)
+      let replyBase = 0
+      return {
+        read: (pos, len) => {
+          const off = pos >= replyBase ? pos - replyBase : pos
+          return reply.subarray(Math.min(off, reply.length), Math.min(off + len, reply.length))
+        },
+        write: (pos, data) => {
+          pending += data.toString('latin1')
+          if (pending.length > MAX_LINE) {
+            pending = ''
+            reply = Buffer.from('err E2BIG request line over 2 MiB\n')
+            replyBase = pos
+            throw new ErrnoError('E2BIG', 'DMA request line over 2 MiB')
+          }
+          for (let nl = pending.indexOf('\n'); nl >= 0; nl = pending.indexOf('\n')) {
+            const line = pending.slice(0, nl).trim()
+            pending = pending.slice(nl + 1)
+            if (!line || line.startsWith('#')) continue
+            replyBase = pos + data.length
+            try {
+              const req = parseDmaRequest(line)
+              reply = Buffer.from(formatDmaReply(req, deviceDma(world, bdf, req)))
+              world.trace.emit(`dma ${bdf}`, `${line.length > 120 ? `${line.slice(0, 120)}...` : line} -> ${reply.toString().split('\n')[0]}`)
+            } catch (e) {
+              if (!(e instanceof ErrnoError)) {
+                world.trace.emit('bug', `dma ${bdf}: ${e instanceof Error ? e.stack?.split('\n').slice(0, 3).join(' | ') : String(e)}`)
+                reply = Buffer.from('err EIO internal error in iommufs (the trace has the details)\n')
+                throw new ErrnoError('EIO', 'internal error')
+              }
+              reply = Buffer.from(`err ${e.errno} ${e.message}\n`)
+              // a failed write does not move the file position: the reply is read from here
+              replyBase = pos
+              world.trace.emit(`dma ${bdf}`, `${line.slice(0, 120)} -> err ${e.errno} ${e.message}`)
+              pending = ''
+              throw e
+            }
+          }
+          return data.length
+        },
+        release: () => {},
+      }
+    },
+  }
+}

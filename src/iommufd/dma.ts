@@ -1,0 +1,64 @@
+import { hex } from '../hw/bits'
+import { DMA_MAX, DmaResult } from '../hw/smmuv3/dma'
+import { describeEvent } from '../hw/smmuv3/events'
+import { describeFinding, findingJson } from '../hw/smmuv3/sanitizer'
+import { Smmuv3 } from '../hw/smmuv3/smmuv3'
+import { ErrnoError } from '../util/errno'
+import { World } from './world'
+
+/** A device's DMA request, by PCI address (the typed in-process API of the DMA port). */
+export interface DeviceDma {
+  readonly op: 'read' | 'write' | 'translate'
+  readonly iova: bigint
+  readonly len: number
+  readonly data?: Buffer
+  readonly pasid?: number
+  readonly priv?: boolean
+  readonly exec?: boolean
+  /** The endpoint goes through its ATC (ATS); `translate` always does. */
+  readonly ats?: boolean
+}
+
+export interface DeviceDmaResult extends DmaResult {
+  readonly unit: string
+  readonly sid: number
+}
+
+/**
+ * Issues a DMA from the device at `bdf` through its IOMMU. A translation
+ * fault is a result (with its event record), never an error; errors are
+ * for requests that cannot be made: an unknown device (ENODEV), a request
+ * over 1 MiB (E2BIG), malformed fields (EINVAL), an IOMMU kind whose
+ * translation is not modelled yet (EOPNOTSUPP).
+ */
+export function deviceDma(world: World, bdf: string, r: DeviceDma): DeviceDmaResult {
+  const pci = world.machine.device(bdf)
+  if (!pci) throw new ErrnoError('ENODEV', `${bdf}: no such PCI device`)
+  if (r.len > DMA_MAX) throw new ErrnoError('E2BIG', `len=${r.len}: at most ${DMA_MAX} bytes per request`)
+  if (r.op === 'write' && (r.data?.length ?? 0) !== r.len) throw new ErrnoError('EINVAL', `data: ${r.data?.length ?? 0} bytes, len=${r.len}`)
+  if (r.op !== 'translate' && r.len <= 0) throw new ErrnoError('EINVAL', 'len: must be at least 1')
+  if (r.iova < 0n || r.iova + BigInt(Math.max(r.len, 1)) - 1n >= 1n << 64n) throw new ErrnoError('EINVAL', `iova=${hex(r.iova)}: the request does not fit 64 bits`)
+  const unit = pci.unit
+  if (!(unit instanceof Smmuv3)) throw new ErrnoError('EOPNOTSUPP', `${bdf}: DMA through ${unit.kind} is not modelled yet`)
+  if (r.pasid !== undefined && !(r.pasid >= 0 && r.pasid < 2 ** Math.max(Number(unit.registers.field('IDR1.SSIDSIZE')), 0)))
+    throw new ErrnoError('EINVAL', `pasid=${r.pasid}: ${unit.name} has ${unit.registers.field('IDR1.SSIDSIZE')} SubstreamID bits`)
+  unit.dma.clock = () => world.trace.count
+  const res = unit.dma.access({
+    sid: pci.streamId,
+    ssid: r.pasid,
+    addr: r.iova,
+    len: r.op === 'translate' ? 0 : r.len,
+    write: r.op === 'write',
+    data: r.data,
+    priv: r.priv,
+    exec: r.exec,
+    ats: r.op === 'translate' || r.ats,
+  })
+  const tag = unit.name
+  if (res.event) world.trace.emit(tag, `event ${describeEvent(res.event)}`)
+  for (const f of res.findings) {
+    world.trace.emit(tag, `sanitizer ${describeFinding(f)}`)
+    world.trace.emit(tag, `sanitizer.json ${findingJson(f)}`)
+  }
+  return { ...res, unit: unit.name, sid: pci.streamId }
+}

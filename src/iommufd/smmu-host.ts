@@ -1,0 +1,220 @@
+import { NoBacking } from '../memory/backing'
+import { PhysicalMemory } from '../memory/physical'
+import { s1Cd, steWords } from '../hw/smmuv3/build'
+import { Command, HOST_SYNC, parseCommand } from '../hw/smmuv3/commands'
+import { Geometry, PageTable } from '../hw/smmuv3/pgtable'
+import { PhysicalSte, Smmuv3 } from '../hw/smmuv3/smmuv3'
+import { GUEST_STE_MASK, STE0 } from '../hw/smmuv3/ste'
+import { PciDevice } from '../hw/unit'
+import { hex, mask } from '../hw/bits'
+import { HwptAllocFlag, HwptPaging } from './hwpt'
+import type { Area, Ioas } from './ioas'
+import { MapFlag } from './ioas'
+
+/**
+ * What the Linux SMMUv3 driver builds in memory for iommufd's domains: the
+ * io-pgtable of a paging HWPT (stage 1 for a plain domain, stage 2 for a
+ * nest parent), the CD and STE of each attached stream, and the commands it
+ * issues when they change (CFGI on attach, TLBI + ATC_INV on unmap), in the
+ * kernel's order. Memory is the machine's host physical address space; a
+ * mapping reaches its backing through a window placed when it is first
+ * mapped into a domain (the model's pinning).
+ */
+
+const tables = new WeakMap<HwptPaging, PageTable>()
+const windows = new WeakMap<Area, bigint>()
+/** Each device's CD table (one CD: substreams are not used by paging domains here). */
+const cdTables = new WeakMap<PciDevice, bigint>()
+
+const IAS = 48
+
+function smmusOf(hwpt: HwptPaging): Smmuv3[] {
+  return [...hwpt.units()].filter((u): u is Smmuv3 => u.kind === 'arm-smmu-v3')
+}
+
+/** The window onto an area's memory, placed on first use. */
+function window(mem: PhysicalMemory, area: Area): bigint {
+  let pa = windows.get(area)
+  if (pa === undefined) {
+    pa = mem.map(area.length, area.memory?.backing ?? new NoBacking(), area.memory?.offset ?? 0n)
+    windows.set(area, pa)
+  }
+  return pa
+}
+
+/** The domain's page table, built on first use from every mapping of its IOAS. */
+export function domainTable(hwpt: HwptPaging, mem: PhysicalMemory): PageTable {
+  let t = tables.get(hwpt)
+  if (!t) {
+    const stage = hwpt.nestParent ? 2 : 1
+    const geometry = stage === 2 ? Geometry.stage2(12, IAS) : new Geometry(12, IAS)
+    t = new PageTable(mem, { stage, geometry, dirtyBitModifier: (hwpt.flags & HwptAllocFlag.DIRTY_TRACKING) !== 0 })
+    tables.set(hwpt, t)
+    for (const a of hwpt.ioas.areas) mapInto(t, mem, a)
+  }
+  return t
+}
+
+function mapInto(t: PageTable, mem: PhysicalMemory, a: Area): void {
+  t.map(a.iova, window(mem, a), a.length, { read: (a.flags & MapFlag.READABLE) !== 0, write: (a.flags & MapFlag.WRITEABLE) !== 0 })
+}
+
+/** IOAS_MAP/COPY inserted an area: every SMMUv3 domain table of the IOAS maps it. */
+export function areaMapped(ioas: Ioas, area: Area): void {
+  for (const h of ioas.hwpts) {
+    const t = tables.get(h)
+    if (t) mapInto(t, t.mem as PhysicalMemory, area)
+  }
+}
+
+/**
+ * IOAS_UNMAP removes areas: each domain table drops them, the driver
+ * invalidates (arm_smmu_tlb_inv_range_domain), then the window goes and the
+ * backing is let go.
+ */
+export function areasUnmapped(ioas: Ioas, areas: readonly Area[]): void {
+  for (const h of ioas.hwpts) {
+    const t = tables.get(h)
+    if (!t) continue
+    const levels = areas.map((a) => t.unmap(a.iova, a.length))
+    for (const smmu of smmusOf(h)) areas.forEach((a, i) => smmu.cmdq.issue(unmapCommands(h, smmu, a.iova, a.length, levels[i])))
+  }
+  for (const a of areas) {
+    const pa = windows.get(a)
+    if (pa !== undefined) {
+      ioasMemory(ioas)?.unmap(pa)
+      windows.delete(a)
+    }
+    a.memory?.backing.release()
+  }
+}
+
+function ioasMemory(ioas: Ioas): PhysicalMemory | undefined {
+  for (const h of ioas.hwpts) {
+    const t = tables.get(h)
+    if (t) return t.mem as PhysicalMemory
+  }
+  return undefined
+}
+
+/** VMIDs whose TLB entries come from a nest parent: its own, and each vIOMMU's on this unit. */
+function parentVmids(h: HwptPaging, smmu: Smmuv3): number[] {
+  const out = new Set<number>()
+  const own = h.tags.get(smmu)
+  if (own) out.add(own.id)
+  for (const v of h.viommus) if (v.unit === smmu) out.add(v.vmid)
+  return [...out]
+}
+
+/** Streams with ATS enabled that translate through `h` on `smmu`. */
+function atsStreams(smmu: Smmuv3): number[] {
+  return [...smmu.streams].filter(([, s]) => s.ats).map(([sid]) => sid)
+}
+
+/**
+ * The range as Linux encodes it (__arm_smmu_tlb_inv_range): with RIL, NUM/SCALE
+ * chunks of 4K pages, a leaf invalidation with the TTL of the leaves removed
+ * (all at one level) or else a non-leaf one (TTL 0, with the page count
+ * bumped off the reserved NUM=0/SCALE=0 form); without RIL, one command per
+ * page, or the whole context (`whole`) past 512 pages.
+ */
+function tlbiRange(smmu: Smmuv3, base: string, iova: bigint, size: bigint, whole: string, levels: Set<number>): string[] {
+  let pages = size >> 12n
+  if (!smmu.registers.flag('IDR3.RIL')) {
+    if (pages > 512n) return [whole]
+    return Array.from({ length: Number(pages) }, (_, i) => `${base} addr=${hex(iova + BigInt(i) * 0x1000n)} leaf`)
+  }
+  const leaf = levels.size === 1
+  const kind = leaf ? `leaf ttl=${[...levels][0]}` : 'ttl=0'
+  if (!leaf && (pages & 31n) === 1n) pages++
+  const out: string[] = []
+  let addr = iova
+  while (pages > 0n) {
+    let scale = 0n
+    while (!((pages >> scale) & 1n)) scale++
+    const num = (pages >> scale) & 31n
+    if (num === 0n) {
+      scale += 5n
+      continue
+    }
+    out.push(`${base} addr=${hex(addr)} ${kind} tg=1 num=${num - 1n} scale=${scale}`)
+    addr += num << (scale + 12n)
+    pages -= num << scale
+  }
+  return out
+}
+
+function unmapCommands(h: HwptPaging, smmu: Smmuv3, iova: bigint, size: bigint, levels: Set<number>): Command[] {
+  const tag = h.tags.get(smmu)
+  const cmds: string[] = []
+  if (!h.nestParent) {
+    if (tag) cmds.push(...tlbiRange(smmu, `TLBI_NH_VA vmid=0 asid=${tag.id}`, iova, size, `TLBI_NH_ASID vmid=0 asid=${tag.id}`, levels))
+  } else {
+    for (const vmid of parentVmids(h, smmu)) {
+      cmds.push(...tlbiRange(smmu, `TLBI_S2_IPA vmid=${vmid}`, iova, size, `TLBI_S12_VMALL vmid=${vmid}`, levels))
+      // cached stage 1+2 entries are not reached by S2_IPA: the kernel adds NH_ALL
+      cmds.push(`TLBI_NH_ALL vmid=${vmid}`)
+    }
+  }
+  const out: Command[] = [...cmds.map(parseCommand), HOST_SYNC]
+  const ats = atsStreams(smmu)
+  if (ats.length) {
+    for (const sid of ats) out.push(parseCommand(h.nestParent ? `ATC_INV sid=${sid} size=52` : `ATC_INV sid=${sid} addr=${hex(iova & ~0xfffn)} size=${atcSize(iova, size)}`))
+    out.push(HOST_SYNC)
+  }
+  return out
+}
+
+/** The smallest aligned power-of-two span of 4K pages covering the range (arm_smmu_atc_inv_to_cmd). */
+function atcSize(iova: bigint, size: bigint): number {
+  const first = iova >> 12n
+  const last = (iova + size - 1n) >> 12n
+  let x = first ^ last
+  let n = 0
+  while (x) {
+    n++
+    x >>= 1n
+  }
+  return n
+}
+
+/** Writes the stream's STE (and the CD of a stage-1 domain) for what the driver installed, with its CFGIs. */
+export function installSte(smmu: Smmuv3, dev: PciDevice, ste: PhysicalSte | undefined, domain: HwptPaging | undefined): void {
+  const sid = dev.streamId
+  const mem = smmu.memory
+  const cmds: Command[] = []
+  let words: bigint[]
+  if (!ste) words = [0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n]
+  else if (ste.config === 'abort') words = steWords({ config: 'abort' })
+  else if (ste.config === 'bypass') words = steWords({ config: 'bypass' })
+  else if (ste.config === 's1-translate' && domain) {
+    let cd = cdTables.get(dev)
+    if (cd === undefined) {
+      cd = mem.alloc(64, 64n)
+      cdTables.set(dev, cd)
+    }
+    const hd = (domain.flags & HwptAllocFlag.DIRTY_TRACKING) !== 0
+    const t = domainTable(domain, mem)
+    mem.write(cd, Buffer.concat(s1Cd({ asid: ste.asid ?? 0, ttb0: t.root, ha: hd, hd }).map((w) => word(w))))
+    cmds.push(parseCommand(`CFGI_CD sid=${sid} leaf`), HOST_SYNC)
+    words = steWords({ config: 's1', ctxPtr: cd, eats: ste.ats ? 1 : 0 })
+  } else if (domain) {
+    const t = domainTable(domain, mem)
+    const s2 = { vmid: ste.vmid ?? 0, ttb: t.root, geometry: t.opts.geometry }
+    if (ste.config === 'nested' && ste.guest) {
+      words = steWords({ config: 'nested', s2, eats: ste.ats ? 1 : 0 })
+      // the guest's stage-1 fields (S1ContextPtr is an IPA), without its V and Config
+      words[0] |= ste.guest[0] & GUEST_STE_MASK[0] & ~mask(STE0.V) & ~mask(STE0.CFG)
+      words[1] |= ste.guest[1] & GUEST_STE_MASK[1]
+    } else words = steWords({ config: 's2', s2 })
+  } else words = steWords({ config: 'abort' })
+  smmu.writeSte(sid, words)
+  cmds.push(parseCommand(`CFGI_STE sid=${sid} leaf`), HOST_SYNC)
+  smmu.cmdq.issue(cmds)
+}
+
+function word(w: bigint): Buffer {
+  const b = Buffer.alloc(8)
+  b.writeBigUInt64LE(w)
+  return b
+}

@@ -1,0 +1,128 @@
+/**
+ * DMA through a mounted iommufs: the DMA port per device, IOAS_MAP_FILE
+ * path=, memory behind mappings (a file, none), the host driver's own
+ * commands, the sanitizer's files, and examples/dma-smmuv3.sh, all driven
+ * by bash against real FUSE.
+ */
+import { strict as assert } from 'node:assert'
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { sh, withMount } from '../helpers/mount'
+import { PACKAGE_ROOT } from '../../src/util/paths'
+
+const SMMU = 'smmu3.0x0000000009050000'
+const DBG = 'sys/kernel/debug/iommufd'
+
+/** Bash helpers: r LINE (a dev/iommu request on fd 3), port BDF LINE (one DMA request, its reply). */
+const LIB = `
+set -u
+exec 3<>dev/iommu
+r() { echo "$1" >&3; read -r -u 3 x; echo "$x"; }
+port() { exec 4<>${DBG}/dma/$1; echo "$2" >&4 2>/dev/null; echo "rc=$?"; cat <&4; exec 4>&-; }
+`
+
+describe('DMA port through the mount', () => {
+  let dir: string
+  let file: string
+  before(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dma-it-'))
+    file = path.join(dir, 'ram')
+    const b = Buffer.alloc(0x2000)
+    b.write('file bytes!', 0)
+    fs.writeFileSync(file, b)
+  })
+  after(() => fs.rmSync(dir, { recursive: true, force: true }))
+
+  it('a stage-1 domain: bare user_va aborts, a mapped file is read and written, unmap issues the TLBI and the next DMA faults', async () => {
+    await withMount(async (m) => {
+      const r = await sh(
+        `cd ${m.dir}; ${LIB}
+r "DEVICE_BIND pci=0000:00:02.0"; r "IOAS_ALLOC"
+r "IOAS_MAP ioas_id=2 flags=FIXED_IOVA|READABLE|WRITEABLE user_va=0x7f0000000000 length=0x2000 iova=0x10000"
+r "DEVICE_ATTACH dev_id=1 pt_id=2"
+echo "== bare"; port 0000:00:02.0 "read iova=0x10000 len=4"
+r "IOAS_MAP_FILE ioas_id=2 flags=FIXED_IOVA|READABLE|WRITEABLE path=${file} start=0x1000 length=0x2000 iova=0x20000"
+r "IOAS_MAP_FILE ioas_id=2 flags=FIXED_IOVA|READABLE|WRITEABLE path=${file} start=0 length=0x2000 iova=0x20000"
+echo "== file"; port 0000:00:02.0 "read iova=0x20000 len=11"
+echo "== write"; port 0000:00:02.0 "write iova=0x20004 data=4142"
+r "IOAS_UNMAP ioas_id=2 iova=0x20000 length=0x2000"
+echo "== after unmap"; port 0000:00:02.0 "read iova=0x20000 len=11"
+echo "== cmdq"; cat ${DBG}/iommu/${SMMU}/cmdq
+echo "== findings"; cat ${DBG}/iommu/${SMMU}/findings`,
+      )
+      assert.equal(r.code, 0, r.stderr)
+      const part = (name: string): string => r.stdout.split(`== ${name}\n`)[1].split('\n==')[0]
+      assert.match(part('bare'), /^rc=0\nabort no memory behind this mapping\nrequest read sid=0x10 pasid=none iova=0x10000 len=4\n/)
+      assert.match(r.stdout, /^err EINVAL start=0x1000 length=0x2000: beyond the end of the file \(0x2000 bytes\)$/m)
+      assert.match(part('file'), /^rc=0\nok read sid=0x10 pasid=none iova=0x20000 len=11\n/)
+      assert.match(part('file'), /^walk s1 level=3 table=0x[0-9a-f]+ addr=0x[0-9a-f]+ desc=0x[0-9a-f]{16}$/m)
+      assert.match(part('file'), /^data 66696c6520627974657321$/m)
+      assert.match(part('write'), /^rc=0\nok write sid=0x10 pasid=none iova=0x20004 len=2\nout iova=0x20004 pa=0x[0-9a-f]+ len=2 perms=priv:rw- user:rw- via=tlb\n/)
+      assert.equal(fs.readFileSync(file).subarray(0, 11).toString(), 'fileABytes!')
+      assert.match(part('after unmap'), /^rc=0\nfault F_TRANSLATION\(0x10\) sid=0x10 input=0x20000 s2=0 class=IN rnw=1 pnu=0 ind=0 reason="stage 1 level 3: invalid descriptor"\nevent 0000001000000010 0000020800000000 0000000000020000 0000000000000000\n/)
+      // the host driver's commands, in the kernel's order: CD then STE on attach; the range TLBI and a sync on unmap
+      const cmds = part('cmdq').split('\n').filter((l) => /^ +\d+\t/.test(l)).map((l) => l.split('\t')[3])
+      assert.deepEqual(cmds, ['CFGI_CD sid=0x10 leaf=1', 'SYNC cs=2', 'CFGI_STE sid=0x10 leaf=1', 'SYNC cs=2', 'TLBI_NH_VA asid=1 scale=1 leaf=1 ttl=3 tg=1 addr=0x20000', 'SYNC cs=2'])
+      assert.match(part('findings'), /^sanitizer: mode=report findings=0$/m)
+    })
+  })
+
+  it('bad requests: EINVAL naming the field, E2BIG over 1 MiB, EOPNOTSUPP for VT-d; the write fails and the reply says why', async () => {
+    await withMount(async (m) => {
+      const r = await sh(
+        `cd ${m.dir}; ${LIB}
+port 0000:00:02.0 "read iova=0x20000 lenx=1"
+port 0000:00:02.0 "read iova=0x20000 len=0x100001"
+port 0000:00:02.0 "write iova=0x0 data=abc"
+port 0000:00:02.0 "peek iova=0x0"
+port 0000:02:00.0 "read iova=0 len=1"
+port 0000:00:02.0 "read iova=0x1000 len=4"`,
+      )
+      assert.equal(r.code, 0, r.stderr)
+      assert.equal(
+        r.stdout.split('\nwalk ')[0],
+        [
+          'rc=1',
+          'err EINVAL lenx: not a field of read (fields: iova, len, pasid, priv, exec, ats)',
+          'rc=1',
+          'err E2BIG len=0x100001: at most 1048576 bytes per request',
+          'rc=1',
+          'err EINVAL data: an even number of hex digits',
+          'rc=1',
+          'err EINVAL "peek": expected read, write or translate',
+          'rc=1',
+          'err EOPNOTSUPP 0000:02:00.0: DMA through intel-vtd is not modelled yet',
+          'rc=0',
+          // an unowned stream has the abort STE the driver wrote at probe: terminated, no event recorded
+          'fault C_BAD_STE(0x04) sid=0x10 input=0x1000 rnw=1 pnu=0 ind=0 recorded=0 reason="STE.Config = abort: terminated without an event"',
+          'event 0000001000000004 0000000800000000 0000000000001000 0000000000000000',
+          'request read sid=0x10 pasid=none iova=0x1000 len=4',
+        ].join('\n'),
+      )
+    })
+  })
+
+  it('the sanitizer mode file: report by default, strict and off accepted, anything else EINVAL', async () => {
+    await withMount(async (m) => {
+      const f = `${DBG}/iommu/${SMMU}/sanitizer`
+      const r = await sh(`cd ${m.dir}; cat ${f}; echo strict > ${f}; cat ${f}; echo off > ${f}; cat ${f}; echo loud > ${f}; echo "rc=$?"; cat ${f}`)
+      assert.equal(r.stdout, 'report findings=0\nstrict findings=0\noff findings=0\nrc=1\noff findings=0\n')
+      assert.match(r.stderr, /Invalid argument/)
+    })
+  })
+
+  it('examples/dma-smmuv3.sh: guest tables by printf, a stale TLB found and named, the TLBI fixes it', async () => {
+    await withMount(async (m) => {
+      const r = await sh(`${path.join(PACKAGE_ROOT, 'examples', 'dma-smmuv3.sh')} ${m.dir}`)
+      assert.equal(r.code, 0, `${r.stderr}\n${r.stdout}`)
+      assert.equal(r.stderr, '')
+      assert.match(r.stdout, /^finding 1: TLB; sid=0x8; ssid=none; iova=0x1000; cached: S12 out=0x[0-9a-f]+ priv:rw- user:rw- since=\d+; now: out=0x[0-9a-f]+ priv:rw- user:rw-; changed: s1 level=3 addr=0x[0-9a-f]+ old=0x0000000040010f47 new=0x0000000040011f47; fix: TLBI_NH_VA vmid=2 asid=1 addr=0x1000 leaf$/m)
+      assert.match(r.stdout, /^00011000: 7061 6765 2042 3a20 444d 4121 .*page B: DMA!/m)
+      const trace = fs.existsSync(m.path(`${DBG}/trace`)) ? fs.readFileSync(m.path(`${DBG}/trace`), 'utf8') : ''
+      const json = trace.split('\n').filter((l) => l.includes('sanitizer.json '))
+      assert.equal(json.length, 1)
+      assert.equal(JSON.parse(json[0].split('sanitizer.json ')[1]).command, 'TLBI_NH_VA vmid=2 asid=1 addr=0x1000 leaf')
+    })
+  })
+})
