@@ -73,12 +73,13 @@ describe('invalidation through the mount', () => {
         ]) {
           assert.ok(out.split('\n').includes(want), `missing line: ${JSON.stringify(want)}\n${out}`)
         }
-        // the physical queue: the array form's two commands, then the ring's slots 0xf and 0x0
-        assert.match(out, /^ {4}0\t0001000200000012\t0000000000001001\tTLBI_NH_VA vmid=2 asid=1 leaf=1 addr=0x1000$/m)
-        assert.match(out, /^ {4}1\t0000000800000040\t0000000000000000\tATC_INV sid=0x8$/m)
-        assert.match(out, /^ {4}3\t000f000200000011\t0000000000000000\tTLBI_NH_ASID vmid=2 asid=15$/m)
-        assert.match(out, /^ {4}4\t0010000200000011\t0000000000000000\tTLBI_NH_ASID vmid=2 asid=16$/m)
-        assert.match(out, /^ Entries: 256\tPROD: 0x00000012\tCONS: 0x00000012\tIssued: 18$/m)
+        // the physical queue: the host driver's CFGI_STE + CMD_SYNC on attach, the array form's two commands, then the ring's slots 0xf and 0x0
+        assert.match(out, /^ {4}0\t0000000800000003\t0000000000000001\tCFGI_STE sid=0x8 leaf=1$/m)
+        assert.match(out, /^ {4}2\t0001000200000012\t0000000000001001\tTLBI_NH_VA vmid=2 asid=1 leaf=1 addr=0x1000$/m)
+        assert.match(out, /^ {4}3\t0000000800000040\t0000000000000000\tATC_INV sid=0x8$/m)
+        assert.match(out, /^ {4}5\t000f000200000011\t0000000000000000\tTLBI_NH_ASID vmid=2 asid=15$/m)
+        assert.match(out, /^ {4}6\t0010000200000011\t0000000000000000\tTLBI_NH_ASID vmid=2 asid=16$/m)
+        assert.match(out, /^ Entries: 256\tPROD: 0x00000014\tCONS: 0x00000014\tIssued: 20$/m)
       })
     })
 
@@ -147,10 +148,11 @@ describe('invalidation through the mount', () => {
           [[consAddr, 0x11]],
         )
         const cmdq = await fsp.readFile(m.path('sys/kernel/debug/iommufd/iommu/smmu3.0x0000000009050000/cmdq'), 'utf8')
-        assert.match(cmdq, /^ Entries: 256\tPROD: 0x00000003\tCONS: 0x00000003\tIssued: 3$/m)
-        assert.match(cmdq, /^ {4}0\t010f000200000011\t0000000000000000\tTLBI_NH_ASID vmid=2 asid=271$/m)
-        assert.match(cmdq, /^ {4}1\t0000000800000040\t0000000000000000\tATC_INV sid=0x8$/m)
-        assert.match(cmdq, /^ {4}2\t0000000000002046\t0000000000000000\tSYNC cs=2$/m)
+        // slots 0-1: the host driver's CFGI_STE + CMD_SYNC when the device attached
+        assert.match(cmdq, /^ Entries: 256\tPROD: 0x00000005\tCONS: 0x00000005\tIssued: 5$/m)
+        assert.match(cmdq, /^ {4}2\t010f000200000011\t0000000000000000\tTLBI_NH_ASID vmid=2 asid=271$/m)
+        assert.match(cmdq, /^ {4}3\t0000000800000040\t0000000000000000\tATC_INV sid=0x8$/m)
+        assert.match(cmdq, /^ {4}4\t0000000000002046\t0000000000000000\tSYNC cs=2$/m)
       } finally {
         await fh.close()
       }
