@@ -112,6 +112,10 @@ export class PhysicalMemory implements MemoryPort {
   }
 
   read(pa: bigint, len: number): Buffer | Abort {
+    const page = this.pages.get(pa >> PAGE_SHIFT)
+    const off = Number(pa & (PAGE - 1n))
+    // the common case: inside one page of RAM
+    if (page && off + len <= Number(PAGE)) return Buffer.from(page.subarray(off, off + len))
     const out = Buffer.alloc(len)
     const bad = this.each(pa, len, (at, n, done) => {
       const page = this.pages.get(at >> PAGE_SHIFT)

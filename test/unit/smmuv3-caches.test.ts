@@ -5,7 +5,7 @@
  */
 import { strict as assert } from 'node:assert'
 import { DATA_PA, SmmuRig } from '../helpers/smmu-rig'
-import { Smmuv3Caches, TlbEntry } from '../../src/hw/smmuv3/caches'
+import { Smmuv3Caches, TlbEntry, cdKey } from '../../src/hw/smmuv3/caches'
 import { parseCommand } from '../../src/hw/smmuv3/commands'
 import { ContextConfig, StreamConfig } from '../../src/hw/smmuv3/walk'
 import { findingJson } from '../../src/hw/smmuv3/sanitizer'
@@ -34,9 +34,9 @@ function filled(): { c: Smmuv3Caches; names: () => string[] } {
   c.ste.set(8, { sid: 8, stream, steps: [], since: 0 })
   c.ste.set(9, { sid: 9, stream, steps: [], since: 0 })
   c.ste.set(0x20, { sid: 0x20, stream, steps: [], since: 0 })
-  c.cd.set('8/0', { sid: 8, ssid: 0, context, steps: [], since: 0 })
-  c.cd.set('8/1', { sid: 8, ssid: 1, context, steps: [], since: 0 })
-  c.cd.set('9/0', { sid: 9, ssid: 0, context, steps: [], since: 0 })
+  c.cd.set(cdKey(8, 0), { sid: 8, ssid: 0, context, steps: [], since: 0 })
+  c.cd.set(cdKey(8, 1), { sid: 8, ssid: 1, context, steps: [], since: 0 })
+  c.cd.set(cdKey(9, 0), { sid: 9, ssid: 0, context, steps: [], since: 0 })
   c.atcFill({ sid: 8, base: 0x1000n, size: 0x1000n, out: 0n, perms: 63, since: 0 })
   c.atcFill({ sid: 8, ssid: 1, base: 0x1000n, size: 0x1000n, out: 0n, perms: 63, since: 0 })
   c.atcFill({ sid: 8, ssid: 1, base: 0x8000n, size: 0x1000n, out: 0n, perms: 63, since: 0 })
@@ -45,9 +45,9 @@ function filled(): { c: Smmuv3Caches; names: () => string[] } {
     ...Object.entries(entries)
       .filter(([, e]) => c.lookup(e.kind === 'S2', e.vmid, e.asid, e.base) === e)
       .map(([n]) => n),
-    ...[...c.ste.map.values()].map((e) => `ste.${e.sid}`),
-    ...[...c.cd.map.values()].map((e) => `cd.${e.sid}.${e.ssid}`),
-    ...[...c.atc.map.values()].map((e) => `atc.${e.sid}.${e.ssid ?? '-'}.0x${e.base.toString(16)}`),
+    ...[...c.ste.values()].map((e) => `ste.${e.sid}`),
+    ...[...c.cd.values()].map((e) => `cd.${e.sid}.${e.ssid}`),
+    ...[...c.atc.values()].map((e) => `atc.${e.sid}.${e.ssid ?? '-'}.0x${e.base.toString(16)}`),
   ]
   return { c, names }
 }

@@ -69,46 +69,85 @@ export interface CacheSizes {
 
 export const DEFAULT_CACHE_SIZES: CacheSizes = { tlb: 2048, ste: 256, cd: 256, atc: 64 }
 
-/** A map that forgets its least recently used entry past `capacity`. */
-class Lru<K, V> {
-  readonly map = new Map<K, V>()
+/**
+ * A map that forgets its least recently used entry past `capacity`. A hit
+ * only stamps the entry; the oldest is searched for when one must go.
+ */
+export class Lru<K, V> {
+  private readonly slots = new Map<K, { v: V; t: number }>()
+  private clock = 0
 
-  constructor(readonly capacity: number) {}
+  constructor(readonly capacity: number, private readonly evicted?: (v: V) => void) {}
 
   get(k: K): V | undefined {
-    const v = this.map.get(k)
-    if (v !== undefined) {
-      this.map.delete(k)
-      this.map.set(k, v)
-    }
-    return v
+    const s = this.slots.get(k)
+    if (!s) return undefined
+    s.t = ++this.clock
+    return s.v
   }
 
-  set(k: K, v: V): void {
-    this.map.delete(k)
-    this.map.set(k, v)
-    if (this.map.size > this.capacity) this.map.delete(this.map.keys().next().value as K)
+  /** The entry, without counting a use. */
+  peek(k: K): V | undefined {
+    return this.slots.get(k)?.v
+  }
+
+  /** Counts a use of a slot set() returned (a hit found through another index). */
+  touch(slot: { t: number }): void {
+    slot.t = ++this.clock
+  }
+
+  set(k: K, v: V): { v: V; t: number } {
+    const slot = { v, t: ++this.clock }
+    this.slots.set(k, slot)
+    if (this.slots.size <= this.capacity) return slot
+    let oldest: K | undefined
+    let t = Infinity
+    for (const [key, s] of this.slots) {
+      if (s.t < t) {
+        t = s.t
+        oldest = key
+      }
+    }
+    const gone = this.slots.get(oldest as K)!
+    this.slots.delete(oldest as K)
+    this.evicted?.(gone.v)
+    return slot
   }
 
   /** Deletes every entry `pred` holds for; returns how many. */
   drop(pred: (v: V) => boolean): number {
     let n = 0
-    for (const [k, v] of this.map) {
-      if (pred(v)) {
-        this.map.delete(k)
+    for (const [k, s] of this.slots) {
+      if (pred(s.v)) {
+        this.slots.delete(k)
+        this.evicted?.(s.v)
         n++
       }
     }
     return n
   }
 
-  get size(): number {
-    return this.map.size
+  *values(): IterableIterator<V> {
+    for (const s of this.slots.values()) yield s.v
   }
+
+  get size(): number {
+    return this.slots.size
+  }
+}
+
+/** The CD cache's key: StreamID and SubstreamID. */
+export function cdKey(sid: number, ssid: number): number {
+  return sid * 2 ** 20 + ssid
 }
 
 function tlbKey(stage2: boolean, vmid: number, asid: number | undefined, base: bigint, size: bigint): string {
   return `${stage2 ? 2 : 1}/${vmid}/${asid ?? 'g'}/${base}/${size}`
+}
+
+/** A number naming a TLB entry's tags: stage-2-only or not, VMID, ASID (0x10000 = global). */
+function tagOf(stage2: boolean, vmid: number, asid: number | undefined): number {
+  return (stage2 ? 2 ** 34 : 0) + vmid * 2 ** 17 + (asid ?? 0x10000)
 }
 
 /** The address span a TLBI covers: one address (TG = 0), or the range form's (NUM+1) x 2^SCALE granules. */
@@ -139,8 +178,10 @@ function hits(e: { base: bigint; size: bigint; granule?: number; level?: number 
 
 export class Smmuv3Caches {
   readonly tlb: Lru<string, TlbEntry>
+  /** tag -> entry size in pages -> first page number -> entry: lookups without building keys. */
+  private readonly index = new Map<number, Map<number, Map<number, { v: TlbEntry; t: number }>>>()
   readonly ste: Lru<number, SteEntry>
-  readonly cd: Lru<string, CdEntry>
+  readonly cd: Lru<number, CdEntry>
   readonly atc: Lru<string, AtcEntry>
   /** The leaf sizes present in the TLB (a lookup tries each). */
   private readonly sizes = new Set<bigint>()
@@ -148,7 +189,7 @@ export class Smmuv3Caches {
   misses = 0
 
   constructor(readonly sizesCfg: CacheSizes = DEFAULT_CACHE_SIZES) {
-    this.tlb = new Lru(sizesCfg.tlb)
+    this.tlb = new Lru(sizesCfg.tlb, (e) => this.unindex(e))
     this.ste = new Lru(sizesCfg.ste)
     this.cd = new Lru(sizesCfg.cd)
     this.atc = new Lru(sizesCfg.atc)
@@ -156,9 +197,18 @@ export class Smmuv3Caches {
 
   /** A leaf for (VMID, ASID) covering `addr` (stage-1 or combined), or a stage-2 entry for an IPA. */
   lookup(stage2: boolean, vmid: number, asid: number | undefined, addr: bigint): TlbEntry | undefined {
-    for (const size of this.sizes) {
-      const base = addr & ~(size - 1n)
-      const e = (asid !== undefined ? this.tlb.get(tlbKey(stage2, vmid, asid, base, size)) : undefined) ?? this.tlb.get(tlbKey(stage2, vmid, undefined, base, size))
+    const page = Number(addr >> 12n)
+    const hit = (asid !== undefined ? this.find(tagOf(stage2, vmid, asid), page) : undefined) ?? this.find(tagOf(stage2, vmid, undefined), page)
+    if (!hit) return undefined
+    this.tlb.touch(hit)
+    return hit.v
+  }
+
+  private find(tag: number, page: number): { v: TlbEntry; t: number } | undefined {
+    const bySize = this.index.get(tag)
+    if (!bySize) return undefined
+    for (const [pages, byBase] of bySize) {
+      const e = byBase.get(page - (page % pages))
       if (e) return e
     }
     return undefined
@@ -166,11 +216,24 @@ export class Smmuv3Caches {
 
   fill(e: TlbEntry): void {
     this.sizes.add(e.size)
-    this.tlb.set(tlbKey(e.kind === 'S2', e.vmid, e.asid, e.base, e.size), e)
+    const tag = tagOf(e.kind === 'S2', e.vmid, e.asid)
+    const pages = Number(e.size >> 12n)
+    let bySize = this.index.get(tag)
+    if (!bySize) this.index.set(tag, (bySize = new Map()))
+    let byBase = bySize.get(pages)
+    if (!byBase) bySize.set(pages, (byBase = new Map()))
+    // the same tags and address replace the old entry under the same key
+    byBase.set(Number(e.base >> 12n), this.tlb.set(tlbKey(e.kind === 'S2', e.vmid, e.asid, e.base, e.size), e))
+  }
+
+  private unindex(e: TlbEntry): void {
+    const tag = tagOf(e.kind === 'S2', e.vmid, e.asid)
+    const byBase = this.index.get(tag)?.get(Number(e.size >> 12n))
+    if (byBase?.get(Number(e.base >> 12n))?.v === e) byBase.delete(Number(e.base >> 12n))
   }
 
   atcLookup(sid: number, ssid: number | undefined, addr: bigint): AtcEntry | undefined {
-    for (const e of this.atc.map.values()) if (e.sid === sid && e.ssid === ssid && addr >= e.base && addr < e.base + e.size) return this.atc.get(atcKey(e))
+    for (const e of this.atc.values()) if (e.sid === sid && e.ssid === ssid && addr >= e.base && addr < e.base + e.size) return this.atc.get(atcKey(e))
     return undefined
   }
 
@@ -239,7 +302,7 @@ export class Smmuv3Caches {
 
   /** Text dumps for the debug tree, one entry a line. */
   dumpTlb(): string {
-    const rows = [...this.tlb.map.values()].map(
+    const rows = [...this.tlb.values()].map(
       (e) =>
         `${e.kind.padEnd(3)} vmid=${e.vmid} asid=${e.asid ?? 'global'} addr=${hex(e.base)} size=${hex(e.size)} level=${e.level} granule=${1 << e.granule} out=${hex(e.out)} ${describePerms(e.perms)} since=${e.since}`,
     )
@@ -247,13 +310,13 @@ export class Smmuv3Caches {
   }
 
   dumpConfig(): string {
-    const ste = [...this.ste.map.values()].map((e) => `STE sid=${hex(e.sid)} config=${e.stream.config} vmid=${e.stream.vmid} addr=${hex(e.stream.steAddr)} since=${e.since}`)
-    const cd = [...this.cd.map.values()].map((e) => `CD  sid=${hex(e.sid)} ssid=${hex(e.ssid)} asid=${e.context.asid} addr=${hex(e.context.cdAddr)} since=${e.since}`)
+    const ste = [...this.ste.values()].map((e) => `STE sid=${hex(e.sid)} config=${e.stream.config} vmid=${e.stream.vmid} addr=${hex(e.stream.steAddr)} since=${e.since}`)
+    const cd = [...this.cd.values()].map((e) => `CD  sid=${hex(e.sid)} ssid=${hex(e.ssid)} asid=${e.context.asid} addr=${hex(e.context.cdAddr)} since=${e.since}`)
     return `STE cache: ${this.ste.size}/${this.ste.capacity}, CD cache: ${this.cd.size}/${this.cd.capacity}\n${[...ste, ...cd].map((r) => `${r}\n`).join('')}`
   }
 
   dumpAtc(): string {
-    const rows = [...this.atc.map.values()].map((e) => `sid=${hex(e.sid)} pasid=${e.ssid ?? 'none'} addr=${hex(e.base)} size=${hex(e.size)} out=${hex(e.out)} ${describePerms(e.perms)} since=${e.since}`)
+    const rows = [...this.atc.values()].map((e) => `sid=${hex(e.sid)} pasid=${e.ssid ?? 'none'} addr=${hex(e.base)} size=${hex(e.size)} out=${hex(e.out)} ${describePerms(e.perms)} since=${e.since}`)
     return `ATC: ${this.atc.size}/${this.atc.capacity}\n${rows.map((r) => `${r}\n`).join('')}`
   }
 }

@@ -1,7 +1,7 @@
 import { Abort, isAbort } from '../../memory/backing'
 import { MemoryPort } from '../../memory/physical'
 import { hex } from '../bits'
-import { AtcEntry, Smmuv3Caches, TlbEntry } from './caches'
+import { AtcEntry, Smmuv3Caches, TlbEntry, cdKey } from './caches'
 import { SmmuEvent } from './events'
 import { Finding, Sanitizer, changedDescriptor } from './sanitizer'
 import { ContextConfig, Features, PERM_ALL, Smmuv3Walker, Step, StreamConfig, StreamTable, Transaction, Translation, describePerms, permFor } from './walk'
@@ -102,7 +102,7 @@ export class Smmuv3Dma {
       if (r) return { pieces, data: req.write ? undefined : Buffer.concat(chunks), findings, abort: r.abort }
       done += n
     }
-    return { pieces, data: req.write ? undefined : Buffer.concat(chunks), findings }
+    return { pieces, data: req.write ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks), findings }
   }
 
   /** Moves `n` bytes at the output address. */
@@ -148,8 +148,8 @@ export class Smmuv3Dma {
     // configuration: the CD, under the SubstreamID the STE selects
     let ctx: ContextConfig | undefined
     const cdIndex = stream.config === 's1' || stream.config === 'nested' ? (txn.ssid ?? (stream.cdMax === 0 || stream.s1dss === 2 ? 0 : undefined)) : undefined
-    const cdKey = `${txn.sid}/${cdIndex}`
-    const cdHit = cdIndex !== undefined && (txn.ssid === undefined || txn.ssid !== 0 || stream.s1dss !== 2) ? caches.cd.get(cdKey) : undefined
+    const key = cdIndex === undefined ? -1 : cdKey(txn.sid, cdIndex)
+    const cdHit = cdIndex !== undefined && (txn.ssid === undefined || txn.ssid !== 0 || stream.s1dss !== 2) ? caches.cd.get(key) : undefined
     if (cdHit) {
       ctx = cdHit.context
       if (this.sanitizer.mode !== 'off') {
@@ -166,7 +166,7 @@ export class Smmuv3Dma {
       } catch (e) {
         return this.faultOf(e, steps)
       }
-      if (ctx && cdIndex !== undefined) caches.cd.set(cdKey, { sid: txn.sid, ssid: cdIndex, context: ctx, steps: steps.slice(before), since: this.tick() })
+      if (ctx && cdIndex !== undefined) caches.cd.set(key, { sid: txn.sid, ssid: cdIndex, context: ctx, steps: steps.slice(before), since: this.tick() })
     }
     // the TLB
     const stage2 = stream.config === 's2' || (stream.config === 'nested' && !ctx)
@@ -244,9 +244,9 @@ export class Smmuv3Dma {
   }
 
   private cachedWords(txn: Transaction, cache: 'STE' | 'CD'): readonly bigint[] {
-    const ste = this.caches.ste.map.get(txn.sid)!
+    const ste = this.caches.ste.peek(txn.sid)!
     if (cache === 'STE') return ste.stream.ste
-    for (const e of this.caches.cd.map.values()) if (e.sid === txn.sid && (e.ssid === (txn.ssid ?? 0))) return e.context.cd
+    for (const e of this.caches.cd.values()) if (e.sid === txn.sid && (e.ssid === (txn.ssid ?? 0))) return e.context.cd
     return []
   }
 
