@@ -43,11 +43,24 @@ export class Geometry {
   readonly bpl: number
   readonly levels: number
   readonly startLevel: number
+  /** Per level 0..3, as bigints, computed once: walks use them on every descriptor. */
+  private readonly shiftN: bigint[]
+  private readonly sizeN: bigint[]
+  private readonly indexMask: bigint[]
+  private readonly leafMask: bigint[]
+  private readonly tableMask: bigint
 
   constructor(readonly granule: GranuleShift, readonly ias: number, startLevel?: number) {
     this.bpl = granule - 3
     this.startLevel = startLevel ?? 4 - Math.ceil((ias - granule) / this.bpl)
     this.levels = 4 - this.startLevel
+    const levels = [0, 1, 2, 3]
+    this.shiftN = levels.map((l) => BigInt(this.shift(l)))
+    this.sizeN = levels.map((l) => 1n << BigInt(this.shift(l)))
+    this.indexMask = levels.map((l) => (l === this.startLevel ? 1n << BigInt(Math.max(this.ias - this.shift(l), 0)) : 1n << BigInt(this.bpl)) - 1n)
+    const oa = (1n << 48n) - 1n
+    this.leafMask = levels.map((l) => oa & ~((1n << BigInt(this.shift(l))) - 1n))
+    this.tableMask = oa & ~((1n << BigInt(granule)) - 1n)
   }
 
   /**
@@ -69,17 +82,16 @@ export class Geometry {
 
   /** Bytes one entry at `level` maps. */
   size(level: number): bigint {
-    return 1n << BigInt(this.shift(level))
+    return this.sizeN[level]
   }
 
   /** Entries in a table at `level` (the start level may be smaller or concatenated). */
   entries(level: number): bigint {
-    if (level === this.startLevel) return 1n << BigInt(Math.max(this.ias - this.shift(level), 0))
-    return 1n << BigInt(this.bpl)
+    return this.indexMask[level] + 1n
   }
 
   index(addr: bigint, level: number): bigint {
-    return (addr >> BigInt(this.shift(level))) & (this.entries(level) - 1n)
+    return (addr >> this.shiftN[level]) & this.indexMask[level]
   }
 
   /** Whether a block (not a page) may end a walk at `level` for this granule (48-bit output). */
@@ -90,8 +102,7 @@ export class Geometry {
 
   /** The output/next-table address field of a descriptor: bits [47:granule] (and [51:48] for 64K). */
   address(desc: bigint, level: number, leaf: boolean): bigint {
-    const low = BigInt(leaf ? this.shift(level) : this.granule)
-    let a = desc & ((1n << 48n) - 1n) & ~((1n << low) - 1n)
+    let a = desc & (leaf ? this.leafMask[level] : this.tableMask)
     if (this.granule === 16) a |= ((desc >> 12n) & 0xfn) << 48n
     return a
   }

@@ -392,6 +392,7 @@ export class Smmuv3Walker {
       this.fault(txn, name, why, { s2: s2fault, cls: s2fault ? cls : extra.cls ?? 'IN', ipa: s2fault ? addr : undefined, rnw: !access.write, recorded: r.record, ...extra })
     const input = r.upper ? addr & ((1n << BigInt(g.ias)) - 1n) : addr
     if (!r.upper && input >> BigInt(g.ias)) throw faultAt('F_TRANSLATION', `${hex(addr)} is beyond the ${g.ias}-bit input range of stage ${r.stage}`)
+    const oasLimit = 1n << BigInt(r.oasBits)
     let table = r.ttb
     let apTable = 0n
     let xnTable = 0n
@@ -409,7 +410,7 @@ export class Smmuv3Walker {
       if (level === 3 && !(desc & D.TABLE)) throw faultAt('F_TRANSLATION', `stage ${r.stage} level 3: a block descriptor is invalid at the last level`)
       if (!isTable && level < 3 && !g.blockAllowed(level)) throw faultAt('F_TRANSLATION', `stage ${r.stage} level ${level}: no blocks at this level with a ${1 << g.granule}-byte granule`)
       const next = g.address(desc, level, !isTable)
-      if (next >> BigInt(r.oasBits)) throw faultAt('F_ADDR_SIZE', `stage ${r.stage} level ${level}: address ${hex(next)} is beyond the ${r.oasBits}-bit output size`)
+      if (next >= oasLimit) throw faultAt('F_ADDR_SIZE', `stage ${r.stage} level ${level}: address ${hex(next)} is beyond the ${r.oasBits}-bit output size`)
       if (isTable) {
         if (r.stage === 1) {
           apTable |= desc & (D.AP_TABLE_RO | D.AP_TABLE_NO_EL0)
