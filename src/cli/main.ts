@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util'
 import { BACKENDS, Backend, detach } from '../fs/fuse-binding'
 import { SUBJECT_DIRS } from '../fs/sysfs-tree'
 import { abiDocument, loadSchema } from '../topology/attributes'
+import { SANITIZER_MODES, SanitizerMode } from '../hw/smmuv3/sanitizer'
 import { describeMachine, loadTopology } from '../topology/topology'
 import { DataError } from '../util/data-file'
 import { PACKAGE_ROOT } from '../util/paths'
@@ -26,7 +27,7 @@ Mounts a FUSE filesystem modelling ARM SMMUv3 and Intel VT-d IOMMUs: sysfs
 feature files, an iommufd-like /dev/iommu node and a debug tree.
 
 commands:
-  mount DIR [--topology FILE] [--daemon] [--force] [--log FILE] [--backend NAME]
+  mount DIR [--topology FILE] [--daemon] [--force] [--log FILE] [--backend NAME] [--sanitizer MODE]
   unmount DIR
   topology check FILE
   schema --abi
@@ -35,7 +36,7 @@ commands:
 
 'iommufs <command> --help' describes a command.
 `,
-  mount: `usage: iommufs mount DIR [--topology FILE] [--daemon] [--force] [--log FILE] [--backend NAME]
+  mount: `usage: iommufs mount DIR [--topology FILE] [--daemon] [--force] [--log FILE] [--backend NAME] [--sanitizer MODE]
 
 Mounts the model on DIR and serves it in the foreground until Ctrl-C
 (SIGINT) or SIGTERM, which unmount and exit 0. A stale mount left by a
@@ -48,6 +49,8 @@ killed server is recovered first.
   --backend NAME   libfuse3 (default) or fuse-native (the fallback for a
                    machine without libfuse3: no kernel caching, poll,
                    interrupts, real ioctl() or per-caller replies)
+  --sanitizer MODE the stale-TLB sanitizer on every SMMU: off, report (default)
+                   or strict; changeable later in sys/kernel/debug/iommufd/iommu/<smmu>/sanitizer
 `,
   unmount: `usage: iommufs unmount DIR
 
@@ -93,7 +96,7 @@ function parse(args: string[], options: Record<string, { type: 'string' | 'boole
 async function mountCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse(
     args,
-    { topology: { type: 'string' }, daemon: { type: 'boolean' }, force: { type: 'boolean' }, log: { type: 'string' }, backend: { type: 'string' } },
+    { topology: { type: 'string' }, daemon: { type: 'boolean' }, force: { type: 'boolean' }, log: { type: 'string' }, backend: { type: 'string' }, sanitizer: { type: 'string' } },
     1,
     'mount',
   )
@@ -102,6 +105,8 @@ async function mountCommand(args: string[]): Promise<number> {
   if (backend !== undefined && !(BACKENDS as readonly string[]).includes(backend)) {
     throw new UsageError(`--backend ${backend}: expected one of ${BACKENDS.join(', ')}`)
   }
+  const sanitizer = values.sanitizer as string | undefined
+  if (sanitizer !== undefined && !(SANITIZER_MODES as readonly string[]).includes(sanitizer)) throw new UsageError(`--sanitizer ${sanitizer}: expected ${SANITIZER_MODES.join(', ')}`)
   if (values.daemon) return daemonize(args.filter((a) => a !== '--daemon'))
   const quietAfterReady = process.env.IOMMUFS_READY_LINE === '1'
 
@@ -110,6 +115,7 @@ async function mountCommand(args: string[]): Promise<number> {
     topology: values.topology as string | undefined,
     force: values.force === true,
     log: values.log as string | undefined,
+    sanitizer: sanitizer as SanitizerMode | undefined,
     echo: quietAfterReady ? undefined : (line) => process.stderr.write(`${line}\n`),
     backend: backend as Backend | undefined,
     // unmounted from outside: nothing left to serve

@@ -112,6 +112,19 @@ port 0000:00:02.0 "read iova=0x1000 len=4"`,
     })
   })
 
+  it('mount --sanitizer strict starts every SMMU in strict mode; an unknown mode is a usage error', async () => {
+    await withMount(
+      async (m) => {
+        const r = await sh(`cat ${m.dir}/${DBG}/iommu/${SMMU}/sanitizer ${m.dir}/${DBG}/iommu/smmu3.0x0000000009060000/sanitizer`)
+        assert.equal(r.stdout, 'strict findings=0\nstrict findings=0\n')
+      },
+      { args: ['--sanitizer', 'strict'] },
+    )
+    const bad = await sh(`node ${path.join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js')} mount ${dir}/nowhere --sanitizer loud`)
+    assert.equal(bad.code, 2)
+    assert.match(bad.stderr, /--sanitizer loud: expected off, report, strict/)
+  })
+
   it('examples/dma-smmuv3.sh: guest tables by printf, a stale TLB found and named, the TLBI fixes it', async () => {
     await withMount(async (m) => {
       const r = await sh(`${path.join(PACKAGE_ROOT, 'examples', 'dma-smmuv3.sh')} ${m.dir}`)
