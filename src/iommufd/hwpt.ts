@@ -9,6 +9,7 @@ import { Ioas, ULONG_MAX } from './ioas'
 import { IommufdObject } from './objects'
 import type { Device } from './device'
 import { Viommu } from './viommu'
+import { readAndClearDirty } from './smmu-host'
 
 /** IOMMU_HWPT_ALLOC flags. */
 export const HwptAllocFlag = { NEST_PARENT: 1 << 0, DIRTY_TRACKING: 1 << 1, FAULT_ID_VALID: 1 << 2, PASID: 1 << 3 } as const
@@ -206,11 +207,19 @@ export function setDirtyTracking(ctx: IommufdContext, flags: number, hwptId: num
   mustBeZero(reserved, '__reserved')
   const hwpt = ctx.paging(hwptId)
   if (!(hwpt.flags & HwptAllocFlag.DIRTY_TRACKING)) throw new ErrnoError('EOPNOTSUPP', `hwpt_id=${hwptId}: allocated without DIRTY_TRACKING`)
-  hwpt.dirtyTrackingEnabled = (flags & DirtyTrackingFlag.ENABLE) !== 0
+  const enable = (flags & DirtyTrackingFlag.ENABLE) !== 0
+  // enabling first reads and clears every dirty bit, so tracking starts clean (iopt_clear_dirty_data)
+  if (enable) readAndClearDirty(hwpt, 0n, ULONG_MAX, false, () => {})
+  hwpt.dirtyTrackingEnabled = enable
 }
 
-/** No device does DMA here, so every page reads clean; the checks are the kernel's. Returns the bitmap's size in bytes. */
-export function dirtyBitmap(ctx: IommufdContext, hwptId: number, flags: number, reserved: number, iova: bigint, length: bigint, pageSize: bigint): bigint {
+/**
+ * The dirty bitmap of [iova, iova+length) at page_size granularity, with the
+ * kernel's checks: bit (addr - iova) / page_size for every page a dirty leaf
+ * covers (SMMUv3 stage 1; other domains read clean). Without NO_CLEAR the
+ * leaves are cleaned and the range invalidated.
+ */
+export function dirtyBitmap(ctx: IommufdContext, hwptId: number, flags: number, reserved: number, iova: bigint, length: bigint, pageSize: bigint): Buffer {
   unknownFlags(flags, DirtyBitmapFlag.NO_CLEAR)
   mustBeZero(reserved, '__reserved')
   const hwpt = ctx.paging(hwptId)
@@ -220,5 +229,9 @@ export function dirtyBitmap(ctx: IommufdContext, hwptId: number, flags: number, 
     throw new ErrnoError('EINVAL', `iova/length/page_size: must be aligned to page_size and the IOVA alignment ${hex(align)}`)
   }
   if (!(hwpt.flags & HwptAllocFlag.DIRTY_TRACKING)) throw new ErrnoError('EOPNOTSUPP', `hwpt_id=${hwptId}: no dirty tracking`)
-  return ((length / pageSize + 63n) / 64n) * 8n
+  const bitmap = Buffer.alloc(Number(((length / pageSize + 63n) / 64n) * 8n))
+  readAndClearDirty(hwpt, iova, length, (flags & DirtyBitmapFlag.NO_CLEAR) !== 0, (from, to) => {
+    for (let i = from / pageSize; i * pageSize < to; i++) bitmap[Number(i >> 3n)] |= 1 << Number(i & 7n)
+  })
+  return bitmap
 }

@@ -2,7 +2,7 @@ import { NoBacking } from '../memory/backing'
 import { PhysicalMemory } from '../memory/physical'
 import { s1Cd, steWords } from '../hw/smmuv3/build'
 import { Command, HOST_SYNC, parseCommand } from '../hw/smmuv3/commands'
-import { Geometry, PageTable } from '../hw/smmuv3/pgtable'
+import { D, Geometry, PageTable } from '../hw/smmuv3/pgtable'
 import { PhysicalSte, Smmuv3 } from '../hw/smmuv3/smmuv3'
 import { GUEST_STE_MASK, STE0 } from '../hw/smmuv3/ste'
 import { PciDevice } from '../hw/unit'
@@ -176,6 +176,39 @@ function atcSize(iova: bigint, size: bigint): number {
     x >>= 1n
   }
   return n
+}
+
+/**
+ * io-pgtable-arm's read_and_clear_dirty on a stage-1 domain: a leaf is dirty
+ * when (pte & (AP_RDONLY | DBM)) == DBM; its whole span inside the range is
+ * reported (`mark` gets byte offsets from `iova`); unless `keep`, it is made
+ * writable-clean again (AP[2] set), and the driver then invalidates the range
+ * so later writes dirty it again. Domains without a table here (VT-d, or no
+ * device ever attached) read clean.
+ */
+export function readAndClearDirty(h: HwptPaging, iova: bigint, length: bigint, keep: boolean, mark: (from: bigint, to: bigint) => void): void {
+  const t = tables.get(h)
+  if (!t || t.opts.stage !== 1) return
+  const end = iova + length
+  let cleaned = false
+  for (const a of h.ioas.areas) {
+    const lo = a.iova > iova ? a.iova : iova
+    const hi = a.iova + a.length < end ? a.iova + a.length : end
+    for (let va = lo; va < hi; ) {
+      const leaf = t.find(va)
+      const size = leaf ? t.opts.geometry.size(leaf.level) : 0x1000n
+      const base = va & ~(size - 1n)
+      if (leaf && (leaf.desc & (D.AP2 | D.DBM)) === D.DBM) {
+        mark((base > iova ? base : iova) - iova, (base + size < end ? base + size : end) - iova)
+        if (!keep) {
+          t.writeDesc(leaf.slot, leaf.desc | D.AP2)
+          cleaned = true
+        }
+      }
+      va = base + size
+    }
+  }
+  if (cleaned) for (const smmu of smmusOf(h)) smmu.cmdq.issue(unmapCommands(h, smmu, iova, length, new Set()))
 }
 
 /** Writes the stream's STE (and the CD of a stage-1 domain) for what the driver installed, with its CFGIs. */

@@ -294,8 +294,8 @@ export const IOCTLS: readonly Ioctl[] = [
   }),
   ioctl('IOMMU_HWPT_GET_DIRTY_BITMAP', 0x8c, S.iommu_hwpt_get_dirty_bitmap, 'data', (c) => {
     const r = c.req
-    const bytes = hwpt.dirtyBitmap(ctxOf(c), u(r, 'hwpt_id'), u(r, 'flags'), u(r, '__reserved'), b(r, 'iova'), b(r, 'length'), b(r, 'page_size'))
-    c.mem.write(b(r, 'data'), Buffer.alloc(Number(bytes)), 'data')
+    const bitmap = hwpt.dirtyBitmap(ctxOf(c), u(r, 'hwpt_id'), u(r, 'flags'), u(r, '__reserved'), b(r, 'iova'), b(r, 'length'), b(r, 'page_size'))
+    c.mem.write(b(r, 'data'), bitmap, 'data')
     return {}
   }),
   ioctl('IOMMU_HWPT_INVALIDATE', 0x8d, S.iommu_hwpt_invalidate, '__reserved', hwptInvalidate),

@@ -103,6 +103,47 @@ port 0000:00:02.0 "read iova=0x1000 len=4"`,
     })
   })
 
+  it('dirty tracking on an SMMUv3 stage-1 domain: writes set the dirty state, GET_DIRTY_BITMAP reports and cleans it (NO_CLEAR keeps it), with the TLBI that lets later writes dirty again', async () => {
+    await withMount(async (m) => {
+      const r = await sh(
+        `cd ${m.dir}; ${LIB}
+r "DEVICE_BIND pci=0000:00:01.0"; r "IOAS_ALLOC"; r "HWPT_ALLOC dev_id=1 pt_id=2 flags=DIRTY_TRACKING"
+r "IOAS_MAP_FILE ioas_id=2 flags=FIXED_IOVA|READABLE|WRITEABLE path=${file} start=0 length=0x2000 iova=0x100000"
+r "DEVICE_ATTACH dev_id=1 pt_id=3"
+bm() { r "HWPT_GET_DIRTY_BITMAP hwpt_id=3 iova=0x100000 length=0x2000 page_size=0x1000 \${1:-}"; }
+bm; r "HWPT_SET_DIRTY_TRACKING hwpt_id=3 flags=ENABLE"; bm
+port 0000:00:01.0 "write iova=0x101010 data=01" | sed -n 2p
+bm flags=NO_CLEAR; bm; bm
+port 0000:00:01.0 "write iova=0x101010 data=02" | sed -n 2p
+bm
+cat ${DBG}/iommu/${SMMU}/findings`,
+      )
+      assert.equal(r.code, 0, r.stderr)
+      assert.equal(
+        r.stdout,
+        [
+          'ok out_devid=1',
+          'ok out_ioas_id=2',
+          'ok out_hwpt_id=3',
+          'ok iova=0x100000',
+          'ok pt_id=3',
+          // writable pages are born dirty (DBM with AP[2] clear); enabling cleans everything first
+          'ok data=0x3',
+          'ok',
+          'ok data=0x0',
+          'ok write sid=0x8 pasid=none iova=0x101010 len=1',
+          'ok data=0x2',
+          'ok data=0x2',
+          'ok data=0x0',
+          'ok write sid=0x8 pasid=none iova=0x101010 len=1',
+          'ok data=0x2',
+          'sanitizer: mode=report findings=0',
+          '',
+        ].join('\n'),
+      )
+    })
+  })
+
   it('the sanitizer mode file: report by default, strict and off accepted, anything else EINVAL', async () => {
     await withMount(async (m) => {
       const f = `${DBG}/iommu/${SMMU}/sanitizer`
