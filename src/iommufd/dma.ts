@@ -6,6 +6,11 @@ import { Smmuv3 } from '../hw/smmuv3/smmuv3'
 import { ErrnoError } from '../util/errno'
 import { World } from './world'
 
+/** IOMMUFS_DMA flags. */
+export const DmaFlag = { WRITE: 1 << 0, PASID: 1 << 1, PRIV: 1 << 2, EXEC: 1 << 3, ATS: 1 << 4, TRANSLATE: 1 << 5 } as const
+/** IOMMUFS_DMA out_status. */
+export const DmaStatus = { OK: 0, FAULT: 1, ABORT: 2, STOPPED: 3 } as const
+
 /** A device's DMA request, by PCI address (the typed in-process API of the DMA port). */
 export interface DeviceDma {
   readonly op: 'read' | 'write' | 'translate'

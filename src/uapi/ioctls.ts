@@ -13,6 +13,8 @@ import { HwptDataType, VendorData } from '../iommufd/hwpt'
 import { IovaRange } from '../iommufd/ioas'
 import { PciDevice } from '../hw/unit'
 import { FileBacking } from '../memory/backing'
+import { DmaFlag, DmaStatus, deviceDma } from '../iommufd/dma'
+import { encodeEvent } from '../hw/smmuv3/events'
 import { ErrnoError } from '../util/errno'
 import { StructLayout, StructValue, decode, encode } from './layout'
 import { UserMemory } from './memory'
@@ -230,6 +232,48 @@ function noPasid(call: Call, verb: string): void {
   if (u(call.req, 'flags') & VfioAttachFlag.PASID) throw new ErrnoError('EOPNOTSUPP', `flags=PASID: PASID ${verb} is not modelled`)
 }
 
+/**
+ * IOMMUFS_DMA: one DMA by a bound device through its IOMMU. A fault, an
+ * abort or a stop by the sanitizer is a result (out_status, out_event), not
+ * an error; errors are the DMA port's (EINVAL, E2BIG, EOPNOTSUPP).
+ */
+function dmaIoctl(c: Call): StructValue {
+  const r = c.req
+  const flags = u(r, 'flags')
+  const known = Object.values(DmaFlag).reduce((a, f) => a | f, 0)
+  if (flags & ~known) throw new ErrnoError('EOPNOTSUPP', `flags=0x${flags.toString(16)}: unknown bits 0x${(flags & ~known).toString(16)}`)
+  const dev = ctxOf(c).device(u(r, 'dev_id'))
+  const write = (flags & DmaFlag.WRITE) !== 0
+  const translate = (flags & DmaFlag.TRANSLATE) !== 0
+  if (write && translate) throw new ErrnoError('EINVAL', 'flags: WRITE and TRANSLATE exclude each other')
+  const len = u(r, 'length')
+  const data = write ? c.mem.read(b(r, 'in_data_uptr'), BigInt(len), 'in_data_uptr') : undefined
+  const res = deviceDma(ctxOf(c).world, dev.pci.bdf, {
+    op: translate ? 'translate' : write ? 'write' : 'read',
+    iova: b(r, 'iova'),
+    len: translate ? 0 : len,
+    data,
+    pasid: flags & DmaFlag.PASID ? u(r, 'pasid') : undefined,
+    priv: (flags & DmaFlag.PRIV) !== 0,
+    exec: (flags & DmaFlag.EXEC) !== 0,
+    ats: (flags & DmaFlag.ATS) !== 0,
+  })
+  if (!write && !translate && res.data) {
+    const out = Buffer.alloc(len)
+    res.data.copy(out)
+    c.mem.write(b(r, 'out_data_uptr'), out, 'out_data_uptr')
+  }
+  const status = res.event ? DmaStatus.FAULT : res.abort ? DmaStatus.ABORT : res.stopped ? DmaStatus.STOPPED : DmaStatus.OK
+  const first = res.ats ?? res.pieces[0]
+  return {
+    out_status: BigInt(status),
+    out_addr: first?.out ?? 0n,
+    out_perms: BigInt(first?.perms ?? 0),
+    out_findings: BigInt(res.findings.length),
+    out_event: res.event ? encodeEvent(res.event) : [0n, 0n, 0n, 0n],
+  }
+}
+
 function ioctl(name: string, nr: number, layout: StructLayout, lastOriginal: string, handler: (c: Call) => StructValue): Ioctl {
   return { name, short: name.replace(/^IOMMU_/, ''), cmd: iommufdCmd(nr), layout, minSize: layout.endOf(lastOriginal), family: 'iommufd', handler }
 }
@@ -331,6 +375,7 @@ export const IOCTLS: readonly Ioctl[] = [
     })),
     short: 'VCMDQ_ALLOC',
   },
+  { ...ioctl('IOMMUFS_DMA', 0xc2, S.iommufs_dma, 'out_event', dmaIoctl), short: 'DMA' },
 
   vfio('VFIO_DEVICE_GET_INFO', 'DEVICE_GET_INFO', 7, S.vfio_device_info, 'num_irqs', (c) => {
     requireDevice(c)

@@ -6,6 +6,7 @@ import { DirtyBitmapFlag, DirtyTrackingFlag, HwptAllocFlag, HwptDataType } from 
 import { MapFlag } from '../iommufd/ioas'
 import { InvalidateDataType, VtdInvFlag } from '../iommufd/invalidate'
 import { ViommuType } from '../iommufd/viommu'
+import { DmaFlag, DmaStatus } from '../iommufd/dma'
 import { VTD_S1_FLAGS } from '../hw/vtd/s1'
 
 /** Symbolic names a text request may use for a field's values (flags combine with |). */
@@ -24,6 +25,8 @@ export const VfioBindFlag = { TOKEN: 1 } as const
 
 export const NAMES: Readonly<Record<string, NameSet>> = {
   ioas_map_flags: f(MapFlag),
+  iommufs_dma_flags: f(DmaFlag),
+  iommufs_dma_status: e(DmaStatus),
   iommufd_hwpt_alloc_flags: f(HwptAllocFlag),
   iommu_hwpt_data_type: e(HwptDataType),
   iommu_hw_info_type: e(HwInfoType),

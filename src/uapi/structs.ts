@@ -275,6 +275,23 @@ export const iommufs_vcmdq_alloc = struct('iommufs_vcmdq_alloc', [
 
 // ---- driver data behind data_uptr ----
 
+/** iommufs extension: one DMA by a bound device (docs/extensions.md). */
+export const iommufs_dma = struct('iommufs_dma', [
+  ['size', { type: 'u32' }],
+  ['flags', { type: 'u32', show: 'hex', names: 'iommufs_dma_flags' }],
+  ['dev_id', { type: 'u32' }],
+  ['pasid', { type: 'u32' }],
+  ['iova', { type: 'u64' }],
+  ['length', { type: 'u32' }],
+  ['out_status', { type: 'u32', dir: 'out', names: 'iommufs_dma_status' }],
+  ['in_data_uptr', { type: 'u64', pointer: { length: (s) => (n(s, 'flags') & 1n ? n(s, 'length') : 0n), flow: 'in' } }],
+  ['out_data_uptr', { type: 'u64', pointer: { length: (s) => (n(s, 'flags') & 33n ? 0n : n(s, 'length')), flow: 'out' } }],
+  ['out_addr', { type: 'u64', dir: 'out' }],
+  ['out_perms', { type: 'u32', dir: 'out', show: 'hex' }],
+  ['out_findings', { type: 'u32', dir: 'out' }],
+  ['out_event', { type: 'u64', count: 4, dir: 'out' }],
+])
+
 export const iommu_hwpt_arm_smmuv3 = struct('iommu_hwpt_arm_smmuv3', [['ste', { type: 'u64', count: 2 }]])
 
 export const iommu_hwpt_vtd_s1 = struct('iommu_hwpt_vtd_s1', [
@@ -367,6 +384,7 @@ export const STRUCTS: ReadonlyMap<string, StructLayout> = new Map(
     iommu_hw_queue_alloc,
     iommufs_hwpt_invalidate_ring,
     iommufs_vcmdq_alloc,
+    iommufs_dma,
     iommu_hwpt_arm_smmuv3,
     iommu_hwpt_vtd_s1,
     iommu_hw_info_arm_smmuv3,
