@@ -125,6 +125,7 @@ bench: build
 	node dist/bench/transactions.js
 	node dist/bench/invalidate.js
 	node dist/bench/transport.js
+	node dist/bench/dma.js
 
 clean:
 	rm -rf dist native/fuse3/build
