@@ -1,6 +1,7 @@
 import { DataError, DataNode } from '../util/data-file'
 import { Machine } from '../hw/machine'
 import { RegisterFile, registerModel } from '../hw/registers'
+import { CacheSizes, DEFAULT_CACHE_SIZES } from '../hw/smmuv3/caches'
 import { Smmuv3 } from '../hw/smmuv3/smmuv3'
 import { IommuGroup, IommuKind, IommuUnit, PciDevice } from '../hw/unit'
 import { Vtd } from '../hw/vtd/vtd'
@@ -26,6 +27,14 @@ function loadRegisters(node: DataNode, kind: IommuKind): RegisterFile {
   return new RegisterFile(model, words)
 }
 
+/** An SMMU's cache sizes (entries): `caches: { tlb: 4096, ste: 64, cd: 64, atc: 32 }`, each optional. */
+function loadCacheSizes(spec: DataNode): CacheSizes {
+  if (!spec.has('caches')) return DEFAULT_CACHE_SIZES
+  const node = spec.get('caches').only(['tlb', 'ste', 'cd', 'atc'])
+  const size = (k: keyof CacheSizes): number => (node.has(k) ? Number(node.get(k).int(1n, 1n << 20n)) : DEFAULT_CACHE_SIZES[k])
+  return { tlb: size('tlb'), ste: size('ste'), cd: size('cd'), atc: size('atc') }
+}
+
 /** bus << 8 | device << 3 | function: the PCI requester ID VT-d sees. */
 function requesterId(bdf: string): number {
   const m = BDF.exec(bdf)!
@@ -48,7 +57,7 @@ export function loadTopology(file: string): Machine {
   if (iommus.length === 0) root.get('iommus').fail('at least one IOMMU')
 
   for (const spec of iommus) {
-    spec.only(['kind', 'base', 'registers', 'devices'])
+    spec.only(['kind', 'base', 'registers', 'devices', 'caches'])
     const kindNode = spec.get('kind')
     const kind = kindNode.str() as IommuKind
     if (!KINDS.includes(kind)) kindNode.fail(`one of ${KINDS.join(', ')}`)
@@ -59,7 +68,7 @@ export function loadTopology(file: string): Machine {
     if (other) baseNode.fail(`an address not used by ${other}`)
     seenBase.set(base, spec.key)
     const regs = loadRegisters(spec.get('registers'), kind)
-    const unit: IommuUnit = kind === 'arm-smmu-v3' ? new Smmuv3(base, regs) : new Vtd(vtdIndex++, base, regs)
+    const unit: IommuUnit = kind === 'arm-smmu-v3' ? new Smmuv3(base, regs, loadCacheSizes(spec)) : new Vtd(vtdIndex++, base, regs)
     const seenSid = new Map<number, string>()
 
     for (const dev of spec.get('devices').list()) {

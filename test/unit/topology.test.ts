@@ -210,6 +210,16 @@ describe('topology loading', () => {
         (f) => `${f}: (top level): expected valid YAML, got Flow map in block collection must be sufficiently indented and end with a } at line 24, column 1:`,
       ],
       ['empty iommus list', () => 'iommus: []\n', (f) => `${f}: iommus: expected at least one IOMMU, got a list`],
+      [
+        'unknown cache',
+        (t) => edit(t, '    base: 0x09050000\n', '    base: 0x09050000\n    caches: { walk: 8 }\n'),
+        (f) => `${f}: iommus[0].caches.walk: expected one of the keys tlb, ste, cd, atc, got unknown key "walk"`,
+      ],
+      [
+        'cache size 0',
+        (t) => edit(t, '    base: 0x09050000\n', '    base: 0x09050000\n    caches: { tlb: 0 }\n'),
+        (f) => `${f}: iommus[0].caches.tlb: expected an integer in [1, 0x100000], got 0`,
+      ],
     ]
 
     CASES.forEach(([what, change, expected], i) => {
@@ -217,6 +227,12 @@ describe('topology loading', () => {
         const { file, message } = await errorOf(`bad-${i}.yaml`, change(GOOD))
         assert.equal(message, expected(file))
       })
+    })
+
+    it('an SMMU\'s cache sizes come from `caches:`, the rest keep their defaults', async () => {
+      const m = loadTopology(await data.write('caches.yaml', edit(GOOD, '    base: 0x09050000\n', '    base: 0x09050000\n    caches: { tlb: 16, atc: 2 }\n')))
+      const smmu = m.units[0] as Smmuv3
+      assert.deepEqual([smmu.caches.tlb.capacity, smmu.caches.ste.capacity, smmu.caches.cd.capacity, smmu.caches.atc.capacity], [16, 256, 256, 2])
     })
 
     it('a missing file is named too', async () => {

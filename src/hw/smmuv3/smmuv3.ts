@@ -5,7 +5,7 @@ import { CERROR, CerrorName } from './commands'
 import { HostCommandQueue } from './cmdq'
 import { RegisterFile } from '../registers'
 import { wordBytes } from './build'
-import { Smmuv3Caches } from './caches'
+import { CacheSizes, DEFAULT_CACHE_SIZES, Smmuv3Caches } from './caches'
 import { Smmuv3Dma } from './dma'
 import { describeEvent, encodeEvent } from './events'
 import { SANITIZER_MODES, SanitizerMode } from './sanitizer'
@@ -43,12 +43,13 @@ export class Smmuv3 extends IommuUnit {
   /** A command error armed by fault injection: the next guest command consumed fails with it. */
   private injected: CerrorName | undefined
   /** TLB, config caches and the endpoints' ATCs. */
-  readonly caches = new Smmuv3Caches()
+  readonly caches: Smmuv3Caches
   private table: StreamTable | undefined
   private engine: Smmuv3Dma | undefined
 
-  constructor(base: bigint, registers: RegisterFile) {
+  constructor(base: bigint, registers: RegisterFile, cacheSizes: CacheSizes = DEFAULT_CACHE_SIZES) {
     super('arm-smmu-v3', Smmuv3.nameFor(base), base, registers)
+    this.caches = new Smmuv3Caches(cacheSizes)
     this.vmids = new IdPool(1, registers.flag('IDR0.VMID16') ? 1 << 16 : 1 << 8)
     this.asids = new IdPool(1, registers.flag('IDR0.ASID16') ? 1 << 16 : 1 << 8)
     this.cmdq = new HostCommandQueue(this.name, Math.min(Math.max(Number(registers.field('IDR1.CMDQS')), 1), 19), (c) => this.caches.invalidate(c))
