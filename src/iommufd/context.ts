@@ -115,8 +115,10 @@ export class IommufdContext {
       this.unlinkVdevice(obj)
     } else if (obj instanceof Vcmdq) {
       obj.viommu.users--
-    } else if (obj instanceof Ioas && this.vfioIoas === obj) {
-      this.vfioIoas = undefined
+    } else if (obj instanceof Ioas) {
+      if (this.vfioIoas === obj) this.vfioIoas = undefined
+      // the mappings go with it: their memory is let go (the kernel unpins, and drops the files)
+      if (obj.areas.length) obj.removeAreas([...obj.areas])
     }
     this.objects.remove(obj)
   }

@@ -22,7 +22,7 @@ import { MapFlag } from './ioas'
  */
 
 const tables = new WeakMap<HwptPaging, PageTable>()
-const windows = new WeakMap<Area, bigint>()
+const windows = new WeakMap<Area, { mem: PhysicalMemory; pa: bigint }>()
 /** Each device's CD table (one CD: substreams are not used by paging domains here). */
 const cdTables = new WeakMap<PciDevice, bigint>()
 
@@ -34,12 +34,12 @@ function smmusOf(hwpt: HwptPaging): Smmuv3[] {
 
 /** The window onto an area's memory, placed on first use. */
 function window(mem: PhysicalMemory, area: Area): bigint {
-  let pa = windows.get(area)
-  if (pa === undefined) {
-    pa = mem.map(area.length, area.memory?.backing ?? new NoBacking(), area.memory?.offset ?? 0n)
-    windows.set(area, pa)
+  let w = windows.get(area)
+  if (!w) {
+    w = { mem, pa: mem.map(area.length, area.memory?.backing ?? new NoBacking(), area.memory?.offset ?? 0n) }
+    windows.set(area, w)
   }
-  return pa
+  return w.pa
 }
 
 /** The domain's page table, built on first use from every mapping of its IOAS. */
@@ -80,21 +80,13 @@ export function areasUnmapped(ioas: Ioas, areas: readonly Area[]): void {
     for (const smmu of smmusOf(h)) areas.forEach((a, i) => smmu.cmdq.issue(unmapCommands(h, smmu, a.iova, a.length, levels[i])))
   }
   for (const a of areas) {
-    const pa = windows.get(a)
-    if (pa !== undefined) {
-      ioasMemory(ioas)?.unmap(pa)
+    const w = windows.get(a)
+    if (w) {
+      w.mem.unmap(w.pa)
       windows.delete(a)
     }
     a.memory?.backing.release()
   }
-}
-
-function ioasMemory(ioas: Ioas): PhysicalMemory | undefined {
-  for (const h of ioas.hwpts) {
-    const t = tables.get(h)
-    if (t) return t.mem as PhysicalMemory
-  }
-  return undefined
 }
 
 /** VMIDs whose TLB entries come from a nest parent: its own, and each vIOMMU's on this unit. */
