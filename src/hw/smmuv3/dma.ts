@@ -131,7 +131,7 @@ export class Smmuv3Dma {
     if (steHit) {
       stream = steHit.stream
       if (this.sanitizer.mode !== 'off') {
-        const f = this.checkConfig(txn, 'STE', steHit.steps, steHit.since, `CFGI_STE sid=${hex(txn.sid)}`)
+        const f = this.checkConfig(txn, 'STE', steHit.steps, stream.ste, steHit.since, `CFGI_STE sid=${hex(txn.sid)}`)
         if (f) {
           findings.push(f)
           if (strict()) return { ok: false, stopped: f, steps }
@@ -149,11 +149,12 @@ export class Smmuv3Dma {
     let ctx: ContextConfig | undefined
     const cdIndex = stream.config === 's1' || stream.config === 'nested' ? (txn.ssid ?? (stream.cdMax === 0 || stream.s1dss === 2 ? 0 : undefined)) : undefined
     const key = cdIndex === undefined ? -1 : cdKey(txn.sid, cdIndex)
+    // SubstreamID 0 under S1DSS = substream 0 is refused by the walk (F_STREAM_DISABLED): never a hit
     const cdHit = cdIndex !== undefined && (txn.ssid === undefined || txn.ssid !== 0 || stream.s1dss !== 2) ? caches.cd.get(key) : undefined
     if (cdHit) {
       ctx = cdHit.context
       if (this.sanitizer.mode !== 'off') {
-        const f = this.checkConfig(txn, 'CD', cdHit.steps, cdHit.since, `CFGI_CD sid=${hex(txn.sid)} ssid=${hex(cdIndex!)} leaf`)
+        const f = this.checkConfig(txn, 'CD', cdHit.steps, cdHit.context.cd, cdHit.since, `CFGI_CD sid=${hex(txn.sid)} ssid=${hex(cdIndex!)} leaf`)
         if (f) {
           findings.push(f)
           if (strict()) return { ok: false, stopped: f, steps }
@@ -217,37 +218,29 @@ export class Smmuv3Dma {
     throw e
   }
 
-  /** A second look at a config cache hit: have the STE/CD words changed? */
-  private checkConfig(txn: Transaction, cache: 'STE' | 'CD', steps: readonly Step[], since: number, command: string): Finding | undefined {
-    const structs = steps.filter((s) => s.what === (cache === 'STE' ? 'ste' : 'cd') || s.what === (cache === 'STE' ? 'l1std' : 'l1cd'))
-    const words = cache === 'STE' ? 8 : 8
-    for (const s of structs) {
-      const whole = s.what === 'ste' || s.what === 'cd'
-      const cachedWords = whole ? this.cachedWords(txn, cache) : [s.desc]
-      const now = this.mem.read(s.addr, whole ? words * 8 : 8)
-      const nowWords = isAbort(now) ? undefined : Array.from({ length: now.length / 8 }, (_, i) => now.readBigUInt64LE(i * 8))
-      const i = nowWords ? cachedWords.findIndex((w, k) => w !== nowWords[k]) : 0
+  /** A second look at a config cache hit: have the words of the STE/CD (or the L1 descriptor to it) changed? */
+  private checkConfig(txn: Transaction, cache: 'STE' | 'CD', steps: readonly Step[], cached: readonly bigint[], since: number, command: string): Finding | undefined {
+    const whole = cache === 'STE' ? 'ste' : 'cd'
+    const l1 = cache === 'STE' ? 'l1std' : 'l1cd'
+    for (const s of steps.filter((x) => x.what === whole || x.what === l1)) {
+      const words = s.what === whole ? cached : [s.desc]
+      const now = this.mem.read(s.addr, words.length * 8)
+      const nowWords = isAbort(now) ? undefined : words.map((_, k) => now.readBigUInt64LE(k * 8))
+      const i = nowWords ? words.findIndex((w, k) => w !== nowWords[k]) : 0
       if (i < 0) continue
       return this.sanitizer.record({
         cache,
         sid: txn.sid,
         ssid: txn.ssid,
         addr: txn.addr,
-        cached: { since, summary: `${s.what} word ${i} = ${hex(cachedWords[i], 16)}` },
+        cached: { since, summary: `${s.what} word ${i} = ${hex(words[i], 16)}` },
         now: { summary: nowWords ? `${s.what} word ${i} = ${hex(nowWords[i], 16)}` : 'abort' },
-        changed: { what: s.what, level: 0, addr: s.addr + BigInt(i * 8), old: cachedWords[i], now: nowWords ? nowWords[i] : 'abort' },
+        changed: { what: s.what, level: 0, addr: s.addr + BigInt(i * 8), old: words[i], now: nowWords ? nowWords[i] : 'abort' },
         command,
         at: this.tick(),
       })
     }
     return undefined
-  }
-
-  private cachedWords(txn: Transaction, cache: 'STE' | 'CD'): readonly bigint[] {
-    const ste = this.caches.ste.peek(txn.sid)!
-    if (cache === 'STE') return ste.stream.ste
-    for (const e of this.caches.cd.values()) if (e.sid === txn.sid && (e.ssid === (txn.ssid ?? 0))) return e.context.cd
-    return []
   }
 
   /** A second look at a TLB hit: walk afresh (no caches, no updates) and compare. */

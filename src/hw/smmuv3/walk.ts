@@ -265,9 +265,6 @@ export class Smmuv3Walker {
     if (s1 && !this.features.s1) throw bad('STE.Config enables stage 1, which this SMMU does not implement (IDR0.S1P = 0)')
     if (s2on && !this.features.s2) throw bad('STE.Config enables stage 2, which this SMMU does not implement (IDR0.S2P = 0)')
     if (s1 && common.cdMax > this.features.ssidBits) throw bad(`STE.S1CDMax=${common.cdMax} exceeds IDR1.SSIDSIZE=${this.features.ssidBits}`)
-    if (get(ste[1], STE1.S1STALLD) && s1) {
-      // accepted: this model never stalls
-    }
     const s2 = s2on ? this.decodeS2(ste, bad) : undefined
     return { ...common, config: s1 && s2on ? 'nested' : s1 ? 's1' : 's2', s2 }
   }
