@@ -18,6 +18,29 @@ import { deviceDma } from '../../src/iommufd/dma'
 
 const GUEST = 0x4000_0000n
 
+/** A 2 MiB guest RAM file with the guest's stage 1 in it: CD at IPA 0x40000000, tables after it, VA 0x1000 -> IPA 0x40100000. */
+function guestRam(file: string): void {
+  fs.writeFileSync(file, Buffer.alloc(0x20_0000))
+  const ram = FileBacking.open(file)
+  const region = new Region(ram, GUEST, 0x10_0000n, GUEST + 0x1000n)
+  const s1 = new PageTable(region, { stage: 1, geometry: new Geometry(12, 48) })
+  s1.map(0x1000n, GUEST + 0x10_0000n, 0x1000n, { read: true, write: true })
+  region.write(GUEST, wordBytes(s1Cd({ asid: 1, ttb0: s1.root })))
+  ram.write(0x10_0000n, Buffer.from('guest data'))
+  ram.release()
+}
+
+/** How many of this process's descriptors are open on `file`. */
+function openFds(file: string): number {
+  return fs.readdirSync(`/proc/${process.pid}/fd`).filter((fd) => {
+    try {
+      return fs.readlinkSync(`/proc/${process.pid}/fd/${fd}`) === file
+    } catch {
+      return false
+    }
+  }).length
+}
+
 describe('host driver under nesting: DMA, IOAS_UNMAP of guest RAM, the kernel\'s invalidation', () => {
   let dir: string
   let file: string
@@ -25,15 +48,7 @@ describe('host driver under nesting: DMA, IOAS_UNMAP of guest RAM, the kernel\'s
   beforeEach(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dma-host-'))
     file = path.join(dir, 'guest')
-    fs.writeFileSync(file, Buffer.alloc(0x20_0000))
-    // the guest's stage 1, written into its RAM: CD at IPA 0x40000000, tables after it; VA 0x1000 -> IPA 0x40100000
-    const ram = FileBacking.open(file)
-    const region = new Region(ram, GUEST, 0x10_0000n, GUEST + 0x1000n)
-    const s1 = new PageTable(region, { stage: 1, geometry: new Geometry(12, 48) })
-    s1.map(0x1000n, GUEST + 0x10_0000n, 0x1000n, { read: true, write: true })
-    region.write(GUEST, wordBytes(s1Cd({ asid: 1, ttb0: s1.root })))
-    ram.write(0x10_0000n, Buffer.from('guest data'))
-    ram.release()
+    guestRam(file)
     t = new IommuBench()
     const dev = t.bind(DEV.smmu0a)
     const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
@@ -79,13 +94,7 @@ describe('host driver under nesting: DMA, IOAS_UNMAP of guest RAM, the kernel\'s
   })
 
   it('the file is held while mapped and let go when the last mapping of it goes', () => {
-    const fds = (): number => fs.readdirSync(`/proc/${process.pid}/fd`).filter((fd) => {
-      try {
-        return fs.readlinkSync(`/proc/${process.pid}/fd/${fd}`) === file
-      } catch {
-        return false
-      }
-    }).length
+    const fds = (): number => openFds(file)
     assert.equal(fds(), 2)
     t.ok('IOAS_UNMAP ioas_id=2 iova=0x40100000 length=0x100000')
     assert.equal(fds(), 1)
@@ -98,13 +107,7 @@ describe('host driver under nesting: DMA, IOAS_UNMAP of guest RAM, the kernel\'s
     assert.match(windows(), /file /)
     t.world.close(t.ctx)
     assert.equal(windows(), '')
-    assert.equal(fs.readdirSync(`/proc/${process.pid}/fd`).filter((fd) => {
-      try {
-        return fs.readlinkSync(`/proc/${process.pid}/fd/${fd}`) === file
-      } catch {
-        return false
-      }
-    }).length, 0)
+    assert.equal(openFds(file), 0)
   })
 })
 
@@ -116,13 +119,7 @@ describe('host driver: ATS under nesting', () => {
   it('a guest STE with EATS = 1: translation requests fill the ATC; the unmap\'s ATC_INV (everything, for a nest parent) empties it', () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dma-ats-'))
     const file = path.join(dir, 'guest')
-    fs.writeFileSync(file, Buffer.alloc(0x20_0000))
-    const ram = FileBacking.open(file)
-    const region = new Region(ram, GUEST, 0x10_0000n, GUEST + 0x1000n)
-    const s1 = new PageTable(region, { stage: 1, geometry: new Geometry(12, 48) })
-    s1.map(0x1000n, GUEST + 0x10_0000n, 0x1000n, { read: true, write: true })
-    region.write(GUEST, wordBytes(s1Cd({ asid: 1, ttb0: s1.root })))
-    ram.release()
+    guestRam(file)
     t = new IommuBench()
     const dev = t.bind(DEV.smmu0a)
     t.ok('IOAS_ALLOC')
