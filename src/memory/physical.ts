@@ -30,7 +30,8 @@ const WINDOW_BASE = 0x80_0000_0000n
  * onto the memory behind mappings. Anything else is an external abort.
  */
 export class PhysicalMemory implements MemoryPort {
-  private readonly pages = new Map<bigint, Buffer>()
+  /** Table RAM by page number (a number: faster keys than bigints). */
+  private readonly pages = new Map<number, Buffer>()
   /** Sorted by pa. */
   private readonly windows: Window[] = []
   private nextRam = RAM_BASE
@@ -41,7 +42,7 @@ export class PhysicalMemory implements MemoryPort {
     const a = align > PAGE ? align : PAGE
     const pa = ((this.nextRam + a - 1n) / a) * a
     const n = (BigInt(bytes) + PAGE - 1n) / PAGE
-    for (let i = 0n; i < n; i++) this.pages.set((pa >> PAGE_SHIFT) + i, Buffer.alloc(Number(PAGE)))
+    for (let i = 0n; i < n; i++) this.pages.set(Number((pa >> PAGE_SHIFT) + i), Buffer.alloc(Number(PAGE)))
     this.nextRam = pa + n * PAGE
     return pa
   }
@@ -49,7 +50,7 @@ export class PhysicalMemory implements MemoryPort {
   /** Gives back RAM from alloc(); its addresses then abort. */
   free(pa: bigint, bytes: number | bigint): void {
     const n = (BigInt(bytes) + PAGE - 1n) / PAGE
-    for (let i = 0n; i < n; i++) this.pages.delete((pa >> PAGE_SHIFT) + i)
+    for (let i = 0n; i < n; i++) this.pages.delete(Number((pa >> PAGE_SHIFT) + i))
   }
 
   /** Pages of table RAM in use. */
@@ -94,14 +95,14 @@ export class PhysicalMemory implements MemoryPort {
   }
 
   read64(pa: bigint): bigint | Abort {
-    const page = this.pages.get(pa >> PAGE_SHIFT)
+    const page = this.pages.get(Number(pa >> PAGE_SHIFT))
     if (page && (pa & 7n) === 0n) return page.readBigUInt64LE(Number(pa & (PAGE - 1n)))
     const b = this.read(pa, 8)
     return isAbort(b) ? b : b.readBigUInt64LE(0)
   }
 
   write64(pa: bigint, value: bigint): Abort | undefined {
-    const page = this.pages.get(pa >> PAGE_SHIFT)
+    const page = this.pages.get(Number(pa >> PAGE_SHIFT))
     if (page && (pa & 7n) === 0n) {
       page.writeBigUInt64LE(value, Number(pa & (PAGE - 1n)))
       return undefined
@@ -112,13 +113,13 @@ export class PhysicalMemory implements MemoryPort {
   }
 
   read(pa: bigint, len: number): Buffer | Abort {
-    const page = this.pages.get(pa >> PAGE_SHIFT)
+    const page = this.pages.get(Number(pa >> PAGE_SHIFT))
     const off = Number(pa & (PAGE - 1n))
     // the common case: inside one page of RAM
     if (page && off + len <= Number(PAGE)) return Buffer.from(page.subarray(off, off + len))
     const out = Buffer.alloc(len)
     const bad = this.each(pa, len, (at, n, done) => {
-      const page = this.pages.get(at >> PAGE_SHIFT)
+      const page = this.pages.get(Number(at >> PAGE_SHIFT))
       if (page) {
         const off = Number(at & (PAGE - 1n))
         page.copy(out, done, off, off + n)
@@ -135,7 +136,7 @@ export class PhysicalMemory implements MemoryPort {
 
   write(pa: bigint, data: Buffer): Abort | undefined {
     return this.each(pa, data.length, (at, n, done) => {
-      const page = this.pages.get(at >> PAGE_SHIFT)
+      const page = this.pages.get(Number(at >> PAGE_SHIFT))
       if (page) {
         data.copy(page, Number(at & (PAGE - 1n)), done, done + n)
         return undefined
@@ -151,7 +152,7 @@ export class PhysicalMemory implements MemoryPort {
     while (done < len) {
       const at = pa + BigInt(done)
       let n: number
-      if (this.pages.has(at >> PAGE_SHIFT)) n = Math.min(len - done, Number(PAGE - (at & (PAGE - 1n))))
+      if (this.pages.has(Number(at >> PAGE_SHIFT))) n = Math.min(len - done, Number(PAGE - (at & (PAGE - 1n))))
       else {
         const w = this.window(at)
         if (!w) return { abort: `no memory at physical address 0x${at.toString(16)}` }
