@@ -3,7 +3,7 @@ import { hex, mustBeZero, unknownFlags } from './checks'
 import type { IommufdContext } from './context'
 import { IommufdObject } from './objects'
 import type { HwptPaging } from './hwpt'
-import type { FileBacking, MemoryRef } from '../memory/backing'
+import { FileBacking, MemoryRef, ProcessBacking } from '../memory/backing'
 import { areaMapped, areasUnmapped } from './smmu-host'
 
 export const ULONG_MAX = (1n << 64n) - 1n
@@ -243,7 +243,23 @@ function checkReadOnly(ioas: Ioas, flags: number): void {
   if (parent) throw new ErrnoError('EINVAL', `flags: read-only mappings are refused under VT-d nest parent HWPT ${parent.id} (ERRATA_772415_SPR17)`)
 }
 
-export function ioasMap(ctx: IommufdContext, a: MapArgs): bigint {
+/**
+ * Pins [va, va+length) of a live process for IOAS_MAP: EFAULT where it has
+ * nothing mapped (as pin_user_pages fails), else its memory from `va`.
+ */
+export function pinProcessPages(pid: number, va: bigint, length: bigint): MemoryRef {
+  let hole: bigint | undefined
+  try {
+    hole = ProcessBacking.firstUnmapped(pid, va, length)
+  } catch {
+    hole = va
+  }
+  if (hole !== undefined) throw new ErrnoError('EFAULT', `user_va=${hex(va)}: nothing mapped at ${hex(hole)} in the caller (pid ${pid})`)
+  return { backing: ProcessBacking.open(pid), offset: va }
+}
+
+/** IOMMU_IOAS_MAP. `pin` reaches the caller's memory when it is known (a real ioctl); otherwise DMA finds none. */
+export function ioasMap(ctx: IommufdContext, a: MapArgs, pin?: (va: bigint, length: bigint) => MemoryRef): bigint {
   unknownFlags(a.flags, MAP_FLAGS)
   mustBeZero(a.reserved, '__reserved')
   checkMapArgs(a.flags, [['iova', a.iova], ['length', a.length]])
@@ -253,7 +269,8 @@ export function ioasMap(ctx: IommufdContext, a: MapArgs): bigint {
   checkReadOnly(ioas, a.flags)
   // pinning the user pages is the kernel's last step (§3.6): EFAULT comes after every other check
   if (a.userVa === 0n) throw new ErrnoError('EFAULT', 'user_va=0: cannot pin pages at address 0')
-  ioas.insert(area)
+  const memory = pin?.(a.userVa, a.length)
+  ioas.insert(memory ? { ...area, memory } : area)
   return area.iova
 }
 

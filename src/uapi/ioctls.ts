@@ -17,7 +17,7 @@ import { DmaFlag, DmaStatus, deviceDma } from '../iommufd/dma'
 import { encodeEvent } from '../hw/smmuv3/events'
 import { ErrnoError } from '../util/errno'
 import { StructLayout, StructValue, decode, encode } from './layout'
-import { UserMemory } from './memory'
+import { PidMemory, UserMemory } from './memory'
 import { VfioAttachFlag, VfioBindFlag } from './names'
 import * as S from './structs'
 
@@ -302,14 +302,19 @@ export const IOCTLS: readonly Ioctl[] = [
   })),
   ioctl('IOMMU_IOAS_IOVA_RANGES', 0x84, S.iommu_ioas_iova_ranges, 'out_iova_alignment', ioasIovaRanges),
   ioctl('IOMMU_IOAS_MAP', 0x85, S.iommu_ioas_map, 'iova', (c) => ({
-    iova: ioas.ioasMap(ctxOf(c), {
-      flags: u(c.req, 'flags'),
-      ioasId: u(c.req, 'ioas_id'),
-      reserved: u(c.req, '__reserved'),
-      userVa: b(c.req, 'user_va'),
-      length: b(c.req, 'length'),
-      iova: b(c.req, 'iova'),
-    }),
+    iova: ioas.ioasMap(
+      ctxOf(c),
+      {
+        flags: u(c.req, 'flags'),
+        ioasId: u(c.req, 'ioas_id'),
+        reserved: u(c.req, '__reserved'),
+        userVa: b(c.req, 'user_va'),
+        length: b(c.req, 'length'),
+        iova: b(c.req, 'iova'),
+      },
+      // a real ioctl knows its caller: DMA reaches that process's memory
+      c.mem instanceof PidMemory ? (va, len) => ioas.pinProcessPages((c.mem as PidMemory).pid, va, len) : undefined,
+    ),
   })),
   ioctl('IOMMU_IOAS_UNMAP', 0x86, S.iommu_ioas_unmap, 'length', (c) => ({ length: ioas.ioasUnmap(ctxOf(c), u(c.req, 'ioas_id'), b(c.req, 'iova'), b(c.req, 'length')) })),
   ioctl('IOMMU_OPTION', 0x87, S.iommu_option, 'val64', (c) => ({

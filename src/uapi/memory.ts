@@ -39,7 +39,7 @@ export interface ProcessMemory {
  * copy_to_user do. A page the process cannot supply is EFAULT.
  */
 export class PidMemory extends UserMemory {
-  constructor(private readonly mem: ProcessMemory, private readonly pid: number) {
+  constructor(private readonly mem: ProcessMemory, readonly pid: number) {
     super(new Map())
   }
 

@@ -9,6 +9,7 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { sh, withMount } from '../helpers/mount'
+import { iommufs } from '../helpers/cli'
 import { PACKAGE_ROOT } from '../../src/util/paths'
 
 const SMMU = 'smmu3.0x0000000009050000'
@@ -177,6 +178,22 @@ cat ${DBG}/iommu/${SMMU}/findings`,
       const json = trace.split('\n').filter((l) => l.includes('sanitizer.json '))
       assert.equal(json.length, 1)
       assert.equal(JSON.parse(json[0].split('sanitizer.json ')[1]).command, 'TLBI_NH_VA vmid=2 asid=1 addr=0x1000 leaf')
+    })
+  })
+
+  it('examples/c/dma: a program\'s malloc\'d memory read and written by the device with real ioctl(); under the shim the server cannot reach it (ABORT)', async () => {
+    await withMount(async (m) => {
+      const bin = path.join(PACKAGE_ROOT, 'dist', 'examples', 'c', 'dma')
+      const steps = 'VFIO_DEVICE_BIND_IOMMUFD: ok out_devid=1\nIOMMU_IOAS_ALLOC: ok out_ioas_id=2\nIOMMU_IOAS_MAP: ok iova=0x100000\nVFIO_DEVICE_ATTACH_IOMMUFD_PT: ok pt_id=3\n'
+      const ns = await iommufs(['exec', '--mount', m.dir, '--namespace', '--', bin])
+      assert.equal(ns.code, 0, ns.stdout + ns.stderr)
+      assert.equal(
+        ns.stdout,
+        `${steps}IOMMUFS_DMA read: ok status=OK data="written by the program"\nIOMMUFS_DMA write: ok status=OK the program now reads "written by the device"\nIOMMUFS_DMA unmapped: ok status=FAULT event=0x800000010\n`,
+      )
+      const shim = await iommufs(['exec', '--mount', m.dir, '--', bin])
+      assert.equal(shim.code, 0, shim.stdout + shim.stderr)
+      assert.equal(shim.stdout, `${steps}IOMMUFS_DMA read: ok status=ABORT\nIOMMUFS_DMA write: ok status=ABORT\nIOMMUFS_DMA unmapped: ok status=FAULT event=0x800000010\n`)
     })
   })
 })

@@ -15,6 +15,8 @@ import { Region } from '../../src/memory/region'
 import { s1Cd, wordBytes } from '../../src/hw/smmuv3/build'
 import { Geometry, PageTable } from '../../src/hw/smmuv3/pgtable'
 import { deviceDma } from '../../src/iommufd/dma'
+import { pinProcessPages } from '../../src/iommufd/ioas'
+import { ErrnoError } from '../../src/util/errno'
 
 const GUEST = 0x4000_0000n
 
@@ -138,5 +140,17 @@ describe('host driver: ATS under nesting', () => {
     const cmds = t.hw(SMMU0, 'cmdq').split('\n').filter((l) => /^ +\d+\t/.test(l)).map((l) => l.split('\t')[3])
     assert.deepEqual(cmds.slice(-2), ['ATC_INV sid=0x8 size=52', 'SYNC cs=2'])
     assert.match(t.hw(SMMU0, 'atc'), /^ATC: 0\/64\n$/)
+  })
+})
+
+describe('pinning a caller\'s pages (a real ioctl IOAS_MAP)', () => {
+  it('EFAULT where the caller has nothing mapped; its memory from user_va where it has', () => {
+    assert.throws(() => pinProcessPages(process.pid, 0x1000n, 0x1000n), (e: unknown) => e instanceof ErrnoError && e.errno === 'EFAULT' && /nothing mapped at 0x1000/.test(e.message))
+    const first = fs.readFileSync(`/proc/${process.pid}/maps`, 'utf8').split('\n')[0]
+    const start = BigInt(`0x${first.split('-')[0]}`)
+    const ref = pinProcessPages(process.pid, start, 0x1000n)
+    assert.equal(ref.offset, start)
+    assert.deepEqual(ref.backing.read(start, 4), Buffer.from([0x7f, 0x45, 0x4c, 0x46]))
+    ref.backing.release()
   })
 })
