@@ -54,7 +54,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
   if (state.hasContent && !opts.force) throw new Error(`mount point ${dir} is not empty (use --force to mount over it)`)
 
   const log = opts.log ? createWriteStream(opts.log, { flags: 'a' }) : undefined
-  const trace = new TraceLog(4096, (line) => {
+  const trace = new TraceLog(undefined, (line) => {
     opts.echo?.(line)
     log?.write(`${line}\n`)
   })

@@ -1,5 +1,6 @@
 import { ProcessMemory } from '../uapi/memory'
 import { ErrnoError } from '../util/errno'
+import { LIMITS } from '../util/limits'
 
 export type { ProcessMemory }
 
@@ -111,7 +112,6 @@ export class LiveDir implements DirNode {
 }
 
 export const SYSFS_SIZE = 4096
-const MAX_STORE = 4096
 
 /**
  * A sysfs-style attribute: `show` renders the whole value; the text is taken
@@ -142,7 +142,7 @@ export class AttributeFile implements FileNode {
       write: (pos, data) => {
         if (!this.store) throw new ErrnoError('EACCES', 'read-only attribute')
         if (pos !== 0) throw new ErrnoError('EINVAL', 'attributes are written whole, at offset 0')
-        if (data.length > MAX_STORE) throw new ErrnoError('E2BIG', `attribute writes are at most ${MAX_STORE} bytes`)
+        if (data.length > LIMITS.attributeWrite.max) throw new ErrnoError(LIMITS.attributeWrite.errno, `attribute writes are at most ${LIMITS.attributeWrite.max} bytes`)
         this.store(data.toString('utf8').replace(/\n$/, ''))
         return data.length
       },

@@ -3,6 +3,7 @@ import { RingIndex } from '../hw/ring'
 import { Descriptor, P_IOTLB_GRAN, devIotlb, pasidIotlb } from '../hw/vtd/qi'
 import { Vtd } from '../hw/vtd/vtd'
 import { ErrnoError, ErrnoName } from '../util/errno'
+import { LIMITS } from '../util/limits'
 import type { IommufdContext } from './context'
 import { HwptNested } from './hwpt'
 import { ULONG_MAX } from './ioas'
@@ -258,6 +259,7 @@ export function hwptInvalidate(ctx: IommufdContext, hwptId: number, reserved: nu
   if (reserved) throw new PartialError('EOPNOTSUPP', `__reserved=${reserved}: must be 0`, 0)
   if (arr.entryNum && (dataUptr === 0n || arr.entryLen === 0)) throw new PartialError('EINVAL', `entry_num=${arr.entryNum} needs data_uptr and entry_len`, 0)
   if (arr.entryLen > 4096 || arr.entryNum > 1 << 19) throw new PartialError('EINVAL', `${arr.entryLen > 4096 ? `entry_len=${arr.entryLen} is above 4096` : `entry_num=${arr.entryNum} is above 524288`}`, 0)
+  if (arr.entryNum > LIMITS.invalidateEntries.max) throw new PartialError(LIMITS.invalidateEntries.errno, `entry_num=${arr.entryNum}: iommufs takes at most ${LIMITS.invalidateEntries.max} entries per call`, 0)
   const target = ctx.objects.find(hwptId)
   if (!target) throw new PartialError('ENOENT', `hwpt_id=${hwptId}: no such object`, 0)
   if (target instanceof Viommu) return armInvalidate(target, arr)
@@ -273,6 +275,7 @@ export function hwptInvalidateRing(ctx: IommufdContext, a: RingArgs): RingOutcom
   if (a.reserved) throw new ErrnoError('EOPNOTSUPP', `__reserved=${a.reserved}: must be 0`)
   if (!Number.isInteger(a.indexBits) || a.indexBits < 1 || a.indexBits > 31) throw new ErrnoError('EINVAL', `q_index_bits=${a.indexBits}: must be 1..31`)
   const ring = new RingIndex(a.indexBits)
+  if (ring.size > LIMITS.ringEntries.max) throw new ErrnoError(LIMITS.ringEntries.errno, `q_index_bits=${a.indexBits}: iommufs takes rings of at most ${LIMITS.ringEntries.max} entries`)
   if (a.entryNum !== ring.size) throw new ErrnoError('EINVAL', `q_entry_num=${a.entryNum}: a ring with q_index_bits=${a.indexBits} has ${ring.size} entries`)
   if (a.entryLen === 0 || a.entryLen % 8) throw new ErrnoError('EINVAL', `q_entry_len=${a.entryLen}: must be a nonzero multiple of 8`)
   if (a.entryLen > 4096) throw new ErrnoError('EINVAL', `q_entry_len=${a.entryLen}: above 4096`)

@@ -1,4 +1,5 @@
 import { ErrnoError } from '../util/errno'
+import { LIMITS } from '../util/limits'
 import { hex, mustBeZero, unknownFlags } from './checks'
 import type { IommufdContext } from './context'
 import { IommufdObject } from './objects'
@@ -100,10 +101,13 @@ export class Ioas extends IommufdObject {
   setAllowed(ranges: IovaRange[]): void {
     ranges.forEach((r, i) => {
       if (r.start >= r.last) throw new ErrnoError('EINVAL', `allowed_iovas[${i}]: start ${hex(r.start)} must be below last ${hex(r.last)}`)
-      ranges.forEach((o, j) => {
-        if (j > i && overlaps(r, o)) throw new ErrnoError('EINVAL', `allowed_iovas[${i}] overlaps allowed_iovas[${j}]`)
-      })
     })
+    // sorted by start, a range can only overlap its successor: n log n, not n^2
+    const order = ranges.map((_, i) => i).sort((a, b) => (ranges[a].start < ranges[b].start ? -1 : ranges[a].start > ranges[b].start ? 1 : a - b))
+    for (let k = 1; k < order.length; k++) {
+      const [i, j] = [order[k - 1], order[k]]
+      if (overlaps(ranges[i], ranges[j])) throw new ErrnoError('EINVAL', `allowed_iovas[${Math.min(i, j)}] overlaps allowed_iovas[${Math.max(i, j)}]`)
+    }
     for (const res of this.reserved()) {
       const hit = ranges.findIndex((r) => overlaps(r, res))
       if (hit >= 0) throw new ErrnoError('EADDRINUSE', `allowed_iovas[${hit}] covers reserved IOVAs ${hex(res.start)}-${hex(res.last)}`)
@@ -113,6 +117,8 @@ export class Ioas extends IommufdObject {
 
   /** Validates and places a mapping; returns it without inserting (the caller commits). */
   planMap(req: MapRequest, what = 'iova'): Area {
+    const { max, errno } = LIMITS.mappings
+    if (this.areas.length >= max) throw new ErrnoError(errno, `ioas ${this.id} holds ${max} mappings, the most iommufs keeps in one IOAS`)
     const align = this.alignment
     if (req.length === 0n) throw new ErrnoError('EINVAL', 'length=0: nothing to map')
     if (req.length % align) throw new ErrnoError('EINVAL', `length=${hex(req.length)}: not a multiple of the IOVA alignment ${hex(align)}`)

@@ -1,4 +1,5 @@
 import { ErrnoError } from '../util/errno'
+import { LIMITS } from '../util/limits'
 
 export type ObjectType = 'ioas' | 'hwpt_paging' | 'hwpt_nested' | 'device' | 'viommu' | 'vdevice' | 'vcmdq'
 
@@ -32,16 +33,26 @@ export abstract class IommufdObject {
   }
 }
 
-/** IDs live in [1, 2^31 - 1]; the lowest free one is always taken, as xarray ALLOC1 does. */
-const MAX_ID = 0x7fffffff
-
+/**
+ * IDs are the lowest free one, as xarray ALLOC1 does (the kernel's range is
+ * [1, 2^31 - 1]; a context holds at most LIMITS.objects of them here).
+ */
 export class ObjectTable {
   private readonly slots = new Map<number, IommufdObject | 'tombstone'>()
+  /** No ID below this is free: the search for the lowest free ID starts here. */
+  private lowestFree = 1
+
+  /** ENOSPC (the limit's errno) when the table is full; checked before anything is made. */
+  checkRoom(): void {
+    const { max, errno } = LIMITS.objects
+    if (this.slots.size >= max) throw new ErrnoError(errno, `no free object ID: this context holds ${max} objects, the most it may`)
+  }
 
   insert<T extends IommufdObject>(obj: T): T {
-    let id = 1
+    this.checkRoom()
+    let id = this.lowestFree
     while (this.slots.has(id)) id++
-    if (id > MAX_ID) throw new ErrnoError('ENOSPC', 'no free object ID')
+    this.lowestFree = id + 1
     obj.id = id
     this.slots.set(id, obj)
     return obj
@@ -64,6 +75,7 @@ export class ObjectTable {
 
   remove(obj: IommufdObject): void {
     this.slots.delete(obj.id)
+    if (obj.id < this.lowestFree) this.lowestFree = obj.id
   }
 
   /** Keeps the ID reserved (lookups give ENOENT) until the context closes. */

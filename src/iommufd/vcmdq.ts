@@ -1,6 +1,7 @@
 import { CERROR, CONS_ERR_MASK, Command, describeCommand, parseCommand } from '../hw/smmuv3/commands'
 import { RingIndex } from '../hw/ring'
 import { ErrnoError } from '../util/errno'
+import { LIMITS } from '../util/limits'
 import { unknownFlags } from './checks'
 import type { IommufdContext } from './context'
 import { consumeGuestQueue } from './invalidate'
@@ -178,8 +179,12 @@ export class Vcmdq extends IommufdObject {
 export function vcmdqAlloc(ctx: IommufdContext, flags: number, viommuId: number, log2size: number): number {
   unknownFlags(flags, 0)
   const viommu = ctx.objects.get<Viommu>(viommuId, 'viommu_id', 'viommu')
-  const max = Math.min(Number(viommu.unit.registers.field('IDR1.CMDQS')), 19)
-  if (log2size < 1 || log2size > max) throw new ErrnoError('EINVAL', `log2size=${log2size}: ${viommu.unit.name} takes 1..${max} (IDR1.CMDQS)`)
+  const cmdqs = Math.min(Number(viommu.unit.registers.field('IDR1.CMDQS')), 19)
+  // one doorbell consumes the whole queue at most: the queue is bounded like an invalidation ring
+  const max = Math.min(cmdqs, Math.log2(LIMITS.ringEntries.max))
+  if (log2size < 1 || log2size > max) {
+    throw new ErrnoError('EINVAL', `log2size=${log2size}: ${viommu.unit.name} takes 1..${cmdqs} (IDR1.CMDQS)${max < cmdqs ? `, iommufs at most ${max} (${LIMITS.ringEntries.max} entries)` : ''}`)
+  }
   const q = ctx.objects.insert(new Vcmdq(viommu, log2size, (m) => ctx.world.trace.emit(`ctx${ctx.id}`, m)))
   viommu.users++
   return q.id

@@ -1,5 +1,7 @@
 import { Machine } from '../hw/machine'
 import { PciDevice } from '../hw/unit'
+import { ErrnoError } from '../util/errno'
+import { LIMITS } from '../util/limits'
 import { TraceLog } from '../util/trace'
 import { IommufdContext } from './context'
 
@@ -12,6 +14,8 @@ export class World {
   constructor(readonly machine: Machine, readonly trace: TraceLog = new TraceLog()) {}
 
   open(): IommufdContext {
+    const { max, errno } = LIMITS.contexts
+    if (this.contexts.size >= max) throw new ErrnoError(errno, `dev/iommu: ${max} contexts are open, the most iommufs serves at once`)
     const ctx = new IommufdContext(this.nextContext++, this)
     this.contexts.set(ctx.id, ctx)
     return ctx

@@ -1,12 +1,34 @@
 import { IommufdContext } from '../iommufd/context'
 import { PciDevice } from '../hw/unit'
 import { ErrnoError, ErrnoName } from '../util/errno'
+import { LIMITS } from '../util/limits'
 import { IoctlError, Ioctl, ioctlByCmd } from './ioctls'
 import { StructValue, decode, encodeInto } from './layout'
 import { UserMemory } from './memory'
 
 /** No single user buffer may exceed this (16 MiB); larger requests are refused with ENOMEM. */
-export const MAX_USER_BUFFER = 16 << 20
+export const MAX_USER_BUFFER = LIMITS.userBuffer.max
+
+/**
+ * A struct larger than any frame can carry: its tail could never be read, so
+ * it is refused as the kernel refuses a tail it cannot read (EFAULT), before
+ * anything of that size is allocated or scanned.
+ */
+export function oversizedStruct(sizeName: string, size: number): ErrnoError | undefined {
+  const { max, errno } = LIMITS.structSize
+  return size > max ? new ErrnoError(errno, `${sizeName}=${size}: iommufs carries at most ${max} struct bytes; the tail past them cannot be read`) : undefined
+}
+
+const ZEROS = Buffer.alloc(64 << 10)
+
+/** True when every byte is 0, compared natively a chunk at a time (a 16 MiB tail takes about a millisecond). */
+function allZero(b: Buffer): boolean {
+  for (let off = 0; off < b.length; off += ZEROS.length) {
+    const chunk = b.subarray(off, off + ZEROS.length)
+    if (!chunk.equals(ZEROS.subarray(0, chunk.length))) return false
+  }
+  return true
+}
 
 export interface IoctlRequest {
   readonly cmd: number
@@ -72,8 +94,9 @@ export function dispatch(env: DispatchEnv, r: IoctlRequest): IoctlReply {
   const have = Math.min(size, r.struct.length)
   if (have < Math.min(size, L.size)) return fail('EFAULT', `${sizeName}=${size}: only ${r.struct.length} bytes of the struct were sent`, { ioctl })
   if (ioctl.family === 'iommufd' && size > L.size) {
-    const tail = r.struct.subarray(L.size, have)
-    if (have < size || tail.some((x) => x !== 0)) {
+    const tooBig = oversizedStruct(sizeName, size)
+    if (tooBig) return fail(tooBig.errno, tooBig.message, { ioctl })
+    if (have < size || !allZero(r.struct.subarray(L.size, have))) {
       return fail('E2BIG', `${sizeName}=${size}: bytes past the ${L.size}-byte ${L.name} must be zero`, { ioctl })
     }
   }
@@ -85,7 +108,7 @@ export function dispatch(env: DispatchEnv, r: IoctlRequest): IoctlReply {
   for (const f of L.fields) {
     if (!f.pointer) continue
     const len = f.pointer.length(req)
-    if (len > BigInt(MAX_USER_BUFFER)) return fail('ENOMEM', `${f.name}: a ${len}-byte buffer is more than iommufs accepts (${MAX_USER_BUFFER})`, { ioctl, req })
+    if (len > BigInt(MAX_USER_BUFFER)) return fail(LIMITS.userBuffer.errno, `${f.name}: a ${len}-byte buffer is more than iommufs accepts (${MAX_USER_BUFFER})`, { ioctl, req })
     const addr = req[f.name] as bigint
     if (f.pointer.flow !== 'out' && len > 0n && addr !== 0n && !r.buffers.has(addr)) needs.push({ addr, len: Number(len), field: f.name })
   }

@@ -1,5 +1,6 @@
 import { ERRNO, ErrnoError, errnoName } from '../util/errno'
-import { BufferNeed, IoctlReply, MAX_USER_BUFFER } from './dispatch'
+import { FRAME_HEADER, LIMITS } from '../util/limits'
+import { BufferNeed, IoctlReply } from './dispatch'
 
 /**
  * Binary frames: an ioctl as a program issues it. Layout in docs/frames.md.
@@ -7,9 +8,9 @@ import { BufferNeed, IoctlReply, MAX_USER_BUFFER } from './dispatch'
  */
 export const FRAME_MAGIC = 0x464d4f49 // "IOMF"
 export const FRAME_VERSION = 1
-export const FRAME_HEADER = 32
+export { FRAME_HEADER }
 /** A frame may not exceed this; a larger total_len is refused (EMSGSIZE) before anything is buffered. */
-export const MAX_FRAME = MAX_USER_BUFFER + (1 << 20)
+export const MAX_FRAME = LIMITS.frame.max
 
 export const FrameKind = { REQUEST: 1, REPLY: 2, RETRY: 3 } as const
 /**
@@ -45,7 +46,7 @@ export function frameLength(buf: Buffer): number | undefined {
   if (version !== FRAME_VERSION) throw new ErrnoError('EPROTO', `frame version ${version}: iommufs speaks ${FRAME_VERSION}`)
   const total = buf.readUInt32LE(8)
   if (total < FRAME_HEADER) throw new ErrnoError('EINVAL', `frame total_len=${total}: shorter than the header`)
-  if (total > MAX_FRAME) throw new ErrnoError('EMSGSIZE', `frame total_len=${total}: larger than ${MAX_FRAME}`)
+  if (total > MAX_FRAME) throw new ErrnoError(LIMITS.frame.errno, `frame total_len=${total}: larger than ${MAX_FRAME}`)
   return total
 }
 

@@ -16,6 +16,7 @@ import { FileBacking } from '../memory/backing'
 import { DmaFlag, DmaStatus, deviceDma } from '../iommufd/dma'
 import { encodeEvent } from '../hw/smmuv3/events'
 import { ErrnoError } from '../util/errno'
+import { LIMITS } from '../util/limits'
 import { StructLayout, StructValue, decode, encode } from './layout'
 import { PidMemory, UserMemory } from './memory'
 import { VfioAttachFlag, VfioBindFlag } from './names'
@@ -175,6 +176,8 @@ function hwptInvalidateRing(call: Call): StructValue {
 
 function readRanges(call: Call): IovaRange[] {
   const count = u(call.req, 'num_iovas')
+  const { max, errno } = LIMITS.allowedIovas
+  if (count > max) throw new ErrnoError(errno, `num_iovas=${count}: iommufs takes at most ${max} ranges`)
   const raw = call.mem.read(b(call.req, 'allowed_iovas'), BigInt(count) * 16n, 'allowed_iovas')
   return Array.from({ length: count }, (_, i) => {
     const r = decode(S.iommu_iova_range, raw.subarray(i * 16, i * 16 + 16))

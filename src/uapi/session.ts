@@ -3,6 +3,7 @@ import { Device, unbind } from '../iommufd/device'
 import { World } from '../iommufd/world'
 import { PciDevice } from '../hw/unit'
 import { ErrnoError } from '../util/errno'
+import { LIMITS } from '../util/limits'
 import { readlinkSync } from 'node:fs'
 import { DispatchEnv, IoctlReply, MAX_USER_BUFFER, dispatch } from './dispatch'
 import { decodeRequest, encodeError, encodeReply, frameLength, looksLikeFrame } from './frame'
@@ -11,7 +12,7 @@ import { PidMemory, ProcessMemory } from './memory'
 import { DeviceResolver, formatReply, parseText } from './text'
 
 /** A text line longer than this is refused (EMSGSIZE) rather than buffered without end. */
-export const MAX_LINE = 4096
+export const MAX_LINE = LIMITS.line.max
 
 /** Where a context's debug directory is, relative to the mount root. */
 export function contextPath(id: number): string {
@@ -34,7 +35,11 @@ const openers = new WeakMap<IommufdContext, number>()
 
 /** One caller's state on a descriptor: its unfinished request bytes and its last reply. */
 interface CallerState {
-  pending: Buffer
+  /** Bytes written but not yet a whole line or frame, as written (joined once there is something to parse). */
+  pending: Buffer[]
+  pendingLen: number
+  /** The total length of the frame being received, once its header is in: nothing is parsed before it is whole. */
+  frameTotal: number
   reply: Buffer
   /** The file offset just past the write that produced `reply`. */
   replyBase: number
@@ -57,7 +62,7 @@ const MAX_CALLERS = 256
  */
 export abstract class Session {
   private readonly callers = new Map<number, CallerState>()
-  private latest: CallerState = { pending: Buffer.alloc(0), reply: Buffer.alloc(0), replyBase: 0 }
+  private latest: CallerState = { pending: [], pendingLen: 0, frameTotal: 0, reply: Buffer.alloc(0), replyBase: 0 }
 
   constructor(protected readonly world: World) {}
 
@@ -80,7 +85,7 @@ export abstract class Session {
       // most recently heard from last, so the first key is the one to drop
       this.callers.delete(pid)
     } else {
-      st = { pending: Buffer.alloc(0), reply: this.latest.reply, replyBase: this.latest.replyBase }
+      st = { pending: [], pendingLen: 0, frameTotal: 0, reply: this.latest.reply, replyBase: this.latest.replyBase }
       if (this.callers.size >= MAX_CALLERS) this.callers.delete(this.callers.keys().next().value as number)
     }
     this.callers.set(pid, st)
@@ -89,34 +94,49 @@ export abstract class Session {
 
   write(pos: number, data: Buffer, caller?: Requester): number {
     const st = this.stateFor(caller?.pid ?? 0)
-    st.pending = st.pending.length ? Buffer.concat([st.pending, data]) : data
+    st.pending.push(data)
+    st.pendingLen += data.length
+    // a large frame arrives in many writes: keep its pieces and join them once, not on every write
+    if (st.pendingLen < st.frameTotal) return data.length
+    let buf = st.pending.length === 1 ? st.pending[0] : Buffer.concat(st.pending, st.pendingLen)
+    st.pending = []
+    st.pendingLen = 0
+    st.frameTotal = 0
     const replies: Buffer[] = []
     try {
       for (;;) {
-        if (!st.pending.length) break
-        if (looksLikeFrame(st.pending)) {
-          const total = frameLength(st.pending)
-          if (total === undefined || st.pending.length < total) break
-          const frame = st.pending.subarray(0, total)
-          st.pending = st.pending.subarray(total)
+        if (!buf.length) break
+        if (looksLikeFrame(buf)) {
+          const total = frameLength(buf)
+          if (total === undefined || buf.length < total) {
+            st.frameTotal = total ?? 0
+            break
+          }
+          const frame = buf.subarray(0, total)
+          buf = buf.subarray(total)
           replies.push(this.handleFrame(frame))
           continue
         }
-        const nl = st.pending.indexOf(0x0a)
+        const nl = buf.indexOf(0x0a)
         if (nl < 0) {
-          if (st.pending.length > MAX_LINE) throw new ErrnoError('EMSGSIZE', `request line longer than ${MAX_LINE} bytes`)
+          if (buf.length > MAX_LINE) throw new ErrnoError(LIMITS.line.errno, `request line longer than ${MAX_LINE} bytes`)
           break
         }
-        const line = st.pending.subarray(0, nl).toString('utf8')
-        st.pending = st.pending.subarray(nl + 1)
-        const r = nl > MAX_LINE ? `err EMSGSIZE request line longer than ${MAX_LINE} bytes` : this.handleLine(line)
+        const line = buf.subarray(0, nl).toString('utf8')
+        buf = buf.subarray(nl + 1)
+        const r = nl > MAX_LINE ? `err ${LIMITS.line.errno} request line longer than ${MAX_LINE} bytes` : this.handleLine(line)
         if (r !== undefined) replies.push(Buffer.from(`${r}\n`))
       }
     } catch (e) {
-      st.pending = Buffer.alloc(0)
+      buf = Buffer.alloc(0)
+      st.frameTotal = 0
       if (!(e instanceof ErrnoError)) throw e
       this.world.trace.emit(this.label, `refused write: ${e.errno} ${e.message}`)
       throw e
+    }
+    if (buf.length) {
+      st.pending = [buf]
+      st.pendingLen = buf.length
     }
     if (replies.length) {
       st.reply = Buffer.concat(replies)

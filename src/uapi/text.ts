@@ -2,7 +2,8 @@ import { parseCommand } from '../hw/smmuv3/commands'
 import { InvalidateDataType } from '../iommufd/invalidate'
 import { PciDevice } from '../hw/unit'
 import { ErrnoError } from '../util/errno'
-import { IoctlReply, IoctlRequest, MAX_USER_BUFFER } from './dispatch'
+import { LIMITS } from '../util/limits'
+import { IoctlReply, IoctlRequest, oversizedStruct } from './dispatch'
 import { Ioctl, ioctlByName } from './ioctls'
 import { FieldSpec, StructLayout, StructValue, decode, encode, scalarWidth } from './layout'
 import { NAMES, lookupName } from './names'
@@ -225,7 +226,10 @@ export function parseText(line: string, devices: DeviceResolver): ParsedText {
   }
   const full = encode(L, values)
   const size = Number(values[sizeField] as bigint)
-  const struct = Buffer.alloc(size)
+  // VFIO reads only its minimum and ignores argsz beyond it: a large argsz costs nothing there
+  const tooBig = ioctl.family === 'iommufd' ? oversizedStruct(sizeField, size) : undefined
+  if (tooBig) throw tooBig
+  const struct = Buffer.alloc(ioctl.family === 'iommufd' ? size : Math.min(size, L.size))
   full.copy(struct, 0, 0, Math.min(size, full.length))
   return { ioctl, cmd: ioctl.cmd, struct, buffers, device, files }
 }
@@ -269,7 +273,7 @@ function placeEntries(p: FieldSpec, entries: { type: number; data: Buffer }[], v
   const consBuf = consPtr && payload.get(consPtr)
   let pos = consBuf ? consBuf.readUInt32LE(0) & (size * 2 - 1) : 0
   // a queue above the dispatcher's buffer limit is not built: the request is refused (ENOMEM) before it is read
-  if (slots * len > MAX_USER_BUFFER) return
+  if (slots * len > LIMITS.userBuffer.max) return
   const ring = Buffer.alloc(Math.max(slots, 0) * len)
   for (const e of entries) {
     const at = (pos % size) * len

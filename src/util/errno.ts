@@ -15,6 +15,7 @@ export const ERRNO = {
   ENOTDIR: 20,
   EISDIR: 21,
   EINVAL: 22,
+  ENFILE: 23,
   ENOTTY: 25,
   EFBIG: 27,
   ENOSPC: 28,

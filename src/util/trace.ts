@@ -1,3 +1,11 @@
+import { LIMITS } from './limits'
+
+/** A line cut to the trace's line limit, marked so a reader knows. */
+function clip(line: string): string {
+  const max = LIMITS.traceLineLength.max
+  return line.length > max ? `${line.slice(0, max - 3)}...` : line
+}
+
 /**
  * The live trace: one line per notable event (a handler bug, a request, an
  * injected fault). Kept in a bounded ring for the debug tree's trace files,
@@ -11,10 +19,10 @@ export class TraceLog {
   private seq = 0
   private readonly listeners = new Set<() => void>()
 
-  constructor(private readonly capacity = 4096, private readonly echo?: (line: string) => void) {}
+  constructor(private readonly capacity: number = LIMITS.traceLines.max, private readonly echo?: (line: string) => void) {}
 
   emit(tag: string, message: string): void {
-    const line = `[${(++this.seq).toString().padStart(6)}] ${tag}: ${message}`
+    const line = clip(`[${(++this.seq).toString().padStart(6)}] ${tag}: ${message}`)
     if (this.ring.length < this.capacity) this.ring.push(line)
     else {
       this.ring[this.next] = line

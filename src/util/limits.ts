@@ -1,0 +1,60 @@
+import type { ErrnoName } from './errno'
+
+/**
+ * Every bound iommufs puts on what one user can make it hold or do, in one
+ * place. Each is checked before any allocation or loop it guards, so no
+ * single request can hold the server (and every other user) for more than a
+ * few milliseconds. docs/limits.md is the same table for users; a unit test
+ * keeps the two equal.
+ */
+export interface Limit {
+  /** The largest accepted value. */
+  readonly max: number
+  /** What a request beyond it gets; undefined where the oldest entry is dropped instead. */
+  readonly errno?: ErrnoName
+  /** What is counted, in the words of docs/limits.md. */
+  readonly what: string
+}
+
+const MiB = 1 << 20
+
+/** Bytes of a binary frame's header (docs/frames.md); the frame codec takes it from here, since the struct limit is the frame limit less it. */
+export const FRAME_HEADER = 32
+
+/** Keeps the errno's literal type, so a limit with one is known to have one. */
+function limit<E extends ErrnoName | undefined>(max: number, errno: E, what: string): Limit & { readonly errno: E } {
+  return { max, errno, what }
+}
+
+export const LIMITS = {
+  /** dev/iommu opens alive at once in one server. */
+  contexts: limit(1024, 'ENFILE', 'iommufd contexts open at once (opens of dev/iommu)'),
+  /** Live and tombstoned IDs in one context's object table. */
+  objects: limit(65536, 'ENOSPC', 'objects (IDs) in one context'),
+  /** Areas in one IOAS. */
+  mappings: limit(262144, 'ENOMEM', 'mappings in one IOAS'),
+  /** Ranges in one IOAS_ALLOW_IOVAS. */
+  allowedIovas: limit(4096, 'ENOMEM', 'ranges in one IOAS_ALLOW_IOVAS (num_iovas)'),
+  /** Entries one HWPT_INVALIDATE may carry (the kernel's own cap, 2^19, is above it). */
+  invalidateEntries: limit(4096, 'EINVAL', 'entries in one HWPT_INVALIDATE (entry_num)'),
+  /** Entries of a ring (HWPT_INVALIDATE_RING) or a vCMDQ: one doorbell consumes at most this many. */
+  ringEntries: limit(4096, 'EINVAL', 'entries of an invalidation ring or a vCMDQ (2^q_index_bits, 2^log2size)'),
+  /** Bytes of one user buffer a struct's pointer names. */
+  userBuffer: limit(16 * MiB, 'ENOMEM', 'bytes of one user buffer (a pointer field\'s data)'),
+  /** Bytes of one binary frame, header included. */
+  frame: limit(17 * MiB, 'EMSGSIZE', 'bytes of one binary frame (total_len)'),
+  /** A struct's size/argsz: at most what a frame could carry; beyond it the tail cannot be read. */
+  structSize: limit(17 * MiB - FRAME_HEADER, 'EFAULT', 'a struct\'s size (argsz): the bytes a frame can carry'),
+  /** Bytes of one text request line. */
+  line: limit(4096, 'EMSGSIZE', 'bytes of one text request line'),
+  /** Bytes of one write to an attribute or register file. */
+  attributeWrite: limit(4096, 'E2BIG', 'bytes of one write to an attribute file'),
+  /** Bytes one DMA request may move. */
+  dmaLength: limit(1 * MiB, 'E2BIG', 'bytes of one DMA request'),
+  /** Lines the trace ring keeps; the oldest is dropped for a new one. */
+  traceLines: limit(4096, undefined, 'lines kept by the trace (the oldest is dropped)'),
+  /** Characters of one trace line; a longer one is cut. */
+  traceLineLength: limit(1024, undefined, 'characters of one trace line (cut, marked with ...)'),
+} as const satisfies Record<string, Limit>
+
+export type LimitName = keyof typeof LIMITS
