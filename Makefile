@@ -77,7 +77,7 @@ header:
 # ---- C programs written against the kernel uAPI (examples/c) and the benchmark's ioctl loop ----
 C_EXAMPLES := nested-smmuv3 nested-vtd errors fds threads dma
 # test programs (test/c): the same helpers as the examples
-C_TESTS := fork-share
+C_TESTS := fork-share close-sync
 EXAMPLE_BINS := $(addprefix dist/examples/c/,$(C_EXAMPLES)) $(addprefix dist/test/c/,$(C_TESTS)) dist/test/c/real-ioctl \
   dist/bench/ioctl-loop dist/bench/transport-loop dist/bench/ref-server
 

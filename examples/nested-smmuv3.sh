@@ -113,5 +113,9 @@ cat "$debug/$nested.hwpt_nested"
 echo "== $mnt/sys/kernel/debug/iommufd/iommu/$SMMU/stream_table"
 cat "$mnt/sys/kernel/debug/iommufd/iommu/$SMMU/stream_table"
 
-# Closing the descriptor destroys the context and everything in it.
+# Closing the descriptor destroys the context and everything in it, and
+# frees the device for the next user. close() returns before the server has
+# handled the close, so wait for the context's directory to go (a run right
+# after this one binds the same device).
 exec 3>&-
+until [ ! -e "$debug" ]; do :; done

@@ -104,5 +104,9 @@ cat "$mnt/sys/kernel/debug/iommufd/iommu/$DMAR/pasid_table"
 echo "== $mnt/sys/class/iommu/$DMAR/intel-iommu/domains_used"
 cat "$mnt/sys/class/iommu/$DMAR/intel-iommu/domains_used"
 
-# Closing the descriptor destroys the context and everything in it.
+# Closing the descriptor destroys the context and everything in it, and
+# frees the device for the next user. close() returns before the server has
+# handled the close, so wait for the context's directory to go (a run right
+# after this one binds the same device).
 exec 3>&-
+until [ ! -e "$debug" ]; do :; done

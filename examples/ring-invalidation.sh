@@ -141,3 +141,8 @@ say "the whole physical queue"
 cat "$CMDQ"
 echo
 echo "all steps behaved as described"
+
+# Close the context and wait for it to go (the server handles a close after
+# close() returns), so that a run right after this one finds the device free.
+exec 3>&-
+until [ ! -e "$DBG/$ctx" ]; do :; done

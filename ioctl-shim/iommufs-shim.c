@@ -147,8 +147,14 @@ enum fd_kind { FD_NONE = 0, FD_IOMMU = 1, FD_VFIO = 2 };
 struct slot {
 	uint8_t kind;
 	uint8_t ctx_known;
+	/* another process may hold the open file too (inherited, or we forked): its close is not ours to make final */
+	uint8_t shared;
 	uint32_t ctx;
+	/* which open() of ours this descriptor refers to (dups share it); 0 when inherited */
+	uint32_t open_id;
 };
+
+static uint32_t next_open_id;
 
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct slot *slots;
@@ -730,6 +736,9 @@ static int opened(int fd, int kind, const char *node)
 	if (fd < 0)
 		return fd;
 	struct slot s = { .kind = (uint8_t)kind };
+	pthread_mutex_lock(&table_lock);
+	s.open_id = ++next_open_id ? next_open_id : ++next_open_id;
+	pthread_mutex_unlock(&table_lock);
 	if (kind == FD_IOMMU) {
 		char why[320];
 		pthread_mutex_lock(&io_lock);
@@ -861,9 +870,61 @@ EXPORT int __openat64_2(int dirfd, const char *path, int flags)
 
 /* ---- descriptors: close and the dup family keep the table right ---- */
 
+/*
+ * The kernel destroys an iommufd context (and unbinds a VFIO cdev) before the
+ * last close() returns, but FUSE delivers the close to the server after
+ * close() has returned. So when fd is the last descriptor of its open file,
+ * the shim asks the server to release it first (the text request RELEASE)
+ * and waits for the answer: the effect is complete when close() returns.
+ * Not for a file another process may hold (inherited, or shared by fork):
+ * there the last close is not known, as it is not to the kernel's caller.
+ */
+static int is_last_descriptor(int fd, struct slot s)
+{
+	if (s.kind == FD_NONE || s.shared || !s.open_id)
+		return 0;
+	int last = 1;
+	pthread_mutex_lock(&table_lock);
+	for (size_t i = 0; i < nslots && last; i++)
+		if ((int)i != fd && slots[i].kind != FD_NONE && slots[i].open_id == s.open_id)
+			last = 0;
+	pthread_mutex_unlock(&table_lock);
+	return last;
+}
+
+static void release_now(int fd)
+{
+	static const char req[] = "RELEASE\n";
+	char buf[256];
+	pthread_mutex_lock(&io_lock);
+	if (write_all(fd, (const uint8_t *)req, sizeof req - 1) == 0) {
+		ssize_t n;
+		do
+			n = pread(fd, buf, sizeof buf - 1, (off_t)(sizeof req - 1));
+		while (n < 0 && errno == EINTR);
+		if (n >= 0) {
+			buf[n] = 0;
+			buf[strcspn(buf, "\n")] = 0;
+			trace("iommufs-shim: close(%d): RELEASE -> %s", fd, buf);
+		}
+	}
+	pthread_mutex_unlock(&io_lock);
+}
+
+/* Releases fd first when this close is its open file's last; errno is kept. */
+static void before_last_close(int fd)
+{
+	if (!is_last_descriptor(fd, slot_get(fd)))
+		return;
+	int saved = errno;
+	release_now(fd);
+	errno = saved;
+}
+
 EXPORT int close(int fd)
 {
 	RESOLVE();
+	before_last_close(fd);
 	/* forget first: once closed, another thread's open may get this number */
 	slot_clear(fd);
 	return real.close(fd);
@@ -875,6 +936,16 @@ EXPORT int close_range(unsigned int first, unsigned int last, int flags)
 	if (!real.close_range) {
 		errno = ENOSYS;
 		return -1;
+	}
+	if (!(flags & CLOSE_RANGE_CLOEXEC)) {
+		pthread_mutex_lock(&table_lock);
+		size_t n = nslots;
+		pthread_mutex_unlock(&table_lock);
+		/* release one at a time, forgetting each: the next one's "last" then counts only what stays open */
+		for (size_t fd = first; fd < n && fd <= last; fd++) {
+			before_last_close((int)fd);
+			slot_clear((int)fd);
+		}
 	}
 	int rc = real.close_range(first, last, flags);
 	if (rc == 0 && !(flags & CLOSE_RANGE_CLOEXEC)) {
@@ -898,6 +969,8 @@ EXPORT int dup(int fd)
 EXPORT int dup2(int fd, int to)
 {
 	RESOLVE();
+	if (fd != to && real.fcntl(fd, F_GETFD) >= 0)
+		before_last_close(to);
 	int r = real.dup2(fd, to);
 	if (r >= 0 && fd != to)
 		slot_copy(fd, r);
@@ -907,6 +980,8 @@ EXPORT int dup2(int fd, int to)
 EXPORT int dup3(int fd, int to, int flags)
 {
 	RESOLVE();
+	if (fd != to && real.fcntl(fd, F_GETFD) >= 0)
+		before_last_close(to);
 	int r = real.dup3(fd, to, flags);
 	if (r >= 0)
 		slot_copy(fd, r);
@@ -996,9 +1071,29 @@ static void after_fork(void)
 	pthread_mutex_unlock(&io_lock);
 }
 
+/* Parent and child now hold every open file alike: neither's close is known to be the last. */
+static void after_fork_shared(void)
+{
+	for (size_t fd = 0; fd < nslots; fd++)
+		slots[fd].shared = 1;
+	after_fork();
+}
+
+/* A normal exit closes every descriptor: release ours first, so a parent's wait sees the effect. */
+__attribute__((destructor)) static void shim_fini(void)
+{
+	pthread_mutex_lock(&table_lock);
+	size_t n = nslots;
+	pthread_mutex_unlock(&table_lock);
+	for (size_t fd = 0; fd < n; fd++) {
+		before_last_close((int)fd);
+		slot_clear((int)fd);
+	}
+}
+
 __attribute__((constructor)) static void shim_init(void)
 {
 	RESOLVE();
 	adopt_inherited();
-	pthread_atfork(before_fork, after_fork, after_fork);
+	pthread_atfork(before_fork, after_fork_shared, after_fork_shared);
 }

@@ -76,7 +76,21 @@ export abstract class Session {
     return undefined
   }
   protected afterReply(_reply: IoctlReply): void {}
-  abstract release(): void
+  /** What closing the file does (destroy the context, unbind the device); runs once. */
+  protected abstract teardown(): void
+  private released = false
+
+  /**
+   * The file's last close, or a RELEASE request before it: FUSE delivers the
+   * close after close() has returned, so a client that must see the effect at
+   * once (the ioctl shim, a script) asks first and the later close finds
+   * nothing left to do.
+   */
+  release(): void {
+    if (this.released) return
+    this.released = true
+    this.teardown()
+  }
 
   /** The state of the caller `pid` (0: the one state of an unknown caller), made on its first write. */
   private stateFor(pid: number): CallerState {
@@ -164,6 +178,7 @@ export abstract class Session {
    * before anything runs, so a struct the caller cannot write changes nothing.
    */
   ioctl(cmd: number, arg: bigint, caller: IoctlCaller): number {
+    if (this.released) throw new ErrnoError('EBADF', `${this.label}: released (RELEASE was answered); open the file again`)
     const io = ioctlByCmd(cmd)
     if (!io) throw new ErrnoError('ENOTTY', `ioctl 0x${cmd.toString(16)}: not an iommufd or VFIO cdev command`)
     const mem = caller.memory
@@ -211,13 +226,23 @@ export abstract class Session {
     if (!line || line.startsWith('#')) return undefined
     let out: string
     try {
-      out = this.special(line) ?? this.textRequest(line)
+      if (this.released) throw new ErrnoError('EBADF', `${this.label}: released (RELEASE was answered); open the file again`)
+      out = this.releaseRequest(line) ?? this.special(line) ?? this.textRequest(line)
     } catch (e) {
       const err = e instanceof ErrnoError ? e : this.bug(line.split(' ')[0], e)
       out = `err ${err.errno} ${err.message}`
     }
     this.world.trace.emit(this.label, `${line} -> ${out}`)
     return out
+  }
+
+  /** RELEASE (or IOMMUFS_RELEASE): does now what the file's close would, and answers once it is done. */
+  private releaseRequest(line: string): string | undefined {
+    const [name, ...rest] = line.split(/\s+/)
+    if (!/^(IOMMUFS_)?RELEASE$/i.test(name)) return undefined
+    if (rest.length) throw new ErrnoError('EINVAL', `${rest[0]}: RELEASE takes no arguments`)
+    this.release()
+    return 'ok'
   }
 
   private resolver(): DeviceResolver {
@@ -245,6 +270,7 @@ export abstract class Session {
   private handleFrame(frame: Buffer): Buffer {
     let cmd = 0
     try {
+      if (this.released) throw new ErrnoError('EBADF', `${this.label}: released (RELEASE was answered); open the file again`)
       const req = decodeRequest(frame)
       cmd = req.cmd
       const device = this.frameDevice(req.target)
@@ -293,7 +319,7 @@ export class IommuSession extends Session {
     return `ok id=${this.ctx.id} path=${contextPath(this.ctx.id)}`
   }
 
-  release(): void {
+  protected teardown(): void {
     this.world.close(this.ctx)
     this.world.trace.emit(this.label, 'closed: all objects destroyed')
   }
@@ -351,7 +377,7 @@ export class VfioDeviceSession extends Session {
     if (reply.ioctl?.short === 'DEVICE_BIND' && !reply.errno) this.bound = this.world.ownerOf(this.device)
   }
 
-  release(): void {
+  protected teardown(): void {
     const ctx = this.bound
     if (!ctx || this.world.ownerOf(this.device) !== ctx) return
     const dev = ctx.deviceOf(this.device)
