@@ -126,6 +126,7 @@ bench: build
 	node dist/bench/invalidate.js
 	node dist/bench/transport.js
 	node dist/bench/dma.js
+	node dist/bench/ioas.js
 
 clean:
 	rm -rf dist native/fuse3/build

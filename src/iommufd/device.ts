@@ -4,7 +4,7 @@ import { hex, mustBeZero, unknownFlags } from './checks'
 import type { IommufdContext } from './context'
 import { HwInfo, HwInfoType, driverFor } from './driver'
 import { Hwpt, HwptNested, HwptPaging } from './hwpt'
-import { Area, Ioas, ULONG_MAX } from './ioas'
+import { Ioas, ULONG_MAX } from './ioas'
 import { IommufdObject } from './objects'
 import type { Vdevice } from './vdevice'
 
@@ -73,7 +73,7 @@ function checkAttach(dev: Device, ioas: Ioas): void {
   const unit = dev.pci.unit
   const holes = [...unit.reservedRegions(), ...(unit.iovaBits < 64 ? [{ start: 1n << BigInt(unit.iovaBits), last: ULONG_MAX }] : [])]
   for (const h of holes) {
-    const hit = ioas.areas.find((a: Area) => a.iova <= h.last && h.start <= a.iova + a.length - 1n)
+    const hit = ioas.firstArea(h.start, h.last)
     if (hit) throw new ErrnoError('EADDRINUSE', `IOAS ${ioas.id} maps ${hex(hit.iova)}, which ${unit.name} reserves (${hex(h.start)}-${hex(h.last)})`)
     const allowed = ioas.allowed?.findIndex((r) => r.start <= h.last && h.start <= r.last) ?? -1
     if (allowed >= 0) throw new ErrnoError('EADDRINUSE', `IOAS ${ioas.id} allows ${hex(ioas.allowed![allowed].start)}-${hex(ioas.allowed![allowed].last)}, which ${unit.name} reserves`)

@@ -1,4 +1,5 @@
 import { ErrnoError } from '../util/errno'
+import { IntervalTree } from '../util/interval-tree'
 import { LIMITS } from '../util/limits'
 import { hex, mustBeZero, unknownFlags } from './checks'
 import type { IommufdContext } from './context'
@@ -70,11 +71,26 @@ export interface MapRequest {
 /** An I/O address space: the areas mapped into it and the IOVA rules devices impose on it. */
 export class Ioas extends IommufdObject {
   readonly type = 'ioas'
-  readonly areas: Area[] = []
+  /** The mappings by IOVA: lookups, overlap checks and IOVA allocation in O(log n). */
+  private readonly tree = new IntervalTree<Area>()
   allowed: IovaRange[] | undefined
   hugePages = true
   /** Paging HWPTs built on this IOAS (they hold a reference on it). */
   readonly hwpts = new Set<HwptPaging>()
+
+  /** Every mapping, by IOVA (a copy: O(n), for listings). */
+  get areas(): readonly Area[] {
+    return this.tree.values()
+  }
+
+  get mappingCount(): number {
+    return this.tree.size
+  }
+
+  /** The first mapping overlapping [start, last], by IOVA. */
+  firstArea(start: bigint, last: bigint): Area | undefined {
+    return this.tree.firstOverlapping(start, last)
+  }
 
   /** 1 until a domain exists, then the smallest page size of the domains (4 KiB here). */
   get alignment(): bigint {
@@ -118,7 +134,7 @@ export class Ioas extends IommufdObject {
   /** Validates and places a mapping; returns it without inserting (the caller commits). */
   planMap(req: MapRequest, what = 'iova'): Area {
     const { max, errno } = LIMITS.mappings
-    if (this.areas.length >= max) throw new ErrnoError(errno, `ioas ${this.id} holds ${max} mappings, the most iommufs keeps in one IOAS`)
+    if (this.tree.size >= max) throw new ErrnoError(errno, `ioas ${this.id} holds ${max} mappings, the most iommufs keeps in one IOAS`)
     const align = this.alignment
     if (req.length === 0n) throw new ErrnoError('EINVAL', 'length=0: nothing to map')
     if (req.length % align) throw new ErrnoError('EINVAL', `length=${hex(req.length)}: not a multiple of the IOVA alignment ${hex(align)}`)
@@ -129,7 +145,7 @@ export class Ioas extends IommufdObject {
       const range = { start: req.iova, last }
       const res = this.reserved().find((r) => overlaps(r, range))
       if (res) throw new ErrnoError('EINVAL', `${what}=${hex(req.iova)}: range hits reserved IOVAs ${hex(res.start)}-${hex(res.last)}`)
-      const clash = this.areas.find((a) => overlaps(range, { start: a.iova, last: a.iova + a.length - 1n }))
+      const clash = this.firstArea(range.start, range.last)
       if (clash) throw new ErrnoError('EEXIST', `${what}=${hex(req.iova)}: overlaps the mapping at ${hex(clash.iova)}`)
       return { iova: req.iova, length: req.length, userVa: req.userVa, flags: req.flags & ~MapFlag.FIXED_IOVA, memory: req.memory }
     }
@@ -137,8 +153,7 @@ export class Ioas extends IommufdObject {
   }
 
   insert(area: Area): void {
-    this.areas.push(area)
-    this.areas.sort((a, b) => (a.iova < b.iova ? -1 : 1))
+    this.tree.insert(area.iova, area.iova + area.length - 1n, area)
     areaMapped(this, area)
   }
 
@@ -153,20 +168,16 @@ export class Ioas extends IommufdObject {
       { start: 0n, last: PAGE_SIZE - 1n },
       { start: ULONG_MAX - PAGE_SIZE + 1n, last: ULONG_MAX },
     ])
-    const free = subtract(
-      window,
-      this.areas.map((a) => ({ start: a.iova, last: a.iova + a.length - 1n })),
-    )
-    for (const r of free) {
-      const start = ((r.start + align - 1n) / align) * align
-      if (start + length - 1n <= r.last && start + length - 1n >= start) return start
+    for (const r of window) {
+      const start = this.tree.firstHole(length, align, r.start, r.last)
+      if (start !== undefined) return start
     }
     throw new ErrnoError('ENOSPC', `no free IOVA hole of ${hex(length)} bytes`)
   }
 
   /** The areas fully inside [iova, last]; ENOENT if any area is cut or none is inside. */
   areasIn(iova: bigint, last: bigint): Area[] {
-    const hit = this.areas.filter((a) => a.iova <= last && iova <= a.iova + a.length - 1n)
+    const hit = this.tree.overlapping(iova, last)
     const cut = hit.find((a) => a.iova < iova || a.iova + a.length - 1n > last)
     if (cut) throw new ErrnoError('ENOENT', `the mapping at ${hex(cut.iova)} (${hex(cut.length)} bytes) is only partly inside the range; mappings are unmapped whole`)
     if (!hit.length) throw new ErrnoError('ENOENT', `nothing is mapped in ${hex(iova)}-${hex(last)}`)
@@ -175,7 +186,9 @@ export class Ioas extends IommufdObject {
 
   removeAreas(areas: Area[]): bigint {
     areasUnmapped(this, areas)
-    for (const a of areas) this.areas.splice(this.areas.indexOf(a), 1)
+    // all of them (unmap of the whole space): drop the tree at once rather than one removal per area
+    if (areas.length === this.tree.size) this.tree.clear()
+    else for (const a of areas) this.tree.remove(a.iova)
     return areas.reduce((n, a) => n + a.length, 0n)
   }
 
@@ -188,7 +201,7 @@ export class Ioas extends IommufdObject {
       ['allowed_iovas', this.allowed?.map((r) => `${hex(r.start)}-${hex(r.last)}`).join(' ') ?? 'all'],
       ['iova_ranges', this.ranges().map((r) => `${hex(r.start)}-${hex(r.last)}`).join(' ')],
       ['huge_pages', this.hugePages ? '1' : '0'],
-      ['mappings', String(this.areas.length)],
+      ['mappings', String(this.tree.size)],
       ...this.areas.map((a, i): [string, string] => [
         `map${i}`,
         `iova=${hex(a.iova)} length=${hex(a.length)} user_va=${hex(a.userVa)} ${a.flags & MapFlag.READABLE ? 'r' : '-'}${a.flags & MapFlag.WRITEABLE ? 'w' : '-'}`,
@@ -349,7 +362,7 @@ export function ioasCopy(ctx: IommufdContext, a: CopyArgs): bigint {
 
 export function ioasChangeProcess(ctx: IommufdContext, reserved: number): void {
   mustBeZero(reserved, '__reserved')
-  const mapped = ctx.objects.objects().find((o): o is Ioas => o instanceof Ioas && o.areas.length > 0)
+  const mapped = ctx.objects.objects().find((o): o is Ioas => o instanceof Ioas && o.mappingCount > 0)
   if (mapped) throw new ErrnoError('EINVAL', `IOAS ${mapped.id} has mappings made with IOAS_MAP; only IOAS_MAP_FILE mappings can change process`)
 }
 

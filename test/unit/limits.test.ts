@@ -99,6 +99,22 @@ describe('limits', () => {
     assert.equal(t.id('IOAS_ALLOC', 'out_ioas_id'), 77)
   })
 
+  it(`mappings: an IOAS holds ${LIMITS.mappings.max}; the next IOAS_MAP is ENOMEM and changes nothing; an unmap makes room`, () => {
+    const t = new IommuBench()
+    const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
+    const o = t.ctx.objects.find(ioas) as Ioas
+    // filled directly (the text path would take seconds): 4 KiB areas from 4 KiB up, where first fit puts them
+    for (let i = 0; i < LIMITS.mappings.max; i++) o.insert({ iova: 0x1000n + BigInt(i) * 0x1000n, length: 0x1000n, userVa: 0x100000n, flags: 6 })
+    const map = `IOAS_MAP ioas_id=${ioas} user_va=0x100000 length=0x1000 flags=READABLE`
+    assert.match(t.send(map), /^err ENOMEM ioas 1 holds 262144 mappings, the most iommufs keeps in one IOAS$/)
+    assert.equal(o.mappingCount, LIMITS.mappings.max)
+    assert.match(t.send(`IOAS_UNMAP ioas_id=${ioas} iova=0x200000 length=0x1000`), /^ok length=0x1000/)
+    assert.equal(t.ok(map).iova, '0x200000')
+    // unmapping everything at once is one step, not one per mapping
+    assert.match(t.send(`IOAS_UNMAP ioas_id=${ioas} iova=0 length=0xffffffffffffffff`), /^ok length=0x40000000$/)
+    assert.equal(o.mappingCount, 0)
+  })
+
   it(`allowed IOVA ranges: ${LIMITS.allowedIovas.max} are accepted, more are ENOMEM before any is read (regression: the overlap check was n^2)`, () => {
     const t = new IommuBench()
     const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
