@@ -6,7 +6,7 @@ TOPOLOGY ?= sysfs-schema/topologies/default.yaml
 DEBIAN_PACKAGES := libfuse2 fuse libfuse3-dev pkg-config gcc g++ libc6-dev make python3 bash coreutils
 STAMP := node_modules/.installed
 
-.PHONY: all setup deps build ts native shim header examples mount test unit lint bench clean
+.PHONY: all setup deps build ts native shim header examples mount test unit lint bench fuzz clean
 
 all: build
 
@@ -77,7 +77,7 @@ header:
 # ---- C programs written against the kernel uAPI (examples/c) and the benchmark's ioctl loop ----
 C_EXAMPLES := nested-smmuv3 nested-vtd errors fds threads dma
 # test programs (test/c): the same helpers as the examples
-C_TESTS := fork-share close-sync
+C_TESTS := fork-share close-sync fuzz-shim
 EXAMPLE_BINS := $(addprefix dist/examples/c/,$(C_EXAMPLES)) $(addprefix dist/test/c/,$(C_TESTS)) dist/test/c/real-ioctl \
   dist/bench/ioctl-loop dist/bench/transport-loop dist/bench/ref-server
 
@@ -115,6 +115,12 @@ mount: build
 
 test: build
 	npx mocha
+
+# the fuzzer (test/fuzz/fuzz.ts): a medium pass by default; FUZZ_ARGS for more, e.g. the long pass
+# FUZZ_ARGS="--inputs 1000000 --mount-inputs 50000 --shim-inputs 50000 --seconds 7200"
+FUZZ_ARGS ?= --seed 1 --inputs 30000 --mount-inputs 2000 --shim-inputs 2000 --seconds 120
+fuzz: build
+	node dist/test/fuzz/fuzz.js $(FUZZ_ARGS)
 
 lint: setup
 	npm run --silent lint
