@@ -2,6 +2,7 @@ import { IommuKind, IommuUnit } from '../hw/unit'
 import { GuestSte, describeSte, validateGuestSte } from '../hw/smmuv3/ste'
 import { VtdS1 } from '../hw/vtd/s1'
 import { ErrnoError } from '../util/errno'
+import { fallible } from '../util/fail-nth'
 import { hex, mustBeZero, unknownFlags } from './checks'
 import type { IommufdContext } from './context'
 import { driverFor } from './driver'
@@ -176,6 +177,7 @@ function planPaging(dev: Device, ioas: Ioas, a: HwptAllocArgs): HwptPaging {
   if (a.flags & HwptAllocFlag.FAULT_ID_VALID && a.flags & HwptAllocFlag.NEST_PARENT) throw new ErrnoError('EOPNOTSUPP', 'flags: FAULT_ID_VALID and NEST_PARENT exclude each other')
   if (a.data.type !== HwptDataType.NONE) throw new ErrnoError('EOPNOTSUPP', `data_type=${a.data.type}: a paging HWPT takes no driver data`)
   driverFor(unit).checkPaging(unit, a.flags)
+  fallible('page table allocation')
   return new HwptPaging(unit.kind, ioas, a.flags, false)
 }
 

@@ -1,5 +1,6 @@
 import { ErrnoError } from '../util/errno'
 import { IntervalTree } from '../util/interval-tree'
+import { fallible } from '../util/fail-nth'
 import { LIMITS } from '../util/limits'
 import { hex, mustBeZero, unknownFlags } from './checks'
 import type { IommufdContext } from './context'
@@ -153,6 +154,7 @@ export class Ioas extends IommufdObject {
   }
 
   insert(area: Area): void {
+    fallible('mapping allocation')
     this.tree.insert(area.iova, area.iova + area.length - 1n, area)
     areaMapped(this, area)
   }

@@ -1,4 +1,5 @@
 import { ErrnoError } from '../util/errno'
+import { fallible } from '../util/fail-nth'
 import { LIMITS } from '../util/limits'
 
 export type ObjectType = 'ioas' | 'hwpt_paging' | 'hwpt_nested' | 'device' | 'viommu' | 'vdevice' | 'vcmdq'
@@ -50,6 +51,8 @@ export class ObjectTable {
 
   insert<T extends IommufdObject>(obj: T): T {
     this.checkRoom()
+    fallible('object allocation')
+    fallible('ID insertion')
     let id = this.lowestFree
     while (this.slots.has(id)) id++
     this.lowestFree = id + 1

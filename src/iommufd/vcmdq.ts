@@ -1,6 +1,7 @@
 import { CERROR, CONS_ERR_MASK, Command, describeCommand, parseCommand } from '../hw/smmuv3/commands'
 import { RingIndex } from '../hw/ring'
 import { ErrnoError } from '../util/errno'
+import { fallible } from '../util/fail-nth'
 import { LIMITS } from '../util/limits'
 import { unknownFlags } from './checks'
 import type { IommufdContext } from './context'
@@ -185,6 +186,7 @@ export function vcmdqAlloc(ctx: IommufdContext, flags: number, viommuId: number,
   if (log2size < 1 || log2size > max) {
     throw new ErrnoError('EINVAL', `log2size=${log2size}: ${viommu.unit.name} takes 1..${cmdqs} (IDR1.CMDQS)${max < cmdqs ? `, iommufs at most ${max} (${LIMITS.ringEntries.max} entries)` : ''}`)
   }
+  fallible('queue allocation')
   const q = ctx.objects.insert(new Vcmdq(viommu, log2size, (m) => ctx.world.trace.emit(`ctx${ctx.id}`, m)))
   viommu.users++
   return q.id

@@ -54,7 +54,14 @@ export function viommuAlloc(ctx: IommufdContext, flags: number, type: number, de
   if (parent.kind !== unit.kind) throw new ErrnoError('EINVAL', `hwpt_id=${hwptId}: a ${parent.kind} domain cannot be the stage 2 of ${unit.name}`)
   const vmid = unit.vmids.alloc()
   if (vmid === undefined) throw new ErrnoError('ENOSPC', `${unit.name}: no free VMID`)
-  const v = ctx.objects.insert(new Viommu(unit, parent, vmid))
+  let v: Viommu
+  try {
+    v = ctx.objects.insert(new Viommu(unit, parent, vmid))
+  } catch (e) {
+    // the VMID goes back with the failed allocation (the fail-nth sweep found it kept)
+    unit.vmids.free(vmid)
+    throw e
+  }
   parent.viommus.add(v)
   parent.users++
   return v.id

@@ -1,4 +1,5 @@
 import { ErrnoError } from '../util/errno'
+import { fallible } from '../util/fail-nth'
 
 /**
  * The caller's memory as far as one ioctl can see it: the buffers its user
@@ -13,6 +14,7 @@ export class UserMemory {
   /** `len` bytes at `addr`, from whichever supplied buffer holds them all. */
   read(addr: bigint, len: bigint, field: string): Buffer {
     if (len === 0n) return Buffer.alloc(0)
+    fallible('copy from user')
     for (const [base, b] of this.supplied) {
       if (b === 'fault' || addr === 0n || addr < base || addr + len > base + BigInt(b.length)) continue
       return b.subarray(Number(addr - base), Number(addr - base + len))
@@ -22,6 +24,7 @@ export class UserMemory {
 
   write(addr: bigint, data: Buffer, field: string): void {
     if (data.length === 0) return
+    fallible('copy to user')
     if (addr === 0n || this.supplied.get(addr) === 'fault') throw new ErrnoError('EFAULT', `${field}=0x${addr.toString(16)}: cannot write there`)
     this.written.set(addr, Buffer.from(data))
   }

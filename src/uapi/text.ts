@@ -256,6 +256,8 @@ function placeEntries(p: FieldSpec, entries: { type: number; data: Buffer }[], v
     const len = given.has('entry_len') ? Number(values.entry_len as bigint) : natural
     if (!given.has('entry_len')) values.entry_len = BigInt(len)
     if (!given.has('entry_num')) values.entry_num = BigInt(entries.length)
+    // entries above the buffer limit are not built (entry_len=0x987a4322 made a 5 GB buffer): the dispatcher refuses the size (ENOMEM)
+    if (len * entries.length > LIMITS.userBuffer.max) return
     payload.set(p, Buffer.concat(entries.map((e) => { const b = Buffer.alloc(len); e.data.copy(b, 0, 0, Math.min(len, e.data.length)); return b })))
     return
   }

@@ -248,7 +248,8 @@ class Harness {
   /** A fresh world once this one has grown (keeps dumps small) or its context was released. */
   maybeReset(r: Rng): void {
     const ctx = this.session.ctx
-    if (this.world.contexts.has(ctx.id) && ctx.objects.size < 40 && !r.chance(0.001)) return
+    // small worlds keep the dump (taken after every input) cheap
+    if (this.world.contexts.has(ctx.id) && ctx.objects.size < 24 && !r.chance(0.004)) return
     this.world = new World(defaultMachine())
     this.session = new IommuSession(this.world)
     this.dump = dumpWorld(this.world)

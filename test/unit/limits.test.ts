@@ -185,6 +185,13 @@ describe('limits', () => {
     assert.match(r.message, /allowed_iovas: a 16777232-byte buffer is more than iommufs accepts/)
   })
 
+  it('a text HWPT_INVALIDATE whose entry_len makes the array larger than a user buffer is ENOMEM (regression: it built the 5 GB array, a handler bug)', () => {
+    const t = new IommuBench()
+    const { viommu } = smmuNestSetup(t)
+    t.err(`HWPT_INVALIDATE hwpt_id=${viommu} entry_len=0x987a4322 cmd=TLBI_NH_ALL cmd=TLBI_NH_ALL`, 'ENOMEM', /data_uptr: a 5116298820-byte buffer is more than iommufs accepts/)
+    assert.ok(!t.world.trace.recent().some((l) => / bug: /.test(l)))
+  })
+
   it(`an attribute write above ${LIMITS.attributeWrite.max} bytes is E2BIG and not stored`, () => {
     const stored: string[] = []
     const f = new AttributeFile(() => '', (v) => stored.push(v)).open()
