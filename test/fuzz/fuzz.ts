@@ -440,6 +440,8 @@ export async function fuzzShim(seed: number, count: number, seconds: number): Pr
 // ---- command line ----
 
 interface Options {
+  /** Only this target (text, frame, ioctl, mount, shim), to run targets as parallel processes. */
+  only?: string
   seed: number
   inputs: number
   mountInputs: number
@@ -449,11 +451,15 @@ interface Options {
 
 function parseArgs(argv: string[]): Options {
   const o: Options = { seed: 1, inputs: 30000, mountInputs: 2000, shimInputs: 2000, seconds: 60 }
-  const keys: Record<string, keyof Options> = { '--seed': 'seed', '--inputs': 'inputs', '--mount-inputs': 'mountInputs', '--shim-inputs': 'shimInputs', '--seconds': 'seconds' }
+  const keys: Record<string, Exclude<keyof Options, 'only'>> = { '--seed': 'seed', '--inputs': 'inputs', '--mount-inputs': 'mountInputs', '--shim-inputs': 'shimInputs', '--seconds': 'seconds' }
   for (let i = 0; i < argv.length; i += 2) {
+    if (argv[i] === '--only' && ['text', 'frame', 'ioctl', 'mount', 'shim'].includes(argv[i + 1])) {
+      o.only = argv[i + 1]
+      continue
+    }
     const k = keys[argv[i]]
     const v = Number(argv[i + 1])
-    if (!k || !Number.isFinite(v) || v < 0) throw new Error(`usage: fuzz [--seed N] [--inputs N] [--mount-inputs N] [--shim-inputs N] [--seconds S] (bad ${argv[i]} ${argv[i + 1] ?? ''})`)
+    if (!k || !Number.isFinite(v) || v < 0) throw new Error(`usage: fuzz [--only TARGET] [--seed N] [--inputs N] [--mount-inputs N] [--shim-inputs N] [--seconds S] (bad ${argv[i]} ${argv[i + 1] ?? ''})`)
     o[k] = v
   }
   return o
@@ -464,20 +470,23 @@ async function main(): Promise<number> {
   const started = Date.now()
   // the time budget is shared: half in-process, a quarter each for the mount and the shim
   const share = (f: number): number => started + o.seconds * 1000 * f
-  const per = Math.ceil(o.inputs / 3)
+  const runs = (t: string): boolean => !o.only || o.only === t
+  const inProcess = (['text', 'frame', 'ioctl'] as const).filter(runs)
+  const per = Math.ceil(o.inputs / Math.max(1, inProcess.length))
   const t0 = Date.now()
   let total = 0
   for (const [i, target] of (['text', 'frame', 'ioctl'] as const).entries()) {
-    const n = fuzzInProcess(target, o.seed + i, per, share((i + 1) / 6))
+    if (!runs(target)) continue
+    const n = fuzzInProcess(target, o.seed + i, per, o.only ? share(1) : share((i + 1) / 6))
     total += n
     process.stdout.write(`${target}: ${n} inputs\n`)
   }
   process.stdout.write(`in-process: ${total} inputs in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`)
   const t1 = Date.now()
-  const mn = o.mountInputs ? await fuzzMount(o.seed + 3, o.mountInputs, share(0.75)) : 0
+  const mn = o.mountInputs && runs('mount') ? await fuzzMount(o.seed + 3, o.mountInputs, o.only ? share(1) : share(0.75)) : 0
   process.stdout.write(`mount: ${mn} inputs in ${((Date.now() - t1) / 1000).toFixed(1)} s\n`)
   const t2 = Date.now()
-  const sn = o.shimInputs ? await fuzzShim(o.seed + 4, o.shimInputs, Math.max(1, (share(1) - Date.now()) / 1000)) : 0
+  const sn = o.shimInputs && runs('shim') ? await fuzzShim(o.seed + 4, o.shimInputs, Math.max(1, (share(1) - Date.now()) / 1000)) : 0
   process.stdout.write(`shim: ${sn} ioctls in ${((Date.now() - t2) / 1000).toFixed(1)} s\n`)
   process.stdout.write(`seed ${o.seed}: no failure\n`)
   return 0
