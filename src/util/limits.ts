@@ -33,8 +33,8 @@ export const LIMITS = {
   objects: limit(65536, 'ENOSPC', 'objects (IDs) in one context'),
   /** Areas in one IOAS. */
   mappings: limit(262144, 'ENOMEM', 'mappings in one IOAS'),
-  /** Ranges in one IOAS_ALLOW_IOVAS. */
-  allowedIovas: limit(4096, 'ENOMEM', 'ranges in one IOAS_ALLOW_IOVAS (num_iovas)'),
+  /** Ranges in one IOAS_ALLOW_IOVAS (each costs IOAS_IOVA_RANGES and every IOVA allocation a little). */
+  allowedIovas: limit(1024, 'ENOMEM', 'ranges in one IOAS_ALLOW_IOVAS (num_iovas)'),
   /** Entries one HWPT_INVALIDATE may carry (the kernel's own cap, 2^19, is above it). */
   invalidateEntries: limit(4096, 'EINVAL', 'entries in one HWPT_INVALIDATE (entry_num)'),
   /** Entries of a ring (HWPT_INVALIDATE_RING) or a vCMDQ: one doorbell consumes at most this many. */
