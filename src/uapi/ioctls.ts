@@ -178,18 +178,25 @@ function readRanges(call: Call): IovaRange[] {
   const count = u(call.req, 'num_iovas')
   const { max, errno } = LIMITS.allowedIovas
   if (count > max) throw new ErrnoError(errno, `num_iovas=${count}: iommufs takes at most ${max} ranges`)
-  const raw = call.mem.read(b(call.req, 'allowed_iovas'), BigInt(count) * 16n, 'allowed_iovas')
-  return Array.from({ length: count }, (_, i) => {
-    const r = decode(S.iommu_iova_range, raw.subarray(i * 16, i * 16 + 16))
-    return { start: b(r, 'start'), last: b(r, 'last') }
-  })
+  const L = S.iommu_iova_range
+  const raw = call.mem.read(b(call.req, 'allowed_iovas'), BigInt(count) * BigInt(L.size), 'allowed_iovas')
+  // read at the layout's offsets: the generic decode per range costs more than the whole check
+  const [start, last] = [L.field('start').offset, L.field('last').offset]
+  return Array.from({ length: count }, (_, i) => ({ start: raw.readBigUInt64LE(i * L.size + start), last: raw.readBigUInt64LE(i * L.size + last) }))
 }
 
 function ioasIovaRanges(call: Call): StructValue {
   const { ranges, alignment } = ioas.ioasIovaRanges(ctxOf(call), u(call.req, 'ioas_id'), u(call.req, '__reserved'))
   const capacity = u(call.req, 'num_iovas')
   const fit = ranges.slice(0, capacity)
-  call.mem.write(b(call.req, 'allowed_iovas'), Buffer.concat(fit.map((r) => encode(S.iommu_iova_range, { start: r.start, last: r.last }))), 'allowed_iovas')
+  const L = S.iommu_iova_range
+  const data = Buffer.alloc(fit.length * L.size)
+  const [start, last] = [L.field('start').offset, L.field('last').offset]
+  fit.forEach((r, i) => {
+    data.writeBigUInt64LE(r.start, i * L.size + start)
+    data.writeBigUInt64LE(r.last, i * L.size + last)
+  })
+  call.mem.write(b(call.req, 'allowed_iovas'), data, 'allowed_iovas')
   const out = { num_iovas: BigInt(ranges.length), out_iova_alignment: alignment }
   if (ranges.length > capacity) throw new IoctlError(new ErrnoError('EMSGSIZE', `num_iovas=${capacity}: ${ranges.length} ranges do not fit`), out)
   return out
