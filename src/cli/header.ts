@@ -61,6 +61,10 @@ function hex(v: number | bigint): string {
 /** A field; one with an alias is the kernel's union of an in and an out name. */
 function fieldDecl(f: FieldSpec): string {
   const arr = f.count > 1 ? `[${f.count}]` : ''
+  if (f.union) {
+    const members = Object.entries(f.union).map(([m, l]) => `\t\tstruct ${l.name} ${m};`)
+    return [`\tunion {`, ...members, `\t\t${C_TYPE[f.type]} ${f.name}${arr};`, '\t};'].join('\n')
+  }
   const alias = f.alias
   const note = f.pointer ? ` /* user pointer: ${f.pointer.flow} buffer */` : ''
   if (alias) return `\tunion {\n\t\t${C_TYPE[f.type]} ${alias}${arr};\n\t\t${C_TYPE[f.type]} ${f.name}${arr};\n\t};${note}`
@@ -138,11 +142,15 @@ enum {`)
   out.push(`#define IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17 ${hex(VTD_ERRATA_772415_SPR17)}`, '')
 
   out.push('/* ---- iommufd commands ---- */', '')
+  const unionMembers = new Set(layouts.flatMap((l) => l.fields.flatMap((f) => Object.values(f.union ?? {}).map((m) => m.name))))
   for (const l of layouts.filter((x) => !x.name.startsWith('vfio_') && byLayout.has(x.name))) {
+    // a union's member structs come first, as C needs them complete
+    const members = new Set(l.fields.flatMap((f) => Object.values(f.union ?? {})))
+    for (const m of members) out.push(structDef(m), '')
     out.push(structDef(l), ...(byLayout.get(l.name) ?? []).map(ioctlDefine), '')
   }
   out.push('/* ---- driver data behind user pointers ---- */', '')
-  for (const l of layouts.filter((x) => !x.name.startsWith('vfio_') && !byLayout.has(x.name))) out.push(structDef(l), '')
+  for (const l of layouts.filter((x) => !x.name.startsWith('vfio_') && !byLayout.has(x.name) && !unionMembers.has(x.name))) out.push(structDef(l), '')
 
   out.push(`/* ---- VFIO cdev commands (skipped where <linux/vfio.h> already defined them) ---- */
 

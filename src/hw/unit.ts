@@ -1,7 +1,7 @@
 import { PhysicalMemory } from '../memory/physical'
 import { RegisterFile } from './registers'
 
-export type IommuKind = 'arm-smmu-v3' | 'intel-vtd'
+export type IommuKind = 'arm-smmu-v3' | 'intel-vtd' | 'mock'
 
 /** An IOVA window the platform reserves (the MSI doorbell, for example). */
 export interface ReservedRegion {

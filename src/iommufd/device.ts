@@ -3,7 +3,7 @@ import { ErrnoError } from '../util/errno'
 import { hex, mustBeZero, unknownFlags } from './checks'
 import type { IommufdContext } from './context'
 import { HwInfo, HwInfoType, driverFor } from './driver'
-import { Hwpt, HwptNested, HwptPaging } from './hwpt'
+import { Hwpt, HwptAllocFlag, HwptNested, HwptPaging } from './hwpt'
 import { Ioas, ULONG_MAX } from './ioas'
 import { IommufdObject } from './objects'
 import type { Vdevice } from './vdevice'
@@ -84,6 +84,9 @@ function attachTo(ctx: IommufdContext, dev: Device, hwpt: Hwpt): number {
   if (dev.hwpt === hwpt) return hwpt.id
   if (hwpt.kind !== dev.pci.unit.kind) throw new ErrnoError('EINVAL', `pt_id=${hwpt.id}: a ${hwpt.kind} domain cannot hold ${dev.pci.bdf} (behind ${dev.pci.unit.name})`)
   if (hwpt instanceof HwptNested) driverFor(dev.pci.unit).checkNestedAttach(dev.pci, hwpt, dev.vdevice !== undefined && dev.vdevice.viommu === hwpt.viommu)
+  if (hwpt.paging.flags & HwptAllocFlag.DIRTY_TRACKING && !driverFor(dev.pci.unit).dirtyCapable(dev.pci)) {
+    throw new ErrnoError('EINVAL', `pt_id=${hwpt.id}: a dirty-tracking domain cannot hold ${dev.pci.bdf}, which cannot track dirty pages`)
+  }
   checkAttach(dev, hwpt.paging.ioas)
   const driver = driverFor(dev.pci.unit)
   const old = dev.hwpt
@@ -138,5 +141,5 @@ export function hwInfo(ctx: IommufdContext, flags: number, devId: number, inType
   if (flags & HwInfoFlag.INPUT_TYPE && inType !== HwInfoType.NONE && inType !== info.type) {
     throw new ErrnoError('EOPNOTSUPP', `in_data_type=${inType}: ${unit.name} reports type ${info.type}`)
   }
-  return { info, maxPasidLog2: driver.maxPasidLog2(unit), capabilities: driver.capabilities(unit) }
+  return { info, maxPasidLog2: driver.maxPasidLog2(dev.pci), capabilities: driver.capabilities(dev.pci) }
 }

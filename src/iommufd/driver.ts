@@ -3,12 +3,15 @@ import { PhysicalSte, Smmuv3 } from '../hw/smmuv3/smmuv3'
 
 import { checkNestedAttach } from '../hw/vtd/s1'
 import { Vtd } from '../hw/vtd/vtd'
+import { MOCK_PASID_WIDTH, MockDevFlag, isMockDevice } from '../hw/mock/mock'
 import { ErrnoError } from '../util/errno'
 import { Hwpt, HwptAllocFlag, HwptNested, HwptPaging } from './hwpt'
 import { installSte } from './smmu-host'
 
 /** iommu_hw_info_type. */
-export const HwInfoType = { NONE: 0, INTEL_VTD: 1, ARM_SMMUV3: 2, TEGRA241_CMDQV: 3, AMD: 4 } as const
+export const HwInfoType = { NONE: 0, INTEL_VTD: 1, ARM_SMMUV3: 2, TEGRA241_CMDQV: 3, AMD: 4, SELFTEST: 0xfeedbeef } as const
+/** The mock's hw_info register value (IOMMU_HW_INFO_SELFTEST_REGVAL). */
+export const SELFTEST_REGVAL = 0xdeadbeef
 /** iommufd_hw_capabilities. */
 export const HwCap = { DIRTY_TRACKING: 1n << 0n, PCI_PASID_EXEC: 1n << 1n, PCI_PASID_PRIV: 1n << 2n, PCI_ATS_NOT_SUPPORTED: 1n << 3n } as const
 /** The VT-d hw-info flag the kernel always sets: read-only mappings refused on a nest parent. */
@@ -17,6 +20,7 @@ export const VTD_ERRATA_772415_SPR17 = 1
 export type HwInfo =
   | { type: typeof HwInfoType.ARM_SMMUV3; flags: number; idr: bigint[]; iidr: bigint; aidr: bigint }
   | { type: typeof HwInfoType.INTEL_VTD; flags: number; cap_reg: bigint; ecap_reg: bigint }
+  | { type: typeof HwInfoType.SELFTEST; flags: number; test_reg: number }
 
 /**
  * The per-vendor half of the model: what the SMMUv3 and VT-d drivers report
@@ -24,8 +28,9 @@ export type HwInfo =
  */
 export interface Driver {
   hwInfo(unit: IommuUnit): HwInfo
-  capabilities(unit: IommuUnit): bigint
-  maxPasidLog2(unit: IommuUnit): number
+  /** GET_HW_INFO's out_capabilities and out_max_pasid_log2 for a device. */
+  capabilities(dev: PciDevice): bigint
+  maxPasidLog2(dev: PciDevice): number
   /** Refuses a paging domain the hardware cannot build (flags already checked by the core). */
   checkPaging(unit: IommuUnit, flags: number): void
   /** Takes the hardware ID `hwpt` holds on the device's unit (shared by its devices there). */
@@ -37,6 +42,8 @@ export interface Driver {
   forget(dev: PciDevice): void
   /** Attach-time checks a nested HWPT makes of a device; throws without changing anything. */
   checkNestedAttach(dev: PciDevice, hwpt: HwptNested, hasVdevice: boolean): void
+  /** A domain with dirty tracking can be built for (and attached to) this device. */
+  dirtyCapable(dev: PciDevice): boolean
 }
 
 function takeTag(hwpt: Hwpt, unit: IommuUnit, alloc: () => number | undefined): void {
@@ -70,10 +77,10 @@ const smmuDriver: Driver = {
       aidr: r.word('AIDR'),
     }
   },
-  capabilities(unit) {
+  capabilities({ unit }) {
     return (unit.dirtyTracking ? HwCap.DIRTY_TRACKING : 0n) | (unit.registers.flag('IDR0.ATS') ? 0n : HwCap.PCI_ATS_NOT_SUPPORTED)
   },
-  maxPasidLog2(unit) {
+  maxPasidLog2({ unit }) {
     return Number(unit.registers.field('IDR1.SSIDSIZE'))
   },
   checkPaging(unit, flags) {
@@ -116,6 +123,9 @@ const smmuDriver: Driver = {
     // back to the kernel's own domain, which the model does not translate: an abort STE
     installSte(smmu, dev, { config: 'abort', ats: false }, undefined)
   },
+  dirtyCapable(dev) {
+    return dev.unit.dirtyTracking
+  },
   checkNestedAttach(dev, hwpt, hasVdevice) {
     if (hwpt.data.kind !== 'arm-smmu-v3') throw new ErrnoError('EINVAL', 'not an SMMUv3 nested HWPT')
     if (hwpt.viommu && hwpt.viommu.unit !== dev.unit) throw new ErrnoError('EINVAL', `pt_id=${hwpt.id}: its vIOMMU is on ${hwpt.viommu.unit.name}, the device is behind ${dev.unit.name}`)
@@ -129,10 +139,10 @@ const vtdDriver: Driver = {
   hwInfo(unit) {
     return { type: HwInfoType.INTEL_VTD, flags: VTD_ERRATA_772415_SPR17, cap_reg: unit.registers.word('CAP'), ecap_reg: unit.registers.word('ECAP') }
   },
-  capabilities(unit) {
+  capabilities({ unit }) {
     return (unit.dirtyTracking ? HwCap.DIRTY_TRACKING : 0n) | (unit.registers.flag('ECAP.DT') ? 0n : HwCap.PCI_ATS_NOT_SUPPORTED)
   },
-  maxPasidLog2(unit) {
+  maxPasidLog2({ unit }) {
     return unit.registers.flag('ECAP.PASID') ? Number(unit.registers.field('ECAP.PSS')) + 1 : 0
   },
   checkPaging(unit, flags) {
@@ -159,13 +169,42 @@ const vtdDriver: Driver = {
   forget(dev) {
     ;(dev.unit as Vtd).pasidEntries.delete(dev.streamId)
   },
+  dirtyCapable(dev) {
+    return dev.unit.dirtyTracking
+  },
   checkNestedAttach(dev, hwpt) {
     if (hwpt.data.kind !== 'intel-vtd') throw new ErrnoError('EINVAL', 'not a VT-d nested HWPT')
     checkNestedAttach(dev.unit as Vtd, hwpt.data.s1)
   },
 }
 
+/** The selftest's mock driver: no hardware IDs, no tables; a device flag takes dirty tracking away. */
+const mockDriver: Driver = {
+  hwInfo() {
+    return { type: HwInfoType.SELFTEST, flags: 0, test_reg: SELFTEST_REGVAL }
+  },
+  capabilities(dev) {
+    return mockDriver.dirtyCapable(dev) ? HwCap.DIRTY_TRACKING : 0n
+  },
+  maxPasidLog2(dev) {
+    return isMockDevice(dev) && dev.flags & MockDevFlag.PASID ? MOCK_PASID_WIDTH : 0
+  },
+  checkPaging(_unit, flags) {
+    if (flags & ~(HwptAllocFlag.NEST_PARENT | HwptAllocFlag.DIRTY_TRACKING | HwptAllocFlag.PASID)) {
+      throw new ErrnoError('EOPNOTSUPP', `flags=0x${flags.toString(16)}: the mock IOMMU builds NEST_PARENT, DIRTY_TRACKING and PASID domains only`)
+    }
+  },
+  acquire() {},
+  release() {},
+  program() {},
+  forget() {},
+  checkNestedAttach() {},
+  dirtyCapable(dev) {
+    return !(isMockDevice(dev) && dev.flags & MockDevFlag.NO_DIRTY)
+  },
+}
+
 export function driverFor(unit: IommuUnit): Driver {
-  return unit.kind === 'arm-smmu-v3' ? smmuDriver : vtdDriver
+  return unit.kind === 'arm-smmu-v3' ? smmuDriver : unit.kind === 'intel-vtd' ? vtdDriver : mockDriver
 }
 

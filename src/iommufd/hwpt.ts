@@ -11,6 +11,12 @@ import { IommufdObject } from './objects'
 import type { Device } from './device'
 import { Viommu } from './viommu'
 import { readAndClearDirty } from './smmu-host'
+import type { MockNestedData } from './selftest'
+import { clearDirty, readDirty } from './dirty'
+
+/** IOMMU_HWPT_DATA_SELFTEST: the mock's nested data; its IOTLB has 4 slots. */
+export const HWPT_DATA_SELFTEST = 0xdead
+export const MOCK_IOTLB_NUM = 4
 
 /** IOMMU_HWPT_ALLOC flags. */
 export const HwptAllocFlag = { NEST_PARENT: 1 << 0, DIRTY_TRACKING: 1 << 1, FAULT_ID_VALID: 1 << 2, PASID: 1 << 3 } as const
@@ -90,7 +96,7 @@ export class HwptPaging extends Hwpt {
   }
 }
 
-export type NestedData = { kind: 'arm-smmu-v3'; ste: GuestSte } | { kind: 'intel-vtd'; s1: VtdS1 }
+export type NestedData = { kind: 'arm-smmu-v3'; ste: GuestSte } | { kind: 'intel-vtd'; s1: VtdS1 } | MockNestedData
 
 export class HwptNested extends Hwpt {
   readonly type = 'hwpt_nested'
@@ -117,6 +123,8 @@ export class HwptNested extends Hwpt {
     if (this.data.kind === 'arm-smmu-v3') {
       lines.push(['ste', this.data.ste.words.map((w) => `0x${w.toString(16).padStart(16, '0')}`).join(' ')], ['ste.config', this.data.ste.config], ['ats', this.data.ste.ats ? '1' : '0'])
       lines.push(...describeSte(this.data.ste.words))
+    } else if (this.data.kind === 'mock') {
+      lines.push(['iotlb', this.data.iotlb.map((v) => `0x${v.toString(16)}`).join(' ')])
     } else {
       const s1 = this.data.s1
       const names = ['SRE', 'EAFE', 'WPE'].filter((_, i) => s1.flags & (1n << BigInt(i)))
@@ -138,6 +146,8 @@ export interface VendorData {
   readonly len: number
   armSte(): [bigint, bigint]
   vtdS1(): VtdS1
+  /** The mock's iommu_hwpt_selftest: its iotlb word. */
+  selftest(): number
 }
 
 export interface HwptAllocArgs {
@@ -173,7 +183,9 @@ function planPaging(dev: Device, ioas: Ioas, a: HwptAllocArgs): HwptPaging {
   const all = HwptAllocFlag.NEST_PARENT | HwptAllocFlag.DIRTY_TRACKING | HwptAllocFlag.FAULT_ID_VALID | HwptAllocFlag.PASID
   unknownFlags(a.flags, all)
   const unit = dev.pci.unit
-  if (a.flags & HwptAllocFlag.DIRTY_TRACKING && !unit.dirtyTracking) throw new ErrnoError('EOPNOTSUPP', `flags=DIRTY_TRACKING: ${unit.name} cannot track dirty pages`)
+  if (a.flags & HwptAllocFlag.DIRTY_TRACKING && !driverFor(unit).dirtyCapable(dev.pci)) {
+    throw new ErrnoError('EOPNOTSUPP', `flags=DIRTY_TRACKING: ${unit.kind === 'mock' ? dev.pci.bdf : unit.name} cannot track dirty pages`)
+  }
   if (a.flags & HwptAllocFlag.FAULT_ID_VALID && a.flags & HwptAllocFlag.NEST_PARENT) throw new ErrnoError('EOPNOTSUPP', 'flags: FAULT_ID_VALID and NEST_PARENT exclude each other')
   if (a.data.type !== HwptDataType.NONE) throw new ErrnoError('EOPNOTSUPP', `data_type=${a.data.type}: a paging HWPT takes no driver data`)
   driverFor(unit).checkPaging(unit, a.flags)
@@ -188,6 +200,10 @@ function planNestedOnParent(dev: Device, parent: HwptPaging, a: HwptAllocArgs): 
   if (unit.kind === 'arm-smmu-v3') throw new ErrnoError('EOPNOTSUPP', `pt_id=${parent.id}: an SMMUv3 nested HWPT is allocated on a vIOMMU, not on its parent`)
   if (parent.auto || !parent.nestParent || parent.kind !== unit.kind) {
     throw new ErrnoError('EINVAL', `pt_id=${parent.id}: not a NEST_PARENT HWPT of ${unit.kind}${parent.auto ? ' (auto domains never are)' : ''}`)
+  }
+  if (unit.kind === 'mock') {
+    if (a.data.type !== HWPT_DATA_SELFTEST) throw new ErrnoError('EOPNOTSUPP', `data_type=${a.data.type}: the mock IOMMU takes SELFTEST (0xdead)`)
+    return new HwptNested(parent, undefined, { kind: 'mock', iotlb: new Array<number>(MOCK_IOTLB_NUM).fill(a.data.selftest()) })
   }
   if (!unit.supportsNesting) throw new ErrnoError('EOPNOTSUPP', `${unit.name}: nesting unsupported`)
   if (a.flags & HwptAllocFlag.PASID && !unit.registers.flag('ECAP.PASID')) throw new ErrnoError('EOPNOTSUPP', `flags=PASID: ${unit.name} has no PASID support`)
@@ -212,6 +228,7 @@ export function setDirtyTracking(ctx: IommufdContext, flags: number, hwptId: num
   const enable = (flags & DirtyTrackingFlag.ENABLE) !== 0
   // enabling first reads and clears every dirty bit, so tracking starts clean (iopt_clear_dirty_data)
   if (enable) readAndClearDirty(hwpt, 0n, ULONG_MAX, false, () => {})
+  if (enable) clearDirty(hwpt)
   hwpt.dirtyTrackingEnabled = enable
 }
 
@@ -231,6 +248,8 @@ export function dirtyBitmap(ctx: IommufdContext, hwptId: number, flags: number, 
     throw new ErrnoError('EINVAL', `iova/length/page_size: must be aligned to page_size and the IOVA alignment ${hex(align)}`)
   }
   if (!(hwpt.flags & HwptAllocFlag.DIRTY_TRACKING)) throw new ErrnoError('EOPNOTSUPP', `hwpt_id=${hwptId}: no dirty tracking`)
+  // the mock's dirty bits are the ones IOMMU_TEST_CMD DIRTY marked
+  if (hwpt.kind === 'mock') return readDirty(hwpt, iova, length, pageSize, (flags & DirtyBitmapFlag.NO_CLEAR) !== 0)
   const bitmap = Buffer.alloc(Number(((length / pageSize + 63n) / 64n) * 8n))
   readAndClearDirty(hwpt, iova, length, (flags & DirtyBitmapFlag.NO_CLEAR) !== 0, (from, to) => {
     for (let i = from / pageSize; i * pageSize < to; i++) bitmap[Number(i >> 3n)] |= 1 << Number(i & 7n)

@@ -5,12 +5,16 @@ import { Vtd } from '../hw/vtd/vtd'
 import { ErrnoError, ErrnoName } from '../util/errno'
 import { LIMITS } from '../util/limits'
 import type { IommufdContext } from './context'
-import { HwptNested } from './hwpt'
+import { HwptNested, MOCK_IOTLB_NUM } from './hwpt'
+import { hex } from './checks'
+import type { MockNestedData } from './selftest'
 import { ULONG_MAX } from './ioas'
 import { Viommu } from './viommu'
 
 /** iommu_hwpt_invalidate_data_type. */
-export const InvalidateDataType = { VTD_S1: 0, ARM_SMMUV3: 1 } as const
+export const InvalidateDataType = { VTD_S1: 0, ARM_SMMUV3: 1, SELFTEST: 0xdeadbeef } as const
+/** The selftest mock's entry flag: invalidate every IOTLB slot. */
+export const INVALIDATE_SELFTEST_ALL = 1
 /** iommu_hwpt_vtd_s1_invalidate_flags. */
 export const VtdInvFlag = { LEAF: 1 } as const
 /** The host driver issues at most this many commands before a CMD_SYNC (one CMDQ batch minus the sync). */
@@ -42,6 +46,8 @@ export interface EntryArray {
   readonly entryNum: number
   armCommands(): Command[]
   vtdEntry(index: number): VtdInvEntry
+  /** Entry `index`'s entry_len bytes as the user wrote them. */
+  rawEntry(index: number): Buffer
 }
 
 /** A guest command the vIOMMU refused, with the CMDQ error a guest queue shows for it. */
@@ -263,6 +269,7 @@ export function hwptInvalidate(ctx: IommufdContext, hwptId: number, reserved: nu
   const target = ctx.objects.find(hwptId)
   if (!target) throw new PartialError('ENOENT', `hwpt_id=${hwptId}: no such object`, 0)
   if (target instanceof Viommu) return armInvalidate(target, arr)
+  if (target instanceof HwptNested && target.data.kind === 'mock') return mockInvalidate(target as HwptNested & { data: MockNestedData }, arr)
   if (target instanceof HwptNested) {
     if (target.data.kind !== 'intel-vtd') throw new PartialError('EOPNOTSUPP', `hwpt_id=${hwptId}: an SMMUv3 nested HWPT is invalidated through its vIOMMU (${target.viommu?.id})`, 0)
     return vtdInvalidate(target, arr)
@@ -308,4 +315,28 @@ export function hwptInvalidateRing(ctx: IommufdContext, a: RingArgs): RingOutcom
     return { cons: c }
   }
   throw new ErrnoError('EINVAL', `hwpt_id=${a.hwptId}: is a ${target.type} object; invalidate a vIOMMU (SMMUv3) or a VT-d nested HWPT`)
+}
+
+/** The mock driver's nested-domain invalidation: each entry clears one IOTLB slot, or all. */
+export function mockInvalidate(hwpt: HwptNested & { data: MockNestedData }, arr: EntryArray): number {
+  if (arr.type !== InvalidateDataType.SELFTEST) throw new PartialError('EINVAL', `data_type=${hex(arr.type)}: the mock takes SELFTEST (${hex(InvalidateDataType.SELFTEST)})`, 0)
+  let done = 0
+  for (let i = 0; i < arr.entryNum; i++) {
+    let raw: Buffer
+    try {
+      if (arr.entryLen !== 8) throw new ErrnoError('EINVAL', `entry_len=${arr.entryLen}: iommu_hwpt_invalidate_selftest is 8 bytes`)
+      raw = arr.rawEntry(i)
+    } catch (e) {
+      if (e instanceof ErrnoError) throw new PartialError(e.errno, e.message, done)
+      throw e
+    }
+    const flags = raw.readUInt32LE(0)
+    const slot = raw.readUInt32LE(4)
+    if (flags & ~INVALIDATE_SELFTEST_ALL) throw new PartialError('EOPNOTSUPP', `entry ${i}: flags=${hex(flags)}: only ALL (1) is defined`, done)
+    if (slot >= MOCK_IOTLB_NUM) throw new PartialError('EINVAL', `entry ${i}: iotlb_id=${slot}: slots are 0..${MOCK_IOTLB_NUM - 1}`, done)
+    if (flags & INVALIDATE_SELFTEST_ALL) hwpt.data.iotlb.fill(0)
+    else hwpt.data.iotlb[slot] = 0
+    done++
+  }
+  return done
 }

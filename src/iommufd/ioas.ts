@@ -8,6 +8,7 @@ import { IommufdObject } from './objects'
 import type { HwptPaging } from './hwpt'
 import { FileBacking, MemoryRef, ProcessBacking } from '../memory/backing'
 import { areaMapped, areasUnmapped } from './smmu-host'
+import { dropDirty } from './dirty'
 
 export const ULONG_MAX = (1n << 64n) - 1n
 export const PAGE_SIZE = 4096n
@@ -30,6 +31,16 @@ export interface Area {
   readonly flags: number
   /** What DMA through the mapping reaches; none (an external abort) when absent. */
   readonly memory?: MemoryRef
+  /**
+   * The pinned user pages behind it (the kernel's iopt_pages): one per
+   * IOAS_MAP, shared by the copies made of it, so a page is pinned once.
+   */
+  readonly pages: object
+}
+
+/** The smallest page a domain of each hardware kind maps (the selftest's mock uses 2 KiB). */
+export function domainPageSize(kind: string): bigint {
+  return kind === 'mock' ? 2048n : PAGE_SIZE
 }
 
 function overlaps(a: IovaRange, b: IovaRange): boolean {
@@ -67,6 +78,8 @@ export interface MapRequest {
   iova: bigint
   userVa: bigint
   memory?: MemoryRef
+  /** The pages a copy maps again; a new IOAS_MAP gets its own. */
+  pages?: object
 }
 
 /** An I/O address space: the areas mapped into it and the IOVA rules devices impose on it. */
@@ -75,6 +88,8 @@ export class Ioas extends IommufdObject {
   /** The mappings by IOVA: lookups, overlap checks and IOVA allocation in O(log n). */
   private readonly tree = new IntervalTree<Area>()
   allowed: IovaRange[] | undefined
+  /** Ranges reserved by IOMMU_TEST_CMD's ADD_RESERVED, for the IOAS's lifetime. */
+  readonly userReserved: IovaRange[] = []
   hugePages = true
   /** Paging HWPTs built on this IOAS (they hold a reference on it). */
   readonly hwpts = new Set<HwptPaging>()
@@ -93,14 +108,48 @@ export class Ioas extends IommufdObject {
     return this.tree.firstOverlapping(start, last)
   }
 
-  /** 1 until a domain exists, then the smallest page size of the domains (4 KiB here). */
+  /** The IOVA alignment: PAGE_SIZE with huge pages off, else 1, raised to each domain's smallest page. */
   get alignment(): bigint {
-    return this.hwpts.size ? PAGE_SIZE : 1n
+    return this.alignmentWith(this.hugePages)
+  }
+
+  private alignmentWith(hugePages: boolean): bigint {
+    let a = hugePages ? 1n : PAGE_SIZE
+    for (const h of this.hwpts) {
+      const p = domainPageSize(h.kind)
+      if (p > a) a = p
+    }
+    return a
+  }
+
+  /**
+   * OPTION HUGE_PAGES: turning them off raises the alignment to PAGE_SIZE,
+   * refused while a domain holds mappings (EINVAL) or when a mapping is not
+   * aligned (EADDRINUSE), as iopt_disable_large_pages does.
+   */
+  setHugePages(on: boolean): void {
+    if (on || !this.hugePages) {
+      this.hugePages = on
+      return
+    }
+    if (this.hwpts.size && this.areas.length) throw new ErrnoError('EINVAL', `IOAS ${this.id} has mappings in a domain: huge pages cannot be turned off now`)
+    const align = this.alignmentWith(false)
+    const bad = this.areas.find((a) => (a.iova | a.length | (a.userVa % PAGE_SIZE)) & (align - 1n))
+    if (bad) throw new ErrnoError('EADDRINUSE', `the mapping at ${hex(bad.iova)} is not aligned to ${hex(align)}`)
+    this.hugePages = false
+  }
+
+  /** ADD_RESERVED: a range no mapping or allowed range may touch. */
+  reserve(range: IovaRange): void {
+    const area = this.tree.firstOverlapping(range.start, range.last)
+    if (area) throw new ErrnoError('EADDRINUSE', `${hex(range.start)}-${hex(range.last)}: the mapping at ${hex(area.iova)} is there`)
+    if (this.allowed?.some((r) => overlaps(r, range))) throw new ErrnoError('EADDRINUSE', `${hex(range.start)}-${hex(range.last)}: overlaps an allowed range`)
+    this.userReserved.push(range)
   }
 
   /** IOVA ranges no attached device may use: reserved windows and space beyond each aperture. */
   reserved(): IovaRange[] {
-    const out: IovaRange[] = []
+    const out: IovaRange[] = [...this.userReserved]
     for (const h of this.hwpts) {
       for (const unit of h.units()) {
         out.push(...unit.reservedRegions().map((r) => ({ start: r.start, last: r.last })))
@@ -137,8 +186,10 @@ export class Ioas extends IommufdObject {
     const { max, errno } = LIMITS.mappings
     if (this.tree.size >= max) throw new ErrnoError(errno, `ioas ${this.id} holds ${max} mappings, the most iommufs keeps in one IOAS`)
     const align = this.alignment
+    const pages = req.pages ?? {}
     if (req.length === 0n) throw new ErrnoError('EINVAL', 'length=0: nothing to map')
     if (req.length % align) throw new ErrnoError('EINVAL', `length=${hex(req.length)}: not a multiple of the IOVA alignment ${hex(align)}`)
+    if ((req.userVa % PAGE_SIZE) % align) throw new ErrnoError('EINVAL', `user_va=${hex(req.userVa)}: its offset in the page is not aligned to the IOVA alignment ${hex(align)}`)
     if (req.flags & MapFlag.FIXED_IOVA) {
       if (req.iova % align) throw new ErrnoError('EINVAL', `${what}=${hex(req.iova)}: not aligned to ${hex(align)}`)
       const last = req.iova + req.length - 1n
@@ -148,9 +199,9 @@ export class Ioas extends IommufdObject {
       if (res) throw new ErrnoError('EINVAL', `${what}=${hex(req.iova)}: range hits reserved IOVAs ${hex(res.start)}-${hex(res.last)}`)
       const clash = this.firstArea(range.start, range.last)
       if (clash) throw new ErrnoError('EEXIST', `${what}=${hex(req.iova)}: overlaps the mapping at ${hex(clash.iova)}`)
-      return { iova: req.iova, length: req.length, userVa: req.userVa, flags: req.flags & ~MapFlag.FIXED_IOVA, memory: req.memory }
+      return { iova: req.iova, length: req.length, userVa: req.userVa, flags: req.flags & ~MapFlag.FIXED_IOVA, memory: req.memory, pages }
     }
-    return { iova: this.allocIova(req.length, req.userVa), length: req.length, userVa: req.userVa, flags: req.flags, memory: req.memory }
+    return { iova: this.allocIova(req.length, req.userVa), length: req.length, userVa: req.userVa, flags: req.flags, memory: req.memory, pages }
   }
 
   insert(area: Area): void {
@@ -186,11 +237,31 @@ export class Ioas extends IommufdObject {
     return hit
   }
 
+  /**
+   * The pieces of the areas covering [iova, last] exactly, for a copy: any
+   * sub-range of an area will do, but a hole anywhere is ENOENT.
+   */
+  slices(iova: bigint, last: bigint): Area[] {
+    const out: Area[] = []
+    for (let expect = iova; ; ) {
+      const a = this.tree.firstOverlapping(expect, expect)
+      if (!a) throw new ErrnoError('ENOENT', `src_iova: nothing is mapped at ${hex(expect)} in ${hex(iova)}-${hex(last)}`)
+      const aLast = a.iova + a.length - 1n
+      const end = aLast < last ? aLast : last
+      const memory = a.memory && { backing: a.memory.backing, offset: a.memory.offset + (expect - a.iova) }
+      out.push({ iova: expect, length: end - expect + 1n, userVa: a.userVa + (expect - a.iova), flags: a.flags, pages: a.pages, memory })
+      if (end === last) return out
+      expect = end + 1n
+    }
+  }
+
   removeAreas(areas: Area[]): bigint {
     areasUnmapped(this, areas)
     // all of them (unmap of the whole space): drop the tree at once rather than one removal per area
     if (areas.length === this.tree.size) this.tree.clear()
     else for (const a of areas) this.tree.remove(a.iova)
+    // an unmap drops the domains' PTEs, and their dirty bits with them
+    dropDirty(this.hwpts, (iova) => this.tree.firstOverlapping(iova, iova) !== undefined)
     return areas.reduce((n, a) => n + a.length, 0n)
   }
 
@@ -345,21 +416,19 @@ export function ioasCopy(ctx: IommufdContext, a: CopyArgs): bigint {
   const src = ctx.ioas(a.srcIoasId, 'src_ioas_id')
   const dst = ctx.ioas(a.dstIoasId, 'dst_ioas_id')
   if (a.length === 0n) throw new ErrnoError('EINVAL', 'length=0')
-  const areas = src.areasIn(a.srcIova, a.srcIova + a.length - 1n)
-  let expect = a.srcIova
-  for (const s of areas) {
-    if (s.iova !== expect) throw new ErrnoError('ENOENT', `src_iova: hole at ${hex(expect)} in the source range`)
-    expect = s.iova + s.length
-  }
-  if (expect !== a.srcIova + a.length) throw new ErrnoError('ENOENT', `src_iova: the source range ends inside a hole at ${hex(expect)}`)
-  // the copy reaches the memory of the first source area (a copy spanning several sources keeps the first's backing)
-  const from = areas[0].memory
-  const memory = from && { backing: from.backing, offset: from.offset + (a.srcIova - areas[0].iova) }
-  const area = dst.planMap({ flags: a.flags, length: a.length, iova: a.dstIova, userVa: areas[0].userVa, memory }, 'dst_iova')
+  // any sub-range of the source areas, cut where they are cut; each piece keeps its pages and reaches its memory
+  const pieces = src.slices(a.srcIova, a.srcIova + a.length - 1n)
+  const whole = dst.planMap({ flags: a.flags, length: a.length, iova: a.dstIova, userVa: pieces[0].userVa, pages: pieces[0].pages }, 'dst_iova')
+  const planned = pieces.map((p) => {
+    const iova = whole.iova + (p.iova - a.srcIova)
+    return dst.planMap({ flags: a.flags | MapFlag.FIXED_IOVA, length: p.length, iova, userVa: p.userVa, pages: p.pages, memory: p.memory }, 'dst_iova')
+  })
   checkReadOnly(dst, a.flags)
-  from?.backing.hold()
-  dst.insert(area)
-  return area.iova
+  for (const p of planned) {
+    p.memory?.backing.hold()
+    dst.insert({ ...p, flags: a.flags & ~MapFlag.FIXED_IOVA })
+  }
+  return whole.iova
 }
 
 export function ioasChangeProcess(ctx: IommufdContext, reserved: number): void {
@@ -372,6 +441,6 @@ export function ioasChangeProcess(ctx: IommufdContext, reserved: number): void {
 export function ioasOption(ioas: Ioas, set: boolean, val64: bigint): bigint {
   if (!set) return ioas.hugePages ? 1n : 0n
   if (val64 > 1n) throw new ErrnoError('EINVAL', `val64=${val64}: expected 0 or 1`)
-  ioas.hugePages = val64 === 1n
+  ioas.setHugePages(val64 === 1n)
   return val64
 }

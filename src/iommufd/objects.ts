@@ -2,7 +2,7 @@ import { ErrnoError } from '../util/errno'
 import { fallible } from '../util/fail-nth'
 import { LIMITS } from '../util/limits'
 
-export type ObjectType = 'ioas' | 'hwpt_paging' | 'hwpt_nested' | 'device' | 'viommu' | 'vdevice' | 'vcmdq'
+export type ObjectType = 'ioas' | 'hwpt_paging' | 'hwpt_nested' | 'device' | 'viommu' | 'vdevice' | 'vcmdq' | 'selftest'
 
 /** A file of an object that behaves like a device register or memory (MMIO). */
 export interface MmioFile {
@@ -28,6 +28,9 @@ export abstract class IommufdObject {
   /** Register-like files the object exposes in the debug tree (a directory), if any. */
   files?(): Record<string, MmioFile>
 
+  /** What destroying the object undoes beyond its table slot (a selftest object unbinds its mock device). */
+  teardown?(): void
+
   /** Short label for listings and graphs. */
   label(): string {
     return `${this.type} ${this.id}`
@@ -39,7 +42,7 @@ export abstract class IommufdObject {
  * [1, 2^31 - 1]; a context holds at most LIMITS.objects of them here).
  */
 export class ObjectTable {
-  private readonly slots = new Map<number, IommufdObject | 'tombstone'>()
+  private readonly slots = new Map<number, IommufdObject | 'tombstone' | 'reserved'>()
   /** No ID below this is free: the search for the lowest free ID starts here. */
   private lowestFree = 1
 
@@ -49,22 +52,48 @@ export class ObjectTable {
     if (this.slots.size >= max) throw new ErrnoError(errno, `no free object ID: this context holds ${max} objects, the most it may`)
   }
 
-  insert<T extends IommufdObject>(obj: T): T {
+  private takeId(): number {
     this.checkRoom()
     fallible('object allocation')
     fallible('ID insertion')
     let id = this.lowestFree
     while (this.slots.has(id)) id++
     this.lowestFree = id + 1
+    return id
+  }
+
+  insert<T extends IommufdObject>(obj: T): T {
+    const id = this.takeId()
     obj.id = id
     this.slots.set(id, obj)
     return obj
   }
 
+  /** Takes an ID before the object exists (the kernel allocates the ID first); lookups see nothing there. */
+  reserve(): number {
+    const id = this.takeId()
+    this.slots.set(id, 'reserved')
+    return id
+  }
+
+  /** Puts `obj` at a reserved ID. */
+  fill<T extends IommufdObject>(id: number, obj: T): T {
+    obj.id = id
+    this.slots.set(id, obj)
+    return obj
+  }
+
+  /** Gives back a reserved ID that was never filled. */
+  release(id: number): void {
+    if (this.slots.get(id) !== 'reserved') return
+    this.slots.delete(id)
+    if (id < this.lowestFree) this.lowestFree = id
+  }
+
   /** A typed lookup: a missing ID and one of another type look the same (ENOENT). */
   get<T extends IommufdObject>(id: number, field: string, ...types: ObjectType[]): T {
     const o = this.slots.get(id)
-    if (!o || o === 'tombstone' || (types.length > 0 && !types.includes(o.type))) {
+    if (!o || typeof o === 'string' || (types.length > 0 && !types.includes(o.type))) {
       const what = types.length ? types.join(' or ') : 'object'
       throw new ErrnoError('ENOENT', `${field}=${id}: no ${what} with that ID`)
     }
@@ -73,7 +102,7 @@ export class ObjectTable {
 
   find(id: number): IommufdObject | undefined {
     const o = this.slots.get(id)
-    return o === 'tombstone' ? undefined : o
+    return typeof o === 'string' ? undefined : o
   }
 
   remove(obj: IommufdObject): void {
@@ -87,7 +116,7 @@ export class ObjectTable {
   }
 
   objects(): IommufdObject[] {
-    return [...this.slots.values()].filter((o): o is IommufdObject => o !== 'tombstone').sort((a, b) => a.id - b.id)
+    return [...this.slots.values()].filter((o): o is IommufdObject => typeof o !== 'string').sort((a, b) => a.id - b.id)
   }
 
   tombstones(): number[] {

@@ -5,8 +5,9 @@ import { CacheSizes, DEFAULT_CACHE_SIZES } from '../hw/smmuv3/caches'
 import { Smmuv3 } from '../hw/smmuv3/smmuv3'
 import { IommuGroup, IommuKind, IommuUnit, PciDevice } from '../hw/unit'
 import { Vtd } from '../hw/vtd/vtd'
+import { MockIommu } from '../hw/mock/mock'
 
-const KINDS: readonly IommuKind[] = ['arm-smmu-v3', 'intel-vtd']
+const KINDS: readonly IommuKind[] = ['arm-smmu-v3', 'intel-vtd', 'mock']
 const BDF = /^([0-9a-f]{4}):([0-9a-f]{2}):([0-1][0-9a-f])\.([0-7])$/
 /** Shown in a device's vendor/device files when the topology names none (a virtio network function). */
 export const DEFAULT_PCI_ID = { vendor: 0x1af4, device: 0x1041 }
@@ -55,12 +56,20 @@ export function loadTopology(file: string): Machine {
   let vtdIndex = 0
   const iommus = root.get('iommus').list()
   if (iommus.length === 0) root.get('iommus').fail('at least one IOMMU')
+  let mock: MockIommu | undefined
 
   for (const spec of iommus) {
-    spec.only(['kind', 'base', 'registers', 'devices', 'caches'])
     const kindNode = spec.get('kind')
     const kind = kindNode.str() as IommuKind
     if (!KINDS.includes(kind)) kindNode.fail(`one of ${KINDS.join(', ')}`)
+    if (kind === 'mock') {
+      // the selftest's mock IOMMU: a name at most; its devices come from IOMMU_TEST_CMD
+      spec.only(['kind', 'name'])
+      if (mock) kindNode.fail(`at most one mock IOMMU (${mock.name} is one)`)
+      mock = new MockIommu(spec.has('name') ? spec.get('name').str() : undefined)
+      continue
+    }
+    spec.only(['kind', 'base', 'registers', 'devices', 'caches'])
     const baseNode = spec.get('base')
     const base = baseNode.int(0n, (1n << 64n) - 1n)
     if (base % 0x1000n !== 0n) baseNode.fail('a 4 KiB aligned address')
@@ -115,7 +124,7 @@ export function loadTopology(file: string): Machine {
     }
     units.push(unit)
   }
-  return new Machine(units, [...groups.values()].sort((a, b) => a.id - b.id))
+  return new Machine(units, [...groups.values()].sort((a, b) => a.id - b.id), mock)
 }
 
 function firstFreeGroup(groups: Map<number, IommuGroup>): number {

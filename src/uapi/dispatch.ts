@@ -4,7 +4,7 @@ import { ErrnoError, ErrnoName } from '../util/errno'
 import { LIMITS } from '../util/limits'
 import { IoctlError, Ioctl, ioctlByCmd } from './ioctls'
 import { StructValue, decode, encodeInto } from './layout'
-import { UserMemory } from './memory'
+import { MissingMemory, UserMemory } from './memory'
 
 /** No single user buffer may exceed this (16 MiB); larger requests are refused with ENOMEM. */
 export const MAX_USER_BUFFER = LIMITS.userBuffer.max
@@ -114,7 +114,7 @@ export function dispatch(env: DispatchEnv, r: IoctlRequest): IoctlReply {
   }
   if (needs.length && r.mayRetry) return { ioctl, message: 'retry with these buffers', req, needs, written: new Map() }
 
-  const mem = r.memory ?? new UserMemory(r.buffers)
+  const mem = r.memory ?? new UserMemory(r.buffers, r.mayRetry === true)
   const writeBack = (out: StructValue): Buffer => {
     encodeInto(L, full, out)
     return Buffer.from(full.subarray(0, Math.min(size, L.size)))
@@ -123,6 +123,10 @@ export function dispatch(env: DispatchEnv, r: IoctlRequest): IoctlReply {
     const out = ioctl.handler({ ctx: env.ctx, req, mem, device: r.device, contextById: env.contextById, files: r.files })
     return { ioctl, message: '', req, out, struct: writeBack(out), written: mem.written }
   } catch (e) {
+    if (e instanceof MissingMemory) {
+      if (e.needs.some((n) => n.len > MAX_USER_BUFFER)) return fail('ENOMEM', `${e.needs[0].field}: more than iommufs accepts in one buffer (${MAX_USER_BUFFER})`, { ioctl, req })
+      return { ioctl, message: 'retry with these buffers', req, needs: e.needs, written: new Map() }
+    }
     if (e instanceof IoctlError) return fail(e.errno, e.message, { ioctl, req, out: e.out, struct: writeBack(e.out), written: mem.written })
     if (e instanceof ErrnoError) return fail(e.errno, e.message, { ioctl, req })
     throw e

@@ -9,7 +9,7 @@ import * as viommu from '../iommufd/viommu'
 import { EntryArray, PartialError, VtdInvEntry } from '../iommufd/invalidate'
 import { Command } from '../hw/smmuv3/commands'
 import { HwInfoType } from '../iommufd/driver'
-import { HwptDataType, VendorData } from '../iommufd/hwpt'
+import { HWPT_DATA_SELFTEST, HwptDataType, VendorData } from '../iommufd/hwpt'
 import { IovaRange } from '../iommufd/ioas'
 import { PciDevice } from '../hw/unit'
 import { FileBacking } from '../memory/backing'
@@ -21,6 +21,7 @@ import { StructLayout, StructValue, decode, encode } from './layout'
 import { PidMemory, UserMemory } from './memory'
 import { VfioAttachFlag, VfioBindFlag } from './names'
 import * as S from './structs'
+import { testCmd } from './test-cmd'
 
 /** An error whose ioctl still writes fields back (EMSGSIZE's num_iovas, INVALIDATE's entry_num). */
 export class IoctlError extends ErrnoError {
@@ -98,6 +99,7 @@ function vendorData(call: Call): VendorData {
       const s = copy(HwptDataType.VTD_S1, S.iommu_hwpt_vtd_s1, S.iommu_hwpt_vtd_s1.size)
       return { flags: b(s, 'flags'), pgtblAddr: b(s, 'pgtbl_addr'), addrWidth: u(s, 'addr_width'), reserved: u(s, '__reserved') }
     },
+    selftest: () => u(copy(HWPT_DATA_SELFTEST, S.iommu_hwpt_selftest, S.iommu_hwpt_selftest.endOf('iotlb')), 'iotlb'),
   }
 }
 
@@ -133,6 +135,7 @@ function entryArray(call: Call): EntryArray {
       return Array.from({ length: num }, (_, i) => copyArmEntry(raw.subarray(i * len, (i + 1) * len), i))
     },
     vtdEntry: (i) => copyVtdEntry(call.mem.read(addr + BigInt(i * len), BigInt(len), 'data_uptr'), i),
+    rawEntry: (i) => call.mem.read(addr + BigInt(i * len), BigInt(len), 'data_uptr'),
   }
 }
 
@@ -207,7 +210,8 @@ function hwInfo(call: Call): StructValue {
   const reservedBytes = (r.__reserved as bigint[]).reduce((a, x) => (a << 8n) | x, 0n)
   const { info, maxPasidLog2, capabilities } = device.hwInfo(ctxOf(call), u(r, 'flags'), u(r, 'dev_id'), u(r, 'out_data_type'), reservedBytes)
   const { type, ...fields } = info
-  const blob = encode(type === HwInfoType.ARM_SMMUV3 ? S.iommu_hw_info_arm_smmuv3 : S.iommu_hw_info_vtd, {
+  const layout = type === HwInfoType.ARM_SMMUV3 ? S.iommu_hw_info_arm_smmuv3 : type === HwInfoType.SELFTEST ? S.iommu_test_hw_info : S.iommu_hw_info_vtd
+  const blob = encode(layout, {
     ...Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, Array.isArray(v) ? v : BigInt(v)])),
   })
   // the user's buffer gets min(its length, the blob) and zeros after
@@ -381,6 +385,8 @@ export const IOCTLS: readonly Ioctl[] = [
   ioctl('IOMMU_IOAS_CHANGE_PROCESS', 0x92, S.iommu_ioas_change_process, '__reserved', (c) => (ioas.ioasChangeProcess(ctxOf(c), u(c.req, '__reserved')), {})),
   ioctl('IOMMU_VEVENTQ_ALLOC', 0x93, S.iommu_veventq_alloc, 'out_veventq_fd', notModelled('a vEVENTQ')),
   ioctl('IOMMU_HW_QUEUE_ALLOC', 0x94, S.iommu_hw_queue_alloc, 'length', notModelled('a HW queue (Tegra241 CMDQV)')),
+  // the selftest's command: the kernel has it only with CONFIG_IOMMUFD_TEST (docs/extensions.md)
+  { ...ioctl('IOMMU_TEST_CMD', 0xa0, S.iommu_test_cmd, 'last', testCmd), short: 'TEST_CMD' },
 
   // iommufs extensions, in a range the kernel does not use (docs/extensions.md)
   { ...ioctl('IOMMUFS_HWPT_INVALIDATE_RING', 0xc0, S.iommufs_hwpt_invalidate_ring, '__reserved', hwptInvalidateRing), short: 'HWPT_INVALIDATE_RING' },

@@ -41,6 +41,8 @@ export interface FieldSpec {
   readonly pointer?: PointerSpec
   /** Another name the field goes by in a union (in_data_type for out_data_type). */
   readonly alias?: string
+  /** The field is a C union of these structs (by member name); the words are its raw bytes. */
+  readonly union?: Readonly<Record<string, StructLayout>>
 }
 
 export interface StructLayout {
@@ -63,6 +65,7 @@ export interface FieldDecl {
   names?: string
   pointer?: PointerSpec
   alias?: string
+  union?: Readonly<Record<string, StructLayout>>
 }
 
 export function struct(name: string, decls: [string, FieldDecl][]): StructLayout {
@@ -82,6 +85,7 @@ export function struct(name: string, decls: [string, FieldDecl][]): StructLayout
       names: d.names,
       pointer: d.pointer,
       alias: d.alias,
+      union: d.union,
     }
     offset += w * f.count
     return f

@@ -1,6 +1,20 @@
 import { ErrnoError } from '../util/errno'
 import { fallible } from '../util/fail-nth'
 
+/** A buffer a handler must see before it can run (not named by the struct's pointer fields). */
+export interface MemoryNeed {
+  readonly addr: bigint
+  readonly len: number
+  readonly field: string
+}
+
+/** Thrown by reads the caller can still supply: the dispatcher turns it into a RETRY frame. */
+export class MissingMemory extends Error {
+  constructor(readonly needs: readonly MemoryNeed[]) {
+    super(`user memory needed: ${needs.map((n) => `${n.field}@0x${n.addr.toString(16)}+${n.len}`).join(', ')}`)
+  }
+}
+
 /**
  * The caller's memory as far as one ioctl can see it: the buffers its user
  * pointers name (sent along with the struct) and the ones it writes back.
@@ -9,16 +23,35 @@ import { fallible } from '../util/fail-nth'
 export class UserMemory {
   readonly written = new Map<bigint, Buffer>()
 
-  constructor(private readonly supplied: ReadonlyMap<bigint, Buffer | 'fault'>) {}
+  /** `canAsk`: a buffer not supplied may still be asked for (frames from the shim), so reads of it throw MissingMemory. */
+  constructor(private readonly supplied: ReadonlyMap<bigint, Buffer | 'fault'>, private readonly canAsk = false) {}
+
+  private lookup(addr: bigint, len: bigint): Buffer | 'fault' | undefined {
+    for (const [base, b] of this.supplied) {
+      if (b === 'fault') {
+        if (base === addr) return 'fault'
+        continue
+      }
+      if (addr === 0n || addr < base || addr + len > base + BigInt(b.length)) continue
+      return b.subarray(Number(addr - base), Number(addr - base + len))
+    }
+    return undefined
+  }
+
+  /** Asks for every buffer of `needs` not supplied yet, all at once (before a handler changes anything). */
+  need(needs: readonly MemoryNeed[]): void {
+    if (!this.canAsk) return
+    const missing = needs.filter((n) => n.len > 0 && n.addr !== 0n && this.lookup(n.addr, BigInt(n.len)) === undefined)
+    if (missing.length) throw new MissingMemory(missing)
+  }
 
   /** `len` bytes at `addr`, from whichever supplied buffer holds them all. */
   read(addr: bigint, len: bigint, field: string): Buffer {
     if (len === 0n) return Buffer.alloc(0)
     fallible('copy from user')
-    for (const [base, b] of this.supplied) {
-      if (b === 'fault' || addr === 0n || addr < base || addr + len > base + BigInt(b.length)) continue
-      return b.subarray(Number(addr - base), Number(addr - base + len))
-    }
+    const b = this.lookup(addr, len)
+    if (b instanceof Buffer) return b
+    if (b === undefined && this.canAsk && addr !== 0n) throw new MissingMemory([{ addr, len: Number(len), field }])
     throw new ErrnoError('EFAULT', `${field}=0x${addr.toString(16)}: cannot read ${len} bytes there`)
   }
 

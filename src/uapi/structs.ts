@@ -100,7 +100,7 @@ export const iommu_hwpt_alloc = struct('iommu_hwpt_alloc', [
     'data_uptr',
     {
       type: 'u64',
-      pointer: { ...counted('data_len', 1), flow: 'in', vendor: { typeField: 'data_type', layouts: { 1: 'iommu_hwpt_vtd_s1', 2: 'iommu_hwpt_arm_smmuv3' } } },
+      pointer: { ...counted('data_len', 1), flow: 'in', vendor: { typeField: 'data_type', layouts: { 1: 'iommu_hwpt_vtd_s1', 2: 'iommu_hwpt_arm_smmuv3', 0xdead: 'iommu_hwpt_selftest' } } },
     },
   ],
   ['fault_id', { type: 'u32' }],
@@ -117,7 +117,7 @@ export const iommu_hw_info = struct('iommu_hw_info', [
     {
       type: 'u64',
       // room for any driver's blob when a text request names no length
-      pointer: { ...counted('data_len', 1, 64n), flow: 'out', vendor: { typeField: 'out_data_type', layouts: { 1: 'iommu_hw_info_vtd', 2: 'iommu_hw_info_arm_smmuv3' } } },
+      pointer: { ...counted('data_len', 1, 64n), flow: 'out', vendor: { typeField: 'out_data_type', layouts: { 1: 'iommu_hw_info_vtd', 2: 'iommu_hw_info_arm_smmuv3', 0xfeedbeef: 'iommu_test_hw_info' } } },
     },
   ],
   // a union: in_data_type going in, out_data_type coming back
@@ -164,7 +164,11 @@ export const iommu_hwpt_invalidate = struct('iommu_hwpt_invalidate', [
       pointer: {
         length: (s) => n(s, 'entry_len') * n(s, 'entry_num'),
         flow: 'in',
-        vendor: { typeField: 'data_type', layouts: { 0: 'iommu_hwpt_vtd_s1_invalidate', 1: 'iommu_viommu_arm_smmuv3_invalidate' }, array: true },
+        vendor: {
+          typeField: 'data_type',
+          layouts: { 0: 'iommu_hwpt_vtd_s1_invalidate', 1: 'iommu_viommu_arm_smmuv3_invalidate', 0xdeadbeef: 'iommu_hwpt_invalidate_selftest' },
+          array: true,
+        },
       },
     },
   ],
@@ -236,6 +240,130 @@ export const iommu_hw_queue_alloc = struct('iommu_hw_queue_alloc', [
   ['out_hw_queue_id', { type: 'u32' }],
   ['nesting_parent_iova', { type: 'u64' }],
   ['length', { type: 'u64' }],
+])
+
+// ---- the selftest's IOMMU_TEST_CMD (drivers/iommu/iommufd/iommufd_test.h) ----
+
+/** Each op's member of the command's 48-byte union, by op name (offsets relative to the union). */
+export const iommu_test_add_reserved = struct('iommu_test_add_reserved', [
+  ['start', { type: 'u64' }],
+  ['length', { type: 'u64' }],
+])
+export const iommu_test_mock_domain = struct('iommu_test_mock_domain', [
+  ['out_stdev_id', { type: 'u32' }],
+  ['out_hwpt_id', { type: 'u32' }],
+  ['out_idev_id', { type: 'u32' }],
+  ['dev_flags', { type: 'u32' }],
+])
+export const iommu_test_mock_domain_replace = struct('iommu_test_mock_domain_replace', [['pt_id', { type: 'u32', dir: 'inout' }]])
+export const iommu_test_check_map = struct('iommu_test_check_map', [
+  ['iova', { type: 'u64' }],
+  ['length', { type: 'u64' }],
+  ['uptr', { type: 'u64' }],
+])
+export const iommu_test_check_refs = struct('iommu_test_check_refs', [
+  ['length', { type: 'u64' }],
+  ['uptr', { type: 'u64' }],
+  ['refs', { type: 'u32' }],
+])
+export const iommu_test_create_access = struct('iommu_test_create_access', [
+  ['out_access_fd', { type: 'u32' }],
+  ['flags', { type: 'u32', show: 'hex' }],
+])
+export const iommu_test_destroy_access_pages = struct('iommu_test_destroy_access_pages', [['access_pages_id', { type: 'u32' }]])
+export const iommu_test_access_pages = struct('iommu_test_access_pages', [
+  ['flags', { type: 'u32', show: 'hex' }],
+  ['out_access_pages_id', { type: 'u32' }],
+  ['iova', { type: 'u64' }],
+  ['length', { type: 'u64' }],
+  ['uptr', { type: 'u64' }],
+])
+export const iommu_test_access_rw = struct('iommu_test_access_rw', [
+  ['iova', { type: 'u64' }],
+  ['length', { type: 'u64' }],
+  ['uptr', { type: 'u64' }],
+  ['flags', { type: 'u32', show: 'hex' }],
+])
+export const iommu_test_memory_limit = struct('iommu_test_memory_limit', [['limit', { type: 'u32' }]])
+export const iommu_test_access_replace_ioas = struct('iommu_test_access_replace_ioas', [['ioas_id', { type: 'u32' }]])
+export const iommu_test_dirty = struct('iommu_test_dirty', [
+  ['flags', { type: 'u32', show: 'hex' }],
+  ['iova', { type: 'u64' }],
+  ['length', { type: 'u64' }],
+  ['page_size', { type: 'u64' }],
+  ['uptr', { type: 'u64' }],
+  ['out_nr_dirty', { type: 'u64' }],
+])
+export const iommu_test_check_iotlb = struct('iommu_test_check_iotlb', [
+  ['id', { type: 'u32' }],
+  ['iotlb', { type: 'u32', show: 'hex' }],
+])
+export const iommu_test_trigger_iopf = struct('iommu_test_trigger_iopf', [
+  ['dev_id', { type: 'u32' }],
+  ['pasid', { type: 'u32' }],
+  ['grpid', { type: 'u32' }],
+  ['perm', { type: 'u32' }],
+  ['addr', { type: 'u64' }],
+])
+export const iommu_test_check_dev_cache = struct('iommu_test_check_dev_cache', [
+  ['id', { type: 'u32' }],
+  ['cache', { type: 'u32', show: 'hex' }],
+])
+export const iommu_test_trigger_vevent = struct('iommu_test_trigger_vevent', [['dev_id', { type: 'u32' }]])
+export const iommu_test_pasid_attach = struct('iommu_test_pasid_attach', [
+  ['pasid', { type: 'u32' }],
+  ['pt_id', { type: 'u32', dir: 'inout' }],
+])
+export const iommu_test_pasid_check = struct('iommu_test_pasid_check', [
+  ['pasid', { type: 'u32' }],
+  ['hwpt_id', { type: 'u32' }],
+])
+
+/** The union members, by C member name, as iommufd_test.h names them. */
+export const TEST_CMD_UNION: Readonly<Record<string, StructLayout>> = {
+  add_reserved: iommu_test_add_reserved,
+  mock_domain: iommu_test_mock_domain,
+  mock_domain_flags: iommu_test_mock_domain,
+  mock_domain_replace: iommu_test_mock_domain_replace,
+  check_map: iommu_test_check_map,
+  check_refs: iommu_test_check_refs,
+  create_access: iommu_test_create_access,
+  destroy_access_pages: iommu_test_destroy_access_pages,
+  access_pages: iommu_test_access_pages,
+  access_rw: iommu_test_access_rw,
+  memory_limit: iommu_test_memory_limit,
+  access_replace_ioas: iommu_test_access_replace_ioas,
+  dirty: iommu_test_dirty,
+  check_iotlb: iommu_test_check_iotlb,
+  trigger_iopf: iommu_test_trigger_iopf,
+  check_dev_cache: iommu_test_check_dev_cache,
+  trigger_vevent: iommu_test_trigger_vevent,
+  pasid_attach: iommu_test_pasid_attach,
+  pasid_replace: iommu_test_pasid_attach,
+  pasid_detach: iommu_test_pasid_attach,
+  pasid_check: iommu_test_pasid_check,
+}
+
+/** size, op, id, the 48-byte union (6 words, decoded per op) and `last`, which marks the minimum size. */
+export const iommu_test_cmd = struct('iommu_test_cmd', [
+  ['size', { type: 'u32' }],
+  ['op', { type: 'u32' }],
+  ['id', { type: 'u32' }],
+  ['__reserved', { type: 'u32' }],
+  ['payload', { type: 'u64', count: 6, dir: 'inout', union: TEST_CMD_UNION }],
+  ['last', { type: 'u32' }],
+])
+
+export const iommu_test_hw_info = struct('iommu_test_hw_info', [
+  ['flags', { type: 'u32', dir: 'out', show: 'hex' }],
+  ['test_reg', { type: 'u32', dir: 'out', show: 'hex' }],
+])
+
+export const iommu_hwpt_selftest = struct('iommu_hwpt_selftest', [['iotlb', { type: 'u32', show: 'hex' }]])
+
+export const iommu_hwpt_invalidate_selftest = struct('iommu_hwpt_invalidate_selftest', [
+  ['flags', { type: 'u32', show: 'hex' }],
+  ['iotlb_id', { type: 'u32' }],
 ])
 
 // ---- iommufs extensions (private command numbers, docs/extensions.md) ----
@@ -382,6 +510,7 @@ export const STRUCTS: ReadonlyMap<string, StructLayout> = new Map(
     iommu_ioas_change_process,
     iommu_veventq_alloc,
     iommu_hw_queue_alloc,
+    iommu_test_cmd,
     iommufs_hwpt_invalidate_ring,
     iommufs_vcmdq_alloc,
     iommufs_dma,
@@ -391,6 +520,10 @@ export const STRUCTS: ReadonlyMap<string, StructLayout> = new Map(
     iommu_hw_info_vtd,
     iommu_hwpt_vtd_s1_invalidate,
     iommu_viommu_arm_smmuv3_invalidate,
+    iommu_test_hw_info,
+    iommu_hwpt_selftest,
+    iommu_hwpt_invalidate_selftest,
+    ...new Set(Object.values(TEST_CMD_UNION)),
     vfio_device_bind_iommufd,
     vfio_device_attach_iommufd_pt,
     vfio_device_detach_iommufd_pt,

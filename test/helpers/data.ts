@@ -43,6 +43,7 @@ export function renderUnit(schema: Schema, unit: IommuUnit, regs: RegisterFile =
   const built = rebuilt(unit, regs)
   const owner = { registers: built.registers, property: (n: string) => built.property(n) }
   const out = new Map<string, string>()
+  if (unit.kind === 'mock') return out
   for (const g of schema.groupsFor(unit.kind)) {
     for (const a of g.attributes) {
       const text = renderAttribute(a, owner)

@@ -104,7 +104,7 @@ describe('limits', () => {
     const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
     const o = t.ctx.objects.find(ioas) as Ioas
     // filled directly (the text path would take seconds): 4 KiB areas from 4 KiB up, where first fit puts them
-    for (let i = 0; i < LIMITS.mappings.max; i++) o.insert({ iova: 0x1000n + BigInt(i) * 0x1000n, length: 0x1000n, userVa: 0x100000n, flags: 6 })
+    for (let i = 0; i < LIMITS.mappings.max; i++) o.insert({ iova: 0x1000n + BigInt(i) * 0x1000n, length: 0x1000n, userVa: 0x100000n, flags: 6, pages: {} })
     const map = `IOAS_MAP ioas_id=${ioas} user_va=0x100000 length=0x1000 flags=READABLE`
     assert.match(t.send(map), /^err ENOMEM ioas 1 holds 262144 mappings, the most iommufs keeps in one IOAS$/)
     assert.equal(o.mappingCount, LIMITS.mappings.max)

@@ -197,7 +197,7 @@ describe('topology loading', () => {
       [
         'unknown kind',
         (t) => edit(t, 'kind: intel-vtd', 'kind: amd-vi'),
-        (f) => `${f}: iommus[1].kind: expected one of arm-smmu-v3, intel-vtd, got "amd-vi"`,
+        (f) => `${f}: iommus[1].kind: expected one of arm-smmu-v3, intel-vtd, mock, got "amd-vi"`,
       ],
       [
         'unaligned base',

@@ -1,0 +1,94 @@
+/**
+ * IOMMU_TEST_CMD's uAPI half: the op picks the member of the command's
+ * union (src/uapi/structs.ts) the payload is decoded with; the ops
+ * themselves are src/iommufd/selftest.ts. An op iommufs does not serve is
+ * EOPNOTSUPP, as the kernel answers an unknown one.
+ */
+import * as T from '../iommufd/selftest'
+import { ErrnoError } from '../util/errno'
+import type { Call } from './ioctls'
+import { StructLayout, StructValue, decode, encode } from './layout'
+import { TEST_CMD_UNION } from './structs'
+
+const UNION_BYTES = 48
+
+function payloadOf(req: StructValue, layout: StructLayout): StructValue {
+  const raw = Buffer.alloc(UNION_BYTES)
+  ;(req.payload as bigint[]).forEach((w, i) => raw.writeBigUInt64LE(w, i * 8))
+  return decode(layout, raw)
+}
+
+/** The union's words after writing `out` over the member's fields. */
+function payloadWith(req: StructValue, layout: StructLayout, out: StructValue): bigint[] {
+  const raw = Buffer.alloc(UNION_BYTES)
+  ;(req.payload as bigint[]).forEach((w, i) => raw.writeBigUInt64LE(w, i * 8))
+  encode(layout, { ...payloadOf(req, layout), ...out }).copy(raw)
+  return Array.from({ length: UNION_BYTES / 8 }, (_, i) => raw.readBigUInt64LE(i * 8))
+}
+
+const u = (s: StructValue, f: string): number => Number(s[f] as bigint)
+const b = (s: StructValue, f: string): bigint => s[f] as bigint
+
+export function testCmd(call: Call): StructValue {
+  const ctx = call.ctx
+  if (!ctx) throw new ErrnoError('EINVAL', 'IOMMU_TEST_CMD acts on an iommufd context')
+  const req = call.req
+  const op = u(req, 'op')
+  const id = u(req, 'id')
+  const M = TEST_CMD_UNION
+  switch (op) {
+    case T.TestOp.ADD_RESERVED: {
+      const p = payloadOf(req, M.add_reserved)
+      T.addReserved(ctx, id, b(p, 'start'), b(p, 'length'))
+      return {}
+    }
+    case T.TestOp.MOCK_DOMAIN:
+    case T.TestOp.MOCK_DOMAIN_FLAGS: {
+      const flags = op === T.TestOp.MOCK_DOMAIN_FLAGS ? u(payloadOf(req, M.mock_domain_flags), 'dev_flags') : 0
+      const r = T.mockDomain(ctx, id, flags)
+      return { payload: payloadWith(req, M.mock_domain, { out_stdev_id: BigInt(r.stdevId), out_hwpt_id: BigInt(r.hwptId), out_idev_id: BigInt(r.idevId) }) }
+    }
+    case T.TestOp.MOCK_DOMAIN_REPLACE: {
+      const pt = T.mockDomainReplace(ctx, id, u(payloadOf(req, M.mock_domain_replace), 'pt_id'))
+      return { payload: payloadWith(req, M.mock_domain_replace, { pt_id: BigInt(pt) }) }
+    }
+    case T.TestOp.MD_CHECK_MAP: {
+      const p = payloadOf(req, M.check_map)
+      T.checkMap(ctx, id, b(p, 'iova'), b(p, 'length'), b(p, 'uptr'))
+      return {}
+    }
+    case T.TestOp.MD_CHECK_REFS: {
+      const p = payloadOf(req, M.check_refs)
+      T.checkRefs(ctx, b(p, 'length'), b(p, 'uptr'), u(p, 'refs'))
+      return {}
+    }
+    case T.TestOp.SET_TEMP_MEMORY_LIMIT:
+      T.setTestMemoryLimit(u(payloadOf(req, M.memory_limit), 'limit'))
+      return {}
+    case T.TestOp.MD_CHECK_IOTLB: {
+      const p = payloadOf(req, M.check_iotlb)
+      T.checkIotlb(ctx, id, u(p, 'id'), u(p, 'iotlb'))
+      return {}
+    }
+    case T.TestOp.DEV_CHECK_CACHE: {
+      const p = payloadOf(req, M.check_dev_cache)
+      T.checkDevCache(ctx, id, u(p, 'id'), u(p, 'cache'))
+      return {}
+    }
+    case T.TestOp.DIRTY: {
+      const p = payloadOf(req, M.dirty)
+      const uptr = b(p, 'uptr')
+      const n = T.markDirty(ctx, {
+        hwptId: id,
+        iova: b(p, 'iova'),
+        length: b(p, 'length'),
+        pageSize: b(p, 'page_size'),
+        uptr,
+        bitmap: (bytes) => call.mem.read(uptr, BigInt(bytes), 'dirty.uptr'),
+      })
+      return { payload: payloadWith(req, M.dirty, { out_nr_dirty: BigInt(n) }) }
+    }
+    default:
+      throw new ErrnoError('EOPNOTSUPP', `op=${op}: not a test op iommufs serves`)
+  }
+}
