@@ -414,6 +414,7 @@ struct reply {
 	struct {
 		uint64_t addr;
 		uint32_t len;
+		uint32_t flags;
 		const uint8_t *data;
 	} *b;
 	const char *msg;
@@ -443,6 +444,7 @@ static int parse_reply(const uint8_t *f, size_t n, struct reply *r)
 		off += sizeof b;
 		r->b[i].addr = b.addr;
 		r->b[i].len = b.len;
+		r->b[i].flags = b.flags;
 		r->b[i].data = NULL;
 		if (r->h.kind == IOMF_REPLY) {
 			if (b.len > n - off)
@@ -549,7 +551,7 @@ static int add_iommufds(struct request *r)
 static int has_buffer(const struct request *r, uint64_t addr, uint32_t len)
 {
 	for (size_t i = 0; i < r->ne; i++)
-		if (r->e[i].flags != IOMF_BUF_FD && r->e[i].addr == addr && (r->e[i].len >= len || !r->e[i].data))
+		if (!(r->e[i].flags & (IOMF_BUF_FD | IOMF_BUF_ARG)) && r->e[i].addr == addr && (r->e[i].len >= len || !r->e[i].data))
 			return 1;
 	return 0;
 }
@@ -590,6 +592,13 @@ static int forward_ioctl(int fd, struct slot s, uint32_t cmd, void *arg)
 	size_t flen = 0;
 	struct reply rep = { 0 };
 	int err = 0;
+
+	/* the raw argument: the struct's address, or the integer VFIO_CHECK_EXTENSION and friends take */
+	struct entry argent = { .addr = addr, .len = 0, .flags = IOMF_BUF_ARG, .data = NULL };
+	if (add_entry(&r, argent) < 0) {
+		free(st);
+		return errno = ENOMEM, -1;
+	}
 
 	pthread_mutex_lock(&io_lock);
 	if (s.kind == FD_VFIO)
@@ -638,14 +647,20 @@ static int forward_ioctl(int fd, struct slot s, uint32_t cmd, void *arg)
 	}
 	pthread_mutex_unlock(&io_lock);
 
+	int retval = 0;
 	if (!err) {
 		err = (int)rep.h.target_or_errno;
 		/* the struct as written back, then the out buffers, where the kernel would put them */
 		if (rep.h.struct_len && mem_write(addr, rep.st, rep.h.struct_len) < 0)
 			err = EFAULT;
-		for (uint32_t i = 0; i < rep.h.nbuf; i++)
+		for (uint32_t i = 0; i < rep.h.nbuf; i++) {
+			if (rep.b[i].flags & IOMF_REPLY_RETVAL) {
+				retval = (int)rep.b[i].addr;
+				continue;
+			}
 			if (mem_write(rep.b[i].addr, rep.b[i].data, rep.b[i].len) < 0)
 				err = EFAULT;
+		}
 		/* a tail we could not read is a fault, not nonzero bytes */
 		if (short_read && err == E2BIG)
 			err = EFAULT;
@@ -662,7 +677,7 @@ static int forward_ioctl(int fd, struct slot s, uint32_t cmd, void *arg)
 		errno = err;
 		return -1;
 	}
-	return 0;
+	return retval;
 }
 
 /*

@@ -25,6 +25,12 @@ enum iomf_kind {
 enum iomf_buffer_flags {
 	IOMF_BUF_FAULT = 1, /* the caller cannot read addr: no data follows */
 	IOMF_BUF_FD = 2,    /* addr is an fd number; 4 data bytes: its iommufd context ID */
+	IOMF_BUF_ARG = 4,   /* addr is the ioctl's raw argument (pointer or integer); no data */
+};
+
+/* Entry flags in a REPLY. */
+enum iomf_reply_flags {
+	IOMF_REPLY_RETVAL = 4, /* not a write: addr is the ioctl's return value */
 };
 
 struct iomf_header {

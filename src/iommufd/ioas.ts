@@ -255,6 +255,33 @@ export class Ioas extends IommufdObject {
     }
   }
 
+  /** Unmaps the areas inside [iova, last]: ENOENT if one is cut; nothing there unmaps 0 bytes. */
+  unmapRange(iova: bigint, last: bigint): bigint {
+    const hit = this.areas.filter((a) => a.iova <= last && iova <= a.iova + a.length - 1n)
+    const cut = hit.find((a) => a.iova < iova || a.iova + a.length - 1n > last)
+    if (cut) throw new ErrnoError('ENOENT', `the mapping at ${hex(cut.iova)} (${hex(cut.length)} bytes) is only partly inside the range`)
+    return this.removeAreas(hit)
+  }
+
+  /** Splits the area holding `at` so that `at` ends a piece (iopt_cut_iova); EINVAL off the IOVA alignment. */
+  cut(at: bigint): void {
+    const a = this.tree.firstOverlapping(at, at)
+    if (!a || at === a.iova || at === a.iova + a.length - 1n) return
+    const start = at + 1n
+    const align = this.alignment
+    if (start % align || (a.userVa + (start - a.iova)) % align) throw new ErrnoError('EINVAL', `cannot split the mapping at ${hex(a.iova)} at ${hex(start)}: not aligned to ${hex(align)}`)
+    const left = start - a.iova
+    // each piece reaches the memory the area did: two holds, then the area's own goes with it
+    a.memory?.backing.hold()
+    a.memory?.backing.hold()
+    const memory = a.memory && { backing: a.memory.backing, offset: a.memory.offset + left }
+    areasUnmapped(this, [a])
+    this.tree.remove(a.iova)
+    this.insert({ ...a, length: left })
+    this.insert({ ...a, iova: start, length: a.length - left, userVa: a.userVa + left, memory })
+  }
+
+
   removeAreas(areas: Area[]): bigint {
     areasUnmapped(this, areas)
     // all of them (unmap of the whole space): drop the tree at once rather than one removal per area

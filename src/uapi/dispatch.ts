@@ -44,6 +44,8 @@ export interface IoctlRequest {
   readonly memory?: UserMemory
   /** Files the caller names by path (text `path=`), by the fd number the struct carries. */
   readonly files?: ReadonlyMap<number, string>
+  /** The ioctl's raw argument: the struct's address, or the integer of an 'arg' ioctl. */
+  readonly arg?: bigint
 }
 
 /** A buffer the caller must send before the ioctl can run. */
@@ -66,6 +68,8 @@ export interface IoctlReply {
   readonly struct?: Buffer
   readonly written: ReadonlyMap<bigint, Buffer>
   readonly needs?: readonly BufferNeed[]
+  /** The ioctl's return value when it is not 0 on success (VFIO_CHECK_EXTENSION). */
+  readonly retval?: number
 }
 
 export interface DispatchEnv {
@@ -87,6 +91,7 @@ export function dispatch(env: DispatchEnv, r: IoctlRequest): IoctlReply {
   const ioctl = ioctlByCmd(r.cmd)
   if (!ioctl) return fail('ENOTTY', `ioctl 0x${r.cmd.toString(16)}: not an iommufd or VFIO cdev command`)
   const L = ioctl.layout
+  if (ioctl.family === 'arg') return dispatchArg(env, ioctl, r)
   const sizeName = ioctl.family === 'vfio' ? 'argsz' : 'size'
   if (r.struct.length < 4) return fail('EFAULT', `${sizeName}: the struct's first u32 is missing`, { ioctl })
   const size = r.struct.readUInt32LE(0)
@@ -120,7 +125,7 @@ export function dispatch(env: DispatchEnv, r: IoctlRequest): IoctlReply {
     return Buffer.from(full.subarray(0, Math.min(size, L.size)))
   }
   try {
-    const out = ioctl.handler({ ctx: env.ctx, req, mem, device: r.device, contextById: env.contextById, files: r.files })
+    const out = ioctl.handler({ ctx: env.ctx, req, mem, device: r.device, contextById: env.contextById, files: r.files, arg: r.arg })
     return { ioctl, message: '', req, out, struct: writeBack(out), written: mem.written }
   } catch (e) {
     if (e instanceof MissingMemory) {
@@ -128,6 +133,20 @@ export function dispatch(env: DispatchEnv, r: IoctlRequest): IoctlReply {
       return { ioctl, message: 'retry with these buffers', req, needs: e.needs, written: new Map() }
     }
     if (e instanceof IoctlError) return fail(e.errno, e.message, { ioctl, req, out: e.out, struct: writeBack(e.out), written: mem.written })
+    if (e instanceof ErrnoError) return fail(e.errno, e.message, { ioctl, req })
+    throw e
+  }
+}
+
+/** An ioctl whose argument is an integer (the frame's ARG entry, or a text request's `arg`): no struct, a return value. */
+function dispatchArg(env: DispatchEnv, ioctl: Ioctl, r: IoctlRequest): IoctlReply {
+  const full = Buffer.alloc(ioctl.layout.size)
+  r.struct.copy(full, 0, 0, Math.min(r.struct.length, full.length))
+  const req = { ...decode(ioctl.layout, full), ...(r.arg !== undefined ? { arg: r.arg } : {}) }
+  try {
+    const out = ioctl.handler({ ctx: env.ctx, req, mem: new UserMemory(new Map()), device: r.device, contextById: env.contextById, arg: r.arg })
+    return { ioctl, message: '', req, out, written: new Map(), retval: Number(out.ret ?? 0n) }
+  } catch (e) {
     if (e instanceof ErrnoError) return fail(e.errno, e.message, { ioctl, req })
     throw e
   }

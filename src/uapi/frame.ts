@@ -18,7 +18,9 @@ export const FrameKind = { REQUEST: 1, REPLY: 2, RETRY: 3 } as const
  * (no data follows); FD = not memory but a file descriptor of the caller's:
  * `addr` is the fd number and the 4 data bytes the iommufd context ID it is open on.
  */
-export const BufferFlag = { FAULT: 1, FD: 2 } as const
+export const BufferFlag = { FAULT: 1, FD: 2, ARG: 4 } as const
+/** A REPLY entry with this flag is no memory write: `addr` is the ioctl's return value (VFIO_CHECK_EXTENSION's 1). */
+export const ReplyFlag = { RETVAL: 4 } as const
 
 const pad8 = (n: number): number => (n + 7) & ~7
 
@@ -30,6 +32,8 @@ export interface RequestFrame {
   readonly buffers: Map<bigint, Buffer | 'fault'>
   /** The caller's iommufd descriptors: fd number -> context ID. */
   readonly fds: Map<number, number>
+  /** The ioctl's raw argument (an ARG entry: the struct's address, or an integer). */
+  readonly arg?: bigint
 }
 
 /** True when `buf` starts with (a prefix of) the frame magic. */
@@ -66,6 +70,7 @@ export function decodeRequest(buf: Buffer): RequestFrame {
   off += pad8(structLen)
   const buffers = new Map<bigint, Buffer | 'fault'>()
   const fds = new Map<number, number>()
+  let arg: bigint | undefined
   for (let i = 0; i < nbuf; i++) {
     need(16, `buffer ${i} header`)
     const addr = buf.readBigUInt64LE(off)
@@ -76,6 +81,10 @@ export function decodeRequest(buf: Buffer): RequestFrame {
       buffers.set(addr, 'fault')
       continue
     }
+    if (flags & BufferFlag.ARG) {
+      arg = addr
+      continue
+    }
     need(len, `buffer ${i} data`)
     if (flags & BufferFlag.FD) {
       if (len !== 4) throw new ErrnoError('EINVAL', `frame: fd entry ${i} must carry 4 bytes (a context ID)`)
@@ -83,7 +92,7 @@ export function decodeRequest(buf: Buffer): RequestFrame {
     } else buffers.set(addr, Buffer.from(buf.subarray(off, off + len)))
     off += pad8(len)
   }
-  return { cmd, target, struct, buffers, fds }
+  return { cmd, target, struct, buffers, fds, arg }
 }
 
 interface Entry {
@@ -138,6 +147,7 @@ export function encodeReply(cmd: number, reply: IoctlReply): Buffer {
   if (reply.needs) return encodeRetry(cmd, reply.needs)
   const errno = reply.errno ? ERRNO[reply.errno] : 0
   const entries: Entry[] = [...reply.written].map(([addr, data]) => ({ addr, len: data.length, flags: 0, data }))
+  if (reply.retval) entries.push({ addr: BigInt(reply.retval), len: 0, flags: ReplyFlag.RETVAL, data: Buffer.alloc(0) })
   return build(FrameKind.REPLY, cmd, errno, reply.struct ?? Buffer.alloc(0), entries, reply.message)
 }
 

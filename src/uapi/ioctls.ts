@@ -22,6 +22,7 @@ import { PidMemory, UserMemory } from './memory'
 import { VfioAttachFlag, VfioBindFlag } from './names'
 import * as S from './structs'
 import { testCmd } from './test-cmd'
+import * as VC from '../iommufd/vfio-compat'
 
 /** An error whose ioctl still writes fields back (EMSGSIZE's num_iovas, INVALIDATE's entry_num). */
 export class IoctlError extends ErrnoError {
@@ -41,6 +42,8 @@ export interface Call {
   readonly contextById?: (id: number) => IommufdContext | undefined
   /** Files named by path for fd fields (text `path=`). */
   readonly files?: ReadonlyMap<number, string>
+  /** The ioctl's raw argument (the struct's address), when the caller sent it. */
+  readonly arg?: bigint
 }
 
 export interface Ioctl {
@@ -52,8 +55,12 @@ export interface Ioctl {
   readonly layout: StructLayout
   /** offsetofend of the last field of the first version: smaller sizes are EINVAL. */
   readonly minSize: number
-  /** iommufd zero-extends and refuses nonzero tails (E2BIG); VFIO reads its minimum and ignores the rest. */
-  readonly family: 'iommufd' | 'vfio'
+  /**
+   * iommufd zero-extends and refuses nonzero tails (E2BIG); VFIO reads its
+   * minimum and ignores the rest; 'arg' takes an integer, not a struct, and
+   * answers with the ioctl's return value (the layout's `ret`).
+   */
+  readonly family: 'iommufd' | 'vfio' | 'arg'
   readonly handler: (call: Call) => StructValue
 }
 
@@ -296,6 +303,29 @@ function vfio(name: string, short: string, n: number, layout: StructLayout, minF
   return { name, short, cmd: vfioCmd(n), layout, minSize: layout.endOf(minField), family: 'vfio', handler }
 }
 
+/** A VFIO container ioctl taking an integer argument and returning a value. */
+function vfioArg(name: string, n: number, handler: (c: Call, arg: bigint) => number): Ioctl {
+  return {
+    name,
+    short: name.replace(/^VFIO_/, ''),
+    cmd: vfioCmd(n),
+    layout: S.vfio_compat_arg,
+    minSize: 0,
+    family: 'arg',
+    handler: (c) => ({ ret: BigInt(handler(c, b(c.req, 'arg'))) }),
+  }
+}
+
+function vfioGetInfo(c: Call): StructValue {
+  const argsz = u(c.req, 'argsz')
+  const info = VC.getInfo(ctxOf(c), argsz)
+  for (const w of info.caps) {
+    if (c.arg === undefined) throw new ErrnoError('EFAULT', 'the capability chain needs the struct address (send the ARG entry)')
+    c.mem.write(c.arg + BigInt(w.offset), w.data, 'caps')
+  }
+  return { argsz: BigInt(info.argsz), flags: BigInt(info.flags), iova_pgsizes: info.iovaPgsizes, cap_offset: BigInt(info.capOffset) }
+}
+
 /** The ioctl table: number, struct, minimum size and handler, as the kernel's iommufd_ioctl_ops. */
 export const IOCTLS: readonly Ioctl[] = [
   ioctl('IOMMU_DESTROY', 0x80, S.iommu_destroy, 'id', (c) => (ctxOf(c).destroy(u(c.req, 'id')), {})),
@@ -397,6 +427,19 @@ export const IOCTLS: readonly Ioctl[] = [
     short: 'VCMDQ_ALLOC',
   },
   { ...ioctl('IOMMUFS_DMA', 0xc2, S.iommufs_dma, 'out_event', dmaIoctl), short: 'DMA' },
+
+  // VFIO type1 on the iommufd node itself (vfio_compat.c)
+  vfioArg('VFIO_GET_API_VERSION', 0, () => VC.VFIO_API_VERSION),
+  vfioArg('VFIO_CHECK_EXTENSION', 1, (c, arg) => VC.checkExtension(ctxOf(c), arg)),
+  vfioArg('VFIO_SET_IOMMU', 2, (c, arg) => (VC.setIommu(ctxOf(c), arg), 0)),
+  vfio('VFIO_IOMMU_GET_INFO', 'IOMMU_GET_INFO', 12, S.vfio_iommu_type1_info, 'iova_pgsizes', vfioGetInfo),
+  vfio('VFIO_IOMMU_MAP_DMA', 'IOMMU_MAP_DMA', 13, S.vfio_iommu_type1_dma_map, 'size', (c) => {
+    VC.mapDma(ctxOf(c), { argszOk: true, flags: u(c.req, 'flags'), vaddr: b(c.req, 'vaddr'), iova: b(c.req, 'iova'), size: b(c.req, 'size') })
+    return {}
+  }),
+  vfio('VFIO_IOMMU_UNMAP_DMA', 'IOMMU_UNMAP_DMA', 14, S.vfio_iommu_type1_dma_unmap, 'size', (c) => ({
+    size: VC.unmapDma(ctxOf(c), { argszOk: true, flags: u(c.req, 'flags'), iova: b(c.req, 'iova'), size: b(c.req, 'size') }),
+  })),
 
   vfio('VFIO_DEVICE_GET_INFO', 'DEVICE_GET_INFO', 7, S.vfio_device_info, 'num_irqs', (c) => {
     requireDevice(c)

@@ -275,7 +275,7 @@ export abstract class Session {
       cmd = req.cmd
       const device = this.frameDevice(req.target)
       if (req.target && !device) throw new ErrnoError('ENODEV', `frame target=${req.target}: no /dev/vfio/devices/vfio${req.target - 1}`)
-      const reply = dispatch(this.env(req.fds), { cmd, struct: req.struct, buffers: req.buffers, device, mayRetry: true })
+      const reply = dispatch(this.env(req.fds), { cmd, struct: req.struct, buffers: req.buffers, device, mayRetry: true, arg: req.arg })
       this.afterReply(reply)
       const name = reply.ioctl?.name ?? `0x${cmd.toString(16)}`
       this.world.trace.emit(this.label, `frame ${name} -> ${reply.needs ? 'retry' : reply.errno ?? 'ok'}${reply.message ? ` ${reply.message}` : ''}`)

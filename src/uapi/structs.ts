@@ -485,6 +485,37 @@ export const vfio_device_info = struct('vfio_device_info', [
   ['pad', { type: 'u32', dir: 'reserved' }],
 ])
 
+// ---- VFIO type1 on the iommufd node (include/uapi/linux/vfio.h, the kernel's vfio_compat.c) ----
+
+/** The integer argument of VFIO_GET_API_VERSION, VFIO_CHECK_EXTENSION and VFIO_SET_IOMMU, and their return value. */
+export const vfio_compat_arg = struct('vfio_compat_arg', [
+  ['arg', { type: 'u64', show: 'dec' }],
+  ['ret', { type: 's32', dir: 'out' }],
+])
+
+export const vfio_iommu_type1_info = struct('vfio_iommu_type1_info', [
+  ['argsz', { type: 'u32', dir: 'inout' }],
+  ['flags', { type: 'u32', dir: 'out', show: 'hex' }],
+  ['iova_pgsizes', { type: 'u64', dir: 'out' }],
+  ['cap_offset', { type: 'u32', dir: 'out' }],
+  ['pad', { type: 'u32', dir: 'reserved' }],
+])
+
+export const vfio_iommu_type1_dma_map = struct('vfio_iommu_type1_dma_map', [
+  ['argsz', { type: 'u32' }],
+  ['flags', { type: 'u32', show: 'hex' }],
+  ['vaddr', { type: 'u64' }],
+  ['iova', { type: 'u64' }],
+  ['size', { type: 'u64' }],
+])
+
+export const vfio_iommu_type1_dma_unmap = struct('vfio_iommu_type1_dma_unmap', [
+  ['argsz', { type: 'u32' }],
+  ['flags', { type: 'u32', show: 'hex' }],
+  ['iova', { type: 'u64' }],
+  ['size', { type: 'u64', dir: 'inout' }],
+])
+
 /** Every layout by struct name. */
 export const STRUCTS: ReadonlyMap<string, StructLayout> = new Map(
   [
@@ -528,5 +559,9 @@ export const STRUCTS: ReadonlyMap<string, StructLayout> = new Map(
     vfio_device_attach_iommufd_pt,
     vfio_device_detach_iommufd_pt,
     vfio_device_info,
+    vfio_compat_arg,
+    vfio_iommu_type1_info,
+    vfio_iommu_type1_dma_map,
+    vfio_iommu_type1_dma_unmap,
   ].map((l) => [l.name, l]),
 )

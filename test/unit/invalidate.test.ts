@@ -225,13 +225,13 @@ describe('HWPT_INVALIDATE on a VT-d nested HWPT (array form)', () => {
     assert.deepEqual(
       rows.map((r) => r.decoded),
       [
-        'P_IOTLB did=1 pasid=0 gran=all-in-pasid',
+        'P_IOTLB did=2 pasid=0 gran=all-in-pasid',
         'DEV_IOTLB sid=02:00.0 qdep=0 addr=0x7ffffffffffff000 s=1',
         'DEV_IOTLB sid=02:01.0 qdep=0 addr=0x7ffffffffffff000 s=1',
         'WAIT sw=1 if=0 fn=0 status_data=2 status_addr=0x10001000c',
       ],
     )
-    assert.deepEqual(rows[0].qw, [0x10026n, 0n, 0n, 0n])
+    assert.deepEqual(rows[0].qw, [0x20026n, 0n, 0n, 0n])
     assert.deepEqual(rows[1].qw, [0x0200020000000003n, 0x7ffffffffffff001n, 0n, 0n])
     assert.deepEqual(rows[2].qw, [0x0200020800008003n, 0x7ffffffffffff001n, 0n, 0n])
     assert.deepEqual(rows[3].qw, [0x200000025n, 0x10001000cn, 0n, 0n])
@@ -246,23 +246,23 @@ describe('HWPT_INVALIDATE on a VT-d nested HWPT (array form)', () => {
     assert.deepEqual(
       rows.map((r) => r.decoded.replace(/ status_addr=\S+/, '')),
       [
-        'P_IOTLB did=1 pasid=0 gran=page-selective addr=0x0 am=3 ih=1',
+        'P_IOTLB did=2 pasid=0 gran=page-selective addr=0x0 am=3 ih=1',
         'DEV_IOTLB sid=02:00.0 qdep=0 addr=0x3000 s=1',
         'DEV_IOTLB sid=02:01.0 qdep=0 addr=0x3000 s=1',
         'WAIT sw=1 if=0 fn=0 status_data=2',
-        'P_IOTLB did=1 pasid=0 gran=page-selective addr=0x1000 am=0 ih=0',
+        'P_IOTLB did=2 pasid=0 gran=page-selective addr=0x1000 am=0 ih=0',
         'DEV_IOTLB sid=02:00.0 qdep=0 addr=0x1000 s=0',
         'DEV_IOTLB sid=02:01.0 qdep=0 addr=0x1000 s=0',
         'WAIT sw=1 if=0 fn=0 status_data=2',
-        'P_IOTLB did=1 pasid=0 gran=page-selective addr=0x10000 am=4 ih=0',
+        'P_IOTLB did=2 pasid=0 gran=page-selective addr=0x10000 am=4 ih=0',
         'DEV_IOTLB sid=02:00.0 qdep=0 addr=0x17000 s=1',
         'DEV_IOTLB sid=02:01.0 qdep=0 addr=0x17000 s=1',
         'WAIT sw=1 if=0 fn=0 status_data=2',
       ],
     )
-    assert.deepEqual(rows[0].qw.slice(0, 2), [0x10036n, 0x43n])
+    assert.deepEqual(rows[0].qw.slice(0, 2), [0x20036n, 0x43n])
     assert.deepEqual(rows[1].qw.slice(0, 2), [0x0200020000000003n, 0x3001n])
-    assert.deepEqual(rows[8].qw.slice(0, 2), [0x10036n, 0x10004n])
+    assert.deepEqual(rows[8].qw.slice(0, 2), [0x20036n, 0x10004n])
   })
 
   it('entry_num = 0 succeeds (a probe) and changes nothing', () => {

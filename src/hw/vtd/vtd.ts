@@ -21,7 +21,7 @@ export class Vtd extends IommuUnit {
   /** The names property() answers, for schema validation. */
   static readonly properties: readonly string[] = ['address', 'domains_used', 'nesting', 'dirty_tracking']
 
-  /** Domain IDs; 0 is reserved by the architecture. */
+  /** Domain IDs: Linux reserves 0 (the architecture's) and 1 (FLPT_DEFAULT_DID), so the first handed out is 2. */
   readonly domainIds: IdPool
   readonly pasidEntries = new Map<number, PasidEntry>()
   /** The host driver's invalidation queue. */
@@ -33,7 +33,7 @@ export class Vtd extends IommuUnit {
 
   constructor(index: number, base: bigint, registers: RegisterFile) {
     super('intel-vtd', `dmar${index}`, base, registers)
-    this.domainIds = new IdPool(1, 2 ** (4 + 2 * Number(registers.field('CAP.ND'))))
+    this.domainIds = new IdPool(2, 2 ** (4 + 2 * Number(registers.field('CAP.ND'))))
     this.qi = new InvalidationQueue(this.name, 0x100000000n + BigInt(index) * 0x100000n)
   }
 
