@@ -142,8 +142,13 @@ static void resolve(void)
 
 /* ---- descriptor bookkeeping: which fds are ours, and each iommufd's context ID ---- */
 
-enum fd_kind { FD_NONE = 0, FD_IOMMU = 1, FD_VFIO = 2 };
+enum fd_kind { FD_NONE = 0, FD_IOMMU = 1, FD_VFIO = 2, FD_ACCESS = 3 };
 
+/*
+ * FD_ACCESS: a descriptor the server asked for (the selftest's access file);
+ * ctx holds its handle and owner the iommufd it was made on, where closing
+ * it is reported.
+ */
 struct slot {
 	uint8_t kind;
 	uint8_t ctx_known;
@@ -152,6 +157,7 @@ struct slot {
 	uint32_t ctx;
 	/* which open() of ours this descriptor refers to (dups share it); 0 when inherited */
 	uint32_t open_id;
+	int owner;
 };
 
 static uint32_t next_open_id;
@@ -159,6 +165,8 @@ static uint32_t next_open_id;
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct slot *slots;
 static size_t nslots;
+/* Access descriptors made so far (only then do iommufd ioctls carry FD entries for them). */
+static unsigned n_access;
 
 static struct slot slot_get(int fd)
 {
@@ -548,6 +556,33 @@ static int add_iommufds(struct request *r)
 	return 0;
 }
 
+/* Adds an FD entry (fd -> handle) for every access descriptor made on an iommufd of context `ctx`. Caller holds io_lock. */
+static int add_access_fds(struct request *r, uint32_t ctx)
+{
+	int rc = 0;
+	pthread_mutex_lock(&table_lock);
+	for (size_t fd = 0; fd < nslots && rc == 0; fd++) {
+		if (slots[fd].kind != FD_ACCESS)
+			continue;
+		int o = slots[fd].owner;
+		if (o < 0 || (size_t)o >= nslots || slots[o].kind != FD_IOMMU || slots[o].ctx != ctx)
+			continue;
+		uint8_t *d = malloc(4);
+		if (!d) {
+			rc = -1;
+			break;
+		}
+		memcpy(d, &slots[fd].ctx, 4);
+		struct entry e = { .addr = fd, .len = 4, .flags = IOMF_BUF_FD, .data = d };
+		if (add_entry(r, e) < 0) {
+			free(d);
+			rc = -1;
+		}
+	}
+	pthread_mutex_unlock(&table_lock);
+	return rc;
+}
+
 static int has_buffer(const struct request *r, uint64_t addr, uint32_t len)
 {
 	for (size_t i = 0; i < r->ne; i++)
@@ -603,6 +638,8 @@ static int forward_ioctl(int fd, struct slot s, uint32_t cmd, void *arg)
 	pthread_mutex_lock(&io_lock);
 	if (s.kind == FD_VFIO)
 		add_iommufds(&r);
+	else if (s.kind == FD_IOMMU && n_access)
+		add_access_fds(&r, s.ctx);
 	for (int round = 0;; round++) {
 		f = exchange(fd, &r, &flen);
 		if (!f) {
@@ -650,6 +687,23 @@ static int forward_ioctl(int fd, struct slot s, uint32_t cmd, void *arg)
 	int retval = 0;
 	if (!err) {
 		err = (int)rep.h.target_or_errno;
+		/* descriptors the kernel would install: ours point at /dev/null, the server knows them by handle */
+		for (uint32_t i = 0; i < rep.h.nbuf && !err; i++) {
+			uint32_t off;
+			if (!(rep.b[i].flags & IOMF_REPLY_NEWFD) || rep.b[i].len != 4)
+				continue;
+			memcpy(&off, rep.b[i].data, 4);
+			int nfd = real.open("/dev/null", O_RDWR | O_CLOEXEC);
+			if (nfd < 0 || (uint64_t)off + 4 > rep.h.struct_len) {
+				err = nfd < 0 ? errno : EPROTO;
+				break;
+			}
+			struct slot a = { .kind = FD_ACCESS, .ctx = (uint32_t)rep.b[i].addr, .owner = fd };
+			slot_set(nfd, a);
+			__atomic_add_fetch(&n_access, 1, __ATOMIC_RELAXED);
+			memcpy((uint8_t *)rep.st + off, &nfd, 4);
+			trace("iommufs-shim: fd %d = access %u of fd %d", nfd, a.ctx, fd);
+		}
 		/* the struct as written back, then the out buffers, where the kernel would put them */
 		if (rep.h.struct_len && mem_write(addr, rep.st, rep.h.struct_len) < 0)
 			err = EFAULT;
@@ -658,6 +712,8 @@ static int forward_ioctl(int fd, struct slot s, uint32_t cmd, void *arg)
 				retval = (int)rep.b[i].addr;
 				continue;
 			}
+			if (rep.b[i].flags & IOMF_REPLY_NEWFD)
+				continue;
 			if (mem_write(rep.b[i].addr, rep.b[i].data, rep.b[i].len) < 0)
 				err = EFAULT;
 		}
@@ -936,13 +992,50 @@ static void before_last_close(int fd)
 	errno = saved;
 }
 
+/*
+ * The last descriptor of an access closed: the kernel releases the access
+ * (its pins go) before close() returns, so tell the server at once, on the
+ * iommufd it was made on.
+ */
+static void access_closed(struct slot s)
+{
+	pthread_mutex_lock(&table_lock);
+	int others = 0, owner_ok = 0;
+	for (size_t i = 0; i < nslots; i++)
+		if (slots[i].kind == FD_ACCESS && slots[i].ctx == s.ctx && slots[i].owner == s.owner)
+			others = 1;
+	if (s.owner >= 0 && (size_t)s.owner < nslots && slots[s.owner].kind == FD_IOMMU)
+		owner_ok = 1;
+	pthread_mutex_unlock(&table_lock);
+	if (others || !owner_ok)
+		return;
+	char req[64], buf[256];
+	int n = snprintf(req, sizeof req, "ACCESS_CLOSE handle=%u\n", s.ctx);
+	pthread_mutex_lock(&io_lock);
+	if (n > 0 && write_all(s.owner, (const uint8_t *)req, (size_t)n) == 0) {
+		ssize_t r;
+		do
+			r = pread(s.owner, buf, sizeof buf - 1, n);
+		while (r < 0 && errno == EINTR);
+	}
+	pthread_mutex_unlock(&io_lock);
+	trace("iommufs-shim: access %u of fd %d closed", s.ctx, s.owner);
+}
+
 EXPORT int close(int fd)
 {
 	RESOLVE();
 	before_last_close(fd);
+	struct slot s = slot_get(fd);
 	/* forget first: once closed, another thread's open may get this number */
 	slot_clear(fd);
-	return real.close(fd);
+	int rc = real.close(fd);
+	if (s.kind == FD_ACCESS && rc == 0) {
+		int saved = errno;
+		access_closed(s);
+		errno = saved;
+	}
+	return rc;
 }
 
 EXPORT int close_range(unsigned int first, unsigned int last, int flags)

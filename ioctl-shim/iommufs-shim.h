@@ -31,6 +31,7 @@ enum iomf_buffer_flags {
 /* Entry flags in a REPLY. */
 enum iomf_reply_flags {
 	IOMF_REPLY_RETVAL = 4, /* not a write: addr is the ioctl's return value */
+	IOMF_REPLY_NEWFD = 8,  /* give the caller a descriptor for handle addr; 4 data bytes: where in the struct its number goes */
 };
 
 struct iomf_header {

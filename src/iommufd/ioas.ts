@@ -82,6 +82,15 @@ export interface MapRequest {
   pages?: object
 }
 
+/** An in-kernel user of an IOAS (the selftest's access, an emulated device): its alignment, its pins, and the unmap it must hear of. */
+export interface IoasAccess {
+  readonly alignment: bigint
+  /** The IOVA ranges it holds pinned. */
+  pinned(): IovaRange[]
+  /** [iova, last] is being unmapped: drop every pin in it. */
+  unmapped(iova: bigint, last: bigint): void
+}
+
 /** An I/O address space: the areas mapped into it and the IOVA rules devices impose on it. */
 export class Ioas extends IommufdObject {
   readonly type = 'ioas'
@@ -93,6 +102,7 @@ export class Ioas extends IommufdObject {
   hugePages = true
   /** Paging HWPTs built on this IOAS (they hold a reference on it). */
   readonly hwpts = new Set<HwptPaging>()
+  readonly accesses = new Set<IoasAccess>()
 
   /** Every mapping, by IOVA (a copy: O(n), for listings). */
   get areas(): readonly Area[] {
@@ -119,7 +129,16 @@ export class Ioas extends IommufdObject {
       const p = domainPageSize(h.kind)
       if (p > a) a = p
     }
+    for (const x of this.accesses) if (x.alignment > a) a = x.alignment
     return a
+  }
+
+  /** Adds an access, if the mappings suit its alignment (EADDRINUSE otherwise, as iopt_add_access). */
+  addAccess(x: IoasAccess): void {
+    const align = x.alignment > this.alignment ? x.alignment : this.alignment
+    const bad = this.areas.find((a) => (a.iova | a.length | (a.userVa % PAGE_SIZE)) & (align - 1n))
+    if (bad) throw new ErrnoError('EADDRINUSE', `the mapping at ${hex(bad.iova)} is not aligned to ${hex(align)}`)
+    this.accesses.add(x)
   }
 
   /**
@@ -283,6 +302,7 @@ export class Ioas extends IommufdObject {
 
 
   removeAreas(areas: Area[]): bigint {
+    for (const a of areas) for (const x of this.accesses) x.unmapped(a.iova, a.iova + a.length - 1n)
     areasUnmapped(this, areas)
     // all of them (unmap of the whole space): drop the tree at once rather than one removal per area
     if (areas.length === this.tree.size) this.tree.clear()

@@ -2,7 +2,7 @@ import { ErrnoError } from '../util/errno'
 import { fallible } from '../util/fail-nth'
 import { LIMITS } from '../util/limits'
 
-export type ObjectType = 'ioas' | 'hwpt_paging' | 'hwpt_nested' | 'device' | 'viommu' | 'vdevice' | 'vcmdq' | 'selftest'
+export type ObjectType = 'ioas' | 'hwpt_paging' | 'hwpt_nested' | 'device' | 'viommu' | 'vdevice' | 'vcmdq' | 'selftest' | 'access'
 
 /** A file of an object that behaves like a device register or memory (MMIO). */
 export interface MmioFile {
@@ -30,6 +30,9 @@ export abstract class IommufdObject {
 
   /** What destroying the object undoes beyond its table slot (a selftest object unbinds its mock device). */
   teardown?(): void
+
+  /** Holds an ID but is no uAPI object (the kernel's access): lookups by ID see nothing there. */
+  readonly hidden?: boolean
 
   /** Short label for listings and graphs. */
   label(): string {
@@ -93,7 +96,7 @@ export class ObjectTable {
   /** A typed lookup: a missing ID and one of another type look the same (ENOENT). */
   get<T extends IommufdObject>(id: number, field: string, ...types: ObjectType[]): T {
     const o = this.slots.get(id)
-    if (!o || typeof o === 'string' || (types.length > 0 && !types.includes(o.type))) {
+    if (!o || typeof o === 'string' || o.hidden || (types.length > 0 && !types.includes(o.type))) {
       const what = types.length ? types.join(' or ') : 'object'
       throw new ErrnoError('ENOENT', `${field}=${id}: no ${what} with that ID`)
     }
@@ -101,6 +104,12 @@ export class ObjectTable {
   }
 
   find(id: number): IommufdObject | undefined {
+    const o = this.slots.get(id)
+    return typeof o === 'string' || o?.hidden ? undefined : o
+  }
+
+  /** An object by ID even if hidden (the selftest's accesses, addressed through their own files). */
+  findAny(id: number): IommufdObject | undefined {
     const o = this.slots.get(id)
     return typeof o === 'string' ? undefined : o
   }

@@ -12,7 +12,7 @@ import type { IommufdContext } from './context'
 import { Device, attach, bind, unbind } from './device'
 import { HwptNested, HwptPaging, MOCK_IOTLB_NUM } from './hwpt'
 import { markDirtyPage } from './dirty'
-import { Area, Ioas, PAGE_SIZE, ULONG_MAX } from './ioas'
+import { Area, Ioas, IoasAccess, IovaRange, MapFlag, PAGE_SIZE, ULONG_MAX } from './ioas'
 import { IommufdObject } from './objects'
 
 /** IOMMU_TEST_OP_*. */
@@ -34,6 +34,13 @@ export const TestOp = {
   TRIGGER_IOPF: 15,
   DEV_CHECK_CACHE: 16,
 } as const
+
+/** MOCK_FLAGS_ACCESS_CREATE_*, MOCK_FLAGS_ACCESS_* (ACCESS_PAGES) and MOCK_ACCESS_RW_*. */
+export const AccessCreateFlag = { NEEDS_PIN_PAGES: 1 } as const
+export const AccessPagesFlag = { WRITE: 1, SYZ: 1 << 16 } as const
+export const AccessRwFlag = { WRITE: 1, SLOW_PATH: 1 << 2 } as const
+/** ACCESS_PAGES and ACCESS_RW refuse more than 16 MiB (ENOMEM), as the kernel does. */
+const MAX_ACCESS_LENGTH = 16n << 20n
 
 /** The batch memory limit may not go below sizeof(unsigned long) + sizeof(u32). */
 const MIN_MEMORY_LIMIT = 12
@@ -186,15 +193,25 @@ export function checkMap(ctx: IommufdContext, hwptId: number, iova: bigint, leng
 /**
  * How many pins each CPU page of the world carries: one per distinct pinned
  * set of pages (an IOAS_MAP and the copies made of it share one) that covers
- * it, as the kernel pins an iopt_pages once whatever number of domains use it.
+ * it, as the kernel pins an iopt_pages once whatever number of domains and
+ * accesses use it. A mapping is pinned whole in an IOAS with a domain, and
+ * where an access pinned it.
  */
 export function pinCount(ctx: IommufdContext, page: bigint): number {
   const pinners = new Set<object>()
+  const covers = (va: bigint, len: bigint): boolean => va < page + PAGE_SIZE && page < va + len
   for (const c of ctx.world.contexts.values()) {
     for (const o of c.objects.objects()) {
-      if (!(o instanceof Ioas) || o.hwpts.size === 0) continue
+      if (!(o instanceof Ioas)) continue
       for (const a of o.areas) {
-        if (a.userVa < page + PAGE_SIZE && page < a.userVa + a.length) pinners.add(a.pages)
+        if (o.hwpts.size && covers(a.userVa, a.length)) pinners.add(a.pages)
+        for (const x of o.accesses) {
+          for (const r of x.pinned()) {
+            const from = r.start > a.iova ? r.start : a.iova
+            const to = r.last < a.iova + a.length - 1n ? r.last : a.iova + a.length - 1n
+            if (from <= to && covers(a.userVa + (from - a.iova), to - from + 1n)) pinners.add(a.pages)
+          }
+        }
       }
     }
   }
@@ -261,3 +278,189 @@ export function markDirty(ctx: IommufdContext, a: DirtyArgs): number {
   return count
 }
 
+/**
+ * The selftest's access (an emulated device's view of an IOAS, reached
+ * through its own file descriptor): it holds an object ID but is no uAPI
+ * object, pins ranges as items, and loses the items an unmap covers.
+ */
+export class SelftestAccess extends IommufdObject implements IoasAccess {
+  readonly type = 'access'
+  override readonly hidden = true
+  ioas: Ioas | undefined
+  readonly items = new Map<number, IovaRange>()
+  private nextItem = 0
+
+  constructor(readonly needsPin: boolean) {
+    super()
+  }
+
+  get alignment(): bigint {
+    return this.needsPin ? PAGE_SIZE : 1n
+  }
+
+  pinned(): IovaRange[] {
+    return [...this.items.values()]
+  }
+
+  unmapped(iova: bigint, last: bigint): void {
+    for (const [id, r] of [...this.items]) if (r.start <= last && iova <= r.last) this.items.delete(id)
+  }
+
+  addItem(r: IovaRange): number {
+    const id = this.nextItem++
+    this.items.set(id, r)
+    return id
+  }
+
+  attach(ioas: Ioas): void {
+    ioas.addAccess(this)
+    ioas.users++
+    this.ioas = ioas
+  }
+
+  detach(): void {
+    if (!this.ioas) return
+    this.unmapped(0n, ULONG_MAX)
+    this.ioas.accesses.delete(this)
+    this.ioas.users--
+    this.ioas = undefined
+  }
+
+  override teardown(): void {
+    this.detach()
+  }
+
+  describe(): [string, string][] {
+    return [
+      ['type', 'access'],
+      ['ioas', this.ioas ? String(this.ioas.id) : '-'],
+      ['needs_pin_pages', this.needsPin ? '1' : '0'],
+      ['items', [...this.items].map(([id, r]) => `${id}:${hex(r.start)}-${hex(r.last)}`).join(' ') || '-'],
+    ]
+  }
+}
+
+/** CREATE_ACCESS: an access attached to an IOAS; returns its handle (the shim gives the caller a descriptor for it). */
+export function createAccess(ctx: IommufdContext, ioasId: number, flags: number): number {
+  if (flags & ~AccessCreateFlag.NEEDS_PIN_PAGES) throw new ErrnoError('EOPNOTSUPP', `flags=${hex(flags)}: only NEEDS_PIN_PAGES (1) is defined`)
+  const ioas = ioasOf(ctx, ioasId)
+  const access = new SelftestAccess((flags & AccessCreateFlag.NEEDS_PIN_PAGES) !== 0)
+  access.attach(ioas)
+  return ctx.objects.insert(access).id
+}
+
+/** An access by handle: EBADFD when the descriptor is not an access (as fget of another file is). */
+export function accessOf(ctx: IommufdContext, handle: number): SelftestAccess {
+  const o = ctx.objects.findAny(handle)
+  if (!(o instanceof SelftestAccess)) throw new ErrnoError('EBADFD', `id=${handle}: not an access descriptor`)
+  return o
+}
+
+/** Closing an access's descriptor: its pins go, then the access. */
+export function closeAccess(ctx: IommufdContext, handle: number): void {
+  const a = accessOf(ctx, handle)
+  a.teardown()
+  ctx.objects.remove(a)
+}
+
+/** ACCESS_REPLACE_IOAS: the access moves; its items are unmapped first, as the kernel's unmap callback does. */
+export function accessReplaceIoas(ctx: IommufdContext, handle: number, ioasId: number): void {
+  const a = accessOf(ctx, handle)
+  const ioas = ioasOf(ctx, ioasId)
+  if (a.ioas === ioas) return
+  ioas.addAccess(a)
+  ioas.accesses.delete(a)
+  a.detach()
+  a.attach(ioas)
+}
+
+/** The pieces of the access's IOAS covering [iova, iova + length) without a hole, each allowing the access. */
+function contig(a: SelftestAccess, iova: bigint, length: bigint, write: boolean): Area[] {
+  if (!length) throw new ErrnoError('EINVAL', 'length=0')
+  const last = iova + length - 1n
+  if (last > ULONG_MAX) throw new ErrnoError('EOVERFLOW', 'iova + length overflows')
+  if (!a.ioas) throw new ErrnoError('ENOENT', 'the access has no IOAS')
+  const pieces = a.ioas.slices(iova, last)
+  const denied = pieces.find((p) => !(p.flags & (write ? MapFlag.WRITEABLE : MapFlag.READABLE)))
+  if (denied) throw new ErrnoError('EPERM', `the mapping at ${hex(denied.iova)} is not ${write ? 'writeable' : 'readable'}`)
+  return pieces
+}
+
+export interface AccessPagesArgs {
+  handle: number
+  flags: number
+  iova: bigint
+  length: bigint
+  uptr: bigint
+}
+
+/** ACCESS_PAGES: pins [iova, iova + length) through the access; returns the item ID. With uptr, each page must be that user page. */
+export function accessPages(ctx: IommufdContext, p: AccessPagesArgs): number {
+  if (p.length > MAX_ACCESS_LENGTH) throw new ErrnoError('ENOMEM', `length=${hex(p.length)}: above 16 MiB`)
+  if (p.flags & ~(AccessPagesFlag.WRITE | AccessPagesFlag.SYZ)) throw new ErrnoError('EOPNOTSUPP', `flags=${hex(p.flags)}: only WRITE and SYZ are defined`)
+  const a = accessOf(ctx, p.handle)
+  if (!a.needsPin) throw new ErrnoError('EOPNOTSUPP', `id=${p.handle}: the access was created without NEEDS_PIN_PAGES`)
+  const pieces = contig(a, p.iova, p.length, (p.flags & AccessPagesFlag.WRITE) !== 0)
+  if (pieces.some((x) => x.iova % PAGE_SIZE !== x.userVa % PAGE_SIZE)) throw new ErrnoError('EINVAL', `iova=${hex(p.iova)}: not page-aligned with its user address`)
+  if (p.uptr) {
+    // the page under each IOVA page must be the caller's page at uptr (a page's identity is its user address here)
+    const first = p.iova - (p.iova % PAGE_SIZE)
+    const base = p.uptr - (p.iova % PAGE_SIZE)
+    for (const x of pieces) {
+      for (let io = x.iova - (x.iova % PAGE_SIZE); io < x.iova + x.length; io += PAGE_SIZE) {
+        const at = io > x.iova ? io : x.iova
+        const page = x.userVa + (at - x.iova) - ((x.userVa + (at - x.iova)) % PAGE_SIZE)
+        const want = base + (io - first)
+        if (page !== want) throw new ErrnoError('EBADE', `iova ${hex(io)}: pinned ${hex(page)}, uptr says ${hex(want)}`)
+      }
+    }
+  }
+  return a.addItem({ start: p.iova, last: p.iova + p.length - 1n })
+}
+
+/** DESTROY_ACCESS_PAGES: unpins one item; ENOENT once an unmap revoked it. */
+export function destroyAccessPages(ctx: IommufdContext, handle: number, item: number): void {
+  const a = accessOf(ctx, handle)
+  if (!a.items.delete(item)) throw new ErrnoError('ENOENT', `access_pages_id=${item}: no such item (an unmap may have revoked it)`)
+}
+
+export interface AccessRwArgs {
+  handle: number
+  iova: bigint
+  length: bigint
+  uptr: bigint
+  flags: number
+}
+
+/** The caller's memory as ACCESS_RW needs it: ask for buffers up front, then read and write them. */
+export interface AccessMemory {
+  need(ranges: { addr: bigint; len: number }[]): void
+  read(addr: bigint, len: number): Buffer
+  write(addr: bigint, data: Buffer): void
+}
+
+/**
+ * ACCESS_RW: copies between [iova, iova + length) and the caller's buffer
+ * at uptr. The bytes behind the IOVAs are the mapping's user memory, which
+ * the model reaches through the calling process (see docs/extensions.md).
+ */
+export function accessRw(ctx: IommufdContext, r: AccessRwArgs, mem: AccessMemory): void {
+  if (r.length > MAX_ACCESS_LENGTH) throw new ErrnoError('ENOMEM', `length=${hex(r.length)}: above 16 MiB`)
+  if (r.flags & ~(AccessRwFlag.WRITE | AccessRwFlag.SLOW_PATH | AccessPagesFlag.SYZ)) throw new ErrnoError('EOPNOTSUPP', `flags=${hex(r.flags)}: only WRITE, SLOW_PATH and SYZ are defined`)
+  const a = accessOf(ctx, r.handle)
+  const write = (r.flags & AccessRwFlag.WRITE) !== 0
+  const pieces = contig(a, r.iova, r.length, write)
+  const mapped = pieces.map((p) => ({ addr: p.userVa, len: Number(p.length) }))
+  // everything the copy reads is asked for at once, before anything is written
+  mem.need(write ? [{ addr: r.uptr, len: Number(r.length) }] : mapped)
+  if (write) {
+    const data = mem.read(r.uptr, Number(r.length))
+    let off = 0
+    for (const p of pieces) {
+      mem.write(p.userVa, data.subarray(off, off + Number(p.length)))
+      off += Number(p.length)
+    }
+  } else {
+    mem.write(r.uptr, Buffer.concat(pieces.map((p) => mem.read(p.userVa, Number(p.length)))))
+  }
+}

@@ -2,7 +2,7 @@ import { IommufdContext } from '../iommufd/context'
 import { PciDevice } from '../hw/unit'
 import { ErrnoError, ErrnoName } from '../util/errno'
 import { LIMITS } from '../util/limits'
-import { IoctlError, Ioctl, ioctlByCmd } from './ioctls'
+import { IoctlError, Ioctl, NewFd, ioctlByCmd } from './ioctls'
 import { StructValue, decode, encodeInto } from './layout'
 import { MissingMemory, UserMemory } from './memory'
 
@@ -70,10 +70,14 @@ export interface IoctlReply {
   readonly needs?: readonly BufferNeed[]
   /** The ioctl's return value when it is not 0 on success (VFIO_CHECK_EXTENSION). */
   readonly retval?: number
+  /** Descriptors to give the caller (CREATE_ACCESS's access file). */
+  readonly newFds?: readonly NewFd[]
 }
 
 export interface DispatchEnv {
   readonly ctx?: IommufdContext
+  /** The caller's descriptors a frame named: fd number -> handle. */
+  readonly fds?: ReadonlyMap<number, number>
   readonly contextById?: (id: number) => IommufdContext | undefined
 }
 
@@ -125,8 +129,9 @@ export function dispatch(env: DispatchEnv, r: IoctlRequest): IoctlReply {
     return Buffer.from(full.subarray(0, Math.min(size, L.size)))
   }
   try {
-    const out = ioctl.handler({ ctx: env.ctx, req, mem, device: r.device, contextById: env.contextById, files: r.files, arg: r.arg })
-    return { ioctl, message: '', req, out, struct: writeBack(out), written: mem.written }
+    const newFds: NewFd[] = []
+    const out = ioctl.handler({ ctx: env.ctx, req, mem, device: r.device, contextById: env.contextById, files: r.files, arg: r.arg, fds: env.fds, newFds })
+    return { ioctl, message: '', req, out, struct: writeBack(out), written: mem.written, newFds }
   } catch (e) {
     if (e instanceof MissingMemory) {
       if (e.needs.some((n) => n.len > MAX_USER_BUFFER)) return fail('ENOMEM', `${e.needs[0].field}: more than iommufs accepts in one buffer (${MAX_USER_BUFFER})`, { ioctl, req })

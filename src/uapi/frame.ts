@@ -20,7 +20,7 @@ export const FrameKind = { REQUEST: 1, REPLY: 2, RETRY: 3 } as const
  */
 export const BufferFlag = { FAULT: 1, FD: 2, ARG: 4 } as const
 /** A REPLY entry with this flag is no memory write: `addr` is the ioctl's return value (VFIO_CHECK_EXTENSION's 1). */
-export const ReplyFlag = { RETVAL: 4 } as const
+export const ReplyFlag = { RETVAL: 4, NEWFD: 8 } as const
 
 const pad8 = (n: number): number => (n + 7) & ~7
 
@@ -148,6 +148,11 @@ export function encodeReply(cmd: number, reply: IoctlReply): Buffer {
   const errno = reply.errno ? ERRNO[reply.errno] : 0
   const entries: Entry[] = [...reply.written].map(([addr, data]) => ({ addr, len: data.length, flags: 0, data }))
   if (reply.retval) entries.push({ addr: BigInt(reply.retval), len: 0, flags: ReplyFlag.RETVAL, data: Buffer.alloc(0) })
+  for (const f of reply.newFds ?? []) {
+    const data = Buffer.alloc(4)
+    data.writeUInt32LE(f.offset)
+    entries.push({ addr: BigInt(f.handle), len: 4, flags: ReplyFlag.NEWFD, data })
+  }
   return build(FrameKind.REPLY, cmd, errno, reply.struct ?? Buffer.alloc(0), entries, reply.message)
 }
 

@@ -44,6 +44,16 @@ export interface Call {
   readonly files?: ReadonlyMap<number, string>
   /** The ioctl's raw argument (the struct's address), when the caller sent it. */
   readonly arg?: bigint
+  /** The caller's descriptors the frame named: fd number -> handle (a context ID, an access). */
+  readonly fds?: ReadonlyMap<number, number>
+  /** Descriptors the caller must be given (CREATE_ACCESS): pushed by the handler. */
+  readonly newFds?: NewFd[]
+}
+
+/** A descriptor the kernel would install: the shim makes one for `handle` and writes its number at `offset` in the struct. */
+export interface NewFd {
+  readonly handle: number
+  readonly offset: number
 }
 
 export interface Ioctl {

@@ -1,6 +1,7 @@
 import { IommufdContext } from '../iommufd/context'
 import { Device, unbind } from '../iommufd/device'
 import { World } from '../iommufd/world'
+import { closeAccess } from '../iommufd/selftest'
 import { PciDevice } from '../hw/unit'
 import { ErrnoError } from '../util/errno'
 import { LIMITS } from '../util/limits'
@@ -303,8 +304,8 @@ export class IommuSession extends Session {
     return `ctx${this.ctx.id}`
   }
 
-  protected env(): DispatchEnv {
-    return { ctx: this.ctx }
+  protected env(fds?: ReadonlyMap<number, number>): DispatchEnv {
+    return { ctx: this.ctx, fds }
   }
 
   protected frameDevice(target: number): PciDevice | undefined {
@@ -314,9 +315,18 @@ export class IommuSession extends Session {
   protected override special(line: string): string | undefined {
     const [name, ...rest] = line.split(/\s+/)
     const n = name.toUpperCase()
+    if (n === 'ACCESS_CLOSE' || n === 'IOMMUFS_ACCESS_CLOSE') return this.closeAccess(rest)
     if (n !== 'CONTEXT' && n !== 'IOMMUFS_CONTEXT') return undefined
     if (rest.length) throw new ErrnoError('EINVAL', `${rest[0]}: CONTEXT takes no arguments`)
     return `ok id=${this.ctx.id} path=${contextPath(this.ctx.id)}`
+  }
+
+  /** ACCESS_CLOSE handle=N: the shim's close() of a selftest access descriptor (the kernel's release of that file). */
+  private closeAccess(args: string[]): string {
+    const m = args.length === 1 ? /^handle=(\d+)$/.exec(args[0]) : null
+    if (!m) throw new ErrnoError('EINVAL', 'usage: ACCESS_CLOSE handle=N')
+    closeAccess(this.ctx, Number(m[1]))
+    return 'ok'
   }
 
   protected teardown(): void {

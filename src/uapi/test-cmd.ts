@@ -27,6 +27,11 @@ function payloadWith(req: StructValue, layout: StructLayout, out: StructValue): 
 }
 
 const u = (s: StructValue, f: string): number => Number(s[f] as bigint)
+
+/** An access op's `id` is the caller's descriptor: the frame's FD entries map it to the access; a text request gives the handle. */
+function access(call: Call, id: number): number {
+  return call.fds?.get(id) ?? id
+}
 const b = (s: StructValue, f: string): bigint => s[f] as bigint
 
 export function testCmd(call: Call): StructValue {
@@ -73,6 +78,32 @@ export function testCmd(call: Call): StructValue {
     case T.TestOp.DEV_CHECK_CACHE: {
       const p = payloadOf(req, M.check_dev_cache)
       T.checkDevCache(ctx, id, u(p, 'id'), u(p, 'cache'))
+      return {}
+    }
+    case T.TestOp.CREATE_ACCESS: {
+      const handle = T.createAccess(ctx, id, u(payloadOf(req, M.create_access), 'flags'))
+      // the kernel installs a descriptor; the shim makes one (its number replaces the handle here)
+      call.newFds?.push({ handle, offset: 16 + M.create_access.field('out_access_fd').offset })
+      return { payload: payloadWith(req, M.create_access, { out_access_fd: BigInt(handle) }) }
+    }
+    case T.TestOp.ACCESS_REPLACE_IOAS:
+      T.accessReplaceIoas(ctx, access(call, id), u(payloadOf(req, M.access_replace_ioas), 'ioas_id'))
+      return {}
+    case T.TestOp.ACCESS_PAGES: {
+      const p = payloadOf(req, M.access_pages)
+      const item = T.accessPages(ctx, { handle: access(call, id), flags: u(p, 'flags'), iova: b(p, 'iova'), length: b(p, 'length'), uptr: b(p, 'uptr') })
+      return { payload: payloadWith(req, M.access_pages, { out_access_pages_id: BigInt(item) }) }
+    }
+    case T.TestOp.DESTROY_ACCESS_PAGES:
+      T.destroyAccessPages(ctx, access(call, id), u(payloadOf(req, M.destroy_access_pages), 'access_pages_id'))
+      return {}
+    case T.TestOp.ACCESS_RW: {
+      const p = payloadOf(req, M.access_rw)
+      T.accessRw(ctx, { handle: access(call, id), iova: b(p, 'iova'), length: b(p, 'length'), uptr: b(p, 'uptr'), flags: u(p, 'flags') }, {
+        need: (ranges) => call.mem.need(ranges.map((r) => ({ ...r, field: 'access_rw' }))),
+        read: (addr, len) => call.mem.read(addr, BigInt(len), 'access_rw'),
+        write: (addr, data) => call.mem.write(addr, data, 'access_rw'),
+      })
       return {}
     }
     case T.TestOp.DIRTY: {

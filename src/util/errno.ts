@@ -30,6 +30,8 @@ export const ERRNO = {
   EOPNOTSUPP: 95,
   EADDRINUSE: 98,
   EPROTO: 71,
+  EBADE: 52,
+  EBADFD: 77,
   ETIMEDOUT: 110,
   ESTALE: 116,
 } as const
