@@ -79,7 +79,7 @@ C_EXAMPLES := nested-smmuv3 nested-vtd errors fds threads dma
 # test programs (test/c): the same helpers as the examples
 C_TESTS := fork-share close-sync fuzz-shim
 EXAMPLE_BINS := $(addprefix dist/examples/c/,$(C_EXAMPLES)) $(addprefix dist/test/c/,$(C_TESTS)) dist/test/c/real-ioctl \
-  dist/bench/ioctl-loop dist/bench/transport-loop dist/bench/ref-server
+  dist/bench/ioctl-loop dist/bench/ioctl-mixed dist/bench/transport-loop dist/bench/ref-server
 
 examples: header
 	@$(MAKE) --no-print-directory $(EXAMPLE_BINS)
@@ -102,6 +102,10 @@ dist/bench/ioctl-loop: bench/ioctl-loop.c $(HEADER)
 	$(CC) $(CFLAGS_EXAMPLES) -o $@ $<
 
 dist/bench/transport-loop: bench/transport-loop.c $(HEADER)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_EXAMPLES) -o $@ $<
+
+dist/bench/ioctl-mixed: bench/ioctl-mixed.c $(HEADER)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_EXAMPLES) -o $@ $<
 

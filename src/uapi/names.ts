@@ -7,6 +7,7 @@ import { MapFlag } from '../iommufd/ioas'
 import { InvalidateDataType, VtdInvFlag } from '../iommufd/invalidate'
 import { ViommuType } from '../iommufd/viommu'
 import { DmaFlag, DmaStatus } from '../iommufd/dma'
+import { TestOp } from '../iommufd/selftest'
 import { VTD_S1_FLAGS } from '../hw/vtd/s1'
 
 /** Symbolic names a text request may use for a field's values (flags combine with |). */
@@ -41,6 +42,7 @@ export const NAMES: Readonly<Record<string, NameSet>> = {
   iommu_hwpt_vtd_s1_flags: f(VTD_S1_FLAGS),
   vfio_device_attach_flags: f(VfioAttachFlag),
   iommu_hwpt_invalidate_data_type: e(InvalidateDataType),
+  iommu_test_op: e(TestOp),
   iommu_hwpt_vtd_s1_invalidate_flags: f(VtdInvFlag),
 }
 

@@ -347,7 +347,7 @@ export const TEST_CMD_UNION: Readonly<Record<string, StructLayout>> = {
 /** size, op, id, the 48-byte union (6 words, decoded per op) and `last`, which marks the minimum size. */
 export const iommu_test_cmd = struct('iommu_test_cmd', [
   ['size', { type: 'u32' }],
-  ['op', { type: 'u32' }],
+  ['op', { type: 'u32', names: 'iommu_test_op' }],
   ['id', { type: 'u32' }],
   ['__reserved', { type: 'u32' }],
   ['payload', { type: 'u64', count: 6, dir: 'inout', union: TEST_CMD_UNION }],
