@@ -78,7 +78,7 @@ function contextDir(ctx: IommufdContext): FsNode {
   return new LiveDir(
     () => [...fixed.names(), ...ctx.objects.objects().map(objectName)],
     (name) => {
-      const o = ctx.objects.find(Number(name.split('.')[0]))
+      const o = ctx.objects.findAny(Number(name.split('.')[0]))
       return fixed.child(name) ?? (o && objectName(o) === name ? objectNode(o) : undefined)
     },
   )
