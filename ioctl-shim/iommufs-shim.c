@@ -690,19 +690,36 @@ static int forward_ioctl(int fd, struct slot s, uint32_t cmd, void *arg)
 		/* descriptors the kernel would install: ours point at /dev/null, the server knows them by handle */
 		for (uint32_t i = 0; i < rep.h.nbuf && !err; i++) {
 			uint32_t off;
-			if (!(rep.b[i].flags & IOMF_REPLY_NEWFD) || rep.b[i].len != 4)
+			if (!(rep.b[i].flags & IOMF_REPLY_NEWFD) || rep.b[i].len < 4)
 				continue;
 			memcpy(&off, rep.b[i].data, 4);
-			int nfd = real.open("/dev/null", O_RDWR | O_CLOEXEC);
+			/* a path: a file of the mount (an event queue) serves its read/write; else a placeholder known by handle */
+			char qpath[PATH_MAX];
+			uint32_t plen = rep.b[i].len - 4;
+			int nfd = -1;
+			size_t mlen = strlen(mount_dir);
+			if (plen && mlen + 1 + plen < sizeof qpath) {
+				memcpy(qpath, mount_dir, mlen);
+				qpath[mlen] = '/';
+				memcpy(qpath + mlen + 1, rep.b[i].data + 4, plen);
+				qpath[mlen + 1 + plen] = 0;
+				nfd = real.open(qpath, O_RDWR | O_CLOEXEC);
+			} else if (!plen) {
+				nfd = real.open("/dev/null", O_RDWR | O_CLOEXEC);
+			} else {
+				errno = ENAMETOOLONG;
+			}
 			if (nfd < 0 || (uint64_t)off + 4 > rep.h.struct_len) {
 				err = nfd < 0 ? errno : EPROTO;
 				break;
 			}
-			struct slot a = { .kind = FD_ACCESS, .ctx = (uint32_t)rep.b[i].addr, .owner = fd };
-			slot_set(nfd, a);
-			__atomic_add_fetch(&n_access, 1, __ATOMIC_RELAXED);
+			if (!plen) {
+				struct slot a = { .kind = FD_ACCESS, .ctx = (uint32_t)rep.b[i].addr, .owner = fd };
+				slot_set(nfd, a);
+				__atomic_add_fetch(&n_access, 1, __ATOMIC_RELAXED);
+			}
 			memcpy((uint8_t *)rep.st + off, &nfd, 4);
-			trace("iommufs-shim: fd %d = access %u of fd %d", nfd, a.ctx, fd);
+			trace("iommufs-shim: fd %d = %s %u of fd %d", nfd, plen ? "queue" : "access", (uint32_t)rep.b[i].addr, fd);
 		}
 		/* the struct as written back, then the out buffers, where the kernel would put them */
 		if (rep.h.struct_len && mem_write(addr, rep.st, rep.h.struct_len) < 0)

@@ -31,7 +31,8 @@ enum iomf_buffer_flags {
 /* Entry flags in a REPLY. */
 enum iomf_reply_flags {
 	IOMF_REPLY_RETVAL = 4, /* not a write: addr is the ioctl's return value */
-	IOMF_REPLY_NEWFD = 8,  /* give the caller a descriptor for handle addr; 4 data bytes: where in the struct its number goes */
+	IOMF_REPLY_NEWFD = 8,  /* give the caller a descriptor for handle addr; data: u32 where in the struct its
+				* number goes, then optionally the path (under the mount) the descriptor opens */
 };
 
 struct iomf_header {

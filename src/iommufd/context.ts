@@ -120,6 +120,7 @@ export class IommufdContext {
       // the mappings go with it: their memory is let go (the kernel unpins, and drops the files)
       if (obj.areas.length) obj.removeAreas([...obj.areas])
     }
+    if (obj instanceof Hwpt && obj.fault) obj.fault.users--
     obj.teardown?.()
     this.objects.remove(obj)
   }

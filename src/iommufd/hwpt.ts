@@ -13,6 +13,7 @@ import { Viommu } from './viommu'
 import { readAndClearDirty } from './smmu-host'
 import type { MockNestedData } from './selftest'
 import { clearDirty, readDirty } from './dirty'
+import type { Fault } from './eventq'
 
 /** IOMMU_HWPT_DATA_SELFTEST: the mock's nested data; its IOTLB has 4 slots. */
 export const HWPT_DATA_SELFTEST = 0xdead
@@ -34,6 +35,8 @@ interface UnitTag {
 export abstract class Hwpt extends IommufdObject {
   readonly devices = new Set<Device>()
   readonly tags = new Map<IommuUnit, UnitTag>()
+  /** The fault queue its devices' page requests go to (FAULT_ID_VALID), which it holds a reference on. */
+  fault: Fault | undefined
 
   constructor(readonly kind: IommuKind) {
     super()
@@ -175,7 +178,10 @@ export function hwptAlloc(ctx: IommufdContext, a: HwptAllocArgs): number {
   else if (pt instanceof HwptPaging) hwpt = planNestedOnParent(dev, pt, a)
   else if (pt instanceof Viommu) hwpt = planNestedOnViommu(dev, pt, a)
   else throw new ErrnoError('EINVAL', `pt_id=${a.ptId}: is a ${pt.type} object; expected an IOAS, a nest-parent HWPT or a vIOMMU`)
-  if (a.flags & HwptAllocFlag.FAULT_ID_VALID) throw new ErrnoError('ENOENT', `fault_id=${a.faultId}: no fault queue with that ID`)
+  if (a.flags & HwptAllocFlag.FAULT_ID_VALID) {
+    hwpt.fault = ctx.objects.get<Fault>(a.faultId, 'fault_id', 'fault')
+    hwpt.fault.users++
+  }
   return ctx.commitHwpt(hwpt)
 }
 

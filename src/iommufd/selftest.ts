@@ -6,7 +6,7 @@
  * ID of an SMMUv3 or VT-d object answers as the kernel does for a non-mock
  * object (ENOENT or EINVAL) and changes nothing.
  */
-import { MOCK_DEV_FLAGS, MOCK_PAGE_SIZE, MockDevice, MockIommu } from '../hw/mock/mock'
+import { MOCK_DEV_FLAGS, MOCK_PAGE_SIZE, MockDevice, MockIommu, isMockDevice } from '../hw/mock/mock'
 import { ErrnoError } from '../util/errno'
 import type { IommufdContext } from './context'
 import { Device, attach, bind, unbind } from './device'
@@ -226,6 +226,25 @@ export function checkRefs(ctx: IommufdContext, length: bigint, uptr: bigint, ref
     const n = pinCount(ctx, p)
     if (n !== refs) throw new ErrnoError('EIO', `page ${hex(p)}: ${n} pins, expected ${refs}`)
   }
+}
+
+export interface IopfArgs {
+  devId: number
+  pasid: number
+  grpid: number
+  perm: number
+  addr: bigint
+}
+
+/**
+ * TRIGGER_IOPF: the mock device raises a last-page page request (PASID-valid
+ * unless pasid is 0); it lands in the fault queue of the HWPT it is attached
+ * to, if that HWPT has one.
+ */
+export function triggerIopf(ctx: IommufdContext, a: IopfArgs): void {
+  const dev = ctx.objects.get<Device>(a.devId, 'dev_id', 'device')
+  if (!isMockDevice(dev.pci)) throw new ErrnoError('EINVAL', `dev_id=${a.devId}: ${dev.pci.bdf} is not a mock device`)
+  dev.hwpt?.fault?.report({ devId: a.devId, pasid: a.pasid, pasidValid: a.pasid !== 0, grpid: a.grpid, perm: a.perm, addr: a.addr })
 }
 
 /** MD_CHECK_IOTLB: slot `slot` of a mock nested domain must hold `value`. */

@@ -149,9 +149,9 @@ export function encodeReply(cmd: number, reply: IoctlReply): Buffer {
   const entries: Entry[] = [...reply.written].map(([addr, data]) => ({ addr, len: data.length, flags: 0, data }))
   if (reply.retval) entries.push({ addr: BigInt(reply.retval), len: 0, flags: ReplyFlag.RETVAL, data: Buffer.alloc(0) })
   for (const f of reply.newFds ?? []) {
-    const data = Buffer.alloc(4)
+    const data = Buffer.concat([Buffer.alloc(4), Buffer.from(f.path ?? '', 'utf8')])
     data.writeUInt32LE(f.offset)
-    entries.push({ addr: BigInt(f.handle), len: 4, flags: ReplyFlag.NEWFD, data })
+    entries.push({ addr: BigInt(f.handle), len: data.length, flags: ReplyFlag.NEWFD, data })
   }
   return build(FrameKind.REPLY, cmd, errno, reply.struct ?? Buffer.alloc(0), entries, reply.message)
 }

@@ -23,6 +23,7 @@ import { VfioAttachFlag, VfioBindFlag } from './names'
 import * as S from './structs'
 import { testCmd } from './test-cmd'
 import * as VC from '../iommufd/vfio-compat'
+import * as eventq from '../iommufd/eventq'
 
 /** An error whose ioctl still writes fields back (EMSGSIZE's num_iovas, INVALIDATE's entry_num). */
 export class IoctlError extends ErrnoError {
@@ -50,10 +51,15 @@ export interface Call {
   readonly newFds?: NewFd[]
 }
 
-/** A descriptor the kernel would install: the shim makes one for `handle` and writes its number at `offset` in the struct. */
+/**
+ * A descriptor the kernel would install: the shim makes one for `handle`
+ * (opening `path` under the mount, or a placeholder the server knows by
+ * handle) and writes its number at `offset` in the struct.
+ */
 export interface NewFd {
   readonly handle: number
   readonly offset: number
+  readonly path?: string
 }
 
 export interface Ioctl {
@@ -402,7 +408,13 @@ export const IOCTLS: readonly Ioctl[] = [
     return {}
   }),
   ioctl('IOMMU_HWPT_INVALIDATE', 0x8d, S.iommu_hwpt_invalidate, '__reserved', hwptInvalidate),
-  ioctl('IOMMU_FAULT_QUEUE_ALLOC', 0x8e, S.iommu_fault_alloc, 'out_fault_fd', notModelled('a fault queue (PRI)')),
+  ioctl('IOMMU_FAULT_QUEUE_ALLOC', 0x8e, S.iommu_fault_alloc, 'out_fault_fd', (c) => {
+    const ctx = ctxOf(c)
+    const f = eventq.faultAlloc(ctx, u(c.req, 'flags'))
+    // the descriptor is the queue's file on the mount: reads take page requests, writes answer them
+    c.newFds?.push({ handle: f.id, offset: S.iommu_fault_alloc.field('out_fault_fd').offset, path: eventq.queuePath(ctx, f) })
+    return { out_fault_id: BigInt(f.id), out_fault_fd: BigInt(f.id) }
+  }),
   ioctl('IOMMU_IOAS_MAP_FILE', 0x8f, S.iommu_ioas_map_file, 'iova', (c) => {
     const fd = Number(c.req.fd as bigint)
     const path = c.files?.get(fd)

@@ -106,6 +106,11 @@ export function testCmd(call: Call): StructValue {
       })
       return {}
     }
+    case T.TestOp.TRIGGER_IOPF: {
+      const p = payloadOf(req, M.trigger_iopf)
+      T.triggerIopf(ctx, { devId: u(p, 'dev_id'), pasid: u(p, 'pasid'), grpid: u(p, 'grpid'), perm: u(p, 'perm'), addr: b(p, 'addr') })
+      return {}
+    }
     case T.TestOp.DIRTY: {
       const p = payloadOf(req, M.dirty)
       const uptr = b(p, 'uptr')

@@ -88,6 +88,38 @@ int main(void)
 	ioctl(fd, IOMMU_IOAS_UNMAP, &un);
 	report("refs_0_after_close", refs(fd, buf, 16 * 4096, 0));
 
+	/* a fault queue: its descriptor reads the page request a mock device raises and takes the response */
+	struct iommu_fault_alloc fa = { .size = sizeof(fa) };
+	report("fault_alloc", ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &fa));
+	uint32_t parent = 0, iopf = 0;
+	struct iommu_hwpt_alloc pa = { .size = sizeof(pa), .flags = IOMMU_HWPT_ALLOC_NEST_PARENT, .dev_id = md.mock_domain.out_idev_id, .pt_id = ioas.out_ioas_id };
+	ioctl(fd, IOMMU_HWPT_ALLOC, &pa);
+	parent = pa.out_hwpt_id;
+	struct iommu_hwpt_selftest data = { .iotlb = 0xbadbeef };
+	struct iommu_hwpt_alloc na = { .size = sizeof(na), .flags = IOMMU_HWPT_FAULT_ID_VALID, .dev_id = md.mock_domain.out_idev_id, .pt_id = parent,
+				       .data_type = 0xdead, .data_len = sizeof(data), .data_uptr = (uintptr_t)&data, .fault_id = fa.out_fault_id };
+	report("iopf_hwpt", ioctl(fd, IOMMU_HWPT_ALLOC, &na));
+	iopf = na.out_hwpt_id;
+	struct iommu_test_cmd rep = { .op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, .id = md.mock_domain.out_stdev_id, .mock_domain_replace = { .pt_id = iopf } };
+	report("replace_to_iopf", test_cmd(fd, &rep));
+	struct iommu_test_cmd trig = { .op = IOMMU_TEST_OP_TRIGGER_IOPF, .trigger_iopf = { .dev_id = md.mock_domain.out_idev_id, .pasid = 1, .grpid = 2, .perm = 3, .addr = 0xdeadbeaf } };
+	report("trigger_iopf", test_cmd(fd, &trig));
+	uint32_t pf[10];
+	ssize_t got = read((int)fa.out_fault_fd, pf, sizeof(pf));
+	printf("fault_read: bytes=%zd flags=%u dev_id=%u pasid=%u grpid=%u perm=%u addr=0x%llx\n", got, pf[0], pf[1], pf[2], pf[3], pf[4],
+	       (unsigned long long)pf[6] | (unsigned long long)pf[7] << 32);
+	uint32_t bad[2] = { pf[9] + 100, 0 }, good[2] = { pf[9], 0 };
+	report("fault_respond_bad_cookie", (int)write((int)fa.out_fault_fd, bad, sizeof(bad)));
+	report("fault_respond", (int)write((int)fa.out_fault_fd, good, sizeof(good)));
+	struct iommu_destroy d = { .size = sizeof(d), .id = fa.out_fault_id };
+	report("destroy_fault_in_use", ioctl(fd, IOMMU_DESTROY, &d));
+	rep.mock_domain_replace.pt_id = ioas.out_ioas_id;
+	test_cmd(fd, &rep);
+	d.id = iopf;
+	ioctl(fd, IOMMU_DESTROY, &d);
+	d.id = fa.out_fault_id;
+	report("destroy_fault", ioctl(fd, IOMMU_DESTROY, &d));
+
 	/* VFIO type1: the compat IOAS, then GET_INFO into a buffer filled with 0xAA past argsz */
 	struct iommu_vfio_ioas vi = { .size = sizeof(vi), .ioas_id = ioas.out_ioas_id, .op = 1 };
 	ioctl(fd, IOMMU_VFIO_IOAS, &vi);

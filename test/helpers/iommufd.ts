@@ -70,8 +70,8 @@ export function renderTree(node: FsNode, at: string, out: string[]): void {
       renderTree(node.child(name)!, `${at}/${name}`, out)
     }
   } else if (node.kind === 'file') {
-    // write-only files (a vCMDQ's `cmd`) have nothing to show
-    if (node.mode & 0o444) out.push(`== ${at}\n${node.open('read').read(0, 1 << 22).toString('latin1')}`)
+    // write-only files (a vCMDQ's `cmd`) have nothing to show; reading an event queue would consume it
+    if (node.mode & 0o444 && !at.endsWith('/queue')) out.push(`== ${at}\n${node.open('read').read(0, 1 << 22).toString('latin1')}`)
   } else {
     out.push(`== ${at} -> ${node.target}`)
   }

@@ -3,7 +3,8 @@
  * selftest drives them: a C program (test/c/selftest-ops.c, compiled here
  * against the generated header) on a real mount. Return values of integer
  * ioctls, descriptors handed out by CREATE_ACCESS, ACCESS_RW through the
- * caller's memory, pins released at close(), GET_INFO never past argsz.
+ * caller's memory, pins released at close(), a fault queue's descriptor
+ * (read a page request, write its response), GET_INFO never past argsz.
  */
 import { strict as assert } from 'node:assert'
 import { promises as fsp } from 'node:fs'
@@ -50,6 +51,15 @@ describe('IOMMU_TEST_CMD and VFIO compat through the shim', function () {
         'access_pages_wrong_uptr: err EBADE',
         'refs_still_1: ok ret=0',
         'refs_0_after_close: ok ret=0',
+        'fault_alloc: ok ret=0',
+        'iopf_hwpt: ok ret=0',
+        'replace_to_iopf: ok ret=0',
+        'trigger_iopf: ok ret=0',
+        'fault_read: bytes=40 flags=3 dev_id=3 pasid=1 grpid=2 perm=3 addr=0xdeadbeaf',
+        'fault_respond_bad_cookie: err EINVAL',
+        'fault_respond: ok ret=8',
+        'destroy_fault_in_use: err EBUSY',
+        'destroy_fault: ok ret=0',
         'set_iommu: ok ret=0',
         'get_info_60: ok ret=0',
         'get_info_60: argsz=72 cap_offset=0 next=40 untouched_past_argsz=yes',
