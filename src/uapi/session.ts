@@ -182,6 +182,12 @@ export abstract class Session {
     if (this.released) throw new ErrnoError('EBADF', `${this.label}: released (RELEASE was answered); open the file again`)
     const io = ioctlByCmd(cmd)
     if (!io) throw new ErrnoError('ENOTTY', `ioctl 0x${cmd.toString(16)}: not an iommufd or VFIO cdev command`)
+    if (io.family === 'arg') {
+      // VFIO_CHECK_EXTENSION and friends: `arg` is an integer, the answer the return value
+      const r = dispatch(this.ioctlEnv(caller), { cmd, struct: Buffer.alloc(0), buffers: new Map(), device: this.frameDevice(0), arg })
+      if (r.errno) throw new ErrnoError(r.errno, r.message)
+      return r.retval ?? 0
+    }
     const mem = caller.memory
     if (!mem) throw new ErrnoError('ENOTTY', `${io.name}: this mount cannot reach the caller's memory (run the program under the shim)`)
     const who = caller.tid || caller.pid
@@ -202,7 +208,7 @@ export abstract class Session {
     if (probe !== 0) throw fault('write', probe)
     let reply: IoctlReply
     try {
-      reply = dispatch(this.ioctlEnv(caller), { cmd, struct, buffers: new Map(), device: this.frameDevice(0), memory: new PidMemory(mem, who) })
+      reply = dispatch(this.ioctlEnv(caller), { cmd, struct, buffers: new Map(), device: this.frameDevice(0), memory: new PidMemory(mem, who), arg })
     } catch (e) {
       throw e instanceof ErrnoError ? e : this.bug(`ioctl ${io.name}`, e)
     }
@@ -213,7 +219,9 @@ export abstract class Session {
       if (r !== 0) throw fault('write', r)
     }
     if (reply.errno) throw new ErrnoError(reply.errno, reply.message)
-    return 0
+    // a descriptor the kernel would install (an access, a fault queue) needs the shim
+    if (reply.newFds?.length) this.world.trace.emit(this.label, `ioctl ${io.name}: its descriptor is handed out only under the shim`)
+    return reply.retval ?? 0
   }
 
   private bug(where: string, e: unknown): ErrnoError {
