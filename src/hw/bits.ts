@@ -31,3 +31,39 @@ export function maskOf(fields: readonly Bits[]): bigint {
 export function hex(v: bigint | number, width = 0): string {
   return `0x${v.toString(16).padStart(width, '0')}`
 }
+
+/*
+ * A 64-bit word as two 32-bit halves (numbers, each 0..2^32-1): walks read
+ * descriptors this way and decode them without allocating BigInts.
+ */
+const TWO32 = 0x1_0000_0000
+
+/** Bits [31:0] of a 64-bit value. */
+export function lo32(v: bigint): number {
+  return Number(v & 0xffff_ffffn)
+}
+
+/** Bits [63:32] of a 64-bit value. */
+export function hi32(v: bigint): number {
+  return Number((v >> 32n) & 0xffff_ffffn)
+}
+
+/** The 64-bit value of two halves. */
+export function join64(hi: number, lo: number): bigint {
+  return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0)
+}
+
+/** hi:lo as a number: exact while bits [63:53] are zero (physical addresses are at most 52 bits). */
+export function num64(hi: number, lo: number): number {
+  return (hi >>> 0) * TWO32 + (lo >>> 0)
+}
+
+/** Field `f` of the word hi:lo as a number (fields are at most 53 bits wide: exact). */
+export function getN(hi: number, lo: number, f: Bits): number {
+  const width = f.hi - f.lo + 1
+  if (width > 53) throw new Error(`field ${f.name} is wider than a number holds exactly`)
+  if (f.lo >= 32) return Math.floor((hi >>> 0) / 2 ** (f.lo - 32)) % 2 ** width
+  const low = Math.floor((lo >>> 0) / 2 ** f.lo)
+  if (f.hi < 32) return low % 2 ** width
+  return ((hi >>> 0) % 2 ** (f.hi - 31)) * 2 ** (32 - f.lo) + low
+}

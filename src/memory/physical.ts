@@ -6,6 +6,8 @@ export interface MemoryPort {
   write(addr: bigint, data: Buffer): Abort | undefined
   read64(addr: bigint): bigint | Abort
   write64(addr: bigint, value: bigint): Abort | undefined
+  /** The table-RAM page holding `pa` (a number), if it is one: walks read descriptors from it without BigInts. */
+  ramPage?(pa: number): Buffer | undefined
 }
 
 const PAGE = 4096n
@@ -92,6 +94,10 @@ export class PhysicalMemory implements MemoryPort {
       else return w
     }
     return undefined
+  }
+
+  ramPage(pa: number): Buffer | undefined {
+    return this.pages.get(Math.floor(pa / 4096))
   }
 
   read64(pa: bigint): bigint | Abort {

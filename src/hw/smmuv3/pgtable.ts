@@ -1,5 +1,6 @@
 import { Abort, isAbort } from '../../memory/backing'
 import { MemoryPort } from '../../memory/physical'
+import { hi32, lo32 } from '../bits'
 
 /**
  * The VMSAv8-64 translation table format both SMMUv3 stages use: descriptor
@@ -49,6 +50,22 @@ export class Geometry {
   private readonly indexMask: bigint[]
   private readonly leafMask: bigint[]
   private readonly tableMask: bigint
+  /** The same per level as numbers (2^shift, index mask, address masks split in 32-bit halves), for walks in plain numbers. */
+  readonly sizeNum: readonly number[]
+  readonly indexMaskNum: readonly number[]
+  readonly leafLo: readonly number[]
+  readonly leafHi: readonly number[]
+  readonly tableLo: number
+  readonly tableHi: number
+  private static readonly known = new Map<number, Geometry>()
+
+  /** The geometry for these parameters, made once (walks decode one from every CD and STE). */
+  static of(granule: GranuleShift, ias: number, startLevel?: number): Geometry {
+    const key = granule * 10_000 + ias * 10 + (startLevel ?? 9)
+    let g = Geometry.known.get(key)
+    if (!g) Geometry.known.set(key, (g = new Geometry(granule, ias, startLevel)))
+    return g
+  }
 
   constructor(readonly granule: GranuleShift, readonly ias: number, startLevel?: number) {
     this.bpl = granule - 3
@@ -61,6 +78,24 @@ export class Geometry {
     const oa = (1n << 48n) - 1n
     this.leafMask = levels.map((l) => oa & ~((1n << BigInt(this.shift(l))) - 1n))
     this.tableMask = oa & ~((1n << BigInt(granule)) - 1n)
+    this.sizeNum = levels.map((l) => 2 ** this.shift(l))
+    this.indexMaskNum = this.indexMask.map(Number)
+    this.leafLo = this.leafMask.map(lo32)
+    this.leafHi = this.leafMask.map(hi32)
+    this.tableLo = lo32(this.tableMask)
+    this.tableHi = hi32(this.tableMask)
+  }
+
+  /** index() for an input address below 2^53. */
+  indexNum(addr: number, level: number): number {
+    // an exact power-of-two division, then the low bits (an index is below 2^31)
+    return Math.floor(addr / this.sizeNum[level]) & this.indexMaskNum[level]
+  }
+
+  /** address() of a descriptor given as 32-bit halves; a number (at most 52 bits). */
+  addressNum(hi: number, lo: number, level: number, leaf: boolean): number {
+    const a = (hi & (leaf ? this.leafHi[level] : this.tableHi)) * 0x1_0000_0000 + ((lo & (leaf ? this.leafLo[level] : this.tableLo)) >>> 0)
+    return this.granule === 16 ? a + ((lo >>> 12) & 0xf) * 2 ** 48 : a
   }
 
   /**
@@ -69,10 +104,10 @@ export class Geometry {
    * (4K with a 40/42-bit IPA, 16K with 48 or 40 bits).
    */
   static stage2(granule: GranuleShift, ias: number): Geometry {
-    const natural = new Geometry(granule, ias)
+    const natural = Geometry.of(granule, ias)
     const start = natural.startLevel
     const concat = (granule === 12 && start === 0 && (ias === 40 || ias === 42)) || (granule === 14 && ((start === 0 && ias === 48) || (start === 1 && ias === 40)))
-    return concat ? new Geometry(granule, ias, start + 1) : natural
+    return concat ? Geometry.of(granule, ias, start + 1) : natural
   }
 
   /** The lowest input bit level `l` resolves (an entry there maps 2^shift bytes). */

@@ -1,6 +1,6 @@
-import { isAbort } from '../../memory/backing'
+import { Abort, isAbort } from '../../memory/backing'
 import { MemoryPort } from '../../memory/physical'
-import { get, hex } from '../bits'
+import { get, hex, hi32, join64, lo32 } from '../bits'
 import { CD0, CD1, CD2, L1CD, PS_BITS, S2TG_SHIFT, TG0_SHIFT, TG1_SHIFT } from './cd'
 import { EventClass, EventName, SmmuEvent } from './events'
 import { D, Geometry, GranuleShift } from './pgtable'
@@ -146,6 +146,24 @@ export interface Translation {
   readonly context?: ContextConfig
 }
 
+/** A Translation made in one literal (one object shape: spreads here cost more than the walk). */
+function translation(
+  kind: Translation['kind'],
+  stream: StreamConfig,
+  context: ContextConfig | undefined,
+  steps: Step[],
+  out: bigint,
+  base: bigint,
+  size: bigint,
+  level: number,
+  granule: number,
+  perms: number,
+  asid: number | undefined,
+  global: boolean,
+): Translation & { ok: true } {
+  return { ok: true, kind, out, base, size, level, granule, perms, vmid: stream.vmid, asid, global, steps, stream, context }
+}
+
 export type WalkResult = ({ ok: true } & Translation) | ({ ok: false } & Fault)
 
 function rangeOf(v: number, lo: number, hi: number): boolean {
@@ -162,6 +180,13 @@ class WalkFault extends Error {
 export class Smmuv3Walker {
   /** Walk without writing back AF/dirty updates (the sanitizer's second look must not change memory). */
   dryRun = false
+  /** walkStage()'s result, and load()'s descriptor halves. */
+  private rOut = 0
+  private rLevel = 0
+  private rPerms = 0
+  private rGlobal = false
+  private dHi = 0
+  private dLo = 0
 
   constructor(readonly mem: MemoryPort, readonly features: Features) {}
 
@@ -169,7 +194,7 @@ export class Smmuv3Walker {
     const steps: Step[] = []
     try {
       const stream = this.stream(txn, strtab, steps)
-      return { ok: true, ...this.translateWith(txn, stream, undefined, steps) }
+      return this.translateWith(txn, stream, undefined, steps)
     } catch (e) {
       if (e instanceof WalkFault) return { ok: false, event: e.event, steps }
       throw e
@@ -177,20 +202,19 @@ export class Smmuv3Walker {
   }
 
   /** The translation given a decoded stream (and context, if already known): the cache-hit path of config caches. */
-  translateWith(txn: Transaction, stream: StreamConfig, known: ContextConfig | undefined, steps: Step[]): Translation {
-    const base = { stream, steps, vmid: stream.vmid }
+  translateWith(txn: Transaction, stream: StreamConfig, known: ContextConfig | undefined, steps: Step[]): Translation & { ok: true } {
     if (stream.config === 'abort') throw this.fault(txn, 'C_BAD_STE', 'STE.Config = abort: terminated without an event', { recorded: false })
     if (txn.ssid !== undefined && (stream.config === 'bypass' || stream.config === 's2')) throw this.fault(txn, 'C_BAD_SUBSTREAMID', 'a SubstreamID on a stream with stage 1 disabled')
-    const bypass = { ...base, kind: 'bypass' as const, out: txn.addr, base: txn.addr & ~0xfffn, size: 0x1000n, level: 3, granule: 12, perms: PERM_ALL, global: true }
-    const s2only = (): Translation => {
+    const bypass = (): Translation & { ok: true } => translation('bypass', stream, undefined, steps, txn.addr, txn.addr & ~0xfffn, 0x1000n, 3, 12, PERM_ALL, undefined, true)
+    const s2only = (): Translation & { ok: true } => {
       const r = this.stage(stream.s2!, txn.addr, txn, txn, 'IN', steps)
-      return { ...base, kind: 'S2', out: r.out, base: txn.addr & ~(r.size - 1n), size: r.size, level: r.level, granule: stream.s2!.geometry.granule, perms: r.perms, global: true }
+      return translation('S2', stream, undefined, steps, r.out, txn.addr & ~(r.size - 1n), r.size, r.level, stream.s2!.geometry.granule, r.perms, undefined, true)
     }
-    if (stream.config === 'bypass') return bypass
+    if (stream.config === 'bypass') return bypass()
     if (stream.config === 's2') return s2only()
     const ctx = known ?? this.context(txn, stream, steps)
     // S1DSS = bypass: stage 1 is skipped for a transaction without a SubstreamID
-    if (!ctx) return stream.config === 's1' ? bypass : s2only()
+    if (!ctx) return stream.config === 's1' ? bypass() : s2only()
     const regime = this.s1Regime(txn, ctx)
     const s1 = this.stage(regime, txn.addr, txn, txn, 'IN', steps, stream.config === 'nested' ? stream.s2 : undefined)
     let out = s1.out
@@ -206,19 +230,8 @@ export class Smmuv3Walker {
       }
       perms &= s2.perms
     }
-    return {
-      ...base,
-      kind: stream.config === 'nested' ? 'S12' : 'S1',
-      context: ctx,
-      out,
-      base: txn.addr & ~(size - 1n),
-      size,
-      level,
-      granule: regime.geometry.granule,
-      perms,
-      asid: s1.global ? undefined : ctx.asid,
-      global: s1.global,
-    }
+    const kind = stream.config === 'nested' ? 'S12' : 'S1'
+    return translation(kind, stream, ctx, steps, out, txn.addr & ~(size - 1n), size, level, regime.geometry.granule, perms, s1.global ? undefined : ctx.asid, s1.global)
   }
 
   /** The STE for the transaction's StreamID, decoded and checked. */
@@ -248,25 +261,29 @@ export class Smmuv3Walker {
     const bad = (why: string): WalkFault => this.fault(txn, 'C_BAD_STE', why)
     if (!get(ste[0], STE0.V)) throw bad('STE.V = 0')
     const cfgBits = Number(get(ste[0], STE0.CFG))
-    const common = {
+    const cdMax = Number(get(ste[0], STE0.S1CDMAX))
+    // one literal per result (a spread of shared fields costs more than the walk)
+    const config = (config: StreamConfig['config'], s2?: Regime): StreamConfig => ({
       steAddr,
       ste,
+      config,
       vmid: Number(get(ste[2], STE2.S2VMID)),
-      cdMax: Number(get(ste[0], STE0.S1CDMAX)),
+      s2,
+      cdMax,
       cdFmt: Number(get(ste[0], STE0.S1FMT)),
       ctxPtr: get(ste[0], STE0.S1CTXPTR) << 6n,
       s1dss: Number(get(ste[1], STE1.S1DSS)),
       eats: Number(get(ste[1], STE1.EATS)),
-    }
-    if (cfgBits < 4) return { ...common, config: 'abort' }
-    if (cfgBits === 4) return { ...common, config: 'bypass' }
+    })
+    if (cfgBits < 4) return config('abort')
+    if (cfgBits === 4) return config('bypass')
     const s1 = (cfgBits & 1) === 1
     const s2on = (cfgBits & 2) === 2
     if (s1 && !this.features.s1) throw bad('STE.Config enables stage 1, which this SMMU does not implement (IDR0.S1P = 0)')
     if (s2on && !this.features.s2) throw bad('STE.Config enables stage 2, which this SMMU does not implement (IDR0.S2P = 0)')
-    if (s1 && common.cdMax > this.features.ssidBits) throw bad(`STE.S1CDMax=${common.cdMax} exceeds IDR1.SSIDSIZE=${this.features.ssidBits}`)
+    if (s1 && cdMax > this.features.ssidBits) throw bad(`STE.S1CDMax=${cdMax} exceeds IDR1.SSIDSIZE=${this.features.ssidBits}`)
     const s2 = s2on ? this.decodeS2(ste, bad) : undefined
-    return { ...common, config: s1 && s2on ? 'nested' : s1 ? 's1' : 's2', s2 }
+    return config(s1 && s2on ? 'nested' : s1 ? 's1' : 's2', s2)
   }
 
   private decodeS2(ste: bigint[], bad: (why: string) => WalkFault): Regime {
@@ -282,7 +299,7 @@ export class Smmuv3Walker {
     const sl0 = Number(get(w2, STE2.S2SL0))
     if (sl0 === 3) throw bad('STE.S2SL0 = 3 is reserved')
     const start = tg === 12 ? 2 - sl0 : 3 - sl0
-    const geometry = new Geometry(tg, ias, start)
+    const geometry = Geometry.of(tg, ias, start)
     const topBits = ias - geometry.shift(start)
     if (topBits < 1 || topBits > geometry.bpl + 4) throw bad(`STE.S2SL0=${sl0} does not fit S2T0SZ=${t0sz} (start level ${start} would need ${topBits > 0 ? 2 ** Math.max(topBits - geometry.bpl, 0) : 0} concatenated tables)`)
     const ha = get(w2, STE2.S2HA) === 1n
@@ -340,7 +357,9 @@ export class Smmuv3Walker {
     const hd = get(w0, CD0.HD) === 1n
     if ((ha && this.features.httu < 1) || (hd && this.features.httu < 2)) throw bad(`CD.HA/HD set beyond IDR0.HTTU=${this.features.httu}`)
     const oasBits = Math.min(PS_BITS[Number(get(w0, CD0.IPS))], this.features.oasBits)
-    const common = { oasBits, ha, hd: ha && hd, affd: get(w0, CD0.AFFD) === 1n, record: get(w0, CD0.R) === 1n, stage: 1 as const }
+    const affd = get(w0, CD0.AFFD) === 1n
+    const record = get(w0, CD0.R) === 1n
+    const regime = (geometry: Geometry, ttb: bigint, upper?: boolean): Regime => ({ stage: 1, geometry, ttb, oasBits, ha, hd: ha && hd, affd, record, upper })
     const t0sz = Number(get(w0, CD0.T0SZ))
     const t1sz = Number(get(w0, CD0.T1SZ))
     let tt0: Regime | undefined
@@ -351,7 +370,7 @@ export class Smmuv3Walker {
       if (!rangeOf(t0sz, 16, 39)) throw bad(`CD.T0SZ=${t0sz} is outside 16..39`)
       const ttb = get(cd[1], CD1.TTB0) << 4n
       if (ttb >> BigInt(oasBits)) throw bad(`CD.TTB0=${hex(ttb)} is beyond the ${oasBits}-bit output size`)
-      tt0 = { ...common, geometry: new Geometry(tg, 64 - t0sz), ttb }
+      tt0 = regime(Geometry.of(tg, 64 - t0sz), ttb)
     }
     if (!get(w0, CD0.EPD1)) {
       const tg = TG1_SHIFT[Number(get(w0, CD0.TG1))] as GranuleShift | undefined
@@ -359,7 +378,7 @@ export class Smmuv3Walker {
       if (!rangeOf(t1sz, 16, 39)) throw bad(`CD.T1SZ=${t1sz} is outside 16..39`)
       const ttb = get(cd[2], CD2.TTB1) << 4n
       if (ttb >> BigInt(oasBits)) throw bad(`CD.TTB1=${hex(ttb)} is beyond the ${oasBits}-bit output size`)
-      tt1 = { ...common, geometry: new Geometry(tg, 64 - t1sz), ttb, upper: true }
+      tt1 = regime(Geometry.of(tg, 64 - t1sz), ttb, true)
     }
     return { cdAddr, cd, asid: Number(get(w0, CD0.ASID)), tt0, tt1, t0sz, t1sz }
   }
@@ -384,73 +403,110 @@ export class Smmuv3Walker {
    */
   stage(r: Regime, addr: bigint, txn: Transaction, access: Access, cls: EventClass, steps: Step[], s2?: Regime): StageOk {
     const g = r.geometry
-    const s2fault = r.stage === 2
-    const faultAt = (name: EventName, why: string, extra: Partial<SmmuEvent> = {}): WalkFault =>
-      this.fault(txn, name, why, { s2: s2fault, cls: s2fault ? cls : extra.cls ?? 'IN', ipa: s2fault ? addr : undefined, rnw: !access.write, recorded: r.record, ...extra })
     const input = r.upper ? addr & ((1n << BigInt(g.ias)) - 1n) : addr
-    if (!r.upper && input >> BigInt(g.ias)) throw faultAt('F_TRANSLATION', `${hex(addr)} is beyond the ${g.ias}-bit input range of stage ${r.stage}`)
-    const oasLimit = 1n << BigInt(r.oasBits)
-    let table = r.ttb
-    let apTable = 0n
-    let xnTable = 0n
-    let pxnTable = 0n
+    if (!r.upper && input >> BigInt(g.ias)) throw this.stageFault(r, addr, txn, access, cls, 'F_TRANSLATION', `${hex(addr)} is beyond the ${g.ias}-bit input range of stage ${r.stage}`)
+    // below 2^52 now: the walk itself runs in plain numbers
+    this.walkStage(r, Number(input), addr, txn, access, cls, steps, s2)
+    return { out: BigInt(this.rOut), level: this.rLevel, size: g.size(this.rLevel), perms: this.rPerms, global: this.rGlobal }
+  }
+
+  /** Stage 2 of one table access of a nested stage 1: the physical address of `ipa`. */
+  private tableAccess(s2: Regime, ipa: number, txn: Transaction, access: Access, steps: Step[]): number {
+    if (ipa >= 2 ** s2.geometry.ias) throw this.stageFault(s2, BigInt(ipa), txn, access, 'TT', 'F_TRANSLATION', `${hex(ipa)} is beyond the ${s2.geometry.ias}-bit input range of stage 2`)
+    this.walkStage(s2, ipa, undefined, txn, access, 'TT', steps)
+    return this.rOut
+  }
+
+  private stageFault(r: Regime, addr: bigint, txn: Transaction, access: Access, cls: EventClass, name: EventName, why: string, extra: Partial<SmmuEvent> = {}): WalkFault {
+    const s2fault = r.stage === 2
+    return this.fault(txn, name, why, { s2: s2fault, cls: s2fault ? cls : extra.cls ?? 'IN', ipa: s2fault ? addr : undefined, rnw: !access.write, recorded: r.record, ...extra })
+  }
+
+  /**
+   * The walk of an input address below 2^53 (`addr`: the same as given, for
+   * fault records), descriptors as 32-bit halves. The result is left in
+   * rOut/rLevel/rPerms/rGlobal: a nested walk makes no object per table access.
+   */
+  private walkStage(r: Regime, input: number, addr: bigint | undefined, txn: Transaction, access: Access, cls: EventClass, steps: Step[], s2?: Regime): void {
+    const g = r.geometry
+    const faultAt = (name: EventName, why: string, extra: Partial<SmmuEvent> = {}): WalkFault => this.stageFault(r, addr ?? BigInt(input), txn, access, cls, name, why, extra)
+    const oasLimit = 2 ** r.oasBits
+    const what = r.stage === 1 ? 's1' : 's2'
+    let table = Number(r.ttb)
+    // APTable, XNTable, PXNTable gathered from the table descriptors (stage 1), as bits of the upper half
+    let tableBits = 0
     for (let level = g.startLevel; level <= 3; level++) {
-      const slotIpa = table + g.index(input, level) * 8n
-      const slot = s2 ? this.stage(s2, slotIpa, txn, { write: false }, 'TT', steps).out : slotIpa
-      const v = this.mem.read64(slot)
-      if (isAbort(v)) throw faultAt('F_WALK_EABT', `stage ${r.stage} level ${level} descriptor at ${hex(slot)}: ${v.abort}`, { cls: 'TT', s2: false, ipa: undefined, fetch: slot, recorded: true })
-      let desc = v
-      const step: { -readonly [K in keyof Step]: Step[K] } = { what: r.stage === 1 ? 's1' : 's2', level, table, addr: slot, desc }
+      const slotIpa = table + g.indexNum(input, level) * 8
+      const slot = s2 ? this.tableAccess(s2, slotIpa, txn, READ, steps) : slotIpa
+      const abort = this.load(slot)
+      if (abort) throw faultAt('F_WALK_EABT', `stage ${r.stage} level ${level} descriptor at ${hex(slot)}: ${abort.abort}`, { cls: 'TT', s2: false, ipa: undefined, fetch: BigInt(slot), recorded: true })
+      const hi = this.dHi
+      const readLo = this.dLo
+      let lo = readLo
+      const step = new DescStep(what, level, table, slot, hi, lo)
       steps.push(step)
-      if (!(desc & D.VALID)) throw faultAt('F_TRANSLATION', `stage ${r.stage} level ${level}: invalid descriptor`)
-      const isTable = level < 3 && (desc & D.TABLE) !== 0n
-      if (level === 3 && !(desc & D.TABLE)) throw faultAt('F_TRANSLATION', `stage ${r.stage} level 3: a block descriptor is invalid at the last level`)
+      if (!(lo & DL.VALID)) throw faultAt('F_TRANSLATION', `stage ${r.stage} level ${level}: invalid descriptor`)
+      const isTable = level < 3 && (lo & DL.TABLE) !== 0
+      if (level === 3 && !(lo & DL.TABLE)) throw faultAt('F_TRANSLATION', `stage ${r.stage} level 3: a block descriptor is invalid at the last level`)
       if (!isTable && level < 3 && !g.blockAllowed(level)) throw faultAt('F_TRANSLATION', `stage ${r.stage} level ${level}: no blocks at this level with a ${1 << g.granule}-byte granule`)
-      const next = g.address(desc, level, !isTable)
+      const next = g.addressNum(hi, lo, level, !isTable)
       if (next >= oasLimit) throw faultAt('F_ADDR_SIZE', `stage ${r.stage} level ${level}: address ${hex(next)} is beyond the ${r.oasBits}-bit output size`)
       if (isTable) {
-        if (r.stage === 1) {
-          apTable |= desc & (D.AP_TABLE_RO | D.AP_TABLE_NO_EL0)
-          xnTable |= desc & D.XN_TABLE
-          pxnTable |= desc & D.PXN_TABLE
-        }
+        if (r.stage === 1) tableBits |= hi & TABLE_ATTRS_HI
         table = next
         continue
       }
       // the leaf: access flag, then permissions (with a dirty-state update where allowed)
-      let update = 0n
-      if (!(desc & D.AF)) {
-        if (r.ha) update |= D.AF
+      let update = 0
+      if (!(lo & DL.AF)) {
+        if (r.ha) update |= DL.AF
         else if (!r.affd) throw faultAt('F_ACCESS', `stage ${r.stage} level ${level}: AF = 0 and hardware access-flag update is off`)
       }
-      let perms = r.stage === 1 ? s1Perms(desc, apTable, xnTable, pxnTable) : s2Perms(desc)
+      let perms = r.stage === 1 ? s1PermsOf(hi, lo, tableBits) : s2PermsOf(hi, lo)
       const want = permFor(access)
-      if (!(perms & want) && access.write && desc & D.DBM && r.hd && !(r.stage === 1 && apTable & D.AP_TABLE_RO)) {
+      if (!(perms & want) && access.write && hi & DH.DBM && r.hd && !(r.stage === 1 && tableBits & DH.AP_TABLE_RO)) {
         // writable-clean -> writable-dirty (§3.13): S1 clears AP[2], S2 sets S2AP[1]
-        const dirty = r.stage === 1 ? desc & ~D.AP2 : desc | D.AP2
-        const after = r.stage === 1 ? s1Perms(dirty, apTable, xnTable, pxnTable) : s2Perms(dirty)
+        const dirty = (r.stage === 1 ? lo & ~DL.AP2 : lo | DL.AP2) >>> 0
+        const after = r.stage === 1 ? s1PermsOf(hi, dirty, tableBits) : s2PermsOf(hi, dirty)
         if (after & want) {
-          update |= D.AF
-          desc = dirty
+          update |= DL.AF
+          lo = dirty
           perms = after
         }
       }
       if (!(perms & want)) {
         throw faultAt('F_PERMISSION', `stage ${r.stage} level ${level}: a ${access.priv ? 'privileged' : 'unprivileged'} ${access.exec ? 'instruction fetch' : access.write ? 'write' : 'read'} is not allowed (${describePerms(perms)})`)
       }
-      if (update || desc !== v) {
-        const newDesc = desc | update
-        if (s2) this.stage(s2, slotIpa, txn, { write: true }, 'TT', steps)
-        const w = this.dryRun ? undefined : this.mem.write64(slot, newDesc)
-        if (w) throw faultAt('F_WALK_EABT', `stage ${r.stage} level ${level}: updating the descriptor at ${hex(slot)}: ${w.abort}`, { cls: 'TT', s2: false, ipa: undefined, fetch: slot, recorded: true })
-        step.updated = newDesc ^ v
-        step.desc = newDesc
+      if (update || lo !== readLo) {
+        const newLo = (lo | update) >>> 0
+        if (s2) this.tableAccess(s2, slotIpa, txn, WRITE, steps)
+        const w = this.dryRun ? undefined : this.mem.write64(BigInt(slot), join64(hi, newLo))
+        if (w) throw faultAt('F_WALK_EABT', `stage ${r.stage} level ${level}: updating the descriptor at ${hex(slot)}: ${w.abort}`, { cls: 'TT', s2: false, ipa: undefined, fetch: BigInt(slot), recorded: true })
+        step.update(newLo)
       }
-      const size = g.size(level)
-      const out = next | (input & (size - 1n))
-      return { out, level, size, perms, global: r.stage === 2 || !(desc & D.NG) }
+      this.rOut = next + (input % g.sizeNum[level])
+      this.rLevel = level
+      this.rPerms = perms
+      this.rGlobal = r.stage === 2 || !(lo & DL.NG)
+      return
     }
     throw new Error('unreachable: the walk ends at level 3')
+  }
+
+  /** Reads the descriptor at `pa` into dHi/dLo: straight from a table-RAM page where it is one. */
+  private load(pa: number): Abort | undefined {
+    const page = this.mem.ramPage?.(pa)
+    if (page && pa % 8 === 0) {
+      const off = pa % 4096
+      this.dLo = page.readUInt32LE(off)
+      this.dHi = page.readUInt32LE(off + 4)
+      return undefined
+    }
+    const v = this.mem.read64(BigInt(pa))
+    if (isAbort(v)) return v
+    this.dLo = lo32(v)
+    this.dHi = hi32(v)
+    return undefined
   }
 
   private read(addr: bigint, txn: Transaction, name: EventName, what: string): bigint {
@@ -481,12 +537,62 @@ export class Smmuv3Walker {
   }
 }
 
-/** Stage-1 permissions of a leaf under the hierarchical APTable/XNTable/PXNTable bits. */
-export function s1Perms(desc: bigint, apTable: bigint, xnTable: bigint, pxnTable: bigint): number {
-  const ro = (desc & D.AP2) !== 0n || (apTable & D.AP_TABLE_RO) !== 0n
-  const user = (desc & D.AP1) !== 0n && !(apTable & D.AP_TABLE_NO_EL0)
-  const uxn = (desc & D.UXN) !== 0n || xnTable !== 0n
-  const pxn = (desc & D.PXN) !== 0n || pxnTable !== 0n || xnTable !== 0n
+/** Descriptor bits in the lower and upper 32-bit halves (from D: one source of truth for their positions). */
+const DL = { VALID: lo32(D.VALID), TABLE: lo32(D.TABLE), AP1: lo32(D.AP1), AP2: lo32(D.AP2), AF: lo32(D.AF), NG: lo32(D.NG) } as const
+const DH = {
+  DBM: hi32(D.DBM),
+  PXN: hi32(D.PXN),
+  UXN: hi32(D.UXN),
+  PXN_TABLE: hi32(D.PXN_TABLE),
+  XN_TABLE: hi32(D.XN_TABLE),
+  AP_TABLE_NO_EL0: hi32(D.AP_TABLE_NO_EL0),
+  AP_TABLE_RO: hi32(D.AP_TABLE_RO),
+} as const
+/** The hierarchical attributes a table descriptor passes down. */
+const TABLE_ATTRS_HI = DH.PXN_TABLE | DH.XN_TABLE | DH.AP_TABLE_NO_EL0 | DH.AP_TABLE_RO
+/** Stage-2 XN[1]: no execution at any privilege. */
+const S2_XN1_HI = hi32(1n << 54n)
+const READ: Access = { write: false }
+const WRITE: Access = { write: true }
+
+/** A table walk's descriptor read, kept as numbers; the bigints are made only when someone looks. */
+class DescStep implements Step {
+  updated?: bigint
+
+  constructor(
+    readonly what: 's1' | 's2',
+    readonly level: number,
+    private readonly tableAt: number,
+    private readonly at: number,
+    private readonly hi: number,
+    private lo: number,
+  ) {}
+
+  get table(): bigint {
+    return BigInt(this.tableAt)
+  }
+
+  get addr(): bigint {
+    return BigInt(this.at)
+  }
+
+  get desc(): bigint {
+    return join64(this.hi, this.lo)
+  }
+
+  /** The walk wrote the descriptor back with a new lower half (AF, dirty state). */
+  update(lo: number): void {
+    this.updated = join64(0, (this.lo ^ lo) >>> 0)
+    this.lo = lo
+  }
+}
+
+/** Stage-1 permissions of a leaf (hi:lo) under the APTable/XNTable/PXNTable bits `table` (upper-half positions). */
+function s1PermsOf(hi: number, lo: number, table: number): number {
+  const ro = (lo & DL.AP2) !== 0 || (table & DH.AP_TABLE_RO) !== 0
+  const user = (lo & DL.AP1) !== 0 && !(table & DH.AP_TABLE_NO_EL0)
+  const uxn = (hi & DH.UXN) !== 0 || (table & DH.XN_TABLE) !== 0
+  const pxn = (hi & DH.PXN) !== 0 || (table & (DH.PXN_TABLE | DH.XN_TABLE)) !== 0
   let p = PERM.PR
   if (!ro) p |= PERM.PW
   if (!pxn) p |= PERM.PX
@@ -498,10 +604,21 @@ export function s1Perms(desc: bigint, apTable: bigint, xnTable: bigint, pxnTable
   return p
 }
 
+/** Stage-2 permissions of a leaf (hi:lo): S2AP read/write, XN[1] for execution at any privilege. */
+function s2PermsOf(hi: number, lo: number): number {
+  const r = (lo & DL.AP1) !== 0
+  const w = (lo & DL.AP2) !== 0
+  const x = r && !(hi & S2_XN1_HI)
+  return (r ? PERM.PR | PERM.UR : 0) | (w ? PERM.PW | PERM.UW : 0) | (x ? PERM.PX | PERM.UX : 0)
+}
+
+/** Stage-1 permissions of a leaf under the hierarchical APTable/XNTable/PXNTable bits. */
+export function s1Perms(desc: bigint, apTable: bigint, xnTable: bigint, pxnTable: bigint): number {
+  const table = hi32(apTable & (D.AP_TABLE_RO | D.AP_TABLE_NO_EL0)) | (xnTable !== 0n ? DH.XN_TABLE : 0) | (pxnTable !== 0n ? DH.PXN_TABLE : 0)
+  return s1PermsOf(hi32(desc), lo32(desc), table)
+}
+
 /** Stage-2 permissions of a leaf: S2AP read/write, XN[1] for execution at any privilege. */
 export function s2Perms(desc: bigint): number {
-  const r = (desc & D.AP1) !== 0n
-  const w = (desc & D.AP2) !== 0n
-  const x = r && !(desc & (1n << 54n))
-  return (r ? PERM.PR | PERM.UR : 0) | (w ? PERM.PW | PERM.UW : 0) | (x ? PERM.PX | PERM.UX : 0)
+  return s2PermsOf(hi32(desc), lo32(desc))
 }
