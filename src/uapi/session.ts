@@ -271,7 +271,8 @@ export abstract class Session {
     if (own && parsed.device && parsed.device !== own) {
       throw new ErrnoError('EINVAL', `${parsed.device.bdf}: this file is vfio${own.vfioIndex} (${own.bdf}); a device node addresses its own device only`)
     }
-    const reply = dispatch(this.env(), { ...parsed, device: parsed.device ?? own, mayRetry: false })
+    // a literal, not a spread: this runs on every text request
+    const reply = dispatch(this.env(), { cmd: parsed.cmd, struct: parsed.struct, buffers: parsed.buffers, device: parsed.device ?? own, mayRetry: false, memory: parsed.memory, files: parsed.files, arg: parsed.arg })
     this.afterReply(reply)
     return formatReply(reply)
   }
@@ -321,11 +322,14 @@ export class IommuSession extends Session {
   }
 
   protected override special(line: string): string | undefined {
-    const [name, ...rest] = line.split(/\s+/)
-    const n = name.toUpperCase()
-    if (n === 'ACCESS_CLOSE' || n === 'IOMMUFS_ACCESS_CLOSE') return this.closeAccess(rest)
+    // the rest of the line is split only for a request this node answers (every request passes here)
+    const sp = line.search(/\s/)
+    const n = (sp < 0 ? line : line.slice(0, sp)).toUpperCase()
+    const rest = (): string[] => line.split(/\s+/).slice(1)
+    if (n === 'ACCESS_CLOSE' || n === 'IOMMUFS_ACCESS_CLOSE') return this.closeAccess(rest())
     if (n !== 'CONTEXT' && n !== 'IOMMUFS_CONTEXT') return undefined
-    if (rest.length) throw new ErrnoError('EINVAL', `${rest[0]}: CONTEXT takes no arguments`)
+    const args = rest()
+    if (args.length) throw new ErrnoError('EINVAL', `${args[0]}: CONTEXT takes no arguments`)
     return `ok id=${this.ctx.id} path=${contextPath(this.ctx.id)}`
   }
 

@@ -56,8 +56,12 @@ export interface ParsedText extends IoctlRequest {
   readonly ioctl: Ioctl
 }
 
+const textKeys = new WeakMap<FieldSpec, string>()
+
 function textKey(f: FieldSpec): string {
-  return f.name.replace(/_(uptr|ptr)$/, '')
+  let k = textKeys.get(f)
+  if (k === undefined) textKeys.set(f, (k = f.name.replace(/_(uptr|ptr)$/, '')))
+  return k
 }
 
 function bad(key: string, why: string): never {
@@ -333,6 +337,6 @@ export function formatReply(reply: IoctlReply): string {
     return `err ${reply.errno} ${reply.message}${wrote.length ? ` (written back: ${wrote.join(' ')})` : ''}`
   }
   const L = reply.ioctl!.layout
-  const full = { ...reply.req!, ...reply.out! }
+  const full = Object.assign({}, reply.req!, reply.out!)
   return ['ok', ...fieldsOf(L, full, ['out', 'inout']), ...outBuffers(reply, full)].join(' ')
 }
