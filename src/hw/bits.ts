@@ -58,12 +58,19 @@ export function num64(hi: number, lo: number): number {
   return (hi >>> 0) * TWO32 + (lo >>> 0)
 }
 
+const POW2 = Array.from({ length: 64 }, (_, i) => 2 ** i)
+
+/** The low `n` bits of a 32-bit half, unsigned. */
+function low(v: number, n: number): number {
+  return n >= 32 ? v >>> 0 : (v & ((1 << n) - 1)) >>> 0
+}
+
 /** Field `f` of the word hi:lo as a number (fields are at most 53 bits wide: exact). */
 export function getN(hi: number, lo: number, f: Bits): number {
   const width = f.hi - f.lo + 1
   if (width > 53) throw new Error(`field ${f.name} is wider than a number holds exactly`)
-  if (f.lo >= 32) return Math.floor((hi >>> 0) / 2 ** (f.lo - 32)) % 2 ** width
-  const low = Math.floor((lo >>> 0) / 2 ** f.lo)
-  if (f.hi < 32) return low % 2 ** width
-  return ((hi >>> 0) % 2 ** (f.hi - 31)) * 2 ** (32 - f.lo) + low
+  if (f.lo >= 32) return low(hi >>> (f.lo - 32), width)
+  const below = lo >>> f.lo
+  if (f.hi < 32) return low(below, width)
+  return low(hi, f.hi - 31) * POW2[32 - f.lo] + below
 }

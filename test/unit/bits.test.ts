@@ -28,7 +28,7 @@ describe('64-bit words as 32-bit halves', () => {
   })
 
   it('getN agrees with get for fields below, across and above bit 32, and at bit 63', () => {
-    const fields = [bits('b0', 0), bits('low', 11, 4), bits('b31', 31), bits('b32', 32), bits('across', 51, 6), bits('addr', 51, 12), bits('top', 63, 60), bits('b63', 63), bits('hi53', 63, 11)]
+    const fields = [bits('b0', 0), bits('low', 11, 4), bits('b31', 31), bits('b32', 32), bits('across', 51, 6), bits('addr', 51, 12), bits('top', 63, 60), bits('b63', 63), bits('hi53', 63, 11), bits('hiword', 63, 32), bits('loword', 31, 0), bits('lo31', 30, 0), bits('span63', 63, 31)]
     for (const f of fields) for (const v of EDGES) assert.equal(getN(hi32(v), lo32(v), f), Number(get(v, f)), `${f.name} of 0x${v.toString(16)}`)
     assert.throws(() => getN(0, 0, bits('wide', 63, 0)), /wider than a number/)
   })

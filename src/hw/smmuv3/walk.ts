@@ -1,6 +1,6 @@
 import { Abort, isAbort } from '../../memory/backing'
 import { MemoryPort } from '../../memory/physical'
-import { get, hex, hi32, join64, lo32 } from '../bits'
+import { Bits, get, getN, hex, hi32, join64, lo32 } from '../bits'
 import { CD0, CD1, CD2, L1CD, PS_BITS, S2TG_SHIFT, TG0_SHIFT, TG1_SHIFT } from './cd'
 import { EventClass, EventName, SmmuEvent } from './events'
 import { D, Geometry, GranuleShift } from './pgtable'
@@ -187,6 +187,8 @@ export class Smmuv3Walker {
   private rGlobal = false
   private dHi = 0
   private dLo = 0
+  /** readWords()'s words as 32-bit halves. */
+  private halves: readonly number[] = []
 
   constructor(readonly mem: MemoryPort, readonly features: Features) {}
 
@@ -254,26 +256,28 @@ export class Smmuv3Walker {
     }
     const ste = this.readWords(steAddr, 8, txn, 'F_STE_FETCH', 'reading the STE')
     steps.push({ what: 'ste', level: 0, table: strtab.base, addr: steAddr, desc: ste[0] })
-    return this.decodeSte(txn, steAddr, ste)
+    return this.decodeSte(txn, steAddr, ste, this.halves)
   }
 
-  private decodeSte(txn: Transaction, steAddr: bigint, ste: bigint[]): StreamConfig {
+  /** `h`: the same words as 32-bit halves (low first), decoded without BigInts. */
+  private decodeSte(txn: Transaction, steAddr: bigint, ste: bigint[], h: readonly number[]): StreamConfig {
     const bad = (why: string): WalkFault => this.fault(txn, 'C_BAD_STE', why)
-    if (!get(ste[0], STE0.V)) throw bad('STE.V = 0')
-    const cfgBits = Number(get(ste[0], STE0.CFG))
-    const cdMax = Number(get(ste[0], STE0.S1CDMAX))
+    const fieldOf = (w: number, f: Bits): number => getN(h[2 * w + 1], h[2 * w], f)
+    if (!fieldOf(0, STE0.V)) throw bad('STE.V = 0')
+    const cfgBits = fieldOf(0, STE0.CFG)
+    const cdMax = fieldOf(0, STE0.S1CDMAX)
     // one literal per result (a spread of shared fields costs more than the walk)
     const config = (config: StreamConfig['config'], s2?: Regime): StreamConfig => ({
       steAddr,
       ste,
       config,
-      vmid: Number(get(ste[2], STE2.S2VMID)),
+      vmid: fieldOf(2, STE2.S2VMID),
       s2,
       cdMax,
-      cdFmt: Number(get(ste[0], STE0.S1FMT)),
-      ctxPtr: get(ste[0], STE0.S1CTXPTR) << 6n,
-      s1dss: Number(get(ste[1], STE1.S1DSS)),
-      eats: Number(get(ste[1], STE1.EATS)),
+      cdFmt: fieldOf(0, STE0.S1FMT),
+      ctxPtr: BigInt(fieldOf(0, STE0.S1CTXPTR) * 64),
+      s1dss: fieldOf(1, STE1.S1DSS),
+      eats: fieldOf(1, STE1.EATS),
     })
     if (cfgBits < 4) return config('abort')
     if (cfgBits === 4) return config('bypass')
@@ -282,33 +286,33 @@ export class Smmuv3Walker {
     if (s1 && !this.features.s1) throw bad('STE.Config enables stage 1, which this SMMU does not implement (IDR0.S1P = 0)')
     if (s2on && !this.features.s2) throw bad('STE.Config enables stage 2, which this SMMU does not implement (IDR0.S2P = 0)')
     if (s1 && cdMax > this.features.ssidBits) throw bad(`STE.S1CDMax=${cdMax} exceeds IDR1.SSIDSIZE=${this.features.ssidBits}`)
-    const s2 = s2on ? this.decodeS2(ste, bad) : undefined
+    const s2 = s2on ? this.decodeS2(h, bad) : undefined
     return config(s1 && s2on ? 'nested' : s1 ? 's1' : 's2', s2)
   }
 
-  private decodeS2(ste: bigint[], bad: (why: string) => WalkFault): Regime {
-    const w2 = ste[2]
-    if (!get(w2, STE2.S2AA64)) throw bad('STE.S2AA64 = 0: only VMSAv8-64 tables are supported')
-    if (get(w2, STE2.S2ENDI)) throw bad('STE.S2ENDI = 1: big-endian tables are not supported')
-    if (get(w2, STE2.S2S)) throw bad('STE.S2S = 1: this SMMU does not stall')
-    const tg = S2TG_SHIFT[Number(get(w2, STE2.S2TG))] as GranuleShift | undefined
+  private decodeS2(h: readonly number[], bad: (why: string) => WalkFault): Regime {
+    const fieldOf = (w: number, f: Bits): number => getN(h[2 * w + 1], h[2 * w], f)
+    if (!fieldOf(2, STE2.S2AA64)) throw bad('STE.S2AA64 = 0: only VMSAv8-64 tables are supported')
+    if (fieldOf(2, STE2.S2ENDI)) throw bad('STE.S2ENDI = 1: big-endian tables are not supported')
+    if (fieldOf(2, STE2.S2S)) throw bad('STE.S2S = 1: this SMMU does not stall')
+    const tg = S2TG_SHIFT[fieldOf(2, STE2.S2TG)] as GranuleShift | undefined
     if (!tg) throw bad('STE.S2TG = 3 is reserved')
-    const t0sz = Number(get(w2, STE2.S2T0SZ))
+    const t0sz = fieldOf(2, STE2.S2T0SZ)
     const ias = 64 - t0sz
     if (!rangeOf(t0sz, tg === 16 ? 12 : 16, 39)) throw bad(`STE.S2T0SZ=${t0sz} is outside ${tg === 16 ? 12 : 16}..39`)
-    const sl0 = Number(get(w2, STE2.S2SL0))
+    const sl0 = fieldOf(2, STE2.S2SL0)
     if (sl0 === 3) throw bad('STE.S2SL0 = 3 is reserved')
     const start = tg === 12 ? 2 - sl0 : 3 - sl0
     const geometry = Geometry.of(tg, ias, start)
     const topBits = ias - geometry.shift(start)
     if (topBits < 1 || topBits > geometry.bpl + 4) throw bad(`STE.S2SL0=${sl0} does not fit S2T0SZ=${t0sz} (start level ${start} would need ${topBits > 0 ? 2 ** Math.max(topBits - geometry.bpl, 0) : 0} concatenated tables)`)
-    const ha = get(w2, STE2.S2HA) === 1n
-    const hd = get(w2, STE2.S2HD) === 1n
+    const ha = fieldOf(2, STE2.S2HA) === 1
+    const hd = fieldOf(2, STE2.S2HD) === 1
     if ((ha && this.features.httu < 1) || (hd && this.features.httu < 2)) throw bad(`STE.S2HA/S2HD set beyond IDR0.HTTU=${this.features.httu}`)
-    const oasBits = Math.min(PS_BITS[Number(get(w2, STE2.S2PS))], this.features.oasBits)
-    const ttb = get(ste[3], STE3.S2TTB) << 4n
+    const oasBits = Math.min(PS_BITS[fieldOf(2, STE2.S2PS)], this.features.oasBits)
+    const ttb = BigInt(fieldOf(3, STE3.S2TTB) * 16)
     if (ttb >> BigInt(oasBits)) throw bad(`STE.S2TTB=${hex(ttb)} is beyond the ${oasBits}-bit output size`)
-    return { stage: 2, geometry, ttb, oasBits, ha, hd: ha && hd, affd: get(w2, STE2.S2AFFD) === 1n, record: get(w2, STE2.S2R) === 1n }
+    return { stage: 2, geometry, ttb, oasBits, ha, hd: ha && hd, affd: fieldOf(2, STE2.S2AFFD) === 1, record: fieldOf(2, STE2.S2R) === 1 }
   }
 
   /** The CD for the transaction (undefined: stage 1 bypassed by S1DSS). */
@@ -342,45 +346,45 @@ export class Smmuv3Walker {
     const cdPa = nested ? this.stage(stream.s2!, cdAddr, txn, { write: false }, 'CD', steps).out : cdAddr
     const cd = this.readWords(cdPa, 8, txn, 'F_CD_FETCH', 'reading the CD')
     steps.push({ what: 'cd', level: 0, table: stream.ctxPtr, addr: cdPa, desc: cd[0] })
-    return this.decodeCd(txn, cdPa, cd)
+    return this.decodeCd(txn, cdPa, cd, this.halves)
   }
 
-  private decodeCd(txn: Transaction, cdAddr: bigint, cd: bigint[]): ContextConfig {
+  private decodeCd(txn: Transaction, cdAddr: bigint, cd: bigint[], h: readonly number[]): ContextConfig {
     const bad = (why: string): WalkFault => this.fault(txn, 'C_BAD_CD', why)
-    const w0 = cd[0]
-    if (!get(w0, CD0.V)) throw bad('CD.V = 0')
-    if (!get(w0, CD0.AA64)) throw bad('CD.AA64 = 0: only VMSAv8-64 tables are supported')
-    if (!get(w0, CD0.A)) throw bad('CD.A = 0: terminated transactions must abort')
-    if (get(w0, CD0.S)) throw bad('CD.S = 1: this SMMU does not stall')
-    if (get(w0, CD0.ENDI)) throw bad('CD.ENDI = 1: big-endian tables are not supported')
-    const ha = get(w0, CD0.HA) === 1n
-    const hd = get(w0, CD0.HD) === 1n
+    const fieldOf = (w: number, f: Bits): number => getN(h[2 * w + 1], h[2 * w], f)
+    if (!fieldOf(0, CD0.V)) throw bad('CD.V = 0')
+    if (!fieldOf(0, CD0.AA64)) throw bad('CD.AA64 = 0: only VMSAv8-64 tables are supported')
+    if (!fieldOf(0, CD0.A)) throw bad('CD.A = 0: terminated transactions must abort')
+    if (fieldOf(0, CD0.S)) throw bad('CD.S = 1: this SMMU does not stall')
+    if (fieldOf(0, CD0.ENDI)) throw bad('CD.ENDI = 1: big-endian tables are not supported')
+    const ha = fieldOf(0, CD0.HA) === 1
+    const hd = fieldOf(0, CD0.HD) === 1
     if ((ha && this.features.httu < 1) || (hd && this.features.httu < 2)) throw bad(`CD.HA/HD set beyond IDR0.HTTU=${this.features.httu}`)
-    const oasBits = Math.min(PS_BITS[Number(get(w0, CD0.IPS))], this.features.oasBits)
-    const affd = get(w0, CD0.AFFD) === 1n
-    const record = get(w0, CD0.R) === 1n
+    const oasBits = Math.min(PS_BITS[fieldOf(0, CD0.IPS)], this.features.oasBits)
+    const affd = fieldOf(0, CD0.AFFD) === 1
+    const record = fieldOf(0, CD0.R) === 1
     const regime = (geometry: Geometry, ttb: bigint, upper?: boolean): Regime => ({ stage: 1, geometry, ttb, oasBits, ha, hd: ha && hd, affd, record, upper })
-    const t0sz = Number(get(w0, CD0.T0SZ))
-    const t1sz = Number(get(w0, CD0.T1SZ))
+    const t0sz = fieldOf(0, CD0.T0SZ)
+    const t1sz = fieldOf(0, CD0.T1SZ)
     let tt0: Regime | undefined
     let tt1: Regime | undefined
-    if (!get(w0, CD0.EPD0)) {
-      const tg = TG0_SHIFT[Number(get(w0, CD0.TG0))] as GranuleShift | undefined
+    if (!fieldOf(0, CD0.EPD0)) {
+      const tg = TG0_SHIFT[fieldOf(0, CD0.TG0)] as GranuleShift | undefined
       if (!tg) throw bad('CD.TG0 = 3 is reserved')
       if (!rangeOf(t0sz, 16, 39)) throw bad(`CD.T0SZ=${t0sz} is outside 16..39`)
-      const ttb = get(cd[1], CD1.TTB0) << 4n
+      const ttb = BigInt(fieldOf(1, CD1.TTB0) * 16)
       if (ttb >> BigInt(oasBits)) throw bad(`CD.TTB0=${hex(ttb)} is beyond the ${oasBits}-bit output size`)
       tt0 = regime(Geometry.of(tg, 64 - t0sz), ttb)
     }
-    if (!get(w0, CD0.EPD1)) {
-      const tg = TG1_SHIFT[Number(get(w0, CD0.TG1))] as GranuleShift | undefined
+    if (!fieldOf(0, CD0.EPD1)) {
+      const tg = TG1_SHIFT[fieldOf(0, CD0.TG1)] as GranuleShift | undefined
       if (!tg) throw bad('CD.TG1 = 0 is reserved')
       if (!rangeOf(t1sz, 16, 39)) throw bad(`CD.T1SZ=${t1sz} is outside 16..39`)
-      const ttb = get(cd[2], CD2.TTB1) << 4n
+      const ttb = BigInt(fieldOf(2, CD2.TTB1) * 16)
       if (ttb >> BigInt(oasBits)) throw bad(`CD.TTB1=${hex(ttb)} is beyond the ${oasBits}-bit output size`)
       tt1 = regime(Geometry.of(tg, 64 - t1sz), ttb, true)
     }
-    return { cdAddr, cd, asid: Number(get(w0, CD0.ASID)), tt0, tt1, t0sz, t1sz }
+    return { cdAddr, cd, asid: fieldOf(0, CD0.ASID), tt0, tt1, t0sz, t1sz }
   }
 
   /** TTB0 for the low region, TTB1 for the high one; elsewhere, or a disabled one, is a translation fault. */
@@ -515,10 +519,29 @@ export class Smmuv3Walker {
     return v
   }
 
+  /** `n` words at `addr`; their 32-bit halves (low first) are left in `halves` for decoding. */
   private readWords(addr: bigint, n: number, txn: Transaction, name: EventName, what: string): bigint[] {
-    const b = this.mem.read(addr, n * 8)
-    if (isAbort(b)) throw this.fault(txn, name, `${what} at ${hex(addr)}: ${b.abort}`, { fetch: addr })
-    return Array.from({ length: n }, (_, i) => b.readBigUInt64LE(i * 8))
+    const pa = addr < ADDR_LIMIT ? Number(addr) : -1
+    const page = pa >= 0 && pa % 8 === 0 && (pa % 4096) + n * 8 <= 4096 ? this.mem.ramPage?.(pa) : undefined
+    let b: Buffer
+    let off = 0
+    if (page) {
+      b = page
+      off = pa % 4096
+    } else {
+      const got = this.mem.read(addr, n * 8)
+      if (isAbort(got)) throw this.fault(txn, name, `${what} at ${hex(addr)}: ${got.abort}`, { fetch: addr })
+      b = got
+    }
+    const words: bigint[] = []
+    const halves: number[] = []
+    for (let i = 0; i < n; i++) {
+      const at = off + i * 8
+      words.push(b.readBigUInt64LE(at))
+      halves.push(b.readUInt32LE(at), b.readUInt32LE(at + 4))
+    }
+    this.halves = halves
+    return words
   }
 
   private fault(txn: Transaction, name: EventName, reason: string, extra: Partial<SmmuEvent> = {}): WalkFault {
@@ -553,6 +576,8 @@ const TABLE_ATTRS_HI = DH.PXN_TABLE | DH.XN_TABLE | DH.AP_TABLE_NO_EL0 | DH.AP_T
 /** Stage-2 XN[1]: no execution at any privilege. */
 const S2_XN1_HI = hi32(1n << 54n)
 const READ: Access = { write: false }
+/** Addresses from here on are beyond any output size (52 bits at most): never table RAM. */
+const ADDR_LIMIT = 1n << 52n
 const WRITE: Access = { write: true }
 
 /** A table walk's descriptor read, kept as numbers; the bigints are made only when someone looks. */
