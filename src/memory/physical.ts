@@ -6,9 +6,18 @@ export interface MemoryPort {
   write(addr: bigint, data: Buffer): Abort | undefined
   read64(addr: bigint): bigint | Abort
   write64(addr: bigint, value: bigint): Abort | undefined
-  /** The table-RAM page holding `pa` (a number), if it is one: walks read descriptors from it without BigInts. */
-  ramPage?(pa: number): Buffer | undefined
+  /** The table-RAM page holding `pa` (a number), if it is one, as typed views: walks read descriptors without BigInts or Buffer checks. */
+  ramWords?(pa: number): RamWords | undefined
 }
+
+/** One page of table RAM as 32-bit and 64-bit words (host byte order: little-endian hosts only, see LITTLE_ENDIAN). */
+export interface RamWords {
+  readonly u32: Uint32Array
+  readonly u64: BigUint64Array
+}
+
+/** Typed views read the host's byte order; the model's memory is little-endian. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1
 
 const PAGE = 4096n
 const PAGE_SHIFT = 12n
@@ -34,6 +43,8 @@ const WINDOW_BASE = 0x80_0000_0000n
 export class PhysicalMemory implements MemoryPort {
   /** Table RAM by page number (a number: faster keys than bigints). */
   private readonly pages = new Map<number, Buffer>()
+  /** The same pages as word views (empty on a big-endian host). */
+  private readonly words = new Map<number, RamWords>()
   /** Sorted by pa. */
   private readonly windows: Window[] = []
   private nextRam = RAM_BASE
@@ -44,7 +55,11 @@ export class PhysicalMemory implements MemoryPort {
     const a = align > PAGE ? align : PAGE
     const pa = ((this.nextRam + a - 1n) / a) * a
     const n = (BigInt(bytes) + PAGE - 1n) / PAGE
-    for (let i = 0n; i < n; i++) this.pages.set(Number((pa >> PAGE_SHIFT) + i), Buffer.alloc(Number(PAGE)))
+    for (let i = 0n; i < n; i++) {
+      const b = Buffer.alloc(Number(PAGE))
+      this.pages.set(Number((pa >> PAGE_SHIFT) + i), b)
+      if (LITTLE_ENDIAN) this.words.set(Number((pa >> PAGE_SHIFT) + i), { u32: new Uint32Array(b.buffer, b.byteOffset, b.length / 4), u64: new BigUint64Array(b.buffer, b.byteOffset, b.length / 8) })
+    }
     this.nextRam = pa + n * PAGE
     return pa
   }
@@ -52,7 +67,10 @@ export class PhysicalMemory implements MemoryPort {
   /** Gives back RAM from alloc(); its addresses then abort. */
   free(pa: bigint, bytes: number | bigint): void {
     const n = (BigInt(bytes) + PAGE - 1n) / PAGE
-    for (let i = 0n; i < n; i++) this.pages.delete(Number((pa >> PAGE_SHIFT) + i))
+    for (let i = 0n; i < n; i++) {
+      this.pages.delete(Number((pa >> PAGE_SHIFT) + i))
+      this.words.delete(Number((pa >> PAGE_SHIFT) + i))
+    }
   }
 
   /** Pages of table RAM in use. */
@@ -96,8 +114,8 @@ export class PhysicalMemory implements MemoryPort {
     return undefined
   }
 
-  ramPage(pa: number): Buffer | undefined {
-    return this.pages.get(Math.floor(pa / 4096))
+  ramWords(pa: number): RamWords | undefined {
+    return this.words.get(Math.floor(pa / 4096))
   }
 
   read64(pa: bigint): bigint | Abort {

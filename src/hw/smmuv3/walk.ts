@@ -499,11 +499,11 @@ export class Smmuv3Walker {
 
   /** Reads the descriptor at `pa` into dHi/dLo: straight from a table-RAM page where it is one. */
   private load(pa: number): Abort | undefined {
-    const page = this.mem.ramPage?.(pa)
+    const page = this.mem.ramWords?.(pa)
     if (page && pa % 8 === 0) {
-      const off = pa % 4096
-      this.dLo = page.readUInt32LE(off)
-      this.dHi = page.readUInt32LE(off + 4)
+      const i = (pa % 4096) / 4
+      this.dLo = page.u32[i]
+      this.dHi = page.u32[i + 1]
       return undefined
     }
     const v = this.mem.read64(BigInt(pa))
@@ -522,23 +522,22 @@ export class Smmuv3Walker {
   /** `n` words at `addr`; their 32-bit halves (low first) are left in `halves` for decoding. */
   private readWords(addr: bigint, n: number, txn: Transaction, name: EventName, what: string): bigint[] {
     const pa = addr < ADDR_LIMIT ? Number(addr) : -1
-    const page = pa >= 0 && pa % 8 === 0 && (pa % 4096) + n * 8 <= 4096 ? this.mem.ramPage?.(pa) : undefined
-    let b: Buffer
-    let off = 0
-    if (page) {
-      b = page
-      off = pa % 4096
-    } else {
-      const got = this.mem.read(addr, n * 8)
-      if (isAbort(got)) throw this.fault(txn, name, `${what} at ${hex(addr)}: ${got.abort}`, { fetch: addr })
-      b = got
-    }
+    const page = pa >= 0 && pa % 8 === 0 && (pa % 4096) + n * 8 <= 4096 ? this.mem.ramWords?.(pa) : undefined
     const words: bigint[] = []
     const halves: number[] = []
-    for (let i = 0; i < n; i++) {
-      const at = off + i * 8
-      words.push(b.readBigUInt64LE(at))
-      halves.push(b.readUInt32LE(at), b.readUInt32LE(at + 4))
+    if (page) {
+      const at = (pa % 4096) / 8
+      for (let i = 0; i < n; i++) {
+        words.push(page.u64[at + i])
+        halves.push(page.u32[2 * (at + i)], page.u32[2 * (at + i) + 1])
+      }
+    } else {
+      const b = this.mem.read(addr, n * 8)
+      if (isAbort(b)) throw this.fault(txn, name, `${what} at ${hex(addr)}: ${b.abort}`, { fetch: addr })
+      for (let i = 0; i < n; i++) {
+        words.push(b.readBigUInt64LE(i * 8))
+        halves.push(b.readUInt32LE(i * 8), b.readUInt32LE(i * 8 + 4))
+      }
     }
     this.halves = halves
     return words
