@@ -140,7 +140,13 @@ export class PhysicalMemory implements MemoryPort {
     const page = this.pages.get(Number(pa >> PAGE_SHIFT))
     const off = Number(pa & (PAGE - 1n))
     // the common case: inside one page of RAM
-    if (page && off + len <= Number(PAGE)) return Buffer.from(page.subarray(off, off + len))
+    if (page && off + len <= Number(PAGE)) {
+      // a copy; small ones (a DMA's few bytes) by hand, cheaper than a subarray and Buffer.from
+      const out = Buffer.allocUnsafe(len)
+      if (len > 64) page.copy(out, 0, off, off + len)
+      else for (let i = 0; i < len; i++) out[i] = page[off + i]
+      return out
+    }
     const out = Buffer.alloc(len)
     const bad = this.each(pa, len, (at, n, done) => {
       const page = this.pages.get(Number(at >> PAGE_SHIFT))

@@ -52,7 +52,15 @@ export interface DmaResult {
 export const DMA_MAX = 1 << 20
 
 /** `out` is the output address of the transaction's own address. */
-type Outcome = { ok: true; t: Translation | AtcTranslation; out: bigint; source: 'walk' | 'tlb' | 'atc'; steps: Step[] } | { ok: false; event: SmmuEvent; steps: Step[] } | { ok: false; stopped: Finding; steps: Step[] }
+/** What a request needs of a translation, whichever cache or walk gave it. */
+interface Span {
+  readonly base: bigint
+  readonly size: bigint
+  readonly perms: number
+}
+
+/** `stream`: the configuration the translation went through (none for an ATC hit: the endpoint knows only the translation). */
+type Outcome = { ok: true; t: Span; stream?: StreamConfig; out: bigint; source: 'walk' | 'tlb' | 'atc'; steps: Step[] } | { ok: false; event: SmmuEvent; steps: Step[] } | { ok: false; stopped: Finding; steps: Step[] }
 
 /**
  * An SMMUv3's transaction path: config caches, TLB, walk on a miss, the
@@ -124,7 +132,6 @@ export class Smmuv3Dma {
   translate(txn: Transaction, findings: Finding[]): Outcome {
     const steps: Step[] = []
     const caches = this.caches
-    const strict = (): boolean => this.sanitizer.mode === 'strict'
     // configuration: the STE
     let stream: StreamConfig
     const steHit = caches.ste.get(txn.sid)
@@ -134,7 +141,7 @@ export class Smmuv3Dma {
         const f = this.checkConfig(txn, 'STE', steHit.steps, stream.ste, steHit.since, `CFGI_STE sid=${hex(txn.sid)}`)
         if (f) {
           findings.push(f)
-          if (strict()) return { ok: false, stopped: f, steps }
+          if (this.sanitizer.mode === 'strict') return { ok: false, stopped: f, steps }
         }
       }
     } else {
@@ -157,7 +164,7 @@ export class Smmuv3Dma {
         const f = this.checkConfig(txn, 'CD', cdHit.steps, cdHit.context.cd, cdHit.since, `CFGI_CD sid=${hex(txn.sid)} ssid=${hex(cdIndex!)} leaf`)
         if (f) {
           findings.push(f)
-          if (strict()) return { ok: false, stopped: f, steps }
+          if (this.sanitizer.mode === 'strict') return { ok: false, stopped: f, steps }
         }
       }
     } else if (stream.config === 's1' || stream.config === 'nested') {
@@ -180,10 +187,10 @@ export class Smmuv3Dma {
           const f = this.checkTlb(txn, hit)
           if (f) {
             findings.push(f)
-            if (strict()) return { ok: false, stopped: f, steps }
+            if (this.sanitizer.mode === 'strict') return { ok: false, stopped: f, steps }
           }
         }
-        return { ok: true, t: fromEntry(hit, stream, ctx), out: hit.out + (txn.addr - hit.base), source: 'tlb', steps }
+        return { ok: true, t: hit, stream, out: hit.out + (txn.addr - hit.base), source: 'tlb', steps }
       }
       caches.misses++
     }
@@ -210,7 +217,7 @@ export class Smmuv3Dma {
         steps: steps.filter((s) => s.what === 's1' || s.what === 's2'),
       })
     }
-    return { ok: true, t, out: t.out, source: 'walk', steps }
+    return { ok: true, t, stream, out: t.out, source: 'walk', steps }
   }
 
   private faultOf(e: unknown, steps: Step[]): Outcome {
@@ -292,11 +299,11 @@ export class Smmuv3Dma {
         }
       }
       const out = hit.out + (txn.addr - hit.base)
-      return { ok: true, t: { ...atcTranslation(hit), out }, source: 'atc', steps: [], out }
+      return { ok: true, t: hit, source: 'atc', steps: [], out }
     }
     const r = this.translate(txn, findings)
     if (!r.ok) return r
-    if (r.t.stream && r.t.stream.eats === 0) {
+    if (r.stream && r.stream.eats === 0) {
       const event: SmmuEvent = { name: 'F_BAD_ATS_TREQ', sid: txn.sid, ssid: txn.ssid, input: txn.addr, rnw: !txn.write, reason: 'an ATS translation request while STE.EATS = 0', recorded: true }
       return { ok: false, event, steps: r.steps }
     }
@@ -322,23 +329,6 @@ export class Smmuv3Dma {
       at: this.tick(),
     })
   }
-}
-
-/** What an ATC hit knows: no stream or context, the endpoint has only the translation. */
-interface AtcTranslation {
-  readonly out: bigint
-  readonly base: bigint
-  readonly size: bigint
-  readonly perms: number
-  readonly stream?: undefined
-}
-
-function atcTranslation(e: AtcEntry): AtcTranslation {
-  return { out: e.out, base: e.base, size: e.size, perms: e.perms }
-}
-
-function fromEntry(e: TlbEntry, stream: StreamConfig, ctx: ContextConfig | undefined): Translation {
-  return { kind: e.kind, out: e.out, base: e.base, size: e.size, level: e.level, granule: e.granule, perms: e.perms, vmid: e.vmid, asid: e.asid, global: e.asid === undefined, steps: [], stream, context: ctx }
 }
 
 export { PERM_ALL }
