@@ -56,7 +56,11 @@ export function isErrnoName(s: string): s is ErrnoName {
  */
 export class ErrnoError extends Error {
   constructor(readonly errno: ErrnoName, message: string) {
+    // an expected refusal, not a bug: no stack trace (capturing one cost more than the request)
+    const limit = Error.stackTraceLimit
+    Error.stackTraceLimit = 0
     super(message)
+    Error.stackTraceLimit = limit
     this.name = 'ErrnoError'
   }
   get code(): number {

@@ -172,7 +172,11 @@ function rangeOf(v: number, lo: number, hi: number): boolean {
 
 class WalkFault extends Error {
   constructor(readonly event: SmmuEvent) {
+    // a fault is a result, not a bug: no stack trace to capture
+    const limit = Error.stackTraceLimit
+    Error.stackTraceLimit = 0
     super(event.name)
+    Error.stackTraceLimit = limit
   }
 }
 
