@@ -60,6 +60,11 @@ export function num64(hi: number, lo: number): number {
 
 const POW2 = Array.from({ length: 64 }, (_, i) => 2 ** i)
 
+/** 2^n for n in 0..63, from a table (Math.pow with a variable exponent is slow). */
+export function pow2(n: number): number {
+  return POW2[n]
+}
+
 /** The low `n` bits of a 32-bit half, unsigned. */
 function low(v: number, n: number): number {
   return n >= 32 ? v >>> 0 : (v & ((1 << n) - 1)) >>> 0

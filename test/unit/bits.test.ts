@@ -4,7 +4,7 @@
  * forms they stand in for.
  */
 import { strict as assert } from 'node:assert'
-import { bits, get, getN, hi32, join64, lo32, num64 } from '../../src/hw/bits'
+import { bits, get, getN, hi32, join64, lo32, num64, pow2 } from '../../src/hw/bits'
 import { D, Geometry } from '../../src/hw/smmuv3/pgtable'
 import { s1Perms, s2Perms } from '../../src/hw/smmuv3/walk'
 
@@ -19,6 +19,13 @@ describe('64-bit words as 32-bit halves', () => {
     for (const v of EDGES) assert.equal(join64(hi32(v), lo32(v)), v)
     // halves that went through signed 32-bit operations still join right
     assert.equal(join64(0x8000_0000 | 0, 0xffff_ffff | 0), 0x8000_0000_ffff_ffffn)
+  })
+
+  it('pow2 gives 2^n exactly from 0 to 63', () => {
+    assert.equal(pow2(0), 1)
+    assert.equal(pow2(31), 0x8000_0000)
+    assert.equal(pow2(52), 0x10_0000_0000_0000)
+    assert.equal(BigInt(pow2(63)), 1n << 63n)
   })
 
   it('num64 is exact up to 52-bit addresses and beyond to 2^53 - 1', () => {

@@ -1,6 +1,6 @@
 import { Abort, isAbort } from '../../memory/backing'
 import { MemoryPort } from '../../memory/physical'
-import { Bits, get, getN, hex, hi32, join64, lo32 } from '../bits'
+import { Bits, get, getN, hex, hi32, join64, lo32, pow2 } from '../bits'
 import { CD0, CD1, CD2, L1CD, PS_BITS, S2TG_SHIFT, TG0_SHIFT, TG1_SHIFT } from './cd'
 import { EventClass, EventName, SmmuEvent } from './events'
 import { D, Geometry, GranuleShift } from './pgtable'
@@ -245,10 +245,10 @@ export class Smmuv3Walker {
     const sid = BigInt(txn.sid)
     let steAddr: bigint
     if (!strtab.split) {
-      if (txn.sid >= 2 ** strtab.log2size) throw this.fault(txn, 'C_BAD_STREAMID', `StreamID ${hex(txn.sid)} is beyond the stream table (2^${strtab.log2size} entries)`)
+      if (txn.sid >= pow2(strtab.log2size)) throw this.fault(txn, 'C_BAD_STREAMID', `StreamID ${hex(txn.sid)} is beyond the stream table (2^${strtab.log2size} entries)`)
       steAddr = strtab.base + sid * 64n
     } else {
-      if (txn.sid >= 2 ** strtab.log2size) throw this.fault(txn, 'C_BAD_STREAMID', `StreamID ${hex(txn.sid)} is beyond the stream table (2^${strtab.log2size} entries)`)
+      if (txn.sid >= pow2(strtab.log2size)) throw this.fault(txn, 'C_BAD_STREAMID', `StreamID ${hex(txn.sid)} is beyond the stream table (2^${strtab.log2size} entries)`)
       const l1Addr = strtab.base + (sid >> BigInt(strtab.split)) * 8n
       const l1 = this.read(l1Addr, txn, 'F_STE_FETCH', 'reading the L1STD')
       steps.push({ what: 'l1std', level: 1, table: strtab.base, addr: l1Addr, desc: l1 })
@@ -314,9 +314,9 @@ export class Smmuv3Walker {
     const hd = fieldOf(2, STE2.S2HD) === 1
     if ((ha && this.features.httu < 1) || (hd && this.features.httu < 2)) throw bad(`STE.S2HA/S2HD set beyond IDR0.HTTU=${this.features.httu}`)
     const oasBits = Math.min(PS_BITS[fieldOf(2, STE2.S2PS)], this.features.oasBits)
-    const ttb = BigInt(fieldOf(3, STE3.S2TTB) * 16)
-    if (ttb >> BigInt(oasBits)) throw bad(`STE.S2TTB=${hex(ttb)} is beyond the ${oasBits}-bit output size`)
-    return { stage: 2, geometry, ttb, oasBits, ha, hd: ha && hd, affd: fieldOf(2, STE2.S2AFFD) === 1, record: fieldOf(2, STE2.S2R) === 1 }
+    const ttb = fieldOf(3, STE3.S2TTB) * 16
+    if (ttb >= pow2(oasBits)) throw bad(`STE.S2TTB=${hex(ttb)} is beyond the ${oasBits}-bit output size`)
+    return { stage: 2, geometry, ttb: BigInt(ttb), oasBits, ha, hd: ha && hd, affd: fieldOf(2, STE2.S2AFFD) === 1, record: fieldOf(2, STE2.S2R) === 1 }
   }
 
   /** The CD for the transaction (undefined: stage 1 bypassed by S1DSS). */
@@ -330,7 +330,7 @@ export class Smmuv3Walker {
       if (stream.s1dss !== 2) throw this.fault(txn, 'F_STREAM_DISABLED', 'no SubstreamID and STE.S1DSS = terminate')
       ssid = 0
     } else {
-      if (ssid >= 2 ** stream.cdMax) throw this.fault(txn, 'C_BAD_SUBSTREAMID', `SubstreamID ${hex(ssid)} is at or beyond 2^S1CDMax (${2 ** stream.cdMax})`)
+      if (ssid >= pow2(stream.cdMax)) throw this.fault(txn, 'C_BAD_SUBSTREAMID', `SubstreamID ${hex(ssid)} is at or beyond 2^S1CDMax (${2 ** stream.cdMax})`)
       if (ssid === 0 && stream.s1dss === 2) throw this.fault(txn, 'F_STREAM_DISABLED', 'SubstreamID 0 with STE.S1DSS = substream 0 (reserved for non-substream traffic)')
     }
     const nested = stream.config === 'nested'
@@ -367,7 +367,7 @@ export class Smmuv3Walker {
     const oasBits = Math.min(PS_BITS[fieldOf(0, CD0.IPS)], this.features.oasBits)
     const affd = fieldOf(0, CD0.AFFD) === 1
     const record = fieldOf(0, CD0.R) === 1
-    const regime = (geometry: Geometry, ttb: bigint, upper?: boolean): Regime => ({ stage: 1, geometry, ttb, oasBits, ha, hd: ha && hd, affd, record, upper })
+    const regime = (geometry: Geometry, ttb: number, upper?: boolean): Regime => ({ stage: 1, geometry, ttb: BigInt(ttb), oasBits, ha, hd: ha && hd, affd, record, upper })
     const t0sz = fieldOf(0, CD0.T0SZ)
     const t1sz = fieldOf(0, CD0.T1SZ)
     let tt0: Regime | undefined
@@ -376,16 +376,16 @@ export class Smmuv3Walker {
       const tg = TG0_SHIFT[fieldOf(0, CD0.TG0)] as GranuleShift | undefined
       if (!tg) throw bad('CD.TG0 = 3 is reserved')
       if (!rangeOf(t0sz, 16, 39)) throw bad(`CD.T0SZ=${t0sz} is outside 16..39`)
-      const ttb = BigInt(fieldOf(1, CD1.TTB0) * 16)
-      if (ttb >> BigInt(oasBits)) throw bad(`CD.TTB0=${hex(ttb)} is beyond the ${oasBits}-bit output size`)
+      const ttb = fieldOf(1, CD1.TTB0) * 16
+      if (ttb >= pow2(oasBits)) throw bad(`CD.TTB0=${hex(ttb)} is beyond the ${oasBits}-bit output size`)
       tt0 = regime(Geometry.of(tg, 64 - t0sz), ttb)
     }
     if (!fieldOf(0, CD0.EPD1)) {
       const tg = TG1_SHIFT[fieldOf(0, CD0.TG1)] as GranuleShift | undefined
       if (!tg) throw bad('CD.TG1 = 0 is reserved')
       if (!rangeOf(t1sz, 16, 39)) throw bad(`CD.T1SZ=${t1sz} is outside 16..39`)
-      const ttb = BigInt(fieldOf(2, CD2.TTB1) * 16)
-      if (ttb >> BigInt(oasBits)) throw bad(`CD.TTB1=${hex(ttb)} is beyond the ${oasBits}-bit output size`)
+      const ttb = fieldOf(2, CD2.TTB1) * 16
+      if (ttb >= pow2(oasBits)) throw bad(`CD.TTB1=${hex(ttb)} is beyond the ${oasBits}-bit output size`)
       tt1 = regime(Geometry.of(tg, 64 - t1sz), ttb, true)
     }
     return { cdAddr, cd, asid: fieldOf(0, CD0.ASID), tt0, tt1, t0sz, t1sz }
@@ -420,7 +420,7 @@ export class Smmuv3Walker {
 
   /** Stage 2 of one table access of a nested stage 1: the physical address of `ipa`. */
   private tableAccess(s2: Regime, ipa: number, txn: Transaction, access: Access, steps: Step[]): number {
-    if (ipa >= 2 ** s2.geometry.ias) throw this.stageFault(s2, BigInt(ipa), txn, access, 'TT', 'F_TRANSLATION', `${hex(ipa)} is beyond the ${s2.geometry.ias}-bit input range of stage 2`)
+    if (ipa >= pow2(s2.geometry.ias)) throw this.stageFault(s2, BigInt(ipa), txn, access, 'TT', 'F_TRANSLATION', `${hex(ipa)} is beyond the ${s2.geometry.ias}-bit input range of stage 2`)
     this.walkStage(s2, ipa, undefined, txn, access, 'TT', steps)
     return this.rOut
   }
@@ -438,7 +438,7 @@ export class Smmuv3Walker {
   private walkStage(r: Regime, input: number, addr: bigint | undefined, txn: Transaction, access: Access, cls: EventClass, steps: Step[], s2?: Regime): void {
     const g = r.geometry
     const faultAt = (name: EventName, why: string, extra: Partial<SmmuEvent> = {}): WalkFault => this.stageFault(r, addr ?? BigInt(input), txn, access, cls, name, why, extra)
-    const oasLimit = 2 ** r.oasBits
+    const oasLimit = pow2(r.oasBits)
     const what = r.stage === 1 ? 's1' : 's2'
     let table = Number(r.ttb)
     // APTable, XNTable, PXNTable gathered from the table descriptors (stage 1), as bits of the upper half
@@ -492,7 +492,9 @@ export class Smmuv3Walker {
         if (w) throw faultAt('F_WALK_EABT', `stage ${r.stage} level ${level}: updating the descriptor at ${hex(slot)}: ${w.abort}`, { cls: 'TT', s2: false, ipa: undefined, fetch: BigInt(slot), recorded: true })
         step.update(newLo)
       }
-      this.rOut = next + (input % g.sizeNum[level])
+      // the offset in the leaf (exact: a power-of-two size, integer division)
+      const size = g.sizeNum[level]
+      this.rOut = next + (input - Math.floor(input / size) * size)
       this.rLevel = level
       this.rPerms = perms
       this.rGlobal = r.stage === 2 || !(lo & DL.NG)
@@ -504,8 +506,9 @@ export class Smmuv3Walker {
   /** Reads the descriptor at `pa` into dHi/dLo: straight from a table-RAM page where it is one. */
   private load(pa: number): Abort | undefined {
     const page = this.mem.ramWords?.(pa)
-    if (page && pa % 8 === 0) {
-      const i = (pa % 4096) / 4
+    // pa is an integer below 2^53: & takes its low bits exactly (and is no floating-point modulo)
+    if (page && (pa & 7) === 0) {
+      const i = (pa & 4095) >>> 2
       this.dLo = page.u32[i]
       this.dHi = page.u32[i + 1]
       return undefined
@@ -526,11 +529,11 @@ export class Smmuv3Walker {
   /** `n` words at `addr`; their 32-bit halves (low first) are left in `halves` for decoding. */
   private readWords(addr: bigint, n: number, txn: Transaction, name: EventName, what: string): bigint[] {
     const pa = addr < ADDR_LIMIT ? Number(addr) : -1
-    const page = pa >= 0 && pa % 8 === 0 && (pa % 4096) + n * 8 <= 4096 ? this.mem.ramWords?.(pa) : undefined
+    const page = pa >= 0 && (pa & 7) === 0 && (pa & 4095) + n * 8 <= 4096 ? this.mem.ramWords?.(pa) : undefined
     const words: bigint[] = []
     const halves: number[] = []
     if (page) {
-      const at = (pa % 4096) / 8
+      const at = (pa & 4095) >>> 3
       for (let i = 0; i < n; i++) {
         words.push(page.u64[at + i])
         halves.push(page.u32[2 * (at + i)], page.u32[2 * (at + i) + 1])
