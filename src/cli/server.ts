@@ -11,6 +11,7 @@ import { IommuSession, VfioDeviceSession } from '../uapi/session'
 import { Machine } from '../hw/machine'
 import { SanitizerMode } from '../hw/smmuv3/sanitizer'
 import { Smmuv3 } from '../hw/smmuv3/smmuv3'
+import { Vtd } from '../hw/vtd/vtd'
 import { loadSchema } from '../topology/attributes'
 import { loadTopology } from '../topology/topology'
 import { DEFAULT_TOPOLOGY } from '../util/paths'
@@ -30,7 +31,7 @@ export interface ServerOptions {
   backend?: Backend
   /** Called when the mount goes away from outside (umount, an aborted connection). */
   onEnded?: () => void
-  /** The stale-TLB sanitizer's starting mode on every SMMU (default report). */
+  /** The stale-TLB sanitizer's starting mode on every SMMU and VT-d unit (default report). */
   sanitizer?: SanitizerMode
 }
 
@@ -59,7 +60,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
     log?.write(`${line}\n`)
   })
   const world = new World(machine, trace)
-  if (opts.sanitizer) for (const u of machine.units) if (u instanceof Smmuv3) u.dma.sanitizer.mode = opts.sanitizer
+  if (opts.sanitizer) for (const u of machine.units) if (u instanceof Smmuv3 || u instanceof Vtd) u.dma.sanitizer.mode = opts.sanitizer
   const root = buildSysfsTree(machine, schema)
   // who serves this mount: `iommufs unmount` reads the pid here
   const server = new AttributeFile(() => `pid ${process.pid}\ntopology ${path.resolve(topology)}\n`)

@@ -1,8 +1,11 @@
 import { hex } from '../hw/bits'
 import { DMA_MAX, DmaResult } from '../hw/smmuv3/dma'
 import { describeEvent } from '../hw/smmuv3/events'
-import { describeFinding, findingJson } from '../hw/smmuv3/sanitizer'
+import { Finding, describeFinding, findingJson } from '../hw/smmuv3/sanitizer'
 import { Smmuv3 } from '../hw/smmuv3/smmuv3'
+import { VtdDmaResult } from '../hw/vtd/dma'
+import { describeFault } from '../hw/vtd/faults'
+import { Vtd } from '../hw/vtd/vtd'
 import { ErrnoError } from '../util/errno'
 import { World } from './world'
 
@@ -24,17 +27,14 @@ export interface DeviceDma {
   readonly ats?: boolean
 }
 
-export interface DeviceDmaResult extends DmaResult {
-  readonly unit: string
-  readonly sid: number
-}
+/** The result in the unit's own terms: an SMMUv3 event record, or a VT-d fault record. */
+export type DeviceDmaResult = { readonly unit: string; readonly sid: number } & (({ readonly arch: 'arm-smmu-v3'; readonly fault?: undefined } & DmaResult) | ({ readonly arch: 'intel-vtd'; readonly event?: undefined } & VtdDmaResult))
 
 /**
  * Issues a DMA from the device at `bdf` through its IOMMU. A translation
  * fault is a result (with its event record), never an error; errors are
  * for requests that cannot be made: an unknown device (ENODEV), a request
- * over 1 MiB (E2BIG), malformed fields (EINVAL), an IOMMU kind whose
- * translation is not modelled yet (EOPNOTSUPP).
+ * over 1 MiB (E2BIG), malformed fields (EINVAL).
  */
 export function deviceDma(world: World, bdf: string, r: DeviceDma): DeviceDmaResult {
   const pci = world.machine.device(bdf)
@@ -44,26 +44,35 @@ export function deviceDma(world: World, bdf: string, r: DeviceDma): DeviceDmaRes
   if (r.op !== 'translate' && r.len <= 0) throw new ErrnoError('EINVAL', 'len: must be at least 1')
   if (r.iova < 0n || r.iova + BigInt(Math.max(r.len, 1)) - 1n >= 1n << 64n) throw new ErrnoError('EINVAL', `iova=${hex(r.iova)}: the request does not fit 64 bits`)
   const unit = pci.unit
-  if (!(unit instanceof Smmuv3)) throw new ErrnoError('EOPNOTSUPP', `${bdf}: DMA through ${unit.kind} is not modelled yet`)
+  if (unit instanceof Vtd) return vtdDma(world, unit, pci.streamId, r)
+  if (!(unit instanceof Smmuv3)) throw new ErrnoError('EOPNOTSUPP', `${bdf}: DMA through ${unit.kind} is not modelled`)
   if (r.pasid !== undefined && !(r.pasid >= 0 && r.pasid < 2 ** Math.max(Number(unit.registers.field('IDR1.SSIDSIZE')), 0)))
     throw new ErrnoError('EINVAL', `pasid=${r.pasid}: ${unit.name} has ${unit.registers.field('IDR1.SSIDSIZE')} SubstreamID bits`)
   unit.dma.clock = () => world.trace.count
-  const res = unit.dma.access({
-    sid: pci.streamId,
-    ssid: r.pasid,
-    addr: r.iova,
-    len: r.op === 'translate' ? 0 : r.len,
-    write: r.op === 'write',
-    data: r.data,
-    priv: r.priv,
-    exec: r.exec,
-    ats: r.op === 'translate' || r.ats,
-  })
-  const tag = unit.name
-  if (res.event) world.trace.emit(tag, `event ${describeEvent(res.event)}`)
-  for (const f of res.findings) {
+  const res = unit.dma.access({ sid: pci.streamId, ssid: r.pasid, ...access(r) })
+  if (res.event) world.trace.emit(unit.name, `event ${describeEvent(res.event)}`)
+  traceFindings(world, unit.name, res.findings)
+  return { ...res, arch: 'arm-smmu-v3', unit: unit.name, sid: pci.streamId }
+}
+
+function vtdDma(world: World, unit: Vtd, sid: number, r: DeviceDma): DeviceDmaResult {
+  const pasidBits = unit.registers.flag('ECAP.PASID') ? Number(unit.registers.field('ECAP.PSS')) + 1 : 0
+  if (r.pasid !== undefined && !(r.pasid >= 0 && r.pasid < 2 ** pasidBits)) throw new ErrnoError('EINVAL', `pasid=${r.pasid}: ${unit.name} has ${pasidBits} PASID bits`)
+  unit.dma.clock = () => world.trace.count
+  const res = unit.dma.access({ sid, pasid: r.pasid, ...access(r) })
+  if (res.fault) world.trace.emit(unit.name, `fault ${describeFault(res.fault)}`)
+  traceFindings(world, unit.name, res.findings)
+  return { ...res, arch: 'intel-vtd', unit: unit.name, sid }
+}
+
+/** The access a port request makes, in either unit's terms (a translate is an ATS request of length 0). */
+function access(r: DeviceDma): { addr: bigint; len: number; write: boolean; data?: Buffer; priv?: boolean; exec?: boolean; ats?: boolean } {
+  return { addr: r.iova, len: r.op === 'translate' ? 0 : r.len, write: r.op === 'write', data: r.data, priv: r.priv, exec: r.exec, ats: r.op === 'translate' || r.ats }
+}
+
+function traceFindings(world: World, tag: string, findings: readonly Finding[]): void {
+  for (const f of findings) {
     world.trace.emit(tag, `sanitizer ${describeFinding(f)}`)
     world.trace.emit(tag, `sanitizer.json ${findingJson(f)}`)
   }
-  return { ...res, unit: unit.name, sid: pci.streamId }
 }

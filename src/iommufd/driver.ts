@@ -7,6 +7,7 @@ import { MOCK_PASID_WIDTH, MockDevFlag, isMockDevice } from '../hw/mock/mock'
 import { ErrnoError } from '../util/errno'
 import { Hwpt, HwptAllocFlag, HwptNested, HwptPaging } from './hwpt'
 import { installSte } from './smmu-host'
+import { installPasidEntry, usesFirstStage } from './vtd-host'
 
 /** iommu_hw_info_type. */
 export const HwInfoType = { NONE: 0, INTEL_VTD: 1, ARM_SMMUV3: 2, TEGRA241_CMDQV: 3, AMD: 4, SELFTEST: 0xfeedbeef } as const
@@ -160,13 +161,15 @@ const vtdDriver: Driver = {
   },
   program(dev, hwpt) {
     const vtd = dev.unit as Vtd
+    installPasidEntry(vtd, dev, hwpt)
     if (!hwpt) return void vtd.pasidEntries.delete(dev.streamId)
     const did = hwpt.tags.get(vtd)!.id
     if (hwpt instanceof HwptNested && hwpt.data.kind === 'intel-vtd') {
       vtd.pasidEntries.set(dev.streamId, { pgtt: 'nested', did, flptr: hwpt.data.s1.pgtblAddr, addrWidth: hwpt.data.s1.addrWidth })
-    } else vtd.pasidEntries.set(dev.streamId, { pgtt: 'second-stage', did })
+    } else vtd.pasidEntries.set(dev.streamId, { pgtt: usesFirstStage(hwpt.paging, vtd) ? 'first-stage' : 'second-stage', did })
   },
   forget(dev) {
+    installPasidEntry(dev.unit as Vtd, dev, undefined)
     ;(dev.unit as Vtd).pasidEntries.delete(dev.streamId)
   },
   dirtyCapable(dev) {

@@ -1,6 +1,6 @@
 import { CERROR, CerrorName, Command, HOST_SYNC, OP, describeCommand, field, opcodeName, opcodeOf, withField } from '../hw/smmuv3/commands'
 import { RingIndex } from '../hw/ring'
-import { Descriptor, P_IOTLB_GRAN, devIotlb, pasidIotlb } from '../hw/vtd/qi'
+import { Descriptor, P_IOTLB_GRAN, devIotlbSpan, pasidIotlb, psiMask } from '../hw/vtd/qi'
 import { Vtd } from '../hw/vtd/vtd'
 import { ErrnoError, ErrnoName } from '../util/errno'
 import { LIMITS } from '../util/limits'
@@ -175,22 +175,16 @@ function vtdDescriptors(unit: Vtd, hwpt: HwptNested, e: VtdInvEntry): Descriptor
   const tag = hwpt.tags.get(unit)
   if (!tag) return []
   const all = e.npages === ULONG_MAX && e.addr === 0n
-  let am = 0
-  if (!all) {
-    while (1n << BigInt(am) < e.npages && am < 63) am++
-    // widen until the aligned block covers the whole range
-    while (am < 52 && (e.addr >> BigInt(12 + am)) !== ((e.addr + e.npages * 4096n - 1n) >> BigInt(12 + am))) am++
-  }
+  const m = all ? { base: 0n, am: 0 } : psiMask(e.addr, e.npages)
+  const am = m.am
   const psi = !all && am <= Number(unit.registers.field('CAP.MAMV'))
-  const base = psi ? (e.addr >> BigInt(12 + am)) << BigInt(12 + am) : 0n
+  const base = psi ? m.base : 0n
   const leaf = (e.flags & VtdInvFlag.LEAF) !== 0
   const out: Descriptor[] = [pasidIotlb(tag.id, 0, psi ? P_IOTLB_GRAN.PSI_PASID : P_IOTLB_GRAN.NONG_PASID, base, psi ? am : 0, leaf)]
   if (unit.registers.flag('ECAP.DT')) {
     for (const dev of hwpt.devices) {
       if (dev.pci.unit !== unit) continue
-      // size encoding: the low address bits set below the block size, S = 1
-      const addr = psi ? (am ? base | ((1n << BigInt(11 + am)) - 1n) : base) : (1n << 63n) - 1n - 0xfffn
-      out.push(devIotlb(dev.pci.streamId, dev.pci.streamId, 0, addr, !psi || am > 0))
+      out.push(devIotlbSpan(dev.pci.streamId, base, psi ? am : undefined))
     }
   }
   return out

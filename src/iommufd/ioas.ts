@@ -7,7 +7,7 @@ import type { IommufdContext } from './context'
 import { IommufdObject } from './objects'
 import type { HwptPaging } from './hwpt'
 import { FileBacking, MemoryRef, ProcessBacking } from '../memory/backing'
-import { areaMapped, areasUnmapped } from './smmu-host'
+import { areaMapped, areasUnmapped } from './host'
 import { dropDirty } from './dirty'
 
 export const ULONG_MAX = (1n << 64n) - 1n

@@ -1,4 +1,3 @@
-import { NoBacking } from '../memory/backing'
 import { PhysicalMemory } from '../memory/physical'
 import { s1Cd, steWords } from '../hw/smmuv3/build'
 import { Command, HOST_SYNC, parseCommand } from '../hw/smmuv3/commands'
@@ -10,6 +9,7 @@ import { hex, mask } from '../hw/bits'
 import { HwptAllocFlag, HwptPaging } from './hwpt'
 import type { Area, Ioas } from './ioas'
 import { MapFlag } from './ioas'
+import { window } from './host-memory'
 
 /**
  * What the Linux SMMUv3 driver builds in memory for iommufd's domains: the
@@ -22,7 +22,6 @@ import { MapFlag } from './ioas'
  */
 
 const tables = new WeakMap<HwptPaging, PageTable>()
-const windows = new WeakMap<Area, { mem: PhysicalMemory; pa: bigint }>()
 /** Each device's CD table (one CD: substreams are not used by paging domains here). */
 const cdTables = new WeakMap<PciDevice, bigint>()
 
@@ -30,16 +29,6 @@ const IAS = 48
 
 function smmusOf(hwpt: HwptPaging): Smmuv3[] {
   return [...hwpt.units()].filter((u): u is Smmuv3 => u.kind === 'arm-smmu-v3')
-}
-
-/** The window onto an area's memory, placed on first use. */
-function window(mem: PhysicalMemory, area: Area): bigint {
-  let w = windows.get(area)
-  if (!w) {
-    w = { mem, pa: mem.map(area.length, area.memory?.backing ?? new NoBacking(), area.memory?.offset ?? 0n) }
-    windows.set(area, w)
-  }
-  return w.pa
 }
 
 /** The domain's page table, built on first use from every mapping of its IOAS. */
@@ -68,9 +57,9 @@ export function areaMapped(ioas: Ioas, area: Area): void {
 }
 
 /**
- * IOAS_UNMAP removes areas: each domain table drops them, the driver
- * invalidates (arm_smmu_tlb_inv_range_domain), then the window goes and the
- * backing is let go.
+ * IOAS_UNMAP removes areas: each domain table drops them and the driver
+ * invalidates (arm_smmu_tlb_inv_range_domain); host.ts then lets the
+ * windows go.
  */
 export function areasUnmapped(ioas: Ioas, areas: readonly Area[]): void {
   for (const h of ioas.hwpts) {
@@ -78,14 +67,6 @@ export function areasUnmapped(ioas: Ioas, areas: readonly Area[]): void {
     if (!t) continue
     const levels = areas.map((a) => t.unmap(a.iova, a.length))
     for (const smmu of smmusOf(h)) areas.forEach((a, i) => smmu.cmdq.issue(unmapCommands(h, smmu, a.iova, a.length, levels[i])))
-  }
-  for (const a of areas) {
-    const w = windows.get(a)
-    if (w) {
-      w.mem.unmap(w.pa)
-      windows.delete(a)
-    }
-    a.memory?.backing.release()
   }
 }
 

@@ -2,6 +2,8 @@ import { hex } from '../hw/bits'
 import { describeEvent, encodeEvent } from '../hw/smmuv3/events'
 import { describeFinding } from '../hw/smmuv3/sanitizer'
 import { describePerms, describeStep } from '../hw/smmuv3/walk'
+import { describeFault, encodeFault } from '../hw/vtd/faults'
+import { describeVtdStep } from '../hw/vtd/walk'
 import { DeviceDma, DeviceDmaResult } from '../iommufd/dma'
 import { ErrnoError } from '../util/errno'
 
@@ -12,8 +14,8 @@ import { ErrnoError } from '../util/errno'
  *   write iova=ADDR data=HEXBYTES [pasid=N] [priv] [ats]
  *   translate iova=ADDR [pasid=N] [priv] [exec]        (an ATS translation request)
  *
- * The reply's first line is its status: ok, fault (the event record, decoded
- * and as four words), abort (no memory answered), stopped (the sanitizer in
+ * The reply's first line is its status: ok, fault (SMMUv3: the event record,
+ * decoded and as four words; VT-d: the fault record, decoded and as two), abort (no memory answered), stopped (the sanitizer in
  * strict mode); then one `walk` line per descriptor read, one `out` line per
  * translation used, the data read in hex, and any sanitizer findings.
  */
@@ -67,16 +69,21 @@ export function parseDmaRequest(line: string): DeviceDma {
 export function formatDmaReply(r: DeviceDma, res: DeviceDmaResult): string {
   const head = `${r.op} sid=${hex(res.sid)} pasid=${r.pasid ?? 'none'} iova=${hex(r.iova)} len=${r.len}`
   const lines: string[] = []
-  if (res.event) lines.push(`fault ${describeEvent(res.event)}`, `event ${encodeEvent(res.event).map((w) => w.toString(16).padStart(16, '0')).join(' ')}`)
+  const words = (ws: readonly bigint[]): string => ws.map((w) => w.toString(16).padStart(16, '0')).join(' ')
+  if (res.arch === 'arm-smmu-v3' && res.event) lines.push(`fault ${describeEvent(res.event)}`, `event ${words(encodeEvent(res.event))}`)
+  else if (res.arch === 'intel-vtd' && res.fault) lines.push(`fault ${describeFault(res.fault)}`, `frcd ${words(encodeFault(res.fault))}`)
   else if (res.abort) lines.push(`abort ${res.abort}`)
   else if (res.stopped) lines.push(`stopped ${describeFinding(res.stopped)}`)
   else lines.push(`ok ${head}`)
   if (lines[0].startsWith('ok') === false) lines.push(`request ${head}`)
+  const step = (x: Parameters<typeof describeStep>[0] | Parameters<typeof describeVtdStep>[0]): string =>
+    `walk ${res.arch === 'intel-vtd' ? describeVtdStep(x as Parameters<typeof describeVtdStep>[0]) : describeStep(x as Parameters<typeof describeStep>[0])}`
+  const via = (source: string): string => (res.arch === 'intel-vtd' ? ({ tlb: 'iotlb', atc: 'dev_tlb' } as Record<string, string>)[source] ?? source : source)
   for (const p of res.pieces) {
-    for (const s of p.steps) lines.push(`walk ${describeStep(s)}`)
-    lines.push(`out iova=${hex(p.addr)} pa=${hex(p.out)} len=${p.len} perms=${describePerms(p.perms)} via=${p.source}`)
+    for (const s of p.steps) lines.push(step(s))
+    lines.push(`out iova=${hex(p.addr)} pa=${hex(p.out)} len=${p.len} perms=${describePerms(p.perms)} via=${via(p.source)}`)
   }
-  for (const s of res.faultSteps ?? []) lines.push(`walk ${describeStep(s)}`)
+  for (const s of res.faultSteps ?? []) lines.push(step(s))
   if (res.ats) lines.push(`ats pa=${hex(res.ats.out)} size=${hex(res.ats.size)} perms=${describePerms(res.ats.perms)}`)
   if (res.data?.length && r.op === 'read') lines.push(`data ${res.data.toString('hex')}`)
   for (const f of res.findings) lines.push(describeFinding(f))

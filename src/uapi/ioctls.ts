@@ -15,6 +15,7 @@ import { PciDevice } from '../hw/unit'
 import { FileBacking } from '../memory/backing'
 import { DmaFlag, DmaStatus, deviceDma } from '../iommufd/dma'
 import { encodeEvent } from '../hw/smmuv3/events'
+import { encodeFault } from '../hw/vtd/faults'
 import { ErrnoError } from '../util/errno'
 import { LIMITS } from '../util/limits'
 import { StructLayout, StructValue, decode, encode } from './layout'
@@ -300,14 +301,16 @@ function dmaIoctl(c: Call): StructValue {
     res.data.copy(out)
     c.mem.write(b(r, 'out_data_uptr'), out, 'out_data_uptr')
   }
-  const status = res.event ? DmaStatus.FAULT : res.abort ? DmaStatus.ABORT : res.stopped ? DmaStatus.STOPPED : DmaStatus.OK
+  const event = res.arch === 'arm-smmu-v3' ? (res.event ? encodeEvent(res.event) : undefined) : res.fault ? [...encodeFault(res.fault), 0n, 0n] : undefined
+  const status = event ? DmaStatus.FAULT : res.abort ? DmaStatus.ABORT : res.stopped ? DmaStatus.STOPPED : DmaStatus.OK
   const first = res.ats ?? res.pieces[0]
   return {
     out_status: BigInt(status),
     out_addr: first?.out ?? 0n,
     out_perms: BigInt(first?.perms ?? 0),
     out_findings: BigInt(res.findings.length),
-    out_event: res.event ? encodeEvent(res.event) : [0n, 0n, 0n, 0n],
+    // SMMUv3: the 32-byte event record; VT-d: the 16-byte fault record, then zeros
+    out_event: event ?? [0n, 0n, 0n, 0n],
   }
 }
 

@@ -69,7 +69,7 @@ echo "== findings"; cat ${DBG}/iommu/${SMMU}/findings`,
     })
   })
 
-  it('bad requests: EINVAL naming the field, E2BIG over 1 MiB, EOPNOTSUPP for VT-d; the write fails and the reply says why', async () => {
+  it('bad requests: EINVAL naming the field, E2BIG over 1 MiB, a VT-d device nobody attached faults (root entry not present); the write fails and the reply says why', async () => {
     await withMount(async (m) => {
       const r = await sh(
         `cd ${m.dir}; ${LIB}
@@ -92,14 +92,17 @@ port 0000:00:02.0 "read iova=0x1000 len=4"`,
           'err EINVAL data: an even number of hex digits',
           'rc=1',
           'err EINVAL "peek": expected read, write or translate',
-          'rc=1',
-          'err EOPNOTSUPP 0000:02:00.0: DMA through intel-vtd is not modelled yet',
           'rc=0',
-          // an unowned stream has the abort STE the driver wrote at probe: terminated, no event recorded
-          'fault C_BAD_STE(0x04) sid=0x10 input=0x1000 rnw=1 pnu=0 ind=0 recorded=0 reason="STE.Config = abort: terminated without an event"',
-          'event 0000001000000004 0000000800000000 0000000000001000 0000000000000000',
-          'request read sid=0x10 pasid=none iova=0x1000 len=4',
+          'fault FR=0x39 (root entry not present) sid=02:00.0 pasid=none addr=0x0 DMA Read recorded=1 reason="root entry 2 (lower) not present"',
+          'frcd 0000000000000000 c000003900000200',
+          'request read sid=0x200 pasid=none iova=0x0 len=1',
         ].join('\n'),
+      )
+      assert.match(r.stdout, /^walk root table=0x[0-9a-f]+ addr=0x[0-9a-f]+ desc=0x0000000000000000\nrc=0\n/m)
+      // an unowned stream has the abort STE the driver wrote at probe: terminated, no event recorded
+      assert.match(
+        r.stdout,
+        /^rc=0\nfault C_BAD_STE\(0x04\) sid=0x10 input=0x1000 rnw=1 pnu=0 ind=0 recorded=0 reason="STE.Config = abort: terminated without an event"\nevent 0000001000000004 0000000800000000 0000000000001000 0000000000000000\nrequest read sid=0x10 pasid=none iova=0x1000 len=4\n/m,
       )
     })
   })

@@ -125,7 +125,7 @@ describe('iommufd DEVICE_ATTACH: HWPTs and replace (§9)', () => {
     const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
     const h = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas}`, 'out_hwpt_id')
     assert.deepEqual(t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${h}`), { pt_id: String(h) })
-    assert.match(t.hw('dmar0', 'pasid_table'), /rid=02:00.0 pasid=0 \(RID_PASID\) pgtt=second-stage did=2/)
+    assert.match(t.hw('dmar0', 'pasid_table'), /rid=02:00.0 pasid=0 \(RID_PASID\) pgtt=first-stage did=2/)
   })
 
   it('replace: attaching elsewhere without detaching moves the device; the old auto domain goes away', () => {

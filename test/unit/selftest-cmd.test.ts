@@ -330,7 +330,7 @@ describe('core rules the selftest exposes', () => {
     const dev = t.bind(DEV.vtdA)
     const hwpt = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas}`, 'out_hwpt_id')
     t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${hwpt}`)
-    assert.match(t.hw('dmar0', 'pasid_table'), /pgtt=second-stage did=2/)
+    assert.match(t.hw('dmar0', 'pasid_table'), /pgtt=first-stage did=2/)
   })
 })
 

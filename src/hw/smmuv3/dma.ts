@@ -2,7 +2,7 @@ import { Abort, isAbort } from '../../memory/backing'
 import { MemoryPort } from '../../memory/physical'
 import { hex } from '../bits'
 import { AtcEntry, Smmuv3Caches, TlbEntry, cdKey } from './caches'
-import { SmmuEvent } from './events'
+import { SmmuEvent, describeEvent } from './events'
 import { Finding, Sanitizer, changedDescriptor } from './sanitizer'
 import { ContextConfig, Features, PERM_ALL, Smmuv3Walker, Step, StreamConfig, StreamTable, Transaction, Translation, describePerms, permFor } from './walk'
 
@@ -270,7 +270,7 @@ export class Smmuv3Dma {
       ssid: txn.ssid,
       addr: txn.addr,
       cached: { out: cachedOut, perms: e.perms, since: e.since, summary: `${e.kind} out=${hex(cachedOut)} ${describePerms(e.perms)}` },
-      now: fresh.ok ? { out: fresh.t.out, perms: fresh.t.perms, summary: `out=${hex(fresh.t.out)} ${describePerms(fresh.t.perms)}` } : { fault: fresh.event, summary: fresh.event.name },
+      now: fresh.ok ? { out: fresh.t.out, perms: fresh.t.perms, summary: `out=${hex(fresh.t.out)} ${describePerms(fresh.t.perms)}` } : { fault: fresh.event, summary: describeEvent(fresh.event) },
       changed: changedDescriptor(this.mem, e.steps),
       command,
       at: this.tick(),
@@ -324,7 +324,7 @@ export class Smmuv3Dma {
       ssid: txn.ssid,
       addr: txn.addr,
       cached: { out: cachedOut, perms: e.perms, since: e.since, summary: `ATC out=${hex(cachedOut)} ${describePerms(e.perms)}` },
-      now: fresh.ok ? { out: fresh.t.out, perms: fresh.t.perms, summary: `out=${hex(fresh.t.out)} ${describePerms(fresh.t.perms)}` } : { fault: fresh.event, summary: fresh.event.name },
+      now: fresh.ok ? { out: fresh.t.out, perms: fresh.t.perms, summary: `out=${hex(fresh.t.out)} ${describePerms(fresh.t.perms)}` } : { fault: fresh.event, summary: describeEvent(fresh.event) },
       command: `ATC_INV sid=${hex(txn.sid)}${ssv} addr=${hex(e.base)} size=0`,
       at: this.tick(),
     })

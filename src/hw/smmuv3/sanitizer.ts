@@ -1,8 +1,8 @@
 import { MemoryPort } from '../../memory/physical'
 import { isAbort } from '../../memory/backing'
 import { hex } from '../bits'
-import { SmmuEvent, describeEvent } from './events'
-import { Step, describePerms } from './walk'
+import { ErrnoError } from '../../util/errno'
+import { describePerms } from './walk'
 
 /** off: no second walk. report: the DMA uses the cache, the finding is kept. strict: the DMA fails with it. */
 export type SanitizerMode = 'off' | 'report' | 'strict'
@@ -10,22 +10,23 @@ export const SANITIZER_MODES: readonly SanitizerMode[] = ['off', 'report', 'stri
 
 /** A descriptor whose value changed since a cache entry was filled from it. */
 export interface ChangedDescriptor {
-  readonly what: Step['what']
+  readonly what: string
   readonly level: number
   readonly addr: bigint
   readonly old: bigint
   readonly now: bigint | 'abort'
 }
 
-/** A DMA served from a cache entry the tables no longer agree with. */
+/** A DMA served from a cache entry (of either architecture) the tables no longer agree with. */
 export interface Finding {
   readonly seq: number
-  readonly cache: 'TLB' | 'STE' | 'CD' | 'ATC'
+  /** SMMUv3: TLB, STE, CD, ATC. VT-d: IOTLB, CONTEXT, PASID, DEV_TLB. */
+  readonly cache: 'TLB' | 'STE' | 'CD' | 'ATC' | 'IOTLB' | 'CONTEXT' | 'PASID' | 'DEV_TLB'
   readonly sid: number
   readonly ssid?: number
   readonly addr: bigint
   readonly cached: { readonly out?: bigint; readonly perms?: number; readonly since: number; readonly summary: string }
-  readonly now: { readonly out?: bigint; readonly perms?: number; readonly fault?: SmmuEvent; readonly summary: string }
+  readonly now: { readonly out?: bigint; readonly perms?: number; readonly fault?: { readonly name: string }; readonly summary: string }
   readonly changed?: ChangedDescriptor
   /** The narrowest command that would have dropped the entry. */
   readonly command: string
@@ -34,7 +35,7 @@ export interface Finding {
 }
 
 /** The first descriptor a cache entry was built from whose value has changed since. */
-export function changedDescriptor(mem: MemoryPort, steps: readonly Step[]): ChangedDescriptor | undefined {
+export function changedDescriptor(mem: MemoryPort, steps: readonly { readonly what: string; readonly level: number; readonly addr: bigint; readonly desc: bigint }[]): ChangedDescriptor | undefined {
   for (const s of steps) {
     const now = mem.read64(s.addr)
     const v = isAbort(now) ? 'abort' : now
@@ -50,7 +51,7 @@ export function describeFinding(f: Finding): string {
     `ssid=${f.ssid === undefined ? 'none' : hex(f.ssid)}`,
     `iova=${hex(f.addr)}`,
     `cached: ${f.cached.summary} since=${f.cached.since}`,
-    `now: ${f.now.fault ? describeEvent(f.now.fault) : f.now.summary}`,
+    `now: ${f.now.summary}`,
   ]
   if (f.changed) parts.push(`changed: ${f.changed.what} level=${f.changed.level} addr=${hex(f.changed.addr)} old=${hex(f.changed.old, 16)} new=${f.changed.now === 'abort' ? 'abort' : hex(f.changed.now, 16)}`)
   parts.push(`fix: ${f.command}`)
@@ -70,7 +71,7 @@ export function findingJson(f: Finding): string {
       out: f.now.out !== undefined ? hex(f.now.out) : null,
       perms: f.now.perms !== undefined ? describePerms(f.now.perms) : null,
       fault: f.now.fault ? f.now.fault.name : null,
-      summary: f.now.fault ? describeEvent(f.now.fault) : f.now.summary,
+      summary: f.now.summary,
     },
     changed: f.changed ? { what: f.changed.what, level: f.changed.level, addr: hex(f.changed.addr), old: hex(f.changed.old), new: f.changed.now === 'abort' ? 'abort' : hex(f.changed.now) } : null,
     command: f.command,
@@ -108,5 +109,21 @@ export class Sanitizer {
 
   dumpJson(): string {
     return this.kept.map((f) => `${findingJson(f)}\n`).join('')
+  }
+}
+
+/** The debug files of a unit's sanitizer: its mode (writable), the findings as text and as JSON lines. */
+export function sanitizerFiles(s: Sanitizer): Record<'sanitizer' | 'findings' | 'findings.json', { show(): string; store?(text: string): void }> {
+  return {
+    sanitizer: {
+      show: () => `${s.mode} findings=${s.count}\n`,
+      store: (text) => {
+        const mode = text.trim() as SanitizerMode
+        if (!SANITIZER_MODES.includes(mode)) throw new ErrnoError('EINVAL', `sanitizer: "${text.trim()}" is not off, report or strict`)
+        s.mode = mode
+      },
+    },
+    findings: { show: () => s.dumpText() },
+    'findings.json': { show: () => s.dumpJson() },
   }
 }

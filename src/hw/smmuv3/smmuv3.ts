@@ -8,7 +8,7 @@ import { wordBytes } from './build'
 import { CacheSizes, DEFAULT_CACHE_SIZES, Smmuv3Caches } from './caches'
 import { Smmuv3Dma } from './dma'
 import { describeEvent, encodeEvent } from './events'
-import { SANITIZER_MODES, SanitizerMode } from './sanitizer'
+import { sanitizerFiles } from './sanitizer'
 import { StreamTable } from './walk'
 import { PS_BITS } from './cd'
 
@@ -180,16 +180,7 @@ export class Smmuv3 extends IommuUnit {
             .map((e) => `${encodeEvent(e).map((w) => w.toString(16).padStart(16, '0')).join(' ')}  ${describeEvent(e)}\n`)
             .join(''),
       },
-      sanitizer: {
-        show: () => `${this.dma.sanitizer.mode} findings=${this.dma.sanitizer.count}\n`,
-        store: (text) => {
-          const mode = text.trim() as SanitizerMode
-          if (!SANITIZER_MODES.includes(mode)) throw new ErrnoError('EINVAL', `sanitizer: "${text.trim()}" is not off, report or strict`)
-          this.dma.sanitizer.mode = mode
-        },
-      },
-      findings: { show: () => this.dma.sanitizer.dumpText() },
-      'findings.json': { show: () => this.dma.sanitizer.dumpJson() },
+      ...sanitizerFiles(this.dma.sanitizer),
       inject_cerror: {
         show: () => `${this.injected ?? 'none'}\n`,
         store: (text) => {

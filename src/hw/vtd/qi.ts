@@ -23,6 +23,12 @@ const Q = {
   dSid: bits('SID', 47, 32),
   dPfsidHi: bits('PFSID_HI', 63, 52),
   dSize: bits('S', 0),
+  // context cache (type 1)
+  cSid: bits('SID', 47, 32),
+  cFm: bits('FM', 49, 48),
+  // PASID-based device TLB (type 8)
+  pdSid: bits('SID', 31, 16),
+  pdS: bits('S', 11),
   // wait (type 5)
   wIf: bits('IF', 4),
   wSw: bits('SW', 5),
@@ -52,6 +58,87 @@ export function devIotlb(sid: number, pfsid: number, qdep: number, addr: bigint,
   return [qw0, qw1, 0n, 0n]
 }
 
+/**
+ * The address mask of a page-selective invalidation of `npages` 4K pages at
+ * `addr`: the smallest aligned power-of-two block of pages covering the range
+ * (the driver's calculate_psi_aligned_address), and the block's base.
+ */
+export function psiMask(addr: bigint, npages: bigint): { base: bigint; am: number } {
+  let am = 0
+  while (1n << BigInt(am) < npages && am < 63) am++
+  // widen until the aligned block covers the whole range
+  while (am < 52 && addr >> BigInt(12 + am) !== (addr + npages * 4096n - 1n) >> BigInt(12 + am)) am++
+  return { base: (addr >> BigInt(12 + am)) << BigInt(12 + am), am }
+}
+
+/** Context-cache invalidation: G 1 = global, 2 = domain (DID), 3 = device (SID, FM). */
+export function contextCacheInv(g: 1 | 2 | 3, did = 0, sid = 0, fm = 0): Descriptor {
+  let qw0 = set(set(0n, Q.type, BigInt(DESC_TYPE.CC)), Q.pGran, BigInt(g))
+  qw0 = set(set(set(qw0, Q.pDid, BigInt(did)), Q.cSid, BigInt(sid)), Q.cFm, BigInt(fm))
+  return [qw0, 0n, 0n, 0n]
+}
+
+/** IOTLB invalidation: G 1 = global, 2 = domain (DSI), 3 = page-selective (PSI) within the DID. */
+export function iotlbInv(g: 1 | 2 | 3, did: number, addr = 0n, am = 0, ih = false): Descriptor {
+  const qw0 = set(set(set(0n, Q.type, BigInt(DESC_TYPE.IOTLB)), Q.pGran, BigInt(g)), Q.pDid, BigInt(did))
+  const qw1 = g === 3 ? set(set(set(0n, Q.addr, addr >> 12n), Q.pAm, BigInt(am)), Q.pIh, ih ? 1n : 0n) : 0n
+  return [qw0, qw1, 0n, 0n]
+}
+
+/** PASID-cache invalidation: G 0 = all PASIDs of the DID, 1 = one PASID, 3 = global. */
+export function pasidCacheInv(g: 0 | 1 | 3, did: number, pasid = 0): Descriptor {
+  const qw0 = set(set(set(set(0n, Q.type, BigInt(DESC_TYPE.PC)), Q.pGran, BigInt(g)), Q.pDid, BigInt(did)), Q.pPasid, BigInt(pasid))
+  return [qw0, 0n, 0n, 0n]
+}
+
+/** PASID-based device-TLB invalidation (ATS with a PASID prefix). */
+export function devIotlbPasid(sid: number, pasid: number, addr: bigint, sizeBit: boolean): Descriptor {
+  const qw0 = set(set(set(0n, Q.type, BigInt(DESC_TYPE.DEV_IOTLB_PASID)), Q.pdSid, BigInt(sid)), Q.pPasid, BigInt(pasid))
+  const qw1 = set(set(0n, Q.addr, addr >> 12n), Q.pdS, sizeBit ? 1n : 0n)
+  return [qw0, qw1, 0n, 0n]
+}
+
+/** The fields of a descriptor the caches act on. */
+export interface DecodedDescriptor {
+  readonly type: number
+  readonly g: number
+  readonly did: number
+  readonly pasid: number
+  readonly sid: number
+  readonly fm: number
+  readonly addr: bigint
+  readonly am: number
+  readonly ih: boolean
+  readonly s: boolean
+}
+
+export function decodeDescriptor(d: Descriptor): DecodedDescriptor {
+  const type = Number(get(d[0], Q.type))
+  const sid = type === DESC_TYPE.DEV_IOTLB_PASID ? get(d[0], Q.pdSid) : type === DESC_TYPE.DEV_IOTLB ? get(d[0], Q.dSid) : get(d[0], Q.cSid)
+  return {
+    type,
+    g: Number(get(d[0], Q.pGran)),
+    did: Number(get(d[0], Q.pDid)),
+    pasid: Number(get(d[0], Q.pPasid)),
+    sid: Number(sid),
+    fm: Number(get(d[0], Q.cFm)),
+    addr: get(d[1], Q.addr) << 12n,
+    am: Number(get(d[1], Q.pAm)),
+    ih: get(d[1], Q.pIh) === 1n,
+    s: (type === DESC_TYPE.DEV_IOTLB_PASID ? get(d[1], Q.pdS) : get(d[1], Q.dSize)) === 1n,
+  }
+}
+
+/**
+ * A device-TLB invalidation of the aligned block of 2^am pages at `base`, or
+ * of everything (`am` undefined): the size is the run of 1 bits above bit 11
+ * of ADDR, with S = 1.
+ */
+export function devIotlbSpan(sid: number, base: bigint, am?: number): Descriptor {
+  if (am === undefined) return devIotlb(sid, sid, 0, (1n << 63n) - 1n - 0xfffn, true)
+  return devIotlb(sid, sid, 0, am ? base | ((1n << BigInt(11 + am)) - 1n) : base, am > 0)
+}
+
 export function waitDesc(statusAddr: bigint): Descriptor {
   const qw0 = set(set(set(0n, Q.type, BigInt(DESC_TYPE.WAIT)), Q.wSw, 1n), Q.wData, BigInt(QI_DONE))
   return [qw0, statusAddr, 0n, 0n]
@@ -59,6 +146,10 @@ export function waitDesc(statusAddr: bigint): Descriptor {
 
 function hex(v: bigint): string {
   return `0x${v.toString(16)}`
+}
+
+export function bdfOf(sid: number): string {
+  return `${(sid >> 8).toString(16).padStart(2, '0')}:${((sid >> 3) & 0x1f).toString(16).padStart(2, '0')}.${sid & 7}`
 }
 
 /** "P_IOTLB did=1 pasid=0 gran=PSI addr=0x1000 am=0 ih=1" */
@@ -73,9 +164,23 @@ export function describeDescriptor(d: Descriptor): string {
       return g === P_IOTLB_GRAN.PSI_PASID ? `${base} addr=${hex(get(d[1], Q.addr) << 12n)} am=${get(d[1], Q.pAm)} ih=${get(d[1], Q.pIh)}` : base
     }
     case DESC_TYPE.DEV_IOTLB: {
-      const sid = Number(get(d[0], Q.dSid))
-      const bdf = `${(sid >> 8).toString(16).padStart(2, '0')}:${((sid >> 3) & 0x1f).toString(16).padStart(2, '0')}.${sid & 7}`
-      return `${name} sid=${bdf} qdep=${get(d[0], Q.dQdep)} addr=${hex(get(d[1], Q.addr) << 12n)} s=${get(d[1], Q.dSize)}`
+      return `${name} sid=${bdfOf(Number(get(d[0], Q.dSid)))} qdep=${get(d[0], Q.dQdep)} addr=${hex(get(d[1], Q.addr) << 12n)} s=${get(d[1], Q.dSize)}`
+    }
+    case DESC_TYPE.CC: {
+      const q = decodeDescriptor(d)
+      return q.g === 1 ? `${name} gran=global` : q.g === 2 ? `${name} gran=domain did=${q.did}` : `${name} gran=device did=${q.did} sid=${bdfOf(q.sid)} fm=${q.fm}`
+    }
+    case DESC_TYPE.IOTLB: {
+      const q = decodeDescriptor(d)
+      return q.g === 1 ? `${name} gran=global` : q.g === 2 ? `${name} gran=domain did=${q.did}` : `${name} gran=page-selective did=${q.did} addr=${hex(q.addr)} am=${q.am} ih=${q.ih ? 1 : 0}`
+    }
+    case DESC_TYPE.PC: {
+      const q = decodeDescriptor(d)
+      return q.g === 3 ? `${name} gran=global` : q.g === 0 ? `${name} gran=all-in-domain did=${q.did}` : `${name} gran=pasid did=${q.did} pasid=${q.pasid}`
+    }
+    case DESC_TYPE.DEV_IOTLB_PASID: {
+      const q = decodeDescriptor(d)
+      return `${name} sid=${bdfOf(q.sid)} pasid=${q.pasid} addr=${hex(q.addr)} s=${q.s ? 1 : 0}`
     }
     case DESC_TYPE.WAIT:
       return `${name} sw=${get(d[0], Q.wSw)} if=${get(d[0], Q.wIf)} fn=${get(d[0], Q.wFn)} status_data=${get(d[0], Q.wData)} status_addr=${hex(d[1])}`
@@ -102,7 +207,8 @@ export class InvalidationQueue {
   /** Physical address the model pretends the queue and status words live at. */
   readonly base: bigint
 
-  constructor(readonly owner: string, base: bigint) {
+  /** `consume` is the hardware acting on each descriptor it completes (the caches dropping entries). */
+  constructor(readonly owner: string, base: bigint, private readonly consume: (d: Descriptor) => void = () => {}) {
     this.base = base
   }
 
@@ -116,6 +222,8 @@ export class InvalidationQueue {
     for (const d of [...descs, waitDesc(this.base + 0x10000n + BigInt(waitIndex * 4))]) {
       this.slots[this.tail] = d
       this.status[this.tail] = error ? QI_ABORT : QI_DONE
+      // an aborted batch invalidated nothing
+      if (!error) this.consume(d)
       this.tail = (this.tail + 1) % QI_LENGTH
       this.submitted++
     }

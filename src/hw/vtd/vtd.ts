@@ -1,12 +1,17 @@
 import { ErrnoError } from '../../util/errno'
 import { IdPool } from '../id-pool'
 import { DebugFile, IommuUnit, ReservedRegion } from '../unit'
-import { FSTS, InvalidationQueue, QiErrorName } from './qi'
+import { FSTS, InvalidationQueue, QiErrorName, bdfOf } from './qi'
 import { RegisterFile } from '../registers'
+import { DEFAULT_VTD_CACHE_SIZES, VtdCacheSizes, VtdCaches } from './caches'
+import { VtdDma } from './dma'
+import { describeFault, encodeFault } from './faults'
+import { sanitizerFiles } from '../smmuv3/sanitizer'
+import { ADDR_MASK } from './pgtable'
 
 /** What the host driver has programmed for a requester ID (its RID_PASID entry). */
 export interface PasidEntry {
-  readonly pgtt: 'second-stage' | 'nested'
+  readonly pgtt: 'first-stage' | 'second-stage' | 'nested'
   readonly did: number
   /** Guest first-stage table pointer, for a nested entry. */
   readonly flptr?: bigint
@@ -30,11 +35,41 @@ export class Vtd extends IommuUnit {
   fsts = 0
   /** A queue error armed by fault injection: the next invalidation submitted reports it. */
   private injected: QiErrorName | undefined
+  /** Context cache, PASID cache, IOTLB and the endpoints' device TLBs. */
+  readonly caches: VtdCaches
+  /** RTADDR: the scalable-mode root table, allocated on first use. */
+  private rootTable: bigint | undefined
+  private engine: VtdDma | undefined
 
-  constructor(index: number, base: bigint, registers: RegisterFile) {
+  constructor(index: number, base: bigint, registers: RegisterFile, cacheSizes: VtdCacheSizes = DEFAULT_VTD_CACHE_SIZES) {
     super('intel-vtd', `dmar${index}`, base, registers)
     this.domainIds = new IdPool(2, 2 ** (4 + 2 * Number(registers.field('CAP.ND'))))
-    this.qi = new InvalidationQueue(this.name, 0x100000000n + BigInt(index) * 0x100000n)
+    this.caches = new VtdCaches(cacheSizes)
+    this.qi = new InvalidationQueue(this.name, 0x100000000n + BigInt(index) * 0x100000n, (d) => this.caches.apply(d))
+  }
+
+  /** The root table (RTADDR with SMT), 256 root entries of 16 bytes. */
+  get root(): bigint {
+    this.rootTable ??= this.memory.alloc(0x1000)
+    return this.rootTable
+  }
+
+  /** Address of a requester's 32-byte scalable-mode context entry; the context table is allocated on first use. */
+  contextEntryAddr(sid: number): bigint {
+    const devfn = sid & 0xff
+    const slot = this.root + BigInt(sid >> 8) * 16n + (devfn >= 128 ? 8n : 0n)
+    let re = this.memory.read64(slot) as bigint
+    if (!(re & 1n)) {
+      re = this.memory.alloc(0x1000) | 1n
+      this.memory.write64(slot, re)
+    }
+    return (re & ADDR_MASK) + BigInt(devfn & 0x7f) * 32n
+  }
+
+  /** The transaction path over the machine's memory. */
+  get dma(): VtdDma {
+    this.engine ??= new VtdDma(this.memory, { slads: this.registers.flag('ECAP.SLADS'), mgaw: this.iovaBits }, this.caches, () => this.root)
+    return this.engine
   }
 
   inject(error: QiErrorName | undefined): void {
@@ -86,8 +121,7 @@ export class Vtd extends IommuUnit {
     const pasid_table = (): string => {
         const rows = [...this.pasidEntries].sort(([a], [b]) => a - b)
         const lines = rows.map(([rid, e]) => {
-          const bdf = `${(rid >> 8).toString(16).padStart(2, '0')}:${((rid >> 3) & 0x1f).toString(16).padStart(2, '0')}.${rid & 7}`
-          const parts = [`rid=${bdf}`, 'pasid=0 (RID_PASID)', `pgtt=${e.pgtt}`, `did=${e.did}`]
+          const parts = [`rid=${bdfOf(rid)}`, 'pasid=0 (RID_PASID)', `pgtt=${e.pgtt}`, `did=${e.did}`]
           if (e.flptr !== undefined) parts.push(`flptr=0x${e.flptr.toString(16)}`, `addr_width=${e.addrWidth}`)
           return parts.join(' ')
         })
@@ -97,6 +131,16 @@ export class Vtd extends IommuUnit {
     return {
       pasid_table: { show: pasid_table },
       invalidation_queue: { show: () => this.qi.dump() },
+      iotlb: { show: () => this.caches.dumpIotlb(this.name) },
+      config_cache: { show: () => this.caches.dumpConfig(this.name) },
+      dev_tlb: { show: () => this.caches.dumpDevTlb(this.name) },
+      faults: {
+        show: () =>
+          this.dma.faults
+            .map((f) => `${encodeFault(f).map((w) => w.toString(16).padStart(16, '0')).join(' ')}  ${describeFault(f)}\n`)
+            .join(''),
+      },
+      ...sanitizerFiles(this.dma.sanitizer),
       fault_status: {
         show: () => `0x${this.fsts.toString(16).padStart(8, '0')} ${names(this.fsts)}\n`,
         store: (text) => {

@@ -1,0 +1,231 @@
+import { hex } from '../bits'
+import { describePerms } from '../smmuv3/walk'
+import { ContextConfig, PasidConfig, VtdStep } from './walk'
+import { DESC_TYPE, Descriptor, decodeDescriptor } from './qi'
+
+/**
+ * The caches of a VT-d unit, tagged as the hardware tags them: the context
+ * cache by requester ID, the PASID cache by (DID, PASID) per requester, the
+ * IOTLB by (DID, PASID, address) for first-stage and nested translations and
+ * (DID, address) for second-stage-only ones, and the endpoints' device TLBs
+ * (ATS) by (requester, PASID). LRU, sizes from the topology. `apply` drops
+ * what one invalidation descriptor reaches.
+ */
+
+export interface VtdCacheSizes {
+  readonly iotlb: number
+  readonly pasid: number
+  readonly context: number
+  readonly devtlb: number
+}
+
+export const DEFAULT_VTD_CACHE_SIZES: VtdCacheSizes = { iotlb: 2048, pasid: 256, context: 256, devtlb: 64 }
+
+export interface ContextEntry {
+  readonly sid: number
+  /** The DID of the PASID entry the context led to (domain-selective context invalidation). */
+  readonly did: number
+  readonly ctx: ContextConfig
+  readonly steps: readonly VtdStep[]
+  readonly since: number
+}
+
+export interface PasidCacheEntry {
+  readonly sid: number
+  readonly pasid: number
+  readonly did: number
+  readonly pc: PasidConfig
+  readonly steps: readonly VtdStep[]
+  readonly since: number
+}
+
+export interface IotlbEntry {
+  readonly kind: 'first' | 'second' | 'nested'
+  readonly did: number
+  /** Undefined for a second-stage-only translation (tagged by DID and address alone). */
+  readonly pasid?: number
+  readonly base: bigint
+  readonly size: bigint
+  readonly out: bigint
+  readonly perms: number
+  readonly global: boolean
+  readonly since: number
+  readonly sid: number
+  readonly steps: readonly VtdStep[]
+}
+
+export interface DevTlbEntry {
+  readonly sid: number
+  readonly pasid?: number
+  readonly base: bigint
+  readonly size: bigint
+  readonly out: bigint
+  readonly perms: number
+  readonly since: number
+}
+
+/** A Map kept in LRU order: get() refreshes, set() evicts the oldest past capacity. */
+class Lru<K, V> {
+  readonly map = new Map<K, V>()
+  constructor(readonly capacity: number) {}
+  get(k: K): V | undefined {
+    const v = this.map.get(k)
+    if (v !== undefined) {
+      this.map.delete(k)
+      this.map.set(k, v)
+    }
+    return v
+  }
+  set(k: K, v: V): void {
+    this.map.delete(k)
+    this.map.set(k, v)
+    if (this.map.size > this.capacity) this.map.delete(this.map.keys().next().value as K)
+  }
+  dropIf(pred: (v: V) => boolean): number {
+    let n = 0
+    for (const [k, v] of this.map) {
+      if (pred(v)) {
+        this.map.delete(k)
+        n++
+      }
+    }
+    return n
+  }
+}
+
+function inRange(base: bigint, size: bigint, lo: bigint, hi: bigint): boolean {
+  return base < hi && lo < base + size
+}
+
+/** The span a device-TLB descriptor's ADDR + S encode: S = 0 one page; S = 1 the lowest 0 bit from bit 12 gives the size. */
+export function devTlbSpan(addr: bigint, s: boolean): { lo: bigint; hi: bigint } {
+  if (!s) return { lo: addr & ~0xfffn, hi: (addr & ~0xfffn) + 0x1000n }
+  let bit = 12n
+  while (bit < 63n && (addr >> bit) & 1n) bit++
+  if (bit >= 63n) return { lo: 0n, hi: 1n << 64n }
+  const size = 1n << (bit + 1n)
+  const lo = addr & ~(size - 1n)
+  return { lo, hi: lo + size }
+}
+
+export class VtdCaches {
+  readonly context: Lru<number, ContextEntry>
+  readonly pasid: Lru<string, PasidCacheEntry>
+  readonly iotlb: Lru<string, IotlbEntry>
+  readonly devtlb: Lru<string, DevTlbEntry>
+  hits = 0
+  misses = 0
+
+  constructor(readonly sizes: VtdCacheSizes = DEFAULT_VTD_CACHE_SIZES) {
+    this.context = new Lru(sizes.context)
+    this.pasid = new Lru(sizes.pasid)
+    this.iotlb = new Lru(sizes.iotlb)
+    this.devtlb = new Lru(sizes.devtlb)
+  }
+
+  static pasidKey(sid: number, pasid: number): string {
+    return `${sid}/${pasid}`
+  }
+
+  private static tlbKey(did: number, pasid: number | undefined, page: bigint): string {
+    return `${did}/${pasid ?? '-'}/${page}`
+  }
+
+  lookup(did: number, pasid: number | undefined, addr: bigint): IotlbEntry | undefined {
+    // entries are kept per 4K page of input address (the walk builds 4K leaves; bigger ones are keyed by their base)
+    for (const size of [0x1000n, 0x20_0000n, 0x4000_0000n]) {
+      const e = this.iotlb.get(VtdCaches.tlbKey(did, pasid, addr & ~(size - 1n)))
+      if (e && addr >= e.base && addr < e.base + e.size) return e
+    }
+    return undefined
+  }
+
+  fill(e: IotlbEntry): void {
+    this.iotlb.set(VtdCaches.tlbKey(e.did, e.pasid, e.base), e)
+  }
+
+  devTlbLookup(sid: number, pasid: number | undefined, addr: bigint): DevTlbEntry | undefined {
+    const e = this.devtlb.get(`${sid}/${pasid ?? '-'}/${addr & ~0xfffn}`)
+    return e && addr >= e.base && addr < e.base + e.size ? e : undefined
+  }
+
+  devTlbFill(e: DevTlbEntry): void {
+    this.devtlb.set(`${e.sid}/${e.pasid ?? '-'}/${e.base}`, e)
+  }
+
+  /** Drops what one descriptor reaches; returns how many entries went. */
+  apply(d: Descriptor): number {
+    const q = decodeDescriptor(d)
+    switch (q.type) {
+      case DESC_TYPE.CC: {
+        // global, domain (DID), device (SID [+ FM]): the context cache only
+        if (q.g === 1) return this.context.dropIf(() => true)
+        if (q.g === 2) return this.context.dropIf((e) => e.did === q.did)
+        if (q.g === 3) {
+          // FM: which low function bits of the SID are ignored
+          const fm = [0, 4, 6, 7][q.fm]
+          return this.context.dropIf((e) => (e.sid & ~fm) === (q.sid & ~fm))
+        }
+        return 0
+      }
+      case DESC_TYPE.IOTLB: {
+        if (q.g === 1) return this.iotlb.dropIf(() => true)
+        // second-stage-only entries of the DID (in range for PSI), and the nested entries tagged with it;
+        // first-stage-only entries are PASID-tagged and left to P_IOTLB
+        const reach = (e: IotlbEntry): boolean => e.did === q.did && (e.kind === 'second' || e.kind === 'nested')
+        if (q.g === 2) return this.iotlb.dropIf(reach)
+        if (q.g === 3) {
+          const lo = q.addr & ~((1n << BigInt(12 + q.am)) - 1n)
+          const hi = lo + (1n << BigInt(12 + q.am))
+          return this.iotlb.dropIf((e) => reach(e) && (e.kind === 'nested' || inRange(e.base, e.size, lo, hi)))
+        }
+        return 0
+      }
+      case DESC_TYPE.P_IOTLB: {
+        const reach = (e: IotlbEntry): boolean => e.did === q.did && e.pasid === q.pasid && e.kind !== 'second'
+        if (q.g === 2) return this.iotlb.dropIf((e) => reach(e) && !e.global)
+        if (q.g === 3) {
+          const lo = q.addr & ~((1n << BigInt(12 + q.am)) - 1n)
+          const hi = lo + (1n << BigInt(12 + q.am))
+          return this.iotlb.dropIf((e) => reach(e) && inRange(e.base, e.size, lo, hi))
+        }
+        return 0
+      }
+      case DESC_TYPE.PC: {
+        if (q.g === 3) return this.pasid.dropIf(() => true)
+        if (q.g === 0) return this.pasid.dropIf((e) => e.did === q.did)
+        if (q.g === 1) return this.pasid.dropIf((e) => e.did === q.did && e.pasid === q.pasid)
+        return 0
+      }
+      case DESC_TYPE.DEV_IOTLB: {
+        // an ATS invalidation without a PASID prefix reaches every entry of the function in the span
+        const { lo, hi } = devTlbSpan(q.addr, q.s)
+        return this.devtlb.dropIf((e) => e.sid === q.sid && inRange(e.base, e.size, lo, hi))
+      }
+      case DESC_TYPE.DEV_IOTLB_PASID: {
+        const { lo, hi } = devTlbSpan(q.addr, q.s)
+        return this.devtlb.dropIf((e) => e.sid === q.sid && e.pasid === q.pasid && inRange(e.base, e.size, lo, hi))
+      }
+      default:
+        return 0
+    }
+  }
+
+  dumpIotlb(name: string): string {
+    const rows = [...this.iotlb.map.values()].map(
+      (e) => `did=${e.did} pasid=${e.pasid === undefined ? '-' : hex(e.pasid)} ${e.kind} iova=${hex(e.base)} size=${hex(e.size)} pa=${hex(e.out)} ${describePerms(e.perms)}${e.global ? ' global' : ''} since=${e.since}`,
+    )
+    return `${name}: iotlb ${rows.length}/${this.sizes.iotlb} hits=${this.hits} misses=${this.misses}\n${rows.map((r) => `${r}\n`).join('')}`
+  }
+
+  dumpConfig(name: string): string {
+    const ctx = [...this.context.map.values()].map((e) => `context sid=${hex(e.sid)} did=${e.did} lo=${hex(e.ctx.words[0], 16)} hi=${hex(e.ctx.words[1], 16)} since=${e.since}`)
+    const pc = [...this.pasid.map.values()].map((e) => `pasid sid=${hex(e.sid)} pasid=${hex(e.pasid)} did=${e.did} pgtt=${e.pc.pgtt} w0=${hex(e.pc.words[0], 16)} since=${e.since}`)
+    return `${name}: context ${ctx.length}/${this.sizes.context} pasid ${pc.length}/${this.sizes.pasid}\n${[...ctx, ...pc].map((r) => `${r}\n`).join('')}`
+  }
+
+  dumpDevTlb(name: string): string {
+    const rows = [...this.devtlb.map.values()].map((e) => `sid=${hex(e.sid)} pasid=${e.pasid === undefined ? '-' : hex(e.pasid)} iova=${hex(e.base)} size=${hex(e.size)} pa=${hex(e.out)} ${describePerms(e.perms)} since=${e.since}`)
+    return `${name}: dev_tlb ${rows.length}/${this.sizes.devtlb}\n${rows.map((r) => `${r}\n`).join('')}`
+  }
+}

@@ -1,0 +1,191 @@
+import { PhysicalMemory } from '../memory/physical'
+import { Descriptor, P_IOTLB_GRAN, devIotlbSpan, iotlbInv, pasidCacheInv, pasidIotlb, psiMask } from '../hw/vtd/qi'
+import { VtdPageTable } from '../hw/vtd/pgtable'
+import { PGTT } from '../hw/vtd/walk'
+import { Vtd } from '../hw/vtd/vtd'
+import { PciDevice } from '../hw/unit'
+import { Hwpt, HwptAllocFlag, HwptNested, HwptPaging } from './hwpt'
+import { window } from './host-memory'
+import type { Area, Ioas } from './ioas'
+import { MapFlag } from './ioas'
+
+/**
+ * What the Linux VT-d driver builds in memory in scalable mode: the page
+ * table of a paging domain (first stage for a plain domain when the unit
+ * has ECAP.FLTS and no dirty tracking is asked for; second stage for a nest
+ * parent or a dirty-tracking domain), each attached requester's context
+ * entry, PASID directory and RID_PASID (PASID 0) table entry, and the
+ * invalidation descriptors it queues when they change, in the kernel's
+ * order (one batch, then a wait descriptor).
+ */
+
+const tables = new WeakMap<HwptPaging, VtdPageTable>()
+/** Each requester's PASID table (one, for PASIDs 0..63, behind directory entry 0). */
+const pasidTables = new WeakMap<PciDevice, bigint>()
+
+/** The PASID Linux uses for requests without PASID (IOMMU_NO_PASID). */
+const RID_PASID = 0
+
+function vtdsOf(h: HwptPaging): Vtd[] {
+  return [...h.units()].filter((u): u is Vtd => u instanceof Vtd)
+}
+
+/** First stage for a plain domain where the unit has it; second stage for a nest parent or dirty tracking. */
+export function usesFirstStage(h: HwptPaging, unit: Vtd): boolean {
+  return !h.nestParent && !(h.flags & HwptAllocFlag.DIRTY_TRACKING) && unit.registers.flag('ECAP.FLTS')
+}
+
+/** First-stage levels: 5 only when the unit has FL5LP and a 57-bit MGAW. */
+function fsLevels(unit: Vtd): number {
+  return unit.iovaBits >= 57 && unit.registers.flag('CAP.FL5LP') ? 5 : 4
+}
+
+/** Second-stage AW (levels - 2): the largest SAGAW width that fits MGAW. */
+function ssAw(unit: Vtd): number {
+  const sagaw = Number(unit.registers.field('CAP.SAGAW'))
+  for (const aw of [3, 2, 1]) if (sagaw & (1 << aw) && 30 + 9 * aw <= Math.max(unit.iovaBits, 39)) return aw
+  return 2
+}
+
+/** The domain's table, built on first use from every mapping of its IOAS. */
+export function vtdDomainTable(h: HwptPaging, unit: Vtd): VtdPageTable {
+  let t = tables.get(h)
+  if (!t) {
+    const first = usesFirstStage(h, unit)
+    t = new VtdPageTable(unit.memory, { format: first ? 'first' : 'second', levels: first ? fsLevels(unit) : ssAw(unit) + 2 })
+    tables.set(h, t)
+    for (const a of h.ioas.areas) mapInto(t, a)
+  }
+  return t
+}
+
+function mapInto(t: VtdPageTable, a: Area): void {
+  t.map(a.iova, window(t.mem as PhysicalMemory, a), a.length, { read: (a.flags & MapFlag.READABLE) !== 0, write: (a.flags & MapFlag.WRITEABLE) !== 0 })
+}
+
+export function areaMapped(ioas: Ioas, area: Area): void {
+  for (const h of ioas.hwpts) {
+    const t = tables.get(h)
+    if (t) mapInto(t, area)
+  }
+}
+
+/** Requesters with ATS (the context's DTE) that translate through `h` on `unit`, directly or nested. */
+function atsRequesters(h: HwptPaging, unit: Vtd): PciDevice[] {
+  if (!unit.registers.flag('ECAP.DT')) return []
+  const devs = [...h.devices, ...[...h.children].flatMap((c) => [...c.devices])]
+  return devs.map((d) => d.pci).filter((p) => p.unit === unit)
+}
+
+/**
+ * cache_tag_flush_range for one range of a domain: P_IOTLB by (DID, PASID)
+ * for a first-stage domain; IOTLB PSI (DSI without CAP.PSI or past MAMV) by
+ * DID for a second-stage one, and for a nest parent also with each nested
+ * domain's DID plus a full device-TLB flush; then the device TLBs.
+ */
+function flushRange(h: HwptPaging, unit: Vtd, iova: bigint, length: bigint): Descriptor[] {
+  const out: Descriptor[] = []
+  const { base, am } = psiMask(iova, (length + 0xfffn) >> 12n)
+  const psi = unit.registers.flag('CAP.PSI') && am <= Number(unit.registers.field('CAP.MAMV'))
+  const own = h.tags.get(unit)
+  if (usesFirstStage(h, unit)) {
+    if (own) out.push(pasidIotlb(own.id, RID_PASID, P_IOTLB_GRAN.PSI_PASID, base, am, false))
+  } else {
+    const ss = (did: number): Descriptor => (psi ? iotlbInv(3, did, base, am) : iotlbInv(2, did))
+    if (own) out.push(ss(own.id))
+    for (const c of h.children) {
+      const tag = c.tags.get(unit)
+      if (tag) out.push(ss(tag.id))
+    }
+  }
+  const nestedDevs = new Set([...h.children].flatMap((c) => [...c.devices].map((d) => d.pci)))
+  for (const p of atsRequesters(h, unit)) out.push(nestedDevs.has(p) ? devIotlbSpan(p.streamId, 0n) : devIotlbSpan(p.streamId, base, psi ? am : undefined))
+  return out
+}
+
+/** IOAS_UNMAP: each domain table drops the areas, then the driver flushes each range. */
+export function areasUnmapped(ioas: Ioas, areas: readonly Area[]): void {
+  for (const h of ioas.hwpts) {
+    const t = tables.get(h)
+    if (!t) continue
+    for (const a of areas) t.unmap(a.iova, a.length)
+    for (const unit of vtdsOf(h)) {
+      const descs = areas.flatMap((a) => flushRange(h, unit, a.iova, a.length))
+      if (descs.length) unit.qi.submit(descs)
+    }
+  }
+}
+
+function bytes(words: readonly bigint[]): Buffer {
+  const b = Buffer.alloc(words.length * 8)
+  words.forEach((w, i) => b.writeBigUInt64LE(w, i * 8))
+  return b
+}
+
+/** The RID_PASID entry Linux writes for `hwpt` (pasid_pte_config_* in intel/pasid.c). */
+function pasidEntryWords(unit: Vtd, hwpt: Hwpt, did: number): bigint[] {
+  const w = [0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n]
+  const pwsnp = 1n << 23n
+  const paging = hwpt.paging
+  const ssade = paging.dirtyTrackingEnabled ? 1n << 9n : 0n
+  if (hwpt instanceof HwptNested && hwpt.data.kind === 'intel-vtd') {
+    const parent = vtdDomainTable(paging, unit)
+    const s1 = hwpt.data.s1
+    w[0] = 1n | (BigInt(ssAw(unit)) << 2n) | (BigInt(PGTT.NESTED) << 6n) | ssade | parent.root
+    w[1] = BigInt(did) | pwsnp
+    const sre = s1.flags & 1n ? 1n : 0n
+    const eafe = s1.flags & 2n ? 1n << 7n : 0n
+    const wpe = s1.flags & 4n && sre ? 1n << 4n : 0n
+    w[2] = (s1.pgtblAddr & ~0xfffn) | (s1.addrWidth === 57 ? 1n << 2n : 0n) | sre | wpe | eafe
+    return w
+  }
+  const t = vtdDomainTable(paging, unit)
+  if (t.opts.format === 'first') {
+    w[0] = 1n | (BigInt(PGTT.FIRST) << 6n)
+    w[1] = BigInt(did) | pwsnp
+    w[2] = t.root | (t.opts.levels === 5 ? 1n << 2n : 0n)
+  } else {
+    w[0] = 1n | (BigInt(t.opts.levels - 2) << 2n) | (BigInt(PGTT.SECOND) << 6n) | ssade | t.root
+    w[1] = BigInt(did)
+  }
+  return w
+}
+
+/**
+ * Programs a requester's RID_PASID entry for `hwpt` (none: tears it down).
+ * A fresh entry needs no flush (caching mode off); replacing or clearing a
+ * present one flushes with the old DID, as intel_pasid_flush_present and
+ * intel_pasid_tear_down_entry do: PASID cache, IOTLB (P_IOTLB for first-stage
+ * and pass-through entries, DSI otherwise), then the device TLB.
+ */
+export function installPasidEntry(unit: Vtd, dev: PciDevice, hwpt: Hwpt | undefined): void {
+  const mem = unit.memory
+  const sid = dev.streamId
+  const ctxAddr = unit.contextEntryAddr(sid)
+  let table = pasidTables.get(dev)
+  if (table === undefined) {
+    if (!hwpt) return
+    const dir = mem.alloc(0x1000)
+    table = mem.alloc(0x1000)
+    mem.write64(dir, table | 1n)
+    pasidTables.set(dev, table)
+    const dte = unit.registers.flag('ECAP.DT') ? 4n : 0n
+    const paside = unit.registers.flag('ECAP.PASID') ? 8n : 0n
+    // PDTS = 0: 128 directory entries; RID_PASID = 0
+    mem.write(ctxAddr, bytes([dir | paside | dte | 1n, BigInt(RID_PASID), 0n, 0n]))
+  }
+  const entry = table + BigInt(RID_PASID) * 64n
+  const old = mem.read(entry, 64) as Buffer
+  const oldW0 = old.readBigUInt64LE(0)
+  const present = (oldW0 & 1n) !== 0n
+  const words = hwpt ? pasidEntryWords(unit, hwpt, hwpt.tags.get(unit)!.id) : [0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n]
+  mem.write(entry, bytes(words))
+  const cm = unit.registers.flag('CAP.CM')
+  if (!present && !cm) return
+  const did = present ? Number(old.readBigUInt64LE(8) & 0xffffn) : Number(words[1] & 0xffffn)
+  const pgtt = Number(((present ? oldW0 : words[0]) >> 6n) & 7n)
+  const descs: Descriptor[] = [pasidCacheInv(1, did, RID_PASID)]
+  descs.push(pgtt === PGTT.FIRST || pgtt === PGTT.PT ? pasidIotlb(did, RID_PASID, P_IOTLB_GRAN.NONG_PASID, 0n, 0, false) : iotlbInv(2, did))
+  if (unit.registers.flag('ECAP.DT')) descs.push(devIotlbSpan(sid, 0n))
+  unit.qi.submit(descs)
+}
