@@ -1,7 +1,8 @@
 import { DataError, DataNode } from '../util/data-file'
 import { Machine } from '../hw/machine'
 import { RegisterFile, registerModel } from '../hw/registers'
-import { CacheSizes, DEFAULT_CACHE_SIZES } from '../hw/smmuv3/caches'
+import { DEFAULT_CACHE_SIZES } from '../hw/smmuv3/caches'
+import { DEFAULT_VTD_CACHE_SIZES } from '../hw/vtd/caches'
 import { Smmuv3 } from '../hw/smmuv3/smmuv3'
 import { IommuGroup, IommuKind, IommuUnit, PciDevice } from '../hw/unit'
 import { Vtd } from '../hw/vtd/vtd'
@@ -28,12 +29,18 @@ function loadRegisters(node: DataNode, kind: IommuKind): RegisterFile {
   return new RegisterFile(model, words)
 }
 
-/** An SMMU's cache sizes (entries): `caches: { tlb: 4096, ste: 64, cd: 64, atc: 32 }`, each optional. */
-function loadCacheSizes(spec: DataNode): CacheSizes {
-  if (!spec.has('caches')) return DEFAULT_CACHE_SIZES
-  const node = spec.get('caches').only(['tlb', 'ste', 'cd', 'atc'])
-  const size = (k: keyof CacheSizes): number => (node.has(k) ? Number(node.get(k).int(1n, 1n << 20n)) : DEFAULT_CACHE_SIZES[k])
-  return { tlb: size('tlb'), ste: size('ste'), cd: size('cd'), atc: size('atc') }
+/**
+ * A unit's cache sizes (entries), each optional, 1..2^20: an SMMU's
+ * `caches: { tlb: 4096, ste: 64, cd: 64, atc: 32 }`, a VT-d unit's
+ * `caches: { iotlb: 4096, pasid: 64, context: 64, devtlb: 32 }`.
+ */
+function loadCacheSizes<T extends object>(spec: DataNode, defaults: T): T {
+  if (!spec.has('caches')) return defaults
+  const keys = Object.keys(defaults) as (keyof T & string)[]
+  const node = spec.get('caches').only(keys)
+  const out = { ...defaults }
+  for (const k of keys) if (node.has(k)) (out as Record<string, number>)[k] = Number(node.get(k).int(1n, 1n << 20n))
+  return out
 }
 
 /** bus << 8 | device << 3 | function: the PCI requester ID VT-d sees. */
@@ -77,7 +84,7 @@ export function loadTopology(file: string): Machine {
     if (other) baseNode.fail(`an address not used by ${other}`)
     seenBase.set(base, spec.key)
     const regs = loadRegisters(spec.get('registers'), kind)
-    const unit: IommuUnit = kind === 'arm-smmu-v3' ? new Smmuv3(base, regs, loadCacheSizes(spec)) : new Vtd(vtdIndex++, base, regs)
+    const unit: IommuUnit = kind === 'arm-smmu-v3' ? new Smmuv3(base, regs, loadCacheSizes(spec, DEFAULT_CACHE_SIZES)) : new Vtd(vtdIndex++, base, regs, loadCacheSizes(spec, DEFAULT_VTD_CACHE_SIZES))
     const seenSid = new Map<number, string>()
 
     for (const dev of spec.get('devices').list()) {

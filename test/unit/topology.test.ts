@@ -229,6 +229,13 @@ describe('topology loading', () => {
       })
     })
 
+    it('a VT-d unit\'s cache sizes come from `caches:` (iotlb, pasid, context, devtlb), the rest keep their defaults', async () => {
+      const m = loadTopology(await data.write('vtd-caches.yaml', edit(GOOD, '    base: 0xfed90000\n', '    base: 0xfed90000\n    caches: { iotlb: 8, devtlb: 3 }\n')))
+      const vtd = m.unit('dmar0') as Vtd
+      assert.deepEqual(vtd.caches.sizes, { iotlb: 8, pasid: 256, context: 256, devtlb: 3 })
+      assert.equal(vtd.caches.iotlb.capacity, 8)
+    })
+
     it('an SMMU\'s cache sizes come from `caches:`, the rest keep their defaults', async () => {
       const m = loadTopology(await data.write('caches.yaml', edit(GOOD, '    base: 0x09050000\n', '    base: 0x09050000\n    caches: { tlb: 16, atc: 2 }\n')))
       const smmu = m.units[0] as Smmuv3

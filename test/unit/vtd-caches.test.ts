@@ -1,0 +1,119 @@
+/**
+ * What each VT-d invalidation descriptor drops, against every kind of cached
+ * entry (translation.md §4.5-4.6): one row per descriptor, one column per
+ * entry, dropped (x) or kept (.).
+ */
+import { strict as assert } from 'node:assert'
+import { VtdCaches } from '../../src/hw/vtd/caches'
+import { Descriptor, P_IOTLB_GRAN, contextCacheInv, devIotlb, devIotlbPasid, iotlbInv, pasidCacheInv, pasidIotlb } from '../../src/hw/vtd/qi'
+import { ContextConfig, PasidConfig } from '../../src/hw/vtd/walk'
+
+const SID = 0x200
+const ctx = { words: [1n, 0n] } as unknown as ContextConfig
+const pc = { words: [1n] } as unknown as PasidConfig
+
+/** Fills one entry of each kind; their names are the table's columns. */
+function filled(): VtdCaches {
+  const c = new VtdCaches({ iotlb: 64, pasid: 64, context: 64, devtlb: 64 })
+  c.context.set(SID, { sid: SID, did: 3, ctx, steps: [], since: 0 })
+  c.context.set(0x208, { sid: 0x208, did: 4, ctx, steps: [], since: 0 })
+  c.pasid.set(VtdCaches.pasidKey(SID, 1), { sid: SID, pasid: 1, did: 3, pc, steps: [], since: 0 })
+  c.pasid.set(VtdCaches.pasidKey(SID, 2), { sid: SID, pasid: 2, did: 4, pc, steps: [], since: 0 })
+  const tlb = { size: 0x1000n, out: 0x8000_0000n, perms: 63, since: 0, sid: SID, steps: [], global: false }
+  c.fill({ ...tlb, kind: 'first', did: 3, pasid: 1, base: 0x1000n })
+  c.fill({ ...tlb, kind: 'first', did: 3, pasid: 1, base: 0x5000n, global: true })
+  c.fill({ ...tlb, kind: 'first', did: 3, pasid: 2, base: 0x1000n })
+  c.fill({ ...tlb, kind: 'nested', did: 3, pasid: 0, base: 0x1000n })
+  c.fill({ ...tlb, kind: 'second', did: 3, base: 0x1000n })
+  c.fill({ ...tlb, kind: 'second', did: 3, base: 0x9000n })
+  c.fill({ ...tlb, kind: 'first', did: 4, pasid: 1, base: 0x1000n })
+  c.devTlbFill({ sid: SID, base: 0x1000n, size: 0x1000n, out: 0n, perms: 63, since: 0 })
+  c.devTlbFill({ sid: SID, pasid: 1, base: 0x1000n, size: 0x1000n, out: 0n, perms: 63, since: 0 })
+  c.devTlbFill({ sid: SID, pasid: 1, base: 0x4000n, size: 0x1000n, out: 0n, perms: 63, since: 0 })
+  c.devTlbFill({ sid: 0x208, base: 0x1000n, size: 0x1000n, out: 0n, perms: 63, since: 0 })
+  return c
+}
+
+const COLUMNS = [
+  'ctx sid=02:00.0 did=3',
+  'ctx sid=02:01.0 did=4',
+  'pc did=3 pasid=1',
+  'pc did=4 pasid=2',
+  'fs did=3 pasid=1 0x1000',
+  'fs did=3 pasid=1 0x5000 global',
+  'fs did=3 pasid=2 0x1000',
+  'nested did=3 pasid=0 0x1000',
+  'ss did=3 0x1000',
+  'ss did=3 0x9000',
+  'fs did=4 pasid=1 0x1000',
+  'devtlb 02:00.0 0x1000',
+  'devtlb 02:00.0 pasid=1 0x1000',
+  'devtlb 02:00.0 pasid=1 0x4000',
+  'devtlb 02:01.0 0x1000',
+]
+
+function present(c: VtdCaches): boolean[] {
+  const has = (did: number, pasid: number | undefined, addr: bigint, global?: boolean): boolean => {
+    const e = c.lookup(did, pasid, addr)
+    return e !== undefined && (global === undefined || e.global === global)
+  }
+  return [
+    c.context.map.has(SID),
+    c.context.map.has(0x208),
+    c.pasid.map.has(VtdCaches.pasidKey(SID, 1)),
+    c.pasid.map.has(VtdCaches.pasidKey(SID, 2)),
+    has(3, 1, 0x1000n),
+    has(3, 1, 0x5000n, true),
+    has(3, 2, 0x1000n),
+    has(3, 0, 0x1000n),
+    has(3, undefined, 0x1000n),
+    has(3, undefined, 0x9000n),
+    has(4, 1, 0x1000n),
+    c.devTlbLookup(SID, undefined, 0x1000n) !== undefined,
+    c.devTlbLookup(SID, 1, 0x1000n) !== undefined,
+    c.devTlbLookup(SID, 1, 0x4000n) !== undefined,
+    c.devTlbLookup(0x208, undefined, 0x1000n) !== undefined,
+  ]
+}
+
+/** A row: context (2 columns), PASID cache (2), IOTLB (7), device TLB (4). */
+function row(ctxCols: string, pcCols: string, tlbCols: string, devCols: string): string {
+  assert.deepEqual([ctxCols.length, pcCols.length, tlbCols.length, devCols.length], [2, 2, 7, 4])
+  return ctxCols + pcCols + tlbCols + devCols
+}
+
+const TABLE: [string, Descriptor, string][] = [
+  ['CC global', contextCacheInv(1), row('xx', '..', '.......', '....')],
+  ['CC domain did=3', contextCacheInv(2, 3), row('x.', '..', '.......', '....')],
+  ['CC device did=4 sid=02:01.0', contextCacheInv(3, 4, 0x208), row('.x', '..', '.......', '....')],
+  ['CC device sid=02:00.0 fm=3 (the functions of device 02:00, not 02:01)', contextCacheInv(3, 3, SID, 3), row('x.', '..', '.......', '....')],
+  ['PC global', pasidCacheInv(3, 0), row('..', 'xx', '.......', '....')],
+  ['PC all-in-domain did=3', pasidCacheInv(0, 3), row('..', 'x.', '.......', '....')],
+  ['PC did=3 pasid=1', pasidCacheInv(1, 3, 1), row('..', 'x.', '.......', '....')],
+  ['PC did=3 pasid=2 (the entry has did 4)', pasidCacheInv(1, 3, 2), row('..', '..', '.......', '....')],
+  ['IOTLB global', iotlbInv(1, 0), row('..', '..', 'xxxxxxx', '....')],
+  ['IOTLB DSI did=3: second-stage and nested entries, not first-stage', iotlbInv(2, 3), row('..', '..', '...xxx.', '....')],
+  ['IOTLB PSI did=3 0x1000 am=0: second-stage in range, nested of the DID', iotlbInv(3, 3, 0x1000n, 0), row('..', '..', '...xx..', '....')],
+  ['IOTLB PSI did=3 0x8000 am=1', iotlbInv(3, 3, 0x8000n, 1), row('..', '..', '...x.x.', '....')],
+  ['P_IOTLB did=3 pasid=1 all non-global', pasidIotlb(3, 1, P_IOTLB_GRAN.NONG_PASID, 0n, 0, false), row('..', '..', 'x......', '....')],
+  ['P_IOTLB did=3 pasid=1 0x1000 am=0', pasidIotlb(3, 1, P_IOTLB_GRAN.PSI_PASID, 0x1000n, 0, true), row('..', '..', 'x......', '....')],
+  ['P_IOTLB did=3 pasid=1 0x4000 am=2 (a global entry too)', pasidIotlb(3, 1, P_IOTLB_GRAN.PSI_PASID, 0x4000n, 2, false), row('..', '..', '.x.....', '....')],
+  ['P_IOTLB did=3 pasid=0 (the nested entry)', pasidIotlb(3, 0, P_IOTLB_GRAN.NONG_PASID, 0n, 0, false), row('..', '..', '...x...', '....')],
+  ['DEV_IOTLB 02:00.0 0x1000 s=0: every PASID of the function', devIotlb(SID, SID, 0, 0x1000n, false), row('..', '..', '.......', 'xx..')],
+  ['DEV_IOTLB 02:00.0 0x5000 s=1 (16K at 0x4000)', devIotlb(SID, SID, 0, 0x5000n, true), row('..', '..', '.......', '..x.')],
+  ['DEV_IOTLB_PASID 02:00.0 pasid=1 0x1000', devIotlbPasid(SID, 1, 0x1000n, false), row('..', '..', '.......', '.x..')],
+]
+
+describe('VT-d invalidation descriptors against cached entries (dropped x, kept .)', () => {
+  for (const [name, desc, expect] of TABLE) {
+    it(name, () => {
+      assert.equal(expect.length, COLUMNS.length, `row ${name} has ${expect.length} columns`)
+      const c = filled()
+      assert.ok(present(c).every(Boolean), 'every entry is cached before')
+      c.apply(desc)
+      const got = present(c).map((p) => (p ? '.' : 'x')).join('')
+      const diff = COLUMNS.filter((_, i) => got[i] !== expect[i]).map((col) => `${col}: ${got[COLUMNS.indexOf(col)] === 'x' ? 'dropped' : 'kept'}`)
+      assert.equal(got, expect, diff.join(', '))
+    })
+  }
+})
