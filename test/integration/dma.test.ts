@@ -170,6 +170,18 @@ cat ${DBG}/iommu/${SMMU}/findings`,
     assert.match(bad.stderr, /--sanitizer loud: expected off, report, strict/)
   })
 
+  it('examples/dma-vtd.sh: first-stage tables by printf, a stale IOTLB entry found and named, P_IOTLB fixes it, a read-only write faults 0x85', async () => {
+    await withMount(async (m) => {
+      const r = await sh(`${path.join(PACKAGE_ROOT, 'examples', 'dma-vtd.sh')} ${m.dir}`)
+      assert.equal(r.code, 0, `${r.stderr}\n${r.stdout}`)
+      assert.equal(r.stderr, '')
+      assert.match(r.stdout, /^finding 1: IOTLB; sid=0x200; ssid=none; iova=0x1000; cached: nested did=2 out=0x[0-9a-f]+ priv:rwx user:rwx since=\d+; now: out=0x[0-9a-f]+ priv:rwx user:rwx; changed: fs level=1 addr=0x[0-9a-f]+ old=0x0000000040010067 new=0x0000000040011067; fix: P_IOTLB did=2 pasid=0 addr=0x1000 am=0 ih=1$/m)
+      assert.match(r.stdout, /^00011000: 7061 6765 2042 3a20 444d 4121 .*page B: DMA!/m)
+      assert.match(r.stdout, /^fault FR=0x85 \(no write permission\) sid=02:00.0 pasid=none addr=0x2000 DMA Write recorded=1 /m)
+      assert.match(r.stdout, /\tP_IOTLB did=2 pasid=0 gran=page-selective addr=0x1000 am=0 ih=1\n/)
+    })
+  })
+
   it('examples/dma-smmuv3.sh: guest tables by printf, a stale TLB found and named, the TLBI fixes it', async () => {
     await withMount(async (m) => {
       const r = await sh(`${path.join(PACKAGE_ROOT, 'examples', 'dma-smmuv3.sh')} ${m.dir}`)

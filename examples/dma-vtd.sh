@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# DMA through a nested Intel VT-d unit, with the guest's first-stage tables built by printf in a file.
+#
+#   examples/dma-vtd.sh [MOUNT]      (MOUNT defaults to ./mount, where `make mount` mounts)
+#
+# A VMM gives a guest a virtual VT-d; the guest writes its first-stage
+# (x86-64, 4-level) page tables into its RAM. Here the guest RAM is a plain
+# file: we write the tables with printf, map the file into the IOAS with
+# IOAS_MAP_FILE path= (the nest parent's second stage), and hand the table's
+# address to a nested HWPT (PGTT=3). The device does DMA through its port
+# (sys/kernel/debug/iommufd/dma/<pci>); every first-stage table read goes
+# through the second stage. Then we change a page-table entry WITHOUT
+# invalidating: the next DMA still uses the IOTLB, and the sanitizer reports
+# it, naming the P_IOTLB descriptor that was missing. We send the
+# invalidation the guest's driver would (HWPT_INVALIDATE), and the DMA
+# reaches the new page.
+set -euo pipefail
+
+mnt=${1:-./mount}
+if [ ! -e "$mnt/dev/iommu" ]; then
+  echo "dma-vtd.sh: $mnt/dev/iommu not found; is iommufs mounted there? (make mount)" >&2
+  exit 2
+fi
+PCI=0000:02:00.0
+DMAR=dmar0
+dbg=$mnt/sys/kernel/debug/iommufd
+port=$dbg/dma/$PCI
+
+ram=$(mktemp /tmp/guest-ram.XXXXXX)
+trap 'rm -f "$ram"' EXIT
+truncate -s 2M "$ram"
+
+# put64 GPA VALUE: a little-endian 64-bit word into guest RAM (GPA 0x40000000 = file offset 0).
+put64() {
+  local off=$(( $1 - 0x40000000 )) v=$2 bytes='' i
+  for i in 0 1 2 3 4 5 6 7; do bytes+=$(printf '\\x%02x' $(( (v >> (8 * i)) & 0xff ))); done
+  printf "$bytes" | dd of="$ram" bs=1 seek=$off conv=notrunc status=none
+}
+
+# The guest's first stage: PML4 at GPA 0x40000000, PDPT, PD and PT after it;
+# VA 0x1000 -> page A at GPA 0x40010000. Page B at 0x40011000 waits for later.
+TABLE=$(( 0x1 | 0x2 | 0x4 | 0x20 ))          # P RW U/S A, as Linux writes table entries
+LEAF=$(( TABLE | 0x40 ))                      # and D, for a writable leaf
+put64 0x40000000 $(( 0x40001000 | TABLE ))   # PML4[0] -> PDPT
+put64 0x40001000 $(( 0x40002000 | TABLE ))   # PDPT[0] -> PD
+put64 0x40002000 $(( 0x40003000 | TABLE ))   # PD[0]   -> PT
+put64 $(( 0x40003000 + 8 )) $(( 0x40010000 | LEAF ))   # PT[1]: VA 0x1000 -> page A
+printf 'page A: hello' | dd of="$ram" bs=1 seek=$(( 0x10000 )) conv=notrunc status=none
+printf 'page B: world' | dd of="$ram" bs=1 seek=$(( 0x11000 )) conv=notrunc status=none
+
+exec 3<>"$mnt/dev/iommu"
+req() {
+  echo "$1" >&3
+  IFS= read -r -u 3 reply
+  printf '> %s\n< %s\n' "$1" "$reply"
+  case $reply in err*) echo "dma-vtd.sh: request failed: $1" >&2; exit 1 ;; esac
+}
+get() {
+  local re="(^| )$1=([^ ]*)"
+  [[ $reply =~ $re ]] || { echo "dma-vtd.sh: no $1 in: $reply" >&2; exit 1; }
+  echo "${BASH_REMATCH[2]}"
+}
+# dma REQUEST: one request on the device's DMA port; the reply goes to $dma and is shown.
+dma() {
+  exec 4<>"$port"
+  echo "$1" >&4
+  dma=$(cat <&4)
+  exec 4>&-
+  printf '$ %s\n%s\n' "$1" "$dma"
+}
+
+req "DEVICE_BIND pci=$PCI"
+dev=$(get out_devid)
+req "IOAS_ALLOC"
+ioas=$(get out_ioas_id)
+# the guest RAM: the file, at guest physical 0x40000000 (the second stage)
+req "IOAS_MAP_FILE ioas_id=$ioas flags=FIXED_IOVA|READABLE|WRITEABLE path=$ram start=0 length=0x200000 iova=0x40000000"
+req "HWPT_ALLOC dev_id=$dev pt_id=$ioas flags=NEST_PARENT"
+s2=$(get out_hwpt_id)
+# the guest's first stage: its table root (a GPA) and width
+req "HWPT_ALLOC dev_id=$dev pt_id=$s2 data_type=VTD_S1 data.pgtbl_addr=0x40000000 data.addr_width=48"
+nested=$(get out_hwpt_id)
+req "DEVICE_ATTACH dev_id=$dev pt_id=$nested"
+
+# 1. DMA: root, context, PASID entry (PGTT=3), then each first-stage level read through the second stage
+dma "read iova=0x1000 len=13"
+[[ $dma == ok* && $dma == *"data 706167652041"* ]] || { echo "dma-vtd.sh: first read did not reach page A" >&2; exit 1; }
+
+# 2. the guest remaps VA 0x1000 to page B, and forgets to invalidate
+put64 $(( 0x40003000 + 8 )) $(( 0x40011000 | LEAF ))
+dma "read iova=0x1000 len=13"
+[[ $dma == *"finding"*"fix: P_IOTLB"* ]] || { echo "dma-vtd.sh: no sanitizer finding for the stale IOTLB entry" >&2; exit 1; }
+echo "== $dbg/iommu/$DMAR/findings"
+cat "$dbg/iommu/$DMAR/findings"
+
+# 3. the guest's invalidation: {addr 0x1000, npages 1, flags LEAF}; the kernel queues P_IOTLB with the nested DID
+req "HWPT_INVALIDATE hwpt_id=$nested data_type=VTD_S1 entry_len=24 entry_num=1 data=0x1000,0x1,0x1"
+dma "read iova=0x1000 len=13"
+[[ $dma == ok* && $dma == *"data 706167652042"* && $dma != *finding* ]] || { echo "dma-vtd.sh: after the invalidation the read should reach page B" >&2; exit 1; }
+
+# 4. a write lands in the file; a write through a read-only leaf faults with the fault record
+dma "write iova=0x1008 data=$(printf 'DMA!' | xxd -p)"
+xxd -s $(( 0x11000 )) -l 16 "$ram"
+put64 $(( 0x40003000 + 16 )) $(( 0x40012000 | 0x1 | 0x4 | 0x20 ))   # PT[2]: VA 0x2000, read-only
+dma "write iova=0x2000 data=00"
+[[ $dma == "fault FR=0x85"* ]] || { echo "dma-vtd.sh: a write to a read-only page should fault 0x85" >&2; exit 1; }
+echo "== the invalidation queue (the converted guest invalidation, then the wait descriptor)"
+cat "$dbg/iommu/$DMAR/invalidation_queue"
+exec 3>&-
