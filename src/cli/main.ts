@@ -49,8 +49,8 @@ killed server is recovered first.
   --backend NAME   libfuse3 (default) or fuse-native (the fallback for a
                    machine without libfuse3: no kernel caching, poll,
                    interrupts, real ioctl() or per-caller replies)
-  --sanitizer MODE the stale-TLB sanitizer on every SMMU: off, report (default)
-                   or strict; changeable later in sys/kernel/debug/iommufd/iommu/<smmu>/sanitizer
+  --sanitizer MODE the stale-TLB sanitizer on every SMMU and VT-d unit: off, report (default)
+                   or strict; changeable later in sys/kernel/debug/iommufd/iommu/<unit>/sanitizer
 `,
   unmount: `usage: iommufs unmount DIR
 
