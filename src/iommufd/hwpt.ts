@@ -10,7 +10,7 @@ import { Ioas, ULONG_MAX } from './ioas'
 import { IommufdObject } from './objects'
 import type { Device } from './device'
 import { Viommu } from './viommu'
-import { readAndClearDirty } from './smmu-host'
+import { dirtyTrackingChanged, readAndClearDirty } from './host'
 import type { MockNestedData } from './selftest'
 import { clearDirty, readDirty } from './dirty'
 import type { Fault } from './eventq'
@@ -235,13 +235,15 @@ export function setDirtyTracking(ctx: IommufdContext, flags: number, hwptId: num
   // enabling first reads and clears every dirty bit, so tracking starts clean (iopt_clear_dirty_data)
   if (enable) readAndClearDirty(hwpt, 0n, ULONG_MAX, false, () => {})
   if (enable) clearDirty(hwpt)
+  const changed = hwpt.dirtyTrackingEnabled !== enable
   hwpt.dirtyTrackingEnabled = enable
+  if (changed) dirtyTrackingChanged(hwpt)
 }
 
 /**
  * The dirty bitmap of [iova, iova+length) at page_size granularity, with the
  * kernel's checks: bit (addr - iova) / page_size for every page a dirty leaf
- * covers (SMMUv3 stage 1; other domains read clean). Without NO_CLEAR the
+ * covers (SMMUv3 stage 1, VT-d second stage). Without NO_CLEAR the
  * leaves are cleaned and the range invalidated.
  */
 export function dirtyBitmap(ctx: IommufdContext, hwptId: number, flags: number, reserved: number, iova: bigint, length: bigint, pageSize: bigint): Buffer {

@@ -1,6 +1,6 @@
 import { PhysicalMemory } from '../memory/physical'
 import { Descriptor, P_IOTLB_GRAN, devIotlbSpan, iotlbInv, pasidCacheInv, pasidIotlb, psiMask } from '../hw/vtd/qi'
-import { VtdPageTable } from '../hw/vtd/pgtable'
+import { SS, VtdPageTable } from '../hw/vtd/pgtable'
 import { PGTT } from '../hw/vtd/walk'
 import { Vtd } from '../hw/vtd/vtd'
 import { PciDevice } from '../hw/unit'
@@ -188,4 +188,44 @@ export function installPasidEntry(unit: Vtd, dev: PciDevice, hwpt: Hwpt | undefi
   descs.push(pgtt === PGTT.FIRST || pgtt === PGTT.PT ? pasidIotlb(did, RID_PASID, P_IOTLB_GRAN.NONG_PASID, 0n, 0, false) : iotlbInv(2, did))
   if (unit.registers.flag('ECAP.DT')) descs.push(devIotlbSpan(sid, 0n))
   unit.qi.submit(descs)
+}
+
+/**
+ * set_dirty_tracking on a second-stage domain: every RID_PASID entry
+ * translating through it (directly or under a nested domain) is rewritten
+ * with SSADE as `h.dirtyTrackingEnabled` says, each followed by the PASID
+ * cache, IOTLB and device-TLB flush (intel_pasid_setup_dirty_tracking).
+ */
+export function dirtyTrackingChanged(h: HwptPaging): void {
+  if (!tables.has(h)) return
+  for (const d of h.devices) if (d.pci.unit instanceof Vtd) installPasidEntry(d.pci.unit, d.pci, h)
+  for (const c of h.children) for (const d of c.devices) if (d.pci.unit instanceof Vtd) installPasidEntry(d.pci.unit, d.pci, c)
+}
+
+/**
+ * The second stage's read_and_clear_dirty: a leaf with D set is reported for
+ * its span inside the range (`mark` gets byte offsets from `iova`); unless
+ * `keep`, D is cleared, and the range is flushed (IOTLB PSI with the DIDs)
+ * so later writes set D again.
+ */
+export function readAndClearDirty(h: HwptPaging, iova: bigint, length: bigint, keep: boolean, mark: (from: bigint, to: bigint) => void): void {
+  const t = tables.get(h)
+  if (!t || t.opts.format !== 'second') return
+  const end = iova + length
+  let cleaned = false
+  for (const a of h.ioas.areas) {
+    const lo = a.iova > iova ? a.iova : iova
+    const hi = a.iova + a.length < end ? a.iova + a.length : end
+    for (let va = lo & ~0xfffn; va < hi; va += 0x1000n) {
+      const leaf = t.find(va)
+      if (!leaf || !(leaf.desc & SS.D)) continue
+      mark((va > iova ? va : iova) - iova, (va + 0x1000n < end ? va + 0x1000n : end) - iova)
+      if (!keep) {
+        t.writeDesc(leaf.slot, leaf.desc & ~SS.D)
+        cleaned = true
+      }
+    }
+  }
+  if (!cleaned) return
+  for (const unit of vtdsOf(h)) unit.qi.submit(flushRange(h, unit, iova < 1n << 63n ? iova : 0n, end - iova > 1n << 52n ? 1n << 52n : end - iova))
 }

@@ -196,3 +196,52 @@ describe('VT-d DMA under nesting: the guest first stage in a file, every table r
     assert.match(dma(t, { op: 'read', iova: 0x1000n, len: 4 }), /^fault FR=0x76 \(first-stage entry not readable through second stage \(nested\)\) sid=02:00.0 .*second stage/)
   })
 })
+
+describe('VT-d dirty tracking: a DIRTY_TRACKING domain is second stage; SSADE follows SET_DIRTY_TRACKING; GET_DIRTY_BITMAP reads and clears D', () => {
+  let dir: string
+  let t: IommuBench
+  let hwpt: number
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vtd-dirty-'))
+    const file = path.join(dir, 'mem')
+    fs.writeFileSync(file, Buffer.alloc(0x10000))
+    t = new IommuBench()
+    const dev = t.bind(DEV.vtdA)
+    const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
+    t.ok(`IOAS_MAP_FILE ioas_id=${ioas} flags=FIXED_IOVA|READABLE|WRITEABLE path=${file} start=0 length=0x10000 iova=0x100000`)
+    hwpt = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas} flags=DIRTY_TRACKING`, 'out_hwpt_id')
+    t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${hwpt}`)
+  })
+  afterEach(() => {
+    t.close()
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+
+  const bitmap = (flags = 0n): Buffer => {
+    const r = t.ioctl('HWPT_GET_DIRTY_BITMAP', { hwpt_id: BigInt(hwpt), flags, iova: 0x100000n, length: 0x10000n, page_size: 0x1000n, data: 0x6000n })
+    assert.equal(r.errno, undefined, r.message)
+    return r.written.get(0x6000n)!
+  }
+
+  it('writes before enabling leave D clear; after ENABLE a write sets D, the bitmap reports it (NO_CLEAR keeps it), a clearing read flushes the IOTLB and the next write dirties again', () => {
+    const write = (iova: bigint): string => dma(t, { op: 'write', iova, len: 2, data: Buffer.from('hi') })
+    assert.match(dma(t, { op: 'read', iova: 0x100000n, len: 1 }), /^walk pasid word=0 .* desc=0x[0-9a-f]{13}089$/m)
+    assert.match(write(0x103000n), /^ok write /)
+    assert.deepEqual(bitmap(), Buffer.alloc(8))
+    t.ok(`HWPT_SET_DIRTY_TRACKING hwpt_id=${hwpt} flags=ENABLE`)
+    // the PASID entry now has SSADE (bit 9): PGTT=2, AW=2, P
+    const q = t.hw('dmar0', 'invalidation_queue')
+    assert.match(q, /\tPC gran=pasid did=2 pasid=0\n.*\tIOTLB gran=domain did=2\n.*\tDEV_IOTLB sid=02:00.0 qdep=0 addr=0x7ffffffffffff000 s=1\n/s)
+    const w = write(0x105000n)
+    assert.match(w, /^ok write /)
+    assert.match(w, /^walk pasid word=0 .* desc=0x[0-9a-f]{13}289$/m)
+    assert.match(w, /^walk ss level=1 .* updated=0x300$/m)
+    assert.deepEqual(bitmap(1n), Buffer.from([0x20, 0, 0, 0, 0, 0, 0, 0]))
+    assert.deepEqual(bitmap(), Buffer.from([0x20, 0, 0, 0, 0, 0, 0, 0]))
+    assert.deepEqual(bitmap(), Buffer.alloc(8))
+    assert.match(t.hw('dmar0', 'invalidation_queue'), /\tIOTLB gran=page-selective did=2 addr=0x100000 am=4 ih=0\n/)
+    assert.match(write(0x105000n), /via=walk/)
+    assert.deepEqual(bitmap(), Buffer.from([0x20, 0, 0, 0, 0, 0, 0, 0]))
+    assert.match(t.hw('dmar0', 'findings'), /findings=0\n$/)
+  })
+})
