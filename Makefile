@@ -35,9 +35,16 @@ build: setup
 	$(MAKE) --no-print-directory ts
 	$(MAKE) --no-print-directory native shim examples
 
-ts:
+# compiled only when a TypeScript source, the config or the installed modules changed
+TS_SOURCES := $(shell find src test bench examples -name '*.ts' 2>/dev/null) tsconfig.json
+TS_STAMP := dist/.ts-built
+
+ts: $(TS_STAMP)
+
+$(TS_STAMP): $(TS_SOURCES) $(STAMP)
 	npx tsc -p .
 	chmod +x dist/src/cli/main.js
+	@touch $@
 
 # ---- the libfuse3 binding (native/fuse3), built with node-gyp against the installed Node's own
 # headers (--nodedir: nothing is downloaded); node-gyp is the copy npm bundles ----

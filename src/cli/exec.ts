@@ -18,7 +18,9 @@ Runs PROGRAM with the ioctl shim preloaded (LD_PRELOAD): its opens of
 ioctl() calls on them are answered by the model, as the kernel would answer
 them. Other files and descriptors are untouched. Exits with PROGRAM's status.
 
-  --mount DIR   the iommufs mount (default: the only one in /proc/self/mounts)
+  --mount DIR   the iommufs mount (default: the only one; among several, the
+                one containing the current directory, else the only one
+                below it; the choice is named on stderr)
   --namespace   no shim: run PROGRAM (root only) in a private mount namespace
                 where /dev/iommu, /dev/vfio/devices/*, /sys/class/iommu,
                 /sys/bus/pci/devices and /sys/kernel/iommu_groups are the
@@ -159,16 +161,31 @@ done
 exec "$@"
 `
 
-/** The mount to use without --mount: the only one there is, else the reason there is none. */
-export function chooseMount(mounts: readonly string[]): { mount: string } | { error: string } {
-  if (mounts.length === 1) return { mount: mounts[0] }
+/** Whether `dir` is `root` or inside it. */
+function within(dir: string, root: string): boolean {
+  const rel = path.relative(root, dir)
+  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))
+}
+
+/**
+ * The mount to use without --mount, and why: the only one there is; else the
+ * one the current directory is in (the innermost); else the only one below
+ * the current directory; else the reason there is none.
+ */
+export function chooseMount(mounts: readonly string[], cwd = process.cwd()): { mount: string; why: string } | { error: string } {
+  if (mounts.length === 1) return { mount: mounts[0], why: 'the only iommufs mount' }
   if (!mounts.length) return { error: 'no iommufs mount found in /proc/self/mounts (mount one, or name it with --mount DIR)' }
-  return { error: `${mounts.length} iommufs mounts (${mounts.join(', ')}): name one with --mount DIR` }
+  const around = mounts.filter((m) => within(cwd, m)).sort((a, b) => b.length - a.length)
+  if (around.length) return { mount: around[0], why: 'the current directory is in it' }
+  const below = mounts.filter((m) => within(m, cwd))
+  if (below.length === 1) return { mount: below[0], why: 'the only one under the current directory' }
+  return { error: `${mounts.length} iommufs mounts (${mounts.join(', ')}), ${below.length ? `${below.length} of them` : 'none'} under the current directory: name one with --mount DIR` }
 }
 
 async function defaultMount(): Promise<string> {
   const chosen = chooseMount(await iommufsMounts())
   if ('error' in chosen) throw new ExecError(chosen.error)
+  process.stderr.write(`iommufs: using ${chosen.mount} (${chosen.why})\n`)
   return chosen.mount
 }
 

@@ -14,11 +14,10 @@ import { EXEC_HELP, execCommand } from './exec'
 import { HEADER_HELP, headerCommand } from './header'
 import { iommufsMounts } from './mount-point'
 import { startServer } from './server'
+import { UsageError } from './usage'
 
 const VERSION: string = JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')).version
 
-/** Bad command-line use: one line on stderr, exit status 2. */
-class UsageError extends Error {}
 
 const HELP: Record<string, string> = {
   main: `usage: iommufs <command> [options]
@@ -27,16 +26,17 @@ Mounts a FUSE filesystem modelling ARM SMMUv3 and Intel VT-d IOMMUs: sysfs
 feature files, an iommufd-like /dev/iommu node and a debug tree.
 
 commands:
-  mount DIR [--topology FILE] [--daemon] [--force] [--log FILE] [--backend NAME] [--sanitizer MODE]
+  mount DIR [--topology FILE] [--daemon] [--force] [--log FILE] [--backend NAME] [--sanitizer MODE] [-v]
   unmount DIR
   topology check FILE
   schema --abi
   exec [--mount DIR] -- PROGRAM [ARGS...]
   header
 
-'iommufs <command> --help' describes a command.
+'iommufs <command> --help' describes a command; 'iommufs --version' prints
+the version. Bad arguments exit 2.
 `,
-  mount: `usage: iommufs mount DIR [--topology FILE] [--daemon] [--force] [--log FILE] [--backend NAME] [--sanitizer MODE]
+  mount: `usage: iommufs mount DIR [--topology FILE] [--daemon] [--force] [--log FILE] [--backend NAME] [--sanitizer MODE] [-v]
 
 Mounts the model on DIR and serves it in the foreground until Ctrl-C
 (SIGINT) or SIGTERM, which unmount and exit 0. A stale mount left by a
@@ -51,6 +51,8 @@ killed server is recovered first.
                    interrupts, real ioctl() or per-caller replies)
   --sanitizer MODE the stale-TLB sanitizer on every SMMU: off, report (default)
                    or strict; changeable later in sys/kernel/debug/iommufd/iommu/<smmu>/sanitizer
+  -v, --verbose    print every trace line (requests, replies) on stderr; without
+                   it the foreground server prints only handler bugs
 `,
   unmount: `usage: iommufs unmount DIR
 
@@ -76,7 +78,7 @@ interface Parsed {
   positionals: string[]
 }
 
-function parse(args: string[], options: Record<string, { type: 'string' | 'boolean' }>, positionals: number, help: string): Parsed {
+function parse(args: string[], options: Record<string, { type: 'string' | 'boolean'; short?: string }>, positionals: number, help: string): Parsed {
   let parsed: Parsed
   try {
     parsed = parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true })
@@ -96,7 +98,7 @@ function parse(args: string[], options: Record<string, { type: 'string' | 'boole
 async function mountCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse(
     args,
-    { topology: { type: 'string' }, daemon: { type: 'boolean' }, force: { type: 'boolean' }, log: { type: 'string' }, backend: { type: 'string' }, sanitizer: { type: 'string' } },
+    { topology: { type: 'string' }, daemon: { type: 'boolean' }, force: { type: 'boolean' }, log: { type: 'string' }, backend: { type: 'string' }, sanitizer: { type: 'string' }, verbose: { type: 'boolean', short: 'v' } },
     1,
     'mount',
   )
@@ -116,7 +118,8 @@ async function mountCommand(args: string[]): Promise<number> {
     force: values.force === true,
     log: values.log as string | undefined,
     sanitizer: sanitizer as SanitizerMode | undefined,
-    echo: quietAfterReady ? undefined : (line) => process.stderr.write(`${line}\n`),
+    // handler bugs always reach stderr; requests and replies only with -v (a session makes thousands)
+    echo: quietAfterReady ? undefined : (line, tag) => (values.verbose || tag === 'bug') && process.stderr.write(`${line}\n`),
     backend: backend as Backend | undefined,
     // unmounted from outside: nothing left to serve
     onEnded: () => process.exit(0),
@@ -187,7 +190,7 @@ function daemonize(args: string[]): Promise<number> {
 
 async function unmountCommand(args: string[]): Promise<number> {
   const dir = path.resolve(parse(args, {}, 1, 'unmount').positionals[0])
-  if (!(await iommufsMounts()).includes(dir)) throw new Error(`${dir} is not an iommufs mount`)
+  if (!(await iommufsMounts()).includes(dir)) throw new UsageError(`${dir} is not an iommufs mount`)
   let pid: number | undefined
   try {
     const info = await fsp.readFile(path.join(dir, 'sys/kernel/debug/iommufd/server'), 'utf8')

@@ -16,6 +16,7 @@ import { loadTopology } from '../topology/topology'
 import { DEFAULT_TOPOLOGY } from '../util/paths'
 import { TraceLog } from '../util/trace'
 import { prepareMountPoint } from './mount-point'
+import { UsageError } from './usage'
 
 export interface ServerOptions {
   dir: string
@@ -24,8 +25,8 @@ export interface ServerOptions {
   force?: boolean
   /** Append trace lines to this file as well. */
   log?: string
-  /** Echo trace lines here (the foreground server's stderr). */
-  echo?: (line: string) => void
+  /** Echo trace lines here (the foreground server's stderr); `tag` says what emitted the line ('bug' for a handler bug). */
+  echo?: (line: string, tag: string) => void
   /** The FUSE backend (default libfuse3). */
   backend?: Backend
   /** Called when the mount goes away from outside (umount, an aborted connection). */
@@ -51,11 +52,11 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
   const schema = loadSchema()
   const machine = loadTopology(topology)
   const state = await prepareMountPoint(dir)
-  if (state.hasContent && !opts.force) throw new Error(`mount point ${dir} is not empty (use --force to mount over it)`)
+  if (state.hasContent && !opts.force) throw new UsageError(`mount point ${dir} is not empty (use --force to mount over it)`)
 
   const log = opts.log ? createWriteStream(opts.log, { flags: 'a' }) : undefined
-  const trace = new TraceLog(undefined, (line) => {
-    opts.echo?.(line)
+  const trace = new TraceLog(undefined, (line, tag) => {
+    opts.echo?.(line, tag)
     log?.write(`${line}\n`)
   })
   const world = new World(machine, trace)

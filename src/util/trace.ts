@@ -19,7 +19,7 @@ export class TraceLog {
   private seq = 0
   private readonly listeners = new Set<() => void>()
 
-  constructor(private readonly capacity: number = LIMITS.traceLines.max, private readonly echo?: (line: string) => void) {}
+  constructor(private readonly capacity: number = LIMITS.traceLines.max, private readonly echo?: (line: string, tag: string) => void) {}
 
   emit(tag: string, message: string): void {
     const line = clip(`[${(++this.seq).toString().padStart(6)}] ${tag}: ${message}`)
@@ -28,7 +28,7 @@ export class TraceLog {
       this.ring[this.next] = line
       this.next = (this.next + 1) % this.capacity
     }
-    this.echo?.(line)
+    this.echo?.(line, tag)
     for (const l of [...this.listeners]) l()
   }
 
