@@ -86,7 +86,7 @@ C_EXAMPLES := nested-smmuv3 nested-vtd errors fds threads dma
 # test programs (test/c): the same helpers as the examples
 C_TESTS := fork-share close-sync fuzz-shim
 EXAMPLE_BINS := $(addprefix dist/examples/c/,$(C_EXAMPLES)) $(addprefix dist/test/c/,$(C_TESTS)) dist/test/c/real-ioctl \
-  dist/bench/ioctl-loop dist/bench/ioctl-mixed dist/bench/transport-loop dist/bench/ref-server
+  dist/examples/suites/c/suite dist/bench/ioctl-loop dist/bench/ioctl-mixed dist/bench/transport-loop dist/bench/ref-server
 
 examples: header
 	@$(MAKE) --no-print-directory $(EXAMPLE_BINS)
@@ -103,6 +103,11 @@ dist/test/c/%: test/c/%.c examples/c/example.h $(HEADER)
 dist/test/c/real-ioctl: test/c/real-ioctl.c examples/c/example.h $(HEADER)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_EXAMPLES) -Iexamples/c -static -o $@ $<
+
+# a test suite of the kind users run under `iommufs run` (examples/suites/)
+dist/examples/suites/c/suite: examples/suites/c/suite.c examples/c/example.h $(HEADER)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_EXAMPLES) -o $@ $<
 
 dist/bench/ioctl-loop: bench/ioctl-loop.c $(HEADER)
 	@mkdir -p $(@D)

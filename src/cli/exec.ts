@@ -4,12 +4,13 @@
  * the model on an iommufs mount: with the ioctl shim preloaded, or in a
  * private mount namespace where the real paths are the mount's.
  */
-import { spawn } from 'node:child_process'
+import { ChildProcess, spawn } from 'node:child_process'
 import { accessSync, closeSync, constants as fsConstants, existsSync, openSync, readSync, statSync } from 'node:fs'
 import { constants as osConstants } from 'node:os'
 import * as path from 'node:path'
 import { PACKAGE_ROOT } from '../util/paths'
 import { iommufsMounts } from './mount-point'
+import { UsageError } from './usage'
 
 export const EXEC_HELP = `usage: iommufs exec [--mount DIR] [--namespace] -- PROGRAM [ARGS...]
 
@@ -38,7 +39,7 @@ PROGRAM is refused: LD_PRELOAD cannot reach it.
 export const SHIM_PATH = path.join(PACKAGE_ROOT, 'dist', 'ioctl-shim', 'libiommufs-shim.so')
 
 /** A refusal: one line on stderr, exit status 2. */
-class ExecError extends Error {}
+export class ExecError extends UsageError {}
 
 interface ExecArgs {
   mount?: string
@@ -189,6 +190,47 @@ async function defaultMount(): Promise<string> {
   return chosen.mount
 }
 
+/** PROGRAM resolved as execvp would, or a refusal naming it. */
+function findProgram(name: string): string {
+  const program = resolveProgram(name)
+  if (!program) throw new ExecError(`${name}: no such executable${name.includes('/') ? '' : ' in PATH'}`)
+  return program
+}
+
+/** PROGRAM resolved as execvp would, and checked for the shim: the shim is built and can reach it. Returns its path. */
+export function checkProgram(name: string): string {
+  const program = findProgram(name)
+  if (!existsSync(SHIM_PATH)) throw new ExecError(`the ioctl shim is not built (${SHIM_PATH}): run make shim`)
+  if (elfLinkage(program) === 'static') {
+    throw new ExecError(`${name}: statically linked (no ELF interpreter): LD_PRELOAD cannot reach it, so the ioctl shim cannot either (use --namespace)`)
+  }
+  return program
+}
+
+/** A started program: `exited` resolves with its status (128 + signal when killed). */
+export interface ShimChild {
+  readonly pid: number
+  kill(sig: NodeJS.Signals): void
+  readonly exited: Promise<number>
+}
+
+function watch(child: ChildProcess, argv0: string): ShimChild {
+  const exited = new Promise<number>((resolve) => {
+    child.on('error', (e) => {
+      process.stderr.write(`iommufs: ${argv0}: ${e.message}\n`)
+      resolve(127)
+    })
+    child.on('exit', (code, signal) => resolve(code ?? 128 + (signal ? osConstants.signals[signal] : 0)))
+  })
+  return { pid: child.pid ?? -1, kill: (sig) => void child.kill(sig), exited }
+}
+
+/** Starts `program` (a path from checkProgram) with the shim preloaded, reaching `mount`. */
+export function spawnUnderShim(mount: string, program: string, argv0: string, args: readonly string[]): ShimChild {
+  const preload = process.env.LD_PRELOAD ? `${process.env.LD_PRELOAD}:${SHIM_PATH}` : SHIM_PATH
+  return watch(spawn(program, args, { argv0, stdio: 'inherit', env: { ...process.env, LD_PRELOAD: preload, IOMMUFS_MOUNT: mount } }), argv0)
+}
+
 async function run(argv: string[]): Promise<number> {
   const parsed = parseExecArgs(argv)
   if (parsed === 'help') {
@@ -197,42 +239,26 @@ async function run(argv: string[]): Promise<number> {
   }
   const mount = parsed.mount !== undefined ? path.resolve(parsed.mount) : await defaultMount()
   if (!(await iommufsMounts()).includes(mount)) throw new ExecError(`${mount} is not an iommufs mount`)
-  const program = resolveProgram(parsed.program)
-  if (!program) throw new ExecError(`${parsed.program}: no such executable${parsed.program.includes('/') ? '' : ' in PATH'}`)
-  let child
+  let child: ShimChild
   if (parsed.namespace) {
+    const program = findProgram(parsed.program)
     if (process.getuid?.() !== 0) throw new ExecError('--namespace needs root (it makes a mount namespace and bind mounts)')
-    child = spawn('unshare', ['--mount', '--propagation', 'private', '--', '/bin/sh', '-c', NAMESPACE_SCRIPT, 'iommufs-ns', mount, program, ...parsed.args], {
+    const ns = spawn('unshare', ['--mount', '--propagation', 'private', '--', '/bin/sh', '-c', NAMESPACE_SCRIPT, 'iommufs-ns', mount, program, ...parsed.args], {
       stdio: 'inherit',
     })
+    child = watch(ns, parsed.program)
   } else {
-    if (!existsSync(SHIM_PATH)) throw new ExecError(`the ioctl shim is not built (${SHIM_PATH}): run make shim`)
-    if (elfLinkage(program) === 'static') {
-      throw new ExecError(`${parsed.program}: statically linked (no ELF interpreter): LD_PRELOAD cannot reach it, so the ioctl shim cannot either (use --namespace)`)
-    }
-    const preload = process.env.LD_PRELOAD ? `${process.env.LD_PRELOAD}:${SHIM_PATH}` : SHIM_PATH
-    child = spawn(program, parsed.args, {
-      argv0: parsed.program,
-      stdio: 'inherit',
-      env: { ...process.env, LD_PRELOAD: preload, IOMMUFS_MOUNT: mount },
-    })
+    child = spawnUnderShim(mount, checkProgram(parsed.program), parsed.program, parsed.args)
   }
   // like a shell: the program gets the terminal's signals; we report how it ended
-  const forward = (sig: NodeJS.Signals): void => {
-    child.kill(sig)
-  }
+  const forward = (sig: NodeJS.Signals): void => child.kill(sig)
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT']
   for (const s of signals) process.on(s, forward)
-  return new Promise((resolve) => {
-    child.on('error', (e) => {
-      process.stderr.write(`iommufs: ${parsed.program}: ${e.message}\n`)
-      resolve(127)
-    })
-    child.on('exit', (code, signal) => {
-      for (const s of signals) process.off(s, forward)
-      resolve(code ?? 128 + (signal ? osConstants.signals[signal] : 0))
-    })
-  })
+  try {
+    return await child.exited
+  } finally {
+    for (const s of signals) process.off(s, forward)
+  }
 }
 
 /** The command: its own errors are one line and exit status 2. */

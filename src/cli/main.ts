@@ -11,6 +11,8 @@ import { describeMachine, loadTopology } from '../topology/topology'
 import { DataError } from '../util/data-file'
 import { PACKAGE_ROOT } from '../util/paths'
 import { EXEC_HELP, execCommand } from './exec'
+import { REPLAY_HELP, replayCommand } from './replay'
+import { RUN_HELP, runCommand } from './run'
 import { HEADER_HELP, headerCommand } from './header'
 import { iommufsMounts } from './mount-point'
 import { startServer } from './server'
@@ -26,17 +28,19 @@ Mounts a FUSE filesystem modelling ARM SMMUv3 and Intel VT-d IOMMUs: sysfs
 feature files, an iommufd-like /dev/iommu node and a debug tree.
 
 commands:
-  mount DIR [--topology FILE] [--daemon] [--force] [--log FILE] [--backend NAME] [--sanitizer MODE] [-v]
+  mount DIR [--topology FILE] [--daemon] [--force] [--log FILE] [--backend NAME] [--sanitizer MODE] [--record FILE] [-v]
   unmount DIR
   topology check FILE
   schema --abi
   exec [--mount DIR] -- PROGRAM [ARGS...]
+  run [--topology FILE] [--sanitize off|report|strict] [--record FILE] [--keep] -- CMD [ARGS...]
+  replay FILE [--mount DIR]
   header
 
 'iommufs <command> --help' describes a command; 'iommufs --version' prints
 the version. Bad arguments exit 2.
 `,
-  mount: `usage: iommufs mount DIR [--topology FILE] [--daemon] [--force] [--log FILE] [--backend NAME] [--sanitizer MODE] [-v]
+  mount: `usage: iommufs mount DIR [--topology FILE] [--daemon] [--force] [--log FILE] [--backend NAME] [--sanitizer MODE] [--record FILE] [-v]
 
 Mounts the model on DIR and serves it in the foreground until Ctrl-C
 (SIGINT) or SIGTERM, which unmount and exit 0. A stale mount left by a
@@ -51,6 +55,8 @@ killed server is recovered first.
                    interrupts, real ioctl() or per-caller replies)
   --sanitizer MODE the stale-TLB sanitizer on every SMMU: off, report (default)
                    or strict; changeable later in sys/kernel/debug/iommufd/iommu/<smmu>/sanitizer
+  --record FILE    write every request and reply as a replayable script
+                   (iommufs replay FILE; docs/record-replay.md)
   -v, --verbose    print every trace line (requests, replies) on stderr; without
                    it the foreground server prints only handler bugs
 `,
@@ -70,6 +76,8 @@ Prints the documentation of every attribute in sysfs-schema/, in the style of
 the kernel's Documentation/ABI.
 `,
   exec: EXEC_HELP,
+  run: RUN_HELP,
+  replay: REPLAY_HELP,
   header: HEADER_HELP,
 }
 
@@ -98,7 +106,7 @@ function parse(args: string[], options: Record<string, { type: 'string' | 'boole
 async function mountCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse(
     args,
-    { topology: { type: 'string' }, daemon: { type: 'boolean' }, force: { type: 'boolean' }, log: { type: 'string' }, backend: { type: 'string' }, sanitizer: { type: 'string' }, verbose: { type: 'boolean', short: 'v' } },
+    { topology: { type: 'string' }, daemon: { type: 'boolean' }, force: { type: 'boolean' }, log: { type: 'string' }, backend: { type: 'string' }, sanitizer: { type: 'string' }, record: { type: 'string' }, verbose: { type: 'boolean', short: 'v' } },
     1,
     'mount',
   )
@@ -118,6 +126,7 @@ async function mountCommand(args: string[]): Promise<number> {
     force: values.force === true,
     log: values.log as string | undefined,
     sanitizer: sanitizer as SanitizerMode | undefined,
+    record: values.record as string | undefined,
     // handler bugs always reach stderr; requests and replies only with -v (a session makes thousands)
     echo: quietAfterReady ? undefined : (line, tag) => (values.verbose || tag === 'bug') && process.stderr.write(`${line}\n`),
     backend: backend as Backend | undefined,
@@ -236,6 +245,8 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   topology: topologyCommand,
   schema: schemaCommand,
   exec: execCommand,
+  run: runCommand,
+  replay: replayCommand,
   header: headerCommand,
 }
 

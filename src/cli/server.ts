@@ -15,6 +15,7 @@ import { loadSchema } from '../topology/attributes'
 import { loadTopology } from '../topology/topology'
 import { DEFAULT_TOPOLOGY } from '../util/paths'
 import { TraceLog } from '../util/trace'
+import { Recording } from '../uapi/record'
 import { prepareMountPoint } from './mount-point'
 import { UsageError } from './usage'
 
@@ -25,6 +26,10 @@ export interface ServerOptions {
   force?: boolean
   /** Append trace lines to this file as well. */
   log?: string
+  /** Write every request and reply to this file as a replayable script (src/uapi/record.ts). */
+  record?: string
+  /** What DMA sanitizer findings do; written into the recording (no sanitizer exists yet). */
+  sanitize?: string
   /** Echo trace lines here (the foreground server's stderr); `tag` says what emitted the line ('bug' for a handler bug). */
   echo?: (line: string, tag: string) => void
   /** The FUSE backend (default libfuse3). */
@@ -59,15 +64,16 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
     opts.echo?.(line, tag)
     log?.write(`${line}\n`)
   })
+  const recording = opts.record ? new Recording(opts.record, { topology: path.resolve(topology), sanitize: opts.sanitize ?? 'off' }) : undefined
   const world = new World(machine, trace)
   if (opts.sanitizer) for (const u of machine.units) if (u instanceof Smmuv3) u.dma.sanitizer.mode = opts.sanitizer
   const root = buildSysfsTree(machine, schema)
   // who serves this mount: `iommufs unmount` reads the pid here
   const server = new AttributeFile(() => `pid ${process.pid}\ntopology ${path.resolve(topology)}\n`)
   dirAt(root, '/sys/kernel/debug').add('iommufd', debugTree(world, [['server', server]]))
-  dirAt(root, '/dev').add('iommu', new TransactionFile((caller) => new IommuSession(world, caller?.pid)))
+  dirAt(root, '/dev').add('iommu', new TransactionFile((caller) => new IommuSession(world, caller?.pid, recording)))
   const vfio = dirAt(root, '/dev/vfio/devices')
-  for (const d of machine.devices) vfio.add(`vfio${d.vfioIndex}`, new TransactionFile(() => new VfioDeviceSession(world, d)))
+  for (const d of machine.devices) vfio.add(`vfio${d.vfioIndex}`, new TransactionFile(() => new VfioDeviceSession(world, d, recording)))
   const ops = new TreeOps(root, trace)
   const mounted: Mounted = await mountTree(dir, ops, { nonEmpty: state.hasAnyEntry, backend: opts.backend, onEnded: opts.onEnded })
   const notes = state.recoveredStale ? [`recovered a stale mount on ${dir}`] : []
@@ -79,6 +85,10 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
     ops,
     trace,
     notes,
-    stop: () => (stopping ??= mounted.unmount().finally(() => log?.end())),
+    stop: () =>
+      (stopping ??= mounted.unmount().finally(() => {
+        log?.end()
+        recording?.end()
+      })),
   }
 }

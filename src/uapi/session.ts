@@ -10,7 +10,8 @@ import { DispatchEnv, IoctlReply, MAX_USER_BUFFER, dispatch } from './dispatch'
 import { decodeRequest, encodeError, encodeReply, frameLength, looksLikeFrame } from './frame'
 import { ioctlByCmd } from './ioctls'
 import { PidMemory, ProcessMemory } from './memory'
-import { DeviceResolver, formatReply, parseText } from './text'
+import { RecordedSession, RequestRecorder } from './record'
+import { DeviceResolver, formatReply, formatRequest, parseText } from './text'
 
 /** A text line longer than this is refused (EMSGSIZE) rather than buffered without end. */
 export const MAX_LINE = LIMITS.line.max
@@ -64,6 +65,8 @@ const MAX_CALLERS = 256
 export abstract class Session {
   private readonly callers = new Map<number, CallerState>()
   private latest: CallerState = { pending: [], pendingLen: 0, frameTotal: 0, reply: Buffer.alloc(0), replyBase: 0 }
+  /** Where this open's requests are recorded (iommufs run/mount --record). */
+  protected rec?: RecordedSession
 
   constructor(protected readonly world: World) {}
 
@@ -206,14 +209,32 @@ export abstract class Session {
     if (typeof struct === 'number') throw fault('read', struct)
     const probe = mem.write(who, arg, struct.subarray(0, Math.min(size, io.layout.size, struct.length)))
     if (probe !== 0) throw fault('write', probe)
+    // a recording needs the buffers the handler read: note them on the way
+    const seen = new Map<bigint, Buffer | 'fault'>()
+    const reads: ProcessMemory = this.rec
+      ? {
+          read: (pid, addr, len) => {
+            const r = mem.read(pid, addr, len)
+            seen.set(addr, typeof r === 'number' ? 'fault' : r)
+            return r
+          },
+          write: (pid, addr, data) => mem.write(pid, addr, data),
+        }
+      : mem
     let reply: IoctlReply
     try {
-      reply = dispatch(this.ioctlEnv(caller), { cmd, struct, buffers: new Map(), device: this.frameDevice(0), memory: new PidMemory(mem, who), arg })
+      reply = dispatch(this.ioctlEnv(caller), { cmd, struct, buffers: new Map(), device: this.frameDevice(0), memory: new PidMemory(reads, who), arg })
     } catch (e) {
       throw e instanceof ErrnoError ? e : this.bug(`ioctl ${io.name}`, e)
     }
     this.afterReply(reply)
     this.world.trace.emit(this.label, `ioctl ${io.name} -> ${reply.errno ?? 'ok'}${reply.message ? ` ${reply.message}` : ''}`)
+    if (this.rec) {
+      // a VFIO bind names its iommufd by the caller's descriptor: the recording names the context it bound to
+      const bound = reply.ioctl?.short === 'DEVICE_BIND' && !reply.errno ? this.env().ctx : undefined
+      const fds = bound && reply.req ? new Map([[Number(BigInt.asIntN(32, reply.req.iommufd as bigint)), bound.id]]) : undefined
+      this.rec.request(formatRequest(io, { cmd, struct, buffers: seen }, fds), formatReply(reply))
+    }
     if (reply.struct) {
       const r = mem.write(who, arg, reply.struct)
       if (r !== 0) throw fault('write', r)
@@ -242,6 +263,7 @@ export abstract class Session {
       out = `err ${err.errno} ${err.message}`
     }
     this.world.trace.emit(this.label, `${line} -> ${out}`)
+    this.rec?.request(line, out)
     return out
   }
 
@@ -288,6 +310,10 @@ export abstract class Session {
       this.afterReply(reply)
       const name = reply.ioctl?.name ?? `0x${cmd.toString(16)}`
       this.world.trace.emit(this.label, `frame ${name} -> ${reply.needs ? 'retry' : reply.errno ?? 'ok'}${reply.message ? ` ${reply.message}` : ''}`)
+      // a recording holds the frame in its text form; a device node's own device goes without pci=
+      if (this.rec && reply.ioctl && !reply.needs) {
+        this.rec.request(formatRequest(reply.ioctl, { ...req, device: this.frameDevice(0) ? undefined : device }, req.fds), formatReply(reply))
+      }
       return encodeReply(cmd, reply)
     } catch (e) {
       const err = e instanceof ErrnoError ? e : this.bug(`frame ${ioctlByCmd(cmd)?.name ?? cmd}`, e)
@@ -300,10 +326,11 @@ export abstract class Session {
 export class IommuSession extends Session {
   readonly ctx: IommufdContext
 
-  /** `opener`: the process that opened the file, when the transport says. */
-  constructor(world: World, opener?: number) {
+  /** `opener`: the process that opened the file, when the transport says; `recorder`: where its requests are recorded. */
+  constructor(world: World, opener?: number, recorder?: RequestRecorder) {
     super(world)
     this.ctx = world.open()
+    this.rec = recorder?.open('dev/iommu')
     if (opener) openers.set(this.ctx, opener)
     world.trace.emit(this.label, 'opened')
   }
@@ -338,6 +365,7 @@ export class IommuSession extends Session {
   }
 
   protected teardown(): void {
+    this.rec?.close()
     this.world.close(this.ctx)
     this.world.trace.emit(this.label, 'closed: all objects destroyed')
   }
@@ -351,8 +379,9 @@ export class IommuSession extends Session {
 export class VfioDeviceSession extends Session {
   private bound: IommufdContext | undefined
 
-  constructor(world: World, readonly device: PciDevice) {
+  constructor(world: World, readonly device: PciDevice, recorder?: RequestRecorder) {
     super(world)
+    this.rec = recorder?.open(`dev/vfio/devices/vfio${device.vfioIndex}`)
   }
 
   protected get label(): string {
@@ -396,6 +425,7 @@ export class VfioDeviceSession extends Session {
   }
 
   protected teardown(): void {
+    this.rec?.close()
     const ctx = this.bound
     if (!ctx || this.world.ownerOf(this.device) !== ctx) return
     const dev = ctx.deviceOf(this.device)

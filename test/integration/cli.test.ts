@@ -116,8 +116,8 @@ describe('iommufs command line', () => {
   describe('--help on every command exits 0', () => {
     const cases: [string[], string][] = [
       [['--help'], 'usage: iommufs <command> [options]\n'],
-      [['mount', '--help'], 'usage: iommufs mount DIR [--topology FILE] [--daemon] [--force] [--log FILE] [--backend NAME] [--sanitizer MODE] [-v]\n'],
-      [['mount', '/nonexistent', '-h'], 'usage: iommufs mount DIR [--topology FILE] [--daemon] [--force] [--log FILE] [--backend NAME] [--sanitizer MODE] [-v]\n'],
+      [['mount', '--help'], 'usage: iommufs mount DIR [--topology FILE] [--daemon] [--force] [--log FILE] [--backend NAME] [--sanitizer MODE] [--record FILE] [-v]\n'],
+      [['mount', '/nonexistent', '-h'], 'usage: iommufs mount DIR [--topology FILE] [--daemon] [--force] [--log FILE] [--backend NAME] [--sanitizer MODE] [--record FILE] [-v]\n'],
       [['unmount', '--help'], 'usage: iommufs unmount DIR\n'],
       [['topology', '--help'], 'usage: iommufs topology check FILE\n'],
       [['topology', 'check', '--help'], 'usage: iommufs topology check FILE\n'],
