@@ -6,7 +6,7 @@ TOPOLOGY ?= sysfs-schema/topologies/default.yaml
 DEBIAN_PACKAGES := libfuse2 fuse libfuse3-dev pkg-config gcc g++ libc6-dev make python3 bash coreutils
 STAMP := node_modules/.installed
 
-.PHONY: all setup deps build ts native shim header examples mount test unit lint bench fuzz clean
+.PHONY: all setup deps build ts native shim header prepared examples mount test unit lint docs bench fuzz clean
 
 all: build
 
@@ -71,6 +71,9 @@ shim: $(SHIM)
 $(SHIM): ioctl-shim/iommufs-shim.c ioctl-shim/iommufs-shim.h
 	@mkdir -p $(@D)
 	$(CC) -shared -fPIC -O2 -Wall -Wextra -o $@ ioctl-shim/iommufs-shim.c -ldl -lpthread
+
+# what `npm install` from git needs after tsc (package.json's prepare): no npm ci, no apt
+prepared: shim header
 
 # ---- iommufd.h, generated from the TypeScript uAPI table (src/uapi), never written by hand ----
 HEADER := dist/include/iommufd.h
@@ -137,6 +140,10 @@ test: build
 FUZZ_ARGS ?= --seed 1 --inputs 30000 --mount-inputs 2000 --shim-inputs 2000 --seconds 120
 fuzz: build
 	node dist/test/fuzz/fuzz.js $(FUZZ_ARGS)
+
+# API documentation, generated from the comments of src/index.ts: dist/docs/api/index.html
+docs: ts
+	npx typedoc
 
 lint: setup
 	npm run --silent lint

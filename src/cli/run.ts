@@ -108,7 +108,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   const early = nextSignal(SIGNALS)
   let server: Awaited<ReturnType<typeof startServer>> | undefined
   try {
-    server = await startServer({ dir, topology: opts.topology, record: opts.record, sanitize: opts.sanitize })
+    server = await startServer({ dir, topology: opts.topology, record: opts.record, sanitizer: opts.sanitize })
     early.off()
     if (early.caught) return 128 + osConstants.signals[early.caught]
     const child = spawnUnderShim(server.dir, program, opts.cmd, opts.args)
