@@ -6,7 +6,7 @@ TOPOLOGY ?= sysfs-schema/topologies/default.yaml
 DEBIAN_PACKAGES := libfuse2 fuse libfuse3-dev pkg-config gcc g++ libc6-dev make python3 bash coreutils
 STAMP := node_modules/.installed
 
-.PHONY: all setup deps build ts native shim header prepared examples mount test unit lint docs bench fuzz clean
+.PHONY: all setup deps build ts native shim header prepared examples python install mount test unit lint docs bench fuzz clean
 
 all: build
 
@@ -72,8 +72,10 @@ $(SHIM): ioctl-shim/iommufs-shim.c ioctl-shim/iommufs-shim.h
 	@mkdir -p $(@D)
 	$(CC) -shared -fPIC -O2 -Wall -Wextra -o $@ ioctl-shim/iommufs-shim.c -ldl -lpthread
 
-# what `npm install` from git needs after tsc (package.json's prepare): no npm ci, no apt
+# what `npm install` from git needs after tsc (package.json's prepare): no npm ci, no apt;
+# without libfuse3-dev the binding is left out and only the fuse-native backend works
 prepared: shim header
+	@$(MAKE) --no-print-directory native || echo "iommufs: the libfuse3 binding did not build (libfuse3-dev?): use --backend fuse-native"
 
 # ---- iommufd.h, generated from the TypeScript uAPI table (src/uapi), never written by hand ----
 HEADER := dist/include/iommufd.h
@@ -128,6 +130,30 @@ dist/bench/ioctl-mixed: bench/ioctl-mixed.c $(HEADER)
 dist/bench/ref-server: bench/ref-server.c
 	@mkdir -p $(@D)
 	$(CC) -O2 -Wall -Wextra $$(pkg-config --cflags fuse3) -o $@ $< $$(pkg-config --libs fuse3)
+
+# ---- the Python module, generated from the same tables as the header; kept in the repository ----
+python: ts
+	node dist/src/cli/main.js header --python > python/iommufs.py
+
+# ---- make install PREFIX=DIR: headers, the shim, the iommufs command, pkg-config, the Python module ----
+PREFIX ?= /usr/local
+VERSION := $(shell node -p "require('./package.json').version")
+# the runtime dependencies the command needs (no dev dependencies)
+RUNTIME_MODULES = $(shell npm ls --omit=dev --all --parseable 2>/dev/null | tail -n +2 | sed 's|^$(CURDIR)/||')
+
+install: build
+	@P='$(DESTDIR)$(PREFIX)'; L="$$P/lib/iommufs"; set -e; \
+	install -d "$$P/bin" "$$P/include/iommufs" "$$P/lib/pkgconfig"; \
+	install -m 644 $(HEADER) "$$P/include/iommufs/iommufd.h"; \
+	install -m 644 ioctl-shim/iommufs-shim.h "$$P/include/iommufs/iommufs-frames.h"; \
+	install -m 755 $(SHIM) "$$P/lib/libiommufs-shim.so"; \
+	rm -rf "$$L"; install -d "$$L/dist" "$$L/python"; \
+	cp -r package.json LICENSE sysfs-schema "$$L/"; cp -r dist/src dist/include dist/ioctl-shim dist/native "$$L/dist/"; \
+	install -m 644 python/iommufs.py "$$L/python/"; \
+	for m in $(RUNTIME_MODULES); do install -d "$$L/$$(dirname $$m)"; cp -r "$$m" "$$L/$$m"; done; \
+	printf '#!/bin/sh\nexec node "%s/lib/iommufs/dist/src/cli/main.js" "$$@"\n' '$(PREFIX)' > "$$P/bin/iommufs"; chmod 755 "$$P/bin/iommufs"; \
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' iommufs.pc.in > "$$P/lib/pkgconfig/iommufs.pc"; \
+	echo "installed iommufs $(VERSION) in $$P"
 
 mount: build
 	node dist/src/cli/main.js mount $(MOUNT_DIR) --topology $(TOPOLOGY)

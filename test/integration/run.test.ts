@@ -131,7 +131,7 @@ describe('iommufs run', () => {
 
     it('pytest suite: every test passes', async function () {
       if ((await run('python3', ['-c', 'import pytest'])).code !== 0) this.skip()
-      const r = await iommufs(['run', '--', 'python3', '-m', 'pytest', '-q', '-p', 'no:cacheprovider', path.join(SUITES, 'python')])
+      const r = await iommufs(['run', '--', 'python3', '-B', '-m', 'pytest', '-q', '-p', 'no:cacheprovider', path.join(SUITES, 'python')])
       assert.equal(r.code, 0, r.stdout + r.stderr)
       assert.match(r.stdout, /^\d+ passed in /m)
     })

@@ -28,3 +28,18 @@ def test_text_protocol_ioas_alloc_and_destroy():
         assert ask(f, "DESTROY id=1") == "err ENOENT id=1: no such object"
     finally:
         os.close(f)
+
+
+def test_ioctl_with_the_generated_module():
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "python"))
+    import errno
+    import iommufs
+    import pytest
+
+    with iommufs.Iommufd() as fd:
+        a = fd.ioctl(iommufs.IOMMU_IOAS_ALLOC, iommufs.iommu_ioas_alloc())
+        assert a.out_ioas_id == 1
+        with pytest.raises(OSError) as e:
+            fd.ioctl(iommufs.IOMMU_IOAS_ALLOC, iommufs.iommu_ioas_alloc(flags=1))
+        assert e.value.errno == errno.EOPNOTSUPP
