@@ -33,6 +33,12 @@ function graph(ctx: IommufdContext): string {
   return `digraph context${ctx.id} {\n  node [shape=box];\n${[...nodes, ...edges].map((l) => `${l}\n`).join('')}}\n`
 }
 
+/** objects.json: the same objects as plain data, each with the fields of its own file. */
+function objectsJson(ctx: IommufdContext): string {
+  const objects = ctx.objects.objects().map((o) => ({ id: o.id, type: o.type, users: o.users, info: Object.fromEntries(o.describe()) }))
+  return `${JSON.stringify({ context: ctx.id, objects, tombstones: ctx.objects.tombstones() }, null, 2)}\n`
+}
+
 function summary(ctx: IommufdContext): string {
   const objs = ctx.objects.objects()
   const rows = objs.map((o) => {
@@ -74,7 +80,10 @@ function objectNode(o: IommufdObject): FsNode {
 const objectName = (o: IommufdObject): string => `${o.id}.${o.type}`
 
 function contextDir(ctx: IommufdContext): FsNode {
-  const fixed = new StaticDir().add('objects', new AttributeFile(() => summary(ctx))).add('graph.dot', new AttributeFile(() => graph(ctx)))
+  const fixed = new StaticDir()
+    .add('objects', new AttributeFile(() => summary(ctx)))
+    .add('objects.json', new AttributeFile(() => objectsJson(ctx)))
+    .add('graph.dot', new AttributeFile(() => graph(ctx)))
   return new LiveDir(
     () => [...fixed.names(), ...ctx.objects.objects().map(objectName)],
     (name) => {
@@ -161,11 +170,14 @@ function tracePipe(trace: TraceLog): FileNode {
 export function debugTree(world: World, extra: [string, FsNode][] = []): DirNode {
   const fixed = new StaticDir()
   fixed.add('trace', new AttributeFile(() => world.trace.recent().map((l) => `${l}\n`).join('')))
+  fixed.add('trace.json', new AttributeFile(() => `${JSON.stringify(world.trace.records(), null, 1)}\n`))
   fixed.add('trace_pipe', tracePipe(world.trace))
   const hw = fixed.dir('iommu')
   for (const unit of world.machine.units) {
     const d = hw.dir(unit.name)
     for (const [name, f] of Object.entries(unit.debugFiles())) {
+      const json = f.json?.bind(f)
+      if (json) d.add(`${name}.json`, new AttributeFile(() => `${JSON.stringify(json(), null, 2)}\n`))
       const store = f.store?.bind(f)
       d.add(
         name,

@@ -47,6 +47,36 @@ describe('the library API (src/index.ts)', () => {
     assert.deepEqual(model.list('/sys/kernel/debug/iommufd').filter((n) => /^\d+$/.test(n)), [])
   })
 
+  it('JSON views beside the text ones: objects.json, the physical queues, trace.json with time and sequence', async () => {
+    const model = Model.load()
+    const ctx = model.openContext()
+    const dev = model.openDevice('0000:00:01.0')
+    assert.equal(dev.request(`DEVICE_BIND iommufd=${ctx.id}`), 'ok out_devid=1')
+    assert.equal(ctx.request('IOAS_ALLOC'), 'ok out_ioas_id=2')
+    assert.equal(ctx.request('HWPT_ALLOC dev_id=1 pt_id=2'), 'ok out_hwpt_id=3')
+    const objs = JSON.parse(await model.read(`${ctx.debugPath}/objects.json`))
+    assert.equal(objs.context, 1)
+    assert.deepEqual(objs.objects.map((o: { id: number; type: string; users: number }) => [o.id, o.type, o.users]), [[1, 'device', 0], [2, 'ioas', 1], [3, 'hwpt_paging', 0]])
+    assert.equal(objs.objects[0].info.stream_id, '0x8')
+    assert.equal(objs.objects[2].info.ioas, '2')
+    assert.ok(model.list(ctx.debugPath).includes('objects.json'))
+
+    const cmdq = JSON.parse(await model.read('/sys/kernel/debug/iommufd/iommu/smmu3.0x0000000009050000/cmdq.json'))
+    assert.deepEqual([cmdq.iommu, cmdq.entries, cmdq.commands.length], ['smmu3.0x0000000009050000', 256, cmdq.issued])
+    const qi = JSON.parse(await model.read('/sys/kernel/debug/iommufd/iommu/dmar0/invalidation_queue.json'))
+    assert.deepEqual([qi.iommu, qi.head, qi.tail, qi.descriptors], ['dmar0', 0, 0, []])
+
+    const trace = JSON.parse(await model.read('/sys/kernel/debug/iommufd/trace.json')) as { seq: number; time: number; uptime: number; tag: string; message: string }[]
+    const last = trace[trace.length - 1]
+    assert.deepEqual([last.tag, last.message], ['ctx1', 'HWPT_ALLOC dev_id=1 pt_id=2 -> ok out_hwpt_id=3'])
+    assert.ok(Math.abs(last.time - Date.now()) < 60000 && last.uptime >= 0)
+    assert.deepEqual(trace.map((t) => t.seq), trace.map((_, i) => trace[0].seq + i))
+    const text = (await model.read('/sys/kernel/debug/iommufd/trace')).trimEnd().split('\n')
+    assert.equal(text[text.length - 1], `[${String(last.seq).padStart(6)}] ${last.uptime.toFixed(6).padStart(12)} ctx1: HWPT_ALLOC dev_id=1 pt_id=2 -> ok out_hwpt_id=3`)
+    ctx.close()
+    dev.close()
+  })
+
   it('mount(): a fresh temporary mount served in-process, read asynchronously; stop() unmounts and removes it', async () => {
     const m = await mount()
     try {

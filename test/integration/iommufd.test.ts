@@ -352,7 +352,7 @@ exec 3>&-`,
       const ctx = okLine(out, 'ctx').id
       assert.equal(before, '0')
       assert.match(out, /^domains_used 1$/m)
-      assert.match(out, /^dir 1\.device 2\.ioas 3\.hwpt_paging graph\.dot objects $/m)
+      assert.match(out, /^dir 1\.device 2\.ioas 3\.hwpt_paging graph\.dot objects objects\.json $/m)
       // release comes after close() returns: wait for it (a safety net, not a measurement)
       await eventually(async () => !(await fsp.readdir(m.path('sys/kernel/debug/iommufd'))).includes(ctx), `context ${ctx} to go away`)
       assert.equal((await fsp.readFile(m.path(DOMAINS_USED), 'utf8')).trim(), '0')
@@ -389,7 +389,7 @@ exec 3>&-`,
       const ctx = okLine(out, 'ctx')
       assert.equal(ctx.path, `/sys/kernel/debug/iommufd/${ctx.id}`)
       const section = (name: string): string => out.split(`== ${name}\n`)[1].split(/^== /m)[0]
-      assert.equal(section('ls'), '1.device\n2.ioas\n3.hwpt_paging\n4.viommu\n5.vdevice\n6.hwpt_nested\ngraph.dot\nobjects\n')
+      assert.equal(section('ls'), '1.device\n2.ioas\n3.hwpt_paging\n4.viommu\n5.vdevice\n6.hwpt_nested\ngraph.dot\nobjects\nobjects.json\n')
       const rows = section('objects').split('\n')
       assert.equal(rows[0], `context ${ctx.id}: 6 objects`)
       assert.deepEqual(

@@ -96,7 +96,7 @@ export class Vtd extends IommuUnit {
     const names = (bitsSet: number): string => (Object.entries(FSTS).filter(([, b]) => bitsSet & b).map(([n]) => n).join(' ') || '-')
     return {
       pasid_table: { show: pasid_table },
-      invalidation_queue: { show: () => this.qi.dump() },
+      invalidation_queue: { show: () => this.qi.dump(), json: () => this.qi.json() },
       fault_status: {
         show: () => `0x${this.fsts.toString(16).padStart(8, '0')} ${names(this.fsts)}\n`,
         store: (text) => {
