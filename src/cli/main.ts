@@ -11,6 +11,7 @@ import { describeMachine, loadTopology } from '../topology/topology'
 import { DataError } from '../util/data-file'
 import { PACKAGE_ROOT } from '../util/paths'
 import { EXEC_HELP, execCommand } from './exec'
+import { GRAPH_HELP, graphCommand } from './graph'
 import { REPLAY_HELP, replayCommand } from './replay'
 import { RUN_HELP, runCommand } from './run'
 import { HEADER_HELP, headerCommand } from './header'
@@ -35,6 +36,7 @@ commands:
   exec [--mount DIR] -- PROGRAM [ARGS...]
   run [--topology FILE] [--sanitize off|report|strict] [--record FILE] [--keep] -- CMD [ARGS...]
   replay FILE [--mount DIR]
+  graph [--mount DIR] [--context N] | --topology [FILE] | FILE.dot  [-o FILE.svg]
   header
 
 'iommufs <command> --help' describes a command; 'iommufs --version' prints
@@ -78,6 +80,7 @@ the kernel's Documentation/ABI.
   exec: EXEC_HELP,
   run: RUN_HELP,
   replay: REPLAY_HELP,
+  graph: GRAPH_HELP,
   header: HEADER_HELP,
 }
 
@@ -247,6 +250,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   exec: execCommand,
   run: runCommand,
   replay: replayCommand,
+  graph: graphCommand,
   header: headerCommand,
 }
 
