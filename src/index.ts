@@ -33,7 +33,7 @@ export { DEFAULT_TOPOLOGY } from './util/paths'
 
 /** What a machine has, as plain data. */
 export interface MachineInfo {
-  readonly iommus: readonly { readonly name: string; readonly kind: 'arm-smmu-v3' | 'intel-vtd'; readonly base: bigint }[]
+  readonly iommus: readonly { readonly name: string; readonly kind: 'arm-smmu-v3' | 'intel-vtd' | 'mock'; readonly base: bigint }[]
   /** Each PCI function: behind which IOMMU, its IOMMU group and its VFIO cdev node. */
   readonly devices: readonly { readonly bdf: string; readonly iommu: string; readonly group: number; readonly vfio: string }[]
 }

@@ -7,6 +7,7 @@ import { BACKENDS, Backend, detach } from '../fs/fuse-binding'
 import { SUBJECT_DIRS } from '../fs/sysfs-tree'
 import { abiDocument, loadSchema } from '../topology/attributes'
 import { SANITIZER_MODES, SanitizerMode } from '../hw/smmuv3/sanitizer'
+import { topologyJsonSchema } from '../topology/json-schema'
 import { describeMachine, loadTopology } from '../topology/topology'
 import { DataError } from '../util/data-file'
 import { PACKAGE_ROOT } from '../util/paths'
@@ -31,7 +32,7 @@ feature files, an iommufd-like /dev/iommu node and a debug tree.
 commands:
   mount DIR [--topology FILE] [--daemon] [--force] [--log FILE] [--backend NAME] [--sanitizer MODE] [--record FILE] [-v]
   unmount DIR
-  topology check FILE
+  topology check FILE | topology schema
   schema --abi
   exec [--mount DIR] -- PROGRAM [ARGS...]
   run [--topology FILE] [--sanitize off|report|strict] [--record FILE] [--keep] -- CMD [ARGS...]
@@ -68,9 +69,13 @@ Stops the server of the iommufs mount on DIR and unmounts it (or detaches a
 stale mount whose server is gone).
 `,
   topology: `usage: iommufs topology check FILE
+       iommufs topology schema
 
-Validates a topology file and prints the machine it describes. A mistake is
-reported with the file, the key and what was expected; exit status 1.
+check: validates a topology file and prints the machine it describes. A
+mistake is reported with the file, the key and what was expected; exit
+status 1. schema: prints the JSON Schema of topology files, generated from
+the register schema (also in sysfs-schema/topology.schema.json), for editors.
+The format: docs/topology.md.
 `,
   schema: `usage: iommufs schema --abi
 
@@ -226,8 +231,13 @@ async function unmountCommand(args: string[]): Promise<number> {
 }
 
 async function topologyCommand(args: string[]): Promise<number> {
+  if (args[0] === 'schema') {
+    parse(args.slice(1), {}, 0, 'topology')
+    process.stdout.write(`${JSON.stringify(topologyJsonSchema(), null, 2)}\n`)
+    return 0
+  }
   const { positionals } = parse(args, {}, 2, 'topology')
-  if (positionals[0] !== 'check') throw new UsageError(`unknown topology command "${positionals[0]}" (expected: check)`)
+  if (positionals[0] !== 'check') throw new UsageError(`unknown topology command "${positionals[0]}" (expected: check or schema)`)
   const file = positionals[1]
   const machine = loadTopology(file)
   loadSchema()

@@ -98,7 +98,7 @@ describe('iommufs command line', () => {
       [['mount', '/nonexistent', '--topology'], /^iommufs: Option '--topology <value>' argument missing\n$/],
       [['unmount'], 'iommufs: expected 1 argument, got 0 (see iommufs unmount --help)\n'],
       [['topology', 'check'], 'iommufs: expected 2 arguments, got 1 (see iommufs topology --help)\n'],
-      [['topology', 'verify', 'x.yaml'], 'iommufs: unknown topology command "verify" (expected: check)\n'],
+      [['topology', 'verify', 'x.yaml'], 'iommufs: unknown topology command "verify" (expected: check or schema)\n'],
       [['schema'], 'iommufs: nothing to print (expected --abi)\n'],
       [['schema', '--abi', 'extra'], 'iommufs: expected 0 arguments, got 1 (see iommufs schema --help)\n'],
     ]
