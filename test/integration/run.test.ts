@@ -80,6 +80,31 @@ describe('iommufs run', () => {
     })
   }
 
+  it('--keep serves the mount after CMD ends, until SIGTERM; then exits with CMD\'s status and unmounts', async () => {
+    await withTmp(async (tmp, env) => {
+      const child = spawn(process.execPath, [CLI, 'run', '--keep', '--', 'bash', '-c', 'exit 3'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+      const exited = new Promise<Exit>((resolve) => child.on('exit', (c, s) => resolve({ code: c, signal: s })))
+      let err = ''
+      child.stderr.setEncoding('utf8')
+      const mount = await new Promise<string>((resolve) =>
+        child.stderr.on('data', (d: string) => {
+          err += d
+          const m = /^iommufs: CMD exited with status 3; (\S+) stays mounted until Ctrl-C or SIGTERM$/m.exec(err)
+          if (m) resolve(m[1])
+        }),
+      )
+      try {
+        assert.ok((await iommufsMountPoints()).includes(mount))
+        assert.equal(await fsp.readFile(path.join(mount, 'sys/class/iommu/dmar0/intel-vtd/model'), 'utf8'), '1\n')
+        child.kill('SIGTERM')
+        assert.deepEqual(await waitExit(exited, 10000), { code: 3, signal: null })
+        assert.deepEqual(await leftBehind(tmp), { mounts: [], entries: [] })
+      } finally {
+        child.kill('SIGKILL')
+      }
+    })
+  })
+
   it('refuses bad arguments with one line, exit 2, mounting nothing', async () => {
     await withTmp(async (tmp, env) => {
       for (const [args, msg] of [
