@@ -29,9 +29,9 @@ function fieldSchema(f: FieldDef): Schema {
   return { anyOf: [...(base.anyOf as Schema[]), { type: 'string', enum: [...f.values.values()] }], description: `${base.description as string}; ${names}` }
 }
 
-function registerSchema(kind: IommuKind, r: RegisterDef): Schema {
+function registerSchema(definitions: Definitions, kind: IommuKind, r: RegisterDef): Schema {
   const fields = [...r.fields.values()]
-  const byName = { additionalProperties: false, ...caseless(`${kind}.${r.name}`, fields.map((f) => [f.name, fieldSchema(f)])) }
+  const byName = { additionalProperties: false, ...caseless(definitions, `${kind}.${r.name}`, fields.map((f) => [f.name, fieldSchema(f)])) }
   return {
     description: `${r.doc} A ${r.width}-bit word, or its fields by name (fields not named are 0).`,
     anyOf: [...(integer((1n << BigInt(r.width)) - 1n).anyOf as Schema[]), { type: 'object', ...byName }],
@@ -44,13 +44,13 @@ function anyCase(name: string): string {
 }
 
 /** Each register's and field's schema, once; properties refer to them. */
-const definitions: Record<string, Schema> = {}
+type Definitions = Record<string, Schema>
 
 /**
  * Names iommufs matches in any case: properties offer them for completion,
  * patterns accept any case; both refer to one definition under `prefix`.
  */
-function caseless(prefix: string, entries: [string, Schema][]): { properties: Schema; patternProperties: Schema } {
+function caseless(definitions: Definitions, prefix: string, entries: [string, Schema][]): { properties: Schema; patternProperties: Schema } {
   const ref = (n: string): Schema => {
     definitions[`${prefix}.${n}`] = entries.find(([k]) => k === n)![1]
     return { $ref: `#/definitions/${prefix}.${n}` }
@@ -58,14 +58,14 @@ function caseless(prefix: string, entries: [string, Schema][]): { properties: Sc
   return { properties: Object.fromEntries(entries.map(([n]) => [n, ref(n)])), patternProperties: Object.fromEntries(entries.map(([n]) => [anyCase(n), ref(n)])) }
 }
 
-function registersSchema(kind: IommuKind): Schema {
+function registersSchema(definitions: Definitions, kind: IommuKind): Schema {
   const model = registerModel(kind)
   const names = [...model.registers.keys()]
   return {
     type: 'object',
     description: `The ${kind} identification registers, all required (names may be written in any case).`,
     additionalProperties: false,
-    ...caseless(kind, names.map((n) => [n, registerSchema(kind, model.registers.get(n)!)])),
+    ...caseless(definitions, kind, names.map((n) => [n, registerSchema(definitions, kind, model.registers.get(n)!)])),
   }
 }
 
@@ -84,7 +84,8 @@ const DEVICE: Schema = {
 
 /** The schema, as an object ready for JSON.stringify. */
 export function topologyJsonSchema(): Schema {
-  const registers = Object.fromEntries(KINDS.map((k) => [k, registersSchema(k)]))
+  const definitions: Definitions = {}
+  const registers = Object.fromEntries(KINDS.map((k) => [k, registersSchema(definitions, k)]))
   return {
     $schema: 'https://json-schema.org/draft-07/schema#',
     $id: 'https://iommufs.invalid/topology.schema.json',
