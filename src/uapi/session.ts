@@ -132,7 +132,7 @@ export abstract class Session {
           }
           const frame = buf.subarray(0, total)
           buf = buf.subarray(total)
-          replies.push(this.handleFrame(frame))
+          replies.push(this.handleFrame(frame, caller?.pid))
           continue
         }
         const nl = buf.indexOf(0x0a)
@@ -142,7 +142,7 @@ export abstract class Session {
         }
         const line = buf.subarray(0, nl).toString('utf8')
         buf = buf.subarray(nl + 1)
-        const r = nl > MAX_LINE ? `err ${LIMITS.line.errno} request line longer than ${MAX_LINE} bytes` : this.handleLine(line)
+        const r = nl > MAX_LINE ? `err ${LIMITS.line.errno} request line longer than ${MAX_LINE} bytes` : this.handleLine(line, caller?.pid)
         if (r !== undefined) replies.push(Buffer.from(`${r}\n`))
       }
     } catch (e) {
@@ -228,7 +228,7 @@ export abstract class Session {
       throw e instanceof ErrnoError ? e : this.bug(`ioctl ${io.name}`, e)
     }
     this.afterReply(reply)
-    this.world.trace.emit(this.label, `ioctl ${io.name} -> ${reply.errno ?? 'ok'}${reply.message ? ` ${reply.message}` : ''}`)
+    this.world.trace.emit(this.label, `ioctl ${io.name} -> ${reply.errno ?? 'ok'}${reply.message ? ` ${reply.message}` : ''}`, caller.pid || undefined)
     if (this.rec) {
       // a VFIO bind names its iommufd by the caller's descriptor: the recording names the context it bound to
       const bound = reply.ioctl?.short === 'DEVICE_BIND' && !reply.errno ? this.env().ctx : undefined
@@ -251,7 +251,8 @@ export abstract class Session {
     return new ErrnoError('EIO', 'internal error in iommufs (the trace has the details); nothing was changed that the reply does not say')
   }
 
-  private handleLine(raw: string): string | undefined {
+  /** `pid`: the requesting process, when the transport says (it goes into the trace line). */
+  private handleLine(raw: string, pid?: number): string | undefined {
     const line = raw.trim()
     if (!line || line.startsWith('#')) return undefined
     let out: string
@@ -262,7 +263,7 @@ export abstract class Session {
       const err = e instanceof ErrnoError ? e : this.bug(line.split(' ')[0], e)
       out = `err ${err.errno} ${err.message}`
     }
-    this.world.trace.emit(this.label, `${line} -> ${out}`)
+    this.world.trace.emit(this.label, `${line} -> ${out}`, pid || undefined)
     this.rec?.request(line, out)
     return out
   }
@@ -298,7 +299,7 @@ export abstract class Session {
     return formatReply(reply)
   }
 
-  private handleFrame(frame: Buffer): Buffer {
+  private handleFrame(frame: Buffer, pid?: number): Buffer {
     let cmd = 0
     try {
       if (this.released) throw new ErrnoError('EBADF', `${this.label}: released (RELEASE was answered); open the file again`)
@@ -309,7 +310,7 @@ export abstract class Session {
       const reply = dispatch(this.env(req.fds), { cmd, struct: req.struct, buffers: req.buffers, device, mayRetry: true, arg: req.arg })
       this.afterReply(reply)
       const name = reply.ioctl?.name ?? `0x${cmd.toString(16)}`
-      this.world.trace.emit(this.label, `frame ${name} -> ${reply.needs ? 'retry' : reply.errno ?? 'ok'}${reply.message ? ` ${reply.message}` : ''}`)
+      this.world.trace.emit(this.label, `frame ${name} -> ${reply.needs ? 'retry' : reply.errno ?? 'ok'}${reply.message ? ` ${reply.message}` : ''}`, pid || undefined)
       // a recording holds the frame in its text form; a device node's own device goes without pci=
       if (this.rec && reply.ioctl && !reply.needs) {
         this.rec.request(formatRequest(reply.ioctl, { ...req, device: this.frameDevice(0) ? undefined : device }, req.fds), formatReply(reply))
