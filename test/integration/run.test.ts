@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert'
 import { spawn } from 'node:child_process'
 import { promises as fsp } from 'node:fs'
 import * as path from 'node:path'
-import { CLI, Exit, iommufs, iommufsMountPoints, lazyUnmount, makeTempDir, PACKAGE_ROOT, run, waitExit } from '../helpers/cli'
+import { CLI, Exit, iommufs, iommufsMountPoints, lazyUnmount, makeTempDir, PACKAGE_ROOT, run, spawnServer, waitExit } from '../helpers/cli'
 
 const SUITES = path.join(PACKAGE_ROOT, 'examples', 'suites')
 const C_EXAMPLES = path.join(PACKAGE_ROOT, 'dist', 'examples', 'c')
@@ -178,6 +178,26 @@ describe('record and replay', () => {
       })
     })
   }
+
+  it('real ioctl()s (exec --namespace, no shim) are recorded too, and replay clean', async () => {
+    await withTmp(async (tmp, env) => {
+      const rec = path.join(tmp, 'ns.sh')
+      const dir = path.join(tmp, 'mnt')
+      await fsp.mkdir(dir)
+      const srv = await spawnServer(dir, ['--record', rec])
+      try {
+        const r = await iommufs(['exec', '--mount', dir, '--namespace', '--', path.join(C_EXAMPLES, 'nested-smmuv3')])
+        assert.equal(r.code, 0, r.stdout + r.stderr)
+      } finally {
+        await srv.stop()
+        await fsp.rmdir(dir)
+      }
+      const text = await fsp.readFile(rec, 'utf8')
+      assert.match(text, /^send 4 'DEVICE_BIND iommufd=1' 'ok out_devid=1'$/m)
+      const p = await iommufs(['replay', rec], { env })
+      assert.deepEqual([p.code, p.stderr], [0, 'replay: all replies matched\n'])
+    })
+  })
 
   it('a recording of a shell session keeps its text lines; a changed reply is the first divergence, exit 1', async () => {
     await withTmp(async (tmp, env) => {
