@@ -12,6 +12,14 @@ import { detach } from '../fs/fuse-binding'
 import { checkProgram, spawnUnderShim } from './exec'
 import { startServer } from './server'
 import { UsageError } from './usage'
+import { Machine } from '../hw/machine'
+import { SANITIZER_MODES, SanitizerMode } from '../hw/smmuv3/sanitizer'
+import { Smmuv3 } from '../hw/smmuv3/smmuv3'
+
+const SANITIZE_MODES = SANITIZER_MODES
+type SanitizeMode = SanitizerMode
+/** run's exit status when --sanitize strict found anything (CMD's own status is then only printed). */
+export const SANITIZER_EXIT = 86
 
 export const RUN_HELP = `usage: iommufs run [--topology FILE] [--sanitize off|report|strict] [--record FILE] [--keep] -- CMD [ARGS...]
 
@@ -22,10 +30,10 @@ or SIGHUP (passed on to CMD first). Exits with CMD's status (128 + N when CMD
 died of signal N).
 
   --topology FILE   the machine (default: sysfs-schema/topologies/default.yaml)
-  --sanitize MODE   off (default), report or strict: what DMA sanitizer findings
-                    do to the run. This build has no DMA sanitizer yet: the mode
-                    is accepted and written into the recording, and nothing is
-                    checked (a note on stderr says so when MODE is not off).
+  --sanitize MODE   the stale-TLB sanitizer on every SMMU (docs/dma.md): report
+                    (default): findings are printed on stderr after CMD ends;
+                    strict: a DMA with a finding stops, and any finding makes
+                    the run exit ${SANITIZER_EXIT} after printing them; off: no checks
   --record FILE     write every request of every context, with its reply, as a
                     bash script that iommufs replay runs (docs/record-replay.md)
   --keep            after CMD ends, keep serving the mount until Ctrl-C/SIGTERM
@@ -35,8 +43,6 @@ $IOMMUFS_MOUNT/dev/iommu, read $IOMMUFS_MOUNT/sys/...), and LD_PRELOAD with the
 shim, so /dev/iommu and /dev/vfio/devices/vfio<N> reach the mount.
 `
 
-export const SANITIZE_MODES = ['off', 'report', 'strict'] as const
-export type SanitizeMode = (typeof SANITIZE_MODES)[number]
 
 /** How long CMD may take to end after a passed-on signal before it is killed. */
 const KILL_GRACE_MS = 5000
@@ -69,7 +75,7 @@ function parseRunArgs(argv: string[]): RunArgs | 'help' {
   const cmd = dash < 0 ? positionals : argv.slice(dash + 1)
   if (dash >= 0 && positionals.length) throw new UsageError(`${positionals[0]}: unexpected before -- (see iommufs run --help)`)
   if (!cmd.length) throw new UsageError('no CMD given (usage: iommufs run [options] -- CMD [ARGS...])')
-  const sanitize = (values.sanitize ?? 'off') as SanitizeMode
+  const sanitize = (values.sanitize ?? 'report') as SanitizeMode
   if (!SANITIZE_MODES.includes(sanitize)) throw new UsageError(`--sanitize ${sanitize}: expected one of ${SANITIZE_MODES.join(', ')}`)
   return {
     topology: values.topology as string | undefined,
@@ -94,6 +100,17 @@ function nextSignal(signals: readonly NodeJS.Signals[]): { signal: Promise<NodeJ
 
 const SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
 
+/** Prints every SMMU's sanitizer findings on stderr (nothing when there are none); returns how many. */
+function reportFindings(m: Machine): number {
+  let total = 0
+  for (const u of m.units) {
+    if (!(u instanceof Smmuv3) || !u.dma.sanitizer.count) continue
+    total += u.dma.sanitizer.count
+    process.stderr.write(`iommufs: ${u.name} ${u.dma.sanitizer.dumpText()}`)
+  }
+  return total
+}
+
 export async function runCommand(argv: string[]): Promise<number> {
   const opts = parseRunArgs(argv)
   if (opts === 'help') {
@@ -101,7 +118,6 @@ export async function runCommand(argv: string[]): Promise<number> {
     return 0
   }
   const program = checkProgram(opts.cmd)
-  if (opts.sanitize !== 'off') process.stderr.write(`iommufs: --sanitize ${opts.sanitize}: this build has no DMA sanitizer; nothing is checked\n`)
 
   const dir = await fsp.mkdtemp(path.join(tmpdir(), 'iommufs-run-'))
   // signals that come while mounting are handled once CMD runs; until then they only end the wait
@@ -124,13 +140,17 @@ export async function runCommand(argv: string[]): Promise<number> {
       }),
     ])
     sig.off()
+    const found = reportFindings(server.machine)
+    if (found && opts.sanitize === 'strict') {
+      process.stderr.write(`iommufs: --sanitize strict: ${found} finding${found === 1 ? '' : 's'}; CMD exited with status ${code}, run exits ${SANITIZER_EXIT}\n`)
+    }
     if (opts.keep) {
       const wait = nextSignal(SIGNALS)
       process.stderr.write(`iommufs: CMD exited with status ${code}; ${server.dir} stays mounted until Ctrl-C or SIGTERM\n`)
       await wait.signal
       wait.off()
     }
-    return code
+    return found && opts.sanitize === 'strict' ? SANITIZER_EXIT : code
   } finally {
     early.off()
     if (server) await server.stop().catch(() => detach(dir))

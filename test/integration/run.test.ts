@@ -121,13 +121,20 @@ describe('iommufs run', () => {
     })
   })
 
-  it('--sanitize strict is accepted and says no sanitizer exists yet; the recording names the mode', async () => {
+  it('--sanitize: report prints the findings after CMD and keeps its status; strict exits 86; the recording names the mode', async () => {
     await withTmp(async (tmp, env) => {
+      const dma = `bash ${path.join(PACKAGE_ROOT, 'examples', 'dma-smmuv3.sh')} "$IOMMUFS_MOUNT" >/dev/null`
+      const report = await iommufs(['run', '--sanitize', 'report', '--', 'bash', '-c', dma], { env })
+      assert.equal(report.code, 0, report.stderr)
+      assert.match(report.stderr, /^iommufs: smmu3\.0x0000000009050000 sanitizer: mode=report findings=1\nfinding 1: TLB; sid=0x8; [^\n]*fix: TLBI_NH_VA [^\n]*\n$/)
       const rec = path.join(tmp, 'rec.sh')
-      const r = await iommufs(['run', '--sanitize', 'strict', '--record', rec, '--', 'true'], { env })
-      assert.equal(r.code, 0)
-      assert.equal(r.stderr, 'iommufs: --sanitize strict: this build has no DMA sanitizer; nothing is checked\n')
-      assert.match(await fsp.readFile(rec, 'utf8'), /^# sanitize: strict$/m)
+      const strict = await iommufs(['run', '--sanitize', 'strict', '--record', rec, '--', 'bash', '-c', dma], { env })
+      assert.equal(strict.code, 86, strict.stderr)
+      assert.match(strict.stderr, /^iommufs: smmu3\.0x0000000009050000 sanitizer: mode=strict findings=1\n/)
+      assert.match(strict.stderr, /^iommufs: --sanitize strict: 1 finding; CMD exited with status \d+, run exits 86$/m)
+      assert.match(await fsp.readFile(rec, 'utf8'), /^# sanitizer: strict$/m)
+      const clean = await iommufs(['run', '--sanitize', 'strict', '--', 'true'], { env })
+      assert.deepEqual([clean.code, clean.stderr], [0, ''])
     })
   })
 
