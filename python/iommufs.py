@@ -349,6 +349,26 @@ class iommufs_vcmdq_alloc(_Struct):
     _size_ = 24
 
 
+class iommufs_dma(_Struct):
+    _fields_ = [
+        ("size", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("dev_id", ctypes.c_uint32),
+        ("pasid", ctypes.c_uint32),
+        ("iova", ctypes.c_uint64),
+        ("length", ctypes.c_uint32),
+        ("out_status", ctypes.c_uint32),
+        ("in_data_uptr", ctypes.c_uint64), # user pointer: in buffer
+        ("out_data_uptr", ctypes.c_uint64), # user pointer: out buffer
+        ("out_addr", ctypes.c_uint64),
+        ("out_perms", ctypes.c_uint32),
+        ("out_findings", ctypes.c_uint32),
+        ("out_event", ctypes.c_uint64 * 4),
+    ]
+    _offsets_ = {"size": 0, "flags": 4, "dev_id": 8, "pasid": 12, "iova": 16, "length": 24, "out_status": 28, "in_data_uptr": 32, "out_data_uptr": 40, "out_addr": 48, "out_perms": 56, "out_findings": 60, "out_event": 64}
+    _size_ = 96
+
+
 class iommu_hwpt_arm_smmuv3(_Struct):
     _fields_ = [
         ("ste", ctypes.c_uint64 * 2),
@@ -457,7 +477,7 @@ class vfio_device_info(_Struct):
 
 
 #: every struct by name
-STRUCTS = {"iommu_iova_range": iommu_iova_range, "iommu_destroy": iommu_destroy, "iommu_ioas_alloc": iommu_ioas_alloc, "iommu_ioas_allow_iovas": iommu_ioas_allow_iovas, "iommu_ioas_copy": iommu_ioas_copy, "iommu_ioas_iova_ranges": iommu_ioas_iova_ranges, "iommu_ioas_map": iommu_ioas_map, "iommu_ioas_unmap": iommu_ioas_unmap, "iommu_option": iommu_option, "iommu_vfio_ioas": iommu_vfio_ioas, "iommu_hwpt_alloc": iommu_hwpt_alloc, "iommu_hw_info": iommu_hw_info, "iommu_hwpt_set_dirty_tracking": iommu_hwpt_set_dirty_tracking, "iommu_hwpt_get_dirty_bitmap": iommu_hwpt_get_dirty_bitmap, "iommu_hwpt_invalidate": iommu_hwpt_invalidate, "iommu_fault_alloc": iommu_fault_alloc, "iommu_ioas_map_file": iommu_ioas_map_file, "iommu_viommu_alloc": iommu_viommu_alloc, "iommu_vdevice_alloc": iommu_vdevice_alloc, "iommu_ioas_change_process": iommu_ioas_change_process, "iommu_veventq_alloc": iommu_veventq_alloc, "iommu_hw_queue_alloc": iommu_hw_queue_alloc, "iommufs_hwpt_invalidate_ring": iommufs_hwpt_invalidate_ring, "iommufs_vcmdq_alloc": iommufs_vcmdq_alloc, "iommu_hwpt_arm_smmuv3": iommu_hwpt_arm_smmuv3, "iommu_hwpt_vtd_s1": iommu_hwpt_vtd_s1, "iommu_hw_info_arm_smmuv3": iommu_hw_info_arm_smmuv3, "iommu_hw_info_vtd": iommu_hw_info_vtd, "iommu_hwpt_vtd_s1_invalidate": iommu_hwpt_vtd_s1_invalidate, "iommu_viommu_arm_smmuv3_invalidate": iommu_viommu_arm_smmuv3_invalidate, "vfio_device_bind_iommufd": vfio_device_bind_iommufd, "vfio_device_attach_iommufd_pt": vfio_device_attach_iommufd_pt, "vfio_device_detach_iommufd_pt": vfio_device_detach_iommufd_pt, "vfio_device_info": vfio_device_info}
+STRUCTS = {"iommu_iova_range": iommu_iova_range, "iommu_destroy": iommu_destroy, "iommu_ioas_alloc": iommu_ioas_alloc, "iommu_ioas_allow_iovas": iommu_ioas_allow_iovas, "iommu_ioas_copy": iommu_ioas_copy, "iommu_ioas_iova_ranges": iommu_ioas_iova_ranges, "iommu_ioas_map": iommu_ioas_map, "iommu_ioas_unmap": iommu_ioas_unmap, "iommu_option": iommu_option, "iommu_vfio_ioas": iommu_vfio_ioas, "iommu_hwpt_alloc": iommu_hwpt_alloc, "iommu_hw_info": iommu_hw_info, "iommu_hwpt_set_dirty_tracking": iommu_hwpt_set_dirty_tracking, "iommu_hwpt_get_dirty_bitmap": iommu_hwpt_get_dirty_bitmap, "iommu_hwpt_invalidate": iommu_hwpt_invalidate, "iommu_fault_alloc": iommu_fault_alloc, "iommu_ioas_map_file": iommu_ioas_map_file, "iommu_viommu_alloc": iommu_viommu_alloc, "iommu_vdevice_alloc": iommu_vdevice_alloc, "iommu_ioas_change_process": iommu_ioas_change_process, "iommu_veventq_alloc": iommu_veventq_alloc, "iommu_hw_queue_alloc": iommu_hw_queue_alloc, "iommufs_hwpt_invalidate_ring": iommufs_hwpt_invalidate_ring, "iommufs_vcmdq_alloc": iommufs_vcmdq_alloc, "iommufs_dma": iommufs_dma, "iommu_hwpt_arm_smmuv3": iommu_hwpt_arm_smmuv3, "iommu_hwpt_vtd_s1": iommu_hwpt_vtd_s1, "iommu_hw_info_arm_smmuv3": iommu_hw_info_arm_smmuv3, "iommu_hw_info_vtd": iommu_hw_info_vtd, "iommu_hwpt_vtd_s1_invalidate": iommu_hwpt_vtd_s1_invalidate, "iommu_viommu_arm_smmuv3_invalidate": iommu_viommu_arm_smmuv3_invalidate, "vfio_device_bind_iommufd": vfio_device_bind_iommufd, "vfio_device_attach_iommufd_pt": vfio_device_attach_iommufd_pt, "vfio_device_detach_iommufd_pt": vfio_device_detach_iommufd_pt, "vfio_device_info": vfio_device_info}
 
 
 # ---- ioctl numbers: name = number (struct) ----
@@ -484,13 +504,14 @@ IOMMU_VEVENTQ_ALLOC = 0x3b93  # struct iommu_veventq_alloc, size >= 28
 IOMMU_HW_QUEUE_ALLOC = 0x3b94  # struct iommu_hw_queue_alloc, size >= 40
 IOMMUFS_HWPT_INVALIDATE_RING = 0x3bc0  # struct iommufs_hwpt_invalidate_ring, size >= 48
 IOMMUFS_VCMDQ_ALLOC = 0x3bc1  # struct iommufs_vcmdq_alloc, size >= 20
+IOMMUFS_DMA = 0x3bc2  # struct iommufs_dma, size >= 96
 VFIO_DEVICE_GET_INFO = 0x3b6b  # struct vfio_device_info, argsz >= 16
 VFIO_DEVICE_BIND_IOMMUFD = 0x3b76  # struct vfio_device_bind_iommufd, argsz >= 16
 VFIO_DEVICE_ATTACH_IOMMUFD_PT = 0x3b77  # struct vfio_device_attach_iommufd_pt, argsz >= 12
 VFIO_DEVICE_DETACH_IOMMUFD_PT = 0x3b78  # struct vfio_device_detach_iommufd_pt, argsz >= 8
 
 #: ioctl number -> (name, struct class)
-IOCTLS = {IOMMU_DESTROY: ("IOMMU_DESTROY", iommu_destroy), IOMMU_IOAS_ALLOC: ("IOMMU_IOAS_ALLOC", iommu_ioas_alloc), IOMMU_IOAS_ALLOW_IOVAS: ("IOMMU_IOAS_ALLOW_IOVAS", iommu_ioas_allow_iovas), IOMMU_IOAS_COPY: ("IOMMU_IOAS_COPY", iommu_ioas_copy), IOMMU_IOAS_IOVA_RANGES: ("IOMMU_IOAS_IOVA_RANGES", iommu_ioas_iova_ranges), IOMMU_IOAS_MAP: ("IOMMU_IOAS_MAP", iommu_ioas_map), IOMMU_IOAS_UNMAP: ("IOMMU_IOAS_UNMAP", iommu_ioas_unmap), IOMMU_OPTION: ("IOMMU_OPTION", iommu_option), IOMMU_VFIO_IOAS: ("IOMMU_VFIO_IOAS", iommu_vfio_ioas), IOMMU_HWPT_ALLOC: ("IOMMU_HWPT_ALLOC", iommu_hwpt_alloc), IOMMU_GET_HW_INFO: ("IOMMU_GET_HW_INFO", iommu_hw_info), IOMMU_HWPT_SET_DIRTY_TRACKING: ("IOMMU_HWPT_SET_DIRTY_TRACKING", iommu_hwpt_set_dirty_tracking), IOMMU_HWPT_GET_DIRTY_BITMAP: ("IOMMU_HWPT_GET_DIRTY_BITMAP", iommu_hwpt_get_dirty_bitmap), IOMMU_HWPT_INVALIDATE: ("IOMMU_HWPT_INVALIDATE", iommu_hwpt_invalidate), IOMMU_FAULT_QUEUE_ALLOC: ("IOMMU_FAULT_QUEUE_ALLOC", iommu_fault_alloc), IOMMU_IOAS_MAP_FILE: ("IOMMU_IOAS_MAP_FILE", iommu_ioas_map_file), IOMMU_VIOMMU_ALLOC: ("IOMMU_VIOMMU_ALLOC", iommu_viommu_alloc), IOMMU_VDEVICE_ALLOC: ("IOMMU_VDEVICE_ALLOC", iommu_vdevice_alloc), IOMMU_IOAS_CHANGE_PROCESS: ("IOMMU_IOAS_CHANGE_PROCESS", iommu_ioas_change_process), IOMMU_VEVENTQ_ALLOC: ("IOMMU_VEVENTQ_ALLOC", iommu_veventq_alloc), IOMMU_HW_QUEUE_ALLOC: ("IOMMU_HW_QUEUE_ALLOC", iommu_hw_queue_alloc), IOMMUFS_HWPT_INVALIDATE_RING: ("IOMMUFS_HWPT_INVALIDATE_RING", iommufs_hwpt_invalidate_ring), IOMMUFS_VCMDQ_ALLOC: ("IOMMUFS_VCMDQ_ALLOC", iommufs_vcmdq_alloc), VFIO_DEVICE_GET_INFO: ("VFIO_DEVICE_GET_INFO", vfio_device_info), VFIO_DEVICE_BIND_IOMMUFD: ("VFIO_DEVICE_BIND_IOMMUFD", vfio_device_bind_iommufd), VFIO_DEVICE_ATTACH_IOMMUFD_PT: ("VFIO_DEVICE_ATTACH_IOMMUFD_PT", vfio_device_attach_iommufd_pt), VFIO_DEVICE_DETACH_IOMMUFD_PT: ("VFIO_DEVICE_DETACH_IOMMUFD_PT", vfio_device_detach_iommufd_pt)}
+IOCTLS = {IOMMU_DESTROY: ("IOMMU_DESTROY", iommu_destroy), IOMMU_IOAS_ALLOC: ("IOMMU_IOAS_ALLOC", iommu_ioas_alloc), IOMMU_IOAS_ALLOW_IOVAS: ("IOMMU_IOAS_ALLOW_IOVAS", iommu_ioas_allow_iovas), IOMMU_IOAS_COPY: ("IOMMU_IOAS_COPY", iommu_ioas_copy), IOMMU_IOAS_IOVA_RANGES: ("IOMMU_IOAS_IOVA_RANGES", iommu_ioas_iova_ranges), IOMMU_IOAS_MAP: ("IOMMU_IOAS_MAP", iommu_ioas_map), IOMMU_IOAS_UNMAP: ("IOMMU_IOAS_UNMAP", iommu_ioas_unmap), IOMMU_OPTION: ("IOMMU_OPTION", iommu_option), IOMMU_VFIO_IOAS: ("IOMMU_VFIO_IOAS", iommu_vfio_ioas), IOMMU_HWPT_ALLOC: ("IOMMU_HWPT_ALLOC", iommu_hwpt_alloc), IOMMU_GET_HW_INFO: ("IOMMU_GET_HW_INFO", iommu_hw_info), IOMMU_HWPT_SET_DIRTY_TRACKING: ("IOMMU_HWPT_SET_DIRTY_TRACKING", iommu_hwpt_set_dirty_tracking), IOMMU_HWPT_GET_DIRTY_BITMAP: ("IOMMU_HWPT_GET_DIRTY_BITMAP", iommu_hwpt_get_dirty_bitmap), IOMMU_HWPT_INVALIDATE: ("IOMMU_HWPT_INVALIDATE", iommu_hwpt_invalidate), IOMMU_FAULT_QUEUE_ALLOC: ("IOMMU_FAULT_QUEUE_ALLOC", iommu_fault_alloc), IOMMU_IOAS_MAP_FILE: ("IOMMU_IOAS_MAP_FILE", iommu_ioas_map_file), IOMMU_VIOMMU_ALLOC: ("IOMMU_VIOMMU_ALLOC", iommu_viommu_alloc), IOMMU_VDEVICE_ALLOC: ("IOMMU_VDEVICE_ALLOC", iommu_vdevice_alloc), IOMMU_IOAS_CHANGE_PROCESS: ("IOMMU_IOAS_CHANGE_PROCESS", iommu_ioas_change_process), IOMMU_VEVENTQ_ALLOC: ("IOMMU_VEVENTQ_ALLOC", iommu_veventq_alloc), IOMMU_HW_QUEUE_ALLOC: ("IOMMU_HW_QUEUE_ALLOC", iommu_hw_queue_alloc), IOMMUFS_HWPT_INVALIDATE_RING: ("IOMMUFS_HWPT_INVALIDATE_RING", iommufs_hwpt_invalidate_ring), IOMMUFS_VCMDQ_ALLOC: ("IOMMUFS_VCMDQ_ALLOC", iommufs_vcmdq_alloc), IOMMUFS_DMA: ("IOMMUFS_DMA", iommufs_dma), VFIO_DEVICE_GET_INFO: ("VFIO_DEVICE_GET_INFO", vfio_device_info), VFIO_DEVICE_BIND_IOMMUFD: ("VFIO_DEVICE_BIND_IOMMUFD", vfio_device_bind_iommufd), VFIO_DEVICE_ATTACH_IOMMUFD_PT: ("VFIO_DEVICE_ATTACH_IOMMUFD_PT", vfio_device_attach_iommufd_pt), VFIO_DEVICE_DETACH_IOMMUFD_PT: ("VFIO_DEVICE_DETACH_IOMMUFD_PT", vfio_device_detach_iommufd_pt)}
 
 
 # ---- constants ----
@@ -498,6 +519,18 @@ IOCTLS = {IOMMU_DESTROY: ("IOMMU_DESTROY", iommu_destroy), IOMMU_IOAS_ALLOC: ("I
 IOMMU_IOAS_MAP_FIXED_IOVA = 0x1
 IOMMU_IOAS_MAP_WRITEABLE = 0x2
 IOMMU_IOAS_MAP_READABLE = 0x4
+# enum iommufs_dma_flags
+IOMMUFS_DMA_WRITE = 0x1
+IOMMUFS_DMA_PASID = 0x2
+IOMMUFS_DMA_PRIV = 0x4
+IOMMUFS_DMA_EXEC = 0x8
+IOMMUFS_DMA_ATS = 0x10
+IOMMUFS_DMA_TRANSLATE = 0x20
+# enum iommufs_dma_status
+IOMMUFS_DMA_STATUS_OK = 0x0
+IOMMUFS_DMA_STATUS_FAULT = 0x1
+IOMMUFS_DMA_STATUS_ABORT = 0x2
+IOMMUFS_DMA_STATUS_STOPPED = 0x3
 # enum iommufd_hwpt_alloc_flags
 IOMMU_HWPT_ALLOC_NEST_PARENT = 0x1
 IOMMU_HWPT_ALLOC_DIRTY_TRACKING = 0x2
