@@ -281,7 +281,8 @@ async function main(argv: string[]): Promise<number> {
 }
 
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  // a pipe takes stdout asynchronously: exit once what was written has gone (a 64 KiB schema would be cut)
+  (code) => process.stdout.write('', () => process.exit(code)),
   (e: unknown) => {
     if (e instanceof UsageError) {
       process.stderr.write(`iommufs: ${e.message}\n`)
