@@ -319,6 +319,19 @@ class iommu_hw_queue_alloc(_Struct):
     _size_ = 40
 
 
+class iommu_test_cmd(_Struct):
+    _fields_ = [
+        ("size", ctypes.c_uint32),
+        ("op", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("__reserved", ctypes.c_uint32),
+        ("payload", ctypes.c_uint64 * 6),
+        ("last", ctypes.c_uint32),
+    ]
+    _offsets_ = {"size": 0, "op": 4, "id": 8, "__reserved": 12, "payload": 16, "last": 64}
+    _size_ = 72
+
+
 class iommufs_hwpt_invalidate_ring(_Struct):
     _fields_ = [
         ("size", ctypes.c_uint32),
@@ -430,6 +443,205 @@ class iommu_viommu_arm_smmuv3_invalidate(_Struct):
     _size_ = 16
 
 
+class iommu_test_hw_info(_Struct):
+    _fields_ = [
+        ("flags", ctypes.c_uint32),
+        ("test_reg", ctypes.c_uint32),
+    ]
+    _offsets_ = {"flags": 0, "test_reg": 4}
+    _size_ = 8
+
+
+class iommu_hwpt_selftest(_Struct):
+    _fields_ = [
+        ("iotlb", ctypes.c_uint32),
+    ]
+    _offsets_ = {"iotlb": 0}
+    _size_ = 4
+
+
+class iommu_hwpt_invalidate_selftest(_Struct):
+    _fields_ = [
+        ("flags", ctypes.c_uint32),
+        ("iotlb_id", ctypes.c_uint32),
+    ]
+    _offsets_ = {"flags": 0, "iotlb_id": 4}
+    _size_ = 8
+
+
+class iommu_test_add_reserved(_Struct):
+    _fields_ = [
+        ("start", ctypes.c_uint64),
+        ("length", ctypes.c_uint64),
+    ]
+    _offsets_ = {"start": 0, "length": 8}
+    _size_ = 16
+
+
+class iommu_test_mock_domain(_Struct):
+    _fields_ = [
+        ("out_stdev_id", ctypes.c_uint32),
+        ("out_hwpt_id", ctypes.c_uint32),
+        ("out_idev_id", ctypes.c_uint32),
+        ("dev_flags", ctypes.c_uint32),
+    ]
+    _offsets_ = {"out_stdev_id": 0, "out_hwpt_id": 4, "out_idev_id": 8, "dev_flags": 12}
+    _size_ = 16
+
+
+class iommu_test_mock_domain_replace(_Struct):
+    _fields_ = [
+        ("pt_id", ctypes.c_uint32),
+    ]
+    _offsets_ = {"pt_id": 0}
+    _size_ = 4
+
+
+class iommu_test_check_map(_Struct):
+    _fields_ = [
+        ("iova", ctypes.c_uint64),
+        ("length", ctypes.c_uint64),
+        ("uptr", ctypes.c_uint64),
+    ]
+    _offsets_ = {"iova": 0, "length": 8, "uptr": 16}
+    _size_ = 24
+
+
+class iommu_test_check_refs(_Struct):
+    _fields_ = [
+        ("length", ctypes.c_uint64),
+        ("uptr", ctypes.c_uint64),
+        ("refs", ctypes.c_uint32),
+    ]
+    _offsets_ = {"length": 0, "uptr": 8, "refs": 16}
+    _size_ = 24
+
+
+class iommu_test_create_access(_Struct):
+    _fields_ = [
+        ("out_access_fd", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+    ]
+    _offsets_ = {"out_access_fd": 0, "flags": 4}
+    _size_ = 8
+
+
+class iommu_test_destroy_access_pages(_Struct):
+    _fields_ = [
+        ("access_pages_id", ctypes.c_uint32),
+    ]
+    _offsets_ = {"access_pages_id": 0}
+    _size_ = 4
+
+
+class iommu_test_access_pages(_Struct):
+    _fields_ = [
+        ("flags", ctypes.c_uint32),
+        ("out_access_pages_id", ctypes.c_uint32),
+        ("iova", ctypes.c_uint64),
+        ("length", ctypes.c_uint64),
+        ("uptr", ctypes.c_uint64),
+    ]
+    _offsets_ = {"flags": 0, "out_access_pages_id": 4, "iova": 8, "length": 16, "uptr": 24}
+    _size_ = 32
+
+
+class iommu_test_access_rw(_Struct):
+    _fields_ = [
+        ("iova", ctypes.c_uint64),
+        ("length", ctypes.c_uint64),
+        ("uptr", ctypes.c_uint64),
+        ("flags", ctypes.c_uint32),
+    ]
+    _offsets_ = {"iova": 0, "length": 8, "uptr": 16, "flags": 24}
+    _size_ = 32
+
+
+class iommu_test_memory_limit(_Struct):
+    _fields_ = [
+        ("limit", ctypes.c_uint32),
+    ]
+    _offsets_ = {"limit": 0}
+    _size_ = 4
+
+
+class iommu_test_access_replace_ioas(_Struct):
+    _fields_ = [
+        ("ioas_id", ctypes.c_uint32),
+    ]
+    _offsets_ = {"ioas_id": 0}
+    _size_ = 4
+
+
+class iommu_test_dirty(_Struct):
+    _fields_ = [
+        ("flags", ctypes.c_uint32),
+        ("iova", ctypes.c_uint64),
+        ("length", ctypes.c_uint64),
+        ("page_size", ctypes.c_uint64),
+        ("uptr", ctypes.c_uint64),
+        ("out_nr_dirty", ctypes.c_uint64),
+    ]
+    _offsets_ = {"flags": 0, "iova": 8, "length": 16, "page_size": 24, "uptr": 32, "out_nr_dirty": 40}
+    _size_ = 48
+
+
+class iommu_test_check_iotlb(_Struct):
+    _fields_ = [
+        ("id", ctypes.c_uint32),
+        ("iotlb", ctypes.c_uint32),
+    ]
+    _offsets_ = {"id": 0, "iotlb": 4}
+    _size_ = 8
+
+
+class iommu_test_trigger_iopf(_Struct):
+    _fields_ = [
+        ("dev_id", ctypes.c_uint32),
+        ("pasid", ctypes.c_uint32),
+        ("grpid", ctypes.c_uint32),
+        ("perm", ctypes.c_uint32),
+        ("addr", ctypes.c_uint64),
+    ]
+    _offsets_ = {"dev_id": 0, "pasid": 4, "grpid": 8, "perm": 12, "addr": 16}
+    _size_ = 24
+
+
+class iommu_test_check_dev_cache(_Struct):
+    _fields_ = [
+        ("id", ctypes.c_uint32),
+        ("cache", ctypes.c_uint32),
+    ]
+    _offsets_ = {"id": 0, "cache": 4}
+    _size_ = 8
+
+
+class iommu_test_trigger_vevent(_Struct):
+    _fields_ = [
+        ("dev_id", ctypes.c_uint32),
+    ]
+    _offsets_ = {"dev_id": 0}
+    _size_ = 4
+
+
+class iommu_test_pasid_attach(_Struct):
+    _fields_ = [
+        ("pasid", ctypes.c_uint32),
+        ("pt_id", ctypes.c_uint32),
+    ]
+    _offsets_ = {"pasid": 0, "pt_id": 4}
+    _size_ = 8
+
+
+class iommu_test_pasid_check(_Struct):
+    _fields_ = [
+        ("pasid", ctypes.c_uint32),
+        ("hwpt_id", ctypes.c_uint32),
+    ]
+    _offsets_ = {"pasid": 0, "hwpt_id": 4}
+    _size_ = 8
+
+
 class vfio_device_bind_iommufd(_Struct):
     _fields_ = [
         ("argsz", ctypes.c_uint32),
@@ -476,8 +688,52 @@ class vfio_device_info(_Struct):
     _size_ = 24
 
 
+class vfio_compat_arg(_Struct):
+    _fields_ = [
+        ("arg", ctypes.c_uint64),
+        ("ret", ctypes.c_int32),
+    ]
+    _offsets_ = {"arg": 0, "ret": 8}
+    _size_ = 16
+
+
+class vfio_iommu_type1_info(_Struct):
+    _fields_ = [
+        ("argsz", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("iova_pgsizes", ctypes.c_uint64),
+        ("cap_offset", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
+    ]
+    _offsets_ = {"argsz": 0, "flags": 4, "iova_pgsizes": 8, "cap_offset": 16, "pad": 20}
+    _size_ = 24
+
+
+class vfio_iommu_type1_dma_map(_Struct):
+    _fields_ = [
+        ("argsz", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("vaddr", ctypes.c_uint64),
+        ("iova", ctypes.c_uint64),
+        ("size", ctypes.c_uint64),
+    ]
+    _offsets_ = {"argsz": 0, "flags": 4, "vaddr": 8, "iova": 16, "size": 24}
+    _size_ = 32
+
+
+class vfio_iommu_type1_dma_unmap(_Struct):
+    _fields_ = [
+        ("argsz", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("iova", ctypes.c_uint64),
+        ("size", ctypes.c_uint64),
+    ]
+    _offsets_ = {"argsz": 0, "flags": 4, "iova": 8, "size": 16}
+    _size_ = 24
+
+
 #: every struct by name
-STRUCTS = {"iommu_iova_range": iommu_iova_range, "iommu_destroy": iommu_destroy, "iommu_ioas_alloc": iommu_ioas_alloc, "iommu_ioas_allow_iovas": iommu_ioas_allow_iovas, "iommu_ioas_copy": iommu_ioas_copy, "iommu_ioas_iova_ranges": iommu_ioas_iova_ranges, "iommu_ioas_map": iommu_ioas_map, "iommu_ioas_unmap": iommu_ioas_unmap, "iommu_option": iommu_option, "iommu_vfio_ioas": iommu_vfio_ioas, "iommu_hwpt_alloc": iommu_hwpt_alloc, "iommu_hw_info": iommu_hw_info, "iommu_hwpt_set_dirty_tracking": iommu_hwpt_set_dirty_tracking, "iommu_hwpt_get_dirty_bitmap": iommu_hwpt_get_dirty_bitmap, "iommu_hwpt_invalidate": iommu_hwpt_invalidate, "iommu_fault_alloc": iommu_fault_alloc, "iommu_ioas_map_file": iommu_ioas_map_file, "iommu_viommu_alloc": iommu_viommu_alloc, "iommu_vdevice_alloc": iommu_vdevice_alloc, "iommu_ioas_change_process": iommu_ioas_change_process, "iommu_veventq_alloc": iommu_veventq_alloc, "iommu_hw_queue_alloc": iommu_hw_queue_alloc, "iommufs_hwpt_invalidate_ring": iommufs_hwpt_invalidate_ring, "iommufs_vcmdq_alloc": iommufs_vcmdq_alloc, "iommufs_dma": iommufs_dma, "iommu_hwpt_arm_smmuv3": iommu_hwpt_arm_smmuv3, "iommu_hwpt_vtd_s1": iommu_hwpt_vtd_s1, "iommu_hw_info_arm_smmuv3": iommu_hw_info_arm_smmuv3, "iommu_hw_info_vtd": iommu_hw_info_vtd, "iommu_hwpt_vtd_s1_invalidate": iommu_hwpt_vtd_s1_invalidate, "iommu_viommu_arm_smmuv3_invalidate": iommu_viommu_arm_smmuv3_invalidate, "vfio_device_bind_iommufd": vfio_device_bind_iommufd, "vfio_device_attach_iommufd_pt": vfio_device_attach_iommufd_pt, "vfio_device_detach_iommufd_pt": vfio_device_detach_iommufd_pt, "vfio_device_info": vfio_device_info}
+STRUCTS = {"iommu_iova_range": iommu_iova_range, "iommu_destroy": iommu_destroy, "iommu_ioas_alloc": iommu_ioas_alloc, "iommu_ioas_allow_iovas": iommu_ioas_allow_iovas, "iommu_ioas_copy": iommu_ioas_copy, "iommu_ioas_iova_ranges": iommu_ioas_iova_ranges, "iommu_ioas_map": iommu_ioas_map, "iommu_ioas_unmap": iommu_ioas_unmap, "iommu_option": iommu_option, "iommu_vfio_ioas": iommu_vfio_ioas, "iommu_hwpt_alloc": iommu_hwpt_alloc, "iommu_hw_info": iommu_hw_info, "iommu_hwpt_set_dirty_tracking": iommu_hwpt_set_dirty_tracking, "iommu_hwpt_get_dirty_bitmap": iommu_hwpt_get_dirty_bitmap, "iommu_hwpt_invalidate": iommu_hwpt_invalidate, "iommu_fault_alloc": iommu_fault_alloc, "iommu_ioas_map_file": iommu_ioas_map_file, "iommu_viommu_alloc": iommu_viommu_alloc, "iommu_vdevice_alloc": iommu_vdevice_alloc, "iommu_ioas_change_process": iommu_ioas_change_process, "iommu_veventq_alloc": iommu_veventq_alloc, "iommu_hw_queue_alloc": iommu_hw_queue_alloc, "iommu_test_cmd": iommu_test_cmd, "iommufs_hwpt_invalidate_ring": iommufs_hwpt_invalidate_ring, "iommufs_vcmdq_alloc": iommufs_vcmdq_alloc, "iommufs_dma": iommufs_dma, "iommu_hwpt_arm_smmuv3": iommu_hwpt_arm_smmuv3, "iommu_hwpt_vtd_s1": iommu_hwpt_vtd_s1, "iommu_hw_info_arm_smmuv3": iommu_hw_info_arm_smmuv3, "iommu_hw_info_vtd": iommu_hw_info_vtd, "iommu_hwpt_vtd_s1_invalidate": iommu_hwpt_vtd_s1_invalidate, "iommu_viommu_arm_smmuv3_invalidate": iommu_viommu_arm_smmuv3_invalidate, "iommu_test_hw_info": iommu_test_hw_info, "iommu_hwpt_selftest": iommu_hwpt_selftest, "iommu_hwpt_invalidate_selftest": iommu_hwpt_invalidate_selftest, "iommu_test_add_reserved": iommu_test_add_reserved, "iommu_test_mock_domain": iommu_test_mock_domain, "iommu_test_mock_domain_replace": iommu_test_mock_domain_replace, "iommu_test_check_map": iommu_test_check_map, "iommu_test_check_refs": iommu_test_check_refs, "iommu_test_create_access": iommu_test_create_access, "iommu_test_destroy_access_pages": iommu_test_destroy_access_pages, "iommu_test_access_pages": iommu_test_access_pages, "iommu_test_access_rw": iommu_test_access_rw, "iommu_test_memory_limit": iommu_test_memory_limit, "iommu_test_access_replace_ioas": iommu_test_access_replace_ioas, "iommu_test_dirty": iommu_test_dirty, "iommu_test_check_iotlb": iommu_test_check_iotlb, "iommu_test_trigger_iopf": iommu_test_trigger_iopf, "iommu_test_check_dev_cache": iommu_test_check_dev_cache, "iommu_test_trigger_vevent": iommu_test_trigger_vevent, "iommu_test_pasid_attach": iommu_test_pasid_attach, "iommu_test_pasid_check": iommu_test_pasid_check, "vfio_device_bind_iommufd": vfio_device_bind_iommufd, "vfio_device_attach_iommufd_pt": vfio_device_attach_iommufd_pt, "vfio_device_detach_iommufd_pt": vfio_device_detach_iommufd_pt, "vfio_device_info": vfio_device_info, "vfio_compat_arg": vfio_compat_arg, "vfio_iommu_type1_info": vfio_iommu_type1_info, "vfio_iommu_type1_dma_map": vfio_iommu_type1_dma_map, "vfio_iommu_type1_dma_unmap": vfio_iommu_type1_dma_unmap}
 
 
 # ---- ioctl numbers: name = number (struct) ----
@@ -502,16 +758,23 @@ IOMMU_VDEVICE_ALLOC = 0x3b91  # struct iommu_vdevice_alloc, size >= 24
 IOMMU_IOAS_CHANGE_PROCESS = 0x3b92  # struct iommu_ioas_change_process, size >= 8
 IOMMU_VEVENTQ_ALLOC = 0x3b93  # struct iommu_veventq_alloc, size >= 28
 IOMMU_HW_QUEUE_ALLOC = 0x3b94  # struct iommu_hw_queue_alloc, size >= 40
+IOMMU_TEST_CMD = 0x3ba0  # struct iommu_test_cmd, size >= 68
 IOMMUFS_HWPT_INVALIDATE_RING = 0x3bc0  # struct iommufs_hwpt_invalidate_ring, size >= 48
 IOMMUFS_VCMDQ_ALLOC = 0x3bc1  # struct iommufs_vcmdq_alloc, size >= 20
 IOMMUFS_DMA = 0x3bc2  # struct iommufs_dma, size >= 96
+VFIO_GET_API_VERSION = 0x3b64  # struct vfio_compat_arg, size >= 0
+VFIO_CHECK_EXTENSION = 0x3b65  # struct vfio_compat_arg, size >= 0
+VFIO_SET_IOMMU = 0x3b66  # struct vfio_compat_arg, size >= 0
+VFIO_IOMMU_GET_INFO = 0x3b70  # struct vfio_iommu_type1_info, argsz >= 16
+VFIO_IOMMU_MAP_DMA = 0x3b71  # struct vfio_iommu_type1_dma_map, argsz >= 32
+VFIO_IOMMU_UNMAP_DMA = 0x3b72  # struct vfio_iommu_type1_dma_unmap, argsz >= 24
 VFIO_DEVICE_GET_INFO = 0x3b6b  # struct vfio_device_info, argsz >= 16
 VFIO_DEVICE_BIND_IOMMUFD = 0x3b76  # struct vfio_device_bind_iommufd, argsz >= 16
 VFIO_DEVICE_ATTACH_IOMMUFD_PT = 0x3b77  # struct vfio_device_attach_iommufd_pt, argsz >= 12
 VFIO_DEVICE_DETACH_IOMMUFD_PT = 0x3b78  # struct vfio_device_detach_iommufd_pt, argsz >= 8
 
 #: ioctl number -> (name, struct class)
-IOCTLS = {IOMMU_DESTROY: ("IOMMU_DESTROY", iommu_destroy), IOMMU_IOAS_ALLOC: ("IOMMU_IOAS_ALLOC", iommu_ioas_alloc), IOMMU_IOAS_ALLOW_IOVAS: ("IOMMU_IOAS_ALLOW_IOVAS", iommu_ioas_allow_iovas), IOMMU_IOAS_COPY: ("IOMMU_IOAS_COPY", iommu_ioas_copy), IOMMU_IOAS_IOVA_RANGES: ("IOMMU_IOAS_IOVA_RANGES", iommu_ioas_iova_ranges), IOMMU_IOAS_MAP: ("IOMMU_IOAS_MAP", iommu_ioas_map), IOMMU_IOAS_UNMAP: ("IOMMU_IOAS_UNMAP", iommu_ioas_unmap), IOMMU_OPTION: ("IOMMU_OPTION", iommu_option), IOMMU_VFIO_IOAS: ("IOMMU_VFIO_IOAS", iommu_vfio_ioas), IOMMU_HWPT_ALLOC: ("IOMMU_HWPT_ALLOC", iommu_hwpt_alloc), IOMMU_GET_HW_INFO: ("IOMMU_GET_HW_INFO", iommu_hw_info), IOMMU_HWPT_SET_DIRTY_TRACKING: ("IOMMU_HWPT_SET_DIRTY_TRACKING", iommu_hwpt_set_dirty_tracking), IOMMU_HWPT_GET_DIRTY_BITMAP: ("IOMMU_HWPT_GET_DIRTY_BITMAP", iommu_hwpt_get_dirty_bitmap), IOMMU_HWPT_INVALIDATE: ("IOMMU_HWPT_INVALIDATE", iommu_hwpt_invalidate), IOMMU_FAULT_QUEUE_ALLOC: ("IOMMU_FAULT_QUEUE_ALLOC", iommu_fault_alloc), IOMMU_IOAS_MAP_FILE: ("IOMMU_IOAS_MAP_FILE", iommu_ioas_map_file), IOMMU_VIOMMU_ALLOC: ("IOMMU_VIOMMU_ALLOC", iommu_viommu_alloc), IOMMU_VDEVICE_ALLOC: ("IOMMU_VDEVICE_ALLOC", iommu_vdevice_alloc), IOMMU_IOAS_CHANGE_PROCESS: ("IOMMU_IOAS_CHANGE_PROCESS", iommu_ioas_change_process), IOMMU_VEVENTQ_ALLOC: ("IOMMU_VEVENTQ_ALLOC", iommu_veventq_alloc), IOMMU_HW_QUEUE_ALLOC: ("IOMMU_HW_QUEUE_ALLOC", iommu_hw_queue_alloc), IOMMUFS_HWPT_INVALIDATE_RING: ("IOMMUFS_HWPT_INVALIDATE_RING", iommufs_hwpt_invalidate_ring), IOMMUFS_VCMDQ_ALLOC: ("IOMMUFS_VCMDQ_ALLOC", iommufs_vcmdq_alloc), IOMMUFS_DMA: ("IOMMUFS_DMA", iommufs_dma), VFIO_DEVICE_GET_INFO: ("VFIO_DEVICE_GET_INFO", vfio_device_info), VFIO_DEVICE_BIND_IOMMUFD: ("VFIO_DEVICE_BIND_IOMMUFD", vfio_device_bind_iommufd), VFIO_DEVICE_ATTACH_IOMMUFD_PT: ("VFIO_DEVICE_ATTACH_IOMMUFD_PT", vfio_device_attach_iommufd_pt), VFIO_DEVICE_DETACH_IOMMUFD_PT: ("VFIO_DEVICE_DETACH_IOMMUFD_PT", vfio_device_detach_iommufd_pt)}
+IOCTLS = {IOMMU_DESTROY: ("IOMMU_DESTROY", iommu_destroy), IOMMU_IOAS_ALLOC: ("IOMMU_IOAS_ALLOC", iommu_ioas_alloc), IOMMU_IOAS_ALLOW_IOVAS: ("IOMMU_IOAS_ALLOW_IOVAS", iommu_ioas_allow_iovas), IOMMU_IOAS_COPY: ("IOMMU_IOAS_COPY", iommu_ioas_copy), IOMMU_IOAS_IOVA_RANGES: ("IOMMU_IOAS_IOVA_RANGES", iommu_ioas_iova_ranges), IOMMU_IOAS_MAP: ("IOMMU_IOAS_MAP", iommu_ioas_map), IOMMU_IOAS_UNMAP: ("IOMMU_IOAS_UNMAP", iommu_ioas_unmap), IOMMU_OPTION: ("IOMMU_OPTION", iommu_option), IOMMU_VFIO_IOAS: ("IOMMU_VFIO_IOAS", iommu_vfio_ioas), IOMMU_HWPT_ALLOC: ("IOMMU_HWPT_ALLOC", iommu_hwpt_alloc), IOMMU_GET_HW_INFO: ("IOMMU_GET_HW_INFO", iommu_hw_info), IOMMU_HWPT_SET_DIRTY_TRACKING: ("IOMMU_HWPT_SET_DIRTY_TRACKING", iommu_hwpt_set_dirty_tracking), IOMMU_HWPT_GET_DIRTY_BITMAP: ("IOMMU_HWPT_GET_DIRTY_BITMAP", iommu_hwpt_get_dirty_bitmap), IOMMU_HWPT_INVALIDATE: ("IOMMU_HWPT_INVALIDATE", iommu_hwpt_invalidate), IOMMU_FAULT_QUEUE_ALLOC: ("IOMMU_FAULT_QUEUE_ALLOC", iommu_fault_alloc), IOMMU_IOAS_MAP_FILE: ("IOMMU_IOAS_MAP_FILE", iommu_ioas_map_file), IOMMU_VIOMMU_ALLOC: ("IOMMU_VIOMMU_ALLOC", iommu_viommu_alloc), IOMMU_VDEVICE_ALLOC: ("IOMMU_VDEVICE_ALLOC", iommu_vdevice_alloc), IOMMU_IOAS_CHANGE_PROCESS: ("IOMMU_IOAS_CHANGE_PROCESS", iommu_ioas_change_process), IOMMU_VEVENTQ_ALLOC: ("IOMMU_VEVENTQ_ALLOC", iommu_veventq_alloc), IOMMU_HW_QUEUE_ALLOC: ("IOMMU_HW_QUEUE_ALLOC", iommu_hw_queue_alloc), IOMMU_TEST_CMD: ("IOMMU_TEST_CMD", iommu_test_cmd), IOMMUFS_HWPT_INVALIDATE_RING: ("IOMMUFS_HWPT_INVALIDATE_RING", iommufs_hwpt_invalidate_ring), IOMMUFS_VCMDQ_ALLOC: ("IOMMUFS_VCMDQ_ALLOC", iommufs_vcmdq_alloc), IOMMUFS_DMA: ("IOMMUFS_DMA", iommufs_dma), VFIO_GET_API_VERSION: ("VFIO_GET_API_VERSION", vfio_compat_arg), VFIO_CHECK_EXTENSION: ("VFIO_CHECK_EXTENSION", vfio_compat_arg), VFIO_SET_IOMMU: ("VFIO_SET_IOMMU", vfio_compat_arg), VFIO_IOMMU_GET_INFO: ("VFIO_IOMMU_GET_INFO", vfio_iommu_type1_info), VFIO_IOMMU_MAP_DMA: ("VFIO_IOMMU_MAP_DMA", vfio_iommu_type1_dma_map), VFIO_IOMMU_UNMAP_DMA: ("VFIO_IOMMU_UNMAP_DMA", vfio_iommu_type1_dma_unmap), VFIO_DEVICE_GET_INFO: ("VFIO_DEVICE_GET_INFO", vfio_device_info), VFIO_DEVICE_BIND_IOMMUFD: ("VFIO_DEVICE_BIND_IOMMUFD", vfio_device_bind_iommufd), VFIO_DEVICE_ATTACH_IOMMUFD_PT: ("VFIO_DEVICE_ATTACH_IOMMUFD_PT", vfio_device_attach_iommufd_pt), VFIO_DEVICE_DETACH_IOMMUFD_PT: ("VFIO_DEVICE_DETACH_IOMMUFD_PT", vfio_device_detach_iommufd_pt)}
 
 
 # ---- constants ----
@@ -547,6 +810,7 @@ IOMMU_HW_INFO_TYPE_INTEL_VTD = 0x1
 IOMMU_HW_INFO_TYPE_ARM_SMMUV3 = 0x2
 IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV = 0x3
 IOMMU_HW_INFO_TYPE_AMD = 0x4
+IOMMU_HW_INFO_TYPE_SELFTEST = 0xfeedbeef
 # enum iommufd_hw_capabilities
 IOMMU_HW_CAP_DIRTY_TRACKING = 0x1
 IOMMU_HW_CAP_PCI_PASID_EXEC = 0x2
@@ -579,6 +843,24 @@ IOMMU_VTD_S1_WPE = 0x4
 # enum iommu_hwpt_invalidate_data_type
 IOMMU_HWPT_INVALIDATE_DATA_VTD_S1 = 0x0
 IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3 = 0x1
+IOMMU_HWPT_INVALIDATE_DATA_SELFTEST = 0xdeadbeef
+# enum iommu_test_op
+IOMMU_TEST_OP_ADD_RESERVED = 0x1
+IOMMU_TEST_OP_MOCK_DOMAIN = 0x2
+IOMMU_TEST_OP_MD_CHECK_MAP = 0x3
+IOMMU_TEST_OP_MD_CHECK_REFS = 0x4
+IOMMU_TEST_OP_CREATE_ACCESS = 0x5
+IOMMU_TEST_OP_DESTROY_ACCESS_PAGES = 0x6
+IOMMU_TEST_OP_ACCESS_PAGES = 0x7
+IOMMU_TEST_OP_ACCESS_RW = 0x8
+IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT = 0x9
+IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE = 0xa
+IOMMU_TEST_OP_ACCESS_REPLACE_IOAS = 0xb
+IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS = 0xc
+IOMMU_TEST_OP_DIRTY = 0xd
+IOMMU_TEST_OP_MD_CHECK_IOTLB = 0xe
+IOMMU_TEST_OP_TRIGGER_IOPF = 0xf
+IOMMU_TEST_OP_DEV_CHECK_CACHE = 0x10
 # enum iommu_hwpt_vtd_s1_invalidate_flags
 IOMMU_VTD_INV_FLAGS_LEAF = 0x1
 IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17 = 0x1
