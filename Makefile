@@ -6,7 +6,7 @@ TOPOLOGY ?= sysfs-schema/topologies/default.yaml
 DEBIAN_PACKAGES := libfuse2 fuse libfuse3-dev pkg-config gcc g++ libc6-dev make python3 bash coreutils
 STAMP := node_modules/.installed
 
-.PHONY: all setup deps build ts native shim header examples mount test unit lint bench fuzz clean
+.PHONY: all setup deps build ts native shim header prepared examples python install mount test unit lint docs bench fuzz clean
 
 all: build
 
@@ -35,9 +35,16 @@ build: setup
 	$(MAKE) --no-print-directory ts
 	$(MAKE) --no-print-directory native shim examples
 
-ts:
+# compiled only when a TypeScript source, the config or the installed modules changed
+TS_SOURCES := $(shell find src test bench examples -name '*.ts' 2>/dev/null) tsconfig.json
+TS_STAMP := dist/.ts-built
+
+ts: $(TS_STAMP)
+
+$(TS_STAMP): $(TS_SOURCES) $(STAMP)
 	npx tsc -p .
 	chmod +x dist/src/cli/main.js
+	@touch $@
 
 # ---- the libfuse3 binding (native/fuse3), built with node-gyp against the installed Node's own
 # headers (--nodedir: nothing is downloaded); node-gyp is the copy npm bundles ----
@@ -65,6 +72,11 @@ $(SHIM): ioctl-shim/iommufs-shim.c ioctl-shim/iommufs-shim.h
 	@mkdir -p $(@D)
 	$(CC) -shared -fPIC -O2 -Wall -Wextra -o $@ ioctl-shim/iommufs-shim.c -ldl -lpthread
 
+# what `npm install` from git needs after tsc (package.json's prepare): no npm ci, no apt;
+# without libfuse3-dev the binding is left out and only the fuse-native backend works
+prepared: shim header
+	@$(MAKE) --no-print-directory native || echo "iommufs: the libfuse3 binding did not build (libfuse3-dev?): use --backend fuse-native"
+
 # ---- iommufd.h, generated from the TypeScript uAPI table (src/uapi), never written by hand ----
 HEADER := dist/include/iommufd.h
 
@@ -79,7 +91,7 @@ C_EXAMPLES := nested-smmuv3 nested-vtd errors fds threads dma
 # test programs (test/c): the same helpers as the examples
 C_TESTS := fork-share close-sync fuzz-shim
 EXAMPLE_BINS := $(addprefix dist/examples/c/,$(C_EXAMPLES)) $(addprefix dist/test/c/,$(C_TESTS)) dist/test/c/real-ioctl \
-  dist/bench/ioctl-loop dist/bench/ioctl-mixed dist/bench/transport-loop dist/bench/ref-server
+  dist/examples/suites/c/suite dist/bench/ioctl-loop dist/bench/ioctl-mixed dist/bench/transport-loop dist/bench/ref-server
 
 examples: header
 	@$(MAKE) --no-print-directory $(EXAMPLE_BINS)
@@ -96,6 +108,11 @@ dist/test/c/%: test/c/%.c examples/c/example.h $(HEADER)
 dist/test/c/real-ioctl: test/c/real-ioctl.c examples/c/example.h $(HEADER)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_EXAMPLES) -Iexamples/c -static -o $@ $<
+
+# a test suite of the kind users run under `iommufs run` (examples/suites/)
+dist/examples/suites/c/suite: examples/suites/c/suite.c examples/c/example.h $(HEADER)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_EXAMPLES) -o $@ $<
 
 dist/bench/ioctl-loop: bench/ioctl-loop.c $(HEADER)
 	@mkdir -p $(@D)
@@ -114,6 +131,30 @@ dist/bench/ref-server: bench/ref-server.c
 	@mkdir -p $(@D)
 	$(CC) -O2 -Wall -Wextra $$(pkg-config --cflags fuse3) -o $@ $< $$(pkg-config --libs fuse3)
 
+# ---- the Python module, generated from the same tables as the header; kept in the repository ----
+python: ts
+	node dist/src/cli/main.js header --python > python/iommufs.py
+
+# ---- make install PREFIX=DIR: headers, the shim, the iommufs command, pkg-config, the Python module ----
+PREFIX ?= /usr/local
+VERSION := $(shell node -p "require('./package.json').version")
+# the runtime dependencies the command needs (no dev dependencies)
+RUNTIME_MODULES = $(shell npm ls --omit=dev --all --parseable 2>/dev/null | tail -n +2 | sed 's|^$(CURDIR)/||')
+
+install: build
+	@P='$(DESTDIR)$(PREFIX)'; L="$$P/lib/iommufs"; set -e; \
+	install -d "$$P/bin" "$$P/include/iommufs" "$$P/lib/pkgconfig"; \
+	install -m 644 $(HEADER) "$$P/include/iommufs/iommufd.h"; \
+	install -m 644 ioctl-shim/iommufs-shim.h "$$P/include/iommufs/iommufs-frames.h"; \
+	install -m 755 $(SHIM) "$$P/lib/libiommufs-shim.so"; \
+	rm -rf "$$L"; install -d "$$L/dist" "$$L/python"; \
+	cp -r package.json LICENSE sysfs-schema "$$L/"; cp -r dist/src dist/include dist/ioctl-shim dist/native "$$L/dist/"; \
+	install -m 644 python/iommufs.py "$$L/python/"; \
+	for m in $(RUNTIME_MODULES); do install -d "$$L/$$(dirname $$m)"; cp -r "$$m" "$$L/$$m"; done; \
+	printf '#!/bin/sh\nexec node "%s/lib/iommufs/dist/src/cli/main.js" "$$@"\n' '$(PREFIX)' > "$$P/bin/iommufs"; chmod 755 "$$P/bin/iommufs"; \
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' iommufs.pc.in > "$$P/lib/pkgconfig/iommufs.pc"; \
+	echo "installed iommufs $(VERSION) in $$P"
+
 mount: build
 	node dist/src/cli/main.js mount $(MOUNT_DIR) --topology $(TOPOLOGY)
 
@@ -125,6 +166,10 @@ test: build
 FUZZ_ARGS ?= --seed 1 --inputs 30000 --mount-inputs 2000 --shim-inputs 2000 --seconds 120
 fuzz: build
 	node dist/test/fuzz/fuzz.js $(FUZZ_ARGS)
+
+# API documentation, generated from the comments of src/index.ts: dist/docs/api/index.html
+docs: ts
+	npx typedoc
 
 lint: setup
 	npm run --silent lint

@@ -4,12 +4,13 @@
  * the model on an iommufs mount: with the ioctl shim preloaded, or in a
  * private mount namespace where the real paths are the mount's.
  */
-import { spawn } from 'node:child_process'
+import { ChildProcess, spawn } from 'node:child_process'
 import { accessSync, closeSync, constants as fsConstants, existsSync, openSync, readSync, statSync } from 'node:fs'
 import { constants as osConstants } from 'node:os'
 import * as path from 'node:path'
 import { PACKAGE_ROOT } from '../util/paths'
 import { iommufsMounts } from './mount-point'
+import { UsageError } from './usage'
 
 export const EXEC_HELP = `usage: iommufs exec [--mount DIR] [--namespace] -- PROGRAM [ARGS...]
 
@@ -18,7 +19,9 @@ Runs PROGRAM with the ioctl shim preloaded (LD_PRELOAD): its opens of
 ioctl() calls on them are answered by the model, as the kernel would answer
 them. Other files and descriptors are untouched. Exits with PROGRAM's status.
 
-  --mount DIR   the iommufs mount (default: the only one in /proc/self/mounts)
+  --mount DIR   the iommufs mount (default: the only one; among several, the
+                one containing the current directory, else the only one
+                below it; the choice is named on stderr)
   --namespace   no shim: run PROGRAM (root only) in a private mount namespace
                 where /dev/iommu, /dev/vfio/devices/*, /sys/class/iommu,
                 /sys/bus/pci/devices and /sys/kernel/iommu_groups are the
@@ -36,7 +39,7 @@ PROGRAM is refused: LD_PRELOAD cannot reach it.
 export const SHIM_PATH = path.join(PACKAGE_ROOT, 'dist', 'ioctl-shim', 'libiommufs-shim.so')
 
 /** A refusal: one line on stderr, exit status 2. */
-class ExecError extends Error {}
+export class ExecError extends UsageError {}
 
 interface ExecArgs {
   mount?: string
@@ -159,17 +162,73 @@ done
 exec "$@"
 `
 
-/** The mount to use without --mount: the only one there is, else the reason there is none. */
-export function chooseMount(mounts: readonly string[]): { mount: string } | { error: string } {
-  if (mounts.length === 1) return { mount: mounts[0] }
+/** Whether `dir` is `root` or inside it. */
+function within(dir: string, root: string): boolean {
+  const rel = path.relative(root, dir)
+  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))
+}
+
+/**
+ * The mount to use without --mount, and why: the only one there is; else the
+ * one the current directory is in (the innermost); else the only one below
+ * the current directory; else the reason there is none.
+ */
+export function chooseMount(mounts: readonly string[], cwd = process.cwd()): { mount: string; why: string } | { error: string } {
+  if (mounts.length === 1) return { mount: mounts[0], why: 'the only iommufs mount' }
   if (!mounts.length) return { error: 'no iommufs mount found in /proc/self/mounts (mount one, or name it with --mount DIR)' }
-  return { error: `${mounts.length} iommufs mounts (${mounts.join(', ')}): name one with --mount DIR` }
+  const around = mounts.filter((m) => within(cwd, m)).sort((a, b) => b.length - a.length)
+  if (around.length) return { mount: around[0], why: 'the current directory is in it' }
+  const below = mounts.filter((m) => within(m, cwd))
+  if (below.length === 1) return { mount: below[0], why: 'the only one under the current directory' }
+  return { error: `${mounts.length} iommufs mounts (${mounts.join(', ')}), ${below.length ? `${below.length} of them` : 'none'} under the current directory: name one with --mount DIR` }
 }
 
 async function defaultMount(): Promise<string> {
   const chosen = chooseMount(await iommufsMounts())
   if ('error' in chosen) throw new ExecError(chosen.error)
+  process.stderr.write(`iommufs: using ${chosen.mount} (${chosen.why})\n`)
   return chosen.mount
+}
+
+/** PROGRAM resolved as execvp would, or a refusal naming it. */
+function findProgram(name: string): string {
+  const program = resolveProgram(name)
+  if (!program) throw new ExecError(`${name}: no such executable${name.includes('/') ? '' : ' in PATH'}`)
+  return program
+}
+
+/** PROGRAM resolved as execvp would, and checked for the shim: the shim is built and can reach it. Returns its path. */
+export function checkProgram(name: string): string {
+  const program = findProgram(name)
+  if (!existsSync(SHIM_PATH)) throw new ExecError(`the ioctl shim is not built (${SHIM_PATH}): run make shim`)
+  if (elfLinkage(program) === 'static') {
+    throw new ExecError(`${name}: statically linked (no ELF interpreter): LD_PRELOAD cannot reach it, so the ioctl shim cannot either (use --namespace)`)
+  }
+  return program
+}
+
+/** A started program: `exited` resolves with its status (128 + signal when killed). */
+export interface ShimChild {
+  readonly pid: number
+  kill(sig: NodeJS.Signals): void
+  readonly exited: Promise<number>
+}
+
+function watch(child: ChildProcess, argv0: string): ShimChild {
+  const exited = new Promise<number>((resolve) => {
+    child.on('error', (e) => {
+      process.stderr.write(`iommufs: ${argv0}: ${e.message}\n`)
+      resolve(127)
+    })
+    child.on('exit', (code, signal) => resolve(code ?? 128 + (signal ? osConstants.signals[signal] : 0)))
+  })
+  return { pid: child.pid ?? -1, kill: (sig) => void child.kill(sig), exited }
+}
+
+/** Starts `program` (a path from checkProgram) with the shim preloaded, reaching `mount`. */
+export function spawnUnderShim(mount: string, program: string, argv0: string, args: readonly string[]): ShimChild {
+  const preload = process.env.LD_PRELOAD ? `${process.env.LD_PRELOAD}:${SHIM_PATH}` : SHIM_PATH
+  return watch(spawn(program, args, { argv0, stdio: 'inherit', env: { ...process.env, LD_PRELOAD: preload, IOMMUFS_MOUNT: mount } }), argv0)
 }
 
 async function run(argv: string[]): Promise<number> {
@@ -180,42 +239,26 @@ async function run(argv: string[]): Promise<number> {
   }
   const mount = parsed.mount !== undefined ? path.resolve(parsed.mount) : await defaultMount()
   if (!(await iommufsMounts()).includes(mount)) throw new ExecError(`${mount} is not an iommufs mount`)
-  const program = resolveProgram(parsed.program)
-  if (!program) throw new ExecError(`${parsed.program}: no such executable${parsed.program.includes('/') ? '' : ' in PATH'}`)
-  let child
+  let child: ShimChild
   if (parsed.namespace) {
+    const program = findProgram(parsed.program)
     if (process.getuid?.() !== 0) throw new ExecError('--namespace needs root (it makes a mount namespace and bind mounts)')
-    child = spawn('unshare', ['--mount', '--propagation', 'private', '--', '/bin/sh', '-c', NAMESPACE_SCRIPT, 'iommufs-ns', mount, program, ...parsed.args], {
+    const ns = spawn('unshare', ['--mount', '--propagation', 'private', '--', '/bin/sh', '-c', NAMESPACE_SCRIPT, 'iommufs-ns', mount, program, ...parsed.args], {
       stdio: 'inherit',
     })
+    child = watch(ns, parsed.program)
   } else {
-    if (!existsSync(SHIM_PATH)) throw new ExecError(`the ioctl shim is not built (${SHIM_PATH}): run make shim`)
-    if (elfLinkage(program) === 'static') {
-      throw new ExecError(`${parsed.program}: statically linked (no ELF interpreter): LD_PRELOAD cannot reach it, so the ioctl shim cannot either (use --namespace)`)
-    }
-    const preload = process.env.LD_PRELOAD ? `${process.env.LD_PRELOAD}:${SHIM_PATH}` : SHIM_PATH
-    child = spawn(program, parsed.args, {
-      argv0: parsed.program,
-      stdio: 'inherit',
-      env: { ...process.env, LD_PRELOAD: preload, IOMMUFS_MOUNT: mount },
-    })
+    child = spawnUnderShim(mount, checkProgram(parsed.program), parsed.program, parsed.args)
   }
   // like a shell: the program gets the terminal's signals; we report how it ended
-  const forward = (sig: NodeJS.Signals): void => {
-    child.kill(sig)
-  }
+  const forward = (sig: NodeJS.Signals): void => child.kill(sig)
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT']
   for (const s of signals) process.on(s, forward)
-  return new Promise((resolve) => {
-    child.on('error', (e) => {
-      process.stderr.write(`iommufs: ${parsed.program}: ${e.message}\n`)
-      resolve(127)
-    })
-    child.on('exit', (code, signal) => {
-      for (const s of signals) process.off(s, forward)
-      resolve(code ?? 128 + (signal ? osConstants.signals[signal] : 0))
-    })
-  })
+  try {
+    return await child.exited
+  } finally {
+    for (const s of signals) process.off(s, forward)
+  }
 }
 
 /** The command: its own errors are one line and exit status 2. */

@@ -11,13 +11,18 @@ import { IOCTLS, Ioctl } from '../uapi/ioctls'
 import { FieldSpec, Scalar, StructLayout } from '../uapi/layout'
 import { NAMES, VfioBindFlag } from '../uapi/names'
 import { STRUCTS } from '../uapi/structs'
+import { pythonModule } from './python'
 
-export const HEADER_HELP = `usage: iommufs header
+export const HEADER_HELP = `usage: iommufs header [--python]
 
 Prints iommufd.h: the ioctl numbers, struct layouts and enums of
 include/uapi/linux/iommufd.h and the VFIO cdev commands, as the model
 implements them (generated from src/uapi). \`make\` writes it to
 dist/include/iommufd.h for the C examples.
+
+  --python   print the Python module instead (python/iommufs.py): the same
+             structs as ctypes structures, the ioctl numbers and constants,
+             and a helper to open /dev/iommu and issue requests
 `
 
 const C_TYPE: Record<Scalar, string> = { u8: '__u8', u16: '__u16', u32: '__u32', s32: '__s32', u64: '__aligned_u64' }
@@ -83,15 +88,21 @@ function structDef(l: StructLayout): string {
   return lines.join('\n')
 }
 
-function enumDef(set: string): string {
+/** A name set's constants as C spells them (IOMMU_HWPT_ALLOC_NEST_PARENT), or undefined when the header knows no spelling. */
+export function constantNames(set: string): { cname: string; constants: [string, number | bigint][] } | undefined {
   const spec = ENUMS[set]
-  const values = NAMES[set]
-  if (!spec) {
-    const list = Object.entries(values.values).map(([k, v]) => `${k}=${hex(v)}`).join(', ')
+  if (!spec || NOT_ENUMS.has(set)) return undefined
+  return { cname: spec.cname, constants: Object.entries(NAMES[set].values).map(([k, v]) => [spec.except?.[k] ?? spec.prefix + k, v]) }
+}
+
+function enumDef(set: string): string {
+  const spelled = constantNames(set)
+  if (!spelled) {
+    const list = Object.entries(NAMES[set].values).map(([k, v]) => `${k}=${hex(v)}`).join(', ')
     return `/* ${set}: ${list} (no C spelling known to \`iommufs header\`) */`
   }
-  const body = Object.entries(values.values).map(([k, v]) => `\t${spec.except?.[k] ?? spec.prefix + k} = ${hex(v)}${typeof v === 'bigint' && v > 0x7fffffffn ? 'ULL' : ''},`)
-  return [`enum ${spec.cname} {`, ...body, '};'].join('\n')
+  const body = spelled.constants.map(([k, v]) => `\t${k} = ${hex(v)}${typeof v === 'bigint' && v > 0x7fffffffn ? 'ULL' : ''},`)
+  return [`enum ${spelled.cname} {`, ...body, '};'].join('\n')
 }
 
 function cmdName(i: Ioctl): string {
@@ -177,10 +188,11 @@ export async function headerCommand(args: string[]): Promise<number> {
     process.stdout.write(HEADER_HELP)
     return 0
   }
-  if (args.length) {
-    process.stderr.write(`iommufs: header takes no arguments, got "${args[0]}" (see iommufs header --help)\n`)
+  const python = args[0] === '--python'
+  if (args.length > (python ? 1 : 0)) {
+    process.stderr.write(`iommufs: header takes only --python, got "${args[python ? 1 : 0]}" (see iommufs header --help)\n`)
     return 2
   }
-  process.stdout.write(iommufdHeader())
+  process.stdout.write(python ? pythonModule() : iommufdHeader())
   return 0
 }

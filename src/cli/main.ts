@@ -7,18 +7,21 @@ import { BACKENDS, Backend, detach } from '../fs/fuse-binding'
 import { SUBJECT_DIRS } from '../fs/sysfs-tree'
 import { abiDocument, loadSchema } from '../topology/attributes'
 import { SANITIZER_MODES, SanitizerMode } from '../hw/smmuv3/sanitizer'
+import { topologyJsonSchema } from '../topology/json-schema'
 import { describeMachine, loadTopology } from '../topology/topology'
 import { DataError } from '../util/data-file'
 import { PACKAGE_ROOT } from '../util/paths'
 import { EXEC_HELP, execCommand } from './exec'
+import { GRAPH_HELP, graphCommand } from './graph'
+import { REPLAY_HELP, replayCommand } from './replay'
+import { RUN_HELP, runCommand } from './run'
 import { HEADER_HELP, headerCommand } from './header'
 import { iommufsMounts } from './mount-point'
 import { startServer } from './server'
+import { UsageError } from './usage'
 
 const VERSION: string = JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')).version
 
-/** Bad command-line use: one line on stderr, exit status 2. */
-class UsageError extends Error {}
 
 const HELP: Record<string, string> = {
   main: `usage: iommufs <command> [options]
@@ -27,16 +30,20 @@ Mounts a FUSE filesystem modelling ARM SMMUv3 and Intel VT-d IOMMUs: sysfs
 feature files, an iommufd-like /dev/iommu node and a debug tree.
 
 commands:
-  mount DIR [--topology FILE] [--daemon] [--force] [--log FILE] [--backend NAME] [--sanitizer MODE]
+  mount DIR [--topology FILE] [--daemon] [--force] [--log FILE] [--backend NAME] [--sanitizer MODE] [--record FILE] [-v]
   unmount DIR
-  topology check FILE
+  topology check FILE | topology schema
   schema --abi
   exec [--mount DIR] -- PROGRAM [ARGS...]
+  run [--topology FILE] [--sanitize off|report|strict] [--record FILE] [--keep] -- CMD [ARGS...]
+  replay FILE [--mount DIR]
+  graph [--mount DIR] [--context N] | --topology [FILE] | FILE.dot  [-o FILE.svg]
   header
 
-'iommufs <command> --help' describes a command.
+'iommufs <command> --help' describes a command; 'iommufs --version' prints
+the version. Bad arguments exit 2.
 `,
-  mount: `usage: iommufs mount DIR [--topology FILE] [--daemon] [--force] [--log FILE] [--backend NAME] [--sanitizer MODE]
+  mount: `usage: iommufs mount DIR [--topology FILE] [--daemon] [--force] [--log FILE] [--backend NAME] [--sanitizer MODE] [--record FILE] [-v]
 
 Mounts the model on DIR and serves it in the foreground until Ctrl-C
 (SIGINT) or SIGTERM, which unmount and exit 0. A stale mount left by a
@@ -51,6 +58,10 @@ killed server is recovered first.
                    interrupts, real ioctl() or per-caller replies)
   --sanitizer MODE the stale-TLB sanitizer on every SMMU and VT-d unit: off, report (default)
                    or strict; changeable later in sys/kernel/debug/iommufd/iommu/<unit>/sanitizer
+  --record FILE    write every request and reply as a replayable script
+                   (iommufs replay FILE; docs/record-replay.md)
+  -v, --verbose    print every trace line (requests, replies) on stderr; without
+                   it the foreground server prints only handler bugs
 `,
   unmount: `usage: iommufs unmount DIR
 
@@ -58,9 +69,13 @@ Stops the server of the iommufs mount on DIR and unmounts it (or detaches a
 stale mount whose server is gone).
 `,
   topology: `usage: iommufs topology check FILE
+       iommufs topology schema
 
-Validates a topology file and prints the machine it describes. A mistake is
-reported with the file, the key and what was expected; exit status 1.
+check: validates a topology file and prints the machine it describes. A
+mistake is reported with the file, the key and what was expected; exit
+status 1. schema: prints the JSON Schema of topology files, generated from
+the register schema (also in sysfs-schema/topology.schema.json), for editors.
+The format: docs/topology.md.
 `,
   schema: `usage: iommufs schema --abi
 
@@ -68,6 +83,9 @@ Prints the documentation of every attribute in sysfs-schema/, in the style of
 the kernel's Documentation/ABI.
 `,
   exec: EXEC_HELP,
+  run: RUN_HELP,
+  replay: REPLAY_HELP,
+  graph: GRAPH_HELP,
   header: HEADER_HELP,
 }
 
@@ -76,7 +94,7 @@ interface Parsed {
   positionals: string[]
 }
 
-function parse(args: string[], options: Record<string, { type: 'string' | 'boolean' }>, positionals: number, help: string): Parsed {
+function parse(args: string[], options: Record<string, { type: 'string' | 'boolean'; short?: string }>, positionals: number, help: string): Parsed {
   let parsed: Parsed
   try {
     parsed = parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true })
@@ -96,7 +114,7 @@ function parse(args: string[], options: Record<string, { type: 'string' | 'boole
 async function mountCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse(
     args,
-    { topology: { type: 'string' }, daemon: { type: 'boolean' }, force: { type: 'boolean' }, log: { type: 'string' }, backend: { type: 'string' }, sanitizer: { type: 'string' } },
+    { topology: { type: 'string' }, daemon: { type: 'boolean' }, force: { type: 'boolean' }, log: { type: 'string' }, backend: { type: 'string' }, sanitizer: { type: 'string' }, record: { type: 'string' }, verbose: { type: 'boolean', short: 'v' } },
     1,
     'mount',
   )
@@ -116,7 +134,9 @@ async function mountCommand(args: string[]): Promise<number> {
     force: values.force === true,
     log: values.log as string | undefined,
     sanitizer: sanitizer as SanitizerMode | undefined,
-    echo: quietAfterReady ? undefined : (line) => process.stderr.write(`${line}\n`),
+    record: values.record as string | undefined,
+    // handler bugs always reach stderr; requests and replies only with -v (a session makes thousands)
+    echo: quietAfterReady ? undefined : (line, tag) => (values.verbose || tag === 'bug') && process.stderr.write(`${line}\n`),
     backend: backend as Backend | undefined,
     // unmounted from outside: nothing left to serve
     onEnded: () => process.exit(0),
@@ -187,7 +207,7 @@ function daemonize(args: string[]): Promise<number> {
 
 async function unmountCommand(args: string[]): Promise<number> {
   const dir = path.resolve(parse(args, {}, 1, 'unmount').positionals[0])
-  if (!(await iommufsMounts()).includes(dir)) throw new Error(`${dir} is not an iommufs mount`)
+  if (!(await iommufsMounts()).includes(dir)) throw new UsageError(`${dir} is not an iommufs mount`)
   let pid: number | undefined
   try {
     const info = await fsp.readFile(path.join(dir, 'sys/kernel/debug/iommufd/server'), 'utf8')
@@ -211,8 +231,13 @@ async function unmountCommand(args: string[]): Promise<number> {
 }
 
 async function topologyCommand(args: string[]): Promise<number> {
+  if (args[0] === 'schema') {
+    parse(args.slice(1), {}, 0, 'topology')
+    process.stdout.write(`${JSON.stringify(topologyJsonSchema(), null, 2)}\n`)
+    return 0
+  }
   const { positionals } = parse(args, {}, 2, 'topology')
-  if (positionals[0] !== 'check') throw new UsageError(`unknown topology command "${positionals[0]}" (expected: check)`)
+  if (positionals[0] !== 'check') throw new UsageError(`unknown topology command "${positionals[0]}" (expected: check or schema)`)
   const file = positionals[1]
   const machine = loadTopology(file)
   loadSchema()
@@ -233,6 +258,9 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   topology: topologyCommand,
   schema: schemaCommand,
   exec: execCommand,
+  run: runCommand,
+  replay: replayCommand,
+  graph: graphCommand,
   header: headerCommand,
 }
 
@@ -253,7 +281,8 @@ async function main(argv: string[]): Promise<number> {
 }
 
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  // a pipe takes stdout asynchronously: exit once what was written has gone (a 64 KiB schema would be cut)
+  (code) => process.stdout.write('', () => process.exit(code)),
   (e: unknown) => {
     if (e instanceof UsageError) {
       process.stderr.write(`iommufs: ${e.message}\n`)

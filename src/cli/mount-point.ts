@@ -1,6 +1,7 @@
 import { promises as fsp } from 'node:fs'
 import * as path from 'node:path'
 import { detach } from '../fs/fuse-binding'
+import { UsageError } from './usage'
 
 /** A placeholder git keeps in an otherwise empty mount point; it does not count as content. */
 const PLACEHOLDERS = new Set(['.gitkeep'])
@@ -35,14 +36,14 @@ export async function prepareMountPoint(dir: string): Promise<MountPointState> {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code
     if (code !== 'ENOTCONN' && code !== 'ECONNABORTED') {
-      throw new Error(code === 'ENOENT' ? `mount point ${dir} does not exist` : `cannot use ${dir}: ${(e as Error).message}`)
+      throw new UsageError(code === 'ENOENT' ? `mount point ${dir} does not exist` : `cannot use ${dir}: ${(e as Error).message}`)
     }
     await detach(dir)
     recoveredStale = true
   }
-  if ((await iommufsMounts()).includes(path.resolve(dir))) throw new Error(`${dir} is already an iommufs mount (iommufs unmount ${dir})`)
+  if ((await iommufsMounts()).includes(path.resolve(dir))) throw new UsageError(`${dir} is already an iommufs mount (iommufs unmount ${dir})`)
   const st = await fsp.stat(dir)
-  if (!st.isDirectory()) throw new Error(`mount point ${dir} is not a directory`)
+  if (!st.isDirectory()) throw new UsageError(`mount point ${dir} is not a directory`)
   const entries = await fsp.readdir(dir)
   return { hasAnyEntry: entries.length > 0, hasContent: entries.some((e) => !PLACEHOLDERS.has(e)), recoveredStale }
 }

@@ -1,38 +1,21 @@
-import { createWriteStream } from 'node:fs'
 import * as path from 'node:path'
 import { Backend, mountTree, Mounted } from '../fs/fuse-binding'
+import { buildTree, TreeOptions } from '../fs/model-tree'
 import { TreeOps } from '../fs/ops'
-import { debugTree } from '../fs/debug-tree'
-import { AttributeFile } from '../fs/nodes'
-import { buildSysfsTree, dirAt } from '../fs/sysfs-tree'
-import { TransactionFile } from '../fs/transaction-file'
 import { World } from '../iommufd/world'
-import { IommuSession, VfioDeviceSession } from '../uapi/session'
 import { Machine } from '../hw/machine'
-import { SanitizerMode } from '../hw/smmuv3/sanitizer'
-import { Smmuv3 } from '../hw/smmuv3/smmuv3'
-import { Vtd } from '../hw/vtd/vtd'
-import { loadSchema } from '../topology/attributes'
-import { loadTopology } from '../topology/topology'
-import { DEFAULT_TOPOLOGY } from '../util/paths'
 import { TraceLog } from '../util/trace'
 import { prepareMountPoint } from './mount-point'
+import { UsageError } from './usage'
 
-export interface ServerOptions {
+export interface ServerOptions extends TreeOptions {
   dir: string
-  topology?: string
   /** Mount over a directory that has content. */
   force?: boolean
-  /** Append trace lines to this file as well. */
-  log?: string
-  /** Echo trace lines here (the foreground server's stderr). */
-  echo?: (line: string) => void
   /** The FUSE backend (default libfuse3). */
   backend?: Backend
   /** Called when the mount goes away from outside (umount, an aborted connection). */
   onEnded?: () => void
-  /** The stale-TLB sanitizer's starting mode on every SMMU and VT-d unit (default report). */
-  sanitizer?: SanitizerMode
 }
 
 export interface Server {
@@ -48,37 +31,27 @@ export interface Server {
 /** Loads the schema and topology, builds the tree and mounts it. Throws with a readable message. */
 export async function startServer(opts: ServerOptions): Promise<Server> {
   const dir = path.resolve(opts.dir)
-  const topology = opts.topology ?? DEFAULT_TOPOLOGY
-  const schema = loadSchema()
-  const machine = loadTopology(topology)
-  const state = await prepareMountPoint(dir)
-  if (state.hasContent && !opts.force) throw new Error(`mount point ${dir} is not empty (use --force to mount over it)`)
-
-  const log = opts.log ? createWriteStream(opts.log, { flags: 'a' }) : undefined
-  const trace = new TraceLog(undefined, (line) => {
-    opts.echo?.(line)
-    log?.write(`${line}\n`)
-  })
-  const world = new World(machine, trace)
-  if (opts.sanitizer) for (const u of machine.units) if (u instanceof Smmuv3 || u instanceof Vtd) u.dma.sanitizer.mode = opts.sanitizer
-  const root = buildSysfsTree(machine, schema)
-  // who serves this mount: `iommufs unmount` reads the pid here
-  const server = new AttributeFile(() => `pid ${process.pid}\ntopology ${path.resolve(topology)}\n`)
-  dirAt(root, '/sys/kernel/debug').add('iommufd', debugTree(world, [['server', server]]))
-  dirAt(root, '/dev').add('iommu', new TransactionFile((caller) => new IommuSession(world, caller?.pid)))
-  const vfio = dirAt(root, '/dev/vfio/devices')
-  for (const d of machine.devices) vfio.add(`vfio${d.vfioIndex}`, new TransactionFile(() => new VfioDeviceSession(world, d)))
-  const ops = new TreeOps(root, trace)
-  const mounted: Mounted = await mountTree(dir, ops, { nonEmpty: state.hasAnyEntry, backend: opts.backend, onEnded: opts.onEnded })
+  // a bad topology is reported before the mount point is looked at
+  const tree = buildTree(opts)
+  let mounted: Mounted
+  let state
+  try {
+    state = await prepareMountPoint(dir)
+    if (state.hasContent && !opts.force) throw new UsageError(`mount point ${dir} is not empty (use --force to mount over it)`)
+    mounted = await mountTree(dir, tree.ops, { nonEmpty: state.hasAnyEntry, backend: opts.backend, onEnded: opts.onEnded })
+  } catch (e) {
+    tree.close()
+    throw e
+  }
   const notes = state.recoveredStale ? [`recovered a stale mount on ${dir}`] : []
   let stopping: Promise<void> | undefined
   return {
     dir,
-    machine,
-    world,
-    ops,
-    trace,
+    machine: tree.machine,
+    world: tree.world,
+    ops: tree.ops,
+    trace: tree.trace,
     notes,
-    stop: () => (stopping ??= mounted.unmount().finally(() => log?.end())),
+    stop: () => (stopping ??= mounted.unmount().finally(() => tree.close())),
   }
 }

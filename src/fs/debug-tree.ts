@@ -11,14 +11,32 @@ function lines(pairs: [string, string][]): string {
   return pairs.map(([k, v]) => `${k}: ${v}\n`).join('')
 }
 
-/** Objects and their references, for Graphviz. */
+/** A Graphviz string: quotes and backslashes escaped, `\n` kept as a line break. */
+function dotText(s: string): string {
+  return s.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')
+}
+
+/** What a node of graph.dot shows under "id: type", and its fill colour, by object type. */
+const GRAPH_DETAIL: Record<string, { keys: [string, (v: string) => string][]; fill: string }> = {
+  device: { keys: [['pci', (v) => v], ['stream_id', (v) => `StreamID ${v}`], ['rid', (v) => `RID ${v}`]], fill: '#dbe9f6' },
+  ioas: { keys: [['mappings', (v) => `${v} mapping${v === '1' ? '' : 's'}`]], fill: '#e8f3e0' },
+  hwpt_paging: { keys: [['flags', (v) => (v === '0' ? '' : v)]], fill: '#fdf1d6' },
+  hwpt_nested: { keys: [['ste.config', (v) => `STE ${v}`], ['pasid_entry', (v) => v]], fill: '#fde2cf' },
+  viommu: { keys: [['vmid', (v) => `VMID ${v}`], ['vsid_map', (v) => (v === '-' ? '' : v.split(/[\s,]+/).map((m) => m.replace(/^(\S+)->(\S+)$/, 'vSID $1 -> pSID $2')).join('\n'))]], fill: '#eadcf3' },
+  vdevice: { keys: [['virt_id', (v) => `vSID ${v}`], ['phys_id', (v) => `-> pSID ${v}`]], fill: '#f3dcea' },
+}
+
+/** Objects, their references and the physical IOMMUs they sit on, for Graphviz (`iommufs graph` renders it). */
 function graph(ctx: IommufdContext): string {
   const nodes: string[] = []
   const edges: string[] = []
+  const iommus = new Set<string>()
   for (const o of ctx.objects.objects()) {
     const info = new Map(o.describe())
-    const extra = info.get('pci') ?? (info.has('vmid') ? `vmid ${info.get('vmid')}` : info.get('virt_id') ? `virt_id ${info.get('virt_id')}` : '')
-    nodes.push(`  o${o.id} [label="${o.id}: ${o.type}${extra ? `\\n${extra}` : ''}"];`)
+    const style = GRAPH_DETAIL[o.type]
+    const detail = (style?.keys ?? []).map(([k, f]) => (info.has(k) ? f(info.get(k)!) : '')).filter(Boolean)
+    const fill = style ? `, style=filled, fillcolor="${style.fill}"` : ''
+    nodes.push(`  o${o.id} [label="${dotText([`${o.id}: ${o.type}`, ...detail].join('\n'))}"${fill}];`)
     const ref = (key: string, label: string): void => {
       const v = info.get(key)
       const id = v && /^\d+/.exec(v)?.[0]
@@ -29,8 +47,20 @@ function graph(ctx: IommufdContext): string {
     ref('viommu', 'viommu')
     ref('device', 'device')
     ref('attached', 'attached')
+    const unit = (o.type === 'device' || o.type === 'viommu') && info.get('iommu')
+    if (unit) {
+      iommus.add(unit)
+      edges.push(`  o${o.id} -> "${dotText(unit)}" [style=dashed, label="${o.type === 'device' ? 'behind' : 'on'}"];`)
+    }
   }
-  return `digraph context${ctx.id} {\n  node [shape=box];\n${[...nodes, ...edges].map((l) => `${l}\n`).join('')}}\n`
+  for (const u of iommus) nodes.push(`  "${dotText(u)}" [shape=ellipse, style=filled, fillcolor="#eeeeee"];`)
+  return `digraph context${ctx.id} {\n  label="iommufd context ${ctx.id}"; labelloc=t; fontname="Helvetica";\n  node [shape=box, fontname="Helvetica", margin="0.15,0.06"]; edge [fontname="Helvetica", fontsize=10];\n${[...nodes, ...edges].map((l) => `${l}\n`).join('')}}\n`
+}
+
+/** objects.json: the same objects as plain data, each with the fields of its own file. */
+function objectsJson(ctx: IommufdContext): string {
+  const objects = ctx.objects.objects().map((o) => ({ id: o.id, type: o.type, users: o.users, info: Object.fromEntries(o.describe()) }))
+  return `${JSON.stringify({ context: ctx.id, objects, tombstones: ctx.objects.tombstones() }, null, 2)}\n`
 }
 
 function summary(ctx: IommufdContext): string {
@@ -74,7 +104,10 @@ function objectNode(o: IommufdObject): FsNode {
 const objectName = (o: IommufdObject): string => `${o.id}.${o.type}`
 
 function contextDir(ctx: IommufdContext): FsNode {
-  const fixed = new StaticDir().add('objects', new AttributeFile(() => summary(ctx))).add('graph.dot', new AttributeFile(() => graph(ctx)))
+  const fixed = new StaticDir()
+    .add('objects', new AttributeFile(() => summary(ctx)))
+    .add('objects.json', new AttributeFile(() => objectsJson(ctx)))
+    .add('graph.dot', new AttributeFile(() => graph(ctx)))
   return new LiveDir(
     () => [...fixed.names(), ...ctx.objects.objects().map(objectName)],
     (name) => {
@@ -161,11 +194,14 @@ function tracePipe(trace: TraceLog): FileNode {
 export function debugTree(world: World, extra: [string, FsNode][] = []): DirNode {
   const fixed = new StaticDir()
   fixed.add('trace', new AttributeFile(() => world.trace.recent().map((l) => `${l}\n`).join('')))
+  fixed.add('trace.json', new AttributeFile(() => `${JSON.stringify(world.trace.records(), null, 1)}\n`))
   fixed.add('trace_pipe', tracePipe(world.trace))
   const hw = fixed.dir('iommu')
   for (const unit of world.machine.units) {
     const d = hw.dir(unit.name)
     for (const [name, f] of Object.entries(unit.debugFiles())) {
+      const json = f.json?.bind(f)
+      if (json) d.add(`${name}.json`, new AttributeFile(() => `${JSON.stringify(json(), null, 2)}\n`))
       const store = f.store?.bind(f)
       d.add(
         name,

@@ -32,6 +32,8 @@ export interface IommuGroup {
 /** A debug file of a unit: a text dump, writable where `store` is given. */
 export interface DebugFile {
   show(): string
+  /** The same state as plain data, for the file's `.json` twin. */
+  json?(): unknown
   store?(text: string): void
 }
 

@@ -1,6 +1,6 @@
 import { DataError, DataNode } from '../util/data-file'
 import { Machine } from '../hw/machine'
-import { RegisterFile, registerModel } from '../hw/registers'
+import { RegisterDef, RegisterFile, depositField, registerModel } from '../hw/registers'
 import { DEFAULT_CACHE_SIZES } from '../hw/smmuv3/caches'
 import { DEFAULT_VTD_CACHE_SIZES } from '../hw/vtd/caches'
 import { Smmuv3 } from '../hw/smmuv3/smmuv3'
@@ -13,15 +13,45 @@ const BDF = /^([0-9a-f]{4}):([0-9a-f]{2}):([0-1][0-9a-f])\.([0-7])$/
 /** Shown in a device's vendor/device files when the topology names none (a virtio network function). */
 export const DEFAULT_PCI_ID = { vendor: 0x1af4, device: 0x1041 }
 
+/** Names matched without regard to case (a topology may write idr0 or IDR0). */
+function byUpper<T>(names: Iterable<[string, T]>): Map<string, T> {
+  return new Map([...names].map(([k, v]) => [k.toUpperCase(), v]))
+}
+
+/** A register given field by field: each field named in the schema, each value a number or one of the field's value names. */
+function fieldsWord(node: DataNode, def: RegisterDef, kind: IommuKind): bigint {
+  const fields = byUpper(def.fields)
+  let word = 0n
+  for (const [name, value] of node.entries()) {
+    const f = fields.get(name.toUpperCase())
+    if (!f) throw new DataError(node.file, value.key, `a field of ${kind} ${def.name} (${[...def.fields.keys()].join(', ')})`, `"${name}"`)
+    const width = BigInt(f.hi - f.lo + 1)
+    let v: bigint
+    if (typeof value.value === 'string' && !/^(0x[0-9a-f]+|[0-9]+)$/i.test(value.value)) {
+      const named = [...f.values].find(([, n]) => n.toLowerCase() === String(value.value).toLowerCase())
+      if (!named) return value.fail(f.values.size ? `a value of ${def.name}.${f.name}: a number or one of ${[...f.values.values()].map((n) => JSON.stringify(n)).join(', ')}` : `an integer (${def.name}.${f.name} has no value names)`)
+      v = named[0]
+    } else v = value.int(0n, (1n << width) - 1n)
+    word = depositField(word, f, v)
+  }
+  return word
+}
+
+/**
+ * The register words of one IOMMU: each register (any case) as a whole word,
+ * or as a mapping of its fields (fields not named are 0).
+ */
 function loadRegisters(node: DataNode, kind: IommuKind): RegisterFile {
   const model = registerModel(kind)
+  const regs = byUpper(model.registers)
   const words = new Map<string, bigint>()
   for (const [name, value] of node.entries()) {
-    const def = model.registers.get(name)
+    const def = regs.get(name.toUpperCase())
     if (!def) {
       throw new DataError(node.file, value.key, `a register of ${kind} (${[...model.registers.keys()].join(', ')})`, `"${name}"`)
     }
-    words.set(name, value.int(0n, (1n << BigInt(def.width)) - 1n))
+    if (words.has(def.name)) value.fail(`${def.name} given once (register names ignore case)`)
+    words.set(def.name, value.isMapping() ? fieldsWord(value, def, kind) : value.int(0n, (1n << BigInt(def.width)) - 1n))
   }
   for (const name of model.registers.keys()) {
     if (!words.has(name)) node.get(name) // throws: names the missing register

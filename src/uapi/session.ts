@@ -10,7 +10,8 @@ import { DispatchEnv, IoctlReply, MAX_USER_BUFFER, dispatch } from './dispatch'
 import { decodeRequest, encodeError, encodeReply, frameLength, looksLikeFrame } from './frame'
 import { ioctlByCmd } from './ioctls'
 import { PidMemory, ProcessMemory } from './memory'
-import { DeviceResolver, formatReply, parseText } from './text'
+import { RecordedSession, RequestRecorder } from './record'
+import { DeviceResolver, formatReply, formatRequest, parseText } from './text'
 
 /** A text line longer than this is refused (EMSGSIZE) rather than buffered without end. */
 export const MAX_LINE = LIMITS.line.max
@@ -64,6 +65,8 @@ const MAX_CALLERS = 256
 export abstract class Session {
   private readonly callers = new Map<number, CallerState>()
   private latest: CallerState = { pending: [], pendingLen: 0, frameTotal: 0, reply: Buffer.alloc(0), replyBase: 0 }
+  /** Where this open's requests are recorded (iommufs run/mount --record). */
+  protected rec?: RecordedSession
 
   constructor(protected readonly world: World) {}
 
@@ -129,7 +132,7 @@ export abstract class Session {
           }
           const frame = buf.subarray(0, total)
           buf = buf.subarray(total)
-          replies.push(this.handleFrame(frame))
+          replies.push(this.handleFrame(frame, caller?.pid))
           continue
         }
         const nl = buf.indexOf(0x0a)
@@ -139,7 +142,7 @@ export abstract class Session {
         }
         const line = buf.subarray(0, nl).toString('utf8')
         buf = buf.subarray(nl + 1)
-        const r = nl > MAX_LINE ? `err ${LIMITS.line.errno} request line longer than ${MAX_LINE} bytes` : this.handleLine(line)
+        const r = nl > MAX_LINE ? `err ${LIMITS.line.errno} request line longer than ${MAX_LINE} bytes` : this.handleLine(line, caller?.pid)
         if (r !== undefined) replies.push(Buffer.from(`${r}\n`))
       }
     } catch (e) {
@@ -206,14 +209,32 @@ export abstract class Session {
     if (typeof struct === 'number') throw fault('read', struct)
     const probe = mem.write(who, arg, struct.subarray(0, Math.min(size, io.layout.size, struct.length)))
     if (probe !== 0) throw fault('write', probe)
+    // a recording needs the buffers the handler read: note them on the way
+    const seen = new Map<bigint, Buffer | 'fault'>()
+    const reads: ProcessMemory = this.rec
+      ? {
+          read: (pid, addr, len) => {
+            const r = mem.read(pid, addr, len)
+            seen.set(addr, typeof r === 'number' ? 'fault' : r)
+            return r
+          },
+          write: (pid, addr, data) => mem.write(pid, addr, data),
+        }
+      : mem
     let reply: IoctlReply
     try {
-      reply = dispatch(this.ioctlEnv(caller), { cmd, struct, buffers: new Map(), device: this.frameDevice(0), memory: new PidMemory(mem, who), arg })
+      reply = dispatch(this.ioctlEnv(caller), { cmd, struct, buffers: new Map(), device: this.frameDevice(0), memory: new PidMemory(reads, who), arg })
     } catch (e) {
       throw e instanceof ErrnoError ? e : this.bug(`ioctl ${io.name}`, e)
     }
     this.afterReply(reply)
-    this.world.trace.emit(this.label, `ioctl ${io.name} -> ${reply.errno ?? 'ok'}${reply.message ? ` ${reply.message}` : ''}`)
+    this.world.trace.emit(this.label, `ioctl ${io.name} -> ${reply.errno ?? 'ok'}${reply.message ? ` ${reply.message}` : ''}`, caller.pid || undefined)
+    if (this.rec) {
+      // a VFIO bind names its iommufd by the caller's descriptor: the recording names the context it bound to
+      const bound = reply.ioctl?.short === 'DEVICE_BIND' && !reply.errno ? this.env().ctx : undefined
+      const fds = bound && reply.req ? new Map([[Number(BigInt.asIntN(32, reply.req.iommufd as bigint)), bound.id]]) : undefined
+      this.rec.request(formatRequest(io, { cmd, struct, buffers: seen }, fds), formatReply(reply))
+    }
     if (reply.struct) {
       const r = mem.write(who, arg, reply.struct)
       if (r !== 0) throw fault('write', r)
@@ -230,7 +251,8 @@ export abstract class Session {
     return new ErrnoError('EIO', 'internal error in iommufs (the trace has the details); nothing was changed that the reply does not say')
   }
 
-  private handleLine(raw: string): string | undefined {
+  /** `pid`: the requesting process, when the transport says (it goes into the trace line). */
+  private handleLine(raw: string, pid?: number): string | undefined {
     const line = raw.trim()
     if (!line || line.startsWith('#')) return undefined
     let out: string
@@ -241,7 +263,8 @@ export abstract class Session {
       const err = e instanceof ErrnoError ? e : this.bug(line.split(' ')[0], e)
       out = `err ${err.errno} ${err.message}`
     }
-    this.world.trace.emit(this.label, `${line} -> ${out}`)
+    this.world.trace.emit(this.label, `${line} -> ${out}`, pid || undefined)
+    this.rec?.request(line, out)
     return out
   }
 
@@ -277,7 +300,7 @@ export abstract class Session {
     return formatReply(reply)
   }
 
-  private handleFrame(frame: Buffer): Buffer {
+  private handleFrame(frame: Buffer, pid?: number): Buffer {
     let cmd = 0
     try {
       if (this.released) throw new ErrnoError('EBADF', `${this.label}: released (RELEASE was answered); open the file again`)
@@ -288,7 +311,11 @@ export abstract class Session {
       const reply = dispatch(this.env(req.fds), { cmd, struct: req.struct, buffers: req.buffers, device, mayRetry: true, arg: req.arg })
       this.afterReply(reply)
       const name = reply.ioctl?.name ?? `0x${cmd.toString(16)}`
-      this.world.trace.emit(this.label, `frame ${name} -> ${reply.needs ? 'retry' : reply.errno ?? 'ok'}${reply.message ? ` ${reply.message}` : ''}`)
+      this.world.trace.emit(this.label, `frame ${name} -> ${reply.needs ? 'retry' : reply.errno ?? 'ok'}${reply.message ? ` ${reply.message}` : ''}`, pid || undefined)
+      // a recording holds the frame in its text form; a device node's own device goes without pci=
+      if (this.rec && reply.ioctl && !reply.needs) {
+        this.rec.request(formatRequest(reply.ioctl, { ...req, device: this.frameDevice(0) ? undefined : device }, req.fds), formatReply(reply))
+      }
       return encodeReply(cmd, reply)
     } catch (e) {
       const err = e instanceof ErrnoError ? e : this.bug(`frame ${ioctlByCmd(cmd)?.name ?? cmd}`, e)
@@ -301,10 +328,11 @@ export abstract class Session {
 export class IommuSession extends Session {
   readonly ctx: IommufdContext
 
-  /** `opener`: the process that opened the file, when the transport says. */
-  constructor(world: World, opener?: number) {
+  /** `opener`: the process that opened the file, when the transport says; `recorder`: where its requests are recorded. */
+  constructor(world: World, opener?: number, recorder?: RequestRecorder) {
     super(world)
     this.ctx = world.open()
+    this.rec = recorder?.open('dev/iommu')
     if (opener) openers.set(this.ctx, opener)
     world.trace.emit(this.label, 'opened')
   }
@@ -342,6 +370,7 @@ export class IommuSession extends Session {
   }
 
   protected teardown(): void {
+    this.rec?.close()
     this.world.close(this.ctx)
     this.world.trace.emit(this.label, 'closed: all objects destroyed')
   }
@@ -355,8 +384,9 @@ export class IommuSession extends Session {
 export class VfioDeviceSession extends Session {
   private bound: IommufdContext | undefined
 
-  constructor(world: World, readonly device: PciDevice) {
+  constructor(world: World, readonly device: PciDevice, recorder?: RequestRecorder) {
     super(world)
+    this.rec = recorder?.open(`dev/vfio/devices/vfio${device.vfioIndex}`)
   }
 
   protected get label(): string {
@@ -400,6 +430,7 @@ export class VfioDeviceSession extends Session {
   }
 
   protected teardown(): void {
+    this.rec?.close()
     const ctx = this.bound
     if (!ctx || this.world.ownerOf(this.device) !== ctx) return
     const dev = ctx.deviceOf(this.device)

@@ -138,12 +138,19 @@ export function parseText(line: string, devices: DeviceResolver): ParsedText {
   const entries: { type: number; data: Buffer }[] = []
   const arrayPtr = pointers.find((p) => p.pointer!.vendor?.array)
   const files = new Map<number, string>()
+  /** Bytes past the kernel's struct, as a program built against a newer header sends them. */
+  let tail: Buffer | undefined
 
   for (const tok of tokens) {
     const eq = tok.indexOf('=')
     if (eq <= 0) bad(tok, 'expected key=value')
     const key = tok.slice(0, eq)
     const value = tok.slice(eq + 1)
+    if (key === 'tail') {
+      if (tail) bad(key, 'given twice')
+      tail = words(key, value)
+      continue
+    }
     if (arrayPtr && (key === 'cmd' || key === 'entry')) {
       entries.push({ type: ENTRY_KEYS[key], data: key === 'cmd' ? encodeCommand(parseCommand(value)) : vtdEntry(value) })
       continue
@@ -157,7 +164,12 @@ export function parseText(line: string, devices: DeviceResolver): ParsedText {
     }
     const f = L.fields.find((x) => x.name === key || x.alias === key)
     const ptr = pointers.find((p) => textKey(p) === key && p.pointer!.flow !== 'out')
-    if (ptr) {
+    const anyPtr = pointers.find((p) => textKey(p) === key || p.name === key)
+    if (anyPtr && value.startsWith('@')) {
+      // a bare address with no data behind it: what a program passes when its pointer is bad
+      values[anyPtr.name] = parseNumber(key, value.slice(1))
+      given.add(anyPtr.name)
+    } else if (ptr) {
       payload.set(ptr, words(key, value, ptr.pointer!.word32))
     } else if (f) {
       const other = key === f.name ? f.alias : f.name
@@ -235,6 +247,10 @@ export function parseText(line: string, devices: DeviceResolver): ParsedText {
   if (tooBig) throw tooBig
   const struct = Buffer.alloc(ioctl.family === 'iommufd' ? size : Math.min(size, L.size))
   full.copy(struct, 0, 0, Math.min(size, full.length))
+  if (tail) {
+    if (size <= L.size) bad('tail', `bytes past the ${L.size}-byte ${L.name} need ${sizeField} > ${L.size}`)
+    tail.copy(struct, L.size, 0, Math.min(tail.length, size - L.size))
+  }
   return { ioctl, cmd: ioctl.cmd, struct, buffers, device, files }
 }
 
@@ -339,4 +355,59 @@ export function formatReply(reply: IoctlReply): string {
   const L = reply.ioctl!.layout
   const full = Object.assign({}, reply.req!, reply.out!)
   return ['ok', ...fieldsOf(L, full, ['out', 'inout']), ...outBuffers(reply, full)].join(' ')
+}
+
+/** u64 (or u32) words of a buffer, as a text request gives them; a u64 buffer's odd tail is zero-padded. */
+function wordList(data: Buffer, word32: boolean): string {
+  const size = word32 ? 4 : 8
+  const padded = data.length % size ? Buffer.concat([data, Buffer.alloc(size - (data.length % size))]) : data
+  return Array.from({ length: padded.length / size }, (_, i) => `0x${(word32 ? BigInt(padded.readUInt32LE(i * 4)) : padded.readBigUInt64LE(i * 8)).toString(16)}`).join(',')
+}
+
+/**
+ * The text request that carries the same struct and buffers as a binary
+ * request (the inverse of parseText, for recordings): every nonzero field by
+ * name, a size that differs from the struct's (with any nonzero bytes past
+ * the struct as tail=), each input buffer as words, a
+ * pointer with no data (or one the caller could not read) as its address, and
+ * `pci=` for a VFIO command addressed to another node. `fds` turns a caller's
+ * iommufd descriptor (VFIO_DEVICE_BIND_IOMMUFD's iommufd) into its context ID.
+ */
+export function formatRequest(ioctl: Ioctl, r: IoctlRequest, fds?: ReadonlyMap<number, number>): string {
+  const L = ioctl.layout
+  const full = Buffer.alloc(L.size)
+  r.struct.copy(full, 0, 0, Math.min(r.struct.length, L.size))
+  const v = decode(L, full)
+  const size = r.struct.length >= 4 ? r.struct.readUInt32LE(0) : 0
+  const out: string[] = [ioctl.short]
+  // an output buffer's count is always said: a text request without it gets a default
+  const counts = new Set(L.fields.filter((f) => f.pointer?.flow === 'out' && f.pointer.count?.textDefault !== undefined).map((f) => f.pointer!.count!.field))
+  if (r.device && ioctl.family === 'vfio') out.push(`pci=${r.device.bdf}`)
+  for (const f of L.fields) {
+    const val = v[f.name]
+    if (f === L.fields[0]) {
+      if (size !== L.size) out.push(`${f.name}=${size}`)
+      const tail = r.struct.subarray(L.size, Math.max(L.size, Math.min(size, r.struct.length)))
+      if (tail.some((x) => x !== 0)) out.push(`tail=${wordList(tail, false)}`)
+      continue
+    }
+    if (f.pointer) {
+      const addr = val as bigint
+      const data = r.buffers.get(addr)
+      if (f.pointer.flow === 'out' ? addr !== 0n : addr === 0n) continue
+      if (data instanceof Buffer && f.pointer.flow !== 'out') out.push(`${textKey(f)}=${wordList(data, f.pointer.word32 === true)}`)
+      else out.push(`${textKey(f)}=@0x${addr.toString(16)}`)
+      continue
+    }
+    if (f.name === 'iommufd' && fds) {
+      const ctx = fds.get(Number(BigInt.asIntN(32, val as bigint)))
+      if (ctx !== undefined) {
+        out.push(`iommufd=${ctx}`)
+        continue
+      }
+    }
+    const zero = Array.isArray(val) ? val.every((x) => x === 0n) : val === 0n
+    if (!zero || counts.has(f.name)) out.push(`${f.name}=${show(f, f.type === 's32' && !Array.isArray(val) ? BigInt.asIntN(32, val) : val)}`)
+  }
+  return out.join(' ')
 }

@@ -9,11 +9,15 @@ export class DataError extends Error {
   }
 }
 
+/** The most of a wrong string value a message repeats. */
+const MAX_SHOWN = 60
+
 function describe(v: unknown): string {
   if (v === null || v === undefined) return 'nothing'
   // addresses and register words are written in hex; say them back that way
   if (typeof v === 'bigint') return v > 9n ? `0x${v.toString(16)}` : `${v}`
-  if (typeof v === 'string') return JSON.stringify(v)
+  // a long string (a whole file that is not YAML mappings) is cut: the message stays one short line
+  if (typeof v === 'string') return JSON.stringify(v.length > MAX_SHOWN ? `${v.slice(0, MAX_SHOWN)}...` : v)
   if (Array.isArray(v)) return 'a list'
   if (typeof v === 'object') return 'a mapping'
   return String(v)

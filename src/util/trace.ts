@@ -6,6 +6,24 @@ function clip(line: string): string {
   return line.length > max ? `${line.slice(0, max - 3)}...` : line
 }
 
+/** One trace event. */
+export interface TraceRecord {
+  readonly seq: number
+  /** Wall-clock time, ms since the epoch. */
+  readonly time: number
+  /** Seconds since the trace began (the mount started), to the microsecond. */
+  readonly uptime: number
+  /** The requesting process, when the transport knows it. */
+  readonly pid?: number
+  readonly tag: string
+  readonly message: string
+}
+
+/** `[   seq]     0.001234 [pid N ]tag: message`: the sequence number, the time since the trace began, who asked, what happened. */
+export function formatTrace(r: TraceRecord): string {
+  return clip(`[${r.seq.toString().padStart(6)}] ${r.uptime.toFixed(6).padStart(12)} ${r.pid === undefined ? '' : `pid ${r.pid} `}${r.tag}: ${r.message}`)
+}
+
 /**
  * The live trace: one line per notable event (a handler bug, a request, an
  * injected fault). Kept in a bounded ring for the debug tree's trace files,
@@ -13,32 +31,43 @@ function clip(line: string): string {
  * stream (the server's stderr).
  */
 export class TraceLog {
-  private readonly ring: string[] = []
+  private readonly ring: TraceRecord[] = []
+  private readonly start = process.hrtime.bigint()
   /** Where the next line goes once the ring is full. */
   private next = 0
   private seq = 0
   private readonly listeners = new Set<() => void>()
 
-  constructor(private readonly capacity: number = LIMITS.traceLines.max, private readonly echo?: (line: string) => void) {}
+  constructor(private readonly capacity: number = LIMITS.traceLines.max, private readonly echo?: (line: string, tag: string) => void) {}
 
-  emit(tag: string, message: string): void {
-    const line = clip(`[${(++this.seq).toString().padStart(6)}] ${tag}: ${message}`)
-    if (this.ring.length < this.capacity) this.ring.push(line)
+  emit(tag: string, message: string, pid?: number): void {
+    const uptime = Number((process.hrtime.bigint() - this.start) / 1000n) / 1e6
+    const rec: TraceRecord = { seq: ++this.seq, time: Date.now(), uptime, ...(pid === undefined ? {} : { pid }), tag, message: clip(message) }
+    if (this.ring.length < this.capacity) this.ring.push(rec)
     else {
-      this.ring[this.next] = line
+      this.ring[this.next] = rec
       this.next = (this.next + 1) % this.capacity
     }
-    this.echo?.(line)
+    if (this.echo) this.echo(formatTrace(rec), tag)
     for (const l of [...this.listeners]) l()
   }
 
   /** The lines still held, oldest first. */
   recent(): readonly string[] {
+    return this.records().map(formatTrace)
+  }
+
+  /** The events still held, oldest first (trace.json). */
+  records(): readonly TraceRecord[] {
     return this.ring.length < this.capacity ? this.ring : [...this.ring.slice(this.next), ...this.ring.slice(0, this.next)]
   }
 
   /** The lines numbered above `seq` that are still held, oldest first. */
   since(seq: number): readonly string[] {
+    return this.recordsSince(seq).map(formatTrace)
+  }
+
+  private recordsSince(seq: number): readonly TraceRecord[] {
     const n = Math.max(0, Math.min(this.seq - seq, this.ring.length))
     if (this.ring.length < this.capacity) return this.ring.slice(this.ring.length - n)
     // the newest n lines end just before `next`, wrapping round the ring

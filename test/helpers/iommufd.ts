@@ -61,12 +61,12 @@ export function parseOk(line: string): Fields {
 /**
  * Every readable file under a debug-tree node, rendered: "== path" then its
  * bytes (latin1, so binary files such as a vCMDQ ring compare exactly).
- * `trace` (which grows with every request) is left out.
+ * `trace` and `trace.json` (which grow with every request) are left out.
  */
 export function renderTree(node: FsNode, at: string, out: string[]): void {
   if (node.kind === 'dir') {
     for (const name of node.names()) {
-      if (at === '' && name === 'trace') continue
+      if (at === '' && (name === 'trace' || name === 'trace.json')) continue
       renderTree(node.child(name)!, `${at}/${name}`, out)
     }
   } else if (node.kind === 'file') {

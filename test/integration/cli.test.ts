@@ -3,7 +3,7 @@ import { promises as fsp } from 'node:fs'
 import * as path from 'node:path'
 import { depositField, lookupField, registerModel } from '../../src/hw/registers'
 import { DEFAULT_TOPOLOGY } from '../../src/util/paths'
-import { eventually, iommufs, isAlive, isMounted, lazyUnmount, makeTempDir, spawnServer } from '../helpers/cli'
+import { eventually, iommufs, isAlive, isMounted, lazyUnmount, makeTempDir, PACKAGE_ROOT, spawnServer } from '../helpers/cli'
 import { edit, tempDataDir } from '../helpers/data'
 import { sh, startMount, TestMount } from '../helpers/mount'
 
@@ -53,6 +53,21 @@ describe('iommufs command line', () => {
     })
   })
 
+  it('topology check of a file that is not a topology says so in one short line', async () => {
+    const r = await iommufs(['topology', 'check', '/etc/passwd'])
+    assert.equal(r.code, 1)
+    assert.equal(r.stderr.split('\n').length, 2, r.stderr)
+    assert.match(r.stderr, /^iommufs: \/etc\/passwd: \(top level\): expected a mapping, got "[^\n]{1,60}\.\.\."\n$/)
+  })
+
+  it('--help names --version, and --version prints the package version', async () => {
+    const help = await iommufs(['--help'])
+    assert.match(help.stdout, /'iommufs --version' prints/)
+    const v = await iommufs(['--version'])
+    assert.equal(v.code, 0)
+    assert.equal(v.stdout, `iommufs ${JSON.parse(await fsp.readFile(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')).version}\n`)
+  })
+
   it('mount with a bad topology does not mount; startMount rejects with the server stderr', async () => {
     const data = await tempDataDir()
     try {
@@ -83,7 +98,7 @@ describe('iommufs command line', () => {
       [['mount', '/nonexistent', '--topology'], /^iommufs: Option '--topology <value>' argument missing\n$/],
       [['unmount'], 'iommufs: expected 1 argument, got 0 (see iommufs unmount --help)\n'],
       [['topology', 'check'], 'iommufs: expected 2 arguments, got 1 (see iommufs topology --help)\n'],
-      [['topology', 'verify', 'x.yaml'], 'iommufs: unknown topology command "verify" (expected: check)\n'],
+      [['topology', 'verify', 'x.yaml'], 'iommufs: unknown topology command "verify" (expected: check or schema)\n'],
       [['schema'], 'iommufs: nothing to print (expected --abi)\n'],
       [['schema', '--abi', 'extra'], 'iommufs: expected 0 arguments, got 1 (see iommufs schema --help)\n'],
     ]
@@ -101,8 +116,8 @@ describe('iommufs command line', () => {
   describe('--help on every command exits 0', () => {
     const cases: [string[], string][] = [
       [['--help'], 'usage: iommufs <command> [options]\n'],
-      [['mount', '--help'], 'usage: iommufs mount DIR [--topology FILE] [--daemon] [--force] [--log FILE] [--backend NAME] [--sanitizer MODE]\n'],
-      [['mount', '/nonexistent', '-h'], 'usage: iommufs mount DIR [--topology FILE] [--daemon] [--force] [--log FILE] [--backend NAME] [--sanitizer MODE]\n'],
+      [['mount', '--help'], 'usage: iommufs mount DIR [--topology FILE] [--daemon] [--force] [--log FILE] [--backend NAME] [--sanitizer MODE] [--record FILE] [-v]\n'],
+      [['mount', '/nonexistent', '-h'], 'usage: iommufs mount DIR [--topology FILE] [--daemon] [--force] [--log FILE] [--backend NAME] [--sanitizer MODE] [--record FILE] [-v]\n'],
       [['unmount', '--help'], 'usage: iommufs unmount DIR\n'],
       [['topology', '--help'], 'usage: iommufs topology check FILE\n'],
       [['topology', 'check', '--help'], 'usage: iommufs topology check FILE\n'],
@@ -126,10 +141,10 @@ describe('iommufs command line', () => {
       await fsp.rm(dir, { recursive: true, force: true })
     })
 
-    it('refuses a non-empty directory with a clear message, exit 1', async () => {
+    it('refuses a non-empty directory with a clear message, exit 2', async () => {
       await fsp.writeFile(path.join(dir, 'notes.txt'), 'mine\n')
       const r = await iommufs(['mount', dir])
-      assert.equal(r.code, 1)
+      assert.equal(r.code, 2)
       assert.equal(r.stderr, `iommufs: mount point ${dir} is not empty (use --force to mount over it)\n`)
       assert.equal(await isMounted(dir), false)
       assert.equal(await fsp.readFile(path.join(dir, 'notes.txt'), 'utf8'), 'mine\n')
@@ -161,9 +176,12 @@ describe('iommufs command line', () => {
       assert.deepEqual(await fsp.readdir(dir), ['.gitkeep'])
     })
 
-    it('a missing directory is named', async () => {
+    it('a missing directory is named, exit 2 (also with --daemon)', async () => {
+      const daemon = await iommufs(['mount', '--daemon', path.join(dir, 'nope')])
+      assert.equal(daemon.code, 2)
+      assert.equal(daemon.stderr, `iommufs: mount point ${path.join(dir, 'nope')} does not exist\n`)
       const r = await iommufs(['mount', path.join(dir, 'nope')])
-      assert.equal(r.code, 1)
+      assert.equal(r.code, 2)
       assert.equal(r.stderr, `iommufs: mount point ${path.join(dir, 'nope')} does not exist\n`)
     })
 
@@ -171,7 +189,7 @@ describe('iommufs command line', () => {
       const srv = await spawnServer(dir)
       try {
         const r = await iommufs(['mount', dir])
-        assert.equal(r.code, 1)
+        assert.equal(r.code, 2)
         assert.equal(r.stderr, `iommufs: ${dir} is already an iommufs mount (iommufs unmount ${dir})\n`)
         assert.equal((await sh(`cat ${dir}/sys/class/iommu/dmar0/intel-vtd/model`)).stdout, '1\n', 'the first server still serves')
       } finally {
@@ -179,9 +197,9 @@ describe('iommufs command line', () => {
       }
     })
 
-    it('unmount of a directory that is not an iommufs mount exits 1', async () => {
+    it('unmount of a directory that is not an iommufs mount exits 2', async () => {
       const r = await iommufs(['unmount', dir])
-      assert.equal(r.code, 1)
+      assert.equal(r.code, 2)
       assert.equal(r.stderr, `iommufs: ${dir} is not an iommufs mount\n`)
     })
 

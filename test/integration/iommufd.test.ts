@@ -352,7 +352,7 @@ exec 3>&-`,
       const ctx = okLine(out, 'ctx').id
       assert.equal(before, '0')
       assert.match(out, /^domains_used 1$/m)
-      assert.match(out, /^dir 1\.device 2\.ioas 3\.hwpt_paging graph\.dot objects $/m)
+      assert.match(out, /^dir 1\.device 2\.ioas 3\.hwpt_paging graph\.dot objects objects\.json $/m)
       // release comes after close() returns: wait for it (a safety net, not a measurement)
       await eventually(async () => !(await fsp.readdir(m.path('sys/kernel/debug/iommufd'))).includes(ctx), `context ${ctx} to go away`)
       assert.equal((await fsp.readFile(m.path(DOMAINS_USED), 'utf8')).trim(), '0')
@@ -389,7 +389,7 @@ exec 3>&-`,
       const ctx = okLine(out, 'ctx')
       assert.equal(ctx.path, `/sys/kernel/debug/iommufd/${ctx.id}`)
       const section = (name: string): string => out.split(`== ${name}\n`)[1].split(/^== /m)[0]
-      assert.equal(section('ls'), '1.device\n2.ioas\n3.hwpt_paging\n4.viommu\n5.vdevice\n6.hwpt_nested\ngraph.dot\nobjects\n')
+      assert.equal(section('ls'), '1.device\n2.ioas\n3.hwpt_paging\n4.viommu\n5.vdevice\n6.hwpt_nested\ngraph.dot\nobjects\nobjects.json\n')
       const rows = section('objects').split('\n')
       assert.equal(rows[0], `context ${ctx.id}: 6 objects`)
       assert.deepEqual(
@@ -404,7 +404,12 @@ exec 3>&-`,
       assert.equal(dot[0], `digraph context${ctx.id} {`)
       assert.equal(dot[dot.length - 1], '}')
       const body = dot.slice(1, -1).filter((l) => l.trim() !== '')
-      for (const l of body) assert.match(l, /^ {2}(node \[shape=box\];|o\d+ \[label="[^"]*"\];|o\d+ -> o\d+ \[label="[a-z]+"\];)$/, l)
+      for (const l of body) {
+        assert.match(l, /^ {2}(label=.*;|node \[.*\]; edge \[.*\];|o\d+ \[label="[^"]*", style=filled, fillcolor="#[0-9a-f]{6}"\];|"[^"]+" \[shape=ellipse, .*\];|o\d+ -> o\d+ \[label="[a-z]+"\];|o\d+ -> "[^"]+" \[style=dashed, label="[a-z]+"\];)$/, l)
+      }
+      // the labels carry what the picture must show: IDs, the StreamID, the vSID -> pSID map
+      assert.ok(body.includes('  o4 [label="4: viommu\\nVMID 2\\nvSID 0x10 -> pSID 0x8", style=filled, fillcolor="#eadcf3"];'), body.join('\n'))
+      assert.ok(body.some((l) => l.startsWith('  o1 [label="1: device\\n0000:00:01.0\\nStreamID 0x8"')), body.join('\n'))
       const nodes = body.filter((l) => /^ {2}o\d+ \[/.test(l)).map((l) => /^ {2}o(\d+)/.exec(l)![1])
       assert.deepEqual(nodes, ['1', '2', '3', '4', '5', '6'])
       for (const [from, to, label] of [

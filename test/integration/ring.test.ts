@@ -18,6 +18,7 @@ describe('invalidation through the mount', () => {
         assert.equal(r.code, 0, r.stdout + r.stderr)
         assert.equal(r.stderr, '')
         const lines = r.stdout.trim().split('\n')
+        assert.equal(lines.pop(), `1..${lines.filter((l) => /^(not )?ok /.test(l)).length}`, 'the TAP plan comes last')
         const checks = lines.filter((l) => !l.startsWith('#'))
         assert.equal(checks.length, 40)
         assert.deepEqual(checks.filter((l) => !l.startsWith('ok ')), [])

@@ -418,10 +418,14 @@ describe('ioctl shim: unmodified programs with real ioctl() calls', function () 
       assert.match(help.stdout, /^usage: iommufs exec \[--mount DIR\] \[--namespace\] -- PROGRAM \[ARGS\.\.\.\]$/m)
     })
 
-    it('without --mount uses the only iommufs mount, else says why not', () => {
-      assert.deepEqual(chooseMount(['/tmp/a']), { mount: '/tmp/a' })
+    it('without --mount uses the only mount, else the one around or the only one below the current directory, else says why not', () => {
+      assert.deepEqual(chooseMount(['/tmp/a']), { mount: '/tmp/a', why: 'the only iommufs mount' })
       assert.deepEqual(chooseMount([]), { error: 'no iommufs mount found in /proc/self/mounts (mount one, or name it with --mount DIR)' })
-      assert.deepEqual(chooseMount(['/a', '/b']), { error: '2 iommufs mounts (/a, /b): name one with --mount DIR' })
+      assert.deepEqual(chooseMount(['/a', '/b'], '/c'), { error: '2 iommufs mounts (/a, /b), none under the current directory: name one with --mount DIR' })
+      assert.deepEqual(chooseMount(['/w/a', '/w/b'], '/w'), { error: '2 iommufs mounts (/w/a, /w/b), 2 of them under the current directory: name one with --mount DIR' })
+      assert.deepEqual(chooseMount(['/w/a', '/w/a/b/m', '/x'], '/w/a/b/m/sys'), { mount: '/w/a/b/m', why: 'the current directory is in it' })
+      assert.deepEqual(chooseMount(['/w/a', '/x'], '/w'), { mount: '/w/a', why: 'the only one under the current directory' })
+      assert.deepEqual(chooseMount(['/w/ab', '/x'], '/w/a'), { error: '2 iommufs mounts (/w/ab, /x), none under the current directory: name one with --mount DIR' })
       assert.equal(resolveProgram('sh', '/nonexistent:/bin'), '/bin/sh')
       assert.equal(resolveProgram('sh', '/nonexistent'), undefined)
     })

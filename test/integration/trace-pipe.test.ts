@@ -39,7 +39,7 @@ describe('sys/kernel/debug/iommufd/trace_pipe', () => {
       const lines = r.stdout.trim().split('\n')
       assert.equal(lines[0], 'head exit 0')
       assert.deepEqual(
-        lines.slice(1).map((l) => l.replace(/^\[\s*\d+\] /, '')),
+        lines.slice(1).map((l) => l.replace(/^\[\s*\d+\]\s+\d+\.\d{6} (pid \d+ )?/, '')),
         ['ctx2: opened', 'ctx2: IOAS_ALLOC -> ok out_ioas_id=1', 'ctx2: DESTROY id=1 -> ok', 'ctx2: closed: all objects destroyed'],
       )
     })

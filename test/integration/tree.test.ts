@@ -197,6 +197,7 @@ int main(int argc, char **argv) {
         const r = await sh(`bash ${script} ${m.dir}`)
         assert.equal(r.code, 0, r.stdout + r.stderr)
         const lines = r.stdout.trim().split('\n')
+        assert.equal(lines.pop(), `1..${lines.filter((l) => /^(not )?ok /.test(l)).length}`, 'the TAP plan comes last')
         const checks = lines.filter((l) => !l.startsWith('#'))
         assert.ok(checks.length > 50, `${checks.length} checks`)
         assert.deepEqual(checks.filter((l) => !l.startsWith('ok ')), [])
@@ -209,7 +210,7 @@ int main(int argc, char **argv) {
       try {
         const r = await sh(`bash ${script} ${dir}`)
         assert.equal(r.code, 1)
-        assert.equal(r.stdout, 'not ok 1 - mount point is a fuse.iommufs mount\n')
+        assert.equal(r.stdout, 'not ok 1 - mount point is a fuse.iommufs mount\n1..1\n')
       } finally {
         await fsp.rmdir(dir)
       }

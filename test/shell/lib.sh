@@ -1,6 +1,7 @@
 # Shared by the shell tests: usage check of the mount point argument ($M) and
-# TAP-like reporting. Each check prints "ok N - ..."; the first failure prints
-# "not ok N - ..." with what was seen and exits 1 (2 for bad usage).
+# TAP reporting. Each check prints "ok N - ..."; the first failure prints
+# "not ok N - ..." with what was seen and exits 1 (2 for bad usage). The plan
+# line "1..N" comes last, on any exit, so `prove` can read the result.
 set -u
 export LC_ALL=C
 
@@ -10,6 +11,7 @@ if [ $# -ne 1 ]; then
 fi
 M=$(cd "$1" 2>/dev/null && pwd -P) || { echo "not ok - $1 is not a directory"; exit 1; }
 n=0
+trap 'echo "1..$n"' EXIT
 
 ok() { n=$((n + 1)); echo "ok $n - $*"; }
 fail() { n=$((n + 1)); echo "not ok $n - $*"; exit 1; }

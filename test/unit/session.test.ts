@@ -49,13 +49,13 @@ describe('the trace ring', () => {
     const log = new TraceLog(3, (l) => seen.push(l))
     for (let i = 1; i <= 7; i++) log.emit('t', `line ${i}`)
     assert.deepEqual(
-      log.recent().map((l) => l.replace(/^\[\s*(\d+)\] t: /, '$1 ')),
+      log.recent().map((l) => l.replace(/^\[\s*(\d+)\]\s+\d+\.\d{6} t: /, '$1 ')),
       ['5 line 5', '6 line 6', '7 line 7'],
     )
     assert.equal(log.count, 7)
     assert.equal(seen.length, 7)
     // since() across the wrap: only what is still held, oldest first
-    const tail = (seq: number): string[] => log.since(seq).map((l) => l.replace(/^\[\s*(\d+)\] t: /, '$1 '))
+    const tail = (seq: number): string[] => log.since(seq).map((l) => l.replace(/^\[\s*(\d+)\]\s+\d+\.\d{6} t: /, '$1 '))
     assert.deepEqual(tail(0), ['5 line 5', '6 line 6', '7 line 7'])
     assert.deepEqual(tail(5), ['6 line 6', '7 line 7'])
     assert.deepEqual(tail(6), ['7 line 7'])
@@ -131,10 +131,10 @@ describe('trace_pipe reads', () => {
     const t = new IommuBench()
     const f = pipe(t.world)
     for (let i = 1; i <= 3; i++) t.world.trace.emit('test', `line ${i}`)
-    const first = (await f.read(0, 30)).toString()
-    assert.match(first, /^\[\s+\d+\] test: line 1\n$/)
+    const first = (await f.read(0, 45)).toString()
+    assert.match(first, /^\[\s+\d+\]\s+\d+\.\d{6} test: line 1\n$/)
     const rest = (await f.read(0, 4096)).toString()
-    assert.deepEqual(rest.trim().split('\n').map((l) => l.replace(/^\[\s*\d+\] /, '')), ['test: line 2', 'test: line 3'])
+    assert.deepEqual(rest.trim().split('\n').map((l) => l.replace(/^\[\s*\d+\]\s+\d+\.\d{6} /, '')), ['test: line 2', 'test: line 3'])
     f.release()
   })
 

@@ -44,6 +44,18 @@ export class HostCommandQueue {
     return out
   }
 
+  /** The queue as plain data (cmdq.json): registers and the recent commands, words as hex strings. */
+  json(): unknown {
+    return {
+      iommu: this.owner,
+      entries: this.ring.size,
+      prod: this.prod,
+      cons: this.cons,
+      issued: this.issued,
+      commands: this.recent().map(({ index, cmd }) => ({ index, qw0: `0x${cmd[0].toString(16)}`, qw1: `0x${cmd[1].toString(16)}`, command: describeCommand(cmd) })),
+    }
+  }
+
   /** In the style of the VT-d invalidation_queue debugfs file: raw words and the decoded command. */
   dump(): string {
     const head = [

@@ -170,7 +170,7 @@ export class Smmuv3 extends IommuUnit {
     return {
       stream_table: { show: stream_table },
       vmids_used: { show: () => `${this.vmids.inUse}\n` },
-      cmdq: { show: () => this.cmdq.dump() },
+      cmdq: { show: () => this.cmdq.dump(), json: () => this.cmdq.json() },
       tlb: { show: () => this.caches.dumpTlb() },
       config_cache: { show: () => this.caches.dumpConfig() },
       atc: { show: () => this.caches.dumpAtc() },

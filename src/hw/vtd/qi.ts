@@ -230,6 +230,17 @@ export class InvalidationQueue {
     this.head = this.tail
   }
 
+  /** The queue as plain data (invalidation_queue.json): head, tail and the held descriptors, words as hex strings. */
+  json(): unknown {
+    const count = Math.min(this.submitted, QI_LENGTH)
+    const descriptors = Array.from({ length: count }, (_, i) => {
+      const index = (this.tail - count + i + QI_LENGTH) % QI_LENGTH
+      const d = this.slots[index]!
+      return { index, words: d.map((w) => `0x${w.toString(16)}`), status: this.status[index], decoded: describeDescriptor(d) }
+    })
+    return { iommu: this.owner, base: `0x${this.base.toString(16)}`, head: this.head, tail: this.tail, submitted: this.submitted, descriptors }
+  }
+
   /** In the kernel's invalidation_queue debugfs format (256-bit descriptors), plus a decoded column. */
   dump(): string {
     const lines = [

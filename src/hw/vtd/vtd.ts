@@ -130,7 +130,7 @@ export class Vtd extends IommuUnit {
     const names = (bitsSet: number): string => (Object.entries(FSTS).filter(([, b]) => bitsSet & b).map(([n]) => n).join(' ') || '-')
     return {
       pasid_table: { show: pasid_table },
-      invalidation_queue: { show: () => this.qi.dump() },
+      invalidation_queue: { show: () => this.qi.dump(), json: () => this.qi.json() },
       iotlb: { show: () => this.caches.dumpIotlb(this.name) },
       config_cache: { show: () => this.caches.dumpConfig(this.name) },
       dev_tlb: { show: () => this.caches.dumpDevTlb(this.name) },

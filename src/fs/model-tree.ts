@@ -1,0 +1,78 @@
+import { createWriteStream } from 'node:fs'
+import * as path from 'node:path'
+import { Machine } from '../hw/machine'
+import { SanitizerMode } from '../hw/smmuv3/sanitizer'
+import { Smmuv3 } from '../hw/smmuv3/smmuv3'
+import { Vtd } from '../hw/vtd/vtd'
+import { World } from '../iommufd/world'
+import { loadSchema } from '../topology/attributes'
+import { loadTopology } from '../topology/topology'
+import { Recording } from '../uapi/record'
+import { IommuSession, VfioDeviceSession } from '../uapi/session'
+import { DEFAULT_TOPOLOGY } from '../util/paths'
+import { TraceLog } from '../util/trace'
+import { debugTree } from './debug-tree'
+import { AttributeFile } from './nodes'
+import { TreeOps } from './ops'
+import { buildSysfsTree, dirAt } from './sysfs-tree'
+import { TransactionFile } from './transaction-file'
+
+export interface TreeOptions {
+  /** Topology file (default: sysfs-schema/topologies/default.yaml). */
+  topology?: string
+  /** Append trace lines to this file as well. */
+  log?: string
+  /** Write every request and reply to this file as a replayable script (src/uapi/record.ts). */
+  record?: string
+  /** The stale-TLB sanitizer's starting mode on every SMMU and VT-d unit (default: report); written into the recording. */
+  sanitizer?: SanitizerMode
+  /** Echo trace lines here; `tag` says what emitted the line ('bug' for a handler bug). */
+  echo?: (line: string, tag: string) => void
+}
+
+/** A machine and the whole tree over it, ready to be mounted or used in-process through `ops`. */
+export interface ModelTree {
+  readonly topology: string
+  readonly machine: Machine
+  readonly world: World
+  readonly ops: TreeOps
+  readonly trace: TraceLog
+  /** Ends the log and the recording. */
+  close(): void
+}
+
+/** Loads the schema and topology and builds the tree. Throws a DataError naming any mistake. */
+export function buildTree(opts: TreeOptions = {}): ModelTree {
+  const topology = path.resolve(opts.topology ?? DEFAULT_TOPOLOGY)
+  const schema = loadSchema()
+  const machine = loadTopology(topology)
+  const log = opts.log ? createWriteStream(opts.log, { flags: 'a' }) : undefined
+  const trace = new TraceLog(undefined, (line, tag) => {
+    opts.echo?.(line, tag)
+    log?.write(`${line}\n`)
+  })
+  const recording = opts.record ? new Recording(opts.record, { topology, sanitizer: opts.sanitizer ?? 'report' }) : undefined
+  const world = new World(machine, trace)
+  if (opts.sanitizer) for (const u of machine.units) if (u instanceof Smmuv3 || u instanceof Vtd) u.dma.sanitizer.mode = opts.sanitizer
+  const root = buildSysfsTree(machine, schema)
+  // who serves this tree: `iommufs unmount` reads the pid here
+  const server = new AttributeFile(() => `pid ${process.pid}\ntopology ${topology}\n`)
+  dirAt(root, '/sys/kernel/debug').add('iommufd', debugTree(world, [['server', server]]))
+  dirAt(root, '/dev').add('iommu', new TransactionFile((caller) => new IommuSession(world, caller?.pid, recording)))
+  const vfio = dirAt(root, '/dev/vfio/devices')
+  for (const d of machine.devices) vfio.add(`vfio${d.vfioIndex}`, new TransactionFile(() => new VfioDeviceSession(world, d, recording)))
+  let closed = false
+  return {
+    topology,
+    machine,
+    world,
+    ops: new TreeOps(root, trace),
+    trace,
+    close: () => {
+      if (closed) return
+      closed = true
+      log?.end()
+      recording?.end()
+    },
+  }
+}
