@@ -23,7 +23,9 @@
 /* operation codes handed to JS (kept in step with src/fs/libfuse3.ts) */
 enum {
   OP_INIT = 0, OP_LOOKUP, OP_FORGET, OP_GETATTR, OP_READLINK, OP_OPEN, OP_READ, OP_WRITE,
-  OP_RELEASE, OP_READDIR, OP_SETATTR, OP_IOCTL, OP_POLL, OP_INTERRUPT, OP_ENDED
+  OP_RELEASE, OP_READDIR, OP_SETATTR, OP_IOCTL, OP_POLL, OP_INTERRUPT, OP_ENDED,
+  /* changes to the tree: JS (TreeOps) decides what each answers */
+  OP_MKDIR, OP_CREATE, OP_UNLINK, OP_RMDIR, OP_RENAME, OP_SYMLINK, OP_LINK
 };
 
 /* per-open flags JS gives replyOpen */
@@ -223,8 +225,9 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi) {
   napi_env env = ses(req)->env;
-  napi_value a[3] = { num(env, to_set), num(env, (double)attr->st_size), num(env, fi ? (double)fi->fh : 0) };
-  dispatch(req, OP_SETATTR, ino, 3, a);
+  napi_value a[4] = { num(env, to_set), num(env, (double)attr->st_size), num(env, fi ? (double)fi->fh : 0),
+                      num(env, attr->st_mode & 07777) };
+  dispatch(req, OP_SETATTR, ino, 4, a);
 }
 
 static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg, struct fuse_file_info *fi,
@@ -259,11 +262,37 @@ static void on_interrupt(fuse_req_t req, void *data) {
   if (npending_intr < (int)(sizeof pending_intr / sizeof *pending_intr)) pending_intr[npending_intr++] = (uint32_t)(uintptr_t)data;
 }
 
-static void op_deny(fuse_req_t req) { fuse_reply_err(req, EACCES); }
-static void op_create(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, struct fuse_file_info *fi) { (void)p; (void)n; (void)m; (void)fi; op_deny(req); }
-static void op_mknod(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, dev_t d) { (void)p; (void)n; (void)m; (void)d; op_deny(req); }
-static void op_mkdir(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m) { (void)p; (void)n; (void)m; op_deny(req); }
-static void op_unlink(fuse_req_t req, fuse_ino_t p, const char *n) { (void)p; (void)n; op_deny(req); }
+/* a change naming (parent, name) and maybe a second string: forwarded as (op, id, parent, name, other) */
+static void named(fuse_req_t req, int op, fuse_ino_t parent, const char *name, const char *other) {
+  napi_env env = ses(req)->env;
+  napi_value a[2];
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &a[0]);
+  if (other) napi_create_string_utf8(env, other, NAPI_AUTO_LENGTH, &a[1]);
+  dispatch(req, op, parent, other ? 2 : 1, a);
+}
+static void op_create(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, struct fuse_file_info *fi) { (void)m; (void)fi; named(req, OP_CREATE, p, n, NULL); }
+static void op_mknod(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, dev_t d) { (void)m; (void)d; named(req, OP_CREATE, p, n, NULL); }
+static void op_mkdir(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m) { (void)m; named(req, OP_MKDIR, p, n, NULL); }
+static void op_unlink(fuse_req_t req, fuse_ino_t p, const char *n) { named(req, OP_UNLINK, p, n, NULL); }
+static void op_rmdir(fuse_req_t req, fuse_ino_t p, const char *n) { named(req, OP_RMDIR, p, n, NULL); }
+static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t p, const char *n) { named(req, OP_SYMLINK, p, n, target); }
+
+/* rename(parent, name, newparent, newname): (op, id, parent, name, newparent, newname) */
+static void op_rename(fuse_req_t req, fuse_ino_t p, const char *n, fuse_ino_t np, const char *nn, unsigned int flags) {
+  (void)flags;
+  napi_env env = ses(req)->env;
+  napi_value a[3];
+  napi_create_string_utf8(env, n, NAPI_AUTO_LENGTH, &a[0]);
+  a[1] = num(env, (double)np);
+  napi_create_string_utf8(env, nn, NAPI_AUTO_LENGTH, &a[2]);
+  dispatch(req, OP_RENAME, p, 3, a);
+}
+
+/* link(ino, newparent, newname): (op, id, newparent, newname) */
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t np, const char *nn) {
+  (void)ino;
+  named(req, OP_LINK, np, nn, NULL);
+}
 
 static const struct fuse_lowlevel_ops OPS = {
   .init = op_init,
@@ -285,7 +314,10 @@ static const struct fuse_lowlevel_ops OPS = {
   .mknod = op_mknod,
   .mkdir = op_mkdir,
   .unlink = op_unlink,
-  .rmdir = op_unlink,
+  .rmdir = op_rmdir,
+  .rename = op_rename,
+  .symlink = op_symlink,
+  .link = op_link,
 };
 
 /* ---- the loop ---- */

@@ -2,10 +2,11 @@ import { deviceDma } from '../iommufd/dma'
 import { World } from '../iommufd/world'
 import { formatDmaReply, parseDmaRequest } from '../uapi/dma-text'
 import { ErrnoError } from '../util/errno'
+import { LIMITS } from '../util/limits'
 import { FileNode, OpenFile, SYSFS_SIZE } from './nodes'
 
-/** Longest request line (a 1 MiB write in hex, plus the rest). */
-const MAX_LINE = (2 << 20) + 256
+/** Longest request line: the largest write's data in hex (two characters a byte), plus the rest of the line. */
+const MAX_LINE = 2 * LIMITS.dmaLength.max + 256
 
 /**
  * A device's DMA port: write a request line, read the reply on the same
@@ -30,9 +31,10 @@ export function dmaPort(world: World, bdf: string): FileNode {
           pending += data.toString('latin1')
           if (pending.length > MAX_LINE) {
             pending = ''
-            reply = Buffer.from('err E2BIG request line over 2 MiB\n')
+            const e = new ErrnoError(LIMITS.dmaLength.errno, `request line over ${MAX_LINE} bytes (data of at most ${LIMITS.dmaLength.max} bytes in hex)`)
+            reply = Buffer.from(`err ${e.errno} ${e.message}\n`)
             replyBase = pos
-            throw new ErrnoError('E2BIG', 'DMA request line over 2 MiB')
+            throw e
           }
           for (let nl = pending.indexOf('\n'); nl >= 0; nl = pending.indexOf('\n')) {
             const line = pending.slice(0, nl).trim()

@@ -83,7 +83,6 @@ export function mountFuseNative(dir: string, ops: TreeOps, opts: BackendOptions 
     if (typeof r === 'number' && r < 0) cb(r)
     else cb(0, r as T)
   }
-  const denied = (_p: string, ...rest: unknown[]): void => (rest[rest.length - 1] as (e: number) => void)(-ERRNO.EACCES)
 
   const fuseOps: Fuse.FuseOps = {
     getattr: (p, cb) => reply('getattr', p, cb, () => toStat(ops.getattr(p))),
@@ -108,10 +107,18 @@ export function mountFuseNative(dir: string, ops: TreeOps, opts: BackendOptions 
     truncate: (p, _size, cb) => reply('truncate', p, cb, () => ops.truncate(p)),
     ftruncate: (p, _fh, _size, cb) => reply('ftruncate', p, cb, () => ops.truncate(p)),
     release: (p, fh, cb) => reply('release', p, cb, () => ops.release(fh)),
-    create: denied,
-    mkdir: denied,
-    unlink: denied,
-    rmdir: denied,
+    // changes to the tree: TreeOps decides, per filesystem, as the kernel's would
+    create: (p, _mode, cb) => reply('create', p, cb, () => ops.create(p)),
+    mknod: (p, _mode, _dev, cb) => reply('mknod', p, cb, () => ops.create(p)),
+    mkdir: (p, _mode, cb) => reply('mkdir', p, cb, () => ops.mkdir(p)),
+    unlink: (p, cb) => reply('unlink', p, cb, () => ops.unlink(p)),
+    rmdir: (p, cb) => reply('rmdir', p, cb, () => ops.rmdir(p)),
+    rename: (p, dest, cb) => reply('rename', p, cb, () => ops.rename(p, dest)),
+    symlink: (_target, p, cb) => reply('symlink', p, cb, () => ops.symlink(p)),
+    link: (_src, p, cb) => reply('link', p, cb, () => ops.link(p)),
+    chmod: (p, mode, cb) => reply('chmod', p, cb, () => ops.chmod(p, mode)),
+    chown: (_p, _uid, _gid, cb) => cb(-ERRNO.EPERM),
+    utimens: (p, _atime, _mtime, cb) => reply('utimens', p, cb, () => ops.utimens(p)),
   }
 
   const fuse = new IommufsFuse(dir, fuseOps, opts.nonEmpty ? ['nonempty'] : [])

@@ -28,6 +28,13 @@ declare module 'fuse-native' {
     mkdir?(path: string, mode: number, cb: Cb): void
     unlink?(path: string, cb: Cb): void
     rmdir?(path: string, cb: Cb): void
+    mknod?(path: string, mode: number, dev: number, cb: Cb): void
+    rename?(src: string, dest: string, cb: Cb): void
+    symlink?(target: string, path: string, cb: Cb): void
+    link?(src: string, path: string, cb: Cb): void
+    chmod?(path: string, mode: number, cb: Cb): void
+    chown?(path: string, uid: number, gid: number, cb: Cb): void
+    utimens?(path: string, atime: number, mtime: number, cb: Cb): void
   }
 
   interface FuseOptions {

@@ -49,12 +49,16 @@ type Handler = (op: number, id: number, ino: number, a?: unknown, b?: unknown, c
 const OP = {
   INIT: 0, LOOKUP: 1, FORGET: 2, GETATTR: 3, READLINK: 4, OPEN: 5, READ: 6, WRITE: 7,
   RELEASE: 8, READDIR: 9, SETATTR: 10, IOCTL: 11, POLL: 12, INTERRUPT: 13, ENDED: 14,
+  MKDIR: 15, CREATE: 16, UNLINK: 17, RMDIR: 18, RENAME: 19, SYMLINK: 20, LINK: 21,
 } as const
 const OP_NAMES = Object.fromEntries(Object.entries(OP).map(([k, v]) => [v, k.toLowerCase()]))
 
 const OPEN_DIRECT_IO = 1
 const OPEN_KEEP_CACHE = 2
 const OPEN_NOFLUSH = 8
+const FATTR_MODE = 1 << 0
+const FATTR_UID = 1 << 1
+const FATTR_GID = 1 << 2
 const FATTR_SIZE = 1 << 3
 const S_IFMT = 0o170000
 const POLLIN = 0x1
@@ -254,11 +258,37 @@ export function mountLibfuse3(dir: string, ops: TreeOps, opts: BackendOptions = 
     a.replyDir(id, size, off, names, inos, names.map(() => 0))
   }
 
-  const setattr = (id: number, ino: number, toSet: number): void => {
+  /** truncate (before a write), chmod and touch; TreeOps decides each, the size first as it changes nothing. */
+  const setattr = (id: number, ino: number, toSet: number, mode: number): void => {
     const n = inodes.get(ino)
-    if (toSet & ~FATTR_SIZE & 0xff) throw new ErrnoError('EPERM', `${n.path}: only the size can be set (to truncate before writing)`)
-    ops.truncate(n.path)
+    if (toSet & (FATTR_UID | FATTR_GID)) throw new ErrnoError('EPERM', `${n.path}: owners are fixed`)
+    if (toSet & FATTR_SIZE) ops.truncate(n.path)
+    if (toSet & FATTR_MODE) ops.chmod(n.path, mode)
+    else ops.utimens(n.path) // times (touch), or what the kernel clears on its own
     getattr(id, ino)
+  }
+
+  /** A change of the tree's shape at parent/name; TreeOps answers (today: always a refusal, as sysfs gives). */
+  const reshape = (op: number, parent: number, name: string, other?: unknown): void => {
+    const p = childPath(inodes.get(parent).path, name)
+    switch (op) {
+      case OP.MKDIR:
+        return ops.mkdir(p)
+      case OP.CREATE:
+        return ops.create(p)
+      case OP.UNLINK:
+        return ops.unlink(p)
+      case OP.RMDIR:
+        return ops.rmdir(p)
+      case OP.SYMLINK:
+        return ops.symlink(p)
+      case OP.LINK:
+        return ops.link(p)
+      default: {
+        const [newParent, newName] = other as [number, string]
+        return ops.rename(p, childPath(inodes.get(newParent).path, newName))
+      }
+    }
   }
 
   const ioctl = (id: number, fh: number, cmd: number, arg: bigint, pid: number): void => {
@@ -321,7 +351,16 @@ export function mountLibfuse3(dir: string, ops: TreeOps, opts: BackendOptions = 
         case OP.READDIR:
           return readdir(id, ino, x as number, y as number)
         case OP.SETATTR:
-          return setattr(id, ino, x as number)
+          return setattr(id, ino, x as number, w as number)
+        case OP.MKDIR:
+        case OP.CREATE:
+        case OP.UNLINK:
+        case OP.RMDIR:
+        case OP.SYMLINK:
+        case OP.LINK:
+          return reshape(op, ino, x as string)
+        case OP.RENAME:
+          return reshape(op, ino, x as string, [y, z])
         case OP.IOCTL:
           return ioctl(id, x as number, y as number, z as bigint, v as number)
         case OP.POLL:

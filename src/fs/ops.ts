@@ -20,6 +20,24 @@ function relativeTarget(linkPath: string, target: string): string {
 }
 
 /**
+ * Which real filesystem a path stands for, so that changing the tree answers
+ * root as that filesystem does (measured on Linux 6.18, see README "Changing
+ * the tree"): sysfs and debugfs refuse mkdir, ln, ln -s, mv, rm and rmdir
+ * (EPERM) and creating a file (EACCES), and allow touch of an existing entry;
+ * chmod is kept in sysfs and refused in debugfs. dev/ stands for devtmpfs,
+ * which lets root chmod and touch; its nodes are the ones the model serves,
+ * so it is not reshaped: structure changes there answer as in sysfs.
+ */
+export type FsKind = 'sysfs' | 'debugfs' | 'devtmpfs'
+
+export function fsKindOf(p: string): FsKind {
+  const norm = path.posix.normalize(`/${p}`)
+  if (norm === '/dev' || norm.startsWith('/dev/')) return 'devtmpfs'
+  if (norm === '/sys/kernel/debug' || norm.startsWith('/sys/kernel/debug/')) return 'debugfs'
+  return 'sysfs'
+}
+
+/**
  * The file operations of a mounted tree, independent of any FUSE binding.
  * Every method either returns its result or throws ErrnoError; the binding
  * turns anything else into EIO.
@@ -27,6 +45,8 @@ function relativeTarget(linkPath: string, target: string): string {
 export class TreeOps {
   private readonly handles = new Map<number, OpenFile>()
   private nextHandle = 1
+  /** Modes set with chmod; only stat shows them (root's access does not depend on them). */
+  private readonly modes = new WeakMap<FsNode, number>()
 
   constructor(private readonly root: DirNode, readonly trace: TraceLog) {}
 
@@ -46,11 +66,11 @@ export class TreeOps {
     const node = this.resolve(p)
     switch (node.kind) {
       case 'dir':
-        return { mode: S_IFDIR | 0o755, size: 0, nlink: 2 }
+        return { mode: S_IFDIR | (this.modes.get(node) ?? 0o755), size: 0, nlink: 2 }
       case 'link':
         return { mode: S_IFLNK | 0o777, size: relativeTarget(p, node.target).length, nlink: 1 }
       case 'file':
-        return { mode: S_IFREG | node.mode, size: node.size(), nlink: 1 }
+        return { mode: S_IFREG | (this.modes.get(node) ?? node.mode), size: node.size(), nlink: 1 }
     }
   }
 
@@ -83,6 +103,59 @@ export class TreeOps {
     const node = this.resolve(p)
     if (node.kind !== 'file') throw new ErrnoError('EISDIR', `${p}: not a file`)
     if (!(node.mode & 0o222)) throw new ErrnoError('EACCES', `${p}: read-only`)
+  }
+
+  // ---- changing the tree: each answers as the filesystem the path stands for (fsKindOf) ----
+
+  /** Refuses a change of the tree's shape at `p` with what the filesystem answers root. */
+  private reshape(p: string, what: string, errno: 'EPERM' | 'EACCES' = 'EPERM'): never {
+    const kind = fsKindOf(p)
+    const why = kind === 'devtmpfs' ? 'holds the nodes the model serves' : 'is shaped by the kernel alone'
+    throw new ErrnoError(errno, `${p}: ${what}: ${kind} ${why}`)
+  }
+
+  mkdir(p: string): never {
+    return this.reshape(p, 'mkdir')
+  }
+
+  /** O_CREAT of a name that does not exist (touch, > of a new name). */
+  create(p: string): never {
+    return this.reshape(p, 'create', 'EACCES')
+  }
+
+  symlink(p: string): never {
+    return this.reshape(p, 'symlink')
+  }
+
+  link(p: string): never {
+    return this.reshape(p, 'link')
+  }
+
+  unlink(p: string): never {
+    this.resolve(p)
+    return this.reshape(p, 'unlink')
+  }
+
+  rmdir(p: string): never {
+    this.resolve(p)
+    return this.reshape(p, 'rmdir')
+  }
+
+  rename(from: string, to: string): never {
+    this.resolve(from)
+    return this.reshape(from, `rename to ${to}`)
+  }
+
+  /** sysfs and devtmpfs keep the mode root sets; debugfs refuses. */
+  chmod(p: string, mode: number): void {
+    const node = this.resolve(p)
+    if (fsKindOf(p) === 'debugfs') throw new ErrnoError('EPERM', `${p}: chmod: debugfs keeps the modes it was made with`)
+    this.modes.set(node, mode & 0o7777)
+  }
+
+  /** touch of an existing entry succeeds everywhere; the times are not kept. */
+  utimens(p: string): void {
+    this.resolve(p)
   }
 
   read(fh: number, pos: number, len: number, caller?: Caller): Buffer | Promise<Buffer> {

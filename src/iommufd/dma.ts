@@ -1,5 +1,5 @@
 import { hex } from '../hw/bits'
-import { DMA_MAX, DmaResult } from '../hw/smmuv3/dma'
+import { DmaResult } from '../hw/smmuv3/dma'
 import { describeEvent } from '../hw/smmuv3/events'
 import { Finding, describeFinding, findingJson } from '../hw/smmuv3/sanitizer'
 import { Smmuv3 } from '../hw/smmuv3/smmuv3'
@@ -7,7 +7,18 @@ import { VtdDmaResult } from '../hw/vtd/dma'
 import { describeFault } from '../hw/vtd/faults'
 import { Vtd } from '../hw/vtd/vtd'
 import { ErrnoError } from '../util/errno'
+import { LIMITS } from '../util/limits'
 import { World } from './world'
+
+/**
+ * The DMA request length limit (LIMITS.dmaLength), for every way a request
+ * comes in (port text, IOMMUFS_DMA), checked before its data is read or held.
+ * `field` names what the caller gave, as the caller wrote it.
+ */
+export function checkDmaLength(bytes: number | bigint, field: string): void {
+  const { max, errno } = LIMITS.dmaLength
+  if (bytes > max) throw new ErrnoError(errno, `${field}: at most ${max} bytes per request`)
+}
 
 /** IOMMUFS_DMA flags. */
 export const DmaFlag = { WRITE: 1 << 0, PASID: 1 << 1, PRIV: 1 << 2, EXEC: 1 << 3, ATS: 1 << 4, TRANSLATE: 1 << 5 } as const
@@ -39,7 +50,7 @@ export type DeviceDmaResult = { readonly unit: string; readonly sid: number } & 
 export function deviceDma(world: World, bdf: string, r: DeviceDma): DeviceDmaResult {
   const pci = world.machine.device(bdf)
   if (!pci) throw new ErrnoError('ENODEV', `${bdf}: no such PCI device`)
-  if (r.len > DMA_MAX) throw new ErrnoError('E2BIG', `len=${r.len}: at most ${DMA_MAX} bytes per request`)
+  checkDmaLength(r.len, `len=${r.len}`)
   if (r.op === 'write' && (r.data?.length ?? 0) !== r.len) throw new ErrnoError('EINVAL', `data: ${r.data?.length ?? 0} bytes, len=${r.len}`)
   if (r.op !== 'translate' && r.len <= 0) throw new ErrnoError('EINVAL', 'len: must be at least 1')
   if (r.iova < 0n || r.iova + BigInt(Math.max(r.len, 1)) - 1n >= 1n << 64n) throw new ErrnoError('EINVAL', `iova=${hex(r.iova)}: the request does not fit 64 bits`)

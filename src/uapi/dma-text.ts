@@ -4,7 +4,7 @@ import { describeFinding } from '../hw/smmuv3/sanitizer'
 import { describePerms, describeStep } from '../hw/smmuv3/walk'
 import { describeFault, encodeFault } from '../hw/vtd/faults'
 import { describeVtdStep } from '../hw/vtd/walk'
-import { DeviceDma, DeviceDmaResult } from '../iommufd/dma'
+import { DeviceDma, DeviceDmaResult, checkDmaLength } from '../iommufd/dma'
 import { ErrnoError } from '../util/errno'
 
 /**
@@ -53,7 +53,7 @@ export function parseDmaRequest(line: string): DeviceDma {
     if (raw === undefined) throw new ErrnoError('EINVAL', 'data: missing (hex bytes, e.g. data=00ff10)')
     const hexText = raw.replace(/^0x/i, '')
     if (!/^([0-9a-f]{2})+$/i.test(hexText)) throw new ErrnoError('EINVAL', 'data: an even number of hex digits')
-    if (hexText.length / 2 > 1 << 20) throw new ErrnoError('E2BIG', `data: ${hexText.length / 2} bytes, at most ${1 << 20} per request`)
+    checkDmaLength(hexText.length / 2, `data: ${hexText.length / 2} bytes`)
     const data = Buffer.from(hexText, 'hex')
     return { op, ...base, len: data.length, data }
   }
@@ -62,7 +62,7 @@ export function parseDmaRequest(line: string): DeviceDma {
   if (len === undefined) throw new ErrnoError('EINVAL', 'len: missing')
   const n = num('len', len)
   if (n === 0n) throw new ErrnoError('EINVAL', 'len: must be at least 1')
-  if (n > BigInt(1 << 20)) throw new ErrnoError('E2BIG', `len=${len}: at most ${1 << 20} bytes per request`)
+  checkDmaLength(n, `len=${len}`)
   return { op, ...base, len: Number(n) }
 }
 

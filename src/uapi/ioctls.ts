@@ -13,7 +13,7 @@ import { HWPT_DATA_SELFTEST, HwptDataType, VendorData } from '../iommufd/hwpt'
 import { IovaRange } from '../iommufd/ioas'
 import { PciDevice } from '../hw/unit'
 import { FileBacking } from '../memory/backing'
-import { DmaFlag, DmaStatus, deviceDma } from '../iommufd/dma'
+import { DmaFlag, DmaStatus, checkDmaLength, deviceDma } from '../iommufd/dma'
 import { encodeEvent } from '../hw/smmuv3/events'
 import { encodeFault } from '../hw/vtd/faults'
 import { ErrnoError } from '../util/errno'
@@ -285,6 +285,7 @@ function dmaIoctl(c: Call): StructValue {
   const translate = (flags & DmaFlag.TRANSLATE) !== 0
   if (write && translate) throw new ErrnoError('EINVAL', 'flags: WRITE and TRANSLATE exclude each other')
   const len = u(r, 'length')
+  if (!translate) checkDmaLength(len, `length=${len}`)
   const data = write ? c.mem.read(b(r, 'in_data_uptr'), BigInt(len), 'in_data_uptr') : undefined
   const res = deviceDma(ctxOf(c).world, dev.pci.bdf, {
     op: translate ? 'translate' : write ? 'write' : 'read',

@@ -7,15 +7,18 @@ import { strict as assert } from 'node:assert'
 import { readFileSync } from 'node:fs'
 import * as path from 'node:path'
 import * as sinon from 'sinon'
+import { dmaPort } from '../../src/fs/dma-file'
 import { AttributeFile } from '../../src/fs/nodes'
+import { DmaFlag } from '../../src/iommufd/dma'
 import { Ioas } from '../../src/iommufd/ioas'
 import { World } from '../../src/iommufd/world'
+import { parseDmaRequest } from '../../src/uapi/dma-text'
 import { MAX_FRAME, decodeReply, encodeRequest } from '../../src/uapi/frame'
 import { IommuSession } from '../../src/uapi/session'
 import { ErrnoError } from '../../src/util/errno'
 import { LIMITS } from '../../src/util/limits'
 import { TraceLog } from '../../src/util/trace'
-import { IommuBench, SMMU0, defaultMachine, ioctlOf, smmuNestSetup, structBytes } from '../helpers/iommufd'
+import { DEV, IommuBench, SMMU0, defaultMachine, ioctlOf, smmuNestSetup, structBytes } from '../helpers/iommufd'
 
 const ROOT = path.join(__dirname, '..', '..', '..')
 
@@ -198,6 +201,37 @@ describe('limits', () => {
     throwsErrno(() => f.write(0, Buffer.alloc(LIMITS.attributeWrite.max + 1, 0x41)), 'E2BIG', /at most 4096 bytes/)
     assert.equal(f.write(0, Buffer.alloc(LIMITS.attributeWrite.max, 0x41)), LIMITS.attributeWrite.max)
     assert.equal(stored.length, 1)
+  })
+
+  describe(`a DMA request above ${LIMITS.dmaLength.max} bytes is E2BIG, on every way in`, () => {
+    const max = LIMITS.dmaLength.max
+
+    it('the port text: len= and data= at the limit parse, one byte more is E2BIG naming the field', () => {
+      assert.equal(parseDmaRequest(`read iova=0 len=${max}`).len, max)
+      throwsErrno(() => parseDmaRequest(`read iova=0 len=${max + 1}`), 'E2BIG', /^len=1048577: at most 1048576 bytes per request$/)
+      assert.equal(parseDmaRequest(`write iova=0 data=${'ab'.repeat(max)}`).len, max)
+      throwsErrno(() => parseDmaRequest(`write iova=0 data=${'ab'.repeat(max + 1)}`), 'E2BIG', /^data: 1048577 bytes: at most 1048576 bytes per request$/)
+    })
+
+    it('the port file: a line longer than the largest request is E2BIG, the reply says so, and the port still serves', () => {
+      const t = new IommuBench()
+      const f = dmaPort(t.world, DEV.smmu0a).open('readwrite')
+      throwsErrno(() => f.write(0, Buffer.alloc(2 * max + 257, 0x61)), 'E2BIG', /^request line over 2097408 bytes \(data of at most 1048576 bytes in hex\)$/)
+      assert.match((f.read(0, 4096) as Buffer).toString(), /^err E2BIG request line over 2097408 bytes/)
+      throwsErrno(() => f.write(0, Buffer.from(`read iova=0 len=${max + 1}\n`)), 'E2BIG', /^len=1048577:/)
+    })
+
+    it('IOMMUFS_DMA: length above the limit is E2BIG before the data is read (regression: a write read `length` bytes first), and changes nothing', () => {
+      const t = new IommuBench()
+      const dev = BigInt(t.bind(DEV.smmu0a))
+      const req = (length: number): Record<string, bigint> => ({ dev_id: dev, iova: 0x100000n, length: BigInt(length), flags: BigInt(DmaFlag.WRITE), in_data_uptr: 0x5000n })
+      const unreadable = new Map<bigint, Buffer | 'fault'>([[0x5000n, 'fault']])
+      const over = frame(t, 'IOMMUFS_DMA', req(max + 1), unreadable)
+      assert.equal(over.errnoName, 'E2BIG')
+      assert.match(over.message, /^length=1048577: at most 1048576 bytes per request$/)
+      // at the limit the length passes and the unreadable data is what fails
+      assert.equal(frame(t, 'IOMMUFS_DMA', req(max), unreadable).errnoName, 'EFAULT')
+    })
   })
 
   it(`the trace keeps the last ${LIMITS.traceLines.max} lines and cuts a line at ${LIMITS.traceLineLength.max} characters`, () => {

@@ -48,9 +48,6 @@ export interface DmaResult {
   readonly ats?: { readonly out: bigint; readonly size: bigint; readonly perms: number }
 }
 
-/** The biggest single request a port takes. */
-export const DMA_MAX = 1 << 20
-
 /** `out` is the output address of the transaction's own address. */
 /** What a request needs of a translation, whichever cache or walk gave it. */
 interface Span {

@@ -1,0 +1,88 @@
+/**
+ * Changing the tree answers root as the filesystem each part stands for
+ * (measured on Linux 6.18): sysfs and debugfs refuse mkdir, ln, ln -s, mv, rm
+ * and rmdir (EPERM) and creating a file (EACCES), and allow touch of an
+ * existing entry; chmod is kept in sysfs and refused in debugfs. dev/ (devtmpfs)
+ * keeps chmod and allows touch, but its nodes are the model's and are not
+ * reshaped. Real mounts of both backends, real coreutils.
+ */
+import { strict as assert } from 'node:assert'
+import { sh, withMount } from '../helpers/mount'
+
+const ATTR = 'sys/class/iommu/dmar0/intel-vtd/model'
+const TRACE = 'sys/kernel/debug/iommufd/trace'
+const EPERM = 'Operation not permitted'
+const EACCES = 'Permission denied'
+
+/** [command, exact stderr ('' = it succeeds)] */
+const CASES: [string, string][] = [
+  // sysfs
+  ['mkdir sys/class/new', `mkdir: cannot create directory 'sys/class/new': ${EPERM}`],
+  ['touch sys/class/new', `touch: cannot touch 'sys/class/new': ${EACCES}`],
+  ['ln -s iommu sys/class/link', `ln: failed to create symbolic link 'sys/class/link': ${EPERM}`],
+  [`ln ${ATTR} sys/class/hard`, `ln: failed to create hard link 'sys/class/hard' => '${ATTR}': ${EPERM}`],
+  ['mv sys/class/iommu sys/class/iommu2', `mv: cannot move 'sys/class/iommu' to 'sys/class/iommu2': ${EPERM}`],
+  [`rm ${ATTR}`, `rm: cannot remove '${ATTR}': ${EPERM}`],
+  ['rmdir sys/class/iommu', `rmdir: failed to remove 'sys/class/iommu': ${EPERM}`],
+  [`touch ${ATTR}`, ''],
+  [`chmod 600 ${ATTR}`, ''],
+  // debugfs
+  ['mkdir sys/kernel/debug/iommufd/new', `mkdir: cannot create directory 'sys/kernel/debug/iommufd/new': ${EPERM}`],
+  ['touch sys/kernel/debug/iommufd/new', `touch: cannot touch 'sys/kernel/debug/iommufd/new': ${EACCES}`],
+  ['ln -s trace sys/kernel/debug/iommufd/link', `ln: failed to create symbolic link 'sys/kernel/debug/iommufd/link': ${EPERM}`],
+  [`mv ${TRACE} sys/kernel/debug/iommufd/t2`, `mv: cannot move '${TRACE}' to 'sys/kernel/debug/iommufd/t2': ${EPERM}`],
+  [`rm ${TRACE}`, `rm: cannot remove '${TRACE}': ${EPERM}`],
+  ['rmdir sys/kernel/debug/iommufd/dma', `rmdir: failed to remove 'sys/kernel/debug/iommufd/dma': ${EPERM}`],
+  [`touch ${TRACE}`, ''],
+  [`chmod 600 ${TRACE}`, `chmod: changing permissions of '${TRACE}': ${EPERM}`],
+  // devtmpfs: the model's nodes stay where they are
+  ['rm dev/iommu', `rm: cannot remove 'dev/iommu': ${EPERM}`],
+  ['mv dev/iommu dev/iommu2', `mv: cannot move 'dev/iommu' to 'dev/iommu2': ${EPERM}`],
+  ['mkdir dev/new', `mkdir: cannot create directory 'dev/new': ${EPERM}`],
+  ['touch dev/new', `touch: cannot touch 'dev/new': ${EACCES}`],
+  ['ln -s iommu dev/link', `ln: failed to create symbolic link 'dev/link': ${EPERM}`],
+  ['rmdir dev/vfio/devices', `rmdir: failed to remove 'dev/vfio/devices': ${EPERM}`],
+  ['touch dev/iommu', ''],
+  ['chmod 600 dev/iommu', ''],
+  // across parts of the tree: one mount, so rename(2) reaches the server
+  ['mv dev/iommu sys/iommu', `mv: cannot move 'dev/iommu' to 'sys/iommu': ${EPERM}`],
+]
+
+/** What a refused change must leave as it was: every name, and the values and modes that were not chmod-ed. */
+const STATE = `find sys/class sys/bus dev sys/kernel/debug/iommufd/dma | sort | md5sum; stat -c '%a %F %n' ${TRACE} dev/vfio/devices sys/class/iommu; cat ${ATTR}`
+
+for (const backend of ['libfuse3', 'fuse-native']) {
+  describe(`changing the tree answers as sysfs, debugfs and devtmpfs do (${backend})`, function () {
+    this.timeout(60000)
+    const opts = { args: ['--backend', backend] }
+
+    it('mkdir, touch, ln, ln -s, mv, rm, rmdir and chmod: each exact error, and nothing else changes', async () => {
+      await withMount(async (m) => {
+        const before = await sh(`cd ${m.dir} && ${STATE}`)
+        assert.equal(before.code, 0, before.stderr)
+        for (const [cmd, want] of CASES) {
+          const r = await sh(`cd ${m.dir} && ${cmd}`)
+          assert.equal(r.stderr, want ? `${want}\n` : '', cmd)
+          assert.equal(r.code, want ? 1 : 0, cmd)
+        }
+        const after = await sh(`cd ${m.dir} && ${STATE}`)
+        assert.equal(after.stdout, before.stdout)
+        assert.equal(after.stdout.split('\n')[4], '1')
+      }, opts)
+    })
+
+    it('chmod is kept in sysfs and dev/ (stat shows it, the file still reads and opens) and refused in debugfs', async () => {
+      await withMount(async (m) => {
+        const r = await sh(
+          `set -e; cd ${m.dir}
+stat -c %a ${ATTR} dev/iommu ${TRACE}
+chmod 600 ${ATTR}; chmod 640 dev/iommu; chmod 600 ${TRACE} 2>/dev/null || echo refused
+stat -c %a ${ATTR} dev/iommu ${TRACE}
+cat ${ATTR}; exec 3<>dev/iommu; echo opened`,
+        )
+        assert.equal(r.code, 0, r.stderr)
+        assert.equal(r.stdout, ['444', '666', '444', 'refused', '600', '640', '444', '1', 'opened', ''].join('\n'))
+      }, opts)
+    })
+  })
+}
