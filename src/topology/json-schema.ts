@@ -5,7 +5,8 @@
  * output as sysfs-schema/topology.schema.json; a test checks it is current.
  */
 import { FieldDef, RegisterDef, registerModel } from '../hw/registers'
-import { CacheSizes, DEFAULT_CACHE_SIZES } from '../hw/smmuv3/caches'
+import { DEFAULT_CACHE_SIZES } from '../hw/smmuv3/caches'
+import { DEFAULT_VTD_CACHE_SIZES } from '../hw/vtd/caches'
 import { IommuKind } from '../hw/unit'
 
 type Schema = Record<string, unknown>
@@ -83,6 +84,12 @@ const DEVICE: Schema = {
 }
 
 /** The schema, as an object ready for JSON.stringify. */
+/** A unit kind's cache sizes: each name optional, 1..2^20 entries, as the topology loader reads them. */
+function cacheSizes(defaults: object): Schema {
+  const sizes = Object.entries(defaults as Record<string, number>).map(([k, v]) => [k, { type: 'integer', minimum: 1, maximum: 1 << 20, description: `default ${v}` }])
+  return { type: 'object', additionalProperties: false, properties: Object.fromEntries(sizes) }
+}
+
 export function topologyJsonSchema(): Schema {
   const definitions: Definitions = {}
   const registers = Object.fromEntries(KINDS.map((k) => [k, registersSchema(definitions, k)]))
@@ -108,14 +115,9 @@ export function topologyJsonSchema(): Schema {
             base: { ...integer((1n << 64n) - 1n), description: 'MMIO base address, 4 KiB aligned, unique' },
             registers: { type: 'object' },
             devices: { type: 'array', items: DEVICE },
-            caches: {
-              type: 'object',
-              description: 'SMMUv3 only: cache sizes in entries (each optional; docs/dma.md)',
-              additionalProperties: false,
-              properties: Object.fromEntries((Object.keys(DEFAULT_CACHE_SIZES) as (keyof CacheSizes)[]).map((k) => [k, { type: 'integer', minimum: 1, maximum: 1 << 20, description: `default ${DEFAULT_CACHE_SIZES[k]}` }])),
-            },
+            caches: { type: 'object', description: 'cache sizes in entries, each optional (docs/dma.md); the names depend on the kind' },
           },
-          allOf: KINDS.map((k) => ({ if: { properties: { kind: { const: k } } }, then: { required: ['base', 'registers', 'devices'], properties: { registers: registers[k] } } })),
+          allOf: KINDS.map((k) => ({ if: { properties: { kind: { const: k } } }, then: { required: ['base', 'registers', 'devices'], properties: { registers: registers[k], caches: cacheSizes(k === 'arm-smmu-v3' ? DEFAULT_CACHE_SIZES : DEFAULT_VTD_CACHE_SIZES) } } })),
         },
       },
     },
