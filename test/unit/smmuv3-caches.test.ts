@@ -114,17 +114,38 @@ describe('SMMUv3 TLB through DMA', () => {
   beforeEach(() => (rig = new SmmuRig()))
   afterEach(() => rig.close())
 
-  it('a second access hits the TLB (no walk steps), tagged VMID/ASID as the STE and CD say', () => {
+  /** StreamID 8: an S1 STE, a CD with ASID 5, and page 0x1000 mapped read-write to DATA_PA. */
+  function streamWithS1Page(): void {
     const pt = rig.table(1)
     pt.map(0x1000n, DATA_PA, 0x1000n, RW)
     const cd = rig.cdTable(0)
     rig.cd(cd, { asid: 5, ttb0: pt.root })
     rig.ste(8, { config: 's1', ctxPtr: cd })
+  }
+
+  it('a second access hits the TLB (no walk steps), tagged VMID/ASID as the STE and CD say', () => {
+    streamWithS1Page()
     assert.equal(rig.read(8, 0x1000n).pieces[0].source, 'walk')
     const again = rig.read(8, 0x1008n)
     assert.equal(again.pieces[0].source, 'tlb')
     assert.equal(again.pieces[0].out, DATA_PA + 8n)
     assert.match(rig.caches.dumpTlb(), /^S1 {2}vmid=0 asid=5 addr=0x1000 size=0x1000 level=3 granule=4096 out=0x8000000000 priv:rw- user:rw- since=\d+$/m)
+  })
+
+  it('tlb.json, config_cache.json and atc.json hold the same entries as plain data', () => {
+    streamWithS1Page()
+    rig.read(8, 0x1000n)
+    const tlb = rig.caches.tlbJson() as { entries: Record<string, unknown>[]; misses: number }
+    assert.equal(tlb.entries.length, 1)
+    const { since, ...entry } = tlb.entries[0]
+    assert.equal(typeof since, 'number')
+    assert.deepEqual(entry, { stage: 'S1', vmid: 0, asid: 5, addr: '0x1000', size: '0x1000', level: 3, granule: 4096, out: '0x8000000000', perms: 'priv:rw- user:rw-' })
+    const config = rig.caches.configJson() as { ste: { entries: { sid: string; config: string }[] }; cd: { entries: { sid: string; ssid: string; asid: number }[] } }
+    assert.deepEqual(config.ste.entries.map((e) => [e.sid, e.config]), [['0x8', 's1']])
+    assert.deepEqual(config.cd.entries.map((e) => [e.sid, e.ssid, e.asid]), [['0x8', '0x0', 5]])
+    assert.deepEqual((rig.caches.atcJson() as { entries: unknown[] }).entries, [])
+    // what the debug tree serves: JSON.stringify must not meet a bigint
+    assert.doesNotThrow(() => JSON.stringify([tlb, config, rig.caches.atcJson()]))
   })
 })
 

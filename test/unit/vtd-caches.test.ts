@@ -117,3 +117,18 @@ describe('VT-d invalidation descriptors against cached entries (dropped x, kept 
     })
   }
 })
+
+describe('VT-d caches as plain data (iotlb.json, config_cache.json, dev_tlb.json)', () => {
+  it('the same entries as the text views, addresses as hex strings', () => {
+    const c = filled()
+    const iotlb = c.iotlbJson() as { entries: Record<string, unknown>[] }
+    assert.equal(iotlb.entries.length, 7)
+    assert.deepEqual(iotlb.entries.find((e) => e.iova === '0x5000'), { did: 3, pasid: 1, kind: 'first', iova: '0x5000', size: '0x1000', pa: '0x80000000', perms: iotlb.entries[0].perms, global: true, since: 0 })
+    const config = c.configJson() as { context: { entries: { sid: string; did: number }[] }; pasid: { entries: { pasid: number; did: number }[] } }
+    assert.deepEqual(config.context.entries.map((e) => [e.sid, e.did]), [['0x200', 3], ['0x208', 4]])
+    assert.deepEqual(config.pasid.entries.map((e) => [e.pasid, e.did]), [[1, 3], [2, 4]])
+    const dev = c.devTlbJson() as { entries: { sid: string; pasid: number | null; iova: string }[] }
+    assert.deepEqual(dev.entries.map((e) => [e.sid, e.pasid, e.iova]), [['0x200', null, '0x1000'], ['0x200', 1, '0x1000'], ['0x200', 1, '0x4000'], ['0x208', null, '0x1000']])
+    assert.doesNotThrow(() => JSON.stringify([iotlb, config, dev]))
+  })
+})

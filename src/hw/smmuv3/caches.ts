@@ -319,6 +319,35 @@ export class Smmuv3Caches {
     const rows = [...this.atc.values()].map((e) => `sid=${hex(e.sid)} pasid=${e.ssid ?? 'none'} addr=${hex(e.base)} size=${hex(e.size)} out=${hex(e.out)} ${describePerms(e.perms)} since=${e.since}`)
     return `ATC: ${this.atc.size}/${this.atc.capacity}\n${rows.map((r) => `${r}\n`).join('')}`
   }
+
+  /** The caches as plain data (tlb.json, config_cache.json, atc.json): addresses as hex strings. */
+  tlbJson(): unknown {
+    const entries = [...this.tlb.values()].map((e) => ({
+      stage: e.kind,
+      vmid: e.vmid,
+      asid: e.asid ?? 'global',
+      addr: hex(e.base),
+      size: hex(e.size),
+      level: e.level,
+      granule: 1 << e.granule,
+      out: hex(e.out),
+      perms: describePerms(e.perms),
+      since: e.since,
+    }))
+    return { capacity: this.tlb.capacity, hits: this.hits, misses: this.misses, entries }
+  }
+
+  configJson(): unknown {
+    return {
+      ste: { capacity: this.ste.capacity, entries: [...this.ste.values()].map((e) => ({ sid: hex(e.sid), config: e.stream.config, vmid: e.stream.vmid, addr: hex(e.stream.steAddr), since: e.since })) },
+      cd: { capacity: this.cd.capacity, entries: [...this.cd.values()].map((e) => ({ sid: hex(e.sid), ssid: hex(e.ssid), asid: e.context.asid, addr: hex(e.context.cdAddr), since: e.since })) },
+    }
+  }
+
+  atcJson(): unknown {
+    const entries = [...this.atc.values()].map((e) => ({ sid: hex(e.sid), pasid: e.ssid ?? null, addr: hex(e.base), size: hex(e.size), out: hex(e.out), perms: describePerms(e.perms), since: e.since }))
+    return { capacity: this.atc.capacity, entries }
+  }
 }
 
 function atcKey(e: { sid: number; ssid?: number; base: bigint; size: bigint }): string {

@@ -171,9 +171,9 @@ export class Smmuv3 extends IommuUnit {
       stream_table: { show: stream_table },
       vmids_used: { show: () => `${this.vmids.inUse}\n` },
       cmdq: { show: () => this.cmdq.dump(), json: () => this.cmdq.json() },
-      tlb: { show: () => this.caches.dumpTlb() },
-      config_cache: { show: () => this.caches.dumpConfig() },
-      atc: { show: () => this.caches.dumpAtc() },
+      tlb: { show: () => this.caches.dumpTlb(), json: () => this.caches.tlbJson() },
+      config_cache: { show: () => this.caches.dumpConfig(), json: () => this.caches.configJson() },
+      atc: { show: () => this.caches.dumpAtc(), json: () => this.caches.atcJson() },
       events: {
         show: () =>
           this.dma.events

@@ -228,4 +228,32 @@ export class VtdCaches {
     const rows = [...this.devtlb.map.values()].map((e) => `sid=${hex(e.sid)} pasid=${e.pasid === undefined ? '-' : hex(e.pasid)} iova=${hex(e.base)} size=${hex(e.size)} pa=${hex(e.out)} ${describePerms(e.perms)} since=${e.since}`)
     return `${name}: dev_tlb ${rows.length}/${this.sizes.devtlb}\n${rows.map((r) => `${r}\n`).join('')}`
   }
+
+  /** The caches as plain data (iotlb.json, config_cache.json, dev_tlb.json): addresses as hex strings. */
+  iotlbJson(): unknown {
+    const entries = [...this.iotlb.map.values()].map((e) => ({
+      did: e.did,
+      pasid: e.pasid === undefined ? null : e.pasid,
+      kind: e.kind,
+      iova: hex(e.base),
+      size: hex(e.size),
+      pa: hex(e.out),
+      perms: describePerms(e.perms),
+      global: e.global,
+      since: e.since,
+    }))
+    return { capacity: this.sizes.iotlb, hits: this.hits, misses: this.misses, entries }
+  }
+
+  configJson(): unknown {
+    return {
+      context: { capacity: this.sizes.context, entries: [...this.context.map.values()].map((e) => ({ sid: hex(e.sid), did: e.did, lo: hex(e.ctx.words[0], 16), hi: hex(e.ctx.words[1], 16), since: e.since })) },
+      pasid: { capacity: this.sizes.pasid, entries: [...this.pasid.map.values()].map((e) => ({ sid: hex(e.sid), pasid: e.pasid, did: e.did, pgtt: e.pc.pgtt, w0: hex(e.pc.words[0], 16), since: e.since })) },
+    }
+  }
+
+  devTlbJson(): unknown {
+    const entries = [...this.devtlb.map.values()].map((e) => ({ sid: hex(e.sid), pasid: e.pasid === undefined ? null : e.pasid, iova: hex(e.base), size: hex(e.size), pa: hex(e.out), perms: describePerms(e.perms), since: e.since }))
+    return { capacity: this.sizes.devtlb, entries }
+  }
 }

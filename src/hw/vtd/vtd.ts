@@ -131,9 +131,9 @@ export class Vtd extends IommuUnit {
     return {
       pasid_table: { show: pasid_table },
       invalidation_queue: { show: () => this.qi.dump(), json: () => this.qi.json() },
-      iotlb: { show: () => this.caches.dumpIotlb(this.name) },
-      config_cache: { show: () => this.caches.dumpConfig(this.name) },
-      dev_tlb: { show: () => this.caches.dumpDevTlb(this.name) },
+      iotlb: { show: () => this.caches.dumpIotlb(this.name), json: () => this.caches.iotlbJson() },
+      config_cache: { show: () => this.caches.dumpConfig(this.name), json: () => this.caches.configJson() },
+      dev_tlb: { show: () => this.caches.dumpDevTlb(this.name), json: () => this.caches.devTlbJson() },
       faults: {
         show: () =>
           this.dma.faults
