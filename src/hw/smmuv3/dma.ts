@@ -1,6 +1,7 @@
-import { Abort, isAbort } from '../../memory/backing'
+import { isAbort } from '../../memory/backing'
 import { MemoryPort } from '../../memory/physical'
 import { hex } from '../bits'
+import { TransferPiece, transfer } from '../dma-transfer'
 import { AtcEntry, Smmuv3Caches, TlbEntry, cdKey } from './caches'
 import { SmmuEvent, describeEvent } from './events'
 import { Finding, Sanitizer, changedDescriptor } from './sanitizer'
@@ -21,15 +22,7 @@ export interface DmaRequest {
 }
 
 /** One translated piece of a request (a request is cut where translations end). */
-export interface Piece {
-  readonly addr: bigint
-  readonly len: number
-  readonly out: bigint
-  readonly perms: number
-  /** Where the translation came from. */
-  readonly source: 'walk' | 'tlb' | 'atc'
-  readonly steps: readonly Step[]
-}
+export type Piece = TransferPiece<Step>
 
 export interface DmaResult {
   readonly pieces: Piece[]
@@ -83,40 +76,14 @@ export class Smmuv3Dma {
 
   /** Reads or writes through the SMMU, one translation at a time; a fault or abort ends it. */
   access(req: DmaRequest): DmaResult {
-    const pieces: Piece[] = []
     const findings: Finding[] = []
-    const chunks: Buffer[] = []
-    let done = 0
-    // an ATS request of length 0 is a translation request alone
-    const len = req.ats && req.len === 0 ? 1 : req.len
-    while (done < len) {
-      const addr = req.addr + BigInt(done)
+    const r = transfer<Step, SmmuEvent>(this.mem, req, findings, (addr) => {
       const txn: Transaction = { sid: req.sid, ssid: req.ssid, addr, write: req.write, priv: req.priv, exec: req.exec }
       const got = req.ats ? this.viaAtc(txn, findings) : this.translate(txn, findings)
-      if (!got.ok) {
-        const data = req.write ? undefined : Buffer.concat(chunks)
-        if ('stopped' in got) return { pieces, data, findings, stopped: got.stopped, faultSteps: got.steps }
-        this.record(got.event)
-        return { pieces, data, findings, event: got.event, faultSteps: got.steps }
-      }
-      const t = got.t
-      const n = Math.min(len - done, Number(t.base + t.size - addr))
-      pieces.push({ addr, len: n, out: got.out, perms: t.perms, source: got.source, steps: got.steps })
-      if (req.ats && !req.len) return { pieces, findings, ats: { out: got.out, size: t.size, perms: t.perms } }
-      const r = this.move(got.out, req, done, n, chunks)
-      if (r) return { pieces, data: req.write ? undefined : Buffer.concat(chunks), findings, abort: r.abort }
-      done += n
-    }
-    return { pieces, data: req.write ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks), findings }
-  }
-
-  /** Moves `n` bytes at the output address. */
-  private move(out: bigint, req: DmaRequest, done: number, n: number, chunks: Buffer[]): Abort | undefined {
-    if (req.write) return this.mem.write(out, (req.data ?? Buffer.alloc(req.len)).subarray(done, done + n))
-    const b = this.mem.read(out, n)
-    if (isAbort(b)) return b
-    chunks.push(b)
-    return undefined
+      return got.ok || 'stopped' in got ? got : { ok: false, fault: got.event, steps: got.steps }
+    }, (e) => this.record(e))
+    // an SMMU's fault is its event record
+    return r.fault ? { pieces: r.pieces, data: r.data, findings, event: r.fault, faultSteps: r.faultSteps } : r
   }
 
   private record(e: SmmuEvent): void {

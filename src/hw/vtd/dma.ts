@@ -1,6 +1,6 @@
-import { Abort, isAbort } from '../../memory/backing'
 import { MemoryPort } from '../../memory/physical'
 import { hex } from '../bits'
+import { TransferPiece, TransferResult, Translated, transfer } from '../dma-transfer'
 import { Finding, Sanitizer, changedDescriptor } from '../smmuv3/sanitizer'
 import { describePerms, permFor } from '../smmuv3/walk'
 import { DevTlbEntry, IotlbEntry, VtdCaches } from './caches'
@@ -21,29 +21,12 @@ export interface VtdDmaRequest {
   readonly ats?: boolean
 }
 
-export interface VtdPiece {
-  readonly addr: bigint
-  readonly len: number
-  readonly out: bigint
-  readonly perms: number
-  readonly source: 'walk' | 'tlb' | 'atc'
-  readonly steps: readonly VtdStep[]
-}
+export type VtdPiece = TransferPiece<VtdStep>
 
-export interface VtdDmaResult {
-  readonly pieces: VtdPiece[]
-  readonly data?: Buffer
-  /** The request ended in this fault (its fault record). */
-  readonly fault?: VtdFault
-  readonly abort?: string
-  readonly findings: Finding[]
-  readonly stopped?: Finding
-  readonly faultSteps?: readonly VtdStep[]
-  readonly ats?: { readonly out: bigint; readonly size: bigint; readonly perms: number }
-}
+/** A request's outcome; `fault` is the fault record the request ended in. */
+export type VtdDmaResult = TransferResult<VtdStep, VtdFault>
 
-type Got = { ok: true; t: { base: bigint; size: bigint; perms: number }; out: bigint; source: 'walk' | 'tlb' | 'atc'; steps: VtdStep[] }
-type Outcome = Got | { ok: false; fault: VtdFault; steps: VtdStep[] } | { ok: false; stopped: Finding; steps: VtdStep[] }
+type Outcome = Translated<VtdStep, VtdFault>
 
 /**
  * A VT-d unit's request path: context cache, PASID cache, IOTLB, the walk on
@@ -67,37 +50,11 @@ export class VtdDma {
   }
 
   access(req: VtdDmaRequest): VtdDmaResult {
-    const pieces: VtdPiece[] = []
     const findings: Finding[] = []
-    const chunks: Buffer[] = []
-    let done = 0
-    const len = req.ats && req.len === 0 ? 1 : req.len
-    const data = (): Buffer | undefined => (req.write ? undefined : Buffer.concat(chunks))
-    while (done < len) {
-      const addr = req.addr + BigInt(done)
+    return transfer<VtdStep, VtdFault>(this.mem, req, findings, (addr) => {
       const txn: VtdTxn = { sid: req.sid, pasid: req.pasid, addr, write: req.write, priv: req.priv, exec: req.exec, ats: req.ats }
-      const got = req.ats ? this.viaDevTlb(txn, findings) : this.translate(txn, findings)
-      if (!got.ok) {
-        if ('stopped' in got) return { pieces, data: data(), findings, stopped: got.stopped, faultSteps: got.steps }
-        this.record(got.fault)
-        return { pieces, data: data(), findings, fault: got.fault, faultSteps: got.steps }
-      }
-      const n = Math.min(len - done, Number(got.t.base + got.t.size - addr))
-      pieces.push({ addr, len: n, out: got.out, perms: got.t.perms, source: got.source, steps: got.steps })
-      if (req.ats && !req.len) return { pieces, findings, ats: { out: got.out, size: got.t.size, perms: got.t.perms } }
-      const r = this.move(got.out, req, done, n, chunks)
-      if (r) return { pieces, data: data(), findings, abort: r.abort }
-      done += n
-    }
-    return { pieces, data: data(), findings }
-  }
-
-  private move(out: bigint, req: VtdDmaRequest, done: number, n: number, chunks: Buffer[]): Abort | undefined {
-    if (req.write) return this.mem.write(out, (req.data ?? Buffer.alloc(req.len)).subarray(done, done + n))
-    const b = this.mem.read(out, n)
-    if (isAbort(b)) return b
-    chunks.push(b)
-    return undefined
+      return req.ats ? this.viaDevTlb(txn, findings) : this.translate(txn, findings)
+    }, (f) => this.record(f))
   }
 
   private record(f: VtdFault): void {
