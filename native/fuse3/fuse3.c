@@ -7,10 +7,17 @@
  * JS answers a request at once or later: requests are kept in a table under a
  * small integer id, and every reply function takes that id, so a late or
  * repeated reply is refused instead of touching freed memory.
+ *
+ * Read-only opens of inodes JS marked with setSnapshot (sysfs-style
+ * attributes under fixed paths) are served here: OPEN, READ past offset 0,
+ * POLL and RELEASE never reach JS; a READ at offset 0 asks JS for the text
+ * (OP_RENDER) and keeps it as the open's snapshot, as sysfs does.
  */
 #define _GNU_SOURCE
 #define FUSE_USE_VERSION 35
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <fuse_lowlevel.h>
 #include <node_api.h>
 #include <stdlib.h>
@@ -25,8 +32,13 @@ enum {
   OP_INIT = 0, OP_LOOKUP, OP_FORGET, OP_GETATTR, OP_READLINK, OP_OPEN, OP_READ, OP_WRITE,
   OP_RELEASE, OP_READDIR, OP_SETATTR, OP_IOCTL, OP_POLL, OP_INTERRUPT, OP_ENDED,
   /* changes to the tree: JS (TreeOps) decides what each answers */
-  OP_MKDIR, OP_CREATE, OP_UNLINK, OP_RMDIR, OP_RENAME, OP_SYMLINK, OP_LINK
+  OP_MKDIR, OP_CREATE, OP_UNLINK, OP_RMDIR, OP_RENAME, OP_SYMLINK, OP_LINK,
+  /* the text of a snapshot inode: JS returns a Buffer or a positive errno */
+  OP_RENDER
 };
+
+/* how the addon serves an inode's read-only opens (setSnapshot) */
+enum { SNAP_NONE = 0, SNAP_DIRECT = 1, SNAP_CACHED = 2 };
 
 /* per-open flags JS gives replyOpen */
 enum { OPEN_DIRECT_IO = 1, OPEN_KEEP_CACHE = 2, OPEN_NONSEEKABLE = 4, OPEN_NOFLUSH = 8 };
@@ -41,7 +53,17 @@ typedef struct session {
   struct fuse_buf buf;
   int mounted, closed, ended;
   double start;        /* mtime/atime/ctime of every node, seconds */
+  uint8_t *snapkind;   /* ino -> SNAP_*, for inodes JS marked */
+  size_t nsnapkind;
 } session;
+
+/* A read-only open served by the addon: the text taken at the last read of offset 0.
+ * Its fh carries SNAP_TAG, which JS's handles (at most 32 bits) never have. */
+typedef struct { char *data; size_t len; int taken; } snapshot;
+#define SNAP_TAG (1ULL << 63)
+static snapshot *snap_of(const struct fuse_file_info *fi) {
+  return (fi->fh & SNAP_TAG) ? (snapshot *)(uintptr_t)(fi->fh & ~SNAP_TAG) : NULL;
+}
 
 /* ---- the request table: id -> pending request ---- */
 typedef struct { fuse_req_t req; session *s; } slot;
@@ -180,18 +202,52 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void op_readlink(fuse_req_t req, fuse_ino_t ino) { dispatch(req, OP_READLINK, ino, 0, NULL); }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
-  napi_env env = ses(req)->env;
+  session *s = ses(req);
+  int kind = ino < s->nsnapkind ? s->snapkind[ino] : SNAP_NONE;
+  if (kind != SNAP_NONE && (fi->flags & O_ACCMODE) == O_RDONLY) {
+    snapshot *sn = calloc(1, sizeof *sn);
+    if (!sn) {
+      fuse_reply_err(req, ENOMEM);
+      return;
+    }
+    fi->fh = (uint64_t)(uintptr_t)sn | SNAP_TAG;
+    fi->direct_io = kind == SNAP_DIRECT;
+    fi->keep_cache = kind == SNAP_CACHED;
+    fi->noflush = 1;
+    if (fuse_reply_open(req, fi) != 0) free(sn); /* the opener was interrupted: no RELEASE comes */
+    return;
+  }
+  napi_env env = s->env;
   napi_value a[2] = { num(env, fi->flags), num(env, fuse_req_ctx(req)->pid) };
   dispatch(req, OP_OPEN, ino, 2, a);
 }
 
+static int render(session *s, fuse_ino_t ino, snapshot *sn);
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  snapshot *sn = snap_of(fi);
+  if (sn) {
+    if (off == 0 || !sn->taken) {
+      int err = render(ses(req), ino, sn);
+      if (err) {
+        fuse_reply_err(req, err);
+        return;
+      }
+    }
+    size_t at = (size_t)off < sn->len ? (size_t)off : sn->len;
+    fuse_reply_buf(req, sn->data + at, sn->len - at < size ? sn->len - at : size);
+    return;
+  }
   napi_env env = ses(req)->env;
   napi_value a[4] = { num(env, (double)fi->fh), num(env, size), num(env, (double)off), num(env, fuse_req_ctx(req)->pid) };
   dispatch(req, OP_READ, ino, 4, a);
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t off, struct fuse_file_info *fi) {
+  if (snap_of(fi)) { /* opened read-only: the kernel refuses writes before they get here */
+    fuse_reply_err(req, EBADF);
+    return;
+  }
   napi_env env = ses(req)->env;
   napi_value a[4];
   void *copy;
@@ -212,6 +268,13 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) 
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  snapshot *sn = snap_of(fi);
+  if (sn) {
+    free(sn->data);
+    free(sn);
+    fuse_reply_err(req, 0);
+    return;
+  }
   napi_value a[1] = { num(ses(req)->env, (double)fi->fh) };
   dispatch(req, OP_RELEASE, ino, 1, a);
 }
@@ -239,6 +302,10 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
     fuse_reply_err(req, ENOSYS); /* 32-bit callers: pointers would need translating */
     return;
   }
+  if (snap_of(fi)) { /* an attribute takes no ioctls */
+    fuse_reply_err(req, ENOTTY);
+    return;
+  }
   a[0] = num(env, (double)fi->fh);
   a[1] = num(env, cmd);
   napi_create_bigint_uint64(env, (uint64_t)(uintptr_t)arg, &a[2]);
@@ -252,6 +319,11 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 }
 
 static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct fuse_pollhandle *ph) {
+  if (snap_of(fi)) { /* an attribute is always readable */
+    if (ph) fuse_pollhandle_destroy(ph);
+    fuse_reply_poll(req, POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM);
+    return;
+  }
   napi_env env = ses(req)->env;
   napi_value a[2] = { num(env, (double)fi->fh), num(env, ph ? poll_put(ph) : 0) };
   dispatch(req, OP_POLL, ino, 2, a);
@@ -294,6 +366,41 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t np, const char *n
   named(req, OP_LINK, np, nn, NULL);
 }
 
+/* The snapshot's text from JS (OP_RENDER), synchronously; 0 or a positive errno. */
+static int render(session *s, fuse_ino_t ino, snapshot *sn) {
+  napi_env env = s->env;
+  napi_value fn, recv, result, argv[3] = { num(env, OP_RENDER), num(env, 0), num(env, (double)ino) };
+  if (napi_get_reference_value(env, s->handler, &fn) != napi_ok || napi_get_reference_value(env, s->receiver, &recv) != napi_ok)
+    return EIO;
+  if (napi_call_function(env, recv, fn, 3, argv, &result) != napi_ok) {
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (pending) {
+      napi_value exc;
+      napi_get_and_clear_last_exception(env, &exc);
+    }
+    return EIO;
+  }
+  bool isbuf = false;
+  napi_is_buffer(env, result, &isbuf);
+  if (!isbuf) {
+    double e = EIO;
+    napi_get_value_double(env, result, &e);
+    return e > 0 ? (int)e : EIO;
+  }
+  void *data = NULL;
+  size_t len = 0;
+  napi_get_buffer_info(env, result, &data, &len);
+  char *copy = malloc(len ? len : 1);
+  if (!copy) return ENOMEM;
+  if (len) memcpy(copy, data, len);
+  free(sn->data);
+  sn->data = copy;
+  sn->len = len;
+  sn->taken = 1;
+  return 0;
+}
+
 static const struct fuse_lowlevel_ops OPS = {
   .init = op_init,
   .lookup = op_lookup,
@@ -324,6 +431,7 @@ static const struct fuse_lowlevel_ops OPS = {
 static void on_closed(uv_handle_t *h) {
   session *s = h->data;
   free(s->buf.mem);
+  free(s->snapkind);
   free(s);
 }
 
@@ -650,6 +758,28 @@ static napi_value js_drop_poll(napi_env env, napi_callback_info info) {
   return js_undefined(env);
 }
 
+/* setSnapshot(session, ino, kind): how the addon serves ino's read-only opens (SNAP_*) */
+static napi_value js_set_snapshot(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  session *s = arg_session(env, argv[0]);
+  double ino = arg_num(env, argv[1]);
+  int kind = (int)arg_num(env, argv[2]);
+  if (!s || ino < 1 || ino > (double)(1u << 30)) return ret_int(env, -EINVAL);
+  size_t i = (size_t)ino;
+  if (i >= s->nsnapkind) {
+    if (kind == SNAP_NONE) return ret_int(env, 0);
+    size_t n = s->nsnapkind ? s->nsnapkind : 1024;
+    while (n <= i) n *= 2;
+    uint8_t *k = realloc(s->snapkind, n);
+    if (!k) return ret_int(env, -ENOMEM);
+    memset(k + s->nsnapkind, 0, n - s->nsnapkind);
+    s->snapkind = k;
+    s->nsnapkind = n;
+  }
+  s->snapkind[i] = (uint8_t)kind;
+  return ret_int(env, 0);
+}
+
 /* invalInode(session, ino): drops the kernel's cached data and attributes of ino */
 static napi_value js_inval_inode(napi_env env, napi_callback_info info) {
   ARGS(2);
@@ -712,7 +842,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "replyOpen", js_reply_open }, { "replyBuf", js_reply_buf }, { "replyWrite", js_reply_write },
     { "replyDir", js_reply_dir }, { "replyIoctl", js_reply_ioctl }, { "replyPoll", js_reply_poll },
     { "onInterrupt", js_on_interrupt }, { "notifyPoll", js_notify_poll }, { "dropPoll", js_drop_poll },
-    { "invalInode", js_inval_inode }, { "invalEntry", js_inval_entry },
+    { "setSnapshot", js_set_snapshot }, { "invalInode", js_inval_inode }, { "invalEntry", js_inval_entry },
     { "vmRead", js_vm_read }, { "vmWrite", js_vm_write },
   };
   for (size_t i = 0; i < sizeof fns / sizeof *fns; i++) {

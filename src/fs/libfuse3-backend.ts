@@ -37,25 +37,31 @@ interface Fuse3Addon {
   onInterrupt(id: number): void
   notifyPoll(pollId: number, keep?: boolean): number
   dropPoll(pollId: number): void
+  setSnapshot(session: object, ino: number, kind: number): number
   invalInode(session: object, ino: number): number
   invalEntry(session: object, parent: number, name: string): number
   vmRead(pid: number, addr: bigint, len: number): Buffer | number
   vmWrite(pid: number, addr: bigint, data: Buffer): number
 }
 
-type Handler = (op: number, id: number, ino: number, a?: unknown, b?: unknown, c?: unknown, d?: unknown, e?: unknown) => void
+/** Returns what OP.RENDER asks for (the text, or a positive errno); nothing for the rest. */
+type Handler = (op: number, id: number, ino: number, a?: unknown, b?: unknown, c?: unknown, d?: unknown, e?: unknown) => Buffer | number | void
 
 /** Operation codes, as native/fuse3/fuse3.c numbers them. */
 const OP = {
   INIT: 0, LOOKUP: 1, FORGET: 2, GETATTR: 3, READLINK: 4, OPEN: 5, READ: 6, WRITE: 7,
   RELEASE: 8, READDIR: 9, SETATTR: 10, IOCTL: 11, POLL: 12, INTERRUPT: 13, ENDED: 14,
-  MKDIR: 15, CREATE: 16, UNLINK: 17, RMDIR: 18, RENAME: 19, SYMLINK: 20, LINK: 21,
+  MKDIR: 15, CREATE: 16, UNLINK: 17, RMDIR: 18, RENAME: 19, SYMLINK: 20, LINK: 21, RENDER: 22,
 } as const
 const OP_NAMES = Object.fromEntries(Object.entries(OP).map(([k, v]) => [v, k.toLowerCase()]))
 
 const OPEN_DIRECT_IO = 1
 const OPEN_KEEP_CACHE = 2
 const OPEN_NOFLUSH = 8
+/** How the addon serves a snapshot file's read-only opens (setSnapshot). */
+const SNAP_NONE = 0
+const SNAP_DIRECT = 1
+const SNAP_CACHED = 2
 const FATTR_MODE = 1 << 0
 const FATTR_UID = 1 << 1
 const FATTR_GID = 1 << 2
@@ -96,6 +102,8 @@ interface Inode {
   readonly type: number
   /** Its path cannot go away (every directory above it has fixed entries). */
   readonly stable: boolean
+  /** What a stable path resolves to, always the same node. */
+  node?: FsNode
   lookups: number
 }
 
@@ -137,13 +145,15 @@ class InodeTable {
     return n
   }
 
-  forget(ino: number, count: number): void {
+  /** Whether the inode was dropped. */
+  forget(ino: number, count: number): boolean {
     const n = this.byIno.get(ino)
-    if (!n || ino === 1) return
+    if (!n || ino === 1) return false
     n.lookups -= count
-    if (n.lookups > 0) return
+    if (n.lookups > 0) return false
     this.byIno.delete(ino)
     if (this.byPath.get(n.path) === n) this.byPath.delete(n.path)
+    return true
   }
 }
 
@@ -208,8 +218,27 @@ export function mountLibfuse3(dir: string, ops: TreeOps, opts: BackendOptions = 
     const stat = attrOf(node, p)
     const stable = dirNode.stable && ops.resolve(dirNode.path) instanceof StaticDir
     const n = inodes.lookup(p, stat.mode & S_IFMT, stable)
+    if (stable && !n.node) {
+      n.node = node
+      // a snapshot file's read-only opens are served by the addon, which asks for the text alone (render)
+      if (session && node.kind === 'file' && node.render && node.mode & 0o444) a.setSnapshot(session, n.ino, node.constant ? SNAP_CACHED : SNAP_DIRECT)
+    }
     const ttl = cached(node, stable) ? FOREVER : 0
     a.replyEntry(id, n.ino, stat.mode, stat.nlink, stat.size, ttl, stable ? FOREVER : 0)
+  }
+
+  /** The text of a snapshot inode the addon serves (OP.RENDER): a Buffer, or a positive errno. */
+  const render = (ino: number): Buffer | number => {
+    let p = `ino ${ino}`
+    try {
+      const n = inodes.get(ino)
+      p = n.path
+      const node = n.node ?? ops.resolve(p)
+      if (node.kind !== 'file' || !node.render) throw new Error(`${p}: marked as a snapshot file but is none`)
+      return node.render()
+    } catch (e) {
+      return errnoOf(ops.trace, 'read', p, e)
+    }
   }
 
   const getattr = (id: number, ino: number): void => {
@@ -344,7 +373,10 @@ export function mountLibfuse3(dir: string, ops: TreeOps, opts: BackendOptions = 
         case OP.RELEASE:
           return release(id, x as number)
         case OP.FORGET:
-          return inodes.forget(ino, x as number)
+          if (inodes.forget(ino, x as number) && session) a.setSnapshot(session, ino, SNAP_NONE)
+          return
+        case OP.RENDER:
+          return render(ino)
         case OP.READLINK:
           a.replyBuf(id, ops.readlink(inodes.get(ino).path))
           return

@@ -27,6 +27,12 @@ export interface FileNode {
   open(access: Access, caller?: Caller): OpenFile
   /** The content never changes while mounted, so the kernel may cache it (with the exact size). */
   readonly constant?: boolean
+  /**
+   * Present when every open is only a snapshot of this text (taken at each
+   * read of offset 0) with no other state and no effect: a binding may then
+   * serve read-only opens itself and ask for the text alone.
+   */
+  render?(): Buffer
 }
 
 export interface LinkNode {
@@ -132,11 +138,15 @@ export class AttributeFile implements FileNode {
     return this.constant ? Buffer.byteLength(this.show()) : SYSFS_SIZE
   }
 
+  render(): Buffer {
+    return Buffer.from(this.show())
+  }
+
   open(): OpenFile {
     let snapshot: Buffer | undefined
     return {
       read: (pos, len) => {
-        if (pos === 0 || !snapshot) snapshot = Buffer.from(this.show())
+        if (pos === 0 || !snapshot) snapshot = this.render()
         return snapshot.subarray(Math.min(pos, snapshot.length), Math.min(pos + len, snapshot.length))
       },
       write: (pos, data) => {
