@@ -47,10 +47,17 @@ export function buildTree(opts: TreeOptions = {}): ModelTree {
   const schema = loadSchema()
   const machine = loadTopology(topology)
   const log = opts.log ? createWriteStream(opts.log, { flags: 'a' }) : undefined
-  const trace = new TraceLog(undefined, (line, tag) => {
-    opts.echo?.(line, tag)
-    log?.write(`${line}\n`)
-  })
+  // lines are formatted only when they go somewhere
+  const echo = opts.echo
+  const trace = new TraceLog(
+    undefined,
+    echo || log
+      ? (line, tag) => {
+          echo?.(line, tag)
+          log?.write(`${line}\n`)
+        }
+      : undefined,
+  )
   const recording = opts.record ? new Recording(opts.record, { topology, sanitizer: opts.sanitizer ?? 'report' }) : undefined
   const world = new World(machine, trace)
   if (opts.sanitizer) for (const u of machine.units) if (u instanceof Smmuv3 || u instanceof Vtd) u.dma.sanitizer.mode = opts.sanitizer

@@ -126,7 +126,8 @@ export function dispatch(env: DispatchEnv, r: IoctlRequest): IoctlReply {
   const mem = r.memory ?? new UserMemory(r.buffers, r.mayRetry === true)
   const writeBack = (out: StructValue): Buffer => {
     encodeInto(L, full, out)
-    return Buffer.from(full.subarray(0, Math.min(size, L.size)))
+    // `full` is this request's own copy: handed out whole when the caller's struct is at least as large
+    return size >= L.size ? full : Buffer.from(full.subarray(0, size))
   }
   try {
     const newFds: NewFd[] = []

@@ -38,9 +38,9 @@ export interface RequestFrame {
 
 /** True when `buf` starts with (a prefix of) the frame magic. */
 export function looksLikeFrame(buf: Buffer): boolean {
-  const magic = Buffer.alloc(4)
-  magic.writeUInt32LE(FRAME_MAGIC)
-  return buf.subarray(0, 4).equals(magic.subarray(0, Math.min(4, buf.length)))
+  // every write passes here: the magic's bytes compared in place, nothing allocated
+  for (let i = 0; i < 4 && i < buf.length; i++) if (buf[i] !== ((FRAME_MAGIC >>> (8 * i)) & 0xff)) return false
+  return true
 }
 
 /** The whole frame's length once its header is in, else undefined. Throws on a bad header. */

@@ -11,7 +11,7 @@ import { decodeRequest, encodeError, encodeReply, frameLength, looksLikeFrame } 
 import { ioctlByCmd } from './ioctls'
 import { PidMemory, ProcessMemory } from './memory'
 import { RecordedSession, RequestRecorder } from './record'
-import { DeviceResolver, formatReply, formatRequest, parseText } from './text'
+import { DeviceResolver, formatReply, formatRequest, parseTextCached } from './text'
 
 /** A text line longer than this is refused (EMSGSIZE) rather than buffered without end. */
 export const MAX_LINE = LIMITS.line.max
@@ -270,8 +270,9 @@ export abstract class Session {
 
   /** RELEASE (or IOMMUFS_RELEASE): does now what the file's close would, and answers once it is done. */
   private releaseRequest(line: string): string | undefined {
-    const [name, ...rest] = line.split(/\s+/)
-    if (!/^(IOMMUFS_)?RELEASE$/i.test(name)) return undefined
+    // every request passes here: only a line starting with the name is split
+    if (!/^(IOMMUFS_)?RELEASE(\s|$)/i.test(line)) return undefined
+    const rest = line.split(/\s+/).slice(1)
     if (rest.length) throw new ErrnoError('EINVAL', `${rest[0]}: RELEASE takes no arguments`)
     this.release()
     return 'ok'
@@ -289,7 +290,7 @@ export abstract class Session {
   }
 
   private textRequest(line: string): string {
-    const parsed = parseText(line, this.resolver())
+    const parsed = parseTextCached(line, this.resolver())
     const own = this.frameDevice(0)
     if (own && parsed.device && parsed.device !== own) {
       throw new ErrnoError('EINVAL', `${parsed.device.bdf}: this file is vfio${own.vfioIndex} (${own.bdf}); a device node addresses its own device only`)

@@ -254,6 +254,35 @@ export function parseText(line: string, devices: DeviceResolver): ParsedText {
   return { ioctl, cmd: ioctl.cmd, struct, buffers, device, files }
 }
 
+/** Parsed iommufd text requests by line: the same line always gives the same struct and buffers. */
+const parsedLines = new Map<string, ParsedText>()
+const PARSED_LINES = 256
+/** Longer lines (entry lists) are parsed every time rather than kept. */
+const PARSED_LINE_LENGTH = 512
+
+/** A request whose bytes the caller may change without touching `p`. */
+function copyParsed(p: ParsedText): ParsedText {
+  const buffers = new Map<bigint, Buffer>()
+  for (const [a, b] of p.buffers) buffers.set(a, Buffer.from(b as Buffer))
+  return { ioctl: p.ioctl, cmd: p.cmd, struct: Buffer.from(p.struct), buffers, device: p.device, files: p.files }
+}
+
+/**
+ * parseText, remembering what iommufd lines parse to: a program repeats the
+ * same few requests, and parsing is a fair share of a text transaction.
+ * VFIO lines (which name devices the model binds) and path= lines are parsed each time.
+ */
+export function parseTextCached(line: string, devices: DeviceResolver): ParsedText {
+  const hit = parsedLines.get(line)
+  if (hit) return copyParsed(hit)
+  const p = parseText(line, devices)
+  if (line.length <= PARSED_LINE_LENGTH && p.ioctl.family === 'iommufd' && !p.files?.size && !p.device) {
+    if (parsedLines.size >= PARSED_LINES) parsedLines.delete(parsedLines.keys().next().value as string)
+    parsedLines.set(line, copyParsed(p))
+  }
+  return p
+}
+
 function encodeCommand(c: readonly [bigint, bigint]): Buffer {
   const b = Buffer.alloc(16)
   b.writeBigUInt64LE(c[0], 0)
@@ -311,8 +340,13 @@ function show(f: FieldSpec, v: bigint | bigint[]): string {
   return Array.isArray(v) ? v.map(one).join(',') : one(v)
 }
 
-function fieldsOf(L: StructLayout, s: StructValue, dirs: string[]): string[] {
-  return L.fields.filter((f) => dirs.includes(f.dir) && !f.pointer && f.dir !== 'reserved').map((f) => `${f.name}=${show(f, s[f.name])}`)
+/** Each layout's plain fields the kernel writes back, in order (computed once per layout). */
+const outFields = new WeakMap<StructLayout, FieldSpec[]>()
+
+function fieldsOf(L: StructLayout, s: StructValue): string[] {
+  let fs = outFields.get(L)
+  if (!fs) outFields.set(L, (fs = L.fields.filter((f) => (f.dir === 'out' || f.dir === 'inout') && !f.pointer)))
+  return fs.map((f) => `${f.name}=${show(f, s[f.name])}`)
 }
 
 /** What a reply says beyond the struct: the out buffers, decoded. */
@@ -333,7 +367,7 @@ function outBuffers(reply: IoctlReply, full: StructValue): string[] {
       out.push(`${p.name}=${ws.join(',')}`)
     } else if (v) {
       const vl = STRUCTS.get(v.layouts[Number(full[v.typeField] as bigint)] ?? '')
-      if (vl && data.length >= vl.size) out.push(...fieldsOf(vl, decode(vl, data), ['out', 'inout']))
+      if (vl && data.length >= vl.size) out.push(...fieldsOf(vl, decode(vl, data)))
     } else if (p.pointer!.word32) {
       const ws = Array.from({ length: data.length / 4 }, (_, i) => `0x${data.readUInt32LE(i * 4).toString(16)}`)
       out.push(`${textKey(p)}=${ws.join(',')}`)
@@ -354,7 +388,7 @@ export function formatReply(reply: IoctlReply): string {
   }
   const L = reply.ioctl!.layout
   const full = Object.assign({}, reply.req!, reply.out!)
-  return ['ok', ...fieldsOf(L, full, ['out', 'inout']), ...outBuffers(reply, full)].join(' ')
+  return ['ok', ...fieldsOf(L, full), ...outBuffers(reply, full)].join(' ')
 }
 
 /** u64 (or u32) words of a buffer, as a text request gives them; a u64 buffer's odd tail is zero-padded. */

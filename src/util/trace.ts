@@ -41,15 +41,16 @@ export class TraceLog {
   constructor(private readonly capacity: number = LIMITS.traceLines.max, private readonly echo?: (line: string, tag: string) => void) {}
 
   emit(tag: string, message: string, pid?: number): void {
+    // every request emits a line: no spread, no formatting unless someone echoes, no copy of an empty listener set
     const uptime = Number((process.hrtime.bigint() - this.start) / 1000n) / 1e6
-    const rec: TraceRecord = { seq: ++this.seq, time: Date.now(), uptime, ...(pid === undefined ? {} : { pid }), tag, message: clip(message) }
+    const rec: TraceRecord = pid === undefined ? { seq: ++this.seq, time: Date.now(), uptime, tag, message: clip(message) } : { seq: ++this.seq, time: Date.now(), uptime, pid, tag, message: clip(message) }
     if (this.ring.length < this.capacity) this.ring.push(rec)
     else {
       this.ring[this.next] = rec
       this.next = (this.next + 1) % this.capacity
     }
     if (this.echo) this.echo(formatTrace(rec), tag)
-    for (const l of [...this.listeners]) l()
+    if (this.listeners.size) for (const l of [...this.listeners]) l()
   }
 
   /** The lines still held, oldest first. */
