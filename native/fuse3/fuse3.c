@@ -55,7 +55,23 @@ typedef struct session {
   double start;        /* mtime/atime/ctime of every node, seconds */
   uint8_t *snapkind;   /* ino -> SNAP_*, for inodes JS marked */
   size_t nsnapkind;
+  struct kept_reply *kept; /* KEPT_REPLIES slots, by fh */
 } session;
+
+/* What a transaction file's read answers the thread that wrote last, until the
+ * descriptor's next write (JS hands it over with the write's reply): that
+ * thread's read is served here. Slots are direct-mapped by fh; any other
+ * write on the descriptor replaces the slot, so a slot is never stale. */
+struct kept_reply { uint64_t fh; int tid; int used; size_t base, len; char *data; };
+#define KEPT_REPLIES 256
+static struct kept_reply *kept_slot(session *s, uint64_t fh) { return s->kept ? &s->kept[fh % KEPT_REPLIES] : NULL; }
+static void kept_drop(session *s, uint64_t fh) {
+  struct kept_reply *k = kept_slot(s, fh);
+  if (k && k->used && k->fh == fh) {
+    free(k->data);
+    memset(k, 0, sizeof *k);
+  }
+}
 
 /* A read-only open served by the addon: the text taken at the last read of offset 0.
  * Its fh carries SNAP_TAG, which JS's handles (at most 32 bits) never have. */
@@ -238,6 +254,14 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     fuse_reply_buf(req, sn->data + at, sn->len - at < size ? sn->len - at : size);
     return;
   }
+  struct kept_reply *k = kept_slot(ses(req), fi->fh);
+  if (k && k->used && k->fh == fi->fh && k->tid == (int)fuse_req_ctx(req)->pid) {
+    /* as Session.read: a read past the write starts at the reply's beginning */
+    size_t at = (size_t)off >= k->base ? (size_t)off - k->base : (size_t)off;
+    if (at > k->len) at = k->len;
+    fuse_reply_buf(req, k->data + at, k->len - at < size ? k->len - at : size);
+    return;
+  }
   napi_env env = ses(req)->env;
   napi_value a[4] = { num(env, (double)fi->fh), num(env, size), num(env, (double)off), num(env, fuse_req_ctx(req)->pid) };
   dispatch(req, OP_READ, ino, 4, a);
@@ -248,6 +272,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
     fuse_reply_err(req, EBADF);
     return;
   }
+  kept_drop(ses(req), fi->fh); /* JS hands the new reply over with its answer, or nothing */
   napi_env env = ses(req)->env;
   napi_value a[4];
   void *copy;
@@ -275,6 +300,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     fuse_reply_err(req, 0);
     return;
   }
+  kept_drop(ses(req), fi->fh);
   napi_value a[1] = { num(ses(req)->env, (double)fi->fh) };
   dispatch(req, OP_RELEASE, ino, 1, a);
 }
@@ -306,6 +332,7 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
     fuse_reply_err(req, ENOTTY);
     return;
   }
+  kept_drop(ses(req), fi->fh);
   a[0] = num(env, (double)fi->fh);
   a[1] = num(env, cmd);
   napi_create_bigint_uint64(env, (uint64_t)(uintptr_t)arg, &a[2]);
@@ -432,6 +459,9 @@ static void on_closed(uv_handle_t *h) {
   session *s = h->data;
   free(s->buf.mem);
   free(s->snapkind);
+  if (s->kept)
+    for (int i = 0; i < KEPT_REPLIES; i++) free(s->kept[i].data);
+  free(s->kept);
   free(s);
 }
 
@@ -667,11 +697,36 @@ static napi_value js_reply_buf(napi_env env, napi_callback_info info) {
   return ret_int(env, fuse_reply_buf(r, data, len));
 }
 
-/* replyWrite(id, count) */
+/* replyWrite(id, count[, fh, tid, reply, base]): with a reply, the writing thread's reads of fh are
+ * answered from it (offsets past base start at its beginning) until fh's next write */
 static napi_value js_reply_write(napi_env env, napi_callback_info info) {
-  ARGS(2);
+  ARGS(6);
+  uint32_t id = (uint32_t)arg_num(env, argv[0]);
+  session *s = id < nslots ? slots[id].s : NULL;
   fuse_req_t r = take_arg(env, argv[0]);
-  return r ? ret_int(env, fuse_reply_write(r, (size_t)arg_num(env, argv[1]))) : NULL;
+  if (!r) return NULL;
+  if (s && argc >= 6) {
+    uint64_t fh = (uint64_t)arg_num(env, argv[2]);
+    void *data = NULL;
+    size_t len = 0;
+    if (!s->kept) s->kept = calloc(KEPT_REPLIES, sizeof *s->kept);
+    struct kept_reply *k = kept_slot(s, fh);
+    napi_get_buffer_info(env, argv[4], &data, &len);
+    char *copy = k ? malloc(len ? len : 1) : NULL;
+    if (copy) {
+      memcpy(copy, data, len);
+      free(k->data);
+      k->fh = fh;
+      k->tid = (int)arg_num(env, argv[3]);
+      k->used = 1;
+      k->base = (size_t)arg_num(env, argv[5]);
+      k->len = len;
+      k->data = copy;
+    } else if (k) {
+      kept_drop(s, fh);
+    }
+  }
+  return ret_int(env, fuse_reply_write(r, (size_t)arg_num(env, argv[1])));
 }
 
 /* replyDir(id, size, off, names[], inos[], modes[]): entries from index off that fit in size */

@@ -30,7 +30,8 @@ interface Fuse3Addon {
   replyAttr(id: number, ino: number, mode: number, nlink: number, size: number, attrTimeout: number): number
   replyOpen(id: number, fh: number, flags: number): number
   replyBuf(id: number, data: Buffer | string): number
-  replyWrite(id: number, count: number): number
+  /** With `reply`: the writing thread `tid`'s reads of fh are answered from it (past `base` from its start) until fh's next write. */
+  replyWrite(id: number, count: number, fh?: number, tid?: number, reply?: Buffer, base?: number): number
   replyDir(id: number, size: number, off: number, names: string[], inos: number[], modes: number[]): number
   replyIoctl(id: number, result: number, data?: Buffer): number
   replyPoll(id: number, revents: number): number
@@ -71,6 +72,9 @@ const POLLIN = 0x1
 const POLLOUT = 0x4
 const POLLRDNORM = 0x40
 const POLLWRNORM = 0x100
+
+/** Larger transaction replies are not copied into the addon; their reads go through JS. */
+const KEPT_REPLY_MAX = 64 << 10
 
 /** How long the kernel may keep what never changes (a day). */
 const FOREVER = 86400
@@ -366,8 +370,12 @@ export function mountLibfuse3(dir: string, ops: TreeOps, opts: BackendOptions = 
         case OP.READ:
           return read(id, ino, x as number, y as number, z as number, w as number)
         case OP.WRITE: {
-          const n = ops.write(x as number, z as number, y as Buffer, new RequestCaller(w as number, memory))
-          a.replyWrite(id, n)
+          const caller = new RequestCaller(w as number, memory)
+          const n = ops.write(x as number, z as number, y as Buffer, caller)
+          // a transaction's reply goes along, so the writer's read of it needs no trip through JS
+          const kept = caller.tid ? ops.replyOf(x as number, caller) : undefined
+          if (kept && kept.reply.length <= KEPT_REPLY_MAX) a.replyWrite(id, n, x as number, caller.tid, kept.reply, kept.base)
+          else a.replyWrite(id, n)
           return
         }
         case OP.RELEASE:

@@ -65,6 +65,12 @@ export interface OpenFile {
   readable?(): boolean
   /** Calls `fn` once when a read would answer at once; returns the cancel. */
   whenReadable?(fn: () => void): () => void
+  /**
+   * What read() answers `caller` from now until the descriptor's next write
+   * (a transaction's reply): `reply`, with reads at or past `base` starting at
+   * its beginning. A binding may then answer that caller's reads itself.
+   */
+  replyOf?(caller?: Caller): { reply: Buffer; base: number }
   /** A real ioctl() on the descriptor: its argument is read from and written to the caller's memory. Returns ioctl()'s value. */
   ioctl?(cmd: number, arg: bigint, caller: Caller): number
 }

@@ -166,6 +166,11 @@ export class TreeOps {
     return this.handle(fh).write(pos, data, caller)
   }
 
+  /** What read() answers `caller` until fh's next write, when the file can say (OpenFile.replyOf). */
+  replyOf(fh: number, caller?: Caller): { reply: Buffer; base: number } | undefined {
+    return this.handles.get(fh)?.replyOf?.(caller)
+  }
+
   /** A real ioctl(): ENOTTY on files that take none. */
   ioctl(fh: number, cmd: number, arg: bigint, caller: Caller): number {
     const h = this.handle(fh)

@@ -165,9 +165,15 @@ export abstract class Session {
   }
 
   read(pos: number, len: number, caller?: Requester): Buffer {
+    const { reply, base } = this.replyOf(caller)
+    const off = pos >= base ? pos - base : pos
+    return reply.subarray(Math.min(off, reply.length), Math.min(off + len, reply.length))
+  }
+
+  /** What read() answers `caller` until the next write: the reply, and the offset from which reads start at its beginning. */
+  replyOf(caller?: Requester): { reply: Buffer; base: number } {
     const st = this.callers.get(caller?.pid ?? 0) ?? this.latest
-    const off = pos >= st.replyBase ? pos - st.replyBase : pos
-    return st.reply.subarray(Math.min(off, st.reply.length), Math.min(off + len, st.reply.length))
+    return { reply: st.reply, base: st.replyBase }
   }
 
   /** The environment of a real ioctl (VFIO resolves the caller's iommufd descriptor). */
