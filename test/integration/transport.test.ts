@@ -81,6 +81,53 @@ echo "last $ctx stale $stale"`,
       assert.deepEqual([b, c, Number(size)], [a, a, a.length + 1])
     })
   })
+
+  it('an attribute the binding serves itself answers as before: 1-byte reads give the whole value, poll() says readable, ioctl() ENOTTY, a write-open EACCES', async () => {
+    await withMount(async (m) => {
+      const py = [
+        'import os, select, fcntl, errno',
+        `fd = os.open("${DOMAINS_USED}", os.O_RDONLY)`,
+        'text = b""',
+        'while True:',
+        '    c = os.read(fd, 1)',
+        '    if not c: break',
+        '    text += c',
+        'print("bytes", text)',
+        'p = select.poll(); p.register(fd, select.POLLIN)',
+        'print("poll", [ev & select.POLLIN for _, ev in p.poll(0)])',
+        'try: fcntl.ioctl(fd, 0x3b80)',
+        'except OSError as e: print("ioctl", errno.errorcode[e.errno])',
+        'os.close(fd)',
+        `try: os.open("${DOMAINS_USED}", os.O_WRONLY)`,
+        'except OSError as e: print("write-open", errno.errorcode[e.errno])',
+      ].join('\n')
+      const r = await sh(`python3 -c '${py}'`, { cwd: m.dir })
+      assert.equal(r.code, 0, r.stderr)
+      assert.equal(r.stdout, "bytes b'0\\n'\npoll [1]\nioctl ENOTTY\nwrite-open EACCES\n")
+    })
+  })
+
+  it("a transaction's reply is read alike by the thread that wrote and by another thread of the process, and a second write replaces it", async () => {
+    await withMount(async (m) => {
+      const py = [
+        'import os, threading',
+        'fd = os.open("dev/iommu", os.O_RDWR)',
+        'got = []',
+        'def other(): got.append(os.pread(fd, 4096, 0).decode().strip())',
+        'os.write(fd, b"IOAS_ALLOC\\n")',
+        'print("writer", os.pread(fd, 4096, 0).decode().strip())',
+        't = threading.Thread(target=other); t.start(); t.join()',
+        'print("other", got[0])',
+        'os.write(fd, b"IOAS_ALLOC\\n")',
+        't = threading.Thread(target=other); t.start(); t.join()',
+        'print("other", got[1])',
+        'print("writer", os.read(fd, 4096).decode().strip())',
+      ].join('\n')
+      const r = await sh(`python3 -c '${py}'`, { cwd: m.dir })
+      assert.equal(r.code, 0, r.stderr)
+      assert.equal(r.stdout, 'writer ok out_ioas_id=1\nother ok out_ioas_id=1\nother ok out_ioas_id=2\nwriter ok out_ioas_id=2\n')
+    })
+  })
 })
 
 describe('FUSE transport (fuse-native fallback)', () => {
