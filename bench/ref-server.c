@@ -2,8 +2,10 @@
  * The benchmarks' C reference: a libfuse3 low-level server, single-threaded
  * (fuse_session_loop), with the caching iommufs uses for files the model
  * changes: entries cached, attributes not, direct_io and no FLUSH per open.
- *   file  "0\n", like an attribute the model changes
- *   echo  a write is stored per open; a read returns it (a transaction node)
+ *   file    "0\n", like an attribute the model changes
+ *   echo    a write is stored per open; a read returns it (a transaction node)
+ *   cached  "1\n" kept by the kernel (keep_cache, exact size, day-long TTLs, no
+ *           FLUSH): OPEN + RELEASE only, the least a file with per-open handles costs
  *
  *   ref-server DIR      (foreground; SIGINT/SIGTERM unmount)
  */
@@ -15,8 +17,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-enum { INO_ROOT = 1, INO_FILE, INO_ECHO };
+enum { INO_ROOT = 1, INO_FILE, INO_ECHO, INO_CACHED };
 static const char FILE_TEXT[] = "0\n";
+static const char CACHED_TEXT[] = "1\n";
+static const double DAY = 86400;
 
 struct echo { size_t len; char data[4096]; };
 
@@ -28,6 +32,7 @@ static int stat_of(fuse_ino_t ino, struct stat *st)
 	case INO_ROOT: st->st_mode = S_IFDIR | 0755; st->st_nlink = 2; return 0;
 	case INO_FILE: st->st_mode = S_IFREG | 0444; st->st_nlink = 1; st->st_size = 4096; return 0;
 	case INO_ECHO: st->st_mode = S_IFREG | 0666; st->st_nlink = 1; st->st_size = 4096; return 0;
+	case INO_CACHED: st->st_mode = S_IFREG | 0444; st->st_nlink = 1; st->st_size = sizeof CACHED_TEXT - 1; return 0;
 	}
 	return -1;
 }
@@ -36,13 +41,14 @@ static void ref_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fuse_entry_param e;
 	memset(&e, 0, sizeof e);
-	e.ino = parent != INO_ROOT ? 0 : !strcmp(name, "file") ? INO_FILE : !strcmp(name, "echo") ? INO_ECHO : 0;
+	e.ino = parent != INO_ROOT ? 0 : !strcmp(name, "file") ? INO_FILE : !strcmp(name, "echo") ? INO_ECHO : !strcmp(name, "cached") ? INO_CACHED : 0;
 	if (!e.ino) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
 	stat_of(e.ino, &e.attr);
-	e.entry_timeout = 86400;
+	e.entry_timeout = DAY;
+	e.attr_timeout = e.ino == INO_CACHED ? DAY : 0;
 	fuse_reply_entry(req, &e);
 }
 
@@ -53,12 +59,13 @@ static void ref_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	if (stat_of(ino, &st))
 		fuse_reply_err(req, ENOENT);
 	else
-		fuse_reply_attr(req, &st, 0);
+		fuse_reply_attr(req, &st, ino == INO_CACHED ? DAY : 0);
 }
 
 static void ref_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	fi->direct_io = 1;
+	fi->direct_io = ino != INO_CACHED;
+	fi->keep_cache = ino == INO_CACHED;
 	fi->noflush = 1;
 	fi->fh = ino == INO_ECHO ? (uintptr_t)calloc(1, sizeof(struct echo)) : 0;
 	fuse_reply_open(req, fi);
@@ -68,6 +75,10 @@ static void ref_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, str
 {
 	const char *data = FILE_TEXT;
 	size_t len = sizeof FILE_TEXT - 1;
+	if (ino == INO_CACHED) {
+		data = CACHED_TEXT;
+		len = sizeof CACHED_TEXT - 1;
+	}
 	if (ino == INO_ECHO) {
 		struct echo *e = (struct echo *)(uintptr_t)fi->fh;
 		data = e->data;

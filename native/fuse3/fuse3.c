@@ -56,7 +56,25 @@ typedef struct session {
   uint8_t *snapkind;   /* ino -> SNAP_*, for inodes JS marked */
   size_t nsnapkind;
   struct kept_reply *kept; /* KEPT_REPLIES slots, by fh */
+  /* while draining the fd: the JS scopes, opened only once a request needs JS */
+  int draining, scoped;
+  napi_handle_scope hs;
+  napi_callback_scope cs;
 } session;
+
+/* The env, with a handle scope and a callback scope (promise jobs and nextTicks JS
+ * queues run when it closes) open for this drain: requests the addon answers alone
+ * (attribute opens and reads, kept replies) cost no V8 work at all. */
+static napi_env js_env(session *s) {
+  if (s->draining && !s->scoped) {
+    napi_value resource;
+    napi_open_handle_scope(s->env, &s->hs);
+    napi_create_object(s->env, &resource);
+    napi_open_callback_scope(s->env, resource, s->async, &s->cs);
+    s->scoped = 1;
+  }
+  return s->env;
+}
 
 /* What a transaction file's read answers the thread that wrote last, until the
  * descriptor's next write (JS hands it over with the write's reply): that
@@ -75,7 +93,7 @@ static void kept_drop(session *s, uint64_t fh) {
 
 /* A read-only open served by the addon: the text taken at the last read of offset 0.
  * Its fh carries SNAP_TAG, which JS's handles (at most 32 bits) never have. */
-typedef struct { char *data; size_t len; int taken; } snapshot;
+typedef struct { char *data; size_t len; int taken, err; } snapshot;
 #define SNAP_TAG (1ULL << 63)
 static snapshot *snap_of(const struct fuse_file_info *fi) {
   return (fi->fh & SNAP_TAG) ? (snapshot *)(uintptr_t)(fi->fh & ~SNAP_TAG) : NULL;
@@ -150,7 +168,7 @@ static napi_value num(napi_env env, double v) {
  * wrapper: the request (if still pending) gets EIO and the exception goes to
  * Node's uncaught-exception handling when the callback scope closes. */
 static void call_js(session *s, uint32_t id, int argc, napi_value *argv) {
-  napi_env env = s->env;
+  napi_env env = js_env(s);
   napi_value fn, recv, result;
   if (napi_get_reference_value(env, s->handler, &fn) != napi_ok) return;
   if (napi_get_reference_value(env, s->receiver, &recv) != napi_ok) return;
@@ -170,7 +188,7 @@ static session *ses(fuse_req_t req) { return fuse_req_userdata(req); }
 
 static void dispatch(fuse_req_t req, int op, double ino, int argc, napi_value *rest) {
   session *s = ses(req);
-  napi_env env = s->env;
+  napi_env env = js_env(s);
   uint32_t id = req ? slot_put(s, req) : 0;
   napi_value argv[8];
   argv[0] = num(env, op);
@@ -185,18 +203,20 @@ static void op_init(void *userdata, struct fuse_conn_info *conn) {
   session *s = userdata;
   /* one request at a time, in queue order: no parallel dir ops, no async reads */
   conn->want &= ~FUSE_CAP_ASYNC_READ;
-  napi_value argv[3] = { num(s->env, OP_INIT), num(s->env, 0), num(s->env, 0) };
+  napi_env env = js_env(s);
+  napi_value argv[3] = { num(env, OP_INIT), num(env, 0), num(env, 0) };
   call_js(s, 0, 3, argv);
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
   napi_value a[1];
-  napi_create_string_utf8(ses(req)->env, name, NAPI_AUTO_LENGTH, &a[0]);
+  napi_create_string_utf8(js_env(ses(req)), name, NAPI_AUTO_LENGTH, &a[0]);
   dispatch(req, OP_LOOKUP, parent, 1, a);
 }
 
 static void forget_one(session *s, fuse_ino_t ino, uint64_t n) {
-  napi_value argv[4] = { num(s->env, OP_FORGET), num(s->env, 0), num(s->env, ino), num(s->env, (double)n) };
+  napi_env env = js_env(s);
+  napi_value argv[4] = { num(env, OP_FORGET), num(env, 0), num(env, ino), num(env, (double)n) };
   call_js(s, 0, 4, argv);
 }
 
@@ -233,7 +253,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
     if (fuse_reply_open(req, fi) != 0) free(sn); /* the opener was interrupted: no RELEASE comes */
     return;
   }
-  napi_env env = s->env;
+  napi_env env = js_env(s);
   napi_value a[2] = { num(env, fi->flags), num(env, fuse_req_ctx(req)->pid) };
   dispatch(req, OP_OPEN, ino, 2, a);
 }
@@ -243,12 +263,17 @@ static int render(session *s, fuse_ino_t ino, snapshot *sn);
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
   snapshot *sn = snap_of(fi);
   if (sn) {
-    if (off == 0 || !sn->taken) {
-      int err = render(ses(req), ino, sn);
-      if (err) {
-        fuse_reply_err(req, err);
-        return;
-      }
+    if (!sn->err && (off == 0 || !sn->taken)) {
+      session *s = ses(req);
+      sn->err = render(s, ino, sn);
+      /* a failed text is this open's answer from now on (the page cache retries a
+       * failed read at once), and later opens of the inode go through JS whole,
+       * so a failure is seen, and traced, once per open as before */
+      if (sn->err && ino < s->nsnapkind) s->snapkind[ino] = SNAP_NONE;
+    }
+    if (sn->err) {
+      fuse_reply_err(req, sn->err);
+      return;
     }
     size_t at = (size_t)off < sn->len ? (size_t)off : sn->len;
     fuse_reply_buf(req, sn->data + at, sn->len - at < size ? sn->len - at : size);
@@ -262,7 +287,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     fuse_reply_buf(req, k->data + at, k->len - at < size ? k->len - at : size);
     return;
   }
-  napi_env env = ses(req)->env;
+  napi_env env = js_env(ses(req));
   napi_value a[4] = { num(env, (double)fi->fh), num(env, size), num(env, (double)off), num(env, fuse_req_ctx(req)->pid) };
   dispatch(req, OP_READ, ino, 4, a);
 }
@@ -273,7 +298,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
     return;
   }
   kept_drop(ses(req), fi->fh); /* JS hands the new reply over with its answer, or nothing */
-  napi_env env = ses(req)->env;
+  napi_env env = js_env(ses(req));
   napi_value a[4];
   void *copy;
   a[0] = num(env, (double)fi->fh);
@@ -301,19 +326,19 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     return;
   }
   kept_drop(ses(req), fi->fh);
-  napi_value a[1] = { num(ses(req)->env, (double)fi->fh) };
+  napi_value a[1] = { num(js_env(ses(req)), (double)fi->fh) };
   dispatch(req, OP_RELEASE, ino, 1, a);
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
   (void)fi;
-  napi_env env = ses(req)->env;
+  napi_env env = js_env(ses(req));
   napi_value a[2] = { num(env, size), num(env, (double)off) };
   dispatch(req, OP_READDIR, ino, 2, a);
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi) {
-  napi_env env = ses(req)->env;
+  napi_env env = js_env(ses(req));
   napi_value a[4] = { num(env, to_set), num(env, (double)attr->st_size), num(env, fi ? (double)fi->fh : 0),
                       num(env, attr->st_mode & 07777) };
   dispatch(req, OP_SETATTR, ino, 4, a);
@@ -321,7 +346,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 
 static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg, struct fuse_file_info *fi,
                      unsigned flags, const void *in_buf, size_t in_bufsz, size_t out_bufsz) {
-  napi_env env = ses(req)->env;
+  napi_env env = js_env(ses(req));
   napi_value a[5];
   void *copy;
   if (flags & FUSE_IOCTL_COMPAT) {
@@ -351,7 +376,7 @@ static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, s
     fuse_reply_poll(req, POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM);
     return;
   }
-  napi_env env = ses(req)->env;
+  napi_env env = js_env(ses(req));
   napi_value a[2] = { num(env, (double)fi->fh), num(env, ph ? poll_put(ph) : 0) };
   dispatch(req, OP_POLL, ino, 2, a);
 }
@@ -363,7 +388,7 @@ static void on_interrupt(fuse_req_t req, void *data) {
 
 /* a change naming (parent, name) and maybe a second string: forwarded as (op, id, parent, name, other) */
 static void named(fuse_req_t req, int op, fuse_ino_t parent, const char *name, const char *other) {
-  napi_env env = ses(req)->env;
+  napi_env env = js_env(ses(req));
   napi_value a[2];
   napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &a[0]);
   if (other) napi_create_string_utf8(env, other, NAPI_AUTO_LENGTH, &a[1]);
@@ -379,7 +404,7 @@ static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t p, const c
 /* rename(parent, name, newparent, newname): (op, id, parent, name, newparent, newname) */
 static void op_rename(fuse_req_t req, fuse_ino_t p, const char *n, fuse_ino_t np, const char *nn, unsigned int flags) {
   (void)flags;
-  napi_env env = ses(req)->env;
+  napi_env env = js_env(ses(req));
   napi_value a[3];
   napi_create_string_utf8(env, n, NAPI_AUTO_LENGTH, &a[0]);
   a[1] = num(env, (double)np);
@@ -395,7 +420,7 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t np, const char *n
 
 /* The snapshot's text from JS (OP_RENDER), synchronously; 0 or a positive errno. */
 static int render(session *s, fuse_ino_t ino, snapshot *sn) {
-  napi_env env = s->env;
+  napi_env env = js_env(s);
   napi_value fn, recv, result, argv[3] = { num(env, OP_RENDER), num(env, 0), num(env, (double)ino) };
   if (napi_get_reference_value(env, s->handler, &fn) != napi_ok || napi_get_reference_value(env, s->receiver, &recv) != napi_ok)
     return EIO;
@@ -475,13 +500,7 @@ static void on_readable(uv_poll_t *h, int status, int events) {
   (void)events;
   session *s = h->data;
   napi_env env = s->env;
-  napi_handle_scope hs;
-  napi_callback_scope cs;
-  napi_value resource;
-  napi_open_handle_scope(env, &hs);
-  napi_create_object(env, &resource);
-  /* a callback scope: promise jobs and nextTicks JS queued run when it closes */
-  napi_open_callback_scope(env, resource, s->async, &cs);
+  s->draining = 1;
   int ended = status < 0;
   /* a bounded batch, so timers and other I/O get their turn under load */
   for (int i = 0; i < 64 && !ended && s->se; i++) {
@@ -490,7 +509,8 @@ static void on_readable(uv_poll_t *h, int status, int events) {
     if (res <= 0 || fuse_session_exited(s->se)) { ended = 1; break; }
     fuse_session_process_buf(s->se, &s->buf);
     for (int k = 0; k < npending_intr; k++) {
-      napi_value argv[3] = { num(env, OP_INTERRUPT), num(env, pending_intr[k]), num(env, 0) };
+      napi_env e = js_env(s);
+      napi_value argv[3] = { num(e, OP_INTERRUPT), num(e, pending_intr[k]), num(e, 0) };
       call_js(s, 0, 3, argv);
     }
     npending_intr = 0;
@@ -499,11 +519,16 @@ static void on_readable(uv_poll_t *h, int status, int events) {
     /* unmounted from outside (or the connection was aborted) */
     s->ended = 1;
     stop_polling(s);
-    napi_value argv[3] = { num(env, OP_ENDED), num(env, 0), num(env, 0) };
+    napi_env e = js_env(s);
+    napi_value argv[3] = { num(e, OP_ENDED), num(e, 0), num(e, 0) };
     call_js(s, 0, 3, argv);
   }
-  napi_close_callback_scope(env, cs);
-  napi_close_handle_scope(env, hs);
+  if (s->scoped) {
+    napi_close_callback_scope(env, s->cs);
+    napi_close_handle_scope(env, s->hs);
+    s->scoped = 0;
+  }
+  s->draining = 0;
 }
 
 /* ---- exported functions ---- */

@@ -56,6 +56,7 @@ const OP = {
 } as const
 const OP_NAMES = Object.fromEntries(Object.entries(OP).map(([k, v]) => [v, k.toLowerCase()]))
 
+const O_RDONLY = 0
 const OPEN_DIRECT_IO = 1
 const OPEN_KEEP_CACHE = 2
 const OPEN_NOFLUSH = 8
@@ -106,8 +107,8 @@ interface Inode {
   readonly type: number
   /** Its path cannot go away (every directory above it has fixed entries). */
   readonly stable: boolean
-  /** What a stable path resolves to, always the same node. */
-  node?: FsNode
+  /** The addon was told whether it serves this inode's read-only opens (stable paths only). */
+  told?: boolean
   lookups: number
 }
 
@@ -222,26 +223,36 @@ export function mountLibfuse3(dir: string, ops: TreeOps, opts: BackendOptions = 
     const stat = attrOf(node, p)
     const stable = dirNode.stable && ops.resolve(dirNode.path) instanceof StaticDir
     const n = inodes.lookup(p, stat.mode & S_IFMT, stable)
-    if (stable && !n.node) {
-      n.node = node
+    if (stable && !n.told) {
+      n.told = true
       // a snapshot file's read-only opens are served by the addon, which asks for the text alone (render)
-      if (session && node.kind === 'file' && node.render && node.mode & 0o444) a.setSnapshot(session, n.ino, node.constant ? SNAP_CACHED : SNAP_DIRECT)
+      if (session && node.kind === 'file' && node.snapshot && node.mode & 0o444) a.setSnapshot(session, n.ino, node.constant ? SNAP_CACHED : SNAP_DIRECT)
     }
     const ttl = cached(node, stable) ? FOREVER : 0
     a.replyEntry(id, n.ino, stat.mode, stat.nlink, stat.size, ttl, stable ? FOREVER : 0)
   }
 
-  /** The text of a snapshot inode the addon serves (OP.RENDER): a Buffer, or a positive errno. */
+  /**
+   * The text of a snapshot inode the addon serves (OP.RENDER): an open, a read
+   * of all of it at offset 0 and a release, as any read-only open would do;
+   * a Buffer, or a positive errno.
+   */
   const render = (ino: number): Buffer | number => {
     let p = `ino ${ino}`
+    let op = 'open'
     try {
-      const n = inodes.get(ino)
-      p = n.path
-      const node = n.node ?? ops.resolve(p)
-      if (node.kind !== 'file' || !node.render) throw new Error(`${p}: marked as a snapshot file but is none`)
-      return node.render()
+      p = inodes.get(ino).path
+      const fh = ops.open(p, O_RDONLY)
+      try {
+        op = 'read'
+        const data = ops.read(fh, 0, Number.MAX_SAFE_INTEGER)
+        if (data instanceof Promise) throw new Error(`${p}: a snapshot file's read waits`)
+        return data
+      } finally {
+        ops.release(fh)
+      }
     } catch (e) {
-      return errnoOf(ops.trace, 'read', p, e)
+      return errnoOf(ops.trace, op, p, e)
     }
   }
 

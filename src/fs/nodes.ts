@@ -28,11 +28,11 @@ export interface FileNode {
   /** The content never changes while mounted, so the kernel may cache it (with the exact size). */
   readonly constant?: boolean
   /**
-   * Present when every open is only a snapshot of this text (taken at each
-   * read of offset 0) with no other state and no effect: a binding may then
-   * serve read-only opens itself and ask for the text alone.
+   * Every open is only a snapshot of one text, taken at each read of offset 0,
+   * with no other state and no effect: a binding may serve read-only opens
+   * itself and ask for the text alone (an open, a read at 0, a release).
    */
-  render?(): Buffer
+  readonly snapshot?: boolean
 }
 
 export interface LinkNode {
@@ -134,6 +134,7 @@ export const SYSFS_SIZE = 4096
 export class AttributeFile implements FileNode {
   readonly kind = 'file'
   readonly mode: number
+  readonly snapshot = true
 
   /** `constant`: `show` always renders the same text (a feature file of the topology). */
   constructor(private readonly show: () => string, private readonly store?: (text: string) => void, mode?: number, readonly constant = false) {
@@ -144,15 +145,11 @@ export class AttributeFile implements FileNode {
     return this.constant ? Buffer.byteLength(this.show()) : SYSFS_SIZE
   }
 
-  render(): Buffer {
-    return Buffer.from(this.show())
-  }
-
   open(): OpenFile {
     let snapshot: Buffer | undefined
     return {
       read: (pos, len) => {
-        if (pos === 0 || !snapshot) snapshot = this.render()
+        if (pos === 0 || !snapshot) snapshot = Buffer.from(this.show())
         return snapshot.subarray(Math.min(pos, snapshot.length), Math.min(pos + len, snapshot.length))
       },
       write: (pos, data) => {
