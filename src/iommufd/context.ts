@@ -3,6 +3,7 @@ import { ErrnoError } from '../util/errno'
 import { mustBeZero } from './checks'
 import { Device, unbind } from './device'
 import { Hwpt, HwptNested, HwptPaging } from './hwpt'
+import { hwptDestroyed } from './host'
 import { Ioas, ioasOption } from './ioas'
 import { IommufdObject, ObjectTable } from './objects'
 import { Vcmdq } from './vcmdq'
@@ -99,6 +100,7 @@ export class IommufdContext {
     if (obj instanceof HwptPaging) {
       obj.ioas.hwpts.delete(obj)
       obj.ioas.users--
+      hwptDestroyed(obj)
     } else if (obj instanceof HwptNested) {
       if (obj.viommu) {
         obj.viommu.nested.delete(obj)

@@ -17,6 +17,12 @@ export function areasUnmapped(ioas: Ioas, areas: readonly Area[]): void {
   releaseWindows(areas)
 }
 
+/** A paging HWPT is destroyed: the drivers free the tables they built for it. */
+export function hwptDestroyed(h: HwptPaging): void {
+  smmu.hwptDestroyed(h)
+  vtd.hwptDestroyed(h)
+}
+
 /** GET_DIRTY_BITMAP's walk over whichever table the domain has (SMMUv3 stage 1, VT-d second stage). */
 export function readAndClearDirty(h: HwptPaging, iova: bigint, length: bigint, keep: boolean, mark: (from: bigint, to: bigint) => void): void {
   smmu.readAndClearDirty(h, iova, length, keep, mark)

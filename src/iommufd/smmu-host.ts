@@ -65,9 +65,23 @@ export function areasUnmapped(ioas: Ioas, areas: readonly Area[]): void {
   for (const h of ioas.hwpts) {
     const t = tables.get(h)
     if (!t) continue
-    const levels = areas.map((a) => t.unmap(a.iova, a.length))
-    for (const smmu of smmusOf(h)) areas.forEach((a, i) => smmu.cmdq.issue(unmapCommands(h, smmu, a.iova, a.length, levels[i])))
+    const gone = areas.map((a) => t.unmap(a.iova, a.length))
+    for (const smmu of smmusOf(h)) {
+      areas.forEach((a, i) => {
+        // a freed table first (io_pgtable_tlb_flush_walk: leaf = 0 over its span), then the leaves
+        for (const w of gone[i].walks) smmu.cmdq.issue(unmapCommands(h, smmu, w.iova, w.size, new Set()))
+        if (gone[i].levels.size) smmu.cmdq.issue(unmapCommands(h, smmu, a.iova, a.length, gone[i].levels))
+      })
+    }
   }
+}
+
+/** The HWPT is destroyed (nothing is attached to it any more): its table pages go back to the host's memory. */
+export function hwptDestroyed(h: HwptPaging): void {
+  const t = tables.get(h)
+  if (!t) return
+  t.destroy()
+  tables.delete(h)
 }
 
 /** VMIDs whose TLB entries come from a nest parent: its own, and each vIOMMU's on this unit. */

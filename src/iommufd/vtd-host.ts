@@ -1,6 +1,6 @@
 import { PhysicalMemory } from '../memory/physical'
 import { Descriptor, P_IOTLB_GRAN, devIotlbSpan, iotlbInv, pasidCacheInv, pasidIotlb, psiMask } from '../hw/vtd/qi'
-import { SS, VtdPageTable } from '../hw/vtd/pgtable'
+import { SS, VtdPageTable, levelShift } from '../hw/vtd/pgtable'
 import { PGTT } from '../hw/vtd/walk'
 import { Vtd } from '../hw/vtd/vtd'
 import { PciDevice } from '../hw/unit'
@@ -47,12 +47,23 @@ function ssAw(unit: Vtd): number {
   return 2
 }
 
+/**
+ * The largest leaf level the driver maps with (its iommu_superpage + 1):
+ * 2M always and 1G with CAP.FL1GP at the first stage; at the second stage
+ * the highest size CAP.SLLPS offers.
+ */
+function largestLeaf(unit: Vtd, first: boolean): number {
+  if (first) return unit.registers.flag('CAP.FL1GP') ? 3 : 2
+  const sllps = Number(unit.registers.field('CAP.SLLPS'))
+  return sllps & 2 ? 3 : sllps & 1 ? 2 : 1
+}
+
 /** The domain's table, built on first use from every mapping of its IOAS. */
 export function vtdDomainTable(h: HwptPaging, unit: Vtd): VtdPageTable {
   let t = tables.get(h)
   if (!t) {
     const first = usesFirstStage(h, unit)
-    t = new VtdPageTable(unit.memory, { format: first ? 'first' : 'second', levels: first ? fsLevels(unit) : ssAw(unit) + 2 })
+    t = new VtdPageTable(unit.memory, { format: first ? 'first' : 'second', levels: first ? fsLevels(unit) : ssAw(unit) + 2, largest: largestLeaf(unit, first) })
     tables.set(h, t)
     for (const a of h.ioas.areas) mapInto(t, a)
   }
@@ -81,17 +92,19 @@ function atsRequesters(h: HwptPaging, unit: Vtd): PciDevice[] {
  * cache_tag_flush_range for one range of a domain: P_IOTLB by (DID, PASID)
  * for a first-stage domain; IOTLB PSI (DSI without CAP.PSI or past MAMV) by
  * DID for a second-stage one, and for a nest parent also with each nested
- * domain's DID plus a full device-TLB flush; then the device TLBs.
+ * domain's DID plus a full device-TLB flush; then the device TLBs. `ih`
+ * (leaves only) when no table page was freed, so the paging-structure
+ * caches may keep their entries.
  */
-function flushRange(h: HwptPaging, unit: Vtd, iova: bigint, length: bigint): Descriptor[] {
+function flushRange(h: HwptPaging, unit: Vtd, iova: bigint, length: bigint, ih: boolean): Descriptor[] {
   const out: Descriptor[] = []
   const { base, am } = psiMask(iova, (length + 0xfffn) >> 12n)
   const psi = unit.registers.flag('CAP.PSI') && am <= Number(unit.registers.field('CAP.MAMV'))
   const own = h.tags.get(unit)
   if (usesFirstStage(h, unit)) {
-    if (own) out.push(pasidIotlb(own.id, RID_PASID, P_IOTLB_GRAN.PSI_PASID, base, am, false))
+    if (own) out.push(pasidIotlb(own.id, RID_PASID, P_IOTLB_GRAN.PSI_PASID, base, am, ih))
   } else {
-    const ss = (did: number): Descriptor => (psi ? iotlbInv(3, did, base, am) : iotlbInv(2, did))
+    const ss = (did: number): Descriptor => (psi ? iotlbInv(3, did, base, am, ih) : iotlbInv(2, did))
     if (own) out.push(ss(own.id))
     for (const c of h.children) {
       const tag = c.tags.get(unit)
@@ -103,17 +116,25 @@ function flushRange(h: HwptPaging, unit: Vtd, iova: bigint, length: bigint): Des
   return out
 }
 
-/** IOAS_UNMAP: each domain table drops the areas, then the driver flushes each range. */
+/** IOAS_UNMAP: each domain table drops the areas (freeing tables they cover whole), then the driver flushes each range. */
 export function areasUnmapped(ioas: Ioas, areas: readonly Area[]): void {
   for (const h of ioas.hwpts) {
     const t = tables.get(h)
     if (!t) continue
-    for (const a of areas) t.unmap(a.iova, a.length)
+    const freed = areas.map((a) => t.unmap(a.iova, a.length).tablesFreed)
     for (const unit of vtdsOf(h)) {
-      const descs = areas.flatMap((a) => flushRange(h, unit, a.iova, a.length))
+      const descs = areas.flatMap((a, i) => flushRange(h, unit, a.iova, a.length, freed[i] === 0))
       if (descs.length) unit.qi.submit(descs)
     }
   }
+}
+
+/** The HWPT is destroyed (nothing is attached to it any more): its table pages go back to the host's memory. */
+export function hwptDestroyed(h: HwptPaging): void {
+  const t = tables.get(h)
+  if (!t) return
+  t.destroy()
+  tables.delete(h)
 }
 
 function bytes(words: readonly bigint[]): Buffer {
@@ -216,10 +237,14 @@ export function readAndClearDirty(h: HwptPaging, iova: bigint, length: bigint, k
   for (const a of h.ioas.areas) {
     const lo = a.iova > iova ? a.iova : iova
     const hi = a.iova + a.length < end ? a.iova + a.length : end
-    for (let va = lo & ~0xfffn; va < hi; va += 0x1000n) {
+    for (let va = lo & ~0xfffn; va < hi; ) {
       const leaf = t.find(va)
+      // a large leaf is reported for its whole span inside the request
+      const size = 1n << levelShift(leaf?.level ?? 1)
+      const base = va & ~(size - 1n)
+      va = base + size
       if (!leaf || !(leaf.desc & SS.D)) continue
-      mark((va > iova ? va : iova) - iova, (va + 0x1000n < end ? va + 0x1000n : end) - iova)
+      mark((base > iova ? base : iova) - iova, (va < end ? va : end) - iova)
       if (!keep) {
         t.writeDesc(leaf.slot, leaf.desc & ~SS.D)
         cleaned = true
@@ -227,5 +252,5 @@ export function readAndClearDirty(h: HwptPaging, iova: bigint, length: bigint, k
     }
   }
   if (!cleaned) return
-  for (const unit of vtdsOf(h)) unit.qi.submit(flushRange(h, unit, iova < 1n << 63n ? iova : 0n, end - iova > 1n << 52n ? 1n << 52n : end - iova))
+  for (const unit of vtdsOf(h)) unit.qi.submit(flushRange(h, unit, iova < 1n << 63n ? iova : 0n, end - iova > 1n << 52n ? 1n << 52n : end - iova, true))
 }

@@ -49,33 +49,47 @@ export class PhysicalMemory implements MemoryPort {
   private readonly windows: Window[] = []
   private nextRam = RAM_BASE
   private nextWindow = WINDOW_BASE
+  /** Page numbers given back by free(), reused by single-page allocations (most table pages), newest first. */
+  private readonly freePages: number[] = []
 
   /** Zeroed RAM of `bytes` (rounded up to pages), aligned to `align` (at least a page). */
   alloc(bytes: number | bigint, align: bigint = PAGE): bigint {
     const a = align > PAGE ? align : PAGE
+    if (a === PAGE && BigInt(bytes) <= PAGE && this.freePages.length) return this.place(this.freePages.pop()!)
     const pa = ((this.nextRam + a - 1n) / a) * a
     const n = (BigInt(bytes) + PAGE - 1n) / PAGE
-    for (let i = 0n; i < n; i++) {
-      const b = Buffer.alloc(Number(PAGE))
-      this.pages.set(Number((pa >> PAGE_SHIFT) + i), b)
-      if (LITTLE_ENDIAN) this.words.set(Number((pa >> PAGE_SHIFT) + i), { u32: new Uint32Array(b.buffer, b.byteOffset, b.length / 4), u64: new BigUint64Array(b.buffer, b.byteOffset, b.length / 8) })
-    }
+    for (let i = 0n; i < n; i++) this.place(Number((pa >> PAGE_SHIFT) + i))
     this.nextRam = pa + n * PAGE
     return pa
   }
 
-  /** Gives back RAM from alloc(); its addresses then abort. */
+  /** A zeroed page of RAM at page number `pn`; returns its address. */
+  private place(pn: number): bigint {
+    const b = Buffer.alloc(Number(PAGE))
+    this.pages.set(pn, b)
+    if (LITTLE_ENDIAN) this.words.set(pn, { u32: new Uint32Array(b.buffer, b.byteOffset, b.length / 4), u64: new BigUint64Array(b.buffer, b.byteOffset, b.length / 8) })
+    return BigInt(pn) << PAGE_SHIFT
+  }
+
+  /** Gives back RAM from alloc(); its addresses abort until a later alloc() takes the page again. */
   free(pa: bigint, bytes: number | bigint): void {
     const n = (BigInt(bytes) + PAGE - 1n) / PAGE
     for (let i = 0n; i < n; i++) {
-      this.pages.delete(Number((pa >> PAGE_SHIFT) + i))
-      this.words.delete(Number((pa >> PAGE_SHIFT) + i))
+      const pn = Number((pa >> PAGE_SHIFT) + i)
+      if (!this.pages.delete(pn)) continue
+      this.words.delete(pn)
+      this.freePages.push(pn)
     }
   }
 
   /** Pages of table RAM in use. */
   get ramPages(): number {
     return this.pages.size
+  }
+
+  /** Pages of table RAM ever taken from the address space (in use or free for reuse): what a long run grows. */
+  get ramSpan(): number {
+    return this.pages.size + this.freePages.length
   }
 
   /** Places a window of `length` bytes onto `backing` from `offset`, aligned for block mappings. */

@@ -104,7 +104,7 @@ describe('VT-d DMA: a plain paging domain (first stage, as the driver builds it)
     dma(t, { op: 'read', iova: 0x100000n, len: 4 })
     t.ok(`IOAS_UNMAP ioas_id=${ioas} iova=0x100000 length=0x8000`)
     const q = t.hw('dmar0', 'invalidation_queue').split('\n').filter((l) => /^ +\d+\t/.test(l)).map((l) => l.split('\t').pop())
-    assert.deepEqual(q, ['P_IOTLB did=2 pasid=0 gran=page-selective addr=0x100000 am=3 ih=0', 'DEV_IOTLB sid=02:00.0 qdep=0 addr=0x103000 s=1', 'WAIT sw=1 if=0 fn=0 status_data=2 status_addr=0x100010008'])
+    assert.deepEqual(q, ['P_IOTLB did=2 pasid=0 gran=page-selective addr=0x100000 am=3 ih=1', 'DEV_IOTLB sid=02:00.0 qdep=0 addr=0x103000 s=1', 'WAIT sw=1 if=0 fn=0 status_data=2 status_addr=0x100010008'])
     assert.match(dma(t, { op: 'read', iova: 0x100000n, len: 4 }), /^fault FR=0x71 /)
     assert.match(t.hw('dmar0', 'findings'), /findings=0\n$/)
   })
@@ -166,12 +166,14 @@ describe('VT-d DMA under nesting: the guest first stage in a file, every table r
     fs.rmSync(dir, { recursive: true, force: true })
   })
 
-  it('PGTT=3: each first-stage level is preceded by its second-stage walk; the output GPA goes through the second stage too', () => {
+  it('PGTT=3: each first-stage level is preceded by its second-stage walk (a 2M leaf: the host maps the 2M-aligned guest RAM with one); the output GPA goes through the second stage too', () => {
     const r = dma(t, { op: 'read', iova: 0x1000n, len: 12 })
     assert.match(r, /^ok read sid=0x200 pasid=none iova=0x1000 len=12\n/)
     const walk = r.split('\n').filter((l) => /^walk (fs|ss) /.test(l)).map((l) => l.split(' ').slice(1, 3).join(' '))
-    const ss4 = ['ss level=4', 'ss level=3', 'ss level=2', 'ss level=1']
-    assert.deepEqual(walk, [...ss4, 'fs level=4', ...ss4, 'fs level=3', ...ss4, 'fs level=2', ...ss4, 'fs level=1', ...ss4])
+    const ss = ['ss level=4', 'ss level=3', 'ss level=2']
+    assert.deepEqual(walk, [...ss, 'fs level=4', ...ss, 'fs level=3', ...ss, 'fs level=2', ...ss, 'fs level=1', ...ss])
+    // R|W|PS at the 2M-aligned window of the file
+    assert.match(r, /^walk ss level=2 .* desc=0x00000080[0-9a-f]{3}00083$/m)
     assert.match(r, /^walk pasid word=0 .* desc=0x00000010[0-9a-f]{5}0c9$/m)
     assert.match(r, /^data 677565737420706167652041$/m)
   })
@@ -239,7 +241,7 @@ describe('VT-d dirty tracking: a DIRTY_TRACKING domain is second stage; SSADE fo
     assert.deepEqual(bitmap(1n), Buffer.from([0x20, 0, 0, 0, 0, 0, 0, 0]))
     assert.deepEqual(bitmap(), Buffer.from([0x20, 0, 0, 0, 0, 0, 0, 0]))
     assert.deepEqual(bitmap(), Buffer.alloc(8))
-    assert.match(t.hw('dmar0', 'invalidation_queue'), /\tIOTLB gran=page-selective did=2 addr=0x100000 am=4 ih=0\n/)
+    assert.match(t.hw('dmar0', 'invalidation_queue'), /\tIOTLB gran=page-selective did=2 addr=0x100000 am=4 ih=1\n/)
     assert.match(write(0x105000n), /via=walk/)
     assert.deepEqual(bitmap(), Buffer.from([0x20, 0, 0, 0, 0, 0, 0, 0]))
     assert.match(t.hw('dmar0', 'findings'), /findings=0\n$/)

@@ -157,7 +157,13 @@ export interface Prot {
   readonly priv?: boolean
 }
 
-/** Memory a table writer may allocate table pages from. */
+/** What an unmap removed: the levels of the leaves it cleared, and the spans of the tables it freed. */
+export interface Unmapped {
+  readonly levels: Set<number>
+  readonly walks: { iova: bigint; size: bigint }[]
+}
+
+/** Memory a table writer may allocate table pages from (and give them back to). */
 export interface TableMemory extends MemoryPort {
   alloc(bytes: bigint, align: bigint): bigint
   free?(addr: bigint, bytes: bigint): void
@@ -230,29 +236,59 @@ export class PageTable {
     }
   }
 
-  /** Removes every leaf in [iova, iova+size), splitting a block that is only partly inside; returns the levels of the leaves removed. */
-  unmap(iova: bigint, size: bigint): Set<number> {
-    const levels = new Set<number>()
+  /**
+   * Removes [iova, iova+size) as io-pgtable-arm does: an entry the range
+   * covers whole is cleared (a table under it freed with everything below,
+   * its span recorded in `walks`: the driver flushes those with leaf = 0); a
+   * table covered in part is descended into and kept; a block covered in
+   * part is split first.
+   */
+  unmap(iova: bigint, size: bigint): Unmapped {
+    const out: Unmapped = { levels: new Set(), walks: [] }
     const g = this.opts.geometry
-    let va = iova
-    const end = iova + size
-    while (va < end) {
-      const found = this.find(va)
-      if (!found) {
-        va += 1n << BigInt(g.granule)
+    this.clear(this.root, g.startLevel, 0n, iova, iova + size, out)
+    return out
+  }
+
+  private clear(table: bigint, level: number, base: bigint, lo: bigint, hi: bigint, out: Unmapped): void {
+    const g = this.opts.geometry
+    const s = g.size(level)
+    for (let i = lo > base ? (lo - base) / s : 0n; i < g.entries(level); i++) {
+      const start = base + i * s
+      if (start >= hi) break
+      const slot = table + i * 8n
+      let desc = this.readDesc(slot)
+      if (!(desc & D.VALID)) continue
+      const isTable = level < 3 && (desc & D.TABLE) !== 0n
+      if (lo <= start && start + s <= hi) {
+        this.writeDesc(slot, 0n)
+        if (!isTable) out.levels.add(level)
+        else {
+          this.freeTable(g.address(desc, level, false), level + 1)
+          out.walks.push({ iova: start, size: s })
+        }
         continue
       }
-      const s = g.size(found.level)
-      const base = va & ~(s - 1n)
-      if (base >= iova && base + s <= end) {
-        this.writeDesc(found.slot, 0n)
-        levels.add(found.level)
-        va = base + s
-      } else {
-        this.split(found.slot, found.level, found.desc)
+      if (!isTable) desc = this.split(slot, level, desc)
+      this.clear(g.address(desc, level, false), level + 1, start, lo, hi, out)
+    }
+  }
+
+  /** Gives a table and every table below it back to memory. */
+  private freeTable(table: bigint, level: number): void {
+    const g = this.opts.geometry
+    if (level < 3) {
+      for (let i = 0n; i < g.entries(level); i++) {
+        const d = this.readDesc(table + i * 8n)
+        if (d & D.VALID && d & D.TABLE) this.freeTable(g.address(d, level, false), level + 1)
       }
     }
-    return levels
+    this.mem.free?.(table, g.tableBytes(level))
+  }
+
+  /** Frees every table page, the root too (the domain is gone). */
+  destroy(): void {
+    this.freeTable(this.root, this.opts.geometry.startLevel)
   }
 
   /** The descriptor address and value of the leaf mapping `va`, if any. */
@@ -290,8 +326,8 @@ export class PageTable {
     return table + g.index(va, level) * 8n
   }
 
-  /** Replaces a block by a table of the next level with the same mapping. */
-  private split(slot: bigint, level: number, desc: bigint): void {
+  /** Replaces a block by a table of the next level with the same mapping; returns the table descriptor. */
+  private split(slot: bigint, level: number, desc: bigint): bigint {
     const g = this.opts.geometry
     const bytes = 1n << BigInt(g.granule)
     const table = this.mem.alloc(bytes, bytes)
@@ -302,6 +338,7 @@ export class PageTable {
       this.writeDesc(table + i * 8n, (out + i * g.size(child)) | attrs | (child === 3 ? D.TABLE : 0n))
     }
     this.writeDesc(slot, table | D.TABLE | D.VALID)
+    return table | D.TABLE | D.VALID
   }
 
   readDesc(addr: bigint): bigint {

@@ -4,7 +4,8 @@ import { MemoryPort } from '../../memory/physical'
 /**
  * The two VT-d page-table formats: first stage (x86-64 paging, 4 or 5
  * levels) and second stage (3 to 5 levels, R/W/X with no present bit), and
- * a writer that builds 4K leaves the way the Linux driver writes them.
+ * a writer that builds leaves (4K, and 2M/1G where the mapping allows) and
+ * frees tables the way the Linux driver does.
  * Levels count down: the leaf table is level 1, the root level `levels`.
  */
 export const FS = {
@@ -42,9 +43,10 @@ export function levelIndex(addr: bigint, level: number): bigint {
   return (addr >> levelShift(level)) & 0x1ffn
 }
 
-/** Memory a table writer can take zeroed pages from. */
+/** Memory a table writer can take zeroed pages from (and give them back to). */
 export interface TableMemory extends MemoryPort {
   alloc(bytes: bigint, align: bigint): bigint
+  free?(addr: bigint, bytes: bigint): void
 }
 
 export interface Prot {
@@ -55,6 +57,8 @@ export interface Prot {
 export interface VtdTableOptions {
   readonly format: VtdFormat
   readonly levels: number
+  /** The largest leaf: level 1 (4K pages only, the default), 2 (2M) or 3 (1G). */
+  readonly largest?: number
 }
 
 /** A leaf found by find(): the slot holding it, its value and level. */
@@ -62,6 +66,12 @@ export interface Leaf {
   readonly slot: bigint
   readonly desc: bigint
   readonly level: number
+}
+
+/** What an unmap removed: the levels of the leaves it cleared, and the table pages it freed. */
+export interface Unmapped {
+  readonly levels: Set<number>
+  tablesFreed: number
 }
 
 export class VtdPageTable {
@@ -76,14 +86,20 @@ export class VtdPageTable {
     return this.opts.format === 'first' ? next | FS.P | FS.RW | FS.US | FS.A : next | SS.R | SS.W
   }
 
-  /** Linux's leaf: first stage P|U|A (+ RW|D when writable); second stage R (+ W). */
-  leafEntry(pa: bigint, prot: Prot): bigint {
-    if (this.opts.format === 'first') return pa | FS.P | FS.US | FS.A | (prot.write ? FS.RW | FS.D : 0n)
-    return pa | (prot.read ? SS.R : 0n) | (prot.write ? SS.W : 0n)
+  /** Linux's leaf: first stage P|U|A (+ RW|D when writable); second stage R (+ W); PS above level 1. */
+  leafEntry(pa: bigint, prot: Prot, level = 1): bigint {
+    const ps = level > 1 ? FS.PS : 0n
+    if (this.opts.format === 'first') return pa | FS.P | FS.US | FS.A | ps | (prot.write ? FS.RW | FS.D : 0n)
+    return pa | ps | (prot.read ? SS.R : 0n) | (prot.write ? SS.W : 0n)
   }
 
   private present(desc: bigint): boolean {
     return this.opts.format === 'first' ? (desc & FS.P) !== 0n : (desc & (SS.R | SS.W)) !== 0n
+  }
+
+  /** A present entry at `level` that maps memory rather than naming a table (PS is bit 7 in both formats). */
+  private isLeaf(desc: bigint, level: number): boolean {
+    return level === 1 || (desc & FS.PS) !== 0n
   }
 
   private read(slot: bigint): bigint {
@@ -97,43 +113,107 @@ export class VtdPageTable {
     if (r) throw new Error(`page table at 0x${slot.toString(16)}: ${r.abort}`)
   }
 
-  /** The level-1 slot for `iova`, allocating tables on the way when `create`. */
-  private slot(iova: bigint, create: boolean): bigint | undefined {
+  /** The slot for `iova` at `level`, allocating tables on the way when `create`. */
+  private slot(iova: bigint, level: number, create: boolean): bigint | undefined {
     let table = this.root
-    for (let level = this.opts.levels; level > 1; level--) {
-      const slot = table + levelIndex(iova, level) * 8n
+    for (let l = this.opts.levels; l > level; l--) {
+      const slot = table + levelIndex(iova, l) * 8n
       let d = this.read(slot)
       if (!this.present(d)) {
         if (!create) return undefined
         d = this.tableEntry(this.mem.alloc(0x1000n, 0x1000n))
         this.writeDesc(slot, d)
-      }
+      } else if (this.isLeaf(d, l)) throw new Error(`0x${iova.toString(16)}: a level ${l} leaf is in the way`)
       table = d & ADDR_MASK
     }
-    return table + levelIndex(iova, 1) * 8n
+    return table + levelIndex(iova, level) * 8n
   }
 
-  /** Maps [iova, iova+length) to pa in 4K leaves. */
+  /** Maps [iova, iova+length) to pa, each piece with the largest leaf alignment and length allow (up to opts.largest). */
   map(iova: bigint, pa: bigint, length: bigint, prot: Prot): void {
-    for (let off = 0n; off < length; off += 0x1000n) this.writeDesc(this.slot(iova + off, true)!, this.leafEntry(pa + off, prot))
+    const largest = this.opts.largest ?? 1
+    let off = 0n
+    while (off < length) {
+      let level = largest
+      while (level > 1 && (((iova + off) | (pa + off)) & ((1n << levelShift(level)) - 1n) || length - off < 1n << levelShift(level))) level--
+      this.writeDesc(this.slot(iova + off, level, true)!, this.leafEntry(pa + off, prot, level))
+      off += 1n << levelShift(level)
+    }
   }
 
-  /** Clears the leaves of [iova, iova+length); returns the levels of the leaves removed. */
-  unmap(iova: bigint, length: bigint): Set<number> {
-    const levels = new Set<number>()
-    for (let off = 0n; off < length; off += 0x1000n) {
-      const s = this.slot(iova + off, false)
-      if (s === undefined) continue
-      if (this.present(this.read(s))) levels.add(1)
-      this.writeDesc(s, 0n)
+  /**
+   * Clears [iova, iova+length) as the Linux driver does (dma_pte_clear_level):
+   * an entry the range covers whole is cleared, and a table under it freed
+   * with everything below; a table the range covers in part is descended
+   * into and kept, even if it ends up empty. A large leaf the range covers in
+   * part is split first.
+   */
+  unmap(iova: bigint, length: bigint): Unmapped {
+    const out: Unmapped = { levels: new Set(), tablesFreed: 0 }
+    this.clear(this.root, this.opts.levels, 0n, iova, iova + length, out)
+    return out
+  }
+
+  private clear(table: bigint, level: number, base: bigint, lo: bigint, hi: bigint, out: Unmapped): void {
+    const size = 1n << levelShift(level)
+    const first = lo > base ? (lo - base) / size : 0n
+    for (let i = first; i < 512n; i++) {
+      const start = base + i * size
+      if (start >= hi) break
+      const slot = table + i * 8n
+      let d = this.read(slot)
+      if (!this.present(d)) continue
+      const whole = lo <= start && start + size <= hi
+      if (whole) {
+        this.writeDesc(slot, 0n)
+        if (this.isLeaf(d, level)) out.levels.add(level)
+        else out.tablesFreed += this.freeTable(d & ADDR_MASK, level - 1)
+        continue
+      }
+      if (this.isLeaf(d, level)) d = this.split(slot, d, level)
+      this.clear(d & ADDR_MASK, level - 1, start, lo, hi, out)
     }
-    return levels
+  }
+
+  /** Replaces a large leaf by a table of next-level leaves mapping the same memory. */
+  private split(slot: bigint, d: bigint, level: number): bigint {
+    const table = this.mem.alloc(0x1000n, 0x1000n)
+    const child = level - 1
+    const attrs = d & ~ADDR_MASK & ~FS.PS
+    const pa = d & ADDR_MASK
+    for (let i = 0n; i < 512n; i++) this.writeDesc(table + i * 8n, (pa + (i << levelShift(child))) | attrs | (child > 1 ? FS.PS : 0n))
+    const t = this.tableEntry(table)
+    this.writeDesc(slot, t)
+    return t
+  }
+
+  /** Gives a table and every table below it back to memory; returns how many pages. */
+  private freeTable(table: bigint, level: number): number {
+    let n = 1
+    if (level > 1) {
+      for (let i = 0n; i < 512n; i++) {
+        const d = this.read(table + i * 8n)
+        if (this.present(d) && !this.isLeaf(d, level)) n += this.freeTable(d & ADDR_MASK, level - 1)
+      }
+    }
+    this.mem.free?.(table, 0x1000n)
+    return n
+  }
+
+  /** Frees every table page, the root too (the domain is gone); returns how many. */
+  destroy(): number {
+    return this.freeTable(this.root, this.opts.levels)
   }
 
   find(iova: bigint): Leaf | undefined {
-    const s = this.slot(iova, false)
-    if (s === undefined) return undefined
-    const desc = this.read(s)
-    return this.present(desc) ? { slot: s, desc, level: 1 } : undefined
+    let table = this.root
+    for (let level = this.opts.levels; level >= 1; level--) {
+      const slot = table + levelIndex(iova, level) * 8n
+      const desc = this.read(slot)
+      if (!this.present(desc)) return undefined
+      if (this.isLeaf(desc, level)) return { slot, desc, level }
+      table = desc & ADDR_MASK
+    }
+    return undefined
   }
 }

@@ -1,0 +1,160 @@
+/**
+ * The tables the host drivers build: VT-d large leaves (2M/1G where the
+ * mapping allows, as the Linux driver maps them), the walk and the caches
+ * over them, dirty reports per leaf span; table pages freed when an unmap
+ * covers them whole (and the invalidation that then may not keep the
+ * paging-structure caches: IH = 0 on VT-d, leaf = 0 on SMMUv3) and when a
+ * HWPT is destroyed, so a long run's table memory does not grow.
+ */
+import { strict as assert } from 'node:assert'
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { DEV, IommuBench, SMMU0 } from '../helpers/iommufd'
+import { DeviceDma, deviceDma } from '../../src/iommufd/dma'
+import { formatDmaReply } from '../../src/uapi/dma-text'
+
+function dma(t: IommuBench, r: Partial<DeviceDma> & { op: DeviceDma['op']; iova: bigint }, bdf: string = DEV.vtdA): string {
+  const req: DeviceDma = { len: 0, ...r }
+  return formatDmaReply(req, deviceDma(t.world, bdf, req))
+}
+
+function queue(t: IommuBench, unit: string, file: string): string[] {
+  return t
+    .hw(unit, file)
+    .split('\n')
+    .filter((l) => /^ +\d+\t/.test(l))
+    .map((l) => l.split('\t').pop()!.replace(/ status_addr=\S+/, ''))
+}
+
+describe('host tables: VT-d large leaves, freed tables and their invalidation', () => {
+  let dir: string
+  let file: string
+  let t: IommuBench
+  let dev: number
+  let ioas: number
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'host-tables-'))
+    file = path.join(dir, 'mem')
+    fs.writeFileSync(file, Buffer.alloc(0x60_0000))
+    const fd = fs.openSync(file, 'r+')
+    fs.writeSync(fd, Buffer.from('second 2M'), 0, 9, 0x20_0000 + 0x1234)
+    fs.closeSync(fd)
+    t = new IommuBench()
+    dev = t.bind(DEV.vtdA)
+    ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
+  })
+  afterEach(() => {
+    t.close()
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('a 2M-aligned 4M mapping is two 2M first-stage leaves (PS): a 3-level walk, one IOTLB entry of 0x200000 serving every page of it', () => {
+    t.ok(`IOAS_MAP_FILE ioas_id=${ioas} flags=FIXED_IOVA|READABLE|WRITEABLE path=${file} start=0 length=0x400000 iova=0x200000`)
+    t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${ioas}`)
+    const r = dma(t, { op: 'read', iova: 0x40_1234n, len: 9 })
+    assert.deepEqual(
+      r.split('\n').filter((l) => /^walk fs /.test(l)).map((l) => l.split(' ')[2]),
+      ['level=4', 'level=3', 'level=2'],
+    )
+    // P|RW|U/S|A|D|PS
+    assert.match(r, /^walk fs level=2 .* desc=0x00000080[0-9a-f]{2}[02468ace]000e7$/m)
+    assert.match(r, /^data 7365636f6e6420324d$/m)
+    assert.match(t.hw('dmar0', 'iotlb'), /^did=2 pasid=0x0 first iova=0x400000 size=0x200000 pa=0x80[0-9a-f]+ priv:rwx user:rwx since=\d+$/m)
+    assert.match(dma(t, { op: 'read', iova: 0x5f_f000n, len: 1 }), /via=iotlb/)
+    assert.match(t.hw('dmar0', 'iotlb'), /^dmar0: iotlb 1\/\d+ hits=1 misses=1$/m)
+  })
+
+  it('an unaligned mapping keeps 4K leaves; its unmap frees the level-1 table it covers whole and flushes with IH = 0; a partial one keeps its tables and sends IH = 1', () => {
+    const mem = t.vtd().memory
+    t.ok(`IOAS_MAP_FILE ioas_id=${ioas} flags=FIXED_IOVA|READABLE|WRITEABLE path=${file} start=0 length=0x202000 iova=0x1ff000`)
+    t.ok(`IOAS_MAP_FILE ioas_id=${ioas} flags=FIXED_IOVA|READABLE|WRITEABLE path=${file} start=0 length=0x2000 iova=0x1000000`)
+    t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${ioas}`)
+    assert.deepEqual(
+      dma(t, { op: 'read', iova: 0x20_0000n, len: 1 }).split('\n').filter((l) => /^walk fs /.test(l)).map((l) => l.split(' ')[2]),
+      ['level=4', 'level=3', 'level=2', 'level=1'],
+    )
+    const pages = mem.ramPages
+    t.ok(`IOAS_UNMAP ioas_id=${ioas} iova=0x1000000 length=0x2000`)
+    assert.equal(mem.ramPages, pages)
+    assert.deepEqual(queue(t, 'dmar0', 'invalidation_queue').slice(-3, -1), ['P_IOTLB did=2 pasid=0 gran=page-selective addr=0x1000000 am=1 ih=1', 'DEV_IOTLB sid=02:00.0 qdep=0 addr=0x1000000 s=1'])
+    t.ok(`IOAS_UNMAP ioas_id=${ioas} iova=0x1ff000 length=0x202000`)
+    // the level-1 table of [0x200000, 0x400000) is gone; the two it shares a part of stay
+    assert.equal(mem.ramPages, pages - 1)
+    assert.match(queue(t, 'dmar0', 'invalidation_queue').at(-3)!, /^P_IOTLB did=2 pasid=0 gran=page-selective addr=0x0 am=11 ih=0$/)
+    assert.match(dma(t, { op: 'read', iova: 0x20_0000n, len: 1 }), /^fault FR=0x71 /)
+    assert.match(t.hw('dmar0', 'findings'), /findings=0\n$/)
+  })
+
+  it('a dirty 2M second-stage leaf is reported for all its 512 pages, then cleaned', () => {
+    t.ok(`IOAS_MAP_FILE ioas_id=${ioas} flags=FIXED_IOVA|READABLE|WRITEABLE path=${file} start=0 length=0x200000 iova=0x200000`)
+    const hwpt = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas} flags=DIRTY_TRACKING`, 'out_hwpt_id')
+    t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${hwpt}`)
+    t.ok(`HWPT_SET_DIRTY_TRACKING hwpt_id=${hwpt} flags=ENABLE`)
+    const w = dma(t, { op: 'write', iova: 0x30_0000n, len: 2, data: Buffer.from('hi') })
+    assert.match(w, /^walk ss level=2 .* updated=0x300$/m)
+    const bitmap = (): Buffer => {
+      const r = t.ioctl('HWPT_GET_DIRTY_BITMAP', { hwpt_id: BigInt(hwpt), iova: 0x20_0000n, length: 0x20_0000n, page_size: 0x1000n, data: 0x9000n })
+      assert.equal(r.errno, undefined, r.message)
+      return r.written.get(0x9000n)!
+    }
+    assert.deepEqual(bitmap(), Buffer.alloc(64, 0xff))
+    assert.deepEqual(bitmap(), Buffer.alloc(64))
+  })
+
+  it('attach, map, DMA, unmap, detach and destroy a hundred times: the host table memory comes back each time and does not grow', () => {
+    const mem = t.vtd().memory
+    const spans: number[] = []
+    const before = mem.ramPages
+    for (let i = 0; i < 100; i++) {
+      t.ok(`IOAS_MAP_FILE ioas_id=${ioas} flags=FIXED_IOVA|READABLE|WRITEABLE path=${file} start=0 length=0x3000 iova=${0x10_0000 * (i + 1)}`)
+      const h = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas}`, 'out_hwpt_id')
+      t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${h}`)
+      assert.match(dma(t, { op: 'read', iova: BigInt(0x10_0000 * (i + 1)), len: 1 }), /^ok read /)
+      t.ok(`IOAS_UNMAP ioas_id=${ioas} iova=${0x10_0000 * (i + 1)} length=0x3000`)
+      t.ok(`DEVICE_DETACH dev_id=${dev}`)
+      t.ok(`DESTROY id=${h}`)
+      spans.push(mem.ramSpan)
+    }
+    // the root and context tables, the device's PASID directory and table stay; every domain table page went back
+    assert.equal(mem.ramPages, before + 4)
+    assert.equal(new Set(spans).size, 1)
+  })
+})
+
+describe('host tables: SMMUv3 frees a table an unmap covers whole, flushing its span with leaf = 0 first', () => {
+  let dir: string
+  let file: string
+  let t: IommuBench
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'host-tables-'))
+    file = path.join(dir, 'mem')
+    fs.writeFileSync(file, Buffer.alloc(0x40_0000))
+    t = new IommuBench()
+  })
+  afterEach(() => {
+    t.close()
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('4K pages filling [0x200000, 0x400000): the unmap frees that level-3 table (TLBI_NH_VA ttl=0 over its 2M, SYNC), then the leaves (leaf ttl=3)', () => {
+    const dev = t.bind(DEV.smmu0a)
+    const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
+    t.ok(`IOAS_MAP_FILE ioas_id=${ioas} flags=FIXED_IOVA|READABLE|WRITEABLE path=${file} start=0 length=0x202000 iova=0x1ff000`)
+    t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${ioas}`)
+    assert.match(dma(t, { op: 'read', iova: 0x20_0000n, len: 1 }, DEV.smmu0a), /^ok read /)
+    const mem = t.smmu(SMMU0).memory
+    const pages = mem.ramPages
+    const before = queue(t, SMMU0, 'cmdq').length
+    t.ok(`IOAS_UNMAP ioas_id=${ioas} iova=0x1ff000 length=0x202000`)
+    assert.equal(mem.ramPages, pages - 1)
+    const cmds = queue(t, SMMU0, 'cmdq').slice(before)
+    assert.deepEqual(cmds, [
+      'TLBI_NH_VA asid=1 scale=9 tg=1 addr=0x200000',
+      'SYNC cs=2',
+      'TLBI_NH_VA asid=1 scale=1 leaf=1 ttl=3 tg=1 addr=0x1ff000',
+      'TLBI_NH_VA asid=1 scale=9 leaf=1 ttl=3 tg=1 addr=0x201000',
+      'SYNC cs=2',
+    ])
+  })
+})
