@@ -13,7 +13,9 @@
 # invalidating: the next DMA still uses the IOTLB, and the sanitizer reports
 # it, naming the P_IOTLB descriptor that was missing. We send the
 # invalidation the guest's driver would (HWPT_INVALIDATE), and the DMA
-# reaches the new page.
+# reaches the new page. Last, the guest frees a whole page table but
+# invalidates leaves only: the unit's paging-structure cache still points at
+# the old table, and the sanitizer names the IH = 0 invalidation it needed.
 set -euo pipefail
 
 mnt=${1:-./mount}
@@ -104,6 +106,20 @@ xxd -s $(( 0x11000 )) -l 16 "$ram"
 put64 $(( 0x40003000 + 16 )) $(( 0x40012000 | 0x1 | 0x4 | 0x20 ))   # PT[2]: VA 0x2000, read-only
 dma "write iova=0x2000 data=00"
 [[ $dma == "fault FR=0x85"* ]] || { echo "dma-vtd.sh: a write to a read-only page should fault 0x85" >&2; exit 1; }
-echo "== the invalidation queue (the converted guest invalidation, then the wait descriptor)"
+
+# 5. the guest takes its whole page table away (PD[0] cleared) but invalidates leaves only (LEAF: IH = 1).
+#    The IOTLB entry goes; the paging-structure cache still points at the old table, so the walk resumes
+#    there and the DMA still reaches page B: the sanitizer names the pointer and the IH = 0 invalidation.
+put64 0x40002000 0
+req "HWPT_INVALIDATE hwpt_id=$nested data_type=VTD_S1 entry_len=24 entry_num=1 data=0x1000,0x1,0x1"
+dma "read iova=0x1000 len=13"
+[[ $dma == ok* && $dma == *"finding"*"PDE"*"ih=0"* ]] || { echo "dma-vtd.sh: no sanitizer finding for the stale paging-structure entry" >&2; exit 1; }
+echo "== $dbg/iommu/$DMAR/walk_cache"
+cat "$dbg/iommu/$DMAR/walk_cache"
+# 6. the invalidation a freed table needs: flags 0 (IH = 0) drops the table pointers too; now the DMA faults
+req "HWPT_INVALIDATE hwpt_id=$nested data_type=VTD_S1 entry_len=24 entry_num=1 data=0x1000,0x1,0x0"
+dma "read iova=0x1000 len=13"
+[[ $dma == "fault FR=0x71"* && $dma != *finding* ]] || { echo "dma-vtd.sh: after the IH = 0 invalidation the read should fault 0x71" >&2; exit 1; }
+echo "== the invalidation queue (the converted guest invalidations, each followed by a wait descriptor)"
 cat "$dbg/iommu/$DMAR/invalidation_queue"
 exec 3>&-

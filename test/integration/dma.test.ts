@@ -170,7 +170,7 @@ cat ${DBG}/iommu/${SMMU}/findings`,
     assert.match(bad.stderr, /--sanitizer loud: expected off, report, strict/)
   })
 
-  it('examples/dma-vtd.sh: first-stage tables by printf, a stale IOTLB entry found and named, P_IOTLB fixes it, a read-only write faults 0x85', async () => {
+  it('examples/dma-vtd.sh: first-stage tables by printf, a stale IOTLB entry found and named, P_IOTLB fixes it, a read-only write faults 0x85; a freed table invalidated with IH = 1 leaves a stale paging-structure entry, IH = 0 drops it', async () => {
     await withMount(async (m) => {
       const r = await sh(`${path.join(PACKAGE_ROOT, 'examples', 'dma-vtd.sh')} ${m.dir}`)
       assert.equal(r.code, 0, `${r.stderr}\n${r.stdout}`)
@@ -179,6 +179,20 @@ cat ${DBG}/iommu/${SMMU}/findings`,
       assert.match(r.stdout, /^00011000: 7061 6765 2042 3a20 444d 4121 .*page B: DMA!/m)
       assert.match(r.stdout, /^fault FR=0x85 \(no write permission\) sid=02:00.0 pasid=none addr=0x2000 DMA Write recorded=1 /m)
       assert.match(r.stdout, /\tP_IOTLB did=2 pasid=0 gran=page-selective addr=0x1000 am=0 ih=1\n/)
+      assert.match(
+        r.stdout,
+        /^finding 2: PDE; sid=0x200; ssid=none; iova=0x1000; cached: nested level=2 iova=0x0 next=0x40003000 gave out=0x[0-9a-f]+ priv:rwx user:rwx since=\d+; now: FR=0x71 \(first-stage entry not present\) .*; changed: fs level=2 addr=0x[0-9a-f]+ old=0x0000000040003027 new=0x0000000000000000; fix: P_IOTLB did=2 pasid=0 addr=0x1000 am=0 ih=0$/m,
+      )
+      const walkCache = r.stdout.split('/walk_cache\n')[1].split('\n> ')[0]
+      assert.equal(
+        walkCache.replace(/since=\d+/g, 'since=N'),
+        'dmar0: paging-structure caches 3/256 hits=3 misses=1\n' +
+          'did=2 pasid=0x0 nested level=4 iova=0x0 size=0x8000000000 next=0x40001000 rw user since=N\n' +
+          'did=2 pasid=0x0 nested level=3 iova=0x0 size=0x40000000 next=0x40002000 rw user since=N\n' +
+          'did=2 pasid=0x0 nested level=2 iova=0x0 size=0x200000 next=0x40003000 rw user since=N',
+      )
+      assert.match(r.stdout, /\tP_IOTLB did=2 pasid=0 gran=page-selective addr=0x1000 am=0 ih=0\n/)
+      assert.match(r.stdout, /^fault FR=0x71 \(first-stage entry not present\) sid=02:00.0 pasid=none addr=0x1000 DMA Read recorded=1 reason="first-stage level 2 entry at 0x[0-9a-f]+ not present"$/m)
     })
   })
 

@@ -27,27 +27,36 @@ function queue(t: IommuBench, unit: string, file: string): string[] {
     .map((l) => l.split('\t').pop()!.replace(/ status_addr=\S+/, ''))
 }
 
-describe('host tables: VT-d large leaves, freed tables and their invalidation', () => {
-  let dir: string
-  let file: string
-  let t: IommuBench
-  let dev: number
-  let ioas: number
+/** Each test: a `size`-byte file of guest memory, a fresh machine, the VT-d device bound and an IOAS (`setup` adds to the file). */
+function vtdEach(size: number, setup?: (file: string) => void): { t: IommuBench; file: string; dev: number; ioas: number } {
+  const s = {} as { t: IommuBench; file: string; dev: number; ioas: number; dir: string }
   beforeEach(() => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'host-tables-'))
-    file = path.join(dir, 'mem')
-    fs.writeFileSync(file, Buffer.alloc(0x60_0000))
+    s.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'host-tables-'))
+    s.file = path.join(s.dir, 'mem')
+    fs.writeFileSync(s.file, Buffer.alloc(size))
+    setup?.(s.file)
+    s.t = new IommuBench()
+    s.dev = s.t.bind(DEV.vtdA)
+    s.ioas = s.t.id('IOAS_ALLOC', 'out_ioas_id')
+  })
+  afterEach(() => {
+    s.t.close()
+    fs.rmSync(s.dir, { recursive: true, force: true })
+  })
+  return s
+}
+
+describe('host tables: VT-d large leaves, freed tables and their invalidation', () => {
+  const s = vtdEach(0x60_0000, (file) => {
     const fd = fs.openSync(file, 'r+')
     fs.writeSync(fd, Buffer.from('second 2M'), 0, 9, 0x20_0000 + 0x1234)
     fs.closeSync(fd)
-    t = new IommuBench()
-    dev = t.bind(DEV.vtdA)
-    ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
   })
-  afterEach(() => {
-    t.close()
-    fs.rmSync(dir, { recursive: true, force: true })
-  })
+  let t: IommuBench
+  let file: string
+  let dev: number
+  let ioas: number
+  beforeEach(() => ({ t, file, dev, ioas } = s))
 
   it('a 2M-aligned 4M mapping is two 2M first-stage leaves (PS): a 3-level walk, one IOTLB entry of 0x200000 serving every page of it', () => {
     t.ok(`IOAS_MAP_FILE ioas_id=${ioas} flags=FIXED_IOVA|READABLE|WRITEABLE path=${file} start=0 length=0x400000 iova=0x200000`)
@@ -156,5 +165,60 @@ describe('host tables: SMMUv3 frees a table an unmap covers whole, flushing its 
       'TLBI_NH_VA asid=1 scale=9 leaf=1 ttl=3 tg=1 addr=0x201000',
       'SYNC cs=2',
     ])
+  })
+})
+
+describe('VT-d paging-structure caches over the host tables', () => {
+  const s = vtdEach(0x40_0000)
+  let t: IommuBench
+  let file: string
+  let dev: number
+  let ioas: number
+  beforeEach(() => ({ t, file, dev, ioas } = s))
+
+  const fsSteps = (r: string): string[] => r.split('\n').filter((l) => /^walk (fs|ss) /.test(l)).map((l) => l.split(' ').slice(1, 3).join(' '))
+
+  it('first stage: the first walk fills the level 4/3/2 pointers (one miss); a DMA to another page of the 2M resumes at level 1 (one hit)', () => {
+    t.ok(`IOAS_MAP_FILE ioas_id=${ioas} flags=FIXED_IOVA|READABLE|WRITEABLE path=${file} start=0 length=0x3000 iova=0x100000`)
+    t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${ioas}`)
+    assert.deepEqual(fsSteps(dma(t, { op: 'read', iova: 0x10_0000n, len: 1 })), ['fs level=4', 'fs level=3', 'fs level=2', 'fs level=1'])
+    assert.deepEqual(fsSteps(dma(t, { op: 'read', iova: 0x10_1000n, len: 1 })), ['fs level=1'])
+    const view = t.hw('dmar0', 'walk_cache').replace(/next=0x[0-9a-f]+/g, 'next=T').replace(/since=\d+/g, 'since=N')
+    assert.equal(
+      view,
+      'dmar0: paging-structure caches 3/256 hits=1 misses=1\n' +
+        'did=2 pasid=0x0 first level=4 iova=0x0 size=0x8000000000 next=T rw user since=N\n' +
+        'did=2 pasid=0x0 first level=3 iova=0x0 size=0x40000000 next=T rw user since=N\n' +
+        'did=2 pasid=0x0 first level=2 iova=0x0 size=0x200000 next=T rw user since=N\n',
+    )
+    const json = t.vtd().debugFiles().walk_cache.json!() as { hits: number; entries: { level: number }[] }
+    assert.deepEqual([json.hits, json.entries.map((e) => e.level)], [1, [4, 3, 2]])
+    assert.match(t.hw('dmar0', 'findings'), /findings=0\n$/)
+  })
+
+  it('second stage (a DIRTY_TRACKING domain): the pointers are tagged by DID alone; a partial unmap (IH = 1) keeps them, the walk resumes and faults as a fresh one would: no finding', () => {
+    t.ok(`IOAS_MAP_FILE ioas_id=${ioas} flags=FIXED_IOVA|READABLE|WRITEABLE path=${file} start=0 length=0x3000 iova=0x100000`)
+    const hwpt = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas} flags=DIRTY_TRACKING`, 'out_hwpt_id')
+    t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${hwpt}`)
+    assert.deepEqual(fsSteps(dma(t, { op: 'read', iova: 0x10_0000n, len: 1 })), ['ss level=4', 'ss level=3', 'ss level=2', 'ss level=1'])
+    assert.match(t.hw('dmar0', 'walk_cache'), /^did=2 pasid=- second level=2 iova=0x0 size=0x200000 next=0x[0-9a-f]+ rw since=\d+$/m)
+    t.ok(`IOAS_UNMAP ioas_id=${ioas} iova=0x100000 length=0x3000`)
+    assert.match(t.hw('dmar0', 'invalidation_queue'), /\tIOTLB gran=page-selective did=2 addr=0x100000 am=2 ih=1\n/)
+    const r = dma(t, { op: 'read', iova: 0x10_1000n, len: 1 })
+    assert.match(r, /^fault FR=0x86 /)
+    assert.deepEqual(fsSteps(r), ['ss level=1'])
+    assert.match(t.hw('dmar0', 'walk_cache'), /^dmar0: paging-structure caches 3\/256 hits=1 misses=1$/m)
+    assert.match(t.hw('dmar0', 'findings'), /findings=0\n$/)
+  })
+
+  it('an unmap that frees a table sends IH = 0: the pointers to it go, the next walk starts at the root, no finding', () => {
+    t.ok(`IOAS_MAP_FILE ioas_id=${ioas} flags=FIXED_IOVA|READABLE|WRITEABLE path=${file} start=0 length=0x202000 iova=0x1ff000`)
+    t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${ioas}`)
+    assert.match(dma(t, { op: 'read', iova: 0x20_0000n, len: 1 }), /^ok read /)
+    assert.match(t.hw('dmar0', 'walk_cache'), /^did=2 pasid=0x0 first level=2 iova=0x200000 /m)
+    t.ok(`IOAS_UNMAP ioas_id=${ioas} iova=0x1ff000 length=0x202000`)
+    assert.doesNotMatch(t.hw('dmar0', 'walk_cache'), /level=2 iova=0x200000 /)
+    assert.deepEqual(fsSteps(dma(t, { op: 'read', iova: 0x20_0000n, len: 1 })), ['fs level=4', 'fs level=3', 'fs level=2'])
+    assert.match(t.hw('dmar0', 'findings'), /findings=0\n$/)
   })
 })

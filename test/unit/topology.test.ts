@@ -229,10 +229,10 @@ describe('topology loading', () => {
       })
     })
 
-    it('a VT-d unit\'s cache sizes come from `caches:` (iotlb, pasid, context, devtlb), the rest keep their defaults', async () => {
+    it('a VT-d unit\'s cache sizes come from `caches:` (iotlb, pasid, context, devtlb, pde), the rest keep their defaults', async () => {
       const m = loadTopology(await data.write('vtd-caches.yaml', edit(GOOD, '    base: 0xfed90000\n', '    base: 0xfed90000\n    caches: { iotlb: 8, devtlb: 3 }\n')))
       const vtd = m.unit('dmar0') as Vtd
-      assert.deepEqual(vtd.caches.sizes, { iotlb: 8, pasid: 256, context: 256, devtlb: 3 })
+      assert.deepEqual(vtd.caches.sizes, { iotlb: 8, pasid: 256, context: 256, devtlb: 3, pde: 256 })
       assert.equal(vtd.caches.iotlb.capacity, 8)
     })
 

@@ -14,7 +14,7 @@ const pc = { words: [1n] } as unknown as PasidConfig
 
 /** Fills one entry of each kind; their names are the table's columns. */
 function filled(): VtdCaches {
-  const c = new VtdCaches({ iotlb: 64, pasid: 64, context: 64, devtlb: 64 })
+  const c = new VtdCaches({ iotlb: 64, pasid: 64, context: 64, devtlb: 64, pde: 64 })
   c.context.set(SID, { sid: SID, did: 3, ctx, steps: [], since: 0 })
   c.context.set(0x208, { sid: 0x208, did: 4, ctx, steps: [], since: 0 })
   c.pasid.set(VtdCaches.pasidKey(SID, 1), { sid: SID, pasid: 1, did: 3, pc, steps: [], since: 0 })
@@ -31,6 +31,13 @@ function filled(): VtdCaches {
   c.devTlbFill({ sid: SID, pasid: 1, base: 0x1000n, size: 0x1000n, out: 0n, perms: 63, since: 0 })
   c.devTlbFill({ sid: SID, pasid: 1, base: 0x4000n, size: 0x1000n, out: 0n, perms: 63, since: 0 })
   c.devTlbFill({ sid: 0x208, base: 0x1000n, size: 0x1000n, out: 0n, perms: 63, since: 0 })
+  // paging-structure entries: level-2 table pointers (2M spans)
+  const pde = { level: 2, size: 0x20_0000n, next: 0x7000_0000n, rw: true, us: true, xd: false, steps: [] }
+  c.fillPde({ ...pde, kind: 'first', did: 3, pasid: 1, base: 0n })
+  c.fillPde({ ...pde, kind: 'first', did: 3, pasid: 2, base: 0n })
+  c.fillPde({ ...pde, kind: 'nested', did: 3, pasid: 0, base: 0n })
+  c.fillPde({ ...pde, kind: 'second', did: 3, base: 0n })
+  c.fillPde({ ...pde, kind: 'second', did: 3, base: 0x4000_0000n })
   return c
 }
 
@@ -50,6 +57,11 @@ const COLUMNS = [
   'devtlb 02:00.0 pasid=1 0x1000',
   'devtlb 02:00.0 pasid=1 0x4000',
   'devtlb 02:01.0 0x1000',
+  'pde fs did=3 pasid=1 [0, 2M)',
+  'pde fs did=3 pasid=2 [0, 2M)',
+  'pde nested did=3 pasid=0 [0, 2M)',
+  'pde ss did=3 [0, 2M)',
+  'pde ss did=3 [1G, 1G+2M)',
 ]
 
 function present(c: VtdCaches): boolean[] {
@@ -73,13 +85,18 @@ function present(c: VtdCaches): boolean[] {
     c.devTlbLookup(SID, 1, 0x1000n) !== undefined,
     c.devTlbLookup(SID, 1, 0x4000n) !== undefined,
     c.devTlbLookup(0x208, undefined, 0x1000n) !== undefined,
+    c.pde.map.has('first/3/1/2/0'),
+    c.pde.map.has('first/3/2/2/0'),
+    c.pde.map.has('nested/3/0/2/0'),
+    c.pde.map.has('second/3/-/2/0'),
+    c.pde.map.has('second/3/-/2/512'),
   ]
 }
 
-/** A row: context (2 columns), PASID cache (2), IOTLB (7), device TLB (4). */
-function row(ctxCols: string, pcCols: string, tlbCols: string, devCols: string): string {
-  assert.deepEqual([ctxCols.length, pcCols.length, tlbCols.length, devCols.length], [2, 2, 7, 4])
-  return ctxCols + pcCols + tlbCols + devCols
+/** A row: context (2 columns), PASID cache (2), IOTLB (7), device TLB (4), paging-structure caches (5). */
+function row(ctxCols: string, pcCols: string, tlbCols: string, devCols: string, pdeCols = '.....'): string {
+  assert.deepEqual([ctxCols.length, pcCols.length, tlbCols.length, devCols.length, pdeCols.length], [2, 2, 7, 4, 5])
+  return ctxCols + pcCols + tlbCols + devCols + pdeCols
 }
 
 const TABLE: [string, Descriptor, string][] = [
@@ -91,14 +108,17 @@ const TABLE: [string, Descriptor, string][] = [
   ['PC all-in-domain did=3', pasidCacheInv(0, 3), row('..', 'x.', '.......', '....')],
   ['PC did=3 pasid=1', pasidCacheInv(1, 3, 1), row('..', 'x.', '.......', '....')],
   ['PC did=3 pasid=2 (the entry has did 4)', pasidCacheInv(1, 3, 2), row('..', '..', '.......', '....')],
-  ['IOTLB global', iotlbInv(1, 0), row('..', '..', 'xxxxxxx', '....')],
-  ['IOTLB DSI did=3: second-stage and nested entries, not first-stage', iotlbInv(2, 3), row('..', '..', '...xxx.', '....')],
-  ['IOTLB PSI did=3 0x1000 am=0: second-stage in range, nested of the DID', iotlbInv(3, 3, 0x1000n, 0), row('..', '..', '...xx..', '....')],
-  ['IOTLB PSI did=3 0x8000 am=1', iotlbInv(3, 3, 0x8000n, 1), row('..', '..', '...x.x.', '....')],
-  ['P_IOTLB did=3 pasid=1 all non-global', pasidIotlb(3, 1, P_IOTLB_GRAN.NONG_PASID, 0n, 0, false), row('..', '..', 'x......', '....')],
-  ['P_IOTLB did=3 pasid=1 0x1000 am=0', pasidIotlb(3, 1, P_IOTLB_GRAN.PSI_PASID, 0x1000n, 0, true), row('..', '..', 'x......', '....')],
-  ['P_IOTLB did=3 pasid=1 0x4000 am=2 (a global entry too)', pasidIotlb(3, 1, P_IOTLB_GRAN.PSI_PASID, 0x4000n, 2, false), row('..', '..', '.x.....', '....')],
-  ['P_IOTLB did=3 pasid=0 (the nested entry)', pasidIotlb(3, 0, P_IOTLB_GRAN.NONG_PASID, 0n, 0, false), row('..', '..', '...x...', '....')],
+  ['IOTLB global', iotlbInv(1, 0), row('..', '..', 'xxxxxxx', '....', 'xxxxx')],
+  ['IOTLB DSI did=3: second-stage and nested entries, not first-stage', iotlbInv(2, 3), row('..', '..', '...xxx.', '....', '..xxx')],
+  ['IOTLB PSI did=3 0x1000 am=0: second-stage in range, nested of the DID', iotlbInv(3, 3, 0x1000n, 0), row('..', '..', '...xx..', '....', '..xx.')],
+  ['IOTLB PSI did=3 0x1000 am=0 ih=1: leaves only, the paging-structure entries stay', iotlbInv(3, 3, 0x1000n, 0, true), row('..', '..', '...xx..', '....')],
+  ['IOTLB PSI did=3 0x40000000 am=0: the second-stage table pointer over it', iotlbInv(3, 3, 0x4000_0000n, 0), row('..', '..', '...x...', '....', '..x.x')],
+  ['IOTLB PSI did=3 0x8000 am=1', iotlbInv(3, 3, 0x8000n, 1), row('..', '..', '...x.x.', '....', '..xx.')],
+  ['P_IOTLB did=3 pasid=1 all non-global (and every paging-structure entry of the PASID)', pasidIotlb(3, 1, P_IOTLB_GRAN.NONG_PASID, 0n, 0, false), row('..', '..', 'x......', '....', 'x....')],
+  ['P_IOTLB did=3 pasid=1 0x1000 am=0 ih=1: leaves only', pasidIotlb(3, 1, P_IOTLB_GRAN.PSI_PASID, 0x1000n, 0, true), row('..', '..', 'x......', '....')],
+  ['P_IOTLB did=3 pasid=1 0x1000 am=0 ih=0: the table pointer over it too', pasidIotlb(3, 1, P_IOTLB_GRAN.PSI_PASID, 0x1000n, 0, false), row('..', '..', 'x......', '....', 'x....')],
+  ['P_IOTLB did=3 pasid=1 0x4000 am=2 (a global entry too)', pasidIotlb(3, 1, P_IOTLB_GRAN.PSI_PASID, 0x4000n, 2, false), row('..', '..', '.x.....', '....', 'x....')],
+  ['P_IOTLB did=3 pasid=0 (the nested entry)', pasidIotlb(3, 0, P_IOTLB_GRAN.NONG_PASID, 0n, 0, false), row('..', '..', '...x...', '....', '..x..')],
   ['DEV_IOTLB 02:00.0 0x1000 s=0: every PASID of the function', devIotlb(SID, SID, 0, 0x1000n, false), row('..', '..', '.......', 'xx..')],
   ['DEV_IOTLB 02:00.0 0x5000 s=1 (16K at 0x4000)', devIotlb(SID, SID, 0, 0x5000n, true), row('..', '..', '.......', '..x.')],
   ['DEV_IOTLB_PASID 02:00.0 pasid=1 0x1000', devIotlbPasid(SID, 1, 0x1000n, false), row('..', '..', '.......', '.x..')],

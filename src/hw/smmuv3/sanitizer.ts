@@ -20,8 +20,8 @@ export interface ChangedDescriptor {
 /** A DMA served from a cache entry (of either architecture) the tables no longer agree with. */
 export interface Finding {
   readonly seq: number
-  /** SMMUv3: TLB, STE, CD, ATC. VT-d: IOTLB, CONTEXT, PASID, DEV_TLB. */
-  readonly cache: 'TLB' | 'STE' | 'CD' | 'ATC' | 'IOTLB' | 'CONTEXT' | 'PASID' | 'DEV_TLB'
+  /** SMMUv3: TLB, STE, CD, ATC. VT-d: IOTLB, CONTEXT, PASID, DEV_TLB, PDE (a paging-structure cache). */
+  readonly cache: 'TLB' | 'STE' | 'CD' | 'ATC' | 'IOTLB' | 'CONTEXT' | 'PASID' | 'DEV_TLB' | 'PDE'
   readonly sid: number
   readonly ssid?: number
   readonly addr: bigint

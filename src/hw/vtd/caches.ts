@@ -1,6 +1,7 @@
 import { hex } from '../bits'
 import { describePerms } from '../smmuv3/walk'
-import { ContextConfig, PasidConfig, VtdStep } from './walk'
+import { ContextConfig, PasidConfig, PdeCache, PdeEntry, VtdStep } from './walk'
+import { levelShift } from './pgtable'
 import { DESC_TYPE, Descriptor, decodeDescriptor } from './qi'
 
 /**
@@ -8,8 +9,12 @@ import { DESC_TYPE, Descriptor, decodeDescriptor } from './qi'
  * cache by requester ID, the PASID cache by (DID, PASID) per requester, the
  * IOTLB by (DID, PASID, address) for first-stage and nested translations and
  * (DID, address) for second-stage-only ones, and the endpoints' device TLBs
- * (ATS) by (requester, PASID). LRU, sizes from the topology. `apply` drops
- * what one invalidation descriptor reaches.
+ * (ATS) by (requester, PASID), and the paging-structure caches (table
+ * pointers, first-stage and nested ones by (DID, PASID, address above their
+ * level), second-stage-only ones by (DID, address)). LRU, sizes from the
+ * topology. `apply` drops what one invalidation descriptor reaches: an IOTLB
+ * or P_IOTLB invalidation drops the paging-structure entries in its scope
+ * too, unless it is page-selective with IH = 1 (leaves only).
  */
 
 export interface VtdCacheSizes {
@@ -17,9 +22,11 @@ export interface VtdCacheSizes {
   readonly pasid: number
   readonly context: number
   readonly devtlb: number
+  /** Paging-structure caches (table pointers of both stages). */
+  readonly pde: number
 }
 
-export const DEFAULT_VTD_CACHE_SIZES: VtdCacheSizes = { iotlb: 2048, pasid: 256, context: 256, devtlb: 64 }
+export const DEFAULT_VTD_CACHE_SIZES: VtdCacheSizes = { iotlb: 2048, pasid: 256, context: 256, devtlb: 64, pde: 256 }
 
 export interface ContextEntry {
   readonly sid: number
@@ -93,6 +100,11 @@ class Lru<K, V> {
   }
 }
 
+/** A paging-structure entry's accumulated rights: first stage R/W, U/S, XD; second stage R, W. */
+function pdePerms(e: PdeEntry): string {
+  return e.kind === 'second' ? `${e.us ? 'r' : '-'}${e.rw ? 'w' : '-'}` : `${e.rw ? 'rw' : 'ro'} ${e.us ? 'user' : 'supervisor'}${e.xd ? ' xd' : ''}`
+}
+
 function inRange(base: bigint, size: bigint, lo: bigint, hi: bigint): boolean {
   return base < hi && lo < base + size
 }
@@ -108,19 +120,46 @@ export function devTlbSpan(addr: bigint, s: boolean): { lo: bigint; hi: bigint }
   return { lo, hi: lo + size }
 }
 
-export class VtdCaches {
+export class VtdCaches implements PdeCache {
   readonly context: Lru<number, ContextEntry>
   readonly pasid: Lru<string, PasidCacheEntry>
   readonly iotlb: Lru<string, IotlbEntry>
   readonly devtlb: Lru<string, DevTlbEntry>
+  readonly pde: Lru<string, PdeEntry>
   hits = 0
   misses = 0
+  pdeHits = 0
+  pdeMisses = 0
+  /** The fill clock of paging-structure entries (the unit's clock when it has one). */
+  clock: () => number = () => ++this.ticks
+  private ticks = 0
 
   constructor(readonly sizes: VtdCacheSizes = DEFAULT_VTD_CACHE_SIZES) {
     this.context = new Lru(sizes.context)
     this.pasid = new Lru(sizes.pasid)
     this.iotlb = new Lru(sizes.iotlb)
     this.devtlb = new Lru(sizes.devtlb)
+    this.pde = new Lru(sizes.pde)
+  }
+
+  private static pdeKey(kind: PdeEntry['kind'], did: number, pasid: number | undefined, level: number, addr: bigint): string {
+    return `${kind}/${did}/${pasid ?? '-'}/${level}/${addr >> levelShift(level)}`
+  }
+
+  lookupPde(kind: PdeEntry['kind'], did: number, pasid: number | undefined, addr: bigint, top: number): PdeEntry | undefined {
+    for (let level = 2; level <= top; level++) {
+      const e = this.pde.get(VtdCaches.pdeKey(kind, did, pasid, level, addr))
+      if (e) {
+        this.pdeHits++
+        return e
+      }
+    }
+    this.pdeMisses++
+    return undefined
+  }
+
+  fillPde(e: Omit<PdeEntry, 'since'>): void {
+    this.pde.set(VtdCaches.pdeKey(e.kind, e.did, e.pasid, e.level, e.base), { ...e, since: this.clock() })
   }
 
   static pasidKey(sid: number, pasid: number): string {
@@ -169,25 +208,28 @@ export class VtdCaches {
         return 0
       }
       case DESC_TYPE.IOTLB: {
-        if (q.g === 1) return this.iotlb.dropIf(() => true)
+        if (q.g === 1) return this.iotlb.dropIf(() => true) + this.pde.dropIf(() => true)
         // second-stage-only entries of the DID (in range for PSI), and the nested entries tagged with it;
         // first-stage-only entries are PASID-tagged and left to P_IOTLB
-        const reach = (e: IotlbEntry): boolean => e.did === q.did && (e.kind === 'second' || e.kind === 'nested')
-        if (q.g === 2) return this.iotlb.dropIf(reach)
+        const reach = (e: { did: number; kind: string }): boolean => e.did === q.did && (e.kind === 'second' || e.kind === 'nested')
+        if (q.g === 2) return this.iotlb.dropIf(reach) + this.pde.dropIf(reach)
         if (q.g === 3) {
           const lo = q.addr & ~((1n << BigInt(12 + q.am)) - 1n)
           const hi = lo + (1n << BigInt(12 + q.am))
-          return this.iotlb.dropIf((e) => reach(e) && (e.kind === 'nested' || inRange(e.base, e.size, lo, hi)))
+          const inScope = (e: { did: number; kind: string; base: bigint; size: bigint }): boolean => reach(e) && (e.kind === 'nested' || inRange(e.base, e.size, lo, hi))
+          return this.iotlb.dropIf(inScope) + (q.ih ? 0 : this.pde.dropIf(inScope))
         }
         return 0
       }
       case DESC_TYPE.P_IOTLB: {
-        const reach = (e: IotlbEntry): boolean => e.did === q.did && e.pasid === q.pasid && e.kind !== 'second'
-        if (q.g === 2) return this.iotlb.dropIf((e) => reach(e) && !e.global)
+        const reach = (e: { did: number; pasid?: number; kind: string }): boolean => e.did === q.did && e.pasid === q.pasid && e.kind !== 'second'
+        // global applies to leaves: the PASID's paging-structure entries all go
+        if (q.g === 2) return this.iotlb.dropIf((e) => reach(e) && !e.global) + this.pde.dropIf(reach)
         if (q.g === 3) {
           const lo = q.addr & ~((1n << BigInt(12 + q.am)) - 1n)
           const hi = lo + (1n << BigInt(12 + q.am))
-          return this.iotlb.dropIf((e) => reach(e) && inRange(e.base, e.size, lo, hi))
+          const inScope = (e: { did: number; pasid?: number; kind: string; base: bigint; size: bigint }): boolean => reach(e) && inRange(e.base, e.size, lo, hi)
+          return this.iotlb.dropIf(inScope) + (q.ih ? 0 : this.pde.dropIf(inScope))
         }
         return 0
       }
@@ -216,6 +258,18 @@ export class VtdCaches {
       (e) => `did=${e.did} pasid=${e.pasid === undefined ? '-' : hex(e.pasid)} ${e.kind} iova=${hex(e.base)} size=${hex(e.size)} pa=${hex(e.out)} ${describePerms(e.perms)}${e.global ? ' global' : ''} since=${e.since}`,
     )
     return `${name}: iotlb ${rows.length}/${this.sizes.iotlb} hits=${this.hits} misses=${this.misses}\n${rows.map((r) => `${r}\n`).join('')}`
+  }
+
+  dumpPde(name: string): string {
+    const rows = [...this.pde.map.values()].map(
+      (e) => `did=${e.did} pasid=${e.pasid === undefined ? '-' : hex(e.pasid)} ${e.kind} level=${e.level} iova=${hex(e.base)} size=${hex(e.size)} next=${hex(e.next)} ${pdePerms(e)} since=${e.since}`,
+    )
+    return `${name}: paging-structure caches ${rows.length}/${this.pde.capacity} hits=${this.pdeHits} misses=${this.pdeMisses}\n${rows.map((r) => `${r}\n`).join('')}`
+  }
+
+  pdeJson(): unknown {
+    const entries = [...this.pde.map.values()].map((e) => ({ did: e.did, pasid: e.pasid === undefined ? null : e.pasid, kind: e.kind, level: e.level, iova: hex(e.base), size: hex(e.size), next: hex(e.next), perms: pdePerms(e), since: e.since }))
+    return { capacity: this.pde.capacity, hits: this.pdeHits, misses: this.pdeMisses, entries }
   }
 
   dumpConfig(name: string): string {

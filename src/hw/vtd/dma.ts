@@ -6,6 +6,7 @@ import { describePerms, permFor } from '../smmuv3/walk'
 import { DevTlbEntry, IotlbEntry, VtdCaches } from './caches'
 import { VtdFault, VtdFaultError, describeFault } from './faults'
 import { bdfOf } from './qi'
+import { stalePde } from './stale-pde'
 import { ContextConfig, PGTT, PasidConfig, VtdFeatures, VtdStep, VtdTranslation, VtdTxn, VtdWalker } from './walk'
 
 /** A device's request through a VT-d unit (len 0 with ats: a translation request alone). */
@@ -42,7 +43,8 @@ export class VtdDma {
   clock: (() => number) | undefined
 
   constructor(readonly mem: MemoryPort, features: VtdFeatures, readonly caches: VtdCaches, private readonly root: () => bigint | undefined) {
-    this.walker = new VtdWalker(mem, features)
+    this.walker = new VtdWalker(mem, features, caches)
+    caches.clock = () => this.tick()
   }
 
   private tick(): number {
@@ -74,6 +76,7 @@ export class VtdDma {
     const steps: VtdStep[] = []
     const caches = this.caches
     const look = this.sanitizer.mode !== 'off'
+    this.walker.pdeUsed = undefined
     try {
       let ctx: ContextConfig
       const ctxHit = caches.context.get(txn.sid)
@@ -112,6 +115,9 @@ export class VtdDma {
         caches.misses++
       }
       const t: VtdTranslation = this.walker.translateWith(txn, pc, steps)
+      const pde = look ? this.walker.pdeUsed : undefined
+      const stale = pde && this.check(findings, stalePde(this.sanitizer, this.mem, txn, pde, { ok: true, t }, this.fresh(txn), this.tick()), steps)
+      if (stale) return stale
       if (t.kind !== 'pt') {
         caches.fill({
           kind: t.kind,
@@ -129,8 +135,11 @@ export class VtdDma {
       }
       return { ok: true, t, out: t.out, source: 'walk', steps }
     } catch (e) {
-      if (e instanceof VtdFaultError) return { ok: false, fault: e.fault, steps }
-      throw e
+      if (!(e instanceof VtdFaultError)) throw e
+      // a walk resumed from a stale table pointer may fault where the tables now translate
+      const pde = look ? this.walker.pdeUsed : undefined
+      const stale = pde && this.check(findings, stalePde(this.sanitizer, this.mem, txn, pde, { ok: false, fault: e.fault }, this.fresh(txn), this.tick()), steps)
+      return stale || { ok: false, fault: e.fault, steps }
     }
   }
 

@@ -134,6 +134,7 @@ export class Vtd extends IommuUnit {
       iotlb: { show: () => this.caches.dumpIotlb(this.name), json: () => this.caches.iotlbJson() },
       config_cache: { show: () => this.caches.dumpConfig(this.name), json: () => this.caches.configJson() },
       dev_tlb: { show: () => this.caches.dumpDevTlb(this.name), json: () => this.caches.devTlbJson() },
+      walk_cache: { show: () => this.caches.dumpPde(this.name), json: () => this.caches.pdeJson() },
       faults: {
         show: () =>
           this.dma.faults

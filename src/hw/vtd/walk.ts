@@ -93,6 +93,37 @@ export interface VtdFeatures {
   readonly mgaw: number
 }
 
+/**
+ * A paging-structure cache entry: a table pointer read at `level` (2..5) for
+ * input addresses [base, base+size), with the permissions accumulated down
+ * to it, so a walk may resume in `next` at level - 1. First-stage and nested
+ * entries are tagged (DID, PASID), second-stage-only ones (DID) alone.
+ */
+export interface PdeEntry {
+  readonly kind: 'first' | 'second' | 'nested'
+  readonly did: number
+  readonly pasid?: number
+  readonly level: number
+  readonly base: bigint
+  readonly size: bigint
+  /** The next table (a GPA under nesting, read through the second stage). */
+  readonly next: bigint
+  /** First stage: R/W, U/S, XD so far; second stage: R, W so far (in rw/us: R = us, W = rw). */
+  readonly rw: boolean
+  readonly us: boolean
+  readonly xd: boolean
+  readonly since: number
+  /** The descriptors of this stage read from its root down to this entry (the sanitizer compares them). */
+  readonly steps: readonly VtdStep[]
+}
+
+/** Where a walk finds and leaves paging-structure cache entries. */
+export interface PdeCache {
+  /** The deepest entry at or below `top` covering `addr` for the tags, counting a hit or a miss. */
+  lookupPde(kind: PdeEntry['kind'], did: number, pasid: number | undefined, addr: bigint, top: number): PdeEntry | undefined
+  fillPde(e: Omit<PdeEntry, 'since'>): void
+}
+
 /** The second stage's verdict on one address. */
 interface SsResult {
   readonly out: bigint
@@ -110,10 +141,17 @@ const ALL_USER_PRIV_READ = PERM.PR | PERM.UR | PERM.PX | PERM.UX
 const ALL_WRITE = PERM.PW | PERM.UW
 
 export class VtdWalker {
-  /** A second look (the sanitizer): read only, no A/D updates. */
+  /** A second look (the sanitizer): read only, no A/D updates, no paging-structure caches. */
   dryRun = false
+  /** The paging-structure cache entry the last translateWith() resumed from, if any. */
+  pdeUsed: PdeEntry | undefined
 
-  constructor(readonly mem: MemoryPort, readonly features: VtdFeatures) {}
+  constructor(readonly mem: MemoryPort, readonly features: VtdFeatures, readonly pdes?: PdeCache) {}
+
+  /** The paging-structure caches, unless this is a dry run. */
+  private get walkCache(): PdeCache | undefined {
+    return this.dryRun ? undefined : this.pdes
+  }
 
   private fault(txn: VtdTxn, reason: number, detail: string, fpd: boolean): never {
     const f: VtdFault = { reason, sid: txn.sid, pasid: txn.pasid, addr: txn.addr, write: txn.write, priv: txn.priv, exec: txn.exec, detail, recorded: !fpd }
@@ -218,10 +256,11 @@ export class VtdWalker {
 
   /** Translates through the tables the PASID entry names. */
   translateWith(txn: VtdTxn, pc: PasidConfig, steps: VtdStep[]): VtdTranslation {
+    this.pdeUsed = undefined
     const base = { did: pc.did, pasid: pc.pasid }
     if (pc.pgtt === PGTT.PT) return { ...base, kind: 'pt', out: txn.addr, base: txn.addr & ~0xfffn, size: 0x1000n, perms: PERM_ALL, global: false }
     if (pc.pgtt === PGTT.SECOND) {
-      const r = this.ssFinal(txn, txn.addr, pc, steps)
+      const r = this.ssFinal(txn, txn.addr, pc, steps, true)
       return { ...base, kind: 'second', out: r.out, base: txn.addr & ~(r.size - 1n), size: r.size, perms: ssPerms(r), global: false }
     }
     const nested = pc.pgtt === PGTT.NESTED
@@ -233,9 +272,9 @@ export class VtdWalker {
   }
 
   /** The second stage for the request's (or the first stage's output) address; a miss is 0x78/0x83/0x85/0x86. */
-  private ssFinal(txn: VtdTxn, addr: bigint, pc: PasidConfig, steps: VtdStep[]): SsResult {
+  private ssFinal(txn: VtdTxn, addr: bigint, pc: PasidConfig, steps: VtdStep[], cached = false): SsResult {
     try {
-      return this.secondStage(addr, pc, txn.write, steps)
+      return this.secondStage(addr, pc, txn.write, steps, cached)
     } catch (e) {
       if (!(e instanceof SsMiss)) throw e
       const reason = e.kind === 'abort' ? 0x78 : e.kind === 'range' ? 0x83 : txn.write ? 0x85 : 0x86
@@ -243,13 +282,18 @@ export class VtdWalker {
     }
   }
 
-  private secondStage(addr: bigint, pc: PasidConfig, write: boolean, steps: VtdStep[]): SsResult {
+  /** A second-stage walk; `cached`: a second-stage-only translation, which the paging-structure caches serve. */
+  private secondStage(addr: bigint, pc: PasidConfig, write: boolean, steps: VtdStep[], cached = false): SsResult {
     const width = BigInt(Math.min(12 + 9 * pc.ssLevels, this.features.mgaw))
     if (addr >> width) throw new SsMiss('range', `${hex(addr)} is beyond the ${width}-bit second stage`)
-    let table = pc.ssptr
-    let r = true
-    let w = true
-    for (let level = pc.ssLevels; level >= 1; level--) {
+    const pdes = cached ? this.walkCache : undefined
+    const hit = pdes?.lookupPde('second', pc.did, undefined, addr, pc.ssLevels)
+    let table = hit ? hit.next : pc.ssptr
+    let r = hit ? hit.us : true
+    let w = hit ? hit.rw : true
+    const trail: VtdStep[] = hit ? [...hit.steps] : []
+    if (hit) this.pdeUsed = hit
+    for (let level = hit ? hit.level - 1 : pc.ssLevels; level >= 1; level--) {
       const slot = table + levelIndex(addr, level) * 8n
       const v = this.mem.read64(slot)
       if (isAbort(v)) throw new SsMiss('abort', `level ${level} entry at ${hex(slot)}: ${v.abort}`)
@@ -261,6 +305,10 @@ export class VtdWalker {
       const leaf = level === 1 || (level <= 3 && (v & SS.PS) !== 0n)
       if (!leaf) {
         table = v & ADDR_MASK
+        if (pdes) {
+          trail.push(step)
+          pdes.fillPde({ kind: 'second', did: pc.did, level, base: addr & ~((1n << levelShift(level)) - 1n), size: 1n << levelShift(level), next: table, rw: w, us: r, xd: false, steps: trail.slice() })
+        }
         continue
       }
       if (write ? !w : !r) throw new SsMiss('perm', `level ${level}: ${write ? 'write' : 'read'} not allowed (${r ? 'R' : '-'}${w ? 'W' : '-'})`)
@@ -285,11 +333,16 @@ export class VtdWalker {
     const width = BigInt(pc.fsLevels === 5 ? 57 : 48)
     const top = txn.addr >> (width - 1n)
     if (top !== 0n && top !== (1n << (65n - width)) - 1n) this.fault(txn, 0x80, `${hex(txn.addr)} is not canonical for ${width}-bit first stage`, pc.fpd)
-    let table = pc.fsptr
-    let rw = true
-    let us = true
-    let xd = false
-    for (let level = pc.fsLevels; level >= 1; level--) {
+    const pdes = this.walkCache
+    const kind = nested ? 'nested' : 'first'
+    const hit = pdes?.lookupPde(kind, pc.did, pc.pasid, txn.addr, pc.fsLevels)
+    let table = hit ? hit.next : pc.fsptr
+    let rw = hit ? hit.rw : true
+    let us = hit ? hit.us : true
+    let xd = hit ? hit.xd : false
+    const trail: VtdStep[] = hit ? [...hit.steps] : []
+    if (hit) this.pdeUsed = hit
+    for (let level = hit ? hit.level - 1 : pc.fsLevels; level >= 1; level--) {
       const gpa = table + levelIndex(txn.addr, level) * 8n
       let slot = gpa
       if (nested) {
@@ -328,6 +381,10 @@ export class VtdWalker {
       }
       if (!leaf) {
         table = v & ADDR_MASK
+        if (pdes) {
+          trail.push(step)
+          pdes.fillPde({ kind, did: pc.did, pasid: pc.pasid, level, base: txn.addr & ~((1n << levelShift(level)) - 1n), size: 1n << levelShift(level), next: table, rw, us, xd, steps: trail.slice() })
+        }
         continue
       }
       const size = 1n << levelShift(level)
