@@ -128,7 +128,8 @@ async function main(): Promise<number> {
   await yieldToSignals()
   throwIfInterrupted()
 
-  // a nested walk without caches, against reading the same descriptors
+  // a nested walk without caches (walk caches too), against reading the same descriptors
+  dma.walker.walkCache = undefined
   const txn = { sid: 9, addr: 0x1000n, write: false }
   const first = dma.walker.translate(txn, strtab)
   if (!first.ok) throw new Error(`nested walk faulted: ${first.event.name}`)

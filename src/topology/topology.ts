@@ -61,7 +61,7 @@ function loadRegisters(node: DataNode, kind: IommuKind): RegisterFile {
 
 /**
  * A unit's cache sizes (entries), each optional, 1..2^20: an SMMU's
- * `caches: { tlb: 4096, ste: 64, cd: 64, atc: 32 }`, a VT-d unit's
+ * `caches: { tlb: 4096, ste: 64, cd: 64, atc: 32, walk: 128 }`, a VT-d unit's
  * `caches: { iotlb: 4096, pasid: 64, context: 64, devtlb: 32, pde: 128 }`.
  */
 function loadCacheSizes<T extends object>(spec: DataNode, defaults: T): T {

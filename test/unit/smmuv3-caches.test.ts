@@ -41,6 +41,13 @@ function filled(): { c: Smmuv3Caches; names: () => string[] } {
   c.atcFill({ sid: 8, ssid: 1, base: 0x1000n, size: 0x1000n, out: 0n, perms: 63, since: 0 })
   c.atcFill({ sid: 8, ssid: 1, base: 0x8000n, size: 0x1000n, out: 0n, perms: 63, since: 0 })
   c.atcFill({ sid: 9, base: 0x1000n, size: 0x1000n, out: 0n, perms: 63, since: 0 })
+  // walk caches: level-2 table descriptors (2 MiB spans) and a level-1 one (1 GiB), 4K granule
+  const walk = { granule: 12, next: 0x7000_0000, tableBits: 0, steps: [], base: 0n }
+  c.fillWalk({ ...walk, kind: 'S1', vmid: 1, asid: 5, level: 2, size: 0x20_0000n })
+  c.fillWalk({ ...walk, kind: 'S1', vmid: 1, asid: 5, level: 1, size: 0x4000_0000n })
+  c.fillWalk({ ...walk, kind: 'S1', vmid: 1, asid: 6, level: 2, size: 0x20_0000n })
+  c.fillWalk({ ...walk, kind: 'S2', vmid: 2, level: 2, size: 0x20_0000n })
+  c.fillWalk({ ...walk, kind: 'S2', vmid: 3, level: 2, size: 0x20_0000n })
   const names = (): string[] => [
     ...Object.entries(entries)
       .filter(([, e]) => c.lookup(e.kind === 'S2', e.vmid, e.asid, e.base) === e)
@@ -48,27 +55,37 @@ function filled(): { c: Smmuv3Caches; names: () => string[] } {
     ...[...c.ste.values()].map((e) => `ste.${e.sid}`),
     ...[...c.cd.values()].map((e) => `cd.${e.sid}.${e.ssid}`),
     ...[...c.atc.values()].map((e) => `atc.${e.sid}.${e.ssid ?? '-'}.0x${e.base.toString(16)}`),
+    ...[...c.walk.values()].map((e) => `walk.${e.kind.toLowerCase()}.v${e.vmid}${e.asid === undefined ? '' : `.a${e.asid}`}.L${e.level}`),
   ]
   return { c, names }
 }
 
 /** Command -> the entries it must drop (everything else stays). */
 const EFFECTS: [string, string[]][] = [
-  ['TLBI_NH_ALL vmid=1', ['s1.v1.a5.0x1000', 's1.v1.a6.0x1000', 's1.v1.global.0x2000', 's1.v1.a5.2M@0x200000']],
+  ['TLBI_NH_ALL vmid=1', ['s1.v1.a5.0x1000', 's1.v1.a6.0x1000', 's1.v1.global.0x2000', 's1.v1.a5.2M@0x200000', 'walk.s1.v1.a5.L2', 'walk.s1.v1.a5.L1', 'walk.s1.v1.a6.L2']],
   ['TLBI_NH_ALL vmid=2', ['s12.v2.a5.0x1000']],
-  ['TLBI_NH_ASID vmid=1 asid=5', ['s1.v1.a5.0x1000', 's1.v1.a5.2M@0x200000']],
+  ['TLBI_NH_ASID vmid=1 asid=5', ['s1.v1.a5.0x1000', 's1.v1.a5.2M@0x200000', 'walk.s1.v1.a5.L2', 'walk.s1.v1.a5.L1']],
   ['TLBI_NH_VA vmid=1 asid=5 addr=0x1000 leaf', ['s1.v1.a5.0x1000']],
   ['TLBI_NH_VA vmid=1 asid=6 addr=0x2000 leaf', ['s1.v1.global.0x2000']],
-  ['TLBI_NH_VA vmid=1 asid=5 addr=0x3ff000', ['s1.v1.a5.2M@0x200000']],
+  // Leaf = 0: the walk-cache entries on the address's path too (the 1 GiB one; the 2 MiB one covers 0-0x1fffff)
+  ['TLBI_NH_VA vmid=1 asid=5 addr=0x3ff000', ['s1.v1.a5.2M@0x200000', 'walk.s1.v1.a5.L1']],
+  ['TLBI_NH_VA vmid=1 asid=5 addr=0x1000', ['s1.v1.a5.0x1000', 'walk.s1.v1.a5.L2', 'walk.s1.v1.a5.L1']],
   ['TLBI_NH_VA vmid=2 asid=5 addr=0x1000', ['s12.v2.a5.0x1000']],
   ['TLBI_NH_VAA vmid=1 addr=0x1000 leaf', ['s1.v1.a5.0x1000', 's1.v1.a6.0x1000']],
   // range form: TG=4K, NUM=1 SCALE=0 -> 2 pages from 0x1000
-  ['TLBI_NH_VAA vmid=1 addr=0x1000 tg=1 num=1', ['s1.v1.a5.0x1000', 's1.v1.a6.0x1000', 's1.v1.global.0x2000']],
+  ['TLBI_NH_VAA vmid=1 addr=0x1000 tg=1 num=1', ['s1.v1.a5.0x1000', 's1.v1.a6.0x1000', 's1.v1.global.0x2000', 'walk.s1.v1.a5.L2', 'walk.s1.v1.a5.L1', 'walk.s1.v1.a6.L2']],
+  ['TLBI_NH_VAA vmid=1 addr=0x1000 tg=1 num=1 leaf', ['s1.v1.a5.0x1000', 's1.v1.a6.0x1000', 's1.v1.global.0x2000']],
+  // a range of another granule (64K) reaches none of the 4K-granule entries
+  ['TLBI_NH_VAA vmid=1 addr=0x0 tg=3 num=1', []],
   // TTL=3 only reaches level-3 leaves: the 2 MiB block stays
-  ['TLBI_NH_VAA vmid=1 addr=0x0 tg=1 num=31 scale=10 ttl=3', ['s1.v1.a5.0x1000', 's1.v1.a6.0x1000', 's1.v1.global.0x2000']],
+  ['TLBI_NH_VAA vmid=1 addr=0x0 tg=1 num=31 scale=10 ttl=3', ['s1.v1.a5.0x1000', 's1.v1.a6.0x1000', 's1.v1.global.0x2000', 'walk.s1.v1.a5.L2', 'walk.s1.v1.a5.L1', 'walk.s1.v1.a6.L2']],
+  // TTL=2: level-2 leaves, and the walk-cache entries above level 2 (level 1); level-2 table descriptors stay
+  ['TLBI_NH_VAA vmid=1 addr=0x0 tg=1 num=31 scale=10 ttl=2', ['s1.v1.a5.2M@0x200000', 'walk.s1.v1.a5.L1']],
+  ['TLBI_NH_VAA vmid=1 addr=0x0 tg=1 num=31 scale=10 ttl=3 leaf', ['s1.v1.a5.0x1000', 's1.v1.a6.0x1000', 's1.v1.global.0x2000']],
   ['TLBI_S2_IPA vmid=2 addr=0x1000 leaf', ['s2.v2.0x1000']],
-  ['TLBI_S12_VMALL vmid=2', ['s12.v2.a5.0x1000', 's2.v2.0x1000']],
-  ['TLBI_NSNH_ALL', ['s1.v1.a5.0x1000', 's1.v1.a6.0x1000', 's1.v1.global.0x2000', 's1.v1.a5.2M@0x200000', 's12.v2.a5.0x1000', 's2.v2.0x1000', 's2.v3.0x1000']],
+  ['TLBI_S2_IPA vmid=2 addr=0x1000', ['s2.v2.0x1000', 'walk.s2.v2.L2']],
+  ['TLBI_S12_VMALL vmid=2', ['s12.v2.a5.0x1000', 's2.v2.0x1000', 'walk.s2.v2.L2']],
+  ['TLBI_NSNH_ALL', ['s1.v1.a5.0x1000', 's1.v1.a6.0x1000', 's1.v1.global.0x2000', 's1.v1.a5.2M@0x200000', 's12.v2.a5.0x1000', 's2.v2.0x1000', 's2.v3.0x1000', 'walk.s1.v1.a5.L2', 'walk.s1.v1.a5.L1', 'walk.s1.v1.a6.L2', 'walk.s2.v2.L2', 'walk.s2.v3.L2']],
   ['TLBI_EL2_ALL', []],
   ['TLBI_EL2_VAA addr=0x1000', []],
   ['CFGI_STE sid=8', ['ste.8', 'cd.8.0', 'cd.8.1']],
@@ -98,7 +115,7 @@ describe('SMMUv3 invalidation effects: every command against every cached entry 
   }
 
   it('the TLB forgets its least recently used entry past its capacity', () => {
-    const c = new Smmuv3Caches({ tlb: 2, ste: 1, cd: 1, atc: 1 })
+    const c = new Smmuv3Caches({ tlb: 2, ste: 1, cd: 1, atc: 1, walk: 1 })
     c.fill(tlb('S1', 1, 1, 0x1000n))
     c.fill(tlb('S1', 1, 1, 0x2000n))
     assert.ok(c.lookup(false, 1, 1, 0x1000n))
@@ -279,5 +296,75 @@ describe('SMMUv3 sanitizer', () => {
     rig.write(8, 0x1000n, Buffer.from('w'))
     rig.read(8, 0x1000n, 4)
     assert.equal(rig.dma.sanitizer.count, 0)
+  })
+})
+
+describe('SMMUv3 walk caches through DMA', () => {
+  let rig: SmmuRig
+  beforeEach(() => (rig = new SmmuRig()))
+  afterEach(() => rig.close())
+
+  /** StreamID 8: S1, ASID 5, pages 0x1000 and 0x2000 mapped (4K granule, levels 0-3). */
+  function s1Pages(): ReturnType<SmmuRig['table']> {
+    const pt = rig.table(1)
+    pt.map(0x1000n, DATA_PA, 0x2000n, RW)
+    const cd = rig.cdTable(0)
+    rig.cd(cd, { asid: 5, ttb0: pt.root })
+    rig.ste(8, { config: 's1', ctxPtr: cd })
+    rig.fill(DATA_PA + 0x1000n, Buffer.from('two!'))
+    return pt
+  }
+  const levels = (r: ReturnType<SmmuRig['read']>): number[] => r.pieces[0]?.steps.filter((s) => s.what === 's1').map((s) => s.level) ?? []
+
+  it('the first walk leaves the level 0/1/2 table descriptors (one miss); a TLB miss in the same 2M resumes at level 3 (one hit)', () => {
+    s1Pages()
+    assert.deepEqual(levels(rig.read(8, 0x1000n)), [0, 1, 2, 3])
+    const r = rig.read(8, 0x2000n, 4)
+    assert.deepEqual(levels(r), [3])
+    assert.equal(r.data!.toString(), 'two!')
+    const dump = rig.caches.dumpWalk().replace(/next=0x[0-9a-f]+/g, 'next=T').replace(/since=\d+/g, 'since=N')
+    assert.equal(
+      dump,
+      'walk cache: 3/256 entries, 1 hits, 1 misses\n' +
+        'S1 vmid=0 asid=5 addr=0x0 size=0x8000000000 level=0 granule=4096 next=T since=N\n' +
+        'S1 vmid=0 asid=5 addr=0x0 size=0x40000000 level=1 granule=4096 next=T since=N\n' +
+        'S1 vmid=0 asid=5 addr=0x0 size=0x200000 level=2 granule=4096 next=T since=N\n',
+    )
+    assert.deepEqual((rig.caches.walkJson() as { hits: number; entries: { level: number }[] }).entries.map((e) => e.level), [0, 1, 2])
+    assert.equal(rig.dma.sanitizer.count, 0)
+  })
+
+  it('a table unhooked and invalidated with Leaf = 1: the walk resumes from the stale entry (a WALK finding naming the Leaf = 0 TLBI); the Leaf = 0 TLBI fixes it', () => {
+    const pt = s1Pages()
+    rig.read(8, 0x1000n)
+    const slot = pt.slot(0x1000n, 2, false)
+    const old = pt.readDesc(slot)
+    pt.writeDesc(slot, 0n)
+    assert.equal(rig.caches.invalidate(parseCommand('TLBI_NH_VA vmid=0 asid=5 addr=0x1000 leaf')), 1)
+    const r = rig.read(8, 0x1000n, 4)
+    assert.equal(r.event, undefined, 'the hardware walks from its walk cache')
+    assert.deepEqual(levels(r), [3])
+    assert.equal(r.findings.length, 1)
+    const f = r.findings[0]
+    assert.equal(f.cache, 'WALK')
+    assert.equal(f.now.fault?.name, 'F_TRANSLATION')
+    assert.deepEqual(f.changed, { what: 's1', level: 2, addr: slot, old, now: 0n })
+    assert.equal(f.command, 'TLBI_NH_VA vmid=0 asid=5 addr=0x1000')
+    assert.equal(rig.caches.invalidate(parseCommand(f.command)), 4)
+    const fixed = rig.read(8, 0x1000n, 4)
+    assert.equal(fixed.event?.name, 'F_TRANSLATION')
+    assert.equal(fixed.findings.length, 0)
+    assert.equal(rig.dma.sanitizer.count, 1)
+  })
+
+  it('strict mode stops a DMA that resumed from a stale walk-cache entry', () => {
+    const pt = s1Pages()
+    rig.read(8, 0x1000n)
+    pt.writeDesc(pt.slot(0x1000n, 2, false), 0n)
+    rig.caches.invalidate(parseCommand('TLBI_NH_VA vmid=0 asid=5 addr=0x1000 leaf'))
+    rig.dma.sanitizer.mode = 'strict'
+    const r = rig.read(8, 0x1000n, 4)
+    assert.equal(r.stopped?.cache, 'WALK')
+    assert.deepEqual(r.data, Buffer.alloc(0))
   })
 })

@@ -212,8 +212,8 @@ describe('topology loading', () => {
       ['empty iommus list', () => 'iommus: []\n', (f) => `${f}: iommus: expected at least one IOMMU, got a list`],
       [
         'unknown cache',
-        (t) => edit(t, '    base: 0x09050000\n', '    base: 0x09050000\n    caches: { walk: 8 }\n'),
-        (f) => `${f}: iommus[0].caches.walk: expected one of the keys tlb, ste, cd, atc, got unknown key "walk"`,
+        (t) => edit(t, '    base: 0x09050000\n', '    base: 0x09050000\n    caches: { pwc: 8 }\n'),
+        (f) => `${f}: iommus[0].caches.pwc: expected one of the keys tlb, ste, cd, atc, walk, got unknown key "pwc"`,
       ],
       [
         'cache size 0',

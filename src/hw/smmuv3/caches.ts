@@ -1,14 +1,18 @@
 import { hex } from '../bits'
 import { Command, field, opcodeName, opcodeOf } from './commands'
-import { ContextConfig, Step, StreamConfig, describePerms } from './walk'
+import { ContextConfig, Step, StreamConfig, WalkCache, WalkEntry, WalkTag, describePerms } from './walk'
 
 /**
  * An SMMUv3's caches, tagged as the architecture tags them (§2.1 of the
  * reference, SPEC 3.17): a TLB of leaf translations by {VMID, ASID or
  * global, address} and stage (stage-1, combined stage 1+2, stage-2 only),
  * configuration caches (STE by StreamID, CD by StreamID+SubstreamID), and
- * the ATCs of ATS-capable endpoints by {StreamID, PASID}. Each is LRU with a
- * fixed capacity. invalidate() applies one command's scope, no more, no less.
+ * the ATCs of ATS-capable endpoints by {StreamID, PASID}, and the walk
+ * caches (table descriptors: stage 1 by {VMID, ASID, address above their
+ * level, granule}, stage 2 by {VMID, IPA above their level, granule}). Each
+ * is LRU with a fixed capacity. invalidate() applies one command's scope,
+ * no more, no less: a TLBI by address drops walk-cache entries only with
+ * Leaf = 0, and with a TTL only those above the leaf level it names.
  */
 
 export type TlbKind = 'S1' | 'S12' | 'S2'
@@ -65,9 +69,11 @@ export interface CacheSizes {
   readonly ste: number
   readonly cd: number
   readonly atc: number
+  /** Walk caches (table descriptors of both stages). */
+  readonly walk: number
 }
 
-export const DEFAULT_CACHE_SIZES: CacheSizes = { tlb: 2048, ste: 256, cd: 256, atc: 64 }
+export const DEFAULT_CACHE_SIZES: CacheSizes = { tlb: 2048, ste: 256, cd: 256, atc: 64, walk: 256 }
 
 /**
  * A map that forgets its least recently used entry past `capacity`. A hit
@@ -170,14 +176,31 @@ export function tlbiSpan(cmd: Command): TlbiSpan {
   return { start: addr, end: addr + len, granule, ttl: ttl || undefined }
 }
 
+/** A walk-cache entry a Leaf = 0 TLBI reaches: its span meets the range, its granule is the range's, and it lies above the TTL level. */
+function walkHit(e: WalkEntry, s: TlbiSpan): boolean {
+  if (s.granule !== undefined && e.granule !== s.granule) return false
+  if (s.ttl !== undefined && e.level >= s.ttl) return false
+  return e.base < s.end && s.start < e.base + e.size
+}
+
+function walkKey(tag: WalkTag, granule: number, level: number, index: number): string {
+  return `${tag.kind}/${tag.vmid}/${tag.asid ?? '-'}/${granule}/${level}/${index}`
+}
+
 function hits(e: { base: bigint; size: bigint; granule?: number; level?: number }, s: TlbiSpan): boolean {
   if (s.granule !== undefined && e.granule !== undefined && e.granule !== s.granule) return false
   if (s.ttl !== undefined && e.level !== undefined && e.level !== s.ttl) return false
   return e.base < s.end && s.start < e.base + e.size
 }
 
-export class Smmuv3Caches {
+export class Smmuv3Caches implements WalkCache {
   readonly tlb: Lru<string, TlbEntry>
+  readonly walk: Lru<string, WalkEntry>
+  walkHits = 0
+  walkMisses = 0
+  /** The fill clock of walk-cache entries (the unit's clock when it has one). */
+  clock: () => number = () => ++this.ticks
+  private ticks = 0
   /** tag -> entry size in pages -> first page number -> entry: lookups without building keys. */
   private readonly index = new Map<number, Map<number, Map<number, { v: TlbEntry; t: number }>>>()
   readonly ste: Lru<number, SteEntry>
@@ -193,6 +216,26 @@ export class Smmuv3Caches {
     this.ste = new Lru(sizesCfg.ste)
     this.cd = new Lru(sizesCfg.cd)
     this.atc = new Lru(sizesCfg.atc)
+    this.walk = new Lru(sizesCfg.walk)
+  }
+
+  lookupWalk(tag: WalkTag, granule: number, input: number, start: number): WalkEntry | undefined {
+    const bpl = granule - 3
+    for (let level = 2; level >= start; level--) {
+      // the input address above this level's descriptors (exact: a power-of-two division of an integer below 2^53)
+      const index = Math.floor(input / 2 ** (granule + bpl * (3 - level)))
+      const e = this.walk.get(walkKey(tag, granule, level, index))
+      if (e) {
+        this.walkHits++
+        return e
+      }
+    }
+    this.walkMisses++
+    return undefined
+  }
+
+  fillWalk(e: Omit<WalkEntry, 'since'>): void {
+    this.walk.set(walkKey(e, e.granule, e.level, Number(e.base / e.size)), { ...e, since: this.clock() })
   }
 
   /** A leaf for (VMID, ASID) covering `addr` (stage-1 or combined), or a stage-2 entry for an IPA. */
@@ -247,28 +290,31 @@ export class Smmuv3Caches {
     const vmid = Number(field(cmd, 'vmid'))
     const asid = Number(field(cmd, 'asid'))
     const sid = Number(field(cmd, 'sid'))
-    const s1 = (e: TlbEntry): boolean => e.kind !== 'S2' && e.vmid === vmid
+    const s1 = (e: { kind: string; vmid: number }): boolean => e.kind !== 'S2' && e.vmid === vmid
+    // Leaf = 1: last-level entries only; the walk caches keep theirs
+    const walks = field(cmd, 'leaf') === 0n
     switch (name) {
       case 'TLBI_NH_ALL':
-        return this.tlb.drop(s1)
+        return this.tlb.drop(s1) + this.walk.drop(s1)
       case 'TLBI_NH_ASID':
-        return this.tlb.drop((e) => s1(e) && e.asid === asid)
+        return this.tlb.drop((e) => s1(e) && e.asid === asid) + this.walk.drop((e) => s1(e) && e.asid === asid)
       case 'TLBI_NH_VA': {
         const span = tlbiSpan(cmd)
-        return this.tlb.drop((e) => s1(e) && (e.asid === asid || e.asid === undefined) && hits(e, span))
+        return this.tlb.drop((e) => s1(e) && (e.asid === asid || e.asid === undefined) && hits(e, span)) + (walks ? this.walk.drop((e) => s1(e) && e.asid === asid && walkHit(e, span)) : 0)
       }
       case 'TLBI_NH_VAA': {
         const span = tlbiSpan(cmd)
-        return this.tlb.drop((e) => s1(e) && hits(e, span))
+        return this.tlb.drop((e) => s1(e) && hits(e, span)) + (walks ? this.walk.drop((e) => s1(e) && walkHit(e, span)) : 0)
       }
       case 'TLBI_S2_IPA': {
         const span = tlbiSpan(cmd)
-        return this.tlb.drop((e) => e.kind === 'S2' && e.vmid === vmid && hits(e, span))
+        const s2 = (e: { kind: string; vmid: number }): boolean => e.kind === 'S2' && e.vmid === vmid
+        return this.tlb.drop((e) => s2(e) && hits(e, span)) + (walks ? this.walk.drop((e) => s2(e) && walkHit(e, span)) : 0)
       }
       case 'TLBI_S12_VMALL':
-        return this.tlb.drop((e) => e.vmid === vmid)
+        return this.tlb.drop((e) => e.vmid === vmid) + this.walk.drop((e) => e.vmid === vmid)
       case 'TLBI_NSNH_ALL':
-        return this.tlb.drop(() => true)
+        return this.tlb.drop(() => true) + this.walk.drop(() => true)
       case 'CFGI_STE':
         return this.ste.drop((e) => e.sid === sid) + this.cd.drop((e) => e.sid === sid)
       case 'CFGI_ALL': {
@@ -307,6 +353,18 @@ export class Smmuv3Caches {
         `${e.kind.padEnd(3)} vmid=${e.vmid} asid=${e.asid ?? 'global'} addr=${hex(e.base)} size=${hex(e.size)} level=${e.level} granule=${1 << e.granule} out=${hex(e.out)} ${describePerms(e.perms)} since=${e.since}`,
     )
     return `TLB: ${this.tlb.size}/${this.tlb.capacity} entries, ${this.hits} hits, ${this.misses} misses\n${rows.map((r) => `${r}\n`).join('')}`
+  }
+
+  dumpWalk(): string {
+    const rows = [...this.walk.values()].map(
+      (e) => `${e.kind} vmid=${e.vmid} asid=${e.asid ?? '-'} addr=${hex(e.base)} size=${hex(e.size)} level=${e.level} granule=${1 << e.granule} next=${hex(e.next)} since=${e.since}`,
+    )
+    return `walk cache: ${this.walk.size}/${this.walk.capacity} entries, ${this.walkHits} hits, ${this.walkMisses} misses\n${rows.map((r) => `${r}\n`).join('')}`
+  }
+
+  walkJson(): unknown {
+    const entries = [...this.walk.values()].map((e) => ({ stage: e.kind, vmid: e.vmid, asid: e.asid ?? null, addr: hex(e.base), size: hex(e.size), level: e.level, granule: 1 << e.granule, next: hex(e.next), since: e.since }))
+    return { capacity: this.walk.capacity, hits: this.walkHits, misses: this.walkMisses, entries }
   }
 
   dumpConfig(): string {

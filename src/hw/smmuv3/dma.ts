@@ -5,6 +5,7 @@ import { TransferPiece, transfer } from '../dma-transfer'
 import { AtcEntry, Smmuv3Caches, TlbEntry, cdKey } from './caches'
 import { SmmuEvent, describeEvent } from './events'
 import { Finding, Sanitizer, changedDescriptor } from './sanitizer'
+import { staleWalk } from './stale-walk'
 import { ContextConfig, Features, PERM_ALL, Smmuv3Walker, Step, StreamConfig, StreamTable, Transaction, Translation, describePerms, permFor } from './walk'
 
 /** A device's request: a read or write of `len` bytes, or (ats) a translation request only. */
@@ -68,6 +69,8 @@ export class Smmuv3Dma {
 
   constructor(readonly mem: MemoryPort, features: Features, readonly caches: Smmuv3Caches, private readonly strtab: () => StreamTable) {
     this.walker = new Smmuv3Walker(mem, features)
+    this.walker.walkCache = caches
+    caches.clock = () => this.tick()
   }
 
   private tick(): number {
@@ -159,11 +162,19 @@ export class Smmuv3Dma {
       caches.misses++
     }
     let t: Translation
+    const look = this.sanitizer.mode !== 'off'
     try {
       t = this.walker.translateWith(txn, stream, ctx, steps)
     } catch (e) {
-      return this.faultOf(e, steps)
+      // a walk resumed from a stale walk-cache entry may fault where the tables now translate
+      const used = look ? this.walker.walkUsed : undefined
+      const out = this.faultOf(e, steps)
+      const stale = used && !out.ok && 'event' in out && this.stopFor(findings, staleWalk(this.sanitizer, this.mem, txn, used, out, this.freshWalk(txn), this.tick()), steps)
+      return stale || out
     }
+    const used = look ? this.walker.walkUsed : undefined
+    const stale = used && this.stopFor(findings, staleWalk(this.sanitizer, this.mem, txn, used, { ok: true, t }, this.freshWalk(txn), this.tick()), steps)
+    if (stale) return stale
     if (t.kind !== 'bypass') {
       caches.fill({
         kind: t.kind,
@@ -182,6 +193,13 @@ export class Smmuv3Dma {
       })
     }
     return { ok: true, t, stream, out: t.out, source: 'walk', steps }
+  }
+
+  /** Keeps a finding; in strict mode the outcome that stops the request with it. */
+  private stopFor(findings: Finding[], f: Finding | undefined, steps: Step[]): Outcome | undefined {
+    if (!f) return undefined
+    findings.push(f)
+    return this.sanitizer.mode === 'strict' ? { ok: false, stopped: f, steps } : undefined
   }
 
   private faultOf(e: unknown, steps: Step[]): Outcome {

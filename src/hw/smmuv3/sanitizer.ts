@@ -20,8 +20,8 @@ export interface ChangedDescriptor {
 /** A DMA served from a cache entry (of either architecture) the tables no longer agree with. */
 export interface Finding {
   readonly seq: number
-  /** SMMUv3: TLB, STE, CD, ATC. VT-d: IOTLB, CONTEXT, PASID, DEV_TLB, PDE (a paging-structure cache). */
-  readonly cache: 'TLB' | 'STE' | 'CD' | 'ATC' | 'IOTLB' | 'CONTEXT' | 'PASID' | 'DEV_TLB' | 'PDE'
+  /** SMMUv3: TLB, STE, CD, ATC, WALK (a walk cache). VT-d: IOTLB, CONTEXT, PASID, DEV_TLB, PDE (a paging-structure cache). */
+  readonly cache: 'TLB' | 'STE' | 'CD' | 'ATC' | 'WALK' | 'IOTLB' | 'CONTEXT' | 'PASID' | 'DEV_TLB' | 'PDE'
   readonly sid: number
   readonly ssid?: number
   readonly addr: bigint
@@ -42,6 +42,47 @@ export function changedDescriptor(mem: MemoryPort, steps: readonly { readonly wh
     if (v !== s.desc) return { what: s.what, level: s.level, addr: s.addr, old: s.desc, now: v }
   }
   return undefined
+}
+
+/** A walk's result as the sanitizer compares it: an output and rights, or a fault (its name and description). */
+export type WalkOutcome = { readonly ok: true; readonly out: bigint; readonly perms: number } | { readonly ok: false; readonly name: string; readonly summary: string }
+
+function outcomeSummary(o: WalkOutcome): string {
+  return o.ok ? `out=${hex(o.out)} ${describePerms(o.perms)}` : o.summary
+}
+
+/**
+ * A walk that resumed from a cached table pointer (an SMMU walk cache, a
+ * VT-d paging-structure cache) against a fresh walk from the root: a finding
+ * when they differ (another output, fewer rights, a fault on one side only
+ * or another fault), naming `entry`, the descriptor that changed on its path
+ * and `command`.
+ */
+export function resumedWalkFinding(
+  sanitizer: Sanitizer,
+  mem: MemoryPort,
+  txn: { readonly sid: number; readonly ssid?: number; readonly addr: bigint },
+  cache: 'WALK' | 'PDE',
+  e: { readonly since: number; readonly steps: readonly { readonly what: string; readonly level: number; readonly addr: bigint; readonly desc: bigint }[] },
+  entry: string,
+  used: WalkOutcome,
+  fresh: WalkOutcome,
+  command: string,
+  at: number,
+): Finding | undefined {
+  if (used.ok && fresh.ok && fresh.out === used.out && (used.perms & ~fresh.perms) === 0) return undefined
+  if (!used.ok && !fresh.ok && used.name === fresh.name) return undefined
+  return sanitizer.record({
+    cache,
+    sid: txn.sid,
+    ssid: txn.ssid,
+    addr: txn.addr,
+    cached: { out: used.ok ? used.out : undefined, perms: used.ok ? used.perms : undefined, since: e.since, summary: `${entry} gave ${outcomeSummary(used)}` },
+    now: fresh.ok ? { out: fresh.out, perms: fresh.perms, summary: outcomeSummary(fresh) } : { fault: { name: fresh.name }, summary: fresh.summary },
+    changed: changedDescriptor(mem, e.steps),
+    command,
+    at,
+  })
 }
 
 export function describeFinding(f: Finding): string {

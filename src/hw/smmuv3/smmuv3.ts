@@ -172,6 +172,7 @@ export class Smmuv3 extends IommuUnit {
       vmids_used: { show: () => `${this.vmids.inUse}\n` },
       cmdq: { show: () => this.cmdq.dump(), json: () => this.cmdq.json() },
       tlb: { show: () => this.caches.dumpTlb(), json: () => this.caches.tlbJson() },
+      walk_cache: { show: () => this.caches.dumpWalk(), json: () => this.caches.walkJson() },
       config_cache: { show: () => this.caches.dumpConfig(), json: () => this.caches.configJson() },
       atc: { show: () => this.caches.dumpAtc(), json: () => this.caches.atcJson() },
       events: {

@@ -127,6 +127,39 @@ export interface StageOk {
 
 export type Fault = { readonly event: SmmuEvent; readonly steps: Step[] }
 
+/** What a walk-cache entry is tagged with: stage-1 entries by VMID and ASID, stage-2 entries by VMID. */
+export interface WalkTag {
+  readonly kind: 'S1' | 'S2'
+  readonly vmid: number
+  readonly asid?: number
+}
+
+/**
+ * A walk-cache entry: a table descriptor read at `level` for input addresses
+ * [base, base+size), with the hierarchical attributes gathered down to it
+ * (stage 1), so a walk may resume in `next` at level + 1.
+ */
+export interface WalkEntry extends WalkTag {
+  readonly level: number
+  readonly granule: number
+  readonly base: bigint
+  readonly size: bigint
+  /** The next table (an IPA for a nested stage 1, read through stage 2). */
+  readonly next: number
+  /** APTable/XNTable/PXNTable so far (upper-half bit positions). */
+  readonly tableBits: number
+  readonly since: number
+  /** The descriptors of this stage from its root down to this entry (the sanitizer compares them). */
+  readonly steps: readonly Step[]
+}
+
+/** Where walks find and leave walk-cache entries. */
+export interface WalkCache {
+  /** The deepest entry covering `input` for the tags and granule, at or below `start`'s level, counting a hit or a miss. */
+  lookupWalk(tag: WalkTag, granule: number, input: number, start: number): WalkEntry | undefined
+  fillWalk(e: Omit<WalkEntry, 'since'>): void
+}
+
 /** A finished translation: where the access goes and everything a cache would tag it with. */
 export interface Translation {
   readonly kind: 'bypass' | 'S1' | 'S2' | 'S12'
@@ -182,8 +215,12 @@ class WalkFault extends Error {
 
 /** Walks one transaction through the tables in `mem`. */
 export class Smmuv3Walker {
-  /** Walk without writing back AF/dirty updates (the sanitizer's second look must not change memory). */
+  /** Walk without writing back AF/dirty updates or using walk caches (the sanitizer's second look must not change memory). */
   dryRun = false
+  /** The walk caches translations resume from (none: every walk starts at the root). */
+  walkCache: WalkCache | undefined
+  /** The walk-cache entry the last translateWith() resumed from, if any. */
+  walkUsed: WalkEntry | undefined
   /** walkStage()'s result, and load()'s descriptor halves. */
   private rOut = 0
   private rLevel = 0
@@ -209,11 +246,12 @@ export class Smmuv3Walker {
 
   /** The translation given a decoded stream (and context, if already known): the cache-hit path of config caches. */
   translateWith(txn: Transaction, stream: StreamConfig, known: ContextConfig | undefined, steps: Step[]): Translation & { ok: true } {
+    this.walkUsed = undefined
     if (stream.config === 'abort') throw this.fault(txn, 'C_BAD_STE', 'STE.Config = abort: terminated without an event', { recorded: false })
     if (txn.ssid !== undefined && (stream.config === 'bypass' || stream.config === 's2')) throw this.fault(txn, 'C_BAD_SUBSTREAMID', 'a SubstreamID on a stream with stage 1 disabled')
     const bypass = (): Translation & { ok: true } => translation('bypass', stream, undefined, steps, txn.addr, txn.addr & ~0xfffn, 0x1000n, 3, 12, PERM_ALL, undefined, true)
     const s2only = (): Translation & { ok: true } => {
-      const r = this.stage(stream.s2!, txn.addr, txn, txn, 'IN', steps)
+      const r = this.stage(stream.s2!, txn.addr, txn, txn, 'IN', steps, undefined, { kind: 'S2', vmid: stream.vmid })
       return translation('S2', stream, undefined, steps, r.out, txn.addr & ~(r.size - 1n), r.size, r.level, stream.s2!.geometry.granule, r.perms, undefined, true)
     }
     if (stream.config === 'bypass') return bypass()
@@ -222,13 +260,13 @@ export class Smmuv3Walker {
     // S1DSS = bypass: stage 1 is skipped for a transaction without a SubstreamID
     if (!ctx) return stream.config === 's1' ? bypass() : s2only()
     const regime = this.s1Regime(txn, ctx)
-    const s1 = this.stage(regime, txn.addr, txn, txn, 'IN', steps, stream.config === 'nested' ? stream.s2 : undefined)
+    const s1 = this.stage(regime, txn.addr, txn, txn, 'IN', steps, stream.config === 'nested' ? stream.s2 : undefined, regime.upper ? undefined : { kind: 'S1', vmid: stream.vmid, asid: ctx.asid })
     let out = s1.out
     let size = s1.size
     let perms = s1.perms
     let level = s1.level
     if (stream.config === 'nested') {
-      const s2 = this.stage(stream.s2!, s1.out, txn, txn, 'IN', steps)
+      const s2 = this.stage(stream.s2!, s1.out, txn, txn, 'IN', steps, undefined, { kind: 'S2', vmid: stream.vmid })
       out = s2.out
       if (s2.size < size) {
         size = s2.size
@@ -409,12 +447,12 @@ export class Smmuv3Walker {
    * One stage's walk of `addr`. `s2` translates each table access when this
    * is a nested stage 1. `cls` is what a stage-2 fault here reports.
    */
-  stage(r: Regime, addr: bigint, txn: Transaction, access: Access, cls: EventClass, steps: Step[], s2?: Regime): StageOk {
+  stage(r: Regime, addr: bigint, txn: Transaction, access: Access, cls: EventClass, steps: Step[], s2?: Regime, tag?: WalkTag): StageOk {
     const g = r.geometry
     const input = r.upper ? addr & ((1n << BigInt(g.ias)) - 1n) : addr
     if (!r.upper && input >> BigInt(g.ias)) throw this.stageFault(r, addr, txn, access, cls, 'F_TRANSLATION', `${hex(addr)} is beyond the ${g.ias}-bit input range of stage ${r.stage}`)
     // below 2^52 now: the walk itself runs in plain numbers
-    this.walkStage(r, Number(input), addr, txn, access, cls, steps, s2)
+    this.walkStage(r, Number(input), addr, txn, access, cls, steps, s2, tag)
     return { out: BigInt(this.rOut), level: this.rLevel, size: g.size(this.rLevel), perms: this.rPerms, global: this.rGlobal }
   }
 
@@ -434,16 +472,23 @@ export class Smmuv3Walker {
    * The walk of an input address below 2^53 (`addr`: the same as given, for
    * fault records), descriptors as 32-bit halves. The result is left in
    * rOut/rLevel/rPerms/rGlobal: a nested walk makes no object per table access.
+   * With `tag` (a translation's own stage, not a nested table access) the
+   * walk resumes below the deepest walk-cache entry for the address and
+   * leaves an entry for each table descriptor it reads.
    */
-  private walkStage(r: Regime, input: number, addr: bigint | undefined, txn: Transaction, access: Access, cls: EventClass, steps: Step[], s2?: Regime): void {
+  private walkStage(r: Regime, input: number, addr: bigint | undefined, txn: Transaction, access: Access, cls: EventClass, steps: Step[], s2?: Regime, tag?: WalkTag): void {
     const g = r.geometry
     const faultAt = (name: EventName, why: string, extra: Partial<SmmuEvent> = {}): WalkFault => this.stageFault(r, addr ?? BigInt(input), txn, access, cls, name, why, extra)
     const oasLimit = pow2(r.oasBits)
     const what = r.stage === 1 ? 's1' : 's2'
-    let table = Number(r.ttb)
+    const cache = tag && !this.dryRun ? this.walkCache : undefined
+    const hit = cache?.lookupWalk(tag!, g.granule, input, g.startLevel)
+    if (hit) this.walkUsed = hit
+    let table = hit ? hit.next : Number(r.ttb)
     // APTable, XNTable, PXNTable gathered from the table descriptors (stage 1), as bits of the upper half
-    let tableBits = 0
-    for (let level = g.startLevel; level <= 3; level++) {
+    let tableBits = hit ? hit.tableBits : 0
+    const trail: Step[] | undefined = cache ? (hit ? [...hit.steps] : []) : undefined
+    for (let level = hit ? hit.level + 1 : g.startLevel; level <= 3; level++) {
       const slotIpa = table + g.indexNum(input, level) * 8
       const slot = s2 ? this.tableAccess(s2, slotIpa, txn, READ, steps) : slotIpa
       const abort = this.load(slot)
@@ -462,6 +507,11 @@ export class Smmuv3Walker {
       if (isTable) {
         if (r.stage === 1) tableBits |= hi & TABLE_ATTRS_HI
         table = next
+        if (cache && trail) {
+          trail.push(step)
+          const size = g.sizeNum[level]
+          cache.fillWalk({ ...tag!, level, granule: g.granule, base: BigInt(Math.floor(input / size) * size), size: BigInt(size), next, tableBits, steps: trail.slice() })
+        }
         continue
       }
       // the leaf: access flag, then permissions (with a dirty-state update where allowed)
