@@ -13,6 +13,7 @@ import * as path from 'node:path'
 import { DEV, IommuBench, SMMU0 } from '../helpers/iommufd'
 import { DeviceDma, deviceDma } from '../../src/iommufd/dma'
 import { formatDmaReply } from '../../src/uapi/dma-text'
+import { P_IOTLB_GRAN, pasidCacheInv, pasidIotlb } from '../../src/hw/vtd/qi'
 
 function dma(t: IommuBench, r: Partial<DeviceDma> & { op: DeviceDma['op']; iova: bigint }, bdf: string = DEV.vtdA): string {
   const req: DeviceDma = { len: 0, ...r }
@@ -220,5 +221,73 @@ describe('VT-d paging-structure caches over the host tables', () => {
     assert.doesNotMatch(t.hw('dmar0', 'walk_cache'), /level=2 iova=0x200000 /)
     assert.deepEqual(fsSteps(dma(t, { op: 'read', iova: 0x20_0000n, len: 1 })), ['fs level=4', 'fs level=3', 'fs level=2'])
     assert.match(t.hw('dmar0', 'findings'), /findings=0\n$/)
+  })
+})
+
+describe('VT-d PASIDs other than RID_PASID: the directory walk, PASID-tagged caches and their invalidation', () => {
+  const s = vtdEach(0x4000)
+  let t: IommuBench
+  beforeEach(() => {
+    t = s.t
+    t.ok(`IOAS_MAP_FILE ioas_id=${s.ioas} flags=FIXED_IOVA|READABLE|WRITEABLE path=${s.file} start=0 length=0x2000 iova=0x100000`)
+    t.ok(`DEVICE_ATTACH dev_id=${s.dev} pt_id=${s.ioas}`)
+  })
+
+  /** PASID 0x41 (directory entry 1, table entry 1): the RID_PASID entry's tables under DID 7, written where the driver would put it. */
+  function pasid41(): { entry: bigint; words: bigint[] } {
+    const vtd = t.vtd()
+    const mem = vtd.memory
+    const dir = (mem.read64(vtd.contextEntryAddr(0x200)) as bigint) & ~0xfffn
+    const rid = mem.read((mem.read64(dir) as bigint) & ~0xfffn, 64) as Buffer
+    const words = Array.from({ length: 8 }, (_, i) => rid.readBigUInt64LE(i * 8))
+    words[1] = (words[1] & ~0xffffn) | 7n
+    const table = mem.alloc(0x1000)
+    mem.write64(dir + 8n, table | 1n)
+    const entry = table + 64n
+    const b = Buffer.alloc(64)
+    words.forEach((w, i) => b.writeBigUInt64LE(w, i * 8))
+    mem.write(entry, b)
+    return { entry, words }
+  }
+
+  it('a request with PASID 0x41 reads directory entry 1 and its table entry; IOTLB and paging-structure entries are tagged (DID 7, PASID 0x41) beside RID_PASID\'s', () => {
+    pasid41()
+    dma(t, { op: 'read', iova: 0x10_0000n, len: 1 })
+    const r = dma(t, { op: 'read', iova: 0x10_0000n, len: 1, pasid: 0x41 })
+    assert.match(r, /^ok read sid=0x200 pasid=65 iova=0x100000 len=1\n/)
+    const dirStep = r.split('\n').find((l) => l.startsWith('walk pasiddir '))!
+    const [, table, addr] = /table=(0x[0-9a-f]+) addr=(0x[0-9a-f]+)/.exec(dirStep)!
+    assert.equal(BigInt(addr) - BigInt(table), 8n)
+    assert.match(r, /^walk pasid word=1 table=0x[0-9a-f]+ addr=0x[0-9a-f]+048 desc=0x0000000000800007$/m)
+    const iotlb = t.hw('dmar0', 'iotlb')
+    assert.match(iotlb, /^did=2 pasid=0x0 first iova=0x100000 /m)
+    assert.match(iotlb, /^did=7 pasid=0x41 first iova=0x100000 /m)
+    assert.equal((t.hw('dmar0', 'walk_cache').match(/^did=7 pasid=0x41 first /gm) ?? []).length, 3)
+    assert.match(t.hw('dmar0', 'config_cache'), /^pasid sid=0x200 pasid=0x41 did=7 pgtt=1 /m)
+  })
+
+  it('P_IOTLB by (DID 7, PASID 0x41) and PC by PASID drop that PASID\'s entries only; RID_PASID keeps hitting', () => {
+    pasid41()
+    dma(t, { op: 'read', iova: 0x10_0000n, len: 1 })
+    dma(t, { op: 'read', iova: 0x10_0000n, len: 1, pasid: 0x41 })
+    const vtd = t.vtd()
+    vtd.qi.submit([pasidCacheInv(1, 7, 0x41), pasidIotlb(7, 0x41, P_IOTLB_GRAN.NONG_PASID, 0n, 0, false)])
+    assert.doesNotMatch(t.hw('dmar0', 'iotlb'), /pasid=0x41/)
+    assert.doesNotMatch(t.hw('dmar0', 'walk_cache'), /pasid=0x41/)
+    assert.doesNotMatch(t.hw('dmar0', 'config_cache'), /pasid=0x41/)
+    assert.match(dma(t, { op: 'read', iova: 0x10_0000n, len: 1 }), /via=iotlb/)
+    assert.match(dma(t, { op: 'read', iova: 0x10_0000n, len: 1, pasid: 0x41 }), /via=walk/)
+  })
+
+  it('PASID 0x41\'s entry changed without the PASID-cache flush: a finding naming PC did=7 pasid=65; with it, none', () => {
+    const { entry, words } = pasid41()
+    dma(t, { op: 'read', iova: 0x10_0000n, len: 1, pasid: 0x41 })
+    t.vtd().memory.write64(entry + 8n, (words[1] & ~0xffffn) | 8n)
+    const r = dma(t, { op: 'read', iova: 0x10_0000n, len: 1, pasid: 0x41 })
+    assert.match(r, /^finding 1: PASID; sid=0x200; ssid=0x41; iova=0x100000; .*changed: pasid level=1 .* old=0x0000000000800007 new=0x0000000000800008; fix: PC did=7 pasid=65$/m)
+    t.vtd().qi.submit([pasidCacheInv(1, 7, 0x41), pasidIotlb(7, 0x41, P_IOTLB_GRAN.NONG_PASID, 0n, 0, false)])
+    assert.doesNotMatch(dma(t, { op: 'read', iova: 0x10_0000n, len: 1, pasid: 0x41 }), /finding/)
+    assert.match(t.hw('dmar0', 'iotlb'), /^did=8 pasid=0x41 first iova=0x100000 /m)
+    assert.match(t.hw('dmar0', 'findings'), /findings=1\n/)
   })
 })
