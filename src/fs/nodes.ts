@@ -33,6 +33,8 @@ export interface FileNode {
    * itself and ask for the text alone (an open, a read at 0, a release).
    */
   readonly snapshot?: boolean
+  /** No file position: opened non-seekable (pread and lseek answer ESPIPE), as an event queue's descriptor. */
+  readonly stream?: boolean
 }
 
 export interface LinkNode {
