@@ -90,6 +90,7 @@ function mmio(f: MmioFile): FileNode {
       release: () => {},
       readable: f.readable && (() => f.readable!()),
       whenReadable: f.whenReadable && ((fn) => f.whenReadable!(fn)),
+      pollOut: f.pollOut,
     }),
   }
 }

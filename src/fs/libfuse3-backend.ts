@@ -357,7 +357,7 @@ export function mountLibfuse3(dir: string, ops: TreeOps, opts: BackendOptions = 
       })
       polls.set(fh, { id: pollId, cancel })
     } else if (pollId) a.dropPoll(pollId)
-    a.replyPoll(id, (ready ? POLLIN | POLLRDNORM : 0) | POLLOUT | POLLWRNORM)
+    a.replyPoll(id, (ready ? POLLIN | POLLRDNORM : 0) | (ops.writable(fh) ? POLLOUT | POLLWRNORM : 0))
   }
 
   const release = (id: number, fh: number): void => {

@@ -104,6 +104,8 @@ export class Veventq extends IommufdObject {
       queue: {
         mode: 0o600,
         stream: true,
+        // the kernel's vEVENTQ poll reports EPOLLIN only (the fault queue's also EPOLLOUT)
+        pollOut: false,
         size: () => 0,
         read: (_pos, len) => this.read(len),
         write: () => {
