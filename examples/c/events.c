@@ -11,7 +11,7 @@
  * DMA port (sys/kernel/debug/iommufd/dma/<pci>): with S1CDMax = 0 that is
  * C_BAD_SUBSTREAMID, which the host driver forwards to the vEVENTQ with the
  * StreamID replaced by 0x42. poll() wakes up, read() returns the 8-byte
- * header and the 32-byte record.
+ * header and the 32-byte record. Then the same with epoll.
  *
  * Under `exec --namespace` (real ioctl() through the mount) no descriptor can
  * be installed in the caller: VEVENTQ_ALLOC answers EOPNOTSUPP (exit 2).
@@ -19,6 +19,7 @@
 #include "example.h" /* first: it sets _GNU_SOURCE */
 
 #include <poll.h>
+#include <sys/epoll.h>
 #include <sys/wait.h>
 
 /* The child: one DMA request on the device's port, then exit (0 if the port answered "fault"). */
@@ -118,7 +119,23 @@ int main(int argc, char **argv)
 	unsigned id = (unsigned)(ev.evt[0] & 0xff), vsid = (unsigned)(ev.evt[0] >> 32);
 	printf("event 0x%02x (C_BAD_SUBSTREAMID is 0x08) vsid=0x%x ssid=0x%x\n", id, vsid, (unsigned)((ev.evt[0] >> 12) & 0xfffff));
 	printf("poll after the read: %d\n", poll(&p, 1, 0));
-	int ok = id == 0x08 && vsid == 0x42 && h.flags == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+
+	/* the same with epoll: the next fault wakes epoll_wait() */
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event ee = { .events = EPOLLIN, .data.fd = q }, got;
+	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, q, &ee) < 0) return 1;
+	printf("epoll_wait before the fault: %d\n", epoll_wait(ep, &got, 1, 0));
+	pid_t child2 = fork();
+	if (child2 == 0) _exit(child_dma(pci));
+	int er = epoll_wait(ep, &got, 1, 60000);
+	printf("epoll_wait: %d events=%s\n", er, er == 1 && (got.events & EPOLLIN) ? "EPOLLIN" : "-");
+	int status2 = 0;
+	waitpid(child2, &status2, 0);
+	n = read(q, buf, sizeof buf);
+	memcpy(&h, buf, sizeof h);
+	printf("read: %zd bytes, sequence=%u\n", n, h.sequence);
+	close(ep);
+	int ok = id == 0x08 && vsid == 0x42 && h.flags == 0 && h.sequence == 1 && er == 1 && n == 40 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
 	printf("events: %s\n", ok ? "ok" : "FAIL");
 	return ok ? 0 : 1;
 }

@@ -79,7 +79,7 @@ echo "== trace"; grep -c 'LOST_EVENTS (queue full)' ${DBG}/trace`,
     })
   })
 
-  it('examples/c/events under the shim: poll() sleeps until another process\'s DMA faults; the record carries vSID 0x42', async () => {
+  it('examples/c/events under the shim: poll() and epoll_wait() sleep until another process\'s DMA faults; the record carries vSID 0x42', async () => {
     await withMount(async (m) => {
       const r = await iommufs(['exec', '--mount', m.dir, '--', EVENTS])
       assert.equal(r.code, 0, r.stdout + r.stderr)
@@ -94,6 +94,9 @@ echo "== trace"; grep -c 'LOST_EVENTS (queue full)' ${DBG}/trace`,
         'header: flags=0x0 sequence=0\n',
         'evt: 0x0000004200001808 0x0000000800000000 0x0000000000001000 0x0000000000000000\n',
         'poll after the read: 0\n',
+        'epoll_wait before the fault: 0\n',
+        'epoll_wait: 1 events=EPOLLIN\n',
+        'read: 40 bytes, sequence=1\n',
         'events: ok\n',
       ]) assert.ok(r.stdout.includes(line), `${line}\n${r.stdout}`)
       assert.match(r.stdout, /^child: DMA port: fault C_BAD_SUBSTREAMID\(0x08\) sid=0x8 ssid=0x1 /m)
