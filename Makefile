@@ -87,11 +87,11 @@ header:
 	@if cmp -s $(HEADER).tmp $(HEADER); then rm $(HEADER).tmp; else mv $(HEADER).tmp $(HEADER); echo "wrote $(HEADER)"; fi
 
 # ---- C programs written against the kernel uAPI (examples/c) and the benchmark's ioctl loop ----
-C_EXAMPLES := nested-smmuv3 nested-vtd errors fds threads dma
+C_EXAMPLES := nested-smmuv3 nested-vtd errors fds threads dma events
 # test programs (test/c): the same helpers as the examples
 C_TESTS := fork-share close-sync fuzz-shim
 EXAMPLE_BINS := $(addprefix dist/examples/c/,$(C_EXAMPLES)) $(addprefix dist/test/c/,$(C_TESTS)) dist/test/c/real-ioctl \
-  dist/examples/suites/c/suite dist/bench/ioctl-loop dist/bench/ioctl-mixed dist/bench/transport-loop dist/bench/ref-server
+  dist/examples/suites/c/suite dist/bench/ioctl-loop dist/bench/ioctl-mixed dist/bench/transport-loop dist/bench/events-loop dist/bench/ref-server
 
 examples: header
 	@$(MAKE) --no-print-directory $(EXAMPLE_BINS)
@@ -121,6 +121,10 @@ dist/bench/ioctl-loop: bench/ioctl-loop.c $(HEADER)
 dist/bench/transport-loop: bench/transport-loop.c $(HEADER)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_EXAMPLES) -o $@ $<
+
+dist/bench/events-loop: bench/events-loop.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_EXAMPLES) -o $@ $< -lpthread
 
 dist/bench/ioctl-mixed: bench/ioctl-mixed.c $(HEADER)
 	@mkdir -p $(@D)
@@ -181,6 +185,7 @@ bench: build
 	node dist/bench/invalidate.js
 	node dist/bench/transport.js
 	node dist/bench/dma.js
+	node dist/bench/events.js
 	node dist/bench/ioas.js
 
 clean:

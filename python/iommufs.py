@@ -390,6 +390,23 @@ class iommu_hwpt_arm_smmuv3(_Struct):
     _size_ = 16
 
 
+class iommufd_vevent_header(_Struct):
+    _fields_ = [
+        ("flags", ctypes.c_uint32),
+        ("sequence", ctypes.c_uint32),
+    ]
+    _offsets_ = {"flags": 0, "sequence": 4}
+    _size_ = 8
+
+
+class iommu_vevent_arm_smmuv3(_Struct):
+    _fields_ = [
+        ("evt", ctypes.c_uint64 * 4),
+    ]
+    _offsets_ = {"evt": 0}
+    _size_ = 32
+
+
 class iommu_hwpt_vtd_s1(_Struct):
     _fields_ = [
         ("flags", ctypes.c_uint64),
@@ -733,7 +750,7 @@ class vfio_iommu_type1_dma_unmap(_Struct):
 
 
 #: every struct by name
-STRUCTS = {"iommu_iova_range": iommu_iova_range, "iommu_destroy": iommu_destroy, "iommu_ioas_alloc": iommu_ioas_alloc, "iommu_ioas_allow_iovas": iommu_ioas_allow_iovas, "iommu_ioas_copy": iommu_ioas_copy, "iommu_ioas_iova_ranges": iommu_ioas_iova_ranges, "iommu_ioas_map": iommu_ioas_map, "iommu_ioas_unmap": iommu_ioas_unmap, "iommu_option": iommu_option, "iommu_vfio_ioas": iommu_vfio_ioas, "iommu_hwpt_alloc": iommu_hwpt_alloc, "iommu_hw_info": iommu_hw_info, "iommu_hwpt_set_dirty_tracking": iommu_hwpt_set_dirty_tracking, "iommu_hwpt_get_dirty_bitmap": iommu_hwpt_get_dirty_bitmap, "iommu_hwpt_invalidate": iommu_hwpt_invalidate, "iommu_fault_alloc": iommu_fault_alloc, "iommu_ioas_map_file": iommu_ioas_map_file, "iommu_viommu_alloc": iommu_viommu_alloc, "iommu_vdevice_alloc": iommu_vdevice_alloc, "iommu_ioas_change_process": iommu_ioas_change_process, "iommu_veventq_alloc": iommu_veventq_alloc, "iommu_hw_queue_alloc": iommu_hw_queue_alloc, "iommu_test_cmd": iommu_test_cmd, "iommufs_hwpt_invalidate_ring": iommufs_hwpt_invalidate_ring, "iommufs_vcmdq_alloc": iommufs_vcmdq_alloc, "iommufs_dma": iommufs_dma, "iommu_hwpt_arm_smmuv3": iommu_hwpt_arm_smmuv3, "iommu_hwpt_vtd_s1": iommu_hwpt_vtd_s1, "iommu_hw_info_arm_smmuv3": iommu_hw_info_arm_smmuv3, "iommu_hw_info_vtd": iommu_hw_info_vtd, "iommu_hwpt_vtd_s1_invalidate": iommu_hwpt_vtd_s1_invalidate, "iommu_viommu_arm_smmuv3_invalidate": iommu_viommu_arm_smmuv3_invalidate, "iommu_test_hw_info": iommu_test_hw_info, "iommu_hwpt_selftest": iommu_hwpt_selftest, "iommu_hwpt_invalidate_selftest": iommu_hwpt_invalidate_selftest, "iommu_test_add_reserved": iommu_test_add_reserved, "iommu_test_mock_domain": iommu_test_mock_domain, "iommu_test_mock_domain_replace": iommu_test_mock_domain_replace, "iommu_test_check_map": iommu_test_check_map, "iommu_test_check_refs": iommu_test_check_refs, "iommu_test_create_access": iommu_test_create_access, "iommu_test_destroy_access_pages": iommu_test_destroy_access_pages, "iommu_test_access_pages": iommu_test_access_pages, "iommu_test_access_rw": iommu_test_access_rw, "iommu_test_memory_limit": iommu_test_memory_limit, "iommu_test_access_replace_ioas": iommu_test_access_replace_ioas, "iommu_test_dirty": iommu_test_dirty, "iommu_test_check_iotlb": iommu_test_check_iotlb, "iommu_test_trigger_iopf": iommu_test_trigger_iopf, "iommu_test_check_dev_cache": iommu_test_check_dev_cache, "iommu_test_trigger_vevent": iommu_test_trigger_vevent, "iommu_test_pasid_attach": iommu_test_pasid_attach, "iommu_test_pasid_check": iommu_test_pasid_check, "vfio_device_bind_iommufd": vfio_device_bind_iommufd, "vfio_device_attach_iommufd_pt": vfio_device_attach_iommufd_pt, "vfio_device_detach_iommufd_pt": vfio_device_detach_iommufd_pt, "vfio_device_info": vfio_device_info, "vfio_compat_arg": vfio_compat_arg, "vfio_iommu_type1_info": vfio_iommu_type1_info, "vfio_iommu_type1_dma_map": vfio_iommu_type1_dma_map, "vfio_iommu_type1_dma_unmap": vfio_iommu_type1_dma_unmap}
+STRUCTS = {"iommu_iova_range": iommu_iova_range, "iommu_destroy": iommu_destroy, "iommu_ioas_alloc": iommu_ioas_alloc, "iommu_ioas_allow_iovas": iommu_ioas_allow_iovas, "iommu_ioas_copy": iommu_ioas_copy, "iommu_ioas_iova_ranges": iommu_ioas_iova_ranges, "iommu_ioas_map": iommu_ioas_map, "iommu_ioas_unmap": iommu_ioas_unmap, "iommu_option": iommu_option, "iommu_vfio_ioas": iommu_vfio_ioas, "iommu_hwpt_alloc": iommu_hwpt_alloc, "iommu_hw_info": iommu_hw_info, "iommu_hwpt_set_dirty_tracking": iommu_hwpt_set_dirty_tracking, "iommu_hwpt_get_dirty_bitmap": iommu_hwpt_get_dirty_bitmap, "iommu_hwpt_invalidate": iommu_hwpt_invalidate, "iommu_fault_alloc": iommu_fault_alloc, "iommu_ioas_map_file": iommu_ioas_map_file, "iommu_viommu_alloc": iommu_viommu_alloc, "iommu_vdevice_alloc": iommu_vdevice_alloc, "iommu_ioas_change_process": iommu_ioas_change_process, "iommu_veventq_alloc": iommu_veventq_alloc, "iommu_hw_queue_alloc": iommu_hw_queue_alloc, "iommu_test_cmd": iommu_test_cmd, "iommufs_hwpt_invalidate_ring": iommufs_hwpt_invalidate_ring, "iommufs_vcmdq_alloc": iommufs_vcmdq_alloc, "iommufs_dma": iommufs_dma, "iommu_hwpt_arm_smmuv3": iommu_hwpt_arm_smmuv3, "iommufd_vevent_header": iommufd_vevent_header, "iommu_vevent_arm_smmuv3": iommu_vevent_arm_smmuv3, "iommu_hwpt_vtd_s1": iommu_hwpt_vtd_s1, "iommu_hw_info_arm_smmuv3": iommu_hw_info_arm_smmuv3, "iommu_hw_info_vtd": iommu_hw_info_vtd, "iommu_hwpt_vtd_s1_invalidate": iommu_hwpt_vtd_s1_invalidate, "iommu_viommu_arm_smmuv3_invalidate": iommu_viommu_arm_smmuv3_invalidate, "iommu_test_hw_info": iommu_test_hw_info, "iommu_hwpt_selftest": iommu_hwpt_selftest, "iommu_hwpt_invalidate_selftest": iommu_hwpt_invalidate_selftest, "iommu_test_add_reserved": iommu_test_add_reserved, "iommu_test_mock_domain": iommu_test_mock_domain, "iommu_test_mock_domain_replace": iommu_test_mock_domain_replace, "iommu_test_check_map": iommu_test_check_map, "iommu_test_check_refs": iommu_test_check_refs, "iommu_test_create_access": iommu_test_create_access, "iommu_test_destroy_access_pages": iommu_test_destroy_access_pages, "iommu_test_access_pages": iommu_test_access_pages, "iommu_test_access_rw": iommu_test_access_rw, "iommu_test_memory_limit": iommu_test_memory_limit, "iommu_test_access_replace_ioas": iommu_test_access_replace_ioas, "iommu_test_dirty": iommu_test_dirty, "iommu_test_check_iotlb": iommu_test_check_iotlb, "iommu_test_trigger_iopf": iommu_test_trigger_iopf, "iommu_test_check_dev_cache": iommu_test_check_dev_cache, "iommu_test_trigger_vevent": iommu_test_trigger_vevent, "iommu_test_pasid_attach": iommu_test_pasid_attach, "iommu_test_pasid_check": iommu_test_pasid_check, "vfio_device_bind_iommufd": vfio_device_bind_iommufd, "vfio_device_attach_iommufd_pt": vfio_device_attach_iommufd_pt, "vfio_device_detach_iommufd_pt": vfio_device_detach_iommufd_pt, "vfio_device_info": vfio_device_info, "vfio_compat_arg": vfio_compat_arg, "vfio_iommu_type1_info": vfio_iommu_type1_info, "vfio_iommu_type1_dma_map": vfio_iommu_type1_dma_map, "vfio_iommu_type1_dma_unmap": vfio_iommu_type1_dma_unmap}
 
 
 # ---- ioctl numbers: name = number (struct) ----
@@ -822,6 +839,13 @@ IOMMU_HW_INFO_FLAG_INPUT_TYPE = 0x1
 IOMMU_VIOMMU_TYPE_DEFAULT = 0x0
 IOMMU_VIOMMU_TYPE_ARM_SMMUV3 = 0x1
 IOMMU_VIOMMU_TYPE_TEGRA241_CMDQV = 0x2
+# enum iommu_veventq_type
+IOMMU_VEVENTQ_TYPE_DEFAULT = 0x0
+IOMMU_VEVENTQ_TYPE_ARM_SMMUV3 = 0x1
+IOMMU_VEVENTQ_TYPE_TEGRA241_CMDQV = 0x2
+IOMMU_VEVENTQ_TYPE_SELFTEST = 0xbeefbeef
+# enum iommu_veventq_flag
+IOMMU_VEVENTQ_FLAG_LOST_EVENTS = 0x1
 # enum iommufd_option
 IOMMU_OPTION_RLIMIT_MODE = 0x0
 IOMMU_OPTION_HUGE_PAGES = 0x1
@@ -861,6 +885,7 @@ IOMMU_TEST_OP_DIRTY = 0xd
 IOMMU_TEST_OP_MD_CHECK_IOTLB = 0xe
 IOMMU_TEST_OP_TRIGGER_IOPF = 0xf
 IOMMU_TEST_OP_DEV_CHECK_CACHE = 0x10
+IOMMU_TEST_OP_TRIGGER_VEVENT = 0x11
 # enum iommu_hwpt_vtd_s1_invalidate_flags
 IOMMU_VTD_INV_FLAGS_LEAF = 0x1
 IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17 = 0x1

@@ -74,12 +74,13 @@ function summary(ctx: IommufdContext): string {
   return `context ${ctx.id}: ${objs.length} objects\n${[...rows, ...tomb].map((r) => `${r}\n`).join('')}`
 }
 
-/** A register-like file: reads and writes go straight to the object, at any offset. */
+/** A register-like file: reads and writes go straight to the object, at any offset; a queue's file also answers poll(). */
 function mmio(f: MmioFile): FileNode {
   return {
     kind: 'file',
     mode: f.mode,
     size: () => f.size(),
+    stream: f.stream,
     open: () => ({
       read: (pos, len) => f.read(pos, len),
       write: (pos, data) => {
@@ -87,6 +88,9 @@ function mmio(f: MmioFile): FileNode {
         return f.write(pos, data)
       },
       release: () => {},
+      readable: f.readable && (() => f.readable!()),
+      whenReadable: f.whenReadable && ((fn) => f.whenReadable!(fn)),
+      pollOut: f.pollOut,
     }),
   }
 }

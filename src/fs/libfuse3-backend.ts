@@ -59,6 +59,7 @@ const OP_NAMES = Object.fromEntries(Object.entries(OP).map(([k, v]) => [v, k.toL
 const O_RDONLY = 0
 const OPEN_DIRECT_IO = 1
 const OPEN_KEEP_CACHE = 2
+const OPEN_NONSEEKABLE = 4
 const OPEN_NOFLUSH = 8
 /** How the addon serves a snapshot file's read-only opens (setSnapshot). */
 const SNAP_NONE = 0
@@ -268,7 +269,8 @@ export function mountLibfuse3(dir: string, ops: TreeOps, opts: BackendOptions = 
     const fh = ops.open(n.path, flags, new RequestCaller(pid, memory))
     const node = ops.resolve(n.path)
     const keep = node.kind === 'file' && node.constant === true && n.stable
-    if (a.replyOpen(id, fh, (keep ? OPEN_KEEP_CACHE : OPEN_DIRECT_IO) | OPEN_NOFLUSH) !== 0) ops.release(fh) // the opener was interrupted
+    const stream = node.kind === 'file' && node.stream === true ? OPEN_NONSEEKABLE : 0
+    if (a.replyOpen(id, fh, (keep ? OPEN_KEEP_CACHE : OPEN_DIRECT_IO) | OPEN_NOFLUSH | stream) !== 0) ops.release(fh) // the opener was interrupted
   }
 
   const read = (id: number, ino: number, fh: number, size: number, off: number, pid: number): void => {
@@ -355,7 +357,7 @@ export function mountLibfuse3(dir: string, ops: TreeOps, opts: BackendOptions = 
       })
       polls.set(fh, { id: pollId, cancel })
     } else if (pollId) a.dropPoll(pollId)
-    a.replyPoll(id, (ready ? POLLIN | POLLRDNORM : 0) | POLLOUT | POLLWRNORM)
+    a.replyPoll(id, (ready ? POLLIN | POLLRDNORM : 0) | (ops.writable(fh) ? POLLOUT | POLLWRNORM : 0))
   }
 
   const release = (id: number, fh: number): void => {

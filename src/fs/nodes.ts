@@ -33,6 +33,8 @@ export interface FileNode {
    * itself and ask for the text alone (an open, a read at 0, a release).
    */
   readonly snapshot?: boolean
+  /** No file position: opened non-seekable (pread and lseek answer ESPIPE), as an event queue's descriptor. */
+  readonly stream?: boolean
 }
 
 export interface LinkNode {
@@ -71,6 +73,8 @@ export interface OpenFile {
    * its beginning. A binding may then answer that caller's reads itself.
    */
   replyOf?(caller?: Caller): { reply: Buffer; base: number }
+  /** Whether poll() reports POLLOUT; absent = always. */
+  readonly pollOut?: boolean
   /** A real ioctl() on the descriptor: its argument is read from and written to the caller's memory. Returns ioctl()'s value. */
   ioctl?(cmd: number, arg: bigint, caller: Caller): number
 }

@@ -183,6 +183,11 @@ export class TreeOps {
     return this.handle(fh).readable?.() ?? true
   }
 
+  /** For poll(): whether the descriptor reports POLLOUT (a file with no write op does not). */
+  writable(fh: number): boolean {
+    return this.handle(fh).pollOut ?? true
+  }
+
   whenReadable(fh: number, fn: () => void): () => void {
     const h = this.handle(fh)
     if (!h.whenReadable) {

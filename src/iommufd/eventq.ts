@@ -10,18 +10,48 @@ import { hex, unknownFlags } from './checks'
 import type { IommufdContext } from './context'
 import { IommufdObject, MmioFile } from './objects'
 
-/** A FIFO of fixed-size records: a read takes as many whole records as fit, oldest first. */
+/**
+ * A FIFO of records (the kernel's deliver list): the model queues, a read
+ * takes whole records, oldest first. Fixed-size records (`recordSize`) are
+ * read by take(); records of any size by takeFitting(). Readers waiting in
+ * poll() hear of each record queued.
+ */
 export class RecordQueue {
   private readonly records: Buffer[] = []
+  private readonly waiters = new Set<() => void>()
 
   constructor(readonly recordSize: number) {}
 
   push(record: Buffer): void {
     this.records.push(record)
+    for (const fn of [...this.waiters]) {
+      this.waiters.delete(fn)
+      fn()
+    }
   }
 
   get length(): number {
     return this.records.length
+  }
+
+  /** Bytes queued. */
+  get bytes(): number {
+    return this.records.reduce((n, r) => n + r.length, 0)
+  }
+
+  /** The newest record, if any. */
+  last(): Buffer | undefined {
+    return this.records[this.records.length - 1]
+  }
+
+  /** Removes the newest record. */
+  dropLast(): void {
+    this.records.pop()
+  }
+
+  /** The records, oldest first (for the decoded views). */
+  peek(): readonly Buffer[] {
+    return this.records
   }
 
   /** Whole records that fit in `len` bytes (removed); a buffer too small for one is EINVAL, an empty queue reads 0 bytes. */
@@ -30,6 +60,27 @@ export class RecordQueue {
     const n = Math.floor(len / this.recordSize)
     if (n === 0) throw new ErrnoError('EINVAL', `a read of ${len} bytes cannot hold one ${this.recordSize}-byte record`)
     return Buffer.concat(this.records.splice(0, n))
+  }
+
+  /** Whole records, oldest first, up to the first that does not fit in `len` bytes (removed); `taken` sees each. */
+  takeFitting(len: number, taken?: (r: Buffer) => void): Buffer {
+    let used = 0
+    let n = 0
+    for (; n < this.records.length && used + this.records[n].length <= len; n++) used += this.records[n].length
+    const out = this.records.splice(0, n)
+    if (taken) out.forEach(taken)
+    return Buffer.concat(out, used)
+  }
+
+  /** For poll(): calls `fn` once when a record is queued; returns the cancel. */
+  whenPushed(fn: () => void): () => void {
+    this.waiters.add(fn)
+    return () => this.waiters.delete(fn)
+  }
+
+  /** The readiness hooks of a queue's file: readable while a record waits. */
+  pollHooks(): Pick<MmioFile, 'readable' | 'whenReadable'> {
+    return { readable: () => this.records.length > 0, whenReadable: (fn) => this.whenPushed(fn) }
   }
 }
 
@@ -107,7 +158,7 @@ export class Fault extends IommufdObject {
 
   override files(): Record<string, MmioFile> {
     return {
-      queue: { mode: 0o600, size: () => this.queue.length * PGFAULT_SIZE, read: (_pos, len) => this.read(len), write: (_pos, data) => this.write(data) },
+      queue: { mode: 0o600, size: () => this.queue.length * PGFAULT_SIZE, read: (_pos, len) => this.read(len), write: (_pos, data) => this.write(data), ...this.queue.pollHooks() },
     }
   }
 

@@ -2,7 +2,7 @@ import { ErrnoError } from '../util/errno'
 import { fallible } from '../util/fail-nth'
 import { LIMITS } from '../util/limits'
 
-export type ObjectType = 'ioas' | 'hwpt_paging' | 'hwpt_nested' | 'device' | 'viommu' | 'vdevice' | 'vcmdq' | 'selftest' | 'access' | 'fault'
+export type ObjectType = 'ioas' | 'hwpt_paging' | 'hwpt_nested' | 'device' | 'viommu' | 'vdevice' | 'vcmdq' | 'selftest' | 'access' | 'fault' | 'veventq'
 
 /** A file of an object that behaves like a device register or memory (MMIO). */
 export interface MmioFile {
@@ -10,6 +10,14 @@ export interface MmioFile {
   size(): number
   read(pos: number, len: number): Buffer
   write?(pos: number, data: Buffer): number
+  /** For poll(): whether a read would return data now; absent = always. */
+  readable?(): boolean
+  /** For poll(): calls `fn` once when a read would return data; returns the cancel. */
+  whenReadable?(fn: () => void): () => void
+  /** Whether poll() reports POLLOUT (absent: always); a queue with no write op does not. */
+  readonly pollOut?: boolean
+  /** A queue's descriptor: no file position (pread and lseek answer ESPIPE), as the kernel's anon-inode queues. */
+  readonly stream?: boolean
 }
 
 /**

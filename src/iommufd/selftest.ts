@@ -14,6 +14,7 @@ import { HwptNested, HwptPaging, MOCK_IOTLB_NUM } from './hwpt'
 import { markDirtyPage } from './dirty'
 import { Area, Ioas, IoasAccess, IovaRange, MapFlag, PAGE_SIZE, ULONG_MAX } from './ioas'
 import { IommufdObject } from './objects'
+import { VeventqType, veventqOf } from './veventq'
 
 /** IOMMU_TEST_OP_*. */
 export const TestOp = {
@@ -33,6 +34,7 @@ export const TestOp = {
   MD_CHECK_IOTLB: 14,
   TRIGGER_IOPF: 15,
   DEV_CHECK_CACHE: 16,
+  TRIGGER_VEVENT: 17,
 } as const
 
 /** MOCK_FLAGS_ACCESS_CREATE_*, MOCK_FLAGS_ACCESS_* (ACCESS_PAGES) and MOCK_ACCESS_RW_*. */
@@ -245,6 +247,24 @@ export function triggerIopf(ctx: IommufdContext, a: IopfArgs): void {
   const dev = ctx.objects.get<Device>(a.devId, 'dev_id', 'device')
   if (!isMockDevice(dev.pci)) throw new ErrnoError('EINVAL', `dev_id=${a.devId}: ${dev.pci.bdf} is not a mock device`)
   dev.hwpt?.fault?.report({ devId: a.devId, pasid: a.pasid, pasidValid: a.pasid !== 0, grpid: a.grpid, perm: a.perm, addr: a.addr })
+}
+
+/**
+ * TRIGGER_VEVENT: a device attached to a nested HWPT of a vIOMMU in which it
+ * has a vDEVICE reports a SELFTEST event {virt_id} to that vIOMMU; without
+ * such an attachment ENOENT, without a SELFTEST vEVENTQ EOPNOTSUPP (the
+ * event goes nowhere), as the kernel's selftest answers.
+ */
+export function triggerVevent(ctx: IommufdContext, devId: number): void {
+  const dev = ctx.objects.get<Device>(devId, 'dev_id', 'device')
+  const viommu = dev.hwpt instanceof HwptNested ? dev.hwpt.viommu : undefined
+  const vdev = dev.vdevice
+  if (!viommu || !vdev || vdev.viommu !== viommu) throw new ErrnoError('ENOENT', `dev_id=${devId}: not attached through a vIOMMU with a vDEVICE`)
+  const q = veventqOf(viommu, VeventqType.SELFTEST)
+  if (!q) throw new ErrnoError('EOPNOTSUPP', `dev_id=${devId}: vIOMMU ${viommu.id} has no vEVENTQ of type SELFTEST (0xbeefbeef)`)
+  const data = Buffer.alloc(4)
+  data.writeUInt32LE(Number(BigInt.asUintN(32, vdev.virtId)))
+  q.report(data)
 }
 
 /** MD_CHECK_IOTLB: slot `slot` of a mock nested domain must hold `value`. */

@@ -4,6 +4,7 @@ import { ErrnoError } from '../util/errno'
 import { LIMITS } from '../util/limits'
 import { TraceLog } from '../util/trace'
 import { IommufdContext } from './context'
+import { installHostHandlers } from './host-events'
 
 /** Everything the contexts share: the machine, which context owns each device, the trace. */
 export class World {
@@ -11,7 +12,9 @@ export class World {
   private readonly owners = new Map<PciDevice, IommufdContext>()
   private nextContext = 1
 
-  constructor(readonly machine: Machine, readonly trace: TraceLog = new TraceLog()) {}
+  constructor(readonly machine: Machine, readonly trace: TraceLog = new TraceLog()) {
+    installHostHandlers(this)
+  }
 
   open(): IommufdContext {
     const { max, errno } = LIMITS.contexts

@@ -79,6 +79,8 @@ export interface DispatchEnv {
   /** The caller's descriptors a frame named: fd number -> handle. */
   readonly fds?: ReadonlyMap<number, number>
   readonly contextById?: (id: number) => IommufdContext | undefined
+  /** A real ioctl() (exec --namespace): descriptors cannot be installed in the caller. */
+  readonly noDescriptors?: boolean
 }
 
 function fail(errno: ErrnoName, message: string, extra: Partial<IoctlReply> = {}): IoctlReply {
@@ -131,7 +133,7 @@ export function dispatch(env: DispatchEnv, r: IoctlRequest): IoctlReply {
   }
   try {
     const newFds: NewFd[] = []
-    const out = ioctl.handler({ ctx: env.ctx, req, mem, device: r.device, contextById: env.contextById, files: r.files, arg: r.arg, fds: env.fds, newFds })
+    const out = ioctl.handler({ ctx: env.ctx, req, mem, device: r.device, contextById: env.contextById, files: r.files, arg: r.arg, fds: env.fds, newFds, noDescriptors: env.noDescriptors })
     return { ioctl, message: '', req, out, struct: writeBack(out), written: mem.written, newFds }
   } catch (e) {
     if (e instanceof MissingMemory) {

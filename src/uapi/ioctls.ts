@@ -25,6 +25,7 @@ import * as S from './structs'
 import { testCmd } from './test-cmd'
 import * as VC from '../iommufd/vfio-compat'
 import * as eventq from '../iommufd/eventq'
+import * as veventq from '../iommufd/veventq'
 
 /** An error whose ioctl still writes fields back (EMSGSIZE's num_iovas, INVALIDATE's entry_num). */
 export class IoctlError extends ErrnoError {
@@ -50,6 +51,8 @@ export interface Call {
   readonly fds?: ReadonlyMap<number, number>
   /** Descriptors the caller must be given (CREATE_ACCESS): pushed by the handler. */
   readonly newFds?: NewFd[]
+  /** A real ioctl() through the mount (exec --namespace): no descriptor can be installed in the caller. */
+  readonly noDescriptors?: boolean
 }
 
 /**
@@ -439,7 +442,17 @@ export const IOCTLS: readonly Ioctl[] = [
     out_vdevice_id: BigInt(viommu.vdeviceAlloc(ctxOf(c), u(c.req, 'viommu_id'), u(c.req, 'dev_id'), b(c.req, 'virt_id'))),
   })),
   ioctl('IOMMU_IOAS_CHANGE_PROCESS', 0x92, S.iommu_ioas_change_process, '__reserved', (c) => (ioas.ioasChangeProcess(ctxOf(c), u(c.req, '__reserved')), {})),
-  ioctl('IOMMU_VEVENTQ_ALLOC', 0x93, S.iommu_veventq_alloc, 'out_veventq_fd', notModelled('a vEVENTQ')),
+  ioctl('IOMMU_VEVENTQ_ALLOC', 0x93, S.iommu_veventq_alloc, 'out_veventq_fd', (c) => {
+    const ctx = ctxOf(c)
+    if (c.noDescriptors) {
+      // checked first, so the refusal leaves no queue behind
+      throw new ErrnoError('EOPNOTSUPP', 'a real ioctl() cannot be given a vEVENTQ descriptor (run under the shim, or use the text protocol and read the queue file it names)')
+    }
+    const q = veventq.veventqAlloc(ctx, { flags: u(c.req, 'flags'), viommuId: u(c.req, 'viommu_id'), type: u(c.req, 'type'), depth: u(c.req, 'veventq_depth'), reserved: u(c.req, '__reserved') })
+    // the descriptor is the queue's file on the mount: reads take whole records, poll() waits for one
+    c.newFds?.push({ handle: q.id, offset: S.iommu_veventq_alloc.field('out_veventq_fd').offset, path: eventq.queuePath(ctx, q) })
+    return { out_veventq_id: BigInt(q.id), out_veventq_fd: BigInt(q.id) }
+  }),
   ioctl('IOMMU_HW_QUEUE_ALLOC', 0x94, S.iommu_hw_queue_alloc, 'length', notModelled('a HW queue (Tegra241 CMDQV)')),
   // the selftest's command: the kernel has it only with CONFIG_IOMMUFD_TEST (docs/extensions.md)
   { ...ioctl('IOMMU_TEST_CMD', 0xa0, S.iommu_test_cmd, 'last', testCmd), short: 'TEST_CMD' },

@@ -8,6 +8,7 @@ import { InvalidateDataType, VtdInvFlag } from '../iommufd/invalidate'
 import { ViommuType } from '../iommufd/viommu'
 import { DmaFlag, DmaStatus } from '../iommufd/dma'
 import { TestOp } from '../iommufd/selftest'
+import { VeventqFlag, VeventqType } from '../iommufd/veventq'
 import { VTD_S1_FLAGS } from '../hw/vtd/s1'
 
 /** Symbolic names a text request may use for a field's values (flags combine with |). */
@@ -34,6 +35,8 @@ export const NAMES: Readonly<Record<string, NameSet>> = {
   iommufd_hw_capabilities: f(HwCap),
   iommufd_hw_info_flags: f(HwInfoFlag),
   iommu_viommu_type: e(ViommuType),
+  iommu_veventq_type: e(VeventqType),
+  iommu_veventq_flag: f(VeventqFlag),
   iommufd_option: e(IommuOption),
   iommufd_option_ops: e(OptionOp),
   iommufd_vfio_ioas_op: e(VfioIoasOp),

@@ -229,7 +229,7 @@ export abstract class Session {
       : mem
     let reply: IoctlReply
     try {
-      reply = dispatch(this.ioctlEnv(caller), { cmd, struct, buffers: new Map(), device: this.frameDevice(0), memory: new PidMemory(reads, who), arg })
+      reply = dispatch({ ...this.ioctlEnv(caller), noDescriptors: true }, { cmd, struct, buffers: new Map(), device: this.frameDevice(0), memory: new PidMemory(reads, who), arg })
     } catch (e) {
       throw e instanceof ErrnoError ? e : this.bug(`ioctl ${io.name}`, e)
     }

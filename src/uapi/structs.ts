@@ -224,7 +224,7 @@ export const iommu_veventq_alloc = struct('iommu_veventq_alloc', [
   ['size', { type: 'u32' }],
   ['flags', { type: 'u32', show: 'hex' }],
   ['viommu_id', { type: 'u32' }],
-  ['type', { type: 'u32' }],
+  ['type', { type: 'u32', names: 'iommu_veventq_type' }],
   ['veventq_depth', { type: 'u32' }],
   ['out_veventq_id', { type: 'u32' }],
   ['out_veventq_fd', { type: 'u32' }],
@@ -422,6 +422,13 @@ export const iommufs_dma = struct('iommufs_dma', [
 
 export const iommu_hwpt_arm_smmuv3 = struct('iommu_hwpt_arm_smmuv3', [['ste', { type: 'u64', count: 2 }]])
 
+/** What a vEVENTQ read returns: each record is this header, then the type's payload (none for LOST_EVENTS). */
+export const iommufd_vevent_header = struct('iommufd_vevent_header', [
+  ['flags', { type: 'u32', show: 'hex', names: 'iommu_veventq_flag' }],
+  ['sequence', { type: 'u32' }],
+])
+export const iommu_vevent_arm_smmuv3 = struct('iommu_vevent_arm_smmuv3', [['evt', { type: 'u64', count: 4 }]])
+
 export const iommu_hwpt_vtd_s1 = struct('iommu_hwpt_vtd_s1', [
   ['flags', { type: 'u64', names: 'iommu_hwpt_vtd_s1_flags' }],
   ['pgtbl_addr', { type: 'u64' }],
@@ -546,6 +553,8 @@ export const STRUCTS: ReadonlyMap<string, StructLayout> = new Map(
     iommufs_vcmdq_alloc,
     iommufs_dma,
     iommu_hwpt_arm_smmuv3,
+    iommufd_vevent_header,
+    iommu_vevent_arm_smmuv3,
     iommu_hwpt_vtd_s1,
     iommu_hw_info_arm_smmuv3,
     iommu_hw_info_vtd,

@@ -111,6 +111,9 @@ export function testCmd(call: Call): StructValue {
       T.triggerIopf(ctx, { devId: u(p, 'dev_id'), pasid: u(p, 'pasid'), grpid: u(p, 'grpid'), perm: u(p, 'perm'), addr: b(p, 'addr') })
       return {}
     }
+    case T.TestOp.TRIGGER_VEVENT:
+      T.triggerVevent(ctx, u(payloadOf(req, M.trigger_vevent), 'dev_id'))
+      return {}
     case T.TestOp.DIRTY: {
       const p = payloadOf(req, M.dirty)
       const uptr = b(p, 'uptr')

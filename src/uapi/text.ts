@@ -388,7 +388,9 @@ export function formatReply(reply: IoctlReply): string {
   }
   const L = reply.ioctl!.layout
   const full = Object.assign({}, reply.req!, reply.out!)
-  return ['ok', ...fieldsOf(L, full), ...outBuffers(reply, full)].join(' ')
+  // a queue's descriptor is its file: the reply names it, for cat and read
+  const paths = (reply.newFds ?? []).filter((f) => f.path).map((f) => `path=${f.path}`)
+  return ['ok', ...fieldsOf(L, full), ...outBuffers(reply, full), ...paths].join(' ')
 }
 
 /** u64 (or u32) words of a buffer, as a text request gives them; a u64 buffer's odd tail is zero-padded. */

@@ -51,6 +51,8 @@ export const LIMITS = {
   attributeWrite: limit(4096, 'E2BIG', 'bytes of one write to an attribute file'),
   /** Bytes one DMA request may move. */
   dmaLength: limit(1 * MiB, 'E2BIG', 'bytes of one DMA request'),
+  /** Events one vEVENTQ holds, whatever its depth; beyond, an event is lost (LOST_EVENTS), as when the kernel cannot allocate one. */
+  veventqEvents: limit(65536, undefined, 'events one vEVENTQ holds whatever its veventq_depth (more are lost: LOST_EVENTS)'),
   /** Lines the trace ring keeps; the oldest is dropped for a new one. */
   traceLines: limit(4096, undefined, 'lines kept by the trace (the oldest is dropped)'),
   /** Characters of one trace line; a longer one is cut. */

@@ -63,6 +63,8 @@ export class Smmuv3Dma {
   readonly sanitizer = new Sanitizer()
   /** Recorded events, newest last (the event queue as the host driver would read it). */
   readonly events: SmmuEvent[] = []
+  /** Where a recorded event goes besides the history: the unit's event queue. */
+  sink: ((e: SmmuEvent) => void) | undefined
   private ticks = 0
   /** What "when" means for cache entries and findings (the trace sequence, when a world sets it). */
   clock: (() => number) | undefined
@@ -93,6 +95,7 @@ export class Smmuv3Dma {
     if (!e.recorded) return
     this.events.push(e)
     if (this.events.length > 256) this.events.shift()
+    this.sink?.(e)
   }
 
   /** One translation through the caches; fills them on a miss. */

@@ -8,6 +8,7 @@ import { wordBytes } from './build'
 import { CacheSizes, DEFAULT_CACHE_SIZES, Smmuv3Caches } from './caches'
 import { Smmuv3Dma } from './dma'
 import { describeEvent, encodeEvent } from './events'
+import { Smmuv3EventQueue } from './eventq'
 import { sanitizerFiles } from './sanitizer'
 import { StreamTable } from './walk'
 import { PS_BITS } from './cd'
@@ -46,12 +47,15 @@ export class Smmuv3 extends IommuUnit {
   readonly caches: Smmuv3Caches
   private table: StreamTable | undefined
   private engine: Smmuv3Dma | undefined
+  /** The event queue (IDR1.EVTQS entries, as Linux caps it), filled by faulting DMA. */
+  readonly eventq: Smmuv3EventQueue
 
   constructor(base: bigint, registers: RegisterFile, cacheSizes: CacheSizes = DEFAULT_CACHE_SIZES) {
     super('arm-smmu-v3', Smmuv3.nameFor(base), base, registers)
     this.caches = new Smmuv3Caches(cacheSizes)
     this.vmids = new IdPool(1, registers.flag('IDR0.VMID16') ? 1 << 16 : 1 << 8)
     this.asids = new IdPool(1, registers.flag('IDR0.ASID16') ? 1 << 16 : 1 << 8)
+    this.eventq = new Smmuv3EventQueue(this.name, () => this.memory, Number(registers.field('IDR1.EVTQS')))
     this.cmdq = new HostCommandQueue(this.name, Math.min(Math.max(Number(registers.field('IDR1.CMDQS')), 1), 19), (c) => this.caches.invalidate(c))
   }
 
@@ -100,6 +104,7 @@ export class Smmuv3 extends IommuUnit {
         this.caches,
         () => this.strtab,
       )
+      this.engine.sink = (e) => this.eventq.write(e)
     }
     return this.engine
   }
@@ -181,6 +186,8 @@ export class Smmuv3 extends IommuUnit {
             .map((e) => `${encodeEvent(e).map((w) => w.toString(16).padStart(16, '0')).join(' ')}  ${describeEvent(e)}\n`)
             .join(''),
       },
+      eventq: { show: () => this.eventq.dump(), json: () => this.eventq.json() },
+      eventq_irq: { show: () => `${this.eventq.irq}\n`, store: (text) => this.eventq.setIrq(text) },
       ...sanitizerFiles(this.dma.sanitizer),
       inject_cerror: {
         show: () => `${this.injected ?? 'none'}\n`,

@@ -39,6 +39,8 @@ export class VtdDma {
   readonly sanitizer = new Sanitizer()
   /** Recorded faults, newest last (what the fault-recording registers reported). */
   readonly faults: VtdFault[] = []
+  /** Where a recorded fault goes besides the history: the unit's fault-recording registers. */
+  sink: ((f: VtdFault) => void) | undefined
   private ticks = 0
   clock: (() => number) | undefined
 
@@ -63,6 +65,7 @@ export class VtdDma {
     if (!f.recorded) return
     this.faults.push(f)
     if (this.faults.length > 256) this.faults.shift()
+    this.sink?.(f)
   }
 
   private check(findings: Finding[], f: Finding | undefined, steps: VtdStep[]): Outcome | undefined {

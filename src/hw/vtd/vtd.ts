@@ -6,6 +6,7 @@ import { RegisterFile } from '../registers'
 import { DEFAULT_VTD_CACHE_SIZES, VtdCacheSizes, VtdCaches } from './caches'
 import { VtdDma } from './dma'
 import { describeFault, encodeFault } from './faults'
+import { FSTS_PFO, FSTS_PPF, VtdFaultRecording } from './fault-regs'
 import { sanitizerFiles } from '../smmuv3/sanitizer'
 import { ADDR_MASK } from './pgtable'
 
@@ -40,11 +41,14 @@ export class Vtd extends IommuUnit {
   /** RTADDR: the scalable-mode root table, allocated on first use. */
   private rootTable: bigint | undefined
   private engine: VtdDma | undefined
+  /** Primary fault logging: the fault-recording registers (CAP.NFR + 1 at CAP.FRO * 16), filled by faulting DMA. */
+  readonly faultRegs: VtdFaultRecording
 
   constructor(index: number, base: bigint, registers: RegisterFile, cacheSizes: VtdCacheSizes = DEFAULT_VTD_CACHE_SIZES) {
     super('intel-vtd', `dmar${index}`, base, registers)
     this.domainIds = new IdPool(2, 2 ** (4 + 2 * Number(registers.field('CAP.ND'))))
     this.caches = new VtdCaches(cacheSizes)
+    this.faultRegs = new VtdFaultRecording(`dmar${index}`, Number(registers.field('CAP.NFR')), Number(registers.field('CAP.FRO')))
     this.qi = new InvalidationQueue(this.name, 0x100000000n + BigInt(index) * 0x100000n, (d) => this.caches.apply(d))
   }
 
@@ -68,7 +72,10 @@ export class Vtd extends IommuUnit {
 
   /** The transaction path over the machine's memory. */
   get dma(): VtdDma {
-    this.engine ??= new VtdDma(this.memory, { slads: this.registers.flag('ECAP.SLADS'), mgaw: this.iovaBits }, this.caches, () => this.root)
+    if (!this.engine) {
+      this.engine = new VtdDma(this.memory, { slads: this.registers.flag('ECAP.SLADS'), mgaw: this.iovaBits }, this.caches, () => this.root)
+      this.engine.sink = (f) => this.faultRegs.record(f)
+    }
     return this.engine
   }
 
@@ -127,7 +134,7 @@ export class Vtd extends IommuUnit {
         })
         return `${this.name}: ${rows.length} PASID entr${rows.length === 1 ? 'y' : 'ies'}\n${lines.map((l) => `${l}\n`).join('')}`
     }
-    const names = (bitsSet: number): string => (Object.entries(FSTS).filter(([, b]) => bitsSet & b).map(([n]) => n).join(' ') || '-')
+    const names = (bitsSet: number): string => (Object.entries({ PFO: FSTS_PFO, PPF: FSTS_PPF, ...FSTS }).filter(([, b]) => bitsSet & b).map(([n]) => n).join(' ') || '-')
     return {
       pasid_table: { show: pasid_table },
       invalidation_queue: { show: () => this.qi.dump(), json: () => this.qi.json() },
@@ -141,14 +148,20 @@ export class Vtd extends IommuUnit {
             .map((f) => `${encodeFault(f).map((w) => w.toString(16).padStart(16, '0')).join(' ')}  ${describeFault(f)}\n`)
             .join(''),
       },
+      fault_regs: { show: () => this.faultRegs.dump(), json: () => this.faultRegs.json() },
+      fault_irq: { show: () => `${this.faultRegs.irq}\n`, store: (text) => this.faultRegs.setIrq(text) },
       ...sanitizerFiles(this.dma.sanitizer),
       fault_status: {
-        show: () => `0x${this.fsts.toString(16).padStart(8, '0')} ${names(this.fsts)}\n`,
+        show: () => {
+          const v = this.fsts | this.faultRegs.status
+          return `0x${v.toString(16).padStart(8, '0')} ${names(v)}\n`
+        },
         store: (text) => {
           const t = text.trim()
           const v = /^(0x[0-9a-f]+|[0-9]+)$/i.test(t) ? Number(t) : undefined
           if (v === undefined) throw new ErrnoError('EINVAL', `fault_status: "${text}" is not a number (bits to clear)`)
           this.fsts &= ~v
+          this.faultRegs.writeStatus(v)
         },
       },
       inject_qi_error: {
