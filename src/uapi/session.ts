@@ -2,6 +2,7 @@ import { IommufdContext } from '../iommufd/context'
 import { Device, unbind } from '../iommufd/device'
 import { World } from '../iommufd/world'
 import { closeAccess } from '../iommufd/selftest'
+import { closeQueueFd } from '../iommufd/eventq'
 import { PciDevice } from '../hw/unit'
 import { ErrnoError } from '../util/errno'
 import { LIMITS } from '../util/limits'
@@ -362,6 +363,7 @@ export class IommuSession extends Session {
     const n = (sp < 0 ? line : line.slice(0, sp)).toUpperCase()
     const rest = (): string[] => line.split(/\s+/).slice(1)
     if (n === 'ACCESS_CLOSE' || n === 'IOMMUFS_ACCESS_CLOSE') return this.closeAccess(rest())
+    if (n === 'QUEUE_CLOSE' || n === 'IOMMUFS_QUEUE_CLOSE') return this.closeQueue(rest())
     if (n !== 'CONTEXT' && n !== 'IOMMUFS_CONTEXT') return undefined
     const args = rest()
     if (args.length) throw new ErrnoError('EINVAL', `${args[0]}: CONTEXT takes no arguments`)
@@ -373,6 +375,14 @@ export class IommuSession extends Session {
     const m = args.length === 1 ? /^handle=(\d+)$/.exec(args[0]) : null
     if (!m) throw new ErrnoError('EINVAL', 'usage: ACCESS_CLOSE handle=N')
     closeAccess(this.ctx, Number(m[1]))
+    return 'ok'
+  }
+
+  /** QUEUE_CLOSE handle=N: the shim's last close() of an event queue's descriptor. */
+  private closeQueue(args: string[]): string {
+    const m = args.length === 1 ? /^handle=(\d+)$/.exec(args[0]) : null
+    if (!m) throw new ErrnoError('EINVAL', 'usage: QUEUE_CLOSE handle=N')
+    closeQueueFd(this.ctx, Number(m[1]))
     return 'ok'
   }
 
