@@ -40,6 +40,7 @@ const ENUMS: Record<string, { cname: string; prefix: string; except?: Record<str
   iommufd_hw_capabilities: { cname: 'iommufd_hw_capabilities', prefix: 'IOMMU_HW_CAP_' },
   iommufd_hw_info_flags: { cname: 'iommufd_hw_info_flags', prefix: 'IOMMU_HW_INFO_FLAG_' },
   iommu_viommu_type: { cname: 'iommu_viommu_type', prefix: 'IOMMU_VIOMMU_TYPE_' },
+  iommu_hw_queue_type: { cname: 'iommu_hw_queue_type', prefix: 'IOMMU_HW_QUEUE_TYPE_' },
   iommufd_option: { cname: 'iommufd_option', prefix: 'IOMMU_OPTION_' },
   iommufd_option_ops: { cname: 'iommufd_option_ops', prefix: 'IOMMU_OPTION_OP_' },
   iommufd_vfio_ioas_op: { cname: 'iommufd_vfio_ioas_op', prefix: 'IOMMU_VFIO_IOAS_' },

@@ -446,11 +446,7 @@ export const IOCTLS: readonly Ioctl[] = [
     const ctx = ctxOf(c)
     const f = eventq.faultAlloc(ctx, u(c.req, 'flags'))
     // the descriptor is the queue's file on the mount: reads take page requests, writes answer them
-    if (c.newFds) {
-      c.newFds.push({ handle: f.id, offset: S.iommu_fault_alloc.field('out_fault_fd').offset, path: eventq.queuePath(ctx, f) })
-      // the descriptor holds the queue until its last close (QUEUE_CLOSE), as the kernel's file does
-      f.openFd()
-    }
+    c.newFds?.push({ handle: f.id, offset: S.iommu_fault_alloc.field('out_fault_fd').offset, path: eventq.queuePath(ctx, f) })
     return { out_fault_id: BigInt(f.id), out_fault_fd: BigInt(f.id) }
   }),
   ioctl('IOMMU_IOAS_MAP_FILE', 0x8f, S.iommu_ioas_map_file, 'iova', (c) => {

@@ -6,6 +6,7 @@ import { DirtyBitmapFlag, DirtyTrackingFlag, HwptAllocFlag, HwptDataType } from 
 import { MapFlag } from '../iommufd/ioas'
 import { InvalidateDataType, VtdInvFlag } from '../iommufd/invalidate'
 import { ViommuType } from '../iommufd/viommu'
+import { HwQueueType } from '../iommufd/hw-queue'
 import { DmaFlag, DmaStatus } from '../iommufd/dma'
 import { TestOp } from '../iommufd/selftest'
 import { VTD_S1_FLAGS } from '../hw/vtd/s1'
@@ -34,6 +35,7 @@ export const NAMES: Readonly<Record<string, NameSet>> = {
   iommufd_hw_capabilities: f(HwCap),
   iommufd_hw_info_flags: f(HwInfoFlag),
   iommu_viommu_type: e(ViommuType),
+  iommu_hw_queue_type: e(HwQueueType),
   iommufd_option: e(IommuOption),
   iommufd_option_ops: e(OptionOp),
   iommufd_vfio_ioas_op: e(VfioIoasOp),

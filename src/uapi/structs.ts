@@ -235,7 +235,7 @@ export const iommu_hw_queue_alloc = struct('iommu_hw_queue_alloc', [
   ['size', { type: 'u32' }],
   ['flags', { type: 'u32', show: 'hex' }],
   ['viommu_id', { type: 'u32' }],
-  ['type', { type: 'u32' }],
+  ['type', { type: 'u32', names: 'iommu_hw_queue_type' }],
   ['index', { type: 'u32' }],
   ['out_hw_queue_id', { type: 'u32' }],
   ['nesting_parent_iova', { type: 'u64' }],
