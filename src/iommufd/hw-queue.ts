@@ -94,7 +94,7 @@ function pinContiguous(ioas: Ioas, iova: bigint, last: bigint): void {
 }
 
 export function hwQueueAlloc(ctx: IommufdContext, a: HwQueueArgs): number {
-  if (a.flags) unknownFlags(a.flags, 0)
+  unknownFlags(a.flags, 0)
   if (a.type === HwQueueType.DEFAULT) throw new ErrnoError('EOPNOTSUPP', 'type=DEFAULT (0): a HW queue type is required')
   if (a.length === 0n) throw new ErrnoError('EINVAL', 'length=0')
   const last = a.iova + a.length - 1n

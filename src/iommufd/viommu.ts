@@ -95,7 +95,7 @@ const NO_DATA: ViommuData = {
 export const MOCK_VIOMMU_MMAP_PAGES = 2n
 
 export function viommuAlloc(ctx: IommufdContext, flags: number, type: number, devId: number, hwptId: number, data: ViommuData = NO_DATA): number {
-  if (flags) unknownFlags(flags, 0)
+  unknownFlags(flags, 0)
   if (type === ViommuType.DEFAULT) throw new ErrnoError('EOPNOTSUPP', 'type=DEFAULT (0): a vIOMMU type is required')
   const dev = ctx.device(devId)
   const unit = dev.pci.unit

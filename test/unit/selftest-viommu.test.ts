@@ -81,6 +81,7 @@ describe('the mock vIOMMU (SELFTEST type)', () => {
     const v = Number(t.out('IOMMU_VIOMMU_ALLOC', viommuAlloc(t, s.idev, s.parent)).out_viommu_id)
     assert.equal(t.describe(v).get('viommu_type'), 'SELFTEST')
     assert.equal(t.describe(v).get('mmap'), '-')
+    t.err(`VCMDQ_ALLOC viommu_id=${v} log2size=4`, 'EOPNOTSUPP')
     t.err(`DESTROY id=${s.parent}`, 'EBUSY')
     t.ok(`DESTROY id=${v}`)
     t.ok(`DESTROY id=${s.parent}`)
