@@ -84,7 +84,13 @@ export interface HwQueueArgs {
 
 /** Pins [iova, last] of the IOAS: every byte mapped (ENOENT), and the memory behind it one contiguous run (EFAULT). */
 function pinContiguous(ioas: Ioas, iova: bigint, last: bigint): void {
-  const pieces = ioas.slices(iova, last)
+  let pieces: ReturnType<Ioas['slices']>
+  try {
+    pieces = ioas.slices(iova, last)
+  } catch (e) {
+    if (e instanceof ErrnoError) throw new ErrnoError(e.errno, `nesting_parent_iova=${hex(iova)} length=${hex(last - iova + 1n)}: not all mapped in IOAS ${ioas.id}`)
+    throw e
+  }
   for (let i = 1; i < pieces.length; i++) {
     const a = pieces[i - 1]
     const b = pieces[i]
