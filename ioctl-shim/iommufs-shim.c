@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -101,6 +102,9 @@ static struct {
 	int (*dup3)(int, int, int);
 	int (*fcntl)(int, int, ...);
 	int (*fcntl64)(int, int, ...);
+	void *(*mmap)(void *, size_t, int, int, int, off_t);
+	void *(*mmap64)(void *, size_t, int, int, int, off_t);
+	int (*munmap)(void *, size_t);
 } real;
 
 static pthread_once_t resolved = PTHREAD_ONCE_INIT;
@@ -128,6 +132,9 @@ static void resolve(void)
 	real.dup3 = next("dup3");
 	real.fcntl = next("fcntl");
 	real.fcntl64 = next("fcntl64");
+	real.mmap = next("mmap");
+	real.mmap64 = next("mmap64");
+	real.munmap = next("munmap");
 	/* older libcs lack some variants: fall back to the plain call */
 	if (!real.open64)
 		real.open64 = real.open;
@@ -135,6 +142,8 @@ static void resolve(void)
 		real.openat64 = real.openat;
 	if (!real.fcntl64)
 		real.fcntl64 = real.fcntl;
+	if (!real.mmap64)
+		real.mmap64 = real.mmap;
 	load_config();
 }
 
@@ -142,12 +151,12 @@ static void resolve(void)
 
 /* ---- descriptor bookkeeping: which fds are ours, and each iommufd's context ID ---- */
 
-enum fd_kind { FD_NONE = 0, FD_IOMMU = 1, FD_VFIO = 2, FD_ACCESS = 3 };
+enum fd_kind { FD_NONE = 0, FD_IOMMU = 1, FD_VFIO = 2, FD_ACCESS = 3, FD_QUEUE = 4 };
 
 /*
  * FD_ACCESS: a descriptor the server asked for (the selftest's access file);
- * ctx holds its handle and owner the iommufd it was made on, where closing
- * it is reported.
+ * FD_QUEUE: an event queue's file (a fault queue). ctx holds its handle and
+ * owner the iommufd it was made on, where closing it is reported.
  */
 struct slot {
 	uint8_t kind;
@@ -717,6 +726,9 @@ static int forward_ioctl(int fd, struct slot s, uint32_t cmd, void *arg)
 				struct slot a = { .kind = FD_ACCESS, .ctx = (uint32_t)rep.b[i].addr, .owner = fd };
 				slot_set(nfd, a);
 				__atomic_add_fetch(&n_access, 1, __ATOMIC_RELAXED);
+			} else {
+				struct slot q = { .kind = FD_QUEUE, .ctx = (uint32_t)rep.b[i].addr, .owner = fd };
+				slot_set(nfd, q);
 			}
 			memcpy((uint8_t *)rep.st + off, &nfd, 4);
 			trace("iommufs-shim: fd %d = %s %u of fd %d", nfd, plen ? "queue" : "access", (uint32_t)rep.b[i].addr, fd);
@@ -782,6 +794,134 @@ EXPORT int ioctl(int fd, unsigned long req, ...)
 	if (s.kind == FD_NONE || vfs_generic(req))
 		return real.ioctl(fd, req, arg);
 	return forward_ioctl(fd, s, (uint32_t)req, arg);
+}
+
+/* ---- mmap of an iommufd (a vIOMMU's region) ---- */
+
+/*
+ * The kernel maps a driver's pages into the caller at an offset the driver
+ * handed out. The shim makes a shared anonymous mapping, asks the server to
+ * check offset, length and flags as the kernel does (IOMMUFS_MMAP) and to
+ * write the region's bytes into it, and reports the munmap (IOMMUFS_MUNMAP),
+ * so that the region's owner cannot be destroyed while it is mapped (EBUSY).
+ * The mapping shows the region as it was when mapped.
+ */
+#define IOMMUFS_MMAP_CMD ((0x3bu << 8) | 0xc3u)
+#define IOMMUFS_MUNMAP_CMD ((0x3bu << 8) | 0xc4u)
+#define IOMMUFS_MMAP_SHARED 1u
+#define IOMMUFS_MMAP_EXEC 2u
+
+struct mmap_req {
+	uint32_t size;
+	uint32_t flags;
+	uint64_t offset;
+	uint64_t length;
+	uint64_t addr;
+};
+
+struct munmap_req {
+	uint32_t size;
+	uint32_t reserved;
+	uint64_t offset;
+};
+
+struct region_map {
+	uintptr_t addr;
+	size_t len;
+	int fd;
+	uint64_t offset;
+};
+
+#define MAX_REGION_MAPS 64
+static struct region_map region_maps[MAX_REGION_MAPS];
+static unsigned n_region_maps;
+
+static void *iommufd_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off, struct slot s)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	if (len == 0 || off < 0 || (off & (pg - 1))) {
+		errno = EINVAL;
+		return MAP_FAILED;
+	}
+	size_t plen = (len + (size_t)pg - 1) & ~((size_t)pg - 1);
+	int keep = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE);
+	void *m = real.mmap(addr, plen, PROT_READ | PROT_WRITE, keep | MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED)
+		return m;
+	struct mmap_req r = {
+		.size = sizeof r,
+		.flags = ((flags & MAP_TYPE) != MAP_PRIVATE ? IOMMUFS_MMAP_SHARED : 0) | (prot & PROT_EXEC ? IOMMUFS_MMAP_EXEC : 0),
+		.offset = (uint64_t)off,
+		.length = plen,
+		.addr = (uintptr_t)m,
+	};
+	if (forward_ioctl(fd, s, IOMMUFS_MMAP_CMD, &r) < 0) {
+		int e = errno;
+		real.munmap(m, plen);
+		errno = e;
+		return MAP_FAILED;
+	}
+	if (prot != (PROT_READ | PROT_WRITE))
+		mprotect(m, plen, prot);
+	pthread_mutex_lock(&table_lock);
+	if (n_region_maps < MAX_REGION_MAPS)
+		region_maps[n_region_maps++] = (struct region_map){ (uintptr_t)m, plen, fd, (uint64_t)off };
+	pthread_mutex_unlock(&table_lock);
+	trace("iommufs-shim: mmap(fd %d, offset 0x%llx, 0x%zx) = %p", fd, (unsigned long long)off, plen, m);
+	return m;
+}
+
+typedef void *(*mmap_fn)(void *, size_t, int, int, int, off_t);
+
+static void *mmap_any(mmap_fn fn, void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	struct slot s = slot_get(fd);
+	if (s.kind != FD_IOMMU)
+		return fn(addr, len, prot, flags, fd, off);
+	return iommufd_mmap(addr, len, prot, flags, fd, off, s);
+}
+
+EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	RESOLVE();
+	return mmap_any(real.mmap, addr, len, prot, flags, fd, off);
+}
+
+EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	RESOLVE();
+	return mmap_any(real.mmap64, addr, len, prot, flags, fd, off);
+}
+
+/* A region mapping wholly inside [addr, addr + len) is gone: tell its iommufd, if still open. */
+EXPORT int munmap(void *addr, size_t len)
+{
+	RESOLVE();
+	struct region_map gone[MAX_REGION_MAPS];
+	unsigned ngone = 0;
+	uintptr_t a = (uintptr_t)addr;
+	pthread_mutex_lock(&table_lock);
+	for (unsigned i = 0; i < n_region_maps;) {
+		struct region_map *r = &region_maps[i];
+		if (r->addr >= a && r->addr + r->len <= a + len) {
+			gone[ngone++] = *r;
+			region_maps[i] = region_maps[--n_region_maps];
+		} else {
+			i++;
+		}
+	}
+	pthread_mutex_unlock(&table_lock);
+	int rc = real.munmap(addr, len);
+	int saved = errno;
+	for (unsigned i = 0; i < ngone; i++) {
+		struct slot s = slot_get(gone[i].fd);
+		if (s.kind != FD_IOMMU)
+			continue;
+		struct munmap_req r = { .size = sizeof r, .offset = gone[i].offset };
+		forward_ioctl(gone[i].fd, s, IOMMUFS_MUNMAP_CMD, &r);
+	}
+	errno = saved;
+	return rc;
 }
 
 /* ---- opens ---- */
@@ -1010,16 +1150,17 @@ static void before_last_close(int fd)
 }
 
 /*
- * The last descriptor of an access closed: the kernel releases the access
- * (its pins go) before close() returns, so tell the server at once, on the
- * iommufd it was made on.
+ * The last descriptor of an access or an event queue closed: the kernel
+ * releases that file (an access's pins go; a queue's object may be destroyed
+ * again) before close() returns, so tell the server at once, on the iommufd
+ * it was made on.
  */
-static void access_closed(struct slot s)
+static void server_fd_closed(struct slot s)
 {
 	pthread_mutex_lock(&table_lock);
 	int others = 0, owner_ok = 0;
 	for (size_t i = 0; i < nslots; i++)
-		if (slots[i].kind == FD_ACCESS && slots[i].ctx == s.ctx && slots[i].owner == s.owner)
+		if (slots[i].kind == s.kind && slots[i].ctx == s.ctx && slots[i].owner == s.owner)
 			others = 1;
 	if (s.owner >= 0 && (size_t)s.owner < nslots && slots[s.owner].kind == FD_IOMMU)
 		owner_ok = 1;
@@ -1027,7 +1168,7 @@ static void access_closed(struct slot s)
 	if (others || !owner_ok)
 		return;
 	char req[64], buf[256];
-	int n = snprintf(req, sizeof req, "ACCESS_CLOSE handle=%u\n", s.ctx);
+	int n = snprintf(req, sizeof req, "%s handle=%u\n", s.kind == FD_ACCESS ? "ACCESS_CLOSE" : "QUEUE_CLOSE", s.ctx);
 	pthread_mutex_lock(&io_lock);
 	if (n > 0 && write_all(s.owner, (const uint8_t *)req, (size_t)n) == 0) {
 		ssize_t r;
@@ -1036,7 +1177,7 @@ static void access_closed(struct slot s)
 		while (r < 0 && errno == EINTR);
 	}
 	pthread_mutex_unlock(&io_lock);
-	trace("iommufs-shim: access %u of fd %d closed", s.ctx, s.owner);
+	trace("iommufs-shim: %s %u of fd %d closed", s.kind == FD_ACCESS ? "access" : "queue", s.ctx, s.owner);
 }
 
 EXPORT int close(int fd)
@@ -1047,9 +1188,9 @@ EXPORT int close(int fd)
 	/* forget first: once closed, another thread's open may get this number */
 	slot_clear(fd);
 	int rc = real.close(fd);
-	if (s.kind == FD_ACCESS && rc == 0) {
+	if ((s.kind == FD_ACCESS || s.kind == FD_QUEUE) && rc == 0) {
 		int saved = errno;
-		access_closed(s);
+		server_fd_closed(s);
 		errno = saved;
 	}
 	return rc;

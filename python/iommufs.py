@@ -382,6 +382,28 @@ class iommufs_dma(_Struct):
     _size_ = 96
 
 
+class iommufs_mmap(_Struct):
+    _fields_ = [
+        ("size", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("offset", ctypes.c_uint64),
+        ("length", ctypes.c_uint64),
+        ("addr", ctypes.c_uint64), # user pointer: out buffer
+    ]
+    _offsets_ = {"size": 0, "flags": 4, "offset": 8, "length": 16, "addr": 24}
+    _size_ = 32
+
+
+class iommufs_munmap(_Struct):
+    _fields_ = [
+        ("size", ctypes.c_uint32),
+        ("__reserved", ctypes.c_uint32),
+        ("offset", ctypes.c_uint64),
+    ]
+    _offsets_ = {"size": 0, "__reserved": 4, "offset": 8}
+    _size_ = 16
+
+
 class iommu_hwpt_arm_smmuv3(_Struct):
     _fields_ = [
         ("ste", ctypes.c_uint64 * 2),
@@ -484,6 +506,27 @@ class iommu_hwpt_invalidate_selftest(_Struct):
     ]
     _offsets_ = {"flags": 0, "iotlb_id": 4}
     _size_ = 8
+
+
+class iommu_viommu_selftest(_Struct):
+    _fields_ = [
+        ("in_data", ctypes.c_uint32),
+        ("out_data", ctypes.c_uint32),
+        ("out_mmap_offset", ctypes.c_uint64),
+        ("out_mmap_length", ctypes.c_uint64),
+    ]
+    _offsets_ = {"in_data": 0, "out_data": 4, "out_mmap_offset": 8, "out_mmap_length": 16}
+    _size_ = 24
+
+
+class iommu_viommu_invalidate_selftest(_Struct):
+    _fields_ = [
+        ("flags", ctypes.c_uint32),
+        ("vdev_id", ctypes.c_uint32),
+        ("cache_id", ctypes.c_uint32),
+    ]
+    _offsets_ = {"flags": 0, "vdev_id": 4, "cache_id": 8}
+    _size_ = 12
 
 
 class iommu_test_add_reserved(_Struct):
@@ -750,7 +793,7 @@ class vfio_iommu_type1_dma_unmap(_Struct):
 
 
 #: every struct by name
-STRUCTS = {"iommu_iova_range": iommu_iova_range, "iommu_destroy": iommu_destroy, "iommu_ioas_alloc": iommu_ioas_alloc, "iommu_ioas_allow_iovas": iommu_ioas_allow_iovas, "iommu_ioas_copy": iommu_ioas_copy, "iommu_ioas_iova_ranges": iommu_ioas_iova_ranges, "iommu_ioas_map": iommu_ioas_map, "iommu_ioas_unmap": iommu_ioas_unmap, "iommu_option": iommu_option, "iommu_vfio_ioas": iommu_vfio_ioas, "iommu_hwpt_alloc": iommu_hwpt_alloc, "iommu_hw_info": iommu_hw_info, "iommu_hwpt_set_dirty_tracking": iommu_hwpt_set_dirty_tracking, "iommu_hwpt_get_dirty_bitmap": iommu_hwpt_get_dirty_bitmap, "iommu_hwpt_invalidate": iommu_hwpt_invalidate, "iommu_fault_alloc": iommu_fault_alloc, "iommu_ioas_map_file": iommu_ioas_map_file, "iommu_viommu_alloc": iommu_viommu_alloc, "iommu_vdevice_alloc": iommu_vdevice_alloc, "iommu_ioas_change_process": iommu_ioas_change_process, "iommu_veventq_alloc": iommu_veventq_alloc, "iommu_hw_queue_alloc": iommu_hw_queue_alloc, "iommu_test_cmd": iommu_test_cmd, "iommufs_hwpt_invalidate_ring": iommufs_hwpt_invalidate_ring, "iommufs_vcmdq_alloc": iommufs_vcmdq_alloc, "iommufs_dma": iommufs_dma, "iommu_hwpt_arm_smmuv3": iommu_hwpt_arm_smmuv3, "iommufd_vevent_header": iommufd_vevent_header, "iommu_vevent_arm_smmuv3": iommu_vevent_arm_smmuv3, "iommu_hwpt_vtd_s1": iommu_hwpt_vtd_s1, "iommu_hw_info_arm_smmuv3": iommu_hw_info_arm_smmuv3, "iommu_hw_info_vtd": iommu_hw_info_vtd, "iommu_hwpt_vtd_s1_invalidate": iommu_hwpt_vtd_s1_invalidate, "iommu_viommu_arm_smmuv3_invalidate": iommu_viommu_arm_smmuv3_invalidate, "iommu_test_hw_info": iommu_test_hw_info, "iommu_hwpt_selftest": iommu_hwpt_selftest, "iommu_hwpt_invalidate_selftest": iommu_hwpt_invalidate_selftest, "iommu_test_add_reserved": iommu_test_add_reserved, "iommu_test_mock_domain": iommu_test_mock_domain, "iommu_test_mock_domain_replace": iommu_test_mock_domain_replace, "iommu_test_check_map": iommu_test_check_map, "iommu_test_check_refs": iommu_test_check_refs, "iommu_test_create_access": iommu_test_create_access, "iommu_test_destroy_access_pages": iommu_test_destroy_access_pages, "iommu_test_access_pages": iommu_test_access_pages, "iommu_test_access_rw": iommu_test_access_rw, "iommu_test_memory_limit": iommu_test_memory_limit, "iommu_test_access_replace_ioas": iommu_test_access_replace_ioas, "iommu_test_dirty": iommu_test_dirty, "iommu_test_check_iotlb": iommu_test_check_iotlb, "iommu_test_trigger_iopf": iommu_test_trigger_iopf, "iommu_test_check_dev_cache": iommu_test_check_dev_cache, "iommu_test_trigger_vevent": iommu_test_trigger_vevent, "iommu_test_pasid_attach": iommu_test_pasid_attach, "iommu_test_pasid_check": iommu_test_pasid_check, "vfio_device_bind_iommufd": vfio_device_bind_iommufd, "vfio_device_attach_iommufd_pt": vfio_device_attach_iommufd_pt, "vfio_device_detach_iommufd_pt": vfio_device_detach_iommufd_pt, "vfio_device_info": vfio_device_info, "vfio_compat_arg": vfio_compat_arg, "vfio_iommu_type1_info": vfio_iommu_type1_info, "vfio_iommu_type1_dma_map": vfio_iommu_type1_dma_map, "vfio_iommu_type1_dma_unmap": vfio_iommu_type1_dma_unmap}
+STRUCTS = {"iommu_iova_range": iommu_iova_range, "iommu_destroy": iommu_destroy, "iommu_ioas_alloc": iommu_ioas_alloc, "iommu_ioas_allow_iovas": iommu_ioas_allow_iovas, "iommu_ioas_copy": iommu_ioas_copy, "iommu_ioas_iova_ranges": iommu_ioas_iova_ranges, "iommu_ioas_map": iommu_ioas_map, "iommu_ioas_unmap": iommu_ioas_unmap, "iommu_option": iommu_option, "iommu_vfio_ioas": iommu_vfio_ioas, "iommu_hwpt_alloc": iommu_hwpt_alloc, "iommu_hw_info": iommu_hw_info, "iommu_hwpt_set_dirty_tracking": iommu_hwpt_set_dirty_tracking, "iommu_hwpt_get_dirty_bitmap": iommu_hwpt_get_dirty_bitmap, "iommu_hwpt_invalidate": iommu_hwpt_invalidate, "iommu_fault_alloc": iommu_fault_alloc, "iommu_ioas_map_file": iommu_ioas_map_file, "iommu_viommu_alloc": iommu_viommu_alloc, "iommu_vdevice_alloc": iommu_vdevice_alloc, "iommu_ioas_change_process": iommu_ioas_change_process, "iommu_veventq_alloc": iommu_veventq_alloc, "iommu_hw_queue_alloc": iommu_hw_queue_alloc, "iommu_test_cmd": iommu_test_cmd, "iommufs_hwpt_invalidate_ring": iommufs_hwpt_invalidate_ring, "iommufs_vcmdq_alloc": iommufs_vcmdq_alloc, "iommufs_dma": iommufs_dma, "iommufs_mmap": iommufs_mmap, "iommufs_munmap": iommufs_munmap, "iommu_hwpt_arm_smmuv3": iommu_hwpt_arm_smmuv3, "iommufd_vevent_header": iommufd_vevent_header, "iommu_vevent_arm_smmuv3": iommu_vevent_arm_smmuv3, "iommu_hwpt_vtd_s1": iommu_hwpt_vtd_s1, "iommu_hw_info_arm_smmuv3": iommu_hw_info_arm_smmuv3, "iommu_hw_info_vtd": iommu_hw_info_vtd, "iommu_hwpt_vtd_s1_invalidate": iommu_hwpt_vtd_s1_invalidate, "iommu_viommu_arm_smmuv3_invalidate": iommu_viommu_arm_smmuv3_invalidate, "iommu_test_hw_info": iommu_test_hw_info, "iommu_hwpt_selftest": iommu_hwpt_selftest, "iommu_hwpt_invalidate_selftest": iommu_hwpt_invalidate_selftest, "iommu_viommu_selftest": iommu_viommu_selftest, "iommu_viommu_invalidate_selftest": iommu_viommu_invalidate_selftest, "iommu_test_add_reserved": iommu_test_add_reserved, "iommu_test_mock_domain": iommu_test_mock_domain, "iommu_test_mock_domain_replace": iommu_test_mock_domain_replace, "iommu_test_check_map": iommu_test_check_map, "iommu_test_check_refs": iommu_test_check_refs, "iommu_test_create_access": iommu_test_create_access, "iommu_test_destroy_access_pages": iommu_test_destroy_access_pages, "iommu_test_access_pages": iommu_test_access_pages, "iommu_test_access_rw": iommu_test_access_rw, "iommu_test_memory_limit": iommu_test_memory_limit, "iommu_test_access_replace_ioas": iommu_test_access_replace_ioas, "iommu_test_dirty": iommu_test_dirty, "iommu_test_check_iotlb": iommu_test_check_iotlb, "iommu_test_trigger_iopf": iommu_test_trigger_iopf, "iommu_test_check_dev_cache": iommu_test_check_dev_cache, "iommu_test_trigger_vevent": iommu_test_trigger_vevent, "iommu_test_pasid_attach": iommu_test_pasid_attach, "iommu_test_pasid_check": iommu_test_pasid_check, "vfio_device_bind_iommufd": vfio_device_bind_iommufd, "vfio_device_attach_iommufd_pt": vfio_device_attach_iommufd_pt, "vfio_device_detach_iommufd_pt": vfio_device_detach_iommufd_pt, "vfio_device_info": vfio_device_info, "vfio_compat_arg": vfio_compat_arg, "vfio_iommu_type1_info": vfio_iommu_type1_info, "vfio_iommu_type1_dma_map": vfio_iommu_type1_dma_map, "vfio_iommu_type1_dma_unmap": vfio_iommu_type1_dma_unmap}
 
 
 # ---- ioctl numbers: name = number (struct) ----
@@ -779,6 +822,8 @@ IOMMU_TEST_CMD = 0x3ba0  # struct iommu_test_cmd, size >= 68
 IOMMUFS_HWPT_INVALIDATE_RING = 0x3bc0  # struct iommufs_hwpt_invalidate_ring, size >= 48
 IOMMUFS_VCMDQ_ALLOC = 0x3bc1  # struct iommufs_vcmdq_alloc, size >= 20
 IOMMUFS_DMA = 0x3bc2  # struct iommufs_dma, size >= 96
+IOMMUFS_MMAP = 0x3bc3  # struct iommufs_mmap, size >= 32
+IOMMUFS_MUNMAP = 0x3bc4  # struct iommufs_munmap, size >= 16
 VFIO_GET_API_VERSION = 0x3b64  # struct vfio_compat_arg, size >= 0
 VFIO_CHECK_EXTENSION = 0x3b65  # struct vfio_compat_arg, size >= 0
 VFIO_SET_IOMMU = 0x3b66  # struct vfio_compat_arg, size >= 0
@@ -791,7 +836,7 @@ VFIO_DEVICE_ATTACH_IOMMUFD_PT = 0x3b77  # struct vfio_device_attach_iommufd_pt, 
 VFIO_DEVICE_DETACH_IOMMUFD_PT = 0x3b78  # struct vfio_device_detach_iommufd_pt, argsz >= 8
 
 #: ioctl number -> (name, struct class)
-IOCTLS = {IOMMU_DESTROY: ("IOMMU_DESTROY", iommu_destroy), IOMMU_IOAS_ALLOC: ("IOMMU_IOAS_ALLOC", iommu_ioas_alloc), IOMMU_IOAS_ALLOW_IOVAS: ("IOMMU_IOAS_ALLOW_IOVAS", iommu_ioas_allow_iovas), IOMMU_IOAS_COPY: ("IOMMU_IOAS_COPY", iommu_ioas_copy), IOMMU_IOAS_IOVA_RANGES: ("IOMMU_IOAS_IOVA_RANGES", iommu_ioas_iova_ranges), IOMMU_IOAS_MAP: ("IOMMU_IOAS_MAP", iommu_ioas_map), IOMMU_IOAS_UNMAP: ("IOMMU_IOAS_UNMAP", iommu_ioas_unmap), IOMMU_OPTION: ("IOMMU_OPTION", iommu_option), IOMMU_VFIO_IOAS: ("IOMMU_VFIO_IOAS", iommu_vfio_ioas), IOMMU_HWPT_ALLOC: ("IOMMU_HWPT_ALLOC", iommu_hwpt_alloc), IOMMU_GET_HW_INFO: ("IOMMU_GET_HW_INFO", iommu_hw_info), IOMMU_HWPT_SET_DIRTY_TRACKING: ("IOMMU_HWPT_SET_DIRTY_TRACKING", iommu_hwpt_set_dirty_tracking), IOMMU_HWPT_GET_DIRTY_BITMAP: ("IOMMU_HWPT_GET_DIRTY_BITMAP", iommu_hwpt_get_dirty_bitmap), IOMMU_HWPT_INVALIDATE: ("IOMMU_HWPT_INVALIDATE", iommu_hwpt_invalidate), IOMMU_FAULT_QUEUE_ALLOC: ("IOMMU_FAULT_QUEUE_ALLOC", iommu_fault_alloc), IOMMU_IOAS_MAP_FILE: ("IOMMU_IOAS_MAP_FILE", iommu_ioas_map_file), IOMMU_VIOMMU_ALLOC: ("IOMMU_VIOMMU_ALLOC", iommu_viommu_alloc), IOMMU_VDEVICE_ALLOC: ("IOMMU_VDEVICE_ALLOC", iommu_vdevice_alloc), IOMMU_IOAS_CHANGE_PROCESS: ("IOMMU_IOAS_CHANGE_PROCESS", iommu_ioas_change_process), IOMMU_VEVENTQ_ALLOC: ("IOMMU_VEVENTQ_ALLOC", iommu_veventq_alloc), IOMMU_HW_QUEUE_ALLOC: ("IOMMU_HW_QUEUE_ALLOC", iommu_hw_queue_alloc), IOMMU_TEST_CMD: ("IOMMU_TEST_CMD", iommu_test_cmd), IOMMUFS_HWPT_INVALIDATE_RING: ("IOMMUFS_HWPT_INVALIDATE_RING", iommufs_hwpt_invalidate_ring), IOMMUFS_VCMDQ_ALLOC: ("IOMMUFS_VCMDQ_ALLOC", iommufs_vcmdq_alloc), IOMMUFS_DMA: ("IOMMUFS_DMA", iommufs_dma), VFIO_GET_API_VERSION: ("VFIO_GET_API_VERSION", vfio_compat_arg), VFIO_CHECK_EXTENSION: ("VFIO_CHECK_EXTENSION", vfio_compat_arg), VFIO_SET_IOMMU: ("VFIO_SET_IOMMU", vfio_compat_arg), VFIO_IOMMU_GET_INFO: ("VFIO_IOMMU_GET_INFO", vfio_iommu_type1_info), VFIO_IOMMU_MAP_DMA: ("VFIO_IOMMU_MAP_DMA", vfio_iommu_type1_dma_map), VFIO_IOMMU_UNMAP_DMA: ("VFIO_IOMMU_UNMAP_DMA", vfio_iommu_type1_dma_unmap), VFIO_DEVICE_GET_INFO: ("VFIO_DEVICE_GET_INFO", vfio_device_info), VFIO_DEVICE_BIND_IOMMUFD: ("VFIO_DEVICE_BIND_IOMMUFD", vfio_device_bind_iommufd), VFIO_DEVICE_ATTACH_IOMMUFD_PT: ("VFIO_DEVICE_ATTACH_IOMMUFD_PT", vfio_device_attach_iommufd_pt), VFIO_DEVICE_DETACH_IOMMUFD_PT: ("VFIO_DEVICE_DETACH_IOMMUFD_PT", vfio_device_detach_iommufd_pt)}
+IOCTLS = {IOMMU_DESTROY: ("IOMMU_DESTROY", iommu_destroy), IOMMU_IOAS_ALLOC: ("IOMMU_IOAS_ALLOC", iommu_ioas_alloc), IOMMU_IOAS_ALLOW_IOVAS: ("IOMMU_IOAS_ALLOW_IOVAS", iommu_ioas_allow_iovas), IOMMU_IOAS_COPY: ("IOMMU_IOAS_COPY", iommu_ioas_copy), IOMMU_IOAS_IOVA_RANGES: ("IOMMU_IOAS_IOVA_RANGES", iommu_ioas_iova_ranges), IOMMU_IOAS_MAP: ("IOMMU_IOAS_MAP", iommu_ioas_map), IOMMU_IOAS_UNMAP: ("IOMMU_IOAS_UNMAP", iommu_ioas_unmap), IOMMU_OPTION: ("IOMMU_OPTION", iommu_option), IOMMU_VFIO_IOAS: ("IOMMU_VFIO_IOAS", iommu_vfio_ioas), IOMMU_HWPT_ALLOC: ("IOMMU_HWPT_ALLOC", iommu_hwpt_alloc), IOMMU_GET_HW_INFO: ("IOMMU_GET_HW_INFO", iommu_hw_info), IOMMU_HWPT_SET_DIRTY_TRACKING: ("IOMMU_HWPT_SET_DIRTY_TRACKING", iommu_hwpt_set_dirty_tracking), IOMMU_HWPT_GET_DIRTY_BITMAP: ("IOMMU_HWPT_GET_DIRTY_BITMAP", iommu_hwpt_get_dirty_bitmap), IOMMU_HWPT_INVALIDATE: ("IOMMU_HWPT_INVALIDATE", iommu_hwpt_invalidate), IOMMU_FAULT_QUEUE_ALLOC: ("IOMMU_FAULT_QUEUE_ALLOC", iommu_fault_alloc), IOMMU_IOAS_MAP_FILE: ("IOMMU_IOAS_MAP_FILE", iommu_ioas_map_file), IOMMU_VIOMMU_ALLOC: ("IOMMU_VIOMMU_ALLOC", iommu_viommu_alloc), IOMMU_VDEVICE_ALLOC: ("IOMMU_VDEVICE_ALLOC", iommu_vdevice_alloc), IOMMU_IOAS_CHANGE_PROCESS: ("IOMMU_IOAS_CHANGE_PROCESS", iommu_ioas_change_process), IOMMU_VEVENTQ_ALLOC: ("IOMMU_VEVENTQ_ALLOC", iommu_veventq_alloc), IOMMU_HW_QUEUE_ALLOC: ("IOMMU_HW_QUEUE_ALLOC", iommu_hw_queue_alloc), IOMMU_TEST_CMD: ("IOMMU_TEST_CMD", iommu_test_cmd), IOMMUFS_HWPT_INVALIDATE_RING: ("IOMMUFS_HWPT_INVALIDATE_RING", iommufs_hwpt_invalidate_ring), IOMMUFS_VCMDQ_ALLOC: ("IOMMUFS_VCMDQ_ALLOC", iommufs_vcmdq_alloc), IOMMUFS_DMA: ("IOMMUFS_DMA", iommufs_dma), IOMMUFS_MMAP: ("IOMMUFS_MMAP", iommufs_mmap), IOMMUFS_MUNMAP: ("IOMMUFS_MUNMAP", iommufs_munmap), VFIO_GET_API_VERSION: ("VFIO_GET_API_VERSION", vfio_compat_arg), VFIO_CHECK_EXTENSION: ("VFIO_CHECK_EXTENSION", vfio_compat_arg), VFIO_SET_IOMMU: ("VFIO_SET_IOMMU", vfio_compat_arg), VFIO_IOMMU_GET_INFO: ("VFIO_IOMMU_GET_INFO", vfio_iommu_type1_info), VFIO_IOMMU_MAP_DMA: ("VFIO_IOMMU_MAP_DMA", vfio_iommu_type1_dma_map), VFIO_IOMMU_UNMAP_DMA: ("VFIO_IOMMU_UNMAP_DMA", vfio_iommu_type1_dma_unmap), VFIO_DEVICE_GET_INFO: ("VFIO_DEVICE_GET_INFO", vfio_device_info), VFIO_DEVICE_BIND_IOMMUFD: ("VFIO_DEVICE_BIND_IOMMUFD", vfio_device_bind_iommufd), VFIO_DEVICE_ATTACH_IOMMUFD_PT: ("VFIO_DEVICE_ATTACH_IOMMUFD_PT", vfio_device_attach_iommufd_pt), VFIO_DEVICE_DETACH_IOMMUFD_PT: ("VFIO_DEVICE_DETACH_IOMMUFD_PT", vfio_device_detach_iommufd_pt)}
 
 
 # ---- constants ----
@@ -839,6 +884,7 @@ IOMMU_HW_INFO_FLAG_INPUT_TYPE = 0x1
 IOMMU_VIOMMU_TYPE_DEFAULT = 0x0
 IOMMU_VIOMMU_TYPE_ARM_SMMUV3 = 0x1
 IOMMU_VIOMMU_TYPE_TEGRA241_CMDQV = 0x2
+IOMMU_VIOMMU_TYPE_SELFTEST = 0xdeadbeef
 # enum iommu_veventq_type
 IOMMU_VEVENTQ_TYPE_DEFAULT = 0x0
 IOMMU_VEVENTQ_TYPE_ARM_SMMUV3 = 0x1
@@ -846,6 +892,10 @@ IOMMU_VEVENTQ_TYPE_TEGRA241_CMDQV = 0x2
 IOMMU_VEVENTQ_TYPE_SELFTEST = 0xbeefbeef
 # enum iommu_veventq_flag
 IOMMU_VEVENTQ_FLAG_LOST_EVENTS = 0x1
+# enum iommu_hw_queue_type
+IOMMU_HW_QUEUE_TYPE_DEFAULT = 0x0
+IOMMU_HW_QUEUE_TYPE_TEGRA241_CMDQV = 0x1
+IOMMU_HW_QUEUE_TYPE_SELFTEST = 0xdeadbeef
 # enum iommufd_option
 IOMMU_OPTION_RLIMIT_MODE = 0x0
 IOMMU_OPTION_HUGE_PAGES = 0x1
@@ -886,6 +936,10 @@ IOMMU_TEST_OP_MD_CHECK_IOTLB = 0xe
 IOMMU_TEST_OP_TRIGGER_IOPF = 0xf
 IOMMU_TEST_OP_DEV_CHECK_CACHE = 0x10
 IOMMU_TEST_OP_TRIGGER_VEVENT = 0x11
+IOMMU_TEST_OP_PASID_ATTACH = 0x12
+IOMMU_TEST_OP_PASID_REPLACE = 0x13
+IOMMU_TEST_OP_PASID_DETACH = 0x14
+IOMMU_TEST_OP_PASID_CHECK_HWPT = 0x15
 # enum iommu_hwpt_vtd_s1_invalidate_flags
 IOMMU_VTD_INV_FLAGS_LEAF = 0x1
 IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17 = 0x1

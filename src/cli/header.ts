@@ -42,6 +42,7 @@ const ENUMS: Record<string, { cname: string; prefix: string; except?: Record<str
   iommu_viommu_type: { cname: 'iommu_viommu_type', prefix: 'IOMMU_VIOMMU_TYPE_' },
   iommu_veventq_type: { cname: 'iommu_veventq_type', prefix: 'IOMMU_VEVENTQ_TYPE_' },
   iommu_veventq_flag: { cname: 'iommu_veventq_flag', prefix: 'IOMMU_VEVENTQ_FLAG_' },
+  iommu_hw_queue_type: { cname: 'iommu_hw_queue_type', prefix: 'IOMMU_HW_QUEUE_TYPE_' },
   iommufd_option: { cname: 'iommufd_option', prefix: 'IOMMU_OPTION_' },
   iommufd_option_ops: { cname: 'iommufd_option_ops', prefix: 'IOMMU_OPTION_OP_' },
   iommufd_vfio_ioas_op: { cname: 'iommufd_vfio_ioas_op', prefix: 'IOMMU_VFIO_IOAS_' },

@@ -1,10 +1,13 @@
+import { Smmuv3 } from '../hw/smmuv3/smmuv3'
 import { PciDevice } from '../hw/unit'
 import { ErrnoError } from '../util/errno'
 import { mustBeZero } from './checks'
 import { Device, unbind } from './device'
+import { Fault } from './eventq'
 import { Hwpt, HwptNested, HwptPaging } from './hwpt'
 import { hwptDestroyed } from './host'
 import { Ioas, ioasOption } from './ioas'
+import { MmapRegions } from './mmap'
 import { IommufdObject, ObjectTable } from './objects'
 import { Vcmdq } from './vcmdq'
 import { Vdevice } from './vdevice'
@@ -23,6 +26,8 @@ export class IommufdContext {
   readonly objects = new ObjectTable()
   /** The devices bound here, by PCI function (each is also in `objects`). */
   readonly bound = new Map<PciDevice, Device>()
+  /** Regions of this file a program may mmap (a mock vIOMMU's pages). */
+  readonly mmaps = new MmapRegions()
   /** The IOAS that VFIO compatibility commands act on (IOMMU_VFIO_IOAS). */
   vfioIoas: Ioas | undefined
   rlimitMode = 0n
@@ -112,7 +117,8 @@ export class IommufdContext {
     } else if (obj instanceof Viommu) {
       obj.parent.viommus.delete(obj)
       obj.parent.users--
-      obj.unit.vmids.free(obj.vmid)
+      if (obj.unit instanceof Smmuv3) obj.unit.vmids.free(obj.vmid)
+      this.mmaps.removeOwner(obj)
     } else if (obj instanceof Vdevice) {
       this.unlinkVdevice(obj)
     } else if (obj instanceof Vcmdq) {
@@ -129,6 +135,10 @@ export class IommufdContext {
 
   /** Closing the last file: unbind devices, then destroy everything, leaves first. */
   close(): void {
+    // mappings die with the process that made them; they no longer hold their owners
+    this.mmaps.dropMappings()
+    // so do its descriptors of event queues
+    for (const o of this.objects.objects()) if (o instanceof Fault) o.closeFd()
     for (const dev of [...this.bound.values()]) unbind(this, dev)
     // each pass destroys the objects nothing uses any more; that frees the next layer
     for (let left = this.objects.objects(); left.length; ) {

@@ -13,6 +13,8 @@ export class Device extends IommufdObject {
   readonly type = 'device'
   hwpt: Hwpt | undefined
   vdevice: Vdevice | undefined
+  /** What each PASID is attached to (the RID's attachment is `hwpt`). */
+  readonly pasids = new Map<number, Hwpt>()
 
   constructor(readonly pci: PciDevice) {
     super()
@@ -27,6 +29,7 @@ export class Device extends IommufdObject {
       [this.pci.unit.kind === 'arm-smmu-v3' ? 'stream_id' : 'rid', `0x${this.pci.streamId.toString(16)}`],
       ['attached', this.hwpt ? `${this.hwpt.id} (${this.hwpt.type})` : '-'],
       ['vdevice', this.vdevice ? String(this.vdevice.id) : '-'],
+      ['pasids', [...this.pasids].map(([p, h]) => `${p}:${h.id}`).join(' ') || '-'],
     ]
   }
 }
@@ -83,6 +86,10 @@ function checkAttach(dev: Device, ioas: Ioas): void {
 function attachTo(ctx: IommufdContext, dev: Device, hwpt: Hwpt): number {
   if (dev.hwpt === hwpt) return hwpt.id
   if (hwpt.kind !== dev.pci.unit.kind) throw new ErrnoError('EINVAL', `pt_id=${hwpt.id}: a ${hwpt.kind} domain cannot hold ${dev.pci.bdf} (behind ${dev.pci.unit.name})`)
+  // with PASIDs attached, the RID's domain must be PASID-compatible too (iommufd_hwpt_pasid_compat)
+  if (dev.pasids.size && !hwpt.pasidCompat) {
+    throw new ErrnoError('EINVAL', `pt_id=${hwpt.id}: ${dev.pci.bdf} has PASIDs attached (${[...dev.pasids.keys()].join(' ')}); its RID needs a domain allocated with flags=PASID`)
+  }
   if (hwpt instanceof HwptNested) driverFor(dev.pci.unit).checkNestedAttach(dev.pci, hwpt, dev.vdevice !== undefined && dev.vdevice.viommu === hwpt.viommu)
   if (hwpt.paging.flags & HwptAllocFlag.DIRTY_TRACKING && !driverFor(dev.pci.unit).dirtyCapable(dev.pci)) {
     throw new ErrnoError('EINVAL', `pt_id=${hwpt.id}: a dirty-tracking domain cannot hold ${dev.pci.bdf}, which cannot track dirty pages`)
@@ -116,8 +123,74 @@ export function detach(ctx: IommufdContext, devId: number): void {
   dropDomain(ctx, dev, hwpt)
 }
 
+/** The domain a PASID attach names: a HWPT (an IOAS's automatic domain is never PASID-compatible: EINVAL). */
+function pasidTarget(ctx: IommufdContext, ptId: number): Hwpt {
+  const pt = ctx.objects.find(ptId)
+  if (!pt) throw new ErrnoError('ENOENT', `pt_id=${ptId}: no such object`)
+  if (pt instanceof Ioas) throw new ErrnoError('EINVAL', `pt_id=${ptId}: an IOAS's automatic domain is not PASID-compatible; attach a HWPT allocated with flags=PASID`)
+  if (!(pt instanceof Hwpt)) throw new ErrnoError('EINVAL', `pt_id=${ptId}: is a ${pt.type} object; expected a HWPT`)
+  return pt
+}
+
+/** The checks every PASID attach or replace makes of the device and the domain, in the kernel's order. */
+function checkPasidAttach(dev: Device, pasid: number, hwpt: Hwpt): void {
+  const width = driverFor(dev.pci.unit).maxPasidLog2(dev.pci)
+  if (!width) throw new ErrnoError('EINVAL', `${dev.pci.bdf}: not PASID-capable`)
+  if (pasid === 0 || pasid >= 2 ** width) throw new ErrnoError('EINVAL', `pasid=${pasid}: ${dev.pci.bdf} takes PASIDs 1..${2 ** width - 1}`)
+  if (hwpt.kind !== dev.pci.unit.kind) throw new ErrnoError('EINVAL', `pt_id=${hwpt.id}: a ${hwpt.kind} domain cannot hold ${dev.pci.bdf} (behind ${dev.pci.unit.name})`)
+  if (!hwpt.pasidCompat) throw new ErrnoError('EINVAL', `pt_id=${hwpt.id}: not allocated with flags=PASID`)
+  if (dev.hwpt && !dev.hwpt.pasidCompat) throw new ErrnoError('EINVAL', `${dev.pci.bdf}: its RID is attached to HWPT ${dev.hwpt.id}, which is not PASID-compatible`)
+  if (hwpt instanceof HwptNested) driverFor(dev.pci.unit).checkNestedAttach(dev.pci, hwpt, dev.vdevice !== undefined && dev.vdevice.viommu === hwpt.viommu)
+}
+
+/** Attaches a PASID of the device (iommufd_device_attach with a PASID): EBUSY if it is attached already. */
+export function pasidAttach(ctx: IommufdContext, devId: number, pasid: number, ptId: number): number {
+  const dev = ctx.device(devId)
+  const hwpt = pasidTarget(ctx, ptId)
+  checkPasidAttach(dev, pasid, hwpt)
+  const cur = dev.pasids.get(pasid)
+  if (cur) throw new ErrnoError('EBUSY', `pasid=${pasid}: attached to HWPT ${cur.id}; replace it instead`)
+  driverFor(dev.pci.unit).setPasid?.(dev.pci, pasid, hwpt)
+  dev.pasids.set(pasid, hwpt)
+  hwpt.users++
+  return hwpt.id
+}
+
+/** Replaces a PASID's domain; a driver failure leaves the old one (the core rolls back). */
+export function pasidReplace(ctx: IommufdContext, devId: number, pasid: number, ptId: number): number {
+  const dev = ctx.device(devId)
+  const hwpt = pasidTarget(ctx, ptId)
+  const old = dev.pasids.get(pasid)
+  if (!old) throw new ErrnoError('EINVAL', `pasid=${pasid}: not attached; attach it first`)
+  checkPasidAttach(dev, pasid, hwpt)
+  if (old === hwpt) return hwpt.id
+  const driver = driverFor(dev.pci.unit)
+  try {
+    driver.setPasid?.(dev.pci, pasid, hwpt)
+  } catch (e) {
+    // the core puts the old domain back, which the driver sees as another set
+    driver.setPasid?.(dev.pci, pasid, old)
+    throw e
+  }
+  dev.pasids.set(pasid, hwpt)
+  hwpt.users++
+  old.users--
+  return hwpt.id
+}
+
+/** Detaches a PASID (to the blocking domain); nothing attached is no error. */
+export function pasidDetach(ctx: IommufdContext, devId: number, pasid: number): void {
+  const dev = ctx.device(devId)
+  const old = dev.pasids.get(pasid)
+  if (!old) return
+  driverFor(dev.pci.unit).setPasid?.(dev.pci, pasid, undefined)
+  dev.pasids.delete(pasid)
+  old.users--
+}
+
 /** The device's VFIO file closed: detach, and destroy its vDEVICE, whose ID stays reserved until close. */
 export function unbind(ctx: IommufdContext, dev: Device): void {
+  for (const pasid of [...dev.pasids.keys()]) pasidDetach(ctx, dev.id, pasid)
   if (dev.vdevice) {
     const vd = dev.vdevice
     ctx.unlinkVdevice(vd)

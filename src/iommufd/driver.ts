@@ -3,7 +3,7 @@ import { PhysicalSte, Smmuv3 } from '../hw/smmuv3/smmuv3'
 
 import { checkNestedAttach } from '../hw/vtd/s1'
 import { Vtd } from '../hw/vtd/vtd'
-import { MOCK_PASID_WIDTH, MockDevFlag, isMockDevice } from '../hw/mock/mock'
+import { MOCK_PASID_RESERVED, MOCK_PASID_WIDTH, MockDevFlag, isMockDevice } from '../hw/mock/mock'
 import { ErrnoError } from '../util/errno'
 import { Hwpt, HwptAllocFlag, HwptNested, HwptPaging } from './hwpt'
 import { installSte } from './smmu-host'
@@ -45,6 +45,8 @@ export interface Driver {
   checkNestedAttach(dev: PciDevice, hwpt: HwptNested, hasVdevice: boolean): void
   /** A domain with dirty tracking can be built for (and attached to) this device. */
   dirtyCapable(dev: PciDevice): boolean
+  /** Sets a PASID's domain (undefined: blocking); a driver may refuse (the mock's PASID 1024). */
+  setPasid?(dev: PciDevice, pasid: number, hwpt: Hwpt | undefined): void
 }
 
 function takeTag(hwpt: Hwpt, unit: IommuUnit, alloc: () => number | undefined): void {
@@ -201,9 +203,25 @@ const mockDriver: Driver = {
   release() {},
   program() {},
   forget() {},
-  checkNestedAttach() {},
+  // the mock's attach: a nested domain of a vIOMMU needs the device's vDEVICE there (iommufd_viommu_get_vdev_id)
+  checkNestedAttach(dev, hwpt, hasVdevice) {
+    if (hwpt.viommu && !hasVdevice) throw new ErrnoError('ENOENT', `pt_id=${hwpt.id}: ${dev.bdf} has no vDEVICE in vIOMMU ${hwpt.viommu.id}`)
+  },
   dirtyCapable(dev) {
     return !(isMockDevice(dev) && dev.flags & MockDevFlag.NO_DIRTY)
+  },
+  // PASID 1024 fails every second non-blocking set, so the core's rollback is exercised; blocking disarms it
+  setPasid(dev, pasid, hwpt) {
+    if (!isMockDevice(dev) || pasid !== MOCK_PASID_RESERVED) return
+    if (!hwpt) {
+      dev.pasidFaultArmed = false
+      return
+    }
+    if (dev.pasidFaultArmed) {
+      dev.pasidFaultArmed = false
+      throw new ErrnoError('ENOMEM', `pasid=${pasid}: the mock driver fails this set (its injected fault for PASID ${MOCK_PASID_RESERVED})`)
+    }
+    dev.pasidFaultArmed = true
   },
 }
 

@@ -113,6 +113,22 @@ export class Fault extends IommufdObject {
   private readonly queued = new Map<number, PageRequest>()
   private nextCookie = 1
   responded = 0
+  /** A descriptor for the queue is open: it holds a user, as the kernel's file holds the object (DESTROY is EBUSY). */
+  fdOpen = false
+
+  /** The caller was handed a descriptor for the queue. */
+  openFd(): void {
+    if (this.fdOpen) return
+    this.fdOpen = true
+    this.users++
+  }
+
+  /** That descriptor's last close (or its process's end). */
+  closeFd(): void {
+    if (!this.fdOpen) return
+    this.fdOpen = false
+    this.users--
+  }
 
   /** A page request from a device attached to an HWPT using this queue. */
   report(r: PageRequest): void {
@@ -169,6 +185,7 @@ export class Fault extends IommufdObject {
       ['queued', String(this.queue.length)],
       ['awaiting_response', [...this.awaiting.keys()].map((c) => hex(c)).join(' ') || '-'],
       ['responded', String(this.responded)],
+      ['fd_open', this.fdOpen ? '1' : '0'],
     ]
   }
 }
@@ -176,6 +193,13 @@ export class Fault extends IommufdObject {
 /** Where a queue's descriptor opens, relative to the mount root (the shim opens it for the caller). */
 export function queuePath(ctx: IommufdContext, obj: IommufdObject): string {
   return `sys/kernel/debug/iommufd/${ctx.id}/${obj.id}.${obj.type}/queue`
+}
+
+/** QUEUE_CLOSE: the last close of a queue's descriptor (EBADFD if `handle` is no queue with one open). */
+export function closeQueueFd(ctx: IommufdContext, handle: number): void {
+  const q = ctx.objects.find(handle)
+  if (!(q instanceof Fault) || !q.fdOpen) throw new ErrnoError('EBADFD', `handle=${handle}: no event queue with an open descriptor`)
+  q.closeFd()
 }
 
 /** IOMMU_FAULT_QUEUE_ALLOC: a fault queue; returns it (its descriptor is the queue file). */

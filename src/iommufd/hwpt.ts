@@ -37,6 +37,8 @@ export abstract class Hwpt extends IommufdObject {
   readonly tags = new Map<IommuUnit, UnitTag>()
   /** The fault queue its devices' page requests go to (FAULT_ID_VALID), which it holds a reference on. */
   fault: Fault | undefined
+  /** Allocated with IOMMU_HWPT_ALLOC_PASID: it may be attached to a PASID (the kernel's pasid_compat). */
+  pasidCompat = false
 
   constructor(readonly kind: IommuKind) {
     super()
@@ -182,6 +184,7 @@ export function hwptAlloc(ctx: IommufdContext, a: HwptAllocArgs): number {
     hwpt.fault = ctx.objects.get<Fault>(a.faultId, 'fault_id', 'fault')
     hwpt.fault.users++
   }
+  hwpt.pasidCompat = (a.flags & HwptAllocFlag.PASID) !== 0
   return ctx.commitHwpt(hwpt)
 }
 
@@ -221,6 +224,11 @@ function planNestedOnViommu(dev: Device, viommu: Viommu, a: HwptAllocArgs): Hwpt
   if (dev.pci.unit !== viommu.unit) throw new ErrnoError('EINVAL', `dev_id=${dev.id}: behind ${dev.pci.unit.name}, vIOMMU ${viommu.id} is on ${viommu.unit.name}`)
   unknownFlags(a.flags, HwptAllocFlag.FAULT_ID_VALID | HwptAllocFlag.PASID)
   if (a.data.len === 0) throw new ErrnoError('EOPNOTSUPP', `data_len=0: a nested HWPT needs driver data (data_type and data)`)
+  if (viommu.mock) {
+    // the mock vIOMMU's alloc_domain_nested: SELFTEST data, its IOTLB words, PASID allowed
+    if (a.data.type !== HWPT_DATA_SELFTEST) throw new ErrnoError('EOPNOTSUPP', `data_type=${a.data.type}: the mock IOMMU takes SELFTEST (0xdead)`)
+    return new HwptNested(viommu.parent, viommu, { kind: 'mock', iotlb: new Array<number>(MOCK_IOTLB_NUM).fill(a.data.selftest()) })
+  }
   if (a.flags & HwptAllocFlag.PASID) throw new ErrnoError('EOPNOTSUPP', 'flags=PASID: an SMMUv3 nested HWPT takes no flags')
   const ste = validateGuestSte(a.data.armSte())
   return new HwptNested(viommu.parent, viommu, { kind: 'arm-smmu-v3', ste })

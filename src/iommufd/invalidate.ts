@@ -1,4 +1,5 @@
 import { CERROR, CerrorName, Command, HOST_SYNC, OP, describeCommand, field, opcodeName, opcodeOf, withField } from '../hw/smmuv3/commands'
+import { MOCK_DEV_CACHE_NUM, MockDevice } from '../hw/mock/mock'
 import { RingIndex } from '../hw/ring'
 import { Descriptor, P_IOTLB_GRAN, devIotlbSpan, pasidIotlb, psiMask } from '../hw/vtd/qi'
 import { Vtd } from '../hw/vtd/vtd'
@@ -95,7 +96,7 @@ export function armInvalidate(viommu: Viommu, arr: EntryArray): number {
   if (arr.type !== InvalidateDataType.ARM_SMMUV3) throw new PartialError('EINVAL', `data_type=${arr.type}: a vIOMMU takes ARM_SMMUV3 (1)`, 0)
   if (arr.entryNum === 0) throw new PartialError('EINVAL', 'entry_num=0: the SMMUv3 driver refuses an empty array', 0)
   const cmds = arr.armCommands()
-  const smmu = viommu.unit
+  const smmu = viommu.smmu
   let batch: Command[] = []
   let batchStart = 0
   for (let i = 0; i < cmds.length; i++) {
@@ -133,7 +134,7 @@ export interface RingResult {
  * CONS on it and CERROR_ILL in CONS.ERR.
  */
 export function consumeGuestQueue(viommu: Viommu, ring: RingIndex, read: (index: number) => Command, cons: number, prod: number): RingResult {
-  const smmu = viommu.unit
+  const smmu = viommu.smmu
   let batch: Command[] = []
   const flush = (): void => {
     if (batch.length) smmu.cmdq.issue([...batch, HOST_SYNC])
@@ -262,7 +263,7 @@ export function hwptInvalidate(ctx: IommufdContext, hwptId: number, reserved: nu
   if (arr.entryNum > LIMITS.invalidateEntries.max) throw new PartialError(LIMITS.invalidateEntries.errno, `entry_num=${arr.entryNum}: iommufs takes at most ${LIMITS.invalidateEntries.max} entries per call`, 0)
   const target = ctx.objects.find(hwptId)
   if (!target) throw new PartialError('ENOENT', `hwpt_id=${hwptId}: no such object`, 0)
-  if (target instanceof Viommu) return armInvalidate(target, arr)
+  if (target instanceof Viommu) return target.mock ? mockViommuInvalidate(target, arr) : armInvalidate(target, arr)
   if (target instanceof HwptNested && target.data.kind === 'mock') return mockInvalidate(target as HwptNested & { data: MockNestedData }, arr)
   if (target instanceof HwptNested) {
     if (target.data.kind !== 'intel-vtd') throw new PartialError('EOPNOTSUPP', `hwpt_id=${hwptId}: an SMMUv3 nested HWPT is invalidated through its vIOMMU (${target.viommu?.id})`, 0)
@@ -330,6 +331,42 @@ export function mockInvalidate(hwpt: HwptNested & { data: MockNestedData }, arr:
     if (slot >= MOCK_IOTLB_NUM) throw new PartialError('EINVAL', `entry ${i}: iotlb_id=${slot}: slots are 0..${MOCK_IOTLB_NUM - 1}`, done)
     if (flags & INVALIDATE_SELFTEST_ALL) hwpt.data.iotlb.fill(0)
     else hwpt.data.iotlb[slot] = 0
+    done++
+  }
+  return done
+}
+
+/** sizeof(struct iommu_viommu_invalidate_selftest): flags, vdev_id, cache_id. */
+const MOCK_VIOMMU_INV_ENTRY = 12
+
+/**
+ * The mock vIOMMU's invalidation: each entry clears a device cache word (or
+ * all four) of the device whose vDEVICE has vdev_id. A zero-length array of
+ * the right type only checks the type.
+ */
+export function mockViommuInvalidate(viommu: Viommu, arr: EntryArray): number {
+  if (arr.entryNum === 0 && arr.type === InvalidateDataType.SELFTEST) return 0
+  if (arr.type !== InvalidateDataType.SELFTEST) throw new PartialError('EINVAL', `data_type=${hex(arr.type)}: the mock vIOMMU takes SELFTEST (${hex(InvalidateDataType.SELFTEST)})`, 0)
+  if (arr.entryLen !== MOCK_VIOMMU_INV_ENTRY) throw new PartialError('EINVAL', `entry_len=${arr.entryLen}: iommu_viommu_invalidate_selftest is ${MOCK_VIOMMU_INV_ENTRY} bytes`, 0)
+  // the whole array is copied before any entry acts, as iommu_copy_struct_from_full_user_array does
+  let raws: Buffer[]
+  try {
+    raws = Array.from({ length: arr.entryNum }, (_, i) => arr.rawEntry(i))
+  } catch (e) {
+    if (e instanceof ErrnoError) throw new PartialError(e.errno, e.message, 0)
+    throw e
+  }
+  let done = 0
+  for (const raw of raws) {
+    const flags = raw.readUInt32LE(0)
+    const vdevId = raw.readUInt32LE(4)
+    const slot = raw.readUInt32LE(8)
+    if (flags & ~INVALIDATE_SELFTEST_ALL) throw new PartialError('EOPNOTSUPP', `entry ${done}: flags=${hex(flags)}: only ALL (1) is defined`, done)
+    if (slot >= MOCK_DEV_CACHE_NUM) throw new PartialError('EINVAL', `entry ${done}: cache_id=${slot}: slots are 0..${MOCK_DEV_CACHE_NUM - 1}`, done)
+    const cache = (viommu.vdevices.get(BigInt(vdevId))?.device.pci as Partial<MockDevice> | undefined)?.cache
+    if (!cache) throw new PartialError('EINVAL', `entry ${done}: vdev_id=${hex(vdevId)}: no vDEVICE with that virtual ID in vIOMMU ${viommu.id}`, done)
+    if (flags & INVALIDATE_SELFTEST_ALL) cache.fill(0)
+    else cache[slot] = 0
     done++
   }
   return done

@@ -89,6 +89,8 @@ export interface IoasAccess {
   pinned(): IovaRange[]
   /** [iova, last] is being unmapped: drop every pin in it. */
   unmapped(iova: bigint, last: bigint): void
+  /** Its pins lock their areas (the kernel's internal accesses, a HW queue's): unmapping them is EBUSY. */
+  readonly locksAreas?: boolean
 }
 
 /** An I/O address space: the areas mapped into it and the IOVA rules devices impose on it. */
@@ -279,6 +281,7 @@ export class Ioas extends IommufdObject {
     const hit = this.areas.filter((a) => a.iova <= last && iova <= a.iova + a.length - 1n)
     const cut = hit.find((a) => a.iova < iova || a.iova + a.length - 1n > last)
     if (cut) throw new ErrnoError('ENOENT', `the mapping at ${hex(cut.iova)} (${hex(cut.length)} bytes) is only partly inside the range`)
+    this.checkUnlocked(hit)
     return this.removeAreas(hit)
   }
 
@@ -300,6 +303,17 @@ export class Ioas extends IommufdObject {
     this.insert({ ...a, iova: start, length: a.length - left, userVa: a.userVa + left, memory })
   }
 
+
+  /** EBUSY if a locking access (a HW queue) pins any of `areas`, as iopt_unmap_iova_range refuses a locked area. */
+  checkUnlocked(areas: readonly Area[]): void {
+    for (const x of this.accesses) {
+      if (!x.locksAreas) continue
+      for (const r of x.pinned()) {
+        const a = areas.find((m) => m.iova <= r.last && r.start <= m.iova + m.length - 1n)
+        if (a) throw new ErrnoError('EBUSY', `the mapping at ${hex(a.iova)} is pinned by a HW queue; destroy the queue first`)
+      }
+    }
+  }
 
   removeAreas(areas: Area[]): bigint {
     for (const a of areas) for (const x of this.accesses) x.unmapped(a.iova, a.iova + a.length - 1n)
@@ -446,12 +460,17 @@ export function ioasMapFile(ctx: IommufdContext, a: MapFileArgs, open: (writable
 
 export function ioasUnmap(ctx: IommufdContext, ioasId: number, iova: bigint, length: bigint): bigint {
   const ioas = ctx.ioas(ioasId)
-  if (iova === 0n && length === ULONG_MAX) return ioas.removeAreas([...ioas.areas])
+  if (iova === 0n && length === ULONG_MAX) {
+    ioas.checkUnlocked(ioas.areas)
+    return ioas.removeAreas([...ioas.areas])
+  }
   if (iova >= ULONG_MAX || length >= ULONG_MAX) throw new ErrnoError('EOVERFLOW', `${iova >= ULONG_MAX ? 'iova' : 'length'} too large`)
   if (length === 0n) throw new ErrnoError('EINVAL', 'length=0')
   const last = iova + length - 1n
   if (last > ULONG_MAX) throw new ErrnoError('EOVERFLOW', 'iova + length overflows')
-  return ioas.removeAreas(ioas.areasIn(iova, last))
+  const hit = ioas.areasIn(iova, last)
+  ioas.checkUnlocked(hit)
+  return ioas.removeAreas(hit)
 }
 
 export function ioasCopy(ctx: IommufdContext, a: CopyArgs): bigint {

@@ -2,7 +2,7 @@ import { ErrnoError } from '../util/errno'
 import { fallible } from '../util/fail-nth'
 import { LIMITS } from '../util/limits'
 
-export type ObjectType = 'ioas' | 'hwpt_paging' | 'hwpt_nested' | 'device' | 'viommu' | 'vdevice' | 'vcmdq' | 'selftest' | 'access' | 'fault' | 'veventq'
+export type ObjectType = 'ioas' | 'hwpt_paging' | 'hwpt_nested' | 'device' | 'viommu' | 'vdevice' | 'vcmdq' | 'hw_queue' | 'selftest' | 'access' | 'fault' | 'veventq'
 
 /** A file of an object that behaves like a device register or memory (MMIO). */
 export interface MmioFile {

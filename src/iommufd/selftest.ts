@@ -9,8 +9,8 @@
 import { MOCK_DEV_FLAGS, MOCK_PAGE_SIZE, MockDevice, MockIommu, isMockDevice } from '../hw/mock/mock'
 import { ErrnoError } from '../util/errno'
 import type { IommufdContext } from './context'
-import { Device, attach, bind, unbind } from './device'
-import { HwptNested, HwptPaging, MOCK_IOTLB_NUM } from './hwpt'
+import { Device, attach, bind, pasidAttach, pasidDetach, pasidReplace, unbind } from './device'
+import { Hwpt, HwptNested, HwptPaging, MOCK_IOTLB_NUM } from './hwpt'
 import { markDirtyPage } from './dirty'
 import { Area, Ioas, IoasAccess, IovaRange, MapFlag, PAGE_SIZE, ULONG_MAX } from './ioas'
 import { IommufdObject } from './objects'
@@ -35,6 +35,10 @@ export const TestOp = {
   TRIGGER_IOPF: 15,
   DEV_CHECK_CACHE: 16,
   TRIGGER_VEVENT: 17,
+  PASID_ATTACH: 18,
+  PASID_REPLACE: 19,
+  PASID_DETACH: 20,
+  PASID_CHECK_HWPT: 21,
 } as const
 
 /** MOCK_FLAGS_ACCESS_CREATE_*, MOCK_FLAGS_ACCESS_* (ACCESS_PAGES) and MOCK_ACCESS_RW_*. */
@@ -246,7 +250,40 @@ export interface IopfArgs {
 export function triggerIopf(ctx: IommufdContext, a: IopfArgs): void {
   const dev = ctx.objects.get<Device>(a.devId, 'dev_id', 'device')
   if (!isMockDevice(dev.pci)) throw new ErrnoError('EINVAL', `dev_id=${a.devId}: ${dev.pci.bdf} is not a mock device`)
-  dev.hwpt?.fault?.report({ devId: a.devId, pasid: a.pasid, pasidValid: a.pasid !== 0, grpid: a.grpid, perm: a.perm, addr: a.addr })
+  // a PASID's own domain takes its requests; else the RID's (the mock keeps a user PASID table)
+  const hwpt = (a.pasid !== 0 ? dev.pasids.get(a.pasid) : undefined) ?? dev.hwpt
+  hwpt?.fault?.report({ devId: a.devId, pasid: a.pasid, pasidValid: a.pasid !== 0, grpid: a.grpid, perm: a.perm, addr: a.addr })
+}
+
+/** The bound device of a selftest object (EINVAL once its device is gone). */
+function stdevDevice(ctx: IommufdContext, stdevId: number): Device {
+  const sobj = selftestDevice(ctx, stdevId)
+  if (!sobj.device) throw new ErrnoError('EINVAL', `id=${stdevId}: its device is gone`)
+  return sobj.device
+}
+
+/** PASID_ATTACH: attaches a PASID of the stdev's device; returns the HWPT attached. */
+export function testPasidAttach(ctx: IommufdContext, stdevId: number, pasid: number, ptId: number): number {
+  return pasidAttach(ctx, stdevDevice(ctx, stdevId).id, pasid, ptId)
+}
+
+/** PASID_REPLACE: replaces a PASID's domain; returns the HWPT attached. */
+export function testPasidReplace(ctx: IommufdContext, stdevId: number, pasid: number, ptId: number): number {
+  return pasidReplace(ctx, stdevDevice(ctx, stdevId).id, pasid, ptId)
+}
+
+/** PASID_DETACH: always succeeds, attached or not. */
+export function testPasidDetach(ctx: IommufdContext, stdevId: number, pasid: number): void {
+  pasidDetach(ctx, stdevDevice(ctx, stdevId).id, pasid)
+}
+
+/** PASID_CHECK_HWPT: the PASID must be attached to that HWPT's domain, or to nothing when hwpt_id is 0 (EINVAL otherwise). */
+export function testPasidCheck(ctx: IommufdContext, stdevId: number, pasid: number, hwptId: number): void {
+  const attached = stdevDevice(ctx, stdevId).pasids.get(pasid)
+  const expected = hwptId ? ctx.objects.get<Hwpt>(hwptId, 'hwpt_id', 'hwpt_paging', 'hwpt_nested') : undefined
+  if (attached !== expected) {
+    throw new ErrnoError('EINVAL', `pasid=${pasid}: attached to ${attached ? `HWPT ${attached.id}` : 'nothing'}, expected ${expected ? `HWPT ${expected.id}` : 'nothing'}`)
+  }
 }
 
 /**

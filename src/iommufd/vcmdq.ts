@@ -180,6 +180,7 @@ export class Vcmdq extends IommufdObject {
 export function vcmdqAlloc(ctx: IommufdContext, flags: number, viommuId: number, log2size: number): number {
   unknownFlags(flags, 0)
   const viommu = ctx.objects.get<Viommu>(viommuId, 'viommu_id', 'viommu')
+  if (viommu.mock) throw new ErrnoError('EOPNOTSUPP', `viommu_id=${viommuId}: a mock vIOMMU has no command queue`)
   const cmdqs = Math.min(Number(viommu.unit.registers.field('IDR1.CMDQS')), 19)
   // one doorbell consumes the whole queue at most: the queue is bounded like an invalidation ring
   const max = Math.min(cmdqs, Math.log2(LIMITS.ringEntries.max))

@@ -6,6 +6,8 @@ import * as invalidate from '../iommufd/invalidate'
 import * as vcmdq from '../iommufd/vcmdq'
 import { vfioIoasOp } from '../iommufd/vfio-compat'
 import * as viommu from '../iommufd/viommu'
+import { hwQueueAlloc } from '../iommufd/hw-queue'
+import { mustBeZero } from '../iommufd/checks'
 import { EntryArray, PartialError, VtdInvEntry } from '../iommufd/invalidate'
 import { Command } from '../hw/smmuv3/commands'
 import { HwInfoType } from '../iommufd/driver'
@@ -97,12 +99,6 @@ const iommufdCmd = (nr: number): number => (IOMMUFD_TYPE << 8) | nr
 /** VFIO ioctls are _IO(VFIO_TYPE, VFIO_BASE + n) with the same type character. */
 const vfioCmd = (n: number): number => (IOMMUFD_TYPE << 8) | (100 + n)
 
-function notModelled(what: string): (call: Call) => StructValue {
-  return () => {
-    throw new ErrnoError('EOPNOTSUPP', `${what} is not modelled by iommufs`)
-  }
-}
-
 /** iommu_copy_struct_from_user: the driver's struct behind data_uptr, with its length rules. */
 function vendorData(call: Call): VendorData {
   const type = u(call.req, 'data_type')
@@ -127,6 +123,34 @@ function vendorData(call: Call): VendorData {
       return { flags: b(s, 'flags'), pgtblAddr: b(s, 'pgtbl_addr'), addrWidth: u(s, 'addr_width'), reserved: u(s, '__reserved') }
     },
     selftest: () => u(copy(HWPT_DATA_SELFTEST, S.iommu_hwpt_selftest, S.iommu_hwpt_selftest.endOf('iotlb')), 'iotlb'),
+  }
+}
+
+/**
+ * VIOMMU_ALLOC's driver data: the vIOMMU type is the data type, with the
+ * core's copy rules (iommu_copy_struct_from_user/to_user): shorter than the
+ * struct's minimum is EINVAL, a longer one needs zeros past it (E2BIG), and
+ * only data_len bytes are written back.
+ */
+function viommuData(call: Call): viommu.ViommuData {
+  const len = u(call.req, 'data_len')
+  const uptr = b(call.req, 'data_uptr')
+  const L = S.iommu_viommu_selftest
+  return {
+    len,
+    selftestIn: () => {
+      const min = L.endOf('out_data')
+      if (len < min) throw new ErrnoError('EINVAL', `data_len=${len}: iommu_viommu_selftest takes at least ${min} bytes`)
+      const raw = call.mem.read(uptr, BigInt(len), 'data_uptr')
+      if (raw.length > L.size && raw.subarray(L.size).some((x) => x !== 0)) throw new ErrnoError('E2BIG', `data_len=${len}: bytes past the ${L.size}-byte struct are nonzero`)
+      const full = Buffer.alloc(L.size)
+      raw.copy(full, 0, 0, Math.min(raw.length, L.size))
+      return u(decode(L, full), 'in_data')
+    },
+    selftestOut: (o) => {
+      const out = encode(L, { in_data: BigInt(o.inData), out_data: BigInt(o.inData), out_mmap_offset: o.offset, out_mmap_length: o.length })
+      call.mem.write(uptr, out.subarray(0, Math.min(len, L.size)), 'data_uptr')
+    },
   }
 }
 
@@ -436,7 +460,7 @@ export const IOCTLS: readonly Ioctl[] = [
     return { iova: ioas.ioasMapFile(ctxOf(c), { flags: u(c.req, 'flags'), ioasId: u(c.req, 'ioas_id'), start: b(c.req, 'start'), length: b(c.req, 'length'), iova: b(c.req, 'iova') }, open) }
   }),
   ioctl('IOMMU_VIOMMU_ALLOC', 0x90, S.iommu_viommu_alloc, 'out_viommu_id', (c) => ({
-    out_viommu_id: BigInt(viommu.viommuAlloc(ctxOf(c), u(c.req, 'flags'), u(c.req, 'type'), u(c.req, 'dev_id'), u(c.req, 'hwpt_id'))),
+    out_viommu_id: BigInt(viommu.viommuAlloc(ctxOf(c), u(c.req, 'flags'), u(c.req, 'type'), u(c.req, 'dev_id'), u(c.req, 'hwpt_id'), viommuData(c))),
   })),
   ioctl('IOMMU_VDEVICE_ALLOC', 0x91, S.iommu_vdevice_alloc, 'virt_id', (c) => ({
     out_vdevice_id: BigInt(viommu.vdeviceAlloc(ctxOf(c), u(c.req, 'viommu_id'), u(c.req, 'dev_id'), b(c.req, 'virt_id'))),
@@ -453,7 +477,18 @@ export const IOCTLS: readonly Ioctl[] = [
     c.newFds?.push({ handle: q.id, offset: S.iommu_veventq_alloc.field('out_veventq_fd').offset, path: eventq.queuePath(ctx, q) })
     return { out_veventq_id: BigInt(q.id), out_veventq_fd: BigInt(q.id) }
   }),
-  ioctl('IOMMU_HW_QUEUE_ALLOC', 0x94, S.iommu_hw_queue_alloc, 'length', notModelled('a HW queue (Tegra241 CMDQV)')),
+  ioctl('IOMMU_HW_QUEUE_ALLOC', 0x94, S.iommu_hw_queue_alloc, 'length', (c) => ({
+    out_hw_queue_id: BigInt(
+      hwQueueAlloc(ctxOf(c), {
+        flags: u(c.req, 'flags'),
+        viommuId: u(c.req, 'viommu_id'),
+        type: u(c.req, 'type'),
+        index: u(c.req, 'index'),
+        iova: b(c.req, 'nesting_parent_iova'),
+        length: b(c.req, 'length'),
+      }),
+    ),
+  })),
   // the selftest's command: the kernel has it only with CONFIG_IOMMUFD_TEST (docs/extensions.md)
   { ...ioctl('IOMMU_TEST_CMD', 0xa0, S.iommu_test_cmd, 'last', testCmd), short: 'TEST_CMD' },
 
@@ -466,6 +501,25 @@ export const IOCTLS: readonly Ioctl[] = [
     short: 'VCMDQ_ALLOC',
   },
   { ...ioctl('IOMMUFS_DMA', 0xc2, S.iommufs_dma, 'out_event', dmaIoctl), short: 'DMA' },
+  {
+    ...ioctl('IOMMUFS_MMAP', 0xc3, S.iommufs_mmap, 'addr', (c) => {
+      const ctx = ctxOf(c)
+      const region = ctx.mmaps.map(b(c.req, 'offset'), b(c.req, 'length'), u(c.req, 'flags'))
+      try {
+        c.mem.write(b(c.req, 'addr'), region.data, 'addr')
+      } catch (e) {
+        ctx.mmaps.unmap(region.offset)
+        throw e
+      }
+      return {}
+    }),
+    short: 'MMAP',
+  },
+  { ...ioctl('IOMMUFS_MUNMAP', 0xc4, S.iommufs_munmap, 'offset', (c) => {
+      mustBeZero(u(c.req, '__reserved'), '__reserved')
+      ctxOf(c).mmaps.unmap(b(c.req, 'offset'))
+      return {}
+    }), short: 'MUNMAP' },
 
   // VFIO type1 on the iommufd node itself (vfio_compat.c)
   vfioArg('VFIO_GET_API_VERSION', 0, () => VC.VFIO_API_VERSION),

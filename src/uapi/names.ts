@@ -6,6 +6,7 @@ import { DirtyBitmapFlag, DirtyTrackingFlag, HwptAllocFlag, HwptDataType } from 
 import { MapFlag } from '../iommufd/ioas'
 import { InvalidateDataType, VtdInvFlag } from '../iommufd/invalidate'
 import { ViommuType } from '../iommufd/viommu'
+import { HwQueueType } from '../iommufd/hw-queue'
 import { DmaFlag, DmaStatus } from '../iommufd/dma'
 import { TestOp } from '../iommufd/selftest'
 import { VeventqFlag, VeventqType } from '../iommufd/veventq'
@@ -37,6 +38,7 @@ export const NAMES: Readonly<Record<string, NameSet>> = {
   iommu_viommu_type: e(ViommuType),
   iommu_veventq_type: e(VeventqType),
   iommu_veventq_flag: f(VeventqFlag),
+  iommu_hw_queue_type: e(HwQueueType),
   iommufd_option: e(IommuOption),
   iommufd_option_ops: e(OptionOp),
   iommufd_vfio_ioas_op: e(VfioIoasOp),

@@ -2,6 +2,7 @@ import { IommufdContext } from '../iommufd/context'
 import { Device, unbind } from '../iommufd/device'
 import { World } from '../iommufd/world'
 import { closeAccess } from '../iommufd/selftest'
+import { Fault, closeQueueFd } from '../iommufd/eventq'
 import { PciDevice } from '../hw/unit'
 import { ErrnoError } from '../util/errno'
 import { LIMITS } from '../util/limits'
@@ -80,6 +81,8 @@ export abstract class Session {
     return undefined
   }
   protected afterReply(_reply: IoctlReply): void {}
+  /** A frame's reply hands the caller descriptors (the shim makes them): what they hold. */
+  protected handedFds(_reply: IoctlReply): void {}
   /** What closing the file does (destroy the context, unbind the device); runs once. */
   protected abstract teardown(): void
   private released = false
@@ -317,6 +320,7 @@ export abstract class Session {
       if (req.target && !device) throw new ErrnoError('ENODEV', `frame target=${req.target}: no /dev/vfio/devices/vfio${req.target - 1}`)
       const reply = dispatch(this.env(req.fds), { cmd, struct: req.struct, buffers: req.buffers, device, mayRetry: true, arg: req.arg })
       this.afterReply(reply)
+      if (!reply.errno && !reply.needs && reply.newFds?.length) this.handedFds(reply)
       const name = reply.ioctl?.name ?? `0x${cmd.toString(16)}`
       this.world.trace.emit(this.label, `frame ${name} -> ${reply.needs ? 'retry' : reply.errno ?? 'ok'}${reply.message ? ` ${reply.message}` : ''}`, pid || undefined)
       // a recording holds the frame in its text form; a device node's own device goes without pci=
@@ -362,6 +366,7 @@ export class IommuSession extends Session {
     const n = (sp < 0 ? line : line.slice(0, sp)).toUpperCase()
     const rest = (): string[] => line.split(/\s+/).slice(1)
     if (n === 'ACCESS_CLOSE' || n === 'IOMMUFS_ACCESS_CLOSE') return this.closeAccess(rest())
+    if (n === 'QUEUE_CLOSE' || n === 'IOMMUFS_QUEUE_CLOSE') return this.closeQueue(rest())
     if (n !== 'CONTEXT' && n !== 'IOMMUFS_CONTEXT') return undefined
     const args = rest()
     if (args.length) throw new ErrnoError('EINVAL', `${args[0]}: CONTEXT takes no arguments`)
@@ -373,6 +378,22 @@ export class IommuSession extends Session {
     const m = args.length === 1 ? /^handle=(\d+)$/.exec(args[0]) : null
     if (!m) throw new ErrnoError('EINVAL', 'usage: ACCESS_CLOSE handle=N')
     closeAccess(this.ctx, Number(m[1]))
+    return 'ok'
+  }
+
+  /** An event queue's descriptor holds the queue until its last close (QUEUE_CLOSE), as the kernel's file does. */
+  protected override handedFds(reply: IoctlReply): void {
+    for (const f of reply.newFds ?? []) {
+      const q = f.path ? this.ctx.objects.find(f.handle) : undefined
+      if (q instanceof Fault) q.openFd()
+    }
+  }
+
+  /** QUEUE_CLOSE handle=N: the shim's last close() of an event queue's descriptor. */
+  private closeQueue(args: string[]): string {
+    const m = args.length === 1 ? /^handle=(\d+)$/.exec(args[0]) : null
+    if (!m) throw new ErrnoError('EINVAL', 'usage: QUEUE_CLOSE handle=N')
+    closeQueueFd(this.ctx, Number(m[1]))
     return 'ok'
   }
 

@@ -204,7 +204,7 @@ export const iommu_viommu_alloc = struct('iommu_viommu_alloc', [
   ['out_viommu_id', { type: 'u32' }],
   ['data_len', { type: 'u32' }],
   ['__reserved', { type: 'u32', dir: 'in' }],
-  ['data_uptr', { type: 'u64', pointer: { ...counted('data_len', 1), flow: 'inout' } }],
+  ['data_uptr', { type: 'u64', pointer: { ...counted('data_len', 1), flow: 'inout', vendor: { typeField: 'type', layouts: { 0xdeadbeef: 'iommu_viommu_selftest' } } } }],
 ])
 
 export const iommu_vdevice_alloc = struct('iommu_vdevice_alloc', [
@@ -235,7 +235,7 @@ export const iommu_hw_queue_alloc = struct('iommu_hw_queue_alloc', [
   ['size', { type: 'u32' }],
   ['flags', { type: 'u32', show: 'hex' }],
   ['viommu_id', { type: 'u32' }],
-  ['type', { type: 'u32' }],
+  ['type', { type: 'u32', names: 'iommu_hw_queue_type' }],
   ['index', { type: 'u32' }],
   ['out_hw_queue_id', { type: 'u32' }],
   ['nesting_parent_iova', { type: 'u64' }],
@@ -366,7 +366,42 @@ export const iommu_hwpt_invalidate_selftest = struct('iommu_hwpt_invalidate_self
   ['iotlb_id', { type: 'u32' }],
 ])
 
+/** The mock vIOMMU's data (IOMMU_VIOMMU_TYPE_SELFTEST): in_data comes back as out_data, with its mmap region. */
+export const iommu_viommu_selftest = struct('iommu_viommu_selftest', [
+  ['in_data', { type: 'u32', show: 'hex' }],
+  ['out_data', { type: 'u32', dir: 'out', show: 'hex' }],
+  ['out_mmap_offset', { type: 'u64', dir: 'out' }],
+  ['out_mmap_length', { type: 'u64', dir: 'out' }],
+])
+
+/** The mock vIOMMU's invalidation entry (IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST): a device cache word of a vDEVICE. */
+export const iommu_viommu_invalidate_selftest = struct('iommu_viommu_invalidate_selftest', [
+  ['flags', { type: 'u32', show: 'hex' }],
+  ['vdev_id', { type: 'u32' }],
+  ['cache_id', { type: 'u32' }],
+])
+
 // ---- iommufs extensions (private command numbers, docs/extensions.md) ----
+
+/**
+ * mmap of an iommufd region, as the shim forwards it: the kernel's checks
+ * run on offset, length and flags (MAP_SHARED 1, PROT_EXEC 2); the region's
+ * bytes are written at addr, where the shim has made the mapping.
+ */
+export const iommufs_mmap = struct('iommufs_mmap', [
+  ['size', { type: 'u32' }],
+  ['flags', { type: 'u32', show: 'hex' }],
+  ['offset', { type: 'u64' }],
+  ['length', { type: 'u64' }],
+  ['addr', { type: 'u64', pointer: { length: (s) => n(s, 'length'), flow: 'out' } }],
+])
+
+/** munmap of a mapping IOMMUFS_MMAP made: its owner may be destroyed again. */
+export const iommufs_munmap = struct('iommufs_munmap', [
+  ['size', { type: 'u32' }],
+  ['__reserved', { type: 'u32' }],
+  ['offset', { type: 'u64' }],
+])
 
 /** The ring invalidation form proposed with the first HWPT_INVALIDATE drafts, plus data_type. */
 export const iommufs_hwpt_invalidate_ring = struct('iommufs_hwpt_invalidate_ring', [
@@ -552,6 +587,8 @@ export const STRUCTS: ReadonlyMap<string, StructLayout> = new Map(
     iommufs_hwpt_invalidate_ring,
     iommufs_vcmdq_alloc,
     iommufs_dma,
+    iommufs_mmap,
+    iommufs_munmap,
     iommu_hwpt_arm_smmuv3,
     iommufd_vevent_header,
     iommu_vevent_arm_smmuv3,
@@ -563,6 +600,8 @@ export const STRUCTS: ReadonlyMap<string, StructLayout> = new Map(
     iommu_test_hw_info,
     iommu_hwpt_selftest,
     iommu_hwpt_invalidate_selftest,
+    iommu_viommu_selftest,
+    iommu_viommu_invalidate_selftest,
     ...new Set(Object.values(TEST_CMD_UNION)),
     vfio_device_bind_iommufd,
     vfio_device_attach_iommufd_pt,

@@ -127,6 +127,21 @@ export function testCmd(call: Call): StructValue {
       })
       return { payload: payloadWith(req, M.dirty, { out_nr_dirty: BigInt(n) }) }
     }
+    case T.TestOp.PASID_ATTACH:
+    case T.TestOp.PASID_REPLACE: {
+      const p = payloadOf(req, M.pasid_attach)
+      const f = op === T.TestOp.PASID_ATTACH ? T.testPasidAttach : T.testPasidReplace
+      const pt = f(ctx, id, u(p, 'pasid'), u(p, 'pt_id'))
+      return { payload: payloadWith(req, M.pasid_attach, { pt_id: BigInt(pt) }) }
+    }
+    case T.TestOp.PASID_DETACH:
+      T.testPasidDetach(ctx, id, u(payloadOf(req, M.pasid_detach), 'pasid'))
+      return {}
+    case T.TestOp.PASID_CHECK_HWPT: {
+      const p = payloadOf(req, M.pasid_check)
+      T.testPasidCheck(ctx, id, u(p, 'pasid'), u(p, 'hwpt_id'))
+      return {}
+    }
     default:
       throw new ErrnoError('EOPNOTSUPP', `op=${op}: not a test op iommufs serves`)
   }

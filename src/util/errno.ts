@@ -11,6 +11,7 @@ export const ERRNO = {
   EFAULT: 14,
   EBUSY: 16,
   EEXIST: 17,
+  ENXIO: 6,
   ENODEV: 19,
   ENOTDIR: 20,
   EISDIR: 21,

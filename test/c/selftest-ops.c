@@ -118,6 +118,9 @@ int main(void)
 	d.id = iopf;
 	ioctl(fd, IOMMU_DESTROY, &d);
 	d.id = fa.out_fault_id;
+	/* the queue's descriptor holds it, as the kernel's file does; its close() releases it at once */
+	report("destroy_fault_fd_open", ioctl(fd, IOMMU_DESTROY, &d));
+	close((int)fa.out_fault_fd);
 	report("destroy_fault", ioctl(fd, IOMMU_DESTROY, &d));
 
 	/* VFIO type1: the compat IOAS, then GET_INFO into a buffer filled with 0xAA past argsz */

@@ -13,16 +13,24 @@ import { iommufs, makeTempDir, PACKAGE_ROOT } from '../helpers/cli'
 import { sh, withMount } from '../helpers/mount'
 
 const SRC = path.join(PACKAGE_ROOT, 'test', 'c', 'selftest-ops.c')
+const VIOMMU_SRC = path.join(PACKAGE_ROOT, 'test', 'c', 'viommu-ops.c')
 const HEADER_DIR = path.join(PACKAGE_ROOT, 'dist', 'include')
 
 describe('IOMMU_TEST_CMD and VFIO compat through the shim', function () {
   let dir: string
   let bin: string
+  let viommuBin: string
   before(async () => {
     dir = await makeTempDir()
     bin = path.join(dir, 'selftest-ops')
-    const cc = await sh(`gcc -Wall -Wextra -Werror -I${HEADER_DIR} -o ${bin} ${SRC}`)
-    assert.equal(cc.code, 0, cc.stderr)
+    viommuBin = path.join(dir, 'viommu-ops')
+    for (const [out, src] of [
+      [bin, SRC],
+      [viommuBin, VIOMMU_SRC],
+    ]) {
+      const cc = await sh(`gcc -Wall -Wextra -Werror -I${HEADER_DIR} -o ${out} ${src}`)
+      assert.equal(cc.code, 0, cc.stderr)
+    }
   })
   after(() => fsp.rm(dir, { recursive: true, force: true }))
 
@@ -59,10 +67,63 @@ describe('IOMMU_TEST_CMD and VFIO compat through the shim', function () {
         'fault_respond_bad_cookie: err EINVAL',
         'fault_respond: ok ret=8',
         'destroy_fault_in_use: err EBUSY',
+        'destroy_fault_fd_open: err EBUSY',
         'destroy_fault: ok ret=0',
         'set_iommu: ok ret=0',
         'get_info_60: ok ret=0',
         'get_info_60: argsz=72 cap_offset=0 next=40 untouched_past_argsz=yes',
+      ])
+    })
+  })
+
+  it('the mock vIOMMU: mmap of its region (ENXIO, EINVAL, EBUSY while mapped), HW queues owning their IOVA, PASIDs with the fault of PASID 1024', async () => {
+    await withMount(async (m) => {
+      const r = await iommufs(['exec', '--mount', m.dir, '--', viommuBin])
+      assert.equal(r.code, 0, r.stderr)
+      assert.deepEqual(r.stdout.trim().split('\n'), [
+        'mock_domain_pasid: ok ret=0',
+        'parent: ok ret=0',
+        'viommu_with_data: ok ret=0',
+        'viommu_data: out_data=0xbeef offset=0x1000 length=0x2000',
+        'mmap_offset_plus_page: err ENXIO',
+        'mmap_offset_plus_2_pages: err ENXIO',
+        'mmap_half: err ENXIO',
+        'mmap_double: err ENXIO',
+        'mmap_private: err EINVAL',
+        'mmap: mapped first_word=0xbeef',
+        'destroy_viommu_mapped: err EBUSY',
+        'destroy_viommu_unmapped: ok ret=0',
+        'viommu: ok ret=0',
+        'hw_queue_default: err EOPNOTSUPP',
+        'hw_queue_unmapped: err ENOENT',
+        'map: ok ret=0',
+        'hw_queue_index_1_first: err EIO',
+        'hw_queue_0: ok ret=0',
+        'hw_queue_1: ok ret=0',
+        'unmap_owned: err EBUSY',
+        'destroy_queue_0_first: err EBUSY',
+        'destroy_queue_1: ok ret=0',
+        'destroy_queue_0: ok ret=0',
+        'unmap: ok ret=0',
+        's2_pasid: ok ret=0',
+        'rid_to_s2: ok ret=0',
+        'fault_alloc: ok ret=0',
+        'iopf_hwpt: ok ret=0',
+        'pasid_attach_ioas: err EINVAL',
+        'pasid_attach_parent: err EINVAL',
+        'pasid_1024_attach: ok ret=0',
+        'pasid_1024_attach_again: err EBUSY',
+        'pasid_1024_replace: err ENOMEM',
+        'pasid_1024_still_s2: ok ret=0',
+        'pasid_1024_detach: ok ret=0',
+        'pasid_2048_attach_iopf: ok ret=0',
+        'trigger_iopf_pasid: ok ret=0',
+        'fault_read: bytes=40 flags=3 pasid=2048',
+        'destroy_iopf_attached: err EBUSY',
+        'pasid_2048_detach: ok ret=0',
+        'pasid_2048_detached: ok ret=0',
+        'destroy_iopf: ok ret=0',
+        'destroy_fault: ok ret=0',
       ])
     })
   })
