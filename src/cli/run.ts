@@ -123,13 +123,16 @@ export async function runCommand(argv: string[]): Promise<number> {
   const dir = await fsp.mkdtemp(path.join(tmpdir(), 'iommufs-run-'))
   // signals that come while mounting are handled once CMD runs; until then they only end the wait
   const early = nextSignal(SIGNALS)
+  let sig: ReturnType<typeof nextSignal> | undefined
   let server: Awaited<ReturnType<typeof startServer>> | undefined
   try {
     server = await startServer({ dir, topology: opts.topology, record: opts.record, sanitizer: opts.sanitize })
+    // CMD's signals are caught before the early ones are let go: between the two
+    // the default action would kill run (and leave the mount) if the machine is slow
+    sig = nextSignal(SIGNALS)
     early.off()
     if (early.caught) return 128 + osConstants.signals[early.caught]
     const child = spawnUnderShim(server.dir, program, opts.cmd, opts.args)
-    const sig = nextSignal(SIGNALS)
     const code = await Promise.race([
       child.exited,
       sig.signal.then(async (s) => {
@@ -140,13 +143,14 @@ export async function runCommand(argv: string[]): Promise<number> {
         return c
       }),
     ])
+    // the same hand-over for --keep's wait
+    const wait = opts.keep ? nextSignal(SIGNALS) : undefined
     sig.off()
     const found = reportFindings(server.machine)
     if (found && opts.sanitize === 'strict') {
       process.stderr.write(`iommufs: --sanitize strict: ${found} finding${found === 1 ? '' : 's'}; CMD exited with status ${code}, run exits ${SANITIZER_EXIT}\n`)
     }
-    if (opts.keep) {
-      const wait = nextSignal(SIGNALS)
+    if (wait) {
       process.stderr.write(`iommufs: CMD exited with status ${code}; ${server.dir} stays mounted until Ctrl-C or SIGTERM\n`)
       await wait.signal
       wait.off()
@@ -154,6 +158,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     return found && opts.sanitize === 'strict' ? SANITIZER_EXIT : code
   } finally {
     early.off()
+    sig?.off()
     if (server) await server.stop().catch(() => detach(dir))
     await fsp.rmdir(dir).catch(() => {})
   }
