@@ -67,7 +67,7 @@ function summary(ctx: IommufdContext): string {
   const objs = ctx.objects.objects()
   const rows = objs.map((o) => {
     const d = new Map(o.describe())
-    const detail = ['ioas', 'parent', 'viommu', 'pci', 'attached', 'vmid', 'virt_id', 'ste.config'].filter((k) => d.has(k)).map((k) => `${k}=${d.get(k)}`)
+    const detail = ['ioas', 'kvm', 'parent', 'viommu', 'pci', 'attached', 'vmid', 'virt_id', 'ste.config'].filter((k) => d.has(k)).map((k) => `${k}=${d.get(k)}`)
     return `${String(o.id).padStart(4)}  ${o.type.padEnd(12)} users=${o.users}  ${detail.join(' ')}`
   })
   const tomb = ctx.objects.tombstones().map((id) => `${String(id).padStart(4)}  (tombstone: destroyed with its device; the ID returns when the context closes)`)

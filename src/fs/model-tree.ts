@@ -16,6 +16,7 @@ import { AttributeFile } from './nodes'
 import { TreeOps } from './ops'
 import { buildSysfsTree, dirAt } from './sysfs-tree'
 import { TransactionFile } from './transaction-file'
+import { kvmDebugDir, kvmNode } from './kvm-file'
 
 export interface TreeOptions {
   /** Topology file (default: sysfs-schema/topologies/default.yaml). */
@@ -66,6 +67,9 @@ export function buildTree(opts: TreeOptions = {}): ModelTree {
   const server = new AttributeFile(() => `pid ${process.pid}\ntopology ${topology}\n`)
   dirAt(root, '/sys/kernel/debug').add('iommufd', debugTree(world, [['server', server]]))
   dirAt(root, '/dev').add('iommu', new TransactionFile((caller) => new IommuSession(world, caller?.pid, recording)))
+  // KVM beside iommufd, for IOMMU domains that import a VM's stage 2 (docs/kvm.md)
+  dirAt(root, '/dev').add('kvm', kvmNode(world))
+  dirAt(root, '/sys/kernel/debug').add('kvm', kvmDebugDir(world))
   const vfio = dirAt(root, '/dev/vfio/devices')
   for (const d of machine.devices) vfio.add(`vfio${d.vfioIndex}`, new TransactionFile(() => new VfioDeviceSession(world, d, recording)))
   let closed = false

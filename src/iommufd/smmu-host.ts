@@ -27,8 +27,17 @@ const cdTables = new WeakMap<PciDevice, bigint>()
 
 const IAS = 48
 
-function smmusOf(hwpt: HwptPaging): Smmuv3[] {
+export function smmusOf(hwpt: HwptPaging): Smmuv3[] {
   return [...hwpt.units()].filter((u): u is Smmuv3 => u.kind === 'arm-smmu-v3')
+}
+
+/** Domains whose table was adopted rather than built: destroying the domain leaves the table to its owner. */
+const adopted = new WeakSet<HwptPaging>()
+
+/** A domain whose table someone else owns (KVM's stage 2): the driver points its STEs at it and never builds one. */
+export function adoptTable(hwpt: HwptPaging, table: PageTable): void {
+  tables.set(hwpt, table)
+  adopted.add(hwpt)
 }
 
 /** The domain's page table, built on first use from every mapping of its IOAS. */
@@ -80,7 +89,8 @@ export function areasUnmapped(ioas: Ioas, areas: readonly Area[]): void {
 export function hwptDestroyed(h: HwptPaging): void {
   const t = tables.get(h)
   if (!t) return
-  t.destroy()
+  // a table someone else owns (KVM's) outlives the domain that walked it
+  if (!adopted.has(h)) t.destroy()
   tables.delete(h)
 }
 
@@ -131,7 +141,7 @@ function tlbiRange(smmu: Smmuv3, base: string, iova: bigint, size: bigint, whole
   return out
 }
 
-function unmapCommands(h: HwptPaging, smmu: Smmuv3, iova: bigint, size: bigint, levels: Set<number>): Command[] {
+export function unmapCommands(h: HwptPaging, smmu: Smmuv3, iova: bigint, size: bigint, levels: Set<number>): Command[] {
   const tag = h.tags.get(smmu)
   const cmds: string[] = []
   if (!h.nestParent) {

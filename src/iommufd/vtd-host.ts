@@ -26,7 +26,7 @@ const pasidTables = new WeakMap<PciDevice, bigint>()
 /** The PASID Linux uses for requests without PASID (IOMMU_NO_PASID). */
 const RID_PASID = 0
 
-function vtdsOf(h: HwptPaging): Vtd[] {
+export function vtdsOf(h: HwptPaging): Vtd[] {
   return [...h.units()].filter((u): u is Vtd => u instanceof Vtd)
 }
 
@@ -41,10 +41,19 @@ function fsLevels(unit: Vtd): number {
 }
 
 /** Second-stage AW (levels - 2): the largest SAGAW width that fits MGAW. */
-function ssAw(unit: Vtd): number {
+export function ssAw(unit: Vtd): number {
   const sagaw = Number(unit.registers.field('CAP.SAGAW'))
   for (const aw of [3, 2, 1]) if (sagaw & (1 << aw) && 30 + 9 * aw <= Math.max(unit.iovaBits, 39)) return aw
   return 2
+}
+
+/** Domains whose table was adopted rather than built: destroying the domain leaves the table to its owner. */
+const adopted = new WeakSet<HwptPaging>()
+
+/** A domain whose second-stage table someone else owns (KVM's EPT): never built from an IOAS. */
+export function adoptVtdTable(h: HwptPaging, table: VtdPageTable): void {
+  tables.set(h, table)
+  adopted.add(h)
 }
 
 /**
@@ -96,7 +105,7 @@ function atsRequesters(h: HwptPaging, unit: Vtd): PciDevice[] {
  * (leaves only) when no table page was freed, so the paging-structure
  * caches may keep their entries.
  */
-function flushRange(h: HwptPaging, unit: Vtd, iova: bigint, length: bigint, ih: boolean): Descriptor[] {
+export function flushRange(h: HwptPaging, unit: Vtd, iova: bigint, length: bigint, ih: boolean): Descriptor[] {
   const out: Descriptor[] = []
   const { base, am } = psiMask(iova, (length + 0xfffn) >> 12n)
   const psi = unit.registers.flag('CAP.PSI') && am <= Number(unit.registers.field('CAP.MAMV'))
@@ -133,7 +142,8 @@ export function areasUnmapped(ioas: Ioas, areas: readonly Area[]): void {
 export function hwptDestroyed(h: HwptPaging): void {
   const t = tables.get(h)
   if (!t) return
-  t.destroy()
+  // a table someone else owns (KVM's) outlives the domain that walked it
+  if (!adopted.has(h)) t.destroy()
   tables.delete(h)
 }
 

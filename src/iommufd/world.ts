@@ -3,6 +3,7 @@ import { PciDevice } from '../hw/unit'
 import { ErrnoError } from '../util/errno'
 import { LIMITS } from '../util/limits'
 import { TraceLog } from '../util/trace'
+import { Kvm } from '../kvm/kvm'
 import { IommufdContext } from './context'
 import { installHostHandlers } from './host-events'
 
@@ -12,7 +13,11 @@ export class World {
   private readonly owners = new Map<PciDevice, IommufdContext>()
   private nextContext = 1
 
+  /** KVM beside iommufd: VMs whose stage 2 an IOMMU domain may import (dev/kvm, an iommufs extension). */
+  readonly kvm: Kvm
+
   constructor(readonly machine: Machine, readonly trace: TraceLog = new TraceLog()) {
+    this.kvm = new Kvm(machine.memory, trace)
     installHostHandlers(this)
   }
 

@@ -28,6 +28,7 @@ import { testCmd } from './test-cmd'
 import * as VC from '../iommufd/vfio-compat'
 import * as eventq from '../iommufd/eventq'
 import * as veventq from '../iommufd/veventq'
+import { HWPT_DATA_IOMMUFS_KVM, hwptAllocKvm } from '../iommufd/kvm-hwpt'
 
 /** An error whose ioctl still writes fields back (EMSGSIZE's num_iovas, INVALIDATE's entry_num). */
 export class IoctlError extends ErrnoError {
@@ -152,6 +153,22 @@ function viommuData(call: Call): viommu.ViommuData {
       call.mem.write(uptr, out.subarray(0, Math.min(len, L.size)), 'data_uptr')
     },
   }
+}
+
+/** HWPT_ALLOC of a KVM stage 2 (extension): pt_id is ignored, as in the RFC. */
+function kvmHwptAlloc(c: Call): number {
+  return hwptAllocKvm(ctxOf(c), {
+    flags: u(c.req, 'flags'),
+    devId: u(c.req, 'dev_id'),
+    reserved: u(c.req, '__reserved'),
+    dataLen: u(c.req, 'data_len'),
+    dataUptr: b(c.req, 'data_uptr'),
+    fd: () => b(decode(S.iommu_hwpt_kvm_info, call8(c)), 'fd'),
+  })
+}
+
+function call8(c: Call): Buffer {
+  return c.mem.read(b(c.req, 'data_uptr'), 8n, 'data_uptr')
 }
 
 /** An ARM command entry of `len` bytes: zero-extended if shorter, E2BIG if longer with a nonzero tail. */
@@ -416,7 +433,7 @@ export const IOCTLS: readonly Ioctl[] = [
   })),
   ioctl('IOMMU_HWPT_ALLOC', 0x89, S.iommu_hwpt_alloc, '__reserved', (c) => ({
     out_hwpt_id: BigInt(
-      hwpt.hwptAlloc(ctxOf(c), {
+      u(c.req, 'data_type') === HWPT_DATA_IOMMUFS_KVM ? kvmHwptAlloc(c) : hwpt.hwptAlloc(ctxOf(c), {
         flags: u(c.req, 'flags'),
         devId: u(c.req, 'dev_id'),
         ptId: u(c.req, 'pt_id'),

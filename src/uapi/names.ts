@@ -10,6 +10,7 @@ import { HwQueueType } from '../iommufd/hw-queue'
 import { DmaFlag, DmaStatus } from '../iommufd/dma'
 import { TestOp } from '../iommufd/selftest'
 import { VeventqFlag, VeventqType } from '../iommufd/veventq'
+import { HWPT_DATA_IOMMUFS_KVM } from '../iommufd/kvm-hwpt'
 import { VTD_S1_FLAGS } from '../hw/vtd/s1'
 
 /** Symbolic names a text request may use for a field's values (flags combine with |). */
@@ -31,7 +32,7 @@ export const NAMES: Readonly<Record<string, NameSet>> = {
   iommufs_dma_flags: f(DmaFlag),
   iommufs_dma_status: e(DmaStatus),
   iommufd_hwpt_alloc_flags: f(HwptAllocFlag),
-  iommu_hwpt_data_type: e(HwptDataType),
+  iommu_hwpt_data_type: e({ ...HwptDataType, IOMMUFS_KVM: HWPT_DATA_IOMMUFS_KVM }),
   iommu_hw_info_type: e(HwInfoType),
   iommufd_hw_capabilities: f(HwCap),
   iommufd_hw_info_flags: f(HwInfoFlag),

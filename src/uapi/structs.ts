@@ -100,7 +100,7 @@ export const iommu_hwpt_alloc = struct('iommu_hwpt_alloc', [
     'data_uptr',
     {
       type: 'u64',
-      pointer: { ...counted('data_len', 1), flow: 'in', vendor: { typeField: 'data_type', layouts: { 1: 'iommu_hwpt_vtd_s1', 2: 'iommu_hwpt_arm_smmuv3', 0xdead: 'iommu_hwpt_selftest' } } },
+      pointer: { ...counted('data_len', 1), flow: 'in', vendor: { typeField: 'data_type', layouts: { 1: 'iommu_hwpt_vtd_s1', 2: 'iommu_hwpt_arm_smmuv3', 0xdead: 'iommu_hwpt_selftest', 0x6b766d: 'iommu_hwpt_kvm_info' } } },
     },
   ],
   ['fault_id', { type: 'u32' }],
@@ -359,6 +359,9 @@ export const iommu_test_hw_info = struct('iommu_test_hw_info', [
   ['test_reg', { type: 'u32', dir: 'out', show: 'hex' }],
 ])
 
+/** The KVM RFC's HWPT data (iommufs extension data type IOMMUFS_KVM): an exported KVM stage 2 by its KVM_CREATE_TDP_FD number. */
+export const iommu_hwpt_kvm_info = struct('iommu_hwpt_kvm_info', [['fd', { type: 'u64' }]])
+
 export const iommu_hwpt_selftest = struct('iommu_hwpt_selftest', [['iotlb', { type: 'u32', show: 'hex' }]])
 
 export const iommu_hwpt_invalidate_selftest = struct('iommu_hwpt_invalidate_selftest', [
@@ -599,6 +602,7 @@ export const STRUCTS: ReadonlyMap<string, StructLayout> = new Map(
     iommu_viommu_arm_smmuv3_invalidate,
     iommu_test_hw_info,
     iommu_hwpt_selftest,
+    iommu_hwpt_kvm_info,
     iommu_hwpt_invalidate_selftest,
     iommu_viommu_selftest,
     iommu_viommu_invalidate_selftest,

@@ -53,6 +53,12 @@ export const LIMITS = {
   dmaLength: limit(1 * MiB, 'E2BIG', 'bytes of one DMA request'),
   /** Events one vEVENTQ holds, whatever its depth; beyond, an event is lost (LOST_EVENTS), as when the kernel cannot allocate one. */
   veventqEvents: limit(65536, undefined, 'events one vEVENTQ holds whatever its veventq_depth (more are lost: LOST_EVENTS)'),
+  /** VMs alive at once (dev/kvm's CREATE_VM); closed VMs an IOMMU domain still imports do not count. */
+  kvmVms: limit(64, 'ENOSPC', 'VMs at once (dev/kvm CREATE_VM)'),
+  /** Memslots of one VM. */
+  kvmMemslots: limit(512, 'ENOSPC', 'memslots of one VM'),
+  /** Bytes of one memslot: MAP writes every 4K leaf of it at once. */
+  kvmMemslotSize: limit(16 * MiB, 'E2BIG', 'bytes of one VM memslot (MAP size)'),
   /** Lines the trace ring keeps; the oldest is dropped for a new one. */
   traceLines: limit(4096, undefined, 'lines kept by the trace (the oldest is dropped)'),
   /** Characters of one trace line; a longer one is cut. */

@@ -9,6 +9,8 @@ import { Command, describeCommand } from './commands'
 export class HostCommandQueue {
   readonly ring: RingIndex
   private readonly slots: (Command | undefined)[]
+  /** Who issued each slot's command, where not the host driver on its own behalf (KVM's importer hook). */
+  private readonly sources: (string | undefined)[]
   prod = 0
   cons = 0
   /** Commands issued since the queue was created. */
@@ -18,12 +20,14 @@ export class HostCommandQueue {
   constructor(readonly owner: string, log2size: number, private readonly consume?: (cmd: Command) => void) {
     this.ring = new RingIndex(log2size)
     this.slots = new Array<Command | undefined>(this.ring.size)
+    this.sources = new Array<string | undefined>(this.ring.size)
   }
 
-  /** Writes a batch at PROD and lets the hardware consume it. */
-  issue(cmds: readonly Command[]): void {
+  /** Writes a batch at PROD and lets the hardware consume it; `source` names who asked for it, when not the driver itself. */
+  issue(cmds: readonly Command[], source?: string): void {
     for (const c of cmds) {
       this.slots[this.ring.index(this.prod)] = c
+      this.sources[this.ring.index(this.prod)] = source
       this.prod = this.ring.next(this.prod)
       this.issued++
       this.consume?.(c)
@@ -52,7 +56,13 @@ export class HostCommandQueue {
       prod: this.prod,
       cons: this.cons,
       issued: this.issued,
-      commands: this.recent().map(({ index, cmd }) => ({ index, qw0: `0x${cmd[0].toString(16)}`, qw1: `0x${cmd[1].toString(16)}`, command: describeCommand(cmd) })),
+      commands: this.recent().map(({ index, cmd }) => ({
+        index,
+        qw0: `0x${cmd[0].toString(16)}`,
+        qw1: `0x${cmd[1].toString(16)}`,
+        command: describeCommand(cmd),
+        ...(this.sources[index] ? { source: this.sources[index] } : {}),
+      })),
     }
   }
 
@@ -64,7 +74,8 @@ export class HostCommandQueue {
       'Index\tqw0\t\t\tqw1\t\t\tcommand',
     ]
     const rows = this.recent().map(
-      ({ index, cmd }) => `${String(index).padStart(5)}\t${cmd[0].toString(16).padStart(16, '0')}\t${cmd[1].toString(16).padStart(16, '0')}\t${describeCommand(cmd)}`,
+      ({ index, cmd }) =>
+        `${String(index).padStart(5)}\t${cmd[0].toString(16).padStart(16, '0')}\t${cmd[1].toString(16).padStart(16, '0')}\t${describeCommand(cmd)}${this.sources[index] ? `\t[${this.sources[index]}]` : ''}`,
     )
     return [...head, ...rows].join('\n') + '\n'
   }

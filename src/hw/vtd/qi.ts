@@ -201,6 +201,8 @@ export type QiErrorName = keyof typeof FSTS
 export class InvalidationQueue {
   private readonly slots: (Descriptor | undefined)[] = new Array<Descriptor | undefined>(QI_LENGTH)
   private readonly status: number[] = new Array<number>(QI_LENGTH).fill(0)
+  /** Who submitted each slot's descriptor, where not the host driver on its own behalf (KVM's importer hook). */
+  private readonly sources: (string | undefined)[] = new Array<string | undefined>(QI_LENGTH)
   head = 0
   tail = 0
   submitted = 0
@@ -217,10 +219,11 @@ export class InvalidationQueue {
    * the hardware reports `error` (IQE, ICE, ITE), aborts the batch: its
    * status words say QI_ABORT.
    */
-  submit(descs: readonly Descriptor[], error?: QiErrorName): void {
+  submit(descs: readonly Descriptor[], error?: QiErrorName, source?: string): void {
     const waitIndex = (this.tail + descs.length) % QI_LENGTH
     for (const d of [...descs, waitDesc(this.base + 0x10000n + BigInt(waitIndex * 4))]) {
       this.slots[this.tail] = d
+      this.sources[this.tail] = source
       this.status[this.tail] = error ? QI_ABORT : QI_DONE
       // an aborted batch invalidated nothing
       if (!error) this.consume(d)
@@ -236,7 +239,8 @@ export class InvalidationQueue {
     const descriptors = Array.from({ length: count }, (_, i) => {
       const index = (this.tail - count + i + QI_LENGTH) % QI_LENGTH
       const d = this.slots[index]!
-      return { index, words: d.map((w) => `0x${w.toString(16)}`), status: this.status[index], decoded: describeDescriptor(d) }
+      const source = this.sources[index]
+      return { index, words: d.map((w) => `0x${w.toString(16)}`), status: this.status[index], decoded: describeDescriptor(d), ...(source ? { source } : {}) }
     })
     return { iommu: this.owner, base: `0x${this.base.toString(16)}`, head: this.head, tail: this.tail, submitted: this.submitted, descriptors }
   }
@@ -253,7 +257,8 @@ export class InvalidationQueue {
       const idx = (this.tail - count + i + QI_LENGTH) % QI_LENGTH
       const d = this.slots[idx]!
       const words = d.map((w) => w.toString(16).padStart(16, '0')).join('\t')
-      lines.push(`${String(idx).padStart(5)}\t${words}\t${this.status[idx].toString(16).padStart(8, '0')}\t${describeDescriptor(d)}`)
+      const source = this.sources[idx] ? `\t[${this.sources[idx]}]` : ''
+      lines.push(`${String(idx).padStart(5)}\t${words}\t${this.status[idx].toString(16).padStart(8, '0')}\t${describeDescriptor(d)}${source}`)
     }
     return lines.join('\n') + '\n'
   }
