@@ -99,9 +99,10 @@ function openBacking(f: Map<string, string>, size: bigint, pid: number): { backi
   } catch (e) {
     throw new ErrnoError('EBADF', `path=${path}: ${(e as NodeJS.ErrnoException).code ?? 'cannot open'}`)
   }
-  if (offset + size > file.size()) {
+  const fileSize = file.size()
+  if (offset + size > fileSize) {
     file.release()
-    throw new ErrnoError('EINVAL', `size=${hex(size)}: offset + size is beyond the end of ${path} (${hex(file.size())} bytes)`)
+    throw new ErrnoError('EINVAL', `size=${hex(size)}: offset + size is beyond the end of ${path} (${hex(fileSize)} bytes)`)
   }
   return { backing: file, offset }
 }
