@@ -87,7 +87,7 @@ header:
 	@if cmp -s $(HEADER).tmp $(HEADER); then rm $(HEADER).tmp; else mv $(HEADER).tmp $(HEADER); echo "wrote $(HEADER)"; fi
 
 # ---- C programs written against the kernel uAPI (examples/c) and the benchmark's ioctl loop ----
-C_EXAMPLES := nested-smmuv3 nested-vtd errors fds threads dma events
+C_EXAMPLES := nested-smmuv3 nested-vtd errors fds threads dma events kvm
 # test programs (test/c): the same helpers as the examples
 C_TESTS := fork-share close-sync fuzz-shim
 EXAMPLE_BINS := $(addprefix dist/examples/c/,$(C_EXAMPLES)) $(addprefix dist/test/c/,$(C_TESTS)) dist/test/c/real-ioctl \
