@@ -1,6 +1,7 @@
 import { Geometry, PageTable } from '../hw/smmuv3/pgtable'
 import { SS, VtdPageTable } from '../hw/vtd/pgtable'
-import { PhysicalMemory } from '../memory/physical'
+import { Abort } from '../memory/backing'
+import { MemoryPort, PhysicalMemory } from '../memory/physical'
 
 /**
  * KVM's stage-2 (TDP) table in the host's physical memory, in the format the
@@ -24,6 +25,40 @@ export interface Stage2Leaf {
   readonly desc: bigint
 }
 
+/** Host memory as KVM's table writer sees it: every page it takes is remembered, so a destroyed VM gives them all back. */
+class TableRam implements MemoryPort {
+  private readonly taken: [bigint, bigint][] = []
+
+  constructor(private readonly mem: PhysicalMemory) {}
+
+  alloc(bytes: bigint, align: bigint): bigint {
+    const pa = this.mem.alloc(bytes, align)
+    this.taken.push([pa, bytes])
+    return pa
+  }
+
+  /** Frees every table page (the VM is gone; nothing walks them any more). */
+  freeAll(): void {
+    for (const [pa, bytes] of this.taken.splice(0)) this.mem.free(pa, bytes)
+  }
+
+  read(addr: bigint, len: number): Buffer | Abort {
+    return this.mem.read(addr, len)
+  }
+
+  write(addr: bigint, data: Buffer): Abort | undefined {
+    return this.mem.write(addr, data)
+  }
+
+  read64(addr: bigint): bigint | Abort {
+    return this.mem.read64(addr)
+  }
+
+  write64(addr: bigint, value: bigint): Abort | undefined {
+    return this.mem.write64(addr, value)
+  }
+}
+
 /** The table operations KVM needs; each reports whether a present leaf lost rights (what hardware may have cached). */
 export interface Stage2 {
   readonly format: Stage2Format
@@ -36,6 +71,8 @@ export interface Stage2 {
   /** Rewrites the rights of present leaves; true if any lost a right. */
   protect(gpa: bigint, size: bigint, prot: Stage2Prot): boolean
   leaf(gpa: bigint): Stage2Leaf | undefined
+  /** Gives the table's pages back to host memory. */
+  free(): void
 }
 
 const PAGE = 0x1000n
@@ -44,9 +81,15 @@ const PAGE = 0x1000n
 export class ArmStage2 implements Stage2 {
   readonly format = 'arm64'
   readonly table: PageTable
+  private readonly ram: TableRam
 
   constructor(mem: PhysicalMemory, readonly ipaBits: number) {
-    this.table = new PageTable(mem, { stage: 2, geometry: Geometry.stage2(12, ipaBits) })
+    this.ram = new TableRam(mem)
+    this.table = new PageTable(this.ram, { stage: 2, geometry: Geometry.stage2(12, ipaBits) })
+  }
+
+  free(): void {
+    this.ram.freeAll()
   }
 
   get root(): bigint {
@@ -101,9 +144,15 @@ export class EptStage2 implements Stage2 {
   readonly format = 'ept'
   readonly ipaBits = 48
   readonly table: VtdPageTable
+  private readonly ram: TableRam
 
   constructor(mem: PhysicalMemory) {
-    this.table = new EptTable(mem, { format: 'second', levels: 4 })
+    this.ram = new TableRam(mem)
+    this.table = new EptTable(this.ram, { format: 'second', levels: 4 })
+  }
+
+  free(): void {
+    this.ram.freeAll()
   }
 
   get root(): bigint {

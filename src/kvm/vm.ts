@@ -165,10 +165,8 @@ export class Vm {
 
   /** Lets everything go (the last reference ended). */
   destroy(): void {
-    for (const s of [...this.memslots]) {
-      this.stage2.zap(s.gpa, s.size)
-      this.release(s)
-    }
+    for (const s of [...this.memslots]) this.release(s)
+    this.stage2.free()
   }
 
   describe(): string {

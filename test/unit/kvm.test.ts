@@ -199,6 +199,19 @@ describe('KVM-owned stage 2', () => {
     assert.match(t.world.trace.recent().join('\n'), /kvm: vm1: importer unregistered: SMMUv3 driver, hwpt 2\n.*kvm: vm1: destroyed/)
   })
 
+  it('a VM nobody imports goes with its opener: memslot windows, files and table pages are all given back', () => {
+    const mem = t.world.machine.memory
+    const pages = mem.ramPages
+    const vm = k.ok('CREATE_VM pgtable=ept').vm
+    k.ok(`MAP vm=${vm} gpa=0x40000000 size=0x10000 path=${ram}`)
+    assert.ok(mem.ramPages > pages)
+    assert.match(mem.dump(), /file .*ram \+0x0/)
+    k.close()
+    assert.equal(t.world.kvm.vms.size, 0)
+    assert.equal(mem.ramPages, pages)
+    assert.equal(mem.dump(), '')
+  })
+
   it('bad input: errno and a message naming the field, nothing changed', () => {
     const vm = k.ok('CREATE_VM').vm
     k.ok(`MAP vm=${vm} gpa=0x0 size=0x10000 path=${ram}`)
