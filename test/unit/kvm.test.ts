@@ -180,6 +180,22 @@ describe('KVM-owned stage 2', () => {
     assert.match(t.hw(DMAR0, 'findings'), /^sanitizer: mode=report findings=0$/m)
   })
 
+  it('VT-d: the KVM HWPT is a nest parent: a nested HWPT on it (PGTT=3 over KVM\'s EPT), and a zap invalidates the nested DID with a full device-TLB flush', () => {
+    const vm = k.ok('CREATE_VM pgtable=ept').vm
+    k.ok(`MAP vm=${vm} gpa=0x0 size=0x10000 path=${ram}`)
+    const fd = k.ok(`CREATE_TDP_FD vm=${vm}`).fd
+    const dev = t.bind(DEV.vtdA)
+    const parent = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=0 data_type=IOMMUFS_KVM fd=${fd}`, 'out_hwpt_id')
+    const nested = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${parent} data_type=VTD_S1 pgtbl_addr=0x0 addr_width=48`, 'out_hwpt_id')
+    t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${nested}`)
+    assert.match(t.hw(DMAR0, 'pasid_table'), /pgtt=nested did=2 flptr=0x0 addr_width=48/)
+    k.ok(`ZAP vm=${vm} gpa=0x1000 size=0x1000`)
+    assert.deepEqual(kvmRows(t.hw(DMAR0, 'invalidation_queue'), `kvm vm${vm}`).slice(0, 2), [
+      'IOTLB gran=page-selective did=2 addr=0x1000 am=0 ih=0',
+      'DEV_IOTLB sid=02:00.0 qdep=0 addr=0x7ffffffffffff000 s=1',
+    ])
+  })
+
   it('VT-d: a dropped notification leaves a stale IOTLB entry the sanitizer names', () => {
     const { vm } = setup(DEV.vtdA, 'ept')
     dma(t.world, DEV.vtdA, 'read', 0x2000n)
