@@ -74,7 +74,7 @@ export class Kvm {
 
   /** The memslot checks that need no VM change: size bound and count, before anything is opened. */
   checkMap(vm: Vm, size: bigint): void {
-    const big = LIMITS.kvmMemslotSize
+    const big = LIMITS.kvmRange
     if (size > BigInt(big.max)) throw new ErrnoError(big.errno, `size=${hex(size)}: at most ${hex(big.max)} bytes per memslot`)
     const n = LIMITS.kvmMemslots
     if (vm.memslots.length >= n.max) throw new ErrnoError(n.errno, `vm=${vm.id}: already has ${n.max} memslots, the most one VM may`)

@@ -3,6 +3,7 @@ import { DebugFile } from '../hw/unit'
 import { Backing } from '../memory/backing'
 import { PhysicalMemory } from '../memory/physical'
 import { ErrnoError } from '../util/errno'
+import { LIMITS } from '../util/limits'
 import { ArmStage2, EptStage2, Stage2, Stage2Format, Stage2Prot } from './stage2'
 
 /**
@@ -62,9 +63,12 @@ export class Vm {
     return `vm${this.id}`
   }
 
+  /** A request's range: aligned, inside the IPA space, and no more pages than one request may touch. */
   checkRange(gpa: bigint, size: bigint): void {
     if (gpa % PAGE) throw new ErrnoError('EINVAL', `gpa=${hex(gpa)}: not 4K-aligned`)
     if (size === 0n || size % PAGE) throw new ErrnoError('EINVAL', `size=${hex(size)}: a nonzero multiple of 4K`)
+    const { max, errno } = LIMITS.kvmRange
+    if (size > BigInt(max)) throw new ErrnoError(errno, `size=${hex(size)}: at most ${hex(max)} bytes in one request`)
     if (gpa + size > 1n << BigInt(this.stage2.ipaBits)) throw new ErrnoError('EINVAL', `gpa=${hex(gpa)} size=${hex(size)}: beyond the VM's ${this.stage2.ipaBits}-bit guest-physical space`)
   }
 

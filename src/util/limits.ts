@@ -57,8 +57,8 @@ export const LIMITS = {
   kvmVms: limit(64, 'ENOSPC', 'VMs at once (dev/kvm CREATE_VM)'),
   /** Memslots of one VM. */
   kvmMemslots: limit(512, 'ENOSPC', 'memslots of one VM'),
-  /** Bytes of one memslot: MAP writes every 4K leaf of it at once. */
-  kvmMemslotSize: limit(16 * MiB, 'E2BIG', 'bytes of one VM memslot (MAP size)'),
+  /** Bytes one dev/kvm request covers (a memslot's size, a ZAP/PROTECT/PREFAULT/UNMAP range): each touches every 4K leaf of it. */
+  kvmRange: limit(16 * MiB, 'E2BIG', 'bytes of one VM memslot, or of the range of one dev/kvm request (size)'),
   /** Lines the trace ring keeps; the oldest is dropped for a new one. */
   traceLines: limit(4096, undefined, 'lines kept by the trace (the oldest is dropped)'),
   /** Characters of one trace line; a longer one is cut. */

@@ -245,6 +245,8 @@ describe('KVM-owned stage 2', () => {
     k.err(`MAP vm=${vm} gpa=0x100000 size=0x1000 path=${ram} perm=w`, 'EINVAL', /perm=w: r or rw/)
     k.err(`MAP vm=${vm} gpa=0x10000000000 size=0x1000 path=${ram}`, 'EINVAL', /beyond the VM's 40-bit guest-physical space/)
     k.err(`MAP vm=${vm} gpa=0x100000 size=0x1000 path=${ram} colour=red`, 'EINVAL', /colour: not a field of MAP/)
+    k.err(`ZAP vm=${vm} gpa=0x0 size=0x1000000000`, 'E2BIG', /size=0x1000000000: at most 0x1000000 bytes in one request/)
+    k.err(`PROTECT vm=${vm} gpa=0x0 size=0x2000000 perm=r`, 'E2BIG', /size=0x2000000: at most 0x1000000 bytes in one request/)
     k.err(`UNMAP vm=${vm} gpa=0x0 size=0x1000`, 'EINVAL', /cuts the memslot at 0x0 \(size 0x10000\)/)
     k.err(`UNMAP vm=${vm} gpa=0x100000 size=0x1000`, 'ENOENT', /no memslot there/)
     k.err(`PROTECT vm=${vm} gpa=0x0 size=0x1000`, 'EINVAL', /perm: missing/)
