@@ -1,5 +1,5 @@
-import { Geometry, PageTable } from '../hw/smmuv3/pgtable'
-import { SS, VtdPageTable } from '../hw/vtd/pgtable'
+import { D, Geometry, PageTable } from '../hw/smmuv3/pgtable'
+import { ADDR_MASK, SS, VtdPageTable, levelIndex } from '../hw/vtd/pgtable'
 import { Abort } from '../memory/backing'
 import { MemoryPort, PhysicalMemory } from '../memory/physical'
 
@@ -65,7 +65,8 @@ export interface Stage2 {
   readonly root: bigint
   /** Input (guest-physical) address bits. */
   readonly ipaBits: number
-  map(gpa: bigint, pa: bigint, size: bigint, prot: Stage2Prot): void
+  /** Writes the leaves of [gpa, gpa+size) -> pa that are not present; returns how many it wrote. */
+  map(gpa: bigint, pa: bigint, size: bigint, prot: Stage2Prot): number
   /** Clears every leaf of the range; true if any was present. */
   zap(gpa: bigint, size: bigint): boolean
   /** Rewrites the rights of present leaves; true if any lost a right. */
@@ -76,6 +77,25 @@ export interface Stage2 {
 }
 
 const PAGE = 0x1000n
+/** A last-level table maps 2 MiB (512 4K leaves) in both formats. */
+const CHUNK = 0x20_0000n
+
+/**
+ * Calls `fn` with the slot of every 4K leaf of [gpa, gpa+size), finding each
+ * last-level table once (`l1` gives it for an address, or undefined when
+ * there is none and none is to be made): a range costs one table walk per
+ * 2 MiB and one word per page.
+ */
+function eachLeafSlot(gpa: bigint, size: bigint, l1: (va: bigint) => bigint | undefined, fn: (slot: bigint, va: bigint) => void): void {
+  const end = gpa + size
+  for (let va = gpa; va < end; ) {
+    const next = (va & ~(CHUNK - 1n)) + CHUNK
+    const stop = next < end ? next : end
+    const table = l1(va)
+    if (table !== undefined) for (let a = va; a < stop; a += PAGE) fn(table + ((a >> 12n) & 511n) * 8n, a)
+    va = stop
+  }
+}
 
 /** KVM's arm64 stage 2: a concatenated start level where the architecture wants it (40-bit IPA: two L1 tables). */
 export class ArmStage2 implements Stage2 {
@@ -96,28 +116,53 @@ export class ArmStage2 implements Stage2 {
     return this.table.root
   }
 
-  map(gpa: bigint, pa: bigint, size: bigint, prot: Stage2Prot): void {
-    for (let off = 0n; off < size; off += PAGE) this.table.writeDesc(this.table.slot(gpa + off, 3, true), (pa + off) | this.table.leafBits(prot) | 3n)
+  /** The level-3 table covering `va`, made on the way when `create` (KVM writes 4K leaves only, so no block is ever in the way). */
+  private level3(va: bigint, create: boolean): bigint | undefined {
+    const g = this.table.opts.geometry
+    let table = this.table.root
+    for (let l = g.startLevel; l < 3; l++) {
+      const d = this.table.readDesc(table + g.index(va, l) * 8n)
+      if (!(d & D.VALID)) return create ? this.table.slot(va, 3, true) - g.index(va, 3) * 8n : undefined
+      table = g.address(d, l, false)
+    }
+    return table
+  }
+
+  map(gpa: bigint, pa: bigint, size: bigint, prot: Stage2Prot): number {
+    const bits = this.table.leafBits(prot) | D.TABLE | D.VALID
+    let n = 0
+    eachLeafSlot(gpa, size, (va) => this.level3(va, true), (slot, va) => {
+      if (this.table.readDesc(slot) & D.VALID) return
+      this.table.writeDesc(slot, (pa + va - gpa) | bits)
+      n++
+    })
+    return n
   }
 
   zap(gpa: bigint, size: bigint): boolean {
-    return this.table.unmap(gpa, size).levels.size > 0
+    let present = false
+    eachLeafSlot(gpa, size, (va) => this.level3(va, false), (slot) => {
+      if (!(this.table.readDesc(slot) & D.VALID)) return
+      present = true
+      this.table.writeDesc(slot, 0n)
+    })
+    return present
   }
 
   protect(gpa: bigint, size: bigint, prot: Stage2Prot): boolean {
     let lost = false
-    for (let off = 0n; off < size; off += PAGE) {
-      const l = this.table.find(gpa + off)
-      if (!l) continue
-      const old = this.rights(l.desc)
+    eachLeafSlot(gpa, size, (va) => this.level3(va, false), (slot) => {
+      const d = this.table.readDesc(slot)
+      if (!(d & D.VALID)) return
+      const old = this.rights(d)
       lost ||= (old.read && !prot.read) || (old.write && !prot.write)
-      this.table.writeDesc(l.slot, (l.desc & ~(3n << 6n)) | (prot.read ? 1n << 6n : 0n) | (prot.write ? 1n << 7n : 0n))
-    }
+      this.table.writeDesc(slot, (d & ~(D.AP1 | D.AP2)) | (prot.read ? D.AP1 : 0n) | (prot.write ? D.AP2 : 0n))
+    })
     return lost
   }
 
   private rights(desc: bigint): Stage2Prot {
-    return { read: (desc & (1n << 6n)) !== 0n, write: (desc & (1n << 7n)) !== 0n }
+    return { read: (desc & D.AP1) !== 0n, write: (desc & D.AP2) !== 0n }
   }
 
   leaf(gpa: bigint): Stage2Leaf | undefined {
@@ -159,23 +204,56 @@ export class EptStage2 implements Stage2 {
     return this.table.root
   }
 
-  map(gpa: bigint, pa: bigint, size: bigint, prot: Stage2Prot): void {
-    this.table.map(gpa, pa, size, prot)
+  /** The level-1 (4K leaf) table covering `va`, made on the way when `create` (entries R|W|X, as KVM's non-leaf EPT entries). */
+  private level1(va: bigint, create: boolean): bigint | undefined {
+    let table = this.table.root
+    for (let level = 4; level > 1; level--) {
+      const slot = table + levelIndex(va, level) * 8n
+      let d = this.read(slot)
+      if (!(d & (SS.R | SS.W))) {
+        if (!create) return undefined
+        d = this.ram.alloc(PAGE, PAGE) | SS.R | SS.W | EPT_X
+        this.table.writeDesc(slot, d)
+      }
+      table = d & ADDR_MASK
+    }
+    return table
+  }
+
+  private read(slot: bigint): bigint {
+    const v = this.ram.read64(slot)
+    if (typeof v !== 'bigint') throw new Error(`EPT at 0x${slot.toString(16)}: ${v.abort}`)
+    return v
+  }
+
+  map(gpa: bigint, pa: bigint, size: bigint, prot: Stage2Prot): number {
+    let n = 0
+    eachLeafSlot(gpa, size, (va) => this.level1(va, true), (slot, va) => {
+      if (this.read(slot) & SPTE_MMU_PRESENT) return
+      this.table.writeDesc(slot, this.table.leafEntry(pa + va - gpa, prot))
+      n++
+    })
+    return n
   }
 
   zap(gpa: bigint, size: bigint): boolean {
-    return this.table.unmap(gpa, size).levels.size > 0
+    let present = false
+    eachLeafSlot(gpa, size, (va) => this.level1(va, false), (slot) => {
+      if (!(this.read(slot) & SPTE_MMU_PRESENT)) return
+      present = true
+      this.table.writeDesc(slot, 0n)
+    })
+    return present
   }
 
   protect(gpa: bigint, size: bigint, prot: Stage2Prot): boolean {
     let lost = false
-    for (let off = 0n; off < size; off += PAGE) {
-      const l = this.table.find(gpa + off)
-      if (!l) continue
-      lost ||= (l.desc & SS.R && !prot.read) || (l.desc & SS.W && !prot.write) ? true : false
-      // a leaf with neither right is not present to VT-d; KVM keeps its own bit 59
-      this.table.writeDesc(l.slot, (l.desc & ~(SS.R | SS.W)) | (prot.read ? SS.R : 0n) | (prot.write ? SS.W : 0n))
-    }
+    eachLeafSlot(gpa, size, (va) => this.level1(va, false), (slot) => {
+      const d = this.read(slot)
+      if (!(d & SPTE_MMU_PRESENT)) return
+      lost ||= (d & SS.R && !prot.read) || (d & SS.W && !prot.write) ? true : false
+      this.table.writeDesc(slot, (d & ~(SS.R | SS.W)) | (prot.read ? SS.R : 0n) | (prot.write ? SS.W : 0n))
+    })
     return lost
   }
 

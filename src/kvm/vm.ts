@@ -145,11 +145,7 @@ export class Vm {
     for (const s of this.overlapping(gpa, size)) {
       const lo = s.gpa > gpa ? s.gpa : gpa
       const hi = s.gpa + s.size < gpa + size ? s.gpa + s.size : gpa + size
-      for (let a = lo; a < hi; a += PAGE) {
-        if (this.stage2.leaf(a)) continue
-        this.stage2.map(a, s.pa + (a - s.gpa), PAGE, s.prot)
-        pages++
-      }
+      pages += this.stage2.map(lo, s.pa + (lo - s.gpa), hi - lo, s.prot)
     }
     this.trace(`${this.name}: prefault gpa=${hex(gpa)} size=${hex(size)}: ${pages} page${pages === 1 ? '' : 's'} faulted in`)
     return pages

@@ -58,7 +58,7 @@ export const LIMITS = {
   /** Memslots of one VM. */
   kvmMemslots: limit(512, 'ENOSPC', 'memslots of one VM'),
   /** Bytes one dev/kvm request covers (a memslot's size, a ZAP/PROTECT/PREFAULT/UNMAP range): each touches every 4K leaf of it. */
-  kvmRange: limit(16 * MiB, 'E2BIG', 'bytes of one VM memslot, or of the range of one dev/kvm request (size)'),
+  kvmRange: limit(4 * MiB, 'E2BIG', 'bytes of one VM memslot, or of the range of one dev/kvm request (size)'),
   /** Lines the trace ring keeps; the oldest is dropped for a new one. */
   traceLines: limit(4096, undefined, 'lines kept by the trace (the oldest is dropped)'),
   /** Characters of one trace line; a longer one is cut. */
