@@ -163,12 +163,8 @@ function kvmHwptAlloc(c: Call): number {
     reserved: u(c.req, '__reserved'),
     dataLen: u(c.req, 'data_len'),
     dataUptr: b(c.req, 'data_uptr'),
-    fd: () => b(decode(S.iommu_hwpt_kvm_info, call8(c)), 'fd'),
+    fd: () => b(decode(S.iommu_hwpt_kvm_info, c.mem.read(b(c.req, 'data_uptr'), BigInt(S.iommu_hwpt_kvm_info.size), 'data_uptr')), 'fd'),
   })
-}
-
-function call8(c: Call): Buffer {
-  return c.mem.read(b(c.req, 'data_uptr'), 8n, 'data_uptr')
 }
 
 /** An ARM command entry of `len` bytes: zero-extended if shorter, E2BIG if longer with a nonzero tail. */
