@@ -33,8 +33,8 @@ describe('KVM-owned stage 2 through the mount', () => {
 
       assert.match(vtd, /^dmar0 \(0000:02:00\.0\), KVM stage 2 format ept ===/)
       assert.match(vtd, /via=iotlb\n {2}data 67756573742070616765206f6e652e2e\n/)
-      assert.match(vtd, /\tIOTLB gran=page-selective did=2 addr=0x1000 am=0 ih=0\t\[kvm vm2\]\n.*\tDEV_IOTLB sid=02:00\.0 qdep=0 addr=0x1000 s=0\t\[kvm vm2\]\n.*\tWAIT .*\t\[kvm vm2\]\n/)
-      assert.match(vtd, /^kvm: vm2: invalidate gpa=0x1000 size=0x1000 -> VT-d driver, hwpt 3: dmar0: IOTLB gran=page-selective did=2 addr=0x1000 am=0 ih=0; DEV_IOTLB sid=02:00\.0 qdep=0 addr=0x1000 s=0; WAIT$/m)
+      assert.match(vtd, /\tIOTLB gran=page-selective did=2 addr=0x1000 am=0 ih=1\t\[kvm vm2\]\n.*\tDEV_IOTLB sid=02:00\.0 qdep=0 addr=0x1000 s=0\t\[kvm vm2\]\n.*\tWAIT .*\t\[kvm vm2\]\n/)
+      assert.match(vtd, /^kvm: vm2: invalidate gpa=0x1000 size=0x1000 -> VT-d driver, hwpt 3: dmar0: IOTLB gran=page-selective did=2 addr=0x1000 am=0 ih=1; DEV_IOTLB sid=02:00\.0 qdep=0 addr=0x1000 s=0; WAIT$/m)
       assert.match(vtd, /^ {2}fault FR=0x86 \(no read permission\) sid=02:00\.0 pasid=none addr=0x1000 DMA Read/m)
       assert.match(vtd, /^ {2}fault FR=0x85 \(no write permission\) sid=02:00\.0 pasid=none addr=0x2000 DMA Write/m)
       assert.match(vtd, /^ {2}finding 1: IOTLB; sid=0x200; .*fix: IOTLB did=2 addr=0x2000 am=0 ih=1$/m)

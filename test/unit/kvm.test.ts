@@ -170,7 +170,7 @@ describe('KVM-owned stage 2', () => {
     assert.match(t.hw(DMAR0, 'pasid_table'), /pgtt=second-stage did=2/)
     k.ok(`ZAP vm=${vm} gpa=0x1000 size=0x1000`)
     assert.deepEqual(kvmRows(t.hw(DMAR0, 'invalidation_queue'), `kvm vm${vm}`), [
-      'IOTLB gran=page-selective did=2 addr=0x1000 am=0 ih=0',
+      'IOTLB gran=page-selective did=2 addr=0x1000 am=0 ih=1',
       'DEV_IOTLB sid=02:00.0 qdep=0 addr=0x1000 s=0',
       'WAIT sw=1 if=0 fn=0 status_data=2 status_addr=0x100010008',
     ])
@@ -191,7 +191,7 @@ describe('KVM-owned stage 2', () => {
     assert.match(t.hw(DMAR0, 'pasid_table'), /pgtt=nested did=2 flptr=0x0 addr_width=48/)
     k.ok(`ZAP vm=${vm} gpa=0x1000 size=0x1000`)
     assert.deepEqual(kvmRows(t.hw(DMAR0, 'invalidation_queue'), `kvm vm${vm}`).slice(0, 2), [
-      'IOTLB gran=page-selective did=2 addr=0x1000 am=0 ih=0',
+      'IOTLB gran=page-selective did=2 addr=0x1000 am=0 ih=1',
       'DEV_IOTLB sid=02:00.0 qdep=0 addr=0x7ffffffffffff000 s=1',
     ])
   })
@@ -213,6 +213,16 @@ describe('KVM-owned stage 2', () => {
     t.ok(`DESTROY id=${hwpt}`)
     assert.equal(t.world.kvm.vms.size, 0)
     assert.match(t.world.trace.recent().join('\n'), /kvm: vm1: importer unregistered: SMMUv3 driver, hwpt 2\n.*kvm: vm1: destroyed/)
+  })
+
+  it('destroying the importing HWPT leaves KVM\'s table to KVM: a new HWPT imports it again and DMA walks it', () => {
+    const { vm, dev, hwpt } = setup(DEV.smmu0a, 'arm64')
+    t.ok(`DEVICE_DETACH dev_id=${dev}`)
+    t.ok(`DESTROY id=${hwpt}`)
+    assert.match(t.world.kvm.vms.get(Number(vm))!.dumpStage2(), /^gpa 0x0-0xffff -> pa 0x[0-9a-f]+ rw$/m)
+    const again = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=0 data_type=IOMMUFS_KVM fd=1`, 'out_hwpt_id')
+    t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${again}`)
+    assert.match(dma(t.world, DEV.smmu0a, 'read', 0x1000n), /^data 70616765206f6e65/m)
   })
 
   it('a VM nobody imports goes with its opener: memslot windows, files and table pages are all given back', () => {
