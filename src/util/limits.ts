@@ -53,6 +53,10 @@ export const LIMITS = {
   dmaLength: limit(1 * MiB, 'E2BIG', 'bytes of one DMA request'),
   /** Events one vEVENTQ holds, whatever its depth; beyond, an event is lost (LOST_EVENTS), as when the kernel cannot allocate one. */
   veventqEvents: limit(65536, undefined, 'events one vEVENTQ holds whatever its veventq_depth (more are lost: LOST_EVENTS)'),
+  /** Page request groups one fault queue holds, queued or awaiting a response (the hardware holds as many stalled accesses). */
+  faultGroups: limit(4096, undefined, 'page request groups one fault queue holds (queued or awaiting a response; a new one past it is answered INVALID at once)'),
+  /** Finished DMA requests kept for a `result` query after they were held (stall, page request). */
+  dmaResults: limit(256, undefined, 'finished held DMA requests kept for `result dma=N` (the oldest is dropped)'),
   /** Lines the trace ring keeps; the oldest is dropped for a new one. */
   traceLines: limit(4096, undefined, 'lines kept by the trace (the oldest is dropped)'),
   /** Characters of one trace line; a longer one is cut. */
