@@ -4,7 +4,10 @@
  * to an unmapped IOVA that comes back PENDING, the page request read from the
  * queue's descriptor, the page mapped, the response written, and the DMA's
  * end asked on the device's DMA port. Then the errnos: a read or write of
- * the wrong size (ESPIPE), a bad code and an unknown cookie (EINVAL).
+ * the wrong size (ESPIPE), a bad code and an unknown cookie (EINVAL). Last,
+ * a DMA left pending: closing the queue's descriptor leaves it pending (the
+ * kernel's release only drops a reference); closing the device and the
+ * iommufd detaches it and destroys the HWPT, which answers it INVALID.
  *
  *   iommufs exec -- dist/test/c/iopf [VFIO_NODE [PCI]]
  * One line per step (test/integration/iopf.test.ts compares them).
@@ -34,6 +37,16 @@ static void port(const char *pci, const char *req, char *line, size_t n)
 	ssize_t got = read(fd, line, n - 1);
 	line[got > 0 ? got : 0] = 0;
 	close(fd);
+}
+
+/* "result: FIRST LINE / SECOND LINE" of `result dma=ID` */
+static void result(const char *pci, unsigned long long id)
+{
+	char req[64], line[4096];
+	snprintf(req, sizeof(req), "result dma=%llu\n", id);
+	port(pci, req, line, sizeof(line));
+	char *nl = strchr(line, '\n');
+	printf("result: %.*s / %.*s\n", nl ? (int)(nl - line) : (int)strlen(line), line, nl ? (int)strcspn(nl + 1, "\n") : 0, nl ? nl + 1 : "");
 }
 
 static void say(const char *step, long rc)
@@ -93,10 +106,16 @@ int main(int argc, char **argv)
 	printf("\n");
 	say("respond", write(qfd, &ok, sizeof(ok)));
 	say("respond_again", write(qfd, &ok, sizeof(ok)));
-	char req[64], line[4096];
-	snprintf(req, sizeof(req), "result dma=%llu\n", (unsigned long long)rd.out_addr);
-	port(pci, req, line, sizeof(line));
-	char *nl = strchr(line, '\n');
-	printf("result: %.*s / %.*s\n", nl ? (int)(nl - line) : (int)strlen(line), line, nl ? (int)strcspn(nl + 1, "\n") : 0, nl ? nl + 1 : "");
+	result(pci, rd.out_addr);
+
+	/* closing the queue's descriptor only drops it: a held DMA stays pending until its HWPT goes */
+	struct iommufs_dma rd2 = { .size = sizeof(rd2), .dev_id = bind.out_devid, .iova = 0x300000, .length = 8, .out_data_uptr = (uintptr_t)got };
+	MUST("dma2", iommufd, IOMMUFS_DMA, &rd2);
+	printf(" status=%u dma_id=%llu\n", rd2.out_status, (unsigned long long)rd2.out_addr);
+	say("close_queue", close(qfd));
+	result(pci, rd2.out_addr);
+	say("close_device", close(devfd));
+	say("close_iommufd", close(iommufd));
+	result(pci, rd2.out_addr);
 	return 0;
 }

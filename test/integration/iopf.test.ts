@@ -26,7 +26,7 @@ describe('IOPF through the mount', () => {
     })
   })
 
-  it('test/c/iopf: the fault queue descriptor under the shim, PENDING, ESPIPE / EINVAL, the response retries the DMA', async () => {
+  it('test/c/iopf: the fault queue descriptor under the shim, PENDING, ESPIPE / EINVAL, the response retries the DMA; closing the queue leaves a DMA pending, closing the iommufd ends it', async () => {
     await withMount(async (m) => {
       const r = await iommufs(['exec', '--mount', m.dir, '--', path.join(PACKAGE_ROOT, 'dist', 'test', 'c', 'iopf')])
       assert.equal(r.code, 0, r.stderr + r.stdout)
@@ -48,6 +48,13 @@ describe('IOPF through the mount', () => {
         'respond_again: err EINVAL',
         // the server cannot reach a shim caller's memory (docs/dma.md): the retried translation succeeds, the memory aborts
         'result: done dma=1 / abort no memory behind this mapping',
+        // closing the queue's descriptor leaves a held DMA pending; the HWPT's end (device and iommufd closed) answers it INVALID
+        'dma2: ok status=4 dma_id=2',
+        'close_queue: ok ret=0',
+        'result: pending dma=2 stalled sid=0x8 stag=0x1 / ',
+        'close_device: ok ret=0',
+        'close_iommufd: ok ret=0',
+        'result: done dma=2 / fault F_TRANSLATION(0x10) sid=0x8 input=0x300000 s2=0 class=IN rnw=1 pnu=0 ind=0 stall=1 stag=0x1 reason="stage 1 level 3: invalid descriptor"',
       ])
     })
   })
