@@ -11,6 +11,12 @@ import * as path from 'node:path'
 import { DEV, DMAR0, IommuBench, SMMU0 } from '../helpers/iommufd'
 import { deviceDma, heldDmasOf } from '../../src/iommufd/dma'
 import { Fault } from '../../src/iommufd/eventq'
+import { LIMITS } from '../../src/util/limits'
+
+/** An assert.throws check: an ErrnoError with this errno and message. */
+function errno(name: string, message: RegExp): (e: Error & { errno?: string }) => boolean {
+  return (e) => e.errno === name && message.test(e.message)
+}
 
 function response(cookie: number, code: number): Buffer {
   const b = Buffer.alloc(8)
@@ -77,15 +83,27 @@ for (const [arch, bdf, unit] of [
 
     it('bad responses: ESPIPE for sizes, EINVAL for a bad code or an unknown/answered cookie; nothing changes', () => {
       deviceDma(t.world, bdf, { op: 'read', iova: 0x101000n, len: 8 })
-      assert.throws(() => fault.read(39), (e: Error & { errno?: string }) => e.errno === "ESPIPE")
+      assert.throws(() => fault.read(39), errno('ESPIPE', /multiple of 40/))
       assert.equal(fault.read(0).length, 0)
       assert.equal(fault.read(40).length, 40)
-      assert.throws(() => fault.write(Buffer.alloc(7)), /ESPIPE|multiple|8-byte/)
-      assert.throws(() => fault.write(response(1, 2)), /code=2/)
-      assert.throws(() => fault.write(response(5, 0)), /cookie=5/)
+      assert.throws(() => fault.write(Buffer.alloc(7)), errno('ESPIPE', /8-byte records/))
+      assert.throws(() => fault.write(response(1, 2)), errno('EINVAL', /code=2/))
+      assert.throws(() => fault.write(response(5, 0)), errno('EINVAL', /cookie=5/))
       assert.equal(fault.awaiting.size, 1)
       assert.equal(fault.write(response(1, 1)), 8)
-      assert.throws(() => fault.write(response(1, 1)), /cookie=1/)
+      assert.throws(() => fault.write(response(1, 1)), errno('EINVAL', /cookie=1: no page request awaits it/))
+    })
+
+    it('replacing the HWPT answers the device\'s groups INVALID; the new domain (no fault queue) aborts a miss at once', () => {
+      const r = deviceDma(t.world, bdf, { op: 'read', iova: 0x101000n, len: 8 })
+      const plain = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas}`, 'out_hwpt_id')
+      t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${plain}`)
+      assert.equal(fault.queued, 0)
+      const done = heldDmasOf(t.world).get(r.pending!)?.result
+      assert.ok(done && (done.event || done.fault), 'ended in its fault')
+      const after = deviceDma(t.world, bdf, { op: 'read', iova: 0x101000n, len: 8 })
+      assert.equal(after.pending, undefined)
+      assert.ok(after.event || after.fault)
     })
 
     it('detach answers pending groups INVALID; the DMA ends', () => {
@@ -101,3 +119,20 @@ for (const [arch, bdf, unit] of [
     })
   })
 }
+
+describe('IOPF: the fault queue\'s bound', () => {
+  it('past LIMITS.faultGroups a new group is answered INVALID at once and counted; the queue keeps what it had', () => {
+    const f = new Fault()
+    const codes: number[] = []
+    const group = { devId: 1, pasid: 0, pasidValid: false, grpid: 0, perm: 1, addr: 0n, respond: (c: number) => codes.push(c) }
+    for (let i = 0; i < LIMITS.faultGroups.max; i++) assert.equal(f.report(group), true)
+    assert.equal(f.read(40).length, 40, 'a read group still counts until answered')
+    assert.equal(f.report(group), false)
+    assert.deepEqual(codes, [1])
+    assert.equal(f.dropped, 1)
+    assert.equal(f.queued, LIMITS.faultGroups.max - 1)
+    f.teardown()
+    assert.equal(codes.length, 1 + LIMITS.faultGroups.max, 'destroying the queue answers every group INVALID')
+    assert.ok(codes.every((c) => c === 1))
+  })
+})
