@@ -8,7 +8,11 @@ import { strict as assert } from 'node:assert'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import { DEV, DMAR0, IommuBench, SMMU0 } from '../helpers/iommufd'
+import { DEV, DMAR0, IommuBench, SMMU0, smmuNestSetup } from '../helpers/iommufd'
+import { s1Cd, wordBytes } from '../../src/hw/smmuv3/build'
+import { Geometry, PageTable } from '../../src/hw/smmuv3/pgtable'
+import { FileBacking } from '../../src/memory/backing'
+import { Region } from '../../src/memory/region'
 import { deviceDma, heldDmasOf } from '../../src/iommufd/dma'
 import { Fault } from '../../src/iommufd/eventq'
 import { LIMITS } from '../../src/util/limits'
@@ -134,5 +138,41 @@ describe('IOPF: the fault queue\'s bound', () => {
     f.teardown()
     assert.equal(codes.length, 1 + LIMITS.faultGroups.max, 'destroying the queue answers every group INVALID')
     assert.ok(codes.every((c) => c === 1))
+  })
+})
+
+describe('IOPF: a nested SMMUv3 HWPT whose guest CD stalls', () => {
+  it('the guest\'s CD.S = 1 stalls a stage-1 miss; the group names the nested HWPT\'s device; the guest maps the page, SUCCESS completes the DMA', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iopf-nested-'))
+    const file = path.join(dir, 'guest')
+    const GUEST = 0x4000_0000n
+    fs.writeFileSync(file, Buffer.alloc(0x20_0000))
+    const ram = FileBacking.open(file)
+    const region = new Region(ram, GUEST, 0x10_0000n, GUEST + 0x1000n)
+    const s1 = new PageTable(region, { stage: 1, geometry: new Geometry(12, 48) })
+    region.write(GUEST, wordBytes(s1Cd({ asid: 1, ttb0: s1.root, stall: true })))
+    ram.write(0x10_0000n, Buffer.from('guest page'))
+    const t = new IommuBench()
+    try {
+      const { dev, ioas, viommu } = smmuNestSetup(t)
+      t.ok(`IOAS_MAP_FILE ioas_id=${ioas} flags=FIXED_IOVA|READABLE|WRITEABLE path=${file} start=0 length=0x200000 iova=0x40000000`)
+      t.ok(`VDEVICE_ALLOC viommu_id=${viommu} dev_id=${dev} virt_id=0x10`)
+      const faultId = t.id('FAULT_QUEUE_ALLOC', 'out_fault_id')
+      const nested = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${viommu} flags=FAULT_ID_VALID fault_id=${faultId} data_type=ARM_SMMUV3 data.ste=0x${(GUEST | 0xbn).toString(16)},0x0`, 'out_hwpt_id')
+      t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${nested}`)
+      const r = deviceDma(t.world, DEV.smmu0a, { op: 'read', iova: 0x1000n, len: 10 })
+      assert.equal(typeof r.pending, 'number')
+      const fault = t.ctx.objects.find(faultId) as Fault
+      const rec = fault.read(40)
+      assert.deepEqual([rec.readUInt32LE(4), rec.readBigUInt64LE(24), rec.readUInt32LE(36)], [dev, 0x1000n, 1])
+      // the guest maps VA 0x1000 (its own table, in its RAM) and answers
+      s1.map(0x1000n, GUEST + 0x10_0000n, 0x1000n, { read: true, write: true })
+      assert.equal(fault.write(response(1, 0)), 8)
+      assert.equal(heldDmasOf(t.world).get(r.pending!)?.result?.data?.toString(), 'guest page')
+    } finally {
+      t.close()
+      ram.release()
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
   })
 })
