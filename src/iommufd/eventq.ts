@@ -162,8 +162,7 @@ export class Fault extends IommufdObject {
   }
   /** Groups answered INVALID at once because the queue was full. */
   dropped = 0
-  /** Told when a group is queued (poll wake-ups). */
-  onQueued: (() => void) | undefined
+  private readonly waiters = new Set<() => void>()
 
   get queued(): number {
     return this.deliver.length
@@ -177,8 +176,17 @@ export class Fault extends IommufdObject {
       return false
     }
     this.deliver.push(r)
-    this.onQueued?.()
+    for (const fn of [...this.waiters]) {
+      this.waiters.delete(fn)
+      fn()
+    }
     return true
+  }
+
+  /** For poll(): calls `fn` once when a group is queued; returns the cancel. */
+  whenQueued(fn: () => void): () => void {
+    this.waiters.add(fn)
+    return () => this.waiters.delete(fn)
   }
 
   /** read(): `len` a multiple of 40 (else ESPIPE); whole groups, oldest first, as many as fit. */

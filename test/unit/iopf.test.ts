@@ -129,7 +129,10 @@ describe('IOPF: the fault queue\'s bound', () => {
     const f = new Fault()
     const codes: number[] = []
     const group = { devId: 1, pasid: 0, pasidValid: false, grpid: 0, perm: 1, addr: 0n, respond: (c: number) => codes.push(c) }
+    let woken = 0
+    f.whenQueued(() => woken++)
     for (let i = 0; i < LIMITS.faultGroups.max; i++) assert.equal(f.report(group), true)
+    assert.equal(woken, 1, 'a waiter hears the first group once')
     assert.equal(f.read(40).length, 40, 'a read group still counts until answered')
     assert.equal(f.report(group), false)
     assert.deepEqual(codes, [1])
