@@ -1,6 +1,6 @@
-import { deviceDma } from '../iommufd/dma'
+import { deviceDma, heldDmasOf } from '../iommufd/dma'
 import { World } from '../iommufd/world'
-import { formatDmaReply, parseDmaRequest } from '../uapi/dma-text'
+import { formatDmaReply, formatResult, parseDmaRequest, parseResultQuery } from '../uapi/dma-text'
 import { ErrnoError } from '../util/errno'
 import { LIMITS } from '../util/limits'
 import { FileNode, OpenFile, SYSFS_SIZE } from './nodes'
@@ -42,8 +42,12 @@ export function dmaPort(world: World, bdf: string): FileNode {
             if (!line || line.startsWith('#')) continue
             replyBase = pos + data.length
             try {
-              const req = parseDmaRequest(line)
-              reply = Buffer.from(formatDmaReply(req, deviceDma(world, bdf, req)))
+              const query = parseResultQuery(line)
+              if (query !== undefined) reply = Buffer.from(formatResult(query, heldDmasOf(world).get(query)))
+              else {
+                const req = parseDmaRequest(line)
+                reply = Buffer.from(formatDmaReply(req, deviceDma(world, bdf, req)))
+              }
               world.trace.emit(`dma ${bdf}`, `${line.length > 120 ? `${line.slice(0, 120)}...` : line} -> ${reply.toString().split('\n')[0]}`)
             } catch (e) {
               if (!(e instanceof ErrnoError)) {

@@ -82,3 +82,17 @@ function move(mem: MemoryPort, out: bigint, req: TransferRequest, done: number, 
   chunks.push(b)
   return undefined
 }
+
+/** One request's result from two parts: what it did before it was held (stall, page request), then what the retry did. */
+export function joinResults<T extends { readonly pieces: readonly unknown[]; readonly data?: Buffer; readonly findings: readonly unknown[] }>(a: T | undefined, b: T): T {
+  if (!a) return b
+  const data = a.data && b.data ? Buffer.concat([a.data, b.data]) : (b.data ?? a.data)
+  return { ...b, pieces: [...a.pieces, ...b.pieces], data, findings: [...a.findings, ...b.findings] }
+}
+
+/** A request the hardware holds until software answers (a stall, a page request): what is left to move, what it did, who hears how it ends. */
+export interface HeldTransfer<Q, R> {
+  readonly rest: Q
+  readonly before: R
+  settle?: (r: R) => void
+}

@@ -108,6 +108,8 @@ function attachTo(ctx: IommufdContext, dev: Device, hwpt: Hwpt): number {
 
 /** The device no longer uses `hwpt`: release its hardware ID there; an auto domain dies with its last device. */
 function dropDomain(ctx: IommufdContext, dev: Device, hwpt: Hwpt): void {
+  // its page requests through that domain, queued or read, are answered INVALID (iommufd_auto_response_faults)
+  hwpt.fault?.autoRespond((r) => r.device === dev && r.hwpt === hwpt)
   hwpt.devices.delete(dev)
   hwpt.users--
   driverFor(dev.pci.unit).release(dev.pci, hwpt)

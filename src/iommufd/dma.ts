@@ -9,6 +9,8 @@ import { Vtd } from '../hw/vtd/vtd'
 import { ErrnoError } from '../util/errno'
 import { LIMITS } from '../util/limits'
 import { World } from './world'
+import { HeldDmas, smmuStalled, vtdPageRequest } from './iopf'
+import { describePageRequest, encodePageRequest } from '../hw/vtd/prq'
 
 /**
  * The DMA request length limit (LIMITS.dmaLength), for every way a request
@@ -23,7 +25,7 @@ export function checkDmaLength(bytes: number | bigint, field: string): void {
 /** IOMMUFS_DMA flags. */
 export const DmaFlag = { WRITE: 1 << 0, PASID: 1 << 1, PRIV: 1 << 2, EXEC: 1 << 3, ATS: 1 << 4, TRANSLATE: 1 << 5 } as const
 /** IOMMUFS_DMA out_status. */
-export const DmaStatus = { OK: 0, FAULT: 1, ABORT: 2, STOPPED: 3 } as const
+export const DmaStatus = { OK: 0, FAULT: 1, ABORT: 2, STOPPED: 3, PENDING: 4 } as const
 
 /** A device's DMA request, by PCI address (the typed in-process API of the DMA port). */
 export interface DeviceDma {
@@ -39,7 +41,14 @@ export interface DeviceDma {
 }
 
 /** The result in the unit's own terms: an SMMUv3 event record, or a VT-d fault record. */
-export type DeviceDmaResult = { readonly unit: string; readonly sid: number } & (({ readonly arch: 'arm-smmu-v3'; readonly fault?: undefined } & DmaResult) | ({ readonly arch: 'intel-vtd'; readonly event?: undefined } & VtdDmaResult))
+export type DeviceDmaResult = {
+  readonly unit: string
+  readonly sid: number
+  /** Held by a stall or a page request: the id `result dma=N` answers for, once it ends. */
+  readonly pending?: number
+  /** What holds it: the stall (StreamID, STAG) or the page request (descriptor). */
+  readonly waiting?: string
+} & (({ readonly arch: 'arm-smmu-v3'; readonly fault?: undefined } & DmaResult) | ({ readonly arch: 'intel-vtd'; readonly event?: undefined } & VtdDmaResult))
 
 /**
  * Issues a DMA from the device at `bdf` through its IOMMU. A translation
@@ -60,20 +69,63 @@ export function deviceDma(world: World, bdf: string, r: DeviceDma): DeviceDmaRes
   if (r.pasid !== undefined && !(r.pasid >= 0 && r.pasid < 2 ** Math.max(Number(unit.registers.field('IDR1.SSIDSIZE')), 0)))
     throw new ErrnoError('EINVAL', `pasid=${r.pasid}: ${unit.name} has ${unit.registers.field('IDR1.SSIDSIZE')} SubstreamID bits`)
   unit.dma.clock = () => world.trace.count
-  const res = unit.dma.access({ sid: pci.streamId, ssid: r.pasid, ...access(r) })
-  if (res.event) world.trace.emit(unit.name, `event ${describeEvent(res.event)}`)
-  traceFindings(world, unit.name, res.findings)
-  return { ...res, arch: 'arm-smmu-v3', unit: unit.name, sid: pci.streamId }
+  unit.stalls.onStall = (s) => smmuStalled(world, unit, s)
+  const sid = pci.streamId
+  return held(world, bdf, r, (settle) => {
+    const res = unit.stalls.access(unit.dma, { sid, ssid: r.pasid, ...access(r) }, undefined, (end) => settle({ ...end, arch: 'arm-smmu-v3', unit: unit.name, sid }))
+    if (res.event) world.trace.emit(unit.name, `event ${describeEvent(res.event)}`)
+    traceFindings(world, unit.name, res.findings)
+    return { result: { ...res, arch: 'arm-smmu-v3', unit: unit.name, sid }, waiting: res.stalled && `stalled sid=${hex(sid)} stag=${hex(res.stalled.stag)}` }
+  })
+}
+
+const heldDmas = new WeakMap<World, HeldDmas<DeviceDma, DeviceDmaResult>>()
+
+/** The world's held DMA requests. */
+export function heldDmasOf(world: World): HeldDmas<DeviceDma, DeviceDmaResult> {
+  let h = heldDmas.get(world)
+  if (!h) heldDmas.set(world, (h = new HeldDmas()))
+  return h
+}
+
+/**
+ * Runs a request that the hardware may hold: when `go` says it is held
+ * (`waiting`), the result says pending under a new id, and the final result
+ * is kept when `settle` is called; a request answered while it was being
+ * held (nobody handles its fault) comes back finished.
+ */
+function held(world: World, bdf: string, r: DeviceDma, go: (settle: (end: DeviceDmaResult) => void) => { result: DeviceDmaResult; waiting?: string }): DeviceDmaResult {
+  const book = heldDmasOf(world)
+  const id = book.reserve()
+  let early: DeviceDmaResult | undefined
+  let holding = false
+  const settle = (end: DeviceDmaResult): void => {
+    if (!holding) early = end
+    else {
+      book.finish(id, end)
+      world.trace.emit(`dma ${bdf}`, `dma=${id} ended: ${end.abort ? `abort ${end.abort}` : end.event || end.fault ? 'fault' : 'ok'}`)
+    }
+  }
+  const { result, waiting } = go(settle)
+  if (!waiting) return result
+  if (early) return early
+  holding = true
+  book.hold(id, bdf, r, waiting)
+  return { ...result, pending: id, waiting }
 }
 
 function vtdDma(world: World, unit: Vtd, sid: number, r: DeviceDma): DeviceDmaResult {
   const pasidBits = unit.registers.flag('ECAP.PASID') ? Number(unit.registers.field('ECAP.PSS')) + 1 : 0
   if (r.pasid !== undefined && !(r.pasid >= 0 && r.pasid < 2 ** pasidBits)) throw new ErrnoError('EINVAL', `pasid=${r.pasid}: ${unit.name} has ${pasidBits} PASID bits`)
   unit.dma.clock = () => world.trace.count
-  const res = unit.dma.access({ sid, pasid: r.pasid, ...access(r) })
-  if (res.fault) world.trace.emit(unit.name, `fault ${describeFault(res.fault)}`)
-  traceFindings(world, unit.name, res.findings)
-  return { ...res, arch: 'intel-vtd', unit: unit.name, sid }
+  unit.prq.onRequest = (h) => vtdPageRequest(world, unit, h)
+  const bdf = unit.devices.find((d) => d.streamId === sid)?.bdf ?? String(sid)
+  return held(world, bdf, r, (settle) => {
+    const res = unit.prq.access(unit.dma, { sid, pasid: r.pasid, ...access(r) }, undefined, (end) => settle({ ...end, arch: 'intel-vtd', unit: unit.name, sid }))
+    if (res.fault && !res.held) world.trace.emit(unit.name, `fault ${describeFault(res.fault)}`)
+    traceFindings(world, unit.name, res.findings)
+    return { result: { ...res, arch: 'intel-vtd', unit: unit.name, sid }, waiting: res.held && `${describePageRequest(res.held.request)} prq=${encodePageRequest(res.held.request).map((w) => w.toString(16).padStart(16, '0')).join(' ')}` }
+  })
 }
 
 /** The access a port request makes, in either unit's terms (a translate is an ATS request of length 0). */

@@ -109,7 +109,7 @@ const smmuDriver: Driver = {
     if (!hwpt) return set({ config: 'abort', ats: false })
     if (hwpt instanceof HwptPaging) {
       const id = hwpt.tags.get(smmu)!.id
-      return set(hwpt.nestParent ? { config: 's2-translate', vmid: id, ats: false } : { config: 's1-translate', asid: id, ats: false }, hwpt)
+      return set(hwpt.nestParent ? { config: 's2-translate', vmid: id, ats: false } : { config: 's1-translate', asid: id, ats: false, stall: hwpt.fault !== undefined }, hwpt)
     }
     const nested = hwpt as HwptNested
     if (nested.data.kind !== 'arm-smmu-v3' || !nested.viommu) throw new Error('SMMUv3 nested HWPT without a vIOMMU')
@@ -163,6 +163,9 @@ const vtdDriver: Driver = {
   },
   program(dev, hwpt) {
     const vtd = dev.unit as Vtd
+    // IOPF on VT-d is PCIe PRI: the endpoint's PRI is on while its domain has a fault queue
+    if (hwpt?.fault) vtd.prq.enabled.add(dev.streamId)
+    else vtd.prq.enabled.delete(dev.streamId)
     installPasidEntry(vtd, dev, hwpt)
     if (!hwpt) return void vtd.pasidEntries.delete(dev.streamId)
     const did = hwpt.tags.get(vtd)!.id

@@ -6,6 +6,7 @@
  * it; a vEVENTQ is meant to share the same machinery.
  */
 import { ErrnoError } from '../util/errno'
+import { LIMITS } from '../util/limits'
 import { hex, unknownFlags } from './checks'
 import type { IommufdContext } from './context'
 import { IommufdObject, MmioFile } from './objects'
@@ -92,6 +93,7 @@ export const PageResponseCode = { SUCCESS: 0, INVALID: 1 } as const
 export const PGFAULT_SIZE = 40
 export const PAGE_RESPONSE_SIZE = 8
 
+/** One page request group as the IOMMU driver hands it over (iopf_group; the model's groups hold one fault, LAST_PAGE). */
 export interface PageRequest {
   readonly devId: number
   readonly pasid: number
@@ -99,19 +101,48 @@ export interface PageRequest {
   readonly grpid: number
   readonly perm: number
   readonly addr: bigint
+  /** Where the response goes: the driver's page_response (CMD_RESUME, a page group response). None for the mock. */
+  readonly respond?: (code: number) => void
+  /** The attachment it came through (detaching answers its groups). */
+  readonly device?: object
+  readonly hwpt?: object
+}
+
+/** The iommu_hwpt_pgfault record of `r`, with its cookie. */
+function pgfault(r: PageRequest, cookie: number): Buffer {
+  const rec = Buffer.alloc(PGFAULT_SIZE)
+  rec.writeUInt32LE(PgfaultFlag.LAST_PAGE | (r.pasidValid ? PgfaultFlag.PASID_VALID : 0), 0)
+  rec.writeUInt32LE(r.devId, 4)
+  rec.writeUInt32LE(r.pasid, 8)
+  rec.writeUInt32LE(r.grpid, 12)
+  rec.writeUInt32LE(r.perm, 16)
+  rec.writeBigUInt64LE(r.addr, 24)
+  rec.writeUInt32LE(0, 32)
+  rec.writeUInt32LE(cookie, 36)
+  return rec
+}
+
+const PERM_NAMES = ['R', 'W', 'X', 'PRIV'] as const
+
+/** "dev_id=1 pasid=none grpid=0x3 perm=W addr=0x5000": a group, decoded. */
+export function describePageRequest(r: PageRequest): string {
+  const perm = PERM_NAMES.filter((_, i) => r.perm & (1 << i)).join('|') || '0'
+  return `dev_id=${r.devId} pasid=${r.pasidValid ? hex(r.pasid) : 'none'} grpid=${hex(r.grpid)} perm=${perm} addr=${hex(r.addr)}`
 }
 
 /**
- * A fault queue: page requests wait in it until read; each read one waits
- * for its response (by cookie) on a write.
+ * A fault queue (the kernel's iommufd_fault): page request groups wait on the
+ * deliver list until read; a read moves each group it returns to the
+ * response table under a cookie (the lowest free one from 1, as the
+ * kernel's xarray allocates); a response by cookie answers the group and
+ * frees the cookie. At most LIMITS.faultGroups groups are held: past that
+ * a new group is answered INVALID at once (the device sees its request fail).
  */
 export class Fault extends IommufdObject {
   readonly type = 'fault'
-  readonly queue = new RecordQueue(PGFAULT_SIZE)
-  /** Requests read but not yet answered, by cookie. */
+  private readonly deliver: PageRequest[] = []
+  /** Groups read but not yet answered, by cookie. */
   readonly awaiting = new Map<number, PageRequest>()
-  private readonly queued = new Map<number, PageRequest>()
-  private nextCookie = 1
   responded = 0
   /** A descriptor for the queue is open: it holds a user, as the kernel's file holds the object (DESTROY is EBUSY). */
   fdOpen = false
@@ -129,52 +160,104 @@ export class Fault extends IommufdObject {
     this.fdOpen = false
     this.users--
   }
+  /** Groups answered INVALID at once because the queue was full. */
+  dropped = 0
+  private readonly waiters = new Set<() => void>()
 
-  /** A page request from a device attached to an HWPT using this queue. */
-  report(r: PageRequest): void {
-    const cookie = this.nextCookie++
-    const rec = Buffer.alloc(PGFAULT_SIZE)
-    rec.writeUInt32LE(PgfaultFlag.LAST_PAGE | (r.pasidValid ? PgfaultFlag.PASID_VALID : 0), 0)
-    rec.writeUInt32LE(r.devId, 4)
-    rec.writeUInt32LE(r.pasid, 8)
-    rec.writeUInt32LE(r.grpid, 12)
-    rec.writeUInt32LE(r.perm, 16)
-    rec.writeBigUInt64LE(r.addr, 24)
-    rec.writeUInt32LE(0, 32)
-    rec.writeUInt32LE(cookie, 36)
-    this.queue.push(rec)
-    this.queued.set(cookie, r)
+  get queued(): number {
+    return this.deliver.length
   }
 
-  read(len: number): Buffer {
-    const out = this.queue.take(len)
-    for (let off = 0; off < out.length; off += PGFAULT_SIZE) {
-      const cookie = out.readUInt32LE(off + 36)
-      const r = this.queued.get(cookie)
-      if (r) this.awaiting.set(cookie, r)
-      this.queued.delete(cookie)
+  /** A group from a device attached to an HWPT using this queue; false when the queue is full (it was answered INVALID). */
+  report(r: PageRequest): boolean {
+    if (this.deliver.length + this.awaiting.size >= LIMITS.faultGroups.max) {
+      this.dropped++
+      r.respond?.(PageResponseCode.INVALID)
+      return false
     }
-    return out
+    this.deliver.push(r)
+    for (const fn of [...this.waiters]) {
+      this.waiters.delete(fn)
+      fn()
+    }
+    return true
   }
 
-  /** Responses, whole records only; a cookie that awaits none is EINVAL (nothing after it is taken). */
+  /** For poll(): calls `fn` once when a group is queued; returns the cancel. */
+  whenQueued(fn: () => void): () => void {
+    this.waiters.add(fn)
+    return () => this.waiters.delete(fn)
+  }
+
+  /** read(): `len` a multiple of 40 (else ESPIPE); whole groups, oldest first, as many as fit. */
+  read(len: number): Buffer {
+    if (len % PGFAULT_SIZE) throw new ErrnoError('ESPIPE', `a read of ${len} bytes: the count must be a multiple of ${PGFAULT_SIZE} (struct iommu_hwpt_pgfault)`)
+    const out: Buffer[] = []
+    while (this.deliver.length && (out.length + 1) * PGFAULT_SIZE <= len) {
+      const r = this.deliver.shift()!
+      let cookie = 1
+      while (this.awaiting.has(cookie)) cookie++
+      this.awaiting.set(cookie, r)
+      out.push(pgfault(r, cookie))
+    }
+    return Buffer.concat(out)
+  }
+
+  /**
+   * write(): 8-byte iommu_hwpt_page_response records (else ESPIPE), answered
+   * in order; a bad code or a cookie no group awaits is EINVAL and stops
+   * there. The bytes answered before it are the result, or the error if none.
+   */
   write(data: Buffer): number {
-    if (data.length % PAGE_RESPONSE_SIZE) throw new ErrnoError('EINVAL', `${data.length} bytes: responses are ${PAGE_RESPONSE_SIZE}-byte records`)
+    if (data.length % PAGE_RESPONSE_SIZE) throw new ErrnoError('ESPIPE', `a write of ${data.length} bytes: responses are ${PAGE_RESPONSE_SIZE}-byte records (struct iommu_hwpt_page_response)`)
     let off = 0
     for (; off < data.length; off += PAGE_RESPONSE_SIZE) {
       const cookie = data.readUInt32LE(off)
       const code = data.readUInt32LE(off + 4)
-      if (!this.awaiting.has(cookie)) throw new ErrnoError('EINVAL', `cookie=${cookie}: no page request awaits it`)
-      if (code > PageResponseCode.INVALID) throw new ErrnoError('EINVAL', `code=${code}: SUCCESS (0) or INVALID (1)`)
+      const bad =
+        code !== PageResponseCode.SUCCESS && code !== PageResponseCode.INVALID
+          ? `code=${code}: SUCCESS (0) or INVALID (1)`
+          : !this.awaiting.has(cookie)
+            ? `cookie=${cookie}: no page request awaits it (unknown, not read yet, or answered)`
+            : undefined
+      if (bad) {
+        if (off === 0) throw new ErrnoError('EINVAL', bad)
+        break
+      }
+      const r = this.awaiting.get(cookie)!
       this.awaiting.delete(cookie)
       this.responded++
+      r.respond?.(code)
     }
     return off
   }
 
+  /** Answers INVALID every group (queued or awaiting) that `match` selects: a detach, or the queue's end. */
+  autoRespond(match: (r: PageRequest) => boolean = () => true): number {
+    let n = 0
+    for (let i = this.deliver.length - 1; i >= 0; i--) {
+      const r = this.deliver[i]
+      if (!match(r)) continue
+      this.deliver.splice(i, 1)
+      r.respond?.(PageResponseCode.INVALID)
+      n++
+    }
+    for (const [cookie, r] of [...this.awaiting]) {
+      if (!match(r)) continue
+      this.awaiting.delete(cookie)
+      r.respond?.(PageResponseCode.INVALID)
+      n++
+    }
+    return n
+  }
+
+  override teardown(): void {
+    this.autoRespond()
+  }
+
   override files(): Record<string, MmioFile> {
     return {
-      queue: { mode: 0o600, size: () => this.queue.length * PGFAULT_SIZE, read: (_pos, len) => this.read(len), write: (_pos, data) => this.write(data), ...this.queue.pollHooks() },
+      queue: { mode: 0o600, size: () => this.deliver.length * PGFAULT_SIZE, read: (_pos, len) => this.read(len), write: (_pos, data) => this.write(data), readable: () => this.deliver.length > 0, whenReadable: (fn) => this.whenQueued(fn) },
     }
   }
 
@@ -182,10 +265,13 @@ export class Fault extends IommufdObject {
     return [
       ['type', 'fault'],
       ['users', String(this.users)],
-      ['queued', String(this.queue.length)],
+      ['queued', String(this.deliver.length)],
       ['awaiting_response', [...this.awaiting.keys()].map((c) => hex(c)).join(' ') || '-'],
       ['responded', String(this.responded)],
       ['fd_open', this.fdOpen ? '1' : '0'],
+      ['dropped', String(this.dropped)],
+      ...this.deliver.map((r, i): [string, string] => [`queued.${i}`, describePageRequest(r)]),
+      ...[...this.awaiting].map(([c, r]): [string, string] => [`cookie.${c}`, describePageRequest(r)]),
     ]
   }
 }

@@ -225,7 +225,7 @@ export function installSte(smmu: Smmuv3, dev: PciDevice, ste: PhysicalSte | unde
     }
     const hd = (domain.flags & HwptAllocFlag.DIRTY_TRACKING) !== 0
     const t = domainTable(domain, mem)
-    mem.write(cd, Buffer.concat(s1Cd({ asid: ste.asid ?? 0, ttb0: t.root, ha: hd, hd }).map((w) => word(w))))
+    mem.write(cd, Buffer.concat(s1Cd({ asid: ste.asid ?? 0, ttb0: t.root, ha: hd, hd, stall: ste.stall }).map((w) => word(w))))
     cmds.push(parseCommand(`CFGI_CD sid=${sid} leaf`), HOST_SYNC)
     words = steWords({ config: 's1', ctxPtr: cd, eats: ste.ats ? 1 : 0 })
   } else if (domain) {

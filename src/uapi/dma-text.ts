@@ -66,16 +66,34 @@ export function parseDmaRequest(line: string): DeviceDma {
   return { op, ...base, len: Number(n) }
 }
 
+/** `result dma=N`: the id of a held request to ask about, or undefined when the line is not such a query. */
+export function parseResultQuery(line: string): number | undefined {
+  const [verb, ...tokens] = line.trim().split(/\s+/)
+  if (verb?.toLowerCase() !== 'result') return undefined
+  const m = tokens.length === 1 ? /^dma=(0x[0-9a-f]+|[0-9]+)$/i.exec(tokens[0]) : null
+  if (!m) throw new ErrnoError('EINVAL', 'result: takes dma=N (the id a pending reply named)')
+  return Number(BigInt(m[1]))
+}
+
+/** The answer to `result dma=N`: "pending dma=N ..." while held, else "done dma=N" and the request's whole reply. */
+export function formatResult(id: number, e: { request: DeviceDma; waiting: string; result?: DeviceDmaResult } | undefined): string {
+  if (!e) throw new ErrnoError('ENOENT', `dma=${id}: no held request by that id (never held, or its result was dropped)`)
+  if (!e.result) return `pending dma=${id} ${e.waiting}\n`
+  return `done dma=${id}\n${formatDmaReply(e.request, e.result)}`
+}
+
 export function formatDmaReply(r: DeviceDma, res: DeviceDmaResult): string {
   const head = `${r.op} sid=${hex(res.sid)} pasid=${r.pasid ?? 'none'} iova=${hex(r.iova)} len=${r.len}`
   const lines: string[] = []
   const words = (ws: readonly bigint[]): string => ws.map((w) => w.toString(16).padStart(16, '0')).join(' ')
-  if (res.arch === 'arm-smmu-v3' && res.event) lines.push(`fault ${describeEvent(res.event)}`, `event ${words(encodeEvent(res.event))}`)
+  if (res.pending !== undefined) lines.push(`pending dma=${res.pending} ${res.waiting ?? ''}`.trimEnd())
+  if (res.pending !== undefined && res.arch === 'intel-vtd' && res.fault) lines.push(`fault ${describeFault(res.fault)}`)
+  else if (res.arch === 'arm-smmu-v3' && res.event) lines.push(`fault ${describeEvent(res.event)}`, `event ${words(encodeEvent(res.event))}`)
   else if (res.arch === 'intel-vtd' && res.fault) lines.push(`fault ${describeFault(res.fault)}`, `frcd ${words(encodeFault(res.fault))}`)
   else if (res.abort) lines.push(`abort ${res.abort}`)
   else if (res.stopped) lines.push(`stopped ${describeFinding(res.stopped)}`)
   else lines.push(`ok ${head}`)
-  if (lines[0].startsWith('ok') === false) lines.push(`request ${head}`)
+  if (!lines[0].startsWith('ok')) lines.push(`request ${head}`)
   const step = (x: Parameters<typeof describeStep>[0] | Parameters<typeof describeVtdStep>[0]): string =>
     `walk ${res.arch === 'intel-vtd' ? describeVtdStep(x as Parameters<typeof describeVtdStep>[0]) : describeStep(x as Parameters<typeof describeStep>[0])}`
   const via = (source: string): string => (res.arch === 'intel-vtd' ? ({ tlb: 'iotlb', atc: 'dev_tlb' } as Record<string, string>)[source] ?? source : source)

@@ -343,11 +343,12 @@ function dmaIoctl(c: Call): StructValue {
     c.mem.write(b(r, 'out_data_uptr'), out, 'out_data_uptr')
   }
   const event = res.arch === 'arm-smmu-v3' ? (res.event ? encodeEvent(res.event) : undefined) : res.fault ? [...encodeFault(res.fault), 0n, 0n] : undefined
-  const status = event ? DmaStatus.FAULT : res.abort ? DmaStatus.ABORT : res.stopped ? DmaStatus.STOPPED : DmaStatus.OK
+  const status = res.pending !== undefined ? DmaStatus.PENDING : event ? DmaStatus.FAULT : res.abort ? DmaStatus.ABORT : res.stopped ? DmaStatus.STOPPED : DmaStatus.OK
   const first = res.ats ?? res.pieces[0]
   return {
     out_status: BigInt(status),
-    out_addr: first?.out ?? 0n,
+    // PENDING: the id `result dma=N` on the device's port answers for
+    out_addr: res.pending !== undefined ? BigInt(res.pending) : (first?.out ?? 0n),
     out_perms: BigInt(first?.perms ?? 0),
     out_findings: BigInt(res.findings.length),
     // SMMUv3: the 32-byte event record; VT-d: the 16-byte fault record, then zeros

@@ -59,6 +59,10 @@ export const LIMITS = {
   kvmMemslots: limit(512, 'ENOSPC', 'memslots of one VM'),
   /** Bytes one dev/kvm request covers (a memslot's size, a ZAP/PROTECT/PREFAULT/UNMAP range): each touches every 4K leaf of it. */
   kvmRange: limit(4 * MiB, 'E2BIG', 'bytes of one VM memslot, or of the range of one dev/kvm request (size)'),
+  /** Page request groups one fault queue holds, queued or awaiting a response (the hardware holds as many stalled accesses). */
+  faultGroups: limit(4096, undefined, 'page request groups one fault queue holds (queued or awaiting a response; a new one past it is answered INVALID at once)'),
+  /** Finished DMA requests kept for a `result` query after they were held (stall, page request). */
+  dmaResults: limit(256, undefined, 'finished held DMA requests kept for `result dma=N` (the oldest is dropped)'),
   /** Lines the trace ring keeps; the oldest is dropped for a new one. */
   traceLines: limit(4096, undefined, 'lines kept by the trace (the oldest is dropped)'),
   /** Characters of one trace line; a longer one is cut. */

@@ -251,7 +251,7 @@ describe('IOMMU_TEST_CMD: the mock IOMMU', () => {
     assert.equal(cmd(t, 8, access, 'access_rw', { iova: 0x100000n, length: 8n, uptr: 0x5000n, flags: 2n }, mem).errno, 'EOPNOTSUPP')
   })
 
-  it('fault queues: FAULT_ID_VALID needs one (ENOENT), TRIGGER_IOPF queues a 40-byte page request, reads take whole records, a response needs a read cookie', () => {
+  it('fault queues: FAULT_ID_VALID needs one (ENOENT), TRIGGER_IOPF queues a 40-byte page request, reads take whole records (a count not a multiple of 40 is ESPIPE), a response needs a read cookie', () => {
     const d = mockDomain(t, ioas)
     const fa = t.ioctl('IOMMU_FAULT_QUEUE_ALLOC', {})
     assert.equal(fa.newFds?.[0].path, `sys/kernel/debug/iommufd/${t.ctx.id}/${ioas + 4}.fault/queue`)
@@ -271,8 +271,9 @@ describe('IOMMU_TEST_CMD: the mock IOMMU', () => {
     assert.equal(trigger().errno, undefined)
     assert.equal(trigger().errno, undefined)
     const fault = t.ctx.objects.find(faultId) as unknown as { read(len: number): Buffer; write(b: Buffer): number }
-    assert.throws(() => fault.read(39), /cannot hold one 40-byte record/)
-    const rec = fault.read(100)
+    assert.throws(() => fault.read(39), /multiple of 40/)
+    assert.equal(fault.read(0).length, 0, 'a count of 0 reads nothing')
+    const rec = fault.read(120)
     assert.equal(rec.length, 80, 'two whole records')
     assert.deepEqual([rec.readUInt32LE(0), rec.readUInt32LE(4), rec.readUInt32LE(12), rec.readUInt32LE(36), rec.readUInt32LE(76)], [2, d.idev, 7, 1, 2])
     assert.equal(fault.read(40).length, 0, 'empty')

@@ -24,6 +24,8 @@ export interface S1CdOptions {
   readonly ipsBits?: number
   readonly ha?: boolean
   readonly hd?: boolean
+  /** CD.S: stall on a stage-1 fault (a master with IOPF enabled). */
+  readonly stall?: boolean
 }
 
 const TG0 = { 12: 0n, 16: 1n, 14: 2n } as const
@@ -43,6 +45,7 @@ export function s1Cd(o: S1CdOptions): bigint[] {
   w0 = set(w0, CD0.ASID, BigInt(o.asid))
   if (o.ha || o.hd) w0 = set(w0, CD0.HA, 1n)
   if (o.hd) w0 = set(w0, CD0.HD, 1n)
+  if (o.stall) w0 = set(w0, CD0.S, 1n)
   // IR0/OR0 write-back, SH0 inner shareable
   w0 |= (1n << 8n) | (1n << 10n) | (3n << 12n)
   return [w0, set(0n, CD1.TTB0, o.ttb0 >> 4n), 0n, LINUX_MAIR, 0n, 0n, 0n, 0n]

@@ -34,6 +34,8 @@ const F = {
   size: { key: 'size', word: 1, bits: bits('SIZE', 5, 0) },
   msiaddr: { key: 'msiaddr', word: 1, bits: bits('MSIADDR', 51, 2), address: true },
   resp: { key: 'resp', word: 1, bits: bits('RESP', 13, 12) },
+  // CMD_RESUME's action sits in word 0 (Linux CMDQ_RESUME_0_RESP: TERM 0, RETRY 1, ABORT 2)
+  action: { key: 'action', word: 0, bits: bits('ACTION', 13, 12) },
   grpid: { key: 'grpid', word: 1, bits: bits('GRPID', 8, 0) },
   stag: { key: 'stag', word: 1, bits: bits('STAG', 15, 0) },
 } as const satisfies Record<string, CmdField>
@@ -69,7 +71,7 @@ export const OPCODES: readonly Opcode[] = [
   { name: 'TLBI_NSNH_ALL', code: 0x30, fields: [] },
   { name: 'ATC_INV', code: 0x40, fields: [F.ssv, F.global, F.ssid, F.sid, F.size, F.addr] },
   { name: 'PRI_RESP', code: 0x41, fields: [F.ssv, F.ssid, F.sid, F.grpid, F.resp] },
-  { name: 'RESUME', code: 0x44, fields: [F.sid, F.resp, F.stag] },
+  { name: 'RESUME', code: 0x44, fields: [F.sid, F.action, F.stag] },
   { name: 'STALL_TERM', code: 0x45, fields: [F.sid] },
   { name: 'SYNC', code: 0x46, fields: [F.cs, F.msh, F.msiattr, F.msidata, F.msiaddr] },
 ]

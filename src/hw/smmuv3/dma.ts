@@ -83,7 +83,7 @@ export class Smmuv3Dma {
   access(req: DmaRequest): DmaResult {
     const findings: Finding[] = []
     const r = transfer<Step, SmmuEvent>(this.mem, req, findings, (addr) => {
-      const txn: Transaction = { sid: req.sid, ssid: req.ssid, addr, write: req.write, priv: req.priv, exec: req.exec }
+      const txn: Transaction = { sid: req.sid, ssid: req.ssid, addr, write: req.write, priv: req.priv, exec: req.exec, ats: req.ats }
       const got = req.ats ? this.viaAtc(txn, findings) : this.translate(txn, findings)
       return got.ok || 'stopped' in got ? got : { ok: false, fault: got.event, steps: got.steps }
     }, (e) => this.record(e))

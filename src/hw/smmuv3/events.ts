@@ -42,6 +42,9 @@ export interface SmmuEvent {
   readonly reason: string
   /** False when the fault configuration says terminate silently (R = 0). */
   readonly recorded: boolean
+  /** The transaction is held (CD.S / STE.S2S): it waits for CMD_RESUME or CMD_STALL_TERM under this STAG. */
+  readonly stall?: boolean
+  readonly stag?: number
 }
 
 const M52 = (1n << 52n) - 1n
@@ -55,7 +58,8 @@ export function encodeEvent(e: SmmuEvent): [bigint, bigint, bigint, bigint] {
     (e.rnw ? 1n << 35n : 0n) |
     (e.s2 ? 1n << 39n : 0n) |
     (e.cls !== undefined ? BigInt(EVENT_CLASS[e.cls]) << 40n : 0n) |
-    (e.ttrnw ? 1n << 44n : 0n)
+    (e.ttrnw ? 1n << 44n : 0n) |
+    (e.stall ? (1n << 31n) | BigInt(e.stag ?? 0) : 0n)
   const w2 = e.input ?? 0n
   const w3 = e.fetch !== undefined ? e.fetch & M52 & ~7n : e.ipa !== undefined ? e.ipa & M52 & ~0xfffn : 0n
   return [w0, w1, w2, w3]
@@ -72,6 +76,7 @@ export function describeEvent(e: SmmuEvent): string {
   if (e.ttrnw !== undefined) parts.push(`ttrnw=${e.ttrnw ? 1 : 0}`)
   if (e.ipa !== undefined) parts.push(`ipa=${hex(e.ipa)}`)
   if (e.fetch !== undefined) parts.push(`fetch=${hex(e.fetch)}`)
+  if (e.stall) parts.push('stall=1', `stag=${hex(e.stag ?? 0)}`)
   if (!e.recorded) parts.push('recorded=0')
   parts.push(`reason="${e.reason}"`)
   return parts.join(' ')

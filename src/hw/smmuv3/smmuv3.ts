@@ -10,6 +10,7 @@ import { Smmuv3Dma } from './dma'
 import { describeEvent, encodeEvent } from './events'
 import { Smmuv3EventQueue } from './eventq'
 import { sanitizerFiles } from './sanitizer'
+import { Smmuv3Stalls } from './stall'
 import { StreamTable } from './walk'
 import { PS_BITS } from './cd'
 
@@ -21,6 +22,8 @@ export interface PhysicalSte {
   /** The guest's STE words merged in, for a nested STE. */
   readonly guest?: readonly [bigint, bigint]
   readonly ats: boolean
+  /** The master stalls (IOPF enabled): the stage-1 CD gets S = 1. */
+  readonly stall?: boolean
 }
 
 /** V = 1, Config = abort: what Linux writes for a stream no domain owns. */
@@ -49,6 +52,8 @@ export class Smmuv3 extends IommuUnit {
   private engine: Smmuv3Dma | undefined
   /** The event queue (IDR1.EVTQS entries, as Linux caps it), filled by faulting DMA. */
   readonly eventq: Smmuv3EventQueue
+  /** Transactions held by stalling faults (at most IDR5.STALL_MAX). */
+  readonly stalls: Smmuv3Stalls
 
   constructor(base: bigint, registers: RegisterFile, cacheSizes: CacheSizes = DEFAULT_CACHE_SIZES) {
     super('arm-smmu-v3', Smmuv3.nameFor(base), base, registers)
@@ -56,7 +61,11 @@ export class Smmuv3 extends IommuUnit {
     this.vmids = new IdPool(1, registers.flag('IDR0.VMID16') ? 1 << 16 : 1 << 8)
     this.asids = new IdPool(1, registers.flag('IDR0.ASID16') ? 1 << 16 : 1 << 8)
     this.eventq = new Smmuv3EventQueue(this.name, () => this.memory, Number(registers.field('IDR1.EVTQS')))
-    this.cmdq = new HostCommandQueue(this.name, Math.min(Math.max(Number(registers.field('IDR1.CMDQS')), 1), 19), (c) => this.caches.invalidate(c))
+    this.stalls = new Smmuv3Stalls(Math.max(Number(registers.field('IDR5.STALL_MAX')), 1))
+    this.cmdq = new HostCommandQueue(this.name, Math.min(Math.max(Number(registers.field('IDR1.CMDQS')), 1), 19), (c) => {
+      this.caches.invalidate(c)
+      this.stalls.command(() => this.dma, c)
+    })
   }
 
   /**
@@ -100,11 +109,12 @@ export class Smmuv3 extends IommuUnit {
       const r = this.registers
       this.engine = new Smmuv3Dma(
         this.memory,
-        { s1: r.flag('IDR0.S1P'), s2: r.flag('IDR0.S2P'), httu: Number(r.field('IDR0.HTTU')), oasBits: PS_BITS[Number(r.field('IDR5.OAS'))] ?? 48, ssidBits: Number(r.field('IDR1.SSIDSIZE')) },
+        { s1: r.flag('IDR0.S1P'), s2: r.flag('IDR0.S2P'), httu: Number(r.field('IDR0.HTTU')), oasBits: PS_BITS[Number(r.field('IDR5.OAS'))] ?? 48, ssidBits: Number(r.field('IDR1.SSIDSIZE')), stallModel: Number(r.field('IDR0.STALL_MODEL')) },
         this.caches,
         () => this.strtab,
       )
       this.engine.sink = (e) => this.eventq.write(e)
+      this.engine.walker.stags = this.stalls
     }
     return this.engine
   }
@@ -188,6 +198,9 @@ export class Smmuv3 extends IommuUnit {
       },
       eventq: { show: () => this.eventq.dump(), json: () => this.eventq.json() },
       eventq_irq: { show: () => `${this.eventq.irq}\n`, store: (text) => this.eventq.setIrq(text) },
+      stalled: {
+        show: () => `${this.stalls.size} held (STALL_MAX ${this.stalls.max}), ${this.stalls.resumed} retried, ${this.stalls.terminated} terminated\n${this.stalls.list().map((t) => `sid=0x${t.sid.toString(16)} stag=0x${t.stag.toString(16)} ${describeEvent(t.event)}\n`).join('')}`,
+      },
       ...sanitizerFiles(this.dma.sanitizer),
       inject_cerror: {
         show: () => `${this.injected ?? 'none'}\n`,

@@ -39,6 +39,8 @@ export interface Transaction extends Access {
   readonly sid: number
   readonly ssid?: number
   readonly addr: bigint
+  /** An ATS translation request: it never stalls (§5.5). */
+  readonly ats?: boolean
 }
 
 /** One memory read of the walk, for the user to see. */
@@ -76,7 +78,17 @@ export interface Features {
   readonly httu: number
   readonly oasBits: number
   readonly ssidBits: number
+  /** IDR0.STALL_MODEL: 0 stall and terminate, 1 terminate only, 2 stall forced (absent: 1). */
+  readonly stallModel?: number
 }
+
+/** Where a stalling fault gets its STAG: undefined when no more transactions can be held (it terminates instead). */
+export interface StagSource {
+  take(sid: number): number | undefined
+}
+
+/** The faults the A/R/S fault configuration applies to (§5.5); every other one terminates. */
+const STALLABLE: ReadonlySet<EventName> = new Set(['F_TRANSLATION', 'F_ADDR_SIZE', 'F_ACCESS', 'F_PERMISSION'])
 
 /** One stage's translation regime, decoded from an STE or CD. */
 export interface Regime {
@@ -88,6 +100,8 @@ export interface Regime {
   readonly hd: boolean
   readonly affd: boolean
   readonly record: boolean
+  /** CD.S / STE.S2S: a translation-related fault stalls the transaction. */
+  readonly stall: boolean
   /** Stage 1 only: the input region is TTB1's (addresses counted down from 2^64). */
   readonly upper?: boolean
 }
@@ -103,6 +117,7 @@ export interface StreamConfig {
   readonly ctxPtr: bigint
   readonly s1dss: number
   readonly eats: number
+  readonly s1stalld: boolean
 }
 
 export interface ContextConfig {
@@ -113,6 +128,8 @@ export interface ContextConfig {
   readonly tt1?: Regime
   readonly t0sz: number
   readonly t1sz: number
+  /** CD.S. */
+  readonly stall: boolean
 }
 
 /** A stage's successful result. */
@@ -230,8 +247,14 @@ export class Smmuv3Walker {
   private dLo = 0
   /** readWords()'s words as 32-bit halves. */
   private halves: readonly number[] = []
+  /** STAGs for stalled transactions (none: no transaction stalls). */
+  stags: StagSource | undefined
 
   constructor(readonly mem: MemoryPort, readonly features: Features) {}
+
+  private get stallModel(): number {
+    return this.features.stallModel ?? 1
+  }
 
   translate(txn: Transaction, strtab: StreamTable): WalkResult {
     const steps: Step[] = []
@@ -320,6 +343,7 @@ export class Smmuv3Walker {
       ctxPtr: BigInt(fieldOf(0, STE0.S1CTXPTR) * 64),
       s1dss: fieldOf(1, STE1.S1DSS),
       eats: fieldOf(1, STE1.EATS),
+      s1stalld: fieldOf(1, STE1.S1STALLD) === 1,
     })
     if (cfgBits < 4) return config('abort')
     if (cfgBits === 4) return config('bypass')
@@ -327,6 +351,7 @@ export class Smmuv3Walker {
     const s2on = (cfgBits & 2) === 2
     if (s1 && !this.features.s1) throw bad('STE.Config enables stage 1, which this SMMU does not implement (IDR0.S1P = 0)')
     if (s2on && !this.features.s2) throw bad('STE.Config enables stage 2, which this SMMU does not implement (IDR0.S2P = 0)')
+    if (s1 && this.stallModel !== 0 && fieldOf(1, STE1.S1STALLD)) throw bad(`STE.S1STALLD = 1 while IDR0.STALL_MODEL=${this.stallModel}`)
     if (s1 && cdMax > this.features.ssidBits) throw bad(`STE.S1CDMax=${cdMax} exceeds IDR1.SSIDSIZE=${this.features.ssidBits}`)
     const s2 = s2on ? this.decodeS2(h, bad) : undefined
     return config(s1 && s2on ? 'nested' : s1 ? 's1' : 's2', s2)
@@ -336,7 +361,9 @@ export class Smmuv3Walker {
     const fieldOf = (w: number, f: Bits): number => getN(h[2 * w + 1], h[2 * w], f)
     if (!fieldOf(2, STE2.S2AA64)) throw bad('STE.S2AA64 = 0: only VMSAv8-64 tables are supported')
     if (fieldOf(2, STE2.S2ENDI)) throw bad('STE.S2ENDI = 1: big-endian tables are not supported')
-    if (fieldOf(2, STE2.S2S)) throw bad('STE.S2S = 1: this SMMU does not stall')
+    const s2s = fieldOf(2, STE2.S2S) === 1
+    if (s2s && this.stallModel === 1) throw bad('STE.S2S = 1: this SMMU does not stall (IDR0.STALL_MODEL=1)')
+    if (!s2s && this.stallModel === 2) throw bad('STE.S2S = 0: this SMMU forces stalls (IDR0.STALL_MODEL=2)')
     const tg = S2TG_SHIFT[fieldOf(2, STE2.S2TG)] as GranuleShift | undefined
     if (!tg) throw bad('STE.S2TG = 3 is reserved')
     const t0sz = fieldOf(2, STE2.S2T0SZ)
@@ -354,7 +381,7 @@ export class Smmuv3Walker {
     const oasBits = Math.min(PS_BITS[fieldOf(2, STE2.S2PS)], this.features.oasBits)
     const ttb = fieldOf(3, STE3.S2TTB) * 16
     if (ttb >= pow2(oasBits)) throw bad(`STE.S2TTB=${hex(ttb)} is beyond the ${oasBits}-bit output size`)
-    return { stage: 2, geometry, ttb: BigInt(ttb), oasBits, ha, hd: ha && hd, affd: fieldOf(2, STE2.S2AFFD) === 1, record: fieldOf(2, STE2.S2R) === 1 }
+    return { stage: 2, geometry, ttb: BigInt(ttb), oasBits, ha, hd: ha && hd, affd: fieldOf(2, STE2.S2AFFD) === 1, record: fieldOf(2, STE2.S2R) === 1, stall: s2s }
   }
 
   /** The CD for the transaction (undefined: stage 1 bypassed by S1DSS). */
@@ -388,16 +415,19 @@ export class Smmuv3Walker {
     const cdPa = nested ? this.stage(stream.s2!, cdAddr, txn, { write: false }, 'CD', steps).out : cdAddr
     const cd = this.readWords(cdPa, 8, txn, 'F_CD_FETCH', 'reading the CD')
     steps.push({ what: 'cd', level: 0, table: stream.ctxPtr, addr: cdPa, desc: cd[0] })
-    return this.decodeCd(txn, cdPa, cd, this.halves)
+    return this.decodeCd(txn, cdPa, cd, this.halves, stream.s1stalld)
   }
 
-  private decodeCd(txn: Transaction, cdAddr: bigint, cd: bigint[], h: readonly number[]): ContextConfig {
+  private decodeCd(txn: Transaction, cdAddr: bigint, cd: bigint[], h: readonly number[], s1stalld: boolean): ContextConfig {
     const bad = (why: string): WalkFault => this.fault(txn, 'C_BAD_CD', why)
     const fieldOf = (w: number, f: Bits): number => getN(h[2 * w + 1], h[2 * w], f)
     if (!fieldOf(0, CD0.V)) throw bad('CD.V = 0')
     if (!fieldOf(0, CD0.AA64)) throw bad('CD.AA64 = 0: only VMSAv8-64 tables are supported')
     if (!fieldOf(0, CD0.A)) throw bad('CD.A = 0: terminated transactions must abort')
-    if (fieldOf(0, CD0.S)) throw bad('CD.S = 1: this SMMU does not stall')
+    const stall = fieldOf(0, CD0.S) === 1
+    if (stall && this.stallModel === 1) throw bad('CD.S = 1: this SMMU does not stall (IDR0.STALL_MODEL=1)')
+    if (stall && s1stalld) throw bad('CD.S = 1 through an STE with S1STALLD = 1')
+    if (!stall && this.stallModel === 2) throw bad('CD.S = 0: this SMMU forces stalls (IDR0.STALL_MODEL=2)')
     if (fieldOf(0, CD0.ENDI)) throw bad('CD.ENDI = 1: big-endian tables are not supported')
     const ha = fieldOf(0, CD0.HA) === 1
     const hd = fieldOf(0, CD0.HD) === 1
@@ -405,7 +435,7 @@ export class Smmuv3Walker {
     const oasBits = Math.min(PS_BITS[fieldOf(0, CD0.IPS)], this.features.oasBits)
     const affd = fieldOf(0, CD0.AFFD) === 1
     const record = fieldOf(0, CD0.R) === 1
-    const regime = (geometry: Geometry, ttb: number, upper?: boolean): Regime => ({ stage: 1, geometry, ttb: BigInt(ttb), oasBits, ha, hd: ha && hd, affd, record, upper })
+    const regime = (geometry: Geometry, ttb: number, upper?: boolean): Regime => ({ stage: 1, geometry, ttb: BigInt(ttb), oasBits, ha, hd: ha && hd, affd, record, stall, upper })
     const t0sz = fieldOf(0, CD0.T0SZ)
     const t1sz = fieldOf(0, CD0.T1SZ)
     let tt0: Regime | undefined
@@ -426,7 +456,7 @@ export class Smmuv3Walker {
       if (ttb >= pow2(oasBits)) throw bad(`CD.TTB1=${hex(ttb)} is beyond the ${oasBits}-bit output size`)
       tt1 = regime(Geometry.of(tg, 64 - t1sz), ttb, true)
     }
-    return { cdAddr, cd, asid: fieldOf(0, CD0.ASID), tt0, tt1, t0sz, t1sz }
+    return { cdAddr, cd, asid: fieldOf(0, CD0.ASID), tt0, tt1, t0sz, t1sz, stall }
   }
 
   /** TTB0 for the low region, TTB1 for the high one; elsewhere, or a disabled one, is a translation fault. */
@@ -434,13 +464,13 @@ export class Smmuv3Walker {
     const a = txn.addr
     if (a >> BigInt(64 - ctx.t0sz) === 0n) {
       if (ctx.tt0) return ctx.tt0
-      throw this.fault(txn, 'F_TRANSLATION', 'CD.EPD0 = 1: no walks through TTB0', { cls: 'IN', s2: false })
+      throw this.fault(txn, 'F_TRANSLATION', 'CD.EPD0 = 1: no walks through TTB0', { cls: 'IN', s2: false, ...this.stallOf(txn, 'F_TRANSLATION', ctx.stall) })
     }
     if (a >> BigInt(64 - ctx.t1sz) === (1n << BigInt(ctx.t1sz)) - 1n) {
       if (ctx.tt1) return ctx.tt1
-      throw this.fault(txn, 'F_TRANSLATION', `${hex(a)} is in the TTB1 region and CD.EPD1 = 1`, { cls: 'IN', s2: false })
+      throw this.fault(txn, 'F_TRANSLATION', `${hex(a)} is in the TTB1 region and CD.EPD1 = 1`, { cls: 'IN', s2: false, ...this.stallOf(txn, 'F_TRANSLATION', ctx.stall) })
     }
-    throw this.fault(txn, 'F_TRANSLATION', `${hex(a)} is outside both input ranges (T0SZ=${ctx.t0sz}, T1SZ=${ctx.t1sz})`, { cls: 'IN', s2: false })
+    throw this.fault(txn, 'F_TRANSLATION', `${hex(a)} is outside both input ranges (T0SZ=${ctx.t0sz}, T1SZ=${ctx.t1sz})`, { cls: 'IN', s2: false, ...this.stallOf(txn, 'F_TRANSLATION', ctx.stall) })
   }
 
   /**
@@ -465,7 +495,19 @@ export class Smmuv3Walker {
 
   private stageFault(r: Regime, addr: bigint, txn: Transaction, access: Access, cls: EventClass, name: EventName, why: string, extra: Partial<SmmuEvent> = {}): WalkFault {
     const s2fault = r.stage === 2
-    return this.fault(txn, name, why, { s2: s2fault, cls: s2fault ? cls : extra.cls ?? 'IN', ipa: s2fault ? addr : undefined, rnw: !access.write, recorded: r.record, ...extra })
+    return this.fault(txn, name, why, { s2: s2fault, cls: s2fault ? cls : extra.cls ?? 'IN', ipa: s2fault ? addr : undefined, rnw: !access.write, recorded: r.record, ...extra, ...this.stallOf(txn, name, r.stall) })
+  }
+
+  /**
+   * The stall fields of a fault (§5.5): a translation-related fault under
+   * S = 1 holds the transaction, is always recorded and carries a STAG. An
+   * ATS translation request never stalls; neither does a dry run, nor a
+   * transaction the SMMU has no room left to hold (it terminates).
+   */
+  private stallOf(txn: Transaction, name: EventName, stall: boolean): Partial<SmmuEvent> {
+    if (!stall || txn.ats || this.dryRun || !STALLABLE.has(name)) return {}
+    const stag = this.stags?.take(txn.sid)
+    return stag === undefined ? {} : { stall: true, stag, recorded: true }
   }
 
   /**

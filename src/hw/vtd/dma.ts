@@ -20,6 +20,8 @@ export interface VtdDmaRequest {
   readonly priv?: boolean
   readonly exec?: boolean
   readonly ats?: boolean
+  /** The endpoint has PRI enabled. */
+  readonly pri?: boolean
 }
 
 export type VtdPiece = TransferPiece<VtdStep>
@@ -56,7 +58,7 @@ export class VtdDma {
   access(req: VtdDmaRequest): VtdDmaResult {
     const findings: Finding[] = []
     return transfer<VtdStep, VtdFault>(this.mem, req, findings, (addr) => {
-      const txn: VtdTxn = { sid: req.sid, pasid: req.pasid, addr, write: req.write, priv: req.priv, exec: req.exec, ats: req.ats }
+      const txn: VtdTxn = { sid: req.sid, pasid: req.pasid, addr, write: req.write, priv: req.priv, exec: req.exec, ats: req.ats, pri: req.pri }
       return req.ats ? this.viaDevTlb(txn, findings) : this.translate(txn, findings)
     }, (f) => this.record(f))
   }

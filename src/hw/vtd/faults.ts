@@ -45,8 +45,10 @@ export interface VtdFault {
   readonly exec?: boolean
   /** What went wrong, in words. */
   readonly detail: string
-  /** false when FPD (fault processing disable) suppressed the record. */
+  /** false when FPD (fault processing disable) suppressed the record, or the endpoint asks for the page instead. */
   readonly recorded: boolean
+  /** A PRI endpoint's translation request failed: it sends a page request (no fault record). */
+  readonly pageRequest?: boolean
 }
 
 export class VtdFaultError extends Error {

@@ -4,7 +4,7 @@ import { bits, get, set } from '../bits'
 export type Descriptor = readonly [bigint, bigint, bigint, bigint]
 
 /** Descriptor types (qw0 bits 3:0). */
-export const DESC_TYPE = { CC: 1, IOTLB: 2, DEV_IOTLB: 3, IEC: 4, WAIT: 5, P_IOTLB: 6, PC: 7, DEV_IOTLB_PASID: 8 } as const
+export const DESC_TYPE = { CC: 1, IOTLB: 2, DEV_IOTLB: 3, IEC: 4, WAIT: 5, P_IOTLB: 6, PC: 7, DEV_IOTLB_PASID: 8, PGRP_RESP: 9 } as const
 const TYPE_NAMES = new Map(Object.entries(DESC_TYPE).map(([k, v]) => [v, k]))
 
 /** Descriptor fields, each named once (word, bits). */
@@ -34,6 +34,43 @@ const Q = {
   wSw: bits('SW', 5),
   wFn: bits('FN', 6),
   wData: bits('STATUS_DATA', 63, 32),
+  // page group response (type 9): PASID present, response code, requester ID, PASID; PRG index and LPIG in qw1
+  gPasidP: bits('PP', 4),
+  gCode: bits('RESP_CODE', 15, 12),
+  gRid: bits('RID', 31, 16),
+  gIdx: bits('PRGI', 11, 3),
+  gLpig: bits('LPIG', 2),
+}
+
+/** Page group response codes: Success, Invalid Request (Response Failure is 0xF). */
+export const PGRP_RESP = { SUCCESS: 0, INVALID: 1, FAILURE: 0xf } as const
+
+/** The fields of a page group response descriptor. */
+export interface PageGroupResponse {
+  readonly rid: number
+  readonly pasid?: number
+  readonly prgIndex: number
+  readonly code: number
+  readonly lpig: boolean
+}
+
+/** A page group response descriptor (what the driver's page_response queues). */
+export function pageGroupResponse(r: PageGroupResponse): Descriptor {
+  let qw0 = set(set(set(0n, Q.type, BigInt(DESC_TYPE.PGRP_RESP)), Q.gCode, BigInt(r.code)), Q.gRid, BigInt(r.rid))
+  if (r.pasid !== undefined) qw0 = set(set(qw0, Q.gPasidP, 1n), Q.pPasid, BigInt(r.pasid))
+  const qw1 = set(set(0n, Q.gIdx, BigInt(r.prgIndex)), Q.gLpig, r.lpig ? 1n : 0n)
+  return [qw0, qw1, 0n, 0n]
+}
+
+export function decodePageGroupResponse(d: Descriptor): PageGroupResponse {
+  const pp = get(d[0], Q.gPasidP) === 1n
+  return {
+    rid: Number(get(d[0], Q.gRid)),
+    pasid: pp ? Number(get(d[0], Q.pPasid)) : undefined,
+    prgIndex: Number(get(d[1], Q.gIdx)),
+    code: Number(get(d[0], Q.gCode)),
+    lpig: get(d[1], Q.gLpig) === 1n,
+  }
 }
 
 /** PASID-IOTLB granularity: all mappings of the PASID, or page-selective within it. */
@@ -181,6 +218,10 @@ export function describeDescriptor(d: Descriptor): string {
     case DESC_TYPE.DEV_IOTLB_PASID: {
       const q = decodeDescriptor(d)
       return `${name} sid=${bdfOf(q.sid)} pasid=${q.pasid} addr=${hex(q.addr)} s=${q.s ? 1 : 0}`
+    }
+    case DESC_TYPE.PGRP_RESP: {
+      const g = decodePageGroupResponse(d)
+      return `${name} rid=${bdfOf(g.rid)} pasid=${g.pasid ?? 'none'} prgi=${g.prgIndex} lpig=${g.lpig ? 1 : 0} code=${g.code}`
     }
     case DESC_TYPE.WAIT:
       return `${name} sw=${get(d[0], Q.wSw)} if=${get(d[0], Q.wIf)} fn=${get(d[0], Q.wFn)} status_data=${get(d[0], Q.wData)} status_addr=${hex(d[1])}`

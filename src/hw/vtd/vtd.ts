@@ -9,6 +9,7 @@ import { describeFault, encodeFault } from './faults'
 import { FSTS_PFO, FSTS_PPF, VtdFaultRecording } from './fault-regs'
 import { sanitizerFiles } from '../smmuv3/sanitizer'
 import { ADDR_MASK } from './pgtable'
+import { VtdPrq } from './prq'
 
 /** What the host driver has programmed for a requester ID (its RID_PASID entry). */
 export interface PasidEntry {
@@ -43,13 +44,18 @@ export class Vtd extends IommuUnit {
   private engine: VtdDma | undefined
   /** Primary fault logging: the fault-recording registers (CAP.NFR + 1 at CAP.FRO * 16), filled by faulting DMA. */
   readonly faultRegs: VtdFaultRecording
+  /** Page requests from PRI endpoints, held until their page group response. */
+  readonly prq = new VtdPrq()
 
   constructor(index: number, base: bigint, registers: RegisterFile, cacheSizes: VtdCacheSizes = DEFAULT_VTD_CACHE_SIZES) {
     super('intel-vtd', `dmar${index}`, base, registers)
     this.domainIds = new IdPool(2, 2 ** (4 + 2 * Number(registers.field('CAP.ND'))))
     this.caches = new VtdCaches(cacheSizes)
     this.faultRegs = new VtdFaultRecording(`dmar${index}`, Number(registers.field('CAP.NFR')), Number(registers.field('CAP.FRO')))
-    this.qi = new InvalidationQueue(this.name, 0x100000000n + BigInt(index) * 0x100000n, (d) => this.caches.apply(d))
+    this.qi = new InvalidationQueue(this.name, 0x100000000n + BigInt(index) * 0x100000n, (d) => {
+      this.caches.apply(d)
+      this.prq.descriptor(() => this.dma, d)
+    })
   }
 
   /** The root table (RTADDR with SMT), 256 root entries of 16 bytes. */
@@ -138,6 +144,7 @@ export class Vtd extends IommuUnit {
     return {
       pasid_table: { show: pasid_table },
       invalidation_queue: { show: () => this.qi.dump(), json: () => this.qi.json() },
+      page_requests: { show: () => this.prq.dump() },
       iotlb: { show: () => this.caches.dumpIotlb(this.name), json: () => this.caches.iotlbJson() },
       config_cache: { show: () => this.caches.dumpConfig(this.name), json: () => this.caches.configJson() },
       dev_tlb: { show: () => this.caches.dumpDevTlb(this.name), json: () => this.caches.devTlbJson() },

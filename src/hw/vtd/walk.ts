@@ -44,7 +44,16 @@ export interface VtdTxn {
   readonly exec?: boolean
   /** An ATS translation request (needs the context's DTE). */
   readonly ats?: boolean
+  /** The endpoint has PRI enabled: a translation request it cannot get is a page request, not a fault. */
+  readonly pri?: boolean
 }
+
+/**
+ * Faults a translation request answers with R = W = 0 (not present, no
+ * permission, at either stage), which a PRI endpoint turns into a page
+ * request; configuration errors stay faults.
+ */
+export const PAGE_REQUESTABLE: ReadonlySet<number> = new Set([0x71, 0x75, 0x76, 0x77, 0x81, 0x82, 0x85, 0x86])
 
 export interface ContextConfig {
   readonly words: readonly [bigint, bigint]
@@ -154,7 +163,8 @@ export class VtdWalker {
   }
 
   private fault(txn: VtdTxn, reason: number, detail: string, fpd: boolean): never {
-    const f: VtdFault = { reason, sid: txn.sid, pasid: txn.pasid, addr: txn.addr, write: txn.write, priv: txn.priv, exec: txn.exec, detail, recorded: !fpd }
+    const pageRequest = txn.ats === true && txn.pri === true && PAGE_REQUESTABLE.has(reason)
+    const f: VtdFault = { reason, sid: txn.sid, pasid: txn.pasid, addr: txn.addr, write: txn.write, priv: txn.priv, exec: txn.exec, detail, recorded: !fpd && !pageRequest, ...(pageRequest ? { pageRequest } : {}) }
     throw new VtdFaultError(f)
   }
 

@@ -1,0 +1,181 @@
+/**
+ * IOPF through the model, without FUSE: a DMA that misses on a HWPT with a
+ * fault queue is held (SMMUv3 stall, VT-d page request), its group is read
+ * from the queue, the user maps the page and answers; SUCCESS retries and
+ * completes the DMA, INVALID fails it; detach and destroy answer INVALID.
+ */
+import { strict as assert } from 'node:assert'
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { DEV, DMAR0, IommuBench, SMMU0, smmuNestSetup } from '../helpers/iommufd'
+import { s1Cd, wordBytes } from '../../src/hw/smmuv3/build'
+import { Geometry, PageTable } from '../../src/hw/smmuv3/pgtable'
+import { FileBacking } from '../../src/memory/backing'
+import { Region } from '../../src/memory/region'
+import { deviceDma, heldDmasOf } from '../../src/iommufd/dma'
+import { Fault } from '../../src/iommufd/eventq'
+import { LIMITS } from '../../src/util/limits'
+
+/** An assert.throws check: an ErrnoError with this errno and message. */
+function errno(name: string, message: RegExp): (e: Error & { errno?: string }) => boolean {
+  return (e) => e.errno === name && message.test(e.message)
+}
+
+function response(cookie: number, code: number): Buffer {
+  const b = Buffer.alloc(8)
+  b.writeUInt32LE(cookie, 0)
+  b.writeUInt32LE(code, 4)
+  return b
+}
+
+for (const [arch, bdf, unit] of [
+  ['SMMUv3 stall', DEV.smmu0a, SMMU0],
+  ['VT-d page request', DEV.vtdA, DMAR0],
+] as const) {
+  describe(`IOPF: ${arch}`, () => {
+    let dir: string
+    let file: string
+    let t: IommuBench
+    let dev: number
+    let ioas: number
+    let fault: Fault
+    let hwpt: number
+    beforeEach(() => {
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iopf-'))
+      file = path.join(dir, 'ram')
+      fs.writeFileSync(file, Buffer.concat([Buffer.from('page zero'), Buffer.alloc(0x1000 - 9), Buffer.from('page one'), Buffer.alloc(0x1000 - 8)]))
+      t = new IommuBench()
+      dev = t.bind(bdf)
+      ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
+      const faultId = t.id('FAULT_QUEUE_ALLOC', 'out_fault_id')
+      fault = t.ctx.objects.find(faultId) as Fault
+      hwpt = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas} flags=FAULT_ID_VALID fault_id=${faultId}`, 'out_hwpt_id')
+      t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${hwpt}`)
+      t.ok(`IOAS_MAP_FILE ioas_id=${ioas} flags=FIXED_IOVA|READABLE|WRITEABLE path=${file} start=0 length=0x1000 iova=0x100000`)
+    })
+    afterEach(() => {
+      t.close()
+      fs.rmSync(dir, { recursive: true, force: true })
+    })
+
+    it('a miss is held and queued; the user maps the page and answers SUCCESS; the DMA completes', () => {
+      const r = deviceDma(t.world, bdf, { op: 'read', iova: 0x101000n, len: 8 })
+      assert.equal(typeof r.pending, 'number', JSON.stringify(r.waiting))
+      assert.equal(fault.queued, 1)
+      const rec = fault.read(40)
+      assert.equal(rec.length, 40)
+      const grpid = rec.readUInt32LE(12)
+      assert.deepEqual([rec.readUInt32LE(0), rec.readUInt32LE(4), rec.readUInt32LE(8), rec.readUInt32LE(16), rec.readBigUInt64LE(24), rec.readUInt32LE(32), rec.readUInt32LE(36)], [2, dev, 0, 1, unit === DMAR0 ? 0x101000n : 0x101000n, 0, 1])
+      assert.equal(heldDmasOf(t.world).get(r.pending!)?.result, undefined)
+      t.ok(`IOAS_MAP_FILE ioas_id=${ioas} flags=FIXED_IOVA|READABLE|WRITEABLE path=${file} start=0x1000 length=0x1000 iova=0x101000`)
+      assert.equal(fault.write(response(1, 0)), 8)
+      const done = heldDmasOf(t.world).get(r.pending!)?.result
+      assert.equal(done?.data?.toString(), 'page one')
+      assert.equal(fault.awaiting.size, 0)
+      if (unit === SMMU0) assert.match(t.hw(unit, 'cmdq'), new RegExp(`RESUME sid=0x8 action=1${grpid ? ` stag=0x${grpid.toString(16)}` : ''}`))
+      else assert.match(t.hw(unit, 'invalidation_queue'), /PGRP_RESP rid=02:00.0 pasid=none prgi=0 lpig=1 code=0/)
+    })
+
+    it('INVALID fails the DMA with its fault', () => {
+      const r = deviceDma(t.world, bdf, { op: 'write', iova: 0x102000n, len: 4, data: Buffer.from('abcd') })
+      fault.read(40)
+      assert.equal(fault.write(response(1, 1)), 8)
+      const done = heldDmasOf(t.world).get(r.pending!)?.result
+      assert.ok(done && (done.event || done.fault), 'ended in its fault')
+    })
+
+    it('bad responses: ESPIPE for sizes, EINVAL for a bad code or an unknown/answered cookie; nothing changes', () => {
+      deviceDma(t.world, bdf, { op: 'read', iova: 0x101000n, len: 8 })
+      assert.throws(() => fault.read(39), errno('ESPIPE', /multiple of 40/))
+      assert.equal(fault.read(0).length, 0)
+      assert.equal(fault.read(40).length, 40)
+      assert.throws(() => fault.write(Buffer.alloc(7)), errno('ESPIPE', /8-byte records/))
+      assert.throws(() => fault.write(response(1, 2)), errno('EINVAL', /code=2/))
+      assert.throws(() => fault.write(response(5, 0)), errno('EINVAL', /cookie=5/))
+      assert.equal(fault.awaiting.size, 1)
+      assert.equal(fault.write(response(1, 1)), 8)
+      assert.throws(() => fault.write(response(1, 1)), errno('EINVAL', /cookie=1: no page request awaits it/))
+    })
+
+    it('replacing the HWPT answers the device\'s groups INVALID; the new domain (no fault queue) aborts a miss at once', () => {
+      const r = deviceDma(t.world, bdf, { op: 'read', iova: 0x101000n, len: 8 })
+      const plain = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas}`, 'out_hwpt_id')
+      t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${plain}`)
+      assert.equal(fault.queued, 0)
+      const done = heldDmasOf(t.world).get(r.pending!)?.result
+      assert.ok(done && (done.event || done.fault), 'ended in its fault')
+      const after = deviceDma(t.world, bdf, { op: 'read', iova: 0x101000n, len: 8 })
+      assert.equal(after.pending, undefined)
+      assert.ok(after.event || after.fault)
+    })
+
+    it('detach answers pending groups INVALID; the DMA ends', () => {
+      const r = deviceDma(t.world, bdf, { op: 'read', iova: 0x101000n, len: 8 })
+      const r2 = deviceDma(t.world, bdf, { op: 'read', iova: 0x103000n, len: 8 })
+      fault.read(40)
+      assert.equal(fault.queued, 1)
+      t.ok(`DEVICE_DETACH dev_id=${dev}`)
+      assert.equal(fault.queued, 0)
+      assert.equal(fault.awaiting.size, 0)
+      assert.ok(heldDmasOf(t.world).get(r.pending!)?.result)
+      assert.ok(heldDmasOf(t.world).get(r2.pending!)?.result)
+    })
+  })
+}
+
+describe('IOPF: the fault queue\'s bound', () => {
+  it('past LIMITS.faultGroups a new group is answered INVALID at once and counted; the queue keeps what it had', () => {
+    const f = new Fault()
+    const codes: number[] = []
+    const group = { devId: 1, pasid: 0, pasidValid: false, grpid: 0, perm: 1, addr: 0n, respond: (c: number) => codes.push(c) }
+    let woken = 0
+    f.whenQueued(() => woken++)
+    for (let i = 0; i < LIMITS.faultGroups.max; i++) assert.equal(f.report(group), true)
+    assert.equal(woken, 1, 'a waiter hears the first group once')
+    assert.equal(f.read(40).length, 40, 'a read group still counts until answered')
+    assert.equal(f.report(group), false)
+    assert.deepEqual(codes, [1])
+    assert.equal(f.dropped, 1)
+    assert.equal(f.queued, LIMITS.faultGroups.max - 1)
+    f.teardown()
+    assert.equal(codes.length, 1 + LIMITS.faultGroups.max, 'destroying the queue answers every group INVALID')
+    assert.ok(codes.every((c) => c === 1))
+  })
+})
+
+describe('IOPF: a nested SMMUv3 HWPT whose guest CD stalls', () => {
+  it('the guest\'s CD.S = 1 stalls a stage-1 miss; the group names the nested HWPT\'s device; the guest maps the page, SUCCESS completes the DMA', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iopf-nested-'))
+    const file = path.join(dir, 'guest')
+    const GUEST = 0x4000_0000n
+    fs.writeFileSync(file, Buffer.alloc(0x20_0000))
+    const ram = FileBacking.open(file)
+    const region = new Region(ram, GUEST, 0x10_0000n, GUEST + 0x1000n)
+    const s1 = new PageTable(region, { stage: 1, geometry: new Geometry(12, 48) })
+    region.write(GUEST, wordBytes(s1Cd({ asid: 1, ttb0: s1.root, stall: true })))
+    ram.write(0x10_0000n, Buffer.from('guest page'))
+    const t = new IommuBench()
+    try {
+      const { dev, ioas, viommu } = smmuNestSetup(t)
+      t.ok(`IOAS_MAP_FILE ioas_id=${ioas} flags=FIXED_IOVA|READABLE|WRITEABLE path=${file} start=0 length=0x200000 iova=0x40000000`)
+      t.ok(`VDEVICE_ALLOC viommu_id=${viommu} dev_id=${dev} virt_id=0x10`)
+      const faultId = t.id('FAULT_QUEUE_ALLOC', 'out_fault_id')
+      const nested = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${viommu} flags=FAULT_ID_VALID fault_id=${faultId} data_type=ARM_SMMUV3 data.ste=0x${(GUEST | 0xbn).toString(16)},0x0`, 'out_hwpt_id')
+      t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${nested}`)
+      const r = deviceDma(t.world, DEV.smmu0a, { op: 'read', iova: 0x1000n, len: 10 })
+      assert.equal(typeof r.pending, 'number')
+      const fault = t.ctx.objects.find(faultId) as Fault
+      const rec = fault.read(40)
+      assert.deepEqual([rec.readUInt32LE(4), rec.readBigUInt64LE(24), rec.readUInt32LE(36)], [dev, 0x1000n, 1])
+      // the guest maps VA 0x1000 (its own table, in its RAM) and answers
+      s1.map(0x1000n, GUEST + 0x10_0000n, 0x1000n, { read: true, write: true })
+      assert.equal(fault.write(response(1, 0)), 8)
+      assert.equal(heldDmasOf(t.world).get(r.pending!)?.result?.data?.toString(), 'guest page')
+    } finally {
+      t.close()
+      ram.release()
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
