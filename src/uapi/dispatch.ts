@@ -46,6 +46,8 @@ export interface IoctlRequest {
   readonly files?: ReadonlyMap<number, string>
   /** The ioctl's raw argument: the struct's address, or the integer of an 'arg' ioctl. */
   readonly arg?: bigint
+  /** The process whose addresses and descriptors the struct names, when known (see Call.owner). */
+  readonly owner?: number
 }
 
 /** A buffer the caller must send before the ioctl can run. */
@@ -133,7 +135,7 @@ export function dispatch(env: DispatchEnv, r: IoctlRequest): IoctlReply {
   }
   try {
     const newFds: NewFd[] = []
-    const out = ioctl.handler({ ctx: env.ctx, req, mem, device: r.device, contextById: env.contextById, files: r.files, arg: r.arg, fds: env.fds, newFds, noDescriptors: env.noDescriptors })
+    const out = ioctl.handler({ ctx: env.ctx, req, mem, device: r.device, contextById: env.contextById, files: r.files, arg: r.arg, fds: env.fds, newFds, noDescriptors: env.noDescriptors, owner: r.owner })
     return { ioctl, message: '', req, out, struct: writeBack(out), written: mem.written, newFds }
   } catch (e) {
     if (e instanceof MissingMemory) {

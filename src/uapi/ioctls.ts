@@ -21,7 +21,7 @@ import { encodeFault } from '../hw/vtd/faults'
 import { ErrnoError } from '../util/errno'
 import { LIMITS } from '../util/limits'
 import { StructLayout, StructValue, decode, encode } from './layout'
-import { PidMemory, UserMemory } from './memory'
+import { UserMemory } from './memory'
 import { VfioAttachFlag, VfioBindFlag } from './names'
 import * as S from './structs'
 import { testCmd } from './test-cmd'
@@ -55,6 +55,12 @@ export interface Call {
   readonly newFds?: NewFd[]
   /** A real ioctl() through the mount (exec --namespace): no descriptor can be installed in the caller. */
   readonly noDescriptors?: boolean
+  /**
+   * The process whose addresses and descriptor numbers the struct holds, when
+   * the server knows it (a real ioctl's caller; a frame's writer when the
+   * frame says its addresses are the writer's own, as the shim's do).
+   */
+  readonly owner?: number
 }
 
 /**
@@ -403,8 +409,8 @@ export const IOCTLS: readonly Ioctl[] = [
         length: b(c.req, 'length'),
         iova: b(c.req, 'iova'),
       },
-      // a real ioctl knows its caller: DMA reaches that process's memory
-      c.mem instanceof PidMemory ? (va, len) => ioas.pinProcessPages((c.mem as PidMemory).pid, va, len) : undefined,
+      // a known caller (a real ioctl, a shim frame): DMA reaches that process's memory
+      c.owner ? (va, len) => ioas.pinProcessPages(c.owner!, va, len) : undefined,
     ),
   })),
   ioctl('IOMMU_IOAS_UNMAP', 0x86, S.iommu_ioas_unmap, 'length', (c) => ({ length: ioas.ioasUnmap(ctxOf(c), u(c.req, 'ioas_id'), b(c.req, 'iova'), b(c.req, 'length')) })),
@@ -448,13 +454,18 @@ export const IOCTLS: readonly Ioctl[] = [
   }),
   ioctl('IOMMU_IOAS_MAP_FILE', 0x8f, S.iommu_ioas_map_file, 'iova', (c) => {
     const fd = Number(c.req.fd as bigint)
-    const path = c.files?.get(fd)
+    // a text path=, else the caller's own descriptor, reopened as root through /proc (a memfd too)
+    const path = c.files?.get(fd) ?? (c.owner && fd >= 0 ? `/proc/${c.owner}/fd/${fd}` : undefined)
     const open = (writable: boolean): FileBacking => {
-      if (path === undefined) throw new ErrnoError('EBADF', `fd=${fd}: the caller's file descriptors are not visible to the model; name the file with path= (text)`)
+      if (path === undefined) throw new ErrnoError('EBADF', `fd=${fd}: the caller's file descriptors are not visible to the model; name the file with path= (text), or run the program under the shim`)
       try {
         return FileBacking.open(path, writable)
       } catch (e) {
-        throw new ErrnoError('EBADF', `path=${path}: ${(e as NodeJS.ErrnoException).code ?? 'cannot open'}`)
+        const code = (e as NodeJS.ErrnoException).code ?? 'cannot open'
+        if (c.files?.has(fd)) throw new ErrnoError('EBADF', `path=${path}: ${code}`)
+        // no such descriptor is EBADF (fget); one that cannot back memory (a socket, a directory) is EINVAL
+        if (code === 'ENOENT') throw new ErrnoError('EBADF', `fd=${fd}: not an open descriptor of the caller`)
+        throw new ErrnoError('EINVAL', `fd=${fd}: cannot map it (${code})`)
       }
     }
     return { iova: ioas.ioasMapFile(ctxOf(c), { flags: u(c.req, 'flags'), ioasId: u(c.req, 'ioas_id'), start: b(c.req, 'start'), length: b(c.req, 'length'), iova: b(c.req, 'iova') }, open) }
