@@ -573,6 +573,41 @@ export const IOCTLS: readonly Ioctl[] = [
   }),
 ]
 
+/** Undo: the object whose ID the reply carries in `field` is destroyed again (iommufd_object_abort_and_destroy). */
+const destroyOut =
+  (field: string) =>
+  (c: Call, out: StructValue): void => {
+    const ctx = ctxOf(c)
+    const obj = ctx.objects.find(Number(out[field] as bigint))
+    if (obj) ctx.destroyObject(obj)
+  }
+
+/**
+ * What the kernel takes back when copying the struct to the caller fails
+ * (EFAULT), by command: an object it made is destroyed before it is ever
+ * seen (main.c, ioas.c, hwpt.c, viommu.c, eventq.c), a bind or attach of a
+ * VFIO cdev is undone (vfio/device_cdev.c). A command not named here keeps
+ * its effect and answers EFAULT: IOAS_MAP keeps its mapping, IOAS_UNMAP has
+ * unmapped, OPTION SET has set, HWPT_INVALIDATE has invalidated.
+ */
+export const UNDO_ON_COPY_OUT: ReadonlyMap<string, (c: Call, out: StructValue) => void> = new Map([
+  ['IOMMU_IOAS_ALLOC', destroyOut('out_ioas_id')],
+  ['IOMMU_HWPT_ALLOC', destroyOut('out_hwpt_id')],
+  ['IOMMU_FAULT_QUEUE_ALLOC', destroyOut('out_fault_id')],
+  ['IOMMU_VIOMMU_ALLOC', destroyOut('out_viommu_id')],
+  ['IOMMU_VDEVICE_ALLOC', destroyOut('out_vdevice_id')],
+  ['IOMMUFS_VCMDQ_ALLOC', destroyOut('out_vcmdq_id')],
+  [
+    'VFIO_DEVICE_BIND_IOMMUFD',
+    (c, out) => {
+      const ctx = ctxOf(c)
+      const dev = ctx.objects.find(Number(out.out_devid as bigint))
+      if (dev instanceof device.Device) device.unbind(ctx, dev)
+    },
+  ],
+  ['VFIO_DEVICE_ATTACH_IOMMUFD_PT', (c) => device.detach(ctxOf(c), boundDevice(c))],
+])
+
 const BY_CMD = new Map(IOCTLS.map((i) => [i.cmd, i]))
 
 export function ioctlByCmd(cmd: number): Ioctl | undefined {
