@@ -596,6 +596,7 @@ export const UNDO_ON_COPY_OUT: ReadonlyMap<string, (c: Call, out: StructValue) =
   ['IOMMU_FAULT_QUEUE_ALLOC', destroyOut('out_fault_id')],
   ['IOMMU_VIOMMU_ALLOC', destroyOut('out_viommu_id')],
   ['IOMMU_VDEVICE_ALLOC', destroyOut('out_vdevice_id')],
+  ['IOMMU_VEVENTQ_ALLOC', destroyOut('out_veventq_id')],
   ['IOMMUFS_VCMDQ_ALLOC', destroyOut('out_vcmdq_id')],
   [
     'VFIO_DEVICE_BIND_IOMMUFD',

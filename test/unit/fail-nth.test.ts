@@ -43,6 +43,7 @@ const SEQUENCES: [string, string[], string][] = [
   ['VDEVICE_ALLOC', SMMU_NEST, 'VDEVICE_ALLOC viommu_id=4 dev_id=1 virt_id=0x10'],
   ['HWPT_ALLOC nested SMMUv3', SMMU_NEST, 'HWPT_ALLOC dev_id=1 pt_id=4 data.ste=0x1,0x0'],
   ['VCMDQ_ALLOC', SMMU_NEST, 'VCMDQ_ALLOC viommu_id=4 log2size=4'],
+  ['VEVENTQ_ALLOC', SMMU_NEST, 'VEVENTQ_ALLOC viommu_id=4 type=ARM_SMMUV3 veventq_depth=4'],
   ['HWPT_ALLOC nested VT-d', VTD_NEST, 'HWPT_ALLOC dev_id=1 pt_id=3 data.pgtbl_addr=0x1000 data.addr_width=48'],
   ['HWPT_INVALIDATE', SMMU_NEST, 'HWPT_INVALIDATE hwpt_id=4 cmd=TLBI_NH_ALL'],
   ['DESTROY', ['IOAS_ALLOC'], 'DESTROY id=1'],
