@@ -637,8 +637,13 @@ static int forward_ioctl(int fd, struct slot s, uint32_t cmd, void *arg)
 	struct reply rep = { 0 };
 	int err = 0;
 
-	/* the raw argument: the struct's address, or the integer VFIO_CHECK_EXTENSION and friends take */
-	struct entry argent = { .addr = addr, .len = 0, .flags = IOMF_BUF_ARG, .data = NULL };
+	/*
+	 * The raw argument: the struct's address, or the integer VFIO_CHECK_EXTENSION
+	 * and friends take. OWN: the addresses and fd numbers are this process's, so
+	 * the server pins IOAS_MAP's pages and opens MAP_FILE's fd in it, as the kernel
+	 * does in the caller (FUSE tells the server who wrote the frame).
+	 */
+	struct entry argent = { .addr = addr, .len = 0, .flags = IOMF_BUF_ARG | IOMF_BUF_OWN, .data = NULL };
 	if (add_entry(&r, argent) < 0) {
 		free(st);
 		return errno = ENOMEM, -1;

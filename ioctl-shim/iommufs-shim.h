@@ -26,6 +26,7 @@ enum iomf_buffer_flags {
 	IOMF_BUF_FAULT = 1, /* the caller cannot read addr: no data follows */
 	IOMF_BUF_FD = 2,    /* addr is an fd number; 4 data bytes: its iommufd context ID */
 	IOMF_BUF_ARG = 4,   /* addr is the ioctl's raw argument (pointer or integer); no data */
+	IOMF_BUF_OWN = 8,   /* with ARG: the struct's addresses and fd numbers are the writer's own */
 };
 
 /* Entry flags in a REPLY. */

@@ -6,11 +6,10 @@
  * The program maps a buffer of its heap into an IOAS (IOMMU_IOAS_MAP with
  * user_va = the buffer), attaches device vfio0 (behind the first SMMUv3, a
  * stage-1 domain), and asks the device to read and write it with the iommufs
- * extension IOMMUFS_DMA. With real ioctl() calls (--namespace) the server
- * reaches the caller's memory, so the device reads what the program wrote and
- * the program sees what the device wrote. Under the LD_PRELOAD shim the
- * server does not know the caller's memory: each DMA ends in an external
- * abort (status ABORT), as into a mapping with nothing behind it.
+ * extension IOMMUFS_DMA. With real ioctl() calls (--namespace) and under the
+ * LD_PRELOAD shim alike, the server reaches the caller's memory (the process
+ * FUSE names for the request), so the device reads what the program wrote and
+ * the program sees what the device wrote.
  */
 #include "example.h" /* first: it sets _GNU_SOURCE */
 

@@ -337,11 +337,20 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
   dispatch(req, OP_READDIR, ino, 2, a);
 }
 
+static double ms_of(const struct timespec *t) {
+  return (double)t->tv_sec * 1000.0 + (double)t->tv_nsec / 1e6;
+}
+
+/* setattr(toSet, size, fh, mode, [uid, gid, atimeMs, mtimeMs]) */
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi) {
   napi_env env = js_env(ses(req));
-  napi_value a[4] = { num(env, to_set), num(env, (double)attr->st_size), num(env, fi ? (double)fi->fh : 0),
-                      num(env, attr->st_mode & 07777) };
-  dispatch(req, OP_SETATTR, ino, 4, a);
+  napi_value owner_times;
+  double v[4] = { (double)attr->st_uid, (double)attr->st_gid, ms_of(&attr->st_atim), ms_of(&attr->st_mtim) };
+  napi_create_array_with_length(env, 4, &owner_times);
+  for (uint32_t i = 0; i < 4; i++) napi_set_element(env, owner_times, i, num(env, v[i]));
+  napi_value a[5] = { num(env, to_set), num(env, (double)attr->st_size), num(env, fi ? (double)fi->fh : 0),
+                      num(env, attr->st_mode & 07777), owner_times };
+  dispatch(req, OP_SETATTR, ino, 5, a);
 }
 
 static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg, struct fuse_file_info *fi,
@@ -648,7 +657,15 @@ static napi_value js_reply_err(napi_env env, napi_callback_info info) {
   return r ? ret_int(env, fuse_reply_err(r, (int)arg_num(env, argv[1]))) : NULL;
 }
 
-static void fill_attr(session *s, struct stat *st, double ino, double mode, double nlink, double size) {
+static void set_ms(struct timespec *t, double ms) {
+  t->tv_sec = (time_t)(ms / 1000.0);
+  t->tv_nsec = (long)((ms - (double)t->tv_sec * 1000.0) * 1e6);
+  if (t->tv_nsec < 0) t->tv_nsec = 0;
+  if (t->tv_nsec > 999999999) t->tv_nsec = 999999999;
+}
+
+/* `meta`: [uid, gid, atimeMs, mtimeMs, ctimeMs] from JS, or NULL for root's and the mount's time */
+static void fill_attr(napi_env env, session *s, struct stat *st, double ino, double mode, double nlink, double size, napi_value meta) {
   memset(st, 0, sizeof *st);
   st->st_ino = (ino_t)ino;
   st->st_mode = (mode_t)mode;
@@ -657,11 +674,23 @@ static void fill_attr(session *s, struct stat *st, double ino, double mode, doub
   st->st_blksize = 4096;
   st->st_blocks = ((off_t)size + 511) / 512;
   st->st_atime = st->st_mtime = st->st_ctime = (time_t)s->start;
+  bool is_array = false;
+  if (!meta || napi_is_array(env, meta, &is_array) != napi_ok || !is_array) return;
+  double v[5];
+  for (uint32_t i = 0; i < 5; i++) {
+    napi_value e;
+    if (napi_get_element(env, meta, i, &e) != napi_ok || napi_get_value_double(env, e, &v[i]) != napi_ok) return;
+  }
+  st->st_uid = (uid_t)v[0];
+  st->st_gid = (gid_t)v[1];
+  set_ms(&st->st_atim, v[2]);
+  set_ms(&st->st_mtim, v[3]);
+  set_ms(&st->st_ctim, v[4]);
 }
 
-/* replyEntry(id, ino, mode, nlink, size, attrTimeout, entryTimeout); ino 0 = a cached "no such name" */
+/* replyEntry(id, ino, mode, nlink, size, attrTimeout, entryTimeout, meta?); ino 0 = a cached "no such name" */
 static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
-  ARGS(7);
+  ARGS(8);
   uint32_t id = (uint32_t)arg_num(env, argv[0]);
   session *s = id < nslots ? slots[id].s : NULL;
   fuse_req_t r = take_arg(env, argv[0]);
@@ -669,21 +698,21 @@ static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
   struct fuse_entry_param e;
   memset(&e, 0, sizeof e);
   e.ino = (fuse_ino_t)arg_num(env, argv[1]);
-  fill_attr(s, &e.attr, arg_num(env, argv[1]), arg_num(env, argv[2]), arg_num(env, argv[3]), arg_num(env, argv[4]));
+  fill_attr(env, s, &e.attr, arg_num(env, argv[1]), arg_num(env, argv[2]), arg_num(env, argv[3]), arg_num(env, argv[4]), argc > 7 ? argv[7] : NULL);
   e.attr_timeout = arg_num(env, argv[5]);
   e.entry_timeout = arg_num(env, argv[6]);
   return ret_int(env, fuse_reply_entry(r, &e));
 }
 
-/* replyAttr(id, ino, mode, nlink, size, attrTimeout) */
+/* replyAttr(id, ino, mode, nlink, size, attrTimeout, meta?) */
 static napi_value js_reply_attr(napi_env env, napi_callback_info info) {
-  ARGS(6);
+  ARGS(7);
   uint32_t id = (uint32_t)arg_num(env, argv[0]);
   session *s = id < nslots ? slots[id].s : NULL;
   fuse_req_t r = take_arg(env, argv[0]);
   if (!r) return NULL;
   struct stat st;
-  fill_attr(s, &st, arg_num(env, argv[1]), arg_num(env, argv[2]), arg_num(env, argv[3]), arg_num(env, argv[4]));
+  fill_attr(env, s, &st, arg_num(env, argv[1]), arg_num(env, argv[2]), arg_num(env, argv[3]), arg_num(env, argv[4]), argc > 6 ? argv[6] : NULL);
   return ret_int(env, fuse_reply_attr(r, &st, arg_num(env, argv[5])));
 }
 

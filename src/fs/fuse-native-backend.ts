@@ -5,11 +5,10 @@
  * per file, has no poll, interrupt or ioctl, and does not say who calls.
  */
 import Fuse = require('fuse-native')
-import { ERRNO } from '../util/errno'
 import { BackendOptions, Mounted, errnoOf as errnoFor } from './fuse-common'
 import { detach } from './unmount'
 import { Caller } from './nodes'
-import { TreeOps, Stat } from './ops'
+import { TreeOps, Stat, TimeSet } from './ops'
 
 /**
  * Kernel caching, chosen per what the tree holds (fuse-native can only set
@@ -24,6 +23,8 @@ import { TreeOps, Stat } from './ops'
  * - negative_timeout=0: a missing name is never remembered, so new contexts
  *   and objects appear at once.
  */
+/** UTIME_NOW and UTIME_OMIT as fuse-native converts them to milliseconds (tv_sec 0, tv_nsec 2^30 - 1 or - 2). */
+const UTIME_SPECIAL_MS = 1073
 const KERNEL_OPTIONS = ['direct_io', 'attr_timeout=0', 'entry_timeout=1', 'negative_timeout=0']
 
 class IommufsFuse extends Fuse {
@@ -66,8 +67,22 @@ Fuse.unmount = (mnt, cb) => {
 }
 
 export function mountFuseNative(dir: string, ops: TreeOps, opts: BackendOptions = {}): Promise<Mounted> {
-  const started = new Date()
-  const toStat = (s: Stat): Fuse.FuseStat => ({ ...s, uid: 0, gid: 0, mtime: started, atime: started, ctime: started })
+  const toStat = (s: Stat): Fuse.FuseStat => ({
+    mode: s.mode,
+    size: s.size,
+    nlink: s.nlink,
+    uid: s.uid,
+    gid: s.gid,
+    atime: new Date(s.atimeMs),
+    mtime: new Date(s.mtimeMs),
+    ctime: new Date(s.ctimeMs),
+  })
+  /**
+   * fuse-native hands utimens milliseconds, the atime in both arguments (its
+   * binding passes tv[0] twice), and UTIME_NOW/UTIME_OMIT as 1073 ms
+   * (tv_sec 0, the special tv_nsec): that is "now" here.
+   */
+  const nativeTime = (ms: number): TimeSet => (ms === UTIME_SPECIAL_MS ? 'now' : ms)
 
   const errnoOf = (op: string, p: string, e: unknown): number => -errnoFor(ops.trace, op, p, e)
   /** Runs one operation, its failure turned into a negative errno. */
@@ -117,8 +132,8 @@ export function mountFuseNative(dir: string, ops: TreeOps, opts: BackendOptions 
     symlink: (_target, p, cb) => reply('symlink', p, cb, () => ops.symlink(p)),
     link: (_src, p, cb) => reply('link', p, cb, () => ops.link(p)),
     chmod: (p, mode, cb) => reply('chmod', p, cb, () => ops.chmod(p, mode)),
-    chown: (_p, _uid, _gid, cb) => cb(-ERRNO.EPERM),
-    utimens: (p, _atime, _mtime, cb) => reply('utimens', p, cb, () => ops.utimens(p)),
+    chown: (p, uid, gid, cb) => reply('chown', p, cb, () => ops.chown(p, uid, gid)),
+    utimens: (p, atime, mtime, cb) => reply('utimens', p, cb, () => ops.utimens(p, nativeTime(atime), nativeTime(mtime))),
   }
 
   const fuse = new IommufsFuse(dir, fuseOps, opts.nonEmpty ? ['nonempty'] : [])

@@ -19,15 +19,16 @@ import { ErrnoError, ERRNO } from '../util/errno'
 import { PACKAGE_ROOT } from '../util/paths'
 import { BackendOptions, Mounted, errnoOf } from './fuse-common'
 import { Caller, FsNode, ProcessMemory, StaticDir } from './nodes'
-import { TreeOps } from './ops'
+import { Stat, TimeSet, TreeOps } from './ops'
 
 /** What native/fuse3 exports (all reply functions return libfuse's result, 0 or -errno). */
 interface Fuse3Addon {
   mount(dir: string, options: string, handler: Handler, receiver: object, startSeconds: number): object
   unmount(session: object): void
   replyErr(id: number, errno: number): number
-  replyEntry(id: number, ino: number, mode: number, nlink: number, size: number, attrTimeout: number, entryTimeout: number): number
-  replyAttr(id: number, ino: number, mode: number, nlink: number, size: number, attrTimeout: number): number
+  /** `meta`: [uid, gid, atimeMs, mtimeMs, ctimeMs]; without it, root's and the mount's time. */
+  replyEntry(id: number, ino: number, mode: number, nlink: number, size: number, attrTimeout: number, entryTimeout: number, meta?: number[]): number
+  replyAttr(id: number, ino: number, mode: number, nlink: number, size: number, attrTimeout: number, meta?: number[]): number
   replyOpen(id: number, fh: number, flags: number): number
   replyBuf(id: number, data: Buffer | string): number
   /** With `reply`: the writing thread `tid`'s reads of fh are answered from it (past `base` from its start) until fh's next write. */
@@ -69,6 +70,10 @@ const FATTR_MODE = 1 << 0
 const FATTR_UID = 1 << 1
 const FATTR_GID = 1 << 2
 const FATTR_SIZE = 1 << 3
+const FATTR_ATIME = 1 << 4
+const FATTR_MTIME = 1 << 5
+const FATTR_ATIME_NOW = 1 << 7
+const FATTR_MTIME_NOW = 1 << 8
 const S_IFMT = 0o170000
 const POLLIN = 0x1
 const POLLOUT = 0x4
@@ -210,11 +215,12 @@ export function mountLibfuse3(dir: string, ops: TreeOps, opts: BackendOptions = 
   const fail = (id: number, op: number, p: string, e: unknown): void => {
     a.replyErr(id, errnoOf(ops.trace, OP_NAMES[op], p, e))
   }
-  const attrOf = (node: FsNode, p: string): { mode: number; nlink: number; size: number } => {
+  const attrOf = (node: FsNode, p: string): Stat => {
     const s = ops.getattr(p)
     // a file the kernel caches has its exact size; the rest say what sysfs says
-    return { mode: s.mode, nlink: s.nlink, size: node.kind === 'file' && node.constant ? node.size() : s.size }
+    return { ...s, size: node.kind === 'file' && node.constant ? node.size() : s.size }
   }
+  const metaOf = (s: Stat): number[] => [s.uid, s.gid, s.atimeMs, s.mtimeMs, s.ctimeMs]
   const cached = (node: FsNode, stable: boolean): boolean => stable && (node.kind !== 'file' || node.constant === true)
 
   const lookup = (id: number, parent: number, name: string): void => {
@@ -230,7 +236,7 @@ export function mountLibfuse3(dir: string, ops: TreeOps, opts: BackendOptions = 
       if (session && node.kind === 'file' && node.snapshot && node.mode & 0o444) a.setSnapshot(session, n.ino, node.constant ? SNAP_CACHED : SNAP_DIRECT)
     }
     const ttl = cached(node, stable) ? FOREVER : 0
-    a.replyEntry(id, n.ino, stat.mode, stat.nlink, stat.size, ttl, stable ? FOREVER : 0)
+    a.replyEntry(id, n.ino, stat.mode, stat.nlink, stat.size, ttl, stable ? FOREVER : 0, metaOf(stat))
   }
 
   /**
@@ -261,7 +267,7 @@ export function mountLibfuse3(dir: string, ops: TreeOps, opts: BackendOptions = 
     const n = inodes.get(ino)
     const node = ops.resolve(n.path)
     const stat = attrOf(node, n.path)
-    a.replyAttr(id, ino, stat.mode, stat.nlink, stat.size, cached(node, n.stable) ? FOREVER : 0)
+    a.replyAttr(id, ino, stat.mode, stat.nlink, stat.size, cached(node, n.stable) ? FOREVER : 0, metaOf(stat))
   }
 
   const open = (id: number, ino: number, flags: number, pid: number): void => {
@@ -304,13 +310,20 @@ export function mountLibfuse3(dir: string, ops: TreeOps, opts: BackendOptions = 
     a.replyDir(id, size, off, names, inos, names.map(() => 0))
   }
 
-  /** truncate (before a write), chmod and touch; TreeOps decides each, the size first as it changes nothing. */
-  const setattr = (id: number, ino: number, toSet: number, mode: number): void => {
+  /**
+   * truncate (before a write), chmod, chown/chgrp and touch; TreeOps decides
+   * each, the size first as it changes nothing. `ownerTimes`: [uid, gid, atimeMs, mtimeMs].
+   */
+  const setattr = (id: number, ino: number, toSet: number, mode: number, ownerTimes: number[]): void => {
     const n = inodes.get(ino)
-    if (toSet & (FATTR_UID | FATTR_GID)) throw new ErrnoError('EPERM', `${n.path}: owners are fixed`)
+    const [uid, gid, atimeMs, mtimeMs] = ownerTimes
     if (toSet & FATTR_SIZE) ops.truncate(n.path)
     if (toSet & FATTR_MODE) ops.chmod(n.path, mode)
-    else ops.utimens(n.path) // times (touch), or what the kernel clears on its own
+    if (toSet & (FATTR_UID | FATTR_GID)) ops.chown(n.path, toSet & FATTR_UID ? uid : -1, toSet & FATTR_GID ? gid : -1)
+    if (toSet & (FATTR_ATIME | FATTR_MTIME | FATTR_ATIME_NOW | FATTR_MTIME_NOW)) {
+      const time = (set: number, now: number, ms: number): TimeSet | undefined => (toSet & now ? 'now' : toSet & set ? ms : undefined)
+      ops.utimens(n.path, time(FATTR_ATIME, FATTR_ATIME_NOW, atimeMs), time(FATTR_MTIME, FATTR_MTIME_NOW, mtimeMs))
+    }
     getattr(id, ino)
   }
 
@@ -404,7 +417,7 @@ export function mountLibfuse3(dir: string, ops: TreeOps, opts: BackendOptions = 
         case OP.READDIR:
           return readdir(id, ino, x as number, y as number)
         case OP.SETATTR:
-          return setattr(id, ino, x as number, w as number)
+          return setattr(id, ino, x as number, w as number, v as number[])
         case OP.MKDIR:
         case OP.CREATE:
         case OP.UNLINK:

@@ -7,7 +7,25 @@ export interface Stat {
   mode: number
   size: number
   nlink: number
+  uid: number
+  gid: number
+  /** Times in milliseconds since the epoch (fractions carry the nanoseconds a caller set). */
+  atimeMs: number
+  mtimeMs: number
+  ctimeMs: number
 }
+
+/** What root changed of an entry: its owner and its times (the rest of its attributes come from the model). */
+interface Meta {
+  uid: number
+  gid: number
+  atimeMs: number
+  mtimeMs: number
+  ctimeMs: number
+}
+
+/** A time setattr/utimens may carry: milliseconds, or 'now'. */
+export type TimeSet = number | 'now'
 
 const S_IFDIR = 0o040000
 const S_IFREG = 0o100000
@@ -24,9 +42,11 @@ function relativeTarget(linkPath: string, target: string): string {
  * root as that filesystem does (measured on Linux 6.18, see README "Changing
  * the tree"): sysfs and debugfs refuse mkdir, ln, ln -s, mv, rm and rmdir
  * (EPERM) and creating a file (EACCES), and allow touch of an existing entry;
- * chmod is kept in sysfs and refused in debugfs. dev/ stands for devtmpfs,
- * which lets root chmod and touch; its nodes are the ones the model serves,
- * so it is not reshaped: structure changes there answer as in sysfs.
+ * chmod, chown and chgrp are kept in sysfs and refused in debugfs. dev/ stands
+ * for devtmpfs, which lets root chmod, chown and touch; its nodes are the ones
+ * the model serves, so it is not reshaped: structure changes there answer as
+ * in sysfs. Times are kept everywhere as touch, chmod, chown and writes to
+ * sysfs attributes change them.
  */
 export type FsKind = 'sysfs' | 'debugfs' | 'devtmpfs'
 
@@ -47,8 +67,23 @@ export class TreeOps {
   private nextHandle = 1
   /** Modes set with chmod; only stat shows them (root's access does not depend on them). */
   private readonly modes = new WeakMap<FsNode, number>()
+  /** Owners and times root set (chown, touch) or a write changed; every other entry has root's and the mount's. */
+  private readonly metas = new WeakMap<FsNode, Meta>()
+  /** Open handles on sysfs attributes: a write there moves the file's mtime and ctime, as kernfs does. */
+  private readonly sysfsHandles = new Map<number, FsNode>()
+  /** Every entry's times until something changes them: when the tree was mounted. */
+  private readonly bornMs = Date.now()
 
   constructor(private readonly root: DirNode, readonly trace: TraceLog) {}
+
+  private meta(node: FsNode): Meta {
+    let m = this.metas.get(node)
+    if (!m) {
+      m = { uid: 0, gid: 0, atimeMs: this.bornMs, mtimeMs: this.bornMs, ctimeMs: this.bornMs }
+      this.metas.set(node, m)
+    }
+    return m
+  }
 
   resolve(p: string): FsNode {
     let node: FsNode = this.root
@@ -64,13 +99,14 @@ export class TreeOps {
 
   getattr(p: string): Stat {
     const node = this.resolve(p)
+    const m = this.metas.get(node) ?? { uid: 0, gid: 0, atimeMs: this.bornMs, mtimeMs: this.bornMs, ctimeMs: this.bornMs }
     switch (node.kind) {
       case 'dir':
-        return { mode: S_IFDIR | (this.modes.get(node) ?? 0o755), size: 0, nlink: 2 }
+        return { mode: S_IFDIR | (this.modes.get(node) ?? 0o755), size: 0, nlink: 2, ...m }
       case 'link':
-        return { mode: S_IFLNK | 0o777, size: relativeTarget(p, node.target).length, nlink: 1 }
+        return { mode: S_IFLNK | 0o777, size: relativeTarget(p, node.target).length, nlink: 1, ...m }
       case 'file':
-        return { mode: S_IFREG | (this.modes.get(node) ?? node.mode), size: node.size(), nlink: 1 }
+        return { mode: S_IFREG | (this.modes.get(node) ?? node.mode), size: node.size(), nlink: 1, ...m }
     }
   }
 
@@ -95,6 +131,7 @@ export class TreeOps {
     if (access !== 'write' && !(node.mode & 0o444)) throw new ErrnoError('EACCES', `${p}: write-only`)
     const fh = this.allocHandle()
     this.handles.set(fh, node.open(access, caller))
+    if (access !== 'read' && fsKindOf(p) === 'sysfs') this.sysfsHandles.set(fh, node)
     return fh
   }
 
@@ -146,16 +183,32 @@ export class TreeOps {
     return this.reshape(from, `rename to ${to}`)
   }
 
-  /** sysfs and devtmpfs keep the mode root sets; debugfs refuses. */
+  /** sysfs and devtmpfs keep the mode root sets; debugfs refuses (a locked-down kernel's debugfs_setattr). */
   chmod(p: string, mode: number): void {
     const node = this.resolve(p)
     if (fsKindOf(p) === 'debugfs') throw new ErrnoError('EPERM', `${p}: chmod: debugfs keeps the modes it was made with`)
     this.modes.set(node, mode & 0o7777)
+    this.meta(node).ctimeMs = Date.now()
   }
 
-  /** touch of an existing entry succeeds everywhere; the times are not kept. */
-  utimens(p: string): void {
-    this.resolve(p)
+  /** chown/chgrp (-1 leaves that ID): sysfs and devtmpfs keep the owner root sets, debugfs refuses as it refuses chmod. */
+  chown(p: string, uid: number, gid: number): void {
+    const node = this.resolve(p)
+    if (fsKindOf(p) === 'debugfs') throw new ErrnoError('EPERM', `${p}: chown: debugfs keeps the owners it was made with`)
+    const m = this.meta(node)
+    if (uid !== -1 && uid !== 0xffffffff) m.uid = uid
+    if (gid !== -1 && gid !== 0xffffffff) m.gid = gid
+    m.ctimeMs = Date.now()
+  }
+
+  /** touch: every part of the tree keeps the times root sets (undefined leaves one), and the change time moves. */
+  utimens(p: string, atime?: TimeSet, mtime?: TimeSet): void {
+    const node = this.resolve(p)
+    const m = this.meta(node)
+    const now = Date.now()
+    if (atime !== undefined) m.atimeMs = atime === 'now' ? now : atime
+    if (mtime !== undefined) m.mtimeMs = mtime === 'now' ? now : mtime
+    m.ctimeMs = now
   }
 
   read(fh: number, pos: number, len: number, caller?: Caller): Buffer | Promise<Buffer> {
@@ -163,7 +216,13 @@ export class TreeOps {
   }
 
   write(fh: number, pos: number, data: Buffer, caller?: Caller): number {
-    return this.handle(fh).write(pos, data, caller)
+    const n = this.handle(fh).write(pos, data, caller)
+    const attr = this.sysfsHandles.get(fh)
+    if (attr) {
+      const m = this.meta(attr)
+      m.mtimeMs = m.ctimeMs = Date.now()
+    }
+    return n
   }
 
   /** What read() answers `caller` until fh's next write, when the file can say (OpenFile.replyOf). */
@@ -200,6 +259,7 @@ export class TreeOps {
   release(fh: number): void {
     const h = this.handles.get(fh)
     this.handles.delete(fh)
+    this.sysfsHandles.delete(fh)
     h?.release()
   }
 

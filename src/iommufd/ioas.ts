@@ -1,5 +1,6 @@
 import { ErrnoError } from '../util/errno'
 import { IntervalTree } from '../util/interval-tree'
+import { RangeSet, subtractSorted } from '../util/range-set'
 import { fallible } from '../util/fail-nth'
 import { LIMITS } from '../util/limits'
 import { hex, mustBeZero, unknownFlags } from './checks'
@@ -43,23 +44,20 @@ export function domainPageSize(kind: string): bigint {
   return kind === 'mock' ? 2048n : PAGE_SIZE
 }
 
-function overlaps(a: IovaRange, b: IovaRange): boolean {
-  return a.start <= b.last && b.start <= a.last
+const byStart = (a: IovaRange, b: IovaRange): number => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0)
+
+/** Subtracts `holes` from `ranges` (disjoint ranges; all inclusive; sorted result). */
+export function subtract(ranges: readonly IovaRange[], holes: readonly IovaRange[]): IovaRange[] {
+  return subtractSorted([...ranges].sort(byStart), [...holes].sort(byStart))
 }
 
-/** Subtracts `holes` from `ranges` (all inclusive, sorted result). */
-export function subtract(ranges: readonly IovaRange[], holes: readonly IovaRange[]): IovaRange[] {
-  let out = [...ranges]
-  for (const h of holes) {
-    out = out.flatMap((r) => {
-      if (!overlaps(r, h)) return [r]
-      const parts: IovaRange[] = []
-      if (r.start < h.start) parts.push({ start: r.start, last: h.start - 1n })
-      if (r.last > h.last) parts.push({ start: h.last + 1n, last: r.last })
-      return parts
-    })
-  }
-  return out.sort((a, b) => (a.start < b.start ? -1 : 1))
+/** Where IOVAs are handed out: the kernel keeps page 0 and the last page out of every allocation. */
+const ALLOC_FIRST = PAGE_SIZE
+const ALLOC_LAST = ULONG_MAX - PAGE_SIZE
+
+/** Two lists of ranges are the same, range by range. */
+function sameRanges(a: readonly IovaRange[], b: readonly IovaRange[]): boolean {
+  return a.length === b.length && a.every((r, i) => r.start === b[i].start && r.last === b[i].last)
 }
 
 function lowestSetBit(v: bigint): bigint {
@@ -96,11 +94,32 @@ export interface IoasAccess {
 /** An I/O address space: the areas mapped into it and the IOVA rules devices impose on it. */
 export class Ioas extends IommufdObject {
   readonly type = 'ioas'
-  /** The mappings by IOVA: lookups, overlap checks and IOVA allocation in O(log n). */
+  /** The mappings by IOVA: lookups and overlap checks in O(log n). */
   private readonly tree = new IntervalTree<Area>()
-  allowed: IovaRange[] | undefined
+  /** IOAS_ALLOW_IOVAS' ranges (empty: every IOVA is allowed), by IOVA, with their index in the request. */
+  private readonly allowedTree = new IntervalTree<IovaRange>()
   /** Ranges reserved by IOMMU_TEST_CMD's ADD_RESERVED, for the IOAS's lifetime. */
-  readonly userReserved: IovaRange[] = []
+  private readonly userReserved: IovaRange[] = []
+  /** What the attached devices reserve (regions, space past each aperture), as last seen. */
+  private deviceReserved: IovaRange[] = []
+  /** Every reserved IOVA (user's and devices'), merged. */
+  private readonly reservedSet = new RangeSet()
+  /**
+   * Where a new mapping may go: allowed (or any), inside the allocation
+   * window, neither reserved nor mapped. Kept up to date by every change, so
+   * an IOVA is found in O(log n) however many ranges and mappings there are.
+   */
+  private readonly free = new RangeSet()
+
+  constructor() {
+    super()
+    this.free.add(ALLOC_FIRST, ALLOC_LAST)
+  }
+
+  /** IOAS_ALLOW_IOVAS' ranges by IOVA, or undefined when none were set (every IOVA is allowed). */
+  get allowed(): IovaRange[] | undefined {
+    return this.allowedTree.size ? this.allowedTree.values() : undefined
+  }
   hugePages = true
   /** Paging HWPTs built on this IOAS (they hold a reference on it). */
   readonly hwpts = new Set<HwptPaging>()
@@ -162,44 +181,90 @@ export class Ioas extends IommufdObject {
 
   /** ADD_RESERVED: a range no mapping or allowed range may touch. */
   reserve(range: IovaRange): void {
+    this.syncDeviceReserved()
     const area = this.tree.firstOverlapping(range.start, range.last)
     if (area) throw new ErrnoError('EADDRINUSE', `${hex(range.start)}-${hex(range.last)}: the mapping at ${hex(area.iova)} is there`)
-    if (this.allowed?.some((r) => overlaps(r, range))) throw new ErrnoError('EADDRINUSE', `${hex(range.start)}-${hex(range.last)}: overlaps an allowed range`)
+    const allowed = this.allowedTree.firstOverlapping(range.start, range.last)
+    if (allowed) throw new ErrnoError('EADDRINUSE', `${hex(range.start)}-${hex(range.last)}: overlaps the allowed range ${hex(allowed.start)}-${hex(allowed.last)}`)
     this.userReserved.push(range)
+    this.reservedSet.add(range.start, range.last)
+    this.free.remove(range.start, range.last)
   }
 
-  /** IOVA ranges no attached device may use: reserved windows and space beyond each aperture. */
-  reserved(): IovaRange[] {
-    const out: IovaRange[] = [...this.userReserved]
+  /**
+   * The devices' reserved ranges follow the domains built on this IOAS and
+   * the units under them; they are compared with what was last seen (a few
+   * ranges) and, when they changed (an attach or detach), the reserved and
+   * free sets are rebuilt.
+   */
+  private syncDeviceReserved(): void {
+    const now: IovaRange[] = []
     for (const h of this.hwpts) {
       for (const unit of h.units()) {
-        out.push(...unit.reservedRegions().map((r) => ({ start: r.start, last: r.last })))
-        if (unit.iovaBits < 64) out.push({ start: 1n << BigInt(unit.iovaBits), last: ULONG_MAX })
+        for (const r of unit.reservedRegions()) now.push({ start: r.start, last: r.last })
+        if (unit.iovaBits < 64) now.push({ start: 1n << BigInt(unit.iovaBits), last: ULONG_MAX })
       }
     }
-    return out
+    if (sameRanges(now, this.deviceReserved)) return
+    this.deviceReserved = now
+    this.reservedSet.clear()
+    for (const r of [...this.userReserved, ...now]) this.reservedSet.add(r.start, r.last)
+    this.rebuildFree()
+  }
+
+  /** free = (allowed or all) within the allocation window, less reserved, less mapped. */
+  private rebuildFree(): void {
+    this.free.clear()
+    const allowed = this.allowed ?? [{ start: 0n, last: ULONG_MAX }]
+    const window = subtractSorted(allowed, [
+      { start: 0n, last: ALLOC_FIRST - 1n },
+      { start: ALLOC_LAST + 1n, last: ULONG_MAX },
+    ])
+    const usable = subtractSorted(window, this.reservedSet.ranges())
+    const mapped = this.tree.values().map((a) => ({ start: a.iova, last: a.iova + a.length - 1n }))
+    for (const r of subtractSorted(usable, mapped)) this.free.add(r.start, r.last)
+  }
+
+  /** [start, last] was unmapped: what of it is allowed, in the window and not reserved is free again. */
+  private freeUp(start: bigint, last: bigint): void {
+    const lo = start > ALLOC_FIRST ? start : ALLOC_FIRST
+    const hi = last < ALLOC_LAST ? last : ALLOC_LAST
+    if (lo > hi) return
+    const allowed = this.allowedTree.size ? this.allowedTree.overlapping(lo, hi) : [{ start: lo, last: hi }]
+    const clipped = allowed.map((r) => ({ start: r.start > lo ? r.start : lo, last: r.last < hi ? r.last : hi }))
+    for (const r of subtractSorted(clipped, this.reservedSet.overlapping(lo, hi))) this.free.add(r.start, r.last)
+  }
+
+  /** IOVA ranges no attached device may use: reserved windows and space beyond each aperture (merged, by IOVA). */
+  reserved(): IovaRange[] {
+    this.syncDeviceReserved()
+    return this.reservedSet.ranges()
   }
 
   /** The usable IOVA ranges, as IOMMU_IOAS_IOVA_RANGES reports them. */
   ranges(): IovaRange[] {
-    return subtract(this.allowed ?? [{ start: 0n, last: ULONG_MAX }], this.reserved())
+    return subtractSorted(this.allowed ?? [{ start: 0n, last: ULONG_MAX }], this.reserved())
   }
 
+  /** IOAS_ALLOW_IOVAS: each range checked in the request's order, as the kernel builds its tree; then none may cover a reserved IOVA. */
   setAllowed(ranges: IovaRange[]): void {
     ranges.forEach((r, i) => {
       if (r.start >= r.last) throw new ErrnoError('EINVAL', `allowed_iovas[${i}]: start ${hex(r.start)} must be below last ${hex(r.last)}`)
     })
-    // sorted by start, a range can only overlap its successor: n log n, not n^2
-    const order = ranges.map((_, i) => i).sort((a, b) => (ranges[a].start < ranges[b].start ? -1 : ranges[a].start > ranges[b].start ? 1 : a - b))
-    for (let k = 1; k < order.length; k++) {
-      const [i, j] = [order[k - 1], order[k]]
-      if (overlaps(ranges[i], ranges[j])) throw new ErrnoError('EINVAL', `allowed_iovas[${Math.min(i, j)}] overlaps allowed_iovas[${Math.max(i, j)}]`)
-    }
-    for (const res of this.reserved()) {
-      const hit = ranges.findIndex((r) => overlaps(r, res))
-      if (hit >= 0) throw new ErrnoError('EADDRINUSE', `allowed_iovas[${hit}] covers reserved IOVAs ${hex(res.start)}-${hex(res.last)}`)
-    }
-    this.allowed = ranges.length ? [...ranges].sort((a, b) => (a.start < b.start ? -1 : 1)) : undefined
+    const next = new IntervalTree<IovaRange & { index: number }>()
+    ranges.forEach((r, i) => {
+      const clash = next.firstOverlapping(r.start, r.last)
+      if (clash) throw new ErrnoError('EINVAL', `allowed_iovas[${clash.index}] overlaps allowed_iovas[${i}]`)
+      next.insert(r.start, r.last, { start: r.start, last: r.last, index: i })
+    })
+    this.syncDeviceReserved()
+    ranges.forEach((r, i) => {
+      const res = this.reservedSet.firstOverlapping(r.start, r.last)
+      if (res) throw new ErrnoError('EADDRINUSE', `allowed_iovas[${i}] covers reserved IOVAs ${hex(res.start)}-${hex(res.last)}`)
+    })
+    this.allowedTree.clear()
+    for (const r of next.values()) this.allowedTree.insert(r.start, r.last, { start: r.start, last: r.last })
+    this.rebuildFree()
   }
 
   /** Validates and places a mapping; returns it without inserting (the caller commits). */
@@ -216,7 +281,8 @@ export class Ioas extends IommufdObject {
       const last = req.iova + req.length - 1n
       if (last > ULONG_MAX) throw new ErrnoError('EOVERFLOW', `${what}=${hex(req.iova)} + length overflows`)
       const range = { start: req.iova, last }
-      const res = this.reserved().find((r) => overlaps(r, range))
+      this.syncDeviceReserved()
+      const res = this.reservedSet.firstOverlapping(range.start, range.last)
       if (res) throw new ErrnoError('EINVAL', `${what}=${hex(req.iova)}: range hits reserved IOVAs ${hex(res.start)}-${hex(res.last)}`)
       const clash = this.firstArea(range.start, range.last)
       if (clash) throw new ErrnoError('EEXIST', `${what}=${hex(req.iova)}: overlaps the mapping at ${hex(clash.iova)}`)
@@ -227,8 +293,16 @@ export class Ioas extends IommufdObject {
 
   insert(area: Area): void {
     fallible('mapping allocation')
-    this.tree.insert(area.iova, area.iova + area.length - 1n, area)
+    const last = area.iova + area.length - 1n
+    this.tree.insert(area.iova, last, area)
+    this.free.remove(area.iova, last)
     areaMapped(this, area)
+  }
+
+  /** Takes one area out of the tree; its IOVAs become free again. */
+  private removeArea(a: Area): void {
+    this.tree.remove(a.iova)
+    this.freeUp(a.iova, a.iova + a.length - 1n)
   }
 
   /**
@@ -238,15 +312,10 @@ export class Ioas extends IommufdObject {
   private allocIova(length: bigint, userVa: bigint): bigint {
     const want = lowestSetBit(userVa) < roundUpPow2(length) ? lowestSetBit(userVa) : roundUpPow2(length)
     const align = want > this.alignment ? want : this.alignment
-    const window = subtract(this.ranges(), [
-      { start: 0n, last: PAGE_SIZE - 1n },
-      { start: ULONG_MAX - PAGE_SIZE + 1n, last: ULONG_MAX },
-    ])
-    for (const r of window) {
-      const start = this.tree.firstHole(length, align, r.start, r.last)
-      if (start !== undefined) return start
-    }
-    throw new ErrnoError('ENOSPC', `no free IOVA hole of ${hex(length)} bytes`)
+    this.syncDeviceReserved()
+    const start = this.free.firstFit(length, align, ALLOC_FIRST, ALLOC_LAST)
+    if (start === undefined) throw new ErrnoError('ENOSPC', `no free IOVA hole of ${hex(length)} bytes`)
+    return start
   }
 
   /** The areas fully inside [iova, last]; ENOENT if any area is cut or none is inside. */
@@ -278,7 +347,7 @@ export class Ioas extends IommufdObject {
 
   /** Unmaps the areas inside [iova, last]: ENOENT if one is cut; nothing there unmaps 0 bytes. */
   unmapRange(iova: bigint, last: bigint): bigint {
-    const hit = this.areas.filter((a) => a.iova <= last && iova <= a.iova + a.length - 1n)
+    const hit = this.tree.overlapping(iova, last)
     const cut = hit.find((a) => a.iova < iova || a.iova + a.length - 1n > last)
     if (cut) throw new ErrnoError('ENOENT', `the mapping at ${hex(cut.iova)} (${hex(cut.length)} bytes) is only partly inside the range`)
     this.checkUnlocked(hit)
@@ -298,7 +367,7 @@ export class Ioas extends IommufdObject {
     a.memory?.backing.hold()
     const memory = a.memory && { backing: a.memory.backing, offset: a.memory.offset + left }
     areasUnmapped(this, [a])
-    this.tree.remove(a.iova)
+    this.removeArea(a)
     this.insert({ ...a, length: left })
     this.insert({ ...a, iova: start, length: a.length - left, userVa: a.userVa + left, memory })
   }
@@ -319,8 +388,10 @@ export class Ioas extends IommufdObject {
     for (const a of areas) for (const x of this.accesses) x.unmapped(a.iova, a.iova + a.length - 1n)
     areasUnmapped(this, areas)
     // all of them (unmap of the whole space): drop the tree at once rather than one removal per area
-    if (areas.length === this.tree.size) this.tree.clear()
-    else for (const a of areas) this.tree.remove(a.iova)
+    if (areas.length === this.tree.size) {
+      this.tree.clear()
+      this.rebuildFree()
+    } else for (const a of areas) this.removeArea(a)
     // an unmap drops the domains' PTEs, and their dirty bits with them
     dropDirty(this.hwpts, (iova) => this.tree.firstOverlapping(iova, iova) !== undefined)
     return areas.reduce((n, a) => n + a.length, 0n)

@@ -94,6 +94,16 @@ export function hwptDestroyed(h: HwptPaging): void {
   tables.delete(h)
 }
 
+/**
+ * A stage-1 domain lets its ASID go on `smmu`: the driver flushes everything
+ * tagged with it first (io-pgtable's flush-all, arm_smmu_tlb_inv_context),
+ * so a later domain given the same ASID finds none of this one's
+ * translations cached.
+ */
+export function tagFreed(smmu: Smmuv3, id: number): void {
+  smmu.cmdq.issue([parseCommand(`TLBI_NH_ASID vmid=0 asid=${id}`), HOST_SYNC])
+}
+
 /** VMIDs whose TLB entries come from a nest parent: its own, and each vIOMMU's on this unit. */
 function parentVmids(h: HwptPaging, smmu: Smmuv3): number[] {
   const out = new Set<number>()

@@ -2,7 +2,8 @@ import { IommufdContext } from '../iommufd/context'
 import { PciDevice } from '../hw/unit'
 import { ErrnoError, ErrnoName } from '../util/errno'
 import { LIMITS } from '../util/limits'
-import { IoctlError, Ioctl, NewFd, ioctlByCmd } from './ioctls'
+import { fallible } from '../util/fail-nth'
+import { Call, IoctlError, Ioctl, NewFd, UNDO_ON_COPY_OUT, ioctlByCmd } from './ioctls'
 import { StructValue, decode, encodeInto } from './layout'
 import { MissingMemory, UserMemory } from './memory'
 
@@ -46,6 +47,8 @@ export interface IoctlRequest {
   readonly files?: ReadonlyMap<number, string>
   /** The ioctl's raw argument: the struct's address, or the integer of an 'arg' ioctl. */
   readonly arg?: bigint
+  /** The process whose addresses and descriptors the struct names, when known (see Call.owner). */
+  readonly owner?: number
 }
 
 /** A buffer the caller must send before the ioctl can run. */
@@ -133,7 +136,9 @@ export function dispatch(env: DispatchEnv, r: IoctlRequest): IoctlReply {
   }
   try {
     const newFds: NewFd[] = []
-    const out = ioctl.handler({ ctx: env.ctx, req, mem, device: r.device, contextById: env.contextById, files: r.files, arg: r.arg, fds: env.fds, newFds, noDescriptors: env.noDescriptors })
+    const call: Call = { ctx: env.ctx, req, mem, device: r.device, contextById: env.contextById, files: r.files, arg: r.arg, fds: env.fds, newFds, noDescriptors: env.noDescriptors, owner: r.owner }
+    const out = ioctl.handler(call)
+    copyOut(ioctl, call, out)
     return { ioctl, message: '', req, out, struct: writeBack(out), written: mem.written, newFds }
   } catch (e) {
     if (e instanceof MissingMemory) {
@@ -142,6 +147,21 @@ export function dispatch(env: DispatchEnv, r: IoctlRequest): IoctlReply {
     }
     if (e instanceof IoctlError) return fail(e.errno, e.message, { ioctl, req, out: e.out, struct: writeBack(e.out), written: mem.written })
     if (e instanceof ErrnoError) return fail(e.errno, e.message, { ioctl, req })
+    throw e
+  }
+}
+
+/**
+ * The struct's copy back to the caller, a fallible step when the command
+ * writes anything back: on failure the kernel's undo for that command runs
+ * (UNDO_ON_COPY_OUT) and the ioctl answers EFAULT.
+ */
+function copyOut(ioctl: Ioctl, call: Call, out: StructValue): void {
+  if (!Object.keys(out).length) return
+  try {
+    fallible('copy to user')
+  } catch (e) {
+    UNDO_ON_COPY_OUT.get(ioctl.name)?.(call, out)
     throw e
   }
 }

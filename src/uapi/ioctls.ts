@@ -21,7 +21,7 @@ import { encodeFault } from '../hw/vtd/faults'
 import { ErrnoError } from '../util/errno'
 import { LIMITS } from '../util/limits'
 import { StructLayout, StructValue, decode, encode } from './layout'
-import { PidMemory, UserMemory } from './memory'
+import { UserMemory } from './memory'
 import { VfioAttachFlag, VfioBindFlag } from './names'
 import * as S from './structs'
 import { testCmd } from './test-cmd'
@@ -56,6 +56,12 @@ export interface Call {
   readonly newFds?: NewFd[]
   /** A real ioctl() through the mount (exec --namespace): no descriptor can be installed in the caller. */
   readonly noDescriptors?: boolean
+  /**
+   * The process whose addresses and descriptor numbers the struct holds, when
+   * the server knows it (a real ioctl's caller; a frame's writer when the
+   * frame says its addresses are the writer's own, as the shim's do).
+   */
+  readonly owner?: number
 }
 
 /**
@@ -417,8 +423,8 @@ export const IOCTLS: readonly Ioctl[] = [
         length: b(c.req, 'length'),
         iova: b(c.req, 'iova'),
       },
-      // a real ioctl knows its caller: DMA reaches that process's memory
-      c.mem instanceof PidMemory ? (va, len) => ioas.pinProcessPages((c.mem as PidMemory).pid, va, len) : undefined,
+      // a known caller (a real ioctl, a shim frame): DMA reaches that process's memory
+      c.owner ? (va, len) => ioas.pinProcessPages(c.owner!, va, len) : undefined,
     ),
   })),
   ioctl('IOMMU_IOAS_UNMAP', 0x86, S.iommu_ioas_unmap, 'length', (c) => ({ length: ioas.ioasUnmap(ctxOf(c), u(c.req, 'ioas_id'), b(c.req, 'iova'), b(c.req, 'length')) })),
@@ -462,13 +468,18 @@ export const IOCTLS: readonly Ioctl[] = [
   }),
   ioctl('IOMMU_IOAS_MAP_FILE', 0x8f, S.iommu_ioas_map_file, 'iova', (c) => {
     const fd = Number(c.req.fd as bigint)
-    const path = c.files?.get(fd)
+    // a text path=, else the caller's own descriptor, reopened as root through /proc (a memfd too)
+    const path = c.files?.get(fd) ?? (c.owner && fd >= 0 ? `/proc/${c.owner}/fd/${fd}` : undefined)
     const open = (writable: boolean): FileBacking => {
-      if (path === undefined) throw new ErrnoError('EBADF', `fd=${fd}: the caller's file descriptors are not visible to the model; name the file with path= (text)`)
+      if (path === undefined) throw new ErrnoError('EBADF', `fd=${fd}: the caller's file descriptors are not visible to the model; name the file with path= (text), or run the program under the shim`)
       try {
         return FileBacking.open(path, writable)
       } catch (e) {
-        throw new ErrnoError('EBADF', `path=${path}: ${(e as NodeJS.ErrnoException).code ?? 'cannot open'}`)
+        const code = (e as NodeJS.ErrnoException).code ?? 'cannot open'
+        if (c.files?.has(fd)) throw new ErrnoError('EBADF', `path=${path}: ${code}`)
+        // no such descriptor is EBADF (fget); one that cannot back memory (a socket, a directory) is EINVAL
+        if (code === 'ENOENT') throw new ErrnoError('EBADF', `fd=${fd}: not an open descriptor of the caller`)
+        throw new ErrnoError('EINVAL', `fd=${fd}: cannot map it (${code})`)
       }
     }
     return { iova: ioas.ioasMapFile(ctxOf(c), { flags: u(c.req, 'flags'), ioasId: u(c.req, 'ioas_id'), start: b(c.req, 'start'), length: b(c.req, 'length'), iova: b(c.req, 'iova') }, open) }
@@ -575,6 +586,42 @@ export const IOCTLS: readonly Ioctl[] = [
     return {}
   }),
 ]
+
+/** Undo: the object whose ID the reply carries in `field` is destroyed again (iommufd_object_abort_and_destroy). */
+const destroyOut =
+  (field: string) =>
+  (c: Call, out: StructValue): void => {
+    const ctx = ctxOf(c)
+    const obj = ctx.objects.find(Number(out[field] as bigint))
+    if (obj) ctx.destroyObject(obj)
+  }
+
+/**
+ * What the kernel takes back when copying the struct to the caller fails
+ * (EFAULT), by command: an object it made is destroyed before it is ever
+ * seen (main.c, ioas.c, hwpt.c, viommu.c, eventq.c), a bind or attach of a
+ * VFIO cdev is undone (vfio/device_cdev.c). A command not named here keeps
+ * its effect and answers EFAULT: IOAS_MAP keeps its mapping, IOAS_UNMAP has
+ * unmapped, OPTION SET has set, HWPT_INVALIDATE has invalidated.
+ */
+export const UNDO_ON_COPY_OUT: ReadonlyMap<string, (c: Call, out: StructValue) => void> = new Map([
+  ['IOMMU_IOAS_ALLOC', destroyOut('out_ioas_id')],
+  ['IOMMU_HWPT_ALLOC', destroyOut('out_hwpt_id')],
+  ['IOMMU_FAULT_QUEUE_ALLOC', destroyOut('out_fault_id')],
+  ['IOMMU_VIOMMU_ALLOC', destroyOut('out_viommu_id')],
+  ['IOMMU_VDEVICE_ALLOC', destroyOut('out_vdevice_id')],
+  ['IOMMU_VEVENTQ_ALLOC', destroyOut('out_veventq_id')],
+  ['IOMMUFS_VCMDQ_ALLOC', destroyOut('out_vcmdq_id')],
+  [
+    'VFIO_DEVICE_BIND_IOMMUFD',
+    (c, out) => {
+      const ctx = ctxOf(c)
+      const dev = ctx.objects.find(Number(out.out_devid as bigint))
+      if (dev instanceof device.Device) device.unbind(ctx, dev)
+    },
+  ],
+  ['VFIO_DEVICE_ATTACH_IOMMUFD_PT', (c) => device.detach(ctxOf(c), boundDevice(c))],
+])
 
 const BY_CMD = new Map(IOCTLS.map((i) => [i.cmd, i]))
 

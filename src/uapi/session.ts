@@ -25,6 +25,8 @@ export function contextPath(id: number): string {
 /** Who writes or reads, as the transport reports it: the process id (0 = unknown). */
 export interface Requester {
   readonly pid: number
+  /** The requesting thread, when the transport names it (its memory and descriptors are the process's). */
+  readonly tid?: number
 }
 
 /** The maker of a real ioctl(): its process, its thread, and a way into its memory. */
@@ -135,7 +137,7 @@ export abstract class Session {
           }
           const frame = buf.subarray(0, total)
           buf = buf.subarray(total)
-          replies.push(this.handleFrame(frame, caller?.pid))
+          replies.push(this.handleFrame(frame, caller))
           continue
         }
         const nl = buf.indexOf(0x0a)
@@ -232,7 +234,7 @@ export abstract class Session {
       : mem
     let reply: IoctlReply
     try {
-      reply = dispatch({ ...this.ioctlEnv(caller), noDescriptors: true }, { cmd, struct, buffers: new Map(), device: this.frameDevice(0), memory: new PidMemory(reads, who), arg })
+      reply = dispatch({ ...this.ioctlEnv(caller), noDescriptors: true }, { cmd, struct, buffers: new Map(), device: this.frameDevice(0), memory: new PidMemory(reads, who), arg, owner: who })
     } catch (e) {
       throw e instanceof ErrnoError ? e : this.bug(`ioctl ${io.name}`, e)
     }
@@ -310,7 +312,9 @@ export abstract class Session {
     return formatReply(reply)
   }
 
-  private handleFrame(frame: Buffer, pid?: number): Buffer {
+  /** `caller`: the writer, when the transport names it; a frame marked OWN reaches its memory and descriptors. */
+  private handleFrame(frame: Buffer, caller?: Requester): Buffer {
+    const pid = caller?.pid
     let cmd = 0
     try {
       if (this.released) throw new ErrnoError('EBADF', `${this.label}: released (RELEASE was answered); open the file again`)
@@ -318,7 +322,8 @@ export abstract class Session {
       cmd = req.cmd
       const device = this.frameDevice(req.target)
       if (req.target && !device) throw new ErrnoError('ENODEV', `frame target=${req.target}: no /dev/vfio/devices/vfio${req.target - 1}`)
-      const reply = dispatch(this.env(req.fds), { cmd, struct: req.struct, buffers: req.buffers, device, mayRetry: true, arg: req.arg })
+      const owner = req.own ? caller?.tid || caller?.pid || undefined : undefined
+      const reply = dispatch(this.env(req.fds), { cmd, struct: req.struct, buffers: req.buffers, device, mayRetry: true, arg: req.arg, owner })
       this.afterReply(reply)
       if (!reply.errno && !reply.needs && reply.newFds?.length) this.handedFds(reply)
       const name = reply.ioctl?.name ?? `0x${cmd.toString(16)}`

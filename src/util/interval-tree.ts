@@ -1,9 +1,10 @@
 /**
  * Disjoint inclusive intervals [start, last] of u64 addresses with a value
  * each, in a treap ordered by start. Every node also knows its subtree's
- * lowest start, highest last and widest gap between neighbouring intervals,
- * so lookups, overlap queries and first-fit hole searches skip whole
- * subtrees: O(log n) expected (plus the k intervals a query returns).
+ * lowest start, highest last, widest gap between neighbouring intervals and
+ * longest interval, so lookups, overlap queries and first-fit searches (of a
+ * hole between intervals, or of room inside one) skip whole subtrees:
+ * O(log n) expected (plus the k intervals a query returns).
  * Priorities come from a fixed-seed generator, so a tree's shape is the same
  * on every run.
  */
@@ -20,6 +21,8 @@ interface Node<T> {
   maxLast: bigint
   /** The widest free stretch between two neighbouring intervals inside this subtree (0 when none). */
   maxGap: bigint
+  /** The longest interval in this subtree (last - start + 1). */
+  maxLen: bigint
   size: number
 }
 
@@ -29,6 +32,10 @@ function update<T>(n: Node<T>): Node<T> {
   n.minStart = l ? l.minStart : n.start
   n.maxLast = r ? r.maxLast : n.last
   n.size = 1 + (l?.size ?? 0) + (r?.size ?? 0)
+  let len = n.last - n.start + 1n
+  if (l && l.maxLen > len) len = l.maxLen
+  if (r && r.maxLen > len) len = r.maxLen
+  n.maxLen = len
   let gap = 0n
   if (l) {
     gap = l.maxGap
@@ -110,7 +117,7 @@ export class IntervalTree<T> {
 
   /** Adds [start, last]; the caller has checked that it overlaps nothing. */
   insert(start: bigint, last: bigint, value: T): void {
-    const node: Node<T> = { start, last, value, priority: this.random(), minStart: start, maxLast: last, maxGap: 0n, size: 1 }
+    const node: Node<T> = { start, last, value, priority: this.random(), minStart: start, maxLast: last, maxGap: 0n, maxLen: last - start + 1n, size: 1 }
     const [a, b] = split(this.root, start)
     this.root = merge(merge(a, node), b)
   }
@@ -157,6 +164,21 @@ export class IntervalTree<T> {
       return find(n.left, from, n.start - 1n) ?? find(n.right, n.last + 1n, to)
     }
     return find(this.root, lo, hi)
+  }
+
+  /**
+   * First fit inside the intervals themselves (the tree holds free space):
+   * the lowest `align`-aligned address a in [lo, hi] such that
+   * [a, a + length - 1] lies in [lo, hi] and inside one interval.
+   */
+  firstFit(length: bigint, align: bigint, lo: bigint, hi: bigint): bigint | undefined {
+    const q: HoleQuery = { length, align, lo, hi }
+    const find = (n: Node<T> | undefined): bigint | undefined => {
+      // no interval here is long enough, or none reaches into [lo, hi]
+      if (!n || n.maxLen < length || n.maxLast < lo || n.minStart > hi) return undefined
+      return find(n.left) ?? fitIn(q, n.start, n.last) ?? find(n.right)
+    }
+    return find(this.root)
   }
 
   /** Every value, by start. */

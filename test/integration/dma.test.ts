@@ -210,7 +210,7 @@ cat ${DBG}/iommu/${SMMU}/findings`,
     })
   })
 
-  it('examples/c/dma: a program\'s malloc\'d memory read and written by the device with real ioctl(); under the shim the server cannot reach it (ABORT)', async () => {
+  it('examples/c/dma: a program\'s malloc\'d memory read and written by the device, with real ioctl() and under the shim alike', async () => {
     await withMount(async (m) => {
       const bin = path.join(PACKAGE_ROOT, 'dist', 'examples', 'c', 'dma')
       const steps = 'VFIO_DEVICE_BIND_IOMMUFD: ok out_devid=1\nIOMMU_IOAS_ALLOC: ok out_ioas_id=2\nIOMMU_IOAS_MAP: ok iova=0x100000\nVFIO_DEVICE_ATTACH_IOMMUFD_PT: ok pt_id=3\n'
@@ -222,7 +222,7 @@ cat ${DBG}/iommu/${SMMU}/findings`,
       )
       const shim = await iommufs(['exec', '--mount', m.dir, '--', bin])
       assert.equal(shim.code, 0, shim.stdout + shim.stderr)
-      assert.equal(shim.stdout, `${steps}IOMMUFS_DMA read: ok status=ABORT\nIOMMUFS_DMA write: ok status=ABORT\nIOMMUFS_DMA unmapped: ok status=FAULT event=0x800000010\n`)
+      assert.equal(shim.stdout, ns.stdout)
     })
   })
 })

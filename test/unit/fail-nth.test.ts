@@ -5,11 +5,15 @@
  * queue allocation, copies from and to the user), until a run injects
  * nothing. Each time the command must fail with that step's errno, leave the
  * whole world exactly as before, and once every context is closed, no ID,
- * VMID, domain or device ownership may be left behind.
+ * VMID, domain or device ownership may be left behind. A failed copy of the
+ * struct back to the caller is the exception the kernel makes: the command
+ * answers EFAULT and keeps its effect, or takes it back by unbinding or
+ * detaching (KEEPS_EFFECT, UNDONE_BY).
  */
 import { strict as assert } from 'node:assert'
 import { World } from '../../src/iommufd/world'
 import { failNth } from '../../src/util/fail-nth'
+import { unbind } from '../../src/iommufd/device'
 import { IommuBench, defaultMachine, dumpWorld } from '../helpers/iommufd'
 
 const SMMU_NEST = [
@@ -39,11 +43,30 @@ const SEQUENCES: [string, string[], string][] = [
   ['VDEVICE_ALLOC', SMMU_NEST, 'VDEVICE_ALLOC viommu_id=4 dev_id=1 virt_id=0x10'],
   ['HWPT_ALLOC nested SMMUv3', SMMU_NEST, 'HWPT_ALLOC dev_id=1 pt_id=4 data.ste=0x1,0x0'],
   ['VCMDQ_ALLOC', SMMU_NEST, 'VCMDQ_ALLOC viommu_id=4 log2size=4'],
+  ['VEVENTQ_ALLOC', SMMU_NEST, 'VEVENTQ_ALLOC viommu_id=4 type=ARM_SMMUV3 veventq_depth=4'],
   ['HWPT_ALLOC nested VT-d', VTD_NEST, 'HWPT_ALLOC dev_id=1 pt_id=3 data.pgtbl_addr=0x1000 data.addr_width=48'],
   ['HWPT_INVALIDATE', SMMU_NEST, 'HWPT_INVALIDATE hwpt_id=4 cmd=TLBI_NH_ALL'],
   ['DESTROY', ['IOAS_ALLOC'], 'DESTROY id=1'],
   ['OPTION', ['IOAS_ALLOC'], 'OPTION option_id=HUGE_PAGES op=GET object_id=1'],
 ]
+
+/**
+ * Commands whose effect the kernel keeps when only the struct's copy back to
+ * the caller fails: they answer EFAULT with the world as after a success.
+ * Every other command takes its effect back (an object made is destroyed, a
+ * bind or attach undone), so the world is as before.
+ */
+const KEEPS_EFFECT = new Set(['IOAS_MAP', 'IOAS_MAP fixed', 'IOAS_UNMAP', 'IOAS_COPY', 'HWPT_INVALIDATE'])
+
+/**
+ * Commands the kernel takes back with an operation that itself reaches the
+ * hardware (a bind is unbound, an attach detached): a failed copy-out leaves
+ * the world as the command followed by that operation does.
+ */
+const UNDONE_BY: Record<string, (t: IommuBench) => void> = {
+  DEVICE_BIND: (t) => unbind(t.ctx, t.ctx.device(1)),
+  DEVICE_ATTACH: (t) => assert.match(t.send('DEVICE_DETACH dev_id=1'), /^ok/),
+}
 
 /** Runs `lines` on a fresh world; returns it with the bench. */
 function setUp(lines: string[]): IommuBench {
@@ -54,9 +77,12 @@ function setUp(lines: string[]): IommuBench {
 
 describe('fail-nth: every fallible step of each command fails cleanly', () => {
   const points: string[] = []
+  /** Commands whose struct copy-out was swept (kept: the effect stays, as in the kernel). */
+  const copyOuts: string[] = []
   after(() => {
     // how many fallible steps each command path has (printed for the record)
     process.stdout.write(`      fallible steps per command: ${points.join(', ')}\n`)
+    process.stdout.write(`      struct copy-out swept: ${copyOuts.join(', ')}\n`)
   })
 
   for (const [name, setup, cmd] of SEQUENCES) {
@@ -84,11 +110,29 @@ describe('fail-nth: every fallible step of each command fails cleanly', () => {
           break
         }
         assert.match(reply, new RegExp(`^err (ENOMEM|EFAULT) ${fired} failed \\(fault injected at point ${n}\\)`), `${cmd}, point ${n} (${fired})`)
+        if (fired === 'copy to user' && KEEPS_EFFECT.has(name)) {
+          const done = setUp(setup)
+          assert.match(done.send(cmd), /^ok/)
+          assert.equal(t.dump(), done.dump(), `${cmd}: point ${n} (${fired}): the kernel keeps the command's effect`)
+          assert.equal(closeAll(t), closeAll(done), `${cmd}: point ${n} (${fired}) leaked something once closed`)
+          copyOuts.push(`${name} (kept)`)
+          continue
+        }
+        if (fired === 'copy to user') copyOuts.push(name)
+        const undo = UNDONE_BY[name]
+        if (fired === 'copy to user' && undo) {
+          const done = setUp(setup)
+          assert.match(done.send(cmd), /^ok/)
+          undo(done)
+          assert.equal(t.dump(), done.dump(), `${cmd}: point ${n} (${fired}): taken back as the kernel does`)
+          assert.equal(closeAll(t), closeAll(done), `${cmd}: point ${n} (${fired}) leaked something once closed`)
+          continue
+        }
         assert.equal(t.dump(), before, `${cmd}: point ${n} (${fired}) failed but changed the world`)
         // closing everything must give back every ID, VMID, domain and device
         assert.equal(closeAll(t), pristine, `${cmd}: point ${n} (${fired}) leaked something once closed`)
       }
-      // some paths have none here (DESTROY, IOAS_UNMAP: the kernel's only step there is the reply's copy)
+      // DESTROY has none: the kernel neither allocates nor writes anything back there
       points.push(`${name} ${n - 1}`)
     })
   }

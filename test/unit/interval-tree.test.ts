@@ -4,23 +4,12 @@
  * queries and first-fit hole searches (with alignment and windows).
  */
 import { strict as assert } from 'node:assert'
+import { rng } from '../helpers/rng'
 import { IntervalTree } from '../../src/util/interval-tree'
 
 interface Iv {
   start: bigint
   last: bigint
-}
-
-/** A fixed-seed generator, so a failure is reproducible. */
-function rng(seed: number): (n: number) => number {
-  let x = seed >>> 0 || 1
-  return (n) => {
-    x ^= x << 13
-    x ^= x >>> 17
-    x ^= x << 5
-    x >>>= 0
-    return x % n
-  }
 }
 
 function naiveHole(list: Iv[], length: bigint, align: bigint, lo: bigint, hi: bigint): bigint | undefined {

@@ -1,0 +1,120 @@
+/*
+ * IOMMU_IOAS_MAP_FILE with this program's own descriptors, and IOAS_MAP of
+ * its own memory, as the kernel sees them: run under the shim or with real
+ * ioctl()s (iommufs exec [--namespace]) the output is the same.
+ *
+ *   memfd: MAP_FILE of a memfd; the device reads what the program wrote into
+ *          it and the program reads (pread) what the device wrote;
+ *   eof:   start + length past the end of the file is EINVAL;
+ *   trunc: after ftruncate shrinks the memfd, the same MAP_FILE is EINVAL;
+ *   badfd: a closed descriptor is EBADF;
+ *   file:  a regular file (O_TMPFILE) maps as a memfd does;
+ *   unmapped: IOAS_MAP of an address the program has not mapped is EFAULT.
+ *
+ * Each line: "NAME: ok ..." or "NAME: err ERRNO"; exits 1 on an unexpected result.
+ */
+#include "example.h" /* first: it sets _GNU_SOURCE */
+#include <sys/mman.h>
+
+static int failed;
+
+static void expect(const char *name, int got, int want)
+{
+	printf("%s: %s\n", name, got ? errno_name(got) : "ok");
+	if (got != want)
+		failed = 1;
+}
+
+static int map_file(int iommufd, unsigned ioas, int fd, unsigned long long start, unsigned long long length, unsigned long long iova)
+{
+	struct iommu_ioas_map_file m = {
+		.size = sizeof(m),
+		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
+		.ioas_id = ioas,
+		.fd = fd,
+		.start = start,
+		.length = length,
+		.iova = iova,
+	};
+	return do_ioctl(iommufd, IOMMU_IOAS_MAP_FILE, &m);
+}
+
+/* One DMA of `len` bytes at `iova`: 0 and the data on success, else the errno or 1000 + the DMA status. */
+static int dma(int iommufd, unsigned dev, int write, unsigned long long iova, void *data, unsigned len)
+{
+	struct iommufs_dma d = { .size = sizeof(d), .flags = write ? IOMMUFS_DMA_WRITE : 0, .dev_id = dev, .iova = iova, .length = len };
+	if (write)
+		d.in_data_uptr = (uintptr_t)data;
+	else
+		d.out_data_uptr = (uintptr_t)data;
+	int e = do_ioctl(iommufd, IOMMUFS_DMA, &d);
+	return e ? e : d.out_status ? 1000 + (int)d.out_status : 0;
+}
+
+int main(int argc, char **argv)
+{
+	int iommufd = open_node("/dev/iommu");
+	int devfd = open_node(argc > 1 ? argv[1] : "/dev/vfio/devices/vfio0");
+	struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind), .iommufd = iommufd };
+	MUST("bind", devfd, VFIO_DEVICE_BIND_IOMMUFD, &bind);
+	printf("\n");
+	struct iommu_ioas_alloc ioas = { .size = sizeof(ioas) };
+	MUST("ioas", iommufd, IOMMU_IOAS_ALLOC, &ioas);
+	printf("\n");
+	struct vfio_device_attach_iommufd_pt attach = { .argsz = sizeof(attach), .pt_id = ioas.out_ioas_id };
+	MUST("attach", devfd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach);
+	printf("\n");
+
+	int mfd = memfd_create("iommufs-map-file", 0);
+	if (mfd < 0 || ftruncate(mfd, 0x4000) || pwrite(mfd, "in the memfd", 12, 0x1000) != 12) {
+		perror("memfd");
+		return 1;
+	}
+	expect("memfd", map_file(iommufd, ioas.out_ioas_id, mfd, 0x1000, 0x2000, 0x200000), 0);
+	char got[16] = { 0 };
+	int e = dma(iommufd, bind.out_devid, 0, 0x200000, got, 12);
+	printf("memfd read: %s \"%s\"\n", e ? "err" : "ok", got);
+	failed |= e || strcmp(got, "in the memfd");
+	e = dma(iommufd, bind.out_devid, 1, 0x201000, "from the device", 15);
+	memset(got, 0, sizeof got);
+	if (pread(mfd, got, 15, 0x2000) != 15)
+		e = errno;
+	printf("memfd write: %s \"%s\"\n", e ? "err" : "ok", got);
+	failed |= e || strcmp(got, "from the device");
+
+	expect("eof", map_file(iommufd, ioas.out_ioas_id, mfd, 0x3000, 0x2000, 0x400000), EINVAL);
+	if (ftruncate(mfd, 0x1000))
+		return 1;
+	expect("trunc", map_file(iommufd, ioas.out_ioas_id, mfd, 0, 0x2000, 0x400000), EINVAL);
+	int spare = dup(mfd);
+	close(spare);
+	expect("badfd", map_file(iommufd, ioas.out_ioas_id, spare, 0, 0x1000, 0x400000), EBADF);
+
+	int tfd = open("/tmp", O_TMPFILE | O_RDWR, 0600);
+	if (tfd < 0 || pwrite(tfd, "in a plain file", 15, 0) != 15) {
+		perror("O_TMPFILE");
+		return 1;
+	}
+	if (ftruncate(tfd, 0x1000))
+		return 1;
+	expect("file", map_file(iommufd, ioas.out_ioas_id, tfd, 0, 0x1000, 0x600000), 0);
+	memset(got, 0, sizeof got);
+	e = dma(iommufd, bind.out_devid, 0, 0x600000, got, 15);
+	printf("file read: %s \"%s\"\n", e ? "err" : "ok", got);
+	failed |= e || strcmp(got, "in a plain file");
+
+	/* a page the program has given back: pinning it fails */
+	void *gone = mmap(NULL, 0x2000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (gone == MAP_FAILED || munmap(gone, 0x2000))
+		return 1;
+	struct iommu_ioas_map map = {
+		.size = sizeof(map),
+		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE,
+		.ioas_id = ioas.out_ioas_id,
+		.user_va = (uintptr_t)gone,
+		.length = 0x2000,
+		.iova = 0x800000,
+	};
+	expect("unmapped", do_ioctl(iommufd, IOMMU_IOAS_MAP, &map), EFAULT);
+	return failed;
+}
