@@ -8,6 +8,7 @@ import { Hwpt, HwptNested, HwptPaging } from './hwpt'
 import { hwptDestroyed } from './host'
 import { Ioas, ioasOption } from './ioas'
 import { MmapRegions } from './mmap'
+import { vmidFreed } from './smmu-host'
 import { IommufdObject, ObjectTable } from './objects'
 import { Vcmdq } from './vcmdq'
 import { Vdevice } from './vdevice'
@@ -117,7 +118,10 @@ export class IommufdContext {
     } else if (obj instanceof Viommu) {
       obj.parent.viommus.delete(obj)
       obj.parent.users--
-      if (obj.unit instanceof Smmuv3) obj.unit.vmids.free(obj.vmid)
+      if (obj.unit instanceof Smmuv3) {
+        vmidFreed(obj.unit, obj.vmid)
+        obj.unit.vmids.free(obj.vmid)
+      }
       this.mmaps.removeOwner(obj)
     } else if (obj instanceof Vdevice) {
       this.unlinkVdevice(obj)

@@ -6,7 +6,7 @@ import { Vtd } from '../hw/vtd/vtd'
 import { MOCK_PASID_RESERVED, MOCK_PASID_WIDTH, MockDevFlag, isMockDevice } from '../hw/mock/mock'
 import { ErrnoError } from '../util/errno'
 import { Hwpt, HwptAllocFlag, HwptNested, HwptPaging } from './hwpt'
-import { installSte, tagFreed } from './smmu-host'
+import { installSte, tagFreed, vmidFreed } from './smmu-host'
 import { installPasidEntry, usesFirstStage } from './vtd-host'
 
 /** iommu_hw_info_type. */
@@ -100,7 +100,7 @@ const smmuDriver: Driver = {
     const smmu = dev.unit as Smmuv3
     if (hwpt instanceof HwptPaging) {
       // a stage-1 domain's ASID goes when its last stream leaves, as the domain itself does here: flushed first
-      dropTag(hwpt, smmu, (id) => (hwpt.nestParent ? smmu.vmids.free(id) : (tagFreed(smmu, id), smmu.asids.free(id))))
+      dropTag(hwpt, smmu, (id) => (hwpt.nestParent ? (vmidFreed(smmu, id), smmu.vmids.free(id)) : (tagFreed(smmu, id), smmu.asids.free(id))))
     }
   },
   program(dev, hwpt) {

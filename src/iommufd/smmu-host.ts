@@ -104,6 +104,15 @@ export function tagFreed(smmu: Smmuv3, id: number): void {
   smmu.cmdq.issue([parseCommand(`TLBI_NH_ASID vmid=0 asid=${id}`), HOST_SYNC])
 }
 
+/**
+ * A VMID goes (a nest parent's last stream left, or a vIOMMU is destroyed):
+ * flushed first, as arm_smmu_tlb_inv_vmid does on both paths, so the next
+ * owner of the VMID finds nothing of this one's cached.
+ */
+export function vmidFreed(smmu: Smmuv3, vmid: number): void {
+  smmu.cmdq.issue([parseCommand(`TLBI_S12_VMALL vmid=${vmid}`), HOST_SYNC])
+}
+
 /** VMIDs whose TLB entries come from a nest parent: its own, and each vIOMMU's on this unit. */
 function parentVmids(h: HwptPaging, smmu: Smmuv3): number[] {
   const out = new Set<number>()

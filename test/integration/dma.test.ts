@@ -207,6 +207,11 @@ cat ${DBG}/iommu/${SMMU}/findings`,
       const json = trace.split('\n').filter((l) => l.includes('sanitizer.json '))
       assert.equal(json.length, 1)
       assert.equal(JSON.parse(json[0].split('sanitizer.json ')[1]).command, 'TLBI_NH_VA vmid=2 asid=1 addr=0x1000 leaf')
+      // again on the same mount: the new vIOMMU gets VMID 2 back, flushed when the first one went, so no stale entry answers
+      const again = await sh(`${path.join(PACKAGE_ROOT, 'examples', 'dma-smmuv3.sh')} ${m.dir}`)
+      assert.equal(again.code, 0, `${again.stderr}\n${again.stdout}`)
+      assert.match(again.stdout, /^00011000: 7061 6765 2042 3a20 444d 4121 .*page B: DMA!/m)
+      assert.match(fs.readFileSync(m.path(`${DBG}/iommu/smmu3.0x0000000009050000/cmdq`), 'utf8'), /TLBI_S12_VMALL vmid=2/)
     })
   })
 

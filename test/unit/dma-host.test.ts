@@ -78,9 +78,11 @@ describe('host driver under nesting: DMA, IOAS_UNMAP of guest RAM, the kernel\'s
       .map((l) => l.split('\t')[3])
     // after the attaches' CFGIs: S2_IPA and NH_ALL for the parent's own VMID (1) and the vIOMMU's (2), then the sync
     // after the nested attach's CFGI_STE: S2_IPA (256 pages, leaves at level 3) and NH_ALL for the vIOMMU's VMID
-    // (the parent's own VMID went when the device left it), then the sync
-    assert.deepEqual(cmds.slice(-5), [
+    // (the parent's own VMID went when the device left it, flushed whole with its sync), then the sync
+    assert.deepEqual(cmds.slice(-7), [
       'CFGI_STE sid=0x8 leaf=1',
+      'SYNC cs=2',
+      'TLBI_S12_VMALL vmid=1',
       'SYNC cs=2',
       'TLBI_S2_IPA vmid=2 scale=8 leaf=1 ttl=3 tg=1 addr=0x40100000',
       'TLBI_NH_ALL vmid=2',

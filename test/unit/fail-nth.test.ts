@@ -60,12 +60,14 @@ const KEEPS_EFFECT = new Set(['IOAS_MAP', 'IOAS_MAP fixed', 'IOAS_UNMAP', 'IOAS_
 
 /**
  * Commands the kernel takes back with an operation that itself reaches the
- * hardware (a bind is unbound, an attach detached): a failed copy-out leaves
+ * hardware (a bind is unbound, an attach detached, a vIOMMU destroyed): a failed copy-out leaves
  * the world as the command followed by that operation does.
  */
 const UNDONE_BY: Record<string, (t: IommuBench) => void> = {
   DEVICE_BIND: (t) => unbind(t.ctx, t.ctx.device(1)),
   DEVICE_ATTACH: (t) => assert.match(t.send('DEVICE_DETACH dev_id=1'), /^ok/),
+  // the vIOMMU is destroyed, and its VMID flushed on the way out (arm_vsmmu_destroy)
+  VIOMMU_ALLOC: (t) => assert.match(t.send(`DESTROY id=${t.ctx.objects.objects().filter((o) => o.type === 'viommu').pop()!.id}`), /^ok/),
 }
 
 /** Runs `lines` on a fresh world; returns it with the bench. */
