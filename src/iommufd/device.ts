@@ -136,6 +136,8 @@ function pasidTarget(ctx: IommufdContext, ptId: number): Hwpt {
 
 /** The checks every PASID attach or replace makes of the device and the domain, in the kernel's order. */
 function checkPasidAttach(dev: Device, pasid: number, hwpt: Hwpt): void {
+  // a driver without PASID programming in the model refuses rather than attach without effect
+  if (!driverFor(dev.pci.unit).setPasid) throw new ErrnoError('EOPNOTSUPP', `pasid=${pasid}: PASID attach on ${dev.pci.unit.name} is not modelled`)
   const width = driverFor(dev.pci.unit).maxPasidLog2(dev.pci)
   if (!width) throw new ErrnoError('EINVAL', `${dev.pci.bdf}: not PASID-capable`)
   if (pasid === 0 || pasid >= 2 ** width) throw new ErrnoError('EINVAL', `pasid=${pasid}: ${dev.pci.bdf} takes PASIDs 1..${2 ** width - 1}`)

@@ -7,7 +7,7 @@ import { MOCK_PASID_RESERVED, MOCK_PASID_WIDTH, MockDevFlag, isMockDevice } from
 import { ErrnoError } from '../util/errno'
 import { Hwpt, HwptAllocFlag, HwptNested, HwptPaging } from './hwpt'
 import { installSte, tagFreed, vmidFreed } from './smmu-host'
-import { installPasidEntry, usesFirstStage } from './vtd-host'
+import { installPasidEntry, tagPasid, usesFirstStage } from './vtd-host'
 
 /** iommu_hw_info_type. */
 export const HwInfoType = { NONE: 0, INTEL_VTD: 1, ARM_SMMUV3: 2, TEGRA241_CMDQV: 3, AMD: 4, SELFTEST: 0xfeedbeef } as const
@@ -141,6 +141,9 @@ const smmuDriver: Driver = {
   },
 }
 
+/** What each VT-d requester's PASIDs (not RID_PASID) are set to, so a new set releases the old domain's DID. */
+const vtdPasids = new WeakMap<PciDevice, Map<number, Hwpt>>()
+
 const vtdDriver: Driver = {
   hwInfo(unit) {
     return { type: HwInfoType.INTEL_VTD, flags: VTD_ERRATA_772415_SPR17, cap_reg: unit.registers.word('CAP'), ecap_reg: unit.registers.word('ECAP') }
@@ -175,6 +178,19 @@ const vtdDriver: Driver = {
     if (hwpt instanceof HwptNested && hwpt.data.kind === 'intel-vtd') {
       vtd.pasidEntries.set(dev.streamId, { pgtt: 'nested', did, flptr: hwpt.data.s1.pgtblAddr, addrWidth: hwpt.data.s1.addrWidth })
     } else vtd.pasidEntries.set(dev.streamId, { pgtt: usesFirstStage(hwpt.paging, vtd) ? 'first-stage' : 'second-stage', did })
+  },
+  // intel_iommu_set_dev_pasid: the domain's DID on the unit, the PASID's entry, then the old DID goes
+  setPasid(dev, pasid, hwpt) {
+    const vtd = dev.unit as Vtd
+    let mine = vtdPasids.get(dev)
+    if (!mine) vtdPasids.set(dev, (mine = new Map()))
+    const old = mine.get(pasid)
+    if (hwpt) vtdDriver.acquire(dev, hwpt)
+    installPasidEntry(vtd, dev, hwpt, pasid)
+    tagPasid(dev, pasid, hwpt, old)
+    if (old) vtdDriver.release(dev, old)
+    if (hwpt) mine.set(pasid, hwpt)
+    else mine.delete(pasid)
   },
   forget(dev) {
     installPasidEntry(dev.unit as Vtd, dev, undefined)

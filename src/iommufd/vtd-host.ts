@@ -1,5 +1,5 @@
 import { PhysicalMemory } from '../memory/physical'
-import { Descriptor, P_IOTLB_GRAN, devIotlbSpan, iotlbInv, pasidCacheInv, pasidIotlb, psiMask } from '../hw/vtd/qi'
+import { Descriptor, P_IOTLB_GRAN, devIotlbPasid, devIotlbSpan, iotlbInv, pasidCacheInv, pasidIotlb, psiMask } from '../hw/vtd/qi'
 import { SS, VtdPageTable, levelShift } from '../hw/vtd/pgtable'
 import { PGTT } from '../hw/vtd/walk'
 import { Vtd } from '../hw/vtd/vtd'
@@ -20,14 +20,35 @@ import { MapFlag } from './ioas'
  */
 
 const tables = new WeakMap<HwptPaging, VtdPageTable>()
-/** Each requester's PASID table (one, for PASIDs 0..63, behind directory entry 0). */
-const pasidTables = new WeakMap<PciDevice, bigint>()
+/** Each requester's PASID directory; PASID tables (64 entries each) are made behind it as PASIDs are set. */
+const pasidDirs = new WeakMap<PciDevice, bigint>()
+
+/** The PASIDs other than RID_PASID attached to each domain, by requester (the driver's cache tags for them). */
+const pasidTags = new WeakMap<Hwpt, Map<PciDevice, Set<number>>>()
+
+/** Records that `dev`'s `pasid` now uses `hwpt` (undefined: none) instead of `old`. */
+export function tagPasid(dev: PciDevice, pasid: number, hwpt: Hwpt | undefined, old: Hwpt | undefined): void {
+  if (old) pasidTags.get(old)?.get(dev)?.delete(pasid)
+  if (!hwpt) return
+  let byDev = pasidTags.get(hwpt)
+  if (!byDev) pasidTags.set(hwpt, (byDev = new Map()))
+  let set = byDev.get(dev)
+  if (!set) byDev.set(dev, (set = new Set()))
+  set.add(pasid)
+}
+
+/** (requester, PASID) pairs of `h` on `unit`, RID_PASID not included. */
+function pasidUsers(h: Hwpt, unit: Vtd): [PciDevice, number][] {
+  return [...(pasidTags.get(h) ?? [])].filter(([d]) => d.unit === unit).flatMap(([d, set]) => [...set].map((p): [PciDevice, number] => [d, p]))
+}
 
 /** The PASID Linux uses for requests without PASID (IOMMU_NO_PASID). */
 const RID_PASID = 0
 
+/** The VT-d units translating through `h`: its RID attachments' and its PASID attachments'. */
 export function vtdsOf(h: HwptPaging): Vtd[] {
-  return [...h.units()].filter((u): u is Vtd => u instanceof Vtd)
+  const viaPasid = [...(pasidTags.get(h) ?? [])].filter(([, set]) => set.size).map(([d]) => d.unit)
+  return [...new Set([...h.units(), ...viaPasid])].filter((u): u is Vtd => u instanceof Vtd)
 }
 
 /** First stage for a plain domain where the unit has it; second stage for a nest parent or dirty tracking. */
@@ -97,6 +118,11 @@ function atsRequesters(h: HwptPaging, unit: Vtd): PciDevice[] {
   return devs.map((d) => d.pci).filter((p) => p.unit === unit)
 }
 
+/** Requesters attached to `h` by their RID on `unit`. */
+function ridRequesters(h: HwptPaging, unit: Vtd): PciDevice[] {
+  return [...h.devices].map((d) => d.pci).filter((p) => p.unit === unit)
+}
+
 /**
  * cache_tag_flush_range for one range of a domain: P_IOTLB by (DID, PASID)
  * for a first-stage domain; IOTLB PSI (DSI without CAP.PSI or past MAMV) by
@@ -110,8 +136,11 @@ export function flushRange(h: HwptPaging, unit: Vtd, iova: bigint, length: bigin
   const { base, am } = psiMask(iova, (length + 0xfffn) >> 12n)
   const psi = unit.registers.flag('CAP.PSI') && am <= Number(unit.registers.field('CAP.MAMV'))
   const own = h.tags.get(unit)
+  const tagged = pasidUsers(h, unit)
   if (usesFirstStage(h, unit)) {
-    if (own) out.push(pasidIotlb(own.id, RID_PASID, P_IOTLB_GRAN.PSI_PASID, base, am, ih))
+    // one IOTLB tag per (DID, PASID) on the unit, RID_PASID's first
+    const pasids = new Set([...(ridRequesters(h, unit).length ? [RID_PASID] : []), ...tagged.map(([, p]) => p)])
+    if (own) for (const p of pasids) out.push(pasidIotlb(own.id, p, P_IOTLB_GRAN.PSI_PASID, base, am, ih))
   } else {
     const ss = (did: number): Descriptor => (psi ? iotlbInv(3, did, base, am, ih) : iotlbInv(2, did))
     if (own) out.push(ss(own.id))
@@ -122,6 +151,9 @@ export function flushRange(h: HwptPaging, unit: Vtd, iova: bigint, length: bigin
   }
   const nestedDevs = new Set([...h.children].flatMap((c) => [...c.devices].map((d) => d.pci)))
   for (const p of atsRequesters(h, unit)) out.push(nestedDevs.has(p) ? devIotlbSpan(p.streamId, 0n) : devIotlbSpan(p.streamId, base, psi ? am : undefined))
+  if (unit.registers.flag('ECAP.DT')) {
+    for (const [d, p] of tagged) out.push(devIotlbPasid(d.streamId, p, am ? base | ((1n << BigInt(11 + am)) - 1n) : base, am > 0))
+  }
   return out
 }
 
@@ -183,29 +215,53 @@ function pasidEntryWords(unit: Vtd, hwpt: Hwpt, did: number): bigint[] {
 }
 
 /**
- * Programs a requester's RID_PASID entry for `hwpt` (none: tears it down).
- * A fresh entry needs no flush (caching mode off); replacing or clearing a
- * present one flushes with the old DID, as intel_pasid_flush_present and
- * intel_pasid_tear_down_entry do: PASID cache, IOTLB (P_IOTLB for first-stage
- * and pass-through entries, DSI otherwise), then the device TLB.
+ * The requester's PASID directory, made on first use as intel_pasid_alloc_table
+ * sizes it (at least a page; one 8-byte entry per 64 PASIDs the unit's PSS
+ * allows) with its context entry (P, PASIDE, DTE, PDTS, RID_PASID).
  */
-export function installPasidEntry(unit: Vtd, dev: PciDevice, hwpt: Hwpt | undefined): void {
+function pasidDirectory(unit: Vtd, dev: PciDevice): bigint {
+  let dir = pasidDirs.get(dev)
+  if (dir !== undefined) return dir
+  const pasidBits = unit.registers.flag('ECAP.PASID') ? Number(unit.registers.field('ECAP.PSS')) + 1 : 0
+  const entries = Math.max(512, 2 ** Math.max(pasidBits - 6, 0))
+  const ctxAddr = unit.contextEntryAddr(dev.streamId)
+  dir = unit.memory.alloc(entries * 8)
+  pasidDirs.set(dev, dir)
+  const dte = unit.registers.flag('ECAP.DT') ? 4n : 0n
+  const paside = pasidBits ? 8n : 0n
+  const pdts = BigInt(Math.log2(entries) - 7) << 9n
+  unit.memory.write(ctxAddr, bytes([dir | pdts | paside | dte | 1n, BigInt(RID_PASID), 0n, 0n]))
+  return dir
+}
+
+/** The address of the PASID's 64-byte entry; its table (64 entries) is allocated behind the directory entry when `make`. */
+function pasidEntryAddr(unit: Vtd, dev: PciDevice, pasid: number, make: boolean): bigint | undefined {
+  if (!make && !pasidDirs.has(dev)) return undefined
+  const de = pasidDirectory(unit, dev) + BigInt(pasid >> 6) * 8n
+  const read = unit.memory.read64(de)
+  let table = typeof read === 'bigint' ? read : 0n
+  if (!(table & 1n)) {
+    if (!make) return undefined
+    table = unit.memory.alloc(0x1000) | 1n
+    unit.memory.write64(de, table)
+  }
+  return (table & ~0xfffn) + BigInt(pasid & 63) * 64n
+}
+
+/**
+ * Programs a requester's entry for `pasid` (RID_PASID by default) for `hwpt`
+ * (none: tears it down). A fresh entry needs no flush (caching mode off);
+ * replacing or clearing a present one flushes with the old DID, as
+ * intel_pasid_flush_present and intel_pasid_tear_down_entry do: PASID cache
+ * for that PASID, IOTLB (P_IOTLB of (DID, PASID) for first-stage and
+ * pass-through entries, DSI otherwise), then the device TLB (with the PASID
+ * for any but RID_PASID).
+ */
+export function installPasidEntry(unit: Vtd, dev: PciDevice, hwpt: Hwpt | undefined, pasid = RID_PASID): void {
   const mem = unit.memory
   const sid = dev.streamId
-  const ctxAddr = unit.contextEntryAddr(sid)
-  let table = pasidTables.get(dev)
-  if (table === undefined) {
-    if (!hwpt) return
-    const dir = mem.alloc(0x1000)
-    table = mem.alloc(0x1000)
-    mem.write64(dir, table | 1n)
-    pasidTables.set(dev, table)
-    const dte = unit.registers.flag('ECAP.DT') ? 4n : 0n
-    const paside = unit.registers.flag('ECAP.PASID') ? 8n : 0n
-    // PDTS = 0: 128 directory entries; RID_PASID = 0
-    mem.write(ctxAddr, bytes([dir | paside | dte | 1n, BigInt(RID_PASID), 0n, 0n]))
-  }
-  const entry = table + BigInt(RID_PASID) * 64n
+  const entry = pasidEntryAddr(unit, dev, pasid, hwpt !== undefined)
+  if (entry === undefined) return
   const old = mem.read(entry, 64) as Buffer
   const oldW0 = old.readBigUInt64LE(0)
   const present = (oldW0 & 1n) !== 0n
@@ -215,9 +271,9 @@ export function installPasidEntry(unit: Vtd, dev: PciDevice, hwpt: Hwpt | undefi
   if (!present && !cm) return
   const did = present ? Number(old.readBigUInt64LE(8) & 0xffffn) : Number(words[1] & 0xffffn)
   const pgtt = Number(((present ? oldW0 : words[0]) >> 6n) & 7n)
-  const descs: Descriptor[] = [pasidCacheInv(1, did, RID_PASID)]
-  descs.push(pgtt === PGTT.FIRST || pgtt === PGTT.PT ? pasidIotlb(did, RID_PASID, P_IOTLB_GRAN.NONG_PASID, 0n, 0, false) : iotlbInv(2, did))
-  if (unit.registers.flag('ECAP.DT')) descs.push(devIotlbSpan(sid, 0n))
+  const descs: Descriptor[] = [pasidCacheInv(1, did, pasid)]
+  descs.push(pgtt === PGTT.FIRST || pgtt === PGTT.PT ? pasidIotlb(did, pasid, P_IOTLB_GRAN.NONG_PASID, 0n, 0, false) : iotlbInv(2, did))
+  if (unit.registers.flag('ECAP.DT')) descs.push(pasid === RID_PASID ? devIotlbSpan(sid, 0n) : devIotlbPasid(sid, pasid, (1n << 63n) - 1n - 0xfffn, true))
   unit.qi.submit(descs)
 }
 

@@ -310,10 +310,18 @@ function vfioFlags(call: Call, known: number): void {
   if (flags & ~known) throw new ErrnoError('EINVAL', `flags=0x${flags.toString(16)}: unknown bits`)
 }
 
-/** ATTACH/DETACH: only the RID (no PASID) form is modelled. */
-function noPasid(call: Call, verb: string): void {
+/**
+ * ATTACH/DETACH flags as vfio_df_ioctl_attach_pt checks them: unknown bits
+ * EINVAL; with PASID the struct must reach `pasid` (argsz, EINVAL). Returns
+ * the PASID, or undefined for the RID form.
+ */
+function pasidOf(call: Call, layout: StructLayout): number | undefined {
   vfioFlags(call, VfioAttachFlag.PASID)
-  if (u(call.req, 'flags') & VfioAttachFlag.PASID) throw new ErrnoError('EOPNOTSUPP', `flags=PASID: PASID ${verb} is not modelled`)
+  if (!(u(call.req, 'flags') & VfioAttachFlag.PASID)) return undefined
+  const end = layout.endOf('pasid')
+  const argsz = u(call.req, 'argsz')
+  if (argsz < end) throw new ErrnoError('EINVAL', `argsz=${argsz}: flags=PASID needs ${end} bytes (through pasid)`)
+  return u(call.req, 'pasid')
 }
 
 /**
@@ -577,12 +585,18 @@ export const IOCTLS: readonly Ioctl[] = [
     return { out_devid: BigInt(device.bind(ctx, pci)) }
   }),
   vfio('VFIO_DEVICE_ATTACH_IOMMUFD_PT', 'DEVICE_ATTACH', 19, S.vfio_device_attach_iommufd_pt, 'pt_id', (c) => {
-    noPasid(c, 'attach')
-    return { pt_id: BigInt(device.attach(ctxOf(c), boundDevice(c), u(c.req, 'pt_id'))) }
+    const pasid = pasidOf(c, S.vfio_device_attach_iommufd_pt)
+    const devId = boundDevice(c)
+    const ptId = u(c.req, 'pt_id')
+    if (pasid === undefined) return { pt_id: BigInt(device.attach(ctxOf(c), devId, ptId)) }
+    // vfio_iommufd_physical_pasid_attach_ioas: an attached PASID is replaced
+    const attached = ctxOf(c).device(devId).pasids.has(pasid)
+    return { pt_id: BigInt((attached ? device.pasidReplace : device.pasidAttach)(ctxOf(c), devId, pasid, ptId)) }
   }),
   vfio('VFIO_DEVICE_DETACH_IOMMUFD_PT', 'DEVICE_DETACH', 20, S.vfio_device_detach_iommufd_pt, 'flags', (c) => {
-    noPasid(c, 'detach')
-    device.detach(ctxOf(c), boundDevice(c))
+    const pasid = pasidOf(c, S.vfio_device_detach_iommufd_pt)
+    if (pasid === undefined) device.detach(ctxOf(c), boundDevice(c))
+    else device.pasidDetach(ctxOf(c), boundDevice(c), pasid)
     return {}
   }),
 ]

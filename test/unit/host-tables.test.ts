@@ -10,7 +10,7 @@ import { strict as assert } from 'node:assert'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import { DEV, IommuBench, SMMU0 } from '../helpers/iommufd'
+import { DEV, IommuBench, SMMU0, ioctlOf, structBytes } from '../helpers/iommufd'
 import { DeviceDma, deviceDma } from '../../src/iommufd/dma'
 import { formatDmaReply } from '../../src/uapi/dma-text'
 import { P_IOTLB_GRAN, pasidCacheInv, pasidIotlb } from '../../src/hw/vtd/qi'
@@ -126,8 +126,9 @@ describe('host tables: VT-d large leaves, freed tables and their invalidation', 
       t.ok(`DESTROY id=${h}`)
       spans.push(mem.ramSpan)
     }
-    // the root and context tables, the device's PASID directory and table stay; every domain table page went back
-    assert.equal(mem.ramPages, before + 4)
+    // the root and context tables, the device's PASID directory (32 pages: 2^14 entries for the unit's
+    // 20 PASID bits) and RID_PASID's table stay; every domain table page went back
+    assert.equal(mem.ramPages, before + 35)
     assert.equal(new Set(spans).size, 1)
   })
 })
@@ -289,5 +290,108 @@ describe('VT-d PASIDs other than RID_PASID: the directory walk, PASID-tagged cac
     assert.doesNotMatch(dma(t, { op: 'read', iova: 0x10_0000n, len: 1, pasid: 0x41 }), /finding/)
     assert.match(t.hw('dmar0', 'iotlb'), /^did=8 pasid=0x41 first iova=0x100000 /m)
     assert.match(t.hw('dmar0', 'findings'), /findings=1\n/)
+  })
+})
+
+describe('VT-d PASID attach through VFIO_DEVICE_ATTACH_IOMMUFD_PT: the PASID\'s entry, DMA with it, teardown', () => {
+  const s = vtdEach(0x4000, (file) => {
+    const fd = fs.openSync(file, 'r+')
+    fs.writeSync(fd, Buffer.from('rid data'), 0, 8, 0)
+    fs.writeSync(fd, Buffer.from('pasid 5!'), 0, 8, 0x1000)
+    fs.closeSync(fd)
+  })
+  let t: IommuBench
+  let rid: number
+  let other: number
+  beforeEach(() => {
+    t = s.t
+    const ioas2 = t.id('IOAS_ALLOC', 'out_ioas_id')
+    t.ok(`IOAS_MAP_FILE ioas_id=${s.ioas} flags=FIXED_IOVA|READABLE|WRITEABLE path=${s.file} start=0 length=0x1000 iova=0x100000`)
+    t.ok(`IOAS_MAP_FILE ioas_id=${ioas2} flags=FIXED_IOVA|READABLE|WRITEABLE path=${s.file} start=0x1000 length=0x1000 iova=0x100000`)
+    rid = t.id(`HWPT_ALLOC dev_id=${s.dev} pt_id=${s.ioas} flags=PASID`, 'out_hwpt_id')
+    other = t.id(`HWPT_ALLOC dev_id=${s.dev} pt_id=${ioas2} flags=PASID`, 'out_hwpt_id')
+    t.ok(`DEVICE_ATTACH dev_id=${s.dev} pt_id=${rid}`)
+  })
+
+  it('PASID 5 translates through its own domain (DID 3) while PASID 0 keeps its own (DID 2)', () => {
+    assert.equal(t.ok(`DEVICE_ATTACH dev_id=${s.dev} pt_id=${other} flags=PASID pasid=5`).pt_id, String(other))
+    assert.equal(t.describe(s.dev).get('pasids'), `5:${other}`)
+    assert.match(dma(t, { op: 'read', iova: 0x10_0000n, len: 8, pasid: 5 }), /^data 7061736964203521$/m)
+    assert.match(dma(t, { op: 'read', iova: 0x10_0000n, len: 8 }), /^data 7269642064617461$/m)
+    const iotlb = t.hw('dmar0', 'iotlb')
+    assert.match(iotlb, /^did=3 pasid=0x5 first iova=0x100000 /m)
+    assert.match(iotlb, /^did=2 pasid=0x0 first iova=0x100000 /m)
+  })
+
+  it('an IOAS_UNMAP under PASID 5\'s domain flushes P_IOTLB (DID 3, PASID 5) page-selective and the device TLB with PASID 5', () => {
+    t.ok(`DEVICE_ATTACH dev_id=${s.dev} pt_id=${other} flags=PASID pasid=5`)
+    dma(t, { op: 'read', iova: 0x10_0000n, len: 8, pasid: 5 })
+    const before = queue(t, 'dmar0', 'invalidation_queue').length
+    t.ok(`IOAS_UNMAP ioas_id=${t.describe(other).get('ioas')} iova=0x100000 length=0x1000`)
+    assert.deepEqual(queue(t, 'dmar0', 'invalidation_queue').slice(before), [
+      'P_IOTLB did=3 pasid=5 gran=page-selective addr=0x100000 am=0 ih=1',
+      'DEV_IOTLB_PASID sid=02:00.0 pasid=5 addr=0x100000 s=0',
+      'WAIT sw=1 if=0 fn=0 status_data=2',
+    ])
+    assert.match(dma(t, { op: 'read', iova: 0x10_0000n, len: 8, pasid: 5 }), /^fault /m)
+    assert.match(t.hw('dmar0', 'findings'), /findings=0\n/)
+  })
+
+  it('detach flushes PC, P_IOTLB (DID 3, PASID 5) and the device TLB with PASID 5; the PASID then faults, with zero findings', () => {
+    t.ok(`DEVICE_ATTACH dev_id=${s.dev} pt_id=${other} flags=PASID pasid=5`)
+    dma(t, { op: 'read', iova: 0x10_0000n, len: 8, pasid: 5 })
+    const before = queue(t, 'dmar0', 'invalidation_queue').length
+    t.ok(`DEVICE_DETACH dev_id=${s.dev} flags=PASID pasid=5`)
+    assert.deepEqual(queue(t, 'dmar0', 'invalidation_queue').slice(before), [
+      'PC gran=pasid did=3 pasid=5',
+      'P_IOTLB did=3 pasid=5 gran=all-in-pasid',
+      'DEV_IOTLB_PASID sid=02:00.0 pasid=5 addr=0x7ffffffffffff000 s=1',
+      'WAIT sw=1 if=0 fn=0 status_data=2',
+    ])
+    assert.doesNotMatch(t.hw('dmar0', 'iotlb'), /pasid=0x5 /)
+    assert.match(dma(t, { op: 'read', iova: 0x10_0000n, len: 8, pasid: 5 }), /^fault FR=0x59 /m)
+    assert.match(dma(t, { op: 'read', iova: 0x10_0000n, len: 8 }), /^data 7269642064617461$/m)
+    assert.match(t.hw('dmar0', 'findings'), /findings=0\n/)
+  })
+
+  it('a second attach of PASID 5 replaces its domain: the old DID is flushed for PASID 5', () => {
+    t.ok(`DEVICE_ATTACH dev_id=${s.dev} pt_id=${other} flags=PASID pasid=5`)
+    const before = queue(t, 'dmar0', 'invalidation_queue').length
+    t.ok(`DEVICE_ATTACH dev_id=${s.dev} pt_id=${rid} flags=PASID pasid=5`)
+    assert.deepEqual(queue(t, 'dmar0', 'invalidation_queue').slice(before), [
+      'PC gran=pasid did=3 pasid=5',
+      'P_IOTLB did=3 pasid=5 gran=all-in-pasid',
+      'DEV_IOTLB_PASID sid=02:00.0 pasid=5 addr=0x7ffffffffffff000 s=1',
+      'WAIT sw=1 if=0 fn=0 status_data=2',
+    ])
+    assert.match(dma(t, { op: 'read', iova: 0x10_0000n, len: 8, pasid: 5 }), /^data 7269642064617461$/m)
+  })
+
+  it('as frames: the 16-byte struct attaches PASID 7 and writes pt_id back; a 12-byte one (argsz=12) is EINVAL and changes nothing', () => {
+    const attach = (argsz: number, struct?: Buffer) =>
+      t.ioctl('VFIO_DEVICE_ATTACH_IOMMUFD_PT', { argsz: BigInt(argsz), flags: 1n, pt_id: BigInt(other), pasid: 7n }, { device: DEV.vtdA, struct })
+    const short = attach(12, structBytes(ioctlOf('VFIO_DEVICE_ATTACH_IOMMUFD_PT'), { argsz: 12n, flags: 1n, pt_id: BigInt(other), pasid: 7n }).subarray(0, 12))
+    assert.equal(short.errno, 'EINVAL')
+    assert.match(short.message ?? '', /argsz=12/)
+    const ok = attach(16)
+    assert.equal(ok.errno, undefined, ok.message)
+    assert.equal(t.out('VFIO_DEVICE_ATTACH_IOMMUFD_PT', ok).pt_id, BigInt(other))
+    assert.equal(t.describe(s.dev).get('pasids'), `7:${other}`)
+    const detach = t.ioctl('VFIO_DEVICE_DETACH_IOMMUFD_PT', { argsz: 12n, flags: 1n, pasid: 7n }, { device: DEV.vtdA })
+    assert.equal(detach.errno, undefined, detach.message)
+    assert.equal(t.describe(s.dev).get('pasids'), '-')
+  })
+
+  it('errnos: PASID 0 and past PSS, an IOAS, a domain without flags=PASID, short argsz, unknown flags', () => {
+    const plain = t.id(`HWPT_ALLOC dev_id=${s.dev} pt_id=${s.ioas}`, 'out_hwpt_id')
+    t.err(`DEVICE_ATTACH dev_id=${s.dev} pt_id=${other} flags=PASID pasid=0`, 'EINVAL', /pasid=0/)
+    t.err(`DEVICE_ATTACH dev_id=${s.dev} pt_id=${other} flags=PASID pasid=0x100000`, 'EINVAL', /pasid=1048576/)
+    t.err(`DEVICE_ATTACH dev_id=${s.dev} pt_id=${s.ioas} flags=PASID pasid=5`, 'EINVAL', /automatic domain/)
+    t.err(`DEVICE_ATTACH dev_id=${s.dev} pt_id=${plain} flags=PASID pasid=5`, 'EINVAL', /flags=PASID/)
+    t.err(`DEVICE_ATTACH argsz=12 dev_id=${s.dev} pt_id=${other} flags=PASID pasid=5`, 'EINVAL', /argsz=12/)
+    t.err(`DEVICE_ATTACH dev_id=${s.dev} pt_id=${other} flags=0x2`, 'EINVAL', /flags=0x2/)
+    t.err(`DEVICE_DETACH argsz=8 dev_id=${s.dev} flags=PASID pasid=5`, 'EINVAL', /argsz=8/)
+    assert.equal(t.describe(s.dev).get('pasids'), '-')
+    t.ok(`DEVICE_DETACH dev_id=${s.dev} flags=PASID pasid=5`)
   })
 })
