@@ -155,8 +155,8 @@ enum fd_kind { FD_NONE = 0, FD_IOMMU = 1, FD_VFIO = 2, FD_ACCESS = 3, FD_QUEUE =
 
 /*
  * FD_ACCESS: a descriptor the server asked for (the selftest's access file);
- * FD_QUEUE: an event queue's file (a fault queue). ctx holds its handle and
- * owner the iommufd it was made on, where closing it is reported.
+ * FD_QUEUE: an event queue's file (a fault queue or a vEVENTQ). ctx holds its
+ * handle and owner the iommufd it was made on, where closing it is reported.
  */
 struct slot {
 	uint8_t kind;

@@ -3,7 +3,7 @@ import { PciDevice } from '../hw/unit'
 import { ErrnoError } from '../util/errno'
 import { mustBeZero } from './checks'
 import { Device, unbind } from './device'
-import { Fault } from './eventq'
+import { QueueObject } from './eventq'
 import { Hwpt, HwptNested, HwptPaging } from './hwpt'
 import { hwptDestroyed } from './host'
 import { Ioas, ioasOption } from './ioas'
@@ -142,7 +142,7 @@ export class IommufdContext {
     // mappings die with the process that made them; they no longer hold their owners
     this.mmaps.dropMappings()
     // so do its descriptors of event queues
-    for (const o of this.objects.objects()) if (o instanceof Fault) o.closeFd()
+    for (const o of this.objects.objects()) if (o instanceof QueueObject) o.closeFd()
     for (const dev of [...this.bound.values()]) unbind(this, dev)
     // each pass destroys the objects nothing uses any more; that frees the next layer
     for (let left = this.objects.objects(); left.length; ) {

@@ -2,8 +2,8 @@
  * Event queues a context hands to userspace as files (the kernel's
  * eventq.c): records are queued by the model and read whole from the
  * queue's descriptor; responses are written back to it. The fault queue
- * (IOMMU_FAULT_QUEUE_ALLOC, page requests of IOPF-capable HWPTs) is built on
- * it; a vEVENTQ is meant to share the same machinery.
+ * (IOMMU_FAULT_QUEUE_ALLOC, page requests of IOPF-capable HWPTs) and the
+ * vEVENTQ (veventq.ts) are both built on it.
  */
 import { ErrnoError } from '../util/errno'
 import { LIMITS } from '../util/limits'
@@ -85,6 +85,29 @@ export class RecordQueue {
   }
 }
 
+/**
+ * An event queue object userspace may hold a descriptor for (a fault queue, a
+ * vEVENTQ). While the descriptor is open it holds a user, as the kernel's
+ * file holds the object: DESTROY is EBUSY until its last close.
+ */
+export abstract class QueueObject extends IommufdObject {
+  fdOpen = false
+
+  /** The caller was handed a descriptor for the queue. */
+  openFd(): void {
+    if (this.fdOpen) return
+    this.fdOpen = true
+    this.users++
+  }
+
+  /** That descriptor's last close (or its process's end). */
+  closeFd(): void {
+    if (!this.fdOpen) return
+    this.fdOpen = false
+    this.users--
+  }
+}
+
 /** struct iommu_hwpt_pgfault flags. */
 export const PgfaultFlag = { PASID_VALID: 1 << 0, LAST_PAGE: 1 << 1 } as const
 /** iommufd_page_response_code. */
@@ -138,28 +161,12 @@ export function describePageRequest(r: PageRequest): string {
  * frees the cookie. At most LIMITS.faultGroups groups are held: past that
  * a new group is answered INVALID at once (the device sees its request fail).
  */
-export class Fault extends IommufdObject {
+export class Fault extends QueueObject {
   readonly type = 'fault'
   private readonly deliver: PageRequest[] = []
   /** Groups read but not yet answered, by cookie. */
   readonly awaiting = new Map<number, PageRequest>()
   responded = 0
-  /** A descriptor for the queue is open: it holds a user, as the kernel's file holds the object (DESTROY is EBUSY). */
-  fdOpen = false
-
-  /** The caller was handed a descriptor for the queue. */
-  openFd(): void {
-    if (this.fdOpen) return
-    this.fdOpen = true
-    this.users++
-  }
-
-  /** That descriptor's last close (or its process's end). */
-  closeFd(): void {
-    if (!this.fdOpen) return
-    this.fdOpen = false
-    this.users--
-  }
   /** Groups answered INVALID at once because the queue was full. */
   dropped = 0
   private readonly waiters = new Set<() => void>()
@@ -284,7 +291,7 @@ export function queuePath(ctx: IommufdContext, obj: IommufdObject): string {
 /** QUEUE_CLOSE: the last close of a queue's descriptor (EBADFD if `handle` is no queue with one open). */
 export function closeQueueFd(ctx: IommufdContext, handle: number): void {
   const q = ctx.objects.find(handle)
-  if (!(q instanceof Fault) || !q.fdOpen) throw new ErrnoError('EBADFD', `handle=${handle}: no event queue with an open descriptor`)
+  if (!(q instanceof QueueObject) || !q.fdOpen) throw new ErrnoError('EBADFD', `handle=${handle}: no event queue with an open descriptor`)
   q.closeFd()
 }
 

@@ -8,7 +8,7 @@ import { ErrnoError } from '../util/errno'
 import { LIMITS } from '../util/limits'
 import { hex } from './checks'
 import type { IommufdContext } from './context'
-import { RecordQueue } from './eventq'
+import { QueueObject, RecordQueue } from './eventq'
 import { IommufdObject, MmioFile } from './objects'
 
 /** iommu_veventq_type (SELFTEST is the selftest's IOMMU_VEVENTQ_TYPE_SELFTEST). */
@@ -47,7 +47,7 @@ function describeRecord(r: Buffer, type: number): string {
 }
 
 /** One vIOMMU's event queue of one type. */
-export class Veventq extends IommufdObject {
+export class Veventq extends QueueObject {
   readonly type = 'veventq'
   readonly queue = new RecordQueue(0)
   /** Real events held (a LOST_EVENTS header is not one). */
@@ -143,6 +143,7 @@ export class Veventq extends IommufdObject {
       ['next_sequence', String(this.sequence)],
       ['reported', String(this.reported)],
       ['lost', String(this.lost)],
+      ['fd_open', this.fdOpen ? '1' : '0'],
     ]
   }
 }

@@ -2,7 +2,7 @@ import { IommufdContext } from '../iommufd/context'
 import { Device, unbind } from '../iommufd/device'
 import { World } from '../iommufd/world'
 import { closeAccess } from '../iommufd/selftest'
-import { Fault, closeQueueFd } from '../iommufd/eventq'
+import { QueueObject, closeQueueFd } from '../iommufd/eventq'
 import { PciDevice } from '../hw/unit'
 import { ErrnoError } from '../util/errno'
 import { LIMITS } from '../util/limits'
@@ -390,7 +390,7 @@ export class IommuSession extends Session {
   protected override handedFds(reply: IoctlReply): void {
     for (const f of reply.newFds ?? []) {
       const q = f.path ? this.ctx.objects.find(f.handle) : undefined
-      if (q instanceof Fault) q.openFd()
+      if (q instanceof QueueObject) q.openFd()
     }
   }
 

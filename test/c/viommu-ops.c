@@ -2,7 +2,8 @@
  * The mock vIOMMU through the shim, as the kernel selftest drives it: one
  * line per check, "NAME: ok" or "NAME: err ERRNO", with values where the
  * test compares them (test/integration/selftest.test.ts). VIOMMU_ALLOC with
- * data and mmap of its region, HW queues, PASID attach and its fault queue.
+ * data and mmap of its region, HW queues, PASID attach and its fault queue,
+ * the vEVENTQ's descriptor and the vIOMMU it holds.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -143,6 +144,16 @@ int main(void)
 	report("destroy_iopf", destroy(fd, iopf.out_hwpt_id));
 	close((int)fa.out_fault_fd);
 	report("destroy_fault", destroy(fd, fa.out_fault_id));
+
+	/* a vEVENTQ: its descriptor holds it until close(), and it holds the vIOMMU until destroyed */
+	struct iommu_veventq_alloc vq = { .size = sizeof(vq), .viommu_id = viommu, .type = IOMMU_VEVENTQ_TYPE_SELFTEST, .veventq_depth = 2 };
+	report("veventq_alloc", ioctl(fd, IOMMU_VEVENTQ_ALLOC, &vq));
+	report("destroy_veventq_fd_open", destroy(fd, vq.out_veventq_id));
+	report("destroy_viommu_veventq_open", destroy(fd, viommu));
+	close((int)vq.out_veventq_fd);
+	report("destroy_viommu_veventq_closed", destroy(fd, viommu));
+	report("destroy_veventq", destroy(fd, vq.out_veventq_id));
+	report("destroy_viommu", destroy(fd, viommu));
 	close(fd);
 	return 0;
 }

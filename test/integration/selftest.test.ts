@@ -124,6 +124,12 @@ describe('IOMMU_TEST_CMD and VFIO compat through the shim', function () {
         'pasid_2048_detached: ok ret=0',
         'destroy_iopf: ok ret=0',
         'destroy_fault: ok ret=0',
+        'veventq_alloc: ok ret=0',
+        'destroy_veventq_fd_open: err EBUSY',
+        'destroy_viommu_veventq_open: err EBUSY',
+        'destroy_viommu_veventq_closed: err EBUSY',
+        'destroy_veventq: ok ret=0',
+        'destroy_viommu: ok ret=0',
       ])
     })
   })
