@@ -493,7 +493,13 @@ export function ioasMap(ctx: IommufdContext, a: MapArgs, pin?: (va: bigint, leng
   checkReadOnly(ioas, a.flags)
   // pinning the user pages is the kernel's last step (§3.6): EFAULT comes after every other check
   if (a.userVa === 0n) throw new ErrnoError('EFAULT', 'user_va=0: cannot pin pages at address 0')
-  const memory = pin?.(a.userVa, a.length)
+  // the kernel pins at map time only to fill the IOAS's domains: with none, unmapped memory is not yet an error
+  let memory: MemoryRef | undefined
+  try {
+    memory = pin?.(a.userVa, a.length)
+  } catch (e) {
+    if (ioas.hwpts.size || !(e instanceof ErrnoError) || e.errno !== 'EFAULT') throw e
+  }
   ioas.insert(memory ? { ...area, memory } : area)
   return area.iova
 }
