@@ -3,6 +3,24 @@ import { MemoryPort } from '../memory/physical'
 import type { Finding } from './smmuv3/sanitizer'
 
 /** What moving a request's bytes needs of it, whichever unit translates it. */
+/**
+ * A unit's recorded faults, newest last: the last KEEP stay for the debug
+ * tree, and each also goes to `sink` (the SMMU's event queue, the VT-d fault
+ * registers). A fault the configuration says not to record goes nowhere.
+ */
+export class FaultHistory<F extends { readonly recorded: boolean }> {
+  static readonly KEEP = 256
+  readonly list: F[] = []
+  sink: ((f: F) => void) | undefined
+
+  record(f: F): void {
+    if (!f.recorded) return
+    this.list.push(f)
+    if (this.list.length > FaultHistory.KEEP) this.list.shift()
+    this.sink?.(f)
+  }
+}
+
 export interface TransferRequest {
   readonly addr: bigint
   readonly len: number

@@ -58,7 +58,7 @@ describe('iommufs run', () => {
   ] as const) {
     it(`run itself getting ${sig} passes it to CMD, unmounts, exits with CMD's status ${code}`, async () => {
       await withTmp(async (tmp, env) => {
-        const child = spawn(process.execPath, [CLI, 'run', '--', 'bash', '-c', 'echo "$IOMMUFS_MOUNT"; exec sleep 1000'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+        const child = spawn(process.execPath, [CLI, 'run', '--', 'bash', '-c', 'echo "$IOMMUFS_MOUNT"; exec tail -f /dev/null'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
         const exited = new Promise<Exit>((resolve) => child.on('exit', (c, s) => resolve({ code: c, signal: s })))
         let out = ''
         child.stdout.setEncoding('utf8')

@@ -1,7 +1,7 @@
 import { isAbort } from '../../memory/backing'
 import { MemoryPort } from '../../memory/physical'
 import { hex } from '../bits'
-import { TransferPiece, transfer } from '../dma-transfer'
+import { FaultHistory, TransferPiece, transfer } from '../dma-transfer'
 import { AtcEntry, Smmuv3Caches, TlbEntry, cdKey } from './caches'
 import { SmmuEvent, describeEvent } from './events'
 import { Finding, Sanitizer, changedDescriptor } from './sanitizer'
@@ -61,10 +61,8 @@ type Outcome = { ok: true; t: Span; stream?: StreamConfig; out: bigint; source: 
 export class Smmuv3Dma {
   readonly walker: Smmuv3Walker
   readonly sanitizer = new Sanitizer()
-  /** Recorded events, newest last (the event queue as the host driver would read it). */
-  readonly events: SmmuEvent[] = []
-  /** Where a recorded event goes besides the history: the unit's event queue. */
-  sink: ((e: SmmuEvent) => void) | undefined
+  /** Recorded events (each also written to the unit's event queue). */
+  readonly history = new FaultHistory<SmmuEvent>()
   private ticks = 0
   /** What "when" means for cache entries and findings (the trace sequence, when a world sets it). */
   clock: (() => number) | undefined
@@ -86,16 +84,14 @@ export class Smmuv3Dma {
       const txn: Transaction = { sid: req.sid, ssid: req.ssid, addr, write: req.write, priv: req.priv, exec: req.exec, ats: req.ats }
       const got = req.ats ? this.viaAtc(txn, findings) : this.translate(txn, findings)
       return got.ok || 'stopped' in got ? got : { ok: false, fault: got.event, steps: got.steps }
-    }, (e) => this.record(e))
+    }, (e) => this.history.record(e))
     // an SMMU's fault is its event record
     return r.fault ? { pieces: r.pieces, data: r.data, findings, event: r.fault, faultSteps: r.faultSteps } : r
   }
 
-  private record(e: SmmuEvent): void {
-    if (!e.recorded) return
-    this.events.push(e)
-    if (this.events.length > 256) this.events.shift()
-    this.sink?.(e)
+  /** Recorded events, newest last. */
+  get events(): readonly SmmuEvent[] {
+    return this.history.list
   }
 
   /** One translation through the caches; fills them on a miss. */

@@ -113,7 +113,7 @@ export class Smmuv3 extends IommuUnit {
         this.caches,
         () => this.strtab,
       )
-      this.engine.sink = (e) => this.eventq.write(e)
+      this.engine.history.sink = (e) => this.eventq.write(e)
       this.engine.walker.stags = this.stalls
     }
     return this.engine

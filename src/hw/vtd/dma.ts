@@ -1,6 +1,6 @@
 import { MemoryPort } from '../../memory/physical'
 import { hex } from '../bits'
-import { TransferPiece, TransferResult, Translated, transfer } from '../dma-transfer'
+import { FaultHistory, TransferPiece, TransferResult, Translated, transfer } from '../dma-transfer'
 import { Finding, Sanitizer, changedDescriptor } from '../smmuv3/sanitizer'
 import { describePerms, permFor } from '../smmuv3/walk'
 import { DevTlbEntry, IotlbEntry, VtdCaches } from './caches'
@@ -39,10 +39,8 @@ type Outcome = Translated<VtdStep, VtdFault>
 export class VtdDma {
   readonly walker: VtdWalker
   readonly sanitizer = new Sanitizer()
-  /** Recorded faults, newest last (what the fault-recording registers reported). */
-  readonly faults: VtdFault[] = []
-  /** Where a recorded fault goes besides the history: the unit's fault-recording registers. */
-  sink: ((f: VtdFault) => void) | undefined
+  /** Recorded faults (each also written to the unit's fault-recording registers). */
+  readonly history = new FaultHistory<VtdFault>()
   private ticks = 0
   clock: (() => number) | undefined
 
@@ -60,14 +58,12 @@ export class VtdDma {
     return transfer<VtdStep, VtdFault>(this.mem, req, findings, (addr) => {
       const txn: VtdTxn = { sid: req.sid, pasid: req.pasid, addr, write: req.write, priv: req.priv, exec: req.exec, ats: req.ats, pri: req.pri }
       return req.ats ? this.viaDevTlb(txn, findings) : this.translate(txn, findings)
-    }, (f) => this.record(f))
+    }, (f) => this.history.record(f))
   }
 
-  private record(f: VtdFault): void {
-    if (!f.recorded) return
-    this.faults.push(f)
-    if (this.faults.length > 256) this.faults.shift()
-    this.sink?.(f)
+  /** Recorded faults, newest last. */
+  get faults(): readonly VtdFault[] {
+    return this.history.list
   }
 
   private check(findings: Finding[], f: Finding | undefined, steps: VtdStep[]): Outcome | undefined {

@@ -80,7 +80,7 @@ export class Vtd extends IommuUnit {
   get dma(): VtdDma {
     if (!this.engine) {
       this.engine = new VtdDma(this.memory, { slads: this.registers.flag('ECAP.SLADS'), mgaw: this.iovaBits }, this.caches, () => this.root)
-      this.engine.sink = (f) => this.faultRegs.record(f)
+      this.engine.history.sink = (f) => this.faultRegs.record(f)
     }
     return this.engine
   }
