@@ -79,3 +79,16 @@ export function getN(hi: number, lo: number, f: Bits): number {
   if (f.hi < 32) return low(below, width)
   return low(hi, f.hi - 31) * POW2[32 - f.lo] + below
 }
+
+/** Addresses below 2^53 convert to numbers exactly. */
+const EXACT = 1n << 53n
+
+/** The 4K page number of an address (exact: at most 52 bits), without BigInt arithmetic where the address is exact as a number. */
+export function pageOf(addr: bigint): number {
+  return addr < EXACT ? Math.floor(Number(addr) / 4096) : Number(addr >> 12n)
+}
+
+/** The offset of an address in its 4K page. */
+export function pageOffset(addr: bigint): number {
+  return addr < EXACT ? Number(addr) % 4096 : Number(addr & 0xfffn)
+}

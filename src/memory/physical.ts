@@ -21,6 +21,8 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1
 
 const PAGE = 4096n
 const PAGE_SHIFT = 12n
+/** Addresses below this convert to numbers exactly. */
+const EXACT = 1n << 53n
 
 /** A window of physical addresses onto a backing (what pinning a mapping gives the IOMMU). */
 export interface Window {
@@ -133,6 +135,11 @@ export class PhysicalMemory implements MemoryPort {
   }
 
   read64(pa: bigint): bigint | Abort {
+    if (pa < EXACT) {
+      const a = Number(pa)
+      const words = this.words.get(Math.floor(a / 4096))
+      if (words && a % 8 === 0) return words.u64[(a % 4096) / 8]
+    }
     const page = this.pages.get(Number(pa >> PAGE_SHIFT))
     if (page && (pa & 7n) === 0n) return page.readBigUInt64LE(Number(pa & (PAGE - 1n)))
     const b = this.read(pa, 8)
@@ -151,8 +158,10 @@ export class PhysicalMemory implements MemoryPort {
   }
 
   read(pa: bigint, len: number): Buffer | Abort {
-    const page = this.pages.get(Number(pa >> PAGE_SHIFT))
-    const off = Number(pa & (PAGE - 1n))
+    // an address below 2^53 is exact as a number: page and offset without BigInt arithmetic
+    const a = pa < EXACT ? Number(pa) : -1
+    const page = a >= 0 ? this.pages.get(Math.floor(a / 4096)) : this.pages.get(Number(pa >> PAGE_SHIFT))
+    const off = a >= 0 ? a % 4096 : Number(pa & (PAGE - 1n))
     // the common case: inside one page of RAM
     if (page && off + len <= Number(PAGE)) {
       // a copy; small ones (a DMA's few bytes) by hand, cheaper than a subarray and Buffer.from
