@@ -16,6 +16,25 @@ export interface RamWords {
   readonly u64: BigUint64Array
 }
 
+/**
+ * Whether memory at `addr` still holds `words` (64-bit, consecutive): false
+ * when one differs or the memory does not answer. Table RAM is compared in
+ * place, without copies.
+ */
+export function wordsAre(mem: MemoryPort, addr: bigint, words: readonly bigint[]): boolean {
+  const pa = addr < EXACT ? Number(addr) : -1
+  const page = pa >= 0 && pa % 8 === 0 && (pa % 4096) + words.length * 8 <= 4096 ? mem.ramWords?.(pa) : undefined
+  if (page) {
+    const at = (pa % 4096) / 8
+    for (let i = 0; i < words.length; i++) if (page.u64[at + i] !== words[i]) return false
+    return true
+  }
+  const b = mem.read(addr, words.length * 8)
+  if (isAbort(b)) return false
+  for (let i = 0; i < words.length; i++) if (b.readBigUInt64LE(i * 8) !== words[i]) return false
+  return true
+}
+
 /** Typed views read the host's byte order; the model's memory is little-endian. */
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1
 
