@@ -35,6 +35,32 @@ export function wordsAre(mem: MemoryPort, addr: bigint, words: readonly bigint[]
   return true
 }
 
+/** A 64-bit word as its 32-bit halves (each 0..2^32-1). */
+export interface Halves {
+  lo: number
+  hi: number
+}
+
+/**
+ * Reads the 64-bit word at `pa` (an integer below 2^53) into `out`, straight
+ * from a table-RAM page where it is one: walks decode descriptors without BigInts.
+ */
+export function loadHalves(mem: MemoryPort, pa: number, out: Halves): Abort | undefined {
+  const page = mem.ramWords?.(pa)
+  // pa is an integer below 2^53: & takes its low bits exactly (and is no floating-point modulo)
+  if (page && (pa & 7) === 0) {
+    const i = (pa & 4095) >>> 2
+    out.lo = page.u32[i]
+    out.hi = page.u32[i + 1]
+    return undefined
+  }
+  const v = mem.read64(BigInt(pa))
+  if (isAbort(v)) return v
+  out.lo = Number(v & 0xffff_ffffn)
+  out.hi = Number((v >> 32n) & 0xffff_ffffn)
+  return undefined
+}
+
 /** Typed views read the host's byte order; the model's memory is little-endian. */
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1
 

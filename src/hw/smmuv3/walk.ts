@@ -1,5 +1,6 @@
-import { Abort, isAbort } from '../../memory/backing'
-import { MemoryPort } from '../../memory/physical'
+import { isAbort } from '../../memory/backing'
+import { Halves, MemoryPort, loadHalves } from '../../memory/physical'
+import { Decodes } from '../decodes'
 import { Bits, get, getN, hex, hi32, join64, lo32, pow2 } from '../bits'
 import { CD0, CD1, CD2, L1CD, PS_BITS, S2TG_SHIFT, TG0_SHIFT, TG1_SHIFT } from './cd'
 import { EventClass, EventName, SmmuEvent } from './events'
@@ -240,20 +241,19 @@ export class Smmuv3Walker {
   walkCache: WalkCache | undefined
   /** The walk-cache entry the last translateWith() resumed from, if any. */
   walkUsed: WalkEntry | undefined
-  /** walkStage()'s result, and load()'s descriptor halves. */
+  /** walkStage()'s result, and the descriptor it read last as halves. */
   private rOut = 0
   private rLevel = 0
   private rPerms = 0
   private rGlobal = false
-  private dHi = 0
-  private dLo = 0
+  private readonly d: Halves = { lo: 0, hi: 0 }
   /** readWords()'s words as 32-bit halves. */
   private halves: readonly number[] = []
   /** STAGs for stalled transactions (none: no transaction stalls). */
   stags: StagSource | undefined
   /** STEs and CDs decoded before, reused while memory still holds the same words. */
-  private readonly steDecodes = new Decodes<StreamConfig>()
-  private readonly cdDecodes = new Decodes<ContextConfig>()
+  private readonly steDecodes = new Decodes<StreamConfig>(16)
+  private readonly cdDecodes = new Decodes<ContextConfig>(16)
 
   constructor(readonly mem: MemoryPort, readonly features: Features) {}
 
@@ -549,10 +549,10 @@ export class Smmuv3Walker {
     for (let level = hit ? hit.level + 1 : g.startLevel; level <= 3; level++) {
       const slotIpa = table + g.indexNum(input, level) * 8
       const slot = s2 ? this.tableAccess(s2, slotIpa, txn, READ, steps) : slotIpa
-      const abort = this.load(slot)
+      const abort = loadHalves(this.mem, slot, this.d)
       if (abort) throw this.stageFault(r, addr ?? BigInt(input), txn, access, cls, 'F_WALK_EABT', `stage ${r.stage} level ${level} descriptor at ${hex(slot)}: ${abort.abort}`, { cls: 'TT', s2: false, ipa: undefined, fetch: BigInt(slot), recorded: true })
-      const hi = this.dHi
-      const readLo = this.dLo
+      const hi = this.d.hi
+      const readLo = this.d.lo
       let lo = readLo
       // a dry run's steps are not looked at: none are made
       const step = this.dryRun ? undefined : new DescStep(what, level, table, slot, hi, lo)
@@ -610,23 +610,6 @@ export class Smmuv3Walker {
       return
     }
     throw new Error('unreachable: the walk ends at level 3')
-  }
-
-  /** Reads the descriptor at `pa` into dHi/dLo: straight from a table-RAM page where it is one. */
-  private load(pa: number): Abort | undefined {
-    const page = this.mem.ramWords?.(pa)
-    // pa is an integer below 2^53: & takes its low bits exactly (and is no floating-point modulo)
-    if (page && (pa & 7) === 0) {
-      const i = (pa & 4095) >>> 2
-      this.dLo = page.u32[i]
-      this.dHi = page.u32[i + 1]
-      return undefined
-    }
-    const v = this.mem.read64(BigInt(pa))
-    if (isAbort(v)) return v
-    this.dLo = lo32(v)
-    this.dHi = hi32(v)
-    return undefined
   }
 
   private read(addr: bigint, txn: Transaction, name: EventName, what: string): bigint {
@@ -694,40 +677,6 @@ const READ: Access = { write: false }
 /** Addresses from here on are beyond any output size (52 bits at most): never table RAM. */
 const ADDR_LIMIT = 1n << 52n
 const WRITE: Access = { write: true }
-
-/**
- * Structures (STEs, CDs) decoded before, by physical address, with the 32-bit
- * halves of the 8 words they were decoded from and `extra`, anything else the
- * decode depended on. A walk that finds the same words in table RAM again
- * takes the decode: it is a function of those words, so nothing a walk sees
- * changes (this is no architectural cache; the words are compared each time).
- */
-class Decodes<T> {
-  static readonly MAX = 1024
-  private readonly byAddr = new Map<number, { readonly halves: readonly number[]; readonly extra: number; readonly value: T }>()
-
-  /** The decode of the words at `addr` if they are table RAM and unchanged since keep(). */
-  find(mem: MemoryPort, addr: bigint, extra: number): T | undefined {
-    if (this.byAddr.size === 0 || addr >= ADDR_LIMIT) return undefined
-    const pa = Number(addr)
-    const known = this.byAddr.get(pa)
-    if (!known || known.extra !== extra || pa % 64 !== 0) return undefined
-    const page = mem.ramWords?.(pa)
-    if (!page) return undefined
-    const at = (pa % 4096) / 4
-    const h = known.halves
-    for (let i = 0; i < 16; i++) if (page.u32[at + i] !== h[i]) return undefined
-    return known.value
-  }
-
-  /** Remembers a decode of the 8 words read at `addr` (as 32-bit halves) and returns it. */
-  keep(addr: bigint, extra: number, halves: readonly number[], value: T): T {
-    if (addr >= ADDR_LIMIT || halves.length !== 16) return value
-    if (this.byAddr.size >= Decodes.MAX) this.byAddr.clear()
-    this.byAddr.set(Number(addr), { halves, extra, value })
-    return value
-  }
-}
 
 /** A table walk's descriptor read, kept as numbers; the bigints are made only when someone looks. */
 class DescStep implements Step {
