@@ -83,7 +83,7 @@ export class VtdDma {
       const ctxHit = caches.context.get(txn.sid)
       if (ctxHit) {
         ctx = ctxHit.ctx
-        const stop = look && this.check(findings, this.checkConfig(txn, 'CONTEXT', ctxHit.steps, ctxHit.since, `CC did=${ctxHit.did} sid=${bdfOf(txn.sid)}`), steps)
+        const stop = look && this.check(findings, this.checkConfig(txn, 'CONTEXT', ctxHit.steps, ctxHit.since, () => `CC did=${ctxHit.did} sid=${bdfOf(txn.sid)}`), steps)
         if (stop) return stop
       } else ctx = this.walker.context(txn, this.root(), steps)
       const ctxSteps = ctxHit ? ctxHit.steps : steps.slice()
@@ -95,7 +95,7 @@ export class VtdDma {
       if (pcHit) {
         pc = pcHit.pc
         if (txn.ats && !ctx.dte) this.walker.pasidEntry(txn, ctx, [])
-        const stop = look && this.check(findings, this.checkConfig(txn, 'PASID', pcHit.steps, pcHit.since, `PC did=${pcHit.did} pasid=${pasid}`), steps)
+        const stop = look && this.check(findings, this.checkConfig(txn, 'PASID', pcHit.steps, pcHit.since, () => `PC did=${pcHit.did} pasid=${pasid}`), steps)
         if (stop) return stop
       } else {
         const before = steps.length
@@ -145,7 +145,8 @@ export class VtdDma {
   }
 
   /** A config cache hit: have the words it was read from changed? */
-  private checkConfig(txn: VtdTxn, cache: 'CONTEXT' | 'PASID', steps: readonly VtdStep[], since: number, command: string): Finding | undefined {
+  /** `command`: the fix, formatted only for a finding. */
+  private checkConfig(txn: VtdTxn, cache: 'CONTEXT' | 'PASID', steps: readonly VtdStep[], since: number, command: () => string): Finding | undefined {
     const changed = changedDescriptor(this.mem, steps)
     if (!changed) return undefined
     const now = changed.now === 'abort' ? 'abort' : hex(changed.now, 16)
@@ -157,7 +158,7 @@ export class VtdDma {
       cached: { since, summary: `${changed.what} word ${changed.level} = ${hex(changed.old, 16)}` },
       now: { summary: `${changed.what} word ${changed.level} = ${now}` },
       changed,
-      command,
+      command: command(),
       at: this.tick(),
     })
   }
