@@ -35,6 +35,16 @@ export function wordsAre(mem: MemoryPort, addr: bigint, words: readonly bigint[]
   return true
 }
 
+/** Whether table RAM at `addr` holds these 32-bit halves (low first); false too where `addr` is not table RAM. */
+export function halvesAre(mem: MemoryPort, addr: bigint, halves: readonly number[]): boolean {
+  const pa = addr < EXACT ? Number(addr) : -1
+  const page = pa >= 0 && pa % 4 === 0 && (pa % 4096) + halves.length * 4 <= 4096 ? mem.ramWords?.(pa) : undefined
+  if (!page) return false
+  const at = (pa % 4096) / 4
+  for (let i = 0; i < halves.length; i++) if (page.u32[at + i] !== halves[i]) return false
+  return true
+}
+
 /** A 64-bit word as its 32-bit halves (each 0..2^32-1). */
 export interface Halves {
   lo: number

@@ -43,6 +43,8 @@ export interface SteEntry {
   readonly stream: StreamConfig
   readonly steps: readonly Step[]
   readonly since: number
+  /** The STE's words as 32-bit halves, low first (the sanitizer compares them with memory in place). */
+  readonly halves?: readonly number[]
 }
 
 export interface CdEntry {
@@ -51,6 +53,8 @@ export interface CdEntry {
   readonly context: ContextConfig
   readonly steps: readonly Step[]
   readonly since: number
+  /** The CD's words as 32-bit halves, low first. */
+  readonly halves?: readonly number[]
 }
 
 export interface AtcEntry {
