@@ -48,6 +48,11 @@ export function hi32(v: bigint): number {
   return Number((v >> 32n) & 0xffff_ffffn)
 }
 
+/** 64-bit words as 32-bit halves, low first. */
+export function halvesOf(words: readonly bigint[]): number[] {
+  return words.flatMap((w) => [lo32(w), hi32(w)])
+}
+
 /** The 64-bit value of two halves. */
 export function join64(hi: number, lo: number): bigint {
   return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0)

@@ -35,13 +35,16 @@ export function wordsAre(mem: MemoryPort, addr: bigint, words: readonly bigint[]
   return true
 }
 
-/** Whether table RAM at `addr` holds these 32-bit halves (low first); false too where `addr` is not table RAM. */
-export function halvesAre(mem: MemoryPort, addr: bigint, halves: readonly number[]): boolean {
+/**
+ * Whether table RAM at `addr` holds `count` 32-bit halves (low first) of
+ * `halves` from `from` on; false too where `addr` is not table RAM.
+ */
+export function halvesAre(mem: MemoryPort, addr: bigint, halves: readonly number[], from = 0, count = halves.length): boolean {
   const pa = addr < EXACT ? Number(addr) : -1
-  const page = pa >= 0 && pa % 4 === 0 && (pa % 4096) + halves.length * 4 <= 4096 ? mem.ramWords?.(pa) : undefined
+  const page = pa >= 0 && pa % 4 === 0 && (pa % 4096) + count * 4 <= 4096 ? mem.ramWords?.(pa) : undefined
   if (!page) return false
   const at = (pa % 4096) / 4
-  for (let i = 0; i < halves.length; i++) if (page.u32[at + i] !== halves[i]) return false
+  for (let i = 0; i < count; i++) if (page.u32[at + i] !== halves[from + i]) return false
   return true
 }
 

@@ -1,6 +1,6 @@
 import { isAbort } from '../../memory/backing'
 import { MemoryPort, halvesAre, wordsAre } from '../../memory/physical'
-import { hex, hi32, lo32 } from '../bits'
+import { halvesOf, hex } from '../bits'
 import { FaultHistory, TransferPiece, transfer } from '../dma-transfer'
 import { AtcEntry, Smmuv3Caches, TlbEntry, cdKey } from './caches'
 import { SmmuEvent, describeEvent } from './events'
@@ -316,8 +316,3 @@ export class Smmuv3Dma {
 }
 
 export { PERM_ALL }
-
-/** 64-bit words as 32-bit halves, low first. */
-function halvesOf(words: readonly bigint[]): number[] {
-  return words.flatMap((w) => [lo32(w), hi32(w)])
-}

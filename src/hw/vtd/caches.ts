@@ -35,6 +35,8 @@ export interface ContextEntry {
   readonly ctx: ContextConfig
   readonly steps: readonly VtdStep[]
   readonly since: number
+  /** Each step's descriptor as 32-bit halves, low first (the sanitizer compares them with memory in place). */
+  readonly halves?: readonly number[]
 }
 
 export interface PasidCacheEntry {
@@ -44,6 +46,8 @@ export interface PasidCacheEntry {
   readonly pc: PasidConfig
   readonly steps: readonly VtdStep[]
   readonly since: number
+  /** Each step's descriptor as 32-bit halves, low first. */
+  readonly halves?: readonly number[]
 }
 
 export interface IotlbEntry {
