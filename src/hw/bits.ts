@@ -1,3 +1,5 @@
+import { exactNumber } from '../memory/physical'
+
 /** A named bit field of a 64-bit word in memory (STE words, commands, descriptors). */
 export interface Bits {
   readonly name: string
@@ -85,15 +87,14 @@ export function getN(hi: number, lo: number, f: Bits): number {
   return low(hi, f.hi - 31) * POW2[32 - f.lo] + below
 }
 
-/** Addresses below 2^53 convert to numbers exactly. */
-const EXACT = 1n << 53n
-
 /** The 4K page number of an address (exact: at most 52 bits), without BigInt arithmetic where the address is exact as a number. */
 export function pageOf(addr: bigint): number {
-  return addr < EXACT ? Math.floor(Number(addr) / 4096) : Number(addr >> 12n)
+  const a = exactNumber(addr)
+  return a >= 0 ? Math.floor(a / 4096) : Number(addr >> 12n)
 }
 
 /** The offset of an address in its 4K page. */
 export function pageOffset(addr: bigint): number {
-  return addr < EXACT ? Number(addr) % 4096 : Number(addr & 0xfffn)
+  const a = exactNumber(addr)
+  return a >= 0 ? a % 4096 : Number(addr & 0xfffn)
 }

@@ -1,7 +1,4 @@
-import { MemoryPort } from '../memory/physical'
-
-/** Addresses from here on are never table RAM (52-bit physical addresses at most). */
-const LIMIT = 1n << 52n
+import { MemoryPort, exactNumber } from '../memory/physical'
 
 /**
  * Structures a walk decodes (SMMUv3 STEs and CDs, VT-d context and PASID
@@ -21,8 +18,8 @@ export class Decodes<T> {
 
   /** The decode of the words at `addr` if they are table RAM and unchanged since keep(). */
   find(mem: MemoryPort, addr: bigint, extra: number): T | undefined {
-    if (this.byAddr.size === 0 || addr >= LIMIT || addr < 0n) return undefined
-    const pa = Number(addr)
+    if (this.byAddr.size === 0) return undefined
+    const pa = exactNumber(addr)
     const known = this.byAddr.get(pa)
     if (!known || known.extra !== extra || pa % 4 !== 0 || (pa % 4096) + this.count * 4 > 4096) return undefined
     const page = mem.ramWords?.(pa)
@@ -35,9 +32,10 @@ export class Decodes<T> {
 
   /** Remembers the decode of the words read at `addr` (`halves`: their 32-bit halves, low first) and returns it. */
   keep(addr: bigint, extra: number, halves: readonly number[], value: T): T {
-    if (addr >= LIMIT || addr < 0n || halves.length !== this.count) return value
+    const pa = exactNumber(addr)
+    if (pa < 0 || halves.length !== this.count) return value
     if (this.byAddr.size >= Decodes.MAX) this.byAddr.clear()
-    this.byAddr.set(Number(addr), { halves, extra, value })
+    this.byAddr.set(pa, { halves, extra, value })
     return value
   }
 }

@@ -22,7 +22,7 @@ export interface RamWords {
  * place, without copies.
  */
 export function wordsAre(mem: MemoryPort, addr: bigint, words: readonly bigint[]): boolean {
-  const pa = addr < EXACT ? Number(addr) : -1
+  const pa = exactNumber(addr)
   const page = pa >= 0 && pa % 8 === 0 && (pa % 4096) + words.length * 8 <= 4096 ? mem.ramWords?.(pa) : undefined
   if (page) {
     const at = (pa % 4096) / 8
@@ -40,7 +40,7 @@ export function wordsAre(mem: MemoryPort, addr: bigint, words: readonly bigint[]
  * `halves` from `from` on; false too where `addr` is not table RAM.
  */
 export function halvesAre(mem: MemoryPort, addr: bigint, halves: readonly number[], from = 0, count = halves.length): boolean {
-  const pa = addr < EXACT ? Number(addr) : -1
+  const pa = exactNumber(addr)
   const page = pa >= 0 && pa % 4 === 0 && (pa % 4096) + count * 4 <= 4096 ? mem.ramWords?.(pa) : undefined
   if (!page) return false
   const at = (pa % 4096) / 4
@@ -79,8 +79,15 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1
 
 const PAGE = 4096n
 const PAGE_SHIFT = 12n
-/** Addresses below this convert to numbers exactly. */
-const EXACT = 1n << 53n
+/**
+ * `addr` as a number when that is exact (0 <= addr < 2^53), else -1. One
+ * conversion and no BigInt comparison: a BigInt of 2^53 or more never
+ * converts to a number below 2^53.
+ */
+export function exactNumber(addr: bigint): number {
+  const a = Number(addr)
+  return a >= 0 && a <= Number.MAX_SAFE_INTEGER ? a : -1
+}
 
 /** A window of physical addresses onto a backing (what pinning a mapping gives the IOMMU). */
 export interface Window {
@@ -193,8 +200,8 @@ export class PhysicalMemory implements MemoryPort {
   }
 
   read64(pa: bigint): bigint | Abort {
-    if (pa < EXACT) {
-      const a = Number(pa)
+    const a = exactNumber(pa)
+    if (a >= 0) {
       const words = this.words.get(Math.floor(a / 4096))
       if (words && a % 8 === 0) return words.u64[(a % 4096) / 8]
     }
@@ -217,11 +224,11 @@ export class PhysicalMemory implements MemoryPort {
 
   read(pa: bigint, len: number): Buffer | Abort {
     // an address below 2^53 is exact as a number: page and offset without BigInt arithmetic
-    const a = pa < EXACT ? Number(pa) : -1
+    const a = exactNumber(pa)
     const page = a >= 0 ? this.pages.get(Math.floor(a / 4096)) : this.pages.get(Number(pa >> PAGE_SHIFT))
     const off = a >= 0 ? a % 4096 : Number(pa & (PAGE - 1n))
     // the common case: inside one page of RAM
-    if (page && off + len <= Number(PAGE)) {
+    if (page && off + len <= 4096) {
       // a copy; small ones (a DMA's few bytes) by hand, cheaper than a subarray and Buffer.from
       const out = Buffer.allocUnsafe(len)
       if (len > 64) page.copy(out, 0, off, off + len)
