@@ -1,3 +1,5 @@
+import { exactNumber } from '../memory/physical'
+
 /** A named bit field of a 64-bit word in memory (STE words, commands, descriptors). */
 export interface Bits {
   readonly name: string
@@ -48,6 +50,11 @@ export function hi32(v: bigint): number {
   return Number((v >> 32n) & 0xffff_ffffn)
 }
 
+/** 64-bit words as 32-bit halves, low first. */
+export function halvesOf(words: readonly bigint[]): number[] {
+  return words.flatMap((w) => [lo32(w), hi32(w)])
+}
+
 /** The 64-bit value of two halves. */
 export function join64(hi: number, lo: number): bigint {
   return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0)
@@ -78,4 +85,16 @@ export function getN(hi: number, lo: number, f: Bits): number {
   const below = lo >>> f.lo
   if (f.hi < 32) return low(below, width)
   return low(hi, f.hi - 31) * POW2[32 - f.lo] + below
+}
+
+/** The 4K page number of an address (exact: at most 52 bits), without BigInt arithmetic where the address is exact as a number. */
+export function pageOf(addr: bigint): number {
+  const a = exactNumber(addr)
+  return a >= 0 ? Math.floor(a / 4096) : Number(addr >> 12n)
+}
+
+/** The offset of an address in its 4K page. */
+export function pageOffset(addr: bigint): number {
+  const a = exactNumber(addr)
+  return a >= 0 ? a % 4096 : Number(addr & 0xfffn)
 }

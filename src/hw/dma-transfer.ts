@@ -1,4 +1,5 @@
 import { Abort, isAbort } from '../memory/backing'
+import { pageOffset } from './bits'
 import { MemoryPort } from '../memory/physical'
 import type { Finding } from './smmuv3/sanitizer'
 
@@ -68,36 +69,51 @@ export interface TransferResult<S, F> {
  */
 export function transfer<S, F>(mem: MemoryPort, req: TransferRequest, findings: Finding[], translate: (addr: bigint) => Translated<S, F>, onFault: (f: F) => void): TransferResult<S, F> {
   const pieces: TransferPiece<S>[] = []
-  const chunks: Buffer[] = []
-  const data = (): Buffer | undefined => (req.write ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks))
+  // read data: the one chunk of a request one translation covers (the common case), or all of them
+  const got: Chunks = { one: undefined, all: undefined }
   let done = 0
   // an ATS request of length 0 is a translation request alone
   const len = req.ats && req.len === 0 ? 1 : req.len
   while (done < len) {
-    const addr = req.addr + BigInt(done)
-    const got = translate(addr)
-    if (!got.ok) {
-      if ('stopped' in got) return { pieces, data: data(), findings, stopped: got.stopped, faultSteps: got.steps }
-      onFault(got.fault)
-      return { pieces, data: data(), findings, fault: got.fault, faultSteps: got.steps }
+    const addr = done === 0 ? req.addr : req.addr + BigInt(done)
+    const tr = translate(addr)
+    if (!tr.ok) {
+      if ('stopped' in tr) return { pieces, data: dataOf(req, got), findings, stopped: tr.stopped, faultSteps: tr.steps }
+      onFault(tr.fault)
+      return { pieces, data: dataOf(req, got), findings, fault: tr.fault, faultSteps: tr.steps }
     }
-    const t = got.t
-    const n = Math.min(len - done, Number(t.base + t.size - addr))
-    pieces.push({ addr, len: n, out: got.out, perms: t.perms, source: got.source, steps: got.steps })
-    if (req.ats && !req.len) return { pieces, findings, ats: { out: got.out, size: t.size, perms: t.perms } }
-    const r = move(mem, got.out, req, done, n, chunks)
-    if (r) return { pieces, data: data(), findings, abort: r.abort }
+    const t = tr.t
+    // every translation covers at least the 4K page of its address: what fits there needs no BigInt sums
+    const n = len - done <= 4096 - pageOffset(addr) ? len - done : Math.min(len - done, Number(t.base + t.size - addr))
+    pieces.push({ addr, len: n, out: tr.out, perms: t.perms, source: tr.source, steps: tr.steps })
+    if (req.ats && !req.len) return { pieces, findings, ats: { out: tr.out, size: t.size, perms: t.perms } }
+    const r = move(mem, tr.out, req, done, n, got)
+    if (r) return { pieces, data: dataOf(req, got), findings, abort: r.abort }
     done += n
   }
-  return { pieces, data: data(), findings }
+  return { pieces, data: dataOf(req, got), findings }
+}
+
+/** The chunks a read has gathered: `one` until a second arrives, then `all`. */
+interface Chunks {
+  one: Buffer | undefined
+  all: Buffer[] | undefined
+}
+
+/** A read's data (empty when nothing was read); none for a write. */
+function dataOf(req: TransferRequest, c: Chunks): Buffer | undefined {
+  if (req.write) return undefined
+  return c.all ? Buffer.concat(c.all) : (c.one ?? Buffer.concat([]))
 }
 
 /** Moves `n` bytes at the output address. */
-function move(mem: MemoryPort, out: bigint, req: TransferRequest, done: number, n: number, chunks: Buffer[]): Abort | undefined {
+function move(mem: MemoryPort, out: bigint, req: TransferRequest, done: number, n: number, c: Chunks): Abort | undefined {
   if (req.write) return mem.write(out, (req.data ?? Buffer.alloc(req.len)).subarray(done, done + n))
   const b = mem.read(out, n)
   if (isAbort(b)) return b
-  chunks.push(b)
+  if (c.all) c.all.push(b)
+  else if (c.one) c.all = [c.one, b]
+  else c.one = b
   return undefined
 }
 

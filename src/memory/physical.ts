@@ -16,11 +16,78 @@ export interface RamWords {
   readonly u64: BigUint64Array
 }
 
+/**
+ * Whether memory at `addr` still holds `words` (64-bit, consecutive): false
+ * when one differs or the memory does not answer. Table RAM is compared in
+ * place, without copies.
+ */
+export function wordsAre(mem: MemoryPort, addr: bigint, words: readonly bigint[]): boolean {
+  const pa = exactNumber(addr)
+  const page = pa >= 0 && pa % 8 === 0 && (pa % 4096) + words.length * 8 <= 4096 ? mem.ramWords?.(pa) : undefined
+  if (page) {
+    const at = (pa % 4096) / 8
+    for (let i = 0; i < words.length; i++) if (page.u64[at + i] !== words[i]) return false
+    return true
+  }
+  const b = mem.read(addr, words.length * 8)
+  if (isAbort(b)) return false
+  for (let i = 0; i < words.length; i++) if (b.readBigUInt64LE(i * 8) !== words[i]) return false
+  return true
+}
+
+/**
+ * Whether table RAM at `addr` holds `count` 32-bit halves (low first) of
+ * `halves` from `from` on; false too where `addr` is not table RAM.
+ */
+export function halvesAre(mem: MemoryPort, addr: bigint, halves: readonly number[], from = 0, count = halves.length): boolean {
+  const pa = exactNumber(addr)
+  const page = pa >= 0 && pa % 4 === 0 && (pa % 4096) + count * 4 <= 4096 ? mem.ramWords?.(pa) : undefined
+  if (!page) return false
+  const at = (pa % 4096) / 4
+  for (let i = 0; i < count; i++) if (page.u32[at + i] !== halves[from + i]) return false
+  return true
+}
+
+/** A 64-bit word as its 32-bit halves (each 0..2^32-1). */
+export interface Halves {
+  lo: number
+  hi: number
+}
+
+/**
+ * Reads the 64-bit word at `pa` (an integer below 2^53) into `out`, straight
+ * from a table-RAM page where it is one: walks decode descriptors without BigInts.
+ */
+export function loadHalves(mem: MemoryPort, pa: number, out: Halves): Abort | undefined {
+  const page = mem.ramWords?.(pa)
+  // pa is an integer below 2^53: & takes its low bits exactly (and is no floating-point modulo)
+  if (page && (pa & 7) === 0) {
+    const i = (pa & 4095) >>> 2
+    out.lo = page.u32[i]
+    out.hi = page.u32[i + 1]
+    return undefined
+  }
+  const v = mem.read64(BigInt(pa))
+  if (isAbort(v)) return v
+  out.lo = Number(v & 0xffff_ffffn)
+  out.hi = Number((v >> 32n) & 0xffff_ffffn)
+  return undefined
+}
+
 /** Typed views read the host's byte order; the model's memory is little-endian. */
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1
 
 const PAGE = 4096n
 const PAGE_SHIFT = 12n
+/**
+ * `addr` as a number when that is exact (0 <= addr < 2^53), else -1. One
+ * conversion and no BigInt comparison: a BigInt of 2^53 or more never
+ * converts to a number below 2^53.
+ */
+export function exactNumber(addr: bigint): number {
+  const a = Number(addr)
+  return a >= 0 && a <= Number.MAX_SAFE_INTEGER ? a : -1
+}
 
 /** A window of physical addresses onto a backing (what pinning a mapping gives the IOMMU). */
 export interface Window {
@@ -133,6 +200,11 @@ export class PhysicalMemory implements MemoryPort {
   }
 
   read64(pa: bigint): bigint | Abort {
+    const a = exactNumber(pa)
+    if (a >= 0) {
+      const words = this.words.get(Math.floor(a / 4096))
+      if (words && a % 8 === 0) return words.u64[(a % 4096) / 8]
+    }
     const page = this.pages.get(Number(pa >> PAGE_SHIFT))
     if (page && (pa & 7n) === 0n) return page.readBigUInt64LE(Number(pa & (PAGE - 1n)))
     const b = this.read(pa, 8)
@@ -151,10 +223,12 @@ export class PhysicalMemory implements MemoryPort {
   }
 
   read(pa: bigint, len: number): Buffer | Abort {
-    const page = this.pages.get(Number(pa >> PAGE_SHIFT))
-    const off = Number(pa & (PAGE - 1n))
+    // an address below 2^53 is exact as a number: page and offset without BigInt arithmetic
+    const a = exactNumber(pa)
+    const page = a >= 0 ? this.pages.get(Math.floor(a / 4096)) : this.pages.get(Number(pa >> PAGE_SHIFT))
+    const off = a >= 0 ? a % 4096 : Number(pa & (PAGE - 1n))
     // the common case: inside one page of RAM
-    if (page && off + len <= Number(PAGE)) {
+    if (page && off + len <= 4096) {
       // a copy; small ones (a DMA's few bytes) by hand, cheaper than a subarray and Buffer.from
       const out = Buffer.allocUnsafe(len)
       if (len > 64) page.copy(out, 0, off, off + len)

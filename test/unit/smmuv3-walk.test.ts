@@ -207,6 +207,27 @@ describe('SMMUv3 walk: configuration', () => {
     assert.equal(rig.dma.events.length, n)
   })
 
+  it('a walk decodes the STE and CD it reads now: rewritten in place (no CFGI, no caches), the next walk takes the new words', () => {
+    rig = new SmmuRig()
+    const pt = rig.table(1)
+    pt.map(0x1000n, DATA_PA, 0x1000n, RW)
+    const cd = rig.cdTable(0)
+    rig.cd(cd, { asid: 5, ttb0: pt.root })
+    rig.ste(8, { config: 's1', ctxPtr: cd })
+    const txn = { sid: 8, addr: 0x1000n, write: false }
+    const first = rig.dma.walker.translate(txn, rig.strtab)
+    assert.ok(first.ok && first.asid === 5)
+    rig.cd(cd, { asid: 6, ttb0: pt.root })
+    const second = rig.dma.walker.translate(txn, rig.strtab)
+    assert.ok(second.ok && second.asid === 6)
+    rig.ste(8, { config: 'bypass' })
+    const third = rig.dma.walker.translate({ ...txn, addr: 0x5000n }, rig.strtab)
+    assert.ok(third.ok && third.kind === 'bypass' && third.out === 0x5000n)
+    rig.ste(8, { config: 's1', ctxPtr: cd })
+    const fourth = rig.dma.walker.translate(txn, rig.strtab)
+    assert.ok(fourth.ok && fourth.kind === 'S1' && fourth.out === DATA_PA && fourth.asid === 6)
+  })
+
   it('a StreamID beyond the linear table is C_BAD_STREAMID', () => {
     rig = new SmmuRig({ strtab: { log2size: 4 } })
     assert.equal(rig.read(0x10, 0n).event?.name, 'C_BAD_STREAMID')

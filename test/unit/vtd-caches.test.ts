@@ -4,7 +4,7 @@
  * entry, dropped (x) or kept (.).
  */
 import { strict as assert } from 'node:assert'
-import { VtdCaches } from '../../src/hw/vtd/caches'
+import { IotlbEntry, VtdCaches } from '../../src/hw/vtd/caches'
 import { Descriptor, P_IOTLB_GRAN, contextCacheInv, devIotlb, devIotlbPasid, iotlbInv, pasidCacheInv, pasidIotlb } from '../../src/hw/vtd/qi'
 import { ContextConfig, PasidConfig } from '../../src/hw/vtd/walk'
 
@@ -150,5 +150,51 @@ describe('VT-d caches as plain data (iotlb.json, config_cache.json, dev_tlb.json
     const dev = c.devTlbJson() as { entries: { sid: string; pasid: number | null; iova: string }[] }
     assert.deepEqual(dev.entries.map((e) => [e.sid, e.pasid, e.iova]), [['0x200', null, '0x1000'], ['0x200', 1, '0x1000'], ['0x200', 1, '0x4000'], ['0x208', null, '0x1000']])
     assert.doesNotThrow(() => JSON.stringify([iotlb, config, dev]))
+  })
+})
+
+describe('VT-d cache replacement: least recently used first', () => {
+  const entry = (base: bigint, size = 0x1000n): IotlbEntry => ({ kind: 'first', did: 3, pasid: 1, base, size, out: 0x8000_0000n, perms: 63, global: false, since: 0, sid: SID, steps: [] })
+  const order = (c: VtdCaches): string[] => (c.iotlbJson() as { entries: { iova: string }[] }).entries.map((e) => e.iova)
+
+  it('a hit makes an entry the newest; a fill past capacity drops the oldest; a refill of the same address moves it last', () => {
+    const c = new VtdCaches({ iotlb: 3, pasid: 2, context: 2, devtlb: 2, pde: 2 })
+    for (const a of [0x1000n, 0x2000n, 0x3000n]) c.fill(entry(a))
+    assert.deepEqual(order(c), ['0x1000', '0x2000', '0x3000'])
+    assert.equal(c.lookup(3, 1, 0x1008n)?.base, 0x1000n)
+    assert.deepEqual(order(c), ['0x2000', '0x3000', '0x1000'])
+    c.fill(entry(0x4000n))
+    assert.deepEqual(order(c), ['0x3000', '0x1000', '0x4000'])
+    assert.equal(c.lookup(3, 1, 0x2000n), undefined)
+    c.fill(entry(0x3000n))
+    assert.deepEqual(order(c), ['0x1000', '0x4000', '0x3000'])
+    assert.equal(order(c).length, 3)
+    // a lookup that reads an entry under one of its probe addresses counts as a use, covering or not
+    c.fill(entry(0x20_0000n))
+    assert.deepEqual(order(c), ['0x4000', '0x3000', '0x200000'])
+    assert.equal(c.lookup(3, 1, 0x20_1000n), undefined)
+    c.lookup(3, 1, 0x4000n)
+    assert.deepEqual(order(c), ['0x3000', '0x200000', '0x4000'])
+    // dropped entries leave the index too: the address misses, a fill takes it again
+    assert.equal(c.apply(pasidIotlb(3, 1, P_IOTLB_GRAN.PSI_PASID, 0x4000n, 0, true)), 1)
+    assert.equal(c.lookup(3, 1, 0x4000n), undefined)
+    c.fill(entry(0x4000n))
+    assert.deepEqual(order(c), ['0x3000', '0x200000', '0x4000'])
+  })
+
+  it('the context and PASID caches: get() refreshes, set() past capacity evicts the least recently used', () => {
+    const c = new VtdCaches({ iotlb: 2, pasid: 2, context: 2, devtlb: 2, pde: 2 })
+    c.context.set(1, { sid: 1, did: 1, ctx, steps: [], since: 0 })
+    c.context.set(2, { sid: 2, did: 2, ctx, steps: [], since: 0 })
+    assert.equal(c.context.get(1)?.did, 1)
+    c.context.set(3, { sid: 3, did: 3, ctx, steps: [], since: 0 })
+    assert.deepEqual([c.context.map.has(1), c.context.map.has(2), c.context.map.has(3)], [true, false, true])
+    const config = (): { context: { entries: { sid: string; did: number }[] }; pasid: { entries: { pasid: number; did: number }[] } } => c.configJson() as never
+    assert.deepEqual(config().context.entries.map((e) => e.sid), ['0x1', '0x3'])
+    c.pasid.set(VtdCaches.pasidKey(SID, 1), { sid: SID, pasid: 1, did: 3, pc, steps: [], since: 0 })
+    c.pasid.set(VtdCaches.pasidKey(SID, 2), { sid: SID, pasid: 2, did: 3, pc, steps: [], since: 0 })
+    c.pasid.set(VtdCaches.pasidKey(SID, 1), { sid: SID, pasid: 1, did: 4, pc, steps: [], since: 0 })
+    c.pasid.set(VtdCaches.pasidKey(SID, 3), { sid: SID, pasid: 3, did: 3, pc, steps: [], since: 0 })
+    assert.deepEqual(config().pasid.entries.map((e) => [e.pasid, e.did]), [[1, 4], [3, 3]])
   })
 })

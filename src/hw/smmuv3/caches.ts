@@ -1,4 +1,4 @@
-import { hex } from '../bits'
+import { hex, pageOf } from '../bits'
 import { Command, field, opcodeName, opcodeOf } from './commands'
 import { ContextConfig, Step, StreamConfig, WalkCache, WalkEntry, WalkTag, describePerms } from './walk'
 
@@ -43,6 +43,8 @@ export interface SteEntry {
   readonly stream: StreamConfig
   readonly steps: readonly Step[]
   readonly since: number
+  /** The STE's words as 32-bit halves, low first (the sanitizer compares them with memory in place). */
+  readonly halves?: readonly number[]
 }
 
 export interface CdEntry {
@@ -51,6 +53,8 @@ export interface CdEntry {
   readonly context: ContextConfig
   readonly steps: readonly Step[]
   readonly since: number
+  /** The CD's words as 32-bit halves, low first. */
+  readonly halves?: readonly number[]
 }
 
 export interface AtcEntry {
@@ -201,8 +205,8 @@ export class Smmuv3Caches implements WalkCache {
   /** The fill clock of walk-cache entries (the unit's clock when it has one). */
   clock: () => number = () => ++this.ticks
   private ticks = 0
-  /** tag -> entry size in pages -> first page number -> entry: lookups without building keys. */
-  private readonly index = new Map<number, Map<number, Map<number, { v: TlbEntry; t: number }>>>()
+  /** tag -> (entry size in pages, first page number -> entry), sizes in the order first filled: lookups without building keys. */
+  private readonly index = new Map<number, { readonly pages: number; readonly byBase: Map<number, { v: TlbEntry; t: number }> }[]>()
   readonly ste: Lru<number, SteEntry>
   readonly cd: Lru<number, CdEntry>
   readonly atc: Lru<string, AtcEntry>
@@ -240,7 +244,7 @@ export class Smmuv3Caches implements WalkCache {
 
   /** A leaf for (VMID, ASID) covering `addr` (stage-1 or combined), or a stage-2 entry for an IPA. */
   lookup(stage2: boolean, vmid: number, asid: number | undefined, addr: bigint): TlbEntry | undefined {
-    const page = Number(addr >> 12n)
+    const page = pageOf(addr)
     const hit = (asid !== undefined ? this.find(tagOf(stage2, vmid, asid), page) : undefined) ?? this.find(tagOf(stage2, vmid, undefined), page)
     if (!hit) return undefined
     this.tlb.touch(hit)
@@ -250,8 +254,8 @@ export class Smmuv3Caches implements WalkCache {
   private find(tag: number, page: number): { v: TlbEntry; t: number } | undefined {
     const bySize = this.index.get(tag)
     if (!bySize) return undefined
-    for (const [pages, byBase] of bySize) {
-      const e = byBase.get(page - (page % pages))
+    for (let i = 0; i < bySize.length; i++) {
+      const e = bySize[i].byBase.get(page - (page % bySize[i].pages))
       if (e) return e
     }
     return undefined
@@ -262,16 +266,17 @@ export class Smmuv3Caches implements WalkCache {
     const tag = tagOf(e.kind === 'S2', e.vmid, e.asid)
     const pages = Number(e.size >> 12n)
     let bySize = this.index.get(tag)
-    if (!bySize) this.index.set(tag, (bySize = new Map()))
-    let byBase = bySize.get(pages)
-    if (!byBase) bySize.set(pages, (byBase = new Map()))
+    if (!bySize) this.index.set(tag, (bySize = []))
+    let byBase = bySize.find((s) => s.pages === pages)?.byBase
+    if (!byBase) bySize.push({ pages, byBase: (byBase = new Map()) })
     // the same tags and address replace the old entry under the same key
     byBase.set(Number(e.base >> 12n), this.tlb.set(tlbKey(e.kind === 'S2', e.vmid, e.asid, e.base, e.size), e))
   }
 
   private unindex(e: TlbEntry): void {
     const tag = tagOf(e.kind === 'S2', e.vmid, e.asid)
-    const byBase = this.index.get(tag)?.get(Number(e.size >> 12n))
+    const pages = Number(e.size >> 12n)
+    const byBase = this.index.get(tag)?.find((s) => s.pages === pages)?.byBase
     if (byBase?.get(Number(e.base >> 12n))?.v === e) byBase.delete(Number(e.base >> 12n))
   }
 

@@ -1,6 +1,6 @@
 import { isAbort } from '../../memory/backing'
-import { MemoryPort } from '../../memory/physical'
-import { hex } from '../bits'
+import { MemoryPort, halvesAre, wordsAre } from '../../memory/physical'
+import { halvesOf, hex } from '../bits'
 import { FaultHistory, TransferPiece, transfer } from '../dma-transfer'
 import { AtcEntry, Smmuv3Caches, TlbEntry, cdKey } from './caches'
 import { SmmuEvent, describeEvent } from './events'
@@ -104,7 +104,7 @@ export class Smmuv3Dma {
     if (steHit) {
       stream = steHit.stream
       if (this.sanitizer.mode !== 'off') {
-        const f = this.checkConfig(txn, 'STE', steHit.steps, stream.ste, steHit.since, `CFGI_STE sid=${hex(txn.sid)}`)
+        const f = this.checkConfig(txn, 'STE', steHit.steps, stream.ste, steHit.halves, steHit.since, () => `CFGI_STE sid=${hex(txn.sid)}`)
         if (f) {
           findings.push(f)
           if (this.sanitizer.mode === 'strict') return { ok: false, stopped: f, steps }
@@ -116,7 +116,7 @@ export class Smmuv3Dma {
       } catch (e) {
         return this.faultOf(e, steps)
       }
-      caches.ste.set(txn.sid, { sid: txn.sid, stream, steps: [...steps], since: this.tick() })
+      caches.ste.set(txn.sid, { sid: txn.sid, stream, steps: [...steps], since: this.tick(), halves: halvesOf(stream.ste) })
     }
     // configuration: the CD, under the SubstreamID the STE selects
     let ctx: ContextConfig | undefined
@@ -127,7 +127,7 @@ export class Smmuv3Dma {
     if (cdHit) {
       ctx = cdHit.context
       if (this.sanitizer.mode !== 'off') {
-        const f = this.checkConfig(txn, 'CD', cdHit.steps, cdHit.context.cd, cdHit.since, `CFGI_CD sid=${hex(txn.sid)} ssid=${hex(cdIndex!)} leaf`)
+        const f = this.checkConfig(txn, 'CD', cdHit.steps, cdHit.context.cd, cdHit.halves, cdHit.since, () => `CFGI_CD sid=${hex(txn.sid)} ssid=${hex(cdIndex!)} leaf`)
         if (f) {
           findings.push(f)
           if (this.sanitizer.mode === 'strict') return { ok: false, stopped: f, steps }
@@ -140,7 +140,7 @@ export class Smmuv3Dma {
       } catch (e) {
         return this.faultOf(e, steps)
       }
-      if (ctx && cdIndex !== undefined) caches.cd.set(key, { sid: txn.sid, ssid: cdIndex, context: ctx, steps: steps.slice(before), since: this.tick() })
+      if (ctx && cdIndex !== undefined) caches.cd.set(key, { sid: txn.sid, ssid: cdIndex, context: ctx, steps: steps.slice(before), since: this.tick(), halves: halvesOf(ctx.cd) })
     }
     // the TLB
     const stage2 = stream.config === 's2' || (stream.config === 'nested' && !ctx)
@@ -207,11 +207,14 @@ export class Smmuv3Dma {
   }
 
   /** A second look at a config cache hit: have the words of the STE/CD (or the L1 descriptor to it) changed? */
-  private checkConfig(txn: Transaction, cache: 'STE' | 'CD', steps: readonly Step[], cached: readonly bigint[], since: number, command: string): Finding | undefined {
+  private checkConfig(txn: Transaction, cache: 'STE' | 'CD', steps: readonly Step[], cached: readonly bigint[], halves: readonly number[] | undefined, since: number, command: () => string): Finding | undefined {
     const whole = cache === 'STE' ? 'ste' : 'cd'
     const l1 = cache === 'STE' ? 'l1std' : 'l1cd'
-    for (const s of steps.filter((x) => x.what === whole || x.what === l1)) {
+    for (const s of steps) {
+      if (s.what !== whole && s.what !== l1) continue
       const words = s.what === whole ? cached : [s.desc]
+      // the common case, compared in place; a difference is then found and described below
+      if (s.what === whole && halves ? halvesAre(this.mem, s.addr, halves) : wordsAre(this.mem, s.addr, words)) continue
       const now = this.mem.read(s.addr, words.length * 8)
       const nowWords = isAbort(now) ? undefined : words.map((_, k) => now.readBigUInt64LE(k * 8))
       const i = nowWords ? words.findIndex((w, k) => w !== nowWords[k]) : 0
@@ -224,7 +227,7 @@ export class Smmuv3Dma {
         cached: { since, summary: `${s.what} word ${i} = ${hex(words[i], 16)}` },
         now: { summary: nowWords ? `${s.what} word ${i} = ${hex(nowWords[i], 16)}` : 'abort' },
         changed: { what: s.what, level: 0, addr: s.addr + BigInt(i * 8), old: words[i], now: nowWords ? nowWords[i] : 'abort' },
-        command,
+        command: command(),
         at: this.tick(),
       })
     }
@@ -235,16 +238,16 @@ export class Smmuv3Dma {
   private checkTlb(txn: Transaction, e: TlbEntry): Finding | undefined {
     const fresh = this.freshWalk(txn)
     const cachedOut = e.out + (txn.addr - e.base)
+    if (fresh.ok) {
+      const nowOut = fresh.t.out
+      if (nowOut === cachedOut && (e.perms & ~fresh.t.perms) === 0) return undefined
+    }
     const command =
       e.kind === 'S2'
         ? `TLBI_S2_IPA vmid=${e.vmid} addr=${hex(e.base)} leaf`
         : e.asid === undefined
           ? `TLBI_NH_VAA vmid=${e.vmid} addr=${hex(e.base)} leaf`
           : `TLBI_NH_VA vmid=${e.vmid} asid=${e.asid} addr=${hex(e.base)} leaf`
-    if (fresh.ok) {
-      const nowOut = fresh.t.out
-      if (nowOut === cachedOut && (e.perms & ~fresh.t.perms) === 0) return undefined
-    }
     return this.sanitizer.record({
       cache: 'TLB',
       sid: txn.sid,

@@ -57,6 +57,8 @@ export class Geometry {
   readonly leafHi: readonly number[]
   readonly tableLo: number
   readonly tableHi: number
+  /** 2^ias: input addresses are below it. */
+  readonly inputLimit: bigint
   private static readonly known = new Map<number, Geometry>()
 
   /** The geometry for these parameters, made once (walks decode one from every CD and STE). */
@@ -84,6 +86,7 @@ export class Geometry {
     this.leafHi = this.leafMask.map(hi32)
     this.tableLo = lo32(this.tableMask)
     this.tableHi = hi32(this.tableMask)
+    this.inputLimit = 1n << BigInt(ias)
   }
 
   /** index() for an input address below 2^53. */

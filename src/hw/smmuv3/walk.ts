@@ -1,5 +1,6 @@
-import { Abort, isAbort } from '../../memory/backing'
-import { MemoryPort } from '../../memory/physical'
+import { isAbort } from '../../memory/backing'
+import { Halves, MemoryPort, loadHalves } from '../../memory/physical'
+import { Decodes } from '../decodes'
 import { Bits, get, getN, hex, hi32, join64, lo32, pow2 } from '../bits'
 import { CD0, CD1, CD2, L1CD, PS_BITS, S2TG_SHIFT, TG0_SHIFT, TG1_SHIFT } from './cd'
 import { EventClass, EventName, SmmuEvent } from './events'
@@ -95,6 +96,8 @@ export interface Regime {
   readonly stage: 1 | 2
   readonly geometry: Geometry
   readonly ttb: bigint
+  /** The same as a number (at most 52 bits): walks run in numbers. */
+  readonly ttbNum: number
   readonly oasBits: number
   readonly ha: boolean
   readonly hd: boolean
@@ -238,17 +241,19 @@ export class Smmuv3Walker {
   walkCache: WalkCache | undefined
   /** The walk-cache entry the last translateWith() resumed from, if any. */
   walkUsed: WalkEntry | undefined
-  /** walkStage()'s result, and load()'s descriptor halves. */
+  /** walkStage()'s result, and the descriptor it read last as halves. */
   private rOut = 0
   private rLevel = 0
   private rPerms = 0
   private rGlobal = false
-  private dHi = 0
-  private dLo = 0
+  private readonly d: Halves = { lo: 0, hi: 0 }
   /** readWords()'s words as 32-bit halves. */
   private halves: readonly number[] = []
   /** STAGs for stalled transactions (none: no transaction stalls). */
   stags: StagSource | undefined
+  /** STEs and CDs decoded before, reused while memory still holds the same words. */
+  private readonly steDecodes = new Decodes<StreamConfig>(16)
+  private readonly cdDecodes = new Decodes<ContextConfig>(16)
 
   constructor(readonly mem: MemoryPort, readonly features: Features) {}
 
@@ -319,9 +324,14 @@ export class Smmuv3Walker {
       if (index >= 1n << BigInt(span - 1)) throw this.fault(txn, 'C_BAD_STREAMID', `StreamID ${hex(txn.sid)}: L2 index ${index} is beyond the span (${1 << (span - 1)} STEs)`)
       steAddr = (get(l1, L1STD.L2PTR) << 6n) + index * 64n
     }
+    const known = this.steDecodes.find(this.mem, steAddr, 0)
+    if (known) {
+      steps.push({ what: 'ste', level: 0, table: strtab.base, addr: steAddr, desc: known.ste[0] })
+      return known
+    }
     const ste = this.readWords(steAddr, 8, txn, 'F_STE_FETCH', 'reading the STE')
     steps.push({ what: 'ste', level: 0, table: strtab.base, addr: steAddr, desc: ste[0] })
-    return this.decodeSte(txn, steAddr, ste, this.halves)
+    return this.steDecodes.keep(steAddr, 0, this.halves, this.decodeSte(txn, steAddr, ste, this.halves))
   }
 
   /** `h`: the same words as 32-bit halves (low first), decoded without BigInts. */
@@ -381,7 +391,7 @@ export class Smmuv3Walker {
     const oasBits = Math.min(PS_BITS[fieldOf(2, STE2.S2PS)], this.features.oasBits)
     const ttb = fieldOf(3, STE3.S2TTB) * 16
     if (ttb >= pow2(oasBits)) throw bad(`STE.S2TTB=${hex(ttb)} is beyond the ${oasBits}-bit output size`)
-    return { stage: 2, geometry, ttb: BigInt(ttb), oasBits, ha, hd: ha && hd, affd: fieldOf(2, STE2.S2AFFD) === 1, record: fieldOf(2, STE2.S2R) === 1, stall: s2s }
+    return { stage: 2, geometry, ttb: BigInt(ttb), ttbNum: ttb, oasBits, ha, hd: ha && hd, affd: fieldOf(2, STE2.S2AFFD) === 1, record: fieldOf(2, STE2.S2R) === 1, stall: s2s }
   }
 
   /** The CD for the transaction (undefined: stage 1 bypassed by S1DSS). */
@@ -413,9 +423,15 @@ export class Smmuv3Walker {
       cdAddr = (get(l1, L1CD.L2PTR) << 12n) + (id & ((1n << split) - 1n)) * 64n
     }
     const cdPa = nested ? this.stage(stream.s2!, cdAddr, txn, { write: false }, 'CD', steps).out : cdAddr
+    const stalld = stream.s1stalld ? 1 : 0
+    const known = this.cdDecodes.find(this.mem, cdPa, stalld)
+    if (known) {
+      steps.push({ what: 'cd', level: 0, table: stream.ctxPtr, addr: cdPa, desc: known.cd[0] })
+      return known
+    }
     const cd = this.readWords(cdPa, 8, txn, 'F_CD_FETCH', 'reading the CD')
     steps.push({ what: 'cd', level: 0, table: stream.ctxPtr, addr: cdPa, desc: cd[0] })
-    return this.decodeCd(txn, cdPa, cd, this.halves, stream.s1stalld)
+    return this.cdDecodes.keep(cdPa, stalld, this.halves, this.decodeCd(txn, cdPa, cd, this.halves, stream.s1stalld))
   }
 
   private decodeCd(txn: Transaction, cdAddr: bigint, cd: bigint[], h: readonly number[], s1stalld: boolean): ContextConfig {
@@ -435,7 +451,7 @@ export class Smmuv3Walker {
     const oasBits = Math.min(PS_BITS[fieldOf(0, CD0.IPS)], this.features.oasBits)
     const affd = fieldOf(0, CD0.AFFD) === 1
     const record = fieldOf(0, CD0.R) === 1
-    const regime = (geometry: Geometry, ttb: number, upper?: boolean): Regime => ({ stage: 1, geometry, ttb: BigInt(ttb), oasBits, ha, hd: ha && hd, affd, record, stall, upper })
+    const regime = (geometry: Geometry, ttb: number, upper?: boolean): Regime => ({ stage: 1, geometry, ttb: BigInt(ttb), ttbNum: ttb, oasBits, ha, hd: ha && hd, affd, record, stall, upper })
     const t0sz = fieldOf(0, CD0.T0SZ)
     const t1sz = fieldOf(0, CD0.T1SZ)
     let tt0: Regime | undefined
@@ -462,7 +478,8 @@ export class Smmuv3Walker {
   /** TTB0 for the low region, TTB1 for the high one; elsewhere, or a disabled one, is a translation fault. */
   private s1Regime(txn: Transaction, ctx: ContextConfig): Regime {
     const a = txn.addr
-    if (a >> BigInt(64 - ctx.t0sz) === 0n) {
+    // TTB0's geometry has 64 - T0SZ input bits: a comparison instead of a shift
+    if (ctx.tt0 ? a >= 0n && a < ctx.tt0.geometry.inputLimit : a >> BigInt(64 - ctx.t0sz) === 0n) {
       if (ctx.tt0) return ctx.tt0
       throw this.fault(txn, 'F_TRANSLATION', 'CD.EPD0 = 1: no walks through TTB0', { cls: 'IN', s2: false, ...this.stallOf(txn, 'F_TRANSLATION', ctx.stall) })
     }
@@ -479,8 +496,8 @@ export class Smmuv3Walker {
    */
   stage(r: Regime, addr: bigint, txn: Transaction, access: Access, cls: EventClass, steps: Step[], s2?: Regime, tag?: WalkTag): StageOk {
     const g = r.geometry
-    const input = r.upper ? addr & ((1n << BigInt(g.ias)) - 1n) : addr
-    if (!r.upper && input >> BigInt(g.ias)) throw this.stageFault(r, addr, txn, access, cls, 'F_TRANSLATION', `${hex(addr)} is beyond the ${g.ias}-bit input range of stage ${r.stage}`)
+    const input = r.upper ? addr & (g.inputLimit - 1n) : addr
+    if (!r.upper && (input < 0n || input >= g.inputLimit)) throw this.stageFault(r, addr, txn, access, cls, 'F_TRANSLATION', `${hex(addr)} is beyond the ${g.ias}-bit input range of stage ${r.stage}`)
     // below 2^52 now: the walk itself runs in plain numbers
     this.walkStage(r, Number(input), addr, txn, access, cls, steps, s2, tag)
     return { out: BigInt(this.rOut), level: this.rLevel, size: g.size(this.rLevel), perms: this.rPerms, global: this.rGlobal }
@@ -520,36 +537,36 @@ export class Smmuv3Walker {
    */
   private walkStage(r: Regime, input: number, addr: bigint | undefined, txn: Transaction, access: Access, cls: EventClass, steps: Step[], s2?: Regime, tag?: WalkTag): void {
     const g = r.geometry
-    const faultAt = (name: EventName, why: string, extra: Partial<SmmuEvent> = {}): WalkFault => this.stageFault(r, addr ?? BigInt(input), txn, access, cls, name, why, extra)
     const oasLimit = pow2(r.oasBits)
     const what = r.stage === 1 ? 's1' : 's2'
     const cache = tag && !this.dryRun ? this.walkCache : undefined
     const hit = cache?.lookupWalk(tag!, g.granule, input, g.startLevel)
     if (hit) this.walkUsed = hit
-    let table = hit ? hit.next : Number(r.ttb)
+    let table = hit ? hit.next : r.ttbNum
     // APTable, XNTable, PXNTable gathered from the table descriptors (stage 1), as bits of the upper half
     let tableBits = hit ? hit.tableBits : 0
     const trail: Step[] | undefined = cache ? (hit ? [...hit.steps] : []) : undefined
     for (let level = hit ? hit.level + 1 : g.startLevel; level <= 3; level++) {
       const slotIpa = table + g.indexNum(input, level) * 8
       const slot = s2 ? this.tableAccess(s2, slotIpa, txn, READ, steps) : slotIpa
-      const abort = this.load(slot)
-      if (abort) throw faultAt('F_WALK_EABT', `stage ${r.stage} level ${level} descriptor at ${hex(slot)}: ${abort.abort}`, { cls: 'TT', s2: false, ipa: undefined, fetch: BigInt(slot), recorded: true })
-      const hi = this.dHi
-      const readLo = this.dLo
+      const abort = loadHalves(this.mem, slot, this.d)
+      if (abort) throw this.stageFault(r, addr ?? BigInt(input), txn, access, cls, 'F_WALK_EABT', `stage ${r.stage} level ${level} descriptor at ${hex(slot)}: ${abort.abort}`, { cls: 'TT', s2: false, ipa: undefined, fetch: BigInt(slot), recorded: true })
+      const hi = this.d.hi
+      const readLo = this.d.lo
       let lo = readLo
-      const step = new DescStep(what, level, table, slot, hi, lo)
-      steps.push(step)
-      if (!(lo & DL.VALID)) throw faultAt('F_TRANSLATION', `stage ${r.stage} level ${level}: invalid descriptor`)
+      // a dry run's steps are not looked at: none are made
+      const step = this.dryRun ? undefined : new DescStep(what, level, table, slot, hi, lo)
+      if (step) steps.push(step)
+      if (!(lo & DL.VALID)) throw this.stageFault(r, addr ?? BigInt(input), txn, access, cls, 'F_TRANSLATION', `stage ${r.stage} level ${level}: invalid descriptor`)
       const isTable = level < 3 && (lo & DL.TABLE) !== 0
-      if (level === 3 && !(lo & DL.TABLE)) throw faultAt('F_TRANSLATION', `stage ${r.stage} level 3: a block descriptor is invalid at the last level`)
-      if (!isTable && level < 3 && !g.blockAllowed(level)) throw faultAt('F_TRANSLATION', `stage ${r.stage} level ${level}: no blocks at this level with a ${1 << g.granule}-byte granule`)
+      if (level === 3 && !(lo & DL.TABLE)) throw this.stageFault(r, addr ?? BigInt(input), txn, access, cls, 'F_TRANSLATION', `stage ${r.stage} level 3: a block descriptor is invalid at the last level`)
+      if (!isTable && level < 3 && !g.blockAllowed(level)) throw this.stageFault(r, addr ?? BigInt(input), txn, access, cls, 'F_TRANSLATION', `stage ${r.stage} level ${level}: no blocks at this level with a ${1 << g.granule}-byte granule`)
       const next = g.addressNum(hi, lo, level, !isTable)
-      if (next >= oasLimit) throw faultAt('F_ADDR_SIZE', `stage ${r.stage} level ${level}: address ${hex(next)} is beyond the ${r.oasBits}-bit output size`)
+      if (next >= oasLimit) throw this.stageFault(r, addr ?? BigInt(input), txn, access, cls, 'F_ADDR_SIZE', `stage ${r.stage} level ${level}: address ${hex(next)} is beyond the ${r.oasBits}-bit output size`)
       if (isTable) {
         if (r.stage === 1) tableBits |= hi & TABLE_ATTRS_HI
         table = next
-        if (cache && trail) {
+        if (cache && trail && step) {
           trail.push(step)
           const size = g.sizeNum[level]
           cache.fillWalk({ ...tag!, level, granule: g.granule, base: BigInt(Math.floor(input / size) * size), size: BigInt(size), next, tableBits, steps: trail.slice() })
@@ -560,7 +577,7 @@ export class Smmuv3Walker {
       let update = 0
       if (!(lo & DL.AF)) {
         if (r.ha) update |= DL.AF
-        else if (!r.affd) throw faultAt('F_ACCESS', `stage ${r.stage} level ${level}: AF = 0 and hardware access-flag update is off`)
+        else if (!r.affd) throw this.stageFault(r, addr ?? BigInt(input), txn, access, cls, 'F_ACCESS', `stage ${r.stage} level ${level}: AF = 0 and hardware access-flag update is off`)
       }
       let perms = r.stage === 1 ? s1PermsOf(hi, lo, tableBits) : s2PermsOf(hi, lo)
       const want = permFor(access)
@@ -575,14 +592,14 @@ export class Smmuv3Walker {
         }
       }
       if (!(perms & want)) {
-        throw faultAt('F_PERMISSION', `stage ${r.stage} level ${level}: a ${access.priv ? 'privileged' : 'unprivileged'} ${access.exec ? 'instruction fetch' : access.write ? 'write' : 'read'} is not allowed (${describePerms(perms)})`)
+        throw this.stageFault(r, addr ?? BigInt(input), txn, access, cls, 'F_PERMISSION', `stage ${r.stage} level ${level}: a ${access.priv ? 'privileged' : 'unprivileged'} ${access.exec ? 'instruction fetch' : access.write ? 'write' : 'read'} is not allowed (${describePerms(perms)})`)
       }
       if (update || lo !== readLo) {
         const newLo = (lo | update) >>> 0
         if (s2) this.tableAccess(s2, slotIpa, txn, WRITE, steps)
         const w = this.dryRun ? undefined : this.mem.write64(BigInt(slot), join64(hi, newLo))
-        if (w) throw faultAt('F_WALK_EABT', `stage ${r.stage} level ${level}: updating the descriptor at ${hex(slot)}: ${w.abort}`, { cls: 'TT', s2: false, ipa: undefined, fetch: BigInt(slot), recorded: true })
-        step.update(newLo)
+        if (w) throw this.stageFault(r, addr ?? BigInt(input), txn, access, cls, 'F_WALK_EABT', `stage ${r.stage} level ${level}: updating the descriptor at ${hex(slot)}: ${w.abort}`, { cls: 'TT', s2: false, ipa: undefined, fetch: BigInt(slot), recorded: true })
+        step?.update(newLo)
       }
       // the offset in the leaf (exact: a power-of-two size, integer division)
       const size = g.sizeNum[level]
@@ -593,23 +610,6 @@ export class Smmuv3Walker {
       return
     }
     throw new Error('unreachable: the walk ends at level 3')
-  }
-
-  /** Reads the descriptor at `pa` into dHi/dLo: straight from a table-RAM page where it is one. */
-  private load(pa: number): Abort | undefined {
-    const page = this.mem.ramWords?.(pa)
-    // pa is an integer below 2^53: & takes its low bits exactly (and is no floating-point modulo)
-    if (page && (pa & 7) === 0) {
-      const i = (pa & 4095) >>> 2
-      this.dLo = page.u32[i]
-      this.dHi = page.u32[i + 1]
-      return undefined
-    }
-    const v = this.mem.read64(BigInt(pa))
-    if (isAbort(v)) return v
-    this.dLo = lo32(v)
-    this.dHi = hi32(v)
-    return undefined
   }
 
   private read(addr: bigint, txn: Transaction, name: EventName, what: string): bigint {

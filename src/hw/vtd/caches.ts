@@ -1,4 +1,4 @@
-import { hex } from '../bits'
+import { hex, pageOf } from '../bits'
 import { describePerms } from '../smmuv3/walk'
 import { ContextConfig, PasidConfig, PdeCache, PdeEntry, VtdStep } from './walk'
 import { levelShift } from './pgtable'
@@ -35,6 +35,8 @@ export interface ContextEntry {
   readonly ctx: ContextConfig
   readonly steps: readonly VtdStep[]
   readonly since: number
+  /** Each step's descriptor as 32-bit halves, low first (the sanitizer compares them with memory in place). */
+  readonly halves?: readonly number[]
 }
 
 export interface PasidCacheEntry {
@@ -44,6 +46,8 @@ export interface PasidCacheEntry {
   readonly pc: PasidConfig
   readonly steps: readonly VtdStep[]
   readonly since: number
+  /** Each step's descriptor as 32-bit halves, low first. */
+  readonly halves?: readonly number[]
 }
 
 export interface IotlbEntry {
@@ -71,33 +75,109 @@ export interface DevTlbEntry {
   readonly since: number
 }
 
-/** A Map kept in LRU order: get() refreshes, set() evicts the oldest past capacity. */
-class Lru<K, V> {
-  readonly map = new Map<K, V>()
-  constructor(readonly capacity: number) {}
+/** An entry of an Lru: its key, its value, its neighbours in recency order. */
+interface LruNode<K, V> {
+  readonly key: K
+  v: V
+  older: LruNode<K, V> | undefined
+  newer: LruNode<K, V> | undefined
+}
+
+/**
+ * A map that forgets its least recently used entry past `capacity`: get()
+ * and set() make an entry the newest. Entries are kept on a list from the
+ * oldest to the newest (values() and dropIf() go that way), so a use moves
+ * one node instead of re-inserting the key.
+ */
+export class Lru<K, V> {
+  readonly map = new Map<K, LruNode<K, V>>()
+  private oldest: LruNode<K, V> | undefined
+  private newest: LruNode<K, V> | undefined
+
+  constructor(readonly capacity: number, private readonly evicted?: (v: V) => void) {}
+
   get(k: K): V | undefined {
-    const v = this.map.get(k)
-    if (v !== undefined) {
-      this.map.delete(k)
-      this.map.set(k, v)
-    }
-    return v
+    const n = this.map.get(k)
+    if (n === undefined) return undefined
+    this.touch(n)
+    return n.v
   }
-  set(k: K, v: V): void {
-    this.map.delete(k)
-    this.map.set(k, v)
-    if (this.map.size > this.capacity) this.map.delete(this.map.keys().next().value as K)
+
+  /** Makes a node set() returned the newest (a use found through another index). */
+  touch(n: LruNode<K, V>): void {
+    if (n === this.newest) return
+    this.unlink(n)
+    this.append(n)
   }
-  dropIf(pred: (v: V) => boolean): number {
-    let n = 0
-    for (const [k, v] of this.map) {
-      if (pred(v)) {
-        this.map.delete(k)
-        n++
-      }
+
+  set(k: K, v: V): LruNode<K, V> {
+    const had = this.map.get(k)
+    if (had) {
+      had.v = v
+      this.touch(had)
+      return had
     }
+    const n: LruNode<K, V> = { key: k, v, older: undefined, newer: undefined }
+    this.map.set(k, n)
+    this.append(n)
+    if (this.map.size > this.capacity) this.remove(this.oldest!)
     return n
   }
+
+  dropIf(pred: (v: V) => boolean): number {
+    let count = 0
+    for (let n = this.oldest; n; ) {
+      const next = n.newer
+      if (pred(n.v)) {
+        this.remove(n)
+        count++
+      }
+      n = next
+    }
+    return count
+  }
+
+  clear(): void {
+    this.dropIf(() => true)
+  }
+
+  /** The values, oldest first. */
+  *values(): IterableIterator<V> {
+    for (let n = this.oldest; n; n = n.newer) yield n.v
+  }
+
+  get size(): number {
+    return this.map.size
+  }
+
+  private remove(n: LruNode<K, V>): void {
+    this.unlink(n)
+    this.map.delete(n.key)
+    this.evicted?.(n.v)
+  }
+
+  private unlink(n: LruNode<K, V>): void {
+    if (n.older) n.older.newer = n.newer
+    else this.oldest = n.newer
+    if (n.newer) n.newer.older = n.older
+    else this.newest = n.older
+    n.older = n.newer = undefined
+  }
+
+  private append(n: LruNode<K, V>): void {
+    n.older = this.newest
+    if (this.newest) this.newest.newer = n
+    else this.oldest = n
+    this.newest = n
+  }
+}
+
+/** The IOTLB spans a lookup tries, in pages: 4K, 2M, 1G. */
+const SPAN_PAGES = [1, 512, 512 * 512]
+
+/** An IOTLB entry's tags as one number: DID (16 bits), PASID (20 bits) or none. */
+function tlbTag(did: number, pasid: number | undefined): number {
+  return did * 0x20_0000 + (pasid ?? 0x10_0000)
 }
 
 /** A paging-structure entry's accumulated rights: first stage R/W, U/S, XD; second stage R, W. */
@@ -122,7 +202,7 @@ export function devTlbSpan(addr: bigint, s: boolean): { lo: bigint; hi: bigint }
 
 export class VtdCaches implements PdeCache {
   readonly context: Lru<number, ContextEntry>
-  readonly pasid: Lru<string, PasidCacheEntry>
+  readonly pasid: Lru<number, PasidCacheEntry>
   readonly iotlb: Lru<string, IotlbEntry>
   readonly devtlb: Lru<string, DevTlbEntry>
   readonly pde: Lru<string, PdeEntry>
@@ -134,10 +214,13 @@ export class VtdCaches implements PdeCache {
   clock: () => number = () => ++this.ticks
   private ticks = 0
 
+  /** IOTLB entries by tag (DID, PASID) and base page number: lookups without building keys. */
+  private readonly index = new Map<number, Map<number, { readonly node: LruNode<string, IotlbEntry>; readonly pages: number }>>()
+
   constructor(readonly sizes: VtdCacheSizes = DEFAULT_VTD_CACHE_SIZES) {
     this.context = new Lru(sizes.context)
     this.pasid = new Lru(sizes.pasid)
-    this.iotlb = new Lru(sizes.iotlb)
+    this.iotlb = new Lru(sizes.iotlb, (e) => this.unindex(e))
     this.devtlb = new Lru(sizes.devtlb)
     this.pde = new Lru(sizes.pde)
   }
@@ -162,8 +245,9 @@ export class VtdCaches implements PdeCache {
     this.pde.set(VtdCaches.pdeKey(e.kind, e.did, e.pasid, e.level, e.base), { ...e, since: this.clock() })
   }
 
-  static pasidKey(sid: number, pasid: number): string {
-    return `${sid}/${pasid}`
+  /** The PASID cache's key: requester ID and PASID (20 bits). */
+  static pasidKey(sid: number, pasid: number): number {
+    return sid * 0x10_0000 + pasid
   }
 
   private static tlbKey(did: number, pasid: number | undefined, page: bigint): string {
@@ -171,16 +255,32 @@ export class VtdCaches implements PdeCache {
   }
 
   lookup(did: number, pasid: number | undefined, addr: bigint): IotlbEntry | undefined {
-    // entries are kept per 4K page of input address (the walk builds 4K leaves; bigger ones are keyed by their base)
-    for (const size of [0x1000n, 0x20_0000n, 0x4000_0000n]) {
-      const e = this.iotlb.get(VtdCaches.tlbKey(did, pasid, addr & ~(size - 1n)))
-      if (e && addr >= e.base && addr < e.base + e.size) return e
+    // entries are keyed by their base; an address tries the bases of a 4K, a 2M and a 1G span around it
+    const byBase = this.index.get(tlbTag(did, pasid))
+    if (!byBase) return undefined
+    const page = pageOf(addr)
+    for (let i = 0; i < SPAN_PAGES.length; i++) {
+      const at = page - (page % SPAN_PAGES[i])
+      const slot = byBase.get(at)
+      if (slot === undefined) continue
+      // a use, whether or not the entry covers the address
+      this.iotlb.touch(slot.node)
+      if (page - at < slot.pages) return slot.node.v
     }
     return undefined
   }
 
   fill(e: IotlbEntry): void {
-    this.iotlb.set(VtdCaches.tlbKey(e.did, e.pasid, e.base), e)
+    const node = this.iotlb.set(VtdCaches.tlbKey(e.did, e.pasid, e.base), e)
+    const tag = tlbTag(e.did, e.pasid)
+    let byBase = this.index.get(tag)
+    if (!byBase) this.index.set(tag, (byBase = new Map()))
+    byBase.set(pageOf(e.base), { node, pages: Number(e.size >> 12n) })
+  }
+
+  private unindex(e: IotlbEntry): void {
+    const byBase = this.index.get(tlbTag(e.did, e.pasid))
+    if (byBase?.get(pageOf(e.base))?.node.v === e) byBase.delete(pageOf(e.base))
   }
 
   devTlbLookup(sid: number, pasid: number | undefined, addr: bigint): DevTlbEntry | undefined {
@@ -254,38 +354,38 @@ export class VtdCaches implements PdeCache {
   }
 
   dumpIotlb(name: string): string {
-    const rows = [...this.iotlb.map.values()].map(
+    const rows = [...this.iotlb.values()].map(
       (e) => `did=${e.did} pasid=${e.pasid === undefined ? '-' : hex(e.pasid)} ${e.kind} iova=${hex(e.base)} size=${hex(e.size)} pa=${hex(e.out)} ${describePerms(e.perms)}${e.global ? ' global' : ''} since=${e.since}`,
     )
     return `${name}: iotlb ${rows.length}/${this.sizes.iotlb} hits=${this.hits} misses=${this.misses}\n${rows.map((r) => `${r}\n`).join('')}`
   }
 
   dumpPde(name: string): string {
-    const rows = [...this.pde.map.values()].map(
+    const rows = [...this.pde.values()].map(
       (e) => `did=${e.did} pasid=${e.pasid === undefined ? '-' : hex(e.pasid)} ${e.kind} level=${e.level} iova=${hex(e.base)} size=${hex(e.size)} next=${hex(e.next)} ${pdePerms(e)} since=${e.since}`,
     )
     return `${name}: paging-structure caches ${rows.length}/${this.pde.capacity} hits=${this.pdeHits} misses=${this.pdeMisses}\n${rows.map((r) => `${r}\n`).join('')}`
   }
 
   pdeJson(): unknown {
-    const entries = [...this.pde.map.values()].map((e) => ({ did: e.did, pasid: e.pasid === undefined ? null : e.pasid, kind: e.kind, level: e.level, iova: hex(e.base), size: hex(e.size), next: hex(e.next), perms: pdePerms(e), since: e.since }))
+    const entries = [...this.pde.values()].map((e) => ({ did: e.did, pasid: e.pasid === undefined ? null : e.pasid, kind: e.kind, level: e.level, iova: hex(e.base), size: hex(e.size), next: hex(e.next), perms: pdePerms(e), since: e.since }))
     return { capacity: this.pde.capacity, hits: this.pdeHits, misses: this.pdeMisses, entries }
   }
 
   dumpConfig(name: string): string {
-    const ctx = [...this.context.map.values()].map((e) => `context sid=${hex(e.sid)} did=${e.did} lo=${hex(e.ctx.words[0], 16)} hi=${hex(e.ctx.words[1], 16)} since=${e.since}`)
-    const pc = [...this.pasid.map.values()].map((e) => `pasid sid=${hex(e.sid)} pasid=${hex(e.pasid)} did=${e.did} pgtt=${e.pc.pgtt} w0=${hex(e.pc.words[0], 16)} since=${e.since}`)
+    const ctx = [...this.context.values()].map((e) => `context sid=${hex(e.sid)} did=${e.did} lo=${hex(e.ctx.words[0], 16)} hi=${hex(e.ctx.words[1], 16)} since=${e.since}`)
+    const pc = [...this.pasid.values()].map((e) => `pasid sid=${hex(e.sid)} pasid=${hex(e.pasid)} did=${e.did} pgtt=${e.pc.pgtt} w0=${hex(e.pc.words[0], 16)} since=${e.since}`)
     return `${name}: context ${ctx.length}/${this.sizes.context} pasid ${pc.length}/${this.sizes.pasid}\n${[...ctx, ...pc].map((r) => `${r}\n`).join('')}`
   }
 
   dumpDevTlb(name: string): string {
-    const rows = [...this.devtlb.map.values()].map((e) => `sid=${hex(e.sid)} pasid=${e.pasid === undefined ? '-' : hex(e.pasid)} iova=${hex(e.base)} size=${hex(e.size)} pa=${hex(e.out)} ${describePerms(e.perms)} since=${e.since}`)
+    const rows = [...this.devtlb.values()].map((e) => `sid=${hex(e.sid)} pasid=${e.pasid === undefined ? '-' : hex(e.pasid)} iova=${hex(e.base)} size=${hex(e.size)} pa=${hex(e.out)} ${describePerms(e.perms)} since=${e.since}`)
     return `${name}: dev_tlb ${rows.length}/${this.sizes.devtlb}\n${rows.map((r) => `${r}\n`).join('')}`
   }
 
   /** The caches as plain data (iotlb.json, config_cache.json, dev_tlb.json): addresses as hex strings. */
   iotlbJson(): unknown {
-    const entries = [...this.iotlb.map.values()].map((e) => ({
+    const entries = [...this.iotlb.values()].map((e) => ({
       did: e.did,
       pasid: e.pasid === undefined ? null : e.pasid,
       kind: e.kind,
@@ -301,13 +401,13 @@ export class VtdCaches implements PdeCache {
 
   configJson(): unknown {
     return {
-      context: { capacity: this.sizes.context, entries: [...this.context.map.values()].map((e) => ({ sid: hex(e.sid), did: e.did, lo: hex(e.ctx.words[0], 16), hi: hex(e.ctx.words[1], 16), since: e.since })) },
-      pasid: { capacity: this.sizes.pasid, entries: [...this.pasid.map.values()].map((e) => ({ sid: hex(e.sid), pasid: e.pasid, did: e.did, pgtt: e.pc.pgtt, w0: hex(e.pc.words[0], 16), since: e.since })) },
+      context: { capacity: this.sizes.context, entries: [...this.context.values()].map((e) => ({ sid: hex(e.sid), did: e.did, lo: hex(e.ctx.words[0], 16), hi: hex(e.ctx.words[1], 16), since: e.since })) },
+      pasid: { capacity: this.sizes.pasid, entries: [...this.pasid.values()].map((e) => ({ sid: hex(e.sid), pasid: e.pasid, did: e.did, pgtt: e.pc.pgtt, w0: hex(e.pc.words[0], 16), since: e.since })) },
     }
   }
 
   devTlbJson(): unknown {
-    const entries = [...this.devtlb.map.values()].map((e) => ({ sid: hex(e.sid), pasid: e.pasid === undefined ? null : e.pasid, iova: hex(e.base), size: hex(e.size), pa: hex(e.out), perms: describePerms(e.perms), since: e.since }))
+    const entries = [...this.devtlb.values()].map((e) => ({ sid: hex(e.sid), pasid: e.pasid === undefined ? null : e.pasid, iova: hex(e.base), size: hex(e.size), pa: hex(e.out), perms: describePerms(e.perms), since: e.since }))
     return { capacity: this.sizes.devtlb, entries }
   }
 }

@@ -1,5 +1,5 @@
-import { MemoryPort } from '../../memory/physical'
-import { hex } from '../bits'
+import { MemoryPort, halvesAre } from '../../memory/physical'
+import { halvesOf, hex } from '../bits'
 import { FaultHistory, TransferPiece, TransferResult, Translated, transfer } from '../dma-transfer'
 import { Finding, Sanitizer, changedDescriptor } from '../smmuv3/sanitizer'
 import { describePerms, permFor } from '../smmuv3/walk'
@@ -83,7 +83,7 @@ export class VtdDma {
       const ctxHit = caches.context.get(txn.sid)
       if (ctxHit) {
         ctx = ctxHit.ctx
-        const stop = look && this.check(findings, this.checkConfig(txn, 'CONTEXT', ctxHit.steps, ctxHit.since, `CC did=${ctxHit.did} sid=${bdfOf(txn.sid)}`), steps)
+        const stop = look && this.check(findings, this.checkConfig(txn, 'CONTEXT', ctxHit.steps, ctxHit.halves, ctxHit.since, () => `CC did=${ctxHit.did} sid=${bdfOf(txn.sid)}`), steps)
         if (stop) return stop
       } else ctx = this.walker.context(txn, this.root(), steps)
       const ctxSteps = ctxHit ? ctxHit.steps : steps.slice()
@@ -95,14 +95,15 @@ export class VtdDma {
       if (pcHit) {
         pc = pcHit.pc
         if (txn.ats && !ctx.dte) this.walker.pasidEntry(txn, ctx, [])
-        const stop = look && this.check(findings, this.checkConfig(txn, 'PASID', pcHit.steps, pcHit.since, `PC did=${pcHit.did} pasid=${pasid}`), steps)
+        const stop = look && this.check(findings, this.checkConfig(txn, 'PASID', pcHit.steps, pcHit.halves, pcHit.since, () => `PC did=${pcHit.did} pasid=${pasid}`), steps)
         if (stop) return stop
       } else {
         const before = steps.length
         pc = this.walker.pasidEntry(txn, ctx, steps)
-        caches.pasid.set(key, { sid: txn.sid, pasid, did: pc.did, pc, steps: steps.slice(before), since: this.tick() })
+        const pcSteps = steps.slice(before)
+        caches.pasid.set(key, { sid: txn.sid, pasid, did: pc.did, pc, steps: pcSteps, since: this.tick(), halves: halvesOf(pcSteps.map((s) => s.desc)) })
       }
-      if (!ctxHit) caches.context.set(txn.sid, { sid: txn.sid, did: pc.did, ctx, steps: ctxSteps, since: this.tick() })
+      if (!ctxHit) caches.context.set(txn.sid, { sid: txn.sid, did: pc.did, ctx, steps: ctxSteps, since: this.tick(), halves: halvesOf(ctxSteps.map((s) => s.desc)) })
       this.walker.checkRequest(txn, pc)
       const tagPasid = pc.pgtt === PGTT.SECOND ? undefined : pc.pasid
       if (pc.pgtt !== PGTT.PT) {
@@ -144,8 +145,13 @@ export class VtdDma {
     }
   }
 
-  /** A config cache hit: have the words it was read from changed? */
-  private checkConfig(txn: VtdTxn, cache: 'CONTEXT' | 'PASID', steps: readonly VtdStep[], since: number, command: string): Finding | undefined {
+  /**
+   * A config cache hit: have the words it was read from changed? Compared in
+   * place first (`halves`); a difference, or memory other than table RAM, is
+   * then found and described. `command`: the fix, formatted only for a finding.
+   */
+  private checkConfig(txn: VtdTxn, cache: 'CONTEXT' | 'PASID', steps: readonly VtdStep[], halves: readonly number[] | undefined, since: number, command: () => string): Finding | undefined {
+    if (halves && steps.every((s, i) => halvesAre(this.mem, s.addr, halves, 2 * i, 2))) return undefined
     const changed = changedDescriptor(this.mem, steps)
     if (!changed) return undefined
     const now = changed.now === 'abort' ? 'abort' : hex(changed.now, 16)
@@ -157,7 +163,7 @@ export class VtdDma {
       cached: { since, summary: `${changed.what} word ${changed.level} = ${hex(changed.old, 16)}` },
       now: { summary: `${changed.what} word ${changed.level} = ${now}` },
       changed,
-      command,
+      command: command(),
       at: this.tick(),
     })
   }

@@ -1,6 +1,7 @@
 import { isAbort } from '../../memory/backing'
-import { MemoryPort } from '../../memory/physical'
-import { hex } from '../bits'
+import { Halves, MemoryPort, loadHalves } from '../../memory/physical'
+import { Decodes } from '../decodes'
+import { hex, hi32, join64, lo32, pageOf, pageOffset } from '../bits'
 import { PERM, PERM_ALL, permFor } from '../smmuv3/walk'
 import { VtdFault, VtdFaultError } from './faults'
 import { ADDR_MASK, FS, SS, levelIndex, levelShift } from './pgtable'
@@ -154,6 +155,11 @@ export class VtdWalker {
   dryRun = false
   /** The paging-structure cache entry the last translateWith() resumed from, if any. */
   pdeUsed: PdeEntry | undefined
+  /** The first-stage descriptor read last, as halves. */
+  private readonly d: Halves = { lo: 0, hi: 0 }
+  /** Context and PASID entries decoded before, reused while memory still holds the same words. */
+  private readonly contextDecodes = new Decodes<ContextConfig>(4)
+  private readonly pasidDecodes = new Decodes<PasidConfig>(16)
 
   constructor(readonly mem: MemoryPort, readonly features: VtdFeatures, readonly pdes?: PdeCache) {}
 
@@ -185,11 +191,16 @@ export class VtdWalker {
     if (!(root & 1n)) this.fault(txn, 0x39, `root entry ${bus} (${devfn >= 128 ? 'upper' : 'lower'}) not present`, false)
     const ctp = root & ADDR_MASK
     const ctxAddr = ctp + BigInt(devfn & 0x7f) * 32n
+    const known = this.contextDecodes.find(this.mem, ctxAddr, 0)
+    if (known) {
+      steps.push({ what: 'context', level: 0, table: ctp, addr: ctxAddr, desc: known.words[0] }, { what: 'context', level: 1, table: ctp, addr: ctxAddr + 8n, desc: known.words[1] })
+      return known
+    }
     const lo = this.read(txn, ctxAddr, 0x40, false)
     const hi = this.read(txn, ctxAddr + 8n, 0x40, false)
     steps.push({ what: 'context', level: 0, table: ctp, addr: ctxAddr, desc: lo }, { what: 'context', level: 1, table: ctp, addr: ctxAddr + 8n, desc: hi })
     if (!(lo & 1n)) this.fault(txn, 0x41, `context entry ${hex(devfn)} not present`, false)
-    return {
+    return this.contextDecodes.keep(ctxAddr, 0, [lo32(lo), hi32(lo), lo32(hi), hi32(hi)], {
       words: [lo, hi],
       fpd: (lo & 2n) !== 0n,
       dte: (lo & 4n) !== 0n,
@@ -197,7 +208,7 @@ export class VtdWalker {
       dirEntries: 2 ** (Number((lo >> 9n) & 7n) + 7),
       dir: lo & ADDR_MASK,
       ridPasid: Number(hi & 0xfffffn),
-    }
+    })
   }
 
   /** The PASID directory and table entry for the request's PASID (RID_PASID without one). */
@@ -215,6 +226,13 @@ export class VtdWalker {
     fpd ||= (de & 2n) !== 0n
     const table = de & ADDR_MASK
     const at = table + BigInt(pasid & 0x3f) * 64n
+    // the decode depends on the words, the PASID and the FPD gathered so far
+    const extra = pasid * 2 + (fpd ? 1 : 0)
+    const known = this.pasidDecodes.find(this.mem, at, extra)
+    if (known) {
+      for (let i = 0; i < 3; i++) steps.push({ what: 'pasid', level: i, table, addr: at + BigInt(i * 8), desc: known.words[i] })
+      return known
+    }
     const b = this.mem.read(at, 64)
     if (isAbort(b)) this.fault(txn, 0x58, `reading the PASID entry at ${hex(at)}: ${b.abort}`, fpd)
     const words = Array.from({ length: 8 }, (_, i) => b.readBigUInt64LE(i * 8))
@@ -226,7 +244,8 @@ export class VtdWalker {
     if (pgtt < 1 || pgtt > 4) this.fault(txn, 0x5b, `PASID ${hex(pasid)}: PGTT=${pgtt} is reserved`, fpd)
     const aw = Number((w0 >> 2n) & 7n)
     if ((pgtt === PGTT.SECOND || pgtt === PGTT.NESTED) && (aw < 1 || aw > 3)) this.fault(txn, 0x5b, `PASID ${hex(pasid)}: AW=${aw} is reserved`, fpd)
-    return {
+    const halves = Array.from({ length: 16 }, (_, i) => b.readUInt32LE(i * 4))
+    return this.pasidDecodes.keep(at, extra, halves, {
       words,
       pasid,
       did: Number(w1 & 0xffffn),
@@ -240,7 +259,7 @@ export class VtdWalker {
       wpe: (w2 & (1n << 4n)) !== 0n,
       fsLevels: (w2 >> 2n) & 3n ? 5 : 4,
       fsptr: w2 & ADDR_MASK,
-    }
+    })
   }
 
   /** Checks the PASID entry makes for every request (SRE, ERE), whether its translation is cached or not. */
@@ -267,18 +286,18 @@ export class VtdWalker {
   /** Translates through the tables the PASID entry names. */
   translateWith(txn: VtdTxn, pc: PasidConfig, steps: VtdStep[]): VtdTranslation {
     this.pdeUsed = undefined
-    const base = { did: pc.did, pasid: pc.pasid }
-    if (pc.pgtt === PGTT.PT) return { ...base, kind: 'pt', out: txn.addr, base: txn.addr & ~0xfffn, size: 0x1000n, perms: PERM_ALL, global: false }
+    // one literal per result: a spread of shared fields costs more than the walk
+    const result = (kind: VtdTranslation['kind'], out: bigint, size: bigint, perms: number, global: boolean): VtdTranslation => ({ did: pc.did, pasid: pc.pasid, kind, out, base: txn.addr & ~(size - 1n), size, perms, global })
+    if (pc.pgtt === PGTT.PT) return result('pt', txn.addr, 0x1000n, PERM_ALL, false)
     if (pc.pgtt === PGTT.SECOND) {
       const r = this.ssFinal(txn, txn.addr, pc, steps, true)
-      return { ...base, kind: 'second', out: r.out, base: txn.addr & ~(r.size - 1n), size: r.size, perms: ssPerms(r), global: false }
+      return result('second', r.out, r.size, ssPerms(r), false)
     }
     const nested = pc.pgtt === PGTT.NESTED
     const fs = this.firstStage(txn, pc, steps, nested)
-    if (!nested) return { ...base, kind: 'first', out: fs.out, base: txn.addr & ~(fs.size - 1n), size: fs.size, perms: fs.perms, global: fs.global }
+    if (!nested) return result('first', fs.out, fs.size, fs.perms, fs.global)
     const r = this.ssFinal(txn, fs.out, pc, steps)
-    const size = r.size < fs.size ? r.size : fs.size
-    return { ...base, kind: 'nested', out: r.out, base: txn.addr & ~(size - 1n), size, perms: fs.perms & ssPerms(r), global: fs.global }
+    return result('nested', r.out, r.size < fs.size ? r.size : fs.size, fs.perms & ssPerms(r), fs.global)
   }
 
   /** The second stage for the request's (or the first stage's output) address; a miss is 0x78/0x83/0x85/0x86. */
@@ -338,71 +357,102 @@ export class VtdWalker {
     step.desc |= bitsToSet
   }
 
-  /** The first stage; under nesting every table address is a GPA, read through the second stage. */
+  /**
+   * The first stage; under nesting every table address is a GPA, read
+   * through the second stage. Descriptors are read as 32-bit halves and
+   * addresses kept as numbers (at most 52 bits); the input address by its
+   * page number and page offset, which are exact whatever its width.
+   */
   private firstStage(txn: VtdTxn, pc: PasidConfig, steps: VtdStep[], nested: boolean): { out: bigint; size: bigint; perms: number; global: boolean } {
-    const width = BigInt(pc.fsLevels === 5 ? 57 : 48)
-    const top = txn.addr >> (width - 1n)
-    if (top !== 0n && top !== (1n << (65n - width)) - 1n) this.fault(txn, 0x80, `${hex(txn.addr)} is not canonical for ${width}-bit first stage`, pc.fpd)
+    const width = pc.fsLevels === 5 ? 57 : 48
+    const canon = CANONICAL[width]
+    const a = txn.addr
+    if (!((a >= 0n && a < canon.low) || (a >= canon.high && a < TWO64))) this.fault(txn, 0x80, `${hex(a)} is not canonical for ${width}-bit first stage`, pc.fpd)
+    const page = pageOf(a)
     const pdes = this.walkCache
     const kind = nested ? 'nested' : 'first'
-    const hit = pdes?.lookupPde(kind, pc.did, pc.pasid, txn.addr, pc.fsLevels)
-    let table = hit ? hit.next : pc.fsptr
+    const hit = pdes?.lookupPde(kind, pc.did, pc.pasid, a, pc.fsLevels)
+    let table = Number(hit ? hit.next : pc.fsptr)
     let rw = hit ? hit.rw : true
     let us = hit ? hit.us : true
     let xd = hit ? hit.xd : false
     const trail: VtdStep[] = hit ? [...hit.steps] : []
     if (hit) this.pdeUsed = hit
+    const d = this.d
     for (let level = hit ? hit.level - 1 : pc.fsLevels; level >= 1; level--) {
-      const gpa = table + levelIndex(txn.addr, level) * 8n
+      const gpa = table + (Math.floor(page / LEVEL_PAGES[level]) % 512) * 8
       let slot = gpa
       if (nested) {
         try {
-          slot = this.secondStage(gpa, pc, false, steps).out
+          slot = Number(this.secondStage(BigInt(gpa), pc, false, steps).out)
         } catch (e) {
           if (!(e instanceof SsMiss)) throw e
           this.fault(txn, level === pc.fsLevels ? 0x75 : 0x76, `first-stage level ${level} table ${hex(table)} through second stage: ${e.detail}`, pc.fpd)
         }
       }
-      const v = this.read(txn, slot, 0x70, pc.fpd)
-      const step: VtdStep = { what: 'fs', level, table, addr: slot, desc: v }
-      steps.push(step)
-      if (!(v & FS.P)) this.fault(txn, 0x71, `first-stage level ${level} entry at ${hex(slot)} not present`, pc.fpd)
-      if (level >= 4 && v & FS.PS) this.fault(txn, 0x72, `first-stage level ${level} entry at ${hex(slot)} has PS set`, pc.fpd)
-      rw &&= (v & FS.RW) !== 0n
-      us &&= (v & FS.US) !== 0n
-      xd ||= (v & FS.XD) !== 0n
-      const leaf = level === 1 || (v & FS.PS) !== 0n
+      const abort = loadHalves(this.mem, slot, d)
+      if (abort) this.fault(txn, 0x70, `reading ${hex(slot)}: ${abort.abort}`, pc.fpd)
+      const lo = d.lo
+      const hi = d.hi
+      // a dry run's steps are not looked at: none are made
+      const step: VtdStep | undefined = this.dryRun ? undefined : { what: 'fs', level, table: BigInt(table), addr: BigInt(slot), desc: join64(hi, lo) }
+      if (step) steps.push(step)
+      if (!(lo & FL.P)) this.fault(txn, 0x71, `first-stage level ${level} entry at ${hex(slot)} not present`, pc.fpd)
+      if (level >= 4 && lo & FL.PS) this.fault(txn, 0x72, `first-stage level ${level} entry at ${hex(slot)} has PS set`, pc.fpd)
+      rw &&= (lo & FL.RW) !== 0
+      us &&= (lo & FL.US) !== 0
+      xd ||= (hi & FL_XD_HI) !== 0
+      const leaf = level === 1 || (lo & FL.PS) !== 0
       if (leaf) {
         if (!txn.priv && !us) this.fault(txn, 0x81, `a user request, U/S = 0 on the walk (level ${level})`, pc.fpd)
         if (txn.exec && xd) this.fault(txn, 0x82, `an execute request, XD = 1 on the walk (level ${level})`, pc.fpd)
         if (txn.write && !rw && (!txn.priv || pc.wpe)) this.fault(txn, 0x85, `a write, R/W = 0 on the walk (level ${level})`, pc.fpd)
       }
-      const set = (v & FS.A ? 0n : FS.A) | (leaf && txn.write && !(v & FS.D) ? FS.D : 0n)
-      if (set && !this.dryRun) {
+      const set = (lo & FL.A ? 0 : FL.A) | (leaf && txn.write && !(lo & FL.D) ? FL.D : 0)
+      if (set && step) {
         if (nested) {
           try {
-            this.secondStage(gpa, pc, true, steps)
+            this.secondStage(BigInt(gpa), pc, true, steps)
           } catch (e) {
             if (!(e instanceof SsMiss)) throw e
             this.fault(txn, 0x77, `first-stage A/D update at GPA ${hex(gpa)} through second stage: ${e.detail}`, pc.fpd)
           }
         }
-        this.update(step, set)
+        this.update(step, BigInt(set))
       }
+      // bits 51:12 of the descriptor
+      const next = (hi & FL_ADDR_HI) * 0x1_0000_0000 + ((lo & FL_ADDR_LO) >>> 0)
       if (!leaf) {
-        table = v & ADDR_MASK
-        if (pdes) {
+        table = next
+        if (pdes && step) {
           trail.push(step)
-          pdes.fillPde({ kind, did: pc.did, pasid: pc.pasid, level, base: txn.addr & ~((1n << levelShift(level)) - 1n), size: 1n << levelShift(level), next: table, rw, us, xd, steps: trail.slice() })
+          pdes.fillPde({ kind, did: pc.did, pasid: pc.pasid, level, base: a & ~((1n << levelShift(level)) - 1n), size: 1n << levelShift(level), next: BigInt(table), rw, us, xd, steps: trail.slice() })
         }
         continue
       }
-      const size = 1n << levelShift(level)
+      const pages = LEVEL_PAGES[level]
       const perms = PERM.PR | (!pc.wpe || rw ? PERM.PW : 0) | (xd ? 0 : PERM.PX) | (us ? PERM.UR | (rw ? PERM.UW : 0) | (xd ? 0 : PERM.UX) : 0)
-      return { out: (v & ADDR_MASK & ~(size - 1n)) | (txn.addr & (size - 1n)), size, perms, global: (v & FS.G) !== 0n }
+      // the leaf's frame, and the input's offset in it (exact: a power-of-two span of at most 1G)
+      const out = next - (next % (pages * 4096)) + (page % pages) * 4096 + pageOffset(a)
+      return { out: BigInt(out), size: LEVEL_SIZE[level], perms, global: (lo & FL.G) !== 0 }
     }
     throw new Error('unreachable')
   }
+}
+
+/** First-stage descriptor bits in the low half, XD in the high one, the address bits 51:12 in both (from FS and ADDR_MASK: one source of truth). */
+const FL = { P: lo32(FS.P), RW: lo32(FS.RW), US: lo32(FS.US), A: lo32(FS.A), D: lo32(FS.D), PS: lo32(FS.PS), G: lo32(FS.G) } as const
+const FL_XD_HI = hi32(FS.XD)
+const FL_ADDR_LO = lo32(ADDR_MASK)
+const FL_ADDR_HI = hi32(ADDR_MASK)
+/** 4K pages an entry at each level maps (index 1..5), and the same in bytes as bigints. */
+const LEVEL_PAGES = [0, 1, 2 ** 9, 2 ** 18, 2 ** 27, 2 ** 36]
+const LEVEL_SIZE = LEVEL_PAGES.map((p) => BigInt(p) << 12n)
+const TWO64 = 1n << 64n
+/** A canonical first-stage input of `width` bits: below 2^(width-1), or from 2^64 - 2^(width-1) up. */
+const CANONICAL: Readonly<Record<number, { readonly low: bigint; readonly high: bigint }>> = {
+  48: { low: 1n << 47n, high: TWO64 - (1n << 47n) },
+  57: { low: 1n << 56n, high: TWO64 - (1n << 56n) },
 }
 
 function ssPerms(r: SsResult): number {
