@@ -170,8 +170,10 @@ describe('a handler that throws (in-process mount)', () => {
       const r = await sh(`cat ${dir}${broken}`)
       assert.equal(r.code, 1)
       assert.match(r.stderr, /: Input\/output error\n$/)
-      assert.equal(brokenHandles.size, 1)
-      assert.ok(srv.trace.recent().some((l) => l.includes(`bug: read ${broken}: RangeError: injected read fault`)), srv.trace.recent().join('\n'))
+      // sysfs is read with no OPEN: the server takes the text through descriptors of its own, more than one
+      assert.ok(brokenHandles.size >= 1)
+      const bugs = srv.trace.recent().filter((l) => / bug: /.test(l))
+      assert.deepEqual(bugs.map((l) => l.includes(`bug: read ${broken}: RangeError: injected read fault`)), [true], srv.trace.recent().join('\n'))
       assert.equal((await sh(`cat ${dir}/sys/class/iommu/dmar0/intel-vtd/model`)).stdout, '1\n')
       // release reaches the server after cat has exited
       await eventually(async () => srv.ops.openHandles === 0, 'every descriptor released')

@@ -82,7 +82,7 @@ echo "last $ctx stale $stale"`,
     })
   })
 
-  it('an attribute the binding serves itself answers as before: 1-byte reads give the whole value, poll() says readable, ioctl() ENOTTY, a write-open EACCES', async () => {
+  it('a sysfs attribute, read with no OPEN: 1-byte reads give the whole value, poll() says readable, ioctl() ENOTTY; a write EACCES (at open with O_TRUNC, as `>` opens)', async () => {
     await withMount(async (m) => {
       const py = [
         'import os, select, fcntl, errno',
@@ -98,12 +98,18 @@ echo "last $ctx stale $stale"`,
         'try: fcntl.ioctl(fd, 0x3b80)',
         'except OSError as e: print("ioctl", errno.errorcode[e.errno])',
         'os.close(fd)',
-        `try: os.open("${DOMAINS_USED}", os.O_WRONLY)`,
-        'except OSError as e: print("write-open", errno.errorcode[e.errno])',
+        `try: os.open("${DOMAINS_USED}", os.O_WRONLY | os.O_TRUNC)`,
+        'except OSError as e: print("truncating open", errno.errorcode[e.errno])',
+        // sysfs has no OPEN to refuse: the open succeeds and the write is refused
+        `fd = os.open("${DOMAINS_USED}", os.O_WRONLY | os.O_APPEND)`,
+        'try: os.write(fd, b"1\\n")',
+        'except OSError as e: print("write", errno.errorcode[e.errno])',
+        'os.close(fd)',
+        `print("after", open("${DOMAINS_USED}").read().strip())`,
       ].join('\n')
       const r = await sh(`python3 -c '${py}'`, { cwd: m.dir })
       assert.equal(r.code, 0, r.stderr)
-      assert.equal(r.stdout, "bytes b'0\\n'\npoll [1]\nioctl ENOTTY\nwrite-open EACCES\n")
+      assert.equal(r.stdout, "bytes b'0\\n'\npoll [1]\nioctl ENOTTY\ntruncating open EACCES\nwrite EACCES\nafter 0\n")
     })
   })
 
