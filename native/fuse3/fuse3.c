@@ -69,6 +69,9 @@ typedef struct {
   uint64_t version;     /* text changes since the reported mtime base last moved */
   struct timespec base; /* the mtime JS reported with it */
   int err;              /* no text: what READ answered (and traced) last, until a text is kept */
+  int have_st;          /* st and timeout hold what JS reported with the text: GETATTR is answered here */
+  struct stat st;
+  double timeout;
 } attr_text;
 
 typedef struct session {
@@ -336,8 +339,25 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
   fuse_reply_none(req);
 }
 
+static int render(session *s, fuse_ino_t ino, snapshot *sn, int quiet);
+
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   (void)fi;
+  session *s = ses(req);
+  attr_text *t = s->flags & MOUNT_NO_OPEN ? text_of(s, ino) : NULL;
+  if (t && t->have_st) {
+    /* an attribute's owner, mode and times change only by SETATTR, whose reply updates
+     * them: only its text is taken anew (a failure goes through JS, which says so) */
+    snapshot sn = { 0 };
+    if (!render(s, ino, &sn, 1) && text_keep(s, ino, sn.data, sn.len, &t->st.st_mtim)) {
+      struct stat st = t->st;
+      text_attr(&st, t);
+      free(sn.data);
+      fuse_reply_attr(req, &st, t->timeout);
+      return;
+    }
+    free(sn.data);
+  }
   dispatch(req, OP_GETATTR, ino, 0, NULL);
 }
 
@@ -368,8 +388,6 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   dispatch(req, OP_OPEN, ino, 2, a);
 }
 
-static int render(session *s, fuse_ino_t ino, snapshot *sn);
-
 /* A page of a MOUNT_NO_OPEN file: the text last reported with its attributes,
  * which is what the kernel's size matches; or, if none could be taken, one
  * taken now (a failure is answered and traced here). */
@@ -385,7 +403,7 @@ static void read_kept_text(fuse_req_t req, session *s, fuse_ino_t ino, size_t si
     return;
   }
   snapshot sn = { 0 };
-  int err = render(s, ino, &sn);
+  int err = render(s, ino, &sn, 0);
   if (err) {
     if ((t = text_slot(s, ino))) t->err = err;
     fuse_reply_err(req, err);
@@ -405,7 +423,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
   if (sn) {
     if (!sn->err && (off == 0 || !sn->taken)) {
       session *s = ses(req);
-      sn->err = render(s, ino, sn);
+      sn->err = render(s, ino, sn, 0);
       /* a failed text is this open's answer from now on (the page cache retries a
        * failed read at once), and later opens of the inode go through JS whole,
        * so a failure is seen, and traced, once per open as before */
@@ -576,13 +594,13 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t np, const char *n
   named(req, OP_LINK, np, nn, NULL);
 }
 
-/* The snapshot's text from JS (OP_RENDER), synchronously; 0 or a positive errno. */
-static int render(session *s, fuse_ino_t ino, snapshot *sn) {
+/* The snapshot's text from JS (OP_RENDER), synchronously; 0 or a positive errno (traced by JS unless quiet). */
+static int render(session *s, fuse_ino_t ino, snapshot *sn, int quiet) {
   napi_env env = js_env(s);
-  napi_value fn, recv, result, argv[3] = { num(env, OP_RENDER), num(env, 0), num(env, (double)ino) };
+  napi_value fn, recv, result, argv[4] = { num(env, OP_RENDER), num(env, 0), num(env, (double)ino), num(env, quiet) };
   if (napi_get_reference_value(env, s->handler, &fn) != napi_ok || napi_get_reference_value(env, s->receiver, &recv) != napi_ok)
     return EIO;
-  if (napi_call_function(env, recv, fn, 3, argv, &result) != napi_ok) {
+  if (napi_call_function(env, recv, fn, 4, argv, &result) != napi_ok) {
     bool pending = false;
     napi_is_exception_pending(env, &pending);
     if (pending) {
@@ -963,7 +981,7 @@ static void fill_attr(napi_env env, session *s, struct stat *st, double ino, dou
 
 /* `text` (MOUNT_NO_OPEN sessions): a Buffer is kept as ino's text, which sets the size and
  * mtime reported; null says none could be taken now, so the next READ takes (and traces) it. */
-static void keep_text(napi_env env, session *s, struct stat *st, napi_value text) {
+static void keep_text(napi_env env, session *s, struct stat *st, double timeout, napi_value text) {
   napi_valuetype type;
   if (!s || !text || napi_typeof(env, text, &type) != napi_ok) return;
   if (type == napi_null) {
@@ -973,6 +991,7 @@ static void keep_text(napi_env env, session *s, struct stat *st, napi_value text
       t->data = NULL;
       t->len = 0;
       t->err = 0;
+      t->have_st = 0;
     }
     return;
   }
@@ -982,7 +1001,11 @@ static void keep_text(napi_env env, session *s, struct stat *st, napi_value text
   size_t len = 0;
   napi_get_buffer_info(env, text, &data, &len);
   attr_text *t = text_keep(s, st->st_ino, data, len, &st->st_mtim);
-  if (t) text_attr(st, t);
+  if (!t) return;
+  t->st = *st;
+  t->timeout = timeout;
+  t->have_st = 1;
+  text_attr(st, t);
 }
 
 /* replyEntry(id, ino, mode, nlink, size, attrTimeout, entryTimeout, meta?, text?); ino 0 = a cached "no such name" */
@@ -996,8 +1019,8 @@ static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
   memset(&e, 0, sizeof e);
   e.ino = (fuse_ino_t)arg_num(env, argv[1]);
   fill_attr(env, s, &e.attr, arg_num(env, argv[1]), arg_num(env, argv[2]), arg_num(env, argv[3]), arg_num(env, argv[4]), argc > 7 ? argv[7] : NULL);
-  if (argc > 8) keep_text(env, s, &e.attr, argv[8]);
   e.attr_timeout = arg_num(env, argv[5]);
+  if (argc > 8) keep_text(env, s, &e.attr, e.attr_timeout, argv[8]);
   e.entry_timeout = arg_num(env, argv[6]);
   return ret_int(env, fuse_reply_entry(r, &e));
 }
@@ -1011,7 +1034,7 @@ static napi_value js_reply_attr(napi_env env, napi_callback_info info) {
   if (!r) return NULL;
   struct stat st;
   fill_attr(env, s, &st, arg_num(env, argv[1]), arg_num(env, argv[2]), arg_num(env, argv[3]), arg_num(env, argv[4]), argc > 6 ? argv[6] : NULL);
-  if (argc > 7) keep_text(env, s, &st, argv[7]);
+  if (argc > 7) keep_text(env, s, &st, arg_num(env, argv[5]), argv[7]);
   return ret_int(env, fuse_reply_attr(r, &st, arg_num(env, argv[5])));
 }
 

@@ -1,15 +1,21 @@
 /**
  * The default backend: libfuse3's low-level API through a small addon
- * (native/fuse3) that reads the session fd on Node's main loop and calls
- * `handle` synchronously for each request, in the order the kernel queued
- * them. Paths become inode numbers here; everything above sees paths.
+ * (native/fuse3) that reads the sessions' fds on Node's main loop and calls
+ * a session's handler synchronously for each request, in the order the kernel
+ * queued them (SESSIONS: the tree is mounted as a machine mounts sysfs and
+ * debugfs). Paths become inode numbers here; everything above sees paths.
  *
  * Caching per file kind:
- * - constant files (feature files) in a directory whose entries never change:
- *   kernel page cache (keep_cache), the exact size, day-long attribute and
- *   entry timeouts. A re-read costs no request beyond OPEN and RELEASE.
- * - everything else: direct_io (every read reaches the model, also a re-read
- *   of one descriptor at offset 0) and attribute timeout 0.
+ * - sysfs (a session without OPEN): every file read through the page cache.
+ *   Constant ones with their exact size and day-long attribute and entry
+ *   timeouts (no request at all); ones the model changes with attribute
+ *   timeout 0, their text handed over with every GETATTR (exact size, an
+ *   mtime that moves with the text), so each read() revalidates them.
+ * - elsewhere, constant files in a directory whose entries never change:
+ *   kernel page cache (keep_cache), the exact size, day-long timeouts; a
+ *   re-read costs OPEN and RELEASE. Everything else: direct_io (every read
+ *   reaches the model, also a re-read of one descriptor at offset 0) and
+ *   attribute timeout 0.
  * - entries of directories computed on every look (contexts, objects):
  *   entry timeout 0, so a context's directory disappears at the moment it closes.
  */
@@ -49,7 +55,7 @@ interface Fuse3Addon {
   vmWrite(pid: number, addr: bigint, data: Buffer): number
 }
 
-/** Returns what OP.RENDER asks for (the text, or a positive errno); nothing for the rest. */
+/** Returns what OP.RENDER asks for (the text, or a positive errno; `a` = 1: no trace line for a failure); nothing for the rest. */
 type Handler = (op: number, id: number, ino: number, a?: unknown, b?: unknown, c?: unknown, d?: unknown, e?: unknown) => Buffer | number | void
 
 /** Operation codes, as native/fuse3/fuse3.c numbers them. */
@@ -324,15 +330,15 @@ function sessionHandler(sh: Shared, spec: SessionSpec, cuts: readonly string[], 
     a.replyEntry(id, n.ino, stat.mode, stat.nlink, text?.length ?? stat.size, ttl, stable ? FOREVER : 0, metaOf(stat), text)
   }
 
-  /** The text of a snapshot inode the addon serves (OP.RENDER): a Buffer, or a positive errno. */
-  const render = (ino: number): Buffer | number => {
+  /** The text of a snapshot inode the addon serves (OP.RENDER): a Buffer, or a positive errno (traced unless `quiet`). */
+  const render = (ino: number, quiet: boolean): Buffer | number => {
     let p = `ino ${ino}`
     try {
       p = inodes.get(ino).path
     } catch (e) {
       return errnoOf(ops.trace, 'open', p, e)
     }
-    return takeText(p, true)
+    return takeText(p, !quiet)
   }
 
   const getattr = (id: number, ino: number): void => {
@@ -487,7 +493,7 @@ function sessionHandler(sh: Shared, spec: SessionSpec, cuts: readonly string[], 
           return
         }
         case OP.RENDER:
-          return render(ino)
+          return render(ino, x === 1)
         case OP.READLINK:
           a.replyBuf(id, ops.readlink(inodes.get(ino).path))
           return
