@@ -1189,7 +1189,7 @@ static napi_value js_drop_poll(napi_env env, napi_callback_info info) {
   return js_undefined(env);
 }
 
-/* setSnapshot(session, ino, kind): how the addon serves ino's read-only opens (SNAP_*) */
+/* setSnapshot(session, ino, kind): how the addon serves ino's read-only opens (SNAP_*); SNAP_NONE (a forgotten inode) also drops its kept text */
 static napi_value js_set_snapshot(napi_env env, napi_callback_info info) {
   ARGS(3);
   session *s = arg_session(env, argv[0]);
