@@ -12,6 +12,19 @@
  * attributes under fixed paths) are served here: OPEN, READ past offset 0,
  * POLL and RELEASE never reach JS; a READ at offset 0 asks JS for the text
  * (OP_RENDER) and keeps it as the open's snapshot, as sysfs does.
+ *
+ * A session mounted with MOUNT_NO_OPEN (the sysfs part of the tree) answers
+ * ENOSYS to OPEN and FLUSH, so the kernel stops sending them for that whole
+ * connection and serves its files from the page cache with no request. JS
+ * hands each attribute's text over with its LOOKUP and GETATTR replies; the
+ * addon keeps the latest per inode, reports its exact length, moves the
+ * reported mtime by one nanosecond whenever the text changes (with
+ * auto_inval_data the kernel then drops the cached pages) and answers READs
+ * from it.
+ *
+ * Every session is mounted on a worker thread: a mount point inside another
+ * session of this process is resolved by the kernel through that session,
+ * which only this thread's loop answers.
  */
 #define _GNU_SOURCE
 #define FUSE_USE_VERSION 35
@@ -19,6 +32,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <fuse_lowlevel.h>
+#include <linux/fuse.h>
 #include <node_api.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,8 +48,13 @@ enum {
   /* changes to the tree: JS (TreeOps) decides what each answers */
   OP_MKDIR, OP_CREATE, OP_UNLINK, OP_RMDIR, OP_RENAME, OP_SYMLINK, OP_LINK,
   /* the text of a snapshot inode: JS returns a Buffer or a positive errno */
-  OP_RENDER
+  OP_RENDER,
+  /* the mount (done on a worker thread) finished: a = 0 or a positive errno */
+  OP_MOUNTED
 };
+
+/* mount flags JS gives mount() */
+enum { MOUNT_NO_OPEN = 1 };
 
 /* how the addon serves an inode's read-only opens (setSnapshot) */
 enum { SNAP_NONE = 0, SNAP_DIRECT = 1, SNAP_CACHED = 2 };
@@ -43,35 +62,57 @@ enum { SNAP_NONE = 0, SNAP_DIRECT = 1, SNAP_CACHED = 2 };
 /* per-open flags JS gives replyOpen */
 enum { OPEN_DIRECT_IO = 1, OPEN_KEEP_CACHE = 2, OPEN_NONSEEKABLE = 4, OPEN_NOFLUSH = 8 };
 
+/* What a MOUNT_NO_OPEN session last told the kernel of an inode's text. */
+typedef struct {
+  char *data;
+  size_t len;
+  uint64_t version;     /* text changes since the reported mtime base last moved */
+  struct timespec base; /* the mtime JS reported with it */
+  int err;              /* no text: what READ answered (and traced) last, until a text is kept */
+  int have_st;          /* st and timeout hold what JS reported with the text: GETATTR is answered here */
+  struct stat st;
+  double timeout;
+} attr_text;
+
 typedef struct session {
   struct fuse_session *se;
+  char *dir;           /* the mount point, until the mount finished */
+  int flags;           /* MOUNT_* */
+  int mount_err;       /* set by the worker */
+  napi_async_work work;
+  attr_text **texts;   /* ino -> its text (MOUNT_NO_OPEN) */
+  size_t ntexts;
   napi_env env;
   napi_ref handler;    /* function(op, id, ino, a, b, c, d) */
   napi_ref receiver;   /* `this` for the handler */
   napi_async_context async;
   uv_poll_t poll;
-  struct fuse_buf buf;
   int mounted, closed, ended;
+  int mounting, polled, unwanted, detach;
   double start;        /* mtime/atime/ctime of every node, seconds */
   uint8_t *snapkind;   /* ino -> SNAP_*, for inodes JS marked */
   size_t nsnapkind;
   struct kept_reply *kept; /* KEPT_REPLIES slots, by fh */
-  /* while draining the fd: the JS scopes, opened only once a request needs JS */
-  int draining, scoped;
-  napi_handle_scope hs;
-  napi_callback_scope cs;
+  /* requests read in this drain, served after every session's releases (drain_all) */
+  struct fuse_buf *stash;
+  int nstash, ending;
 } session;
+
+/* While draining: the JS scopes, opened only once a request needs JS (one drain serves every session). */
+static int draining, scoped;
+static napi_handle_scope hs;
+static napi_callback_scope cs;
 
 /* The env, with a handle scope and a callback scope (promise jobs and nextTicks JS
  * queues run when it closes) open for this drain: requests the addon answers alone
  * (attribute opens and reads, kept replies) cost no V8 work at all. */
 static napi_env js_env(session *s) {
-  if (s->draining && !s->scoped) {
+  if (draining && !scoped) {
     napi_value resource;
-    napi_open_handle_scope(s->env, &s->hs);
+    napi_open_handle_scope(s->env, &hs);
     napi_create_object(s->env, &resource);
-    napi_open_callback_scope(s->env, resource, s->async, &s->cs);
-    s->scoped = 1;
+    napi_open_callback_scope(s->env, resource, s->async, &cs);
+    scoped = 1;
   }
   return s->env;
 }
@@ -97,6 +138,67 @@ typedef struct { char *data; size_t len; int taken, err; } snapshot;
 #define SNAP_TAG (1ULL << 63)
 static snapshot *snap_of(const struct fuse_file_info *fi) {
   return (fi->fh & SNAP_TAG) ? (snapshot *)(uintptr_t)(fi->fh & ~SNAP_TAG) : NULL;
+}
+
+/* ---- MOUNT_NO_OPEN: the text last reported per inode ---- */
+static attr_text *text_of(session *s, fuse_ino_t ino) { return ino < s->ntexts ? s->texts[ino] : NULL; }
+
+static void text_drop(session *s, fuse_ino_t ino) {
+  attr_text *t = text_of(s, ino);
+  if (!t) return;
+  free(t->data);
+  free(t);
+  s->texts[ino] = NULL;
+}
+
+/* ino's entry, made empty if there is none; NULL when out of memory. */
+static attr_text *text_slot(session *s, fuse_ino_t ino) {
+  if (ino >= s->ntexts) {
+    size_t n = s->ntexts ? s->ntexts : 1024;
+    while (n <= ino) n *= 2;
+    attr_text **t = realloc(s->texts, n * sizeof *t);
+    if (!t) return NULL;
+    memset(t + s->ntexts, 0, (n - s->ntexts) * sizeof *t);
+    s->texts = t;
+    s->ntexts = n;
+  }
+  if (!s->texts[ino]) s->texts[ino] = calloc(1, sizeof(attr_text));
+  return s->texts[ino];
+}
+
+/* Keeps `data` as ino's text; the version moves when the text changes, and
+ * starts again when the mtime JS reports moves (touch). NULL when out of memory. */
+static attr_text *text_keep(session *s, fuse_ino_t ino, const void *data, size_t len, const struct timespec *base) {
+  attr_text *t = text_slot(s, ino);
+  if (!t) return NULL;
+  int same = t->data && t->len == len && !memcmp(t->data, data, len);
+  if (t->base.tv_sec != base->tv_sec || t->base.tv_nsec != base->tv_nsec) {
+    t->base = *base;
+    t->version = 0;
+  } else if (t->data && !same) {
+    t->version++;
+  }
+  t->err = 0;
+  if (!same) {
+    char *copy = malloc(len ? len : 1);
+    if (!copy) return NULL;
+    if (len) memcpy(copy, data, len);
+    free(t->data);
+    t->data = copy;
+    t->len = len;
+  }
+  return t;
+}
+
+/* The attributes the kernel is told for a kept text: its exact length, and an
+ * mtime that differs from the last one reported whenever the text did. */
+static void text_attr(struct stat *st, const attr_text *t) {
+  st->st_size = (off_t)t->len;
+  st->st_blocks = ((off_t)t->len + 511) / 512;
+  st->st_mtim = t->base;
+  uint64_t ns = (uint64_t)st->st_mtim.tv_nsec + t->version;
+  st->st_mtim.tv_sec += (time_t)(ns / 1000000000ULL);
+  st->st_mtim.tv_nsec = (long)(ns % 1000000000ULL);
 }
 
 /* ---- the request table: id -> pending request ---- */
@@ -203,6 +305,13 @@ static void op_init(void *userdata, struct fuse_conn_info *conn) {
   session *s = userdata;
   /* one request at a time, in queue order: no parallel dir ops, no async reads */
   conn->want &= ~FUSE_CAP_ASYNC_READ;
+  if (s->flags & MOUNT_NO_OPEN) {
+    /* with no OPEN, O_TRUNC must come as SETATTR (which JS refuses on a read-only
+     * attribute) rather than be applied to the cached size by the kernel alone */
+    conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
+    /* a read first revalidates expired attributes and drops the pages when the mtime moved */
+    if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA) conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
+  }
   napi_env env = js_env(s);
   napi_value argv[3] = { num(env, OP_INIT), num(env, 0), num(env, 0) };
   call_js(s, 0, 3, argv);
@@ -230,8 +339,25 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
   fuse_reply_none(req);
 }
 
+static int render(session *s, fuse_ino_t ino, snapshot *sn, int quiet);
+
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   (void)fi;
+  session *s = ses(req);
+  attr_text *t = s->flags & MOUNT_NO_OPEN ? text_of(s, ino) : NULL;
+  if (t && t->have_st) {
+    /* an attribute's owner, mode and times change only by SETATTR, whose reply updates
+     * them: only its text is taken anew (a failure goes through JS, which says so) */
+    snapshot sn = { 0 };
+    if (!render(s, ino, &sn, 1) && text_keep(s, ino, sn.data, sn.len, &t->st.st_mtim)) {
+      struct stat st = t->st;
+      text_attr(&st, t);
+      free(sn.data);
+      fuse_reply_attr(req, &st, t->timeout);
+      return;
+    }
+    free(sn.data);
+  }
   dispatch(req, OP_GETATTR, ino, 0, NULL);
 }
 
@@ -239,6 +365,10 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino) { dispatch(req, OP_READL
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   session *s = ses(req);
+  if (s->flags & MOUNT_NO_OPEN) { /* the kernel stops asking: every later open costs no request */
+    fuse_reply_err(req, ENOSYS);
+    return;
+  }
   int kind = ino < s->nsnapkind ? s->snapkind[ino] : SNAP_NONE;
   if (kind != SNAP_NONE && (fi->flags & O_ACCMODE) == O_RDONLY) {
     snapshot *sn = calloc(1, sizeof *sn);
@@ -258,14 +388,42 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   dispatch(req, OP_OPEN, ino, 2, a);
 }
 
-static int render(session *s, fuse_ino_t ino, snapshot *sn);
+/* A page of a MOUNT_NO_OPEN file: the text last reported with its attributes,
+ * which is what the kernel's size matches; or, if none could be taken, one
+ * taken now (a failure is answered and traced here). */
+static void read_kept_text(fuse_req_t req, session *s, fuse_ino_t ino, size_t size, off_t off) {
+  attr_text *t = text_of(s, ino);
+  if (t && t->data) {
+    size_t at = (size_t)off < t->len ? (size_t)off : t->len;
+    fuse_reply_buf(req, t->data + at, t->len - at < size ? t->len - at : size);
+    return;
+  }
+  if (t && t->err) { /* the page cache retries a failed read at once: one answer, traced once */
+    fuse_reply_err(req, t->err);
+    return;
+  }
+  snapshot sn = { 0 };
+  int err = render(s, ino, &sn, 0);
+  if (err) {
+    if ((t = text_slot(s, ino))) t->err = err;
+    fuse_reply_err(req, err);
+  } else {
+    size_t at = (size_t)off < sn.len ? (size_t)off : sn.len;
+    fuse_reply_buf(req, sn.data + at, sn.len - at < size ? sn.len - at : size);
+  }
+  free(sn.data);
+}
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  if (ses(req)->flags & MOUNT_NO_OPEN) {
+    read_kept_text(req, ses(req), ino, size, off);
+    return;
+  }
   snapshot *sn = snap_of(fi);
   if (sn) {
     if (!sn->err && (off == 0 || !sn->taken)) {
       session *s = ses(req);
-      sn->err = render(s, ino, sn);
+      sn->err = render(s, ino, sn, 0);
       /* a failed text is this open's answer from now on (the page cache retries a
        * failed read at once), and later opens of the inode go through JS whole,
        * so a failure is seen, and traced, once per open as before */
@@ -297,6 +455,10 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
     fuse_reply_err(req, EBADF);
     return;
   }
+  if (ses(req)->flags & MOUNT_NO_OPEN) { /* opened for writing with no OPEN to refuse it: its attributes are read-only */
+    fuse_reply_err(req, EACCES);
+    return;
+  }
   kept_drop(ses(req), fi->fh); /* JS hands the new reply over with its answer, or nothing */
   napi_env env = js_env(ses(req));
   napi_value a[4];
@@ -314,10 +476,15 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
 
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   (void)ino; (void)fi;
-  fuse_reply_err(req, 0);
+  /* ENOSYS: the kernel sends no FLUSH on this connection again (opens without OPEN have no noflush) */
+  fuse_reply_err(req, ses(req)->flags & MOUNT_NO_OPEN ? ENOSYS : 0);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  if (ses(req)->flags & MOUNT_NO_OPEN) { /* nothing was opened */
+    fuse_reply_err(req, 0);
+    return;
+  }
   snapshot *sn = snap_of(fi);
   if (sn) {
     free(sn->data);
@@ -362,7 +529,7 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
     fuse_reply_err(req, ENOSYS); /* 32-bit callers: pointers would need translating */
     return;
   }
-  if (snap_of(fi)) { /* an attribute takes no ioctls */
+  if (snap_of(fi) || ses(req)->flags & MOUNT_NO_OPEN) { /* an attribute takes no ioctls */
     fuse_reply_err(req, ENOTTY);
     return;
   }
@@ -380,7 +547,7 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 }
 
 static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct fuse_pollhandle *ph) {
-  if (snap_of(fi)) { /* an attribute is always readable */
+  if (snap_of(fi) || ses(req)->flags & MOUNT_NO_OPEN) { /* an attribute is always readable */
     if (ph) fuse_pollhandle_destroy(ph);
     fuse_reply_poll(req, POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM);
     return;
@@ -427,13 +594,13 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t np, const char *n
   named(req, OP_LINK, np, nn, NULL);
 }
 
-/* The snapshot's text from JS (OP_RENDER), synchronously; 0 or a positive errno. */
-static int render(session *s, fuse_ino_t ino, snapshot *sn) {
+/* The snapshot's text from JS (OP_RENDER), synchronously; 0 or a positive errno (traced by JS unless quiet). */
+static int render(session *s, fuse_ino_t ino, snapshot *sn, int quiet) {
   napi_env env = js_env(s);
-  napi_value fn, recv, result, argv[3] = { num(env, OP_RENDER), num(env, 0), num(env, (double)ino) };
+  napi_value fn, recv, result, argv[4] = { num(env, OP_RENDER), num(env, 0), num(env, (double)ino), num(env, quiet) };
   if (napi_get_reference_value(env, s->handler, &fn) != napi_ok || napi_get_reference_value(env, s->receiver, &recv) != napi_ok)
     return EIO;
-  if (napi_call_function(env, recv, fn, 3, argv, &result) != napi_ok) {
+  if (napi_call_function(env, recv, fn, 4, argv, &result) != napi_ok) {
     bool pending = false;
     napi_is_exception_pending(env, &pending);
     if (pending) {
@@ -489,10 +656,31 @@ static const struct fuse_lowlevel_ops OPS = {
 };
 
 /* ---- the loop ---- */
+/* Sessions being served, in mount order. */
+#define MAX_SESSIONS 16
+static session *live[MAX_SESSIONS];
+static int nlive;
+
+static void live_remove(session *s) {
+  for (int i = 0; i < nlive; i++)
+    if (live[i] == s) {
+      memmove(live + i, live + i + 1, (size_t)(nlive - i - 1) * sizeof *live);
+      nlive--;
+      return;
+    }
+}
+
+#define BATCH 64
+
 static void on_closed(uv_handle_t *h) {
   session *s = h->data;
-  free(s->buf.mem);
+  if (s->stash)
+    for (int i = 0; i < BATCH; i++) free(s->stash[i].mem);
+  free(s->stash);
   free(s->snapkind);
+  for (size_t i = 0; i < s->ntexts; i++) text_drop(s, i);
+  free(s->texts);
+  free(s->dir);
   if (s->kept)
     for (int i = 0; i < KEPT_REPLIES; i++) free(s->kept[i].data);
   free(s->kept);
@@ -502,42 +690,88 @@ static void on_closed(uv_handle_t *h) {
 static void stop_polling(session *s) {
   if (s->closed) return;
   s->closed = 1;
-  uv_poll_stop(&s->poll);
+  live_remove(s);
+  if (s->polled) uv_poll_stop(&s->poll);
+}
+
+/* A request the kernel queued without waiting for it (close()'s RELEASE, FORGET). */
+static int is_background(const struct fuse_buf *b) {
+  if (b->flags & FUSE_BUF_IS_FD || b->size < sizeof(struct fuse_in_header)) return 0;
+  uint32_t op = ((const struct fuse_in_header *)b->mem)->opcode;
+  return op == FUSE_RELEASE || op == FUSE_RELEASEDIR || op == FUSE_FORGET || op == FUSE_BATCH_FORGET;
+}
+
+static void process(session *s, struct fuse_buf *b) {
+  if (!s->se || s->closed) return; /* unmounted by JS earlier in this drain */
+  fuse_session_process_buf(s->se, b);
+  for (int k = 0; k < npending_intr; k++) {
+    napi_env e = js_env(s);
+    napi_value argv[3] = { num(e, OP_INTERRUPT), num(e, pending_intr[k]), num(e, 0) };
+    call_js(s, 0, 3, argv);
+  }
+  npending_intr = 0;
+}
+
+/*
+ * Serves what every session has queued. Requests are read from all of them
+ * first; releases and forgets are served as they are read, the rest after, each
+ * session's in its queue's order. A release is queued before close() returns,
+ * so whatever the closer does next (on any session) is answered after it, as on
+ * one queue; the requests it overtakes were pending at the close, so concurrent
+ * with it. A bounded batch per session, so timers and other I/O get their turn.
+ */
+static void drain_all(void) {
+  if (draining) return;
+  draining = 1;
+  napi_env env = nlive ? live[0]->env : NULL;
+  session *cur[MAX_SESSIONS];
+  int n = nlive;
+  memcpy(cur, live, (size_t)n * sizeof *cur);
+  for (int i = 0; i < n; i++) {
+    session *s = cur[i];
+    s->nstash = 0;
+    if (!s->stash && !(s->stash = calloc(BATCH, sizeof *s->stash))) continue;
+    while (s->nstash < BATCH && !s->ending && s->se && !s->closed) {
+      struct fuse_buf *b = &s->stash[s->nstash];
+      int res = fuse_session_receive_buf(s->se, b);
+      if (res == -EINTR || res == -EAGAIN) break;
+      if (res <= 0 || fuse_session_exited(s->se)) {
+        s->ending = 1;
+        break;
+      }
+      if (is_background(b)) process(s, b);
+      else s->nstash++;
+    }
+  }
+  for (int i = 0; i < n; i++) {
+    session *s = cur[i];
+    for (int k = 0; k < s->nstash; k++) process(s, &s->stash[k]);
+    s->nstash = 0;
+  }
+  for (int i = 0; i < n; i++) {
+    session *s = cur[i];
+    if (s->ending && !s->ended && s->se && !s->closed) {
+      /* unmounted from outside (or the connection was aborted) */
+      s->ended = 1;
+      stop_polling(s);
+      napi_env e = js_env(s);
+      napi_value argv[3] = { num(e, OP_ENDED), num(e, 0), num(e, 0) };
+      call_js(s, 0, 3, argv);
+    }
+  }
+  if (scoped) {
+    napi_close_callback_scope(env, cs);
+    napi_close_handle_scope(env, hs);
+    scoped = 0;
+  }
+  draining = 0;
 }
 
 static void on_readable(uv_poll_t *h, int status, int events) {
   (void)events;
   session *s = h->data;
-  napi_env env = s->env;
-  s->draining = 1;
-  int ended = status < 0;
-  /* a bounded batch, so timers and other I/O get their turn under load */
-  for (int i = 0; i < 64 && !ended && s->se; i++) {
-    int res = fuse_session_receive_buf(s->se, &s->buf);
-    if (res == -EINTR || res == -EAGAIN) break;
-    if (res <= 0 || fuse_session_exited(s->se)) { ended = 1; break; }
-    fuse_session_process_buf(s->se, &s->buf);
-    for (int k = 0; k < npending_intr; k++) {
-      napi_env e = js_env(s);
-      napi_value argv[3] = { num(e, OP_INTERRUPT), num(e, pending_intr[k]), num(e, 0) };
-      call_js(s, 0, 3, argv);
-    }
-    npending_intr = 0;
-  }
-  if (ended && !s->ended && s->se) {
-    /* unmounted from outside (or the connection was aborted) */
-    s->ended = 1;
-    stop_polling(s);
-    napi_env e = js_env(s);
-    napi_value argv[3] = { num(e, OP_ENDED), num(e, 0), num(e, 0) };
-    call_js(s, 0, 3, argv);
-  }
-  if (s->scoped) {
-    napi_close_callback_scope(env, s->cs);
-    napi_close_handle_scope(env, s->hs);
-    s->scoped = 0;
-  }
-  s->draining = 0;
+  if (status < 0) s->ending = 1;
+  drain_all();
 }
 
 /* ---- exported functions ---- */
@@ -571,10 +805,66 @@ static session *arg_session(napi_env env, napi_value v) {
   return s;
 }
 
-/* mount(dir, options, handler, receiver, startSeconds) -> session */
+/* The worker: mount(2) resolves the mount point, maybe through another session of ours. */
+static void mount_work(napi_env env, void *data) {
+  (void)env;
+  session *s = data;
+  errno = 0;
+  s->mount_err = fuse_session_mount(s->se, s->dir) == 0 ? 0 : errno ? errno : EIO;
+}
+
+static void free_session(session *s) {
+  if (s->polled) {
+    uv_close((uv_handle_t *)&s->poll, on_closed);
+    return;
+  }
+  s->poll.data = s;
+  on_closed((uv_handle_t *)&s->poll);
+}
+
+static void release_session(napi_env env, session *s) {
+  fuse_session_destroy(s->se); /* closes the session's fd: the kernel ends the connection */
+  s->se = NULL;
+  napi_delete_reference(env, s->handler);
+  napi_delete_reference(env, s->receiver);
+  napi_async_destroy(env, s->async);
+  free_session(s);
+}
+
+/* Back on the loop: serve the new session's fd (INIT comes first), and tell JS (OP_MOUNTED). */
+static void mount_done(napi_env env, napi_status status, void *data) {
+  session *s = data;
+  napi_delete_async_work(env, s->work);
+  s->mounting = 0;
+  int err = status != napi_ok ? EIO : s->mount_err;
+  if (!err) {
+    s->mounted = 1;
+    uv_loop_t *loop;
+    napi_get_uv_event_loop(env, &loop);
+    uv_poll_init(loop, &s->poll, fuse_session_fd(s->se)); /* sets O_NONBLOCK: receive_buf then answers -EAGAIN when drained */
+    s->poll.data = s;
+    s->polled = 1;
+    if (!s->unwanted && nlive < MAX_SESSIONS) {
+      live[nlive++] = s;
+      uv_poll_start(&s->poll, UV_READABLE, on_readable);
+    }
+  }
+  if (s->unwanted) { /* unmount() came while mounting */
+    s->closed = 1;
+    if (s->mounted && s->detach) fuse_session_unmount(s->se);
+    release_session(env, s);
+    return;
+  }
+  napi_value argv[4] = { num(env, OP_MOUNTED), num(env, 0), num(env, 0), num(env, err) };
+  call_js(s, 0, 4, argv);
+}
+
+/* mount(dir, options, handler, receiver, startSeconds, flags) -> session. The mount
+ * runs on a worker thread; the handler hears OP_MOUNTED (0 or an errno) when it is
+ * done, then OP_INIT once the kernel's INIT has been answered. */
 static napi_value js_mount(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
+  size_t argc = 6;
+  napi_value argv[6];
   char dir[4096], opts[1024];
   size_t len;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
@@ -583,56 +873,57 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   if (napi_get_value_string_utf8(env, argv[1], opts, sizeof opts, &len) != napi_ok) return throw_errno(env, "mount options", EINVAL);
 
   session *s = calloc(1, sizeof *s);
-  if (!s) return throw_errno(env, "mount", ENOMEM);
+  if (!s || !(s->dir = strdup(dir))) {
+    free(s);
+    return throw_errno(env, "mount", ENOMEM);
+  }
   s->env = env;
   s->start = arg_num(env, argv[4]);
+  s->flags = argc > 5 ? (int)arg_num(env, argv[5]) : 0;
   char *fargv[] = { "iommufs", "-o", opts, NULL };
   struct fuse_args args = FUSE_ARGS_INIT(3, fargv);
   s->se = fuse_session_new(&args, &OPS, sizeof OPS, s);
   if (!s->se) {
+    free(s->dir);
     free(s);
     return throw_errno(env, "fuse_session_new (bad options?)", EINVAL);
   }
-  if (fuse_session_mount(s->se, dir) != 0) {
-    int err = errno ? errno : EIO;
-    fuse_session_destroy(s->se);
-    free(s);
-    return throw_errno(env, "fuse_session_mount", err);
-  }
-  s->mounted = 1;
   napi_create_reference(env, argv[2], 1, &s->handler);
   napi_create_reference(env, argv[3], 1, &s->receiver);
   napi_value name;
   napi_create_string_utf8(env, "iommufs-fuse3", NAPI_AUTO_LENGTH, &name);
   napi_async_init(env, NULL, name, &s->async);
-  uv_loop_t *loop;
-  napi_get_uv_event_loop(env, &loop);
-  uv_poll_init(loop, &s->poll, fuse_session_fd(s->se)); /* sets O_NONBLOCK: receive_buf then answers -EAGAIN when drained */
-  s->poll.data = s;
-  uv_poll_start(&s->poll, UV_READABLE, on_readable);
+  if (napi_create_async_work(env, NULL, name, mount_work, mount_done, s, &s->work) != napi_ok ||
+      napi_queue_async_work(env, s->work) != napi_ok) {
+    release_session(env, s);
+    return throw_errno(env, "mount: cannot start the mount", EAGAIN);
+  }
+  s->mounting = 1;
   napi_value ext;
   napi_create_external(env, s, NULL, NULL, &ext);
   return ext;
 }
 
-/* unmount(session): stops serving, unmounts (lazily), frees the session */
+/* unmount(session, detach): stops serving and frees the session; with detach, the mount
+ * is detached lazily first (with every mount below it), else closing the session's fd
+ * ends the connection and the mount is left for whoever detaches the one above it */
 static napi_value js_unmount(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+  size_t argc = 2;
+  napi_value argv[2];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   session *s = arg_session(env, argv[0]);
-  if (!s || !s->se) return js_undefined(env);
+  if (!s || !s->se || s->unwanted) return js_undefined(env);
+  bool detach = true;
+  if (argc > 1) napi_get_value_bool(env, argv[1], &detach);
+  s->unwanted = 1;
+  s->detach = detach;
+  if (s->mounting) return js_undefined(env); /* mount_done finishes it */
   stop_polling(s);
   /* requests still held by JS can no longer be answered */
   for (uint32_t i = 1; i < nslots; i++)
     if (slots[i].req && slots[i].s == s) slot_take(i);
-  if (s->mounted) fuse_session_unmount(s->se);
-  fuse_session_destroy(s->se);
-  s->se = NULL;
-  napi_delete_reference(env, s->handler);
-  napi_delete_reference(env, s->receiver);
-  napi_async_destroy(env, s->async);
-  uv_close((uv_handle_t *)&s->poll, on_closed);
+  if (s->mounted && detach) fuse_session_unmount(s->se);
+  release_session(env, s);
   return js_undefined(env);
 }
 
@@ -688,9 +979,38 @@ static void fill_attr(napi_env env, session *s, struct stat *st, double ino, dou
   set_ms(&st->st_ctim, v[4]);
 }
 
-/* replyEntry(id, ino, mode, nlink, size, attrTimeout, entryTimeout, meta?); ino 0 = a cached "no such name" */
+/* `text` (MOUNT_NO_OPEN sessions): a Buffer is kept as ino's text, which sets the size and
+ * mtime reported; null says none could be taken now, so the next READ takes (and traces) it. */
+static void keep_text(napi_env env, session *s, struct stat *st, double timeout, napi_value text) {
+  napi_valuetype type;
+  if (!s || !text || napi_typeof(env, text, &type) != napi_ok) return;
+  if (type == napi_null) {
+    attr_text *t = text_of(s, st->st_ino);
+    if (t) {
+      free(t->data);
+      t->data = NULL;
+      t->len = 0;
+      t->err = 0;
+      t->have_st = 0;
+    }
+    return;
+  }
+  bool isbuf = false;
+  if (napi_is_buffer(env, text, &isbuf) != napi_ok || !isbuf) return;
+  void *data = NULL;
+  size_t len = 0;
+  napi_get_buffer_info(env, text, &data, &len);
+  attr_text *t = text_keep(s, st->st_ino, data, len, &st->st_mtim);
+  if (!t) return;
+  t->st = *st;
+  t->timeout = timeout;
+  t->have_st = 1;
+  text_attr(st, t);
+}
+
+/* replyEntry(id, ino, mode, nlink, size, attrTimeout, entryTimeout, meta?, text?); ino 0 = a cached "no such name" */
 static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
-  ARGS(8);
+  ARGS(9);
   uint32_t id = (uint32_t)arg_num(env, argv[0]);
   session *s = id < nslots ? slots[id].s : NULL;
   fuse_req_t r = take_arg(env, argv[0]);
@@ -700,19 +1020,21 @@ static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
   e.ino = (fuse_ino_t)arg_num(env, argv[1]);
   fill_attr(env, s, &e.attr, arg_num(env, argv[1]), arg_num(env, argv[2]), arg_num(env, argv[3]), arg_num(env, argv[4]), argc > 7 ? argv[7] : NULL);
   e.attr_timeout = arg_num(env, argv[5]);
+  if (argc > 8) keep_text(env, s, &e.attr, e.attr_timeout, argv[8]);
   e.entry_timeout = arg_num(env, argv[6]);
   return ret_int(env, fuse_reply_entry(r, &e));
 }
 
-/* replyAttr(id, ino, mode, nlink, size, attrTimeout, meta?) */
+/* replyAttr(id, ino, mode, nlink, size, attrTimeout, meta?, text?) */
 static napi_value js_reply_attr(napi_env env, napi_callback_info info) {
-  ARGS(7);
+  ARGS(8);
   uint32_t id = (uint32_t)arg_num(env, argv[0]);
   session *s = id < nslots ? slots[id].s : NULL;
   fuse_req_t r = take_arg(env, argv[0]);
   if (!r) return NULL;
   struct stat st;
   fill_attr(env, s, &st, arg_num(env, argv[1]), arg_num(env, argv[2]), arg_num(env, argv[3]), arg_num(env, argv[4]), argc > 6 ? argv[6] : NULL);
+  if (argc > 7) keep_text(env, s, &st, arg_num(env, argv[5]), argv[7]);
   return ret_int(env, fuse_reply_attr(r, &st, arg_num(env, argv[5])));
 }
 
@@ -867,7 +1189,7 @@ static napi_value js_drop_poll(napi_env env, napi_callback_info info) {
   return js_undefined(env);
 }
 
-/* setSnapshot(session, ino, kind): how the addon serves ino's read-only opens (SNAP_*) */
+/* setSnapshot(session, ino, kind): how the addon serves ino's read-only opens (SNAP_*); SNAP_NONE (a forgotten inode) also drops its kept text */
 static napi_value js_set_snapshot(napi_env env, napi_callback_info info) {
   ARGS(3);
   session *s = arg_session(env, argv[0]);
@@ -875,6 +1197,7 @@ static napi_value js_set_snapshot(napi_env env, napi_callback_info info) {
   int kind = (int)arg_num(env, argv[2]);
   if (!s || ino < 1 || ino > (double)(1u << 30)) return ret_int(env, -EINVAL);
   size_t i = (size_t)ino;
+  if (kind == SNAP_NONE) text_drop(s, i); /* forgotten */
   if (i >= s->nsnapkind) {
     if (kind == SNAP_NONE) return ret_int(env, 0);
     size_t n = s->nsnapkind ? s->nsnapkind : 1024;

@@ -1,6 +1,6 @@
 import { promises as fsp } from 'node:fs'
 import * as path from 'node:path'
-import { detach } from '../fs/fuse-binding'
+import { ROOT_FSNAME, detach } from '../fs/fuse-binding'
 import { UsageError } from './usage'
 
 /** A placeholder git keeps in an otherwise empty mount point; it does not count as content. */
@@ -14,13 +14,18 @@ export interface MountPointState {
   recoveredStale: boolean
 }
 
-/** Mount points of type fuse.iommufs, as /proc/self/mounts spells them (octal escapes decoded). */
+/**
+ * iommufs mount points, as /proc/self/mounts spells them (octal escapes
+ * decoded): mounts of type fuse.iommufs named iommufs. The sessions a mount
+ * has below its root (sysfs at sys/, debugfs at sys/kernel/debug) are part of
+ * it and not listed.
+ */
 export async function iommufsMounts(): Promise<string[]> {
   const text = await fsp.readFile('/proc/self/mounts', 'utf8')
   return text
     .split('\n')
     .map((l) => l.split(' '))
-    .filter((f) => f[2] === 'fuse.iommufs')
+    .filter((f) => f[2] === 'fuse.iommufs' && f[0] === ROOT_FSNAME)
     .map((f) => f[1].replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8))))
 }
 
@@ -33,6 +38,8 @@ export async function prepareMountPoint(dir: string): Promise<MountPointState> {
   let recoveredStale = false
   try {
     await fsp.stat(dir)
+    // a dead server's cached attributes still answer stat; a listing always asks the server
+    if ((await iommufsMounts()).includes(path.resolve(dir))) await fsp.readdir(dir)
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code
     if (code !== 'ENOTCONN' && code !== 'ECONNABORTED') {

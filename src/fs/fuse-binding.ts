@@ -6,6 +6,7 @@ import { BackendOptions, Mounted } from './fuse-common'
 import { TreeOps } from './ops'
 
 export type { Mounted } from './fuse-common'
+export { ROOT_FSNAME } from './fuse-common'
 export { detach } from './unmount'
 
 /** libfuse3: per-file caching, poll, interrupts, ioctl, callers. fuse-native: the fallback for machines without libfuse3. */

@@ -2,6 +2,9 @@
 import { ErrnoError, ERRNO } from '../util/errno'
 import { TraceLog } from '../util/trace'
 
+/** The source every backend gives the mount at the mount point (/proc/mounts' first field); sessions mounted below it name their own. */
+export const ROOT_FSNAME = 'iommufs'
+
 export interface Mounted {
   unmount(): Promise<void>
 }

@@ -5,7 +5,7 @@
  * per file, has no poll, interrupt or ioctl, and does not say who calls.
  */
 import Fuse = require('fuse-native')
-import { BackendOptions, Mounted, errnoOf as errnoFor } from './fuse-common'
+import { BackendOptions, Mounted, ROOT_FSNAME, errnoOf as errnoFor } from './fuse-common'
 import { detach } from './unmount'
 import { Caller } from './nodes'
 import { TreeOps, Stat, TimeSet } from './ops'
@@ -30,7 +30,7 @@ const KERNEL_OPTIONS = ['direct_io', 'attr_timeout=0', 'entry_timeout=1', 'negat
 class IommufsFuse extends Fuse {
   constructor(mnt: string, ops: Fuse.FuseOps, private readonly extra: string[]) {
     // no per-request timer: every handler answers at once, except reads that wait on purpose (trace_pipe)
-    super(mnt, ops, { fsname: 'iommufs', subtype: 'iommufs', force: false, mkdir: false, timeout: false })
+    super(mnt, ops, { fsname: ROOT_FSNAME, subtype: 'iommufs', force: false, mkdir: false, timeout: false })
   }
 
   override _fuseOptions(): string {

@@ -1,34 +1,43 @@
 /**
  * The default backend: libfuse3's low-level API through a small addon
- * (native/fuse3) that reads the session fd on Node's main loop and calls
- * `handle` synchronously for each request, in the order the kernel queued
- * them. Paths become inode numbers here; everything above sees paths.
+ * (native/fuse3) that reads the sessions' fds on Node's main loop and calls
+ * a session's handler synchronously for each request, in the order the kernel
+ * queued them (SESSIONS: the tree is mounted as a machine mounts sysfs and
+ * debugfs). Paths become inode numbers here; everything above sees paths.
  *
  * Caching per file kind:
- * - constant files (feature files) in a directory whose entries never change:
- *   kernel page cache (keep_cache), the exact size, day-long attribute and
- *   entry timeouts. A re-read costs no request beyond OPEN and RELEASE.
- * - everything else: direct_io (every read reaches the model, also a re-read
- *   of one descriptor at offset 0) and attribute timeout 0.
+ * - sysfs (a session without OPEN): every file read through the page cache.
+ *   Constant ones with their exact size and day-long attribute and entry
+ *   timeouts (no request at all); ones the model changes with attribute
+ *   timeout 0, their text handed over with every GETATTR (exact size, an
+ *   mtime that moves with the text), so each read() revalidates them.
+ * - elsewhere, constant files in a directory whose entries never change:
+ *   kernel page cache (keep_cache), the exact size, day-long timeouts; a
+ *   re-read costs OPEN and RELEASE. Everything else: direct_io (every read
+ *   reaches the model, also a re-read of one descriptor at offset 0) and
+ *   attribute timeout 0.
  * - entries of directories computed on every look (contexts, objects):
  *   entry timeout 0, so a context's directory disappears at the moment it closes.
  */
 import { readFileSync } from 'node:fs'
 import * as path from 'node:path'
-import { ErrnoError, ERRNO } from '../util/errno'
+import { ErrnoError, ERRNO, errnoName } from '../util/errno'
 import { PACKAGE_ROOT } from '../util/paths'
-import { BackendOptions, Mounted, errnoOf } from './fuse-common'
+import { BackendOptions, Mounted, ROOT_FSNAME, errnoOf } from './fuse-common'
 import { Caller, FsNode, ProcessMemory, StaticDir } from './nodes'
 import { Stat, TimeSet, TreeOps } from './ops'
 
 /** What native/fuse3 exports (all reply functions return libfuse's result, 0 or -errno). */
 interface Fuse3Addon {
-  mount(dir: string, options: string, handler: Handler, receiver: object, startSeconds: number): object
-  unmount(session: object): void
+  /** Mounts on a worker thread; the handler hears OP.MOUNTED (0 or an errno), then OP.INIT. `flags`: MOUNT_*. */
+  mount(dir: string, options: string, handler: Handler, receiver: object, startSeconds: number, flags: number): object
+  /** With `detach` false the mount is left for the detach of the one above it; closing the session ends its connection. */
+  unmount(session: object, detach: boolean): void
   replyErr(id: number, errno: number): number
   /** `meta`: [uid, gid, atimeMs, mtimeMs, ctimeMs]; without it, root's and the mount's time. */
-  replyEntry(id: number, ino: number, mode: number, nlink: number, size: number, attrTimeout: number, entryTimeout: number, meta?: number[]): number
-  replyAttr(id: number, ino: number, mode: number, nlink: number, size: number, attrTimeout: number, meta?: number[]): number
+  /** `text` (MOUNT_NO_OPEN sessions): the file's text, kept by the addon, which then reports its length and an mtime that moves when it changes; null: none now. */
+  replyEntry(id: number, ino: number, mode: number, nlink: number, size: number, attrTimeout: number, entryTimeout: number, meta?: number[], text?: Buffer | null): number
+  replyAttr(id: number, ino: number, mode: number, nlink: number, size: number, attrTimeout: number, meta?: number[], text?: Buffer | null): number
   replyOpen(id: number, fh: number, flags: number): number
   replyBuf(id: number, data: Buffer | string): number
   /** With `reply`: the writing thread `tid`'s reads of fh are answered from it (past `base` from its start) until fh's next write. */
@@ -46,14 +55,14 @@ interface Fuse3Addon {
   vmWrite(pid: number, addr: bigint, data: Buffer): number
 }
 
-/** Returns what OP.RENDER asks for (the text, or a positive errno); nothing for the rest. */
+/** Returns what OP.RENDER asks for (the text, or a positive errno; `a` = 1: no trace line for a failure); nothing for the rest. */
 type Handler = (op: number, id: number, ino: number, a?: unknown, b?: unknown, c?: unknown, d?: unknown, e?: unknown) => Buffer | number | void
 
 /** Operation codes, as native/fuse3/fuse3.c numbers them. */
 const OP = {
   INIT: 0, LOOKUP: 1, FORGET: 2, GETATTR: 3, READLINK: 4, OPEN: 5, READ: 6, WRITE: 7,
   RELEASE: 8, READDIR: 9, SETATTR: 10, IOCTL: 11, POLL: 12, INTERRUPT: 13, ENDED: 14,
-  MKDIR: 15, CREATE: 16, UNLINK: 17, RMDIR: 18, RENAME: 19, SYMLINK: 20, LINK: 21, RENDER: 22,
+  MKDIR: 15, CREATE: 16, UNLINK: 17, RMDIR: 18, RENAME: 19, SYMLINK: 20, LINK: 21, RENDER: 22, MOUNTED: 23,
 } as const
 const OP_NAMES = Object.fromEntries(Object.entries(OP).map(([k, v]) => [v, k.toLowerCase()]))
 
@@ -66,6 +75,8 @@ const OPEN_NOFLUSH = 8
 const SNAP_NONE = 0
 const SNAP_DIRECT = 1
 const SNAP_CACHED = 2
+/** The session answers ENOSYS to OPEN: its files are read from the page cache with no request. */
+const MOUNT_NO_OPEN = 1
 const FATTR_MODE = 1 << 0
 const FATTR_UID = 1 << 1
 const FATTR_GID = 1 << 2
@@ -124,10 +135,11 @@ class InodeTable {
   private readonly byPath = new Map<string, Inode>()
   private next = 2
 
-  constructor() {
-    const root: Inode = { ino: 1, path: '/', type: 0o040000, stable: true, lookups: 1 }
-    this.byIno.set(1, root)
-    this.byPath.set('/', root)
+  /** `root`: the tree path the session's root (inode 1) stands for. */
+  constructor(root: string) {
+    const r: Inode = { ino: 1, path: root, type: 0o040000, stable: true, lookups: 1 }
+    this.byIno.set(1, r)
+    this.byPath.set(root, r)
   }
 
   get(ino: number): Inode {
@@ -201,20 +213,62 @@ class RequestCaller implements Caller {
 
 const childPath = (parent: string, name: string): string => (parent === '/' ? `/${name}` : `${parent}/${name}`)
 
-export function mountLibfuse3(dir: string, ops: TreeOps, opts: BackendOptions = {}): Promise<Mounted> {
-  const a = loadAddon()
-  const inodes = new InodeTable()
-  const memory = processMemory()
+/**
+ * The tree as a machine mounts it: one FUSE session per filesystem, each
+ * rooted at a directory of the one tree, all served by this process.
+ * - the root (the device nodes of dev/, and sys/ as a mount point);
+ * - sysfs at sys/: every file is a read-only attribute, so the session answers
+ *   ENOSYS to OPEN and the kernel reads its files from the page cache with no
+ *   request (a value the model changes is revalidated by a GETATTR per read);
+ * - debugfs at sys/kernel/debug: files with per-open state (trace_pipe, queue
+ *   registers, control files), so opens reach the server.
+ */
+export const SESSIONS: readonly { root: string; fsname: string; noOpen: boolean }[] = [
+  { root: '/', fsname: ROOT_FSNAME, noOpen: false },
+  { root: '/sys', fsname: 'sysfs', noOpen: true },
+  { root: '/sys/kernel/debug', fsname: 'debugfs', noOpen: false },
+]
+
+/** What a session shows at the root of a session below it: an empty directory, as a mount point is. */
+const MOUNT_POINT = new StaticDir()
+
+interface SessionSpec {
+  root: string
+  fsname: string
+  noOpen: boolean
+}
+
+/** A session's mounting and its end, as the handler hears them. */
+interface SessionEvents {
+  mounted(err: number): void
+  ready(): void
+  ended(): void
+}
+
+/** Shared by a mount's sessions: requests answered later and pending polls (both keyed by numbers unique across sessions). */
+interface Shared {
+  readonly a: Fuse3Addon
+  readonly ops: TreeOps
+  readonly memory: ProcessMemory
   /** Requests answered later (a read that waits), with what to do if the caller is interrupted. */
-  const waiting = new Map<number, RequestCaller>()
+  readonly waiting: Map<number, RequestCaller>
   /** Each open file's pending poll handle, so a newer poll replaces it. */
-  const polls = new Map<number, { id: number; cancel: () => void }>()
-  let session: object | undefined
-  let ready: (() => void) | undefined
+  readonly polls: Map<number, { id: number; cancel: () => void }>
+}
+
+/**
+ * The request handler of one session rooted at `spec.root`; `cuts` are the
+ * roots of the sessions mounted inside it (shown as empty directories).
+ * `session()` is the addon's handle once mounted.
+ */
+function sessionHandler(sh: Shared, spec: SessionSpec, cuts: readonly string[], session: () => object | undefined, ev: SessionEvents): Handler {
+  const { a, ops, memory, waiting, polls } = sh
+  const inodes = new InodeTable(spec.root)
 
   const fail = (id: number, op: number, p: string, e: unknown): void => {
     a.replyErr(id, errnoOf(ops.trace, OP_NAMES[op], p, e))
   }
+  const resolve = (p: string): FsNode => (cuts.includes(p) ? MOUNT_POINT : ops.resolve(p))
   const attrOf = (node: FsNode, p: string): Stat => {
     const s = ops.getattr(p)
     // a file the kernel caches has its exact size; the rest say what sysfs says
@@ -222,58 +276,85 @@ export function mountLibfuse3(dir: string, ops: TreeOps, opts: BackendOptions = 
   }
   const metaOf = (s: Stat): number[] => [s.uid, s.gid, s.atimeMs, s.mtimeMs, s.ctimeMs]
   const cached = (node: FsNode, stable: boolean): boolean => stable && (node.kind !== 'file' || node.constant === true)
-
-  const lookup = (id: number, parent: number, name: string): void => {
-    const dirNode = inodes.get(parent)
-    const p = childPath(dirNode.path, name)
-    const node = ops.resolve(p)
-    const stat = attrOf(node, p)
-    const stable = dirNode.stable && ops.resolve(dirNode.path) instanceof StaticDir
-    const n = inodes.lookup(p, stat.mode & S_IFMT, stable)
-    if (stable && !n.told) {
-      n.told = true
-      // a snapshot file's read-only opens are served by the addon, which asks for the text alone (render)
-      if (session && node.kind === 'file' && node.snapshot && node.mode & 0o444) a.setSnapshot(session, n.ino, node.constant ? SNAP_CACHED : SNAP_DIRECT)
-    }
-    const ttl = cached(node, stable) ? FOREVER : 0
-    a.replyEntry(id, n.ino, stat.mode, stat.nlink, stat.size, ttl, stable ? FOREVER : 0, metaOf(stat))
-  }
-
   /**
-   * The text of a snapshot inode the addon serves (OP.RENDER): an open, a read
-   * of all of it at offset 0 and a release, as any read-only open would do;
-   * a Buffer, or a positive errno.
+   * In a session without opens, an attribute's text goes with its attributes:
+   * null when it cannot be taken now (its read takes it again and says why),
+   * undefined for anything else.
    */
-  const render = (ino: number): Buffer | number => {
-    let p = `ino ${ino}`
+  const textFor = (node: FsNode, p: string): Buffer | null | undefined => {
+    if (!spec.noOpen || node.kind !== 'file' || !node.snapshot) return undefined
+    const t = takeText(p)
+    return typeof t === 'number' ? null : t
+  }
+  /**
+   * The text of a snapshot file: an open, a read of all of it at offset 0 and
+   * a release, as any read-only open would do; a Buffer, or a positive errno
+   * (traced when `trace`).
+   */
+  const takeText = (p: string, trace = false): Buffer | number => {
     let op = 'open'
     try {
-      p = inodes.get(ino).path
       const fh = ops.open(p, O_RDONLY)
       try {
         op = 'read'
         const data = ops.read(fh, 0, Number.MAX_SAFE_INTEGER)
-        if (data instanceof Promise) throw new Error(`${p}: a snapshot file's read waits`)
+        if (data instanceof Promise) {
+          data.catch(() => {})
+          throw new Error(`${p}: a snapshot file's read waits`)
+        }
         return data
       } finally {
         ops.release(fh)
       }
     } catch (e) {
-      return errnoOf(ops.trace, op, p, e)
+      return trace ? errnoOf(ops.trace, op, p, e) : ERRNO.EIO
     }
+  }
+
+  const lookup = (id: number, parent: number, name: string): void => {
+    const dirNode = inodes.get(parent)
+    const p = childPath(dirNode.path, name)
+    if (cuts.includes(dirNode.path)) throw new ErrnoError('ENOENT', `${p}: no such entry`)
+    const node = resolve(p)
+    const stat = attrOf(node, p)
+    const stable = dirNode.stable && resolve(dirNode.path) instanceof StaticDir
+    const n = inodes.lookup(p, stat.mode & S_IFMT, stable)
+    const s = session()
+    if (stable && !n.told && !spec.noOpen) {
+      n.told = true
+      // a snapshot file's read-only opens are served by the addon, which asks for the text alone (render)
+      if (s && node.kind === 'file' && node.snapshot && node.mode & 0o444) a.setSnapshot(s, n.ino, node.constant ? SNAP_CACHED : SNAP_DIRECT)
+    }
+    const text = textFor(node, p)
+    const ttl = cached(node, stable) && !(spec.noOpen && node.kind === 'file' && !text) ? FOREVER : 0
+    a.replyEntry(id, n.ino, stat.mode, stat.nlink, text?.length ?? stat.size, ttl, stable ? FOREVER : 0, metaOf(stat), text)
+  }
+
+  /** The text of a snapshot inode the addon serves (OP.RENDER): a Buffer, or a positive errno (traced unless `quiet`). */
+  const render = (ino: number, quiet: boolean): Buffer | number => {
+    let p = `ino ${ino}`
+    try {
+      p = inodes.get(ino).path
+    } catch (e) {
+      return errnoOf(ops.trace, 'open', p, e)
+    }
+    return takeText(p, !quiet)
   }
 
   const getattr = (id: number, ino: number): void => {
     const n = inodes.get(ino)
-    const node = ops.resolve(n.path)
+    const node = resolve(n.path)
     const stat = attrOf(node, n.path)
-    a.replyAttr(id, ino, stat.mode, stat.nlink, stat.size, cached(node, n.stable) ? FOREVER : 0, metaOf(stat))
+    // without opens, a value the model changes is revalidated at every read (attributes never cached)
+    const text = textFor(node, n.path)
+    const ttl = cached(node, n.stable) && !(spec.noOpen && node.kind === 'file' && !text) ? FOREVER : 0
+    a.replyAttr(id, ino, stat.mode, stat.nlink, text?.length ?? stat.size, ttl, metaOf(stat), text)
   }
 
   const open = (id: number, ino: number, flags: number, pid: number): void => {
     const n = inodes.get(ino)
     const fh = ops.open(n.path, flags, new RequestCaller(pid, memory))
-    const node = ops.resolve(n.path)
+    const node = resolve(n.path)
     const keep = node.kind === 'file' && node.constant === true && n.stable
     const stream = node.kind === 'file' && node.stream === true ? OPEN_NONSEEKABLE : 0
     if (a.replyOpen(id, fh, (keep ? OPEN_KEEP_CACHE : OPEN_DIRECT_IO) | OPEN_NOFLUSH | stream) !== 0) ops.release(fh) // the opener was interrupted
@@ -305,7 +386,7 @@ export function mountLibfuse3(dir: string, ops: TreeOps, opts: BackendOptions = 
 
   const readdir = (id: number, ino: number, size: number, off: number): void => {
     const n = inodes.get(ino)
-    const names = ['.', '..', ...ops.readdir(n.path)]
+    const names = ['.', '..', ...(cuts.includes(n.path) ? [] : ops.readdir(n.path))]
     const inos = names.map((name, i) => (i < 2 ? ino : inodes.known(childPath(n.path, name)) || 0xffffffff))
     a.replyDir(id, size, off, names, inos, names.map(() => 0))
   }
@@ -384,7 +465,7 @@ export function mountLibfuse3(dir: string, ops: TreeOps, opts: BackendOptions = 
     a.replyErr(id, 0)
   }
 
-  const handle: Handler = (op, id, ino, x, y, z, w, v) => {
+  return (op, id, ino, x, y, z, w, v) => {
     try {
       switch (op) {
         case OP.LOOKUP:
@@ -406,11 +487,13 @@ export function mountLibfuse3(dir: string, ops: TreeOps, opts: BackendOptions = 
         }
         case OP.RELEASE:
           return release(id, x as number)
-        case OP.FORGET:
-          if (inodes.forget(ino, x as number) && session) a.setSnapshot(session, ino, SNAP_NONE)
+        case OP.FORGET: {
+          const s = session()
+          if (inodes.forget(ino, x as number) && s) a.setSnapshot(s, ino, SNAP_NONE)
           return
+        }
         case OP.RENDER:
-          return render(ino)
+          return render(ino, x === 1)
         case OP.READLINK:
           a.replyBuf(id, ops.readlink(inodes.get(ino).path))
           return
@@ -433,12 +516,12 @@ export function mountLibfuse3(dir: string, ops: TreeOps, opts: BackendOptions = 
           return poll(id, x as number, y as number)
         case OP.INTERRUPT:
           return interrupt(id)
+        case OP.MOUNTED:
+          return ev.mounted(x as number)
         case OP.INIT:
-          ready?.()
-          return
+          return ev.ready()
         case OP.ENDED:
-          opts.onEnded?.()
-          return
+          return ev.ended()
       }
     } catch (e) {
       if (!id) return
@@ -451,26 +534,69 @@ export function mountLibfuse3(dir: string, ops: TreeOps, opts: BackendOptions = 
       fail(id, op, p, e)
     }
   }
+}
 
-  return new Promise((resolve, reject) => {
-    ready = () => {
-      ready = undefined
-      let unmounting: Promise<void> | undefined
-      resolve({
-        unmount: () =>
-          (unmounting ??= new Promise<void>((res) => {
-            for (const [, p] of polls) p.cancel()
-            if (session) a.unmount(session)
-            session = undefined
-            res()
-          })),
-      })
-    }
+/**
+ * Mounts the tree on `dir` as SESSIONS says, one session after the other
+ * (each inside the one before): resolves once every session has answered the
+ * kernel's INIT. unmount() detaches the root lazily, which takes the sessions
+ * below with it, and ends every connection.
+ */
+export async function mountLibfuse3(dir: string, ops: TreeOps, opts: BackendOptions = {}): Promise<Mounted> {
+  const a = loadAddon()
+  const shared: Shared = { a, ops, memory: processMemory(), waiting: new Map(), polls: new Map() }
+  const start = Math.floor(Date.now() / 1000)
+  /** Mounted sessions, the root first. */
+  const live: object[] = []
+  let over = false
+
+  const unmountAll = (): void => {
+    if (over) return
+    over = true
+    for (const [, p] of shared.polls) p.cancel()
+    // the root's lazy detach takes every mount below it; the others' connections end when their fds close
+    live.forEach((s, i) => a.unmount(s, i === 0))
+    live.length = 0
+  }
+
+  for (const spec of SESSIONS) {
+    const cuts = SESSIONS.filter((o) => o.root !== spec.root && o.root.startsWith(spec.root === '/' ? '/' : `${spec.root}/`)).map((o) => o.root)
+    let handle: object | undefined
     try {
-      // one request at a time, answered in order; other users may not enter (as before: no allow_other)
-      session = a.mount(dir, 'fsname=iommufs,subtype=iommufs', handle, {}, Math.floor(Date.now() / 1000))
+      await new Promise<void>((resolve, reject) => {
+        const where = path.join(dir, spec.root)
+        const handler = sessionHandler(shared, spec, cuts, () => handle, {
+          mounted: (err) => {
+            if (err) reject(new Error(`cannot mount ${where}: fuse_session_mount: ${errnoName(err) ?? `errno ${err}`}`))
+          },
+          ready: resolve,
+          ended: () => {
+            // a session went away from outside (umount, an aborted connection): the tree is one, so all go
+            if (over) return
+            unmountAll()
+            opts.onEnded?.()
+          },
+        })
+        try {
+          handle = a.mount(where, `fsname=${spec.fsname},subtype=iommufs`, handler, {}, start, spec.noOpen ? MOUNT_NO_OPEN : 0)
+        } catch (e) {
+          reject(new Error(`cannot mount ${where}: ${(e as Error).message}`))
+        }
+      })
     } catch (e) {
-      reject(new Error(`cannot mount ${dir}: ${(e as Error).message}`))
+      if (handle) a.unmount(handle, live.length === 0)
+      unmountAll()
+      throw e
     }
-  })
+    live.push(handle!)
+  }
+
+  let unmounting: Promise<void> | undefined
+  return {
+    unmount: () =>
+      (unmounting ??= new Promise<void>((res) => {
+        unmountAll()
+        res()
+      })),
+  }
 }

@@ -3,7 +3,23 @@
  * fuse-native fallback backend. Real mounts, driven from bash.
  */
 import { strict as assert } from 'node:assert'
+import { promises as fsp } from 'node:fs'
+import * as path from 'node:path'
+import { PACKAGE_ROOT } from '../../src/util/paths'
+import { CLI, iommufsMountPoints, run } from '../helpers/cli'
 import { sh, withMount } from '../helpers/mount'
+
+const ATTR_FRESH = path.join(PACKAGE_ROOT, 'dist', 'test', 'c', 'attr-fresh')
+
+/** The iommufs mounts at or below `dir` in /proc/mounts: [source, mount point relative to dir]. */
+async function mountsUnder(dir: string): Promise<string[][]> {
+  const text = await fsp.readFile('/proc/mounts', 'utf8')
+  return text
+    .split('\n')
+    .map((l) => l.split(' '))
+    .filter((f) => f[2] === 'fuse.iommufs' && (f[1] === dir || f[1].startsWith(`${dir}/`)))
+    .map((f) => [f[0], path.relative(dir, f[1]) || '.'])
+}
 
 const DOMAINS_USED = 'sys/class/iommu/dmar0/intel-iommu/domains_used'
 const VTD_DEV = '0000:02:00.0'
@@ -29,6 +45,44 @@ echo "last $ctx stale $stale"`,
       )
       assert.equal(r.code, 0, r.stderr)
       assert.equal(r.stdout, 'last 200 stale 0\n')
+    })
+  })
+
+  it('is mounted as a machine is: the root, sysfs at sys/ and debugfs at sys/kernel/debug, one mount to the commands, unmounted as one', async () => {
+    await withMount(async (m) => {
+      assert.deepEqual(await mountsUnder(m.dir), [
+        ['iommufs', '.'],
+        ['sysfs', 'sys'],
+        ['debugfs', 'sys/kernel/debug'],
+      ])
+      // the commands that look for "the" mount see one (iommufs exec picks it, unmount takes it whole)
+      assert.deepEqual((await iommufsMountPoints()).filter((p) => p.startsWith(m.dir)), [m.dir])
+      // a mount point shows as an empty directory in the session above it
+      const r = await sh(`ls; ls sys; ls sys/kernel; head -c 4 sys/kernel/debug/iommufd/server`, { cwd: m.dir })
+      assert.equal(r.stdout, 'dev\nsys\nbus\nclass\nkernel\ndebug\niommu_groups\npid ')
+      const u = await run(process.execPath, [CLI, 'unmount', m.dir])
+      assert.equal(u.code, 0, u.stderr)
+      assert.deepEqual(await mountsUnder(m.dir), [])
+    })
+  })
+
+  it('a value the model changes is never stale through cat, nor for a C program re-reading one descriptor at offset 0 and opening anew, 200 times each way', async () => {
+    await withMount(async (m) => {
+      const r = await sh(
+        `cat ${DOMAINS_USED}
+exec 3<>dev/iommu
+echo DEVICE_BIND pci=${VTD_DEV} >&3; read -u 3 r
+echo IOAS_ALLOC >&3; read -u 3 r
+echo DEVICE_ATTACH dev_id=1 pt_id=2 >&3; read -u 3 r
+cat ${DOMAINS_USED}
+echo DEVICE_DETACH dev_id=1 >&3; read -u 3 r
+cat ${DOMAINS_USED}
+exec 3>&-
+${ATTR_FRESH} . 200`,
+        { cwd: m.dir },
+      )
+      assert.equal(r.code, 0, r.stderr)
+      assert.equal(r.stdout, '0\n1\n0\nfirst 0\nstale 0\nlast 0\n')
     })
   })
 
@@ -82,7 +136,7 @@ echo "last $ctx stale $stale"`,
     })
   })
 
-  it('an attribute the binding serves itself answers as before: 1-byte reads give the whole value, poll() says readable, ioctl() ENOTTY, a write-open EACCES', async () => {
+  it('a sysfs attribute, read with no OPEN: 1-byte reads give the whole value, poll() says readable, ioctl() ENOTTY; a write EACCES (at open with O_TRUNC, as `>` opens)', async () => {
     await withMount(async (m) => {
       const py = [
         'import os, select, fcntl, errno',
@@ -98,12 +152,18 @@ echo "last $ctx stale $stale"`,
         'try: fcntl.ioctl(fd, 0x3b80)',
         'except OSError as e: print("ioctl", errno.errorcode[e.errno])',
         'os.close(fd)',
-        `try: os.open("${DOMAINS_USED}", os.O_WRONLY)`,
-        'except OSError as e: print("write-open", errno.errorcode[e.errno])',
+        `try: os.open("${DOMAINS_USED}", os.O_WRONLY | os.O_TRUNC)`,
+        'except OSError as e: print("truncating open", errno.errorcode[e.errno])',
+        // sysfs has no OPEN to refuse: the open succeeds and the write is refused
+        `fd = os.open("${DOMAINS_USED}", os.O_WRONLY | os.O_APPEND)`,
+        'try: os.write(fd, b"1\\n")',
+        'except OSError as e: print("write", errno.errorcode[e.errno])',
+        'os.close(fd)',
+        `print("after", open("${DOMAINS_USED}").read().strip())`,
       ].join('\n')
       const r = await sh(`python3 -c '${py}'`, { cwd: m.dir })
       assert.equal(r.code, 0, r.stderr)
-      assert.equal(r.stdout, "bytes b'0\\n'\npoll [1]\nioctl ENOTTY\nwrite-open EACCES\n")
+      assert.equal(r.stdout, "bytes b'0\\n'\npoll [1]\nioctl ENOTTY\ntruncating open EACCES\nwrite EACCES\nafter 0\n")
     })
   })
 
@@ -142,6 +202,8 @@ grep -o 'libfuse3\\?\\.so\\.[0-9]' /proc/${m.pid}/maps | sort -u`,
         )
         assert.equal(r.code, 0, r.stderr)
         assert.equal(r.stdout, '1\nok out_ioas_id=1\nlibfuse.so.2\n')
+        // one session: sysfs and debugfs are not mounts of their own on this backend
+        assert.deepEqual(await mountsUnder(m.dir), [['iommufs', '.']])
       },
       { args: ['--backend', 'fuse-native'] },
     )
