@@ -8,6 +8,7 @@ import type { IommufdContext } from './context'
 import { IommufdObject } from './objects'
 import type { HwptPaging } from './hwpt'
 import { FileBacking, MemoryRef, ProcessBacking } from '../memory/backing'
+import { CPU_PAGE, PageKey, PageResolver } from '../memory/pages'
 import { areaMapped, areasUnmapped } from './host'
 import { dropDirty } from './dirty'
 
@@ -37,6 +38,27 @@ export interface Area {
    * IOAS_MAP, shared by the copies made of it, so a page is pinned once.
    */
   readonly pages: object
+}
+
+/** The process whose memory a mapping reaches (by user address), if it is known. */
+function sourcePid(a: Area): number | undefined {
+  const b = a.memory?.backing
+  return b instanceof ProcessBacking ? b.pid : undefined
+}
+
+/** The key of the byte `off` bytes into area `a` (its file's byte, or its process's): what the kernel would find as the struct page. */
+export function areaKey(a: Area, off: bigint, r: PageResolver): PageKey {
+  const b = a.memory?.backing
+  if (b instanceof FileBacking) return b.key(a.memory!.offset + off)
+  return r.ofProcess(sourcePid(a), a.userVa + off)
+}
+
+/** Whether bytes [lo, hi] of area `a` (offsets into it) reach the CPU page whose first byte is `page`. */
+export function areaTouches(a: Area, lo: bigint, hi: bigint, page: PageKey, r: PageResolver): boolean {
+  const b = a.memory?.backing
+  const overlaps = (start: bigint): boolean => start <= page.at + CPU_PAGE - 1n && page.at <= start + (hi - lo)
+  if (b instanceof FileBacking) return b.key(0n).space === page.space && overlaps(a.memory!.offset + lo)
+  return r.addressesOf(sourcePid(a), page).some((va) => va <= a.userVa + hi && a.userVa + lo <= va + CPU_PAGE - 1n)
 }
 
 /** The smallest page a domain of each hardware kind maps (the selftest's mock uses 2 KiB). */

@@ -1,4 +1,5 @@
 import * as fs from 'node:fs'
+import { PageKey, devName, fileKey } from './pages'
 
 /** Why a memory access could not complete: the architecture's external abort, with the cause. */
 export interface Abort {
@@ -104,8 +105,20 @@ abstract class FdBacking implements Backing {
  * map) is an external abort, as a bus error would be.
  */
 export class FileBacking extends FdBacking {
+  /** The file's identity (device, inode), taken at open: a page's key stays valid after release. */
+  private readonly dev: string
+  private readonly inode: bigint
+
   private constructor(label: string, fd: number) {
     super(label, fd)
+    const st = fs.fstatSync(fd, { bigint: true })
+    this.dev = devName(st.dev)
+    this.inode = st.ino
+  }
+
+  /** The key of the file's byte at `offset`: the same for every mapping of the file (src/memory/pages.ts). */
+  key(offset: bigint): PageKey {
+    return fileKey(this.dev, this.inode, offset)
   }
 
   /** Opens `path` read-write (read-only if `writable` is false); throws the open's error. */
