@@ -200,6 +200,7 @@ export function debugTree(world: World, extra: [string, FsNode][] = []): DirNode
   fixed.add('trace', new AttributeFile(() => world.trace.recent().map((l) => `${l}\n`).join('')))
   fixed.add('trace.json', new AttributeFile(() => `${JSON.stringify(world.trace.records(), null, 1)}\n`))
   fixed.add('trace_pipe', tracePipe(world.trace))
+  fixed.add('pinned', new AttributeFile(() => world.pinCharges()))
   const hw = fixed.dir('iommu')
   for (const unit of world.machine.units) {
     const d = hw.dir(unit.name)

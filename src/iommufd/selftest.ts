@@ -215,21 +215,8 @@ export function checkMap(ctx: IommufdContext, hwptId: number, iova: bigint, leng
  */
 export function pinCount(ctx: IommufdContext, page: PageKey, r: PageResolver): number {
   const pinners = new Set<object>()
-  for (const c of ctx.world.contexts.values()) {
-    for (const o of c.objects.objects()) {
-      if (!(o instanceof Ioas)) continue
-      for (const a of o.areas) {
-        if (pinners.has(a.pages)) continue
-        if (o.hwpts.size && areaTouches(a, 0n, a.length - 1n, page, r)) pinners.add(a.pages)
-        for (const x of o.accesses) {
-          for (const p of x.pinned()) {
-            const from = p.start > a.iova ? p.start : a.iova
-            const to = p.last < a.iova + a.length - 1n ? p.last : a.iova + a.length - 1n
-            if (from <= to && areaTouches(a, from - a.iova, to - a.iova, page, r)) pinners.add(a.pages)
-          }
-        }
-      }
-    }
+  for (const ioas of ctx.world.ioases()) {
+    for (const { area, lo, hi } of ioas.pinnedStretches()) if (!pinners.has(area.pages) && areaTouches(area, lo, hi, page, r)) pinners.add(area.pages)
   }
   return pinners.size
 }

@@ -178,4 +178,30 @@ export class ProcessBacking extends FdBacking {
   protected gone(): string {
     return 'not mapped (or the process has exited)'
   }
+
+  /**
+   * Why [va, va+len) cannot be pinned now, or undefined if it can: the
+   * process has exited (its mm is gone: /proc/PID/mem reads nothing), or it
+   * no longer maps all of it.
+   */
+  unpinnable(va: bigint, len: bigint): string | undefined {
+    if (this.fd === undefined) return `${this.label}: released`
+    try {
+      if (fs.readSync(this.fd, Buffer.alloc(1), 0, 1, va) === 0) return `process ${this.pid}, which mapped it, has exited`
+    } catch {
+      // EIO: not mapped there; the maps below say where
+    }
+    return ProcessBacking.unpinnableIn(this.pid, va, len)
+  }
+
+  /** unpinnable() for a process whose memory was never opened (the map pinned nothing). */
+  static unpinnableIn(pid: number, va: bigint, len: bigint): string | undefined {
+    let hole: bigint | undefined
+    try {
+      hole = ProcessBacking.firstUnmapped(pid, va, len)
+    } catch {
+      return `process ${pid}, which mapped it, has exited`
+    }
+    return hole === undefined ? undefined : `process ${pid} maps nothing at 0x${hole.toString(16)}`
+  }
 }

@@ -1,7 +1,10 @@
 /**
  * Pinned pages as the kernel's checks see them, through the shim with
  * compiled C programs (test/c): a file mapping's pages are the file's
- * (MD_CHECK_MAP, MD_CHECK_REFS, ACCESS_PAGES by identity).
+ * (MD_CHECK_MAP, MD_CHECK_REFS, ACCESS_PAGES by identity); pins belong to
+ * the process that mapped them (a domain cannot pin an exited process's
+ * memory: EFAULT) until IOAS_CHANGE_PROCESS moves them, which the model's
+ * charges in the debug tree's `pinned` show.
  */
 import { strict as assert } from 'node:assert'
 import * as path from 'node:path'
@@ -11,11 +14,11 @@ import { PACKAGE_ROOT } from '../../src/util/paths'
 
 const bin = (name: string): string => path.join(PACKAGE_ROOT, 'dist', 'test', 'c', name)
 
-/** Runs a test program under the shim on a fresh mount; its output lines. */
-async function run(name: string): Promise<string[]> {
+/** Runs a test program under the shim on a fresh mount (`withDir`: the mount is its argument); its output lines. */
+async function run(name: string, withDir = false): Promise<string[]> {
   let lines: string[] = []
   await withMount(async (m) => {
-    const r = await iommufs(['exec', '--mount', m.dir, '--', bin(name)])
+    const r = await iommufs(['exec', '--mount', m.dir, '--', bin(name), ...(withDir ? [m.dir] : [])])
     assert.equal(r.code, 0, r.stdout + r.stderr)
     lines = r.stdout.trim().split('\n')
   })
@@ -49,6 +52,43 @@ describe('pinned pages through the shim', function () {
       'unmap: ok',
       'refs_access_pin_left: ok',
       'refs_0_after_access_close: ok',
+    ])
+  })
+  it('pins belong to the mapping process: EFAULT once it has exited; IOAS_CHANGE_PROCESS moves file pins to the caller, refusing user pages (EINVAL), __reserved (EOPNOTSUPP) and a charge past RLIMIT_MEMLOCK (ENOMEM)', async () => {
+    assert.deepEqual(await run('pin-owner', true), [
+      'gone_child_map: ok',
+      'gone_attach_after_exit: EFAULT',
+      'gone_unmap: ok',
+      'gone_attach_after_unmap: ok',
+      'unmapped_map_no_domain: ok',
+      'unmapped_attach: EFAULT',
+      'mock_domain: ok',
+      'map_user_pages: ok',
+      'change_with_user_pages: EINVAL',
+      'unmap_user_pages: ok',
+      'map_file: ok',
+      'pinned after_map_file: parent pinned_vm=1 locked_vm=0 (VmPin 4 kB, VmLck 0 kB)',
+      'pinned after_map_file: uid 0: locked_vm=1',
+      'change_reserved: EOPNOTSUPP',
+      'change_same_process: ok',
+      'change_child: ok',
+      'pinned after_child_change: child pinned_vm=1 locked_vm=0 (VmPin 4 kB, VmLck 0 kB)',
+      'pinned after_child_change: uid 0: locked_vm=1',
+      'change_back: ok',
+      'pinned after_change_back: parent pinned_vm=1 locked_vm=0 (VmPin 4 kB, VmLck 0 kB)',
+      'pinned after_change_back: uid 0: locked_vm=1',
+      'change_child_over_limit: ENOMEM',
+      'pinned after_refused_change: parent pinned_vm=1 locked_vm=0 (VmPin 4 kB, VmLck 0 kB)',
+      'pinned after_refused_change: uid 0: locked_vm=1',
+      'pinned after_close: none',
+      'rlimit_mode_mm: ok',
+      'mm_mock_domain: ok',
+      'mm_map_file: ok',
+      'pinned mm_after_map_file: parent pinned_vm=2 locked_vm=2 (VmPin 8 kB, VmLck 8 kB)',
+      'change_child_over_limit: ENOMEM',
+      'pinned after_refused_change: parent pinned_vm=2 locked_vm=2 (VmPin 8 kB, VmLck 8 kB)',
+      'change_child: ok',
+      'pinned after_child_change: child pinned_vm=2 locked_vm=2 (VmPin 8 kB, VmLck 8 kB)',
     ])
   })
 })
