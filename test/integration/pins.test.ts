@@ -4,7 +4,8 @@
  * (MD_CHECK_MAP, MD_CHECK_REFS, ACCESS_PAGES by identity); pins belong to
  * the process that mapped them (a domain cannot pin an exited process's
  * memory: EFAULT) until IOAS_CHANGE_PROCESS moves them, which the model's
- * charges in the debug tree's `pinned` show.
+ * charges in the debug tree's `pinned` show; an event queue's descriptor
+ * holds its context past the iommufd's close.
  */
 import { strict as assert } from 'node:assert'
 import * as path from 'node:path'
@@ -89,6 +90,34 @@ describe('pinned pages through the shim', function () {
       'pinned after_refused_change: parent pinned_vm=2 locked_vm=2 (VmPin 8 kB, VmLck 8 kB)',
       'change_child: ok',
       'pinned after_child_change: child pinned_vm=2 locked_vm=2 (VmPin 8 kB, VmLck 8 kB)',
+    ])
+  })
+  it('a fault queue\'s or vEVENTQ\'s descriptor holds its context: closing the iommufd keeps pins and the queued request; the queue\'s close ends the context before it returns', async () => {
+    assert.deepEqual(await run('queue-hold'), [
+      'mock_domain: ok 0',
+      'map: ok 0',
+      'fault_alloc: ok 0',
+      'parent_hwpt: ok 0',
+      'iopf_hwpt: ok 0',
+      'replace_to_iopf: ok 0',
+      'trigger_iopf: ok 0',
+      'refs_1: ok 0',
+      'close_iommufd: ok 0',
+      'iommufd_closed: EBADF',
+      'refs_1_while_queue_open: ok 0',
+      'fault_read: bytes=40 dev_id=3 grpid=2 addr=0xdeadbeaf',
+      'fault_respond: ok 8',
+      'close_queue: ok 0',
+      'refs_0_after_queue_close: ok 0',
+      'v_mock_domain: ok 0',
+      'v_map: ok 0',
+      'v_parent_hwpt: ok 0',
+      'viommu: ok 0',
+      'veventq_alloc: ok 0',
+      'v_close_iommufd: ok 0',
+      'v_refs_1_while_veventq_open: ok 0',
+      'close_veventq: ok 0',
+      'v_refs_0_after_veventq_close: ok 0',
     ])
   })
 })
