@@ -10,7 +10,7 @@
 import { strict as assert } from 'node:assert'
 import * as path from 'node:path'
 import { iommufs } from '../helpers/cli'
-import { withMount } from '../helpers/mount'
+import { sh, withMount } from '../helpers/mount'
 import { PACKAGE_ROOT } from '../../src/util/paths'
 
 const bin = (name: string): string => path.join(PACKAGE_ROOT, 'dist', 'test', 'c', name)
@@ -119,5 +119,36 @@ describe('pinned pages through the shim', function () {
       'close_veventq: ok 0',
       'v_refs_0_after_veventq_close: ok 0',
     ])
+  })
+  it('a shell holding a queue\'s file open: RELEASE of dev/iommu keeps the context (its objects stay), the file\'s close ends it', async () => {
+    await withMount(async (m) => {
+      const r = await sh(`cd ${m.dir}
+        exec 3<>dev/iommu
+        echo IOAS_ALLOC >&3; read -u 3 r; echo "$r"
+        echo FAULT_QUEUE_ALLOC >&3; read -u 3 r; echo "$r"
+        q=\${r##*path=}
+        echo CONTEXT >&3; read -u 3 r; ctx=\${r##*path=/}
+        exec 4<"$q"
+        echo RELEASE >&3; read -u 3 r; echo "release: $r"
+        exec 3>&-
+        cat "$ctx/objects"
+        exec 4<&-
+        until [ ! -e "$ctx" ]; do :; done
+        echo "context gone"`)
+      assert.equal(r.code, 0, r.stderr)
+      assert.equal(
+        r.stdout,
+        [
+          'ok out_ioas_id=1',
+          'ok out_fault_id=2 out_fault_fd=2 path=sys/kernel/debug/iommufd/1/2.fault/queue',
+          'release: ok',
+          'context 1: 2 objects',
+          '   1  ioas         users=0  ',
+          '   2  fault        users=0  ',
+          'context gone',
+          '',
+        ].join('\n'),
+      )
+    })
   })
 })
