@@ -167,6 +167,8 @@ struct slot {
 	/* which open() of ours this descriptor refers to (dups share it); 0 when inherited */
 	uint32_t open_id;
 	int owner;
+	/* an iommufd the program has closed, kept by the shim while its queues and accesses are open */
+	uint8_t kept;
 };
 
 static uint32_t next_open_id;
@@ -1154,6 +1156,65 @@ static void before_last_close(int fd)
 	errno = saved;
 }
 
+/* Whether an access or queue descriptor still names `owner` as the iommufd it was made on. Caller holds table_lock. */
+static int owner_in_use(int owner)
+{
+	for (size_t i = 0; i < nslots; i++)
+		if ((slots[i].kind == FD_ACCESS || slots[i].kind == FD_QUEUE) && slots[i].owner == owner)
+			return 1;
+	return 0;
+}
+
+/*
+ * The kernel's queue and access files hold their iommufd context: closing the
+ * iommufd's last descriptor while one is open destroys nothing. So the shim
+ * keeps that iommufd open on a descriptor of its own (above the program's,
+ * close-on-exec), the queues' requests go there, and the context is released
+ * when the last of them closes (drop_kept_owner), before that close() returns.
+ */
+static void keep_owner_for_queues(int fd)
+{
+	struct slot s = slot_get(fd);
+	if (s.kind != FD_IOMMU || s.kept || !is_last_descriptor(fd, s))
+		return;
+	pthread_mutex_lock(&table_lock);
+	int used = owner_in_use(fd);
+	pthread_mutex_unlock(&table_lock);
+	if (!used)
+		return;
+	int saved = errno;
+	int kept = real.fcntl(fd, F_DUPFD_CLOEXEC, 1024);
+	if (kept < 0) {
+		errno = saved;
+		return;
+	}
+	s.kept = 1;
+	slot_set(kept, s);
+	pthread_mutex_lock(&table_lock);
+	for (size_t i = 0; i < nslots; i++)
+		if ((slots[i].kind == FD_ACCESS || slots[i].kind == FD_QUEUE) && slots[i].owner == fd)
+			slots[i].owner = kept;
+	pthread_mutex_unlock(&table_lock);
+	trace("iommufs-shim: close(%d): its queues or accesses are open; the context stays (kept on fd %d)", fd, kept);
+	errno = saved;
+}
+
+/* A kept iommufd whose last queue or access closed: release the context now, as the kernel does at that close. */
+static void drop_kept_owner(int owner)
+{
+	struct slot o = slot_get(owner);
+	if (o.kind != FD_IOMMU || !o.kept)
+		return;
+	pthread_mutex_lock(&table_lock);
+	int used = owner_in_use(owner);
+	pthread_mutex_unlock(&table_lock);
+	if (used)
+		return;
+	release_now(owner);
+	slot_clear(owner);
+	real.close(owner);
+}
+
 /*
  * The last descriptor of an access or an event queue closed: the kernel
  * releases that file (an access's pins go; a queue's object may be destroyed
@@ -1183,11 +1244,13 @@ static void server_fd_closed(struct slot s)
 	}
 	pthread_mutex_unlock(&io_lock);
 	trace("iommufs-shim: %s %u of fd %d closed", s.kind == FD_ACCESS ? "access" : "queue", s.ctx, s.owner);
+	drop_kept_owner(s.owner);
 }
 
 EXPORT int close(int fd)
 {
 	RESOLVE();
+	keep_owner_for_queues(fd);
 	before_last_close(fd);
 	struct slot s = slot_get(fd);
 	/* forget first: once closed, another thread's open may get this number */

@@ -74,33 +74,39 @@ function summary(ctx: IommufdContext): string {
   return `context ${ctx.id}: ${objs.length} objects\n${[...rows, ...tomb].map((r) => `${r}\n`).join('')}`
 }
 
-/** A register-like file: reads and writes go straight to the object, at any offset; a queue's file also answers poll(). */
-function mmio(f: MmioFile): FileNode {
+/**
+ * A register-like file: reads and writes go straight to the object, at any
+ * offset; a queue's file also answers poll(), and holds the context while open.
+ */
+function mmio(f: MmioFile, ctx: IommufdContext): FileNode {
   return {
     kind: 'file',
     mode: f.mode,
     size: () => f.size(),
     stream: f.stream,
-    open: () => ({
-      read: (pos, len) => f.read(pos, len),
-      write: (pos, data) => {
-        if (!f.write) throw new ErrnoError('EACCES', 'read-only register')
-        return f.write(pos, data)
-      },
-      release: () => {},
-      readable: f.readable && (() => f.readable!()),
-      whenReadable: f.whenReadable && ((fn) => f.whenReadable!(fn)),
-      pollOut: f.pollOut,
-    }),
+    open: () => {
+      const release = f.holdsContext ? ctx.hold() : undefined
+      return {
+        read: (pos, len) => f.read(pos, len),
+        write: (pos, data) => {
+          if (!f.write) throw new ErrnoError('EACCES', 'read-only register')
+          return f.write(pos, data)
+        },
+        release: () => release?.(),
+        readable: f.readable && (() => f.readable!()),
+        whenReadable: f.whenReadable && ((fn) => f.whenReadable!(fn)),
+        pollOut: f.pollOut,
+      }
+    },
   }
 }
 
 /** An object's entry: a file of key: value lines, or a directory when it has register files. */
-function objectNode(o: IommufdObject): FsNode {
+function objectNode(o: IommufdObject, ctx: IommufdContext): FsNode {
   const info = new AttributeFile(() => lines(o.describe()))
   if (!o.files) return info
   const dir = new StaticDir().add('info', info)
-  for (const [name, f] of Object.entries(o.files())) dir.add(name, mmio(f))
+  for (const [name, f] of Object.entries(o.files())) dir.add(name, mmio(f, ctx))
   return dir
 }
 
@@ -116,7 +122,7 @@ function contextDir(ctx: IommufdContext): FsNode {
     () => [...fixed.names(), ...ctx.objects.objects().map(objectName)],
     (name) => {
       const o = ctx.objects.findAny(Number(name.split('.')[0]))
-      return fixed.child(name) ?? (o && objectName(o) === name ? objectNode(o) : undefined)
+      return fixed.child(name) ?? (o && objectName(o) === name ? objectNode(o, ctx) : undefined)
     },
   )
 }
@@ -200,6 +206,7 @@ export function debugTree(world: World, extra: [string, FsNode][] = []): DirNode
   fixed.add('trace', new AttributeFile(() => world.trace.recent().map((l) => `${l}\n`).join('')))
   fixed.add('trace.json', new AttributeFile(() => `${JSON.stringify(world.trace.records(), null, 1)}\n`))
   fixed.add('trace_pipe', tracePipe(world.trace))
+  fixed.add('pinned', new AttributeFile(() => world.pinCharges()))
   const hw = fixed.dir('iommu')
   for (const unit of world.machine.units) {
     const d = hw.dir(unit.name)

@@ -32,8 +32,33 @@ export class IommufdContext {
   /** The IOAS that VFIO compatibility commands act on (IOMMU_VFIO_IOAS). */
   vfioIoas: Ioas | undefined
   rlimitMode = 0n
+  /** Open queue files (fault queue, vEVENTQ): each holds the context, as the kernel's queue file holds its iommufd. */
+  private holds = 0
+  /** Its iommufd file is closed: the context ends with the last held file. */
+  private detached = false
 
   constructor(readonly id: number, readonly world: World) {}
+
+  /** A queue file was opened: the context lives while it is open; call the result at its close. */
+  hold(): () => void {
+    this.holds++
+    let done = false
+    return () => {
+      if (done) return
+      done = true
+      if (--this.holds === 0 && this.detached && this.world.contexts.get(this.id) === this) this.world.close(this)
+    }
+  }
+
+  /** The iommufd file's last close: the context ends now (true), or with its last open queue file (false). */
+  fileClosed(): boolean {
+    if (this.holds > 0) {
+      this.detached = true
+      return false
+    }
+    this.world.close(this)
+    return true
+  }
 
   ioas(id: number, field = 'ioas_id'): Ioas {
     return this.objects.get<Ioas>(id, field, 'ioas')

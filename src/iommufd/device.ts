@@ -57,6 +57,7 @@ export function attach(ctx: IommufdContext, devId: number, ptId: number): number
     const reuse = [...pt.hwpts].find((h) => h.auto && h.kind === dev.pci.unit.kind)
     if (reuse) return attachTo(ctx, dev, reuse)
     checkAttach(dev, pt)
+    pt.checkPinnable()
     const auto = new HwptPaging(dev.pci.unit.kind, pt, 0, true)
     ctx.commitHwpt(auto)
     try {

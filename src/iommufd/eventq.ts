@@ -264,7 +264,7 @@ export class Fault extends QueueObject {
 
   override files(): Record<string, MmioFile> {
     return {
-      queue: { mode: 0o600, size: () => this.deliver.length * PGFAULT_SIZE, read: (_pos, len) => this.read(len), write: (_pos, data) => this.write(data), readable: () => this.deliver.length > 0, whenReadable: (fn) => this.whenQueued(fn) },
+      queue: { mode: 0o600, holdsContext: true, size: () => this.deliver.length * PGFAULT_SIZE, read: (_pos, len) => this.read(len), write: (_pos, data) => this.write(data), readable: () => this.deliver.length > 0, whenReadable: (fn) => this.whenQueued(fn) },
     }
   }
 

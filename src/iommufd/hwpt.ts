@@ -199,6 +199,7 @@ function planPaging(dev: Device, ioas: Ioas, a: HwptAllocArgs): HwptPaging {
   if (a.data.type !== HwptDataType.NONE) throw new ErrnoError('EOPNOTSUPP', `data_type=${a.data.type}: a paging HWPT takes no driver data`)
   driverFor(unit).checkPaging(unit, a.flags)
   fallible('page table allocation')
+  ioas.checkPinnable()
   return new HwptPaging(unit.kind, ioas, a.flags, false)
 }
 

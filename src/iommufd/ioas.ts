@@ -8,6 +8,8 @@ import type { IommufdContext } from './context'
 import { IommufdObject } from './objects'
 import type { HwptPaging } from './hwpt'
 import { FileBacking, MemoryRef, ProcessBacking } from '../memory/backing'
+import { CPU_PAGE, PageKey, PageResolver } from '../memory/pages'
+import { PinnedPages, PinnedStretch, changeProcess, npinned, ownerFor } from './pages'
 import { areaMapped, areasUnmapped } from './host'
 import { dropDirty } from './dirty'
 
@@ -36,7 +38,28 @@ export interface Area {
    * The pinned user pages behind it (the kernel's iopt_pages): one per
    * IOAS_MAP, shared by the copies made of it, so a page is pinned once.
    */
-  readonly pages: object
+  readonly pages: PinnedPages
+}
+
+/** The process whose memory a mapping reaches (by user address), if it is known. */
+function sourcePid(a: Area): number | undefined {
+  const b = a.memory?.backing
+  return b instanceof ProcessBacking ? b.pid : undefined
+}
+
+/** The key of the byte `off` bytes into area `a` (its file's byte, or its process's): what the kernel would find as the struct page. */
+export function areaKey(a: Area, off: bigint, r: PageResolver): PageKey {
+  const b = a.memory?.backing
+  if (b instanceof FileBacking) return b.key(a.memory!.offset + off)
+  return r.ofProcess(sourcePid(a), a.userVa + off)
+}
+
+/** Whether bytes [lo, hi] of area `a` (offsets into it) reach the CPU page whose first byte is `page`. */
+export function areaTouches(a: Area, lo: bigint, hi: bigint, page: PageKey, r: PageResolver): boolean {
+  const b = a.memory?.backing
+  const overlaps = (start: bigint): boolean => start <= page.at + CPU_PAGE - 1n && page.at <= start + (hi - lo)
+  if (b instanceof FileBacking) return b.key(0n).space === page.space && overlaps(a.memory!.offset + lo)
+  return r.addressesOf(sourcePid(a), page).some((va) => va <= a.userVa + hi && a.userVa + lo <= va + CPU_PAGE - 1n)
 }
 
 /** The smallest page a domain of each hardware kind maps (the selftest's mock uses 2 KiB). */
@@ -77,7 +100,7 @@ export interface MapRequest {
   userVa: bigint
   memory?: MemoryRef
   /** The pages a copy maps again; a new IOAS_MAP gets its own. */
-  pages?: object
+  pages?: PinnedPages
 }
 
 /** An in-kernel user of an IOAS (the selftest's access, an emulated device): its alignment, its pins, and the unmap it must hear of. */
@@ -272,7 +295,7 @@ export class Ioas extends IommufdObject {
     const { max, errno } = LIMITS.mappings
     if (this.tree.size >= max) throw new ErrnoError(errno, `ioas ${this.id} holds ${max} mappings, the most iommufs keeps in one IOAS`)
     const align = this.alignment
-    const pages = req.pages ?? {}
+    const pages = req.pages ?? new PinnedPages(false)
     if (req.length === 0n) throw new ErrnoError('EINVAL', 'length=0: nothing to map')
     if (req.length % align) throw new ErrnoError('EINVAL', `length=${hex(req.length)}: not a multiple of the IOVA alignment ${hex(align)}`)
     if ((req.userVa % PAGE_SIZE) % align) throw new ErrnoError('EINVAL', `user_va=${hex(req.userVa)}: its offset in the page is not aligned to the IOVA alignment ${hex(align)}`)
@@ -397,6 +420,44 @@ export class Ioas extends IommufdObject {
     return areas.reduce((n, a) => n + a.length, 0n)
   }
 
+  /**
+   * What of each area is pinned, as offsets [lo, hi] into it: all of it with
+   * a domain to fill, else what each access pinned.
+   */
+  pinnedStretches(): { area: Area; lo: bigint; hi: bigint }[] {
+    const out: { area: Area; lo: bigint; hi: bigint }[] = []
+    const held = [...this.accesses].flatMap((x) => x.pinned())
+    for (const a of this.areas) {
+      const last = a.iova + a.length - 1n
+      if (this.hwpts.size) {
+        out.push({ area: a, lo: 0n, hi: a.length - 1n })
+        continue
+      }
+      for (const r of held) {
+        const from = r.start > a.iova ? r.start : a.iova
+        const to = r.last < last ? r.last : last
+        if (from <= to) out.push({ area: a, lo: from - a.iova, hi: to - a.iova })
+      }
+    }
+    return out
+  }
+
+  /**
+   * A first domain pins every area from the process that mapped it
+   * (iopt_fill_domain): EFAULT once that process has exited (its mm is gone)
+   * or no longer maps the range. File pages need no process.
+   */
+  checkPinnable(): void {
+    if (this.hwpts.size) return
+    for (const a of this.areas) {
+      const pid = a.pages.file ? undefined : a.pages.owner?.pid
+      if (pid === undefined) continue
+      const b = a.memory?.backing
+      const why = b instanceof ProcessBacking ? b.unpinnable(a.userVa, a.length) : ProcessBacking.unpinnableIn(pid, a.userVa, a.length)
+      if (why) throw new ErrnoError('EFAULT', `the mapping at ${hex(a.iova)} cannot be pinned for the domain: ${why}`)
+    }
+  }
+
   describe(): [string, string][] {
     return [
       ['type', 'ioas'],
@@ -482,21 +543,37 @@ export function pinProcessPages(pid: number, va: bigint, length: bigint): Memory
   return { backing: ProcessBacking.open(pid), offset: va }
 }
 
-/** IOMMU_IOAS_MAP. `pin` reaches the caller's memory when it is known (a real ioctl); otherwise DMA finds none. */
-export function ioasMap(ctx: IommufdContext, a: MapArgs, pin?: (va: bigint, length: bigint) => MemoryRef): bigint {
+/** The CPU pages of each set of pages the IOASes pin (npinned), each page once however many areas, domains and accesses hold it. */
+export function pinnedStretchesOf(ioases: Iterable<Ioas>): PinnedStretch[] {
+  const out: PinnedStretch[] = []
+  for (const ioas of ioases) {
+    for (const { area: a, lo, hi } of ioas.pinnedStretches()) {
+      const base = a.pages.file && a.memory ? a.memory.offset : a.userVa
+      out.push({ pages: a.pages, first: (base + lo) / PAGE_SIZE, last: (base + hi) / PAGE_SIZE })
+    }
+  }
+  return out
+}
+
+/**
+ * IOMMU_IOAS_MAP. `caller` is the mapping process when it is known (a real
+ * ioctl, a shim frame): DMA reaches its memory and its pins are charged to
+ * it; otherwise DMA finds no memory.
+ */
+export function ioasMap(ctx: IommufdContext, a: MapArgs, caller?: number): bigint {
   unknownFlags(a.flags, MAP_FLAGS)
   mustBeZero(a.reserved, '__reserved')
   checkMapArgs(a.flags, [['iova', a.iova], ['length', a.length]])
   const ioas = ctx.ioas(a.ioasId)
   if (a.length !== 0n && a.userVa + a.length - 1n > ULONG_MAX) throw new ErrnoError('EOVERFLOW', 'user_va + length overflows')
-  const area = ioas.planMap(a)
+  const area = ioas.planMap({ ...a, pages: new PinnedPages(false, ownerFor(caller, ctx.rlimitMode === 1n)) })
   checkReadOnly(ioas, a.flags)
   // pinning the user pages is the kernel's last step (§3.6): EFAULT comes after every other check
   if (a.userVa === 0n) throw new ErrnoError('EFAULT', 'user_va=0: cannot pin pages at address 0')
   // the kernel pins at map time only to fill the IOAS's domains: with none, unmapped memory is not yet an error
   let memory: MemoryRef | undefined
   try {
-    memory = pin?.(a.userVa, a.length)
+    memory = caller ? pinProcessPages(caller, a.userVa, a.length) : undefined
   } catch (e) {
     if (ioas.hwpts.size || !(e instanceof ErrnoError) || e.errno !== 'EFAULT') throw e
   }
@@ -518,12 +595,12 @@ export interface MapFileArgs {
  * lie inside it with `length` (EINVAL otherwise); the file is held open while
  * mapped. `open` opens the caller's file (EBADF when there is none).
  */
-export function ioasMapFile(ctx: IommufdContext, a: MapFileArgs, open: (writable: boolean) => FileBacking): bigint {
+export function ioasMapFile(ctx: IommufdContext, a: MapFileArgs, open: (writable: boolean) => FileBacking, caller?: number): bigint {
   unknownFlags(a.flags, MAP_FLAGS)
   checkMapArgs(a.flags, [['iova', a.iova], ['length', a.length], ['start', a.start]])
   const ioas = ctx.ioas(a.ioasId)
   if (a.start + a.length - 1n > ULONG_MAX) throw new ErrnoError('EOVERFLOW', 'start + length overflows')
-  const area = ioas.planMap({ flags: a.flags, length: a.length, iova: a.iova, userVa: a.start })
+  const area = ioas.planMap({ flags: a.flags, length: a.length, iova: a.iova, userVa: a.start, pages: new PinnedPages(true, ownerFor(caller, ctx.rlimitMode === 1n)) })
   checkReadOnly(ioas, a.flags)
   const file = open((a.flags & MapFlag.WRITEABLE) !== 0)
   const size = file.size()
@@ -574,10 +651,24 @@ export function ioasCopy(ctx: IommufdContext, a: CopyArgs): bigint {
   return whole.iova
 }
 
-export function ioasChangeProcess(ctx: IommufdContext, reserved: number): void {
+/**
+ * IOMMU_IOAS_CHANGE_PROCESS: the pins of every IOAS of the context move to
+ * the calling process `caller` (its mm and user are charged, the old ones
+ * relieved). Every area must be file pages (EINVAL: user pages belong to the
+ * mm that mapped them); a charge past the caller's RLIMIT_MEMLOCK is ENOMEM.
+ * Either way a refusal changes nothing.
+ */
+export function ioasChangeProcess(ctx: IommufdContext, reserved: number, caller?: number): void {
   mustBeZero(reserved, '__reserved')
-  const mapped = ctx.objects.objects().find((o): o is Ioas => o instanceof Ioas && o.mappingCount > 0)
-  if (mapped) throw new ErrnoError('EINVAL', `IOAS ${mapped.id} has mappings made with IOAS_MAP; only IOAS_MAP_FILE mappings can change process`)
+  const ioases = ctx.objects.objects().filter((o): o is Ioas => o instanceof Ioas)
+  for (const ioas of ioases) {
+    const user = ioas.areas.find((a) => !a.pages.file)
+    if (user) throw new ErrnoError('EINVAL', `IOAS ${ioas.id}: the mapping at ${hex(user.iova)} was made with IOAS_MAP; only IOAS_MAP_FILE mappings can change process`)
+  }
+  const all = npinned(pinnedStretchesOf(ctx.world.ioases()))
+  const mine = new Map<PinnedPages, bigint>()
+  for (const ioas of ioases) for (const a of ioas.areas) mine.set(a.pages, all.get(a.pages) ?? 0n)
+  changeProcess(mine, caller, all)
 }
 
 /** IOMMU_OPTION HUGE_PAGES on an IOAS: GET, or SET to 0 or 1. */

@@ -18,6 +18,8 @@ export interface MmioFile {
   readonly pollOut?: boolean
   /** A queue's descriptor: no file position (pread and lseek answer ESPIPE), as the kernel's anon-inode queues. */
   readonly stream?: boolean
+  /** An open of it holds the object's context, as the kernel's queue file holds its iommufd (IommufdContext.hold). */
+  readonly holdsContext?: boolean
 }
 
 /**

@@ -12,7 +12,8 @@ import type { IommufdContext } from './context'
 import { Device, attach, bind, pasidAttach, pasidDetach, pasidReplace, unbind } from './device'
 import { Hwpt, HwptNested, HwptPaging, MOCK_IOTLB_NUM } from './hwpt'
 import { markDirtyPage } from './dirty'
-import { Area, Ioas, IoasAccess, IovaRange, MapFlag, PAGE_SIZE, ULONG_MAX } from './ioas'
+import { Area, Ioas, IoasAccess, IovaRange, MapFlag, PAGE_SIZE, ULONG_MAX, areaKey, areaTouches } from './ioas'
+import { PageKey, PageResolver, pageOf, sameKey } from '../memory/pages'
 import { IommufdObject } from './objects'
 import { VeventqType, veventqOf } from './veventq'
 
@@ -177,21 +178,30 @@ function areaAt(ioas: Ioas, iova: bigint): Area | undefined {
   return ioas.areas.find((a) => a.iova <= iova && iova < a.iova + a.length)
 }
 
+/** A key as a message shows it. */
+function keyText(k: PageKey): string {
+  return k.space === 'va' ? `user address ${hex(k.at)}` : `${k.space} offset ${hex(k.at)}`
+}
+
 /**
  * MD_CHECK_MAP: every mock page of [iova, iova + length) must translate to
- * the same memory as the user address at the same offset. A page's physical
- * identity here is (mapping, user address): the model pins nothing.
+ * the same memory as the caller's (`owner`'s) address at the same offset: the
+ * same file byte for a file mapping (MAP_FILE, or an IOAS_MAP of shared
+ * memory), else the same user address (src/memory/pages.ts).
  */
-export function checkMap(ctx: IommufdContext, hwptId: number, iova: bigint, length: bigint, uptr: bigint): void {
+export function checkMap(ctx: IommufdContext, hwptId: number, iova: bigint, length: bigint, uptr: bigint, owner?: number): void {
   if (iova % MOCK_PAGE_SIZE || length % MOCK_PAGE_SIZE || uptr % MOCK_PAGE_SIZE || uptr + length > ULONG_MAX) {
     throw new ErrnoError('EINVAL', `iova=${hex(iova)} length=${hex(length)} uptr=${hex(uptr)}: each must be a multiple of ${MOCK_PAGE_SIZE}`)
   }
   const hwpt = mockPaging(ctx, hwptId)
   if (uptr === 0n && length) throw new ErrnoError('EFAULT', 'uptr=0')
+  const r = new PageResolver()
   for (let off = 0n; off < length; off += MOCK_PAGE_SIZE) {
     const a = areaAt(hwpt.ioas, iova + off)
-    if (!a || a.userVa + (iova + off - a.iova) !== uptr + off) {
-      throw new ErrnoError('EINVAL', `iova ${hex(iova + off)}: ${a ? `maps ${hex(a.userVa + (iova + off - a.iova))}` : 'not mapped'}, expected ${hex(uptr + off)}`)
+    const want = r.ofProcess(owner, uptr + off)
+    const got = a && areaKey(a, iova + off - a.iova, r)
+    if (!got || !sameKey(got, want)) {
+      throw new ErrnoError('EINVAL', `iova ${hex(iova + off)}: ${got ? `maps ${keyText(got)}` : 'not mapped'}, expected ${keyText(want)}`)
     }
   }
 }
@@ -203,33 +213,21 @@ export function checkMap(ctx: IommufdContext, hwptId: number, iova: bigint, leng
  * accesses use it. A mapping is pinned whole in an IOAS with a domain, and
  * where an access pinned it.
  */
-export function pinCount(ctx: IommufdContext, page: bigint): number {
+export function pinCount(ctx: IommufdContext, page: PageKey, r: PageResolver): number {
   const pinners = new Set<object>()
-  const covers = (va: bigint, len: bigint): boolean => va < page + PAGE_SIZE && page < va + len
-  for (const c of ctx.world.contexts.values()) {
-    for (const o of c.objects.objects()) {
-      if (!(o instanceof Ioas)) continue
-      for (const a of o.areas) {
-        if (o.hwpts.size && covers(a.userVa, a.length)) pinners.add(a.pages)
-        for (const x of o.accesses) {
-          for (const r of x.pinned()) {
-            const from = r.start > a.iova ? r.start : a.iova
-            const to = r.last < a.iova + a.length - 1n ? r.last : a.iova + a.length - 1n
-            if (from <= to && covers(a.userVa + (from - a.iova), to - from + 1n)) pinners.add(a.pages)
-          }
-        }
-      }
-    }
+  for (const ioas of ctx.world.ioases()) {
+    for (const { area, lo, hi } of ioas.pinnedStretches()) if (!pinners.has(area.pages) && areaTouches(area, lo, hi, page, r)) pinners.add(area.pages)
   }
   return pinners.size
 }
 
-/** MD_CHECK_REFS: each CPU page of [uptr, uptr + length) must carry `refs` pins (EIO otherwise). */
-export function checkRefs(ctx: IommufdContext, length: bigint, uptr: bigint, refs: number): void {
+/** MD_CHECK_REFS: each CPU page of the caller's [uptr, uptr + length) must carry `refs` pins (EIO otherwise). */
+export function checkRefs(ctx: IommufdContext, length: bigint, uptr: bigint, refs: number, owner?: number): void {
   if (length % PAGE_SIZE || uptr % PAGE_SIZE || uptr + length > ULONG_MAX) throw new ErrnoError('EINVAL', `length=${hex(length)} uptr=${hex(uptr)}: must be multiples of ${PAGE_SIZE}`)
   if (uptr === 0n && length) throw new ErrnoError('EFAULT', 'uptr=0')
+  const r = new PageResolver()
   for (let p = uptr; p < uptr + length; p += PAGE_SIZE) {
-    const n = pinCount(ctx, p)
+    const n = pinCount(ctx, pageOf(r.ofProcess(owner, p)), r)
     if (n !== refs) throw new ErrnoError('EIO', `page ${hex(p)}: ${n} pins, expected ${refs}`)
   }
 }
@@ -468,6 +466,8 @@ export interface AccessPagesArgs {
   iova: bigint
   length: bigint
   uptr: bigint
+  /** The caller, whose address uptr is (when known). */
+  owner?: number
 }
 
 /** ACCESS_PAGES: pins [iova, iova + length) through the access; returns the item ID. With uptr, each page must be that user page. */
@@ -479,15 +479,16 @@ export function accessPages(ctx: IommufdContext, p: AccessPagesArgs): number {
   const pieces = contig(a, p.iova, p.length, (p.flags & AccessPagesFlag.WRITE) !== 0)
   if (pieces.some((x) => x.iova % PAGE_SIZE !== x.userVa % PAGE_SIZE)) throw new ErrnoError('EINVAL', `iova=${hex(p.iova)}: not page-aligned with its user address`)
   if (p.uptr) {
-    // the page under each IOVA page must be the caller's page at uptr (a page's identity is its user address here)
+    // the page under each IOVA page must be the caller's page at uptr, by identity (src/memory/pages.ts)
+    const r = new PageResolver()
     const first = p.iova - (p.iova % PAGE_SIZE)
     const base = p.uptr - (p.iova % PAGE_SIZE)
     for (const x of pieces) {
       for (let io = x.iova - (x.iova % PAGE_SIZE); io < x.iova + x.length; io += PAGE_SIZE) {
         const at = io > x.iova ? io : x.iova
-        const page = x.userVa + (at - x.iova) - ((x.userVa + (at - x.iova)) % PAGE_SIZE)
-        const want = base + (io - first)
-        if (page !== want) throw new ErrnoError('EBADE', `iova ${hex(io)}: pinned ${hex(page)}, uptr says ${hex(want)}`)
+        const page = pageOf(areaKey(x, at - x.iova, r))
+        const want = pageOf(r.ofProcess(p.owner, base + (io - first)))
+        if (!sameKey(page, want)) throw new ErrnoError('EBADE', `iova ${hex(io)}: pinned ${keyText(page)}, uptr says ${keyText(want)}`)
       }
     }
   }

@@ -104,6 +104,7 @@ export class Veventq extends QueueObject {
       queue: {
         mode: 0o600,
         stream: true,
+        holdsContext: true,
         // the kernel's vEVENTQ poll reports EPOLLIN only (the fault queue's also EPOLLOUT)
         pollOut: false,
         size: () => 0,

@@ -6,6 +6,8 @@ import { TraceLog } from '../util/trace'
 import { Kvm } from '../kvm/kvm'
 import { IommufdContext } from './context'
 import { installHostHandlers } from './host-events'
+import { Ioas, pinnedStretchesOf } from './ioas'
+import { charges, describeCharges, npinned } from './pages'
 
 /** Everything the contexts share: the machine, which context owns each device, the trace. */
 export class World {
@@ -32,6 +34,16 @@ export class World {
   close(ctx: IommufdContext): void {
     ctx.close()
     this.contexts.delete(ctx.id)
+  }
+
+  /** Every IOAS of every context: pins are counted across them all, as the kernel's counters are. */
+  ioases(): Ioas[] {
+    return [...this.contexts.values()].flatMap((c) => c.objects.objects().filter((o): o is Ioas => o instanceof Ioas))
+  }
+
+  /** What the model's pins charge, by process and by user, as the kernel's counters would hold it (debug tree `pinned`). */
+  pinCharges(): string {
+    return describeCharges(charges(npinned(pinnedStretchesOf(this.ioases()))))
   }
 
   ownerOf(pci: PciDevice): IommufdContext | undefined {

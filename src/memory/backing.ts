@@ -1,4 +1,5 @@
 import * as fs from 'node:fs'
+import { PageKey, devName, fileKey } from './pages'
 
 /** Why a memory access could not complete: the architecture's external abort, with the cause. */
 export interface Abort {
@@ -104,8 +105,20 @@ abstract class FdBacking implements Backing {
  * map) is an external abort, as a bus error would be.
  */
 export class FileBacking extends FdBacking {
+  /** The file's identity (device, inode), taken at open: a page's key stays valid after release. */
+  private readonly dev: string
+  private readonly inode: bigint
+
   private constructor(label: string, fd: number) {
     super(label, fd)
+    const st = fs.fstatSync(fd, { bigint: true })
+    this.dev = devName(st.dev)
+    this.inode = st.ino
+  }
+
+  /** The key of the file's byte at `offset`: the same for every mapping of the file (src/memory/pages.ts). */
+  key(offset: bigint): PageKey {
+    return fileKey(this.dev, this.inode, offset)
   }
 
   /** Opens `path` read-write (read-only if `writable` is false); throws the open's error. */
@@ -164,5 +177,31 @@ export class ProcessBacking extends FdBacking {
 
   protected gone(): string {
     return 'not mapped (or the process has exited)'
+  }
+
+  /**
+   * Why [va, va+len) cannot be pinned now, or undefined if it can: the
+   * process has exited (its mm is gone: /proc/PID/mem reads nothing), or it
+   * no longer maps all of it.
+   */
+  unpinnable(va: bigint, len: bigint): string | undefined {
+    if (this.fd === undefined) return `${this.label}: released`
+    try {
+      if (fs.readSync(this.fd, Buffer.alloc(1), 0, 1, va) === 0) return `process ${this.pid}, which mapped it, has exited`
+    } catch {
+      // EIO: not mapped there; the maps below say where
+    }
+    return ProcessBacking.unpinnableIn(this.pid, va, len)
+  }
+
+  /** unpinnable() for a process whose memory was never opened (the map pinned nothing). */
+  static unpinnableIn(pid: number, va: bigint, len: bigint): string | undefined {
+    let hole: bigint | undefined
+    try {
+      hole = ProcessBacking.firstUnmapped(pid, va, len)
+    } catch {
+      return `process ${pid}, which mapped it, has exited`
+    }
+    return hole === undefined ? undefined : `process ${pid} maps nothing at 0x${hole.toString(16)}`
   }
 }

@@ -432,7 +432,7 @@ export const IOCTLS: readonly Ioctl[] = [
         iova: b(c.req, 'iova'),
       },
       // a known caller (a real ioctl, a shim frame): DMA reaches that process's memory
-      c.owner ? (va, len) => ioas.pinProcessPages(c.owner!, va, len) : undefined,
+      c.owner,
     ),
   })),
   ioctl('IOMMU_IOAS_UNMAP', 0x86, S.iommu_ioas_unmap, 'length', (c) => ({ length: ioas.ioasUnmap(ctxOf(c), u(c.req, 'ioas_id'), b(c.req, 'iova'), b(c.req, 'length')) })),
@@ -490,7 +490,7 @@ export const IOCTLS: readonly Ioctl[] = [
         throw new ErrnoError('EINVAL', `fd=${fd}: cannot map it (${code})`)
       }
     }
-    return { iova: ioas.ioasMapFile(ctxOf(c), { flags: u(c.req, 'flags'), ioasId: u(c.req, 'ioas_id'), start: b(c.req, 'start'), length: b(c.req, 'length'), iova: b(c.req, 'iova') }, open) }
+    return { iova: ioas.ioasMapFile(ctxOf(c), { flags: u(c.req, 'flags'), ioasId: u(c.req, 'ioas_id'), start: b(c.req, 'start'), length: b(c.req, 'length'), iova: b(c.req, 'iova') }, open, c.owner) }
   }),
   ioctl('IOMMU_VIOMMU_ALLOC', 0x90, S.iommu_viommu_alloc, 'out_viommu_id', (c) => ({
     out_viommu_id: BigInt(viommu.viommuAlloc(ctxOf(c), u(c.req, 'flags'), u(c.req, 'type'), u(c.req, 'dev_id'), u(c.req, 'hwpt_id'), viommuData(c))),
@@ -498,7 +498,7 @@ export const IOCTLS: readonly Ioctl[] = [
   ioctl('IOMMU_VDEVICE_ALLOC', 0x91, S.iommu_vdevice_alloc, 'virt_id', (c) => ({
     out_vdevice_id: BigInt(viommu.vdeviceAlloc(ctxOf(c), u(c.req, 'viommu_id'), u(c.req, 'dev_id'), b(c.req, 'virt_id'))),
   })),
-  ioctl('IOMMU_IOAS_CHANGE_PROCESS', 0x92, S.iommu_ioas_change_process, '__reserved', (c) => (ioas.ioasChangeProcess(ctxOf(c), u(c.req, '__reserved')), {})),
+  ioctl('IOMMU_IOAS_CHANGE_PROCESS', 0x92, S.iommu_ioas_change_process, '__reserved', (c) => (ioas.ioasChangeProcess(ctxOf(c), u(c.req, '__reserved'), c.owner), {})),
   ioctl('IOMMU_VEVENTQ_ALLOC', 0x93, S.iommu_veventq_alloc, 'out_veventq_fd', (c) => {
     const ctx = ctxOf(c)
     if (c.noDescriptors) {

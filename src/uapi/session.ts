@@ -404,8 +404,8 @@ export class IommuSession extends Session {
 
   protected teardown(): void {
     this.rec?.close()
-    this.world.close(this.ctx)
-    this.world.trace.emit(this.label, 'closed: all objects destroyed')
+    if (this.ctx.fileClosed()) this.world.trace.emit(this.label, 'closed: all objects destroyed')
+    else this.world.trace.emit(this.label, 'closed: a queue file is open; the context stays until its last one closes')
   }
 }
 

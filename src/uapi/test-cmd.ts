@@ -59,12 +59,12 @@ export function testCmd(call: Call): StructValue {
     }
     case T.TestOp.MD_CHECK_MAP: {
       const p = payloadOf(req, M.check_map)
-      T.checkMap(ctx, id, b(p, 'iova'), b(p, 'length'), b(p, 'uptr'))
+      T.checkMap(ctx, id, b(p, 'iova'), b(p, 'length'), b(p, 'uptr'), call.owner)
       return {}
     }
     case T.TestOp.MD_CHECK_REFS: {
       const p = payloadOf(req, M.check_refs)
-      T.checkRefs(ctx, b(p, 'length'), b(p, 'uptr'), u(p, 'refs'))
+      T.checkRefs(ctx, b(p, 'length'), b(p, 'uptr'), u(p, 'refs'), call.owner)
       return {}
     }
     case T.TestOp.SET_TEMP_MEMORY_LIMIT:
@@ -91,7 +91,7 @@ export function testCmd(call: Call): StructValue {
       return {}
     case T.TestOp.ACCESS_PAGES: {
       const p = payloadOf(req, M.access_pages)
-      const item = T.accessPages(ctx, { handle: access(call, id), flags: u(p, 'flags'), iova: b(p, 'iova'), length: b(p, 'length'), uptr: b(p, 'uptr') })
+      const item = T.accessPages(ctx, { handle: access(call, id), flags: u(p, 'flags'), iova: b(p, 'iova'), length: b(p, 'length'), uptr: b(p, 'uptr'), owner: call.owner })
       return { payload: payloadWith(req, M.access_pages, { out_access_pages_id: BigInt(item) }) }
     }
     case T.TestOp.DESTROY_ACCESS_PAGES:

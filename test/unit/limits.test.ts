@@ -18,6 +18,7 @@ import { IommuSession } from '../../src/uapi/session'
 import { ErrnoError } from '../../src/util/errno'
 import { LIMITS } from '../../src/util/limits'
 import { TraceLog } from '../../src/util/trace'
+import { PinnedPages } from '../../src/iommufd/pages'
 import { DEV, IommuBench, SMMU0, defaultMachine, ioctlOf, smmuNestSetup, structBytes } from '../helpers/iommufd'
 
 const ROOT = path.join(__dirname, '..', '..', '..')
@@ -109,7 +110,7 @@ describe('limits', () => {
     const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
     const o = t.ctx.objects.find(ioas) as Ioas
     // filled directly (the text path would take seconds): 4 KiB areas from 4 KiB up, where first fit puts them
-    for (let i = 0; i < LIMITS.mappings.max; i++) o.insert({ iova: 0x1000n + BigInt(i) * 0x1000n, length: 0x1000n, userVa: 0x100000n, flags: 6, pages: {} })
+    for (let i = 0; i < LIMITS.mappings.max; i++) o.insert({ iova: 0x1000n + BigInt(i) * 0x1000n, length: 0x1000n, userVa: 0x100000n, flags: 6, pages: new PinnedPages(false) })
     const map = `IOAS_MAP ioas_id=${ioas} user_va=0x100000 length=0x1000 flags=READABLE`
     assert.match(t.send(map), /^err ENOMEM ioas 1 holds 262144 mappings, the most iommufs keeps in one IOAS$/)
     assert.equal(o.mappingCount, LIMITS.mappings.max)

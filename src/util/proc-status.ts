@@ -1,0 +1,38 @@
+import * as fs from 'node:fs'
+
+/** What the kernel knows of a process when it charges pinned pages to it (current->group_leader, current_user(), capable()). */
+export interface ProcessCreds {
+  /** The thread group (process) ID: threads share one mm. */
+  readonly tgid: number
+  /** The real user ID: its user_struct is what IOPT_PAGES_ACCOUNT_USER charges. */
+  readonly uid: number
+  /** CAP_IPC_LOCK in the effective set: pins are then charged to nobody's limit. */
+  readonly ipcLock: boolean
+  /** RLIMIT_MEMLOCK's soft limit in bytes (undefined: unlimited). */
+  readonly memlock: bigint | undefined
+  /** VmLck: the bytes the process's mm has locked by itself (mlock). */
+  readonly vmLck: bigint
+}
+
+const CAP_IPC_LOCK = 14n
+
+/** /proc/PID/status and /proc/PID/limits of a live process (or thread); undefined once it is gone. */
+export function processCreds(pid: number): ProcessCreds | undefined {
+  let status: string
+  let limits: string
+  try {
+    status = fs.readFileSync(`/proc/${pid}/status`, 'utf8')
+    limits = fs.readFileSync(`/proc/${pid}/limits`, 'utf8')
+  } catch {
+    return undefined
+  }
+  const field = (name: string): string => new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(status)?.[1] ?? ''
+  const memlock = /^Max locked memory\s+(\S+)/m.exec(limits)?.[1]
+  return {
+    tgid: Number(field('Tgid')),
+    uid: Number(field('Uid').split(/\s+/)[0]),
+    ipcLock: ((BigInt(`0x${field('CapEff') || '0'}`) >> CAP_IPC_LOCK) & 1n) === 1n,
+    memlock: memlock === undefined || memlock === 'unlimited' ? undefined : BigInt(memlock),
+    vmLck: BigInt(/^(\d+)/.exec(field('VmLck'))?.[1] ?? '0') * 1024n,
+  }
+}
