@@ -77,9 +77,9 @@ req "HWPT_ALLOC dev_id=$dev pt_id=$ioas2 flags=PASID"
 other=$(get out_hwpt_id)
 
 req "DEVICE_ATTACH dev_id=$dev pt_id=$rid"
-cmds "RID attach: the CD table's first leaf, CD 0, the STE"
+cmds "RID attach: the CD table's first leaf, CD 0, the STE, then ATS on (the whole ATC flushed first)"
 req "DEVICE_ATTACH dev_id=$dev pt_id=$other flags=PASID pasid=5"
-cmds "PASID 5 attach: its CD and CFGI_CD for SSID 5"
+cmds "PASID 5 attach: its CD, CFGI_CD for SSID 5, and the ATC entries of SSID 5"
 echo "== cd_table"
 cat "$dbg/iommu/$SMMU/cd_table"
 
@@ -102,7 +102,7 @@ dma "read iova=0x100000 len=8 pasid=5"
 
 req "DEVICE_DETACH dev_id=$dev flags=PASID pasid=5"
 req "DEVICE_DETACH dev_id=$dev flags=PASID pasid=0x12345"
-cmds "detach: each CD cleared with CFGI_CD; the ASID no PASID or RID uses any more flushed"
+cmds "detach: each CD cleared with CFGI_CD, its SSID's ATC entries dropped; the ASID no PASID or RID uses any more flushed"
 dma "read iova=0x100000 len=8 pasid=5"
 [[ $dma == fault\ C_BAD_CD* ]] || { echo "pasid-smmuv3.sh: a detached PASID should fault C_BAD_CD" >&2; exit 1; }
 

@@ -6,10 +6,10 @@ import { Vtd } from '../hw/vtd/vtd'
 import { MOCK_PASID_RESERVED, MOCK_PASID_WIDTH, MockDevFlag, isMockDevice } from '../hw/mock/mock'
 import { ErrnoError } from '../util/errno'
 import { Hwpt, HwptAllocFlag, HwptNested, HwptPaging } from './hwpt'
-import { installSte, setSsid, ssidFits, tagFreed, vmidFreed } from './smmu-host'
+import { installSte, setRidSte, setSsid, ssidFits, stage1Ats, tagFreed, vmidFreed } from './smmu-host'
 import { masterSsidBits } from './smmu-cd'
 import { installPasidEntry, usesFirstStage } from './vtd-host'
-import { pasidDomain, setPasidDomain } from './pasid-domains'
+import { pasidDomain, pasidsInUse, setPasidDomain } from './pasid-domains'
 
 /** iommu_hw_info_type. */
 export const HwInfoType = { NONE: 0, INTEL_VTD: 1, ARM_SMMUV3: 2, TEGRA241_CMDQV: 3, AMD: 4, SELFTEST: 0xfeedbeef } as const
@@ -118,14 +118,12 @@ const smmuDriver: Driver = {
   },
   program(dev, hwpt) {
     const smmu = dev.unit as Smmuv3
-    const set = (ste: PhysicalSte, domain?: HwptPaging): void => {
-      smmu.streams.set(dev.streamId, ste)
-      installSte(smmu, dev, ste, domain)
-    }
-    if (!hwpt) return set({ config: 'abort', ats: false })
+    const set = (ste: PhysicalSte, domain?: HwptPaging): void => setRidSte(smmu, dev, ste, domain)
+    // blocked: with PASIDs in use the STE keeps the CD table, and ATS for them (cd_needs_ats)
+    if (!hwpt) return set({ config: 'abort', ats: pasidsInUse(dev).length > 0 && stage1Ats(smmu, false) })
     if (hwpt instanceof HwptPaging) {
       const id = hwpt.tags.get(smmu)!.id
-      return set(hwpt.nestParent ? { config: 's2-translate', vmid: id, ats: false } : { config: 's1-translate', asid: id, ats: false, stall: hwpt.fault !== undefined }, hwpt)
+      return set(hwpt.nestParent ? { config: 's2-translate', vmid: id, ats: false } : { config: 's1-translate', asid: id, ats: stage1Ats(smmu, hwpt.fault !== undefined), stall: hwpt.fault !== undefined }, hwpt)
     }
     const nested = hwpt as HwptNested
     if (nested.data.kind !== 'arm-smmu-v3' || !nested.viommu) throw new Error('SMMUv3 nested HWPT without a vIOMMU')

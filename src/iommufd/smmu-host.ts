@@ -3,9 +3,9 @@ import { s1Cd, steWords } from '../hw/smmuv3/build'
 import { Command, HOST_SYNC, parseCommand } from '../hw/smmuv3/commands'
 import { D, Geometry, PageTable } from '../hw/smmuv3/pgtable'
 import { PhysicalSte, Smmuv3 } from '../hw/smmuv3/smmuv3'
-import { GUEST_STE_MASK, STE0 } from '../hw/smmuv3/ste'
+import { GUEST_STE_MASK, STE0, STE_CFG } from '../hw/smmuv3/ste'
 import { PciDevice } from '../hw/unit'
-import { hex, mask } from '../hw/bits'
+import { get, hex, mask } from '../hw/bits'
 import { HwptAllocFlag, HwptPaging } from './hwpt'
 import type { Area, Ioas } from './ioas'
 import { MapFlag } from './ioas'
@@ -173,7 +173,8 @@ export function unmapCommands(h: HwptPaging, smmu: Smmuv3, iova: bigint, size: b
     }
   }
   const out: Command[] = [...cmds.map(parseCommand), HOST_SYNC]
-  const ats = atsStreams(smmu)
+  // a nest parent's ATS streams are under its nested domains; a stage-1 domain's are its RIDs'
+  const ats = h.nestParent ? atsStreams(smmu) : [...h.devices].map((d) => d.pci).filter((p) => p.unit === smmu && smmu.streams.get(p.streamId)?.ats).map((p) => p.streamId)
   const range = `addr=${hex(iova & ~0xfffn)} size=${atcSize(iova, size)}`
   // arm_smmu_atc_inv_domain: each SSID the domain serves with ATS gets its own, SSV set
   const bySsid = h.nestParent ? [] : pasidUsers(h, smmu).filter(([d]) => smmu.streams.get(d.streamId)?.ats)
@@ -231,6 +232,9 @@ export function readAndClearDirty(h: HwptPaging, iova: bigint, length: bigint, k
   if (cleaned) for (const smmu of smmusOf(h)) smmu.cmdq.issue(unmapCommands(h, smmu, iova, length, new Set()))
 }
 
+/** Streams whose STE points at their CD table (the driver's cd_table.in_ste). */
+const cdInSte = new WeakSet<PciDevice>()
+
 /** The CD Linux writes for a stage-1 domain (arm_smmu_make_s1_cd), for any SSID. */
 function domainCd(smmu: Smmuv3, domain: HwptPaging, asid: number, stall: boolean): bigint[] {
   const hd = (domain.flags & HwptAllocFlag.DIRTY_TRACKING) !== 0
@@ -246,12 +250,9 @@ function domainCd(smmu: Smmuv3, domain: HwptPaging, asid: number, stall: boolean
 export function installSte(smmu: Smmuv3, dev: PciDevice, ste: PhysicalSte | undefined, domain: HwptPaging | undefined): void {
   const sid = dev.streamId
   let words: bigint[]
-  let clearCd0 = false
   if (!ste) words = [0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n]
-  else if (ste.config === 'abort' && pasidsInUse(dev).length) {
-    words = cdTableSte(smmu, dev, S1DSS.TERMINATE, ste.ats)
-    clearCd0 = true
-  } else if (ste.config === 'abort') words = steWords({ config: 'abort' })
+  else if (ste.config === 'abort' && pasidsInUse(dev).length) words = cdTableSte(smmu, dev, S1DSS.TERMINATE, ste.ats)
+  else if (ste.config === 'abort') words = steWords({ config: 'abort' })
   else if (ste.config === 'bypass') words = steWords({ config: 'bypass' })
   else if (ste.config === 's1-translate' && domain) {
     writeCd(smmu, dev, 0, domainCd(smmu, domain, ste.asid ?? 0, ste.stall ?? false))
@@ -268,12 +269,28 @@ export function installSte(smmu: Smmuv3, dev: PciDevice, ste: PhysicalSte | unde
   } else words = steWords({ config: 'abort' })
   smmu.writeSte(sid, words)
   smmu.cmdq.issue(steSync(dev))
-  if (clearCd0) writeCd(smmu, dev, 0, undefined)
+  // master->cd_table.in_ste: the STE now points at the CD table
+  if (get(words[0], STE0.CFG) === STE_CFG.S1_TRANS) cdInSte.add(dev)
+  else cdInSte.delete(dev)
 }
 
-/** The ATS state a CD-table STE of `dev` gets: the host's stage-1 STEs keep ATS off, as the RID's always have here. */
-function cdTableAts(rid: PhysicalSte | undefined): boolean {
-  return rid?.ats ?? false
+/**
+ * The RID's new STE as arm_smmu_attach_dev / arm_smmu_attach_dev_ste install
+ * it: the STE, then (arm_smmu_attach_commit) the whole ATC flushed when ATS
+ * was or is on (enabled, switched off, or the translation changed), then a
+ * CD 0 the RID no longer uses cleared.
+ */
+export function setRidSte(smmu: Smmuv3, dev: PciDevice, ste: PhysicalSte, domain: HwptPaging | undefined): void {
+  const was = smmu.streams.get(dev.streamId)?.ats ?? false
+  smmu.streams.set(dev.streamId, ste)
+  installSte(smmu, dev, ste, domain)
+  if (was || ste.ats) smmu.cmdq.issue([parseCommand(`ATC_INV sid=${dev.streamId} size=52`), HOST_SYNC])
+  if (ste.config === 'abort' && pasidsInUse(dev).length) writeCd(smmu, dev, 0, undefined)
+}
+
+/** ATS for a stage-1 STE when the SMMU has it (arm_smmu_ats_supported), except for a stalling master. */
+export function stage1Ats(smmu: Smmuv3, stall: boolean): boolean {
+  return smmu.registers.flag('IDR0.ATS') && !stall
 }
 
 /**
@@ -288,23 +305,20 @@ function cdTableAts(rid: PhysicalSte | undefined): boolean {
 export function setSsid(smmu: Smmuv3, dev: PciDevice, ssid: number, domain: HwptPaging | undefined, asid: number): void {
   const sid = dev.streamId
   const rid = smmu.streams.get(sid)
-  const ats = cdTableAts(rid)
+  const inSte = cdInSte.has(dev)
   if (domain) {
     writeCd(smmu, dev, ssid, domainCd(smmu, domain, asid, domain.fault !== undefined))
-    // arm_smmu_update_ste: a stage-1 RID's STE already points at the table
-    if (rid?.config !== 's1-translate') blocked(smmu, dev, ats)
+    // arm_smmu_update_ste: a STE already pointing at the table stays; a blocked RID's is made so
+    // (S1DSS = terminate) with ATS on, as its PASIDs may use it (cd_needs_ats)
+    if (!inSte) return setRidSte(smmu, dev, { config: 'abort', ats: stage1Ats(smmu, false) }, undefined)
+    // ATS was on already: the SSID's translation changed, its ATC entries go (arm_smmu_attach_commit)
+    if (smmu.streams.get(sid)?.ats) smmu.cmdq.issue([parseCommand(`ATC_INV sid=${sid} ssv ssid=${hex(ssid)} size=52`), HOST_SYNC])
     return
   }
   writeCd(smmu, dev, ssid, undefined)
-  if (ats) smmu.cmdq.issue([parseCommand(`ATC_INV sid=${sid} ssv ssid=${hex(ssid)} size=52`), HOST_SYNC])
-  if (!pasidsInUse(dev).length && rid?.config !== 's1-translate') blocked(smmu, dev, false)
-}
-
-/** The RID is blocked (bound to iommufd, no domain): its STE as installSte writes it for that. */
-function blocked(smmu: Smmuv3, dev: PciDevice, ats: boolean): void {
-  const ste: PhysicalSte = { config: 'abort', ats }
-  smmu.streams.set(dev.streamId, ste)
-  installSte(smmu, dev, ste, undefined)
+  if (rid?.ats) smmu.cmdq.issue([parseCommand(`ATC_INV sid=${sid} ssv ssid=${hex(ssid)} size=52`), HOST_SYNC])
+  // the last SSID out of a blocked RID: back to the blocking STE, ATS off
+  if (!pasidsInUse(dev).length && rid?.config !== 's1-translate') setRidSte(smmu, dev, { config: 'abort', ats: false }, undefined)
 }
 
 /** The SSID is beyond the master's CD table (arm_smmu_alloc_cd_ptr fails: ENOMEM). */

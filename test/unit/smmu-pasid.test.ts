@@ -38,6 +38,8 @@ function sent(t: IommuBench, fn: () => void): string[] {
 }
 
 const SYNC = 'SYNC cs=2'
+/** The device's ATC entries of SSID 5 (ATS is on for a stage-1 master). */
+const ATC5 = 'ATC_INV ssv=1 ssid=0x5 sid=0x8 size=52'
 
 /** Each test: a fresh machine (the default one unless `machine` gives a topology's text), 0000:00:01.0 bound, two IOASes over one file and a PASID-capable HWPT on each. */
 function pasidEach(machine?: (text: string) => string): { t: IommuBench; dev: number; ioas: number; rid: number; other: number } {
@@ -78,10 +80,10 @@ describe('SMMUv3 PASID attach: CD table, CFGI_CD by SSID, DMA with a SubstreamID
     const { t, dev, rid, other } = s
     assert.deepEqual(
       sent(t, () => t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${rid}`)),
-      // the leaf of SSIDs 0..1023 (its L1 descriptor may be cached invalid), CD 0, then the STE
-      ['CFGI_CD sid=0x8', SYNC, 'CFGI_CD sid=0x8 leaf=1', SYNC, 'CFGI_STE sid=0x8 leaf=1', SYNC],
+      // the leaf of SSIDs 0..1023 (its L1 descriptor may be cached invalid), CD 0, the STE, then ATS enabled (the whole ATC flushed first)
+      ['CFGI_CD sid=0x8', SYNC, 'CFGI_CD sid=0x8 leaf=1', SYNC, 'CFGI_STE sid=0x8 leaf=1', SYNC, 'ATC_INV sid=0x8 size=52', SYNC],
     )
-    assert.deepEqual(sent(t, () => assert.equal(t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${other} flags=PASID pasid=5`).pt_id, String(other))), ['CFGI_CD ssid=0x5 sid=0x8 leaf=1', SYNC])
+    assert.deepEqual(sent(t, () => assert.equal(t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${other} flags=PASID pasid=5`).pt_id, String(other))), ['CFGI_CD ssid=0x5 sid=0x8 leaf=1', SYNC, ATC5, SYNC])
     assert.equal(t.describe(dev).get('pasids'), `5:${other}`)
     assert.equal(t.describe(dev).get('pasid_bits'), '20')
     const cds = t.hw(SMMU0, 'cd_table').split('\n')
@@ -100,12 +102,16 @@ describe('SMMUv3 PASID attach: CD table, CFGI_CD by SSID, DMA with a SubstreamID
     assert.match(cc, /^CD {2}sid=0x8 ssid=0x0 asid=1 /m)
   })
 
-  it('detach clears the CD, sends CFGI_CD ssid=5, and TLBI by the ASID that leaves; the PASID then faults, with zero findings', () => {
+  it('detach clears the CD, sends CFGI_CD ssid=5, ATC_INV with SSV for SSID 5, and TLBI by the ASID that leaves; the PASID then faults, with zero findings', () => {
     const { t, dev, rid, other } = s
     t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${rid}`)
     t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${other} flags=PASID pasid=5`)
     dma(t, { op: 'read', iova: 0x10_0000n, len: 8, pasid: 5 })
-    assert.deepEqual(sent(t, () => t.ok(`DEVICE_DETACH dev_id=${dev} flags=PASID pasid=5`)), ['CFGI_CD ssid=0x5 sid=0x8 leaf=1', SYNC, 'TLBI_NH_ASID asid=2', SYNC])
+    // through the endpoint's ATC: a translation request with the PASID fills an entry tagged with it
+    assert.match(dma(t, { op: 'read', iova: 0x10_0000n, len: 8, pasid: 5, ats: true }), /^data 7061736964203521$/m)
+    assert.match(t.hw(SMMU0, 'atc'), /^sid=0x8 pasid=5 addr=0x100000 /m)
+    assert.deepEqual(sent(t, () => t.ok(`DEVICE_DETACH dev_id=${dev} flags=PASID pasid=5`)), ['CFGI_CD ssid=0x5 sid=0x8 leaf=1', SYNC, ATC5, SYNC, 'TLBI_NH_ASID asid=2', SYNC])
+    assert.doesNotMatch(t.hw(SMMU0, 'atc'), /pasid=5 /)
     assert.equal(t.describe(dev).get('pasids'), '-')
     assert.doesNotMatch(t.hw(SMMU0, 'cd_table'), /ssid=0x5/)
     assert.doesNotMatch(t.hw(SMMU0, 'tlb'), /asid=2 /)
@@ -119,7 +125,7 @@ describe('SMMUv3 PASID attach: CD table, CFGI_CD by SSID, DMA with a SubstreamID
     t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${rid}`)
     t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${other} flags=PASID pasid=5`)
     assert.match(dma(t, { op: 'read', iova: 0x10_0000n, len: 8, pasid: 5 }), /^data 7061736964203521$/m)
-    assert.deepEqual(sent(t, () => t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${rid} flags=PASID pasid=5`)), ['CFGI_CD ssid=0x5 sid=0x8 leaf=1', SYNC, 'TLBI_NH_ASID asid=2', SYNC])
+    assert.deepEqual(sent(t, () => t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${rid} flags=PASID pasid=5`)), ['CFGI_CD ssid=0x5 sid=0x8 leaf=1', SYNC, ATC5, SYNC, 'TLBI_NH_ASID asid=2', SYNC])
     assert.match(t.hw(SMMU0, 'cd_table'), /^ {2}ssid=0x5 cd=0x[0-9a-f]+ asid=1 /m)
     assert.match(dma(t, { op: 'read', iova: 0x10_0000n, len: 8, pasid: 5 }), /^data 7269642064617461$/m)
     assert.match(t.hw(SMMU0, 'findings'), /findings=0\n/)
@@ -129,7 +135,7 @@ describe('SMMUv3 PASID attach: CD table, CFGI_CD by SSID, DMA with a SubstreamID
     const { t, dev, rid, other } = s
     t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${rid}`)
     const high = 0x12345
-    assert.deepEqual(sent(t, () => t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${other} flags=PASID pasid=${high}`)), ['CFGI_CD ssid=0x12345 sid=0x8', SYNC, 'CFGI_CD ssid=0x12345 sid=0x8 leaf=1', SYNC])
+    assert.deepEqual(sent(t, () => t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${other} flags=PASID pasid=${high}`)), ['CFGI_CD ssid=0x12345 sid=0x8', SYNC, 'CFGI_CD ssid=0x12345 sid=0x8 leaf=1', SYNC, 'ATC_INV ssv=1 ssid=0x12345 sid=0x8 size=52', SYNC])
     const ctx = BigInt(/ctx=(0x[0-9a-f]+)/.exec(t.hw(SMMU0, 'cd_table'))![1])
     const r = dma(t, { op: 'read', iova: 0x10_0000n, len: 8, pasid: high })
     const l1 = /^walk l1cd table=(0x[0-9a-f]+) addr=(0x[0-9a-f]+) desc=(0x[0-9a-f]+)$/m.exec(r)
@@ -141,13 +147,33 @@ describe('SMMUv3 PASID attach: CD table, CFGI_CD by SSID, DMA with a SubstreamID
     assert.match(t.hw(SMMU0, 'cd_table'), /^ {2}ssid=0x12345 cd=0x[0-9a-f]+ asid=2 /m)
   })
 
-  it('on a blocked RID the STE becomes a CD table with S1DSS = terminate; the last PASID out puts the abort STE back', () => {
+  it('on a blocked RID the STE becomes a CD table with S1DSS = terminate and ATS on; the last PASID out puts the abort STE back, ATS off', () => {
     const { t, dev, other } = s
-    assert.deepEqual(sent(t, () => t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${other} flags=PASID pasid=5`)), ['CFGI_CD ssid=0x5 sid=0x8', SYNC, 'CFGI_CD ssid=0x5 sid=0x8 leaf=1', SYNC, 'CFGI_STE sid=0x8 leaf=1', SYNC])
+    assert.deepEqual(sent(t, () => t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${other} flags=PASID pasid=5`)), [
+      'CFGI_CD ssid=0x5 sid=0x8',
+      SYNC,
+      'CFGI_CD ssid=0x5 sid=0x8 leaf=1',
+      SYNC,
+      'CFGI_STE sid=0x8 leaf=1',
+      SYNC,
+      'ATC_INV sid=0x8 size=52',
+      SYNC,
+    ])
     assert.match(t.hw(SMMU0, 'cd_table'), /^sid=0x8 ctx=0x[0-9a-f]+ s1cdmax=20 s1fmt=2 s1dss=terminate$/m)
     assert.match(dma(t, { op: 'read', iova: 0x10_0000n, len: 8, pasid: 5 }), /^data 7061736964203521$/m)
     assert.match(dma(t, { op: 'read', iova: 0x10_0000n, len: 8 }), /^fault F_STREAM_DISABLED\(0x06\) sid=0x8 /)
-    assert.deepEqual(sent(t, () => t.ok(`DEVICE_DETACH dev_id=${dev} flags=PASID pasid=5`)), ['CFGI_CD ssid=0x5 sid=0x8 leaf=1', SYNC, 'CFGI_STE sid=0x8 leaf=1', SYNC, 'TLBI_NH_ASID asid=1', SYNC])
+    assert.deepEqual(sent(t, () => t.ok(`DEVICE_DETACH dev_id=${dev} flags=PASID pasid=5`)), [
+      'CFGI_CD ssid=0x5 sid=0x8 leaf=1',
+      SYNC,
+      ATC5,
+      SYNC,
+      'CFGI_STE sid=0x8 leaf=1',
+      SYNC,
+      'ATC_INV sid=0x8 size=52',
+      SYNC,
+      'TLBI_NH_ASID asid=1',
+      SYNC,
+    ])
     assert.equal(t.hw(SMMU0, 'cd_table'), '')
     assert.match(t.hw(SMMU0, 'stream_table'), /^sid=0x8 config=abort ats=0$/m)
   })
@@ -156,7 +182,8 @@ describe('SMMUv3 PASID attach: CD table, CFGI_CD by SSID, DMA with a SubstreamID
     const { t, dev, rid, other } = s
     t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${rid}`)
     t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${other} flags=PASID pasid=5`)
-    assert.deepEqual(sent(t, () => t.ok(`DEVICE_DETACH dev_id=${dev}`)), ['CFGI_STE sid=0x8 leaf=1', SYNC, 'CFGI_CD sid=0x8 leaf=1', SYNC, 'TLBI_NH_ASID asid=1', SYNC])
+    // ATS stays on for the PASIDs: the RID's translation changed, so the whole ATC goes before CD 0
+    assert.deepEqual(sent(t, () => t.ok(`DEVICE_DETACH dev_id=${dev}`)), ['CFGI_STE sid=0x8 leaf=1', SYNC, 'ATC_INV sid=0x8 size=52', SYNC, 'CFGI_CD sid=0x8 leaf=1', SYNC, 'TLBI_NH_ASID asid=1', SYNC])
     const cds = t.hw(SMMU0, 'cd_table')
     assert.match(cds, /s1dss=terminate\n {2}ssid=0x5 /)
     assert.doesNotMatch(cds, /ssid=0x0 /)
@@ -172,7 +199,8 @@ describe('SMMUv3 PASID attach: CD table, CFGI_CD by SSID, DMA with a SubstreamID
     dma(t, { op: 'read', iova: 0x10_0000n, len: 8, pasid: 5 })
     const cmds = sent(t, () => t.ok(`IOAS_UNMAP ioas_id=${t.describe(other).get('ioas')} iova=0x100000 length=0x1000`))
     assert.match(cmds[0], /^TLBI_NH_VA asid=2 .*addr=0x100000/)
-    assert.equal(cmds[cmds.length - 1], SYNC)
+    // the ATC flush that follows is for SSID 5 only (the RID's domain is another)
+    assert.deepEqual(cmds.slice(-2), ['ATC_INV ssv=1 ssid=0x5 sid=0x8 addr=0x100000', SYNC])
     assert.match(dma(t, { op: 'read', iova: 0x10_0000n, len: 8, pasid: 5 }), /^fault F_TRANSLATION\(0x10\) /)
     assert.match(t.hw(SMMU0, 'findings'), /findings=0\n/)
   })
@@ -229,7 +257,7 @@ describe('SMMUv3 PASIDs without 2-level CD tables (IDR0.CD2L = 0): a linear tabl
     const { t, dev, rid, other } = s
     t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${rid}`)
     assert.match(t.hw(SMMU0, 'cd_table'), /^sid=0x8 ctx=0x[0-9a-f]+ s1cdmax=10 s1fmt=0 s1dss=ssid0$/m)
-    assert.deepEqual(sent(t, () => t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${other} flags=PASID pasid=1023`)), ['CFGI_CD ssid=0x3ff sid=0x8 leaf=1', SYNC])
+    assert.deepEqual(sent(t, () => t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${other} flags=PASID pasid=1023`)), ['CFGI_CD ssid=0x3ff sid=0x8 leaf=1', SYNC, 'ATC_INV ssv=1 ssid=0x3ff sid=0x8 size=52', SYNC])
     assert.match(dma(t, { op: 'read', iova: 0x10_0000n, len: 8, pasid: 1023 }), /^data 7061736964203521$/m)
     t.err(`DEVICE_ATTACH dev_id=${dev} pt_id=${other} flags=PASID pasid=1024`, 'ENOMEM', /pasid=1024: beyond 0000:00:01.0's CD table \(2\^10 CDs/)
   })
