@@ -5,6 +5,8 @@
  * (the same through the kernel's uAPI under the shim).
  */
 import { strict as assert } from 'node:assert'
+import * as fs from 'node:fs'
+import * as os from 'node:os'
 import * as path from 'node:path'
 import { sh, withMount } from '../helpers/mount'
 import { iommufs } from '../helpers/cli'
@@ -71,5 +73,58 @@ describe('SMMUv3 PASIDs through the mount', () => {
         'dma_past_width: err EINVAL',
       ])
     })
+  })
+
+  it('a guest CD table with SubstreamIDs (nested, from bash): CD 5 rewritten without CFGI_CD is a finding naming ssid=0x5; the guest\'s CFGI_CD for SSID 5 leaves none', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pasid-it-'))
+    try {
+      await withMount(async (m) => {
+        const script = `
+set -eu
+cd ${m.dir}
+ram=${dir}/ram
+truncate -s 1M $ram
+# put64 IPA VALUE into guest RAM (IPA 0x40000000 = file offset 0)
+put64() { local off=$(( $1 - 0x40000000 )) v=$2 b='' i; for i in 0 1 2 3 4 5 6 7; do b+=$(printf '\\\\x%02x' $(( (v >> (8 * i)) & 0xff ))); done; printf "$b" | dd of=$ram bs=1 seek=$off conv=notrunc status=none; }
+CD0=$(( 16 | (1 << 30) | (1 << 31) | (5 << 32) | (1 << 41) | (1 << 45) | (1 << 46) ))
+# a linear CD table of 16 CDs at IPA 0x40000000; CD 5 (ASID 1) -> tables at 0x40001000.., VA 0x1000 -> 0x40010000
+put64 $(( 0x40000000 + 5 * 64 )) $(( CD0 | (1 << 48) )); put64 $(( 0x40000000 + 5 * 64 + 8 )) 0x40001000; put64 $(( 0x40000000 + 5 * 64 + 24 )) 0xf404ff44
+put64 0x40001000 $(( 0x40002000 | 3 )); put64 0x40002000 $(( 0x40003000 | 3 )); put64 0x40003000 $(( 0x40004000 | 3 ))
+put64 $(( 0x40004000 + 8 )) $(( 0x40010000 | 0xf47 ))
+printf 'ssid 5 page' | dd of=$ram bs=1 seek=$(( 0x10000 )) conv=notrunc status=none
+exec 3<>dev/iommu
+r() { echo "$1" >&3; read -r -u 3 x; echo "$x" >&2; v=$(echo "$x" | grep -o "$2=[0-9]*" | cut -d= -f2 || true); }
+port() { exec 4<>sys/kernel/debug/iommufd/dma/0000:00:01.0; echo "$1" >&4; cat <&4; exec 4>&-; }
+r "DEVICE_BIND pci=0000:00:01.0" out_devid; dev=$v
+r "IOAS_ALLOC" out_ioas_id; ioas=$v
+r "IOAS_MAP_FILE ioas_id=$ioas flags=FIXED_IOVA|READABLE|WRITEABLE path=$ram start=0 length=0x100000 iova=0x40000000" x
+r "HWPT_ALLOC dev_id=$dev pt_id=$ioas flags=NEST_PARENT" out_hwpt_id; s2=$v
+r "DEVICE_ATTACH dev_id=$dev pt_id=$s2" x
+r "VIOMMU_ALLOC type=ARM_SMMUV3 dev_id=$dev hwpt_id=$s2" out_viommu_id; viommu=$v
+r "VDEVICE_ALLOC viommu_id=$viommu dev_id=$dev virt_id=0x10" x
+# the guest STE: S1 translate, S1CDMax = 4 (16 CDs, linear), S1DSS = bypass
+r "HWPT_ALLOC dev_id=$dev pt_id=$viommu data_type=ARM_SMMUV3 data.ste=$(printf '0x%x' $(( 0x40000000 | (4 << 59) | (5 << 1) | 1 ))),0x1" out_hwpt_id; nested=$v
+r "DEVICE_ATTACH dev_id=$dev pt_id=$nested" x
+echo "== first"; port "read iova=0x1000 len=11 pasid=5"
+# the guest gives CD 5 another ASID and sends no CFGI_CD
+put64 $(( 0x40000000 + 5 * 64 )) $(( CD0 | (2 << 48) ))
+echo "== stale"; port "read iova=0x1000 len=11 pasid=5"
+r "HWPT_INVALIDATE hwpt_id=$viommu cmd=CFGI_CD,sid=0x10,ssid=5,leaf" x
+echo "== fixed"; port "read iova=0x1000 len=11 pasid=5"
+echo "== sanitizer"; cat sys/kernel/debug/iommufd/iommu/smmu3.0x0000000009050000/sanitizer
+`
+        const r = await sh(script)
+        assert.equal(r.code, 0, `${r.stderr}\n${r.stdout}`)
+        const part = (name: string): string => r.stdout.split(`== ${name}\n`)[1].split('\n==')[0]
+        assert.match(part('first'), /^ok read sid=0x8 pasid=5 iova=0x1000 len=11\n/)
+        assert.match(part('first'), /^data 7373696420352070616765$/m)
+        assert.match(part('stale'), /^finding 1: CD; sid=0x8; ssid=0x5; iova=0x1000; .*; fix: CFGI_CD sid=0x8 ssid=0x5 leaf$/m)
+        assert.match(part('fixed'), /^ok read sid=0x8 pasid=5 /)
+        assert.doesNotMatch(part('fixed'), /^finding/m)
+        assert.match(part('sanitizer'), /^report findings=1$/m)
+      })
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
   })
 })
