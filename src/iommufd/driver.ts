@@ -74,7 +74,7 @@ function dropTag(hwpt: Hwpt, unit: IommuUnit, free: (id: number) => void): void 
 }
 
 /** Why an SMMU's CD tables may be narrower than its SSIDSIZE. */
-function unit2LvlNote(smmu: Smmuv3): string {
+function cdTableNote(smmu: Smmuv3): string {
   return smmu.registers.flag('IDR0.CD2L') ? 'the device\'s PASID width' : 'linear, at most 2^10, without IDR0.CD2L'
 }
 
@@ -150,7 +150,7 @@ const smmuDriver: Driver = {
     if (rid && !(rid instanceof HwptPaging && !rid.nestParent)) {
       throw new ErrnoError('EINVAL', `${dev.bdf}: its RID is attached to HWPT ${rid.id}, whose STE has no CD table (a PASID needs the RID stage-1 or blocked)`)
     }
-    if (!ssidFits(smmu, dev, pasid)) throw new ErrnoError('ENOMEM', `pasid=${pasid}: beyond ${dev.bdf}'s CD table (2^${masterSsidBits(smmu, dev)} CDs: ${unit2LvlNote(smmu)})`)
+    if (!ssidFits(smmu, dev, pasid)) throw new ErrnoError('ENOMEM', `pasid=${pasid}: beyond ${dev.bdf}'s CD table (2^${masterSsidBits(smmu, dev)} CDs: ${cdTableNote(smmu)})`)
   },
   forget(dev) {
     const smmu = dev.unit as Smmuv3

@@ -312,16 +312,21 @@ export function setSsid(smmu: Smmuv3, dev: PciDevice, ssid: number, domain: Hwpt
     // (S1DSS = terminate) with ATS on, as its PASIDs may use it (cd_needs_ats)
     if (!inSte) return setRidSte(smmu, dev, { config: 'abort', ats: stage1Ats(smmu, false) }, undefined)
     // ATS was on already: the SSID's translation changed, its ATC entries go (arm_smmu_attach_commit)
-    if (smmu.streams.get(sid)?.ats) smmu.cmdq.issue([parseCommand(`ATC_INV sid=${sid} ssv ssid=${hex(ssid)} size=52`), HOST_SYNC])
+    if (smmu.streams.get(sid)?.ats) smmu.cmdq.issue(atcInvSsid(sid, ssid))
     return
   }
   writeCd(smmu, dev, ssid, undefined)
-  if (rid?.ats) smmu.cmdq.issue([parseCommand(`ATC_INV sid=${sid} ssv ssid=${hex(ssid)} size=52`), HOST_SYNC])
+  if (rid?.ats) smmu.cmdq.issue(atcInvSsid(sid, ssid))
   // the last SSID out of a blocked RID: back to the blocking STE, ATS off
   if (!pasidsInUse(dev).length && rid?.config !== 's1-translate') setRidSte(smmu, dev, { config: 'abort', ats: false }, undefined)
 }
 
-/** The SSID is beyond the master's CD table (arm_smmu_alloc_cd_ptr fails: ENOMEM). */
+/** arm_smmu_atc_inv_master for one SSID: all of its ATC entries (SSV), then a sync. */
+function atcInvSsid(sid: number, ssid: number): Command[] {
+  return [parseCommand(`ATC_INV sid=${sid} ssv ssid=${hex(ssid)} size=52`), HOST_SYNC]
+}
+
+/** The SSID has a place in the master's CD table (else arm_smmu_alloc_cd_ptr fails: ENOMEM). */
 export function ssidFits(smmu: Smmuv3, dev: PciDevice, ssid: number): boolean {
   return ssid < 2 ** masterSsidBits(smmu, dev)
 }
