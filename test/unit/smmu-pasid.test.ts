@@ -262,3 +262,26 @@ describe('SMMUv3 PASIDs without 2-level CD tables (IDR0.CD2L = 0): a linear tabl
     t.err(`DEVICE_ATTACH dev_id=${dev} pt_id=${other} flags=PASID pasid=1024`, 'ENOMEM', /pasid=1024: beyond 0000:00:01.0's CD table \(2\^10 CDs/)
   })
 })
+
+describe('a device narrower than its unit (topology pasid: 8 on a VT-d function)', () => {
+  it('GET_HW_INFO says 8; PASID 255 attaches, 256 is EINVAL, and its DMA port refuses PASID 256', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'narrow-pasid-'))
+    const topo = path.join(dir, 't.yaml')
+    fs.writeFileSync(topo, fs.readFileSync(DEFAULT_TOPOLOGY, 'utf8').replace('"0000:02:01.0", vendor: 0x8086, device: 0x0d58 }', '"0000:02:01.0", vendor: 0x8086, device: 0x0d58, pasid: 8 }'))
+    const t = new IommuBench(new World(loadTopology(topo)))
+    try {
+      const dev = t.bind(DEV.vtdB)
+      assert.match(t.send(`GET_HW_INFO dev_id=${dev}`), / out_max_pasid_log2=8 /)
+      const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
+      const h = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas} flags=PASID`, 'out_hwpt_id')
+      t.err(`DEVICE_ATTACH dev_id=${dev} pt_id=${h} flags=PASID pasid=256`, 'EINVAL', /pasid=256: 0000:02:01.0 takes PASIDs 1\.\.255/)
+      t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${h} flags=PASID pasid=255`)
+      assert.equal(t.describe(dev).get('pasids'), `255:${h}`)
+      assert.equal(t.describe(dev).get('pasid_bits'), '8')
+      assert.throws(() => dma(t, { op: 'read', iova: 0x1000n, len: 4, pasid: 256 }, DEV.vtdB), /pasid=256: 0000:02:01.0 sends PASIDs of 8 bits/)
+    } finally {
+      t.close()
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
