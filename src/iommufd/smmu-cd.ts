@@ -1,5 +1,5 @@
 import { Command, HOST_SYNC, parseCommand } from '../hw/smmuv3/commands'
-import { wordBytes, steWords } from '../hw/smmuv3/build'
+import { steWords } from '../hw/smmuv3/build'
 import { Smmuv3 } from '../hw/smmuv3/smmuv3'
 import { PciDevice } from '../hw/unit'
 import { hex } from '../hw/bits'
@@ -73,20 +73,64 @@ export function cdSlot(smmu: Smmuv3, dev: PciDevice, ssid: number): bigint | und
 }
 
 /**
- * Writes CD[ssid] (zeros: clears it) and, if it changed, sends CFGI_CD for
- * that SSID with a CMD_SYNC (arm_smmu_write_cd_entry / arm_smmu_clear_cd).
- * A clear of a CD never made is nothing.
+ * Writes CD[ssid] (zeros: clears it) as arm_smmu_write_cd_entry does, through
+ * the driver's entry writer: each step that changes the CD is followed by
+ * CFGI_CD for that SSID and a CMD_SYNC. A clear of a CD never made is nothing.
  */
 export function writeCd(smmu: Smmuv3, dev: PciDevice, ssid: number, words: readonly bigint[] | undefined): void {
   const t = tables.get(dev)
   if (!words && !t) return
   const addr = words ? cdSlot(smmu, dev, ssid) : clearSlot(t!, ssid)
   if (addr === undefined) return
-  const bytes = wordBytes(words ?? new Array<bigint>(8).fill(0n))
-  const old = smmu.memory.read(addr, bytes.length)
-  if (Buffer.isBuffer(old) && old.equals(bytes)) return
-  smmu.memory.write(addr, bytes)
-  smmu.cmdq.issue([parseCommand(`CFGI_CD sid=${dev.streamId} ssid=${hex(ssid)} leaf`), HOST_SYNC])
+  const cur = Array.from({ length: 8 }, (_, i) => smmu.memory.read64(addr + BigInt(i * 8)))
+  if (!cur.every((w): w is bigint => typeof w === 'bigint')) return
+  const sync = [parseCommand(`CFGI_CD sid=${dev.streamId} ssid=${hex(ssid)} leaf`), HOST_SYNC]
+  writeEntry(cur, words ?? new Array<bigint>(8).fill(0n), cdUsed, (i, v) => smmu.memory.write64(addr + BigInt(i * 8), v), () => smmu.cmdq.issue(sync))
+}
+
+const ALL = (1n << 64n) - 1n
+const CD_V = 1n << 31n
+
+/** arm_smmu_get_cd_used: an invalid CD uses only V; a valid one every bit (the host's CDs never set EPD0). */
+function cdUsed(e: readonly bigint[]): bigint[] {
+  return e.map((_, i) => (e[0] & CD_V ? ALL : i === 0 ? CD_V : 0n))
+}
+
+/**
+ * arm_smmu_write_entry: changes `cur` into `target` without a moment the
+ * SMMU could read a mix of both. If the bits in use change in one word only,
+ * the others are written first, then that word, then what is left unused;
+ * if in more, V is cleared first (word 0), the rest written, then word 0.
+ * Each step that changed something is followed by `sync`.
+ */
+function writeEntry(cur: bigint[], target: readonly bigint[], used: (e: readonly bigint[]) => bigint[], store: (i: number, v: bigint) => void, sync: () => void): void {
+  const set = (from: readonly bigint[], start: number, len: number): void => {
+    let changed = false
+    for (let i = start; i < start + len; i++) {
+      if (cur[i] === from[i]) continue
+      cur[i] = from[i]
+      store(i, from[i])
+      changed = true
+    }
+    if (changed) sync()
+  }
+  const curUsed = used(cur)
+  const targetUsed = used(target)
+  const update = cur.map((w, i) => (w & curUsed[i]) | (target[i] & ~curUsed[i] & ALL))
+  const diff = update.map((w, i) => (w & targetUsed[i]) !== target[i]).flatMap((d, i) => (d ? [i] : []))
+  const n = cur.length
+  if (diff.length === 1) {
+    const critical = diff[0]
+    update[critical] = cur[critical]
+    set(update, 0, n)
+    set(target, critical, 1)
+    set(target, 0, n)
+  } else if (diff.length > 1) {
+    update[0] = 0n
+    set(update, 0, 1)
+    set(target, 1, n - 1)
+    set(target, 0, 1)
+  } else set(target, 0, n)
 }
 
 /** Where CD[ssid] is, without making a leaf: undefined when there is none to clear. */

@@ -68,6 +68,9 @@ echo "== findings"; cat ${DBG}/iommu/${SMMU}/findings`,
       assert.deepEqual(cmds, [
         'CFGI_CD sid=0x10',
         'SYNC cs=2',
+        // the entry writer: the CD's other words, then word 0 with V
+        'CFGI_CD sid=0x10 leaf=1',
+        'SYNC cs=2',
         'CFGI_CD sid=0x10 leaf=1',
         'SYNC cs=2',
         'CFGI_STE sid=0x10 leaf=1',

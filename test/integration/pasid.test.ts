@@ -29,12 +29,14 @@ describe('SMMUv3 PASIDs through the mount', () => {
       }
       const S = 'SYNC cs=2'
       const atc = (ssid: string): string => `ATC_INV ssv=1 ssid=${ssid} sid=0x8 size=52`
+      // the entry writer's steps for one CD: 2 to make or clear it, 3 to replace it
+      const cd = (ssid: string, times: number): string[] => Array.from({ length: times }, () => [`CFGI_CD ssid=${ssid} sid=0x8 leaf=1`, S]).flat()
       // ATS comes on with the stage-1 STE: the whole ATC is flushed first; each PASID set then flushes its SSID's entries
-      assert.deepEqual(block('RID attach'), ['CFGI_CD sid=0x8', S, 'CFGI_CD sid=0x8 leaf=1', S, 'CFGI_STE sid=0x8 leaf=1', S, 'ATC_INV sid=0x8 size=52', S])
-      assert.deepEqual(block('PASID 5 attach'), ['CFGI_CD ssid=0x5 sid=0x8 leaf=1', S, atc('0x5'), S])
-      assert.deepEqual(block('PASID 0x12345 attach'), ['CFGI_CD ssid=0x12345 sid=0x8', S, 'CFGI_CD ssid=0x12345 sid=0x8 leaf=1', S, atc('0x12345'), S])
-      assert.deepEqual(block('PASID 5 replace'), ['CFGI_CD ssid=0x5 sid=0x8 leaf=1', S, atc('0x5'), S])
-      assert.deepEqual(block('detach'), ['CFGI_CD ssid=0x5 sid=0x8 leaf=1', S, atc('0x5'), S, 'CFGI_CD ssid=0x12345 sid=0x8 leaf=1', S, atc('0x12345'), S, 'TLBI_NH_ASID asid=2', S])
+      assert.deepEqual(block('RID attach'), ['CFGI_CD sid=0x8', S, 'CFGI_CD sid=0x8 leaf=1', S, 'CFGI_CD sid=0x8 leaf=1', S, 'CFGI_STE sid=0x8 leaf=1', S, 'ATC_INV sid=0x8 size=52', S])
+      assert.deepEqual(block('PASID 5 attach'), [...cd('0x5', 2), atc('0x5'), S])
+      assert.deepEqual(block('PASID 0x12345 attach'), ['CFGI_CD ssid=0x12345 sid=0x8', S, ...cd('0x12345', 2), atc('0x12345'), S])
+      assert.deepEqual(block('PASID 5 replace'), [...cd('0x5', 3), atc('0x5'), S])
+      assert.deepEqual(block('detach'), [...cd('0x5', 2), atc('0x5'), S, ...cd('0x12345', 2), atc('0x12345'), S, 'TLBI_NH_ASID asid=2', S])
       assert.match(out, /^sid=0x8 ctx=0x[0-9a-f]+ s1cdmax=20 s1fmt=2 s1dss=ssid0\n {2}ssid=0x0 cd=0x[0-9a-f]+ asid=1 .*\n {2}ssid=0x5 cd=0x[0-9a-f]+ asid=2 /m)
       // PASID 0x12345: L1 entry 0x48 of the CD table, 8 bytes each
       const ctx = BigInt(/ ctx=(0x[0-9a-f]+) /.exec(out)![1])

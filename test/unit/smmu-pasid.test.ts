@@ -38,6 +38,14 @@ function sent(t: IommuBench, fn: () => void): string[] {
 }
 
 const SYNC = 'SYNC cs=2'
+/**
+ * The entry writer's CFGI_CD + SYNC pairs for one CD write: 2 for a CD made
+ * or cleared (the other words, then word 0; or word 0, then the rest), 3 for
+ * one replaced (V cleared, the rest, word 0).
+ */
+function cfgiCd(ssid: string | undefined, times: number): string[] {
+  return Array.from({ length: times }, () => [ssid ? `CFGI_CD ssid=${ssid} sid=0x8 leaf=1` : 'CFGI_CD sid=0x8 leaf=1', SYNC]).flat()
+}
 /** The device's ATC entries of SSID 5 (ATS is on for a stage-1 master). */
 const ATC5 = 'ATC_INV ssv=1 ssid=0x5 sid=0x8 size=52'
 
@@ -76,14 +84,14 @@ function pasidEach(machine?: (text: string) => string): { t: IommuBench; dev: nu
 describe('SMMUv3 PASID attach: CD table, CFGI_CD by SSID, DMA with a SubstreamID, teardown', () => {
   const s = pasidEach()
 
-  it('a 20-bit device gets a 2-level CD table (S1Fmt 2, S1CDMax 20, S1DSS SSID0); PASID 5 writes its CD and sends CFGI_CD ssid=5 only; each SSID reads its own domain', () => {
+  it('a 20-bit device gets a 2-level CD table (S1Fmt 2, S1CDMax 20, S1DSS SSID0); PASID 5 writes its CD with CFGI_CD ssid=5 (twice: the entry writer\'s two steps); each SSID reads its own domain', () => {
     const { t, dev, rid, other } = s
     assert.deepEqual(
       sent(t, () => t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${rid}`)),
       // the leaf of SSIDs 0..1023 (its L1 descriptor may be cached invalid), CD 0, the STE, then ATS enabled (the whole ATC flushed first)
-      ['CFGI_CD sid=0x8', SYNC, 'CFGI_CD sid=0x8 leaf=1', SYNC, 'CFGI_STE sid=0x8 leaf=1', SYNC, 'ATC_INV sid=0x8 size=52', SYNC],
+      ['CFGI_CD sid=0x8', SYNC, ...cfgiCd(undefined, 2), 'CFGI_STE sid=0x8 leaf=1', SYNC, 'ATC_INV sid=0x8 size=52', SYNC],
     )
-    assert.deepEqual(sent(t, () => assert.equal(t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${other} flags=PASID pasid=5`).pt_id, String(other))), ['CFGI_CD ssid=0x5 sid=0x8 leaf=1', SYNC, ATC5, SYNC])
+    assert.deepEqual(sent(t, () => assert.equal(t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${other} flags=PASID pasid=5`).pt_id, String(other))), [...cfgiCd('0x5', 2), ATC5, SYNC])
     assert.equal(t.describe(dev).get('pasids'), `5:${other}`)
     assert.equal(t.describe(dev).get('pasid_bits'), '20')
     const cds = t.hw(SMMU0, 'cd_table').split('\n')
@@ -110,7 +118,7 @@ describe('SMMUv3 PASID attach: CD table, CFGI_CD by SSID, DMA with a SubstreamID
     // through the endpoint's ATC: a translation request with the PASID fills an entry tagged with it
     assert.match(dma(t, { op: 'read', iova: 0x10_0000n, len: 8, pasid: 5, ats: true }), /^data 7061736964203521$/m)
     assert.match(t.hw(SMMU0, 'atc'), /^sid=0x8 pasid=5 addr=0x100000 /m)
-    assert.deepEqual(sent(t, () => t.ok(`DEVICE_DETACH dev_id=${dev} flags=PASID pasid=5`)), ['CFGI_CD ssid=0x5 sid=0x8 leaf=1', SYNC, ATC5, SYNC, 'TLBI_NH_ASID asid=2', SYNC])
+    assert.deepEqual(sent(t, () => t.ok(`DEVICE_DETACH dev_id=${dev} flags=PASID pasid=5`)), [...cfgiCd('0x5', 2), ATC5, SYNC, 'TLBI_NH_ASID asid=2', SYNC])
     assert.doesNotMatch(t.hw(SMMU0, 'atc'), /pasid=5 /)
     assert.equal(t.describe(dev).get('pasids'), '-')
     assert.doesNotMatch(t.hw(SMMU0, 'cd_table'), /ssid=0x5/)
@@ -120,12 +128,12 @@ describe('SMMUv3 PASID attach: CD table, CFGI_CD by SSID, DMA with a SubstreamID
     assert.match(t.hw(SMMU0, 'findings'), /findings=0\n/)
   })
 
-  it('a second attach of PASID 5 replaces its domain: the CD is rewritten in place, then the old ASID is flushed', () => {
+  it('a second attach of PASID 5 replaces its domain: the CD is rewritten in three steps (V cleared first), then the old ASID is flushed', () => {
     const { t, dev, rid, other } = s
     t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${rid}`)
     t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${other} flags=PASID pasid=5`)
     assert.match(dma(t, { op: 'read', iova: 0x10_0000n, len: 8, pasid: 5 }), /^data 7061736964203521$/m)
-    assert.deepEqual(sent(t, () => t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${rid} flags=PASID pasid=5`)), ['CFGI_CD ssid=0x5 sid=0x8 leaf=1', SYNC, ATC5, SYNC, 'TLBI_NH_ASID asid=2', SYNC])
+    assert.deepEqual(sent(t, () => t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${rid} flags=PASID pasid=5`)), [...cfgiCd('0x5', 3), ATC5, SYNC, 'TLBI_NH_ASID asid=2', SYNC])
     assert.match(t.hw(SMMU0, 'cd_table'), /^ {2}ssid=0x5 cd=0x[0-9a-f]+ asid=1 /m)
     assert.match(dma(t, { op: 'read', iova: 0x10_0000n, len: 8, pasid: 5 }), /^data 7269642064617461$/m)
     assert.match(t.hw(SMMU0, 'findings'), /findings=0\n/)
@@ -135,7 +143,7 @@ describe('SMMUv3 PASID attach: CD table, CFGI_CD by SSID, DMA with a SubstreamID
     const { t, dev, rid, other } = s
     t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${rid}`)
     const high = 0x12345
-    assert.deepEqual(sent(t, () => t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${other} flags=PASID pasid=${high}`)), ['CFGI_CD ssid=0x12345 sid=0x8', SYNC, 'CFGI_CD ssid=0x12345 sid=0x8 leaf=1', SYNC, 'ATC_INV ssv=1 ssid=0x12345 sid=0x8 size=52', SYNC])
+    assert.deepEqual(sent(t, () => t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${other} flags=PASID pasid=${high}`)), ['CFGI_CD ssid=0x12345 sid=0x8', SYNC, ...cfgiCd('0x12345', 2), 'ATC_INV ssv=1 ssid=0x12345 sid=0x8 size=52', SYNC])
     const ctx = BigInt(/ctx=(0x[0-9a-f]+)/.exec(t.hw(SMMU0, 'cd_table'))![1])
     const r = dma(t, { op: 'read', iova: 0x10_0000n, len: 8, pasid: high })
     const l1 = /^walk l1cd table=(0x[0-9a-f]+) addr=(0x[0-9a-f]+) desc=(0x[0-9a-f]+)$/m.exec(r)
@@ -152,8 +160,7 @@ describe('SMMUv3 PASID attach: CD table, CFGI_CD by SSID, DMA with a SubstreamID
     assert.deepEqual(sent(t, () => t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${other} flags=PASID pasid=5`)), [
       'CFGI_CD ssid=0x5 sid=0x8',
       SYNC,
-      'CFGI_CD ssid=0x5 sid=0x8 leaf=1',
-      SYNC,
+      ...cfgiCd('0x5', 2),
       'CFGI_STE sid=0x8 leaf=1',
       SYNC,
       'ATC_INV sid=0x8 size=52',
@@ -163,8 +170,7 @@ describe('SMMUv3 PASID attach: CD table, CFGI_CD by SSID, DMA with a SubstreamID
     assert.match(dma(t, { op: 'read', iova: 0x10_0000n, len: 8, pasid: 5 }), /^data 7061736964203521$/m)
     assert.match(dma(t, { op: 'read', iova: 0x10_0000n, len: 8 }), /^fault F_STREAM_DISABLED\(0x06\) sid=0x8 /)
     assert.deepEqual(sent(t, () => t.ok(`DEVICE_DETACH dev_id=${dev} flags=PASID pasid=5`)), [
-      'CFGI_CD ssid=0x5 sid=0x8 leaf=1',
-      SYNC,
+      ...cfgiCd('0x5', 2),
       ATC5,
       SYNC,
       'CFGI_STE sid=0x8 leaf=1',
@@ -183,7 +189,7 @@ describe('SMMUv3 PASID attach: CD table, CFGI_CD by SSID, DMA with a SubstreamID
     t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${rid}`)
     t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${other} flags=PASID pasid=5`)
     // ATS stays on for the PASIDs: the RID's translation changed, so the whole ATC goes before CD 0
-    assert.deepEqual(sent(t, () => t.ok(`DEVICE_DETACH dev_id=${dev}`)), ['CFGI_STE sid=0x8 leaf=1', SYNC, 'ATC_INV sid=0x8 size=52', SYNC, 'CFGI_CD sid=0x8 leaf=1', SYNC, 'TLBI_NH_ASID asid=1', SYNC])
+    assert.deepEqual(sent(t, () => t.ok(`DEVICE_DETACH dev_id=${dev}`)), ['CFGI_STE sid=0x8 leaf=1', SYNC, 'ATC_INV sid=0x8 size=52', SYNC, ...cfgiCd(undefined, 2), 'TLBI_NH_ASID asid=1', SYNC])
     const cds = t.hw(SMMU0, 'cd_table')
     assert.match(cds, /s1dss=terminate\n {2}ssid=0x5 /)
     assert.doesNotMatch(cds, /ssid=0x0 /)
@@ -257,7 +263,7 @@ describe('SMMUv3 PASIDs without 2-level CD tables (IDR0.CD2L = 0): a linear tabl
     const { t, dev, rid, other } = s
     t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${rid}`)
     assert.match(t.hw(SMMU0, 'cd_table'), /^sid=0x8 ctx=0x[0-9a-f]+ s1cdmax=10 s1fmt=0 s1dss=ssid0$/m)
-    assert.deepEqual(sent(t, () => t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${other} flags=PASID pasid=1023`)), ['CFGI_CD ssid=0x3ff sid=0x8 leaf=1', SYNC, 'ATC_INV ssv=1 ssid=0x3ff sid=0x8 size=52', SYNC])
+    assert.deepEqual(sent(t, () => t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${other} flags=PASID pasid=1023`)), [...cfgiCd('0x3ff', 2), 'ATC_INV ssv=1 ssid=0x3ff sid=0x8 size=52', SYNC])
     assert.match(dma(t, { op: 'read', iova: 0x10_0000n, len: 8, pasid: 1023 }), /^data 7061736964203521$/m)
     t.err(`DEVICE_ATTACH dev_id=${dev} pt_id=${other} flags=PASID pasid=1024`, 'ENOMEM', /pasid=1024: beyond 0000:00:01.0's CD table \(2\^10 CDs/)
   })
