@@ -21,6 +21,8 @@ export interface PciDevice {
   readonly group: IommuGroup
   /** N of /dev/vfio/devices/vfio<N>. */
   readonly vfioIndex: number
+  /** Max PASID Width of the function's PCI PASID capability (0: none). */
+  readonly pasidBits: number
 }
 
 export interface IommuGroup {

@@ -29,6 +29,7 @@ export class Device extends IommufdObject {
       [this.pci.unit.kind === 'arm-smmu-v3' ? 'stream_id' : 'rid', `0x${this.pci.streamId.toString(16)}`],
       ['attached', this.hwpt ? `${this.hwpt.id} (${this.hwpt.type})` : '-'],
       ['vdevice', this.vdevice ? String(this.vdevice.id) : '-'],
+      ['pasid_bits', String(driverFor(this.pci.unit).maxPasidLog2(this.pci))],
       ['pasids', [...this.pasids].map(([p, h]) => `${p}:${h.id}`).join(' ') || '-'],
     ]
   }
@@ -137,8 +138,6 @@ function pasidTarget(ctx: IommufdContext, ptId: number): Hwpt {
 
 /** The checks every PASID attach or replace makes of the device and the domain, in the kernel's order. */
 function checkPasidAttach(dev: Device, pasid: number, hwpt: Hwpt): void {
-  // a driver without PASID programming in the model refuses rather than attach without effect
-  if (!driverFor(dev.pci.unit).setPasid) throw new ErrnoError('EOPNOTSUPP', `pasid=${pasid}: PASID attach on ${dev.pci.unit.name} is not modelled`)
   const width = driverFor(dev.pci.unit).maxPasidLog2(dev.pci)
   if (!width) throw new ErrnoError('EINVAL', `${dev.pci.bdf}: not PASID-capable`)
   if (pasid === 0 || pasid >= 2 ** width) throw new ErrnoError('EINVAL', `pasid=${pasid}: ${dev.pci.bdf} takes PASIDs 1..${2 ** width - 1}`)
@@ -146,6 +145,7 @@ function checkPasidAttach(dev: Device, pasid: number, hwpt: Hwpt): void {
   if (!hwpt.pasidCompat) throw new ErrnoError('EINVAL', `pt_id=${hwpt.id}: not allocated with flags=PASID`)
   if (dev.hwpt && !dev.hwpt.pasidCompat) throw new ErrnoError('EINVAL', `${dev.pci.bdf}: its RID is attached to HWPT ${dev.hwpt.id}, which is not PASID-compatible`)
   if (hwpt instanceof HwptNested) driverFor(dev.pci.unit).checkNestedAttach(dev.pci, hwpt, dev.vdevice !== undefined && dev.vdevice.viommu === hwpt.viommu)
+  driverFor(dev.pci.unit).checkPasid?.(dev.pci, pasid, hwpt, dev.hwpt)
 }
 
 /** Attaches a PASID of the device (iommufd_device_attach with a PASID): EBUSY if it is attached already. */

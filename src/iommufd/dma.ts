@@ -6,6 +6,7 @@ import { Smmuv3 } from '../hw/smmuv3/smmuv3'
 import { VtdDmaResult } from '../hw/vtd/dma'
 import { describeFault } from '../hw/vtd/faults'
 import { Vtd } from '../hw/vtd/vtd'
+import { driverFor } from './driver'
 import { ErrnoError } from '../util/errno'
 import { LIMITS } from '../util/limits'
 import { World } from './world'
@@ -64,10 +65,11 @@ export function deviceDma(world: World, bdf: string, r: DeviceDma): DeviceDmaRes
   if (r.op !== 'translate' && r.len <= 0) throw new ErrnoError('EINVAL', 'len: must be at least 1')
   if (r.iova < 0n || r.iova + BigInt(Math.max(r.len, 1)) - 1n >= 1n << 64n) throw new ErrnoError('EINVAL', `iova=${hex(r.iova)}: the request does not fit 64 bits`)
   const unit = pci.unit
+  if (!(unit instanceof Vtd) && !(unit instanceof Smmuv3)) throw new ErrnoError('EOPNOTSUPP', `${bdf}: DMA through ${unit.kind} is not modelled`)
+  // the function's PASID capability, within what its IOMMU takes, bounds the PASIDs it can send
+  const width = driverFor(unit).maxPasidLog2(pci)
+  if (r.pasid !== undefined && !(r.pasid >= 0 && r.pasid < 2 ** width)) throw new ErrnoError('EINVAL', `pasid=${r.pasid}: ${bdf} sends PASIDs of ${width} bits (its PASID capability within ${unit.name}'s)`)
   if (unit instanceof Vtd) return vtdDma(world, unit, pci.streamId, r)
-  if (!(unit instanceof Smmuv3)) throw new ErrnoError('EOPNOTSUPP', `${bdf}: DMA through ${unit.kind} is not modelled`)
-  if (r.pasid !== undefined && !(r.pasid >= 0 && r.pasid < 2 ** Math.max(Number(unit.registers.field('IDR1.SSIDSIZE')), 0)))
-    throw new ErrnoError('EINVAL', `pasid=${r.pasid}: ${unit.name} has ${unit.registers.field('IDR1.SSIDSIZE')} SubstreamID bits`)
   unit.dma.clock = () => world.trace.count
   unit.stalls.onStall = (s) => smmuStalled(world, unit, s)
   const sid = pci.streamId
@@ -115,8 +117,6 @@ function held(world: World, bdf: string, r: DeviceDma, go: (settle: (end: Device
 }
 
 function vtdDma(world: World, unit: Vtd, sid: number, r: DeviceDma): DeviceDmaResult {
-  const pasidBits = unit.registers.flag('ECAP.PASID') ? Number(unit.registers.field('ECAP.PSS')) + 1 : 0
-  if (r.pasid !== undefined && !(r.pasid >= 0 && r.pasid < 2 ** pasidBits)) throw new ErrnoError('EINVAL', `pasid=${r.pasid}: ${unit.name} has ${pasidBits} PASID bits`)
   unit.dma.clock = () => world.trace.count
   unit.prq.onRequest = (h) => vtdPageRequest(world, unit, h)
   const bdf = unit.devices.find((d) => d.streamId === sid)?.bdf ?? String(sid)

@@ -6,8 +6,10 @@ import { Vtd } from '../hw/vtd/vtd'
 import { MOCK_PASID_RESERVED, MOCK_PASID_WIDTH, MockDevFlag, isMockDevice } from '../hw/mock/mock'
 import { ErrnoError } from '../util/errno'
 import { Hwpt, HwptAllocFlag, HwptNested, HwptPaging } from './hwpt'
-import { installSte, tagFreed, vmidFreed } from './smmu-host'
-import { installPasidEntry, tagPasid, usesFirstStage } from './vtd-host'
+import { installSte, setRidSte, setSsid, ssidFits, stage1Ats, tagFreed, vmidFreed } from './smmu-host'
+import { masterSsidBits } from './smmu-cd'
+import { installPasidEntry, usesFirstStage } from './vtd-host'
+import { pasidDomain, pasidsInUse, setPasidDomain } from './pasid-domains'
 
 /** iommu_hw_info_type. */
 export const HwInfoType = { NONE: 0, INTEL_VTD: 1, ARM_SMMUV3: 2, TEGRA241_CMDQV: 3, AMD: 4, SELFTEST: 0xfeedbeef } as const
@@ -47,6 +49,8 @@ export interface Driver {
   dirtyCapable(dev: PciDevice): boolean
   /** Sets a PASID's domain (undefined: blocking); a driver may refuse (the mock's PASID 1024). */
   setPasid?(dev: PciDevice, pasid: number, hwpt: Hwpt | undefined): void
+  /** The driver's own refusals of a PASID attach (after the core's checks), with nothing changed. */
+  checkPasid?(dev: PciDevice, pasid: number, hwpt: Hwpt, rid: Hwpt | undefined): void
 }
 
 function takeTag(hwpt: Hwpt, unit: IommuUnit, alloc: () => number | undefined): void {
@@ -69,6 +73,11 @@ function dropTag(hwpt: Hwpt, unit: IommuUnit, free: (id: number) => void): void 
   }
 }
 
+/** Why an SMMU's CD tables may be narrower than its SSIDSIZE. */
+function cdTableNote(smmu: Smmuv3): string {
+  return smmu.registers.flag('IDR0.CD2L') ? 'the device\'s PASID width' : 'linear, at most 2^10, without IDR0.CD2L'
+}
+
 const smmuDriver: Driver = {
   hwInfo(unit) {
     const r = unit.registers
@@ -83,13 +92,17 @@ const smmuDriver: Driver = {
   capabilities({ unit }) {
     return (unit.dirtyTracking ? HwCap.DIRTY_TRACKING : 0n) | (unit.registers.flag('IDR0.ATS') ? 0n : HwCap.PCI_ATS_NOT_SUPPORTED)
   },
-  maxPasidLog2({ unit }) {
-    return Number(unit.registers.field('IDR1.SSIDSIZE'))
+  // dev_iommu_get_max_pasids: the PCI capability's width within the SMMU's SSIDSIZE
+  maxPasidLog2({ unit, pasidBits }) {
+    return Math.min(pasidBits, Number(unit.registers.field('IDR1.SSIDSIZE')))
   },
   checkPaging(unit, flags) {
     const smmu = unit as Smmuv3
     if (flags & HwptAllocFlag.NEST_PARENT && !smmu.supportsNesting) throw new ErrnoError('EOPNOTSUPP', `flags=NEST_PARENT: ${unit.name} lacks stage 1 and stage 2 (IDR0.S1P, IDR0.S2P)`)
     if (flags & HwptAllocFlag.PASID && !smmu.registers.field('IDR1.SSIDSIZE')) throw new ErrnoError('EOPNOTSUPP', `flags=PASID: ${unit.name} has no SubstreamIDs`)
+    // arm_smmu_domain_alloc_paging_flags: a PASID domain is a stage-1 one, never a nest parent
+    if (flags & HwptAllocFlag.PASID && flags & HwptAllocFlag.NEST_PARENT) throw new ErrnoError('EOPNOTSUPP', 'flags=NEST_PARENT|PASID: an SMMUv3 nest parent is a stage-2 domain, which no PASID can use')
+    if (flags & HwptAllocFlag.PASID && !smmu.registers.flag('IDR0.S1P')) throw new ErrnoError('EOPNOTSUPP', `flags=PASID: ${unit.name} lacks stage 1 (IDR0.S1P)`)
   },
   acquire(dev, hwpt) {
     const smmu = dev.unit as Smmuv3
@@ -105,14 +118,12 @@ const smmuDriver: Driver = {
   },
   program(dev, hwpt) {
     const smmu = dev.unit as Smmuv3
-    const set = (ste: PhysicalSte, domain?: HwptPaging): void => {
-      smmu.streams.set(dev.streamId, ste)
-      installSte(smmu, dev, ste, domain)
-    }
-    if (!hwpt) return set({ config: 'abort', ats: false })
+    const set = (ste: PhysicalSte, domain?: HwptPaging): void => setRidSte(smmu, dev, ste, domain)
+    // blocked: with PASIDs in use the STE keeps the CD table, and ATS for them (cd_needs_ats)
+    if (!hwpt) return set({ config: 'abort', ats: pasidsInUse(dev).length > 0 && stage1Ats(smmu, false) })
     if (hwpt instanceof HwptPaging) {
       const id = hwpt.tags.get(smmu)!.id
-      return set(hwpt.nestParent ? { config: 's2-translate', vmid: id, ats: false } : { config: 's1-translate', asid: id, ats: false, stall: hwpt.fault !== undefined }, hwpt)
+      return set(hwpt.nestParent ? { config: 's2-translate', vmid: id, ats: false } : { config: 's1-translate', asid: id, ats: stage1Ats(smmu, hwpt.fault !== undefined), stall: hwpt.fault !== undefined }, hwpt)
     }
     const nested = hwpt as HwptNested
     if (nested.data.kind !== 'arm-smmu-v3' || !nested.viommu) throw new Error('SMMUv3 nested HWPT without a vIOMMU')
@@ -122,6 +133,24 @@ const smmuDriver: Driver = {
     if (ste.config === 's1-translate') set({ config: 'nested', vmid, guest: ste.words, ats: ste.ats }, parent)
     else if (ste.config === 'bypass') set({ config: 's2-translate', vmid, ats: false }, parent)
     else set({ config: 'abort', ats: false })
+  },
+  // arm_smmu_s1_set_dev_pasid / arm_smmu_blocking_set_dev_pasid, then the old domain's ASID goes if it was its last stream
+  setPasid(dev, pasid, hwpt) {
+    const smmu = dev.unit as Smmuv3
+    if (hwpt) smmuDriver.acquire(dev, hwpt)
+    const old = setPasidDomain(dev, pasid, hwpt)
+    setSsid(smmu, dev, pasid, hwpt as HwptPaging | undefined, hwpt ? hwpt.tags.get(smmu)!.id : 0)
+    if (old) smmuDriver.release(dev, old)
+  },
+  // iommu_attach_device_pasid and arm_smmu_set_pasid, in their order
+  checkPasid(dev, pasid, hwpt, rid) {
+    const smmu = dev.unit as Smmuv3
+    if (!(hwpt instanceof HwptPaging)) throw new ErrnoError('EOPNOTSUPP', `pt_id=${hwpt.id}: an SMMUv3 nested domain cannot be set on a PASID (no set_dev_pasid)`)
+    if (hwpt.nestParent) throw new ErrnoError('EINVAL', `pt_id=${hwpt.id}: a nest parent is a stage-2 domain; a PASID takes a stage-1 one`)
+    if (rid && !(rid instanceof HwptPaging && !rid.nestParent)) {
+      throw new ErrnoError('EINVAL', `${dev.bdf}: its RID is attached to HWPT ${rid.id}, whose STE has no CD table (a PASID needs the RID stage-1 or blocked)`)
+    }
+    if (!ssidFits(smmu, dev, pasid)) throw new ErrnoError('ENOMEM', `pasid=${pasid}: beyond ${dev.bdf}'s CD table (2^${masterSsidBits(smmu, dev)} CDs: ${cdTableNote(smmu)})`)
   },
   forget(dev) {
     const smmu = dev.unit as Smmuv3
@@ -141,9 +170,6 @@ const smmuDriver: Driver = {
   },
 }
 
-/** What each VT-d requester's PASIDs (not RID_PASID) are set to, so a new set releases the old domain's DID. */
-const vtdPasids = new WeakMap<PciDevice, Map<number, Hwpt>>()
-
 const vtdDriver: Driver = {
   hwInfo(unit) {
     return { type: HwInfoType.INTEL_VTD, flags: VTD_ERRATA_772415_SPR17, cap_reg: unit.registers.word('CAP'), ecap_reg: unit.registers.word('ECAP') }
@@ -151,8 +177,8 @@ const vtdDriver: Driver = {
   capabilities({ unit }) {
     return (unit.dirtyTracking ? HwCap.DIRTY_TRACKING : 0n) | (unit.registers.flag('ECAP.DT') ? 0n : HwCap.PCI_ATS_NOT_SUPPORTED)
   },
-  maxPasidLog2({ unit }) {
-    return unit.registers.flag('ECAP.PASID') ? Number(unit.registers.field('ECAP.PSS')) + 1 : 0
+  maxPasidLog2({ unit, pasidBits }) {
+    return unit.registers.flag('ECAP.PASID') ? Math.min(pasidBits, Number(unit.registers.field('ECAP.PSS')) + 1) : 0
   },
   checkPaging(unit, flags) {
     const vtd = unit as Vtd
@@ -181,16 +207,11 @@ const vtdDriver: Driver = {
   },
   // intel_iommu_set_dev_pasid: the domain's DID on the unit, the PASID's entry, then the old DID goes
   setPasid(dev, pasid, hwpt) {
-    const vtd = dev.unit as Vtd
-    let mine = vtdPasids.get(dev)
-    if (!mine) vtdPasids.set(dev, (mine = new Map()))
-    const old = mine.get(pasid)
+    const old = pasidDomain(dev, pasid)
     if (hwpt) vtdDriver.acquire(dev, hwpt)
-    installPasidEntry(vtd, dev, hwpt, pasid)
-    tagPasid(dev, pasid, hwpt, old)
+    installPasidEntry(dev.unit as Vtd, dev, hwpt, pasid)
+    setPasidDomain(dev, pasid, hwpt)
     if (old) vtdDriver.release(dev, old)
-    if (hwpt) mine.set(pasid, hwpt)
-    else mine.delete(pasid)
   },
   forget(dev) {
     installPasidEntry(dev.unit as Vtd, dev, undefined)

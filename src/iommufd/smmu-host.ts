@@ -3,13 +3,15 @@ import { s1Cd, steWords } from '../hw/smmuv3/build'
 import { Command, HOST_SYNC, parseCommand } from '../hw/smmuv3/commands'
 import { D, Geometry, PageTable } from '../hw/smmuv3/pgtable'
 import { PhysicalSte, Smmuv3 } from '../hw/smmuv3/smmuv3'
-import { GUEST_STE_MASK, STE0 } from '../hw/smmuv3/ste'
+import { GUEST_STE_MASK, STE0, STE_CFG } from '../hw/smmuv3/ste'
 import { PciDevice } from '../hw/unit'
-import { hex, mask } from '../hw/bits'
+import { get, hex, mask } from '../hw/bits'
 import { HwptAllocFlag, HwptPaging } from './hwpt'
 import type { Area, Ioas } from './ioas'
 import { MapFlag } from './ioas'
 import { window } from './host-memory'
+import { S1DSS, cdTableSte, masterSsidBits, steSync, writeCd } from './smmu-cd'
+import { pasidUnits, pasidUsers, pasidsInUse } from './pasid-domains'
 
 /**
  * What the Linux SMMUv3 driver builds in memory for iommufd's domains: the
@@ -22,13 +24,11 @@ import { window } from './host-memory'
  */
 
 const tables = new WeakMap<HwptPaging, PageTable>()
-/** Each device's CD table (one CD: substreams are not used by paging domains here). */
-const cdTables = new WeakMap<PciDevice, bigint>()
-
 const IAS = 48
 
+/** The SMMUs translating through `hwpt`: its RID attachments' and its PASID attachments'. */
 export function smmusOf(hwpt: HwptPaging): Smmuv3[] {
-  return [...hwpt.units()].filter((u): u is Smmuv3 => u.kind === 'arm-smmu-v3')
+  return [...new Set([...hwpt.units(), ...pasidUnits(hwpt)])].filter((u): u is Smmuv3 => u.kind === 'arm-smmu-v3')
 }
 
 /** Domains whose table was adopted rather than built: destroying the domain leaves the table to its owner. */
@@ -173,9 +173,14 @@ export function unmapCommands(h: HwptPaging, smmu: Smmuv3, iova: bigint, size: b
     }
   }
   const out: Command[] = [...cmds.map(parseCommand), HOST_SYNC]
-  const ats = atsStreams(smmu)
-  if (ats.length) {
-    for (const sid of ats) out.push(parseCommand(h.nestParent ? `ATC_INV sid=${sid} size=52` : `ATC_INV sid=${sid} addr=${hex(iova & ~0xfffn)} size=${atcSize(iova, size)}`))
+  // a nest parent's ATS streams are under its nested domains; a stage-1 domain's are its RIDs'
+  const ats = h.nestParent ? atsStreams(smmu) : [...h.devices].map((d) => d.pci).filter((p) => p.unit === smmu && smmu.streams.get(p.streamId)?.ats).map((p) => p.streamId)
+  const range = `addr=${hex(iova & ~0xfffn)} size=${atcSize(iova, size)}`
+  // arm_smmu_atc_inv_domain: each SSID the domain serves with ATS gets its own, SSV set
+  const bySsid = h.nestParent ? [] : pasidUsers(h, smmu).filter(([d]) => smmu.streams.get(d.streamId)?.ats)
+  if (ats.length || bySsid.length) {
+    for (const sid of ats) out.push(parseCommand(h.nestParent ? `ATC_INV sid=${sid} size=52` : `ATC_INV sid=${sid} ${range}`))
+    for (const [d, ssid] of bySsid) out.push(parseCommand(`ATC_INV sid=${d.streamId} ssv ssid=${hex(ssid)} ${range}`))
     out.push(HOST_SYNC)
   }
   return out
@@ -227,28 +232,33 @@ export function readAndClearDirty(h: HwptPaging, iova: bigint, length: bigint, k
   if (cleaned) for (const smmu of smmusOf(h)) smmu.cmdq.issue(unmapCommands(h, smmu, iova, length, new Set()))
 }
 
-/** Writes the stream's STE (and the CD of a stage-1 domain) for what the driver installed, with its CFGIs. */
+/** Streams whose STE points at their CD table (the driver's cd_table.in_ste). */
+const cdInSte = new WeakSet<PciDevice>()
+
+/** The CD Linux writes for a stage-1 domain (arm_smmu_make_s1_cd), for any SSID. */
+function domainCd(smmu: Smmuv3, domain: HwptPaging, asid: number, stall: boolean): bigint[] {
+  const hd = (domain.flags & HwptAllocFlag.DIRTY_TRACKING) !== 0
+  return s1Cd({ asid, ttb0: domainTable(domain, smmu.memory).root, ha: hd, hd, stall })
+}
+
+/**
+ * Writes the stream's STE for what the driver installed, with its CFGIs: a
+ * stage-1 domain through the master's CD table (its CD at SSID 0, S1DSS =
+ * SSID0); a blocked stream whose PASIDs are in use keeps the CD table with
+ * S1DSS = terminate and loses CD 0 (arm_smmu_attach_dev_ste).
+ */
 export function installSte(smmu: Smmuv3, dev: PciDevice, ste: PhysicalSte | undefined, domain: HwptPaging | undefined): void {
   const sid = dev.streamId
-  const mem = smmu.memory
-  const cmds: Command[] = []
   let words: bigint[]
   if (!ste) words = [0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n]
+  else if (ste.config === 'abort' && pasidsInUse(dev).length) words = cdTableSte(smmu, dev, S1DSS.TERMINATE, ste.ats)
   else if (ste.config === 'abort') words = steWords({ config: 'abort' })
   else if (ste.config === 'bypass') words = steWords({ config: 'bypass' })
   else if (ste.config === 's1-translate' && domain) {
-    let cd = cdTables.get(dev)
-    if (cd === undefined) {
-      cd = mem.alloc(64, 64n)
-      cdTables.set(dev, cd)
-    }
-    const hd = (domain.flags & HwptAllocFlag.DIRTY_TRACKING) !== 0
-    const t = domainTable(domain, mem)
-    mem.write(cd, Buffer.concat(s1Cd({ asid: ste.asid ?? 0, ttb0: t.root, ha: hd, hd, stall: ste.stall }).map((w) => word(w))))
-    cmds.push(parseCommand(`CFGI_CD sid=${sid} leaf`), HOST_SYNC)
-    words = steWords({ config: 's1', ctxPtr: cd, eats: ste.ats ? 1 : 0 })
+    writeCd(smmu, dev, 0, domainCd(smmu, domain, ste.asid ?? 0, ste.stall ?? false))
+    words = cdTableSte(smmu, dev, S1DSS.SSID0, ste.ats)
   } else if (domain) {
-    const t = domainTable(domain, mem)
+    const t = domainTable(domain, smmu.memory)
     const s2 = { vmid: ste.vmid ?? 0, ttb: t.root, geometry: t.opts.geometry }
     if (ste.config === 'nested' && ste.guest) {
       words = steWords({ config: 'nested', s2, eats: ste.ats ? 1 : 0 })
@@ -258,12 +268,65 @@ export function installSte(smmu: Smmuv3, dev: PciDevice, ste: PhysicalSte | unde
     } else words = steWords({ config: 's2', s2 })
   } else words = steWords({ config: 'abort' })
   smmu.writeSte(sid, words)
-  cmds.push(parseCommand(`CFGI_STE sid=${sid} leaf`), HOST_SYNC)
-  smmu.cmdq.issue(cmds)
+  smmu.cmdq.issue(steSync(dev))
+  // master->cd_table.in_ste: the STE now points at the CD table
+  if (get(words[0], STE0.CFG) === STE_CFG.S1_TRANS) cdInSte.add(dev)
+  else cdInSte.delete(dev)
 }
 
-function word(w: bigint): Buffer {
-  const b = Buffer.alloc(8)
-  b.writeBigUInt64LE(w)
-  return b
+/**
+ * The RID's new STE as arm_smmu_attach_dev / arm_smmu_attach_dev_ste install
+ * it: the STE, then (arm_smmu_attach_commit) the whole ATC flushed when ATS
+ * was or is on (enabled, switched off, or the translation changed), then a
+ * CD 0 the RID no longer uses cleared.
+ */
+export function setRidSte(smmu: Smmuv3, dev: PciDevice, ste: PhysicalSte, domain: HwptPaging | undefined): void {
+  const was = smmu.streams.get(dev.streamId)?.ats ?? false
+  smmu.streams.set(dev.streamId, ste)
+  installSte(smmu, dev, ste, domain)
+  if (was || ste.ats) smmu.cmdq.issue([parseCommand(`ATC_INV sid=${dev.streamId} size=52`), HOST_SYNC])
+  if (ste.config === 'abort' && pasidsInUse(dev).length) writeCd(smmu, dev, 0, undefined)
+}
+
+/** ATS for a stage-1 STE when the SMMU has it (arm_smmu_ats_supported), except for a stalling master. */
+export function stage1Ats(smmu: Smmuv3, stall: boolean): boolean {
+  return smmu.registers.flag('IDR0.ATS') && !stall
+}
+
+/**
+ * Sets SSID `ssid` (not 0) of the stream to a stage-1 `domain` whose ASID
+ * is `asid`, or clears it (undefined), as arm_smmu_set_pasid and
+ * arm_smmu_blocking_set_dev_pasid do: the CD (its leaf made first if the
+ * table is 2-level) and CFGI_CD for that SSID; on the way in a blocked RID's
+ * STE becomes a CD-table STE with S1DSS = terminate; on the way out, with
+ * ATS, ATC_INV for that SSID, and the STE goes back to abort when the last
+ * SSID leaves a blocked RID. The caller records the PASID's domain first.
+ */
+export function setSsid(smmu: Smmuv3, dev: PciDevice, ssid: number, domain: HwptPaging | undefined, asid: number): void {
+  const sid = dev.streamId
+  const rid = smmu.streams.get(sid)
+  const inSte = cdInSte.has(dev)
+  if (domain) {
+    writeCd(smmu, dev, ssid, domainCd(smmu, domain, asid, domain.fault !== undefined))
+    // arm_smmu_update_ste: a STE already pointing at the table stays; a blocked RID's is made so
+    // (S1DSS = terminate) with ATS on, as its PASIDs may use it (cd_needs_ats)
+    if (!inSte) return setRidSte(smmu, dev, { config: 'abort', ats: stage1Ats(smmu, false) }, undefined)
+    // ATS was on already: the SSID's translation changed, its ATC entries go (arm_smmu_attach_commit)
+    if (smmu.streams.get(sid)?.ats) smmu.cmdq.issue(atcInvSsid(sid, ssid))
+    return
+  }
+  writeCd(smmu, dev, ssid, undefined)
+  if (rid?.ats) smmu.cmdq.issue(atcInvSsid(sid, ssid))
+  // the last SSID out of a blocked RID: back to the blocking STE, ATS off
+  if (!pasidsInUse(dev).length && rid?.config !== 's1-translate') setRidSte(smmu, dev, { config: 'abort', ats: false }, undefined)
+}
+
+/** arm_smmu_atc_inv_master for one SSID: all of its ATC entries (SSV), then a sync. */
+function atcInvSsid(sid: number, ssid: number): Command[] {
+  return [parseCommand(`ATC_INV sid=${sid} ssv ssid=${hex(ssid)} size=52`), HOST_SYNC]
+}
+
+/** The SSID has a place in the master's CD table (else arm_smmu_alloc_cd_ptr fails: ENOMEM). */
+export function ssidFits(smmu: Smmuv3, dev: PciDevice, ssid: number): boolean {
+  return ssid < 2 ** masterSsidBits(smmu, dev)
 }

@@ -8,6 +8,7 @@ import { Hwpt, HwptAllocFlag, HwptNested, HwptPaging } from './hwpt'
 import { window } from './host-memory'
 import type { Area, Ioas } from './ioas'
 import { MapFlag } from './ioas'
+import { pasidUnits, pasidUsers } from './pasid-domains'
 
 /**
  * What the Linux VT-d driver builds in memory in scalable mode: the page
@@ -23,32 +24,12 @@ const tables = new WeakMap<HwptPaging, VtdPageTable>()
 /** Each requester's PASID directory; PASID tables (64 entries each) are made behind it as PASIDs are set. */
 const pasidDirs = new WeakMap<PciDevice, bigint>()
 
-/** The PASIDs other than RID_PASID attached to each domain, by requester (the driver's cache tags for them). */
-const pasidTags = new WeakMap<Hwpt, Map<PciDevice, Set<number>>>()
-
-/** Records that `dev`'s `pasid` now uses `hwpt` (undefined: none) instead of `old`. */
-export function tagPasid(dev: PciDevice, pasid: number, hwpt: Hwpt | undefined, old: Hwpt | undefined): void {
-  if (old) pasidTags.get(old)?.get(dev)?.delete(pasid)
-  if (!hwpt) return
-  let byDev = pasidTags.get(hwpt)
-  if (!byDev) pasidTags.set(hwpt, (byDev = new Map()))
-  let set = byDev.get(dev)
-  if (!set) byDev.set(dev, (set = new Set()))
-  set.add(pasid)
-}
-
-/** (requester, PASID) pairs of `h` on `unit`, RID_PASID not included. */
-function pasidUsers(h: Hwpt, unit: Vtd): [PciDevice, number][] {
-  return [...(pasidTags.get(h) ?? [])].filter(([d]) => d.unit === unit).flatMap(([d, set]) => [...set].map((p): [PciDevice, number] => [d, p]))
-}
-
 /** The PASID Linux uses for requests without PASID (IOMMU_NO_PASID). */
 const RID_PASID = 0
 
 /** The VT-d units translating through `h`: its RID attachments' and its PASID attachments'. */
 export function vtdsOf(h: HwptPaging): Vtd[] {
-  const viaPasid = [...(pasidTags.get(h) ?? [])].filter(([, set]) => set.size).map(([d]) => d.unit)
-  return [...new Set([...h.units(), ...viaPasid])].filter((u): u is Vtd => u instanceof Vtd)
+  return [...new Set([...h.units(), ...pasidUnits(h)])].filter((u): u is Vtd => u instanceof Vtd)
 }
 
 /** First stage for a plain domain where the unit has it; second stage for a nest parent or dirty tracking. */

@@ -80,6 +80,7 @@ const DEVICE: Schema = {
     vendor: { ...integer(0xffffn), description: 'PCI vendor ID (default 0x1af4)' },
     device: { ...integer(0xffffn), description: 'PCI device ID (default 0x1041)' },
     group: { ...integer(0xffffn), description: 'IOMMU group number (default: the first free one); a group stays behind one IOMMU' },
+    pasid: { ...integer(20n), description: "PCI PASID capability: Max PASID Width in bits, 0 = no PASID (default: the IOMMU's own width; at most IDR1.SSIDSIZE on SMMUv3, ECAP.PSS + 1 on VT-d)" },
   },
 }
 

@@ -118,7 +118,7 @@ export function loadTopology(file: string): Machine {
     const seenSid = new Map<number, string>()
 
     for (const dev of spec.get('devices').list()) {
-      dev.only(['bdf', 'stream_id', 'vendor', 'device', 'group'])
+      dev.only(['bdf', 'stream_id', 'vendor', 'device', 'group', 'pasid'])
       const bdfNode = dev.get('bdf')
       const bdf = bdfNode.str().toLowerCase()
       if (!BDF.test(bdf)) bdfNode.fail('a PCI address "dddd:bb:dd.f"')
@@ -155,6 +155,7 @@ export function loadTopology(file: string): Machine {
         streamId,
         group,
         vfioIndex: vfioIndex++,
+        pasidBits: pasidWidth(dev, unit),
       }
       group.devices.push(device)
       unit.devices.push(device)
@@ -162,6 +163,26 @@ export function loadTopology(file: string): Machine {
     units.push(unit)
   }
   return new Machine(units, [...groups.values()].sort((a, b) => a.id - b.id), mock)
+}
+
+/**
+ * The device's PASID capability (Max PASID Width, 0 = none): at most what
+ * the unit takes (SMMUv3 IDR1.SSIDSIZE, VT-d ECAP.PSS + 1 with ECAP.PASID);
+ * without the key, the unit's width.
+ */
+function pasidWidth(dev: DataNode, unit: IommuUnit): number {
+  const r = unit.registers
+  const [limit, why] =
+    unit instanceof Smmuv3
+      ? [Number(r.field('IDR1.SSIDSIZE')), `IDR1.SSIDSIZE=${r.field('IDR1.SSIDSIZE')}`]
+      : r.flag('ECAP.PASID')
+        ? [Number(r.field('ECAP.PSS')) + 1, `ECAP.PSS=${r.field('ECAP.PSS')}, plus one`]
+        : [0, 'ECAP.PASID=0']
+  if (!dev.has('pasid')) return limit
+  const node = dev.get('pasid')
+  const v = Number(node.int(0n, 20n))
+  if (v > limit) node.fail(`PASID bits at most ${limit}, what ${unit.name} takes (${why})`)
+  return v
 }
 
 function firstFreeGroup(groups: Map<number, IommuGroup>): number {

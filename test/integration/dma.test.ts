@@ -62,9 +62,26 @@ echo "== findings"; cat ${DBG}/iommu/${SMMU}/findings`,
       assert.match(part('write'), /^rc=0\nok write sid=0x10 pasid=none iova=0x20004 len=2\nout iova=0x20004 pa=0x[0-9a-f]+ len=2 perms=priv:rw- user:rw- via=tlb\n/)
       assert.equal(fs.readFileSync(file).subarray(0, 11).toString(), 'fileABytes!')
       assert.match(part('after unmap'), /^rc=0\nfault F_TRANSLATION\(0x10\) sid=0x10 input=0x20000 s2=0 class=IN rnw=1 pnu=0 ind=0 reason="stage 1 level 3: invalid descriptor"\nevent 0000001000000010 0000020800000000 0000000000020000 0000000000000000\n/)
-      // the host driver's commands, in the kernel's order: CD then STE on attach; the range TLBI and a sync on unmap
+      // the host driver's commands, in the kernel's order: the CD table's first leaf (2-level for the device's 20 PASID bits), CD then STE on attach,
+      // the ATC flushed as ATS comes on; on unmap the range TLBI and a sync, then the device's ATC over the range and a sync
       const cmds = part('cmdq').split('\n').filter((l) => /^ +\d+\t/.test(l)).map((l) => l.split('\t')[3])
-      assert.deepEqual(cmds, ['CFGI_CD sid=0x10 leaf=1', 'SYNC cs=2', 'CFGI_STE sid=0x10 leaf=1', 'SYNC cs=2', 'TLBI_NH_VA asid=1 scale=1 leaf=1 ttl=3 tg=1 addr=0x20000', 'SYNC cs=2'])
+      assert.deepEqual(cmds, [
+        'CFGI_CD sid=0x10',
+        'SYNC cs=2',
+        // the entry writer: the CD's other words, then word 0 with V
+        'CFGI_CD sid=0x10 leaf=1',
+        'SYNC cs=2',
+        'CFGI_CD sid=0x10 leaf=1',
+        'SYNC cs=2',
+        'CFGI_STE sid=0x10 leaf=1',
+        'SYNC cs=2',
+        'ATC_INV sid=0x10 size=52',
+        'SYNC cs=2',
+        'TLBI_NH_VA asid=1 scale=1 leaf=1 ttl=3 tg=1 addr=0x20000',
+        'SYNC cs=2',
+        'ATC_INV sid=0x10 size=1 addr=0x20000',
+        'SYNC cs=2',
+      ])
       assert.match(part('findings'), /^sanitizer: mode=report findings=0$/m)
     })
   })

@@ -160,11 +160,16 @@ describe('host tables: SMMUv3 frees a table an unmap covers whole, flushing its 
     t.ok(`IOAS_UNMAP ioas_id=${ioas} iova=0x1ff000 length=0x202000`)
     assert.equal(mem.ramPages, pages - 1)
     const cmds = queue(t, SMMU0, 'cmdq').slice(before)
+    // each flush is followed by the device's ATC over the same span (ATS is on for a stage-1 domain)
     assert.deepEqual(cmds, [
       'TLBI_NH_VA asid=1 scale=9 tg=1 addr=0x200000',
       'SYNC cs=2',
+      'ATC_INV sid=0x8 size=9 addr=0x200000',
+      'SYNC cs=2',
       'TLBI_NH_VA asid=1 scale=1 leaf=1 ttl=3 tg=1 addr=0x1ff000',
       'TLBI_NH_VA asid=1 scale=9 leaf=1 ttl=3 tg=1 addr=0x201000',
+      'SYNC cs=2',
+      'ATC_INV sid=0x8 size=11 addr=0x1ff000',
       'SYNC cs=2',
     ])
   })

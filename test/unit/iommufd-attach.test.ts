@@ -168,17 +168,19 @@ describe('iommufd DEVICE_ATTACH: HWPTs and replace (§9)', () => {
     t.err(`DEVICE_ATTACH dev_id=${vtd} pt_id=${sh}`, 'EINVAL', /arm-smmu-v3/)
   })
 
-  it('a dev_id that is not a bound device is ENOENT; PASID attach to an IOAS is EINVAL, on SMMUv3 EOPNOTSUPP; unknown flags EINVAL', () => {
+  it('a dev_id that is not a bound device is ENOENT; PASID attach to an IOAS is EINVAL, and on a device without a PASID capability; unknown flags EINVAL', () => {
     const t = new IommuBench()
     const dev = t.bind(DEV.vtdA)
     const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
     t.err(`DEVICE_ATTACH dev_id=9 pt_id=${ioas}`, 'ENOENT', /dev_id=9/)
     t.err(`DEVICE_ATTACH dev_id=${dev} pt_id=${ioas} flags=PASID pasid=1`, 'EINVAL', /automatic domain/)
     t.err(`DEVICE_ATTACH dev_id=${dev} pt_id=${ioas} flags=0x2`, 'EINVAL')
-    const smmu = t.bind(DEV.smmu0a)
+    // 0000:01:01.0 has no PASID capability (pasid: 0 in the default topology)
+    const smmu = t.bind(DEV.smmu1b)
     const h = t.id(`HWPT_ALLOC dev_id=${smmu} pt_id=${ioas} flags=PASID`, 'out_hwpt_id')
-    t.err(`DEVICE_ATTACH dev_id=${smmu} pt_id=${h} flags=PASID pasid=1`, 'EOPNOTSUPP', /not modelled/)
+    t.err(`DEVICE_ATTACH dev_id=${smmu} pt_id=${h} flags=PASID pasid=1`, 'EINVAL', /not PASID-capable/)
     assert.equal(t.describe(smmu).get('pasids'), '-')
+    assert.equal(t.describe(smmu).get('pasid_bits'), '0')
   })
 
   it('DEVICE_DETACH of a device that is not attached succeeds and changes nothing', () => {

@@ -53,6 +53,19 @@ describe('topologies by register field name', () => {
     })
   }
 
+  it('a device\'s pasid: its width within the unit\'s (the unit\'s without it); wider than IDR1.SSIDSIZE is refused, naming the field', async () => {
+    const withPasid = (v: string): string => SMMU_BY_FIELDS.replace('stream_id: 0x8 }', `stream_id: 0x8${v} }`)
+    assert.equal(await withTopology(withPasid(''), (f) => loadTopology(f).devices[0].pasidBits), 20)
+    assert.equal(await withTopology(withPasid(', pasid: 5'), (f) => loadTopology(f).devices[0].pasidBits), 5)
+    const narrow = withPasid(', pasid: 20').replace('SSIDSIZE: 20', 'SSIDSIZE: 16')
+    await withTopology(narrow, (f) =>
+      assert.throws(() => loadTopology(f), { message: `${f}: iommus[0].devices[0].pasid: expected PASID bits at most 16, what smmu3.0x0000000009050000 takes (IDR1.SSIDSIZE=16), got 0x14` }),
+    )
+    const m = Model.load({ topology: DEFAULT_TOPOLOGY }).openContext()
+    assert.match(m.request('DEVICE_BIND pci=0000:01:01.0'), /^ok /)
+    assert.match(m.request('GET_HW_INFO dev_id=1'), / out_max_pasid_log2=0 /)
+  })
+
   it('a machine without PASID and one without nesting (docs/topology.md) behave so', () => {
     const noPasid = Model.load({ topology: path.join(SCHEMA_DIR, 'topologies', 'no-pasid.yaml') }).openContext()
     for (const pci of ['0000:00:01.0', '0000:02:00.0']) assert.match(noPasid.request(`DEVICE_BIND pci=${pci}`), /^ok /)

@@ -68,6 +68,7 @@ export class MockIommu extends IommuUnit {
       streamId: id,
       group,
       vfioIndex: -1,
+      pasidBits: flags & MockDevFlag.PASID ? MOCK_PASID_WIDTH : 0,
       mockId: id,
       flags,
       cache: new Array<number>(MOCK_DEV_CACHE_NUM).fill(MOCK_DEV_CACHE_DEFAULT),

@@ -13,6 +13,9 @@ import { sanitizerFiles } from './sanitizer'
 import { Smmuv3Stalls } from './stall'
 import { StreamTable } from './walk'
 import { PS_BITS } from './cd'
+import { dumpCdTable } from './cd-dump'
+import { STE0, STE_CFG } from './ste'
+import { get } from '../bits'
 
 /** What the host driver has installed in a stream's STE. */
 export interface PhysicalSte {
@@ -87,20 +90,35 @@ export class Smmuv3 extends IommuUnit {
 
   /** Writes a StreamID's STE into the stream table (an L2 table is allocated for it if needed); returns its address. */
   writeSte(sid: number, words: readonly bigint[]): bigint {
-    const t = this.strtab
-    let addr: bigint
-    if (!t.split) addr = t.base + BigInt(sid) * 64n
-    else {
-      const l1 = t.base + BigInt(sid >> t.split) * 8n
-      let desc = this.memory.read64(l1) as bigint
-      if (!desc) {
-        desc = this.memory.alloc(64 << t.split) | BigInt(t.split + 1)
-        this.memory.write64(l1, desc)
-      }
-      addr = (desc & ~0x3fn & ((1n << 52n) - 1n)) + BigInt(sid & ((1 << t.split) - 1)) * 64n
-    }
+    const addr = this.steAddr(sid, true)!
     this.memory.write(addr, wordBytes(words))
     return addr
+  }
+
+  /** Where a StreamID's STE is; with `make`, its L2 table is allocated if missing (else undefined). */
+  private steAddr(sid: number, make: boolean): bigint | undefined {
+    const t = this.strtab
+    if (!t.split) return t.base + BigInt(sid) * 64n
+    const l1 = t.base + BigInt(sid >> t.split) * 8n
+    let desc = this.memory.read64(l1) as bigint
+    if (!desc) {
+      if (!make) return undefined
+      desc = this.memory.alloc(64 << t.split) | BigInt(t.split + 1)
+      this.memory.write64(l1, desc)
+    }
+    return (desc & ~0x3fn & ((1n << 52n) - 1n)) + BigInt(sid & ((1 << t.split) - 1)) * 64n
+  }
+
+  /** The valid CDs behind each installed stage-1 STE, as the SMMU reads them (cd_table). */
+  private cdTables(): string {
+    const out: string[] = []
+    for (const sid of [...this.streams.keys()].sort((a, b) => a - b)) {
+      const addr = this.steAddr(sid, false)
+      const w = addr === undefined ? undefined : [this.memory.read64(addr), this.memory.read64(addr + 8n)]
+      if (!w || typeof w[0] !== 'bigint' || typeof w[1] !== 'bigint' || get(w[0], STE0.CFG) !== STE_CFG.S1_TRANS) continue
+      out.push(...dumpCdTable(this.memory, sid, [w[0], w[1]]))
+    }
+    return out.map((l) => `${l}\n`).join('')
   }
 
   /** The transaction path: walks, caches, sanitizer, over the machine's memory. */
@@ -185,6 +203,7 @@ export class Smmuv3 extends IommuUnit {
     return {
       stream_table: { show: stream_table },
       vmids_used: { show: () => `${this.vmids.inUse}\n` },
+      cd_table: { show: () => this.cdTables() },
       cmdq: { show: () => this.cmdq.dump(), json: () => this.cmdq.json() },
       tlb: { show: () => this.caches.dumpTlb(), json: () => this.caches.tlbJson() },
       walk_cache: { show: () => this.caches.dumpWalk(), json: () => this.caches.walkJson() },
