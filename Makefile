@@ -59,7 +59,8 @@ $(NATIVE): native/fuse3/fuse3.c native/fuse3/binding.gyp
 	@test -f "$(NODE_GYP)" || { echo "node-gyp (bundled with npm) not found at $(NODE_GYP)"; exit 1; }
 	cd native/fuse3 && node "$(NODE_GYP)" rebuild --nodedir="$(NODE_DIR)" --loglevel=warn
 	@mkdir -p $(@D)
-	cp native/fuse3/build/Release/fuse3.node $@
+	# a new file renamed into place: a running server keeps the library it loaded
+	cp native/fuse3/build/Release/fuse3.node $@.tmp && mv -f $@.tmp $@
 
 # ---- ioctl shim (LD_PRELOAD; run programs under it with `iommufs exec -- PROGRAM`) ----
 CC := gcc
