@@ -101,8 +101,12 @@ export abstract class Session {
     this.teardown()
   }
 
+  /** The caller heard from last: its state is already last in `callers`, so it is found without reordering. */
+  private lastCaller?: { pid: number; st: CallerState }
+
   /** The state of the caller `pid` (0: the one state of an unknown caller), made on its first write. */
   private stateFor(pid: number): CallerState {
+    if (this.lastCaller?.pid === pid) return this.lastCaller.st
     let st = this.callers.get(pid)
     if (st) {
       // most recently heard from last, so the first key is the one to drop
@@ -112,6 +116,7 @@ export abstract class Session {
       if (this.callers.size >= MAX_CALLERS) this.callers.delete(this.callers.keys().next().value as number)
     }
     this.callers.set(pid, st)
+    this.lastCaller = { pid, st }
     return st
   }
 
@@ -162,7 +167,7 @@ export abstract class Session {
       st.pendingLen = buf.length
     }
     if (replies.length) {
-      st.reply = Buffer.concat(replies)
+      st.reply = replies.length === 1 ? replies[0] : Buffer.concat(replies)
       st.replyBase = pos + data.length
       this.latest = st
     }
@@ -289,19 +294,17 @@ export abstract class Session {
     return 'ok'
   }
 
-  private resolver(): DeviceResolver {
-    const ctx = this.env().ctx
-    return {
-      byPci: (bdf) => this.world.machine.device(bdf),
-      byDevId: (id) => {
-        const o = ctx?.objects.find(id)
-        return o instanceof Device ? o.pci : undefined
-      },
-    }
+  /** How text names devices; made once, as most lines are parsed already and never ask. */
+  private readonly resolver: DeviceResolver = {
+    byPci: (bdf) => this.world.machine.device(bdf),
+    byDevId: (id) => {
+      const o = this.env().ctx?.objects.find(id)
+      return o instanceof Device ? o.pci : undefined
+    },
   }
 
   private textRequest(line: string): string {
-    const parsed = parseTextCached(line, this.resolver())
+    const parsed = parseTextCached(line, this.resolver)
     const own = this.frameDevice(0)
     if (own && parsed.device && parsed.device !== own) {
       throw new ErrnoError('EINVAL', `${parsed.device.bdf}: this file is vfio${own.vfioIndex} (${own.bdf}); a device node addresses its own device only`)
