@@ -56,6 +56,8 @@ typedef struct session {
   uint8_t *snapkind;   /* ino -> SNAP_*, for inodes JS marked */
   size_t nsnapkind;
   struct kept_reply *kept; /* KEPT_REPLIES slots, by fh */
+  napi_ref inbox;      /* a Buffer of INBOX_SIZE bytes JS holds: where a WRITE's bytes are handed over */
+  char *inbox_data;
   /* while draining the fd: the JS scopes, opened only once a request needs JS */
   int draining, scoped;
   napi_handle_scope hs;
@@ -82,6 +84,7 @@ static napi_env js_env(session *s) {
  * write on the descriptor replaces the slot, so a slot is never stale. */
 struct kept_reply { uint64_t fh; int tid; int used; size_t base, len; char *data; };
 #define KEPT_REPLIES 256
+#define INBOX_SIZE (64 << 10)
 static struct kept_reply *kept_slot(session *s, uint64_t fh) { return s->kept ? &s->kept[fh % KEPT_REPLIES] : NULL; }
 static void kept_drop(session *s, uint64_t fh) {
   struct kept_reply *k = kept_slot(s, fh);
@@ -297,13 +300,19 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
     fuse_reply_err(req, EBADF);
     return;
   }
-  kept_drop(ses(req), fi->fh); /* JS hands the new reply over with its answer, or nothing */
-  napi_env env = js_env(ses(req));
+  session *s = ses(req);
+  kept_drop(s, fi->fh); /* JS hands the new reply over with its answer, or nothing */
+  napi_env env = js_env(s);
   napi_value a[4];
   void *copy;
   a[0] = num(env, (double)fi->fh);
-  /* JS may keep the bytes (a partial request line), so they are copied out of libfuse's buffer */
-  if (napi_create_buffer_copy(env, size, data, &copy, &a[1]) != napi_ok) {
+  /* JS may keep the bytes (a partial request line), so they are copied out of libfuse's buffer:
+   * a request that fits goes through the inbox as a length (JS copies it into its own pool, no
+   * native allocation per write), a larger one as a Buffer of its own */
+  if (s->inbox_data && size <= INBOX_SIZE) {
+    memcpy(s->inbox_data, data, size);
+    a[1] = num(env, (double)size);
+  } else if (napi_create_buffer_copy(env, size, data, &copy, &a[1]) != napi_ok) {
     fuse_reply_err(req, ENOMEM);
     return;
   }
@@ -631,6 +640,9 @@ static napi_value js_unmount(napi_env env, napi_callback_info info) {
   s->se = NULL;
   napi_delete_reference(env, s->handler);
   napi_delete_reference(env, s->receiver);
+  if (s->inbox) napi_delete_reference(env, s->inbox);
+  s->inbox = NULL;
+  s->inbox_data = NULL;
   napi_async_destroy(env, s->async);
   uv_close((uv_handle_t *)&s->poll, on_closed);
   return js_undefined(env);
@@ -889,6 +901,23 @@ static napi_value js_set_snapshot(napi_env env, napi_callback_info info) {
   return ret_int(env, 0);
 }
 
+/* inbox(session) -> Buffer: where a WRITE handed to JS as a length has its bytes (valid during that call only) */
+static napi_value js_inbox(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  session *s = arg_session(env, argv[0]);
+  napi_value buf;
+  if (!s || !s->se) return js_undefined(env);
+  if (!s->inbox) {
+    void *data;
+    if (napi_create_buffer(env, INBOX_SIZE, &data, &buf) != napi_ok) return js_undefined(env);
+    napi_create_reference(env, buf, 1, &s->inbox);
+    s->inbox_data = data;
+    return buf;
+  }
+  napi_get_reference_value(env, s->inbox, &buf);
+  return buf;
+}
+
 /* invalInode(session, ino): drops the kernel's cached data and attributes of ino */
 static napi_value js_inval_inode(napi_env env, napi_callback_info info) {
   ARGS(2);
@@ -951,7 +980,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "replyOpen", js_reply_open }, { "replyBuf", js_reply_buf }, { "replyWrite", js_reply_write },
     { "replyDir", js_reply_dir }, { "replyIoctl", js_reply_ioctl }, { "replyPoll", js_reply_poll },
     { "onInterrupt", js_on_interrupt }, { "notifyPoll", js_notify_poll }, { "dropPoll", js_drop_poll },
-    { "setSnapshot", js_set_snapshot }, { "invalInode", js_inval_inode }, { "invalEntry", js_inval_entry },
+    { "setSnapshot", js_set_snapshot }, { "inbox", js_inbox }, { "invalInode", js_inval_inode }, { "invalEntry", js_inval_entry },
     { "vmRead", js_vm_read }, { "vmWrite", js_vm_write },
   };
   for (size_t i = 0; i < sizeof fns / sizeof *fns; i++) {

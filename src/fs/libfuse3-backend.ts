@@ -40,6 +40,8 @@ interface Fuse3Addon {
   notifyPoll(pollId: number, keep?: boolean): number
   dropPoll(pollId: number): void
   setSnapshot(session: object, ino: number, kind: number): number
+  /** The session's inbox: a WRITE that JS gets as a length has its bytes at its start, during that call only. */
+  inbox(session: object): Buffer | undefined
   invalInode(session: object, ino: number): number
   invalEntry(session: object, parent: number, name: string): number
   vmRead(pid: number, addr: bigint, len: number): Buffer | number
@@ -210,6 +212,7 @@ export function mountLibfuse3(dir: string, ops: TreeOps, opts: BackendOptions = 
   /** Each open file's pending poll handle, so a newer poll replaces it. */
   const polls = new Map<number, { id: number; cancel: () => void }>()
   let session: object | undefined
+  let inbox: Buffer | undefined
   let ready: (() => void) | undefined
 
   const fail = (id: number, op: number, p: string, e: unknown): void => {
@@ -397,7 +400,9 @@ export function mountLibfuse3(dir: string, ops: TreeOps, opts: BackendOptions = 
           return read(id, ino, x as number, y as number, z as number, w as number)
         case OP.WRITE: {
           const caller = new RequestCaller(w as number, memory)
-          const n = ops.write(x as number, z as number, y as Buffer, caller)
+          // the tree may keep the bytes (a partial line): a write in the inbox is copied out (from Node's pool) first
+          const data = typeof y === 'number' ? Buffer.from(inbox!.subarray(0, y)) : (y as Buffer)
+          const n = ops.write(x as number, z as number, data, caller)
           // a transaction's reply goes along, so the writer's read of it needs no trip through JS
           const kept = caller.tid ? ops.replyOf(x as number, caller) : undefined
           if (kept && kept.reply.length <= KEPT_REPLY_MAX) a.replyWrite(id, n, x as number, caller.tid, kept.reply, kept.base)
@@ -469,6 +474,7 @@ export function mountLibfuse3(dir: string, ops: TreeOps, opts: BackendOptions = 
     try {
       // one request at a time, answered in order; other users may not enter (as before: no allow_other)
       session = a.mount(dir, 'fsname=iommufs,subtype=iommufs', handle, {}, Math.floor(Date.now() / 1000))
+      inbox = a.inbox(session)
     } catch (e) {
       reject(new Error(`cannot mount ${dir}: ${(e as Error).message}`))
     }
