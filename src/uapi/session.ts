@@ -78,8 +78,8 @@ export abstract class Session {
   /** The device a VFIO command addresses, from a frame's target (N+1 = vfioN) or the node itself. */
   protected abstract frameDevice(target: number): PciDevice | undefined
   protected abstract get label(): string
-  /** Text requests this node answers itself (CONTEXT on dev/iommu). */
-  protected special(_line: string): string | undefined {
+  /** Text requests this node answers itself (CONTEXT on dev/iommu); `name` is the line's first word in upper case. */
+  protected special(_line: string, _name: string): string | undefined {
     return undefined
   }
   protected afterReply(_reply: IoctlReply): void {}
@@ -274,7 +274,10 @@ export abstract class Session {
     let out: string
     try {
       if (this.released) throw new ErrnoError('EBADF', `${this.label}: released (RELEASE was answered); open the file again`)
-      out = this.releaseRequest(line) ?? this.special(line) ?? this.textRequest(line)
+      // the first word, once: every request passes the checks for the lines a node answers itself
+      const sp = line.search(/\s/)
+      const name = (sp < 0 ? line : line.slice(0, sp)).toUpperCase()
+      out = this.releaseRequest(line, name) ?? this.special(line, name) ?? this.textRequest(line)
     } catch (e) {
       const err = e instanceof ErrnoError ? e : this.bug(line.split(' ')[0], e)
       out = `err ${err.errno} ${err.message}`
@@ -285,9 +288,8 @@ export abstract class Session {
   }
 
   /** RELEASE (or IOMMUFS_RELEASE): does now what the file's close would, and answers once it is done. */
-  private releaseRequest(line: string): string | undefined {
-    // every request passes here: only a line starting with the name is split
-    if (!/^(IOMMUFS_)?RELEASE(\s|$)/i.test(line)) return undefined
+  private releaseRequest(line: string, name: string): string | undefined {
+    if (name !== 'RELEASE' && name !== 'IOMMUFS_RELEASE') return undefined
     const rest = line.split(/\s+/).slice(1)
     if (rest.length) throw new ErrnoError('EINVAL', `${rest[0]}: RELEASE takes no arguments`)
     this.release()
@@ -368,10 +370,8 @@ export class IommuSession extends Session {
     return target ? this.world.machine.devices.find((d) => d.vfioIndex === target - 1) : undefined
   }
 
-  protected override special(line: string): string | undefined {
+  protected override special(line: string, n: string): string | undefined {
     // the rest of the line is split only for a request this node answers (every request passes here)
-    const sp = line.search(/\s/)
-    const n = (sp < 0 ? line : line.slice(0, sp)).toUpperCase()
     const rest = (): string[] => line.split(/\s+/).slice(1)
     if (n === 'ACCESS_CLOSE' || n === 'IOMMUFS_ACCESS_CLOSE') return this.closeAccess(rest())
     if (n === 'QUEUE_CLOSE' || n === 'IOMMUFS_QUEUE_CLOSE') return this.closeQueue(rest())
