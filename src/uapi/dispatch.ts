@@ -115,7 +115,8 @@ export function dispatch(env: DispatchEnv, r: IoctlRequest): IoctlReply {
       return fail('E2BIG', `${sizeName}=${size}: bytes past the ${L.size}-byte ${L.name} must be zero`, { ioctl })
     }
   }
-  const full = Buffer.alloc(L.size)
+  // from Node's pool (every request makes one): Buffer.alloc would give each its own backing store
+  const full = Buffer.allocUnsafe(L.size).fill(0)
   r.struct.copy(full, 0, 0, Math.min(have, L.size))
   const req = decode(L, full)
 

@@ -50,6 +50,9 @@ interface CallerState {
   replyBase: number
 }
 
+/** What is left of a write once its last line is taken. */
+const NOTHING = Buffer.alloc(0)
+
 /** Callers remembered per descriptor; the one heard from longest ago is dropped beyond this. */
 const MAX_CALLERS = 256
 
@@ -122,13 +125,17 @@ export abstract class Session {
 
   write(pos: number, data: Buffer, caller?: Requester): number {
     const st = this.stateFor(caller?.pid ?? 0)
-    st.pending.push(data)
-    st.pendingLen += data.length
-    // a large frame arrives in many writes: keep its pieces and join them once, not on every write
-    if (st.pendingLen < st.frameTotal) return data.length
-    let buf = st.pending.length === 1 ? st.pending[0] : Buffer.concat(st.pending, st.pendingLen)
-    st.pending = []
-    st.pendingLen = 0
+    let buf = data
+    // a write with nothing pending (most are: one whole line or frame) is parsed as it came
+    if (st.pending.length || data.length < st.frameTotal) {
+      st.pending.push(data)
+      st.pendingLen += data.length
+      // a large frame arrives in many writes: keep its pieces and join them once, not on every write
+      if (st.pendingLen < st.frameTotal) return data.length
+      buf = st.pending.length === 1 ? st.pending[0] : Buffer.concat(st.pending, st.pendingLen)
+      st.pending = []
+      st.pendingLen = 0
+    }
     st.frameTotal = 0
     const replies: Buffer[] = []
     try {
@@ -150,8 +157,8 @@ export abstract class Session {
           if (buf.length > MAX_LINE) throw new ErrnoError(LIMITS.line.errno, `request line longer than ${MAX_LINE} bytes`)
           break
         }
-        const line = buf.subarray(0, nl).toString('utf8')
-        buf = buf.subarray(nl + 1)
+        const line = buf.toString('utf8', 0, nl)
+        buf = nl + 1 === buf.length ? NOTHING : buf.subarray(nl + 1)
         const r = nl > MAX_LINE ? `err ${LIMITS.line.errno} request line longer than ${MAX_LINE} bytes` : this.handleLine(line, caller?.pid)
         if (r !== undefined) replies.push(Buffer.from(`${r}\n`))
       }
