@@ -335,9 +335,20 @@ function placeEntries(p: FieldSpec, entries: { type: number; data: Buffer }[], v
   payload.set(p, ring)
 }
 
+function showOne(f: FieldSpec, x: bigint): string {
+  return f.show === 'hex' ? `0x${x.toString(16)}` : x.toString(10)
+}
+
 function show(f: FieldSpec, v: bigint | bigint[]): string {
-  const one = (x: bigint): string => (f.show === 'hex' ? `0x${x.toString(16)}` : x.toString(10))
-  return Array.isArray(v) ? v.map(one).join(',') : one(v)
+  return Array.isArray(v) ? v.map((x) => showOne(f, x)).join(',') : showOne(f, v)
+}
+
+/** `0x` and the hex digits of the little-endian field of `width` bytes at `at`, read as numbers (no BigInt per word). */
+function hexAt(data: Buffer, at: number, width: number): string {
+  if (width < 8) return `0x${data.readUIntLE(at, width).toString(16)}`
+  const hi = data.readUInt32LE(at + 4)
+  const lo = data.readUInt32LE(at).toString(16)
+  return hi ? `0x${hi.toString(16)}${lo.padStart(8, '0')}` : `0x${lo}`
 }
 
 /** Each layout's plain fields the kernel writes back, and its pointers it writes through, in order (computed once per layout). */
@@ -371,8 +382,7 @@ function outBuffers(reply: IoctlReply, value: Value, into: string[]): void {
       const n = Math.min(data.length / el.size, Number((value('num_iovas') as bigint | undefined) ?? 0n))
       const ws: string[] = []
       // fields read at their offsets (the generic decode per element is slow for a thousand ranges)
-      const word = (f: FieldSpec, at: number): bigint => (f.type === 'u64' ? data.readBigUInt64LE(at) : BigInt(data.readUIntLE(at, scalarWidth(f.type))))
-      for (let i = 0; i < n; i++) for (const f of el.fields) ws.push(`0x${word(f, i * el.size + f.offset).toString(16)}`)
+      for (let i = 0; i < n; i++) for (const f of el.fields) ws.push(hexAt(data, i * el.size + f.offset, scalarWidth(f.type)))
       into.push(`${p.name}=${ws.join(',')}`)
     } else if (v) {
       const vl = STRUCTS.get(v.layouts[Number(value(v.typeField) as bigint)] ?? '')
