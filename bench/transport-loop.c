@@ -7,7 +7,10 @@
  *                          (on a dev/iommu, IOAS 1 is allocated first)
  *   frame:FILE:HEXFILE     the same with the bytes of HEXFILE's frame (hex text)
  *   ioctl:FILE             IOMMU_IOAS_ALLOC once, then IOMMU_IOAS_IOVA_RANGES on it
- * Prints "median_ns p99_ns NAME" per target.
+ * Prints "median_ns p99_ns R1,R2,... NAME" per target, where Rk is the
+ * median of round k alone: rounds run close together in time, so a ratio
+ * taken round by round is not moved by the machine's load changing between
+ * rounds.
  *
  *   transport-loop ROUNDS ITERATIONS TARGET...
  */
@@ -153,8 +156,18 @@ int main(int argc, char **argv)
 				once(t);
 		}
 	for (int i = 0; i < nt; i++) {
+		/* each round's chunk is contiguous in ns: its median first, then the whole set's */
+		long long *round = calloc((size_t)rounds, sizeof *round);
+		for (int r = 0; r < rounds; r++) {
+			qsort(ts[i].ns + (size_t)r * chunk, (size_t)chunk, sizeof(long long), cmp);
+			round[r] = ts[i].ns[(size_t)r * chunk + chunk / 2];
+		}
 		qsort(ts[i].ns, (size_t)ts[i].n, sizeof(long long), cmp);
-		printf("%lld %lld %s\n", ts[i].ns[ts[i].n / 2], ts[i].ns[(ts[i].n * 99) / 100], ts[i].name);
+		printf("%lld %lld ", ts[i].ns[ts[i].n / 2], ts[i].ns[(ts[i].n * 99) / 100]);
+		for (int r = 0; r < rounds; r++)
+			printf("%s%lld", r ? "," : "", round[r]);
+		printf(" %s\n", ts[i].name);
+		free(round);
 	}
 	return 0;
 }

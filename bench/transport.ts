@@ -13,7 +13,23 @@
  *   ioctl              a real ioctl() (FUSE_IOCTL)            vs  the same request as a frame on dev/iommu
  * The C reference (dist/bench/ref-server) is a single-threaded libfuse3
  * low-level server mounted for this run. Prints medians, p99s, ratios
- * against the targets in the issue, and the machine's load.
+ * against the targets in the issue, and the machine's load. A ratio is the
+ * median over the loop's rounds of the two targets' medians in that round
+ * (with the quotient of the whole run's medians beside it): each round runs
+ * every target once, close together in time, so load that comes and goes
+ * between rounds does not move the ratio.
+ *
+ * Every target is measured twice on the same servers, and both tables are printed:
+ *   unpinned  as a user runs it: each request wakes the server on whichever CPU
+ *             the scheduler picks. On a VM a wakeup across CPUs costs tens of
+ *             microseconds and varies from run to run (the C reference alone has
+ *             measured 22 µs and 85 µs per cached open in two runs), so this
+ *             table is mostly the machine's wakeup latency, which no server's
+ *             code changes.
+ *   pinned    every server (iommufs and the C reference, all their threads) and
+ *             the loop on one CPU, the lowest this process may use: a request
+ *             then costs the switch to the server and back, and the table shows
+ *             what each server's software costs per request.
  *
  *   make bench        (node dist/bench/transport.js [--backend libfuse3|fuse-native])
  */
@@ -25,7 +41,7 @@ import { encodeRequest } from '../src/uapi/frame'
 import { ioctlByName } from '../src/uapi/ioctls'
 import { encode } from '../src/uapi/layout'
 import { PACKAGE_ROOT } from '../src/util/paths'
-import { CLI, execFileP, rel, runBench, shellWords } from './common'
+import { CLI, execFileP, median, rel, runBench, shellWords } from './common'
 
 const ROUNDS = 10
 const ITERATIONS = 3000
@@ -42,10 +58,12 @@ interface Row {
   name: string
   medianNs: number
   p99Ns: number
+  /** The median of each round alone. */
+  roundNs: number[]
 }
 
-/** The C reference server on a fresh directory, until `fn` is done. */
-async function withReference<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+/** The C reference server on a fresh directory, until `fn` is done; `fn` gets its pid too. */
+async function withReference<T>(fn: (dir: string, pid: number) => Promise<T>): Promise<T> {
   const dir = await fsp.mkdtemp(path.join(tmpdir(), 'iommufs-bench-ref-'))
   const srv = spawn(REF, [dir], { stdio: ['ignore', 'pipe', 'inherit'] })
   try {
@@ -55,7 +73,7 @@ async function withReference<T>(fn: (dir: string) => Promise<T>): Promise<T> {
     })
     // READY is printed before the INIT handshake: the first access waits for it
     readFileSync(path.join(dir, 'file'))
-    return await fn(dir)
+    return await fn(dir, srv.pid!)
   } finally {
     const gone = new Promise((r) => srv.once('exit', r))
     srv.kill('SIGTERM')
@@ -64,35 +82,81 @@ async function withReference<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   }
 }
 
-/** Mounts iommufs with `backend` (--daemon), runs fn, always unmounts. */
-async function withIommufs<T>(backend: string, fn: (dir: string) => Promise<T>): Promise<T> {
+/** Mounts iommufs with `backend` (--daemon), runs fn with the directory and the server's pid, always unmounts. */
+async function withIommufs<T>(backend: string, fn: (dir: string, pid: number) => Promise<T>): Promise<T> {
   const dir = await fsp.mkdtemp(path.join(tmpdir(), 'iommufs-bench-'))
   const args = [CLI, 'mount', dir, '--daemon', '--backend', backend]
   process.stdout.write(`mount: ${shellWords(['node', ...args.map(rel)])}\n`)
   try {
-    await execFileP(process.execPath, args)
-    return await fn(dir)
+    const { stdout } = await execFileP(process.execPath, args)
+    return await fn(dir, Number(stdout.trim()))
   } finally {
     await execFileP(process.execPath, [CLI, 'unmount', dir]).catch(() => execFileP('umount', ['-l', dir]))
     await fsp.rmdir(dir).catch(() => {})
   }
 }
 
-async function loop(targets: string[]): Promise<Row[]> {
-  process.stdout.write(`$ ${shellWords([rel(LOOP), String(ROUNDS), String(ITERATIONS), ...targets.map((t) => t.replace(/:\/tmp\/[^/]+/, ':…'))])}\n`)
-  const { stdout } = await execFileP(LOOP, [String(ROUNDS), String(ITERATIONS), ...targets], { maxBuffer: 1 << 20 })
+/** The lowest CPU this process may run on (Cpus_allowed_list), so every run pins to the same one. */
+function pinCpu(): number {
+  const list = /^Cpus_allowed_list:\s*(\S+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]
+  const first = list ? Number(/^\d+/.exec(list)?.[0]) : NaN
+  if (!Number.isInteger(first)) throw new Error('cannot tell which CPUs this process may use (/proc/self/status)')
+  return first
+}
+
+/** Moves every thread of `pid` to `cpu` (threads it starts later inherit that). */
+async function pin(pid: number, cpu: number): Promise<void> {
+  await execFileP('taskset', ['-a', '-p', '-c', String(cpu), String(pid)])
+}
+
+/** transport-loop over `targets`, on `cpu` when given. */
+async function loop(targets: string[], cpu?: number): Promise<Row[]> {
+  const argv = [LOOP, String(ROUNDS), String(ITERATIONS), ...targets]
+  const cmd = cpu === undefined ? argv : ['taskset', '-c', String(cpu), ...argv]
+  process.stdout.write(`$ ${shellWords([...cmd.slice(0, -targets.length).map(rel), ...targets.map((t) => t.replace(/:\/tmp\/[^/]+/, ':…'))])}\n`)
+  const { stdout } = await execFileP(cmd[0], cmd.slice(1), { maxBuffer: 1 << 20 })
   return stdout
     .trim()
     .split('\n')
     .map((l) => {
-      const [med, p99, ...name] = l.split(' ')
-      return { name: name.join(' '), medianNs: Number(med), p99Ns: Number(p99) }
+      const [med, p99, rounds, ...name] = l.split(' ')
+      return { name: name.join(' '), medianNs: Number(med), p99Ns: Number(p99), roundNs: rounds.split(',').map(Number) }
     })
 }
 
+const LABELS = ['static attribute (iommufs)', 'real sysfs file', 'dynamic attribute (iommufs)', 'C libfuse3 direct_io file', 'C libfuse3 kernel-cached file', 'dev/iommu text IOAS_IOVA_RANGES', 'dev/iommu text CONTEXT', 'C libfuse3 echo node', 'IOAS_IOVA_RANGES as a frame', 'debugfs attribute (iommufs)', 'IOAS_IOVA_RANGES as ioctl()']
+
+/** The table of one pass and its ratios against the issue's targets; returns the two that pinning changes most. */
+function report(title: string, rows: Row[]): { dynamic: number; txn: number } {
+  const us = (ns: number): string => (ns / 1000).toFixed(1).padStart(8)
+  const width = Math.max(...LABELS.map((l) => l.length))
+  process.stdout.write(`-- ${title}\n${'target'.padEnd(width)}  median µs    p99 µs\n`)
+  rows.forEach((r, i) => process.stdout.write(`${LABELS[i].padEnd(width)}  ${us(r.medianNs)}  ${us(r.p99Ns)}\n`))
+  // round by round: the two targets of a round ran seconds apart at most, so load that changes between rounds cancels out
+  const ratio = (a: number, b: number, target: number, what: string): number => {
+    const x = median(rows[a].roundNs.map((ns, r) => ns / rows[b].roundNs[r]))
+    const whole = rows[a].medianNs / rows[b].medianNs
+    process.stdout.write(`ratio ${what}: ${x.toFixed(2)}x (target ≤ ${target}x: ${x <= target ? 'met' : 'NOT met'}; quotient of the medians ${whole.toFixed(2)}x)\n`)
+    return x
+  }
+  ratio(0, 1, 1.5, 'static attribute / real sysfs')
+  // not a target: what kernel caching costs a C server whose files have per-open handles (debugfs and dev/ here; all of them on fuse-native)
+  const floor = rows[4].medianNs / rows[1].medianNs
+  process.stdout.write(`  for files with opens: C kernel-cached file / real sysfs: ${floor.toFixed(2)}x; static attribute / C kernel-cached file: ${(rows[0].medianNs / rows[4].medianNs).toFixed(2)}x\n`)
+  const dynamic = ratio(2, 3, 1.3, 'dynamic attribute / C direct_io file')
+  process.stdout.write(`  not a target: debugfs attribute / C direct_io file: ${(rows[9].medianNs / rows[3].medianNs).toFixed(2)}x\n`)
+  const txn = ratio(5, 7, 2.0, 'dev/iommu text transaction (IOAS_IOVA_RANGES) / C echo node')
+  // CONTEXT is answered by the session itself: what is left is the transport's share
+  ratio(6, 7, 2.0, 'dev/iommu text transaction (CONTEXT) / C echo node')
+  if (rows.length > 10) ratio(10, 8, 1.2, 'ioctl() / the same request as a frame')
+  return { dynamic, txn }
+}
+
+const load = (): string => readFileSync('/proc/loadavg', 'utf8').trim()
+
 async function measure(backend: string, sysfs: string, frameFile: string): Promise<void> {
-  await withReference((ref) =>
-    withIommufs(backend, async (dir) => {
+  await withReference((ref, refPid) =>
+    withIommufs(backend, async (dir, pid) => {
       const iommu = path.join(dir, 'dev/iommu')
       const targets = [
         `read:${path.join(dir, STATIC)}`,
@@ -107,26 +171,13 @@ async function measure(backend: string, sysfs: string, frameFile: string): Promi
         `read:${path.join(dir, DEBUGFS)}`,
         ...(backend === 'libfuse3' ? [`ioctl:${iommu}`] : []),
       ]
-      const rows = await loop(targets)
-      const label = ['static attribute (iommufs)', 'real sysfs file', 'dynamic attribute (iommufs)', 'C libfuse3 direct_io file', 'C libfuse3 kernel-cached file', 'dev/iommu text IOAS_IOVA_RANGES', 'dev/iommu text CONTEXT', 'C libfuse3 echo node', 'IOAS_IOVA_RANGES as a frame', 'debugfs attribute (iommufs)', 'IOAS_IOVA_RANGES as ioctl()']
-      const us = (ns: number): string => (ns / 1000).toFixed(1).padStart(8)
-      const width = Math.max(...label.map((l) => l.length))
-      process.stdout.write(`${'target'.padEnd(width)}  median µs    p99 µs\n`)
-      rows.forEach((r, i) => process.stdout.write(`${label[i].padEnd(width)}  ${us(r.medianNs)}  ${us(r.p99Ns)}\n`))
-      const ratio = (a: number, b: number, target: number, what: string): void => {
-        const x = rows[a].medianNs / rows[b].medianNs
-        process.stdout.write(`ratio ${what}: ${x.toFixed(2)}x (target ≤ ${target}x: ${x <= target ? 'met' : 'NOT met'})\n`)
-      }
-      ratio(0, 1, 1.5, 'static attribute / real sysfs')
-      // not a target: what kernel caching costs a C server whose files have per-open handles (debugfs and dev/ here; all of them on fuse-native)
-      const floor = rows[4].medianNs / rows[1].medianNs
-      process.stdout.write(`  for files with opens: C kernel-cached file / real sysfs: ${floor.toFixed(2)}x; static attribute / C kernel-cached file: ${(rows[0].medianNs / rows[4].medianNs).toFixed(2)}x\n`)
-      ratio(2, 3, 1.3, 'dynamic attribute / C direct_io file')
-      process.stdout.write(`  not a target: debugfs attribute / C direct_io file: ${(rows[9].medianNs / rows[3].medianNs).toFixed(2)}x\n`)
-      ratio(5, 7, 2.0, 'dev/iommu text transaction (IOAS_IOVA_RANGES) / C echo node')
-      // CONTEXT is answered by the session itself: what is left is the transport's share
-      ratio(6, 7, 2.0, 'dev/iommu text transaction (CONTEXT) / C echo node')
-      if (rows.length > 10) ratio(10, 8, 1.2, 'ioctl() / the same request as a frame')
+      const free = report(`unpinned (load ${load()})`, await loop(targets))
+      const cpu = pinCpu()
+      await pin(refPid, cpu)
+      await pin(pid, cpu)
+      const pinned = report(`pinned: both servers (pids ${pid}, ${refPid}) and the loop on CPU ${cpu} (load ${load()})`, await loop(targets, cpu))
+      const both = (a: number, b: number): string => `${a.toFixed(2)}x unpinned, ${b.toFixed(2)}x pinned`
+      process.stdout.write(`${backend}: text transaction / C echo node ${both(free.txn, pinned.txn)}; dynamic attribute / C direct_io file ${both(free.dynamic, pinned.dynamic)}\n`)
     }),
   )
 }
@@ -148,10 +199,10 @@ async function main(): Promise<number> {
   writeFileSync(frameFile, frame.toString('hex'))
   try {
     for (const b of backends) {
-      process.stdout.write(`\n== backend ${b}; load ${readFileSync('/proc/loadavg', 'utf8').trim()}\n`)
+      process.stdout.write(`\n== backend ${b}; load ${load()}\n`)
       await measure(b, sysfs, frameFile)
     }
-    process.stdout.write(`load after: ${readFileSync('/proc/loadavg', 'utf8').trim()}\n`)
+    process.stdout.write(`load after: ${load()}\n`)
   } finally {
     await fsp.rm(frameFile, { force: true })
   }

@@ -9,6 +9,7 @@ import { MissingMemory, UserMemory } from './memory'
 
 /** No single user buffer may exceed this (16 MiB); larger requests are refused with ENOMEM. */
 export const MAX_USER_BUFFER = LIMITS.userBuffer.max
+const MAX_USER_BUFFER_N = BigInt(MAX_USER_BUFFER)
 
 /**
  * A struct larger than any frame can carry: its tail could never be read, so
@@ -114,7 +115,8 @@ export function dispatch(env: DispatchEnv, r: IoctlRequest): IoctlReply {
       return fail('E2BIG', `${sizeName}=${size}: bytes past the ${L.size}-byte ${L.name} must be zero`, { ioctl })
     }
   }
-  const full = Buffer.alloc(L.size)
+  // from Node's pool (every request makes one): Buffer.alloc would give each its own backing store
+  const full = Buffer.allocUnsafe(L.size).fill(0)
   r.struct.copy(full, 0, 0, Math.min(have, L.size))
   const req = decode(L, full)
 
@@ -122,7 +124,7 @@ export function dispatch(env: DispatchEnv, r: IoctlRequest): IoctlReply {
   for (const f of L.fields) {
     if (!f.pointer) continue
     const len = f.pointer.length(req)
-    if (len > BigInt(MAX_USER_BUFFER)) return fail(LIMITS.userBuffer.errno, `${f.name}: a ${len}-byte buffer is more than iommufs accepts (${MAX_USER_BUFFER})`, { ioctl, req })
+    if (len > MAX_USER_BUFFER_N) return fail(LIMITS.userBuffer.errno, `${f.name}: a ${len}-byte buffer is more than iommufs accepts (${MAX_USER_BUFFER})`, { ioctl, req })
     const addr = req[f.name] as bigint
     if (f.pointer.flow !== 'out' && len > 0n && addr !== 0n && !r.buffers.has(addr)) needs.push({ addr, len: Number(len), field: f.name })
   }

@@ -263,7 +263,7 @@ function ioasIovaRanges(call: Call): StructValue {
   const capacity = u(call.req, 'num_iovas')
   const fit = ranges.slice(0, capacity)
   const L = S.iommu_iova_range
-  const data = Buffer.alloc(fit.length * L.size)
+  const data = Buffer.allocUnsafe(fit.length * L.size).fill(0)
   const [start, last] = [L.field('start').offset, L.field('last').offset]
   fit.forEach((r, i) => {
     data.writeBigUInt64LE(r.start, i * L.size + start)

@@ -108,18 +108,28 @@ export function struct(name: string, decls: [string, FieldDecl][]): StructLayout
   }
 }
 
+/** BigInts of the values most fields hold (0, small IDs and counts): shared, so decoding them allocates nothing. */
+const SMALL = Array.from({ length: 1024 }, (_, i) => BigInt(i))
+const small = (v: number): bigint => (v < SMALL.length ? SMALL[v] : BigInt(v))
+const U32_MAX = 0xffffffffn
+
 function readScalar(buf: Buffer, off: number, t: Scalar): bigint {
   switch (t) {
     case 'u8':
-      return BigInt(buf.readUInt8(off))
+      return small(buf.readUInt8(off))
     case 'u16':
-      return BigInt(buf.readUInt16LE(off))
+      return small(buf.readUInt16LE(off))
     case 'u32':
-      return BigInt(buf.readUInt32LE(off))
-    case 's32':
-      return BigInt(buf.readInt32LE(off))
-    case 'u64':
-      return buf.readBigUInt64LE(off)
+      return small(buf.readUInt32LE(off))
+    case 's32': {
+      const v = buf.readInt32LE(off)
+      return v >= 0 ? small(v) : BigInt(v)
+    }
+    case 'u64': {
+      // two halves: a u64 that fits in 32 bits (most do) needs no BigInt arithmetic
+      const hi = buf.readUInt32LE(off + 4)
+      return hi === 0 ? small(buf.readUInt32LE(off)) : buf.readBigUInt64LE(off)
+    }
   }
 }
 
@@ -129,9 +139,14 @@ function writeScalar(buf: Buffer, off: number, t: Scalar, v: bigint): void {
     buf.writeInt32LE(Number(BigInt.asIntN(32, v)), off)
     return
   }
-  const masked = BigInt.asUintN(w * 8, v)
-  if (t === 'u64') buf.writeBigUInt64LE(masked, off)
-  else buf.writeUIntLE(Number(masked), off, w)
+  if (t === 'u64') {
+    if (v >= 0n && v <= U32_MAX) {
+      buf.writeUInt32LE(Number(v), off)
+      buf.writeUInt32LE(0, off + 4)
+    } else buf.writeBigUInt64LE(BigInt.asUintN(64, v), off)
+    return
+  }
+  buf.writeUIntLE(Number(BigInt.asUintN(w * 8, v)), off, w)
 }
 
 /** Decodes `buf` (at least layout.size bytes) into field values by name. */
@@ -147,7 +162,8 @@ export function decode(layout: StructLayout, buf: Buffer): StructValue {
 
 /** Writes the given fields into `buf` (others untouched). */
 export function encodeInto(layout: StructLayout, buf: Buffer, values: StructValue): void {
-  for (const [name, v] of Object.entries(values)) {
+  for (const name in values) {
+    const v = values[name]
     const f = layout.field(name)
     const w = WIDTH[f.type]
     if (Array.isArray(v)) v.slice(0, f.count).forEach((x, i) => writeScalar(buf, f.offset + i * w, f.type, x))

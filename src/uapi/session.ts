@@ -50,6 +50,9 @@ interface CallerState {
   replyBase: number
 }
 
+/** What is left of a write once its last line is taken. */
+const NOTHING = Buffer.alloc(0)
+
 /** Callers remembered per descriptor; the one heard from longest ago is dropped beyond this. */
 const MAX_CALLERS = 256
 
@@ -78,8 +81,8 @@ export abstract class Session {
   /** The device a VFIO command addresses, from a frame's target (N+1 = vfioN) or the node itself. */
   protected abstract frameDevice(target: number): PciDevice | undefined
   protected abstract get label(): string
-  /** Text requests this node answers itself (CONTEXT on dev/iommu). */
-  protected special(_line: string): string | undefined {
+  /** Text requests this node answers itself (CONTEXT on dev/iommu); `name` is the line's first word in upper case. */
+  protected special(_line: string, _name: string): string | undefined {
     return undefined
   }
   protected afterReply(_reply: IoctlReply): void {}
@@ -101,8 +104,12 @@ export abstract class Session {
     this.teardown()
   }
 
+  /** The caller heard from last: its state is already last in `callers`, so it is found without reordering. */
+  private lastCaller?: { pid: number; st: CallerState }
+
   /** The state of the caller `pid` (0: the one state of an unknown caller), made on its first write. */
   private stateFor(pid: number): CallerState {
+    if (this.lastCaller?.pid === pid) return this.lastCaller.st
     let st = this.callers.get(pid)
     if (st) {
       // most recently heard from last, so the first key is the one to drop
@@ -112,18 +119,23 @@ export abstract class Session {
       if (this.callers.size >= MAX_CALLERS) this.callers.delete(this.callers.keys().next().value as number)
     }
     this.callers.set(pid, st)
+    this.lastCaller = { pid, st }
     return st
   }
 
   write(pos: number, data: Buffer, caller?: Requester): number {
     const st = this.stateFor(caller?.pid ?? 0)
-    st.pending.push(data)
-    st.pendingLen += data.length
-    // a large frame arrives in many writes: keep its pieces and join them once, not on every write
-    if (st.pendingLen < st.frameTotal) return data.length
-    let buf = st.pending.length === 1 ? st.pending[0] : Buffer.concat(st.pending, st.pendingLen)
-    st.pending = []
-    st.pendingLen = 0
+    let buf = data
+    // a write with nothing pending (most are: one whole line or frame) is parsed as it came
+    if (st.pending.length || data.length < st.frameTotal) {
+      st.pending.push(data)
+      st.pendingLen += data.length
+      // a large frame arrives in many writes: keep its pieces and join them once, not on every write
+      if (st.pendingLen < st.frameTotal) return data.length
+      buf = st.pending.length === 1 ? st.pending[0] : Buffer.concat(st.pending, st.pendingLen)
+      st.pending = []
+      st.pendingLen = 0
+    }
     st.frameTotal = 0
     const replies: Buffer[] = []
     try {
@@ -145,8 +157,8 @@ export abstract class Session {
           if (buf.length > MAX_LINE) throw new ErrnoError(LIMITS.line.errno, `request line longer than ${MAX_LINE} bytes`)
           break
         }
-        const line = buf.subarray(0, nl).toString('utf8')
-        buf = buf.subarray(nl + 1)
+        const line = buf.toString('utf8', 0, nl)
+        buf = nl + 1 === buf.length ? NOTHING : buf.subarray(nl + 1)
         const r = nl > MAX_LINE ? `err ${LIMITS.line.errno} request line longer than ${MAX_LINE} bytes` : this.handleLine(line, caller?.pid)
         if (r !== undefined) replies.push(Buffer.from(`${r}\n`))
       }
@@ -162,7 +174,7 @@ export abstract class Session {
       st.pendingLen = buf.length
     }
     if (replies.length) {
-      st.reply = Buffer.concat(replies)
+      st.reply = replies.length === 1 ? replies[0] : Buffer.concat(replies)
       st.replyBase = pos + data.length
       this.latest = st
     }
@@ -269,7 +281,10 @@ export abstract class Session {
     let out: string
     try {
       if (this.released) throw new ErrnoError('EBADF', `${this.label}: released (RELEASE was answered); open the file again`)
-      out = this.releaseRequest(line) ?? this.special(line) ?? this.textRequest(line)
+      // the first word, once: every request passes the checks for the lines a node answers itself
+      const sp = line.search(/\s/)
+      const name = (sp < 0 ? line : line.slice(0, sp)).toUpperCase()
+      out = this.releaseRequest(line, name) ?? this.special(line, name) ?? this.textRequest(line)
     } catch (e) {
       const err = e instanceof ErrnoError ? e : this.bug(line.split(' ')[0], e)
       out = `err ${err.errno} ${err.message}`
@@ -280,28 +295,25 @@ export abstract class Session {
   }
 
   /** RELEASE (or IOMMUFS_RELEASE): does now what the file's close would, and answers once it is done. */
-  private releaseRequest(line: string): string | undefined {
-    // every request passes here: only a line starting with the name is split
-    if (!/^(IOMMUFS_)?RELEASE(\s|$)/i.test(line)) return undefined
+  private releaseRequest(line: string, name: string): string | undefined {
+    if (name !== 'RELEASE' && name !== 'IOMMUFS_RELEASE') return undefined
     const rest = line.split(/\s+/).slice(1)
     if (rest.length) throw new ErrnoError('EINVAL', `${rest[0]}: RELEASE takes no arguments`)
     this.release()
     return 'ok'
   }
 
-  private resolver(): DeviceResolver {
-    const ctx = this.env().ctx
-    return {
-      byPci: (bdf) => this.world.machine.device(bdf),
-      byDevId: (id) => {
-        const o = ctx?.objects.find(id)
-        return o instanceof Device ? o.pci : undefined
-      },
-    }
+  /** How text names devices; made once, as most lines are parsed already and never ask. */
+  private readonly resolver: DeviceResolver = {
+    byPci: (bdf) => this.world.machine.device(bdf),
+    byDevId: (id) => {
+      const o = this.env().ctx?.objects.find(id)
+      return o instanceof Device ? o.pci : undefined
+    },
   }
 
   private textRequest(line: string): string {
-    const parsed = parseTextCached(line, this.resolver())
+    const parsed = parseTextCached(line, this.resolver)
     const own = this.frameDevice(0)
     if (own && parsed.device && parsed.device !== own) {
       throw new ErrnoError('EINVAL', `${parsed.device.bdf}: this file is vfio${own.vfioIndex} (${own.bdf}); a device node addresses its own device only`)
@@ -365,10 +377,8 @@ export class IommuSession extends Session {
     return target ? this.world.machine.devices.find((d) => d.vfioIndex === target - 1) : undefined
   }
 
-  protected override special(line: string): string | undefined {
+  protected override special(line: string, n: string): string | undefined {
     // the rest of the line is split only for a request this node answers (every request passes here)
-    const sp = line.search(/\s/)
-    const n = (sp < 0 ? line : line.slice(0, sp)).toUpperCase()
     const rest = (): string[] => line.split(/\s+/).slice(1)
     if (n === 'ACCESS_CLOSE' || n === 'IOMMUFS_ACCESS_CLOSE') return this.closeAccess(rest())
     if (n === 'QUEUE_CLOSE' || n === 'IOMMUFS_QUEUE_CLOSE') return this.closeQueue(rest())

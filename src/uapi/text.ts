@@ -5,7 +5,7 @@ import { ErrnoError } from '../util/errno'
 import { LIMITS } from '../util/limits'
 import { IoctlReply, IoctlRequest, oversizedStruct } from './dispatch'
 import { Ioctl, ioctlByName } from './ioctls'
-import { FieldSpec, StructLayout, StructValue, decode, encode, scalarWidth } from './layout'
+import { FieldSpec, FieldValue, StructLayout, StructValue, decode, encode, scalarWidth } from './layout'
 import { NAMES, lookupName } from './names'
 import { STRUCTS } from './structs'
 
@@ -335,62 +335,88 @@ function placeEntries(p: FieldSpec, entries: { type: number; data: Buffer }[], v
   payload.set(p, ring)
 }
 
+function showOne(f: FieldSpec, x: bigint): string {
+  return f.show === 'hex' ? `0x${x.toString(16)}` : x.toString(10)
+}
+
 function show(f: FieldSpec, v: bigint | bigint[]): string {
-  const one = (x: bigint): string => (f.show === 'hex' ? `0x${x.toString(16)}` : x.toString(10))
-  return Array.isArray(v) ? v.map(one).join(',') : one(v)
+  return Array.isArray(v) ? v.map((x) => showOne(f, x)).join(',') : showOne(f, v)
 }
 
-/** Each layout's plain fields the kernel writes back, in order (computed once per layout). */
-const outFields = new WeakMap<StructLayout, FieldSpec[]>()
+/** `0x` and the hex digits of the little-endian field of `width` bytes at `at`, read as numbers (no BigInt per word). */
+function hexAt(data: Buffer, at: number, width: number): string {
+  if (width < 8) return `0x${data.readUIntLE(at, width).toString(16)}`
+  const hi = data.readUInt32LE(at + 4)
+  const lo = data.readUInt32LE(at).toString(16)
+  return hi ? `0x${hi.toString(16)}${lo.padStart(8, '0')}` : `0x${lo}`
+}
 
-function fieldsOf(L: StructLayout, s: StructValue): string[] {
+/** Each layout's plain fields the kernel writes back, and its pointers it writes through, in order (computed once per layout). */
+const outFields = new WeakMap<StructLayout, { plain: FieldSpec[]; pointers: FieldSpec[] }>()
+
+function outFieldsOf(L: StructLayout): { plain: FieldSpec[]; pointers: FieldSpec[] } {
   let fs = outFields.get(L)
-  if (!fs) outFields.set(L, (fs = L.fields.filter((f) => (f.dir === 'out' || f.dir === 'inout') && !f.pointer)))
-  return fs.map((f) => `${f.name}=${show(f, s[f.name])}`)
+  if (!fs) {
+    fs = { plain: L.fields.filter((f) => (f.dir === 'out' || f.dir === 'inout') && !f.pointer), pointers: L.fields.filter((f) => f.pointer && f.pointer.flow !== 'in') }
+    outFields.set(L, fs)
+  }
+  return fs
 }
 
-/** What a reply says beyond the struct: the out buffers, decoded. */
-function outBuffers(reply: IoctlReply, full: StructValue): string[] {
-  const L = reply.ioctl!.layout
-  const out: string[] = []
-  for (const p of L.fields.filter((f) => f.pointer && f.pointer.flow !== 'in')) {
-    const data = reply.written.get(full[p.name] as bigint)
+/** A field's value in a reply: what the kernel wrote back, else what the caller sent. */
+type Value = (name: string) => FieldValue | undefined
+
+/** `name=value` of each plain field the kernel writes back, onto `into`. */
+function fieldsOf(L: StructLayout, value: Value, into: string[]): void {
+  for (const f of outFieldsOf(L).plain) into.push(`${f.name}=${show(f, value(f.name)!)}`)
+}
+
+/** What a reply says beyond the struct: the out buffers, decoded, onto `into`. */
+function outBuffers(reply: IoctlReply, value: Value, into: string[]): void {
+  for (const p of outFieldsOf(reply.ioctl!.layout).pointers) {
+    const data = reply.written.get(value(p.name) as bigint)
     if (!data) continue
     const v = p.pointer!.vendor
     if (p.pointer!.element) {
       const el = STRUCTS.get(p.pointer!.element)!
-      const n = Math.min(data.length / el.size, Number(full.num_iovas ?? 0n))
+      const n = Math.min(data.length / el.size, Number((value('num_iovas') as bigint | undefined) ?? 0n))
       const ws: string[] = []
       // fields read at their offsets (the generic decode per element is slow for a thousand ranges)
-      const word = (f: FieldSpec, at: number): bigint => (f.type === 'u64' ? data.readBigUInt64LE(at) : BigInt(data.readUIntLE(at, scalarWidth(f.type))))
-      for (let i = 0; i < n; i++) for (const f of el.fields) ws.push(`0x${word(f, i * el.size + f.offset).toString(16)}`)
-      out.push(`${p.name}=${ws.join(',')}`)
+      for (let i = 0; i < n; i++) for (const f of el.fields) ws.push(hexAt(data, i * el.size + f.offset, scalarWidth(f.type)))
+      into.push(`${p.name}=${ws.join(',')}`)
     } else if (v) {
-      const vl = STRUCTS.get(v.layouts[Number(full[v.typeField] as bigint)] ?? '')
-      if (vl && data.length >= vl.size) out.push(...fieldsOf(vl, decode(vl, data)))
+      const vl = STRUCTS.get(v.layouts[Number(value(v.typeField) as bigint)] ?? '')
+      if (vl && data.length >= vl.size) {
+        const d = decode(vl, data)
+        fieldsOf(vl, (n) => d[n], into)
+      }
     } else if (p.pointer!.word32) {
       const ws = Array.from({ length: data.length / 4 }, (_, i) => `0x${data.readUInt32LE(i * 4).toString(16)}`)
-      out.push(`${textKey(p)}=${ws.join(',')}`)
+      into.push(`${textKey(p)}=${ws.join(',')}`)
     } else {
       const ws = Array.from({ length: data.length / 8 }, (_, i) => `0x${data.readBigUInt64LE(i * 8).toString(16)}`)
-      out.push(`${textKey(p)}=${ws.join(',')}`)
+      into.push(`${textKey(p)}=${ws.join(',')}`)
     }
   }
-  return out
 }
 
 /** One reply line (without newline). */
 export function formatReply(reply: IoctlReply): string {
+  // every text request ends here: fields are looked up in what was written back, then in the request, with no merged copy
+  const req = reply.req
+  const out = reply.out
+  const value: Value = (n) => out?.[n] ?? req?.[n]
   if (reply.errno) {
-    const wrote = reply.out && reply.ioctl ? Object.keys(reply.out).map((k) => `${k}=${show(reply.ioctl!.layout.field(k), reply.out![k])}`) : []
-    if (reply.req && reply.ioctl) wrote.push(...outBuffers(reply, { ...reply.req, ...(reply.out ?? {}) }))
+    const wrote = out && reply.ioctl ? Object.keys(out).map((k) => `${k}=${show(reply.ioctl!.layout.field(k), out[k])}`) : []
+    if (req && reply.ioctl) outBuffers(reply, value, wrote)
     return `err ${reply.errno} ${reply.message}${wrote.length ? ` (written back: ${wrote.join(' ')})` : ''}`
   }
-  const L = reply.ioctl!.layout
-  const full = Object.assign({}, reply.req!, reply.out!)
+  const words = ['ok']
+  fieldsOf(reply.ioctl!.layout, value, words)
+  outBuffers(reply, value, words)
   // a queue's descriptor is its file: the reply names it, for cat and read
-  const paths = (reply.newFds ?? []).filter((f) => f.path).map((f) => `path=${f.path}`)
-  return ['ok', ...fieldsOf(L, full), ...outBuffers(reply, full), ...paths].join(' ')
+  for (const f of reply.newFds ?? []) if (f.path) words.push(`path=${f.path}`)
+  return words.join(' ')
 }
 
 /** u64 (or u32) words of a buffer, as a text request gives them; a u64 buffer's odd tail is zero-padded. */

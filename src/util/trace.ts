@@ -32,7 +32,8 @@ export function formatTrace(r: TraceRecord): string {
  */
 export class TraceLog {
   private readonly ring: TraceRecord[] = []
-  private readonly start = process.hrtime.bigint()
+  /** performance.now() when the trace began: a double, so a line's uptime needs no BigInt arithmetic. */
+  private readonly start = performance.now()
   /** Where the next line goes once the ring is full. */
   private next = 0
   private seq = 0
@@ -42,7 +43,7 @@ export class TraceLog {
 
   emit(tag: string, message: string, pid?: number): void {
     // every request emits a line: no spread, no formatting unless someone echoes, no copy of an empty listener set
-    const uptime = Number((process.hrtime.bigint() - this.start) / 1000n) / 1e6
+    const uptime = Math.floor((performance.now() - this.start) * 1000) / 1e6
     const rec: TraceRecord = pid === undefined ? { seq: ++this.seq, time: Date.now(), uptime, tag, message: clip(message) } : { seq: ++this.seq, time: Date.now(), uptime, pid, tag, message: clip(message) }
     if (this.ring.length < this.capacity) this.ring.push(rec)
     else {
