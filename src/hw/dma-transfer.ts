@@ -63,20 +63,46 @@ export interface TransferResult<S, F> {
   readonly ats?: { readonly out: bigint; readonly size: bigint; readonly perms: number }
 }
 
+/** A unit's answer for address `addr` of request `req`; findings go to `findings`. One function per unit, not one per request. */
+export type Translator<R, S, F> = (req: R, addr: bigint, findings: Finding[]) => Translated<S, F>
+
 /**
  * Moves a request's bytes one translation at a time (SMMUv3 and VT-d alike):
  * `translate` answers for each address; a fault, a stop or an abort ends the request.
  */
-export function transfer<S, F>(mem: MemoryPort, req: TransferRequest, findings: Finding[], translate: (addr: bigint) => Translated<S, F>, onFault: (f: F) => void): TransferResult<S, F> {
+export function transfer<R extends TransferRequest, S, F>(mem: MemoryPort, req: R, findings: Finding[], translate: Translator<R, S, F>, onFault: (f: F) => void): TransferResult<S, F> {
+  // nothing to move (an ATS request of length 0 is a translation request alone): the general path
+  if (!(req.len > 0)) return transferFrom(mem, req, findings, translate, onFault, undefined)
+  const tr = translate(req, req.addr, findings)
+  if (tr.ok) {
+    // the common case: one translation covers the whole request (no chunks to gather)
+    const t = tr.t
+    const len = req.len
+    const n = len <= 4096 - pageOffset(req.addr) ? len : Math.min(len, Number(t.base + t.size - req.addr))
+    if (n === len) {
+      const pieces: TransferPiece<S>[] = [{ addr: req.addr, len, out: tr.out, perms: t.perms, source: tr.source, steps: tr.steps }]
+      if (req.write) {
+        const r = mem.write(tr.out, req.data ? req.data.subarray(0, len) : Buffer.alloc(len))
+        return r ? { pieces, data: undefined, findings, abort: r.abort } : { pieces, data: undefined, findings }
+      }
+      const b = mem.read(tr.out, len)
+      return isAbort(b) ? { pieces, data: Buffer.concat([]), findings, abort: b.abort } : { pieces, data: b, findings }
+    }
+  }
+  return transferFrom(mem, req, findings, translate, onFault, tr)
+}
+
+/** The general path: `first` is the answer for the request's first address when already asked. */
+function transferFrom<R extends TransferRequest, S, F>(mem: MemoryPort, req: R, findings: Finding[], translate: Translator<R, S, F>, onFault: (f: F) => void, first: Translated<S, F> | undefined): TransferResult<S, F> {
   const pieces: TransferPiece<S>[] = []
-  // read data: the one chunk of a request one translation covers (the common case), or all of them
+  // read data: the one chunk of a request one translation covers, or all of them
   const got: Chunks = { one: undefined, all: undefined }
   let done = 0
   // an ATS request of length 0 is a translation request alone
   const len = req.ats && req.len === 0 ? 1 : req.len
   while (done < len) {
     const addr = done === 0 ? req.addr : req.addr + BigInt(done)
-    const tr = translate(addr)
+    const tr = done === 0 && first ? first : translate(req, addr, findings)
     if (!tr.ok) {
       if ('stopped' in tr) return { pieces, data: dataOf(req, got), findings, stopped: tr.stopped, faultSteps: tr.steps }
       onFault(tr.fault)

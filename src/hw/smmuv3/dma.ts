@@ -1,7 +1,7 @@
 import { isAbort } from '../../memory/backing'
 import { MemoryPort, halvesAre, wordsAre } from '../../memory/physical'
 import { halvesOf, hex } from '../bits'
-import { FaultHistory, TransferPiece, transfer } from '../dma-transfer'
+import { FaultHistory, TransferPiece, Translated, transfer } from '../dma-transfer'
 import { AtcEntry, Smmuv3Caches, TlbEntry, cdKey } from './caches'
 import { SmmuEvent, describeEvent } from './events'
 import { Finding, Sanitizer, changedDescriptor } from './sanitizer'
@@ -80,14 +80,19 @@ export class Smmuv3Dma {
   /** Reads or writes through the SMMU, one translation at a time; a fault or abort ends it. */
   access(req: DmaRequest): DmaResult {
     const findings: Finding[] = []
-    const r = transfer<Step, SmmuEvent>(this.mem, req, findings, (addr) => {
-      const txn: Transaction = { sid: req.sid, ssid: req.ssid, addr, write: req.write, priv: req.priv, exec: req.exec, ats: req.ats }
-      const got = req.ats ? this.viaAtc(txn, findings) : this.translate(txn, findings)
-      return got.ok || 'stopped' in got ? got : { ok: false, fault: got.event, steps: got.steps }
-    }, (e) => this.history.record(e))
+    const r = transfer<DmaRequest, Step, SmmuEvent>(this.mem, req, findings, this.translateAt, this.recordEvent)
     // an SMMU's fault is its event record
     return r.fault ? { pieces: r.pieces, data: r.data, findings, event: r.fault, faultSteps: r.faultSteps } : r
   }
+
+  /** One address of a request (made once per unit, not per request: the hit path allocates less). */
+  private readonly translateAt = (req: DmaRequest, addr: bigint, findings: Finding[]): Translated<Step, SmmuEvent> => {
+    const txn: Transaction = { sid: req.sid, ssid: req.ssid, addr, write: req.write, priv: req.priv, exec: req.exec, ats: req.ats }
+    const got = req.ats ? this.viaAtc(txn, findings) : this.translate(txn, findings)
+    return got.ok || 'stopped' in got ? got : { ok: false, fault: got.event, steps: got.steps }
+  }
+
+  private readonly recordEvent = (e: SmmuEvent): void => this.history.record(e)
 
   /** Recorded events, newest last. */
   get events(): readonly SmmuEvent[] {

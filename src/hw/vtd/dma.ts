@@ -54,12 +54,16 @@ export class VtdDma {
   }
 
   access(req: VtdDmaRequest): VtdDmaResult {
-    const findings: Finding[] = []
-    return transfer<VtdStep, VtdFault>(this.mem, req, findings, (addr) => {
-      const txn: VtdTxn = { sid: req.sid, pasid: req.pasid, addr, write: req.write, priv: req.priv, exec: req.exec, ats: req.ats, pri: req.pri }
-      return req.ats ? this.viaDevTlb(txn, findings) : this.translate(txn, findings)
-    }, (f) => this.history.record(f))
+    return transfer<VtdDmaRequest, VtdStep, VtdFault>(this.mem, req, [], this.translateAt, this.recordFault)
   }
+
+  /** One address of a request (made once per unit, not per request: the hit path allocates less). */
+  private readonly translateAt = (req: VtdDmaRequest, addr: bigint, findings: Finding[]): Outcome => {
+    const txn: VtdTxn = { sid: req.sid, pasid: req.pasid, addr, write: req.write, priv: req.priv, exec: req.exec, ats: req.ats, pri: req.pri }
+    return req.ats ? this.viaDevTlb(txn, findings) : this.translate(txn, findings)
+  }
+
+  private readonly recordFault = (f: VtdFault): void => this.history.record(f)
 
   /** Recorded faults, newest last. */
   get faults(): readonly VtdFault[] {
