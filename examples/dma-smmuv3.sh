@@ -14,25 +14,17 @@
 set -euo pipefail
 
 mnt=${1:-./mount}
-if [ ! -e "$mnt/dev/iommu" ]; then
-  echo "dma-smmuv3.sh: $mnt/dev/iommu not found; is iommufs mounted there? (make mount)" >&2
-  exit 2
-fi
+source "$(dirname "$0")/lib.sh"
+need "$mnt" dev/iommu
 PCI=0000:00:01.0
 SMMU=smmu3.0x0000000009050000
 dbg=$mnt/sys/kernel/debug/iommufd
-port=$dbg/dma/$PCI
 
 ram=$(mktemp /tmp/guest-ram.XXXXXX)
 trap 'rm -f "$ram"' EXIT
 truncate -s 2M "$ram"
 
-# put64 IPA VALUE: a little-endian 64-bit word into guest RAM (IPA 0x40000000 = file offset 0).
-put64() {
-  local off=$(( $1 - 0x40000000 )) v=$2 bytes='' i
-  for i in 0 1 2 3 4 5 6 7; do bytes+=$(printf '\\x%02x' $(( (v >> (8 * i)) & 0xff ))); done
-  printf "$bytes" | dd of="$ram" bs=1 seek=$off conv=notrunc status=none
-}
+ram_base=0x40000000   # the guest RAM file holds IPA/GPA 0x40000000 up (put64, examples/lib.sh)
 
 # The guest's stage 1: CD at IPA 0x40000000, tables at 0x40001000 (L0) .. 0x40004000 (L3),
 # VA 0x1000 -> page A at IPA 0x40010000. Page B at 0x40011000 waits for later.
@@ -49,25 +41,6 @@ printf 'page A: hello' | dd of="$ram" bs=1 seek=$(( 0x10000 )) conv=notrunc stat
 printf 'page B: world' | dd of="$ram" bs=1 seek=$(( 0x11000 )) conv=notrunc status=none
 
 exec 3<>"$mnt/dev/iommu"
-req() {
-  echo "$1" >&3
-  IFS= read -r -u 3 reply
-  printf '> %s\n< %s\n' "$1" "$reply"
-  case $reply in err*) echo "dma-smmuv3.sh: request failed: $1" >&2; exit 1 ;; esac
-}
-get() {
-  local re="(^| )$1=([^ ]*)"
-  [[ $reply =~ $re ]] || { echo "dma-smmuv3.sh: no $1 in: $reply" >&2; exit 1; }
-  echo "${BASH_REMATCH[2]}"
-}
-# dma REQUEST: one request on the device's DMA port; the reply goes to $dma and is shown.
-dma() {
-  exec 4<>"$port"
-  echo "$1" >&4
-  dma=$(cat <&4)
-  exec 4>&-
-  printf '$ %s\n%s\n' "$1" "$dma"
-}
 
 req "DEVICE_BIND pci=$PCI"
 dev=$(get out_devid)
@@ -87,23 +60,23 @@ nested=$(get out_hwpt_id)
 req "DEVICE_ATTACH dev_id=$dev pt_id=$nested"
 
 # 1. DMA: every stage-1 descriptor fetch is itself translated by stage 2
-dma "read iova=0x1000 len=13"
-[[ $dma == ok* && $dma == *"data 706167652041"* ]] || { echo "dma-smmuv3.sh: first read did not reach page A" >&2; exit 1; }
+dma $PCI "read iova=0x1000 len=13"
+[[ $dma == ok* && $dma == *"data 706167652041"* ]] || die "first read did not reach page A"
 
 # 2. the guest remaps VA 0x1000 to page B, and forgets to invalidate
 put64 $(( 0x40004000 + 8 )) $(( 0x40011000 | PAGE ))
-dma "read iova=0x1000 len=13"
-[[ $dma == *"finding"* ]] || { echo "dma-smmuv3.sh: no sanitizer finding for the stale TLB entry" >&2; exit 1; }
+dma $PCI "read iova=0x1000 len=13"
+[[ $dma == *"finding"* ]] || die "no sanitizer finding for the stale TLB entry"
 echo "== $dbg/iommu/$SMMU/findings"
 cat "$dbg/iommu/$SMMU/findings"
 
 # 3. the invalidation the finding names, as the guest's vSMMU would pass it on (vSID, its ASID)
 req "HWPT_INVALIDATE hwpt_id=$viommu cmd=TLBI_NH_VA,asid=1,addr=0x1000,leaf"
-dma "read iova=0x1000 len=13"
-[[ $dma == ok* && $dma == *"data 706167652042"* && $dma != *finding* ]] || { echo "dma-smmuv3.sh: after the TLBI the read should reach page B" >&2; exit 1; }
+dma $PCI "read iova=0x1000 len=13"
+[[ $dma == ok* && $dma == *"data 706167652042"* && $dma != *finding* ]] || die "after the TLBI the read should reach page B"
 
 # 4. a write lands in the file
-dma "write iova=0x1008 data=$(printf 'DMA!' | xxd -p)"
+dma $PCI "write iova=0x1008 data=$(printf 'DMA!' | xxd -p)"
 xxd -s $(( 0x11000 )) -l 16 "$ram"
 echo "== the physical command queue (the kernel's CFGIs on attach, the converted guest TLBI)"
 cat "$dbg/iommu/$SMMU/cmdq"

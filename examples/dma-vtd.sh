@@ -19,25 +19,17 @@
 set -euo pipefail
 
 mnt=${1:-./mount}
-if [ ! -e "$mnt/dev/iommu" ]; then
-  echo "dma-vtd.sh: $mnt/dev/iommu not found; is iommufs mounted there? (make mount)" >&2
-  exit 2
-fi
+source "$(dirname "$0")/lib.sh"
+need "$mnt" dev/iommu
 PCI=0000:02:00.0
 DMAR=dmar0
 dbg=$mnt/sys/kernel/debug/iommufd
-port=$dbg/dma/$PCI
 
 ram=$(mktemp /tmp/guest-ram.XXXXXX)
 trap 'rm -f "$ram"' EXIT
 truncate -s 2M "$ram"
 
-# put64 GPA VALUE: a little-endian 64-bit word into guest RAM (GPA 0x40000000 = file offset 0).
-put64() {
-  local off=$(( $1 - 0x40000000 )) v=$2 bytes='' i
-  for i in 0 1 2 3 4 5 6 7; do bytes+=$(printf '\\x%02x' $(( (v >> (8 * i)) & 0xff ))); done
-  printf "$bytes" | dd of="$ram" bs=1 seek=$off conv=notrunc status=none
-}
+ram_base=0x40000000   # the guest RAM file holds IPA/GPA 0x40000000 up (put64, examples/lib.sh)
 
 # The guest's first stage: PML4 at GPA 0x40000000, PDPT, PD and PT after it;
 # VA 0x1000 -> page A at GPA 0x40010000. Page B at 0x40011000 waits for later.
@@ -51,25 +43,6 @@ printf 'page A: hello' | dd of="$ram" bs=1 seek=$(( 0x10000 )) conv=notrunc stat
 printf 'page B: world' | dd of="$ram" bs=1 seek=$(( 0x11000 )) conv=notrunc status=none
 
 exec 3<>"$mnt/dev/iommu"
-req() {
-  echo "$1" >&3
-  IFS= read -r -u 3 reply
-  printf '> %s\n< %s\n' "$1" "$reply"
-  case $reply in err*) echo "dma-vtd.sh: request failed: $1" >&2; exit 1 ;; esac
-}
-get() {
-  local re="(^| )$1=([^ ]*)"
-  [[ $reply =~ $re ]] || { echo "dma-vtd.sh: no $1 in: $reply" >&2; exit 1; }
-  echo "${BASH_REMATCH[2]}"
-}
-# dma REQUEST: one request on the device's DMA port; the reply goes to $dma and is shown.
-dma() {
-  exec 4<>"$port"
-  echo "$1" >&4
-  dma=$(cat <&4)
-  exec 4>&-
-  printf '$ %s\n%s\n' "$1" "$dma"
-}
 
 req "DEVICE_BIND pci=$PCI"
 dev=$(get out_devid)
@@ -85,41 +58,41 @@ nested=$(get out_hwpt_id)
 req "DEVICE_ATTACH dev_id=$dev pt_id=$nested"
 
 # 1. DMA: root, context, PASID entry (PGTT=3), then each first-stage level read through the second stage
-dma "read iova=0x1000 len=13"
-[[ $dma == ok* && $dma == *"data 706167652041"* ]] || { echo "dma-vtd.sh: first read did not reach page A" >&2; exit 1; }
+dma $PCI "read iova=0x1000 len=13"
+[[ $dma == ok* && $dma == *"data 706167652041"* ]] || die "first read did not reach page A"
 
 # 2. the guest remaps VA 0x1000 to page B, and forgets to invalidate
 put64 $(( 0x40003000 + 8 )) $(( 0x40011000 | LEAF ))
-dma "read iova=0x1000 len=13"
-[[ $dma == *"finding"*"fix: P_IOTLB"* ]] || { echo "dma-vtd.sh: no sanitizer finding for the stale IOTLB entry" >&2; exit 1; }
+dma $PCI "read iova=0x1000 len=13"
+[[ $dma == *"finding"*"fix: P_IOTLB"* ]] || die "no sanitizer finding for the stale IOTLB entry"
 echo "== $dbg/iommu/$DMAR/findings"
 cat "$dbg/iommu/$DMAR/findings"
 
 # 3. the guest's invalidation: {addr 0x1000, npages 1, flags LEAF}; the kernel queues P_IOTLB with the nested DID
 req "HWPT_INVALIDATE hwpt_id=$nested data_type=VTD_S1 entry_len=24 entry_num=1 data=0x1000,0x1,0x1"
-dma "read iova=0x1000 len=13"
-[[ $dma == ok* && $dma == *"data 706167652042"* && $dma != *finding* ]] || { echo "dma-vtd.sh: after the invalidation the read should reach page B" >&2; exit 1; }
+dma $PCI "read iova=0x1000 len=13"
+[[ $dma == ok* && $dma == *"data 706167652042"* && $dma != *finding* ]] || die "after the invalidation the read should reach page B"
 
 # 4. a write lands in the file; a write through a read-only leaf faults with the fault record
-dma "write iova=0x1008 data=$(printf 'DMA!' | xxd -p)"
+dma $PCI "write iova=0x1008 data=$(printf 'DMA!' | xxd -p)"
 xxd -s $(( 0x11000 )) -l 16 "$ram"
 put64 $(( 0x40003000 + 16 )) $(( 0x40012000 | 0x1 | 0x4 | 0x20 ))   # PT[2]: VA 0x2000, read-only
-dma "write iova=0x2000 data=00"
-[[ $dma == "fault FR=0x85"* ]] || { echo "dma-vtd.sh: a write to a read-only page should fault 0x85" >&2; exit 1; }
+dma $PCI "write iova=0x2000 data=00"
+[[ $dma == "fault FR=0x85"* ]] || die "a write to a read-only page should fault 0x85"
 
 # 5. the guest takes its whole page table away (PD[0] cleared) but invalidates leaves only (LEAF: IH = 1).
 #    The IOTLB entry goes; the paging-structure cache still points at the old table, so the walk resumes
 #    there and the DMA still reaches page B: the sanitizer names the pointer and the IH = 0 invalidation.
 put64 0x40002000 0
 req "HWPT_INVALIDATE hwpt_id=$nested data_type=VTD_S1 entry_len=24 entry_num=1 data=0x1000,0x1,0x1"
-dma "read iova=0x1000 len=13"
-[[ $dma == ok* && $dma == *"finding"*"PDE"*"ih=0"* ]] || { echo "dma-vtd.sh: no sanitizer finding for the stale paging-structure entry" >&2; exit 1; }
+dma $PCI "read iova=0x1000 len=13"
+[[ $dma == ok* && $dma == *"finding"*"PDE"*"ih=0"* ]] || die "no sanitizer finding for the stale paging-structure entry"
 echo "== $dbg/iommu/$DMAR/walk_cache"
 cat "$dbg/iommu/$DMAR/walk_cache"
 # 6. the invalidation a freed table needs: flags 0 (IH = 0) drops the table pointers too; now the DMA faults
 req "HWPT_INVALIDATE hwpt_id=$nested data_type=VTD_S1 entry_len=24 entry_num=1 data=0x1000,0x1,0x0"
-dma "read iova=0x1000 len=13"
-[[ $dma == "fault FR=0x71"* && $dma != *finding* ]] || { echo "dma-vtd.sh: after the IH = 0 invalidation the read should fault 0x71" >&2; exit 1; }
+dma $PCI "read iova=0x1000 len=13"
+[[ $dma == "fault FR=0x71"* && $dma != *finding* ]] || die "after the IH = 0 invalidation the read should fault 0x71"
 echo "== the invalidation queue (the converted guest invalidations, each followed by a wait descriptor)"
 cat "$dbg/iommu/$DMAR/invalidation_queue"
 exec 3>&-

@@ -15,26 +15,13 @@
 set -euo pipefail
 
 mnt=${1:-./mount}
-if [ ! -e "$mnt/dev/iommu" ]; then
-  echo "events.sh: $mnt/dev/iommu not found; is iommufs mounted there? (make mount)" >&2
-  exit 2
-fi
+source "$(dirname "$0")/lib.sh"
+need "$mnt" dev/iommu
 PCI=0000:00:01.0
 SMMU=smmu3.0x0000000009050000
 dbg=$mnt/sys/kernel/debug/iommufd
 
 exec 3<>"$mnt/dev/iommu"
-req() {
-  echo "$1" >&3
-  IFS= read -r -u 3 reply
-  printf '> %s\n< %s\n' "$1" "$reply"
-  case $reply in err*) echo "events.sh: request failed: $1" >&2; exit 1 ;; esac
-}
-get() {
-  local re="(^| )$1=([^ ]*)"
-  [[ $reply =~ $re ]] || { echo "events.sh: no $1 in: $reply" >&2; exit 1; }
-  echo "${BASH_REMATCH[2]}"
-}
 # dma PCI REQUEST: one request on the device's DMA port; its first line is shown
 dma() {
   exec 4<>"$dbg/dma/$1"
@@ -81,7 +68,7 @@ ready 5
 for i in 1 2 3 4; do dma $PCI "read iova=0x1000 len=4 pasid=1" >/dev/null; done
 echo "== events after four more faults"
 cat "$(dirname "$q")/events"
-grep -q 'seq=4 LOST_EVENTS' "$(dirname "$q")/events" || { echo "events.sh: no LOST_EVENTS header" >&2; exit 1; }
+grep -q 'seq=4 LOST_EVENTS' "$(dirname "$q")/events" || die "no LOST_EVENTS header"
 # a read too small for one record takes nothing (the kernel returns 0), a large one takes all
 echo "a 39-byte read returns $(dd bs=39 count=1 status=none <&5 | wc -c) bytes"
 echo "a 4096-byte read returns $(dd bs=4096 count=1 status=none <&5 | wc -c) bytes (40 + 40 + 8)"

@@ -20,10 +20,8 @@
 set -euo pipefail
 
 mnt=${1:-./mount}
-if [ ! -e "$mnt/dev/iommu" ]; then
-  echo "iopf.sh: $mnt/dev/iommu not found; is iommufs mounted there? (make mount)" >&2
-  exit 2
-fi
+source "$(dirname "$0")/lib.sh"
+need "$mnt" dev/iommu
 dbg=$mnt/sys/kernel/debug/iommufd
 
 ram=$(mktemp /tmp/iopf-ram.XXXXXX)
@@ -33,26 +31,6 @@ truncate -s 16K "$ram"
 printf 'page one: hello' | dd of="$ram" bs=1 seek=$(( 0x1000 )) conv=notrunc status=none
 printf 'page two: world' | dd of="$ram" bs=1 seek=$(( 0x2000 )) conv=notrunc status=none
 
-fail() { echo "iopf.sh: $*" >&2; exit 1; }
-req() {
-  echo "$1" >&3
-  IFS= read -r -u 3 reply
-  printf '> %s\n< %s\n' "$1" "$reply"
-  case $reply in err*) fail "request failed: $1" ;; esac
-}
-get() {
-  local re="(^| )$1=([^ ]*)"
-  [[ $reply =~ $re ]] || fail "no $1 in: $reply"
-  echo "${BASH_REMATCH[2]}"
-}
-# dma PCI LINE: one request on the device's DMA port; the reply goes to $dma and is shown.
-dma() {
-  exec 4<>"$dbg/dma/$1"
-  echo "$2" >&4
-  dma=$(cat <&4)
-  exec 4>&-
-  printf '$ %s\n%s\n' "$2" "$dma"
-}
 # u32 OFFSET / u64 OFFSET: a little-endian field of the record in $rec.
 u32() { od -An -tu4 -j "$1" -N4 "$rec" | tr -d ' '; }
 u64() { printf '0x%x' "$(od -An -tu8 -j "$1" -N8 "$rec" | tr -d ' ')"; }
@@ -78,27 +56,27 @@ for pci in 0000:00:01.0 0000:02:00.0; do
 
   # 1. a read of IOVA 0x101000: nothing maps it, so the device's request is held
   dma $pci "read iova=0x101000 len=15"
-  [[ $dma == "pending dma="* ]] || fail "the DMA should be pending"
+  [[ $dma == "pending dma="* ]] || die "the DMA should be pending"
   id=${dma#pending dma=}; id=${id%% *}
 
   # 2. the page request record
   dd if="$queue" of="$rec" bs=40 count=1 status=none
-  [ "$(stat -c %s "$rec")" = 40 ] || fail "no 40-byte record in $queue"
+  [ "$(stat -c %s "$rec")" = 40 ] || die "no 40-byte record in $queue"
   cookie=$(u32 36)
   echo "record: flags=$(u32 0) dev_id=$(u32 4) pasid=$(u32 8) grpid=$(u32 12) perm=$(u32 16) addr=$(u64 24) length=$(u32 32) cookie=$cookie"
-  [ "$(u32 4)" = "$dev" ] && [ "$(u64 24)" = 0x101000 ] && [ "$(u32 16)" = 1 ] || fail "unexpected record"
+  [ "$(u32 4)" = "$dev" ] && [ "$(u64 24)" = 0x101000 ] && [ "$(u32 16)" = 1 ] || die "unexpected record"
 
   # 3. bad responses change nothing: a 7-byte write, a cookie nobody waits for
-  if printf 'xxxxxxx' | dd of="$queue" bs=7 conv=notrunc status=none 2>/dev/null; then fail "a 7-byte response should be ESPIPE"; fi
-  if respond 99 0 2>/dev/null; then fail "cookie 99 should be EINVAL"; fi
+  if printf 'xxxxxxx' | dd of="$queue" bs=7 conv=notrunc status=none 2>/dev/null; then die "a 7-byte response should be ESPIPE"; fi
+  if respond 99 0 2>/dev/null; then die "cookie 99 should be EINVAL"; fi
   echo "bad responses refused (a 7-byte write: Illegal seek; cookie 99: Invalid argument)"
 
   # 4. the fix: map the page; then SUCCESS
   req "IOAS_MAP_FILE ioas_id=$ioas flags=FIXED_IOVA|READABLE|WRITEABLE path=$ram start=0x1000 length=0x1000 iova=0x101000"
   respond "$cookie" 0
-  if respond "$cookie" 0 2>/dev/null; then fail "an answered cookie should be EINVAL"; fi
+  if respond "$cookie" 0 2>/dev/null; then die "an answered cookie should be EINVAL"; fi
   dma $pci "result dma=$id"
-  [[ $dma == "done dma=$id"*"data 70616765206f6e653a2068656c6c6f"* ]] || fail "the retried DMA should read page one"
+  [[ $dma == "done dma=$id"*"data 70616765206f6e653a2068656c6c6f"* ]] || die "the retried DMA should read page one"
 
   # 5. INVALID: the DMA ends in its fault
   dma $pci "read iova=0x102000 len=15"
@@ -106,7 +84,7 @@ for pci in 0000:00:01.0 0000:02:00.0; do
   dd if="$queue" of="$rec" bs=40 count=1 status=none
   respond "$(u32 36)" 1
   dma $pci "result dma=$id"
-  [[ $dma == "done dma=$id"$'\n'"fault "* ]] || fail "an INVALID response should fail the DMA"
+  [[ $dma == "done dma=$id"$'\n'"fault "* ]] || die "an INVALID response should fail the DMA"
 
   # 6. a DMA pending when the iommufd closes: the HWPT's end answers it INVALID
   dma $pci "read iova=0x103000 len=15"
@@ -116,5 +94,5 @@ for pci in 0000:00:01.0 0000:02:00.0; do
   exec 3>&-
   until [ ! -e "$mnt$ctx" ]; do :; done
   dma $pci "result dma=$id"
-  [[ $dma == "done dma=$id"$'\n'"fault "* ]] || fail "closing the iommufd should end the pending DMA with its fault"
+  [[ $dma == "done dma=$id"$'\n'"fault "* ]] || die "closing the iommufd should end the pending DMA with its fault"
 done

@@ -16,10 +16,8 @@
 set -euo pipefail
 
 mnt=${1:-./mount}
-if [ ! -e "$mnt/dev/kvm" ]; then
-  echo "kvm.sh: $mnt/dev/kvm not found; is iommufs mounted there? (make mount)" >&2
-  exit 2
-fi
+source "$(dirname "$0")/lib.sh"
+need "$mnt" dev/kvm
 dbg=$mnt/sys/kernel/debug/iommufd
 
 ram=$(mktemp /tmp/kvm-ram.XXXXXX)

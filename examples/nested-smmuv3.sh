@@ -12,10 +12,8 @@
 set -euo pipefail
 
 mnt=${1:-./mount}
-if [ ! -e "$mnt/dev/iommu" ]; then
-  echo "nested-smmuv3.sh: $mnt/dev/iommu not found; is iommufs mounted there? (make mount)" >&2
-  exit 2
-fi
+source "$(dirname "$0")/lib.sh"
+need "$mnt" dev/iommu
 
 # The device we pass through: 0000:00:01.0, behind the first SMMUv3
 # (smmu3.0x0000000009050000), with physical StreamID 0x8. The guest will know
@@ -29,23 +27,11 @@ VSID=0x10
 # we create lives until this descriptor is closed.
 exec 3<>"$mnt/dev/iommu"
 
-# req LINE: send one request, read its reply into $reply, show both.
-# Any "err" reply ends the script with status 1.
-req() {
-  echo "$1" >&3
-  IFS= read -r -u 3 reply
-  printf '> %s\n< %s\n' "$1" "$reply"
-  case $reply in
-    err*) echo "nested-smmuv3.sh: request failed: $1" >&2; exit 1 ;;
-  esac
-}
+# req LINE (examples/lib.sh): send one request, read its reply into $reply,
+# show both; any "err" reply ends the script with status 1. get KEY takes a
+# KEY=value from the reply.
 
 # get NAME: the value of NAME=... in the last reply.
-get() {
-  local re="(^| )$1=([^ ]*)"
-  [[ $reply =~ $re ]] || { echo "nested-smmuv3.sh: no $1 in: $reply" >&2; exit 1; }
-  echo "${BASH_REMATCH[2]}"
-}
 
 # 0. Where is our context in the debug tree? CONTEXT is an iommufs request
 #    (not an ioctl) that answers our context's ID and its debugfs directory.

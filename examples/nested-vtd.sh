@@ -16,10 +16,8 @@
 set -euo pipefail
 
 mnt=${1:-./mount}
-if [ ! -e "$mnt/dev/iommu" ]; then
-  echo "nested-vtd.sh: $mnt/dev/iommu not found; is iommufs mounted there? (make mount)" >&2
-  exit 2
-fi
+source "$(dirname "$0")/lib.sh"
+need "$mnt" dev/iommu
 
 # The device we pass through: 0000:02:00.0, behind the VT-d unit dmar0.
 PCI=0000:02:00.0
@@ -30,23 +28,11 @@ DMAR=dmar0
 # we create lives until this descriptor is closed.
 exec 3<>"$mnt/dev/iommu"
 
-# req LINE: send one request, read its reply into $reply, show both.
-# Any "err" reply ends the script with status 1.
-req() {
-  echo "$1" >&3
-  IFS= read -r -u 3 reply
-  printf '> %s\n< %s\n' "$1" "$reply"
-  case $reply in
-    err*) echo "nested-vtd.sh: request failed: $1" >&2; exit 1 ;;
-  esac
-}
+# req LINE (examples/lib.sh): send one request, read its reply into $reply,
+# show both; any "err" reply ends the script with status 1. get KEY takes a
+# KEY=value from the reply.
 
 # get NAME: the value of NAME=... in the last reply.
-get() {
-  local re="(^| )$1=([^ ]*)"
-  [[ $reply =~ $re ]] || { echo "nested-vtd.sh: no $1 in: $reply" >&2; exit 1; }
-  echo "${BASH_REMATCH[2]}"
-}
 
 # 0. Where is our context in the debug tree? CONTEXT is an iommufs request
 #    (not an ioctl) that answers our context's ID and its debugfs directory.

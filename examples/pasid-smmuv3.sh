@@ -10,14 +10,11 @@
 set -euo pipefail
 
 mnt=${1:-./mount}
-if [ ! -e "$mnt/dev/iommu" ]; then
-  echo "pasid-smmuv3.sh: $mnt/dev/iommu not found; is iommufs mounted there? (make mount)" >&2
-  exit 2
-fi
+source "$(dirname "$0")/lib.sh"
+need "$mnt" dev/iommu
 PCI=0000:00:01.0
 SMMU=smmu3.0x0000000009050000
 dbg=$mnt/sys/kernel/debug/iommufd
-port=$dbg/dma/$PCI
 
 # the device's memory: page 0 for the RID's domain, page 1 for PASID 5's
 ram=$(mktemp /tmp/pasid-ram.XXXXXX)
@@ -27,29 +24,6 @@ printf 'rid data' | dd of="$ram" bs=1 seek=0 conv=notrunc status=none
 printf 'pasid 5!' | dd of="$ram" bs=1 seek=4096 conv=notrunc status=none
 
 exec 3<>"$mnt/dev/iommu"
-# req LINE [ERRNO]: one request; it must succeed, or fail with ERRNO when given
-req() {
-  echo "$1" >&3
-  IFS= read -r -u 3 reply
-  printf '> %s\n< %s\n' "$1" "$reply"
-  if [ $# -gt 1 ]; then
-    [[ $reply == "err $2 "* ]] || { echo "pasid-smmuv3.sh: expected $2 for: $1" >&2; exit 1; }
-  else
-    case $reply in err*) echo "pasid-smmuv3.sh: request failed: $1" >&2; exit 1 ;; esac
-  fi
-}
-get() {
-  local re="(^| )$1=([^ ]*)"
-  [[ $reply =~ $re ]] || { echo "pasid-smmuv3.sh: no $1 in: $reply" >&2; exit 1; }
-  echo "${BASH_REMATCH[2]}"
-}
-dma() {
-  exec 4<>"$port"
-  echo "$1" >&4
-  dma=$(cat <&4)
-  exec 4>&-
-  printf '$ %s\n%s\n' "$1" "$dma"
-}
 # the commands sent since the last call
 seen=$(grep -c $'^ *[0-9]\+\t' "$dbg/iommu/$SMMU/cmdq" || true)
 cmds() {
@@ -83,28 +57,28 @@ cmds "PASID 5 attach: its CD, CFGI_CD for SSID 5, and the ATC entries of SSID 5"
 echo "== cd_table"
 cat "$dbg/iommu/$SMMU/cd_table"
 
-dma "read iova=0x100000 len=8 pasid=5"
-[[ $dma == *"data 7061736964203521"* ]] || { echo "pasid-smmuv3.sh: PASID 5 did not read its own page" >&2; exit 1; }
-dma "read iova=0x100000 len=8"
-[[ $dma == *"data 7269642064617461"* ]] || { echo "pasid-smmuv3.sh: the RID did not read its own page" >&2; exit 1; }
+dma $PCI "read iova=0x100000 len=8 pasid=5"
+[[ $dma == *"data 7061736964203521"* ]] || die "PASID 5 did not read its own page"
+dma $PCI "read iova=0x100000 len=8"
+[[ $dma == *"data 7269642064617461"* ]] || die "the RID did not read its own page"
 
 # a PASID in another 64 KiB leaf of the CD table (SSIDs 0x12000..0x123ff)
 req "DEVICE_ATTACH dev_id=$dev pt_id=$other flags=PASID pasid=0x12345"
 cmds "PASID 0x12345 attach: a new leaf (CFGI_CD leaf=0), then its CD"
-dma "read iova=0x100000 len=8 pasid=0x12345"
-[[ $dma == *"walk l1cd"* && $dma == *"data 7061736964203521"* ]] || { echo "pasid-smmuv3.sh: PASID 0x12345 did not read through its leaf" >&2; exit 1; }
+dma $PCI "read iova=0x100000 len=8 pasid=0x12345"
+[[ $dma == *"walk l1cd"* && $dma == *"data 7061736964203521"* ]] || die "PASID 0x12345 did not read through its leaf"
 
 # replace: attaching an attached PASID again moves it to the other domain
 req "DEVICE_ATTACH dev_id=$dev pt_id=$rid flags=PASID pasid=5"
 cmds "PASID 5 replace: its CD rewritten"
-dma "read iova=0x100000 len=8 pasid=5"
-[[ $dma == *"data 7269642064617461"* ]] || { echo "pasid-smmuv3.sh: PASID 5 did not follow its new domain" >&2; exit 1; }
+dma $PCI "read iova=0x100000 len=8 pasid=5"
+[[ $dma == *"data 7269642064617461"* ]] || die "PASID 5 did not follow its new domain"
 
 req "DEVICE_DETACH dev_id=$dev flags=PASID pasid=5"
 req "DEVICE_DETACH dev_id=$dev flags=PASID pasid=0x12345"
 cmds "detach: each CD cleared with CFGI_CD, its SSID's ATC entries dropped; the ASID no PASID or RID uses any more flushed"
-dma "read iova=0x100000 len=8 pasid=5"
-[[ $dma == fault\ C_BAD_CD* ]] || { echo "pasid-smmuv3.sh: a detached PASID should fault C_BAD_CD" >&2; exit 1; }
+dma $PCI "read iova=0x100000 len=8 pasid=5"
+[[ $dma == fault\ C_BAD_CD* ]] || die "a detached PASID should fault C_BAD_CD"
 
 # what Linux refuses
 req "DEVICE_ATTACH dev_id=$dev pt_id=$other flags=PASID pasid=0x100000" EINVAL
