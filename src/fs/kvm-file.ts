@@ -2,6 +2,7 @@ import { World } from '../iommufd/world'
 import { kvmRequest } from '../uapi/kvm-text'
 import { ErrnoError } from '../util/errno'
 import { LIMITS } from '../util/limits'
+import { linePortFile } from './line-port'
 import { AttributeFile, DirNode, FileNode, LiveDir, OpenFile, SYSFS_SIZE, StaticDir } from './nodes'
 
 /**
@@ -19,42 +20,16 @@ export function kvmNode(world: World): FileNode {
       const kvm = world.kvm
       const session = kvm.open()
       const tag = `kvm fd ${session.id}`
-      let pending = ''
-      let reply = Buffer.alloc(0)
-      let replyBase = 0
-      const fail = (pos: number, e: ErrnoError, line: string): never => {
-        reply = Buffer.from(`err ${e.errno} ${e.message}\n`)
-        replyBase = pos
-        pending = ''
-        world.trace.emit(tag, `${line} -> err ${e.errno} ${e.message}`)
-        throw e
-      }
+      const { max, errno } = LIMITS.line
       return {
-        read: (pos, len) => {
-          const off = pos >= replyBase ? pos - replyBase : pos
-          return reply.subarray(Math.min(off, reply.length), Math.min(off + len, reply.length))
-        },
-        write: (pos, data, caller) => {
-          pending += data.toString('latin1')
-          const { max, errno } = LIMITS.line
-          if (pending.length > max && pending.indexOf('\n') < 0) fail(pos, new ErrnoError(errno, `request line over ${max} bytes`), pending.slice(0, 60))
-          for (let nl = pending.indexOf('\n'); nl >= 0; nl = pending.indexOf('\n')) {
-            const line = pending.slice(0, nl).trim()
-            pending = pending.slice(nl + 1)
-            if (!line || line.startsWith('#')) continue
-            replyBase = pos + data.length
-            try {
-              const out = kvmRequest(kvm, session, line, caller?.pid ?? 0)
-              reply = Buffer.from(`${out}\n`)
-              world.trace.emit(tag, `${line} -> ${out}`, caller?.pid || undefined)
-            } catch (e) {
-              if (e instanceof ErrnoError) fail(pos, e, line)
-              world.trace.emit('bug', `${tag}: ${e instanceof Error ? e.stack?.split('\n').slice(0, 3).join(' | ') : String(e)}`)
-              fail(pos, new ErrnoError('EIO', 'internal error in iommufs (the trace has the details)'), line)
-            }
-          }
-          return data.length
-        },
+        ...linePortFile({
+          trace: world.trace,
+          tag,
+          tooLong: (pending) => (pending.length > max && pending.indexOf('\n') < 0 ? new ErrnoError(errno, `request line over ${max} bytes`) : undefined),
+          answer: (line, caller) => `${kvmRequest(kvm, session, line, caller?.pid ?? 0)}\n`,
+          shown: (line) => line,
+          tracePid: true,
+        }),
         release: () => {
           kvm.close(session)
           world.trace.emit(tag, 'closed')
