@@ -87,7 +87,8 @@ export class Smmuv3Dma {
 
   /** One address of a request (made once per unit, not per request: the hit path allocates less). */
   private readonly translateAt = (req: DmaRequest, addr: bigint, findings: Finding[]): Translated<Step, SmmuEvent> => {
-    const txn: Transaction = { sid: req.sid, ssid: req.ssid, addr, write: req.write, priv: req.priv, exec: req.exec, ats: req.ats }
+    // a request is a transaction at its own address: no copy for the first (often only) one
+    const txn: Transaction = addr === req.addr ? req : { sid: req.sid, ssid: req.ssid, addr, write: req.write, priv: req.priv, exec: req.exec, ats: req.ats }
     const got = req.ats ? this.viaAtc(txn, findings) : this.translate(txn, findings)
     return got.ok || 'stopped' in got ? got : { ok: false, fault: got.event, steps: got.steps }
   }

@@ -59,7 +59,8 @@ export class VtdDma {
 
   /** One address of a request (made once per unit, not per request: the hit path allocates less). */
   private readonly translateAt = (req: VtdDmaRequest, addr: bigint, findings: Finding[]): Outcome => {
-    const txn: VtdTxn = { sid: req.sid, pasid: req.pasid, addr, write: req.write, priv: req.priv, exec: req.exec, ats: req.ats, pri: req.pri }
+    // a request is a transaction at its own address: no copy for the first (often only) one
+    const txn: VtdTxn = addr === req.addr ? req : { sid: req.sid, pasid: req.pasid, addr, write: req.write, priv: req.priv, exec: req.exec, ats: req.ats, pri: req.pri }
     return req.ats ? this.viaDevTlb(txn, findings) : this.translate(txn, findings)
   }
 
