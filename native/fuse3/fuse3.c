@@ -96,6 +96,7 @@ typedef struct session {
   /* requests read in this drain, served after every session's releases (drain_all) */
   struct fuse_buf *stash;
   int nstash, ending;
+  int ready;           /* its fd was readable in this loop iteration's poll phase */
 } session;
 
 /* While draining: the JS scopes, opened only once a request needs JS (one drain serves every session). */
@@ -713,12 +714,15 @@ static void process(session *s, struct fuse_buf *b) {
 }
 
 /*
- * Serves what every session has queued. Requests are read from all of them
- * first; releases and forgets are served as they are read, the rest after, each
- * session's in its queue's order. A release is queued before close() returns,
- * so whatever the closer does next (on any session) is answered after it, as on
- * one queue; the requests it overtakes were pending at the close, so concurrent
- * with it. A bounded batch per session, so timers and other I/O get their turn.
+ * Serves what the sessions the poll phase found readable have queued.
+ * Requests are read from all of them first; releases and forgets are served as
+ * they are read, the rest after, each session's in its queue's order. A release
+ * is queued before close() returns, so whatever the closer does next (on any
+ * session) is answered after it, as on one queue; the requests it overtakes
+ * were pending at the close, so concurrent with it. A bounded batch per
+ * session, so timers and other I/O get their turn. Sessions with nothing
+ * queued are not read: a read that finds nothing is a syscall per session per
+ * request.
  */
 static void drain_all(void) {
   if (draining) return;
@@ -730,6 +734,8 @@ static void drain_all(void) {
   for (int i = 0; i < n; i++) {
     session *s = cur[i];
     s->nstash = 0;
+    if (!s->ready) continue;
+    s->ready = 0;
     if (!s->stash && !(s->stash = calloc(BATCH, sizeof *s->stash))) continue;
     while (s->nstash < BATCH && !s->ending && s->se && !s->closed) {
       struct fuse_buf *b = &s->stash[s->nstash];
@@ -767,11 +773,21 @@ static void drain_all(void) {
   draining = 0;
 }
 
+/* Runs once the poll phase has called on_readable for every readable session. */
+static uv_check_t drain_check;
+static int drain_check_made;
+
+static void on_check(uv_check_t *h) {
+  uv_check_stop(h);
+  drain_all();
+}
+
 static void on_readable(uv_poll_t *h, int status, int events) {
   (void)events;
   session *s = h->data;
   if (status < 0) s->ending = 1;
-  drain_all();
+  s->ready = 1;
+  uv_check_start(&drain_check, on_check);
 }
 
 /* ---- exported functions ---- */
@@ -844,6 +860,11 @@ static void mount_done(napi_env env, napi_status status, void *data) {
     uv_poll_init(loop, &s->poll, fuse_session_fd(s->se)); /* sets O_NONBLOCK: receive_buf then answers -EAGAIN when drained */
     s->poll.data = s;
     s->polled = 1;
+    if (!drain_check_made) {
+      uv_check_init(loop, &drain_check);
+      uv_unref((uv_handle_t *)&drain_check); /* only the sessions keep the loop alive */
+      drain_check_made = 1;
+    }
     if (!s->unwanted && nlive < MAX_SESSIONS) {
       live[nlive++] = s;
       uv_poll_start(&s->poll, UV_READABLE, on_readable);
