@@ -3,6 +3,7 @@ import { steWords } from '../hw/smmuv3/build'
 import { Smmuv3 } from '../hw/smmuv3/smmuv3'
 import { PciDevice } from '../hw/unit'
 import { hex } from '../hw/bits'
+import { EntryKind, writeEntry } from './entry-writer'
 
 /**
  * A master's context descriptor table as the Linux SMMUv3 driver lays it
@@ -85,52 +86,15 @@ export function writeCd(smmu: Smmuv3, dev: PciDevice, ssid: number, words: reado
   const cur = Array.from({ length: 8 }, (_, i) => smmu.memory.read64(addr + BigInt(i * 8)))
   if (!cur.every((w): w is bigint => typeof w === 'bigint')) return
   const sync = [parseCommand(`CFGI_CD sid=${dev.streamId} ssid=${hex(ssid)} leaf`), HOST_SYNC]
-  writeEntry(cur, words ?? new Array<bigint>(8).fill(0n), cdUsed, (i, v) => smmu.memory.write64(addr + BigInt(i * 8), v), () => smmu.cmdq.issue(sync))
+  writeEntry(CD_ENTRY, cur, words ?? new Array<bigint>(8).fill(0n), { store: (i, v) => smmu.memory.write64(addr + BigInt(i * 8), v), sync: () => smmu.cmdq.issue(sync) })
 }
 
 const ALL = (1n << 64n) - 1n
 const CD_V = 1n << 31n
 
 /** arm_smmu_get_cd_used: an invalid CD uses only V; a valid one every bit (the host's CDs never set EPD0). */
-function cdUsed(e: readonly bigint[]): bigint[] {
-  return e.map((_, i) => (e[0] & CD_V ? ALL : i === 0 ? CD_V : 0n))
-}
-
-/**
- * arm_smmu_write_entry: changes `cur` into `target` without a moment the
- * SMMU could read a mix of both. If the bits in use change in one word only,
- * the others are written first, then that word, then what is left unused;
- * if in more, V is cleared first (word 0), the rest written, then word 0.
- * Each step that changed something is followed by `sync`.
- */
-function writeEntry(cur: bigint[], target: readonly bigint[], used: (e: readonly bigint[]) => bigint[], store: (i: number, v: bigint) => void, sync: () => void): void {
-  const set = (from: readonly bigint[], start: number, len: number): void => {
-    let changed = false
-    for (let i = start; i < start + len; i++) {
-      if (cur[i] === from[i]) continue
-      cur[i] = from[i]
-      store(i, from[i])
-      changed = true
-    }
-    if (changed) sync()
-  }
-  const curUsed = used(cur)
-  const targetUsed = used(target)
-  const update = cur.map((w, i) => (w & curUsed[i]) | (target[i] & ~curUsed[i] & ALL))
-  const diff = update.map((w, i) => (w & targetUsed[i]) !== target[i]).flatMap((d, i) => (d ? [i] : []))
-  const n = cur.length
-  if (diff.length === 1) {
-    const critical = diff[0]
-    update[critical] = cur[critical]
-    set(update, 0, n)
-    set(target, critical, 1)
-    set(target, 0, n)
-  } else if (diff.length > 1) {
-    update[0] = 0n
-    set(update, 0, 1)
-    set(target, 1, n - 1)
-    set(target, 0, 1)
-  } else set(target, 0, n)
+export const CD_ENTRY: EntryKind = {
+  used: (e) => e.map((_, i) => (e[0] & CD_V ? ALL : i === 0 ? CD_V : 0n)),
 }
 
 /** Where CD[ssid] is, without making a leaf: undefined when there is none to clear. */
@@ -144,7 +108,9 @@ function clearSlot(t: CdTable, ssid: number): bigint | undefined {
 /** arm_smmu_make_cdtable_ste: stage 1 through the master's CD table, with `s1dss` for traffic without an SSID. */
 export function cdTableSte(smmu: Smmuv3, dev: PciDevice, s1dss: number, ats: boolean): bigint[] {
   const t = cdTableOf(smmu, dev)
-  return steWords({ config: 's1', ctxPtr: t.base, cdMax: t.cdMax, cdFmt: t.fmt, s1dss, eats: ats ? 1 : 0 })
+  // with IDR1.ATTR_TYPES_OVR, traffic S1DSS bypasses keeps its incoming shareability
+  const shcfgIncoming = s1dss === S1DSS.BYPASS && smmu.registers.flag('IDR1.ATTR_TYPES_OVR')
+  return steWords({ config: 's1', ctxPtr: t.base, cdMax: t.cdMax, cdFmt: t.fmt, s1dss, eats: ats ? 1 : 0, shcfgIncoming })
 }
 
 /** One CFGI_STE for the stream and its CMD_SYNC. */

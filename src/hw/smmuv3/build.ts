@@ -1,7 +1,7 @@
 import { set } from '../bits'
 import { CD0, CD1, LINUX_MAIR, PS_BITS } from './cd'
 import { Geometry, GranuleShift } from './pgtable'
-import { STE0, STE1, STE2, STE3, STE_CFG } from './ste'
+import { STE0, STE1, STE1_HOST, STE2, STE3, STE_CFG } from './ste'
 
 /**
  * STE and CD words as the Linux driver writes them (arm_smmu_make_*_ste,
@@ -68,6 +68,8 @@ export interface SteOptions {
   readonly cdFmt?: number
   readonly s1dss?: number
   readonly eats?: number
+  /** STE.SHCFG = incoming: the driver's override of bypassed or stage-2 traffic when IDR1.ATTR_TYPES_OVR is set. */
+  readonly shcfgIncoming?: boolean
   readonly s2?: S2Options
 }
 
@@ -86,6 +88,7 @@ export function steWords(o: SteOptions): bigint[] {
     w1 = set(set(set(w1, STE1.S1CIR, 1n), STE1.S1COR, 1n), STE1.S1CSH, 3n)
   }
   w1 = set(w1, STE1.EATS, BigInt(o.eats ?? 0))
+  if (o.shcfgIncoming) w1 = set(w1, STE1_HOST.SHCFG, 1n)
   if (o.s2) {
     const g = o.s2.geometry
     const sl = g.granule === 12 ? 2 - g.startLevel : 3 - g.startLevel
@@ -100,7 +103,7 @@ export function steWords(o: SteOptions): bigint[] {
     if (o.s2.ha || o.s2.hd) w2 = set(w2, STE2.S2HA, 1n)
     if (o.s2.hd) w2 = set(w2, STE2.S2HD, 1n)
     // walks write-back, inner shareable
-    w2 |= (1n << 40n) | (1n << 42n) | (3n << 44n)
+    w2 = set(set(set(w2, STE2.S2IR0, 1n), STE2.S2OR0, 1n), STE2.S2SH0, 3n)
     w3 = set(w3, STE3.S2TTB, o.s2.ttb >> 4n)
   }
   return [w0, w1, w2, w3, 0n, 0n, 0n, 0n]

@@ -95,6 +95,11 @@ export class Smmuv3 extends IommuUnit {
     return addr
   }
 
+  /** Where a StreamID's STE is, its L2 table allocated if missing (the driver writes it word by word). */
+  steAddress(sid: number): bigint {
+    return this.steAddr(sid, true)!
+  }
+
   /** Where a StreamID's STE is; with `make`, its L2 table is allocated if missing (else undefined). */
   private steAddr(sid: number, make: boolean): bigint | undefined {
     const t = this.strtab

@@ -20,11 +20,25 @@ export const STE1 = {
   EATS: bits('EATS', 29, 28),
 } as const
 
+/**
+ * Word-1 fields only the host driver writes (a guest's STE never carries
+ * them): stage-2 forced write-back, the StreamWorld, and the shareability
+ * override of bypassed traffic (SHCFG = 1, incoming, with IDR1.ATTR_TYPES_OVR).
+ */
+export const STE1_HOST = {
+  S2FWB: bits('S2FWB', 25),
+  STRW: bits('STRW', 31, 30),
+  SHCFG: bits('SHCFG', 45, 44),
+} as const
+
 /** Stage-2 fields (words 2 and 3). */
 export const STE2 = {
   S2VMID: bits('S2VMID', 15, 0),
   S2T0SZ: bits('S2T0SZ', 37, 32),
   S2SL0: bits('S2SL0', 39, 38),
+  S2IR0: bits('S2IR0', 41, 40),
+  S2OR0: bits('S2OR0', 43, 42),
+  S2SH0: bits('S2SH0', 45, 44),
   S2TG: bits('S2TG', 47, 46),
   S2PS: bits('S2PS', 50, 48),
   S2AA64: bits('S2AA64', 51),
