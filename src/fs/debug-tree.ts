@@ -4,6 +4,7 @@ import { ErrnoError } from '../util/errno'
 import { TraceLog } from '../util/trace'
 import { World } from '../iommufd/world'
 import { dmaPort } from './dma-file'
+import { ridDomain, setRidDomain } from '../iommufd/rid-domain'
 import { AttributeFile, DirNode, FileNode, FsNode, LiveDir, StaticDir } from './nodes'
 
 /** key: value lines. */
@@ -230,6 +231,20 @@ export function debugTree(world: World, extra: [string, FsNode][] = []): DirNode
   // one DMA port per PCI device
   const dma = fixed.dir('dma')
   for (const d of world.machine.devices) dma.add(d.bdf, dmaPort(world, d.bdf))
+  // the driver's own domain on each RID iommufd leaves unattached (blocked, or identity)
+  const rid = fixed.dir('rid_domain')
+  for (const d of world.machine.devices) {
+    rid.add(
+      d.bdf,
+      new AttributeFile(
+        () => `${ridDomain(world, d)}\n`,
+        (text: string) => {
+          setRidDomain(world, d, text)
+          world.trace.emit(`rid ${d.bdf}`, `rid_domain <- ${text.trim()}`)
+        },
+      ),
+    )
+  }
   for (const [name, node] of extra) fixed.add(name, node)
   return new LiveDir(
     () => [...fixed.names(), ...[...world.contexts.keys()].map(String)],

@@ -23,6 +23,8 @@ export interface PciDevice {
   readonly vfioIndex: number
   /** Max PASID Width of the function's PCI PASID capability (0: none). */
   readonly pasidBits: number
+  /** The function has the PCI ATS capability (it may cache translations and send translation requests). */
+  readonly ats: boolean
 }
 
 export interface IommuGroup {

@@ -30,6 +30,7 @@ export class Device extends IommufdObject {
       ['attached', this.hwpt ? `${this.hwpt.id} (${this.hwpt.type})` : '-'],
       ['vdevice', this.vdevice ? String(this.vdevice.id) : '-'],
       ['pasid_bits', String(driverFor(this.pci.unit).maxPasidLog2(this.pci))],
+      ['ats', this.pci.ats ? 'yes' : 'no'],
       ['pasids', [...this.pasids].map(([p, h]) => `${p}:${h.id}`).join(' ') || '-'],
     ]
   }

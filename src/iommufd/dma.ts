@@ -69,6 +69,8 @@ export function deviceDma(world: World, bdf: string, r: DeviceDma): DeviceDmaRes
   // the function's PASID capability, within what its IOMMU takes, bounds the PASIDs it can send
   const width = driverFor(unit).maxPasidLog2(pci)
   if (r.pasid !== undefined && !(r.pasid >= 0 && r.pasid < 2 ** width)) throw new ErrnoError('EINVAL', `pasid=${r.pasid}: ${bdf} sends PASIDs of ${width} bits (its PASID capability within ${unit.name}'s)`)
+  // a function without the PCI ATS capability has no ATC and cannot ask for a translation
+  if (!pci.ats && (r.op === 'translate' || r.ats)) throw new ErrnoError('EINVAL', `${r.op === 'translate' ? 'translate' : 'ats'}: ${bdf} has no ATS capability (topology: ats: false); it sends no translation requests`)
   if (unit instanceof Vtd) return vtdDma(world, unit, pci.streamId, r)
   unit.dma.clock = () => world.trace.count
   unit.stalls.onStall = (s) => smmuStalled(world, unit, s)

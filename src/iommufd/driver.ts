@@ -6,7 +6,7 @@ import { Vtd } from '../hw/vtd/vtd'
 import { MOCK_PASID_RESERVED, MOCK_PASID_WIDTH, MockDevFlag, isMockDevice } from '../hw/mock/mock'
 import { ErrnoError } from '../util/errno'
 import { Hwpt, HwptAllocFlag, HwptNested, HwptPaging } from './hwpt'
-import { installSte, setRidSte, setSsid, ssidFits, stage1Ats, tagFreed, vmidFreed } from './smmu-host'
+import { RidAttach, atsSupported, installSte, setRidSte, setSsid, ssidFits, stage1Ats, tagFreed, vmidFreed } from './smmu-host'
 import { masterSsidBits } from './smmu-cd'
 import { installPasidEntry, usesFirstStage } from './vtd-host'
 import { pasidDomain, pasidsInUse, setPasidDomain } from './pasid-domains'
@@ -41,6 +41,13 @@ export interface Driver {
   release(dev: PciDevice, hwpt: Hwpt): void
   /** Writes the device's translation entry for `hwpt` (acquired), or a blocking entry. */
   program(dev: PciDevice, hwpt: Hwpt | undefined): void
+  /**
+   * The driver's identity domain on the RID (its attach_dev for
+   * IOMMU_DOMAIN_IDENTITY), where the model has one; `ridIdentity` says
+   * whether the RID has it now.
+   */
+  attachIdentity?(dev: PciDevice): void
+  ridIdentity?(dev: PciDevice): boolean
   /** The device left iommufd: its entry goes back to the kernel's default domain. */
   forget(dev: PciDevice): void
   /** Attach-time checks a nested HWPT makes of a device; throws without changing anything. */
@@ -89,8 +96,10 @@ const smmuDriver: Driver = {
       aidr: r.word('AIDR'),
     }
   },
-  capabilities({ unit }) {
-    return (unit.dirtyTracking ? HwCap.DIRTY_TRACKING : 0n) | (unit.registers.flag('IDR0.ATS') ? 0n : HwCap.PCI_ATS_NOT_SUPPORTED)
+  capabilities(dev) {
+    const { unit } = dev
+    // IOMMU_CAP_PCI_ATS_SUPPORTED is arm_smmu_ats_supported: the SMMU's IDR0.ATS and the function's ATS capability
+    return (unit.dirtyTracking ? HwCap.DIRTY_TRACKING : 0n) | (atsSupported(unit as Smmuv3, dev) ? 0n : HwCap.PCI_ATS_NOT_SUPPORTED)
   },
   // dev_iommu_get_max_pasids: the PCI capability's width within the SMMU's SSIDSIZE
   maxPasidLog2({ unit, pasidBits }) {
@@ -118,21 +127,31 @@ const smmuDriver: Driver = {
   },
   program(dev, hwpt) {
     const smmu = dev.unit as Smmuv3
-    const set = (ste: PhysicalSte, domain?: HwptPaging): void => setRidSte(smmu, dev, ste, domain)
+    const set = (ste: PhysicalSte, how: RidAttach, domain?: HwptPaging): void => setRidSte(smmu, dev, ste, domain, how)
     // blocked: with PASIDs in use the STE keeps the CD table, and ATS for them (cd_needs_ats)
-    if (!hwpt) return set({ config: 'abort', ats: pasidsInUse(dev).length > 0 && stage1Ats(smmu, false) })
+    if (!hwpt) return set({ config: 'abort', ats: pasidsInUse(dev).length > 0 && atsSupported(smmu, dev) }, 'ste')
     if (hwpt instanceof HwptPaging) {
       const id = hwpt.tags.get(smmu)!.id
-      return set(hwpt.nestParent ? { config: 's2-translate', vmid: id, ats: false } : { config: 's1-translate', asid: id, ats: stage1Ats(smmu, hwpt.fault !== undefined), stall: hwpt.fault !== undefined }, hwpt)
+      const stall = hwpt.fault !== undefined
+      return set(hwpt.nestParent ? { config: 's2-translate', vmid: id, ats: false } : { config: 's1-translate', asid: id, ats: stage1Ats(smmu, dev, stall), stall }, 'paging', hwpt)
     }
     const nested = hwpt as HwptNested
     if (nested.data.kind !== 'arm-smmu-v3' || !nested.viommu) throw new Error('SMMUv3 nested HWPT without a vIOMMU')
     const ste = nested.data.ste
     const vmid = nested.viommu.vmid
     const parent = nested.viommu.parent
-    if (ste.config === 's1-translate') set({ config: 'nested', vmid, guest: ste.words, ats: ste.ats }, parent)
-    else if (ste.config === 'bypass') set({ config: 's2-translate', vmid, ats: false }, parent)
-    else set({ config: 'abort', ats: false })
+    // the guest's EATS asks for ATS; the driver gives it only where arm_smmu_ats_supported
+    if (ste.config === 's1-translate') set({ config: 'nested', vmid, guest: ste.words, ats: ste.ats && atsSupported(smmu, dev) }, 'nested', parent)
+    else if (ste.config === 'bypass') set({ config: 's2-translate', vmid, ats: false }, 'nested', parent)
+    else set({ config: 'abort', ats: false }, 'nested')
+  },
+  // arm_smmu_attach_dev_identity: a bypass STE, or with PASIDs in use the CD table with S1DSS = bypass and ATS for them
+  attachIdentity(dev) {
+    const smmu = dev.unit as Smmuv3
+    setRidSte(smmu, dev, { config: 'bypass', ats: pasidsInUse(dev).length > 0 && atsSupported(smmu, dev) }, undefined, 'ste')
+  },
+  ridIdentity(dev) {
+    return (dev.unit as Smmuv3).streams.get(dev.streamId)?.config === 'bypass'
   },
   // arm_smmu_s1_set_dev_pasid / arm_smmu_blocking_set_dev_pasid, then the old domain's ASID goes if it was its last stream
   setPasid(dev, pasid, hwpt) {
@@ -174,8 +193,9 @@ const vtdDriver: Driver = {
   hwInfo(unit) {
     return { type: HwInfoType.INTEL_VTD, flags: VTD_ERRATA_772415_SPR17, cap_reg: unit.registers.word('CAP'), ecap_reg: unit.registers.word('ECAP') }
   },
-  capabilities({ unit }) {
-    return (unit.dirtyTracking ? HwCap.DIRTY_TRACKING : 0n) | (unit.registers.flag('ECAP.DT') ? 0n : HwCap.PCI_ATS_NOT_SUPPORTED)
+  // the unit's device-TLB support (ECAP.DT) and the function's ATS capability
+  capabilities({ unit, ats }) {
+    return (unit.dirtyTracking ? HwCap.DIRTY_TRACKING : 0n) | (unit.registers.flag('ECAP.DT') && ats ? 0n : HwCap.PCI_ATS_NOT_SUPPORTED)
   },
   maxPasidLog2({ unit, pasidBits }) {
     return unit.registers.flag('ECAP.PASID') ? Math.min(pasidBits, Number(unit.registers.field('ECAP.PSS')) + 1) : 0

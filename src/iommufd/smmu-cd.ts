@@ -1,4 +1,4 @@
-import { Command, HOST_SYNC, parseCommand } from '../hw/smmuv3/commands'
+import { HOST_SYNC, parseCommand } from '../hw/smmuv3/commands'
 import { steWords } from '../hw/smmuv3/build'
 import { Smmuv3 } from '../hw/smmuv3/smmuv3'
 import { PciDevice } from '../hw/unit'
@@ -111,9 +111,4 @@ export function cdTableSte(smmu: Smmuv3, dev: PciDevice, s1dss: number, ats: boo
   // with IDR1.ATTR_TYPES_OVR, traffic S1DSS bypasses keeps its incoming shareability
   const shcfgIncoming = s1dss === S1DSS.BYPASS && smmu.registers.flag('IDR1.ATTR_TYPES_OVR')
   return steWords({ config: 's1', ctxPtr: t.base, cdMax: t.cdMax, cdFmt: t.fmt, s1dss, eats: ats ? 1 : 0, shcfgIncoming })
-}
-
-/** One CFGI_STE for the stream and its CMD_SYNC. */
-export function steSync(dev: PciDevice): Command[] {
-  return [parseCommand(`CFGI_STE sid=${dev.streamId} leaf`), HOST_SYNC]
 }

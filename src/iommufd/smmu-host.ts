@@ -3,14 +3,15 @@ import { s1Cd, steWords } from '../hw/smmuv3/build'
 import { Command, HOST_SYNC, parseCommand } from '../hw/smmuv3/commands'
 import { D, Geometry, PageTable } from '../hw/smmuv3/pgtable'
 import { PhysicalSte, Smmuv3 } from '../hw/smmuv3/smmuv3'
-import { GUEST_STE_MASK, STE0, STE_CFG } from '../hw/smmuv3/ste'
+import { GUEST_STE_MASK, STE0, STE1, STE_CFG } from '../hw/smmuv3/ste'
 import { PciDevice } from '../hw/unit'
-import { get, hex, mask } from '../hw/bits'
+import { get, hex, mask, set } from '../hw/bits'
 import { HwptAllocFlag, HwptPaging } from './hwpt'
 import type { Area, Ioas } from './ioas'
 import { MapFlag } from './ioas'
 import { window } from './host-memory'
-import { S1DSS, cdTableSte, masterSsidBits, steSync, writeCd } from './smmu-cd'
+import { S1DSS, cdTableSte, masterSsidBits, writeCd } from './smmu-cd'
+import { writeSte } from './smmu-ste'
 import { pasidUnits, pasidUsers, pasidsInUse } from './pasid-domains'
 
 /**
@@ -242,83 +243,124 @@ function domainCd(smmu: Smmuv3, domain: HwptPaging, asid: number, stall: boolean
 }
 
 /**
- * Writes the stream's STE for what the driver installed, with its CFGIs: a
- * stage-1 domain through the master's CD table (its CD at SSID 0, S1DSS =
- * SSID0); a blocked stream whose PASIDs are in use keeps the CD table with
- * S1DSS = terminate and loses CD 0 (arm_smmu_attach_dev_ste).
+ * How the RID's domain reached the driver: arm_smmu_attach_dev (a paging
+ * domain, stage 1 or 2), arm_smmu_attach_dev_nested, or
+ * arm_smmu_attach_dev_ste (the blocked and identity domains). Each clears
+ * CD 0 at its own point, or not at all.
  */
-export function installSte(smmu: Smmuv3, dev: PciDevice, ste: PhysicalSte | undefined, domain: HwptPaging | undefined): void {
-  const sid = dev.streamId
-  let words: bigint[]
-  if (!ste) words = [0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n]
-  else if (ste.config === 'abort' && pasidsInUse(dev).length) words = cdTableSte(smmu, dev, S1DSS.TERMINATE, ste.ats)
-  else if (ste.config === 'abort') words = steWords({ config: 'abort' })
-  else if (ste.config === 'bypass') words = steWords({ config: 'bypass' })
-  else if (ste.config === 's1-translate' && domain) {
-    writeCd(smmu, dev, 0, domainCd(smmu, domain, ste.asid ?? 0, ste.stall ?? false))
-    words = cdTableSte(smmu, dev, S1DSS.SSID0, ste.ats)
-  } else if (domain) {
-    const t = domainTable(domain, smmu.memory)
-    const s2 = { vmid: ste.vmid ?? 0, ttb: t.root, geometry: t.opts.geometry }
-    if (ste.config === 'nested' && ste.guest) {
-      words = steWords({ config: 'nested', s2, eats: ste.ats ? 1 : 0 })
-      // the guest's stage-1 fields (S1ContextPtr is an IPA), without its V and Config
-      words[0] |= ste.guest[0] & GUEST_STE_MASK[0] & ~mask(STE0.V) & ~mask(STE0.CFG)
-      words[1] |= ste.guest[1] & GUEST_STE_MASK[1]
-    } else words = steWords({ config: 's2', s2 })
-  } else words = steWords({ config: 'abort' })
-  smmu.writeSte(sid, words)
-  smmu.cmdq.issue(steSync(dev))
-  // master->cd_table.in_ste: the STE now points at the CD table
+export type RidAttach = 'paging' | 'nested' | 'ste'
+
+/**
+ * The STE words the driver makes for what `ste` says: with PASIDs in use, a
+ * blocked (abort) or identity (bypass) RID keeps the CD table with S1DSS =
+ * terminate or bypass (arm_smmu_attach_dev_ste); a stage-1 domain points at
+ * the CD table with S1DSS = SSID0; the rest as arm_smmu_make_*_ste.
+ */
+function targetSte(smmu: Smmuv3, dev: PciDevice, ste: PhysicalSte, domain: HwptPaging | undefined): bigint[] {
+  // ARM_SMMU_FEAT_ATTR_TYPES_OVR: bypassed and stage-2 traffic keeps its incoming shareability
+  const ovr = smmu.registers.flag('IDR1.ATTR_TYPES_OVR')
+  if (ste.config === 'abort' || ste.config === 'bypass') {
+    const identity = ste.config === 'bypass'
+    if (pasidsInUse(dev).length) return cdTableSte(smmu, dev, identity ? S1DSS.BYPASS : S1DSS.TERMINATE, ste.ats)
+    return identity ? steWords({ config: 'bypass', shcfgIncoming: ovr }) : steWords({ config: 'abort' })
+  }
+  if (!domain) return steWords({ config: 'abort' })
+  if (ste.config === 's1-translate') return cdTableSte(smmu, dev, S1DSS.SSID0, ste.ats)
+  const t = domainTable(domain, smmu.memory)
+  const s2 = { vmid: ste.vmid ?? 0, ttb: t.root, geometry: t.opts.geometry }
+  const eats = ste.ats ? 1 : 0
+  const words = steWords({ config: 's2', s2, eats, shcfgIncoming: ovr })
+  if (ste.config !== 'nested' || !ste.guest) return words
+  // arm_smmu_make_nested_cd_table_ste: the stage-2 STE with Config nested and the guest's stage-1 fields
+  // (S1ContextPtr is an IPA; its EATS was taken out at validation), and MEV (merged events, DoS mitigation)
+  words[0] = set(set(0n, STE0.V, 1n), STE0.CFG, STE_CFG.NESTED) | (ste.guest[0] & GUEST_STE_MASK[0] & ~mask(STE0.CFG))
+  words[1] |= (ste.guest[1] & GUEST_STE_MASK[1]) | mask(STE1.MEV)
+  return words
+}
+
+/** arm_smmu_install_ste_for_dev: the stream's STE through the entry writer; cd_table.in_ste follows its Config. */
+export function installSte(smmu: Smmuv3, dev: PciDevice, ste: PhysicalSte, domain: HwptPaging | undefined): void {
+  const words = targetSte(smmu, dev, ste, domain)
+  writeSte(smmu, dev.streamId, words)
   if (get(words[0], STE0.CFG) === STE_CFG.S1_TRANS) cdInSte.add(dev)
   else cdInSte.delete(dev)
 }
 
 /**
- * The RID's new STE as arm_smmu_attach_dev / arm_smmu_attach_dev_ste install
- * it: the STE, then (arm_smmu_attach_commit) the whole ATC flushed when ATS
- * was or is on (enabled, switched off, or the translation changed), then a
- * CD 0 the RID no longer uses cleared.
+ * arm_smmu_attach_commit for the RID: the whole ATC is flushed when ATS
+ * comes on (arm_smmu_enable_ats), stays on (the translation changed) or
+ * goes off.
  */
-export function setRidSte(smmu: Smmuv3, dev: PciDevice, ste: PhysicalSte, domain: HwptPaging | undefined): void {
-  const was = smmu.streams.get(dev.streamId)?.ats ?? false
-  smmu.streams.set(dev.streamId, ste)
-  installSte(smmu, dev, ste, domain)
-  if (was || ste.ats) smmu.cmdq.issue([parseCommand(`ATC_INV sid=${dev.streamId} size=52`), HOST_SYNC])
-  if (ste.config === 'abort' && pasidsInUse(dev).length) writeCd(smmu, dev, 0, undefined)
+function commitRidAts(smmu: Smmuv3, dev: PciDevice, was: boolean, now: boolean): void {
+  if (was || now) smmu.cmdq.issue([parseCommand(`ATC_INV sid=${dev.streamId} size=52`), HOST_SYNC])
 }
 
-/** ATS for a stage-1 STE when the SMMU has it (arm_smmu_ats_supported), except for a stalling master. */
-export function stage1Ats(smmu: Smmuv3, stall: boolean): boolean {
-  return smmu.registers.flag('IDR0.ATS') && !stall
+/**
+ * The RID's new STE as the driver installs it for `how`, each with its
+ * kernel order: arm_smmu_attach_dev writes CD 0 before a stage-1 STE, and
+ * clears it after a stage-2 STE, before the commit; arm_smmu_attach_dev_ste
+ * (blocked, identity) clears CD 0 after the commit; a nested attach leaves
+ * it. A clear of a CD that is not valid writes nothing.
+ */
+export function setRidSte(smmu: Smmuv3, dev: PciDevice, ste: PhysicalSte, domain: HwptPaging | undefined, how: RidAttach): void {
+  const was = smmu.streams.get(dev.streamId)?.ats ?? false
+  smmu.streams.set(dev.streamId, ste)
+  const stage1 = ste.config === 's1-translate' && domain !== undefined
+  if (stage1) writeCd(smmu, dev, 0, domainCd(smmu, domain, ste.asid ?? 0, ste.stall ?? false))
+  installSte(smmu, dev, ste, domain)
+  if (how === 'paging' && !stage1) writeCd(smmu, dev, 0, undefined)
+  commitRidAts(smmu, dev, was, ste.ats)
+  if (how === 'ste') writeCd(smmu, dev, 0, undefined)
+}
+
+/**
+ * arm_smmu_ats_supported: the SMMU has ATS (IDR0.ATS) and the function has
+ * the PCI ATS capability (the topology's per-device `ats`).
+ */
+export function atsSupported(smmu: Smmuv3, dev: PciDevice): boolean {
+  return smmu.registers.flag('IDR0.ATS') && dev.ats
+}
+
+/** ATS for a stage-1 STE when the device and SMMU have it, except for a stalling master. */
+export function stage1Ats(smmu: Smmuv3, dev: PciDevice, stall: boolean): boolean {
+  return atsSupported(smmu, dev) && !stall
 }
 
 /**
  * Sets SSID `ssid` (not 0) of the stream to a stage-1 `domain` whose ASID
  * is `asid`, or clears it (undefined), as arm_smmu_set_pasid and
  * arm_smmu_blocking_set_dev_pasid do: the CD (its leaf made first if the
- * table is 2-level) and CFGI_CD for that SSID; on the way in a blocked RID's
- * STE becomes a CD-table STE with S1DSS = terminate; on the way out, with
- * ATS, ATC_INV for that SSID, and the STE goes back to abort when the last
- * SSID leaves a blocked RID. The caller records the PASID's domain first.
+ * table is 2-level) and CFGI_CD for that SSID; on the way in a blocked or
+ * identity RID's STE becomes a CD-table STE (arm_smmu_update_ste: S1DSS =
+ * terminate or bypass) with ATS on when the device has it; on the way out,
+ * with ATS, ATC_INV for that SSID, and when the last SSID leaves a blocked
+ * or identity RID, the RID's domain is attached again (an abort or bypass
+ * STE, ATS off). The caller records the PASID's domain first.
  */
 export function setSsid(smmu: Smmuv3, dev: PciDevice, ssid: number, domain: HwptPaging | undefined, asid: number): void {
   const sid = dev.streamId
   const rid = smmu.streams.get(sid)
-  const inSte = cdInSte.has(dev)
+  const ridConfig = rid?.config === 'bypass' ? 'bypass' : 'abort'
   if (domain) {
     writeCd(smmu, dev, ssid, domainCd(smmu, domain, asid, domain.fault !== undefined))
-    // arm_smmu_update_ste: a STE already pointing at the table stays; a blocked RID's is made so
-    // (S1DSS = terminate) with ATS on, as its PASIDs may use it (cd_needs_ats)
-    if (!inSte) return setRidSte(smmu, dev, { config: 'abort', ats: stage1Ats(smmu, false) }, undefined)
+    const ats = atsSupported(smmu, dev)
+    if (!cdInSte.has(dev)) {
+      // arm_smmu_update_ste, then arm_smmu_attach_commit for this SSID
+      const was = rid?.ats ?? false
+      smmu.streams.set(sid, { config: ridConfig, ats })
+      installSte(smmu, dev, { config: ridConfig, ats }, undefined)
+      if (ats && was) smmu.cmdq.issue(atcInvSsid(sid, ssid))
+      else commitRidAts(smmu, dev, was, ats)
+      return
+    }
     // ATS was on already: the SSID's translation changed, its ATC entries go (arm_smmu_attach_commit)
     if (smmu.streams.get(sid)?.ats) smmu.cmdq.issue(atcInvSsid(sid, ssid))
     return
   }
   writeCd(smmu, dev, ssid, undefined)
   if (rid?.ats) smmu.cmdq.issue(atcInvSsid(sid, ssid))
-  // the last SSID out of a blocked RID: back to the blocking STE, ATS off
-  if (!pasidsInUse(dev).length && rid?.config !== 's1-translate') setRidSte(smmu, dev, { config: 'abort', ats: false }, undefined)
+  // the last SSID out of a blocked or identity RID: that domain's attach_dev again, ATS off
+  if (!pasidsInUse(dev).length && rid?.config !== 's1-translate') setRidSte(smmu, dev, { config: ridConfig, ats: false }, undefined, 'ste')
 }
 
 /** arm_smmu_atc_inv_master for one SSID: all of its ATC entries (SSV), then a sync. */

@@ -81,6 +81,7 @@ const DEVICE: Schema = {
     device: { ...integer(0xffffn), description: 'PCI device ID (default 0x1041)' },
     group: { ...integer(0xffffn), description: 'IOMMU group number (default: the first free one); a group stays behind one IOMMU' },
     pasid: { ...integer(20n), description: "PCI PASID capability: Max PASID Width in bits, 0 = no PASID (default: the IOMMU's own width; at most IDR1.SSIDSIZE on SMMUv3, ECAP.PSS + 1 on VT-d)" },
+    ats: { type: 'boolean', description: 'PCI ATS capability (default true): without it the driver never enables ATS for the function (no STE.EATS, no ATC_INV) and it sends no translation requests' },
   },
 }
 

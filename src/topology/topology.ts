@@ -118,7 +118,7 @@ export function loadTopology(file: string): Machine {
     const seenSid = new Map<number, string>()
 
     for (const dev of spec.get('devices').list()) {
-      dev.only(['bdf', 'stream_id', 'vendor', 'device', 'group', 'pasid'])
+      dev.only(['bdf', 'stream_id', 'vendor', 'device', 'group', 'pasid', 'ats'])
       const bdfNode = dev.get('bdf')
       const bdf = bdfNode.str().toLowerCase()
       if (!BDF.test(bdf)) bdfNode.fail('a PCI address "dddd:bb:dd.f"')
@@ -156,6 +156,8 @@ export function loadTopology(file: string): Machine {
         group,
         vfioIndex: vfioIndex++,
         pasidBits: pasidWidth(dev, unit),
+        // the PCI ATS capability; without the key the function has one, and the unit decides (IDR0.ATS, ECAP.DT)
+        ats: dev.has('ats') ? dev.get('ats').bool() : true,
       }
       group.devices.push(device)
       unit.devices.push(device)

@@ -107,6 +107,11 @@ export class DataNode {
     return this.fail('a string')
   }
 
+  bool(): boolean {
+    if (typeof this.value === 'boolean') return this.value
+    return this.fail('true or false')
+  }
+
   int(min?: bigint, max?: bigint): bigint {
     let v: bigint
     if (typeof this.value === 'bigint') v = this.value

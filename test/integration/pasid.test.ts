@@ -32,7 +32,9 @@ describe('SMMUv3 PASIDs through the mount', () => {
       // the entry writer's steps for one CD: 2 to make or clear it, 3 to replace it
       const cd = (ssid: string, times: number): string[] => Array.from({ length: times }, () => [`CFGI_CD ssid=${ssid} sid=0x8 leaf=1`, S]).flat()
       // ATS comes on with the stage-1 STE: the whole ATC is flushed first; each PASID set then flushes its SSID's entries
-      assert.deepEqual(block('RID attach'), ['CFGI_CD sid=0x8', S, 'CFGI_CD sid=0x8 leaf=1', S, 'CFGI_CD sid=0x8 leaf=1', S, 'CFGI_STE sid=0x8 leaf=1', S, 'ATC_INV sid=0x8 size=52', S])
+      // abort -> S1 STE: words 1-2, then word 0 (two CFGI_STE + SYNC), then PREFETCH_CFG
+      const ste = ['CFGI_STE sid=0x8 leaf=1', S, 'CFGI_STE sid=0x8 leaf=1', S, 'PREFETCH_CFG sid=0x8']
+      assert.deepEqual(block('RID attach'), ['CFGI_CD sid=0x8', S, 'CFGI_CD sid=0x8 leaf=1', S, 'CFGI_CD sid=0x8 leaf=1', S, ...ste, 'ATC_INV sid=0x8 size=52', S])
       assert.deepEqual(block('PASID 5 attach'), [...cd('0x5', 2), atc('0x5'), S])
       assert.deepEqual(block('PASID 0x12345 attach'), ['CFGI_CD ssid=0x12345 sid=0x8', S, ...cd('0x12345', 2), atc('0x12345'), S])
       assert.deepEqual(block('PASID 5 replace'), [...cd('0x5', 3), atc('0x5'), S])

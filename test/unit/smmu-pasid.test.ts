@@ -15,6 +15,7 @@ import { World } from '../../src/iommufd/world'
 import { loadTopology } from '../../src/topology/topology'
 import { DEFAULT_TOPOLOGY } from '../../src/util/paths'
 import { parseCommand } from '../../src/hw/smmuv3/commands'
+import { ridDomain, setRidDomain } from '../../src/iommufd/rid-domain'
 
 function dma(t: IommuBench, r: Partial<DeviceDma> & { op: DeviceDma['op']; iova: bigint }, bdf: string = DEV.smmu0a): string {
   const req: DeviceDma = { len: 0, ...r }
@@ -45,6 +46,15 @@ const SYNC = 'SYNC cs=2'
  */
 function cfgiCd(ssid: string | undefined, times: number): string[] {
   return Array.from({ length: times }, () => [ssid ? `CFGI_CD ssid=${ssid} sid=0x8 leaf=1` : 'CFGI_CD sid=0x8 leaf=1', SYNC]).flat()
+}
+/**
+ * arm_smmu_write_ste for stream 0x8: `steps` CFGI_STE + SYNC pairs (1 when
+ * one word's used bits change and no other needs its unused bits set first,
+ * 2 for a hitless change with such a word, 3 for a breaking one), then
+ * PREFETCH_CFG.
+ */
+function cfgiSte(steps: number): string[] {
+  return [...Array.from({ length: steps }, () => ['CFGI_STE sid=0x8 leaf=1', SYNC]).flat(), 'PREFETCH_CFG sid=0x8']
 }
 /** The device's ATC entries of SSID 5 (ATS is on for a stage-1 master). */
 const ATC5 = 'ATC_INV ssv=1 ssid=0x5 sid=0x8 size=52'
@@ -88,8 +98,8 @@ describe('SMMUv3 PASID attach: CD table, CFGI_CD by SSID, DMA with a SubstreamID
     const { t, dev, rid, other } = s
     assert.deepEqual(
       sent(t, () => t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${rid}`)),
-      // the leaf of SSIDs 0..1023 (its L1 descriptor may be cached invalid), CD 0, the STE, then ATS enabled (the whole ATC flushed first)
-      ['CFGI_CD sid=0x8', SYNC, ...cfgiCd(undefined, 2), 'CFGI_STE sid=0x8 leaf=1', SYNC, 'ATC_INV sid=0x8 size=52', SYNC],
+      // the leaf of SSIDs 0..1023 (its L1 descriptor may be cached invalid), CD 0, the STE (abort -> S1: words 1-2, then word 0), then ATS enabled (the whole ATC flushed first)
+      ['CFGI_CD sid=0x8', SYNC, ...cfgiCd(undefined, 2), ...cfgiSte(2), 'ATC_INV sid=0x8 size=52', SYNC],
     )
     assert.deepEqual(sent(t, () => assert.equal(t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${other} flags=PASID pasid=5`).pt_id, String(other))), [...cfgiCd('0x5', 2), ATC5, SYNC])
     assert.equal(t.describe(dev).get('pasids'), `5:${other}`)
@@ -161,8 +171,7 @@ describe('SMMUv3 PASID attach: CD table, CFGI_CD by SSID, DMA with a SubstreamID
       'CFGI_CD ssid=0x5 sid=0x8',
       SYNC,
       ...cfgiCd('0x5', 2),
-      'CFGI_STE sid=0x8 leaf=1',
-      SYNC,
+      ...cfgiSte(2),
       'ATC_INV sid=0x8 size=52',
       SYNC,
     ])
@@ -173,8 +182,8 @@ describe('SMMUv3 PASID attach: CD table, CFGI_CD by SSID, DMA with a SubstreamID
       ...cfgiCd('0x5', 2),
       ATC5,
       SYNC,
-      'CFGI_STE sid=0x8 leaf=1',
-      SYNC,
+      // S1 -> abort: word 0 (Config), then word 1 cleared
+      ...cfgiSte(2),
       'ATC_INV sid=0x8 size=52',
       SYNC,
       'TLBI_NH_ASID asid=1',
@@ -188,8 +197,8 @@ describe('SMMUv3 PASID attach: CD table, CFGI_CD by SSID, DMA with a SubstreamID
     const { t, dev, rid, other } = s
     t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${rid}`)
     t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${other} flags=PASID pasid=5`)
-    // ATS stays on for the PASIDs: the RID's translation changed, so the whole ATC goes before CD 0
-    assert.deepEqual(sent(t, () => t.ok(`DEVICE_DETACH dev_id=${dev}`)), ['CFGI_STE sid=0x8 leaf=1', SYNC, 'ATC_INV sid=0x8 size=52', SYNC, ...cfgiCd(undefined, 2), 'TLBI_NH_ASID asid=1', SYNC])
+    // only S1DSS changes (one step); ATS stays on for the PASIDs: the RID's translation changed, so the whole ATC goes before CD 0
+    assert.deepEqual(sent(t, () => t.ok(`DEVICE_DETACH dev_id=${dev}`)), [...cfgiSte(1), 'ATC_INV sid=0x8 size=52', SYNC, ...cfgiCd(undefined, 2), 'TLBI_NH_ASID asid=1', SYNC])
     const cds = t.hw(SMMU0, 'cd_table')
     assert.match(cds, /s1dss=terminate\n {2}ssid=0x5 /)
     assert.doesNotMatch(cds, /ssid=0x0 /)
@@ -288,6 +297,59 @@ describe('a device narrower than its unit (topology pasid: 8 on a VT-d function)
     } finally {
       t.close()
       fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('an SMMUv3 device without ATS (topology ats: false)', () => {
+  const s = pasidEach((text) => text.replace('stream_id: 0x8, vendor: 0x15b3, device: 0x101e }', 'stream_id: 0x8, vendor: 0x15b3, device: 0x101e, ats: false }'))
+
+  it('GET_HW_INFO has PCI_ATS_NOT_SUPPORTED; PASIDs on a blocked RID get a CD-table STE with EATS = 0 and no ATC_INV, in and out', () => {
+    const { t, dev, other } = s
+    assert.match(t.send(`GET_HW_INFO dev_id=${dev}`), / out_capabilities=0x9 /)
+    assert.equal(t.describe(dev).get('ats'), 'no')
+    assert.deepEqual(sent(t, () => t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${other} flags=PASID pasid=5`)), ['CFGI_CD ssid=0x5 sid=0x8', SYNC, ...cfgiCd('0x5', 2), ...cfgiSte(2)])
+    assert.match(t.hw(SMMU0, 'stream_table'), /^sid=0x8 config=abort ats=0\n {2}ste=0x[0-9a-f]{16},0x00000000000000d4,/m)
+    assert.throws(() => dma(t, { op: 'read', iova: 0x10_0000n, len: 8, pasid: 5, ats: true }), /ats: 0000:00:01\.0 has no ATS capability/)
+    assert.match(dma(t, { op: 'read', iova: 0x10_0000n, len: 8, pasid: 5 }), /^data 7061736964203521$/m)
+    assert.deepEqual(sent(t, () => t.ok(`DEVICE_DETACH dev_id=${dev} flags=PASID pasid=5`)), [...cfgiCd('0x5', 2), ...cfgiSte(2), 'TLBI_NH_ASID asid=1', SYNC])
+  })
+
+  it('a nested guest STE asking for ATS (EATS = 1) gets none', () => {
+    const { t, dev, ioas } = s
+    const parent = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas} flags=NEST_PARENT`, 'out_hwpt_id')
+    t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${parent}`)
+    const viommu = t.id(`VIOMMU_ALLOC type=ARM_SMMUV3 dev_id=${dev} hwpt_id=${parent}`, 'out_viommu_id')
+    t.ok(`VDEVICE_ALLOC viommu_id=${viommu} dev_id=${dev} virt_id=0x10`)
+    const nested = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${viommu} data_type=ARM_SMMUV3 data.ste=0xb,0x10000000`, 'out_hwpt_id')
+    // S2 -> nested: the VMID changes too, a breaking update; no ATC_INV (ATS never on)
+    assert.deepEqual(sent(t, () => t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${nested}`)), [...cfgiSte(3), 'TLBI_S12_VMALL vmid=1', SYNC])
+    assert.match(t.hw(SMMU0, 'stream_table'), /^sid=0x8 config=nested vmid=2 guest_ste=0x000000000000000b,0x0000000000000000 ats=0\n {2}ste=0x[0-9a-f]{16},0x0000000000080000,/m)
+  })
+})
+
+describe('rid_domain: the driver\'s own domain on a RID', () => {
+  it('refuses a word other than identity or blocked (EINVAL), a RID a HWPT holds (EBUSY) and a VT-d device (EOPNOTSUPP), changing nothing', () => {
+    const t = new IommuBench()
+    try {
+      const pci = t.world.machine.device(DEV.smmu0a)!
+      assert.throws(() => setRidDomain(t.world, pci, 'passthrough'), { errno: 'EINVAL', message: /rid_domain: "passthrough" is not identity or blocked/ })
+      const dev = t.bind(DEV.smmu0a)
+      const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
+      const h = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas}`, 'out_hwpt_id')
+      t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${h}`)
+      const before = t.hw(SMMU0, 'stream_table')
+      assert.throws(() => setRidDomain(t.world, pci, 'identity'), { errno: 'EBUSY', message: new RegExp(`attached to HWPT ${h}; detach it first`) })
+      assert.equal(t.hw(SMMU0, 'stream_table'), before)
+      assert.equal(ridDomain(t.world, pci), `hwpt ${h}`)
+      t.ok(`DEVICE_DETACH dev_id=${dev}`)
+      assert.equal(ridDomain(t.world, pci), 'blocked')
+      setRidDomain(t.world, pci, 'identity')
+      assert.equal(ridDomain(t.world, pci), 'identity')
+      assert.match(t.hw(SMMU0, 'stream_table'), /^sid=0x8 config=bypass ats=0\n {2}ste=0x0000000000000009,0x0000000000000000,/m)
+      assert.throws(() => setRidDomain(t.world, t.world.machine.device(DEV.vtdA)!, 'identity'), { errno: 'EOPNOTSUPP' })
+    } finally {
+      t.close()
     }
   })
 })

@@ -66,6 +66,14 @@ describe('topologies by register field name', () => {
     assert.match(m.request('GET_HW_INFO dev_id=1'), / out_max_pasid_log2=0 /)
   })
 
+  it('a device\'s ats: true without the key, false or true as given; anything else is refused, naming the field', async () => {
+    const withAts = (v: string): string => SMMU_BY_FIELDS.replace('stream_id: 0x8 }', `stream_id: 0x8${v} }`)
+    assert.equal(await withTopology(withAts(''), (f) => loadTopology(f).devices[0].ats), true)
+    assert.equal(await withTopology(withAts(', ats: false'), (f) => loadTopology(f).devices[0].ats), false)
+    assert.equal(await withTopology(withAts(', ats: true'), (f) => loadTopology(f).devices[0].ats), true)
+    await withTopology(withAts(', ats: 1'), (f) => assert.throws(() => loadTopology(f), { message: `${f}: iommus[0].devices[0].ats: expected true or false, got 1` }))
+  })
+
   it('a machine without PASID and one without nesting (docs/topology.md) behave so', () => {
     const noPasid = Model.load({ topology: path.join(SCHEMA_DIR, 'topologies', 'no-pasid.yaml') }).openContext()
     for (const pci of ['0000:00:01.0', '0000:02:00.0']) assert.match(noPasid.request(`DEVICE_BIND pci=${pci}`), /^ok /)

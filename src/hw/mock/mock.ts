@@ -69,6 +69,7 @@ export class MockIommu extends IommuUnit {
       group,
       vfioIndex: -1,
       pasidBits: flags & MockDevFlag.PASID ? MOCK_PASID_WIDTH : 0,
+      ats: false,
       mockId: id,
       flags,
       cache: new Array<number>(MOCK_DEV_CACHE_NUM).fill(MOCK_DEV_CACHE_DEFAULT),

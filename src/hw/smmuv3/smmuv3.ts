@@ -201,7 +201,11 @@ export class Smmuv3 extends IommuUnit {
           if (ste.asid !== undefined) parts.push(`asid=${ste.asid}`)
           if (ste.guest) parts.push(`guest_ste=0x${ste.guest[0].toString(16).padStart(16, '0')},0x${ste.guest[1].toString(16).padStart(16, '0')}`)
           parts.push(`ats=${ste.ats ? 1 : 0}`)
-          return parts.join(' ')
+          // the words the SMMU reads, as the driver's last write left them
+          const addr = this.steAddr(sid, false)
+          const words = addr === undefined ? [] : Array.from({ length: 8 }, (_, i) => this.memory.read64(addr + BigInt(i * 8)))
+          const raw = words.map((w) => (typeof w === 'bigint' ? `0x${w.toString(16).padStart(16, '0')}` : '?')).join(',')
+          return `${parts.join(' ')}\n  ste=${raw}`
         })
         return `${this.name}: ${rows.length} installed STE${rows.length === 1 ? '' : 's'}\n${lines.map((l) => `${l}\n`).join('')}`
     }
