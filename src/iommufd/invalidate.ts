@@ -11,6 +11,7 @@ import { hex } from './checks'
 import type { MockNestedData } from './selftest'
 import { ULONG_MAX } from './ioas'
 import { Viommu } from './viommu'
+import { devAts } from './vtd-host'
 
 /** iommu_hwpt_invalidate_data_type. */
 export const InvalidateDataType = { VTD_S1: 0, ARM_SMMUV3: 1, SELFTEST: 0xdeadbeef } as const
@@ -182,11 +183,9 @@ function vtdDescriptors(unit: Vtd, hwpt: HwptNested, e: VtdInvEntry): Descriptor
   const base = psi ? m.base : 0n
   const leaf = (e.flags & VtdInvFlag.LEAF) !== 0
   const out: Descriptor[] = [pasidIotlb(tag.id, 0, psi ? P_IOTLB_GRAN.PSI_PASID : P_IOTLB_GRAN.NONG_PASID, base, psi ? am : 0, leaf)]
-  if (unit.registers.flag('ECAP.DT')) {
-    for (const dev of hwpt.devices) {
-      if (dev.pci.unit !== unit) continue
-      out.push(devIotlbSpan(dev.pci.streamId, base, psi ? am : undefined))
-    }
+  // each device with ATS on (the unit's ECAP.DT and the function's capability)
+  for (const dev of hwpt.devices) {
+    if (dev.pci.unit === unit && devAts(unit, dev.pci)) out.push(devIotlbSpan(dev.pci.streamId, base, psi ? am : undefined))
   }
   return out
 }

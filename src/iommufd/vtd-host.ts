@@ -92,11 +92,15 @@ export function areaMapped(ioas: Ioas, area: Area): void {
   }
 }
 
+/** The driver's info->ats_supported: the unit's device TLBs (ECAP.DT) and the function's PCI ATS capability. */
+export function devAts(unit: Vtd, dev: PciDevice): boolean {
+  return unit.registers.flag('ECAP.DT') && dev.ats
+}
+
 /** Requesters with ATS (the context's DTE) that translate through `h` on `unit`, directly or nested. */
 function atsRequesters(h: HwptPaging, unit: Vtd): PciDevice[] {
-  if (!unit.registers.flag('ECAP.DT')) return []
   const devs = [...h.devices, ...[...h.children].flatMap((c) => [...c.devices])]
-  return devs.map((d) => d.pci).filter((p) => p.unit === unit)
+  return devs.map((d) => d.pci).filter((p) => p.unit === unit && devAts(unit, p))
 }
 
 /** Requesters attached to `h` by their RID on `unit`. */
@@ -132,8 +136,8 @@ export function flushRange(h: HwptPaging, unit: Vtd, iova: bigint, length: bigin
   }
   const nestedDevs = new Set([...h.children].flatMap((c) => [...c.devices].map((d) => d.pci)))
   for (const p of atsRequesters(h, unit)) out.push(nestedDevs.has(p) ? devIotlbSpan(p.streamId, 0n) : devIotlbSpan(p.streamId, base, psi ? am : undefined))
-  if (unit.registers.flag('ECAP.DT')) {
-    for (const [d, p] of tagged) out.push(devIotlbPasid(d.streamId, p, am ? base | ((1n << BigInt(11 + am)) - 1n) : base, am > 0))
+  for (const [d, p] of tagged) {
+    if (devAts(unit, d)) out.push(devIotlbPasid(d.streamId, p, am ? base | ((1n << BigInt(11 + am)) - 1n) : base, am > 0))
   }
   return out
 }
@@ -208,7 +212,7 @@ function pasidDirectory(unit: Vtd, dev: PciDevice): bigint {
   const ctxAddr = unit.contextEntryAddr(dev.streamId)
   dir = unit.memory.alloc(entries * 8)
   pasidDirs.set(dev, dir)
-  const dte = unit.registers.flag('ECAP.DT') ? 4n : 0n
+  const dte = devAts(unit, dev) ? 4n : 0n
   const paside = pasidBits ? 8n : 0n
   const pdts = BigInt(Math.log2(entries) - 7) << 9n
   unit.memory.write(ctxAddr, bytes([dir | pdts | paside | dte | 1n, BigInt(RID_PASID), 0n, 0n]))
@@ -254,7 +258,7 @@ export function installPasidEntry(unit: Vtd, dev: PciDevice, hwpt: Hwpt | undefi
   const pgtt = Number(((present ? oldW0 : words[0]) >> 6n) & 7n)
   const descs: Descriptor[] = [pasidCacheInv(1, did, pasid)]
   descs.push(pgtt === PGTT.FIRST || pgtt === PGTT.PT ? pasidIotlb(did, pasid, P_IOTLB_GRAN.NONG_PASID, 0n, 0, false) : iotlbInv(2, did))
-  if (unit.registers.flag('ECAP.DT')) descs.push(pasid === RID_PASID ? devIotlbSpan(sid, 0n) : devIotlbPasid(sid, pasid, (1n << 63n) - 1n - 0xfffn, true))
+  if (devAts(unit, dev)) descs.push(pasid === RID_PASID ? devIotlbSpan(sid, 0n) : devIotlbPasid(sid, pasid, (1n << 63n) - 1n - 0xfffn, true))
   unit.qi.submit(descs)
 }
 

@@ -14,6 +14,9 @@ import { DEV, IommuBench, SMMU0, ioctlOf, structBytes } from '../helpers/iommufd
 import { DeviceDma, deviceDma } from '../../src/iommufd/dma'
 import { formatDmaReply } from '../../src/uapi/dma-text'
 import { P_IOTLB_GRAN, pasidCacheInv, pasidIotlb } from '../../src/hw/vtd/qi'
+import { World } from '../../src/iommufd/world'
+import { loadTopology } from '../../src/topology/topology'
+import { DEFAULT_TOPOLOGY } from '../../src/util/paths'
 
 function dma(t: IommuBench, r: Partial<DeviceDma> & { op: DeviceDma['op']; iova: bigint }, bdf: string = DEV.vtdA): string {
   const req: DeviceDma = { len: 0, ...r }
@@ -398,5 +401,33 @@ describe('VT-d PASID attach through VFIO_DEVICE_ATTACH_IOMMUFD_PT: the PASID\'s 
     t.err(`DEVICE_DETACH argsz=8 dev_id=${s.dev} flags=PASID pasid=5`, 'EINVAL', /argsz=8/)
     assert.equal(t.describe(s.dev).get('pasids'), '-')
     t.ok(`DEVICE_DETACH dev_id=${s.dev} flags=PASID pasid=5`)
+  })
+})
+
+describe('a VT-d function without ATS (topology ats: false)', () => {
+  it('GET_HW_INFO has PCI_ATS_NOT_SUPPORTED, its context entry has no DTE, and an unmap flushes the IOTLB without a DEV_IOTLB', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vtd-no-ats-'))
+    const topo = path.join(dir, 't.yaml')
+    const file = path.join(dir, 'mem')
+    fs.writeFileSync(file, Buffer.alloc(0x2000))
+    fs.writeFileSync(topo, fs.readFileSync(DEFAULT_TOPOLOGY, 'utf8').replace('"0000:02:00.0", vendor: 0x8086, device: 0x0d58 }', '"0000:02:00.0", vendor: 0x8086, device: 0x0d58, ats: false }'))
+    const t = new IommuBench(new World(loadTopology(topo)))
+    try {
+      const dev = t.bind(DEV.vtdA)
+      assert.match(t.send(`GET_HW_INFO dev_id=${dev}`), / out_capabilities=0x9 /)
+      const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
+      t.ok(`IOAS_MAP_FILE ioas_id=${ioas} flags=FIXED_IOVA|READABLE|WRITEABLE path=${file} start=0 length=0x2000 iova=0x1000000`)
+      t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${ioas}`)
+      const vtd = t.vtd()
+      const ctx = vtd.memory.read64(vtd.contextEntryAddr(vtd.devices[0].streamId))
+      assert.equal(typeof ctx === 'bigint' && ctx & 4n, 0n, 'context entry DTE')
+      const before = queue(t, 'dmar0', 'invalidation_queue').length
+      t.ok(`IOAS_UNMAP ioas_id=${ioas} iova=0x1000000 length=0x2000`)
+      assert.deepEqual(queue(t, 'dmar0', 'invalidation_queue').slice(before), ['P_IOTLB did=2 pasid=0 gran=page-selective addr=0x1000000 am=1 ih=1', 'WAIT sw=1 if=0 fn=0 status_data=2'])
+      assert.throws(() => dma(t, { op: 'translate', iova: 0x1000000n }), /translate: 0000:02:00\.0 has no ATS capability/)
+    } finally {
+      t.close()
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
   })
 })
