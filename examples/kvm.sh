@@ -53,8 +53,10 @@ walkthrough() { # walkthrough PCI PGTABLE UNIT QUEUE
   dma "$pci" "read iova=0x1000 len=16"
   dma "$pci" "read iova=0x1000 len=16"
   echo "--- KVM zaps GPA 0x1000: the driver's importer hook invalidates at once"
+  seen=$(grep -c '\[kvm ' "$dbg/iommu/$unit/$queue" || true)
   k "ZAP vm=$vm gpa=0x1000 size=0x1000"
-  grep '\[kvm ' "$dbg/iommu/$unit/$queue" | tail -4
+  # what the driver sent for the zap: the TLB invalidation, and the ATC's for an ATS device
+  grep '\[kvm ' "$dbg/iommu/$unit/$queue" | tail -n +$(( seen + 1 ))
   grep "kvm: vm$vm: invalidate" "$dbg/trace" | tail -1 | sed 's/^\[ *[0-9]*\] *[0-9.]* //'
   dma "$pci" "read iova=0x1000 len=16"
   echo "--- write-protect (as for dirty logging): a DMA write faults"

@@ -6,7 +6,7 @@ import { Vtd } from '../hw/vtd/vtd'
 import { MOCK_PASID_RESERVED, MOCK_PASID_WIDTH, MockDevFlag, isMockDevice } from '../hw/mock/mock'
 import { ErrnoError } from '../util/errno'
 import { Hwpt, HwptAllocFlag, HwptNested, HwptPaging } from './hwpt'
-import { RidAttach, atsSupported, installSte, setRidSte, setSsid, ssidFits, stage1Ats, tagFreed, vmidFreed } from './smmu-host'
+import { RidAttach, atsSupported, installSte, setRidSte, setSsid, ssidFits, pagingAts, tagFreed, vmidFreed } from './smmu-host'
 import { masterSsidBits } from './smmu-cd'
 import { installPasidEntry, usesFirstStage } from './vtd-host'
 import { pasidDomain, pasidsInUse, setPasidDomain } from './pasid-domains'
@@ -133,7 +133,9 @@ const smmuDriver: Driver = {
     if (hwpt instanceof HwptPaging) {
       const id = hwpt.tags.get(smmu)!.id
       const stall = hwpt.fault !== undefined
-      return set(hwpt.nestParent ? { config: 's2-translate', vmid: id, ats: false } : { config: 's1-translate', asid: id, ats: stage1Ats(smmu, dev, stall), stall }, 'paging', hwpt)
+      // arm_smmu_make_s2_domain_ste / arm_smmu_make_cdtable_ste with the attach's ats_enabled
+      const ats = pagingAts(smmu, dev, stall)
+      return set(hwpt.nestParent ? { config: 's2-translate', vmid: id, ats } : { config: 's1-translate', asid: id, ats, stall }, 'paging', hwpt)
     }
     const nested = hwpt as HwptNested
     if (nested.data.kind !== 'arm-smmu-v3' || !nested.viommu) throw new Error('SMMUv3 nested HWPT without a vIOMMU')
@@ -142,6 +144,7 @@ const smmuDriver: Driver = {
     const parent = nested.viommu.parent
     // the guest's EATS asks for ATS; the driver gives it only where arm_smmu_ats_supported
     if (ste.config === 's1-translate') set({ config: 'nested', vmid, guest: ste.words, ats: ste.ats && atsSupported(smmu, dev) }, 'nested', parent)
+    // a bypass guest STE is the parent's stage-2 STE; the kernel takes the guest's EATS only with S1 translate, so no ATS
     else if (ste.config === 'bypass') set({ config: 's2-translate', vmid, ats: false }, 'nested', parent)
     else set({ config: 'abort', ats: false }, 'nested')
   },

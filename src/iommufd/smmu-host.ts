@@ -123,9 +123,37 @@ function parentVmids(h: HwptPaging, smmu: Smmuv3): number[] {
   return [...out]
 }
 
-/** Streams with ATS enabled that translate through `h` on `smmu`. */
-function atsStreams(smmu: Smmuv3): number[] {
-  return [...smmu.streams].filter(([, s]) => s.ats).map(([sid]) => sid)
+/**
+ * The RID's entry on its domain's device list (arm_smmu_master_domain): a
+ * paging domain attached directly, or the nest parent under a nested one
+ * (nested_ats_flush: the guest's STE enabled ATS). `seq` orders the list
+ * as list_add does, the latest attach first.
+ */
+interface RidEntry {
+  readonly domain: HwptPaging
+  readonly nestedFlush: boolean
+  readonly seq: number
+}
+const ridEntries = new WeakMap<Smmuv3, Map<number, RidEntry>>()
+let attachSeq = 0
+
+function ridEntriesOf(smmu: Smmuv3): Map<number, RidEntry> {
+  let m = ridEntries.get(smmu)
+  if (!m) ridEntries.set(smmu, (m = new Map()))
+  return m
+}
+
+/**
+ * A nest parent's part of arm_smmu_atc_inv_domain: each stream on its device
+ * list with ATS enabled, latest attach first; one attached directly gets the
+ * range (all of its ATC without one), one under a nested domain whose guest
+ * enabled ATS the whole ATC.
+ */
+export function parentAtcInv(h: HwptPaging, smmu: Smmuv3, range = 'size=52'): string[] {
+  return [...ridEntriesOf(smmu)]
+    .filter(([sid, e]) => e.domain === h && smmu.streams.get(sid)?.ats)
+    .sort(([, a], [, b]) => b.seq - a.seq)
+    .map(([sid, e]) => (e.nestedFlush ? `ATC_INV sid=${sid} size=52` : `ATC_INV sid=${sid} ${range}`))
 }
 
 /**
@@ -174,16 +202,15 @@ export function unmapCommands(h: HwptPaging, smmu: Smmuv3, iova: bigint, size: b
     }
   }
   const out: Command[] = [...cmds.map(parseCommand), HOST_SYNC]
-  // a nest parent's ATS streams are under its nested domains; a stage-1 domain's are its RIDs'
-  const ats = h.nestParent ? atsStreams(smmu) : [...h.devices].map((d) => d.pci).filter((p) => p.unit === smmu && smmu.streams.get(p.streamId)?.ats).map((p) => p.streamId)
   const range = `addr=${hex(iova & ~0xfffn)} size=${atcSize(iova, size)}`
-  // arm_smmu_atc_inv_domain: each SSID the domain serves with ATS gets its own, SSV set
-  const bySsid = h.nestParent ? [] : pasidUsers(h, smmu).filter(([d]) => smmu.streams.get(d.streamId)?.ats)
-  if (ats.length || bySsid.length) {
-    for (const sid of ats) out.push(parseCommand(h.nestParent ? `ATC_INV sid=${sid} size=52` : `ATC_INV sid=${sid} ${range}`))
-    for (const [d, ssid] of bySsid) out.push(parseCommand(`ATC_INV sid=${d.streamId} ssv ssid=${hex(ssid)} ${range}`))
-    out.push(HOST_SYNC)
+  const atc: string[] = []
+  if (h.nestParent) atc.push(...parentAtcInv(h, smmu, range))
+  else {
+    // a stage-1 domain's RIDs, then each SSID it serves with ATS, SSV set
+    for (const p of [...h.devices].map((d) => d.pci)) if (p.unit === smmu && smmu.streams.get(p.streamId)?.ats) atc.push(`ATC_INV sid=${p.streamId} ${range}`)
+    for (const [d, ssid] of pasidUsers(h, smmu)) if (smmu.streams.get(d.streamId)?.ats) atc.push(`ATC_INV sid=${d.streamId} ssv ssid=${hex(ssid)} ${range}`)
   }
+  if (atc.length) out.push(...atc.map(parseCommand), HOST_SYNC)
   return out
 }
 
@@ -305,6 +332,9 @@ function commitRidAts(smmu: Smmuv3, dev: PciDevice, was: boolean, now: boolean):
 export function setRidSte(smmu: Smmuv3, dev: PciDevice, ste: PhysicalSte, domain: HwptPaging | undefined, how: RidAttach): void {
   const was = smmu.streams.get(dev.streamId)?.ats ?? false
   smmu.streams.set(dev.streamId, ste)
+  // arm_smmu_attach_prepare: a paging domain, or a nested one's parent, lists the master
+  if (domain && how !== 'ste') ridEntriesOf(smmu).set(dev.streamId, { domain, nestedFlush: how === 'nested' && ste.config === 'nested' && ste.ats, seq: ++attachSeq })
+  else ridEntriesOf(smmu).delete(dev.streamId)
   const stage1 = ste.config === 's1-translate' && domain !== undefined
   if (stage1) writeCd(smmu, dev, 0, domainCd(smmu, domain, ste.asid ?? 0, ste.stall ?? false))
   installSte(smmu, dev, ste, domain)
@@ -321,8 +351,8 @@ export function atsSupported(smmu: Smmuv3, dev: PciDevice): boolean {
   return smmu.registers.flag('IDR0.ATS') && dev.ats
 }
 
-/** ATS for a stage-1 STE when the device and SMMU have it, except for a stalling master. */
-export function stage1Ats(smmu: Smmuv3, dev: PciDevice, stall: boolean): boolean {
+/** ATS for a paging domain's STE (stage 1 or 2) when the device and SMMU have it, except for a stalling master. */
+export function pagingAts(smmu: Smmuv3, dev: PciDevice, stall: boolean): boolean {
   return atsSupported(smmu, dev) && !stall
 }
 

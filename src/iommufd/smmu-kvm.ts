@@ -4,7 +4,7 @@ import { ArmStage2 } from '../kvm/stage2'
 import { ALL, TdpImporter, Vm } from '../kvm/vm'
 import { ErrnoError } from '../util/errno'
 import type { HwptPaging } from './hwpt'
-import { adoptTable, smmusOf, unmapCommands } from './smmu-host'
+import { adoptTable, parentAtcInv, smmusOf, unmapCommands } from './smmu-host'
 
 /**
  * The SMMUv3 driver's side of a KVM-owned stage 2, registered with KVM
@@ -36,14 +36,15 @@ export function smmuAllocKvm(unit: Smmuv3, hwpt: HwptPaging, vm: Vm): TdpImporte
   }
 }
 
-/** Everything of the domain's VMIDs: TLBI_S12_VMALL each, CMD_SYNC, then every ATS stream's whole ATC. */
+/** Everything of the domain's VMIDs: TLBI_S12_VMALL each, CMD_SYNC, then the whole ATC of each ATS device on the parent. */
 function wholeCommands(h: HwptPaging, smmu: Smmuv3): Command[] {
   const vmids = new Set<number>()
   const own = h.tags.get(smmu)
   if (own) vmids.add(own.id)
   for (const v of h.viommus) if (v.unit === smmu) vmids.add(v.vmid)
   const out = [...[...vmids].map((v) => parseCommand(`TLBI_S12_VMALL vmid=${v}`)), HOST_SYNC]
-  const ats = [...smmu.streams].filter(([, s]) => s.ats).map(([sid]) => sid)
-  if (ats.length) out.push(...ats.map((sid) => parseCommand(`ATC_INV sid=${sid} size=52`)), HOST_SYNC)
+  // arm_smmu_atc_inv_domain over everything: the parent's ATS devices only
+  const atc = parentAtcInv(h, smmu)
+  if (atc.length) out.push(...atc.map(parseCommand), HOST_SYNC)
   return out
 }

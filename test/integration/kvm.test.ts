@@ -23,8 +23,9 @@ describe('KVM-owned stage 2 through the mount', () => {
       assert.match(smmu, /^ {2}ok out_hwpt_id=2$/m)
       assert.match(smmu, /out iova=0x1000 pa=0x[0-9a-f]+ len=16 perms=priv:rw- user:rw- via=walk\n {2}data 67756573742070616765206f6e652e2e\n/)
       assert.match(smmu, /via=tlb\n/)
-      assert.match(smmu, /\tTLBI_S2_IPA vmid=1 scale=1 tg=1 addr=0x1000\t\[kvm vm1\]\n.*\tTLBI_NH_ALL vmid=1\t\[kvm vm1\]\n.*\tSYNC cs=2\t\[kvm vm1\]\n/)
-      assert.match(smmu, /^kvm: vm1: invalidate gpa=0x1000 size=0x1000 -> SMMUv3 driver, hwpt 2: smmu3\.0x0000000009050000: TLBI_S2_IPA vmid=1 scale=1 tg=1 addr=0x1000; TLBI_NH_ALL vmid=1; SYNC cs=2$/m)
+      // arm_smmu_tlb_inv_range_domain, then arm_smmu_atc_inv_domain for the ATS device attached to the parent
+      assert.match(smmu, /\tTLBI_S2_IPA vmid=1 scale=1 tg=1 addr=0x1000\t\[kvm vm1\]\n.*\tTLBI_NH_ALL vmid=1\t\[kvm vm1\]\n.*\tSYNC cs=2\t\[kvm vm1\]\n.*\tATC_INV sid=0x8 addr=0x1000\t\[kvm vm1\]\n.*\tSYNC cs=2\t\[kvm vm1\]\n/)
+      assert.match(smmu, /^kvm: vm1: invalidate gpa=0x1000 size=0x1000 -> SMMUv3 driver, hwpt 2: smmu3\.0x0000000009050000: TLBI_S2_IPA vmid=1 scale=1 tg=1 addr=0x1000; TLBI_NH_ALL vmid=1; SYNC cs=2; ATC_INV sid=0x8 addr=0x1000; SYNC cs=2$/m)
       assert.match(smmu, /^ {2}fault F_TRANSLATION\(0x10\) sid=0x8 input=0x1000 s2=1 class=IN rnw=1 /m)
       assert.match(smmu, /^ {2}fault F_PERMISSION\(0x13\) sid=0x8 input=0x2000 s2=1 class=IN rnw=0 /m)
       assert.match(smmu, /^kvm: vm1: invalidate gpa=0x2000 size=0x1000 DROPPED by fault injection \(drop_invalidate, 0 left\)$/m)
@@ -58,7 +59,8 @@ describe('KVM-owned stage 2 through the mount', () => {
       assert.match(r.stdout, /^IOMMUFS_DMA write after write-protect: ok status=FAULT event=0x800000013$/m)
       assert.match(r.stdout, /^IOMMU_HWPT_ALLOC fd=999: err EBADF$/m)
       const cmdq = fs.readFileSync(m.path(`${DBG}/iommu/${SMMU}/cmdq`), 'utf8')
-      assert.equal(cmdq.split('\n').filter((l) => l.endsWith('\t[kvm vm1]')).length, 6, cmdq)
+      // two invalidations, each S2_IPA + NH_ALL + SYNC and the ATS device's ATC_INV + SYNC
+      assert.equal(cmdq.split('\n').filter((l) => l.endsWith('\t[kvm vm1]')).length, 10, cmdq)
     })
   })
 

@@ -75,15 +75,16 @@ describe('invalidation through the mount', () => {
           assert.ok(out.split('\n').includes(want), `missing line: ${JSON.stringify(want)}\n${out}`)
         }
         // the physical queue: the host driver's STE write on attach (abort -> S2: two CFGI_STE + CMD_SYNC steps, then
-        // PREFETCH_CFG), the array form's two commands, then the ring's slots 0xf and 0x0
+        // PREFETCH_CFG) and ATS coming on (the whole ATC), the array form's two commands, then the ring's slots 0xf and 0x0
         assert.match(out, /^ {4}0\t0000000800000003\t0000000000000001\tCFGI_STE sid=0x8 leaf=1$/m)
         assert.match(out, /^ {4}2\t0000000800000003\t0000000000000001\tCFGI_STE sid=0x8 leaf=1$/m)
         assert.match(out, /^ {4}4\t0000000800000001\t0000000000000000\tPREFETCH_CFG sid=0x8$/m)
-        assert.match(out, /^ {4}5\t0001000200000012\t0000000000001001\tTLBI_NH_VA vmid=2 asid=1 leaf=1 addr=0x1000$/m)
-        assert.match(out, /^ {4}6\t0000000800000040\t0000000000000000\tATC_INV sid=0x8$/m)
-        assert.match(out, /^ {4}8\t000f000200000011\t0000000000000000\tTLBI_NH_ASID vmid=2 asid=15$/m)
-        assert.match(out, /^ {4}9\t0010000200000011\t0000000000000000\tTLBI_NH_ASID vmid=2 asid=16$/m)
-        assert.match(out, /^ Entries: 256\tPROD: 0x00000017\tCONS: 0x00000017\tIssued: 23$/m)
+        assert.match(out, /^ {4}5\t0000000800000040\t0000000000000034\tATC_INV sid=0x8 size=52$/m)
+        assert.match(out, /^ {4}7\t0001000200000012\t0000000000001001\tTLBI_NH_VA vmid=2 asid=1 leaf=1 addr=0x1000$/m)
+        assert.match(out, /^ {4}8\t0000000800000040\t0000000000000000\tATC_INV sid=0x8$/m)
+        assert.match(out, /^ {3}10\t000f000200000011\t0000000000000000\tTLBI_NH_ASID vmid=2 asid=15$/m)
+        assert.match(out, /^ {3}11\t0010000200000011\t0000000000000000\tTLBI_NH_ASID vmid=2 asid=16$/m)
+        assert.match(out, /^ Entries: 256\tPROD: 0x00000019\tCONS: 0x00000019\tIssued: 25$/m)
       })
     })
 
@@ -152,12 +153,14 @@ describe('invalidation through the mount', () => {
           [[consAddr, 0x11]],
         )
         const cmdq = await fsp.readFile(m.path('sys/kernel/debug/iommufd/iommu/smmu3.0x0000000009050000/cmdq'), 'utf8')
-        // slots 0-4: the host driver's STE write when the device attached (two CFGI_STE + CMD_SYNC steps, PREFETCH_CFG)
-        assert.match(cmdq, /^ Entries: 256\tPROD: 0x00000008\tCONS: 0x00000008\tIssued: 8$/m)
+        // slots 0-4: the host driver's STE write when the device attached (two CFGI_STE + CMD_SYNC steps, PREFETCH_CFG),
+        // 5-6: ATS coming on with it (the whole ATC)
+        assert.match(cmdq, /^ Entries: 256\tPROD: 0x0000000a\tCONS: 0x0000000a\tIssued: 10$/m)
         assert.match(cmdq, /^ {4}4\t0000000800000001\t0000000000000000\tPREFETCH_CFG sid=0x8$/m)
-        assert.match(cmdq, /^ {4}5\t010f000200000011\t0000000000000000\tTLBI_NH_ASID vmid=2 asid=271$/m)
-        assert.match(cmdq, /^ {4}6\t0000000800000040\t0000000000000000\tATC_INV sid=0x8$/m)
-        assert.match(cmdq, /^ {4}7\t0000000000002046\t0000000000000000\tSYNC cs=2$/m)
+        assert.match(cmdq, /^ {4}5\t0000000800000040\t0000000000000034\tATC_INV sid=0x8 size=52$/m)
+        assert.match(cmdq, /^ {4}7\t010f000200000011\t0000000000000000\tTLBI_NH_ASID vmid=2 asid=271$/m)
+        assert.match(cmdq, /^ {4}8\t0000000800000040\t0000000000000000\tATC_INV sid=0x8$/m)
+        assert.match(cmdq, /^ {4}9\t0000000000002046\t0000000000000000\tSYNC cs=2$/m)
       } finally {
         await fh.close()
       }

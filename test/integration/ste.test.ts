@@ -56,8 +56,10 @@ describe('SMMUv3 STE writes through the mount', () => {
       // words 1-7, word 0); CD 0 cleared before the commit's ATC flush
       const s2 = step('S1 -> S2')
       assert.deepEqual(s2.cmds, [...ste(3), ...cd(2), ...ATC_ALL, ...asid1])
-      // Config 6; word 2: VMID 1, S2T0SZ 16, S2SL0 2, IR0/OR0 WB, SH0 ISH, 4K, S2PS 48 bits, S2AA64, S2PTW, S2R; word 3: S2TTB
-      assert.match(s2.words, /^0x000000000000000d,0x0000000000000000,0x044d359000000001,0x0000001[0-9a-f]{8}0,/)
+      // Config 6; word 1: EATS = 1 (the device and the SMMU have ATS); word 2: VMID 1, S2T0SZ 16, S2SL0 2, IR0/OR0 WB,
+      // SH0 ISH, 4K, S2PS 48 bits, S2AA64, S2PTW, S2R; word 3: S2TTB
+      assert.equal(s2.ste, 'sid=0x8 config=s2-translate vmid=1 ats=1')
+      assert.match(s2.words, /^0x000000000000000d,0x0000000010000000,0x044d359000000001,0x0000001[0-9a-f]{8}0,/)
       assert.deepEqual(s2.cds, [])
       // S2 -> S1: CD 0 first, then again a breaking STE update (Config, and VMID 1 -> 0)
       assert.deepEqual(step('S2 -> S1').cmds, [...cd(2), ...ste(3), ...ATC_ALL, 'TLBI_S12_VMALL vmid=1', S])
@@ -140,6 +142,83 @@ echo "== stream_table"; cat $SMMU/stream_table
         },
         { topology },
       )
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('a nest parent attached directly gets EATS; an IOAS unmap sends ATC_INV for it (the range) and for a nested ATS device on that parent (the whole ATC), latest attach first', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ste-s2ats-'))
+    try {
+      await withMount(async (m) => {
+        const r = await sh(`set -eu
+cd ${m.dir}
+SMMU=sys/kernel/debug/iommufd/iommu/smmu3.0x0000000009050000
+exec 3<>dev/iommu
+r() { echo "$1" >&3; read -r -u 3 x; echo "< $x"; v=$(echo "$x" | grep -o "$2=[0-9x]*" | cut -d= -f2 || true); }
+port() { exec 4<>sys/kernel/debug/iommufd/dma/$1; echo "$2" >&4 || true; cat <&4; exec 4>&-; }
+n=0
+cmds() { echo "== $1"; grep $'^ *[0-9]\\+\\t' $SMMU/cmdq | tail -n +$(( n + 1 )) | cut -f4; n=$(grep -c $'^ *[0-9]\\+\\t' $SMMU/cmdq || true); }
+printf 'stage 2!' > ${dir}/ram; truncate -s 8K ${dir}/ram
+r "DEVICE_BIND pci=0000:00:01.0" out_devid; dev=$v
+r "DEVICE_BIND pci=0000:00:02.0" out_devid; dev2=$v
+r "IOAS_ALLOC" out_ioas_id; ioas=$v
+r "IOAS_MAP_FILE ioas_id=$ioas flags=FIXED_IOVA|READABLE|WRITEABLE path=${dir}/ram start=0 length=0x1000 iova=0x100000" x
+r "IOAS_MAP_FILE ioas_id=$ioas flags=FIXED_IOVA|READABLE|WRITEABLE path=${dir}/ram start=0x1000 length=0x1000 iova=0x101000" x
+r "HWPT_ALLOC dev_id=$dev pt_id=$ioas flags=NEST_PARENT" out_hwpt_id; s2=$v
+n=$(grep -c $'^ *[0-9]\\+\\t' $SMMU/cmdq || true)
+r "DEVICE_ATTACH dev_id=$dev pt_id=$s2" x
+cmds attach
+echo "== stream_table"; grep -A1 '^sid=0x8 ' $SMMU/stream_table
+echo "== translate"; port 0000:00:01.0 "translate iova=0x100000"
+echo "== atc"; cat $SMMU/atc
+echo "== read"; port 0000:00:01.0 "read iova=0x100000 len=8 ats"
+r "IOAS_UNMAP ioas_id=$ioas iova=0x101000 length=0x1000" x
+cmds unmap1
+r "VIOMMU_ALLOC type=ARM_SMMUV3 dev_id=$dev2 hwpt_id=$s2" out_viommu_id; viommu=$v
+r "VDEVICE_ALLOC viommu_id=$viommu dev_id=$dev2 virt_id=0x10" x
+# the guest's STE: S1 translate through a CD table at IPA 0x200000, EATS = 1
+r "HWPT_ALLOC dev_id=$dev2 pt_id=$viommu data_type=ARM_SMMUV3 data.ste=0x20000b,0x10000000" out_hwpt_id; nested=$v
+r "DEVICE_ATTACH dev_id=$dev2 pt_id=$nested" x
+cmds nested
+r "IOAS_UNMAP ioas_id=$ioas iova=0x100000 length=0x1000" x
+cmds unmap2
+echo "== atc after"; cat $SMMU/atc
+echo "== translate after"; port 0000:00:01.0 "translate iova=0x100000"
+`)
+        assert.equal(r.code, 0, `${r.stderr}\n${r.stdout}`)
+        /** The lines after "== NAME", up to the next heading or request reply. */
+        const part = (name: string): string[] => {
+          const rows = r.stdout.split(`== ${name}\n`)[1].split('\n')
+          return rows.slice(0, rows.findIndex((l) => l.startsWith('== ') || l.startsWith('< ') || l === ''))
+        }
+        // arm_smmu_make_s2_domain_ste with ats_enabled: abort -> S2 in two steps, then ATS on (the whole ATC flushed)
+        assert.deepEqual(part('attach'), [...ste(2), ...ATC_ALL])
+        // word 1: EATS = 1 (0x10000000), next to the stage-2 words
+        assert.deepEqual(part('stream_table'), ['sid=0x8 config=s2-translate vmid=1 ats=1', '  ste=0x000000000000000d,0x0000000010000000,0x044d359000000001,0x0000001000000000' + ZERO.repeat(4)])
+        // the translation request is answered through stage 2 and fills the ATC; an ATS read then hits it
+        assert.match(part('translate').join('\n'), /^ok translate sid=0x8 pasid=none iova=0x100000 len=0\n(walk .*\n)+out iova=0x100000 pa=0x8000000000 len=1 perms=priv:rw- user:rw- via=walk\nats pa=0x8000000000 size=0x1000 /)
+        assert.match(part('atc')[1], /^sid=0x8 pasid=none addr=0x100000 size=0x1000 out=0x8000000000 /)
+        assert.deepEqual(part('read').slice(1), ['out iova=0x100000 pa=0x8000000000 len=8 perms=priv:rw- user:rw- via=atc', 'data 7374616765203221'])
+        // arm_smmu_tlb_inv_range_domain: S2_IPA + NH_ALL, then arm_smmu_atc_inv_domain: the RID's range
+        assert.deepEqual(part('unmap1'), ['TLBI_S2_IPA vmid=1 leaf=1 ttl=3 tg=1 addr=0x101000', 'TLBI_NH_ALL vmid=1', S, 'ATC_INV sid=0x8 addr=0x101000', S])
+        // the nested domain's guest enabled ATS: its STE gets EATS, ATS comes on
+        assert.deepEqual(part('nested'), [...ste(2, '0x10'), 'ATC_INV sid=0x10 size=52', S])
+        // both VMIDs of the parent, then the device list latest first: the nested device's whole ATC (nested_ats_flush), the RID's range
+        assert.deepEqual(part('unmap2'), [
+          'TLBI_S2_IPA vmid=1 leaf=1 ttl=3 tg=1 addr=0x100000',
+          'TLBI_NH_ALL vmid=1',
+          'TLBI_S2_IPA vmid=2 leaf=1 ttl=3 tg=1 addr=0x100000',
+          'TLBI_NH_ALL vmid=2',
+          S,
+          'ATC_INV sid=0x10 size=52',
+          'ATC_INV sid=0x8 addr=0x100000',
+          S,
+        ])
+        // the ATC_INV dropped the entry: the next translation request walks and faults
+        assert.deepEqual(part('atc after'), ['ATC: 0/64'])
+        assert.match(part('translate after')[0], /^fault F_TRANSLATION\(0x10\) sid=0x8 input=0x100000 s2=1 /)
+      })
     } finally {
       fs.rmSync(dir, { recursive: true, force: true })
     }

@@ -118,14 +118,15 @@ describe('HWPT_INVALIDATE on an SMMUv3 vIOMMU (array form)', () => {
     assert.deepEqual(t.ok(`HWPT_INVALIDATE hwpt_id=${a.viommu} cmd=TLBI_NH_VA,asid=1,addr=0x1000,leaf cmd=ATC_INV,sid=0x10`), { entry_num: '2' })
     const dump = t.read(`iommu/${SMMU0}/cmdq`)
     // slots 0-4: the host driver's own STE write when the device attached to the nest parent (abort -> S2: words 1-3,
-    // then word 0, each with CFGI_STE + CMD_SYNC, then PREFETCH_CFG)
-    assert.match(dump, /^ Entries: 256\tPROD: 0x00000008\tCONS: 0x00000008\tIssued: 8$/m)
+    // then word 0, each with CFGI_STE + CMD_SYNC, then PREFETCH_CFG), and ATS coming on with it (slots 5-6: the whole ATC)
+    assert.match(dump, /^ Entries: 256\tPROD: 0x0000000a\tCONS: 0x0000000a\tIssued: 10$/m)
     assert.match(dump, /^ {4}0\t0000000800000003\t0000000000000001\tCFGI_STE sid=0x8 leaf=1$/m)
     assert.match(dump, /^ {4}2\t0000000800000003\t0000000000000001\tCFGI_STE sid=0x8 leaf=1$/m)
     assert.match(dump, /^ {4}4\t0000000800000001\t0000000000000000\tPREFETCH_CFG sid=0x8$/m)
-    assert.match(dump, /^ {4}5\t0001000200000012\t0000000000001001\tTLBI_NH_VA vmid=2 asid=1 leaf=1 addr=0x1000$/m)
-    assert.match(dump, /^ {4}6\t0000000800000040\t0000000000000000\tATC_INV sid=0x8$/m)
-    assert.match(dump, /^ {4}7\t0000000000002046\t0000000000000000\tSYNC cs=2$/m)
+    assert.match(dump, /^ {4}5\t0000000800000040\t0000000000000034\tATC_INV sid=0x8 size=52$/m)
+    assert.match(dump, /^ {4}7\t0001000200000012\t0000000000001001\tTLBI_NH_VA vmid=2 asid=1 leaf=1 addr=0x1000$/m)
+    assert.match(dump, /^ {4}8\t0000000800000040\t0000000000000000\tATC_INV sid=0x8$/m)
+    assert.match(dump, /^ {4}9\t0000000000002046\t0000000000000000\tSYNC cs=2$/m)
   })
 
   for (const [n, syncs] of [

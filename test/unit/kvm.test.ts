@@ -109,16 +109,20 @@ describe('KVM-owned stage 2', () => {
     assert.equal(info.get('kvm'), 'vm1')
     assert.equal(info.get('flags'), 'NEST_PARENT')
     assert.equal(info.get('importer'), `SMMUv3 driver, hwpt ${hwpt}`)
-    assert.match(t.hw(SMMU0, 'stream_table'), /^sid=0x8 config=s2-translate vmid=1 ats=0$/m)
+    // EATS as the attach's ats_enabled: the device and the SMMU have ATS
+    assert.match(t.hw(SMMU0, 'stream_table'), /^sid=0x8 config=s2-translate vmid=1 ats=1\n {2}ste=0x[0-9a-f]{16},0x0000000010000000,/m)
   })
 
   it('SMMUv3: a zap makes the driver issue S2_IPA + NH_ALL + SYNC directly, attributed to KVM, and the next DMA faults at stage 2 with no finding', () => {
     const { vm } = setup(DEV.smmu0a, 'arm64')
     dma(t.world, DEV.smmu0a, 'read', 0x1000n)
     assert.equal(k.ok(`ZAP vm=${vm} gpa=0x1000 size=0x1000`).zapped, '1')
-    assert.deepEqual(kvmRows(t.hw(SMMU0, 'cmdq'), `kvm vm${vm}`), ['TLBI_S2_IPA vmid=1 scale=1 tg=1 addr=0x1000', 'TLBI_NH_ALL vmid=1', 'SYNC cs=2'])
+    // then arm_smmu_atc_inv_domain: the ATS device attached to the parent, for the range
+    const rows = ['TLBI_S2_IPA vmid=1 scale=1 tg=1 addr=0x1000', 'TLBI_NH_ALL vmid=1', 'SYNC cs=2', 'ATC_INV sid=0x8 addr=0x1000', 'SYNC cs=2']
+    assert.deepEqual(kvmRows(t.hw(SMMU0, 'cmdq'), `kvm vm${vm}`), rows)
     const trace = t.world.trace.recent().join('\n')
-    assert.match(trace, /kvm: vm1: invalidate gpa=0x1000 size=0x1000 -> SMMUv3 driver, hwpt 2: smmu3\.0x0000000009050000: TLBI_S2_IPA vmid=1 scale=1 tg=1 addr=0x1000; TLBI_NH_ALL vmid=1; SYNC cs=2$/m)
+    const line = `kvm: vm1: invalidate gpa=0x1000 size=0x1000 -> SMMUv3 driver, hwpt 2: smmu3.0x0000000009050000: ${rows.join('; ')}`
+    assert.ok(trace.split('\n').some((l) => l.endsWith(line)), trace)
     assert.match(dma(t.world, DEV.smmu0a, 'read', 0x1000n), /^fault F_TRANSLATION\(0x10\) sid=0x8 input=0x1000 s2=1 class=IN /)
     assert.match(t.hw(SMMU0, 'findings'), /^sanitizer: mode=report findings=0$/m)
   })
@@ -141,7 +145,7 @@ describe('KVM-owned stage 2', () => {
     const { vm } = setup(DEV.smmu0a, 'arm64')
     assert.match(dma(t.world, DEV.smmu0a, 'write', 0x3000n, Buffer.from('ab')), /^ok write /)
     k.ok(`PROTECT vm=${vm} gpa=0x0 size=0x10000 perm=r`)
-    assert.deepEqual(kvmRows(t.hw(SMMU0, 'cmdq'), `kvm vm${vm}`), ['TLBI_S2_IPA vmid=1 scale=4 tg=1', 'TLBI_NH_ALL vmid=1', 'SYNC cs=2'])
+    assert.deepEqual(kvmRows(t.hw(SMMU0, 'cmdq'), `kvm vm${vm}`), ['TLBI_S2_IPA vmid=1 scale=4 tg=1', 'TLBI_NH_ALL vmid=1', 'SYNC cs=2', 'ATC_INV sid=0x8 size=4', 'SYNC cs=2'])
     assert.match(dma(t.world, DEV.smmu0a, 'write', 0x3000n, Buffer.from('cd')), /^fault F_PERMISSION\(0x13\) sid=0x8 input=0x3000 s2=1 class=IN rnw=0 /)
     assert.match(dma(t.world, DEV.smmu0a, 'read', 0x3000n), /^ok read /)
     k.ok(`PROTECT vm=${vm} gpa=0x0 size=0x10000 perm=rw`)
