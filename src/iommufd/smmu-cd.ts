@@ -105,10 +105,16 @@ function clearSlot(t: CdTable, ssid: number): bigint | undefined {
   return leaf === undefined ? undefined : leaf + BigInt((ssid & (L2_ENTRIES - 1)) * CD_BYTES)
 }
 
-/** arm_smmu_make_cdtable_ste: stage 1 through the master's CD table, with `s1dss` for traffic without an SSID. */
-export function cdTableSte(smmu: Smmuv3, dev: PciDevice, s1dss: number, ats: boolean): bigint[] {
+/**
+ * arm_smmu_make_cdtable_ste: stage 1 through the master's CD table, with
+ * `s1dss` for traffic without an SSID, and S1STALLD when the SMMU has
+ * ARM_SMMU_FEAT_STALLS without STALL_FORCE (IDR0.STALL_MODEL = 0) and the
+ * master does not stall (`stall`: a CD of it has S = 1).
+ */
+export function cdTableSte(smmu: Smmuv3, dev: PciDevice, s1dss: number, ats: boolean, stall: boolean): bigint[] {
   const t = cdTableOf(smmu, dev)
   // with IDR1.ATTR_TYPES_OVR, traffic S1DSS bypasses keeps its incoming shareability
   const shcfgIncoming = s1dss === S1DSS.BYPASS && smmu.registers.flag('IDR1.ATTR_TYPES_OVR')
-  return steWords({ config: 's1', ctxPtr: t.base, cdMax: t.cdMax, cdFmt: t.fmt, s1dss, eats: ats ? 1 : 0, shcfgIncoming })
+  const s1stalld = smmu.registers.field('IDR0.STALL_MODEL') === 0n && !stall
+  return steWords({ config: 's1', ctxPtr: t.base, cdMax: t.cdMax, cdFmt: t.fmt, s1dss, s1stalld, eats: ats ? 1 : 0, shcfgIncoming })
 }

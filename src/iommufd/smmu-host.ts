@@ -11,8 +11,8 @@ import type { Area, Ioas } from './ioas'
 import { MapFlag } from './ioas'
 import { window } from './host-memory'
 import { S1DSS, cdTableSte, masterSsidBits, writeCd } from './smmu-cd'
-import { writeSte } from './smmu-ste'
-import { pasidUnits, pasidUsers, pasidsInUse } from './pasid-domains'
+import { readSte, writeSte } from './smmu-ste'
+import { pasidDomain, pasidUnits, pasidUsers, pasidsInUse } from './pasid-domains'
 
 /**
  * What the Linux SMMUv3 driver builds in memory for iommufd's domains: the
@@ -278,6 +278,15 @@ function domainCd(smmu: Smmuv3, domain: HwptPaging, asid: number, stall: boolean
 export type RidAttach = 'paging' | 'nested' | 'ste'
 
 /**
+ * The master stalls (the model's master->stall_enabled): a CD of its table
+ * has S = 1, the RID's stage-1 domain or a PASID's domain having a fault
+ * queue. S1STALLD must then be clear, or the SMMU rejects those CDs.
+ */
+function masterStalls(dev: PciDevice, ste: PhysicalSte): boolean {
+  return (ste.config === 's1-translate' && (ste.stall ?? false)) || pasidsInUse(dev).some((p) => pasidDomain(dev, p)?.fault !== undefined)
+}
+
+/**
  * The STE words the driver makes for what `ste` says: with PASIDs in use, a
  * blocked (abort) or identity (bypass) RID keeps the CD table with S1DSS =
  * terminate or bypass (arm_smmu_attach_dev_ste); a stage-1 domain points at
@@ -288,11 +297,11 @@ function targetSte(smmu: Smmuv3, dev: PciDevice, ste: PhysicalSte, domain: HwptP
   const ovr = smmu.registers.flag('IDR1.ATTR_TYPES_OVR')
   if (ste.config === 'abort' || ste.config === 'bypass') {
     const identity = ste.config === 'bypass'
-    if (pasidsInUse(dev).length) return cdTableSte(smmu, dev, identity ? S1DSS.BYPASS : S1DSS.TERMINATE, ste.ats)
+    if (pasidsInUse(dev).length) return cdTableSte(smmu, dev, identity ? S1DSS.BYPASS : S1DSS.TERMINATE, ste.ats, masterStalls(dev, ste))
     return identity ? steWords({ config: 'bypass', shcfgIncoming: ovr }) : steWords({ config: 'abort' })
   }
   if (!domain) return steWords({ config: 'abort' })
-  if (ste.config === 's1-translate') return cdTableSte(smmu, dev, S1DSS.SSID0, ste.ats)
+  if (ste.config === 's1-translate') return cdTableSte(smmu, dev, S1DSS.SSID0, ste.ats, masterStalls(dev, ste))
   const t = domainTable(domain, smmu.memory)
   const s2 = { vmid: ste.vmid ?? 0, ttb: t.root, geometry: t.opts.geometry }
   const eats = ste.ats ? 1 : 0
@@ -303,6 +312,20 @@ function targetSte(smmu: Smmuv3, dev: PciDevice, ste: PhysicalSte, domain: HwptP
   words[0] = set(set(0n, STE0.V, 1n), STE0.CFG, STE_CFG.NESTED) | (ste.guest[0] & GUEST_STE_MASK[0] & ~mask(STE0.CFG))
   words[1] |= (ste.guest[1] & GUEST_STE_MASK[1]) | mask(STE1.MEV)
   return words
+}
+
+/**
+ * A CD-table STE whose S1STALLD no longer fits the master (a PASID's domain
+ * with a fault queue came or went) is written again; any other STE, or one
+ * already right, is left alone.
+ */
+function refreshSte(smmu: Smmuv3, dev: PciDevice): void {
+  const rid = smmu.streams.get(dev.streamId)
+  if (!rid || !cdInSte.has(dev)) return
+  const domain = ridEntriesOf(smmu).get(dev.streamId)?.domain
+  const words = targetSte(smmu, dev, rid, domain)
+  const cur = readSte(smmu, dev.streamId)
+  if (words.some((w, i) => w !== cur[i])) installSte(smmu, dev, rid, domain)
 }
 
 /** arm_smmu_install_ste_for_dev: the stream's STE through the entry writer; cd_table.in_ste follows its Config. */
@@ -372,6 +395,8 @@ export function setSsid(smmu: Smmuv3, dev: PciDevice, ssid: number, domain: Hwpt
   const rid = smmu.streams.get(sid)
   const ridConfig = rid?.config === 'bypass' ? 'bypass' : 'abort'
   if (domain) {
+    // a stalling domain makes the master stall: S1STALLD goes first (one step), before a CD with S = 1
+    refreshSte(smmu, dev)
     writeCd(smmu, dev, ssid, domainCd(smmu, domain, asid, domain.fault !== undefined))
     const ats = atsSupported(smmu, dev)
     if (!cdInSte.has(dev)) {
@@ -389,6 +414,8 @@ export function setSsid(smmu: Smmuv3, dev: PciDevice, ssid: number, domain: Hwpt
   }
   writeCd(smmu, dev, ssid, undefined)
   if (rid?.ats) smmu.cmdq.issue(atcInvSsid(sid, ssid))
+  // the last stalling domain left: S1STALLD back (one step)
+  if (pasidsInUse(dev).length || rid?.config === 's1-translate') refreshSte(smmu, dev)
   // the last SSID out of a blocked or identity RID: that domain's attach_dev again, ATS off
   if (!pasidsInUse(dev).length && rid?.config !== 's1-translate') setRidSte(smmu, dev, { config: ridConfig, ats: false }, undefined, 'ste')
 }

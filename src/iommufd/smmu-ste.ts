@@ -54,14 +54,20 @@ export function steUpdateSafe(cur: readonly bigint[], target: readonly bigint[])
 
 export const STE_ENTRY: EntryKind = { used: steUsed, safe: steUpdateSafe }
 
-/** Changes stream `sid`'s STE to `target` as arm_smmu_write_ste does. */
-export function writeSte(smmu: Smmuv3, sid: number, target: readonly bigint[]): void {
+/** Stream `sid`'s STE words as they are in memory. */
+export function readSte(smmu: Smmuv3, sid: number): bigint[] {
   const addr = smmu.steAddress(sid)
   // the stream table is the driver's own allocation: a read cannot abort, but an abort reads as 0
-  const cur = Array.from({ length: 8 }, (_, i) => {
+  return Array.from({ length: 8 }, (_, i) => {
     const w = smmu.memory.read64(addr + BigInt(i * 8))
     return typeof w === 'bigint' ? w : 0n
   })
+}
+
+/** Changes stream `sid`'s STE to `target` as arm_smmu_write_ste does. */
+export function writeSte(smmu: Smmuv3, sid: number, target: readonly bigint[]): void {
+  const addr = smmu.steAddress(sid)
+  const cur = readSte(smmu, sid)
   const cfgi = [parseCommand(`CFGI_STE sid=${sid} leaf`), HOST_SYNC]
   writeEntry(STE_ENTRY, cur, target, { store: (i, v) => smmu.memory.write64(addr + BigInt(i * 8), v), sync: () => smmu.cmdq.issue(cfgi) })
   // "likely that we'll want to use the new STE soon" (no ARM_SMMU_OPT_SKIP_PREFETCH here): no sync of its own

@@ -42,8 +42,9 @@ describe('SMMUv3 STE writes through the mount', () => {
       const s1 = step('abort -> S1')
       assert.deepEqual(s1.cmds, ['CFGI_CD sid=0x8', S, ...cd(2), ...ste(2), ...ATC_ALL])
       assert.equal(s1.ste, 'sid=0x8 config=s1-translate asid=1 ats=1')
-      // V, Config 5, S1Fmt 2, S1CDMax 20; S1DSS = SSID0, CIR/COR WBRA, CSH ISH, EATS = 1
-      assert.match(s1.words, /^0xa0000010000040[0-9a-f]{2},0x00000000100000d6,0x0000000000000000,/)
+      // V, Config 5, S1Fmt 2, S1CDMax 20; S1DSS = SSID0, CIR/COR WBRA, CSH ISH, S1STALLD (the SMMU can stall,
+      // IDR0.STALL_MODEL = 0, and the master does not), EATS = 1
+      assert.match(s1.words, /^0xa0000010000040[0-9a-f]{2},0x00000000180000d6,0x0000000000000000,/)
       // S1 -> blocked (arm_smmu_attach_dev_ste): word 0 (Config), then word 1 cleared; ATS off (the whole ATC);
       // then CD 0 cleared (V first, then the rest), then the domain's ASID flushed as it goes
       const blocked = step('S1 -> blocked')
@@ -67,14 +68,14 @@ describe('SMMUv3 STE writes through the mount', () => {
       // with PASID 5 in use the blocked RID keeps the CD table: only S1DSS changes (one step); ATS stays on for the PASIDs
       const term = step('S1 -> blocked, PASID 5 in use')
       assert.deepEqual(term.cmds, [...ste(1), ...ATC_ALL, ...cd(2), ...asid1])
-      assert.match(term.words, /^0xa0000010000040[0-9a-f]{2},0x00000000100000d4,/)
+      assert.match(term.words, /^0xa0000010000040[0-9a-f]{2},0x00000000180000d4,/)
       assert.deepEqual(term.cds.map((l) => l.split(' ')[0]), ['sid=0x8', 'ssid=0x5'])
       assert.match(term.cds[0], / s1dss=terminate$/)
       // identity with PASID 5 in use (arm_smmu_attach_dev_identity): S1DSS = bypass in one step, ATS on
       const id = step('blocked -> identity, PASID 5 in use')
       assert.deepEqual(id.cmds, [...ste(1), ...ATC_ALL])
       assert.equal(id.ste, 'sid=0x8 config=bypass ats=1')
-      assert.match(id.words, /^0xa0000010000040[0-9a-f]{2},0x00000000100000d5,/)
+      assert.match(id.words, /^0xa0000010000040[0-9a-f]{2},0x00000000180000d5,/)
       assert.match(id.cds[0], / s1dss=bypass$/)
       assert.equal(id.rid, 'identity')
       // DMA: PASID 5 through its CD, no PASID straight to the physical address
@@ -135,8 +136,9 @@ echo "== stream_table"; cat $SMMU/stream_table
           assert.deepEqual(part('cmdq 0000:00:01.0').split('\n'), [...cds('0x8'), ...ste(2), ...ATC_ALL, ...tlbi(1), 'ATC_INV sid=0x8 addr=0x100000', S])
           // without: EATS = 0, and no ATC_INV after the STE or after the unmap's TLBI
           assert.deepEqual(part('cmdq 0000:00:02.0').split('\n'), [...cds('0x10'), ...ste(2, '0x10'), ...tlbi(2)])
-          assert.match(part('stream_table'), /^sid=0x8 config=s1-translate asid=1 ats=1\n {2}ste=0x[0-9a-f]{16},0x00000000100000d6,/m)
-          assert.match(part('stream_table'), /^sid=0x10 config=s1-translate asid=2 ats=0\n {2}ste=0x[0-9a-f]{16},0x00000000000000d6,/m)
+          // word 1: S1STALLD on both (neither master stalls), EATS only with ATS
+          assert.match(part('stream_table'), /^sid=0x8 config=s1-translate asid=1 ats=1\n {2}ste=0x[0-9a-f]{16},0x00000000180000d6,/m)
+          assert.match(part('stream_table'), /^sid=0x10 config=s1-translate asid=2 ats=0\n {2}ste=0x[0-9a-f]{16},0x00000000080000d6,/m)
           assert.match(part('port 0000:00:01.0'), /^ok translate sid=0x8 /)
           assert.match(part('port 0000:00:02.0'), /^err EINVAL translate: 0000:00:02\.0 has no ATS capability \(topology: ats: false\); it sends no translation requests$/m)
         },

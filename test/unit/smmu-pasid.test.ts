@@ -60,7 +60,7 @@ function cfgiSte(steps: number): string[] {
 const ATC5 = 'ATC_INV ssv=1 ssid=0x5 sid=0x8 size=52'
 
 /** Each test: a fresh machine (the default one unless `machine` gives a topology's text), 0000:00:01.0 bound, two IOASes over one file and a PASID-capable HWPT on each. */
-function pasidEach(machine?: (text: string) => string): { t: IommuBench; dev: number; ioas: number; rid: number; other: number } {
+function pasidEach(machine?: (text: string) => string): { t: IommuBench; dev: number; ioas: number; rid: number; other: number; dir: string } {
   const s = {} as { t: IommuBench; dev: number; ioas: number; rid: number; other: number; dir: string }
   beforeEach(() => {
     s.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'smmu-pasid-'))
@@ -118,6 +118,25 @@ describe('SMMUv3 PASID attach: CD table, CFGI_CD by SSID, DMA with a SubstreamID
     const cc = t.hw(SMMU0, 'config_cache')
     assert.match(cc, /^CD {2}sid=0x8 ssid=0x5 asid=2 /m)
     assert.match(cc, /^CD {2}sid=0x8 ssid=0x0 asid=1 /m)
+  })
+
+  it('S1STALLD: set while no CD stalls; a PASID domain with a fault queue clears it first (one step), its CD has S = 1 and translates; its detach sets it again', () => {
+    const { t, dev, rid } = s
+    const word1 = (): string => /^sid=0x8 .*\n {2}ste=0x[0-9a-f]{16},(0x[0-9a-f]{16}),/m.exec(t.hw(SMMU0, 'stream_table'))![1]
+    t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${rid}`)
+    // S1DSS SSID0, CD fetches WB/ISH, S1STALLD (IDR0.STALL_MODEL = 0, the master does not stall), EATS = 1
+    assert.equal(word1(), '0x00000000180000d6')
+    const fault = t.id('FAULT_QUEUE_ALLOC', 'out_fault_id')
+    const ioas3 = t.id('IOAS_ALLOC', 'out_ioas_id')
+    t.ok(`IOAS_MAP_FILE ioas_id=${ioas3} flags=FIXED_IOVA|READABLE|WRITEABLE path=${path.join(s.dir, 'mem')} start=0x1000 length=0x1000 iova=0x100000`)
+    const stalling = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas3} flags=PASID|FAULT_ID_VALID fault_id=${fault}`, 'out_hwpt_id')
+    assert.deepEqual(sent(t, () => t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${stalling} flags=PASID pasid=5`)), [...cfgiSte(1), ...cfgiCd('0x5', 2), ATC5, SYNC])
+    assert.equal(word1(), '0x00000000100000d6')
+    assert.match(t.hw(SMMU0, 'cd_table'), /^ {2}ssid=0x5 cd=0x[0-9a-f]+ asid=2 .* s=1$/m)
+    assert.match(dma(t, { op: 'read', iova: 0x10_0000n, len: 8, pasid: 5 }), /^data 7061736964203521$/m)
+    assert.deepEqual(sent(t, () => t.ok(`DEVICE_DETACH dev_id=${dev} flags=PASID pasid=5`)), [...cfgiCd('0x5', 2), ATC5, SYNC, ...cfgiSte(1), 'TLBI_NH_ASID asid=2', SYNC])
+    assert.equal(word1(), '0x00000000180000d6')
+    assert.match(t.hw(SMMU0, 'findings'), /^sanitizer: mode=report findings=0$/m)
   })
 
   it('detach clears the CD, sends CFGI_CD ssid=5, ATC_INV with SSV for SSID 5, and TLBI by the ASID that leaves; the PASID then faults, with zero findings', () => {
@@ -309,7 +328,8 @@ describe('an SMMUv3 device without ATS (topology ats: false)', () => {
     assert.match(t.send(`GET_HW_INFO dev_id=${dev}`), / out_capabilities=0x9 /)
     assert.equal(t.describe(dev).get('ats'), 'no')
     assert.deepEqual(sent(t, () => t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${other} flags=PASID pasid=5`)), ['CFGI_CD ssid=0x5 sid=0x8', SYNC, ...cfgiCd('0x5', 2), ...cfgiSte(2)])
-    assert.match(t.hw(SMMU0, 'stream_table'), /^sid=0x8 config=abort ats=0\n {2}ste=0x[0-9a-f]{16},0x00000000000000d4,/m)
+    // word 1: S1DSS terminate, CD fetches WB/ISH, S1STALLD (the SMMU can stall, this master does not), EATS = 0
+    assert.match(t.hw(SMMU0, 'stream_table'), /^sid=0x8 config=abort ats=0\n {2}ste=0x[0-9a-f]{16},0x00000000080000d4,/m)
     assert.throws(() => dma(t, { op: 'read', iova: 0x10_0000n, len: 8, pasid: 5, ats: true }), /ats: 0000:00:01\.0 has no ATS capability/)
     assert.match(dma(t, { op: 'read', iova: 0x10_0000n, len: 8, pasid: 5 }), /^data 7061736964203521$/m)
     assert.deepEqual(sent(t, () => t.ok(`DEVICE_DETACH dev_id=${dev} flags=PASID pasid=5`)), [...cfgiCd('0x5', 2), ...cfgiSte(2), 'TLBI_NH_ASID asid=1', SYNC])

@@ -11,7 +11,7 @@ import { strict as assert } from 'node:assert'
 import { set } from '../../src/hw/bits'
 import { s1Cd, steWords } from '../../src/hw/smmuv3/build'
 import { Geometry } from '../../src/hw/smmuv3/pgtable'
-import { STE1, STE2, STE3 } from '../../src/hw/smmuv3/ste'
+import { STE2, STE3 } from '../../src/hw/smmuv3/ste'
 import { EntryKind, writeEntry } from '../../src/iommufd/entry-writer'
 import { CD_ENTRY, S1DSS } from '../../src/iommufd/smmu-cd'
 import { STE_ENTRY } from '../../src/iommufd/smmu-ste'
@@ -22,9 +22,7 @@ const STALL = 2
 
 /** arm_smmu_make_cdtable_ste: S1STALLD unless the master stalls (the SMMU has STALLS), SHCFG for S1DSS bypass (ATTR_TYPES_OVR). */
 function cdtableSte(s1dss: number, ctx: bigint, feat: number): bigint[] {
-  const w = steWords({ config: 's1', ctxPtr: ctx, cdMax: 0x1f, cdFmt: 2, s1dss, eats: feat & ATS ? 1 : 0, shcfgIncoming: s1dss === S1DSS.BYPASS })
-  if (!(feat & STALL)) w[1] = set(w[1], STE1.S1STALLD, 1n)
-  return w
+  return steWords({ config: 's1', ctxPtr: ctx, cdMax: 0x1f, cdFmt: 2, s1dss, s1stalld: !(feat & STALL), eats: feat & ATS ? 1 : 0, shcfgIncoming: s1dss === S1DSS.BYPASS })
 }
 
 /** arm_smmu_make_s2_domain_ste with the kernel test's VTTBR and VTCR fields, SHCFG (ATTR_TYPES_OVR), S2S for a stalling master. */
@@ -95,6 +93,9 @@ describe('SMMUv3 entry writer: the kernel\'s KUnit transitions', () => {
     ['s2 -> s1', () => s2Ste(ATS), () => cdtableSte(S1DSS.SSID0, FAKE_CDTAB, ATS), 3],
     ['s1 -> s2, stalling master', () => cdtableSte(S1DSS.SSID0, FAKE_CDTAB, STALL), () => s2Ste(STALL), 3],
     ['s2 -> s1, stalling master', () => s2Ste(STALL), () => cdtableSte(S1DSS.SSID0, FAKE_CDTAB, STALL), 3],
+    // S1STALLD alone (the master starts or stops stalling): a word-1 change the SMMU reads either way
+    ['cdtable S1STALLD set -> clear', () => cdtableSte(S1DSS.SSID0, FAKE_CDTAB, ATS), () => cdtableSte(S1DSS.SSID0, FAKE_CDTAB, STALL), 1],
+    ['cdtable S1STALLD clear -> set', () => cdtableSte(S1DSS.SSID0, FAKE_CDTAB, STALL), () => cdtableSte(S1DSS.SSID0, FAKE_CDTAB, ATS), 1],
     // the CD table pointer and S1DSS together: V must be cleared first
     ['non-hitless', () => cdtableSte(S1DSS.SSID0, FAKE_CDTAB, ATS), () => cdtableSte(S1DSS.BYPASS, 0x4b4b4b4b4bn, ATS), 3, true],
   ]

@@ -67,6 +67,8 @@ export interface SteOptions {
   /** 0 linear, 1 2-level 4K leaves, 2 2-level 64K leaves. */
   readonly cdFmt?: number
   readonly s1dss?: number
+  /** STE.S1STALLD: stage-1 faults never stall (a master that does not stall, on an SMMU that could). */
+  readonly s1stalld?: boolean
   readonly eats?: number
   /** STE.SHCFG = incoming: the driver's override of bypassed or stage-2 traffic when IDR1.ATTR_TYPES_OVR is set. */
   readonly shcfgIncoming?: boolean
@@ -86,6 +88,7 @@ export function steWords(o: SteOptions): bigint[] {
     w1 = set(w1, STE1.S1DSS, BigInt(o.s1dss ?? 0))
     // CD fetches write-back, inner shareable
     w1 = set(set(set(w1, STE1.S1CIR, 1n), STE1.S1COR, 1n), STE1.S1CSH, 3n)
+    if (o.s1stalld) w1 = set(w1, STE1.S1STALLD, 1n)
   }
   w1 = set(w1, STE1.EATS, BigInt(o.eats ?? 0))
   if (o.shcfgIncoming) w1 = set(w1, STE1_HOST.SHCFG, 1n)
