@@ -939,6 +939,13 @@ static napi_value js_unmount(napi_env env, napi_callback_info info) {
   s->unwanted = 1;
   s->detach = detach;
   if (s->mounting) return js_undefined(env); /* mount_done finishes it */
+  /* what the kernel queued before the unmount is served first: a process that
+   * exits closes its files (queueing RELEASEs) before its parent hears of the
+   * exit, and a caller that unmounts then must see those closes */
+  if (!s->closed) {
+    for (int i = 0; i < nlive; i++) live[i]->ready = 1;
+    drain_all();
+  }
   stop_polling(s);
   /* requests still held by JS can no longer be answered */
   for (uint32_t i = 1; i < nslots; i++)

@@ -5,8 +5,11 @@
  * a descriptor's last close, and a shell can do the same, or wait for the state.
  */
 import { strict as assert } from 'node:assert'
+import { closeSync, open, promises as fsp, write } from 'node:fs'
 import * as path from 'node:path'
-import { iommufs, PACKAGE_ROOT } from '../helpers/cli'
+import { promisify } from 'node:util'
+import { startServer, Server } from '../../src/cli/server'
+import { iommufs, lazyUnmount, makeTempDir, PACKAGE_ROOT } from '../helpers/cli'
 import { sh, withMount } from '../helpers/mount'
 
 const CLOSE_SYNC = path.join(PACKAGE_ROOT, 'dist', 'test', 'c', 'close-sync')
@@ -50,5 +53,30 @@ echo "DEVICE_BIND iommufd=$id" >&6; read -r -u 6 r; echo "rebind $r"`,
         'rebind ok out_devid=1',
       ])
     })
+  })
+
+  it('an unmount first serves what the kernel queued before it: a close() made just before is its RELEASE (regression: iommufs run lost the closes of a command that had just exited)', async () => {
+    const dir = await makeTempDir()
+    let server: Server | undefined
+    try {
+      server = await startServer({ dir })
+      // asynchronous open and write: the server runs on this thread and must answer them
+      const fd = await promisify(open)(path.join(dir, 'dev/iommu'), 'r+')
+      await promisify(write)(fd, 'IOAS_ALLOC\n')
+      const id = /ctx(\d+): IOAS_ALLOC -> ok/.exec(server.trace.recent().join('\n'))?.[1]
+      assert.ok(id, server.trace.recent().join('\n'))
+      // the RELEASE is queued when close() returns; the unmount follows before the loop polls again
+      const trace = server.trace
+      closeSync(fd)
+      const stopping = server.stop()
+      server = undefined
+      await stopping
+      const lines = trace.recent()
+      assert.ok(lines.some((l) => l.endsWith(`ctx${id}: closed: all objects destroyed`)), lines.join('\n'))
+    } finally {
+      await server?.stop()
+      await lazyUnmount(dir)
+      await fsp.rmdir(dir)
+    }
   })
 })
