@@ -9,7 +9,19 @@ import type { Hwpt } from './hwpt'
  */
 
 const byDevice = new WeakMap<PciDevice, Map<number, Hwpt>>()
-const byDomain = new WeakMap<Hwpt, Map<PciDevice, Set<number>>>()
+/** Each domain's (device, PASID) pairs, with the attach sequence number of each. */
+const byDomain = new WeakMap<Hwpt, Map<PciDevice, Map<number, number>>>()
+
+let attachSeq = 0
+
+/**
+ * The next number of one sequence shared by every attach to a domain (a RID's
+ * or a PASID's): the SMMUv3 driver keeps one device list per domain, the
+ * latest attach first, and its ATC invalidations walk it in that order.
+ */
+export function nextAttachSeq(): number {
+  return ++attachSeq
+}
 
 /** The domain `dev`'s `pasid` is set to, if any. */
 export function pasidDomain(dev: PciDevice, pasid: number): Hwpt | undefined {
@@ -34,15 +46,15 @@ export function setPasidDomain(dev: PciDevice, pasid: number, hwpt: Hwpt | undef
   mine.set(pasid, hwpt)
   let devs = byDomain.get(hwpt)
   if (!devs) byDomain.set(hwpt, (devs = new Map()))
-  let set = devs.get(dev)
-  if (!set) devs.set(dev, (set = new Set()))
-  set.add(pasid)
+  let seqs = devs.get(dev)
+  if (!seqs) devs.set(dev, (seqs = new Map()))
+  seqs.set(pasid, nextAttachSeq())
   return old
 }
 
 /** (device, PASID) pairs `h` serves on `unit`, the RIDs' attachments not included. */
-export function pasidUsers(h: Hwpt, unit: IommuUnit): [PciDevice, number][] {
-  return [...(byDomain.get(h) ?? [])].filter(([d]) => d.unit === unit).flatMap(([d, set]) => [...set].map((p): [PciDevice, number] => [d, p]))
+export function pasidUsers(h: Hwpt, unit: IommuUnit): [device: PciDevice, pasid: number, seq: number][] {
+  return [...(byDomain.get(h) ?? [])].filter(([d]) => d.unit === unit).flatMap(([d, seqs]) => [...seqs].map(([p, seq]): [PciDevice, number, number] => [d, p, seq]))
 }
 
 /** Units where `h` serves at least one PASID. */

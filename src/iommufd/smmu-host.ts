@@ -12,7 +12,7 @@ import { MapFlag } from './ioas'
 import { window } from './host-memory'
 import { S1DSS, cdTableSte, masterSsidBits, writeCd } from './smmu-cd'
 import { readSte, writeSte } from './smmu-ste'
-import { pasidDomain, pasidUnits, pasidUsers, pasidsInUse } from './pasid-domains'
+import { nextAttachSeq, pasidDomain, pasidUnits, pasidUsers, pasidsInUse } from './pasid-domains'
 
 /**
  * What the Linux SMMUv3 driver builds in memory for iommufd's domains: the
@@ -135,7 +135,6 @@ interface RidEntry {
   readonly seq: number
 }
 const ridEntries = new WeakMap<Smmuv3, Map<number, RidEntry>>()
-let attachSeq = 0
 
 function ridEntriesOf(smmu: Smmuv3): Map<number, RidEntry> {
   let m = ridEntries.get(smmu)
@@ -154,6 +153,20 @@ export function parentAtcInv(h: HwptPaging, smmu: Smmuv3, range = 'size=52'): st
     .filter(([sid, e]) => e.domain === h && smmu.streams.get(sid)?.ats)
     .sort(([, a], [, b]) => b.seq - a.seq)
     .map(([sid, e]) => (e.nestedFlush ? `ATC_INV sid=${sid} size=52` : `ATC_INV sid=${sid} ${range}`))
+}
+
+/**
+ * A stage-1 domain's part of arm_smmu_atc_inv_domain: one device list for its
+ * RIDs (SSV clear) and the SSIDs it serves (SSV set), the latest attach
+ * first, each stream whose STE has ATS enabled.
+ */
+function domainAtcInv(h: HwptPaging, smmu: Smmuv3, range: string): string[] {
+  const rids = [...ridEntriesOf(smmu)].filter(([, e]) => e.domain === h).map(([sid, e]) => ({ sid, seq: e.seq, ssv: '' }))
+  const ssids = pasidUsers(h, smmu).map(([d, ssid, seq]) => ({ sid: d.streamId, seq, ssv: ` ssv ssid=${hex(ssid)}` }))
+  return [...rids, ...ssids]
+    .filter((e) => smmu.streams.get(e.sid)?.ats)
+    .sort((a, b) => b.seq - a.seq)
+    .map((e) => `ATC_INV sid=${e.sid}${e.ssv} ${range}`)
 }
 
 /**
@@ -205,11 +218,7 @@ export function unmapCommands(h: HwptPaging, smmu: Smmuv3, iova: bigint, size: b
   const range = `addr=${hex(iova & ~0xfffn)} size=${atcSize(iova, size)}`
   const atc: string[] = []
   if (h.nestParent) atc.push(...parentAtcInv(h, smmu, range))
-  else {
-    // a stage-1 domain's RIDs, then each SSID it serves with ATS, SSV set
-    for (const p of [...h.devices].map((d) => d.pci)) if (p.unit === smmu && smmu.streams.get(p.streamId)?.ats) atc.push(`ATC_INV sid=${p.streamId} ${range}`)
-    for (const [d, ssid] of pasidUsers(h, smmu)) if (smmu.streams.get(d.streamId)?.ats) atc.push(`ATC_INV sid=${d.streamId} ssv ssid=${hex(ssid)} ${range}`)
-  }
+  else atc.push(...domainAtcInv(h, smmu, range))
   if (atc.length) out.push(...atc.map(parseCommand), HOST_SYNC)
   return out
 }
@@ -356,7 +365,7 @@ export function setRidSte(smmu: Smmuv3, dev: PciDevice, ste: PhysicalSte, domain
   const was = smmu.streams.get(dev.streamId)?.ats ?? false
   smmu.streams.set(dev.streamId, ste)
   // arm_smmu_attach_prepare: a paging domain, or a nested one's parent, lists the master
-  if (domain && how !== 'ste') ridEntriesOf(smmu).set(dev.streamId, { domain, nestedFlush: how === 'nested' && ste.config === 'nested' && ste.ats, seq: ++attachSeq })
+  if (domain && how !== 'ste') ridEntriesOf(smmu).set(dev.streamId, { domain, nestedFlush: how === 'nested' && ste.config === 'nested' && ste.ats, seq: nextAttachSeq() })
   else ridEntriesOf(smmu).delete(dev.streamId)
   const stage1 = ste.config === 's1-translate' && domain !== undefined
   if (stage1) writeCd(smmu, dev, 0, domainCd(smmu, domain, ste.asid ?? 0, ste.stall ?? false))

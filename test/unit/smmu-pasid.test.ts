@@ -226,6 +226,16 @@ describe('SMMUv3 PASID attach: CD table, CFGI_CD by SSID, DMA with a SubstreamID
     assert.match(t.hw(SMMU0, 'findings'), /findings=0\n/)
   })
 
+  it('IOAS_UNMAP of a domain on the RID and on two PASIDs flushes their ATCs on one list, the latest attach first (arm_smmu_atc_inv_domain), then one CMD_SYNC', () => {
+    const { t, dev, ioas, rid } = s
+    t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${rid} flags=PASID pasid=5`)
+    t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${rid}`)
+    t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${rid} flags=PASID pasid=7`)
+    const cmds = sent(t, () => t.ok(`IOAS_UNMAP ioas_id=${ioas} iova=0x100000 length=0x1000`))
+    const atc = cmds.slice(cmds.findIndex((c) => c.startsWith('ATC_INV')))
+    assert.deepEqual(atc, ['ATC_INV ssv=1 ssid=0x7 sid=0x8 addr=0x100000', 'ATC_INV sid=0x8 addr=0x100000', 'ATC_INV ssv=1 ssid=0x5 sid=0x8 addr=0x100000', SYNC])
+  })
+
   it('IOAS_UNMAP under PASID 5\'s domain sends TLBI_NH_VA by its ASID; the next DMA faults, with zero findings', () => {
     const { t, dev, rid, other } = s
     t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${rid}`)
