@@ -42,6 +42,16 @@ dma() {
   printf '$ %s\n%s\n' "$2" "$dma"
 }
 
+# new_commands FIELDS: the commands the SMMU $SMMU (debug tree $dbg) has
+# received since the last call, its cmdq lines as `cut -f FIELDS` shows them,
+# into $commands (empty when none). The first call only counts what is there.
+new_commands() {
+  local all
+  all=$(grep $'^ *[0-9]\+\t' "$dbg/iommu/$SMMU/cmdq" | cut -f"$1" || true)
+  commands=$(printf '%s\n' "$all" | tail -n +$(( ${commands_seen:-0} + 1 )))
+  commands_seen=$(printf '%s\n' "$all" | grep -c . || true)
+}
+
 # put64 ADDR VALUE: a little-endian 64-bit word into the file $ram, whose
 # offset 0 is address $ram_base (the guest RAM the examples build tables in).
 put64() {

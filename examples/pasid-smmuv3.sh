@@ -24,14 +24,12 @@ printf 'rid data' | dd of="$ram" bs=1 seek=0 conv=notrunc status=none
 printf 'pasid 5!' | dd of="$ram" bs=1 seek=4096 conv=notrunc status=none
 
 exec 3<>"$mnt/dev/iommu"
-# the commands sent since the last call
-seen=$(grep -c $'^ *[0-9]\+\t' "$dbg/iommu/$SMMU/cmdq" || true)
+# cmds TITLE: the commands sent since the last call
+new_commands 2-
 cmds() {
-  local all
-  all=$(grep $'^ *[0-9]\+\t' "$dbg/iommu/$SMMU/cmdq" | cut -f2- || true)
+  new_commands 2-
   echo "== cmdq: $1"
-  printf '%s\n' "$all" | tail -n +$(( seen + 1 )) | sed 's/^/  /'
-  seen=$(printf '%s\n' "$all" | grep -c . || true)
+  [ -z "$commands" ] || printf '%s\n' "$commands" | sed 's/^/  /'
 }
 
 req "DEVICE_BIND pci=$PCI"

@@ -24,14 +24,12 @@ printf 'rid data' | dd of="$ram" bs=1 seek=0 conv=notrunc status=none
 printf 'pasid 5!' | dd of="$ram" bs=1 seek=4096 conv=notrunc status=none
 
 exec 3<>"$mnt/dev/iommu"
-seen=$(grep -c $'^ *[0-9]\+\t' "$dbg/iommu/$SMMU/cmdq" || true)
+new_commands 4
 # step TITLE: the commands sent since the last step, then the device's STE and CD table
 step() {
-  local all
-  all=$(grep $'^ *[0-9]\+\t' "$dbg/iommu/$SMMU/cmdq" | cut -f4 || true)
+  new_commands 4
   echo "== $1"
-  printf '%s\n' "$all" | tail -n +$(( seen + 1 )) | sed 's/^/  cmd /'
-  seen=$(printf '%s\n' "$all" | grep -c . || true)
+  [ -z "$commands" ] || printf '%s\n' "$commands" | sed 's/^/  cmd /'
   grep -A1 '^sid=0x8 ' "$dbg/iommu/$SMMU/stream_table" | sed 's/^ */  /'
   grep '^sid=0x8 \|^  ssid=' "$dbg/iommu/$SMMU/cd_table" | sed 's/^ */  cd_table /' || true
   echo "  rid_domain $(cat "$dbg/rid_domain/$PCI")"

@@ -143,30 +143,19 @@ function ridEntriesOf(smmu: Smmuv3): Map<number, RidEntry> {
 }
 
 /**
- * A nest parent's part of arm_smmu_atc_inv_domain: each stream on its device
- * list with ATS enabled, latest attach first; one attached directly gets the
- * range (all of its ATC without one), one under a nested domain whose guest
- * enabled ATS the whole ATC.
+ * arm_smmu_atc_inv_domain: the ATC_INVs for the domain's device list, the
+ * latest attach first, each stream whose STE has ATS enabled. A RID attached
+ * directly gets the range (SSV clear), a PASID the domain serves the range
+ * with SSV and its SSID, and a RID under a nested domain on this parent whose
+ * guest enabled ATS its whole ATC (`size=52`, nested_ats_flush).
  */
-export function parentAtcInv(h: HwptPaging, smmu: Smmuv3, range = 'size=52'): string[] {
-  return [...ridEntriesOf(smmu)]
-    .filter(([sid, e]) => e.domain === h && smmu.streams.get(sid)?.ats)
-    .sort(([, a], [, b]) => b.seq - a.seq)
-    .map(([sid, e]) => (e.nestedFlush ? `ATC_INV sid=${sid} size=52` : `ATC_INV sid=${sid} ${range}`))
-}
-
-/**
- * A stage-1 domain's part of arm_smmu_atc_inv_domain: one device list for its
- * RIDs (SSV clear) and the SSIDs it serves (SSV set), the latest attach
- * first, each stream whose STE has ATS enabled.
- */
-function domainAtcInv(h: HwptPaging, smmu: Smmuv3, range: string): string[] {
-  const rids = [...ridEntriesOf(smmu)].filter(([, e]) => e.domain === h).map(([sid, e]) => ({ sid, seq: e.seq, ssv: '' }))
-  const ssids = pasidUsers(h, smmu).map(([d, ssid, seq]) => ({ sid: d.streamId, seq, ssv: ` ssv ssid=${hex(ssid)}` }))
+export function atcInvDomain(h: HwptPaging, smmu: Smmuv3, range = 'size=52'): string[] {
+  const rids = [...ridEntriesOf(smmu)].filter(([, e]) => e.domain === h).map(([sid, e]) => ({ sid, seq: e.seq, what: e.nestedFlush ? 'size=52' : range }))
+  const ssids = pasidUsers(h, smmu).map(([d, ssid, seq]) => ({ sid: d.streamId, seq, what: `ssv ssid=${hex(ssid)} ${range}` }))
   return [...rids, ...ssids]
     .filter((e) => smmu.streams.get(e.sid)?.ats)
     .sort((a, b) => b.seq - a.seq)
-    .map((e) => `ATC_INV sid=${e.sid}${e.ssv} ${range}`)
+    .map((e) => `ATC_INV sid=${e.sid} ${e.what}`)
 }
 
 /**
@@ -216,9 +205,7 @@ export function unmapCommands(h: HwptPaging, smmu: Smmuv3, iova: bigint, size: b
   }
   const out: Command[] = [...cmds.map(parseCommand), HOST_SYNC]
   const range = `addr=${hex(iova & ~0xfffn)} size=${atcSize(iova, size)}`
-  const atc: string[] = []
-  if (h.nestParent) atc.push(...parentAtcInv(h, smmu, range))
-  else atc.push(...domainAtcInv(h, smmu, range))
+  const atc = atcInvDomain(h, smmu, range)
   if (atc.length) out.push(...atc.map(parseCommand), HOST_SYNC)
   return out
 }

@@ -4,7 +4,7 @@ import { ArmStage2 } from '../kvm/stage2'
 import { ALL, TdpImporter, Vm } from '../kvm/vm'
 import { ErrnoError } from '../util/errno'
 import type { HwptPaging } from './hwpt'
-import { adoptTable, parentAtcInv, smmusOf, unmapCommands } from './smmu-host'
+import { adoptTable, atcInvDomain, smmusOf, unmapCommands } from './smmu-host'
 
 /**
  * The SMMUv3 driver's side of a KVM-owned stage 2, registered with KVM
@@ -44,7 +44,7 @@ function wholeCommands(h: HwptPaging, smmu: Smmuv3): Command[] {
   for (const v of h.viommus) if (v.unit === smmu) vmids.add(v.vmid)
   const out = [...[...vmids].map((v) => parseCommand(`TLBI_S12_VMALL vmid=${v}`)), HOST_SYNC]
   // arm_smmu_atc_inv_domain over everything: the parent's ATS devices only
-  const atc = parentAtcInv(h, smmu)
+  const atc = atcInvDomain(h, smmu)
   if (atc.length) out.push(...atc.map(parseCommand), HOST_SYNC)
   return out
 }

@@ -19,6 +19,11 @@ const ste = (steps: number, sid = '0x8'): string[] => [...Array.from({ length: s
 const cd = (steps: number, ssid?: string): string[] => Array.from({ length: steps }, () => [ssid ? `CFGI_CD ssid=${ssid} sid=0x8 leaf=1` : 'CFGI_CD sid=0x8 leaf=1', S]).flat()
 const ATC_ALL = ['ATC_INV sid=0x8 size=52', S]
 const ZERO = ',0x0000000000000000'
+/** What each bash session below starts with (in the mount's directory): the SMMU's debug directory, dev/iommu on fd 3, r REQUEST [KEY] (the reply, KEY's value in $v), port PCI REQUEST (one DMA request). */
+const SHELL = `SMMU=sys/kernel/debug/iommufd/iommu/smmu3.0x0000000009050000
+exec 3<>dev/iommu
+r() { echo "$1" >&3; read -r -u 3 x; echo "< $x"; v=$(echo "$x" | grep -o "$2=[0-9x]*" | cut -d= -f2 || true); }
+port() { exec 4<>sys/kernel/debug/iommufd/dma/$1; echo "$2" >&4 || true; cat <&4; exec 4>&-; }`
 
 describe('SMMUv3 STE writes through the mount', () => {
   it('examples/ste-smmuv3.sh: each RID transition sends the entry writer\'s CFGI_STE steps, CD 0 is cleared off stage 1, identity with a PASID is S1DSS = bypass', async () => {
@@ -103,10 +108,7 @@ describe('SMMUv3 STE writes through the mount', () => {
         async (m) => {
           const r = await sh(`set -eu
 cd ${m.dir}
-SMMU=sys/kernel/debug/iommufd/iommu/smmu3.0x0000000009050000
-exec 3<>dev/iommu
-r() { echo "$1" >&3; read -r -u 3 x; echo "< $x"; v=$(echo "$x" | grep -o "$2=[0-9x]*" | cut -d= -f2 || true); }
-port() { exec 4<>sys/kernel/debug/iommufd/dma/$1; echo "$2" >&4 || true; cat <&4; exec 4>&-; }
+${SHELL}
 truncate -s 4K ${dir}/ram
 for pci in 0000:00:01.0 0000:00:02.0; do
   r "DEVICE_BIND pci=$pci" out_devid; dev=$v
@@ -155,10 +157,7 @@ echo "== stream_table"; cat $SMMU/stream_table
       await withMount(async (m) => {
         const r = await sh(`set -eu
 cd ${m.dir}
-SMMU=sys/kernel/debug/iommufd/iommu/smmu3.0x0000000009050000
-exec 3<>dev/iommu
-r() { echo "$1" >&3; read -r -u 3 x; echo "< $x"; v=$(echo "$x" | grep -o "$2=[0-9x]*" | cut -d= -f2 || true); }
-port() { exec 4<>sys/kernel/debug/iommufd/dma/$1; echo "$2" >&4 || true; cat <&4; exec 4>&-; }
+${SHELL}
 n=0
 cmds() { echo "== $1"; grep $'^ *[0-9]\\+\\t' $SMMU/cmdq | tail -n +$(( n + 1 )) | cut -f4; n=$(grep -c $'^ *[0-9]\\+\\t' $SMMU/cmdq || true); }
 printf 'stage 2!' > ${dir}/ram; truncate -s 8K ${dir}/ram
