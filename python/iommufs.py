@@ -494,9 +494,10 @@ class iommu_test_hw_info(_Struct):
 class iommu_hwpt_selftest(_Struct):
     _fields_ = [
         ("iotlb", ctypes.c_uint32),
+        ("pagetable_type", ctypes.c_uint32),
     ]
-    _offsets_ = {"iotlb": 0}
-    _size_ = 4
+    _offsets_ = {"iotlb": 0, "pagetable_type": 4}
+    _size_ = 8
 
 
 class iommu_hwpt_kvm_info(_Struct):

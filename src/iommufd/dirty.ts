@@ -1,4 +1,5 @@
 import type { HwptPaging } from './hwpt'
+import type { Area } from './ioas'
 
 /**
  * Dirty bits of mock paging domains (the selftest's DIRTY op sets them), by
@@ -13,9 +14,31 @@ export function dirtySet(hwpt: HwptPaging): Set<bigint> {
   return s
 }
 
-/** Marks the mock page holding `iova` dirty. */
-export function markDirtyPage(hwpt: HwptPaging, iova: bigint): void {
-  dirtySet(hwpt).add(iova / MOCK_PAGE)
+/**
+ * Marks the mock PTE that maps `iova` (inside `area`) dirty: every 2 KiB page
+ * it covers, so a read reports and cleans the whole PTE, as one dirty bit.
+ */
+export function markDirtyPte(hwpt: HwptPaging, area: Area, iova: bigint): void {
+  const size = pteSize(hwpt, area, iova)
+  const set = dirtySet(hwpt)
+  for (let p = (iova - (iova % size)) / MOCK_PAGE, n = size / MOCK_PAGE; n > 0n; p++, n--) set.add(p)
+}
+
+/**
+ * The size of the PTE the core would have written for `iova`: the domain's
+ * huge page where it has one, huge pages are on in the IOAS, the aligned block
+ * lies inside the one mapping and its memory is one huge CPU page at the same
+ * alignment (physically contiguous, so iommu_map picks the huge size); else
+ * the domain's smallest page.
+ */
+function pteSize(hwpt: HwptPaging, area: Area, iova: bigint): bigint {
+  const sizes = hwpt.mockPages ?? { smallest: MOCK_PAGE }
+  const huge = sizes.huge
+  if (!huge || !hwpt.ioas.hugePages || !area.memory) return sizes.smallest
+  const block = iova - (iova % huge)
+  if (block < area.iova || block + huge > area.iova + area.length) return sizes.smallest
+  const at = area.memory.offset + (block - area.iova)
+  return at % huge === 0n && area.memory.backing.pageSizeAt(at) >= huge ? huge : sizes.smallest
 }
 
 /**

@@ -1,3 +1,4 @@
+import { MockDevice, MockPageSizes, MockPagetable, mockPageSizes } from '../hw/mock/mock'
 import { IommuKind, IommuUnit } from '../hw/unit'
 import { GuestSte, describeSte, validateGuestSte } from '../hw/smmuv3/ste'
 import { VtdS1 } from '../hw/vtd/s1'
@@ -62,7 +63,8 @@ export class HwptPaging extends Hwpt {
   readonly children = new Set<HwptNested>()
   readonly viommus = new Set<Viommu>()
 
-  constructor(kind: IommuKind, readonly ioas: Ioas, readonly flags: number, readonly auto: boolean) {
+  /** `mockPages`: a mock domain's page sizes (its page-table format). */
+  constructor(kind: IommuKind, readonly ioas: Ioas, readonly flags: number, readonly auto: boolean, readonly mockPages?: MockPageSizes) {
     super(kind)
   }
 
@@ -151,8 +153,8 @@ export interface VendorData {
   readonly len: number
   armSte(): [bigint, bigint]
   vtdS1(): VtdS1
-  /** The mock's iommu_hwpt_selftest: its iotlb word. */
-  selftest(): number
+  /** The mock's iommu_hwpt_selftest (pagetable_type is 0 when data_len stops before it). */
+  selftest(): { iotlb: number; pagetableType: number }
 }
 
 export interface HwptAllocArgs {
@@ -196,11 +198,23 @@ function planPaging(dev: Device, ioas: Ioas, a: HwptAllocArgs): HwptPaging {
     throw new ErrnoError('EOPNOTSUPP', `flags=DIRTY_TRACKING: ${unit.kind === 'mock' ? dev.pci.bdf : unit.name} cannot track dirty pages`)
   }
   if (a.flags & HwptAllocFlag.FAULT_ID_VALID && a.flags & HwptAllocFlag.NEST_PARENT) throw new ErrnoError('EOPNOTSUPP', 'flags: FAULT_ID_VALID and NEST_PARENT exclude each other')
-  if (a.data.type !== HwptDataType.NONE) throw new ErrnoError('EOPNOTSUPP', `data_type=${a.data.type}: a paging HWPT takes no driver data`)
+  const mockPages = unit.kind === 'mock' ? mockPagingData(dev, a.data) : undefined
+  if (unit.kind !== 'mock' && a.data.type !== HwptDataType.NONE) throw new ErrnoError('EOPNOTSUPP', `data_type=${a.data.type}: a paging HWPT takes no driver data`)
   driverFor(unit).checkPaging(unit, a.flags)
   fallible('page table allocation')
   ioas.checkPinnable()
-  return new HwptPaging(unit.kind, ioas, a.flags, false)
+  return new HwptPaging(unit.kind, ioas, a.flags, false, mockPages)
+}
+
+/** The mock's paging data: none, or SELFTEST data naming the page-table format (the iotlb word is unused here). */
+function mockPagingData(dev: Device, data: VendorData): MockPageSizes {
+  const flags = (dev.pci as Partial<MockDevice>).flags ?? 0
+  if (data.type === HwptDataType.NONE) return mockPageSizes(MockPagetable.DEFAULT, flags)!
+  if (data.type !== HWPT_DATA_SELFTEST) throw new ErrnoError('EOPNOTSUPP', `data_type=${data.type}: the mock IOMMU takes SELFTEST (0xdead) or none`)
+  const type = data.selftest().pagetableType
+  const sizes = mockPageSizes(type, flags)
+  if (!sizes) throw new ErrnoError('EOPNOTSUPP', `pagetable_type=${type}: expected DEFAULT (0), HUGE (1) or AMDV1 (2)`)
+  return sizes
 }
 
 function planNestedOnParent(dev: Device, parent: HwptPaging, a: HwptAllocArgs): HwptNested {
@@ -213,7 +227,7 @@ function planNestedOnParent(dev: Device, parent: HwptPaging, a: HwptAllocArgs): 
   }
   if (unit.kind === 'mock') {
     if (a.data.type !== HWPT_DATA_SELFTEST) throw new ErrnoError('EOPNOTSUPP', `data_type=${a.data.type}: the mock IOMMU takes SELFTEST (0xdead)`)
-    return new HwptNested(parent, undefined, { kind: 'mock', iotlb: new Array<number>(MOCK_IOTLB_NUM).fill(a.data.selftest()) })
+    return new HwptNested(parent, undefined, { kind: 'mock', iotlb: new Array<number>(MOCK_IOTLB_NUM).fill(a.data.selftest().iotlb) })
   }
   if (!unit.supportsNesting) throw new ErrnoError('EOPNOTSUPP', `${unit.name}: nesting unsupported`)
   if (a.flags & HwptAllocFlag.PASID && !unit.registers.flag('ECAP.PASID')) throw new ErrnoError('EOPNOTSUPP', `flags=PASID: ${unit.name} has no PASID support`)
@@ -228,7 +242,7 @@ function planNestedOnViommu(dev: Device, viommu: Viommu, a: HwptAllocArgs): Hwpt
   if (viommu.mock) {
     // the mock vIOMMU's alloc_domain_nested: SELFTEST data, its IOTLB words, PASID allowed
     if (a.data.type !== HWPT_DATA_SELFTEST) throw new ErrnoError('EOPNOTSUPP', `data_type=${a.data.type}: the mock IOMMU takes SELFTEST (0xdead)`)
-    return new HwptNested(viommu.parent, viommu, { kind: 'mock', iotlb: new Array<number>(MOCK_IOTLB_NUM).fill(a.data.selftest()) })
+    return new HwptNested(viommu.parent, viommu, { kind: 'mock', iotlb: new Array<number>(MOCK_IOTLB_NUM).fill(a.data.selftest().iotlb) })
   }
   if (a.flags & HwptAllocFlag.PASID) throw new ErrnoError('EOPNOTSUPP', 'flags=PASID: an SMMUv3 nested HWPT takes no flags')
   const ste = validateGuestSte(a.data.armSte())

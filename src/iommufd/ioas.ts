@@ -62,9 +62,9 @@ export function areaTouches(a: Area, lo: bigint, hi: bigint, page: PageKey, r: P
   return r.addressesOf(sourcePid(a), page).some((va) => va <= a.userVa + hi && a.userVa + lo <= va + CPU_PAGE - 1n)
 }
 
-/** The smallest page a domain of each hardware kind maps (the selftest's mock uses 2 KiB). */
-export function domainPageSize(kind: string): bigint {
-  return kind === 'mock' ? 2048n : PAGE_SIZE
+/** The smallest page a domain maps: a mock domain's own (2 KiB in its default format), else PAGE_SIZE. */
+export function domainPageSize(h: HwptPaging): bigint {
+  return h.mockPages?.smallest ?? PAGE_SIZE
 }
 
 const byStart = (a: IovaRange, b: IovaRange): number => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0)
@@ -170,7 +170,7 @@ export class Ioas extends IommufdObject {
   private alignmentWith(hugePages: boolean): bigint {
     let a = hugePages ? 1n : PAGE_SIZE
     for (const h of this.hwpts) {
-      const p = domainPageSize(h.kind)
+      const p = domainPageSize(h)
       if (p > a) a = p
     }
     for (const x of this.accesses) if (x.alignment > a) a = x.alignment

@@ -11,7 +11,7 @@ import { ErrnoError } from '../util/errno'
 import type { IommufdContext } from './context'
 import { Device, attach, bind, pasidAttach, pasidDetach, pasidReplace, unbind } from './device'
 import { Hwpt, HwptNested, HwptPaging, MOCK_IOTLB_NUM } from './hwpt'
-import { markDirtyPage } from './dirty'
+import { markDirtyPte } from './dirty'
 import { Area, Ioas, IoasAccess, IovaRange, MapFlag, PAGE_SIZE, ULONG_MAX, areaKey, areaTouches } from './ioas'
 import { PageKey, PageResolver, pageOf, sameKey } from '../memory/pages'
 import { IommufdObject } from './objects'
@@ -345,8 +345,9 @@ export function markDirty(ctx: IommufdContext, a: DirtyArgs): number {
   for (let i = 0; i < Number(max); i++) {
     if (!(bits[i >> 3] & (1 << (i & 7)))) continue
     const cur = a.iova + BigInt(i) * a.pageSize
-    if (!areaAt(hwpt.ioas, cur)) continue
-    markDirtyPage(hwpt, cur)
+    const area = areaAt(hwpt.ioas, cur)
+    if (!area) continue
+    markDirtyPte(hwpt, area, cur)
     count++
   }
   return count

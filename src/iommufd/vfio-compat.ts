@@ -8,7 +8,7 @@
 import { ErrnoError } from '../util/errno'
 import { mustBeZero } from './checks'
 import type { IommufdContext } from './context'
-import { Ioas, IovaRange, MapFlag, PAGE_SIZE, ULONG_MAX, domainPageSize, subtract } from './ioas'
+import { Ioas, IovaRange, MapFlag, PAGE_SIZE, ULONG_MAX, subtract } from './ioas'
 
 export const VFIO_API_VERSION = 0
 /** VFIO_CHECK_EXTENSION / VFIO_SET_IOMMU arguments. */
@@ -75,7 +75,7 @@ export function setIommu(ctx: IommufdContext, type: bigint): void {
 /** iova_pgsizes: what every domain of the IOAS maps, in CPU pages, at least the IOVA alignment. */
 function pageSizes(ioas: Ioas): bigint {
   let bitmap = ULONG_MAX
-  for (const h of ioas.hwpts) bitmap &= h.kind === 'mock' ? domainPageSize(h.kind) : HW_PGSIZES
+  for (const h of ioas.hwpts) bitmap &= h.mockPages ? h.mockPages.smallest | (h.mockPages.huge ?? 0n) : HW_PGSIZES
   if (bitmap & (PAGE_SIZE - 1n)) bitmap = (bitmap & PAGE_MASK) | PAGE_SIZE
   return bitmap > ioas.alignment ? bitmap : ioas.alignment
 }

@@ -24,7 +24,12 @@ export interface Backing {
   hold(): void
   /** One mapping fewer; the last lets go of what the backing holds (an open file), and later accesses abort. */
   release(): void
+  /** The size of the CPU page holding byte `offset`: a huge page's for hugetlb memory, else 4 KiB. */
+  pageSizeAt(offset: bigint): bigint
 }
+
+const SMALL_PAGE = 4096n
+const HUGETLBFS_MAGIC = 0x958458f6
 
 /** Where a mapping's bytes are: a backing, from an offset in it. */
 export interface MemoryRef {
@@ -47,6 +52,10 @@ export class NoBacking implements Backing {
   hold(): void {}
 
   release(): void {}
+
+  pageSizeAt(): bigint {
+    return SMALL_PAGE
+  }
 }
 
 /** The bytes of an open file descriptor by position; `what` names it in aborts. */
@@ -59,6 +68,8 @@ abstract class FdBacking implements Backing {
   }
 
   protected abstract gone(): string
+
+  abstract pageSizeAt(offset: bigint): bigint
 
   read(offset: bigint, len: number): Buffer | Abort {
     if (this.fd === undefined) return { abort: `${this.label}: released` }
@@ -131,6 +142,13 @@ export class FileBacking extends FdBacking {
     return this.fd === undefined ? 0n : BigInt(fs.fstatSync(this.fd).size)
   }
 
+  /** A hugetlbfs file (a MFD_HUGETLB memfd too) is made of its filesystem's block size. */
+  pageSizeAt(): bigint {
+    if (this.fd === undefined) return SMALL_PAGE
+    const st = fs.statfsSync(`/proc/self/fd/${this.fd}`)
+    return st.type === HUGETLBFS_MAGIC ? BigInt(st.bsize) : SMALL_PAGE
+  }
+
   protected gone(): string {
     return 'beyond the end of the file'
   }
@@ -177,6 +195,23 @@ export class ProcessBacking extends FdBacking {
 
   protected gone(): string {
     return 'not mapped (or the process has exited)'
+  }
+
+  /** The KernelPageSize of the mapping holding `va` (/proc/PID/smaps); 4 KiB if it cannot be told. */
+  pageSizeAt(va: bigint): bigint {
+    let text: string
+    try {
+      text = fs.readFileSync(`/proc/${this.pid}/smaps`, 'utf8')
+    } catch {
+      return SMALL_PAGE
+    }
+    let inside = false
+    for (const line of text.split('\n')) {
+      const range = /^([0-9a-f]+)-([0-9a-f]+) /.exec(line)
+      if (range) inside = BigInt(`0x${range[1]}`) <= va && va < BigInt(`0x${range[2]}`)
+      else if (inside && line.startsWith('KernelPageSize:')) return BigInt(/(\d+)/.exec(line)![1]) * 1024n
+    }
+    return SMALL_PAGE
   }
 
   /**

@@ -129,7 +129,10 @@ function vendorData(call: Call): VendorData {
       const s = copy(HwptDataType.VTD_S1, S.iommu_hwpt_vtd_s1, S.iommu_hwpt_vtd_s1.size)
       return { flags: b(s, 'flags'), pgtblAddr: b(s, 'pgtbl_addr'), addrWidth: u(s, 'addr_width'), reserved: u(s, '__reserved') }
     },
-    selftest: () => u(copy(HWPT_DATA_SELFTEST, S.iommu_hwpt_selftest, S.iommu_hwpt_selftest.endOf('iotlb')), 'iotlb'),
+    selftest: () => {
+      const s = copy(HWPT_DATA_SELFTEST, S.iommu_hwpt_selftest, S.iommu_hwpt_selftest.endOf('iotlb'))
+      return { iotlb: u(s, 'iotlb'), pagetableType: u(s, 'pagetable_type') }
+    },
   }
 }
 

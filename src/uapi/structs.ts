@@ -362,7 +362,10 @@ export const iommu_test_hw_info = struct('iommu_test_hw_info', [
 /** The KVM RFC's HWPT data (iommufs extension data type IOMMUFS_KVM): an exported KVM stage 2 by its KVM_CREATE_TDP_FD number. */
 export const iommu_hwpt_kvm_info = struct('iommu_hwpt_kvm_info', [['fd', { type: 'u64' }]])
 
-export const iommu_hwpt_selftest = struct('iommu_hwpt_selftest', [['iotlb', { type: 'u32', show: 'hex' }]])
+export const iommu_hwpt_selftest = struct('iommu_hwpt_selftest', [
+  ['iotlb', { type: 'u32', show: 'hex' }],
+  ['pagetable_type', { type: 'u32' }],
+])
 
 export const iommu_hwpt_invalidate_selftest = struct('iommu_hwpt_invalidate_selftest', [
   ['flags', { type: 'u32', show: 'hex' }],

@@ -23,6 +23,33 @@ export const MOCK_PASID_RESERVED = 1024
 export const MockDevFlag = { NO_DIRTY: 1 << 0, HUGE_IOVA: 1 << 1, PASID: 1 << 2 } as const
 export const MOCK_DEV_FLAGS = MockDevFlag.NO_DIRTY | MockDevFlag.HUGE_IOVA | MockDevFlag.PASID
 
+/** MOCK_IOMMUPT_*: the page-table formats a mock paging HWPT asks for (iommu_hwpt_selftest.pagetable_type). */
+export const MockPagetable = { DEFAULT: 0, HUGE: 1, AMDV1: 2 } as const
+
+/** The page sizes a mock paging domain maps with: its smallest, and its huge one when it has one. */
+export interface MockPageSizes {
+  readonly smallest: bigint
+  readonly huge?: bigint
+}
+
+/**
+ * A mock domain's page sizes. DEFAULT maps 2 KiB pages, and also 1 MiB ones for
+ * a HUGE_IOVA device (older kernels); HUGE maps 1 MiB pages and PAGE_SIZE ones
+ * (its pgsize_bitmap must hold PAGE_SIZE); AMDV1 is the real format, 4 KiB and
+ * up (modelled at 4 KiB). Undefined: no such format.
+ */
+export function mockPageSizes(pagetableType: number, devFlags: number): MockPageSizes | undefined {
+  switch (pagetableType) {
+    case MockPagetable.DEFAULT:
+      return devFlags & MockDevFlag.HUGE_IOVA ? { smallest: MOCK_PAGE_SIZE, huge: MOCK_HUGE_PAGE_SIZE } : { smallest: MOCK_PAGE_SIZE }
+    case MockPagetable.HUGE:
+      return { smallest: 4096n, huge: MOCK_HUGE_PAGE_SIZE }
+    case MockPagetable.AMDV1:
+      return { smallest: 4096n }
+  }
+  return undefined
+}
+
 /** A mock device (iommufd_mockN) on the mock bus. */
 export interface MockDevice extends PciDevice {
   readonly mockId: number
