@@ -118,10 +118,18 @@ export class RegisterFile {
     return f
   }
 
+  /** Field values read so far: the words never change, and features are read on every request. */
+  private readonly fieldValues = new Map<string, bigint>()
+
   /** The value of a field named "REG.FIELD". */
   field(ref: string): bigint {
-    const f = this.fieldDef(ref)
-    return extractField(this.word(f.register), f)
+    let v = this.fieldValues.get(ref)
+    if (v === undefined) {
+      const f = this.fieldDef(ref)
+      v = extractField(this.word(f.register), f)
+      this.fieldValues.set(ref, v)
+    }
+    return v
   }
 
   flag(ref: string): boolean {
