@@ -145,8 +145,12 @@ export class FileBacking extends FdBacking {
   /** A hugetlbfs file (a MFD_HUGETLB memfd too) is made of its filesystem's block size. */
   pageSizeAt(): bigint {
     if (this.fd === undefined) return SMALL_PAGE
-    const st = fs.statfsSync(`/proc/self/fd/${this.fd}`)
-    return st.type === HUGETLBFS_MAGIC ? BigInt(st.bsize) : SMALL_PAGE
+    try {
+      const st = fs.statfsSync(`/proc/self/fd/${this.fd}`)
+      return st.type === HUGETLBFS_MAGIC ? BigInt(st.bsize) : SMALL_PAGE
+    } catch {
+      return SMALL_PAGE // not a file statfs can tell of
+    }
   }
 
   protected gone(): string {
