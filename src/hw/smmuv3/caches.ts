@@ -1,4 +1,5 @@
 import { hex, pageOf } from '../bits'
+import { Lru, LruNode } from '../lru'
 import { Command, field, opcodeName, opcodeOf } from './commands'
 import { ContextConfig, Step, StreamConfig, WalkCache, WalkEntry, WalkTag, describePerms } from './walk'
 
@@ -79,73 +80,6 @@ export interface CacheSizes {
 
 export const DEFAULT_CACHE_SIZES: CacheSizes = { tlb: 2048, ste: 256, cd: 256, atc: 64, walk: 256 }
 
-/**
- * A map that forgets its least recently used entry past `capacity`. A hit
- * only stamps the entry; the oldest is searched for when one must go.
- */
-export class Lru<K, V> {
-  private readonly slots = new Map<K, { v: V; t: number }>()
-  private clock = 0
-
-  constructor(readonly capacity: number, private readonly evicted?: (v: V) => void) {}
-
-  get(k: K): V | undefined {
-    const s = this.slots.get(k)
-    if (!s) return undefined
-    s.t = ++this.clock
-    return s.v
-  }
-
-  /** The entry, without counting a use. */
-  peek(k: K): V | undefined {
-    return this.slots.get(k)?.v
-  }
-
-  /** Counts a use of a slot set() returned (a hit found through another index). */
-  touch(slot: { t: number }): void {
-    slot.t = ++this.clock
-  }
-
-  set(k: K, v: V): { v: V; t: number } {
-    const slot = { v, t: ++this.clock }
-    this.slots.set(k, slot)
-    if (this.slots.size <= this.capacity) return slot
-    let oldest: K | undefined
-    let t = Infinity
-    for (const [key, s] of this.slots) {
-      if (s.t < t) {
-        t = s.t
-        oldest = key
-      }
-    }
-    const gone = this.slots.get(oldest as K)!
-    this.slots.delete(oldest as K)
-    this.evicted?.(gone.v)
-    return slot
-  }
-
-  /** Deletes every entry `pred` holds for; returns how many. */
-  drop(pred: (v: V) => boolean): number {
-    let n = 0
-    for (const [k, s] of this.slots) {
-      if (pred(s.v)) {
-        this.slots.delete(k)
-        this.evicted?.(s.v)
-        n++
-      }
-    }
-    return n
-  }
-
-  *values(): IterableIterator<V> {
-    for (const s of this.slots.values()) yield s.v
-  }
-
-  get size(): number {
-    return this.slots.size
-  }
-}
-
 /** The CD cache's key: StreamID and SubstreamID. */
 export function cdKey(sid: number, ssid: number): number {
   return sid * 2 ** 20 + ssid
@@ -206,7 +140,7 @@ export class Smmuv3Caches implements WalkCache {
   clock: () => number = () => ++this.ticks
   private ticks = 0
   /** tag -> (entry size in pages, first page number -> entry), sizes in the order first filled: lookups without building keys. */
-  private readonly index = new Map<number, { readonly pages: number; readonly byBase: Map<number, { v: TlbEntry; t: number }> }[]>()
+  private readonly index = new Map<number, { readonly pages: number; readonly byBase: Map<number, LruNode<string, TlbEntry>> }[]>()
   readonly ste: Lru<number, SteEntry>
   readonly cd: Lru<number, CdEntry>
   readonly atc: Lru<string, AtcEntry>
@@ -251,7 +185,7 @@ export class Smmuv3Caches implements WalkCache {
     return hit.v
   }
 
-  private find(tag: number, page: number): { v: TlbEntry; t: number } | undefined {
+  private find(tag: number, page: number): LruNode<string, TlbEntry> | undefined {
     const bySize = this.index.get(tag)
     if (!bySize) return undefined
     for (let i = 0; i < bySize.length; i++) {
@@ -300,42 +234,42 @@ export class Smmuv3Caches implements WalkCache {
     const walks = field(cmd, 'leaf') === 0n
     switch (name) {
       case 'TLBI_NH_ALL':
-        return this.tlb.drop(s1) + this.walk.drop(s1)
+        return this.tlb.dropIf(s1) + this.walk.dropIf(s1)
       case 'TLBI_NH_ASID':
-        return this.tlb.drop((e) => s1(e) && e.asid === asid) + this.walk.drop((e) => s1(e) && e.asid === asid)
+        return this.tlb.dropIf((e) => s1(e) && e.asid === asid) + this.walk.dropIf((e) => s1(e) && e.asid === asid)
       case 'TLBI_NH_VA': {
         const span = tlbiSpan(cmd)
-        return this.tlb.drop((e) => s1(e) && (e.asid === asid || e.asid === undefined) && hits(e, span)) + (walks ? this.walk.drop((e) => s1(e) && e.asid === asid && walkHit(e, span)) : 0)
+        return this.tlb.dropIf((e) => s1(e) && (e.asid === asid || e.asid === undefined) && hits(e, span)) + (walks ? this.walk.dropIf((e) => s1(e) && e.asid === asid && walkHit(e, span)) : 0)
       }
       case 'TLBI_NH_VAA': {
         const span = tlbiSpan(cmd)
-        return this.tlb.drop((e) => s1(e) && hits(e, span)) + (walks ? this.walk.drop((e) => s1(e) && walkHit(e, span)) : 0)
+        return this.tlb.dropIf((e) => s1(e) && hits(e, span)) + (walks ? this.walk.dropIf((e) => s1(e) && walkHit(e, span)) : 0)
       }
       case 'TLBI_S2_IPA': {
         const span = tlbiSpan(cmd)
         const s2 = (e: { kind: string; vmid: number }): boolean => e.kind === 'S2' && e.vmid === vmid
-        return this.tlb.drop((e) => s2(e) && hits(e, span)) + (walks ? this.walk.drop((e) => s2(e) && walkHit(e, span)) : 0)
+        return this.tlb.dropIf((e) => s2(e) && hits(e, span)) + (walks ? this.walk.dropIf((e) => s2(e) && walkHit(e, span)) : 0)
       }
       case 'TLBI_S12_VMALL':
-        return this.tlb.drop((e) => e.vmid === vmid) + this.walk.drop((e) => e.vmid === vmid)
+        return this.tlb.dropIf((e) => e.vmid === vmid) + this.walk.dropIf((e) => e.vmid === vmid)
       case 'TLBI_NSNH_ALL':
-        return this.tlb.drop(() => true) + this.walk.drop(() => true)
+        return this.tlb.dropIf(() => true) + this.walk.dropIf(() => true)
       case 'CFGI_STE':
-        return this.ste.drop((e) => e.sid === sid) + this.cd.drop((e) => e.sid === sid)
+        return this.ste.dropIf((e) => e.sid === sid) + this.cd.dropIf((e) => e.sid === sid)
       case 'CFGI_ALL': {
         const range = Number(field(cmd, 'range'))
-        if (range >= 31) return this.ste.drop(() => true) + this.cd.drop(() => true)
+        if (range >= 31) return this.ste.dropIf(() => true) + this.cd.dropIf(() => true)
         const span = 2 ** (range + 1)
         const lo = sid - (sid % span)
         const inRange = (e: { sid: number }): boolean => e.sid >= lo && e.sid < lo + span
-        return this.ste.drop(inRange) + this.cd.drop(inRange)
+        return this.ste.dropIf(inRange) + this.cd.dropIf(inRange)
       }
       case 'CFGI_CD': {
         const ssid = Number(field(cmd, 'ssid'))
-        return this.cd.drop((e) => e.sid === sid && e.ssid === ssid)
+        return this.cd.dropIf((e) => e.sid === sid && e.ssid === ssid)
       }
       case 'CFGI_CD_ALL':
-        return this.cd.drop((e) => e.sid === sid)
+        return this.cd.dropIf((e) => e.sid === sid)
       case 'ATC_INV': {
         const size = field(cmd, 'size')
         const all = size >= 52n
@@ -343,7 +277,7 @@ export class Smmuv3Caches implements WalkCache {
         const start = field(cmd, 'addr') & ~(span - 1n)
         const ssv = field(cmd, 'ssv') === 1n
         const ssid = Number(field(cmd, 'ssid'))
-        return this.atc.drop((e) => e.sid === sid && (!ssv || e.ssid === ssid) && (all || (e.base < start + span && start < e.base + e.size)))
+        return this.atc.dropIf((e) => e.sid === sid && (!ssv || e.ssid === ssid) && (all || (e.base < start + span && start < e.base + e.size)))
       }
       default:
         // EL2/EL3 regimes are never filled here; PREFETCH, PRI_RESP, RESUME, SYNC drop nothing
