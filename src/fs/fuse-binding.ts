@@ -4,6 +4,7 @@
  */
 import { BackendOptions, Mounted } from './fuse-common'
 import { TreeOps } from './ops'
+import { registerServedDir, unregisterServedDir } from '../util/own-mounts'
 
 export type { Mounted } from './fuse-common'
 export { ROOT_FSNAME } from './fuse-common'
@@ -19,7 +20,19 @@ export interface MountOptions extends BackendOptions {
 }
 
 export async function mountTree(dir: string, ops: TreeOps, opts: MountOptions = {}): Promise<Mounted> {
-  // each backend is loaded only when used: a machine may lack the other's library
-  if ((opts.backend ?? DEFAULT_BACKEND) === 'fuse-native') return (await import('./fuse-native-backend')).mountFuseNative(dir, ops, opts)
-  return (await import('./libfuse3-backend')).mountLibfuse3(dir, ops, opts)
+  // the model refuses to open files here: this process answers for them (src/util/own-mounts.ts)
+  registerServedDir(dir)
+  try {
+    // each backend is loaded only when used: a machine may lack the other's library
+    const m = (opts.backend ?? DEFAULT_BACKEND) === 'fuse-native' ? await (await import('./fuse-native-backend')).mountFuseNative(dir, ops, opts) : await (await import('./libfuse3-backend')).mountLibfuse3(dir, ops, opts)
+    return {
+      unmount: async () => {
+        await m.unmount()
+        unregisterServedDir(dir)
+      },
+    }
+  } catch (e) {
+    unregisterServedDir(dir)
+    throw e
+  }
 }

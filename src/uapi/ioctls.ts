@@ -20,6 +20,7 @@ import { encodeEvent } from '../hw/smmuv3/events'
 import { encodeFault } from '../hw/vtd/faults'
 import { ErrnoError } from '../util/errno'
 import { LIMITS } from '../util/limits'
+import { fdIsServedHere, pathIsServedHere } from '../util/own-mounts'
 import { StructLayout, StructValue, decode, encode } from './layout'
 import { UserMemory } from './memory'
 import { VfioAttachFlag, VfioBindFlag } from './names'
@@ -483,6 +484,8 @@ export const IOCTLS: readonly Ioctl[] = [
     const path = c.files?.get(fd) ?? (c.owner && fd >= 0 ? `/proc/${c.owner}/fd/${fd}` : undefined)
     const open = (writable: boolean): FileBacking => {
       if (path === undefined) throw new ErrnoError('EBADF', `fd=${fd}: the caller's file descriptors are not visible to the model; name the file with path= (text), or run the program under the shim`)
+      // a file this server answers for would wait on itself: not memory, as a sysfs or device file is not
+      if (c.files?.has(fd) ? pathIsServedHere(path) : fdIsServedHere(c.owner!, fd)) throw new ErrnoError('EINVAL', `${c.files?.has(fd) ? `path=${path}` : `fd=${fd}`}: a file of this iommufs mount cannot back a mapping`)
       try {
         return FileBacking.open(path, writable)
       } catch (e) {

@@ -1,3 +1,4 @@
+import { pathIsServedHere } from '../util/own-mounts'
 import { hex } from '../hw/bits'
 import { Kvm, KvmSession } from '../kvm/kvm'
 import { Stage2Prot } from '../kvm/stage2'
@@ -93,6 +94,8 @@ function openBacking(f: Map<string, string>, size: bigint, pid: number): { backi
   }
   const offset = num('offset', f.get('offset') ?? '0')
   if (offset % 0x1000n) throw new ErrnoError('EINVAL', `offset=${hex(offset)}: not 4K-aligned`)
+  // this server answers for its own mount's files: opening one would wait on itself
+  if (pathIsServedHere(path!)) throw new ErrnoError('EINVAL', `path=${path}: a file of this iommufs mount cannot back guest memory`)
   let file: FileBacking
   try {
     file = FileBacking.open(path!)

@@ -9,7 +9,9 @@
  *   trunc: after ftruncate shrinks the memfd, the same MAP_FILE is EINVAL;
  *   badfd: a closed descriptor is EBADF;
  *   file:  a regular file (O_TMPFILE) maps as a memfd does;
- *   unmapped: IOAS_MAP of an address the program has not mapped is EFAULT.
+ *   unmapped: IOAS_MAP of an address the program has not mapped is EFAULT;
+ *   own:   MAP_FILE of a file of the mount itself is EINVAL (not memory), at
+ *          once: the server never opens a file it answers for.
  *
  * Each line: "NAME: ok ..." or "NAME: err ERRNO"; exits 1 on an unexpected result.
  */
@@ -116,5 +118,10 @@ int main(int argc, char **argv)
 		.iova = 0x800000,
 	};
 	expect("unmapped", do_ioctl(iommufd, IOMMU_IOAS_MAP, &map), EFAULT);
+
+	char own[4096];
+	snprintf(own, sizeof own, "%s/dev/vfio/devices/vfio1", getenv("IOMMUFS_MOUNT") ? getenv("IOMMUFS_MOUNT") : "");
+	int ofd = open(own, O_RDONLY);
+	expect("own", ofd < 0 ? errno : map_file(iommufd, ioas.out_ioas_id, ofd, 0, 0x1000, 0x900000), EINVAL);
 	return failed;
 }

@@ -3,7 +3,8 @@
  * with real ioctl()s: IOAS_MAP_FILE of a memfd and of a regular file (DMA
  * reads what the program wrote, the program reads what the device wrote),
  * EINVAL past the end of the file and after an ftruncate, EBADF for a closed
- * descriptor, EFAULT for IOAS_MAP of an address the program has unmapped.
+ * descriptor, EFAULT for IOAS_MAP of an address the program has unmapped,
+ * EINVAL (and no wait) for a file of the mount itself.
  */
 import { strict as assert } from 'node:assert'
 import * as path from 'node:path'
@@ -26,6 +27,7 @@ const EXPECTED = [
   'file: ok',
   'file read: ok "in a plain file"',
   'unmapped: EFAULT',
+  'own: EINVAL',
   '',
 ].join('\n')
 

@@ -1,0 +1,57 @@
+import { readFileSync } from 'node:fs'
+import * as path from 'node:path'
+
+/**
+ * The directories this process serves over FUSE. The server answers its own
+ * mounts' requests on one thread, so it must never open or stat a file there
+ * itself: it would wait for an answer only it can give. A caller's descriptor
+ * or path that leads back here is refused instead.
+ */
+const served = new Set<string>()
+
+export function registerServedDir(dir: string): void {
+  served.add(path.resolve(dir))
+}
+
+export function unregisterServedDir(dir: string): void {
+  served.delete(path.resolve(dir))
+}
+
+/** Whether `p` (as written; symlinks are not followed, which would reach the mount) names a file under a served directory. */
+export function pathIsServedHere(p: string): boolean {
+  const abs = path.resolve(p)
+  for (const d of served) if (abs === d || abs.startsWith(`${d}/`)) return true
+  return false
+}
+
+/** mountinfo's octal escapes (\040 for a space) undone. */
+const unescape = (s: string): string => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))
+
+/** [mount ID, "major:minor", mount point] of each line of a mountinfo file. */
+function mounts(file: string): [string, string, string][] {
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const f = l.split(' ')
+      return [f[0], f[2], unescape(f[4])]
+    })
+}
+
+/**
+ * Whether descriptor `fd` of process `pid` is a file of a served directory,
+ * whatever path the process sees it by (a bind mount in another mount
+ * namespace included): its mount's device is one of the served mounts'.
+ * Read from /proc alone (fdinfo, mountinfo), never through the file.
+ */
+export function fdIsServedHere(pid: number, fd: number): boolean {
+  if (!served.size) return false
+  try {
+    const mntId = /^mnt_id:\s*(\d+)$/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))?.[1]
+    const dev = mounts(`/proc/${pid}/mountinfo`).find((m) => m[0] === mntId)?.[1]
+    if (!dev) return false
+    return mounts('/proc/self/mountinfo').some(([, d, at]) => d === dev && pathIsServedHere(at))
+  } catch {
+    return false // no such descriptor or process: opening it fails on its own
+  }
+}
