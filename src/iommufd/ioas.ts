@@ -7,7 +7,7 @@ import { hex, mustBeZero, unknownFlags } from './checks'
 import type { IommufdContext } from './context'
 import { IommufdObject } from './objects'
 import type { HwptPaging } from './hwpt'
-import { FileBacking, MemoryRef, ProcessBacking } from '../memory/backing'
+import { FileBacking, MemoryRef, ProcessBacking, servedFileReason } from '../memory/backing'
 import { CPU_PAGE, PageKey, PageResolver } from '../memory/pages'
 import { PinnedPages, PinnedStretch, changeProcess, npinned, ownerFor } from './pages'
 import { areaMapped, areasUnmapped } from './host'
@@ -540,6 +540,8 @@ export function pinProcessPages(pid: number, va: bigint, length: bigint): Memory
     hole = va
   }
   if (hole !== undefined) throw new ErrnoError('EFAULT', `user_va=${hex(va)}: nothing mapped at ${hex(hole)} in the caller (pid ${pid})`)
+  const own = ProcessBacking.firstServedFile(pid, va, length)
+  if (own !== undefined) throw new ErrnoError('EFAULT', `user_va=${hex(va)}: ${servedFileReason(own)}`)
   return { backing: ProcessBacking.open(pid), offset: va }
 }
 

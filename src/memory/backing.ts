@@ -1,5 +1,6 @@
 import * as fs from 'node:fs'
-import { PageKey, devName, fileKey } from './pages'
+import { servedDevices } from '../util/own-mounts'
+import { PageKey, devName, fileKey, readMaps } from './pages'
 
 /** Why a memory access could not complete: the architecture's external abort, with the cause. */
 export interface Abort {
@@ -26,6 +27,11 @@ export interface Backing {
   release(): void
   /** The size of the CPU page holding byte `offset`: a huge page's for hugetlb memory, else 4 KiB. */
   pageSizeAt(offset: bigint): bigint
+}
+
+/** Why memory at `at` is refused: ProcessBacking.firstServedFile found it. */
+export function servedFileReason(at: bigint): string {
+  return `0x${at.toString(16)} maps a file of this iommufs mount, which the server cannot read (it would wait on itself)`
 }
 
 const SMALL_PAGE = 4096n
@@ -201,6 +207,23 @@ export class ProcessBacking extends FdBacking {
     return 'not mapped (or the process has exited)'
   }
 
+  /**
+   * The first address of [va, va+len) that process `pid` maps from a file of
+   * this server's own mount: reading it would fault the page in through FUSE,
+   * a request only this (then waiting) server could answer.
+   */
+  static firstServedFile(pid: number, va: bigint, len: bigint): bigint | undefined {
+    const devs = servedDevices()
+    if (!devs.size) return undefined
+    const end = va + len
+    for (const v of readMaps(pid) ?? []) {
+      if (v.inode === 0n || v.end <= va || v.start >= end) continue
+      const [major, minor] = v.dev.split(':').map((x) => parseInt(x, 16))
+      if (devs.has(`${major}:${minor}`)) return v.start > va ? v.start : va
+    }
+    return undefined
+  }
+
   /** The KernelPageSize of the mapping holding `va` (/proc/PID/smaps); 4 KiB if it cannot be told. */
   pageSizeAt(va: bigint): bigint {
     let text: string
@@ -225,6 +248,8 @@ export class ProcessBacking extends FdBacking {
    */
   unpinnable(va: bigint, len: bigint): string | undefined {
     if (this.fd === undefined) return `${this.label}: released`
+    const own = ProcessBacking.firstServedFile(this.pid, va, len)
+    if (own !== undefined) return servedFileReason(own)
     try {
       if (fs.readSync(this.fd, Buffer.alloc(1), 0, 1, va) === 0) return `process ${this.pid}, which mapped it, has exited`
     } catch {
@@ -241,6 +266,8 @@ export class ProcessBacking extends FdBacking {
     } catch {
       return `process ${pid}, which mapped it, has exited`
     }
-    return hole === undefined ? undefined : `process ${pid} maps nothing at 0x${hole.toString(16)}`
+    if (hole !== undefined) return `process ${pid} maps nothing at 0x${hole.toString(16)}`
+    const own = ProcessBacking.firstServedFile(pid, va, len)
+    return own === undefined ? undefined : servedFileReason(own)
   }
 }

@@ -2,7 +2,7 @@ import { pathIsServedHere } from '../util/own-mounts'
 import { hex } from '../hw/bits'
 import { Kvm, KvmSession } from '../kvm/kvm'
 import { Stage2Prot } from '../kvm/stage2'
-import { Backing, FileBacking, ProcessBacking } from '../memory/backing'
+import { Backing, FileBacking, ProcessBacking, servedFileReason } from '../memory/backing'
 import { ErrnoError } from '../util/errno'
 
 /**
@@ -90,6 +90,8 @@ function openBacking(f: Map<string, string>, size: bigint, pid: number): { backi
       throw new ErrnoError('EFAULT', `userspace_addr=${uva}: cannot read process ${pid}'s mappings`)
     }
     if (miss !== undefined) throw new ErrnoError('EFAULT', `userspace_addr=${uva}: ${hex(miss)} is not mapped in process ${pid}`)
+    const own = ProcessBacking.firstServedFile(pid, va, size)
+    if (own !== undefined) throw new ErrnoError('EFAULT', `userspace_addr=${uva}: ${servedFileReason(own)}`)
     return { backing: ProcessBacking.open(pid), offset: va }
   }
   const offset = num('offset', f.get('offset') ?? '0')

@@ -38,6 +38,14 @@ function mounts(file: string): [string, string, string][] {
     })
 }
 
+/** The devices ("major:minor", decimal) of the mounts under served directories. */
+export function servedDevices(): Set<string> {
+  const out = new Set<string>()
+  if (!served.size) return out
+  for (const [, dev, at] of mounts('/proc/self/mountinfo')) if (pathIsServedHere(at)) out.add(dev)
+  return out
+}
+
 /**
  * Whether descriptor `fd` of process `pid` is a file of a served directory,
  * whatever path the process sees it by (a bind mount in another mount
@@ -49,8 +57,7 @@ export function fdIsServedHere(pid: number, fd: number): boolean {
   try {
     const mntId = /^mnt_id:\s*(\d+)$/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))?.[1]
     const dev = mounts(`/proc/${pid}/mountinfo`).find((m) => m[0] === mntId)?.[1]
-    if (!dev) return false
-    return mounts('/proc/self/mountinfo').some(([, d, at]) => d === dev && pathIsServedHere(at))
+    return dev !== undefined && servedDevices().has(dev)
   } catch {
     return false // no such descriptor or process: opening it fails on its own
   }

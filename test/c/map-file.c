@@ -11,7 +11,9 @@
  *   file:  a regular file (O_TMPFILE) maps as a memfd does;
  *   unmapped: IOAS_MAP of an address the program has not mapped is EFAULT;
  *   own:   MAP_FILE of a file of the mount itself is EINVAL (not memory), at
- *          once: the server never opens a file it answers for.
+ *          once: the server never opens a file it answers for;
+ *   own_mmap: IOAS_MAP of the program's mmap of a mount file is EFAULT, as
+ *          the server cannot read those pages (the fault would wait on it).
  *
  * Each line: "NAME: ok ..." or "NAME: err ERRNO"; exits 1 on an unexpected result.
  */
@@ -123,5 +125,16 @@ int main(int argc, char **argv)
 	snprintf(own, sizeof own, "%s/dev/vfio/devices/vfio1", getenv("IOMMUFS_MOUNT") ? getenv("IOMMUFS_MOUNT") : "");
 	int ofd = open(own, O_RDONLY);
 	expect("own", ofd < 0 ? errno : map_file(iommufd, ioas.out_ioas_id, ofd, 0, 0x1000, 0x900000), EINVAL);
+
+	/* a feature file: the mount's under the shim, the namespace's /sys (the mount's too) with real ioctl()s */
+	snprintf(own, sizeof own, "%s/sys/class/iommu/dmar0/intel-iommu/cap", getenv("IOMMUFS_MOUNT") ? getenv("IOMMUFS_MOUNT") : "");
+	int cfd = open(own, O_RDONLY);
+	if (cfd < 0)
+		cfd = open("/sys/class/iommu/dmar0/intel-iommu/cap", O_RDONLY);
+	void *page = cfd < 0 ? MAP_FAILED : mmap(NULL, 0x1000, PROT_READ, MAP_PRIVATE, cfd, 0);
+	map.user_va = (uintptr_t)page;
+	map.length = 0x1000;
+	map.iova = 0xa00000;
+	expect("own_mmap", page == MAP_FAILED ? errno : do_ioctl(iommufd, IOMMU_IOAS_MAP, &map), EFAULT);
 	return failed;
 }

@@ -4,7 +4,8 @@
  * reads what the program wrote, the program reads what the device wrote),
  * EINVAL past the end of the file and after an ftruncate, EBADF for a closed
  * descriptor, EFAULT for IOAS_MAP of an address the program has unmapped,
- * EINVAL (and no wait) for a file of the mount itself.
+ * EINVAL (and no wait) for a file of the mount itself, EFAULT for IOAS_MAP
+ * of a mapping of one.
  */
 import { strict as assert } from 'node:assert'
 import * as path from 'node:path'
@@ -28,6 +29,7 @@ const EXPECTED = [
   'file read: ok "in a plain file"',
   'unmapped: EFAULT',
   'own: EINVAL',
+  'own_mmap: EFAULT',
   '',
 ].join('\n')
 
