@@ -26,7 +26,7 @@ export class UserMemory {
   /** `canAsk`: a buffer not supplied may still be asked for (frames from the shim), so reads of it throw MissingMemory. */
   constructor(private readonly supplied: ReadonlyMap<bigint, Buffer | 'fault'>, private readonly canAsk = false) {}
 
-  private lookup(addr: bigint, len: bigint): Buffer | 'fault' | undefined {
+  protected lookup(addr: bigint, len: bigint): Buffer | 'fault' | undefined {
     for (const [base, b] of this.supplied) {
       if (b === 'fault') {
         if (base === addr) return 'fault'
@@ -90,5 +90,24 @@ export class PidMemory extends UserMemory {
     if (data.length === 0) return
     if (addr === 0n || this.mem.write(this.pid, addr, data) !== 0) throw new ErrnoError('EFAULT', `${field}=0x${addr.toString(16)}: cannot write there`)
     this.written.set(addr, Buffer.from(data))
+  }
+}
+
+/**
+ * A shim frame's memory when the server can reach the sender's process: the
+ * buffers the frame carries, and anything else read from the process at once
+ * (process_vm_readv), as a real ioctl() is served, instead of a RETRY round
+ * trip to the shim. Writes go back in the reply, which the shim applies.
+ */
+export class FrameMemory extends UserMemory {
+  constructor(supplied: ReadonlyMap<bigint, Buffer | 'fault'>, private readonly mem: ProcessMemory, readonly pid: number) {
+    super(supplied)
+  }
+
+  override read(addr: bigint, len: bigint, field: string): Buffer {
+    if (len === 0n || this.lookup(addr, len) !== undefined) return super.read(addr, len, field)
+    const r = addr === 0n ? -14 : this.mem.read(this.pid, addr, Number(len))
+    if (typeof r === 'number') throw new ErrnoError('EFAULT', `${field}=0x${addr.toString(16)}: cannot read ${len} bytes there`)
+    return r
   }
 }

@@ -10,7 +10,7 @@ import { readlinkSync } from 'node:fs'
 import { DispatchEnv, IoctlReply, MAX_USER_BUFFER, dispatch } from './dispatch'
 import { decodeRequest, encodeError, encodeReply, frameLength, looksLikeFrame } from './frame'
 import { ioctlByCmd } from './ioctls'
-import { PidMemory, ProcessMemory } from './memory'
+import { FrameMemory, PidMemory, ProcessMemory } from './memory'
 import { RecordedSession, RequestRecorder } from './record'
 import { DeviceResolver, formatReply, formatRequest, parseTextCached } from './text'
 
@@ -27,12 +27,13 @@ export interface Requester {
   readonly pid: number
   /** The requesting thread, when the transport names it (its memory and descriptors are the process's). */
   readonly tid?: number
+  /** A way into the requester's memory, when the transport has one. */
+  readonly memory?: ProcessMemory
 }
 
 /** The maker of a real ioctl(): its process, its thread, and a way into its memory. */
 export interface IoctlCaller extends Requester {
   readonly tid: number
-  readonly memory?: ProcessMemory
 }
 
 /** Which process opened each live context (real ioctls name a context by the caller's descriptor). */
@@ -335,7 +336,10 @@ export abstract class Session {
       const device = this.frameDevice(req.target)
       if (req.target && !device) throw new ErrnoError('ENODEV', `frame target=${req.target}: no /dev/vfio/devices/vfio${req.target - 1}`)
       const owner = req.own ? caller?.tid || caller?.pid || undefined : undefined
-      const reply = dispatch(this.env(req.fds), { cmd, struct: req.struct, buffers: req.buffers, device, mayRetry: true, arg: req.arg, owner })
+      // the sender's memory reached directly spares a RETRY round trip for each buffer the frame did not carry
+      // (a recording keeps the round trip: the retried frame carries the bytes it records)
+      const memory = owner && caller?.memory && !this.rec ? new FrameMemory(req.buffers, caller.memory, owner) : undefined
+      const reply = dispatch(this.env(req.fds), { cmd, struct: req.struct, buffers: req.buffers, device, mayRetry: !memory, memory, arg: req.arg, owner })
       this.afterReply(reply)
       if (!reply.errno && !reply.needs && reply.newFds?.length) this.handedFds(reply)
       const name = reply.ioctl?.name ?? `0x${cmd.toString(16)}`
