@@ -700,7 +700,7 @@ static int forward_ioctl(int fd, struct slot s, uint32_t cmd, void *arg)
 	}
 	pthread_mutex_unlock(&io_lock);
 
-	int retval = 0;
+	int retval = 0, newfd_retval = -1;
 	if (!err) {
 		err = (int)rep.h.target_or_errno;
 		/* descriptors the kernel would install: ours point at /dev/null, the server knows them by handle */
@@ -724,6 +724,12 @@ static int forward_ioctl(int fd, struct slot s, uint32_t cmd, void *arg)
 				nfd = real.open("/dev/null", O_RDWR | O_CLOEXEC);
 			} else {
 				errno = ENAMETOOLONG;
+			}
+			/* offset 0xffffffff: the descriptor is the ioctl's return value (a DMA-BUF), kept in no table */
+			if (nfd >= 0 && off == NEWFD_RETVAL && plen) {
+				newfd_retval = nfd;
+				trace("iommufs-shim: fd %d = %s", nfd, qpath);
+				continue;
 			}
 			if (nfd < 0 || (uint64_t)off + 4 > rep.h.struct_len) {
 				err = nfd < 0 ? errno : EPROTO;
@@ -766,10 +772,12 @@ static int forward_ioctl(int fd, struct slot s, uint32_t cmd, void *arg)
 	free_request(&r);
 	free(st);
 	if (err) {
+		if (newfd_retval >= 0)
+			real.close(newfd_retval);
 		errno = err;
 		return -1;
 	}
-	return retval;
+	return newfd_retval >= 0 ? newfd_retval : retval;
 }
 
 /*

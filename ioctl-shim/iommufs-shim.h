@@ -36,6 +36,9 @@ enum iomf_reply_flags {
 				* number goes, then optionally the path (under the mount) the descriptor opens */
 };
 
+/* A NEWFD offset naming no struct field: the descriptor is the ioctl's return value. */
+#define NEWFD_RETVAL 0xffffffffu
+
 struct iomf_header {
 	uint32_t magic;
 	uint16_t version;

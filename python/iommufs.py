@@ -711,6 +711,24 @@ class iommu_test_pasid_check(_Struct):
     _size_ = 8
 
 
+class iommu_test_dmabuf_get(_Struct):
+    _fields_ = [
+        ("length", ctypes.c_uint32),
+        ("open_flags", ctypes.c_uint32),
+    ]
+    _offsets_ = {"length": 0, "open_flags": 4}
+    _size_ = 8
+
+
+class iommu_test_dmabuf_revoke(_Struct):
+    _fields_ = [
+        ("dmabuf_fd", ctypes.c_int32),
+        ("revoked", ctypes.c_uint32),
+    ]
+    _offsets_ = {"dmabuf_fd": 0, "revoked": 4}
+    _size_ = 8
+
+
 class vfio_device_bind_iommufd(_Struct):
     _fields_ = [
         ("argsz", ctypes.c_uint32),
@@ -802,7 +820,7 @@ class vfio_iommu_type1_dma_unmap(_Struct):
 
 
 #: every struct by name
-STRUCTS = {"iommu_iova_range": iommu_iova_range, "iommu_destroy": iommu_destroy, "iommu_ioas_alloc": iommu_ioas_alloc, "iommu_ioas_allow_iovas": iommu_ioas_allow_iovas, "iommu_ioas_copy": iommu_ioas_copy, "iommu_ioas_iova_ranges": iommu_ioas_iova_ranges, "iommu_ioas_map": iommu_ioas_map, "iommu_ioas_unmap": iommu_ioas_unmap, "iommu_option": iommu_option, "iommu_vfio_ioas": iommu_vfio_ioas, "iommu_hwpt_alloc": iommu_hwpt_alloc, "iommu_hw_info": iommu_hw_info, "iommu_hwpt_set_dirty_tracking": iommu_hwpt_set_dirty_tracking, "iommu_hwpt_get_dirty_bitmap": iommu_hwpt_get_dirty_bitmap, "iommu_hwpt_invalidate": iommu_hwpt_invalidate, "iommu_fault_alloc": iommu_fault_alloc, "iommu_ioas_map_file": iommu_ioas_map_file, "iommu_viommu_alloc": iommu_viommu_alloc, "iommu_vdevice_alloc": iommu_vdevice_alloc, "iommu_ioas_change_process": iommu_ioas_change_process, "iommu_veventq_alloc": iommu_veventq_alloc, "iommu_hw_queue_alloc": iommu_hw_queue_alloc, "iommu_test_cmd": iommu_test_cmd, "iommufs_hwpt_invalidate_ring": iommufs_hwpt_invalidate_ring, "iommufs_vcmdq_alloc": iommufs_vcmdq_alloc, "iommufs_dma": iommufs_dma, "iommufs_mmap": iommufs_mmap, "iommufs_munmap": iommufs_munmap, "iommu_hwpt_arm_smmuv3": iommu_hwpt_arm_smmuv3, "iommufd_vevent_header": iommufd_vevent_header, "iommu_vevent_arm_smmuv3": iommu_vevent_arm_smmuv3, "iommu_hwpt_vtd_s1": iommu_hwpt_vtd_s1, "iommu_hw_info_arm_smmuv3": iommu_hw_info_arm_smmuv3, "iommu_hw_info_vtd": iommu_hw_info_vtd, "iommu_hwpt_vtd_s1_invalidate": iommu_hwpt_vtd_s1_invalidate, "iommu_viommu_arm_smmuv3_invalidate": iommu_viommu_arm_smmuv3_invalidate, "iommu_test_hw_info": iommu_test_hw_info, "iommu_hwpt_selftest": iommu_hwpt_selftest, "iommu_hwpt_kvm_info": iommu_hwpt_kvm_info, "iommu_hwpt_invalidate_selftest": iommu_hwpt_invalidate_selftest, "iommu_viommu_selftest": iommu_viommu_selftest, "iommu_viommu_invalidate_selftest": iommu_viommu_invalidate_selftest, "iommu_test_add_reserved": iommu_test_add_reserved, "iommu_test_mock_domain": iommu_test_mock_domain, "iommu_test_mock_domain_replace": iommu_test_mock_domain_replace, "iommu_test_check_map": iommu_test_check_map, "iommu_test_check_refs": iommu_test_check_refs, "iommu_test_create_access": iommu_test_create_access, "iommu_test_destroy_access_pages": iommu_test_destroy_access_pages, "iommu_test_access_pages": iommu_test_access_pages, "iommu_test_access_rw": iommu_test_access_rw, "iommu_test_memory_limit": iommu_test_memory_limit, "iommu_test_access_replace_ioas": iommu_test_access_replace_ioas, "iommu_test_dirty": iommu_test_dirty, "iommu_test_check_iotlb": iommu_test_check_iotlb, "iommu_test_trigger_iopf": iommu_test_trigger_iopf, "iommu_test_check_dev_cache": iommu_test_check_dev_cache, "iommu_test_trigger_vevent": iommu_test_trigger_vevent, "iommu_test_pasid_attach": iommu_test_pasid_attach, "iommu_test_pasid_check": iommu_test_pasid_check, "vfio_device_bind_iommufd": vfio_device_bind_iommufd, "vfio_device_attach_iommufd_pt": vfio_device_attach_iommufd_pt, "vfio_device_detach_iommufd_pt": vfio_device_detach_iommufd_pt, "vfio_device_info": vfio_device_info, "vfio_compat_arg": vfio_compat_arg, "vfio_iommu_type1_info": vfio_iommu_type1_info, "vfio_iommu_type1_dma_map": vfio_iommu_type1_dma_map, "vfio_iommu_type1_dma_unmap": vfio_iommu_type1_dma_unmap}
+STRUCTS = {"iommu_iova_range": iommu_iova_range, "iommu_destroy": iommu_destroy, "iommu_ioas_alloc": iommu_ioas_alloc, "iommu_ioas_allow_iovas": iommu_ioas_allow_iovas, "iommu_ioas_copy": iommu_ioas_copy, "iommu_ioas_iova_ranges": iommu_ioas_iova_ranges, "iommu_ioas_map": iommu_ioas_map, "iommu_ioas_unmap": iommu_ioas_unmap, "iommu_option": iommu_option, "iommu_vfio_ioas": iommu_vfio_ioas, "iommu_hwpt_alloc": iommu_hwpt_alloc, "iommu_hw_info": iommu_hw_info, "iommu_hwpt_set_dirty_tracking": iommu_hwpt_set_dirty_tracking, "iommu_hwpt_get_dirty_bitmap": iommu_hwpt_get_dirty_bitmap, "iommu_hwpt_invalidate": iommu_hwpt_invalidate, "iommu_fault_alloc": iommu_fault_alloc, "iommu_ioas_map_file": iommu_ioas_map_file, "iommu_viommu_alloc": iommu_viommu_alloc, "iommu_vdevice_alloc": iommu_vdevice_alloc, "iommu_ioas_change_process": iommu_ioas_change_process, "iommu_veventq_alloc": iommu_veventq_alloc, "iommu_hw_queue_alloc": iommu_hw_queue_alloc, "iommu_test_cmd": iommu_test_cmd, "iommufs_hwpt_invalidate_ring": iommufs_hwpt_invalidate_ring, "iommufs_vcmdq_alloc": iommufs_vcmdq_alloc, "iommufs_dma": iommufs_dma, "iommufs_mmap": iommufs_mmap, "iommufs_munmap": iommufs_munmap, "iommu_hwpt_arm_smmuv3": iommu_hwpt_arm_smmuv3, "iommufd_vevent_header": iommufd_vevent_header, "iommu_vevent_arm_smmuv3": iommu_vevent_arm_smmuv3, "iommu_hwpt_vtd_s1": iommu_hwpt_vtd_s1, "iommu_hw_info_arm_smmuv3": iommu_hw_info_arm_smmuv3, "iommu_hw_info_vtd": iommu_hw_info_vtd, "iommu_hwpt_vtd_s1_invalidate": iommu_hwpt_vtd_s1_invalidate, "iommu_viommu_arm_smmuv3_invalidate": iommu_viommu_arm_smmuv3_invalidate, "iommu_test_hw_info": iommu_test_hw_info, "iommu_hwpt_selftest": iommu_hwpt_selftest, "iommu_hwpt_kvm_info": iommu_hwpt_kvm_info, "iommu_hwpt_invalidate_selftest": iommu_hwpt_invalidate_selftest, "iommu_viommu_selftest": iommu_viommu_selftest, "iommu_viommu_invalidate_selftest": iommu_viommu_invalidate_selftest, "iommu_test_add_reserved": iommu_test_add_reserved, "iommu_test_mock_domain": iommu_test_mock_domain, "iommu_test_mock_domain_replace": iommu_test_mock_domain_replace, "iommu_test_check_map": iommu_test_check_map, "iommu_test_check_refs": iommu_test_check_refs, "iommu_test_create_access": iommu_test_create_access, "iommu_test_destroy_access_pages": iommu_test_destroy_access_pages, "iommu_test_access_pages": iommu_test_access_pages, "iommu_test_access_rw": iommu_test_access_rw, "iommu_test_memory_limit": iommu_test_memory_limit, "iommu_test_access_replace_ioas": iommu_test_access_replace_ioas, "iommu_test_dirty": iommu_test_dirty, "iommu_test_check_iotlb": iommu_test_check_iotlb, "iommu_test_trigger_iopf": iommu_test_trigger_iopf, "iommu_test_check_dev_cache": iommu_test_check_dev_cache, "iommu_test_trigger_vevent": iommu_test_trigger_vevent, "iommu_test_pasid_attach": iommu_test_pasid_attach, "iommu_test_pasid_check": iommu_test_pasid_check, "iommu_test_dmabuf_get": iommu_test_dmabuf_get, "iommu_test_dmabuf_revoke": iommu_test_dmabuf_revoke, "vfio_device_bind_iommufd": vfio_device_bind_iommufd, "vfio_device_attach_iommufd_pt": vfio_device_attach_iommufd_pt, "vfio_device_detach_iommufd_pt": vfio_device_detach_iommufd_pt, "vfio_device_info": vfio_device_info, "vfio_compat_arg": vfio_compat_arg, "vfio_iommu_type1_info": vfio_iommu_type1_info, "vfio_iommu_type1_dma_map": vfio_iommu_type1_dma_map, "vfio_iommu_type1_dma_unmap": vfio_iommu_type1_dma_unmap}
 
 
 # ---- ioctl numbers: name = number (struct) ----
@@ -951,6 +969,8 @@ IOMMU_TEST_OP_PASID_ATTACH = 0x12
 IOMMU_TEST_OP_PASID_REPLACE = 0x13
 IOMMU_TEST_OP_PASID_DETACH = 0x14
 IOMMU_TEST_OP_PASID_CHECK_HWPT = 0x15
+IOMMU_TEST_OP_DMABUF_GET = 0x16
+IOMMU_TEST_OP_DMABUF_REVOKE = 0x17
 # enum iommu_hwpt_vtd_s1_invalidate_flags
 IOMMU_VTD_INV_FLAGS_LEAF = 0x1
 IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17 = 0x1

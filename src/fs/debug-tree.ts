@@ -5,7 +5,8 @@ import { TraceLog } from '../util/trace'
 import { World } from '../iommufd/world'
 import { dmaPort } from './dma-file'
 import { ridDomain, setRidDomain } from '../iommufd/rid-domain'
-import { AttributeFile, DirNode, FileNode, FsNode, LiveDir, StaticDir } from './nodes'
+import { AttributeFile, DirNode, FileNode, FsNode, LiveDir, OpenFile, StaticDir, SYSFS_SIZE } from './nodes'
+import { TestDmabuf, dmabufClosed, dmabufs } from '../iommufd/dmabuf'
 
 /** key: value lines. */
 function lines(pairs: [string, string][]): string {
@@ -198,6 +199,41 @@ function tracePipe(trace: TraceLog): FileNode {
 }
 
 /**
+ * sys/kernel/debug/iommufd/dmabuf/: a file per live selftest DMA-BUF, the
+ * descriptor DMABUF_GET hands out (read: its length and state). Its last
+ * close lets the buffer go, as the kernel's dma_buf release.
+ */
+function dmabufDir(world: World): DirNode {
+  const file = (d: TestDmabuf): FileNode => ({
+    kind: 'file',
+    mode: 0o600,
+    size: () => SYSFS_SIZE,
+    open: (): OpenFile => {
+      d.opens++
+      let released = false
+      return {
+        read: (pos, len) => Buffer.from(`length=0x${d.data.length.toString(16)} revoked=${d.revoked ? 1 : 0}\n`).subarray(pos, pos + len),
+        write: () => {
+          throw new ErrnoError('EINVAL', `dmabuf ${d.id}: its descriptor takes no writes`)
+        },
+        release: () => {
+          if (released) return
+          released = true
+          dmabufClosed(world, d)
+        },
+      }
+    },
+  })
+  return new LiveDir(
+    () => [...dmabufs(world).keys()].map(String),
+    (name) => {
+      const d = /^\d+$/.test(name) ? dmabufs(world).get(Number(name)) : undefined
+      return d && file(d)
+    },
+  )
+}
+
+/**
  * sys/kernel/debug/iommufd/: one directory per live context (named by its ID:
  * objects, graph), the physical IOMMUs' programmed state, the trace, and
  * whatever else the server adds.
@@ -245,6 +281,7 @@ export function debugTree(world: World, extra: [string, FsNode][] = []): DirNode
       ),
     )
   }
+  fixed.add('dmabuf', dmabufDir(world))
   for (const [name, node] of extra) fixed.add(name, node)
   return new LiveDir(
     () => [...fixed.names(), ...[...world.contexts.keys()].map(String)],

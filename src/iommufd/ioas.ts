@@ -7,7 +7,7 @@ import { hex, mustBeZero, unknownFlags } from './checks'
 import type { IommufdContext } from './context'
 import { IommufdObject } from './objects'
 import type { HwptPaging } from './hwpt'
-import { FileBacking, MemoryRef, ProcessBacking, servedFileReason } from '../memory/backing'
+import { FileBacking, MemoryRef, ProcessBacking, SizedBacking, servedFileReason } from '../memory/backing'
 import { CPU_PAGE, PageKey, PageResolver } from '../memory/pages'
 import { PinnedPages, PinnedStretch, changeProcess, npinned, ownerFor } from './pages'
 import { areaMapped, areasUnmapped } from './host'
@@ -597,7 +597,7 @@ export interface MapFileArgs {
  * lie inside it with `length` (EINVAL otherwise); the file is held open while
  * mapped. `open` opens the caller's file (EBADF when there is none).
  */
-export function ioasMapFile(ctx: IommufdContext, a: MapFileArgs, open: (writable: boolean) => FileBacking, caller?: number): bigint {
+export function ioasMapFile(ctx: IommufdContext, a: MapFileArgs, open: (writable: boolean) => SizedBacking, caller?: number): bigint {
   unknownFlags(a.flags, MAP_FLAGS)
   checkMapArgs(a.flags, [['iova', a.iova], ['length', a.length], ['start', a.start]])
   const ioas = ctx.ioas(a.ioasId)

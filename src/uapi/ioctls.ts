@@ -14,7 +14,9 @@ import { HwInfoType } from '../iommufd/driver'
 import { HWPT_DATA_SELFTEST, HwptDataType, VendorData } from '../iommufd/hwpt'
 import { IovaRange } from '../iommufd/ioas'
 import { PciDevice } from '../hw/unit'
-import { FileBacking } from '../memory/backing'
+import { FileBacking, SizedBacking } from '../memory/backing'
+import { dmabufAt } from '../iommufd/dmabuf'
+import { readlinkSync } from 'node:fs'
 import { DmaFlag, DmaStatus, checkDmaLength, deviceDma } from '../iommufd/dma'
 import { encodeEvent } from '../hw/smmuv3/events'
 import { encodeFault } from '../hw/vtd/faults'
@@ -72,9 +74,12 @@ export interface Call {
  */
 export interface NewFd {
   readonly handle: number
+  /** Where in the struct the descriptor's number goes; NEWFD_RETVAL: it is the ioctl's return value. */
   readonly offset: number
   readonly path?: string
 }
+
+export const NEWFD_RETVAL = 0xffffffff
 
 export interface Ioctl {
   /** The kernel's name, e.g. IOMMU_IOAS_ALLOC. */
@@ -482,10 +487,23 @@ export const IOCTLS: readonly Ioctl[] = [
     const fd = Number(c.req.fd as bigint)
     // a text path=, else the caller's own descriptor, reopened as root through /proc (a memfd too)
     const path = c.files?.get(fd) ?? (c.owner && fd >= 0 ? `/proc/${c.owner}/fd/${fd}` : undefined)
-    const open = (writable: boolean): FileBacking => {
+    const open = (writable: boolean): SizedBacking => {
       if (path === undefined) throw new ErrnoError('EBADF', `fd=${fd}: the caller's file descriptors are not visible to the model; name the file with path= (text), or run the program under the shim`)
-      // a file this server answers for would wait on itself: not memory, as a sysfs or device file is not
-      if (c.files?.has(fd) ? pathIsServedHere(path) : fdIsServedHere(c.owner!, fd)) throw new ErrnoError('EINVAL', `${c.files?.has(fd) ? `path=${path}` : `fd=${fd}`}: a file of this iommufs mount cannot back a mapping`)
+      // a file this server answers for would wait on itself: only a DMA-BUF's is memory (the model's own)
+      const text = c.files?.has(fd) === true
+      if (text ? pathIsServedHere(path) : fdIsServedHere(c.owner!, fd)) {
+        const named = text ? `path=${path}` : `fd=${fd}`
+        let target = path
+        try {
+          if (!text) target = readlinkSync(path)
+        } catch {
+          throw new ErrnoError('EBADF', `${named}: not an open descriptor of the caller`)
+        }
+        const d = dmabufAt(ctxOf(c).world, target)
+        if (!d) throw new ErrnoError('EINVAL', `${named}: a file of this iommufs mount cannot back a mapping (only a DMA-BUF's can)`)
+        if (d.revoked) throw new ErrnoError('ENODEV', `${named}: DMA-BUF ${d.id} is revoked`)
+        return d
+      }
       try {
         return FileBacking.open(path, writable)
       } catch (e) {

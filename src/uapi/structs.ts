@@ -318,6 +318,14 @@ export const iommu_test_pasid_check = struct('iommu_test_pasid_check', [
   ['pasid', { type: 'u32' }],
   ['hwpt_id', { type: 'u32' }],
 ])
+export const iommu_test_dmabuf_get = struct('iommu_test_dmabuf_get', [
+  ['length', { type: 'u32', show: 'hex' }],
+  ['open_flags', { type: 'u32', show: 'hex' }],
+])
+export const iommu_test_dmabuf_revoke = struct('iommu_test_dmabuf_revoke', [
+  ['dmabuf_fd', { type: 's32' }],
+  ['revoked', { type: 'u32' }],
+])
 
 /** The union members, by C member name, as iommufd_test.h names them. */
 export const TEST_CMD_UNION: Readonly<Record<string, StructLayout>> = {
@@ -342,6 +350,8 @@ export const TEST_CMD_UNION: Readonly<Record<string, StructLayout>> = {
   pasid_replace: iommu_test_pasid_attach,
   pasid_detach: iommu_test_pasid_attach,
   pasid_check: iommu_test_pasid_check,
+  dmabuf_get: iommu_test_dmabuf_get,
+  dmabuf_revoke: iommu_test_dmabuf_revoke,
 }
 
 /** size, op, id, the 48-byte union (6 words, decoded per op) and `last`, which marks the minimum size. */

@@ -4,9 +4,11 @@
  * themselves are src/iommufd/selftest.ts. An op iommufs does not serve is
  * EOPNOTSUPP, as the kernel answers an unknown one.
  */
+import { readlinkSync } from 'node:fs'
+import { TestDmabuf, dmabufAt, dmabufGet, dmabufPath, dmabufRevoke, dmabufs } from '../iommufd/dmabuf'
 import * as T from '../iommufd/selftest'
 import { ErrnoError } from '../util/errno'
-import type { Call } from './ioctls'
+import { Call, NEWFD_RETVAL } from './ioctls'
 import { StructLayout, StructValue, decode, encode } from './layout'
 import { TEST_CMD_UNION } from './structs'
 
@@ -33,6 +35,29 @@ function access(call: Call, id: number): number {
   return call.fds?.get(id) ?? id
 }
 const b = (s: StructValue, f: string): bigint => s[f] as bigint
+
+/**
+ * The DMA-BUF behind descriptor `fd` of the caller (a text request names the
+ * buffer's ID instead): EBADF when no such descriptor is open, EINVAL when it
+ * is no DMA-BUF of this mount, as dma_buf_get answers.
+ */
+export function callerDmabuf(call: Call, fd: number): TestDmabuf {
+  const world = call.ctx!.world
+  if (!call.owner) {
+    const d = dmabufs(world).get(fd)
+    if (!d) throw new ErrnoError('EBADF', `dmabuf_fd=${fd}: no such DMA-BUF`)
+    return d
+  }
+  let target: string
+  try {
+    target = readlinkSync(`/proc/${call.owner}/fd/${fd}`)
+  } catch {
+    throw new ErrnoError('EBADF', `dmabuf_fd=${fd}: not an open descriptor of the caller`)
+  }
+  const d = dmabufAt(world, target)
+  if (!d) throw new ErrnoError('EINVAL', `dmabuf_fd=${fd}: ${target} is not a DMA-BUF`)
+  return d
+}
 
 export function testCmd(call: Call): StructValue {
   const ctx = call.ctx
@@ -140,6 +165,17 @@ export function testCmd(call: Call): StructValue {
     case T.TestOp.PASID_CHECK_HWPT: {
       const p = payloadOf(req, M.pasid_check)
       T.testPasidCheck(ctx, id, u(p, 'pasid'), u(p, 'hwpt_id'))
+      return {}
+    }
+    case T.TestOp.DMABUF_GET: {
+      const d = dmabufGet(ctx.world, u(payloadOf(req, M.dmabuf_get), 'length'))
+      // the kernel returns the new descriptor; the shim opens the buffer's file for it
+      call.newFds?.push({ handle: d.id, offset: NEWFD_RETVAL, path: dmabufPath(d) })
+      return {}
+    }
+    case T.TestOp.DMABUF_REVOKE: {
+      const p = payloadOf(req, M.dmabuf_revoke)
+      dmabufRevoke(callerDmabuf(call, Number(p.dmabuf_fd as bigint)), u(p, 'revoked') !== 0)
       return {}
     }
     default:

@@ -123,6 +123,37 @@ int main(void)
 	close((int)fa.out_fault_fd);
 	report("destroy_fault", ioctl(fd, IOMMU_DESTROY, &d));
 
+	/* a DMA-BUF (newer kernels): the ioctl returns its descriptor, which IOAS_MAP_FILE maps until it is revoked */
+	struct iommu_test_cmd dg = { .op = IOMMU_TEST_OP_DMABUF_GET, .dmabuf_get = { .length = 4 * 4096, .open_flags = O_CLOEXEC } };
+	int dfd = test_cmd(fd, &dg);
+	printf("dmabuf_get: %s\n", dfd >= 0 && fcntl(dfd, F_GETFD) >= 0 ? "a descriptor" : strerrorname_np(errno));
+	struct iommu_ioas_map_file mf = { .size = sizeof(mf), .flags = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE, .ioas_id = ioas.out_ioas_id, .fd = dfd };
+	mf.start = 0, mf.length = 0;
+	report("dmabuf_map_empty", ioctl(fd, IOMMU_IOAS_MAP_FILE, &mf));
+	mf.start = 4 * 4096, mf.length = 4 * 4096;
+	report("dmabuf_map_past_end", ioctl(fd, IOMMU_IOAS_MAP_FILE, &mf));
+	mf.start = 0, mf.length = 4 * 4096 + 1;
+	report("dmabuf_map_one_more", ioctl(fd, IOMMU_IOAS_MAP_FILE, &mf));
+	mf.length = 4 * 4096;
+	report("dmabuf_map", ioctl(fd, IOMMU_IOAS_MAP_FILE, &mf));
+	struct iommu_test_cmd dr = { .op = IOMMU_TEST_OP_DMABUF_REVOKE, .dmabuf_revoke = { .dmabuf_fd = dfd, .revoked = 1 } };
+	report("dmabuf_revoke", test_cmd(fd, &dr));
+	struct iommu_hwpt_alloc ha = { .size = sizeof(ha), .dev_id = md.mock_domain.out_idev_id, .pt_id = ioas.out_ioas_id };
+	report("hwpt_alloc_while_revoked", ioctl(fd, IOMMU_HWPT_ALLOC, &ha));
+	report("dmabuf_map_revoked", ioctl(fd, IOMMU_IOAS_MAP_FILE, &mf));
+	dr.dmabuf_revoke.revoked = 0;
+	report("dmabuf_unrevoke", test_cmd(fd, &dr));
+	report("dmabuf_map_again", ioctl(fd, IOMMU_IOAS_MAP_FILE, &mf));
+	close(dfd);
+	dr.dmabuf_revoke.dmabuf_fd = fd;
+	report("dmabuf_revoke_not_dmabuf", test_cmd(fd, &dr));
+	dr.dmabuf_revoke.dmabuf_fd = dfd;
+	report("dmabuf_revoke_closed", test_cmd(fd, &dr));
+	dg.dmabuf_get.length = 0;
+	report("dmabuf_get_empty", test_cmd(fd, &dg));
+	dg.dmabuf_get.length = 513 * 4096;
+	report("dmabuf_get_too_big", test_cmd(fd, &dg));
+
 	/* VFIO type1: the compat IOAS, then GET_INFO into a buffer filled with 0xAA past argsz */
 	struct iommu_vfio_ioas vi = { .size = sizeof(vi), .ioas_id = ioas.out_ioas_id, .op = 1 };
 	ioctl(fd, IOMMU_VFIO_IOAS, &vi);

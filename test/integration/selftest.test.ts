@@ -4,7 +4,9 @@
  * against the generated header) on a real mount. Return values of integer
  * ioctls, descriptors handed out by CREATE_ACCESS, ACCESS_RW through the
  * caller's memory, pins released at close(), a fault queue's descriptor
- * (read a page request, write its response), GET_INFO never past argsz.
+ * (read a page request, write its response), GET_INFO never past argsz,
+ * a DMA-BUF whose descriptor is the ioctl's return value (mapped, revoked:
+ * ENODEV, restored).
  */
 import { strict as assert } from 'node:assert'
 import { promises as fsp } from 'node:fs'
@@ -74,6 +76,20 @@ describe('IOMMU_TEST_CMD and VFIO compat through the shim', function () {
         'destroy_fault_in_use: err EBUSY',
         'destroy_fault_fd_open: err EBUSY',
         'destroy_fault: ok ret=0',
+        'dmabuf_get: a descriptor',
+        'dmabuf_map_empty: err EINVAL',
+        'dmabuf_map_past_end: err EINVAL',
+        'dmabuf_map_one_more: err EINVAL',
+        'dmabuf_map: ok ret=0',
+        'dmabuf_revoke: ok ret=0',
+        'hwpt_alloc_while_revoked: ok ret=0',
+        'dmabuf_map_revoked: err ENODEV',
+        'dmabuf_unrevoke: ok ret=0',
+        'dmabuf_map_again: ok ret=0',
+        'dmabuf_revoke_not_dmabuf: err EINVAL',
+        'dmabuf_revoke_closed: err EBADF',
+        'dmabuf_get_empty: err EINVAL',
+        'dmabuf_get_too_big: err EINVAL',
         'set_iommu: ok ret=0',
         'get_info_60: ok ret=0',
         'get_info_60: argsz=72 cap_offset=0 next=40 untouched_past_argsz=yes',
