@@ -9,8 +9,9 @@ import { LIMITS } from '../util/limits'
 import { readlinkSync } from 'node:fs'
 import { DispatchEnv, IoctlReply, MAX_USER_BUFFER, dispatch } from './dispatch'
 import { decodeRequest, encodeError, encodeReply, frameLength, looksLikeFrame } from './frame'
-import { ioctlByCmd } from './ioctls'
+import { NEWFD_RETVAL, ioctlByCmd } from './ioctls'
 import { FrameMemory, PidMemory, ProcessMemory } from './memory'
+import { dmabufs } from '../iommufd/dmabuf'
 import { RecordedSession, RequestRecorder } from './record'
 import { DeviceResolver, formatReply, formatRequest, parseTextCached } from './text'
 
@@ -266,6 +267,12 @@ export abstract class Session {
     if (reply.errno) throw new ErrnoError(reply.errno, reply.message)
     // a descriptor the kernel would install (an access, a fault queue) needs the shim
     if (reply.newFds?.length) this.world.trace.emit(this.label, `ioctl ${io.name}: its descriptor is handed out only under the shim`)
+    // one that would be the return value cannot be faked by a number: the DMA-BUF is let go and the ioctl refused
+    const asValue = reply.newFds?.find((f) => f.offset === NEWFD_RETVAL)
+    if (asValue) {
+      dmabufs(this.world).delete(asValue.handle)
+      throw new ErrnoError('EOPNOTSUPP', `${io.name}: the descriptor it returns can be handed out only under the shim (iommufs exec without --namespace)`)
+    }
     return reply.retval ?? 0
   }
 

@@ -58,6 +58,9 @@ int main(int argc, char **argv)
 	struct vfio_device_attach_iommufd_pt at = { .argsz = sizeof(at), .pt_id = a.out_ioas_id };
 	MUST("VFIO_DEVICE_ATTACH_IOMMUFD_PT", vfio, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at);
 	printf(" pt_id=%u\n", at.pt_id);
+	/* a descriptor the ioctl would return (a selftest DMA-BUF) cannot be made without the shim */
+	struct iommu_test_cmd dg = { .size = sizeof(dg), .op = IOMMU_TEST_OP_DMABUF_GET, .dmabuf_get = { .length = 4096 } };
+	result("IOMMU_TEST_CMD DMABUF_GET", do_ioctl(fd, IOMMU_TEST_CMD, &dg));
 	close(vfio);
 	close(fd);
 	return 0;

@@ -25,6 +25,7 @@ IOAS_IOVA_RANGES: ok num_iovas=1 start=0x100000 last=0x1fffff
 IOAS_IOVA_RANGES allowed_iovas=16: EFAULT
 VFIO_DEVICE_BIND_IOMMUFD: ok out_devid=3
 VFIO_DEVICE_ATTACH_IOMMUFD_PT: ok pt_id=4
+IOMMU_TEST_CMD DMABUF_GET: EOPNOTSUPP
 `
 
 const nsExec = (m: TestMount, program: string, args: string[] = []) => iommufs(['exec', '--mount', m.dir, '--namespace', '--', program, ...args])
