@@ -4,7 +4,7 @@
  */
 import { BackendOptions, Mounted } from './fuse-common'
 import { TreeOps } from './ops'
-import { registerServedDir, unregisterServedDir } from '../util/own-mounts'
+import { noteServedMounts, registerServedDir, unregisterServedDir } from '../util/own-mounts'
 
 export type { Mounted } from './fuse-common'
 export { ROOT_FSNAME } from './fuse-common'
@@ -25,6 +25,7 @@ export async function mountTree(dir: string, ops: TreeOps, opts: MountOptions = 
   try {
     // each backend is loaded only when used: a machine may lack the other's library
     const m = (opts.backend ?? DEFAULT_BACKEND) === 'fuse-native' ? await (await import('./fuse-native-backend')).mountFuseNative(dir, ops, opts) : await (await import('./libfuse3-backend')).mountLibfuse3(dir, ops, opts)
+    noteServedMounts()
     return {
       unmount: async () => {
         await m.unmount()

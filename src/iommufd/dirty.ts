@@ -1,3 +1,4 @@
+import { MOCK_PAGE_SIZE } from '../hw/mock/mock'
 import type { HwptPaging } from './hwpt'
 import type { Area } from './ioas'
 
@@ -5,7 +6,6 @@ import type { Area } from './ioas'
  * Dirty bits of mock paging domains (the selftest's DIRTY op sets them), by
  * 2 KiB IOVA page. SMMUv3 domains keep theirs in their page tables.
  */
-const MOCK_PAGE = 2048n
 const dirtyPages = new WeakMap<HwptPaging, Set<bigint>>()
 
 export function dirtySet(hwpt: HwptPaging): Set<bigint> {
@@ -21,7 +21,7 @@ export function dirtySet(hwpt: HwptPaging): Set<bigint> {
 export function markDirtyPte(hwpt: HwptPaging, area: Area, iova: bigint): void {
   const size = pteSize(hwpt, area, iova)
   const set = dirtySet(hwpt)
-  for (let p = (iova - (iova % size)) / MOCK_PAGE, n = size / MOCK_PAGE; n > 0n; p++, n--) set.add(p)
+  for (let p = (iova - (iova % size)) / MOCK_PAGE_SIZE, n = size / MOCK_PAGE_SIZE; n > 0n; p++, n--) set.add(p)
 }
 
 /**
@@ -32,7 +32,7 @@ export function markDirtyPte(hwpt: HwptPaging, area: Area, iova: bigint): void {
  * the domain's smallest page.
  */
 function pteSize(hwpt: HwptPaging, area: Area, iova: bigint): bigint {
-  const sizes = hwpt.mockPages ?? { smallest: MOCK_PAGE }
+  const sizes = hwpt.mockPages ?? { smallest: MOCK_PAGE_SIZE }
   const huge = sizes.huge
   if (!huge || !hwpt.ioas.hugePages || !area.memory) return sizes.smallest
   const block = iova - (iova % huge)
@@ -51,10 +51,10 @@ export function readDirty(hwpt: HwptPaging, iova: bigint, length: bigint, pageSi
   const dirty = hwpt.kind === 'mock' ? dirtyPages.get(hwpt) : undefined
   if (!dirty?.size) return out
   for (const page of [...dirty]) {
-    const at = page * MOCK_PAGE
+    const at = page * MOCK_PAGE_SIZE
     if (at < iova || at >= iova + length) continue
     const first = (at - iova) / pageSize
-    const last = (at + MOCK_PAGE - 1n - iova) / pageSize
+    const last = (at + MOCK_PAGE_SIZE - 1n - iova) / pageSize
     for (let b = first; b <= last && b < length / pageSize; b++) out[Number(b >> 3n)] |= 1 << Number(b & 7n)
     if (!noClear) dirty.delete(page)
   }
@@ -71,6 +71,6 @@ export function dropDirty(hwpts: Iterable<HwptPaging>, mapped: (iova: bigint) =>
   for (const h of hwpts) {
     const d = dirtyPages.get(h)
     if (!d) continue
-    for (const p of [...d]) if (!mapped(p * MOCK_PAGE)) d.delete(p)
+    for (const p of [...d]) if (!mapped(p * MOCK_PAGE_SIZE)) d.delete(p)
   }
 }

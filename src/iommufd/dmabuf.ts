@@ -12,6 +12,7 @@ import type { World } from './world'
 export class TestDmabuf implements SizedBacking {
   readonly label: string
   readonly data: Buffer
+  /** Set by DMABUF_REVOKE: a new map is ENODEV, DMA into an old one aborts. */
   revoked = false
   /** Open descriptors of its file; the first open is the one DMABUF_GET handed out. */
   opens = 0
@@ -85,11 +86,6 @@ export function dmabufPath(d: TestDmabuf): string {
 export function dmabufAt(world: World, target: string): TestDmabuf | undefined {
   const m = /\/sys\/kernel\/debug\/iommufd\/dmabuf\/(\d+)$/.exec(target)
   return m ? dmabufs(world).get(Number(m[1])) : undefined
-}
-
-/** DMABUF_REVOKE: sets or clears revoked; existing mappings then abort, new ones are ENODEV. */
-export function dmabufRevoke(d: TestDmabuf, revoked: boolean): void {
-  d.revoked = revoked
 }
 
 /** The last close of a DMA-BUF's file: the world forgets it (mappings of it keep its memory). */

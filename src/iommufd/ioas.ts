@@ -7,7 +7,7 @@ import { hex, mustBeZero, unknownFlags } from './checks'
 import type { IommufdContext } from './context'
 import { IommufdObject } from './objects'
 import type { HwptPaging } from './hwpt'
-import { FileBacking, MemoryRef, ProcessBacking, SizedBacking, servedFileReason } from '../memory/backing'
+import { FileBacking, MemoryRef, ProcessBacking, SizedBacking, describePinProblem } from '../memory/backing'
 import { CPU_PAGE, PageKey, PageResolver } from '../memory/pages'
 import { PinnedPages, PinnedStretch, changeProcess, npinned, ownerFor } from './pages'
 import { areaMapped, areasUnmapped } from './host'
@@ -533,15 +533,8 @@ function checkReadOnly(ioas: Ioas, flags: number): void {
  * nothing mapped (as pin_user_pages fails), else its memory from `va`.
  */
 export function pinProcessPages(pid: number, va: bigint, length: bigint): MemoryRef {
-  let hole: bigint | undefined
-  try {
-    hole = ProcessBacking.firstUnmapped(pid, va, length)
-  } catch {
-    hole = va
-  }
-  if (hole !== undefined) throw new ErrnoError('EFAULT', `user_va=${hex(va)}: nothing mapped at ${hex(hole)} in the caller (pid ${pid})`)
-  const own = ProcessBacking.firstServedFile(pid, va, length)
-  if (own !== undefined) throw new ErrnoError('EFAULT', `user_va=${hex(va)}: ${servedFileReason(own)}`)
+  const p = ProcessBacking.pinProblem(pid, va, length)
+  if (p) throw new ErrnoError('EFAULT', `user_va=${hex(va)}: ${describePinProblem(p === 'gone' ? { at: va, served: false } : p)} in the caller (pid ${pid})`)
   return { backing: ProcessBacking.open(pid), offset: va }
 }
 

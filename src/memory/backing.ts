@@ -29,10 +29,20 @@ export interface Backing {
   pageSizeAt(offset: bigint): bigint
 }
 
-/** Why memory at `at` is refused: ProcessBacking.firstServedFile found it. */
-export function servedFileReason(at: bigint): string {
-  return `0x${at.toString(16)} maps a file of this iommufs mount, which the server cannot read (it would wait on itself)`
+/** Where ProcessBacking.pinProblem found a range unpinnable, and why. */
+export interface PinProblem {
+  readonly at: bigint
+  /** A file of this server's own mount is mapped there (else nothing is). */
+  readonly served: boolean
 }
+
+export function describePinProblem(p: PinProblem): string {
+  const at = `0x${p.at.toString(16)}`
+  return p.served ? `${at} maps a file of this iommufs mount, which the server cannot read (it would wait on itself)` : `nothing mapped at ${at}`
+}
+
+/** /proc/PID/maps' "major:minor" (hex) as mountinfo writes it (decimal). */
+const decimalDev = (dev: string): string => dev.split(':').map((x) => parseInt(x, 16)).join(':')
 
 const SMALL_PAGE = 4096n
 const HUGETLBFS_MAGIC = 0x958458f6
@@ -184,49 +194,31 @@ export class ProcessBacking extends FdBacking {
     return new ProcessBacking(pid, fs.openSync(`/proc/${pid}/mem`, 'r+'))
   }
 
-  /**
-   * The first address of [va, va+len) the process has not mapped, or
-   * undefined when all of it is mapped: the pin at IOAS_MAP time fails there
-   * (EFAULT), as pin_user_pages would.
-   */
-  static firstUnmapped(pid: number, va: bigint, len: bigint): bigint | undefined {
-    const maps = fs
-      .readFileSync(`/proc/${pid}/maps`, 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => {
-        const [lo, hi] = l.split(' ')[0].split('-')
-        return { start: BigInt(`0x${lo}`), end: BigInt(`0x${hi}`) }
-      })
-    let at = va
-    const end = va + len
-    while (at < end) {
-      const m = maps.find((r) => r.start <= at && at < r.end)
-      if (!m) return at
-      at = m.end
-    }
-    return undefined
-  }
-
   protected gone(): string {
     return 'not mapped (or the process has exited)'
   }
 
   /**
-   * The first address of [va, va+len) that process `pid` maps from a file of
-   * this server's own mount: reading it would fault the page in through FUSE,
-   * a request only this (then waiting) server could answer.
+   * What stops process `pid` having [va, va+len) pinned, from one read of its
+   * maps: the first address it maps nothing at, or the first it maps from a
+   * file of this server's own mount (reading that would fault the page in
+   * through FUSE, a request only this server, then waiting, could answer).
+   * Undefined when nothing does; 'gone' when the process has no maps.
    */
-  static firstServedFile(pid: number, va: bigint, len: bigint): bigint | undefined {
-    const devs = servedDevices()
-    if (!devs.size) return undefined
+  static pinProblem(pid: number, va: bigint, len: bigint): PinProblem | 'gone' | undefined {
+    const maps = readMaps(pid)
+    if (!maps) return 'gone'
+    const own = servedDevices()
     const end = va + len
-    for (const v of readMaps(pid) ?? []) {
-      if (v.inode === 0n || v.end <= va || v.start >= end) continue
-      const [major, minor] = v.dev.split(':').map((x) => parseInt(x, 16))
-      if (devs.has(`${major}:${minor}`)) return v.start > va ? v.start : va
+    let at = va
+    for (const v of maps) {
+      if (at >= end) return undefined
+      if (v.end <= at) continue
+      if (v.start > at) return { at, served: false }
+      if (own.size && v.inode !== 0n && own.has(decimalDev(v.dev))) return { at, served: true }
+      at = v.end
     }
-    return undefined
+    return at < end ? { at, served: false } : undefined
   }
 
   /** The KernelPageSize of the mapping holding `va` (/proc/PID/smaps); 4 KiB if it cannot be told. */
@@ -253,26 +245,20 @@ export class ProcessBacking extends FdBacking {
    */
   unpinnable(va: bigint, len: bigint): string | undefined {
     if (this.fd === undefined) return `${this.label}: released`
-    const own = ProcessBacking.firstServedFile(this.pid, va, len)
-    if (own !== undefined) return servedFileReason(own)
+    // the maps first: a byte of a file this server serves must not be read
+    const p = ProcessBacking.pinProblem(this.pid, va, len)
+    if (p !== 'gone' && p?.served) return describePinProblem(p)
     try {
       if (fs.readSync(this.fd, Buffer.alloc(1), 0, 1, va) === 0) return `process ${this.pid}, which mapped it, has exited`
     } catch {
-      // EIO: not mapped there; the maps below say where
+      // EIO: not mapped there; the maps say where
     }
-    return ProcessBacking.unpinnableIn(this.pid, va, len)
+    return p === 'gone' ? `process ${this.pid}, which mapped it, has exited` : p && `process ${this.pid}: ${describePinProblem(p)}`
   }
 
   /** unpinnable() for a process whose memory was never opened (the map pinned nothing). */
   static unpinnableIn(pid: number, va: bigint, len: bigint): string | undefined {
-    let hole: bigint | undefined
-    try {
-      hole = ProcessBacking.firstUnmapped(pid, va, len)
-    } catch {
-      return `process ${pid}, which mapped it, has exited`
-    }
-    if (hole !== undefined) return `process ${pid} maps nothing at 0x${hole.toString(16)}`
-    const own = ProcessBacking.firstServedFile(pid, va, len)
-    return own === undefined ? undefined : servedFileReason(own)
+    const p = ProcessBacking.pinProblem(pid, va, len)
+    return p === 'gone' ? `process ${pid}, which mapped it, has exited` : p && `process ${pid}: ${describePinProblem(p)}`
   }
 }

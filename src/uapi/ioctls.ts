@@ -81,6 +81,15 @@ export interface NewFd {
 
 export const NEWFD_RETVAL = 0xffffffff
 
+/** Where descriptor `fd` of process `pid` leads, read from /proc without opening it; EBADF, naming `field`, when it is not open. */
+export function descriptorTarget(pid: number, fd: number, field: string): string {
+  try {
+    return readlinkSync(`/proc/${pid}/fd/${fd}`)
+  } catch {
+    throw new ErrnoError('EBADF', `${field}=${fd}: not an open descriptor of the caller`)
+  }
+}
+
 export interface Ioctl {
   /** The kernel's name, e.g. IOMMU_IOAS_ALLOC. */
   readonly name: string
@@ -493,13 +502,7 @@ export const IOCTLS: readonly Ioctl[] = [
       const text = c.files?.has(fd) === true
       if (text ? pathIsServedHere(path) : fdIsServedHere(c.owner!, fd)) {
         const named = text ? `path=${path}` : `fd=${fd}`
-        let target = path
-        try {
-          if (!text) target = readlinkSync(path)
-        } catch {
-          throw new ErrnoError('EBADF', `${named}: not an open descriptor of the caller`)
-        }
-        const d = dmabufAt(ctxOf(c).world, target)
+        const d = dmabufAt(ctxOf(c).world, text ? path : descriptorTarget(c.owner!, fd, 'fd'))
         if (!d) throw new ErrnoError('EINVAL', `${named}: a file of this iommufs mount cannot back a mapping (only a DMA-BUF's can)`)
         if (d.revoked) throw new ErrnoError('ENODEV', `${named}: DMA-BUF ${d.id} is revoked`)
         return d

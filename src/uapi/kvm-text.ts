@@ -2,7 +2,7 @@ import { pathIsServedHere } from '../util/own-mounts'
 import { hex } from '../hw/bits'
 import { Kvm, KvmSession } from '../kvm/kvm'
 import { Stage2Prot } from '../kvm/stage2'
-import { Backing, FileBacking, ProcessBacking, servedFileReason } from '../memory/backing'
+import { Backing, FileBacking, ProcessBacking, describePinProblem } from '../memory/backing'
 import { ErrnoError } from '../util/errno'
 
 /**
@@ -83,15 +83,9 @@ function openBacking(f: Map<string, string>, size: bigint, pid: number): { backi
     const va = num('userspace_addr', uva)
     if (va % 0x1000n) throw new ErrnoError('EINVAL', `userspace_addr=${uva}: not 4K-aligned`)
     if (!pid) throw new ErrnoError('EINVAL', 'userspace_addr: the caller\'s process is unknown (the libfuse3 backend reports it)')
-    let miss: bigint | undefined
-    try {
-      miss = ProcessBacking.firstUnmapped(pid, va, size)
-    } catch {
-      throw new ErrnoError('EFAULT', `userspace_addr=${uva}: cannot read process ${pid}'s mappings`)
-    }
-    if (miss !== undefined) throw new ErrnoError('EFAULT', `userspace_addr=${uva}: ${hex(miss)} is not mapped in process ${pid}`)
-    const own = ProcessBacking.firstServedFile(pid, va, size)
-    if (own !== undefined) throw new ErrnoError('EFAULT', `userspace_addr=${uva}: ${servedFileReason(own)}`)
+    const p = ProcessBacking.pinProblem(pid, va, size)
+    if (p === 'gone') throw new ErrnoError('EFAULT', `userspace_addr=${uva}: cannot read process ${pid}'s mappings`)
+    if (p) throw new ErrnoError('EFAULT', `userspace_addr=${uva}: ${describePinProblem(p)} in process ${pid}`)
     return { backing: ProcessBacking.open(pid), offset: va }
   }
   const offset = num('offset', f.get('offset') ?? '0')

@@ -69,6 +69,13 @@ export interface ProcessMemory {
   write(pid: number, addr: bigint, data: Buffer): number
 }
 
+/** `len` bytes at `addr` of process `pid`, as copy_from_user reads them: EFAULT, naming `field`, where it cannot. */
+function readProcess(mem: ProcessMemory, pid: number, addr: bigint, len: bigint, field: string): Buffer {
+  const r = addr === 0n ? -14 : mem.read(pid, addr, Number(len))
+  if (typeof r === 'number') throw new ErrnoError('EFAULT', `${field}=0x${addr.toString(16)}: cannot read ${len} bytes there`)
+  return r
+}
+
 /**
  * The memory of the process that made a real ioctl(): pointers are followed
  * into it and out-buffers written there at once, as copy_from_user and
@@ -80,10 +87,7 @@ export class PidMemory extends UserMemory {
   }
 
   override read(addr: bigint, len: bigint, field: string): Buffer {
-    if (len === 0n) return Buffer.alloc(0)
-    const r = addr === 0n ? -14 : this.mem.read(this.pid, addr, Number(len))
-    if (typeof r === 'number') throw new ErrnoError('EFAULT', `${field}=0x${addr.toString(16)}: cannot read ${len} bytes there`)
-    return r
+    return len === 0n ? Buffer.alloc(0) : readProcess(this.mem, this.pid, addr, len, field)
   }
 
   override write(addr: bigint, data: Buffer, field: string): void {
@@ -105,9 +109,6 @@ export class FrameMemory extends UserMemory {
   }
 
   override read(addr: bigint, len: bigint, field: string): Buffer {
-    if (len === 0n || this.lookup(addr, len) !== undefined) return super.read(addr, len, field)
-    const r = addr === 0n ? -14 : this.mem.read(this.pid, addr, Number(len))
-    if (typeof r === 'number') throw new ErrnoError('EFAULT', `${field}=0x${addr.toString(16)}: cannot read ${len} bytes there`)
-    return r
+    return len === 0n || this.lookup(addr, len) !== undefined ? super.read(addr, len, field) : readProcess(this.mem, this.pid, addr, len, field)
   }
 }

@@ -6,12 +6,10 @@ import { QueueObject, closeQueueFd } from '../iommufd/eventq'
 import { PciDevice } from '../hw/unit'
 import { ErrnoError } from '../util/errno'
 import { LIMITS } from '../util/limits'
-import { readlinkSync } from 'node:fs'
 import { DispatchEnv, IoctlReply, MAX_USER_BUFFER, dispatch } from './dispatch'
 import { decodeRequest, encodeError, encodeReply, frameLength, looksLikeFrame } from './frame'
-import { NEWFD_RETVAL, ioctlByCmd } from './ioctls'
+import { descriptorTarget, ioctlByCmd } from './ioctls'
 import { FrameMemory, PidMemory, ProcessMemory } from './memory'
-import { dmabufs } from '../iommufd/dmabuf'
 import { RecordedSession, RequestRecorder } from './record'
 import { DeviceResolver, formatReply, formatRequest, parseTextCached } from './text'
 
@@ -267,12 +265,6 @@ export abstract class Session {
     if (reply.errno) throw new ErrnoError(reply.errno, reply.message)
     // a descriptor the kernel would install (an access, a fault queue) needs the shim
     if (reply.newFds?.length) this.world.trace.emit(this.label, `ioctl ${io.name}: its descriptor is handed out only under the shim`)
-    // one that would be the return value cannot be faked by a number: the DMA-BUF is let go and the ioctl refused
-    const asValue = reply.newFds?.find((f) => f.offset === NEWFD_RETVAL)
-    if (asValue) {
-      dmabufs(this.world).delete(asValue.handle)
-      throw new ErrnoError('EOPNOTSUPP', `${io.name}: the descriptor it returns can be handed out only under the shim (iommufs exec without --namespace)`)
-    }
     return reply.retval ?? 0
   }
 
@@ -465,12 +457,7 @@ export class VfioDeviceSession extends Session {
     return {
       ...this.env(),
       contextById: (fd) => {
-        let target = ''
-        try {
-          target = readlinkSync(`/proc/${caller.tid || caller.pid}/fd/${fd}`)
-        } catch {
-          throw new ErrnoError('EBADF', `iommufd=${fd}: not an open descriptor of the caller`)
-        }
+        const target = descriptorTarget(caller.tid || caller.pid, fd, 'iommufd')
         if (!target.endsWith('/dev/iommu')) throw new ErrnoError('EBADF', `iommufd=${fd}: ${target} is not an iommufd`)
         const mine = [...this.world.contexts.values()].filter((c) => openers.get(c) === caller.pid)
         if (mine.length > 1) throw new ErrnoError('EINVAL', `iommufd=${fd}: this process has ${mine.length} iommufd contexts open, which a real ioctl cannot tell apart (use the shim)`)

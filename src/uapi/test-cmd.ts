@@ -4,11 +4,10 @@
  * themselves are src/iommufd/selftest.ts. An op iommufs does not serve is
  * EOPNOTSUPP, as the kernel answers an unknown one.
  */
-import { readlinkSync } from 'node:fs'
-import { TestDmabuf, dmabufAt, dmabufGet, dmabufPath, dmabufRevoke, dmabufs } from '../iommufd/dmabuf'
+import { TestDmabuf, dmabufAt, dmabufGet, dmabufPath, dmabufs } from '../iommufd/dmabuf'
 import * as T from '../iommufd/selftest'
 import { ErrnoError } from '../util/errno'
-import { Call, NEWFD_RETVAL } from './ioctls'
+import { Call, NEWFD_RETVAL, descriptorTarget } from './ioctls'
 import { StructLayout, StructValue, decode, encode } from './layout'
 import { TEST_CMD_UNION } from './structs'
 
@@ -48,12 +47,7 @@ export function callerDmabuf(call: Call, fd: number): TestDmabuf {
     if (!d) throw new ErrnoError('EBADF', `dmabuf_fd=${fd}: no such DMA-BUF`)
     return d
   }
-  let target: string
-  try {
-    target = readlinkSync(`/proc/${call.owner}/fd/${fd}`)
-  } catch {
-    throw new ErrnoError('EBADF', `dmabuf_fd=${fd}: not an open descriptor of the caller`)
-  }
+  const target = descriptorTarget(call.owner, fd, 'dmabuf_fd')
   const d = dmabufAt(world, target)
   if (!d) throw new ErrnoError('EINVAL', `dmabuf_fd=${fd}: ${target} is not a DMA-BUF`)
   return d
@@ -168,6 +162,8 @@ export function testCmd(call: Call): StructValue {
       return {}
     }
     case T.TestOp.DMABUF_GET: {
+      // its descriptor is the return value, which a number cannot fake: no buffer is made
+      if (call.noDescriptors) throw new ErrnoError('EOPNOTSUPP', 'DMABUF_GET: the descriptor it returns can be handed out only under the shim (iommufs exec without --namespace)')
       const d = dmabufGet(ctx.world, u(payloadOf(req, M.dmabuf_get), 'length'))
       // the kernel returns the new descriptor; the shim opens the buffer's file for it
       call.newFds?.push({ handle: d.id, offset: NEWFD_RETVAL, path: dmabufPath(d) })
@@ -175,7 +171,7 @@ export function testCmd(call: Call): StructValue {
     }
     case T.TestOp.DMABUF_REVOKE: {
       const p = payloadOf(req, M.dmabuf_revoke)
-      dmabufRevoke(callerDmabuf(call, Number(p.dmabuf_fd as bigint)), u(p, 'revoked') !== 0)
+      callerDmabuf(call, Number(p.dmabuf_fd as bigint)).revoked = u(p, 'revoked') !== 0
       return {}
     }
     default:

@@ -9,12 +9,22 @@ import * as path from 'node:path'
  */
 const served = new Set<string>()
 
+/** The devices ("major:minor", decimal) of the mounts under served directories, as last noted. */
+let devices = new Set<string>()
+
+/** Before mounting `dir`: from now on, paths under it are refused. */
 export function registerServedDir(dir: string): void {
   served.add(path.resolve(dir))
 }
 
+/** Once `dir` (every session under it) is mounted: its mounts' devices are noted, so no check reads mountinfo again. */
+export function noteServedMounts(): void {
+  devices = new Set(served.size ? mounts('/proc/self/mountinfo').filter(([, , at]) => pathIsServedHere(at)).map(([, dev]) => dev) : [])
+}
+
 export function unregisterServedDir(dir: string): void {
   served.delete(path.resolve(dir))
+  noteServedMounts()
 }
 
 /** Whether `p` (as written; symlinks are not followed, which would reach the mount) names a file under a served directory. */
@@ -38,12 +48,9 @@ function mounts(file: string): [string, string, string][] {
     })
 }
 
-/** The devices ("major:minor", decimal) of the mounts under served directories. */
-export function servedDevices(): Set<string> {
-  const out = new Set<string>()
-  if (!served.size) return out
-  for (const [, dev, at] of mounts('/proc/self/mountinfo')) if (pathIsServedHere(at)) out.add(dev)
-  return out
+/** The devices ("major:minor", decimal) of the served mounts. */
+export function servedDevices(): ReadonlySet<string> {
+  return devices
 }
 
 /**
@@ -53,7 +60,7 @@ export function servedDevices(): Set<string> {
  * Read from /proc alone (fdinfo, mountinfo), never through the file.
  */
 export function fdIsServedHere(pid: number, fd: number): boolean {
-  if (!served.size) return false
+  if (!devices.size) return false
   try {
     const mntId = /^mnt_id:\s*(\d+)$/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))?.[1]
     const dev = mounts(`/proc/${pid}/mountinfo`).find((m) => m[0] === mntId)?.[1]

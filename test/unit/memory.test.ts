@@ -51,8 +51,8 @@ describe('memory behind mappings', () => {
       const head = b.read(start, 4)
       assert.ok(!isAbort(head))
       assert.deepEqual(head, Buffer.from([0x7f, 0x45, 0x4c, 0x46]))
-      assert.equal(ProcessBacking.firstUnmapped(pid, start, 0x1000n), undefined)
-      assert.equal(ProcessBacking.firstUnmapped(pid, 0x1000n, 0x1000n), 0x1000n)
+      assert.equal(ProcessBacking.pinProblem(pid, start, 0x1000n), undefined)
+      assert.deepEqual(ProcessBacking.pinProblem(pid, 0x1000n, 0x1000n), { at: 0x1000n, served: false })
       const exited = new Promise((resolve) => child.once('exit', resolve))
       child.kill('SIGKILL')
       await exited
