@@ -34,6 +34,7 @@
 #include <fuse_lowlevel.h>
 #include <linux/fuse.h>
 #include <node_api.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -1259,18 +1260,63 @@ static napi_value js_inval_entry(napi_env env, napi_callback_info info) {
   return ret_int(env, fuse_lowlevel_notify_inval_entry(s->se, (fuse_ino_t)arg_num(env, argv[1]), name, len));
 }
 
-/* vmRead(pid, addr, len) -> Buffer | -errno: the caller's memory, by process_vm_readv */
+/*
+ * Whether process `pid` has every page of [addr, addr+len) present (bit 63 of
+ * its pagemap entries), and for a write none of them a file's (bit 61), so
+ * process_vm_readv/writev reach them with no fault and no wait on a file. A
+ * fault could read a page of a file of this very mount through FUSE: a
+ * request only this thread could answer, so it would wait for good. The last
+ * caller's pagemap stays open (it names that process's memory, not its pid: a
+ * read after the process is gone or has exec'd comes back short and it is
+ * opened again).
+ */
+#define PRESENT_CHECK_PAGES 64
+static int pagemap_pid = -1, pagemap_fd = -1;
+
+static int pages_present(int pid, uint64_t addr, size_t len, int write) {
+  const uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+  if (addr + len < addr) return 0;
+  uint64_t first = addr / page, n = (addr + len - 1) / page - first + 1;
+  if (n > PRESENT_CHECK_PAGES) return 0;
+  uint64_t entry[PRESENT_CHECK_PAGES];
+  for (int attempt = 0; attempt < 2; attempt++) {
+    if (pagemap_pid != pid) {
+      if (pagemap_fd >= 0) close(pagemap_fd);
+      char path[64];
+      snprintf(path, sizeof path, "/proc/%d/pagemap", pid);
+      pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
+      pagemap_pid = pagemap_fd >= 0 ? pid : -1;
+      if (pagemap_fd < 0) return 0;
+    }
+    if (pread(pagemap_fd, entry, n * sizeof *entry, (off_t)(first * sizeof *entry)) == (ssize_t)(n * sizeof *entry)) {
+      for (uint64_t i = 0; i < n; i++)
+        if (!(entry[i] >> 63) || (write && (entry[i] >> 61 & 1))) return 0;
+      return 1;
+    }
+    pagemap_pid = -1; /* opened again once: the pid may name a new process */
+  }
+  return 0;
+}
+
+/* What vmRead and vmWrite answer when a page is not present and the caller has
+ * not said it checked the range (mayFault): it looks at the process's maps and
+ * asks again. */
+#define NOT_PRESENT EAGAIN
+
+/* vmRead(pid, addr, len, mayFault) -> Buffer | -errno: the caller's memory, by process_vm_readv */
 static napi_value js_vm_read(napi_env env, napi_callback_info info) {
-  ARGS(3);
+  ARGS(4);
   int pid = (int)arg_num(env, argv[0]);
   uint64_t addr;
-  bool lossless;
+  bool lossless, may_fault = false;
   napi_get_value_bigint_uint64(env, argv[1], &addr, &lossless);
   size_t len = (size_t)arg_num(env, argv[2]);
+  napi_get_value_bool(env, argv[3], &may_fault);
   void *data;
   napi_value buf;
   if (napi_create_buffer(env, len, &data, &buf) != napi_ok) return ret_int(env, -ENOMEM);
   if (!len) return buf;
+  if (!may_fault && !pages_present(pid, addr, len, 0)) return ret_int(env, -NOT_PRESENT);
   struct iovec local = { data, len }, remote = { (void *)(uintptr_t)addr, len };
   ssize_t n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
   if (n < 0) return ret_int(env, -errno);
@@ -1278,17 +1324,19 @@ static napi_value js_vm_read(napi_env env, napi_callback_info info) {
   return buf;
 }
 
-/* vmWrite(pid, addr, buffer) -> 0 | -errno */
+/* vmWrite(pid, addr, buffer, mayFault) -> 0 | -errno */
 static napi_value js_vm_write(napi_env env, napi_callback_info info) {
-  ARGS(3);
+  ARGS(4);
   int pid = (int)arg_num(env, argv[0]);
   uint64_t addr;
-  bool lossless;
+  bool lossless, may_fault = false;
   napi_get_value_bigint_uint64(env, argv[1], &addr, &lossless);
   void *data = NULL;
   size_t len = 0;
   napi_get_buffer_info(env, argv[2], &data, &len);
+  napi_get_value_bool(env, argv[3], &may_fault);
   if (!len) return ret_int(env, 0);
+  if (!may_fault && !pages_present(pid, addr, len, 1)) return ret_int(env, -NOT_PRESENT);
   struct iovec local = { data, len }, remote = { (void *)(uintptr_t)addr, len };
   ssize_t n = process_vm_writev(pid, &local, 1, &remote, 1, 0);
   if (n < 0) return ret_int(env, -errno);

@@ -23,6 +23,7 @@ import { readFileSync } from 'node:fs'
 import * as path from 'node:path'
 import { ErrnoError, ERRNO, errnoName } from '../util/errno'
 import { PACKAGE_ROOT } from '../util/paths'
+import { ProcessBacking } from '../memory/backing'
 import { BackendOptions, Mounted, ROOT_FSNAME, errnoOf } from './fuse-common'
 import { Caller, FsNode, ProcessMemory, StaticDir } from './nodes'
 import { Stat, TimeSet, TreeOps } from './ops'
@@ -51,8 +52,9 @@ interface Fuse3Addon {
   setSnapshot(session: object, ino: number, kind: number): number
   invalInode(session: object, ino: number): number
   invalEntry(session: object, parent: number, name: string): number
-  vmRead(pid: number, addr: bigint, len: number): Buffer | number
-  vmWrite(pid: number, addr: bigint, data: Buffer): number
+  /** Without mayFault, -EAGAIN when a page is not present (a write: or is a file's): reaching it could fault. */
+  vmRead(pid: number, addr: bigint, len: number, mayFault: boolean): Buffer | number
+  vmWrite(pid: number, addr: bigint, data: Buffer, mayFault: boolean): number
 }
 
 /** Returns what OP.RENDER asks for (the text, or a positive errno; `a` = 1: no trace line for a failure); nothing for the rest. */
@@ -111,10 +113,32 @@ function loadAddon(): Fuse3Addon {
   return addon
 }
 
-/** The caller's memory through process_vm_readv/writev (root, same pid namespace). */
+/** A page of a file of this mount at [addr, addr+len) of process `pid` (one read of its maps). */
+function servedFileIn(pid: number, addr: bigint, len: number): boolean {
+  const p = ProcessBacking.pinProblem(pid, addr, BigInt(len))
+  return p !== undefined && p !== 'gone' && p.served
+}
+
+/**
+ * The caller's memory through process_vm_readv/writev (root, same pid
+ * namespace). A page the process has not faulted in is reached only once its
+ * maps show no file of this mount there: faulting one in would send this
+ * server a FUSE read it could never answer while it waits (EFAULT instead).
+ */
 export function processMemory(): ProcessMemory {
   const a = loadAddon()
-  return { read: (pid, addr, len) => a.vmRead(pid, addr, len), write: (pid, addr, data) => a.vmWrite(pid, addr, data) }
+  const notPresent = -ERRNO.EAGAIN
+  const efault = -ERRNO.EFAULT
+  return {
+    read: (pid, addr, len) => {
+      const r = a.vmRead(pid, addr, len, false)
+      return r !== notPresent ? r : servedFileIn(pid, addr, len) ? efault : a.vmRead(pid, addr, len, true)
+    },
+    write: (pid, addr, data) => {
+      const r = a.vmWrite(pid, addr, data, false)
+      return r !== notPresent ? r : servedFileIn(pid, addr, data.length) ? efault : a.vmWrite(pid, addr, data, true)
+    },
+  }
 }
 
 interface Inode {

@@ -4,6 +4,7 @@ export const ERRNO = {
   ENOENT: 2,
   EINTR: 4,
   EIO: 5,
+  EAGAIN: 11,
   E2BIG: 7,
   EBADF: 9,
   ENOMEM: 12,

@@ -51,6 +51,29 @@ int main(int argc, char **argv)
 	r.allowed_iovas = 16;
 	result("IOAS_IOVA_RANGES allowed_iovas=16", do_ioctl(fd, IOMMU_IOAS_IOVA_RANGES, &r));
 
+	/* arrays in this program's mapping of a file of the mount: a page it has not touched
+	 * yet is EFAULT (the server would fault it in through FUSE from itself and wait for
+	 * good); once the program has read it, its bytes are used as the kernel would */
+	char own[4096];
+	const char *node = argc > 1 ? argv[1] : "/dev/iommu";
+	snprintf(own, sizeof own, "%.*s/sys/class/iommu/dmar0/intel-iommu/cap", (int)(strlen(node) - strlen("/dev/iommu")), node);
+	int cap = open(own, O_RDONLY);
+	struct iommu_iova_range *mapped = cap < 0 ? MAP_FAILED : mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE, cap, 0);
+	if (mapped == MAP_FAILED) {
+		printf("%s: cannot map: %s\n", own, strerror(errno));
+		return 1;
+	}
+	allow.allowed_iovas = (uintptr_t)mapped;
+	result("IOAS_ALLOW_IOVAS from a mount file's page", do_ioctl(fd, IOMMU_IOAS_ALLOW_IOVAS, &allow));
+	r.allowed_iovas = (uintptr_t)mapped;
+	result("IOAS_IOVA_RANGES into a mount file's page", do_ioctl(fd, IOMMU_IOAS_IOVA_RANGES, &r));
+	volatile char first = *(volatile char *)mapped;
+	(void)first;
+	/* the file's text read as a range: its start is above its last */
+	result("IOAS_ALLOW_IOVAS from that page, read", do_ioctl(fd, IOMMU_IOAS_ALLOW_IOVAS, &allow));
+	munmap(mapped, 4096);
+	close(cap);
+
 	/* VFIO cdev: bind names the iommufd by this process's descriptor */
 	struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind), .iommufd = fd };
 	MUST("VFIO_DEVICE_BIND_IOMMUFD", vfio, VFIO_DEVICE_BIND_IOMMUFD, &bind);

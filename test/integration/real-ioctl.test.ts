@@ -23,6 +23,9 @@ IOAS_ALLOC again: ok out_ioas_id=2
 IOAS_ALLOW_IOVAS: ok
 IOAS_IOVA_RANGES: ok num_iovas=1 start=0x100000 last=0x1fffff
 IOAS_IOVA_RANGES allowed_iovas=16: EFAULT
+IOAS_ALLOW_IOVAS from a mount file's page: EFAULT
+IOAS_IOVA_RANGES into a mount file's page: EFAULT
+IOAS_ALLOW_IOVAS from that page, read: EINVAL
 VFIO_DEVICE_BIND_IOMMUFD: ok out_devid=3
 VFIO_DEVICE_ATTACH_IOMMUFD_PT: ok pt_id=4
 IOMMU_TEST_CMD DMABUF_GET: EOPNOTSUPP
