@@ -12,6 +12,7 @@ import { StructValue, encode } from '../../src/uapi/layout'
 import { TEST_CMD_UNION, iommu_viommu_selftest } from '../../src/uapi/structs'
 import { decodeReply, encodeRequest } from '../../src/uapi/frame'
 import { IommuBench, ioctlOf, smmuNestSetup, structBytes } from '../helpers/iommufd'
+import { MockDevFlag } from '../../src/hw/mock/mock'
 
 const SELFTEST = 0xdeadbeefn
 const PAGE = 4096n
@@ -264,6 +265,22 @@ describe('PASID attach on a mock device (PASID_ATTACH/REPLACE/DETACH/CHECK_HWPT)
     const r = cmd(t, Op.MOCK_DOMAIN_FLAGS, s.ioas, 'mock_domain_flags', { dev_flags: 0n })
     const stdev = Number((t.out('IOMMU_TEST_CMD', r).payload as bigint[])[0] & 0xffffffffn)
     assert.equal(pasid(t, Op.PASID_ATTACH, stdev, 100, s2).errno, 'EINVAL')
+  })
+
+  it('dirty tracking on a PASID\'s domain: SET_DIRTY_TRACKING on and off; a NO_DIRTY device\'s PASID attach of it is EINVAL', () => {
+    const dirty = t.id(`HWPT_ALLOC dev_id=${s.idev} pt_id=${s.ioas} flags=PASID|DIRTY_TRACKING`, 'out_hwpt_id')
+    const device = (devFlags: bigint, pt: number): number => Number((t.out('IOMMU_TEST_CMD', cmd(t, Op.MOCK_DOMAIN_FLAGS, pt, 'mock_domain_flags', { dev_flags: devFlags })).payload as bigint[])[0] & 0xffffffffn)
+    const capable = device(BigInt(MockDevFlag.PASID), dirty)
+    assert.equal(pasid(t, Op.PASID_ATTACH, capable, 100, dirty).errno, undefined)
+    t.ok(`HWPT_SET_DIRTY_TRACKING hwpt_id=${dirty} flags=ENABLE`)
+    t.ok(`HWPT_SET_DIRTY_TRACKING hwpt_id=${dirty} flags=0`)
+    assert.equal(pasid(t, Op.PASID_DETACH, capable, 100).errno, undefined)
+    // its RID on a PASID-compatible domain that does not track dirty pages, so only the dirty check refuses
+    const noDirty = device(BigInt(MockDevFlag.PASID | MockDevFlag.NO_DIRTY), s2)
+    const r = pasid(t, Op.PASID_ATTACH, noDirty, 100, dirty)
+    assert.equal(r.errno, 'EINVAL')
+    assert.match(r.message, /cannot track dirty pages/)
+    assert.equal(pasid(t, Op.PASID_CHECK_HWPT, noDirty, 100, 0).errno, undefined, 'nothing attached')
   })
 
   it('REPLACE needs an attached PASID (EINVAL) and leaves the old domain on failure; PASID 1024 fails its second non-blocking set with ENOMEM', () => {
