@@ -204,22 +204,31 @@ class InodeTable {
   }
 }
 
-/** Thread ids (what FUSE reports) to process ids; bounded, rebuilt when full. */
-const tgids = new Map<number, number>()
+/**
+ * Thread ids (what FUSE reports) to process ids; bounded, rebuilt when full.
+ * An entry is read again after TGID_TTL_MS: Linux hands out ids in a cycle,
+ * so a thread id comes back for another process only after pid_max others,
+ * never within that time, and a KVM memslot or a context's opener is never
+ * taken for another process's.
+ */
+const tgids = new Map<number, { tgid: number; at: number }>()
 const MAX_TGIDS = 4096
+const TGID_TTL_MS = 1000
 
 /** The process a thread belongs to: replies are per process, so a program's I/O threads share them. */
 function tgidOf(tid: number): number {
-  let t = tgids.get(tid)
-  if (t !== undefined) return t
+  const now = performance.now()
+  const known = tgids.get(tid)
+  if (known && now - known.at < TGID_TTL_MS) return known.tgid
+  let tgid: number
   try {
-    t = Number(/^Tgid:\s*(\d+)$/m.exec(readFileSync(`/proc/${tid}/status`, 'latin1'))?.[1] ?? tid)
+    tgid = Number(/^Tgid:\s*(\d+)$/m.exec(readFileSync(`/proc/${tid}/status`, 'latin1'))?.[1] ?? tid)
   } catch {
-    t = tid // gone already, or another pid namespace
+    tgid = tid // gone already, or another pid namespace
   }
   if (tgids.size >= MAX_TGIDS) tgids.clear()
-  tgids.set(tid, t)
-  return t
+  tgids.set(tid, { tgid, at: now })
+  return tgid
 }
 
 /** A caller for one request; what it registers to do on an interrupt runs if one comes. */
