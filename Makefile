@@ -90,7 +90,7 @@ header:
 # ---- C programs written against the kernel uAPI (examples/c) and the benchmark's ioctl loop ----
 C_EXAMPLES := nested-smmuv3 nested-vtd errors fds threads dma events kvm
 # test programs (test/c): the same helpers as the examples
-C_TESTS := fork-share close-sync fuzz-shim iopf map-file attr-fresh file-pages pin-owner queue-hold pasid
+C_TESTS := fork-share close-sync fuzz-shim iopf map-file attr-fresh file-pages pin-owner queue-hold pasid fail-nth
 EXAMPLE_BINS := $(addprefix dist/examples/c/,$(C_EXAMPLES)) $(addprefix dist/test/c/,$(C_TESTS)) dist/test/c/real-ioctl \
   dist/examples/suites/c/suite dist/bench/ioctl-loop dist/bench/ioctl-mixed dist/bench/transport-loop dist/bench/events-loop dist/bench/ref-server
 

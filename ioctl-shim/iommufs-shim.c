@@ -102,6 +102,7 @@ static struct {
 	int (*dup3)(int, int, int);
 	int (*fcntl)(int, int, ...);
 	int (*fcntl64)(int, int, ...);
+	DIR *(*opendir)(const char *);
 	void *(*mmap)(void *, size_t, int, int, int, off_t);
 	void *(*mmap64)(void *, size_t, int, int, int, off_t);
 	int (*munmap)(void *, size_t);
@@ -132,6 +133,7 @@ static void resolve(void)
 	real.dup3 = next("dup3");
 	real.fcntl = next("fcntl");
 	real.fcntl64 = next("fcntl64");
+	real.opendir = next("opendir");
 	real.mmap = next("mmap");
 	real.mmap64 = next("mmap64");
 	real.munmap = next("munmap");
@@ -964,6 +966,67 @@ static int redirect(const char *path, char *out, size_t cap, int *kind)
 	return n > 0 && (size_t)n < cap;
 }
 
+/* Whether `s` starts with one or more digits and then `end`; the rest after `end`. */
+static const char *digits_then(const char *s, const char *end)
+{
+	const char *d = s;
+	while (isdigit((unsigned char)*d))
+		d++;
+	return d > s && strncmp(d, end, strlen(end)) == 0 ? d + strlen(end) : NULL;
+}
+
+/* A thread's /proc/{self,thread-self,PID}[/task/TID]/fail-nth. */
+static int is_fail_nth(const char *path)
+{
+	static const char proc[] = "/proc/";
+	if (strncmp(path, proc, sizeof proc - 1) != 0)
+		return 0;
+	const char *r = path + sizeof proc - 1, *t;
+	if (strncmp(r, "thread-self/", 12) == 0)
+		return strcmp(r + 12, "fail-nth") == 0;
+	if (strncmp(r, "self/", 5) == 0)
+		r += 5;
+	else if (!(r = digits_then(r, "/")))
+		return 0;
+	if (strcmp(r, "fail-nth") == 0)
+		return 1;
+	return strncmp(r, "task/", 5) == 0 && (t = digits_then(r + 5, "/")) && strcmp(t, "fail-nth") == 0;
+}
+
+/*
+ * The fault-injection files the kernel's iommufd_fail_nth uses, served by the
+ * mount: /sys/kernel/debug itself and its iommufd and fail* entries (the
+ * switches it sets), and a thread's /proc/.../fail-nth, which is the mount's
+ * sys/kernel/debug/iommufd/fail-nth (each thread has its own count there).
+ */
+static int debug_path(const char *path, char *out, size_t cap)
+{
+	static const char debug[] = "/sys/kernel/debug";
+	if (!path || !mount_dir[0])
+		return 0;
+	int n;
+	if (is_fail_nth(path)) {
+		n = snprintf(out, cap, "%s/sys/kernel/debug/iommufd/fail-nth", mount_dir);
+	} else if (strncmp(path, debug, sizeof debug - 1) == 0 && (!path[sizeof debug - 1] || path[sizeof debug - 1] == '/')) {
+		const char *r = path + sizeof debug - 1;
+		while (*r == '/')
+			r++;
+		if (*r && strncmp(r, "fail", 4) != 0 && !(strncmp(r, "iommufd", 7) == 0 && (!r[7] || r[7] == '/')))
+			return 0;
+		n = snprintf(out, cap, "%s/sys/kernel/debug/%s", mount_dir, r);
+	} else {
+		return 0;
+	}
+	return n > 0 && (size_t)n < cap;
+}
+
+EXPORT DIR *opendir(const char *name)
+{
+	RESOLVE();
+	char p[PATH_MAX];
+	return real.opendir(debug_path(name, p, sizeof p) ? p : name);
+}
+
 /*
  * The nodes are transaction files: always read-write (as a real /dev/iommu
  * is opened), never appending or truncating, whatever the program asked.
@@ -1025,6 +1088,8 @@ EXPORT int open(const char *path, int flags, ...)
 	int kind;
 	if (redirect(path, p, sizeof p, &kind))
 		return opened(real.open(p, node_flags(flags)), kind, p);
+	if (debug_path(path, p, sizeof p))
+		return real.open(p, flags, mode);
 	return real.open(path, flags, mode);
 }
 
@@ -1039,6 +1104,8 @@ EXPORT int open64(const char *path, int flags, ...)
 	int kind;
 	if (redirect(path, p, sizeof p, &kind))
 		return opened(real.open64(p, node_flags(flags)), kind, p);
+	if (debug_path(path, p, sizeof p))
+		return real.open64(p, flags, mode);
 	return real.open64(path, flags, mode);
 }
 
@@ -1053,6 +1120,8 @@ EXPORT int openat(int dirfd, const char *path, int flags, ...)
 	int kind;
 	if (redirect(path, p, sizeof p, &kind))
 		return opened(real.openat(dirfd, p, node_flags(flags)), kind, p);
+	if (debug_path(path, p, sizeof p))
+		return real.openat(dirfd, p, flags, mode);
 	return real.openat(dirfd, path, flags, mode);
 }
 
@@ -1067,6 +1136,8 @@ EXPORT int openat64(int dirfd, const char *path, int flags, ...)
 	int kind;
 	if (redirect(path, p, sizeof p, &kind))
 		return opened(real.openat64(dirfd, p, node_flags(flags)), kind, p);
+	if (debug_path(path, p, sizeof p))
+		return real.openat64(dirfd, p, flags, mode);
 	return real.openat64(dirfd, path, flags, mode);
 }
 
@@ -1078,6 +1149,8 @@ EXPORT int __open_2(const char *path, int flags)
 	int kind;
 	if (redirect(path, p, sizeof p, &kind))
 		return opened(real.open(p, node_flags(flags)), kind, p);
+	if (debug_path(path, p, sizeof p))
+		return real.open_2(p, flags);
 	return real.open_2(path, flags);
 }
 
@@ -1088,6 +1161,8 @@ EXPORT int __open64_2(const char *path, int flags)
 	int kind;
 	if (redirect(path, p, sizeof p, &kind))
 		return opened(real.open64(p, node_flags(flags)), kind, p);
+	if (debug_path(path, p, sizeof p))
+		return real.open64_2(p, flags);
 	return real.open64_2(path, flags);
 }
 
@@ -1098,6 +1173,8 @@ EXPORT int __openat_2(int dirfd, const char *path, int flags)
 	int kind;
 	if (redirect(path, p, sizeof p, &kind))
 		return opened(real.openat(dirfd, p, node_flags(flags)), kind, p);
+	if (debug_path(path, p, sizeof p))
+		return real.openat_2(dirfd, p, flags);
 	return real.openat_2(dirfd, path, flags);
 }
 
@@ -1108,6 +1185,8 @@ EXPORT int __openat64_2(int dirfd, const char *path, int flags)
 	int kind;
 	if (redirect(path, p, sizeof p, &kind))
 		return opened(real.openat64(dirfd, p, node_flags(flags)), kind, p);
+	if (debug_path(path, p, sizeof p))
+		return real.openat64_2(dirfd, p, flags);
 	return real.openat64_2(dirfd, path, flags);
 }
 

@@ -11,6 +11,7 @@ import { Recording } from '../uapi/record'
 import { IommuSession, VfioDeviceSession } from '../uapi/session'
 import { DEFAULT_TOPOLOGY } from '../util/paths'
 import { TraceLog } from '../util/trace'
+import { failNthFile, failPageAllocDir, failslabDir } from './fault-files'
 import { debugTree } from './debug-tree'
 import { AttributeFile } from './nodes'
 import { TreeOps } from './ops'
@@ -65,7 +66,9 @@ export function buildTree(opts: TreeOptions = {}): ModelTree {
   const root = buildSysfsTree(machine, schema)
   // who serves this tree: `iommufs unmount` reads the pid here
   const server = new AttributeFile(() => `pid ${process.pid}\ntopology ${topology}\n`)
-  dirAt(root, '/sys/kernel/debug').add('iommufd', debugTree(world, [['server', server]]))
+  dirAt(root, '/sys/kernel/debug').add('iommufd', debugTree(world, [['server', server], ['fail-nth', failNthFile()]]))
+  // the fault-injection switches iommufd_fail_nth sets (the shim gives it these for the kernel's)
+  dirAt(root, '/sys/kernel/debug').add('failslab', failslabDir()).add('fail_page_alloc', failPageAllocDir())
   dirAt(root, '/dev').add('iommu', new TransactionFile((caller) => new IommuSession(world, caller?.pid, recording)))
   // KVM beside iommufd, for IOMMU domains that import a VM's stage 2 (docs/kvm.md)
   dirAt(root, '/dev').add('kvm', kvmNode(world))

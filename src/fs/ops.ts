@@ -1,7 +1,13 @@
 import * as path from 'node:path'
 import { ErrnoError } from '../util/errno'
 import { TraceLog } from '../util/trace'
+import { taskFailNth } from '../util/fail-nth'
 import { Access, Caller, DirNode, FsNode, OpenFile } from './nodes'
+
+/** Model work for a request is the caller's thread's: its fail-nth (sys/kernel/debug/iommufd/fail-nth) counts the steps. */
+function asCaller<T>(caller: Caller | undefined, f: () => T): T {
+  return taskFailNth.as(caller?.tid ?? 0, f)
+}
 
 export interface Stat {
   mode: number
@@ -130,7 +136,7 @@ export class TreeOps {
     if (access !== 'read' && !(node.mode & 0o222)) throw new ErrnoError('EACCES', `${p}: read-only`)
     if (access !== 'write' && !(node.mode & 0o444)) throw new ErrnoError('EACCES', `${p}: write-only`)
     const fh = this.allocHandle()
-    this.handles.set(fh, node.open(access, caller))
+    this.handles.set(fh, asCaller(caller, () => node.open(access, caller)))
     if (access !== 'read' && fsKindOf(p) === 'sysfs') this.sysfsHandles.set(fh, node)
     return fh
   }
@@ -212,11 +218,13 @@ export class TreeOps {
   }
 
   read(fh: number, pos: number, len: number, caller?: Caller): Buffer | Promise<Buffer> {
-    return this.handle(fh).read(pos, len, caller)
+    const h = this.handle(fh)
+    return asCaller(caller, () => h.read(pos, len, caller))
   }
 
   write(fh: number, pos: number, data: Buffer, caller?: Caller): number {
-    const n = this.handle(fh).write(pos, data, caller)
+    const h = this.handle(fh)
+    const n = asCaller(caller, () => h.write(pos, data, caller))
     const attr = this.sysfsHandles.get(fh)
     if (attr) {
       const m = this.meta(attr)
@@ -234,7 +242,7 @@ export class TreeOps {
   ioctl(fh: number, cmd: number, arg: bigint, caller: Caller): number {
     const h = this.handle(fh)
     if (!h.ioctl) throw new ErrnoError('ENOTTY', `ioctl 0x${cmd.toString(16)}: this file takes no ioctls`)
-    return h.ioctl(cmd, arg, caller)
+    return asCaller(caller, () => h.ioctl!(cmd, arg, caller))
   }
 
   /** For poll(): whether a read answers at once, and a way to hear when it will. */

@@ -422,8 +422,10 @@ export function createAccess(ctx: IommufdContext, ioasId: number, flags: number)
   if (flags & ~AccessCreateFlag.NEEDS_PIN_PAGES) throw new ErrnoError('EOPNOTSUPP', `flags=${hex(flags)}: only NEEDS_PIN_PAGES (1) is defined`)
   const ioas = ioasOf(ctx, ioasId)
   const access = new SelftestAccess((flags & AccessCreateFlag.NEEDS_PIN_PAGES) !== 0)
+  // made (which may fail) before it is attached: a failed allocation leaves the IOAS as it was
+  const id = ctx.objects.insert(access).id
   access.attach(ioas)
-  return ctx.objects.insert(access).id
+  return id
 }
 
 /** An access by handle: EBADFD when the descriptor is not an access (as fget of another file is). */

@@ -71,6 +71,7 @@ export interface ProcessMemory {
 
 /** `len` bytes at `addr` of process `pid`, as copy_from_user reads them: EFAULT, naming `field`, where it cannot. */
 function readProcess(mem: ProcessMemory, pid: number, addr: bigint, len: bigint, field: string): Buffer {
+  fallible('copy from user')
   const r = addr === 0n ? -14 : mem.read(pid, addr, Number(len))
   if (typeof r === 'number') throw new ErrnoError('EFAULT', `${field}=0x${addr.toString(16)}: cannot read ${len} bytes there`)
   return r
@@ -92,6 +93,7 @@ export class PidMemory extends UserMemory {
 
   override write(addr: bigint, data: Buffer, field: string): void {
     if (data.length === 0) return
+    fallible('copy to user')
     if (addr === 0n || this.mem.write(this.pid, addr, data) !== 0) throw new ErrnoError('EFAULT', `${field}=0x${addr.toString(16)}: cannot write there`)
     this.written.set(addr, Buffer.from(data))
   }

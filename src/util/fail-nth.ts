@@ -27,17 +27,74 @@ const ERRNO_OF: Record<FallibleStep, ErrnoName> = {
   'copy to user': 'EFAULT',
 }
 
+/**
+ * The kernel's switches for which steps a task's fail-nth counts (debugfs
+ * failslab/ and fail_page_alloc/), machine-wide as there. With
+ * ignore-gfp-wait Y (the kernel's default) sleeping allocations, which are
+ * all iommufd makes, are never failed; iommufd_fail_nth sets it to N. Copies
+ * from and to the caller always count (fail_usercopy has no such switch).
+ */
+export const faultSwitches = {
+  failslab: { ignoreGfpWait: true, verbose: 2n },
+  failPageAlloc: { ignoreGfpWait: true, ignoreGfpHighmem: true, verbose: 2n },
+}
+
+/** Whether a task's fail-nth counts `step` now (the global counter of the unit tests counts every step). */
+function counts(step: FallibleStep): boolean {
+  if (step === 'copy from user' || step === 'copy to user') return true
+  // page tables come from the page allocator, everything else from slab
+  return step === 'page table allocation' ? !faultSwitches.failPageAlloc.ignoreGfpWait : !faultSwitches.failslab.ignoreGfpWait
+}
+
 let armed = 0
 let seen = 0
 let fired: FallibleStep | undefined
 
+/** Each task's fail-nth (/proc/PID/task/TID/fail-nth): its nth counted step from now fails; absent = 0, off. */
+const taskNth = new Map<number, number>()
+/** The thread whose request the model is serving (0: none, or unknown). */
+let task = 0
+
 /** Every fallible step calls this first; it throws when the armed point is reached. */
 export function fallible(step: FallibleStep): void {
-  if (!armed) return
-  if (++seen === armed) {
+  if (armed && ++seen === armed) {
     fired = step
     throw new ErrnoError(ERRNO_OF[step], `${step} failed (fault injected at point ${seen})`)
   }
+  const left = task && taskNth.size ? taskNth.get(task) : undefined
+  if (left === undefined || !counts(step)) return
+  // as the kernel's should_fail: the count goes down at each step, and the step that takes it to 0 fails
+  if (left > 1) {
+    taskNth.set(task, left - 1)
+    return
+  }
+  taskNth.delete(task)
+  throw new ErrnoError(ERRNO_OF[step], `${step} failed (fail-nth of thread ${task})`)
+}
+
+/**
+ * Fail-nth per task, as /proc/PID/task/TID/fail-nth: a thread writes N and
+ * the Nth step of its own requests from then on fails; reading shows what is
+ * left, 0 once it fired (iommufd_fail_nth's sweep).
+ */
+export const taskFailNth = {
+  get(tid: number): number {
+    return taskNth.get(tid) ?? 0
+  },
+  set(tid: number, n: number): void {
+    if (n) taskNth.set(tid, n)
+    else taskNth.delete(tid)
+  },
+  /** Runs `f` as thread `tid` (a request's caller, 0 when unknown), whose fail-nth its steps count against. */
+  as<T>(tid: number, f: () => T): T {
+    const was = task
+    task = tid
+    try {
+      return f()
+    } finally {
+      task = was
+    }
+  },
 }
 
 export const failNth = {

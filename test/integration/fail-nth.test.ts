@@ -1,0 +1,92 @@
+/**
+ * The kernel's fail-nth protocol under the shim, as iommufd_fail_nth uses it:
+ * a program sets failslab/ignore-gfp-wait through opendir("/sys/kernel/debug/")
+ * and openat, writes N to its /proc/self/task/TID/fail-nth (the mount's
+ * sys/kernel/debug/iommufd/fail-nth), and the Nth counted step of its own
+ * requests fails with that step's errno; reading back gives 0 once it fired.
+ * With ignore-gfp-wait Y only the copies from and to the caller count, as in
+ * the kernel, where iommufd's allocations all sleep. Every failed run leaves
+ * nothing behind (no handler bug, no pinned page).
+ */
+import { strict as assert } from 'node:assert'
+import { promises as fsp } from 'node:fs'
+import * as path from 'node:path'
+import { iommufs } from '../helpers/cli'
+import { withMount } from '../helpers/mount'
+import { PACKAGE_ROOT } from '../../src/util/paths'
+
+const FAIL_NTH = path.join(PACKAGE_ROOT, 'dist', 'test', 'c', 'fail-nth')
+
+const EVERY_STEP = [
+  '1: IOAS_ALLOC ENOMEM, left 0',
+  '2: IOAS_ALLOC ENOMEM, left 0',
+  '3: IOAS_ALLOC EFAULT, left 0',
+  '4: IOAS_ALLOW_IOVAS EFAULT, left 0',
+  '5: IOAS_IOVA_RANGES EFAULT, left 0',
+  '6: IOAS_IOVA_RANGES EFAULT, left 0',
+  '7: MOCK_DOMAIN ENOMEM, left 0',
+  '8: MOCK_DOMAIN ENOMEM, left 0',
+  '9: MOCK_DOMAIN ENOMEM, left 0',
+  '10: MOCK_DOMAIN ENOMEM, left 0',
+  '11: MOCK_DOMAIN ENOMEM, left 0',
+  '12: MOCK_DOMAIN ENOMEM, left 0',
+  '13: MOCK_DOMAIN EFAULT, left 0',
+  '14: IOAS_MAP ENOMEM, left 0',
+  '15: IOAS_MAP EFAULT, left 0',
+  '16: CREATE_ACCESS ENOMEM, left 0',
+  '17: CREATE_ACCESS ENOMEM, left 0',
+  '18: CREATE_ACCESS EFAULT, left 0',
+  '19: IOAS_UNMAP EFAULT, left 0',
+  '20: through, left 1',
+  '',
+].join('\n')
+
+const COPIES_ONLY = [
+  '1: IOAS_ALLOC EFAULT, left 0',
+  '2: IOAS_ALLOW_IOVAS EFAULT, left 0',
+  '3: IOAS_IOVA_RANGES EFAULT, left 0',
+  '4: IOAS_IOVA_RANGES EFAULT, left 0',
+  '5: MOCK_DOMAIN EFAULT, left 0',
+  '6: IOAS_MAP EFAULT, left 0',
+  '7: CREATE_ACCESS EFAULT, left 0',
+  '8: IOAS_UNMAP EFAULT, left 0',
+  '9: through, left 1',
+  '',
+].join('\n')
+
+describe('fail-nth under the shim (iommufd_fail_nth\'s protocol)', function () {
+  this.timeout(60000)
+
+  it('ignore-gfp-wait N: each step fails in turn with its errno, and every failure is clean', async () => {
+    await withMount(async (m) => {
+      const r = await iommufs(['exec', '--mount', m.dir, '--', FAIL_NTH, 'N'])
+      assert.equal(r.stdout, EVERY_STEP, r.stderr)
+      assert.equal(r.code, 0)
+      assert.equal(await fsp.readFile(m.path('sys/kernel/debug/failslab/ignore-gfp-wait'), 'utf8'), 'N\n')
+      const trace = await fsp.readFile(m.path('sys/kernel/debug/iommufd/trace'), 'utf8')
+      assert.doesNotMatch(trace, / bug: /)
+      assert.match(trace, /IOMMU_TEST_CMD -> ENOMEM object allocation failed \(fail-nth of thread \d+\)/)
+      assert.equal(await fsp.readFile(m.path('sys/kernel/debug/iommufd/pinned'), 'utf8'), '')
+    })
+  })
+
+  it('ignore-gfp-wait Y (the kernel\'s default): only the copies from and to the caller fail', async () => {
+    await withMount(async (m) => {
+      const r = await iommufs(['exec', '--mount', m.dir, '--', FAIL_NTH, 'Y'])
+      assert.equal(r.stdout, COPIES_ONLY, r.stderr)
+      assert.equal(r.code, 0)
+    })
+  })
+
+  it('bad values are refused with the kernel\'s errnos and change nothing', async () => {
+    await withMount(async (m) => {
+      const wait = m.path('sys/kernel/debug/failslab/ignore-gfp-wait')
+      await fsp.writeFile(wait, 'y\n')
+      await assert.rejects(fsp.writeFile(wait, 'maybe\n'), { code: 'EINVAL' })
+      assert.equal(await fsp.readFile(wait, 'utf8'), 'Y\n')
+      await assert.rejects(fsp.writeFile(m.path('sys/kernel/debug/iommufd/fail-nth'), '0x100000000\n'), { code: 'ERANGE' })
+      await assert.rejects(fsp.writeFile(m.path('sys/kernel/debug/iommufd/fail-nth'), 'ten\n'), { code: 'EINVAL' })
+      assert.equal(await fsp.readFile(m.path('sys/kernel/debug/iommufd/fail-nth'), 'utf8'), '0\n')
+    })
+  })
+})
