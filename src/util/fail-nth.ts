@@ -50,6 +50,8 @@ let armed = 0
 let seen = 0
 let fired: FallibleStep | undefined
 
+const MAX_ARMED_TASKS = 1024
+
 /** Each task's fail-nth (/proc/PID/task/TID/fail-nth): its nth counted step from now fails; absent = 0, off. */
 const taskNth = new Map<number, number>()
 /** The thread whose request the model is serving (0: none, or unknown). */
@@ -82,8 +84,11 @@ export const taskFailNth = {
     return taskNth.get(tid) ?? 0
   },
   set(tid: number, n: number): void {
-    if (n) taskNth.set(tid, n)
-    else taskNth.delete(tid)
+    taskNth.delete(tid)
+    if (!n) return
+    // a thread that exits armed leaves its count behind: the oldest go first
+    if (taskNth.size >= MAX_ARMED_TASKS) taskNth.delete(taskNth.keys().next().value as number)
+    taskNth.set(tid, n)
   },
   /** Runs `f` as thread `tid` (a request's caller, 0 when unknown), whose fail-nth its steps count against. */
   as<T>(tid: number, f: () => T): T {
