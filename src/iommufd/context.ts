@@ -93,9 +93,10 @@ export class IommufdContext {
     throw new ErrnoError('EOPNOTSUPP', `option_id=${optionId}: expected RLIMIT_MODE (0) or HUGE_PAGES (1)`)
   }
 
-  /** Inserts a new HWPT and takes its references on what it is built on. */
+  /** Inserts a new HWPT, then takes its references on what it is built on: a failed insertion leaves everything as it was. */
   commitHwpt(hwpt: Hwpt): number {
     this.objects.insert(hwpt)
+    if (hwpt.fault) hwpt.fault.users++
     if (hwpt instanceof HwptPaging) {
       hwpt.ioas.hwpts.add(hwpt)
       hwpt.ioas.users++

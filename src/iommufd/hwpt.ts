@@ -182,10 +182,8 @@ export function hwptAlloc(ctx: IommufdContext, a: HwptAllocArgs): number {
   else if (pt instanceof HwptPaging) hwpt = planNestedOnParent(dev, pt, a)
   else if (pt instanceof Viommu) hwpt = planNestedOnViommu(dev, pt, a)
   else throw new ErrnoError('EINVAL', `pt_id=${a.ptId}: is a ${pt.type} object; expected an IOAS, a nest-parent HWPT or a vIOMMU`)
-  if (a.flags & HwptAllocFlag.FAULT_ID_VALID) {
-    hwpt.fault = ctx.objects.get<Fault>(a.faultId, 'fault_id', 'fault')
-    hwpt.fault.users++
-  }
+  // its reference on the fault queue is taken once it exists (commitHwpt)
+  if (a.flags & HwptAllocFlag.FAULT_ID_VALID) hwpt.fault = ctx.objects.get<Fault>(a.faultId, 'fault_id', 'fault')
   hwpt.pasidCompat = (a.flags & HwptAllocFlag.PASID) !== 0
   return ctx.commitHwpt(hwpt)
 }

@@ -8,7 +8,8 @@
  * step that failed and its errno, then what fail-nth read back ("0" once it
  * fired).
  *
- *   fail-nth Y|N     the value written to failslab/ignore-gfp-wait first
+ *   fail-nth Y|N [device]   the value written to failslab/ignore-gfp-wait
+ *                           first; device: the device scenario instead
  */
 #include "example.h" /* first: it sets _GNU_SOURCE */
 
@@ -87,6 +88,102 @@ out:
 	return rc;
 }
 
+static int test_cmd(int fd, const char *name, struct iommu_test_cmd *c)
+{
+	c->size = sizeof(*c);
+	return step(name, ioctl(fd, IOMMU_TEST_CMD, c));
+}
+
+/*
+ * Devices and what hangs off them, as the newer iommufd_fail_nth's device
+ * scenario has them: a PASID-capable mock device, its hw_info, domains
+ * replaced under it, a vIOMMU with a vDEVICE, a HW queue, a fault queue and
+ * an IOPF-capable nested domain, a vEVENTQ, and a PASID attached, replaced
+ * and detached. The queues' descriptors are closed whatever happens.
+ */
+static int device_scenario(int nth_fd, unsigned nth)
+{
+	int fd = open("/dev/iommu", O_RDWR), fault_fd = -1, veventq_fd = -1, rc = -1;
+	if (step("open", fd < 0 ? -1 : 0))
+		return -1;
+	struct iommu_ioas_alloc a1 = { .size = sizeof(a1) }, a2 = { .size = sizeof(a2) };
+	struct iommu_ioas_map map = { .size = sizeof(map), .user_va = (uintptr_t)buffer, .length = 0x1000, .iova = 1 << 24,
+				      .flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE };
+	if (step("setup", ioctl(fd, IOMMU_IOAS_ALLOC, &a1)) || step("setup", ioctl(fd, IOMMU_IOAS_ALLOC, &a2)))
+		goto out;
+	map.ioas_id = a1.out_ioas_id;
+	if (step("setup", ioctl(fd, IOMMU_IOAS_MAP, &map)))
+		goto out;
+	map.ioas_id = a2.out_ioas_id;
+	if (step("setup", ioctl(fd, IOMMU_IOAS_MAP, &map)))
+		goto out;
+	char n[16];
+	int len = snprintf(n, sizeof n, "%u", nth);
+	if (nth && pwrite(nth_fd, n, len, 0) != len)
+		goto out;
+
+	struct iommu_test_cmd md = { .op = IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS, .id = a1.out_ioas_id, .mock_domain_flags = { .dev_flags = 4 /* PASID */ } };
+	if (test_cmd(fd, "MOCK_DOMAIN_FLAGS", &md))
+		goto out;
+	uint32_t stdev = md.mock_domain_flags.out_stdev_id, idev = md.mock_domain_flags.out_idev_id;
+	struct iommu_test_hw_info info;
+	struct iommu_hw_info hw = { .size = sizeof(hw), .dev_id = idev, .data_len = sizeof(info), .data_uptr = (uintptr_t)&info };
+	if (step("GET_HW_INFO", ioctl(fd, IOMMU_GET_HW_INFO, &hw)))
+		goto out;
+	struct iommu_hwpt_alloc s2 = { .size = sizeof(s2), .flags = IOMMU_HWPT_ALLOC_PASID, .dev_id = idev, .pt_id = a1.out_ioas_id };
+	if (step("HWPT_ALLOC", ioctl(fd, IOMMU_HWPT_ALLOC, &s2)))
+		goto out;
+	struct iommu_test_cmd rep = { .op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, .id = stdev, .mock_domain_replace = { .pt_id = a2.out_ioas_id } };
+	if (test_cmd(fd, "MOCK_DOMAIN_REPLACE ioas", &rep))
+		goto out;
+	rep.mock_domain_replace.pt_id = s2.out_hwpt_id;
+	if (test_cmd(fd, "MOCK_DOMAIN_REPLACE hwpt", &rep))
+		goto out;
+	struct iommu_hwpt_alloc parent = { .size = sizeof(parent), .flags = IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_PASID, .dev_id = idev, .pt_id = a1.out_ioas_id };
+	if (step("HWPT_ALLOC parent", ioctl(fd, IOMMU_HWPT_ALLOC, &parent)))
+		goto out;
+	struct iommu_viommu_alloc va = { .size = sizeof(va), .type = IOMMU_VIOMMU_TYPE_SELFTEST, .dev_id = idev, .hwpt_id = parent.out_hwpt_id };
+	if (step("VIOMMU_ALLOC", ioctl(fd, IOMMU_VIOMMU_ALLOC, &va)))
+		goto out;
+	struct iommu_vdevice_alloc vd = { .size = sizeof(vd), .viommu_id = va.out_viommu_id, .dev_id = idev, .virt_id = 0x99 };
+	if (step("VDEVICE_ALLOC", ioctl(fd, IOMMU_VDEVICE_ALLOC, &vd)))
+		goto out;
+	struct iommu_hw_queue_alloc q = { .size = sizeof(q), .viommu_id = va.out_viommu_id, .type = IOMMU_HW_QUEUE_TYPE_SELFTEST, .nesting_parent_iova = 1 << 24, .length = 0x1000 };
+	if (step("HW_QUEUE_ALLOC", ioctl(fd, IOMMU_HW_QUEUE_ALLOC, &q)))
+		goto out;
+	struct iommu_fault_alloc fa = { .size = sizeof(fa) };
+	if (step("FAULT_QUEUE_ALLOC", ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &fa)))
+		goto out;
+	fault_fd = (int)fa.out_fault_fd;
+	struct iommu_hwpt_selftest data = { .iotlb = 0xbadbeef };
+	struct iommu_hwpt_alloc iopf = { .size = sizeof(iopf), .flags = IOMMU_HWPT_FAULT_ID_VALID | IOMMU_HWPT_ALLOC_PASID, .dev_id = idev, .pt_id = va.out_viommu_id,
+					 .data_type = 0xdead /* IOMMU_HWPT_DATA_SELFTEST */, .data_len = sizeof(data), .data_uptr = (uintptr_t)&data, .fault_id = fa.out_fault_id };
+	if (step("HWPT_ALLOC iopf", ioctl(fd, IOMMU_HWPT_ALLOC, &iopf)))
+		goto out;
+	struct iommu_veventq_alloc vq = { .size = sizeof(vq), .viommu_id = va.out_viommu_id, .type = IOMMU_VEVENTQ_TYPE_SELFTEST, .veventq_depth = 2 };
+	if (step("VEVENTQ_ALLOC", ioctl(fd, IOMMU_VEVENTQ_ALLOC, &vq)))
+		goto out;
+	veventq_fd = (int)vq.out_veventq_fd;
+	struct iommu_test_cmd pasid = { .op = IOMMU_TEST_OP_PASID_ATTACH, .id = stdev, .pasid_attach = { .pasid = 100, .pt_id = s2.out_hwpt_id } };
+	if (test_cmd(fd, "PASID_ATTACH", &pasid))
+		goto out;
+	pasid.op = IOMMU_TEST_OP_PASID_REPLACE;
+	pasid.pasid_attach.pt_id = iopf.out_hwpt_id;
+	if (test_cmd(fd, "PASID_REPLACE", &pasid))
+		goto out;
+	pasid.op = IOMMU_TEST_OP_PASID_DETACH;
+	if (test_cmd(fd, "PASID_DETACH", &pasid))
+		goto out;
+	rc = 0;
+out:
+	if (fault_fd >= 0)
+		close(fault_fd);
+	if (veventq_fd >= 0)
+		close(veventq_fd);
+	close(fd);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	buffer = mmap(NULL, 0x10000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
@@ -103,13 +200,14 @@ int main(int argc, char **argv)
 		printf("fail-nth: %s\n", errno_name(errno));
 		return 1;
 	}
-	if (scenario(nth_fd, 0)) {
+	int (*run)(int, unsigned) = argc > 2 && strcmp(argv[2], "device") == 0 ? device_scenario : scenario;
+	if (run(nth_fd, 0)) {
 		printf("no injection: %s %s\n", failed_step, errno_name(failed_errno));
 		return 1;
 	}
 	for (unsigned nth = 1; nth < 400; nth++) {
 		failed_step = NULL;
-		int rc = scenario(nth_fd, nth);
+		int rc = run(nth_fd, nth);
 		char left[16] = { 0 };
 		if (pread(nth_fd, left, sizeof left - 1, 0) < 0 || pwrite(nth_fd, "0", 1, 0) != 1)
 			return 1;

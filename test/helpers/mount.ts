@@ -17,6 +17,12 @@ export interface TestMount {
   pid: number
   /** The absolute path of `p` inside the mount (`p` relative to the mount root, leading '/' allowed). */
   path(p: string): string
+  /**
+   * The whole text of a file of the mount, read by `cat` to its end: a
+   * debug-tree file such as the trace says 4096 bytes in stat, as sysfs
+   * attributes do, and fs.readFile stops there.
+   */
+  cat(p: string): Promise<string>
   /** Stops the server (SIGTERM, then SIGKILL and `umount -l` as last resorts) and removes the directory. Idempotent. */
   stop(): Promise<void>
 }
@@ -41,6 +47,11 @@ export async function startMount(opts: MountOptions = {}): Promise<TestMount> {
     dir,
     pid: srv.pid,
     path: (p) => path.join(dir, p),
+    cat: async (p) => {
+      const r = await run('cat', [path.join(dir, p)])
+      if (r.code !== 0) throw new Error(`cat ${p}: ${r.stderr}`)
+      return r.stdout
+    },
     stop: () => (stopping ??= srv.stop().then(() => fsp.rmdir(dir))),
   }
 }

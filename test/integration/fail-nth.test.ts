@@ -6,7 +6,8 @@
  * requests fails with that step's errno; reading back gives 0 once it fired.
  * With ignore-gfp-wait Y only the copies from and to the caller count, as in
  * the kernel, where iommufd's allocations all sleep. Every failed run leaves
- * nothing behind (no handler bug, no pinned page).
+ * nothing behind (no handler bug, no pinned page). A second scenario takes
+ * the objects of a device the same way.
  */
 import { strict as assert } from 'node:assert'
 import { promises as fsp } from 'node:fs'
@@ -54,6 +55,52 @@ const COPIES_ONLY = [
   '',
 ].join('\n')
 
+const DEVICE_EVERY_STEP = [
+  '1: MOCK_DOMAIN_FLAGS ENOMEM, left 0',
+  '2: MOCK_DOMAIN_FLAGS ENOMEM, left 0',
+  '3: MOCK_DOMAIN_FLAGS ENOMEM, left 0',
+  '4: MOCK_DOMAIN_FLAGS ENOMEM, left 0',
+  '5: MOCK_DOMAIN_FLAGS ENOMEM, left 0',
+  '6: MOCK_DOMAIN_FLAGS ENOMEM, left 0',
+  '7: MOCK_DOMAIN_FLAGS EFAULT, left 0',
+  '8: GET_HW_INFO EFAULT, left 0',
+  '9: GET_HW_INFO EFAULT, left 0',
+  '10: HWPT_ALLOC ENOMEM, left 0',
+  '11: HWPT_ALLOC ENOMEM, left 0',
+  '12: HWPT_ALLOC EFAULT, left 0',
+  '13: MOCK_DOMAIN_REPLACE ioas ENOMEM, left 0',
+  '14: MOCK_DOMAIN_REPLACE ioas ENOMEM, left 0',
+  '15: MOCK_DOMAIN_REPLACE ioas EFAULT, left 0',
+  '16: MOCK_DOMAIN_REPLACE hwpt EFAULT, left 0',
+  '17: HWPT_ALLOC parent ENOMEM, left 0',
+  '18: HWPT_ALLOC parent ENOMEM, left 0',
+  '19: HWPT_ALLOC parent EFAULT, left 0',
+  '20: VIOMMU_ALLOC ENOMEM, left 0',
+  '21: VIOMMU_ALLOC ENOMEM, left 0',
+  '22: VIOMMU_ALLOC EFAULT, left 0',
+  '23: VDEVICE_ALLOC ENOMEM, left 0',
+  '24: VDEVICE_ALLOC ENOMEM, left 0',
+  '25: VDEVICE_ALLOC EFAULT, left 0',
+  '26: HW_QUEUE_ALLOC ENOMEM, left 0',
+  '27: HW_QUEUE_ALLOC ENOMEM, left 0',
+  '28: HW_QUEUE_ALLOC ENOMEM, left 0',
+  '29: HW_QUEUE_ALLOC EFAULT, left 0',
+  '30: FAULT_QUEUE_ALLOC ENOMEM, left 0',
+  '31: FAULT_QUEUE_ALLOC ENOMEM, left 0',
+  '32: FAULT_QUEUE_ALLOC EFAULT, left 0',
+  '33: HWPT_ALLOC iopf EFAULT, left 0',
+  '34: HWPT_ALLOC iopf ENOMEM, left 0',
+  '35: HWPT_ALLOC iopf ENOMEM, left 0',
+  '36: HWPT_ALLOC iopf EFAULT, left 0',
+  '37: VEVENTQ_ALLOC ENOMEM, left 0',
+  '38: VEVENTQ_ALLOC ENOMEM, left 0',
+  '39: VEVENTQ_ALLOC EFAULT, left 0',
+  '40: PASID_ATTACH EFAULT, left 0',
+  '41: PASID_REPLACE EFAULT, left 0',
+  '42: through, left 1',
+  '',
+].join('\n')
+
 describe('fail-nth under the shim (iommufd_fail_nth\'s protocol)', function () {
   this.timeout(60000)
 
@@ -63,10 +110,22 @@ describe('fail-nth under the shim (iommufd_fail_nth\'s protocol)', function () {
       assert.equal(r.stdout, EVERY_STEP, r.stderr)
       assert.equal(r.code, 0)
       assert.equal(await fsp.readFile(m.path('sys/kernel/debug/failslab/ignore-gfp-wait'), 'utf8'), 'N\n')
-      const trace = await fsp.readFile(m.path('sys/kernel/debug/iommufd/trace'), 'utf8')
+      const trace = await m.cat('sys/kernel/debug/iommufd/trace')
       assert.doesNotMatch(trace, / bug: /)
       assert.match(trace, /IOMMU_TEST_CMD -> ENOMEM object allocation failed \(fail-nth of thread \d+\)/)
       assert.equal(await fsp.readFile(m.path('sys/kernel/debug/iommufd/pinned'), 'utf8'), '')
+    })
+  })
+
+  it('the device scenario (vIOMMU, vDEVICE, HW queue, fault queue, IOPF domain, vEVENTQ, PASIDs): every failure is clean', async () => {
+    await withMount(async (m) => {
+      const r = await iommufs(['exec', '--mount', m.dir, '--', FAIL_NTH, 'N', 'device'])
+      assert.equal(r.stdout, DEVICE_EVERY_STEP, r.stderr)
+      assert.equal(r.code, 0)
+      // a nested HWPT whose allocation failed took no reference on its fault queue, so every context closed
+      const trace = await m.cat('sys/kernel/debug/iommufd/trace')
+      assert.doesNotMatch(trace, / bug: /)
+      assert.equal((trace.match(/: closed: all objects destroyed\n/g) ?? []).length, 43)
     })
   })
 

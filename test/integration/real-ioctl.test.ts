@@ -39,7 +39,7 @@ describe('real ioctl() through FUSE_IOCTL (no shim)', () => {
       const r = await run(REAL_IOCTL, [m.path('dev/iommu'), m.path('dev/vfio/devices/vfio0')])
       assert.equal(r.code, 0, r.stdout + r.stderr)
       assert.equal(r.stdout, EXPECTED)
-      const trace = await fsp.readFile(m.path('sys/kernel/debug/iommufd/trace'), 'utf8')
+      const trace = await m.cat('sys/kernel/debug/iommufd/trace')
       assert.match(trace, /ctx1: ioctl IOMMU_IOAS_ALLOC -> ok\n/)
       assert.match(trace, /vfio0: ioctl VFIO_DEVICE_BIND_IOMMUFD -> ok\n/)
     })

@@ -95,7 +95,7 @@ describe('IOMMU_TEST_CMD and VFIO compat through the shim', function () {
         'get_info_60: argsz=72 cap_offset=0 next=40 untouched_past_argsz=yes',
       ])
       // the server reads the sender's memory itself: no frame took a RETRY round trip, not even ACCESS_RW's reads of the mapped pages
-      const trace = await fsp.readFile(path.join(m.dir, 'sys/kernel/debug/iommufd/trace'), 'utf8')
+      const trace = await m.cat('sys/kernel/debug/iommufd/trace')
       assert.match(trace, /frame IOMMU_TEST_CMD -> ok/)
       assert.doesNotMatch(trace, /-> retry/)
     })
