@@ -3,7 +3,8 @@
  * the debugfs switches through opendir("/sys/kernel/debug/") and openat, the
  * thread's /proc/self/task/TID/fail-nth, and a scenario (open, IOAS_ALLOC,
  * IOAS_ALLOW_IOVAS, IOAS_IOVA_RANGES, a mock domain, IOAS_MAP of this
- * program's memory, a selftest access, IOAS_UNMAP) run with its Nth step
+ * program's memory, IOAS_MAP_FILE of a memfd, IOAS_COPY, a selftest access,
+ * IOAS_UNMAP) run with its Nth step
  * failed, N = 1, 2, ..., until one run goes through. One line per run: N, the
  * step that failed and its errno, then what fail-nth read back ("0" once it
  * fired).
@@ -40,6 +41,7 @@ static int step(const char *name, int rc)
 }
 
 static char *buffer;
+static int memfd;
 
 static int scenario(int nth_fd, unsigned nth)
 {
@@ -74,6 +76,13 @@ static int scenario(int nth_fd, unsigned nth)
 		.iova = 1 << 24,
 	};
 	if (step("IOAS_MAP", ioctl(fd, IOMMU_IOAS_MAP, &map)))
+		goto out;
+	struct iommu_ioas_map_file mf = { .size = sizeof(mf), .flags = map.flags, .ioas_id = a.out_ioas_id, .fd = memfd, .length = 0x10000, .iova = 1 << 25 };
+	if (step("IOAS_MAP_FILE", ioctl(fd, IOMMU_IOAS_MAP_FILE, &mf)))
+		goto out;
+	struct iommu_ioas_copy copy = { .size = sizeof(copy), .flags = map.flags, .dst_ioas_id = a.out_ioas_id, .src_ioas_id = a.out_ioas_id,
+					.length = 0x10000, .dst_iova = 1 << 26, .src_iova = 1 << 24 };
+	if (step("IOAS_COPY", ioctl(fd, IOMMU_IOAS_COPY, &copy)))
 		goto out;
 	struct iommu_test_cmd access = { .size = sizeof(access), .op = IOMMU_TEST_OP_CREATE_ACCESS, .id = a.out_ioas_id };
 	if (step("CREATE_ACCESS", ioctl(fd, IOMMU_TEST_CMD, &access)))
@@ -187,6 +196,9 @@ out:
 int main(int argc, char **argv)
 {
 	buffer = mmap(NULL, 0x10000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	memfd = memfd_create("fail-nth", 0);
+	if (memfd < 0 || ftruncate(memfd, 0x10000))
+		return 1;
 	DIR *debugfs = opendir("/sys/kernel/debug/");
 	if (!debugfs || writeat(dirfd(debugfs), "failslab/ignore-gfp-wait", argc > 1 ? argv[1] : "N")) {
 		printf("debugfs: %s\n", errno_name(errno));
