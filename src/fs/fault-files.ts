@@ -7,7 +7,7 @@
  */
 import { ErrnoError } from '../util/errno'
 import { faultSwitches, taskFailNth } from '../util/fail-nth'
-import { AttributeFile, FileNode, OpenFile, SYSFS_SIZE, StaticDir } from './nodes'
+import { AttributeFile, FileNode, OpenFile, StaticDir } from './nodes'
 
 /** A written number as kstrtoul reads it (base 0: decimal, 0x hex, 0 octal; one trailing newline). */
 function kernelNumber(text: string, field: string, max: bigint): bigint {
@@ -70,7 +70,7 @@ export function failNthFile(): FileNode {
   return {
     kind: 'file',
     mode: 0o644,
-    size: () => SYSFS_SIZE,
+    size: () => 0, // as a /proc file
     open: (): OpenFile => ({
       read: (pos, len, caller) => {
         const text = Buffer.from(`${taskFailNth.get(caller?.tid ?? 0)}\n`)

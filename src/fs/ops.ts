@@ -2,7 +2,7 @@ import * as path from 'node:path'
 import { ErrnoError } from '../util/errno'
 import { TraceLog } from '../util/trace'
 import { taskFailNth } from '../util/fail-nth'
-import { Access, Caller, DirNode, FsNode, OpenFile } from './nodes'
+import { Access, Caller, DirNode, FileNode, FsNode, OpenFile } from './nodes'
 
 /** Model work for a request is the caller's thread's: its fail-nth (sys/kernel/debug/iommufd/fail-nth) counts the steps. */
 function asCaller<T>(caller: Caller | undefined, f: () => T): T {
@@ -64,6 +64,15 @@ export function fsKindOf(p: string): FsKind {
 }
 
 /**
+ * A debugfs text file says size 0, as debugfs and procfs files do, whatever
+ * it holds (a reader such as fs.readFile then reads to the end; with 4096,
+ * the size sysfs attributes say, it stopped there and cut the trace).
+ */
+function textInDebugfs(node: FileNode, p: string): boolean {
+  return node.snapshot === true && !node.constant && fsKindOf(p) === 'debugfs'
+}
+
+/**
  * The file operations of a mounted tree, independent of any FUSE binding.
  * Every method either returns its result or throws ErrnoError; the binding
  * turns anything else into EIO.
@@ -112,7 +121,7 @@ export class TreeOps {
       case 'link':
         return { mode: S_IFLNK | 0o777, size: relativeTarget(p, node.target).length, nlink: 1, ...m }
       case 'file':
-        return { mode: S_IFREG | (this.modes.get(node) ?? node.mode), size: node.size(), nlink: 1, ...m }
+        return { mode: S_IFREG | (this.modes.get(node) ?? node.mode), size: textInDebugfs(node, p) ? 0 : node.size(), nlink: 1, ...m }
     }
   }
 

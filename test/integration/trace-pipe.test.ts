@@ -1,5 +1,6 @@
-/** The live trace on a real mount, read with cat, head and python from bash. */
+/** The live trace on a real mount, read with cat, head and python from bash, and with fs.readFile. */
 import { strict as assert } from 'node:assert'
+import { promises as fsp } from 'node:fs'
 import { sh, withMount } from '../helpers/mount'
 
 const PIPE = 'sys/kernel/debug/iommufd/trace_pipe'
@@ -18,6 +19,16 @@ const UNTIL_READING = [
 ].join('\n')
 
 describe('sys/kernel/debug/iommufd/trace_pipe', () => {
+  it('the trace, past 4096 bytes, says size 0 as a debugfs file does, so fs.readFile reads it all (as cat does)', async () => {
+    await withMount(async (m) => {
+      const r = await sh('exec 3<>dev/iommu; for i in $(seq 60); do echo IOAS_ALLOC >&3; read -u 3 r; done; exec 3>&-; stat -c %s sys/kernel/debug/iommufd/trace', { cwd: m.dir })
+      assert.equal(r.stdout, '0\n', r.stderr)
+      const whole = await m.cat('sys/kernel/debug/iommufd/trace')
+      assert.ok(whole.length > 4096, `${whole.length} bytes`)
+      assert.equal(await fsp.readFile(m.path('sys/kernel/debug/iommufd/trace'), 'utf8'), whole)
+    })
+  })
+
   it('streams the lines emitted after it opened, as they come', async () => {
     await withMount(async (m) => {
       const r = await sh(
