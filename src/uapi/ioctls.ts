@@ -108,6 +108,18 @@ export interface Ioctl {
   readonly handler: (call: Call) => StructValue
 }
 
+/** The context VFIO_DEVICE_BIND_IOMMUFD binds into: the one its iommufd descriptor names, else the node's own. */
+function bindContext(c: Call): IommufdContext {
+  let ctx = c.ctx
+  if (c.contextById) {
+    const named = c.contextById(Number(c.req.iommufd as bigint))
+    if (!named) throw new ErrnoError('EBADF', `iommufd=${c.req.iommufd}: not an iommufd context`)
+    ctx = named
+  }
+  if (!ctx) throw new ErrnoError('EBADF', 'iommufd: no context to bind to')
+  return ctx
+}
+
 function ctxOf(c: Call): IommufdContext {
   if (!c.ctx) throw new ErrnoError('EINVAL', 'this device file is not bound to an iommufd (VFIO_DEVICE_BIND_IOMMUFD first)')
   return c.ctx
@@ -602,14 +614,7 @@ export const IOCTLS: readonly Ioctl[] = [
   vfio('VFIO_DEVICE_BIND_IOMMUFD', 'DEVICE_BIND', 18, S.vfio_device_bind_iommufd, 'out_devid', (c) => {
     vfioFlags(c, VfioBindFlag.TOKEN)
     const pci = requireDevice(c)
-    let ctx = c.ctx
-    if (c.contextById) {
-      const named = c.contextById(Number(c.req.iommufd as bigint))
-      if (!named) throw new ErrnoError('EBADF', `iommufd=${c.req.iommufd}: not an iommufd context`)
-      ctx = named
-    }
-    if (!ctx) throw new ErrnoError('EBADF', 'iommufd: no context to bind to')
-    return { out_devid: BigInt(device.bind(ctx, pci)) }
+    return { out_devid: BigInt(device.bind(bindContext(c), pci)) }
   }),
   vfio('VFIO_DEVICE_ATTACH_IOMMUFD_PT', 'DEVICE_ATTACH', 19, S.vfio_device_attach_iommufd_pt, 'pt_id', (c) => {
     const pasid = pasidOf(c, S.vfio_device_attach_iommufd_pt)
@@ -656,7 +661,8 @@ export const UNDO_ON_COPY_OUT: ReadonlyMap<string, (c: Call, out: StructValue) =
   [
     'VFIO_DEVICE_BIND_IOMMUFD',
     (c, out) => {
-      const ctx = ctxOf(c)
+      // the context the bind went into: a device node's own is not known until the bind succeeds
+      const ctx = bindContext(c)
       const dev = ctx.objects.find(Number(out.out_devid as bigint))
       if (dev instanceof device.Device) device.unbind(ctx, dev)
     },

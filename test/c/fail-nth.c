@@ -9,8 +9,8 @@
  * step that failed and its errno, then what fail-nth read back ("0" once it
  * fired).
  *
- *   fail-nth Y|N [device]   the value written to failslab/ignore-gfp-wait
- *                           first; device: the device scenario instead
+ *   fail-nth Y|N [device|vfio]   the value written to failslab/ignore-gfp-wait
+ *                                first; device, vfio: those scenarios instead
  */
 #include "example.h" /* first: it sets _GNU_SOURCE */
 
@@ -193,6 +193,70 @@ out:
 	return rc;
 }
 
+/*
+ * A VFIO device behind an SMMUv3 nested as a VMM nests it: bind, a nest
+ * parent attached, a vIOMMU, a vDEVICE, the guest's STE as a nested domain
+ * attached, an invalidation through the vIOMMU, a vEVENTQ, then detach.
+ */
+static int vfio_scenario(int nth_fd, unsigned nth)
+{
+	int fd = open("/dev/iommu", O_RDWR), dev = open("/dev/vfio/devices/vfio0", O_RDWR), veventq_fd = -1, rc = -1;
+	if (step("open", fd < 0 || dev < 0 ? -1 : 0))
+		goto out;
+	struct iommu_ioas_alloc a = { .size = sizeof(a) };
+	if (step("setup", ioctl(fd, IOMMU_IOAS_ALLOC, &a)))
+		goto out;
+	char n[16];
+	int len = snprintf(n, sizeof n, "%u", nth);
+	if (nth && pwrite(nth_fd, n, len, 0) != len)
+		goto out;
+
+	struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind), .iommufd = fd };
+	if (step("VFIO_DEVICE_BIND_IOMMUFD", ioctl(dev, VFIO_DEVICE_BIND_IOMMUFD, &bind)))
+		goto out;
+	struct iommu_hwpt_alloc s2 = { .size = sizeof(s2), .flags = IOMMU_HWPT_ALLOC_NEST_PARENT, .dev_id = bind.out_devid, .pt_id = a.out_ioas_id };
+	if (step("HWPT_ALLOC parent", ioctl(fd, IOMMU_HWPT_ALLOC, &s2)))
+		goto out;
+	struct vfio_device_attach_iommufd_pt attach = { .argsz = sizeof(attach), .pt_id = s2.out_hwpt_id };
+	if (step("VFIO_DEVICE_ATTACH parent", ioctl(dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach)))
+		goto out;
+	struct iommu_viommu_alloc va = { .size = sizeof(va), .type = IOMMU_VIOMMU_TYPE_ARM_SMMUV3, .dev_id = bind.out_devid, .hwpt_id = s2.out_hwpt_id };
+	if (step("VIOMMU_ALLOC", ioctl(fd, IOMMU_VIOMMU_ALLOC, &va)))
+		goto out;
+	struct iommu_vdevice_alloc vd = { .size = sizeof(vd), .viommu_id = va.out_viommu_id, .dev_id = bind.out_devid, .virt_id = 0x10 };
+	if (step("VDEVICE_ALLOC", ioctl(fd, IOMMU_VDEVICE_ALLOC, &vd)))
+		goto out;
+	struct iommu_hwpt_arm_smmuv3 ste = { .ste = { 0x1 | (0x5 << 1) /* V, stage 1 translate */, 0 } };
+	struct iommu_hwpt_alloc s1 = { .size = sizeof(s1), .dev_id = bind.out_devid, .pt_id = va.out_viommu_id, .data_type = IOMMU_HWPT_DATA_ARM_SMMUV3,
+				       .data_len = sizeof(ste), .data_uptr = (uintptr_t)&ste };
+	if (step("HWPT_ALLOC nested", ioctl(fd, IOMMU_HWPT_ALLOC, &s1)))
+		goto out;
+	attach.pt_id = s1.out_hwpt_id;
+	if (step("VFIO_DEVICE_ATTACH nested", ioctl(dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach)))
+		goto out;
+	struct iommu_viommu_arm_smmuv3_invalidate cmd = { .cmd = { 0x12 /* CMD_TLBI_NH_VA */ | (1ULL << 48), 0x10000 | 1 } };
+	struct iommu_hwpt_invalidate inv = { .size = sizeof(inv), .hwpt_id = va.out_viommu_id, .data_uptr = (uintptr_t)&cmd,
+					     .data_type = IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3, .entry_len = sizeof(cmd), .entry_num = 1 };
+	if (step("HWPT_INVALIDATE", ioctl(fd, IOMMU_HWPT_INVALIDATE, &inv)))
+		goto out;
+	struct iommu_veventq_alloc vq = { .size = sizeof(vq), .viommu_id = va.out_viommu_id, .type = IOMMU_VEVENTQ_TYPE_ARM_SMMUV3, .veventq_depth = 4 };
+	if (step("VEVENTQ_ALLOC", ioctl(fd, IOMMU_VEVENTQ_ALLOC, &vq)))
+		goto out;
+	veventq_fd = (int)vq.out_veventq_fd;
+	struct vfio_device_detach_iommufd_pt detach = { .argsz = sizeof(detach) };
+	if (step("VFIO_DEVICE_DETACH", ioctl(dev, VFIO_DEVICE_DETACH_IOMMUFD_PT, &detach)))
+		goto out;
+	rc = 0;
+out:
+	if (veventq_fd >= 0)
+		close(veventq_fd);
+	if (dev >= 0)
+		close(dev);
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	buffer = mmap(NULL, 0x10000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
@@ -212,7 +276,8 @@ int main(int argc, char **argv)
 		printf("fail-nth: %s\n", errno_name(errno));
 		return 1;
 	}
-	int (*run)(int, unsigned) = argc > 2 && strcmp(argv[2], "device") == 0 ? device_scenario : scenario;
+	const char *which = argc > 2 ? argv[2] : "";
+	int (*run)(int, unsigned) = strcmp(which, "device") == 0 ? device_scenario : strcmp(which, "vfio") == 0 ? vfio_scenario : scenario;
 	if (run(nth_fd, 0)) {
 		printf("no injection: %s %s\n", failed_step, errno_name(failed_errno));
 		return 1;
