@@ -41,13 +41,19 @@ static int step(const char *name, int rc)
 }
 
 static char *buffer;
+
+/* What iommufd_fail_nth's fail_nth_enable() does: the Nth step from here fails (none for 0). */
+static int arm(int nth_fd, unsigned nth)
+{
+	char n[16];
+	int len = snprintf(n, sizeof n, "%u", nth);
+	return nth && pwrite(nth_fd, n, len, 0) != len ? -1 : 0;
+}
 static int memfd;
 
 static int scenario(int nth_fd, unsigned nth)
 {
-	char n[16];
-	int len = snprintf(n, sizeof n, "%u", nth);
-	if (nth && pwrite(nth_fd, n, len, 0) != len)
+	if (arm(nth_fd, nth))
 		return -1;
 	int fd = open("/dev/iommu", O_RDWR);
 	if (step("open", fd < 0 ? -1 : 0))
@@ -126,9 +132,7 @@ static int device_scenario(int nth_fd, unsigned nth)
 	map.ioas_id = a2.out_ioas_id;
 	if (step("setup", ioctl(fd, IOMMU_IOAS_MAP, &map)))
 		goto out;
-	char n[16];
-	int len = snprintf(n, sizeof n, "%u", nth);
-	if (nth && pwrite(nth_fd, n, len, 0) != len)
+	if (arm(nth_fd, nth))
 		goto out;
 
 	struct iommu_test_cmd md = { .op = IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS, .id = a1.out_ioas_id, .mock_domain_flags = { .dev_flags = 4 /* PASID */ } };
@@ -206,9 +210,7 @@ static int vfio_scenario(int nth_fd, unsigned nth)
 	struct iommu_ioas_alloc a = { .size = sizeof(a) };
 	if (step("setup", ioctl(fd, IOMMU_IOAS_ALLOC, &a)))
 		goto out;
-	char n[16];
-	int len = snprintf(n, sizeof n, "%u", nth);
-	if (nth && pwrite(nth_fd, n, len, 0) != len)
+	if (arm(nth_fd, nth))
 		goto out;
 
 	struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind), .iommufd = fd };
