@@ -9,8 +9,9 @@
  * step that failed and its errno, then what fail-nth read back ("0" once it
  * fired).
  *
- *   fail-nth Y|N [device|vfio]   the value written to failslab/ignore-gfp-wait
- *                                first; device, vfio: those scenarios instead
+ *   fail-nth Y|N [device|vfio|vtd]   the value written to failslab/ and
+ *       fail_page_alloc/ignore-gfp-wait first; device, vfio (an SMMUv3 device), vtd
+ *       (a VT-d device): those scenarios instead
  */
 #include "example.h" /* first: it sets _GNU_SOURCE */
 
@@ -259,6 +260,50 @@ out:
 	return rc;
 }
 
+/* A VFIO device behind VT-d nested: bind, a nest parent, the guest's first stage as a nested domain attached, an invalidation, hw_info, detach. */
+static int vtd_scenario(int nth_fd, unsigned nth)
+{
+	int fd = open("/dev/iommu", O_RDWR), dev = open("/dev/vfio/devices/vfio4", O_RDWR), rc = -1;
+	if (step("open", fd < 0 || dev < 0 ? -1 : 0))
+		goto out;
+	struct iommu_ioas_alloc a = { .size = sizeof(a) };
+	if (step("setup", ioctl(fd, IOMMU_IOAS_ALLOC, &a)) || arm(nth_fd, nth))
+		goto out;
+	struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind), .iommufd = fd };
+	if (step("VFIO_DEVICE_BIND_IOMMUFD", ioctl(dev, VFIO_DEVICE_BIND_IOMMUFD, &bind)))
+		goto out;
+	struct iommu_hwpt_alloc s2 = { .size = sizeof(s2), .flags = IOMMU_HWPT_ALLOC_NEST_PARENT, .dev_id = bind.out_devid, .pt_id = a.out_ioas_id };
+	if (step("HWPT_ALLOC parent", ioctl(fd, IOMMU_HWPT_ALLOC, &s2)))
+		goto out;
+	struct iommu_hwpt_vtd_s1 s1_data = { .pgtbl_addr = 0x1000, .addr_width = 48 };
+	struct iommu_hwpt_alloc s1 = { .size = sizeof(s1), .dev_id = bind.out_devid, .pt_id = s2.out_hwpt_id, .data_type = IOMMU_HWPT_DATA_VTD_S1,
+				       .data_len = sizeof(s1_data), .data_uptr = (uintptr_t)&s1_data };
+	if (step("HWPT_ALLOC nested", ioctl(fd, IOMMU_HWPT_ALLOC, &s1)))
+		goto out;
+	struct vfio_device_attach_iommufd_pt attach = { .argsz = sizeof(attach), .pt_id = s1.out_hwpt_id };
+	if (step("VFIO_DEVICE_ATTACH nested", ioctl(dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach)))
+		goto out;
+	struct iommu_hwpt_vtd_s1_invalidate entry = { .addr = 0, .npages = 1 };
+	struct iommu_hwpt_invalidate inv = { .size = sizeof(inv), .hwpt_id = s1.out_hwpt_id, .data_uptr = (uintptr_t)&entry,
+					     .data_type = IOMMU_HWPT_INVALIDATE_DATA_VTD_S1, .entry_len = sizeof(entry), .entry_num = 1 };
+	if (step("HWPT_INVALIDATE", ioctl(fd, IOMMU_HWPT_INVALIDATE, &inv)))
+		goto out;
+	struct iommu_hw_info_vtd regs;
+	struct iommu_hw_info hw = { .size = sizeof(hw), .dev_id = bind.out_devid, .data_len = sizeof(regs), .data_uptr = (uintptr_t)&regs };
+	if (step("GET_HW_INFO", ioctl(fd, IOMMU_GET_HW_INFO, &hw)))
+		goto out;
+	struct vfio_device_detach_iommufd_pt detach = { .argsz = sizeof(detach) };
+	if (step("VFIO_DEVICE_DETACH", ioctl(dev, VFIO_DEVICE_DETACH_IOMMUFD_PT, &detach)))
+		goto out;
+	rc = 0;
+out:
+	if (dev >= 0)
+		close(dev);
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	buffer = mmap(NULL, 0x10000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
@@ -266,7 +311,8 @@ int main(int argc, char **argv)
 	if (memfd < 0 || ftruncate(memfd, 0x10000))
 		return 1;
 	DIR *debugfs = opendir("/sys/kernel/debug/");
-	if (!debugfs || writeat(dirfd(debugfs), "failslab/ignore-gfp-wait", argc > 1 ? argv[1] : "N")) {
+	const char *wait = argc > 1 ? argv[1] : "N";
+	if (!debugfs || writeat(dirfd(debugfs), "failslab/ignore-gfp-wait", wait) || writeat(dirfd(debugfs), "fail_page_alloc/ignore-gfp-wait", wait)) {
 		printf("debugfs: %s\n", errno_name(errno));
 		return 1;
 	}
@@ -279,7 +325,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	const char *which = argc > 2 ? argv[2] : "";
-	int (*run)(int, unsigned) = strcmp(which, "device") == 0 ? device_scenario : strcmp(which, "vfio") == 0 ? vfio_scenario : scenario;
+	int (*run)(int, unsigned) = strcmp(which, "device") == 0 ? device_scenario
+				    : strcmp(which, "vfio") == 0 ? vfio_scenario
+				    : strcmp(which, "vtd")  == 0 ? vtd_scenario
+								 : scenario;
 	if (run(nth_fd, 0)) {
 		printf("no injection: %s %s\n", failed_step, errno_name(failed_errno));
 		return 1;

@@ -1,13 +1,14 @@
 /**
  * The kernel's fail-nth protocol under the shim, as iommufd_fail_nth uses it:
- * a program sets failslab/ignore-gfp-wait through opendir("/sys/kernel/debug/")
+ * a program sets failslab/ and fail_page_alloc/ignore-gfp-wait through opendir("/sys/kernel/debug/")
  * and openat, writes N to its /proc/self/task/TID/fail-nth (the mount's
  * sys/kernel/debug/iommufd/fail-nth), and the Nth counted step of its own
  * requests fails with that step's errno; reading back gives 0 once it fired.
  * With ignore-gfp-wait Y only the copies from and to the caller count, as in
  * the kernel, where iommufd's allocations all sleep. Every failed run leaves
- * nothing behind (no handler bug, no pinned page). Two more scenarios take
- * the objects of a mock device and of a VFIO device on an SMMUv3 the same way.
+ * nothing behind (no handler bug, no pinned page). Three more scenarios take
+ * the objects of a mock device, of a VFIO device on an SMMUv3 and of one on
+ * VT-d the same way.
  */
 import { strict as assert } from 'node:assert'
 import { promises as fsp } from 'node:fs'
@@ -73,37 +74,39 @@ const DEVICE_EVERY_STEP = [
   '9: GET_HW_INFO EFAULT, left 0',
   '10: HWPT_ALLOC ENOMEM, left 0',
   '11: HWPT_ALLOC ENOMEM, left 0',
-  '12: HWPT_ALLOC EFAULT, left 0',
-  '13: MOCK_DOMAIN_REPLACE ioas ENOMEM, left 0',
+  '12: HWPT_ALLOC ENOMEM, left 0',
+  '13: HWPT_ALLOC EFAULT, left 0',
   '14: MOCK_DOMAIN_REPLACE ioas ENOMEM, left 0',
-  '15: MOCK_DOMAIN_REPLACE ioas EFAULT, left 0',
-  '16: MOCK_DOMAIN_REPLACE hwpt EFAULT, left 0',
-  '17: HWPT_ALLOC parent ENOMEM, left 0',
+  '15: MOCK_DOMAIN_REPLACE ioas ENOMEM, left 0',
+  '16: MOCK_DOMAIN_REPLACE ioas EFAULT, left 0',
+  '17: MOCK_DOMAIN_REPLACE hwpt EFAULT, left 0',
   '18: HWPT_ALLOC parent ENOMEM, left 0',
-  '19: HWPT_ALLOC parent EFAULT, left 0',
-  '20: VIOMMU_ALLOC ENOMEM, left 0',
-  '21: VIOMMU_ALLOC ENOMEM, left 0',
-  '22: VIOMMU_ALLOC EFAULT, left 0',
-  '23: VDEVICE_ALLOC ENOMEM, left 0',
-  '24: VDEVICE_ALLOC ENOMEM, left 0',
-  '25: VDEVICE_ALLOC EFAULT, left 0',
-  '26: HW_QUEUE_ALLOC ENOMEM, left 0',
-  '27: HW_QUEUE_ALLOC ENOMEM, left 0',
+  '19: HWPT_ALLOC parent ENOMEM, left 0',
+  '20: HWPT_ALLOC parent ENOMEM, left 0',
+  '21: HWPT_ALLOC parent EFAULT, left 0',
+  '22: VIOMMU_ALLOC ENOMEM, left 0',
+  '23: VIOMMU_ALLOC ENOMEM, left 0',
+  '24: VIOMMU_ALLOC EFAULT, left 0',
+  '25: VDEVICE_ALLOC ENOMEM, left 0',
+  '26: VDEVICE_ALLOC ENOMEM, left 0',
+  '27: VDEVICE_ALLOC EFAULT, left 0',
   '28: HW_QUEUE_ALLOC ENOMEM, left 0',
-  '29: HW_QUEUE_ALLOC EFAULT, left 0',
-  '30: FAULT_QUEUE_ALLOC ENOMEM, left 0',
-  '31: FAULT_QUEUE_ALLOC ENOMEM, left 0',
-  '32: FAULT_QUEUE_ALLOC EFAULT, left 0',
-  '33: HWPT_ALLOC iopf EFAULT, left 0',
-  '34: HWPT_ALLOC iopf ENOMEM, left 0',
-  '35: HWPT_ALLOC iopf ENOMEM, left 0',
-  '36: HWPT_ALLOC iopf EFAULT, left 0',
-  '37: VEVENTQ_ALLOC ENOMEM, left 0',
-  '38: VEVENTQ_ALLOC ENOMEM, left 0',
-  '39: VEVENTQ_ALLOC EFAULT, left 0',
-  '40: PASID_ATTACH EFAULT, left 0',
-  '41: PASID_REPLACE EFAULT, left 0',
-  '42: through, left 1',
+  '29: HW_QUEUE_ALLOC ENOMEM, left 0',
+  '30: HW_QUEUE_ALLOC ENOMEM, left 0',
+  '31: HW_QUEUE_ALLOC EFAULT, left 0',
+  '32: FAULT_QUEUE_ALLOC ENOMEM, left 0',
+  '33: FAULT_QUEUE_ALLOC ENOMEM, left 0',
+  '34: FAULT_QUEUE_ALLOC EFAULT, left 0',
+  '35: HWPT_ALLOC iopf EFAULT, left 0',
+  '36: HWPT_ALLOC iopf ENOMEM, left 0',
+  '37: HWPT_ALLOC iopf ENOMEM, left 0',
+  '38: HWPT_ALLOC iopf EFAULT, left 0',
+  '39: VEVENTQ_ALLOC ENOMEM, left 0',
+  '40: VEVENTQ_ALLOC ENOMEM, left 0',
+  '41: VEVENTQ_ALLOC EFAULT, left 0',
+  '42: PASID_ATTACH EFAULT, left 0',
+  '43: PASID_REPLACE EFAULT, left 0',
+  '44: through, left 1',
   '',
 ].join('\n')
 
@@ -113,25 +116,47 @@ const VFIO_EVERY_STEP = [
   '3: VFIO_DEVICE_BIND_IOMMUFD EFAULT, left 0',
   '4: HWPT_ALLOC parent ENOMEM, left 0',
   '5: HWPT_ALLOC parent ENOMEM, left 0',
-  '6: HWPT_ALLOC parent EFAULT, left 0',
-  '7: VFIO_DEVICE_ATTACH parent EFAULT, left 0',
-  '8: VIOMMU_ALLOC ENOMEM, left 0',
+  '6: HWPT_ALLOC parent ENOMEM, left 0',
+  '7: HWPT_ALLOC parent EFAULT, left 0',
+  '8: VFIO_DEVICE_ATTACH parent EFAULT, left 0',
   '9: VIOMMU_ALLOC ENOMEM, left 0',
-  '10: VIOMMU_ALLOC EFAULT, left 0',
-  '11: VDEVICE_ALLOC ENOMEM, left 0',
+  '10: VIOMMU_ALLOC ENOMEM, left 0',
+  '11: VIOMMU_ALLOC EFAULT, left 0',
   '12: VDEVICE_ALLOC ENOMEM, left 0',
-  '13: VDEVICE_ALLOC EFAULT, left 0',
-  '14: HWPT_ALLOC nested EFAULT, left 0',
-  '15: HWPT_ALLOC nested ENOMEM, left 0',
+  '13: VDEVICE_ALLOC ENOMEM, left 0',
+  '14: VDEVICE_ALLOC EFAULT, left 0',
+  '15: HWPT_ALLOC nested EFAULT, left 0',
   '16: HWPT_ALLOC nested ENOMEM, left 0',
-  '17: HWPT_ALLOC nested EFAULT, left 0',
-  '18: VFIO_DEVICE_ATTACH nested EFAULT, left 0',
-  '19: HWPT_INVALIDATE EFAULT, left 0',
+  '17: HWPT_ALLOC nested ENOMEM, left 0',
+  '18: HWPT_ALLOC nested EFAULT, left 0',
+  '19: VFIO_DEVICE_ATTACH nested EFAULT, left 0',
   '20: HWPT_INVALIDATE EFAULT, left 0',
-  '21: VEVENTQ_ALLOC ENOMEM, left 0',
+  '21: HWPT_INVALIDATE EFAULT, left 0',
   '22: VEVENTQ_ALLOC ENOMEM, left 0',
-  '23: VEVENTQ_ALLOC EFAULT, left 0',
-  '24: through, left 1',
+  '23: VEVENTQ_ALLOC ENOMEM, left 0',
+  '24: VEVENTQ_ALLOC EFAULT, left 0',
+  '25: through, left 1',
+  '',
+].join('\n')
+
+const VTD_EVERY_STEP = [
+  '1: VFIO_DEVICE_BIND_IOMMUFD ENOMEM, left 0',
+  '2: VFIO_DEVICE_BIND_IOMMUFD ENOMEM, left 0',
+  '3: VFIO_DEVICE_BIND_IOMMUFD EFAULT, left 0',
+  '4: HWPT_ALLOC parent ENOMEM, left 0',
+  '5: HWPT_ALLOC parent ENOMEM, left 0',
+  '6: HWPT_ALLOC parent ENOMEM, left 0',
+  '7: HWPT_ALLOC parent EFAULT, left 0',
+  '8: HWPT_ALLOC nested EFAULT, left 0',
+  '9: HWPT_ALLOC nested ENOMEM, left 0',
+  '10: HWPT_ALLOC nested ENOMEM, left 0',
+  '11: HWPT_ALLOC nested EFAULT, left 0',
+  '12: VFIO_DEVICE_ATTACH nested EFAULT, left 0',
+  '13: HWPT_INVALIDATE EFAULT, left 0',
+  '14: HWPT_INVALIDATE EFAULT, left 0',
+  '15: GET_HW_INFO EFAULT, left 0',
+  '16: GET_HW_INFO EFAULT, left 0',
+  '17: through, left 1',
   '',
 ].join('\n')
 
@@ -159,7 +184,7 @@ describe('fail-nth under the shim (iommufd_fail_nth\'s protocol)', function () {
       // a nested HWPT whose allocation failed took no reference on its fault queue, so every context closed
       const trace = await m.cat('sys/kernel/debug/iommufd/trace')
       assert.doesNotMatch(trace, / bug: /)
-      assert.equal((trace.match(/: closed: all objects destroyed\n/g) ?? []).length, 43)
+      assert.equal((trace.match(/: closed: all objects destroyed\n/g) ?? []).length, 45)
     })
   })
 
@@ -168,6 +193,15 @@ describe('fail-nth under the shim (iommufd_fail_nth\'s protocol)', function () {
       const r = await iommufs(['exec', '--mount', m.dir, '--', FAIL_NTH, 'N', 'vfio'])
       // a bind whose copy-out fails is undone and answers EFAULT (the undo looked for the node's context, which a bind has not set yet: EINVAL, still bound)
       assert.equal(r.stdout, VFIO_EVERY_STEP, r.stderr)
+      assert.equal(r.code, 0)
+      assert.doesNotMatch(await m.cat('sys/kernel/debug/iommufd/trace'), / bug: /)
+    })
+  })
+
+  it('a VFIO device nested on VT-d (bind, nest parent, nested first stage, invalidation, hw_info): every failure is clean', async () => {
+    await withMount(async (m) => {
+      const r = await iommufs(['exec', '--mount', m.dir, '--', FAIL_NTH, 'N', 'vtd'])
+      assert.equal(r.stdout, VTD_EVERY_STEP, r.stderr)
       assert.equal(r.code, 0)
       assert.doesNotMatch(await m.cat('sys/kernel/debug/iommufd/trace'), / bug: /)
     })
