@@ -14,7 +14,7 @@ import { strict as assert } from 'node:assert'
 import { promises as fsp } from 'node:fs'
 import * as path from 'node:path'
 import { iommufs } from '../helpers/cli'
-import { withMount } from '../helpers/mount'
+import { TestMount, withMount } from '../helpers/mount'
 import { PACKAGE_ROOT } from '../../src/util/paths'
 
 const FAIL_NTH = path.join(PACKAGE_ROOT, 'dist', 'test', 'c', 'fail-nth')
@@ -160,17 +160,23 @@ const VTD_EVERY_STEP = [
   '',
 ].join('\n')
 
+/** Runs test/c/fail-nth with `args` under the shim: its lines must be `expected`, and no handler bug in the trace, which it returns. */
+async function sweep(m: TestMount, args: string[], expected: string): Promise<string> {
+  const r = await iommufs(['exec', '--mount', m.dir, '--', FAIL_NTH, ...args])
+  assert.equal(r.stdout, expected, r.stderr)
+  assert.equal(r.code, 0)
+  const trace = await m.cat('sys/kernel/debug/iommufd/trace')
+  assert.doesNotMatch(trace, / bug: /)
+  return trace
+}
+
 describe('fail-nth under the shim (iommufd_fail_nth\'s protocol)', function () {
   this.timeout(60000)
 
   it('ignore-gfp-wait N: each step fails in turn with its errno, and every failure is clean', async () => {
     await withMount(async (m) => {
-      const r = await iommufs(['exec', '--mount', m.dir, '--', FAIL_NTH, 'N'])
-      assert.equal(r.stdout, EVERY_STEP, r.stderr)
-      assert.equal(r.code, 0)
+      const trace = await sweep(m, ['N'], EVERY_STEP)
       assert.equal(await fsp.readFile(m.path('sys/kernel/debug/failslab/ignore-gfp-wait'), 'utf8'), 'N\n')
-      const trace = await m.cat('sys/kernel/debug/iommufd/trace')
-      assert.doesNotMatch(trace, / bug: /)
       assert.match(trace, /IOMMU_TEST_CMD -> ENOMEM object allocation failed \(fail-nth of thread \d+\)/)
       assert.equal(await fsp.readFile(m.path('sys/kernel/debug/iommufd/pinned'), 'utf8'), '')
     })
@@ -178,40 +184,28 @@ describe('fail-nth under the shim (iommufd_fail_nth\'s protocol)', function () {
 
   it('the device scenario (vIOMMU, vDEVICE, HW queue, fault queue, IOPF domain, vEVENTQ, PASIDs): every failure is clean', async () => {
     await withMount(async (m) => {
-      const r = await iommufs(['exec', '--mount', m.dir, '--', FAIL_NTH, 'N', 'device'])
-      assert.equal(r.stdout, DEVICE_EVERY_STEP, r.stderr)
-      assert.equal(r.code, 0)
       // a nested HWPT whose allocation failed took no reference on its fault queue, so every context closed
-      const trace = await m.cat('sys/kernel/debug/iommufd/trace')
-      assert.doesNotMatch(trace, / bug: /)
+      const trace = await sweep(m, ['N', 'device'], DEVICE_EVERY_STEP)
       assert.equal((trace.match(/: closed: all objects destroyed\n/g) ?? []).length, 45)
     })
   })
 
   it('a VFIO device nested on an SMMUv3 (bind, nest parent, vIOMMU, vDEVICE, nested STE, invalidation, vEVENTQ): every failure is clean', async () => {
     await withMount(async (m) => {
-      const r = await iommufs(['exec', '--mount', m.dir, '--', FAIL_NTH, 'N', 'vfio'])
       // a bind whose copy-out fails is undone and answers EFAULT (the undo looked for the node's context, which a bind has not set yet: EINVAL, still bound)
-      assert.equal(r.stdout, VFIO_EVERY_STEP, r.stderr)
-      assert.equal(r.code, 0)
-      assert.doesNotMatch(await m.cat('sys/kernel/debug/iommufd/trace'), / bug: /)
+      await sweep(m, ['N', 'vfio'], VFIO_EVERY_STEP)
     })
   })
 
   it('a VFIO device nested on VT-d (bind, nest parent, nested first stage, invalidation, hw_info): every failure is clean', async () => {
     await withMount(async (m) => {
-      const r = await iommufs(['exec', '--mount', m.dir, '--', FAIL_NTH, 'N', 'vtd'])
-      assert.equal(r.stdout, VTD_EVERY_STEP, r.stderr)
-      assert.equal(r.code, 0)
-      assert.doesNotMatch(await m.cat('sys/kernel/debug/iommufd/trace'), / bug: /)
+      await sweep(m, ['N', 'vtd'], VTD_EVERY_STEP)
     })
   })
 
   it('ignore-gfp-wait Y (the kernel\'s default): only the copies from and to the caller fail', async () => {
     await withMount(async (m) => {
-      const r = await iommufs(['exec', '--mount', m.dir, '--', FAIL_NTH, 'Y'])
-      assert.equal(r.stdout, COPIES_ONLY, r.stderr)
-      assert.equal(r.code, 0)
+      await sweep(m, ['Y'], COPIES_ONLY)
     })
   })
 
