@@ -27,7 +27,7 @@ import { StructLayout, StructValue, decode, encode } from './layout'
 import { UserMemory } from './memory'
 import { VfioAttachFlag, VfioBindFlag } from './names'
 import * as S from './structs'
-import { testCmd } from './test-cmd'
+import { testCmd, undoTestCmd } from './test-cmd'
 import * as VC from '../iommufd/vfio-compat'
 import * as eventq from '../iommufd/eventq'
 import * as veventq from '../iommufd/veventq'
@@ -646,7 +646,8 @@ const destroyOut =
  * What the kernel takes back when copying the struct to the caller fails
  * (EFAULT), by command: an object it made is destroyed before it is ever
  * seen (main.c, ioas.c, hwpt.c, viommu.c, eventq.c), a bind or attach of a
- * VFIO cdev is undone (vfio/device_cdev.c). A command not named here keeps
+ * VFIO cdev is undone (vfio/device_cdev.c), and some selftest ops are taken
+ * back by the mock (undoTestCmd). A command not named here keeps
  * its effect and answers EFAULT: IOAS_MAP keeps its mapping, IOAS_UNMAP has
  * unmapped, OPTION SET has set, HWPT_INVALIDATE has invalidated.
  */
@@ -668,6 +669,8 @@ export const UNDO_ON_COPY_OUT: ReadonlyMap<string, (c: Call, out: StructValue) =
     },
   ],
   ['VFIO_DEVICE_ATTACH_IOMMUFD_PT', (c) => device.detach(ctxOf(c), boundDevice(c))],
+  // the mock's own: a mock device, an access or pinned pages it made (test-cmd.ts)
+  ['IOMMU_TEST_CMD', (c, out) => undoTestCmd(c, out)],
 ])
 
 const BY_CMD = new Map(IOCTLS.map((i) => [i.cmd, i]))

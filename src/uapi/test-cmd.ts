@@ -53,6 +53,31 @@ export function callerDmabuf(call: Call, fd: number): TestDmabuf {
   return d
 }
 
+/**
+ * What the kernel's mock takes back when copying the command to the caller
+ * fails (selftest.c's error paths after the reply): a mock device it made is
+ * destroyed (detached, unbound), an access destroyed, pinned pages unpinned.
+ * Every other op keeps its effect.
+ */
+export function undoTestCmd(call: Call, out: StructValue): void {
+  const ctx = call.ctx!
+  const M = TEST_CMD_UNION
+  switch (u(call.req, 'op')) {
+    case T.TestOp.MOCK_DOMAIN:
+    case T.TestOp.MOCK_DOMAIN_FLAGS: {
+      const stdev = ctx.objects.find(u(payloadOf(out, M.mock_domain), 'out_stdev_id'))
+      if (stdev) ctx.destroyObject(stdev)
+      return
+    }
+    case T.TestOp.CREATE_ACCESS:
+      T.closeAccess(ctx, u(payloadOf(out, M.create_access), 'out_access_fd'))
+      return
+    case T.TestOp.ACCESS_PAGES:
+      T.destroyAccessPages(ctx, access(call, u(call.req, 'id')), u(payloadOf(out, M.access_pages), 'out_access_pages_id'))
+      return
+  }
+}
+
 export function testCmd(call: Call): StructValue {
   const ctx = call.ctx
   if (!ctx) throw new ErrnoError('EINVAL', 'IOMMU_TEST_CMD acts on an iommufd context')

@@ -9,7 +9,8 @@ import { strict as assert } from 'node:assert'
 import { IoctlReply, dispatch } from '../../src/uapi/dispatch'
 import { StructValue, decode, encode } from '../../src/uapi/layout'
 import { TEST_CMD_UNION } from '../../src/uapi/structs'
-import { DEV, IommuBench, U64_MAX } from '../helpers/iommufd'
+import { DEV, IommuBench, U64_MAX, dumpWorld } from '../helpers/iommufd'
+import { failNth } from '../../src/util/fail-nth'
 
 const MIB = 1n << 20n
 const APERTURE_START = 16n * MIB
@@ -231,6 +232,30 @@ describe('IOMMU_TEST_CMD: the mock IOMMU', () => {
     t.ok(`ACCESS_CLOSE handle=${pin}`)
     t.ok(`ACCESS_CLOSE handle=${plain}`)
     t.ok(`DESTROY id=${ioas}`)
+  })
+
+  it('a failed copy back to the caller takes MOCK_DOMAIN, CREATE_ACCESS and ACCESS_PAGES back, as the kernel\'s mock does: EFAULT and the world as before', () => {
+    /** `run` with its copy of the struct to the caller failed (the earlier steps fail cleanly on the way there). */
+    const copyOutFailed = (run: () => IoctlReply): IoctlReply => {
+      for (let n = 1; ; n++) {
+        failNth.arm(n)
+        const r = run()
+        const fired = failNth.disarm().fired
+        if (fired === 'copy to user') return r
+        assert.notEqual(fired, undefined, 'the command has a copy to the caller')
+      }
+    }
+    const check = (what: string, run: () => IoctlReply): void => {
+      const before = dumpWorld(t.world)
+      assert.equal(copyOutFailed(run).errno, 'EFAULT', what)
+      assert.equal(dumpWorld(t.world), before, what)
+    }
+    check('MOCK_DOMAIN', () => cmd(t, Op.MOCK_DOMAIN, ioas))
+    check('CREATE_ACCESS', () => cmd(t, 5, ioas, 'create_access', { flags: 1n }))
+    const pin = Number(member(t, cmd(t, 5, ioas, 'create_access', { flags: 1n }), 'create_access').out_access_fd)
+    t.ok(`IOAS_MAP ioas_id=${ioas} flags=FIXED_IOVA|READABLE iova=0x100000 length=0x1000 user_va=${BUF}`)
+    check('ACCESS_PAGES', () => cmd(t, 7, pin, 'access_pages', { iova: 0x100000n, length: 0x1000n, uptr: BUF }))
+    assert.equal(cmd(t, Op.MD_CHECK_REFS, 0, 'check_refs', { length: 0x1000n, uptr: BUF, refs: 0n }).errno, undefined, 'nothing stays pinned')
   })
 
   it('ACCESS_RW reads and writes the user memory behind the IOVAs (the frame carries it), across areas', () => {
