@@ -9,9 +9,10 @@
  * step that failed and its errno, then what fail-nth read back ("0" once it
  * fired).
  *
- *   fail-nth Y|N [device|vfio|vtd]   the value written to failslab/ and
- *       fail_page_alloc/ignore-gfp-wait first; device, vfio (an SMMUv3 device), vtd
- *       (a VT-d device): those scenarios instead
+ *   fail-nth Y|N [device|vfio|vtd|compat]   the value written to failslab/
+ *       and fail_page_alloc/ignore-gfp-wait first; device, vfio (an SMMUv3
+ *       device), vtd (a VT-d device), compat (VFIO type1 and a DMA-BUF):
+ *       those scenarios instead
  */
 #include "example.h" /* first: it sets _GNU_SOURCE */
 
@@ -304,6 +305,50 @@ out:
 	return rc;
 }
 
+/* The VFIO type1 compatibility of an iommufd (compat IOAS, SET_IOMMU, MAP_DMA, GET_INFO, UNMAP_DMA) and a selftest DMA-BUF mapped and revoked. */
+static int compat_scenario(int nth_fd, unsigned nth)
+{
+	int fd = open("/dev/iommu", O_RDWR), dmabuf = -1, rc = -1;
+	if (step("open", fd < 0 ? -1 : 0))
+		return -1;
+	struct iommu_ioas_alloc a = { .size = sizeof(a) };
+	struct iommu_test_cmd md = { .size = sizeof(md), .op = IOMMU_TEST_OP_MOCK_DOMAIN };
+	if (step("setup", ioctl(fd, IOMMU_IOAS_ALLOC, &a)) || (md.id = a.out_ioas_id, step("setup", ioctl(fd, IOMMU_TEST_CMD, &md))) || arm(nth_fd, nth))
+		goto out;
+	struct iommu_vfio_ioas vi = { .size = sizeof(vi), .ioas_id = a.out_ioas_id, .op = IOMMU_VFIO_IOAS_SET };
+	if (step("IOMMU_VFIO_IOAS", ioctl(fd, IOMMU_VFIO_IOAS, &vi)))
+		goto out;
+	if (step("VFIO_SET_IOMMU", ioctl(fd, _IO(';', 100 + 2), 3 /* VFIO_TYPE1v2_IOMMU */)))
+		goto out;
+	struct vfio_iommu_type1_dma_map map = { .argsz = sizeof(map), .flags = 3 /* READ | WRITE */, .vaddr = (uintptr_t)buffer, .iova = 1 << 24, .size = 0x10000 };
+	if (step("VFIO_IOMMU_MAP_DMA", ioctl(fd, VFIO_IOMMU_MAP_DMA, &map)))
+		goto out;
+	uint8_t info[128] = { 0 };
+	*(uint32_t *)info = sizeof(info);
+	if (step("VFIO_IOMMU_GET_INFO", ioctl(fd, VFIO_IOMMU_GET_INFO, info)))
+		goto out;
+	struct vfio_iommu_type1_dma_unmap unmap = { .argsz = sizeof(unmap), .iova = 1 << 24, .size = 0x10000 };
+	if (step("VFIO_IOMMU_UNMAP_DMA", ioctl(fd, VFIO_IOMMU_UNMAP_DMA, &unmap)))
+		goto out;
+	struct iommu_test_cmd dg = { .size = sizeof(dg), .op = IOMMU_TEST_OP_DMABUF_GET, .dmabuf_get = { .length = 0x4000, .open_flags = O_CLOEXEC } };
+	dmabuf = ioctl(fd, IOMMU_TEST_CMD, &dg);
+	if (step("DMABUF_GET", dmabuf < 0 ? -1 : 0))
+		goto out;
+	struct iommu_ioas_map_file mf = { .size = sizeof(mf), .flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE, .ioas_id = a.out_ioas_id,
+					  .fd = dmabuf, .length = 0x4000, .iova = 1 << 26 };
+	if (step("IOAS_MAP_FILE dmabuf", ioctl(fd, IOMMU_IOAS_MAP_FILE, &mf)))
+		goto out;
+	struct iommu_test_cmd dr = { .size = sizeof(dr), .op = IOMMU_TEST_OP_DMABUF_REVOKE, .dmabuf_revoke = { .dmabuf_fd = dmabuf, .revoked = 1 } };
+	if (step("DMABUF_REVOKE", ioctl(fd, IOMMU_TEST_CMD, &dr)))
+		goto out;
+	rc = 0;
+out:
+	if (dmabuf >= 0)
+		close(dmabuf);
+	close(fd);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	buffer = mmap(NULL, 0x10000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
@@ -328,6 +373,7 @@ int main(int argc, char **argv)
 	int (*run)(int, unsigned) = strcmp(which, "device") == 0 ? device_scenario
 				    : strcmp(which, "vfio") == 0 ? vfio_scenario
 				    : strcmp(which, "vtd")  == 0 ? vtd_scenario
+				    : strcmp(which, "compat") == 0 ? compat_scenario
 								 : scenario;
 	if (run(nth_fd, 0)) {
 		printf("no injection: %s %s\n", failed_step, errno_name(failed_errno));

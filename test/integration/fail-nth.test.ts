@@ -6,9 +6,9 @@
  * requests fails with that step's errno; reading back gives 0 once it fired.
  * With ignore-gfp-wait Y only the copies from and to the caller count, as in
  * the kernel, where iommufd's allocations all sleep. Every failed run leaves
- * nothing behind (no handler bug, no pinned page). Three more scenarios take
- * the objects of a mock device, of a VFIO device on an SMMUv3 and of one on
- * VT-d the same way.
+ * nothing behind (no handler bug, no pinned page). More scenarios take the
+ * objects of a mock device, of a VFIO device on an SMMUv3 and of one on VT-d,
+ * and VFIO type1 compatibility with a DMA-BUF, the same way.
  */
 import { strict as assert } from 'node:assert'
 import { promises as fsp } from 'node:fs'
@@ -160,6 +160,19 @@ const VTD_EVERY_STEP = [
   '',
 ].join('\n')
 
+const COMPAT_EVERY_STEP = [
+  '1: IOMMU_VFIO_IOAS EFAULT, left 0',
+  '2: VFIO_IOMMU_MAP_DMA ENOMEM, left 0',
+  '3: VFIO_IOMMU_GET_INFO EFAULT, left 0',
+  '4: VFIO_IOMMU_GET_INFO EFAULT, left 0',
+  '5: VFIO_IOMMU_GET_INFO EFAULT, left 0',
+  '6: VFIO_IOMMU_UNMAP_DMA EFAULT, left 0',
+  '7: IOAS_MAP_FILE dmabuf ENOMEM, left 0',
+  '8: IOAS_MAP_FILE dmabuf EFAULT, left 0',
+  '9: through, left 1',
+  '',
+].join('\n')
+
 /** Runs test/c/fail-nth with `args` under the shim: its lines must be `expected`, and no handler bug in the trace, which it returns. */
 async function sweep(m: TestMount, args: string[], expected: string): Promise<string> {
   const r = await iommufs(['exec', '--mount', m.dir, '--', FAIL_NTH, ...args])
@@ -200,6 +213,13 @@ describe('fail-nth under the shim (iommufd_fail_nth\'s protocol)', function () {
   it('a VFIO device nested on VT-d (bind, nest parent, nested first stage, invalidation, hw_info): every failure is clean', async () => {
     await withMount(async (m) => {
       await sweep(m, ['N', 'vtd'], VTD_EVERY_STEP)
+    })
+  })
+
+  it('VFIO type1 compatibility and a selftest DMA-BUF mapped and revoked: every failure is clean, no buffer left', async () => {
+    await withMount(async (m) => {
+      await sweep(m, ['N', 'compat'], COMPAT_EVERY_STEP)
+      assert.equal((await fsp.readdir(m.path('sys/kernel/debug/iommufd/dmabuf'))).length, 0)
     })
   })
 
