@@ -9,10 +9,10 @@
  * step that failed and its errno, then what fail-nth read back ("0" once it
  * fired).
  *
- *   fail-nth Y|N [device|vfio|vtd|compat]   the value written to failslab/
- *       and fail_page_alloc/ignore-gfp-wait first; device, vfio (an SMMUv3
- *       device), vtd (a VT-d device), compat (VFIO type1 and a DMA-BUF):
- *       those scenarios instead
+ *   fail-nth Y|N [device|vfio|vtd|compat|events]   the value written to
+ *       failslab/ and fail_page_alloc/ignore-gfp-wait first; device, vfio (an
+ *       SMMUv3 device), vtd (a VT-d device), compat (VFIO type1 and a
+ *       DMA-BUF), events (a page request and a vEVENT): those scenarios instead
  */
 #include "example.h" /* first: it sets _GNU_SOURCE */
 
@@ -349,6 +349,78 @@ out:
 	return rc;
 }
 
+/*
+ * Events: a page request from a mock device through an IOPF-capable domain to
+ * its fault queue, read and answered; a vEVENT from a vDEVICE (attached
+ * through its vIOMMU) read from the vIOMMU's vEVENTQ.
+ */
+static int events_scenario(int nth_fd, unsigned nth)
+{
+	int fd = open("/dev/iommu", O_RDWR), fault_fd = -1, veventq_fd = -1, rc = -1;
+	if (step("open", fd < 0 ? -1 : 0))
+		return -1;
+	struct iommu_ioas_alloc a = { .size = sizeof(a) };
+	struct iommu_test_cmd md = { .size = sizeof(md), .op = IOMMU_TEST_OP_MOCK_DOMAIN };
+	if (step("setup", ioctl(fd, IOMMU_IOAS_ALLOC, &a)) || (md.id = a.out_ioas_id, step("setup", ioctl(fd, IOMMU_TEST_CMD, &md))) || arm(nth_fd, nth))
+		goto out;
+	uint32_t stdev = md.mock_domain.out_stdev_id, idev = md.mock_domain.out_idev_id;
+	struct iommu_fault_alloc fa = { .size = sizeof(fa) };
+	if (step("FAULT_QUEUE_ALLOC", ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &fa)))
+		goto out;
+	fault_fd = (int)fa.out_fault_fd;
+	struct iommu_hwpt_alloc parent = { .size = sizeof(parent), .flags = IOMMU_HWPT_ALLOC_NEST_PARENT, .dev_id = idev, .pt_id = a.out_ioas_id };
+	if (step("HWPT_ALLOC parent", ioctl(fd, IOMMU_HWPT_ALLOC, &parent)))
+		goto out;
+	struct iommu_hwpt_selftest data = { .iotlb = 0xbadbeef };
+	struct iommu_hwpt_alloc iopf = { .size = sizeof(iopf), .flags = IOMMU_HWPT_FAULT_ID_VALID, .dev_id = idev, .pt_id = parent.out_hwpt_id,
+					 .data_type = 0xdead /* IOMMU_HWPT_DATA_SELFTEST */, .data_len = sizeof(data), .data_uptr = (uintptr_t)&data, .fault_id = fa.out_fault_id };
+	if (step("HWPT_ALLOC iopf", ioctl(fd, IOMMU_HWPT_ALLOC, &iopf)))
+		goto out;
+	struct iommu_test_cmd rep = { .op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, .id = stdev, .mock_domain_replace = { .pt_id = iopf.out_hwpt_id } };
+	if (test_cmd(fd, "MOCK_DOMAIN_REPLACE", &rep))
+		goto out;
+	struct iommu_test_cmd trig = { .op = IOMMU_TEST_OP_TRIGGER_IOPF, .trigger_iopf = { .dev_id = idev, .grpid = 2, .perm = 1, .addr = 0x1000 } };
+	if (test_cmd(fd, "TRIGGER_IOPF", &trig))
+		goto out;
+	uint32_t pf[10];
+	if (step("read fault", read(fault_fd, pf, sizeof(pf)) == sizeof(pf) ? 0 : -1))
+		goto out;
+	uint32_t response[2] = { pf[9] /* cookie */, 0 /* IOMMUFD_PAGE_RESP_SUCCESS */ };
+	if (step("write response", write(fault_fd, response, sizeof(response)) == sizeof(response) ? 0 : -1))
+		goto out;
+	struct iommu_viommu_alloc va = { .size = sizeof(va), .type = IOMMU_VIOMMU_TYPE_SELFTEST, .dev_id = idev, .hwpt_id = parent.out_hwpt_id };
+	if (step("VIOMMU_ALLOC", ioctl(fd, IOMMU_VIOMMU_ALLOC, &va)))
+		goto out;
+	struct iommu_vdevice_alloc vd = { .size = sizeof(vd), .viommu_id = va.out_viommu_id, .dev_id = idev, .virt_id = 0x99 };
+	if (step("VDEVICE_ALLOC", ioctl(fd, IOMMU_VDEVICE_ALLOC, &vd)))
+		goto out;
+	struct iommu_hwpt_alloc nested = { .size = sizeof(nested), .dev_id = idev, .pt_id = va.out_viommu_id,
+					   .data_type = 0xdead /* IOMMU_HWPT_DATA_SELFTEST */, .data_len = sizeof(data), .data_uptr = (uintptr_t)&data };
+	if (step("HWPT_ALLOC nested", ioctl(fd, IOMMU_HWPT_ALLOC, &nested)))
+		goto out;
+	rep.mock_domain_replace.pt_id = nested.out_hwpt_id;
+	if (test_cmd(fd, "MOCK_DOMAIN_REPLACE nested", &rep))
+		goto out;
+	struct iommu_veventq_alloc vq = { .size = sizeof(vq), .viommu_id = va.out_viommu_id, .type = IOMMU_VEVENTQ_TYPE_SELFTEST, .veventq_depth = 2 };
+	if (step("VEVENTQ_ALLOC", ioctl(fd, IOMMU_VEVENTQ_ALLOC, &vq)))
+		goto out;
+	veventq_fd = (int)vq.out_veventq_fd;
+	struct iommu_test_cmd tv = { .op = IOMMU_TEST_OP_TRIGGER_VEVENT, .trigger_vevent = { .dev_id = idev } };
+	if (test_cmd(fd, "TRIGGER_VEVENT", &tv))
+		goto out;
+	uint8_t ev[64];
+	if (step("read vevent", read(veventq_fd, ev, sizeof(ev)) > 0 ? 0 : -1))
+		goto out;
+	rc = 0;
+out:
+	if (fault_fd >= 0)
+		close(fault_fd);
+	if (veventq_fd >= 0)
+		close(veventq_fd);
+	close(fd);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	buffer = mmap(NULL, 0x10000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
@@ -374,6 +446,7 @@ int main(int argc, char **argv)
 				    : strcmp(which, "vfio") == 0 ? vfio_scenario
 				    : strcmp(which, "vtd")  == 0 ? vtd_scenario
 				    : strcmp(which, "compat") == 0 ? compat_scenario
+				    : strcmp(which, "events") == 0 ? events_scenario
 								 : scenario;
 	if (run(nth_fd, 0)) {
 		printf("no injection: %s %s\n", failed_step, errno_name(failed_errno));

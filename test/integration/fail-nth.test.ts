@@ -8,7 +8,7 @@
  * the kernel, where iommufd's allocations all sleep. Every failed run leaves
  * nothing behind (no handler bug, no pinned page). More scenarios take the
  * objects of a mock device, of a VFIO device on an SMMUv3 and of one on VT-d,
- * and VFIO type1 compatibility with a DMA-BUF, the same way.
+ * VFIO type1 compatibility with a DMA-BUF, and events, the same way.
  */
 import { strict as assert } from 'node:assert'
 import { promises as fsp } from 'node:fs'
@@ -173,6 +173,37 @@ const COMPAT_EVERY_STEP = [
   '',
 ].join('\n')
 
+const EVENTS_EVERY_STEP = [
+  '1: FAULT_QUEUE_ALLOC ENOMEM, left 0',
+  '2: FAULT_QUEUE_ALLOC ENOMEM, left 0',
+  '3: FAULT_QUEUE_ALLOC EFAULT, left 0',
+  '4: HWPT_ALLOC parent ENOMEM, left 0',
+  '5: HWPT_ALLOC parent ENOMEM, left 0',
+  '6: HWPT_ALLOC parent ENOMEM, left 0',
+  '7: HWPT_ALLOC parent EFAULT, left 0',
+  '8: HWPT_ALLOC iopf EFAULT, left 0',
+  '9: HWPT_ALLOC iopf ENOMEM, left 0',
+  '10: HWPT_ALLOC iopf ENOMEM, left 0',
+  '11: HWPT_ALLOC iopf EFAULT, left 0',
+  '12: MOCK_DOMAIN_REPLACE EFAULT, left 0',
+  '13: VIOMMU_ALLOC ENOMEM, left 0',
+  '14: VIOMMU_ALLOC ENOMEM, left 0',
+  '15: VIOMMU_ALLOC EFAULT, left 0',
+  '16: VDEVICE_ALLOC ENOMEM, left 0',
+  '17: VDEVICE_ALLOC ENOMEM, left 0',
+  '18: VDEVICE_ALLOC EFAULT, left 0',
+  '19: HWPT_ALLOC nested EFAULT, left 0',
+  '20: HWPT_ALLOC nested ENOMEM, left 0',
+  '21: HWPT_ALLOC nested ENOMEM, left 0',
+  '22: HWPT_ALLOC nested EFAULT, left 0',
+  '23: MOCK_DOMAIN_REPLACE nested EFAULT, left 0',
+  '24: VEVENTQ_ALLOC ENOMEM, left 0',
+  '25: VEVENTQ_ALLOC ENOMEM, left 0',
+  '26: VEVENTQ_ALLOC EFAULT, left 0',
+  '27: through, left 1',
+  '',
+].join('\n')
+
 /** Runs test/c/fail-nth with `args` under the shim: its lines must be `expected`, and no handler bug in the trace, which it returns. */
 async function sweep(m: TestMount, args: string[], expected: string): Promise<string> {
   const r = await iommufs(['exec', '--mount', m.dir, '--', FAIL_NTH, ...args])
@@ -220,6 +251,12 @@ describe('fail-nth under the shim (iommufd_fail_nth\'s protocol)', function () {
     await withMount(async (m) => {
       await sweep(m, ['N', 'compat'], COMPAT_EVERY_STEP)
       assert.equal((await fsp.readdir(m.path('sys/kernel/debug/iommufd/dmabuf'))).length, 0)
+    })
+  })
+
+  it('events (a page request read and answered, a vEVENT read): every failure on the way is clean', async () => {
+    await withMount(async (m) => {
+      await sweep(m, ['N', 'events'], EVENTS_EVERY_STEP)
     })
   })
 
