@@ -29,6 +29,16 @@ static int writeat(int dfd, const char *name, const char *val)
 	return n == (ssize_t)strlen(val) ? 0 : -1;
 }
 
+/* Closes each of the descriptors that is open (not -1) and returns rc. */
+static int closing(int rc, int a, int b, int c)
+{
+	int fds[] = { a, b, c };
+	for (unsigned i = 0; i < 3; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	return rc;
+}
+
 static const char *failed_step;
 static int failed_errno;
 
@@ -101,8 +111,7 @@ static int scenario(int nth_fd, unsigned nth)
 		goto out;
 	rc = 0;
 out:
-	close(fd);
-	return rc;
+	return closing(rc, fd, -1, -1);
 }
 
 static int test_cmd(int fd, const char *name, struct iommu_test_cmd *c)
@@ -191,12 +200,7 @@ static int device_scenario(int nth_fd, unsigned nth)
 		goto out;
 	rc = 0;
 out:
-	if (fault_fd >= 0)
-		close(fault_fd);
-	if (veventq_fd >= 0)
-		close(veventq_fd);
-	close(fd);
-	return rc;
+	return closing(rc, fault_fd, veventq_fd, fd);
 }
 
 /*
@@ -252,13 +256,7 @@ static int vfio_scenario(int nth_fd, unsigned nth)
 		goto out;
 	rc = 0;
 out:
-	if (veventq_fd >= 0)
-		close(veventq_fd);
-	if (dev >= 0)
-		close(dev);
-	if (fd >= 0)
-		close(fd);
-	return rc;
+	return closing(rc, veventq_fd, dev, fd);
 }
 
 /* A VFIO device behind VT-d nested: bind, a nest parent, the guest's first stage as a nested domain attached, an invalidation, hw_info, detach. */
@@ -298,11 +296,7 @@ static int vtd_scenario(int nth_fd, unsigned nth)
 		goto out;
 	rc = 0;
 out:
-	if (dev >= 0)
-		close(dev);
-	if (fd >= 0)
-		close(fd);
-	return rc;
+	return closing(rc, dev, fd, -1);
 }
 
 /* The VFIO type1 compatibility of an iommufd (compat IOAS, SET_IOMMU, MAP_DMA, GET_INFO, UNMAP_DMA) and a selftest DMA-BUF mapped and revoked. */
@@ -343,10 +337,7 @@ static int compat_scenario(int nth_fd, unsigned nth)
 		goto out;
 	rc = 0;
 out:
-	if (dmabuf >= 0)
-		close(dmabuf);
-	close(fd);
-	return rc;
+	return closing(rc, dmabuf, fd, -1);
 }
 
 /*
@@ -413,12 +404,7 @@ static int events_scenario(int nth_fd, unsigned nth)
 		goto out;
 	rc = 0;
 out:
-	if (fault_fd >= 0)
-		close(fault_fd);
-	if (veventq_fd >= 0)
-		close(veventq_fd);
-	close(fd);
-	return rc;
+	return closing(rc, fault_fd, veventq_fd, fd);
 }
 
 int main(int argc, char **argv)
