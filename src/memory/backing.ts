@@ -186,12 +186,69 @@ export class FileBacking extends FdBacking {
  * has exited every DMA is an external abort: the model holds no pinned pages.
  */
 export class ProcessBacking extends FdBacking {
+  /** The process's page map, opened with its memory: which pages are present, seen without faulting any in. */
+  private pagemap: number | undefined
+
   private constructor(readonly pid: number, fd: number) {
     super(`pid ${pid}`, fd)
+    try {
+      this.pagemap = fs.openSync(`/proc/${pid}/pagemap`, 'r')
+    } catch {
+      this.pagemap = undefined // then the maps are read for every access
+    }
   }
 
   static open(pid: number): ProcessBacking {
     return new ProcessBacking(pid, fs.openSync(`/proc/${pid}/mem`, 'r+'))
+  }
+
+  /**
+   * Whether reaching [va, va+len) could fault in a page of a file of this
+   * mount, which would send this server a FUSE read it could never answer
+   * while it waits: the program may have mapped one over a pinned range. A
+   * present page (for a write, one that is no file's) is reached without a
+   * fault; only otherwise are the maps read.
+   */
+  private reachesServedFile(va: bigint, len: number, write: boolean): boolean {
+    if (len <= 0 || this.allPresent(va, len, write)) return false
+    const p = ProcessBacking.pinProblem(this.pid, va, BigInt(len))
+    return p !== undefined && p !== 'gone' && p.served
+  }
+
+  /** Every page of [va, va+len) present (bit 63 of its pagemap entry), and for a write no file page (bit 61). */
+  private allPresent(va: bigint, len: number, write: boolean): boolean {
+    if (this.pagemap === undefined) return false
+    const first = va / SMALL_PAGE
+    const count = Number((va + BigInt(len) - 1n) / SMALL_PAGE - first) + 1
+    const entries = Buffer.alloc(count * 8)
+    try {
+      if (fs.readSync(this.pagemap, entries, 0, entries.length, Number(first * 8n)) !== entries.length) return false
+    } catch {
+      return false
+    }
+    for (let i = 0; i < count; i++) {
+      const top = entries[i * 8 + 7]
+      if (!(top & 0x80) || (write && top & 0x20)) return false
+    }
+    return true
+  }
+
+  override read(offset: bigint, len: number): Buffer | Abort {
+    if (this.reachesServedFile(offset, len, false)) return { abort: `${this.label}: a file of this mount is mapped at 0x${offset.toString(16)}; its pages cannot be read` }
+    return super.read(offset, len)
+  }
+
+  override write(offset: bigint, data: Buffer): Abort | undefined {
+    if (this.reachesServedFile(offset, data.length, true)) return { abort: `${this.label}: a file of this mount is mapped at 0x${offset.toString(16)}; its pages cannot be written` }
+    return super.write(offset, data)
+  }
+
+  override release(): void {
+    super.release()
+    if (!this.open && this.pagemap !== undefined) {
+      fs.closeSync(this.pagemap)
+      this.pagemap = undefined
+    }
   }
 
   protected gone(): string {

@@ -13,7 +13,9 @@
  *   own:   MAP_FILE of a file of the mount itself is EINVAL (not memory), at
  *          once: the server never opens a file it answers for;
  *   own_mmap: IOAS_MAP of the program's mmap of a mount file is EFAULT, as
- *          the server cannot read those pages (the fault would wait on it).
+ *          the server cannot read those pages (the fault would wait on it);
+ *   remapped: a pinned page the program then maps a mount file over reads
+ *          as an external abort, for the same reason.
  *
  * Each line: "NAME: ok ..." or "NAME: err ERRNO"; exits 1 on an unexpected result.
  */
@@ -136,5 +138,24 @@ int main(int argc, char **argv)
 	map.length = 0x1000;
 	map.iova = 0xa00000;
 	expect("own_mmap", page == MAP_FAILED ? errno : do_ioctl(iommufd, IOMMU_IOAS_MAP, &map), EFAULT);
+
+	/* a pinned page the program then maps a mount file over: a DMA there is an
+	 * external abort (the server cannot fault that page in), not a wait on itself */
+	char *pinned = mmap(NULL, 0x1000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (pinned == MAP_FAILED)
+		return 1;
+	strcpy(pinned, "pinned");
+	map.user_va = (uintptr_t)pinned;
+	map.iova = 0xb00000;
+	expect("pin", do_ioctl(iommufd, IOMMU_IOAS_MAP, &map), 0);
+	char got6[8] = { 0 };
+	int r = dma(iommufd, bind.out_devid, 0, 0xb00000, got6, 6);
+	printf("pinned read: %s \"%s\"\n", r ? "err" : "ok", got6);
+	failed |= r || strcmp(got6, "pinned");
+	if (cfd < 0 || mmap(pinned, 0x1000, PROT_READ, MAP_PRIVATE | MAP_FIXED, cfd, 0) == MAP_FAILED)
+		return 1;
+	r = dma(iommufd, bind.out_devid, 0, 0xb00000, got6, 6);
+	printf("remapped read: %s\n", r == 1000 + IOMMUFS_DMA_STATUS_ABORT ? "abort" : r ? "other" : "ok");
+	failed |= r != 1000 + IOMMUFS_DMA_STATUS_ABORT;
 	return failed;
 }

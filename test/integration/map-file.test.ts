@@ -5,7 +5,8 @@
  * EINVAL past the end of the file and after an ftruncate, EBADF for a closed
  * descriptor, EFAULT for IOAS_MAP of an address the program has unmapped,
  * EINVAL (and no wait) for a file of the mount itself, EFAULT for IOAS_MAP
- * of a mapping of one.
+ * of a mapping of one, and an external abort (no wait) for a DMA into a
+ * pinned page the program has since mapped one over.
  */
 import { strict as assert } from 'node:assert'
 import * as path from 'node:path'
@@ -30,6 +31,9 @@ const EXPECTED = [
   'unmapped: EFAULT',
   'own: EINVAL',
   'own_mmap: EFAULT',
+  'pin: ok',
+  'pinned read: ok "pinned"',
+  'remapped read: abort',
   '',
 ].join('\n')
 
