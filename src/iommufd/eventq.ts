@@ -6,10 +6,26 @@
  * vEVENTQ (veventq.ts) are both built on it.
  */
 import { ErrnoError } from '../util/errno'
+import { FallibleStep, fallible } from '../util/fail-nth'
 import { LIMITS } from '../util/limits'
 import { hex, unknownFlags } from './checks'
 import type { IommufdContext } from './context'
 import { IommufdObject, MmioFile } from './objects'
+
+/**
+ * A fallible step of a queue file's read or write, after `done` units went
+ * through: false (stop there) when it fails then, its error when it fails
+ * first, as the kernel's read and write return what they did or the error.
+ */
+function stepDone(step: FallibleStep, done: number): boolean {
+  try {
+    fallible(step)
+    return true
+  } catch (e) {
+    if (!done) throw e
+    return false
+  }
+}
 
 /**
  * A FIFO of records (the kernel's deliver list): the model queues, a read
@@ -63,11 +79,18 @@ export class RecordQueue {
     return Buffer.concat(this.records.splice(0, n))
   }
 
-  /** Whole records, oldest first, up to the first that does not fit in `len` bytes (removed); `taken` sees each. */
+  /**
+   * Whole records, oldest first, up to the first that does not fit in `len`
+   * bytes (removed); `taken` sees each. Each is a copy to the reader: one that
+   * fails stays queued, with the rest, and the read is EFAULT if it is the first.
+   */
   takeFitting(len: number, taken?: (r: Buffer) => void): Buffer {
     let used = 0
     let n = 0
-    for (; n < this.records.length && used + this.records[n].length <= len; n++) used += this.records[n].length
+    for (; n < this.records.length && used + this.records[n].length <= len; n++) {
+      if (!stepDone('copy to user', n)) break
+      used += this.records[n].length
+    }
     const out = this.records.splice(0, n)
     if (taken) out.forEach(taken)
     return Buffer.concat(out, used)
@@ -196,11 +219,18 @@ export class Fault extends QueueObject {
     return () => this.waiters.delete(fn)
   }
 
-  /** read(): `len` a multiple of 40 (else ESPIPE); whole groups, oldest first, as many as fit. */
+  /**
+   * read(): `len` a multiple of 40 (else ESPIPE); whole groups, oldest first,
+   * as many as fit. A group whose cookie cannot be allocated or whose copy to
+   * the reader fails stays queued, with the rest; the read is that step's
+   * error if it is the first.
+   */
   read(len: number): Buffer {
     if (len % PGFAULT_SIZE) throw new ErrnoError('ESPIPE', `a read of ${len} bytes: the count must be a multiple of ${PGFAULT_SIZE} (struct iommu_hwpt_pgfault)`)
     const out: Buffer[] = []
     while (this.deliver.length && (out.length + 1) * PGFAULT_SIZE <= len) {
+      if (!stepDone('ID insertion', out.length)) break
+      if (!stepDone('copy to user', out.length)) break
       const r = this.deliver.shift()!
       let cookie = 1
       while (this.awaiting.has(cookie)) cookie++
@@ -219,6 +249,7 @@ export class Fault extends QueueObject {
     if (data.length % PAGE_RESPONSE_SIZE) throw new ErrnoError('ESPIPE', `a write of ${data.length} bytes: responses are ${PAGE_RESPONSE_SIZE}-byte records (struct iommu_hwpt_page_response)`)
     let off = 0
     for (; off < data.length; off += PAGE_RESPONSE_SIZE) {
+      if (!stepDone('copy from user', off)) break
       const cookie = data.readUInt32LE(off)
       const code = data.readUInt32LE(off + 4)
       const bad =

@@ -186,21 +186,25 @@ const EVENTS_EVERY_STEP = [
   '10: HWPT_ALLOC iopf ENOMEM, left 0',
   '11: HWPT_ALLOC iopf EFAULT, left 0',
   '12: MOCK_DOMAIN_REPLACE EFAULT, left 0',
-  '13: VIOMMU_ALLOC ENOMEM, left 0',
-  '14: VIOMMU_ALLOC ENOMEM, left 0',
-  '15: VIOMMU_ALLOC EFAULT, left 0',
-  '16: VDEVICE_ALLOC ENOMEM, left 0',
-  '17: VDEVICE_ALLOC ENOMEM, left 0',
-  '18: VDEVICE_ALLOC EFAULT, left 0',
-  '19: HWPT_ALLOC nested EFAULT, left 0',
-  '20: HWPT_ALLOC nested ENOMEM, left 0',
-  '21: HWPT_ALLOC nested ENOMEM, left 0',
+  '13: read fault ENOMEM, left 0',
+  '14: read fault EFAULT, left 0',
+  '15: write response EFAULT, left 0',
+  '16: VIOMMU_ALLOC ENOMEM, left 0',
+  '17: VIOMMU_ALLOC ENOMEM, left 0',
+  '18: VIOMMU_ALLOC EFAULT, left 0',
+  '19: VDEVICE_ALLOC ENOMEM, left 0',
+  '20: VDEVICE_ALLOC ENOMEM, left 0',
+  '21: VDEVICE_ALLOC EFAULT, left 0',
   '22: HWPT_ALLOC nested EFAULT, left 0',
-  '23: MOCK_DOMAIN_REPLACE nested EFAULT, left 0',
-  '24: VEVENTQ_ALLOC ENOMEM, left 0',
-  '25: VEVENTQ_ALLOC ENOMEM, left 0',
-  '26: VEVENTQ_ALLOC EFAULT, left 0',
-  '27: through, left 1',
+  '23: HWPT_ALLOC nested ENOMEM, left 0',
+  '24: HWPT_ALLOC nested ENOMEM, left 0',
+  '25: HWPT_ALLOC nested EFAULT, left 0',
+  '26: MOCK_DOMAIN_REPLACE nested EFAULT, left 0',
+  '27: VEVENTQ_ALLOC ENOMEM, left 0',
+  '28: VEVENTQ_ALLOC ENOMEM, left 0',
+  '29: VEVENTQ_ALLOC EFAULT, left 0',
+  '30: read vevent EFAULT, left 0',
+  '31: through, left 1',
   '',
 ].join('\n')
 
@@ -254,7 +258,7 @@ describe('fail-nth under the shim (iommufd_fail_nth\'s protocol)', function () {
     })
   })
 
-  it('events (a page request read and answered, a vEVENT read): every failure on the way is clean', async () => {
+  it('events (a page request read and answered, a vEVENT read): every failure on the way is clean, the queue files\' reads and writes included', async () => {
     await withMount(async (m) => {
       await sweep(m, ['N', 'events'], EVENTS_EVERY_STEP)
     })

@@ -16,6 +16,7 @@ import { Region } from '../../src/memory/region'
 import { deviceDma, heldDmasOf } from '../../src/iommufd/dma'
 import { Fault } from '../../src/iommufd/eventq'
 import { LIMITS } from '../../src/util/limits'
+import { failNth } from '../../src/util/fail-nth'
 
 /** An assert.throws check: an ErrnoError with this errno and message. */
 function errno(name: string, message: RegExp): (e: Error & { errno?: string }) => boolean {
@@ -83,6 +84,25 @@ for (const [arch, bdf, unit] of [
       assert.equal(fault.write(response(1, 1)), 8)
       const done = heldDmasOf(t.world).get(r.pending!)?.result
       assert.ok(done && (done.event || done.fault), 'ended in its fault')
+    })
+
+    it('a read whose cookie or copy fails keeps the group queued (ENOMEM, EFAULT); a response whose copy fails answers nothing (EFAULT)', () => {
+      deviceDma(t.world, bdf, { op: 'read', iova: 0x101000n, len: 8 })
+      const failing = <T>(n: number, f: () => T, name: string, step: RegExp): void => {
+        failNth.arm(n)
+        try {
+          assert.throws(f, errno(name, step))
+        } finally {
+          failNth.disarm()
+        }
+      }
+      failing(1, () => fault.read(40), 'ENOMEM', /ID insertion/)
+      failing(2, () => fault.read(40), 'EFAULT', /copy to user/)
+      assert.deepEqual([fault.queued, fault.awaiting.size], [1, 0], 'still queued, no cookie taken')
+      assert.equal(fault.read(40).length, 40)
+      failing(1, () => fault.write(response(1, 0)), 'EFAULT', /copy from user/)
+      assert.equal(fault.awaiting.size, 1, 'still awaiting its answer')
+      assert.equal(fault.write(response(1, 0)), 8)
     })
 
     it('bad responses: ESPIPE for sizes, EINVAL for a bad code or an unknown/answered cookie; nothing changes', () => {
