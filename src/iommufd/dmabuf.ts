@@ -1,5 +1,6 @@
 import { Abort, SizedBacking } from '../memory/backing'
 import { ErrnoError } from '../util/errno'
+import { fallible } from '../util/fail-nth'
 import type { World } from './world'
 
 /**
@@ -71,6 +72,8 @@ export function dmabufGet(world: World, length: number): TestDmabuf {
   if (len === 0 || len > PAGE * MAX_PAGES) throw new ErrnoError('EINVAL', `length=${length}: 1 to ${PAGE * MAX_PAGES} bytes`)
   const live = dmabufs(world)
   if (live.size >= MAX_LIVE) throw new ErrnoError('ENOMEM', `${MAX_LIVE} DMA-BUFs are live, the most iommufs keeps; close some`)
+  // the buffer and its pages are allocations the kernel's can fail
+  fallible('object allocation')
   const r = byWorld.get(world)!
   const d = new TestDmabuf(r.next++, len)
   live.set(d.id, d)

@@ -167,9 +167,10 @@ const COMPAT_EVERY_STEP = [
   '4: VFIO_IOMMU_GET_INFO EFAULT, left 0',
   '5: VFIO_IOMMU_GET_INFO EFAULT, left 0',
   '6: VFIO_IOMMU_UNMAP_DMA EFAULT, left 0',
-  '7: IOAS_MAP_FILE dmabuf ENOMEM, left 0',
-  '8: IOAS_MAP_FILE dmabuf EFAULT, left 0',
-  '9: through, left 1',
+  '7: DMABUF_GET ENOMEM, left 0',
+  '8: IOAS_MAP_FILE dmabuf ENOMEM, left 0',
+  '9: IOAS_MAP_FILE dmabuf EFAULT, left 0',
+  '10: through, left 1',
   '',
 ].join('\n')
 
