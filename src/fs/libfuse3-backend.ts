@@ -113,12 +113,6 @@ function loadAddon(): Fuse3Addon {
   return addon
 }
 
-/** A page of a file of this mount at [addr, addr+len) of process `pid` (one read of its maps). */
-function servedFileIn(pid: number, addr: bigint, len: number): boolean {
-  const p = ProcessBacking.pinProblem(pid, addr, BigInt(len))
-  return p !== undefined && p !== 'gone' && p.served
-}
-
 /**
  * The caller's memory through process_vm_readv/writev (root, same pid
  * namespace). A page the process has not faulted in is reached only once its
@@ -132,11 +126,11 @@ export function processMemory(): ProcessMemory {
   return {
     read: (pid, addr, len) => {
       const r = a.vmRead(pid, addr, len, false)
-      return r !== notPresent ? r : servedFileIn(pid, addr, len) ? efault : a.vmRead(pid, addr, len, true)
+      return r !== notPresent ? r : ProcessBacking.servedFileIn(pid, addr, BigInt(len)) ? efault : a.vmRead(pid, addr, len, true)
     },
     write: (pid, addr, data) => {
       const r = a.vmWrite(pid, addr, data, false)
-      return r !== notPresent ? r : servedFileIn(pid, addr, data.length) ? efault : a.vmWrite(pid, addr, data, true)
+      return r !== notPresent ? r : ProcessBacking.servedFileIn(pid, addr, BigInt(data.length)) ? efault : a.vmWrite(pid, addr, data, true)
     },
   }
 }

@@ -1,4 +1,5 @@
 import { Abort, SizedBacking } from '../memory/backing'
+import { CPU_PAGE } from '../memory/pages'
 import { ErrnoError } from '../util/errno'
 import { fallible } from '../util/fail-nth'
 import type { World } from './world'
@@ -47,11 +48,11 @@ export class TestDmabuf implements SizedBacking {
   release(): void {}
 
   pageSizeAt(): bigint {
-    return 4096n
+    return CPU_PAGE
   }
 }
 
-const PAGE = 4096
+const PAGE = Number(CPU_PAGE)
 /** The exporter's largest buffer (512 pages), as the kernel's. */
 const MAX_PAGES = 512
 /** Live buffers a world keeps before refusing more (each up to 2 MiB). */

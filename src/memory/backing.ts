@@ -1,6 +1,6 @@
 import * as fs from 'node:fs'
 import { servedDevices } from '../util/own-mounts'
-import { PageKey, devName, fileKey, readMaps } from './pages'
+import { CPU_PAGE, PageKey, devName, fileKey, readMaps } from './pages'
 
 /** Why a memory access could not complete: the architecture's external abort, with the cause. */
 export interface Abort {
@@ -44,7 +44,6 @@ export function describePinProblem(p: PinProblem): string {
 /** /proc/PID/maps' "major:minor" (hex) as mountinfo writes it (decimal). */
 const decimalDev = (dev: string): string => dev.split(':').map((x) => parseInt(x, 16)).join(':')
 
-const SMALL_PAGE = 4096n
 const HUGETLBFS_MAGIC = 0x958458f6
 
 /** Where a mapping's bytes are: a backing, from an offset in it. */
@@ -75,7 +74,7 @@ export class NoBacking implements Backing {
   release(): void {}
 
   pageSizeAt(): bigint {
-    return SMALL_PAGE
+    return CPU_PAGE
   }
 }
 
@@ -165,12 +164,12 @@ export class FileBacking extends FdBacking {
 
   /** A hugetlbfs file (a MFD_HUGETLB memfd too) is made of its filesystem's block size. */
   pageSizeAt(): bigint {
-    if (this.fd === undefined) return SMALL_PAGE
+    if (this.fd === undefined) return CPU_PAGE
     try {
       const st = fs.statfsSync(`/proc/self/fd/${this.fd}`)
-      return st.type === HUGETLBFS_MAGIC ? BigInt(st.bsize) : SMALL_PAGE
+      return st.type === HUGETLBFS_MAGIC ? BigInt(st.bsize) : CPU_PAGE
     } catch {
-      return SMALL_PAGE // not a file statfs can tell of
+      return CPU_PAGE // not a file statfs can tell of
     }
   }
 
@@ -210,16 +209,20 @@ export class ProcessBacking extends FdBacking {
    * fault; only otherwise are the maps read.
    */
   private reachesServedFile(va: bigint, len: number, write: boolean): boolean {
-    if (len <= 0 || this.allPresent(va, len, write)) return false
-    const p = ProcessBacking.pinProblem(this.pid, va, BigInt(len))
+    return len > 0 && !this.allPresent(va, len, write) && ProcessBacking.servedFileIn(this.pid, va, BigInt(len))
+  }
+
+  /** Whether process `pid` maps a file of this mount somewhere in [va, va+len) (one read of its maps). */
+  static servedFileIn(pid: number, va: bigint, len: bigint): boolean {
+    const p = ProcessBacking.pinProblem(pid, va, len)
     return p !== undefined && p !== 'gone' && p.served
   }
 
   /** Every page of [va, va+len) present (bit 63 of its pagemap entry), and for a write no file page (bit 61). */
   private allPresent(va: bigint, len: number, write: boolean): boolean {
     if (this.pagemap === undefined) return false
-    const first = va / SMALL_PAGE
-    const count = Number((va + BigInt(len) - 1n) / SMALL_PAGE - first) + 1
+    const first = va / CPU_PAGE
+    const count = Number((va + BigInt(len) - 1n) / CPU_PAGE - first) + 1
     const entries = Buffer.alloc(count * 8)
     try {
       if (fs.readSync(this.pagemap, entries, 0, entries.length, Number(first * 8n)) !== entries.length) return false
@@ -284,7 +287,7 @@ export class ProcessBacking extends FdBacking {
     try {
       text = fs.readFileSync(`/proc/${this.pid}/smaps`, 'utf8')
     } catch {
-      return SMALL_PAGE
+      return CPU_PAGE
     }
     let inside = false
     for (const line of text.split('\n')) {
@@ -292,7 +295,7 @@ export class ProcessBacking extends FdBacking {
       if (range) inside = BigInt(`0x${range[1]}`) <= va && va < BigInt(`0x${range[2]}`)
       else if (inside && line.startsWith('KernelPageSize:')) return BigInt(/(\d+)/.exec(line)![1]) * 1024n
     }
-    return SMALL_PAGE
+    return CPU_PAGE
   }
 
   /**

@@ -204,6 +204,37 @@ out:
 }
 
 /*
+ * The start the VFIO scenarios share: the device node `dev` bound to
+ * iommufd `fd`, and a nest parent on a new IOAS (the Nth step armed after
+ * the IOAS). Returns 0, or -1 with the failed step recorded.
+ */
+static int bind_with_parent(int fd, int dev, int nth_fd, unsigned nth, uint32_t *dev_id, uint32_t *parent)
+{
+	struct iommu_ioas_alloc a = { .size = sizeof(a) };
+	if (step("setup", ioctl(fd, IOMMU_IOAS_ALLOC, &a)) || arm(nth_fd, nth))
+		return -1;
+	struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind), .iommufd = fd };
+	if (step("VFIO_DEVICE_BIND_IOMMUFD", ioctl(dev, VFIO_DEVICE_BIND_IOMMUFD, &bind)))
+		return -1;
+	struct iommu_hwpt_alloc s2 = { .size = sizeof(s2), .flags = IOMMU_HWPT_ALLOC_NEST_PARENT, .dev_id = bind.out_devid, .pt_id = a.out_ioas_id };
+	if (step("HWPT_ALLOC parent", ioctl(fd, IOMMU_HWPT_ALLOC, &s2)))
+		return -1;
+	*dev_id = bind.out_devid;
+	*parent = s2.out_hwpt_id;
+	return 0;
+}
+
+/* The start the compat and events scenarios share: an IOAS with a mock device on it (the Nth step armed after them). */
+static int mock_device(int fd, int nth_fd, unsigned nth, struct iommu_ioas_alloc *a, struct iommu_test_cmd *md)
+{
+	*a = (struct iommu_ioas_alloc){ .size = sizeof(*a) };
+	if (step("setup", ioctl(fd, IOMMU_IOAS_ALLOC, a)))
+		return -1;
+	*md = (struct iommu_test_cmd){ .size = sizeof(*md), .op = IOMMU_TEST_OP_MOCK_DOMAIN, .id = a->out_ioas_id };
+	return step("setup", ioctl(fd, IOMMU_TEST_CMD, md)) || arm(nth_fd, nth) ? -1 : 0;
+}
+
+/*
  * A VFIO device behind an SMMUv3 nested as a VMM nests it: bind, a nest
  * parent attached, a vIOMMU, a vDEVICE, the guest's STE as a nested domain
  * attached, an invalidation through the vIOMMU, a vEVENTQ, then detach.
@@ -213,29 +244,20 @@ static int vfio_scenario(int nth_fd, unsigned nth)
 	int fd = open("/dev/iommu", O_RDWR), dev = open("/dev/vfio/devices/vfio0", O_RDWR), veventq_fd = -1, rc = -1;
 	if (step("open", fd < 0 || dev < 0 ? -1 : 0))
 		goto out;
-	struct iommu_ioas_alloc a = { .size = sizeof(a) };
-	if (step("setup", ioctl(fd, IOMMU_IOAS_ALLOC, &a)))
+	uint32_t dev_id, parent;
+	if (bind_with_parent(fd, dev, nth_fd, nth, &dev_id, &parent))
 		goto out;
-	if (arm(nth_fd, nth))
-		goto out;
-
-	struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind), .iommufd = fd };
-	if (step("VFIO_DEVICE_BIND_IOMMUFD", ioctl(dev, VFIO_DEVICE_BIND_IOMMUFD, &bind)))
-		goto out;
-	struct iommu_hwpt_alloc s2 = { .size = sizeof(s2), .flags = IOMMU_HWPT_ALLOC_NEST_PARENT, .dev_id = bind.out_devid, .pt_id = a.out_ioas_id };
-	if (step("HWPT_ALLOC parent", ioctl(fd, IOMMU_HWPT_ALLOC, &s2)))
-		goto out;
-	struct vfio_device_attach_iommufd_pt attach = { .argsz = sizeof(attach), .pt_id = s2.out_hwpt_id };
+	struct vfio_device_attach_iommufd_pt attach = { .argsz = sizeof(attach), .pt_id = parent };
 	if (step("VFIO_DEVICE_ATTACH parent", ioctl(dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach)))
 		goto out;
-	struct iommu_viommu_alloc va = { .size = sizeof(va), .type = IOMMU_VIOMMU_TYPE_ARM_SMMUV3, .dev_id = bind.out_devid, .hwpt_id = s2.out_hwpt_id };
+	struct iommu_viommu_alloc va = { .size = sizeof(va), .type = IOMMU_VIOMMU_TYPE_ARM_SMMUV3, .dev_id = dev_id, .hwpt_id = parent };
 	if (step("VIOMMU_ALLOC", ioctl(fd, IOMMU_VIOMMU_ALLOC, &va)))
 		goto out;
-	struct iommu_vdevice_alloc vd = { .size = sizeof(vd), .viommu_id = va.out_viommu_id, .dev_id = bind.out_devid, .virt_id = 0x10 };
+	struct iommu_vdevice_alloc vd = { .size = sizeof(vd), .viommu_id = va.out_viommu_id, .dev_id = dev_id, .virt_id = 0x10 };
 	if (step("VDEVICE_ALLOC", ioctl(fd, IOMMU_VDEVICE_ALLOC, &vd)))
 		goto out;
 	struct iommu_hwpt_arm_smmuv3 ste = { .ste = { 0x1 | (0x5 << 1) /* V, stage 1 translate */, 0 } };
-	struct iommu_hwpt_alloc s1 = { .size = sizeof(s1), .dev_id = bind.out_devid, .pt_id = va.out_viommu_id, .data_type = IOMMU_HWPT_DATA_ARM_SMMUV3,
+	struct iommu_hwpt_alloc s1 = { .size = sizeof(s1), .dev_id = dev_id, .pt_id = va.out_viommu_id, .data_type = IOMMU_HWPT_DATA_ARM_SMMUV3,
 				       .data_len = sizeof(ste), .data_uptr = (uintptr_t)&ste };
 	if (step("HWPT_ALLOC nested", ioctl(fd, IOMMU_HWPT_ALLOC, &s1)))
 		goto out;
@@ -265,17 +287,11 @@ static int vtd_scenario(int nth_fd, unsigned nth)
 	int fd = open("/dev/iommu", O_RDWR), dev = open("/dev/vfio/devices/vfio4", O_RDWR), rc = -1;
 	if (step("open", fd < 0 || dev < 0 ? -1 : 0))
 		goto out;
-	struct iommu_ioas_alloc a = { .size = sizeof(a) };
-	if (step("setup", ioctl(fd, IOMMU_IOAS_ALLOC, &a)) || arm(nth_fd, nth))
-		goto out;
-	struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind), .iommufd = fd };
-	if (step("VFIO_DEVICE_BIND_IOMMUFD", ioctl(dev, VFIO_DEVICE_BIND_IOMMUFD, &bind)))
-		goto out;
-	struct iommu_hwpt_alloc s2 = { .size = sizeof(s2), .flags = IOMMU_HWPT_ALLOC_NEST_PARENT, .dev_id = bind.out_devid, .pt_id = a.out_ioas_id };
-	if (step("HWPT_ALLOC parent", ioctl(fd, IOMMU_HWPT_ALLOC, &s2)))
+	uint32_t dev_id, parent;
+	if (bind_with_parent(fd, dev, nth_fd, nth, &dev_id, &parent))
 		goto out;
 	struct iommu_hwpt_vtd_s1 s1_data = { .pgtbl_addr = 0x1000, .addr_width = 48 };
-	struct iommu_hwpt_alloc s1 = { .size = sizeof(s1), .dev_id = bind.out_devid, .pt_id = s2.out_hwpt_id, .data_type = IOMMU_HWPT_DATA_VTD_S1,
+	struct iommu_hwpt_alloc s1 = { .size = sizeof(s1), .dev_id = dev_id, .pt_id = parent, .data_type = IOMMU_HWPT_DATA_VTD_S1,
 				       .data_len = sizeof(s1_data), .data_uptr = (uintptr_t)&s1_data };
 	if (step("HWPT_ALLOC nested", ioctl(fd, IOMMU_HWPT_ALLOC, &s1)))
 		goto out;
@@ -288,7 +304,7 @@ static int vtd_scenario(int nth_fd, unsigned nth)
 	if (step("HWPT_INVALIDATE", ioctl(fd, IOMMU_HWPT_INVALIDATE, &inv)))
 		goto out;
 	struct iommu_hw_info_vtd regs;
-	struct iommu_hw_info hw = { .size = sizeof(hw), .dev_id = bind.out_devid, .data_len = sizeof(regs), .data_uptr = (uintptr_t)&regs };
+	struct iommu_hw_info hw = { .size = sizeof(hw), .dev_id = dev_id, .data_len = sizeof(regs), .data_uptr = (uintptr_t)&regs };
 	if (step("GET_HW_INFO", ioctl(fd, IOMMU_GET_HW_INFO, &hw)))
 		goto out;
 	struct vfio_device_detach_iommufd_pt detach = { .argsz = sizeof(detach) };
@@ -305,9 +321,9 @@ static int compat_scenario(int nth_fd, unsigned nth)
 	int fd = open("/dev/iommu", O_RDWR), dmabuf = -1, rc = -1;
 	if (step("open", fd < 0 ? -1 : 0))
 		return -1;
-	struct iommu_ioas_alloc a = { .size = sizeof(a) };
-	struct iommu_test_cmd md = { .size = sizeof(md), .op = IOMMU_TEST_OP_MOCK_DOMAIN };
-	if (step("setup", ioctl(fd, IOMMU_IOAS_ALLOC, &a)) || (md.id = a.out_ioas_id, step("setup", ioctl(fd, IOMMU_TEST_CMD, &md))) || arm(nth_fd, nth))
+	struct iommu_ioas_alloc a;
+	struct iommu_test_cmd md;
+	if (mock_device(fd, nth_fd, nth, &a, &md))
 		goto out;
 	struct iommu_vfio_ioas vi = { .size = sizeof(vi), .ioas_id = a.out_ioas_id, .op = IOMMU_VFIO_IOAS_SET };
 	if (step("IOMMU_VFIO_IOAS", ioctl(fd, IOMMU_VFIO_IOAS, &vi)))
@@ -350,9 +366,9 @@ static int events_scenario(int nth_fd, unsigned nth)
 	int fd = open("/dev/iommu", O_RDWR), fault_fd = -1, veventq_fd = -1, rc = -1;
 	if (step("open", fd < 0 ? -1 : 0))
 		return -1;
-	struct iommu_ioas_alloc a = { .size = sizeof(a) };
-	struct iommu_test_cmd md = { .size = sizeof(md), .op = IOMMU_TEST_OP_MOCK_DOMAIN };
-	if (step("setup", ioctl(fd, IOMMU_IOAS_ALLOC, &a)) || (md.id = a.out_ioas_id, step("setup", ioctl(fd, IOMMU_TEST_CMD, &md))) || arm(nth_fd, nth))
+	struct iommu_ioas_alloc a;
+	struct iommu_test_cmd md;
+	if (mock_device(fd, nth_fd, nth, &a, &md))
 		goto out;
 	uint32_t stdev = md.mock_domain.out_stdev_id, idev = md.mock_domain.out_idev_id;
 	struct iommu_fault_alloc fa = { .size = sizeof(fa) };
