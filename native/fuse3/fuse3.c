@@ -31,6 +31,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <fuse_lowlevel.h>
 #include <linux/fuse.h>
 #include <node_api.h>
@@ -39,6 +40,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -725,9 +727,10 @@ static void process(session *s, struct fuse_buf *b) {
  * queued are not read: a read that finds nothing is a syscall per session per
  * request.
  */
-static void drain_all(void) {
-  if (draining) return;
+static int drain_all(void) {
+  if (draining) return 0;
   draining = 1;
+  int served = 0;
   napi_env env = nlive ? live[0]->env : NULL;
   session *cur[MAX_SESSIONS];
   int n = nlive;
@@ -746,6 +749,7 @@ static void drain_all(void) {
         s->ending = 1;
         break;
       }
+      served++;
       if (is_background(b)) process(s, b);
       else s->nstash++;
     }
@@ -772,6 +776,49 @@ static void drain_all(void) {
     scoped = 0;
   }
   draining = 0;
+  return served;
+}
+
+/*
+ * After serving, the thread keeps watching the sessions for a short while
+ * (LINGER_NS since the last request) before it goes back to the loop's epoll.
+ * A client whose next request comes within that window finds this thread
+ * running: neither side then waits for its CPU to come out of idle, which on
+ * a VM whose idle vCPUs halt is most of what a request across CPUs costs.
+ * It yields between looks, so a client sharing this CPU runs first, and it
+ * goes back to the loop after LINGER_MAX_NS however busy the sessions are.
+ */
+#define LINGER_NS 100000LL
+#define LINGER_MAX_NS 2000000LL
+
+static long long mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void linger(void) {
+  long long start = mono_ns(), last = start;
+  for (;;) {
+    struct pollfd fds[MAX_SESSIONS];
+    session *of[MAX_SESSIONS];
+    int n = 0;
+    for (int i = 0; i < nlive; i++)
+      if (live[i]->se && !live[i]->closed) {
+        fds[n] = (struct pollfd){ .fd = fuse_session_fd(live[i]->se), .events = POLLIN };
+        of[n++] = live[i];
+      }
+    if (n == 0) return;
+    if (poll(fds, (nfds_t)n, 0) > 0) {
+      for (int i = 0; i < n; i++)
+        if (fds[i].revents) of[i]->ready = 1;
+      if (drain_all() > 0) last = mono_ns();
+    } else {
+      sched_yield();
+    }
+    long long now = mono_ns();
+    if (now - last >= LINGER_NS || now - start >= LINGER_MAX_NS) return;
+  }
 }
 
 /* Runs once the poll phase has called on_readable for every readable session. */
@@ -780,7 +827,7 @@ static int drain_check_made;
 
 static void on_check(uv_check_t *h) {
   uv_check_stop(h);
-  drain_all();
+  if (drain_all() > 0) linger();
 }
 
 static void on_readable(uv_poll_t *h, int status, int events) {
