@@ -705,9 +705,13 @@ static int is_background(const struct fuse_buf *b) {
   return op == FUSE_RELEASE || op == FUSE_RELEASEDIR || op == FUSE_FORGET || op == FUSE_BATCH_FORGET;
 }
 
+static void forget_pages(void); /* the pages a request found present (pages_present) */
+
 static void process(session *s, struct fuse_buf *b) {
   if (!s->se || s->closed) return; /* unmounted by JS earlier in this drain */
+  forget_pages();
   fuse_session_process_buf(s->se, b);
+  forget_pages();
   for (int k = 0; k < npending_intr; k++) {
     napi_env e = js_env(s);
     napi_value argv[3] = { num(e, OP_INTERRUPT), num(e, pending_intr[k]), num(e, 0) };
@@ -1320,12 +1324,45 @@ static napi_value js_inval_entry(napi_env env, napi_callback_info info) {
 #define PRESENT_CHECK_PAGES 64
 static int pagemap_pid = -1, pagemap_fd = -1;
 
+/* Pages found present while one request is served (a real ioctl reads its
+ * struct, probes it for writing and writes it back): one pagemap read answers
+ * for all of them. Emptied before and after every request (process), so no
+ * answer outlives the request that asked; the caller's thread waits in its
+ * ioctl meanwhile. */
+#define KNOWN_PAGES 8
+static struct { uint64_t page, entry; } known[KNOWN_PAGES];
+static int nknown, known_pid = -1;
+
+static void forget_pages(void) { nknown = 0; known_pid = -1; }
+
+static int known_entry(int pid, uint64_t page, uint64_t *entry) {
+  if (pid != known_pid) return 0;
+  for (int i = 0; i < nknown; i++)
+    if (known[i].page == page) { *entry = known[i].entry; return 1; }
+  return 0;
+}
+
+static void remember_page(int pid, uint64_t page, uint64_t entry) {
+  if (!(entry >> 63)) return; /* a page not present is looked at again */
+  if (pid != known_pid) { nknown = 0; known_pid = pid; }
+  if (nknown < KNOWN_PAGES) known[nknown++] = (typeof(known[0])){ page, entry };
+}
+
+static int page_ok(uint64_t entry, int write) { return (entry >> 63) && !(write && (entry >> 61 & 1)); }
+
 static int pages_present(int pid, uint64_t addr, size_t len, int write) {
   const uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
   if (addr + len < addr) return 0;
   uint64_t first = addr / page, n = (addr + len - 1) / page - first + 1;
   if (n > PRESENT_CHECK_PAGES) return 0;
   uint64_t entry[PRESENT_CHECK_PAGES];
+  uint64_t i = 0;
+  while (i < n && known_entry(pid, first + i, &entry[i])) i++;
+  if (i == n) {
+    for (i = 0; i < n; i++)
+      if (!page_ok(entry[i], write)) return 0;
+    return 1;
+  }
   for (int attempt = 0; attempt < 2; attempt++) {
     if (pagemap_pid != pid) {
       if (pagemap_fd >= 0) close(pagemap_fd);
@@ -1336,8 +1373,9 @@ static int pages_present(int pid, uint64_t addr, size_t len, int write) {
       if (pagemap_fd < 0) return 0;
     }
     if (pread(pagemap_fd, entry, n * sizeof *entry, (off_t)(first * sizeof *entry)) == (ssize_t)(n * sizeof *entry)) {
-      for (uint64_t i = 0; i < n; i++)
-        if (!(entry[i] >> 63) || (write && (entry[i] >> 61 & 1))) return 0;
+      for (i = 0; i < n; i++) remember_page(pid, first + i, entry[i]);
+      for (i = 0; i < n; i++)
+        if (!page_ok(entry[i], write)) return 0;
       return 1;
     }
     pagemap_pid = -1; /* opened again once: the pid may name a new process */

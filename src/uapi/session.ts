@@ -222,13 +222,16 @@ export abstract class Session {
       if (r !== -14) this.world.trace.emit(this.label, `ioctl ${io.name}: cannot ${what} the memory of process ${who} (errno ${-r})`)
       return new ErrnoError('EFAULT', `arg=0x${arg.toString(16)}: cannot ${what} the ${io.layout.name} there`)
     }
-    const head = mem.read(who, arg, 4)
+    // one read takes the whole struct when the caller's is no larger than ours (the usual case); the
+    // size alone comes first when ours would reach past what the caller has mapped
+    let head = mem.read(who, arg, io.layout.size)
+    if (typeof head === 'number') head = mem.read(who, arg, 4)
     if (typeof head === 'number') throw fault('read', head)
     const size = head.readUInt32LE(0)
     // iommufd checks that bytes past its struct are zero, VFIO ignores them
     const want = io.family === 'iommufd' ? size : Math.min(size, io.layout.size)
     if (want > MAX_USER_BUFFER) throw new ErrnoError('E2BIG', `size=${size}: more than iommufs reads (${MAX_USER_BUFFER})`)
-    const struct = want <= 4 ? head : mem.read(who, arg, want)
+    const struct = want <= head.length ? head.subarray(0, Math.max(want, 4)) : mem.read(who, arg, want)
     if (typeof struct === 'number') throw fault('read', struct)
     const probe = mem.write(who, arg, struct.subarray(0, Math.min(size, io.layout.size, struct.length)))
     if (probe !== 0) throw fault('write', probe)

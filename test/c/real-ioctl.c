@@ -8,6 +8,7 @@
  */
 #include "example.h" /* first: it sets _GNU_SOURCE */
 
+#include <stddef.h>
 #include <sys/mman.h>
 
 static void result(const char *step, int err)
@@ -81,6 +82,15 @@ int main(int argc, char **argv)
 	struct vfio_device_attach_iommufd_pt at = { .argsz = sizeof(at), .pt_id = a.out_ioas_id };
 	MUST("VFIO_DEVICE_ATTACH_IOMMUFD_PT", vfio, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at);
 	printf(" pt_id=%u\n", at.pt_id);
+	/* a struct of the oldest size the kernel takes (HWPT_ALLOC before data_type), ending where
+	 * the mapping does: nothing past it is read */
+	char *two = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	mprotect(two + 4096, 4096, PROT_NONE);
+	const size_t oldest = offsetof(struct iommu_hwpt_alloc, __reserved) + sizeof(__u32);
+	struct iommu_hwpt_alloc *h = (void *)(two + 4096 - oldest), full = { .size = oldest, .dev_id = bind.out_devid, .pt_id = a.out_ioas_id };
+	memcpy(h, &full, oldest);
+	MUST("IOMMU_HWPT_ALLOC, its size 24, at a mapping's end", fd, IOMMU_HWPT_ALLOC, h);
+	printf(" out_hwpt_id=%u\n", h->out_hwpt_id);
 	/* a descriptor the ioctl would return (a selftest DMA-BUF) cannot be made without the shim */
 	struct iommu_test_cmd dg = { .size = sizeof(dg), .op = IOMMU_TEST_OP_DMABUF_GET, .dmabuf_get = { .length = 4096 } };
 	result("IOMMU_TEST_CMD DMABUF_GET", do_ioctl(fd, IOMMU_TEST_CMD, &dg));

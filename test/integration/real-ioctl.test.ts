@@ -28,6 +28,7 @@ IOAS_IOVA_RANGES into a mount file's page: EFAULT
 IOAS_ALLOW_IOVAS from that page, read: EINVAL
 VFIO_DEVICE_BIND_IOMMUFD: ok out_devid=3
 VFIO_DEVICE_ATTACH_IOMMUFD_PT: ok pt_id=4
+IOMMU_HWPT_ALLOC, its size 24, at a mapping's end: ok out_hwpt_id=5
 IOMMU_TEST_CMD DMABUF_GET: EOPNOTSUPP
 `
 
