@@ -20,14 +20,15 @@
  * between rounds does not move the ratio.
  *
  * Every target is measured three times on the same servers, and each table is printed:
- *   unpinned  as a user runs it: each request wakes the server on whichever CPU
- *             the scheduler picks. A server the scheduler keeps on the loop's
- *             CPU answers in tens of microseconds; one it keeps on another CPU
- *             waits for two wakeups across CPUs per request, which on this kind
- *             of VM (idle CPUs halt, with no polling) cost about 100 µs each.
- *             Which server lands where changes from run to run (the C
- *             reference alone has measured 22 µs and 220 µs per request in
- *             two runs), so this table compares placements more than servers.
+ *   unpinned  as a user runs it: each request wakes the server on whichever
+ *             CPU the scheduler picks. A server the scheduler keeps on the loop's
+ *             CPU answers in tens of microseconds; one on another CPU pays for
+ *             waking a CPU out of idle, which on this kind of VM (idle CPUs halt,
+ *             with no polling) costs 30-100 µs each time (iommufs busy-polls
+ *             after a request, so only the loop's CPU is woken). Which server
+ *             lands where changes from run to run (the C reference alone has
+ *             measured 22 µs and 220 µs per request in two runs), so this table
+ *             compares placements more than servers.
  *   split     the loop on one CPU, every server (all threads) on another: each
  *             request crosses CPUs both ways, for every server alike.
  *   pinned    every server and the loop on one CPU, the lowest this process
