@@ -103,6 +103,8 @@ static struct {
 	int (*fcntl)(int, int, ...);
 	int (*fcntl64)(int, int, ...);
 	DIR *(*opendir)(const char *);
+	FILE *(*fopen)(const char *, const char *);
+	FILE *(*fopen64)(const char *, const char *);
 	void *(*mmap)(void *, size_t, int, int, int, off_t);
 	void *(*mmap64)(void *, size_t, int, int, int, off_t);
 	int (*munmap)(void *, size_t);
@@ -134,6 +136,8 @@ static void resolve(void)
 	real.fcntl = next("fcntl");
 	real.fcntl64 = next("fcntl64");
 	real.opendir = next("opendir");
+	real.fopen = next("fopen");
+	real.fopen64 = next("fopen64");
 	real.mmap = next("mmap");
 	real.mmap64 = next("mmap64");
 	real.munmap = next("munmap");
@@ -146,6 +150,8 @@ static void resolve(void)
 		real.fcntl64 = real.fcntl;
 	if (!real.mmap64)
 		real.mmap64 = real.mmap;
+	if (!real.fopen64)
+		real.fopen64 = real.fopen;
 	load_config();
 }
 
@@ -993,11 +999,39 @@ static int is_fail_nth(const char *path)
 	return strncmp(r, "task/", 5) == 0 && (t = digits_then(r + 5, "/")) && strcmp(t, "fail-nth") == 0;
 }
 
+/* The process or thread whose status /proc/{self,thread-self,PID}[/task/TID]/status is; 0 for any other path. */
+static long status_of(const char *path)
+{
+	static const char proc[] = "/proc/";
+	if (strncmp(path, proc, sizeof proc - 1) != 0)
+		return 0;
+	const char *r = path + sizeof proc - 1, *t;
+	long id;
+	if (strcmp(r, "self/status") == 0)
+		return getpid();
+	if (strcmp(r, "thread-self/status") == 0)
+		return gettid();
+	if (strncmp(r, "self/", 5) == 0) {
+		id = getpid();
+		r += 5;
+	} else if ((t = digits_then(r, "/"))) {
+		id = strtol(r, NULL, 10);
+		r = t;
+	} else {
+		return 0;
+	}
+	if (strcmp(r, "status") == 0)
+		return id;
+	return strncmp(r, "task/", 5) == 0 && (t = digits_then(r + 5, "/")) && strcmp(t, "status") == 0 ? strtol(r + 5, NULL, 10) : 0;
+}
+
 /*
- * The fault-injection files the kernel's iommufd_fail_nth uses, served by the
- * mount: /sys/kernel/debug itself and its iommufd and fail* entries (the
- * switches it sets), and a thread's /proc/.../fail-nth, which is the mount's
- * sys/kernel/debug/iommufd/fail-nth (each thread has its own count there).
+ * The kernel files the mount serves in their place: the fault-injection files
+ * the kernel's iommufd_fail_nth uses (/sys/kernel/debug itself and its
+ * iommufd and fail* entries, the switches it sets; a thread's
+ * /proc/.../fail-nth, which is the mount's sys/kernel/debug/iommufd/fail-nth,
+ * each thread with its own count there), and a process's /proc/.../status,
+ * whose VmPin and VmLck count the model's pins.
  */
 static int debug_path(const char *path, char *out, size_t cap)
 {
@@ -1005,8 +1039,11 @@ static int debug_path(const char *path, char *out, size_t cap)
 	if (!path || !mount_dir[0])
 		return 0;
 	int n;
+	long status;
 	if (is_fail_nth(path)) {
 		n = snprintf(out, cap, "%s/sys/kernel/debug/iommufd/fail-nth", mount_dir);
+	} else if ((status = status_of(path)) > 0) {
+		n = snprintf(out, cap, "%s/sys/kernel/debug/iommufd/proc/%ld/status", mount_dir, status);
 	} else if (strncmp(path, debug, sizeof debug - 1) == 0 && (!path[sizeof debug - 1] || path[sizeof debug - 1] == '/')) {
 		const char *r = path + sizeof debug - 1;
 		while (*r == '/')
@@ -1025,6 +1062,21 @@ EXPORT DIR *opendir(const char *name)
 	RESOLVE();
 	char p[PATH_MAX];
 	return real.opendir(debug_path(name, p, sizeof p) ? p : name);
+}
+
+/* stdio's opens do not go through open(): the same kernel files, for fopen. */
+EXPORT FILE *fopen(const char *path, const char *mode)
+{
+	RESOLVE();
+	char p[PATH_MAX];
+	return real.fopen(debug_path(path, p, sizeof p) ? p : path, mode);
+}
+
+EXPORT FILE *fopen64(const char *path, const char *mode)
+{
+	RESOLVE();
+	char p[PATH_MAX];
+	return real.fopen64(debug_path(path, p, sizeof p) ? p : path, mode);
 }
 
 /*

@@ -7,6 +7,8 @@ import { dmaPort } from './dma-file'
 import { ridDomain, setRidDomain } from '../iommufd/rid-domain'
 import { AttributeFile, DirNode, FileNode, FsNode, LiveDir, OpenFile, StaticDir, SYSFS_SIZE } from './nodes'
 import { TestDmabuf, dmabufClosed, dmabufs } from '../iommufd/dmabuf'
+import { statusWithCharges } from '../iommufd/pages'
+import { readStatus } from '../util/proc-status'
 
 /** key: value lines. */
 function lines(pairs: [string, string][]): string {
@@ -234,6 +236,24 @@ function dmabufDir(world: World): DirNode {
 }
 
 /**
+ * proc/PID/status: a live process's /proc/PID/status with the model's pins in
+ * VmPin and VmLck, as the kernel's would have them. The shim opens it for a
+ * program's /proc/{self,PID}/status. Lists the processes charged now.
+ */
+function procStatusDir(world: World): DirNode {
+  const status = (pid: number): FileNode =>
+    new AttributeFile(() => {
+      const text = readStatus(pid)
+      if (text === undefined) throw new ErrnoError('ENOENT', `process ${pid} is gone`)
+      return statusWithCharges(text, world.charges())
+    })
+  return new LiveDir(
+    () => [...world.charges().mm.keys()].sort((a, b) => a - b).map(String),
+    (name) => (/^[1-9]\d*$/.test(name) && readStatus(Number(name)) !== undefined ? new StaticDir().add('status', status(Number(name))) : undefined),
+  )
+}
+
+/**
  * sys/kernel/debug/iommufd/: one directory per live context (named by its ID:
  * objects, graph), the physical IOMMUs' programmed state, the trace, and
  * whatever else the server adds.
@@ -244,6 +264,7 @@ export function debugTree(world: World, extra: [string, FsNode][] = []): DirNode
   fixed.add('trace.json', new AttributeFile(() => `${JSON.stringify(world.trace.records(), null, 1)}\n`))
   fixed.add('trace_pipe', tracePipe(world.trace))
   fixed.add('pinned', new AttributeFile(() => world.pinCharges()))
+  fixed.add('proc', procStatusDir(world))
   const hw = fixed.dir('iommu')
   for (const unit of world.machine.units) {
     const d = hw.dir(unit.name)

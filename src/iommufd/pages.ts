@@ -3,9 +3,9 @@
  * it (io_pagetable/pages.c): every IOAS_MAP and IOAS_MAP_FILE makes one set
  * of pages, shared by the copies made of it; the process that made it (its
  * mm, its user) is charged for each page pinned, in the account mode chosen
- * then. The model pins nothing, so the charges are its own figures, shown in
- * the debug tree; the kernel's counters (/proc/PID/status VmPin, VmLck) are
- * not the model's to change.
+ * then. The model pins nothing, so the charges are its own figures: shown in
+ * the debug tree, and added to VmPin and VmLck in the /proc/PID/status the
+ * shim shows programs.
  */
 import { ErrnoError } from '../util/errno'
 import { processCreds } from '../util/proc-status'
@@ -93,11 +93,26 @@ export function charges(counts: Map<PinnedPages, bigint>): Charges {
   return { mm, user }
 }
 
+const kB = (pages: bigint): bigint => (pages * PAGE) / 1024n
+
 /** The debug tree's `pinned` file: one line per charged process and per charged user. */
 export function describeCharges(c: Charges): string {
-  const procs = [...c.mm].sort((a, b) => a[0] - b[0]).map(([pid, m]) => `pid ${pid}: pinned_vm=${m.pinned} locked_vm=${m.locked} (VmPin ${m.pinned * 4n} kB, VmLck ${m.locked * 4n} kB)\n`)
+  const procs = [...c.mm].sort((a, b) => a[0] - b[0]).map(([pid, m]) => `pid ${pid}: pinned_vm=${m.pinned} locked_vm=${m.locked} (VmPin ${kB(m.pinned)} kB, VmLck ${kB(m.locked)} kB)\n`)
   const users = [...c.user].sort((a, b) => a[0] - b[0]).map(([uid, n]) => `uid ${uid}: locked_vm=${n}\n`)
   return procs.join('') + users.join('')
+}
+
+/**
+ * A process's /proc/PID/status text as the kernel would show it if the
+ * model's pins were real: its VmPin and VmLck (field, tab, the kB right-aligned
+ * in 8) grow by what its thread group is charged.
+ */
+export function statusWithCharges(status: string, c: Charges): string {
+  const m = c.mm.get(Number(/^Tgid:\s*(\d+)$/m.exec(status)?.[1]))
+  if (!m) return status
+  const grow = (text: string, field: string, pages: bigint): string =>
+    text.replace(new RegExp(`^${field}:\\s*(\\d+) kB$`, 'm'), (_, had: string) => `${field}:\t${String(BigInt(had) + kB(pages)).padStart(8)} kB`)
+  return grow(grow(status, 'VmPin', m.pinned), 'VmLck', m.locked)
 }
 
 /** Whether moving `pages` to the caller changes a charge (need_charge_update). */

@@ -7,7 +7,7 @@ import { Kvm } from '../kvm/kvm'
 import { IommufdContext } from './context'
 import { installHostHandlers } from './host-events'
 import { Ioas, pinnedStretchesOf } from './ioas'
-import { charges, describeCharges, npinned } from './pages'
+import { Charges, charges, describeCharges, npinned } from './pages'
 
 /** Everything the contexts share: the machine, which context owns each device, the trace. */
 export class World {
@@ -41,9 +41,14 @@ export class World {
     return [...this.contexts.values()].flatMap((c) => c.objects.objects().filter((o): o is Ioas => o instanceof Ioas))
   }
 
-  /** What the model's pins charge, by process and by user, as the kernel's counters would hold it (debug tree `pinned`). */
+  /** What the model's pins charge, by process and by user, as the kernel's counters would hold it. */
+  charges(): Charges {
+    return charges(npinned(pinnedStretchesOf(this.ioases())))
+  }
+
+  /** The debug tree's `pinned`: the charges, one line each. */
   pinCharges(): string {
-    return describeCharges(charges(npinned(pinnedStretchesOf(this.ioases()))))
+    return describeCharges(this.charges())
   }
 
   ownerOf(pci: PciDevice): IommufdContext | undefined {

@@ -16,16 +16,22 @@ export interface ProcessCreds {
 
 const CAP_IPC_LOCK = 14n
 
-/** /proc/PID/status and /proc/PID/limits of a live process (or thread); undefined once it is gone. */
-export function processCreds(pid: number): ProcessCreds | undefined {
-  let status: string
-  let limits: string
+/** /proc/PID/`name` of a live process (or thread); undefined once it is gone. */
+function readProc(pid: number, name: string): string | undefined {
   try {
-    status = fs.readFileSync(`/proc/${pid}/status`, 'utf8')
-    limits = fs.readFileSync(`/proc/${pid}/limits`, 'utf8')
+    return fs.readFileSync(`/proc/${pid}/${name}`, 'utf8')
   } catch {
     return undefined
   }
+}
+
+export const readStatus = (pid: number): string | undefined => readProc(pid, 'status')
+
+/** /proc/PID/status and /proc/PID/limits of a live process (or thread); undefined once it is gone. */
+export function processCreds(pid: number): ProcessCreds | undefined {
+  const status = readStatus(pid)
+  const limits = status === undefined ? undefined : readProc(pid, 'limits')
+  if (status === undefined || limits === undefined) return undefined
   const field = (name: string): string => new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(status)?.[1] ?? ''
   const memlock = /^Max locked memory\s+(\S+)/m.exec(limits)?.[1]
   return {

@@ -107,6 +107,34 @@ static void show_pinned(const char *when)
 	fflush(stdout);
 }
 
+/* VmPin and VmLck as the program reads them in /proc/.../status (`by_fd`: with open() and read(), else stdio). */
+static void show_status(const char *when, const char *who, const char *path, int by_fd)
+{
+	char text[8192] = "", *pin, *lck;
+	if (by_fd) {
+		int f = open(path, O_RDONLY);
+		ssize_t n = f < 0 ? -1 : read(f, text, sizeof(text) - 1);
+		if (f >= 0)
+			close(f);
+		if (n > 0)
+			text[n] = 0;
+	} else {
+		FILE *f = fopen(path, "r");
+		size_t n = f ? fread(text, 1, sizeof(text) - 1, f) : 0;
+		text[n] = 0;
+		if (f)
+			fclose(f);
+	}
+	pin = strstr(text, "VmPin:");
+	lck = strstr(text, "VmLck:");
+	if (!pin || !lck) {
+		printf("status %s: %s: no VmPin or VmLck\n", when, who);
+		return;
+	}
+	printf("status %s: %s VmPin %ld kB, VmLck %ld kB\n", when, who, strtol(pin + 6, NULL, 10), strtol(lck + 6, NULL, 10));
+	fflush(stdout);
+}
+
 /* A child that runs `fn` and exits; the parent waits for it. */
 static void in_child(void (*fn)(int, unsigned long), int fd, unsigned long arg)
 {
@@ -136,7 +164,12 @@ static void child_change(int fd, unsigned long limit)
 			printf("setrlimit: err %s\n", errno_name(errno));
 	}
 	report(limit != ~0ul ? "change_child_over_limit" : "change_child", change_process(fd, 0));
-	show_pinned(limit != ~0ul ? "after_refused_change" : "after_child_change");
+	const char *when = limit != ~0ul ? "after_refused_change" : "after_child_change";
+	show_pinned(when);
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/status", parent);
+	show_status(when, "parent", path, 1);
+	show_status(when, "child", "/proc/self/status", 0);
 }
 
 static void drop_ipc_lock(void)
@@ -183,6 +216,8 @@ int main(int argc, char **argv)
 		return 1;
 	report("map_file", map_file(fd, ioas, mfd, PG, IOVA));
 	show_pinned("after_map_file");
+	show_status("after_map_file", "parent", "/proc/self/status", 0);
+	show_status("after_map_file", "parent", "/proc/thread-self/status", 1);
 	report("change_reserved", change_process(fd, 1));
 	report("change_same_process", change_process(fd, 0));
 	in_child(child_change, fd, ~0ul);
@@ -200,6 +235,7 @@ int main(int argc, char **argv)
 	report("mm_mock_domain", mock_domain(fd, ioas, NULL));
 	report("mm_map_file", map_file(fd, ioas, mfd, 2 * PG, IOVA));
 	show_pinned("mm_after_map_file");
+	show_status("mm_after_map_file", "parent", "/proc/self/status", 0);
 	in_child(child_change, fd, 0);
 	in_child(child_change, fd, ~0ul);
 	close(fd);

@@ -4,7 +4,8 @@
  * (MD_CHECK_MAP, MD_CHECK_REFS, ACCESS_PAGES by identity); pins belong to
  * the process that mapped them (a domain cannot pin an exited process's
  * memory: EFAULT) until IOAS_CHANGE_PROCESS moves them, which the model's
- * charges in the debug tree's `pinned` show; an event queue's descriptor
+ * charges in the debug tree's `pinned` and the VmPin and VmLck of
+ * /proc/PID/status under the shim show; an event queue's descriptor
  * holds its context past the iommufd's close.
  */
 import { strict as assert } from 'node:assert'
@@ -55,7 +56,7 @@ describe('pinned pages through the shim', function () {
       'refs_0_after_access_close: ok',
     ])
   })
-  it('pins belong to the mapping process: EFAULT once it has exited; IOAS_CHANGE_PROCESS moves file pins to the caller, refusing user pages (EINVAL), __reserved (EOPNOTSUPP) and a charge past RLIMIT_MEMLOCK (ENOMEM)', async () => {
+  it('pins belong to the mapping process: EFAULT once it has exited; IOAS_CHANGE_PROCESS moves file pins to the caller (the debug tree\'s charges, and VmPin and VmLck in each process\'s /proc status under the shim), refusing user pages (EINVAL), __reserved (EOPNOTSUPP) and a charge past RLIMIT_MEMLOCK (ENOMEM)', async () => {
     assert.deepEqual(await run('pin-owner', true), [
       'gone_child_map: ok',
       'gone_attach_after_exit: EFAULT',
@@ -70,26 +71,37 @@ describe('pinned pages through the shim', function () {
       'map_file: ok',
       'pinned after_map_file: parent pinned_vm=1 locked_vm=0 (VmPin 4 kB, VmLck 0 kB)',
       'pinned after_map_file: uid 0: locked_vm=1',
+      'status after_map_file: parent VmPin 4 kB, VmLck 0 kB',
+      'status after_map_file: parent VmPin 4 kB, VmLck 0 kB',
       'change_reserved: EOPNOTSUPP',
       'change_same_process: ok',
       'change_child: ok',
       'pinned after_child_change: child pinned_vm=1 locked_vm=0 (VmPin 4 kB, VmLck 0 kB)',
       'pinned after_child_change: uid 0: locked_vm=1',
+      'status after_child_change: parent VmPin 0 kB, VmLck 0 kB',
+      'status after_child_change: child VmPin 4 kB, VmLck 0 kB',
       'change_back: ok',
       'pinned after_change_back: parent pinned_vm=1 locked_vm=0 (VmPin 4 kB, VmLck 0 kB)',
       'pinned after_change_back: uid 0: locked_vm=1',
       'change_child_over_limit: ENOMEM',
       'pinned after_refused_change: parent pinned_vm=1 locked_vm=0 (VmPin 4 kB, VmLck 0 kB)',
       'pinned after_refused_change: uid 0: locked_vm=1',
+      'status after_refused_change: parent VmPin 4 kB, VmLck 0 kB',
+      'status after_refused_change: child VmPin 0 kB, VmLck 0 kB',
       'pinned after_close: none',
       'rlimit_mode_mm: ok',
       'mm_mock_domain: ok',
       'mm_map_file: ok',
       'pinned mm_after_map_file: parent pinned_vm=2 locked_vm=2 (VmPin 8 kB, VmLck 8 kB)',
+      'status mm_after_map_file: parent VmPin 8 kB, VmLck 8 kB',
       'change_child_over_limit: ENOMEM',
       'pinned after_refused_change: parent pinned_vm=2 locked_vm=2 (VmPin 8 kB, VmLck 8 kB)',
+      'status after_refused_change: parent VmPin 8 kB, VmLck 8 kB',
+      'status after_refused_change: child VmPin 0 kB, VmLck 0 kB',
       'change_child: ok',
       'pinned after_child_change: child pinned_vm=2 locked_vm=2 (VmPin 8 kB, VmLck 8 kB)',
+      'status after_child_change: parent VmPin 0 kB, VmLck 0 kB',
+      'status after_child_change: child VmPin 8 kB, VmLck 8 kB',
     ])
   })
   it('a fault queue\'s or vEVENTQ\'s descriptor holds its context: closing the iommufd keeps pins and the queued request; the queue\'s close ends the context before it returns', async () => {

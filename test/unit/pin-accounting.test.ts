@@ -6,7 +6,7 @@
  */
 import { strict as assert } from 'node:assert'
 import { ErrnoError } from '../../src/util/errno'
-import { PinnedPages, changeProcess, charges, describeCharges, npinned } from '../../src/iommufd/pages'
+import { PinnedPages, changeProcess, charges, describeCharges, npinned, statusWithCharges } from '../../src/iommufd/pages'
 import { PageResolver, devName, pageOf, sameKey } from '../../src/memory/pages'
 import { processCreds } from '../../src/util/proc-status'
 
@@ -42,6 +42,13 @@ describe('pinned-page accounting', () => {
       describeCharges(c),
       'pid 10: pinned_vm=5 locked_vm=2 (VmPin 20 kB, VmLck 8 kB)\npid 11: pinned_vm=4 locked_vm=0 (VmPin 16 kB, VmLck 0 kB)\nuid 5: locked_vm=3\n',
     )
+  })
+
+  it('statusWithCharges: VmPin and VmLck of the charged thread group grow by its charges in kB, in the kernel\'s layout; other processes\' text is unchanged', () => {
+    const status = (tgid: number): string => `Name:\tprog\nTgid:\t${tgid}\nPid:\t${tgid + 1}\nVmLck:\t       4 kB\nVmPin:\t       0 kB\nVmRSS:\t    1024 kB\n`
+    const c = charges(new Map([[new PinnedPages(true, { pid: 10, uid: 5, mode: 'mm' }), 3n]]))
+    assert.equal(statusWithCharges(status(10), c), 'Name:\tprog\nTgid:\t10\nPid:\t11\nVmLck:\t      16 kB\nVmPin:\t      12 kB\nVmRSS:\t    1024 kB\n')
+    assert.equal(statusWithCharges(status(12), c), status(12))
   })
 
   it('changeProcess: the caller takes every set; past its RLIMIT_MEMLOCK it is ENOMEM and no owner changes', () => {
