@@ -1345,7 +1345,9 @@ static int known_entry(int pid, uint64_t page, uint64_t *entry) {
 static void remember_page(int pid, uint64_t page, uint64_t entry) {
   if (!(entry >> 63)) return; /* a page not present is looked at again */
   if (pid != known_pid) { nknown = 0; known_pid = pid; }
-  if (nknown < KNOWN_PAGES) known[nknown++] = (typeof(known[0])){ page, entry };
+  if (nknown == KNOWN_PAGES) return;
+  known[nknown].page = page;
+  known[nknown++].entry = entry;
 }
 
 static int page_ok(uint64_t entry, int write) { return (entry >> 63) && !(write && (entry >> 61 & 1)); }
