@@ -160,6 +160,12 @@ function report(title: string, rows: Row[]): { dynamic: number; txn: number } {
 
 const load = (): string => readFileSync('/proc/loadavg', 'utf8').trim()
 
+/** CPU seconds process `pid` has used, all its threads (utime + stime of /proc/PID/stat, in clock ticks). */
+function cpuSeconds(pid: number, ticksPerSecond: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond
+}
+
 async function measure(backend: string, sysfs: string, frameFile: string): Promise<void> {
   await withReference((ref, refPid) =>
     withIommufs(backend, async (dir, pid) => {
@@ -177,17 +183,29 @@ async function measure(backend: string, sysfs: string, frameFile: string): Promi
         `read:${path.join(dir, DEBUGFS)}`,
         ...(backend === 'libfuse3' ? [`ioctl:${iommu}`] : []),
       ]
-      const free = report(`unpinned (load ${load()})`, await loop(targets))
+      const ticks = Number((await execFileP('getconf', ['CLK_TCK'])).stdout)
+      // one pass: its table, then what each server's CPU time was (iommufs busy-polls after each request)
+      const pass = async (title: string, cpu?: number): Promise<{ dynamic: number; txn: number }> => {
+        const before = [cpuSeconds(pid, ticks), cpuSeconds(refPid, ticks)]
+        const t0 = process.hrtime.bigint()
+        const rows = await loop(targets, cpu)
+        const wall = Number(process.hrtime.bigint() - t0) / 1e9
+        const r = report(title, rows)
+        const [ours, theirs] = [cpuSeconds(pid, ticks) - before[0], cpuSeconds(refPid, ticks) - before[1]]
+        process.stdout.write(`server CPU in this pass of ${wall.toFixed(1)} s: iommufs ${ours.toFixed(2)} s, C reference ${theirs.toFixed(2)} s\n`)
+        return r
+      }
+      const free = await pass(`unpinned (load ${load()})`)
       const [cpu, other] = allowedCpus()
       let split: { dynamic: number; txn: number } | undefined
       if (other !== undefined) {
         await pin(refPid, other)
         await pin(pid, other)
-        split = report(`split: both servers (pids ${pid}, ${refPid}) on CPU ${other}, the loop on CPU ${cpu} (load ${load()})`, await loop(targets, cpu))
+        split = await pass(`split: both servers (pids ${pid}, ${refPid}) on CPU ${other}, the loop on CPU ${cpu} (load ${load()})`, cpu)
       } else process.stdout.write('-- split: skipped, this process may use one CPU only\n')
       await pin(refPid, cpu)
       await pin(pid, cpu)
-      const pinned = report(`pinned: both servers (pids ${pid}, ${refPid}) and the loop on CPU ${cpu} (load ${load()})`, await loop(targets, cpu))
+      const pinned = await pass(`pinned: both servers (pids ${pid}, ${refPid}) and the loop on CPU ${cpu} (load ${load()})`, cpu)
       const all = (r: (x: { dynamic: number; txn: number }) => number): string =>
         `${r(free).toFixed(2)}x unpinned, ${split ? `${r(split).toFixed(2)}x split, ` : ''}${r(pinned).toFixed(2)}x pinned`
       process.stdout.write(`${backend}: text transaction / C echo node ${all((x) => x.txn)}; dynamic attribute / C direct_io file ${all((x) => x.dynamic)}\n`)
