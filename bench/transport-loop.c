@@ -7,12 +7,14 @@
  *                          (on a dev/iommu, IOAS 1 is allocated first)
  *   frame:FILE:HEXFILE     the same with the bytes of HEXFILE's frame (hex text)
  *   ioctl:FILE             IOMMU_IOAS_ALLOC once, then IOMMU_IOAS_IOVA_RANGES on it
+ * With --pause-us N first, the loop sleeps N µs after each operation (a
+ * client with pauses between its transactions; the sleep is not timed).
  * Prints "median_ns p99_ns R1,R2,... NAME" per target, where Rk is the
  * median of round k alone: rounds run close together in time, so a ratio
  * taken round by round is not moved by the machine's load changing between
  * rounds.
  *
- *   transport-loop ROUNDS ITERATIONS TARGET...
+ *   transport-loop [--pause-us N] ROUNDS ITERATIONS TARGET...
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -47,6 +49,7 @@ static long long now_ns(void)
 }
 
 static char buf[65536];
+static unsigned pause_us;
 
 static void die(const char *what, const char *path)
 {
@@ -76,6 +79,8 @@ static void once(struct target *t)
 			die("read reply", t->path);
 	}
 	t->ns[t->n++] = now_ns() - t0;
+	if (pause_us)
+		usleep(pause_us);
 }
 
 static int cmp(const void *a, const void *b)
@@ -101,8 +106,13 @@ static char *hex_file(const char *path, size_t *len)
 
 int main(int argc, char **argv)
 {
+	if (argc > 2 && !strcmp(argv[1], "--pause-us")) {
+		pause_us = (unsigned)atoi(argv[2]);
+		argv += 2;
+		argc -= 2;
+	}
 	if (argc < 4) {
-		fprintf(stderr, "usage: transport-loop ROUNDS ITERATIONS TARGET...\n");
+		fprintf(stderr, "usage: transport-loop [--pause-us N] ROUNDS ITERATIONS TARGET...\n");
 		return 2;
 	}
 	int rounds = atoi(argv[1]), iterations = atoi(argv[2]), nt = argc - 3;

@@ -49,6 +49,9 @@ import { CLI, execFileP, median, rel, runBench, shellWords } from './common'
 
 const ROUNDS = 10
 const ITERATIONS = 3000
+/** The paced pass: a client that sleeps this long after each transaction, so busy polling finds nothing. */
+const PAUSE_US = 1000
+const PACED_ITERATIONS = 2000
 const LOOP = path.join(PACKAGE_ROOT, 'dist', 'bench', 'transport-loop')
 const REF = path.join(PACKAGE_ROOT, 'dist', 'bench', 'ref-server')
 const STATIC = 'sys/class/iommu/smmu3.0x0000000009050000/arm-smmu-v3/model'
@@ -115,9 +118,9 @@ async function pin(pid: number, cpu: number): Promise<void> {
   await execFileP('taskset', ['-a', '-p', '-c', String(cpu), String(pid)])
 }
 
-/** transport-loop over `targets`, on `cpu` when given. */
-async function loop(targets: string[], cpu?: number): Promise<Row[]> {
-  const argv = [LOOP, String(ROUNDS), String(ITERATIONS), ...targets]
+/** transport-loop over `targets`, on `cpu` when given; `pauseUs`: a sleep after each request, `iterations` then fewer. */
+async function loop(targets: string[], cpu?: number, pauseUs = 0, iterations = ITERATIONS): Promise<Row[]> {
+  const argv = [LOOP, ...(pauseUs ? ['--pause-us', String(pauseUs)] : []), String(ROUNDS), String(iterations), ...targets]
   const cmd = cpu === undefined ? argv : ['taskset', '-c', String(cpu), ...argv]
   process.stdout.write(`$ ${shellWords([...cmd.slice(0, -targets.length).map(rel), ...targets.map((t) => t.replace(/:\/tmp\/[^/]+/, ':…'))])}\n`)
   const { stdout } = await execFileP(cmd[0], cmd.slice(1), { maxBuffer: 1 << 20 })
@@ -196,6 +199,20 @@ async function measure(backend: string, sysfs: string, frameFile: string): Promi
         return r
       }
       const free = await pass(`unpinned (load ${load()})`)
+      if (backend === 'libfuse3') {
+        // what busy polling costs a client that pauses between its transactions (nothing to find)
+        const paced = [`txn:${iommu}:IOAS_IOVA_RANGES ioas_id=1`, `txn:${path.join(ref, 'echo')}:IOAS_IOVA_RANGES ioas_id=1`]
+        const title = `paced: a pause of ${PAUSE_US} µs after each transaction, unpinned (load ${load()})`
+        const before = [cpuSeconds(pid, ticks), cpuSeconds(refPid, ticks)]
+        const rows = await loop(paced, undefined, PAUSE_US, PACED_ITERATIONS)
+        // every target ran its warm-up chunk too
+        const txns = PACED_ITERATIONS + PACED_ITERATIONS / ROUNDS
+        const [ours, theirs] = [cpuSeconds(pid, ticks) - before[0], cpuSeconds(refPid, ticks) - before[1]].map((s) => ((s / txns) * 1e6).toFixed(0))
+        const us = (ns: number): string => (ns / 1000).toFixed(1).padStart(8)
+        process.stdout.write(`-- ${title}\n`)
+        for (const [i, label] of [LABELS[5], LABELS[7]].entries()) process.stdout.write(`${label.padEnd(32)}  ${us(rows[i].medianNs)}  ${us(rows[i].p99Ns)}\n`)
+        process.stdout.write(`server CPU per transaction: iommufs ${ours} µs, C reference ${theirs} µs\n`)
+      }
       const [cpu, other] = allowedCpus()
       let split: { dynamic: number; txn: number } | undefined
       if (other !== undefined) {

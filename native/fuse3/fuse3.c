@@ -707,8 +707,20 @@ static int is_background(const struct fuse_buf *b) {
 
 static void forget_pages(void); /* the pages a request found present (pages_present) */
 
+static long long mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* The opcode of the request served last (-1: none yet, or one past OPCODES). */
+#define OPCODES 64
+static int last_op = -1;
+
 static void process(session *s, struct fuse_buf *b) {
   if (!s->se || s->closed) return; /* unmounted by JS earlier in this drain */
+  uint32_t op = b->flags & FUSE_BUF_IS_FD || b->size < sizeof(struct fuse_in_header) ? OPCODES : ((const struct fuse_in_header *)b->mem)->opcode;
+  last_op = op < OPCODES ? (int)op : -1;
   forget_pages();
   fuse_session_process_buf(s->se, b);
   forget_pages();
@@ -785,25 +797,45 @@ static int drain_all(void) {
 
 /*
  * After serving, the thread keeps watching the sessions for a short while
- * (LINGER_NS since the last request) before it goes back to the loop's epoll.
- * A client whose next request comes within that window finds this thread
- * running: neither side then waits for its CPU to come out of idle, which on
- * a VM whose idle vCPUs halt is most of what a request across CPUs costs.
- * It yields between looks, so a client sharing this CPU runs first, and it
- * goes back to the loop after LINGER_MAX_NS however busy the sessions are.
+ * (BUSY_WINDOW_NS since the last request) before it goes back to the loop's
+ * epoll. A client whose next request comes within that window finds this
+ * thread running: neither side then waits for its CPU to come out of idle,
+ * which on a VM whose idle vCPUs halt is most of what a request across CPUs
+ * costs. It yields between looks, so a client sharing this CPU runs first,
+ * and it goes back to the loop after BUSY_MAX_NS however busy the sessions are.
+ *
+ * It does so only after a kind of request (an opcode) that the next request
+ * has lately followed within the window: next_gap holds, per opcode, an
+ * average of how soon it did (each gap capped at GAP_CAP_NS). A transaction's
+ * WRITE is followed by its READ at once; a client that pauses after each
+ * transaction then keeps no CPU busy after the READ.
  */
-#define LINGER_NS 100000LL
-#define LINGER_MAX_NS 2000000LL
+#define BUSY_WINDOW_NS 100000LL
+#define BUSY_MAX_NS 2000000LL
+#define GAP_CAP_NS 1000000LL
 
-static long long mono_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+static long long next_gap[OPCODES], last_done;
+
+/* Serves what is queued (drain_all), having learnt how soon after the last request served it came (at `now`). */
+static int serve(long long now) {
+  int op = last_op;
+  long long done = last_done;
+  int served = drain_all();
+  if (served > 0) {
+    if (op >= 0 && done) {
+      long long gap = now - done < GAP_CAP_NS ? now - done : GAP_CAP_NS;
+      next_gap[op] += (gap - next_gap[op]) / 8;
+    }
+    last_done = mono_ns();
+  }
+  return served;
 }
 
 static void linger(void) {
   long long start = mono_ns(), last = start;
-  for (;;) {
+  while (last_op >= 0 && next_gap[last_op] <= BUSY_WINDOW_NS) {
+    long long now = mono_ns();
+    if (now - last >= BUSY_WINDOW_NS || now - start >= BUSY_MAX_NS) return;
     struct pollfd fds[MAX_SESSIONS];
     session *of[MAX_SESSIONS];
     int n = 0;
@@ -816,12 +848,10 @@ static void linger(void) {
     if (poll(fds, (nfds_t)n, 0) > 0) {
       for (int i = 0; i < n; i++)
         if (fds[i].revents) of[i]->ready = 1;
-      if (drain_all() > 0) last = mono_ns();
+      if (serve(now) > 0) last = mono_ns();
     } else {
       sched_yield();
     }
-    long long now = mono_ns();
-    if (now - last >= LINGER_NS || now - start >= LINGER_MAX_NS) return;
   }
 }
 
@@ -831,7 +861,7 @@ static int drain_check_made;
 
 static void on_check(uv_check_t *h) {
   uv_check_stop(h);
-  if (drain_all() > 0) linger();
+  if (serve(mono_ns()) > 0) linger();
 }
 
 static void on_readable(uv_poll_t *h, int status, int events) {
