@@ -805,14 +805,17 @@ static int drain_all(void) {
  * and it goes back to the loop after BUSY_MAX_NS however busy the sessions are.
  *
  * It does so only after a kind of request (an opcode) that the next request
- * has lately followed within the window: next_gap holds, per opcode, an
- * average of how soon it did (each gap capped at GAP_CAP_NS). A transaction's
- * WRITE is followed by its READ at once; a client that pauses after each
- * transaction then keeps no CPU busy after the READ.
+ * has lately followed soon: next_gap holds, per opcode, an average of how soon
+ * it did (each gap capped at GAP_CAP_NS), and the thread lingers while that
+ * is at most LINGER_IF_GAP_NS, twice the window: a gap measured while the
+ * thread slept includes its own wake-up, which lingering would have saved. A
+ * transaction's WRITE is followed by its READ at once; a client that pauses
+ * after each transaction then keeps no CPU busy after the READ.
  */
 #define BUSY_WINDOW_NS 100000LL
 #define BUSY_MAX_NS 2000000LL
 #define GAP_CAP_NS 1000000LL
+#define LINGER_IF_GAP_NS (2 * BUSY_WINDOW_NS)
 
 static long long next_gap[OPCODES], last_done;
 
@@ -833,7 +836,7 @@ static int serve(long long now) {
 
 static void linger(void) {
   long long start = mono_ns(), last = start;
-  while (last_op >= 0 && next_gap[last_op] <= BUSY_WINDOW_NS) {
+  while (last_op >= 0 && next_gap[last_op] <= LINGER_IF_GAP_NS) {
     long long now = mono_ns();
     if (now - last >= BUSY_WINDOW_NS || now - start >= BUSY_MAX_NS) return;
     struct pollfd fds[MAX_SESSIONS];
