@@ -4,6 +4,7 @@ import { World } from '../iommufd/world'
 import { closeAccess } from '../iommufd/selftest'
 import { QueueObject, closeQueueFd } from '../iommufd/eventq'
 import { PciDevice } from '../hw/unit'
+import { CPU_PAGE } from '../memory/pages'
 import { ErrnoError } from '../util/errno'
 import { LIMITS } from '../util/limits'
 import { DispatchEnv, IoctlReply, MAX_USER_BUFFER, dispatch } from './dispatch'
@@ -222,10 +223,9 @@ export abstract class Session {
       if (r !== -14) this.world.trace.emit(this.label, `ioctl ${io.name}: cannot ${what} the memory of process ${who} (errno ${-r})`)
       return new ErrnoError('EFAULT', `arg=0x${arg.toString(16)}: cannot ${what} the ${io.layout.name} there`)
     }
-    // one read takes the whole struct when the caller's is no larger than ours (the usual case); the
-    // size alone comes first when ours would reach past what the caller has mapped
-    let head = mem.read(who, arg, io.layout.size)
-    if (typeof head === 'number') head = mem.read(who, arg, 4)
+    // one read takes the whole struct when the caller's is no larger than ours (the usual case), but
+    // not past the page its size is on: no page the kernel would leave alone is read (or faulted in)
+    const head = mem.read(who, arg, Math.max(4, Math.min(io.layout.size, Number(CPU_PAGE - (arg % CPU_PAGE)))))
     if (typeof head === 'number') throw fault('read', head)
     const size = head.readUInt32LE(0)
     // iommufd checks that bytes past its struct are zero, VFIO ignores them
