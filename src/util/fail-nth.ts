@@ -1,4 +1,5 @@
 import { ErrnoError, ErrnoName } from './errno'
+import { threadStart } from './proc-status'
 
 /**
  * One fault-injection counter for every fallible step of the model, after the
@@ -53,7 +54,7 @@ let fired: FallibleStep | undefined
 const MAX_ARMED_TASKS = 1024
 
 /** Each task's fail-nth (/proc/PID/task/TID/fail-nth): its nth counted step from now fails; absent = 0, off. */
-const taskNth = new Map<number, number>()
+const taskNth = new Map<number, { left: number; started: string }>()
 /** The thread whose request the model is serving (0: none, or unknown). */
 let task = 0
 
@@ -63,11 +64,11 @@ export function fallible(step: FallibleStep): void {
     fired = step
     throw new ErrnoError(ERRNO_OF[step], `${step} failed (fault injected at point ${seen})`)
   }
-  const left = task && taskNth.size ? taskNth.get(task) : undefined
-  if (left === undefined || !counts(step)) return
+  const armedTask = task && taskNth.size ? taskNth.get(task) : undefined
+  if (armedTask === undefined || !counts(step)) return
   // as the kernel's should_fail: the count goes down at each step, and the step that takes it to 0 fails
-  if (left > 1) {
-    taskNth.set(task, left - 1)
+  if (armedTask.left > 1) {
+    armedTask.left--
     return
   }
   taskNth.delete(task)
@@ -79,19 +80,31 @@ export function fallible(step: FallibleStep): void {
  * the Nth step of its own requests from then on fails; reading shows what is
  * left, 0 once it fired (iommufd_fail_nth's sweep).
  */
+/** Thread `tid`'s armed count, unless that thread is gone: a count belongs to a thread, not to its number, which the kernel gives out again. */
+function armedThread(tid: number): { left: number } | undefined {
+  const a = taskNth.get(tid)
+  if (a && threadStart(tid) !== a.started) {
+    taskNth.delete(tid)
+    return undefined
+  }
+  return a
+}
+
 export const taskFailNth = {
   get(tid: number): number {
-    return taskNth.get(tid) ?? 0
+    return armedThread(tid)?.left ?? 0
   },
   set(tid: number, n: number): void {
     taskNth.delete(tid)
-    if (!n) return
-    // a thread that exits armed leaves its count behind: the oldest go first
+    const started = threadStart(tid)
+    if (!n || started === undefined) return
+    // threads that exit armed leave their counts behind until their numbers are used again: the oldest go first
     if (taskNth.size >= MAX_ARMED_TASKS) taskNth.delete(taskNth.keys().next().value as number)
-    taskNth.set(tid, n)
+    taskNth.set(tid, { left: n, started })
   },
   /** Runs `f` as thread `tid` (a request's caller, 0 when unknown), whose fail-nth its steps count against. */
   as<T>(tid: number, f: () => T): T {
+    if (taskNth.size) armedThread(tid)
     const was = task
     task = tid
     try {

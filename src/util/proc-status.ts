@@ -27,6 +27,12 @@ function readProc(pid: number, name: string): string | undefined {
 
 export const readStatus = (pid: number): string | undefined => readProc(pid, 'status')
 
+/** When thread `tid` started (field 22 of /proc/TID/stat, in clock ticks since boot): a TID the kernel gives out again starts later. Undefined once it is gone. */
+export function threadStart(tid: number): string | undefined {
+  const stat = readProc(tid, 'stat')
+  return stat?.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
+}
+
 /** /proc/PID/status and /proc/PID/limits of a live process (or thread); undefined once it is gone. */
 export function processCreds(pid: number): ProcessCreds | undefined {
   const status = readStatus(pid)

@@ -12,7 +12,10 @@
  */
 import { strict as assert } from 'node:assert'
 import { World } from '../../src/iommufd/world'
-import { failNth } from '../../src/util/fail-nth'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { ErrnoError } from '../../src/util/errno'
+import { failNth, fallible, taskFailNth } from '../../src/util/fail-nth'
 import { unbind } from '../../src/iommufd/device'
 import { IommuBench, defaultMachine, dumpWorld } from '../helpers/iommufd'
 
@@ -138,4 +141,31 @@ describe('fail-nth: every fallible step of each command fails cleanly', () => {
       points.push(`${name} ${n - 1}`)
     })
   }
+})
+
+describe('fail-nth per thread (/proc/.../task/TID/fail-nth)', () => {
+  it('the Nth counted step of the thread\'s own requests fails, and the count then reads 0', () => {
+    taskFailNth.set(process.pid, 2)
+    assert.equal(taskFailNth.get(process.pid), 2)
+    taskFailNth.as(process.pid, () => fallible('copy from user'))
+    assert.equal(taskFailNth.get(process.pid), 1)
+    assert.throws(() => taskFailNth.as(process.pid, () => fallible('copy to user')), (e: unknown) => e instanceof ErrnoError && e.errno === 'EFAULT' && /fail-nth of thread/.test(e.message))
+    assert.equal(taskFailNth.get(process.pid), 0)
+  })
+
+  it('a count belongs to its thread, not its number: once the thread is gone the number reads 0 and its steps count nothing (the kernel gives TIDs out again)', async () => {
+    for (const look of ['read', 'request'] as const) {
+      const child = spawn('sleep', ['30'])
+      const tid = child.pid!
+      taskFailNth.set(tid, 1)
+      assert.equal(taskFailNth.get(tid), 1)
+      child.kill()
+      await once(child, 'exit')
+      if (look === 'read') assert.equal(taskFailNth.get(tid), 0)
+      else {
+        taskFailNth.as(tid, () => fallible('copy from user'))
+        assert.equal(taskFailNth.get(tid), 0)
+      }
+    }
+  })
 })
