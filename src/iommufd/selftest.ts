@@ -8,6 +8,7 @@
  */
 import { MOCK_DEV_FLAGS, MOCK_PAGE_SIZE, MockDevice, MockIommu, isMockDevice } from '../hw/mock/mock'
 import { ErrnoError } from '../util/errno'
+import { succeeds } from '../util/fail-nth'
 import type { IommufdContext } from './context'
 import { Device, attach, bind, pasidAttach, pasidDetach, pasidReplace, unbind } from './device'
 import { Hwpt, HwptNested, HwptPaging, MOCK_IOTLB_NUM } from './hwpt'
@@ -252,7 +253,10 @@ export function triggerIopf(ctx: IommufdContext, a: IopfArgs): void {
   if (!isMockDevice(dev.pci)) throw new ErrnoError('EINVAL', `dev_id=${a.devId}: ${dev.pci.bdf} is not a mock device`)
   // a PASID's own domain takes its requests; else the RID's (the mock keeps a user PASID table)
   const hwpt = (a.pasid !== 0 ? dev.pasids.get(a.pasid) : undefined) ?? dev.hwpt
-  hwpt?.fault?.report({ devId: a.devId, pasid: a.pasid, pasidValid: a.pasid !== 0, grpid: a.grpid, perm: a.perm, addr: a.addr })
+  const fault = hwpt?.fault
+  // the kernel allocates the request's group in the caller's task; when that fails it aborts the
+  // request at the device: nothing is queued and the command still succeeds
+  if (fault && succeeds('object allocation')) fault.report({ devId: a.devId, pasid: a.pasid, pasidValid: a.pasid !== 0, grpid: a.grpid, perm: a.perm, addr: a.addr })
 }
 
 /** The bound device of a selftest object (EINVAL once its device is gone). */
@@ -301,7 +305,7 @@ export function triggerVevent(ctx: IommufdContext, devId: number): void {
   if (!q) throw new ErrnoError('EOPNOTSUPP', `dev_id=${devId}: vIOMMU ${viommu.id} has no vEVENTQ of type SELFTEST (0xbeefbeef)`)
   const data = Buffer.alloc(4)
   data.writeUInt32LE(Number(BigInt.asUintN(32, vdev.virtId)))
-  q.report(data)
+  q.report(data, true)
 }
 
 /** MD_CHECK_IOTLB: slot `slot` of a mock nested domain must hold `value`. */

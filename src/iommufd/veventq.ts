@@ -5,6 +5,7 @@
  * and leaves one LOST_EVENTS header at its tail instead.
  */
 import { ErrnoError } from '../util/errno'
+import { succeeds } from '../util/fail-nth'
 import { LIMITS } from '../util/limits'
 import { hex } from './checks'
 import type { IommufdContext } from './context'
@@ -67,12 +68,18 @@ export class Veventq extends QueueObject {
     return Math.min(this.depth, LIMITS.veventqEvents.max)
   }
 
-  /** iommufd_viommu_report_event: queues the payload, or a LOST_EVENTS header when the queue is full. Returns the record's sequence. */
-  report(payload: Buffer): { sequence: number; lost: boolean } {
+  /**
+   * iommufd_viommu_report_event: queues the payload, or a LOST_EVENTS header
+   * when the queue is full. Returns the record's sequence. `inCallersTask`: the
+   * report runs in a command's task (TRIGGER_VEVENT), where fail-nth can fail
+   * the record's allocation: the header is queued and the command is ENOMEM.
+   */
+  report(payload: Buffer, inCallersTask = false): { sequence: number; lost: boolean } {
     // the header at the tail goes: replaced by this event, or moved behind it with a new number
     if (this.lostHeader && this.queue.last() === this.lostHeader) this.queue.dropLast()
     this.lostHeader = undefined
-    const full = this.held >= this.capacity
+    const allocated = this.held >= this.capacity || !inCallersTask || succeeds('atomic allocation')
+    const full = this.held >= this.capacity || !allocated
     const rec = Buffer.alloc(VEVENT_HEADER_SIZE + (full ? 0 : payload.length))
     const sequence = this.sequence
     rec.writeUInt32LE(full ? VeventqFlag.LOST_EVENTS : 0, 0)
@@ -87,6 +94,7 @@ export class Veventq extends QueueObject {
       this.reported++
     }
     this.queue.push(rec)
+    if (!allocated) throw new ErrnoError('ENOMEM', `vEVENTQ ${this.id}: the event's allocation failed (fault injected); a LOST_EVENTS header is queued`)
     return { sequence, lost: full }
   }
 

@@ -15,6 +15,7 @@ export type FallibleStep =
   | 'page table allocation'
   | 'mapping allocation'
   | 'queue allocation'
+  | 'atomic allocation'
   | 'copy from user'
   | 'copy to user'
 
@@ -24,6 +25,7 @@ const ERRNO_OF: Record<FallibleStep, ErrnoName> = {
   'page table allocation': 'ENOMEM',
   'mapping allocation': 'ENOMEM',
   'queue allocation': 'ENOMEM',
+  'atomic allocation': 'ENOMEM',
   'copy from user': 'EFAULT',
   'copy to user': 'EFAULT',
 }
@@ -42,7 +44,8 @@ export const faultSwitches = {
 
 /** Whether a task's fail-nth counts `step` now (the global counter of the unit tests counts every step). */
 function counts(step: FallibleStep): boolean {
-  if (step === 'copy from user' || step === 'copy to user') return true
+  // an atomic allocation (GFP_ATOMIC) cannot sleep to reclaim, so ignore-gfp-wait does not spare it
+  if (step === 'copy from user' || step === 'copy to user' || step === 'atomic allocation') return true
   // page tables come from the page allocator, everything else from slab
   return step === 'page table allocation' ? !faultSwitches.failPageAlloc.ignoreGfpWait : !faultSwitches.failslab.ignoreGfpWait
 }
@@ -73,6 +76,17 @@ export function fallible(step: FallibleStep): void {
   }
   taskNth.delete(task)
   throw new ErrnoError(ERRNO_OF[step], `${step} failed (fail-nth of thread ${task})`)
+}
+
+/** A step whose failure the kernel absorbs (it carries on without what it tried to get): false where fallible() would throw. */
+export function succeeds(step: FallibleStep): boolean {
+  try {
+    fallible(step)
+    return true
+  } catch (e) {
+    if (e instanceof ErrnoError) return false
+    throw e
+  }
 }
 
 /**

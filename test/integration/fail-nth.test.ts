@@ -187,25 +187,50 @@ const EVENTS_EVERY_STEP = [
   '10: HWPT_ALLOC iopf ENOMEM, left 0',
   '11: HWPT_ALLOC iopf EFAULT, left 0',
   '12: MOCK_DOMAIN_REPLACE EFAULT, left 0',
-  '13: read fault ENOMEM, left 0',
-  '14: read fault EFAULT, left 0',
-  '15: write response EFAULT, left 0',
-  '16: VIOMMU_ALLOC ENOMEM, left 0',
+  // TRIGGER_IOPF's group allocation: the kernel aborts the request at the device, the command succeeds, nothing is queued
+  '13: read fault ENODATA, left 0',
+  '14: read fault ENOMEM, left 0',
+  '15: read fault EFAULT, left 0',
+  '16: write response EFAULT, left 0',
   '17: VIOMMU_ALLOC ENOMEM, left 0',
-  '18: VIOMMU_ALLOC EFAULT, left 0',
-  '19: VDEVICE_ALLOC ENOMEM, left 0',
+  '18: VIOMMU_ALLOC ENOMEM, left 0',
+  '19: VIOMMU_ALLOC EFAULT, left 0',
   '20: VDEVICE_ALLOC ENOMEM, left 0',
-  '21: VDEVICE_ALLOC EFAULT, left 0',
-  '22: HWPT_ALLOC nested EFAULT, left 0',
-  '23: HWPT_ALLOC nested ENOMEM, left 0',
+  '21: VDEVICE_ALLOC ENOMEM, left 0',
+  '22: VDEVICE_ALLOC EFAULT, left 0',
+  '23: HWPT_ALLOC nested EFAULT, left 0',
   '24: HWPT_ALLOC nested ENOMEM, left 0',
-  '25: HWPT_ALLOC nested EFAULT, left 0',
-  '26: MOCK_DOMAIN_REPLACE nested EFAULT, left 0',
-  '27: VEVENTQ_ALLOC ENOMEM, left 0',
+  '25: HWPT_ALLOC nested ENOMEM, left 0',
+  '26: HWPT_ALLOC nested EFAULT, left 0',
+  '27: MOCK_DOMAIN_REPLACE nested EFAULT, left 0',
   '28: VEVENTQ_ALLOC ENOMEM, left 0',
-  '29: VEVENTQ_ALLOC EFAULT, left 0',
-  '30: read vevent EFAULT, left 0',
-  '31: through, left 1',
+  '29: VEVENTQ_ALLOC ENOMEM, left 0',
+  '30: VEVENTQ_ALLOC EFAULT, left 0',
+  // the vEVENT's allocation (GFP_ATOMIC in the kernel): ENOMEM, and a LOST_EVENTS header is queued
+  '31: TRIGGER_VEVENT ENOMEM, left 0',
+  '32: read vevent EFAULT, left 0',
+  '33: through, left 1',
+  '',
+].join('\n')
+
+/** The same with ignore-gfp-wait Y: the copies, and the vEVENT's atomic allocation, which that switch does not spare. */
+const EVENTS_WITHOUT_SLEEPING_ALLOCATIONS = [
+  '1: FAULT_QUEUE_ALLOC EFAULT, left 0',
+  '2: HWPT_ALLOC parent EFAULT, left 0',
+  '3: HWPT_ALLOC iopf EFAULT, left 0',
+  '4: HWPT_ALLOC iopf EFAULT, left 0',
+  '5: MOCK_DOMAIN_REPLACE EFAULT, left 0',
+  '6: read fault EFAULT, left 0',
+  '7: write response EFAULT, left 0',
+  '8: VIOMMU_ALLOC EFAULT, left 0',
+  '9: VDEVICE_ALLOC EFAULT, left 0',
+  '10: HWPT_ALLOC nested EFAULT, left 0',
+  '11: HWPT_ALLOC nested EFAULT, left 0',
+  '12: MOCK_DOMAIN_REPLACE nested EFAULT, left 0',
+  '13: VEVENTQ_ALLOC EFAULT, left 0',
+  '14: TRIGGER_VEVENT ENOMEM, left 0',
+  '15: read vevent EFAULT, left 0',
+  '16: through, left 1',
   '',
 ].join('\n')
 
@@ -259,9 +284,10 @@ describe('fail-nth under the shim (iommufd_fail_nth\'s protocol)', function () {
     })
   })
 
-  it('events (a page request read and answered, a vEVENT read): every failure on the way is clean, the queue files\' reads and writes included', async () => {
+  it('events (a page request read and answered, a vEVENT read): every failure on the way is clean, the queue files\' reads and writes included; with ignore-gfp-wait Y only the copies and the vEVENT\'s atomic allocation fail', async () => {
     await withMount(async (m) => {
       await sweep(m, ['N', 'events'], EVENTS_EVERY_STEP)
+      await sweep(m, ['Y', 'events'], EVENTS_WITHOUT_SLEEPING_ALLOCATIONS)
     })
   })
 

@@ -9,7 +9,7 @@ import { strict as assert } from 'node:assert'
 import { IoctlReply, dispatch } from '../../src/uapi/dispatch'
 import { StructValue, decode, encode } from '../../src/uapi/layout'
 import { TEST_CMD_UNION } from '../../src/uapi/structs'
-import { DEV, IommuBench, U64_MAX, dumpWorld } from '../helpers/iommufd'
+import { DEV, IommuBench, U64_MAX, dumpWorld, failingAt } from '../helpers/iommufd'
 import { failNth } from '../../src/util/fail-nth'
 
 const MIB = 1n << 20n
@@ -308,6 +308,11 @@ describe('IOMMU_TEST_CMD: the mock IOMMU', () => {
     resp.writeUInt32LE(2)
     assert.equal(fault.write(resp), 8)
     assert.equal(cmd(t, 15, ioas, 'trigger_iopf', { dev_id: BigInt(ioas) }).errno, 'ENOENT')
+    // fail-nth at the request's group allocation: the kernel aborts it at the device; the command succeeds, nothing is queued
+    assert.equal(failingAt('object allocation', trigger).errno, undefined)
+    assert.equal(fault.read(40).length, 0)
+    assert.equal(trigger().errno, undefined)
+    assert.equal(fault.read(40).length, 40)
   })
 
   it('DEV_CHECK_CACHE: the 4 cache words start at 0xbaddad', () => {

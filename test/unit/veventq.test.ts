@@ -9,7 +9,7 @@ import { strict as assert } from 'node:assert'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import { DEV, IommuBench, SMMU0 } from '../helpers/iommufd'
+import { DEV, IommuBench, SMMU0, failingAt } from '../helpers/iommufd'
 import { FileBacking } from '../../src/memory/backing'
 import { Region } from '../../src/memory/region'
 import { s1Cd, wordBytes } from '../../src/hw/smmuv3/build'
@@ -219,10 +219,10 @@ describe('vEVENTQ', () => {
   })
 
   it('TRIGGER_VEVENT: a SELFTEST event {virt_id} into the vIOMMU\'s SELFTEST queue; ENOENT when not attached through the vIOMMU, EOPNOTSUPP without the queue', () => {
-    const trigger = (id: number) => {
+    const trigger = (id: number, failureHasEffect = false) => {
       const payload = Buffer.alloc(48)
       encode(TEST_CMD_UNION.trigger_vevent, { dev_id: BigInt(id) }).copy(payload)
-      return t.ioctl('IOMMU_TEST_CMD', { op: 17n, id: 0n, payload: Array.from({ length: 6 }, (_, i) => payload.readBigUInt64LE(i * 8)) })
+      return t.ioctl('IOMMU_TEST_CMD', { op: 17n, id: 0n, payload: Array.from({ length: 6 }, (_, i) => payload.readBigUInt64LE(i * 8)) }, { failureHasEffect })
     }
     assert.equal(trigger(dev).errno, 'ENOENT')
     nest(GUEST | 0xbn)
@@ -232,5 +232,12 @@ describe('vEVENTQ', () => {
     const r = q.read(4096)
     assert.equal(r.toString('hex'), '00000000' + '00000000' + '42000000')
     assert.equal(trigger(999).errno, 'ENOENT')
+    // fail-nth at the event's allocation (GFP_ATOMIC in the kernel): ENOMEM, and the queue says an event was lost
+    const failed = failingAt('atomic allocation', () => trigger(dev, true))
+    assert.equal(failed.errno, 'ENOMEM')
+    assert.equal(q.read(4096).toString('hex'), '01000000' + '01000000')
+    assert.equal(q.lost, 1)
+    assert.equal(trigger(dev).errno, undefined)
+    assert.equal(q.read(4096).toString('hex'), '00000000' + '02000000' + '42000000')
   })
 })
