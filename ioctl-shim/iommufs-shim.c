@@ -981,36 +981,16 @@ static const char *digits_then(const char *s, const char *end)
 	return d > s && strncmp(d, end, strlen(end)) == 0 ? d + strlen(end) : NULL;
 }
 
-/* A thread's /proc/{self,thread-self,PID}[/task/TID]/fail-nth. */
-static int is_fail_nth(const char *path)
-{
-	static const char proc[] = "/proc/";
-	if (strncmp(path, proc, sizeof proc - 1) != 0)
-		return 0;
-	const char *r = path + sizeof proc - 1, *t;
-	if (strncmp(r, "thread-self/", 12) == 0)
-		return strcmp(r + 12, "fail-nth") == 0;
-	if (strncmp(r, "self/", 5) == 0)
-		r += 5;
-	else if (!(r = digits_then(r, "/")))
-		return 0;
-	if (strcmp(r, "fail-nth") == 0)
-		return 1;
-	return strncmp(r, "task/", 5) == 0 && (t = digits_then(r + 5, "/")) && strcmp(t, "fail-nth") == 0;
-}
-
-/* The process or thread whose status /proc/{self,thread-self,PID}[/task/TID]/status is; 0 for any other path. */
-static long status_of(const char *path)
+/* The process or thread whose file /proc/{self,thread-self,PID}[/task/TID]/`name` `path` is; 0 for any other path. */
+static long proc_file_of(const char *path, const char *name)
 {
 	static const char proc[] = "/proc/";
 	if (strncmp(path, proc, sizeof proc - 1) != 0)
 		return 0;
 	const char *r = path + sizeof proc - 1, *t;
 	long id;
-	if (strcmp(r, "self/status") == 0)
-		return getpid();
-	if (strcmp(r, "thread-self/status") == 0)
-		return gettid();
+	if (strncmp(r, "thread-self/", 12) == 0)
+		return strcmp(r + 12, name) == 0 ? gettid() : 0;
 	if (strncmp(r, "self/", 5) == 0) {
 		id = getpid();
 		r += 5;
@@ -1020,9 +1000,9 @@ static long status_of(const char *path)
 	} else {
 		return 0;
 	}
-	if (strcmp(r, "status") == 0)
+	if (strcmp(r, name) == 0)
 		return id;
-	return strncmp(r, "task/", 5) == 0 && (t = digits_then(r + 5, "/")) && strcmp(t, "status") == 0 ? strtol(r + 5, NULL, 10) : 0;
+	return strncmp(r, "task/", 5) == 0 && (t = digits_then(r + 5, "/")) && strcmp(t, name) == 0 ? strtol(r + 5, NULL, 10) : 0;
 }
 
 /*
@@ -1040,9 +1020,9 @@ static int debug_path(const char *path, char *out, size_t cap)
 		return 0;
 	int n;
 	long status;
-	if (is_fail_nth(path)) {
+	if (proc_file_of(path, "fail-nth") > 0) {
 		n = snprintf(out, cap, "%s/sys/kernel/debug/iommufd/fail-nth", mount_dir);
-	} else if ((status = status_of(path)) > 0) {
+	} else if ((status = proc_file_of(path, "status")) > 0) {
 		n = snprintf(out, cap, "%s/sys/kernel/debug/iommufd/proc/%ld/status", mount_dir, status);
 	} else if (strncmp(path, debug, sizeof debug - 1) == 0 && (!path[sizeof debug - 1] || path[sizeof debug - 1] == '/')) {
 		const char *r = path + sizeof debug - 1;

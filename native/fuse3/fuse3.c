@@ -698,10 +698,14 @@ static void stop_polling(session *s) {
   if (s->polled) uv_poll_stop(&s->poll);
 }
 
+/* A request's opcode (0, which no request has, when its header is not in memory). */
+static uint32_t opcode_of(const struct fuse_buf *b) {
+  return b->flags & FUSE_BUF_IS_FD || b->size < sizeof(struct fuse_in_header) ? 0 : ((const struct fuse_in_header *)b->mem)->opcode;
+}
+
 /* A request the kernel queued without waiting for it (close()'s RELEASE, FORGET). */
 static int is_background(const struct fuse_buf *b) {
-  if (b->flags & FUSE_BUF_IS_FD || b->size < sizeof(struct fuse_in_header)) return 0;
-  uint32_t op = ((const struct fuse_in_header *)b->mem)->opcode;
+  uint32_t op = opcode_of(b);
   return op == FUSE_RELEASE || op == FUSE_RELEASEDIR || op == FUSE_FORGET || op == FUSE_BATCH_FORGET;
 }
 
@@ -719,8 +723,8 @@ static int last_op = -1;
 
 static void process(session *s, struct fuse_buf *b) {
   if (!s->se || s->closed) return; /* unmounted by JS earlier in this drain */
-  uint32_t op = b->flags & FUSE_BUF_IS_FD || b->size < sizeof(struct fuse_in_header) ? OPCODES : ((const struct fuse_in_header *)b->mem)->opcode;
-  last_op = op < OPCODES ? (int)op : -1;
+  uint32_t op = opcode_of(b);
+  last_op = op && op < OPCODES ? (int)op : -1;
   forget_pages();
   fuse_session_process_buf(s->se, b);
   forget_pages();
@@ -1385,19 +1389,8 @@ static void remember_page(int pid, uint64_t page, uint64_t entry) {
 
 static int page_ok(uint64_t entry, int write) { return (entry >> 63) && !(write && (entry >> 61 & 1)); }
 
-static int pages_present(int pid, uint64_t addr, size_t len, int write) {
-  const uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
-  if (addr + len < addr) return 0;
-  uint64_t first = addr / page, n = (addr + len - 1) / page - first + 1;
-  if (n > PRESENT_CHECK_PAGES) return 0;
-  uint64_t entry[PRESENT_CHECK_PAGES];
-  uint64_t i = 0;
-  while (i < n && known_entry(pid, first + i, &entry[i])) i++;
-  if (i == n) {
-    for (i = 0; i < n; i++)
-      if (!page_ok(entry[i], write)) return 0;
-    return 1;
-  }
+/* The pagemap entries of `n` pages of `pid` from page `first` (remembered for the request); 0 when they cannot be read. */
+static int read_pagemap(int pid, uint64_t first, uint64_t n, uint64_t *entry) {
   for (int attempt = 0; attempt < 2; attempt++) {
     if (pagemap_pid != pid) {
       if (pagemap_fd >= 0) close(pagemap_fd);
@@ -1408,14 +1401,26 @@ static int pages_present(int pid, uint64_t addr, size_t len, int write) {
       if (pagemap_fd < 0) return 0;
     }
     if (pread(pagemap_fd, entry, n * sizeof *entry, (off_t)(first * sizeof *entry)) == (ssize_t)(n * sizeof *entry)) {
-      for (i = 0; i < n; i++) remember_page(pid, first + i, entry[i]);
-      for (i = 0; i < n; i++)
-        if (!page_ok(entry[i], write)) return 0;
+      for (uint64_t i = 0; i < n; i++) remember_page(pid, first + i, entry[i]);
       return 1;
     }
     pagemap_pid = -1; /* opened again once: the pid may name a new process */
   }
   return 0;
+}
+
+static int pages_present(int pid, uint64_t addr, size_t len, int write) {
+  const uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+  if (addr + len < addr) return 0;
+  uint64_t first = addr / page, n = (addr + len - 1) / page - first + 1;
+  if (n > PRESENT_CHECK_PAGES) return 0;
+  uint64_t entry[PRESENT_CHECK_PAGES];
+  uint64_t i = 0;
+  while (i < n && known_entry(pid, first + i, &entry[i])) i++;
+  if (i < n && !read_pagemap(pid, first, n, entry)) return 0;
+  for (i = 0; i < n; i++)
+    if (!page_ok(entry[i], write)) return 0;
+  return 1;
 }
 
 /* What vmRead and vmWrite answer when a page is not present and the caller has

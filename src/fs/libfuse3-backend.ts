@@ -19,10 +19,10 @@
  * - entries of directories computed on every look (contexts, objects):
  *   entry timeout 0, so a context's directory disappears at the moment it closes.
  */
-import { readFileSync } from 'node:fs'
 import * as path from 'node:path'
 import { ErrnoError, ERRNO, errnoName } from '../util/errno'
 import { PACKAGE_ROOT } from '../util/paths'
+import { readStatus, tgidIn } from '../util/proc-status'
 import { ProcessBacking } from '../memory/backing'
 import { BackendOptions, Mounted, ROOT_FSNAME, errnoOf } from './fuse-common'
 import { Caller, FsNode, ProcessMemory, StaticDir } from './nodes'
@@ -214,12 +214,9 @@ function tgidOf(tid: number): number {
   const now = performance.now()
   const known = tgids.get(tid)
   if (known && now - known.at < TGID_TTL_MS) return known.tgid
-  let tgid: number
-  try {
-    tgid = Number(/^Tgid:\s*(\d+)$/m.exec(readFileSync(`/proc/${tid}/status`, 'latin1'))?.[1] ?? tid)
-  } catch {
-    tgid = tid // gone already, or another pid namespace
-  }
+  const status = readStatus(tid)
+  // gone already, or another pid namespace: the thread stands for itself
+  const tgid = (status !== undefined ? tgidIn(status) : undefined) ?? tid
   if (tgids.size >= MAX_TGIDS) tgids.clear()
   tgids.set(tid, { tgid, at: now })
   return tgid

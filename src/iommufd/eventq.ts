@@ -6,7 +6,7 @@
  * vEVENTQ (veventq.ts) are both built on it.
  */
 import { ErrnoError } from '../util/errno'
-import { FallibleStep, fallible } from '../util/fail-nth'
+import { FallibleStep, fallible, succeeds } from '../util/fail-nth'
 import { LIMITS } from '../util/limits'
 import { hex, unknownFlags } from './checks'
 import type { IommufdContext } from './context'
@@ -18,13 +18,9 @@ import { IommufdObject, MmioFile } from './objects'
  * first, as the kernel's read and write return what they did or the error.
  */
 function stepDone(step: FallibleStep, done: number): boolean {
-  try {
-    fallible(step)
-    return true
-  } catch (e) {
-    if (!done) throw e
-    return false
-  }
+  if (done) return succeeds(step)
+  fallible(step)
+  return true
 }
 
 /**

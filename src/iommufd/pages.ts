@@ -8,7 +8,7 @@
  * shim shows programs.
  */
 import { ErrnoError } from '../util/errno'
-import { processCreds } from '../util/proc-status'
+import { processCreds, tgidIn } from '../util/proc-status'
 
 /** IOPT_PAGES_ACCOUNT_*: what a pin is charged to besides the mm's pinned_vm. */
 export type AccountMode = 'none' | 'user' | 'mm'
@@ -108,7 +108,8 @@ export function describeCharges(c: Charges): string {
  * in 8) grow by what its thread group is charged.
  */
 export function statusWithCharges(status: string, c: Charges): string {
-  const m = c.mm.get(Number(/^Tgid:\s*(\d+)$/m.exec(status)?.[1]))
+  const tgid = tgidIn(status)
+  const m = tgid === undefined ? undefined : c.mm.get(tgid)
   if (!m) return status
   const grow = (text: string, field: string, pages: bigint): string =>
     text.replace(new RegExp(`^${field}:\\s*(\\d+) kB$`, 'm'), (_, had: string) => `${field}:\t${String(BigInt(had) + kB(pages)).padStart(8)} kB`)

@@ -78,8 +78,8 @@ export class Veventq extends QueueObject {
     // the header at the tail goes: replaced by this event, or moved behind it with a new number
     if (this.lostHeader && this.queue.last() === this.lostHeader) this.queue.dropLast()
     this.lostHeader = undefined
-    const allocated = this.held >= this.capacity || !inCallersTask || succeeds('atomic allocation')
-    const full = this.held >= this.capacity || !allocated
+    const failed = this.held < this.capacity && inCallersTask && !succeeds('atomic allocation')
+    const full = this.held >= this.capacity || failed
     const rec = Buffer.alloc(VEVENT_HEADER_SIZE + (full ? 0 : payload.length))
     const sequence = this.sequence
     rec.writeUInt32LE(full ? VeventqFlag.LOST_EVENTS : 0, 0)
@@ -94,7 +94,7 @@ export class Veventq extends QueueObject {
       this.reported++
     }
     this.queue.push(rec)
-    if (!allocated) throw new ErrnoError('ENOMEM', `vEVENTQ ${this.id}: the event's allocation failed (fault injected); a LOST_EVENTS header is queued`)
+    if (failed) throw new ErrnoError('ENOMEM', `vEVENTQ ${this.id}: the event's allocation failed (fault injected); a LOST_EVENTS header is queued`)
     return { sequence, lost: full }
   }
 

@@ -27,6 +27,12 @@ function readProc(pid: number, name: string): string | undefined {
 
 export const readStatus = (pid: number): string | undefined => readProc(pid, 'status')
 
+/** The thread group (process) a /proc/PID/status text names. */
+export const tgidIn = (status: string): number | undefined => {
+  const m = /^Tgid:\s*(\d+)$/m.exec(status)
+  return m ? Number(m[1]) : undefined
+}
+
 /** When thread `tid` started (field 22 of /proc/TID/stat, in clock ticks since boot): a TID the kernel gives out again starts later. Undefined once it is gone. */
 export function threadStart(tid: number): string | undefined {
   const stat = readProc(tid, 'stat')
@@ -41,7 +47,7 @@ export function processCreds(pid: number): ProcessCreds | undefined {
   const field = (name: string): string => new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(status)?.[1] ?? ''
   const memlock = /^Max locked memory\s+(\S+)/m.exec(limits)?.[1]
   return {
-    tgid: Number(field('Tgid')),
+    tgid: tgidIn(status) ?? pid,
     uid: Number(field('Uid').split(/\s+/)[0]),
     ipcLock: ((BigInt(`0x${field('CapEff') || '0'}`) >> CAP_IPC_LOCK) & 1n) === 1n,
     memlock: memlock === undefined || memlock === 'unlimited' ? undefined : BigInt(memlock),

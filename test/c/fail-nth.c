@@ -224,14 +224,16 @@ static int bind_with_parent(int fd, int dev, int nth_fd, unsigned nth, uint32_t 
 	return 0;
 }
 
-/* The start the compat and events scenarios share: an IOAS with a mock device on it (the Nth step armed after them). */
-static int mock_device(int fd, int nth_fd, unsigned nth, struct iommu_ioas_alloc *a, struct iommu_test_cmd *md)
+/* The start the compat and events scenarios share: an iommufd with an IOAS and a mock device on it (the Nth step armed after them). */
+static int mock_device(int nth_fd, unsigned nth, int *fd, struct iommu_ioas_alloc *a, struct iommu_test_cmd *md)
 {
+	if (step("open", (*fd = open("/dev/iommu", O_RDWR)) < 0 ? -1 : 0))
+		return -1;
 	*a = (struct iommu_ioas_alloc){ .size = sizeof(*a) };
-	if (step("setup", ioctl(fd, IOMMU_IOAS_ALLOC, a)))
+	if (step("setup", ioctl(*fd, IOMMU_IOAS_ALLOC, a)))
 		return -1;
 	*md = (struct iommu_test_cmd){ .size = sizeof(*md), .op = IOMMU_TEST_OP_MOCK_DOMAIN, .id = a->out_ioas_id };
-	return step("setup", ioctl(fd, IOMMU_TEST_CMD, md)) || arm(nth_fd, nth) ? -1 : 0;
+	return step("setup", ioctl(*fd, IOMMU_TEST_CMD, md)) || arm(nth_fd, nth) ? -1 : 0;
 }
 
 /*
@@ -318,12 +320,10 @@ out:
 /* The VFIO type1 compatibility of an iommufd (compat IOAS, SET_IOMMU, MAP_DMA, GET_INFO, UNMAP_DMA) and a selftest DMA-BUF mapped and revoked. */
 static int compat_scenario(int nth_fd, unsigned nth)
 {
-	int fd = open("/dev/iommu", O_RDWR), dmabuf = -1, rc = -1;
-	if (step("open", fd < 0 ? -1 : 0))
-		return -1;
+	int fd = -1, dmabuf = -1, rc = -1;
 	struct iommu_ioas_alloc a;
 	struct iommu_test_cmd md;
-	if (mock_device(fd, nth_fd, nth, &a, &md))
+	if (mock_device(nth_fd, nth, &fd, &a, &md))
 		goto out;
 	struct iommu_vfio_ioas vi = { .size = sizeof(vi), .ioas_id = a.out_ioas_id, .op = IOMMU_VFIO_IOAS_SET };
 	if (step("IOMMU_VFIO_IOAS", ioctl(fd, IOMMU_VFIO_IOAS, &vi)))
@@ -363,12 +363,10 @@ out:
  */
 static int events_scenario(int nth_fd, unsigned nth)
 {
-	int fd = open("/dev/iommu", O_RDWR), fault_fd = -1, veventq_fd = -1, rc = -1;
-	if (step("open", fd < 0 ? -1 : 0))
-		return -1;
+	int fd = -1, fault_fd = -1, veventq_fd = -1, rc = -1;
 	struct iommu_ioas_alloc a;
 	struct iommu_test_cmd md;
-	if (mock_device(fd, nth_fd, nth, &a, &md))
+	if (mock_device(nth_fd, nth, &fd, &a, &md))
 		goto out;
 	uint32_t stdev = md.mock_domain.out_stdev_id, idev = md.mock_domain.out_idev_id;
 	struct iommu_fault_alloc fa = { .size = sizeof(fa) };
