@@ -6,7 +6,7 @@ TOPOLOGY ?= sysfs-schema/topologies/default.yaml
 DEBIAN_PACKAGES := libfuse2 fuse libfuse3-dev pkg-config gcc g++ libc6-dev make python3 bash coreutils
 STAMP := node_modules/.installed
 
-.PHONY: all setup deps build ts native shim header prepared examples python install mount test unit lint docs bench fuzz clean
+.PHONY: all setup deps build ts native shim supervisor header prepared examples python install mount test unit lint docs bench fuzz clean
 
 all: build
 
@@ -33,7 +33,7 @@ setup: deps $(STAMP)
 # build = the TypeScript, the libfuse3 binding, the ioctl shim, the generated C header and the C programs
 build: setup
 	$(MAKE) --no-print-directory ts
-	$(MAKE) --no-print-directory native shim examples
+	$(MAKE) --no-print-directory native shim supervisor examples
 
 # compiled only when a TypeScript source, the config or the installed modules changed
 TS_SOURCES := $(shell find src test bench examples -name '*.ts' 2>/dev/null) tsconfig.json
@@ -69,13 +69,23 @@ CFLAGS_EXAMPLES := -O2 -Wall -Wextra -Idist/include
 
 shim: $(SHIM)
 
-$(SHIM): ioctl-shim/iommufs-shim.c ioctl-shim/iommufs-shim.h
+$(SHIM): ioctl-shim/iommufs-shim.c ioctl-shim/frames.c ioctl-shim/frames.h ioctl-shim/iommufs-shim.h
 	@mkdir -p $(@D)
-	$(CC) -shared -fPIC -O2 -Wall -Wextra -o $@ ioctl-shim/iommufs-shim.c -ldl -lpthread
+	$(CC) -shared -fPIC -O2 -Wall -Wextra -o $@ ioctl-shim/iommufs-shim.c ioctl-shim/frames.c -ldl -lpthread
+
+# `iommufs exec --namespace`'s supervisor: hands the program the descriptors a real ioctl() cannot
+NS_EXEC := dist/ioctl-shim/iommufs-ns-exec
+
+supervisor: header
+	@$(MAKE) --no-print-directory $(NS_EXEC)
+
+$(NS_EXEC): ioctl-shim/ns-exec.c ioctl-shim/frames.c ioctl-shim/frames.h ioctl-shim/iommufs-shim.h $(HEADER)
+	@mkdir -p $(@D)
+	$(CC) -O2 -Wall -Wextra -Idist/include -o $@ ioctl-shim/ns-exec.c ioctl-shim/frames.c
 
 # what `npm install` from git needs after tsc (package.json's prepare): no npm ci, no apt;
 # without libfuse3-dev the binding is left out and only the fuse-native backend works
-prepared: shim header
+prepared: shim header supervisor
 	@$(MAKE) --no-print-directory native || echo "iommufs: the libfuse3 binding did not build (libfuse3-dev?): use --backend fuse-native"
 
 # ---- iommufd.h, generated from the TypeScript uAPI table (src/uapi), never written by hand ----
@@ -89,9 +99,11 @@ header:
 
 # ---- C programs written against the kernel uAPI (examples/c) and the benchmark's ioctl loop ----
 C_EXAMPLES := nested-smmuv3 nested-vtd errors fds threads dma events kvm
-# test programs (test/c): the same helpers as the examples
+# test programs (test/c): the same helpers as the examples; static ones on purpose, as no
+# LD_PRELOAD can reach them, only real ioctl()s through the mount
+STATIC_TESTS := dist/test/c/real-ioctl dist/test/c/ns-descriptors
 C_TESTS := fork-share close-sync fuzz-shim iopf map-file attr-fresh file-pages pin-owner queue-hold pasid fail-nth
-EXAMPLE_BINS := $(addprefix dist/examples/c/,$(C_EXAMPLES)) $(addprefix dist/test/c/,$(C_TESTS)) dist/test/c/real-ioctl \
+EXAMPLE_BINS := $(addprefix dist/examples/c/,$(C_EXAMPLES)) $(addprefix dist/test/c/,$(C_TESTS)) $(STATIC_TESTS) \
   dist/examples/suites/c/suite dist/bench/ioctl-loop dist/bench/ioctl-mixed dist/bench/transport-loop dist/bench/events-loop dist/bench/ref-server
 
 examples: header
@@ -105,8 +117,7 @@ dist/test/c/%: test/c/%.c examples/c/example.h $(HEADER)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_EXAMPLES) -Iexamples/c -o $@ $<
 
-# static on purpose: no LD_PRELOAD can reach it, only real ioctl()s through the mount
-dist/test/c/real-ioctl: test/c/real-ioctl.c examples/c/example.h $(HEADER)
+$(STATIC_TESTS): dist/test/c/%: test/c/%.c examples/c/example.h $(HEADER)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_EXAMPLES) -Iexamples/c -static -o $@ $<
 

@@ -24,10 +24,13 @@ them. Other files and descriptors are untouched. Exits with PROGRAM's status.
                 below it; the choice is named on stderr)
   --namespace   no shim: run PROGRAM (root only) in a private mount namespace
                 where /dev/iommu, /dev/vfio/devices/*, /sys/class/iommu,
-                /sys/bus/pci/devices and /sys/kernel/iommu_groups are the
-                mount's (the rest of /dev is the machine's). Its real ioctl()
+                /sys/bus/pci/devices, /sys/kernel/iommu_groups and
+                /sys/kernel/debug are the mount's (the rest of /dev is the machine's). Its real ioctl()
                 calls reach the model (libfuse3 backend), so static binaries
-                and raw syscalls work too; nothing outside it changes.
+                and raw syscalls work too; nothing outside it changes. The
+                descriptors an ioctl returns (fault queues, vEVENTQs, the
+                selftest's DMA-BUFs) are installed by a supervisor through
+                seccomp, so PROGRAM runs as its child.
 
 Environment given to PROGRAM: IOMMUFS_MOUNT (the mount, absolute) and
 LD_PRELOAD (the shim appended). IOMMUFS_SHIM_TRACE=1 makes the shim print
@@ -37,6 +40,8 @@ PROGRAM is refused: LD_PRELOAD cannot reach it.
 
 /** The shim `make` builds. */
 export const SHIM_PATH = path.join(PACKAGE_ROOT, 'dist', 'ioctl-shim', 'libiommufs-shim.so')
+/** --namespace's supervisor (ioctl-shim/ns-exec.c): installs the descriptors an ioctl returns, which FUSE cannot. */
+export const NS_EXEC_PATH = path.join(PACKAGE_ROOT, 'dist', 'ioctl-shim', 'iommufs-ns-exec')
 
 /** A refusal: one line on stderr, exit status 2. */
 export class ExecError extends UsageError {}
@@ -128,14 +133,16 @@ export function elfLinkage(file: string): 'static' | 'dynamic' | 'other' {
 
 /**
  * Runs inside `unshare --mount --propagation private` as `sh -c SCRIPT
- * iommufs-ns MOUNT PROGRAM ARGS...`. The machine's /dev lacks /dev/iommu and
+ * iommufs-ns MOUNT SUPERVISOR PROGRAM ARGS...`, and ends as the supervisor
+ * running PROGRAM. The machine's /dev lacks /dev/iommu and
  * /dev/vfio, and files made there would show outside, so a new /dev is built
  * on a tmpfs: the old one's nodes and links copied (cp -a makes device nodes),
  * its directories bound, the mount's nodes bound in; then it is moved over
- * /dev. The sysfs directories exist on every machine and are bound over.
+ * /dev. The sysfs directories exist on every machine and are bound over
+ * (debugfs too: the program reads the model's, as the shim redirects it).
  */
 const NAMESPACE_SCRIPT = `set -e
-M=$1; shift
+M=$1; S=$2; shift 2
 stage=$(mktemp -d /run/iommufs-dev.XXXXXX)
 mount -t tmpfs -o mode=755 iommufs-dev "$stage"
 for e in /dev/* /dev/.[!.]*; do
@@ -156,10 +163,10 @@ for d in "$M"/dev/vfio/devices/*; do
 done
 mount --move "$stage" /dev
 rmdir "$stage"
-for s in class/iommu bus/pci/devices kernel/iommu_groups; do
+for s in class/iommu bus/pci/devices kernel/iommu_groups kernel/debug; do
   mount --bind "$M/sys/$s" "/sys/$s"
 done
-exec "$@"
+exec "$S" "$M" "$@"
 `
 
 /** Whether `dir` is `root` or inside it. */
@@ -243,7 +250,8 @@ async function run(argv: string[]): Promise<number> {
   if (parsed.namespace) {
     const program = findProgram(parsed.program)
     if (process.getuid?.() !== 0) throw new ExecError('--namespace needs root (it makes a mount namespace and bind mounts)')
-    const ns = spawn('unshare', ['--mount', '--propagation', 'private', '--', '/bin/sh', '-c', NAMESPACE_SCRIPT, 'iommufs-ns', mount, program, ...parsed.args], {
+    if (!existsSync(NS_EXEC_PATH)) throw new ExecError(`the namespace supervisor is not built (${NS_EXEC_PATH}): run make supervisor`)
+    const ns = spawn('unshare', ['--mount', '--propagation', 'private', '--', '/bin/sh', '-c', NAMESPACE_SCRIPT, 'iommufs-ns', mount, NS_EXEC_PATH, program, ...parsed.args], {
       stdio: 'inherit',
     })
     child = watch(ns, parsed.program)

@@ -88,15 +88,19 @@ function mmio(f: MmioFile, ctx: IommufdContext): FileNode {
     mode: f.mode,
     size: () => f.size(),
     stream: f.stream,
-    open: () => {
+    open: (_access, caller) => {
       const release = f.holdsContext ? ctx.hold() : undefined
+      const closeDescriptor = f.descriptorOpened?.(caller?.tid)
       return {
         read: (pos, len) => f.read(pos, len),
         write: (pos, data) => {
           if (!f.write) throw new ErrnoError('EACCES', 'read-only register')
           return f.write(pos, data)
         },
-        release: () => release?.(),
+        release: () => {
+          closeDescriptor?.()
+          release?.()
+        },
         readable: f.readable && (() => f.readable!()),
         whenReadable: f.whenReadable && ((fn) => f.whenReadable!(fn)),
         pollOut: f.pollOut,

@@ -10,7 +10,7 @@ import { FallibleStep, fallible, succeeds } from '../util/fail-nth'
 import { LIMITS } from '../util/limits'
 import { hex, unknownFlags } from './checks'
 import type { IommufdContext } from './context'
-import { IommufdObject, MmioFile } from './objects'
+import { IommufdObject, MmioFile, objectFilePath } from './objects'
 
 /**
  * A fallible step of a queue file's read or write, after `done` units went
@@ -112,11 +112,16 @@ export class RecordQueue {
 export abstract class QueueObject extends IommufdObject {
   fdOpen = false
 
-  /** The caller was handed a descriptor for the queue. */
-  openFd(): void {
+  override handOut(tid: number | undefined): void {
     if (this.fdOpen) return
     this.fdOpen = true
     this.users++
+    super.handOut(tid)
+  }
+
+  /** An open of the queue's file: the descriptor's last close when it is the descriptor's. */
+  descriptorOpened(tid: number | undefined): (() => void) | undefined {
+    return this.claimDescriptor(tid) ? () => this.closeFd() : undefined
   }
 
   /** That descriptor's last close (or its process's end). */
@@ -291,7 +296,7 @@ export class Fault extends QueueObject {
 
   override files(): Record<string, MmioFile> {
     return {
-      queue: { mode: 0o600, holdsContext: true, size: () => this.deliver.length * PGFAULT_SIZE, read: (_pos, len) => this.read(len), write: (_pos, data) => this.write(data), readable: () => this.deliver.length > 0, whenReadable: (fn) => this.whenQueued(fn) },
+      queue: { mode: 0o600, holdsContext: true, descriptorOpened: (tid) => this.descriptorOpened(tid), size: () => this.deliver.length * PGFAULT_SIZE, read: (_pos, len) => this.read(len), write: (_pos, data) => this.write(data), readable: () => this.deliver.length > 0, whenReadable: (fn) => this.whenQueued(fn) },
     }
   }
 
@@ -312,7 +317,7 @@ export class Fault extends QueueObject {
 
 /** Where a queue's descriptor opens, relative to the mount root (the shim opens it for the caller). */
 export function queuePath(ctx: IommufdContext, obj: IommufdObject): string {
-  return `sys/kernel/debug/iommufd/${ctx.id}/${obj.id}.${obj.type}/queue`
+  return objectFilePath(ctx.id, obj, 'queue')
 }
 
 /** QUEUE_CLOSE: the last close of a queue's descriptor (EBADFD if `handle` is no queue with one open). */

@@ -20,6 +20,8 @@ export interface MmioFile {
   readonly stream?: boolean
   /** An open of it holds the object's context, as the kernel's queue file holds its iommufd (IommufdContext.hold). */
   readonly holdsContext?: boolean
+  /** An open by thread `tid`: when it is the descriptor the object handed out, what its last close does. */
+  descriptorOpened?(tid: number | undefined): (() => void) | undefined
 }
 
 /**
@@ -27,6 +29,11 @@ export interface MmioFile {
  * objects (and attached devices) hold; DESTROY needs it at zero, as the
  * kernel needs the table's reference to be the only one.
  */
+/** Where an object's file is, relative to the mount root: the debug tree's `<ctx>/<id>.<type>/<file>`. */
+export function objectFilePath(ctxId: number, obj: IommufdObject, file: string): string {
+  return `sys/kernel/debug/iommufd/${ctxId}/${obj.id}.${obj.type}/${file}`
+}
+
 export abstract class IommufdObject {
   id = 0
   users = 0
@@ -43,6 +50,25 @@ export abstract class IommufdObject {
 
   /** Holds an ID but is no uAPI object (the kernel's access): lookups by ID see nothing there. */
   readonly hidden?: boolean
+
+  /** The thread that opens the object's descriptor file for the caller it was handed to (the shim, exec's supervisor). */
+  private handedTo?: number
+
+  /** A reply handed the caller a descriptor for the object; thread `tid` opens its file for it. */
+  handOut(tid: number | undefined): void {
+    this.handedTo = tid
+  }
+
+  /**
+   * An open of the object's descriptor file by `tid`: whether it is the
+   * descriptor handed out (once). Its release, which FUSE sends at the last
+   * close and before the closer's next request, is then that descriptor's.
+   */
+  claimDescriptor(tid: number | undefined): boolean {
+    if (tid === undefined || tid !== this.handedTo) return false
+    this.handedTo = undefined
+    return true
+  }
 
   /** Short label for listings and graphs. */
   label(): string {

@@ -15,7 +15,7 @@ import { Hwpt, HwptNested, HwptPaging, MOCK_IOTLB_NUM } from './hwpt'
 import { markDirtyPte } from './dirty'
 import { Area, Ioas, IoasAccess, IovaRange, MapFlag, PAGE_SIZE, ULONG_MAX, areaKey, areaTouches } from './ioas'
 import { PageKey, PageResolver, pageOf, sameKey } from '../memory/pages'
-import { IommufdObject } from './objects'
+import { IommufdObject, MmioFile, objectFilePath } from './objects'
 import { VeventqType, veventqOf } from './veventq'
 
 /** IOMMU_TEST_OP_*. */
@@ -371,8 +371,32 @@ export class SelftestAccess extends IommufdObject implements IoasAccess {
   readonly items = new Map<number, IovaRange>()
   private nextItem = 0
 
-  constructor(readonly needsPin: boolean) {
+  /** `close`: what its descriptor's last close does (closeAccess in its context). */
+  constructor(
+    readonly needsPin: boolean,
+    private readonly close: () => void,
+  ) {
     super()
+  }
+
+  /**
+   * Its descriptor as a file, for a caller the writer cannot keep a
+   * placeholder in (exec --namespace). The kernel's has only a release; this
+   * one reads empty, so that walking the debug tree finds nothing to fail on.
+   */
+  override files(): Record<string, MmioFile> {
+    const fd: MmioFile = {
+      mode: 0o600,
+      stream: true,
+      holdsContext: true,
+      size: () => 0,
+      read: () => Buffer.alloc(0),
+      write: () => {
+        throw new ErrnoError('EINVAL', 'an access descriptor takes no write')
+      },
+      descriptorOpened: (tid) => (this.claimDescriptor(tid) ? this.close : undefined),
+    }
+    return { fd }
   }
 
   get alignment(): bigint {
@@ -425,11 +449,25 @@ export class SelftestAccess extends IommufdObject implements IoasAccess {
 export function createAccess(ctx: IommufdContext, ioasId: number, flags: number): number {
   if (flags & ~AccessCreateFlag.NEEDS_PIN_PAGES) throw new ErrnoError('EOPNOTSUPP', `flags=${hex(flags)}: only NEEDS_PIN_PAGES (1) is defined`)
   const ioas = ioasOf(ctx, ioasId)
-  const access = new SelftestAccess((flags & AccessCreateFlag.NEEDS_PIN_PAGES) !== 0)
+  const access: SelftestAccess = new SelftestAccess((flags & AccessCreateFlag.NEEDS_PIN_PAGES) !== 0, () => {
+    if (ctx.objects.findAny(access.id) === access) closeAccess(ctx, access.id)
+  })
   // made (which may fail) before it is attached: a failed allocation leaves the IOAS as it was
   const id = ctx.objects.insert(access).id
   access.attach(ioas)
   return id
+}
+
+/** Where an access's descriptor file is, relative to the mount root. */
+export function accessPath(ctx: IommufdContext, access: SelftestAccess): string {
+  return objectFilePath(ctx.id, access, 'fd')
+}
+
+/** The access a descriptor's target (a path) opens, if it is one of `ctx`'s. */
+export function accessAt(ctx: IommufdContext, target: string): SelftestAccess | undefined {
+  const m = /\/sys\/kernel\/debug\/iommufd\/(\d+)\/(\d+)\.access\/fd$/.exec(target)
+  const o = m && Number(m[1]) === ctx.id ? ctx.objects.findAny(Number(m[2])) : undefined
+  return o instanceof SelftestAccess ? o : undefined
 }
 
 /** An access by handle: EBADFD when the descriptor is not an access (as fget of another file is). */

@@ -113,6 +113,7 @@ export class Veventq extends QueueObject {
         mode: 0o600,
         stream: true,
         holdsContext: true,
+        descriptorOpened: (tid) => this.descriptorOpened(tid),
         // the kernel's vEVENTQ poll reports EPOLLIN only (the fault queue's also EPOLLOUT)
         pollOut: false,
         size: () => 0,

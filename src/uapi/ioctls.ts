@@ -16,6 +16,7 @@ import { IovaRange } from '../iommufd/ioas'
 import { PciDevice } from '../hw/unit'
 import { FileBacking, SizedBacking } from '../memory/backing'
 import { dmabufAt } from '../iommufd/dmabuf'
+import type { IommufdObject } from '../iommufd/objects'
 import { readlinkSync } from 'node:fs'
 import { DmaFlag, DmaStatus, checkDmaLength, deviceDma } from '../iommufd/dma'
 import { encodeEvent } from '../hw/smmuv3/events'
@@ -76,10 +77,18 @@ export interface NewFd {
   readonly handle: number
   /** Where in the struct the descriptor's number goes; NEWFD_RETVAL: it is the ioctl's return value. */
   readonly offset: number
+  /** The file the descriptor opens, relative to the mount root (else the writer keeps a placeholder). */
   readonly path?: string
+  /** The object that file belongs to: told who opens it for the caller (IommufdObject.handOut). */
+  readonly object?: IommufdObject
 }
 
 export const NEWFD_RETVAL = 0xffffffff
+
+/** A command that returns a descriptor, made by a real ioctl() with no supervisor: FUSE cannot install one. Checked first, so nothing is left behind. */
+export function needsDescriptors(c: Call, what: string): void {
+  if (c.noDescriptors) throw new ErrnoError('EOPNOTSUPP', `${what}: a real ioctl() through FUSE cannot be handed its descriptor; run the program under the shim (iommufs exec) or iommufs exec --namespace`)
+}
 
 /** Where descriptor `fd` of process `pid` leads, read from /proc without opening it; EBADF, naming `field`, when it is not open. */
 export function descriptorTarget(pid: number, fd: number, field: string): string {
@@ -499,9 +508,10 @@ export const IOCTLS: readonly Ioctl[] = [
   ioctl('IOMMU_HWPT_INVALIDATE', 0x8d, S.iommu_hwpt_invalidate, '__reserved', hwptInvalidate),
   ioctl('IOMMU_FAULT_QUEUE_ALLOC', 0x8e, S.iommu_fault_alloc, 'out_fault_fd', (c) => {
     const ctx = ctxOf(c)
+    needsDescriptors(c, 'FAULT_QUEUE_ALLOC')
     const f = eventq.faultAlloc(ctx, u(c.req, 'flags'))
     // the descriptor is the queue's file on the mount: reads take page requests, writes answer them
-    c.newFds?.push({ handle: f.id, offset: S.iommu_fault_alloc.field('out_fault_fd').offset, path: eventq.queuePath(ctx, f) })
+    c.newFds?.push({ handle: f.id, offset: S.iommu_fault_alloc.field('out_fault_fd').offset, path: eventq.queuePath(ctx, f), object: f })
     return { out_fault_id: BigInt(f.id), out_fault_fd: BigInt(f.id) }
   }),
   ioctl('IOMMU_IOAS_MAP_FILE', 0x8f, S.iommu_ioas_map_file, 'iova', (c) => {
@@ -540,13 +550,10 @@ export const IOCTLS: readonly Ioctl[] = [
   ioctl('IOMMU_IOAS_CHANGE_PROCESS', 0x92, S.iommu_ioas_change_process, '__reserved', (c) => (ioas.ioasChangeProcess(ctxOf(c), u(c.req, '__reserved'), c.owner), {})),
   ioctl('IOMMU_VEVENTQ_ALLOC', 0x93, S.iommu_veventq_alloc, 'out_veventq_fd', (c) => {
     const ctx = ctxOf(c)
-    if (c.noDescriptors) {
-      // checked first, so the refusal leaves no queue behind
-      throw new ErrnoError('EOPNOTSUPP', 'a real ioctl() cannot be given a vEVENTQ descriptor (run under the shim, or use the text protocol and read the queue file it names)')
-    }
+    needsDescriptors(c, 'VEVENTQ_ALLOC')
     const q = veventq.veventqAlloc(ctx, { flags: u(c.req, 'flags'), viommuId: u(c.req, 'viommu_id'), type: u(c.req, 'type'), depth: u(c.req, 'veventq_depth'), reserved: u(c.req, '__reserved') })
     // the descriptor is the queue's file on the mount: reads take whole records, poll() waits for one
-    c.newFds?.push({ handle: q.id, offset: S.iommu_veventq_alloc.field('out_veventq_fd').offset, path: eventq.queuePath(ctx, q) })
+    c.newFds?.push({ handle: q.id, offset: S.iommu_veventq_alloc.field('out_veventq_fd').offset, path: eventq.queuePath(ctx, q), object: q })
     return { out_veventq_id: BigInt(q.id), out_veventq_fd: BigInt(q.id) }
   }),
   ioctl('IOMMU_HW_QUEUE_ALLOC', 0x94, S.iommu_hw_queue_alloc, 'length', (c) => ({

@@ -2,7 +2,7 @@ import { IommufdContext } from '../iommufd/context'
 import { Device, unbind } from '../iommufd/device'
 import { World } from '../iommufd/world'
 import { closeAccess } from '../iommufd/selftest'
-import { QueueObject, closeQueueFd } from '../iommufd/eventq'
+import { closeQueueFd } from '../iommufd/eventq'
 import { PciDevice } from '../hw/unit'
 import { CPU_PAGE } from '../memory/pages'
 import { ErrnoError } from '../util/errno'
@@ -87,8 +87,8 @@ export abstract class Session {
     return undefined
   }
   protected afterReply(_reply: IoctlReply): void {}
-  /** A frame's reply hands the caller descriptors (the shim makes them): what they hold. */
-  protected handedFds(_reply: IoctlReply): void {}
+  /** A frame's reply hands the caller descriptors, which thread `opener` (the shim, exec's supervisor) opens for it: what they hold. */
+  protected handedFds(_reply: IoctlReply, _opener: number | undefined): void {}
   /** What closing the file does (destroy the context, unbind the device); runs once. */
   protected abstract teardown(): void
   private released = false
@@ -266,8 +266,6 @@ export abstract class Session {
       if (r !== 0) throw fault('write', r)
     }
     if (reply.errno) throw new ErrnoError(reply.errno, reply.message)
-    // a descriptor the kernel would install (an access, a fault queue) needs the shim
-    if (reply.newFds?.length) this.world.trace.emit(this.label, `ioctl ${io.name}: its descriptor is handed out only under the shim`)
     return reply.retval ?? 0
   }
 
@@ -343,7 +341,7 @@ export abstract class Session {
       const memory = owner && caller?.memory && !this.rec ? new FrameMemory(req.buffers, caller.memory, owner) : undefined
       const reply = dispatch(this.env(req.fds), { cmd, struct: req.struct, buffers: req.buffers, device, mayRetry: !memory, memory, arg: req.arg, owner })
       this.afterReply(reply)
-      if (!reply.errno && !reply.needs && reply.newFds?.length) this.handedFds(reply)
+      if (!reply.errno && !reply.needs && reply.newFds?.length) this.handedFds(reply, caller?.tid)
       const name = reply.ioctl?.name ?? `0x${cmd.toString(16)}`
       this.world.trace.emit(this.label, `frame ${name} -> ${reply.needs ? 'retry' : reply.errno ?? 'ok'}${reply.message ? ` ${reply.message}` : ''}`, pid || undefined)
       // a recording holds the frame in its text form; a device node's own device goes without pci=
@@ -402,12 +400,9 @@ export class IommuSession extends Session {
     return 'ok'
   }
 
-  /** An event queue's descriptor holds the queue until its last close (QUEUE_CLOSE), as the kernel's file does. */
-  protected override handedFds(reply: IoctlReply): void {
-    for (const f of reply.newFds ?? []) {
-      const q = f.path ? this.ctx.objects.find(f.handle) : undefined
-      if (q instanceof QueueObject) q.openFd()
-    }
+  /** An event queue's descriptor holds the queue until its last close (its file's release, or QUEUE_CLOSE), as the kernel's file does. */
+  protected override handedFds(reply: IoctlReply, opener: number | undefined): void {
+    for (const f of reply.newFds ?? []) f.object?.handOut(opener)
   }
 
   /** QUEUE_CLOSE handle=N: the shim's last close() of an event queue's descriptor. */

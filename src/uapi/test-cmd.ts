@@ -7,7 +7,8 @@
 import { TestDmabuf, dmabufAt, dmabufGet, dmabufPath, dmabufs } from '../iommufd/dmabuf'
 import * as T from '../iommufd/selftest'
 import { ErrnoError } from '../util/errno'
-import { Call, NEWFD_RETVAL, descriptorTarget } from './ioctls'
+import { fdIsServedHere } from '../util/own-mounts'
+import { Call, NEWFD_RETVAL, descriptorTarget, needsDescriptors } from './ioctls'
 import { StructLayout, StructValue, decode, encode } from './layout'
 import { TEST_CMD_UNION } from './structs'
 
@@ -29,9 +30,18 @@ function payloadWith(req: StructValue, layout: StructLayout, out: StructValue): 
 
 const u = (s: StructValue, f: string): number => Number(s[f] as bigint)
 
-/** An access op's `id` is the caller's descriptor: the frame's FD entries map it to the access; a text request gives the handle. */
+/**
+ * An access op's `id` is the caller's descriptor: the frame's FD entries map
+ * it to the access; a real ioctl's is read from /proc (the file the
+ * supervisor installed); a text request gives the handle.
+ */
 function access(call: Call, id: number): number {
-  return call.fds?.get(id) ?? id
+  const mapped = call.fds?.get(id)
+  if (mapped !== undefined) return mapped
+  if (!call.noDescriptors || !call.owner) return id
+  const a = fdIsServedHere(call.owner, id) ? T.accessAt(call.ctx!, descriptorTarget(call.owner, id, 'id')) : undefined
+  if (!a) throw new ErrnoError('EBADFD', `id=${id}: not an access descriptor`)
+  return a.id
 }
 const b = (s: StructValue, f: string): bigint => s[f] as bigint
 
@@ -125,9 +135,12 @@ export function testCmd(call: Call): StructValue {
       return {}
     }
     case T.TestOp.CREATE_ACCESS: {
+      needsDescriptors(call, 'CREATE_ACCESS')
       const handle = T.createAccess(ctx, id, u(payloadOf(req, M.create_access), 'flags'))
-      // the kernel installs a descriptor; the shim makes one (its number replaces the handle here)
-      call.newFds?.push({ handle, offset: 16 + M.create_access.field('out_access_fd').offset })
+      // the kernel installs a descriptor: the shim keeps a placeholder (a frame of its own, OWN); a writer
+      // acting for another process (exec --namespace's supervisor) gets the access's file to install
+      const a = call.owner ? undefined : T.accessOf(ctx, handle)
+      call.newFds?.push({ handle, offset: 16 + M.create_access.field('out_access_fd').offset, path: a && T.accessPath(ctx, a), object: a })
       return { payload: payloadWith(req, M.create_access, { out_access_fd: BigInt(handle) }) }
     }
     case T.TestOp.ACCESS_REPLACE_IOAS:
@@ -188,7 +201,7 @@ export function testCmd(call: Call): StructValue {
     }
     case T.TestOp.DMABUF_GET: {
       // its descriptor is the return value, which a number cannot fake: no buffer is made
-      if (call.noDescriptors) throw new ErrnoError('EOPNOTSUPP', 'DMABUF_GET: the descriptor it returns can be handed out only under the shim (iommufs exec without --namespace)')
+      needsDescriptors(call, 'DMABUF_GET')
       const d = dmabufGet(ctx.world, u(payloadOf(req, M.dmabuf_get), 'length'))
       // the kernel returns the new descriptor; the shim opens the buffer's file for it
       call.newFds?.push({ handle: d.id, offset: NEWFD_RETVAL, path: dmabufPath(d) })

@@ -91,9 +91,20 @@ int main(int argc, char **argv)
 	memcpy(h, &full, oldest);
 	MUST("IOMMU_HWPT_ALLOC, its size 24, at a mapping's end", fd, IOMMU_HWPT_ALLOC, h);
 	printf(" out_hwpt_id=%u\n", h->out_hwpt_id);
-	/* a descriptor the ioctl would return (a selftest DMA-BUF) cannot be made without the shim */
+	/* a descriptor the ioctl returns (a selftest DMA-BUF): only a supervisor can install it (exec --namespace) */
 	struct iommu_test_cmd dg = { .size = sizeof(dg), .op = IOMMU_TEST_OP_DMABUF_GET, .dmabuf_get = { .length = 4096 } };
-	result("IOMMU_TEST_CMD DMABUF_GET", do_ioctl(fd, IOMMU_TEST_CMD, &dg));
+	int dmabuf = ioctl(fd, IOMMU_TEST_CMD, &dg);
+	if (dmabuf < 0) {
+		result("IOMMU_TEST_CMD DMABUF_GET", errno);
+	} else {
+		/* a descriptor the program can map from: IOAS_MAP_FILE takes it */
+		struct iommu_ioas_map_file mf = { .size = sizeof(mf), .flags = IOMMU_IOAS_MAP_READABLE, .ioas_id = a.out_ioas_id, .fd = dmabuf, .length = 4096 };
+		int flags = fcntl(dmabuf, F_GETFD);
+		printf("IOMMU_TEST_CMD DMABUF_GET: ok, a descriptor above the node's (%s), close-on-exec %s\n", dmabuf > fd ? "yes" : "no", flags & FD_CLOEXEC ? "yes" : "no");
+		MUST("IOAS_MAP_FILE of it", fd, IOMMU_IOAS_MAP_FILE, &mf);
+		printf(" iova=0x%llx\n", (unsigned long long)mf.iova);
+		close(dmabuf);
+	}
 	close(vfio);
 	close(fd);
 	return 0;

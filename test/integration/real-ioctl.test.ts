@@ -15,7 +15,7 @@ import { TestMount, withMount } from '../helpers/mount'
 const REAL_IOCTL = path.join(PACKAGE_ROOT, 'dist', 'test', 'c', 'real-ioctl')
 const C_DIR = path.join(PACKAGE_ROOT, 'dist', 'examples', 'c')
 
-const EXPECTED = `IOAS_ALLOC: ok out_ioas_id=1
+const COMMON = `IOAS_ALLOC: ok out_ioas_id=1
 IOAS_ALLOC arg=8: EFAULT
 IOAS_ALLOC read-only struct: EFAULT
 ioctl _IO(';', 0x7f): ENOTTY
@@ -29,7 +29,11 @@ IOAS_ALLOW_IOVAS from that page, read: EINVAL
 VFIO_DEVICE_BIND_IOMMUFD: ok out_devid=3
 VFIO_DEVICE_ATTACH_IOMMUFD_PT: ok pt_id=4
 IOMMU_HWPT_ALLOC, its size 24, at a mapping's end: ok out_hwpt_id=5
-IOMMU_TEST_CMD DMABUF_GET: EOPNOTSUPP
+`
+// FUSE cannot install a descriptor in the caller; exec --namespace's supervisor can
+const DIRECT = `${COMMON}IOMMU_TEST_CMD DMABUF_GET: EOPNOTSUPP\n`
+const SUPERVISED = `${COMMON}IOMMU_TEST_CMD DMABUF_GET: ok, a descriptor above the node's (yes), close-on-exec yes
+IOAS_MAP_FILE of it: ok iova=0x100000
 `
 
 const nsExec = (m: TestMount, program: string, args: string[] = []) => iommufs(['exec', '--mount', m.dir, '--namespace', '--', program, ...args])
@@ -39,24 +43,48 @@ describe('real ioctl() through FUSE_IOCTL (no shim)', () => {
     await withMount(async (m) => {
       const r = await run(REAL_IOCTL, [m.path('dev/iommu'), m.path('dev/vfio/devices/vfio0')])
       assert.equal(r.code, 0, r.stdout + r.stderr)
-      assert.equal(r.stdout, EXPECTED)
+      assert.equal(r.stdout, DIRECT)
       const trace = await m.cat('sys/kernel/debug/iommufd/trace')
       assert.match(trace, /ctx1: ioctl IOMMU_IOAS_ALLOC -> ok\n/)
       assert.match(trace, /vfio0: ioctl VFIO_DEVICE_BIND_IOMMUFD -> ok\n/)
     })
   })
 
-  it('exec --namespace: the same program opens /dev/iommu and /dev/vfio/devices/vfio0 themselves', async () => {
+  it('exec --namespace: the same program opens /dev/iommu and /dev/vfio/devices/vfio0 themselves, and is handed a DMA-BUF descriptor', async () => {
     await withMount(async (m) => {
       const r = await nsExec(m, REAL_IOCTL)
       assert.equal(r.code, 0, r.stdout + r.stderr)
-      assert.equal(r.stdout, EXPECTED)
+      assert.equal(r.stdout, SUPERVISED)
+    })
+  })
+
+  it('exec --namespace: a static program is handed fault queue descriptors that hold their queue until the last reference goes; its status comes back', async () => {
+    await withMount(async (m) => {
+      const r = await nsExec(m, path.join(PACKAGE_ROOT, 'dist', 'test', 'c', 'ns-descriptors'))
+      assert.equal(r.code, 3, r.stdout + r.stderr)
+      assert.equal(
+        r.stdout,
+        `IOMMU_FAULT_QUEUE_ALLOC: ok out_fault_id=1, a descriptor above the node's: yes, close-on-exec: yes
+read of the queue: 0
+IOMMU_DESTROY of the queue while its descriptor is open: EBUSY
+IOMMU_DESTROY of the queue once it is closed: ok
+IOMMU_FAULT_QUEUE_ALLOC again: ok out_fault_id=1
+IOMMU_DESTROY while a child holds the descriptor: EBUSY
+IOMMU_DESTROY once the child is gone: ok
+IOMMU_FAULT_QUEUE_ALLOC on /dev/null: ENOTTY
+IOMMU_FAULT_QUEUE_ALLOC arg=8: EFAULT
+IOMMU_FAULT_QUEUE_ALLOC flags=1: EOPNOTSUPP
+IOMMU_TEST_CMD DMABUF_REVOKE of /dev/null: EINVAL
+`,
+      )
+      assert.equal(r.stderr, '')
     })
   })
 
   it('exec --namespace: every C example passes with real ioctls and prints what it prints under the shim', async () => {
     await withMount(async (m) => {
-      for (const e of ['nested-smmuv3', 'nested-vtd', 'errors', 'fds', 'threads']) {
+      // events: its vEVENTQ's descriptor is installed by the supervisor, and its child reads the model's debugfs
+      for (const e of ['nested-smmuv3', 'nested-vtd', 'errors', 'fds', 'threads', 'dma', 'events']) {
         const ns = await nsExec(m, path.join(C_DIR, e))
         const shim = await iommufs(['exec', '--mount', m.dir, '--', path.join(C_DIR, e)])
         assert.equal(ns.code, 0, `${e}: ${ns.stdout}${ns.stderr}`)
@@ -95,7 +123,7 @@ describe('real ioctl() from a process the server cannot read (in-process mount, 
       assert.equal(lines.length, 1, server.trace.recent().join('\n'))
       assert.match(lines[0], /ctx\d+: ioctl IOMMU_IOAS_ALLOC: cannot read the memory of process \d+ \(errno 1\)$/)
       stub.restore()
-      assert.equal((await run(REAL_IOCTL, nodes)).stdout, EXPECTED)
+      assert.equal((await run(REAL_IOCTL, nodes)).stdout, DIRECT)
     } finally {
       stub.restore()
       await server?.stop()

@@ -20,6 +20,56 @@ const DIRTY_SRC = path.join(PACKAGE_ROOT, 'test', 'c', 'mock-dirty.c')
 const NR_HUGEPAGES = '/proc/sys/vm/nr_hugepages'
 const HEADER_DIR = path.join(PACKAGE_ROOT, 'dist', 'include')
 
+/** What test/c/selftest-ops.c prints, as the kernel with CONFIG_IOMMUFD_TEST answers. */
+const SELFTEST_OPS = [
+  'api_version: ok ret=0',
+  'check_extension_v2: ok ret=1',
+  'check_extension_vaddr: ok ret=0',
+  'unknown_op: err EOPNOTSUPP',
+  'mock_domain: ok ret=0',
+  'ids: stdev=2 idev=3 hwpt=4',
+  'map: ok ret=0',
+  'refs_1: ok ret=0',
+  'check_map: ok ret=0',
+  'create_access: ok ret=0',
+  'access_fd_is_open: yes',
+  'rw_read: ok ret=0',
+  'rw_read_matches: yes',
+  'rw_write: ok ret=0',
+  'rw_write_landed: yes',
+  'access_pages: ok ret=0',
+  'access_pages_wrong_uptr: err EBADE',
+  'refs_still_1: ok ret=0',
+  'refs_0_after_close: ok ret=0',
+  'fault_alloc: ok ret=0',
+  'iopf_hwpt: ok ret=0',
+  'replace_to_iopf: ok ret=0',
+  'trigger_iopf: ok ret=0',
+  'fault_read: bytes=40 flags=3 dev_id=3 pasid=1 grpid=2 perm=3 addr=0xdeadbeaf',
+  'fault_respond_bad_cookie: err EINVAL',
+  'fault_respond: ok ret=8',
+  'destroy_fault_in_use: err EBUSY',
+  'destroy_fault_fd_open: err EBUSY',
+  'destroy_fault: ok ret=0',
+  'dmabuf_get: a descriptor',
+  'dmabuf_map_empty: err EINVAL',
+  'dmabuf_map_past_end: err EINVAL',
+  'dmabuf_map_one_more: err EINVAL',
+  'dmabuf_map: ok ret=0',
+  'dmabuf_revoke: ok ret=0',
+  'hwpt_alloc_while_revoked: ok ret=0',
+  'dmabuf_map_revoked: err ENODEV',
+  'dmabuf_unrevoke: ok ret=0',
+  'dmabuf_map_again: ok ret=0',
+  'dmabuf_revoke_not_dmabuf: err EINVAL',
+  'dmabuf_revoke_closed: err EBADF',
+  'dmabuf_get_empty: err EINVAL',
+  'dmabuf_get_too_big: err EINVAL',
+  'set_iommu: ok ret=0',
+  'get_info_60: ok ret=0',
+  'get_info_60: argsz=72 cap_offset=0 next=40 untouched_past_argsz=yes',
+]
+
 describe('IOMMU_TEST_CMD and VFIO compat through the shim', function () {
   let dir: string
   let bin: string
@@ -46,58 +96,22 @@ describe('IOMMU_TEST_CMD and VFIO compat through the shim', function () {
       const r = await iommufs(['exec', '--mount', m.dir, '--', bin])
       assert.equal(r.code, 0, r.stderr)
       const lines = r.stdout.trim().split('\n')
-      assert.deepEqual(lines, [
-        'api_version: ok ret=0',
-        'check_extension_v2: ok ret=1',
-        'check_extension_vaddr: ok ret=0',
-        'unknown_op: err EOPNOTSUPP',
-        'mock_domain: ok ret=0',
-        'ids: stdev=2 idev=3 hwpt=4',
-        'map: ok ret=0',
-        'refs_1: ok ret=0',
-        'check_map: ok ret=0',
-        'create_access: ok ret=0',
-        'access_fd_is_open: yes',
-        'rw_read: ok ret=0',
-        'rw_read_matches: yes',
-        'rw_write: ok ret=0',
-        'rw_write_landed: yes',
-        'access_pages: ok ret=0',
-        'access_pages_wrong_uptr: err EBADE',
-        'refs_still_1: ok ret=0',
-        'refs_0_after_close: ok ret=0',
-        'fault_alloc: ok ret=0',
-        'iopf_hwpt: ok ret=0',
-        'replace_to_iopf: ok ret=0',
-        'trigger_iopf: ok ret=0',
-        'fault_read: bytes=40 flags=3 dev_id=3 pasid=1 grpid=2 perm=3 addr=0xdeadbeaf',
-        'fault_respond_bad_cookie: err EINVAL',
-        'fault_respond: ok ret=8',
-        'destroy_fault_in_use: err EBUSY',
-        'destroy_fault_fd_open: err EBUSY',
-        'destroy_fault: ok ret=0',
-        'dmabuf_get: a descriptor',
-        'dmabuf_map_empty: err EINVAL',
-        'dmabuf_map_past_end: err EINVAL',
-        'dmabuf_map_one_more: err EINVAL',
-        'dmabuf_map: ok ret=0',
-        'dmabuf_revoke: ok ret=0',
-        'hwpt_alloc_while_revoked: ok ret=0',
-        'dmabuf_map_revoked: err ENODEV',
-        'dmabuf_unrevoke: ok ret=0',
-        'dmabuf_map_again: ok ret=0',
-        'dmabuf_revoke_not_dmabuf: err EINVAL',
-        'dmabuf_revoke_closed: err EBADF',
-        'dmabuf_get_empty: err EINVAL',
-        'dmabuf_get_too_big: err EINVAL',
-        'set_iommu: ok ret=0',
-        'get_info_60: ok ret=0',
-        'get_info_60: argsz=72 cap_offset=0 next=40 untouched_past_argsz=yes',
-      ])
+      assert.deepEqual(lines, SELFTEST_OPS)
       // the server reads the sender's memory itself: no frame took a RETRY round trip, not even ACCESS_RW's reads of the mapped pages
       const trace = await m.cat('sys/kernel/debug/iommufd/trace')
       assert.match(trace, /frame IOMMU_TEST_CMD -> ok/)
       assert.doesNotMatch(trace, /-> retry/)
+    })
+  })
+
+  it('the same checks with real ioctl()s under exec --namespace: accesses, fault queues and DMA-BUFs are real descriptors the supervisor installs', async () => {
+    await withMount(async (m) => {
+      const r = await iommufs(['exec', '--mount', m.dir, '--namespace', '--', bin])
+      assert.equal(r.code, 0, r.stderr)
+      assert.deepEqual(r.stdout.trim().split('\n'), SELFTEST_OPS)
+      // the access's file was installed and released: its pins went at close (refs_0_after_close), and the trace has the real ioctls
+      const trace = await m.cat('sys/kernel/debug/iommufd/trace')
+      assert.match(trace, /ioctl IOMMU_TEST_CMD -> ok/)
     })
   })
 

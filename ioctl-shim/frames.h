@@ -1,0 +1,76 @@
+/*
+ * Frames (docs/frames.md) as their clients build and read them: the ioctl
+ * shim inside a program, and `iommufs exec --namespace`'s supervisor outside
+ * it. Hidden: the shim's only exported symbols are the calls it interposes.
+ */
+#ifndef IOMMUFS_FRAMES_H
+#define IOMMUFS_FRAMES_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "iommufs-shim.h"
+
+#define FRAMES_API __attribute__((visibility("hidden")))
+
+struct entry {
+	uint64_t addr;
+	uint32_t len;
+	uint32_t flags;
+	uint8_t *data; /* len bytes, or NULL for FAULT */
+};
+
+struct request {
+	uint32_t cmd;
+	const uint8_t *st;
+	uint32_t st_len;
+	struct entry *e;
+	size_t ne, cap;
+};
+
+struct reply {
+	struct iomf_header h;
+	const uint8_t *st;
+	struct {
+		uint64_t addr;
+		uint32_t len;
+		uint32_t flags;
+		const uint8_t *data;
+	} *b;
+	const char *msg;
+};
+
+FRAMES_API int add_entry(struct request *r, struct entry e);
+FRAMES_API void free_request(struct request *r);
+/* The REQUEST frame for r, malloc'd; *len its size. NULL with errno on failure. */
+FRAMES_API uint8_t *build_request(const struct request *r, size_t *len);
+FRAMES_API int write_all(int fd, const uint8_t *p, size_t n);
+/* Reads the reply to a request of `sent` bytes (malloc'd; *len its size). */
+FRAMES_API uint8_t *read_reply(int fd, size_t sent, size_t *len);
+/* Splits a reply frame into its parts (pointers into f; r->b malloc'd). -1 if it is malformed. */
+FRAMES_API int parse_reply(const uint8_t *f, size_t n, struct reply *r);
+/* One request/reply exchange on fd. The reply frame is malloc'd. */
+FRAMES_API uint8_t *exchange(int fd, const struct request *r, size_t *len);
+
+/* Reads len bytes at addr in the caller the request is for (`who`): bytes read, short at an unmapped page, or -1. */
+typedef ssize_t (*mem_reader)(void *who, uint64_t addr, void *dst, size_t len);
+
+/*
+ * The struct at addr into r->st (malloc'd), as an ioctl takes it: its first
+ * u32 says the size (at least 4, at most IOMF_MAX_STRUCT). If not even that
+ * can be read, the struct goes out empty: the server answers ENOTTY for an
+ * unknown command first, else EFAULT, in the kernel's order. *short_read:
+ * the tail could not be read. -1 (ENOMEM) on failure.
+ */
+FRAMES_API int read_struct(struct request *r, mem_reader read, void *who, uint64_t addr, int *short_read);
+
+/*
+ * Sends r on fd until the server answers: each RETRY names buffers, which
+ * are read from the caller (an unreadable one goes as FAULT) and sent with
+ * the request again. Returns the reply frame (malloc'd), split into *rep;
+ * NULL with errno on failure.
+ */
+FRAMES_API uint8_t *transact(int fd, struct request *r, mem_reader read, void *who, struct reply *rep);
+
+#endif

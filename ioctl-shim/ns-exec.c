@@ -1,0 +1,384 @@
+/*
+ * iommufs-ns-exec MOUNT PROGRAM [ARGS...]: the last step of `iommufs exec
+ * --namespace`. PROGRAM's real ioctl()s reach the model through FUSE, but
+ * FUSE cannot install a descriptor in the caller, and three commands return
+ * one: IOMMU_FAULT_QUEUE_ALLOC, IOMMU_VEVENTQ_ALLOC and the selftest's
+ * IOMMU_TEST_CMD (CREATE_ACCESS, DMABUF_GET). A seccomp filter stops those
+ * commands and this process, outside PROGRAM, answers them (user
+ * notification): it sends the request as a frame on PROGRAM's own iommufd
+ * (pidfd_getfd), opens the file the reply names, installs it in PROGRAM
+ * (SECCOMP_IOCTL_NOTIF_ADDFD) and writes the struct back where the kernel
+ * would. Those commands on other files, and every other syscall, go on
+ * untouched. Exits with PROGRAM's status (128 + signal when killed).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/pidfd.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "frames.h"
+#include "iommufd.h"
+
+#if defined(__x86_64__)
+#define THIS_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define THIS_ARCH AUDIT_ARCH_AARCH64
+#else
+#error "iommufs-ns-exec: no seccomp architecture for this machine"
+#endif
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "iommufs-ns-exec: the filter reads the command as a little-endian word"
+#endif
+
+static const char *mount_dir;
+static struct stat iommu_node; /* MOUNT/dev/iommu: a descriptor of it is an iommufd of this mount */
+static pid_t child;
+
+static void die(const char *what)
+{
+	fprintf(stderr, "iommufs-ns-exec: %s: %s\n", what, strerror(errno));
+	exit(126);
+}
+
+/* ---- the program's side: the filter ---- */
+
+/* ioctl() with one of the three commands stops for us; all else runs. */
+static int install_filter(void)
+{
+	struct sock_filter prog[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, THIS_ARCH, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_ioctl, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		/* the kernel takes the command as an unsigned int: its low word */
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IOMMU_FAULT_QUEUE_ALLOC, 3, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IOMMU_VEVENTQ_ALLOC, 2, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IOMMU_TEST_CMD, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+	};
+	struct sock_fprog fprog = { .len = sizeof prog / sizeof prog[0], .filter = prog };
+	return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &fprog);
+}
+
+static void send_fd(int sock, int fd)
+{
+	char byte = 0;
+	struct iovec io = { &byte, 1 };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	memset(&u, 0, sizeof u);
+	struct msghdr m = { .msg_iov = &io, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof fd);
+	if (sendmsg(sock, &m, 0) < 0)
+		die("sendmsg");
+}
+
+static int recv_fd(int sock)
+{
+	char byte;
+	struct iovec io = { &byte, 1 };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr m = { .msg_iov = &io, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+	if (recvmsg(sock, &m, MSG_CMSG_CLOEXEC) <= 0)
+		return -1;
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	if (!c || c->cmsg_type != SCM_RIGHTS)
+		return -1;
+	int fd;
+	memcpy(&fd, CMSG_DATA(c), sizeof fd);
+	return fd;
+}
+
+/* ---- our side: answering a stopped ioctl ---- */
+
+static ssize_t remote_read(pid_t pid, uint64_t addr, void *dst, size_t len)
+{
+	struct iovec local = { dst, len }, remote = { (void *)(uintptr_t)addr, len };
+	return len ? process_vm_readv(pid, &local, 1, &remote, 1, 0) : 0;
+}
+
+/* remote_read for the frames' helpers: `who` points at the pid. */
+static ssize_t program_read(void *who, uint64_t addr, void *dst, size_t len)
+{
+	return remote_read(*(pid_t *)who, addr, dst, len);
+}
+
+static int remote_write(pid_t pid, uint64_t addr, const void *src, size_t len)
+{
+	struct iovec local = { (void *)src, len }, remote = { (void *)(uintptr_t)addr, len };
+	return !len || process_vm_writev(pid, &local, 1, &remote, 1, 0) == (ssize_t)len ? 0 : -1;
+}
+
+/* A TEST_CMD op that makes a descriptor: the only ones answered here. */
+static int makes_descriptor(uint32_t op)
+{
+	return op == IOMMU_TEST_OP_CREATE_ACCESS || op == IOMMU_TEST_OP_DMABUF_GET;
+}
+
+/* PROGRAM's descriptor `fd`, duplicated here when it is an iommufd of this mount; else -1. */
+static int iommufd_of(pid_t pid, int fd)
+{
+	int pidfd = pidfd_open(pid, 0);
+	if (pidfd < 0)
+		return -1;
+	int own = pidfd_getfd(pidfd, fd, 0);
+	close(pidfd);
+	struct stat st;
+	if (own >= 0 && (fstat(own, &st) < 0 || st.st_dev != iommu_node.st_dev || st.st_ino != iommu_node.st_ino)) {
+		close(own);
+		own = -1;
+	}
+	return own;
+}
+
+/* How a stopped ioctl ended: `error` (a positive errno) or `val`; `sent` when ADDFD already answered it. */
+struct outcome {
+	int error;
+	int64_t val;
+	int sent;
+};
+
+/* Opens MOUNT/path for PROGRAM and installs it there (`send`: as the syscall's return value, which answers it). */
+static int hand_over(int listener, uint64_t id, const uint8_t *path, uint32_t plen, int send)
+{
+	char full[PATH_MAX];
+	if ((size_t)snprintf(full, sizeof full, "%s/%.*s", mount_dir, (int)plen, (const char *)path) >= sizeof full)
+		return -ENAMETOOLONG;
+	int nfd = open(plen ? full : "/dev/null", O_RDWR | O_CLOEXEC);
+	if (nfd < 0)
+		return -errno;
+	struct seccomp_notif_addfd add = { .id = id, .flags = send ? SECCOMP_ADDFD_FLAG_SEND : 0, .srcfd = (uint32_t)nfd, .newfd_flags = O_CLOEXEC };
+	int target = ioctl(listener, SECCOMP_IOCTL_NOTIF_ADDFD, &add);
+	int err = errno;
+	close(nfd);
+	return target < 0 ? -err : target;
+}
+
+/* The ioctl as a frame on `own` (PROGRAM's iommufd), its reply written into PROGRAM as the kernel's would be. */
+static struct outcome forward(int listener, const struct seccomp_notif *n, int own)
+{
+	pid_t pid = (pid_t)n->pid;
+	uint32_t cmd = (uint32_t)n->data.args[1];
+	uint64_t addr = n->data.args[2];
+	struct outcome out = { 0 };
+	struct request r = { .cmd = cmd };
+	int short_read;
+	if (read_struct(&r, program_read, &pid, addr, &short_read) < 0)
+		return (struct outcome){ .error = ENOMEM };
+	/* not OWN: the struct's addresses are PROGRAM's, not this writer's */
+	struct entry argent = { .addr = addr, .len = 0, .flags = IOMF_BUF_ARG, .data = NULL };
+	struct reply rep = { 0 };
+	uint8_t *f = NULL;
+	int err = add_entry(&r, argent) < 0 ? ENOMEM : 0;
+	if (!err && !(f = transact(own, &r, program_read, &pid, &rep)))
+		err = errno;
+	/* as the shim: the struct the reply carries is written back even with an errno (HWPT_INVALIDATE's entry_num) */
+	uint8_t *st_out = NULL;
+	if (!err && rep.h.struct_len && !(st_out = malloc(rep.h.struct_len)))
+		err = ENOMEM;
+	if (st_out)
+		memcpy(st_out, rep.st, rep.h.struct_len);
+	if (!err)
+		err = (int)rep.h.target_or_errno;
+	/* the descriptors a struct field names, installed first: their numbers go in the struct */
+	int retval_path = -1;
+	for (uint32_t i = 0; !err && i < rep.h.nbuf; i++) {
+		uint32_t off;
+		if (!(rep.b[i].flags & IOMF_REPLY_NEWFD) || rep.b[i].len < 4)
+			continue;
+		memcpy(&off, rep.b[i].data, 4);
+		if (off == NEWFD_RETVAL) {
+			retval_path = (int)i;
+			continue;
+		}
+		if ((uint64_t)off + 4 > rep.h.struct_len) {
+			err = EPROTO;
+			break;
+		}
+		int target = hand_over(listener, n->id, rep.b[i].data + 4, rep.b[i].len - 4, 0);
+		if (target < 0)
+			err = -target;
+		else
+			memcpy(st_out + off, &target, 4);
+	}
+	if (st_out && remote_write(pid, addr, st_out, rep.h.struct_len) < 0)
+		err = EFAULT;
+	for (uint32_t i = 0; !err && i < rep.h.nbuf; i++) {
+		if (rep.b[i].flags & IOMF_REPLY_RETVAL)
+			out.val = (int64_t)rep.b[i].addr;
+		else if (!(rep.b[i].flags & IOMF_REPLY_NEWFD) && remote_write(pid, rep.b[i].addr, rep.b[i].data, rep.b[i].len) < 0)
+			err = EFAULT;
+	}
+	if (short_read && err == E2BIG)
+		err = EFAULT;
+	/* a descriptor that is the return value answers the syscall as it is installed */
+	if (!err && retval_path >= 0) {
+		int target = hand_over(listener, n->id, rep.b[retval_path].data + 4, rep.b[retval_path].len - 4, 1);
+		if (target < 0)
+			err = -target;
+		else
+			out.sent = 1;
+	}
+	out.error = err;
+	free(st_out);
+	free(rep.b);
+	free(f);
+	free_request(&r);
+	free((void *)r.st);
+	return out;
+}
+
+/* One stopped ioctl: ours to answer, or let run as it would have. */
+static void answer(int listener, struct seccomp_notif *n, struct seccomp_notif_resp *resp)
+{
+	memset(resp, 0, sizeof *resp);
+	resp->id = n->id;
+	resp->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+	uint32_t head[2];
+	int own = -1;
+	int ours = 1;
+	if ((uint32_t)n->data.args[1] == IOMMU_TEST_CMD)
+		ours = remote_read((pid_t)n->pid, n->data.args[2], head, sizeof head) == (ssize_t)sizeof head && makes_descriptor(head[1]);
+	if (ours)
+		own = iommufd_of((pid_t)n->pid, (int)n->data.args[0]);
+	/* the pid we read through must still be the caller's */
+	if (own >= 0 && ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &n->id) == 0) {
+		struct outcome o = forward(listener, n, own);
+		if (o.sent) {
+			close(own);
+			return;
+		}
+		resp->flags = 0;
+		resp->error = o.error ? -o.error : 0;
+		resp->val = o.error ? 0 : o.val;
+	}
+	if (own >= 0)
+		close(own);
+	/* ENOENT: the caller is gone (killed while it waited) */
+	if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, resp) < 0 && errno != ENOENT)
+		fprintf(stderr, "iommufs-ns-exec: SECCOMP_IOCTL_NOTIF_SEND: %s\n", strerror(errno));
+}
+
+/* Serves PROGRAM's stopped ioctls until PROGRAM ends; returns its wait status. */
+static int serve(int listener, int child_pidfd)
+{
+	struct seccomp_notif_sizes sizes;
+	if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sizes) < 0)
+		die("SECCOMP_GET_NOTIF_SIZES");
+	struct seccomp_notif *n = malloc(sizes.seccomp_notif > sizeof *n ? sizes.seccomp_notif : sizeof *n);
+	struct seccomp_notif_resp *resp = malloc(sizes.seccomp_notif_resp > sizeof *resp ? sizes.seccomp_notif_resp : sizeof *resp);
+	if (!n || !resp)
+		die("malloc");
+	for (;;) {
+		struct pollfd p[2] = { { .fd = listener, .events = POLLIN }, { .fd = child_pidfd, .events = POLLIN } };
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			die("poll");
+		}
+		if (p[1].revents)
+			break;
+		if (p[0].revents & POLLIN) {
+			memset(n, 0, sizes.seccomp_notif);
+			if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, n) < 0) {
+				if (errno == EINTR || errno == ENOENT)
+					continue;
+				die("SECCOMP_IOCTL_NOTIF_RECV");
+			}
+			answer(listener, n, resp);
+		} else if (p[0].revents & (POLLHUP | POLLERR)) {
+			break;
+		}
+	}
+	int status = 0;
+	while (waitpid(child, &status, 0) < 0 && errno == EINTR)
+		;
+	return status;
+}
+
+/* Signals sent to us (by iommufs exec, or a kill) go to PROGRAM, as a shell's would. */
+static void forward_signal(int sig)
+{
+	if (child > 0)
+		kill(child, sig);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 3) {
+		fprintf(stderr, "usage: iommufs-ns-exec MOUNT PROGRAM [ARGS...]\n");
+		return 2;
+	}
+	mount_dir = argv[1];
+	char node[PATH_MAX];
+	snprintf(node, sizeof node, "%s/dev/iommu", mount_dir);
+	if (stat(node, &iommu_node) < 0)
+		die(node);
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		die("socketpair");
+	child = fork();
+	if (child < 0)
+		die("fork");
+	if (child == 0) {
+		close(sv[0]);
+		int listener = install_filter();
+		if (listener < 0)
+			die("seccomp(SECCOMP_FILTER_FLAG_NEW_LISTENER)");
+		send_fd(sv[1], listener);
+		close(listener);
+		close(sv[1]);
+		execvp(argv[2], argv + 2);
+		fprintf(stderr, "iommufs-ns-exec: %s: %s\n", argv[2], strerror(errno));
+		_exit(127);
+	}
+	close(sv[1]);
+	struct sigaction sa = { .sa_handler = forward_signal };
+	sigemptyset(&sa.sa_mask);
+	const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+	for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+		sigaction(forwarded[i], &sa, NULL);
+	int child_pidfd = pidfd_open(child, 0);
+	int listener = recv_fd(sv[0]);
+	close(sv[0]);
+	int status;
+	if (listener < 0 || child_pidfd < 0) {
+		/* the filter never came (the child said why): only wait */
+		while (waitpid(child, &status, 0) < 0 && errno == EINTR)
+			;
+	} else {
+		status = serve(listener, child_pidfd);
+	}
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
