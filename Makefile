@@ -119,7 +119,7 @@ dist/test/c/%: test/c/%.c examples/c/example.h $(HEADER)
 
 $(STATIC_TESTS): dist/test/c/%: test/c/%.c examples/c/example.h $(HEADER)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_EXAMPLES) -Iexamples/c -static -o $@ $<
+	$(CC) $(CFLAGS_EXAMPLES) -Iexamples/c -static -o $@ $< -lpthread
 
 # a test suite of the kind users run under `iommufs run` (examples/suites/)
 dist/examples/suites/c/suite: examples/suites/c/suite.c examples/c/example.h $(HEADER)

@@ -26,6 +26,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/pidfd.h>
+#ifndef PIDFD_THREAD
+#define PIDFD_THREAD O_EXCL /* since 6.9: a pidfd for a thread that is not its group's leader */
+#endif
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -146,10 +149,28 @@ static int makes_descriptor(uint32_t op)
 	return op == IOMMU_TEST_OP_CREATE_ACCESS || op == IOMMU_TEST_OP_DMABUF_GET;
 }
 
-/* PROGRAM's descriptor `fd`, duplicated here when it is an iommufd of this mount; else -1. */
-static int iommufd_of(pid_t pid, int fd)
+/* A pidfd for the task that made the call: the thread itself where the kernel allows it, else its process (which shares its descriptors). */
+static int pidfd_of_task(pid_t tid)
 {
-	int pidfd = pidfd_open(pid, 0);
+	int pidfd = pidfd_open(tid, PIDFD_THREAD);
+	if (pidfd >= 0 || errno != EINVAL)
+		return pidfd;
+	char path[64], line[128];
+	snprintf(path, sizeof path, "/proc/%d/status", (int)tid);
+	FILE *f = fopen(path, "r");
+	pid_t tgid = 0;
+	while (f && fgets(line, sizeof line, f))
+		if (sscanf(line, "Tgid: %d", &tgid) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return tgid > 0 ? pidfd_open(tgid, 0) : -1;
+}
+
+/* The calling task's descriptor `fd`, duplicated here when it is an iommufd of this mount; else -1. */
+static int iommufd_of(pid_t tid, int fd)
+{
+	int pidfd = pidfd_of_task(tid);
 	if (pidfd < 0)
 		return -1;
 	int own = pidfd_getfd(pidfd, fd, 0);

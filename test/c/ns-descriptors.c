@@ -8,6 +8,7 @@
  */
 #include "example.h" /* first: it sets _GNU_SOURCE */
 
+#include <pthread.h>
 #include <sys/wait.h>
 
 static void result(const char *step, int err)
@@ -19,6 +20,19 @@ static int destroy(int fd, __u32 id)
 {
 	struct iommu_destroy d = { .size = sizeof(d), .id = id };
 	return do_ioctl(fd, IOMMU_DESTROY, &d);
+}
+
+/* A thread other than the first asks: the supervisor reaches its descriptors all the same. */
+static void *from_a_thread(void *arg)
+{
+	int fd = *(int *)arg;
+	struct iommu_fault_alloc fa = { .size = sizeof(fa) };
+	int err = do_ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &fa);
+	printf("IOMMU_FAULT_QUEUE_ALLOC from a second thread: %s, a descriptor: %s\n", err ? errno_name(err) : "ok",
+	       !err && fcntl((int)fa.out_fault_fd, F_GETFD) >= 0 ? "yes" : "no");
+	if (!err)
+		close((int)fa.out_fault_fd);
+	return NULL;
 }
 
 int main(void)
@@ -57,6 +71,10 @@ int main(void)
 	int status;
 	waitpid(child, &status, 0);
 	result("IOMMU_DESTROY once the child is gone", destroy(fd, fb.out_fault_id));
+
+	pthread_t t;
+	pthread_create(&t, NULL, from_a_thread, &fd);
+	pthread_join(t, NULL);
 
 	/* the same numbers elsewhere, and bad arguments */
 	int null = open("/dev/null", O_RDWR);

@@ -71,6 +71,7 @@ IOMMU_DESTROY of the queue once it is closed: ok
 IOMMU_FAULT_QUEUE_ALLOC again: ok out_fault_id=1
 IOMMU_DESTROY while a child holds the descriptor: EBUSY
 IOMMU_DESTROY once the child is gone: ok
+IOMMU_FAULT_QUEUE_ALLOC from a second thread: ok, a descriptor: yes
 IOMMU_FAULT_QUEUE_ALLOC on /dev/null: ENOTTY
 IOMMU_FAULT_QUEUE_ALLOC arg=8: EFAULT
 IOMMU_FAULT_QUEUE_ALLOC flags=1: EOPNOTSUPP
