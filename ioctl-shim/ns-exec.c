@@ -217,6 +217,15 @@ static struct outcome forward(int listener, const struct seccomp_notif *n, int o
 	int short_read;
 	if (read_struct(&r, program_read, &pid, addr, &short_read) < 0)
 		return (struct outcome){ .error = ENOMEM };
+	/*
+	 * Probed for writing before anything is made, as the server probes a real
+	 * ioctl's: a struct the reply cannot be written to is EFAULT with nothing
+	 * made, where the kernel would make, fail to copy out, and undo.
+	 */
+	if (r.st_len && remote_write(pid, addr, r.st, r.st_len) < 0) {
+		free((void *)r.st);
+		return (struct outcome){ .error = EFAULT };
+	}
 	/* not OWN: the struct's addresses are PROGRAM's, not this writer's */
 	struct entry argent = { .addr = addr, .len = 0, .flags = IOMF_BUF_ARG, .data = NULL };
 	struct reply rep = { 0 };

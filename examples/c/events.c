@@ -99,10 +99,11 @@ int main(int argc, char **argv)
 	pid_t child = fork();
 	if (child == 0) _exit(child_dma(pci));
 	int r = poll(&p, 1, 60000);
-	/* asked for POLLIN and POLLOUT: as the kernel's, POLLIN only (a vEVENTQ has no write) */
-	printf("poll: %d revents=%s%s\n", r, p.revents & POLLIN ? "POLLIN" : "-", p.revents & POLLOUT ? "|POLLOUT" : "");
+	/* printed once the child has printed its line and gone: the output has one order */
 	int status = 0;
 	waitpid(child, &status, 0);
+	/* asked for POLLIN and POLLOUT: as the kernel's, POLLIN only (a vEVENTQ has no write) */
+	printf("poll: %d revents=%s%s\n", r, p.revents & POLLIN ? "POLLIN" : "-", p.revents & POLLOUT ? "|POLLOUT" : "");
 	if (r != 1 || !(p.revents & POLLIN)) return 1;
 
 	/* a buffer too small for the 40-byte record takes nothing (the kernel returns 0) */
@@ -128,9 +129,9 @@ int main(int argc, char **argv)
 	pid_t child2 = fork();
 	if (child2 == 0) _exit(child_dma(pci));
 	int er = epoll_wait(ep, &got, 1, 60000);
-	printf("epoll_wait: %d events=%s\n", er, er == 1 && (got.events & EPOLLIN) ? "EPOLLIN" : "-");
 	int status2 = 0;
 	waitpid(child2, &status2, 0);
+	printf("epoll_wait: %d events=%s\n", er, er == 1 && (got.events & EPOLLIN) ? "EPOLLIN" : "-");
 	n = read(q, buf, sizeof buf);
 	memcpy(&h, buf, sizeof h);
 	printf("read: %zd bytes, sequence=%u\n", n, h.sequence);

@@ -9,6 +9,7 @@
 #include "example.h" /* first: it sets _GNU_SOURCE */
 
 #include <pthread.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 
 static void result(const char *step, int err)
@@ -80,6 +81,15 @@ int main(void)
 	int null = open("/dev/null", O_RDWR);
 	result("IOMMU_FAULT_QUEUE_ALLOC on /dev/null", do_ioctl(null, IOMMU_FAULT_QUEUE_ALLOC, &fa));
 	result("IOMMU_FAULT_QUEUE_ALLOC arg=8", do_ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, (void *)8));
+	/* a struct that can be read but not written: EFAULT, and no queue is made (the next takes ID 2, after the thread's) */
+	struct iommu_fault_alloc *ro = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ro->size = sizeof(*ro);
+	mprotect(ro, 4096, PROT_READ);
+	result("IOMMU_FAULT_QUEUE_ALLOC into a read-only struct", do_ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, ro));
+	struct iommu_fault_alloc fc = { .size = sizeof(fc) };
+	MUST("IOMMU_FAULT_QUEUE_ALLOC after it", fd, IOMMU_FAULT_QUEUE_ALLOC, &fc);
+	printf(" out_fault_id=%u\n", fc.out_fault_id);
+	close((int)fc.out_fault_fd);
 	struct iommu_fault_alloc bad = { .size = sizeof(bad), .flags = 1 };
 	result("IOMMU_FAULT_QUEUE_ALLOC flags=1", do_ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &bad));
 	struct iommu_test_cmd nop = { .size = sizeof(nop), .op = IOMMU_TEST_OP_DMABUF_REVOKE, .dmabuf_revoke = { .dmabuf_fd = null } };

@@ -74,6 +74,8 @@ IOMMU_DESTROY once the child is gone: ok
 IOMMU_FAULT_QUEUE_ALLOC from a second thread: ok, a descriptor: yes
 IOMMU_FAULT_QUEUE_ALLOC on /dev/null: ENOTTY
 IOMMU_FAULT_QUEUE_ALLOC arg=8: EFAULT
+IOMMU_FAULT_QUEUE_ALLOC into a read-only struct: EFAULT
+IOMMU_FAULT_QUEUE_ALLOC after it: ok out_fault_id=2
 IOMMU_FAULT_QUEUE_ALLOC flags=1: EOPNOTSUPP
 IOMMU_TEST_CMD DMABUF_REVOKE of /dev/null: EINVAL
 `,
