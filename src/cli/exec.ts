@@ -32,8 +32,8 @@ them. Other files and descriptors are untouched. Exits with PROGRAM's status.
                 selftest's DMA-BUFs) are installed by a supervisor through
                 seccomp, so PROGRAM runs as its child.
 
-Environment given to PROGRAM: IOMMUFS_MOUNT (the mount, absolute) and
-LD_PRELOAD (the shim appended). IOMMUFS_SHIM_TRACE=1 makes the shim print
+Environment given to PROGRAM: IOMMUFS_MOUNT (the mount, absolute) and,
+without --namespace, LD_PRELOAD (the shim appended). IOMMUFS_SHIM_TRACE=1 makes the shim print
 each forwarded ioctl and the server's message on stderr. A statically linked
 PROGRAM is refused: LD_PRELOAD cannot reach it.
 `
@@ -198,7 +198,7 @@ async function defaultMount(): Promise<string> {
 }
 
 /** PROGRAM resolved as execvp would, or a refusal naming it. */
-function findProgram(name: string): string {
+export function findProgram(name: string): string {
   const program = resolveProgram(name)
   if (!program) throw new ExecError(`${name}: no such executable${name.includes('/') ? '' : ' in PATH'}`)
   return program
@@ -238,6 +238,21 @@ export function spawnUnderShim(mount: string, program: string, argv0: string, ar
   return watch(spawn(program, args, { argv0, stdio: 'inherit', env: { ...process.env, LD_PRELOAD: preload, IOMMUFS_MOUNT: mount } }), argv0)
 }
 
+/**
+ * Starts `program` (a path from findProgram) in a private mount namespace
+ * where the real device and sysfs paths are `mount`'s, under the supervisor
+ * that installs the descriptors its ioctls return (root only).
+ */
+export function spawnInNamespace(mount: string, program: string, argv0: string, args: readonly string[]): ShimChild {
+  if (process.getuid?.() !== 0) throw new ExecError('--namespace needs root (it makes a mount namespace and bind mounts)')
+  if (!existsSync(NS_EXEC_PATH)) throw new ExecError(`the namespace supervisor is not built (${NS_EXEC_PATH}): run make supervisor`)
+  const ns = spawn('unshare', ['--mount', '--propagation', 'private', '--', '/bin/sh', '-c', NAMESPACE_SCRIPT, 'iommufs-ns', mount, NS_EXEC_PATH, program, ...args], {
+    stdio: 'inherit',
+    env: { ...process.env, IOMMUFS_MOUNT: mount },
+  })
+  return watch(ns, argv0)
+}
+
 async function run(argv: string[]): Promise<number> {
   const parsed = parseExecArgs(argv)
   if (parsed === 'help') {
@@ -246,18 +261,9 @@ async function run(argv: string[]): Promise<number> {
   }
   const mount = parsed.mount !== undefined ? path.resolve(parsed.mount) : await defaultMount()
   if (!(await iommufsMounts()).includes(mount)) throw new ExecError(`${mount} is not an iommufs mount`)
-  let child: ShimChild
-  if (parsed.namespace) {
-    const program = findProgram(parsed.program)
-    if (process.getuid?.() !== 0) throw new ExecError('--namespace needs root (it makes a mount namespace and bind mounts)')
-    if (!existsSync(NS_EXEC_PATH)) throw new ExecError(`the namespace supervisor is not built (${NS_EXEC_PATH}): run make supervisor`)
-    const ns = spawn('unshare', ['--mount', '--propagation', 'private', '--', '/bin/sh', '-c', NAMESPACE_SCRIPT, 'iommufs-ns', mount, NS_EXEC_PATH, program, ...parsed.args], {
-      stdio: 'inherit',
-    })
-    child = watch(ns, parsed.program)
-  } else {
-    child = spawnUnderShim(mount, checkProgram(parsed.program), parsed.program, parsed.args)
-  }
+  const child = parsed.namespace
+    ? spawnInNamespace(mount, findProgram(parsed.program), parsed.program, parsed.args)
+    : spawnUnderShim(mount, checkProgram(parsed.program), parsed.program, parsed.args)
   // like a shell: the program gets the terminal's signals; we report how it ended
   const forward = (sig: NodeJS.Signals): void => child.kill(sig)
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT']

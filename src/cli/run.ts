@@ -1,15 +1,16 @@
 /**
- * `iommufs run [--topology FILE] [--sanitize MODE] [--record FILE] [--keep] -- CMD ARGS...`:
+ * `iommufs run [--topology FILE] [--sanitize MODE] [--record FILE] [--keep] [--namespace] -- CMD ARGS...`:
  * one command for a test suite. Mounts a fresh machine in a temporary
- * directory, runs CMD under the ioctl shim with IOMMUFS_MOUNT naming the
- * mount, passes CMD's exit status through and always unmounts.
+ * directory, runs CMD under the ioctl shim (or in exec's namespace) with
+ * IOMMUFS_MOUNT naming the mount, passes CMD's exit status through and
+ * always unmounts.
  */
 import { promises as fsp } from 'node:fs'
 import { constants as osConstants, tmpdir } from 'node:os'
 import * as path from 'node:path'
 import { parseArgs } from 'node:util'
 import { detach } from '../fs/fuse-binding'
-import { checkProgram, spawnUnderShim } from './exec'
+import { checkProgram, findProgram, spawnInNamespace, spawnUnderShim } from './exec'
 import { startServer } from './server'
 import { UsageError } from './usage'
 import { Machine } from '../hw/machine'
@@ -22,7 +23,7 @@ type SanitizeMode = SanitizerMode
 /** run's exit status when --sanitize strict found anything (CMD's own status is then only printed). */
 export const SANITIZER_EXIT = 86
 
-export const RUN_HELP = `usage: iommufs run [--topology FILE] [--sanitize off|report|strict] [--record FILE] [--keep] -- CMD [ARGS...]
+export const RUN_HELP = `usage: iommufs run [--topology FILE] [--sanitize off|report|strict] [--record FILE] [--keep] [--namespace] -- CMD [ARGS...]
 
 Mounts a fresh machine in a new temporary directory, runs CMD there under the
 ioctl shim (as iommufs exec does), then unmounts and removes the directory,
@@ -38,10 +39,14 @@ died of signal N).
   --record FILE     write every request of every context, with its reply, as a
                     bash script that iommufs replay runs (docs/record-replay.md)
   --keep            after CMD ends, keep serving the mount until Ctrl-C/SIGTERM
+  --namespace       no shim: run CMD (root only) as iommufs exec --namespace
+                    does, where /dev/iommu and the sysfs paths are the mount's
+                    and its real ioctl()s reach the model (static binaries too)
 
 Environment given to CMD: IOMMUFS_MOUNT, the mount's absolute path (open
-$IOMMUFS_MOUNT/dev/iommu, read $IOMMUFS_MOUNT/sys/...), and LD_PRELOAD with the
-shim, so /dev/iommu and /dev/vfio/devices/vfio<N> reach the mount.
+$IOMMUFS_MOUNT/dev/iommu, read $IOMMUFS_MOUNT/sys/...), and, without
+--namespace, LD_PRELOAD with the shim, so /dev/iommu and
+/dev/vfio/devices/vfio<N> reach the mount.
 `
 
 
@@ -53,6 +58,7 @@ interface RunArgs {
   sanitize: SanitizeMode
   record?: string
   keep: boolean
+  namespace: boolean
   cmd: string
   args: string[]
 }
@@ -65,7 +71,7 @@ function parseRunArgs(argv: string[]): RunArgs | 'help' {
   try {
     ;({ values, positionals } = parseArgs({
       args: own,
-      options: { topology: { type: 'string' }, sanitize: { type: 'string' }, record: { type: 'string' }, keep: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      options: { topology: { type: 'string' }, sanitize: { type: 'string' }, record: { type: 'string' }, keep: { type: 'boolean' }, namespace: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
       allowPositionals: true,
       strict: true,
     }))
@@ -83,6 +89,7 @@ function parseRunArgs(argv: string[]): RunArgs | 'help' {
     sanitize,
     record: values.record as string | undefined,
     keep: values.keep === true,
+    namespace: values.namespace === true,
     cmd: cmd[0],
     args: cmd.slice(1),
   }
@@ -118,7 +125,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     process.stdout.write(RUN_HELP)
     return 0
   }
-  const program = checkProgram(opts.cmd)
+  const program = opts.namespace ? findProgram(opts.cmd) : checkProgram(opts.cmd)
 
   const dir = await fsp.mkdtemp(path.join(tmpdir(), 'iommufs-run-'))
   // signals that come while mounting are handled once CMD runs; until then they only end the wait
@@ -132,7 +139,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     sig = nextSignal(SIGNALS)
     early.off()
     if (early.caught) return 128 + osConstants.signals[early.caught]
-    const child = spawnUnderShim(server.dir, program, opts.cmd, opts.args)
+    const child = (opts.namespace ? spawnInNamespace : spawnUnderShim)(server.dir, program, opts.cmd, opts.args)
     const code = await Promise.race([
       child.exited,
       sig.signal.then(async (s) => {

@@ -39,6 +39,21 @@ describe('iommufs run', () => {
     })
   })
 
+  it('--namespace: a static CMD opens /dev/iommu itself, is handed descriptors, its status comes through, and the mount goes', async () => {
+    await withTmp(async (tmp, env) => {
+      const r = await iommufs(['run', '--namespace', '--', path.join(PACKAGE_ROOT, 'dist', 'test', 'c', 'ns-descriptors')], { env })
+      assert.equal(r.code, 3, r.stderr)
+      assert.equal(r.stderr, '')
+      assert.match(r.stdout, /^IOMMU_FAULT_QUEUE_ALLOC: ok out_fault_id=1, a descriptor above the node's: yes, close-on-exec: yes\n/)
+      assert.match(r.stdout, /\nIOMMU_DESTROY while a child holds the descriptor: EBUSY\nIOMMU_DESTROY once the child is gone: ok\n/)
+      // the environment names the mount there too, and no shim is preloaded
+      const shown = await iommufs(['run', '--namespace', '--', 'sh', '-c', 'echo "$IOMMUFS_MOUNT ${LD_PRELOAD:-none}"; test -e /dev/iommu'], { env })
+      assert.equal(shown.code, 0, shown.stderr)
+      assert.match(shown.stdout, new RegExp(`^${tmp}/iommufs-run-\\w+ none\n$`))
+      assert.deepEqual(await leftBehind(tmp), { mounts: [], entries: [] })
+    })
+  })
+
   for (const [what, script, code] of [
     ['CMD killed by SIGKILL', 'kill -KILL $$', 128 + 9],
     ['CMD crashing (SIGSEGV)', 'kill -SEGV $$', 128 + 11],
