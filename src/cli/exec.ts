@@ -25,17 +25,19 @@ them. Other files and descriptors are untouched. Exits with PROGRAM's status.
   --namespace   no shim: run PROGRAM (root only) in a private mount namespace
                 where /dev/iommu, /dev/vfio/devices/*, /sys/class/iommu,
                 /sys/bus/pci/devices, /sys/kernel/iommu_groups and
-                /sys/kernel/debug are the mount's (the rest of /dev is the machine's). Its real ioctl()
-                calls reach the model (libfuse3 backend), so static binaries
-                and raw syscalls work too; nothing outside it changes. The
-                descriptors an ioctl returns (fault queues, vEVENTQs, the
-                selftest's DMA-BUFs) are installed by a supervisor through
-                seccomp, so PROGRAM runs as its child.
+                /sys/kernel/debug are the mount's (the rest of /dev is the
+                machine's). Its real ioctl() calls reach the model (libfuse3
+                backend), so static binaries and raw syscalls work too;
+                nothing outside it changes. The descriptors an ioctl returns
+                (fault queues, vEVENTQs, the selftest's accesses and
+                DMA-BUFs) are installed by a supervisor through seccomp, so
+                PROGRAM runs as its child.
 
 Environment given to PROGRAM: IOMMUFS_MOUNT (the mount, absolute) and,
-without --namespace, LD_PRELOAD (the shim appended). IOMMUFS_SHIM_TRACE=1 makes the shim print
-each forwarded ioctl and the server's message on stderr. A statically linked
-PROGRAM is refused: LD_PRELOAD cannot reach it.
+without --namespace, LD_PRELOAD (the shim appended). IOMMUFS_SHIM_TRACE=1
+makes the shim print each forwarded ioctl and the server's message on
+stderr. Without --namespace a statically linked PROGRAM is refused:
+LD_PRELOAD cannot reach it.
 `
 
 /** The shim `make` builds. */

@@ -24,16 +24,16 @@ export interface MmioFile {
   descriptorOpened?(tid: number | undefined): (() => void) | undefined
 }
 
-/**
- * An object in a context's ID table. `users` counts the references other
- * objects (and attached devices) hold; DESTROY needs it at zero, as the
- * kernel needs the table's reference to be the only one.
- */
 /** Where an object's file is, relative to the mount root: the debug tree's `<ctx>/<id>.<type>/<file>`. */
 export function objectFilePath(ctxId: number, obj: IommufdObject, file: string): string {
   return `sys/kernel/debug/iommufd/${ctxId}/${obj.id}.${obj.type}/${file}`
 }
 
+/**
+ * An object in a context's ID table. `users` counts the references other
+ * objects (and attached devices) hold; DESTROY needs it at zero, as the
+ * kernel needs the table's reference to be the only one.
+ */
 export abstract class IommufdObject {
   id = 0
   users = 0
