@@ -69,9 +69,13 @@ CFLAGS_EXAMPLES := -O2 -Wall -Wextra -Idist/include
 
 shim: $(SHIM)
 
-$(SHIM): ioctl-shim/iommufs-shim.c ioctl-shim/frames.c ioctl-shim/frames.h ioctl-shim/iommufs-shim.h
+# code the shim and the supervisor share
+SHIM_COMMON := ioctl-shim/frames.c ioctl-shim/kernel-files.c
+SHIM_HEADERS := ioctl-shim/frames.h ioctl-shim/kernel-files.h ioctl-shim/iommufs-shim.h
+
+$(SHIM): ioctl-shim/iommufs-shim.c $(SHIM_COMMON) $(SHIM_HEADERS)
 	@mkdir -p $(@D)
-	$(CC) -shared -fPIC -O2 -Wall -Wextra -o $@ ioctl-shim/iommufs-shim.c ioctl-shim/frames.c -ldl -lpthread
+	$(CC) -shared -fPIC -O2 -Wall -Wextra -o $@ ioctl-shim/iommufs-shim.c $(SHIM_COMMON) -ldl -lpthread
 
 # `iommufs exec --namespace`'s supervisor: hands the program the descriptors a real ioctl() cannot
 NS_EXEC := dist/ioctl-shim/iommufs-ns-exec
@@ -79,9 +83,9 @@ NS_EXEC := dist/ioctl-shim/iommufs-ns-exec
 supervisor: header
 	@$(MAKE) --no-print-directory $(NS_EXEC)
 
-$(NS_EXEC): ioctl-shim/ns-exec.c ioctl-shim/frames.c ioctl-shim/frames.h ioctl-shim/iommufs-shim.h $(HEADER)
+$(NS_EXEC): ioctl-shim/ns-exec.c $(SHIM_COMMON) $(SHIM_HEADERS) $(HEADER)
 	@mkdir -p $(@D)
-	$(CC) -O2 -Wall -Wextra -Idist/include -o $@ ioctl-shim/ns-exec.c ioctl-shim/frames.c
+	$(CC) -O2 -Wall -Wextra -Idist/include -o $@ ioctl-shim/ns-exec.c $(SHIM_COMMON)
 
 # what `npm install` from git needs after tsc (package.json's prepare): no npm ci, no apt;
 # without libfuse3-dev the binding is left out and only the fuse-native backend works

@@ -28,9 +28,10 @@
  *             after a request, so only the loop's CPU is woken). Which server
  *             lands where changes from run to run (the C reference alone has
  *             measured 22 µs and 220 µs per request in two runs), so this table
- *             compares placements more than servers. A line after it times the
- *             text transaction with each server alone in the loop: there the C
- *             pair is not pushed onto one CPU by iommufs' lingering thread.
+ *             compares placements more than servers. Lines after it time the
+ *             text transaction and the dynamic attribute with each server alone
+ *             in the loop: there the C pair is not pushed onto one CPU by
+ *             iommufs' lingering thread.
  *   split     the loop on one CPU, every server (all threads) on another: each
  *             request crosses CPUs both ways, for every server alike.
  *   pinned    every server and the loop on one CPU, the lowest this process
@@ -204,13 +205,14 @@ async function measure(backend: string, sysfs: string, frameFile: string): Promi
       // not a target: each server alone in the loop, as a client that talks to one of them has it; which CPU
       // each lands on then depends on no other target (in the loop above iommufs' lingering thread keeps one
       // CPU busy, and the C pair meets on the other)
-      const alone = async (target: string): Promise<Row> => (await loop([target]))[0]
-      const ours = await alone(`txn:${iommu}:IOAS_IOVA_RANGES ioas_id=1`)
-      const theirs = await alone(`txn:${path.join(ref, 'echo')}:IOAS_IOVA_RANGES ioas_id=1`)
-      const us = (ns: number): string => (ns / 1000).toFixed(1)
-      process.stdout.write(
-        `-- unpinned, each alone in the loop (not a target; load ${load()}): text transaction ${us(ours.medianNs)} µs, C echo node ${us(theirs.medianNs)} µs: ${(ours.medianNs / theirs.medianNs).toFixed(2)}x\n`,
-      )
+      const alone = async (what: string, ours: string, theirs: string): Promise<void> => {
+        const [a, b] = [(await loop([ours]))[0], (await loop([theirs]))[0]]
+        const us = (ns: number): string => (ns / 1000).toFixed(1)
+        process.stdout.write(`${what}: iommufs ${us(a.medianNs)} µs, C reference ${us(b.medianNs)} µs: ${(a.medianNs / b.medianNs).toFixed(2)}x\n`)
+      }
+      process.stdout.write(`-- unpinned, each alone in the loop (not a target; load ${load()})\n`)
+      await alone('text transaction / C echo node', `txn:${iommu}:IOAS_IOVA_RANGES ioas_id=1`, `txn:${path.join(ref, 'echo')}:IOAS_IOVA_RANGES ioas_id=1`)
+      await alone('dynamic attribute / C direct_io file', `read:${path.join(dir, DYNAMIC)}`, `read:${path.join(ref, 'file')}`)
       if (backend === 'libfuse3') {
         // what busy polling costs a client that pauses between its transactions (nothing to find)
         const paced = [`txn:${iommu}:IOAS_IOVA_RANGES ioas_id=1`, `txn:${path.join(ref, 'echo')}:IOAS_IOVA_RANGES ioas_id=1`]

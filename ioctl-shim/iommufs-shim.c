@@ -35,6 +35,7 @@
 
 #include "iommufs-shim.h"
 #include "frames.h"
+#include "kernel-files.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -694,68 +695,10 @@ static int redirect(const char *path, char *out, size_t cap, int *kind)
 }
 
 /* Whether `s` starts with one or more digits and then `end`; the rest after `end`. */
-static const char *digits_then(const char *s, const char *end)
-{
-	const char *d = s;
-	while (isdigit((unsigned char)*d))
-		d++;
-	return d > s && strncmp(d, end, strlen(end)) == 0 ? d + strlen(end) : NULL;
-}
-
-/* The process or thread whose file /proc/{self,thread-self,PID}[/task/TID]/`name` `path` is; 0 for any other path. */
-static long proc_file_of(const char *path, const char *name)
-{
-	static const char proc[] = "/proc/";
-	if (strncmp(path, proc, sizeof proc - 1) != 0)
-		return 0;
-	const char *r = path + sizeof proc - 1, *t;
-	long id;
-	if (strncmp(r, "thread-self/", 12) == 0)
-		return strcmp(r + 12, name) == 0 ? gettid() : 0;
-	if (strncmp(r, "self/", 5) == 0) {
-		id = getpid();
-		r += 5;
-	} else if ((t = digits_then(r, "/"))) {
-		id = strtol(r, NULL, 10);
-		r = t;
-	} else {
-		return 0;
-	}
-	if (strcmp(r, name) == 0)
-		return id;
-	return strncmp(r, "task/", 5) == 0 && (t = digits_then(r + 5, "/")) && strcmp(t, name) == 0 ? strtol(r + 5, NULL, 10) : 0;
-}
-
-/*
- * The kernel files the mount serves in their place: the fault-injection files
- * the kernel's iommufd_fail_nth uses (/sys/kernel/debug itself and its
- * iommufd and fail* entries, the switches it sets; a thread's
- * /proc/.../fail-nth, which is the mount's sys/kernel/debug/iommufd/fail-nth,
- * each thread with its own count there), and a process's /proc/.../status,
- * whose VmPin and VmLck count the model's pins.
- */
+/* The mount's stand-in for `path` as this process and thread would name it (kernel-files.c). */
 static int debug_path(const char *path, char *out, size_t cap)
 {
-	static const char debug[] = "/sys/kernel/debug";
-	if (!path || !mount_dir[0])
-		return 0;
-	int n;
-	long status;
-	if (proc_file_of(path, "fail-nth") > 0) {
-		n = snprintf(out, cap, "%s/sys/kernel/debug/iommufd/fail-nth", mount_dir);
-	} else if ((status = proc_file_of(path, "status")) > 0) {
-		n = snprintf(out, cap, "%s/sys/kernel/debug/iommufd/proc/%ld/status", mount_dir, status);
-	} else if (strncmp(path, debug, sizeof debug - 1) == 0 && (!path[sizeof debug - 1] || path[sizeof debug - 1] == '/')) {
-		const char *r = path + sizeof debug - 1;
-		while (*r == '/')
-			r++;
-		if (*r && strncmp(r, "fail", 4) != 0 && !(strncmp(r, "iommufd", 7) == 0 && (!r[7] || r[7] == '/')))
-			return 0;
-		n = snprintf(out, cap, "%s/sys/kernel/debug/%s", mount_dir, r);
-	} else {
-		return 0;
-	}
-	return n > 0 && (size_t)n < cap;
+	return path && mount_dir[0] && kernel_file_path(mount_dir, path, getpid(), gettid(), out, cap);
 }
 
 EXPORT DIR *opendir(const char *name)

@@ -9,7 +9,10 @@
  * (pidfd_getfd), opens the file the reply names, installs it in PROGRAM
  * (SECCOMP_IOCTL_NOTIF_ADDFD) and writes the struct back where the kernel
  * would. Those commands on other files, and every other syscall, go on
- * untouched. Exits with PROGRAM's status (128 + signal when killed).
+ * untouched. Opens stop here too, so that a /proc/.../status (VmPin and
+ * VmLck with the model's pins) or a thread's fail-nth opens the mount's
+ * stand-in, as under the shim. Exits with PROGRAM's status (128 + signal
+ * when killed).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -38,6 +41,7 @@
 #include <unistd.h>
 
 #include "frames.h"
+#include "kernel-files.h"
 #include "iommufd.h"
 
 #if defined(__x86_64__)
@@ -63,23 +67,35 @@ static void die(const char *what)
 
 /* ---- the program's side: the filter ---- */
 
-/* ioctl() with one of the three commands stops for us; all else runs. */
+#ifdef __NR_open
+#define NR_OPEN __NR_open
+#else
+#define NR_OPEN __NR_openat /* no open(2) on this machine: openat is checked twice */
+#endif
+
+/*
+ * ioctl() with one of the three commands, and every open(), stop for us (an
+ * open may name a kernel file the mount stands in for; the filter cannot read
+ * the path); all else runs.
+ */
 static int install_filter(void)
 {
 	struct sock_filter prog[] = {
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, THIS_ARCH, 1, 0),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_ioctl, 1, 0),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-		/* the kernel takes the command as an unsigned int: its low word */
+		/* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		/* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, THIS_ARCH, 1, 0),
+		/* 2 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		/* 3 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		/* 4 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, NR_OPEN, 8, 0),
+		/* 5 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_openat, 7, 0),
+		/* 6 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_ioctl, 1, 0),
+		/* 7 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		/* 8: the kernel takes the command as an unsigned int: its low word */
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IOMMU_FAULT_QUEUE_ALLOC, 3, 0),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IOMMU_VEVENTQ_ALLOC, 2, 0),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IOMMU_TEST_CMD, 1, 0),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+		/* 9 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IOMMU_FAULT_QUEUE_ALLOC, 3, 0),
+		/* 10 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IOMMU_VEVENTQ_ALLOC, 2, 0),
+		/* 11 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IOMMU_TEST_CMD, 1, 0),
+		/* 12 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		/* 13 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
 	};
 	struct sock_fprog fprog = { .len = sizeof prog / sizeof prog[0], .filter = prog };
 	return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &fprog);
@@ -149,12 +165,9 @@ static int makes_descriptor(uint32_t op)
 	return op == IOMMU_TEST_OP_CREATE_ACCESS || op == IOMMU_TEST_OP_DMABUF_GET;
 }
 
-/* A pidfd for the task that made the call: the thread itself where the kernel allows it, else its process (which shares its descriptors). */
-static int pidfd_of_task(pid_t tid)
+/* The process of thread `tid` (its Tgid), or 0. */
+static pid_t tgid_of(pid_t tid)
 {
-	int pidfd = pidfd_open(tid, PIDFD_THREAD);
-	if (pidfd >= 0 || errno != EINVAL)
-		return pidfd;
 	char path[64], line[128];
 	snprintf(path, sizeof path, "/proc/%d/status", (int)tid);
 	FILE *f = fopen(path, "r");
@@ -164,6 +177,16 @@ static int pidfd_of_task(pid_t tid)
 			break;
 	if (f)
 		fclose(f);
+	return tgid;
+}
+
+/* A pidfd for the task that made the call: the thread itself where the kernel allows it, else its process (which shares its descriptors). */
+static int pidfd_of_task(pid_t tid)
+{
+	int pidfd = pidfd_open(tid, PIDFD_THREAD);
+	if (pidfd >= 0 || errno != EINVAL)
+		return pidfd;
+	pid_t tgid = tgid_of(tid);
 	return tgid > 0 ? pidfd_open(tgid, 0) : -1;
 }
 
@@ -289,12 +312,68 @@ static struct outcome forward(int listener, const struct seccomp_notif *n, int o
 	return out;
 }
 
-/* One stopped ioctl: ours to answer, or let run as it would have. */
+/* The NUL-terminated string at addr in `pid`, read a page at a time (the next may be unmapped): 0, or -1. */
+static int remote_string(pid_t pid, uint64_t addr, char *out, size_t cap)
+{
+	size_t have = 0;
+	while (have < cap) {
+		size_t page_left = 4096 - ((addr + have) & 4095);
+		size_t want = page_left < cap - have ? page_left : cap - have;
+		ssize_t got = remote_read(pid, addr + have, out + have, want);
+		if (got <= 0)
+			return -1;
+		char *nul = memchr(out + have, 0, (size_t)got);
+		if (nul)
+			return 0;
+		have += (size_t)got;
+	}
+	return -1;
+}
+
+/*
+ * A stopped open() or openat(): a kernel file the mount stands in for (a
+ * /proc/.../status with the model's pins, a thread's fail-nth) is opened on
+ * the mount and becomes the call's result, as the shim redirects it; any
+ * other path opens as it would have. Returns whether it answered.
+ */
+static int answer_open(int listener, const struct seccomp_notif *n)
+{
+	int at = n->data.nr != NR_OPEN || NR_OPEN == __NR_openat;
+	uint64_t path_addr = n->data.args[at ? 1 : 0];
+	int flags = (int)n->data.args[at ? 2 : 1];
+	mode_t mode = (mode_t)n->data.args[at ? 3 : 2];
+	char path[PATH_MAX], stand_in[PATH_MAX];
+	static const char proc[] = "/proc/";
+	pid_t tid = (pid_t)n->pid;
+	if (remote_string(tid, path_addr, path, sizeof path) < 0 || strncmp(path, proc, sizeof proc - 1) != 0)
+		return 0;
+	if (!kernel_file_path(mount_dir, path, tgid_of(tid), tid, stand_in, sizeof stand_in))
+		return 0;
+	if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &n->id) < 0)
+		return 0;
+	int fd = open(stand_in, flags & ~O_CLOEXEC, mode);
+	if (fd < 0) {
+		struct seccomp_notif_resp resp = { .id = n->id, .error = -errno };
+		ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+		return 1;
+	}
+	struct seccomp_notif_addfd add = { .id = n->id, .flags = SECCOMP_ADDFD_FLAG_SEND, .srcfd = (uint32_t)fd, .newfd_flags = (uint32_t)(flags & O_CLOEXEC) };
+	ioctl(listener, SECCOMP_IOCTL_NOTIF_ADDFD, &add);
+	close(fd);
+	return 1;
+}
+
+/* One stopped call: ours to answer, or let run as it would have. */
 static void answer(int listener, struct seccomp_notif *n, struct seccomp_notif_resp *resp)
 {
 	memset(resp, 0, sizeof *resp);
 	resp->id = n->id;
 	resp->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+	if (n->data.nr != __NR_ioctl) {
+		if (!answer_open(listener, n) && ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, resp) < 0 && errno != ENOENT)
+			fprintf(stderr, "iommufs-ns-exec: SECCOMP_IOCTL_NOTIF_SEND: %s\n", strerror(errno));
+		return;
+	}
 	uint32_t head[2];
 	int own = -1;
 	int ours = 1;

@@ -82,6 +82,23 @@ int main(int argc, char **argv)
 	struct vfio_device_attach_iommufd_pt at = { .argsz = sizeof(at), .pt_id = a.out_ioas_id };
 	MUST("VFIO_DEVICE_ATTACH_IOMMUFD_PT", vfio, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at);
 	printf(" pt_id=%u\n", at.pt_id);
+	/* pinned for the attached domain: /proc/self/status counts them (the supervisor opens the mount's for it) */
+	void *buf = aligned_alloc(4096, 2 * 4096);
+	memset(buf, 1, 2 * 4096);
+	struct iommu_ioas_map map = { .size = sizeof(map), .flags = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE, .ioas_id = a.out_ioas_id, .user_va = (uintptr_t)buf, .length = 2 * 4096 };
+	MUST("IOAS_MAP of 2 pages", fd, IOMMU_IOAS_MAP, &map);
+	printf(" iova=0x%llx\n", (unsigned long long)map.iova);
+	char line[128];
+	FILE *status = fopen("/proc/self/status", "r");
+	while (status && fgets(line, sizeof line, status))
+		if (strncmp(line, "VmPin:", 6) == 0)
+			printf("/proc/self/status %s", line);
+	if (status)
+		fclose(status);
+	struct iommu_ioas_unmap unmap = { .size = sizeof(unmap), .ioas_id = a.out_ioas_id, .iova = map.iova, .length = 2 * 4096 };
+	MUST("IOAS_UNMAP", fd, IOMMU_IOAS_UNMAP, &unmap);
+	printf("\n");
+	free(buf);
 	/* a struct of the oldest size the kernel takes (HWPT_ALLOC before data_type), ending where
 	 * the mapping does: nothing past it is read */
 	char *two = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -28,11 +28,12 @@ IOAS_IOVA_RANGES into a mount file's page: EFAULT
 IOAS_ALLOW_IOVAS from that page, read: EINVAL
 VFIO_DEVICE_BIND_IOMMUFD: ok out_devid=3
 VFIO_DEVICE_ATTACH_IOMMUFD_PT: ok pt_id=4
-IOMMU_HWPT_ALLOC, its size 24, at a mapping's end: ok out_hwpt_id=5
+IOAS_MAP of 2 pages: ok iova=0x100000
 `
-// FUSE cannot install a descriptor in the caller; exec --namespace's supervisor can
-const DIRECT = `${COMMON}IOMMU_TEST_CMD DMABUF_GET: EOPNOTSUPP\n`
-const SUPERVISED = `${COMMON}IOMMU_TEST_CMD DMABUF_GET: ok, a descriptor above the node's (yes), close-on-exec yes
+const HWPT = "IOAS_UNMAP: ok\nIOMMU_HWPT_ALLOC, its size 24, at a mapping's end: ok out_hwpt_id=5\n"
+// FUSE cannot install a descriptor in the caller, nor stand in for /proc/self/status; exec --namespace's supervisor can
+const DIRECT = `${COMMON}/proc/self/status VmPin:\t       0 kB\n${HWPT}IOMMU_TEST_CMD DMABUF_GET: EOPNOTSUPP\n`
+const SUPERVISED = `${COMMON}/proc/self/status VmPin:\t       8 kB\n${HWPT}IOMMU_TEST_CMD DMABUF_GET: ok, a descriptor above the node's (yes), close-on-exec yes
 IOAS_MAP_FILE of it: ok iova=0x100000
 `
 
@@ -50,7 +51,7 @@ describe('real ioctl() through FUSE_IOCTL (no shim)', () => {
     })
   })
 
-  it('exec --namespace: the same program opens /dev/iommu and /dev/vfio/devices/vfio0 themselves, and is handed a DMA-BUF descriptor', async () => {
+  it('exec --namespace: the same program opens /dev/iommu and /dev/vfio/devices/vfio0 themselves, reads the model\'s pins in /proc/self/status, and is handed a DMA-BUF descriptor', async () => {
     await withMount(async (m) => {
       const r = await nsExec(m, REAL_IOCTL)
       assert.equal(r.code, 0, r.stdout + r.stderr)
