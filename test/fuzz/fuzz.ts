@@ -5,6 +5,7 @@
  *   ioctl  the dispatcher alone (random struct bytes and buffers)
  *   mount  a real mount: lines and frames written to dev/iommu, replies read back
  *   shim   a C program issuing random ioctl()s through the shim (test/c/fuzz-shim.c)
+ *   namespace  the same program's ioctl()s as real ones, under exec --namespace's supervisor (as root only)
  * After every input: the reply is one well-formed line or frame, no handler
  * bug reached the trace, and a refused request left the whole world's dump
  * (the mount's view of the context, for the mount) unchanged. A failure
@@ -424,11 +425,12 @@ export async function fuzzMount(seed: number, count: number, deadline: number): 
 
 export const FUZZ_SHIM = path.join(PACKAGE_ROOT, 'dist', 'test', 'c', 'fuzz-shim')
 
-export async function fuzzShim(seed: number, count: number, seconds: number): Promise<number> {
+/** `namespace`: the program runs under exec --namespace, its ioctl()s real ones (and its descriptor-making ones the supervisor's). */
+export async function fuzzShim(seed: number, count: number, seconds: number, namespace = false): Promise<number> {
   const m = await startMount()
   try {
-    const r = await iommufs(['exec', '--mount', m.dir, '--', FUZZ_SHIM, String(seed), String(count), String(Math.max(1, Math.ceil(seconds)))])
-    if (r.code !== 0) throw new Error(`fuzz shim seed=${seed}: exit ${r.code}: ${(r.stdout + r.stderr).trim().split('\n').slice(-5).join(' | ')}`)
+    const r = await iommufs(['exec', '--mount', m.dir, ...(namespace ? ['--namespace'] : []), '--', FUZZ_SHIM, String(seed), String(count), String(Math.max(1, Math.ceil(seconds)))])
+    if (r.code !== 0) throw new Error(`fuzz ${namespace ? 'namespace' : 'shim'} seed=${seed}: exit ${r.code}: ${(r.stdout + r.stderr).trim().split('\n').slice(-5).join(' | ')}`)
     const done = /^inputs (\d+)$/m.exec(r.stdout)
     assert.ok(done, `fuzz-shim printed no count: ${r.stdout}`)
     assert.equal(readFileSync(m.path('sys/class/iommu/dmar0/intel-vtd/model'), 'utf8'), '1\n')
@@ -441,7 +443,7 @@ export async function fuzzShim(seed: number, count: number, seconds: number): Pr
 // ---- command line ----
 
 interface Options {
-  /** Only this target (text, frame, ioctl, mount, shim), to run targets as parallel processes. */
+  /** Only this target (text, frame, ioctl, mount, shim, namespace), to run targets as parallel processes. */
   only?: string
   seed: number
   inputs: number
@@ -454,7 +456,7 @@ function parseArgs(argv: string[]): Options {
   const o: Options = { seed: 1, inputs: 30000, mountInputs: 2000, shimInputs: 2000, seconds: 60 }
   const keys: Record<string, Exclude<keyof Options, 'only'>> = { '--seed': 'seed', '--inputs': 'inputs', '--mount-inputs': 'mountInputs', '--shim-inputs': 'shimInputs', '--seconds': 'seconds' }
   for (let i = 0; i < argv.length; i += 2) {
-    if (argv[i] === '--only' && ['text', 'frame', 'ioctl', 'mount', 'shim'].includes(argv[i + 1])) {
+    if (argv[i] === '--only' && ['text', 'frame', 'ioctl', 'mount', 'shim', 'namespace'].includes(argv[i + 1])) {
       o.only = argv[i + 1]
       continue
     }
@@ -487,8 +489,12 @@ async function main(): Promise<number> {
   const mn = o.mountInputs && runs('mount') ? await fuzzMount(o.seed + 3, o.mountInputs, o.only ? share(1) : share(0.75)) : 0
   process.stdout.write(`mount: ${mn} inputs in ${((Date.now() - t1) / 1000).toFixed(1)} s\n`)
   const t2 = Date.now()
-  const sn = o.shimInputs && runs('shim') ? await fuzzShim(o.seed + 4, o.shimInputs, Math.max(1, (share(1) - Date.now()) / 1000)) : 0
+  const sn = o.shimInputs && runs('shim') ? await fuzzShim(o.seed + 4, o.shimInputs, Math.max(1, (share(o.only ? 1 : 0.9) - Date.now()) / 1000)) : 0
   process.stdout.write(`shim: ${sn} ioctls in ${((Date.now() - t2) / 1000).toFixed(1)} s\n`)
+  // half as many as real ioctl()s: each descriptor-making one and each TEST_CMD visits the supervisor
+  const t3 = Date.now()
+  const nn = o.shimInputs && runs('namespace') && process.getuid?.() === 0 ? await fuzzShim(o.seed + 5, Math.ceil(o.shimInputs / 2), Math.max(1, (share(1) - Date.now()) / 1000), true) : 0
+  process.stdout.write(`namespace: ${nn} ioctls in ${((Date.now() - t3) / 1000).toFixed(1)} s\n`)
   process.stdout.write(`seed ${o.seed}: no failure\n`)
   return 0
 }

@@ -1,7 +1,7 @@
 /**
  * A short pass of the fuzzer (test/fuzz/fuzz.ts) on every target: the text
  * and frame codecs and the dispatcher in-process, a real mount, and random
- * ioctl()s through the shim. Fixed seeds, so a failure reproduces with
+ * ioctl()s through the shim and as real ones under exec --namespace. Fixed seeds, so a failure reproduces with
  * `node dist/test/fuzz/fuzz.js --seed N`. `make fuzz` runs a longer pass.
  */
 import { strict as assert } from 'node:assert'
@@ -24,5 +24,9 @@ describe('fuzzer, short pass', function () {
 
   it('shim: 500 random ioctl()s from a C program; each returns 0 or -1 with an errno, failures change nothing', async () => {
     assert.equal(await fuzzShim(104, 500, 60), 500)
+  })
+
+  it('namespace: the same program\'s 500 ioctl()s as real ones under exec --namespace\'s supervisor', async () => {
+    assert.equal(await fuzzShim(105, 500, 60, true), 500)
   })
 })
