@@ -1,6 +1,7 @@
 /* Frames (docs/frames.md): building a request, reading and splitting a reply. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/types.h>
 #include <string.h>
@@ -264,4 +265,56 @@ uint8_t *transact(int fd, struct request *r, mem_reader read, void *who, struct 
 		if (err)
 			return errno = err, NULL;
 	}
+}
+
+int apply_reply(const struct reply *rep, uint64_t addr, int short_read, const struct reply_sink *sink, int64_t *retval)
+{
+	uint8_t *st = (uint8_t *)rep->st; /* in the caller's own copy of the frame */
+	int err = (int)rep->h.target_or_errno;
+	int last = -1;
+	*retval = 0;
+	for (uint32_t i = 0; i < rep->h.nbuf && !err; i++) {
+		uint32_t off;
+		if (!(rep->b[i].flags & IOMF_REPLY_NEWFD) || rep->b[i].len < 4)
+			continue;
+		memcpy(&off, rep->b[i].data, 4);
+		if (off == NEWFD_RETVAL) {
+			last = (int)i;
+			continue;
+		}
+		if ((uint64_t)off + 4 > rep->h.struct_len) {
+			err = EPROTO;
+			break;
+		}
+		int nfd = sink->install(sink->who, (uint32_t)rep->b[i].addr, (const char *)rep->b[i].data + 4, rep->b[i].len - 4, 0);
+		if (nfd < 0)
+			err = -nfd;
+		else
+			memcpy(st + off, &nfd, 4);
+	}
+	if (rep->h.struct_len && sink->write(sink->who, addr, st, rep->h.struct_len) < 0)
+		err = EFAULT;
+	for (uint32_t i = 0; i < rep->h.nbuf; i++) {
+		if (rep->b[i].flags & IOMF_REPLY_RETVAL)
+			*retval = (int64_t)rep->b[i].addr;
+		else if (!(rep->b[i].flags & IOMF_REPLY_NEWFD) && sink->write(sink->who, rep->b[i].addr, rep->b[i].data, rep->b[i].len) < 0)
+			err = EFAULT;
+	}
+	/* a tail that could not be read is a fault, not nonzero bytes */
+	if (short_read && err == E2BIG)
+		err = EFAULT;
+	if (!err && last >= 0) {
+		int nfd = sink->install(sink->who, (uint32_t)rep->b[last].addr, (const char *)rep->b[last].data + 4, rep->b[last].len - 4, 1);
+		if (nfd < 0)
+			err = -nfd;
+		else
+			*retval = nfd;
+	}
+	return err;
+}
+
+int handed_file(const char *mount_dir, const char *path, uint32_t plen, char *out, size_t cap)
+{
+	int n = plen ? snprintf(out, cap, "%s/%.*s", mount_dir, (int)plen, path) : snprintf(out, cap, "/dev/null");
+	return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
 }

@@ -73,4 +73,32 @@ FRAMES_API int read_struct(struct request *r, mem_reader read, void *who, uint64
  */
 FRAMES_API uint8_t *transact(int fd, struct request *r, mem_reader read, void *who, struct reply *rep);
 
+/* Where a reply lands in the caller: its memory, and the descriptors the kernel would install there. */
+struct reply_sink {
+	void *who;
+	/* Writes len bytes at addr of the caller: 0, or -1. */
+	int (*write)(void *who, uint64_t addr, const void *src, size_t len);
+	/*
+	 * Gives the caller a descriptor for the server's `handle`: the mount's
+	 * file `path` (plen bytes, not NUL-terminated), or with no path a
+	 * placeholder the server knows by handle. `retval`: it is the ioctl's
+	 * return value, given last, once everything else succeeded. Returns its
+	 * number, or -errno.
+	 */
+	int (*install)(void *who, uint32_t handle, const char *path, uint32_t plen, int retval);
+};
+
+/*
+ * A REPLY carried into the caller as the kernel's ioctl leaves it: the
+ * descriptors struct fields name (their numbers go in the struct), the
+ * struct (even with an errno: HWPT_INVALIDATE's entry_num), the out buffers,
+ * then a descriptor that is the return value. `short_read`: the struct's tail
+ * could not be read, so E2BIG is EFAULT. Returns 0 with *retval, or a
+ * positive errno.
+ */
+FRAMES_API int apply_reply(const struct reply *rep, uint64_t addr, int short_read, const struct reply_sink *sink, int64_t *retval);
+
+/* The file a NEWFD entry's path names: MOUNT/path, or /dev/null for none (a placeholder). 0, or -ENAMETOOLONG. */
+FRAMES_API int handed_file(const char *mount_dir, const char *path, uint32_t plen, char *out, size_t cap);
+
 #endif

@@ -397,6 +397,43 @@ static ssize_t own_read(void *who, uint64_t addr, void *dst, size_t len)
 	return mem_read(addr, dst, len);
 }
 
+/* mem_write for apply_reply(): the caller is this process. */
+static int own_write(void *who, uint64_t addr, const void *src, size_t len)
+{
+	(void)who;
+	return mem_write(addr, src, len);
+}
+
+/*
+ * A descriptor the kernel would install, for the iommufd `*who`: a path is a
+ * file of the mount (an event queue) that serves its read and write; none, a
+ * placeholder (/dev/null) the server knows by handle (an access). One that is
+ * the return value (a DMA-BUF) is kept in no table.
+ */
+static int shim_install(void *who, uint32_t handle, const char *path, uint32_t plen, int retval)
+{
+	int owner = *(const int *)who;
+	char file[PATH_MAX];
+	int rc = handed_file(mount_dir, path, plen, file, sizeof file);
+	if (rc < 0)
+		return rc;
+	int nfd = real.open(file, O_RDWR | O_CLOEXEC);
+	if (nfd < 0)
+		return -errno;
+	if (retval) {
+		trace("iommufs-shim: fd %d = %s", nfd, file);
+		return nfd;
+	}
+	if (!plen) {
+		slot_set(nfd, (struct slot){ .kind = FD_ACCESS, .ctx = handle, .owner = owner });
+		__atomic_add_fetch(&n_access, 1, __ATOMIC_RELAXED);
+	} else {
+		slot_set(nfd, (struct slot){ .kind = FD_QUEUE, .ctx = handle, .owner = owner });
+	}
+	trace("iommufs-shim: fd %d = %s %u of fd %d", nfd, plen ? "queue" : "access", handle, owner);
+	return nfd;
+}
+
 static int forward_ioctl(int fd, struct slot s, uint32_t cmd, void *arg)
 {
 	uint64_t addr = (uintptr_t)arg;
@@ -430,68 +467,10 @@ static int forward_ioctl(int fd, struct slot s, uint32_t cmd, void *arg)
 		err = errno;
 	pthread_mutex_unlock(&io_lock);
 
-	int retval = 0, newfd_retval = -1;
+	int64_t retval = 0;
 	if (!err) {
-		err = (int)rep.h.target_or_errno;
-		/* descriptors the kernel would install: ours point at /dev/null, the server knows them by handle */
-		for (uint32_t i = 0; i < rep.h.nbuf && !err; i++) {
-			uint32_t off;
-			if (!(rep.b[i].flags & IOMF_REPLY_NEWFD) || rep.b[i].len < 4)
-				continue;
-			memcpy(&off, rep.b[i].data, 4);
-			/* a path: a file of the mount (an event queue) serves its read/write; else a placeholder known by handle */
-			char qpath[PATH_MAX];
-			uint32_t plen = rep.b[i].len - 4;
-			int nfd = -1;
-			size_t mlen = strlen(mount_dir);
-			if (plen && mlen + 1 + plen < sizeof qpath) {
-				memcpy(qpath, mount_dir, mlen);
-				qpath[mlen] = '/';
-				memcpy(qpath + mlen + 1, rep.b[i].data + 4, plen);
-				qpath[mlen + 1 + plen] = 0;
-				nfd = real.open(qpath, O_RDWR | O_CLOEXEC);
-			} else if (!plen) {
-				nfd = real.open("/dev/null", O_RDWR | O_CLOEXEC);
-			} else {
-				errno = ENAMETOOLONG;
-			}
-			/* offset 0xffffffff: the descriptor is the ioctl's return value (a DMA-BUF), kept in no table */
-			if (nfd >= 0 && off == NEWFD_RETVAL && plen) {
-				newfd_retval = nfd;
-				trace("iommufs-shim: fd %d = %s", nfd, qpath);
-				continue;
-			}
-			if (nfd < 0 || (uint64_t)off + 4 > rep.h.struct_len) {
-				err = nfd < 0 ? errno : EPROTO;
-				break;
-			}
-			if (!plen) {
-				struct slot a = { .kind = FD_ACCESS, .ctx = (uint32_t)rep.b[i].addr, .owner = fd };
-				slot_set(nfd, a);
-				__atomic_add_fetch(&n_access, 1, __ATOMIC_RELAXED);
-			} else {
-				struct slot q = { .kind = FD_QUEUE, .ctx = (uint32_t)rep.b[i].addr, .owner = fd };
-				slot_set(nfd, q);
-			}
-			memcpy((uint8_t *)rep.st + off, &nfd, 4);
-			trace("iommufs-shim: fd %d = %s %u of fd %d", nfd, plen ? "queue" : "access", (uint32_t)rep.b[i].addr, fd);
-		}
-		/* the struct as written back, then the out buffers, where the kernel would put them */
-		if (rep.h.struct_len && mem_write(addr, rep.st, rep.h.struct_len) < 0)
-			err = EFAULT;
-		for (uint32_t i = 0; i < rep.h.nbuf; i++) {
-			if (rep.b[i].flags & IOMF_REPLY_RETVAL) {
-				retval = (int)rep.b[i].addr;
-				continue;
-			}
-			if (rep.b[i].flags & IOMF_REPLY_NEWFD)
-				continue;
-			if (mem_write(rep.b[i].addr, rep.b[i].data, rep.b[i].len) < 0)
-				err = EFAULT;
-		}
-		/* a tail we could not read is a fault, not nonzero bytes */
-		if (short_read && err == E2BIG)
-			err = EFAULT;
+		struct reply_sink sink = { .who = &fd, .write = own_write, .install = shim_install };
+		err = apply_reply(&rep, addr, short_read, &sink, &retval);
 		trace("iommufs-shim: ioctl(%d, 0x%x) = %s%s%.*s", fd, cmd, err ? errname(err) : "0", rep.h.msg_len ? ": " : "",
 		      (int)rep.h.msg_len, rep.msg);
 	} else {
@@ -502,12 +481,10 @@ static int forward_ioctl(int fd, struct slot s, uint32_t cmd, void *arg)
 	free_request(&r);
 	free((void *)r.st);
 	if (err) {
-		if (newfd_retval >= 0)
-			real.close(newfd_retval);
 		errno = err;
 		return -1;
 	}
-	return newfd_retval >= 0 ? newfd_retval : retval;
+	return (int)retval;
 }
 
 /*

@@ -147,12 +147,6 @@ static ssize_t remote_read(pid_t pid, uint64_t addr, void *dst, size_t len)
 	return len ? process_vm_readv(pid, &local, 1, &remote, 1, 0) : 0;
 }
 
-/* remote_read for the frames' helpers: `who` points at the pid. */
-static ssize_t program_read(void *who, uint64_t addr, void *dst, size_t len)
-{
-	return remote_read(*(pid_t *)who, addr, dst, len);
-}
-
 static int remote_write(pid_t pid, uint64_t addr, const void *src, size_t len)
 {
 	struct iovec local = { (void *)src, len }, remote = { (void *)(uintptr_t)addr, len };
@@ -206,110 +200,81 @@ static int iommufd_of(pid_t tid, int fd)
 	return own;
 }
 
-/* How a stopped ioctl ended: `error` (a positive errno) or `val`; `sent` when ADDFD already answered it. */
-struct outcome {
-	int error;
-	int64_t val;
-	int sent;
+/* The stopped call a reply lands in: PROGRAM's thread and the notification that installs its descriptors. */
+struct stopped {
+	pid_t pid;
+	int listener;
+	uint64_t id;
+	int answered; /* a descriptor was installed as the return value, which answers the call */
 };
 
-/* Opens MOUNT/path for PROGRAM and installs it there (`send`: as the syscall's return value, which answers it). */
-static int hand_over(int listener, uint64_t id, const uint8_t *path, uint32_t plen, int send)
+static ssize_t program_read(void *who, uint64_t addr, void *dst, size_t len)
 {
-	char full[PATH_MAX];
-	if ((size_t)snprintf(full, sizeof full, "%s/%.*s", mount_dir, (int)plen, (const char *)path) >= sizeof full)
-		return -ENAMETOOLONG;
-	int nfd = open(plen ? full : "/dev/null", O_RDWR | O_CLOEXEC);
+	return remote_read(((struct stopped *)who)->pid, addr, dst, len);
+}
+
+static int program_write(void *who, uint64_t addr, const void *src, size_t len)
+{
+	return remote_write(((struct stopped *)who)->pid, addr, src, len);
+}
+
+/* Opens the mount's file for PROGRAM and installs it there (SECCOMP_ADDFD_FLAG_SEND for the return value). */
+static int hand_over(void *who, uint32_t handle, const char *path, uint32_t plen, int retval)
+{
+	(void)handle;
+	struct stopped *c = who;
+	char file[PATH_MAX];
+	int rc = handed_file(mount_dir, path, plen, file, sizeof file);
+	if (rc < 0)
+		return rc;
+	int nfd = open(file, O_RDWR | O_CLOEXEC);
 	if (nfd < 0)
 		return -errno;
-	struct seccomp_notif_addfd add = { .id = id, .flags = send ? SECCOMP_ADDFD_FLAG_SEND : 0, .srcfd = (uint32_t)nfd, .newfd_flags = O_CLOEXEC };
-	int target = ioctl(listener, SECCOMP_IOCTL_NOTIF_ADDFD, &add);
+	struct seccomp_notif_addfd add = { .id = c->id, .flags = retval ? SECCOMP_ADDFD_FLAG_SEND : 0, .srcfd = (uint32_t)nfd, .newfd_flags = O_CLOEXEC };
+	int target = ioctl(c->listener, SECCOMP_IOCTL_NOTIF_ADDFD, &add);
 	int err = errno;
 	close(nfd);
+	if (target >= 0 && retval)
+		c->answered = 1;
 	return target < 0 ? -err : target;
 }
 
-/* The ioctl as a frame on `own` (PROGRAM's iommufd), its reply written into PROGRAM as the kernel's would be. */
-static struct outcome forward(int listener, const struct seccomp_notif *n, int own)
+/*
+ * The ioctl as a frame on `own` (PROGRAM's iommufd), its reply written into
+ * PROGRAM as the kernel's would be. Returns 0 with *val, or a positive errno.
+ */
+static int forward(struct stopped *c, const struct seccomp_notif *n, int own, int64_t *val)
 {
-	pid_t pid = (pid_t)n->pid;
-	uint32_t cmd = (uint32_t)n->data.args[1];
 	uint64_t addr = n->data.args[2];
-	struct outcome out = { 0 };
-	struct request r = { .cmd = cmd };
+	struct request r = { .cmd = (uint32_t)n->data.args[1] };
 	int short_read;
-	if (read_struct(&r, program_read, &pid, addr, &short_read) < 0)
-		return (struct outcome){ .error = ENOMEM };
+	if (read_struct(&r, program_read, c, addr, &short_read) < 0)
+		return ENOMEM;
 	/*
 	 * Probed for writing before anything is made, as the server probes a real
 	 * ioctl's: a struct the reply cannot be written to is EFAULT with nothing
 	 * made, where the kernel would make, fail to copy out, and undo.
 	 */
-	if (r.st_len && remote_write(pid, addr, r.st, r.st_len) < 0) {
+	if (r.st_len && remote_write(c->pid, addr, r.st, r.st_len) < 0) {
 		free((void *)r.st);
-		return (struct outcome){ .error = EFAULT };
+		return EFAULT;
 	}
 	/* not OWN: the struct's addresses are PROGRAM's, not this writer's */
 	struct entry argent = { .addr = addr, .len = 0, .flags = IOMF_BUF_ARG, .data = NULL };
 	struct reply rep = { 0 };
 	uint8_t *f = NULL;
 	int err = add_entry(&r, argent) < 0 ? ENOMEM : 0;
-	if (!err && !(f = transact(own, &r, program_read, &pid, &rep)))
+	if (!err && !(f = transact(own, &r, program_read, c, &rep)))
 		err = errno;
-	/* as the shim: the struct the reply carries is written back even with an errno (HWPT_INVALIDATE's entry_num) */
-	uint8_t *st_out = NULL;
-	if (!err && rep.h.struct_len && !(st_out = malloc(rep.h.struct_len)))
-		err = ENOMEM;
-	if (st_out)
-		memcpy(st_out, rep.st, rep.h.struct_len);
-	if (!err)
-		err = (int)rep.h.target_or_errno;
-	/* the descriptors a struct field names, installed first: their numbers go in the struct */
-	int retval_path = -1;
-	for (uint32_t i = 0; !err && i < rep.h.nbuf; i++) {
-		uint32_t off;
-		if (!(rep.b[i].flags & IOMF_REPLY_NEWFD) || rep.b[i].len < 4)
-			continue;
-		memcpy(&off, rep.b[i].data, 4);
-		if (off == NEWFD_RETVAL) {
-			retval_path = (int)i;
-			continue;
-		}
-		if ((uint64_t)off + 4 > rep.h.struct_len) {
-			err = EPROTO;
-			break;
-		}
-		int target = hand_over(listener, n->id, rep.b[i].data + 4, rep.b[i].len - 4, 0);
-		if (target < 0)
-			err = -target;
-		else
-			memcpy(st_out + off, &target, 4);
+	if (!err) {
+		struct reply_sink sink = { .who = c, .write = program_write, .install = hand_over };
+		err = apply_reply(&rep, addr, short_read, &sink, val);
 	}
-	if (st_out && remote_write(pid, addr, st_out, rep.h.struct_len) < 0)
-		err = EFAULT;
-	for (uint32_t i = 0; !err && i < rep.h.nbuf; i++) {
-		if (rep.b[i].flags & IOMF_REPLY_RETVAL)
-			out.val = (int64_t)rep.b[i].addr;
-		else if (!(rep.b[i].flags & IOMF_REPLY_NEWFD) && remote_write(pid, rep.b[i].addr, rep.b[i].data, rep.b[i].len) < 0)
-			err = EFAULT;
-	}
-	if (short_read && err == E2BIG)
-		err = EFAULT;
-	/* a descriptor that is the return value answers the syscall as it is installed */
-	if (!err && retval_path >= 0) {
-		int target = hand_over(listener, n->id, rep.b[retval_path].data + 4, rep.b[retval_path].len - 4, 1);
-		if (target < 0)
-			err = -target;
-		else
-			out.sent = 1;
-	}
-	out.error = err;
-	free(st_out);
 	free(rep.b);
 	free(f);
 	free_request(&r);
 	free((void *)r.st);
-	return out;
+	return err;
 }
 
 /* The NUL-terminated string at addr in `pid`, read a page at a time (the next may be unmapped): 0, or -1. */
@@ -338,7 +303,7 @@ static int remote_string(pid_t pid, uint64_t addr, char *out, size_t cap)
  */
 static int answer_open(int listener, const struct seccomp_notif *n)
 {
-	int at = n->data.nr != NR_OPEN || NR_OPEN == __NR_openat;
+	int at = n->data.nr == __NR_openat;
 	uint64_t path_addr = n->data.args[at ? 1 : 0];
 	int flags = (int)n->data.args[at ? 2 : 1];
 	mode_t mode = (mode_t)n->data.args[at ? 3 : 2];
@@ -383,14 +348,16 @@ static void answer(int listener, struct seccomp_notif *n, struct seccomp_notif_r
 		own = iommufd_of((pid_t)n->pid, (int)n->data.args[0]);
 	/* the pid we read through must still be the caller's */
 	if (own >= 0 && ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &n->id) == 0) {
-		struct outcome o = forward(listener, n, own);
-		if (o.sent) {
+		struct stopped c = { .pid = (pid_t)n->pid, .listener = listener, .id = n->id };
+		int64_t val = 0;
+		int err = forward(&c, n, own, &val);
+		if (c.answered) {
 			close(own);
 			return;
 		}
 		resp->flags = 0;
-		resp->error = o.error ? -o.error : 0;
-		resp->val = o.error ? 0 : o.val;
+		resp->error = err ? -err : 0;
+		resp->val = err ? 0 : val;
 	}
 	if (own >= 0)
 		close(own);
