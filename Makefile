@@ -106,7 +106,7 @@ C_EXAMPLES := nested-smmuv3 nested-vtd errors fds threads dma events kvm
 # test programs (test/c): the same helpers as the examples; static ones on purpose, as no
 # LD_PRELOAD can reach them, only real ioctl()s through the mount
 STATIC_TESTS := dist/test/c/real-ioctl dist/test/c/ns-descriptors
-C_TESTS := fork-share close-sync fuzz-shim iopf map-file attr-fresh file-pages pin-owner queue-hold pasid fail-nth
+C_TESTS := fork-share thread-text close-sync fuzz-shim iopf map-file attr-fresh file-pages pin-owner queue-hold pasid fail-nth
 EXAMPLE_BINS := $(addprefix dist/examples/c/,$(C_EXAMPLES)) $(addprefix dist/test/c/,$(C_TESTS)) $(STATIC_TESTS) \
   dist/examples/suites/c/suite dist/bench/ioctl-loop dist/bench/ioctl-mixed dist/bench/transport-loop dist/bench/events-loop dist/bench/ref-server
 

@@ -125,7 +125,7 @@ static napi_env js_env(session *s) {
  * descriptor's next write (JS hands it over with the write's reply): that
  * thread's read is served here. Slots are direct-mapped by fh; any other
  * write on the descriptor replaces the slot, so a slot is never stale. */
-struct kept_reply { uint64_t fh; int tid; int used; size_t base, len; char *data; };
+struct kept_reply { uint64_t fh; int tid; int used; int read_end; size_t base, len; char *data; };
 #define KEPT_REPLIES 256
 static struct kept_reply *kept_slot(session *s, uint64_t fh) { return s->kept ? &s->kept[fh % KEPT_REPLIES] : NULL; }
 static void kept_drop(session *s, uint64_t fh) {
@@ -446,7 +446,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     /* as Session.read: a read past the write starts at the reply's beginning */
     size_t at = (size_t)off >= k->base ? (size_t)off - k->base : (size_t)off;
     if (at > k->len) at = k->len;
-    fuse_reply_buf(req, k->data + at, k->len - at < size ? k->len - at : size);
+    size_t n = k->len - at < size ? k->len - at : size;
+    if (at + n == k->len) k->read_end = 1; /* JS hears of it with the next write (replyRead) */
+    fuse_reply_buf(req, k->data + at, n);
     return;
   }
   napi_env env = js_env(ses(req));
@@ -463,9 +465,11 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
     fuse_reply_err(req, EACCES);
     return;
   }
+  struct kept_reply *k = kept_slot(ses(req), fi->fh);
+  int reader = k && k->used && k->fh == fi->fh && k->read_end ? k->tid : 0;
   kept_drop(ses(req), fi->fh); /* JS hands the new reply over with its answer, or nothing */
   napi_env env = js_env(ses(req));
-  napi_value a[4];
+  napi_value a[5];
   void *copy;
   a[0] = num(env, (double)fi->fh);
   /* JS may keep the bytes (a partial request line), so they are copied out of libfuse's buffer */
@@ -475,7 +479,8 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
   }
   a[2] = num(env, (double)off);
   a[3] = num(env, fuse_req_ctx(req)->pid);
-  dispatch(req, OP_WRITE, ino, 4, a);
+  a[4] = num(env, reader);
+  dispatch(req, OP_WRITE, ino, 5, a);
 }
 
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
@@ -1212,6 +1217,7 @@ static napi_value js_reply_write(napi_env env, napi_callback_info info) {
       k->fh = fh;
       k->tid = (int)arg_num(env, argv[3]);
       k->used = 1;
+      k->read_end = 0;
       k->base = (size_t)arg_num(env, argv[5]);
       k->len = len;
       k->data = copy;

@@ -73,6 +73,8 @@ export interface OpenFile {
    * its beginning. A binding may then answer that caller's reads itself.
    */
   replyOf?(caller?: Caller): { reply: Buffer; base: number }
+  /** The binding answered `caller`'s reads of the reply replyOf gave it, up to its end (the file cannot see those reads). */
+  replyRead?(caller: Caller): void
   /** Whether poll() reports POLLOUT; absent = always. */
   readonly pollOut?: boolean
   /** A real ioctl() on the descriptor: its argument is read from and written to the caller's memory. Returns ioctl()'s value. */

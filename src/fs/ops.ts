@@ -247,6 +247,11 @@ export class TreeOps {
     return this.handles.get(fh)?.replyOf?.(caller)
   }
 
+  /** The binding read fh's reply (replyOf) to `caller` up to its end. */
+  replyRead(fh: number, caller: Caller): void {
+    this.handles.get(fh)?.replyRead?.(caller)
+  }
+
   /** A real ioctl(): ENOTTY on files that take none. */
   ioctl(fh: number, cmd: number, arg: bigint, caller: Caller): number {
     const h = this.handle(fh)

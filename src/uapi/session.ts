@@ -39,16 +39,24 @@ export interface IoctlCaller extends Requester {
 /** Which process opened each live context (real ioctls name a context by the caller's descriptor). */
 const openers = new WeakMap<IommufdContext, number>()
 
-/** One caller's state on a descriptor: its unfinished request bytes and its last reply. */
-interface CallerState {
+/** A reply, and the file offset just past the write that produced it (reads from there start at its beginning). */
+interface Reply {
+  reply: Buffer
+  replyBase: number
+}
+
+/** One calling process's state on a descriptor: its unfinished request bytes and its replies. */
+interface CallerState extends Reply {
   /** Bytes written but not yet a whole line or frame, as written (joined once there is something to parse). */
   pending: Buffer[]
   pendingLen: number
   /** The total length of the frame being received, once its header is in: nothing is parsed before it is whole. */
   frameTotal: number
-  reply: Buffer
-  /** The file offset just past the write that produced `reply`. */
-  replyBase: number
+  /** The thread whose write produced `reply` (0: unknown), and whether a read of this process has reached its end. */
+  replyTid: number
+  replyRead: boolean
+  /** Replies of other threads, superseded by a later write of this process before any read reached their end. */
+  unread?: Map<number, Reply>
 }
 
 /** What is left of a write once its last line is taken. */
@@ -56,6 +64,8 @@ const NOTHING = Buffer.alloc(0)
 
 /** Callers remembered per descriptor; the one heard from longest ago is dropped beyond this. */
 const MAX_CALLERS = 256
+/** Unread replies kept per process for its threads; the oldest is dropped beyond this. */
+const MAX_UNREAD = 64
 
 /**
  * One open file of a transaction node: requests are written, replies read
@@ -65,13 +75,16 @@ const MAX_CALLERS = 256
  * write() and pread(fd, 0) see the whole reply.
  *
  * Replies are kept per calling process: processes sharing the descriptor
- * after fork() each read the replies to their own requests (threads of one
- * process share theirs, as a program's I/O threads must). A caller that has
- * written nothing reads the latest reply.
+ * after fork() each read the replies to their own requests. Within a process
+ * a thread reads its own reply until a read has reached that reply's end, and
+ * after that the process's latest: two threads in transactions at once never
+ * read each other's, and a program whose I/O threads take turns (one writes,
+ * another reads) reads what was written last. A caller that has written
+ * nothing reads the latest reply.
  */
 export abstract class Session {
   private readonly callers = new Map<number, CallerState>()
-  private latest: CallerState = { pending: [], pendingLen: 0, frameTotal: 0, reply: Buffer.alloc(0), replyBase: 0 }
+  private latest: CallerState = { pending: [], pendingLen: 0, frameTotal: 0, reply: Buffer.alloc(0), replyBase: 0, replyTid: 0, replyRead: true }
   /** Where this open's requests are recorded (iommufs run/mount --record). */
   protected rec?: RecordedSession
 
@@ -116,7 +129,7 @@ export abstract class Session {
       // most recently heard from last, so the first key is the one to drop
       this.callers.delete(pid)
     } else {
-      st = { pending: [], pendingLen: 0, frameTotal: 0, reply: this.latest.reply, replyBase: this.latest.replyBase }
+      st = { pending: [], pendingLen: 0, frameTotal: 0, reply: this.latest.reply, replyBase: this.latest.replyBase, replyTid: 0, replyRead: true }
       if (this.callers.size >= MAX_CALLERS) this.callers.delete(this.callers.keys().next().value as number)
     }
     this.callers.set(pid, st)
@@ -175,23 +188,47 @@ export abstract class Session {
       st.pendingLen = buf.length
     }
     if (replies.length) {
+      const tid = caller?.tid ?? 0
+      // another thread's reply nobody has read yet stays its thread's; this thread's new reply replaces its own
+      if (!st.replyRead && st.replyTid && st.replyTid !== tid) {
+        st.unread ??= new Map()
+        if (st.unread.size >= MAX_UNREAD) st.unread.delete(st.unread.keys().next().value as number)
+        st.unread.set(st.replyTid, { reply: st.reply, replyBase: st.replyBase })
+      }
+      st.unread?.delete(tid)
       st.reply = replies.length === 1 ? replies[0] : Buffer.concat(replies)
       st.replyBase = pos + data.length
+      st.replyTid = tid
+      st.replyRead = false
       this.latest = st
     }
     return data.length
   }
 
   read(pos: number, len: number, caller?: Requester): Buffer {
-    const { reply, base } = this.replyOf(caller)
-    const off = pos >= base ? pos - base : pos
-    return reply.subarray(Math.min(off, reply.length), Math.min(off + len, reply.length))
+    const own = this.callers.get(caller?.pid ?? 0)
+    const tid = caller?.tid ?? 0
+    const r = own?.unread?.get(tid) ?? own ?? this.latest
+    const off = pos >= r.replyBase ? pos - r.replyBase : pos
+    const end = Math.min(off + len, r.reply.length)
+    // a read reaching the end of its process's reply marks it read (another process reading it changes nothing)
+    if (own && end === r.reply.length) {
+      if (r === own) own.replyRead = true
+      else own.unread!.delete(tid)
+    }
+    return r.reply.subarray(Math.min(off, r.reply.length), end)
   }
 
-  /** What read() answers `caller` until the next write: the reply, and the offset from which reads start at its beginning. */
+  /** What read() answers `caller` (which has just written) until the next write: the reply, and the offset from which reads start at its beginning. */
   replyOf(caller?: Requester): { reply: Buffer; base: number } {
     const st = this.callers.get(caller?.pid ?? 0) ?? this.latest
     return { reply: st.reply, base: st.replyBase }
+  }
+
+  /** The binding answered `caller`'s reads of the reply replyOf gave it, up to its end. */
+  replyRead(caller: Requester): void {
+    const st = this.callers.get(caller.pid)
+    if (st && st.replyTid === (caller.tid ?? 0)) st.replyRead = true
   }
 
   /** The environment of a real ioctl (VFIO resolves the caller's iommufd descriptor). */

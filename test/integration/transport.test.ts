@@ -10,6 +10,7 @@ import { CLI, iommufsMountPoints, run } from '../helpers/cli'
 import { sh, withMount } from '../helpers/mount'
 
 const ATTR_FRESH = path.join(PACKAGE_ROOT, 'dist', 'test', 'c', 'attr-fresh')
+const THREAD_TEXT = path.join(PACKAGE_ROOT, 'dist', 'test', 'c', 'thread-text')
 
 /** The iommufs mounts at or below `dir` in /proc/mounts: [source, mount point relative to dir]. */
 async function mountsUnder(dir: string): Promise<string[][]> {
@@ -186,6 +187,39 @@ ${ATTR_FRESH} . 200`,
       const r = await sh(`python3 -c '${py}'`, { cwd: m.dir })
       assert.equal(r.code, 0, r.stderr)
       assert.equal(r.stdout, 'writer ok out_ioas_id=1\nother ok out_ioas_id=1\nother ok out_ioas_id=2\nwriter ok out_ioas_id=2\n')
+    })
+  })
+
+  it("two threads' transactions at once: each reads its own reply until a read has reached its end, then the latest", async () => {
+    await withMount(async (m) => {
+      // each step runs on the named thread, in this order
+      const py = [
+        'import os, queue, threading',
+        'fd = os.open("dev/iommu", os.O_RDWR)',
+        'class T(threading.Thread):',
+        '    def __init__(self): super().__init__(daemon=True); self.q = queue.Queue(); self.r = queue.Queue(); self.start()',
+        '    def run(self):',
+        '        while True: self.r.put(self.q.get()())',
+        '    def do(self, f): self.q.put(f); return self.r.get()',
+        'a, b, c = T(), T(), T()',
+        'w = lambda: os.pwrite(fd, b"IOAS_ALLOC\\n", 0)',
+        'r = lambda: os.pread(fd, 4096, 0).decode().strip()',
+        'a.do(w); b.do(w)',
+        'print("a", a.do(r)); print("b", b.do(r))',
+        'a.do(w); print("a", a.do(r))',
+        'b.do(w); print("a", a.do(r)); print("c", c.do(r))',
+      ].join('\n')
+      const r = await sh(`python3 -c '${py}'`, { cwd: m.dir })
+      assert.equal(r.code, 0, r.stderr)
+      assert.equal(r.stdout, 'a ok out_ioas_id=1\nb ok out_ioas_id=2\na ok out_ioas_id=3\na ok out_ioas_id=4\nc ok out_ioas_id=4\n')
+    })
+  })
+
+  it('thread-text.c: two threads in transactions at once on one descriptor, 0 crossed replies', async () => {
+    await withMount(async (m) => {
+      const r = await sh(`${THREAD_TEXT} dev/iommu 500`, { cwd: m.dir })
+      assert.equal(r.code, 0, r.stdout + r.stderr)
+      assert.equal(r.stdout, 'threads=2 iterations=500 crossed=0\n')
     })
   })
 })

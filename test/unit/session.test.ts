@@ -1,12 +1,12 @@
 /**
  * Transaction-node details: union field aliases in text, a VFIO device node
- * addressing only its own device, and the trace ring.
+ * addressing only its own device, replies per caller, and the trace ring.
  */
 import { strict as assert } from 'node:assert'
 import { debugTree } from '../../src/fs/debug-tree'
 import { Smmuv3 } from '../../src/hw/smmuv3/smmuv3'
 import { Vtd } from '../../src/hw/vtd/vtd'
-import { VfioDeviceSession } from '../../src/uapi/session'
+import { Requester, VfioDeviceSession } from '../../src/uapi/session'
 import { TraceLog } from '../../src/util/trace'
 import { DEV, IommuBench, parseOk } from '../helpers/iommufd'
 
@@ -40,6 +40,45 @@ describe('a dev/vfio/devices/vfio<N> file addresses its own device only', () => 
     assert.equal(t.world.ownerOf(own), t.ctx)
     file.release()
     assert.equal(t.world.ownerOf(own), undefined)
+  })
+})
+
+describe('replies per caller on one descriptor', () => {
+  it('each process reads its own; a thread its own until a read reaches its end, then its process latest', () => {
+    const s = new IommuBench().session
+    const [a1, a2, b1, c1] = [{ pid: 10, tid: 10 }, { pid: 10, tid: 11 }, { pid: 20, tid: 20 }, { pid: 30, tid: 30 }]
+    const send = (who: Requester, line: string): number => s.write(0, Buffer.from(`${line}\n`), who)
+    const get = (who: Requester, len = 4096): string => s.read(0, len, who).toString('utf8').trimEnd()
+    send(a1, 'IOAS_ALLOC')
+    send(a2, 'IOAS_ALLOC')
+    send(b1, 'IOAS_ALLOC')
+    assert.deepEqual([get(a1), get(a2), get(b1)], ['ok out_ioas_id=1', 'ok out_ioas_id=2', 'ok out_ioas_id=3'])
+    // a read short of the end leaves a1's reply its own; the next one reaches the end, and then a1 reads a2's
+    send(a1, 'IOAS_ALLOC')
+    send(a2, 'IOAS_ALLOC')
+    assert.equal(get(a1, 5), 'ok ou')
+    assert.equal(get(a1), 'ok out_ioas_id=4')
+    assert.equal(get(a1), 'ok out_ioas_id=5')
+    // a process that wrote nothing reads the latest, and marks nothing read: a2's reply stays a2's
+    send(a1, 'IOAS_ALLOC')
+    send(a2, 'IOAS_ALLOC')
+    assert.equal(get(c1), 'ok out_ioas_id=7')
+    send(a1, 'IOAS_ALLOC')
+    assert.deepEqual([get(a2), get(a1), get(b1)], ['ok out_ioas_id=7', 'ok out_ioas_id=8', 'ok out_ioas_id=3'])
+  })
+
+  it('replyRead (the binding answered the reads itself) ends the reply as a read to its end does', () => {
+    const s = new IommuBench().session
+    const [a1, a2] = [{ pid: 10, tid: 10 }, { pid: 10, tid: 11 }]
+    const send = (who: Requester): number => s.write(0, Buffer.from('IOAS_ALLOC\n'), who)
+    send(a1)
+    s.replyRead({ pid: 10, tid: 11 }) // not a1's thread: changes nothing
+    send(a2)
+    assert.equal(s.read(0, 4096, a1).toString('utf8'), 'ok out_ioas_id=1\n')
+    send(a1)
+    s.replyRead(a1)
+    send(a2)
+    assert.equal(s.read(0, 4096, a1).toString('utf8'), 'ok out_ioas_id=4\n')
   })
 })
 
