@@ -124,7 +124,9 @@ static napi_env js_env(session *s) {
 /* What a transaction file's read answers the thread that wrote last, until the
  * descriptor's next write (JS hands it over with the write's reply): that
  * thread's read is served here. Slots are direct-mapped by fh; any other
- * write on the descriptor replaces the slot, so a slot is never stale. */
+ * write on the descriptor replaces the slot, so a slot is never stale. Once a
+ * read has reached the reply's end, the descriptor's next write tells JS
+ * (the process's other threads then read the latest reply, not this one). */
 struct kept_reply { uint64_t fh; int tid; int used; int read_end; size_t base, len; char *data; };
 #define KEPT_REPLIES 256
 static struct kept_reply *kept_slot(session *s, uint64_t fh) { return s->kept ? &s->kept[fh % KEPT_REPLIES] : NULL; }
@@ -542,7 +544,6 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
     fuse_reply_err(req, ENOTTY);
     return;
   }
-  kept_drop(ses(req), fi->fh);
   a[0] = num(env, (double)fi->fh);
   a[1] = num(env, cmd);
   napi_create_bigint_uint64(env, (uint64_t)(uintptr_t)arg, &a[2]);
@@ -1209,6 +1210,8 @@ static napi_value js_reply_write(napi_env env, napi_callback_info info) {
     size_t len = 0;
     if (!s->kept) s->kept = calloc(KEPT_REPLIES, sizeof *s->kept);
     struct kept_reply *k = kept_slot(s, fh);
+    /* a reply read to its end stays until its descriptor's next write tells JS so: this one is left to JS */
+    if (k && k->used && k->fh != fh && k->read_end) k = NULL;
     napi_get_buffer_info(env, argv[4], &data, &len);
     char *copy = k ? malloc(len ? len : 1) : NULL;
     if (copy) {

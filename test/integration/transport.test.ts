@@ -11,6 +11,14 @@ import { sh, withMount } from '../helpers/mount'
 
 const ATTR_FRESH = path.join(PACKAGE_ROOT, 'dist', 'test', 'c', 'attr-fresh')
 const THREAD_TEXT = path.join(PACKAGE_ROOT, 'dist', 'test', 'c', 'thread-text')
+/** A Python thread that runs each step given to `do` and returns its result: steps on named threads, in order. */
+const PY_THREAD = [
+  'class T(threading.Thread):',
+  '    def __init__(self): super().__init__(daemon=True); self.q = queue.Queue(); self.r = queue.Queue(); self.start()',
+  '    def run(self):',
+  '        while True: self.r.put(self.q.get()())',
+  '    def do(self, f): self.q.put(f); return self.r.get()',
+]
 
 /** The iommufs mounts at or below `dir` in /proc/mounts: [source, mount point relative to dir]. */
 async function mountsUnder(dir: string): Promise<string[][]> {
@@ -196,11 +204,7 @@ ${ATTR_FRESH} . 200`,
       const py = [
         'import os, queue, threading',
         'fd = os.open("dev/iommu", os.O_RDWR)',
-        'class T(threading.Thread):',
-        '    def __init__(self): super().__init__(daemon=True); self.q = queue.Queue(); self.r = queue.Queue(); self.start()',
-        '    def run(self):',
-        '        while True: self.r.put(self.q.get()())',
-        '    def do(self, f): self.q.put(f); return self.r.get()',
+        ...PY_THREAD,
         'a, b, c = T(), T(), T()',
         'w = lambda: os.pwrite(fd, b"IOAS_ALLOC\\n", 0)',
         'r = lambda: os.pread(fd, 4096, 0).decode().strip()',
@@ -212,6 +216,28 @@ ${ATTR_FRESH} . 200`,
       const r = await sh(`python3 -c '${py}'`, { cwd: m.dir })
       assert.equal(r.code, 0, r.stderr)
       assert.equal(r.stdout, 'a ok out_ioas_id=1\nb ok out_ioas_id=2\na ok out_ioas_id=3\na ok out_ioas_id=4\nc ok out_ioas_id=4\n')
+    })
+  })
+
+  it("a reply read to its end stays read though an ioctl() and 300 other descriptors' replies came between: the next write's reply is what any thread reads", async () => {
+    await withMount(async (m) => {
+      // the binding keeps each descriptor's last reply in a slot shared by every 256th descriptor
+      const py = [
+        'import fcntl, os, queue, struct, threading',
+        ...PY_THREAD,
+        'a, b = T(), T()',
+        'x = os.open("dev/iommu", os.O_RDWR)',
+        'w = lambda fd: (lambda: os.pwrite(fd, b"IOAS_ALLOC\\n", 0))',
+        'r = lambda fd: (lambda: os.pread(fd, 4096, 0).decode().strip())',
+        'a.do(w(x)); print("a", a.do(r(x)))',
+        'alloc = bytearray(struct.pack("<III", 12, 0, 0)); fcntl.ioctl(x, 0x3b81, alloc); print("ioctl", struct.unpack("<III", alloc)[2])',
+        'others = [os.open("dev/iommu", os.O_RDWR) for i in range(300)]',
+        'print("others", len({a.do(w(fd)) and a.do(r(fd)) for fd in others}))',
+        'b.do(w(x)); print("a", a.do(r(x)))',
+      ].join('\n')
+      const r = await sh(`python3 -c '${py}'`, { cwd: m.dir })
+      assert.equal(r.code, 0, r.stderr)
+      assert.equal(r.stdout, 'a ok out_ioas_id=1\nioctl 2\nothers 1\na ok out_ioas_id=3\n')
     })
   })
 
