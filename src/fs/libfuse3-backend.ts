@@ -209,7 +209,7 @@ const tgids = new Map<number, { tgid: number; at: number }>()
 const MAX_TGIDS = 4096
 const TGID_TTL_MS = 1000
 
-/** The process a thread belongs to: replies are per process, so a program's I/O threads share them. */
+/** The process a thread belongs to: replies are kept per process (and within it per thread until read), so a program's I/O threads share them. */
 function tgidOf(tid: number): number {
   const now = performance.now()
   const known = tgids.get(tid)
