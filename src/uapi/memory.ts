@@ -1,4 +1,4 @@
-import { ErrnoError } from '../util/errno'
+import { ErrnoError, OutcomeError } from '../util/errno'
 import { fallible } from '../util/fail-nth'
 
 /** A buffer a handler must see before it can run (not named by the struct's pointer fields). */
@@ -9,7 +9,7 @@ export interface MemoryNeed {
 }
 
 /** Thrown by reads the caller can still supply: the dispatcher turns it into a RETRY frame. */
-export class MissingMemory extends Error {
+export class MissingMemory extends OutcomeError {
   constructor(readonly needs: readonly MemoryNeed[]) {
     super(`user memory needed: ${needs.map((n) => `${n.field}@0x${n.addr.toString(16)}+${n.len}`).join(', ')}`)
   }

@@ -53,16 +53,26 @@ export function isErrnoName(s: string): s is ErrnoName {
 }
 
 /**
- * A refusal with an errno and a message that names the field at fault.
- * Every layer throws this for bad input; anything else reaching a boundary is a bug.
+ * An Error thrown as an outcome (a refusal, a fault, a request for more
+ * memory), not as a bug: it captures no stack trace, which would cost more
+ * than the request that threw it.
  */
-export class ErrnoError extends Error {
-  constructor(readonly errno: ErrnoName, message: string) {
-    // an expected refusal, not a bug: no stack trace (capturing one cost more than the request)
+export class OutcomeError extends Error {
+  constructor(message: string) {
     const limit = Error.stackTraceLimit
     Error.stackTraceLimit = 0
     super(message)
     Error.stackTraceLimit = limit
+  }
+}
+
+/**
+ * A refusal with an errno and a message that names the field at fault.
+ * Every layer throws this for bad input; anything else reaching a boundary is a bug.
+ */
+export class ErrnoError extends OutcomeError {
+  constructor(readonly errno: ErrnoName, message: string) {
+    super(message)
     this.name = 'ErrnoError'
   }
   get code(): number {

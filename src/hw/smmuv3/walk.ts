@@ -1,4 +1,5 @@
 import { isAbort } from '../../memory/backing'
+import { OutcomeError } from '../../util/errno'
 import { Halves, MemoryPort, loadHalves } from '../../memory/physical'
 import { Decodes } from '../decodes'
 import { Bits, get, getN, hex, hi32, join64, lo32, pow2 } from '../bits'
@@ -223,13 +224,9 @@ function rangeOf(v: number, lo: number, hi: number): boolean {
   return v >= lo && v <= hi
 }
 
-class WalkFault extends Error {
+class WalkFault extends OutcomeError {
   constructor(readonly event: SmmuEvent) {
-    // a fault is a result, not a bug: no stack trace to capture
-    const limit = Error.stackTraceLimit
-    Error.stackTraceLimit = 0
     super(event.name)
-    Error.stackTraceLimit = limit
   }
 }
 

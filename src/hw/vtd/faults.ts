@@ -1,3 +1,4 @@
+import { OutcomeError } from '../../util/errno'
 import { hex } from '../bits'
 import { bdfOf } from './qi'
 
@@ -51,7 +52,7 @@ export interface VtdFault {
   readonly pageRequest?: boolean
 }
 
-export class VtdFaultError extends Error {
+export class VtdFaultError extends OutcomeError {
   constructor(readonly fault: VtdFault) {
     super(`VT-d fault 0x${fault.reason.toString(16)}: ${fault.detail}`)
   }
