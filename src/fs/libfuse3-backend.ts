@@ -501,9 +501,9 @@ function sessionHandler(sh: Shared, spec: SessionSpec, cuts: readonly string[], 
         case OP.READ:
           return read(id, ino, x as number, y as number, z as number, w as number)
         case OP.WRITE: {
-          // the thread whose kept reply (the descriptor's last) the addon answered to its end, if any
-          if (v) ops.replyRead(x as number, new RequestCaller(v as number, memory))
           const caller = new RequestCaller(w as number, memory)
+          // the thread whose kept reply (the descriptor's last) the addon answered to its end, if any: mostly this one
+          if (v) ops.replyRead(x as number, v === w ? caller : new RequestCaller(v as number, memory))
           const n = ops.write(x as number, z as number, y as Buffer, caller)
           // a transaction's reply goes along, so the writer's read of it needs no trip through JS
           const kept = caller.tid ? ops.replyOf(x as number, caller) : undefined
