@@ -130,12 +130,16 @@ static napi_env js_env(session *s) {
 struct kept_reply { uint64_t fh; int tid; int used; int read_end; size_t base, len; char *data; };
 #define KEPT_REPLIES 256
 static struct kept_reply *kept_slot(session *s, uint64_t fh) { return s->kept ? &s->kept[fh % KEPT_REPLIES] : NULL; }
-static void kept_drop(session *s, uint64_t fh) {
+/* Drops fh's kept reply; returns the thread that read it to its end (0: none did, or none was kept). */
+static int kept_drop(session *s, uint64_t fh) {
   struct kept_reply *k = kept_slot(s, fh);
+  int reader = 0;
   if (k && k->used && k->fh == fh) {
+    reader = k->read_end ? k->tid : 0;
     free(k->data);
     memset(k, 0, sizeof *k);
   }
+  return reader;
 }
 
 /* A read-only open served by the addon: the text taken at the last read of offset 0.
@@ -467,9 +471,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
     fuse_reply_err(req, EACCES);
     return;
   }
-  struct kept_reply *k = kept_slot(ses(req), fi->fh);
-  int reader = k && k->used && k->fh == fi->fh && k->read_end ? k->tid : 0;
-  kept_drop(ses(req), fi->fh); /* JS hands the new reply over with its answer, or nothing */
+  int reader = kept_drop(ses(req), fi->fh); /* JS hands the new reply over with its answer, or nothing */
   napi_env env = js_env(ses(req));
   napi_value a[5];
   void *copy;

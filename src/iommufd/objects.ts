@@ -24,9 +24,18 @@ export interface MmioFile {
   descriptorOpened?(tid: number | undefined): (() => void) | undefined
 }
 
+/** The debug tree's directory of contexts, relative to the mount root. */
+const CONTEXTS_DIR = 'sys/kernel/debug/iommufd'
+
 /** Where an object's file is, relative to the mount root: the debug tree's `<ctx>/<id>.<type>/<file>`. */
 export function objectFilePath(ctxId: number, obj: IommufdObject, file: string): string {
-  return `sys/kernel/debug/iommufd/${ctxId}/${obj.id}.${obj.type}/${file}`
+  return `${CONTEXTS_DIR}/${ctxId}/${obj.id}.${obj.type}/${file}`
+}
+
+/** The ID of the object whose `file` a path names, as objectFilePath makes it for a `type` object of context `ctxId` (from the mount root or any directory above it). */
+export function objectIdAt(target: string, ctxId: number, type: string, file: string): number | undefined {
+  const m = new RegExp(`(?:^|/)${CONTEXTS_DIR}/${ctxId}/(\\d+)\\.${type}/${file}$`).exec(target)
+  return m ? Number(m[1]) : undefined
 }
 
 /**

@@ -15,7 +15,7 @@ import { Hwpt, HwptNested, HwptPaging, MOCK_IOTLB_NUM } from './hwpt'
 import { markDirtyPte } from './dirty'
 import { Area, Ioas, IoasAccess, IovaRange, MapFlag, PAGE_SIZE, ULONG_MAX, areaKey, areaTouches } from './ioas'
 import { PageKey, PageResolver, pageOf, sameKey } from '../memory/pages'
-import { IommufdObject, MmioFile, objectFilePath } from './objects'
+import { IommufdObject, MmioFile, objectFilePath, objectIdAt } from './objects'
 import { VeventqType, veventqOf } from './veventq'
 
 /** IOMMU_TEST_OP_*. */
@@ -465,8 +465,8 @@ export function accessPath(ctx: IommufdContext, access: SelftestAccess): string 
 
 /** The access a descriptor's target (a path) opens, if it is one of `ctx`'s. */
 export function accessAt(ctx: IommufdContext, target: string): SelftestAccess | undefined {
-  const m = /\/sys\/kernel\/debug\/iommufd\/(\d+)\/(\d+)\.access\/fd$/.exec(target)
-  const o = m && Number(m[1]) === ctx.id ? ctx.objects.findAny(Number(m[2])) : undefined
+  const id = objectIdAt(target, ctx.id, 'access', 'fd')
+  const o = id === undefined ? undefined : ctx.objects.findAny(id)
   return o instanceof SelftestAccess ? o : undefined
 }
 
