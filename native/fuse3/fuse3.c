@@ -35,6 +35,7 @@
 #include <fuse_lowlevel.h>
 #include <linux/fuse.h>
 #include <node_api.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +101,7 @@ typedef struct session {
   struct fuse_buf *stash;
   int nstash, ending;
   int ready;           /* its fd was readable in this loop iteration's poll phase */
+  int init_answered;   /* the INIT reply went out (io_writev) */
 } session;
 
 /* While draining: the JS scopes, opened only once a request needs JS (one drain serves every session). */
@@ -127,6 +129,8 @@ static napi_env js_env(session *s) {
  * write on the descriptor replaces the slot, so a slot is never stale. Once a
  * read has reached the reply's end, the descriptor's next write tells JS
  * (the process's other threads then read the latest reply, not this one). */
+/* mmap regions of an iommufd start at its first page boundary (mtree_alloc_range from PAGE_SIZE) */
+#define MAPPED_PAGES_FROM 4096
 struct kept_reply { uint64_t fh; int tid; int used; int read_end; size_t base, len; char *data; };
 #define KEPT_REPLIES 256
 static struct kept_reply *kept_slot(session *s, uint64_t fh) { return s->kept ? &s->kept[fh % KEPT_REPLIES] : NULL; }
@@ -321,6 +325,10 @@ static void op_init(void *userdata, struct fuse_conn_info *conn) {
     conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
     /* a read first revalidates expired attributes and drops the pages when the mtime moved */
     if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA) conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
+  } else {
+    /* no readahead: a fault in a mapping of a transaction node reads its own
+     * page alone (a READ at 0 is a reply, never a page of a region) */
+    conn->max_readahead = 0;
   }
   napi_env env = js_env(s);
   napi_value argv[3] = { num(env, OP_INIT), num(env, 0), num(env, 0) };
@@ -452,10 +460,14 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     /* as Session.read: a read past the write starts at the reply's beginning */
     size_t at = (size_t)off >= k->base ? (size_t)off - k->base : (size_t)off;
     if (at > k->len) at = k->len;
-    size_t n = k->len - at < size ? k->len - at : size;
-    if (at + n == k->len) k->read_end = 1; /* JS hears of it with the next write (replyRead) */
-    fuse_reply_buf(req, k->data + at, n);
-    return;
+    /* past the reply at a page's offset, JS answers: it may be a page of a
+     * mapping of the file (an iommufd's mmap region under exec --namespace) */
+    if (at < k->len || off < MAPPED_PAGES_FROM) {
+      size_t n = k->len - at < size ? k->len - at : size;
+      if (at + n == k->len) k->read_end = 1; /* JS hears of it with the next write (replyRead) */
+      fuse_reply_buf(req, k->data + at, n);
+      return;
+    }
   }
   napi_env env = js_env(ses(req));
   napi_value a[4] = { num(env, (double)fi->fh), num(env, size), num(env, (double)off), num(env, fuse_req_ctx(req)->pid) };
@@ -944,6 +956,36 @@ static void release_session(napi_env env, session *s) {
   free_session(s);
 }
 
+/*
+ * libfuse 3.14 knows no INIT flag past bit 31, so it cannot ask for
+ * FUSE_DIRECT_IO_ALLOW_MMAP (bit 36, in the reply's flags2 word): the session
+ * writes through here, and its first reply, INIT's, gets the bit. With it a
+ * direct_io file may be mapped MAP_SHARED, its pages read as READs of their
+ * offsets (an iommufd's mmap regions under `exec --namespace`).
+ */
+#ifndef FUSE_DIRECT_IO_ALLOW_MMAP
+#define FUSE_DIRECT_IO_ALLOW_MMAP (1ULL << 36) /* protocol 7.39 */
+#endif
+static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata) {
+  session *s = userdata;
+  if (!s->init_answered) {
+    s->init_answered = 1;
+    if (count >= 2 && iov[1].iov_len >= offsetof(struct fuse_init_out, flags2) + sizeof(uint32_t)) {
+      struct fuse_init_out *out = iov[1].iov_base; /* (the kernel has FUSE_INIT_EXT since 5.17) */
+      out->flags |= FUSE_INIT_EXT;
+      out->flags2 |= (uint32_t)(FUSE_DIRECT_IO_ALLOW_MMAP >> 32);
+    }
+  }
+  return writev(fd, iov, count);
+}
+
+static ssize_t io_read(int fd, void *buf, size_t len, void *userdata) {
+  (void)userdata;
+  return read(fd, buf, len);
+}
+
+static const struct fuse_custom_io SESSION_IO = { .writev = io_writev, .read = io_read };
+
 /* Back on the loop: serve the new session's fd (INIT comes first), and tell JS (OP_MOUNTED). */
 static void mount_done(napi_env env, napi_status status, void *data) {
   session *s = data;
@@ -952,6 +994,7 @@ static void mount_done(napi_env env, napi_status status, void *data) {
   int err = status != napi_ok ? EIO : s->mount_err;
   if (!err) {
     s->mounted = 1;
+    fuse_session_custom_io(s->se, &SESSION_IO, fuse_session_fd(s->se));
     uv_loop_t *loop;
     napi_get_uv_event_loop(env, &loop);
     uv_poll_init(loop, &s->poll, fuse_session_fd(s->se)); /* sets O_NONBLOCK: receive_buf then answers -EAGAIN when drained */
