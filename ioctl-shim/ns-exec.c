@@ -11,8 +11,10 @@
  * would. Those commands on other files, and every other syscall, go on
  * untouched. Opens stop here too, so that a /proc/.../status (VmPin and
  * VmLck with the model's pins) or a thread's fail-nth opens the mount's
- * stand-in, as under the shim. Exits with PROGRAM's status (128 + signal
- * when killed).
+ * stand-in, as under the shim. So do mmap()s of files: one of PROGRAM's
+ * iommufd is checked by the server as the kernel checks it, then mapped by
+ * PROGRAM's kernel from the FUSE file. Exits with PROGRAM's status (128 +
+ * signal when killed).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -33,7 +35,9 @@
 #define PIDFD_THREAD O_EXCL /* since 6.9: a pidfd for a thread that is not its group's leader */
 #endif
 #include <sys/prctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/sysmacros.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -74,9 +78,10 @@ static void die(const char *what)
 #endif
 
 /*
- * ioctl() with one of the three commands, and every open(), stop for us (an
- * open may name a kernel file the mount stands in for; the filter cannot read
- * the path); all else runs.
+ * ioctl() with one of the three commands, every open() (an open may name a
+ * kernel file the mount stands in for; the filter cannot read the path) and
+ * every mmap() of a file (it may be an iommufd's region) stop for us; all
+ * else runs. Jumps count the instructions skipped: NOTIFY is 18, ALLOW 19.
  */
 static int install_filter(void)
 {
@@ -85,17 +90,25 @@ static int install_filter(void)
 		/* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, THIS_ARCH, 1, 0),
 		/* 2 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 		/* 3 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-		/* 4 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, NR_OPEN, 8, 0),
-		/* 5 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_openat, 7, 0),
-		/* 6 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_ioctl, 1, 0),
-		/* 7 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-		/* 8: the kernel takes the command as an unsigned int: its low word */
+		/* 4 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, NR_OPEN, 13, 0),
+		/* 5 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_openat, 12, 0),
+		/* 6 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_ioctl, 2, 0),
+		/* 7 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_mmap, 6, 0),
+		/* 8 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		/* 9: the kernel takes the command as an unsigned int: its low word */
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),
-		/* 9 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IOMMU_FAULT_QUEUE_ALLOC, 3, 0),
-		/* 10 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IOMMU_VEVENTQ_ALLOC, 2, 0),
-		/* 11 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IOMMU_TEST_CMD, 1, 0),
-		/* 12 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-		/* 13 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+		/* 10 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IOMMU_FAULT_QUEUE_ALLOC, 7, 0),
+		/* 11 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IOMMU_VEVENTQ_ALLOC, 6, 0),
+		/* 12 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IOMMU_TEST_CMD, 5, 0),
+		/* 13 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		/* 14: mmap's descriptor (an int: its low word); -1 maps no file */
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[4])),
+		/* 15 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0xffffffffu, 3, 0),
+		/* 16: its flags; MAP_ANONYMOUS ignores the descriptor */
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[3])),
+		/* 17 */ BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, MAP_ANONYMOUS, 1, 0),
+		/* 18 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+		/* 19 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
 	struct sock_fprog fprog = { .len = sizeof prog / sizeof prog[0], .filter = prog };
 	return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &fprog);
@@ -328,12 +341,68 @@ static int answer_open(int listener, const struct seccomp_notif *n)
 	return 1;
 }
 
+static ssize_t nothing_to_read(void *who, uint64_t addr, void *dst, size_t len)
+{
+	(void)who, (void)addr, (void)dst, (void)len;
+	return -1;
+}
+
+/*
+ * A stopped mmap() of a file. On this mount's iommufd the server checks
+ * offset, length and flags as the kernel's iommufd does (IOMMUFS_MMAP with
+ * FILE): its errno is the call's, and on success the call runs and the
+ * kernel maps the file itself, reading each page as a READ of its offset
+ * (the region's bytes). Any other file maps as it would have, and so does a
+ * length or offset the kernel refuses before any file sees it.
+ */
+static void answer_mmap(int listener, const struct seccomp_notif *n, struct seccomp_notif_resp *resp)
+{
+	uint64_t len = n->data.args[1], off = n->data.args[5];
+	int prot = (int)n->data.args[2], flags = (int)n->data.args[3];
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+	int own = len && !(off & (page - 1)) ? iommufd_of((pid_t)n->pid, (int)n->data.args[4]) : -1;
+	struct stat st;
+	if (own >= 0 && fstat(own, &st) == 0 && ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &n->id) == 0) {
+		struct iommufs_mmap m = {
+			.size = sizeof m,
+			.flags = ((flags & MAP_TYPE) != MAP_PRIVATE ? IOMMUFS_MMAP_SHARED : 0) | (prot & PROT_EXEC ? IOMMUFS_MMAP_EXEC : 0) | IOMMUFS_MMAP_FILE,
+			.offset = off,
+			.length = (len + page - 1) & ~(page - 1),
+			.pid = (uint32_t)tgid_of((pid_t)n->pid),
+			.dev_major = major(st.st_dev),
+			.dev_minor = minor(st.st_dev),
+			.ino = st.st_ino,
+		};
+		struct request r = { .cmd = IOMMUFS_MMAP, .st = (const uint8_t *)&m, .st_len = sizeof m };
+		struct reply rep = { 0 };
+		uint8_t *f = transact(own, &r, nothing_to_read, NULL, &rep);
+		int err = f ? (int)rep.h.target_or_errno : errno;
+		free(rep.b);
+		free(f);
+		if (err) {
+			resp->flags = 0;
+			resp->error = -err;
+		} else {
+			/* a GETATTR: the file's size now reaches the region, or its pages would fault (SIGBUS) */
+			fstat(own, &st);
+		}
+	}
+	if (own >= 0)
+		close(own);
+	if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, resp) < 0 && errno != ENOENT)
+		fprintf(stderr, "iommufs-ns-exec: SECCOMP_IOCTL_NOTIF_SEND: %s\n", strerror(errno));
+}
+
 /* One stopped call: ours to answer, or let run as it would have. */
 static void answer(int listener, struct seccomp_notif *n, struct seccomp_notif_resp *resp)
 {
 	memset(resp, 0, sizeof *resp);
 	resp->id = n->id;
 	resp->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+	if (n->data.nr == __NR_mmap) {
+		answer_mmap(listener, n, resp);
+		return;
+	}
 	if (n->data.nr != __NR_ioctl) {
 		if (!answer_open(listener, n) && ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, resp) < 0 && errno != ENOENT)
 			fprintf(stderr, "iommufs-ns-exec: SECCOMP_IOCTL_NOTIF_SEND: %s\n", strerror(errno));

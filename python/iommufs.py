@@ -389,9 +389,14 @@ class iommufs_mmap(_Struct):
         ("offset", ctypes.c_uint64),
         ("length", ctypes.c_uint64),
         ("addr", ctypes.c_uint64), # user pointer: out buffer
+        ("pid", ctypes.c_uint32),
+        ("dev_major", ctypes.c_uint32),
+        ("dev_minor", ctypes.c_uint32),
+        ("__reserved", ctypes.c_uint32),
+        ("ino", ctypes.c_uint64),
     ]
-    _offsets_ = {"size": 0, "flags": 4, "offset": 8, "length": 16, "addr": 24}
-    _size_ = 32
+    _offsets_ = {"size": 0, "flags": 4, "offset": 8, "length": 16, "addr": 24, "pid": 32, "dev_major": 36, "dev_minor": 40, "__reserved": 44, "ino": 48}
+    _size_ = 56
 
 
 class iommufs_munmap(_Struct):
@@ -884,6 +889,10 @@ IOMMUFS_DMA_STATUS_FAULT = 0x1
 IOMMUFS_DMA_STATUS_ABORT = 0x2
 IOMMUFS_DMA_STATUS_STOPPED = 0x3
 IOMMUFS_DMA_STATUS_PENDING = 0x4
+# enum iommufs_mmap_flags
+IOMMUFS_MMAP_SHARED = 0x1
+IOMMUFS_MMAP_EXEC = 0x2
+IOMMUFS_MMAP_FILE = 0x4
 # enum iommufd_hwpt_alloc_flags
 IOMMU_HWPT_ALLOC_NEST_PARENT = 0x1
 IOMMU_HWPT_ALLOC_DIRTY_TRACKING = 0x2

@@ -31,7 +31,8 @@ them. Other files and descriptors are untouched. Exits with PROGRAM's status.
                 nothing outside it changes. The descriptors an ioctl returns
                 (fault queues, vEVENTQs, the selftest's accesses and
                 DMA-BUFs) are installed by a supervisor through seccomp, so
-                PROGRAM runs as its child.
+                PROGRAM runs as its child; it also checks each mmap() of
+                /dev/iommu as the kernel does.
 
 Environment given to PROGRAM: IOMMUFS_MOUNT (the mount, absolute) and,
 without --namespace, LD_PRELOAD (the shim appended). IOMMUFS_SHIM_TRACE=1

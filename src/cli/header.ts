@@ -57,6 +57,7 @@ const ENUMS: Record<string, { cname: string; prefix: string; except?: Record<str
   iommu_hwpt_vtd_s1_invalidate_flags: { cname: 'iommu_hwpt_vtd_s1_invalidate_flags', prefix: 'IOMMU_VTD_INV_FLAGS_' },
   iommufs_dma_flags: { cname: 'iommufs_dma_flags', prefix: 'IOMMUFS_DMA_' },
   iommufs_dma_status: { cname: 'iommufs_dma_status', prefix: 'IOMMUFS_DMA_STATUS_' },
+  iommufs_mmap_flags: { cname: 'iommufs_mmap_flags', prefix: 'IOMMUFS_MMAP_' },
   iommu_test_op: { cname: 'iommu_test_op', prefix: 'IOMMU_TEST_OP_' },
 }
 

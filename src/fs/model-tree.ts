@@ -13,7 +13,7 @@ import { DEFAULT_TOPOLOGY } from '../util/paths'
 import { TraceLog } from '../util/trace'
 import { failNthFile, failPageAllocDir, failslabDir } from './fault-files'
 import { debugTree } from './debug-tree'
-import { AttributeFile } from './nodes'
+import { AttributeFile, Caller } from './nodes'
 import { TreeOps } from './ops'
 import { buildSysfsTree, dirAt } from './sysfs-tree'
 import { TransactionFile } from './transaction-file'
@@ -69,7 +69,8 @@ export function buildTree(opts: TreeOptions = {}): ModelTree {
   dirAt(root, '/sys/kernel/debug').add('iommufd', debugTree(world, [['server', server], ['fail-nth', failNthFile()]]))
   // the fault-injection switches iommufd_fail_nth sets (the shim gives it these for the kernel's)
   dirAt(root, '/sys/kernel/debug').add('failslab', failslabDir()).add('fail_page_alloc', failPageAllocDir())
-  dirAt(root, '/dev').add('iommu', new TransactionFile((caller) => new IommuSession(world, caller?.pid, recording)))
+  const iommuSession = (caller?: Caller): IommuSession => new IommuSession(world, caller?.pid, recording)
+  dirAt(root, '/dev').add('iommu', new TransactionFile(iommuSession, 0o666, () => Number(world.mappedFileEnd())))
   // KVM beside iommufd, for IOMMU domains that import a VM's stage 2 (docs/kvm.md)
   dirAt(root, '/dev').add('kvm', kvmNode(world))
   dirAt(root, '/sys/kernel/debug').add('kvm', kvmDebugDir(world))

@@ -4,10 +4,11 @@ import { Access, Caller, FileNode, OpenFile, SYSFS_SIZE } from './nodes'
 export class TransactionFile implements FileNode {
   readonly kind = 'file'
 
-  constructor(private readonly start: (caller?: Caller) => OpenFile, readonly mode = 0o666) {}
+  /** `reach`: a size the file must have beyond SYSFS_SIZE (the pages a mapping of it reads). */
+  constructor(private readonly start: (caller?: Caller) => OpenFile, readonly mode = 0o666, private readonly reach = (): number => 0) {}
 
   size(): number {
-    return SYSFS_SIZE
+    return Math.max(SYSFS_SIZE, this.reach())
   }
 
   open(_access: Access, caller?: Caller): OpenFile {

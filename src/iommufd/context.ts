@@ -117,6 +117,8 @@ export class IommufdContext {
     const obj = this.objects.find(id)
     if (!obj) throw new ErrnoError('ENOENT', `id=${id}: no such object`)
     if (obj instanceof Device) throw new ErrnoError('EBUSY', `id=${id}: a device is destroyed by unbinding it (closing its VFIO file)`)
+    // a mapping the kernel made of the file itself ends unheard: look before refusing
+    if (obj.users > 0) this.mmaps.prune()
     if (obj.users > 0) throw new ErrnoError('EBUSY', `id=${id}: ${obj.type} still has ${obj.users} user${obj.users === 1 ? '' : 's'}`)
     this.destroyObject(obj)
   }

@@ -51,6 +51,16 @@ export class World {
     return describeCharges(this.charges())
   }
 
+  /** Where dev/iommu must reach for every context's mapped regions to be read through it (its pages are shared by all opens). */
+  mappedFileEnd(): bigint {
+    let end = 0n
+    for (const c of this.contexts.values()) {
+      const e = c.mmaps.fileEnd()
+      if (e > end) end = e
+    }
+    return end
+  }
+
   ownerOf(pci: PciDevice): IommufdContext | undefined {
     return this.owners.get(pci)
   }

@@ -16,6 +16,7 @@ import { IovaRange } from '../iommufd/ioas'
 import { PciDevice } from '../hw/unit'
 import { FileBacking, SizedBacking } from '../memory/backing'
 import { dmabufAt } from '../iommufd/dmabuf'
+import { MmapFlag } from '../iommufd/mmap'
 import type { IommufdObject } from '../iommufd/objects'
 import { readlinkSync } from 'node:fs'
 import { DmaFlag, DmaStatus, checkDmaLength, deviceDma } from '../iommufd/dma'
@@ -583,7 +584,16 @@ export const IOCTLS: readonly Ioctl[] = [
   {
     ...ioctl('IOMMUFS_MMAP', 0xc3, S.iommufs_mmap, 'addr', (c) => {
       const ctx = ctxOf(c)
-      const region = ctx.mmaps.map(b(c.req, 'offset'), b(c.req, 'length'), u(c.req, 'flags'))
+      const flags = u(c.req, 'flags')
+      mustBeZero(u(c.req, '__reserved'), '__reserved')
+      if (flags & MmapFlag.FILE) {
+        if (!u(c.req, 'pid')) throw new ErrnoError('EINVAL', 'pid: FILE names the process that maps the file')
+        const file = { pid: u(c.req, 'pid'), devMajor: u(c.req, 'dev_major'), devMinor: u(c.req, 'dev_minor'), ino: b(c.req, 'ino') }
+        ctx.mmaps.map(b(c.req, 'offset'), b(c.req, 'length'), flags, file)
+        return {}
+      }
+      for (const f of ['pid', 'dev_major', 'dev_minor', 'ino'] as const) mustBeZero(b(c.req, f), f)
+      const region = ctx.mmaps.map(b(c.req, 'offset'), b(c.req, 'length'), flags)
       try {
         c.mem.write(b(c.req, 'addr'), region.data, 'addr')
       } catch (e) {

@@ -8,6 +8,7 @@ import { InvalidateDataType, VtdInvFlag } from '../iommufd/invalidate'
 import { ViommuType } from '../iommufd/viommu'
 import { HwQueueType } from '../iommufd/hw-queue'
 import { DmaFlag, DmaStatus } from '../iommufd/dma'
+import { MmapFlag } from '../iommufd/mmap'
 import { TestOp } from '../iommufd/selftest'
 import { VeventqFlag, VeventqType } from '../iommufd/veventq'
 import { HWPT_DATA_IOMMUFS_KVM } from '../iommufd/kvm-hwpt'
@@ -31,6 +32,7 @@ export const NAMES: Readonly<Record<string, NameSet>> = {
   ioas_map_flags: f(MapFlag),
   iommufs_dma_flags: f(DmaFlag),
   iommufs_dma_status: e(DmaStatus),
+  iommufs_mmap_flags: f(MmapFlag),
   iommufd_hwpt_alloc_flags: f(HwptAllocFlag),
   iommu_hwpt_data_type: e({ ...HwptDataType, IOMMUFS_KVM: HWPT_DATA_IOMMUFS_KVM }),
   iommu_hw_info_type: e(HwInfoType),

@@ -138,6 +138,7 @@ export abstract class Session {
   }
 
   write(pos: number, data: Buffer, caller?: Requester): number {
+    if (this.mappedWrite(pos, caller)) return data.length
     const st = this.stateFor(caller?.pid ?? 0)
     let buf = data
     // a write with nothing pending (most are: one whole line or frame) is parsed as it came
@@ -205,7 +206,18 @@ export abstract class Session {
     return data.length
   }
 
+  /** A READ of pages a mapping of the file shows, when pos lies in one. */
+  protected mappedRead(_pos: number, _len: number): Buffer | undefined {
+    return undefined
+  }
+  /** Whether a WRITE is the kernel writing back such pages (not a request). */
+  protected mappedWrite(_pos: number, _caller?: Requester): boolean {
+    return false
+  }
+
   read(pos: number, len: number, caller?: Requester): Buffer {
+    const mapped = this.mappedRead(pos, len)
+    if (mapped) return mapped
     const own = this.callers.get(caller?.pid ?? 0)
     const tid = caller?.tid ?? 0
     const r = own?.unread?.get(tid) ?? own ?? this.latest
@@ -416,6 +428,16 @@ export class IommuSession extends Session {
 
   protected frameDevice(target: number): PciDevice | undefined {
     return target ? this.world.machine.devices.find((d) => d.vfioIndex === target - 1) : undefined
+  }
+
+  /** exec --namespace: the program's kernel maps the file itself, and its pages are READs of a region's offsets. */
+  protected override mappedRead(pos: number, len: number): Buffer | undefined {
+    return pos >= CPU_PAGE ? this.ctx.mmaps.fileBytes(BigInt(pos), len) : undefined
+  }
+
+  /** Such pages written back by the kernel (no process: pid 0) are not requests; a mapping shows the region as it was mapped. */
+  protected override mappedWrite(pos: number, caller?: Requester): boolean {
+    return caller?.pid === 0 && pos >= CPU_PAGE
   }
 
   protected override special(line: string, n: string): string | undefined {

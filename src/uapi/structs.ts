@@ -400,16 +400,24 @@ export const iommu_viommu_invalidate_selftest = struct('iommu_viommu_invalidate_
 // ---- iommufs extensions (private command numbers, docs/extensions.md) ----
 
 /**
- * mmap of an iommufd region, as the shim forwards it: the kernel's checks
- * run on offset, length and flags (MAP_SHARED 1, PROT_EXEC 2); the region's
- * bytes are written at addr, where the shim has made the mapping.
+ * mmap of an iommufd region: the kernel's checks run on offset, length and
+ * flags (MAP_SHARED 1, PROT_EXEC 2). The shim forwards it with the region's
+ * bytes written at addr, where it has made the mapping. With FILE 4 (exec
+ * --namespace's supervisor) the program's kernel maps the file itself once
+ * this succeeds: addr is 0, and the mapping lives while /proc/pid/maps shows
+ * the file (dev_major:dev_minor, ino) there.
  */
 export const iommufs_mmap = struct('iommufs_mmap', [
   ['size', { type: 'u32' }],
-  ['flags', { type: 'u32', show: 'hex' }],
+  ['flags', { type: 'u32', show: 'hex', names: 'iommufs_mmap_flags' }],
   ['offset', { type: 'u64' }],
   ['length', { type: 'u64' }],
   ['addr', { type: 'u64', pointer: { length: (s) => n(s, 'length'), flow: 'out' } }],
+  ['pid', { type: 'u32' }],
+  ['dev_major', { type: 'u32' }],
+  ['dev_minor', { type: 'u32' }],
+  ['__reserved', { type: 'u32' }],
+  ['ino', { type: 'u64' }],
 ])
 
 /** munmap of a mapping IOMMUFS_MMAP made: its owner may be destroyed again. */

@@ -70,6 +70,59 @@ const SELFTEST_OPS = [
   'get_info_60: argsz=72 cap_offset=0 next=40 untouched_past_argsz=yes',
 ]
 
+/** What test/c/viommu-ops.c prints, as the kernel's mock vIOMMU answers. */
+const VIOMMU_OPS = [
+  'mock_domain_pasid: ok ret=0',
+  'parent: ok ret=0',
+  'viommu_with_data: ok ret=0',
+  'viommu_data: out_data=0xbeef offset=0x1000 length=0x2000',
+  'mmap_offset_plus_page: err ENXIO',
+  'mmap_offset_plus_2_pages: err ENXIO',
+  'mmap_half: err ENXIO',
+  'mmap_double: err ENXIO',
+  'mmap_private: err EINVAL',
+  'mmap: mapped first_word=0xbeef',
+  'destroy_viommu_mapped: err EBUSY',
+  'destroy_viommu_unmapped: ok ret=0',
+  'viommu: ok ret=0',
+  'hw_queue_default: err EOPNOTSUPP',
+  'hw_queue_unmapped: err ENOENT',
+  'map: ok ret=0',
+  'hw_queue_index_1_first: err EIO',
+  'hw_queue_0: ok ret=0',
+  'hw_queue_1: ok ret=0',
+  'unmap_owned: err EBUSY',
+  'destroy_queue_0_first: err EBUSY',
+  'destroy_queue_1: ok ret=0',
+  'destroy_queue_0: ok ret=0',
+  'unmap: ok ret=0',
+  's2_pasid: ok ret=0',
+  'rid_to_s2: ok ret=0',
+  'fault_alloc: ok ret=0',
+  'iopf_hwpt: ok ret=0',
+  'pasid_attach_ioas: err EINVAL',
+  'pasid_attach_parent: err EINVAL',
+  'pasid_1024_attach: ok ret=0',
+  'pasid_1024_attach_again: err EBUSY',
+  'pasid_1024_replace: err ENOMEM',
+  'pasid_1024_still_s2: ok ret=0',
+  'pasid_1024_detach: ok ret=0',
+  'pasid_2048_attach_iopf: ok ret=0',
+  'trigger_iopf_pasid: ok ret=0',
+  'fault_read: bytes=40 flags=3 pasid=2048',
+  'destroy_iopf_attached: err EBUSY',
+  'pasid_2048_detach: ok ret=0',
+  'pasid_2048_detached: ok ret=0',
+  'destroy_iopf: ok ret=0',
+  'destroy_fault: ok ret=0',
+  'veventq_alloc: ok ret=0',
+  'destroy_veventq_fd_open: err EBUSY',
+  'destroy_viommu_veventq_open: err EBUSY',
+  'destroy_viommu_veventq_closed: err EBUSY',
+  'destroy_veventq: ok ret=0',
+  'destroy_viommu: ok ret=0',
+]
+
 describe('IOMMU_TEST_CMD and VFIO compat through the shim', function () {
   let dir: string
   let bin: string
@@ -119,57 +172,18 @@ describe('IOMMU_TEST_CMD and VFIO compat through the shim', function () {
     await withMount(async (m) => {
       const r = await iommufs(['exec', '--mount', m.dir, '--', viommuBin])
       assert.equal(r.code, 0, r.stderr)
-      assert.deepEqual(r.stdout.trim().split('\n'), [
-        'mock_domain_pasid: ok ret=0',
-        'parent: ok ret=0',
-        'viommu_with_data: ok ret=0',
-        'viommu_data: out_data=0xbeef offset=0x1000 length=0x2000',
-        'mmap_offset_plus_page: err ENXIO',
-        'mmap_offset_plus_2_pages: err ENXIO',
-        'mmap_half: err ENXIO',
-        'mmap_double: err ENXIO',
-        'mmap_private: err EINVAL',
-        'mmap: mapped first_word=0xbeef',
-        'destroy_viommu_mapped: err EBUSY',
-        'destroy_viommu_unmapped: ok ret=0',
-        'viommu: ok ret=0',
-        'hw_queue_default: err EOPNOTSUPP',
-        'hw_queue_unmapped: err ENOENT',
-        'map: ok ret=0',
-        'hw_queue_index_1_first: err EIO',
-        'hw_queue_0: ok ret=0',
-        'hw_queue_1: ok ret=0',
-        'unmap_owned: err EBUSY',
-        'destroy_queue_0_first: err EBUSY',
-        'destroy_queue_1: ok ret=0',
-        'destroy_queue_0: ok ret=0',
-        'unmap: ok ret=0',
-        's2_pasid: ok ret=0',
-        'rid_to_s2: ok ret=0',
-        'fault_alloc: ok ret=0',
-        'iopf_hwpt: ok ret=0',
-        'pasid_attach_ioas: err EINVAL',
-        'pasid_attach_parent: err EINVAL',
-        'pasid_1024_attach: ok ret=0',
-        'pasid_1024_attach_again: err EBUSY',
-        'pasid_1024_replace: err ENOMEM',
-        'pasid_1024_still_s2: ok ret=0',
-        'pasid_1024_detach: ok ret=0',
-        'pasid_2048_attach_iopf: ok ret=0',
-        'trigger_iopf_pasid: ok ret=0',
-        'fault_read: bytes=40 flags=3 pasid=2048',
-        'destroy_iopf_attached: err EBUSY',
-        'pasid_2048_detach: ok ret=0',
-        'pasid_2048_detached: ok ret=0',
-        'destroy_iopf: ok ret=0',
-        'destroy_fault: ok ret=0',
-        'veventq_alloc: ok ret=0',
-        'destroy_veventq_fd_open: err EBUSY',
-        'destroy_viommu_veventq_open: err EBUSY',
-        'destroy_viommu_veventq_closed: err EBUSY',
-        'destroy_veventq: ok ret=0',
-        'destroy_viommu: ok ret=0',
-      ])
+      assert.deepEqual(r.stdout.trim().split('\n'), VIOMMU_OPS)
+    })
+  })
+
+  it('the same under exec --namespace: the supervisor checks each mmap, the kernel maps dev/iommu itself (pages read from the region) and the munmap is seen in /proc', async () => {
+    await withMount(async (m) => {
+      const r = await iommufs(['exec', '--mount', m.dir, '--namespace', '--', viommuBin])
+      assert.equal(r.code, 0, r.stderr)
+      assert.deepEqual(r.stdout.trim().split('\n'), VIOMMU_OPS)
+      const trace = await m.cat('sys/kernel/debug/iommufd/trace')
+      assert.match(trace, /frame IOMMUFS_MMAP -> ENXIO offset=0x2000 length=0x2000: the region is offset 0x1000 length 0x2000/)
+      assert.match(trace, /frame IOMMUFS_MMAP -> EINVAL flags: an iommufd region is mapped MAP_SHARED/)
     })
   })
 

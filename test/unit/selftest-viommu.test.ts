@@ -7,6 +7,7 @@
  * its object. Every errno path in the kernel's order.
  */
 import { strict as assert } from 'node:assert'
+import { readFileSync } from 'node:fs'
 import { IoctlReply } from '../../src/uapi/dispatch'
 import { StructValue, encode } from '../../src/uapi/layout'
 import { TEST_CMD_UNION, iommu_viommu_selftest } from '../../src/uapi/structs'
@@ -47,6 +48,19 @@ function viommuAlloc(t: IommuBench, dev: number, hwpt: number, type = SELFTEST, 
 
 function mmap(t: IommuBench, offset: bigint, length: bigint, flags = 1n): IoctlReply {
   return t.ioctl('IOMMUFS_MMAP', { flags, offset, length, addr: 0x7000_0000n })
+}
+
+/** A file this process maps from offset 0 for at least `bytes`: its device and inode as /proc/self/maps shows them. */
+function ownFileMapping(bytes: number): { major: bigint; minor: bigint; ino: bigint } {
+  for (const line of readFileSync('/proc/self/maps', 'utf8').split('\n')) {
+    const [range, , offset, dev, ino] = line.split(/\s+/)
+    if (!ino || ino === '0' || offset !== '00000000') continue
+    const [start, end] = range.split('-').map((x) => parseInt(x, 16))
+    if (end - start < bytes) continue
+    const [major, minor] = dev.split(':').map((x) => BigInt(`0x${x}`))
+    return { major, minor, ino: BigInt(ino) }
+  }
+  throw new Error('this process maps no file from offset 0')
 }
 
 function hwQueue(t: IommuBench, viommu: number, index: number, iova: bigint, length: bigint, type = SELFTEST): IoctlReply {
@@ -131,6 +145,30 @@ describe('the mock vIOMMU (SELFTEST type)', () => {
     assert.equal(t.ioctl('IOMMUFS_MUNMAP', { offset: PAGE }).errno, 'EINVAL', 'not mapped any more')
     t.ok(`DESTROY id=${v}`)
     assert.equal(mmap(t, PAGE, 2n * PAGE).errno, 'ENXIO', 'the region went with its vIOMMU')
+  })
+
+  it('a mapping of the file itself (FILE, exec --namespace): its pages are READs of the region, and it holds the vIOMMU while /proc/PID/maps shows it', () => {
+    // a file this process maps from offset 0 past the region's end (node or a library): /proc shows it there
+    const own = ownFileMapping(Number(3n * PAGE))
+    const file = (ino: bigint, flags = 5n, pid = BigInt(process.pid)): IoctlReply =>
+      t.ioctl('IOMMUFS_MMAP', { flags, offset: PAGE, length: 2n * PAGE, addr: 0n, pid, dev_major: own.major, dev_minor: own.minor, ino })
+    const data = Buffer.alloc(24)
+    data.writeUInt32LE(0xbeef)
+    const v = Number(t.out('IOMMU_VIOMMU_ALLOC', viommuAlloc(t, s.idev, s.parent, SELFTEST, data)).out_viommu_id)
+    assert.equal(file(own.ino, 4n).errno, 'EINVAL', 'not MAP_SHARED')
+    assert.equal(file(own.ino, 5n, 0n).errno, 'EINVAL', 'no pid')
+    assert.equal(t.ioctl('IOMMUFS_MMAP', { flags: 1n, offset: PAGE, length: 2n * PAGE, addr: 0x7000_0000n, pid: 1n }).errno, 'EOPNOTSUPP', 'pid without FILE')
+    assert.equal(t.session.read(Number(PAGE), 8).length, 0, 'nothing mapped yet: a READ there is past the reply')
+    // a file this process does not map: the mapping is gone as soon as anyone looks
+    assert.equal(file(own.ino + 1000003n).errno, undefined)
+    assert.deepEqual([...t.session.read(Number(PAGE), 8)], [0xef, 0xbe, 0, 0, 0, 0, 0, 0], 'the page a fault reads')
+    assert.equal(t.world.mappedFileEnd(), 3n * PAGE, 'dev/iommu reaches the region')
+    t.ok(`DESTROY id=${v}`)
+    assert.equal(t.world.mappedFileEnd(), 0n)
+    const w = Number(t.out('IOMMU_VIOMMU_ALLOC', viommuAlloc(t, s.idev, s.parent, SELFTEST, data)).out_viommu_id)
+    assert.equal(file(own.ino).errno, undefined)
+    t.err(`DESTROY id=${w}`, 'EBUSY')
+    assert.match(t.describe(w).get('mmap')!, /mapped=1/)
   })
 
   it('closing the file lets a live mapping go: everything is destroyed', () => {
