@@ -1441,7 +1441,30 @@ static void remember_page(int pid, uint64_t page, uint64_t entry) {
   known[nknown++].entry = entry;
 }
 
-static int page_ok(uint64_t entry, int write) { return (entry >> 63) && !(write && (entry >> 61 & 1)); }
+/*
+ * A page that is a file's or shared (bit 61) is still written with no wait on
+ * a file when its frame is shared memory or hugetlb (KPF_SWAPBACKED, KPF_HUGE
+ * in /proc/kpageflags): shmem and hugetlbfs have no page_mkwrite, and neither
+ * is ever this mount's. A program's MAP_SHARED|MAP_ANONYMOUS buffer is such
+ * memory. Without the frame number (pagemap hides it from a server lacking
+ * CAP_SYS_ADMIN) the maps decide, as for any other file.
+ */
+#define PAGEMAP_PFN_MASK ((1ULL << 55) - 1)
+#define KPF_SWAPBACKED 14
+#define KPF_HUGE 17
+static int kpageflags_fd = -2; /* -2: not opened yet */
+
+static int frame_is_memory(uint64_t entry) {
+  uint64_t pfn = entry & PAGEMAP_PFN_MASK, flags;
+  if (!pfn) return 0;
+  if (kpageflags_fd == -2) kpageflags_fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
+  if (kpageflags_fd < 0 || pread(kpageflags_fd, &flags, sizeof flags, (off_t)(pfn * sizeof flags)) != (ssize_t)sizeof flags) return 0;
+  return (flags >> KPF_SWAPBACKED & 1) || (flags >> KPF_HUGE & 1);
+}
+
+static int page_ok(uint64_t entry, int write) {
+  return (entry >> 63) && !(write && (entry >> 61 & 1) && !frame_is_memory(entry));
+}
 
 /* The pagemap entries of `n` pages of `pid` from page `first` (remembered for the request); 0 when they cannot be read. */
 static int read_pagemap(int pid, uint64_t first, uint64_t n, uint64_t *entry) {
@@ -1522,6 +1545,25 @@ static napi_value js_vm_write(napi_env env, napi_callback_info info) {
   return ret_int(env, (size_t)n == len ? 0 : -EFAULT);
 }
 
+/*
+ * descriptorDevice(pid, fd) -> [major, minor] | -errno: the device of the
+ * file behind /proc/PID/fd/FD, by statx asking for nothing and syncing
+ * nothing, so a file of this very mount costs no request (FUSE then fills in
+ * its cached attributes alone); a stat that syncs would wait for this thread.
+ */
+static napi_value js_descriptor_device(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/fd/%d", (int)arg_num(env, argv[0]), (int)arg_num(env, argv[1]));
+  struct statx st;
+  if (statx(AT_FDCWD, path, AT_STATX_DONT_SYNC, 0, &st) < 0) return ret_int(env, -errno);
+  napi_value out;
+  napi_create_array_with_length(env, 2, &out);
+  napi_set_element(env, out, 0, num(env, st.stx_dev_major));
+  napi_set_element(env, out, 1, num(env, st.stx_dev_minor));
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   const struct { const char *name; napi_callback fn; } fns[] = {
     { "mount", js_mount }, { "unmount", js_unmount },
@@ -1530,7 +1572,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "replyDir", js_reply_dir }, { "replyIoctl", js_reply_ioctl }, { "replyPoll", js_reply_poll },
     { "onInterrupt", js_on_interrupt }, { "notifyPoll", js_notify_poll }, { "dropPoll", js_drop_poll },
     { "setSnapshot", js_set_snapshot }, { "invalInode", js_inval_inode }, { "invalEntry", js_inval_entry },
-    { "vmRead", js_vm_read }, { "vmWrite", js_vm_write },
+    { "vmRead", js_vm_read }, { "vmWrite", js_vm_write }, { "descriptorDevice", js_descriptor_device },
   };
   for (size_t i = 0; i < sizeof fns / sizeof *fns; i++) {
     napi_value f;

@@ -22,6 +22,7 @@
 import * as path from 'node:path'
 import { ErrnoError, ERRNO, errnoName } from '../util/errno'
 import { PACKAGE_ROOT } from '../util/paths'
+import { useDescriptorDevice } from '../util/own-mounts'
 import { readStatus, tgidIn } from '../util/proc-status'
 import { ProcessBacking } from '../memory/backing'
 import { BackendOptions, Mounted, ROOT_FSNAME, errnoOf } from './fuse-common'
@@ -55,6 +56,8 @@ interface Fuse3Addon {
   /** Without mayFault, -EAGAIN when a page is not present (a write: or is a file's): reaching it could fault. */
   vmRead(pid: number, addr: bigint, len: number, mayFault: boolean): Buffer | number
   vmWrite(pid: number, addr: bigint, data: Buffer, mayFault: boolean): number
+  /** [major, minor] of the file behind /proc/PID/fd/FD, with no request to any FUSE server; -errno. */
+  descriptorDevice(pid: number, fd: number): [number, number] | number
 }
 
 /** Returns what OP.RENDER asks for (the text, or a positive errno; `a` = 1: no trace line for a failure); nothing for the rest. */
@@ -570,6 +573,10 @@ function sessionHandler(sh: Shared, spec: SessionSpec, cuts: readonly string[], 
  */
 export async function mountLibfuse3(dir: string, ops: TreeOps, opts: BackendOptions = {}): Promise<Mounted> {
   const a = loadAddon()
+  useDescriptorDevice((pid, fd) => {
+    const d = a.descriptorDevice(pid, fd)
+    return typeof d === 'number' ? undefined : `${d[0]}:${d[1]}`
+  })
   const shared: Shared = { a, ops, memory: processMemory(), waiting: new Map(), polls: new Map() }
   const start = Math.floor(Date.now() / 1000)
   /** Mounted sessions, the root first. */

@@ -178,6 +178,40 @@ export class FileBacking extends FdBacking {
   }
 }
 
+/** /proc/kpageflags, opened once (null: it cannot be, as without root). */
+let kpageflags: number | null | undefined
+const PAGEMAP_PFN_MASK = (1n << 55n) - 1n
+const KPF_SWAPBACKED = 14n
+const KPF_HUGE = 17n
+
+/**
+ * Whether a page a pagemap entry marks as a file's or shared (bit 61) is
+ * shared memory or hugetlb (its frame's KPF_SWAPBACKED or KPF_HUGE): shmem
+ * and hugetlbfs have no page_mkwrite and are never this mount's, so writing
+ * one waits on no file. A VMM's memfd guest memory is such memory. Without
+ * the frame number (hidden from a process lacking CAP_SYS_ADMIN): no.
+ */
+function frameIsMemory(entry: bigint): boolean {
+  const pfn = entry & PAGEMAP_PFN_MASK
+  if (!pfn) return false
+  if (kpageflags === undefined) {
+    try {
+      kpageflags = fs.openSync('/proc/kpageflags', 'r')
+    } catch {
+      kpageflags = null
+    }
+  }
+  if (kpageflags === null) return false
+  const flags = Buffer.alloc(8)
+  try {
+    if (fs.readSync(kpageflags, flags, 0, 8, Number(pfn * 8n)) !== 8) return false
+  } catch {
+    return false
+  }
+  const f = flags.readBigUInt64LE(0)
+  return ((f >> KPF_SWAPBACKED) & 1n) === 1n || ((f >> KPF_HUGE) & 1n) === 1n
+}
+
 /**
  * The memory of a live process, by virtual address (/proc/PID/mem, as
  * process_vm_readv would reach it; the server runs as root). Opened once, at
@@ -218,7 +252,7 @@ export class ProcessBacking extends FdBacking {
     return p !== undefined && p !== 'gone' && p.served
   }
 
-  /** Every page of [va, va+len) present (bit 63 of its pagemap entry), and for a write no file page (bit 61). */
+  /** Every page of [va, va+len) present (bit 63 of its pagemap entry), and for a write no file page (bit 61) but shared memory. */
   private allPresent(va: bigint, len: number, write: boolean): boolean {
     if (this.pagemap === undefined) return false
     const first = va / CPU_PAGE
@@ -231,7 +265,7 @@ export class ProcessBacking extends FdBacking {
     }
     for (let i = 0; i < count; i++) {
       const top = entries[i * 8 + 7]
-      if (!(top & 0x80) || (write && top & 0x20)) return false
+      if (!(top & 0x80) || (write && top & 0x20 && !frameIsMemory(entries.readBigUInt64LE(i * 8)))) return false
     }
     return true
   }

@@ -53,14 +53,28 @@ export function servedDevices(): ReadonlySet<string> {
   return devices
 }
 
+/** The device ("major:minor", decimal) of process `pid`'s descriptor `fd`, told without a request to this server; undefined if there is none. */
+export type DescriptorDevice = (pid: number, fd: number) => string | undefined
+
+/** A transport's way to tell a descriptor's device at once (the libfuse3 addon's statx); else fdinfo and mountinfo are read. */
+let descriptorDevice: DescriptorDevice | undefined
+
+export function useDescriptorDevice(f: DescriptorDevice): void {
+  descriptorDevice = f
+}
+
 /**
  * Whether descriptor `fd` of process `pid` is a file of a served directory,
  * whatever path the process sees it by (a bind mount in another mount
  * namespace included): its mount's device is one of the served mounts'.
- * Read from /proc alone (fdinfo, mountinfo), never through the file.
+ * Read from /proc alone, never through the file.
  */
 export function fdIsServedHere(pid: number, fd: number): boolean {
   if (!devices.size) return false
+  if (descriptorDevice) {
+    const dev = descriptorDevice(pid, fd)
+    return dev !== undefined && devices.has(dev)
+  }
   try {
     const mntId = /^mnt_id:\s*(\d+)$/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))?.[1]
     const dev = mounts(`/proc/${pid}/mountinfo`).find((m) => m[0] === mntId)?.[1]
