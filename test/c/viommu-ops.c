@@ -87,6 +87,12 @@ int main(void)
 	report("mmap_private", map_at(fd, len, off, MAP_PRIVATE, PROT_READ));
 	uint32_t *region = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)off);
 	printf("mmap: %s first_word=0x%x\n", region == MAP_FAILED ? "failed" : "mapped", region == MAP_FAILED ? 0 : region[0]);
+	if (region != MAP_FAILED) {
+		/* written and synced: under exec --namespace the kernel writes the page back to the file, which is no request */
+		region[1] = 0x1234;
+		report("msync_written", msync(region, len, MS_SYNC));
+		printf("mmap_after_msync: first_word=0x%x second_word=0x%x\n", region[0], region[1]);
+	}
 	report("destroy_viommu_mapped", destroy(fd, va.out_viommu_id));
 	munmap(region, len);
 	report("destroy_viommu_unmapped", destroy(fd, va.out_viommu_id));

@@ -82,6 +82,8 @@ const VIOMMU_OPS = [
   'mmap_double: err ENXIO',
   'mmap_private: err EINVAL',
   'mmap: mapped first_word=0xbeef',
+  'msync_written: ok ret=0',
+  'mmap_after_msync: first_word=0xbeef second_word=0x1234',
   'destroy_viommu_mapped: err EBUSY',
   'destroy_viommu_unmapped: ok ret=0',
   'viommu: ok ret=0',
@@ -176,7 +178,7 @@ describe('IOMMU_TEST_CMD and VFIO compat through the shim', function () {
     })
   })
 
-  it('the same under exec --namespace: the supervisor checks each mmap, the kernel maps dev/iommu itself (pages read from the region) and the munmap is seen in /proc', async () => {
+  it('the same under exec --namespace: the supervisor checks each mmap, the kernel maps dev/iommu itself (pages read from the region, written back as no request) and the munmap is seen in /proc', async () => {
     await withMount(async (m) => {
       const r = await iommufs(['exec', '--mount', m.dir, '--namespace', '--', viommuBin])
       assert.equal(r.code, 0, r.stderr)
