@@ -533,9 +533,11 @@ function checkReadOnly(ioas: Ioas, flags: number): void {
  * nothing mapped (as pin_user_pages fails), else its memory from `va`.
  */
 export function pinProcessPages(pid: number, va: bigint, length: bigint): MemoryRef {
-  const p = ProcessBacking.pinProblem(pid, va, length)
-  if (p) throw new ErrnoError('EFAULT', `user_va=${hex(va)}: ${describePinProblem(p === 'gone' ? { at: va, served: false } : p)} in the caller (pid ${pid})`)
-  return { backing: ProcessBacking.open(pid), offset: va }
+  const backing = ProcessBacking.openLive(pid)
+  const p = backing ? backing.pinProblemIn(va, length) : 'gone'
+  if (backing && !p) return { backing, offset: va }
+  backing?.release()
+  throw new ErrnoError('EFAULT', `user_va=${hex(va)}: ${describePinProblem(!p || p === 'gone' ? { at: va, served: false } : p)} in the caller (pid ${pid})`)
 }
 
 /** The CPU pages of each set of pages the IOASes pin (npinned), each page once however many areas, domains and accesses hold it. */

@@ -178,6 +178,9 @@ export class FileBacking extends FdBacking {
   }
 }
 
+/** The longest range a pin checks through the page map (512 entries, one 4 KiB read); longer ones read the maps once. */
+const PAGE_MAP_CHECK_BYTES = 512n * CPU_PAGE
+
 /** /proc/kpageflags, opened once (null: it cannot be, as without root). */
 let kpageflags: number | null | undefined
 const PAGEMAP_PFN_MASK = (1n << 55n) - 1n
@@ -233,6 +236,15 @@ export class ProcessBacking extends FdBacking {
 
   static open(pid: number): ProcessBacking {
     return new ProcessBacking(pid, fs.openSync(`/proc/${pid}/mem`, 'r+'))
+  }
+
+  /** open(), or undefined when the process is gone (or its memory cannot be opened). */
+  static openLive(pid: number): ProcessBacking | undefined {
+    try {
+      return ProcessBacking.open(pid)
+    } catch {
+      return undefined
+    }
   }
 
   /**
@@ -293,6 +305,18 @@ export class ProcessBacking extends FdBacking {
   }
 
   /**
+   * pinProblem for this process, from its page map first: a range whose
+   * pages are all present, none a file's but shared memory's, is mapped and
+   * holds no file of this mount, with no maps read (a map of memory the
+   * program has used costs one pread). A longer range, or any other page,
+   * reads the maps.
+   */
+  pinProblemIn(va: bigint, len: bigint): PinProblem | 'gone' | undefined {
+    if (len > 0n && len <= PAGE_MAP_CHECK_BYTES && this.allPresent(va, Number(len), true)) return undefined
+    return ProcessBacking.pinProblem(this.pid, va, len)
+  }
+
+  /**
    * What stops process `pid` having [va, va+len) pinned, from one read of its
    * maps: the first address it maps nothing at, or the first it maps from a
    * file of this server's own mount (reading that would fault the page in
@@ -300,7 +324,7 @@ export class ProcessBacking extends FdBacking {
    * Undefined when nothing does; 'gone' when the process has no maps.
    */
   static pinProblem(pid: number, va: bigint, len: bigint): PinProblem | 'gone' | undefined {
-    const maps = readMaps(pid)
+    const maps = readMaps(pid, { from: va, to: va + len })
     if (!maps) return 'gone'
     const own = servedDevices()
     const end = va + len

@@ -38,22 +38,43 @@ export interface Vma {
   readonly inode: bigint
 }
 
-/** The process's mappings, in address order; undefined once it has exited. */
-export function readMaps(pid: number): Vma[] | undefined {
+/** One line of /proc/PID/maps. */
+function vmaOf(line: string): Vma {
+  const [range, perms, offset, dev, inode] = line.split(/\s+/)
+  const [lo, hi] = range.split('-')
+  return { start: BigInt(`0x${lo}`), end: BigInt(`0x${hi}`), shared: perms[3] === 's', offset: BigInt(`0x${offset}`), dev, inode: BigInt(inode) }
+}
+
+const U64_MAX = (1n << 64n) - 1n
+
+/** An address as 16 hex digits: maps prints at least 8, and padded ones compare as strings in address order. */
+const hex16 = (a: string): string => a.padStart(16, '0')
+
+/**
+ * The process's mappings, in address order; undefined once it has exited.
+ * With `span`, only those overlapping [span.from, span.to): the other lines
+ * are passed over by comparing their addresses as text (a pin checks a few
+ * pages against a hundred mappings, and each parsed line costs five BigInts).
+ */
+export function readMaps(pid: number, span?: { from: bigint; to: bigint }): Vma[] | undefined {
   let text: string
   try {
     text = fs.readFileSync(`/proc/${pid}/maps`, 'utf8')
   } catch {
     return undefined
   }
-  return text
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => {
-      const [range, perms, offset, dev, inode] = l.split(/\s+/)
-      const [lo, hi] = range.split('-')
-      return { start: BigInt(`0x${lo}`), end: BigInt(`0x${hi}`), shared: perms[3] === 's', offset: BigInt(`0x${offset}`), dev, inode: BigInt(inode) }
-    })
+  const lines = text.split('\n').filter(Boolean)
+  if (!span) return lines.map(vmaOf)
+  const from = hex16(span.from.toString(16))
+  const to = span.to > U64_MAX ? 'g' : hex16(span.to.toString(16)) // past every address
+  const out: Vma[] = []
+  for (const line of lines) {
+    const dash = line.indexOf('-')
+    if (hex16(line.slice(dash + 1, line.indexOf(' ', dash))) <= from) continue
+    if (hex16(line.slice(0, dash)) >= to) break
+    out.push(vmaOf(line))
+  }
+  return out
 }
 
 /** The key of byte `offset` of the file on device `dev` ("major:minor" hex) with inode `inode`. */

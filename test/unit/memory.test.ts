@@ -10,6 +10,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { FileBacking, NoBacking, ProcessBacking, isAbort } from '../../src/memory/backing'
 import { PhysicalMemory } from '../../src/memory/physical'
+import { readMaps } from '../../src/memory/pages'
 
 describe('memory behind mappings', () => {
   let dir: string
@@ -80,5 +81,29 @@ describe('memory behind mappings', () => {
     assert.ok(isAbort(m.read(w, 1)))
     m.free(ram, 0x2000)
     assert.equal(m.ramPages, 0)
+  })
+})
+
+describe('a process\'s maps', () => {
+  it('read for a span: exactly the mappings overlapping it, in order, as the whole read has them', async () => {
+    // a sleeping process: its maps hold still (this one's change as V8 allocates)
+    const child = spawn('sleep', ['30'], { stdio: 'ignore' })
+    try {
+      await new Promise<void>((resolve, reject) => child.once('spawn', resolve).once('error', reject))
+      // once it waits in nanosleep it has exec'd and mapped all it will
+      while (!fs.readFileSync(`/proc/${child.pid}/wchan`, 'utf8').includes('nanosleep')) await new Promise((r) => setImmediate(r))
+      const all = readMaps(child.pid!)!
+      assert.ok(all.length > 4)
+      const m = Math.floor(all.length / 2)
+      // from inside one mapping to the first byte of the next
+      assert.deepEqual(readMaps(child.pid!, { from: all[m].start + 1n, to: all[m + 1].start + 1n }), [all[m], all[m + 1]])
+      // a span ending where a mapping starts leaves it out; one before every mapping finds none
+      assert.deepEqual(readMaps(child.pid!, { from: all[m].start, to: all[m].end }), [all[m]])
+      assert.deepEqual(readMaps(child.pid!, { from: 0n, to: all[0].start }), [])
+      // a span past 2^64 runs to the last mapping
+      assert.deepEqual(readMaps(child.pid!, { from: all[all.length - 1].start, to: 1n << 70n }), [all[all.length - 1]])
+    } finally {
+      child.kill()
+    }
   })
 })
