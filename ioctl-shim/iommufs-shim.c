@@ -598,6 +598,11 @@ typedef void *(*mmap_fn)(void *, size_t, int, int, int, off_t);
 static void *mmap_any(mmap_fn fn, void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
 	struct slot s = slot_get(fd);
+	/* a VFIO device's or a queue's node is not mapped shared (its regions are not modelled): ENODEV, as FUSE answered before the mount allowed it for dev/iommu */
+	if ((s.kind == FD_VFIO || s.kind == FD_QUEUE) && (flags & MAP_TYPE) != MAP_PRIVATE) {
+		errno = ENODEV;
+		return MAP_FAILED;
+	}
 	if (s.kind != FD_IOMMU)
 		return fn(addr, len, prot, flags, fd, off);
 	return iommufd_mmap(addr, len, prot, flags, fd, off, s);

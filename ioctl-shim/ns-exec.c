@@ -61,6 +61,18 @@
 
 static const char *mount_dir;
 static struct stat iommu_node; /* MOUNT/dev/iommu: a descriptor of it is an iommufd of this mount */
+/* the devices of the mount's sessions: MOUNT, MOUNT/sys, MOUNT/sys/kernel/debug */
+static const char *const SESSION_ROOTS[] = { "", "/sys", "/sys/kernel/debug" };
+#define NSESSIONS (sizeof SESSION_ROOTS / sizeof SESSION_ROOTS[0])
+static dev_t session_dev[NSESSIONS];
+
+static int on_mount(const struct stat *st)
+{
+	for (size_t i = 0; i < NSESSIONS; i++)
+		if (st->st_dev == session_dev[i])
+			return 1;
+	return 0;
+}
 static pid_t child;
 
 static void die(const char *what)
@@ -197,16 +209,32 @@ static int pidfd_of_task(pid_t tid)
 	return tgid > 0 ? pidfd_open(tgid, 0) : -1;
 }
 
-/* The calling task's descriptor `fd`, duplicated here when it is an iommufd of this mount; else -1. */
-static int iommufd_of(pid_t tid, int fd)
+/* The calling task's descriptor `fd`, duplicated here, with its stat; -1 if it cannot be. */
+static int program_file(pid_t tid, int fd, struct stat *st)
 {
 	int pidfd = pidfd_of_task(tid);
 	if (pidfd < 0)
 		return -1;
 	int own = pidfd_getfd(pidfd, fd, 0);
 	close(pidfd);
+	if (own >= 0 && fstat(own, st) < 0) {
+		close(own);
+		own = -1;
+	}
+	return own;
+}
+
+static int is_iommu_node(const struct stat *st)
+{
+	return st->st_dev == iommu_node.st_dev && st->st_ino == iommu_node.st_ino;
+}
+
+/* The calling task's descriptor `fd`, duplicated here when it is an iommufd of this mount; else -1. */
+static int iommufd_of(pid_t tid, int fd)
+{
 	struct stat st;
-	if (own >= 0 && (fstat(own, &st) < 0 || st.st_dev != iommu_node.st_dev || st.st_ino != iommu_node.st_ino)) {
+	int own = program_file(tid, fd, &st);
+	if (own >= 0 && !is_iommu_node(&st)) {
 		close(own);
 		own = -1;
 	}
@@ -352,17 +380,27 @@ static ssize_t nothing_to_read(void *who, uint64_t addr, void *dst, size_t len)
  * offset, length and flags as the kernel's iommufd does (IOMMUFS_MMAP with
  * FILE): its errno is the call's, and on success the call runs and the
  * kernel maps the file itself, reading each page as a READ of its offset
- * (the region's bytes). Any other file maps as it would have, and so does a
- * length or offset the kernel refuses before any file sees it.
+ * (the region's bytes). The mount's other files (a VFIO device, a queue, the
+ * debug tree) are not mapped shared: ENODEV, as before the mount allowed it
+ * for dev/iommu. Any other file maps as it would have, and so does a length
+ * or offset the kernel refuses before any file sees it.
  */
 static void answer_mmap(int listener, const struct seccomp_notif *n, struct seccomp_notif_resp *resp)
 {
 	uint64_t len = n->data.args[1], off = n->data.args[5];
 	int prot = (int)n->data.args[2], flags = (int)n->data.args[3];
 	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
-	int own = len && !(off & (page - 1)) ? iommufd_of((pid_t)n->pid, (int)n->data.args[4]) : -1;
 	struct stat st;
-	if (own >= 0 && fstat(own, &st) == 0 && ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &n->id) == 0) {
+	int own = len && !(off & (page - 1)) ? program_file((pid_t)n->pid, (int)n->data.args[4], &st) : -1;
+	if (own >= 0 && !is_iommu_node(&st)) {
+		if (on_mount(&st) && (flags & MAP_TYPE) != MAP_PRIVATE) {
+			resp->flags = 0;
+			resp->error = -ENODEV;
+		}
+		close(own);
+		own = -1;
+	}
+	if (own >= 0 && ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &n->id) == 0) {
 		struct iommufs_mmap m = {
 			.size = sizeof m,
 			.flags = ((flags & MAP_TYPE) != MAP_PRIVATE ? IOMMUFS_MMAP_SHARED : 0) | (prot & PROT_EXEC ? IOMMUFS_MMAP_EXEC : 0) | IOMMUFS_MMAP_FILE,
@@ -490,6 +528,11 @@ int main(int argc, char **argv)
 	snprintf(node, sizeof node, "%s/dev/iommu", mount_dir);
 	if (stat(node, &iommu_node) < 0)
 		die(node);
+	for (size_t i = 0; i < NSESSIONS; i++) {
+		struct stat st;
+		snprintf(node, sizeof node, "%s%s", mount_dir, SESSION_ROOTS[i]);
+		session_dev[i] = stat(node, &st) == 0 ? st.st_dev : iommu_node.st_dev;
+	}
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		die("socketpair");

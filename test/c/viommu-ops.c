@@ -156,10 +156,17 @@ int main(void)
 	report("veventq_alloc", ioctl(fd, IOMMU_VEVENTQ_ALLOC, &vq));
 	report("destroy_veventq_fd_open", destroy(fd, vq.out_veventq_id));
 	report("destroy_viommu_veventq_open", destroy(fd, viommu));
+	/* the queue's file has no mmap, as the kernel's has none */
+	report("mmap_veventq_shared", map_at((int)vq.out_veventq_fd, PAGE, 0, MAP_SHARED, PROT_READ));
 	close((int)vq.out_veventq_fd);
 	report("destroy_viommu_veventq_closed", destroy(fd, viommu));
 	report("destroy_veventq", destroy(fd, vq.out_veventq_id));
 	report("destroy_viommu", destroy(fd, viommu));
+
+	/* nor is a VFIO device's node mapped shared: its regions are not modelled */
+	int vfio = open("/dev/vfio/devices/vfio0", O_RDWR);
+	report("mmap_vfio_shared", map_at(vfio, PAGE, 0, MAP_SHARED, PROT_READ));
+	close(vfio);
 	close(fd);
 	return 0;
 }

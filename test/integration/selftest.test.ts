@@ -120,9 +120,11 @@ const VIOMMU_OPS = [
   'veventq_alloc: ok ret=0',
   'destroy_veventq_fd_open: err EBUSY',
   'destroy_viommu_veventq_open: err EBUSY',
+  'mmap_veventq_shared: err ENODEV',
   'destroy_viommu_veventq_closed: err EBUSY',
   'destroy_veventq: ok ret=0',
   'destroy_viommu: ok ret=0',
+  'mmap_vfio_shared: err ENODEV',
 ]
 
 describe('IOMMU_TEST_CMD and VFIO compat through the shim', function () {
