@@ -123,14 +123,15 @@ static napi_env js_env(session *s) {
   return s->env;
 }
 
+/* mmap regions of an iommufd start at its first page boundary (mtree_alloc_range from PAGE_SIZE) */
+#define MAPPED_PAGES_FROM 4096
+
 /* What a transaction file's read answers the thread that wrote last, until the
  * descriptor's next write (JS hands it over with the write's reply): that
  * thread's read is served here. Slots are direct-mapped by fh; any other
  * write on the descriptor replaces the slot, so a slot is never stale. Once a
  * read has reached the reply's end, the descriptor's next write tells JS
  * (the process's other threads then read the latest reply, not this one). */
-/* mmap regions of an iommufd start at its first page boundary (mtree_alloc_range from PAGE_SIZE) */
-#define MAPPED_PAGES_FROM 4096
 struct kept_reply { uint64_t fh; int tid; int used; int read_end; size_t base, len; char *data; };
 #define KEPT_REPLIES 256
 static struct kept_reply *kept_slot(session *s, uint64_t fh) { return s->kept ? &s->kept[fh % KEPT_REPLIES] : NULL; }
