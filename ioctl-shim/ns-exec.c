@@ -61,15 +61,15 @@
 
 static const char *mount_dir;
 static struct stat iommu_node; /* MOUNT/dev/iommu: a descriptor of it is an iommufd of this mount */
-/* the devices of the mount's sessions: MOUNT, MOUNT/sys, MOUNT/sys/kernel/debug */
-static const char *const SESSION_ROOTS[] = { "", "/sys", "/sys/kernel/debug" };
-#define NSESSIONS (sizeof SESSION_ROOTS / sizeof SESSION_ROOTS[0])
-static dev_t session_dev[NSESSIONS];
+/* the devices of the mounts at MOUNT and below it: the mount's sessions */
+#define MAX_MOUNT_DEVS 16
+static dev_t mount_devs[MAX_MOUNT_DEVS];
+static size_t nmount_devs;
 
 static int on_mount(const struct stat *st)
 {
-	for (size_t i = 0; i < NSESSIONS; i++)
-		if (st->st_dev == session_dev[i])
+	for (size_t i = 0; i < nmount_devs; i++)
+		if (st->st_dev == mount_devs[i])
 			return 1;
 	return 0;
 }
@@ -79,6 +79,43 @@ static void die(const char *what)
 {
 	fprintf(stderr, "iommufs-ns-exec: %s: %s\n", what, strerror(errno));
 	exit(126);
+}
+
+/* mountinfo's octal escapes (\040 for a space) undone in place. */
+static void unescape(char *s)
+{
+	char *out = s;
+	for (; *s; s++, out++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
+			*out = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 | (s[3] - '0'));
+			s += 3;
+		} else {
+			*out = *s;
+		}
+	}
+	*out = 0;
+}
+
+/* Notes the devices of the mounts at MOUNT and below it (/proc/self/mountinfo), however many sessions the server mounted there. */
+static void note_mount_devs(void)
+{
+	char root[PATH_MAX], line[2 * PATH_MAX], at[PATH_MAX];
+	if (!realpath(mount_dir, root))
+		die(mount_dir);
+	size_t rl = strlen(root);
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	if (!f)
+		die("/proc/self/mountinfo");
+	while (fgets(line, sizeof line, f) && nmount_devs < MAX_MOUNT_DEVS) {
+		unsigned major, minor;
+		/* ID PARENT MAJOR:MINOR ROOT MOUNT-POINT ... */
+		if (sscanf(line, "%*d %*d %u:%u %*s %4095s", &major, &minor, at) != 3)
+			continue;
+		unescape(at);
+		if (strncmp(at, root, rl) == 0 && (at[rl] == 0 || at[rl] == '/'))
+			mount_devs[nmount_devs++] = makedev(major, minor);
+	}
+	fclose(f);
 }
 
 /* ---- the program's side: the filter ---- */
@@ -528,11 +565,7 @@ int main(int argc, char **argv)
 	snprintf(node, sizeof node, "%s/dev/iommu", mount_dir);
 	if (stat(node, &iommu_node) < 0)
 		die(node);
-	for (size_t i = 0; i < NSESSIONS; i++) {
-		struct stat st;
-		snprintf(node, sizeof node, "%s%s", mount_dir, SESSION_ROOTS[i]);
-		session_dev[i] = stat(node, &st) == 0 ? st.st_dev : iommu_node.st_dev;
-	}
+	note_mount_devs();
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		die("socketpair");

@@ -11,10 +11,24 @@
  * offsets, and no munmap is heard, so the mapping lives while /proc shows it).
  */
 import { ErrnoError } from '../util/errno'
-import { MappedFile, mapsFile } from '../util/proc-status'
+import { mapsDevName, readMaps } from '../memory/pages'
 import { hex } from './checks'
 import { PAGE_SIZE, ULONG_MAX } from './ioas'
 import type { IommufdObject } from './objects'
+
+/** A mapping of the iommufd file itself: the process that made it, and the file as /proc/PID/maps names it. */
+export interface FileMapping {
+  readonly pid: number
+  readonly devMajor: number
+  readonly devMinor: number
+  readonly ino: bigint
+}
+
+/** Whether `m.pid` still maps some of [offset, offset + length) of the file (false once it has exited). */
+function stillMapped(m: FileMapping, offset: bigint, length: bigint): boolean {
+  const dev = mapsDevName(m.devMajor, m.devMinor)
+  return (readMaps(m.pid) ?? []).some((v) => v.dev === dev && v.inode === m.ino && v.offset < offset + length && v.offset + (v.end - v.start) > offset)
+}
 
 export interface MmapRegion {
   readonly offset: bigint
@@ -25,7 +39,7 @@ export interface MmapRegion {
   /** Live mappings of it (each holds a user of `owner`). */
   maps: number
   /** Those of them the kernel made of the file itself. */
-  readonly fileMaps: MappedFile[]
+  readonly fileMaps: FileMapping[]
 }
 
 /** mmap flags (struct iommufs_mmap): MAP_SHARED, PROT_EXEC, and FILE: the kernel maps the file itself (no addr). */
@@ -55,7 +69,7 @@ export class MmapRegions {
   }
 
   /** mmap(offset, length): the kernel's checks in order; the mapping takes a user of the owner. `file`: the kernel maps the file itself (MmapFlag.FILE). */
-  map(offset: bigint, length: bigint, flags: number, file?: MappedFile): MmapRegion {
+  map(offset: bigint, length: bigint, flags: number, file?: FileMapping): MmapRegion {
     if (flags & ~KNOWN_FLAGS) throw new ErrnoError('EINVAL', `flags=${hex(flags)}: unknown bits`)
     if (length === 0n || length % PAGE_SIZE) throw new ErrnoError('EINVAL', `length=${hex(length)}: not a multiple of ${hex(PAGE_SIZE)}`)
     if (!(flags & MmapFlag.SHARED)) throw new ErrnoError('EINVAL', 'flags: an iommufd region is mapped MAP_SHARED')
@@ -75,7 +89,7 @@ export class MmapRegions {
   prune(): void {
     for (const r of this.regions) {
       for (let i = r.fileMaps.length - 1; i >= 0; i--) {
-        if (mapsFile(r.fileMaps[i], r.offset, r.length)) continue
+        if (stillMapped(r.fileMaps[i], r.offset, r.length)) continue
         r.fileMaps.splice(i, 1)
         r.maps--
         r.owner.users--

@@ -82,11 +82,14 @@ export function fileKey(dev: string, inode: bigint, offset: bigint): PageKey {
   return { space: `file ${dev} ${inode}`, at: offset }
 }
 
+/** A device as /proc/PID/maps prints it: "major:minor" in hex, two digits at least. */
+export function mapsDevName(major: bigint | number, minor: bigint | number): string {
+  return `${major.toString(16).padStart(2, '0')}:${minor.toString(16).padStart(2, '0')}`
+}
+
 /** The maps-style "major:minor" of a stat's st_dev (glibc's dev_t split). */
 export function devName(dev: bigint): string {
-  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn)
-  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn)
-  return `${major.toString(16).padStart(2, '0')}:${minor.toString(16).padStart(2, '0')}`
+  return mapsDevName(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn), (dev & 0xffn) | ((dev >> 12n) & ~0xffn))
 }
 
 /**

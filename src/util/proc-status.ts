@@ -54,27 +54,3 @@ export function processCreds(pid: number): ProcessCreds | undefined {
     vmLck: BigInt(/^(\d+)/.exec(field('VmLck'))?.[1] ?? '0') * 1024n,
   }
 }
-
-/** A file's identity and span as /proc/PID/maps shows its mappings. */
-export interface MappedFile {
-  readonly pid: number
-  readonly devMajor: number
-  readonly devMinor: number
-  readonly ino: bigint
-}
-
-/** Whether process `file.pid` maps any part of [offset, offset + length) of the file (false once the process is gone). */
-export function mapsFile(file: MappedFile, offset: bigint, length: bigint): boolean {
-  const maps = readProc(file.pid, 'maps')
-  if (!maps) return false
-  const dev = `${file.devMajor.toString(16).padStart(2, '0')}:${file.devMinor.toString(16).padStart(2, '0')}`
-  for (const line of maps.split('\n')) {
-    // start-end perms offset dev inode path
-    const f = line.split(/\s+/, 5)
-    if (f.length < 5 || f[3] !== dev || BigInt(f[4]) !== file.ino) continue
-    const [start, end] = f[0].split('-').map((x) => BigInt(`0x${x}`))
-    const from = BigInt(`0x${f[2]}`)
-    if (from < offset + length && from + (end - start) > offset) return true
-  }
-  return false
-}

@@ -7,13 +7,13 @@
  * its object. Every errno path in the kernel's order.
  */
 import { strict as assert } from 'node:assert'
-import { readFileSync } from 'node:fs'
 import { IoctlReply } from '../../src/uapi/dispatch'
 import { StructValue, encode } from '../../src/uapi/layout'
 import { TEST_CMD_UNION, iommu_viommu_selftest } from '../../src/uapi/structs'
 import { decodeReply, encodeRequest } from '../../src/uapi/frame'
 import { IommuBench, ioctlOf, smmuNestSetup, structBytes } from '../helpers/iommufd'
 import { MockDevFlag } from '../../src/hw/mock/mock'
+import { readMaps } from '../../src/memory/pages'
 
 const SELFTEST = 0xdeadbeefn
 const PAGE = 4096n
@@ -52,15 +52,10 @@ function mmap(t: IommuBench, offset: bigint, length: bigint, flags = 1n): IoctlR
 
 /** A file this process maps from offset 0 for at least `bytes`: its device and inode as /proc/self/maps shows them. */
 function ownFileMapping(bytes: number): { major: bigint; minor: bigint; ino: bigint } {
-  for (const line of readFileSync('/proc/self/maps', 'utf8').split('\n')) {
-    const [range, , offset, dev, ino] = line.split(/\s+/)
-    if (!ino || ino === '0' || offset !== '00000000') continue
-    const [start, end] = range.split('-').map((x) => parseInt(x, 16))
-    if (end - start < bytes) continue
-    const [major, minor] = dev.split(':').map((x) => BigInt(`0x${x}`))
-    return { major, minor, ino: BigInt(ino) }
-  }
-  throw new Error('this process maps no file from offset 0')
+  const v = readMaps(process.pid)!.find((m) => m.inode !== 0n && m.offset === 0n && m.end - m.start >= BigInt(bytes))
+  if (!v) throw new Error('this process maps no file from offset 0')
+  const [major, minor] = v.dev.split(':').map((x) => BigInt(`0x${x}`))
+  return { major, minor, ino: v.inode }
 }
 
 function hwQueue(t: IommuBench, viommu: number, index: number, iova: bigint, length: bigint, type = SELFTEST): IoctlReply {
