@@ -41,13 +41,19 @@ export function adoptTable(hwpt: HwptPaging, table: PageTable): void {
   adopted.add(hwpt)
 }
 
-/** The domain's page table, built on first use from every mapping of its IOAS. */
-export function domainTable(hwpt: HwptPaging, mem: PhysicalMemory): PageTable {
+/**
+ * The domain's page table, built on first use (arm_smmu_domain_finalise, on
+ * `smmu`) from every mapping of its IOAS: a nest parent is stage 2, with the
+ * S2FWB quirk where the SMMU has IDR3.FWB.
+ */
+export function domainTable(hwpt: HwptPaging, smmu: Smmuv3): PageTable {
   let t = tables.get(hwpt)
   if (!t) {
+    const mem = smmu.memory
     const stage = hwpt.nestParent ? 2 : 1
     const geometry = stage === 2 ? Geometry.stage2(12, IAS) : new Geometry(12, IAS)
-    t = new PageTable(mem, { stage, geometry, dirtyBitModifier: (hwpt.flags & HwptAllocFlag.DIRTY_TRACKING) !== 0 })
+    const s2fwb = stage === 2 && smmu.registers.flag('IDR3.FWB')
+    t = new PageTable(mem, { stage, geometry, dirtyBitModifier: (hwpt.flags & HwptAllocFlag.DIRTY_TRACKING) !== 0, s2fwb })
     tables.set(hwpt, t)
     for (const a of hwpt.ioas.areas) mapInto(t, mem, a)
   }
@@ -262,7 +268,7 @@ const cdInSte = new WeakSet<PciDevice>()
 /** The CD Linux writes for a stage-1 domain (arm_smmu_make_s1_cd), for any SSID. */
 function domainCd(smmu: Smmuv3, domain: HwptPaging, asid: number, stall: boolean): bigint[] {
   const hd = (domain.flags & HwptAllocFlag.DIRTY_TRACKING) !== 0
-  return s1Cd({ asid, ttb0: domainTable(domain, smmu.memory).root, ha: hd, hd, stall })
+  return s1Cd({ asid, ttb0: domainTable(domain, smmu).root, ha: hd, hd, stall })
 }
 
 /**
@@ -298,8 +304,8 @@ function targetSte(smmu: Smmuv3, dev: PciDevice, ste: PhysicalSte, domain: HwptP
   }
   if (!domain) return steWords({ config: 'abort' })
   if (ste.config === 's1-translate') return cdTableSte(smmu, dev, S1DSS.SSID0, ste.ats, masterStalls(dev, ste))
-  const t = domainTable(domain, smmu.memory)
-  const s2 = { vmid: ste.vmid ?? 0, ttb: t.root, geometry: t.opts.geometry }
+  const t = domainTable(domain, smmu)
+  const s2 = { vmid: ste.vmid ?? 0, ttb: t.root, geometry: t.opts.geometry, fwb: t.opts.s2fwb }
   const eats = ste.ats ? 1 : 0
   const words = steWords({ config: 's2', s2, eats, shcfgIncoming: ovr })
   if (ste.config !== 'nested' || !ste.guest) return words

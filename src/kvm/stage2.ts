@@ -129,7 +129,7 @@ export class ArmStage2 implements Stage2 {
   }
 
   map(gpa: bigint, pa: bigint, size: bigint, prot: Stage2Prot): number {
-    const bits = this.table.leafBits(prot) | D.TABLE | D.VALID
+    const bits = this.table.leafBits({ ...prot, noexec: true }) | D.TABLE | D.VALID
     let n = 0
     eachLeafSlot(gpa, size, (va) => this.level3(va, true), (slot, va) => {
       if (this.table.readDesc(slot) & D.VALID) return

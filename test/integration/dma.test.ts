@@ -59,7 +59,7 @@ echo "== findings"; cat ${DBG}/iommu/${SMMU}/findings`,
       assert.match(part('file'), /^rc=0\nok read sid=0x10 pasid=none iova=0x20000 len=11\n/)
       assert.match(part('file'), /^walk s1 level=3 table=0x[0-9a-f]+ addr=0x[0-9a-f]+ desc=0x[0-9a-f]{16}$/m)
       assert.match(part('file'), /^data 66696c6520627974657321$/m)
-      assert.match(part('write'), /^rc=0\nok write sid=0x10 pasid=none iova=0x20004 len=2\nout iova=0x20004 pa=0x[0-9a-f]+ len=2 perms=priv:rw- user:rw- via=tlb\n/)
+      assert.match(part('write'), /^rc=0\nok write sid=0x10 pasid=none iova=0x20004 len=2\nout iova=0x20004 pa=0x[0-9a-f]+ len=2 perms=priv:rwx user:rwx via=tlb\n/)
       assert.equal(fs.readFileSync(file).subarray(0, 11).toString(), 'fileABytes!')
       assert.match(part('after unmap'), /^rc=0\nfault F_TRANSLATION\(0x10\) sid=0x10 input=0x20000 s2=0 class=IN rnw=1 pnu=0 ind=0 reason="stage 1 level 3: invalid descriptor"\nevent 0000001000000010 0000020800000000 0000000000020000 0000000000000000\n/)
       // the host driver's commands, in the kernel's order: the CD table's first leaf (2-level for the device's 20 PASID bits), CD then STE on attach,
@@ -123,7 +123,7 @@ port 0000:00:02.0 "read iova=0x1000 len=4"`,
       // an unowned stream has the abort STE the driver wrote at probe: terminated, no event recorded
       assert.match(
         r.stdout,
-        /^rc=0\nfault C_BAD_STE\(0x04\) sid=0x10 input=0x1000 rnw=1 pnu=0 ind=0 recorded=0 reason="STE.Config = abort: terminated without an event"\nevent 0000001000000004 0000000800000000 0000000000001000 0000000000000000\nrequest read sid=0x10 pasid=none iova=0x1000 len=4\n/m,
+        /^rc=0\nfault C_BAD_STE\(0x04\) sid=0x10 input=0x1000 rnw=1 pnu=0 ind=0 recorded=0 reason="STE.Config = abort: terminated without an event"\nevent 0000001000000004 0000000000000000 0000000000000000 0000000000000000\nrequest read sid=0x10 pasid=none iova=0x1000 len=4\n/m,
       )
     })
   })
@@ -222,7 +222,7 @@ cat ${DBG}/iommu/${SMMU}/findings`,
       const r = await sh(`${path.join(PACKAGE_ROOT, 'examples', 'dma-smmuv3.sh')} ${m.dir}`)
       assert.equal(r.code, 0, `${r.stderr}\n${r.stdout}`)
       assert.equal(r.stderr, '')
-      assert.match(r.stdout, /^finding 1: TLB; sid=0x8; ssid=none; iova=0x1000; cached: S12 out=0x[0-9a-f]+ priv:rw- user:rw- since=\d+; now: out=0x[0-9a-f]+ priv:rw- user:rw-; changed: s1 level=3 addr=0x[0-9a-f]+ old=0x0000000040010f47 new=0x0000000040011f47; fix: TLBI_NH_VA vmid=2 asid=1 addr=0x1000 leaf$/m)
+      assert.match(r.stdout, /^finding 1: TLB; sid=0x8; ssid=none; iova=0x1000; cached: S12 out=0x[0-9a-f]+ priv:rwx user:rwx since=\d+; now: out=0x[0-9a-f]+ priv:rwx user:rwx; changed: s1 level=3 addr=0x[0-9a-f]+ old=0x0000000040010f47 new=0x0000000040011f47; fix: TLBI_NH_VA vmid=2 asid=1 addr=0x1000 leaf$/m)
       assert.match(r.stdout, /^00011000: 7061 6765 2042 3a20 444d 4121 .*page B: DMA!/m)
       const trace = fs.existsSync(m.path(`${DBG}/trace`)) ? fs.readFileSync(m.path(`${DBG}/trace`), 'utf8') : ''
       const json = trace.split('\n').filter((l) => l.includes('sanitizer.json '))

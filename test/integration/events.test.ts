@@ -47,9 +47,9 @@ echo "== write"; echo x >&5 2>/dev/null; echo "rc=$?"; (echo x > $q/queue) 2>&1 
       assert.equal(r.code, 0, r.stderr)
       const [head, events, raw, write] = r.stdout.split(/== \w+\n/)
       assert.equal(head, 'ok out_veventq_id=7 out_veventq_fd=7 path=sys/kernel/debug/iommufd/1/7.veventq/queue\nempty\nreadable\n')
-      assert.equal(events, 'seq=0 event=0x8 vsid=0x42 evt=0x0000004200001808,0x0000000800000000,0x0000000000001000,0x0000000000000000\n')
+      assert.equal(events, 'seq=0 event=0x8 vsid=0x42 evt=0x0000004200001008,0x0000000000000000,0x0000000000000000,0x0000000000000000\n')
       // header {flags 0, sequence 0}, then evt[0..3] little-endian: C_BAD_SUBSTREAMID, SSV, SSID 1, vSID 0x42; RnW; the address
-      assert.equal(raw.replace(/\nempty\n$/, '').replace(/\n/g, ''), '0000000000000000' + '0818000042000000' + '0000000008000000' + '0010000000000000' + '0000000000000000')
+      assert.equal(raw.replace(/\nempty\n$/, '').replace(/\n/g, ''), '0000000000000000' + '0810000042000000' + '0000000000000000' + '0000000000000000' + '0000000000000000')
       assert.match(raw, /\nempty\n$/)
       // fd 5 is read-only; the file opened for writing takes no write (the kernel's queue has no write op)
       assert.equal(write, 'rc=1\nInvalid argument\n')
@@ -92,7 +92,7 @@ echo "== trace"; grep -c 'LOST_EVENTS (queue full)' ${DBG}/trace`,
         'read of 39 bytes: 0\n',
         'read: 40 bytes\n',
         'header: flags=0x0 sequence=0\n',
-        'evt: 0x0000004200001808 0x0000000800000000 0x0000000000001000 0x0000000000000000\n',
+        'evt: 0x0000004200001008 0x0000000000000000 0x0000000000000000 0x0000000000000000\n',
         'poll after the read: 0\n',
         'epoll_wait before the fault: 0\n',
         'epoll_wait: 1 events=EPOLLIN\n',
@@ -124,7 +124,7 @@ echo "== trace"; grep -c 'LOST_EVENTS (queue full)' ${DBG}/trace`,
       const r = await sh(`bash ${path.join(PACKAGE_ROOT, 'examples', 'events.sh')} ${m.dir}`)
       assert.equal(r.code, 0, r.stdout + r.stderr)
       assert.match(r.stdout, /^poll: nothing waiting\n\$ read iova=0x1000 len=4 pasid=1\nfault C_BAD_SUBSTREAMID\(0x08\) .*\npoll: readable\n/m)
-      assert.match(r.stdout, /^00000000: 00000000 00000000 08180000 42000000 {2}\.{12}B\.{3}$/m)
+      assert.match(r.stdout, /^00000000: 00000000 00000000 08100000 42000000 {2}\.{12}B\.{3}$/m)
       assert.match(r.stdout, /^seq=4 LOST_EVENTS$/m)
       assert.match(r.stdout, /^a 39-byte read returns 0 bytes\na 4096-byte read returns 88 bytes/m)
       assert.match(r.stdout, /^ irq: masked\tpending: 1\trecorded: 6\tlost: 0$/m)

@@ -65,7 +65,7 @@ describe('SMMUv3 STE writes through the mount', () => {
       // Config 6; word 1: EATS = 1 (the device and the SMMU have ATS); word 2: VMID 1, S2T0SZ 16, S2SL0 2, IR0/OR0 WB,
       // SH0 ISH, 4K, S2PS 48 bits, S2AA64, S2PTW, S2R; word 3: S2TTB
       assert.equal(s2.ste, 'sid=0x8 config=s2-translate vmid=1 ats=1')
-      assert.match(s2.words, /^0x000000000000000d,0x0000000010000000,0x044d359000000001,0x0000001[0-9a-f]{8}0,/)
+      assert.match(s2.words, /^0x000000000000000d,0x0000000012000000,0x044d359000000001,0x0000001[0-9a-f]{8}0,/)
       assert.deepEqual(s2.cds, [])
       // S2 -> S1: CD 0 first, then again a breaking STE update (Config, and VMID 1 -> 0)
       assert.deepEqual(step('S2 -> S1').cmds, [...cd(2), ...ste(3), ...ATC_ALL, 'TLBI_S12_VMALL vmid=1', S])
@@ -196,11 +196,11 @@ echo "== translate after"; port 0000:00:01.0 "translate iova=0x100000"
         // arm_smmu_make_s2_domain_ste with ats_enabled: abort -> S2 in two steps, then ATS on (the whole ATC flushed)
         assert.deepEqual(part('attach'), [...ste(2), ...ATC_ALL])
         // word 1: EATS = 1 (0x10000000), next to the stage-2 words
-        assert.deepEqual(part('stream_table'), ['sid=0x8 config=s2-translate vmid=1 ats=1', '  ste=0x000000000000000d,0x0000000010000000,0x044d359000000001,0x0000001000000000' + ZERO.repeat(4)])
+        assert.deepEqual(part('stream_table'), ['sid=0x8 config=s2-translate vmid=1 ats=1', '  ste=0x000000000000000d,0x0000000012000000,0x044d359000000001,0x0000001000000000' + ZERO.repeat(4)])
         // the translation request is answered through stage 2 and fills the ATC; an ATS read then hits it
-        assert.match(part('translate').join('\n'), /^ok translate sid=0x8 pasid=none iova=0x100000 len=0\n(walk .*\n)+out iova=0x100000 pa=0x8000000000 len=1 perms=priv:rw- user:rw- via=walk\nats pa=0x8000000000 size=0x1000 /)
+        assert.match(part('translate').join('\n'), /^ok translate sid=0x8 pasid=none iova=0x100000 len=0\n(walk .*\n)+out iova=0x100000 pa=0x8000000000 len=1 perms=priv:rwx user:rwx via=walk\nats pa=0x8000000000 size=0x1000 /)
         assert.match(part('atc')[1], /^sid=0x8 pasid=none addr=0x100000 size=0x1000 out=0x8000000000 /)
-        assert.deepEqual(part('read').slice(1), ['out iova=0x100000 pa=0x8000000000 len=8 perms=priv:rw- user:rw- via=atc', 'data 7374616765203221'])
+        assert.deepEqual(part('read').slice(1), ['out iova=0x100000 pa=0x8000000000 len=8 perms=priv:rwx user:rwx via=atc', 'data 7374616765203221'])
         // arm_smmu_tlb_inv_range_domain: S2_IPA + NH_ALL, then arm_smmu_atc_inv_domain: the RID's range
         assert.deepEqual(part('unmap1'), ['TLBI_S2_IPA vmid=1 leaf=1 ttl=3 tg=1 addr=0x101000', 'TLBI_NH_ALL vmid=1', S, 'ATC_INV sid=0x8 addr=0x101000', S])
         // the nested domain's guest enabled ATS: its STE gets EATS, ATS comes on

@@ -141,7 +141,7 @@ describe('host driver: ATS under nesting', () => {
     const tr = deviceDma(t.world, DEV.smmu0a, { op: 'translate', iova: 0x1000n, len: 0 })
     assert.equal(tr.event, undefined)
     assert.equal(tr.ats?.size, 0x1000n)
-    assert.match(t.hw(SMMU0, 'atc'), /^ATC: 1\/64\nsid=0x8 pasid=none addr=0x1000 size=0x1000 out=0x[0-9a-f]+ priv:rw- user:rw- since=\d+$/m)
+    assert.match(t.hw(SMMU0, 'atc'), /^ATC: 1\/64\nsid=0x8 pasid=none addr=0x1000 size=0x1000 out=0x[0-9a-f]+ priv:rwx user:rwx since=\d+$/m)
     t.ok('IOAS_UNMAP ioas_id=2 iova=0x40000000 length=0x200000')
     const cmds = t.hw(SMMU0, 'cmdq').split('\n').filter((l) => /^ +\d+\t/.test(l)).map((l) => l.split('\t')[3])
     assert.deepEqual(cmds.slice(-2), ['ATC_INV sid=0x8 size=52', 'SYNC cs=2'])

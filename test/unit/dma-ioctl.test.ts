@@ -34,7 +34,7 @@ describe('IOMMUFS_DMA', () => {
     const r = t.ok('DMA dev_id=1 iova=0x100000 length=8')
     assert.equal(r.out_status, '0')
     assert.equal(r.out_addr, '0x8000000000')
-    assert.equal(r.out_perms, '0x1b', 'privileged and unprivileged read and write')
+    assert.equal(r.out_perms, '0x3f', 'privileged and unprivileged read, write and execute (iommufd maps without IOMMU_NOEXEC)')
     assert.equal(r.out_findings, '0')
     assert.equal(Buffer.from(BigInt(r.out_data).toString(16).padStart(16, '0'), 'hex').reverse().toString(), 'hello io')
     assert.equal(t.ok('DMA dev_id=1 iova=0x100008 length=8 flags=WRITE in_data=0x2121212121212121').out_status, '0')

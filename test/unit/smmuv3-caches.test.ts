@@ -146,7 +146,7 @@ describe('SMMUv3 TLB through DMA', () => {
     const again = rig.read(8, 0x1008n)
     assert.equal(again.pieces[0].source, 'tlb')
     assert.equal(again.pieces[0].out, DATA_PA + 8n)
-    assert.match(rig.caches.dumpTlb(), /^S1 {2}vmid=0 asid=5 addr=0x1000 size=0x1000 level=3 granule=4096 out=0x8000000000 priv:rw- user:rw- since=\d+$/m)
+    assert.match(rig.caches.dumpTlb(), /^S1 {2}vmid=0 asid=5 addr=0x1000 size=0x1000 level=3 granule=4096 out=0x8000000000 priv:rwx user:rwx since=\d+$/m)
   })
 
   it('tlb.json, config_cache.json and atc.json hold the same entries as plain data', () => {
@@ -156,7 +156,7 @@ describe('SMMUv3 TLB through DMA', () => {
     assert.equal(tlb.entries.length, 1)
     const { since, ...entry } = tlb.entries[0]
     assert.equal(typeof since, 'number')
-    assert.deepEqual(entry, { stage: 'S1', vmid: 0, asid: 5, addr: '0x1000', size: '0x1000', level: 3, granule: 4096, out: '0x8000000000', perms: 'priv:rw- user:rw-' })
+    assert.deepEqual(entry, { stage: 'S1', vmid: 0, asid: 5, addr: '0x1000', size: '0x1000', level: 3, granule: 4096, out: '0x8000000000', perms: 'priv:rwx user:rwx' })
     const config = rig.caches.configJson() as { ste: { entries: { sid: string; config: string }[] }; cd: { entries: { sid: string; ssid: string; asid: number }[] } }
     assert.deepEqual(config.ste.entries.map((e) => [e.sid, e.config]), [['0x8', 's1']])
     assert.deepEqual(config.cd.entries.map((e) => [e.sid, e.ssid, e.asid]), [['0x8', '0x0', 5]])

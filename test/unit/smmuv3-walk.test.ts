@@ -99,7 +99,7 @@ describe('SMMUv3 walk: stage 1', () => {
 
   it('a privileged-only page refuses unprivileged reads; XN refuses instruction fetches', () => {
     const { pt } = s1()
-    pt.map(0x1000n, DATA_PA, 0x1000n, { read: true, write: true, priv: true })
+    pt.map(0x1000n, DATA_PA, 0x1000n, { read: true, write: true, priv: true, noexec: true })
     assert.equal(rig.read(8, 0x1000n).event?.name, 'F_PERMISSION')
     assert.equal(rig.read(8, 0x1000n, 8, { priv: true }).event, undefined)
     assert.equal(rig.read(8, 0x1000n, 8, { priv: true, exec: true }).event?.name, 'F_PERMISSION')

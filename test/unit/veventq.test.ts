@@ -51,11 +51,11 @@ function guestRam(file: string): void {
 }
 
 /** The record a vEVENTQ read returns, built from the spec's field positions (SMMUv3 §7.3). */
-function record(seq: number, f: { id: number; ssid?: number; rnw?: boolean; s2?: boolean; cls?: number; input?: bigint; ipa?: bigint }): Buffer {
+function record(seq: number, f: { id: number; ssid?: number; ssv?: boolean; rnw?: boolean; s2?: boolean; cls?: number; input?: bigint; ipa?: bigint }): Buffer {
   const b = Buffer.alloc(40)
   b.writeUInt32LE(0, 0)
   b.writeUInt32LE(seq, 4)
-  const w0 = BigInt(f.id) | (f.ssid !== undefined ? (1n << 11n) | (BigInt(f.ssid) << 12n) : 0n) | (VSID << 32n)
+  const w0 = BigInt(f.id) | (f.ssid !== undefined ? (f.ssv === false ? 0n : 1n << 11n) | (BigInt(f.ssid) << 12n) : 0n) | (VSID << 32n)
   const w1 = (f.rnw ? 1n << 35n : 0n) | (f.s2 ? 1n << 39n : 0n) | (BigInt(f.cls ?? 0) << 40n)
   ;[w0, w1, f.input ?? 0n, f.ipa ?? 0n].forEach((w, k) => b.writeBigUInt64LE(w, 8 + k * 8))
   return b
@@ -130,14 +130,14 @@ describe('vEVENTQ', () => {
     dma(0x4000n)
     expect({ id: 0x11, rnw: true, cls: 2, input: 0x4000n }) // F_ADDR_SIZE
     dma(0x1000n, { pasid: 1 })
-    // configuration events carry the transaction's RnW and address too
-    expect({ id: 0x08, ssid: 1, rnw: true, input: 0x1000n }) // C_BAD_SUBSTREAMID
+    // configuration events carry the stream fields only (the rest is RES0, §7.3); C_BAD_SUBSTREAMID has no SSV bit
+    expect({ id: 0x08, ssid: 1, ssv: false }) // C_BAD_SUBSTREAMID
     // STE: S1CDMax = 1 (two CDs), S1DSS = terminate
     nest(GUEST | 0xbn | (1n << 59n))
     dma(0x1000n)
-    expect({ id: 0x06, rnw: true, input: 0x1000n }) // F_STREAM_DISABLED
+    expect({ id: 0x06 }) // F_STREAM_DISABLED
     dma(0x1000n, { pasid: 1 })
-    expect({ id: 0x0a, ssid: 1, rnw: true, input: 0x1000n }) // C_BAD_CD: CD1 has V = 0
+    expect({ id: 0x0a, ssid: 1 }) // C_BAD_CD: CD1 has V = 0
     const got = q.read(4096)
     assert.equal(got.toString('hex'), Buffer.concat(expected).toString('hex'))
     // the physical records carried the physical StreamID
@@ -148,7 +148,7 @@ describe('vEVENTQ', () => {
   it('what the driver keeps: a stage-2 fault (S2 = 1) is logged, not forwarded; without a vEVENTQ every event is logged', () => {
     nest(GUEST | 0xbn)
     dma(0x1000n, { pasid: 1 })
-    assert.match(t.world.trace.recent().join('\n'), /eventq: event 0x8 received: 0x0000000800001808 .*logged: vIOMMU \d+ has no ARM_SMMUV3 vEVENTQ/)
+    assert.match(t.world.trace.recent().join('\n'), /eventq: event 0x8 received: 0x0000000800001008 .*logged: vIOMMU \d+ has no ARM_SMMUV3 vEVENTQ/)
     const q = queue(t.id(`VEVENTQ_ALLOC viommu_id=${viommu} type=ARM_SMMUV3 veventq_depth=4`, 'out_veventq_id'))
     dma(0x6000n)
     assert.match(t.world.trace.recent().join('\n'), /logged: a stage-2 fault/)

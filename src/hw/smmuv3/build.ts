@@ -58,6 +58,8 @@ export interface S2Options {
   readonly psBits?: number
   readonly ha?: boolean
   readonly hd?: boolean
+  /** STE.S2FWB: the table's leaves use the forced-write-back MemAttr encoding. */
+  readonly fwb?: boolean
 }
 
 export interface SteOptions {
@@ -95,6 +97,7 @@ export function steWords(o: SteOptions): bigint[] {
   if (o.s2) {
     const g = o.s2.geometry
     const sl = g.granule === 12 ? 2 - g.startLevel : 3 - g.startLevel
+    if (o.s2.fwb) w1 = set(w1, STE1_HOST.S2FWB, 1n)
     w2 = set(w2, STE2.S2VMID, BigInt(o.s2.vmid))
     w2 = set(w2, STE2.S2T0SZ, BigInt(64 - g.ias))
     w2 = set(w2, STE2.S2SL0, BigInt(sl))

@@ -49,9 +49,19 @@ export interface SmmuEvent {
 
 const M52 = (1n << 52n) - 1n
 
+/**
+ * Records of configuration errors and structure fetch aborts (§7.3.3-7.3.11)
+ * name the stream, the substream and a fetch address only: their other bits
+ * are RES0, whatever the transaction was.
+ */
+const STREAM_ONLY: ReadonlySet<EventName> = new Set<EventName>(['C_BAD_STREAMID', 'F_STE_FETCH', 'C_BAD_STE', 'F_STREAM_DISABLED', 'C_BAD_SUBSTREAMID', 'F_CD_FETCH', 'C_BAD_CD'])
+
 /** The 32-byte record as four little-endian 64-bit words. */
 export function encodeEvent(e: SmmuEvent): [bigint, bigint, bigint, bigint] {
-  const w0 = BigInt(EVENT_IDS[e.name]) | (e.ssid !== undefined ? (1n << 11n) | (BigInt(e.ssid) << 12n) : 0n) | (BigInt(e.sid) << 32n)
+  // F_STREAM_DISABLED has no SubstreamID field; C_BAD_SUBSTREAMID's is always valid, with no SSV bit
+  const ssid = e.ssid === undefined || e.name === 'F_STREAM_DISABLED' ? 0n : (e.name === 'C_BAD_SUBSTREAMID' ? 0n : 1n << 11n) | (BigInt(e.ssid) << 12n)
+  const w0 = BigInt(EVENT_IDS[e.name]) | ssid | (BigInt(e.sid) << 32n)
+  if (STREAM_ONLY.has(e.name)) return [w0, 0n, 0n, e.fetch !== undefined ? e.fetch & M52 & ~7n : 0n]
   const w1 =
     (e.pnu ? 1n << 33n : 0n) |
     (e.ind ? 1n << 34n : 0n) |

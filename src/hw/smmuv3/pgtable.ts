@@ -33,6 +33,8 @@ export const D = {
 export const S2_XN = 3n << 53n
 /** Linux's stage-2 MemAttr for normal write-back memory. */
 export const S2_MEMATTR_WB = 0xfn << 2n
+/** The same with FEAT_S2FWB in use (IO_PGTABLE_QUIRK_ARM_S2FWB): MemAttr 0b0110 forces write-back. */
+export const S2_MEMATTR_FWB_WB = 0x6n << 2n
 /** Linux's stage-1 AttrIndx for normal write-back memory (MAIR index 1). */
 export const S1_ATTR_WB = 1n << 2n
 
@@ -155,7 +157,8 @@ export class Geometry {
 export interface Prot {
   readonly read: boolean
   readonly write: boolean
-  readonly exec?: boolean
+  /** IOMMU_NOEXEC: execute never (XN). iommufd never asks for it, so its mappings are executable. */
+  readonly noexec?: boolean
   /** Only privileged accesses (stage 1: AP[1] = 0). */
   readonly priv?: boolean
 }
@@ -179,6 +182,8 @@ export interface TableOptions {
   readonly dirtyBitModifier?: boolean
   /** Stage 1: non-global leaves (nG), as Linux writes them. Default true. */
   readonly nonGlobal?: boolean
+  /** Stage 2 with the S2FWB quirk (a nest parent on an SMMU with IDR3.FWB): leaves use the FWB MemAttr and STE.S2FWB is set. */
+  readonly s2fwb?: boolean
 }
 
 /**
@@ -198,12 +203,12 @@ export class PageTable {
 
   /** The leaf bits for `prot` at this stage. */
   leafBits(prot: Prot): bigint {
-    const exec = prot.exec ?? false
+    const noexec = prot.noexec ?? false
     if (this.opts.stage === 2) {
-      let d = D.AF | D.SH_INNER | S2_MEMATTR_WB
+      let d = D.AF | D.SH_INNER | (this.opts.s2fwb ? S2_MEMATTR_FWB_WB : S2_MEMATTR_WB)
       if (prot.read) d |= D.AP1
       if (prot.write) d |= D.AP2
-      if (!exec) d |= S2_XN
+      if (noexec) d |= S2_XN
       return d
     }
     let d = D.AF | D.SH_INNER | S1_ATTR_WB
@@ -211,7 +216,7 @@ export class PageTable {
     if (!prot.priv) d |= D.AP1
     if (!prot.write) d |= D.AP2
     else if (this.opts.dirtyBitModifier) d |= D.DBM
-    if (!exec) d |= D.UXN | D.PXN
+    if (noexec) d |= D.UXN | D.PXN
     return d
   }
 
