@@ -1,4 +1,4 @@
-import { CERROR, CerrorName, Command, HOST_SYNC, OP, describeCommand, field, opcodeName, opcodeOf, withField } from '../hw/smmuv3/commands'
+import { CERROR, CerrorName, Command, HOST_SYNC, OP, describeCommand, field, opcodeName, opcodeOf, reservedEncoding, withField } from '../hw/smmuv3/commands'
 import { MOCK_DEV_CACHE_NUM, MockDevice } from '../hw/mock/mock'
 import { RingIndex } from '../hw/ring'
 import { Descriptor, P_IOTLB_GRAN, devIotlbSpan, pasidIotlb, psiMask } from '../hw/vtd/qi'
@@ -156,6 +156,8 @@ export function consumeGuestQueue(viommu: Viommu, ring: RingIndex, read: (index:
     try {
       const injected = smmu.takeInjection(isSync)
       if (injected) throw new CommandError(injected, `injected CERROR_${injected}`)
+      const reserved = reservedEncoding(cmd)
+      if (reserved) throw new CommandError('ILL', reserved)
       conv = convertCommand(viommu, cmd, true)
     } catch (e) {
       if (!(e instanceof CommandError)) throw e

@@ -94,6 +94,24 @@ export function field(cmd: Command, key: keyof typeof F): bigint {
   return f.address ? v << BigInt(f.bits.lo) : v
 }
 
+/** Opcodes whose command carries the range fields (TG, TTL, NUM, SCALE). */
+const RANGED: ReadonlySet<number> = new Set(OPCODES.filter((o) => o.fields.includes(F.tg)).map((o) => o.code))
+
+/**
+ * Why the SMMU refuses `cmd` with CERROR_ILL though its opcode is known
+ * (§4.4.1.1), or undefined: a range TLBI of one granule (TG != 0, NUM = 0,
+ * SCALE = 0) without a level hint is reserved. TTL 1 with the 16KB granule
+ * is reserved without IDR5.DS (not modelled) and counts as TTL 0.
+ */
+export function reservedEncoding(cmd: Command): string | undefined {
+  if (!RANGED.has(opcodeOf(cmd))) return undefined
+  const tg = field(cmd, 'tg')
+  if (tg === 0n || field(cmd, 'num') !== 0n || field(cmd, 'scale') !== 0n) return undefined
+  const ttl = field(cmd, 'ttl')
+  if (ttl === 0n || (tg === 2n && ttl === 1n)) return `TG=${tg} with NUM=0, SCALE=0 and TTL=${ttl} is a reserved range encoding`
+  return undefined
+}
+
 export function withField(cmd: Command, key: keyof typeof F, value: bigint): Command {
   const f: CmdField = F[key]
   const v = f.address ? value >> BigInt(f.bits.lo) : value

@@ -1,7 +1,7 @@
 import { ErrnoError } from '../../util/errno'
 import { IdPool } from '../id-pool'
 import { DebugFile, IommuUnit, ReservedRegion } from '../unit'
-import { CERROR, CerrorName } from './commands'
+import { CERROR, CerrorName, reservedEncoding } from './commands'
 import { HostCommandQueue } from './cmdq'
 import { RegisterFile } from '../registers'
 import { wordBytes } from './build'
@@ -66,6 +66,8 @@ export class Smmuv3 extends IommuUnit {
     this.eventq = new Smmuv3EventQueue(this.name, () => this.memory, Number(registers.field('IDR1.EVTQS')))
     this.stalls = new Smmuv3Stalls(Math.max(Number(registers.field('IDR5.STALL_MAX')), 1))
     this.cmdq = new HostCommandQueue(this.name, Math.min(Math.max(Number(registers.field('IDR1.CMDQS')), 1), 19), (c) => {
+      // CERROR_ILL on a reserved encoding: Linux's arm_smmu_cmdq_skip_err turns it into a CMD_SYNC, so it acts on nothing
+      if (reservedEncoding(c)) return
       this.caches.invalidate(c)
       this.stalls.command(() => this.dma, c)
     })
