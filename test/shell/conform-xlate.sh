@@ -259,6 +259,57 @@ req_ok "VCMDQ_ALLOC viommu_id=$viommu log2size=3"; Q=$D/$ctx/$(get out_vcmdq_id)
 echo "TLBI_NH_VA asid=1 addr=0x9000 tg=1" >"$Q/cmd"
 expect smmu.vcmdq.range.reserved "$(printf '0x%08x' $(( $(cat "$Q/cons") )))" 0x01000000
 
+# ---- the ATC: only ATC_INV drops what a translation request put there ----
+cd 0x40000100 3 0x40001000                           # CD: ASID 3, the first tree
+vste 0x40000100 0 $(( 1 << 28 ))                     # EATS = 1
+dma $PCI "translate iova=0x1000"
+expect smmu.ats.translate "$(status)" ok
+dma $PCI "read iova=0x1000 len=4 ats"
+expect smmu.ats.hit "$(data) $(via)" "P022 atc"
+l3 1 $(( 0x40020000 | PG ))
+inv TLBI_NH_VA,asid=3,addr=0x1000,leaf
+dma $PCI "read iova=0x1000 len=4 ats"
+expect smmu.atc.kept.by.tlbi "$(data) $(via)" "P022 atc"
+expect smmu.tlbi.reaches.tlb "$(rd $PCI 0x1000)" P020
+inv ATC_INV,sid=0x10,addr=0x1000,size=0
+dma $PCI "read iova=0x1000 len=4 ats"
+expect smmu.atc_inv "$(data)" P020
+# ---- HTTU in the guest's tables: CD.HA sets AF, CD.HD turns writable-clean writable-dirty ----
+desc() { xxd -s $(( $1 - ram_base )) -l 8 -e "$ram" | cut -d' ' -f2; }
+cd 0x40000140 4 0x40001000; put64 0x40000140 $(( CD_ASID1 | (4 << 48) | (1 << 42) | (1 << 43) ))   # HD HA
+l3 18 $(( 0x4001e000 | PG | APRO | (1 << 51) ))       # 0x12000 writable-clean (DBM, AP[2] = 1)
+vste 0x40000140
+expect smmu.httu.af "$(rd $PCI 0x6000) $(( 0x$(desc 0x40004030) >> 10 & 1 ))" "P015 1"
+dma $PCI "write iova=0x12000 data=00"
+expect smmu.httu.dirty "$(status) $(( 0x$(desc 0x40004090) >> 7 & 1 ))" "ok 0"
+dma $PCI "write iova=0x2000 data=00"
+expect smmu.httu.ro.stays.ro "$(status)" "fault F_PERMISSION(0x13)"
+# ---- F_ADDR_SIZE: a stage-1 output beyond CD.IPS (32 bits) ----
+put64 0x40000180 $(( (CD_ASID1 & ~(7 << 32)) | (5 << 48) )); put64 0x40000188 0x40001000; put64 0x40000198 0xf404ff44
+l3 19 $(( 0x100000000 | PG ))                         # 0x13000 -> IPA 4G
+vste 0x40000180
+dma $PCI "read iova=0x13000 len=4"
+expect smmu.addr.size "$(evt)" "0000000800000011 0000020800000000 0000000000013000 0000000000000000"
+# ---- S1DSS = bypass: no SubstreamID, stage 1 bypassed, stage 2 still translates ----
+vste 0x40000000 $(( 1 << 59 )) 1
+expect smmu.s1dss.bypass "$(rd $PCI 0x40010000)" P010
+# ---- a 2-level CD table (4K leaves of 64 CDs): an invalid L1CD is C_BAD_SUBSTREAMID; NH_VAA; CFGI_CD_ALL ----
+put64 0x40000200 $(( 0x4000b000 | 1 )); put64 0x40000208 0   # L1CD[0] -> leaf, L1CD[1] invalid
+cd 0x4000b040 6 0x40001000                                 # SSID 1: ASID 6
+vste 0x40000200 $(( (7 << 59) | (1 << 4) ))                # S1CDMax = 7, S1Fmt = 1
+expect smmu.cd2l.ssid1 "$(rd $PCI 0x1000 pasid=1)" P020
+dma $PCI "read iova=0x1000 len=4 pasid=65"
+expect smmu.cd2l.bad.l1cd "$(status) $(evt)" "fault C_BAD_SUBSTREAMID(0x08) 0000000800041008 0000000000000000 0000000000000000 0000000000000000"
+l3 1 $(( 0x40021000 | PG ))
+inv TLBI_NH_VA,asid=7,addr=0x1000,leaf
+expect smmu.nh_va.asid.nonglobal "$(rd $PCI 0x1000 pasid=1)" P020
+inv TLBI_NH_VAA,addr=0x1000,leaf
+expect smmu.nh_vaa "$(rd $PCI 0x1000 pasid=1)" P021
+cd 0x4000b040 7 0x40007000                                 # SSID 1: ASID 7, the second tree
+expect smmu.cd2l.cd.stale "$(rd $PCI 0x1000 pasid=1)" P021
+inv CFGI_CD_ALL,sid=0x10
+expect smmu.cfgi_cd_all "$(rd $PCI 0x1000 pasid=1)" P040
+
 # ---- configuration faults ----
 vste 0x40b00000
 dma $PCI "read iova=0x1000 len=4"
@@ -274,6 +325,86 @@ expect smmu.stream.disabled "$(status) $(evt)" "fault F_STREAM_DISABLED(0x06) 00
 expect smmu.ssid1 "$(rd $PCI 0x1000 pasid=1)" P040
 dma $PCI "read iova=0x1000 len=4 pasid=2"
 expect smmu.bad.substream.range "$(status) $(evt)" "fault C_BAD_SUBSTREAMID(0x08) 0000000800002008 0000000000000000 0000000000000000 0000000000000000"
+# a guest STE with V = 0 becomes the abort STE: terminated, no event recorded (C_BAD_STE is the host's own STE only)
+recorded() { sed -n 's/.*recorded: \([0-9]*\).*/\1/p' "$S/eventq"; }
+n0=$(recorded)
+req_ok "HWPT_ALLOC dev_id=$dev pt_id=$viommu data_type=ARM_SMMUV3 data.ste=0x0,0x0"
+req_ok "DEVICE_ATTACH dev_id=$dev pt_id=$(get out_hwpt_id)"
+dma $PCI "read iova=0x1000 len=4"
+expect smmu.guest.ste.invalid "$(grep -o 'recorded=[01]' <<<"$dma") $(recorded)" "recorded=0 $n0"
+# ---- CD fields: R = 0 terminates silently; illegal CDs are C_BAD_CD; AFFD; the TTB0 range and EPD1 ----
+cdw() { put64 $1 $2; put64 $(( $1 + 8 )) $3; put64 $(( $1 + 24 )) 0xf404ff44; vste $1; dma $PCI "read iova=${4:-0x1000} len=4"; }
+n0=$(recorded)
+cdw 0x40000300 $(( (CD_ASID1 & ~(1 << 45)) | (9 << 48) )) 0x40001000 0x7000
+expect smmu.cd.r0.silent "$(status) $(grep -o 'recorded=0' <<<"$dma") $(recorded)" "fault F_TRANSLATION(0x10) recorded=0 $n0"
+cdw 0x40000340 $(( (CD_ASID1 & ~(1 << 46)) | (9 << 48) )) 0x40001000
+expect smmu.cd.a0.illegal "$(status)" "fault C_BAD_CD(0x0a)"           # IDR0.TERM_MODEL = 1
+cdw 0x40000380 $(( (CD_ASID1 & ~63) | 40 | (9 << 48) )) 0x40001000
+expect smmu.cd.t0sz40.illegal "$(status)" "fault C_BAD_CD(0x0a)"        # at most 39 without IDR3.STT
+cdw 0x400003c0 $(( CD_ASID1 | (3 << 6) | (9 << 48) )) 0x40001000
+expect smmu.cd.tg0.reserved "$(status)" "fault C_BAD_CD(0x0a)"
+cdw 0x40000400 $(( (CD_ASID1 & ~(7 << 32)) | (9 << 48) )) 0x100000000
+expect smmu.cd.ttb0.beyond.ips "$(status)" "fault C_BAD_CD(0x0a)"
+l3 20 $(( 0x40015000 | (PG & ~AF) ))                 # 0x14000: AF = 0
+cdw 0x40000440 $(( CD_ASID1 | (1 << 35) | (10 << 48) )) 0x40001000 0x14000
+expect smmu.cd.affd "$(data)" P015
+dma $PCI "read iova=0xffff000000001000 len=4"
+expect smmu.cd.epd1 "$(evt)" "0000000800000010 0000020800000000 ffff000000001000 0000000000000000"
+dma $PCI "read iova=0x1000000000000 len=4"
+expect smmu.cd.t0sz.range "$(evt)" "0000000800000010 0000020800000000 0001000000000000 0000000000000000"
+# ---- table attributes: APTable, XNTable, PXNTable restrict everything below; APTable read-only is no DBM candidate ----
+mark 0x4001f000
+put64 0x40003028 $(( 0x4000c000 | T | (1 << 62) ))   # L2[5]: VA 0xa00000, APTable read-only
+put64 0x4000c000 $(( 0x4001f000 | PG | APRO | (1 << 51) )); put64 0x4000c008 $(( 0x4001f000 | PG ))
+put64 0x40003030 $(( 0x4000d000 | T | (1 << 60) ))   # L2[6]: VA 0xc00000, XNTable
+put64 0x4000d000 $(( 0x4001f000 | PG ))
+put64 0x40003038 $(( 0x4000e000 | T | (1 << 59) ))   # L2[7]: VA 0xe00000, PXNTable
+put64 0x4000e000 $(( 0x4001f000 | PG ))
+put64 0x40003040 $(( 0x4000f000 | T | (1 << 61) ))   # L2[8]: VA 0x1000000, APTable no EL0
+put64 0x4000f000 $(( 0x4001f000 | PG ))
+vste 0x40000140                                      # ASID 4, HA|HD
+dma $PCI "write iova=0xa01000 data=00"
+expect smmu.aptable.ro "$(status)" "fault F_PERMISSION(0x13)"
+dma $PCI "write iova=0xa00000 data=00"
+expect smmu.aptable.ro.no.dbm "$(status) $(( 0x$(desc 0x4000c000) >> 7 & 1 ))" "fault F_PERMISSION(0x13) 1"
+expect smmu.aptable.ro.read "$(rd $PCI 0xa01000)" P01f
+expect smmu.xntable.user "$(rd $PCI 0xc00000 exec)" "fault F_PERMISSION(0x13)"
+expect smmu.xntable.priv "$(rd $PCI 0xc00000 'priv exec')" "fault F_PERMISSION(0x13)"
+expect smmu.pxntable.priv "$(rd $PCI 0xe00000 'priv exec')" "fault F_PERMISSION(0x13)"
+expect smmu.pxntable.user "$(rd $PCI 0xe00000 exec)" P01f
+expect smmu.aptable.el0.user "$(rd $PCI 0x1000000)" "fault F_PERMISSION(0x13)"
+expect smmu.aptable.el0.priv "$(rd $PCI 0x1000000 priv)" P01f
+# ---- a 64KB granule (TG0 = 1): three levels, and range TLBIs reach it only with TG = 64KB ----
+mark 0x40131000; mark 0x40141000
+put64 0x40100000 $(( 0x40110000 | T )); put64 0x40110000 $(( 0x40120000 | T )); put64 0x40120008 $(( 0x40130000 | PG ))
+cdw 0x40000480 $(( CD_ASID1 | (1 << 6) | (11 << 48) )) 0x40100000 0x11000
+expect smmu.g64k.read "$(data) $(sed -n 's/^walk s1 level=\([0-9]\).*/\1/p' <<<"$dma" | tr -d '\n')" "P131 123"
+put64 0x40120008 $(( 0x40140000 | PG ))
+inv TLBI_NH_VA,asid=11,addr=0x10000,tg=1,num=0,scale=0,ttl=3,leaf
+expect smmu.g64k.tg4k.misses "$(rd $PCI 0x11000)" P131
+inv TLBI_NH_VA,asid=11,addr=0x10000,tg=3,num=0,scale=0,ttl=3,leaf
+expect smmu.g64k.tg64k "$(rd $PCI 0x11000)" P141
+# ---- S1DSS = SSID0: traffic without a SubstreamID uses CD 0; SubstreamID 0 itself is refused ----
+vste 0x40000000 $(( 1 << 59 )) 2
+expect smmu.s1dss.ssid0 "$(rd $PCI 0x1000)" P040
+dma $PCI "read iova=0x1000 len=4 pasid=0"
+expect smmu.s1dss.ssid0.pasid0 "$(status) $(evt)" "fault F_STREAM_DISABLED(0x06) 0000000800000006 0000000000000000 0000000000000000 0000000000000000"
+# ---- external aborts: IPA 0x40c00000 maps a user_va a shell cannot back (docs/dma.md), so reading it aborts ----
+req_ok "IOAS_MAP ioas_id=$ioas flags=FIXED_IOVA|READABLE|WRITEABLE user_va=0x10000 length=0x1000 iova=0x40c00000"
+vste 0x40c00000
+dma $PCI "read iova=0x1000 len=4"
+IFS=' ' read -r e0 e1 e2 e3 <<<"$(evt)"
+expect smmu.cd.fetch.abort "$(status) $e0 $e1 $e2 $(( 0x$e3 != 0 && (0x$e3 & 7) == 0 ))" "fault F_CD_FETCH(0x09) 0000000800000009 0000000000000000 0000000000000000 1"
+put64 0x40003048 $(( 0x40c00000 | T ))              # L2[9]: VA 0x1200000 -> L3 at the aborting IPA
+cd 0x40000500 12 0x40001000; vste 0x40000500
+dma $PCI "read iova=0x1200000 len=4"
+IFS=' ' read -r e0 e1 e2 e3 <<<"$(evt)"
+expect smmu.walk.abort "$(status) $e0 $e1 $e2 $(( 0x$e3 != 0 && (0x$e3 & 7) == 0 ))" "fault F_WALK_EABT(0x0b) 000000080000000b 0000010800000000 0000000001200000 1"
+# commands a vIOMMU does not take, as arm_vsmmu_convert_user_cmd refuses them
+for c in TLBI_S12_VMALL CFGI_STE,sid=0x10 TLBI_S2_IPA,addr=0x1000; do
+  req "HWPT_INVALIDATE hwpt_id=$viommu cmd=$c"
+  expect "smmu.viommu.refuses.${c%%,*}" "${reply%% entry*}" "err EIO"
+done
 exec 3>&-
 
 # ---- a stage-1 domain the host builds (Linux's io-pgtable), with dirty tracking: 0000:00:02.0 (StreamID 0x10) ----
@@ -363,14 +494,41 @@ expect vtd.ss.output.unmapped "$(fr)" FR=0x86
 dma $PCI "write iova=0xb000 data=00"
 expect vtd.ss.ro.write "$(fr)" FR=0x85
 expect vtd.ss.ro.read "$(rd $PCI 0xb000)" Q000
+# supervisor writes honour R/W only with WPE; R/W = 0 in a table entry makes everything below read-only
+dma $PCI "write iova=0x2000 data=50 priv"
+expect vtd.wpe0.priv.write "$(status)" ok
+put64 0x40002018 $(( 0x40008000 | (TB & ~RW) )); put64 0x40008000 $(( 0x40013000 | LF ))   # PD[3]: VA 0x600000
+dma $PCI "write iova=0x600000 data=00"
+expect vtd.fs.table.rw0 "$(fr)" FR=0x85
+expect vtd.fs.table.rw0.read "$(rd $PCI 0x600000)" P013
+put64 0x40001008 $(( 0x40000000 | LF | PS ))      # PDPT[1]: VA 0x40000000, a 1G page
+expect vtd.fs.1g "$(rd $PCI 0x40010000)" P010
+# requests with a PASID: no PASID-table entry 0x59, no directory entry 0x51; the record has PP and PV
+dma $PCI "read iova=0x1000 len=4 pasid=1"
+expect vtd.pasid.entry.absent "$(fr) $(frcd)" "FR=0x59 0000000000001000 c000015980000200"
+dma $PCI "read iova=0x1000 len=4 pasid=0x40"
+expect vtd.pasid.dir.absent "$(fr)" FR=0x51
+# first-stage A/D: the unit sets A on a leaf it uses and D on one written (through the second stage)
+pt 12 $(( 0x4001b000 | 0x1 | RW | US )); pt 13 $(( 0x4001c000 | 0x1 | RW | US ))   # no A, no D
+dma $PCI "write iova=0xc000 data=00"
+expect vtd.fs.ad.write "$(status) $(( 0x$(desc 0x40003060) & 0x60 ))" "ok 96"
+dma $PCI "read iova=0xd000 len=4"
+expect vtd.fs.ad.read "$(status) $(( 0x$(desc 0x40003068) & 0x60 ))" "ok 32"
+# the device TLB (ATS): a P_IOTLB from the guest's invalidation comes with the device-TLB flush
+dma $PCI "read iova=0x1000 len=4 ats"
+expect vtd.devtlb.fill "$(data)" P010
 
 # ---- invalidation: {addr, npages, LEAF} becomes P_IOTLB with the aligned ADDR/AM Linux computes ----
 pt 1 $(( 0x40020000 | LF ))
 expect vtd.stale.leaf "$(rd $PCI 0x1000)" P010
+dma $PCI "read iova=0x1000 len=4 ats"
+expect vtd.devtlb.stale "$(data) $(via)" "P010 dev_tlb"
 vinv addr=0x2000,npages=1,leaf
 expect vtd.p_iotlb.other.page "$(rd $PCI 0x1000)" P010
 vinv addr=0x1000,npages=1,leaf
 expect vtd.p_iotlb.page "$(rd $PCI 0x1000)" P020
+dma $PCI "read iova=0x1000 len=4 ats"
+expect vtd.devtlb.flushed "$(data)" P020
 for a in 0x7000 0x8000 0x9000 0xa000; do rd $PCI $a >/dev/null; done
 for i in 7 8 9 10; do pt $i $(( (0x40020000 + i * 0x1000) | LF )); done   # -> 0x40027000-0x4002a000
 vinv addr=0x8000,npages=2,leaf
@@ -381,17 +539,31 @@ expect vtd.p_iotlb.desc "$(grep -o 'P_IOTLB [^	]*' "$D/iommu/dmar0/invalidation_
   "gran=page-selective addr=0x8000 am=2 ih=1"
 vinv all
 expect vtd.p_iotlb.all "$(rd $PCI 0x7000)" P027
+IQ=$D/iommu/dmar0/invalidation_queue
+lastq() { grep -o "$1 [^	]*" "$IQ" | tail -${2:-1}; }
+expect vtd.p_iotlb.all.desc "$(lastq P_IOTLB | cut -d' ' -f4)" gran=all-in-pasid
+did=$(lastq P_IOTLB | sed 's/.*did=\([0-9]*\).*/\1/')
 # the second stage changed by the host (IOAS_UNMAP): an IOTLB invalidation with the nested DID drops the nested entry
 expect vtd.ss.unmap.before "$(rd $PCI 0xb000)" Q000
 req_ok "IOAS_UNMAP ioas_id=$ioas iova=0x40800000 length=0x1000"
 dma $PCI "read iova=0xb000 len=4"
 expect vtd.ss.unmap.after "$(fr)" FR=0x86
+# Linux's nest-parent flush: IOTLB PSI with the nested domain's DID, then the whole device TLB
+expect vtd.ss.unmap.desc "$(grep -o 'IOTLB gran=page-selective did=[0-9]* addr=0x40800000 [^	]*' "$IQ" | tail -1) / $(lastq DEV_IOTLB)" \
+  "IOTLB gran=page-selective did=$did addr=0x40800000 am=0 ih=1 / DEV_IOTLB sid=02:00.0 qdep=0 addr=0x7ffffffffffff000 s=1"
 # a freed page table invalidated with IH = 1 (LEAF) keeps the paging-structure entry; IH = 0 drops it
 put64 0x40002000 0
 vinv addr=0x1000,npages=1,leaf
 expect vtd.ih1.keeps.pde "$(rd $PCI 0x1000)" P020
 vinv addr=0x1000,npages=1
 expect vtd.ih0.drops.pde "$(rd $PCI 0x1000)" "fault FR=0x71"
+# a new first-stage root (the VMM replaces the nested HWPT): the PASID entry changes, PC with the old DID drops the cached one
+put64 0x40004000 $(( 0x40005000 | TB )); put64 0x40005000 $(( 0x40006000 | TB )); put64 0x40006000 $(( 0x40007000 | TB ))
+put64 0x40007008 $(( 0x40029000 | LF ))
+req_ok "HWPT_ALLOC dev_id=$dev pt_id=$s2 data_type=VTD_S1 data.pgtbl_addr=0x40004000 data.addr_width=48 data.flags=SRE"
+req_ok "DEVICE_ATTACH dev_id=$dev pt_id=$(get out_hwpt_id)"
+expect vtd.replace.new.root "$(rd $PCI 0x1000)" P029
+expect vtd.replace.pc "$(grep -o 'PC [^	]*' "$IQ" | tail -1)" "PC gran=pasid did=$did pasid=0"
 exec 3>&-
 
 # ---- second-stage dirty tracking (SSADE): 0000:02:01.0 on a DIRTY_TRACKING domain ----
