@@ -52,6 +52,12 @@ export function buildSysfsTree(machine: Machine, schema: Schema, root = new Stat
     addAttributes(root, schema, 'pci-device', d.bdf, deviceOwner(d))
     if (d.unit.kind !== 'mock') devDir.add('iommu', symlink(subjectPath(d.unit.kind, d.unit.name)))
     devDir.add('iommu_group', symlink(subjectPath('iommu-group', String(d.group.id))))
+    // the VFIO cdev's class device, as vfio registers it under its parent: how a VMM finds /dev/vfio/devices/vfioN for a BDF
+    if (d.vfioIndex >= 0) {
+      const cdev = `${subjectPath('pci-device', d.bdf)}/vfio-dev/vfio${d.vfioIndex}`
+      dirAt(root, cdev).add('device', symlink(subjectPath('pci-device', d.bdf)))
+      dirAt(root, '/sys/class/vfio-dev').add(`vfio${d.vfioIndex}`, symlink(cdev))
+    }
   }
   for (const g of machine.groups) {
     const groupDir = subjectPath('iommu-group', String(g.id))

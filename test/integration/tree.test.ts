@@ -41,7 +41,7 @@ describe('the mounted feature tree (default machine)', () => {
       assert.equal(r.code, 0, r.stderr)
       assert.equal(
         r.stdout,
-        'devices\nintel-iommu\nintel-vtd\n--\ndevice\niommu\niommu_group\nvendor\n--\ndevices\nreserved_regions\ntype\n--\ndmar0\nsmmu3.0x0000000009050000\nsmmu3.0x0000000009060000\n',
+        'devices\nintel-iommu\nintel-vtd\n--\ndevice\niommu\niommu_group\nvendor\nvfio-dev\n--\ndevices\nreserved_regions\ntype\n--\ndmar0\nsmmu3.0x0000000009050000\nsmmu3.0x0000000009060000\n',
       )
     })
   })
@@ -63,6 +63,19 @@ describe('the mounted feature tree (default machine)', () => {
       // readlink without -f: the relative target, as sysfs answers it
       const r = await sh(`readlink ${m.path('sys/bus/pci/devices/0000:00:01.0/iommu')}`)
       assert.equal(r.stdout, '../../../../class/iommu/smmu3.0x0000000009050000\n')
+    })
+  })
+
+  it('each PCI device names its VFIO cdev in vfio-dev/ (as vfio registers it), and sys/class/vfio-dev/vfioN leads back to the device', async () => {
+    await withMount(async (m) => {
+      for (const d of machine.devices) {
+        const node = `dev/vfio/devices/vfio${d.vfioIndex}`
+        const r = await sh(`ls ${m.path(`sys/bus/pci/devices/${d.bdf}/vfio-dev`)} && readlink -f ${m.path(`sys/class/vfio-dev/vfio${d.vfioIndex}/device`)} && test -f ${m.path(node)}`)
+        assert.equal(r.code, 0, r.stderr)
+        assert.equal(r.stdout, `vfio${d.vfioIndex}\n${m.path(`sys/bus/pci/devices/${d.bdf}`)}\n`)
+      }
+      const r = await sh(`readlink ${m.path('sys/class/vfio-dev/vfio4')}`)
+      assert.equal(r.stdout, '../../bus/pci/devices/0000:02:00.0/vfio-dev/vfio4\n')
     })
   })
 
