@@ -61,7 +61,7 @@ export function attach(ctx: IommufdContext, devId: number, ptId: number): number
     if (reuse) return attachTo(ctx, dev, reuse)
     checkAttach(dev, pt)
     pt.checkPinnable()
-    const auto = new HwptPaging(dev.pci.unit.kind, pt, 0, true, isMockDevice(dev.pci) ? mockPageSizes(MockPagetable.DEFAULT, dev.pci.flags) : undefined)
+    const auto = new HwptPaging(dev.pci.unit, pt, 0, true, isMockDevice(dev.pci) ? mockPageSizes(MockPagetable.DEFAULT, dev.pci.flags) : undefined)
     ctx.commitHwpt(auto)
     try {
       return attachTo(ctx, dev, auto)

@@ -63,9 +63,13 @@ export class HwptPaging extends Hwpt {
   readonly children = new Set<HwptNested>()
   readonly viommus = new Set<Viommu>()
 
-  /** `mockPages`: a mock domain's page sizes (its page-table format). */
-  constructor(kind: IommuKind, readonly ioas: Ioas, readonly flags: number, readonly auto: boolean, readonly mockPages?: MockPageSizes) {
-    super(kind)
+  /**
+   * `home`: the unit the driver built the domain for (HWPT_ALLOC's dev_id, an
+   * auto domain's first device), as an SMMUv3 domain is finalised on one SMMU;
+   * `mockPages`: a mock domain's page sizes (its page-table format).
+   */
+  constructor(readonly home: IommuUnit, readonly ioas: Ioas, readonly flags: number, readonly auto: boolean, readonly mockPages?: MockPageSizes) {
+    super(home.kind)
   }
 
   get paging(): HwptPaging {
@@ -201,7 +205,7 @@ function planPaging(dev: Device, ioas: Ioas, a: HwptAllocArgs): HwptPaging {
   driverFor(unit).checkPaging(unit, a.flags)
   fallible('page table allocation')
   ioas.checkPinnable()
-  return new HwptPaging(unit.kind, ioas, a.flags, false, mockPages)
+  return new HwptPaging(unit, ioas, a.flags, false, mockPages)
 }
 
 /** The mock's paging data: none, or SELFTEST data naming the page-table format (the iotlb word is unused here). */

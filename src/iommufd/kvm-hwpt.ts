@@ -1,4 +1,5 @@
 import { Smmuv3 } from '../hw/smmuv3/smmuv3'
+import type { IommuUnit } from '../hw/unit'
 import { Vtd } from '../hw/vtd/vtd'
 import { TdpImporter, Vm } from '../kvm/vm'
 import { ErrnoError } from '../util/errno'
@@ -27,8 +28,8 @@ export const HWPT_DATA_IOMMUFS_KVM = 0x6b766d
 export class HwptKvm extends HwptPaging {
   private importer: TdpImporter | undefined
 
-  constructor(kind: HwptPaging['kind'], readonly vm: Vm, flags: number, private readonly unregister: (imp: TdpImporter) => void) {
-    super(kind, new Ioas(), flags | HwptAllocFlag.NEST_PARENT, false)
+  constructor(home: IommuUnit, readonly vm: Vm, flags: number, private readonly unregister: (imp: TdpImporter) => void) {
+    super(home, new Ioas(), flags | HwptAllocFlag.NEST_PARENT, false)
   }
 
   register(imp: TdpImporter): void {
@@ -82,7 +83,7 @@ export function hwptAllocKvm(ctx: IommufdContext, a: KvmHwptArgs): number {
   const vm = kvm.tdp(a.fd())
   const unit = dev.pci.unit
   fallible('page table allocation')
-  const hwpt = new HwptKvm(unit.kind, vm, a.flags, (imp) => kvm.unregisterImporter(vm, imp))
+  const hwpt = new HwptKvm(unit, vm, a.flags, (imp) => kvm.unregisterImporter(vm, imp))
   let imp: TdpImporter
   if (unit instanceof Smmuv3) imp = smmuAllocKvm(unit, hwpt, vm)
   else if (unit instanceof Vtd) imp = vtdAllocKvm(unit, hwpt, vm)

@@ -110,7 +110,8 @@ export function viommuAlloc(ctx: IommufdContext, flags: number, type: number, de
   if (!unit.supportsViommu) throw new ErrnoError('EOPNOTSUPP', `${unit.name}: a vIOMMU needs nesting (IDR0.S1P, IDR0.S2P) and S2FWB (IDR3.FWB)`)
   const parent = ctx.paging(hwptId)
   if (!parent.nestParent) throw new ErrnoError('EINVAL', `hwpt_id=${hwptId}: not allocated with NEST_PARENT`)
-  if (parent.kind !== unit.kind) throw new ErrnoError('EINVAL', `hwpt_id=${hwptId}: a ${parent.kind} domain cannot be the stage 2 of ${unit.name}`)
+  // arm_vsmmu_init: the S2 must be the one this SMMU finalised (s2_parent->smmu)
+  if (parent.home !== unit) throw new ErrnoError('EINVAL', `hwpt_id=${hwptId}: its stage 2 was built for ${parent.home.name} (${parent.kind}), the vIOMMU is on ${unit.name}`)
   const vmid = unit.vmids.alloc()
   if (vmid === undefined) throw new ErrnoError('ENOSPC', `${unit.name}: no free VMID`)
   let v: Viommu

@@ -23,25 +23,29 @@ describe('iommufd VIOMMU_ALLOC (§3.17, §7.1)', () => {
     assert.equal(t.describe(s.parent).get('users'), '2')
   })
 
-  it('one NEST_PARENT HWPT shared by vIOMMUs on both SMMUs, each with a VMID of its own SMMU', () => {
+  it('a NEST_PARENT HWPT is the stage 2 of vIOMMUs on the SMMU it was built for only (arm_vsmmu_init: EINVAL); each vIOMMU has a VMID of its own', () => {
     const t = new IommuBench()
     const d0 = t.bind(DEV.smmu0a)
     const d1 = t.bind(DEV.smmu1a)
     const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
     const parent = t.id(`HWPT_ALLOC dev_id=${d0} pt_id=${ioas} flags=NEST_PARENT`, 'out_hwpt_id')
     const v0 = t.id(`VIOMMU_ALLOC type=ARM_SMMUV3 dev_id=${d0} hwpt_id=${parent}`, 'out_viommu_id')
-    const v1 = t.id(`VIOMMU_ALLOC type=ARM_SMMUV3 dev_id=${d1} hwpt_id=${parent}`, 'out_viommu_id')
+    t.err(`VIOMMU_ALLOC type=ARM_SMMUV3 dev_id=${d1} hwpt_id=${parent}`, 'EINVAL', new RegExp(`hwpt_id=${parent}: its stage 2 was built for ${SMMU0}.*the vIOMMU is on ${SMMU1}`))
+    assert.equal(t.smmu(SMMU1).vmids.inUse, 0)
+    // the other SMMU takes a parent built for it
+    const parent1 = t.id(`HWPT_ALLOC dev_id=${d1} pt_id=${ioas} flags=NEST_PARENT`, 'out_hwpt_id')
+    const v1 = t.id(`VIOMMU_ALLOC type=ARM_SMMUV3 dev_id=${d1} hwpt_id=${parent1}`, 'out_viommu_id')
     assert.equal(t.describe(v0).get('iommu'), SMMU0)
     assert.equal(t.describe(v1).get('iommu'), SMMU1)
-    assert.equal(t.describe(v0).get('parent'), String(parent))
-    assert.equal(t.describe(v1).get('parent'), String(parent))
+    assert.equal(t.describe(v1).get('parent'), String(parent1))
     assert.equal(t.smmu(SMMU0).vmids.inUse, 1)
     assert.equal(t.smmu(SMMU1).vmids.inUse, 1)
-    assert.equal(t.describe(parent).get('users'), '2')
-    // a second vIOMMU on the same SMMU gets a different VMID
+    assert.equal(t.describe(parent).get('users'), '1')
+    // a second vIOMMU on the same SMMU and parent gets a different VMID
     const v2 = t.id(`VIOMMU_ALLOC type=ARM_SMMUV3 dev_id=${d0} hwpt_id=${parent}`, 'out_viommu_id')
     assert.notEqual(t.describe(v2).get('vmid'), t.describe(v0).get('vmid'))
     assert.equal(t.smmu(SMMU0).vmids.inUse, 2)
+    assert.equal(t.describe(parent).get('users'), '2')
   })
 
   it('DESTROY of a vIOMMU frees its VMID and its reference on the parent', () => {
@@ -138,7 +142,8 @@ describe('iommufd VDEVICE_ALLOC (§3.18, §7.2)', () => {
     t.ok(`VDEVICE_ALLOC viommu_id=${s.viommu} dev_id=${s.dev} virt_id=0x10`)
     t.err(`VDEVICE_ALLOC viommu_id=${s.viommu} dev_id=${b} virt_id=0x10`, 'EEXIST', /virt_id=0x10/)
     const other = t.bind(DEV.smmu1a)
-    const v1 = t.id(`VIOMMU_ALLOC type=ARM_SMMUV3 dev_id=${other} hwpt_id=${s.parent}`, 'out_viommu_id')
+    const parent1 = t.id(`HWPT_ALLOC dev_id=${other} pt_id=${s.ioas} flags=NEST_PARENT`, 'out_hwpt_id')
+    const v1 = t.id(`VIOMMU_ALLOC type=ARM_SMMUV3 dev_id=${other} hwpt_id=${parent1}`, 'out_viommu_id')
     t.ok(`VDEVICE_ALLOC viommu_id=${v1} dev_id=${other} virt_id=0x10`)
     assert.equal(t.describe(v1).get('vsid_map'), '0x10->0x100')
     // and in a second vIOMMU on the same SMMU
