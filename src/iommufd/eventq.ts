@@ -296,7 +296,8 @@ export class Fault extends QueueObject {
 
   override files(): Record<string, MmioFile> {
     return {
-      queue: { mode: 0o600, holdsContext: true, descriptorOpened: (tid) => this.descriptorOpened(tid), size: () => this.deliver.length * PGFAULT_SIZE, read: (_pos, len) => this.read(len), write: (_pos, data) => this.write(data), readable: () => this.deliver.length > 0, whenReadable: (fn) => this.whenQueued(fn) },
+      // no file position, as the kernel's anonymous file: pread, pwrite and lseek are ESPIPE
+      queue: { mode: 0o600, stream: true, holdsContext: true, descriptorOpened: (tid) => this.descriptorOpened(tid), size: () => this.deliver.length * PGFAULT_SIZE, read: (_pos, len) => this.read(len), write: (_pos, data) => this.write(data), readable: () => this.deliver.length > 0, whenReadable: (fn) => this.whenQueued(fn) },
     }
   }
 
