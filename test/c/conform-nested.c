@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -115,6 +116,7 @@ _Static_assert(sizeof(struct bind_s) == 24, "bind");
 /* ---- reporting ---- */
 static int failures;
 static const char *root = "";
+static uint32_t vtd_dev_id; /* for the checks that cross drivers */
 
 static const char *ename(int e)
 {
@@ -516,6 +518,22 @@ static void smmu_checks(int fd, struct dev *a, struct dev *b, struct dev *other,
 	check("smmu_pt_missing", hwpt_alloc(fd, a->id, 0x7ffffff0, 0, DATA_NONE, NULL, 0, NULL), EINVAL);
 	check("smmu_pt_is_device", hwpt_alloc(fd, a->id, a->id, 0, DATA_NONE, NULL, 0, NULL), EINVAL);
 	check("smmu_nested_on_parent_hwpt", hwpt_alloc(fd, a->id, parent, 0, DATA_ARM_SMMUV3, ste, 16, NULL), EOPNOTSUPP);
+	{
+		/* the common checks come before the device lookup, the device before pt_id */
+		struct hwpt_alloc_s h = { .size = sizeof(h), .dev_id = 0x7ffffff0, .pt_id = 0x7ffffff0, .reserved = 1 };
+		check("smmu_alloc_reserved_before_dev", io(fd, IOMMU_HWPT_ALLOC, &h), EOPNOTSUPP);
+		h.reserved = 0, h.data_len = 8;
+		check("smmu_alloc_data_rule_before_dev", io(fd, IOMMU_HWPT_ALLOC, &h), EINVAL);
+		h.data_len = 0;
+		check("smmu_alloc_dev_before_pt", io(fd, IOMMU_HWPT_ALLOC, &h), ENOENT);
+		uint8_t raw[56] = { 0 };
+		struct hwpt_alloc_s *r = (struct hwpt_alloc_s *)raw;
+		r->size = sizeof raw, r->dev_id = a->id, r->pt_id = ioas, raw[50] = 1;
+		check("smmu_alloc_size_56_nonzero_tail", io(fd, IOMMU_HWPT_ALLOC, raw), E2BIG);
+		raw[50] = 0;
+		check("smmu_alloc_size_56_zero_tail", io(fd, IOMMU_HWPT_ALLOC, raw), 0);
+		destroy(fd, r->out_hwpt_id);
+	}
 
 	/* VIOMMU_ALLOC */
 	{
@@ -533,6 +551,12 @@ static void smmu_checks(int fd, struct dev *a, struct dev *b, struct dev *other,
 	check("viommu_hwpt_is_ioas", viommu_alloc(fd, VIOMMU_ARM_SMMUV3, a->id, ioas, NULL), ENOENT);
 	check("viommu_hwpt_missing", viommu_alloc(fd, VIOMMU_ARM_SMMUV3, a->id, 0x7ffffff0, NULL), ENOENT);
 	check("viommu_not_nest_parent", viommu_alloc(fd, VIOMMU_ARM_SMMUV3, a->id, plain, NULL), EINVAL);
+	{
+		uint8_t raw[48] = { 0 };
+		struct viommu_alloc_s *v = (struct viommu_alloc_s *)raw;
+		v->size = sizeof raw, v->type = VIOMMU_ARM_SMMUV3, v->dev_id = a->id, v->hwpt_id = parent, raw[47] = 1;
+		check("viommu_size_48_nonzero_tail", io(fd, IOMMU_VIOMMU_ALLOC, raw), E2BIG);
+	}
 	if (other) {
 		uint32_t oparent;
 		check("other_smmu_nest_parent", hwpt_alloc(fd, other->id, ioas, NEST_PARENT, DATA_NONE, NULL, 0, &oparent), 0);
@@ -541,6 +565,10 @@ static void smmu_checks(int fd, struct dev *a, struct dev *b, struct dev *other,
 	}
 	check("viommu", viommu_alloc(fd, VIOMMU_ARM_SMMUV3, a->id, parent, &viommu), 0);
 	check("viommu2_same_parent", viommu_alloc(fd, VIOMMU_ARM_SMMUV3, a->id, parent, &viommu2), 0);
+	check("viommu_hwpt_is_viommu", viommu_alloc(fd, VIOMMU_ARM_SMMUV3, a->id, viommu, NULL), ENOENT);
+	check("hwpt_alloc_pt_is_device", hwpt_alloc(fd, a->id, a->id, 0, DATA_ARM_SMMUV3, ste, 16, NULL), EINVAL);
+	if (vtd_dev_id)
+		check("ste_dev_of_vtd", hwpt_alloc(fd, vtd_dev_id, viommu, 0, DATA_ARM_SMMUV3, ste, 16, NULL), EINVAL);
 
 	/* nested HWPT through the vIOMMU: STE validation */
 	id = smmu_nested(fd, a->id, viommu, 0xFFFFFFFFFFFFFFFEull, ~0ull, &rc);
@@ -590,6 +618,18 @@ static void smmu_checks(int fd, struct dev *a, struct dev *b, struct dev *other,
 	check("nested_s1", rc, 0);
 	uint32_t byp = smmu_nested(fd, a->id, viommu, STE_V | STE_CFG(4), 0, &rc);
 	check("nested_bypass", rc, 0);
+	check("hwpt_alloc_pt_is_nested", hwpt_alloc(fd, a->id, s1, 0, DATA_ARM_SMMUV3, ste, 16, NULL), EINVAL);
+	check("viommu_hwpt_is_nested", viommu_alloc(fd, VIOMMU_ARM_SMMUV3, a->id, s1, NULL), ENOENT);
+	{
+		/* the core takes FAULT_ID_VALID off before the driver sees the flags */
+		struct fault_alloc_s f = { .size = sizeof(f) };
+		io(fd, IOMMU_FAULT_QUEUE_ALLOC, &f);
+		struct hwpt_alloc_s h = { .size = sizeof(h), .flags = FAULT_ID_VALID, .dev_id = a->id, .pt_id = viommu, .data_type = DATA_ARM_SMMUV3, .data_len = 16, .data_uptr = (uintptr_t)ste, .fault_id = f.out_fault_id };
+		check("nested_with_fault_id", io(fd, IOMMU_HWPT_ALLOC, &h), 0);
+		destroy(fd, h.out_hwpt_id);
+		close((int)f.out_fault_fd);
+		destroy(fd, f.out_fault_id);
+	}
 
 	/* attach: stage 1 needs a vDEVICE, bypass does not */
 	check("attach_s1_without_vdevice", attach(a->fd, s1, NULL), ENOENT);
@@ -600,6 +640,12 @@ static void smmu_checks(int fd, struct dev *a, struct dev *b, struct dev *other,
 	check("vdevice_bad_viommu", vdevice_alloc(fd, 0x7ffffff0, a->id, 0x10, NULL), ENOENT);
 	check("vdevice_viommu_is_ioas", vdevice_alloc(fd, ioas, a->id, 0x10, NULL), ENOENT);
 	check("vdevice_bad_dev", vdevice_alloc(fd, viommu, 0x7ffffff0, 0x10, NULL), ENOENT);
+	if (vtd_dev_id)
+		check("vdevice_dev_of_vtd", vdevice_alloc(fd, viommu, vtd_dev_id, 0x40, NULL), EINVAL);
+	{
+		struct vdevice_alloc_s v = { .size = 16, .viommu_id = viommu, .dev_id = a->id, .virt_id = 0x10 };
+		check("vdevice_size_16", io(fd, IOMMU_VDEVICE_ALLOC, &v), EINVAL);
+	}
 	if (other)
 		check("vdevice_dev_of_other_smmu", vdevice_alloc(fd, viommu, other->id, 0x30, NULL), EINVAL);
 	{
@@ -650,6 +696,22 @@ static void smmu_checks(int fd, struct dev *a, struct dev *b, struct dev *other,
 	uint64_t good[][2] = { { 0x30, 0 }, { 0x12, 0 }, { 0x13, 0 }, { 0x40 | (0x10ull << 32), 0 }, { 0x05 | (0x10ull << 32), 0 }, { 0x06 | (0x10ull << 32), 0 } };
 	check("inv_smmu_accepted_set", invalidate(fd, viommu, INV_ARM_SMMUV3, good, 16, 6, &done), 0);
 	check_val("inv_smmu_accepted_set_entry_num", done, 6);
+	{
+		static uint64_t many[100][2];
+		for (int i = 0; i < 100; i++)
+			many[i][0] = 0x10, many[i][1] = 0;
+		check("inv_smmu_100", invalidate(fd, viommu, INV_ARM_SMMUV3, many, 16, 100, &done), 0);
+		check_val("inv_smmu_100_entry_num", done, 100);
+		many[70][0] = 0x46;
+		check("inv_smmu_sync_at_70", invalidate(fd, viommu, INV_ARM_SMMUV3, many, 16, 100, &done), EIO);
+		check_val("inv_smmu_sync_at_70_entry_num", done, 70);
+	}
+	{
+		uint8_t raw[28] = { 0 };
+		struct invalidate_s *i = (struct invalidate_s *)raw;
+		i->size = 28, i->hwpt_id = viommu, i->data_uptr = (uintptr_t)good, i->data_type = INV_ARM_SMMUV3, i->entry_len = 16, i->entry_num = 1;
+		check("inv_size_28", io(fd, IOMMU_HWPT_INVALIDATE, raw), EINVAL);
+	}
 	uint64_t unknown_sid[2][2] = { { 0x10, 0 }, { 0x40 | (0x99ull << 32), 0 } };
 	check("inv_smmu_unknown_vsid", invalidate(fd, viommu, INV_ARM_SMMUV3, unknown_sid, 16, 2, &done), EIO);
 	check_val("inv_smmu_unknown_vsid_entry_num", done, 1);
@@ -719,6 +781,9 @@ static void smmu_checks(int fd, struct dev *a, struct dev *b, struct dev *other,
 		struct vevent ev[8];
 		dma_read(a->bdf, 0x1000);
 		check_val("veventq_read_short_of_a_record", read(qfd, ev, sizeof ev[0] - 1), 0);
+		struct pollfd p = { .fd = qfd, .events = POLLIN | POLLRDNORM };
+		check_val("veventq_poll_pending", poll(&p, 1, 0) == 1 && p.revents == (POLLIN | POLLRDNORM), 1);
+		check("veventq_not_seekable", lseek(qfd, 0, SEEK_SET) < 0 ? errno : 0, ESPIPE);
 		check_val("veventq_read_one", read(qfd, ev, sizeof ev), 40);
 		check_val("veventq_record_flags", ev[0].flags, 0);
 		check_val("veventq_record_sequence", ev[0].sequence, 0);
@@ -734,6 +799,8 @@ static void smmu_checks(int fd, struct dev *a, struct dev *b, struct dev *other,
 		check_val("veventq_lost_events_flags", lost->flags, 1);
 		check_val("veventq_lost_events_sequence", lost->sequence, 5);
 		check_val("veventq_read_drained", read(qfd, ev, sizeof ev), 0);
+		struct pollfd p2 = { .fd = qfd, .events = POLLIN | POLLRDNORM };
+		check_val("veventq_poll_empty", poll(&p2, 1, 0), 0);
 	}
 	check("destroy_veventq_fd_open", destroy(fd, vq2), EBUSY);
 	close(qfd2);
@@ -776,6 +843,10 @@ static void smmu_checks(int fd, struct dev *a, struct dev *b, struct dev *other,
 		check("dirty_bitmap_overflow", io(fd, IOMMU_HWPT_GET_DIRTY_BITMAP, &g), EOVERFLOW);
 		g.iova = 0x200000, g.length = 0x8000, g.hwpt_id = s1;
 		check("dirty_bitmap_nested", io(fd, IOMMU_HWPT_GET_DIRTY_BITMAP, &g), ENOENT);
+		g.hwpt_id = plain;
+		check("dirty_bitmap_without_dirty_flag", io(fd, IOMMU_HWPT_GET_DIRTY_BITMAP, &g), EOPNOTSUPP);
+		t.flags = 0, t.hwpt_id = dirty;
+		check("dirty_disable", io(fd, IOMMU_HWPT_SET_DIRTY_TRACKING, &t), 0);
 	}
 
 	/* FAULT_QUEUE_ALLOC */
@@ -791,6 +862,13 @@ static void smmu_checks(int fd, struct dev *a, struct dev *b, struct dev *other,
 		check("fault_read_39", read(ffd, rb, 39) < 0 ? errno : 0, ESPIPE);
 		check_val("fault_read_empty", read(ffd, rb, 80), 0);
 		check("fault_write_7", write(ffd, rb, 7) < 0 ? errno : 0, ESPIPE);
+		check("fault_pread_offset", pread(ffd, rb, 40, 40) < 0 ? errno : 0, ESPIPE);
+		struct pollfd p = { .fd = ffd, .events = POLLIN | POLLOUT };
+		check_val("fault_poll_writable_only", poll(&p, 1, 0) == 1 && p.revents == POLLOUT, 1);
+		{
+			struct fault_alloc_s small = { .size = 12 };
+			check("fault_size_12", io(fd, IOMMU_FAULT_QUEUE_ALLOC, &small), EINVAL);
+		}
 		struct pgfault_response_s resp = { .cookie = 12345, .code = 0 };
 		check("fault_respond_unknown_cookie", write(ffd, &resp, sizeof resp) < 0 ? errno : 0, EINVAL);
 		resp.code = 2;
@@ -872,6 +950,18 @@ static void vtd_checks(int fd, struct dev *d, struct vtd_info_s *info)
 	check("vtd_nested_flag_nest_parent", hwpt_alloc(fd, d->id, parent, NEST_PARENT, DATA_VTD_S1, &s1, 24, NULL), EOPNOTSUPP);
 	check("vtd_nested_flag_dirty", hwpt_alloc(fd, d->id, parent, DIRTY_TRACKING, DATA_VTD_S1, &s1, 24, NULL), EOPNOTSUPP);
 	check("vtd_nested_on_plain_parent", hwpt_alloc(fd, d->id, plain, 0, DATA_VTD_S1, &s1, 24, NULL), EINVAL);
+	{
+		uint32_t id;
+		check("vtd_nested_flag_pasid", hwpt_alloc(fd, d->id, parent, ALLOC_PASID, DATA_VTD_S1, &s1, 24, &id), field(info->ecap, 40, 40) ? 0 : EOPNOTSUPP);
+		destroy(fd, id);
+		struct fault_alloc_s f = { .size = sizeof(f) };
+		io(fd, IOMMU_FAULT_QUEUE_ALLOC, &f);
+		struct hwpt_alloc_s h = { .size = sizeof(h), .flags = FAULT_ID_VALID, .dev_id = d->id, .pt_id = parent, .data_type = DATA_VTD_S1, .data_len = 24, .data_uptr = (uintptr_t)&s1, .fault_id = f.out_fault_id };
+		check("vtd_nested_with_fault_id", io(fd, IOMMU_HWPT_ALLOC, &h), 0);
+		destroy(fd, h.out_hwpt_id);
+		close((int)f.out_fault_fd);
+		destroy(fd, f.out_fault_id);
+	}
 	{
 		struct vtd_s1_s odd = { .flags = 0x80, .pgtbl_addr = 0x100000, .addr_width = 39, .reserved = 7 };
 		uint32_t id;
@@ -979,6 +1069,7 @@ int main(void)
 			check(name, bind_dev(fd, all[i]), 0);
 		}
 	uint32_t ioas = ioas_alloc(fd);
+	vtd_dev_id = vtd->id;
 	hw_info_smmu(fd, smmu_a, ioas);
 	hw_info_vtd(fd, vtd, ioas, &vinfo);
 	smmu_checks(fd, smmu_a, smmu_b, smmu_other, ioas);
