@@ -57,7 +57,8 @@ export function attach(ctx: IommufdContext, devId: number, ptId: number): number
   const pt = ctx.objects.find(ptId)
   if (!pt) throw new ErrnoError('ENOENT', `pt_id=${ptId}: no such object`)
   if (pt instanceof Ioas) {
-    const reuse = [...pt.hwpts].find((h) => h.auto && h.kind === dev.pci.unit.kind)
+    // the first auto domain that can hold the device (iommufd_device_auto_get_domain skips those that refuse it with EINVAL)
+    const reuse = [...pt.hwpts].find((h) => h.auto && domainMismatch(dev, h) === undefined)
     if (reuse) return attachTo(ctx, dev, reuse)
     checkAttach(dev, pt)
     pt.checkPinnable()
@@ -89,7 +90,7 @@ function checkAttach(dev: Device, ioas: Ioas): void {
 
 function attachTo(ctx: IommufdContext, dev: Device, hwpt: Hwpt): number {
   if (dev.hwpt === hwpt) return hwpt.id
-  if (hwpt.kind !== dev.pci.unit.kind) throw new ErrnoError('EINVAL', `pt_id=${hwpt.id}: a ${hwpt.kind} domain cannot hold ${dev.pci.bdf} (behind ${dev.pci.unit.name})`)
+  checkDomainFits(dev, hwpt)
   // with PASIDs attached, the RID's domain must be PASID-compatible too (iommufd_hwpt_pasid_compat)
   if (dev.pasids.size && !hwpt.pasidCompat) {
     throw new ErrnoError('EINVAL', `pt_id=${hwpt.id}: ${dev.pci.bdf} has PASIDs attached (${[...dev.pasids.keys()].join(' ')}); its RID needs a domain allocated with flags=PASID`)
@@ -136,6 +137,20 @@ function pasidTarget(ctx: IommufdContext, ptId: number): Hwpt {
   return pt
 }
 
+/** Why `hwpt` cannot hold `dev`: another driver's domain (the core's owner check), or one its driver built for another unit. */
+function domainMismatch(dev: Device, hwpt: Hwpt): string | undefined {
+  const unit = dev.pci.unit
+  if (hwpt.kind !== unit.kind) return `a ${hwpt.kind} domain cannot hold ${dev.pci.bdf} (behind ${unit.name})`
+  // a nested domain's own attach checks its vIOMMU's unit (checkNestedAttach)
+  if (hwpt instanceof HwptPaging && hwpt.home !== unit && !driverFor(unit).sharesDomains) return `built for ${hwpt.home.name}, it cannot hold ${dev.pci.bdf} (behind ${unit.name})`
+  return undefined
+}
+
+function checkDomainFits(dev: Device, hwpt: Hwpt): void {
+  const why = domainMismatch(dev, hwpt)
+  if (why) throw new ErrnoError('EINVAL', `pt_id=${hwpt.id}: ${why}`)
+}
+
 /** A dirty-tracking domain holds only devices that can track dirty pages (the RID's attach and a PASID's alike). */
 function checkDirtyCapable(dev: Device, hwpt: Hwpt): void {
   if (hwpt.paging.flags & HwptAllocFlag.DIRTY_TRACKING && !driverFor(dev.pci.unit).dirtyCapable(dev.pci)) {
@@ -148,7 +163,7 @@ function checkPasidAttach(dev: Device, pasid: number, hwpt: Hwpt): void {
   const width = driverFor(dev.pci.unit).maxPasidLog2(dev.pci)
   if (!width) throw new ErrnoError('EINVAL', `${dev.pci.bdf}: not PASID-capable`)
   if (pasid === 0 || pasid >= 2 ** width) throw new ErrnoError('EINVAL', `pasid=${pasid}: ${dev.pci.bdf} takes PASIDs 1..${2 ** width - 1}`)
-  if (hwpt.kind !== dev.pci.unit.kind) throw new ErrnoError('EINVAL', `pt_id=${hwpt.id}: a ${hwpt.kind} domain cannot hold ${dev.pci.bdf} (behind ${dev.pci.unit.name})`)
+  checkDomainFits(dev, hwpt)
   if (!hwpt.pasidCompat) throw new ErrnoError('EINVAL', `pt_id=${hwpt.id}: not allocated with flags=PASID`)
   if (dev.hwpt && !dev.hwpt.pasidCompat) throw new ErrnoError('EINVAL', `${dev.pci.bdf}: its RID is attached to HWPT ${dev.hwpt.id}, which is not PASID-compatible`)
   if (hwpt instanceof HwptNested) driverFor(dev.pci.unit).checkNestedAttach(dev.pci, hwpt, dev.vdevice !== undefined && dev.vdevice.viommu === hwpt.viommu)

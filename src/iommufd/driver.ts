@@ -58,6 +58,12 @@ export interface Driver {
   setPasid?(dev: PciDevice, pasid: number, hwpt: Hwpt | undefined): void
   /** The driver's own refusals of a PASID attach (after the core's checks), with nothing changed. */
   checkPasid?(dev: PciDevice, pasid: number, hwpt: Hwpt, rid: Hwpt | undefined): void
+  /**
+   * Its paging domains may hold devices behind other units of its kind, as
+   * intel-iommu's do; an SMMUv3 domain is finalised on one SMMU and refuses
+   * the others' devices (arm_smmu_attach_dev, arm_smmu_set_pasid: EINVAL).
+   */
+  readonly sharesDomains: boolean
 }
 
 function takeTag(hwpt: Hwpt, unit: IommuUnit, alloc: () => number | undefined): void {
@@ -86,6 +92,7 @@ function cdTableNote(smmu: Smmuv3): string {
 }
 
 const smmuDriver: Driver = {
+  sharesDomains: false,
   hwInfo(unit) {
     const r = unit.registers
     return {
@@ -193,6 +200,7 @@ const smmuDriver: Driver = {
 }
 
 const vtdDriver: Driver = {
+  sharesDomains: true,
   hwInfo(unit) {
     return { type: HwInfoType.INTEL_VTD, flags: VTD_ERRATA_772415_SPR17, cap_reg: unit.registers.word('CAP'), ecap_reg: unit.registers.word('ECAP') }
   },
@@ -251,6 +259,7 @@ const vtdDriver: Driver = {
 
 /** The selftest's mock driver: no hardware IDs, no tables; a device flag takes dirty tracking away. */
 const mockDriver: Driver = {
+  sharesDomains: true,
   hwInfo() {
     return { type: HwInfoType.SELFTEST, flags: 0, test_reg: SELFTEST_REGVAL }
   },

@@ -563,6 +563,22 @@ static void smmu_checks(int fd, struct dev *a, struct dev *b, struct dev *other,
 		check("viommu_parent_of_other_smmu", viommu_alloc(fd, VIOMMU_ARM_SMMUV3, a->id, oparent, NULL), EINVAL);
 		destroy(fd, oparent);
 	}
+	if (other) {
+		/* an SMMUv3 domain is finalised on the SMMU of its dev_id: the other SMMU's devices cannot use it */
+		check("attach_parent_dev_of_other_smmu", attach(other->fd, parent, NULL), EINVAL);
+		uint32_t h0 = 0, h1 = 0;
+		check("attach_ioas_a", attach(a->fd, ioas, &h0), 0);
+		check("attach_ioas_other_smmu", attach(other->fd, ioas, &h1), 0);
+		check_val("auto_domain_per_smmu", h1 != h0 && h0 != ioas && h1 != ioas, 1);
+		if (b) {
+			uint32_t hb = 0;
+			check("attach_ioas_b", attach(b->fd, ioas, &hb), 0);
+			check_val("auto_domain_reused_on_same_smmu", hb, h0);
+			detach(b->fd);
+		}
+		check("detach_ioas_a", detach(a->fd), 0);
+		check("detach_ioas_other", detach(other->fd), 0);
+	}
 	check("viommu", viommu_alloc(fd, VIOMMU_ARM_SMMUV3, a->id, parent, &viommu), 0);
 	check("viommu2_same_parent", viommu_alloc(fd, VIOMMU_ARM_SMMUV3, a->id, parent, &viommu2), 0);
 	check("viommu_hwpt_is_viommu", viommu_alloc(fd, VIOMMU_ARM_SMMUV3, a->id, viommu, NULL), ENOENT);

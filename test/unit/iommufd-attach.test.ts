@@ -168,6 +168,35 @@ describe('iommufd DEVICE_ATTACH: HWPTs and replace (§9)', () => {
     t.err(`DEVICE_ATTACH dev_id=${vtd} pt_id=${sh}`, 'EINVAL', /arm-smmu-v3/)
   })
 
+  it('an SMMUv3 HWPT holds devices behind the SMMU it was built for only: EINVAL for the other SMMU, its RID and its PASIDs alike', () => {
+    const t = new IommuBench()
+    const a = t.bind(DEV.smmu0a)
+    const other = t.bind(DEV.smmu1a)
+    const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
+    const h = t.id(`HWPT_ALLOC dev_id=${a} pt_id=${ioas} flags=PASID`, 'out_hwpt_id')
+    const parent = t.id(`HWPT_ALLOC dev_id=${a} pt_id=${ioas} flags=NEST_PARENT`, 'out_hwpt_id')
+    t.err(`DEVICE_ATTACH dev_id=${other} pt_id=${h}`, 'EINVAL', new RegExp(`pt_id=${h}: built for ${SMMU0}, it cannot hold ${DEV.smmu1a}`))
+    t.err(`DEVICE_ATTACH dev_id=${other} pt_id=${parent}`, 'EINVAL', /built for/)
+    // a PASID domain of the other SMMU, on a device of the first
+    const h1 = t.id(`HWPT_ALLOC dev_id=${other} pt_id=${ioas} flags=PASID`, 'out_hwpt_id')
+    t.err(`DEVICE_ATTACH dev_id=${a} pt_id=${h1} flags=PASID pasid=1`, 'EINVAL', /built for smmu3.0x0000000009060000/)
+    assert.equal(t.ok(`DEVICE_ATTACH dev_id=${a} pt_id=${h} flags=PASID pasid=1`).pt_id, String(h))
+  })
+
+  it('devices behind two SMMUs on one IOAS get an auto domain each; a second device behind the first SMMU reuses its own', () => {
+    const t = new IommuBench()
+    const a = t.bind(DEV.smmu0a)
+    const other = t.bind(DEV.smmu1a)
+    const b = t.bind(DEV.smmu0b)
+    const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
+    const h0 = t.id(`DEVICE_ATTACH dev_id=${a} pt_id=${ioas}`, 'pt_id')
+    const h1 = t.id(`DEVICE_ATTACH dev_id=${other} pt_id=${ioas}`, 'pt_id')
+    assert.notEqual(h1, h0)
+    assert.equal(t.describe(h1).get('auto_domain'), '1')
+    assert.equal(t.id(`DEVICE_ATTACH dev_id=${b} pt_id=${ioas}`, 'pt_id'), h0)
+    assert.equal(t.describe(ioas).get('users'), '2')
+  })
+
   it('a dev_id that is not a bound device is ENOENT; PASID attach to an IOAS is EINVAL, and on a device without a PASID capability; unknown flags EINVAL', () => {
     const t = new IommuBench()
     const dev = t.bind(DEV.vtdA)
