@@ -116,7 +116,7 @@ _Static_assert(sizeof(struct bind_s) == 24, "bind");
 /* ---- reporting ---- */
 static int failures;
 static const char *root = "";
-static uint32_t vtd_dev_id; /* for the checks that cross drivers */
+static uint32_t vtd_dev_id, smmu_dev_id; /* for the checks that cross drivers */
 
 static const char *ename(int e)
 {
@@ -381,6 +381,10 @@ static void hw_info_common(int fd, uint32_t dev, uint32_t ioas, const char *k, u
 	h.size = sizeof h, h.dev_id = dev, h.flags = HW_INFO_INPUT_TYPE, h.data_type = 0;
 	check(N("hw_info_input_type_default"), io(fd, IOMMU_GET_HW_INFO, &h), 0);
 	check_val(N("hw_info_input_type_default_type"), h.data_type, type);
+	memset(&h, 0, sizeof h);
+	h.size = sizeof h, h.dev_id = dev, h.data_type = type == HW_INFO_VTD ? HW_INFO_SMMUV3 : HW_INFO_VTD;
+	check(N("hw_info_type_ignored_without_flag"), io(fd, IOMMU_GET_HW_INFO, &h), 0);
+	check_val(N("hw_info_type_ignored_without_flag_type"), h.data_type, type);
 	memset(&h, 0, sizeof h);
 	h.size = sizeof h, h.dev_id = dev, h.flags = HW_INFO_INPUT_TYPE, h.data_type = type == HW_INFO_VTD ? HW_INFO_SMMUV3 : HW_INFO_VTD;
 	check(N("hw_info_input_type_other"), io(fd, IOMMU_GET_HW_INFO, &h), EOPNOTSUPP);
@@ -773,6 +777,10 @@ static void smmu_checks(int fd, struct dev *a, struct dev *b, struct dev *other,
 		check("veventq_reserved", io(fd, IOMMU_VEVENTQ_ALLOC, &q), EOPNOTSUPP);
 		q.reserved = 0, q.size = 24;
 		check("veventq_size_24", io(fd, IOMMU_VEVENTQ_ALLOC, &q), EINVAL);
+		q.size = 28, q.type = 0x66;
+		check("veventq_size_28", io(fd, IOMMU_VEVENTQ_ALLOC, &q), 0);
+		close((int)q.out_veventq_fd);
+		destroy(fd, q.out_veventq_id);
 	}
 	check("veventq", veventq_alloc(fd, viommu, VEVENTQ_ARM_SMMUV3, 4, &vq, &qfd), 0);
 	check_val("veventq_fd_cloexec", qfd >= 0 && (fcntl(qfd, F_GETFD) & FD_CLOEXEC), 1);
@@ -815,6 +823,16 @@ static void smmu_checks(int fd, struct dev *a, struct dev *b, struct dev *other,
 		check_val("veventq_lost_events_flags", lost->flags, 1);
 		check_val("veventq_lost_events_sequence", lost->sequence, 5);
 		check_val("veventq_read_drained", read(qfd, ev, sizeof ev), 0);
+		/* overflow again (records 6..9, lost header 10), read one, then one more event: it takes the lost header's place */
+		for (int i = 0; i < 5; i++)
+			dma_read(a->bdf, 0x1000);
+		check_val("veventq_read_one_of_full", read(qfd, ev, sizeof ev[0]), 40);
+		check_val("veventq_read_one_of_full_sequence", ev[0].sequence, 6);
+		dma_read(a->bdf, 0x1000);
+		memset(ev, 0, sizeof ev);
+		check_val("veventq_lost_header_replaced", read(qfd, ev, sizeof ev), 4 * 40);
+		check_val("veventq_sequence_gap", ev[0].sequence == 7 && ev[1].sequence == 8 && ev[2].sequence == 9 && ev[3].sequence == 11, 1);
+		check_val("veventq_no_lost_flag", ev[0].flags | ev[1].flags | ev[2].flags | ev[3].flags, 0);
 		struct pollfd p2 = { .fd = qfd, .events = POLLIN | POLLRDNORM };
 		check_val("veventq_poll_empty", poll(&p2, 1, 0), 0);
 	}
@@ -855,6 +873,8 @@ static void smmu_checks(int fd, struct dev *a, struct dev *b, struct dev *other,
 		check("dirty_bitmap_page_size_0", io(fd, IOMMU_HWPT_GET_DIRTY_BITMAP, &g), EINVAL);
 		g.page_size = 0x1000, g.iova = 0x200800;
 		check("dirty_bitmap_unaligned_iova", io(fd, IOMMU_HWPT_GET_DIRTY_BITMAP, &g), EINVAL);
+		g.iova = 0x200000, g.length = 0x1800;
+		check("dirty_bitmap_unaligned_end", io(fd, IOMMU_HWPT_GET_DIRTY_BITMAP, &g), EINVAL);
 		g.iova = ~0ull - 0xfff, g.length = 0x2000;
 		check("dirty_bitmap_overflow", io(fd, IOMMU_HWPT_GET_DIRTY_BITMAP, &g), EOVERFLOW);
 		g.iova = 0x200000, g.length = 0x8000, g.hwpt_id = s1;
@@ -966,6 +986,16 @@ static void vtd_checks(int fd, struct dev *d, struct vtd_info_s *info)
 	check("vtd_nested_flag_nest_parent", hwpt_alloc(fd, d->id, parent, NEST_PARENT, DATA_VTD_S1, &s1, 24, NULL), EOPNOTSUPP);
 	check("vtd_nested_flag_dirty", hwpt_alloc(fd, d->id, parent, DIRTY_TRACKING, DATA_VTD_S1, &s1, 24, NULL), EOPNOTSUPP);
 	check("vtd_nested_on_plain_parent", hwpt_alloc(fd, d->id, plain, 0, DATA_VTD_S1, &s1, 24, NULL), EINVAL);
+	{
+		uint32_t autod = 0, sparent = 0;
+		check("vtd_attach_ioas", attach(d->fd, ioas, &autod), 0);
+		check("vtd_nested_on_auto_domain", hwpt_alloc(fd, d->id, autod, 0, DATA_VTD_S1, &s1, 24, NULL), EINVAL);
+		check("viommu_on_auto_domain", viommu_alloc(fd, VIOMMU_ARM_SMMUV3, smmu_dev_id, autod, NULL), EINVAL);
+		detach(d->fd);
+		check("smmu_parent_for_vtd_check", hwpt_alloc(fd, smmu_dev_id, ioas, NEST_PARENT, DATA_NONE, NULL, 0, &sparent), 0);
+		check("vtd_nested_on_smmu_parent", hwpt_alloc(fd, d->id, sparent, 0, DATA_VTD_S1, &s1, 24, NULL), EINVAL);
+		destroy(fd, sparent);
+	}
 	{
 		uint32_t id;
 		check("vtd_nested_flag_pasid", hwpt_alloc(fd, d->id, parent, ALLOC_PASID, DATA_VTD_S1, &s1, 24, &id), field(info->ecap, 40, 40) ? 0 : EOPNOTSUPP);
@@ -1085,7 +1115,16 @@ int main(void)
 			check(name, bind_dev(fd, all[i]), 0);
 		}
 	uint32_t ioas = ioas_alloc(fd);
+	{
+		/* dispatch (section 1): the number carries no size or direction; a bad pointer is EFAULT; ID 0 is never valid */
+		struct viommu_alloc_s v = { .size = sizeof(v), .type = VIOMMU_ARM_SMMUV3, .dev_id = smmu_a->id };
+		check("dispatch_size_bits_set", io(fd, _IOWR(0x3B, 0x90, struct viommu_alloc_s), &v), ENOTTY);
+		check("dispatch_past_the_table", io(fd, _IO(0x3B, 0xB0), &v), ENOTTY);
+		check("dispatch_bad_pointer", io(fd, IOMMU_VIOMMU_ALLOC, (void *)8), EFAULT);
+		check("destroy_id_0", destroy(fd, 0), ENOENT);
+	}
 	vtd_dev_id = vtd->id;
+	smmu_dev_id = smmu_a->id;
 	hw_info_smmu(fd, smmu_a, ioas);
 	hw_info_vtd(fd, vtd, ioas, &vinfo);
 	smmu_checks(fd, smmu_a, smmu_b, smmu_other, ioas);
