@@ -929,6 +929,17 @@ static void smmu_checks(int fd, struct dev *a, struct dev *b, struct dev *other,
 	close(qfd);
 	check("destroy_veventq", destroy(fd, vq), 0);
 	check("detach_a", detach(a->fd), 0);
+	{
+		/* with a PASID attached, the RID takes only PASID-compatible domains: never an SMMUv3 nested one */
+		uint32_t pd;
+		check("pasid_domain", hwpt_alloc(fd, a->id, ioas, ALLOC_PASID, DATA_NONE, NULL, 0, &pd), 0);
+		struct attach_s pa = { .argsz = sizeof(pa), .flags = 1, .pt_id = pd, .pasid = 1 };
+		check("attach_pasid_1", io(a->fd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &pa), 0);
+		check("attach_nested_with_pasid_in_use", attach(a->fd, byp, NULL), EINVAL);
+		struct detach_s pd1 = { .argsz = sizeof(pd1), .flags = 1, .pasid = 1 };
+		check("detach_pasid_1", io(a->fd, VFIO_DEVICE_DETACH_IOMMUFD_PT, &pd1), 0);
+		check("destroy_pasid_domain", destroy(fd, pd), 0);
+	}
 	check("destroy_nested_s1", destroy(fd, s1), 0);
 	check("destroy_nested_bypass", destroy(fd, byp), 0);
 	check("destroy_viommu_with_vdevice", destroy(fd, viommu), EBUSY);

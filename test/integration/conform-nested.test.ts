@@ -15,7 +15,7 @@ import { sh, withMount } from '../helpers/mount'
 const SRC = path.join(PACKAGE_ROOT, 'test', 'c', 'conform-nested.c')
 
 /** How many checks the program makes on the default topology (two devices behind one SMMU, one behind the other, a VT-d one). */
-const CHECKS = 385
+const CHECKS = 390
 
 /** A few checks named here so that a section silently skipped shows. */
 const SAMPLES = [
