@@ -264,9 +264,13 @@ export class Ioas extends IommufdObject {
     return this.reservedSet.ranges()
   }
 
-  /** The usable IOVA ranges, as IOMMU_IOAS_IOVA_RANGES reports them. */
+  /**
+   * The usable IOVA ranges, as IOMMU_IOAS_IOVA_RANGES reports them: the
+   * holes between reserved ranges. IOAS_ALLOW_IOVAS' list only steers
+   * allocation (the kernel walks reserved_itree alone here).
+   */
   ranges(): IovaRange[] {
-    return subtractSorted(this.allowed ?? [{ start: 0n, last: ULONG_MAX }], this.reserved())
+    return subtractSorted([{ start: 0n, last: ULONG_MAX }], this.reserved())
   }
 
   /** IOAS_ALLOW_IOVAS: each range checked in the request's order, as the kernel builds its tree; then none may cover a reserved IOVA. */

@@ -21,7 +21,7 @@ IOAS_ALLOC read-only struct: EFAULT
 ioctl _IO(';', 0x7f): ENOTTY
 IOAS_ALLOC again: ok out_ioas_id=2
 IOAS_ALLOW_IOVAS: ok
-IOAS_IOVA_RANGES: ok num_iovas=1 start=0x100000 last=0x1fffff
+IOAS_IOVA_RANGES: ok num_iovas=1 start=0x0 last=0xffffffffffffffff
 IOAS_IOVA_RANGES allowed_iovas=16: EFAULT
 IOAS_ALLOW_IOVAS from a mount file's page: EFAULT
 IOAS_IOVA_RANGES into a mount file's page: EFAULT
