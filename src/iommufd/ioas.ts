@@ -77,6 +77,8 @@ export function subtract(ranges: readonly IovaRange[], holes: readonly IovaRange
 /** Where IOVAs are handed out: the kernel keeps page 0 and the last page out of every allocation. */
 const ALLOC_FIRST = PAGE_SIZE
 const ALLOC_LAST = ULONG_MAX - PAGE_SIZE
+/** The most an allocated IOVA is aligned: a transparent huge page (x86-64), as iopt_alloc_iova caps it. */
+const ALLOC_MAX_ALIGN = 2n << 20n
 
 /** Two lists of ranges are the same, range by range. */
 function sameRanges(a: readonly IovaRange[], b: readonly IovaRange[]): boolean {
@@ -334,13 +336,16 @@ export class Ioas extends IommufdObject {
 
   /**
    * First fit in [PAGE_SIZE, ULONG_MAX - PAGE_SIZE] within the usable ranges,
-   * aligned like the user address (up to the length's power of two) so huge pages stay possible.
+   * aligned like the user address (up to the length's power of two, at most
+   * a huge page) so huge pages stay possible, and at the user address's
+   * offset in its page, as iopt_alloc_iova places it.
    */
   private allocIova(length: bigint, userVa: bigint): bigint {
-    const want = lowestSetBit(userVa) < roundUpPow2(length) ? lowestSetBit(userVa) : roundUpPow2(length)
+    let want = lowestSetBit(userVa) < roundUpPow2(length) ? lowestSetBit(userVa) : roundUpPow2(length)
+    if (want > ALLOC_MAX_ALIGN) want = ALLOC_MAX_ALIGN
     const align = want > this.alignment ? want : this.alignment
     this.syncDeviceReserved()
-    const start = this.free.firstFit(length, align, ALLOC_FIRST, ALLOC_LAST)
+    const start = this.free.firstFit(length, align, ALLOC_FIRST, ALLOC_LAST, userVa % PAGE_SIZE)
     if (start === undefined) throw new ErrnoError('ENOSPC', `no free IOVA hole of ${hex(length)} bytes`)
     return start
   }

@@ -80,6 +80,8 @@ function merge<T>(a: Node<T> | undefined, b: Node<T> | undefined): Node<T> | und
 interface HoleQuery {
   readonly length: bigint
   readonly align: bigint
+  /** Bits OR-ed into the aligned start (a multiple of `align`, below the next power of two the caller cares about). */
+  readonly offset: bigint
   readonly lo: bigint
   readonly hi: bigint
 }
@@ -93,7 +95,7 @@ function fitIn(q: HoleQuery, from: bigint, to: bigint): bigint | undefined {
   const a = from > q.lo ? from : q.lo
   const b = to < q.hi ? to : q.hi
   if (a > b) return undefined
-  const s = alignUp(a, q.align)
+  const s = alignUp(a, q.align) | q.offset
   return s + q.length - 1n <= b ? s : undefined
 }
 
@@ -153,7 +155,7 @@ export class IntervalTree<T> {
    * [a, a + length - 1] lies in [lo, hi] and overlaps no interval.
    */
   firstHole(length: bigint, align: bigint, lo: bigint, hi: bigint): bigint | undefined {
-    const q: HoleQuery = { length, align, lo, hi }
+    const q: HoleQuery = { length, align, offset: 0n, lo, hi }
     // `from`/`to`: the free stretch around this subtree (just after the interval before it, just before the one after it)
     const find = (n: Node<T> | undefined, from: bigint, to: bigint): bigint | undefined => {
       if (!n) return fitIn(q, from, to)
@@ -168,11 +170,12 @@ export class IntervalTree<T> {
 
   /**
    * First fit inside the intervals themselves (the tree holds free space):
-   * the lowest `align`-aligned address a in [lo, hi] such that
-   * [a, a + length - 1] lies in [lo, hi] and inside one interval.
+   * the lowest address a in [lo, hi], each interval's start aligned up to
+   * `align` with `offset` OR-ed in, such that [a, a + length - 1] lies in
+   * [lo, hi] and inside one interval.
    */
-  firstFit(length: bigint, align: bigint, lo: bigint, hi: bigint): bigint | undefined {
-    const q: HoleQuery = { length, align, lo, hi }
+  firstFit(length: bigint, align: bigint, lo: bigint, hi: bigint, offset = 0n): bigint | undefined {
+    const q: HoleQuery = { length, align, offset, lo, hi }
     const find = (n: Node<T> | undefined): bigint | undefined => {
       // no interval here is long enough, or none reaches into [lo, hi]
       if (!n || n.maxLen < length || n.maxLast < lo || n.minStart > hi) return undefined

@@ -51,9 +51,9 @@ export class RangeSet {
     return this.tree.overlapping(start, last)
   }
 
-  /** The lowest `align`-aligned a in [lo, hi] with [a, a + length - 1] inside [lo, hi] and inside the set. */
-  firstFit(length: bigint, align: bigint, lo: bigint, hi: bigint): bigint | undefined {
-    return this.tree.firstFit(length, align, lo, hi)
+  /** The lowest a in [lo, hi] (a range's start aligned up to `align`, `offset` OR-ed in) with [a, a + length - 1] inside [lo, hi] and inside the set. */
+  firstFit(length: bigint, align: bigint, lo: bigint, hi: bigint, offset = 0n): bigint | undefined {
+    return this.tree.firstFit(length, align, lo, hi, offset)
   }
 
   /** Every range, by start. */

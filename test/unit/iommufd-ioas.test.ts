@@ -278,6 +278,21 @@ describe('iommufd IOAS_MAP (§3.6, rows in check order)', () => {
     assert.notEqual(second, 0n)
   })
 
+  it('an allocated IOVA keeps the user address\'s offset in its page, after aligning the hole up (iopt_alloc_iova)', () => {
+    const t = new IommuBench()
+    const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
+    // alignment min(length 0x100, lowest bit 0x10) = 0x10: PAGE_SIZE aligned up, then | 0x10
+    assert.equal(t.ok(`IOAS_MAP ioas_id=${ioas} flags=${RW} user_va=0x7f0000000010 length=0x100`).iova, '0x1010')
+    // the next hole starts at 0x1110: aligned up to 0x1110, | 0x30 = 0x1130
+    assert.equal(t.ok(`IOAS_MAP ioas_id=${ioas} flags=${RW} user_va=0x7f0000000030 length=0x10`).iova, '0x1130')
+  })
+
+  it('an allocated IOVA is aligned to at most a huge page (2 MiB), however aligned the user address and long the length', () => {
+    const t = new IommuBench()
+    const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
+    assert.equal(t.ok(`IOAS_MAP ioas_id=${ioas} flags=${RW} user_va=0x40000000 length=0x800000`).iova, '0x200000')
+  })
+
   it('an allocated IOVA stays inside the allowed list', () => {
     const t = new IommuBench()
     const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
