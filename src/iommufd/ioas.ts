@@ -639,11 +639,13 @@ export function ioasCopy(ctx: IommufdContext, a: CopyArgs): bigint {
     ['src_iova', a.srcIova],
     ['length', a.length],
   ])
+  // the source is looked up and sliced before the destination is looked up, as iommufd_ioas_copy does
   const src = ctx.ioas(a.srcIoasId, 'src_ioas_id')
-  const dst = ctx.ioas(a.dstIoasId, 'dst_ioas_id')
   if (a.length === 0n) throw new ErrnoError('EINVAL', 'length=0')
+  if (a.srcIova + a.length - 1n > ULONG_MAX) throw new ErrnoError('EOVERFLOW', 'src_iova + length overflows')
   // any sub-range of the source areas, cut where they are cut; each piece keeps its pages and reaches its memory
   const pieces = src.slices(a.srcIova, a.srcIova + a.length - 1n)
+  const dst = ctx.ioas(a.dstIoasId, 'dst_ioas_id')
   const whole = dst.planMap({ flags: a.flags, length: a.length, iova: a.dstIova, userVa: pieces[0].userVa, pages: pieces[0].pages }, 'dst_iova')
   const planned = pieces.map((p) => {
     const iova = whole.iova + (p.iova - a.srcIova)

@@ -465,6 +465,9 @@ describe('iommufd IOAS_COPY (§3.4)', () => {
     t.err(`IOAS_COPY flags=FIXED_IOVA dst_ioas_id=${dst} src_ioas_id=${src} length=0x4000 src_iova=0x100000`, 'EINVAL')
     t.err(`IOAS_COPY flags=READABLE dst_ioas_id=${dst} src_ioas_id=9 length=0x4000 src_iova=0x100000`, 'ENOENT')
     t.err(`IOAS_COPY flags=READABLE dst_ioas_id=9 src_ioas_id=${src} length=0x4000 src_iova=0x100000`, 'ENOENT')
+    // the source range is checked before the destination is looked up
+    t.err(`IOAS_COPY flags=READABLE dst_ioas_id=9 src_ioas_id=${src} length=0 src_iova=0x100000`, 'EINVAL', /length=0/)
+    t.err(`IOAS_COPY flags=READABLE dst_ioas_id=9 src_ioas_id=${src} length=0x2000 src_iova=0xfffffffffffff000`, 'EOVERFLOW', /src_iova/)
     t.err(`IOAS_COPY flags=READABLE dst_ioas_id=${dst} src_ioas_id=${src} length=0x8000 src_iova=0x100000`, 'ENOENT')
     t.err(`IOAS_COPY flags=READABLE dst_ioas_id=${dst} src_ioas_id=${src} length=0x4000 src_iova=0x200000`, 'ENOENT')
     t.ok(`IOAS_MAP ioas_id=${dst} flags=FIXED_IOVA|READABLE user_va=0x1000 length=0x1000 iova=0x900000`)
