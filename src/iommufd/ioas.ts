@@ -574,8 +574,8 @@ export function ioasMap(ctx: IommufdContext, a: MapArgs, caller?: number): bigin
   if (a.length !== 0n && a.userVa + a.length - 1n > ULONG_MAX) throw new ErrnoError('EOVERFLOW', 'user_va + length overflows')
   const area = ioas.planMap({ ...a, pages: new PinnedPages(false, ownerFor(caller, ctx.rlimitMode === 1n)) })
   checkReadOnly(ioas, a.flags)
-  // pinning the user pages is the kernel's last step (§3.6): EFAULT comes after every other check
-  if (a.userVa === 0n) throw new ErrnoError('EFAULT', 'user_va=0: cannot pin pages at address 0')
+  // pinning the user pages is the kernel's last step (§3.6): EFAULT comes after every other check, and only with a domain to fill
+  if (a.userVa === 0n && ioas.hwpts.size) throw new ErrnoError('EFAULT', 'user_va=0: cannot pin pages at address 0')
   // the kernel pins at map time only to fill the IOAS's domains: with none, unmapped memory is not yet an error
   let memory: MemoryRef | undefined
   try {

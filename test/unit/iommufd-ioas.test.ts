@@ -506,6 +506,9 @@ describe('iommufd OPTION (§3.8)', () => {
     const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
     t.err(`OPTION option_id=HUGE_PAGES op=GET object_id=${ioas + 1}`, 'ENOENT')
     t.err(`OPTION option_id=HUGE_PAGES op=SET object_id=${ioas} val64=2`, 'EINVAL')
+    // the IOAS is looked up before op is read
+    t.err(`OPTION option_id=HUGE_PAGES op=2 object_id=${ioas + 1}`, 'ENOENT')
+    t.err(`OPTION option_id=HUGE_PAGES op=2 object_id=${ioas}`, 'EOPNOTSUPP', /op=2/)
   })
 
   it('unknown option, unknown op or __reserved != 0: EOPNOTSUPP', () => {
