@@ -80,16 +80,24 @@ export class IommufdContext {
   /** IOMMU_OPTION: RLIMIT_MODE is the context's; HUGE_PAGES belongs to an IOAS. */
   option(optionId: number, op: number, reserved: number, objectId: number, val64: bigint): bigint {
     mustBeZero(reserved, '__reserved')
-    if (op !== OptionOp.SET && op !== OptionOp.GET) throw new ErrnoError('EOPNOTSUPP', `op=${op}: expected SET (0) or GET (1)`)
+    const knownOp = (): void => {
+      if (op !== OptionOp.SET && op !== OptionOp.GET) throw new ErrnoError('EOPNOTSUPP', `op=${op}: expected SET (0) or GET (1)`)
+    }
     if (optionId === IommuOption.RLIMIT_MODE) {
       if (objectId !== 0) throw new ErrnoError('EOPNOTSUPP', `object_id=${objectId}: RLIMIT_MODE takes 0`)
+      knownOp()
       if (op === OptionOp.GET) return this.rlimitMode
       if (this.objects.size) throw new ErrnoError('EBUSY', 'RLIMIT_MODE can only be set before any object exists')
       if (val64 > 1n) throw new ErrnoError('EINVAL', `val64=${val64}: expected 0 or 1`)
       this.rlimitMode = val64
       return val64
     }
-    if (optionId === IommuOption.HUGE_PAGES) return ioasOption(this.ioas(objectId, 'object_id'), op === OptionOp.SET, val64)
+    if (optionId === IommuOption.HUGE_PAGES) {
+      // the IOAS is looked up before op is read (a bad id is ENOENT whatever the op), as iommufd_ioas_option
+      const ioas = this.ioas(objectId, 'object_id')
+      knownOp()
+      return ioasOption(ioas, op === OptionOp.SET, val64)
+    }
     throw new ErrnoError('EOPNOTSUPP', `option_id=${optionId}: expected RLIMIT_MODE (0) or HUGE_PAGES (1)`)
   }
 

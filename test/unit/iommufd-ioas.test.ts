@@ -375,6 +375,12 @@ describe('iommufd IOAS_MAP (§3.6, rows in check order)', () => {
     t.err(`IOAS_MAP ioas_id=${ioas} flags=READABLE user_va=0 length=0x1000`, 'EFAULT', /user_va/)
   })
 
+  it('row 10 needs a domain to fill: with none nothing is pinned and user_va 0 maps', () => {
+    const t = new IommuBench()
+    const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
+    assert.equal(t.ok(`IOAS_MAP ioas_id=${ioas} flags=FIXED_IOVA|READABLE user_va=0 length=0x1000 iova=0x10000`).iova, '0x10000')
+  })
+
   it('VT-d erratum 772415: a read-only mapping into an IOAS under a VT-d NEST_PARENT HWPT is EINVAL (§6.1)', () => {
     const t = new IommuBench()
     const dev = t.bind(DEV.vtdA)
