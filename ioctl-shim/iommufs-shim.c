@@ -441,6 +441,16 @@ static int forward_ioctl(int fd, struct slot s, uint32_t cmd, void *arg)
 	int short_read;
 	if (read_struct(&r, own_read, NULL, addr, &short_read) < 0)
 		return -1;
+	/*
+	 * Probed for writing before the server acts, as it probes a real ioctl's:
+	 * a struct the reply cannot be written to is EFAULT with nothing made or
+	 * undone (IOAS_ALLOC leaves no ID behind), where the kernel would make,
+	 * fail to copy out, and undo.
+	 */
+	if (r.st_len && mem_write(addr, r.st, r.st_len) < 0) {
+		free((void *)r.st);
+		return errno = EFAULT, -1;
+	}
 	uint8_t *f = NULL;
 	struct reply rep = { 0 };
 	int err = 0;
