@@ -443,14 +443,12 @@ static int forward_ioctl(int fd, struct slot s, uint32_t cmd, void *arg)
 		return -1;
 	/*
 	 * Probed for writing before the server acts, as it probes a real ioctl's:
-	 * a struct the reply cannot be written to is EFAULT with nothing made or
-	 * undone (IOAS_ALLOC leaves no ID behind), where the kernel would make,
-	 * fail to copy out, and undo.
+	 * READONLY tells it the struct cannot be written back, which it answers
+	 * with EFAULT and nothing made or undone (IOAS_ALLOC leaves no ID behind)
+	 * where the kernel would make, fail to copy out, and undo; a struct the
+	 * kernel only reads (IOMMU_DESTROY's) works from read-only memory.
 	 */
-	if (r.st_len && mem_write(addr, r.st, r.st_len) < 0) {
-		free((void *)r.st);
-		return errno = EFAULT, -1;
-	}
+	uint32_t readonly = r.st_len && mem_write(addr, r.st, r.st_len) < 0 ? IOMF_BUF_READONLY : 0;
 	uint8_t *f = NULL;
 	struct reply rep = { 0 };
 	int err = 0;
@@ -461,7 +459,7 @@ static int forward_ioctl(int fd, struct slot s, uint32_t cmd, void *arg)
 	 * the server pins IOAS_MAP's pages and opens MAP_FILE's fd in it, as the kernel
 	 * does in the caller (FUSE tells the server who wrote the frame).
 	 */
-	struct entry argent = { .addr = addr, .len = 0, .flags = IOMF_BUF_ARG | IOMF_BUF_OWN, .data = NULL };
+	struct entry argent = { .addr = addr, .len = 0, .flags = IOMF_BUF_ARG | IOMF_BUF_OWN | readonly, .data = NULL };
 	if (add_entry(&r, argent) < 0) {
 		free((void *)r.st);
 		return errno = ENOMEM, -1;

@@ -27,6 +27,7 @@ enum iomf_buffer_flags {
 	IOMF_BUF_FD = 2,    /* addr is an fd number; 4 data bytes: its iommufd context ID */
 	IOMF_BUF_ARG = 4,   /* addr is the ioctl's raw argument (pointer or integer); no data */
 	IOMF_BUF_OWN = 8,   /* with ARG: the struct's addresses and fd numbers are the writer's own */
+	IOMF_BUF_READONLY = 16, /* with ARG: the writer cannot write the struct back (read-only memory) */
 };
 
 /* Entry flags in a REPLY. */

@@ -18,7 +18,7 @@ export const FrameKind = { REQUEST: 1, REPLY: 2, RETRY: 3 } as const
  * (no data follows); FD = not memory but a file descriptor of the caller's:
  * `addr` is the fd number and the 4 data bytes the iommufd context ID it is open on.
  */
-export const BufferFlag = { FAULT: 1, FD: 2, ARG: 4, OWN: 8 } as const
+export const BufferFlag = { FAULT: 1, FD: 2, ARG: 4, OWN: 8, READONLY: 16 } as const
 /** A REPLY entry with this flag is no memory write: `addr` is the ioctl's return value (VFIO_CHECK_EXTENSION's 1). */
 export const ReplyFlag = { RETVAL: 4, NEWFD: 8 } as const
 
@@ -36,6 +36,8 @@ export interface RequestFrame {
   readonly arg?: bigint
   /** The ARG entry said OWN: the struct's addresses and descriptor numbers are the writing process's own. */
   readonly own?: boolean
+  /** The ARG entry said READONLY: the sender cannot write the struct back (it lies in read-only memory). */
+  readonly readOnly?: boolean
 }
 
 /** True when `buf` starts with (a prefix of) the frame magic. */
@@ -74,6 +76,7 @@ export function decodeRequest(buf: Buffer): RequestFrame {
   const fds = new Map<number, number>()
   let arg: bigint | undefined
   let own = false
+  let readOnly = false
   for (let i = 0; i < nbuf; i++) {
     need(16, `buffer ${i} header`)
     const addr = buf.readBigUInt64LE(off)
@@ -87,6 +90,7 @@ export function decodeRequest(buf: Buffer): RequestFrame {
     if (flags & BufferFlag.ARG) {
       arg = addr
       own = (flags & BufferFlag.OWN) !== 0
+      readOnly = (flags & BufferFlag.READONLY) !== 0
       continue
     }
     need(len, `buffer ${i} data`)
@@ -96,7 +100,7 @@ export function decodeRequest(buf: Buffer): RequestFrame {
     } else buffers.set(addr, Buffer.from(buf.subarray(off, off + len)))
     off += pad8(len)
   }
-  return { cmd, target, struct, buffers, fds, arg, own }
+  return { cmd, target, struct, buffers, fds, arg, own, readOnly }
 }
 
 interface Entry {

@@ -54,6 +54,14 @@ export interface StructLayout {
   endOf(name: string): number
 }
 
+/**
+ * Whether the kernel ever copies the struct back: some field is out or in/out.
+ * One with none (IOMMU_DESTROY's) is only read, so it may lie in read-only memory.
+ */
+export function writtenBack(layout: StructLayout): boolean {
+  return layout.fields.some((f) => f.dir === 'out' || f.dir === 'inout')
+}
+
 export type FieldValue = bigint | bigint[]
 export type StructValue = Record<string, FieldValue>
 

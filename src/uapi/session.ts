@@ -11,6 +11,7 @@ import { DispatchEnv, IoctlReply, MAX_USER_BUFFER, dispatch } from './dispatch'
 import { decodeRequest, encodeError, encodeReply, frameLength, looksLikeFrame } from './frame'
 import { descriptorTarget, ioctlByCmd } from './ioctls'
 import { FrameMemory, PidMemory, ProcessMemory } from './memory'
+import { writtenBack } from './layout'
 import { RecordedSession, RequestRecorder } from './record'
 import { DeviceResolver, formatReply, formatRequest, parseTextCached } from './text'
 
@@ -252,7 +253,9 @@ export abstract class Session {
    * A real ioctl(): the struct at `arg` and every buffer it points to are
    * read from and written to the caller's memory, in one round trip, through
    * the same dispatcher as frames and text. The struct is probed for writing
-   * before anything runs, so a struct the caller cannot write changes nothing.
+   * before anything runs, so a struct the caller cannot write changes nothing;
+   * one the kernel never writes back (IOMMU_DESTROY's) is only read, so it may
+   * lie in read-only memory.
    */
   ioctl(cmd: number, arg: bigint, caller: IoctlCaller): number {
     if (this.released) throw new ErrnoError('EBADF', `${this.label}: released (RELEASE was answered); open the file again`)
@@ -282,7 +285,8 @@ export abstract class Session {
     if (want > MAX_USER_BUFFER) throw new ErrnoError('E2BIG', `size=${size}: more than iommufs reads (${MAX_USER_BUFFER})`)
     const struct = want <= head.length ? head.subarray(0, Math.max(want, 4)) : mem.read(who, arg, want)
     if (typeof struct === 'number') throw fault('read', struct)
-    const probe = mem.write(who, arg, struct.subarray(0, Math.min(size, io.layout.size, struct.length)))
+    const back = writtenBack(io.layout)
+    const probe = back ? mem.write(who, arg, struct.subarray(0, Math.min(size, io.layout.size, struct.length))) : 0
     if (probe !== 0) throw fault('write', probe)
     // a recording needs the buffers the handler read: note them on the way
     const seen = new Map<bigint, Buffer | 'fault'>()
@@ -310,7 +314,7 @@ export abstract class Session {
       const fds = bound && reply.req ? new Map([[Number(BigInt.asIntN(32, reply.req.iommufd as bigint)), bound.id]]) : undefined
       this.rec.request(formatRequest(io, { cmd, struct, buffers: seen }, fds), formatReply(reply))
     }
-    if (reply.struct) {
+    if (reply.struct && back) {
       const r = mem.write(who, arg, reply.struct)
       if (r !== 0) throw fault('write', r)
     }
@@ -384,6 +388,9 @@ export abstract class Session {
       cmd = req.cmd
       const device = this.frameDevice(req.target)
       if (req.target && !device) throw new ErrnoError('ENODEV', `frame target=${req.target}: no /dev/vfio/devices/vfio${req.target - 1}`)
+      // a struct in read-only memory (the sender's probe failed): fine for one the kernel only reads, else EFAULT with nothing done
+      const io = req.readOnly ? ioctlByCmd(cmd) : undefined
+      if (io && io.family !== 'arg' && writtenBack(io.layout)) throw new ErrnoError('EFAULT', `${io.name}: the ${io.layout.name} is in memory the sender cannot write; its out fields could not be written back`)
       const owner = req.own ? caller?.tid || caller?.pid || undefined : undefined
       // the sender's memory reached directly spares a RETRY round trip for each buffer the frame did not carry
       // (a recording keeps the round trip: the retried frame carries the bytes it records)
@@ -397,7 +404,7 @@ export abstract class Session {
       if (this.rec && reply.ioctl && !reply.needs) {
         this.rec.request(formatRequest(reply.ioctl, { ...req, device: this.frameDevice(0) ? undefined : device }, req.fds), formatReply(reply))
       }
-      return encodeReply(cmd, reply)
+      return encodeReply(cmd, req.readOnly ? { ...reply, struct: undefined } : reply)
     } catch (e) {
       const err = e instanceof ErrnoError ? e : this.bug(`frame ${ioctlByCmd(cmd)?.name ?? cmd}`, e)
       return encodeError(cmd, err)

@@ -811,20 +811,36 @@ static void change_process_checks(void)
 	close(f);
 }
 
-/* A struct the out fields cannot be written to: EFAULT, and a failed ioctl leaves no half-made ID behind. */
+/*
+ * A struct in read-only memory: EFAULT where the kernel writes it back, and
+ * the failed ioctl leaves no half-made ID behind; fine where the kernel only
+ * reads it (DESTROY, ALLOW_IOVAS, CHANGE_PROCESS: a const struct).
+ */
 static void readonly_checks(void)
 {
 	int f = open_iommu();
 	uint8_t *p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	uint32_t a = ioas_new(f);
+	uint32_t a = ioas_new(f), b = ioas_new(f);
 	struct ioas_alloc *ia = (struct ioas_alloc *)p;
 	struct ranges *q = (struct ranges *)(p + 64);
+	struct destroy *d = (struct destroy *)(p + 128);
+	struct range *r = (struct range *)(p + 192);
+	struct allow *al = (struct allow *)(p + 256);
+	struct change_process *cp = (struct change_process *)(p + 320);
 	*ia = (struct ioas_alloc){ .size = sizeof(*ia) };
 	*q = (struct ranges){ .size = sizeof(*q), .ioas_id = a };
+	*d = (struct destroy){ .size = sizeof(*d), .id = b };
+	*r = (struct range){ 0x100000, 0x1fffff };
+	*al = (struct allow){ .size = sizeof(*al), .ioas_id = a, .num_iovas = 1, .allowed_iovas = (uintptr_t)r };
+	*cp = (struct change_process){ .size = sizeof(*cp) };
 	mprotect(p, PAGE, PROT_READ);
 	expect("readonly_ioas_alloc", io(f, C_IOAS_ALLOC, ia), EFAULT);
-	expect_u64("readonly_ioas_alloc_no_id", ioas_new(f), a + 1);
 	expect("readonly_iova_ranges", io(f, C_IOVA_RANGES, q), EFAULT);
+	expect("readonly_destroy", io(f, C_DESTROY, d), 0);
+	expect_u64("readonly_ioas_alloc_no_id", ioas_new(f), b);
+	expect("readonly_destroy_again", io(f, C_DESTROY, d), 0);
+	expect("readonly_allow_iovas", io(f, C_ALLOW_IOVAS, al), 0);
+	expect("readonly_change_process", io(f, C_CHANGE_PROCESS, cp), 0);
 	munmap(p, PAGE);
 	close(f);
 }
