@@ -454,14 +454,18 @@ export class Ioas extends IommufdObject {
   /**
    * A first domain pins every area from the process that mapped it
    * (iopt_fill_domain): EFAULT once that process has exited (its mm is gone)
-   * or no longer maps the range. File pages need no process.
+   * or no longer maps the range. File pages need no process, but must lie
+   * inside the file (memfd_pin_folios: EINVAL past its end).
    */
   checkPinnable(): void {
     if (this.hwpts.size) return
     for (const a of this.areas) {
+      const b = a.memory?.backing
+      if (a.pages.file && b instanceof FileBacking && a.memory!.offset + a.length > b.size()) {
+        throw new ErrnoError('EINVAL', `the mapping at ${hex(a.iova)} cannot be pinned for the domain: beyond the end of its file`)
+      }
       const pid = a.pages.file ? undefined : a.pages.owner?.pid
       if (pid === undefined) continue
-      const b = a.memory?.backing
       const why = b instanceof ProcessBacking ? b.unpinnable(a.userVa, a.length) : ProcessBacking.unpinnableIn(pid, a.userVa, a.length)
       if (why) throw new ErrnoError('EFAULT', `the mapping at ${hex(a.iova)} cannot be pinned for the domain: ${why}`)
     }
@@ -598,8 +602,9 @@ export interface MapFileArgs {
 
 /**
  * IOMMU_IOAS_MAP_FILE: the mapping reaches the file from `start`, which must
- * lie inside it with `length` (EINVAL otherwise); the file is held open while
- * mapped. `open` opens the caller's file (EBADF when there is none).
+ * lie inside it with `length` once a domain pins it (EINVAL otherwise, at
+ * map or at the first attach); the file is held open while mapped. `open`
+ * opens the caller's file (EBADF when there is none).
  */
 export function ioasMapFile(ctx: IommufdContext, a: MapFileArgs, open: (writable: boolean) => SizedBacking, caller?: number): bigint {
   unknownFlags(a.flags, MAP_FLAGS)
@@ -610,7 +615,8 @@ export function ioasMapFile(ctx: IommufdContext, a: MapFileArgs, open: (writable
   checkReadOnly(ioas, a.flags)
   const file = open((a.flags & MapFlag.WRITEABLE) !== 0)
   const size = file.size()
-  if (a.start + a.length > size) {
+  // the kernel pins the file's pages (EINVAL past its end) only to fill a domain: with none, nothing is checked yet
+  if (ioas.hwpts.size && a.start + a.length > size) {
     file.release()
     throw new ErrnoError('EINVAL', `start=${hex(a.start)} length=${hex(a.length)}: beyond the end of the file (${hex(size)} bytes)`)
   }

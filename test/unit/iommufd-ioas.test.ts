@@ -4,6 +4,9 @@
  * names, each failure checked to change nothing.
  */
 import { strict as assert } from 'node:assert'
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
 import { DEV, IommuBench, U64_MAX, u64s } from '../helpers/iommufd'
 
 const RW = 'READABLE|WRITEABLE'
@@ -388,6 +391,36 @@ describe('iommufd IOAS_MAP (§3.6, rows in check order)', () => {
     t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas} flags=NEST_PARENT`, 'out_hwpt_id')
     t.err(`IOAS_MAP ioas_id=${ioas} flags=READABLE user_va=0x1000 length=0x1000`, 'EINVAL', /ERRATA_772415/)
     assert.equal(t.ok(`IOAS_MAP ioas_id=${ioas} flags=READABLE|WRITEABLE user_va=0x1000 length=0x1000`).iova, '0x1000')
+  })
+})
+
+describe('iommufd IOAS_MAP_FILE (§3.16): the file\'s end is checked when a domain pins its pages', () => {
+  let dir: string
+  let file: string
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'map-file-'))
+    file = path.join(dir, 'ram')
+    fs.writeFileSync(file, Buffer.alloc(0x2000))
+  })
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }))
+
+  it('with no domain nothing is pinned: a range past the end maps, and the first attach is EINVAL', () => {
+    const t = new IommuBench()
+    const dev = t.bind(DEV.smmu0a)
+    const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
+    t.ok(`IOAS_MAP_FILE ioas_id=${ioas} flags=FIXED_IOVA|READABLE path=${file} start=0x1000 length=0x2000 iova=0x100000`)
+    t.err(`DEVICE_ATTACH dev_id=${dev} pt_id=${ioas}`, 'EINVAL', /beyond the end of its file/)
+    t.ok(`IOAS_UNMAP ioas_id=${ioas} iova=0x100000 length=0x2000`)
+    t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${ioas}`)
+  })
+
+  it('with a domain the pages are pinned at once: a range past the end is EINVAL', () => {
+    const t = new IommuBench()
+    const dev = t.bind(DEV.smmu0a)
+    const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
+    t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${ioas}`)
+    t.err(`IOAS_MAP_FILE ioas_id=${ioas} flags=FIXED_IOVA|READABLE path=${file} start=0x1000 length=0x2000 iova=0x100000`, 'EINVAL', /beyond the end of the file/)
+    t.ok(`IOAS_MAP_FILE ioas_id=${ioas} flags=FIXED_IOVA|READABLE path=${file} start=0x1000 length=0x1000 iova=0x100000`)
   })
 })
 
