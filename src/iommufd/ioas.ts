@@ -602,9 +602,9 @@ export interface MapFileArgs {
 
 /**
  * IOMMU_IOAS_MAP_FILE: the mapping reaches the file from `start`, which must
- * lie inside it with `length` once a domain pins it (EINVAL otherwise, at
- * map or at the first attach); the file is held open while mapped. `open`
- * opens the caller's file (EBADF when there is none).
+ * lie inside it with `length` (EINVAL otherwise): a DMA-BUF at once, a file
+ * once a domain pins it (at map or at the first attach). The file is held
+ * open while mapped; `open` opens the caller's file (EBADF when there is none).
  */
 export function ioasMapFile(ctx: IommufdContext, a: MapFileArgs, open: (writable: boolean) => SizedBacking, caller?: number): bigint {
   unknownFlags(a.flags, MAP_FLAGS)
@@ -615,8 +615,9 @@ export function ioasMapFile(ctx: IommufdContext, a: MapFileArgs, open: (writable
   checkReadOnly(ioas, a.flags)
   const file = open((a.flags & MapFlag.WRITEABLE) !== 0)
   const size = file.size()
-  // the kernel pins the file's pages (EINVAL past its end) only to fill a domain: with none, nothing is checked yet
-  if (ioas.hwpts.size && a.start + a.length > size) {
+  // a DMA-BUF's size is checked at once; a file's pages are pinned (EINVAL past its end) only to fill a domain
+  const pinnedLater = file instanceof FileBacking && !ioas.hwpts.size
+  if (!pinnedLater && a.start + a.length > size) {
     file.release()
     throw new ErrnoError('EINVAL', `start=${hex(a.start)} length=${hex(a.length)}: beyond the end of the file (${hex(size)} bytes)`)
   }

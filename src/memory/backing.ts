@@ -46,12 +46,12 @@ const decimalDev = (dev: string): string => dev.split(':').map((x) => parseInt(x
 
 const HUGETLBFS_MAGIC = 0x958458f6
 
-/** Where a mapping's bytes are: a backing, from an offset in it. */
 /** A backing IOAS_MAP_FILE maps: a file, or a selftest DMA-BUF; its size bounds the mapping. */
 export interface SizedBacking extends Backing {
   size(): bigint
 }
 
+/** Where a mapping's bytes are: a backing, from an offset in it. */
 export interface MemoryRef {
   readonly backing: Backing
   readonly offset: bigint

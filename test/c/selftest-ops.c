@@ -134,6 +134,12 @@ int main(void)
 	report("dmabuf_map_past_end", ioctl(fd, IOMMU_IOAS_MAP_FILE, &mf));
 	mf.start = 0, mf.length = 4 * 4096 + 1;
 	report("dmabuf_map_one_more", ioctl(fd, IOMMU_IOAS_MAP_FILE, &mf));
+	/* a DMA-BUF's size is checked at map time even with no domain to pin for (a memfd's is not) */
+	struct iommu_ioas_alloc bare = { .size = sizeof(bare) };
+	ioctl(fd, IOMMU_IOAS_ALLOC, &bare);
+	mf.ioas_id = bare.out_ioas_id;
+	report("dmabuf_map_one_more_no_domain", ioctl(fd, IOMMU_IOAS_MAP_FILE, &mf));
+	mf.ioas_id = ioas.out_ioas_id;
 	mf.length = 4 * 4096;
 	report("dmabuf_map", ioctl(fd, IOMMU_IOAS_MAP_FILE, &mf));
 	struct iommu_test_cmd dr = { .op = IOMMU_TEST_OP_DMABUF_REVOKE, .dmabuf_revoke = { .dmabuf_fd = dfd, .revoked = 1 } };

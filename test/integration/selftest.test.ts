@@ -55,6 +55,7 @@ const SELFTEST_OPS = [
   'dmabuf_map_empty: err EINVAL',
   'dmabuf_map_past_end: err EINVAL',
   'dmabuf_map_one_more: err EINVAL',
+  'dmabuf_map_one_more_no_domain: err EINVAL',
   'dmabuf_map: ok ret=0',
   'dmabuf_revoke: ok ret=0',
   'hwpt_alloc_while_revoked: ok ret=0',
