@@ -210,23 +210,26 @@ export function unmapCommands(h: HwptPaging, smmu: Smmuv3, iova: bigint, size: b
     }
   }
   const out: Command[] = [...cmds.map(parseCommand), HOST_SYNC]
-  const range = `addr=${hex(iova & ~0xfffn)} size=${atcSize(iova, size)}`
-  const atc = atcInvDomain(h, smmu, range)
+  const atc = atcInvDomain(h, smmu, atcRange(iova, size))
   if (atc.length) out.push(...atc.map(parseCommand), HOST_SYNC)
   return out
 }
 
-/** The smallest aligned power-of-two span of 4K pages covering the range (arm_smmu_atc_inv_to_cmd). */
-function atcSize(iova: bigint, size: bigint): number {
+/**
+ * The smallest aligned power-of-two span of 4K pages covering the range, as
+ * arm_smmu_atc_inv_to_cmd encodes it: Size = log2 of the span in pages, and
+ * the address rounded down to the span (0x5000 + 12K is 0x4000, size 2).
+ */
+function atcRange(iova: bigint, size: bigint): string {
   const first = iova >> 12n
   const last = (iova + size - 1n) >> 12n
   let x = first ^ last
-  let n = 0
+  let n = 0n
   while (x) {
     n++
     x >>= 1n
   }
-  return n
+  return `addr=${hex((first >> n) << (n + 12n))} size=${n}`
 }
 
 /**
