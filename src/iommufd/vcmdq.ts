@@ -76,8 +76,9 @@ export class Vcmdq extends IommufdObject {
     }
   }
 
-  writeProd(v: number): void {
-    if (!this.ring.valid(v)) throw new ErrnoError('EINVAL', `prod=0x${v.toString(16)}: beyond a ${this.ring.size}-entry queue (index bits ${this.log2size}, wrap bit ${this.log2size})`)
+  writeProd(written: number): void {
+    // SMMU_CMDQ_PROD: bits above the wrap flag are RES0; a value there has no effect (IHI 0070 §6.3.27)
+    const v = written & this.ring.mask
     if (this.ring.count(v, this.consIdx) > this.ring.size) throw new ErrnoError('EINVAL', `prod=0x${v.toString(16)}: more than ${this.ring.size} entries ahead of CONS 0x${this.consIdx.toString(16)}`)
     this.prod = v
     this.consume()
