@@ -176,11 +176,13 @@ function pasidEntryWords(unit: Vtd, hwpt: Hwpt, did: number): bigint[] {
   const pwsnp = 1n << 23n
   const paging = hwpt.paging
   const ssade = paging.dirtyTrackingEnabled ? 1n << 9n : 0n
+  // KVM's table is the CPU's too: the RFC forces snooping on it (PGSNP), nested domains included
+  const pgsnp = adopted.has(paging) ? 1n << 24n : 0n
   if (hwpt instanceof HwptNested && hwpt.data.kind === 'intel-vtd') {
     const parent = vtdDomainTable(paging, unit)
     const s1 = hwpt.data.s1
     w[0] = 1n | (BigInt(ssAw(unit)) << 2n) | (BigInt(PGTT.NESTED) << 6n) | ssade | parent.root
-    w[1] = BigInt(did) | pwsnp
+    w[1] = BigInt(did) | pwsnp | pgsnp
     const sre = s1.flags & 1n ? 1n : 0n
     const eafe = s1.flags & 2n ? 1n << 7n : 0n
     const wpe = s1.flags & 4n && sre ? 1n << 4n : 0n
@@ -194,7 +196,7 @@ function pasidEntryWords(unit: Vtd, hwpt: Hwpt, did: number): bigint[] {
     w[2] = t.root | (t.opts.levels === 5 ? 1n << 2n : 0n)
   } else {
     w[0] = 1n | (BigInt(t.opts.levels - 2) << 2n) | (BigInt(PGTT.SECOND) << 6n) | ssade | t.root
-    w[1] = BigInt(did)
+    w[1] = BigInt(did) | pgsnp
   }
   return w
 }
