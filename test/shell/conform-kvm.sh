@@ -219,7 +219,7 @@ exec 3>&-
 exec 3<>"$M/dev/iommu" 2>/dev/null || die "open dev/iommu"
 exec 5<>"$M/dev/kvm" 2>/dev/null || die "open dev/kvm"
 PCI2=0000:02:00.0
-kreq_ok "CREATE_VM pgtable=ept"; vm=$(get vm)
+kreq_ok "CREATE_VM pgtable=ept"; vm=$(get vm); root=$(get root)
 expect kvm.vtd.vm.ipa_bits "$(get ipa_bits)" 48
 kreq_ok "MAP vm=$vm gpa=0x0 size=0x10000 path=$ram"
 kreq_ok "CREATE_TDP_FD vm=$vm"; fd=$(get fd)
@@ -230,8 +230,20 @@ expect kvm.hwpt.vtd.arm64 "$(errno)" EINVAL
 req_ok "HWPT_ALLOC dev_id=$dev pt_id=0 data_type=IOMMUFS_KVM fd=$fd"; hwpt=$(get out_hwpt_id)
 req_ok "DEVICE_ATTACH dev_id=$dev pt_id=$hwpt"
 did=$(sed -n 's/^rid=02:00.0 pasid=0 .*pgtt=second-stage did=\([0-9]*\).*/\1/p' "$V/pasid_table")
-expect kvm.vtd.pasid.pgtt "$(test -n "$did" && echo second-stage)" second-stage
 dma $PCI2 "read iova=0x1000 len=4"; expect kvm.vtd.dma.walk "$(data)" "$(page 1)"
+# the RID_PASID entry (translation §4.1): PGTT 2, AW 2 (4-level), SSPTPTR = KVM's root; snooping
+# forced, PGSNP (the RFC: KVM's table is the CPU's); the EPT leaf: RWX, SNP (bit 11) clear, KVM's
+# present bit moved to 59 (the RFC)
+pw() { sed -n "s/^walk pasid word=$1 .*desc=\(0x[0-9a-f]*\).*/\1/p" <<<"$dma"; }
+w0=$(pw 0); w1=$(pw 1)
+expect kvm.vtd.pasid.pgtt $(( (w0 >> 6) & 7 )) 2
+expect kvm.vtd.pasid.aw $(( (w0 >> 2) & 7 )) 2
+expect kvm.vtd.pasid.ssptptr "$(printf '0x%x' $(( w0 & ~0xfff )))" "$root"
+expect kvm.vtd.pasid.pgsnp $(( (w1 >> 24) & 1 )) 1
+leaf=$(sed -n 's/^walk ss level=1 .*desc=\(0x[0-9a-f]*\).*/\1/p' <<<"$dma")
+expect kvm.vtd.leaf.rwx $(( leaf & 7 )) 7
+expect kvm.vtd.leaf.snp $(( (leaf >> 11) & 1 )) 0
+expect kvm.vtd.leaf.present59 $(( (leaf >> 59) & 1 )) 1
 dma $PCI2 "read iova=0x1000 len=4"; expect kvm.vtd.dma.iotlb "$(via)" iotlb
 mark_vtd
 kreq_ok "ZAP vm=$vm gpa=0x1000 size=0x3000"
@@ -257,7 +269,19 @@ kreq_ok "ZAP vm=$vm gpa=0x2000 size=0x1000"
 fix="fix: IOTLB did=$did addr=0x2000 am=0 ih=1"; seen=$(grep -c "$fix" "$V/findings")
 dma $PCI2 "read iova=0x2000 len=4"; expect kvm.vtd.drop.stale "$(data) $(via)" "$(page 2) iotlb"
 expect kvm.vtd.drop.finding $(( $(grep -c "$fix" "$V/findings") - seen )) 1
+# a nested domain on KVM's stage 2: PGTT 3 keeps PGSNP; a zap flushes by the nested domain's DID
+req_ok "HWPT_ALLOC dev_id=$dev pt_id=$hwpt data_type=VTD_S1 pgtbl_addr=0x8000 addr_width=48"; vnested=$(get out_hwpt_id)
+req_ok "DEVICE_ATTACH dev_id=$dev pt_id=$vnested"
+ndid=$(sed -n 's/^rid=02:00.0 pasid=0 .*did=\([0-9]*\).*/\1/p' "$V/pasid_table")
+dma $PCI2 "read iova=0x1000 len=4"
+w0=$(pw 0); w1=$(pw 1)
+expect kvm.vtd.nested.pgtt $(( (w0 >> 6) & 7 )) 3
+expect kvm.vtd.nested.pgsnp $(( (w1 >> 24) & 1 )) 1
+mark_vtd
+kreq_ok "ZAP vm=$vm gpa=0x3000 size=0x1000"
+expect kvm.vtd.nested.zap.iotlb "$(sent_vtd | cut -d'|' -f1 | xargs)" "IOTLB gran=page-selective did=$ndid addr=0x3000 am=0 ih=1"
 req_ok "DEVICE_DETACH dev_id=$dev"
+req_ok "DESTROY id=$vnested"
 req_ok "DESTROY id=$hwpt"
 kreq_ok "INFO vm=$vm"; expect kvm.importer.unregistered "$(get importers)" 0
 exec 3>&- 5>&-
