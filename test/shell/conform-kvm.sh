@@ -280,6 +280,12 @@ expect kvm.vtd.nested.pgsnp $(( (w1 >> 24) & 1 )) 1
 mark_vtd
 kreq_ok "ZAP vm=$vm gpa=0x3000 size=0x1000"
 expect kvm.vtd.nested.zap.iotlb "$(sent_vtd | cut -d'|' -f1 | xargs)" "IOTLB gran=page-selective did=$ndid addr=0x3000 am=0 ih=1"
+# VT-d has no vIOMMU type, so no HW queue either; nor does it report Tegra241 hw_info
+req "VIOMMU_ALLOC type=ARM_SMMUV3 dev_id=$dev hwpt_id=$hwpt"; expect hwq.vtd.viommu "$(errno)" EOPNOTSUPP
+req "VIOMMU_ALLOC type=TEGRA241_CMDQV dev_id=$dev hwpt_id=$hwpt"; expect hwq.vtd.viommu.tegra241 "$(errno)" EOPNOTSUPP
+req "GET_HW_INFO dev_id=$dev flags=INPUT_TYPE in_data_type=TEGRA241_CMDQV"; expect hwq.vtd.hw_info.tegra241 "$(errno)" EOPNOTSUPP
+req "HW_QUEUE_ALLOC viommu_id=$vnested type=TEGRA241_CMDQV index=0 nesting_parent_iova=0x0 length=0x1000"
+expect hwq.vtd.nested.not.viommu "$(errno)" ENOENT
 req_ok "DEVICE_DETACH dev_id=$dev"
 req_ok "DESTROY id=$vnested"
 req_ok "DESTROY id=$hwpt"
