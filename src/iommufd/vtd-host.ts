@@ -1,5 +1,5 @@
 import { PhysicalMemory } from '../memory/physical'
-import { Descriptor, P_IOTLB_GRAN, devIotlbPasid, devIotlbSpan, iotlbInv, pasidCacheInv, pasidIotlb, psiMask } from '../hw/vtd/qi'
+import { Descriptor, Drain, P_IOTLB_GRAN, devIotlbPasid, devIotlbSpan, iotlbInv, pasidCacheInv, pasidIotlb, psiMask } from '../hw/vtd/qi'
 import { SS, VtdPageTable, levelShift } from '../hw/vtd/pgtable'
 import { PGTT } from '../hw/vtd/walk'
 import { Vtd } from '../hw/vtd/vtd'
@@ -97,6 +97,11 @@ export function devAts(unit: Vtd, dev: PciDevice): boolean {
   return unit.registers.flag('ECAP.DT') && dev.ats
 }
 
+/** The draining Linux asks of each IOTLB invalidation on `unit`: what its CAP.DRD and CAP.DWD offer. */
+function iotlbDrain(unit: Vtd): Drain {
+  return { read: unit.registers.flag('CAP.DRD'), write: unit.registers.flag('CAP.DWD') }
+}
+
 /** Requesters with ATS (the context's DTE) that translate through `h` on `unit`, directly or nested. */
 function atsRequesters(h: HwptPaging, unit: Vtd): PciDevice[] {
   const devs = [...h.devices, ...[...h.children].flatMap((c) => [...c.devices])]
@@ -127,7 +132,8 @@ export function flushRange(h: HwptPaging, unit: Vtd, iova: bigint, length: bigin
     const pasids = new Set([...(ridRequesters(h, unit).length ? [RID_PASID] : []), ...tagged.map(([, p]) => p)])
     if (own) for (const p of pasids) out.push(pasidIotlb(own.id, p, P_IOTLB_GRAN.PSI_PASID, base, am, ih))
   } else {
-    const ss = (did: number): Descriptor => (psi ? iotlbInv(3, did, base, am, ih) : iotlbInv(2, did))
+    const drain = iotlbDrain(unit)
+    const ss = (did: number): Descriptor => (psi ? iotlbInv(drain, 3, did, base, am, ih) : iotlbInv(drain, 2, did))
     if (own) out.push(ss(own.id))
     for (const c of h.children) {
       const tag = c.tags.get(unit)
@@ -259,7 +265,7 @@ export function installPasidEntry(unit: Vtd, dev: PciDevice, hwpt: Hwpt | undefi
   const did = present ? Number(old.readBigUInt64LE(8) & 0xffffn) : Number(words[1] & 0xffffn)
   const pgtt = Number(((present ? oldW0 : words[0]) >> 6n) & 7n)
   const descs: Descriptor[] = [pasidCacheInv(1, did, pasid)]
-  descs.push(pgtt === PGTT.FIRST || pgtt === PGTT.PT ? pasidIotlb(did, pasid, P_IOTLB_GRAN.NONG_PASID, 0n, 0, false) : iotlbInv(2, did))
+  descs.push(pgtt === PGTT.FIRST || pgtt === PGTT.PT ? pasidIotlb(did, pasid, P_IOTLB_GRAN.NONG_PASID, 0n, 0, false) : iotlbInv(iotlbDrain(unit), 2, did))
   if (devAts(unit, dev)) descs.push(pasid === RID_PASID ? devIotlbSpan(sid, 0n) : devIotlbPasid(sid, pasid, (1n << 63n) - 1n - 0xfffn, true))
   unit.qi.submit(descs)
 }

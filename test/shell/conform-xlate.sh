@@ -518,6 +518,8 @@ expect vtd.ss.unmap.after "$(fr)" FR=0x86
 # Linux's nest-parent flush: IOTLB PSI with the nested domain's DID, then the whole device TLB
 expect vtd.ss.unmap.desc "$(grep -o 'IOTLB gran=page-selective did=[0-9]* addr=0x40800000 [^	]*' "$IQ" | tail -1) / $(lastq DEV_IOTLB)" \
   "IOTLB gran=page-selective did=$did addr=0x40800000 am=0 ih=1 / DEV_IOTLB sid=02:00.0 qdep=0 addr=0x7ffffffffffff000 s=1"
+# qi_flush_iotlb asks for read and write draining (DR b7, DW b6) where CAP.DRD and CAP.DWD offer it, as dmar0's do
+expect vtd.ss.unmap.drain "$(grep -P '\tIOTLB gran=page-selective' "$IQ" | tail -1 | cut -f2)" "$(printf '%016x' $(( did << 16 | 0xc0 | 0x30 | 2 )))"
 # a freed page table invalidated with IH = 1 (LEAF) keeps the paging-structure entry; IH = 0 drops it
 put64 0x40002000 0
 vinv addr=0x1000,npages=1,leaf

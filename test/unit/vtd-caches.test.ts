@@ -11,6 +11,8 @@ import { ContextConfig, PasidConfig } from '../../src/hw/vtd/walk'
 const SID = 0x200
 const ctx = { words: [1n, 0n] } as unknown as ContextConfig
 const pc = { words: [1n] } as unknown as PasidConfig
+/** Draining changes no cache: the rows hold for any DR / DW. */
+const NO_DRAIN = { read: false, write: false }
 
 /** Fills one entry of each kind; their names are the table's columns. */
 function filled(): VtdCaches {
@@ -108,12 +110,12 @@ const TABLE: [string, Descriptor, string][] = [
   ['PC all-in-domain did=3', pasidCacheInv(0, 3), row('..', 'x.', '.......', '....')],
   ['PC did=3 pasid=1', pasidCacheInv(1, 3, 1), row('..', 'x.', '.......', '....')],
   ['PC did=3 pasid=2 (the entry has did 4)', pasidCacheInv(1, 3, 2), row('..', '..', '.......', '....')],
-  ['IOTLB global', iotlbInv(1, 0), row('..', '..', 'xxxxxxx', '....', 'xxxxx')],
-  ['IOTLB DSI did=3: second-stage and nested entries, not first-stage', iotlbInv(2, 3), row('..', '..', '...xxx.', '....', '..xxx')],
-  ['IOTLB PSI did=3 0x1000 am=0: second-stage in range, nested of the DID', iotlbInv(3, 3, 0x1000n, 0), row('..', '..', '...xx..', '....', '..xx.')],
-  ['IOTLB PSI did=3 0x1000 am=0 ih=1: leaves only, the paging-structure entries stay', iotlbInv(3, 3, 0x1000n, 0, true), row('..', '..', '...xx..', '....')],
-  ['IOTLB PSI did=3 0x40000000 am=0: the second-stage table pointer over it', iotlbInv(3, 3, 0x4000_0000n, 0), row('..', '..', '...x...', '....', '..x.x')],
-  ['IOTLB PSI did=3 0x8000 am=1', iotlbInv(3, 3, 0x8000n, 1), row('..', '..', '...x.x.', '....', '..xx.')],
+  ['IOTLB global', iotlbInv(NO_DRAIN, 1, 0), row('..', '..', 'xxxxxxx', '....', 'xxxxx')],
+  ['IOTLB DSI did=3: second-stage and nested entries, not first-stage', iotlbInv(NO_DRAIN, 2, 3), row('..', '..', '...xxx.', '....', '..xxx')],
+  ['IOTLB PSI did=3 0x1000 am=0: second-stage in range, nested of the DID', iotlbInv(NO_DRAIN, 3, 3, 0x1000n, 0), row('..', '..', '...xx..', '....', '..xx.')],
+  ['IOTLB PSI did=3 0x1000 am=0 ih=1: leaves only, the paging-structure entries stay', iotlbInv(NO_DRAIN, 3, 3, 0x1000n, 0, true), row('..', '..', '...xx..', '....')],
+  ['IOTLB PSI did=3 0x40000000 am=0: the second-stage table pointer over it', iotlbInv(NO_DRAIN, 3, 3, 0x4000_0000n, 0), row('..', '..', '...x...', '....', '..x.x')],
+  ['IOTLB PSI did=3 0x8000 am=1', iotlbInv(NO_DRAIN, 3, 3, 0x8000n, 1), row('..', '..', '...x.x.', '....', '..xx.')],
   ['P_IOTLB did=3 pasid=1 all non-global (and every paging-structure entry of the PASID)', pasidIotlb(3, 1, P_IOTLB_GRAN.NONG_PASID, 0n, 0, false), row('..', '..', 'x......', '....', 'x....')],
   ['P_IOTLB did=3 pasid=1 0x1000 am=0 ih=1: leaves only', pasidIotlb(3, 1, P_IOTLB_GRAN.PSI_PASID, 0x1000n, 0, true), row('..', '..', 'x......', '....')],
   ['P_IOTLB did=3 pasid=1 0x1000 am=0 ih=0: the table pointer over it too', pasidIotlb(3, 1, P_IOTLB_GRAN.PSI_PASID, 0x1000n, 0, false), row('..', '..', 'x......', '....', 'x....')],

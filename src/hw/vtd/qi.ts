@@ -17,6 +17,9 @@ const Q = {
   pAm: bits('AM', 5, 0),
   pIh: bits('IH', 6),
   addr: bits('ADDR', 63, 12),
+  // IOTLB (type 2): drain reads / writes first, as Linux asks when CAP.DRD / CAP.DWD
+  iDw: bits('DW', 6),
+  iDr: bits('DR', 7),
   // device TLB (type 3)
   dPfsidLo: bits('PFSID_LO', 15, 12),
   dQdep: bits('QDEP', 20, 16),
@@ -115,9 +118,16 @@ export function contextCacheInv(g: 1 | 2 | 3, did = 0, sid = 0, fm = 0): Descrip
   return [qw0, 0n, 0n, 0n]
 }
 
+/** Which draining an IOTLB invalidation asks for (qi_flush_iotlb: whatever CAP.DRD / CAP.DWD offer). */
+export interface Drain {
+  readonly read: boolean
+  readonly write: boolean
+}
+
 /** IOTLB invalidation: G 1 = global, 2 = domain (DSI), 3 = page-selective (PSI) within the DID. */
-export function iotlbInv(g: 1 | 2 | 3, did: number, addr = 0n, am = 0, ih = false): Descriptor {
-  const qw0 = set(set(set(0n, Q.type, BigInt(DESC_TYPE.IOTLB)), Q.pGran, BigInt(g)), Q.pDid, BigInt(did))
+export function iotlbInv(drain: Drain, g: 1 | 2 | 3, did: number, addr = 0n, am = 0, ih = false): Descriptor {
+  let qw0 = set(set(set(0n, Q.type, BigInt(DESC_TYPE.IOTLB)), Q.pGran, BigInt(g)), Q.pDid, BigInt(did))
+  qw0 = set(set(qw0, Q.iDr, drain.read ? 1n : 0n), Q.iDw, drain.write ? 1n : 0n)
   const qw1 = g === 3 ? set(set(set(0n, Q.addr, addr >> 12n), Q.pAm, BigInt(am)), Q.pIh, ih ? 1n : 0n) : 0n
   return [qw0, qw1, 0n, 0n]
 }
