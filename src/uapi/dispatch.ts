@@ -85,10 +85,27 @@ export interface DispatchEnv {
   readonly contextById?: (id: number) => IommufdContext | undefined
   /** A real ioctl() (exec --namespace): descriptors cannot be installed in the caller. */
   readonly noDescriptors?: boolean
+  /**
+   * Set on a VFIO cdev file (dev/vfio/devices/vfioN): whether BIND_IOMMUFD has
+   * granted it access. Until then every other command is EINVAL, an unknown
+   * number included (vfio_device_fops_unl_ioctl checks access first).
+   */
+  readonly vfioAccess?: boolean
 }
 
 function fail(errno: ErrnoName, message: string, extra: Partial<IoctlReply> = {}): IoctlReply {
   return { errno, message, written: new Map(), ...extra }
+}
+
+/**
+ * The command a number names where it is sent: a VFIO cdev file answers the
+ * VFIO device commands (and iommufs' own), not iommufd's or the VFIO
+ * container's, whose numbers reach vfio-pci there and are ENOTTY.
+ */
+function commandOf(env: DispatchEnv, cmd: number): Ioctl | undefined {
+  const ioctl = ioctlByCmd(cmd)
+  if (env.vfioAccess === undefined || !ioctl) return ioctl
+  return /^(VFIO_DEVICE_|IOMMUFS_)/.test(ioctl.name) ? ioctl : undefined
 }
 
 /**
@@ -98,7 +115,10 @@ function fail(errno: ErrnoName, message: string, extra: Partial<IoctlReply> = {}
  * Bugs (anything but an ErrnoError) are left to the caller.
  */
 export function dispatch(env: DispatchEnv, r: IoctlRequest): IoctlReply {
-  const ioctl = ioctlByCmd(r.cmd)
+  const ioctl = commandOf(env, r.cmd)
+  if (env.vfioAccess === false && ioctl?.short !== 'DEVICE_BIND') {
+    return fail('EINVAL', `ioctl 0x${r.cmd.toString(16)}: this device file is not bound to an iommufd (VFIO_DEVICE_BIND_IOMMUFD first)`, { ioctl })
+  }
   if (!ioctl) return fail('ENOTTY', `ioctl 0x${r.cmd.toString(16)}: not an iommufd or VFIO cdev command`)
   const L = ioctl.layout
   if (ioctl.family === 'arg') return dispatchArg(env, ioctl, r)
@@ -138,7 +158,7 @@ export function dispatch(env: DispatchEnv, r: IoctlRequest): IoctlReply {
   }
   try {
     const newFds: NewFd[] = []
-    const call: Call = { ctx: env.ctx, req, mem, device: r.device, contextById: env.contextById, files: r.files, arg: r.arg, fds: env.fds, newFds, noDescriptors: env.noDescriptors, owner: r.owner }
+    const call: Call = { ctx: env.ctx, req, mem, device: r.device, contextById: env.contextById, files: r.files, arg: r.arg, fds: env.fds, newFds, noDescriptors: env.noDescriptors, owner: r.owner, vfioAccess: env.vfioAccess }
     const out = ioctl.handler(call)
     copyOut(ioctl, call, out)
     return { ioctl, message: '', req, out, struct: writeBack(out), written: mem.written, newFds }

@@ -61,6 +61,8 @@ export interface Call {
   readonly newFds?: NewFd[]
   /** A real ioctl() through the mount (exec --namespace): no descriptor can be installed in the caller. */
   readonly noDescriptors?: boolean
+  /** On a VFIO cdev file: whether BIND_IOMMUFD granted it access (DispatchEnv.vfioAccess). */
+  readonly vfioAccess?: boolean
   /**
    * The process whose addresses and descriptor numbers the struct holds, when
    * the server knows it (a real ioctl's caller; a frame's writer when the
@@ -431,6 +433,17 @@ function vfioArg(name: string, n: number, handler: (c: Call, arg: bigint) => num
   }
 }
 
+const FEATURE = { MASK: 0xffff, GET: 1 << 16, SET: 1 << 17, PROBE: 1 << 18 } as const
+
+/** VFIO_DEVICE_FEATURE (vfio_ioctl_device_feature): the flag rules, then ENOTTY, as vfio-pci without migration or DMA logging answers every feature. */
+function vfioDeviceFeature(c: Call): StructValue {
+  requireDevice(c)
+  const flags = u(c.req, 'flags')
+  if (flags & ~(FEATURE.MASK | FEATURE.GET | FEATURE.SET | FEATURE.PROBE)) throw new ErrnoError('EINVAL', `flags=0x${flags.toString(16)}: unknown bits`)
+  if (!(flags & FEATURE.PROBE) && flags & FEATURE.SET && flags & FEATURE.GET) throw new ErrnoError('EINVAL', `flags=0x${flags.toString(16)}: GET and SET together need PROBE`)
+  throw new ErrnoError('ENOTTY', `flags=0x${flags.toString(16)}: feature ${flags & FEATURE.MASK} is not supported by this device`)
+}
+
 function vfioGetInfo(c: Call): StructValue {
   const argsz = u(c.req, 'argsz')
   const info = VC.getInfo(ctxOf(c), argsz)
@@ -628,10 +641,23 @@ export const IOCTLS: readonly Ioctl[] = [
     // a PCI function that can be reset: 9 regions (BAR0-5, ROM, config, VGA) and 5 IRQ types
     return { flags: 0x3n, num_regions: 9n, num_irqs: 5n, cap_offset: 0n }
   }),
+  vfioArg('VFIO_DEVICE_RESET', 11, (c) => {
+    // a function GET_INFO says can be reset (FLAGS_RESET): the model has no device state to lose
+    requireDevice(c)
+    return 0
+  }),
+  vfio('VFIO_DEVICE_FEATURE', 'DEVICE_FEATURE', 17, S.vfio_device_feature, 'flags', vfioDeviceFeature),
   vfio('VFIO_DEVICE_BIND_IOMMUFD', 'DEVICE_BIND', 18, S.vfio_device_bind_iommufd, 'out_devid', (c) => {
     vfioFlags(c, VfioBindFlag.TOKEN)
+    const fd = Number(c.req.iommufd as bigint)
+    if (fd < 0) throw new ErrnoError('EINVAL', `iommufd=${fd}: not a descriptor`)
     const pci = requireDevice(c)
-    return { out_devid: BigInt(device.bind(bindContext(c), pci)) }
+    // vfio_df_ioctl_bind_iommufd: a file binds once; vfio_df_open: a cdev opens its device once
+    if (c.vfioAccess) throw new ErrnoError('EINVAL', `${pci.bdf}: this file is bound already`)
+    const ctx = bindContext(c)
+    const owner = c.vfioAccess === false ? ctx.world.ownerOf(pci) : undefined
+    if (owner) throw new ErrnoError('EINVAL', `${pci.bdf}: bound through another open of its node (context ${owner.id}); a VFIO cdev device opens once`)
+    return { out_devid: BigInt(device.bind(ctx, pci)) }
   }),
   vfio('VFIO_DEVICE_ATTACH_IOMMUFD_PT', 'DEVICE_ATTACH', 19, S.vfio_device_attach_iommufd_pt, 'pt_id', (c) => {
     const pasid = pasidOf(c, S.vfio_device_attach_iommufd_pt)

@@ -260,7 +260,11 @@ export abstract class Session {
   ioctl(cmd: number, arg: bigint, caller: IoctlCaller): number {
     if (this.released) throw new ErrnoError('EBADF', `${this.label}: released (RELEASE was answered); open the file again`)
     const io = ioctlByCmd(cmd)
-    if (!io) throw new ErrnoError('ENOTTY', `ioctl 0x${cmd.toString(16)}: not an iommufd or VFIO cdev command`)
+    if (!io) {
+      // ENOTTY, or EINVAL on a VFIO cdev file not bound yet: the dispatcher's rule
+      const r = dispatch(this.ioctlEnv(caller), { cmd, struct: Buffer.alloc(0), buffers: new Map() })
+      throw new ErrnoError(r.errno ?? 'ENOTTY', r.message)
+    }
     if (io.family === 'arg') {
       // VFIO_CHECK_EXTENSION and friends: `arg` is an integer, the answer the return value
       const r = dispatch(this.ioctlEnv(caller), { cmd, struct: Buffer.alloc(0), buffers: new Map(), device: this.frameDevice(0), arg })
@@ -504,7 +508,7 @@ export class VfioDeviceSession extends Session {
   }
 
   protected env(fds?: ReadonlyMap<number, number>): DispatchEnv {
-    return { ctx: this.bound, contextById: (id) => this.world.contexts.get(fds?.get(id) ?? id) }
+    return { ctx: this.bound, contextById: (id) => this.world.contexts.get(fds?.get(id) ?? id), vfioAccess: this.bound !== undefined }
   }
 
   protected frameDevice(): PciDevice | undefined {
@@ -522,7 +526,7 @@ export class VfioDeviceSession extends Session {
       ...this.env(),
       contextById: (fd) => {
         const target = descriptorTarget(caller.tid || caller.pid, fd, 'iommufd')
-        if (!target.endsWith('/dev/iommu')) throw new ErrnoError('EBADF', `iommufd=${fd}: ${target} is not an iommufd`)
+        if (!target.endsWith('/dev/iommu')) throw new ErrnoError('EBADFD', `iommufd=${fd}: ${target} is not an iommufd`)
         const mine = [...this.world.contexts.values()].filter((c) => openers.get(c) === caller.pid)
         if (mine.length > 1) throw new ErrnoError('EINVAL', `iommufd=${fd}: this process has ${mine.length} iommufd contexts open, which a real ioctl cannot tell apart (use the shim)`)
         return mine[0]

@@ -542,6 +542,11 @@ export const vfio_device_detach_iommufd_pt = struct('vfio_device_detach_iommufd_
   ['pasid', { type: 'u32' }],
 ])
 
+export const vfio_device_feature = struct('vfio_device_feature', [
+  ['argsz', { type: 'u32' }],
+  ['flags', { type: 'u32', show: 'hex' }],
+])
+
 export const vfio_device_info = struct('vfio_device_info', [
   ['argsz', { type: 'u32' }],
   ['flags', { type: 'u32', dir: 'out', show: 'hex' }],
@@ -632,6 +637,7 @@ export const STRUCTS: ReadonlyMap<string, StructLayout> = new Map(
     vfio_device_attach_iommufd_pt,
     vfio_device_detach_iommufd_pt,
     vfio_device_info,
+    vfio_device_feature,
     vfio_compat_arg,
     vfio_iommu_type1_info,
     vfio_iommu_type1_dma_map,
