@@ -72,6 +72,7 @@ const OP = {
 const OP_NAMES = Object.fromEntries(Object.entries(OP).map(([k, v]) => [v, k.toLowerCase()]))
 
 const O_RDONLY = 0
+const O_WRONLY = 1
 const OPEN_DIRECT_IO = 1
 const OPEN_KEEP_CACHE = 2
 const OPEN_NONSEEKABLE = 4
@@ -338,6 +339,16 @@ function sessionHandler(sh: Shared, spec: SessionSpec, cuts: readonly string[], 
     }
   }
 
+  /** A write with no descriptor behind it (sysfs, opened without OPEN): EACCES for a read-only attribute, as before. */
+  const writeWhole = (p: string, data: Buffer, pos: number, caller: RequestCaller): number => {
+    const fh = ops.open(p, O_WRONLY, caller)
+    try {
+      return ops.write(fh, pos, data, caller)
+    } finally {
+      ops.release(fh)
+    }
+  }
+
   const lookup = (id: number, parent: number, name: string): void => {
     const dirNode = inodes.get(parent)
     const p = childPath(dirNode.path, name)
@@ -505,6 +516,8 @@ function sessionHandler(sh: Shared, spec: SessionSpec, cuts: readonly string[], 
           return read(id, ino, x as number, y as number, z as number, w as number)
         case OP.WRITE: {
           const caller = new RequestCaller(w as number, memory)
+          // a session without opens (sysfs): the write is a whole open, write and release of the attribute
+          if (spec.noOpen) return a.replyWrite(id, writeWhole(inodes.get(ino).path, y as Buffer, z as number, caller))
           // the thread whose kept reply (the descriptor's last) the addon answered to its end, if any: mostly this one
           if (v) ops.replyRead(x as number, v === w ? caller : new RequestCaller(v as number, memory))
           const n = ops.write(x as number, z as number, y as Buffer, caller)

@@ -31,7 +31,9 @@ function addAttributes(root: StaticDir, schema: Schema, subject: Subject, name: 
       if (renderAttribute(a, owner) === undefined) continue
       // registers and constants are fixed by the topology; properties (domains_used...) follow the model
       const constant = a.value.kind !== 'property'
-      dir.add(a.name, new AttributeFile(() => `${renderAttribute(a, owner)}\n`, undefined, a.mode, constant))
+      const store = a.mode & 0o200 && owner.store ? owner.store.bind(owner, a.name) : undefined
+      if (a.mode & 0o200 && !store) throw new Error(`${subject} ${name}: ${a.name} is writable but nothing takes its writes`)
+      dir.add(a.name, new AttributeFile(() => `${renderAttribute(a, owner)}\n`, store, a.mode, constant))
     }
   }
 }

@@ -1,4 +1,5 @@
 import { PhysicalMemory } from '../memory/physical'
+import { ErrnoError } from '../util/errno'
 import { RegisterFile } from './registers'
 
 export type IommuKind = 'arm-smmu-v3' | 'intel-vtd' | 'mock'
@@ -30,7 +31,24 @@ export interface PciDevice {
 export interface IommuGroup {
   readonly id: number
   readonly devices: PciDevice[]
-  readonly type: 'DMA' | 'DMA-FQ' | 'identity'
+  /** The default domain's type (/sys/kernel/iommu_groups/N/type). */
+  type: 'DMA' | 'DMA-FQ' | 'identity'
+}
+
+/**
+ * A write to a group's `type` (iommu_group_store_type): a word it does not
+ * know is EINVAL; DMA-FQ over DMA only turns the flush queue on; any other
+ * change needs the group without a driver, and every function here is bound
+ * to vfio-pci (it has a VFIO cdev), so it is EPERM.
+ */
+export function storeGroupType(g: IommuGroup, text: string): void {
+  const want = text.trim()
+  if (!['identity', 'DMA', 'DMA-FQ', 'auto'].includes(want)) throw new ErrnoError('EINVAL', `type: "${want}" is not one of identity, DMA, DMA-FQ, auto`)
+  if (want === 'DMA-FQ' && g.type === 'DMA') {
+    g.type = 'DMA-FQ'
+    return
+  }
+  throw new ErrnoError('EPERM', `type: group ${g.id}'s devices are bound to a driver (vfio-pci); the default domain changes only without one`)
 }
 
 /** A debug file of a unit: a text dump, writable where `store` is given. */

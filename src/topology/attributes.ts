@@ -5,21 +5,23 @@ import { SCHEMA_DIR } from '../util/paths'
 import { FieldDef, RegisterFile, RegisterModel, describeBits, extractField, lookupField, registerModel } from '../hw/registers'
 import { Smmuv3 } from '../hw/smmuv3/smmuv3'
 import { Vtd } from '../hw/vtd/vtd'
-import { IommuGroup, IommuUnit, PciDevice } from '../hw/unit'
+import { IommuGroup, IommuUnit, PciDevice, storeGroupType } from '../hw/unit'
 
 /** What an attribute can be read from: register words and named properties. */
 export interface AttributeOwner {
   readonly registers?: RegisterFile
   property(name: string): bigint | string | undefined
+  /** Takes a write to a writable property attribute (mode 0644); throws its errno. */
+  store?(name: string, text: string): void
 }
 
 /** The kinds of thing attributes hang off, with what each can provide. */
 const SUBJECTS = {
-  'arm-smmu-v3': { registers: 'arm-smmu-v3', properties: Smmuv3.properties },
-  'intel-vtd': { registers: 'intel-vtd', properties: Vtd.properties },
-  'pci-device': { registers: undefined, properties: ['vendor', 'device'] },
-  'iommu-group': { registers: undefined, properties: ['type', 'reserved_regions'] },
-} as const satisfies Record<string, { registers: string | undefined; properties: readonly string[] }>
+  'arm-smmu-v3': { registers: 'arm-smmu-v3', properties: Smmuv3.properties, writable: [] },
+  'intel-vtd': { registers: 'intel-vtd', properties: Vtd.properties, writable: [] },
+  'pci-device': { registers: undefined, properties: ['vendor', 'device'], writable: [] },
+  'iommu-group': { registers: undefined, properties: ['type', 'reserved_regions'], writable: ['type'] },
+} as const satisfies Record<string, { registers: string | undefined; properties: readonly string[]; writable: readonly string[] }>
 
 export type Subject = keyof typeof SUBJECTS
 
@@ -166,7 +168,11 @@ function loadGroup(file: string): AttributeGroup {
     a.only([...VALUE_KEYS, 'map', 'flag', 'bitnames', 'add', 'format', 'mode', 'doc', 'present_if', 'absent_means'])
     const modeNode = a.opt('mode')
     const mode = modeNode ? parseInt(modeNode.str(), 8) : 0o444
-    if (modeNode && (!/^0[0-7]{3}$/.test(modeNode.str()) || mode !== 0o444)) modeNode.fail('"0444" (feature files are read-only)')
+    // a property the model takes writes of (an IOMMU group's type) may be 0644; feature files are read-only
+    const writable = spec.writable as readonly string[]
+    const property = a.opt('property')?.str()
+    const modes = property !== undefined && writable.includes(property) ? ['0444', '0644'] : ['0444']
+    if (modeNode && !modes.includes(modeNode.str())) modeNode.fail(modes.length > 1 ? `one of ${modes.map((m) => `"${m}"`).join(', ')}` : '"0444" (feature files are read-only)')
     const presentIf = a.has('present_if') ? parseField(a.get('present_if'), model) : undefined
     if (presentIf && !a.has('absent_means')) a.get('present_if').fail('an "absent_means" beside it, documenting the default')
     if (!presentIf && a.has('absent_means')) a.get('absent_means').fail('no "absent_means" without "present_if"')
@@ -279,7 +285,7 @@ export function abiDocument(schema: Schema, dirOf: (s: Subject) => string, date:
   for (const g of schema.groups) {
     for (const a of g.attributes) {
       const dir = g.directory === '.' ? dirOf(g.subject) : `${dirOf(g.subject)}/${g.directory}`
-      const body = [`(RO) ${a.doc}`, '', `Source: ${describeSource(a)}`]
+      const body = [`(${a.mode & 0o200 ? 'RW' : 'RO'}) ${a.doc}`, '', `Source: ${describeSource(a)}`]
       if (a.presentIf) body.push(`Present only when ${fieldName(a.presentIf)} is nonzero; when absent: ${a.absentMeans}.`)
       out.push(
         [`What:\t\t${dir}/${a.name}`, `Date:\t\t${date}`, `KernelVersion:\tiommufs ${version}`, 'Contact:\tiommufs', 'Description:', indent(body.join('\n')), ''].join('\n'),
@@ -301,5 +307,10 @@ export function deviceOwner(d: PciDevice): AttributeOwner {
 export function groupOwner(g: IommuGroup): AttributeOwner {
   const regions = (): string =>
     (g.devices[0]?.unit.reservedRegions() ?? []).map((r) => `${format(r.start, '0x%016llx')} ${format(r.last, '0x%016llx')} ${r.type}`).join('\n')
-  return { property: (n) => (n === 'type' ? g.type : n === 'reserved_regions' ? regions() : undefined) }
+  return {
+    property: (n) => (n === 'type' ? g.type : n === 'reserved_regions' ? regions() : undefined),
+    store: (n, text) => {
+      if (n === 'type') storeGroupType(g, text)
+    },
+  }
 }

@@ -26,7 +26,8 @@ describe('attribute schema and rendering', () => {
         ['pci-device.yaml', 'pci-device', '.'],
       ],
     )
-    for (const g of schema.groups) for (const a of g.attributes) assert.equal(a.mode, 0o444, `${g.file} ${a.name}`)
+    // every file is read-only but an IOMMU group's type, which the kernel takes writes of (0644)
+    for (const g of schema.groups) for (const a of g.attributes) assert.equal(a.mode, g.subject === 'iommu-group' && a.name === 'type' ? 0o644 : 0o444, `${g.file} ${a.name}`)
   })
 
   describe('the default machine', () => {
@@ -258,6 +259,12 @@ describe('attribute schema and rendering', () => {
         (t) => edit(t, '    property: vendor\n', '    property: vendor\n    units: hex\n'),
         (f) =>
           `${f}: attributes.vendor.units: expected one of the keys const, register, field, all, template, property, map, flag, bitnames, add, format, mode, doc, present_if, absent_means, got unknown key "units"`,
+      ],
+      [
+        'a writable mode on a group property the model does not take writes of',
+        'iommu-group.yaml',
+        (t) => edit(t, '    property: reserved_regions\n', '    property: reserved_regions\n    mode: "0644"\n'),
+        (f) => `${f}: attributes.reserved_regions.mode: expected "0444" (feature files are read-only), got "0644"`,
       ],
       [
         'a writable mode',
