@@ -124,7 +124,13 @@ export interface Ioctl {
 function bindContext(c: Call): IommufdContext {
   let ctx = c.ctx
   if (c.contextById) {
-    const named = c.contextById(Number(c.req.iommufd as bigint))
+    const fd = Number(c.req.iommufd as bigint)
+    // the shim names every iommufd its program holds: another number is another file (EBADFD) or none (EBADF)
+    if (c.fds?.size && c.owner && !c.fds.has(fd)) {
+      descriptorTarget(c.owner, fd, 'iommufd')
+      throw new ErrnoError('EBADFD', `iommufd=${fd}: not an iommufd`)
+    }
+    const named = c.contextById(fd)
     if (!named) throw new ErrnoError('EBADF', `iommufd=${c.req.iommufd}: not an iommufd context`)
     ctx = named
   }

@@ -508,7 +508,7 @@ export class VfioDeviceSession extends Session {
   }
 
   protected env(fds?: ReadonlyMap<number, number>): DispatchEnv {
-    return { ctx: this.bound, contextById: (id) => this.world.contexts.get(fds?.get(id) ?? id), vfioAccess: this.bound !== undefined }
+    return { ctx: this.bound, fds, contextById: (id) => this.world.contexts.get(fds?.get(id) ?? id), vfioAccess: this.bound !== undefined }
   }
 
   protected frameDevice(): PciDevice | undefined {
