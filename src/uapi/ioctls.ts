@@ -5,6 +5,7 @@ import * as ioas from '../iommufd/ioas'
 import * as invalidate from '../iommufd/invalidate'
 import * as vcmdq from '../iommufd/vcmdq'
 import { vfioIoasOp } from '../iommufd/vfio-compat'
+import * as vfioPci from '../iommufd/vfio-pci'
 import * as viommu from '../iommufd/viommu'
 import { hwQueueAlloc } from '../iommufd/hw-queue'
 import { mustBeZero } from '../iommufd/checks'
@@ -644,8 +645,17 @@ export const IOCTLS: readonly Ioctl[] = [
 
   vfio('VFIO_DEVICE_GET_INFO', 'DEVICE_GET_INFO', 7, S.vfio_device_info, 'num_irqs', (c) => {
     requireDevice(c)
-    // a PCI function that can be reset: 9 regions (BAR0-5, ROM, config, VGA) and 5 IRQ types
-    return { flags: 0x3n, num_regions: 9n, num_irqs: 5n, cap_offset: 0n }
+    return { flags: BigInt(vfioPci.DEVICE_FLAGS), num_regions: BigInt(vfioPci.NUM_REGIONS), num_irqs: BigInt(vfioPci.NUM_IRQS), cap_offset: 0n }
+  }),
+  vfio('VFIO_DEVICE_GET_REGION_INFO', 'DEVICE_GET_REGION_INFO', 8, S.vfio_region_info, 'offset', (c) => {
+    requireDevice(c)
+    const r = vfioPci.regionInfo(u(c.req, 'index'))
+    return { flags: BigInt(r.flags), cap_offset: 0n, size: r.size, offset: r.offset }
+  }),
+  vfio('VFIO_DEVICE_GET_IRQ_INFO', 'DEVICE_GET_IRQ_INFO', 9, S.vfio_irq_info, 'count', (c) => {
+    requireDevice(c)
+    const r = vfioPci.irqInfo(u(c.req, 'index'))
+    return { flags: BigInt(r.flags), count: BigInt(r.count) }
   }),
   vfioArg('VFIO_DEVICE_RESET', 11, (c) => {
     // a function GET_INFO says can be reset (FLAGS_RESET): the model has no device state to lose

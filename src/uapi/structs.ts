@@ -542,6 +542,22 @@ export const vfio_device_detach_iommufd_pt = struct('vfio_device_detach_iommufd_
   ['pasid', { type: 'u32' }],
 ])
 
+export const vfio_region_info = struct('vfio_region_info', [
+  ['argsz', { type: 'u32' }],
+  ['flags', { type: 'u32', dir: 'out', show: 'hex' }],
+  ['index', { type: 'u32' }],
+  ['cap_offset', { type: 'u32', dir: 'out' }],
+  ['size', { type: 'u64', dir: 'out', show: 'hex' }],
+  ['offset', { type: 'u64', dir: 'out', show: 'hex' }],
+])
+
+export const vfio_irq_info = struct('vfio_irq_info', [
+  ['argsz', { type: 'u32' }],
+  ['flags', { type: 'u32', dir: 'out', show: 'hex' }],
+  ['index', { type: 'u32' }],
+  ['count', { type: 'u32', dir: 'out' }],
+])
+
 export const vfio_device_feature = struct('vfio_device_feature', [
   ['argsz', { type: 'u32' }],
   ['flags', { type: 'u32', show: 'hex' }],
@@ -638,6 +654,8 @@ export const STRUCTS: ReadonlyMap<string, StructLayout> = new Map(
     vfio_device_detach_iommufd_pt,
     vfio_device_info,
     vfio_device_feature,
+    vfio_region_info,
+    vfio_irq_info,
     vfio_compat_arg,
     vfio_iommu_type1_info,
     vfio_iommu_type1_dma_map,

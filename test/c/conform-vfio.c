@@ -11,6 +11,8 @@
  *   ATTACH/DETACH_IOMMUFD_PT: pt_id in/out (an IOAS gives its auto HWPT),
  *   argsz and flags rules, the PASID flag needs argsz up to pasid;
  *   GET_INFO: argsz below num_irqs is EINVAL, nothing past argsz is written;
+ *   GET_REGION_INFO, GET_IRQ_INFO: argsz and index rules, the config region,
+ *   the ERR and REQ interrupts, what GET_INFO counts; RESET (FLAGS_RESET);
  *   DEVICE_FEATURE: flag rules, unknown features ENOTTY; unknown numbers
  *   ENOTTY; close unbinds (the device binds again on a new open).
  *
@@ -53,6 +55,10 @@ struct detach { uint32_t argsz, flags, pasid; };
 SIZE(detach, 12);
 struct dev_info { uint32_t argsz, flags, num_regions, num_irqs, cap_offset, pad; };
 SIZE(dev_info, 24);
+struct region_info { uint32_t argsz, flags, index, cap_offset; uint64_t size, offset; };
+SIZE(region_info, 32); LAYOUT(region_info, size, 16); LAYOUT(region_info, offset, 24);
+struct irq_info { uint32_t argsz, flags, index, count; };
+SIZE(irq_info, 16);
 struct feature { uint32_t argsz, flags; uint8_t data[8]; };
 LAYOUT(feature, data, 8);
 struct ioas_alloc { uint32_t size, flags, out_ioas_id; };
@@ -145,6 +151,8 @@ static void node(const char *tag, const char *path, int iommufd)
 	expect(N("before_bind_detach"), io(dev, C_DETACH, &dt), EINVAL);
 	expect(N("before_bind_unknown"), io(dev, C_UNKNOWN, &info), EINVAL);
 	expect(N("before_bind_reset"), io(dev, C_RESET, NULL), EINVAL);
+	struct region_info ri0 = { .argsz = sizeof ri0, .index = 7 };
+	expect(N("before_bind_region_info"), io(dev, C_GET_REGION_INFO, &ri0), EINVAL);
 	struct feature ft = { .argsz = sizeof ft, .flags = F_PROBE | F_GET | F_MIGRATION };
 	expect(N("before_bind_feature"), io(dev, C_FEATURE, &ft), EINVAL);
 
@@ -184,6 +192,41 @@ static void node(const char *tag, const char *path, int iommufd)
 	expect(N("get_info_full"), io(dev, C_GET_INFO, &info), 0);
 	expect_u64(N("get_info_cap_offset"), info.cap_offset, 0);
 	expect_u64(N("get_info_pad_untouched"), info.pad, 0xbeef);
+
+	/* every region and interrupt type GET_INFO counts answers: config space
+	 * at index << 40, read/write; a BAR the function lacks is size 0, no flags;
+	 * VGA only on a VGA device; ERR (PCIe) and REQ have one interrupt each */
+	struct region_info ri = { .argsz = 24, .index = 7 };
+	expect(N("region_info_argsz_24"), io(dev, C_GET_REGION_INFO, &ri), EINVAL);
+	ri = (struct region_info){ .argsz = sizeof ri, .index = 7 };
+	expect(N("region_info_config"), io(dev, C_GET_REGION_INFO, &ri), 0);
+	expect_u64(N("region_info_config_flags"), ri.flags, 3);
+	expect_u64(N("region_info_config_offset"), ri.offset, 7ull << 40);
+	expect_u64(N("region_info_config_size"), ri.size == 256 || ri.size == 4096, 1);
+	ri = (struct region_info){ .argsz = sizeof ri, .index = 9 };
+	expect(N("region_info_index_9"), io(dev, C_GET_REGION_INFO, &ri), EINVAL);
+	int bars_ok = 1;
+	for (uint32_t i = 0; i < 7; i++) {
+		ri = (struct region_info){ .argsz = sizeof ri, .index = i };
+		if (io(dev, C_GET_REGION_INFO, &ri) || ri.offset != (uint64_t)i << 40 || (ri.size == 0) != (ri.flags == 0))
+			bars_ok = 0;
+	}
+	expect(N("region_info_bars_and_rom"), bars_ok, 1);
+	struct irq_info ii = { .argsz = 12, .index = 3 };
+	expect(N("irq_info_argsz_12"), io(dev, C_GET_IRQ_INFO, &ii), EINVAL);
+	ii = (struct irq_info){ .argsz = sizeof ii, .index = 5 };
+	expect(N("irq_info_index_5"), io(dev, C_GET_IRQ_INFO, &ii), EINVAL);
+	ii = (struct irq_info){ .argsz = sizeof ii, .index = 3 };
+	expect(N("irq_info_err"), io(dev, C_GET_IRQ_INFO, &ii), 0);
+	expect_u64(N("irq_info_err_flags"), ii.flags, 9);
+	expect_u64(N("irq_info_err_count"), ii.count, 1);
+	ii = (struct irq_info){ .argsz = sizeof ii, .index = 4 };
+	expect(N("irq_info_req"), io(dev, C_GET_IRQ_INFO, &ii), 0);
+	expect_u64(N("irq_info_req_count"), ii.count, 1);
+	ii = (struct irq_info){ .argsz = sizeof ii, .index = 0 };
+	expect(N("irq_info_intx"), io(dev, C_GET_IRQ_INFO, &ii), 0);
+	expect_u64(N("irq_info_intx_flags"), ii.flags, 7);
+	expect(N("reset"), io(dev, C_RESET, NULL), 0);
 
 	/* unknown commands, after access is granted, are the driver's ENOTTY */
 	expect(N("unknown_ioctl"), io(dev, C_UNKNOWN, &info), ENOTTY);
