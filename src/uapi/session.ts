@@ -60,6 +60,31 @@ interface CallerState extends Reply {
   unread?: Map<number, Reply>
 }
 
+/**
+ * Refuses a write carrying more requests than one write may (E2BIG), before
+ * any runs: the server answers a write's requests in one go, and every other
+ * user waits meanwhile. Counts as the write loop cuts: whole frames, then lines.
+ */
+function tooManyRequests(buf: Buffer): void {
+  const max = LIMITS.requestsPerWrite.max
+  for (let at = 0, n = 0; at < buf.length; ) {
+    const rest = at ? buf.subarray(at) : buf
+    const total = looksLikeFrame(rest) ? frameEnd(rest) : buf.indexOf(0x0a, at) + 1 - at
+    if (total === undefined || total <= 0 || rest.length < total) return
+    if (++n > max) throw new ErrnoError(LIMITS.requestsPerWrite.errno, `more than ${max} requests (lines or frames) in one write; send them in several writes`)
+    at += total
+  }
+}
+
+/** A frame's length, or undefined while incomplete or when its header is bad (the write loop refuses that one). */
+function frameEnd(buf: Buffer): number | undefined {
+  try {
+    return frameLength(buf)
+  } catch {
+    return undefined
+  }
+}
+
 /** What is left of a write once its last line is taken. */
 const NOTHING = Buffer.alloc(0)
 
@@ -155,6 +180,7 @@ export abstract class Session {
     st.frameTotal = 0
     const replies: Buffer[] = []
     try {
+      tooManyRequests(buf)
       for (;;) {
         if (!buf.length) break
         if (looksLikeFrame(buf)) {

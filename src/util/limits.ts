@@ -47,6 +47,8 @@ export const LIMITS = {
   structSize: limit(17 * MiB - FRAME_HEADER, 'EFAULT', 'a struct\'s size (argsz): the bytes a frame can carry'),
   /** Bytes of one text request line. */
   line: limit(4096, 'EMSGSIZE', 'bytes of one text request line'),
+  /** Requests one write may carry (lines, blank and comment ones included, and frames): all are answered before any other user's request is. */
+  requestsPerWrite: limit(64, 'E2BIG', 'requests in one write to dev/iommu, a VFIO node, dev/kvm or a DMA port (lines, blank ones included, and frames)'),
   /** Bytes of one write to an attribute or register file. */
   attributeWrite: limit(4096, 'E2BIG', 'bytes of one write to an attribute file'),
   /** Bytes one DMA request may move. */

@@ -237,6 +237,37 @@ describe('limits', () => {
     })
   })
 
+  describe(`a write carries at most ${LIMITS.requestsPerWrite.max} requests (regression: one 1 MiB write of CONTEXT lines held the server for 0.8 s)`, () => {
+    const max = LIMITS.requestsPerWrite.max
+
+    it('dev/iommu: that many lines and frames are all answered; one more line, blank or not, is E2BIG before any runs', () => {
+      const t = new IommuBench()
+      const alloc = encodeRequest({ cmd: ioctlOf('IOAS_ALLOC').cmd, target: 0, struct: structBytes(ioctlOf('IOAS_ALLOC'), {}), buffers: new Map() })
+      t.session.write(0, Buffer.concat([Buffer.from('IOAS_ALLOC\n'.repeat(max - 2) + '\n'), alloc]))
+      assert.equal(t.ctx.objects.size, max - 1)
+      const before = t.dump()
+      for (const extra of ['\n', '# note\n', 'IOAS_ALLOC\n']) {
+        throwsErrno(() => t.session.write(0, Buffer.from('IOAS_ALLOC\n'.repeat(max) + extra)), 'E2BIG', /^more than 64 requests \(lines or frames\) in one write; send them in several writes$/)
+        assert.equal(t.dump(), before)
+      }
+      // a partial line past the limit waits for its newline: it is not a request yet
+      t.session.write(0, Buffer.from('IOAS_ALLOC\n'.repeat(max) + 'IOAS_AL'))
+      assert.equal(t.ctx.objects.size, 2 * max - 1)
+      t.session.write(0, Buffer.from('LOC\n'))
+      assert.equal(t.ctx.objects.size, 2 * max)
+    })
+
+    it('a DMA port: that many lines are answered; one more is E2BIG before any runs, and the port still serves', () => {
+      const t = new IommuBench()
+      const f = dmaPort(t.world, DEV.smmu0a).open('readwrite')
+      f.write(0, Buffer.from('translate iova=0x1000\n'.repeat(max)))
+      const trace = t.world.trace.count
+      throwsErrno(() => f.write(0, Buffer.from('translate iova=0x1000\n'.repeat(max + 1))), 'E2BIG', /^more than 64 request lines in one write/)
+      assert.equal(t.world.trace.count, trace + 1, 'only the refusal is traced: no request ran')
+      assert.match((f.read(0, 4096) as Buffer).toString(), /^err E2BIG more than 64 request lines/)
+    })
+  })
+
   it(`the trace keeps the last ${LIMITS.traceLines.max} lines and cuts a line at ${LIMITS.traceLineLength.max} characters`, () => {
     const trace = new TraceLog()
     for (let i = 1; i <= LIMITS.traceLines.max + 10; i++) trace.emit('t', `line ${i}`)
