@@ -157,6 +157,13 @@ export class FileBacking extends FdBacking {
     return new FileBacking(`file ${path}`, fs.openSync(path, writable ? 'r+' : 'r'))
   }
 
+  /** A write past the file's current end aborts as a read there does; the write would grow the file back (a hole up to it). */
+  override write(offset: bigint, data: Buffer): Abort | undefined {
+    const end = this.size()
+    if (this.fd !== undefined && offset + BigInt(data.length) > end) return { abort: `${this.label}: ${this.gone()} at 0x${(offset > end ? offset : end).toString(16)}` }
+    return super.write(offset, data)
+  }
+
   /** The file's size now. */
   size(): bigint {
     return this.fd === undefined ? 0n : BigInt(fs.fstatSync(this.fd).size)

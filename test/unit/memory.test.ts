@@ -23,7 +23,7 @@ describe('memory behind mappings', () => {
     assert.deepEqual(b.write(), { abort: 'no memory behind this mapping' })
   })
 
-  it('a file: reads and writes by offset; past the end (after a truncate) aborts; the last release closes it', () => {
+  it('a file: reads and writes by offset; past the end (after a truncate) both abort and change nothing; the last release closes it', () => {
     const f = path.join(dir, 'ram')
     fs.writeFileSync(f, Buffer.from('0123456789abcdef'))
     const b = FileBacking.open(f)
@@ -33,6 +33,10 @@ describe('memory behind mappings', () => {
     assert.equal(b.size(), 16n)
     fs.truncateSync(f, 8)
     assert.match((b.read(6n, 4) as { abort: string }).abort, /beyond the end of the file at 0x8/)
+    // regression: a write there grew the file back, with a hole up to it
+    assert.match((b.write(6n, Buffer.from('abcd')) as { abort: string }).abort, /beyond the end of the file at 0x8$/)
+    assert.match((b.write(12n, Buffer.from('ab')) as { abort: string }).abort, /beyond the end of the file at 0xc$/)
+    assert.equal(fs.readFileSync(f, 'utf8'), 'XY234567', 'nothing written, the size kept')
     b.hold()
     b.release()
     assert.equal(b.open, true, 'a second mapping still holds it')
