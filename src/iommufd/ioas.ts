@@ -7,7 +7,7 @@ import { hex, mustBeZero, unknownFlags } from './checks'
 import type { IommufdContext } from './context'
 import { IommufdObject } from './objects'
 import type { HwptPaging } from './hwpt'
-import { FileBacking, MemoryRef, ProcessBacking, SizedBacking, describePinProblem } from '../memory/backing'
+import { FileBacking, MemoryRef, PinAccess, ProcessBacking, SizedBacking, describePinProblem } from '../memory/backing'
 import { CPU_PAGE, PageKey, PageResolver } from '../memory/pages'
 import { PinnedPages, PinnedStretch, changeProcess, npinned, ownerFor } from './pages'
 import { areaMapped, areasUnmapped } from './host'
@@ -466,7 +466,8 @@ export class Ioas extends IommufdObject {
       }
       const pid = a.pages.file ? undefined : a.pages.owner?.pid
       if (pid === undefined) continue
-      const why = b instanceof ProcessBacking ? b.unpinnable(a.userVa, a.length) : ProcessBacking.unpinnableIn(pid, a.userVa, a.length)
+      const need = a.flags & MapFlag.WRITEABLE ? 'write' : 'read'
+      const why = b instanceof ProcessBacking ? b.unpinnable(a.userVa, a.length, need) : ProcessBacking.unpinnableIn(pid, a.userVa, a.length, need)
       if (why) throw new ErrnoError('EFAULT', `the mapping at ${hex(a.iova)} cannot be pinned for the domain: ${why}`)
     }
   }
@@ -543,11 +544,12 @@ function checkReadOnly(ioas: Ioas, flags: number): void {
 
 /**
  * Pins [va, va+length) of a live process for IOAS_MAP: EFAULT where it has
- * nothing mapped (as pin_user_pages fails), else its memory from `va`.
+ * nothing mapped, or (`need`) maps it without that access (as pin_user_pages
+ * fails), else its memory from `va`.
  */
-export function pinProcessPages(pid: number, va: bigint, length: bigint): MemoryRef {
+export function pinProcessPages(pid: number, va: bigint, length: bigint, need?: PinAccess): MemoryRef {
   const backing = ProcessBacking.openLive(pid)
-  const p = backing ? backing.pinProblemIn(va, length) : 'gone'
+  const p = backing ? backing.pinProblemIn(va, length, need) : 'gone'
   if (backing && !p) return { backing, offset: va }
   backing?.release()
   throw new ErrnoError('EFAULT', `user_va=${hex(va)}: ${describePinProblem(!p || p === 'gone' ? { at: va, served: false } : p)} in the caller (pid ${pid})`)
@@ -583,7 +585,7 @@ export function ioasMap(ctx: IommufdContext, a: MapArgs, caller?: number): bigin
   // the kernel pins at map time only to fill the IOAS's domains: with none, unmapped memory is not yet an error
   let memory: MemoryRef | undefined
   try {
-    memory = caller ? pinProcessPages(caller, a.userVa, a.length) : undefined
+    memory = caller ? pinProcessPages(caller, a.userVa, a.length, a.flags & MapFlag.WRITEABLE ? 'write' : 'read') : undefined
   } catch (e) {
     if (ioas.hwpts.size || !(e instanceof ErrnoError) || e.errno !== 'EFAULT') throw e
   }

@@ -32,12 +32,18 @@ export interface Backing {
 /** Where ProcessBacking.pinProblem found a range unpinnable, and why. */
 export interface PinProblem {
   readonly at: bigint
-  /** A file of this server's own mount is mapped there (else nothing is). */
+  /** A file of this server's own mount is mapped there (else nothing is, or `denied`). */
   readonly served: boolean
+  /** Mapped, but without the access the pin needs (PROT_NONE, or read-only for a writable pin). */
+  readonly denied?: PinAccess
 }
+
+/** The access a pin needs, as pin_user_pages checks the mapping's protection: FOLL_WRITE for a writable mapping. */
+export type PinAccess = 'read' | 'write'
 
 export function describePinProblem(p: PinProblem): string {
   const at = `0x${p.at.toString(16)}`
+  if (p.denied) return `${at} is mapped without ${p.denied} permission`
   return p.served ? `${at} maps a file of this iommufs mount, which the server cannot read (it would wait on itself)` : `nothing mapped at ${at}`
 }
 
@@ -318,9 +324,9 @@ export class ProcessBacking extends FdBacking {
    * program has used costs one pread). A longer range, or any other page,
    * reads the maps.
    */
-  pinProblemIn(va: bigint, len: bigint): PinProblem | 'gone' | undefined {
+  pinProblemIn(va: bigint, len: bigint, need?: PinAccess): PinProblem | 'gone' | undefined {
     if (len > 0n && len <= PAGE_MAP_CHECK_BYTES && this.allPresent(va, Number(len), true)) return undefined
-    return ProcessBacking.pinProblem(this.pid, va, len)
+    return ProcessBacking.pinProblem(this.pid, va, len, need)
   }
 
   /**
@@ -328,9 +334,11 @@ export class ProcessBacking extends FdBacking {
    * maps: the first address it maps nothing at, or the first it maps from a
    * file of this server's own mount (reading that would fault the page in
    * through FUSE, a request only this server, then waiting, could answer).
-   * Undefined when nothing does; 'gone' when the process has no maps.
+   * With `need`, also the first it maps without that access (pin_user_pages'
+   * check_vma_flags: EFAULT). Undefined when nothing does; 'gone' when the
+   * process has no maps.
    */
-  static pinProblem(pid: number, va: bigint, len: bigint): PinProblem | 'gone' | undefined {
+  static pinProblem(pid: number, va: bigint, len: bigint, need?: PinAccess): PinProblem | 'gone' | undefined {
     const maps = readMaps(pid, { from: va, to: va + len })
     if (!maps) return 'gone'
     const own = servedDevices()
@@ -341,6 +349,7 @@ export class ProcessBacking extends FdBacking {
       if (v.end <= at) continue
       if (v.start > at) return { at, served: false }
       if (own.size && v.inode !== 0n && own.has(decimalDev(v.dev))) return { at, served: true }
+      if (need && !(need === 'write' ? v.writable : v.readable)) return { at, served: false, denied: need }
       at = v.end
     }
     return at < end ? { at, served: false } : undefined
@@ -368,11 +377,12 @@ export class ProcessBacking extends FdBacking {
    * process has exited (its mm is gone: /proc/PID/mem reads nothing), or it
    * no longer maps all of it.
    */
-  unpinnable(va: bigint, len: bigint): string | undefined {
+  unpinnable(va: bigint, len: bigint, need?: PinAccess): string | undefined {
     if (this.fd === undefined) return `${this.label}: released`
     // the maps first: a byte of a file this server serves must not be read
-    const p = ProcessBacking.pinProblem(this.pid, va, len)
+    const p = ProcessBacking.pinProblem(this.pid, va, len, need)
     if (p !== 'gone' && p?.served) return describePinProblem(p)
+    if (p !== 'gone' && p?.denied) return `process ${this.pid}: ${describePinProblem(p)}`
     try {
       if (fs.readSync(this.fd, Buffer.alloc(1), 0, 1, va) === 0) return `process ${this.pid}, which mapped it, has exited`
     } catch {
@@ -382,8 +392,8 @@ export class ProcessBacking extends FdBacking {
   }
 
   /** unpinnable() for a process whose memory was never opened (the map pinned nothing). */
-  static unpinnableIn(pid: number, va: bigint, len: bigint): string | undefined {
-    const p = ProcessBacking.pinProblem(pid, va, len)
+  static unpinnableIn(pid: number, va: bigint, len: bigint, need?: PinAccess): string | undefined {
+    const p = ProcessBacking.pinProblem(pid, va, len, need)
     return p === 'gone' ? `process ${pid}, which mapped it, has exited` : p && `process ${pid}: ${describePinProblem(p)}`
   }
 }

@@ -31,6 +31,9 @@ export interface Vma {
   readonly start: bigint
   readonly end: bigint
   readonly shared: boolean
+  /** Its protection's r and w bits (PROT_NONE has neither). */
+  readonly readable: boolean
+  readonly writable: boolean
   /** The file offset of `start`. */
   readonly offset: bigint
   /** "major:minor", in hex as maps prints it. */
@@ -42,7 +45,7 @@ export interface Vma {
 function vmaOf(line: string): Vma {
   const [range, perms, offset, dev, inode] = line.split(/\s+/)
   const [lo, hi] = range.split('-')
-  return { start: BigInt(`0x${lo}`), end: BigInt(`0x${hi}`), shared: perms[3] === 's', offset: BigInt(`0x${offset}`), dev, inode: BigInt(inode) }
+  return { start: BigInt(`0x${lo}`), end: BigInt(`0x${hi}`), shared: perms[3] === 's', readable: perms[0] === 'r', writable: perms[1] === 'w', offset: BigInt(`0x${offset}`), dev, inode: BigInt(inode) }
 }
 
 const U64_MAX = (1n << 64n) - 1n

@@ -10,6 +10,8 @@
  *   badfd: a closed descriptor is EBADF;
  *   file:  a regular file (O_TMPFILE) maps as a memfd does;
  *   unmapped: IOAS_MAP of an address the program has not mapped is EFAULT;
+ *   prot_none, read_only: so is one it maps PROT_NONE, or read-only when
+ *          the mapping is WRITEABLE (the pin checks the protection);
  *   own:   MAP_FILE of a file of the mount itself is EINVAL (not memory), at
  *          once: the server never opens a file it answers for;
  *   own_mmap: IOAS_MAP of the program's mmap of a mount file is EFAULT, as
@@ -122,6 +124,22 @@ int main(int argc, char **argv)
 		.iova = 0x800000,
 	};
 	expect("unmapped", do_ioctl(iommufd, IOMMU_IOAS_MAP, &map), EFAULT);
+
+	/* mapped, but not as the pin needs it (pin_user_pages checks the protection): PROT_NONE, and read-only for a writable mapping */
+	void *none = mmap(NULL, 0x2000, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void *ro = mmap(NULL, 0x2000, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (none == MAP_FAILED || ro == MAP_FAILED)
+		return 1;
+	map.user_va = (uintptr_t)none;
+	expect("prot_none", do_ioctl(iommufd, IOMMU_IOAS_MAP, &map), EFAULT);
+	map.user_va = (uintptr_t)ro;
+	map.flags |= IOMMU_IOAS_MAP_WRITEABLE;
+	expect("read_only writable", do_ioctl(iommufd, IOMMU_IOAS_MAP, &map), EFAULT);
+	map.flags &= ~IOMMU_IOAS_MAP_WRITEABLE;
+	expect("read_only", do_ioctl(iommufd, IOMMU_IOAS_MAP, &map), 0);
+	struct iommu_ioas_unmap unmap = { .size = sizeof(unmap), .ioas_id = ioas.out_ioas_id, .iova = 0x800000, .length = 0x2000 };
+	if (do_ioctl(iommufd, IOMMU_IOAS_UNMAP, &unmap))
+		return 1;
 
 	char own[4096];
 	snprintf(own, sizeof own, "%s/dev/vfio/devices/vfio1", getenv("IOMMUFS_MOUNT") ? getenv("IOMMUFS_MOUNT") : "");
