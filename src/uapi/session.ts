@@ -88,6 +88,9 @@ function frameEnd(buf: Buffer): number | undefined {
 /** What is left of a write once its last line is taken. */
 const NOTHING = Buffer.alloc(0)
 
+/** Bytes of unfinished frames and lines each world's sessions hold between writes (LIMITS.pendingBytes bounds the sum). */
+const heldBytes = new WeakMap<World, { n: number }>()
+
 /** Callers remembered per descriptor; the one heard from longest ago is dropped beyond this. */
 const MAX_CALLERS = 256
 /** Unread replies kept per process for its threads; the oldest is dropped beyond this. */
@@ -141,7 +144,33 @@ export abstract class Session {
   release(): void {
     if (this.released) return
     this.released = true
+    for (const st of this.callers.values()) this.setPending(st, [], 0)
     this.teardown()
+  }
+
+  /** What all of this world's sessions hold between writes. */
+  private get held(): { n: number } {
+    let h = heldBytes.get(this.world)
+    if (!h) heldBytes.set(this.world, (h = { n: 0 }))
+    return h
+  }
+
+  /** Sets what `st` holds until its next write, counted against LIMITS.pendingBytes. */
+  private setPending(st: CallerState, parts: Buffer[], len: number): void {
+    this.held.n += len - st.pendingLen
+    st.pending = parts
+    st.pendingLen = len
+  }
+
+  /** Refuses to hold `more` bytes past the limit: what `st` holds is dropped (its unfinished frame with it), ENOMEM. */
+  private mayHold(st: CallerState, more: number): void {
+    const max = LIMITS.pendingBytes.max
+    if (this.held.n + more <= max) return
+    this.setPending(st, [], 0)
+    st.frameTotal = 0
+    const e = new ErrnoError(LIMITS.pendingBytes.errno, `unfinished frames of all users hold ${this.held.n} bytes; ${more} more would pass ${max}: this frame is dropped, send it again later`)
+    this.world.trace.emit(this.label, `refused write: ${e.errno} ${e.message}`)
+    throw e
   }
 
   /** The caller heard from last: its state is already last in `callers`, so it is found without reordering. */
@@ -156,7 +185,11 @@ export abstract class Session {
       this.callers.delete(pid)
     } else {
       st = { pending: [], pendingLen: 0, frameTotal: 0, reply: this.latest.reply, replyBase: this.latest.replyBase, replyTid: 0, replyRead: true }
-      if (this.callers.size >= MAX_CALLERS) this.callers.delete(this.callers.keys().next().value as number)
+      if (this.callers.size >= MAX_CALLERS) {
+        const oldest = this.callers.keys().next().value as number
+        this.setPending(this.callers.get(oldest)!, [], 0)
+        this.callers.delete(oldest)
+      }
     }
     this.callers.set(pid, st)
     this.lastCaller = { pid, st }
@@ -169,13 +202,15 @@ export abstract class Session {
     let buf = data
     // a write with nothing pending (most are: one whole line or frame) is parsed as it came
     if (st.pending.length || data.length < st.frameTotal) {
-      st.pending.push(data)
-      st.pendingLen += data.length
       // a large frame arrives in many writes: keep its pieces and join them once, not on every write
-      if (st.pendingLen < st.frameTotal) return data.length
-      buf = st.pending.length === 1 ? st.pending[0] : Buffer.concat(st.pending, st.pendingLen)
-      st.pending = []
-      st.pendingLen = 0
+      if (st.pendingLen + data.length < st.frameTotal) {
+        this.mayHold(st, data.length)
+        st.pending.push(data)
+        this.setPending(st, st.pending, st.pendingLen + data.length)
+        return data.length
+      }
+      buf = st.pending.length ? Buffer.concat([...st.pending, data], st.pendingLen + data.length) : data
+      this.setPending(st, [], 0)
     }
     st.frameTotal = 0
     const replies: Buffer[] = []
@@ -212,8 +247,8 @@ export abstract class Session {
       throw e
     }
     if (buf.length) {
-      st.pending = [buf]
-      st.pendingLen = buf.length
+      this.mayHold(st, buf.length)
+      this.setPending(st, [buf], buf.length)
     }
     if (replies.length) {
       const tid = caller?.tid ?? 0

@@ -45,6 +45,8 @@ export const LIMITS = {
   frame: limit(17 * MiB, 'EMSGSIZE', 'bytes of one binary frame (total_len)'),
   /** A struct's size/argsz: at most what a frame could carry; beyond it the tail cannot be read. */
   structSize: limit(17 * MiB - FRAME_HEADER, 'EFAULT', 'a struct\'s size (argsz): the bytes a frame can carry'),
+  /** Bytes of unfinished frames all users' descriptors hold between writes: each may be a frame of 17 MiB, and a user may hold one per context and process. */
+  pendingBytes: limit(128 * MiB, 'ENOMEM', 'bytes of unfinished frames (and lines) held for all descriptors at once, between writes'),
   /** Bytes of one text request line. */
   line: limit(4096, 'EMSGSIZE', 'bytes of one text request line'),
   /** Requests one write may carry (lines, blank and comment ones included, and frames): all are answered before any other user's request is. */

@@ -5,7 +5,9 @@
  * no handler bug.
  */
 import { strict as assert } from 'node:assert'
+import { closeSync, openSync, writeSync } from 'node:fs'
 import { sh, withMount, TestMount } from '../helpers/mount'
+import { LIMITS } from '../../src/util/limits'
 
 /** The mount answers a new context, and no handler bug reached the trace. */
 async function stillWell(m: TestMount): Promise<void> {
@@ -55,6 +57,27 @@ stat -c %s $ram`)
       assert.equal(r.stdout.split('\n').slice(0, 4).join('\n'), 'ok out_devid=1\nok out_ioas_id=2\nok iova=0x20000\nok pt_id=3', r.stderr)
       assert.match(r.stdout, /\nabort file \/[^:]+: beyond the end of the file at 0x1008\nok write sid=0x10 pasid=none iova=0x20008 len=2\n4096\n$/)
       await stillWell(m)
+    })
+  })
+  it('descriptors each holding an unfinished 16 MiB frame: past the server-wide bound the write is ENOMEM and the mount serves on; closing gives the room back', async () => {
+    await withMount(async (m) => {
+      const start = Buffer.alloc(16 << 20)
+      start.writeUInt32LE(0x464d4f49, 0) // a frame header ("IOMF", version 1) announcing the largest frame
+      start.writeUInt16LE(1, 4)
+      start.writeUInt32LE(LIMITS.frame.max, 8)
+      start.writeUInt32LE(0x3b81, 12)
+      const fits = LIMITS.pendingBytes.max / (16 << 20)
+      const fds = Array.from({ length: fits + 1 }, () => openSync(m.path('dev/iommu'), 'r+'))
+      try {
+        for (const fd of fds.slice(0, fits)) assert.equal(writeSync(fd, start), 16 << 20)
+        assert.throws(() => writeSync(fds[fits], start), /ENOMEM/)
+        await stillWell(m)
+        // with the libfuse3 backend the close's RELEASE is served before the next request: its frame no longer counts
+        closeSync(fds.shift()!)
+        assert.equal(writeSync(fds[fits - 1], start), 16 << 20)
+      } finally {
+        for (const fd of fds) closeSync(fd)
+      }
     })
   })
 })

@@ -268,6 +268,26 @@ describe('limits', () => {
     })
   })
 
+  it(`unfinished frames of all descriptors hold at most ${LIMITS.pendingBytes.max} bytes; the write past it is ENOMEM and drops its frame; a close gives the room back (regression: 20 descriptors each 16 MiB into a frame grew the server by 290 MiB, a user could hold 1024 x 256 of them)`, () => {
+    const world = new World(defaultMachine())
+    const frameStart = (): Buffer => {
+      const b = Buffer.alloc(16 << 20)
+      b.writeUInt32LE(0x464d4f49, 0) // "IOMF"
+      b.writeUInt16LE(1, 4)
+      b.writeUInt32LE(LIMITS.frame.max, 8)
+      b.writeUInt32LE(ioctlOf('IOAS_ALLOC').cmd, 12)
+      return b
+    }
+    const fits = Math.floor(LIMITS.pendingBytes.max / (16 << 20))
+    const sessions = Array.from({ length: fits + 1 }, () => new IommuSession(world))
+    for (const s of sessions.slice(0, fits)) assert.equal(s.write(0, frameStart()), 16 << 20)
+    const last = sessions[fits]
+    throwsErrno(() => last.write(0, frameStart()), 'ENOMEM', /^unfinished frames of all users hold 134217728 bytes; 16777216 more would pass 134217728: this frame is dropped/)
+    sessions[0].release()
+    assert.equal(last.write(0, frameStart()), 16 << 20, 'a closed descriptor\'s frame no longer counts')
+    for (const s of sessions) s.release()
+  })
+
   it(`the trace keeps the last ${LIMITS.traceLines.max} lines and cuts a line at ${LIMITS.traceLineLength.max} characters`, () => {
     const trace = new TraceLog()
     for (let i = 1; i <= LIMITS.traceLines.max + 10; i++) trace.emit('t', `line ${i}`)
