@@ -1,6 +1,7 @@
 import { IommufdContext } from '../iommufd/context'
 import { IommufdObject, MmioFile } from '../iommufd/objects'
 import { ErrnoError } from '../util/errno'
+import { LIMITS } from '../util/limits'
 import { TraceLog } from '../util/trace'
 import { World } from '../iommufd/world'
 import { dmaPort } from './dma-file'
@@ -145,11 +146,16 @@ const PIPE_CHUNK = 64 * 1024
  * poll() says readable when a line is waiting.
  */
 function tracePipe(trace: TraceLog): FileNode {
+  let readers = 0
   return {
     kind: 'file',
     mode: 0o444,
     size: () => 0,
     open: () => {
+      const max = LIMITS.tracePipeReaders.max
+      // each line wakes every waiting reader: their number bounds what one request costs the server
+      if (readers >= max) throw new ErrnoError(LIMITS.tracePipeReaders.errno, `trace_pipe: ${max} opens at once already; close one`)
+      readers++
       let cursor = trace.count
       const ends = new Set<() => void>()
       /** Whole lines that fit in `len` (at least one, cut if it alone is longer); the cursor moves past them. */
@@ -189,6 +195,7 @@ function tracePipe(trace: TraceLog): FileNode {
           throw new ErrnoError('EACCES', 'trace_pipe is read-only')
         },
         release: () => {
+          readers--
           for (const end of [...ends]) end()
         },
         readable: () => trace.count > cursor,

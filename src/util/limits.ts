@@ -67,6 +67,8 @@ export const LIMITS = {
   faultGroups: limit(4096, undefined, 'page request groups one fault queue holds (queued or awaiting a response; a new one past it is answered INVALID at once)'),
   /** Finished DMA requests kept for a `result` query after they were held (stall, page request). */
   dmaResults: limit(256, undefined, 'finished held DMA requests kept for `result dma=N` (the oldest is dropped)'),
+  /** trace_pipe opens at once: every trace line wakes each reader, so the work of one request grows with them. */
+  tracePipeReaders: limit(64, 'ENFILE', 'opens of trace_pipe at once'),
   /** Lines the trace ring keeps; the oldest is dropped for a new one. */
   traceLines: limit(4096, undefined, 'lines kept by the trace (the oldest is dropped)'),
   /** Characters of one trace line; a longer one is cut. */
