@@ -30,6 +30,7 @@
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "conform.h"
 
 #define T ';'
 #define C_DESTROY _IO(T, 0x80)
@@ -84,47 +85,8 @@ SIZE(change_process, 8);
 
 enum { OPT_RLIMIT = 0, OPT_HUGE = 1, OP_SET = 0, OP_GET = 1, V_GET = 0, V_SET = 1, V_CLEAR = 2 };
 
-static int fails;
 static int fd;
 static uint8_t *buf; /* 4 MiB, 2 MiB aligned */
-
-/* 0 or the errno of one ioctl. */
-static int io(int f, unsigned long cmd, void *arg)
-{
-	return ioctl(f, cmd, arg) < 0 ? errno : 0;
-}
-
-static const char *ename(int e)
-{
-	static char s[32];
-	if (!e)
-		return "ok";
-	const char *n = strerrorname_np(e);
-	if (n)
-		return n;
-	snprintf(s, sizeof s, "errno%d", e);
-	return s;
-}
-
-static void expect(const char *name, int got, int want)
-{
-	if (got == want) {
-		printf("%s: ok\n", name);
-		return;
-	}
-	printf("%s: FAIL got %s want %s\n", name, ename(got), ename(want));
-	fails++;
-}
-
-static void expect_u64(const char *name, uint64_t got, uint64_t want)
-{
-	if (got == want) {
-		printf("%s: ok\n", name);
-		return;
-	}
-	printf("%s: FAIL got 0x%llx want 0x%llx\n", name, (unsigned long long)got, (unsigned long long)want);
-	fails++;
-}
 
 static int open_iommu(void)
 {

@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
+#include "conform.h"
 
 #define T ';'
 #define V(n) _IO(T, 100 + (n))
@@ -67,44 +68,6 @@ struct destroy { uint32_t size, id; };
 enum { F_GET = 1u << 16, F_SET = 1u << 17, F_PROBE = 1u << 18, F_MIGRATION = 1 };
 enum { INFO_RESET = 1, INFO_PCI = 2 };
 
-static int fails;
-
-static int io(int f, unsigned long cmd, void *arg)
-{
-	return ioctl(f, cmd, arg) < 0 ? errno : 0;
-}
-
-static const char *ename(int e)
-{
-	static char s[32];
-	if (!e)
-		return "ok";
-	const char *n = strerrorname_np(e);
-	if (n)
-		return n;
-	snprintf(s, sizeof s, "errno%d", e);
-	return s;
-}
-
-static void expect(const char *name, int got, int want)
-{
-	if (got == want) {
-		printf("%s: ok\n", name);
-		return;
-	}
-	printf("%s: FAIL got %s want %s\n", name, ename(got), ename(want));
-	fails++;
-}
-
-static void expect_u64(const char *name, uint64_t got, uint64_t want)
-{
-	if (got == want) {
-		printf("%s: ok\n", name);
-		return;
-	}
-	printf("%s: FAIL got 0x%llx want 0x%llx\n", name, (unsigned long long)got, (unsigned long long)want);
-	fails++;
-}
 
 static int open_or_die(const char *p)
 {
