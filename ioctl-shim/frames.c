@@ -192,10 +192,9 @@ uint8_t *exchange(int fd, const struct request *r, size_t *len)
 	return read_reply(fd, n, len);
 }
 
-int read_struct(struct request *r, mem_reader read, void *who, uint64_t addr, int *short_read)
+int read_struct(struct request *r, mem_reader read, void *who, uint64_t addr)
 {
 	uint32_t size = 0;
-	*short_read = 0;
 	if (read(who, addr, &size, 4) != 4)
 		return 0;
 	uint32_t want = size < 4 ? 4 : size > IOMF_MAX_STRUCT ? IOMF_MAX_STRUCT : size;
@@ -210,7 +209,6 @@ int read_struct(struct request *r, mem_reader read, void *who, uint64_t addr, in
 	}
 	r->st = st;
 	r->st_len = (uint32_t)got;
-	*short_read = r->st_len < want;
 	return 0;
 }
 
@@ -267,7 +265,7 @@ uint8_t *transact(int fd, struct request *r, mem_reader read, void *who, struct 
 	}
 }
 
-int apply_reply(const struct reply *rep, uint64_t addr, int short_read, const struct reply_sink *sink, int64_t *retval)
+int apply_reply(const struct reply *rep, uint64_t addr, const struct reply_sink *sink, int64_t *retval)
 {
 	uint8_t *st = (uint8_t *)rep->st; /* in the caller's own copy of the frame */
 	int err = (int)rep->h.target_or_errno;
@@ -300,9 +298,6 @@ int apply_reply(const struct reply *rep, uint64_t addr, int short_read, const st
 		else if (!(rep->b[i].flags & IOMF_REPLY_NEWFD) && sink->write(sink->who, rep->b[i].addr, rep->b[i].data, rep->b[i].len) < 0)
 			err = EFAULT;
 	}
-	/* a tail that could not be read is a fault, not nonzero bytes */
-	if (short_read && err == E2BIG)
-		err = EFAULT;
 	if (!err && last >= 0) {
 		int nfd = sink->install(sink->who, (uint32_t)rep->b[last].addr, (const char *)rep->b[last].data + 4, rep->b[last].len - 4, 1);
 		if (nfd < 0)

@@ -60,10 +60,12 @@ typedef ssize_t (*mem_reader)(void *who, uint64_t addr, void *dst, size_t len);
  * The struct at addr into r->st (malloc'd), as an ioctl takes it: its first
  * u32 says the size (at least 4, at most IOMF_MAX_STRUCT). If not even that
  * can be read, the struct goes out empty: the server answers ENOTTY for an
- * unknown command first, else EFAULT, in the kernel's order. *short_read:
- * the tail could not be read. -1 (ENOMEM) on failure.
+ * unknown command first, else EFAULT, in the kernel's order. A tail that
+ * cannot be read goes out short: the server walks what came as the kernel
+ * walks the tail (a nonzero byte E2BIG, a missing one EFAULT). -1 (ENOMEM)
+ * on failure.
  */
-FRAMES_API int read_struct(struct request *r, mem_reader read, void *who, uint64_t addr, int *short_read);
+FRAMES_API int read_struct(struct request *r, mem_reader read, void *who, uint64_t addr);
 
 /*
  * Sends r on fd until the server answers: each RETRY names buffers, which
@@ -92,11 +94,10 @@ struct reply_sink {
  * A REPLY carried into the caller as the kernel's ioctl leaves it: the
  * descriptors struct fields name (their numbers go in the struct), the
  * struct (even with an errno: HWPT_INVALIDATE's entry_num), the out buffers,
- * then a descriptor that is the return value. `short_read`: the struct's tail
- * could not be read, so E2BIG is EFAULT. Returns 0 with *retval, or a
+ * then a descriptor that is the return value. Returns 0 with *retval, or a
  * positive errno.
  */
-FRAMES_API int apply_reply(const struct reply *rep, uint64_t addr, int short_read, const struct reply_sink *sink, int64_t *retval);
+FRAMES_API int apply_reply(const struct reply *rep, uint64_t addr, const struct reply_sink *sink, int64_t *retval);
 
 /* The file a NEWFD entry's path names: MOUNT/path, or /dev/null for none (a placeholder). 0, or -ENAMETOOLONG. */
 FRAMES_API int handed_file(const char *mount_dir, const char *path, uint32_t plen, char *out, size_t cap);

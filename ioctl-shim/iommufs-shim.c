@@ -438,8 +438,7 @@ static int forward_ioctl(int fd, struct slot s, uint32_t cmd, void *arg)
 {
 	uint64_t addr = (uintptr_t)arg;
 	struct request r = { .cmd = cmd };
-	int short_read;
-	if (read_struct(&r, own_read, NULL, addr, &short_read) < 0)
+	if (read_struct(&r, own_read, NULL, addr) < 0)
 		return -1;
 	/*
 	 * Probed for writing before the server acts, as it probes a real ioctl's:
@@ -448,7 +447,8 @@ static int forward_ioctl(int fd, struct slot s, uint32_t cmd, void *arg)
 	 * where the kernel would make, fail to copy out, and undo; a struct the
 	 * kernel only reads (IOMMU_DESTROY's) works from read-only memory.
 	 */
-	uint32_t readonly = r.st_len && mem_write(addr, r.st, r.st_len) < 0 ? IOMF_BUF_READONLY : 0;
+	uint32_t probe = r.st_len < IOMF_MAX_WRITTEN_BACK ? r.st_len : IOMF_MAX_WRITTEN_BACK;
+	uint32_t readonly = probe && mem_write(addr, r.st, probe) < 0 ? IOMF_BUF_READONLY : 0;
 	uint8_t *f = NULL;
 	struct reply rep = { 0 };
 	int err = 0;
@@ -478,7 +478,7 @@ static int forward_ioctl(int fd, struct slot s, uint32_t cmd, void *arg)
 	int64_t retval = 0;
 	if (!err) {
 		struct reply_sink sink = { .who = &fd, .write = own_write, .install = shim_install };
-		err = apply_reply(&rep, addr, short_read, &sink, &retval);
+		err = apply_reply(&rep, addr, &sink, &retval);
 		trace("iommufs-shim: ioctl(%d, 0x%x) = %s%s%.*s", fd, cmd, err ? errname(err) : "0", rep.h.msg_len ? ": " : "",
 		      (int)rep.h.msg_len, rep.msg);
 	} else {

@@ -58,10 +58,22 @@ struct iomf_buffer {
 	uint32_t flags;
 };
 
-/* The most struct bytes the shim sends (a larger size is the server's E2BIG/EINVAL to give). */
-#define IOMF_MAX_STRUCT (64u * 1024u)
 /* The server refuses frames above 17 MiB; the shim never builds one. */
 #define IOMF_MAX_FRAME (17u * 1024u * 1024u)
+/*
+ * The most struct bytes the shim sends, as many as the server reads of a
+ * real ioctl's (16 MiB, docs/limits.md). It sends the caller's size bytes,
+ * or as many as it could read, and the server walks the tail as the kernel
+ * does: a nonzero byte is E2BIG, a byte not sent EFAULT.
+ */
+#define IOMF_MAX_STRUCT (16u * 1024u * 1024u)
+/*
+ * The most struct bytes an ioctl writes back: the kernel copies out at most
+ * its own struct, and none the server knows is larger (a unit test keeps this
+ * so). The shim probes only these for writing, so a large size over memory
+ * that is read-only past the struct gets the kernel's answer, not EFAULT.
+ */
+#define IOMF_MAX_WRITTEN_BACK 256u
 
 #define IOMF_PAD8(n) (((n) + 7u) & ~(uint32_t)7u)
 

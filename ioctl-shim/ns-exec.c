@@ -325,8 +325,7 @@ static int forward(struct stopped *c, const struct seccomp_notif *n, int own, in
 {
 	uint64_t addr = n->data.args[2];
 	struct request r = { .cmd = (uint32_t)n->data.args[1] };
-	int short_read;
-	if (read_struct(&r, program_read, c, addr, &short_read) < 0)
+	if (read_struct(&r, program_read, c, addr) < 0)
 		return ENOMEM;
 	/*
 	 * Probed for writing before anything is made, as the server probes a real
@@ -346,7 +345,7 @@ static int forward(struct stopped *c, const struct seccomp_notif *n, int own, in
 		err = errno;
 	if (!err) {
 		struct reply_sink sink = { .who = c, .write = program_write, .install = hand_over };
-		err = apply_reply(&rep, addr, short_read, &sink, val);
+		err = apply_reply(&rep, addr, &sink, val);
 	}
 	free(rep.b);
 	free(f);

@@ -129,10 +129,14 @@ export function dispatch(env: DispatchEnv, r: IoctlRequest): IoctlReply {
   const have = Math.min(size, r.struct.length)
   if (have < Math.min(size, L.size)) return fail('EFAULT', `${sizeName}=${size}: only ${r.struct.length} bytes of the struct were sent`, { ioctl })
   if (ioctl.family === 'iommufd' && size > L.size) {
-    const tooBig = oversizedStruct(sizeName, size)
-    if (tooBig) return fail(tooBig.errno, tooBig.message, { ioctl })
-    if (have < size || !allZero(r.struct.subarray(L.size, have))) {
+    // copy_struct_from_user walks the tail: a nonzero byte is E2BIG, a byte it cannot read (the sender sent
+    // no more: it could not, or past what a frame carries) EFAULT, whichever comes first
+    if (!allZero(r.struct.subarray(L.size, have))) {
       return fail('E2BIG', `${sizeName}=${size}: bytes past the ${L.size}-byte ${L.name} must be zero`, { ioctl })
+    }
+    if (have < size) {
+      const tooBig = oversizedStruct(sizeName, size)
+      return fail('EFAULT', tooBig ? tooBig.message : `${sizeName}=${size}: the struct's tail past ${have} bytes cannot be read`, { ioctl })
     }
   }
   // from Node's pool (every request makes one): Buffer.alloc would give each its own backing store

@@ -85,6 +85,35 @@ function frameEnd(buf: Buffer): number | undefined {
   }
 }
 
+/** Chunks a struct's tail is read in when the whole of it cannot be. */
+const TAIL_CHUNK = 64 << 10
+
+/**
+ * The `len` bytes at `addr` of process `who`, or as many as it can supply from
+ * the start (copy_struct_from_user checks a tail up to its first fault), or
+ * the errno when not even the first page can be read.
+ */
+function readablePrefix(mem: ProcessMemory, who: number, addr: bigint, len: number): Buffer | number {
+  const whole = mem.read(who, addr, len)
+  if (typeof whole !== 'number') return whole
+  const parts: Buffer[] = []
+  let got = 0
+  // aligned chunks while they read, then the failing chunk page by page, to the first page that fails
+  for (let step = BigInt(TAIL_CHUNK); got < len; ) {
+    const at = addr + BigInt(got)
+    const n = Math.min(len - got, Number(step - (at % step)))
+    const part = mem.read(who, at, n)
+    if (typeof part === 'number') {
+      if (step === CPU_PAGE) break
+      step = CPU_PAGE
+      continue
+    }
+    parts.push(part)
+    got += n
+  }
+  return got ? Buffer.concat(parts, got) : whole
+}
+
 /** What is left of a write once its last line is taken. */
 const NOTHING = Buffer.alloc(0)
 
@@ -346,9 +375,9 @@ export abstract class Session {
     if (typeof head === 'number') throw fault('read', head)
     const size = head.readUInt32LE(0)
     // iommufd checks that bytes past its struct are zero, VFIO ignores them
-    const want = io.family === 'iommufd' ? size : Math.min(size, io.layout.size)
-    if (want > MAX_USER_BUFFER) throw new ErrnoError('E2BIG', `size=${size}: more than iommufs reads (${MAX_USER_BUFFER})`)
-    const struct = want <= head.length ? head.subarray(0, Math.max(want, 4)) : mem.read(who, arg, want)
+    // (16 MiB at most, as the shim sends: the dispatcher says EFAULT for a tail past what it got)
+    const want = io.family === 'iommufd' ? Math.min(size, MAX_USER_BUFFER) : Math.min(size, io.layout.size)
+    const struct = want <= head.length ? head.subarray(0, Math.max(want, 4)) : readablePrefix(mem, who, arg, want)
     if (typeof struct === 'number') throw fault('read', struct)
     const back = writtenBack(io.layout)
     const probe = back ? mem.write(who, arg, struct.subarray(0, Math.min(size, io.layout.size, struct.length))) : 0

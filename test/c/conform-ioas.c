@@ -216,6 +216,27 @@ static void dispatch(void)
 	expect("size_page_last_byte", io(f, C_IOAS_ALLOC, big), E2BIG);
 	free(big);
 
+	/*
+	 * The tail is walked to size whatever its length: the first nonzero byte
+	 * is E2BIG, the first byte that cannot be read EFAULT (here a PROT_NONE
+	 * page after 64 pages of zeros), whichever comes first.
+	 */
+	size_t span = 64 * 4096;
+	uint8_t *zeros = mmap(NULL, span + 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	mprotect(zeros + span, 4096, PROT_NONE);
+	struct ioas_alloc *w = (struct ioas_alloc *)zeros;
+	w->size = 0x11000;
+	expect("size_tail_past_64k_zero", io(f, C_IOAS_ALLOC, zeros), 0);
+	w->size = span + 8;
+	expect("size_tail_unreadable", io(f, C_IOAS_ALLOC, zeros), EFAULT);
+	zeros[0x20000] = 1;
+	expect("size_tail_nonzero_before_unreadable", io(f, C_IOAS_ALLOC, zeros), E2BIG);
+	w->size = 0xffffffff;
+	expect("size_huge_nonzero_first", io(f, C_IOAS_ALLOC, zeros), E2BIG);
+	zeros[0x20000] = 0;
+	expect("size_huge_unreadable_first", io(f, C_IOAS_ALLOC, zeros), EFAULT);
+	munmap(zeros, span + 4096);
+
 	/* flags */
 	struct ioas_alloc b = { .size = sizeof(b), .flags = 1 };
 	expect("ioas_alloc_flags", io(f, C_IOAS_ALLOC, &b), EOPNOTSUPP);

@@ -14,6 +14,7 @@ import { Ioas } from '../../src/iommufd/ioas'
 import { World } from '../../src/iommufd/world'
 import { parseDmaRequest } from '../../src/uapi/dma-text'
 import { MAX_FRAME, decodeReply, encodeRequest } from '../../src/uapi/frame'
+import { IOCTLS } from '../../src/uapi/ioctls'
 import { IommuSession } from '../../src/uapi/session'
 import { ErrnoError } from '../../src/util/errno'
 import { LIMITS } from '../../src/util/limits'
@@ -75,6 +76,31 @@ describe('limits', () => {
       assert.equal(frame(t, 'IOAS_ALLOC', {}, undefined, big).errnoName, 'E2BIG')
       big[big.length - 1] = 0
       assert.equal(frame(t, 'IOAS_ALLOC', {}, undefined, big).errnoName, undefined)
+    })
+
+    it('in a frame: the tail is walked as copy_struct_from_user walks it: a nonzero byte sent is E2BIG, then bytes not sent (the sender could not read them) are EFAULT', () => {
+      const t = new IommuBench()
+      const short = Buffer.alloc(0x100)
+      short.writeUInt32LE(0x10000, 0)
+      assert.equal(frame(t, 'IOAS_ALLOC', {}, undefined, short).errnoName, 'EFAULT')
+      short[0x80] = 1
+      assert.equal(frame(t, 'IOAS_ALLOC', {}, undefined, short).errnoName, 'E2BIG')
+      // past the limit too: the nonzero byte comes first
+      short.writeUInt32LE(0xffffffff, 0)
+      assert.equal(frame(t, 'IOAS_ALLOC', {}, undefined, short).errnoName, 'E2BIG')
+      assert.equal(t.id('IOAS_ALLOC', 'out_ioas_id'), 1)
+    })
+
+    it("the shim's header agrees: it sends at most a user buffer's bytes of a struct, and probes no more than any struct's size for writing", () => {
+      const header = readFileSync(path.join(ROOT, 'ioctl-shim', 'iommufs-shim.h'), 'utf8')
+      const value = (name: string): number => {
+        const m = new RegExp(`#define ${name} \\(?([0-9u* ]+)\\)?`).exec(header)
+        assert.ok(m, name)
+        return m[1].split('*').reduce((p, f) => p * parseInt(f, 10), 1)
+      }
+      assert.equal(value('IOMF_MAX_STRUCT'), LIMITS.userBuffer.max)
+      const largest = Math.max(...IOCTLS.map((io) => io.layout.size))
+      assert.ok(largest <= value('IOMF_MAX_WRITTEN_BACK'), `a ${largest}-byte struct is larger than IOMF_MAX_WRITTEN_BACK`)
     })
 
     it('VFIO commands ignore argsz past their struct: a huge argsz is not refused for its size', () => {
