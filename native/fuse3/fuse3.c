@@ -481,11 +481,13 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
     return;
   }
   /* opened for writing with no OPEN: JS opens, writes and releases the attribute by inode (fh 0) */
-  int reader = ses(req)->flags & MOUNT_NO_OPEN ? 0 : kept_drop(ses(req), fi->fh); /* JS hands the new reply over with its answer, or nothing */
+  int no_open = ses(req)->flags & MOUNT_NO_OPEN;
+  uint64_t fh = no_open ? 0 : fi->fh;
+  int reader = no_open ? 0 : kept_drop(ses(req), fh); /* JS hands the new reply over with its answer, or nothing */
   napi_env env = js_env(ses(req));
   napi_value a[5];
   void *copy;
-  a[0] = num(env, ses(req)->flags & MOUNT_NO_OPEN ? 0 : (double)fi->fh);
+  a[0] = num(env, (double)fh);
   /* JS may keep the bytes (a partial request line), so they are copied out of libfuse's buffer */
   if (napi_create_buffer_copy(env, size, data, &copy, &a[1]) != napi_ok) {
     fuse_reply_err(req, ENOMEM);

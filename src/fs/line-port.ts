@@ -48,7 +48,7 @@ export function linePortFile(port: LinePort): Omit<OpenFile, 'release'> {
       if (refused) fail(pos, refused, pending.slice(0, 60))
       // all of a write's lines are answered before any other user's request: bound how many, before any runs
       const max = LIMITS.requestsPerWrite.max
-      for (let nl = pending.indexOf('\n'), n = 0; nl >= 0; nl = pending.indexOf('\n', nl + 1)) {
+      for (let nl = pending.length > max ? pending.indexOf('\n') : -1, n = 0; nl >= 0; nl = pending.indexOf('\n', nl + 1)) {
         if (++n > max) fail(pos, new ErrnoError(LIMITS.requestsPerWrite.errno, `more than ${max} request lines in one write; send them in several writes`), pending.slice(0, 60))
       }
       for (let nl = pending.indexOf('\n'); nl >= 0; nl = pending.indexOf('\n')) {

@@ -466,7 +466,7 @@ export class Ioas extends IommufdObject {
       }
       const pid = a.pages.file ? undefined : a.pages.owner?.pid
       if (pid === undefined) continue
-      const need = a.flags & MapFlag.WRITEABLE ? 'write' : 'read'
+      const need = pinAccess(a.flags)
       const why = b instanceof ProcessBacking ? b.unpinnable(a.userVa, a.length, need) : ProcessBacking.unpinnableIn(pid, a.userVa, a.length, need)
       if (why) throw new ErrnoError('EFAULT', `the mapping at ${hex(a.iova)} cannot be pinned for the domain: ${why}`)
     }
@@ -542,6 +542,11 @@ function checkReadOnly(ioas: Ioas, flags: number): void {
   if (parent) throw new ErrnoError('EINVAL', `flags: read-only mappings are refused under VT-d nest parent HWPT ${parent.id} (ERRATA_772415_SPR17)`)
 }
 
+/** The access pinning a mapping's pages needs: FOLL_WRITE for a WRITEABLE one. */
+function pinAccess(mapFlags: number): PinAccess {
+  return mapFlags & MapFlag.WRITEABLE ? 'write' : 'read'
+}
+
 /**
  * Pins [va, va+length) of a live process for IOAS_MAP: EFAULT where it has
  * nothing mapped, or (`need`) maps it without that access (as pin_user_pages
@@ -585,7 +590,7 @@ export function ioasMap(ctx: IommufdContext, a: MapArgs, caller?: number): bigin
   // the kernel pins at map time only to fill the IOAS's domains: with none, unmapped memory is not yet an error
   let memory: MemoryRef | undefined
   try {
-    memory = caller ? pinProcessPages(caller, a.userVa, a.length, a.flags & MapFlag.WRITEABLE ? 'write' : 'read') : undefined
+    memory = caller ? pinProcessPages(caller, a.userVa, a.length, pinAccess(a.flags)) : undefined
   } catch (e) {
     if (ioas.hwpts.size || !(e instanceof ErrnoError) || e.errno !== 'EFAULT') throw e
   }

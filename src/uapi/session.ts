@@ -67,6 +67,8 @@ interface CallerState extends Reply {
  */
 function tooManyRequests(buf: Buffer): void {
   const max = LIMITS.requestsPerWrite.max
+  // each request takes a byte at least: the usual write (one line or frame) is not walked twice
+  if (buf.length <= max) return
   for (let at = 0, n = 0; at < buf.length; ) {
     const rest = at ? buf.subarray(at) : buf
     const total = looksLikeFrame(rest) ? frameEnd(rest) : buf.indexOf(0x0a, at) + 1 - at

@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert'
 import { promises as fsp } from 'node:fs'
 import * as path from 'node:path'
-import { makeTempDir, PACKAGE_ROOT } from './cli'
+import { iommufs, makeTempDir, PACKAGE_ROOT } from './cli'
 import { sh, withMount } from './mount'
 
 /**
@@ -34,5 +34,35 @@ export function conformSuite(name: string, title: string, wants: string[]): void
     } finally {
       await fsp.rmdir(dir)
     }
+  })
+}
+
+/**
+ * The test of an outside conformance program, test/c/conform-NAME.c: built
+ * with gcc, then run on one mount under the shim and with real ioctl()s
+ * (exec --namespace). Both runs exit 0 and print the same lines, which
+ * `check` asserts.
+ */
+export function conformProgram(name: string, title: string, check: (lines: string[], src: string) => void): void {
+  const src = path.join(PACKAGE_ROOT, 'test', 'c', `conform-${name}.c`)
+  let dir: string
+  let bin: string
+  before(async () => {
+    dir = await makeTempDir()
+    bin = path.join(dir, `conform-${name}`)
+    const cc = await sh(`gcc -Wall -Wextra -Werror -o ${bin} ${src}`)
+    assert.equal(cc.code, 0, cc.stderr)
+  })
+  after(() => fsp.rm(dir, { recursive: true, force: true }))
+
+  it(title, async () => {
+    await withMount(async (m) => {
+      const shim = await iommufs(['exec', '--mount', m.dir, '--', bin])
+      assert.equal(shim.code, 0, shim.stdout + shim.stderr)
+      check(shim.stdout.trim().split('\n'), await fsp.readFile(src, 'utf8'))
+      const ns = await iommufs(['exec', '--mount', m.dir, '--namespace', '--', bin])
+      assert.equal(ns.code, 0, ns.stdout + ns.stderr)
+      assert.equal(ns.stdout, shim.stdout)
+    })
   })
 }

@@ -7,12 +7,7 @@
  * supervisor), which must answer alike.
  */
 import { strict as assert } from 'node:assert'
-import { promises as fsp } from 'node:fs'
-import * as path from 'node:path'
-import { iommufs, makeTempDir, PACKAGE_ROOT } from '../helpers/cli'
-import { sh, withMount } from '../helpers/mount'
-
-const SRC = path.join(PACKAGE_ROOT, 'test', 'c', 'conform-nested.c')
+import { conformProgram } from '../helpers/conform'
 
 /** How many checks the program makes on the default topology (two devices behind one SMMU, one behind the other, a VT-d one). */
 const CHECKS = 390
@@ -34,36 +29,15 @@ const SAMPLES = [
   'fault_pread_offset: ok',
 ]
 
-function assertConforms(stdout: string): void {
-  const lines = stdout.trim().split('\n')
-  assert.equal(lines.pop(), 'conform-nested: all ok')
-  assert.deepEqual(
-    lines.filter((l) => !l.endsWith(': ok')),
-    [],
-  )
-  assert.equal(lines.length, CHECKS)
-  for (const s of SAMPLES) assert.ok(lines.includes(s), `no "${s}"`)
-}
-
 describe('nested / vIOMMU uAPI conformance (test/c/conform-nested.c)', function () {
-  let dir: string
-  let bin: string
-  before(async () => {
-    dir = await makeTempDir()
-    bin = path.join(dir, 'conform-nested')
-    const cc = await sh(`gcc -Wall -Wextra -Werror -o ${bin} ${SRC}`)
-    assert.equal(cc.code, 0, cc.stderr)
-  })
-  after(() => fsp.rm(dir, { recursive: true, force: true }))
-
-  it('every check answers as the kernel does, through the shim and with real ioctls under exec --namespace', async () => {
-    await withMount(async (m) => {
-      const shim = await iommufs(['exec', '--mount', m.dir, '--', bin])
-      assert.equal(shim.code, 0, shim.stdout + shim.stderr)
-      assertConforms(shim.stdout)
-      const ns = await iommufs(['exec', '--mount', m.dir, '--namespace', '--', bin])
-      assert.equal(ns.code, 0, ns.stdout + ns.stderr)
-      assert.equal(ns.stdout, shim.stdout)
-    })
+  conformProgram('nested', 'every check answers as the kernel does, through the shim and with real ioctls under exec --namespace', (lines) => {
+    const checks = [...lines]
+    assert.equal(checks.pop(), 'conform-nested: all ok')
+    assert.deepEqual(
+      checks.filter((l) => !l.endsWith(': ok')),
+      [],
+    )
+    assert.equal(checks.length, CHECKS)
+    for (const s of SAMPLES) assert.ok(checks.includes(s), `no "${s}"`)
   })
 })

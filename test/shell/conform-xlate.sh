@@ -25,6 +25,27 @@ put64() {
 mark() { printf 'P%03x' $(( ($1 - ram_base) >> 12 )) | dd of="$ram" bs=1 seek=$(( $1 - ram_base )) conv=notrunc status=none; }
 name() { printf 'P%03x' $(( ($1 - ram_base) >> 12 )); }
 
+# nest_parent PCI: a new context on fd 3 with PCI bound, an IOAS mapping $ram at 0x40000000 and $ro at
+# 0x40800000, and a nest parent over it: $dev, $ioas, $s2
+nest_parent() {
+  exec 3<>"$M/dev/iommu" || die "open dev/iommu"
+  req_ok "DEVICE_BIND pci=$1"; dev=$(get out_devid)
+  req_ok "IOAS_ALLOC"; ioas=$(get out_ioas_id)
+  req_ok "IOAS_MAP_FILE ioas_id=$ioas flags=FIXED_IOVA|READABLE|WRITEABLE path=$ram start=0 length=0x800000 iova=0x40000000"
+  req_ok "IOAS_MAP_FILE ioas_id=$ioas flags=FIXED_IOVA|READABLE path=$ro start=0 length=0x1000 iova=0x40800000"
+  req_ok "HWPT_ALLOC dev_id=$dev pt_id=$ioas flags=NEST_PARENT"; s2=$(get out_hwpt_id)
+}
+# dirty_domain PCI: a new context on fd 3 with PCI attached to a DIRTY_TRACKING domain whose IOAS maps
+# $buf at 0x100000: $dev, $ioas, $hwpt
+dirty_domain() {
+  exec 3<>"$M/dev/iommu" || die "open dev/iommu"
+  req_ok "DEVICE_BIND pci=$1"; dev=$(get out_devid)
+  req_ok "IOAS_ALLOC"; ioas=$(get out_ioas_id)
+  req_ok "HWPT_ALLOC dev_id=$dev pt_id=$ioas flags=DIRTY_TRACKING"; hwpt=$(get out_hwpt_id)
+  req_ok "IOAS_MAP_FILE ioas_id=$ioas flags=FIXED_IOVA|READABLE|WRITEABLE path=$buf start=0 length=0x4000 iova=0x100000"
+  req_ok "DEVICE_ATTACH dev_id=$dev pt_id=$hwpt"
+}
+
 # ===================================================================================================
 # SMMUv3: 0000:00:01.0 (StreamID 0x8) on smmu3.0x0000000009050000, nested under a vIOMMU (vSID 0x10)
 # ===================================================================================================
@@ -68,12 +89,7 @@ for a in 0x40010000 0x40011000 0x40012000 0x40013000 0x40014000 0x40015000 0x400
   0x4001b000 0x4001c000 0x4001d000 0x40020000 0x40021000 0x40022000 0x40023000 0x40024000 0x40025000 0x40026000 0x40027000 \
   0x40028000 0x40029000 0x4002a000 0x40030000 0x40031000 0x40040000 0x40201000 0x40400000 0x40600000; do mark $a; done
 
-exec 3<>"$M/dev/iommu" || die "open dev/iommu"
-req_ok "DEVICE_BIND pci=$PCI"; dev=$(get out_devid)
-req_ok "IOAS_ALLOC"; ioas=$(get out_ioas_id)
-req_ok "IOAS_MAP_FILE ioas_id=$ioas flags=FIXED_IOVA|READABLE|WRITEABLE path=$ram start=0 length=0x800000 iova=0x40000000"
-req_ok "IOAS_MAP_FILE ioas_id=$ioas flags=FIXED_IOVA|READABLE path=$ro start=0 length=0x1000 iova=0x40800000"
-req_ok "HWPT_ALLOC dev_id=$dev pt_id=$ioas flags=NEST_PARENT"; s2=$(get out_hwpt_id)
+nest_parent $PCI
 req_ok "DEVICE_ATTACH dev_id=$dev pt_id=$s2"
 
 # ---- stage 2 alone (the nest parent attached directly): IPA = IOVA ----
@@ -377,12 +393,7 @@ exec 3>&-
 # ---- a stage-1 domain the host builds (Linux's io-pgtable), with dirty tracking: 0000:00:02.0 (StreamID 0x10) ----
 PCI2=0000:00:02.0
 buf=$TMP/smmu-buf; truncate -s 16K "$buf"
-exec 3<>"$M/dev/iommu" || die "open dev/iommu"
-req_ok "DEVICE_BIND pci=$PCI2"; dev=$(get out_devid)
-req_ok "IOAS_ALLOC"; ioas=$(get out_ioas_id)
-req_ok "HWPT_ALLOC dev_id=$dev pt_id=$ioas flags=DIRTY_TRACKING"; hwpt=$(get out_hwpt_id)
-req_ok "IOAS_MAP_FILE ioas_id=$ioas flags=FIXED_IOVA|READABLE|WRITEABLE path=$buf start=0 length=0x4000 iova=0x100000"
-req_ok "DEVICE_ATTACH dev_id=$dev pt_id=$hwpt"
+dirty_domain $PCI2
 bitmap() { req_ok "HWPT_GET_DIRTY_BITMAP hwpt_id=$hwpt iova=0x100000 length=0x4000 page_size=0x1000 ${1:-}"; get data; }
 dma $PCI2 "read iova=0x100000 len=4 priv exec"
 expect smmu.host.s1.levels "$(sed -n 's/^walk s1 level=\([0-9]\).*/\1/p' <<<"$dma" | tr -d '\n')" 0123
@@ -428,12 +439,7 @@ pt 11 $(( 0x40800000 | LF ))                        # the read-only second file
 for a in 0x40010000 0x40011000 0x40012000 0x40013000 0x40017000 0x40018000 0x40019000 0x4001a000 0x40020000 \
   0x40027000 0x40028000 0x40029000 0x4002a000 0x40201000; do mark $a; done
 
-exec 3<>"$M/dev/iommu" || die "open dev/iommu"
-req_ok "DEVICE_BIND pci=$PCI"; dev=$(get out_devid)
-req_ok "IOAS_ALLOC"; ioas=$(get out_ioas_id)
-req_ok "IOAS_MAP_FILE ioas_id=$ioas flags=FIXED_IOVA|READABLE|WRITEABLE path=$ram start=0 length=0x800000 iova=0x40000000"
-req_ok "IOAS_MAP_FILE ioas_id=$ioas flags=FIXED_IOVA|READABLE path=$ro start=0 length=0x1000 iova=0x40800000"
-req_ok "HWPT_ALLOC dev_id=$dev pt_id=$ioas flags=NEST_PARENT"; s2=$(get out_hwpt_id)
+nest_parent $PCI
 req_ok "HWPT_ALLOC dev_id=$dev pt_id=$s2 data_type=VTD_S1 data.pgtbl_addr=0x40000000 data.addr_width=48 data.flags=SRE"; nested=$(get out_hwpt_id)
 req_ok "DEVICE_ATTACH dev_id=$dev pt_id=$nested"
 vinv() { req "HWPT_INVALIDATE hwpt_id=$nested entry=$1"; [[ $reply == ok* ]] || die "entry $1: $reply"; }
@@ -538,12 +544,7 @@ exec 3>&-
 # ---- second-stage dirty tracking (SSADE): 0000:02:01.0 on a DIRTY_TRACKING domain ----
 PCI2=0000:02:01.0
 truncate -s 0 "$buf"; truncate -s 16K "$buf"
-exec 3<>"$M/dev/iommu" || die "open dev/iommu"
-req_ok "DEVICE_BIND pci=$PCI2"; dev=$(get out_devid)
-req_ok "IOAS_ALLOC"; ioas=$(get out_ioas_id)
-req_ok "HWPT_ALLOC dev_id=$dev pt_id=$ioas flags=DIRTY_TRACKING"; hwpt=$(get out_hwpt_id)
-req_ok "IOAS_MAP_FILE ioas_id=$ioas flags=FIXED_IOVA|READABLE|WRITEABLE path=$buf start=0 length=0x4000 iova=0x100000"
-req_ok "DEVICE_ATTACH dev_id=$dev pt_id=$hwpt"
+dirty_domain $PCI2
 dma $PCI2 "read iova=0x100000 len=4"
 leaf=$(sed -n 's/^walk ss level=1 .*desc=\(0x[0-9a-f]*\).*/\1/p' <<<"$dma")
 expect vtd.ss.leaf.rw.clean $(( leaf & 0x3ff )) 3
