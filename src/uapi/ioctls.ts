@@ -4,7 +4,7 @@ import * as hwpt from '../iommufd/hwpt'
 import * as ioas from '../iommufd/ioas'
 import * as invalidate from '../iommufd/invalidate'
 import * as vcmdq from '../iommufd/vcmdq'
-import { vfioIoasOp } from '../iommufd/vfio-compat'
+import { VfioIoasOp, vfioIoasOp } from '../iommufd/vfio-compat'
 import * as vfioPci from '../iommufd/vfio-pci'
 import * as viommu from '../iommufd/viommu'
 import { hwQueueAlloc } from '../iommufd/hw-queue'
@@ -26,7 +26,7 @@ import { encodeFault } from '../hw/vtd/faults'
 import { ErrnoError } from '../util/errno'
 import { LIMITS } from '../util/limits'
 import { fdIsServedHere, pathIsServedHere } from '../util/own-mounts'
-import { StructLayout, StructValue, decode, encode } from './layout'
+import { StructLayout, StructValue, decode, encode, writtenBack } from './layout'
 import { UserMemory } from './memory'
 import { VfioAttachFlag, VfioBindFlag } from './names'
 import * as S from './structs'
@@ -119,6 +119,13 @@ export interface Ioctl {
    */
   readonly family: 'iommufd' | 'vfio' | 'arg'
   readonly handler: (call: Call) => StructValue
+  /** Whether a call copies its struct back, where the request decides (else the layout's out fields do). */
+  readonly copiesBack?: (struct: Buffer) => boolean
+}
+
+/** Whether the kernel writes this call's struct back (so it may not lie in read-only memory). */
+export function copiesBack(io: Ioctl, struct: Buffer): boolean {
+  return io.copiesBack ? io.copiesBack(struct) : writtenBack(io.layout)
 }
 
 /** The context VFIO_DEVICE_BIND_IOMMUFD binds into: the one its iommufd descriptor names, else the node's own. */
@@ -499,9 +506,13 @@ export const IOCTLS: readonly Ioctl[] = [
   ioctl('IOMMU_OPTION', 0x87, S.iommu_option, 'val64', (c) => ({
     val64: ctxOf(c).option(u(c.req, 'option_id'), u(c.req, 'op'), u(c.req, '__reserved'), u(c.req, 'object_id'), b(c.req, 'val64')),
   })),
-  ioctl('IOMMU_VFIO_IOAS', 0x88, S.iommu_vfio_ioas, '__reserved', (c) => ({
-    ioas_id: BigInt(vfioIoasOp(ctxOf(c), u(c.req, 'ioas_id'), u(c.req, 'op'), u(c.req, '__reserved'))),
-  })),
+  {
+    ...ioctl('IOMMU_VFIO_IOAS', 0x88, S.iommu_vfio_ioas, '__reserved', (c) => ({
+      ioas_id: BigInt(vfioIoasOp(ctxOf(c), u(c.req, 'ioas_id'), u(c.req, 'op'), u(c.req, '__reserved'))),
+    })),
+    // only GET answers with the struct; SET and CLEAR take a const one
+    copiesBack: (struct) => struct.length < S.iommu_vfio_ioas.endOf('op') || struct.readUInt16LE(S.iommu_vfio_ioas.field('op').offset) === VfioIoasOp.GET,
+  },
   ioctl('IOMMU_HWPT_ALLOC', 0x89, S.iommu_hwpt_alloc, '__reserved', (c) => ({
     out_hwpt_id: BigInt(
       u(c.req, 'data_type') === HWPT_DATA_IOMMUFS_KVM ? kvmHwptAlloc(c) : hwpt.hwptAlloc(ctxOf(c), {

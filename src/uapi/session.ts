@@ -9,9 +9,8 @@ import { ErrnoError } from '../util/errno'
 import { LIMITS } from '../util/limits'
 import { DispatchEnv, IoctlReply, MAX_USER_BUFFER, dispatch } from './dispatch'
 import { decodeRequest, encodeError, encodeReply, frameLength, looksLikeFrame } from './frame'
-import { descriptorTarget, ioctlByCmd } from './ioctls'
+import { copiesBack, descriptorTarget, ioctlByCmd } from './ioctls'
 import { FrameMemory, PidMemory, ProcessMemory } from './memory'
-import { writtenBack } from './layout'
 import { RecordedSession, RequestRecorder } from './record'
 import { DeviceResolver, formatReply, formatRequest, parseTextCached } from './text'
 
@@ -381,7 +380,7 @@ export abstract class Session {
     const want = io.family === 'iommufd' ? Math.min(size, MAX_USER_BUFFER) : Math.min(size, io.layout.size)
     const struct = want <= head.length ? head.subarray(0, Math.max(want, 4)) : readablePrefix(mem, who, arg, want)
     if (typeof struct === 'number') throw fault('read', struct)
-    const back = writtenBack(io.layout)
+    const back = copiesBack(io, struct)
     const probe = back ? mem.write(who, arg, struct.subarray(0, Math.min(size, io.layout.size, struct.length))) : 0
     if (probe !== 0) throw fault('write', probe)
     // a recording needs the buffers the handler read: note them on the way
@@ -486,7 +485,7 @@ export abstract class Session {
       if (req.target && !device) throw new ErrnoError('ENODEV', `frame target=${req.target}: no /dev/vfio/devices/vfio${req.target - 1}`)
       // a struct in read-only memory (the sender's probe failed): fine for one the kernel only reads, else EFAULT with nothing done
       const io = req.readOnly ? ioctlByCmd(cmd) : undefined
-      if (io && io.family !== 'arg' && writtenBack(io.layout)) throw new ErrnoError('EFAULT', `${io.name}: the ${io.layout.name} is in memory the sender cannot write; its out fields could not be written back`)
+      if (io && io.family !== 'arg' && copiesBack(io, req.struct)) throw new ErrnoError('EFAULT', `${io.name}: the ${io.layout.name} is in memory the sender cannot write; its out fields could not be written back`)
       const owner = req.own ? caller?.tid || caller?.pid || undefined : undefined
       // the sender's memory reached directly spares a RETRY round trip for each buffer the frame did not carry
       // (a recording keeps the round trip: the retried frame carries the bytes it records)

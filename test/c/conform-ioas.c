@@ -800,7 +800,8 @@ static void change_process_checks(void)
 /*
  * A struct in read-only memory: EFAULT where the kernel writes it back, and
  * the failed ioctl leaves no half-made ID behind; fine where the kernel only
- * reads it (DESTROY, ALLOW_IOVAS, CHANGE_PROCESS: a const struct).
+ * reads it (DESTROY, ALLOW_IOVAS, CHANGE_PROCESS: a const struct; VFIO_IOAS
+ * writes it back for GET only).
  */
 static void readonly_checks(void)
 {
@@ -813,12 +814,16 @@ static void readonly_checks(void)
 	struct range *r = (struct range *)(p + 192);
 	struct allow *al = (struct allow *)(p + 256);
 	struct change_process *cp = (struct change_process *)(p + 320);
+	struct vfio_ioas *vs = (struct vfio_ioas *)(p + 384), *vc = vs + 1, *vg = vs + 2;
 	*ia = (struct ioas_alloc){ .size = sizeof(*ia) };
 	*q = (struct ranges){ .size = sizeof(*q), .ioas_id = a };
 	*d = (struct destroy){ .size = sizeof(*d), .id = b };
 	*r = (struct range){ 0x100000, 0x1fffff };
 	*al = (struct allow){ .size = sizeof(*al), .ioas_id = a, .num_iovas = 1, .allowed_iovas = (uintptr_t)r };
 	*cp = (struct change_process){ .size = sizeof(*cp) };
+	*vs = (struct vfio_ioas){ .size = sizeof(*vs), .ioas_id = a, .op = V_SET };
+	*vc = (struct vfio_ioas){ .size = sizeof(*vc), .op = V_CLEAR };
+	*vg = (struct vfio_ioas){ .size = sizeof(*vg), .op = V_GET };
 	mprotect(p, PAGE, PROT_READ);
 	expect("readonly_ioas_alloc", io(f, C_IOAS_ALLOC, ia), EFAULT);
 	expect("readonly_iova_ranges", io(f, C_IOVA_RANGES, q), EFAULT);
@@ -827,6 +832,11 @@ static void readonly_checks(void)
 	expect("readonly_destroy_again", io(f, C_DESTROY, d), 0);
 	expect("readonly_allow_iovas", io(f, C_ALLOW_IOVAS, al), 0);
 	expect("readonly_change_process", io(f, C_CHANGE_PROCESS, cp), 0);
+	expect("readonly_vfio_ioas_set", io(f, C_VFIO_IOAS, vs), 0);
+	expect("readonly_vfio_ioas_get", io(f, C_VFIO_IOAS, vg), EFAULT);
+	expect("readonly_vfio_ioas_clear", io(f, C_VFIO_IOAS, vc), 0);
+	uint32_t none = 0;
+	expect("readonly_vfio_ioas_cleared", vfio_ioas(f, V_GET, &none), ENODEV);
 	munmap(p, PAGE);
 	close(f);
 }
