@@ -110,6 +110,8 @@ static struct {
 	void *(*mmap)(void *, size_t, int, int, int, off_t);
 	void *(*mmap64)(void *, size_t, int, int, int, off_t);
 	int (*munmap)(void *, size_t);
+	ssize_t (*read)(int, void *, size_t);
+	ssize_t (*read_chk)(int, void *, size_t, size_t);
 } real;
 
 static pthread_once_t resolved = PTHREAD_ONCE_INIT;
@@ -143,6 +145,8 @@ static void resolve(void)
 	real.mmap = next("mmap");
 	real.mmap64 = next("mmap64");
 	real.munmap = next("munmap");
+	real.read = next("read");
+	real.read_chk = next("__read_chk");
 	/* older libcs lack some variants: fall back to the plain call */
 	if (!real.open64)
 		real.open64 = real.open;
@@ -599,6 +603,33 @@ static void *iommufd_mmap(void *addr, size_t len, int prot, int flags, int fd, o
 	pthread_mutex_unlock(&table_lock);
 	trace("iommufs-shim: mmap(fd %d, offset 0x%llx, 0x%zx) = %p", fd, (unsigned long long)off, plen, m);
 	return m;
+}
+
+/* A read of 0 bytes on an event queue's descriptor: the kernel's answer, 0 or -1 with errno (FUSE sends the server none); 1 for any other. */
+static int read_nothing(int fd, size_t count)
+{
+	if (count || slot_get(fd).kind != FD_QUEUE)
+		return 1;
+	int r = queue_read_nothing(fd);
+	if (r >= 0)
+		return r;
+	errno = -r;
+	return -1;
+}
+
+EXPORT ssize_t read(int fd, void *buf, size_t count)
+{
+	RESOLVE();
+	int r = read_nothing(fd, count);
+	return r <= 0 ? r : real.read(fd, buf, count);
+}
+
+/* what read() becomes under _FORTIFY_SOURCE when the buffer's size is known */
+EXPORT ssize_t __read_chk(int fd, void *buf, size_t count, size_t buflen)
+{
+	RESOLVE();
+	int r = read_nothing(fd, count);
+	return r <= 0 ? r : real.read_chk(fd, buf, count, buflen);
 }
 
 typedef void *(*mmap_fn)(void *, size_t, int, int, int, off_t);

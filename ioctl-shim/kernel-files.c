@@ -1,9 +1,13 @@
 /* Kernel files an iommufs mount serves in their place (kernel-files.h). */
 #define _GNU_SOURCE
 #include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kernel-files.h"
 
@@ -66,4 +70,26 @@ int kernel_file_path(const char *mount_dir, const char *path, long pid, long tid
 		return 0;
 	}
 	return n > 0 && (size_t)n < cap;
+}
+
+static int ends_with(const char *s, size_t len, const char *end)
+{
+	size_t n = strlen(end);
+	return len >= n && memcmp(s + len - n, end, n) == 0;
+}
+
+int queue_read_nothing(int fd)
+{
+	char link[64], path[PATH_MAX];
+	snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(link, path, sizeof path);
+	if (n <= 0 || (size_t)n >= sizeof path)
+		return 1;
+	/* the debug tree names each queue's file <id>.veventq/queue or <id>.fault/queue */
+	if (ends_with(path, (size_t)n, ".veventq/queue"))
+		return -EINVAL;
+	if (!ends_with(path, (size_t)n, ".fault/queue"))
+		return 1;
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLIN) ? -EINVAL : 0;
 }

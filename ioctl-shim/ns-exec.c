@@ -14,7 +14,8 @@
  * stand-in, as under the shim. So do mmap()s of files: one of PROGRAM's
  * iommufd is checked by the server as the kernel checks it, then mapped by
  * PROGRAM's kernel from the FUSE file. Exits with PROGRAM's status (128 +
- * signal when killed).
+ * signal when killed). A read() of 0 bytes stops too: on an event queue it
+ * gets the kernel's answer, which FUSE cannot give (it sends no request).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -128,9 +129,11 @@ static void note_mount_devs(void)
 
 /*
  * ioctl() with one of the three commands, every open() (an open may name a
- * kernel file the mount stands in for; the filter cannot read the path) and
- * every mmap() of a file (it may be an iommufd's region) stop for us; all
- * else runs. Jumps count the instructions skipped: NOTIFY is 18, ALLOW 19.
+ * kernel file the mount stands in for; the filter cannot read the path),
+ * every mmap() of a file (it may be an iommufd's region) and every read() of
+ * 0 bytes (it may be an event queue's, which FUSE never asks the server
+ * about) stop for us; all else runs. Jumps count the instructions skipped:
+ * NOTIFY is 18 and 24, ALLOW 19 and 25.
  */
 static int install_filter(void)
 {
@@ -143,7 +146,7 @@ static int install_filter(void)
 		/* 5 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_openat, 12, 0),
 		/* 6 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_ioctl, 2, 0),
 		/* 7 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_mmap, 6, 0),
-		/* 8 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		/* 8 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_read, 11, 10),
 		/* 9: the kernel takes the command as an unsigned int: its low word */
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),
 		/* 10 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IOMMU_FAULT_QUEUE_ALLOC, 7, 0),
@@ -158,6 +161,13 @@ static int install_filter(void)
 		/* 17 */ BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, MAP_ANONYMOUS, 1, 0),
 		/* 18 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
 		/* 19 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		/* 20: read's count, both words */
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
+		/* 21 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 3),
+		/* 22 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2]) + 4),
+		/* 23 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1),
+		/* 24 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+		/* 25 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
 	struct sock_fprog fprog = { .len = sizeof prog / sizeof prog[0], .filter = prog };
 	return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &fprog);
@@ -467,6 +477,23 @@ static void answer_mmap(int listener, const struct seccomp_notif *n, struct secc
 		fprintf(stderr, "iommufs-ns-exec: SECCOMP_IOCTL_NOTIF_SEND: %s\n", strerror(errno));
 }
 
+/* A stopped read() of 0 bytes: on one of the mount's event queues, the kernel's answer (queue_read_nothing); else it runs. */
+static void answer_read_nothing(int listener, const struct seccomp_notif *n, struct seccomp_notif_resp *resp)
+{
+	struct stat st;
+	int own = program_file((pid_t)n->pid, (int)n->data.args[0], &st);
+	if (own >= 0) {
+		int r = on_mount(&st) ? queue_read_nothing(own) : 1;
+		if (r <= 0 && ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &n->id) == 0) {
+			resp->flags = 0;
+			resp->error = r;
+		}
+		close(own);
+	}
+	if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, resp) < 0 && errno != ENOENT)
+		fprintf(stderr, "iommufs-ns-exec: SECCOMP_IOCTL_NOTIF_SEND: %s\n", strerror(errno));
+}
+
 /* One stopped call: ours to answer, or let run as it would have. */
 static void answer(int listener, struct seccomp_notif *n, struct seccomp_notif_resp *resp)
 {
@@ -475,6 +502,10 @@ static void answer(int listener, struct seccomp_notif *n, struct seccomp_notif_r
 	resp->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
 	if (n->data.nr == __NR_mmap) {
 		answer_mmap(listener, n, resp);
+		return;
+	}
+	if (n->data.nr == __NR_read) {
+		answer_read_nothing(listener, n, resp);
 		return;
 	}
 	if (n->data.nr != __NR_ioctl) {

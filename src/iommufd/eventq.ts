@@ -222,12 +222,14 @@ export class Fault extends QueueObject {
 
   /**
    * read(): `len` a multiple of 40 (else ESPIPE); whole groups, oldest first,
-   * as many as fit. A group whose cookie cannot be allocated or whose copy to
+   * as many as fit (none fitting is EINVAL). A group whose cookie cannot be allocated or whose copy to
    * the reader fails stays queued, with the rest; the read is that step's
    * error if it is the first.
    */
   read(len: number): Buffer {
     if (len % PGFAULT_SIZE) throw new ErrnoError('ESPIPE', `a read of ${len} bytes: the count must be a multiple of ${PGFAULT_SIZE} (struct iommu_hwpt_pgfault)`)
+    // a group always holds one fault here: only a read of 0 bytes cannot fit the first
+    if (this.deliver.length && len < PGFAULT_SIZE) throw new ErrnoError('EINVAL', `a read of ${len} bytes cannot hold the oldest fault group`)
     const out: Buffer[] = []
     while (this.deliver.length && (out.length + 1) * PGFAULT_SIZE <= len) {
       if (!stepDone('ID insertion', out.length)) break

@@ -98,8 +98,15 @@ export class Veventq extends QueueObject {
     return { sequence, lost: full }
   }
 
-  /** read(): whole records, oldest first, stopping at the first that does not fit (0 bytes when none does). */
+  /**
+   * read(): whole records, oldest first, stopping at the first that does not
+   * fit. As iommufd_veventq_fops_read: fewer bytes than a header, or an oldest
+   * record that does not fit (a LOST_EVENTS header is a header alone), is EINVAL.
+   */
   read(len: number): Buffer {
+    if (len < VEVENT_HEADER_SIZE) throw new ErrnoError('EINVAL', `a read of ${len} bytes: less than one ${VEVENT_HEADER_SIZE}-byte vEVENT header`)
+    const oldest = this.queue.peek()[0]
+    if (oldest && oldest.length > len) throw new ErrnoError('EINVAL', `a read of ${len} bytes: the oldest vEVENT takes ${oldest.length}`)
     return this.queue.takeFitting(len, (r) => {
       if (r === this.lostHeader) this.lostHeader = undefined
       else this.held--
@@ -158,12 +165,15 @@ export class Veventq extends QueueObject {
   }
 }
 
+/** The kernel's bound on veventq_depth (iommufd_veventq_alloc): above it, EINVAL. */
+export const VEVENTQ_MAX_DEPTH = 1 << 19
+
 /** IOMMU_VEVENTQ_ALLOC: checks in the kernel's order; one queue per vIOMMU and type. */
 export function veventqAlloc(ctx: IommufdContext, a: { flags: number; viommuId: number; type: number; depth: number; reserved: number }): Veventq {
   if (a.flags) throw new ErrnoError('EOPNOTSUPP', `flags=${hex(a.flags)}: no flags are defined`)
   if (a.reserved) throw new ErrnoError('EOPNOTSUPP', `__reserved=${hex(a.reserved)}: must be 0`)
   if (a.type === VeventqType.DEFAULT) throw new ErrnoError('EOPNOTSUPP', 'type=DEFAULT (0): a vEVENTQ type is required (ARM_SMMUV3 is 1)')
-  if (!a.depth) throw new ErrnoError('EINVAL', 'veventq_depth=0: must be at least 1')
+  if (!a.depth || a.depth > VEVENTQ_MAX_DEPTH) throw new ErrnoError('EINVAL', `veventq_depth=${a.depth}: must be 1 to ${VEVENTQ_MAX_DEPTH}`)
   const viommu = ctx.objects.get<IommufdObject>(a.viommuId, 'viommu_id', 'viommu')
   const have = veventqOf(viommu, a.type)
   if (have) throw new ErrnoError('EEXIST', `type=${TYPE_NAMES[a.type] ?? hex(a.type)}: vIOMMU ${a.viommuId} already has vEVENTQ ${have.id} of that type`)

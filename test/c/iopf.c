@@ -88,10 +88,13 @@ int main(int argc, char **argv)
 	int qfd = (int)fa.out_fault_fd;
 	struct pgfault pf[2];
 	say("read_39", read(qfd, pf, 39));
+	/* 0 bytes cannot hold the queued group: EINVAL (on an empty queue, 0) */
+	say("read_0_pending", read(qfd, pf, 0));
 	ssize_t n = read(qfd, pf, sizeof(pf));
 	printf("read: bytes=%zd flags=%u dev_id=%u pasid=%u grpid=%u perm=%u addr=0x%llx length=%u cookie=%u\n", n, pf[0].flags, pf[0].dev_id, pf[0].pasid, pf[0].grpid, pf[0].perm,
 	       (unsigned long long)pf[0].addr, pf[0].length, pf[0].cookie);
 	say("read_empty", read(qfd, pf, sizeof(pf)));
+	say("read_0_empty", read(qfd, pf, 0));
 
 	struct page_response bad_code = { pf[0].cookie, 7 }, unknown = { pf[0].cookie + 10, 0 }, ok = { pf[0].cookie, 0 };
 	say("write_7", write(qfd, &ok, 7));

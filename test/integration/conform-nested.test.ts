@@ -10,7 +10,7 @@ import { strict as assert } from 'node:assert'
 import { conformProgram } from '../helpers/conform'
 
 /** How many checks the program makes on the default topology (two devices behind one SMMU, one behind the other, a VT-d one). */
-const CHECKS = 390
+const CHECKS = 396
 
 /** A few checks named here so that a section silently skipped shows. */
 const SAMPLES = [

@@ -18,6 +18,7 @@ import { Veventq } from '../../src/iommufd/veventq'
 import { TEST_CMD_UNION } from '../../src/uapi/structs'
 import { encode } from '../../src/uapi/layout'
 import { LIMITS } from '../../src/util/limits'
+import { ErrnoError } from '../../src/util/errno'
 
 const GUEST = 0x4000_0000n
 const VSID = 0x42n
@@ -96,14 +97,16 @@ describe('vEVENTQ', () => {
     t.err(`VEVENTQ_ALLOC viommu_id=${viommu} type=ARM_SMMUV3 veventq_depth=4 __reserved=1`, 'EOPNOTSUPP', /__reserved/)
     t.err(`VEVENTQ_ALLOC viommu_id=${viommu} type=DEFAULT veventq_depth=4`, 'EOPNOTSUPP', /type=DEFAULT/)
     t.err(`VEVENTQ_ALLOC viommu_id=${viommu} type=ARM_SMMUV3 veventq_depth=0`, 'EINVAL', /veventq_depth=0/)
+    // the kernel's VEVENTQ_MAX_DEPTH is 2^19, checked before the vIOMMU is looked up
+    t.err('VEVENTQ_ALLOC viommu_id=999 type=ARM_SMMUV3 veventq_depth=0x80001', 'EINVAL', /veventq_depth=524289: must be 1 to 524288/)
     t.err('VEVENTQ_ALLOC viommu_id=999 type=ARM_SMMUV3 veventq_depth=4', 'ENOENT', /viommu_id=999/)
     t.err(`VEVENTQ_ALLOC viommu_id=${dev} type=ARM_SMMUV3 veventq_depth=4`, 'ENOENT', /viommu_id/)
     const r = t.ok(`VEVENTQ_ALLOC viommu_id=${viommu} type=ARM_SMMUV3 veventq_depth=4`)
     assert.equal(r.out_veventq_fd, r.out_veventq_id)
     assert.equal(r.path, `sys/kernel/debug/iommufd/${t.ctx.id}/${r.out_veventq_id}.veventq/queue`)
     t.err(`VEVENTQ_ALLOC viommu_id=${viommu} type=ARM_SMMUV3 veventq_depth=8`, 'EEXIST', /already has vEVENTQ/)
-    // an unknown nonzero type is accepted (the core checks no other value)
-    const other = t.id(`VEVENTQ_ALLOC viommu_id=${viommu} type=0x77 veventq_depth=1`, 'out_veventq_id')
+    // an unknown nonzero type is accepted (the core checks no other value); 2^19 is the deepest
+    const other = t.id(`VEVENTQ_ALLOC viommu_id=${viommu} type=0x77 veventq_depth=0x80000`, 'out_veventq_id')
     assert.equal(queue(other).describe().find(([k]) => k === 'veventq_type')![1], '0x77')
     // the queues hold the vIOMMU
     t.err(`DESTROY id=${viommu}`, 'EBUSY', /users/)
@@ -184,14 +187,17 @@ describe('vEVENTQ', () => {
     assert.deepEqual(q.queue.peek().map((r) => hdr(r, 0)), [[0, 7], [0, 8], [1, 9]])
   })
 
-  it('read(): whole records in order, stopping at the first that does not fit; too small for one is 0 and takes nothing', () => {
+  it('read(): whole records in order, stopping at the first that does not fit; less than a header, or an oldest event that does not fit, is EINVAL and takes nothing', () => {
     const q = queue(t.id(`VEVENTQ_ALLOC viommu_id=${viommu} type=ARM_SMMUV3 veventq_depth=1`, 'out_veventq_id'))
     nest(GUEST | 0xbn)
     assert.equal(q.read(4096).length, 0, 'empty: 0')
+    assert.equal(q.read(8).length, 0, 'empty, a header\'s room: 0')
+    assert.throws(() => q.read(7), (e: ErrnoError) => e.errno === 'EINVAL' && /less than one 8-byte vEVENT header/.test(e.message))
+    assert.throws(() => q.read(0), (e: ErrnoError) => e.errno === 'EINVAL')
     dma(0x5000n)
     dma(0x5000n)
-    assert.equal(q.read(39).length, 0)
-    assert.equal(q.read(7).length, 0)
+    assert.throws(() => q.read(39), (e: ErrnoError) => e.errno === 'EINVAL' && /the oldest vEVENT takes 40/.test(e.message))
+    assert.throws(() => q.read(7), (e: ErrnoError) => e.errno === 'EINVAL')
     assert.equal(q.queue.length, 2, 'nothing taken')
     // 47 bytes: the event; the 8-byte header behind it does not fit in the 7 left
     assert.equal(q.read(47).length, 40)
@@ -210,7 +216,7 @@ describe('vEVENTQ', () => {
   })
 
   it('memory is bounded whatever the depth: beyond LIMITS.veventqEvents an event is lost, as when the kernel cannot allocate one', () => {
-    const q = queue(t.id(`VEVENTQ_ALLOC viommu_id=${viommu} type=ARM_SMMUV3 veventq_depth=0xffffffff`, 'out_veventq_id'))
+    const q = queue(t.id(`VEVENTQ_ALLOC viommu_id=${viommu} type=ARM_SMMUV3 veventq_depth=0x80000`, 'out_veventq_id'))
     const payload = Buffer.alloc(32)
     for (let i = 0; i < LIMITS.veventqEvents.max + 3; i++) q.report(payload)
     assert.equal(q.queue.length, LIMITS.veventqEvents.max + 1)
