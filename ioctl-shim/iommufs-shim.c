@@ -629,7 +629,9 @@ EXPORT ssize_t __read_chk(int fd, void *buf, size_t count, size_t buflen)
 {
 	RESOLVE();
 	int r = read_nothing(fd, count);
-	return r <= 0 ? r : real.read_chk(fd, buf, count, buflen);
+	if (r <= 0)
+		return r;
+	return real.read_chk ? real.read_chk(fd, buf, count, buflen) : real.read(fd, buf, count);
 }
 
 typedef void *(*mmap_fn)(void *, size_t, int, int, int, off_t);

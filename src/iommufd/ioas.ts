@@ -304,20 +304,25 @@ export class Ioas extends IommufdObject {
     const pages = req.pages ?? new PinnedPages(false)
     if (req.length === 0n) throw new ErrnoError('EINVAL', 'length=0: nothing to map')
     if (req.length % align) throw new ErrnoError('EINVAL', `length=${hex(req.length)}: not a multiple of the IOVA alignment ${hex(align)}`)
+    const fixed = (req.flags & MapFlag.FIXED_IOVA) !== 0
+    const iova = fixed ? this.checkFixed(req.iova, req.length, what) : this.allocIova(req.length, req.userVa)
+    // then the area is made (iopt_insert_area): pages mapped read-only stay so, and the page offset must suit the alignment
+    if (req.flags & MapFlag.WRITEABLE && !pages.writable) throw new ErrnoError('EPERM', `${what}: the pages were mapped without WRITEABLE; a writable mapping of them is refused`)
     if ((req.userVa % PAGE_SIZE) % align) throw new ErrnoError('EINVAL', `user_va=${hex(req.userVa)}: its offset in the page is not aligned to the IOVA alignment ${hex(align)}`)
-    if (req.flags & MapFlag.FIXED_IOVA) {
-      if (req.iova % align) throw new ErrnoError('EINVAL', `${what}=${hex(req.iova)}: not aligned to ${hex(align)}`)
-      const last = req.iova + req.length - 1n
-      if (last > ULONG_MAX) throw new ErrnoError('EOVERFLOW', `${what}=${hex(req.iova)} + length overflows`)
-      const range = { start: req.iova, last }
-      this.syncDeviceReserved()
-      const res = this.reservedSet.firstOverlapping(range.start, range.last)
-      if (res) throw new ErrnoError('EINVAL', `${what}=${hex(req.iova)}: range hits reserved IOVAs ${hex(res.start)}-${hex(res.last)}`)
-      const clash = this.firstArea(range.start, range.last)
-      if (clash) throw new ErrnoError('EEXIST', `${what}=${hex(req.iova)}: overlaps the mapping at ${hex(clash.iova)}`)
-      return { iova: req.iova, length: req.length, userVa: req.userVa, flags: req.flags & ~MapFlag.FIXED_IOVA, memory: req.memory, pages }
-    }
-    return { iova: this.allocIova(req.length, req.userVa), length: req.length, userVa: req.userVa, flags: req.flags, memory: req.memory, pages }
+    return { iova, length: req.length, userVa: req.userVa, flags: req.flags & ~MapFlag.FIXED_IOVA, memory: req.memory, pages }
+  }
+
+  /** A fixed IOVA range's checks in iopt_check_iova's order; returns `iova`. */
+  private checkFixed(iova: bigint, length: bigint, what: string): bigint {
+    if (iova % this.alignment) throw new ErrnoError('EINVAL', `${what}=${hex(iova)}: not aligned to ${hex(this.alignment)}`)
+    const last = iova + length - 1n
+    if (last > ULONG_MAX) throw new ErrnoError('EOVERFLOW', `${what}=${hex(iova)} + length overflows`)
+    this.syncDeviceReserved()
+    const res = this.reservedSet.firstOverlapping(iova, last)
+    if (res) throw new ErrnoError('EINVAL', `${what}=${hex(iova)}: range hits reserved IOVAs ${hex(res.start)}-${hex(res.last)}`)
+    const clash = this.firstArea(iova, last)
+    if (clash) throw new ErrnoError('EEXIST', `${what}=${hex(iova)}: overlaps the mapping at ${hex(clash.iova)}`)
+    return iova
   }
 
   insert(area: Area): void {
@@ -341,6 +346,8 @@ export class Ioas extends IommufdObject {
    * offset in its page, as iopt_alloc_iova places it.
    */
   private allocIova(length: bigint, userVa: bigint): bigint {
+    // the kernel refuses what its power-of-two rounding could not hold
+    if (length >= ULONG_MAX / 2n) throw new ErrnoError('EOVERFLOW', `length=${hex(length)}: too long to place`)
     let want = lowestSetBit(userVa) < roundUpPow2(length) ? lowestSetBit(userVa) : roundUpPow2(length)
     if (want > ALLOC_MAX_ALIGN) want = ALLOC_MAX_ALIGN
     const align = want > this.alignment ? want : this.alignment
@@ -535,6 +542,12 @@ function checkMapArgs(flags: number, addrs: [string, bigint][]): void {
   if (!(flags & (MapFlag.READABLE | MapFlag.WRITEABLE))) throw new ErrnoError('EINVAL', `flags=${hex(flags)}: needs READABLE or WRITEABLE`)
 }
 
+/** iopt_alloc_pages: no length, or one whose page count could overflow, is EINVAL. */
+export function checkPagesLength(length: bigint): void {
+  if (length === 0n) throw new ErrnoError('EINVAL', 'length=0: nothing to map')
+  if (length > ULONG_MAX - PAGE_SIZE) throw new ErrnoError('EINVAL', `length=${hex(length)}: too long for a set of pages`)
+}
+
 /** VT-d erratum: read-only mappings are refused in an IOAS under a VT-d nest parent. */
 function checkReadOnly(ioas: Ioas, flags: number): void {
   if (flags & MapFlag.WRITEABLE) return
@@ -582,8 +595,10 @@ export function ioasMap(ctx: IommufdContext, a: MapArgs, caller?: number): bigin
   mustBeZero(a.reserved, '__reserved')
   checkMapArgs(a.flags, [['iova', a.iova], ['length', a.length]])
   const ioas = ctx.ioas(a.ioasId)
-  if (a.length !== 0n && a.userVa + a.length - 1n > ULONG_MAX) throw new ErrnoError('EOVERFLOW', 'user_va + length overflows')
-  const area = ioas.planMap({ ...a, pages: new PinnedPages(false, ownerFor(caller, ctx.rlimitMode === 1n)) })
+  // iopt_alloc_user_pages: the end of the user range must be an address, then the pages' length checked
+  if (a.userVa + a.length > ULONG_MAX) throw new ErrnoError('EOVERFLOW', 'user_va + length overflows')
+  checkPagesLength(a.length)
+  const area = ioas.planMap({ ...a, pages: new PinnedPages(false, ownerFor(caller, ctx.rlimitMode === 1n), (a.flags & MapFlag.WRITEABLE) !== 0) })
   checkReadOnly(ioas, a.flags)
   // pinning the user pages is the kernel's last step (§3.6): EFAULT comes after every other check, and only with a domain to fill
   if (a.userVa === 0n && ioas.hwpts.size) throw new ErrnoError('EFAULT', 'user_va=0: cannot pin pages at address 0')
@@ -615,21 +630,30 @@ export interface MapFileArgs {
  */
 export function ioasMapFile(ctx: IommufdContext, a: MapFileArgs, open: (writable: boolean) => SizedBacking, caller?: number): bigint {
   unknownFlags(a.flags, MAP_FLAGS)
-  checkMapArgs(a.flags, [['iova', a.iova], ['length', a.length], ['start', a.start]])
+  checkMapArgs(a.flags, [['iova', a.iova], ['length', a.length]])
   const ioas = ctx.ioas(a.ioasId)
+  // iopt_map_file_pages: the file range, then the descriptor, then the pages, then the IOVA
+  if (a.length === 0n) throw new ErrnoError('EINVAL', 'length=0: nothing to map')
   if (a.start + a.length - 1n > ULONG_MAX) throw new ErrnoError('EOVERFLOW', 'start + length overflows')
-  const area = ioas.planMap({ flags: a.flags, length: a.length, iova: a.iova, userVa: a.start, pages: new PinnedPages(true, ownerFor(caller, ctx.rlimitMode === 1n)) })
-  checkReadOnly(ioas, a.flags)
-  const file = open((a.flags & MapFlag.WRITEABLE) !== 0)
-  const size = file.size()
-  // a DMA-BUF's size is checked at once; a file's pages are pinned (EINVAL past its end) only to fill a domain
-  const pinnedLater = file instanceof FileBacking && !ioas.hwpts.size
-  if (!pinnedLater && a.start + a.length > size) {
+  const writable = (a.flags & MapFlag.WRITEABLE) !== 0
+  const file = open(writable)
+  try {
+    checkPagesLength(a.length)
+    const size = file.size()
+    // a DMA-BUF's size is checked at once; a file's pages are pinned (EINVAL past its end) only to fill a domain
+    const dmabuf = !(file instanceof FileBacking)
+    const beyond = a.start + a.length > size
+    const refuse = () => new ErrnoError('EINVAL', `start=${hex(a.start)} length=${hex(a.length)}: beyond the end of the file (${hex(size)} bytes)`)
+    if (dmabuf && beyond) throw refuse()
+    const area = ioas.planMap({ flags: a.flags, length: a.length, iova: a.iova, userVa: a.start, pages: new PinnedPages(true, ownerFor(caller, ctx.rlimitMode === 1n), writable, dmabuf) })
+    checkReadOnly(ioas, a.flags)
+    if (beyond && ioas.hwpts.size) throw refuse()
+    ioas.insert({ ...area, memory: { backing: file, offset: a.start } })
+    return area.iova
+  } catch (e) {
     file.release()
-    throw new ErrnoError('EINVAL', `start=${hex(a.start)} length=${hex(a.length)}: beyond the end of the file (${hex(size)} bytes)`)
+    throw e
   }
-  ioas.insert({ ...area, memory: { backing: file, offset: a.start } })
-  return area.iova
 }
 
 export function ioasUnmap(ctx: IommufdContext, ioasId: number, iova: bigint, length: bigint): bigint {
@@ -684,8 +708,8 @@ export function ioasChangeProcess(ctx: IommufdContext, reserved: number, caller?
   mustBeZero(reserved, '__reserved')
   const ioases = ctx.objects.objects().filter((o): o is Ioas => o instanceof Ioas)
   for (const ioas of ioases) {
-    const user = ioas.areas.find((a) => !a.pages.file)
-    if (user) throw new ErrnoError('EINVAL', `IOAS ${ioas.id}: the mapping at ${hex(user.iova)} was made with IOAS_MAP; only IOAS_MAP_FILE mappings can change process`)
+    const user = ioas.areas.find((a) => !a.pages.file || a.pages.dmabuf)
+    if (user) throw new ErrnoError('EINVAL', `IOAS ${ioas.id}: the mapping at ${hex(user.iova)} is ${user.pages.file ? "a DMA-BUF's" : 'of IOAS_MAP'}; only IOAS_MAP_FILE mappings of files can change process`)
   }
   const all = npinned(pinnedStretchesOf(ctx.world.ioases()))
   const mine = new Map<PinnedPages, bigint>()

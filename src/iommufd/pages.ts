@@ -23,8 +23,18 @@ export interface PinOwner {
 
 /** One IOAS_MAP's or MAP_FILE's pages (the kernel's iopt_pages). */
 export class PinnedPages {
-  /** `file`: made by IOAS_MAP_FILE (the kernel's IOPT_ADDRESS_FILE); `owner`: undefined when the mapping process is not known (a text request). */
-  constructor(readonly file: boolean, public owner?: PinOwner) {}
+  /**
+   * `file`: made by IOAS_MAP_FILE (the kernel's IOPT_ADDRESS_FILE, or a
+   * DMA-BUF's when `dmabuf`); `owner`: undefined when the mapping process is
+   * not known (a text request); `writable`: mapped WRITEABLE when made, so a
+   * copy of them may write (iopt_insert_area: EPERM otherwise).
+   */
+  constructor(
+    readonly file: boolean,
+    public owner?: PinOwner,
+    readonly writable = true,
+    readonly dmabuf = false,
+  ) {}
 }
 
 const PAGE = 4096n

@@ -8,7 +8,8 @@
 import { ErrnoError } from '../util/errno'
 import { mustBeZero } from './checks'
 import type { IommufdContext } from './context'
-import { Ioas, IovaRange, MapFlag, PAGE_SIZE, ULONG_MAX, subtract } from './ioas'
+import { Ioas, IovaRange, MapFlag, PAGE_SIZE, ULONG_MAX, checkPagesLength, subtract } from './ioas'
+import { PinnedPages } from './pages'
 
 export const VFIO_API_VERSION = 0
 /** VFIO_CHECK_EXTENSION / VFIO_SET_IOMMU arguments. */
@@ -169,9 +170,11 @@ export function mapDma(ctx: IommufdContext, a: DmaMapArgs): void {
   if (!a.argszOk || a.flags & ~known) throw new ErrnoError('EINVAL', a.argszOk ? `flags=0x${a.flags.toString(16)}: only READ and WRITE are defined` : 'argsz: shorter than vfio_iommu_type1_dma_map')
   const ioas = compatIoas(ctx)
   const flags = MapFlag.FIXED_IOVA | (a.flags & VfioDmaMapFlag.READ ? MapFlag.READABLE : 0) | (a.flags & VfioDmaMapFlag.WRITE ? MapFlag.WRITEABLE : 0)
-  if (a.size !== 0n && a.vaddr + a.size - 1n > ULONG_MAX) throw new ErrnoError('EOVERFLOW', 'vaddr + size overflows')
-  const area = ioas.planMap({ flags, length: a.size, iova: a.iova, userVa: a.vaddr })
-  if (a.vaddr === 0n) throw new ErrnoError('EFAULT', 'vaddr=0: cannot pin pages at address 0')
+  // iopt_map_user_pages, as IOAS_MAP: the user range, the pages' length, the IOVA; pinning (only to fill a domain) last
+  if (a.vaddr + a.size > ULONG_MAX) throw new ErrnoError('EOVERFLOW', 'vaddr + size overflows')
+  checkPagesLength(a.size)
+  const area = ioas.planMap({ flags, length: a.size, iova: a.iova, userVa: a.vaddr, pages: new PinnedPages(false, undefined, (flags & MapFlag.WRITEABLE) !== 0) })
+  if (a.vaddr === 0n && ioas.hwpts.size) throw new ErrnoError('EFAULT', 'vaddr=0: cannot pin pages at address 0')
   ioas.insert(area)
 }
 
@@ -180,6 +183,13 @@ export interface DmaUnmapArgs {
   flags: number
   iova: bigint
   size: bigint
+}
+
+/** An unmap refused where vfio_compat.c still writes `size` back: nothing was unmapped. */
+export class UnmapFailed extends ErrnoError {
+  constructor(e: ErrnoError) {
+    super(e.errno, e.message)
+  }
 }
 
 /**
@@ -195,12 +205,16 @@ export function unmapDma(ctx: IommufdContext, a: DmaUnmapArgs): bigint {
     if (a.iova !== 0n || a.size !== 0n) throw new ErrnoError('EINVAL', 'flags=ALL: iova and size must be 0')
     return ioas.unmapRange(0n, ULONG_MAX)
   }
-  if (a.size === 0n) throw new ErrnoError('EINVAL', 'size=0')
+  if (a.size === 0n) throw new UnmapFailed(new ErrnoError('EINVAL', 'size=0'))
   const last = a.iova + a.size - 1n
-  if (last > ULONG_MAX) throw new ErrnoError('EOVERFLOW', 'iova + size overflows')
+  if (last > ULONG_MAX) throw new UnmapFailed(new ErrnoError('EOVERFLOW', 'iova + size overflows'))
   if (!ioas.hugePages) {
     ioas.cut(last)
     if (a.iova) ioas.cut(a.iova - 1n)
   }
-  return ioas.unmapRange(a.iova, last)
+  try {
+    return ioas.unmapRange(a.iova, last)
+  } catch (e) {
+    throw e instanceof ErrnoError ? new UnmapFailed(e) : e
+  }
 }

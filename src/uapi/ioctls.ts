@@ -650,9 +650,14 @@ export const IOCTLS: readonly Ioctl[] = [
     VC.mapDma(ctxOf(c), { argszOk: true, flags: u(c.req, 'flags'), vaddr: b(c.req, 'vaddr'), iova: b(c.req, 'iova'), size: b(c.req, 'size') })
     return {}
   }),
-  vfio('VFIO_IOMMU_UNMAP_DMA', 'IOMMU_UNMAP_DMA', 14, S.vfio_iommu_type1_dma_unmap, 'size', (c) => ({
-    size: VC.unmapDma(ctxOf(c), { argszOk: true, flags: u(c.req, 'flags'), iova: b(c.req, 'iova'), size: b(c.req, 'size') }),
-  })),
+  vfio('VFIO_IOMMU_UNMAP_DMA', 'IOMMU_UNMAP_DMA', 14, S.vfio_iommu_type1_dma_unmap, 'size', (c) => {
+    try {
+      return { size: VC.unmapDma(ctxOf(c), { argszOk: true, flags: u(c.req, 'flags'), iova: b(c.req, 'iova'), size: b(c.req, 'size') }) }
+    } catch (e) {
+      // the kernel writes the bytes unmapped (none) back whatever iopt_unmap_iova answered
+      throw e instanceof VC.UnmapFailed ? new IoctlError(e, { size: 0n }) : e
+    }
+  }),
 
   vfio('VFIO_DEVICE_GET_INFO', 'DEVICE_GET_INFO', 7, S.vfio_device_info, 'num_irqs', (c) => {
     requireDevice(c)

@@ -336,6 +336,14 @@ static void map_checks(void)
 	expect("map_fixed_wraps", io(fd, C_MAP, &m), EOVERFLOW);
 	m = mapv(a, FIXED | RW, (void *)0xfffffffffffff000ull, 2 * PAGE, 0x10000);
 	expect("map_user_va_wraps", io(fd, C_MAP, &m), EOVERFLOW);
+	/* the user range ends past the last address even when its last byte is the last address (check_add_overflow(user_va, length)) */
+	m = mapv(a, FIXED | RW, (void *)0xfffffffffffff000ull, PAGE, 0x10000);
+	expect("map_user_va_ends_at_top", io(fd, C_MAP, &m), EOVERFLOW);
+	/* a length the page count could overflow is EINVAL; one too long to place an IOVA for EOVERFLOW */
+	m = mapv(a, FIXED | RW, 0, 0xfffffffffffffffeull, 0);
+	expect("map_length_too_long_for_pages", io(fd, C_MAP, &m), EINVAL);
+	m = mapv(a, RW, 0, 0x8000000000000000ull, 0);
+	expect("map_length_too_long_to_place", io(fd, C_MAP, &m), EOVERFLOW);
 
 	m = mapv(a, FIXED | READ, buf, 2 * PAGE, 0x100000);
 	expect("map_fixed", io(fd, C_MAP, &m), 0);
@@ -516,6 +524,17 @@ static void copy_checks(void)
 	expect("copy_across_two_areas", copy(&c), 0);
 	c = (struct copy){ .flags = FIXED | RW, .dst_ioas_id = s, .src_ioas_id = s, .length = PAGE, .src_iova = 0x100000, .dst_iova = 0x600000 };
 	expect("copy_same_ioas", copy(&c), 0);
+
+	/* pages mapped without WRITEABLE stay read-only: a writable copy of them is EPERM (iopt_insert_area) */
+	expect("copy_setup_read_only", io(fd, C_MAP, &(struct map){ .size = sizeof(struct map), .flags = FIXED | READ, .ioas_id = s, .user_va = (uintptr_t)(buf + 6 * PAGE), .length = PAGE, .iova = 0x700000 }), 0);
+	c = (struct copy){ .flags = FIXED | RW, .dst_ioas_id = d, .src_ioas_id = s, .length = PAGE, .src_iova = 0x700000, .dst_iova = 0x700000 };
+	expect("copy_read_only_as_writeable", copy(&c), EPERM);
+	c.flags = RW;
+	expect("copy_read_only_as_writeable_auto", copy(&c), EPERM);
+	c = (struct copy){ .flags = FIXED | READ, .dst_ioas_id = d, .src_ioas_id = s, .length = PAGE, .src_iova = 0x700000, .dst_iova = 0x700000 };
+	expect("copy_read_only_as_read_only", copy(&c), 0);
+	expect("copy_read_only_unmap", unmap(d, 0x700000, PAGE, NULL), 0);
+	expect("copy_read_only_unmap_src", unmap(s, 0x700000, PAGE, NULL), 0);
 
 	/* copies outlive the source */
 	uint64_t n = 0;
@@ -746,6 +765,18 @@ static void map_file_checks(void)
 	expect("map_file_length_before_fd", io(fd, C_MAP_FILE, &m), EINVAL);
 	m = (struct map_file){ .size = sizeof(m), .flags = RW, .ioas_id = a, .fd = -1, .start = U64_MAX - 0x10, .length = PAGE };
 	expect("map_file_wrap_before_fd", io(fd, C_MAP_FILE, &m), EOVERFLOW);
+	/* the descriptor is looked up before the IOVA is checked; the pages' length before the IOVA too */
+	m = (struct map_file){ .size = sizeof(m), .flags = FIXED | READ, .ioas_id = a, .fd = 1000, .start = PAGE, .length = PAGE, .iova = 0x100000 };
+	expect("map_file_fd_before_iova", io(fd, C_MAP_FILE, &m), EBADF);
+	m = (struct map_file){ .size = sizeof(m), .flags = FIXED | RW, .ioas_id = a, .fd = mfd, .length = 0xfffffffffffffffeull, .iova = 0 };
+	expect("map_file_length_too_long", io(fd, C_MAP_FILE, &m), EINVAL);
+	/* a writable copy of a file mapped read-only: EPERM */
+	{
+		uint32_t d2 = ioas_new(fd);
+		struct copy c = { .size = sizeof(c), .flags = FIXED | RW, .dst_ioas_id = d2, .src_ioas_id = a, .length = PAGE, .src_iova = 0x100000, .dst_iova = 0x100000 };
+		expect("map_file_read_only_copy_writeable", io(fd, C_COPY, &c), EPERM);
+		destroy(fd, d2);
+	}
 	/* nothing is pinned while no domain uses the IOAS: a range past the end of the file maps */
 	m = (struct map_file){ .size = sizeof(m), .flags = FIXED | RW, .ioas_id = a, .fd = mfd, .start = 2 * PAGE, .length = 4 * PAGE, .iova = 0x200000 };
 	expect("map_file_past_eof_unpinned", io(fd, C_MAP_FILE, &m), 0);

@@ -160,6 +160,28 @@ int main(void)
 	dg.dmabuf_get.length = 513 * 4096;
 	report("dmabuf_get_too_big", test_cmd(fd, &dg));
 
+	/* IOAS_CHANGE_PROCESS moves file pages only: a DMA-BUF's, like user memory's, make it EINVAL */
+	{
+		int f2 = open("/dev/iommu", O_RDWR);
+		struct iommu_ioas_alloc a2 = { .size = sizeof(a2) };
+		ioctl(f2, IOMMU_IOAS_ALLOC, &a2);
+		int mfd = memfd_create("selftest-ops", 0);
+		if (f2 < 0 || mfd < 0 || ftruncate(mfd, 4096))
+			return 1;
+		struct iommu_ioas_map_file m2 = { .size = sizeof(m2), .flags = IOMMU_IOAS_MAP_READABLE, .ioas_id = a2.out_ioas_id, .fd = mfd, .length = 4096 };
+		ioctl(f2, IOMMU_IOAS_MAP_FILE, &m2);
+		struct iommu_ioas_change_process cp = { .size = sizeof(cp) };
+		report("change_process_memfd", ioctl(f2, IOMMU_IOAS_CHANGE_PROCESS, &cp));
+		dg.dmabuf_get.length = 4096;
+		int d2 = test_cmd(f2, &dg);
+		m2.fd = d2;
+		report("dmabuf_map_for_change_process", ioctl(f2, IOMMU_IOAS_MAP_FILE, &m2));
+		report("change_process_dmabuf", ioctl(f2, IOMMU_IOAS_CHANGE_PROCESS, &cp));
+		close(d2);
+		close(mfd);
+		close(f2);
+	}
+
 	/* VFIO type1: the compat IOAS, then GET_INFO into a buffer filled with 0xAA past argsz */
 	struct iommu_vfio_ioas vi = { .size = sizeof(vi), .ioas_id = ioas.out_ioas_id, .op = 1 };
 	ioctl(fd, IOMMU_VFIO_IOAS, &vi);
