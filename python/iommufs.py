@@ -740,7 +740,7 @@ class vfio_device_bind_iommufd(_Struct):
         ("flags", ctypes.c_uint32),
         ("iommufd", ctypes.c_int32),
         ("out_devid", ctypes.c_uint32),
-        ("token_uuid_ptr", ctypes.c_uint64),
+        ("token_uuid_ptr", ctypes.c_uint64), # user pointer: in buffer
     ]
     _offsets_ = {"argsz": 0, "flags": 4, "iommufd": 8, "out_devid": 12, "token_uuid_ptr": 16}
     _size_ = 24

@@ -100,12 +100,17 @@ function fail(errno: ErrnoName, message: string, extra: Partial<IoctlReply> = {}
 /**
  * The command a number names where it is sent: a VFIO cdev file answers the
  * VFIO device commands (and iommufs' own), not iommufd's or the VFIO
- * container's, whose numbers reach vfio-pci there and are ENOTTY.
+ * container's, whose numbers reach vfio-pci there and are ENOTTY. An iommufd
+ * answers a VFIO device command only for a device the request names (pci=,
+ * a frame's target): the kernel's iommufd has none of them (ENOTTY).
  */
-function commandOf(env: DispatchEnv, cmd: number): Ioctl | undefined {
+function commandOf(env: DispatchEnv, cmd: number, device: PciDevice | undefined): Ioctl | ErrnoError | undefined {
   const ioctl = ioctlByCmd(cmd)
-  if (env.vfioAccess === undefined || !ioctl) return ioctl
-  return /^(VFIO_DEVICE_|IOMMUFS_)/.test(ioctl.name) ? ioctl : undefined
+  if (!ioctl) return undefined
+  const deviceCommand = /^VFIO_DEVICE_/.test(ioctl.name)
+  if (env.vfioAccess !== undefined) return deviceCommand || /^IOMMUFS_/.test(ioctl.name) ? ioctl : undefined
+  if (deviceCommand && !device) return new ErrnoError('ENOTTY', `${ioctl.name}: not an iommufd command; send it to a dev/vfio/devices/vfio<N> node, or name the device (pci= or dev_id=)`)
+  return ioctl
 }
 
 /**
@@ -115,7 +120,9 @@ function commandOf(env: DispatchEnv, cmd: number): Ioctl | undefined {
  * Bugs (anything but an ErrnoError) are left to the caller.
  */
 export function dispatch(env: DispatchEnv, r: IoctlRequest): IoctlReply {
-  const ioctl = commandOf(env, r.cmd)
+  const found = commandOf(env, r.cmd, r.device)
+  if (found instanceof ErrnoError) return fail(found.errno, found.message)
+  const ioctl = found
   if (env.vfioAccess === false && ioctl?.short !== 'DEVICE_BIND') {
     return fail('EINVAL', `ioctl 0x${r.cmd.toString(16)}: this device file is not bound to an iommufd (VFIO_DEVICE_BIND_IOMMUFD first)`, { ioctl })
   }
@@ -128,7 +135,7 @@ export function dispatch(env: DispatchEnv, r: IoctlRequest): IoctlReply {
   if (size < ioctl.minSize) return fail('EINVAL', `${sizeName}=${size}: ${ioctl.name} needs at least ${ioctl.minSize}`, { ioctl })
   const have = Math.min(size, r.struct.length)
   if (have < Math.min(size, L.size)) return fail('EFAULT', `${sizeName}=${size}: only ${r.struct.length} bytes of the struct were sent`, { ioctl })
-  if (ioctl.family === 'iommufd' && size > L.size) {
+  if (ioctl.zeroTail && size > L.size) {
     // copy_struct_from_user walks the tail: a nonzero byte is E2BIG, a byte it cannot read (the sender sent
     // no more: it could not, or past what a frame carries) EFAULT, whichever comes first
     if (!allZero(r.struct.subarray(L.size, have))) {

@@ -118,6 +118,12 @@ export interface Ioctl {
    * answers with the ioctl's return value (the layout's `ret`).
    */
   readonly family: 'iommufd' | 'vfio' | 'arg'
+  /**
+   * The kernel reads the struct with copy_struct_from_user: every byte past
+   * it up to `size` must be zero (E2BIG). All of iommufd's commands; of
+   * VFIO's, only BIND_IOMMUFD (the others read their minimum and ignore argsz).
+   */
+  readonly zeroTail: boolean
   readonly handler: (call: Call) => StructValue
   /** Whether a call copies its struct back, where the request decides (else the layout's out fields do). */
   readonly copiesBack?: (struct: Buffer) => boolean
@@ -126,6 +132,25 @@ export interface Ioctl {
 /** Whether the kernel writes this call's struct back (so it may not lie in read-only memory). */
 export function copiesBack(io: Ioctl, struct: Buffer): boolean {
   return io.copiesBack ? io.copiesBack(struct) : writtenBack(io.layout)
+}
+
+/** VFIO_DEVICE_BIND_IOMMUFD, in vfio_df_ioctl_bind_iommufd's order. */
+function vfioBind(c: Call): StructValue {
+  vfioFlags(c, VfioBindFlag.TOKEN)
+  const fd = Number(c.req.iommufd as bigint)
+  if (fd < 0) throw new ErrnoError('EINVAL', `iommufd=${fd}: not a descriptor`)
+  const pci = requireDevice(c)
+  // a file binds once; vfio_df_open: a cdev opens its device once
+  if (c.vfioAccess) throw new ErrnoError('EINVAL', `${pci.bdf}: this file is bound already`)
+  if (u(c.req, 'flags') & VfioBindFlag.TOKEN) {
+    // vfio_pci_core_match_token_uuid: the token is read, and only a PF with SR-IOV or a VF takes one (none here has SR-IOV)
+    c.mem.read(b(c.req, 'token_uuid_ptr'), 16n, 'token_uuid_ptr')
+    throw new ErrnoError('EINVAL', `flags=TOKEN: ${pci.bdf} is not an SR-IOV PF or VF, so it takes no VF token`)
+  }
+  const ctx = bindContext(c)
+  const owner = c.vfioAccess === false ? ctx.world.ownerOf(pci) : undefined
+  if (owner) throw new ErrnoError('EINVAL', `${pci.bdf}: bound through another open of its node (context ${owner.id}); a VFIO cdev device opens once`)
+  return { out_devid: BigInt(device.bind(ctx, pci)) }
 }
 
 /** The context VFIO_DEVICE_BIND_IOMMUFD binds into: the one its iommufd descriptor names, else the node's own. */
@@ -427,11 +452,11 @@ function dmaIoctl(c: Call): StructValue {
 }
 
 function ioctl(name: string, nr: number, layout: StructLayout, lastOriginal: string, handler: (c: Call) => StructValue): Ioctl {
-  return { name, short: name.replace(/^IOMMU_/, ''), cmd: iommufdCmd(nr), layout, minSize: layout.endOf(lastOriginal), family: 'iommufd', handler }
+  return { name, short: name.replace(/^IOMMU_/, ''), cmd: iommufdCmd(nr), layout, minSize: layout.endOf(lastOriginal), family: 'iommufd', zeroTail: true, handler }
 }
 
 function vfio(name: string, short: string, n: number, layout: StructLayout, minField: string, handler: (c: Call) => StructValue): Ioctl {
-  return { name, short, cmd: vfioCmd(n), layout, minSize: layout.endOf(minField), family: 'vfio', handler }
+  return { name, short, cmd: vfioCmd(n), layout, minSize: layout.endOf(minField), family: 'vfio', zeroTail: false, handler }
 }
 
 /** A VFIO container ioctl taking an integer argument and returning a value. */
@@ -443,6 +468,7 @@ function vfioArg(name: string, n: number, handler: (c: Call, arg: bigint) => num
     layout: S.vfio_compat_arg,
     minSize: 0,
     family: 'arg',
+    zeroTail: false,
     handler: (c) => ({ ret: BigInt(handler(c, b(c.req, 'arg'))) }),
   }
 }
@@ -679,18 +705,11 @@ export const IOCTLS: readonly Ioctl[] = [
     return 0
   }),
   vfio('VFIO_DEVICE_FEATURE', 'DEVICE_FEATURE', 17, S.vfio_device_feature, 'flags', vfioDeviceFeature),
-  vfio('VFIO_DEVICE_BIND_IOMMUFD', 'DEVICE_BIND', 18, S.vfio_device_bind_iommufd, 'out_devid', (c) => {
-    vfioFlags(c, VfioBindFlag.TOKEN)
-    const fd = Number(c.req.iommufd as bigint)
-    if (fd < 0) throw new ErrnoError('EINVAL', `iommufd=${fd}: not a descriptor`)
-    const pci = requireDevice(c)
-    // vfio_df_ioctl_bind_iommufd: a file binds once; vfio_df_open: a cdev opens its device once
-    if (c.vfioAccess) throw new ErrnoError('EINVAL', `${pci.bdf}: this file is bound already`)
-    const ctx = bindContext(c)
-    const owner = c.vfioAccess === false ? ctx.world.ownerOf(pci) : undefined
-    if (owner) throw new ErrnoError('EINVAL', `${pci.bdf}: bound through another open of its node (context ${owner.id}); a VFIO cdev device opens once`)
-    return { out_devid: BigInt(device.bind(ctx, pci)) }
-  }),
+  {
+    ...vfio('VFIO_DEVICE_BIND_IOMMUFD', 'DEVICE_BIND', 18, S.vfio_device_bind_iommufd, 'out_devid', vfioBind),
+    // vfio_df_ioctl_bind_iommufd reads the struct with copy_struct_from_user
+    zeroTail: true,
+  },
   vfio('VFIO_DEVICE_ATTACH_IOMMUFD_PT', 'DEVICE_ATTACH', 19, S.vfio_device_attach_iommufd_pt, 'pt_id', (c) => {
     const pasid = pasidOf(c, S.vfio_device_attach_iommufd_pt)
     const devId = boundDevice(c)

@@ -375,9 +375,9 @@ export abstract class Session {
     const head = mem.read(who, arg, Math.max(4, Math.min(io.layout.size, Number(CPU_PAGE - (arg % CPU_PAGE)))))
     if (typeof head === 'number') throw fault('read', head)
     const size = head.readUInt32LE(0)
-    // iommufd checks that bytes past its struct are zero, VFIO ignores them
+    // a struct read with copy_struct_from_user (iommufd's, VFIO BIND's) must be zero past its end; other VFIO commands ignore argsz beyond it
     // (16 MiB at most, as the shim sends: the dispatcher says EFAULT for a tail past what it got)
-    const want = io.family === 'iommufd' ? Math.min(size, MAX_USER_BUFFER) : Math.min(size, io.layout.size)
+    const want = io.zeroTail ? Math.min(size, MAX_USER_BUFFER) : Math.min(size, io.layout.size)
     const struct = want <= head.length ? head.subarray(0, Math.max(want, 4)) : readablePrefix(mem, who, arg, want)
     if (typeof struct === 'number') throw fault('read', struct)
     const back = copiesBack(io, struct)

@@ -1,4 +1,5 @@
 import { PointerSpec, StructLayout, StructValue, struct } from './layout'
+import { VfioBindFlag } from './names'
 
 /** The u64 count of bytes a pointer field's buffer spans, from the decoded struct. */
 const n = (s: StructValue, f: string): bigint => s[f] as bigint
@@ -526,7 +527,8 @@ export const vfio_device_bind_iommufd = struct('vfio_device_bind_iommufd', [
   ['flags', { type: 'u32', show: 'hex' }],
   ['iommufd', { type: 's32' }],
   ['out_devid', { type: 'u32' }],
-  ['token_uuid_ptr', { type: 'u64' }],
+  // the VF token, a 16-byte UUID read only with flags=TOKEN
+  ['token_uuid_ptr', { type: 'u64', pointer: { length: (s) => (n(s, 'flags') & BigInt(VfioBindFlag.TOKEN) ? 16n : 0n), flow: 'in' } }],
 ])
 
 export const vfio_device_attach_iommufd_pt = struct('vfio_device_attach_iommufd_pt', [

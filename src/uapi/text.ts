@@ -243,9 +243,9 @@ export function parseText(line: string, devices: DeviceResolver): ParsedText {
   const full = encode(L, values)
   const size = Number(values[sizeField] as bigint)
   // VFIO reads only its minimum and ignores argsz beyond it: a large argsz costs nothing there
-  const tooBig = ioctl.family === 'iommufd' ? oversizedStruct(sizeField, size) : undefined
+  const tooBig = ioctl.zeroTail ? oversizedStruct(sizeField, size) : undefined
   if (tooBig) throw tooBig
-  const struct = Buffer.alloc(ioctl.family === 'iommufd' ? size : Math.min(size, L.size))
+  const struct = Buffer.alloc(ioctl.zeroTail ? size : Math.min(size, L.size))
   full.copy(struct, 0, 0, Math.min(size, full.length))
   if (tail) {
     if (size <= L.size) bad('tail', `bytes past the ${L.size}-byte ${L.name} need ${sizeField} > ${L.size}`)

@@ -176,6 +176,12 @@ static void dispatch(void)
 	expect("unknown_dir_bits", io(f, _IOWR(T, 0x81, struct ioas_alloc), raw), ENOTTY);
 	expect("unknown_type_byte", io(f, _IO('a', 0x81), raw), ENOTTY);
 	expect("unknown_nr_null_arg", io(f, _IO(T, 0x95), NULL), ENOTTY);
+	/* an iommufd answers the VFIO container's numbers, never a VFIO device's (vfio_compat.c: ENOIOCTLCMD) */
+	memset(raw, 0, sizeof raw);
+	*(uint32_t *)raw = 1;
+	expect("vfio_device_get_info_on_iommufd", io(f, _IO(';', 100 + 7), raw), ENOTTY);
+	expect("vfio_device_bind_on_iommufd", io(f, _IO(';', 100 + 18), raw), ENOTTY);
+	expect("vfio_dirty_pages_on_iommufd", io(f, _IO(';', 100 + 17), raw), ENOTTY);
 	expect("null_arg", io(f, C_IOAS_ALLOC, NULL), EFAULT);
 	a->size = 0;
 	expect("size_zero", io(f, C_IOAS_ALLOC, raw), EINVAL);

@@ -132,6 +132,19 @@ static void node(const char *tag, const char *path, int iommufd)
 	expect(N("bind_iommufd_closed"), bind(dev, 999, NULL), EBADF);
 
 	uint32_t devid = 0;
+	/* BIND reads its struct with copy_struct_from_user: a nonzero byte past it is E2BIG */
+	{
+		struct { struct bind b; uint64_t tail; } big = { { .argsz = 32, .iommufd = iommufd }, 1 };
+		expect(N("bind_tail_nonzero"), io(dev, C_BIND, &big), E2BIG);
+	}
+	/* a VF token on a function with no SR-IOV: read first (EFAULT), then EINVAL */
+	{
+		uint8_t uuid[16] = { 1 };
+		b = (struct bind){ .argsz = sizeof b, .flags = 1, .iommufd = iommufd, .token_uuid_ptr = 8 };
+		expect(N("bind_token_bad_pointer"), io(dev, C_BIND, &b), EFAULT);
+		b.token_uuid_ptr = (uintptr_t)uuid;
+		expect(N("bind_token_not_sriov"), io(dev, C_BIND, &b), EINVAL);
+	}
 	b = (struct bind){ .argsz = sizeof b, .iommufd = iommufd };
 	expect(N("bind"), io(dev, C_BIND, &b), 0);
 	devid = b.out_devid;

@@ -103,9 +103,12 @@ describe('limits', () => {
       assert.ok(largest <= value('IOMF_MAX_WRITTEN_BACK'), `a ${largest}-byte struct is larger than IOMF_MAX_WRITTEN_BACK`)
     })
 
-    it('VFIO commands ignore argsz past their struct: a huge argsz is not refused for its size', () => {
+    it('VFIO commands ignore argsz past their struct: a huge argsz is not refused for its size; BIND walks its tail as iommufd does', () => {
       const t = new IommuBench()
-      assert.match(t.send('DEVICE_BIND pci=0000:00:01.0 argsz=0xffffffff'), /^ok out_devid=1/)
+      assert.match(t.send('DEVICE_BIND pci=0000:00:01.0 argsz=0xffffffff'), /^err EFAULT argsz=4294967295: iommufs carries at most/)
+      assert.match(t.send('DEVICE_BIND pci=0000:00:01.0 argsz=32 tail=1'), /^err E2BIG argsz=32: bytes past the 24-byte vfio_device_bind_iommufd must be zero/)
+      assert.match(t.send('DEVICE_BIND pci=0000:00:01.0 argsz=32'), /^ok out_devid=1/)
+      assert.match(t.send('DEVICE_GET_INFO pci=0000:00:01.0 argsz=0xffffffff'), /^ok /)
     })
   })
 
