@@ -112,13 +112,20 @@ const smmuDriver: Driver = {
   maxPasidLog2({ unit, pasidBits }) {
     return Math.min(pasidBits, Number(unit.registers.field('IDR1.SSIDSIZE')))
   },
-  checkPaging(unit, flags) {
+  checkPaging(unit, allFlags) {
     const smmu = unit as Smmuv3
-    if (flags & HwptAllocFlag.NEST_PARENT && !smmu.supportsNesting) throw new ErrnoError('EOPNOTSUPP', `flags=NEST_PARENT: ${unit.name} lacks stage 1 and stage 2 (IDR0.S1P, IDR0.S2P)`)
-    if (flags & HwptAllocFlag.PASID && !smmu.registers.field('IDR1.SSIDSIZE')) throw new ErrnoError('EOPNOTSUPP', `flags=PASID: ${unit.name} has no SubstreamIDs`)
-    // arm_smmu_domain_alloc_paging_flags: a PASID domain is a stage-1 one, never a nest parent
-    if (flags & HwptAllocFlag.PASID && flags & HwptAllocFlag.NEST_PARENT) throw new ErrnoError('EOPNOTSUPP', 'flags=NEST_PARENT|PASID: an SMMUv3 nest parent is a stage-2 domain, which no PASID can use')
-    if (flags & HwptAllocFlag.PASID && !smmu.registers.flag('IDR0.S1P')) throw new ErrnoError('EOPNOTSUPP', `flags=PASID: ${unit.name} lacks stage 1 (IDR0.S1P)`)
+    // arm_smmu_domain_alloc_paging_flags takes these combinations only (FAULT_ID_VALID is the core's):
+    // a nest parent is a stage-2 domain alone; dirty tracking and PASID ask for a stage-1 one
+    const { NEST_PARENT, DIRTY_TRACKING, PASID } = HwptAllocFlag
+    const flags = allFlags & ~HwptAllocFlag.FAULT_ID_VALID
+    if (flags === NEST_PARENT) {
+      if (!smmu.supportsNesting) throw new ErrnoError('EOPNOTSUPP', `flags=NEST_PARENT: ${unit.name} does not nest (IDR0.S1P and IDR0.S2P, and no IIDR erratum against it)`)
+    } else if (flags === PASID || flags === DIRTY_TRACKING || flags === (DIRTY_TRACKING | PASID)) {
+      if (!smmu.registers.flag('IDR0.S1P')) throw new ErrnoError('EOPNOTSUPP', `flags: ${unit.name} lacks stage 1 (IDR0.S1P), which dirty tracking and PASID need`)
+    } else if (flags !== 0) {
+      const named = Object.entries(HwptAllocFlag).filter(([, bit]) => flags & bit).map(([name]) => name).join('|')
+      throw new ErrnoError('EOPNOTSUPP', `flags=${named}: an SMMUv3 nest parent takes no other flag (it is a stage-2 domain); dirty tracking and PASID go on stage-1 domains`)
+    }
   },
   acquire(dev, hwpt) {
     const smmu = dev.unit as Smmuv3
@@ -213,8 +220,8 @@ const vtdDriver: Driver = {
   },
   checkPaging(unit, flags) {
     const vtd = unit as Vtd
+    // intel_iommu_domain_alloc_paging_flags asks nothing of the unit for PASID (attaching one does)
     if (flags & HwptAllocFlag.NEST_PARENT && !vtd.supportsNesting) throw new ErrnoError('EOPNOTSUPP', `flags=NEST_PARENT: ${unit.name} lacks nesting (ECAP.NEST with scalable mode)`)
-    if (flags & HwptAllocFlag.PASID && !vtd.registers.flag('ECAP.PASID')) throw new ErrnoError('EOPNOTSUPP', `flags=PASID: ${unit.name} has no PASID support`)
   },
   acquire(dev, hwpt) {
     const vtd = dev.unit as Vtd

@@ -7,7 +7,7 @@ import { fallible } from '../util/fail-nth'
 import { hex, mustBeZero, unknownFlags } from './checks'
 import type { IommufdContext } from './context'
 import { driverFor } from './driver'
-import { Ioas, ULONG_MAX } from './ioas'
+import { Ioas, MapFlag, ULONG_MAX } from './ioas'
 import { IommufdObject } from './objects'
 import type { Device } from './device'
 import { Viommu } from './viommu'
@@ -205,6 +205,9 @@ function planPaging(dev: Device, ioas: Ioas, a: HwptAllocArgs): HwptPaging {
   driverFor(unit).checkPaging(unit, a.flags)
   fallible('page table allocation')
   ioas.checkPinnable()
+  // the new domain is filled from the IOAS (iopt_table_add_domain): a VT-d nest parent takes no read-only entry (ERRATA_772415_SPR17)
+  const readOnly = a.flags & HwptAllocFlag.NEST_PARENT && unit.kind === 'intel-vtd' ? ioas.areas.find((m) => !(m.flags & MapFlag.WRITEABLE)) : undefined
+  if (readOnly) throw new ErrnoError('EINVAL', `flags=NEST_PARENT: IOAS ${ioas.id} maps ${hex(readOnly.iova)} read-only, which a VT-d nest parent cannot hold (ERRATA_772415_SPR17)`)
   return new HwptPaging(unit, ioas, a.flags, false, mockPages)
 }
 
@@ -232,7 +235,6 @@ function planNestedOnParent(dev: Device, parent: HwptPaging, a: HwptAllocArgs): 
     return new HwptNested(parent, undefined, { kind: 'mock', iotlb: new Array<number>(MOCK_IOTLB_NUM).fill(a.data.selftest().iotlb) })
   }
   if (!unit.supportsNesting) throw new ErrnoError('EOPNOTSUPP', `${unit.name}: nesting unsupported`)
-  if (a.flags & HwptAllocFlag.PASID && !unit.registers.flag('ECAP.PASID')) throw new ErrnoError('EOPNOTSUPP', `flags=PASID: ${unit.name} has no PASID support`)
   if (a.data.type !== HwptDataType.VTD_S1) throw new ErrnoError('EOPNOTSUPP', `data_type=${a.data.type}: ${unit.name} takes VTD_S1 (1)`)
   return new HwptNested(parent, undefined, { kind: 'intel-vtd', s1: a.data.vtdS1() })
 }
@@ -251,9 +253,9 @@ function planNestedOnViommu(dev: Device, viommu: Viommu, a: HwptAllocArgs): Hwpt
   return new HwptNested(viommu.parent, viommu, { kind: 'arm-smmu-v3', ste })
 }
 
-export function setDirtyTracking(ctx: IommufdContext, flags: number, hwptId: number, reserved: number): void {
+/** IOMMU_HWPT_SET_DIRTY_TRACKING; the kernel does not look at __reserved. */
+export function setDirtyTracking(ctx: IommufdContext, flags: number, hwptId: number): void {
   unknownFlags(flags, DirtyTrackingFlag.ENABLE)
-  mustBeZero(reserved, '__reserved')
   const hwpt = ctx.paging(hwptId)
   if (!(hwpt.flags & HwptAllocFlag.DIRTY_TRACKING)) throw new ErrnoError('EOPNOTSUPP', `hwpt_id=${hwptId}: allocated without DIRTY_TRACKING`)
   const enable = (flags & DirtyTrackingFlag.ENABLE) !== 0

@@ -260,7 +260,8 @@ const CONS_ERR_BITS = 0x7f000000
 export function hwptInvalidate(ctx: IommufdContext, hwptId: number, reserved: number, dataUptr: bigint, arr: EntryArray): number {
   if (reserved) throw new PartialError('EOPNOTSUPP', `__reserved=${reserved}: must be 0`, 0)
   if (arr.entryNum && (dataUptr === 0n || arr.entryLen === 0)) throw new PartialError('EINVAL', `entry_num=${arr.entryNum} needs data_uptr and entry_len`, 0)
-  if (arr.entryLen > 4096 || arr.entryNum > 1 << 19) throw new PartialError('EINVAL', `${arr.entryLen > 4096 ? `entry_len=${arr.entryLen} is above 4096` : `entry_num=${arr.entryNum} is above 524288`}`, 0)
+  // the caps bound a call's work: with no entries there is none (and entry_len is not looked at)
+  if (arr.entryNum && (arr.entryLen > 4096 || arr.entryNum > 1 << 19)) throw new PartialError('EINVAL', `${arr.entryLen > 4096 ? `entry_len=${arr.entryLen} is above 4096` : `entry_num=${arr.entryNum} is above 524288`}`, 0)
   if (arr.entryNum > LIMITS.invalidateEntries.max) throw new PartialError(LIMITS.invalidateEntries.errno, `entry_num=${arr.entryNum}: iommufs takes at most ${LIMITS.invalidateEntries.max} entries per call`, 0)
   const target = ctx.objects.find(hwptId)
   if (!target) throw new PartialError('ENOENT', `hwpt_id=${hwptId}: no such object`, 0)

@@ -554,7 +554,7 @@ export const IOCTLS: readonly Ioctl[] = [
   // the kernel's IOCTL_OP entry names __reserved: min size 32 (§2)
   ioctl('IOMMU_GET_HW_INFO', 0x8a, S.iommu_hw_info, '__reserved', hwInfo),
   ioctl('IOMMU_HWPT_SET_DIRTY_TRACKING', 0x8b, S.iommu_hwpt_set_dirty_tracking, '__reserved', (c) => {
-    hwpt.setDirtyTracking(ctxOf(c), u(c.req, 'flags'), u(c.req, 'hwpt_id'), u(c.req, '__reserved'))
+    hwpt.setDirtyTracking(ctxOf(c), u(c.req, 'flags'), u(c.req, 'hwpt_id'))
     return {}
   }),
   ioctl('IOMMU_HWPT_GET_DIRTY_BITMAP', 0x8c, S.iommu_hwpt_get_dirty_bitmap, 'data', (c) => {

@@ -272,6 +272,8 @@ describe('HWPT_INVALIDATE on a VT-d nested HWPT (array form)', () => {
   it('entry_num = 0 succeeds (a probe) and changes nothing', () => {
     const before = t.dump()
     assert.deepEqual(t.ok(`HWPT_INVALIDATE hwpt_id=${v.nested} data_type=VTD_S1 entry_len=24 entry_num=0`), { entry_num: '0' })
+    // the entry_len and entry_num caps apply only when there are entries
+    assert.deepEqual(t.ok(`HWPT_INVALIDATE hwpt_id=${v.nested} data_type=VTD_S1 entry_len=8192 entry_num=0`), { entry_num: '0' })
     assert.equal(t.dump(), before)
   })
 

@@ -7,7 +7,9 @@ import { readFileSync } from 'node:fs'
 import { World } from '../../src/iommufd/world'
 import { loadSchema } from '../../src/topology/attributes'
 import { loadTopology } from '../../src/topology/topology'
-import { DEFAULT_TOPOLOGY } from '../../src/util/paths'
+import { DEFAULT_TOPOLOGY, SCHEMA_DIR } from '../../src/util/paths'
+import * as path from 'node:path'
+import { Model } from '../../src/index'
 import { edit, renderUnit, tempDataDir } from '../helpers/data'
 import { DEV, DMAR0, IommuBench, SMMU0, smmuNestSetup, ste } from '../helpers/iommufd'
 
@@ -30,10 +32,13 @@ describe('iommufd HWPT_ALLOC: common checks (§3.10)', () => {
     assert.equal(t.describe(ioas).get('users'), '1')
   })
 
-  it('NEST_PARENT and DIRTY_TRACKING are recorded in the HWPT', () => {
+  it('NEST_PARENT and DIRTY_TRACKING are recorded in the HWPT; an SMMUv3 nest parent takes no other flag (a VT-d one tracks dirty pages)', () => {
     const { t, dev, ioas } = setup()
     const np = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas} flags=NEST_PARENT`, 'out_hwpt_id')
-    const dt = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas} flags=DIRTY_TRACKING|NEST_PARENT`, 'out_hwpt_id')
+    // arm_smmu_domain_alloc_paging_flags: no case for NEST_PARENT|DIRTY_TRACKING
+    t.err(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas} flags=DIRTY_TRACKING|NEST_PARENT`, 'EOPNOTSUPP', /flags=NEST_PARENT\|DIRTY_TRACKING: an SMMUv3 nest parent takes no other flag/)
+    const vtd = t.bind(DEV.vtdA)
+    const dt = t.id(`HWPT_ALLOC dev_id=${vtd} pt_id=${ioas} flags=DIRTY_TRACKING|NEST_PARENT`, 'out_hwpt_id')
     assert.equal(t.describe(np).get('flags'), 'NEST_PARENT')
     assert.equal(t.describe(dt).get('flags'), 'NEST_PARENT|DIRTY_TRACKING')
     assert.equal(t.describe(ioas).get('users'), '2')
@@ -448,6 +453,27 @@ describe('iommufd: hardware without a feature refuses what needs it (EOPNOTSUPP)
   })
 })
 
+describe('iommufd HWPT_ALLOC: what each driver asks of the unit', () => {
+  it('a VT-d nest parent on an IOAS already holding a read-only mapping is EINVAL (filling it fails: ERRATA_772415_SPR17)', () => {
+    const t = new IommuBench()
+    const dev = t.bind(DEV.vtdA)
+    const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
+    t.ok(`IOAS_MAP ioas_id=${ioas} flags=FIXED_IOVA|READABLE user_va=0x1000 length=0x1000 iova=0x100000`)
+    t.err(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas} flags=NEST_PARENT`, 'EINVAL', /maps 0x100000 read-only, which a VT-d nest parent cannot hold/)
+    t.ok(`IOAS_UNMAP ioas_id=${ioas} iova=0x100000 length=0x1000`)
+    assert.match(t.send(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas} flags=NEST_PARENT`), /^ok out_hwpt_id=/)
+  })
+
+  it('flags=PASID asks nothing of a unit without PASID support (attaching a PASID does)', () => {
+    const ctx = Model.load({ topology: path.join(SCHEMA_DIR, 'topologies', 'no-pasid.yaml') }).openContext()
+    assert.match(ctx.request('DEVICE_BIND pci=0000:00:01.0'), /^ok /)
+    assert.match(ctx.request('DEVICE_BIND pci=0000:02:00.0'), /^ok /)
+    assert.equal(ctx.request('IOAS_ALLOC'), 'ok out_ioas_id=3')
+    assert.equal(ctx.request('HWPT_ALLOC dev_id=1 pt_id=3 flags=PASID'), 'ok out_hwpt_id=4')
+    assert.equal(ctx.request('HWPT_ALLOC dev_id=2 pt_id=3 flags=PASID'), 'ok out_hwpt_id=5')
+  })
+})
+
 describe('iommufd HWPT_SET_DIRTY_TRACKING and HWPT_GET_DIRTY_BITMAP (§3.12, §3.13)', () => {
   function setup(): { t: IommuBench; dirty: number; plain: number; ioas: number } {
     const t = new IommuBench()
@@ -458,9 +484,9 @@ describe('iommufd HWPT_SET_DIRTY_TRACKING and HWPT_GET_DIRTY_BITMAP (§3.12, §3
     return { t, dirty, plain, ioas }
   }
 
-  it('ENABLE on a DIRTY_TRACKING HWPT turns tracking on; flags 0 turns it off', () => {
+  it('ENABLE on a DIRTY_TRACKING HWPT turns tracking on; flags 0 turns it off; __reserved is not looked at', () => {
     const { t, dirty } = setup()
-    assert.deepEqual(t.ok(`HWPT_SET_DIRTY_TRACKING hwpt_id=${dirty} flags=ENABLE`), {})
+    assert.deepEqual(t.ok(`HWPT_SET_DIRTY_TRACKING hwpt_id=${dirty} flags=ENABLE __reserved=1`), {})
     assert.equal(t.describe(dirty).get('dirty_tracking'), 'enabled')
     t.ok(`HWPT_SET_DIRTY_TRACKING hwpt_id=${dirty} flags=0`)
     assert.equal(t.describe(dirty).get('dirty_tracking'), 'disabled')

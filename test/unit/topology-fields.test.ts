@@ -20,7 +20,7 @@ const SMMU_BY_FIELDS = `iommus:
       Idr3: { fwb: 1, RIL: 1, BBML: 1 }
       IDR4: 0
       IDR5: { OAS: 5, GRAN4K: 1, GRAN16K: 1, GRAN64K: 1, STALL_MAX: 0x80 }
-      IIDR: { IMPLEMENTER: 0x43b, VARIANT: 1, PRODUCTID: 0x483 }
+      IIDR: { IMPLEMENTER: 0x43b, REVISION: 1, VARIANT: 1, PRODUCTID: 0x487 }
       AIDR: { ARCH_MINOR_REV: 2 }
     devices:
       - { bdf: "0000:00:01.0", stream_id: 0x8 }
@@ -86,6 +86,27 @@ describe('topologies by register field name', () => {
     assert.equal(noNest.request('HWPT_ALLOC dev_id=1 pt_id=3'), 'ok out_hwpt_id=4')
     assert.equal(model.list('/sys/class/iommu/smmu3.0x0000000009050000/arm-smmu-v3').includes('ssid_bits'), false)
   })
+
+  // arm_smmu_device_iidr_probe: Arm errata 1209401 (MMU-600 before r2) and 2268618/2812531 (MMU-700 before r1p1) turn nesting off
+  for (const [iidr, part, nests] of [
+    ['PRODUCTID: 0x483, VARIANT: 1', 'MMU-600 r1p0', false],
+    ['PRODUCTID: 0x483, VARIANT: 2', 'MMU-600 r2p0', true],
+    ['PRODUCTID: 0x487, VARIANT: 1, REVISION: 0', 'MMU-700 r1p0', false],
+    ['PRODUCTID: 0x487, VARIANT: 0, REVISION: 1', 'MMU-700 r0p1', false],
+    ['PRODUCTID: 0x487, VARIANT: 1, REVISION: 1', 'MMU-700 r1p1', true],
+  ] as const) {
+    it(`an Arm ${part} ${nests ? 'nests' : 'has nesting turned off, as the kernel does for its errata'}`, async () => {
+      const text = SMMU_BY_FIELDS.replace(/IIDR: \{[^}]*\}/, `IIDR: { IMPLEMENTER: 0x43b, ${iidr} }`)
+      await withTopology(text, (file) => {
+        const ctx = Model.load({ topology: file }).openContext()
+        assert.match(ctx.request('DEVICE_BIND pci=0000:00:01.0'), /^ok /)
+        assert.equal(ctx.request('IOAS_ALLOC'), 'ok out_ioas_id=2')
+        const reply = ctx.request('HWPT_ALLOC dev_id=1 pt_id=2 flags=NEST_PARENT')
+        if (nests) assert.equal(reply, 'ok out_hwpt_id=3')
+        else assert.match(reply, /^err EOPNOTSUPP flags=NEST_PARENT: /)
+      })
+    })
+  }
 })
 
 describe('the JSON Schema of topology files', () => {

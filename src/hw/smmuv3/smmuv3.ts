@@ -17,6 +17,11 @@ import { dumpCdTable } from './cd-dump'
 import { STE0, STE_CFG } from './ste'
 import { get } from '../bits'
 
+/** IIDR values of the Arm parts with errata against nesting (the kernel's IIDR_IMPLEMENTER_ARM, IIDR_PRODUCTID_ARM_MMU_*). */
+const IIDR_IMPLEMENTER_ARM = 0x43bn
+const IIDR_PRODUCT_MMU_600 = 0x483n
+const IIDR_PRODUCT_MMU_700 = 0x487n
+
 /** What the host driver has installed in a stream's STE. */
 export interface PhysicalSte {
   readonly config: 'abort' | 'bypass' | 's1-translate' | 's2-translate' | 'nested'
@@ -181,9 +186,27 @@ export class Smmuv3 extends IommuUnit {
     return `smmu3.0x${base.toString(16).padStart(16, '0')}`
   }
 
-  /** The kernel enables nesting only when both stages are implemented. */
+  /**
+   * The kernel enables nesting only when both stages are implemented, and
+   * not on the Arm parts whose errata break it (arm_smmu_device_iidr_probe):
+   * MMU-600 before r2 (1209401), MMU-700 before r1p1 (2268618, 2812531).
+   */
   get supportsNesting(): boolean {
-    return this.registers.flag('IDR0.S1P') && this.registers.flag('IDR0.S2P')
+    return this.registers.flag('IDR0.S1P') && this.registers.flag('IDR0.S2P') && !this.nestingErratum
+  }
+
+  private get nestingErratum(): boolean {
+    const r = this.registers
+    if (r.field('IIDR.IMPLEMENTER') !== IIDR_IMPLEMENTER_ARM) return false
+    const variant = r.field('IIDR.VARIANT')
+    switch (r.field('IIDR.PRODUCTID')) {
+      case IIDR_PRODUCT_MMU_600:
+        return variant < 2n
+      case IIDR_PRODUCT_MMU_700:
+        return variant < 1n || r.field('IIDR.REVISION') < 1n
+      default:
+        return false
+    }
   }
 
   reservedRegions(): readonly ReservedRegion[] {
