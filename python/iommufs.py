@@ -434,6 +434,31 @@ class iommu_vevent_arm_smmuv3(_Struct):
     _size_ = 32
 
 
+class iommu_hwpt_pgfault(_Struct):
+    _fields_ = [
+        ("flags", ctypes.c_uint32),
+        ("dev_id", ctypes.c_uint32),
+        ("pasid", ctypes.c_uint32),
+        ("grpid", ctypes.c_uint32),
+        ("perm", ctypes.c_uint32),
+        ("__reserved", ctypes.c_uint32),
+        ("addr", ctypes.c_uint64),
+        ("length", ctypes.c_uint32),
+        ("cookie", ctypes.c_uint32),
+    ]
+    _offsets_ = {"flags": 0, "dev_id": 4, "pasid": 8, "grpid": 12, "perm": 16, "__reserved": 20, "addr": 24, "length": 32, "cookie": 36}
+    _size_ = 40
+
+
+class iommu_hwpt_page_response(_Struct):
+    _fields_ = [
+        ("cookie", ctypes.c_uint32),
+        ("code", ctypes.c_uint32),
+    ]
+    _offsets_ = {"cookie": 0, "code": 4}
+    _size_ = 8
+
+
 class iommu_hwpt_vtd_s1(_Struct):
     _fields_ = [
         ("flags", ctypes.c_uint64),
@@ -858,7 +883,7 @@ class vfio_iommu_type1_dma_unmap(_Struct):
 
 
 #: every struct by name
-STRUCTS = {"iommu_iova_range": iommu_iova_range, "iommu_destroy": iommu_destroy, "iommu_ioas_alloc": iommu_ioas_alloc, "iommu_ioas_allow_iovas": iommu_ioas_allow_iovas, "iommu_ioas_copy": iommu_ioas_copy, "iommu_ioas_iova_ranges": iommu_ioas_iova_ranges, "iommu_ioas_map": iommu_ioas_map, "iommu_ioas_unmap": iommu_ioas_unmap, "iommu_option": iommu_option, "iommu_vfio_ioas": iommu_vfio_ioas, "iommu_hwpt_alloc": iommu_hwpt_alloc, "iommu_hw_info": iommu_hw_info, "iommu_hwpt_set_dirty_tracking": iommu_hwpt_set_dirty_tracking, "iommu_hwpt_get_dirty_bitmap": iommu_hwpt_get_dirty_bitmap, "iommu_hwpt_invalidate": iommu_hwpt_invalidate, "iommu_fault_alloc": iommu_fault_alloc, "iommu_ioas_map_file": iommu_ioas_map_file, "iommu_viommu_alloc": iommu_viommu_alloc, "iommu_vdevice_alloc": iommu_vdevice_alloc, "iommu_ioas_change_process": iommu_ioas_change_process, "iommu_veventq_alloc": iommu_veventq_alloc, "iommu_hw_queue_alloc": iommu_hw_queue_alloc, "iommu_test_cmd": iommu_test_cmd, "iommufs_hwpt_invalidate_ring": iommufs_hwpt_invalidate_ring, "iommufs_vcmdq_alloc": iommufs_vcmdq_alloc, "iommufs_dma": iommufs_dma, "iommufs_mmap": iommufs_mmap, "iommufs_munmap": iommufs_munmap, "iommu_hwpt_arm_smmuv3": iommu_hwpt_arm_smmuv3, "iommufd_vevent_header": iommufd_vevent_header, "iommu_vevent_arm_smmuv3": iommu_vevent_arm_smmuv3, "iommu_hwpt_vtd_s1": iommu_hwpt_vtd_s1, "iommu_hw_info_arm_smmuv3": iommu_hw_info_arm_smmuv3, "iommu_hw_info_vtd": iommu_hw_info_vtd, "iommu_hwpt_vtd_s1_invalidate": iommu_hwpt_vtd_s1_invalidate, "iommu_viommu_arm_smmuv3_invalidate": iommu_viommu_arm_smmuv3_invalidate, "iommu_test_hw_info": iommu_test_hw_info, "iommu_hwpt_selftest": iommu_hwpt_selftest, "iommu_hwpt_kvm_info": iommu_hwpt_kvm_info, "iommu_hwpt_invalidate_selftest": iommu_hwpt_invalidate_selftest, "iommu_viommu_selftest": iommu_viommu_selftest, "iommu_viommu_invalidate_selftest": iommu_viommu_invalidate_selftest, "iommu_test_add_reserved": iommu_test_add_reserved, "iommu_test_mock_domain": iommu_test_mock_domain, "iommu_test_mock_domain_replace": iommu_test_mock_domain_replace, "iommu_test_check_map": iommu_test_check_map, "iommu_test_check_refs": iommu_test_check_refs, "iommu_test_create_access": iommu_test_create_access, "iommu_test_destroy_access_pages": iommu_test_destroy_access_pages, "iommu_test_access_pages": iommu_test_access_pages, "iommu_test_access_rw": iommu_test_access_rw, "iommu_test_memory_limit": iommu_test_memory_limit, "iommu_test_access_replace_ioas": iommu_test_access_replace_ioas, "iommu_test_dirty": iommu_test_dirty, "iommu_test_check_iotlb": iommu_test_check_iotlb, "iommu_test_trigger_iopf": iommu_test_trigger_iopf, "iommu_test_check_dev_cache": iommu_test_check_dev_cache, "iommu_test_trigger_vevent": iommu_test_trigger_vevent, "iommu_test_pasid_attach": iommu_test_pasid_attach, "iommu_test_pasid_check": iommu_test_pasid_check, "iommu_test_dmabuf_get": iommu_test_dmabuf_get, "iommu_test_dmabuf_revoke": iommu_test_dmabuf_revoke, "vfio_device_bind_iommufd": vfio_device_bind_iommufd, "vfio_device_attach_iommufd_pt": vfio_device_attach_iommufd_pt, "vfio_device_detach_iommufd_pt": vfio_device_detach_iommufd_pt, "vfio_device_info": vfio_device_info, "vfio_device_feature": vfio_device_feature, "vfio_region_info": vfio_region_info, "vfio_irq_info": vfio_irq_info, "vfio_compat_arg": vfio_compat_arg, "vfio_iommu_type1_info": vfio_iommu_type1_info, "vfio_iommu_type1_dma_map": vfio_iommu_type1_dma_map, "vfio_iommu_type1_dma_unmap": vfio_iommu_type1_dma_unmap}
+STRUCTS = {"iommu_iova_range": iommu_iova_range, "iommu_destroy": iommu_destroy, "iommu_ioas_alloc": iommu_ioas_alloc, "iommu_ioas_allow_iovas": iommu_ioas_allow_iovas, "iommu_ioas_copy": iommu_ioas_copy, "iommu_ioas_iova_ranges": iommu_ioas_iova_ranges, "iommu_ioas_map": iommu_ioas_map, "iommu_ioas_unmap": iommu_ioas_unmap, "iommu_option": iommu_option, "iommu_vfio_ioas": iommu_vfio_ioas, "iommu_hwpt_alloc": iommu_hwpt_alloc, "iommu_hw_info": iommu_hw_info, "iommu_hwpt_set_dirty_tracking": iommu_hwpt_set_dirty_tracking, "iommu_hwpt_get_dirty_bitmap": iommu_hwpt_get_dirty_bitmap, "iommu_hwpt_invalidate": iommu_hwpt_invalidate, "iommu_fault_alloc": iommu_fault_alloc, "iommu_ioas_map_file": iommu_ioas_map_file, "iommu_viommu_alloc": iommu_viommu_alloc, "iommu_vdevice_alloc": iommu_vdevice_alloc, "iommu_ioas_change_process": iommu_ioas_change_process, "iommu_veventq_alloc": iommu_veventq_alloc, "iommu_hw_queue_alloc": iommu_hw_queue_alloc, "iommu_test_cmd": iommu_test_cmd, "iommufs_hwpt_invalidate_ring": iommufs_hwpt_invalidate_ring, "iommufs_vcmdq_alloc": iommufs_vcmdq_alloc, "iommufs_dma": iommufs_dma, "iommufs_mmap": iommufs_mmap, "iommufs_munmap": iommufs_munmap, "iommu_hwpt_arm_smmuv3": iommu_hwpt_arm_smmuv3, "iommufd_vevent_header": iommufd_vevent_header, "iommu_vevent_arm_smmuv3": iommu_vevent_arm_smmuv3, "iommu_hwpt_pgfault": iommu_hwpt_pgfault, "iommu_hwpt_page_response": iommu_hwpt_page_response, "iommu_hwpt_vtd_s1": iommu_hwpt_vtd_s1, "iommu_hw_info_arm_smmuv3": iommu_hw_info_arm_smmuv3, "iommu_hw_info_vtd": iommu_hw_info_vtd, "iommu_hwpt_vtd_s1_invalidate": iommu_hwpt_vtd_s1_invalidate, "iommu_viommu_arm_smmuv3_invalidate": iommu_viommu_arm_smmuv3_invalidate, "iommu_test_hw_info": iommu_test_hw_info, "iommu_hwpt_selftest": iommu_hwpt_selftest, "iommu_hwpt_kvm_info": iommu_hwpt_kvm_info, "iommu_hwpt_invalidate_selftest": iommu_hwpt_invalidate_selftest, "iommu_viommu_selftest": iommu_viommu_selftest, "iommu_viommu_invalidate_selftest": iommu_viommu_invalidate_selftest, "iommu_test_add_reserved": iommu_test_add_reserved, "iommu_test_mock_domain": iommu_test_mock_domain, "iommu_test_mock_domain_replace": iommu_test_mock_domain_replace, "iommu_test_check_map": iommu_test_check_map, "iommu_test_check_refs": iommu_test_check_refs, "iommu_test_create_access": iommu_test_create_access, "iommu_test_destroy_access_pages": iommu_test_destroy_access_pages, "iommu_test_access_pages": iommu_test_access_pages, "iommu_test_access_rw": iommu_test_access_rw, "iommu_test_memory_limit": iommu_test_memory_limit, "iommu_test_access_replace_ioas": iommu_test_access_replace_ioas, "iommu_test_dirty": iommu_test_dirty, "iommu_test_check_iotlb": iommu_test_check_iotlb, "iommu_test_trigger_iopf": iommu_test_trigger_iopf, "iommu_test_check_dev_cache": iommu_test_check_dev_cache, "iommu_test_trigger_vevent": iommu_test_trigger_vevent, "iommu_test_pasid_attach": iommu_test_pasid_attach, "iommu_test_pasid_check": iommu_test_pasid_check, "iommu_test_dmabuf_get": iommu_test_dmabuf_get, "iommu_test_dmabuf_revoke": iommu_test_dmabuf_revoke, "vfio_device_bind_iommufd": vfio_device_bind_iommufd, "vfio_device_attach_iommufd_pt": vfio_device_attach_iommufd_pt, "vfio_device_detach_iommufd_pt": vfio_device_detach_iommufd_pt, "vfio_device_info": vfio_device_info, "vfio_device_feature": vfio_device_feature, "vfio_region_info": vfio_region_info, "vfio_irq_info": vfio_irq_info, "vfio_compat_arg": vfio_compat_arg, "vfio_iommu_type1_info": vfio_iommu_type1_info, "vfio_iommu_type1_dma_map": vfio_iommu_type1_dma_map, "vfio_iommu_type1_dma_unmap": vfio_iommu_type1_dma_unmap}
 
 
 # ---- ioctl numbers: name = number (struct) ----
@@ -1019,6 +1044,17 @@ IOMMU_TEST_OP_DMABUF_GET = 0x16
 IOMMU_TEST_OP_DMABUF_REVOKE = 0x17
 # enum iommu_hwpt_vtd_s1_invalidate_flags
 IOMMU_VTD_INV_FLAGS_LEAF = 0x1
+# enum iommu_hwpt_pgfault_flags
+IOMMU_PGFAULT_FLAGS_PASID_VALID = 0x1
+IOMMU_PGFAULT_FLAGS_LAST_PAGE = 0x2
+# enum iommu_hwpt_pgfault_perm
+IOMMU_PGFAULT_PERM_READ = 0x1
+IOMMU_PGFAULT_PERM_WRITE = 0x2
+IOMMU_PGFAULT_PERM_EXEC = 0x4
+IOMMU_PGFAULT_PERM_PRIV = 0x8
+# enum iommufd_page_response_code
+IOMMUFD_PAGE_RESP_SUCCESS = 0x0
+IOMMUFD_PAGE_RESP_INVALID = 0x1
 IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17 = 0x1
 
 

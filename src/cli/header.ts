@@ -59,6 +59,9 @@ const ENUMS: Record<string, { cname: string; prefix: string; except?: Record<str
   iommufs_dma_status: { cname: 'iommufs_dma_status', prefix: 'IOMMUFS_DMA_STATUS_' },
   iommufs_mmap_flags: { cname: 'iommufs_mmap_flags', prefix: 'IOMMUFS_MMAP_' },
   iommu_test_op: { cname: 'iommu_test_op', prefix: 'IOMMU_TEST_OP_' },
+  iommu_hwpt_pgfault_flags: { cname: 'iommu_hwpt_pgfault_flags', prefix: 'IOMMU_PGFAULT_FLAGS_' },
+  iommu_hwpt_pgfault_perm: { cname: 'iommu_hwpt_pgfault_perm', prefix: 'IOMMU_PGFAULT_PERM_' },
+  iommufd_page_response_code: { cname: 'iommufd_page_response_code', prefix: 'IOMMUFD_PAGE_RESP_' },
 }
 
 /** Name sets spelled elsewhere in the header (the VFIO flags sit with their structs). */
@@ -150,12 +153,15 @@ export function iommufdHeader(): string {
 
 #define IOMMUFD_TYPE (';')
 
-enum {`)
+enum {
+\tIOMMUFD_CMD_BASE = 0x80,`)
   for (const i of iommufd) out.push(`\t${cmdName(i)} = ${hex(i.cmd & 0xff)},`)
   out.push('};\n')
 
   for (const set of Object.keys(NAMES)) if (!NOT_ENUMS.has(set)) out.push(enumDef(set), '')
   out.push(`#define IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17 ${hex(VTD_ERRATA_772415_SPR17)}`, '')
+  // the kernel's second name for NONE: GET_HW_INFO's in_data_type asking for the device's own type
+  out.push(`#define IOMMU_HW_INFO_TYPE_DEFAULT IOMMU_HW_INFO_TYPE_NONE`, '')
 
   out.push('/* ---- iommufd commands ---- */', '')
   const unionMembers = new Set(layouts.flatMap((l) => l.fields.flatMap((f) => Object.values(f.union ?? {}).map((m) => m.name))))

@@ -134,6 +134,8 @@ export abstract class QueueObject extends IommufdObject {
 
 /** struct iommu_hwpt_pgfault flags. */
 export const PgfaultFlag = { PASID_VALID: 1 << 0, LAST_PAGE: 1 << 1 } as const
+/** struct iommu_hwpt_pgfault perm (iommu_hwpt_pgfault_perm). */
+export const PgfaultPerm = { READ: 1 << 0, WRITE: 1 << 1, EXEC: 1 << 2, PRIV: 1 << 3 } as const
 /** iommufd_page_response_code. */
 export const PageResponseCode = { SUCCESS: 0, INVALID: 1 } as const
 /** sizeof(struct iommu_hwpt_pgfault), sizeof(struct iommu_hwpt_page_response). */

@@ -11,6 +11,7 @@ import { DmaFlag, DmaStatus } from '../iommufd/dma'
 import { MmapFlag } from '../iommufd/mmap'
 import { TestOp } from '../iommufd/selftest'
 import { VeventqFlag, VeventqType } from '../iommufd/veventq'
+import { PageResponseCode, PgfaultFlag, PgfaultPerm } from '../iommufd/eventq'
 import { HWPT_DATA_IOMMUFS_KVM } from '../iommufd/kvm-hwpt'
 import { VTD_S1_FLAGS } from '../hw/vtd/s1'
 
@@ -52,6 +53,9 @@ export const NAMES: Readonly<Record<string, NameSet>> = {
   iommu_hwpt_invalidate_data_type: e(InvalidateDataType),
   iommu_test_op: e(TestOp),
   iommu_hwpt_vtd_s1_invalidate_flags: f(VtdInvFlag),
+  iommu_hwpt_pgfault_flags: f(PgfaultFlag),
+  iommu_hwpt_pgfault_perm: f(PgfaultPerm),
+  iommufd_page_response_code: e(PageResponseCode),
 }
 
 /**

@@ -489,6 +489,24 @@ export const iommufd_vevent_header = struct('iommufd_vevent_header', [
 ])
 export const iommu_vevent_arm_smmuv3 = struct('iommu_vevent_arm_smmuv3', [['evt', { type: 'u64', count: 4 }]])
 
+/** What a fault queue read returns, one record per fault (src/iommufd/eventq.ts writes them). */
+export const iommu_hwpt_pgfault = struct('iommu_hwpt_pgfault', [
+  ['flags', { type: 'u32', show: 'hex', names: 'iommu_hwpt_pgfault_flags' }],
+  ['dev_id', { type: 'u32' }],
+  ['pasid', { type: 'u32' }],
+  ['grpid', { type: 'u32' }],
+  ['perm', { type: 'u32', show: 'hex', names: 'iommu_hwpt_pgfault_perm' }],
+  ['__reserved', { type: 'u32' }],
+  ['addr', { type: 'u64' }],
+  ['length', { type: 'u32' }],
+  ['cookie', { type: 'u32' }],
+])
+/** What a fault queue write takes, one record per answered group. */
+export const iommu_hwpt_page_response = struct('iommu_hwpt_page_response', [
+  ['cookie', { type: 'u32' }],
+  ['code', { type: 'u32', names: 'iommufd_page_response_code' }],
+])
+
 export const iommu_hwpt_vtd_s1 = struct('iommu_hwpt_vtd_s1', [
   ['flags', { type: 'u64', names: 'iommu_hwpt_vtd_s1_flags' }],
   ['pgtbl_addr', { type: 'u64' }],
@@ -639,6 +657,8 @@ export const STRUCTS: ReadonlyMap<string, StructLayout> = new Map(
     iommu_hwpt_arm_smmuv3,
     iommufd_vevent_header,
     iommu_vevent_arm_smmuv3,
+    iommu_hwpt_pgfault,
+    iommu_hwpt_page_response,
     iommu_hwpt_vtd_s1,
     iommu_hw_info_arm_smmuv3,
     iommu_hw_info_vtd,

@@ -14,7 +14,9 @@ import { Geometry, PageTable } from '../../src/hw/smmuv3/pgtable'
 import { FileBacking } from '../../src/memory/backing'
 import { Region } from '../../src/memory/region'
 import { deviceDma, heldDmasOf } from '../../src/iommufd/dma'
-import { Fault } from '../../src/iommufd/eventq'
+import { Fault, PAGE_RESPONSE_SIZE, PGFAULT_SIZE, PgfaultFlag, PgfaultPerm } from '../../src/iommufd/eventq'
+import { iommu_hwpt_page_response, iommu_hwpt_pgfault } from '../../src/uapi/structs'
+import { decode } from '../../src/uapi/layout'
 import { LIMITS } from '../../src/util/limits'
 import { failNth } from '../../src/util/fail-nth'
 
@@ -109,7 +111,10 @@ for (const [arch, bdf, unit] of [
       deviceDma(t.world, bdf, { op: 'read', iova: 0x101000n, len: 8 })
       assert.throws(() => fault.read(39), errno('ESPIPE', /multiple of 40/))
       assert.throws(() => fault.read(0), errno('EINVAL', /0 bytes cannot hold the oldest fault group/))
-      assert.equal(fault.read(40).length, 40)
+      // the record is the header's struct iommu_hwpt_pgfault, and a response its struct iommu_hwpt_page_response
+      const rec = decode(iommu_hwpt_pgfault, fault.read(40))
+      assert.deepEqual([rec.flags, rec.perm, rec.addr, rec.cookie], [BigInt(PgfaultFlag.LAST_PAGE), BigInt(PgfaultPerm.READ), 0x101000n, 1n])
+      assert.deepEqual([iommu_hwpt_pgfault.size, iommu_hwpt_page_response.size], [PGFAULT_SIZE, PAGE_RESPONSE_SIZE])
       assert.throws(() => fault.write(Buffer.alloc(7)), errno('ESPIPE', /8-byte records/))
       assert.throws(() => fault.write(response(1, 2)), errno('EINVAL', /code=2/))
       assert.throws(() => fault.write(response(5, 0)), errno('EINVAL', /cookie=5/))
