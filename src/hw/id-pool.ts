@@ -18,6 +18,11 @@ export class IdPool {
     this.used.delete(id)
   }
 
+  /** Whether alloc() would find an ID. */
+  get full(): boolean {
+    return this.used.size >= this.limit - this.first
+  }
+
   get inUse(): number {
     return this.used.size
   }

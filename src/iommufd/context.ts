@@ -1,4 +1,3 @@
-import { Smmuv3 } from '../hw/smmuv3/smmuv3'
 import { PciDevice } from '../hw/unit'
 import { ErrnoError } from '../util/errno'
 import { mustBeZero } from './checks'
@@ -8,7 +7,7 @@ import { Hwpt, HwptNested, HwptPaging } from './hwpt'
 import { hwptDestroyed } from './host'
 import { Ioas, ioasOption } from './ioas'
 import { MmapRegions } from './mmap'
-import { vmidFreed } from './smmu-host'
+import { driverFor } from './driver'
 import { IommufdObject, ObjectTable } from './objects'
 import { Vcmdq } from './vcmdq'
 import { Vdevice } from './vdevice'
@@ -108,6 +107,7 @@ export class IommufdContext {
     if (hwpt instanceof HwptPaging) {
       hwpt.ioas.hwpts.add(hwpt)
       hwpt.ioas.users++
+      driverFor(hwpt.home).made?.(hwpt)
     } else if (hwpt instanceof HwptNested) {
       if (hwpt.viommu) {
         hwpt.viommu.nested.add(hwpt)
@@ -143,6 +143,7 @@ export class IommufdContext {
       obj.ioas.hwpts.delete(obj)
       obj.ioas.users--
       hwptDestroyed(obj)
+      driverFor(obj.home).ended?.(obj)
     } else if (obj instanceof HwptNested) {
       if (obj.viommu) {
         obj.viommu.nested.delete(obj)
@@ -154,10 +155,6 @@ export class IommufdContext {
     } else if (obj instanceof Viommu) {
       obj.parent.viommus.delete(obj)
       obj.parent.users--
-      if (obj.unit instanceof Smmuv3) {
-        vmidFreed(obj.unit, obj.vmid)
-        obj.unit.vmids.free(obj.vmid)
-      }
       this.mmaps.removeOwner(obj)
     } else if (obj instanceof Vdevice) {
       this.unlinkVdevice(obj)

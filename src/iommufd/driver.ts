@@ -36,6 +36,9 @@ export interface Driver {
   maxPasidLog2(dev: PciDevice): number
   /** Refuses a paging domain the hardware cannot build (flags already checked by the core). */
   checkPaging(unit: IommuUnit, flags: number): void
+  /** The paging domain was made (committed) and ends (destroyed): an ID it holds for its whole life. */
+  made?(hwpt: HwptPaging): void
+  ended?(hwpt: HwptPaging): void
   /** Takes the hardware ID `hwpt` holds on the device's unit (shared by its devices there). */
   acquire(dev: PciDevice, hwpt: Hwpt): void
   release(dev: PciDevice, hwpt: Hwpt): void
@@ -120,6 +123,7 @@ const smmuDriver: Driver = {
     const flags = allFlags & ~HwptAllocFlag.FAULT_ID_VALID
     if (flags === NEST_PARENT) {
       if (!smmu.supportsNesting) throw new ErrnoError('EOPNOTSUPP', `flags=NEST_PARENT: ${unit.name} does not nest (IDR0.S1P and IDR0.S2P, and no IIDR erratum against it)`)
+      if (smmu.vmids.full) throw new ErrnoError('ENOSPC', `${unit.name}: no free VMID for the stage 2`)
     } else if (flags === PASID || flags === DIRTY_TRACKING || flags === (DIRTY_TRACKING | PASID)) {
       if (!smmu.registers.flag('IDR0.S1P')) throw new ErrnoError('EOPNOTSUPP', `flags: ${unit.name} lacks stage 1 (IDR0.S1P), which dirty tracking and PASID need`)
     } else if (flags !== 0) {
@@ -127,17 +131,38 @@ const smmuDriver: Driver = {
       throw new ErrnoError('EOPNOTSUPP', `flags=${named}: an SMMUv3 nest parent takes no other flag (it is a stage-2 domain); dirty tracking and PASID go on stage-1 domains`)
     }
   },
+  // arm_smmu_domain_finalise_s2: a nest parent's VMID is allocated with the domain and freed with it (no
+  // flush then); its vIOMMUs and their nested domains use it (arm_vsmmu_init: vsmmu->vmid = s2_parent->s2_cfg.vmid)
+  made(hwpt) {
+    const smmu = hwpt.home as Smmuv3
+    const id = hwpt.nestParent ? smmu.vmids.alloc() : undefined
+    if (id !== undefined) hwpt.tags.set(smmu, { id, refs: 0 })
+  },
+  ended(hwpt) {
+    const smmu = hwpt.home as Smmuv3
+    const tag = hwpt.nestParent ? hwpt.tags.get(smmu) : undefined
+    if (!tag) return
+    smmu.vmids.free(tag.id)
+    hwpt.tags.delete(smmu)
+  },
   acquire(dev, hwpt) {
     const smmu = dev.unit as Smmuv3
-    if (!(hwpt instanceof HwptPaging)) return // nested: the vIOMMU's VMID
-    takeTag(hwpt, smmu, () => (hwpt.nestParent ? smmu.vmids.alloc() : smmu.asids.alloc()))
+    // a nested domain's streams use its vIOMMU's VMID, the parent's: they count as the parent's users
+    const domain = hwpt instanceof HwptPaging ? hwpt : (hwpt as HwptNested).viommu?.parent
+    if (domain) takeTag(domain, smmu, () => (domain.nestParent ? smmu.vmids.alloc() : smmu.asids.alloc()))
   },
   release(dev, hwpt) {
     const smmu = dev.unit as Smmuv3
-    if (hwpt instanceof HwptPaging) {
-      // a stage-1 domain's ASID goes when its last stream leaves, as the domain itself does here: flushed first
-      dropTag(hwpt, smmu, (id) => (hwpt.nestParent ? (vmidFreed(smmu, id), smmu.vmids.free(id)) : (tagFreed(smmu, id), smmu.asids.free(id))))
+    const domain = hwpt instanceof HwptPaging ? hwpt : (hwpt as HwptNested).viommu?.parent
+    const tag = domain?.tags.get(smmu)
+    if (!domain || !tag) return
+    if (domain.nestParent) {
+      // arm_smmu_install_old_domain_invs: a VMID no stream uses any more is flushed at once; the ID stays the domain's
+      if (--tag.refs === 0) vmidFreed(smmu, tag.id)
+      return
     }
+    // a stage-1 domain's ASID goes when its last stream leaves, as the domain itself does here: flushed first
+    dropTag(domain, smmu, (id) => (tagFreed(smmu, id), smmu.asids.free(id)))
   },
   program(dev, hwpt) {
     const smmu = dev.unit as Smmuv3

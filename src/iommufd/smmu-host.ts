@@ -120,13 +120,10 @@ export function vmidFreed(smmu: Smmuv3, vmid: number): void {
   smmu.cmdq.issue([parseCommand(`TLBI_S12_VMALL vmid=${vmid}`), HOST_SYNC])
 }
 
-/** VMIDs whose TLB entries come from a nest parent: its own, and each vIOMMU's on this unit. */
+/** VMIDs whose TLB entries come from a nest parent: its one VMID on this unit, which its vIOMMUs share. */
 function parentVmids(h: HwptPaging, smmu: Smmuv3): number[] {
-  const out = new Set<number>()
   const own = h.tags.get(smmu)
-  if (own) out.add(own.id)
-  for (const v of h.viommus) if (v.unit === smmu) out.add(v.vmid)
-  return [...out]
+  return own ? [own.id] : []
 }
 
 /**

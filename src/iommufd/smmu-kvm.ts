@@ -38,11 +38,9 @@ export function smmuAllocKvm(unit: Smmuv3, hwpt: HwptPaging, vm: Vm): TdpImporte
 
 /** Everything of the domain's VMIDs: TLBI_S12_VMALL each, CMD_SYNC, then the whole ATC of each ATS device on the parent. */
 function wholeCommands(h: HwptPaging, smmu: Smmuv3): Command[] {
-  const vmids = new Set<number>()
+  // the domain's one VMID on this SMMU (its vIOMMUs share it)
   const own = h.tags.get(smmu)
-  if (own) vmids.add(own.id)
-  for (const v of h.viommus) if (v.unit === smmu) vmids.add(v.vmid)
-  const out = [...[...vmids].map((v) => parseCommand(`TLBI_S12_VMALL vmid=${v}`)), HOST_SYNC]
+  const out = [...(own ? [parseCommand(`TLBI_S12_VMALL vmid=${own.id}`)] : []), HOST_SYNC]
   // arm_smmu_atc_inv_domain over everything: the parent's ATS devices only
   const atc = atcInvDomain(h, smmu)
   if (atc.length) out.push(...atc.map(parseCommand), HOST_SYNC)

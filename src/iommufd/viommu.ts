@@ -112,16 +112,10 @@ export function viommuAlloc(ctx: IommufdContext, flags: number, type: number, de
   if (!parent.nestParent) throw new ErrnoError('EINVAL', `hwpt_id=${hwptId}: not allocated with NEST_PARENT`)
   // arm_vsmmu_init: the S2 must be the one this SMMU finalised (s2_parent->smmu)
   if (parent.home !== unit) throw new ErrnoError('EINVAL', `hwpt_id=${hwptId}: its stage 2 was built for ${parent.home.name} (${parent.kind}), the vIOMMU is on ${unit.name}`)
-  const vmid = unit.vmids.alloc()
-  if (vmid === undefined) throw new ErrnoError('ENOSPC', `${unit.name}: no free VMID`)
-  let v: Viommu
-  try {
-    v = ctx.objects.insert(new Viommu(unit, parent, vmid))
-  } catch (e) {
-    // the VMID goes back with the failed allocation (the fail-nth sweep found it kept)
-    unit.vmids.free(vmid)
-    throw e
-  }
+  // arm_vsmmu_init: the vIOMMU's VMID is its stage 2's, held by the nest parent from its allocation
+  const vmid = parent.tags.get(unit)?.id
+  if (vmid === undefined) throw new Error(`nest parent ${parent.id} holds no VMID on ${unit.name}`)
+  const v = ctx.objects.insert(new Viommu(unit, parent, vmid))
   parent.viommus.add(v)
   parent.users++
   return v.id

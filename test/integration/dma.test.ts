@@ -222,17 +222,17 @@ cat ${DBG}/iommu/${SMMU}/findings`,
       const r = await sh(`${path.join(PACKAGE_ROOT, 'examples', 'dma-smmuv3.sh')} ${m.dir}`)
       assert.equal(r.code, 0, `${r.stderr}\n${r.stdout}`)
       assert.equal(r.stderr, '')
-      assert.match(r.stdout, /^finding 1: TLB; sid=0x8; ssid=none; iova=0x1000; cached: S12 out=0x[0-9a-f]+ priv:rwx user:rwx since=\d+; now: out=0x[0-9a-f]+ priv:rwx user:rwx; changed: s1 level=3 addr=0x[0-9a-f]+ old=0x0000000040010f47 new=0x0000000040011f47; fix: TLBI_NH_VA vmid=2 asid=1 addr=0x1000 leaf$/m)
+      assert.match(r.stdout, /^finding 1: TLB; sid=0x8; ssid=none; iova=0x1000; cached: S12 out=0x[0-9a-f]+ priv:rwx user:rwx since=\d+; now: out=0x[0-9a-f]+ priv:rwx user:rwx; changed: s1 level=3 addr=0x[0-9a-f]+ old=0x0000000040010f47 new=0x0000000040011f47; fix: TLBI_NH_VA vmid=1 asid=1 addr=0x1000 leaf$/m)
       assert.match(r.stdout, /^00011000: 7061 6765 2042 3a20 444d 4121 .*page B: DMA!/m)
       const trace = fs.existsSync(m.path(`${DBG}/trace`)) ? fs.readFileSync(m.path(`${DBG}/trace`), 'utf8') : ''
       const json = trace.split('\n').filter((l) => l.includes('sanitizer.json '))
       assert.equal(json.length, 1)
-      assert.equal(JSON.parse(json[0].split('sanitizer.json ')[1]).command, 'TLBI_NH_VA vmid=2 asid=1 addr=0x1000 leaf')
-      // again on the same mount: the new vIOMMU gets VMID 2 back, flushed when the first one went, so no stale entry answers
+      assert.equal(JSON.parse(json[0].split('sanitizer.json ')[1]).command, 'TLBI_NH_VA vmid=1 asid=1 addr=0x1000 leaf')
+      // again on the same mount: the new nest parent (and its vIOMMU) gets VMID 1 back, flushed when the first one's last stream left, so no stale entry answers
       const again = await sh(`${path.join(PACKAGE_ROOT, 'examples', 'dma-smmuv3.sh')} ${m.dir}`)
       assert.equal(again.code, 0, `${again.stderr}\n${again.stdout}`)
       assert.match(again.stdout, /^00011000: 7061 6765 2042 3a20 444d 4121 .*page B: DMA!/m)
-      assert.match(fs.readFileSync(m.path(`${DBG}/iommu/smmu3.0x0000000009050000/cmdq`), 'utf8'), /TLBI_S12_VMALL vmid=2/)
+      assert.match(fs.readFileSync(m.path(`${DBG}/iommu/smmu3.0x0000000009050000/cmdq`), 'utf8'), /TLBI_S12_VMALL vmid=1/)
     })
   })
 

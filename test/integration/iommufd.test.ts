@@ -408,7 +408,7 @@ exec 3>&-`,
         assert.match(l, /^ {2}(label=.*;|node \[.*\]; edge \[.*\];|o\d+ \[label="[^"]*", style=filled, fillcolor="#[0-9a-f]{6}"\];|"[^"]+" \[shape=ellipse, .*\];|o\d+ -> o\d+ \[label="[a-z]+"\];|o\d+ -> "[^"]+" \[style=dashed, label="[a-z]+"\];)$/, l)
       }
       // the labels carry what the picture must show: IDs, the StreamID, the vSID -> pSID map
-      assert.ok(body.includes('  o4 [label="4: viommu\\nVMID 2\\nvSID 0x10 -> pSID 0x8", style=filled, fillcolor="#eadcf3"];'), body.join('\n'))
+      assert.ok(body.includes('  o4 [label="4: viommu\\nVMID 1\\nvSID 0x10 -> pSID 0x8", style=filled, fillcolor="#eadcf3"];'), body.join('\n'))
       assert.ok(body.some((l) => l.startsWith('  o1 [label="1: device\\n0000:00:01.0\\nStreamID 0x8"')), body.join('\n'))
       const nodes = body.filter((l) => /^ {2}o\d+ \[/.test(l)).map((l) => /^ {2}o(\d+)/.exec(l)![1])
       assert.deepEqual(nodes, ['1', '2', '3', '4', '5', '6'])

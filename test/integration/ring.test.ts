@@ -26,7 +26,7 @@ describe('invalidation through the mount', () => {
         for (const want of [
           'ok 1 - context 1: vIOMMU 4, vCMDQ 6',
           'ok 11 - cmdq: ATC_INV left with the physical StreamID 0x8',
-          'ok 12 - cmdq: TLBI_NH_ASID carries VMID 2',
+          'ok 12 - cmdq: TLBI_NH_ASID carries VMID 1',
           'ok 15 - cons stops on the illegal command',
           'ok 16 - CONS.ERR is CERROR_ILL',
           'ok 17 - gerror: CMDQ_ERR toggled',
@@ -62,7 +62,7 @@ describe('invalidation through the mount', () => {
         assert.equal(r.stderr, '')
         const out = r.stdout
         for (const want of [
-          '  vIOMMU 4 owns VMID 2 on smmu3.0x0000000009050000; vsid_map: 0x10->0x8',
+          '  vIOMMU 4 owns VMID 1 on smmu3.0x0000000009050000; vsid_map: 0x10->0x8',
           '  < ok entry_num=2',
           '  < err EIO entry 1 (CFGI_STE sid=0x10): opcode 0x3 (CFGI_STE) is not accepted through a vIOMMU (written back: entry_num=1)',
           '  < ok q_cons=0x11',
@@ -80,10 +80,10 @@ describe('invalidation through the mount', () => {
         assert.match(out, /^ {4}2\t0000000800000003\t0000000000000001\tCFGI_STE sid=0x8 leaf=1$/m)
         assert.match(out, /^ {4}4\t0000000800000001\t0000000000000000\tPREFETCH_CFG sid=0x8$/m)
         assert.match(out, /^ {4}5\t0000000800000040\t0000000000000034\tATC_INV sid=0x8 size=52$/m)
-        assert.match(out, /^ {4}7\t0001000200000012\t0000000000001001\tTLBI_NH_VA vmid=2 asid=1 leaf=1 addr=0x1000$/m)
+        assert.match(out, /^ {4}7\t0001000100000012\t0000000000001001\tTLBI_NH_VA vmid=1 asid=1 leaf=1 addr=0x1000$/m)
         assert.match(out, /^ {4}8\t0000000800000040\t0000000000000000\tATC_INV sid=0x8$/m)
-        assert.match(out, /^ {3}10\t000f000200000011\t0000000000000000\tTLBI_NH_ASID vmid=2 asid=15$/m)
-        assert.match(out, /^ {3}11\t0010000200000011\t0000000000000000\tTLBI_NH_ASID vmid=2 asid=16$/m)
+        assert.match(out, /^ {3}10\t000f000100000011\t0000000000000000\tTLBI_NH_ASID vmid=1 asid=15$/m)
+        assert.match(out, /^ {3}11\t0010000100000011\t0000000000000000\tTLBI_NH_ASID vmid=1 asid=16$/m)
         assert.match(out, /^ Entries: 256\tPROD: 0x00000019\tCONS: 0x00000019\tIssued: 25$/m)
       })
     })
@@ -158,7 +158,7 @@ describe('invalidation through the mount', () => {
         assert.match(cmdq, /^ Entries: 256\tPROD: 0x0000000a\tCONS: 0x0000000a\tIssued: 10$/m)
         assert.match(cmdq, /^ {4}4\t0000000800000001\t0000000000000000\tPREFETCH_CFG sid=0x8$/m)
         assert.match(cmdq, /^ {4}5\t0000000800000040\t0000000000000034\tATC_INV sid=0x8 size=52$/m)
-        assert.match(cmdq, /^ {4}7\t010f000200000011\t0000000000000000\tTLBI_NH_ASID vmid=2 asid=271$/m)
+        assert.match(cmdq, /^ {4}7\t010f000100000011\t0000000000000000\tTLBI_NH_ASID vmid=1 asid=271$/m)
         assert.match(cmdq, /^ {4}8\t0000000800000040\t0000000000000000\tATC_INV sid=0x8$/m)
         assert.match(cmdq, /^ {4}9\t0000000000002046\t0000000000000000\tSYNC cs=2$/m)
       } finally {

@@ -132,12 +132,14 @@ dma $PCI "read iova=0x1000 len=4"
 expect smmu.s1.page "$(data)" P010
 expect smmu.s1.levels "$(sed -n 's/^walk s1 level=\([0-9]\).*/\1/p' <<<"$dma" | tr -d '\n')" 0123
 expect smmu.s1.cd.via.s2 "$(grep -A1 '^walk cd ' <<<"$dma" | sed -n 2p | cut -d' ' -f2)" s2   # the CD's IPA is translated by stage 2
-expect smmu.s1.each.table.via.s2 "$(grep -c '^walk s2 level=0' <<<"$dma")" 6   # STE-less: CD, 4 tables, output
+# stage 2 for the CD, 4 tables and the output; the CD's IPA hits the stage-2 entry the direct phase cached under
+# the same VMID (a vIOMMU's is its parent's, and the move to nested flushed nothing), so 5 walks
+expect smmu.s1.each.table.via.s2 "$(grep -c '^walk s2 level=0' <<<"$dma")" 5
 dma $PCI "read iova=0x1000 len=4"
 expect smmu.tlb.hit "$(via)" tlb
 expect smmu.s1.block2m "$(rd $PCI 0x201000)" P201
 expect smmu.s1.block1g "$(rd $PCI 0x40010000)" P010
-expect smmu.s12.size "$(grep -o 'addr=0x40000000 size=0x[0-9a-f]*' "$S/tlb")" "addr=0x40000000 size=0x200000"   # the smaller leaf of the two stages
+expect smmu.s12.size "$(grep -E '^ *S12 ' "$S/tlb" | grep -o 'addr=0x40000000 size=0x[0-9a-f]*')" "addr=0x40000000 size=0x200000"   # the smaller leaf of the two stages
 expect smmu.ap.ro.read "$(rd $PCI 0x2000)" P011
 dma $PCI "write iova=0x2000 data=00"
 expect smmu.ap.ro.write "$(evt)" "0000000800000013 0000020000000000 0000000000002000 0000000000000000"
@@ -236,7 +238,7 @@ expect smmu.s2.unmap.before "$(rd $PCI 0x11000)" Q000
 req_ok "IOAS_UNMAP ioas_id=$ioas iova=0x40800000 length=0x1000"
 dma $PCI "read iova=0x11000 len=4"
 expect smmu.s2.unmap.after "$(evt)" "0000000800000010 0000028800000000 0000000000011000 0000000040800000"
-expect smmu.s2.unmap.cmds "$(grep -o 'TLBI_[A-Z0-9_]* vmid=2[^	]*' "$S/cmdq" | tail -2 | cut -d' ' -f1 | tr '\n' ' ')" "TLBI_S2_IPA TLBI_NH_ALL "
+expect smmu.s2.unmap.cmds "$(grep -o 'TLBI_[A-Z0-9_]* vmid=1[^	]*' "$S/cmdq" | tail -2 | cut -d' ' -f1 | tr '\n' ' ')" "TLBI_S2_IPA TLBI_NH_ALL "
 # the reserved range form on a queue: CERROR_ILL, CONS stays on it
 req_ok "VCMDQ_ALLOC viommu_id=$viommu log2size=3"; Q=$D/$ctx/$(get out_vcmdq_id).vcmdq
 echo "TLBI_NH_VA asid=1 addr=0x9000 tg=1" >"$Q/cmd"

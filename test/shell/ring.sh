@@ -54,7 +54,7 @@ FIELD=out_vdevice_id req_ok VDEVICE_ALLOC viommu_id="$viommu" dev_id="$dev" virt
 FIELD=out_vcmdq_id req_ok VCMDQ_ALLOC viommu_id="$viommu" log2size=3; vcmdq=$out
 ok "context $ctx: vIOMMU $viommu, vCMDQ $vcmdq"
 vmid=$(sed -n 's/^vmid: //p' "$D/$ctx/$viommu.viommu")
-same "$vmid" 2 "the vIOMMU's VMID"
+same "$vmid" 1 "the vIOMMU's VMID (its nest parent's)"
 same "$(sed -n 's/^vsid_map: //p' "$D/$ctx/$viommu.viommu")" '0x10->0x8' "vsid_map"
 
 Q=$D/$ctx/$vcmdq.vcmdq

@@ -76,20 +76,18 @@ describe('host driver under nesting: DMA, IOAS_UNMAP of guest RAM, the kernel\'s
       .split('\n')
       .filter((l) => /^ +\d+\t/.test(l))
       .map((l) => l.split('\t')[3])
-    // after the attaches' CFGIs: S2_IPA and NH_ALL for the parent's own VMID (1) and the vIOMMU's (2), then the sync
-    // the nested attach's STE: S2 -> nested changes Config (word 0) and the VMID (word 2), a breaking update in
-    // three steps (V cleared, words 1-7, word 0), then PREFETCH_CFG; the guest's STE has EATS = 0, so ATS goes off
-    // (arm_smmu_attach_commit: the whole ATC); then S2_IPA (256 pages, leaves at level 3) and NH_ALL for the vIOMMU's
-    // VMID (the parent's own VMID went when the device left it, flushed whole with its sync), then the sync; no ATC_INV
-    assert.deepEqual(cmds.slice(-14), [
-      ...Array.from({ length: 3 }, () => ['CFGI_STE sid=0x8 leaf=1', 'SYNC cs=2']).flat(),
+    // the nested attach's STE: S2 -> nested changes Config (word 0) and the S1 fields (word 1) but not the VMID
+    // (word 2: the vIOMMU's is the parent's, arm_vsmmu_init), an update in two steps, then PREFETCH_CFG; the
+    // guest's STE has EATS = 0, so ATS goes off (arm_smmu_attach_commit: the whole ATC); the VMID stayed in use
+    // (the nested domain counts as its user), so no TLBI_S12_VMALL; then S2_IPA (256 pages, leaves at level 3)
+    // and NH_ALL for that one VMID, then the sync; no ATC_INV
+    assert.deepEqual(cmds.slice(-10), [
+      ...Array.from({ length: 2 }, () => ['CFGI_STE sid=0x8 leaf=1', 'SYNC cs=2']).flat(),
       'PREFETCH_CFG sid=0x8',
       'ATC_INV sid=0x8 size=52',
       'SYNC cs=2',
-      'TLBI_S12_VMALL vmid=1',
-      'SYNC cs=2',
-      'TLBI_S2_IPA vmid=2 scale=8 leaf=1 ttl=3 tg=1 addr=0x40100000',
-      'TLBI_NH_ALL vmid=2',
+      'TLBI_S2_IPA vmid=1 scale=8 leaf=1 ttl=3 tg=1 addr=0x40100000',
+      'TLBI_NH_ALL vmid=1',
       'SYNC cs=2',
     ])
     const b = read()

@@ -153,7 +153,7 @@ describe('KVM-owned stage 2', () => {
     assert.equal(fs.readFileSync(ram).subarray(0x3000, 0x3002).toString(), 'cd')
   })
 
-  it('SMMUv3: the KVM HWPT is a nest parent: a vIOMMU on it, and a zap also invalidates with the vIOMMU\'s VMID', () => {
+  it('SMMUv3: the KVM HWPT is a nest parent: a vIOMMU on it, and a zap invalidates with the vIOMMU\'s VMID, which is the stage 2\'s', () => {
     const { vm, dev, hwpt } = setup(DEV.smmu0a, 'arm64')
     const viommu = t.id(`VIOMMU_ALLOC type=ARM_SMMUV3 dev_id=${dev} hwpt_id=${hwpt}`, 'out_viommu_id')
     t.ok(`VDEVICE_ALLOC viommu_id=${viommu} dev_id=${dev} virt_id=0x10`)
@@ -163,8 +163,8 @@ describe('KVM-owned stage 2', () => {
     assert.match(dma(t.world, DEV.smmu0a, 'read', 0x1000n), /^data 70616765206f6e65/m)
     k.ok(`ZAP vm=${vm} gpa=0x1000 size=0x1000`)
     const rows = kvmRows(t.hw(SMMU0, 'cmdq'), `kvm vm${vm}`)
-    // the device now translates only under the vIOMMU: its VMID (2) is the one to invalidate
-    assert.deepEqual(rows, ['TLBI_S2_IPA vmid=2 scale=1 tg=1 addr=0x1000', 'TLBI_NH_ALL vmid=2', 'SYNC cs=2'])
+    // the device now translates only under the vIOMMU, whose VMID is the KVM stage 2's (1): the one to invalidate
+    assert.deepEqual(rows, ['TLBI_S2_IPA vmid=1 scale=1 tg=1 addr=0x1000', 'TLBI_NH_ALL vmid=1', 'SYNC cs=2'])
     assert.match(dma(t.world, DEV.smmu0a, 'read', 0x1000n), /^fault F_TRANSLATION\(0x10\) /)
   })
 
