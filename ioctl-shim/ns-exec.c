@@ -415,6 +415,13 @@ static int answer_open(int listener, const struct seccomp_notif *n)
 	return 1;
 }
 
+/* Answers a stopped call; ENOENT: the caller is gone (killed while it waited). */
+static void send_response(int listener, struct seccomp_notif_resp *resp)
+{
+	if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, resp) < 0 && errno != ENOENT)
+		fprintf(stderr, "iommufs-ns-exec: SECCOMP_IOCTL_NOTIF_SEND: %s\n", strerror(errno));
+}
+
 static ssize_t nothing_to_read(void *who, uint64_t addr, void *dst, size_t len)
 {
 	(void)who, (void)addr, (void)dst, (void)len;
@@ -473,8 +480,7 @@ static void answer_mmap(int listener, const struct seccomp_notif *n, struct secc
 	}
 	if (own >= 0)
 		close(own);
-	if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, resp) < 0 && errno != ENOENT)
-		fprintf(stderr, "iommufs-ns-exec: SECCOMP_IOCTL_NOTIF_SEND: %s\n", strerror(errno));
+	send_response(listener, resp);
 }
 
 /* A stopped read() of 0 bytes: on one of the mount's event queues, the kernel's answer (queue_read_nothing); else it runs. */
@@ -490,8 +496,7 @@ static void answer_read_nothing(int listener, const struct seccomp_notif *n, str
 		}
 		close(own);
 	}
-	if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, resp) < 0 && errno != ENOENT)
-		fprintf(stderr, "iommufs-ns-exec: SECCOMP_IOCTL_NOTIF_SEND: %s\n", strerror(errno));
+	send_response(listener, resp);
 }
 
 /* One stopped call: ours to answer, or let run as it would have. */
@@ -509,8 +514,8 @@ static void answer(int listener, struct seccomp_notif *n, struct seccomp_notif_r
 		return;
 	}
 	if (n->data.nr != __NR_ioctl) {
-		if (!answer_open(listener, n) && ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, resp) < 0 && errno != ENOENT)
-			fprintf(stderr, "iommufs-ns-exec: SECCOMP_IOCTL_NOTIF_SEND: %s\n", strerror(errno));
+		if (!answer_open(listener, n))
+			send_response(listener, resp);
 		return;
 	}
 	uint32_t head[2];
@@ -535,9 +540,7 @@ static void answer(int listener, struct seccomp_notif *n, struct seccomp_notif_r
 	}
 	if (own >= 0)
 		close(own);
-	/* ENOENT: the caller is gone (killed while it waited) */
-	if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, resp) < 0 && errno != ENOENT)
-		fprintf(stderr, "iommufs-ns-exec: SECCOMP_IOCTL_NOTIF_SEND: %s\n", strerror(errno));
+	send_response(listener, resp);
 }
 
 /* Serves PROGRAM's stopped ioctls until PROGRAM ends; returns its wait status. */

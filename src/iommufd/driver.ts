@@ -5,7 +5,7 @@ import { checkNestedAttach } from '../hw/vtd/s1'
 import { Vtd } from '../hw/vtd/vtd'
 import { MOCK_PASID_RESERVED, MOCK_PASID_WIDTH, MockDevFlag, isMockDevice } from '../hw/mock/mock'
 import { ErrnoError } from '../util/errno'
-import { Hwpt, HwptAllocFlag, HwptNested, HwptPaging } from './hwpt'
+import { Hwpt, HwptAllocFlag, HwptNested, HwptPaging, allocFlagNames } from './hwpt'
 import { RidAttach, atsSupported, installSte, setRidSte, setSsid, ssidFits, pagingAts, tagFreed, vmidFreed } from './smmu-host'
 import { masterSsidBits } from './smmu-cd'
 import { installPasidEntry, usesFirstStage } from './vtd-host'
@@ -89,6 +89,11 @@ function dropTag(hwpt: Hwpt, unit: IommuUnit, free: (id: number) => void): void 
   }
 }
 
+/** The domain whose ASID or VMID an SMMUv3 stream uses: a nested domain's streams use its vIOMMU's VMID, the parent's, and count as its users. */
+function taggedDomain(hwpt: Hwpt): HwptPaging | undefined {
+  return hwpt instanceof HwptPaging ? hwpt : (hwpt as HwptNested).viommu?.parent
+}
+
 /** Why an SMMU's CD tables may be narrower than its SSIDSIZE. */
 function cdTableNote(smmu: Smmuv3): string {
   return smmu.registers.flag('IDR0.CD2L') ? 'the device\'s PASID width' : 'linear, at most 2^10, without IDR0.CD2L'
@@ -127,8 +132,7 @@ const smmuDriver: Driver = {
     } else if (flags === PASID || flags === DIRTY_TRACKING || flags === (DIRTY_TRACKING | PASID)) {
       if (!smmu.registers.flag('IDR0.S1P')) throw new ErrnoError('EOPNOTSUPP', `flags: ${unit.name} lacks stage 1 (IDR0.S1P), which dirty tracking and PASID need`)
     } else if (flags !== 0) {
-      const named = Object.entries(HwptAllocFlag).filter(([, bit]) => flags & bit).map(([name]) => name).join('|')
-      throw new ErrnoError('EOPNOTSUPP', `flags=${named}: an SMMUv3 nest parent takes no other flag (it is a stage-2 domain); dirty tracking and PASID go on stage-1 domains`)
+      throw new ErrnoError('EOPNOTSUPP', `flags=${allocFlagNames(flags)}: an SMMUv3 nest parent takes no other flag (it is a stage-2 domain); dirty tracking and PASID go on stage-1 domains`)
     }
   },
   // arm_smmu_domain_finalise_s2: a nest parent's VMID is allocated with the domain and freed with it (no
@@ -147,13 +151,12 @@ const smmuDriver: Driver = {
   },
   acquire(dev, hwpt) {
     const smmu = dev.unit as Smmuv3
-    // a nested domain's streams use its vIOMMU's VMID, the parent's: they count as the parent's users
-    const domain = hwpt instanceof HwptPaging ? hwpt : (hwpt as HwptNested).viommu?.parent
+    const domain = taggedDomain(hwpt)
     if (domain) takeTag(domain, smmu, () => (domain.nestParent ? smmu.vmids.alloc() : smmu.asids.alloc()))
   },
   release(dev, hwpt) {
     const smmu = dev.unit as Smmuv3
-    const domain = hwpt instanceof HwptPaging ? hwpt : (hwpt as HwptNested).viommu?.parent
+    const domain = taggedDomain(hwpt)
     const tag = domain?.tags.get(smmu)
     if (!domain || !tag) return
     if (domain.nestParent) {

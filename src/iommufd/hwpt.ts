@@ -32,6 +32,14 @@ interface UnitTag {
   refs: number
 }
 
+/** HWPT_ALLOC flags by name: "NEST_PARENT|DIRTY_TRACKING" ("" for none). */
+export function allocFlagNames(flags: number): string {
+  return Object.entries(HwptAllocFlag)
+    .filter(([, bit]) => flags & bit)
+    .map(([name]) => name)
+    .join('|')
+}
+
 /** What both HWPT kinds share: the devices attached and their per-unit hardware IDs. */
 export abstract class Hwpt extends IommufdObject {
   readonly devices = new Set<Device>()
@@ -91,16 +99,13 @@ export class HwptPaging extends Hwpt {
   }
 
   describe(): [string, string][] {
-    const flags = Object.entries(HwptAllocFlag)
-      .filter(([, v]) => this.flags & v)
-      .map(([k]) => k)
     return [
       ['type', 'hwpt_paging'],
       ['users', String(this.users)],
       ['ioas', String(this.ioas.id)],
       ['driver', this.kind],
       ['auto_domain', this.auto ? '1' : '0'],
-      ['flags', flags.join('|') || '0'],
+      ['flags', allocFlagNames(this.flags) || '0'],
       ['dirty_tracking', this.dirtyTrackingEnabled ? 'enabled' : 'disabled'],
       ...this.attachedLines(),
     ]

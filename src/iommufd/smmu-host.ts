@@ -121,7 +121,7 @@ export function vmidFreed(smmu: Smmuv3, vmid: number): void {
 }
 
 /** VMIDs whose TLB entries come from a nest parent: its one VMID on this unit, which its vIOMMUs share. */
-function parentVmids(h: HwptPaging, smmu: Smmuv3): number[] {
+export function parentVmids(h: HwptPaging, smmu: Smmuv3): number[] {
   const own = h.tags.get(smmu)
   return own ? [own.id] : []
 }

@@ -4,7 +4,7 @@ import { ArmStage2 } from '../kvm/stage2'
 import { ALL, TdpImporter, Vm } from '../kvm/vm'
 import { ErrnoError } from '../util/errno'
 import type { HwptPaging } from './hwpt'
-import { adoptTable, atcInvDomain, smmusOf, unmapCommands } from './smmu-host'
+import { adoptTable, atcInvDomain, parentVmids, smmusOf, unmapCommands } from './smmu-host'
 
 /**
  * The SMMUv3 driver's side of a KVM-owned stage 2, registered with KVM
@@ -38,9 +38,7 @@ export function smmuAllocKvm(unit: Smmuv3, hwpt: HwptPaging, vm: Vm): TdpImporte
 
 /** Everything of the domain's VMIDs: TLBI_S12_VMALL each, CMD_SYNC, then the whole ATC of each ATS device on the parent. */
 function wholeCommands(h: HwptPaging, smmu: Smmuv3): Command[] {
-  // the domain's one VMID on this SMMU (its vIOMMUs share it)
-  const own = h.tags.get(smmu)
-  const out = [...(own ? [parseCommand(`TLBI_S12_VMALL vmid=${own.id}`)] : []), HOST_SYNC]
+  const out = [...parentVmids(h, smmu).map((v) => parseCommand(`TLBI_S12_VMALL vmid=${v}`)), HOST_SYNC]
   // arm_smmu_atc_inv_domain over everything: the parent's ATS devices only
   const atc = atcInvDomain(h, smmu)
   if (atc.length) out.push(...atc.map(parseCommand), HOST_SYNC)

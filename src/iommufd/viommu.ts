@@ -32,10 +32,14 @@ export class Viommu extends IommufdObject {
   constructor(
     readonly unit: Smmuv3 | MockIommu,
     readonly parent: HwptPaging,
-    readonly vmid: number,
     readonly mock?: MockViommuState,
   ) {
     super()
+  }
+
+  /** Its stage 2's VMID, as arm_vsmmu_init takes it: the nest parent holds it from its allocation (0 on the mock). */
+  get vmid(): number {
+    return this.parent.tags.get(this.unit)?.id ?? 0
   }
 
   /** The SMMU behind an SMMUv3 vIOMMU (callers reach here only for one). */
@@ -112,10 +116,7 @@ export function viommuAlloc(ctx: IommufdContext, flags: number, type: number, de
   if (!parent.nestParent) throw new ErrnoError('EINVAL', `hwpt_id=${hwptId}: not allocated with NEST_PARENT`)
   // arm_vsmmu_init: the S2 must be the one this SMMU finalised (s2_parent->smmu)
   if (parent.home !== unit) throw new ErrnoError('EINVAL', `hwpt_id=${hwptId}: its stage 2 was built for ${parent.home.name} (${parent.kind}), the vIOMMU is on ${unit.name}`)
-  // arm_vsmmu_init: the vIOMMU's VMID is its stage 2's, held by the nest parent from its allocation
-  const vmid = parent.tags.get(unit)?.id
-  if (vmid === undefined) throw new Error(`nest parent ${parent.id} holds no VMID on ${unit.name}`)
-  const v = ctx.objects.insert(new Viommu(unit, parent, vmid))
+  const v = ctx.objects.insert(new Viommu(unit, parent))
   parent.viommus.add(v)
   parent.users++
   return v.id
@@ -136,7 +137,7 @@ function mockParent(ctx: IommufdContext, hwptId: number): HwptPaging {
 function mockViommuAlloc(ctx: IommufdContext, unit: MockIommu, parent: HwptPaging, data: ViommuData): number {
   const inData = data.len ? data.selftestIn() : undefined
   const id = ctx.objects.reserve()
-  const v = new Viommu(unit, parent, 0, { region: undefined, hwQueues: [] })
+  const v = new Viommu(unit, parent, { region: undefined, hwQueues: [] })
   try {
     if (inData !== undefined) {
       const page = Buffer.alloc(Number(MOCK_VIOMMU_MMAP_PAGES * PAGE_SIZE))

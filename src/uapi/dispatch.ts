@@ -3,7 +3,7 @@ import { PciDevice } from '../hw/unit'
 import { ErrnoError, ErrnoName } from '../util/errno'
 import { LIMITS } from '../util/limits'
 import { fallible } from '../util/fail-nth'
-import { Call, IoctlError, Ioctl, NewFd, UNDO_ON_COPY_OUT, ioctlByCmd } from './ioctls'
+import { Call, IOCTLS, IoctlError, Ioctl, NewFd, UNDO_ON_COPY_OUT, ioctlByCmd } from './ioctls'
 import { StructValue, decode, encodeInto } from './layout'
 import { MissingMemory, UserMemory } from './memory'
 
@@ -97,19 +97,29 @@ function fail(errno: ErrnoName, message: string, extra: Partial<IoctlReply> = {}
   return { errno, message, written: new Map(), ...extra }
 }
 
+/** The numbers of the VFIO device commands and of iommufs' own, which a VFIO cdev file answers. */
+const DEVICE_COMMANDS = new Set(IOCTLS.filter((i) => i.name.startsWith('VFIO_DEVICE_')).map((i) => i.cmd))
+const IOMMUFS_COMMANDS = new Set(IOCTLS.filter((i) => i.name.startsWith('IOMMUFS_')).map((i) => i.cmd))
+
 /**
- * The command a number names where it is sent: a VFIO cdev file answers the
- * VFIO device commands (and iommufs' own), not iommufd's or the VFIO
- * container's, whose numbers reach vfio-pci there and are ENOTTY. An iommufd
- * answers a VFIO device command only for a device the request names (pci=,
- * a frame's target): the kernel's iommufd has none of them (ENOTTY).
+ * The command a number names where it is sent, or the reply refusing it
+ * before anything is read. A VFIO cdev file answers the VFIO device commands
+ * (and iommufs' own), not iommufd's or the VFIO container's, whose numbers
+ * reach vfio-pci there and are ENOTTY; until BIND_IOMMUFD it answers only
+ * that, every other number EINVAL (vfio_device_fops_unl_ioctl checks access
+ * first). An iommufd answers a VFIO device command only for a device the
+ * request names (pci=, a frame's target): the kernel's iommufd has none (ENOTTY).
  */
-function commandOf(env: DispatchEnv, cmd: number, device: PciDevice | undefined): Ioctl | ErrnoError | undefined {
-  const ioctl = ioctlByCmd(cmd)
-  if (!ioctl) return undefined
-  const deviceCommand = /^VFIO_DEVICE_/.test(ioctl.name)
-  if (env.vfioAccess !== undefined) return deviceCommand || /^IOMMUFS_/.test(ioctl.name) ? ioctl : undefined
-  if (deviceCommand && !device) return new ErrnoError('ENOTTY', `${ioctl.name}: not an iommufd command; send it to a dev/vfio/devices/vfio<N> node, or name the device (pci= or dev_id=)`)
+export function commandFor(env: DispatchEnv, cmd: number, device: PciDevice | undefined): Ioctl | IoctlReply {
+  let ioctl = ioctlByCmd(cmd)
+  if (ioctl && env.vfioAccess !== undefined && !DEVICE_COMMANDS.has(cmd) && !IOMMUFS_COMMANDS.has(cmd)) ioctl = undefined
+  if (env.vfioAccess === false && ioctl?.short !== 'DEVICE_BIND') {
+    return fail('EINVAL', `ioctl 0x${cmd.toString(16)}: this device file is not bound to an iommufd (VFIO_DEVICE_BIND_IOMMUFD first)`, { ioctl })
+  }
+  if (!ioctl) return fail('ENOTTY', `ioctl 0x${cmd.toString(16)}: not an iommufd or VFIO cdev command`)
+  if (env.vfioAccess === undefined && DEVICE_COMMANDS.has(cmd) && !device) {
+    return fail('ENOTTY', `${ioctl.name}: not an iommufd command; send it to a dev/vfio/devices/vfio<N> node, or name the device (pci= or dev_id=)`)
+  }
   return ioctl
 }
 
@@ -120,13 +130,8 @@ function commandOf(env: DispatchEnv, cmd: number, device: PciDevice | undefined)
  * Bugs (anything but an ErrnoError) are left to the caller.
  */
 export function dispatch(env: DispatchEnv, r: IoctlRequest): IoctlReply {
-  const found = commandOf(env, r.cmd, r.device)
-  if (found instanceof ErrnoError) return fail(found.errno, found.message)
-  const ioctl = found
-  if (env.vfioAccess === false && ioctl?.short !== 'DEVICE_BIND') {
-    return fail('EINVAL', `ioctl 0x${r.cmd.toString(16)}: this device file is not bound to an iommufd (VFIO_DEVICE_BIND_IOMMUFD first)`, { ioctl })
-  }
-  if (!ioctl) return fail('ENOTTY', `ioctl 0x${r.cmd.toString(16)}: not an iommufd or VFIO cdev command`)
+  const ioctl = commandFor(env, r.cmd, r.device)
+  if ('written' in ioctl) return ioctl
   const L = ioctl.layout
   if (ioctl.family === 'arg') return dispatchArg(env, ioctl, r)
   const sizeName = ioctl.family === 'vfio' ? 'argsz' : 'size'

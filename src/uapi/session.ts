@@ -7,7 +7,7 @@ import { PciDevice } from '../hw/unit'
 import { CPU_PAGE } from '../memory/pages'
 import { ErrnoError } from '../util/errno'
 import { LIMITS } from '../util/limits'
-import { DispatchEnv, IoctlReply, MAX_USER_BUFFER, dispatch } from './dispatch'
+import { DispatchEnv, IoctlReply, MAX_USER_BUFFER, commandFor, dispatch } from './dispatch'
 import { decodeRequest, encodeError, encodeReply, frameLength, looksLikeFrame } from './frame'
 import { copiesBack, descriptorTarget, ioctlByCmd } from './ioctls'
 import { FrameMemory, PidMemory, ProcessMemory } from './memory'
@@ -350,15 +350,13 @@ export abstract class Session {
    */
   ioctl(cmd: number, arg: bigint, caller: IoctlCaller): number {
     if (this.released) throw new ErrnoError('EBADF', `${this.label}: released (RELEASE was answered); open the file again`)
-    const io = ioctlByCmd(cmd)
-    if (!io) {
-      // ENOTTY, or EINVAL on a VFIO cdev file not bound yet: the dispatcher's rule
-      const r = dispatch(this.ioctlEnv(caller), { cmd, struct: Buffer.alloc(0), buffers: new Map() })
-      throw new ErrnoError(r.errno ?? 'ENOTTY', r.message)
-    }
+    const env = this.ioctlEnv(caller)
+    // a number this file does not take is refused before the caller's memory is read, as the kernel does
+    const io = commandFor(env, cmd, this.frameDevice(0))
+    if ('written' in io) throw new ErrnoError(io.errno ?? 'ENOTTY', io.message)
     if (io.family === 'arg') {
       // VFIO_CHECK_EXTENSION and friends: `arg` is an integer, the answer the return value
-      const r = dispatch(this.ioctlEnv(caller), { cmd, struct: Buffer.alloc(0), buffers: new Map(), device: this.frameDevice(0), arg })
+      const r = dispatch(env, { cmd, struct: Buffer.alloc(0), buffers: new Map(), device: this.frameDevice(0), arg })
       if (r.errno) throw new ErrnoError(r.errno, r.message)
       return r.retval ?? 0
     }
@@ -397,7 +395,7 @@ export abstract class Session {
       : mem
     let reply: IoctlReply
     try {
-      reply = dispatch({ ...this.ioctlEnv(caller), noDescriptors: true }, { cmd, struct, buffers: new Map(), device: this.frameDevice(0), memory: new PidMemory(reads, who), arg, owner: who })
+      reply = dispatch({ ...env, noDescriptors: true }, { cmd, struct, buffers: new Map(), device: this.frameDevice(0), memory: new PidMemory(reads, who), arg, owner: who })
     } catch (e) {
       throw e instanceof ErrnoError ? e : this.bug(`ioctl ${io.name}`, e)
     }

@@ -242,7 +242,7 @@ export function parseText(line: string, devices: DeviceResolver): ParsedText {
   }
   const full = encode(L, values)
   const size = Number(values[sizeField] as bigint)
-  // VFIO reads only its minimum and ignores argsz beyond it: a large argsz costs nothing there
+  // a struct read whole (copy_struct_from_user) is bounded; other VFIO commands read their minimum and ignore argsz beyond it
   const tooBig = ioctl.zeroTail ? oversizedStruct(sizeField, size) : undefined
   if (tooBig) throw tooBig
   const struct = Buffer.alloc(ioctl.zeroTail ? size : Math.min(size, L.size))
