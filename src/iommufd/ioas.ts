@@ -41,6 +41,12 @@ export interface Area {
   readonly pages: PinnedPages
 }
 
+/** Why a file mapping's pages cannot be pinned (memfd_pin_folios: EINVAL), or undefined: anything else pins as far as its file goes. */
+export function filePinRefusal(a: Area): string | undefined {
+  const b = a.memory?.backing
+  return a.pages.file && b instanceof FileBacking ? b.pinRefusal(a.memory!.offset, a.length) : undefined
+}
+
 /** The process whose memory a mapping reaches (by user address), if it is known. */
 function sourcePid(a: Area): number | undefined {
   const b = a.memory?.backing
@@ -462,18 +468,17 @@ export class Ioas extends IommufdObject {
    * A first domain pins every area from the process that mapped it
    * (iopt_fill_domain): EFAULT once that process has exited (its mm is gone)
    * or no longer maps the range. File pages need no process, but must lie
-   * inside the file (memfd_pin_folios: EINVAL past its end).
+   * inside a file whose pages pin (memfd_pin_folios: EINVAL otherwise).
    */
   checkPinnable(): void {
     if (this.hwpts.size) return
     for (const a of this.areas) {
-      const b = a.memory?.backing
-      if (a.pages.file && b instanceof FileBacking && a.memory!.offset + a.length > b.size()) {
-        throw new ErrnoError('EINVAL', `the mapping at ${hex(a.iova)} cannot be pinned for the domain: beyond the end of its file`)
-      }
+      const refusal = filePinRefusal(a)
+      if (refusal) throw new ErrnoError('EINVAL', `the mapping at ${hex(a.iova)} cannot be pinned for the domain: ${refusal}`)
       const pid = a.pages.file ? undefined : a.pages.owner?.pid
       if (pid === undefined) continue
       const need = pinAccess(a.flags)
+      const b = a.memory?.backing
       const why = b instanceof ProcessBacking ? b.unpinnable(a.userVa, a.length, need) : ProcessBacking.unpinnableIn(pid, a.userVa, a.length, need)
       if (why) throw new ErrnoError('EFAULT', `the mapping at ${hex(a.iova)} cannot be pinned for the domain: ${why}`)
     }
@@ -642,13 +647,14 @@ export function ioasMapFile(ctx: IommufdContext, a: MapFileArgs, open: (writable
     const size = file.size()
     // a DMA-BUF's size is checked at once; a file's pages are pinned (EINVAL past its end) only to fill a domain
     const dmabuf = !(file instanceof FileBacking)
-    const beyond = a.start + a.length > size
-    const refuse = () => new ErrnoError('EINVAL', `start=${hex(a.start)} length=${hex(a.length)}: beyond the end of the file (${hex(size)} bytes)`)
-    if (dmabuf && beyond) throw refuse()
+    const refuse = (why: string) => new ErrnoError('EINVAL', `start=${hex(a.start)} length=${hex(a.length)}: ${why}`)
+    if (dmabuf && a.start + a.length > size) throw refuse(`beyond the end of the file (${hex(size)} bytes)`)
     const area = ioas.planMap({ flags: a.flags, length: a.length, iova: a.iova, userVa: a.start, pages: new PinnedPages(true, ownerFor(caller, ctx.rlimitMode === 1n), writable, dmabuf) })
     checkReadOnly(ioas, a.flags)
-    if (beyond && ioas.hwpts.size) throw refuse()
-    ioas.insert({ ...area, memory: { backing: file, offset: a.start } })
+    const mapped = { ...area, memory: { backing: file, offset: a.start } }
+    const refusal = ioas.hwpts.size ? filePinRefusal(mapped) : undefined
+    if (refusal) throw refuse(refusal)
+    ioas.insert(mapped)
     return area.iova
   } catch (e) {
     file.release()
@@ -690,6 +696,9 @@ export function ioasCopy(ctx: IommufdContext, a: CopyArgs): bigint {
     return dst.planMap({ flags: a.flags | MapFlag.FIXED_IOVA, length: p.length, iova, userVa: p.userVa, pages: p.pages, memory: p.memory }, 'dst_iova')
   })
   checkReadOnly(dst, a.flags)
+  // the destination's domains pin the pieces (iopt_fill_domains) as a map would
+  const unpinnable = dst.hwpts.size ? planned.find((p) => filePinRefusal(p)) : undefined
+  if (unpinnable) throw new ErrnoError('EINVAL', `dst_iova=${hex(unpinnable.iova)}: cannot be pinned for the domain: ${filePinRefusal(unpinnable)}`)
   for (const p of planned) {
     p.memory?.backing.hold()
     dst.insert({ ...p, flags: a.flags & ~MapFlag.FIXED_IOVA })

@@ -51,6 +51,7 @@ export function describePinProblem(p: PinProblem): string {
 const decimalDev = (dev: string): string => dev.split(':').map((x) => parseInt(x, 16)).join(':')
 
 const HUGETLBFS_MAGIC = 0x958458f6
+const TMPFS_MAGIC = 0x01021994
 
 /** A backing IOAS_MAP_FILE maps: a file, or a selftest DMA-BUF; its size bounds the mapping. */
 export interface SizedBacking extends Backing {
@@ -146,7 +147,11 @@ export class FileBacking extends FdBacking {
   private readonly dev: string
   private readonly inode: bigint
 
-  private constructor(label: string, fd: number) {
+  /**
+   * `pinsAnyFile`: named by a text path= (an extension), so any regular file
+   * pins; a program's descriptor pins as memfd_pin_folios does.
+   */
+  private constructor(label: string, fd: number, private readonly pinsAnyFile: boolean) {
     super(label, fd)
     const st = fs.fstatSync(fd, { bigint: true })
     this.dev = devName(st.dev)
@@ -159,8 +164,22 @@ export class FileBacking extends FdBacking {
   }
 
   /** Opens `path` read-write (read-only if `writable` is false); throws the open's error. */
-  static open(path: string, writable = true): FileBacking {
-    return new FileBacking(`file ${path}`, fs.openSync(path, writable ? 'r+' : 'r'))
+  static open(path: string, writable = true, pinsAnyFile = false): FileBacking {
+    return new FileBacking(`file ${path}`, fs.openSync(path, writable ? 'r+' : 'r'), pinsAnyFile)
+  }
+
+  /**
+   * Why bytes [offset, offset + length) cannot be pinned, as memfd_pin_folios
+   * refuses them (EINVAL): past the file's end, or a file whose pages are not
+   * shmem's or hugetlbfs's (a file on a disk filesystem). Undefined if they can.
+   */
+  pinRefusal(offset: bigint, length: bigint): string | undefined {
+    const size = this.size()
+    if (offset + length > size) return `beyond the end of the file (0x${size.toString(16)} bytes)`
+    if (this.pinsAnyFile || this.fd === undefined) return undefined
+    const type = fs.statfsSync(`/proc/self/fd/${this.fd}`).type
+    if (type !== TMPFS_MAGIC && type !== HUGETLBFS_MAGIC) return 'not a memfd, shmem or hugetlbfs file (only their pages pin)'
+    return undefined
   }
 
   /** A write past the file's current end aborts as a read there does; the write would grow the file back (a hole up to it). */

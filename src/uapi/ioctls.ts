@@ -588,7 +588,7 @@ export const IOCTLS: readonly Ioctl[] = [
         return d
       }
       try {
-        return FileBacking.open(path, writable)
+        return FileBacking.open(path, writable, text)
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code ?? 'cannot open'
         if (c.files?.has(fd)) throw new ErrnoError('EBADF', `path=${path}: ${code}`)

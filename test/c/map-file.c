@@ -8,7 +8,9 @@
  *   eof:   start + length past the end of the file is EINVAL;
  *   trunc: after ftruncate shrinks the memfd, the same MAP_FILE is EINVAL;
  *   badfd: a closed descriptor is EBADF;
- *   file:  a regular file (O_TMPFILE) maps as a memfd does;
+ *   shm:   a tmpfs file (/dev/shm, O_TMPFILE) maps as a memfd does;
+ *   disk:  a file on a disk filesystem is EINVAL with a domain attached:
+ *          only shmem and hugetlbfs pages pin (memfd_pin_folios);
  *   unmapped: IOAS_MAP of an address the program has not mapped is EFAULT;
  *   prot_none, read_only: so is one it maps PROT_NONE, or read-only when
  *          the mapping is WRITEABLE (the pin checks the protection);
@@ -23,6 +25,8 @@
  */
 #include "example.h" /* first: it sets _GNU_SOURCE */
 #include <sys/mman.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 
 static int failed;
 
@@ -98,18 +102,30 @@ int main(int argc, char **argv)
 	close(spare);
 	expect("badfd", map_file(iommufd, ioas.out_ioas_id, spare, 0, 0x1000, 0x400000), EBADF);
 
-	int tfd = open("/tmp", O_TMPFILE | O_RDWR, 0600);
-	if (tfd < 0 || pwrite(tfd, "in a plain file", 15, 0) != 15) {
-		perror("O_TMPFILE");
+	int tfd = open("/dev/shm", O_TMPFILE | O_RDWR, 0600);
+	if (tfd < 0 || pwrite(tfd, "in a shm file", 13, 0) != 13 || ftruncate(tfd, 0x1000)) {
+		perror("/dev/shm O_TMPFILE");
 		return 1;
 	}
-	if (ftruncate(tfd, 0x1000))
-		return 1;
-	expect("file", map_file(iommufd, ioas.out_ioas_id, tfd, 0, 0x1000, 0x600000), 0);
+	expect("shm", map_file(iommufd, ioas.out_ioas_id, tfd, 0, 0x1000, 0x600000), 0);
 	memset(got, 0, sizeof got);
-	e = dma(iommufd, bind.out_devid, 0, 0x600000, got, 15);
-	printf("file read: %s \"%s\"\n", e ? "err" : "ok", got);
-	failed |= e || strcmp(got, "in a plain file");
+	e = dma(iommufd, bind.out_devid, 0, 0x600000, got, 13);
+	printf("shm read: %s \"%s\"\n", e ? "err" : "ok", got);
+	failed |= e || strcmp(got, "in a shm file");
+
+	/* the first of these on a filesystem other than tmpfs (a CI clone may live on tmpfs) */
+	const char *dirs[] = { "/var/tmp", "/var/cache", "/" };
+	int dfd = -1;
+	for (unsigned i = 0; i < sizeof(dirs) / sizeof(dirs[0]) && dfd < 0; i++) {
+		struct statfs sf;
+		if (statfs(dirs[i], &sf) == 0 && sf.f_type != TMPFS_MAGIC)
+			dfd = open(dirs[i], O_TMPFILE | O_RDWR, 0600);
+	}
+	if (dfd < 0 || ftruncate(dfd, 0x1000)) {
+		perror("disk O_TMPFILE");
+		return 1;
+	}
+	expect("disk", map_file(iommufd, ioas.out_ioas_id, dfd, 0, 0x1000, 0x700000), EINVAL);
 
 	/* a page the program has given back: pinning it fails */
 	void *gone = mmap(NULL, 0x2000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -409,7 +409,7 @@ describe('iommufd IOAS_MAP_FILE (§3.16): the file\'s end is checked when a doma
     const dev = t.bind(DEV.smmu0a)
     const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
     t.ok(`IOAS_MAP_FILE ioas_id=${ioas} flags=FIXED_IOVA|READABLE path=${file} start=0x1000 length=0x2000 iova=0x100000`)
-    t.err(`DEVICE_ATTACH dev_id=${dev} pt_id=${ioas}`, 'EINVAL', /beyond the end of its file/)
+    t.err(`DEVICE_ATTACH dev_id=${dev} pt_id=${ioas}`, 'EINVAL', /beyond the end of the file \(0x2000 bytes\)/)
     t.ok(`IOAS_UNMAP ioas_id=${ioas} iova=0x100000 length=0x2000`)
     t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${ioas}`)
   })
