@@ -42,23 +42,21 @@ function pteSize(hwpt: HwptPaging, area: Area, iova: bigint): bigint {
 }
 
 /**
- * The dirty bitmap over [iova, iova + length) in page_size bits: a bit is
- * set when a dirty mock page lies in its range; those pages are cleaned
+ * The mock's dirty pages in [iova, iova + length), up to the first hole in
+ * the mappings from iova: each marked (offsets from iova), and cleaned
  * unless `noClear`.
  */
-export function readDirty(hwpt: HwptPaging, iova: bigint, length: bigint, pageSize: bigint, noClear: boolean): Buffer {
-  const out = Buffer.alloc(Number(((length / pageSize + 63n) / 64n) * 8n))
+export function readDirty(hwpt: HwptPaging, iova: bigint, length: bigint, noClear: boolean, mark: (from: bigint, to: bigint) => void): void {
   const dirty = hwpt.kind === 'mock' ? dirtyPages.get(hwpt) : undefined
-  if (!dirty?.size) return out
+  if (!dirty?.size) return
+  const reached = hwpt.ioas.contiguousFrom(iova, iova + length - 1n)
+  const end = reached.length ? reached[reached.length - 1].iova + reached[reached.length - 1].length : iova
   for (const page of [...dirty]) {
     const at = page * MOCK_PAGE_SIZE
-    if (at < iova || at >= iova + length) continue
-    const first = (at - iova) / pageSize
-    const last = (at + MOCK_PAGE_SIZE - 1n - iova) / pageSize
-    for (let b = first; b <= last && b < length / pageSize; b++) out[Number(b >> 3n)] |= 1 << Number(b & 7n)
+    if (at < iova || at >= iova + length || at >= end) continue
+    mark(at - iova, at + MOCK_PAGE_SIZE < iova + length ? at + MOCK_PAGE_SIZE - iova : length)
     if (!noClear) dirty.delete(page)
   }
-  return out
 }
 
 /** Cleans every page (dirty tracking being enabled starts clean). */

@@ -275,8 +275,10 @@ export function setDirtyTracking(ctx: IommufdContext, flags: number, hwptId: num
 /**
  * The dirty bitmap of [iova, iova+length) at page_size granularity, with the
  * kernel's checks: bit (addr - iova) / page_size for every page a dirty leaf
- * covers (SMMUv3 stage 1, VT-d second stage). Without NO_CLEAR the
- * leaves are cleaned and the range invalidated.
+ * covers (SMMUv3 stage 1, VT-d second stage), in the mappings that follow
+ * one another from iova (the first hole ends the read, as in the kernel,
+ * where the error it returns is dropped). Without NO_CLEAR the leaves are
+ * cleaned and the range invalidated.
  */
 export function dirtyBitmap(ctx: IommufdContext, hwptId: number, flags: number, reserved: number, iova: bigint, length: bigint, pageSize: bigint): Buffer {
   unknownFlags(flags, DirtyBitmapFlag.NO_CLEAR)
@@ -284,15 +286,21 @@ export function dirtyBitmap(ctx: IommufdContext, hwptId: number, flags: number, 
   const hwpt = ctx.paging(hwptId)
   if (iova + length - 1n > ULONG_MAX || iova + length - 1n < iova) throw new ErrnoError('EOVERFLOW', 'iova + length overflows')
   const align = hwpt.ioas.alignment
-  if (pageSize === 0n || iova % pageSize || length % pageSize || iova % align || (iova + length) % align) {
+  // iommufd_check_iova_range masks with page_size - 1, which is alignment only for a power of two
+  const mask = pageSize - 1n
+  if (pageSize === 0n || iova & mask || (iova + length) & mask || iova % align || (iova + length) % align) {
     throw new ErrnoError('EINVAL', `iova/length/page_size: must be aligned to page_size and the IOVA alignment ${hex(align)}`)
   }
   if (!(hwpt.flags & HwptAllocFlag.DIRTY_TRACKING)) throw new ErrnoError('EOPNOTSUPP', `hwpt_id=${hwptId}: no dirty tracking`)
+  // each bit covers the lowest set bit of page_size (iova_bitmap_alloc: pgshift = __ffs(page_size))
+  const bit = pageSize & -pageSize
+  const bitmap = Buffer.alloc(Number(((length - 1n) / bit / 64n + 1n) * 8n))
+  const mark = (from: bigint, to: bigint): void => {
+    for (let i = from / bit; i * bit < to; i++) bitmap[Number(i >> 3n)] |= 1 << Number(i & 7n)
+  }
+  const keep = (flags & DirtyBitmapFlag.NO_CLEAR) !== 0
   // the mock's dirty bits are the ones IOMMU_TEST_CMD DIRTY marked
-  if (hwpt.kind === 'mock') return readDirty(hwpt, iova, length, pageSize, (flags & DirtyBitmapFlag.NO_CLEAR) !== 0)
-  const bitmap = Buffer.alloc(Number(((length / pageSize + 63n) / 64n) * 8n))
-  readAndClearDirty(hwpt, iova, length, (flags & DirtyBitmapFlag.NO_CLEAR) !== 0, (from, to) => {
-    for (let i = from / pageSize; i * pageSize < to; i++) bitmap[Number(i >> 3n)] |= 1 << Number(i & 7n)
-  })
+  if (hwpt.kind === 'mock') readDirty(hwpt, iova, length, keep, mark)
+  else readAndClearDirty(hwpt, iova, length, keep, mark)
   return bitmap
 }

@@ -373,6 +373,21 @@ export class Ioas extends IommufdObject {
   }
 
   /**
+   * The areas reaching into [iova, last] one after another from iova, up to
+   * the first hole (iopt_for_each_contig_area): none if nothing is at iova.
+   */
+  contiguousFrom(iova: bigint, last: bigint): Area[] {
+    const out: Area[] = []
+    for (let at = iova; at <= last; ) {
+      const a = this.tree.firstOverlapping(at, at)
+      if (!a) break
+      out.push(a)
+      at = a.iova + a.length
+    }
+    return out
+  }
+
+  /**
    * The pieces of the areas covering [iova, last] exactly, for a copy: any
    * sub-range of an area will do, but a hole anywhere is ENOENT.
    */

@@ -293,7 +293,7 @@ export function readAndClearDirty(h: HwptPaging, iova: bigint, length: bigint, k
   if (!t || t.opts.format !== 'second') return
   const end = iova + length
   let cleaned = false
-  for (const a of h.ioas.areas) {
+  for (const a of h.ioas.contiguousFrom(iova, end - 1n)) {
     const lo = a.iova > iova ? a.iova : iova
     const hi = a.iova + a.length < end ? a.iova + a.length : end
     for (let va = lo & ~0xfffn; va < hi; ) {

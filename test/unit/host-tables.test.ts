@@ -115,6 +115,26 @@ describe('host tables: VT-d large leaves, freed tables and their invalidation', 
     assert.deepEqual(bitmap(), Buffer.alloc(64))
   })
 
+  it('GET_DIRTY_BITMAP as iommufd_check_iova_range and iova_bitmap read page_size: masks of page_size - 1, bits of its lowest set bit; the first hole ends the read, uncleaned after it', () => {
+    t.ok(`IOAS_MAP_FILE ioas_id=${ioas} flags=FIXED_IOVA|READABLE|WRITEABLE path=${file} start=0 length=0x4000 iova=0x10000`)
+    t.ok(`IOAS_MAP_FILE ioas_id=${ioas} flags=FIXED_IOVA|READABLE|WRITEABLE path=${file} start=0 length=0x4000 iova=0x20000`)
+    const hwpt = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas} flags=DIRTY_TRACKING`, 'out_hwpt_id')
+    t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${hwpt}`)
+    t.ok(`HWPT_SET_DIRTY_TRACKING hwpt_id=${hwpt} flags=ENABLE`)
+    for (const iova of [0x11000n, 0x21000n]) assert.match(dma(t, { op: 'write', iova, len: 1, data: Buffer.from('x') }), /^ok write /m)
+    const read = (iova: bigint, length: bigint, pageSize: bigint): Buffer | string => {
+      const r = t.ioctl('HWPT_GET_DIRTY_BITMAP', { hwpt_id: BigInt(hwpt), iova, length, page_size: pageSize, data: 0x9000n })
+      return r.errno ?? r.written.get(0x9000n)!
+    }
+    // 0x3000: 0x10000 & 0x2fff is 0, so it passes; each bit is 0x1000 (its lowest set bit)
+    assert.deepEqual(read(0x10000n, 0x4000n, 0x3000n), Buffer.from([0x02, 0, 0, 0, 0, 0, 0, 0]))
+    // 0x13000 & 0x2fff is 0x1000: EINVAL, though 0x13000 is a multiple of 0x3000
+    assert.equal(read(0x13000n, 0x3000n, 0x3000n), 'EINVAL')
+    // from 0x10000 over the hole at 0x14000: nothing past it is read, and its dirty bit stays
+    assert.deepEqual(read(0x10000n, 0x14000n, 0x1000n), Buffer.alloc(8))
+    assert.deepEqual(read(0x20000n, 0x4000n, 0x1000n), Buffer.from([0x02, 0, 0, 0, 0, 0, 0, 0]))
+  })
+
   it('attach, map, DMA, unmap, detach and destroy a hundred times: the host table memory comes back each time and does not grow', () => {
     const mem = t.vtd().memory
     const spans: number[] = []
