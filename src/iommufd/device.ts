@@ -96,7 +96,7 @@ function attachTo(ctx: IommufdContext, dev: Device, hwpt: Hwpt): number {
     throw new ErrnoError('EINVAL', `pt_id=${hwpt.id}: ${dev.pci.bdf} has PASIDs attached (${[...dev.pasids.keys()].join(' ')}); its RID needs a domain allocated with flags=PASID`)
   }
   if (hwpt instanceof HwptNested) driverFor(dev.pci.unit).checkNestedAttach(dev.pci, hwpt, dev.vdevice !== undefined && dev.vdevice.viommu === hwpt.viommu)
-  checkDirtyCapable(dev, hwpt)
+  checkDomainFeatures(dev, hwpt)
   checkAttach(dev, hwpt.paging.ioas)
   const driver = driverFor(dev.pci.unit)
   const old = dev.hwpt
@@ -151,11 +151,16 @@ function checkDomainFits(dev: Device, hwpt: Hwpt): void {
   if (why) throw new ErrnoError('EINVAL', `pt_id=${hwpt.id}: ${why}`)
 }
 
-/** A dirty-tracking domain holds only devices that can track dirty pages (the RID's attach and a PASID's alike). */
-function checkDirtyCapable(dev: Device, hwpt: Hwpt): void {
+/**
+ * The driver's refusals of what the domain asks of the device (the RID's
+ * attach and a PASID's alike): dirty tracking (EINVAL), page faults (ENODEV).
+ */
+function checkDomainFeatures(dev: Device, hwpt: Hwpt): void {
   if (hwpt.paging.flags & HwptAllocFlag.DIRTY_TRACKING && !driverFor(dev.pci.unit).dirtyCapable(dev.pci)) {
     throw new ErrnoError('EINVAL', `pt_id=${hwpt.id}: a dirty-tracking domain cannot hold ${dev.pci.bdf}, which cannot track dirty pages`)
   }
+  const iopf = hwpt.fault && driverFor(dev.pci.unit).iopfRefusal?.(dev.pci)
+  if (iopf) throw new ErrnoError('ENODEV', `pt_id=${hwpt.id}: has fault queue ${hwpt.fault!.id}, but ${iopf}`)
 }
 
 /** The checks every PASID attach or replace makes of the device and the domain, in the kernel's order. */
@@ -167,7 +172,7 @@ function checkPasidAttach(dev: Device, pasid: number, hwpt: Hwpt): void {
   if (!hwpt.pasidCompat) throw new ErrnoError('EINVAL', `pt_id=${hwpt.id}: not allocated with flags=PASID`)
   if (dev.hwpt && !dev.hwpt.pasidCompat) throw new ErrnoError('EINVAL', `${dev.pci.bdf}: its RID is attached to HWPT ${dev.hwpt.id}, which is not PASID-compatible`)
   if (hwpt instanceof HwptNested) driverFor(dev.pci.unit).checkNestedAttach(dev.pci, hwpt, dev.vdevice !== undefined && dev.vdevice.viommu === hwpt.viommu)
-  checkDirtyCapable(dev, hwpt)
+  checkDomainFeatures(dev, hwpt)
   driverFor(dev.pci.unit).checkPasid?.(dev.pci, pasid, hwpt, dev.hwpt)
 }
 

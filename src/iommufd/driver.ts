@@ -8,7 +8,7 @@ import { ErrnoError } from '../util/errno'
 import { Hwpt, HwptAllocFlag, HwptNested, HwptPaging, allocFlagNames } from './hwpt'
 import { RidAttach, atsSupported, installSte, setRidSte, setSsid, ssidFits, pagingAts, tagFreed, vmidFreed } from './smmu-host'
 import { masterSsidBits } from './smmu-cd'
-import { installPasidEntry, usesFirstStage } from './vtd-host'
+import { devAts, installPasidEntry, usesFirstStage } from './vtd-host'
 import { pasidDomain, pasidsInUse, setPasidDomain } from './pasid-domains'
 
 /** iommu_hw_info_type. */
@@ -57,6 +57,8 @@ export interface Driver {
   checkNestedAttach(dev: PciDevice, hwpt: HwptNested, hasVdevice: boolean): void
   /** A domain with dirty tracking can be built for (and attached to) this device. */
   dirtyCapable(dev: PciDevice): boolean
+  /** Why a domain with a fault queue cannot take this device's page faults (ENODEV), if it cannot. */
+  iopfRefusal?(dev: PciDevice): string | undefined
   /** Sets a PASID's domain (undefined: blocking); a driver may refuse (the mock's PASID 1024). */
   setPasid?(dev: PciDevice, pasid: number, hwpt: Hwpt | undefined): void
   /** The driver's own refusals of a PASID attach (after the core's checks), with nothing changed. */
@@ -285,6 +287,13 @@ const vtdDriver: Driver = {
   },
   dirtyCapable(dev) {
     return dev.unit.dirtyTracking
+  },
+  // intel_iommu_enable_iopf: page requests need PRI, which needs ATS and the unit's ECAP.PRS and ECAP.PDS
+  iopfRefusal(dev) {
+    const ecap = dev.unit.registers
+    if (!devAts(dev.unit as Vtd, dev)) return `${dev.bdf} has no ATS here, so no PRI: it makes no page requests`
+    const missing = ['ECAP.PRS', 'ECAP.PDS'].filter((f) => !ecap.flag(f))
+    return missing.length ? `${dev.unit.name} lacks ${missing.join(' and ')}, so ${dev.bdf} makes no page requests` : undefined
   },
   checkNestedAttach(dev, hwpt) {
     if (hwpt.data.kind !== 'intel-vtd') throw new ErrnoError('EINVAL', 'not a VT-d nested HWPT')

@@ -518,7 +518,7 @@ describe('examples/nested-*.sh against a real mount', () => {
       assert.equal(r.stderr, '')
       assert.doesNotMatch(r.stdout, /^< err/m)
       assert.match(r.stdout, /^domains in use on dmar0 before: 0$/m)
-      assert.match(r.stdout, /^< ok data_len=24 out_data_type=1 .* flags=0x1 cap_reg=0x9ff078c226f0466 ecap_reg=0x1eb9ea4f050df$/m)
+      assert.match(r.stdout, /^< ok data_len=24 out_data_type=1 .* flags=0x1 cap_reg=0x9ff078c226f0466 ecap_reg=0x1ef9ea4f050df$/m)
       assert.match(r.stdout, /^< ok out_hwpt_id=4$/m)
       assert.match(r.stdout, /^ {3}4 {2}hwpt_nested {2}users=1 {2}parent=3$/m)
       assert.match(r.stdout, /^s1\.pgtbl_addr: 0x40002000$/m)

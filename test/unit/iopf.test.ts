@@ -19,6 +19,9 @@ import { iommu_hwpt_page_response, iommu_hwpt_pgfault } from '../../src/uapi/str
 import { decode } from '../../src/uapi/layout'
 import { LIMITS } from '../../src/util/limits'
 import { failNth } from '../../src/util/fail-nth'
+import { World } from '../../src/iommufd/world'
+import { loadTopology } from '../../src/topology/topology'
+import { DEFAULT_TOPOLOGY } from '../../src/util/paths'
 
 /** An assert.throws check: an ErrnoError with this errno and message. */
 function errno(name: string, message: RegExp): (e: Error & { errno?: string }) => boolean {
@@ -148,6 +151,35 @@ for (const [arch, bdf, unit] of [
     })
   })
 }
+
+describe('IOPF: a VT-d function makes page requests only with PRI (intel_iommu_enable_iopf: ENODEV)', () => {
+  // each topology: the default one with one change, and the words the refusal names
+  for (const [what, change, message] of [
+    ['a function without ATS', (y: string) => y.replace('"0000:02:00.0", vendor: 0x8086, device: 0x0d58 }', '"0000:02:00.0", vendor: 0x8086, device: 0x0d58, ats: false }'), /0000:02:00\.0 has no ATS here, so no PRI/],
+    ['a unit without ECAP.PDS', (y: string) => y.replace('ECAP: 0x0001ef9ea4f050df', 'ECAP: 0x0001eb9ea4f050df'), /dmar0 lacks ECAP\.PDS, so 0000:02:00\.0 makes no page requests/],
+  ] as const) {
+    it(`${what}: attaching a HWPT with a fault queue is ENODEV and changes nothing; one without attaches`, () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iopf-pri-'))
+      const topo = path.join(dir, 't.yaml')
+      const text = change(fs.readFileSync(DEFAULT_TOPOLOGY, 'utf8'))
+      assert.notEqual(text, fs.readFileSync(DEFAULT_TOPOLOGY, 'utf8'))
+      fs.writeFileSync(topo, text)
+      const t = new IommuBench(new World(loadTopology(topo)))
+      try {
+        const dev = t.bind(DEV.vtdA)
+        const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
+        const faultId = t.id('FAULT_QUEUE_ALLOC', 'out_fault_id')
+        const hwpt = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas} flags=FAULT_ID_VALID fault_id=${faultId}`, 'out_hwpt_id')
+        t.err(`DEVICE_ATTACH dev_id=${dev} pt_id=${hwpt}`, 'ENODEV', message)
+        assert.equal(t.describe(hwpt).get('devices'), '-')
+        t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${ioas}`)
+      } finally {
+        t.close()
+        fs.rmSync(dir, { recursive: true, force: true })
+      }
+    })
+  }
+})
 
 describe('IOPF: the fault queue\'s bound', () => {
   it('past LIMITS.faultGroups a new group is answered INVALID at once and counted; the queue keeps what it had', () => {

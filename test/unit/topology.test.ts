@@ -126,7 +126,7 @@ describe('topology loading', () => {
     registers:
       VER: 0x10
       CAP: 0x09ff078c226f0466
-      ECAP: 0x0001eb9ea4f050df
+      ECAP: 0x0001ef9ea4f050df
     devices:
       - { bdf: "0000:02:00.0" }
 `
