@@ -16,6 +16,11 @@ export class Device extends IommufdObject {
   vdevice: Vdevice | undefined
   /** What each PASID is attached to (the RID's attachment is `hwpt`). */
   readonly pasids = new Map<number, Hwpt>()
+  /**
+   * VFIO attached the RID as PASID 0 (its pasids IDA holds 0), not through
+   * a plain attach (vdev->iommufd_attached): which VFIO detach ends it.
+   */
+  ridAsPasid0 = false
 
   constructor(readonly pci: PciDevice) {
     super()
@@ -122,6 +127,7 @@ function dropDomain(ctx: IommufdContext, dev: Device, hwpt: Hwpt): void {
 export function detach(ctx: IommufdContext, devId: number): void {
   const dev = ctx.device(devId)
   const hwpt = dev.hwpt
+  dev.ridAsPasid0 = false
   if (!hwpt) return
   dev.hwpt = undefined
   driverFor(dev.pci.unit).program(dev.pci, undefined)
@@ -176,9 +182,16 @@ function checkPasidAttach(dev: Device, pasid: number, hwpt: Hwpt): void {
   driverFor(dev.pci.unit).checkPasid?.(dev.pci, pasid, hwpt, dev.hwpt)
 }
 
+/** IOMMU_NO_PASID: iommufd_device_attach/replace/detach with PASID 0 act on the RID. */
+export const NO_PASID = 0
+
 /** Attaches a PASID of the device (iommufd_device_attach with a PASID): EBUSY if it is attached already. */
 export function pasidAttach(ctx: IommufdContext, devId: number, pasid: number, ptId: number): number {
   const dev = ctx.device(devId)
+  if (pasid === NO_PASID) {
+    if (dev.hwpt) throw new ErrnoError('EBUSY', `pasid=0 is the RID, which is attached to HWPT ${dev.hwpt.id}; replace it instead`)
+    return attach(ctx, devId, ptId)
+  }
   const hwpt = pasidTarget(ctx, ptId)
   checkPasidAttach(dev, pasid, hwpt)
   const cur = dev.pasids.get(pasid)
@@ -192,6 +205,10 @@ export function pasidAttach(ctx: IommufdContext, devId: number, pasid: number, p
 /** Replaces a PASID's domain; a driver failure leaves the old one (the core rolls back). */
 export function pasidReplace(ctx: IommufdContext, devId: number, pasid: number, ptId: number): number {
   const dev = ctx.device(devId)
+  if (pasid === NO_PASID) {
+    if (!dev.hwpt) throw new ErrnoError('EINVAL', 'pasid=0 is the RID, which is not attached; attach it first')
+    return attach(ctx, devId, ptId)
+  }
   const hwpt = pasidTarget(ctx, ptId)
   const old = dev.pasids.get(pasid)
   if (!old) throw new ErrnoError('EINVAL', `pasid=${pasid}: not attached; attach it first`)
@@ -214,6 +231,7 @@ export function pasidReplace(ctx: IommufdContext, devId: number, pasid: number, 
 /** Detaches a PASID (to the blocking domain); nothing attached is no error. */
 export function pasidDetach(ctx: IommufdContext, devId: number, pasid: number): void {
   const dev = ctx.device(devId)
+  if (pasid === NO_PASID) return detach(ctx, devId)
   const old = dev.pasids.get(pasid)
   if (!old) return
   driverFor(dev.pci.unit).setPasid?.(dev.pci, pasid, undefined)

@@ -714,15 +714,26 @@ export const IOCTLS: readonly Ioctl[] = [
     const pasid = pasidOf(c, S.vfio_device_attach_iommufd_pt)
     const devId = boundDevice(c)
     const ptId = u(c.req, 'pt_id')
-    if (pasid === undefined) return { pt_id: BigInt(device.attach(ctxOf(c), devId, ptId)) }
-    // vfio_iommufd_physical_pasid_attach_ioas: an attached PASID is replaced
-    const attached = ctxOf(c).device(devId).pasids.has(pasid)
-    return { pt_id: BigInt((attached ? device.pasidReplace : device.pasidAttach)(ctxOf(c), devId, pasid, ptId)) }
+    const dev = ctxOf(c).device(devId)
+    if (pasid === undefined) {
+      // vfio_iommufd_physical_attach_ioas: a RID VFIO attached as PASID 0 is not iommufd_attached, so this is a new attach
+      if (dev.ridAsPasid0) throw new ErrnoError('EBUSY', `the RID is attached as pasid=0 (HWPT ${dev.hwpt?.id}); detach it with flags=PASID pasid=0`)
+      return { pt_id: BigInt(device.attach(ctxOf(c), devId, ptId)) }
+    }
+    // vfio_iommufd_physical_pasid_attach_ioas: a PASID in the device's IDA is replaced; PASID 0 is the RID
+    const attached = pasid === device.NO_PASID ? dev.ridAsPasid0 : dev.pasids.has(pasid)
+    const id = (attached ? device.pasidReplace : device.pasidAttach)(ctxOf(c), devId, pasid, ptId)
+    if (pasid === device.NO_PASID) dev.ridAsPasid0 = true
+    return { pt_id: BigInt(id) }
   }),
   vfio('VFIO_DEVICE_DETACH_IOMMUFD_PT', 'DEVICE_DETACH', 20, S.vfio_device_detach_iommufd_pt, 'flags', (c) => {
     const pasid = pasidOf(c, S.vfio_device_detach_iommufd_pt)
-    if (pasid === undefined) device.detach(ctxOf(c), boundDevice(c))
-    else device.pasidDetach(ctxOf(c), boundDevice(c), pasid)
+    const dev = ctxOf(c).device(boundDevice(c))
+    // each detach ends only what its own attach made: a plain detach leaves a RID attached as PASID 0, and the reverse
+    if (pasid === undefined) {
+      if (!dev.ridAsPasid0) device.detach(ctxOf(c), dev.id)
+    } else if (pasid !== device.NO_PASID) device.pasidDetach(ctxOf(c), dev.id, pasid)
+    else if (dev.ridAsPasid0) device.pasidDetach(ctxOf(c), dev.id, pasid)
     return {}
   }),
 ]
@@ -762,7 +773,11 @@ export const UNDO_ON_COPY_OUT: ReadonlyMap<string, (c: Call, out: StructValue) =
       if (dev instanceof device.Device) device.unbind(ctx, dev)
     },
   ],
-  ['VFIO_DEVICE_ATTACH_IOMMUFD_PT', (c) => device.detach(ctxOf(c), boundDevice(c))],
+  [
+    'VFIO_DEVICE_ATTACH_IOMMUFD_PT',
+    // vfio_df_ioctl_attach_pt's out_detach: the PASID's detach for a PASID attach, else the RID's
+    (c) => (u(c.req, 'flags') & VfioAttachFlag.PASID ? device.pasidDetach(ctxOf(c), boundDevice(c), u(c.req, 'pasid')) : device.detach(ctxOf(c), boundDevice(c))),
+  ],
   // the mock's own: a mock device, an access or pinned pages it made (test-cmd.ts)
   ['IOMMU_TEST_CMD', (c, out) => undoTestCmd(c, out)],
 ])

@@ -410,9 +410,9 @@ describe('VT-d PASID attach through VFIO_DEVICE_ATTACH_IOMMUFD_PT: the PASID\'s 
     assert.equal(t.describe(s.dev).get('pasids'), '-')
   })
 
-  it('errnos: PASID 0 and past PSS, an IOAS, a domain without flags=PASID, short argsz, unknown flags', () => {
+  it('errnos: PASID 0 (the attached RID: EBUSY) and past PSS, an IOAS, a domain without flags=PASID, short argsz, unknown flags', () => {
     const plain = t.id(`HWPT_ALLOC dev_id=${s.dev} pt_id=${s.ioas}`, 'out_hwpt_id')
-    t.err(`DEVICE_ATTACH dev_id=${s.dev} pt_id=${other} flags=PASID pasid=0`, 'EINVAL', /pasid=0/)
+    t.err(`DEVICE_ATTACH dev_id=${s.dev} pt_id=${other} flags=PASID pasid=0`, 'EBUSY', /pasid=0 is the RID, which is attached/)
     t.err(`DEVICE_ATTACH dev_id=${s.dev} pt_id=${other} flags=PASID pasid=0x100000`, 'EINVAL', /pasid=1048576/)
     t.err(`DEVICE_ATTACH dev_id=${s.dev} pt_id=${s.ioas} flags=PASID pasid=5`, 'EINVAL', /automatic domain/)
     t.err(`DEVICE_ATTACH dev_id=${s.dev} pt_id=${plain} flags=PASID pasid=5`, 'EINVAL', /flags=PASID/)

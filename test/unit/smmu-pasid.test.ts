@@ -271,9 +271,31 @@ describe('SMMUv3 PASID attach: CD table, CFGI_CD by SSID, DMA with a SubstreamID
     assert.match(t.hw(SMMU0, 'findings'), /findings=2\n/)
   })
 
-  it('errnos: PASID 0 and past 20 bits, a device without a PASID capability, a nest parent for a PASID, a DMA port PASID past the device\'s width', () => {
+  it('flags=PASID pasid=0 is the RID (IOMMU_NO_PASID), each detach ending only its own attach, as VFIO keeps them apart; a device without PASIDs takes it too', () => {
+    const { t, dev, rid, other } = s
+    assert.equal(t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${rid} flags=PASID pasid=0`).pt_id, String(rid))
+    assert.equal(t.describe(dev).get('attached'), `${rid} (hwpt_paging)`)
+    assert.equal(t.describe(dev).get('pasids'), '-')
+    // a second PASID-0 attach replaces; a plain attach is a new attach of an attached RID (EBUSY); a plain detach leaves it
+    t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${other} flags=PASID pasid=0`)
+    t.err(`DEVICE_ATTACH dev_id=${dev} pt_id=${rid}`, 'EBUSY', /attached as pasid=0/)
+    t.ok(`DEVICE_DETACH dev_id=${dev}`)
+    assert.equal(t.describe(dev).get('attached'), `${other} (hwpt_paging)`)
+    t.ok(`DEVICE_DETACH dev_id=${dev} flags=PASID pasid=0`)
+    assert.equal(t.describe(dev).get('attached'), '-')
+    // the other way round: a plain attach, then PASID 0 is EBUSY and its detach leaves the RID
+    t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${rid}`)
+    t.err(`DEVICE_ATTACH dev_id=${dev} pt_id=${other} flags=PASID pasid=0`, 'EBUSY', /pasid=0 is the RID/)
+    t.ok(`DEVICE_DETACH dev_id=${dev} flags=PASID pasid=0`)
+    assert.equal(t.describe(dev).get('attached'), `${rid} (hwpt_paging)`)
+    t.ok(`DEVICE_DETACH dev_id=${dev}`)
+    const plain = t.bind(DEV.smmu1b)
+    t.ok(`DEVICE_ATTACH dev_id=${plain} pt_id=${s.ioas} flags=PASID pasid=0`)
+    assert.match(t.describe(plain).get('attached')!, /^\d+ \(hwpt_paging\)$/)
+  })
+
+  it('errnos: PASID past 20 bits, a device without a PASID capability, a nest parent for a PASID, a DMA port PASID past the device\'s width', () => {
     const { t, dev, ioas, other } = s
-    t.err(`DEVICE_ATTACH dev_id=${dev} pt_id=${other} flags=PASID pasid=0`, 'EINVAL', /pasid=0/)
     t.err(`DEVICE_ATTACH dev_id=${dev} pt_id=${other} flags=PASID pasid=0x100000`, 'EINVAL', /pasid=1048576: 0000:00:01.0 takes PASIDs 1\.\.1048575/)
     t.err(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas} flags=NEST_PARENT|PASID`, 'EOPNOTSUPP', /NEST_PARENT\|PASID/)
     const parent = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas} flags=NEST_PARENT`, 'out_hwpt_id')
