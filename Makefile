@@ -54,7 +54,7 @@ NODE_GYP := $(shell node -p "require('path').join(require('fs').realpathSync('$(
 
 native: $(NATIVE)
 
-$(NATIVE): native/fuse3/fuse3.c native/fuse3/binding.gyp
+$(NATIVE): native/fuse3/fuse3.c native/fuse3/warm.c native/fuse3/warm.h native/fuse3/binding.gyp
 	@test -f "$(NODE_DIR)/include/node/node_api.h" || { echo "Node's headers are not in $(NODE_DIR)/include/node"; exit 1; }
 	@test -f "$(NODE_GYP)" || { echo "node-gyp (bundled with npm) not found at $(NODE_GYP)"; exit 1; }
 	cd native/fuse3 && node "$(NODE_GYP)" rebuild --nodedir="$(NODE_DIR)" --loglevel=warn

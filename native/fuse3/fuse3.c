@@ -44,6 +44,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
+#include "warm.h"
 
 /* operation codes handed to JS (kept in step with src/fs/libfuse3.ts) */
 enum {
@@ -863,6 +864,7 @@ static void linger(void) {
   while (last_op >= 0 && next_gap[last_op] <= LINGER_IF_GAP_NS) {
     long long now = mono_ns();
     if (now - last >= BUSY_WINDOW_NS || now - start >= BUSY_MAX_NS) return;
+    warm_others(now, last + BUSY_WINDOW_NS);
     struct pollfd fds[MAX_SESSIONS];
     session *of[MAX_SESSIONS];
     int n = 0;
@@ -888,7 +890,10 @@ static int drain_check_made;
 
 static void on_check(uv_check_t *h) {
   uv_check_stop(h);
-  if (serve(mono_ns()) > 0) linger();
+  if (serve(mono_ns()) > 0) {
+    linger();
+    warm_stop();
+  }
 }
 
 static void on_readable(uv_poll_t *h, int status, int events) {

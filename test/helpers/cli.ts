@@ -102,9 +102,9 @@ const EXIT_LIMIT_MS = 5000
  * Starts `iommufs mount DIR ARGS...` with IOMMUFS_READY_LINE=1 and resolves
  * once it printed "READY <pid>"; rejects with its stderr if it exits first.
  */
-export function spawnServer(dir: string, args: readonly string[] = []): Promise<ServerProcess> {
+export function spawnServer(dir: string, args: readonly string[] = [], env: Record<string, string> = {}): Promise<ServerProcess> {
   const child = spawn(process.execPath, [CLI, 'mount', dir, ...args], {
-    env: { ...process.env, IOMMUFS_READY_LINE: '1', LC_ALL: 'C' },
+    env: { ...process.env, ...env, IOMMUFS_READY_LINE: '1', LC_ALL: 'C' },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let out = ''

@@ -32,13 +32,15 @@ export interface MountOptions {
   topology?: string
   /** More arguments for `iommufs mount`. */
   args?: string[]
+  /** More environment for the server. */
+  env?: Record<string, string>
 }
 
 /** Mounts in a fresh temp dir; resolves once the server answered READY, rejects with its stderr if it exits. */
 export async function startMount(opts: MountOptions = {}): Promise<TestMount> {
   const dir = await makeTempDir()
   const args = [...(opts.topology ? ['--topology', opts.topology] : []), ...(opts.args ?? [])]
-  const srv = await spawnServer(dir, args).catch(async (e: unknown) => {
+  const srv = await spawnServer(dir, args, opts.env).catch(async (e: unknown) => {
     await fsp.rmdir(dir).catch(() => {})
     throw e
   })

@@ -1,12 +1,13 @@
 /**
- * The FUSE transport: request order, caching per file kind, and the
- * fuse-native fallback backend. Real mounts, driven from bash.
+ * The FUSE transport: request order, caching per file kind, the threads
+ * that warm other CPUs while the server busy-polls, and the fuse-native
+ * fallback backend. Real mounts, driven from bash.
  */
 import { strict as assert } from 'node:assert'
 import { promises as fsp } from 'node:fs'
 import * as path from 'node:path'
 import { PACKAGE_ROOT } from '../../src/util/paths'
-import { CLI, iommufsMountPoints, run } from '../helpers/cli'
+import { CLI, eventually, iommufsMountPoints, run } from '../helpers/cli'
 import { sh, withMount } from '../helpers/mount'
 
 const ATTR_FRESH = path.join(PACKAGE_ROOT, 'dist', 'test', 'c', 'attr-fresh')
@@ -29,6 +30,34 @@ async function mountsUnder(dir: string): Promise<string[][]> {
     .filter((f) => f[2] === 'fuse.iommufs' && (f[1] === dir || f[1].startsWith(`${dir}/`)))
     .map((f) => [f[0], path.relative(dir, f[1]) || '.'])
 }
+
+/** SCHED_IDLE, as /proc/PID/task/TID/stat's policy field (the 41st) says it. */
+const SCHED_IDLE = 5
+
+/** The server's threads: state, scheduling policy and the CPUs each may run on. */
+async function threadsOf(pid: number): Promise<{ state: string; policy: number; cpus: string }[]> {
+  const tids = await fsp.readdir(`/proc/${pid}/task`)
+  return Promise.all(
+    tids.map(async (tid) => {
+      const stat = await fsp.readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8')
+      // the fields after the command name, which may hold spaces: state is the 3rd field, policy the 41st
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      const status = await fsp.readFile(`/proc/${pid}/task/${tid}/status`, 'utf8')
+      return { state: rest[0], policy: Number(rest[41 - 3]), cpus: /^Cpus_allowed_list:\s*(\S+)$/m.exec(status)![1] }
+    }),
+  )
+}
+
+/** The CPUs in a Cpus_allowed_list ("0-1,4"). */
+function cpuList(list: string): number[] {
+  return list.split(',').flatMap((r) => {
+    const [lo, hi] = r.split('-').map(Number)
+    return Array.from({ length: (hi ?? lo) - lo + 1 }, (_, i) => lo + i)
+  })
+}
+
+/** 300 text transactions from bash on one descriptor, back to back: the server lingers between them. */
+const TRANSACTIONS = 'exec 3<>dev/iommu; for i in $(seq 300); do echo CONTEXT >&3; read -r r <&3; done; echo "$r"'
 
 const DOMAINS_USED = 'sys/class/iommu/dmar0/intel-iommu/domains_used'
 const VTD_DEV = '0000:02:00.0'
@@ -239,6 +268,25 @@ ${ATTR_FRESH} . 200`,
       assert.equal(r.code, 0, r.stderr)
       assert.equal(r.stdout, 'a ok out_ioas_id=1\nioctl 2\nothers 1\na ok out_ioas_id=3\n')
     })
+  })
+
+  it('while it lingers it warms each other CPU with a SCHED_IDLE thread pinned there (2 to 8 CPUs), all asleep once it stops; IOMMUFS_WARM=0 starts none', async () => {
+    for (const warm of ['1', '0']) {
+      await withMount(
+        async (m) => {
+          const r = await sh(TRANSACTIONS, { cwd: m.dir })
+          assert.match(r.stdout, /^ok /, r.stderr)
+          const main = (await fsp.readFile(`/proc/${m.pid}/status`, 'utf8')).match(/^Cpus_allowed_list:\s*(\S+)$/m)![1]
+          const cpus = cpuList(main)
+          const expected = warm === '1' && cpus.length >= 2 && cpus.length <= 8 ? cpus : []
+          const warmers = (await threadsOf(m.pid)).filter((t) => t.policy === SCHED_IDLE)
+          assert.deepEqual(warmers.map((t) => Number(t.cpus)).sort((a, b) => a - b), expected, `IOMMUFS_WARM=${warm}, server CPUs ${main}`)
+          // lingering ends 100 µs after the last request at most, and the warmers with it
+          await eventually(async () => (await threadsOf(m.pid)).filter((t) => t.policy === SCHED_IDLE).every((t) => t.state === 'S'), 'every warmer asleep')
+        },
+        { env: { IOMMUFS_WARM: warm } },
+      )
+    }
   })
 
   it('thread-text.c: two threads in transactions at once on one descriptor, 0 crossed replies', async () => {
