@@ -9,14 +9,16 @@
  * else to run runs it instead of halting, and anything else that wants the
  * CPU (the woken client first) preempts it at once.
  *
- * The spinning ends when the server stops lingering, and stays off the CPU
- * the server lingers on (its yields there would hand the CPU to it).
- * A server limited to one CPU, or allowed more than MAX_WARMERS, starts none,
- * and so does one started with IOMMUFS_WARM=0.
+ * The server asks for it only once it has caught a run of requests (fuse3.c),
+ * and a warmer keeps spinning GRACE_NS past the end of the server's window,
+ * so a window that opens soon after needs no wake-up: waking a thread on a
+ * halted CPU costs the server a system call and an interrupt, per window.
+ * None spins on the CPU the server lingers on: its yields there would hand
+ * the CPU to it. A server limited to one CPU, or allowed more than
+ * MAX_WARMERS, starts none, and so does one started with IOMMUFS_WARM=0.
  */
 #define _GNU_SOURCE
 #include "warm.h"
-#include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
@@ -28,11 +30,19 @@
 #include <unistd.h>
 
 #define MAX_WARMERS 8
+#define GRACE_NS 1000000LL
 
-static _Atomic long long warm_until; /* monotonic ns: spin until then */
+typedef struct {
+  int cpu;
+  _Atomic unsigned seq; /* futex word: bumped to wake it */
+  _Atomic int asleep;
+} warmer_t;
+
+static warmer_t warmers[MAX_WARMERS];
+static int nwarmers;
+static _Atomic long long warm_until; /* monotonic ns: spin until then (and GRACE_NS more) */
 static _Atomic int server_cpu = -1;   /* where the lingering thread runs */
-static _Atomic unsigned wake_seq;     /* futex word: bumped to wake sleeping warmers */
-static int started;                   /* 0 not yet, 1 running, -1 none (one CPU, or too many) */
+static int started;                   /* 0 not yet, 1 running, -1 none (one CPU, too many, or turned off) */
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -52,24 +62,24 @@ static void futex(_Atomic unsigned *word, int op, unsigned val) {
   syscall(SYS_futex, word, op | FUTEX_PRIVATE_FLAG, val, NULL, NULL, 0);
 }
 
-static void *warmer(void *arg) {
-  int cpu = (int)(long)arg;
+/* Whether a warmer should spin now; where it runs is asked each time, as an affinity set from outside may have moved it. */
+static int wanted(void) {
+  return atomic_load(&server_cpu) != sched_getcpu() && now_ns() < atomic_load(&warm_until) + GRACE_NS;
+}
+
+static void *warm(void *arg) {
+  warmer_t *w = arg;
   cpu_set_t one;
   CPU_ZERO(&one);
-  CPU_SET(cpu, &one);
+  CPU_SET(w->cpu, &one);
   struct sched_param idle = { 0 };
   if (sched_setaffinity(0, sizeof one, &one) || sched_setscheduler(0, SCHED_IDLE, &idle)) return NULL;
   for (;;) {
-    unsigned seq = atomic_load(&wake_seq);
-    /*
-     * off the server's own CPU (its yields would hand the CPU to this thread), and only while it
-     * lingers; where it runs is asked each time, as an affinity set from outside may have moved it
-     */
-    if (atomic_load(&server_cpu) == sched_getcpu() || now_ns() >= atomic_load(&warm_until)) {
-      futex(&wake_seq, FUTEX_WAIT, seq);
-      continue;
-    }
-    while (atomic_load(&server_cpu) != sched_getcpu() && now_ns() < atomic_load(&warm_until)) cpu_relax();
+    unsigned seq = atomic_load(&w->seq);
+    atomic_store(&w->asleep, 1);
+    if (!wanted()) futex(&w->seq, FUTEX_WAIT, seq);
+    atomic_store(&w->asleep, 0);
+    while (wanted()) cpu_relax();
   }
   return NULL;
 }
@@ -86,26 +96,33 @@ static void start(void) {
   pthread_attr_init(&attr);
   pthread_attr_setstacksize(&attr, 64 * 1024);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+  for (int cpu = 0; cpu < CPU_SETSIZE && nwarmers < MAX_WARMERS; cpu++) {
+    if (!CPU_ISSET(cpu, &mine)) continue;
+    warmer_t *w = &warmers[nwarmers];
+    w->cpu = cpu;
     pthread_t t;
-    if (CPU_ISSET(cpu, &mine) && pthread_create(&t, &attr, warmer, (void *)(long)cpu) == 0) started = 1;
+    if (pthread_create(&t, &attr, warm, w) == 0) nwarmers++;
   }
   pthread_attr_destroy(&attr);
+  if (nwarmers) started = 1;
 }
 
 void warm_stop(void) {
-  if (started > 0) atomic_store(&warm_until, 0);
+  if (started > 0) atomic_store(&warm_until, now_ns());
 }
 
-void warm_others(long long now, long long until) {
+void warm_others(long long until) {
   if (!started) start();
   if (started < 0) return;
   int cpu = sched_getcpu();
-  int moved = atomic_exchange(&server_cpu, cpu) != cpu;
-  long long was = atomic_exchange(&warm_until, until);
-  /* sleeping warmers wake when a window opens, and when the server left a CPU whose warmer it stopped */
-  if (was <= now || moved) {
-    atomic_fetch_add(&wake_seq, 1);
-    futex(&wake_seq, FUTEX_WAKE, INT_MAX);
+  atomic_store(&server_cpu, cpu);
+  atomic_store(&warm_until, until);
+  /* only a warmer that sleeps, and not the one on the server's own CPU, needs waking */
+  for (int i = 0; i < nwarmers; i++) {
+    warmer_t *w = &warmers[i];
+    if (w->cpu != cpu && atomic_load(&w->asleep)) {
+      atomic_fetch_add(&w->seq, 1);
+      futex(&w->seq, FUTEX_WAKE, 1);
+    }
   }
 }

@@ -2,10 +2,10 @@
 #ifndef IOMMUFS_WARM_H
 #define IOMMUFS_WARM_H
 
-/* The server, at `now` on its CPU, lingers until `until` (monotonic ns): spin on the others till then. */
-void warm_others(long long now, long long until);
+/* The server lingers on its CPU until `until` (monotonic ns): spin on the others till then, and a grace after. */
+void warm_others(long long until);
 
-/* The server stops lingering: so do the warmers. */
+/* The server stops lingering: the warmers stop after their grace. */
 void warm_stop(void);
 
 #endif
