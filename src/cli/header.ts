@@ -10,6 +10,7 @@ import { VTD_ERRATA_772415_SPR17 } from '../iommufd/driver'
 import { IOCTLS, Ioctl } from '../uapi/ioctls'
 import { FieldSpec, Scalar, StructLayout } from '../uapi/layout'
 import { NAMES, VfioBindFlag } from '../uapi/names'
+import { VfioDmaMapFlag, VfioDmaUnmapFlag, VfioExtension } from '../iommufd/vfio-compat'
 import { STRUCTS } from '../uapi/structs'
 import { pythonModule } from './python'
 
@@ -123,6 +124,24 @@ function ioctlDefine(i: Ioctl): string {
   return `#define ${i.name} _IO(IOMMUFD_TYPE, ${cmdName(i)}) /* ${hex(i.cmd)}: struct ${i.layout.name}${min} */`
 }
 
+/** The flags each VFIO struct carries, with the prefix <linux/vfio.h> spells them with. */
+const VFIO_STRUCT_FLAGS: Readonly<Record<string, [string, Readonly<Record<string, number>>]>> = {
+  VFIO_IOMMU_MAP_DMA: ['VFIO_DMA_MAP_FLAG_', VfioDmaMapFlag],
+  VFIO_IOMMU_UNMAP_DMA: ['VFIO_DMA_UNMAP_FLAG_', VfioDmaUnmapFlag],
+  VFIO_DEVICE_BIND_IOMMUFD: ['VFIO_DEVICE_BIND_FLAG_', VfioBindFlag],
+}
+
+/** VFIO_CHECK_EXTENSION / VFIO_SET_IOMMU values as <linux/vfio.h> names them. */
+const VFIO_EXTENSION_NAMES: Readonly<Record<keyof typeof VfioExtension, string>> = {
+  TYPE1: 'VFIO_TYPE1_IOMMU',
+  TYPE1v2: 'VFIO_TYPE1v2_IOMMU',
+  DMA_CC_IOMMU: 'VFIO_DMA_CC_IOMMU',
+  TYPE1_NESTING: 'VFIO_TYPE1_NESTING_IOMMU',
+  NOIOMMU: 'VFIO_NOIOMMU_IOMMU',
+  UNMAP_ALL: 'VFIO_UNMAP_ALL',
+  UPDATE_VADDR: 'VFIO_UPDATE_VADDR',
+}
+
 /** The whole header text. */
 export function iommufdHeader(): string {
   const iommufd = IOCTLS.filter((i) => i.family === 'iommufd')
@@ -186,9 +205,14 @@ enum {
     const verb = i.name.includes('DETACH') ? 'DETACH' : 'ATTACH'
     out.push(`#ifndef ${i.name}`, structDef(i.layout))
     if (attachFlags) for (const [k, v] of Object.entries(NAMES.vfio_device_attach_flags.values)) out.push(`#define VFIO_DEVICE_${verb}_${k} ${hex(v)}`)
-    if (i.name === 'VFIO_DEVICE_BIND_IOMMUFD') for (const [k, v] of Object.entries(VfioBindFlag)) out.push(`#define VFIO_DEVICE_BIND_FLAG_${k} ${hex(v)}`)
+    const flags = VFIO_STRUCT_FLAGS[i.name]
+    if (flags) for (const [k, v] of Object.entries(flags[1])) out.push(`#define ${flags[0]}${k} ${hex(v)}`)
     out.push(ioctlDefine(i), '#endif', '')
   }
+  out.push('/* commands that take a value, not a struct, and the values VFIO_CHECK_EXTENSION and VFIO_SET_IOMMU take */')
+  for (const i of IOCTLS.filter((x) => x.family === 'arg')) out.push(`#ifndef ${i.name}`, `#define ${i.name} _IO(VFIO_TYPE, VFIO_BASE + ${(i.cmd & 0xff) - 100}) /* ${hex(i.cmd)} */`, '#endif')
+  for (const [k, v] of Object.entries(VfioExtension)) out.push(`#ifndef ${VFIO_EXTENSION_NAMES[k as keyof typeof VfioExtension]}`, `#define ${VFIO_EXTENSION_NAMES[k as keyof typeof VfioExtension]} ${v}`, '#endif')
+  out.push('')
   out.push('#endif /* _IOMMUFS_IOMMUFD_H */')
   return `${out.join('\n')}\n`
 }

@@ -614,18 +614,26 @@ export function ioasMap(ctx: IommufdContext, a: MapArgs, caller?: number): bigin
   unknownFlags(a.flags, MAP_FLAGS)
   mustBeZero(a.reserved, '__reserved')
   checkMapArgs(a.flags, [['iova', a.iova], ['length', a.length]])
-  const ioas = ctx.ioas(a.ioasId)
+  return mapUserPages(ctx, ctx.ioas(a.ioasId), a, caller, { va: 'user_va', length: 'length' })
+}
+
+/**
+ * iopt_map_user_pages, for IOAS_MAP and VFIO_IOMMU_MAP_DMA alike: the user
+ * range reaches the memory of `caller` (when known), pinned and charged to
+ * it; `names` are the struct's fields for messages.
+ */
+export function mapUserPages(ctx: IommufdContext, ioas: Ioas, m: { flags: number; length: bigint; iova: bigint; userVa: bigint }, caller: number | undefined, names: { va: string; length: string }): bigint {
   // iopt_alloc_user_pages: the end of the user range must be an address, then the pages' length checked
-  if (a.userVa + a.length > ULONG_MAX) throw new ErrnoError('EOVERFLOW', 'user_va + length overflows')
-  checkPagesLength(a.length)
-  const area = ioas.planMap({ ...a, pages: new PinnedPages(false, ownerFor(caller, ctx.rlimitMode === 1n), (a.flags & MapFlag.WRITEABLE) !== 0) })
-  checkReadOnly(ioas, a.flags)
+  if (m.userVa + m.length > ULONG_MAX) throw new ErrnoError('EOVERFLOW', `${names.va} + ${names.length} overflows`)
+  checkPagesLength(m.length)
+  const area = ioas.planMap({ ...m, pages: new PinnedPages(false, ownerFor(caller, ctx.rlimitMode === 1n), (m.flags & MapFlag.WRITEABLE) !== 0) })
+  checkReadOnly(ioas, m.flags)
   // pinning the user pages is the kernel's last step (§3.6): EFAULT comes after every other check, and only with a domain to fill
-  if (a.userVa === 0n && ioas.hwpts.size) throw new ErrnoError('EFAULT', 'user_va=0: cannot pin pages at address 0')
+  if (m.userVa === 0n && ioas.hwpts.size) throw new ErrnoError('EFAULT', `${names.va}=0: cannot pin pages at address 0`)
   // the kernel pins at map time only to fill the IOAS's domains: with none, unmapped memory is not yet an error
   let memory: MemoryRef | undefined
   try {
-    memory = caller ? pinProcessPages(caller, a.userVa, a.length, pinAccess(a.flags)) : undefined
+    memory = caller ? pinProcessPages(caller, m.userVa, m.length, pinAccess(m.flags)) : undefined
   } catch (e) {
     if (ioas.hwpts.size || !(e instanceof ErrnoError) || e.errno !== 'EFAULT') throw e
   }

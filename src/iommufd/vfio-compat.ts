@@ -8,8 +8,7 @@
 import { ErrnoError } from '../util/errno'
 import { mustBeZero } from './checks'
 import type { IommufdContext } from './context'
-import { Ioas, IovaRange, MapFlag, PAGE_SIZE, ULONG_MAX, checkPagesLength, subtract } from './ioas'
-import { PinnedPages } from './pages'
+import { Ioas, IovaRange, MapFlag, PAGE_SIZE, ULONG_MAX, mapUserPages, subtract } from './ioas'
 
 export const VFIO_API_VERSION = 0
 /** VFIO_CHECK_EXTENSION / VFIO_SET_IOMMU arguments. */
@@ -164,18 +163,13 @@ export interface DmaMapArgs {
   size: bigint
 }
 
-/** VFIO_IOMMU_MAP_DMA: a fixed-IOVA map in the compat IOAS. */
-export function mapDma(ctx: IommufdContext, a: DmaMapArgs): void {
+/** VFIO_IOMMU_MAP_DMA: a fixed-IOVA map in the compat IOAS, of the caller's memory as IOAS_MAP maps it. */
+export function mapDma(ctx: IommufdContext, a: DmaMapArgs, caller?: number): void {
   const known = VfioDmaMapFlag.READ | VfioDmaMapFlag.WRITE
   if (!a.argszOk || a.flags & ~known) throw new ErrnoError('EINVAL', a.argszOk ? `flags=0x${a.flags.toString(16)}: only READ and WRITE are defined` : 'argsz: shorter than vfio_iommu_type1_dma_map')
   const ioas = compatIoas(ctx)
   const flags = MapFlag.FIXED_IOVA | (a.flags & VfioDmaMapFlag.READ ? MapFlag.READABLE : 0) | (a.flags & VfioDmaMapFlag.WRITE ? MapFlag.WRITEABLE : 0)
-  // iopt_map_user_pages, as IOAS_MAP: the user range, the pages' length, the IOVA; pinning (only to fill a domain) last
-  if (a.vaddr + a.size > ULONG_MAX) throw new ErrnoError('EOVERFLOW', 'vaddr + size overflows')
-  checkPagesLength(a.size)
-  const area = ioas.planMap({ flags, length: a.size, iova: a.iova, userVa: a.vaddr, pages: new PinnedPages(false, undefined, (flags & MapFlag.WRITEABLE) !== 0) })
-  if (a.vaddr === 0n && ioas.hwpts.size) throw new ErrnoError('EFAULT', 'vaddr=0: cannot pin pages at address 0')
-  ioas.insert(area)
+  mapUserPages(ctx, ioas, { flags, length: a.size, iova: a.iova, userVa: a.vaddr }, caller, { va: 'vaddr', length: 'size' })
 }
 
 export interface DmaUnmapArgs {

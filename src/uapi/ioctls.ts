@@ -673,7 +673,7 @@ export const IOCTLS: readonly Ioctl[] = [
   vfioArg('VFIO_SET_IOMMU', 2, (c, arg) => (VC.setIommu(ctxOf(c), arg), 0)),
   vfio('VFIO_IOMMU_GET_INFO', 'IOMMU_GET_INFO', 12, S.vfio_iommu_type1_info, 'iova_pgsizes', vfioGetInfo),
   vfio('VFIO_IOMMU_MAP_DMA', 'IOMMU_MAP_DMA', 13, S.vfio_iommu_type1_dma_map, 'size', (c) => {
-    VC.mapDma(ctxOf(c), { argszOk: true, flags: u(c.req, 'flags'), vaddr: b(c.req, 'vaddr'), iova: b(c.req, 'iova'), size: b(c.req, 'size') })
+    VC.mapDma(ctxOf(c), { argszOk: true, flags: u(c.req, 'flags'), vaddr: b(c.req, 'vaddr'), iova: b(c.req, 'iova'), size: b(c.req, 'size') }, c.owner)
     return {}
   }),
   vfio('VFIO_IOMMU_UNMAP_DMA', 'IOMMU_UNMAP_DMA', 14, S.vfio_iommu_type1_dma_unmap, 'size', (c) => {

@@ -19,7 +19,10 @@
  *   own_mmap: IOAS_MAP of the program's mmap of a mount file is EFAULT, as
  *          the server cannot read those pages (the fault would wait on it);
  *   remapped: a pinned page the program then maps a mount file over reads
- *          as an external abort, for the same reason.
+ *          as an external abort, for the same reason;
+ *   map_dma: VFIO_IOMMU_MAP_DMA on the iommufd (its compat IOAS) maps the
+ *          program's memory as IOAS_MAP does: the device reads it, and an
+ *          address the program has unmapped is EFAULT.
  *
  * Each line: "NAME: ok ..." or "NAME: err ERRNO"; exits 1 on an unexpected result.
  */
@@ -191,5 +194,29 @@ int main(int argc, char **argv)
 	r = dma(iommufd, bind.out_devid, 0, 0xb00000, got6, 6);
 	printf("remapped read: %s\n", r == 1000 + IOMMUFS_DMA_STATUS_ABORT ? "abort" : r ? "other" : "ok");
 	failed |= r != 1000 + IOMMUFS_DMA_STATUS_ABORT;
+
+	/* VFIO type1 on the iommufd (its compat IOAS): MAP_DMA maps the program's memory as IOAS_MAP does */
+	struct iommu_vfio_ioas compat = { .size = sizeof(compat), .ioas_id = ioas.out_ioas_id, .op = IOMMU_VFIO_IOAS_SET };
+	if (do_ioctl(iommufd, IOMMU_VFIO_IOAS, &compat))
+		return 1;
+	char *buf = mmap(NULL, 0x2000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (buf == MAP_FAILED)
+		return 1;
+	strcpy(buf + 0x1000, "type1");
+	struct vfio_iommu_type1_dma_map dm = {
+		.argsz = sizeof(dm),
+		.flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+		.vaddr = (uintptr_t)buf,
+		.iova = 0xc00000,
+		.size = 0x2000,
+	};
+	expect("map_dma", do_ioctl(iommufd, VFIO_IOMMU_MAP_DMA, &dm), 0);
+	memset(got6, 0, sizeof got6);
+	r = dma(iommufd, bind.out_devid, 0, 0xc01000, got6, 5);
+	printf("map_dma read: %s \"%s\"\n", r ? "err" : "ok", got6);
+	failed |= r || strcmp(got6, "type1");
+	dm.vaddr = (uintptr_t)gone;
+	dm.iova = 0xd00000;
+	expect("map_dma unmapped", do_ioctl(iommufd, VFIO_IOMMU_MAP_DMA, &dm), EFAULT);
 	return failed;
 }

@@ -6,7 +6,8 @@
  * descriptor, EFAULT for IOAS_MAP of an address the program has unmapped,
  * EINVAL (and no wait) for a file of the mount itself, EFAULT for IOAS_MAP
  * of a mapping of one, and an external abort (no wait) for a DMA into a
- * pinned page the program has since mapped one over.
+ * pinned page the program has since mapped one over; VFIO_IOMMU_MAP_DMA
+ * of the program's memory reaches it as IOAS_MAP does.
  */
 import { strict as assert } from 'node:assert'
 import * as path from 'node:path'
@@ -38,6 +39,9 @@ const EXPECTED = [
   'pin: ok',
   'pinned read: ok "pinned"',
   'remapped read: abort',
+  'map_dma: ok',
+  'map_dma read: ok "type1"',
+  'map_dma unmapped: EFAULT',
   '',
 ].join('\n')
 
