@@ -57,6 +57,8 @@ export interface Driver {
   checkNestedAttach(dev: PciDevice, hwpt: HwptNested, hasVdevice: boolean): void
   /** A domain with dirty tracking can be built for (and attached to) this device. */
   dirtyCapable(dev: PciDevice): boolean
+  /** iommu_ops.user_pasid_table: a guest owns the PASID table, so a fault at any PASID of a nested RID is that domain's. */
+  readonly userPasidTable?: boolean
   /** Why a domain with a fault queue cannot take this device's page faults (ENODEV), if it cannot. */
   iopfRefusal?(dev: PciDevice): string | undefined
   /** Sets a PASID's domain (undefined: blocking); a driver may refuse (the mock's PASID 1024). */
@@ -102,6 +104,7 @@ function cdTableNote(smmu: Smmuv3): string {
 }
 
 const smmuDriver: Driver = {
+  userPasidTable: true,
   sharesDomains: false,
   hwInfo(unit) {
     const r = unit.registers
@@ -236,6 +239,21 @@ const smmuDriver: Driver = {
   },
 }
 
+/** Whether each VT-d device's RID domain has a fault queue (its PASIDs' are in pasid-domains). */
+const ridFaults = new WeakMap<PciDevice, boolean>()
+
+/**
+ * IOPF on VT-d is PCIe PRI: the endpoint makes page requests while one of
+ * its domains, the RID's or a PASID's, has a fault queue (the driver's
+ * iopf_refcount), else its misses are recorded faults.
+ */
+function refreshPri(dev: PciDevice): void {
+  const vtd = dev.unit as Vtd
+  const on = ridFaults.get(dev) === true || pasidsInUse(dev).some((p) => pasidDomain(dev, p)?.fault !== undefined)
+  if (on) vtd.prq.enabled.add(dev.streamId)
+  else vtd.prq.enabled.delete(dev.streamId)
+}
+
 const vtdDriver: Driver = {
   sharesDomains: true,
   hwInfo(unit) {
@@ -263,9 +281,8 @@ const vtdDriver: Driver = {
   },
   program(dev, hwpt) {
     const vtd = dev.unit as Vtd
-    // IOPF on VT-d is PCIe PRI: the endpoint's PRI is on while its domain has a fault queue
-    if (hwpt?.fault) vtd.prq.enabled.add(dev.streamId)
-    else vtd.prq.enabled.delete(dev.streamId)
+    ridFaults.set(dev, hwpt?.fault !== undefined)
+    refreshPri(dev)
     installPasidEntry(vtd, dev, hwpt)
     if (!hwpt) return void vtd.pasidEntries.delete(dev.streamId)
     const did = hwpt.tags.get(vtd)!.id
@@ -279,6 +296,7 @@ const vtdDriver: Driver = {
     if (hwpt) vtdDriver.acquire(dev, hwpt)
     installPasidEntry(dev.unit as Vtd, dev, hwpt, pasid)
     setPasidDomain(dev, pasid, hwpt)
+    refreshPri(dev)
     if (old) vtdDriver.release(dev, old)
   },
   forget(dev) {

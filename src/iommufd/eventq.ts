@@ -134,6 +134,12 @@ export abstract class QueueObject extends IommufdObject {
 
 /** struct iommu_hwpt_pgfault flags. */
 export const PgfaultFlag = { PASID_VALID: 1 << 0, LAST_PAGE: 1 << 1 } as const
+/**
+ * A page request's flags as its driver reports them (iommu_fault_page_request):
+ * the uAPI's two and RESPONSE_NEEDS_PASID (VT-d), which the record carries
+ * too, as iommufd copies them whole.
+ */
+export const FaultFlag = { ...PgfaultFlag, RESPONSE_NEEDS_PASID: 1 << 2 } as const
 /** struct iommu_hwpt_pgfault perm (iommu_hwpt_pgfault_perm). */
 export const PgfaultPerm = { READ: 1 << 0, WRITE: 1 << 1, EXEC: 1 << 2, PRIV: 1 << 3 } as const
 /** iommufd_page_response_code. */
@@ -146,7 +152,8 @@ export const PAGE_RESPONSE_SIZE = 8
 export interface PageRequest {
   readonly devId: number
   readonly pasid: number
-  readonly pasidValid: boolean
+  /** FaultFlag bits. */
+  readonly flags: number
   readonly grpid: number
   readonly perm: number
   readonly addr: bigint
@@ -160,7 +167,7 @@ export interface PageRequest {
 /** The iommu_hwpt_pgfault record of `r`, with its cookie. */
 function pgfault(r: PageRequest, cookie: number): Buffer {
   const rec = Buffer.alloc(PGFAULT_SIZE)
-  rec.writeUInt32LE(PgfaultFlag.LAST_PAGE | (r.pasidValid ? PgfaultFlag.PASID_VALID : 0), 0)
+  rec.writeUInt32LE(r.flags, 0)
   rec.writeUInt32LE(r.devId, 4)
   rec.writeUInt32LE(r.pasid, 8)
   rec.writeUInt32LE(r.grpid, 12)
@@ -176,7 +183,7 @@ const PERM_NAMES = ['R', 'W', 'X', 'PRIV'] as const
 /** "dev_id=1 pasid=none grpid=0x3 perm=W addr=0x5000": a group, decoded. */
 export function describePageRequest(r: PageRequest): string {
   const perm = PERM_NAMES.filter((_, i) => r.perm & (1 << i)).join('|') || '0'
-  return `dev_id=${r.devId} pasid=${r.pasidValid ? hex(r.pasid) : 'none'} grpid=${hex(r.grpid)} perm=${perm} addr=${hex(r.addr)}`
+  return `dev_id=${r.devId} pasid=${r.flags & FaultFlag.PASID_VALID ? hex(r.pasid) : 'none'} grpid=${hex(r.grpid)} perm=${perm} addr=${hex(r.addr)}`
 }
 
 /**

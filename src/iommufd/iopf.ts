@@ -16,7 +16,10 @@ import { HeldRequest } from '../hw/vtd/prq'
 import { pageGroupResponse } from '../hw/vtd/qi'
 import { LIMITS } from '../util/limits'
 import { Device } from './device'
-import { PageRequest, PageResponseCode, describePageRequest } from './eventq'
+import { FaultFlag, PageRequest, PageResponseCode, describePageRequest } from './eventq'
+import { driverFor } from './driver'
+import { Hwpt, HwptNested } from './hwpt'
+import { hex } from './checks'
 import type { World } from './world'
 
 /** iommu_hwpt_pgfault perm bits. */
@@ -31,12 +34,25 @@ function boundDevice(world: World, pci: PciDevice): Device | undefined {
   return world.ownerOf(pci)?.deviceOf(pci)
 }
 
-/** Hands a group to the fault queue of the device's HWPT, or answers it INVALID when there is none. */
+/**
+ * The domain a group is for (find_fault_handler): with a PASID, the domain
+ * attached there, else the RID's when it is nested and the driver lets the
+ * guest own the PASID table (SMMUv3's CD table); without one, the RID's.
+ */
+function faultDomain(dev: Device, group: Pick<PageRequest, 'flags' | 'pasid'>): Hwpt | undefined {
+  if (!(group.flags & FaultFlag.PASID_VALID)) return dev.hwpt
+  const at = dev.pasids.get(group.pasid)
+  if (at) return at
+  return driverFor(dev.pci.unit).userPasidTable && dev.hwpt instanceof HwptNested ? dev.hwpt : undefined
+}
+
+/** Hands a group to the fault queue of its domain, or answers it INVALID when there is none. */
 function deliver(world: World, tag: string, dev: Device | undefined, group: Omit<PageRequest, 'devId' | 'device' | 'hwpt'>): void {
-  const hwpt = dev?.hwpt
+  const hwpt = dev && faultDomain(dev, group)
   const fault = hwpt?.fault
   if (!dev || !hwpt || !fault) {
-    world.trace.emit(tag, `iopf: ${dev ? `device ${dev.id}'s domain has no fault queue` : 'no bound device'}: answered INVALID`)
+    const whose = group.flags & FaultFlag.PASID_VALID ? `PASID ${hex(group.pasid)}` : 'RID'
+    world.trace.emit(tag, `iopf: ${dev ? `device ${dev.id}'s ${whose} has ${hwpt ? 'a domain with no fault queue' : 'no domain'}` : 'no bound device'}: answered INVALID`)
     group.respond?.(PageResponseCode.INVALID)
     return
   }
@@ -51,7 +67,7 @@ export function smmuStalled(world: World, smmu: Smmuv3, s: Stalled): void {
   const e = s.event
   deliver(world, smmu.name, pci && boundDevice(world, pci), {
     pasid: e.ssid ?? 0,
-    pasidValid: e.ssid !== undefined,
+    flags: FaultFlag.LAST_PAGE | (e.ssid !== undefined ? FaultFlag.PASID_VALID : 0),
     grpid: s.stag,
     perm: permOf(e.rnw ?? false, !(e.rnw ?? false), e.ind ?? false, e.pnu ?? false),
     addr: e.input ?? 0n,
@@ -68,7 +84,8 @@ export function vtdPageRequest(world: World, vtd: Vtd, h: HeldRequest): void {
   const pci = vtd.devices.find((d) => d.streamId === p.rid)
   deliver(world, vtd.name, pci && boundDevice(world, pci), {
     pasid: p.pasid ?? 0,
-    pasidValid: p.pasid !== undefined,
+    // prq.c: a request with a PASID wants it back in the response
+    flags: (p.lpig ? FaultFlag.LAST_PAGE : 0) | (p.pasid !== undefined ? FaultFlag.PASID_VALID | FaultFlag.RESPONSE_NEEDS_PASID : 0),
     grpid: p.prgIndex,
     perm: permOf(p.read, p.write, p.exec, p.priv),
     addr: p.addr,

@@ -17,6 +17,7 @@ import { Area, Ioas, IoasAccess, IovaRange, MapFlag, PAGE_SIZE, ULONG_MAX, areaK
 import { PageKey, PageResolver, pageOf, sameKey } from '../memory/pages'
 import { IommufdObject, MmioFile, objectFilePath, objectIdAt } from './objects'
 import { VeventqType, veventqOf } from './veventq'
+import { FaultFlag } from './eventq'
 
 /** IOMMU_TEST_OP_*. */
 export const TestOp = {
@@ -256,7 +257,7 @@ export function triggerIopf(ctx: IommufdContext, a: IopfArgs): void {
   const fault = hwpt?.fault
   // the kernel allocates the request's group in the caller's task; when that fails it aborts the
   // request at the device: nothing is queued and the command still succeeds
-  if (fault && succeeds('object allocation')) fault.report({ devId: a.devId, pasid: a.pasid, pasidValid: a.pasid !== 0, grpid: a.grpid, perm: a.perm, addr: a.addr })
+  if (fault && succeeds('object allocation')) fault.report({ devId: a.devId, pasid: a.pasid, flags: FaultFlag.LAST_PAGE | (a.pasid !== 0 ? FaultFlag.PASID_VALID : 0), grpid: a.grpid, perm: a.perm, addr: a.addr })
 }
 
 /** The bound device of a selftest object (EINVAL once its device is gone). */

@@ -27,8 +27,8 @@ describe('queue files answer poll()', () => {
     assert.equal(file.readable!(), false)
     let woken = 0
     file.whenReadable!(() => woken++)
-    fault.report({ devId: 1, pasid: 0, pasidValid: false, grpid: 1, perm: 1, addr: 0x1000n })
-    fault.report({ devId: 1, pasid: 0, pasidValid: false, grpid: 2, perm: 1, addr: 0x2000n })
+    fault.report({ devId: 1, pasid: 0, flags: 2, grpid: 1, perm: 1, addr: 0x1000n })
+    fault.report({ devId: 1, pasid: 0, flags: 2, grpid: 2, perm: 1, addr: 0x2000n })
     assert.equal(woken, 1)
     assert.equal(file.readable!(), true)
     assert.equal((file.read(0, 80) as Buffer).length, 80)
@@ -36,7 +36,7 @@ describe('queue files answer poll()', () => {
     // a cancelled waiter hears nothing
     const cancel = file.whenReadable!(() => woken++)
     cancel()
-    fault.report({ devId: 1, pasid: 0, pasidValid: false, grpid: 3, perm: 1, addr: 0x3000n })
+    fault.report({ devId: 1, pasid: 0, flags: 2, grpid: 3, perm: 1, addr: 0x3000n })
     assert.equal(woken, 1)
   })
 
