@@ -153,67 +153,56 @@ for (const [arch, bdf, unit] of [
   })
 }
 
-for (const [arch, bdf] of [
-  ['SMMUv3 stall', DEV.smmu0a],
-  ['VT-d page request', DEV.vtdA],
-] as const) {
-  describe(`IOPF at a PASID (find_fault_handler): ${arch}`, () => {
-    let dir: string
-    let t: IommuBench
-    beforeEach(() => {
-      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iopf-pasid-'))
-      fs.writeFileSync(path.join(dir, 'ram'), Buffer.alloc(0x1000))
-      t = new IommuBench()
-    })
-    afterEach(() => {
-      t.close()
-      fs.rmSync(dir, { recursive: true, force: true })
-    })
-
-    it("a miss at PASID 1 goes to the fault queue of PASID 1's domain, not the RID's; the record says PASID_VALID (VT-d also RESPONSE_NEEDS_PASID)", () => {
-      const dev = t.bind(bdf)
-      const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
-      t.ok(`IOAS_MAP_FILE ioas_id=${ioas} flags=FIXED_IOVA|READABLE|WRITEABLE path=${path.join(dir, 'ram')} start=0 length=0x1000 iova=0x100000`)
-      const faultId = t.id('FAULT_QUEUE_ALLOC', 'out_fault_id')
-      const fault = t.ctx.objects.find(faultId) as Fault
-      const withQueue = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas} flags=FAULT_ID_VALID|PASID fault_id=${faultId}`, 'out_hwpt_id')
-      const plain = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas} flags=PASID`, 'out_hwpt_id')
-      t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${plain}`)
-      t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${withQueue} flags=PASID pasid=1`)
-      const r = deviceDma(t.world, bdf, { op: 'read', iova: 0x101000n, len: 8, pasid: 1 })
-      assert.equal(typeof r.pending, 'number', inspect(r))
-      const rec = fault.read(40)
-      const flags = PgfaultFlag.PASID_VALID | PgfaultFlag.LAST_PAGE | (bdf === DEV.vtdA ? FaultFlag.RESPONSE_NEEDS_PASID : 0)
-      assert.deepEqual([rec.readUInt32LE(0), rec.readUInt32LE(4), rec.readUInt32LE(8)], [flags, dev, 1])
-      assert.equal(fault.write(response(1, 1)), 8)
-      assert.ok(heldDmasOf(t.world).get(r.pending!)?.result, 'INVALID ended the DMA')
-    })
-  })
+/**
+ * A bench with `bdf` bound, a page mapped at 0x100000 of an IOAS, a fault
+ * queue, and two PASID-capable HWPTs over the IOAS: one with the queue, one
+ * without. `run` gets them; the bench and its file go afterwards.
+ */
+function withPasidDomains(bdf: string, run: (s: { t: IommuBench; dev: number; fault: Fault; withQueue: number; plain: number }) => void): void {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iopf-pasid-'))
+  const t = new IommuBench()
+  try {
+    fs.writeFileSync(path.join(dir, 'ram'), Buffer.alloc(0x1000))
+    const dev = t.bind(bdf)
+    const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
+    t.ok(`IOAS_MAP_FILE ioas_id=${ioas} flags=FIXED_IOVA|READABLE|WRITEABLE path=${path.join(dir, 'ram')} start=0 length=0x1000 iova=0x100000`)
+    const faultId = t.id('FAULT_QUEUE_ALLOC', 'out_fault_id')
+    const fault = t.ctx.objects.find(faultId) as Fault
+    const withQueue = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas} flags=FAULT_ID_VALID|PASID fault_id=${faultId}`, 'out_hwpt_id')
+    const plain = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas} flags=PASID`, 'out_hwpt_id')
+    run({ t, dev, fault, withQueue, plain })
+  } finally {
+    t.close()
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
 }
 
-describe('IOPF at a PASID whose domain has no fault queue: VT-d', () => {
-  it('with PRI on for the RID\'s queue, a miss at PASID 2 is a page request answered INVALID at once; the RID\'s queue gets nothing', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iopf-pasid-'))
-    const t = new IommuBench()
-    try {
-      fs.writeFileSync(path.join(dir, 'ram'), Buffer.alloc(0x1000))
-      const dev = t.bind(DEV.vtdA)
-      const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
-      t.ok(`IOAS_MAP_FILE ioas_id=${ioas} flags=FIXED_IOVA|READABLE|WRITEABLE path=${path.join(dir, 'ram')} start=0 length=0x1000 iova=0x100000`)
-      const faultId = t.id('FAULT_QUEUE_ALLOC', 'out_fault_id')
-      const fault = t.ctx.objects.find(faultId) as Fault
-      const withQueue = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas} flags=FAULT_ID_VALID|PASID fault_id=${faultId}`, 'out_hwpt_id')
-      const plain = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas} flags=PASID`, 'out_hwpt_id')
+describe('IOPF at a PASID (find_fault_handler)', () => {
+  for (const bdf of [DEV.smmu0a, DEV.vtdA]) {
+    it(`${bdf}: a miss at PASID 1 goes to the fault queue of PASID 1's domain, not the RID's; the record says PASID_VALID (VT-d also RESPONSE_NEEDS_PASID)`, () => {
+      withPasidDomains(bdf, ({ t, dev, fault, withQueue, plain }) => {
+        t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${plain}`)
+        t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${withQueue} flags=PASID pasid=1`)
+        const r = deviceDma(t.world, bdf, { op: 'read', iova: 0x101000n, len: 8, pasid: 1 })
+        assert.equal(typeof r.pending, 'number', inspect(r))
+        const rec = fault.read(40)
+        const flags = PgfaultFlag.PASID_VALID | PgfaultFlag.LAST_PAGE | (bdf === DEV.vtdA ? FaultFlag.RESPONSE_NEEDS_PASID : 0)
+        assert.deepEqual([rec.readUInt32LE(0), rec.readUInt32LE(4), rec.readUInt32LE(8)], [flags, dev, 1])
+        assert.equal(fault.write(response(1, 1)), 8)
+        assert.ok(heldDmasOf(t.world).get(r.pending!)?.result, 'INVALID ended the DMA')
+      })
+    })
+  }
+
+  it("VT-d, PRI on for the RID's queue: a miss at PASID 2, whose domain has none, is a page request answered INVALID at once; the RID's queue gets nothing", () => {
+    withPasidDomains(DEV.vtdA, ({ t, dev, fault, withQueue, plain }) => {
       t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${withQueue}`)
       t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${plain} flags=PASID pasid=2`)
       const r = deviceDma(t.world, DEV.vtdA, { op: 'read', iova: 0x101000n, len: 8, pasid: 2 })
       assert.equal(r.pending, undefined, inspect(r))
       assert.equal(fault.queued, 0)
       assert.match(t.hw(DMAR0, 'invalidation_queue'), /PGRP_RESP rid=02:00.0 pasid=2 prgi=\d+ lpig=1 code=1/)
-    } finally {
-      t.close()
-      fs.rmSync(dir, { recursive: true, force: true })
-    }
+    })
   })
 })
 
