@@ -140,8 +140,9 @@ function moves(pages: PinnedPages, to: PinOwner): boolean {
  * context (`counts`, each with its npinned) becomes the caller's (`pid`).
  * The pins that change hands are charged to the caller first, in each set's
  * mode: a user's or mm's locked pages may not pass RLIMIT_MEMLOCK (ENOMEM,
- * and nothing changes), unless the caller has CAP_IPC_LOCK for an mm charge.
- * All of `counts` must be file pages (the caller checks that first).
+ * and nothing changes; CAP_IPC_LOCK lifts neither). Pages charged to no one
+ * stay where their pinned_vm is. All of `counts` must be file pages (the
+ * caller checks that first).
  */
 export function changeProcess(counts: Map<PinnedPages, bigint>, pid: number | undefined, all: Map<PinnedPages, bigint>): void {
   const c = pid ? processCreds(pid) : undefined
@@ -158,9 +159,14 @@ export function changeProcess(counts: Map<PinnedPages, bigint>, pid: number | un
     const have = now.user.get(c.uid) ?? 0n
     if (have + want.user > limit) throw new ErrnoError('ENOMEM', `user ${c.uid} would lock ${have + want.user} pages, above RLIMIT_MEMLOCK (${limit} pages)`)
   }
-  if (want.mm && limit !== undefined && !c.ipcLock) {
+  // __account_locked_vm with bypass_rlim false: CAP_IPC_LOCK lifts nothing here
+  if (want.mm && limit !== undefined) {
     const have = (now.mm.get(c.tgid)?.locked ?? 0n) + c.vmLck / PAGE
     if (have + want.mm > limit) throw new ErrnoError('ENOMEM', `process ${c.tgid} would lock ${have + want.mm} pages, above RLIMIT_MEMLOCK (${limit} pages)`)
   }
-  for (const pages of counts.keys()) pages.owner = { pid: c.tgid, uid: c.uid, mode: pages.owner?.mode ?? (c.ipcLock ? 'none' : 'user') }
+  // pages charged to no one (made with CAP_IPC_LOCK) keep their pinned_vm where it is: need_charge_update is false for them
+  for (const pages of counts.keys()) {
+    if (pages.owner?.mode === 'none') continue
+    pages.owner = { pid: c.tgid, uid: c.uid, mode: pages.owner?.mode ?? (c.ipcLock ? 'none' : 'user') }
+  }
 }

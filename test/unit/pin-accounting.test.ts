@@ -5,6 +5,8 @@
  * past RLIMIT_MEMLOCK is ENOMEM and changes no owner.
  */
 import { strict as assert } from 'node:assert'
+import { spawn } from 'node:child_process'
+import { eventually } from '../helpers/cli'
 import { ErrnoError } from '../../src/util/errno'
 import { PinnedPages, changeProcess, charges, describeCharges, npinned, statusWithCharges } from '../../src/iommufd/pages'
 import { PageResolver, devName, pageOf, sameKey } from '../../src/memory/pages'
@@ -64,6 +66,25 @@ describe('pinned-page accounting', () => {
     const huge = new Map([[big, limit / 4096n + 1n]])
     assert.throws(() => changeProcess(huge, process.pid, huge), (e: unknown) => e instanceof ErrnoError && e.errno === 'ENOMEM' && /RLIMIT_MEMLOCK/.test(e.message))
     assert.deepEqual(big.owner, { pid: 1, uid: me.uid + 1, mode: 'user' })
+  })
+
+  it('changeProcess: an mm-mode charge past RLIMIT_MEMLOCK is ENOMEM whatever the caller\'s CAP_IPC_LOCK; pages charged to no one stay with their process', async () => {
+    // the caller: a process of this user (and its capabilities) whose RLIMIT_MEMLOCK is 16 pages
+    const caller = spawn('prlimit', ['--memlock=65536:65536', 'sleep', '60'], { stdio: 'ignore' })
+    try {
+      const pid = caller.pid!
+      await eventually(async () => processCreds(pid)?.memlock === 65536n, 'the caller runs with its limit')
+      const me = processCreds(pid)!
+      const free = new PinnedPages(true, { pid: 1, uid: 0, mode: 'none' })
+      changeProcess(new Map([[free, 1n << 40n]]), pid, new Map([[free, 1n << 40n]]))
+      assert.deepEqual(free.owner, { pid: 1, uid: 0, mode: 'none' })
+      const mm = new PinnedPages(true, { pid: 1, uid: me.uid, mode: 'mm' })
+      const over = new Map([[mm, 17n]])
+      assert.throws(() => changeProcess(over, pid, over), (e: unknown) => e instanceof ErrnoError && e.errno === 'ENOMEM' && /process \d+ would lock 17 pages/.test(e.message))
+      assert.deepEqual(mm.owner, { pid: 1, uid: me.uid, mode: 'mm' })
+    } finally {
+      caller.kill('SIGKILL')
+    }
   })
 
   it('page identity: an unknown process\'s bytes are their addresses; pages start at 4 KiB; st_dev prints as maps prints it', () => {
