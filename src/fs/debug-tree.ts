@@ -104,7 +104,7 @@ function mmio(f: MmioFile, ctx: IommufdContext): FileNode {
         },
         readable: f.readable && (() => f.readable!()),
         whenReadable: f.whenReadable && ((fn) => f.whenReadable!(fn)),
-        pollOut: f.pollOut,
+        pollWrite: f.pollWrite,
       }
     },
   }

@@ -19,6 +19,7 @@
  * - entries of directories computed on every look (contexts, objects):
  *   entry timeout 0, so a context's directory disappears at the moment it closes.
  */
+import { Poll } from '../util/poll'
 import * as path from 'node:path'
 import { ErrnoError, ERRNO, errnoName } from '../util/errno'
 import { PACKAGE_ROOT } from '../util/paths'
@@ -92,10 +93,6 @@ const FATTR_MTIME = 1 << 5
 const FATTR_ATIME_NOW = 1 << 7
 const FATTR_MTIME_NOW = 1 << 8
 const S_IFMT = 0o170000
-const POLLIN = 0x1
-const POLLOUT = 0x4
-const POLLRDNORM = 0x40
-const POLLWRNORM = 0x100
 
 /** Larger transaction replies are not copied into the addon; their reads go through JS. */
 const KEPT_REPLY_MAX = 64 << 10
@@ -489,7 +486,7 @@ function sessionHandler(sh: Shared, spec: SessionSpec, cuts: readonly string[], 
       })
       polls.set(fh, { id: pollId, cancel })
     } else if (pollId) a.dropPoll(pollId)
-    a.replyPoll(id, (ready ? POLLIN | POLLRDNORM : 0) | (ops.writable(fh) ? POLLOUT | POLLWRNORM : 0))
+    a.replyPoll(id, (ready ? Poll.IN | Poll.RDNORM : 0) | ops.writeReadiness(fh))
   }
 
   const release = (id: number, fh: number): void => {

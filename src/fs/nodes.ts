@@ -75,8 +75,8 @@ export interface OpenFile {
   replyOf?(caller?: Caller): { reply: Buffer; base: number }
   /** The binding answered `caller`'s reads of the reply replyOf gave it, up to its end (the file cannot see those reads). */
   replyRead?(caller: Caller): void
-  /** Whether poll() reports POLLOUT; absent = always. */
-  readonly pollOut?: boolean
+  /** The poll() bits that say a write would not block (Poll); absent = POLLOUT|POLLWRNORM, a file with no poll op's. */
+  readonly pollWrite?: number
   /** A real ioctl() on the descriptor: its argument is read from and written to the caller's memory. Returns ioctl()'s value. */
   ioctl?(cmd: number, arg: bigint, caller: Caller): number
 }

@@ -1,3 +1,4 @@
+import { Poll } from '../util/poll'
 import * as path from 'node:path'
 import { ErrnoError } from '../util/errno'
 import { TraceLog } from '../util/trace'
@@ -278,9 +279,9 @@ export class TreeOps {
     return this.handle(fh).readable?.() ?? true
   }
 
-  /** For poll(): whether the descriptor reports POLLOUT (a file with no write op does not). */
-  writable(fh: number): boolean {
-    return this.handle(fh).pollOut ?? true
+  /** For poll(): the bits that say a write would not block. */
+  writeReadiness(fh: number): number {
+    return this.handle(fh).pollWrite ?? Poll.OUT | Poll.WRNORM
   }
 
   whenReadable(fh: number, fn: () => void): () => void {

@@ -5,6 +5,7 @@
  * (IOMMU_FAULT_QUEUE_ALLOC, page requests of IOPF-capable HWPTs) and the
  * vEVENTQ (veventq.ts) are both built on it.
  */
+import { Poll } from '../util/poll'
 import { ErrnoError } from '../util/errno'
 import { FallibleStep, fallible, succeeds } from '../util/fail-nth'
 import { LIMITS } from '../util/limits'
@@ -308,7 +309,7 @@ export class Fault extends QueueObject {
   override files(): Record<string, MmioFile> {
     return {
       // no file position, as the kernel's anonymous file: pread, pwrite and lseek are ESPIPE
-      queue: { mode: 0o600, stream: true, holdsContext: true, descriptorOpened: (tid) => this.descriptorOpened(tid), size: () => this.deliver.length * PGFAULT_SIZE, read: (_pos, len) => this.read(len), write: (_pos, data) => this.write(data), readable: () => this.deliver.length > 0, whenReadable: (fn) => this.whenQueued(fn) },
+      queue: { mode: 0o600, stream: true, holdsContext: true, descriptorOpened: (tid) => this.descriptorOpened(tid), size: () => this.deliver.length * PGFAULT_SIZE, read: (_pos, len) => this.read(len), write: (_pos, data) => this.write(data), readable: () => this.deliver.length > 0, whenReadable: (fn) => this.whenQueued(fn), pollWrite: Poll.OUT /* iommufd_eventq_fops_poll: always POLLOUT, never POLLWRNORM */ },
     }
   }
 

@@ -14,8 +14,8 @@ export interface MmioFile {
   readable?(): boolean
   /** For poll(): calls `fn` once when a read would return data; returns the cancel. */
   whenReadable?(fn: () => void): () => void
-  /** Whether poll() reports POLLOUT (absent: always); a queue with no write op does not. */
-  readonly pollOut?: boolean
+  /** The poll() bits that say a write would not block (absent: POLLOUT|POLLWRNORM); a queue with no write op has none. */
+  readonly pollWrite?: number
   /** A queue's descriptor: no file position (pread and lseek answer ESPIPE), as the kernel's anon-inode queues. */
   readonly stream?: boolean
   /** An open of it holds the object's context, as the kernel's queue file holds its iommufd (IommufdContext.hold). */

@@ -122,7 +122,7 @@ export class Veventq extends QueueObject {
         holdsContext: true,
         descriptorOpened: (tid) => this.descriptorOpened(tid),
         // the kernel's vEVENTQ poll reports EPOLLIN only (the fault queue's also EPOLLOUT)
-        pollOut: false,
+        pollWrite: 0,
         size: () => 0,
         read: (_pos, len) => this.read(len),
         write: () => {

@@ -878,6 +878,9 @@ static void smmu_checks(int fd, struct dev *a, struct dev *b, struct dev *other,
 		expect("fault_pread_offset", pread(ffd, rb, 40, 40) < 0 ? errno : 0, ESPIPE);
 		struct pollfd p = { .fd = ffd, .events = POLLIN | POLLOUT };
 		expect_u64("fault_poll_writable_only", poll(&p, 1, 0) == 1 && p.revents == POLLOUT, 1);
+		/* iommufd_eventq_fops_poll says EPOLLOUT, never EPOLLWRNORM */
+		p.events = POLLOUT | POLLWRNORM;
+		expect_u64("fault_poll_no_wrnorm", poll(&p, 1, 0) == 1 && p.revents == POLLOUT, 1);
 		{
 			struct fault_alloc_s small = { .size = 12 };
 			expect("fault_size_12", io(fd, IOMMU_FAULT_QUEUE_ALLOC, &small), EINVAL);
