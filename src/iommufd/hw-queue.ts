@@ -111,6 +111,12 @@ export function hwQueueAlloc(ctx: IommufdContext, a: HwQueueArgs): number {
     throw new ErrnoError('EOPNOTSUPP', `type=${hex(a.type)}: vIOMMU ${viommu.id} (${viommu.unit.name}) has no such HW queue type${slots ? ' (SELFTEST is 0xdeadbeef)' : ''}`)
   }
   const id = ctx.objects.reserve()
+  // iommufd_hw_queue_alloc_phys: the page-rounded span from the IOVA's page must fit a u64
+  const offset = a.iova % PAGE_SIZE
+  if (offset + a.length + PAGE_SIZE - 1n > ULONG_MAX) {
+    ctx.objects.release(id)
+    throw new ErrnoError('ERANGE', `nesting_parent_iova=${hex(a.iova)} length=${hex(a.length)}: its pages' span overflows`)
+  }
   const ioas = viommu.parent.ioas
   const access = new QueueAccess({ start: a.iova, last })
   let attached = false

@@ -223,13 +223,16 @@ describe('the mock vIOMMU (SELFTEST type)', () => {
     assert.deepEqual([2, 3].map((i) => cache(i, 0)), [undefined, undefined])
   })
 
-  it('HW_QUEUE_ALLOC: EOPNOTSUPP, EINVAL, EOVERFLOW, ENOENT, EIO, EINVAL, EEXIST in the kernel order; a queue owns its IOVA and its predecessor', () => {
+  it('HW_QUEUE_ALLOC: EOPNOTSUPP, EINVAL, EOVERFLOW, ENOENT, ERANGE, EIO, EINVAL, EEXIST in the kernel order; a queue owns its IOVA and its predecessor', () => {
     const v = Number(t.out('IOMMU_VIOMMU_ALLOC', viommuAlloc(t, s.idev, s.parent)).out_viommu_id)
     assert.equal(hwQueue(t, v, 0, APERTURE, PAGE, 0n).errno, 'EOPNOTSUPP')
     assert.equal(t.ioctl('IOMMU_HW_QUEUE_ALLOC', { flags: 1n, viommu_id: BigInt(v), type: SELFTEST, nesting_parent_iova: APERTURE, length: PAGE }).errno, 'EOPNOTSUPP')
     assert.equal(hwQueue(t, v, 0, APERTURE, 0n).errno, 'EINVAL')
     assert.equal(hwQueue(t, v, 0, (1n << 64n) - 1n, PAGE).errno, 'EOVERFLOW')
     assert.equal(hwQueue(t, 99, 0, APERTURE, PAGE).errno, 'ENOENT')
+    // the range fits, but its span of whole pages does not (iommufd_hw_queue_alloc_phys)
+    assert.equal(hwQueue(t, v, 0, 0n, (1n << 64n) - 1n).errno, 'ERANGE')
+    assert.equal(hwQueue(t, v, 0, 0x800n, (1n << 64n) - 0x800n).errno, 'ERANGE')
     assert.equal(hwQueue(t, v, 0, APERTURE, PAGE).errno, 'ENOENT', 'nothing mapped there')
     assert.equal(hwQueue(t, v, 0, APERTURE, PAGE, 1n).errno, 'EOPNOTSUPP', 'TEGRA241_CMDQV is not the mock type')
     t.ok(`IOAS_MAP ioas_id=${s.ioas} flags=FIXED_IOVA|READABLE|WRITEABLE user_va=0x10000 length=0x1000 iova=${APERTURE}`)
