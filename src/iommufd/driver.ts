@@ -6,7 +6,7 @@ import { Vtd } from '../hw/vtd/vtd'
 import { MOCK_PASID_RESERVED, MOCK_PASID_WIDTH, MockDevFlag, isMockDevice } from '../hw/mock/mock'
 import { ErrnoError } from '../util/errno'
 import { Hwpt, HwptAllocFlag, HwptNested, HwptPaging, allocFlagNames } from './hwpt'
-import { RidAttach, atsSupported, installSte, setRidSte, setSsid, ssidFits, pagingAts, tagFreed, vmidFreed } from './smmu-host'
+import { RidAttach, atsSupported, installSte, setRidSte, setSsid, ssidFits, pagingAts, tagFreed, vmasters, vmidFreed } from './smmu-host'
 import { masterSsidBits } from './smmu-cd'
 import { devAts, installPasidEntry, usesFirstStage } from './vtd-host'
 import { pasidDomain, pasidsInUse, setPasidDomain } from './pasid-domains'
@@ -175,6 +175,10 @@ const smmuDriver: Driver = {
   program(dev, hwpt) {
     const smmu = dev.unit as Smmuv3
     const set = (ste: PhysicalSte, how: RidAttach, domain?: HwptPaging): void => setRidSte(smmu, dev, ste, domain, how)
+    // arm_smmu_attach_commit_vmaster: a nested attach records the vSID its vDEVICE has now; any other attach, none
+    const vdev = hwpt instanceof HwptNested ? [...(hwpt.viommu?.vdevices.values() ?? [])].find((v) => v.device.pci === dev) : undefined
+    if (vdev) vmasters.set(dev, { viommu: vdev.viommu, vsid: vdev.virtId })
+    else vmasters.delete(dev)
     // blocked: with PASIDs in use the STE keeps the CD table, and ATS for them (cd_needs_ats)
     if (!hwpt) return set({ config: 'abort', ats: pasidsInUse(dev).length > 0 && atsSupported(smmu, dev) }, 'ste')
     if (hwpt instanceof HwptPaging) {
@@ -198,6 +202,7 @@ const smmuDriver: Driver = {
   // arm_smmu_attach_dev_identity: a bypass STE, or with PASIDs in use the CD table with S1DSS = bypass and ATS for them
   attachIdentity(dev) {
     const smmu = dev.unit as Smmuv3
+    vmasters.delete(dev)
     setRidSte(smmu, dev, { config: 'bypass', ats: pasidsInUse(dev).length > 0 && atsSupported(smmu, dev) }, undefined, 'ste')
   },
   ridIdentity(dev) {
@@ -224,6 +229,7 @@ const smmuDriver: Driver = {
   forget(dev) {
     const smmu = dev.unit as Smmuv3
     smmu.streams.delete(dev.streamId)
+    vmasters.delete(dev)
     // back to the kernel's own domain, which the model does not translate: an abort STE
     installSte(smmu, dev, { config: 'abort', ats: false }, undefined)
   },

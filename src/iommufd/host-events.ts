@@ -13,7 +13,7 @@ import { FaultRecord } from '../hw/vtd/fault-regs'
 import { FAULT_REASONS } from '../hw/vtd/faults'
 import { bdfOf } from '../hw/vtd/qi'
 import { Vtd } from '../hw/vtd/vtd'
-import { HwptNested } from './hwpt'
+import { vmasters } from './smmu-host'
 import { VeventqType, veventqOf } from './veventq'
 import type { World } from './world'
 
@@ -45,19 +45,17 @@ function forward(world: World, unit: Smmuv3, r: EventRecord): string | undefined
   if (!HANDLED.has(id)) return 'not an event the driver handles'
   const sid = Number(w0 >> 32n)
   const pci = unit.devices.find((d) => d.streamId === sid)
-  const master = pci && world.ownerOf(pci)?.deviceOf(pci)
   if (!pci) return 'no master with this StreamID'
   if (w1 & STALL) return 'a stall (page fault path)'
-  const hwpt = master?.hwpt
-  const viommu = hwpt instanceof HwptNested ? hwpt.viommu : undefined
-  const vdev = master?.vdevice
-  if (!viommu || !vdev || vdev.viommu !== viommu) return 'the device is not attached to a nested domain through a vDEVICE'
+  const vmaster = vmasters.get(pci)
+  if (!vmaster) return 'the master has no vSID (no nested domain attached through a vDEVICE)'
   if (w1 & S2) return 'a stage-2 fault (the hypervisor\'s)'
+  const viommu = vmaster.viommu
   const q = veventqOf(viommu, VeventqType.ARM_SMMUV3)
   if (!q) return `vIOMMU ${viommu.id} has no ARM_SMMUV3 vEVENTQ`
   const payload = Buffer.alloc(32)
-  // the guest sees its own StreamID: the vDEVICE's virtual ID replaces evt[0][63:32]
-  const vsid = BigInt.asUintN(32, vdev.virtId)
+  // the guest sees its own StreamID: the vSID recorded at attach replaces evt[0][63:32]
+  const vsid = BigInt.asUintN(32, vmaster.vsid)
   r.words.forEach((w, k) => payload.writeBigUInt64LE(k === 0 ? (w & 0xffffffffn) | (vsid << 32n) : w, k * 8))
   const got = q.report(payload)
   world.trace.emit(unit.name, `eventq: event ${hex(id)} sid=${hex(sid)} -> vEVENTQ ${q.id} of vIOMMU ${viommu.id} vsid=${hex(vsid)} sequence=${got.sequence}${got.lost ? ' LOST_EVENTS (queue full)' : ''}`)

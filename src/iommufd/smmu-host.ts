@@ -7,12 +7,23 @@ import { GUEST_STE_MASK, STE0, STE1, STE_CFG } from '../hw/smmuv3/ste'
 import { PciDevice } from '../hw/unit'
 import { get, hex, mask, set } from '../hw/bits'
 import { HwptAllocFlag, HwptPaging } from './hwpt'
+import type { Viommu } from './viommu'
 import type { Area, Ioas } from './ioas'
 import { MapFlag } from './ioas'
 import { window } from './host-memory'
 import { S1DSS, cdTableSte, masterSsidBits, writeCd } from './smmu-cd'
 import { readSte, writeSte } from './smmu-ste'
 import { nextAttachSeq, pasidDomain, pasidUnits, pasidUsers, pasidsInUse } from './pasid-domains'
+
+
+/**
+ * Each master's vIOMMU and vSID as its nested attach found them
+ * (arm_smmu_attach_prepare_vmaster): events are forwarded under that vSID
+ * until the next attach replaces it, whatever becomes of the vDEVICE. A
+ * nested attach without a vDEVICE (abort or bypass guest STE), and every
+ * other attach, leaves none.
+ */
+export const vmasters = new WeakMap<PciDevice, { readonly viommu: Viommu; readonly vsid: bigint }>()
 
 /**
  * What the Linux SMMUv3 driver builds in memory for iommufd's domains: the

@@ -5,6 +5,7 @@
  * keeps to itself), overflow and LOST_EVENTS, the read rules, sequence
  * wrap, TRIGGER_VEVENT into a SELFTEST queue, and the memory bound.
  */
+import { Viommu } from '../../src/iommufd/viommu'
 import { strict as assert } from 'node:assert'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
@@ -161,8 +162,26 @@ describe('vEVENTQ', () => {
     const ioas = t.id('IOAS_ALLOC', 'out_ioas_id')
     t.ok(`DEVICE_ATTACH dev_id=${other} pt_id=${ioas}`)
     deviceDma(t.world, DEV.smmu0b, { op: 'read', iova: 0x1000n, len: 4 })
-    assert.match(t.world.trace.recent().join('\n'), /sid=0x10 .*logged: the device is not attached to a nested domain through a vDEVICE/)
+    assert.match(t.world.trace.recent().join('\n'), /sid=0x10 .*logged: the master has no vSID \(no nested domain attached through a vDEVICE\)/)
     assert.equal(q.queue.length, 0)
+  })
+
+  it('the vSID is the one the nested attach found (arm_smmu_attach_prepare_vmaster): kept after its vDEVICE is destroyed, and a new vDEVICE counts from the next attach', () => {
+    const q = queue(t.id(`VEVENTQ_ALLOC viommu_id=${viommu} type=ARM_SMMUV3 veventq_depth=8`, 'out_veventq_id'))
+    nest(GUEST | 0xbn)
+    const vsids = (): string[] => t.world.trace.recent().flatMap((l) => / -> vEVENTQ \d+ of vIOMMU \d+ (vsid=0x[0-9a-f]+)/.exec(l)?.[1] ?? [])
+    dma(0x1000n, { pasid: 1 })
+    assert.deepEqual(vsids(), ['vsid=0x42'])
+    t.ok(`DESTROY id=${(t.ctx.objects.find(viommu) as Viommu).vdevices.get(VSID)!.id}`)
+    dma(0x1000n, { pasid: 1 })
+    assert.deepEqual(vsids(), ['vsid=0x42', 'vsid=0x42'])
+    t.ok(`VDEVICE_ALLOC viommu_id=${viommu} dev_id=${dev} virt_id=0x77`)
+    dma(0x1000n, { pasid: 1 })
+    assert.deepEqual(vsids(), ['vsid=0x42', 'vsid=0x42', 'vsid=0x42'])
+    nest(GUEST | 0xbn)
+    dma(0x1000n, { pasid: 1 })
+    assert.deepEqual(vsids(), ['vsid=0x42', 'vsid=0x42', 'vsid=0x42', 'vsid=0x77'])
+    assert.equal(q.queue.length, 4)
   })
 
   it('overflow: depth real events, then one LOST_EVENTS header at the tail renumbered per loss; the next event that fits replaces it', () => {
