@@ -5,7 +5,7 @@ import { hex, mustBeZero, unknownFlags } from './checks'
 import type { IommufdContext } from './context'
 import { HwInfo, HwInfoType, driverFor } from './driver'
 import { Hwpt, HwptAllocFlag, HwptNested, HwptPaging } from './hwpt'
-import { Ioas, ULONG_MAX } from './ioas'
+import { Ioas, ULONG_MAX, checkFirstDomain } from './ioas'
 import { IommufdObject } from './objects'
 import type { Vdevice } from './vdevice'
 
@@ -66,7 +66,7 @@ export function attach(ctx: IommufdContext, devId: number, ptId: number): number
     const reuse = [...pt.hwpts].find((h) => h.auto && domainMismatch(dev, h) === undefined)
     if (reuse) return attachTo(ctx, dev, reuse)
     checkAttach(dev, pt)
-    pt.checkPinnable()
+    checkFirstDomain(ctx, pt)
     const auto = new HwptPaging(dev.pci.unit, pt, 0, true, isMockDevice(dev.pci) ? mockPageSizes(MockPagetable.DEFAULT, dev.pci.flags) : undefined)
     ctx.commitHwpt(auto)
     try {

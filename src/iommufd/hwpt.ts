@@ -7,7 +7,7 @@ import { fallible } from '../util/fail-nth'
 import { hex, mustBeZero, unknownFlags } from './checks'
 import type { IommufdContext } from './context'
 import { driverFor } from './driver'
-import { Ioas, MapFlag, ULONG_MAX } from './ioas'
+import { Ioas, MapFlag, ULONG_MAX, checkFirstDomain } from './ioas'
 import { IommufdObject } from './objects'
 import type { Device } from './device'
 import { Viommu } from './viommu'
@@ -187,7 +187,7 @@ export function hwptAlloc(ctx: IommufdContext, a: HwptAllocArgs): number {
   const pt = ctx.objects.find(a.ptId)
   if (!pt) throw new ErrnoError('EINVAL', `pt_id=${a.ptId}: no such object`)
   let hwpt: Hwpt
-  if (pt instanceof Ioas) hwpt = planPaging(dev, pt, a)
+  if (pt instanceof Ioas) hwpt = planPaging(ctx, dev, pt, a)
   else if (pt instanceof HwptPaging) hwpt = planNestedOnParent(dev, pt, a)
   else if (pt instanceof Viommu) hwpt = planNestedOnViommu(dev, pt, a)
   else throw new ErrnoError('EINVAL', `pt_id=${a.ptId}: is a ${pt.type} object; expected an IOAS, a nest-parent HWPT or a vIOMMU`)
@@ -197,7 +197,7 @@ export function hwptAlloc(ctx: IommufdContext, a: HwptAllocArgs): number {
   return ctx.commitHwpt(hwpt)
 }
 
-function planPaging(dev: Device, ioas: Ioas, a: HwptAllocArgs): HwptPaging {
+function planPaging(ctx: IommufdContext, dev: Device, ioas: Ioas, a: HwptAllocArgs): HwptPaging {
   const all = HwptAllocFlag.NEST_PARENT | HwptAllocFlag.DIRTY_TRACKING | HwptAllocFlag.FAULT_ID_VALID | HwptAllocFlag.PASID
   unknownFlags(a.flags, all)
   const unit = dev.pci.unit
@@ -209,7 +209,7 @@ function planPaging(dev: Device, ioas: Ioas, a: HwptAllocArgs): HwptPaging {
   if (unit.kind !== 'mock' && a.data.type !== HwptDataType.NONE) throw new ErrnoError('EOPNOTSUPP', `data_type=${a.data.type}: a paging HWPT takes no driver data`)
   driverFor(unit).checkPaging(unit, a.flags)
   fallible('page table allocation')
-  ioas.checkPinnable()
+  checkFirstDomain(ctx, ioas)
   // the new domain is filled from the IOAS (iopt_table_add_domain): a VT-d nest parent takes no read-only entry (ERRATA_772415_SPR17)
   const readOnly = a.flags & HwptAllocFlag.NEST_PARENT && unit.kind === 'intel-vtd' ? ioas.areas.find((m) => !(m.flags & MapFlag.WRITEABLE)) : undefined
   if (readOnly) throw new ErrnoError('EINVAL', `flags=NEST_PARENT: IOAS ${ioas.id} maps ${hex(readOnly.iova)} read-only, which a VT-d nest parent cannot hold (ERRATA_772415_SPR17)`)

@@ -9,7 +9,7 @@ import { IommufdObject } from './objects'
 import type { HwptPaging } from './hwpt'
 import { FileBacking, MemoryRef, PinAccess, ProcessBacking, SizedBacking, describePinProblem } from '../memory/backing'
 import { CPU_PAGE, PageKey, PageResolver } from '../memory/pages'
-import { PinnedPages, PinnedStretch, changeProcess, npinned, ownerFor } from './pages'
+import { PinnedPages, PinnedStretch, changeProcess, checkPinLimits, npinned, ownerFor } from './pages'
 import { areaMapped, areasUnmapped } from './host'
 import { dropDirty } from './dirty'
 
@@ -597,12 +597,33 @@ export function pinProcessPages(pid: number, va: bigint, length: bigint, need?: 
 export function pinnedStretchesOf(ioases: Iterable<Ioas>): PinnedStretch[] {
   const out: PinnedStretch[] = []
   for (const ioas of ioases) {
-    for (const { area: a, lo, hi } of ioas.pinnedStretches()) {
-      const base = a.pages.file && a.memory ? a.memory.offset : a.userVa
-      out.push({ pages: a.pages, first: (base + lo) / PAGE_SIZE, last: (base + hi) / PAGE_SIZE })
-    }
+    for (const { area: a, lo, hi } of ioas.pinnedStretches()) out.push(stretchOf(a, lo, hi))
   }
   return out
+}
+
+/** Bytes [lo, hi] of area `a` as CPU pages of its set of pages (user address or file offset). */
+function stretchOf(a: Area, lo = 0n, hi = a.length - 1n): PinnedStretch {
+  const base = a.pages.file && a.memory ? a.memory.offset : a.userVa
+  return { pages: a.pages, first: (base + lo) / PAGE_SIZE, last: (base + hi) / PAGE_SIZE }
+}
+
+/**
+ * Refuses (ENOMEM) pins that `areas`, pinned whole, would add past a memory
+ * lock limit, before anything changes. Only sets charged to a user or an mm
+ * are counted, so mappings made with CAP_IPC_LOCK cost nothing here.
+ */
+export function checkNewPins(world: { ioases(): Iterable<Ioas> }, areas: readonly Area[]): void {
+  const charged = areas.filter((a) => a.pages.owner && a.pages.owner.mode !== 'none')
+  if (!charged.length) return
+  const current = pinnedStretchesOf(world.ioases())
+  checkPinLimits(npinned(current), npinned([...current, ...charged.map((a) => stretchOf(a))]))
+}
+
+/** The checks a first domain of `ioas` makes as it pins every area (iopt_table_add_domain): EFAULT, EINVAL, then ENOMEM. */
+export function checkFirstDomain(ctx: IommufdContext, ioas: Ioas): void {
+  ioas.checkPinnable()
+  if (!ioas.hwpts.size) checkNewPins(ctx.world, ioas.areas)
 }
 
 /**
@@ -637,6 +658,7 @@ export function mapUserPages(ctx: IommufdContext, ioas: Ioas, m: { flags: number
   } catch (e) {
     if (ioas.hwpts.size || !(e instanceof ErrnoError) || e.errno !== 'EFAULT') throw e
   }
+  if (ioas.hwpts.size) checkNewPins(ctx.world, [area])
   ioas.insert(memory ? { ...area, memory } : area)
   return area.iova
 }
@@ -677,6 +699,7 @@ export function ioasMapFile(ctx: IommufdContext, a: MapFileArgs, open: (writable
     const mapped = { ...area, memory: { backing: file, offset: a.start } }
     const refusal = ioas.hwpts.size ? filePinRefusal(mapped) : undefined
     if (refusal) throw refuse(refusal)
+    if (ioas.hwpts.size) checkNewPins(ctx.world, [mapped])
     ioas.insert(mapped)
     return area.iova
   } catch (e) {
@@ -722,6 +745,7 @@ export function ioasCopy(ctx: IommufdContext, a: CopyArgs): bigint {
   // the destination's domains pin the pieces (iopt_fill_domains) as a map would
   const unpinnable = dst.hwpts.size ? planned.find((p) => filePinRefusal(p)) : undefined
   if (unpinnable) throw new ErrnoError('EINVAL', `dst_iova=${hex(unpinnable.iova)}: cannot be pinned for the domain: ${filePinRefusal(unpinnable)}`)
+  if (dst.hwpts.size) checkNewPins(ctx.world, planned)
   for (const p of planned) {
     p.memory?.backing.hold()
     dst.insert({ ...p, flags: a.flags & ~MapFlag.FIXED_IOVA })

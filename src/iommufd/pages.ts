@@ -103,6 +103,26 @@ export function charges(counts: Map<PinnedPages, bigint>): Charges {
   return { mm, user }
 }
 
+/**
+ * The pin accounting's refusal (incr_user_locked_vm, __account_locked_vm):
+ * a set of pages that `after` pins more of than `before` is charged to its
+ * owner, and a user's or an mm's locked pages may not then pass the
+ * RLIMIT_MEMLOCK of the process that mapped them (ENOMEM). An mm's count
+ * includes the process's own VmLck. Pages charged to no one pass.
+ */
+export function checkPinLimits(before: Map<PinnedPages, bigint>, after: Map<PinnedPages, bigint>): void {
+  const now = charges(after)
+  for (const [pages, n] of after) {
+    const o = pages.owner
+    if (!o || o.mode === 'none' || n <= (before.get(pages) ?? 0n)) continue
+    const c = processCreds(o.pid)
+    if (c?.memlock === undefined) continue
+    const limit = c.memlock / PAGE
+    const have = o.mode === 'user' ? (now.user.get(o.uid) ?? 0n) : (now.mm.get(o.pid)?.locked ?? 0n) + c.vmLck / PAGE
+    if (have > limit) throw new ErrnoError('ENOMEM', `${o.mode === 'user' ? `user ${o.uid}` : `process ${o.pid}`} would lock ${have} pages, above RLIMIT_MEMLOCK (${limit} pages) of process ${o.pid}`)
+  }
+}
+
 const kB = (pages: bigint): bigint => (pages * PAGE) / 1024n
 
 /** The debug tree's `pinned` file: one line per charged process and per charged user. */

@@ -13,7 +13,7 @@ import type { IommufdContext } from './context'
 import { Device, attach, bind, pasidAttach, pasidDetach, pasidReplace, unbind } from './device'
 import { Hwpt, HwptNested, HwptPaging, MOCK_IOTLB_NUM } from './hwpt'
 import { markDirtyPte } from './dirty'
-import { Area, Ioas, IoasAccess, IovaRange, MapFlag, PAGE_SIZE, ULONG_MAX, areaKey, areaTouches, filePinRefusal } from './ioas'
+import { Area, Ioas, IoasAccess, IovaRange, MapFlag, PAGE_SIZE, ULONG_MAX, areaKey, areaTouches, checkNewPins, filePinRefusal } from './ioas'
 import { PageKey, PageResolver, pageOf, sameKey } from '../memory/pages'
 import { IommufdObject, MmioFile, objectFilePath, objectIdAt } from './objects'
 import { VeventqType, veventqOf } from './veventq'
@@ -544,6 +544,8 @@ export function accessPages(ctx: IommufdContext, p: AccessPagesArgs): number {
       }
     }
   }
+  // the pin is charged as a domain's would be (iopt_area_add_access)
+  checkNewPins(ctx.world, pieces)
   return a.addItem({ start: p.iova, last: p.iova + p.length - 1n })
 }
 

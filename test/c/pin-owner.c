@@ -7,7 +7,9 @@
  *   change: IOAS_CHANGE_PROCESS moves the charge of IOAS_MAP_FILE pins to the
  *           caller (a forked child), EINVAL while an IOAS_MAP area exists,
  *           EOPNOTSUPP for __reserved, ENOMEM past the caller's RLIMIT_MEMLOCK,
- *           in the user and the mm account modes (CAP_IPC_LOCK dropped).
+ *           in the user and the mm account modes (CAP_IPC_LOCK dropped);
+ *   limit:  with RLIMIT_MEMLOCK at 4 pages, a map that a domain pins past it
+ *           is ENOMEM, and so is a first domain over such mappings.
  *
  * argv[1] is the mount: the model's charges are read from its debug tree
  * (sys/kernel/debug/iommufd/pinned), each process named parent/child.
@@ -238,6 +240,23 @@ int main(int argc, char **argv)
 	show_status("mm_after_map_file", "parent", "/proc/self/status", 0);
 	in_child(child_change, fd, 0);
 	in_child(child_change, fd, ~0ul);
+	close(fd);
+
+	/* limit: pins past RLIMIT_MEMLOCK are ENOMEM where a domain pins them (user mode, 4 pages allowed) */
+	struct rlimit four = { 4 * PG, 4 * PG };
+	if (setrlimit(RLIMIT_MEMLOCK, &four))
+		return 1;
+	fd = open_node("/dev/iommu");
+	ioas = ioas_alloc(fd);
+	report("limit_mock_domain", mock_domain(fd, ioas, NULL));
+	uint8_t *eight = mmap(NULL, 8 * PG, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	report("limit_map_over", map(fd, ioas, eight, 8 * PG, IOVA));
+	report("limit_map_under", map(fd, ioas, eight, 3 * PG, IOVA));
+	show_pinned("limit_after_map");
+	report("limit_map_past_total", map(fd, ioas, eight + 4 * PG, 2 * PG, IOVA + 4 * PG));
+	unsigned bare = ioas_alloc(fd);
+	report("limit_map_no_domain", map(fd, bare, eight, 8 * PG, IOVA));
+	report("limit_first_domain", mock_domain(fd, bare, NULL));
 	close(fd);
 	return 0;
 }

@@ -56,7 +56,7 @@ describe('pinned pages through the shim', function () {
       'refs_0_after_access_close: ok',
     ])
   })
-  it('pins belong to the mapping process: EFAULT once it has exited; IOAS_CHANGE_PROCESS moves file pins to the caller (the debug tree\'s charges, and VmPin and VmLck in each process\'s /proc status under the shim), refusing user pages (EINVAL), __reserved (EOPNOTSUPP) and a charge past RLIMIT_MEMLOCK (ENOMEM)', async () => {
+  it('pins belong to the mapping process: EFAULT once it has exited; IOAS_CHANGE_PROCESS moves file pins to the caller (the debug tree\'s charges, and VmPin and VmLck in each process\'s /proc status under the shim), refusing user pages (EINVAL), __reserved (EOPNOTSUPP) and a charge past RLIMIT_MEMLOCK (ENOMEM); pins past RLIMIT_MEMLOCK are ENOMEM at map and at a first domain', async () => {
     assert.deepEqual(await run('pin-owner', true), [
       'gone_child_map: ok',
       'gone_attach_after_exit: EFAULT',
@@ -102,6 +102,14 @@ describe('pinned pages through the shim', function () {
       'pinned after_child_change: child pinned_vm=2 locked_vm=2 (VmPin 8 kB, VmLck 8 kB)',
       'status after_child_change: parent VmPin 0 kB, VmLck 0 kB',
       'status after_child_change: child VmPin 8 kB, VmLck 8 kB',
+      'limit_mock_domain: ok',
+      'limit_map_over: ENOMEM',
+      'limit_map_under: ok',
+      'pinned limit_after_map: parent pinned_vm=3 locked_vm=0 (VmPin 12 kB, VmLck 0 kB)',
+      'pinned limit_after_map: uid 0: locked_vm=3',
+      'limit_map_past_total: ENOMEM',
+      'limit_map_no_domain: ok',
+      'limit_first_domain: ENOMEM',
     ])
   })
   it('a fault queue\'s or vEVENTQ\'s descriptor holds its context: closing the iommufd keeps pins and the queued request; the queue\'s close ends the context before it returns', async () => {
