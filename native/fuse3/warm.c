@@ -34,8 +34,8 @@
 
 typedef struct {
   int cpu;
-  _Atomic unsigned seq; /* futex word: bumped to wake it */
-  _Atomic int asleep;
+  _Atomic unsigned seq;    /* futex word: bumped to wake it */
+  _Atomic int asleep_on;   /* the CPU it sleeps on, -1 while awake */
 } warmer_t;
 
 static warmer_t warmers[MAX_WARMERS];
@@ -76,9 +76,9 @@ static void *warm(void *arg) {
   if (sched_setaffinity(0, sizeof one, &one) || sched_setscheduler(0, SCHED_IDLE, &idle)) return NULL;
   for (;;) {
     unsigned seq = atomic_load(&w->seq);
-    atomic_store(&w->asleep, 1);
+    atomic_store(&w->asleep_on, sched_getcpu());
     if (!wanted()) futex(&w->seq, FUTEX_WAIT, seq);
-    atomic_store(&w->asleep, 0);
+    atomic_store(&w->asleep_on, -1);
     while (wanted()) cpu_relax();
   }
   return NULL;
@@ -100,6 +100,7 @@ static void start(void) {
     if (!CPU_ISSET(cpu, &mine)) continue;
     warmer_t *w = &warmers[nwarmers];
     w->cpu = cpu;
+    w->asleep_on = -1;
     pthread_t t;
     if (pthread_create(&t, &attr, warm, w) == 0) nwarmers++;
   }
@@ -117,10 +118,11 @@ void warm_others(long long until) {
   int cpu = sched_getcpu();
   atomic_store(&server_cpu, cpu);
   atomic_store(&warm_until, until);
-  /* only a warmer that sleeps, and not the one on the server's own CPU, needs waking */
+  /* only a warmer that sleeps, and not on the server's own CPU (where an outside affinity may also have put it), needs waking */
   for (int i = 0; i < nwarmers; i++) {
     warmer_t *w = &warmers[i];
-    if (w->cpu != cpu && atomic_load(&w->asleep)) {
+    int on = atomic_load(&w->asleep_on);
+    if (on >= 0 && on != cpu) {
       atomic_fetch_add(&w->seq, 1);
       futex(&w->seq, FUTEX_WAKE, 1);
     }
