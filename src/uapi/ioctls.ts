@@ -560,7 +560,11 @@ export const IOCTLS: readonly Ioctl[] = [
   ioctl('IOMMU_HWPT_GET_DIRTY_BITMAP', 0x8c, S.iommu_hwpt_get_dirty_bitmap, 'data', (c) => {
     const r = c.req
     const bitmap = hwpt.dirtyBitmap(ctxOf(c), u(r, 'hwpt_id'), u(r, 'flags'), u(r, '__reserved'), b(r, 'iova'), b(r, 'length'), b(r, 'page_size'))
-    c.mem.write(b(r, 'data'), bitmap, 'data')
+    // iova_bitmap_set only sets bits, in the user pages it can pin; bits for pages it cannot pin are lost and the ioctl still answers 0
+    const data = b(r, 'data')
+    const had = orEfault(() => c.mem.read(data, BigInt(bitmap.length), 'data'))
+    if (had) for (let i = 0; i < bitmap.length; i++) bitmap[i] |= had[i]
+    orEfault(() => c.mem.write(data, bitmap, 'data'))
     return {}
   }),
   ioctl('IOMMU_HWPT_INVALIDATE', 0x8d, S.iommu_hwpt_invalidate, '__reserved', hwptInvalidate),
@@ -737,6 +741,16 @@ export const IOCTLS: readonly Ioctl[] = [
     return {}
   }),
 ]
+
+/** What `f` returns, or undefined where it fails to reach the caller's memory (EFAULT). */
+function orEfault<T>(f: () => T): T | undefined {
+  try {
+    return f()
+  } catch (e) {
+    if (e instanceof ErrnoError && e.errno === 'EFAULT') return undefined
+    throw e
+  }
+}
 
 /** Undo: the object whose ID the reply carries in `field` is destroyed again (iommufd_object_abort_and_destroy). */
 const destroyOut =

@@ -135,6 +135,25 @@ describe('host tables: VT-d large leaves, freed tables and their invalidation', 
     assert.deepEqual(read(0x20000n, 0x4000n, 0x1000n), Buffer.from([0x02, 0, 0, 0, 0, 0, 0, 0]))
   })
 
+  it('GET_DIRTY_BITMAP sets bits in the caller\'s bitmap and clears none (iova_bitmap_set); a bitmap it cannot reach loses the bits and the ioctl still answers 0', () => {
+    t.ok(`IOAS_MAP_FILE ioas_id=${ioas} flags=FIXED_IOVA|READABLE|WRITEABLE path=${file} start=0 length=0x4000 iova=0x10000`)
+    const hwpt = t.id(`HWPT_ALLOC dev_id=${dev} pt_id=${ioas} flags=DIRTY_TRACKING`, 'out_hwpt_id')
+    t.ok(`DEVICE_ATTACH dev_id=${dev} pt_id=${hwpt}`)
+    t.ok(`HWPT_SET_DIRTY_TRACKING hwpt_id=${hwpt} flags=ENABLE`)
+    const get = (buffers: Map<bigint, Buffer | 'fault'>) => t.ioctl('HWPT_GET_DIRTY_BITMAP', { hwpt_id: BigInt(hwpt), iova: 0x10000n, length: 0x4000n, page_size: 0x1000n, data: 0x9000n }, { buffers })
+    assert.match(dma(t, { op: 'write', iova: 0x11000n, len: 1, data: Buffer.from('x') }), /^ok write /m)
+    // bit 3 was set by the caller and stays; bit 1 is the dirty page's
+    const r = get(new Map([[0x9000n, Buffer.from([0x08, 0, 0, 0, 0, 0, 0, 0])]]))
+    assert.equal(r.errno, undefined, r.message)
+    assert.deepEqual(r.written.get(0x9000n), Buffer.from([0x0a, 0, 0, 0, 0, 0, 0, 0]))
+    assert.match(dma(t, { op: 'write', iova: 0x12000n, len: 1, data: Buffer.from('y') }), /^ok write /m)
+    const lost = get(new Map([[0x9000n, 'fault']]))
+    assert.equal(lost.errno, undefined, lost.message)
+    assert.equal(lost.written.size, 0)
+    // the read cleaned the page anyway: its bit does not come back
+    assert.deepEqual(get(new Map([[0x9000n, Buffer.alloc(8)]])).written.get(0x9000n), Buffer.alloc(8))
+  })
+
   it('attach, map, DMA, unmap, detach and destroy a hundred times: the host table memory comes back each time and does not grow', () => {
     const mem = t.vtd().memory
     const spans: number[] = []
