@@ -24,9 +24,9 @@ them. Other files and descriptors are untouched. Exits with PROGRAM's status.
                 below it; the choice is named on stderr)
   --namespace   no shim: run PROGRAM (root only) in a private mount namespace
                 where /dev/iommu, /dev/vfio/devices/*, /sys/class/iommu,
-                /sys/bus/pci/devices, /sys/kernel/iommu_groups and
-                /sys/kernel/debug are the mount's (the rest of /dev is the
-                machine's). Its real ioctl() calls reach the model (libfuse3
+                /sys/class/vfio-dev, /sys/bus/pci/devices,
+                /sys/kernel/iommu_groups and /sys/kernel/debug are the
+                mount's (the rest of /dev and /sys/class is the machine's). Its real ioctl() calls reach the model (libfuse3
                 backend), so static binaries and raw syscalls work too;
                 nothing outside it changes. The descriptors an ioctl returns
                 (fault queues, vEVENTQs, the selftest's accesses and
@@ -142,7 +142,9 @@ export function elfLinkage(file: string): 'static' | 'dynamic' | 'other' {
  * on a tmpfs: the old one's nodes and links copied (cp -a makes device nodes),
  * its directories bound, the mount's nodes bound in; then it is moved over
  * /dev. The sysfs directories exist on every machine and are bound over
- * (debugfs too: the program reads the model's, as the shim redirects it).
+ * (debugfs too: the program reads the model's, as the shim redirects it);
+ * /sys/class is built the same way as /dev, since the machine may have no
+ * vfio-dev class to bind over.
  */
 const NAMESPACE_SCRIPT = `set -e
 M=$1; S=$2; shift 2
@@ -166,9 +168,22 @@ for d in "$M"/dev/vfio/devices/*; do
 done
 mount --move "$stage" /dev
 rmdir "$stage"
-for s in class/iommu bus/pci/devices kernel/iommu_groups kernel/debug; do
+for s in bus/pci/devices kernel/iommu_groups kernel/debug; do
   mount --bind "$M/sys/$s" "/sys/$s"
 done
+classes=$(mktemp -d /run/iommufs-class.XXXXXX)
+mount -t tmpfs -o mode=755 iommufs-class "$classes"
+for e in /sys/class/*; do
+  [ -e "$e" ] || continue
+  mkdir "$classes/\${e##*/}"
+  mount --rbind "$e" "$classes/\${e##*/}"
+done
+for c in iommu vfio-dev; do
+  mkdir -p "$classes/$c"
+  mount --bind "$M/sys/class/$c" "$classes/$c"
+done
+mount --move "$classes" /sys/class
+rmdir "$classes"
 exec "$S" "$M" "$@"
 `
 

@@ -98,11 +98,15 @@ IOMMU_TEST_CMD DMABUF_REVOKE of /dev/null: EINVAL
     })
   })
 
-  it('exec --namespace changes nothing outside: /dev/iommu does not appear on the machine', async () => {
+  it('exec --namespace changes nothing outside: /dev/iommu does not appear on the machine; inside, /sys/class has the mount\'s iommu and vfio-dev and the machine\'s other classes', async () => {
     await withMount(async (m) => {
-      const inside = await nsExec(m, 'sh', ['-c', 'test -e /dev/iommu && ls /sys/class/iommu'])
+      const inside = await nsExec(m, 'sh', ['-c', 'test -e /dev/iommu && ls /sys/class/iommu /sys/class/vfio-dev && test -e /sys/class/vfio-dev/vfio4/device && ls /sys/class | grep -c .'])
       assert.equal(inside.code, 0, inside.stderr)
-      assert.equal(inside.stdout, 'dmar0\nsmmu3.0x0000000009050000\nsmmu3.0x0000000009060000\n')
+      const machineClasses = (await run('sh', ['-c', 'ls /sys/class; for c in iommu vfio-dev; do [ -e /sys/class/$c ] || echo $c; done'])).stdout.split('\n').filter(Boolean).length
+      assert.equal(
+        inside.stdout,
+        `/sys/class/iommu:\ndmar0\nsmmu3.0x0000000009050000\nsmmu3.0x0000000009060000\n\n/sys/class/vfio-dev:\nvfio0\nvfio1\nvfio2\nvfio3\nvfio4\nvfio5\n${machineClasses}\n`,
+      )
       const outside = await run('sh', ['-c', 'ls /sys/class/iommu; test -e /dev/iommu; echo $?'])
       assert.ok(!outside.stdout.includes('dmar0'), outside.stdout)
       assert.match(outside.stdout, /(^|\n)1\n$/, 'no /dev/iommu outside')
