@@ -211,7 +211,10 @@ enum {
   }
   out.push('/* commands that take a value, not a struct, and the values VFIO_CHECK_EXTENSION and VFIO_SET_IOMMU take */')
   for (const i of IOCTLS.filter((x) => x.family === 'arg')) out.push(`#ifndef ${i.name}`, `#define ${i.name} _IO(VFIO_TYPE, VFIO_BASE + ${(i.cmd & 0xff) - 100}) /* ${hex(i.cmd)} */`, '#endif')
-  for (const [k, v] of Object.entries(VfioExtension)) out.push(`#ifndef ${VFIO_EXTENSION_NAMES[k as keyof typeof VfioExtension]}`, `#define ${VFIO_EXTENSION_NAMES[k as keyof typeof VfioExtension]} ${v}`, '#endif')
+  for (const [k, v] of Object.entries(VfioExtension)) {
+    const name = VFIO_EXTENSION_NAMES[k as keyof typeof VfioExtension]
+    out.push(`#ifndef ${name}`, `#define ${name} ${v}`, '#endif')
+  }
   out.push('')
   out.push('#endif /* _IOMMUFS_IOMMUFD_H */')
   return `${out.join('\n')}\n`

@@ -42,7 +42,7 @@ export interface Area {
 }
 
 /** Why a file mapping's pages cannot be pinned (memfd_pin_folios: EINVAL), or undefined: anything else pins as far as its file goes. */
-export function filePinRefusal(a: Area): string | undefined {
+function filePinRefusal(a: Area): string | undefined {
   const b = a.memory?.backing
   return a.pages.file && b instanceof FileBacking ? b.pinRefusal(a.memory!.offset, a.length) : undefined
 }
@@ -613,11 +613,24 @@ function stretchOf(a: Area, lo = 0n, hi = a.length - 1n): PinnedStretch {
  * lock limit, before anything changes. Only sets charged to a user or an mm
  * are counted, so mappings made with CAP_IPC_LOCK cost nothing here.
  */
-export function checkNewPins(world: { ioases(): Iterable<Ioas> }, areas: readonly Area[]): void {
+function checkNewPins(world: { ioases(): Iterable<Ioas> }, areas: readonly Area[]): void {
   const charged = areas.filter((a) => a.pages.owner && a.pages.owner.mode !== 'none')
   if (!charged.length) return
   const current = pinnedStretchesOf(world.ioases())
   checkPinLimits(npinned(current), npinned([...current, ...charged.map((a) => stretchOf(a))]))
+}
+
+/**
+ * What pinning `areas` whole refuses, before anything changes: file pages
+ * memfd_pin_folios will not take (EINVAL, `at` naming the area), then pins
+ * past a memory lock limit (ENOMEM).
+ */
+export function checkPins(world: { ioases(): Iterable<Ioas> }, areas: readonly Area[], at: (a: Area) => string): void {
+  for (const a of areas) {
+    const refusal = filePinRefusal(a)
+    if (refusal) throw new ErrnoError('EINVAL', `${at(a)}: ${refusal}`)
+  }
+  checkNewPins(world, areas)
 }
 
 /** The checks a first domain of `ioas` makes as it pins every area (iopt_table_add_domain): EFAULT, EINVAL, then ENOMEM. */
@@ -692,14 +705,11 @@ export function ioasMapFile(ctx: IommufdContext, a: MapFileArgs, open: (writable
     const size = file.size()
     // a DMA-BUF's size is checked at once; a file's pages are pinned (EINVAL past its end) only to fill a domain
     const dmabuf = !(file instanceof FileBacking)
-    const refuse = (why: string) => new ErrnoError('EINVAL', `start=${hex(a.start)} length=${hex(a.length)}: ${why}`)
-    if (dmabuf && a.start + a.length > size) throw refuse(`beyond the end of the file (${hex(size)} bytes)`)
+    if (dmabuf && a.start + a.length > size) throw new ErrnoError('EINVAL', `start=${hex(a.start)} length=${hex(a.length)}: beyond the end of the file (${hex(size)} bytes)`)
     const area = ioas.planMap({ flags: a.flags, length: a.length, iova: a.iova, userVa: a.start, pages: new PinnedPages(true, ownerFor(caller, ctx.rlimitMode === 1n), writable, dmabuf) })
     checkReadOnly(ioas, a.flags)
     const mapped = { ...area, memory: { backing: file, offset: a.start } }
-    const refusal = ioas.hwpts.size ? filePinRefusal(mapped) : undefined
-    if (refusal) throw refuse(refusal)
-    if (ioas.hwpts.size) checkNewPins(ctx.world, [mapped])
+    if (ioas.hwpts.size) checkPins(ctx.world, [mapped], () => `start=${hex(a.start)} length=${hex(a.length)}`)
     ioas.insert(mapped)
     return area.iova
   } catch (e) {
@@ -743,9 +753,7 @@ export function ioasCopy(ctx: IommufdContext, a: CopyArgs): bigint {
   })
   checkReadOnly(dst, a.flags)
   // the destination's domains pin the pieces (iopt_fill_domains) as a map would
-  const unpinnable = dst.hwpts.size ? planned.find((p) => filePinRefusal(p)) : undefined
-  if (unpinnable) throw new ErrnoError('EINVAL', `dst_iova=${hex(unpinnable.iova)}: cannot be pinned for the domain: ${filePinRefusal(unpinnable)}`)
-  if (dst.hwpts.size) checkNewPins(ctx.world, planned)
+  if (dst.hwpts.size) checkPins(ctx.world, planned, (p) => `dst_iova=${hex(p.iova)}: cannot be pinned for the domain`)
   for (const p of planned) {
     p.memory?.backing.hold()
     dst.insert({ ...p, flags: a.flags & ~MapFlag.FIXED_IOVA })

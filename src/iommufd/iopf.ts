@@ -16,14 +16,11 @@ import { HeldRequest } from '../hw/vtd/prq'
 import { pageGroupResponse } from '../hw/vtd/qi'
 import { LIMITS } from '../util/limits'
 import { Device } from './device'
-import { FaultFlag, PageRequest, PageResponseCode, describePageRequest } from './eventq'
+import { FaultFlag, PageRequest, PageResponseCode, PgfaultPerm, describePageRequest } from './eventq'
 import { driverFor } from './driver'
 import { Hwpt, HwptNested } from './hwpt'
 import { hex } from './checks'
 import type { World } from './world'
-
-/** iommu_hwpt_pgfault perm bits. */
-export const PgfaultPerm = { READ: 1 << 0, WRITE: 1 << 1, EXEC: 1 << 2, PRIV: 1 << 3 } as const
 
 function permOf(read: boolean, write: boolean, exec: boolean, priv: boolean): number {
   return (read ? PgfaultPerm.READ : 0) | (write ? PgfaultPerm.WRITE : 0) | (exec ? PgfaultPerm.EXEC : 0) | (priv ? PgfaultPerm.PRIV : 0)

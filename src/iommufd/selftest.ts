@@ -13,7 +13,7 @@ import type { IommufdContext } from './context'
 import { Device, attach, bind, pasidAttach, pasidDetach, pasidReplace, unbind } from './device'
 import { Hwpt, HwptNested, HwptPaging, MOCK_IOTLB_NUM } from './hwpt'
 import { markDirtyPte } from './dirty'
-import { Area, Ioas, IoasAccess, IovaRange, MapFlag, PAGE_SIZE, ULONG_MAX, areaKey, areaTouches, checkNewPins, filePinRefusal } from './ioas'
+import { Area, Ioas, IoasAccess, IovaRange, MapFlag, PAGE_SIZE, ULONG_MAX, areaKey, areaTouches, checkPins } from './ioas'
 import { PageKey, PageResolver, pageOf, sameKey } from '../memory/pages'
 import { IommufdObject, MmioFile, objectFilePath, objectIdAt } from './objects'
 import { VeventqType, veventqOf } from './veventq'
@@ -526,10 +526,6 @@ export function accessPages(ctx: IommufdContext, p: AccessPagesArgs): number {
   if (!a.needsPin) throw new ErrnoError('EOPNOTSUPP', `id=${p.handle}: the access was created without NEEDS_PIN_PAGES`)
   const pieces = contig(a, p.iova, p.length, (p.flags & AccessPagesFlag.WRITE) !== 0)
   if (pieces.some((x) => x.iova % PAGE_SIZE !== x.userVa % PAGE_SIZE)) throw new ErrnoError('EINVAL', `iova=${hex(p.iova)}: not page-aligned with its user address`)
-  for (const x of pieces) {
-    const refusal = filePinRefusal(x)
-    if (refusal) throw new ErrnoError('EINVAL', `the mapping at ${hex(x.iova)} cannot be pinned: ${refusal}`)
-  }
   if (p.uptr) {
     // the page under each IOVA page must be the caller's page at uptr, by identity (src/memory/pages.ts)
     const r = new PageResolver()
@@ -544,8 +540,8 @@ export function accessPages(ctx: IommufdContext, p: AccessPagesArgs): number {
       }
     }
   }
-  // the pin is charged as a domain's would be (iopt_area_add_access)
-  checkNewPins(ctx.world, pieces)
+  // the pin is made and charged as a domain's would be (iopt_area_add_access)
+  checkPins(ctx.world, pieces, (x) => `the mapping at ${hex(x.iova)} cannot be pinned`)
   return a.addItem({ start: p.iova, last: p.iova + p.length - 1n })
 }
 

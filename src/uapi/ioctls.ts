@@ -734,10 +734,9 @@ export const IOCTLS: readonly Ioctl[] = [
     const pasid = pasidOf(c, S.vfio_device_detach_iommufd_pt)
     const dev = ctxOf(c).device(boundDevice(c))
     // each detach ends only what its own attach made: a plain detach leaves a RID attached as PASID 0, and the reverse
-    if (pasid === undefined) {
-      if (!dev.ridAsPasid0) device.detach(ctxOf(c), dev.id)
-    } else if (pasid !== device.NO_PASID) device.pasidDetach(ctxOf(c), dev.id, pasid)
-    else if (dev.ridAsPasid0) device.pasidDetach(ctxOf(c), dev.id, pasid)
+    const made = pasid === undefined ? !dev.ridAsPasid0 : pasid !== device.NO_PASID || dev.ridAsPasid0
+    if (made && pasid === undefined) device.detach(ctxOf(c), dev.id)
+    else if (made) device.pasidDetach(ctxOf(c), dev.id, pasid!)
     return {}
   }),
 ]
